@@ -1,0 +1,179 @@
+/* core/gv_buf.c - growable byte buffer with a hard cap */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "core/gv_buf.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/gv_mem.h"
+
+void gv_buf_init(struct gv_buf *b, size_t max)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->max = max ? max : SIZE_MAX - 1;
+}
+
+void gv_buf_free(struct gv_buf *b)
+{
+    gv_free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+void gv_buf_reset(struct gv_buf *b)
+{
+    b->len = 0;
+    if (b->data) {
+        b->data[0] = '\0';
+    }
+}
+
+static gv_rc reserve(struct gv_buf *b, size_t extra)
+{
+    size_t need;
+    size_t ncap;
+
+    if (extra > b->max || b->len > b->max - extra) {
+        return GV_E2BIG;
+    }
+    need = b->len + extra + 1;
+    if (need <= b->cap) {
+        return GV_OK;
+    }
+    ncap = b->cap ? b->cap : 64;
+    while (ncap < need) {
+        ncap = ncap > SIZE_MAX / 2 ? need : ncap * 2;
+    }
+    if (ncap > b->max + 1) {
+        ncap = b->max + 1;
+    }
+    b->data = gv_realloc(b->data, ncap);
+    b->cap = ncap;
+    return GV_OK;
+}
+
+gv_rc gv_buf_append(struct gv_buf *b, const void *p, size_t n)
+{
+    gv_rc rc = reserve(b, n);
+    if (rc) {
+        return rc;
+    }
+    if (n) {
+        memcpy(b->data + b->len, p, n);
+    }
+    b->len += n;
+    b->data[b->len] = '\0';
+    return GV_OK;
+}
+
+gv_rc gv_buf_append_str(struct gv_buf *b, const char *s)
+{
+    return gv_buf_append(b, s, strlen(s));
+}
+
+gv_rc gv_buf_append_char(struct gv_buf *b, char c)
+{
+    return gv_buf_append(b, &c, 1);
+}
+
+gv_rc gv_buf_vappendf(struct gv_buf *b, const char *fmt, va_list ap)
+{
+    va_list cp;
+    int n;
+    gv_rc rc;
+
+    va_copy(cp, ap);
+    n = vsnprintf(NULL, 0, fmt, cp);
+    va_end(cp);
+    if (n < 0) {
+        return GV_EINVAL;
+    }
+    rc = reserve(b, (size_t)n);
+    if (rc) {
+        return rc;
+    }
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+    return GV_OK;
+}
+
+gv_rc gv_buf_appendf(struct gv_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    gv_rc rc;
+
+    va_start(ap, fmt);
+    rc = gv_buf_vappendf(b, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+gv_rc gv_buf_append_json_str(struct gv_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i;
+    gv_rc rc = gv_buf_append_char(b, '"');
+
+    for (i = 0; rc == GV_OK && i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[7];
+        switch (c) {
+        case '"':
+            rc = gv_buf_append(b, "\\\"", 2);
+            break;
+        case '\\':
+            rc = gv_buf_append(b, "\\\\", 2);
+            break;
+        case '\n':
+            rc = gv_buf_append(b, "\\n", 2);
+            break;
+        case '\r':
+            rc = gv_buf_append(b, "\\r", 2);
+            break;
+        case '\t':
+            rc = gv_buf_append(b, "\\t", 2);
+            break;
+        default:
+            if (c < 0x20) {
+                esc[0] = '\\';
+                esc[1] = 'u';
+                esc[2] = '0';
+                esc[3] = '0';
+                esc[4] = hex[c >> 4];
+                esc[5] = hex[c & 15];
+                rc = gv_buf_append(b, esc, 6);
+            }
+            else {
+                rc = gv_buf_append_char(b, (char)c);
+            }
+        }
+    }
+    if (rc == GV_OK) {
+        rc = gv_buf_append_char(b, '"');
+    }
+    return rc;
+}
+
+void gv_buf_consume(struct gv_buf *b, size_t n)
+{
+    if (n >= b->len) {
+        gv_buf_reset(b);
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+    b->data[b->len] = '\0';
+}
+
+char *gv_buf_steal(struct gv_buf *b)
+{
+    char *p = b->data ? b->data : gv_strdup("");
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    return p;
+}

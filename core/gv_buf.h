@@ -1,0 +1,40 @@
+/* core/gv_buf.h - growable byte buffer with a hard cap */
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef GV_BUF_H
+#define GV_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "core/gv_rc.h"
+
+/* A byte buffer that grows up to `max` bytes. data is always NUL-terminated
+ * (the terminator is not counted in len), so text can be used in place. */
+struct gv_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    size_t max;
+};
+
+/* Cannot fail; allocates nothing until the first append. max 0 means SIZE_MAX. */
+void gv_buf_init(struct gv_buf *b, size_t max);
+/* Releases the storage; the buffer can be reused after gv_buf_init. */
+void gv_buf_free(struct gv_buf *b);
+/* Empties the buffer, keeping its storage. */
+void gv_buf_reset(struct gv_buf *b);
+/* Append n bytes. GV_E2BIG (and nothing appended) when len + n would exceed max. */
+gv_rc gv_buf_append(struct gv_buf *b, const void *p, size_t n);
+gv_rc gv_buf_append_str(struct gv_buf *b, const char *s);
+gv_rc gv_buf_append_char(struct gv_buf *b, char c);
+gv_rc gv_buf_appendf(struct gv_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+gv_rc gv_buf_vappendf(struct gv_buf *b, const char *fmt, va_list ap);
+/* Append s as a JSON string literal, quotes included. */
+gv_rc gv_buf_append_json_str(struct gv_buf *b, const char *s, size_t n);
+/* Drop the first n bytes (n > len empties the buffer). */
+void gv_buf_consume(struct gv_buf *b, size_t n);
+/* Hands the storage to the caller (free with gv_free) and resets b. Never NULL. */
+char *gv_buf_steal(struct gv_buf *b);
+
+#endif

@@ -1,0 +1,71 @@
+/* core/gv_record.h - what kt knows about one request once it is done */
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef GV_RECORD_H
+#define GV_RECORD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/gv_pii.h"
+
+enum gv_decision {
+    GV_DECISION_ALLOWED = 0, /* passed every policy unchanged (flags/logs allowed) */
+    GV_DECISION_REDACTED,    /* forwarded after a policy rewrote it */
+    GV_DECISION_BLOCKED,     /* a policy refused it; never reached the upstream */
+    GV_DECISION_ERROR        /* bad request, upstream failure, timeout */
+};
+
+/* What a policy did to this request. Mirrors enum gw_action's order. */
+enum gv_outcome_action {
+    GV_OUTCOME_PASS = 0,
+    GV_OUTCOME_LOG,
+    GV_OUTCOME_FLAG,
+    GV_OUTCOME_REDACT,
+    GV_OUTCOME_BLOCK,
+    GV_OUTCOME_SKIPPED, /* not run: an earlier policy blocked */
+    GV_OUTCOME_ERROR    /* the policy failed; the chain failed closed */
+};
+
+#define GV_RECORD_MAX_POLICIES 16
+#define GV_RUN_TAG_MAX 128 /* W&B run ids, projects, entities, groups: bytes */
+
+struct gv_policy_outcome {
+    char name[48];
+    enum gv_outcome_action action;
+    double score; /* detector score in [0,1], or 0 */
+    uint32_t pii_counts[GV_PII_NTYPES];
+};
+
+/* Plain data, copied by value: it outlives the request and crosses threads.
+ * Never holds prompt text, response text, keys or PII values. */
+struct gv_record {
+    char request_id[40];
+    char run_id[GV_RUN_TAG_MAX + 1];
+    char project[GV_RUN_TAG_MAX + 1];
+    char entity[GV_RUN_TAG_MAX + 1];
+    char run_group[GV_RUN_TAG_MAX + 1];
+    char principal[64]; /* from rbac; empty when anonymous */
+    char team[64];
+    char model[128];
+    char target[64];
+    enum gv_decision decision;
+    char error_code[48]; /* OpenAI error code or policy name when not allowed */
+    uint32_t npolicies;
+    struct gv_policy_outcome policies[GV_RECORD_MAX_POLICIES];
+    uint64_t start_wall_us;
+    uint64_t latency_total_us;
+    uint64_t latency_upstream_us;
+    uint64_t latency_gateway_us;
+    uint64_t tokens_prompt;
+    uint64_t tokens_completion;
+    double cost_usd;
+    int http_status;
+    bool streamed;
+};
+
+const char *gv_decision_str(enum gv_decision d);
+/* -1 when unknown */
+int gv_decision_parse(const char *s);
+const char *gv_outcome_action_str(enum gv_outcome_action a);
+
+#endif

@@ -1,0 +1,30 @@
+/* core/gv_time.c - clocks in microseconds */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "core/gv_time.h"
+
+#include <stdio.h>
+#include <time.h>
+
+uint64_t gv_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t gv_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void gv_time_rfc3339(uint64_t wall_us, char *buf, unsigned long size)
+{
+    time_t secs = (time_t)(wall_us / 1000000u);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (unsigned)((wall_us % 1000000u) / 1000u));
+}

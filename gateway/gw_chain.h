@@ -1,0 +1,61 @@
+/* gateway/gw_chain.h - the configured policies, run in chain order */
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef GW_CHAIN_H
+#define GW_CHAIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/gv_buf.h"
+#include "core/gv_rc.h"
+#include "core/gv_record.h"
+#include "gateway/gw_config.h"
+#include "gateway/gw_policy.h"
+#include "gateway/gw_req.h"
+
+struct json_object;
+struct gw_chain;
+struct gw_chain_stream;
+
+/* Instantiate every policy of cfg->chain (none when pack.enabled is false):
+ * allocate ctx, apply the config map, call init. Errors are GV_ECONFIG with
+ * err positioned in the config file. Logs one warning naming the policies that
+ * are configured but have no implementation in this build (they pass traffic
+ * through) and one line when the pack is disabled.
+ * Thread-safety: the chain is read-only after create; share it between workers. */
+gv_rc gw_chain_create(const struct gw_config *cfg, const char *state_dir, struct gw_chain **out,
+                      struct gv_cfg_err *err);
+void gw_chain_destroy(struct gw_chain *chain);
+
+/* Number of policies and their names, in order (for /health). */
+size_t gw_chain_size(const struct gw_chain *chain);
+const char *gw_chain_name(const struct gw_chain *chain, size_t i);
+
+/* Run evaluate() of each prompt policy in order. Records each policy's
+ * outcome in req->rec->policies (the ones after a BLOCK are SKIPPED). *out is the
+ * most severe verdict; for a BLOCK, code/status/message are the blocker's
+ * (code defaults to the policy name, status to 403). A policy that fails (rc)
+ * makes the chain BLOCK with status 500 and code "policy_error"; the rc is
+ * not returned: the chain always decides. */
+void gw_chain_evaluate(struct gw_chain *chain, struct gw_req *req, struct gw_verdict *out);
+
+/* True when some policy wants to see answers (scan_responses). */
+bool gw_chain_wants_response(const struct gw_chain *chain);
+
+/* Non-streamed answer: let response policies rewrite it in place. */
+void gw_chain_response_json(struct gw_chain *chain, struct gw_req *req, struct json_object *resp);
+
+/* Streamed answers: one stream state per request, text fed per choice index in
+ * arrival order. stream_text appends to out what may be sent now (possibly
+ * rewritten); final=true flushes what was held back for that choice. */
+struct gw_chain_stream *gw_chain_stream_open(struct gw_chain *chain, struct gw_req *req);
+gv_rc gw_chain_stream_text(struct gw_chain_stream *st, int choice, const char *text, size_t len,
+                           bool final, struct gv_buf *out);
+void gw_chain_stream_close(struct gw_chain_stream *st);
+
+/* After the request is finished: complete() hooks in chain order (cost, audit),
+ * which may fill rec->cost_usd and similar. Never blocks. Frees per-request
+ * policy state. */
+void gw_chain_complete(struct gw_chain *chain, struct gw_req *req, struct gv_record *rec);
+
+#endif

@@ -1,0 +1,59 @@
+/* gateway/gw_config.h - the policy-config.yaml model: pack, providers, chain, settings */
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef GW_CONFIG_H
+#define GW_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/gv_rc.h"
+#include "core/gv_yaml.h"
+
+enum gw_provider_kind { GW_PROVIDER_OPENAI = 0, GW_PROVIDER_OPENAI_COMPATIBLE };
+
+struct gw_target {
+    const char *id;        /* `id:` */
+    enum gw_provider_kind kind;
+    char *model;           /* MODEL of "openai:chat:MODEL" */
+    char *base_url;        /* no trailing slash; target's, else OPENAI_BASE_URL, else OpenAI's */
+    const char *secret_env;/* secret_key_ref.env, or NULL */
+    char *secret;          /* resolved at load; NEVER logged or stored anywhere */
+    bool stream_usage;     /* ask the upstream for usage on streams (default true) */
+    long connect_timeout_ms;
+    long first_byte_timeout_ms;
+    long idle_timeout_ms;  /* max gap between bytes of a streamed answer */
+};
+
+/* One entry of policies.chain with its `policy.<name>` settings (may be NULL). */
+struct gw_chain_entry {
+    const char *name;
+    const struct gv_ynode *name_node;    /* position of the chain entry */
+    const struct gv_ynode *settings;     /* policy.<name>, a mapping, or NULL */
+};
+
+struct gw_config {
+    struct gv_ydoc *doc;   /* owns every string that points into the document */
+    const char *path;
+    const char *pack_name;
+    const char *pack_version;
+    bool pack_enabled;
+    size_t ntargets;
+    struct gw_target *targets;
+    size_t nchain;
+    struct gw_chain_entry *chain;
+    /* gateway: settings (all optional; defaults in the configuration reference) */
+    size_t max_body_bytes;       /* default 4 MiB */
+    size_t max_response_bytes;   /* non-streamed upstream answers; default 32 MiB */
+};
+
+/* Load and validate a policy config. Every problem is GV_ECONFIG with err
+ * "file:line:col: message" (a missing secret env var included). Policy
+ * settings are validated too, through each policy's ops (gw_policy_validate).
+ * On success *out belongs to the caller: gw_config_destroy. */
+gv_rc gw_config_load(const char *path, struct gw_config **out, struct gv_cfg_err *err);
+void gw_config_destroy(struct gw_config *cfg);
+
+/* Find the target for a request's `model`: a target whose model or id equals it. */
+const struct gw_target *gw_config_find_target(const struct gw_config *cfg, const char *model);
+
+#endif

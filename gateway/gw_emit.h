@@ -1,0 +1,31 @@
+/* gateway/gw_emit.h - where finished request records go (the agent, later) */
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef GW_EMIT_H
+#define GW_EMIT_H
+
+#include "core/gv_rc.h"
+#include "core/gv_record.h"
+
+struct gw_emitter;
+
+struct gw_emitter_ops {
+    const char *name;
+    /* Called on worker threads, once per finished request, concurrently.
+     * Must never block or slow the request: copy and return. */
+    gv_rc (*emit)(struct gw_emitter *em, const struct gv_record *rec);
+    /* Numbers for /health: events dropped so far, events waiting. */
+    void (*stats)(struct gw_emitter *em, unsigned long long *dropped,
+                  unsigned long long *pending);
+    void (*destroy)(struct gw_emitter *em);
+};
+
+struct gw_emitter {
+    const struct gw_emitter_ops *ops;
+    void *ctx;
+};
+
+/* An emitter that discards records: the gateway without an agent. */
+gv_rc gw_emitter_create_noop(struct gw_emitter **out);
+void gw_emitter_destroy(struct gw_emitter *em);
+
+#endif

@@ -1,0 +1,84 @@
+/* gateway/gw_policy.h - how a policy plugs into the chain */
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef GW_POLICY_H
+#define GW_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/gv_buf.h"
+#include "core/gv_cfg.h"
+#include "core/gv_pii.h"
+#include "core/gv_rc.h"
+#include "core/gv_record.h"
+
+struct gw_req;
+struct json_object;
+struct gw_policy;
+
+/* Ordered by severity: the chain's decision is the most severe verdict. */
+enum gw_action {
+    GW_ACTION_PASS = 0,
+    GW_ACTION_LOG,    /* record only */
+    GW_ACTION_FLAG,   /* allowed, recorded as flagged */
+    GW_ACTION_REDACT, /* allowed after rewriting the request */
+    GW_ACTION_BLOCK   /* refused with `status` (403 unless the policy says otherwise) */
+};
+
+struct gw_verdict {
+    enum gw_action action;
+    uint16_t status;       /* for BLOCK: 401, 403, 503...; 0 means 403 */
+    const char *code;      /* for BLOCK: OpenAI error `code`; NULL means the policy's name */
+    const char *message;   /* for BLOCK: static text for the client; never prompt text */
+    double score;          /* detector score, if any */
+    uint32_t pii_counts[GV_PII_NTYPES];
+};
+
+#define GW_POL_PROMPT 0x1u   /* evaluate() on requests */
+#define GW_POL_RESPONSE 0x2u /* response_json()/stream_text() on answers */
+#define GW_POL_COMPLETE 0x4u /* complete() once the request is finished */
+
+struct gw_policy_ops {
+    const char *name;                      /* the chain's name: "pii-detector" */
+    const struct gv_cfg_map *config_map;   /* fills ctx from policy.<name>; may be NULL */
+    size_t ctx_size;                       /* chain allocates ctx zeroed, this size */
+    unsigned flags;
+    bool settings_required;                /* chain entry without policy.<name> is an error */
+    /* Compile/validate after config_map filled ctx. `settings` is policy.<name>
+     * (may be NULL) for hand-parsed parts; errors go to err with positions. */
+    gv_rc (*init)(struct gw_policy *pol, const char *path, const struct gv_ynode *settings,
+                  struct gv_cfg_err *err);
+    /* Runs on every worker thread at once: read ctx only (thread-local scratch is
+     * fine). May rewrite the request body (redaction) through gw_req. A decision
+     * is never an error: any rc other than GV_OK makes the chain fail closed. */
+    gv_rc (*evaluate)(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out);
+    /* Non-streamed answer: may rewrite the parsed response in place. */
+    gv_rc (*response_json)(struct gw_policy *pol, struct gw_req *req, struct json_object *resp,
+                           struct gw_verdict *out);
+    /* Streamed answer text, piece by piece per choice. The policy appends to `out`
+     * what is safe to send now and may hold back a suffix in *state (allocated by
+     * the policy on first use, freed by stream_free); `final` flushes everything. */
+    gv_rc (*stream_text)(struct gw_policy *pol, struct gw_req *req, void **state,
+                         const char *text, size_t len, bool final, struct gv_buf *out,
+                         struct gw_verdict *v);
+    void (*stream_free)(struct gw_policy *pol, void *state);
+    /* After the answer was sent (or the request refused), with the record final
+     * except for later policies' complete(): cost, audit. Must not block. */
+    void (*complete)(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec);
+    void (*destroy)(struct gw_policy *pol);
+};
+
+struct gw_policy {
+    const struct gw_policy_ops *ops;
+    void *ctx;            /* ops->ctx_size bytes, owned by the chain */
+    const char *name;     /* chain entry name */
+    const char *state_dir;/* the gateway's state dir, for policies that persist */
+};
+
+/* The registry: every policy type compiled in. NULL when unknown. */
+const struct gw_policy_ops *gw_policy_find(const char *name);
+/* NULL-terminated list, for `kt help` and error messages. */
+const struct gw_policy_ops *const *gw_policy_all(void);
+
+#endif

@@ -1,0 +1,122 @@
+/* gateway/gw_req.c - walking the texts of a chat completion request */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "gateway/gw_req.h"
+
+#include <json-c/json.h>
+#include <string.h>
+
+/* Replacement texts are bounded by the request body cap times a small factor:
+ * a redaction placeholder is never much longer than what it replaces. */
+#define REPLACEMENT_MAX (64u * 1024u * 1024u)
+
+static gv_rc visit(struct gw_req *req, struct json_object *holder, const char *key,
+                   struct json_object *arr, size_t idx, struct json_object *str, const char *role,
+                   const char *kind, gw_text_fn fn, void *arg)
+{
+    struct gv_buf rep;
+    bool replace = false;
+    gv_rc rc;
+    const char *text = json_object_get_string(str);
+    size_t len = (size_t)json_object_get_string_len(str);
+
+    gv_buf_init(&rep, REPLACEMENT_MAX);
+    rc = fn(arg, role, kind, text, len, &rep, &replace);
+    if (rc == GV_OK && replace) {
+        struct json_object *nv = json_object_new_string_len(rep.data ? rep.data : "", (int)rep.len);
+        if (arr) {
+            json_object_array_put_idx(arr, idx, nv);
+        }
+        else {
+            json_object_object_add(holder, key, nv);
+        }
+        req->body_modified = true;
+    }
+    gv_buf_free(&rep);
+    return rc;
+}
+
+static gv_rc visit_content(struct gw_req *req, struct json_object *msg, const char *role,
+                           gw_text_fn fn, void *arg)
+{
+    struct json_object *content;
+    size_t i, n;
+    gv_rc rc = GV_OK;
+
+    if (!json_object_object_get_ex(msg, "content", &content) || !content) {
+        return GV_OK;
+    }
+    if (json_object_is_type(content, json_type_string)) {
+        return visit(req, msg, "content", NULL, 0, content, role, "content", fn, arg);
+    }
+    if (!json_object_is_type(content, json_type_array)) {
+        return GV_OK;
+    }
+    n = json_object_array_length(content);
+    for (i = 0; i < n && rc == GV_OK; i++) {
+        struct json_object *part = json_object_array_get_idx(content, i);
+        struct json_object *text;
+        if (json_object_is_type(part, json_type_string)) {
+            rc = visit(req, NULL, NULL, content, i, part, role, "content", fn, arg);
+        }
+        else if (json_object_is_type(part, json_type_object) &&
+                 json_object_object_get_ex(part, "text", &text) &&
+                 json_object_is_type(text, json_type_string)) {
+            rc = visit(req, part, "text", NULL, 0, text, role, "content", fn, arg);
+        }
+    }
+    return rc;
+}
+
+static gv_rc visit_arguments(struct gw_req *req, struct json_object *fnobj, const char *role,
+                             gw_text_fn fn, void *arg)
+{
+    struct json_object *args;
+    if (fnobj && json_object_object_get_ex(fnobj, "arguments", &args) &&
+        json_object_is_type(args, json_type_string)) {
+        return visit(req, fnobj, "arguments", NULL, 0, args, role, "arguments", fn, arg);
+    }
+    return GV_OK;
+}
+
+gv_rc gw_req_foreach_text(struct gw_req *req, gw_text_fn fn, void *arg)
+{
+    struct json_object *messages;
+    size_t i, n;
+    gv_rc rc = GV_OK;
+
+    if (!req->body || !json_object_object_get_ex(req->body, "messages", &messages) ||
+        !json_object_is_type(messages, json_type_array)) {
+        return GV_OK;
+    }
+    n = json_object_array_length(messages);
+    for (i = 0; i < n && rc == GV_OK; i++) {
+        struct json_object *msg = json_object_array_get_idx(messages, i);
+        struct json_object *o, *calls;
+        const char *role = "user";
+        size_t j, m;
+
+        if (!json_object_is_type(msg, json_type_object)) {
+            continue;
+        }
+        if (json_object_object_get_ex(msg, "role", &o) && json_object_is_type(o, json_type_string)) {
+            role = json_object_get_string(o);
+        }
+        rc = visit_content(req, msg, role, fn, arg);
+        if (rc == GV_OK && json_object_object_get_ex(msg, "tool_calls", &calls) &&
+            json_object_is_type(calls, json_type_array)) {
+            m = json_object_array_length(calls);
+            for (j = 0; j < m && rc == GV_OK; j++) {
+                struct json_object *call = json_object_array_get_idx(calls, j);
+                struct json_object *f = NULL;
+                if (json_object_is_type(call, json_type_object) &&
+                    json_object_object_get_ex(call, "function", &f)) {
+                    rc = visit_arguments(req, f, role, fn, arg);
+                }
+            }
+        }
+        if (rc == GV_OK && json_object_object_get_ex(msg, "function_call", &o)) {
+            rc = visit_arguments(req, o, role, fn, arg);
+        }
+    }
+    return rc;
+}

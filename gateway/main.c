@@ -1,0 +1,61 @@
+/* gateway/main.c - the kt executable: parse the subcommand, dispatch */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <stdio.h>
+#include <string.h>
+
+#include "gateway/gw_cmd.h"
+
+/* Each command lives in the library of its area; this table is all main knows.
+ * A command gets argv starting after its words ("kt gateway run --listen x"
+ * -> argv = {"--listen", "x"}). */
+struct kt_command {
+    const char *group;
+    const char *verb;
+    int (*run)(int argc, char **argv);
+    const char *help;
+};
+
+static const struct kt_command commands[] = {
+    {"gateway", "run", gw_cmd_gateway_run,
+     "--listen HOST:PORT --policy-config FILE [--state-dir DIR] [--workers N]"},
+    {"policy", "check", gw_cmd_policy_check, "FILE   validate a policy config"},
+    {NULL, NULL, NULL, NULL},
+};
+
+static void usage(FILE *out)
+{
+    size_t i;
+    fprintf(out, "kt %s - LLM governance gateway and W&B agent\n\nusage:\n", KT_VERSION);
+    for (i = 0; commands[i].group; i++) {
+        fprintf(out, "  kt %s %s %s\n", commands[i].group, commands[i].verb, commands[i].help);
+    }
+    fprintf(out, "  kt --version\n  kt help\n");
+}
+
+int main(int argc, char **argv)
+{
+    size_t i;
+
+    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("kt %s\n", KT_VERSION);
+        return 0;
+    }
+    for (i = 0; commands[i].group; i++) {
+        if (strcmp(argv[1], commands[i].group) != 0) {
+            continue;
+        }
+        /* "kt policy check FILE": group + verb; the verb is required. */
+        if (argc >= 3 && strcmp(argv[2], commands[i].verb) == 0) {
+            return commands[i].run(argc - 3, argv + 3);
+        }
+    }
+    fprintf(stderr, "kt: unknown command '%s%s%s'\n\n", argv[1], argc >= 3 ? " " : "",
+            argc >= 3 ? argv[2] : "");
+    usage(stderr);
+    return 2;
+}
