@@ -26,6 +26,11 @@ struct gw_emitter {
 
 /* An emitter that discards records: the gateway without an agent. */
 gv_rc gw_emitter_create_noop(struct gw_emitter **out);
+/* The emitter that sends events to `kt agent` over its Unix socket, spooling
+ * what the agent has not acknowledged under <state_dir>. socket_path NULL
+ * means the default <state_dir>/agent.sock. */
+gv_rc gw_emitter_create_agent(const char *state_dir, const char *socket_path,
+                              struct gw_emitter **out);
 void gw_emitter_destroy(struct gw_emitter *em);
 
 #endif

@@ -1,0 +1,83 @@
+/* exporters/ex_exporter.h - how an exporter plugs into the agent */
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef EX_EXPORTER_H
+#define EX_EXPORTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/gv_buf.h"
+#include "core/gv_cfg.h"
+#include "core/gv_pii.h"
+#include "core/gv_rc.h"
+#include "core/gv_record.h"
+
+#define EX_HIST_MAX_BINS 64
+
+struct ex_blocked_by {
+    char policy[48];
+    uint64_t count;
+};
+
+/* One run's aggregates at flush time. Counts are cumulative since the run was
+ * first seen (any snapshot alone tells the totals); the histogram covers only
+ * the requests since the previous flush. Plain data owned by the agent. */
+struct ex_run_snapshot {
+    char run_id[GV_RUN_TAG_MAX + 1]; /* "untagged" for requests without a run id */
+    char project[GV_RUN_TAG_MAX + 1];
+    char entity[GV_RUN_TAG_MAX + 1];
+    char run_group[GV_RUN_TAG_MAX + 1];
+    char pack_name[128];
+    char pack_version[64];
+    char chain[256]; /* comma-separated policy names */
+    uint64_t requests, allowed, redacted, blocked, errors;
+    uint32_t nblocked_by;
+    struct ex_blocked_by blocked_by[GV_RECORD_MAX_POLICIES];
+    uint64_t pii[GV_PII_NTYPES];
+    uint64_t tokens_prompt, tokens_completion;
+    double cost_usd;
+    double latency_p50_s, latency_p95_s, latency_p99_s, overhead_p99_s;
+    uint64_t interval_requests;                 /* requests since the previous flush */
+    uint32_t hist_nbins;                        /* 0 when interval_requests == 0 */
+    double hist_edges[EX_HIST_MAX_BINS + 1];    /* seconds, increasing */
+    uint64_t hist_counts[EX_HIST_MAX_BINS];
+    uint64_t first_seen_wall_us, last_seen_wall_us;
+    bool finalized; /* idle past the limit: this is the run's last snapshot */
+};
+
+/* What one flush hands to every exporter: the runs that changed since the
+ * previous flush (and the ones being finalised). */
+struct ex_batch {
+    uint64_t seq; /* increases by one per flush */
+    uint64_t now_wall_us;
+    const char *agent_label; /* stable per host (default: host name) */
+    size_t nruns;
+    const struct ex_run_snapshot *runs;
+};
+
+enum ex_flush { EX_FLUSH_OK = 0, EX_FLUSH_RETRY, EX_FLUSH_DROP };
+
+struct ex_exporter;
+
+struct ex_exporter_ops {
+    const char *name;
+    const struct gv_cfg_map *config_map; /* may be NULL */
+    size_t ctx_size;
+    /* Set up after config_map filled ctx; state_dir for durable state. */
+    gv_rc (*init)(struct ex_exporter *ex, const char *state_dir);
+    /* Pure: the exact bytes this exporter would send for the batch. */
+    gv_rc (*format)(struct ex_exporter *ex, const struct ex_batch *batch, struct gv_buf *out);
+    /* Does the I/O for what format produced. RETRY: call again later with the
+     * same bytes (the agent owns backoff); DROP: give up on these bytes. */
+    enum ex_flush (*flush)(struct ex_exporter *ex, const struct gv_buf *payload);
+    void (*destroy)(struct ex_exporter *ex);
+};
+
+struct ex_exporter {
+    const struct ex_exporter_ops *ops;
+    void *ctx;
+    const char *name; /* instance name for logs: "wandb.0" */
+};
+
+#endif
