@@ -1,0 +1,290 @@
+/* core/gv_event.c - gv_record <-> protobuf GovernanceEvent, hello and frames */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "core/gv_event.h"
+
+#include <string.h>
+
+#include "proto/gv_events.pb-c.h"
+
+/* Largest encoding a gv_record can produce is about 3 KiB (bounded strings, at
+ * most 16 policies); the stack buffer leaves room for that with margin. */
+#define ENCODE_STACK 8192
+
+void gv_put_u32le(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+uint32_t gv_get_u32le(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+void gv_put_u64le(uint8_t *p, uint64_t v)
+{
+    gv_put_u32le(p, (uint32_t)v);
+    gv_put_u32le(p + 4, (uint32_t)(v >> 32));
+}
+
+uint64_t gv_get_u64le(const uint8_t *p)
+{
+    return (uint64_t)gv_get_u32le(p) | (uint64_t)gv_get_u32le(p + 4) << 32;
+}
+
+/* Bounded copy of an untrusted string into a fixed field. */
+static void copy_str(char *dst, size_t size, const char *src)
+{
+    size_t n = src ? strnlen(src, size - 1) : 0;
+
+    if (n) {
+        memcpy(dst, src, n);
+    }
+    dst[n] = '\0';
+}
+
+/* protobuf-c wants char * even for fields it only reads. */
+static char *str_in(const char *s)
+{
+    return (char *)(uintptr_t)s;
+}
+
+static gv_rc pack_append(const ProtobufCMessage *msg, struct gv_buf *out)
+{
+    uint8_t stack[ENCODE_STACK];
+    size_t n = protobuf_c_message_get_packed_size(msg);
+
+    if (n > sizeof(stack)) {
+        return GV_E2BIG;
+    }
+    protobuf_c_message_pack(msg, stack);
+    return gv_buf_append(out, stack, n);
+}
+
+gv_rc gv_event_encode(const struct gv_record *rec, const char *instance_id, uint64_t seq,
+                      struct gv_buf *out)
+{
+    Gv__V1__GovernanceEvent ev = GV__V1__GOVERNANCE_EVENT__INIT;
+    Gv__V1__PolicyOutcome pol[GV_RECORD_MAX_POLICIES];
+    Gv__V1__PolicyOutcome *polp[GV_RECORD_MAX_POLICIES];
+    uint32_t pii[GV_RECORD_MAX_POLICIES][GV_PII_NTYPES];
+    uint32_t i, j, npol = rec->npolicies;
+
+    if (npol > GV_RECORD_MAX_POLICIES) {
+        npol = GV_RECORD_MAX_POLICIES;
+    }
+    ev.instance_id = str_in(instance_id);
+    ev.seq = seq;
+    ev.time_us = rec->start_wall_us;
+    ev.request_id = str_in(rec->request_id);
+    ev.run_id = str_in(rec->run_id);
+    ev.project = str_in(rec->project);
+    ev.entity = str_in(rec->entity);
+    ev.run_group = str_in(rec->run_group);
+    ev.principal = str_in(rec->principal);
+    ev.team = str_in(rec->team);
+    ev.model = str_in(rec->model);
+    ev.target = str_in(rec->target);
+    ev.decision = (Gv__V1__Decision)rec->decision;
+    ev.error_code = str_in(rec->error_code);
+    for (i = 0; i < npol; i++) {
+        const struct gv_policy_outcome *o = &rec->policies[i];
+        size_t n = GV_PII_NTYPES;
+
+        gv__v1__policy_outcome__init(&pol[i]);
+        pol[i].name = str_in(o->name);
+        pol[i].action = (Gv__V1__Action)o->action;
+        pol[i].score = o->score;
+        /* Trailing zero counts cost bytes and say nothing. */
+        while (n > 0 && o->pii_counts[n - 1] == 0) {
+            n--;
+        }
+        for (j = 0; j < n; j++) {
+            pii[i][j] = o->pii_counts[j];
+        }
+        pol[i].n_pii_counts = n;
+        pol[i].pii_counts = pii[i];
+        polp[i] = &pol[i];
+    }
+    ev.n_policies = npol;
+    ev.policies = polp;
+    ev.latency_total_us = rec->latency_total_us;
+    ev.latency_upstream_us = rec->latency_upstream_us;
+    ev.latency_gateway_us = rec->latency_gateway_us;
+    ev.tokens_prompt = rec->tokens_prompt;
+    ev.tokens_completion = rec->tokens_completion;
+    ev.cost_usd = rec->cost_usd;
+    ev.http_status = rec->http_status;
+    ev.streamed = rec->streamed;
+    return pack_append(&ev.base, out);
+}
+
+gv_rc gv_event_decode(const void *p, size_t n, struct gv_record *rec, struct gv_event_meta *meta)
+{
+    Gv__V1__GovernanceEvent *ev;
+    size_t i, j;
+
+    ev = gv__v1__governance_event__unpack(NULL, n, p);
+    if (!ev) {
+        return GV_EPROTO;
+    }
+    memset(rec, 0, sizeof(*rec));
+    copy_str(meta->instance_id, sizeof(meta->instance_id), ev->instance_id);
+    meta->seq = ev->seq;
+    rec->start_wall_us = ev->time_us;
+    copy_str(rec->request_id, sizeof(rec->request_id), ev->request_id);
+    copy_str(rec->run_id, sizeof(rec->run_id), ev->run_id);
+    copy_str(rec->project, sizeof(rec->project), ev->project);
+    copy_str(rec->entity, sizeof(rec->entity), ev->entity);
+    copy_str(rec->run_group, sizeof(rec->run_group), ev->run_group);
+    copy_str(rec->principal, sizeof(rec->principal), ev->principal);
+    copy_str(rec->team, sizeof(rec->team), ev->team);
+    copy_str(rec->model, sizeof(rec->model), ev->model);
+    copy_str(rec->target, sizeof(rec->target), ev->target);
+    /* A decision this build does not know (a newer gateway) counts as an error
+     * rather than silently as allowed. */
+    if ((int)ev->decision >= 0 && (int)ev->decision <= GV_DECISION_ERROR) {
+        rec->decision = (enum gv_decision)ev->decision;
+    }
+    else {
+        rec->decision = GV_DECISION_ERROR;
+    }
+    copy_str(rec->error_code, sizeof(rec->error_code), ev->error_code);
+    for (i = 0; i < ev->n_policies && i < GV_RECORD_MAX_POLICIES; i++) {
+        const Gv__V1__PolicyOutcome *o = ev->policies[i];
+        struct gv_policy_outcome *d = &rec->policies[i];
+
+        copy_str(d->name, sizeof(d->name), o->name);
+        if ((int)o->action >= 0 && (int)o->action <= GV_OUTCOME_ERROR) {
+            d->action = (enum gv_outcome_action)o->action;
+        }
+        else {
+            d->action = GV_OUTCOME_ERROR;
+        }
+        d->score = o->score;
+        for (j = 0; j < o->n_pii_counts && j < GV_PII_NTYPES; j++) {
+            d->pii_counts[j] = o->pii_counts[j];
+        }
+    }
+    rec->npolicies = (uint32_t)i;
+    rec->latency_total_us = ev->latency_total_us;
+    rec->latency_upstream_us = ev->latency_upstream_us;
+    rec->latency_gateway_us = ev->latency_gateway_us;
+    rec->tokens_prompt = ev->tokens_prompt;
+    rec->tokens_completion = ev->tokens_completion;
+    rec->cost_usd = ev->cost_usd;
+    rec->http_status = ev->http_status;
+    rec->streamed = ev->streamed;
+    gv__v1__governance_event__free_unpacked(ev, NULL);
+    return GV_OK;
+}
+
+gv_rc gv_hello_encode(const struct gv_hello *h, struct gv_buf *out)
+{
+    Gv__V1__Hello m = GV__V1__HELLO__INIT;
+    char chain[sizeof(h->chain)];
+    char *names[GV_RECORD_MAX_POLICIES * 2];
+    size_t n = 0;
+    char *p, *comma;
+
+    m.schema_version = h->schema_version;
+    m.instance_id = str_in(h->instance_id);
+    m.pack_name = str_in(h->pack_name);
+    m.pack_version = str_in(h->pack_version);
+    m.pid = h->pid;
+    copy_str(chain, sizeof(chain), h->chain);
+    p = chain;
+    while (*p && n < sizeof(names) / sizeof(names[0])) {
+        comma = strchr(p, ',');
+        names[n++] = p;
+        if (!comma) {
+            break;
+        }
+        *comma = '\0';
+        p = comma + 1;
+    }
+    m.n_chain = n;
+    m.chain = names;
+    return pack_append(&m.base, out);
+}
+
+gv_rc gv_hello_decode(const void *p, size_t n, struct gv_hello *h)
+{
+    Gv__V1__Hello *m = gv__v1__hello__unpack(NULL, n, p);
+    struct gv_buf chain;
+    size_t i;
+
+    if (!m) {
+        return GV_EPROTO;
+    }
+    memset(h, 0, sizeof(*h));
+    h->schema_version = m->schema_version;
+    copy_str(h->instance_id, sizeof(h->instance_id), m->instance_id);
+    copy_str(h->pack_name, sizeof(h->pack_name), m->pack_name);
+    copy_str(h->pack_version, sizeof(h->pack_version), m->pack_version);
+    h->pid = m->pid;
+    /* Whole names only: a cut name would look like a different policy. */
+    gv_buf_init(&chain, sizeof(h->chain) - 1);
+    for (i = 0; i < m->n_chain; i++) {
+        size_t mark = chain.len;
+        if ((i > 0 && gv_buf_append_char(&chain, ',') != GV_OK) ||
+            gv_buf_append_str(&chain, m->chain[i]) != GV_OK) {
+            chain.len = mark;
+            break;
+        }
+    }
+    if (chain.len) {
+        memcpy(h->chain, chain.data, chain.len);
+    }
+    h->chain[chain.len] = '\0';
+    gv_buf_free(&chain);
+    gv__v1__hello__free_unpacked(m, NULL);
+    return GV_OK;
+}
+
+gv_rc gv_frame_append(struct gv_buf *out, enum gv_frame_type type, const void *payload, size_t n)
+{
+    uint8_t hdr[GV_FRAME_HDR];
+    size_t mark = out->len;
+    gv_rc rc;
+
+    if (n > GV_FRAME_MAX) {
+        return GV_E2BIG;
+    }
+    gv_put_u32le(hdr, (uint32_t)n);
+    hdr[4] = (uint8_t)type;
+    rc = gv_buf_append(out, hdr, sizeof(hdr));
+    if (rc == GV_OK && n) {
+        rc = gv_buf_append(out, payload, n);
+    }
+    if (rc) {
+        out->len = mark;
+        out->data[mark] = '\0';
+    }
+    return rc;
+}
+
+gv_rc gv_frame_parse(const void *p, size_t n, unsigned *type, const uint8_t **payload,
+                     size_t *plen, size_t *consumed)
+{
+    const uint8_t *b = p;
+    uint32_t len;
+
+    if (n < GV_FRAME_HDR) {
+        return GV_EAGAIN;
+    }
+    len = gv_get_u32le(b);
+    if (len > GV_FRAME_MAX) {
+        return GV_EPROTO;
+    }
+    if (n - GV_FRAME_HDR < len) {
+        return GV_EAGAIN;
+    }
+    *type = b[4];
+    *payload = b + GV_FRAME_HDR;
+    *plen = len;
+    *consumed = GV_FRAME_HDR + (size_t)len;
+    return GV_OK;
+}
