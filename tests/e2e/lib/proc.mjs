@@ -1,0 +1,235 @@
+// tests/e2e/lib/proc.mjs - spawn kt commands, wait for log lines, stop them cleanly
+// SPDX-License-Identifier: Apache-2.0
+//
+// Shared by the gateway and agent helpers. Every process started here is killed when the test
+// file's process exits, so a failed test never leaves a kt behind.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+
+/** The kt binary under test: $KT_BIN (relative paths are from the repo root), else build/kt. */
+export function ktBin() {
+    const p = process.env.KT_BIN || 'build/kt';
+    return path.isAbsolute(p) ? p : path.join(REPO_ROOT, p);
+}
+
+export function ktBinExists() {
+    return existsSync(ktBin());
+}
+
+const live = new Set();
+process.on('exit', () => {
+    for (const child of live) {
+        try {
+            child.kill('SIGKILL');
+        } catch {
+            /* already gone */
+        }
+    }
+});
+
+const tempDirs = [];
+process.on('exit', () => {
+    if (process.env.KT_E2E_KEEP_TMP) {
+        return;
+    }
+    for (const d of tempDirs) {
+        try {
+            rmSync(d, { recursive: true, force: true });
+        } catch {
+            /* best effort */
+        }
+    }
+});
+
+/** A fresh temp dir removed when the process exits (kept with KT_E2E_KEEP_TMP=1). */
+export function makeTempDir(prefix = 'kt-e2e-') {
+    const d = mkdtempSync(path.join(tmpdir(), prefix));
+    tempDirs.push(d);
+    return d;
+}
+
+/**
+ * The environment kt runs with in tests: the caller's, minus anything that could send it
+ * to a real provider or real W&B, plus `env`. A value of undefined in `env` removes a name.
+ */
+export function testEnv(env = {}) {
+    const out = { ...process.env };
+    for (const k of ['OPENAI_API_KEY', 'OPENAI_BASE_URL', 'WANDB_API_KEY', 'WANDB_BASE_URL',
+        'KT_STATE_DIR']) {
+        delete out[k];
+    }
+    for (const [k, v] of Object.entries(env)) {
+        if (v === undefined) {
+            delete out[k];
+        } else {
+            out[k] = String(v);
+        }
+    }
+    return out;
+}
+
+/** Text that says a sanitizer found something (ASan, LSan, UBSan). */
+export function sanitizerReport(text) {
+    const m = text.match(/(ERROR: (AddressSanitizer|LeakSanitizer)[^\n]*|[^\n]*runtime error:[^\n]*)/);
+    return m ? m[0] : null;
+}
+
+/**
+ * Spawn a long-running kt command and wait for a stderr line matching `ready`.
+ * Returns { child, stderr(), stdout(), ready: RegExpMatchArray, waitForLog(re, ms), stop(opts) }.
+ * stop() sends SIGTERM (opts.signal), waits up to opts.timeoutMs and throws unless the exit
+ * code is opts.expectCode (default 0) and no sanitizer report was printed: under ASan a leak
+ * makes the exit code non-zero, and that must fail the test.
+ */
+export async function spawnKt(args, { env, ready, timeoutMs = 30000, cwd, name = 'kt' } = {}) {
+    const child = spawn(ktBin(), args, { env: env || testEnv(), cwd: cwd || REPO_ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'] });
+    live.add(child);
+    let err = '';
+    let out = '';
+    let exited = null;
+    const lineWaiters = [];
+    const exitPromise = new Promise((resolve) => {
+        child.on('exit', (code, signal) => {
+            exited = { code, signal };
+            live.delete(child);
+            resolve(exited);
+        });
+    });
+    child.on('error', (e) => {
+        err += `spawn error: ${e.message}\n`;
+    });
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (d) => {
+        out += d;
+    });
+    child.stderr.on('data', (d) => {
+        err += d;
+        for (let i = lineWaiters.length - 1; i >= 0; i--) {
+            const m = err.slice(lineWaiters[i].from).match(lineWaiters[i].re);
+            if (m) {
+                lineWaiters[i].resolve(m);
+                lineWaiters.splice(i, 1);
+            }
+        }
+    });
+
+    function waitForLog(re, ms = 10000, from = 0) {
+        const m = err.slice(from).match(re);
+        if (m) {
+            return Promise.resolve(m);
+        }
+        return new Promise((resolve, reject) => {
+            const w = { re, from, resolve: (x) => { clearTimeout(t); resolve(x); } };
+            const t = setTimeout(() => {
+                lineWaiters.splice(lineWaiters.indexOf(w), 1);
+                reject(new Error(`${name}: no log line matching ${re} within ${ms} ms; ` +
+                    `stderr:\n${err.slice(-4000)}`));
+            }, ms);
+            lineWaiters.push(w);
+        });
+    }
+
+    let readyMatch = null;
+    if (ready) {
+        const died = exitPromise.then((e) => {
+            throw new Error(`${name} exited (code ${e.code}, signal ${e.signal}) before it was ` +
+                `ready: ${ktBin()} ${args.join(' ')}\nstderr:\n${err.slice(-4000)}`);
+        });
+        try {
+            readyMatch = await Promise.race([waitForLog(ready, timeoutMs), died]);
+        } catch (e) {
+            if (!exited) {
+                child.kill('SIGKILL');
+            }
+            throw e;
+        }
+        died.catch(() => {});
+    }
+
+    let stopped = null;
+    async function stop({ signal = 'SIGTERM', expectCode = 0, timeoutMs: stopMs = 20000 } = {}) {
+        if (!stopped) {
+            stopped = (async () => {
+                if (!exited) {
+                    child.kill(signal);
+                }
+                const timer = new Promise((resolve) => {
+                    const t = setTimeout(() => resolve(null), stopMs);
+                    exitPromise.then(() => clearTimeout(t));
+                });
+                const e = await Promise.race([exitPromise, timer]);
+                if (!e) {
+                    child.kill('SIGKILL');
+                    await exitPromise;
+                    throw new Error(`${name} did not exit within ${stopMs} ms of ${signal}; ` +
+                        `stderr:\n${err.slice(-4000)}`);
+                }
+                return e;
+            })();
+        }
+        const e = await stopped;
+        const san = sanitizerReport(err);
+        if (san) {
+            throw new Error(`${name}: sanitizer report: ${san}\nstderr:\n${err.slice(-8000)}`);
+        }
+        if (expectCode !== null && e.code !== expectCode) {
+            throw new Error(`${name} exited with code ${e.code} (signal ${e.signal}), expected ` +
+                `${expectCode}; stderr:\n${err.slice(-8000)}`);
+        }
+        return e;
+    }
+
+    return {
+        child,
+        pid: child.pid,
+        stderr: () => err,
+        stdout: () => out,
+        exited: () => exited,
+        ready: readyMatch,
+        waitForLog,
+        stop,
+    };
+}
+
+/** Run a short kt command to completion: { code, signal, stdout, stderr }. */
+export function runKt(args, { env, timeoutMs = 30000, cwd, input } = {}) {
+    return new Promise((resolve, reject) => {
+        const child = spawn(ktBin(), args, { env: env || testEnv(), cwd: cwd || REPO_ROOT,
+            stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+        live.add(child);
+        let out = '';
+        let err = '';
+        child.stdout.setEncoding('utf8');
+        child.stderr.setEncoding('utf8');
+        child.stdout.on('data', (d) => {
+            out += d;
+        });
+        child.stderr.on('data', (d) => {
+            err += d;
+        });
+        const t = setTimeout(() => {
+            child.kill('SIGKILL');
+            reject(new Error(`kt ${args.join(' ')} did not finish within ${timeoutMs} ms`));
+        }, timeoutMs);
+        child.on('error', (e) => {
+            clearTimeout(t);
+            reject(e);
+        });
+        child.on('exit', (code, signal) => {
+            clearTimeout(t);
+            live.delete(child);
+            resolve({ code, signal, stdout: out, stderr: err });
+        });
+        if (input !== undefined) {
+            child.stdin.end(input);
+        }
+    });
+}
