@@ -32,5 +32,10 @@ gv_rc gw_emitter_create_noop(struct gw_emitter **out);
 gv_rc gw_emitter_create_agent(const char *state_dir, const char *socket_path,
                               struct gw_emitter **out);
 void gw_emitter_destroy(struct gw_emitter *em);
+/* The policy pack this gateway runs (chain: comma-separated policy names),
+ * carried to the agent in the hello frame of each connection so exporters can
+ * label runs. Strings are copied; any thread; a no-op for other emitters. */
+void gw_emitter_set_pack(struct gw_emitter *em, const char *name, const char *version,
+                         const char *chain);
 
 #endif

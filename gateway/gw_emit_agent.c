@@ -1,0 +1,868 @@
+/* gateway/gw_emit_agent.c - governance events to kt agent: ring, spool, replay, acks */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "gateway/gw_emit.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "core/gv_buf.h"
+#include "core/gv_event.h"
+#include "core/gv_log.h"
+#include "core/gv_mem.h"
+#include "core/gv_paths.h"
+#include "core/gv_time.h"
+
+/* Worker threads hand records over through this many slots; the background
+ * thread drains them within a poll interval, so it only absorbs bursts. */
+#define RING_SLOTS 4096u
+#define SPOOL_MAGIC "KTSPOOL1"
+#define SPOOL_HDR 16u
+#define SPOOL_CAP_DEFAULT (64u * 1024u * 1024u)
+/* Frames sent and not yet acknowledged; sending pauses when this many are out. */
+#define INFLIGHT_MAX 65536u
+#define SEND_CHUNK (256u * 1024u)
+/* The acknowledged prefix of the spool is cut away once it is this large. */
+#define COMPACT_MIN (4u * 1024u * 1024u)
+#define MOD "emit"
+
+struct inflight {
+    uint64_t end_off; /* spool offset just past the frame */
+};
+
+struct agent_em {
+    struct gw_emitter base;
+
+    /* Bounded MPMC ring (Vyukov): turn[i] tells whose turn slot i is. */
+    _Atomic size_t *turn;
+    struct gv_record *recs;
+    _Atomic size_t enq_pos;
+    size_t deq_pos; /* background thread only */
+
+    _Atomic unsigned long long dropped;
+    _Atomic unsigned long long unacked; /* spooled, not yet acknowledged */
+    _Atomic int stop;
+    pthread_t thread;
+    bool thread_started;
+
+    /* Hello data, set by gw_emitter_set_pack from any thread. */
+    pthread_mutex_t hello_lock;
+    struct gv_hello hello;
+    _Atomic unsigned hello_gen;
+    unsigned hello_sent_gen;
+
+    /* Everything below belongs to the background thread. */
+    char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    char spool_path[4096];
+    char lock_path[4096];
+    char instance_id[GV_INSTANCE_ID_LEN + 1];
+    int lock_fd;
+    int spool_fd;
+    uint64_t spool_cap;
+    uint64_t head_off, send_off, tail_off; /* head: first unacknowledged frame */
+    uint64_t head_seq, send_seq, next_seq; /* seq of the frame at each offset */
+    struct inflight *inflight;             /* ring of INFLIGHT_MAX */
+    size_t if_head, if_count;
+    int sock;
+    uint64_t next_connect_us, backoff_us;
+    struct gv_buf out;   /* bytes waiting to go to the socket */
+    size_t out_pos;
+    struct gv_buf in;    /* bytes from the agent (acks) */
+    struct gv_buf batch; /* spool frames being built from the ring */
+    unsigned long long logged_drops;
+    uint64_t last_drop_log_us;
+};
+
+static const struct gw_emitter_ops agent_ops;
+
+/* ---- spool file ---------------------------------------------------------------------- */
+
+static gv_rc write_full(int fd, const void *p, size_t n, uint64_t off)
+{
+    const char *b = p;
+    while (n > 0) {
+        ssize_t w = pwrite(fd, b, n, (off_t)off);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            return GV_EIO;
+        }
+        b += w;
+        n -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return GV_OK;
+}
+
+static gv_rc read_full(int fd, void *p, size_t n, uint64_t off)
+{
+    char *b = p;
+    while (n > 0) {
+        ssize_t r = pread(fd, b, n, (off_t)off);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            return GV_EIO;
+        }
+        b += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return GV_OK;
+}
+
+/* Persists "everything up to head_seq - 1 is done", so a restart never replays it. */
+static void spool_write_acked(struct agent_em *a)
+{
+    uint8_t v[8];
+    gv_put_u64le(v, a->head_seq - 1);
+    if (write_full(a->spool_fd, v, sizeof(v), 8) != GV_OK) {
+        gv_log(GV_LOG_ERROR, MOD, "spool header write failed", "path=%s errno=%d", a->spool_path,
+               errno);
+    }
+}
+
+/* Reads the spool left by a previous gateway with this instance id: skips what
+ * was acknowledged, cuts a torn tail, and continues the sequence numbers. */
+static gv_rc spool_recover(struct agent_em *a)
+{
+    uint8_t hdr[SPOOL_HDR];
+    struct stat st;
+    uint64_t acked, off, last_seq = 0;
+    struct gv_record *rec = NULL;
+    struct gv_event_meta meta;
+    uint8_t *frame = NULL;
+    gv_rc rc = GV_OK;
+
+    if (fstat(a->spool_fd, &st) != 0) {
+        return GV_EIO;
+    }
+    if ((uint64_t)st.st_size < SPOOL_HDR ||
+        read_full(a->spool_fd, hdr, SPOOL_HDR, 0) != GV_OK ||
+        memcmp(hdr, SPOOL_MAGIC, 8) != 0) {
+        /* New (or unreadable) spool: start it empty. */
+        memcpy(hdr, SPOOL_MAGIC, 8);
+        gv_put_u64le(hdr + 8, 0);
+        if (ftruncate(a->spool_fd, 0) != 0 || write_full(a->spool_fd, hdr, SPOOL_HDR, 0)) {
+            return GV_EIO;
+        }
+        a->head_off = a->send_off = a->tail_off = SPOOL_HDR;
+        a->head_seq = a->send_seq = a->next_seq = 1;
+        return GV_OK;
+    }
+    acked = gv_get_u64le(hdr + 8);
+    rec = gv_malloc(sizeof(*rec));
+    frame = gv_malloc(GV_FRAME_HDR + GV_FRAME_MAX);
+    off = SPOOL_HDR;
+    a->head_off = 0;
+    while (off + GV_FRAME_HDR <= (uint64_t)st.st_size) {
+        uint32_t len;
+        if (read_full(a->spool_fd, frame, GV_FRAME_HDR, off) != GV_OK) {
+            break;
+        }
+        len = gv_get_u32le(frame);
+        if (len > GV_FRAME_MAX || frame[4] != GV_FRAME_EVENT ||
+            off + GV_FRAME_HDR + len > (uint64_t)st.st_size ||
+            read_full(a->spool_fd, frame + GV_FRAME_HDR, len, off + GV_FRAME_HDR) != GV_OK ||
+            gv_event_decode(frame + GV_FRAME_HDR, len, rec, &meta) != GV_OK ||
+            (last_seq && meta.seq != last_seq + 1)) {
+            break;
+        }
+        if (meta.seq > acked && a->head_off == 0) {
+            a->head_off = off;
+            a->head_seq = meta.seq;
+        }
+        last_seq = meta.seq;
+        off += GV_FRAME_HDR + len;
+    }
+    if (off != (uint64_t)st.st_size) {
+        gv_log(GV_LOG_WARN, MOD, "spool tail cut", "path=%s bytes=%llu", a->spool_path,
+               (unsigned long long)((uint64_t)st.st_size - off));
+        if (ftruncate(a->spool_fd, (off_t)off) != 0) {
+            rc = GV_EIO;
+            goto out;
+        }
+    }
+    a->tail_off = off;
+    a->next_seq = (last_seq > acked ? last_seq : acked) + 1;
+    if (a->head_off == 0) {
+        a->head_off = off;
+        a->head_seq = a->next_seq;
+    }
+    a->send_off = a->head_off;
+    a->send_seq = a->head_seq;
+    atomic_store(&a->unacked, a->next_seq - a->head_seq);
+    if (a->next_seq > a->head_seq) {
+        gv_log(GV_LOG_INFO, MOD, "spool recovered", "instance=%s pending=%llu next_seq=%llu",
+               a->instance_id, (unsigned long long)(a->next_seq - a->head_seq),
+               (unsigned long long)a->next_seq);
+    }
+out:
+    gv_free(frame);
+    gv_free(rec);
+    return rc;
+}
+
+/* Rewrites the spool without its acknowledged prefix. Offsets all shift down. */
+static void spool_compact(struct agent_em *a)
+{
+    char tmp[4200];
+    uint8_t hdr[SPOOL_HDR];
+    uint8_t *buf = NULL;
+    uint64_t shift, off;
+    int fd = -1;
+    size_t i;
+
+    if (a->head_off == a->tail_off) {
+        /* The common case with a live agent: nothing pending, just cut. */
+        if (ftruncate(a->spool_fd, SPOOL_HDR) != 0) {
+            return;
+        }
+        a->head_off = a->send_off = a->tail_off = SPOOL_HDR;
+        a->if_count = 0;
+        return;
+    }
+    snprintf(tmp, sizeof(tmp), "%s.tmp", a->spool_path);
+    fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return;
+    }
+    memcpy(hdr, SPOOL_MAGIC, 8);
+    gv_put_u64le(hdr + 8, a->head_seq - 1);
+    if (write_full(fd, hdr, SPOOL_HDR, 0) != GV_OK) {
+        goto fail;
+    }
+    buf = gv_malloc(SEND_CHUNK);
+    for (off = a->head_off; off < a->tail_off;) {
+        size_t n = a->tail_off - off > SEND_CHUNK ? SEND_CHUNK : (size_t)(a->tail_off - off);
+        if (read_full(a->spool_fd, buf, n, off) != GV_OK ||
+            write_full(fd, buf, n, SPOOL_HDR + (off - a->head_off)) != GV_OK) {
+            goto fail;
+        }
+        off += n;
+    }
+    if (rename(tmp, a->spool_path) != 0) {
+        goto fail;
+    }
+    close(a->spool_fd);
+    a->spool_fd = fd;
+    shift = a->head_off - SPOOL_HDR;
+    a->head_off -= shift;
+    a->send_off -= shift;
+    a->tail_off -= shift;
+    for (i = 0; i < a->if_count; i++) {
+        a->inflight[(a->if_head + i) % INFLIGHT_MAX].end_off -= shift;
+    }
+    gv_free(buf);
+    return;
+fail:
+    gv_free(buf);
+    close(fd);
+    unlink(tmp);
+}
+
+/* Drops the oldest unacknowledged frame, counting it. GV_ENOTFOUND if none. */
+static gv_rc spool_drop_oldest(struct agent_em *a)
+{
+    uint8_t h[GV_FRAME_HDR];
+
+    if (a->head_off >= a->tail_off || read_full(a->spool_fd, h, GV_FRAME_HDR, a->head_off)) {
+        return GV_ENOTFOUND;
+    }
+    a->head_off += GV_FRAME_HDR + gv_get_u32le(h);
+    a->head_seq++;
+    if (a->send_seq < a->head_seq) {
+        /* It was sent: forget it in flight too. */
+        if (a->if_count > 0) {
+            a->if_head = (a->if_head + 1) % INFLIGHT_MAX;
+            a->if_count--;
+        }
+        if (a->send_off < a->head_off) {
+            a->send_off = a->head_off;
+            a->send_seq = a->head_seq;
+        }
+    }
+    atomic_fetch_add(&a->dropped, 1);
+    atomic_fetch_sub(&a->unacked, 1);
+    return GV_OK;
+}
+
+/* Moves every record waiting in the ring into the spool, numbering them. */
+static size_t drain_ring(struct agent_em *a)
+{
+    size_t n = 0;
+
+    gv_buf_reset(&a->batch);
+    for (;;) {
+        size_t pos = a->deq_pos;
+        _Atomic size_t *t = &a->turn[pos & (RING_SLOTS - 1)];
+        size_t mark = a->batch.len;
+        uint8_t *hdr;
+
+        if (atomic_load_explicit(t, memory_order_acquire) != pos + 1) {
+            break;
+        }
+        /* Frame header first, length patched once the payload size is known. */
+        if (gv_buf_append(&a->batch, "\0\0\0\0\2", GV_FRAME_HDR) != GV_OK ||
+            gv_event_encode(&a->recs[pos & (RING_SLOTS - 1)], a->instance_id,
+                            a->next_seq + n, &a->batch) != GV_OK) {
+            a->batch.len = mark;
+            if (mark == 0) {
+                /* Cannot happen with bounded records; never wedge the ring. */
+                atomic_fetch_add(&a->dropped, 1);
+                atomic_store_explicit(t, pos + RING_SLOTS, memory_order_release);
+                a->deq_pos++;
+                continue;
+            }
+            break;
+        }
+        hdr = (uint8_t *)a->batch.data + mark;
+        gv_put_u32le(hdr, (uint32_t)(a->batch.len - mark - GV_FRAME_HDR));
+        atomic_store_explicit(t, pos + RING_SLOTS, memory_order_release);
+        a->deq_pos++;
+        n++;
+    }
+    if (n == 0) {
+        return 0;
+    }
+    /* Room for the batch: oldest unacknowledged events go first. */
+    while (a->tail_off - a->head_off + a->batch.len > a->spool_cap) {
+        if (spool_drop_oldest(a) != GV_OK) {
+            break;
+        }
+    }
+    if (a->head_off > SPOOL_HDR && (a->head_off == a->tail_off || a->head_off >= COMPACT_MIN)) {
+        spool_write_acked(a);
+        spool_compact(a);
+    }
+    if (write_full(a->spool_fd, a->batch.data, a->batch.len, a->tail_off) != GV_OK) {
+        gv_log(GV_LOG_ERROR, MOD, "spool write failed, events lost", "path=%s count=%zu errno=%d",
+               a->spool_path, n, errno);
+        atomic_fetch_add(&a->dropped, n);
+        return n;
+    }
+    a->tail_off += a->batch.len;
+    a->next_seq += n;
+    atomic_fetch_add(&a->unacked, n);
+    return n;
+}
+
+/* ---- socket -------------------------------------------------------------------------- */
+
+static void disconnect(struct agent_em *a, const char *why)
+{
+    if (a->sock >= 0) {
+        gv_log(GV_LOG_INFO, MOD, "agent disconnected", "reason=%s pending=%llu", why,
+               (unsigned long long)(a->next_seq - a->head_seq));
+        close(a->sock);
+        a->sock = -1;
+    }
+    gv_buf_reset(&a->out);
+    gv_buf_reset(&a->in);
+    a->out_pos = 0;
+    a->if_count = 0;
+    a->send_off = a->head_off;
+    a->send_seq = a->head_seq;
+    a->next_connect_us = gv_mono_us() + a->backoff_us;
+}
+
+static void queue_hello(struct agent_em *a)
+{
+    struct gv_hello h;
+    struct gv_buf enc;
+
+    pthread_mutex_lock(&a->hello_lock);
+    h = a->hello;
+    a->hello_sent_gen = atomic_load(&a->hello_gen);
+    pthread_mutex_unlock(&a->hello_lock);
+    gv_buf_init(&enc, GV_FRAME_MAX);
+    if (gv_hello_encode(&h, &enc) == GV_OK) {
+        (void)gv_frame_append(&a->out, GV_FRAME_HELLO, enc.data, enc.len);
+    }
+    gv_buf_free(&enc);
+}
+
+static void try_connect(struct agent_em *a)
+{
+    struct sockaddr_un sa;
+    int fd;
+
+    if (a->sock >= 0 || gv_mono_us() < a->next_connect_us) {
+        return;
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, a->sock_path, strlen(a->sock_path) + 1);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        /* Absent agent: retry at a gentle pace, up to once a second. */
+        a->backoff_us = a->backoff_us ? a->backoff_us * 2 : 50000;
+        if (a->backoff_us > 1000000) {
+            a->backoff_us = 1000000;
+        }
+        a->next_connect_us = gv_mono_us() + a->backoff_us;
+        return;
+    }
+    a->sock = fd;
+    a->backoff_us = 50000;
+    gv_log(GV_LOG_INFO, MOD, "agent connected", "socket=%s pending=%llu", a->sock_path,
+           (unsigned long long)(a->next_seq - a->head_seq));
+    gv_buf_reset(&a->out);
+    a->out_pos = 0;
+    queue_hello(a);
+}
+
+/* Tops up the output buffer with whole frames from the spool. */
+static void fill_out(struct agent_em *a)
+{
+    uint8_t *buf;
+    size_t n, p = 0;
+
+    if (a->out_pos < a->out.len) {
+        return;
+    }
+    gv_buf_reset(&a->out);
+    a->out_pos = 0;
+    if (atomic_load(&a->hello_gen) != a->hello_sent_gen) {
+        queue_hello(a);
+    }
+    if (a->send_off >= a->tail_off || a->if_count >= INFLIGHT_MAX) {
+        return;
+    }
+    n = a->tail_off - a->send_off > SEND_CHUNK ? SEND_CHUNK : (size_t)(a->tail_off - a->send_off);
+    buf = gv_malloc(n);
+    if (read_full(a->spool_fd, buf, n, a->send_off) != GV_OK) {
+        gv_free(buf);
+        return;
+    }
+    while (p + GV_FRAME_HDR <= n && a->if_count < INFLIGHT_MAX) {
+        size_t len = GV_FRAME_HDR + gv_get_u32le(buf + p);
+        if (p + len > n) {
+            break;
+        }
+        p += len;
+        a->inflight[(a->if_head + a->if_count) % INFLIGHT_MAX].end_off = a->send_off + p;
+        a->if_count++;
+        a->send_seq++;
+    }
+    if (p == 0 || gv_buf_append(&a->out, buf, p) != GV_OK) {
+        gv_free(buf);
+        return;
+    }
+    a->send_off += p;
+    gv_free(buf);
+}
+
+static void handle_ack(struct agent_em *a, uint64_t seq)
+{
+    bool moved = false;
+
+    while (a->if_count > 0 && a->head_seq <= seq) {
+        a->head_off = a->inflight[a->if_head].end_off;
+        a->if_head = (a->if_head + 1) % INFLIGHT_MAX;
+        a->if_count--;
+        a->head_seq++;
+        atomic_fetch_sub(&a->unacked, 1);
+        moved = true;
+    }
+    if (moved) {
+        spool_write_acked(a);
+    }
+}
+
+static void read_acks(struct agent_em *a)
+{
+    char tmp[4096];
+    size_t off = 0;
+
+    for (;;) {
+        ssize_t r = recv(a->sock, tmp, sizeof(tmp), 0);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            break;
+        }
+        if (r <= 0) {
+            disconnect(a, r == 0 ? "closed" : "read_error");
+            return;
+        }
+        if (gv_buf_append(&a->in, tmp, (size_t)r) != GV_OK) {
+            disconnect(a, "input_overflow");
+            return;
+        }
+    }
+    for (;;) {
+        unsigned type;
+        const uint8_t *payload;
+        size_t plen, used;
+        gv_rc rc = gv_frame_parse(a->in.data + off, a->in.len - off, &type, &payload, &plen, &used);
+        if (rc == GV_EAGAIN) {
+            break;
+        }
+        if (rc != GV_OK) {
+            disconnect(a, "bad_frame");
+            return;
+        }
+        if (type == GV_FRAME_ACK && plen >= 8) {
+            handle_ack(a, gv_get_u64le(payload));
+        }
+        off += used;
+    }
+    gv_buf_consume(&a->in, off);
+}
+
+static void write_out(struct agent_em *a)
+{
+    while (a->sock >= 0) {
+        ssize_t w;
+        fill_out(a);
+        if (a->out_pos >= a->out.len) {
+            return;
+        }
+        w = send(a->sock, a->out.data + a->out_pos, a->out.len - a->out_pos, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;
+        }
+        if (w < 0) {
+            disconnect(a, "write_error");
+            return;
+        }
+        a->out_pos += (size_t)w;
+    }
+}
+
+static void log_drops(struct agent_em *a)
+{
+    unsigned long long d = atomic_load(&a->dropped);
+    uint64_t now = gv_mono_us();
+
+    if (d != a->logged_drops && now - a->last_drop_log_us >= 1000000) {
+        gv_log(GV_LOG_WARN, MOD, "governance events dropped", "dropped=%llu total_dropped=%llu",
+               d - a->logged_drops, d);
+        a->logged_drops = d;
+        a->last_drop_log_us = now;
+    }
+}
+
+static void *bg_main(void *arg)
+{
+    struct agent_em *a = arg;
+    unsigned idle = 0;
+    uint64_t deadline = 0;
+
+    for (;;) {
+        struct pollfd pfd;
+        int timeout;
+        size_t n = drain_ring(a);
+        bool stopping = atomic_load(&a->stop) != 0;
+
+        try_connect(a);
+        if (a->sock >= 0) {
+            write_out(a);
+        }
+        if (a->sock >= 0) {
+            read_acks(a);
+        }
+        log_drops(a);
+        if (stopping) {
+            /* Give a live agent a moment to acknowledge; the rest stays spooled. */
+            if (deadline == 0) {
+                deadline = gv_mono_us() + 500000;
+            }
+            if (a->sock < 0 || a->head_seq == a->next_seq || gv_mono_us() > deadline) {
+                break;
+            }
+        }
+        idle = n ? 0 : idle + 1;
+        /* Busy: short naps so the ring never fills; idle: back off to save CPU. */
+        timeout = idle < 200 ? 1 : 20;
+        if (a->sock >= 0) {
+            pfd.fd = a->sock;
+            pfd.events = POLLIN | (a->out_pos < a->out.len ? POLLOUT : 0);
+            pfd.revents = 0;
+            (void)poll(&pfd, 1, timeout);
+        }
+        else {
+            (void)poll(NULL, 0, timeout);
+        }
+    }
+    if (a->sock >= 0) {
+        close(a->sock);
+        a->sock = -1;
+    }
+    return NULL;
+}
+
+/* ---- emitter ops --------------------------------------------------------------------- */
+
+static gv_rc agent_emit(struct gw_emitter *em, const struct gv_record *rec)
+{
+    struct agent_em *a = (struct agent_em *)em;
+    size_t pos = atomic_load_explicit(&a->enq_pos, memory_order_relaxed);
+    _Atomic size_t *t;
+
+    for (;;) {
+        size_t turn;
+        intptr_t diff;
+
+        t = &a->turn[pos & (RING_SLOTS - 1)];
+        turn = atomic_load_explicit(t, memory_order_acquire);
+        diff = (intptr_t)turn - (intptr_t)pos;
+        if (diff == 0) {
+            if (atomic_compare_exchange_weak_explicit(&a->enq_pos, &pos, pos + 1,
+                                                      memory_order_relaxed,
+                                                      memory_order_relaxed)) {
+                break;
+            }
+        }
+        else if (diff < 0) {
+            /* Ring full: the background thread is far behind. Never wait. */
+            atomic_fetch_add_explicit(&a->dropped, 1, memory_order_relaxed);
+            return GV_EAGAIN;
+        }
+        else {
+            pos = atomic_load_explicit(&a->enq_pos, memory_order_relaxed);
+        }
+    }
+    memcpy(&a->recs[pos & (RING_SLOTS - 1)], rec, sizeof(*rec));
+    atomic_store_explicit(t, pos + 1, memory_order_release);
+    return GV_OK;
+}
+
+static void agent_stats(struct gw_emitter *em, unsigned long long *dropped,
+                        unsigned long long *pending)
+{
+    struct agent_em *a = (struct agent_em *)em;
+
+    if (dropped) {
+        *dropped = atomic_load(&a->dropped);
+    }
+    if (pending) {
+        /* Spooled and not yet acknowledged; the ring holds at most a few
+         * milliseconds of records on top of that. */
+        *pending = atomic_load(&a->unacked);
+    }
+}
+
+static void agent_destroy(struct gw_emitter *em)
+{
+    struct agent_em *a = (struct agent_em *)em;
+
+    if (!a) {
+        return;
+    }
+    if (a->thread_started) {
+        atomic_store(&a->stop, 1);
+        pthread_join(a->thread, NULL);
+    }
+    if (a->spool_fd >= 0) {
+        if (a->head_seq == a->next_seq && a->tail_off > SPOOL_HDR) {
+            spool_compact(a);
+        }
+        close(a->spool_fd);
+    }
+    if (a->lock_fd >= 0) {
+        close(a->lock_fd); /* releases the flock: the next gateway adopts this spool */
+    }
+    if (a->sock >= 0) {
+        close(a->sock);
+    }
+    pthread_mutex_destroy(&a->hello_lock);
+    gv_buf_free(&a->out);
+    gv_buf_free(&a->in);
+    gv_buf_free(&a->batch);
+    gv_free(a->inflight);
+    gv_free((void *)a->turn);
+    gv_free(a->recs);
+    gv_free(a);
+}
+
+static const struct gw_emitter_ops agent_ops = {
+    .name = "agent",
+    .emit = agent_emit,
+    .stats = agent_stats,
+    .destroy = agent_destroy,
+};
+
+/* Takes over the spool of a gateway that is gone (its lock is free), else starts
+ * a new instance. Sets instance_id, lock_fd and the paths. */
+static gv_rc adopt_instance(struct agent_em *a, const char *spool_dir)
+{
+    DIR *d = opendir(spool_dir);
+    struct dirent *de;
+    unsigned char rnd[GV_INSTANCE_ID_LEN / 2];
+    size_t i;
+    int fd;
+
+    while (d && (de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len != GV_INSTANCE_ID_LEN + 5 || strcmp(de->d_name + GV_INSTANCE_ID_LEN, ".lock")) {
+            continue;
+        }
+        snprintf(a->lock_path, sizeof(a->lock_path), "%s/%s", spool_dir, de->d_name);
+        fd = open(a->lock_path, O_RDWR | O_CLOEXEC);
+        if (fd < 0) {
+            continue;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            close(fd);
+            continue;
+        }
+        a->lock_fd = fd;
+        memcpy(a->instance_id, de->d_name, GV_INSTANCE_ID_LEN);
+        a->instance_id[GV_INSTANCE_ID_LEN] = '\0';
+        break;
+    }
+    if (d) {
+        closedir(d);
+    }
+    if (a->lock_fd < 0) {
+        if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+            return GV_EIO;
+        }
+        for (i = 0; i < sizeof(rnd); i++) {
+            snprintf(a->instance_id + 2 * i, 3, "%02x", rnd[i]);
+        }
+        snprintf(a->lock_path, sizeof(a->lock_path), "%s/%s.lock", spool_dir, a->instance_id);
+        fd = open(a->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            if (fd >= 0) {
+                close(fd);
+            }
+            return GV_EIO;
+        }
+        a->lock_fd = fd;
+    }
+    snprintf(a->spool_path, sizeof(a->spool_path), "%s/%s.spool", spool_dir, a->instance_id);
+    return GV_OK;
+}
+
+gv_rc gw_emitter_create_agent(const char *state_dir, const char *socket_path,
+                              struct gw_emitter **out)
+{
+    struct agent_em *a = NULL;
+    char spool_dir[4096];
+    char sock[4096];
+    size_t i;
+    int n;
+    gv_rc rc;
+
+    *out = NULL;
+    if (!state_dir || !*state_dir) {
+        return GV_EINVAL;
+    }
+    if (socket_path) {
+        n = snprintf(sock, sizeof(sock), "%s", socket_path);
+        rc = n < 0 || (size_t)n >= sizeof(sock) ? GV_E2BIG : GV_OK;
+    }
+    else {
+        rc = gv_agent_socket_default(state_dir, sock, sizeof(sock));
+    }
+    if (rc) {
+        return rc;
+    }
+    a = gv_calloc(1, sizeof(*a));
+    a->base.ops = &agent_ops;
+    a->base.ctx = a;
+    a->lock_fd = -1;
+    a->spool_fd = -1;
+    a->sock = -1;
+    a->spool_cap = SPOOL_CAP_DEFAULT;
+    pthread_mutex_init(&a->hello_lock, NULL);
+    gv_buf_init(&a->out, SEND_CHUNK + GV_FRAME_MAX);
+    gv_buf_init(&a->in, 1024 * 1024);
+    gv_buf_init(&a->batch, 0);
+    if (strlen(sock) >= sizeof(a->sock_path)) {
+        gv_log(GV_LOG_ERROR, MOD, "agent socket path too long", "max=%zu",
+               sizeof(a->sock_path) - 1);
+        rc = GV_E2BIG;
+        goto out;
+    }
+    memcpy(a->sock_path, sock, strlen(sock) + 1);
+    n = snprintf(spool_dir, sizeof(spool_dir), "%s/spool", state_dir);
+    if (n < 0 || (size_t)n >= sizeof(spool_dir)) {
+        rc = GV_E2BIG;
+        goto out;
+    }
+    rc = gv_mkdir_p(spool_dir, 0700);
+    if (rc) {
+        gv_log(GV_LOG_ERROR, MOD, "cannot create spool dir", "path=%s errno=%d", spool_dir, errno);
+        goto out;
+    }
+    rc = adopt_instance(a, spool_dir);
+    if (rc) {
+        gv_log(GV_LOG_ERROR, MOD, "cannot lock a spool", "dir=%s errno=%d", spool_dir, errno);
+        goto out;
+    }
+    a->spool_fd = open(a->spool_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (a->spool_fd < 0) {
+        gv_log(GV_LOG_ERROR, MOD, "cannot open spool", "path=%s errno=%d", a->spool_path, errno);
+        rc = GV_EIO;
+        goto out;
+    }
+    rc = spool_recover(a);
+    if (rc) {
+        gv_log(GV_LOG_ERROR, MOD, "cannot read spool", "path=%s", a->spool_path);
+        goto out;
+    }
+    a->turn = gv_malloc(RING_SLOTS * sizeof(*a->turn));
+    for (i = 0; i < RING_SLOTS; i++) {
+        atomic_init(&a->turn[i], i);
+    }
+    /* calloc: pages are only touched once a slot is used. */
+    a->recs = gv_calloc(RING_SLOTS, sizeof(*a->recs));
+    a->inflight = gv_malloc(INFLIGHT_MAX * sizeof(*a->inflight));
+    a->hello.schema_version = GV_EVENT_SCHEMA_VERSION;
+    memcpy(a->hello.instance_id, a->instance_id, sizeof(a->hello.instance_id));
+    a->hello.pid = (uint32_t)getpid();
+    if (pthread_create(&a->thread, NULL, bg_main, a) != 0) {
+        rc = GV_EIO;
+        goto out;
+    }
+    a->thread_started = true;
+    gv_log(GV_LOG_INFO, MOD, "agent emitter ready", "socket=%s instance=%s spool=%s",
+           a->sock_path, a->instance_id, a->spool_path);
+    *out = &a->base;
+    a = NULL;
+out:
+    agent_destroy(a ? &a->base : NULL);
+    return rc;
+}
+
+void gw_emitter_set_pack(struct gw_emitter *em, const char *name, const char *version,
+                         const char *chain)
+{
+    struct agent_em *a = (struct agent_em *)em;
+
+    if (!em || em->ops != &agent_ops) {
+        return;
+    }
+    pthread_mutex_lock(&a->hello_lock);
+    snprintf(a->hello.pack_name, sizeof(a->hello.pack_name), "%s", name ? name : "");
+    snprintf(a->hello.pack_version, sizeof(a->hello.pack_version), "%s", version ? version : "");
+    snprintf(a->hello.chain, sizeof(a->hello.chain), "%s", chain ? chain : "");
+    pthread_mutex_unlock(&a->hello_lock);
+    atomic_fetch_add(&a->hello_gen, 1);
+}
