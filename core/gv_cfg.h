@@ -50,6 +50,10 @@ struct gv_cfg_map {
  * gv_cfg_release(map, ctx). */
 gv_rc gv_cfg_apply(const struct gv_cfg_map *map, const char *path, const struct gv_ynode *mapping,
                    void *ctx, struct gv_cfg_err *err);
+/* Same, naming the mapping in messages: `where` is e.g. "policy.pii-detector"
+ * (NULL: "settings"), giving "unknown key 'x' in policy.pii-detector (...)". */
+gv_rc gv_cfg_apply_in(const struct gv_cfg_map *map, const char *path, const char *where,
+                      const struct gv_ynode *mapping, void *ctx, struct gv_cfg_err *err);
 void gv_cfg_release(const struct gv_cfg_map *map, void *ctx);
 
 /* Scalar parsers shared with hand-written config code. */
