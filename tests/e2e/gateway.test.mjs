@@ -3,19 +3,17 @@
 //
 // The product page's config with the stand-in as upstream. Policy behaviour is tested
 // elsewhere; here only the gateway's HTTP contract: relaying, streaming, errors, limits,
-// timeouts, run tags, headers, keep-alive and concurrency, plus config error reporting.
+// timeouts, run tags, headers, keep-alive and concurrency.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import OpenAI from 'openai';
 
 import {
-    startUpstream, startGateway, pageConfig, client, rawRequest, chatBody, runKt, testEnv,
-    makeTempDir, usageFor, DEFAULT_REPLY, TEST_SECRET,
+    startUpstream, startGateway, client, rawRequest, chatBody, usageFor, DEFAULT_REPLY,
+    TEST_SECRET,
 } from './lib/index.mjs';
 
 const CLIENT_KEY = 'sk-client-key-that-must-not-travel';
@@ -391,66 +389,4 @@ async function closedPort() {
     const { port } = s.address();
     await new Promise((resolve) => s.close(resolve));
     return port;
-}
-
-function brokenConfigs() {
-    const dir = makeTempDir('kt-e2e-cfg-');
-    const good = pageConfig({ baseUrl: 'http://127.0.0.1:9/v1' });
-    const cases = {
-        /* unclosed flow sequence: a YAML syntax error */
-        'syntax.yaml': good.replace('chain: [prompt-injection, pii-detector, audit-logger]',
-            'chain: [prompt-injection, pii-detector'),
-        /* a value of the wrong type */
-        'threshold.yaml': good.replace('threshold: 0.8', 'threshold: very-high'),
-        /* a key nobody knows */
-        'unknown-key.yaml': good.replace('  retention_days: 365', '  retention_days: 365\n' +
-            '    retention_dayz: 30'),
-        /* a chain entry that names no policy */
-        'unknown-policy.yaml': good.replace('chain: [prompt-injection,',
-            'chain: [no-such-policy, prompt-injection,'),
-    };
-    const files = {};
-    for (const [name, text] of Object.entries(cases)) {
-        assert.notEqual(text, good, `${name} did not change the config`);
-        files[name] = path.join(dir, name);
-        writeFileSync(files[name], text);
-    }
-    files['good.yaml'] = path.join(dir, 'good.yaml');
-    writeFileSync(files['good.yaml'], good);
-    return files;
-}
-
-test('kt policy check: 0 on the page config, 2 with file:line:col on broken ones', async () => {
-    const files = brokenConfigs();
-    const env = testEnv({ OPENAI_API_KEY: TEST_SECRET });
-    const ok = await runKt(['policy', 'check', files['good.yaml']], { env });
-    assert.equal(ok.code, 0, ok.stderr);
-    for (const [name, file] of Object.entries(files)) {
-        if (name === 'good.yaml') {
-            continue;
-        }
-        const r = await runKt(['policy', 'check', file], { env });
-        assert.equal(r.code, 2, `${name}: exit ${r.code}\n${r.stderr}`);
-        const re = new RegExp(`${escapeRe(file)}:\\d+:\\d+: \\S`);
-        assert.match(r.stderr, re, `${name}: no file:line:col in\n${r.stderr}`);
-    }
-});
-
-test('kt gateway run: broken config or missing secret exits 2 with file:line:col', async () => {
-    const files = brokenConfigs();
-    const stateDir = makeTempDir('kt-e2e-state-');
-    const args = (f) => ['gateway', 'run', '--listen', '127.0.0.1:0', '--policy-config', f,
-        '--state-dir', stateDir];
-    for (const name of ['syntax.yaml', 'threshold.yaml']) {
-        const r = await runKt(args(files[name]), { env: testEnv({ OPENAI_API_KEY: TEST_SECRET }) });
-        assert.equal(r.code, 2, `${name}: exit ${r.code}\n${r.stderr}`);
-        assert.match(r.stderr, new RegExp(`${escapeRe(files[name])}:\\d+:\\d+: \\S`), r.stderr);
-    }
-    const r = await runKt(args(files['good.yaml']), { env: testEnv() });
-    assert.equal(r.code, 2, `no OPENAI_API_KEY: exit ${r.code}\n${r.stderr}`);
-    assert.match(r.stderr, new RegExp(`${escapeRe(files['good.yaml'])}:\\d+:\\d+: .*OPENAI_API_KEY`));
-});
-
-function escapeRe(s) {
-    return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

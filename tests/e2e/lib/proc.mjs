@@ -95,15 +95,23 @@ export async function spawnKt(args, { env, ready, timeoutMs = 30000, cwd, name =
     let out = '';
     let exited = null;
     const lineWaiters = [];
+    let resolveExit;
     const exitPromise = new Promise((resolve) => {
-        child.on('exit', (code, signal) => {
-            exited = { code, signal };
-            live.delete(child);
-            resolve(exited);
-        });
+        resolveExit = resolve;
+    });
+    child.on('exit', (code, signal) => {
+        exited = { code, signal };
+        live.delete(child);
+        resolveExit(exited);
     });
     child.on('error', (e) => {
+        /* ENOENT and friends: no 'exit' follows, so finish here. */
         err += `spawn error: ${e.message}\n`;
+        if (!exited) {
+            exited = { code: null, signal: null, error: e };
+            live.delete(child);
+            resolveExit(exited);
+        }
     });
     child.stdout.setEncoding('utf8');
     child.stderr.setEncoding('utf8');
