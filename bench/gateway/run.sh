@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# bench/gateway/run.sh - what kt adds to a request, next to nginx proxy_pass, on this machine.
+#
+#   bash bench/gateway/run.sh
+#
+# Builds a release kt (build-release/), starts a fast upstream (nginx answering every
+# POST /v1/chat/completions with a fixed chat.completion JSON over keep-alive), then runs the
+# same wrk load (POST, small chat body, bench/gateway/post.lua) three ways:
+#   direct  wrk -> upstream
+#   nginx   wrk -> nginx proxy_pass (upstream keepalive) -> upstream
+#   kt      wrk -> kt gateway run (the product page's config, policies as built) -> upstream
+# at concurrency 1 and 64, BENCH_DURATION seconds each (default 10), and prints requests/s,
+# p50, p99, the p99 each proxy adds over direct, kt-added-p99 / nginx-added-p99 and kt's
+# throughput as a percentage of nginx's. Only 127.0.0.1 is used. Results also go to
+# bench/out/gateway-<time>.txt.
+# Environment: BENCH_DURATION (s), BENCH_WORKERS (nginx proxy worker processes and kt
+# --workers; default 1 so both proxies get the same share of the 2 cores), BENCH_PORT_BASE
+# (default 18080: upstream +1, nginx +2, kt +3), BENCH_SKIP_BUILD=1, KT_BIN.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+HERE="$ROOT/bench/gateway"
+cd "$ROOT"
+DURATION="${BENCH_DURATION:-10}"
+WORKERS="${BENCH_WORKERS:-1}"
+BASE="${BENCH_PORT_BASE:-18080}"
+UP_PORT=$((BASE + 1))
+NGX_PORT=$((BASE + 2))
+KT_PORT=$((BASE + 3))
+KT="${KT_BIN:-$ROOT/build-release/kt}"
+OUT="$ROOT/bench/out"
+mkdir -p "$OUT"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/kt-bench.XXXXXX")"
+RESULT="$OUT/gateway-$(date +%Y%m%d-%H%M%S).txt"
+PIDS=()
+
+cleanup() {
+    local rc=$? i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        if kill -0 "${PIDS[$i]}" 2>/dev/null; then
+            kill -TERM "${PIDS[$i]}" 2>/dev/null || true
+            wait "${PIDS[$i]}" 2>/dev/null || true
+        fi
+    done
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- bench-only dependencies (not part of the test deps) ---------------------------------
+need=()
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+if [ "${#need[@]}" -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        "${need[@]}" >&2
+fi
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+
+for p in "$UP_PORT" "$NGX_PORT" "$KT_PORT"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+        echo "bench: port $p on 127.0.0.1 is in use; set BENCH_PORT_BASE" >&2
+        exit 1
+    fi
+done
+
+# --- release build -----------------------------------------------------------------------
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ] && [ -z "${KT_BIN:-}" ]; then
+    echo "building release kt in build-release/ ..."
+    cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DKT_TESTS=OFF \
+        >"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log"; exit 1; }
+    cmake --build build-release -j2 --target kt >>"$WORK/build.log" 2>&1 ||
+        { tail -n 40 "$WORK/build.log"; exit 1; }
+fi
+[ -x "$KT" ] || { echo "bench: no kt binary at $KT" >&2; exit 1; }
+
+# --- nginx: the upstream and the proxy, each its own instance -----------------------------
+USER_LINE=""
+[ "$(id -u)" -ne 0 ] || USER_LINE="user root;"
+BODY="$(tr -d '\n' <"$HERE/upstream.json")"
+
+nginx_conf() { # nginx_conf NAME WORKERS SERVER-BLOCK
+    local dir="$WORK/$1"
+    mkdir -p "$dir/logs" "$dir/tmp"
+    cat >"$dir/nginx.conf" <<EOF
+$USER_LINE
+worker_processes $2;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    $3
+}
+EOF
+    echo "$dir"
+}
+
+up_dir="$(nginx_conf upstream 1 "server {
+        listen 127.0.0.1:$UP_PORT;
+        location = /v1/chat/completions {
+            default_type application/json;
+            return 200 '$BODY';
+        }
+    }")"
+ngx_dir="$(nginx_conf proxy "$WORKERS" "upstream llm {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 128;
+    }
+    server {
+        listen 127.0.0.1:$NGX_PORT;
+        location / {
+            proxy_pass http://llm;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header Authorization \"Bearer sk-bench-upstream\";
+            proxy_buffering on;
+        }
+    }")"
+
+start_nginx() {
+    "$NGINX" -p "$1" -c "$1/nginx.conf" -g 'daemon off;' 2>>"$1/logs/stderr.log" &
+    PIDS+=($!)
+}
+start_nginx "$up_dir"
+start_nginx "$ngx_dir"
+
+cat >"$WORK/policy-config.yaml" <<EOF
+pack:
+  name: wandb-governed-experiments
+  version: 1.0.0
+  enabled: true
+providers:
+  targets:
+    - id: experiment-llm
+      provider: openai:chat:gpt-4o
+      secret_key_ref:
+        env: OPENAI_API_KEY
+      base_url: http://127.0.0.1:$UP_PORT/v1
+policies:
+  chain: [prompt-injection, pii-detector, audit-logger]
+policy:
+  prompt-injection:
+    threshold: 0.8
+    action: block
+  pii-detector:
+    action: redact
+    entities: [PERSON, EMAIL_ADDRESS]
+  audit-logger:
+    immutable: true
+    retention_days: 365
+    log_all_access: true
+EOF
+OPENAI_API_KEY=sk-bench-upstream "$KT" gateway run --listen "127.0.0.1:$KT_PORT" \
+    --policy-config "$WORK/policy-config.yaml" --state-dir "$WORK/state" \
+    --workers "$WORKERS" 2>"$WORK/kt.log" &
+PIDS+=($!)
+
+wait_ok() { # wait_ok NAME PORT: until a POST answers 200
+    local i
+    for ((i = 0; i < 100; i++)); do
+        if curl -fsS -o /dev/null -X POST -H 'content-type: application/json' \
+            --data '{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}' \
+            "http://127.0.0.1:$2/v1/chat/completions" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "bench: $1 on port $2 does not answer POST /v1/chat/completions with 200" >&2
+    [ "$1" != kt ] || tail -n 20 "$WORK/kt.log" >&2
+    return 1
+}
+wait_ok upstream "$UP_PORT"
+wait_ok nginx "$NGX_PORT"
+wait_ok kt "$KT_PORT"
+
+# --- the load ----------------------------------------------------------------------------
+declare -A RPS P50 P99 ERR
+run_wrk() { # run_wrk NAME PORT CONC
+    local name="$1" port="$2" c="$3" t line
+    t=$((c < 2 ? 1 : 2))
+    # A short warm-up fills connection pools and caches, then the measured run.
+    wrk -t"$t" -c"$c" -d2s -s "$HERE/post.lua" "http://127.0.0.1:$port" >/dev/null 2>&1 || true
+    line="$(wrk -t"$t" -c"$c" -d"${DURATION}s" --latency -s "$HERE/post.lua" \
+        "http://127.0.0.1:$port" 2>&1 | grep '^BENCH ')"
+    RPS[$name.$c]="$(sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$line")"
+    P50[$name.$c]="$(sed -E 's/.* p50_us=([0-9]+).*/\1/' <<<"$line")"
+    P99[$name.$c]="$(sed -E 's/.* p99_us=([0-9]+).*/\1/' <<<"$line")"
+    ERR[$name.$c]="$(sed -E 's/.* errors=([0-9]+).*/\1/' <<<"$line")"
+    printf '  %-6s c=%-3s %s\n' "$name" "$c" "$line" >&2
+}
+
+echo "load: POST /v1/chat/completions, ${DURATION}s per run, wrk on 127.0.0.1" >&2
+for c in 1 64; do
+    run_wrk direct "$UP_PORT" "$c"
+    run_wrk nginx "$NGX_PORT" "$c"
+    run_wrk kt "$KT_PORT" "$c"
+done
+
+# --- the table ---------------------------------------------------------------------------
+{
+    echo "kt gateway benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores;" \
+        "${DURATION}s per run; proxies with $WORKERS worker(s); $("$KT" --version 2>&1)"
+    printf '%-8s %5s %12s %10s %10s %15s %8s\n' target conc 'req/s' 'p50 ms' 'p99 ms' \
+        'added p99 ms' errors
+    for c in 1 64; do
+        for n in direct nginx kt; do
+            added="-"
+            if [ "$n" != direct ]; then
+                added="$(awk -v a="${P99[$n.$c]}" -v b="${P99[direct.$c]}" \
+                    'BEGIN { printf "%.3f", (a - b) / 1000 }')"
+            fi
+            printf '%-8s %5s %12s %10s %10s %15s %8s\n' "$n" "$c" "${RPS[$n.$c]}" \
+                "$(awk -v x="${P50[$n.$c]}" 'BEGIN { printf "%.3f", x / 1000 }')" \
+                "$(awk -v x="${P99[$n.$c]}" 'BEGIN { printf "%.3f", x / 1000 }')" \
+                "$added" "${ERR[$n.$c]}"
+        done
+    done
+    for c in 1 64; do
+        awk -v c="$c" -v d="${P99[direct.$c]}" -v n="${P99[nginx.$c]}" -v k="${P99[kt.$c]}" \
+            -v rn="${RPS[nginx.$c]}" -v rk="${RPS[kt.$c]}" 'BEGIN {
+                na = n - d; ka = k - d
+                ratio = (na > 0) ? sprintf("%.2f", ka / na) : "n/a (nginx added <= 0)"
+                printf "c=%s: kt added p99 / nginx added p99 = %s; kt throughput = %.1f%% of nginx\n",
+                    c, ratio, (rn > 0) ? 100 * rk / rn : 0
+            }'
+    done
+    for c in 1 64; do
+        for n in direct nginx kt; do
+            if [ "${ERR[$n.$c]:-0}" != 0 ]; then
+                echo "WARNING: $n at c=$c had ${ERR[$n.$c]} errors (non-2xx or socket errors)"
+            fi
+        done
+    done
+} | tee "$RESULT"
+echo "saved to ${RESULT#"$ROOT"/}"
