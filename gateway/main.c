@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agent/ag_cmd.h"
 #include "gateway/gw_cmd.h"
 
 /* Each command lives in the library of its area; this table is all main knows.
@@ -19,6 +20,9 @@ static const struct kt_command commands[] = {
     {"gateway", "run", gw_cmd_gateway_run,
      "--listen HOST:PORT --policy-config FILE [--state-dir DIR] [--workers N]"},
     {"policy", "check", gw_cmd_policy_check, "FILE   validate a policy config"},
+    {"agent", "run", ag_cmd_agent_run,
+     "[--state-dir DIR] [--agent-socket PATH] [--flush-interval S] [--metrics-listen HOST:PORT]"},
+    {"agent", "status", ag_cmd_agent_status, "[--json] [--state-dir DIR] [--agent-socket PATH]"},
     {NULL, NULL, NULL, NULL},
 };
 
