@@ -1,0 +1,306 @@
+/* tests/unit/core/test_gv_yaml.c - YAML tree: positions, aliases, limits, garbage */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/gv_buf.h"
+#include "core/gv_yaml.h"
+
+static gv_rc load(const char *text, struct gv_ydoc **doc, struct gv_cfg_err *err)
+{
+    return gv_ydoc_load_buf("t.yaml", text, strlen(text), doc, err);
+}
+
+static void test_load_buf_block_positions(void **state)
+{
+    struct gv_ydoc *doc = NULL;
+    struct gv_cfg_err err;
+    const struct gv_ynode *n;
+
+    (void)state;
+    assert_int_equal(load("a: 1\nb:\n  - x\n  - 'y'\nc: {d: e}\n", &doc, &err), GV_OK);
+    assert_non_null(doc->root);
+    assert_int_equal(doc->root->kind, GV_Y_MAP);
+    assert_int_equal(doc->root->n, 3);
+    n = gv_ynode_get(doc->root, "a");
+    assert_string_equal(n->scalar, "1");
+    assert_int_equal(n->line, 1);
+    assert_int_equal(n->col, 4);
+    assert_false(n->quoted);
+    n = gv_ynode_get(doc->root, "b");
+    assert_int_equal(n->kind, GV_Y_SEQ);
+    assert_int_equal(n->n, 2);
+    assert_int_equal(n->items[1]->line, 4);
+    assert_int_equal(n->items[1]->col, 5);
+    assert_true(n->items[1]->quoted);
+    assert_string_equal(n->items[1]->scalar, "y");
+    n = gv_ynode_key(doc->root, "c");
+    assert_int_equal(n->line, 5);
+    assert_int_equal(n->col, 1);
+    n = gv_ynode_get(gv_ynode_get(doc->root, "c"), "d");
+    assert_string_equal(n->scalar, "e");
+    assert_int_equal(n->col, 8);
+    assert_null(gv_ynode_get(doc->root, "zz"));
+    assert_null(gv_ynode_get(gv_ynode_get(doc->root, "a"), "x"));
+    gv_ydoc_destroy(doc);
+}
+
+static void test_load_buf_empty_document(void **state)
+{
+    struct gv_ydoc *doc = NULL;
+    struct gv_cfg_err err;
+
+    (void)state;
+    assert_int_equal(load("", &doc, &err), GV_OK);
+    assert_null(doc->root);
+    gv_ydoc_destroy(doc);
+    assert_int_equal(load("# only a comment\n", &doc, &err), GV_OK);
+    assert_null(doc->root);
+    gv_ydoc_destroy(doc);
+}
+
+static void test_load_buf_many_items(void **state)
+{
+    struct gv_buf b;
+    struct gv_ydoc *doc = NULL;
+    struct gv_cfg_err err;
+    int i;
+
+    (void)state;
+    gv_buf_init(&b, 0);
+    for (i = 0; i < 1000; i++) {
+        assert_int_equal(gv_buf_appendf(&b, "k%d: [%d, v]\n", i, i), GV_OK);
+    }
+    assert_int_equal(gv_ydoc_load_buf("t.yaml", b.data, b.len, &doc, &err), GV_OK);
+    assert_int_equal(doc->root->n, 1000);
+    assert_string_equal(gv_ynode_get(doc->root, "k999")->items[0]->scalar, "999");
+    assert_int_equal(gv_ynode_key(doc->root, "k999")->line, 1000);
+    gv_ydoc_destroy(doc);
+    gv_buf_free(&b);
+}
+
+static void test_load_buf_duplicate_key(void **state)
+{
+    struct gv_ydoc *doc = NULL;
+    struct gv_cfg_err err;
+
+    (void)state;
+    assert_int_equal(load("a: 1\nb:\n  x: 1\n  x: 2\n", &doc, &err), GV_ECONFIG);
+    assert_null(doc);
+    assert_string_equal(err.msg, "t.yaml:4:3: duplicate key 'x' (first defined at 3:3)");
+    assert_int_equal(load("{a: 1, a: 2}", &doc, &err), GV_ECONFIG);
+    assert_string_equal(err.msg, "t.yaml:1:8: duplicate key 'a' (first defined at 1:2)");
+}
+
+static void test_load_buf_syntax_error_position(void **state)
+{
+    struct gv_ydoc *doc = NULL;
+    struct gv_cfg_err err;
+
+    (void)state;
+    assert_int_equal(load("a: 1\nb: [1, 2\nc: 3\n", &doc, &err), GV_ECONFIG);
+    assert_null(doc);
+    assert_string_equal(err.msg, "t.yaml:3:2: did not find expected ',' or ']' "
+                                 "(while parsing a flow sequence at 2:4)");
+    assert_int_equal(load("a: b: c\n", &doc, &err), GV_ECONFIG);
+    assert_string_equal(err.msg, "t.yaml:1:5: mapping values are not allowed in this context");
+}
+
+static void test_load_buf_alias_copied(void **state)
+{
+    struct gv_ydoc *doc = NULL;
+    struct gv_cfg_err err;
+    const struct gv_ynode *a;
+    const struct gv_ynode *b;
+
+    (void)state;
+    assert_int_equal(load("base: &b {x: 1, y: [2, 3]}\ncopy: *b\ns: &s hi\nt: *s\n", &doc, &err),
+                     GV_OK);
+    a = gv_ynode_get(doc->root, "base");
+    b = gv_ynode_get(doc->root, "copy");
+    assert_ptr_not_equal(a, b);
+    assert_int_equal(b->kind, GV_Y_MAP);
+    assert_string_equal(gv_ynode_get(b, "y")->items[1]->scalar, "3");
+    /* The copy keeps the anchor's positions. */
+    assert_int_equal(gv_ynode_get(b, "x")->line, 1);
+    assert_string_equal(gv_ynode_get(doc->root, "t")->scalar, "hi");
+    gv_ydoc_destroy(doc);
+}
+
+static void test_load_buf_alias_cycle_and_unknown(void **state)
+{
+    struct gv_ydoc *doc = NULL;
+    struct gv_cfg_err err;
+
+    (void)state;
+    assert_int_equal(load("a: &x [1, *x]\n", &doc, &err), GV_ECONFIG);
+    assert_string_equal(err.msg, "t.yaml:1:11: unknown anchor 'x' "
+                                 "(aliases must follow a complete anchored node)");
+    assert_int_equal(load("a: *nope\n", &doc, &err), GV_ECONFIG);
+    assert_string_equal(err.msg, "t.yaml:1:4: unknown anchor 'nope' "
+                                 "(aliases must follow a complete anchored node)");
+}
+
+static void test_load_buf_alias_bomb(void **state)
+{
+    struct gv_ydoc *doc = NULL;
+    struct gv_cfg_err err;
+    const char *bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+                       "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                       "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+                       "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+                       "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+                       "f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n";
+
+    (void)state;
+    assert_int_equal(load(bomb, &doc, &err), GV_ECONFIG);
+    assert_null(doc);
+    assert_non_null(strstr(err.msg, "document too large (more than 100000 nodes)"));
+    assert_int_equal(strncmp(err.msg, "t.yaml:5:", 9), 0);
+}
+
+static void test_load_buf_depth_limit(void **state)
+{
+    struct gv_buf b;
+    struct gv_ydoc *doc = NULL;
+    struct gv_cfg_err err;
+    int i;
+
+    (void)state;
+    gv_buf_init(&b, 0);
+    for (i = 0; i < 64; i++) {
+        assert_int_equal(gv_buf_append_char(&b, '['), GV_OK);
+    }
+    for (i = 0; i < 64; i++) {
+        assert_int_equal(gv_buf_append_char(&b, ']'), GV_OK);
+    }
+    assert_int_equal(gv_ydoc_load_buf("t.yaml", b.data, b.len, &doc, &err), GV_OK);
+    gv_ydoc_destroy(doc);
+    gv_buf_reset(&b);
+    for (i = 0; i < 65; i++) {
+        assert_int_equal(gv_buf_append_char(&b, '['), GV_OK);
+    }
+    assert_int_equal(gv_ydoc_load_buf("t.yaml", b.data, b.len, &doc, &err), GV_ECONFIG);
+    assert_string_equal(err.msg, "t.yaml:1:65: nesting deeper than 64 levels");
+    gv_buf_free(&b);
+}
+
+static void test_load_buf_rejects(void **state)
+{
+    struct gv_ydoc *doc = NULL;
+    struct gv_cfg_err err;
+    static const char nul[] = "a: \"x\\0y\"\n";
+
+    (void)state;
+    assert_int_equal(load(nul, &doc, &err), GV_ECONFIG);
+    assert_string_equal(err.msg, "t.yaml:1:4: scalar contains a NUL character");
+    assert_int_equal(load("a: 1\n---\nb: 2\n", &doc, &err), GV_ECONFIG);
+    assert_string_equal(err.msg, "t.yaml:2:1: only one YAML document is allowed");
+    assert_int_equal(load("[a, b]: 1\n", &doc, &err), GV_ECONFIG);
+    assert_string_equal(err.msg, "t.yaml:1:1: mapping keys must be scalars, got a sequence");
+    assert_int_equal(gv_ydoc_load_buf("t.yaml", "a: \xff\xfe\n", 7, &doc, &err), GV_ECONFIG);
+    assert_string_equal(err.msg, "t.yaml:1:4: invalid leading UTF-8 octet");
+}
+
+static void test_load_buf_garbage_never_crashes(void **state)
+{
+    /* Mostly YAML punctuation so the parser gets deep into its states, plus
+     * raw bytes for the reader; a fixed seed keeps failures reproducible. */
+    static const char alphabet[] = "{}[]:,-&*!|>'\"#%@` \n\t?abc01.~\\";
+    char buf[300];
+    uint32_t seed = 12345;
+    int round;
+    size_t i;
+    size_t len;
+    int ok = 0;
+    int bad = 0;
+
+    (void)state;
+    for (round = 0; round < 5000; round++) {
+        struct gv_ydoc *doc = NULL;
+        struct gv_cfg_err err;
+        gv_rc rc;
+
+        seed = seed * 1103515245u + 12345u;
+        len = (seed >> 16) % sizeof(buf);
+        for (i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            if ((seed >> 16) % 8 == 0) {
+                buf[i] = (char)((seed >> 8) & 0xff);
+            }
+            else {
+                buf[i] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
+            }
+        }
+        rc = gv_ydoc_load_buf("fuzz", buf, len, &doc, &err);
+        if (rc == GV_OK) {
+            ok++;
+            assert_non_null(doc);
+            gv_ydoc_destroy(doc);
+        }
+        else {
+            bad++;
+            assert_int_equal(rc, GV_ECONFIG);
+            assert_null(doc);
+            assert_int_equal(strncmp(err.msg, "fuzz:", 5), 0);
+        }
+    }
+    /* Both outcomes must occur or the generator is not exercising anything. */
+    assert_true(ok > 0);
+    assert_true(bad > 0);
+}
+
+static void test_load_file_missing(void **state)
+{
+    struct gv_ydoc *doc = NULL;
+    struct gv_cfg_err err;
+
+    (void)state;
+    assert_int_equal(gv_ydoc_load_file("/nonexistent/kt.yaml", &doc, &err), GV_EIO);
+    assert_null(doc);
+    assert_string_equal(err.msg, "/nonexistent/kt.yaml: cannot open: No such file or directory");
+}
+
+static void test_cfg_fail_format(void **state)
+{
+    struct gv_ydoc *doc = NULL;
+    struct gv_cfg_err err;
+
+    (void)state;
+    assert_int_equal(gv_cfg_fail(&err, "p.yaml", NULL, "bad %d", 7), GV_ECONFIG);
+    assert_string_equal(err.msg, "p.yaml:1:1: bad 7");
+    assert_int_equal(load("\n\n   k: v\n", &doc, &err), GV_OK);
+    assert_int_equal(gv_cfg_fail(&err, doc->path, gv_ynode_get(doc->root, "k"), "x"), GV_ECONFIG);
+    assert_string_equal(err.msg, "t.yaml:3:7: x");
+    assert_string_equal(gv_ynode_kind_str(GV_Y_SEQ), "sequence");
+    assert_string_equal(gv_ynode_kind_str(GV_Y_MAP), "mapping");
+    assert_string_equal(gv_ynode_kind_str(GV_Y_SCALAR), "scalar");
+    gv_ydoc_destroy(doc);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_load_buf_block_positions),
+        cmocka_unit_test(test_load_buf_empty_document),
+        cmocka_unit_test(test_load_buf_many_items),
+        cmocka_unit_test(test_load_buf_duplicate_key),
+        cmocka_unit_test(test_load_buf_syntax_error_position),
+        cmocka_unit_test(test_load_buf_alias_copied),
+        cmocka_unit_test(test_load_buf_alias_cycle_and_unknown),
+        cmocka_unit_test(test_load_buf_alias_bomb),
+        cmocka_unit_test(test_load_buf_depth_limit),
+        cmocka_unit_test(test_load_buf_rejects),
+        cmocka_unit_test(test_load_buf_garbage_never_crashes),
+        cmocka_unit_test(test_load_file_missing),
+        cmocka_unit_test(test_cfg_fail_format),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
