@@ -1,0 +1,424 @@
+/* gateway/gw_chain.c - the configured policies, run in chain order */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "gateway/gw_chain.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/gv_log.h"
+#include "core/gv_mem.h"
+
+/* Streamed answers with more choices than this (n > 16) pass the extra
+ * choices through unfiltered rather than growing state without bound. */
+#define CHAIN_MAX_CHOICES 16
+/* One policy's output for one streamed piece; a piece is one SSE delta, so
+ * this is far above anything legitimate and only stops runaway growth. */
+#define CHAIN_STREAM_BUF_MAX (8u * 1024u * 1024u)
+
+struct gw_chain {
+    size_t n;
+    struct gw_policy *pols;
+    bool *initialized; /* init succeeded, so destroy is owed */
+    bool wants_response;
+    bool has_stream;
+};
+
+struct gw_chain_stream {
+    struct gw_chain *chain;
+    struct gw_req *req;
+    void **state; /* [policy][choice], allocated by each policy on first use */
+    struct gv_buf a;
+    struct gv_buf b;
+};
+
+static bool implemented(const struct gw_policy_ops *ops)
+{
+    return ops->evaluate || ops->response_json || ops->stream_text || ops->complete;
+}
+
+gv_rc gw_chain_create(const struct gw_config *cfg, const char *state_dir, struct gw_chain **out,
+                      struct gv_cfg_err *err)
+{
+    struct gv_cfg_err scratch;
+    struct gw_chain *chain;
+    char where[96];
+    char missing[512];
+    size_t used = 0;
+    size_t i;
+    gv_rc rc = GV_OK;
+
+    *out = NULL;
+    if (!err) {
+        err = &scratch;
+    }
+    chain = gv_calloc(1, sizeof(*chain));
+    if (!cfg->pack_enabled) {
+        gv_log(GV_LOG_INFO, "chain", "pack disabled: passing traffic through with no policies",
+               "pack=%s", cfg->pack_name ? cfg->pack_name : "");
+        goto out;
+    }
+    if (cfg->nchain) {
+        chain->pols = gv_calloc(cfg->nchain, sizeof(*chain->pols));
+        chain->initialized = gv_calloc(cfg->nchain, sizeof(*chain->initialized));
+    }
+    missing[0] = '\0';
+    for (i = 0; i < cfg->nchain; i++) {
+        const struct gw_chain_entry *e = &cfg->chain[i];
+        const struct gw_policy_ops *ops = gw_policy_find(e->name);
+        struct gw_policy *pol = &chain->pols[i];
+
+        if (!ops) {
+            /* gw_config_load already refused unknown names; a hand-built config may not. */
+            rc = gv_cfg_fail(err, cfg->path, e->name_node, "policies.chain: unknown policy '%s'",
+                             e->name);
+            goto out;
+        }
+        pol->ops = ops;
+        pol->name = gv_strdup(e->name);
+        pol->state_dir = state_dir ? gv_strdup(state_dir) : NULL;
+        pol->ctx = gv_calloc(1, ops->ctx_size ? ops->ctx_size : 1);
+        chain->n = i + 1;
+        snprintf(where, sizeof(where), "policy.%s", e->name);
+        rc = gv_cfg_apply_in(ops->config_map, cfg->path, where, e->settings, pol->ctx, err);
+        if (rc) {
+            goto out;
+        }
+        if (ops->init) {
+            err->msg[0] = '\0';
+            rc = ops->init(pol, cfg->path, e->settings, err);
+            if (rc) {
+                if (!err->msg[0]) {
+                    gv_cfg_fail(err, cfg->path, e->settings ? e->settings : e->name_node,
+                                "policy.%s: failed to start (%s)", e->name, gv_rc_str(rc));
+                }
+                rc = GV_ECONFIG;
+                goto out;
+            }
+        }
+        chain->initialized[i] = true;
+        if (!implemented(ops)) {
+            int n = snprintf(missing + used, sizeof(missing) - used, "%s%s", used ? ", " : "",
+                             e->name);
+            if (n > 0 && (size_t)n < sizeof(missing) - used) {
+                used += (size_t)n;
+            }
+        }
+        if (ops->response_json || ops->stream_text) {
+            chain->wants_response = true;
+        }
+        if (ops->stream_text) {
+            chain->has_stream = true;
+        }
+    }
+    if (used) {
+        gv_log(GV_LOG_WARN, "chain",
+               "configured but not implemented in this build; passing traffic through",
+               "policies=\"%s\"", missing);
+    }
+out:
+    if (rc) {
+        gw_chain_destroy(chain);
+        chain = NULL;
+    }
+    *out = chain;
+    return rc;
+}
+
+void gw_chain_destroy(struct gw_chain *chain)
+{
+    size_t i;
+
+    if (!chain) {
+        return;
+    }
+    for (i = chain->n; i-- > 0;) {
+        struct gw_policy *pol = &chain->pols[i];
+        /* destroy() undoes init(); after a failed init the policy cleaned up itself. */
+        if (chain->initialized[i] && pol->ops->destroy) {
+            pol->ops->destroy(pol);
+        }
+        gv_cfg_release(pol->ops->config_map, pol->ctx);
+        gv_free(pol->ctx);
+        gv_free((char *)pol->name);
+        gv_free((char *)pol->state_dir);
+    }
+    gv_free(chain->pols);
+    gv_free(chain->initialized);
+    gv_free(chain);
+}
+
+size_t gw_chain_size(const struct gw_chain *chain)
+{
+    return chain ? chain->n : 0;
+}
+
+const char *gw_chain_name(const struct gw_chain *chain, size_t i)
+{
+    if (!chain || i >= chain->n) {
+        return NULL;
+    }
+    return chain->pols[i].name;
+}
+
+static void outcome_init(struct gv_policy_outcome *o, const char *name)
+{
+    memset(o, 0, sizeof(*o));
+    snprintf(o->name, sizeof(o->name), "%s", name);
+}
+
+/* Raises a recorded outcome when a later hook (answer scanning) did more
+ * than the prompt hook; never lowers BLOCK/ERROR. */
+static void outcome_raise(struct gw_req *req, size_t i, enum gv_outcome_action a,
+                          const struct gw_verdict *v)
+{
+    struct gv_policy_outcome *o;
+    size_t k;
+
+    if (!req || !req->rec || i >= req->rec->npolicies) {
+        return;
+    }
+    o = &req->rec->policies[i];
+    if (o->action == GV_OUTCOME_SKIPPED || o->action == GV_OUTCOME_ERROR) {
+        return;
+    }
+    if (a > o->action) {
+        o->action = a;
+    }
+    if (v) {
+        for (k = 0; k < GV_PII_NTYPES; k++) {
+            o->pii_counts[k] += v->pii_counts[k];
+        }
+        if (v->score > o->score) {
+            o->score = v->score;
+        }
+    }
+}
+
+static void set_error_code(struct gv_record *rec, const char *code)
+{
+    if (rec && !rec->error_code[0]) {
+        snprintf(rec->error_code, sizeof(rec->error_code), "%s", code);
+    }
+}
+
+void gw_chain_evaluate(struct gw_chain *chain, struct gw_req *req, struct gw_verdict *out)
+{
+    struct gv_record *rec = req ? req->rec : NULL;
+    bool stopped = false;
+    size_t i;
+    size_t k;
+
+    memset(out, 0, sizeof(*out));
+    out->action = GW_ACTION_PASS;
+    if (rec) {
+        rec->npolicies = 0;
+    }
+    for (i = 0; chain && i < chain->n; i++) {
+        struct gw_policy *pol = &chain->pols[i];
+        struct gv_policy_outcome *o = NULL;
+        struct gw_verdict v;
+        gv_rc rc;
+
+        if (rec && rec->npolicies < GV_RECORD_MAX_POLICIES) {
+            o = &rec->policies[rec->npolicies++];
+            outcome_init(o, pol->name);
+        }
+        if (stopped) {
+            if (o) {
+                o->action = GV_OUTCOME_SKIPPED;
+            }
+            continue;
+        }
+        if (!pol->ops->evaluate) {
+            continue;
+        }
+        memset(&v, 0, sizeof(v));
+        rc = pol->ops->evaluate(pol, req, &v);
+        if (rc == GV_OK && (v.action < GW_ACTION_PASS || v.action > GW_ACTION_BLOCK)) {
+            /* An out-of-range verdict is a policy bug: fail closed like an error. */
+            rc = GV_EINVAL;
+        }
+        if (rc != GV_OK) {
+            gv_log(GV_LOG_ERROR, "chain", "policy failed; request refused",
+                   "req=%s policy=%s rc=%s", rec ? rec->request_id : "", pol->name,
+                   gv_rc_str(rc));
+            if (o) {
+                o->action = GV_OUTCOME_ERROR;
+            }
+            memset(out, 0, sizeof(*out));
+            out->action = GW_ACTION_BLOCK;
+            out->status = 500;
+            out->code = "policy_error";
+            out->message = "a governance policy failed; the request was refused";
+            set_error_code(rec, "policy_error");
+            stopped = true;
+            continue;
+        }
+        if (o) {
+            /* enum gv_outcome_action mirrors enum gw_action's order. */
+            o->action = (enum gv_outcome_action)v.action;
+            o->score = v.score;
+            memcpy(o->pii_counts, v.pii_counts, sizeof(o->pii_counts));
+        }
+        for (k = 0; k < GV_PII_NTYPES; k++) {
+            out->pii_counts[k] += v.pii_counts[k];
+        }
+        if (v.action > out->action) {
+            out->action = v.action;
+            out->score = v.score;
+        }
+        if (v.action == GW_ACTION_BLOCK) {
+            out->status = v.status ? v.status : 403;
+            out->code = v.code ? v.code : pol->name;
+            out->message = v.message ? v.message : "the request was blocked by a governance policy";
+            set_error_code(rec, out->code);
+            stopped = true;
+        }
+    }
+}
+
+bool gw_chain_wants_response(const struct gw_chain *chain)
+{
+    return chain && chain->wants_response;
+}
+
+void gw_chain_response_json(struct gw_chain *chain, struct gw_req *req, struct json_object *resp)
+{
+    size_t i;
+
+    for (i = 0; chain && i < chain->n; i++) {
+        struct gw_policy *pol = &chain->pols[i];
+        struct gw_verdict v;
+        gv_rc rc;
+
+        if (!pol->ops->response_json) {
+            continue;
+        }
+        memset(&v, 0, sizeof(v));
+        rc = pol->ops->response_json(pol, req, resp, &v);
+        if (rc != GV_OK) {
+            /* The contract gives no way back to refuse the answer here; the
+             * failure is recorded so the event and audit log show it. */
+            gv_log(GV_LOG_ERROR, "chain", "response policy failed",
+                   "req=%s policy=%s rc=%s", req && req->rec ? req->rec->request_id : "",
+                   pol->name, gv_rc_str(rc));
+            if (req && req->rec && i < req->rec->npolicies) {
+                req->rec->policies[i].action = GV_OUTCOME_ERROR;
+            }
+            set_error_code(req ? req->rec : NULL, "policy_error");
+            continue;
+        }
+        if (v.action >= GW_ACTION_PASS && v.action <= GW_ACTION_BLOCK) {
+            outcome_raise(req, i, (enum gv_outcome_action)v.action, &v);
+        }
+    }
+}
+
+struct gw_chain_stream *gw_chain_stream_open(struct gw_chain *chain, struct gw_req *req)
+{
+    struct gw_chain_stream *st = gv_calloc(1, sizeof(*st));
+
+    st->chain = chain;
+    st->req = req;
+    if (chain && chain->has_stream && chain->n) {
+        st->state = gv_calloc(chain->n * CHAIN_MAX_CHOICES, sizeof(*st->state));
+    }
+    gv_buf_init(&st->a, CHAIN_STREAM_BUF_MAX);
+    gv_buf_init(&st->b, CHAIN_STREAM_BUF_MAX);
+    return st;
+}
+
+gv_rc gw_chain_stream_text(struct gw_chain_stream *st, int choice, const char *text, size_t len,
+                           bool final, struct gv_buf *out)
+{
+    struct gw_chain *chain = st->chain;
+    struct gv_buf *in_buf = NULL;
+    struct gv_buf *next;
+    const char *cur = text;
+    size_t curlen = len;
+    size_t i;
+    gv_rc rc = GV_OK;
+
+    if (!st->state || choice < 0 || choice >= CHAIN_MAX_CHOICES) {
+        return gv_buf_append(out, text, len);
+    }
+    for (i = 0; i < chain->n; i++) {
+        struct gw_policy *pol = &chain->pols[i];
+        struct gw_verdict v;
+
+        if (!pol->ops->stream_text) {
+            continue;
+        }
+        /* Ping-pong between two buffers: one holds this policy's input, the
+         * other receives its output, which becomes the next policy's input. */
+        next = in_buf == &st->a ? &st->b : &st->a;
+        gv_buf_reset(next);
+        memset(&v, 0, sizeof(v));
+        rc = pol->ops->stream_text(pol, st->req, &st->state[i * CHAIN_MAX_CHOICES + choice], cur,
+                                   curlen, final, next, &v);
+        if (rc != GV_OK) {
+            gv_log(GV_LOG_ERROR, "chain", "stream policy failed",
+                   "req=%s policy=%s rc=%s", st->req && st->req->rec ? st->req->rec->request_id : "",
+                   pol->name, gv_rc_str(rc));
+            if (st->req && st->req->rec && i < st->req->rec->npolicies) {
+                st->req->rec->policies[i].action = GV_OUTCOME_ERROR;
+            }
+            set_error_code(st->req ? st->req->rec : NULL, "policy_error");
+            goto out;
+        }
+        if (v.action >= GW_ACTION_PASS && v.action <= GW_ACTION_BLOCK) {
+            outcome_raise(st->req, i, (enum gv_outcome_action)v.action, &v);
+        }
+        in_buf = next;
+        cur = next->data ? next->data : "";
+        curlen = next->len;
+    }
+    rc = gv_buf_append(out, cur, curlen);
+out:
+    return rc;
+}
+
+void gw_chain_stream_close(struct gw_chain_stream *st)
+{
+    size_t i;
+    size_t c;
+
+    if (!st) {
+        return;
+    }
+    for (i = 0; st->state && i < st->chain->n; i++) {
+        struct gw_policy *pol = &st->chain->pols[i];
+        for (c = 0; c < CHAIN_MAX_CHOICES; c++) {
+            void **slot = &st->state[i * CHAIN_MAX_CHOICES + c];
+            if (*slot && pol->ops->stream_free) {
+                pol->ops->stream_free(pol, *slot);
+            }
+            *slot = NULL;
+        }
+    }
+    gv_free(st->state);
+    gv_buf_free(&st->a);
+    gv_buf_free(&st->b);
+    gv_free(st);
+}
+
+void gw_chain_complete(struct gw_chain *chain, struct gw_req *req, struct gv_record *rec)
+{
+    size_t i;
+
+    for (i = 0; chain && i < chain->n; i++) {
+        struct gw_policy *pol = &chain->pols[i];
+        if (pol->ops->complete) {
+            pol->ops->complete(pol, req, rec);
+        }
+    }
+    /* Per-request state a policy parked in its slot is released through the
+     * same hook that frees its stream state. */
+    for (i = 0; req && chain && i < chain->n && i < GV_RECORD_MAX_POLICIES; i++) {
+        struct gw_policy *pol = &chain->pols[i];
+        if (req->policy_state[i] && pol->ops->stream_free) {
+            pol->ops->stream_free(pol, req->policy_state[i]);
+            req->policy_state[i] = NULL;
+        }
+    }
+}
