@@ -1,0 +1,522 @@
+/* tests/unit/gateway/chain/test_gw_chain.c - the chain mechanism with test-only policies */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/gv_mem.h"
+#include "gateway/gw_chain.h"
+
+/* ---- test-only policies: they exercise the chain, not any product policy ---- */
+
+struct t_ctx {
+    long n;
+};
+
+static const struct gv_cfg_map t_map[] = {
+    {"n", GV_CFG_INT, offsetof(struct t_ctx, n), "1", 0, NULL, 0, 100, NULL},
+    {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
+};
+
+static int destroyed;
+static int completed;
+static int freed_states;
+
+static gv_rc pass_eval(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
+{
+    out->action = GW_ACTION_PASS;
+    out->score = 0.25;
+    return GV_OK;
+}
+
+static gv_rc flag_eval(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
+{
+    out->action = GW_ACTION_FLAG;
+    out->score = 0.5;
+    out->pii_counts[GV_PII_EMAIL_ADDRESS] = 2;
+    return GV_OK;
+}
+
+static gv_rc block_eval(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
+{
+    out->action = GW_ACTION_BLOCK;
+    out->score = 0.9;
+    return GV_OK;
+}
+
+static gv_rc block401_eval(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
+{
+    out->action = GW_ACTION_BLOCK;
+    out->status = 401;
+    out->code = "invalid_api_key";
+    out->message = "no key";
+    return GV_OK;
+}
+
+static gv_rc fail_eval(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
+{
+    out->action = GW_ACTION_PASS;
+    return GV_EIO;
+}
+
+static gv_rc bogus_eval(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
+{
+    out->action = (enum gw_action)42;
+    return GV_OK;
+}
+
+static gv_rc fail_init(struct gw_policy *pol, const char *path, const struct gv_ynode *settings,
+                       struct gv_cfg_err *err)
+{
+    return gv_cfg_fail(err, path, settings, "policy.t-init-fail: pattern does not compile");
+}
+
+static gv_rc silent_fail_init(struct gw_policy *pol, const char *path,
+                              const struct gv_ynode *settings, struct gv_cfg_err *err)
+{
+    return GV_EIO;
+}
+
+static void count_destroy(struct gw_policy *pol)
+{
+    destroyed++;
+}
+
+static void count_complete(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec)
+{
+    struct t_ctx *c = pol->ctx;
+    completed++;
+    rec->cost_usd += (double)c->n;
+}
+
+/* Upper-cases everything and marks the answer as rewritten. */
+static gv_rc upper_stream(struct gw_policy *pol, struct gw_req *req, void **state,
+                          const char *text, size_t len, bool final, struct gv_buf *out,
+                          struct gw_verdict *v)
+{
+    size_t i;
+    gv_rc rc = GV_OK;
+
+    for (i = 0; i < len && rc == GV_OK; i++) {
+        char c = text[i];
+        rc = gv_buf_append_char(out, (char)(c >= 'a' && c <= 'z' ? c - 32 : c));
+    }
+    v->action = GW_ACTION_REDACT;
+    return rc;
+}
+
+/* Holds back the last byte of every piece until `final`, like a redactor that
+ * waits for a token boundary. */
+struct hold {
+    char held;
+    bool has;
+};
+
+static gv_rc hold_stream(struct gw_policy *pol, struct gw_req *req, void **state,
+                         const char *text, size_t len, bool final, struct gv_buf *out,
+                         struct gw_verdict *v)
+{
+    struct hold *h = *state;
+    gv_rc rc = GV_OK;
+
+    if (!h) {
+        h = gv_calloc(1, sizeof(*h));
+        *state = h;
+    }
+    if (h->has && len + (final ? 1 : 0) > 0) {
+        rc = gv_buf_append_char(out, h->held);
+        h->has = false;
+    }
+    if (rc == GV_OK && len > 0) {
+        if (final) {
+            rc = gv_buf_append(out, text, len);
+        }
+        else {
+            rc = gv_buf_append(out, text, len - 1);
+            h->held = text[len - 1];
+            h->has = true;
+        }
+    }
+    return rc;
+}
+
+static void hold_free(struct gw_policy *pol, void *state)
+{
+    freed_states++;
+    gv_free(state);
+}
+
+static const struct gw_policy_ops t_pass = {.name = "t-pass", .config_map = t_map,
+                                            .ctx_size = sizeof(struct t_ctx),
+                                            .evaluate = pass_eval, .destroy = count_destroy};
+static const struct gw_policy_ops t_flag = {.name = "t-flag", .evaluate = flag_eval};
+static const struct gw_policy_ops t_block = {.name = "t-block", .evaluate = block_eval};
+static const struct gw_policy_ops t_block401 = {.name = "t-block401", .evaluate = block401_eval};
+static const struct gw_policy_ops t_fail = {.name = "t-fail", .evaluate = fail_eval};
+static const struct gw_policy_ops t_bogus = {.name = "t-bogus", .evaluate = bogus_eval};
+static const struct gw_policy_ops t_none = {.name = "t-none"};
+static const struct gw_policy_ops t_none2 = {.name = "t-none2"};
+static const struct gw_policy_ops t_init_fail = {.name = "t-init-fail", .init = fail_init,
+                                                 .destroy = count_destroy};
+static const struct gw_policy_ops t_silent = {.name = "t-silent", .init = silent_fail_init};
+static const struct gw_policy_ops t_count = {.name = "t-count", .config_map = t_map,
+                                             .ctx_size = sizeof(struct t_ctx),
+                                             .complete = count_complete};
+static const struct gw_policy_ops t_upper = {.name = "t-upper", .flags = GW_POL_RESPONSE,
+                                             .stream_text = upper_stream};
+static const struct gw_policy_ops t_hold = {.name = "t-hold", .flags = GW_POL_RESPONSE,
+                                            .stream_text = hold_stream, .stream_free = hold_free};
+
+static const struct gw_policy_ops *const t_all[] = {
+    &t_pass, &t_flag,      &t_block,  &t_block401, &t_fail,  &t_bogus, &t_none,
+    &t_none2, &t_init_fail, &t_silent, &t_count,    &t_upper, &t_hold,  NULL,
+};
+
+/* The chain looks policies up by name; the test links with
+ * -Wl,--wrap=gw_policy_find so it sees the policies above instead. */
+const struct gw_policy_ops *__wrap_gw_policy_find(const char *name);
+const struct gw_policy_ops *__wrap_gw_policy_find(const char *name)
+{
+    size_t i;
+    for (i = 0; t_all[i]; i++) {
+        if (strcmp(t_all[i]->name, name) == 0) {
+            return t_all[i];
+        }
+    }
+    return NULL;
+}
+
+/* ---- fixture: a config built by hand around a parsed settings document ---- */
+
+struct fx {
+    struct gv_ydoc *doc;
+    struct gw_config cfg;
+    struct gw_chain_entry entries[GV_RECORD_MAX_POLICIES];
+    struct gv_record rec;
+    struct gw_req req;
+    struct gw_chain *chain;
+};
+
+/* names: the chain; settings: YAML whose top-level keys are policy names. */
+static void fx_init(struct fx *f, const char *const *names, const char *settings)
+{
+    struct gv_cfg_err err;
+    size_t i;
+
+    memset(f, 0, sizeof(*f));
+    assert_int_equal(gv_ydoc_load_buf("c.yaml", settings, strlen(settings), &f->doc, &err), GV_OK);
+    f->cfg.doc = NULL;
+    f->cfg.path = "c.yaml";
+    f->cfg.pack_name = "test";
+    f->cfg.pack_version = "1";
+    f->cfg.pack_enabled = true;
+    for (i = 0; names[i]; i++) {
+        f->entries[i].name = names[i];
+        f->entries[i].name_node = f->doc->root ? gv_ynode_key(f->doc->root, names[i]) : NULL;
+        f->entries[i].settings = f->doc->root ? gv_ynode_get(f->doc->root, names[i]) : NULL;
+    }
+    f->cfg.nchain = i;
+    f->cfg.chain = f->entries;
+    f->req.rec = &f->rec;
+    destroyed = 0;
+    completed = 0;
+    freed_states = 0;
+}
+
+static gv_rc fx_create(struct fx *f, struct gv_cfg_err *err)
+{
+    return gw_chain_create(&f->cfg, "/tmp/kt-test-state", &f->chain, err);
+}
+
+static void fx_free(struct fx *f)
+{
+    gw_chain_destroy(f->chain);
+    gv_ydoc_destroy(f->doc);
+}
+
+/* ---- tests ---- */
+
+static void test_evaluate_all_pass(void **state)
+{
+    static const char *const names[] = {"t-pass", "t-flag", "t-none", NULL};
+    struct gv_cfg_err err;
+    struct gw_verdict v;
+    struct fx f;
+
+    (void)state;
+    fx_init(&f, names, "t-pass: {n: 5}\n");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    assert_int_equal(gw_chain_size(f.chain), 3);
+    assert_string_equal(gw_chain_name(f.chain, 1), "t-flag");
+    assert_null(gw_chain_name(f.chain, 3));
+    gw_chain_evaluate(f.chain, &f.req, &v);
+    assert_int_equal(v.action, GW_ACTION_FLAG);
+    assert_true(v.score == 0.5);
+    assert_int_equal(v.pii_counts[GV_PII_EMAIL_ADDRESS], 2);
+    assert_int_equal(f.rec.npolicies, 3);
+    assert_string_equal(f.rec.policies[0].name, "t-pass");
+    assert_int_equal(f.rec.policies[0].action, GV_OUTCOME_PASS);
+    assert_true(f.rec.policies[0].score == 0.25);
+    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_FLAG);
+    assert_int_equal(f.rec.policies[1].pii_counts[GV_PII_EMAIL_ADDRESS], 2);
+    assert_int_equal(f.rec.policies[2].action, GV_OUTCOME_PASS);
+    assert_string_equal(f.rec.error_code, "");
+    fx_free(&f);
+    assert_int_equal(destroyed, 1);
+}
+
+static void test_evaluate_block_skips_rest(void **state)
+{
+    static const char *const names[] = {"t-flag", "t-block", "t-pass", NULL};
+    struct gv_cfg_err err;
+    struct gw_verdict v;
+    struct fx f;
+
+    (void)state;
+    fx_init(&f, names, "{}");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    gw_chain_evaluate(f.chain, &f.req, &v);
+    assert_int_equal(v.action, GW_ACTION_BLOCK);
+    assert_int_equal(v.status, 403);
+    assert_string_equal(v.code, "t-block");
+    assert_non_null(v.message);
+    assert_int_equal(f.rec.npolicies, 3);
+    assert_int_equal(f.rec.policies[0].action, GV_OUTCOME_FLAG);
+    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_BLOCK);
+    assert_true(f.rec.policies[1].score == 0.9);
+    assert_int_equal(f.rec.policies[2].action, GV_OUTCOME_SKIPPED);
+    assert_string_equal(f.rec.policies[2].name, "t-pass");
+    assert_string_equal(f.rec.error_code, "t-block");
+    fx_free(&f);
+}
+
+static void test_evaluate_block_keeps_policy_status(void **state)
+{
+    static const char *const names[] = {"t-block401", "t-block", NULL};
+    struct gv_cfg_err err;
+    struct gw_verdict v;
+    struct fx f;
+
+    (void)state;
+    fx_init(&f, names, "{}");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    gw_chain_evaluate(f.chain, &f.req, &v);
+    assert_int_equal(v.status, 401);
+    assert_string_equal(v.code, "invalid_api_key");
+    assert_string_equal(v.message, "no key");
+    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_SKIPPED);
+    fx_free(&f);
+}
+
+static void test_evaluate_policy_error_fails_closed(void **state)
+{
+    static const char *const names[] = {"t-pass", "t-fail", "t-flag", NULL};
+    static const char *const bogus[] = {"t-bogus", "t-pass", NULL};
+    struct gv_cfg_err err;
+    struct gw_verdict v;
+    struct fx f;
+
+    (void)state;
+    fx_init(&f, names, "{}");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    gw_chain_evaluate(f.chain, &f.req, &v);
+    assert_int_equal(v.action, GW_ACTION_BLOCK);
+    assert_int_equal(v.status, 500);
+    assert_string_equal(v.code, "policy_error");
+    assert_int_equal(f.rec.policies[0].action, GV_OUTCOME_PASS);
+    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_ERROR);
+    assert_int_equal(f.rec.policies[2].action, GV_OUTCOME_SKIPPED);
+    assert_string_equal(f.rec.error_code, "policy_error");
+    fx_free(&f);
+
+    /* An out-of-range verdict is treated as a failure too. */
+    fx_init(&f, bogus, "{}");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    gw_chain_evaluate(f.chain, &f.req, &v);
+    assert_int_equal(v.status, 500);
+    assert_int_equal(f.rec.policies[0].action, GV_OUTCOME_ERROR);
+    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_SKIPPED);
+    fx_free(&f);
+}
+
+static void test_create_pack_disabled(void **state)
+{
+    static const char *const names[] = {"t-block", NULL};
+    struct gv_cfg_err err;
+    struct gw_verdict v;
+    struct fx f;
+
+    (void)state;
+    fx_init(&f, names, "{}");
+    f.cfg.pack_enabled = false;
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    assert_int_equal(gw_chain_size(f.chain), 0);
+    gw_chain_evaluate(f.chain, &f.req, &v);
+    assert_int_equal(v.action, GW_ACTION_PASS);
+    assert_int_equal(f.rec.npolicies, 0);
+    fx_free(&f);
+}
+
+static void test_create_config_errors(void **state)
+{
+    static const char *const names[] = {"t-pass", NULL};
+    static const char *const initf[] = {"t-pass", "t-init-fail", NULL};
+    static const char *const silent[] = {"t-silent", NULL};
+    static const char *const unknown[] = {"t-nope", NULL};
+    struct gv_cfg_err err;
+    struct fx f;
+
+    (void)state;
+    fx_init(&f, names, "t-pass: {n: 500}\n");
+    assert_int_equal(fx_create(&f, &err), GV_ECONFIG);
+    assert_null(f.chain);
+    assert_string_equal(err.msg, "c.yaml:1:13: policy.t-pass.n: 500 is out of range [0, 100]");
+    fx_free(&f);
+
+    /* init's own positioned message is kept; destroy is owed only after a
+     * successful init, so just t-pass is destroyed. */
+    fx_init(&f, initf, "t-pass: {n: 2}\nt-init-fail: {}\n");
+    assert_int_equal(fx_create(&f, &err), GV_ECONFIG);
+    assert_string_equal(err.msg, "c.yaml:2:14: policy.t-init-fail: pattern does not compile");
+    assert_int_equal(destroyed, 1);
+    fx_free(&f);
+
+    fx_init(&f, silent, "t-silent: {}\n");
+    assert_int_equal(fx_create(&f, &err), GV_ECONFIG);
+    assert_string_equal(err.msg, "c.yaml:1:11: policy.t-silent: failed to start (i/o error)");
+    fx_free(&f);
+
+    fx_init(&f, unknown, "t-nope: {}\n");
+    assert_int_equal(fx_create(&f, &err), GV_ECONFIG);
+    assert_string_equal(err.msg, "c.yaml:1:1: policies.chain: unknown policy 't-nope'");
+    fx_free(&f);
+}
+
+static void test_stream_text_pipes_in_order(void **state)
+{
+    static const char *const names[] = {"t-pass", "t-upper", "t-hold", NULL};
+    struct gw_chain_stream *st;
+    struct gv_cfg_err err;
+    struct gw_verdict v;
+    struct gv_buf out;
+    struct fx f;
+
+    (void)state;
+    fx_init(&f, names, "{}");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    assert_true(gw_chain_wants_response(f.chain));
+    gw_chain_evaluate(f.chain, &f.req, &v);
+    gv_buf_init(&out, 1024);
+    st = gw_chain_stream_open(f.chain, &f.req);
+
+    assert_int_equal(gw_chain_stream_text(st, 0, "hello", 5, false, &out), GV_OK);
+    assert_string_equal(out.data, "HELL");
+    gv_buf_reset(&out);
+    /* Choice 1 has its own held-back state. */
+    assert_int_equal(gw_chain_stream_text(st, 1, "ab", 2, false, &out), GV_OK);
+    assert_string_equal(out.data, "A");
+    gv_buf_reset(&out);
+    assert_int_equal(gw_chain_stream_text(st, 0, " world", 6, false, &out), GV_OK);
+    assert_string_equal(out.data, "O WORL");
+    gv_buf_reset(&out);
+    assert_int_equal(gw_chain_stream_text(st, 0, "", 0, true, &out), GV_OK);
+    assert_string_equal(out.data, "D");
+    gv_buf_reset(&out);
+    /* Beyond the choice bound text passes through untouched. */
+    assert_int_equal(gw_chain_stream_text(st, 99, "raw", 3, false, &out), GV_OK);
+    assert_string_equal(out.data, "raw");
+    gv_buf_reset(&out);
+    assert_int_equal(gw_chain_stream_text(st, -1, "neg", 3, true, &out), GV_OK);
+    assert_string_equal(out.data, "neg");
+
+    /* The rewriting stream policy raised its recorded outcome. */
+    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_REDACT);
+    assert_int_equal(f.rec.policies[0].action, GV_OUTCOME_PASS);
+    gw_chain_stream_close(st);
+    assert_int_equal(freed_states, 2);
+    gv_buf_free(&out);
+    fx_free(&f);
+}
+
+static void test_stream_text_output_cap(void **state)
+{
+    static const char *const names[] = {"t-upper", NULL};
+    struct gw_chain_stream *st;
+    struct gv_cfg_err err;
+    struct gv_buf out;
+    struct fx f;
+
+    (void)state;
+    fx_init(&f, names, "{}");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    gv_buf_init(&out, 4);
+    st = gw_chain_stream_open(f.chain, &f.req);
+    assert_int_equal(gw_chain_stream_text(st, 0, "toolong", 7, false, &out), GV_E2BIG);
+    gw_chain_stream_close(st);
+    gv_buf_free(&out);
+    fx_free(&f);
+}
+
+static void test_stream_without_stream_policies(void **state)
+{
+    static const char *const names[] = {"t-pass", NULL};
+    struct gw_chain_stream *st;
+    struct gv_cfg_err err;
+    struct gv_buf out;
+    struct fx f;
+
+    (void)state;
+    fx_init(&f, names, "{}");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    assert_false(gw_chain_wants_response(f.chain));
+    gv_buf_init(&out, 0);
+    st = gw_chain_stream_open(f.chain, &f.req);
+    assert_int_equal(gw_chain_stream_text(st, 0, "as is", 5, false, &out), GV_OK);
+    assert_string_equal(out.data, "as is");
+    gw_chain_stream_close(st);
+    gv_buf_free(&out);
+    fx_free(&f);
+}
+
+static void test_complete_in_order(void **state)
+{
+    static const char *const names[] = {"t-count", "t-pass", "t-hold", NULL};
+    struct gv_cfg_err err;
+    struct fx f;
+    void *parked;
+
+    (void)state;
+    fx_init(&f, names, "t-count: {n: 7}\n");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    parked = gv_calloc(1, sizeof(struct hold));
+    f.req.policy_state[2] = parked;
+    gw_chain_complete(f.chain, &f.req, &f.rec);
+    assert_int_equal(completed, 1);
+    assert_true(f.rec.cost_usd == 7.0);
+    /* Per-request state parked by a policy is released through its hook. */
+    assert_null(f.req.policy_state[2]);
+    assert_int_equal(freed_states, 1);
+    fx_free(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_evaluate_all_pass),
+        cmocka_unit_test(test_evaluate_block_skips_rest),
+        cmocka_unit_test(test_evaluate_block_keeps_policy_status),
+        cmocka_unit_test(test_evaluate_policy_error_fails_closed),
+        cmocka_unit_test(test_create_pack_disabled),
+        cmocka_unit_test(test_create_config_errors),
+        cmocka_unit_test(test_stream_text_pipes_in_order),
+        cmocka_unit_test(test_stream_text_output_cap),
+        cmocka_unit_test(test_stream_without_stream_policies),
+        cmocka_unit_test(test_complete_in_order),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
