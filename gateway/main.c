@@ -5,6 +5,7 @@
 
 #include "agent/ag_cmd.h"
 #include "gateway/gw_cmd.h"
+#include "gateway/gw_cmd_gov.h"
 
 /* Each command lives in the library of its area; this table is all main knows.
  * A command gets argv starting after its words ("kt gateway run --listen x"
@@ -20,6 +21,11 @@ static const struct kt_command commands[] = {
     {"gateway", "run", gw_cmd_gateway_run,
      "--listen HOST:PORT --policy-config FILE [--state-dir DIR] [--workers N]"},
     {"policy", "check", gw_cmd_policy_check, "FILE   validate a policy config"},
+    {"events", "list", gw_cmd_events_list,
+     "[--limit N] [--run ID] [--decision D] [--since T] [--json] [--state-dir DIR]"},
+    {"events", "verify", gw_cmd_events_verify, "[--json] [--state-dir DIR]   check the hash chain"},
+    {"events", "tail", gw_cmd_events_tail, "[--lines N] [--json] [--max N] [--state-dir DIR]"},
+    {"rbac", "hash-key", gw_cmd_rbac_hash_key, "[KEY]   SHA-256 for rbac.keys (KEY from stdin)"},
     {"agent", "run", ag_cmd_agent_run,
      "[--state-dir DIR] [--agent-socket PATH] [--flush-interval S] [--metrics-listen HOST:PORT]"},
     {"agent", "status", ag_cmd_agent_status, "[--json] [--state-dir DIR] [--agent-socket PATH]"},

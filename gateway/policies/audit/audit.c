@@ -1,9 +1,73 @@
 /* gateway/policies/audit/audit.c - tamper-evident audit log */
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "core/gv_buf.h"
+#include "core/gv_log.h"
+#include "core/gv_mem.h"
+#include "core/gv_paths.h"
+#include "core/gv_time.h"
 #include "gateway/gw_policy.h"
+#include "gateway/gw_req.h"
+#include "gateway/policies/audit/audit_store.h"
+#include "gateway/policies/cost/cost_prices.h"
+
+enum { FSYNC_INTERVAL = 0, FSYNC_ALWAYS, FSYNC_OFF };
+enum { ON_FAILURE_BLOCK = 0, ON_FAILURE_ALLOW };
+
+/* One finished request waiting for the writer. Owns content. */
+struct audit_node {
+    struct audit_node *next;
+    struct gv_record rec;
+    double cost_usd;
+    struct json_object *content; /* deep copy of the forwarded messages, or NULL */
+};
+
+/* The background writer: request threads only queue; this thread appends,
+ * fsyncs (group commit), rotates and applies retention. */
+struct audit_writer {
+    char dir[4096];
+    int fsync_mode;
+    long interval_ms;
+    size_t segment_max;
+    long retention_days;
+    bool immutable;
+    size_t queue_max;
+
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct audit_node *qhead, *qtail; /* under mu */
+    atomic_size_t queued;             /* changed under mu; read anywhere */
+    bool stop;                        /* under mu */
+
+    atomic_bool healthy;           /* last append succeeded */
+    atomic_ullong dropped;         /* records refused because the queue was full */
+    atomic_ullong written;
+    atomic_ullong drop_logged_at;  /* mono us of the last "dropped" log line */
+
+    /* writer thread only (and init/destroy, before/after it runs) */
+    int fd;
+    int lockfd;
+    struct gw_audit_pos pos;
+    uint64_t seg_day;
+    struct gv_buf out;  /* the batch */
+    struct gv_buf line; /* one record, capped at GW_AUDIT_LINE_MAX */
+};
 
 struct audit_ctx {
     bool immutable;
@@ -13,6 +77,10 @@ struct audit_ctx {
     int fsync_mode;
     long fsync_interval_ms;
     int on_failure;
+    size_t segment_max_bytes;
+    long queue_max;
+    const char *dir;
+    struct audit_writer *w;
 };
 
 static const char *const fsync_modes[] = {"interval", "always", "off", NULL};
@@ -20,25 +88,724 @@ static const char *const failure_modes[] = {"block", "allow", NULL};
 
 static const struct gv_cfg_map config_map[] = {
     {"immutable", GV_CFG_BOOL, offsetof(struct audit_ctx, immutable), "true", 0, NULL, 0, 0,
-     "hash-chain records and make closed segments read-only"},
+     "make closed segments read-only (records are always hash-chained)"},
     {"retention_days", GV_CFG_INT, offsetof(struct audit_ctx, retention_days), "365", 0, NULL, 1,
      36500, "delete whole segments older than this"},
     {"log_all_access", GV_CFG_BOOL, offsetof(struct audit_ctx, log_all_access), "true", 0, NULL,
      0, 0, "record every request, not only blocked/redacted/error ones"},
     {"store_content", GV_CFG_BOOL, offsetof(struct audit_ctx, store_content), "false", 0, NULL, 0,
-     0, "store prompt and answer text (after redaction)"},
+     0, "store the prompt messages as forwarded (after redaction)"},
     {"fsync", GV_CFG_ENUM, offsetof(struct audit_ctx, fsync_mode), "interval", 0, fsync_modes, 0,
      0, "group commit: interval (default), always or off"},
     {"fsync_interval", GV_CFG_DURATION, offsetof(struct audit_ctx, fsync_interval_ms), "100ms", 0,
-     NULL, 1, 60000, "group commit interval"},
+     NULL, 1, 60000, "group commit interval: the most a crash can lose"},
     {"on_failure", GV_CFG_ENUM, offsetof(struct audit_ctx, on_failure), "block", 0, failure_modes,
      0, 0, "when the log cannot be written: block (503) or allow"},
+    {"segment_max_bytes", GV_CFG_SIZE, offsetof(struct audit_ctx, segment_max_bytes), "64MiB", 0,
+     NULL, 4096, 1073741824.0, "start a new segment past this size (and every UTC day)"},
+    {"queue_max", GV_CFG_INT, offsetof(struct audit_ctx, queue_max), "65536", 0, NULL, 16,
+     10000000, "records waiting for the writer before on_failure applies"},
+    {"dir", GV_CFG_STR, offsetof(struct audit_ctx, dir), NULL, 0, NULL, 0, 0,
+     "segment directory (default <state-dir>/audit)"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
+
+static gv_rc write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            return GV_EIO;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return GV_OK;
+}
+
+static uint64_t today(void)
+{
+    return gv_wall_us() / 1000000u / 86400u;
+}
+
+static void sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+/* Create segment `segment` whose header anchors to `anchor` and whose first
+ * record will be first_seq; it becomes the open segment. */
+static gv_rc segment_create(struct audit_writer *w, uint64_t segment, uint64_t first_seq,
+                            const char *anchor)
+{
+    char path[4200], hash[GW_AUDIT_HASH_HEX + 1];
+    uint64_t now = gv_wall_us();
+    int fd = -1;
+    gv_rc rc;
+
+    gv_buf_reset(&w->out);
+    rc = gw_audit_segment_path(w->dir, segment, path, sizeof(path));
+    if (rc == GV_OK) {
+        rc = gw_audit_header_json(segment, first_seq, anchor, now, &w->out);
+    }
+    if (rc == GV_OK) {
+        rc = gw_audit_line_seal(&w->out, hash);
+    }
+    if (rc) {
+        goto out;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = GV_EIO;
+        goto out;
+    }
+    rc = write_all(fd, w->out.data, w->out.len);
+    if (rc == GV_OK && w->fsync_mode != FSYNC_OFF && fsync(fd) != 0) {
+        rc = GV_EIO;
+    }
+    if (rc) {
+        /* Never leave a header-less file behind: recovery would have to guess. */
+        close(fd);
+        unlink(path);
+        fd = -1;
+        goto out;
+    }
+    if (w->fsync_mode != FSYNC_OFF) {
+        sync_dir(w->dir);
+    }
+    if (w->fd >= 0) {
+        close(w->fd);
+    }
+    w->fd = fd;
+    w->pos.segment = segment;
+    w->pos.seq = first_seq - 1;
+    memcpy(w->pos.hash, hash, sizeof(hash));
+    w->pos.bytes = w->out.len;
+    w->seg_day = now / 1000000u / 86400u;
+out:
+    gv_buf_reset(&w->out);
+    return rc;
+}
+
+/* The UTC day a segment was created, from its header; today when unreadable
+ * (the segment then rotates no earlier than it would have). */
+static uint64_t header_day(const char *path)
+{
+    char line[1024];
+    struct json_object *o, *v;
+    uint64_t day = today();
+    ssize_t n;
+    char *nl;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        return day;
+    }
+    n = read(fd, line, sizeof(line) - 1);
+    close(fd);
+    if (n <= 0) {
+        return day;
+    }
+    line[n] = '\0';
+    nl = strchr(line, '\n');
+    if (nl) {
+        *nl = '\0';
+    }
+    o = json_tokener_parse(line);
+    if (o && json_object_object_get_ex(o, "created_s", &v)) {
+        day = (uint64_t)json_object_get_int64(v) / 86400u;
+    }
+    json_object_put(o);
+    return day;
+}
+
+/* Find where the chain ends from the files themselves: the newest segment's
+ * last complete line. A torn last line (crash mid-append) is cut off: it was
+ * never acknowledged, and everything before it stays byte-identical. */
+static gv_rc recover(struct audit_writer *w)
+{
+    char path[4200];
+    uint64_t *segs = NULL;
+    size_t n = 0, end, start;
+    struct gv_buf b;
+    struct gw_audit_pos anchor;
+    struct stat st;
+    struct json_object *o = NULL, *v;
+    uint64_t last;
+    bool closed;
+    int fd = -1;
+    gv_rc rc;
+
+    gv_buf_init(&b, 0);
+    if (w->fd >= 0) {
+        close(w->fd);
+        w->fd = -1;
+    }
+    rc = gw_audit_segments_list(w->dir, &segs, &n);
+    if (rc) {
+        goto out;
+    }
+    if (n == 0) {
+        if (gw_audit_pos_read(w->dir, "anchor.json", &anchor) == GV_OK) {
+            rc = segment_create(w, anchor.segment + 1, anchor.seq + 1, anchor.hash);
+        }
+        else {
+            rc = segment_create(w, 1, 1, gw_audit_zero_hash);
+        }
+        goto out;
+    }
+    last = segs[n - 1];
+    rc = gw_audit_segment_path(w->dir, last, path, sizeof(path));
+    if (rc) {
+        goto out;
+    }
+    if (stat(path, &st) != 0) {
+        rc = GV_EIO;
+        goto out;
+    }
+    closed = (st.st_mode & 0222) == 0;
+    rc = gw_audit_read_file(path, GW_AUDIT_SEGMENT_READ_MAX, &b);
+    if (rc) {
+        goto out;
+    }
+    end = b.len;
+    while (end > 0 && b.data[end - 1] != '\n') {
+        end--;
+    }
+    if (end < b.len && !closed) {
+        gv_log(GV_LOG_WARN, "policy:audit-logger", "repairing torn last record",
+               "segment=%" PRIu64 " cut_bytes=%zu", last, b.len - end);
+        if (truncate(path, (off_t)end) != 0) {
+            rc = GV_EIO;
+            goto out;
+        }
+    }
+    if (end == 0) {
+        /* Not even a header survived: the segment never held a record. */
+        if (unlink(path) != 0) {
+            rc = GV_EIO;
+            goto out;
+        }
+        gv_free(segs);
+        segs = NULL;
+        gv_buf_free(&b);
+        return recover(w);
+    }
+    start = end - 1;
+    while (start > 0 && b.data[start - 1] != '\n') {
+        start--;
+    }
+    memset(&w->pos, 0, sizeof(w->pos));
+    w->pos.segment = last;
+    w->pos.bytes = end;
+    if (gw_audit_line_check(b.data + start, end - 1 - start, w->pos.hash) != GV_OK) {
+        /* Damage that is not a torn tail is evidence: keep it for `kt events
+         * verify` and continue in a fresh segment chained to the bytes as they are. */
+        gw_audit_sha256_hex(b.data + start, end - 1 - start, w->pos.hash);
+        gv_log(GV_LOG_ERROR, "policy:audit-logger",
+               "last audit record fails its hash; run kt events verify", "segment=%" PRIu64,
+               last);
+        closed = true;
+    }
+    o = json_tokener_parse(b.data + start);
+    if (o && start == 0 && json_object_object_get_ex(o, "first_seq", &v)) {
+        w->pos.seq = (uint64_t)json_object_get_int64(v) - 1;
+    }
+    else if (o && json_object_object_get_ex(o, "seq", &v)) {
+        w->pos.seq = (uint64_t)json_object_get_int64(v);
+    }
+    else {
+        gv_log(GV_LOG_ERROR, "policy:audit-logger", "last audit line is unreadable",
+               "segment=%" PRIu64, last);
+        closed = true;
+    }
+    if (closed) {
+        rc = segment_create(w, last + 1, w->pos.seq + 1, w->pos.hash);
+        goto out;
+    }
+    fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0) {
+        rc = GV_EIO;
+        goto out;
+    }
+    w->fd = fd;
+    w->seg_day = header_day(path);
+out:
+    json_object_put(o);
+    gv_buf_free(&b);
+    gv_free(segs);
+    if (rc == GV_OK) {
+        rc = gw_audit_pos_write(w->dir, "head.json", &w->pos, false);
+    }
+    return rc;
+}
+
+/* Under the lock: make sure w->pos is the real end of the chain. Another
+ * gateway process may have appended since our last batch; head.json, written
+ * under the same lock after every append, says where it stopped. */
+static gv_rc sync_pos(struct audit_writer *w)
+{
+    struct gw_audit_pos head;
+    struct stat st;
+    char path[4200];
+    int fd;
+
+    if (gw_audit_pos_read(w->dir, "head.json", &head) != GV_OK) {
+        return recover(w);
+    }
+    if (w->fd >= 0 && head.segment == w->pos.segment && head.seq == w->pos.seq &&
+        head.bytes == w->pos.bytes && strcmp(head.hash, w->pos.hash) == 0 &&
+        fstat(w->fd, &st) == 0 && (uint64_t)st.st_size == w->pos.bytes) {
+        return GV_OK;
+    }
+    if (gw_audit_segment_path(w->dir, head.segment, path, sizeof(path)) != GV_OK ||
+        stat(path, &st) != 0 || (uint64_t)st.st_size != head.bytes || (st.st_mode & 0222) == 0) {
+        return recover(w);
+    }
+    fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0) {
+        return recover(w);
+    }
+    if (w->fd >= 0) {
+        close(w->fd);
+    }
+    w->fd = fd;
+    w->pos = head;
+    w->seg_day = header_day(path);
+    return GV_OK;
+}
+
+static void apply_retention(struct audit_writer *w)
+{
+    unsigned deleted = 0;
+    int64_t cutoff = (int64_t)(gv_wall_us() / 1000000u) - (int64_t)w->retention_days * 86400;
+    gv_rc rc = gw_audit_retention(w->dir, cutoff, w->pos.segment, &deleted);
+
+    if (rc) {
+        gv_log(GV_LOG_WARN, "policy:audit-logger", "retention failed", "err=%s", gv_rc_str(rc));
+    }
+    else if (deleted) {
+        gv_log(GV_LOG_INFO, "policy:audit-logger", "retention deleted old segments",
+               "segments=%u days=%ld", deleted, w->retention_days);
+    }
+}
+
+static gv_rc rotate(struct audit_writer *w)
+{
+    struct gw_audit_pos prev = w->pos;
+    gv_rc rc;
+
+    if (w->fd >= 0) {
+        /* A closed segment is final: flush it, then make it read-only. */
+        if (fsync(w->fd) != 0) {
+            return GV_EIO;
+        }
+        if (w->immutable && fchmod(w->fd, 0444) != 0) {
+            return GV_EIO;
+        }
+    }
+    rc = segment_create(w, prev.segment + 1, prev.seq + 1, prev.hash);
+    if (rc) {
+        return rc;
+    }
+    apply_retention(w);
+    return GV_OK;
+}
+
+/* Append every node of the list as one batch: one write, one fsync. On
+ * failure nothing of the batch stays in the file and w->pos is unchanged. */
+static gv_rc append_batch(struct audit_writer *w, struct audit_node *list)
+{
+    struct gw_audit_pos start;
+    struct audit_node *n;
+    char hash[GW_AUDIT_HASH_HEX + 1];
+    uint64_t seq;
+    gv_rc rc;
+
+    if (flock(w->lockfd, LOCK_EX) != 0) {
+        return GV_EIO;
+    }
+    rc = sync_pos(w);
+    if (rc) {
+        goto out;
+    }
+    if (w->pos.bytes >= w->segment_max || today() != w->seg_day) {
+        rc = rotate(w);
+        if (rc) {
+            goto out;
+        }
+    }
+    start = w->pos;
+    seq = w->pos.seq;
+    memcpy(hash, w->pos.hash, sizeof(hash));
+    gv_buf_reset(&w->out);
+    for (n = list; n; n = n->next) {
+        seq++;
+        gv_buf_reset(&w->line);
+        rc = gw_audit_record_json(&n->rec, n->cost_usd, n->content, seq, hash, &w->line);
+        if (rc == GV_E2BIG && n->content) {
+            /* Too much content for one line: keep the record, drop the text. */
+            gv_buf_reset(&w->line);
+            rc = gw_audit_record_json(&n->rec, n->cost_usd, NULL, seq, hash, &w->line);
+        }
+        if (rc == GV_OK) {
+            rc = gw_audit_line_seal(&w->line, hash);
+        }
+        if (rc == GV_OK) {
+            rc = gv_buf_append(&w->out, w->line.data, w->line.len);
+        }
+        if (rc) {
+            goto out;
+        }
+    }
+    rc = write_all(w->fd, w->out.data, w->out.len);
+    if (rc == GV_OK && w->fsync_mode != FSYNC_OFF && fdatasync(w->fd) != 0) {
+        rc = GV_EIO;
+    }
+    if (rc) {
+        /* Take back a partial write so the file ends on a record boundary. */
+        if (ftruncate(w->fd, (off_t)start.bytes) != 0) {
+            gv_log(GV_LOG_ERROR, "policy:audit-logger", "cannot undo partial audit write",
+                   "segment=%" PRIu64, start.segment);
+        }
+        w->pos = start;
+        goto out;
+    }
+    w->pos.seq = seq;
+    memcpy(w->pos.hash, hash, sizeof(hash));
+    w->pos.bytes += w->out.len;
+    rc = gw_audit_pos_write(w->dir, "head.json", &w->pos, false);
+out:
+    gv_buf_reset(&w->out);
+    flock(w->lockfd, LOCK_UN);
+    return rc;
+}
+
+static void free_nodes(struct audit_node *n)
+{
+    while (n) {
+        struct audit_node *next = n->next;
+        json_object_put(n->content);
+        gv_free(n);
+        n = next;
+    }
+}
+
+static size_t count_nodes(const struct audit_node *n)
+{
+    size_t c = 0;
+    for (; n; n = n->next) {
+        c++;
+    }
+    return c;
+}
+
+static void *writer_main(void *arg)
+{
+    struct audit_writer *w = arg;
+    uint64_t last_flush = gv_mono_us();
+    bool failing = false;
+
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        struct audit_node *batch, *tail;
+        uint64_t now = gv_mono_us();
+        uint64_t due = last_flush + (uint64_t)w->interval_ms * 1000u;
+        bool flush = w->queued > 0 &&
+                     (w->stop || w->fsync_mode == FSYNC_ALWAYS || now >= due);
+        gv_rc rc;
+
+        if (!flush) {
+            struct timespec ts;
+            uint64_t wait_us;
+            if (w->stop) {
+                break;
+            }
+            wait_us = now >= due ? (uint64_t)w->interval_ms * 1000u : due - now;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += (time_t)(wait_us / 1000000u);
+            ts.tv_nsec += (long)(wait_us % 1000000u) * 1000;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+            continue;
+        }
+        batch = w->qhead;
+        tail = w->qtail;
+        w->qhead = w->qtail = NULL;
+        pthread_mutex_unlock(&w->mu);
+
+        rc = append_batch(w, batch);
+        last_flush = gv_mono_us();
+
+        pthread_mutex_lock(&w->mu);
+        if (rc == GV_OK) {
+            w->queued -= count_nodes(batch);
+            atomic_fetch_add(&w->written, count_nodes(batch));
+            pthread_mutex_unlock(&w->mu);
+            free_nodes(batch);
+            pthread_mutex_lock(&w->mu);
+            if (failing) {
+                gv_log(GV_LOG_WARN, "policy:audit-logger", "audit log writable again", "dir=%s",
+                       w->dir);
+                failing = false;
+            }
+            atomic_store(&w->healthy, true);
+            continue;
+        }
+        /* Keep the batch, in order, ahead of what arrived meanwhile. */
+        tail->next = w->qhead;
+        w->qhead = batch;
+        if (!w->qtail) {
+            w->qtail = tail;
+        }
+        atomic_store(&w->healthy, false);
+        if (!failing) {
+            gv_log(GV_LOG_ERROR, "policy:audit-logger",
+                   "cannot write the audit log; retrying every interval", "dir=%s err=%s errno=%s",
+                   w->dir, gv_rc_str(rc), strerror(errno));
+            failing = true;
+        }
+        if (w->stop) {
+            break;
+        }
+        /* Retry after an interval instead of spinning on a full disk. */
+        {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += w->interval_ms % 1000 * 1000000L;
+            ts.tv_sec += w->interval_ms / 1000 + ts.tv_nsec / 1000000000L;
+            ts.tv_nsec %= 1000000000L;
+            pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+        }
+    }
+    if (w->queued) {
+        gv_log(GV_LOG_ERROR, "policy:audit-logger", "audit records lost at shutdown",
+               "records=%zu dir=%s", (size_t)atomic_load(&w->queued), w->dir);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static void writer_destroy(struct audit_writer *w)
+{
+    if (!w) {
+        return;
+    }
+    if (w->started) {
+        pthread_mutex_lock(&w->mu);
+        w->stop = true;
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->thread, NULL);
+    }
+    free_nodes(w->qhead);
+    if (w->fd >= 0) {
+        if (w->fsync_mode != FSYNC_OFF) {
+            (void)fsync(w->fd);
+        }
+        close(w->fd);
+    }
+    if (w->lockfd >= 0) {
+        close(w->lockfd);
+    }
+    gv_buf_free(&w->out);
+    gv_buf_free(&w->line);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    gv_free(w);
+}
+
+static gv_rc audit_init(struct gw_policy *pol, const char *path, const struct gv_ynode *settings,
+                        struct gv_cfg_err *err)
+{
+    struct audit_ctx *ctx = pol->ctx;
+    struct audit_writer *w = gv_calloc(1, sizeof(*w));
+    char lockpath[4200];
+    int n;
+    gv_rc rc;
+
+    w->fd = -1;
+    w->lockfd = -1;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    gv_buf_init(&w->out, 0);
+    gv_buf_init(&w->line, GW_AUDIT_LINE_MAX);
+    atomic_init(&w->healthy, true);
+    w->fsync_mode = ctx->fsync_mode;
+    w->interval_ms = ctx->fsync_interval_ms > 0 ? ctx->fsync_interval_ms : 100;
+    w->segment_max = ctx->segment_max_bytes ? ctx->segment_max_bytes : 64u * 1024u * 1024u;
+    w->retention_days = ctx->retention_days > 0 ? ctx->retention_days : 365;
+    w->immutable = ctx->immutable;
+    w->queue_max = ctx->queue_max > 0 ? (size_t)ctx->queue_max : 65536;
+    if (ctx->dir && *ctx->dir) {
+        n = snprintf(w->dir, sizeof(w->dir), "%s", ctx->dir);
+    }
+    else {
+        n = snprintf(w->dir, sizeof(w->dir), "%s/audit",
+                     pol->state_dir && *pol->state_dir ? pol->state_dir : ".");
+    }
+    if (n < 0 || (size_t)n >= sizeof(w->dir)) {
+        rc = gv_cfg_fail(err, path, settings, "audit-logger: directory path too long");
+        goto out;
+    }
+    if (gv_mkdir_p(w->dir, 0700) != GV_OK) {
+        rc = gv_cfg_fail(err, path, settings, "audit-logger: cannot create %s: %s", w->dir,
+                         strerror(errno));
+        goto out;
+    }
+    snprintf(lockpath, sizeof(lockpath), "%s/lock", w->dir);
+    w->lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (w->lockfd < 0) {
+        rc = gv_cfg_fail(err, path, settings, "audit-logger: cannot open %s: %s", lockpath,
+                         strerror(errno));
+        goto out;
+    }
+    if (flock(w->lockfd, LOCK_EX) != 0) {
+        rc = gv_cfg_fail(err, path, settings, "audit-logger: cannot lock %s", lockpath);
+        goto out;
+    }
+    rc = recover(w);
+    if (rc == GV_OK) {
+        apply_retention(w);
+    }
+    flock(w->lockfd, LOCK_UN);
+    if (rc) {
+        rc = gv_cfg_fail(err, path, settings, "audit-logger: cannot open the audit log in %s: %s",
+                         w->dir, gv_rc_str(rc));
+        goto out;
+    }
+    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+        rc = gv_cfg_fail(err, path, settings, "audit-logger: cannot start the writer thread");
+        goto out;
+    }
+    w->started = true;
+    gv_log(GV_LOG_INFO, "policy:audit-logger", "audit log open",
+           "dir=%s segment=%" PRIu64 " seq=%" PRIu64 " fsync=%s", w->dir, w->pos.segment,
+           w->pos.seq, fsync_modes[w->fsync_mode]);
+out:
+    if (rc) {
+        writer_destroy(w);
+        w = NULL;
+    }
+    ctx->w = w;
+    return rc;
+}
+
+static gv_rc audit_evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
+{
+    struct audit_ctx *ctx = pol->ctx;
+    struct audit_writer *w = ctx->w;
+    bool ok;
+
+    (void)req;
+    memset(out, 0, sizeof(*out));
+    out->action = GW_ACTION_PASS;
+    if (!w || ctx->on_failure != ON_FAILURE_BLOCK) {
+        return GV_OK;
+    }
+    /* Fail closed: a request that cannot be recorded is not served. The queue
+     * check (lock-free, every worker calls this) catches a writer that is alive but falling behind a dead disk. */
+    ok = atomic_load(&w->healthy) && atomic_load(&w->queued) < w->queue_max;
+    if (!ok) {
+        out->action = GW_ACTION_BLOCK;
+        out->status = 503;
+        out->code = "audit_unavailable";
+        out->message = "The audit log cannot be written; requests are refused until it can "
+                       "(audit-logger on_failure: block).";
+    }
+    return GV_OK;
+}
+
+static struct json_object *forwarded_messages(const struct gw_req *req)
+{
+    struct json_object *messages, *copy = NULL;
+
+    if (!req || !req->body || !json_object_object_get_ex(req->body, "messages", &messages)) {
+        return NULL;
+    }
+    /* A private copy: the writer thread must not share json-c refcounts with
+     * the request, which frees its body when it finishes. */
+    if (json_object_deep_copy(messages, &copy, NULL) != 0) {
+        return NULL;
+    }
+    return copy;
+}
+
+static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec)
+{
+    struct audit_ctx *ctx = pol->ctx;
+    struct audit_writer *w = ctx->w;
+    struct audit_node *n;
+    bool known;
+
+    if (!w || (!ctx->log_all_access && rec->decision == GV_DECISION_ALLOWED)) {
+        return;
+    }
+    n = gv_calloc(1, sizeof(*n));
+    n->rec = *rec;
+    n->cost_usd = rec->cost_usd;
+    if (n->cost_usd == 0.0 && (rec->tokens_prompt || rec->tokens_completion)) {
+        /* cost-tracker did not run first: price the tokens at list prices. */
+        n->cost_usd = gw_cost_builtin_usd(rec->model, rec->tokens_prompt, rec->tokens_completion,
+                                          &known);
+    }
+    /* Only what was forwarded is stored: after every rewrite, never for a
+     * blocked request (later policies, pii included, may not have run). */
+    if (ctx->store_content &&
+        (rec->decision == GV_DECISION_ALLOWED || rec->decision == GV_DECISION_REDACTED)) {
+        n->content = forwarded_messages(req);
+    }
+    pthread_mutex_lock(&w->mu);
+    if (w->queued >= w->queue_max) {
+        unsigned long long now = gv_mono_us();
+        pthread_mutex_unlock(&w->mu);
+        atomic_fetch_add(&w->dropped, 1);
+        if (now - atomic_load(&w->drop_logged_at) > 10000000u) {
+            atomic_store(&w->drop_logged_at, now);
+            gv_log(GV_LOG_ERROR, "policy:audit-logger", "audit queue full; record dropped",
+                   "dropped_total=%llu queue_max=%zu", atomic_load(&w->dropped), w->queue_max);
+        }
+        free_nodes(n);
+        return;
+    }
+    if (w->qtail) {
+        w->qtail->next = n;
+    }
+    else {
+        w->qhead = n;
+    }
+    w->qtail = n;
+    w->queued++;
+    if (w->fsync_mode == FSYNC_ALWAYS) {
+        pthread_cond_signal(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void audit_destroy(struct gw_policy *pol)
+{
+    struct audit_ctx *ctx = pol->ctx;
+    writer_destroy(ctx->w);
+    ctx->w = NULL;
+}
 
 const struct gw_policy_ops gw_policy_audit = {
     .name = "audit-logger",
     .config_map = config_map,
     .ctx_size = sizeof(struct audit_ctx),
-    .flags = GW_POL_COMPLETE,
+    .flags = GW_POL_PROMPT | GW_POL_COMPLETE,
+    .init = audit_init,
+    .evaluate = audit_evaluate,
+    .complete = audit_complete,
+    .destroy = audit_destroy,
 };

@@ -1,25 +1,327 @@
 /* gateway/policies/cost/cost.c - cost per request and budgets */
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 
+#include "core/gv_log.h"
+#include "core/gv_mem.h"
+#include "core/gv_paths.h"
 #include "gateway/gw_policy.h"
+#include "gateway/gw_req.h"
+#include "gateway/policies/cost/cost_prices.h"
+#include "gateway/policies/cost/ledger.h"
+
+/* One budget row: `default` applies to every run (or team) without its own. */
+struct budget {
+    const char *name; /* points into the config document */
+    double usd;
+};
+
+struct budget_set {
+    size_t n;
+    struct budget *items;
+    bool has_default;
+    double default_usd;
+};
 
 struct cost_ctx {
     const struct gv_ynode *prices;
     const struct gv_ynode *budgets;
+    long state_flush_ms;
+    /* built by init */
+    struct gw_cost_price *table; /* overrides first, then the built-in rows */
+    struct budget_set runs;
+    struct budget_set teams;
+    struct gw_ledger *ledger;
+    atomic_bool unknown_logged;
 };
 
 static const struct gv_cfg_map config_map[] = {
     {"prices", GV_CFG_NODE, offsetof(struct cost_ctx, prices), NULL, 0, NULL, 0, 0,
      "model -> {input_per_mtok, output_per_mtok} in USD, over the built-in table"},
     {"budgets", GV_CFG_NODE, offsetof(struct cost_ctx, budgets), NULL, 0, NULL, 0, 0,
-     "{runs: {<run id>|default: budget_usd}, teams: {<team>: budget_usd}}"},
+     "{runs: {<run id>|default: budget_usd}, teams: {<team>|default: budget_usd}}"},
+    {"state_flush", GV_CFG_DURATION, offsetof(struct cost_ctx, state_flush_ms), "1s", 0, NULL,
+     10, 3600000, "how often spend is written to <state-dir>/cost/ledger.json"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
+
+static gv_rc need_number(struct gv_cfg_err *err, const char *path, const struct gv_ynode *n,
+                         const char *what, double *out)
+{
+    if (!n || n->kind != GV_Y_SCALAR || !gv_cfg_parse_double(n->scalar, out) || *out < 0 ||
+        *out > 1e12) {
+        return gv_cfg_fail(err, path, n, "cost-tracker: %s must be a number >= 0", what);
+    }
+    return GV_OK;
+}
+
+static gv_rc parse_prices(struct cost_ctx *ctx, const char *path, struct gv_cfg_err *err)
+{
+    const struct gv_ynode *p = ctx->prices;
+    size_t nbuiltin = 0, i, k = 0;
+    gv_rc rc;
+
+    while (gw_cost_builtin_prices[nbuiltin].model) {
+        nbuiltin++;
+    }
+    if (p && p->kind != GV_Y_MAP) {
+        return gv_cfg_fail(err, path, p, "cost-tracker: prices must be a mapping of model -> "
+                                         "{input_per_mtok, output_per_mtok}, not a %s",
+                           gv_ynode_kind_str(p->kind));
+    }
+    ctx->table = gv_calloc((p ? p->n : 0) + nbuiltin + 1, sizeof(*ctx->table));
+    for (i = 0; p && i < p->n; i++) {
+        const struct gv_ynode *row = p->items[i];
+        struct gw_cost_price *t = &ctx->table[k];
+        size_t j;
+
+        if (row->kind != GV_Y_MAP) {
+            return gv_cfg_fail(err, path, row,
+                               "cost-tracker: prices.%s must be {input_per_mtok, "
+                               "output_per_mtok}",
+                               p->keys[i]->scalar);
+        }
+        for (j = 0; j < row->n; j++) {
+            const char *key = row->keys[j]->scalar;
+            if (strcmp(key, "input_per_mtok") != 0 && strcmp(key, "output_per_mtok") != 0) {
+                return gv_cfg_fail(err, path, row->keys[j],
+                                   "cost-tracker: unknown key '%s' (input_per_mtok, "
+                                   "output_per_mtok)",
+                                   key);
+            }
+        }
+        t->model = p->keys[i]->scalar;
+        rc = need_number(err, path, gv_ynode_get(row, "input_per_mtok"),
+                         "input_per_mtok (USD per million prompt tokens)", &t->input_per_mtok);
+        if (rc == GV_OK) {
+            rc = need_number(err, path, gv_ynode_get(row, "output_per_mtok"),
+                             "output_per_mtok (USD per million completion tokens)",
+                             &t->output_per_mtok);
+        }
+        if (rc) {
+            if (!gv_ynode_get(row, "input_per_mtok") || !gv_ynode_get(row, "output_per_mtok")) {
+                return gv_cfg_fail(err, path, row,
+                                   "cost-tracker: prices.%s needs input_per_mtok and "
+                                   "output_per_mtok",
+                                   p->keys[i]->scalar);
+            }
+            return rc;
+        }
+        k++;
+    }
+    /* Overrides come first, so an exact override wins over the built-in row
+     * (gw_cost_price_find returns the first exact match). */
+    for (i = 0; i < nbuiltin; i++) {
+        ctx->table[k++] = gw_cost_builtin_prices[i];
+    }
+    return GV_OK;
+}
+
+static gv_rc parse_budget_set(const struct gv_ynode *n, const char *what, const char *path,
+                              struct budget_set *set, struct gv_cfg_err *err)
+{
+    size_t i;
+    gv_rc rc;
+
+    if (!n) {
+        return GV_OK;
+    }
+    if (n->kind != GV_Y_MAP) {
+        return gv_cfg_fail(err, path, n, "cost-tracker: budgets.%s must be a mapping of %s -> "
+                                         "budget_usd",
+                           what, what);
+    }
+    set->items = gv_calloc(n->n + 1, sizeof(*set->items));
+    for (i = 0; i < n->n; i++) {
+        double usd;
+        rc = need_number(err, path, n->items[i], "a budget (USD)", &usd);
+        if (rc) {
+            return rc;
+        }
+        if (strcmp(n->keys[i]->scalar, "default") == 0) {
+            set->has_default = true;
+            set->default_usd = usd;
+            continue;
+        }
+        set->items[set->n].name = n->keys[i]->scalar;
+        set->items[set->n].usd = usd;
+        set->n++;
+    }
+    return GV_OK;
+}
+
+/* Budget for name, or -1 when none applies. */
+static double budget_for(const struct budget_set *set, const char *name)
+{
+    size_t i;
+    if (!name || !*name) {
+        return -1.0;
+    }
+    for (i = 0; i < set->n; i++) {
+        if (strcmp(set->items[i].name, name) == 0) {
+            return set->items[i].usd;
+        }
+    }
+    return set->has_default ? set->default_usd : -1.0;
+}
+
+/* The team a request is charged to: rbac's, else the W&B entity it is tagged with. */
+static const char *team_of(const struct gv_record *rec)
+{
+    return rec->team[0] ? rec->team : rec->entity;
+}
+
+static void cost_destroy(struct gw_policy *pol);
+
+static gv_rc cost_setup(struct gw_policy *pol, const char *path, const struct gv_ynode *settings,
+                        struct gv_cfg_err *err)
+{
+    struct cost_ctx *ctx = pol->ctx;
+    char dir[4096], file[4200];
+    const struct gv_ynode *b = ctx->budgets;
+    size_t i;
+    gv_rc rc;
+    int n;
+
+    rc = parse_prices(ctx, path, err);
+    if (rc) {
+        return rc;
+    }
+    if (b && b->kind != GV_Y_MAP) {
+        return gv_cfg_fail(err, path, b, "cost-tracker: budgets must be {runs: ..., teams: ...}");
+    }
+    for (i = 0; b && i < b->n; i++) {
+        const char *k = b->keys[i]->scalar;
+        if (strcmp(k, "runs") != 0 && strcmp(k, "teams") != 0) {
+            return gv_cfg_fail(err, path, b->keys[i],
+                               "cost-tracker: unknown budgets key '%s' (runs, teams)", k);
+        }
+    }
+    rc = parse_budget_set(b ? gv_ynode_get(b, "runs") : NULL, "runs", path, &ctx->runs, err);
+    if (rc == GV_OK) {
+        rc = parse_budget_set(b ? gv_ynode_get(b, "teams") : NULL, "teams", path, &ctx->teams,
+                              err);
+    }
+    if (rc) {
+        return rc;
+    }
+    n = snprintf(dir, sizeof(dir), "%s/cost", pol->state_dir && *pol->state_dir ? pol->state_dir
+                                                                                : ".");
+    if (n < 0 || (size_t)n >= sizeof(dir) || gv_mkdir_p(dir, 0700) != GV_OK) {
+        return gv_cfg_fail(err, path, settings, "cost-tracker: cannot create %s: %s", dir,
+                           strerror(errno));
+    }
+    snprintf(file, sizeof(file), "%s/ledger.json", dir);
+    rc = gw_ledger_open(file, ctx->state_flush_ms, &ctx->ledger);
+    if (rc) {
+        return gv_cfg_fail(err, path, settings,
+                           "cost-tracker: cannot load the spend ledger %s (%s); move it away to "
+                           "reset every budget",
+                           file, gv_rc_str(rc));
+    }
+    return GV_OK;
+}
+
+static gv_rc cost_init(struct gw_policy *pol, const char *path, const struct gv_ynode *settings,
+                       struct gv_cfg_err *err)
+{
+    gv_rc rc = cost_setup(pol, path, settings, err);
+    if (rc) {
+        /* Leave nothing behind whether or not the chain calls destroy. */
+        cost_destroy(pol);
+    }
+    return rc;
+}
+
+static gv_rc cost_evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
+{
+    struct cost_ctx *ctx = pol->ctx;
+    const struct gv_record *rec = req->rec;
+    double budget;
+
+    memset(out, 0, sizeof(*out));
+    out->action = GW_ACTION_PASS;
+    if (!rec) {
+        return GV_OK;
+    }
+    /* Enforced with what is spent so far: a request that starts under budget
+     * runs to completion, the next one is refused. */
+    budget = budget_for(&ctx->runs, rec->run_id);
+    if (budget >= 0 && gw_ledger_get(ctx->ledger, "run", rec->run_id) >= budget) {
+        out->action = GW_ACTION_BLOCK;
+        out->status = 403;
+        out->code = "budget_exceeded";
+        out->message = "The spend budget of this W&B run is exhausted (cost-tracker).";
+        return GV_OK;
+    }
+    budget = budget_for(&ctx->teams, team_of(rec));
+    if (budget >= 0 && gw_ledger_get(ctx->ledger, "team", team_of(rec)) >= budget) {
+        out->action = GW_ACTION_BLOCK;
+        out->status = 403;
+        out->code = "budget_exceeded";
+        out->message = "The spend budget of this team is exhausted (cost-tracker).";
+    }
+    return GV_OK;
+}
+
+static void cost_complete(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec)
+{
+    struct cost_ctx *ctx = pol->ctx;
+    const struct gw_cost_price *p;
+    char model[sizeof(rec->model) + 1];
+
+    (void)req;
+    if (!rec->tokens_prompt && !rec->tokens_completion) {
+        return;
+    }
+    memcpy(model, rec->model, sizeof(rec->model));
+    model[sizeof(rec->model)] = '\0';
+    p = gw_cost_price_find(ctx->table, model);
+    if (!p) {
+        if (!atomic_exchange(&ctx->unknown_logged, true)) {
+            gv_log(GV_LOG_WARN, "policy:cost-tracker",
+                   "no price for model; its requests cost 0 (add it under "
+                   "policy.cost-tracker.prices)",
+                   "model=%s", model);
+        }
+        return;
+    }
+    rec->cost_usd = ((double)rec->tokens_prompt * p->input_per_mtok +
+                     (double)rec->tokens_completion * p->output_per_mtok) /
+                    1e6;
+    if (rec->run_id[0]) {
+        gw_ledger_add(ctx->ledger, "run", rec->run_id, rec->cost_usd);
+    }
+    if (team_of(rec)[0]) {
+        gw_ledger_add(ctx->ledger, "team", team_of(rec), rec->cost_usd);
+    }
+}
+
+static void cost_destroy(struct gw_policy *pol)
+{
+    struct cost_ctx *ctx = pol->ctx;
+    gw_ledger_close(ctx->ledger);
+    ctx->ledger = NULL;
+    gv_free(ctx->table);
+    gv_free(ctx->runs.items);
+    gv_free(ctx->teams.items);
+    ctx->table = NULL;
+    ctx->runs.items = NULL;
+    ctx->teams.items = NULL;
+}
 
 const struct gw_policy_ops gw_policy_cost = {
     .name = "cost-tracker",
     .config_map = config_map,
     .ctx_size = sizeof(struct cost_ctx),
     .flags = GW_POL_PROMPT | GW_POL_COMPLETE,
+    .init = cost_init,
+    .evaluate = cost_evaluate,
+    .complete = cost_complete,
+    .destroy = cost_destroy,
 };

@@ -1,0 +1,584 @@
+/* gateway/gw_cmd_events.c - kt events list|verify|tail over the audit segments */
+/* SPDX-License-Identifier: Apache-2.0 */
+#define _GNU_SOURCE /* strptime, timegm */
+#include "gateway/gw_cmd_gov.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/gv_buf.h"
+#include "core/gv_cfg.h"
+#include "core/gv_mem.h"
+#include "core/gv_paths.h"
+#include "core/gv_pii.h"
+#include "core/gv_record.h"
+#include "core/gv_time.h"
+#include "gateway/policies/audit/audit_store.h"
+
+#define LIMIT_MAX 1000000L
+
+struct opts {
+    char dir[4096];
+    long limit;
+    const char *run;
+    int decision; /* -1: any */
+    uint64_t since_us;
+    bool json;
+    long max; /* tail: stop after this many new records; 0 = never */
+};
+
+static int usage_err(const char *cmd, const char *msg, const char *arg)
+{
+    fprintf(stderr, "kt events %s: %s%s%s\n", cmd, msg, arg ? " " : "", arg ? arg : "");
+    return 2;
+}
+
+/* RFC 3339 ("2026-01-02T03:04:05Z", fraction and offset "Z" only) or an age. */
+static bool parse_since(const char *s, uint64_t *out)
+{
+    struct tm tm;
+    const char *end;
+    long ms;
+
+    memset(&tm, 0, sizeof(tm));
+    end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (end) {
+        time_t t;
+        if (*end == '.') {
+            end++;
+            while (*end >= '0' && *end <= '9') {
+                end++;
+            }
+        }
+        if (strcmp(end, "Z") != 0 && *end != '\0') {
+            return false;
+        }
+        t = timegm(&tm);
+        if (t < 0) {
+            return false;
+        }
+        *out = (uint64_t)t * 1000000u;
+        return true;
+    }
+    if (gv_cfg_parse_duration_ms(s, &ms) && ms >= 0) {
+        uint64_t now = gv_wall_us();
+        uint64_t ago = (uint64_t)ms * 1000u;
+        *out = ago > now ? 0 : now - ago;
+        return true;
+    }
+    return false;
+}
+
+static int parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
+{
+    char state[4096];
+    const char *state_dir = NULL, *audit_dir = NULL;
+    int i, n;
+
+    memset(o, 0, sizeof(*o));
+    o->limit = strcmp(cmd, "tail") == 0 ? 10 : 20;
+    o->decision = -1;
+    for (i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long num;
+
+        if (strcmp(a, "--json") == 0) {
+            o->json = true;
+            continue;
+        }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            return usage_err(cmd, "see `kt help`", NULL);
+        }
+        if (!v) {
+            return usage_err(cmd, "unknown option or missing value:", a);
+        }
+        i++;
+        if (strcmp(a, "--state-dir") == 0) {
+            state_dir = v;
+        }
+        else if (strcmp(a, "--audit-dir") == 0) {
+            audit_dir = v;
+        }
+        else if (strcmp(a, "--limit") == 0 || strcmp(a, "--lines") == 0 ||
+                 strcmp(a, "--max") == 0) {
+            if (!gv_cfg_parse_long(v, &num) || num < 0 || num > LIMIT_MAX) {
+                return usage_err(cmd, "expected a count 0..1000000, got", v);
+            }
+            if (strcmp(a, "--max") == 0) {
+                o->max = num;
+            }
+            else {
+                o->limit = num;
+            }
+        }
+        else if (strcmp(a, "--run") == 0) {
+            o->run = v;
+        }
+        else if (strcmp(a, "--decision") == 0) {
+            o->decision = gv_decision_parse(v);
+            if (o->decision < 0) {
+                return usage_err(cmd, "--decision must be allowed|redacted|blocked|error, got",
+                                 v);
+            }
+        }
+        else if (strcmp(a, "--since") == 0) {
+            if (!parse_since(v, &o->since_us)) {
+                return usage_err(cmd,
+                                 "--since wants RFC 3339 (2026-01-02T03:04:05Z) or an age "
+                                 "(15m, 2h), got",
+                                 v);
+            }
+        }
+        else {
+            return usage_err(cmd, "unknown option", a);
+        }
+    }
+    if (audit_dir) {
+        n = snprintf(o->dir, sizeof(o->dir), "%s", audit_dir);
+    }
+    else {
+        if (!state_dir) {
+            if (gv_state_dir_default(state, sizeof(state)) != GV_OK) {
+                return usage_err(cmd, "state dir path too long", NULL);
+            }
+            state_dir = state;
+        }
+        n = snprintf(o->dir, sizeof(o->dir), "%s/audit", state_dir);
+    }
+    if (n < 0 || (size_t)n >= sizeof(o->dir)) {
+        return usage_err(cmd, "path too long", NULL);
+    }
+    return 0;
+}
+
+static const char *str_field(struct json_object *o, const char *k)
+{
+    struct json_object *v;
+    if (json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string)) {
+        return json_object_get_string(v);
+    }
+    return "";
+}
+
+static int64_t int_field(struct json_object *o, const char *k)
+{
+    struct json_object *v;
+    if (json_object_object_get_ex(o, k, &v)) {
+        return json_object_get_int64(v);
+    }
+    return 0;
+}
+
+static bool matches(const struct opts *o, struct json_object *rec)
+{
+    if (o->run && strcmp(str_field(rec, "run_id"), o->run) != 0) {
+        return false;
+    }
+    if (o->decision >= 0 &&
+        strcmp(str_field(rec, "decision"), gv_decision_str((enum gv_decision)o->decision)) != 0) {
+        return false;
+    }
+    if (o->since_us && (uint64_t)int_field(rec, "ts_us") < o->since_us) {
+        return false;
+    }
+    return true;
+}
+
+/* A cell: at most w bytes of s, control bytes shown as '?', '-' when empty. */
+static void cell(struct gv_buf *b, const char *s, int w)
+{
+    int i, n = 0;
+    if (!*s) {
+        s = "-";
+    }
+    for (i = 0; s[i] && n < w; i++, n++) {
+        unsigned char c = (unsigned char)s[i];
+        gv_buf_append_char(b, c < 0x20 || c == 0x7f ? '?' : (char)c);
+    }
+    for (; n < w + 2; n++) {
+        gv_buf_append_char(b, ' ');
+    }
+}
+
+static void print_header(void)
+{
+    printf("%-24s  %-8s  %-6s  %-16s  %-12s  %-14s  %-7s  %-10s  %-30s  %s\n", "TIME", "DECISION",
+           "STATUS", "RUN", "PRINCIPAL", "MODEL", "TOKENS", "COST_USD", "POLICIES", "REQUEST");
+}
+
+static void print_row(struct json_object *rec)
+{
+    struct gv_buf b, pol;
+    struct json_object *pols, *pii;
+    char num[64];
+    size_t i, n;
+
+    gv_buf_init(&b, 0);
+    gv_buf_init(&pol, 0);
+    if (json_object_object_get_ex(rec, "policies", &pols) &&
+        json_object_is_type(pols, json_type_array)) {
+        n = json_object_array_length(pols);
+        for (i = 0; i < n; i++) {
+            struct json_object *p = json_object_array_get_idx(pols, i);
+            const char *act = str_field(p, "action");
+            if (strcmp(act, "pass") == 0 || strcmp(act, "skipped") == 0 || !*act) {
+                continue;
+            }
+            gv_buf_appendf(&pol, "%s%s:%s", pol.len ? "," : "", str_field(p, "name"), act);
+        }
+    }
+    if (json_object_object_get_ex(rec, "pii", &pii) && json_object_is_type(pii, json_type_object)) {
+        json_object_object_foreach(pii, type, count)
+        {
+            gv_buf_appendf(&pol, "%s%s=%" PRId64, pol.len ? "," : "", type,
+                           json_object_get_int64(count));
+        }
+    }
+    cell(&b, str_field(rec, "ts"), 24);
+    cell(&b, str_field(rec, "decision"), 8);
+    snprintf(num, sizeof(num), "%" PRId64, int_field(rec, "status"));
+    cell(&b, num, 6);
+    cell(&b, str_field(rec, "run_id"), 16);
+    cell(&b, str_field(rec, "principal"), 12);
+    cell(&b, str_field(rec, "model"), 14);
+    snprintf(num, sizeof(num), "%" PRId64,
+             int_field(rec, "tokens_prompt") + int_field(rec, "tokens_completion"));
+    cell(&b, num, 7);
+    {
+        struct json_object *c;
+        double usd = json_object_object_get_ex(rec, "cost_usd", &c) ? json_object_get_double(c)
+                                                                   : 0.0;
+        snprintf(num, sizeof(num), "%.6f", usd);
+    }
+    cell(&b, num, 10);
+    cell(&b, pol.len ? pol.data : "", 30);
+    cell(&b, str_field(rec, "request_id"), 40);
+    while (b.len && b.data[b.len - 1] == ' ') {
+        b.len--;
+    }
+    printf("%.*s\n", (int)b.len, b.data ? b.data : "");
+    gv_buf_free(&b);
+    gv_buf_free(&pol);
+}
+
+static struct json_object *parse_line(const char *line, size_t len)
+{
+    struct json_tokener *tok = json_tokener_new();
+    struct json_object *o = json_tokener_parse_ex(tok, line, (int)len);
+    if (o && !json_object_is_type(o, json_type_object)) {
+        json_object_put(o);
+        o = NULL;
+    }
+    json_tokener_free(tok);
+    return o;
+}
+
+/* Print one stored line (JSON as is, or a table row). false when unreadable. */
+static bool emit(const struct opts *o, const char *line, size_t len, struct json_object *rec)
+{
+    if (o->json) {
+        printf("%.*s\n", (int)len, line);
+    }
+    else {
+        print_row(rec);
+    }
+    return true;
+}
+
+struct list_state {
+    const struct opts *o;
+    long shown;
+    long bad;
+};
+
+static bool list_line(void *arg, const char *line, size_t len)
+{
+    struct list_state *st = arg;
+    struct json_object *rec;
+
+    if (st->shown >= st->o->limit) {
+        return false;
+    }
+    rec = parse_line(line, len);
+    if (!rec) {
+        st->bad++;
+        return true;
+    }
+    if (matches(st->o, rec)) {
+        emit(st->o, line, len, rec);
+        st->shown++;
+    }
+    json_object_put(rec);
+    return st->shown < st->o->limit;
+}
+
+static int no_log(const char *dir, gv_rc rc)
+{
+    if (rc == GV_ENOTFOUND) {
+        fprintf(stderr, "kt events: no audit log in %s (is audit-logger in the policy chain, "
+                        "and is --state-dir the gateway's?)\n",
+                dir);
+    }
+    else {
+        fprintf(stderr, "kt events: cannot read %s: %s\n", dir, gv_rc_str(rc));
+    }
+    return 1;
+}
+
+int gw_cmd_events_list(int argc, char **argv)
+{
+    struct opts o;
+    struct list_state st;
+    uint64_t *segs = NULL;
+    size_t n = 0, i;
+    gv_rc rc;
+    int ret = parse_opts("list", argc, argv, &o);
+
+    if (ret) {
+        return ret;
+    }
+    rc = gw_audit_segments_list(o.dir, &segs, &n);
+    if (rc) {
+        return no_log(o.dir, rc);
+    }
+    memset(&st, 0, sizeof(st));
+    st.o = &o;
+    if (!o.json) {
+        print_header();
+    }
+    for (i = n; i > 0 && st.shown < o.limit; i--) {
+        bool stopped;
+        rc = gw_audit_segment_each_reverse(o.dir, segs[i - 1], list_line, &st, &stopped);
+        if (rc == GV_ENOTFOUND) {
+            continue; /* removed by retention while we read */
+        }
+        if (rc) {
+            gv_free(segs);
+            return no_log(o.dir, rc);
+        }
+    }
+    gv_free(segs);
+    if (st.bad) {
+        fprintf(stderr, "kt events: %ld unreadable lines skipped; run `kt events verify`\n",
+                st.bad);
+    }
+    fflush(stdout);
+    return 0;
+}
+
+int gw_cmd_events_verify(int argc, char **argv)
+{
+    struct opts o;
+    struct gw_audit_verify_result res;
+    gv_rc rc;
+    int ret = parse_opts("verify", argc, argv, &o);
+
+    if (ret) {
+        return ret;
+    }
+    rc = gw_audit_verify(o.dir, &res);
+    if (o.json) {
+        struct json_object *j = json_object_new_object();
+        json_object_object_add(j, "ok", json_object_new_boolean(rc == GV_OK));
+        json_object_object_add(j, "records", json_object_new_int64((int64_t)res.records));
+        json_object_object_add(j, "segments", json_object_new_int64((int64_t)res.segments));
+        json_object_object_add(j, "first_seq", json_object_new_int64((int64_t)res.first_seq));
+        json_object_object_add(j, "last_seq", json_object_new_int64((int64_t)res.last_seq));
+        if (rc) {
+            json_object_object_add(j, "bad_seq", json_object_new_int64((int64_t)res.bad_seq));
+            json_object_object_add(j, "problem", json_object_new_string(res.problem));
+        }
+        printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+        json_object_put(j);
+    }
+    else if (rc == GV_OK) {
+        printf("ok: %" PRIu64 " records in %" PRIu64 " segment%s, seq %" PRIu64 "..%" PRIu64
+               ", hash chain intact (%s)\n",
+               res.records, res.segments, res.segments == 1 ? "" : "s", res.first_seq,
+               res.last_seq, o.dir);
+    }
+    else if (rc == GV_EPROTO) {
+        printf("FAILED: %s\n", res.problem);
+        if (res.records) {
+            printf("(%" PRIu64 " records before it verified)\n", res.records);
+        }
+    }
+    else {
+        fprintf(stderr, "kt events verify: %s\n", res.problem);
+    }
+    fflush(stdout);
+    return rc == GV_OK ? 0 : 1;
+}
+
+/* ---- tail ---- */
+
+static volatile sig_atomic_t tail_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    tail_stop = 1;
+}
+
+/* Reads [*off, EOF) of path and prints the complete lines after the header;
+ * *off advances past what was printed. Returns the number of records shown. */
+static long tail_read(const struct opts *o, const char *path, uint64_t *off, long budget)
+{
+    char chunk[65536];
+    struct gv_buf b;
+    long shown = 0;
+    size_t start = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        return 0;
+    }
+    gv_buf_init(&b, GW_AUDIT_SEGMENT_READ_MAX);
+    if (lseek(fd, (off_t)*off, SEEK_SET) >= 0) {
+        for (;;) {
+            ssize_t r = read(fd, chunk, sizeof(chunk));
+            if (r <= 0 || gv_buf_append(&b, chunk, (size_t)r) != GV_OK) {
+                break;
+            }
+        }
+    }
+    close(fd);
+    while (start < b.len && (budget == 0 || shown < budget)) {
+        char *nl = memchr(b.data + start, '\n', b.len - start);
+        size_t len;
+        struct json_object *rec;
+        if (!nl) {
+            break; /* a writer is mid-line: read it next time */
+        }
+        len = (size_t)(nl - (b.data + start));
+        rec = parse_line(b.data + start, len);
+        if (rec && !json_object_object_get_ex(rec, "kt_audit", NULL) && matches(o, rec)) {
+            emit(o, b.data + start, len, rec);
+            shown++;
+        }
+        json_object_put(rec);
+        start += len + 1;
+    }
+    *off += start;
+    gv_buf_free(&b);
+    fflush(stdout);
+    return shown;
+}
+
+int gw_cmd_events_tail(int argc, char **argv)
+{
+    struct opts o;
+    struct sigaction sa;
+    uint64_t *segs = NULL;
+    size_t n = 0, i;
+    uint64_t cur = 0, off = 0;
+    long total = 0;
+    char path[4200];
+    struct stat st;
+    gv_rc rc;
+    int ret = parse_opts("tail", argc, argv, &o);
+
+    if (ret) {
+        return ret;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    rc = gw_audit_segments_list(o.dir, &segs, &n);
+    if (rc) {
+        return no_log(o.dir, rc);
+    }
+    if (!o.json) {
+        print_header();
+    }
+    if (n) {
+        /* Backlog: the newest segment's last --lines records, oldest first,
+         * from one read; then follow from the end of that read's last line. */
+        struct gv_buf b;
+        size_t e, s, *starts, *lens, k = 0;
+
+        cur = segs[n - 1];
+        if (gw_audit_segment_path(o.dir, cur, path, sizeof(path)) == GV_OK &&
+            gw_audit_read_file(path, GW_AUDIT_SEGMENT_READ_MAX, &b) == GV_OK) {
+            starts = gv_calloc((size_t)o.limit + 1, sizeof(*starts));
+            lens = gv_calloc((size_t)o.limit + 1, sizeof(*lens));
+            e = b.len;
+            while (e > 0 && b.data[e - 1] != '\n') {
+                e--;
+            }
+            off = e;
+            while (e > 0 && k < (size_t)o.limit) {
+                s = e - 1;
+                while (s > 0 && b.data[s - 1] != '\n') {
+                    s--;
+                }
+                if (s == 0) {
+                    break; /* the header */
+                }
+                starts[k] = s;
+                lens[k++] = e - 1 - s;
+                e = s;
+            }
+            for (i = k; i > 0; i--) {
+                struct json_object *rec = parse_line(b.data + starts[i - 1], lens[i - 1]);
+                if (rec && matches(&o, rec)) {
+                    emit(&o, b.data + starts[i - 1], lens[i - 1], rec);
+                }
+                json_object_put(rec);
+            }
+            gv_free(starts);
+            gv_free(lens);
+            gv_buf_free(&b);
+            fflush(stdout);
+        }
+    }
+    gv_free(segs);
+    while (!tail_stop && (o.max == 0 || total < o.max)) {
+        uint64_t next;
+        if (cur) {
+            gw_audit_segment_path(o.dir, cur, path, sizeof(path));
+            total += tail_read(&o, path, &off, o.max ? o.max - total : 0);
+        }
+        if (o.max && total >= o.max) {
+            break;
+        }
+        /* Move on once a newer segment exists and the current one is drained. */
+        next = cur + 1;
+        if (gw_audit_segment_path(o.dir, next, path, sizeof(path)) == GV_OK &&
+            stat(path, &st) == 0) {
+            if (cur) {
+                char cpath[4200];
+                struct stat cst;
+                gw_audit_segment_path(o.dir, cur, cpath, sizeof(cpath));
+                if (stat(cpath, &cst) == 0 && (uint64_t)cst.st_size > off) {
+                    continue;
+                }
+            }
+            cur = next;
+            off = 0;
+            continue;
+        }
+        if (!cur) {
+            /* No segment yet: wait for the first. */
+            if (gw_audit_segments_list(o.dir, &segs, &n) == GV_OK && n) {
+                cur = segs[0];
+                off = 0;
+            }
+            gv_free(segs);
+            segs = NULL;
+        }
+        usleep(200 * 1000);
+    }
+    return 0;
+}

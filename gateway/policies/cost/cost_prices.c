@@ -1,0 +1,65 @@
+/* gateway/policies/cost/cost_prices.c - built-in model price table */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "gateway/policies/cost/cost_prices.h"
+
+#include <string.h>
+
+/* OpenAI standard-tier list prices, USD per 1M tokens (input, output), as
+ * published on openai.com/api/pricing. Override or extend them with
+ * policy.cost-tracker.prices; a price change is a config change, not a build. */
+const struct gw_cost_price gw_cost_builtin_prices[] = {
+    {"gpt-5", 1.25, 10.00},
+    {"gpt-5-mini", 0.25, 2.00},
+    {"gpt-5-nano", 0.05, 0.40},
+    {"gpt-4.1", 2.00, 8.00},
+    {"gpt-4.1-mini", 0.40, 1.60},
+    {"gpt-4.1-nano", 0.10, 0.40},
+    {"gpt-4o", 2.50, 10.00},
+    {"gpt-4o-mini", 0.15, 0.60},
+    {"gpt-4-turbo", 10.00, 30.00},
+    {"gpt-4", 30.00, 60.00},
+    {"gpt-3.5-turbo", 0.50, 1.50},
+    {"o1", 15.00, 60.00},
+    {"o1-mini", 1.10, 4.40},
+    {"o3", 2.00, 8.00},
+    {"o3-mini", 1.10, 4.40},
+    {"o4-mini", 1.10, 4.40},
+    {NULL, 0, 0},
+};
+
+const struct gw_cost_price *gw_cost_price_find(const struct gw_cost_price *table,
+                                               const char *model)
+{
+    const struct gw_cost_price *best = NULL;
+    size_t best_len = 0;
+    size_t i;
+
+    if (!model || !*model) {
+        return NULL;
+    }
+    for (i = 0; table[i].model; i++) {
+        size_t n = strlen(table[i].model);
+        if (strcmp(model, table[i].model) == 0) {
+            return &table[i];
+        }
+        if (n > best_len && strncmp(model, table[i].model, n) == 0 && model[n] == '-') {
+            best = &table[i];
+            best_len = n;
+        }
+    }
+    return best;
+}
+
+double gw_cost_builtin_usd(const char *model, uint64_t prompt_tokens, uint64_t completion_tokens,
+                           bool *known)
+{
+    const struct gw_cost_price *p = gw_cost_price_find(gw_cost_builtin_prices, model);
+
+    *known = p != NULL;
+    if (!p) {
+        return 0.0;
+    }
+    return ((double)prompt_tokens * p->input_per_mtok +
+            (double)completion_tokens * p->output_per_mtok) /
+           1e6;
+}

@@ -1,0 +1,369 @@
+/* gateway/policies/cost/ledger.c - spend per run / team / principal, persisted */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "gateway/policies/cost/ledger.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/gv_log.h"
+#include "core/gv_mem.h"
+
+struct entry {
+    struct entry *next;
+    char *kind;
+    char *key;
+    double usd;
+};
+
+struct gw_ledger {
+    char *path;
+    long flush_ms;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct entry **buckets; /* under mu */
+    size_t nbuckets;
+    size_t nkeys;
+    bool dirty;
+    bool stop;
+    bool full_logged;
+    pthread_t thread;
+    bool started;
+};
+
+static uint64_t fnv1a(const char *kind, const char *key)
+{
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *p;
+    for (p = (const unsigned char *)kind; *p; p++) {
+        h = (h ^ *p) * 1099511628211ull;
+    }
+    h = (h ^ 0xff) * 1099511628211ull;
+    for (p = (const unsigned char *)key; *p; p++) {
+        h = (h ^ *p) * 1099511628211ull;
+    }
+    return h;
+}
+
+static void grow(struct gw_ledger *l)
+{
+    size_t n = l->nbuckets * 2, i;
+    struct entry **b = gv_calloc(n, sizeof(*b));
+
+    for (i = 0; i < l->nbuckets; i++) {
+        struct entry *e = l->buckets[i];
+        while (e) {
+            struct entry *next = e->next;
+            size_t j = fnv1a(e->kind, e->key) & (n - 1);
+            e->next = b[j];
+            b[j] = e;
+            e = next;
+        }
+    }
+    gv_free(l->buckets);
+    l->buckets = b;
+    l->nbuckets = n;
+}
+
+/* Under mu. create: add a zero entry when absent (NULL when the table is full). */
+static struct entry *lookup(struct gw_ledger *l, const char *kind, const char *key, bool create)
+{
+    char cut[GW_LEDGER_KEY_MAX + 1];
+    size_t klen = strnlen(key, GW_LEDGER_KEY_MAX);
+    size_t i;
+    struct entry *e;
+
+    memcpy(cut, key, klen);
+    cut[klen] = '\0';
+    i = fnv1a(kind, cut) & (l->nbuckets - 1);
+    for (e = l->buckets[i]; e; e = e->next) {
+        if (strcmp(e->key, cut) == 0 && strcmp(e->kind, kind) == 0) {
+            return e;
+        }
+    }
+    if (!create) {
+        return NULL;
+    }
+    if (l->nkeys >= GW_LEDGER_MAX_KEYS) {
+        if (!l->full_logged) {
+            gv_log(GV_LOG_ERROR, "policy:cost-tracker", "spend ledger full; new keys not counted",
+                   "max_keys=%u", GW_LEDGER_MAX_KEYS);
+            l->full_logged = true;
+        }
+        return NULL;
+    }
+    if (l->nkeys >= l->nbuckets) {
+        grow(l);
+        i = fnv1a(kind, cut) & (l->nbuckets - 1);
+    }
+    e = gv_calloc(1, sizeof(*e));
+    e->kind = gv_strdup(kind);
+    e->key = gv_strdup(cut);
+    e->next = l->buckets[i];
+    l->buckets[i] = e;
+    l->nkeys++;
+    return e;
+}
+
+double gw_ledger_get(struct gw_ledger *l, const char *kind, const char *key)
+{
+    struct entry *e;
+    double v;
+
+    pthread_mutex_lock(&l->mu);
+    e = lookup(l, kind, key, false);
+    v = e ? e->usd : 0.0;
+    pthread_mutex_unlock(&l->mu);
+    return v;
+}
+
+void gw_ledger_add(struct gw_ledger *l, const char *kind, const char *key, double usd)
+{
+    struct entry *e;
+
+    if (!(usd > 0.0)) {
+        return;
+    }
+    pthread_mutex_lock(&l->mu);
+    e = lookup(l, kind, key, true);
+    if (e) {
+        e->usd += usd;
+        l->dirty = true;
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* Under mu: the whole ledger as {"version":1,"spend":{kind:{key:usd}}}. */
+static struct json_object *snapshot(struct gw_ledger *l)
+{
+    struct json_object *root = json_object_new_object();
+    struct json_object *spend = json_object_new_object();
+    size_t i;
+
+    json_object_object_add(root, "version", json_object_new_int(1));
+    for (i = 0; i < l->nbuckets; i++) {
+        struct entry *e;
+        for (e = l->buckets[i]; e; e = e->next) {
+            struct json_object *k;
+            char text[64];
+            if (!json_object_object_get_ex(spend, e->kind, &k)) {
+                k = json_object_new_object();
+                json_object_object_add(spend, e->kind, k);
+            }
+            snprintf(text, sizeof(text), "%.10f", e->usd);
+            json_object_object_add(k, e->key, json_object_new_double_s(e->usd, text));
+        }
+    }
+    json_object_object_add(root, "spend", spend);
+    return root;
+}
+
+static gv_rc write_file(const char *path, const char *text, size_t len)
+{
+    char tmp[4200];
+    size_t off = 0;
+    gv_rc rc = GV_OK;
+    int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd;
+
+    if (n < 0 || (size_t)n >= sizeof(tmp)) {
+        return GV_E2BIG;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return GV_EIO;
+    }
+    while (off < len) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            rc = GV_EIO;
+            break;
+        }
+        off += (size_t)w;
+    }
+    if (rc == GV_OK && fsync(fd) != 0) {
+        rc = GV_EIO;
+    }
+    if (close(fd) != 0 && rc == GV_OK) {
+        rc = GV_EIO;
+    }
+    if (rc == GV_OK && rename(tmp, path) != 0) {
+        rc = GV_EIO;
+    }
+    if (rc) {
+        unlink(tmp);
+    }
+    return rc;
+}
+
+gv_rc gw_ledger_flush(struct gw_ledger *l)
+{
+    struct json_object *snap;
+    const char *text;
+    size_t len = 0;
+    gv_rc rc;
+
+    pthread_mutex_lock(&l->mu);
+    snap = snapshot(l);
+    l->dirty = false;
+    pthread_mutex_unlock(&l->mu);
+    text = json_object_to_json_string_length(snap, JSON_C_TO_STRING_PLAIN, &len);
+    rc = write_file(l->path, text, len);
+    json_object_put(snap);
+    if (rc) {
+        /* Try again at the next interval. */
+        pthread_mutex_lock(&l->mu);
+        l->dirty = true;
+        pthread_mutex_unlock(&l->mu);
+    }
+    return rc;
+}
+
+static void *flusher(void *arg)
+{
+    struct gw_ledger *l = arg;
+    bool logged = false;
+
+    pthread_mutex_lock(&l->mu);
+    while (!l->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += l->flush_ms % 1000 * 1000000L;
+        ts.tv_sec += l->flush_ms / 1000 + ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&l->cv, &l->mu, &ts);
+        if (l->dirty && !l->stop) {
+            gv_rc rc;
+            pthread_mutex_unlock(&l->mu);
+            rc = gw_ledger_flush(l);
+            if (rc && !logged) {
+                gv_log(GV_LOG_ERROR, "policy:cost-tracker", "cannot write spend ledger",
+                       "path=%s err=%s", l->path, gv_rc_str(rc));
+            }
+            logged = rc != GV_OK;
+            pthread_mutex_lock(&l->mu);
+        }
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+static gv_rc load(struct gw_ledger *l)
+{
+    struct json_object *root, *spend, *ver;
+    gv_rc rc = GV_OK;
+
+    if (access(l->path, F_OK) != 0) {
+        return GV_OK;
+    }
+    root = json_object_from_file(l->path);
+    if (!root || !json_object_is_type(root, json_type_object) ||
+        !json_object_object_get_ex(root, "version", &ver) ||
+        !json_object_object_get_ex(root, "spend", &spend) ||
+        !json_object_is_type(spend, json_type_object)) {
+        rc = GV_EPROTO;
+        goto out;
+    }
+    {
+        json_object_object_foreach(spend, kind, keys)
+        {
+            if (!json_object_is_type(keys, json_type_object)) {
+                rc = GV_EPROTO;
+                goto out;
+            }
+            {
+                json_object_object_foreach(keys, key, val)
+                {
+                    struct entry *e;
+                    if (!json_object_is_type(val, json_type_double) &&
+                        !json_object_is_type(val, json_type_int)) {
+                        rc = GV_EPROTO;
+                        goto out;
+                    }
+                    e = lookup(l, kind, key, true);
+                    if (e) {
+                        e->usd = json_object_get_double(val);
+                    }
+                }
+            }
+        }
+    }
+out:
+    json_object_put(root);
+    return rc;
+}
+
+gv_rc gw_ledger_open(const char *path, long flush_ms, struct gw_ledger **out)
+{
+    struct gw_ledger *l = gv_calloc(1, sizeof(*l));
+    gv_rc rc;
+
+    *out = NULL;
+    l->path = gv_strdup(path);
+    l->flush_ms = flush_ms > 0 ? flush_ms : 1000;
+    l->nbuckets = 64;
+    l->buckets = gv_calloc(l->nbuckets, sizeof(*l->buckets));
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    rc = load(l);
+    if (rc) {
+        goto out;
+    }
+    if (pthread_create(&l->thread, NULL, flusher, l) != 0) {
+        rc = GV_EIO;
+        goto out;
+    }
+    l->started = true;
+out:
+    if (rc) {
+        gw_ledger_close(l);
+        l = NULL;
+    }
+    *out = l;
+    return rc;
+}
+
+void gw_ledger_close(struct gw_ledger *l)
+{
+    size_t i;
+
+    if (!l) {
+        return;
+    }
+    if (l->started) {
+        pthread_mutex_lock(&l->mu);
+        l->stop = true;
+        pthread_cond_signal(&l->cv);
+        pthread_mutex_unlock(&l->mu);
+        pthread_join(l->thread, NULL);
+        if (l->dirty && gw_ledger_flush(l) != GV_OK) {
+            gv_log(GV_LOG_ERROR, "policy:cost-tracker", "spend lost: cannot write ledger",
+                   "path=%s", l->path);
+        }
+    }
+    for (i = 0; i < l->nbuckets; i++) {
+        struct entry *e = l->buckets[i];
+        while (e) {
+            struct entry *next = e->next;
+            gv_free(e->kind);
+            gv_free(e->key);
+            gv_free(e);
+            e = next;
+        }
+    }
+    gv_free(l->buckets);
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
+    gv_free(l->path);
+    gv_free(l);
+}

@@ -1,0 +1,29 @@
+/* gateway/policies/cost/ledger.h - spend per run / team / principal, persisted */
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef GW_COST_LEDGER_H
+#define GW_COST_LEDGER_H
+
+#include "core/gv_rc.h"
+
+/* USD spent so far per (kind, key), kept in memory and written to a JSON file
+ * by a background thread (never on the request path), so budgets survive
+ * restarts. A crash loses at most the last flush interval of spend.
+ * Shared by cost-tracker (runs, teams) and rbac (principals). */
+struct gw_ledger;
+
+#define GW_LEDGER_MAX_KEYS 1000000u /* distinct keys tracked; more are not counted */
+#define GW_LEDGER_KEY_MAX 256u      /* longer keys are cut here */
+
+/* Loads `path` when it exists (GV_EPROTO when it is not a ledger: budgets must
+ * not silently reset) and starts the flusher. *out owned by the caller. */
+gv_rc gw_ledger_open(const char *path, long flush_ms, struct gw_ledger **out);
+/* Flushes one last time, stops the thread, frees. Accepts NULL. */
+void gw_ledger_close(struct gw_ledger *l);
+/* Spend so far; 0 for unknown keys. Thread-safe. */
+double gw_ledger_get(struct gw_ledger *l, const char *kind, const char *key);
+/* Adds usd (> 0) to (kind, key). Never blocks on I/O. Thread-safe. */
+void gw_ledger_add(struct gw_ledger *l, const char *kind, const char *key, double usd);
+/* Writes the file now (tests, shutdown). GV_EIO on failure. */
+gv_rc gw_ledger_flush(struct gw_ledger *l);
+
+#endif
