@@ -1,0 +1,586 @@
+/* exporters/wandb/wandb_store.c - durable per-run history, summary and upload state */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "exporters/wandb/wandb.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/gv_mem.h"
+#include "core/gv_paths.h"
+
+void ex_wandb_safe_name(const char *in, char *out, size_t size)
+{
+    size_t i;
+
+    if (size == 0) {
+        return;
+    }
+    for (i = 0; in[i] && i + 1 < size; i++) {
+        char c = in[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '-' || c == '_' || (c == '.' && i > 0);
+        out[i] = ok ? c : '_';
+    }
+    out[i] = '\0';
+    if (i == 0 && size > 1) {
+        out[0] = '_';
+        out[1] = '\0';
+    }
+}
+
+gv_rc ex_wandb_write_file(const char *path, const char *data, size_t len)
+{
+    char tmp[1100];
+    int fd = -1;
+    size_t off = 0;
+    gv_rc rc = GV_OK;
+    int n;
+
+    n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (n < 0 || (size_t)n >= sizeof(tmp)) {
+        return GV_E2BIG;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return GV_EIO;
+    }
+    while (off < len) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            rc = GV_EIO;
+            goto out;
+        }
+        off += (size_t)w;
+    }
+    if (fsync(fd) != 0) {
+        rc = GV_EIO;
+        goto out;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        rc = GV_EIO;
+        goto out;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        rc = GV_EIO;
+    }
+out:
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (rc) {
+        unlink(tmp);
+    }
+    return rc;
+}
+
+static gv_rc write_json(const char *dir, const char *file, struct json_object *j)
+{
+    char path[1100];
+    struct gv_buf b;
+    gv_rc rc;
+    int n = snprintf(path, sizeof(path), "%s/%s", dir, file);
+
+    if (n < 0 || (size_t)n >= sizeof(path)) {
+        return GV_E2BIG;
+    }
+    gv_buf_init(&b, 0);
+    rc = ex_wandb_json_append(&b, j);
+    if (!rc) {
+        rc = gv_buf_append_char(&b, '\n');
+    }
+    if (!rc) {
+        rc = ex_wandb_write_file(path, b.data, b.len);
+    }
+    gv_buf_free(&b);
+    return rc;
+}
+
+static struct json_object *read_json(const char *dir, const char *file)
+{
+    char path[1100];
+    int n = snprintf(path, sizeof(path), "%s/%s", dir, file);
+
+    if (n < 0 || (size_t)n >= sizeof(path)) {
+        return NULL;
+    }
+    return json_object_from_file(path);
+}
+
+static uint64_t get_u64(struct json_object *o, const char *key)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(o, key, &v)) {
+        return 0;
+    }
+    return json_object_get_uint64(v);
+}
+
+static void get_str(struct json_object *o, const char *key, char *out, size_t size)
+{
+    struct json_object *v;
+    const char *s = "";
+    if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)) {
+        s = json_object_get_string(v);
+    }
+    snprintf(out, size, "%s", s);
+}
+
+static bool get_bool(struct json_object *o, const char *key)
+{
+    struct json_object *v;
+    return json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
+}
+
+gv_rc ex_wandb_store_save_state(struct ex_wandb_run *run)
+{
+    struct json_object *j = json_object_new_object();
+    gv_rc rc;
+
+    json_object_object_add(j, "base", json_object_new_uint64(run->base));
+    json_object_object_add(j, "lines", json_object_new_uint64(run->lines));
+    json_object_object_add(j, "next_step", json_object_new_uint64(run->next_step));
+    json_object_object_add(j, "last_seq", json_object_new_uint64(run->last_seq));
+    json_object_object_add(j, "last_now_us", json_object_new_uint64(run->last_now_us));
+    json_object_object_add(j, "final", json_object_new_boolean(run->final));
+    rc = write_json(run->dir, "state.json", j);
+    json_object_put(j);
+    return rc;
+}
+
+gv_rc ex_wandb_store_save_sync(struct ex_wandb_run *run)
+{
+    struct json_object *j = json_object_new_object();
+    gv_rc rc;
+
+    json_object_object_add(j, "synced", json_object_new_uint64(run->synced));
+    json_object_object_add(j, "synced_bytes", json_object_new_uint64(run->synced_bytes));
+    json_object_object_add(j, "storage_id", json_object_new_string(run->storage_id));
+    json_object_object_add(j, "entity", json_object_new_string(run->entity_c));
+    json_object_object_add(j, "project", json_object_new_string(run->project_c));
+    json_object_object_add(j, "complete_sent", json_object_new_boolean(run->complete_sent));
+    json_object_object_add(j, "parked", json_object_new_string(run->parked));
+    json_object_object_add(j, "config_sent", json_object_new_string(run->config_sent));
+    rc = write_json(run->dir, "sync.json", j);
+    json_object_put(j);
+    return rc;
+}
+
+static gv_rc history_path(const struct ex_wandb_run *run, char *path, size_t size)
+{
+    int n = snprintf(path, size, "%s/history.jsonl", run->dir);
+    return (n < 0 || (size_t)n >= size) ? GV_E2BIG : GV_OK;
+}
+
+gv_rc ex_wandb_store_line_offset(struct ex_wandb_run *run, uint64_t idx, uint64_t *bytes)
+{
+    char path[1100];
+    FILE *f = NULL;
+    uint64_t line = 0;
+    uint64_t pos = 0;
+    gv_rc rc = history_path(run, path, sizeof(path));
+    int c;
+
+    *bytes = 0;
+    if (rc || idx == 0) {
+        return rc;
+    }
+    f = fopen(path, "rb");
+    if (!f) {
+        return errno == ENOENT ? GV_OK : GV_EIO;
+    }
+    while ((c = getc(f)) != EOF) {
+        pos++;
+        if (c == '\n' && ++line == idx) {
+            break;
+        }
+    }
+    *bytes = pos;
+    fclose(f);
+    return GV_OK;
+}
+
+/* A crash between appending a line and saving state.json leaves lines nobody
+ * counted: cut the file back so offsets and the file agree again. */
+static gv_rc trim_history(struct ex_wandb_run *run)
+{
+    char path[1100];
+    struct stat st;
+    uint64_t bytes;
+    gv_rc rc = history_path(run, path, sizeof(path));
+
+    if (rc) {
+        return rc;
+    }
+    if (stat(path, &st) != 0) {
+        return GV_OK;
+    }
+    rc = ex_wandb_store_line_offset(run, run->lines, &bytes);
+    if (rc) {
+        return rc;
+    }
+    if ((uint64_t)st.st_size > bytes && truncate(path, (off_t)bytes) != 0) {
+        return GV_EIO;
+    }
+    return GV_OK;
+}
+
+gv_rc ex_wandb_store_open(const char *dir, struct ex_wandb_run *run)
+{
+    struct json_object *st;
+    struct json_object *sy;
+    int n;
+
+    memset(run, 0, sizeof(*run));
+    n = snprintf(run->dir, sizeof(run->dir), "%s", dir);
+    if (n < 0 || (size_t)n >= sizeof(run->dir)) {
+        return GV_E2BIG;
+    }
+    run->meta = read_json(dir, "run.json");
+    if (!run->meta || !json_object_is_type(run->meta, json_type_object)) {
+        json_object_put(run->meta);
+        run->meta = NULL;
+        return GV_ENOTFOUND;
+    }
+    st = read_json(dir, "state.json");
+    if (st) {
+        run->base = get_u64(st, "base");
+        run->lines = get_u64(st, "lines");
+        run->next_step = get_u64(st, "next_step");
+        run->last_seq = get_u64(st, "last_seq");
+        run->last_now_us = get_u64(st, "last_now_us");
+        run->final = get_bool(st, "final");
+        json_object_put(st);
+    }
+    sy = read_json(dir, "sync.json");
+    if (sy) {
+        run->synced = get_u64(sy, "synced");
+        run->synced_bytes = get_u64(sy, "synced_bytes");
+        get_str(sy, "storage_id", run->storage_id, sizeof(run->storage_id));
+        get_str(sy, "entity", run->entity_c, sizeof(run->entity_c));
+        get_str(sy, "project", run->project_c, sizeof(run->project_c));
+        run->complete_sent = get_bool(sy, "complete_sent");
+        get_str(sy, "parked", run->parked, sizeof(run->parked));
+        get_str(sy, "config_sent", run->config_sent, sizeof(run->config_sent));
+        json_object_put(sy);
+    }
+    if (run->synced > run->lines) {
+        run->synced = run->lines;
+        run->synced_bytes = 0;
+    }
+    return trim_history(run);
+}
+
+void ex_wandb_store_close(struct ex_wandb_run *run)
+{
+    json_object_put(run->meta);
+    run->meta = NULL;
+}
+
+gv_rc ex_wandb_store_read_lines(struct ex_wandb_run *run, uint64_t from, uint64_t start_bytes,
+                                size_t max_bytes, struct json_object *arr, uint64_t *n,
+                                uint64_t *end_bytes)
+{
+    char path[1100];
+    FILE *f = NULL;
+    struct gv_buf line;
+    size_t total = 0;
+    uint64_t idx = from;
+    uint64_t pos;
+    gv_rc rc = history_path(run, path, sizeof(path));
+    int c;
+
+    *n = 0;
+    *end_bytes = start_bytes;
+    gv_buf_init(&line, EX_WANDB_LINE_MAX);
+    if (rc) {
+        goto out;
+    }
+    if (from > 0 && start_bytes == 0) {
+        rc = ex_wandb_store_line_offset(run, from, &start_bytes);
+        if (rc) {
+            goto out;
+        }
+    }
+    pos = start_bytes;
+    f = fopen(path, "rb");
+    if (!f) {
+        rc = run->lines > from ? GV_EIO : GV_OK;
+        goto out;
+    }
+    if (fseeko(f, (off_t)start_bytes, SEEK_SET) != 0) {
+        rc = GV_EIO;
+        goto out;
+    }
+    while (idx < run->lines) {
+        gv_buf_reset(&line);
+        while ((c = getc(f)) != EOF && c != '\n') {
+            rc = gv_buf_append_char(&line, (char)c);
+            if (rc) {
+                goto out;
+            }
+        }
+        if (c == EOF) {
+            rc = GV_EIO; /* state.json counts more lines than the file has */
+            goto out;
+        }
+        if (*n > 0 && total + line.len > max_bytes) {
+            break;
+        }
+        total += line.len;
+        pos += line.len + 1;
+        json_object_array_add(arr, json_object_new_string_len(line.data ? line.data : "",
+                                                              (int)line.len));
+        idx++;
+        (*n)++;
+        *end_bytes = pos;
+    }
+out:
+    if (f) {
+        fclose(f);
+    }
+    gv_buf_free(&line);
+    return rc;
+}
+
+char *ex_wandb_store_summary(struct ex_wandb_run *run)
+{
+    char path[1100];
+    FILE *f;
+    struct gv_buf b;
+    char chunk[4096];
+    size_t got;
+    int n = snprintf(path, sizeof(path), "%s/summary.json", run->dir);
+
+    if (n < 0 || (size_t)n >= sizeof(path)) {
+        return NULL;
+    }
+    f = fopen(path, "rb");
+    if (!f) {
+        return NULL;
+    }
+    gv_buf_init(&b, EX_WANDB_LINE_MAX);
+    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if (gv_buf_append(&b, chunk, got)) {
+            fclose(f);
+            gv_buf_free(&b);
+            return NULL;
+        }
+    }
+    fclose(f);
+    while (b.len && (b.data[b.len - 1] == '\n')) {
+        b.data[--b.len] = '\0';
+    }
+    if (b.len == 0) {
+        gv_buf_free(&b);
+        return NULL;
+    }
+    return gv_buf_steal(&b);
+}
+
+static const char *entry_str(struct json_object *e, const char *key)
+{
+    struct json_object *v;
+    if (json_object_object_get_ex(e, key, &v) && json_object_is_type(v, json_type_string)) {
+        return json_object_get_string(v);
+    }
+    return "";
+}
+
+static gv_rc append_line(struct ex_wandb_run *run, const char *s, size_t len)
+{
+    char path[1100];
+    int fd;
+    size_t off = 0;
+    gv_rc rc = history_path(run, path, sizeof(path));
+
+    if (rc) {
+        return rc;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return GV_EIO;
+    }
+    while (off < len) {
+        ssize_t w = write(fd, s + off, len - off);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            rc = GV_EIO;
+            break;
+        }
+        off += (size_t)w;
+    }
+    if (!rc && fsync(fd) != 0) {
+        rc = GV_EIO;
+    }
+    close(fd);
+    return rc;
+}
+
+gv_rc ex_wandb_store_append(const char *root, struct json_object *entry, uint64_t seq,
+                            uint64_t now_us, bool shared, char *dir_out, size_t dir_size)
+{
+    struct ex_wandb_run run;
+    struct json_object *row = NULL;
+    struct json_object *meta = NULL;
+    struct json_object *summary = NULL;
+    struct json_object *wb;
+    struct json_object *v;
+    char ent[GV_RUN_TAG_MAX + 2], proj[GV_RUN_TAG_MAX + 2], name[GV_RUN_TAG_MAX * 2 + 64];
+    struct gv_buf line;
+    bool opened = false;
+    gv_rc rc;
+    int n;
+
+    memset(&run, 0, sizeof(run));
+    gv_buf_init(&line, EX_WANDB_LINE_MAX);
+    ex_wandb_safe_name(entry_str(entry, "entity"), ent, sizeof(ent));
+    ex_wandb_safe_name(entry_str(entry, "project"), proj, sizeof(proj));
+    ex_wandb_safe_name(entry_str(entry, "run"), name, sizeof(name));
+    n = snprintf(dir_out, dir_size, "%s/%s/%s/%s", root, ent, proj, name);
+    if (n < 0 || (size_t)n >= dir_size) {
+        rc = GV_E2BIG;
+        goto out;
+    }
+    rc = gv_mkdir_p(dir_out, 0700);
+    if (rc) {
+        goto out;
+    }
+    rc = ex_wandb_store_open(dir_out, &run);
+    if (rc == GV_ENOTFOUND) {
+        rc = GV_OK;
+    }
+    if (rc) {
+        goto out;
+    }
+    opened = true;
+    /* The agent hands the same payload again after a RETRY: its rows are
+     * already here. An older payload than the last one would send _step back. */
+    if (run.last_now_us && (now_us < run.last_now_us ||
+                            (now_us == run.last_now_us && seq == run.last_seq))) {
+        goto out;
+    }
+    /* run.json: identity and config, refreshed so a config change is upserted. */
+    meta = json_object_new_object();
+    json_object_object_foreach(entry, k, val)
+    {
+        if (strcmp(k, "row") != 0 && strcmp(k, "final") != 0) {
+            json_object_object_add(meta, k, json_object_get(val));
+        }
+    }
+    json_object_object_add(meta, "shared", json_object_new_boolean(shared));
+    n = snprintf(run.dir, sizeof(run.dir), "%s", dir_out);
+    rc = write_json(dir_out, "run.json", meta);
+    if (rc) {
+        goto out;
+    }
+    if (!json_object_object_get_ex(entry, "row", &v) || !json_object_is_type(v, json_type_object)) {
+        rc = GV_EINVAL;
+        goto out;
+    }
+    if (json_object_deep_copy(v, &row, NULL) != 0) {
+        rc = GV_EINVAL;
+        goto out;
+    }
+    /* Shared mode leaves _step out: the backend numbers the lines of all writers. */
+    if (!shared) {
+        json_object_object_add(row, "_step", json_object_new_uint64(run.next_step));
+    }
+    rc = ex_wandb_json_append(&line, row);
+    if (!rc) {
+        rc = gv_buf_append_char(&line, '\n');
+    }
+    if (rc) {
+        goto out;
+    }
+    rc = append_line(&run, line.data, line.len);
+    if (rc) {
+        goto out;
+    }
+    /* The summary is the full last row plus _wandb.runtime, re-sent at line 0. */
+    if (json_object_deep_copy(row, &summary, NULL) != 0) {
+        rc = GV_EINVAL;
+        goto out;
+    }
+    wb = json_object_new_object();
+    if (json_object_object_get_ex(row, "_runtime", &v)) {
+        json_object_object_add(wb, "runtime", json_object_new_int64((int64_t)json_object_get_double(v)));
+    }
+    json_object_object_add(summary, "_wandb", wb);
+    rc = write_json(dir_out, "summary.json", summary);
+    if (rc) {
+        goto out;
+    }
+    run.lines++;
+    run.next_step++;
+    run.last_seq = seq;
+    run.last_now_us = now_us;
+    if (json_object_object_get_ex(entry, "final", &v) && json_object_get_boolean(v)) {
+        run.final = true;
+    }
+    else if (run.final) {
+        /* Traffic again after finalising: the run goes on, so W&B must see it
+         * reopen (complete is sent again at the next finalisation). */
+        run.final = false;
+        run.complete_sent = false;
+        rc = ex_wandb_store_save_sync(&run);
+        if (rc) {
+            goto out;
+        }
+    }
+    rc = ex_wandb_store_save_state(&run);
+out:
+    if (opened) {
+        ex_wandb_store_close(&run);
+    }
+    json_object_put(meta);
+    json_object_put(row);
+    json_object_put(summary);
+    gv_buf_free(&line);
+    return rc;
+}
+
+static gv_rc walk_level(const char *dir, int depth, gv_rc (*fn)(const char *, void *), void *arg)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char sub[1100];
+    gv_rc rc = GV_OK;
+    struct stat st;
+    int n;
+
+    if (!d) {
+        return errno == ENOENT ? GV_ENOTFOUND : GV_EIO;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        n = snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name);
+        if (n < 0 || (size_t)n >= sizeof(sub) || stat(sub, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            continue;
+        }
+        rc = depth == 2 ? fn(sub, arg) : walk_level(sub, depth + 1, fn, arg);
+        if (rc) {
+            break;
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+gv_rc ex_wandb_store_walk(const char *root, gv_rc (*fn)(const char *dir, void *arg), void *arg)
+{
+    return walk_level(root, 0, fn, arg);
+}

@@ -1,0 +1,78 @@
+/* tests/unit/exporters/wandb/test_wandb_dash.c - built-in specs parse, resolve, agree */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "exporters/wandb/wandb.h"
+
+static const char *const keys[] = {
+    "governance/allowed",          "governance/blocked",          "governance/blocked_by/",
+    "governance/pii/",             "governance/latency_p50_seconds",
+    "governance/latency_p95_seconds", "governance/latency_p99_seconds",
+    "governance/latency_seconds\"", "governance/tokens_total",     "governance/cost_usd",
+};
+
+static void test_render_resolves_names(void **state)
+{
+    struct json_object *ws = NULL, *rp = NULL;
+    const char *w, *r;
+    size_t i;
+
+    assert_int_equal(ex_wandb_dash_render("alice", "gov", "UHJvamVjdDox", &ws, &rp), GV_OK);
+    w = json_object_to_json_string_ext(ws, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    assert_null(strchr(w, '@'));
+    assert_non_null(strstr(w, "\"name\":\"Governance\""));
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        assert_non_null(strstr(w, keys[i]));
+    }
+    r = json_object_to_json_string_ext(rp, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    assert_null(strchr(r, '@'));
+    assert_non_null(strstr(r, "\"entityName\":\"alice\""));
+    assert_non_null(strstr(r, "\"id\":\"UHJvamVjdDox\""));
+    assert_non_null(strstr(r, "LLM governance in gov"));
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        assert_non_null(strstr(r, keys[i]));
+    }
+    json_object_put(ws);
+    json_object_put(rp);
+}
+
+static void test_report_panels_equal_workspace_panels(void **state)
+{
+    struct json_object *ws = NULL, *rp = NULL, *v, *secs, *wp, *blocks, *rpan = NULL;
+    size_t i;
+
+    assert_int_equal(ex_wandb_dash_render("e", "p", "1", &ws, &rp), GV_OK);
+    assert_true(json_object_object_get_ex(ws, "section", &v));
+    assert_true(json_object_object_get_ex(v, "panelBankConfig", &v));
+    assert_true(json_object_object_get_ex(v, "sections", &secs));
+    assert_true(json_object_object_get_ex(json_object_array_get_idx(secs, 0), "panels", &wp));
+    assert_int_equal(json_object_array_length(wp), 7);
+    assert_true(json_object_object_get_ex(rp, "blocks", &blocks));
+    for (i = 0; i < json_object_array_length(blocks); i++) {
+        v = json_object_array_get_idx(blocks, i);
+        if (json_object_object_get_ex(v, "metadata", &v) &&
+            json_object_object_get_ex(v, "panelBankSectionConfig", &v)) {
+            assert_true(json_object_object_get_ex(v, "panels", &rpan));
+        }
+    }
+    assert_non_null(rpan);
+    assert_true(json_object_equal(wp, rpan));
+    json_object_put(ws);
+    json_object_put(rp);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_render_resolves_names),
+        cmocka_unit_test(test_report_panels_equal_workspace_panels),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
