@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "agent/ag_cmd.h"
+#include "exporters/wandb/ex_wandb_cmd.h"
 #include "gateway/gw_cmd.h"
 #include "gateway/gw_cmd_gov.h"
 
@@ -29,6 +30,10 @@ static const struct kt_command commands[] = {
     {"agent", "run", ag_cmd_agent_run,
      "[--state-dir DIR] [--agent-socket PATH] [--flush-interval S] [--metrics-listen HOST:PORT]"},
     {"agent", "status", ag_cmd_agent_status, "[--json] [--state-dir DIR] [--agent-socket PATH]"},
+    {"dashboards", "push", ex_wandb_cmd_dashboards_push,
+     "[--entity E] [--project P] [--state-dir DIR]"},
+    {"dashboards", "render", ex_wandb_cmd_dashboards_render, "[--entity E] [--project P]"},
+    {"wandb", "sync", ex_wandb_cmd_sync, "[DIR] [--attempts N]   upload offline W&B runs"},
     {NULL, NULL, NULL, NULL},
 };
 
