@@ -419,70 +419,85 @@ static gv_rc rotate(struct audit_writer *w)
     return GV_OK;
 }
 
-/* Append every node of the list as one batch: one write, one fsync. On
- * failure nothing of the batch stays in the file and w->pos is unchanged. */
-static gv_rc append_batch(struct audit_writer *w, struct audit_node *list)
+/* Append the nodes of the list in order: one write and one fsync per segment
+ * touched (group commit). *done counts the nodes that are durably written;
+ * on failure the rest are not in the file at all (a partial write is taken
+ * back) and w->pos is the end of what was written. */
+static gv_rc append_batch(struct audit_writer *w, struct audit_node *list, size_t *done)
 {
     struct gw_audit_pos start;
-    struct audit_node *n;
+    struct audit_node *n = list;
     char hash[GW_AUDIT_HASH_HEX + 1];
     uint64_t seq;
+    size_t count;
     gv_rc rc;
 
+    *done = 0;
     if (flock(w->lockfd, LOCK_EX) != 0) {
         return GV_EIO;
     }
     rc = sync_pos(w);
-    if (rc) {
-        goto out;
-    }
-    if (w->pos.bytes >= w->segment_max || today() != w->seg_day) {
-        rc = rotate(w);
-        if (rc) {
-            goto out;
+    while (rc == GV_OK && n) {
+        if (w->pos.bytes >= w->segment_max || today() != w->seg_day) {
+            rc = rotate(w);
+            if (rc) {
+                break;
+            }
         }
-    }
-    start = w->pos;
-    seq = w->pos.seq;
-    memcpy(hash, w->pos.hash, sizeof(hash));
-    gv_buf_reset(&w->out);
-    for (n = list; n; n = n->next) {
-        seq++;
-        gv_buf_reset(&w->line);
-        rc = gw_audit_record_json(&n->rec, n->cost_usd, n->content, seq, hash, &w->line);
-        if (rc == GV_E2BIG && n->content) {
-            /* Too much content for one line: keep the record, drop the text. */
+        start = w->pos;
+        seq = w->pos.seq;
+        count = 0;
+        memcpy(hash, w->pos.hash, sizeof(hash));
+        gv_buf_reset(&w->out);
+        /* Fill this segment up to its size limit, at least one record. */
+        for (; n && (count == 0 || start.bytes + w->out.len < w->segment_max); n = n->next) {
             gv_buf_reset(&w->line);
-            rc = gw_audit_record_json(&n->rec, n->cost_usd, NULL, seq, hash, &w->line);
-        }
-        if (rc == GV_OK) {
-            rc = gw_audit_line_seal(&w->line, hash);
-        }
-        if (rc == GV_OK) {
-            rc = gv_buf_append(&w->out, w->line.data, w->line.len);
+            rc = gw_audit_record_json(&n->rec, n->cost_usd, n->content, seq + 1, hash,
+                                      &w->line);
+            if (rc == GV_E2BIG && n->content) {
+                /* Too much content for one line: keep the record, drop the text. */
+                gv_buf_reset(&w->line);
+                rc = gw_audit_record_json(&n->rec, n->cost_usd, NULL, seq + 1, hash, &w->line);
+            }
+            if (rc == GV_OK) {
+                rc = gw_audit_line_seal(&w->line, hash);
+            }
+            if (rc == GV_OK) {
+                rc = gv_buf_append(&w->out, w->line.data, w->line.len);
+            }
+            if (rc) {
+                break;
+            }
+            seq++;
+            count++;
         }
         if (rc) {
-            goto out;
+            break;
+        }
+        rc = write_all(w->fd, w->out.data, w->out.len);
+        if (rc == GV_OK && w->fsync_mode != FSYNC_OFF && fdatasync(w->fd) != 0) {
+            rc = GV_EIO;
+        }
+        if (rc) {
+            /* Take back a partial write so the file ends on a record boundary. */
+            if (ftruncate(w->fd, (off_t)start.bytes) != 0) {
+                gv_log(GV_LOG_ERROR, "policy:audit-logger", "cannot undo partial audit write",
+                       "segment=%" PRIu64, start.segment);
+            }
+            w->pos = start;
+            break;
+        }
+        w->pos.seq = seq;
+        memcpy(w->pos.hash, hash, sizeof(hash));
+        w->pos.bytes += w->out.len;
+        *done += count;
+        /* The records are written: a stale head.json only makes verify miss a
+         * trailing deletion until the next append, so it is not a failed append. */
+        if (gw_audit_pos_write(w->dir, "head.json", &w->pos, false) != GV_OK) {
+            gv_log(GV_LOG_WARN, "policy:audit-logger", "cannot update head.json", "dir=%s",
+                   w->dir);
         }
     }
-    rc = write_all(w->fd, w->out.data, w->out.len);
-    if (rc == GV_OK && w->fsync_mode != FSYNC_OFF && fdatasync(w->fd) != 0) {
-        rc = GV_EIO;
-    }
-    if (rc) {
-        /* Take back a partial write so the file ends on a record boundary. */
-        if (ftruncate(w->fd, (off_t)start.bytes) != 0) {
-            gv_log(GV_LOG_ERROR, "policy:audit-logger", "cannot undo partial audit write",
-                   "segment=%" PRIu64, start.segment);
-        }
-        w->pos = start;
-        goto out;
-    }
-    w->pos.seq = seq;
-    memcpy(w->pos.hash, hash, sizeof(hash));
-    w->pos.bytes += w->out.len;
-    rc = gw_audit_pos_write(w->dir, "head.json", &w->pos, false);
-out:
     gv_buf_reset(&w->out);
     flock(w->lockfd, LOCK_UN);
     return rc;
@@ -515,7 +530,8 @@ static void *writer_main(void *arg)
 
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        struct audit_node *batch, *tail;
+        struct audit_node *batch, *tail, *written;
+        size_t done = 0;
         uint64_t now = gv_mono_us();
         uint64_t due = last_flush + (uint64_t)w->interval_ms * 1000u;
         bool flush = w->queued > 0 &&
@@ -544,15 +560,29 @@ static void *writer_main(void *arg)
         w->qhead = w->qtail = NULL;
         pthread_mutex_unlock(&w->mu);
 
-        rc = append_batch(w, batch);
+        rc = append_batch(w, batch, &done);
         last_flush = gv_mono_us();
+        /* Detach what is written; it is freed outside the lock. */
+        written = batch;
+        while (done > 1) {
+            batch = batch->next;
+            done--;
+        }
+        if (done == 1) {
+            struct audit_node *rest = batch->next;
+            batch->next = NULL;
+            batch = rest;
+        }
+        else {
+            written = NULL;
+        }
 
         pthread_mutex_lock(&w->mu);
+        w->queued -= count_nodes(written);
+        atomic_fetch_add(&w->written, count_nodes(written));
         if (rc == GV_OK) {
-            w->queued -= count_nodes(batch);
-            atomic_fetch_add(&w->written, count_nodes(batch));
             pthread_mutex_unlock(&w->mu);
-            free_nodes(batch);
+            free_nodes(written);
             pthread_mutex_lock(&w->mu);
             if (failing) {
                 gv_log(GV_LOG_WARN, "policy:audit-logger", "audit log writable again", "dir=%s",
@@ -562,11 +592,14 @@ static void *writer_main(void *arg)
             atomic_store(&w->healthy, true);
             continue;
         }
-        /* Keep the batch, in order, ahead of what arrived meanwhile. */
-        tail->next = w->qhead;
-        w->qhead = batch;
-        if (!w->qtail) {
-            w->qtail = tail;
+        free_nodes(written);
+        /* Keep the rest, in order, ahead of what arrived meanwhile. */
+        if (batch) {
+            tail->next = w->qhead;
+            w->qhead = batch;
+            if (!w->qtail) {
+                w->qtail = tail;
+            }
         }
         atomic_store(&w->healthy, false);
         if (!failing) {

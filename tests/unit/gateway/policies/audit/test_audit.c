@@ -1,0 +1,516 @@
+/* tests/unit/gateway/policies/audit/test_audit.c - audit-logger writer, chain and verify */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+
+#include "core/gv_buf.h"
+#include "core/gv_record.h"
+#include "gateway/gw_req.h"
+#include "gateway/policies/audit/audit_store.h"
+#include "tests/unit/gateway/policies/audit/pol_fixture.h"
+
+extern const struct gw_policy_ops gw_policy_audit;
+
+static const char *const BASE_CFG = "immutable: true\n"
+                                    "retention_days: 365\n"
+                                    "log_all_access: true\n"
+                                    "fsync_interval: 10ms\n";
+
+static void fill_rec(struct gv_record *rec, int i, enum gv_decision d)
+{
+    memset(rec, 0, sizeof(*rec));
+    snprintf(rec->request_id, sizeof(rec->request_id), "req-%04d", i);
+    snprintf(rec->run_id, sizeof(rec->run_id), "run-%d", i % 2);
+    snprintf(rec->model, sizeof(rec->model), "gpt-4o");
+    snprintf(rec->target, sizeof(rec->target), "experiment-llm");
+    rec->decision = d;
+    rec->http_status = d == GV_DECISION_BLOCKED ? 403 : 200;
+    rec->npolicies = 1;
+    snprintf(rec->policies[0].name, sizeof(rec->policies[0].name), "pii-detector");
+    rec->policies[0].action = d == GV_DECISION_REDACTED ? GV_OUTCOME_REDACT : GV_OUTCOME_PASS;
+    rec->policies[0].pii_counts[GV_PII_EMAIL_ADDRESS] = d == GV_DECISION_REDACTED ? 1 : 0;
+    rec->start_wall_us = 1700000000000000ull + (uint64_t)i * 1000u;
+    rec->tokens_prompt = 10;
+    rec->tokens_completion = 20;
+}
+
+/* Write n records through the policy (complete()), then close it (drains). */
+static void write_records(const char *state, const char *cfg, int from, int n)
+{
+    struct fx_pol fx;
+    struct gv_cfg_err err;
+    struct gw_req req;
+    struct gv_record rec;
+    int i;
+
+    assert_int_equal(fx_open(&fx, &gw_policy_audit, cfg, state, &err), GV_OK);
+    memset(&req, 0, sizeof(req));
+    for (i = from; i < from + n; i++) {
+        fill_rec(&rec, i, i % 3 == 0 ? GV_DECISION_REDACTED : GV_DECISION_ALLOWED);
+        req.rec = &rec;
+        gw_policy_audit.complete(&fx.pol, &req, &rec);
+    }
+    fx_close(&fx);
+}
+
+static void audit_dir(const char *state, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/audit", state);
+}
+
+static void seg1(const char *state, char *buf, size_t size)
+{
+    char dir[512];
+    audit_dir(state, dir, sizeof(dir));
+    assert_int_equal(gw_audit_segment_path(dir, 1, buf, size), GV_OK);
+}
+
+/* Rewrite a file through a callback on its bytes. */
+static void rewrite(const char *path, void (*fn)(struct gv_buf *b))
+{
+    struct gv_buf b;
+    FILE *f;
+
+    chmod(path, 0644);
+    assert_int_equal(gw_audit_read_file(path, 1u << 26, &b), GV_OK);
+    fn(&b);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b.data, 1, b.len, f), b.len);
+    fclose(f);
+    gv_buf_free(&b);
+}
+
+/* Byte offset where line `n` (1-based) starts. */
+static size_t line_start(const struct gv_buf *b, int n)
+{
+    size_t off = 0;
+    while (--n > 0) {
+        const char *nl = memchr(b->data + off, '\n', b->len - off);
+        assert_non_null(nl);
+        off = (size_t)(nl - b->data) + 1;
+    }
+    return off;
+}
+
+static void verify_fails_with(const char *state, uint64_t seq, const char *what)
+{
+    char dir[512];
+    struct gw_audit_verify_result res;
+
+    audit_dir(state, dir, sizeof(dir));
+    assert_int_equal(gw_audit_verify(dir, &res), GV_EPROTO);
+    if (seq) {
+        assert_int_equal(res.bad_seq, seq);
+    }
+    if (!strstr(res.problem, what)) {
+        fail_msg("problem '%s' does not mention '%s'", res.problem, what);
+    }
+}
+
+static void test_line_seal_roundtrip_and_edit(void **state)
+{
+    struct gv_buf b;
+    char h[GW_AUDIT_HASH_HEX + 1], h2[GW_AUDIT_HASH_HEX + 1];
+
+    (void)state;
+    gv_buf_init(&b, 0);
+    assert_int_equal(gv_buf_append_str(&b, "{\"seq\":1}"), GV_OK);
+    assert_int_equal(gw_audit_line_seal(&b, h), GV_OK);
+    assert_int_equal(b.data[b.len - 1], '\n');
+    assert_int_equal(gw_audit_line_check(b.data, b.len - 1, h2), GV_OK);
+    assert_string_equal(h, h2);
+    b.data[3] = 'x';
+    assert_int_equal(gw_audit_line_check(b.data, b.len - 1, h2), GV_EPROTO);
+    assert_int_equal(gw_audit_line_check("{}", 2, h2), GV_EPROTO);
+    gv_buf_reset(&b);
+    assert_int_equal(gv_buf_append_str(&b, "not json"), GV_OK);
+    assert_int_equal(gw_audit_line_seal(&b, h), GV_EINVAL);
+    gv_buf_free(&b);
+}
+
+static void test_complete_writes_chain_that_verifies(void **state)
+{
+    char st[256], dir[512];
+    struct gw_audit_verify_result res;
+
+    (void)state;
+    fx_tempdir(st, sizeof(st));
+    write_records(st, BASE_CFG, 1, 25);
+    audit_dir(st, dir, sizeof(dir));
+    assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
+    assert_int_equal(res.records, 25);
+    assert_int_equal(res.first_seq, 1);
+    assert_int_equal(res.last_seq, 25);
+    /* A restart continues the same chain. */
+    write_records(st, BASE_CFG, 26, 5);
+    assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
+    assert_int_equal(res.records, 30);
+    fx_rmtree(st);
+}
+
+static void test_record_holds_no_content_by_default(void **state)
+{
+    char st[256], path[600];
+    struct gv_buf b;
+    struct fx_pol fx;
+    struct gv_cfg_err err;
+    struct gw_req req;
+    struct gv_record rec;
+
+    (void)state;
+    fx_tempdir(st, sizeof(st));
+    assert_int_equal(fx_open(&fx, &gw_policy_audit, BASE_CFG, st, &err), GV_OK);
+    memset(&req, 0, sizeof(req));
+    req.body = json_tokener_parse(
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"secret words\"}]}");
+    fill_rec(&rec, 1, GV_DECISION_ALLOWED);
+    req.rec = &rec;
+    gw_policy_audit.complete(&fx.pol, &req, &rec);
+    fx_close(&fx);
+    seg1(st, path, sizeof(path));
+    assert_int_equal(gw_audit_read_file(path, 1u << 20, &b), GV_OK);
+    assert_null(strstr(b.data, "secret words"));
+    assert_non_null(strstr(b.data, "\"request_id\":\"req-0001\""));
+    assert_non_null(strstr(b.data, "\"cost_usd\":0.00022500")); /* 10 in + 20 out at gpt-4o */
+    gv_buf_free(&b);
+
+    /* store_content: only what was forwarded, never for a blocked request. */
+    assert_int_equal(fx_open(&fx, &gw_policy_audit, "store_content: true\nfsync: always\n", st,
+                             &err),
+                     GV_OK);
+    fill_rec(&rec, 2, GV_DECISION_REDACTED);
+    gw_policy_audit.complete(&fx.pol, &req, &rec);
+    fill_rec(&rec, 3, GV_DECISION_BLOCKED);
+    json_object_put(req.body);
+    req.body = json_tokener_parse(
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"blocked words\"}]}");
+    gw_policy_audit.complete(&fx.pol, &req, &rec);
+    fx_close(&fx);
+    json_object_put(req.body);
+    assert_int_equal(gw_audit_read_file(path, 1u << 20, &b), GV_OK);
+    assert_non_null(strstr(b.data, "secret words"));
+    assert_null(strstr(b.data, "blocked words"));
+    gv_buf_free(&b);
+    fx_rmtree(st);
+}
+
+static void test_log_all_access_false_skips_allowed(void **state)
+{
+    char st[256], dir[512];
+    struct gw_audit_verify_result res;
+
+    (void)state;
+    fx_tempdir(st, sizeof(st));
+    /* 1..9: i % 3 == 0 are redacted (3, 6, 9), the rest allowed. */
+    write_records(st, "log_all_access: false\nfsync_interval: 10ms\n", 1, 9);
+    audit_dir(st, dir, sizeof(dir));
+    assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
+    assert_int_equal(res.records, 3);
+    fx_rmtree(st);
+}
+
+static void edit_byte(struct gv_buf *b)
+{
+    size_t off = line_start(b, 4); /* record seq 3 */
+    char *p = strstr(b->data + off, "req-0003");
+    assert_non_null(p);
+    p[4] = '9';
+}
+
+static void test_verify_names_edited_record(void **state)
+{
+    char st[256], path[600];
+
+    (void)state;
+    fx_tempdir(st, sizeof(st));
+    write_records(st, BASE_CFG, 1, 6);
+    seg1(st, path, sizeof(path));
+    rewrite(path, edit_byte);
+    verify_fails_with(st, 3, "edited");
+    fx_rmtree(st);
+}
+
+static void delete_line(struct gv_buf *b)
+{
+    size_t a = line_start(b, 4), z = line_start(b, 5); /* drop record seq 3 */
+    memmove(b->data + a, b->data + z, b->len - z);
+    b->len -= z - a;
+}
+
+static void test_verify_names_record_after_deleted_one(void **state)
+{
+    char st[256], path[600];
+
+    (void)state;
+    fx_tempdir(st, sizeof(st));
+    write_records(st, BASE_CFG, 1, 6);
+    seg1(st, path, sizeof(path));
+    rewrite(path, delete_line);
+    verify_fails_with(st, 4, "deleted, inserted or reordered");
+    fx_rmtree(st);
+}
+
+static void swap_lines(struct gv_buf *b)
+{
+    size_t a = line_start(b, 3), m = line_start(b, 4), z = line_start(b, 5);
+    char *tmp = gv_malloc(z - a);
+    /* lines 3 and 4 are records seq 2 and 3 */
+    memcpy(tmp, b->data + m, z - m);
+    memcpy(tmp + (z - m), b->data + a, m - a);
+    memcpy(b->data + a, tmp, z - a);
+    gv_free(tmp);
+}
+
+static void test_verify_names_swapped_record(void **state)
+{
+    char st[256], path[600];
+
+    (void)state;
+    fx_tempdir(st, sizeof(st));
+    write_records(st, BASE_CFG, 1, 6);
+    seg1(st, path, sizeof(path));
+    rewrite(path, swap_lines);
+    verify_fails_with(st, 3, "deleted, inserted or reordered");
+    fx_rmtree(st);
+}
+
+static void cut_tail(struct gv_buf *b)
+{
+    b->len -= 10; /* a torn last line */
+}
+
+static void drop_last_line(struct gv_buf *b)
+{
+    b->len = line_start(b, 7); /* header + 5 records remain of 6 */
+}
+
+static void test_verify_catches_truncation(void **state)
+{
+    char st[256], path[600], dir[512];
+    struct gw_audit_verify_result res;
+
+    (void)state;
+    fx_tempdir(st, sizeof(st));
+    write_records(st, BASE_CFG, 1, 6);
+    seg1(st, path, sizeof(path));
+    rewrite(path, cut_tail);
+    verify_fails_with(st, 0, "truncated");
+    fx_rmtree(st);
+
+    fx_tempdir(st, sizeof(st));
+    write_records(st, BASE_CFG, 1, 6);
+    seg1(st, path, sizeof(path));
+    rewrite(path, drop_last_line);
+    verify_fails_with(st, 6, "truncated");
+
+    /* A torn tail left by a crash is repaired by the next start. */
+    rewrite(path, cut_tail);
+    audit_dir(st, dir, sizeof(dir));
+    {
+        /* head.json is ahead of the repaired log: the writer re-derives it. */
+        write_records(st, BASE_CFG, 100, 2);
+    }
+    assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
+    assert_int_equal(res.records, 6); /* 4 survived the cut + 2 new */
+    fx_rmtree(st);
+}
+
+static void test_rotation_and_retention_keep_chain_verifiable(void **state)
+{
+    char st[256], dir[512], path[600];
+    struct gw_audit_verify_result res;
+    struct timeval old[2];
+    uint64_t *segs = NULL;
+    size_t n = 0;
+    unsigned deleted = 0;
+
+    (void)state;
+    fx_tempdir(st, sizeof(st));
+    /* ~700-byte records, 4 KiB segments: several segments. */
+    write_records(st, "segment_max_bytes: 4096\nfsync: always\n", 1, 30);
+    audit_dir(st, dir, sizeof(dir));
+    assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
+    assert_int_equal(res.records, 30);
+    assert_true(res.segments >= 3);
+    /* Closed segments are read-only. */
+    assert_int_equal(gw_audit_segment_path(dir, 1, path, sizeof(path)), GV_OK);
+    {
+        struct stat sb;
+        assert_int_equal(stat(path, &sb), 0);
+        assert_int_equal(sb.st_mode & 0222, 0);
+    }
+    /* Age the two oldest segments and apply retention. */
+    memset(old, 0, sizeof(old));
+    old[0].tv_sec = old[1].tv_sec = 1000;
+    utimes(path, old);
+    assert_int_equal(gw_audit_segment_path(dir, 2, path, sizeof(path)), GV_OK);
+    utimes(path, old);
+    assert_int_equal(gw_audit_retention(dir, 100000, UINT64_MAX, &deleted), GV_OK);
+    assert_int_equal(deleted, 2);
+    assert_int_equal(gw_audit_segments_list(dir, &segs, &n), GV_OK);
+    assert_int_equal(segs[0], 3);
+    gv_free(segs);
+    assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
+    assert_true(res.first_seq > 1);
+    assert_int_equal(res.last_seq, 30);
+    /* Deleting a middle segment by hand is caught. */
+    assert_int_equal(gw_audit_segment_path(dir, 4, path, sizeof(path)), GV_OK);
+    assert_int_equal(unlink(path), 0);
+    verify_fails_with(st, 0, "segment 4 is missing");
+    fx_rmtree(st);
+}
+
+static void test_on_failure_block_refuses_when_disk_fails(void **state)
+{
+    char st[256], path[600];
+    struct fx_pol fx;
+    struct gv_cfg_err err;
+    struct gw_req req;
+    struct gv_record rec;
+    struct gw_verdict v;
+    struct rlimit old, lim;
+    struct stat sb;
+    int i;
+
+    (void)state;
+    fx_tempdir(st, sizeof(st));
+    assert_int_equal(fx_open(&fx, &gw_policy_audit, "fsync: always\non_failure: block\n", st,
+                             &err),
+                     GV_OK);
+    memset(&req, 0, sizeof(req));
+    fill_rec(&rec, 1, GV_DECISION_ALLOWED);
+    req.rec = &rec;
+    assert_int_equal(gw_policy_audit.evaluate(&fx.pol, &req, &v), GV_OK);
+    assert_int_equal(v.action, GW_ACTION_PASS);
+
+    /* A file size limit makes the next append fail like a full disk. */
+    seg1(st, path, sizeof(path));
+    assert_int_equal(stat(path, &sb), 0);
+    signal(SIGXFSZ, SIG_IGN);
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim = old;
+    lim.rlim_cur = (rlim_t)sb.st_size + 10;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    gw_policy_audit.complete(&fx.pol, &req, &rec);
+    /* Bounded wait for the writer to try (no timing assertion: just polling). */
+    for (i = 0; i < 500; i++) {
+        gw_policy_audit.evaluate(&fx.pol, &req, &v);
+        if (v.action == GW_ACTION_BLOCK) {
+            break;
+        }
+        usleep(10000);
+    }
+    assert_int_equal(v.action, GW_ACTION_BLOCK);
+    assert_int_equal(v.status, 503);
+    assert_string_equal(v.code, "audit_unavailable");
+    /* The file still ends on a record boundary. */
+    assert_int_equal(stat(path, &sb), 0);
+    /* Space comes back: the queued record is written, requests pass again. */
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    for (i = 0; i < 500; i++) {
+        gw_policy_audit.evaluate(&fx.pol, &req, &v);
+        if (v.action == GW_ACTION_PASS) {
+            break;
+        }
+        usleep(10000);
+    }
+    assert_int_equal(v.action, GW_ACTION_PASS);
+    fx_close(&fx);
+    {
+        char dir[512];
+        struct gw_audit_verify_result res;
+        audit_dir(st, dir, sizeof(dir));
+        assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
+        assert_int_equal(res.records, 1);
+    }
+    fx_rmtree(st);
+}
+
+static void test_on_failure_allow_passes(void **state)
+{
+    char st[256];
+    struct fx_pol fx;
+    struct gv_cfg_err err;
+    struct gw_req req;
+    struct gw_verdict v;
+
+    (void)state;
+    fx_tempdir(st, sizeof(st));
+    assert_int_equal(fx_open(&fx, &gw_policy_audit, "on_failure: allow\n", st, &err), GV_OK);
+    memset(&req, 0, sizeof(req));
+    assert_int_equal(gw_policy_audit.evaluate(&fx.pol, &req, &v), GV_OK);
+    assert_int_equal(v.action, GW_ACTION_PASS);
+    fx_close(&fx);
+    fx_rmtree(st);
+}
+
+static void test_config_rejects_bad_values(void **state)
+{
+    struct fx_pol fx;
+    struct gv_cfg_err err;
+
+    (void)state;
+    assert_int_equal(fx_open(&fx, &gw_policy_audit, "fsync: sometimes\n", NULL, &err),
+                     GV_ECONFIG);
+    assert_non_null(strstr(err.msg, "policy.yaml:1:"));
+    fx_close(&fx);
+    fx_rmtree(fx.state);
+    assert_int_equal(fx_open(&fx, &gw_policy_audit, "retention_days: 0\n", NULL, &err),
+                     GV_ECONFIG);
+    fx_close(&fx);
+    fx_rmtree(fx.state);
+}
+
+static void test_verify_garbage_segment_does_not_crash(void **state)
+{
+    char st[256], dir[512], path[600];
+    struct gw_audit_verify_result res;
+    unsigned char junk[4096];
+    FILE *f;
+    size_t i;
+
+    (void)state;
+    fx_tempdir(st, sizeof(st));
+    audit_dir(st, dir, sizeof(dir));
+    mkdir(dir, 0700);
+    for (i = 0; i < sizeof(junk); i++) {
+        junk[i] = (unsigned char)(i * 131 + 7);
+    }
+    assert_int_equal(gw_audit_segment_path(dir, 1, path, sizeof(path)), GV_OK);
+    f = fopen(path, "wb");
+    fwrite(junk, 1, sizeof(junk), f);
+    fclose(f);
+    assert_int_equal(gw_audit_verify(dir, &res), GV_EPROTO);
+    fx_rmtree(st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_line_seal_roundtrip_and_edit),
+        cmocka_unit_test(test_complete_writes_chain_that_verifies),
+        cmocka_unit_test(test_record_holds_no_content_by_default),
+        cmocka_unit_test(test_log_all_access_false_skips_allowed),
+        cmocka_unit_test(test_verify_names_edited_record),
+        cmocka_unit_test(test_verify_names_record_after_deleted_one),
+        cmocka_unit_test(test_verify_names_swapped_record),
+        cmocka_unit_test(test_verify_catches_truncation),
+        cmocka_unit_test(test_rotation_and_retention_keep_chain_verifiable),
+        cmocka_unit_test(test_on_failure_block_refuses_when_disk_fails),
+        cmocka_unit_test(test_on_failure_allow_passes),
+        cmocka_unit_test(test_config_rejects_bad_values),
+        cmocka_unit_test(test_verify_garbage_segment_does_not_crash),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
