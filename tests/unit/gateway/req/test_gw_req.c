@@ -1,0 +1,160 @@
+/* tests/unit/gateway/req/test_gw_req.c - walking and rewriting request texts */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "gateway/gw_req.h"
+
+struct seen {
+    int n;
+    char log[1024];     /* "role/kind=text;" per visit */
+    int fail_at;        /* visit number that returns GV_EIO, 0 = never */
+    const char *needle; /* texts containing it are replaced by "[X]" */
+    size_t last_len;
+};
+
+static gv_rc visit(void *arg, const char *role, const char *kind, const char *text, size_t len,
+                   struct gv_buf *replacement, bool *replace)
+{
+    struct seen *s = arg;
+    size_t used = strlen(s->log);
+
+    s->n++;
+    s->last_len = len;
+    snprintf(s->log + used, sizeof(s->log) - used, "%s/%s=%.*s;", role, kind, (int)len, text);
+    if (s->fail_at && s->n == s->fail_at) {
+        return GV_EIO;
+    }
+    if (s->needle && strstr(text, s->needle)) {
+        *replace = true;
+        return gv_buf_append_str(replacement, "[X]");
+    }
+    return GV_OK;
+}
+
+static void req_from(struct gw_req *req, const char *json)
+{
+    memset(req, 0, sizeof(*req));
+    req->body = json_tokener_parse(json);
+    assert_non_null(req->body);
+}
+
+static void test_foreach_text_all_shapes(void **state)
+{
+    struct gw_req req;
+    struct seen s;
+
+    (void)state;
+    memset(&s, 0, sizeof(s));
+    req_from(&req, "{\"messages\":["
+                   "{\"role\":\"system\",\"content\":\"be nice\"},"
+                   "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"part one\"},"
+                   "{\"type\":\"image_url\",\"image_url\":{\"url\":\"http://x\"}},\"bare\"]},"
+                   "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\","
+                   "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
+                   "{\"role\":\"assistant\",\"function_call\":{\"name\":\"g\",\"arguments\":"
+                   "\"{\\\"a\\\":1}\"}},"
+                   "{\"content\":\"no role\"},"
+                   "42,"
+                   "{\"role\":\"tool\",\"content\":7}]}");
+    assert_int_equal(gw_req_foreach_text(&req, visit, &s), GV_OK);
+    assert_string_equal(s.log, "system/content=be nice;user/content=part one;user/content=bare;"
+                               "assistant/arguments={};assistant/arguments={\"a\":1};"
+                               "user/content=no role;");
+    assert_false(req.body_modified);
+    json_object_put(req.body);
+}
+
+static void test_foreach_text_replaces_in_place(void **state)
+{
+    struct gw_req req;
+    struct seen s;
+    const char *out;
+
+    (void)state;
+    memset(&s, 0, sizeof(s));
+    s.needle = "secret";
+    req_from(&req, "{\"model\":\"m\",\"messages\":["
+                   "{\"role\":\"user\",\"content\":\"my secret is 42\"},"
+                   "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a secret\"},"
+                   "\"secret bare\",\"fine\"]},"
+                   "{\"role\":\"assistant\",\"tool_calls\":[{\"function\":{\"arguments\":"
+                   "\"secret args\"}}]}]}");
+    assert_int_equal(gw_req_foreach_text(&req, visit, &s), GV_OK);
+    assert_true(req.body_modified);
+    out = json_object_to_json_string_ext(req.body, JSON_C_TO_STRING_PLAIN);
+    assert_string_equal(out, "{\"model\":\"m\",\"messages\":["
+                             "{\"role\":\"user\",\"content\":\"[X]\"},"
+                             "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"[X]\"},"
+                             "\"[X]\",\"fine\"]},"
+                             "{\"role\":\"assistant\",\"tool_calls\":[{\"function\":{"
+                             "\"arguments\":\"[X]\"}}]}]}");
+    json_object_put(req.body);
+}
+
+static void test_foreach_text_stops_on_error(void **state)
+{
+    struct gw_req req;
+    struct seen s;
+
+    (void)state;
+    memset(&s, 0, sizeof(s));
+    s.fail_at = 2;
+    req_from(&req, "{\"messages\":[{\"content\":\"a\"},{\"content\":\"b\"},{\"content\":\"c\"}]}");
+    assert_int_equal(gw_req_foreach_text(&req, visit, &s), GV_EIO);
+    assert_int_equal(s.n, 2);
+    assert_string_equal(s.log, "user/content=a;user/content=b;");
+    json_object_put(req.body);
+}
+
+static void test_foreach_text_no_messages(void **state)
+{
+    struct gw_req req;
+    struct seen s;
+
+    (void)state;
+    memset(&s, 0, sizeof(s));
+    req_from(&req, "{\"messages\":\"not an array\"}");
+    assert_int_equal(gw_req_foreach_text(&req, visit, &s), GV_OK);
+    json_object_put(req.body);
+    req_from(&req, "{\"prompt\":\"legacy\"}");
+    assert_int_equal(gw_req_foreach_text(&req, visit, &s), GV_OK);
+    json_object_put(req.body);
+    memset(&req, 0, sizeof(req));
+    assert_int_equal(gw_req_foreach_text(&req, visit, &s), GV_OK);
+    assert_int_equal(s.n, 0);
+}
+
+static void test_foreach_text_embedded_nul_length(void **state)
+{
+    struct gw_req req;
+    struct seen s;
+
+    (void)state;
+    memset(&s, 0, sizeof(s));
+    /* The callback gets the JSON string's real length, not strlen(). */
+    req_from(&req, "{\"messages\":[{\"content\":\"a\\u0000b\"}]}");
+    assert_int_equal(gw_req_foreach_text(&req, visit, &s), GV_OK);
+    assert_int_equal(s.last_len, 3);
+    assert_int_equal(s.n, 1);
+    json_object_put(req.body);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_foreach_text_all_shapes),
+        cmocka_unit_test(test_foreach_text_replaces_in_place),
+        cmocka_unit_test(test_foreach_text_stops_on_error),
+        cmocka_unit_test(test_foreach_text_no_messages),
+        cmocka_unit_test(test_foreach_text_embedded_nul_length),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
