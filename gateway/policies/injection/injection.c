@@ -1,12 +1,21 @@
 /* gateway/policies/injection/injection.c - prompt-injection detector */
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <pthread.h>
 #include <stddef.h>
 
+#include "core/gv_log.h"
 #include "gateway/gw_policy.h"
+#include "gateway/gw_req.h"
+#include "gateway/policies/injection/injection.h"
+
+enum injection_action { ACT_BLOCK = 0, ACT_FLAG, ACT_LOG };
 
 struct injection_ctx {
     double threshold;
     int action; /* index into actions[] */
+    struct injection_model *model;
+    pthread_key_t key; /* per worker thread: struct injection_scratch */
+    bool key_ok;
 };
 
 static const char *const actions[] = {"block", "flag", "log", NULL};
@@ -19,9 +28,122 @@ static const struct gv_cfg_map config_map[] = {
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
+static void scratch_free(void *p)
+{
+    injection_scratch_destroy(p);
+}
+
+static gv_rc init(struct gw_policy *pol, const char *path, const struct gv_ynode *settings,
+                  struct gv_cfg_err *err)
+{
+    struct injection_ctx *ctx = pol->ctx;
+    gv_rc rc;
+
+    (void)path;
+    (void)settings;
+    (void)err;
+    rc = injection_model_create(&injection_weights_builtin, &ctx->model);
+    if (rc) {
+        gv_log(GV_LOG_ERROR, "policy:prompt-injection", "model does not load", "rc=%s",
+               gv_rc_str(rc));
+        goto out;
+    }
+    if (pthread_key_create(&ctx->key, scratch_free) != 0) {
+        rc = GV_EIO;
+        goto out;
+    }
+    ctx->key_ok = true;
+out:
+    return rc;
+}
+
+struct scan {
+    const struct injection_model *model;
+    struct injection_scratch *scratch;
+    double best;
+};
+
+static gv_rc scan_text(void *arg, const char *role, const char *kind, const char *text,
+                       size_t len, struct gv_buf *replacement, bool *replace)
+{
+    struct scan *sc = arg;
+    double s;
+
+    /* Every text the model reads counts, assistant turns included: a forged
+     * earlier answer is as good a carrier as a user message. */
+    (void)role;
+    (void)kind;
+    (void)replacement;
+    *replace = false;
+    s = injection_score(sc->model, text, len, sc->scratch);
+    if (s > sc->best) {
+        sc->best = s;
+    }
+    return GV_OK;
+}
+
+static gv_rc evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
+{
+    struct injection_ctx *ctx = pol->ctx;
+    struct scan sc = {ctx->model, NULL, 0.0};
+    gv_rc rc;
+
+    sc.scratch = pthread_getspecific(ctx->key);
+    if (!sc.scratch) {
+        sc.scratch = injection_scratch_create();
+        if (pthread_setspecific(ctx->key, sc.scratch) != 0) {
+            injection_scratch_destroy(sc.scratch);
+            rc = GV_EIO;
+            goto out;
+        }
+    }
+    rc = gw_req_foreach_text(req, scan_text, &sc);
+    if (rc) {
+        goto out;
+    }
+    out->score = sc.best;
+    out->action = GW_ACTION_PASS;
+    if (sc.best >= ctx->threshold) {
+        switch ((enum injection_action)ctx->action) {
+        case ACT_BLOCK:
+            out->action = GW_ACTION_BLOCK;
+            out->status = 403;
+            out->code = "prompt-injection";
+            out->message = "request blocked by policy prompt-injection";
+            break;
+        case ACT_FLAG:
+            out->action = GW_ACTION_FLAG;
+            break;
+        case ACT_LOG:
+            out->action = GW_ACTION_LOG;
+            break;
+        }
+    }
+out:
+    return rc;
+}
+
+static void destroy(struct gw_policy *pol)
+{
+    struct injection_ctx *ctx = pol->ctx;
+
+    if (ctx->key_ok) {
+        /* Workers' scratch went with their threads; this thread's is freed here. */
+        injection_scratch_destroy(pthread_getspecific(ctx->key));
+        (void)pthread_setspecific(ctx->key, NULL);
+        pthread_key_delete(ctx->key);
+        ctx->key_ok = false;
+    }
+    injection_model_destroy(ctx->model);
+    ctx->model = NULL;
+}
+
 const struct gw_policy_ops gw_policy_injection = {
     .name = "prompt-injection",
     .config_map = config_map,
     .ctx_size = sizeof(struct injection_ctx),
     .flags = GW_POL_PROMPT,
+    .init = init,
+    .evaluate = evaluate,
+    .destroy = destroy,
 };

@@ -1,0 +1,594 @@
+/* gateway/policies/injection/injection_norm.c - text normalisation before matching */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "gateway/policies/injection/injection.h"
+#include "gateway/policies/injection/injection_internal.h"
+
+#include <openssl/evp.h>
+#include <string.h>
+
+/* A Latin word is collected before it is written so that look-alike letters
+ * from other scripts can be mapped only when they sit among Latin letters:
+ * Russian or Greek text itself must stay as it is. */
+#define WORD_MAX 96u
+
+/* Base64 runs shorter than this are ordinary tokens (hashes, ids, words). */
+#define B64_MIN_RUN 20u
+/* At most this many base64 characters per run and runs per text are decoded,
+ * which bounds the work an attacker can ask for. */
+#define B64_MAX_RUN (16u * 1024u)
+#define B64_MAX_RUNS 8u
+
+/* Base letters of U+00C0..U+00FF ('\0': keep the code point; '*' two letters). */
+static const char latin1_fold[64] = "aaaaaa*ceeeeiiiidnooooo\0ouuuuy*s"
+                                    "aaaaaa*ceeeeiiiidnooooo\0ouuuuy*y";
+
+/* Base letters of U+0100..U+017F, in code point order. */
+static const char latin_ext_a_fold[128] = "aaaaaaccccccccddddeeeeeeeeeegggggggghhhhiiiiiiiiii"
+                                          "iijjkkkllllllllllnnnnnnnnnoooooooorrrrrrssssssss"
+                                          "ttttttuuuuuuuuuuuuwwyyyzzzzzzs";
+
+static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    uint32_t c = s[0];
+    size_t need, i;
+
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 1;
+        c &= 0x1F;
+    }
+    else if (c >= 0xE0 && c <= 0xEF) {
+        need = 2;
+        c &= 0x0F;
+    }
+    else if (c >= 0xF0 && c <= 0xF4) {
+        need = 3;
+        c &= 0x07;
+    }
+    else {
+        *cp = 0xFFFD;
+        return 1;
+    }
+    if (need >= n) {
+        *cp = 0xFFFD;
+        return 1;
+    }
+    for (i = 1; i <= need; i++) {
+        if ((s[i] & 0xC0) != 0x80) {
+            *cp = 0xFFFD;
+            return 1;
+        }
+        c = (c << 6) | (s[i] & 0x3Fu);
+    }
+    /* Overlong forms and surrogates are invalid: treat them as one bad byte. */
+    if ((need == 2 && c < 0x800) || (need == 3 && (c < 0x10000 || c > 0x10FFFF)) ||
+        (c >= 0xD800 && c <= 0xDFFF)) {
+        *cp = 0xFFFD;
+        return 1;
+    }
+    *cp = c;
+    return need + 1;
+}
+
+static gv_rc put_cp(struct gv_buf *b, uint32_t c)
+{
+    unsigned char u[4];
+    size_t n;
+
+    if (c < 0x80) {
+        return gv_buf_append_char(b, (char)c);
+    }
+    if (c < 0x800) {
+        u[0] = (unsigned char)(0xC0 | (c >> 6));
+        u[1] = (unsigned char)(0x80 | (c & 0x3F));
+        n = 2;
+    }
+    else if (c < 0x10000) {
+        u[0] = (unsigned char)(0xE0 | (c >> 12));
+        u[1] = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
+        u[2] = (unsigned char)(0x80 | (c & 0x3F));
+        n = 3;
+    }
+    else {
+        u[0] = (unsigned char)(0xF0 | (c >> 18));
+        u[1] = (unsigned char)(0x80 | ((c >> 12) & 0x3F));
+        u[2] = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
+        u[3] = (unsigned char)(0x80 | (c & 0x3F));
+        n = 4;
+    }
+    return gv_buf_append(b, u, n);
+}
+
+static bool is_invisible(uint32_t c)
+{
+    return c == 0xAD || c == 0x34F || c == 0x61C || c == 0x115F || c == 0x1160 ||
+           c == 0x17B4 || c == 0x17B5 || (c >= 0x180B && c <= 0x180E) ||
+           (c >= 0x200B && c <= 0x200F) || (c >= 0x202A && c <= 0x202E) ||
+           (c >= 0x2060 && c <= 0x206F) || (c >= 0xFE00 && c <= 0xFE0F) || c == 0xFEFF ||
+           (c >= 0xE0100 && c <= 0xE01EF);
+}
+
+static bool is_space_cp(uint32_t c)
+{
+    return c < 0x20 || c == 0x7F || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+           c == 0x205F || c == 0x3000 || c == 0xFFFD;
+}
+
+/* Lowercase Cyrillic/Greek look-alikes of Latin letters; 0 when none. */
+static uint32_t confusable(uint32_t c)
+{
+    switch (c) {
+    case 0x430: case 0x3B1: return 'a';
+    case 0x432: case 0x3B2: return 'b';
+    case 0x441: case 0x3F2: return 'c';
+    case 0x501: return 'd';
+    case 0x435: case 0x451: case 0x3B5: return 'e';
+    case 0x261: return 'g';
+    case 0x43D: case 0x4BB: return 'h';
+    case 0x456: case 0x3B9: return 'i';
+    case 0x458: case 0x3F3: return 'j';
+    case 0x43A: case 0x3BA: return 'k';
+    case 0x43C: return 'm';
+    case 0x3B7: return 'n';
+    case 0x43E: case 0x3BF: return 'o';
+    case 0x440: case 0x3C1: return 'p';
+    case 0x455: return 's';
+    case 0x442: case 0x3C4: return 't';
+    case 0x3C5: return 'u';
+    case 0x3BD: return 'v';
+    case 0x3C9: return 'w';
+    case 0x445: case 0x3C7: return 'x';
+    case 0x443: case 0x4AF: case 0x3B3: return 'y';
+    default: return 0;
+    }
+}
+
+/* Map one code point: up to 3 output code points, 0 to drop it. Handles case,
+ * compatibility forms, diacritics and invisible characters. */
+static size_t map_cp(uint32_t c, uint32_t o[3], unsigned *flags)
+{
+    uint32_t r;
+
+    if (c < 0x80) {
+        o[0] = (c >= 'A' && c <= 'Z') ? c + 32 : (is_space_cp(c) ? ' ' : c);
+        return 1;
+    }
+    if (is_space_cp(c)) {
+        o[0] = ' ';
+        return 1;
+    }
+    if (is_invisible(c)) {
+        *flags |= INJECTION_NF_ZERO_WIDTH;
+        return 0;
+    }
+    if (c >= 0x300 && c <= 0x36F) { /* combining marks: decomposed accents */
+        return 0;
+    }
+    if (c >= 0xE0000 && c <= 0xE007F) { /* tag characters smuggle invisible ASCII */
+        *flags |= INJECTION_NF_TAGS;
+        if (c >= 0xE0020 && c <= 0xE007E) {
+            return map_cp(c - 0xE0000, o, flags);
+        }
+        return 0;
+    }
+    if (c >= 0xC0 && c <= 0xFF) {
+        char f = latin1_fold[c - 0xC0];
+        if (f == '*') {
+            if (c == 0xC6 || c == 0xE6) {
+                o[0] = 'a';
+                o[1] = 'e';
+            }
+            else if (c == 0xDE || c == 0xFE) {
+                o[0] = 't';
+                o[1] = 'h';
+            }
+            else {
+                o[0] = 's';
+                o[1] = 's';
+            }
+            return 2;
+        }
+        o[0] = f ? (uint32_t)f : c;
+        return 1;
+    }
+    if (c >= 0x100 && c <= 0x17F) {
+        o[0] = (uint32_t)latin_ext_a_fold[c - 0x100];
+        return 1;
+    }
+    if (c >= 0xFF01 && c <= 0xFF5E) {
+        /* Fullwidth punctuation is ordinary in CJK text; only letters and
+         * digits are evidence of an evasion. */
+        r = c - 0xFEE0;
+        if ((r >= 'A' && r <= 'Z') || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9')) {
+            *flags |= INJECTION_NF_COMPAT;
+        }
+        return map_cp(r, o, flags);
+    }
+    if (c >= 0x1D400 && c <= 0x1D6A3) {
+        r = (c - 0x1D400) % 52;
+        *flags |= INJECTION_NF_COMPAT;
+        o[0] = r < 26 ? 'a' + r : 'a' + r - 26;
+        return 1;
+    }
+    if (c >= 0x1D7CE && c <= 0x1D7FF) {
+        *flags |= INJECTION_NF_COMPAT;
+        o[0] = '0' + (c - 0x1D7CE) % 10;
+        return 1;
+    }
+    if ((c >= 0x24B6 && c <= 0x24CF) || (c >= 0x24D0 && c <= 0x24E9) ||
+        (c >= 0x249C && c <= 0x24B5)) {
+        *flags |= INJECTION_NF_COMPAT;
+        o[0] = 'a' + (c >= 0x24D0 ? c - 0x24D0 : (c >= 0x24B6 ? c - 0x24B6 : c - 0x249C));
+        return 1;
+    }
+    if ((c >= 0x1F130 && c <= 0x1F149) || (c >= 0x1F150 && c <= 0x1F169) ||
+        (c >= 0x1F170 && c <= 0x1F189)) {
+        *flags |= INJECTION_NF_COMPAT;
+        o[0] = 'a' + (c - 0x1F130) % 32;
+        return 1;
+    }
+    if (c >= 0x1F1E6 && c <= 0x1F1FF) { /* regional indicators: also real flags */
+        o[0] = 'a' + (c - 0x1F1E6);
+        return 1;
+    }
+    if (c >= 0xFB00 && c <= 0xFB06) {
+        static const char *const lig[] = {"ff", "fi", "fl", "ffi", "ffl", "st", "st"};
+        const char *l = lig[c - 0xFB00];
+        size_t i;
+        for (i = 0; l[i]; i++) {
+            o[i] = (uint32_t)l[i];
+        }
+        return i;
+    }
+    if (c == 0x2018 || c == 0x2019 || c == 0x201B || c == 0x2032) {
+        o[0] = '\'';
+        return 1;
+    }
+    if (c == 0x201C || c == 0x201D || c == 0x201F || c == 0x2033) {
+        o[0] = '"';
+        return 1;
+    }
+    if (c >= 0x2010 && c <= 0x2015) {
+        o[0] = '-';
+        return 1;
+    }
+    if (c >= 0x410 && c <= 0x42F) {
+        c += 0x20;
+    }
+    else if (c >= 0x400 && c <= 0x40F) {
+        c += 0x50;
+    }
+    else if (c >= 0x391 && c <= 0x3A9 && c != 0x3A2) {
+        c += 0x20;
+    }
+    o[0] = c;
+    return 1;
+}
+
+static bool is_word_cp(uint32_t c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c >= 0xC0 && c != 0xD7 &&
+                                                                 c != 0xF7);
+}
+
+/* Write a collected word, mapping look-alikes when Latin letters are present. */
+static gv_rc flush_word(struct gv_buf *out, const uint32_t *w, size_t n, unsigned *flags)
+{
+    size_t i;
+    bool latin = false, conf = false;
+    gv_rc rc = GV_OK;
+
+    for (i = 0; i < n; i++) {
+        if (w[i] >= 'a' && w[i] <= 'z') {
+            latin = true;
+        }
+        else if (confusable(w[i])) {
+            conf = true;
+        }
+    }
+    if (latin && conf) {
+        *flags |= INJECTION_NF_CONFUSABLE;
+    }
+    for (i = 0; i < n && rc == GV_OK; i++) {
+        uint32_t c = w[i];
+        if (latin && conf && confusable(c)) {
+            c = confusable(c);
+        }
+        rc = put_cp(out, c);
+    }
+    return rc;
+}
+
+/* Stage A: code points -> folded lowercase UTF-8 (spaces kept, not collapsed). */
+static gv_rc stage_fold(const char *text, size_t len, struct gv_buf *out, unsigned *flags)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    uint32_t word[WORD_MAX];
+    size_t nw = 0, i = 0, k, m;
+    uint32_t cp, o[3];
+    gv_rc rc = GV_OK;
+
+    while (i < len && rc == GV_OK) {
+        i += utf8_decode(s + i, len - i, &cp);
+        m = map_cp(cp, o, flags);
+        for (k = 0; k < m && rc == GV_OK; k++) {
+            if (is_word_cp(o[k])) {
+                if (nw == WORD_MAX) {
+                    rc = flush_word(out, word, nw, flags);
+                    nw = 0;
+                }
+                word[nw++] = o[k];
+                continue;
+            }
+            if (nw) {
+                rc = flush_word(out, word, nw, flags);
+                nw = 0;
+            }
+            if (rc == GV_OK) {
+                rc = put_cp(out, o[k]);
+            }
+        }
+    }
+    if (rc == GV_OK && nw) {
+        rc = flush_word(out, word, nw, flags);
+    }
+    return rc;
+}
+
+static bool alnum(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+static bool wordbyte(unsigned char c)
+{
+    return alnum(c) || c >= 0x80;
+}
+
+static bool spaced_sep(unsigned char c)
+{
+    return c == ' ' || c == '.' || c == '-' || c == '_' || c == '*' || c == '|' || c == '/' ||
+           c == ',' || c == '+';
+}
+
+static int leet_letter(unsigned char c)
+{
+    switch (c) {
+    case '0': return 'o';
+    case '1': return 'i';
+    case '3': return 'e';
+    case '4': return 'a';
+    case '5': return 's';
+    case '7': return 't';
+    case '@': return 'a';
+    case '$': return 's';
+    default: return 0;
+    }
+}
+
+/* A single ASCII letter or digit standing alone at t[j]. */
+static bool single_at(const unsigned char *t, size_t n, size_t j)
+{
+    return j < n && alnum(t[j]) && (j + 1 == n || !wordbyte(t[j + 1])) &&
+           (j == 0 || !wordbyte(t[j - 1]));
+}
+
+/* Emit one token t[a..b) of [a-z0-9@$] with leetspeak mapped when it is a word
+ * with digits inside it ("1gn0r3", "h4ck"), not a number or a name like mp3. */
+static gv_rc put_token(struct gv_buf *out, const unsigned char *t, size_t a, size_t b,
+                       unsigned *flags)
+{
+    size_t i, letters = 0, other = 0;
+    bool interior = false, leet_digit = false;
+    gv_rc rc = GV_OK;
+
+    for (i = a; i < b; i++) {
+        if (t[i] >= 'a' && t[i] <= 'z') {
+            letters++;
+        }
+        else if (leet_letter(t[i])) {
+            if (t[i] != '@' && t[i] != '$') {
+                leet_digit = true;
+            }
+            if (i > a && i + 1 < b && !(t[i - 1] >= '0' && t[i - 1] <= '9' && t[i + 1] >= '0' &&
+                                        t[i + 1] <= '9')) {
+                interior = true;
+            }
+        }
+        else {
+            other++;
+        }
+    }
+    if (letters >= 2 && other == 0 && interior && leet_digit) {
+        *flags |= INJECTION_NF_LEET;
+        for (i = a; i < b && rc == GV_OK; i++) {
+            int l = leet_letter(t[i]);
+            rc = gv_buf_append_char(out, (char)(l ? l : t[i]));
+        }
+        return rc;
+    }
+    return gv_buf_append(out, t + a, b - a);
+}
+
+static bool tokbyte(unsigned char c)
+{
+    return alnum(c) || c == '@' || c == '$';
+}
+
+/* Stage B: collapse spaces, join spaced-out letters, map leetspeak. Appends. */
+static gv_rc stage_shape(const unsigned char *t, size_t n, struct gv_buf *out, unsigned *flags)
+{
+    size_t i = 0, j, k;
+    bool space = out->len > 0;
+    gv_rc rc = GV_OK;
+
+    while (i < n && rc == GV_OK) {
+        if (t[i] == ' ') {
+            space = true;
+            i++;
+            continue;
+        }
+        if (space) {
+            if (out->len) {
+                rc = gv_buf_append_char(out, ' ');
+            }
+            space = false;
+            if (rc) {
+                break;
+            }
+        }
+        if (single_at(t, n, i)) {
+            j = i;
+            k = 1;
+            while (j + 2 < n && spaced_sep(t[j + 1]) && single_at(t, n, j + 2)) {
+                j += 2;
+                k++;
+            }
+            if (k >= 4) {
+                *flags |= INJECTION_NF_SPACED;
+                for (; i <= j && rc == GV_OK; i += 2) {
+                    int l = leet_letter(t[i]);
+                    rc = gv_buf_append_char(out, (char)(l ? l : t[i]));
+                }
+                i = j + 1;
+                continue;
+            }
+        }
+        if (tokbyte(t[i]) && (t[i] != '@' && t[i] != '$')) {
+            j = i;
+            while (j < n && tokbyte(t[j])) {
+                j++;
+            }
+            /* A token glued to non-ASCII letters is left alone. */
+            if (j < n && t[j] >= 0x80) {
+                while (j < n && wordbyte(t[j])) {
+                    j++;
+                }
+                rc = gv_buf_append(out, t + i, j - i);
+            }
+            else {
+                rc = put_token(out, t, i, j, flags);
+            }
+            i = j;
+            continue;
+        }
+        rc = gv_buf_append_char(out, (char)t[i]);
+        i++;
+    }
+    return rc;
+}
+
+static bool b64char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '+' || c == '/' || c == '-' || c == '_';
+}
+
+/* Decoded bytes look like text a model would read: mostly printable, some spaces. */
+static bool looks_textual(const unsigned char *d, size_t n)
+{
+    size_t i, good = 0, spaces = 0;
+
+    if (n < 12) {
+        return false;
+    }
+    for (i = 0; i < n; i++) {
+        if (d[i] == ' ') {
+            spaces++;
+        }
+        if ((d[i] >= 0x20 && d[i] < 0x7F) || d[i] == '\n' || d[i] == '\t' || d[i] >= 0x80) {
+            good++;
+        }
+    }
+    return spaces >= 1 && good * 100 >= n * 95;
+}
+
+/* Stage C: find base64 runs in the original text and append their decoded,
+ * normalised text. Case matters for base64, so this reads the raw input. */
+static gv_rc stage_base64(const char *text, size_t len, struct gv_buf *out, unsigned *flags,
+                          struct injection_scratch *s)
+{
+    const unsigned char *t = (const unsigned char *)text;
+    size_t i = 0, j, runs = 0, n, k;
+    unsigned char *enc;
+    int dn;
+    gv_rc rc = GV_OK;
+
+    while (i < len && runs < B64_MAX_RUNS && rc == GV_OK) {
+        if (!b64char(t[i]) || (i > 0 && b64char(t[i - 1]))) {
+            i++;
+            continue;
+        }
+        j = i;
+        while (j < len && b64char(t[j])) {
+            j++;
+        }
+        n = j - i;
+        if (n < B64_MIN_RUN) {
+            i = j;
+            continue;
+        }
+        if (n > B64_MAX_RUN) {
+            n = B64_MAX_RUN;
+        }
+        n &= ~(size_t)3;
+        gv_buf_reset(&s->b64);
+        rc = gv_buf_append(&s->b64, t + i, n);
+        if (rc) {
+            break;
+        }
+        enc = (unsigned char *)s->b64.data;
+        for (k = 0; k < n; k++) {
+            if (enc[k] == '-') {
+                enc[k] = '+';
+            }
+            else if (enc[k] == '_') {
+                enc[k] = '/';
+            }
+        }
+        /* Decode in place into the tail of the same buffer: 3/4 of the input. */
+        rc = gv_buf_append(&s->b64, enc, n);
+        if (rc) {
+            break;
+        }
+        enc = (unsigned char *)s->b64.data;
+        dn = EVP_DecodeBlock(enc + n, enc, (int)n);
+        i = j;
+        if (dn <= 0 || !looks_textual(enc + n, (size_t)dn)) {
+            continue;
+        }
+        runs++;
+        *flags |= INJECTION_NF_BASE64;
+        gv_buf_reset(&s->fold);
+        rc = stage_fold((const char *)enc + n, (size_t)dn, &s->fold, flags);
+        if (rc == GV_OK) {
+            rc = stage_shape((const unsigned char *)s->fold.data, s->fold.len, out, flags);
+        }
+    }
+    return rc;
+}
+
+gv_rc injection_normalize(const char *text, size_t len, struct gv_buf *out, unsigned *flags,
+                          struct injection_scratch *s)
+{
+    gv_rc rc;
+
+    *flags = 0;
+    gv_buf_reset(out);
+    gv_buf_reset(&s->fold);
+    rc = stage_fold(text, len, &s->fold, flags);
+    if (rc) {
+        goto out;
+    }
+    rc = stage_shape((const unsigned char *)s->fold.data, s->fold.len, out, flags);
+    if (rc) {
+        goto out;
+    }
+    rc = stage_base64(text, len, out, flags, s);
+out:
+    return rc;
+}
