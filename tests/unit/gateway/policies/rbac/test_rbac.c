@@ -1,0 +1,216 @@
+/* tests/unit/gateway/policies/rbac/test_rbac.c - keys, roles, teams, role budgets */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <openssl/evp.h>
+
+#include "core/gv_record.h"
+#include "gateway/gw_config.h"
+#include "gateway/gw_req.h"
+#include "tests/unit/gateway/policies/audit/pol_fixture.h"
+
+extern const struct gw_policy_ops gw_policy_rbac;
+
+static void sha_hex(const char *key, char out[65])
+{
+    unsigned char md[32];
+    unsigned int n = 0, i;
+    EVP_Digest(key, strlen(key), md, &n, EVP_sha256(), NULL);
+    for (i = 0; i < 32; i++) {
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    }
+}
+
+static char cfg[4096];
+
+static const char *config(const char *budget)
+{
+    char a[65], b[65];
+    sha_hex("sk-alice", a);
+    sha_hex("sk-bob", b);
+    snprintf(cfg, sizeof(cfg),
+             "keys:\n"
+             "  - {name: alice, key_sha256: %s, team: vision-team, role: researcher}\n"
+             "  - {name: bob, key_sha256: %s, role: intern}\n"
+             "roles:\n"
+             "  researcher: {models: [\"gpt-4o*\"], targets: [experiment-llm]%s}\n"
+             "  intern: {models: [gpt-4o-mini]}\n"
+             "teams:\n"
+             "  interns-team: intern\n",
+             a, b, budget);
+    return cfg;
+}
+
+struct call {
+    struct gw_req req;
+    struct gv_record rec;
+    struct gw_target target;
+};
+
+static void call_init(struct call *c, const char *key, const char *model, const char *entity)
+{
+    memset(c, 0, sizeof(*c));
+    c->target.id = "experiment-llm";
+    c->req.api_key = key;
+    c->req.model = model;
+    c->req.target = &c->target;
+    c->req.rec = &c->rec;
+    snprintf(c->rec.model, sizeof(c->rec.model), "%s", model);
+    snprintf(c->rec.entity, sizeof(c->rec.entity), "%s", entity);
+}
+
+static struct gw_verdict eval(struct fx_pol *fx, struct call *c)
+{
+    struct gw_verdict v;
+    assert_int_equal(gw_policy_rbac.evaluate(&fx->pol, &c->req, &v), GV_OK);
+    return v;
+}
+
+static void test_evaluate_missing_and_unknown_key_401(void **state)
+{
+    struct fx_pol fx;
+    struct gv_cfg_err err;
+    struct call c;
+    struct gw_verdict v;
+
+    (void)state;
+    assert_int_equal(fx_open(&fx, &gw_policy_rbac, config(""), NULL, &err), GV_OK);
+    call_init(&c, "", "gpt-4o", "");
+    v = eval(&fx, &c);
+    assert_int_equal(v.action, GW_ACTION_BLOCK);
+    assert_int_equal(v.status, 401);
+    assert_string_equal(v.code, "invalid_api_key");
+    call_init(&c, "sk-mallory", "gpt-4o", "");
+    v = eval(&fx, &c);
+    assert_int_equal(v.status, 401);
+    assert_string_equal(c.rec.principal, "");
+    fx_close(&fx);
+    fx_rmtree(fx.state);
+}
+
+static void test_evaluate_known_key_sets_principal_and_team(void **state)
+{
+    struct fx_pol fx;
+    struct gv_cfg_err err;
+    struct call c;
+    struct gw_verdict v;
+
+    (void)state;
+    assert_int_equal(fx_open(&fx, &gw_policy_rbac, config(""), NULL, &err), GV_OK);
+    call_init(&c, "sk-alice", "gpt-4o-2024-08-06", "");
+    v = eval(&fx, &c);
+    assert_int_equal(v.action, GW_ACTION_PASS);
+    assert_string_equal(c.rec.principal, "alice");
+    assert_string_equal(c.rec.team, "vision-team");
+    fx_close(&fx);
+    fx_rmtree(fx.state);
+}
+
+static void test_evaluate_model_outside_role_403(void **state)
+{
+    struct fx_pol fx;
+    struct gv_cfg_err err;
+    struct call c;
+    struct gw_verdict v;
+
+    (void)state;
+    assert_int_equal(fx_open(&fx, &gw_policy_rbac, config(""), NULL, &err), GV_OK);
+    call_init(&c, "sk-bob", "gpt-4o", "");
+    v = eval(&fx, &c);
+    assert_int_equal(v.action, GW_ACTION_BLOCK);
+    assert_int_equal(v.status, 403);
+    assert_string_equal(v.code, "rbac");
+    call_init(&c, "sk-bob", "gpt-4o-mini", "");
+    assert_int_equal(eval(&fx, &c).action, GW_ACTION_PASS);
+    /* alice may use gpt-4o, but not when the request is tagged with a team
+     * whose role does not allow it. */
+    call_init(&c, "sk-alice", "gpt-4o", "interns-team");
+    v = eval(&fx, &c);
+    assert_int_equal(v.status, 403);
+    assert_string_equal(v.code, "rbac");
+    call_init(&c, "sk-alice", "gpt-4o", "unmapped-entity");
+    assert_int_equal(eval(&fx, &c).action, GW_ACTION_PASS);
+    /* targets are checked too */
+    call_init(&c, "sk-alice", "gpt-4o", "");
+    c.target.id = "other-target";
+    assert_int_equal(eval(&fx, &c).status, 403);
+    fx_close(&fx);
+    fx_rmtree(fx.state);
+}
+
+static void test_role_budget_blocks_and_survives_restart(void **state)
+{
+    struct fx_pol fx;
+    struct gv_cfg_err err;
+    struct call c;
+    struct gw_verdict v;
+    char st[256];
+
+    (void)state;
+    assert_int_equal(fx_open(&fx, &gw_policy_rbac, config(", budget_usd: 0.001"), NULL, &err),
+                     GV_OK);
+    snprintf(st, sizeof(st), "%s", fx.state);
+    call_init(&c, "sk-alice", "gpt-4o", "");
+    assert_int_equal(eval(&fx, &c).action, GW_ACTION_PASS);
+    c.rec.tokens_prompt = 1000; /* 1000 * 2.50 / 1e6 = 0.0025 USD > 0.001 */
+    gw_policy_rbac.complete(&fx.pol, &c.req, &c.rec);
+    v = eval(&fx, &c);
+    assert_int_equal(v.status, 403);
+    assert_string_equal(v.code, "budget_exceeded");
+    /* bob's role has no budget */
+    call_init(&c, "sk-bob", "gpt-4o-mini", "");
+    assert_int_equal(eval(&fx, &c).action, GW_ACTION_PASS);
+    fx_close(&fx);
+    assert_int_equal(fx_open(&fx, &gw_policy_rbac, config(", budget_usd: 0.001"), st, &err),
+                     GV_OK);
+    call_init(&c, "sk-alice", "gpt-4o", "");
+    assert_string_equal(eval(&fx, &c).code, "budget_exceeded");
+    fx_close(&fx);
+    fx_rmtree(st);
+}
+
+static void test_init_rejects_bad_config_with_position(void **state)
+{
+    struct fx_pol fx;
+    struct gv_cfg_err err;
+
+    (void)state;
+    assert_int_equal(fx_open(&fx, &gw_policy_rbac,
+                             "keys:\n  - {name: a, key_sha256: sk-plaintext, role: r}\n"
+                             "roles:\n  r: {}\n",
+                             NULL, &err),
+                     GV_ECONFIG);
+    assert_non_null(strstr(err.msg, "policy.yaml:2:"));
+    assert_non_null(strstr(err.msg, "key_sha256"));
+    fx_close(&fx);
+    fx_rmtree(fx.state);
+    assert_int_equal(fx_open(&fx, &gw_policy_rbac,
+                             "keys:\n  - {name: a, key_sha256: "
+                             "0000000000000000000000000000000000000000000000000000000000000000, "
+                             "role: nope}\nroles:\n  r: {}\n",
+                             NULL, &err),
+                     GV_ECONFIG);
+    assert_non_null(strstr(err.msg, "unknown role 'nope'"));
+    fx_close(&fx);
+    fx_rmtree(fx.state);
+    assert_int_equal(fx_open(&fx, &gw_policy_rbac, "roles:\n  r: {}\n", NULL, &err), GV_ECONFIG);
+    fx_close(&fx);
+    fx_rmtree(fx.state);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_evaluate_missing_and_unknown_key_401),
+        cmocka_unit_test(test_evaluate_known_key_sets_principal_and_team),
+        cmocka_unit_test(test_evaluate_model_outside_role_403),
+        cmocka_unit_test(test_role_budget_blocks_and_survives_restart),
+        cmocka_unit_test(test_init_rejects_bad_config_with_position),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
