@@ -438,11 +438,11 @@ enum ex_wandb_res ex_wandb_api_viewer(struct ex_wandb_api *api)
             res = EX_WANDB_FATAL;
         }
     }
-    if (res == EX_WANDB_FATAL) {
+    if (res == EX_WANDB_FATAL && !api->dead) {
         api->dead = true;
-        gv_log(GV_LOG_ERROR, MOD, "W&B rejected the credentials; uploads stop",
-               "base_url=%s status=%ld error=\"%s\"", api->base_url, api->last_status,
-               api->last_error);
+        gv_log(GV_LOG_ERROR, MOD, "W&B rejected the credentials; uploads stop, data stays on disk",
+               "base_url=%s status=%ld error=\"%s\" retry_with=\"kt wandb sync\"",
+               api->base_url, api->last_status, api->last_error);
     }
     json_object_put(data);
     json_object_put(vars);

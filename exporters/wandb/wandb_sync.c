@@ -91,10 +91,19 @@ static void park(struct ex_wandb_session *s, struct ex_wandb_run *run, const cha
     snprintf(run->parked, sizeof(run->parked), "%s: HTTP %ld: %.200s", what, s->api->last_status,
              s->api->last_error);
     /* Logged once: the reason is saved, and a parked run is not tried again
-     * until `kt wandb sync` clears it. */
-    gv_log(GV_LOG_ERROR, MOD, "W&B refused a run; its data stays on disk",
-           "run=%s status=%ld error=\"%s\" dir=%s retry_with=\"kt wandb sync\"",
-           meta_str(run, "run"), s->api->last_status, s->api->last_error, run->dir);
+     * until `kt wandb sync` clears it. A rejected key is one error for the
+     * whole process, not one per run. */
+    if (s->api->last_status == 401) {
+        s->api->dead = true;
+        gv_log(GV_LOG_ERROR, MOD, "W&B rejected the credentials; uploads stop, data stays on disk",
+               "base_url=%s status=401 error=\"%s\" store=%s retry_with=\"kt wandb sync\"",
+               s->api->base_url, s->api->last_error, s->root ? s->root : "");
+    }
+    else {
+        gv_log(GV_LOG_ERROR, MOD, "W&B refused a run; its data stays on disk",
+               "run=%s status=%ld error=\"%s\" dir=%s retry_with=\"kt wandb sync\"",
+               meta_str(run, "run"), s->api->last_status, s->api->last_error, run->dir);
+    }
     (void)ex_wandb_store_save_sync(run);
 }
 

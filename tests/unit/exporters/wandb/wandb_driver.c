@@ -10,13 +10,16 @@
 #include "core/gv_mem.h"
 #include "core/gv_time.h"
 #include "core/gv_yaml.h"
+#include "exporters/wandb/ex_wandb_cmd.h"
 #include "exporters/wandb/wandb.h"
 
 /* usage: wandb_driver --state DIR [--config YAML] [--runs N] [--batches M] [--start K]
  *                     [--gap-ms G] [--final] [--label L] [--max-seconds S]
  * Batch k carries, per run, cumulative counts that are a function of k only, so
  * a test can predict every history row. Payloads are queued and retried with
- * backoff like the agent does; exit 0 when every payload was flushed. */
+ * backoff like the agent does; exit 0 when every payload was flushed.
+ * `wandb_driver sync ARGS...` runs `kt wandb sync ARGS...` (same code) for
+ * trees where the kt executable is not built. */
 
 static void sleep_ms(uint64_t ms)
 {
@@ -79,6 +82,9 @@ int main(int argc, char **argv)
     long k;
     int i, ret = 1;
 
+    if (argc >= 2 && strcmp(argv[1], "sync") == 0) {
+        return ex_wandb_cmd_sync(argc - 2, argv + 2);
+    }
     for (i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : "";
         if (strcmp(argv[i], "--final") == 0) {

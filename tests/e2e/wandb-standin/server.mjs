@@ -1,0 +1,354 @@
+// tests/e2e/wandb-standin/server.mjs - a W&B server stand-in for the exporter's tests
+// SPDX-License-Identifier: Apache-2.0
+//
+// Implements what ../shared/docs/wandb-protocol.md section 8.2 says an emulator must
+// answer (Viewer, RunResumeStatus, UpsertBucket, ServerFeaturesQuery, upsertView,
+// project internalId, file_stream) and rejects what the real server would: wrong Basic
+// auth, config not in {"key":{"value":...}} form, history offset gaps, _step going back,
+// malformed histograms, unknown file names. Faults (status codes, Retry-After, outages)
+// are injected through POST /_standin/fault; GET /_standin/state dumps everything.
+import http from 'node:http';
+
+const FILES = new Set(['wandb-history.jsonl', 'wandb-summary.json', 'wandb-events.jsonl',
+  'output.log']);
+
+function parseExtendedJson(text) {
+  // History lines are extended JSON (NaN, Infinity); map the bare tokens to null.
+  return JSON.parse(text.replace(/(?<=[:,\[]\s*)-?(NaN|Infinity)(?=\s*[,}\]])/g, 'null'));
+}
+
+function checkHistogram(v, where) {
+  if (!Array.isArray(v.values) || !Array.isArray(v.bins)) {
+    return `${where}: histogram needs values and bins arrays`;
+  }
+  if (v.values.length === 0 || v.values.length > 512) {
+    return `${where}: histogram has ${v.values.length} values (1..512)`;
+  }
+  if (v.bins.length !== v.values.length + 1) {
+    return `${where}: histogram has ${v.bins.length} bins for ${v.values.length} values`;
+  }
+  if (!v.values.every((x) => typeof x === 'number' && x >= 0)) {
+    return `${where}: histogram values must be non-negative numbers`;
+  }
+  for (let i = 1; i < v.bins.length; i++) {
+    if (typeof v.bins[i] !== 'number' || !(v.bins[i] > v.bins[i - 1])) {
+      return `${where}: histogram bins must increase`;
+    }
+  }
+  return null;
+}
+
+function checkRowValues(row, where) {
+  for (const [k, v] of Object.entries(row)) {
+    if (v && typeof v === 'object' && v._type === 'histogram') {
+      const err = checkHistogram(v, `${where} ${k}`);
+      if (err) return err;
+    }
+  }
+  return null;
+}
+
+export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice' } = {}) {
+  const state = {
+    requests: [], // {method, path, op, status, auth, headers}
+    runs: {}, // "entity/project/name" -> run
+    views: {}, // "entity/project" -> {name: view}
+    viewInserts: 0,
+    viewUpdates: 0,
+    heartbeats: 0,
+    rejected: [], // {path, status, message}
+  };
+  let faults = []; // {status, count, untilMs, retryAfter, match}
+  let nextId = 1;
+
+  const b64 = (s) => Buffer.from(s).toString('base64');
+  const runKey = (e, p, n) => `${e}/${p}/${n}`;
+
+  function authOk(req) {
+    const h = req.headers.authorization || '';
+    const m = /^Basic (.+)$/.exec(h);
+    if (!m) return false;
+    const [user, ...rest] = Buffer.from(m[1], 'base64').toString().split(':');
+    return user === 'api' && keys.includes(rest.join(':'));
+  }
+
+  function takeFault(path) {
+    const now = Date.now();
+    faults = faults.filter((f) => (f.count === undefined || f.count > 0) &&
+      (f.untilMs === undefined || now < f.untilMs));
+    const f = faults.find((x) => !x.match || path.includes(x.match));
+    if (!f) return null;
+    if (f.count !== undefined) f.count--;
+    return f;
+  }
+
+  function send(res, status, body, headers = {}) {
+    res.writeHead(status, { 'content-type': 'application/json', ...headers });
+    res.end(JSON.stringify(body));
+  }
+
+  function reject(res, path, status, message, graphql) {
+    state.rejected.push({ path, status, message });
+    send(res, status, graphql ? { errors: [{ message }] } : { error: message });
+  }
+
+  function bucketOf(run) {
+    return {
+      id: run.id, name: run.name, displayName: run.displayName, description: null,
+      config: run.config, sweepName: null,
+      project: { id: b64(`Project:${run.project}`), name: run.project,
+        entity: { id: b64(`Entity:${run.entity}`), name: run.entity } },
+      historyLineCount: run.history.length,
+    };
+  }
+
+  function graphql(req, res, body) {
+    const op = body.operationName || (/\b(query|mutation)\s+(\w+)/.exec(body.query || '') || [])[2];
+    const v = body.variables || {};
+    const last = state.requests[state.requests.length - 1];
+    last.op = op;
+    last.variables = v;
+    switch (op) {
+      case 'Viewer':
+        return send(res, 200, { data: { viewer: { id: b64('User:1'), entity, username: entity,
+          email: null, flags: '{}', teams: { edges: [] } } } });
+      case 'ServerFeaturesQuery':
+        return send(res, 200, { data: { serverInfo: { features: [] } } });
+      case 'RunResumeStatus': {
+        const e = v.entity || entity;
+        const run = state.runs[runKey(e, v.project || 'uncategorized', v.name)];
+        const known = Object.values(state.runs).some((r) => r.entity === e &&
+          r.project === (v.project || 'uncategorized'));
+        if (!known) return send(res, 200, { data: { model: null } });
+        const model = { id: b64(`Project:${v.project}`), name: v.project,
+          entity: { id: b64(`Entity:${e}`), name: e }, bucket: null };
+        if (run) {
+          model.bucket = { id: run.id, name: run.name, summaryMetrics: run.summary || '{}',
+            displayName: run.displayName, logLineCount: 0, historyLineCount: run.history.length,
+            eventsLineCount: 0, historyTail: JSON.stringify(run.history.slice(-10)),
+            eventsTail: '[]', config: run.config || '{}', tags: run.tags || [], notes: null,
+            wandbConfig: JSON.stringify({ t: {} }) };
+        }
+        return send(res, 200, { data: { model } });
+      }
+      case 'UpsertBucket': {
+        if (!v.name) return reject(res, '/graphql', 400, 'UpsertBucket needs name', true);
+        if (v.config !== undefined && v.config !== null) {
+          let cfg;
+          try { cfg = JSON.parse(v.config); } catch {
+            return reject(res, '/graphql', 400, 'config is not a JSON string', true);
+          }
+          if (!cfg || typeof cfg !== 'object' || Array.isArray(cfg)) {
+            return reject(res, '/graphql', 400, 'config must be a JSON object', true);
+          }
+          for (const [k, w] of Object.entries(cfg)) {
+            if (!w || typeof w !== 'object' || !('value' in w)) {
+              return reject(res, '/graphql', 400,
+                `config key ${k} is not in {"key":{"value":...}} form`, true);
+            }
+          }
+        }
+        const e = v.entity || entity;
+        const p = v.project || 'uncategorized';
+        const k = runKey(e, p, v.name);
+        let run = state.runs[k];
+        const inserted = !run;
+        if (!run) {
+          run = state.runs[k] = { id: b64(`Run:v1:${v.name}:${p}:${e}`), name: v.name,
+            entity: e, project: p, history: [], summary: null, complete: false, exitcode: null,
+            upserts: 0, config: '{}', shared: {}, posts: 0 };
+        }
+        run.upserts++;
+        for (const f of ['groupName', 'displayName', 'jobType', 'host', 'tags']) {
+          if (v[f] !== undefined && v[f] !== null) run[f] = v[f];
+        }
+        if (v.config !== undefined && v.config !== null) run.config = v.config;
+        return send(res, 200, { data: { upsertBucket: { bucket: bucketOf(run), inserted } } });
+      }
+      case 'ProjectInternalId': {
+        const known = Object.values(state.runs).some((r) => r.entity === v.entityName &&
+          r.project === v.name);
+        return send(res, 200, { data: { project: known ? { id: b64(`Project:${v.name}`),
+          internalId: `pid-${v.entityName}-${v.name}` } : null } });
+      }
+      case 'UpsertView2':
+      case 'UpsertView': {
+        if (!['project-view', 'runs', 'runs/draft'].includes(v.type)) {
+          return reject(res, '/graphql', 400, `unknown view type ${v.type}`, true);
+        }
+        try { JSON.parse(v.spec); } catch {
+          return reject(res, '/graphql', 400, 'view spec is not a JSON string', true);
+        }
+        const pk = `${v.entityName}/${v.projectName}`;
+        const views = state.views[pk] || (state.views[pk] = {});
+        let view;
+        if (v.id) {
+          view = Object.values(views).find((x) => x.id === v.id);
+          if (!view) return reject(res, '/graphql', 404, `no view ${v.id}`, true);
+          state.viewUpdates++;
+        } else {
+          view = { id: b64(`View:${nextId++}`), name: v.name };
+          views[`${v.type}:${v.name}:${view.id}`] = view;
+          state.viewInserts++;
+        }
+        Object.assign(view, { type: v.type, displayName: v.displayName, spec: v.spec });
+        return send(res, 200, { data: { upsertView: { view: { id: view.id, name: view.name },
+          inserted: !v.id } } });
+      }
+      default:
+        return reject(res, '/graphql', 400, `unknown operation ${op}`, true);
+    }
+  }
+
+  function fileStream(req, res, path, e, p, n, body) {
+    const run = state.runs[runKey(decodeURIComponent(e), decodeURIComponent(p),
+      decodeURIComponent(n))];
+    if (!run) return reject(res, path, 404, `run ${e}/${p}/${n} not found`);
+    const shared = req.headers['x-wandb-use-async-filestream'] === 'true';
+    const client = req.headers['x-wandb-async-client-id'] || '';
+    if (shared && client.length !== 32) {
+      return reject(res, path, 400, 'shared mode needs a 32-char X-WANDB-ASYNC-CLIENT-ID');
+    }
+    const keysIn = Object.keys(body);
+    if (keysIn.length === 0) {
+      state.heartbeats++;
+      run.posts++;
+      return send(res, 200, {});
+    }
+    const files = body.files || {};
+    for (const name of Object.keys(files)) {
+      if (!FILES.has(name)) return reject(res, path, 400, `unknown file ${name}`);
+      const f = files[name];
+      if (!Number.isInteger(f.offset) || f.offset < 0 || !Array.isArray(f.content)) {
+        return reject(res, path, 400, `${name}: offset and content required`);
+      }
+    }
+    const hist = files['wandb-history.jsonl'];
+    if (hist) {
+      const lines = shared ? (run.shared[client] || (run.shared[client] = [])) : run.history;
+      if (hist.offset > lines.length) {
+        return reject(res, path, 400,
+          `history offset ${hist.offset} leaves a gap after line ${lines.length}`);
+      }
+      const parsed = [];
+      for (let i = 0; i < hist.content.length; i++) {
+        let row;
+        try { row = parseExtendedJson(hist.content[i]); } catch {
+          return reject(res, path, 400, `history line ${hist.offset + i} is not JSON`);
+        }
+        if (!row || typeof row !== 'object' || Array.isArray(row)) {
+          return reject(res, path, 400, `history line ${hist.offset + i} is not an object`);
+        }
+        const err = checkRowValues(row, `history line ${hist.offset + i}`);
+        if (err) return reject(res, path, 400, err);
+        parsed.push(row);
+      }
+      if (!shared) {
+        let prev = hist.offset > 0 ? JSON.parse(lines[hist.offset - 1])._step : -1;
+        for (let i = 0; i < parsed.length; i++) {
+          const s = parsed[i]._step;
+          if (!Number.isInteger(s) || s <= prev) {
+            return reject(res, path, 400, `history line ${hist.offset + i}: _step ${s} does not ` +
+              `increase (previous ${prev})`);
+          }
+          prev = s;
+        }
+      } else if (parsed.some((r) => '_step' in r)) {
+        return reject(res, path, 400, 'shared mode history lines must not carry _step');
+      }
+      // Rewriting a line with the same text is an idempotent retry; different text
+      // at an existing line means two writers collide.
+      for (let i = 0; i < hist.content.length; i++) {
+        const at = hist.offset + i;
+        if (at < lines.length && lines[at] !== hist.content[i]) {
+          run.overwrites = (run.overwrites || 0) + 1;
+        }
+        lines[at] = hist.content[i];
+      }
+    }
+    const sum = files['wandb-summary.json'];
+    if (sum) {
+      if (sum.offset !== 0 || sum.content.length !== 1) {
+        return reject(res, path, 400, 'summary must be one line at offset 0');
+      }
+      try { parseExtendedJson(sum.content[0]); } catch {
+        return reject(res, path, 400, 'summary is not JSON');
+      }
+      run.summary = sum.content[0];
+    }
+    if ('complete' in body || 'exitcode' in body) {
+      if (body.complete !== true || !Number.isInteger(body.exitcode)) {
+        return reject(res, path, 400, 'complete and exitcode go together');
+      }
+      run.complete = true;
+      run.exitcode = body.exitcode;
+    }
+    run.posts++;
+    return send(res, 200, {});
+  }
+
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    let size = 0;
+    req.on('data', (c) => {
+      size += c.length;
+      if (size <= 32 << 20) chunks.push(c);
+    });
+    req.on('end', () => {
+      const path = req.url.split('?')[0];
+      const { authorization, ...headers } = req.headers; // never keep the key
+      const rec = { method: req.method, path, auth: authOk(req), headers, t: Date.now(),
+        hasAuth: authorization !== undefined };
+      if (path.startsWith('/_standin/')) {
+        if (path === '/_standin/state') return send(res, 200, state);
+        if (path === '/_standin/fault' && req.method === 'POST') {
+          const f = JSON.parse(Buffer.concat(chunks).toString() || '{}');
+          if (f.durationMs !== undefined) f.untilMs = Date.now() + f.durationMs;
+          faults.push(f);
+          return send(res, 200, { ok: true });
+        }
+        return send(res, 404, { error: 'no such control' });
+      }
+      state.requests.push(rec);
+      if (size > 32 << 20) return reject(res, path, 413, 'request too large');
+      const f = takeFault(path);
+      if (f) {
+        rec.status = f.status;
+        const h = f.retryAfter !== undefined ? { 'retry-after': String(f.retryAfter) } : {};
+        return send(res, f.status, { error: `injected ${f.status}` }, h);
+      }
+      if (!rec.auth) {
+        rec.status = 401;
+        return reject(res, path, 401, 'user is not logged in', path === '/graphql');
+      }
+      let body;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString() || '{}');
+      } catch {
+        return reject(res, path, 400, 'body is not JSON', path === '/graphql');
+      }
+      if (req.method === 'POST' && path === '/graphql') return graphql(req, res, body);
+      const m = /^\/files\/([^/]+)\/([^/]+)\/([^/]+)\/file_stream$/.exec(path);
+      if (req.method === 'POST' && m) return fileStream(req, res, path, m[1], m[2], m[3], body);
+      return reject(res, path, 404, `no route ${req.method} ${path}`);
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${server.address().port}`;
+  return {
+    url,
+    state,
+    fault: (f) => {
+      if (f.durationMs !== undefined) f.untilMs = Date.now() + f.durationMs;
+      faults.push(f);
+    },
+    clearFaults: () => { faults = []; },
+    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }),
+  };
+}
+
+// `node server.mjs [KEY]`: run it by hand; prints the base URL.
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const s = await startStandin(process.argv[2] ? { keys: [process.argv[2]] } : {});
+  process.stdout.write(`${s.url}\n`);
+}
