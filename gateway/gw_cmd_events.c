@@ -212,7 +212,7 @@ static void cell(struct gv_buf *b, const char *s, int w)
 
 static void print_header(void)
 {
-    printf("%-24s  %-8s  %-6s  %-16s  %-12s  %-14s  %-7s  %-10s  %-30s  %s\n", "TIME", "DECISION",
+    printf("%-24s  %-8s  %-6s  %-16s  %-12s  %-14s  %-7s  %-10s  %-40s  %s\n", "TIME", "DECISION",
            "STATUS", "RUN", "PRINCIPAL", "MODEL", "TOKENS", "COST_USD", "POLICIES", "REQUEST");
 }
 
@@ -261,7 +261,7 @@ static void print_row(struct json_object *rec)
         snprintf(num, sizeof(num), "%.6f", usd);
     }
     cell(&b, num, 10);
-    cell(&b, pol.len ? pol.data : "", 30);
+    cell(&b, pol.len ? pol.data : "", 40);
     cell(&b, str_field(rec, "request_id"), 40);
     while (b.len && b.data[b.len - 1] == ' ') {
         b.len--;

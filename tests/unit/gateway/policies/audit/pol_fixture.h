@@ -47,7 +47,7 @@ static inline void fx_rmtree(const char *dir)
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
             continue;
         }
-        snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+        snprintf(p, sizeof(p), "%.500s/%.500s", dir, de->d_name);
         if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
             fx_rmtree(p);
         }
