@@ -1,0 +1,264 @@
+/* gateway/gw_cmd_gateway.c - `kt gateway run`: load config, start the server, stop cleanly */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "gateway/gw_cmd.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "core/gv_buf.h"
+#include "core/gv_log.h"
+#include "core/gv_paths.h"
+#include "gateway/gw_chain.h"
+#include "gateway/gw_config.h"
+#include "gateway/gw_emit.h"
+#include "gateway/gw_server.h"
+
+#define MOD "gateway"
+/* In-flight requests get this long to finish after SIGTERM/SIGINT. */
+#define DRAIN_MS 10000L
+
+struct run_opts {
+    const char *listen;
+    const char *config;
+    const char *state_dir;
+    const char *log_level;
+    const char *log_format;
+    long workers;
+};
+
+struct sigctx {
+    struct gw_server *srv;
+    struct event_base *base;
+    int count;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: kt gateway run --listen HOST:PORT --policy-config FILE [--state-dir DIR]\n"
+            "                      [--workers N] [--log-level error|warn|info|debug]\n"
+            "                      [--log-format text|json]\n"
+            "  Serves POST /v1/chat/completions, GET /v1/models and GET /health, enforcing\n"
+            "  the policy chain of FILE on every call. SIGTERM/SIGINT drain and exit 0.\n");
+}
+
+/* "--flag value" and "--flag=value" both work. */
+static const char *flag_value(int argc, char **argv, int *i, const char *name)
+{
+    size_t n = strlen(name);
+
+    if (strncmp(argv[*i], name, n) != 0) {
+        return NULL;
+    }
+    if (argv[*i][n] == '=') {
+        return argv[*i] + n + 1;
+    }
+    if (argv[*i][n] == '\0' && *i + 1 < argc) {
+        (*i)++;
+        return argv[*i];
+    }
+    return NULL;
+}
+
+static int parse_args(int argc, char **argv, struct run_opts *o)
+{
+    int i;
+
+    for (i = 0; i < argc; i++) {
+        const char *v;
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if ((v = flag_value(argc, argv, &i, "--listen")) != NULL) {
+            o->listen = v;
+        }
+        else if ((v = flag_value(argc, argv, &i, "--policy-config")) != NULL) {
+            o->config = v;
+        }
+        else if ((v = flag_value(argc, argv, &i, "--state-dir")) != NULL) {
+            o->state_dir = v;
+        }
+        else if ((v = flag_value(argc, argv, &i, "--log-level")) != NULL) {
+            o->log_level = v;
+        }
+        else if ((v = flag_value(argc, argv, &i, "--log-format")) != NULL) {
+            o->log_format = v;
+        }
+        else if ((v = flag_value(argc, argv, &i, "--workers")) != NULL) {
+            char *end = NULL;
+            o->workers = strtol(v, &end, 10);
+            if (!end || *end || o->workers < 1 || o->workers > 256) {
+                fprintf(stderr, "kt gateway run: --workers wants 1..256, got '%s'\n", v);
+                return 2;
+            }
+        }
+        else {
+            fprintf(stderr, "kt gateway run: unknown or incomplete option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!o->listen || !o->config) {
+        fprintf(stderr, "kt gateway run: --listen and --policy-config are required\n");
+        usage(stderr);
+        return 2;
+    }
+    return -1;
+}
+
+static void on_signal(evutil_socket_t sig, short kind, void *arg)
+{
+    struct sigctx *sc = arg;
+
+    sc->count++;
+    if (sc->count == 1) {
+        gv_log(GV_LOG_INFO, MOD, "stopping", "signal=%d drain_ms=%ld", (int)sig, DRAIN_MS);
+        gw_server_stop(sc->srv, DRAIN_MS);
+        event_base_loopexit(sc->base, NULL);
+    }
+}
+
+/* The chain as "a,b,c" for the ready line and the agent's hello. */
+static void chain_csv(struct gw_chain *chain, struct gv_buf *out)
+{
+    size_t i, n = gw_chain_size(chain);
+
+    for (i = 0; i < n; i++) {
+        if (gv_buf_appendf(out, "%s%s", i ? "," : "", gw_chain_name(chain, i)) != GV_OK) {
+            break;
+        }
+    }
+    if (n == 0) {
+        gv_buf_append_str(out, "-");
+    }
+}
+
+int gw_cmd_gateway_run(int argc, char **argv)
+{
+    struct run_opts o;
+    struct gv_cfg_err err;
+    struct gw_config *cfg = NULL;
+    struct gw_chain *chain = NULL;
+    struct gw_emitter *em = NULL;
+    struct gw_server *srv = NULL;
+    struct gw_server_opts so;
+    struct event_base *base = NULL;
+    struct event *sigterm = NULL, *sigint = NULL;
+    struct sigctx sc;
+    struct gv_buf names;
+    char state[4096], msg[512];
+    int code, lvl;
+
+    memset(&o, 0, sizeof(o));
+    memset(&sc, 0, sizeof(sc));
+    gv_buf_init(&names, 8192);
+    code = parse_args(argc, argv, &o);
+    if (code >= 0) {
+        goto out;
+    }
+    code = 2;
+    if (o.log_level) {
+        lvl = gv_log_level_parse(o.log_level);
+        if (lvl < 0) {
+            fprintf(stderr, "kt gateway run: unknown --log-level '%s'\n", o.log_level);
+            goto out;
+        }
+        gv_log_set_level((enum gv_log_level)lvl);
+    }
+    if (o.log_format) {
+        if (strcmp(o.log_format, "text") != 0 && strcmp(o.log_format, "json") != 0) {
+            fprintf(stderr, "kt gateway run: --log-format wants text or json\n");
+            goto out;
+        }
+        gv_log_set_format(strcmp(o.log_format, "json") == 0 ? GV_LOG_JSON : GV_LOG_TEXT);
+    }
+    if (o.state_dir) {
+        snprintf(state, sizeof(state), "%s", o.state_dir);
+    }
+    else if (gv_state_dir_default(state, sizeof(state)) != GV_OK) {
+        fprintf(stderr, "kt gateway run: no usable state dir; pass --state-dir\n");
+        goto out;
+    }
+    if (gv_mkdir_p(state, 0700) != GV_OK) {
+        fprintf(stderr, "kt gateway run: cannot create state dir %s\n", state);
+        code = 1;
+        goto out;
+    }
+    if (gw_config_load(o.config, &cfg, &err) != GV_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        goto out;
+    }
+    if (gw_chain_create(cfg, state, &chain, &err) != GV_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        goto out;
+    }
+    code = 1;
+    /* Where records go: the one place that picks the emitter. */
+    if (gw_emitter_create_noop(&em) != GV_OK) {
+        fprintf(stderr, "kt gateway run: cannot create the event emitter\n");
+        goto out;
+    }
+    chain_csv(chain, &names);
+    gw_emitter_set_pack(em, cfg->pack_name, cfg->pack_version, names.data);
+
+    signal(SIGPIPE, SIG_IGN);
+    evthread_use_pthreads();
+    memset(&so, 0, sizeof(so));
+    so.listen = o.listen;
+    so.workers = (int)o.workers;
+    so.cfg = cfg;
+    so.chain = chain;
+    so.emitter = em;
+    so.drain_ms = DRAIN_MS;
+    if (gw_server_create(&so, &srv, msg, sizeof(msg)) != GV_OK) {
+        fprintf(stderr, "kt gateway run: %s\n", msg);
+        code = 2;
+        goto out;
+    }
+    base = event_base_new();
+    if (!base) {
+        goto out;
+    }
+    sc.srv = srv;
+    sc.base = base;
+    sigterm = evsignal_new(base, SIGTERM, on_signal, &sc);
+    sigint = evsignal_new(base, SIGINT, on_signal, &sc);
+    if (!sigterm || !sigint || evsignal_add(sigterm, NULL) != 0 ||
+        evsignal_add(sigint, NULL) != 0) {
+        fprintf(stderr, "kt gateway run: cannot install signal handlers\n");
+        goto out;
+    }
+    if (gw_server_start(srv) != GV_OK) {
+        fprintf(stderr, "kt gateway run: cannot start worker threads\n");
+        goto out;
+    }
+    gv_log(GV_LOG_INFO, MOD, "listening", "addr=%s workers=%d pack=%s chain=%s",
+           gw_server_addr(srv), gw_server_workers(srv),
+           cfg->pack_name && cfg->pack_name[0] ? cfg->pack_name : "-", names.data);
+    event_base_dispatch(base);
+    gw_server_join(srv);
+    gv_log(GV_LOG_INFO, MOD, "stopped", NULL);
+    code = 0;
+out:
+    if (sigterm) {
+        event_free(sigterm);
+    }
+    if (sigint) {
+        event_free(sigint);
+    }
+    gw_server_destroy(srv);
+    if (base) {
+        event_base_free(base);
+    }
+    gw_emitter_destroy(em);
+    gw_chain_destroy(chain);
+    gw_config_destroy(cfg);
+    gv_buf_free(&names);
+    return code;
+}

@@ -1,0 +1,168 @@
+/* gateway/gw_sse.c - incremental server-sent-events parser for upstream streams */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "gateway/gw_sse.h"
+
+#include <string.h>
+
+#define SSE_DEFAULT_MAX (1024u * 1024u)
+
+void gw_sse_init(struct gw_sse *p, size_t max_event)
+{
+    if (max_event == 0) {
+        max_event = SSE_DEFAULT_MAX;
+    }
+    gv_buf_init(&p->raw, max_event);
+    gv_buf_init(&p->data, max_event);
+    gv_buf_init(&p->name, max_event);
+    p->line_start = 0;
+    p->has_data = false;
+    p->cr = false;
+    p->failed = false;
+}
+
+void gw_sse_free(struct gw_sse *p)
+{
+    gv_buf_free(&p->raw);
+    gv_buf_free(&p->data);
+    gv_buf_free(&p->name);
+}
+
+static void reset_event(struct gw_sse *p)
+{
+    gv_buf_reset(&p->raw);
+    gv_buf_reset(&p->data);
+    gv_buf_reset(&p->name);
+    p->line_start = 0;
+    p->has_data = false;
+}
+
+static gv_rc dispatch(struct gw_sse *p, gw_sse_fn fn, void *arg)
+{
+    struct gw_sse_event ev;
+    gv_rc rc;
+
+    ev.data = p->data.data ? p->data.data : "";
+    ev.data_len = p->data.len;
+    ev.has_data = p->has_data;
+    ev.name = p->name.data ? p->name.data : "";
+    ev.raw = p->raw.data ? p->raw.data : "";
+    ev.raw_len = p->raw.len;
+    ev.done = p->has_data && p->data.len == 6 && memcmp(ev.data, "[DONE]", 6) == 0;
+    rc = fn(arg, &ev);
+    reset_event(p);
+    return rc;
+}
+
+/* The line is raw[line_start..] minus its terminator. Only data: and event:
+ * matter to a proxy; id: and retry: stay in the raw bytes. */
+static gv_rc end_line(struct gw_sse *p, gw_sse_fn fn, void *arg)
+{
+    const char *line = p->raw.data + p->line_start;
+    size_t n = p->raw.len - p->line_start;
+    const char *colon, *val;
+    size_t flen, vlen;
+    gv_rc rc = GV_OK;
+
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) {
+        n--;
+    }
+    if (n == 0) {
+        return dispatch(p, fn, arg);
+    }
+    p->line_start = p->raw.len;
+    if (line[0] == ':') {
+        return GV_OK;
+    }
+    colon = memchr(line, ':', n);
+    flen = colon ? (size_t)(colon - line) : n;
+    val = colon ? colon + 1 : line + n;
+    vlen = (size_t)(line + n - val);
+    if (vlen > 0 && val[0] == ' ') {
+        val++;
+        vlen--;
+    }
+    if (flen == 4 && memcmp(line, "data", 4) == 0) {
+        if (p->has_data) {
+            rc = gv_buf_append_char(&p->data, '\n');
+        }
+        if (rc == GV_OK) {
+            rc = gv_buf_append(&p->data, val, vlen);
+        }
+        p->has_data = true;
+    }
+    else if (flen == 5 && memcmp(line, "event", 5) == 0) {
+        gv_buf_reset(&p->name);
+        rc = gv_buf_append(&p->name, val, vlen);
+    }
+    return rc;
+}
+
+gv_rc gw_sse_feed(struct gw_sse *p, const char *buf, size_t len, gw_sse_fn fn, void *arg)
+{
+    size_t i = 0, j;
+    gv_rc rc = GV_OK;
+
+    if (p->failed) {
+        return GV_EPROTO;
+    }
+    while (i < len && rc == GV_OK) {
+        if (p->cr) {
+            /* A \r ended the last line; a \n right after it is part of it. */
+            p->cr = false;
+            if (buf[i] == '\n') {
+                rc = gv_buf_append_char(&p->raw, '\n');
+                i++;
+            }
+            if (rc == GV_OK) {
+                rc = end_line(p, fn, arg);
+            }
+            continue;
+        }
+        j = i;
+        while (j < len && buf[j] != '\n' && buf[j] != '\r') {
+            j++;
+        }
+        if (j == len) {
+            rc = gv_buf_append(&p->raw, buf + i, len - i);
+            break;
+        }
+        rc = gv_buf_append(&p->raw, buf + i, j + 1 - i);
+        i = j + 1;
+        if (rc != GV_OK) {
+            break;
+        }
+        if (buf[j] == '\r') {
+            p->cr = true;
+        }
+        else {
+            rc = end_line(p, fn, arg);
+        }
+    }
+    if (rc != GV_OK) {
+        p->failed = true;
+    }
+    return rc;
+}
+
+gv_rc gw_sse_finish(struct gw_sse *p, gw_sse_fn fn, void *arg)
+{
+    gv_rc rc = GV_OK;
+
+    if (p->failed) {
+        return GV_EPROTO;
+    }
+    if (p->cr) {
+        p->cr = false;
+        rc = end_line(p, fn, arg);
+    }
+    if (rc == GV_OK && p->raw.len > p->line_start) {
+        rc = end_line(p, fn, arg);
+    }
+    if (rc == GV_OK && p->raw.len > 0) {
+        rc = dispatch(p, fn, arg);
+    }
+    if (rc != GV_OK) {
+        p->failed = true;
+    }
+    return rc;
+}
