@@ -80,13 +80,15 @@ static int resolve_entity(struct ex_wandb_api *api, struct opts *o, const char *
         return 0;
     }
     if (!api->have_key) {
-        fprintf(stderr, "kt %s: no entity: pass --entity, set WANDB_ENTITY or provide W&B "
-                        "credentials (WANDB_API_KEY or netrc)\n", cmd);
+        fprintf(stderr,
+                "kt %s: no entity: pass --entity, set WANDB_ENTITY or provide W&B "
+                "credentials (WANDB_API_KEY or netrc)\n",
+                cmd);
         return 2;
     }
     if (ex_wandb_api_viewer(api) != EX_WANDB_OK) {
-        fprintf(stderr, "kt %s: W&B at %s did not accept the credentials: %s\n", cmd,
-                api->base_url, api->last_error);
+        fprintf(stderr, "kt %s: W&B at %s did not accept the credentials: %s\n", cmd, api->base_url,
+                api->last_error);
         return 1;
     }
     *entity = api->viewer_entity;
@@ -133,9 +135,9 @@ int ex_wandb_cmd_dashboards_render(int argc, char **argv)
     rp = NULL;
     json_object_object_add(doc, "workspace", w);
     json_object_object_add(doc, "report", r);
-    printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY |
-                                                           JSON_C_TO_STRING_SPACED |
-                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+    printf("%s\n",
+           json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
 out:
     json_object_put(doc);
     json_object_put(ws);
@@ -288,8 +290,10 @@ int ex_wandb_cmd_sync(int argc, char **argv)
     st.sess = &sess;
     st.attempts = o.attempts;
     if (!api.have_key) {
-        fprintf(stderr, "kt wandb sync: no W&B credentials: set WANDB_API_KEY or add a netrc "
-                        "entry for %s\n", api.base_url);
+        fprintf(stderr,
+                "kt wandb sync: no W&B credentials: set WANDB_API_KEY or add a netrc "
+                "entry for %s\n",
+                api.base_url);
         ret = 1;
         goto out;
     }

@@ -83,8 +83,8 @@ static gv_rc wandb_init(struct ex_exporter *ex, const char *state_dir)
     }
     ex_wandb_session_init(&c->sess, &c->api, c->root);
     c->sess.dashboards = c->dashboards;
-    c->sess.upload_interval_us = (uint64_t)(c->upload_interval_ms > 0 ? c->upload_interval_ms : 0) *
-                                 1000u;
+    c->sess.upload_interval_us =
+        (uint64_t)(c->upload_interval_ms > 0 ? c->upload_interval_ms : 0) * 1000u;
     c->sess.heartbeat_us = (uint64_t)(c->heartbeat_ms > 0 ? c->heartbeat_ms : 30000) * 1000u;
     c->started = true;
     if (c->online) {
@@ -164,8 +164,8 @@ static enum ex_flush wandb_flush(struct ex_exporter *ex, const struct gv_buf *pa
     /* Rows land on disk first: whatever happens to W&B or to this process,
      * they are there for the next try or for `kt wandb sync`. */
     for (i = 0; i < json_object_array_length(runs); i++) {
-        rc = ex_wandb_store_append(c->root, json_object_array_get_idx(runs, i), seq, now_us,
-                                   shared, dir, sizeof(dir));
+        rc = ex_wandb_store_append(c->root, json_object_array_get_idx(runs, i), seq, now_us, shared,
+                                   dir, sizeof(dir));
         if (rc) {
             gv_log(GV_LOG_ERROR, MOD, "cannot store W&B rows; will retry", "inst=%s dir=%s rc=%s",
                    ex->name ? ex->name : "wandb", c->root, gv_rc_str(rc));

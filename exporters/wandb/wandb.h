@@ -33,9 +33,9 @@ enum ex_wandb_res {
 
 #define EX_WANDB_URL_MAX 512
 #define EX_WANDB_KEY_MAX 256
-#define EX_WANDB_REQ_MAX (8u << 20)      /* one file_stream request, bytes of JSON */
-#define EX_WANDB_RESP_MAX (4u << 20)     /* any W&B response body we read */
-#define EX_WANDB_LINE_MAX 10383360u      /* W&B drops longer history lines */
+#define EX_WANDB_REQ_MAX (8u << 20)  /* one file_stream request, bytes of JSON */
+#define EX_WANDB_RESP_MAX (4u << 20) /* any W&B response body we read */
+#define EX_WANDB_LINE_MAX 10383360u  /* W&B drops longer history lines */
 
 /* Where W&B is and who we are: WANDB_BASE_URL, WANDB_API_KEY or the netrc
  * entry for the base URL's host[:port] ($NETRC, else ~/.netrc). The key lives
@@ -44,16 +44,16 @@ struct ex_wandb_api {
     char base_url[EX_WANDB_URL_MAX];
     char key[EX_WANDB_KEY_MAX];
     bool have_key;
-    bool shared;            /* shared-mode headers on every request */
-    char client_id[33];     /* shared mode: this process's 32-char id */
-    void *curl;             /* CURL *, reused */
-    uint64_t not_before_us; /* monotonic: honour Retry-After before the next request */
+    bool shared;             /* shared-mode headers on every request */
+    char client_id[33];      /* shared mode: this process's 32-char id */
+    void *curl;              /* CURL *, reused */
+    uint64_t not_before_us;  /* monotonic: honour Retry-After before the next request */
     uint64_t retry_after_ms; /* what the last RETRY asked for (0: none) */
-    long last_status;       /* HTTP status of the last request, 0 for network errors */
-    char last_error[256];   /* W&B's error text (or curl's) of the last failure */
+    long last_status;        /* HTTP status of the last request, 0 for network errors */
+    char last_error[256];    /* W&B's error text (or curl's) of the last failure */
     char viewer_entity[GV_RUN_TAG_MAX + 1];
     bool viewer_done;
-    bool dead;              /* credentials rejected: nothing more goes out */
+    bool dead;               /* credentials rejected: nothing more goes out */
     unsigned long nrequests; /* requests sent (tests count them) */
 };
 
@@ -122,7 +122,7 @@ struct ex_wandb_run {
     char storage_id[256];
     char entity_c[GV_RUN_TAG_MAX + 1], project_c[GV_RUN_TAG_MAX + 1];
     bool complete_sent;
-    char parked[256]; /* why uploads stopped; empty when not parked */
+    char parked[256];     /* why uploads stopped; empty when not parked */
     char config_sent[65]; /* sha256 hex of the config last upserted */
 };
 
@@ -162,11 +162,11 @@ struct ex_wandb_dash;
  * when each last posted, which projects have dashboards. */
 struct ex_wandb_session {
     struct ex_wandb_api *api;
-    const char *root;            /* store root, views.json lives here */
-    bool dashboards;             /* push the workspace + report per project */
-    uint64_t upload_interval_us; /* per run, at most one post per interval */
-    uint64_t heartbeat_us;       /* {} when a run posted nothing this long */
-    struct ex_wandb_seen *seen;  /* runs touched this session */
+    const char *root;               /* store root, views.json lives here */
+    bool dashboards;                /* push the workspace + report per project */
+    uint64_t upload_interval_us;    /* per run, at most one post per interval */
+    uint64_t heartbeat_us;          /* {} when a run posted nothing this long */
+    struct ex_wandb_seen *seen;     /* runs touched this session */
     struct ex_wandb_proj *projects; /* projects whose dashboards were pushed */
 };
 
@@ -193,17 +193,17 @@ enum ex_wandb_sync ex_wandb_sync_seen(struct ex_wandb_session *s, uint64_t now_m
 /* ctx of an ex_wandb instance. The first block is filled by the config map
  * (strings belong to the config document); the rest is set up by init. */
 struct ex_wandb_ctx {
-    char *base_url;           /* else WANDB_BASE_URL, else https://api.wandb.ai */
-    char *entity;             /* else WANDB_ENTITY, else the Viewer's */
-    char *project;            /* else WANDB_PROJECT, else "uncategorized" */
-    int run_mapping;          /* enum ex_wandb_mapping */
-    bool per_host;            /* companion run id gains the agent label */
-    char *label;              /* else the agent's label (host name) */
-    long upload_interval_ms;  /* per run, at most one file_stream post per interval */
-    long heartbeat_ms;        /* {} after this long without a post */
-    bool dashboards;          /* upsert the workspace + report once per project */
-    bool offline;             /* never talk to W&B, even with a key */
-    char *dir;                /* store root; default <state>/wandb or <state>/wandb-offline */
+    char *base_url;          /* else WANDB_BASE_URL, else https://api.wandb.ai */
+    char *entity;            /* else WANDB_ENTITY, else the Viewer's */
+    char *project;           /* else WANDB_PROJECT, else "uncategorized" */
+    int run_mapping;         /* enum ex_wandb_mapping */
+    bool per_host;           /* companion run id gains the agent label */
+    char *label;             /* else the agent's label (host name) */
+    long upload_interval_ms; /* per run, at most one file_stream post per interval */
+    long heartbeat_ms;       /* {} after this long without a post */
+    bool dashboards;         /* upsert the workspace + report once per project */
+    bool offline;            /* never talk to W&B, even with a key */
+    char *dir;               /* store root; default <state>/wandb or <state>/wandb-offline */
 
     struct ex_wandb_api api;
     struct ex_wandb_session sess;
@@ -223,7 +223,7 @@ gv_rc ex_wandb_dash_render(const char *entity, const char *project, const char *
                            struct json_object **workspace, struct json_object **report);
 /* upsertView both specs for entity/project, creating them the first time and
  * updating the ids remembered in <root>/views.json afterwards. */
-enum ex_wandb_res ex_wandb_dash_push(struct ex_wandb_api *api, const char *root,
-                                     const char *entity, const char *project);
+enum ex_wandb_res ex_wandb_dash_push(struct ex_wandb_api *api, const char *root, const char *entity,
+                                     const char *project);
 
 #endif

@@ -112,8 +112,8 @@ static void random_id(char *out, size_t n)
 
 void ex_wandb_api_init(struct ex_wandb_api *api, const char *base_url_override)
 {
-    const char *base = base_url_override && *base_url_override ? base_url_override
-                                                               : getenv("WANDB_BASE_URL");
+    const char *base =
+        base_url_override && *base_url_override ? base_url_override : getenv("WANDB_BASE_URL");
     const char *key = getenv("WANDB_API_KEY");
     char host[256];
     char path[1024];
@@ -140,8 +140,8 @@ void ex_wandb_api_init(struct ex_wandb_api *api, const char *base_url_override)
             home = getenv("HOME");
             snprintf(path, sizeof(path), "%s/.netrc", home && *home ? home : "/");
         }
-        api->have_key = ex_wandb_netrc_lookup(path, host, api->key, sizeof(api->key)) == GV_OK &&
-                        api->key[0];
+        api->have_key =
+            ex_wandb_netrc_lookup(path, host, api->key, sizeof(api->key)) == GV_OK && api->key[0];
     }
     random_id(api->client_id, 32);
 }
@@ -441,8 +441,8 @@ enum ex_wandb_res ex_wandb_api_viewer(struct ex_wandb_api *api)
     if (res == EX_WANDB_FATAL && !api->dead) {
         api->dead = true;
         gv_log(GV_LOG_ERROR, MOD, "W&B rejected the credentials; uploads stop, data stays on disk",
-               "base_url=%s status=%ld error=\"%s\" retry_with=\"kt wandb sync\"",
-               api->base_url, api->last_status, api->last_error);
+               "base_url=%s status=%ld error=\"%s\" retry_with=\"kt wandb sync\"", api->base_url,
+               api->last_status, api->last_error);
     }
     json_object_put(data);
     json_object_put(vars);

@@ -116,7 +116,8 @@ gv_rc ex_wandb_dash_render(const char *entity, const char *project, const char *
         struct json_object *p;
         if (json_object_object_get_ex(v, "metadata", &v) &&
             json_object_object_get_ex(v, "panelBankSectionConfig", &v) &&
-            json_object_object_get_ex(v, "panels", &p) && json_object_is_type(p, json_type_string) &&
+            json_object_object_get_ex(v, "panels", &p) &&
+            json_object_is_type(p, json_type_string) &&
             strcmp(json_object_get_string(p), "@WORKSPACE_PANELS@") == 0) {
             if (json_object_deep_copy(panels, &copy, NULL) != 0) {
                 rc = GV_EINVAL;
@@ -211,8 +212,8 @@ static enum ex_wandb_res upsert_view(struct ex_wandb_api *api, const char *entit
     return res;
 }
 
-enum ex_wandb_res ex_wandb_dash_push(struct ex_wandb_api *api, const char *root,
-                                     const char *entity, const char *project)
+enum ex_wandb_res ex_wandb_dash_push(struct ex_wandb_api *api, const char *root, const char *entity,
+                                     const char *project)
 {
     struct json_object *views = NULL;
     struct json_object *ids = NULL;
@@ -235,7 +236,8 @@ enum ex_wandb_res ex_wandb_dash_push(struct ex_wandb_api *api, const char *root,
         json_object_put(views);
         views = json_object_new_object();
     }
-    if (!json_object_object_get_ex(views, key, &ids) || !json_object_is_type(ids, json_type_object)) {
+    if (!json_object_object_get_ex(views, key, &ids) ||
+        !json_object_is_type(ids, json_type_object)) {
         ids = json_object_new_object();
         json_object_object_add(views, key, ids);
     }

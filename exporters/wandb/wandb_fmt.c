@@ -143,14 +143,13 @@ struct json_object *ex_wandb_fmt_row(const struct ex_run_snapshot *s, uint64_t n
     json_object_object_add(row, "governance/latency_p50_seconds", num(s->latency_p50_s, "%.6g"));
     json_object_object_add(row, "governance/latency_p95_seconds", num(s->latency_p95_s, "%.6g"));
     json_object_object_add(row, "governance/latency_p99_seconds", num(s->latency_p99_s, "%.6g"));
-    json_object_object_add(row, "governance/overhead_p99_seconds",
-                           num(s->overhead_p99_s, "%.6g"));
+    json_object_object_add(row, "governance/overhead_p99_seconds", num(s->overhead_p99_s, "%.6g"));
     h = histogram(s);
     if (h) {
         json_object_object_add(row, "governance/latency_seconds", h);
     }
     start = s->first_seen_wall_us && s->first_seen_wall_us <= now_wall_us ? s->first_seen_wall_us
-                                                                         : now_wall_us;
+                                                                          : now_wall_us;
     json_object_object_add(row, "_runtime", num((double)(now_wall_us - start) / 1e6, "%.3f"));
     json_object_object_add(row, "_timestamp", num((double)now_wall_us / 1e6, "%.6f"));
     return row;
@@ -241,12 +240,13 @@ gv_rc ex_wandb_fmt_batch(const struct ex_wandb_fmt_opts *o, const struct ex_batc
         r = json_object_new_object();
         json_object_object_add(r, "run", json_object_new_string(name));
         json_object_object_add(r, "exp_run", json_object_new_string(s->run_id));
-        json_object_object_add(r, "entity", json_object_new_string(or_default(s->entity, o->entity)));
+        json_object_object_add(r, "entity",
+                               json_object_new_string(or_default(s->entity, o->entity)));
         json_object_object_add(r, "project",
                                json_object_new_string(or_default(
                                    s->project, or_default(o->project, "uncategorized"))));
-        json_object_object_add(r, "group", json_object_new_string(or_default(s->run_group,
-                                                                             s->run_id)));
+        json_object_object_add(r, "group",
+                               json_object_new_string(or_default(s->run_group, s->run_id)));
         json_object_object_add(r, "name", json_object_new_string(display));
         json_object_object_add(r, "job_type", json_object_new_string("governance"));
         json_object_object_add(r, "config", ex_wandb_fmt_config(s, label));

@@ -338,8 +338,8 @@ gv_rc ex_wandb_store_read_lines(struct ex_wandb_run *run, uint64_t from, uint64_
         }
         total += line.len;
         pos += line.len + 1;
-        json_object_array_add(arr, json_object_new_string_len(line.data ? line.data : "",
-                                                              (int)line.len));
+        json_object_array_add(
+            arr, json_object_new_string_len(line.data ? line.data : "", (int)line.len));
         idx++;
         (*n)++;
         *end_bytes = pos;
@@ -467,8 +467,8 @@ gv_rc ex_wandb_store_append(const char *root, struct json_object *entry, uint64_
     opened = true;
     /* The agent hands the same payload again after a RETRY: its rows are
      * already here. An older payload than the last one would send _step back. */
-    if (run.last_now_us && (now_us < run.last_now_us ||
-                            (now_us == run.last_now_us && seq == run.last_seq))) {
+    if (run.last_now_us &&
+        (now_us < run.last_now_us || (now_us == run.last_now_us && seq == run.last_seq))) {
         goto out;
     }
     /* run.json: identity and config, refreshed so a config change is upserted. */
@@ -515,7 +515,8 @@ gv_rc ex_wandb_store_append(const char *root, struct json_object *entry, uint64_
     }
     wb = json_object_new_object();
     if (json_object_object_get_ex(row, "_runtime", &v)) {
-        json_object_object_add(wb, "runtime", json_object_new_int64((int64_t)json_object_get_double(v)));
+        json_object_object_add(wb, "runtime",
+                               json_object_new_int64((int64_t)json_object_get_double(v)));
     }
     json_object_object_add(summary, "_wandb", wb);
     rc = write_json(dir_out, "summary.json", summary);

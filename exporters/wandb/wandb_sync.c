@@ -154,8 +154,8 @@ static enum ex_wandb_res resume(struct ex_wandb_session *s, struct ex_wandb_run 
         /* W&B holds lines this store never wrote (its state dir was lost):
          * ours would overwrite them, so stop and let an operator decide. */
         snprintf(s->api->last_error, sizeof(s->api->last_error),
-                 "W&B has %llu history lines, the local store only %llu",
-                 (unsigned long long)h, (unsigned long long)(run->base + run->lines));
+                 "W&B has %llu history lines, the local store only %llu", (unsigned long long)h,
+                 (unsigned long long)(run->base + run->lines));
         s->api->last_status = 409;
         res = EX_WANDB_FATAL;
     }
@@ -184,7 +184,7 @@ static struct json_object *str_or_null(const char *s)
 }
 
 static enum ex_wandb_res upsert(struct ex_wandb_session *s, struct ex_wandb_run *run,
-                               const char *entity, const char *cfg_hash, const char *cfg_str)
+                                const char *entity, const char *cfg_hash, const char *cfg_str)
 {
     struct json_object *vars = json_object_new_object();
     struct json_object *data = NULL;
@@ -233,7 +233,8 @@ static enum ex_wandb_res upsert(struct ex_wandb_session *s, struct ex_wandb_run 
     }
     if (json_object_object_get_ex(data, "upsertBucket", &v) && v &&
         json_object_object_get_ex(v, "bucket", &bucket) && bucket) {
-        if (json_object_object_get_ex(bucket, "id", &v) && json_object_is_type(v, json_type_string)) {
+        if (json_object_object_get_ex(bucket, "id", &v) &&
+            json_object_is_type(v, json_type_string)) {
             snprintf(run->storage_id, sizeof(run->storage_id), "%s", json_object_get_string(v));
         }
         /* The canonical names W&B answers with build the file_stream URL. */

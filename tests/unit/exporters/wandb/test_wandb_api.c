@@ -112,9 +112,9 @@ static void test_network_error_is_retry(void **state)
     setenv("WANDB_API_KEY", "k", 1);
     /* Port 9 (discard) on loopback: nothing listens, the connect fails fast. */
     ex_wandb_api_init(&api, "http://127.0.0.1:9");
-    assert_int_equal(ex_wandb_api_graphql(&api, "Viewer", "query Viewer { viewer { id } }", vars,
-                                          &data),
-                     EX_WANDB_RETRY);
+    assert_int_equal(
+        ex_wandb_api_graphql(&api, "Viewer", "query Viewer { viewer { id } }", vars, &data),
+        EX_WANDB_RETRY);
     assert_null(data);
     assert_int_equal(api.last_status, 0);
     assert_true(api.last_error[0] != '\0');

@@ -12,10 +12,16 @@
 #include "exporters/wandb/wandb.h"
 
 static const char *const keys[] = {
-    "governance/allowed",          "governance/blocked",          "governance/blocked_by/",
-    "governance/pii/",             "governance/latency_p50_seconds",
-    "governance/latency_p95_seconds", "governance/latency_p99_seconds",
-    "governance/latency_seconds\"", "governance/tokens_total",     "governance/cost_usd",
+    "governance/allowed",
+    "governance/blocked",
+    "governance/blocked_by/",
+    "governance/pii/",
+    "governance/latency_p50_seconds",
+    "governance/latency_p95_seconds",
+    "governance/latency_p99_seconds",
+    "governance/latency_seconds\"",
+    "governance/tokens_total",
+    "governance/cost_usd",
 };
 
 static void test_render_resolves_names(void **state)

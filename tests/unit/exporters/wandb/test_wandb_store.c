@@ -43,8 +43,7 @@ static struct json_object *entry(const char *run, int requests, bool final)
     return e;
 }
 
-static void lines_of(struct ex_wandb_run *run, uint64_t from, struct json_object **arr,
-                     uint64_t *n)
+static void lines_of(struct ex_wandb_run *run, uint64_t from, struct json_object **arr, uint64_t *n)
 {
     uint64_t end;
     *arr = json_object_new_array();
@@ -126,7 +125,8 @@ static void test_open_cuts_uncounted_lines(void **state)
     fseek(f, 0, SEEK_END);
     size = ftell(f);
     fclose(f);
-    assert_int_equal(size, (long)strlen("{\"governance/requests\":1,\"_runtime\":1.5,\"_step\":0}\n"));
+    assert_int_equal(size,
+                     (long)strlen("{\"governance/requests\":1,\"_runtime\":1.5,\"_step\":0}\n"));
     json_object_put(e);
 }
 
