@@ -1,0 +1,252 @@
+/* tests/unit/gateway/sse/test_gw_sse.c - SSE parser: splits, line endings, limits */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/gv_buf.h"
+#include "gateway/gw_sse.h"
+
+/* Everything the callback saw, flattened so whole runs compare as strings:
+ * per event "<name>|<has_data>|<done>|<data>\n", and the raw bytes apart. */
+struct seen {
+    struct gv_buf events;
+    struct gv_buf raw;
+    int n;
+};
+
+static gv_rc collect(void *arg, const struct gw_sse_event *ev)
+{
+    struct seen *s = arg;
+
+    s->n++;
+    gv_buf_appendf(&s->events, "%s|%d|%d|", ev->name, ev->has_data ? 1 : 0, ev->done ? 1 : 0);
+    gv_buf_append(&s->events, ev->data, ev->data_len);
+    gv_buf_append_char(&s->events, '\n');
+    gv_buf_append(&s->raw, ev->raw, ev->raw_len);
+    return GV_OK;
+}
+
+static void seen_init(struct seen *s)
+{
+    gv_buf_init(&s->events, 0);
+    gv_buf_init(&s->raw, 0);
+    s->n = 0;
+}
+
+static void seen_free(struct seen *s)
+{
+    gv_buf_free(&s->events);
+    gv_buf_free(&s->raw);
+}
+
+static const char STREAM[] =
+    ": keep-alive\n\n"
+    "data: {\"id\":\"c1\",\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n"
+    "event: message\r\ndata: line one\r\ndata: line two\r\n\r\n"
+    "data:no-space\rid: 7\r\r"
+    "retry: 10\ndata: {\"usage\":{\"prompt_tokens\":3}}\n\n"
+    "data: [DONE]\n\n";
+
+static const char EXPECTED[] =
+    "|0|0|\n"
+    "|1|0|{\"id\":\"c1\",\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n"
+    "message|1|0|line one\nline two\n"
+    "|1|0|no-space\n"
+    "|1|0|{\"usage\":{\"prompt_tokens\":3}}\n"
+    "|1|1|[DONE]\n";
+
+static void run_split(const char *in, size_t len, size_t cut, struct seen *s)
+{
+    struct gw_sse p;
+
+    gw_sse_init(&p, 0);
+    assert_int_equal(gw_sse_feed(&p, in, cut, collect, s), GV_OK);
+    assert_int_equal(gw_sse_feed(&p, in + cut, len - cut, collect, s), GV_OK);
+    assert_int_equal(gw_sse_finish(&p, collect, s), GV_OK);
+    gw_sse_free(&p);
+}
+
+static void test_feed_whole_stream(void **state)
+{
+    struct seen s;
+
+    seen_init(&s);
+    run_split(STREAM, sizeof(STREAM) - 1, sizeof(STREAM) - 1, &s);
+    assert_string_equal(s.events.data, EXPECTED);
+    /* A proxy that forwards raw bytes forwards exactly what came in. */
+    assert_int_equal(s.raw.len, sizeof(STREAM) - 1);
+    assert_memory_equal(s.raw.data, STREAM, sizeof(STREAM) - 1);
+    seen_free(&s);
+}
+
+static void test_feed_split_at_every_byte(void **state)
+{
+    size_t cut, len = sizeof(STREAM) - 1;
+
+    for (cut = 0; cut <= len; cut++) {
+        struct seen s;
+        seen_init(&s);
+        run_split(STREAM, len, cut, &s);
+        assert_string_equal(s.events.data, EXPECTED);
+        assert_int_equal(s.raw.len, len);
+        assert_memory_equal(s.raw.data, STREAM, len);
+        seen_free(&s);
+    }
+}
+
+static void test_feed_one_byte_at_a_time(void **state)
+{
+    struct gw_sse p;
+    struct seen s;
+    size_t i, len = sizeof(STREAM) - 1;
+
+    seen_init(&s);
+    gw_sse_init(&p, 0);
+    for (i = 0; i < len; i++) {
+        assert_int_equal(gw_sse_feed(&p, STREAM + i, 1, collect, &s), GV_OK);
+    }
+    assert_int_equal(gw_sse_finish(&p, collect, &s), GV_OK);
+    assert_string_equal(s.events.data, EXPECTED);
+    gw_sse_free(&p);
+    seen_free(&s);
+}
+
+static void test_feed_crlf_split_between_cr_and_lf(void **state)
+{
+    static const char in[] = "data: a\r\n\r\ndata: b\r\n\r\n";
+    struct gw_sse p;
+    struct seen s;
+
+    seen_init(&s);
+    gw_sse_init(&p, 0);
+    /* Cut right after the \r of the blank line: the \n must not start an event. */
+    assert_int_equal(gw_sse_feed(&p, in, 10, collect, &s), GV_OK);
+    assert_int_equal(s.n, 0);
+    assert_int_equal(gw_sse_feed(&p, in + 10, sizeof(in) - 1 - 10, collect, &s), GV_OK);
+    assert_int_equal(gw_sse_finish(&p, collect, &s), GV_OK);
+    assert_int_equal(s.n, 2);
+    assert_string_equal(s.events.data, "|1|0|a\n|1|0|b\n");
+    gw_sse_free(&p);
+    seen_free(&s);
+}
+
+static void test_finish_reports_unterminated_event(void **state)
+{
+    static const char in[] = "data: {\"x\":1}\n\ndata: [DONE]";
+    struct gw_sse p;
+    struct seen s;
+
+    seen_init(&s);
+    gw_sse_init(&p, 0);
+    assert_int_equal(gw_sse_feed(&p, in, sizeof(in) - 1, collect, &s), GV_OK);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(gw_sse_finish(&p, collect, &s), GV_OK);
+    assert_string_equal(s.events.data, "|1|0|{\"x\":1}\n|1|1|[DONE]\n");
+    gw_sse_free(&p);
+    seen_free(&s);
+}
+
+static void test_feed_oversized_event_fails(void **state)
+{
+    char big[300];
+    struct gw_sse p;
+    struct seen s;
+
+    memset(big, 'x', sizeof(big));
+    memcpy(big, "data: ", 6);
+    seen_init(&s);
+    gw_sse_init(&p, 256);
+    assert_int_equal(gw_sse_feed(&p, "data: ok\n\n", 10, collect, &s), GV_OK);
+    assert_int_equal(gw_sse_feed(&p, big, sizeof(big), collect, &s), GV_E2BIG);
+    /* Failed for good: no half-event is ever reported afterwards. */
+    assert_int_equal(gw_sse_feed(&p, "\n\n", 2, collect, &s), GV_EPROTO);
+    assert_int_equal(gw_sse_finish(&p, collect, &s), GV_EPROTO);
+    assert_int_equal(s.n, 1);
+    gw_sse_free(&p);
+    seen_free(&s);
+}
+
+static void test_feed_many_lines_in_one_event_hit_the_cap(void **state)
+{
+    struct gw_sse p;
+    struct seen s;
+    int i;
+    gv_rc rc = GV_OK;
+
+    seen_init(&s);
+    gw_sse_init(&p, 1024);
+    /* Each line is short; the event as a whole is what is bounded. */
+    for (i = 0; i < 200 && rc == GV_OK; i++) {
+        rc = gw_sse_feed(&p, "data: 0123456789\n", 17, collect, &s);
+    }
+    assert_int_equal(rc, GV_E2BIG);
+    assert_int_equal(s.n, 0);
+    gw_sse_free(&p);
+    seen_free(&s);
+}
+
+static gv_rc stop_at_second(void *arg, const struct gw_sse_event *ev)
+{
+    int *n = arg;
+
+    (*n)++;
+    return *n == 2 ? GV_EPROTO : GV_OK;
+}
+
+static void test_feed_returns_callback_error(void **state)
+{
+    static const char in[] = "data: 1\n\ndata: 2\n\ndata: 3\n\n";
+    struct gw_sse p;
+    int n = 0;
+
+    gw_sse_init(&p, 0);
+    assert_int_equal(gw_sse_feed(&p, in, sizeof(in) - 1, stop_at_second, &n), GV_EPROTO);
+    assert_int_equal(n, 2);
+    gw_sse_free(&p);
+}
+
+static void test_feed_arbitrary_bytes_never_crash(void **state)
+{
+    unsigned char buf[4096];
+    uint32_t x = 12345;
+    struct gw_sse p;
+    struct seen s;
+    size_t i;
+    int round;
+
+    for (round = 0; round < 50; round++) {
+        seen_init(&s);
+        gw_sse_init(&p, 512);
+        for (i = 0; i < sizeof(buf); i++) {
+            x = x * 1103515245u + 12345u;
+            /* Bias toward the bytes the parser cares about. */
+            buf[i] = (unsigned char)((x >> 16) % 7 == 0 ? (uint32_t)(unsigned char)"\n\r:d "[(x >> 8) % 5]
+                                                       : (x >> 16));
+        }
+        (void)gw_sse_feed(&p, (const char *)buf, sizeof(buf), collect, &s);
+        (void)gw_sse_finish(&p, collect, &s);
+        gw_sse_free(&p);
+        seen_free(&s);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_feed_whole_stream),
+        cmocka_unit_test(test_feed_split_at_every_byte),
+        cmocka_unit_test(test_feed_one_byte_at_a_time),
+        cmocka_unit_test(test_feed_crlf_split_between_cr_and_lf),
+        cmocka_unit_test(test_finish_reports_unterminated_event),
+        cmocka_unit_test(test_feed_oversized_event_fails),
+        cmocka_unit_test(test_feed_many_lines_in_one_event_hit_the_cap),
+        cmocka_unit_test(test_feed_returns_callback_error),
+        cmocka_unit_test(test_feed_arbitrary_bytes_never_crash),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
