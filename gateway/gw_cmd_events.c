@@ -544,6 +544,7 @@ int gw_cmd_events_tail(int argc, char **argv)
         }
     }
     gv_free(segs);
+    fprintf(stderr, "kt events tail: following %s (Ctrl-C stops)\n", o.dir);
     while (!tail_stop && (o.max == 0 || total < o.max)) {
         uint64_t next;
         if (cur) {
