@@ -1,0 +1,1520 @@
+/* gateway/policies/pii/pii_scan.c - PII detector core: one byte pass plus validators */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "gateway/policies/pii/pii_scan.h"
+
+#include <arpa/inet.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/gv_mem.h"
+#include "gateway/policies/pii/pii_names.h"
+
+/*
+ * Design: a single left-to-right pass looks only at token starts (a letter, a
+ * digit, '+' or '(' after a non-alphanumeric byte) and at '@'. Each trigger
+ * runs a small hand-written recogniser that either returns the end of a
+ * validated entity or the end of the token, so every byte is visited a bounded
+ * number of times and the cost is linear. A second pass over words finds
+ * PERSON. Findings are then sorted and overlaps resolved by priority.
+ * Validators (Luhn, mod-97 with per-country lengths, SSA rules, inet_pton)
+ * are what keeps precision high; the shapes only propose candidates.
+ */
+
+#define MAX_GROUPS 12
+#define MAX_DIGITS 24
+#define CTX_WINDOW 40
+#define URL_MAX 2048
+#define STREAM_HOLD_MAX 2048
+#define STREAM_HOLD_TOKENS 6
+
+struct scan {
+    const char *t;
+    size_t len;
+    uint32_t types;
+    struct pii_scan_buf *b;
+    gv_rc rc;
+};
+
+static bool want(const struct scan *s, int type)
+{
+    return (s->types & (1u << type)) != 0;
+}
+
+static bool is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool is_alpha(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static bool is_alnum(unsigned char c)
+{
+    return is_digit(c) || is_alpha(c);
+}
+
+static bool is_hex(unsigned char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static bool is_upper(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z';
+}
+
+static unsigned char lower(unsigned char c)
+{
+    return is_upper(c) ? (unsigned char)(c + 32) : c;
+}
+
+static bool is_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* Length of the letter starting at p (ASCII or a Latin/Greek/Cyrillic code
+ * point in UTF-8), 0 when p is not a letter. *upper says whether it is upper
+ * case. Approximate on purpose: no Unicode tables for a name heuristic. */
+static size_t u8_letter(const unsigned char *p, size_t left, bool *upper)
+{
+    unsigned cp;
+
+    *upper = false;
+    if (left == 0) {
+        return 0;
+    }
+    if (p[0] < 0x80) {
+        *upper = is_upper(p[0]);
+        return is_alpha(p[0]) ? 1 : 0;
+    }
+    if (p[0] >= 0xc2 && p[0] <= 0xdf && left >= 2 && (p[1] & 0xc0) == 0x80) {
+        cp = ((unsigned)(p[0] & 0x1f) << 6) | (p[1] & 0x3fu);
+        if (cp < 0xc0 || cp == 0xd7 || cp == 0xf7 || (cp > 0x24f && cp < 0x370) || cp > 0x52f) {
+            return 0;
+        }
+        *upper = (cp >= 0xc0 && cp <= 0xde) || (cp >= 0x100 && cp <= 0x17f && !(cp & 1u)) ||
+                 (cp >= 0x391 && cp <= 0x3a9) || (cp >= 0x400 && cp <= 0x42f);
+        return 2;
+    }
+    if (p[0] == 0xe1 && left >= 3 && (p[1] == 0xb8 || p[1] == 0xb9 || p[1] == 0xba || p[1] == 0xbb) &&
+        (p[2] & 0xc0) == 0x80) {
+        /* Latin Extended Additional (U+1E00-U+1EFF): Vietnamese and others. */
+        cp = ((unsigned)(p[1] & 0x3f) << 6) | (p[2] & 0x3fu);
+        *upper = !(cp & 1u);
+        return 3;
+    }
+    return 0;
+}
+
+static void add_span(struct scan *s, size_t start, size_t end, int type)
+{
+    struct pii_scan_buf *b = s->b;
+
+    if (s->rc != GV_OK) {
+        return;
+    }
+    if (b->n == PII_MAX_SPANS) {
+        s->rc = GV_E2BIG;
+        return;
+    }
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 16;
+        b->spans = gv_realloc(b->spans, b->cap * sizeof(*b->spans));
+    }
+    b->spans[b->n].start = start;
+    b->spans[b->n].end = end;
+    b->spans[b->n].type = type;
+    b->n++;
+}
+
+/* True when one of the NUL-separated lower-case words occurs in the
+ * CTX_WINDOW bytes before pos: "phone" before a bare number, "nhs" before a
+ * 10-digit number. */
+static bool context_before(const struct scan *s, size_t pos, const char *const *words)
+{
+    char win[CTX_WINDOW + 1];
+    size_t from = pos > CTX_WINDOW ? pos - CTX_WINDOW : 0;
+    size_t i, n = pos - from;
+
+    for (i = 0; i < n; i++) {
+        win[i] = (char)lower((unsigned char)s->t[from + i]);
+        if (win[i] == '\0') {
+            win[i] = ' ';
+        }
+    }
+    win[n] = '\0';
+    for (i = 0; words[i]; i++) {
+        if (strstr(win, words[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- validators ---- */
+
+bool pii_luhn_ok(const char *digits, size_t n)
+{
+    unsigned sum = 0;
+    size_t i;
+    bool dbl = false;
+
+    if (n == 0) {
+        return false;
+    }
+    for (i = n; i-- > 0;) {
+        unsigned d;
+        if (!is_digit((unsigned char)digits[i])) {
+            return false;
+        }
+        d = (unsigned)(digits[i] - '0');
+        if (dbl) {
+            d *= 2;
+            if (d > 9) {
+                d -= 9;
+            }
+        }
+        sum += d;
+        dbl = !dbl;
+    }
+    return sum % 10 == 0;
+}
+
+/* Registered IBAN lengths (SWIFT IBAN registry). */
+static const struct {
+    char cc[3];
+    unsigned char len;
+} iban_lens[] = {
+    {"AD", 24}, {"AE", 23}, {"AL", 28}, {"AT", 20}, {"AZ", 28}, {"BA", 20}, {"BE", 16},
+    {"BG", 22}, {"BH", 22}, {"BI", 27}, {"BR", 29}, {"BY", 28}, {"CH", 21}, {"CR", 22},
+    {"CY", 28}, {"CZ", 24}, {"DE", 22}, {"DJ", 27}, {"DK", 18}, {"DO", 28}, {"EE", 20},
+    {"EG", 29}, {"ES", 24}, {"FI", 18}, {"FK", 18}, {"FO", 18}, {"FR", 27}, {"GB", 22},
+    {"GE", 22}, {"GI", 23}, {"GL", 18}, {"GR", 27}, {"GT", 28}, {"HR", 21}, {"HU", 28},
+    {"IE", 22}, {"IL", 23}, {"IQ", 23}, {"IS", 26}, {"IT", 27}, {"JO", 30}, {"KW", 30},
+    {"KZ", 20}, {"LB", 28}, {"LC", 32}, {"LI", 21}, {"LT", 20}, {"LU", 20}, {"LV", 21},
+    {"LY", 25}, {"MC", 27}, {"MD", 24}, {"ME", 22}, {"MK", 19}, {"MN", 20}, {"MR", 27},
+    {"MT", 31}, {"MU", 30}, {"NI", 28}, {"NL", 18}, {"NO", 15}, {"OM", 23}, {"PK", 24},
+    {"PL", 28}, {"PS", 29}, {"PT", 25}, {"QA", 29}, {"RO", 24}, {"RS", 22}, {"RU", 33},
+    {"SA", 24}, {"SC", 31}, {"SD", 18}, {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27},
+    {"SO", 23}, {"ST", 25}, {"SV", 28}, {"TL", 23}, {"TN", 24}, {"TR", 26}, {"UA", 29},
+    {"VA", 22}, {"VG", 24}, {"XK", 20}, {"YE", 30},
+};
+
+static unsigned iban_len_for(unsigned char a, unsigned char b)
+{
+    size_t i;
+
+    a = (unsigned char)(is_alpha(a) ? (a & ~0x20) : a);
+    b = (unsigned char)(is_alpha(b) ? (b & ~0x20) : b);
+    for (i = 0; i < sizeof(iban_lens) / sizeof(iban_lens[0]); i++) {
+        if ((unsigned char)iban_lens[i].cc[0] == a && (unsigned char)iban_lens[i].cc[1] == b) {
+            return iban_lens[i].len;
+        }
+    }
+    return 0;
+}
+
+bool pii_iban_ok(const char *s, size_t n)
+{
+    unsigned rem = 0;
+    size_t i;
+
+    if (n < 15 || n > 34 || iban_len_for((unsigned char)s[0], (unsigned char)s[1]) != n ||
+        !is_digit((unsigned char)s[2]) || !is_digit((unsigned char)s[3])) {
+        return false;
+    }
+    /* Move the first four characters to the end, letters become 10..35, and
+     * the whole number mod 97 must be 1; computed digit by digit. */
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[(i + 4) % n];
+        if (is_digit(c)) {
+            rem = (rem * 10 + (unsigned)(c - '0')) % 97;
+        }
+        else if (is_alpha(c)) {
+            unsigned v = (unsigned)(lower(c) - 'a') + 10;
+            rem = (rem * 100 + v) % 97;
+        }
+        else {
+            return false;
+        }
+    }
+    return rem == 1;
+}
+
+bool pii_ssn_ok(unsigned area, unsigned group, unsigned serial)
+{
+    if (area == 0 || area == 666 || area >= 900 || area > 999 || group == 0 || group > 99 ||
+        serial == 0 || serial > 9999) {
+        return false;
+    }
+    /* Numbers the SSA itself published as examples (advertising wallet
+     * cards), which appear in text as placeholders rather than as PII. */
+    if ((area == 78 && group == 5 && serial == 1120) || (area == 219 && group == 9 && serial == 9999) ||
+        (area == 123 && group == 45 && serial == 6789)) {
+        return false;
+    }
+    return true;
+}
+
+static bool itin_ok(unsigned area, unsigned group)
+{
+    return area >= 900 && area <= 999 &&
+           ((group >= 50 && group <= 65) || (group >= 70 && group <= 88) ||
+            (group >= 90 && group <= 92) || (group >= 94 && group <= 99));
+}
+
+bool pii_ipv4_ok(const char *s, size_t n)
+{
+    char tmp[64];
+    unsigned char addr[16];
+
+    if (n == 0 || n >= sizeof(tmp)) {
+        return false;
+    }
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    return inet_pton(AF_INET, tmp, addr) == 1;
+}
+
+bool pii_ipv6_ok(const char *s, size_t n)
+{
+    char tmp[64];
+    unsigned char addr[16];
+
+    if (n == 0 || n >= sizeof(tmp)) {
+        return false;
+    }
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    return inet_pton(AF_INET6, tmp, addr) == 1;
+}
+
+bool pii_nhs_ok(const char *digits)
+{
+    unsigned sum = 0, check;
+    int i;
+
+    for (i = 0; i < 10; i++) {
+        if (!is_digit((unsigned char)digits[i])) {
+            return false;
+        }
+    }
+    for (i = 0; i < 9; i++) {
+        sum += (unsigned)(digits[i] - '0') * (unsigned)(10 - i);
+    }
+    check = 11 - sum % 11;
+    if (check == 11) {
+        check = 0;
+    }
+    return check != 10 && check == (unsigned)(digits[9] - '0');
+}
+
+/* ---- recognisers: each returns the end of what it matched, 0 for no match ---- */
+
+static size_t match_email(struct scan *s, size_t at)
+{
+    const char *t = s->t;
+    size_t ls = at, p = at + 1, last_dot = 0, label_len = 0, end;
+    size_t nlabels = 0;
+    bool tld_alpha = true;
+
+    while (ls > 0 && at - ls < 64) {
+        unsigned char c = (unsigned char)t[ls - 1];
+        if (!(is_alnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-')) {
+            break;
+        }
+        ls--;
+    }
+    while (ls < at && (t[ls] == '.' || t[ls] == '-')) {
+        ls++;
+    }
+    if (ls == at) {
+        return 0;
+    }
+    end = p;
+    while (p < s->len && p - at < 255) {
+        unsigned char c = (unsigned char)t[p];
+        if (is_alnum(c) || c == '-') {
+            if (label_len == 0) {
+                tld_alpha = true;
+            }
+            if (!is_alpha(c)) {
+                tld_alpha = false;
+            }
+            label_len++;
+            p++;
+            continue;
+        }
+        if (c == '.' && label_len > 0 && p + 1 < s->len && is_alnum((unsigned char)t[p + 1])) {
+            nlabels++;
+            last_dot = p;
+            label_len = 0;
+            p++;
+            continue;
+        }
+        break;
+    }
+    if (label_len > 0) {
+        nlabels++;
+    }
+    if (nlabels < 2 || last_dot == 0 || !tld_alpha || p - last_dot - 1 < 2) {
+        return 0;
+    }
+    end = p;
+    add_span(s, ls, end, GV_PII_EMAIL_ADDRESS);
+    return end;
+}
+
+static bool url_char(unsigned char c)
+{
+    return c > 0x20 && c != '<' && c != '>' && c != '"' && c != '\'' && c != '`' && c != '|' &&
+           c != '\\' && c != 0x7f;
+}
+
+/* Extend over URL characters from p, then give back trailing punctuation that
+ * belongs to the sentence ("see https://x.org/a.", "(https://x.org)"). */
+static size_t url_extend(const struct scan *s, size_t start, size_t p)
+{
+    size_t end;
+    int parens = 0;
+    size_t i;
+
+    while (p < s->len && p - start < URL_MAX && url_char((unsigned char)s->t[p])) {
+        p++;
+    }
+    end = p;
+    while (end > start) {
+        unsigned char c = (unsigned char)s->t[end - 1];
+        if (c == '.' || c == ',' || c == ';' || c == ':' || c == '!' || c == '?' || c == ']' ||
+            c == '}') {
+            end--;
+            continue;
+        }
+        if (c == ')') {
+            parens = 0;
+            for (i = start; i < end; i++) {
+                parens += s->t[i] == '(' ? 1 : s->t[i] == ')' ? -1 : 0;
+            }
+            if (parens < 0) {
+                end--;
+                continue;
+            }
+        }
+        break;
+    }
+    return end;
+}
+
+static bool prefix_ci(const struct scan *s, size_t at, const char *pfx)
+{
+    size_t i;
+
+    for (i = 0; pfx[i]; i++) {
+        if (at + i >= s->len || lower((unsigned char)s->t[at + i]) != (unsigned char)pfx[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static size_t match_url_scheme(struct scan *s, size_t at)
+{
+    static const char *const pfx[] = {"https://", "http://", "ftp://", "www.", NULL};
+    size_t i, p = 0, end;
+
+    for (i = 0; pfx[i]; i++) {
+        if (prefix_ci(s, at, pfx[i])) {
+            p = at + strlen(pfx[i]);
+            break;
+        }
+    }
+    if (!pfx[i] || p >= s->len || !is_alnum((unsigned char)s->t[p])) {
+        return 0;
+    }
+    end = url_extend(s, at, p);
+    if (end <= p) {
+        return 0;
+    }
+    add_span(s, at, end, GV_PII_URL);
+    return end;
+}
+
+/* Top-level domains accepted for a bare domain ("example.com/x"). Two-letter
+ * ones that are also English words ("in", "it", "me", "to") need a path. */
+static const char *const tlds[] = {"com", "net", "org", "edu", "gov", "mil", "io", "ai", "co",
+                                   "info", "biz", "dev", "app", "uk", "de", "fr", "es", "nl",
+                                   "se", "ch", "eu", "ca", "au", "jp", "cn", "ru", "br", "pl",
+                                   "cz", "dk", "fi", "pt", "ie", "nz", "za", "mx", "ar", "gr",
+                                   "hu", "ro", "sk", "si", "ee", "lv", "lt", "cy", "uy", NULL};
+static const char *const tlds_path[] = {"in", "it", "me", "us", "to", "at", "be", "no", "is",
+                                        NULL};
+
+static bool tld_in(const char *t, size_t n, const char *const *list)
+{
+    size_t i, j;
+
+    for (i = 0; list[i]; i++) {
+        if (strlen(list[i]) != n) {
+            continue;
+        }
+        for (j = 0; j < n && lower((unsigned char)t[j]) == (unsigned char)list[i][j]; j++) {
+        }
+        if (j == n) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static size_t match_bare_domain(struct scan *s, size_t at)
+{
+    size_t p = at, last_dot = 0, nlabels = 1, end;
+    bool path;
+
+    while (p < s->len) {
+        unsigned char c = (unsigned char)s->t[p];
+        if (is_alnum(c) || c == '-') {
+            p++;
+        }
+        else if (c == '.' && p > at && s->t[p - 1] != '.' && p + 1 < s->len &&
+                 is_alnum((unsigned char)s->t[p + 1])) {
+            last_dot = p;
+            nlabels++;
+            p++;
+        }
+        else {
+            break;
+        }
+    }
+    if (nlabels < 2 || last_dot - at < 2 || (p < s->len && (s->t[p] == '@' || s->t[p] == '_')) ||
+        (at > 0 && s->t[at - 1] == '@')) {
+        return 0;
+    }
+    path = p < s->len && s->t[p] == '/';
+    if (!tld_in(s->t + last_dot + 1, p - last_dot - 1, tlds) &&
+        !(path && tld_in(s->t + last_dot + 1, p - last_dot - 1, tlds_path))) {
+        return 0;
+    }
+    end = path ? url_extend(s, at, p) : p;
+    add_span(s, at, end, GV_PII_URL);
+    return end;
+}
+
+static size_t match_iban(struct scan *s, size_t at)
+{
+    char compact[40];
+    size_t p = at, n = 0;
+    unsigned want_len;
+
+    if (at + 4 > s->len || !is_alpha((unsigned char)s->t[at]) ||
+        !is_alpha((unsigned char)s->t[at + 1]) || !is_digit((unsigned char)s->t[at + 2]) ||
+        !is_digit((unsigned char)s->t[at + 3])) {
+        return 0;
+    }
+    want_len = iban_len_for((unsigned char)s->t[at], (unsigned char)s->t[at + 1]);
+    if (want_len == 0) {
+        return 0;
+    }
+    /* Print format groups by four with single spaces; the compact form has none. */
+    while (p < s->len && n < want_len) {
+        unsigned char c = (unsigned char)s->t[p];
+        if (is_alnum(c)) {
+            compact[n++] = (char)c;
+            p++;
+        }
+        else if (c == ' ' && n % 4 == 0 && p + 1 < s->len && is_alnum((unsigned char)s->t[p + 1])) {
+            p++;
+        }
+        else {
+            break;
+        }
+    }
+    if (n != want_len || (p < s->len && is_alnum((unsigned char)s->t[p])) ||
+        !pii_iban_ok(compact, n)) {
+        return 0;
+    }
+    add_span(s, at, p, GV_PII_IBAN_CODE);
+    return p;
+}
+
+static size_t match_mac(struct scan *s, size_t at)
+{
+    size_t i;
+    char sep;
+
+    if (at + 17 > s->len) {
+        return 0;
+    }
+    sep = s->t[at + 2];
+    if (sep != ':' && sep != '-') {
+        return 0;
+    }
+    for (i = 0; i < 17; i++) {
+        unsigned char c = (unsigned char)s->t[at + i];
+        if (i % 3 == 2 ? c != (unsigned char)sep : !is_hex(c)) {
+            return 0;
+        }
+    }
+    if (at + 17 < s->len && (is_alnum((unsigned char)s->t[at + 17]) || s->t[at + 17] == sep)) {
+        return 0;
+    }
+    add_span(s, at, at + 17, GV_PII_MAC_ADDRESS);
+    return at + 17;
+}
+
+static size_t match_ipv6(struct scan *s, size_t at)
+{
+    size_t p = at, colons = 0;
+    bool dbl = false, digit = false;
+
+    while (p < s->len && p - at < 46) {
+        unsigned char c = (unsigned char)s->t[p];
+        if (c == ':') {
+            colons++;
+            if (p > at && s->t[p - 1] == ':') {
+                dbl = true;
+            }
+        }
+        else if (is_digit(c)) {
+            digit = true;
+        }
+        else if (!is_hex(c) && c != '.') {
+            break;
+        }
+        p++;
+    }
+    while (p > at && (s->t[p - 1] == '.' || (s->t[p - 1] == ':' && !(p - at >= 2 && s->t[p - 2] == ':')))) {
+        p--;
+    }
+    if (colons < 2 || !digit || !(dbl || colons >= 7) ||
+        (p < s->len && (is_alnum((unsigned char)s->t[p]) || s->t[p] == '_')) ||
+        !pii_ipv6_ok(s->t + at, p - at)) {
+        return 0;
+    }
+    add_span(s, at, p, GV_PII_IP_ADDRESS);
+    return p;
+}
+
+/* A run of digit groups: "+1 (415) 555-0100", "4111 1111 1111 1111", "10.0.0.1". */
+struct numtok {
+    size_t end;
+    int ngroups;
+    unsigned char glen[MAX_GROUPS];
+    char sep[MAX_GROUPS]; /* separator before group i (0 for the first / after ')') */
+    char dig[MAX_DIGITS + 1];
+    size_t ndig;
+    bool plus;
+    bool paren;
+    bool too_long;
+};
+
+static size_t parse_groups(const struct scan *s, size_t at, struct numtok *nt)
+{
+    size_t p = at;
+    const char *t = s->t;
+
+    memset(nt, 0, sizeof(*nt));
+    if (t[p] == '+') {
+        nt->plus = true;
+        p++;
+    }
+    for (;;) {
+        bool in_paren = false;
+        size_t g = 0;
+        if (nt->ngroups == MAX_GROUPS) {
+            nt->too_long = true;
+            break;
+        }
+        if (p < s->len && t[p] == '(') {
+            in_paren = true;
+            nt->paren = true;
+            p++;
+        }
+        while (p < s->len && is_digit((unsigned char)t[p])) {
+            if (nt->ndig < MAX_DIGITS) {
+                nt->dig[nt->ndig] = t[p];
+            }
+            nt->ndig++;
+            g++;
+            p++;
+        }
+        if (g == 0 || g > 255) {
+            if (g == 0 && nt->ngroups == 0) {
+                return at;
+            }
+            nt->too_long = g > 255;
+            if (g == 0) {
+                /* "(" or a separator not followed by digits: end before it. */
+                p -= in_paren ? 1 : 0;
+                break;
+            }
+        }
+        nt->glen[nt->ngroups++] = (unsigned char)(g > 255 ? 255 : g);
+        if (in_paren) {
+            if (p >= s->len || t[p] != ')') {
+                nt->too_long = true; /* unbalanced: not a phone shape */
+                break;
+            }
+            p++;
+            if (p < s->len && is_digit((unsigned char)t[p])) {
+                nt->sep[nt->ngroups] = ')';
+                continue;
+            }
+        }
+        if (p + 1 < s->len && (t[p] == ' ' || t[p] == '-' || t[p] == '.') &&
+            (is_digit((unsigned char)t[p + 1]) || t[p + 1] == '(')) {
+            nt->sep[nt->ngroups] = t[p];
+            p++;
+            continue;
+        }
+        break;
+    }
+    nt->end = p;
+    if (nt->ndig > MAX_DIGITS) {
+        nt->too_long = true;
+    }
+    nt->dig[nt->ndig < MAX_DIGITS ? nt->ndig : MAX_DIGITS] = '\0';
+    return p;
+}
+
+/* The single separator used between all groups, 0 when none, -1 when mixed. */
+static int uniform_sep(const struct numtok *nt)
+{
+    int sep = 0, i;
+
+    for (i = 1; i < nt->ngroups; i++) {
+        if (sep == 0) {
+            sep = nt->sep[i];
+        }
+        else if (sep != nt->sep[i]) {
+            return -1;
+        }
+    }
+    return sep;
+}
+
+static unsigned num_of(const char *d, size_t n)
+{
+    unsigned v = 0;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        v = v * 10 + (unsigned)(d[i] - '0');
+    }
+    return v;
+}
+
+static const char *const ctx_phone[] = {"phone", "tel", "call", "mobile", "cell", "fax", "whatsapp",
+                                        "sms", "text me", "contact", "number", NULL};
+static const char *const ctx_ssn[] = {"ssn", "social security", "social sec", NULL};
+static const char *const ctx_nhs[] = {"nhs", "health service", NULL};
+
+static bool nanp_ok(const char *d)
+{
+    return d[0] >= '2' && d[0] <= '9' && d[3] >= '2' && d[3] <= '9';
+}
+
+/* Phone extensions: "x4587", " ext. 12", " ext 12". Returns the new end. */
+static size_t phone_ext(const struct scan *s, size_t p)
+{
+    size_t q = p, d;
+
+    if (q < s->len && (s->t[q] == 'x' || s->t[q] == 'X')) {
+        q++;
+    }
+    else if (prefix_ci(s, q, " ext. ")) {
+        q += 6;
+    }
+    else if (prefix_ci(s, q, " ext ")) {
+        q += 5;
+    }
+    else {
+        return p;
+    }
+    for (d = 0; q + d < s->len && is_digit((unsigned char)s->t[q + d]) && d < 6; d++) {
+    }
+    if (d == 0 || d > 5 || (q + d < s->len && is_alnum((unsigned char)s->t[q + d]))) {
+        return p;
+    }
+    return q + d;
+}
+
+static bool is_phone(const struct scan *s, size_t at, const struct numtok *nt)
+{
+    int sep = uniform_sep(nt), i, ones = 0;
+    bool years = true;
+
+    if (nt->plus) {
+        return nt->ndig >= 8 && nt->ndig <= 15;
+    }
+    if (nt->ndig < 7 || nt->ndig > 15) {
+        return false;
+    }
+    if (nt->ngroups == 1) {
+        if (nt->ndig == 10 && nanp_ok(nt->dig)) {
+            return true;
+        }
+        if (nt->ndig == 11 && nt->dig[0] == '1' && nanp_ok(nt->dig + 1)) {
+            return true;
+        }
+        return context_before(s, at, ctx_phone);
+    }
+    if (sep == '.' && nt->ngroups < 3) {
+        return false; /* a decimal number */
+    }
+    if (nt->ngroups == 3 && (sep == '-' || sep == '.') &&
+        ((nt->glen[0] == 4 && nt->glen[1] == 2 && nt->glen[2] == 2) ||
+         (nt->glen[0] <= 2 && nt->glen[1] <= 2 && nt->glen[2] == 4))) {
+        return false; /* a date */
+    }
+    for (i = 0; i < nt->ngroups; i++) {
+        ones += nt->glen[i] == 1;
+        if (nt->glen[i] != 4 ||
+            !(num_of(nt->dig + 4 * i, 2) == 19 || num_of(nt->dig + 4 * i, 2) == 20)) {
+            years = false;
+        }
+    }
+    if (years && sep == ' ') {
+        return false; /* "1999 2000 2001" */
+    }
+    return ones <= 1;
+}
+
+static size_t match_number(struct scan *s, size_t at)
+{
+    struct numtok nt;
+    size_t end = parse_groups(s, at, &nt);
+    int sep;
+    const char *t = s->t;
+
+    if (end == at) {
+        return 0;
+    }
+    /* Glued to a word or an identifier ("abc-123-45", "v1.2"): not ours. */
+    if (at >= 2 && (t[at - 1] == '-' || t[at - 1] == '.' || t[at - 1] == '/' || t[at - 1] == '_') &&
+        is_alnum((unsigned char)t[at - 2])) {
+        return end;
+    }
+    if (nt.too_long || (end < s->len && (is_alpha((unsigned char)t[end]) && t[end] != 'x' &&
+                                         t[end] != 'X'))) {
+        return end;
+    }
+    sep = uniform_sep(&nt);
+    /* IPv4 */
+    if (nt.ngroups == 4 && sep == '.' && !nt.plus && !nt.paren) {
+        if (want(s, GV_PII_IP_ADDRESS) && nt.glen[0] <= 3 && nt.glen[1] <= 3 && nt.glen[2] <= 3 &&
+            nt.glen[3] <= 3 && pii_ipv4_ok(t + at, end - at)) {
+            add_span(s, at, end, GV_PII_IP_ADDRESS);
+        }
+        return end;
+    }
+    /* SSN / ITIN: 3-2-4 or 9 digits next to the word "SSN". */
+    if (!nt.plus && !nt.paren && nt.ndig == 9 &&
+        ((nt.ngroups == 3 && (sep == '-' || sep == ' ' || sep == '.') && nt.glen[0] == 3 &&
+          nt.glen[1] == 2) ||
+         (nt.ngroups == 1 && context_before(s, at, ctx_ssn)))) {
+        unsigned area = num_of(nt.dig, 3), group = num_of(nt.dig + 3, 2);
+        unsigned serial = num_of(nt.dig + 5, 4);
+        if (pii_ssn_ok(area, group, serial)) {
+            if (want(s, GV_PII_US_SSN)) {
+                add_span(s, at, end, GV_PII_US_SSN);
+            }
+            return end;
+        }
+        if (itin_ok(area, group) && serial != 0) {
+            if (want(s, GV_PII_US_ITIN)) {
+                add_span(s, at, end, GV_PII_US_ITIN);
+            }
+            return end;
+        }
+        if (nt.ngroups == 3) {
+            return end;
+        }
+    }
+    /* Credit card: 12-19 digits, groups of 3+ with one kind of separator, a
+     * known leading digit (1 UATP/JCB, 2-5 Mastercard/Visa/Amex/Diners, 6
+     * Discover/Maestro/UnionPay) and a valid Luhn check digit. */
+    if (!nt.plus && !nt.paren && nt.ndig >= 12 && nt.ndig <= 19 && nt.dig[0] >= '1' &&
+        nt.dig[0] <= '6' && (sep == 0 || sep == ' ' || sep == '-')) {
+        int i;
+        bool groups_ok = true;
+        for (i = 0; i < nt.ngroups; i++) {
+            groups_ok = groups_ok && nt.glen[i] >= 3;
+        }
+        if (groups_ok && pii_luhn_ok(nt.dig, nt.ndig)) {
+            if (want(s, GV_PII_CREDIT_CARD)) {
+                add_span(s, at, end, GV_PII_CREDIT_CARD);
+            }
+            return end;
+        }
+    }
+    /* UK NHS number: mod-11 valid and named as such nearby. */
+    if (!nt.plus && !nt.paren && nt.ndig == 10 &&
+        (nt.ngroups == 1 || (nt.ngroups == 3 && nt.glen[0] == 3 && nt.glen[1] == 3)) &&
+        pii_nhs_ok(nt.dig) && context_before(s, at, ctx_nhs)) {
+        if (want(s, GV_PII_UK_NHS)) {
+            add_span(s, at, end, GV_PII_UK_NHS);
+        }
+        return end;
+    }
+    if (is_phone(s, at, &nt)) {
+        end = phone_ext(s, end);
+        if (want(s, GV_PII_PHONE_NUMBER)) {
+            add_span(s, at, end, GV_PII_PHONE_NUMBER);
+        }
+        return end;
+    }
+    return end;
+}
+
+/* At a token start (the byte before is not alphanumeric). Returns how far the
+ * scan may skip: the end of a match, or of the token when nothing matched. */
+static size_t at_token(struct scan *s, size_t at)
+{
+    const unsigned char c = (unsigned char)s->t[at];
+    size_t end;
+
+    if (is_alpha(c)) {
+        if (want(s, GV_PII_URL) && (c == 'h' || c == 'H' || c == 'w' || c == 'W' || c == 'f' ||
+                                    c == 'F')) {
+            end = match_url_scheme(s, at);
+            if (end) {
+                return end;
+            }
+        }
+        if (want(s, GV_PII_IBAN_CODE)) {
+            end = match_iban(s, at);
+            if (end) {
+                return end;
+            }
+        }
+        if (is_hex(c)) {
+            if (want(s, GV_PII_MAC_ADDRESS) && (end = match_mac(s, at)) != 0) {
+                return end;
+            }
+            if (want(s, GV_PII_IP_ADDRESS) && (end = match_ipv6(s, at)) != 0) {
+                return end;
+            }
+        }
+        if (want(s, GV_PII_URL)) {
+            end = match_bare_domain(s, at);
+            if (end) {
+                return end;
+            }
+        }
+        end = at + 1;
+        while (end < s->len && is_alnum((unsigned char)s->t[end])) {
+            end++;
+        }
+        return end;
+    }
+    if (is_digit(c) || c == ':') {
+        if (want(s, GV_PII_MAC_ADDRESS) && c != ':' && (end = match_mac(s, at)) != 0) {
+            return end;
+        }
+        if (want(s, GV_PII_IP_ADDRESS) && (end = match_ipv6(s, at)) != 0) {
+            return end;
+        }
+        if (c == ':') {
+            return at + 1;
+        }
+    }
+    if (is_digit(c) || ((c == '+' || c == '(') && at + 1 < s->len &&
+                        (is_digit((unsigned char)s->t[at + 1]) ||
+                         (c == '+' && s->t[at + 1] == '(')))) {
+        if (is_digit(c) && want(s, GV_PII_URL)) {
+            end = match_bare_domain(s, at);
+            if (end) {
+                return end;
+            }
+        }
+        end = match_number(s, at);
+        return end > at ? end : at + 1;
+    }
+    return at + 1;
+}
+
+/* ---- PERSON ---- */
+
+enum wcls {
+    W_WORD = 0, /* ordinary dictionary word or acronym */
+    W_NAME,     /* census name, not an ordinary word */
+    W_AMBIG,    /* census name that is also an ordinary word ("Will") */
+    W_UNK,      /* capitalised, in no list: foreign names, brands */
+    W_TITLE,    /* Mr, Dr, Prof... */
+    W_INITIAL,  /* "J" or "J." */
+    W_PARTICLE, /* van, de, von... inside a name */
+    W_LOWER     /* starts lower case */
+};
+
+struct word {
+    size_t start;
+    size_t end; /* initials include their dot */
+    unsigned char cls;
+    bool glued;      /* touches digits, '@', '_' or '/': part of something else */
+    bool sent_start; /* first word of a sentence or line */
+    bool name_gap;   /* separated from the previous word by exactly one space */
+    unsigned char lflags; /* pii_names_lookup of the lower-cased word, for lower-case words */
+};
+
+static const char *const titles[] = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir",
+                                     "madam", "dame", "lady", "lord", "rev", "capt", "sgt",
+                                     "mme", "mlle", "herr", "frau", NULL};
+static const char *const particles[] = {"van", "von", "de", "da", "di", "du", "del", "della",
+                                        "der", "den", "le", "la", "ter", "ten", "bin", "al",
+                                        "dos", "das", "af", NULL};
+
+static bool in_list(const char *lw, size_t n, const char *const *list)
+{
+    size_t i;
+
+    for (i = 0; list[i]; i++) {
+        if (strlen(list[i]) == n && memcmp(list[i], lw, n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Class of one ASCII-or-not part of a capitalised word. */
+static unsigned char part_class(const char *lw, size_t n, bool ascii)
+{
+    unsigned f;
+
+    if (!ascii || n == 0) {
+        return W_UNK;
+    }
+    f = pii_names_lookup(lw, n);
+    if (f) {
+        return (f & PII_NAME_COMMON) ? W_AMBIG : W_NAME;
+    }
+    return pii_words_has(lw, n) ? W_WORD : W_UNK;
+}
+
+static void classify(const struct scan *s, struct word *w)
+{
+    char lw[64];
+    size_t n = w->end - w->start, i, k = 0, part = 0;
+    bool ascii = true, all_upper = true, upper0;
+    unsigned char cls;
+    bool any_name = false, any_unk = false, any_amb = false;
+
+    u8_letter((const unsigned char *)s->t + w->start, s->len - w->start, &upper0);
+    for (i = 0; i < n && k < sizeof(lw); i++) {
+        unsigned char c = (unsigned char)s->t[w->start + i];
+        if (c >= 0x80) {
+            ascii = false;
+        }
+        if (is_alpha(c) && !is_upper(c)) {
+            all_upper = false;
+        }
+        lw[k++] = (char)lower(c);
+    }
+    if (n > sizeof(lw)) {
+        w->cls = W_WORD;
+        return;
+    }
+    if (!upper0) {
+        w->cls = W_LOWER;
+        if (ascii && in_list(lw, n, particles)) {
+            w->cls = W_PARTICLE;
+        }
+        w->lflags = ascii ? (unsigned char)pii_names_lookup(lw, n) : 0;
+        if (!w->lflags && !(ascii && pii_words_has(lw, n))) {
+            w->lflags = 0x80; /* not a dictionary word: may be a foreign name */
+        }
+        return;
+    }
+    if (n == 1) {
+        /* A single capital: an initial, except the words "I" and "A". */
+        unsigned char c = (unsigned char)s->t[w->start];
+        bool dot = w->end < s->len && s->t[w->end] == '.';
+        if ((c != 'I' && c != 'A') || dot) {
+            w->cls = W_INITIAL;
+            if (dot) {
+                w->end++;
+            }
+            return;
+        }
+        w->cls = W_WORD;
+        return;
+    }
+    if (ascii && in_list(lw, n, titles)) {
+        w->cls = W_TITLE;
+        return;
+    }
+    if (ascii && all_upper) {
+        /* Acronyms ("IBAN", "ASAP") unless the whole word is a clear name. */
+        w->cls = part_class(lw, n, true) == W_NAME ? W_NAME : W_WORD;
+        return;
+    }
+    /* Hyphenated and apostrophe names ("Jean-Luc", "O'Brien"): judge the parts;
+     * one-letter parts ("O" of O'Brien) say nothing. */
+    for (i = 0; i <= n; i++) {
+        if (i == n || lw[i] == '-' || lw[i] == '\'') {
+            if (i - part > 1) {
+                unsigned char pc = part_class(lw + part, i - part, ascii);
+                any_name = any_name || pc == W_NAME;
+                any_unk = any_unk || pc == W_UNK;
+                any_amb = any_amb || pc == W_AMBIG;
+            }
+            part = i + 1;
+        }
+    }
+    cls = any_name ? W_NAME : any_unk ? W_UNK : any_amb ? W_AMBIG : W_WORD;
+    w->cls = cls;
+}
+
+/* Tokenise into words and classify them. Returns the number of words, or
+ * (size_t)-1 when the scratch could not hold them (bounded by text size). */
+static size_t tokenize(struct scan *s, struct word **out)
+{
+    struct pii_scan_buf *b = s->b;
+    struct word *ws = b->words;
+    size_t n = 0, p = 0, prev_end = 0;
+    const unsigned char *t = (const unsigned char *)s->t;
+
+    while (p < s->len) {
+        bool up;
+        size_t l = u8_letter(t + p, s->len - p, &up);
+        size_t start, q;
+        struct word w;
+
+        if (l == 0) {
+            p++;
+            continue;
+        }
+        start = p;
+        p += l;
+        for (;;) {
+            l = u8_letter(t + p, s->len - p, &up);
+            if (l) {
+                p += l;
+                continue;
+            }
+            /* Internal hyphen or apostrophe followed by a letter, but not the
+             * possessive "'s" that ends a name. */
+            if (p + 1 < s->len && (t[p] == '-' || t[p] == '\'') &&
+                u8_letter(t + p + 1, s->len - p - 1, &up) &&
+                !(t[p] == '\'' && (t[p + 1] == 's' || t[p + 1] == 't') &&
+                  (p + 2 >= s->len || !is_alpha(t[p + 2])))) {
+                p++;
+                continue;
+            }
+            break;
+        }
+        memset(&w, 0, sizeof(w));
+        w.start = start;
+        w.end = p;
+        w.glued = (start > 0 && (is_digit(t[start - 1]) || t[start - 1] == '@' ||
+                                 t[start - 1] == '_' || t[start - 1] == '/' ||
+                                 t[start - 1] == '.' || t[start - 1] == '#')) ||
+                  (p < s->len && (is_digit(t[p]) || t[p] == '@' || t[p] == '_' ||
+                                  (t[p] == '.' && p + 1 < s->len && is_alnum(t[p + 1])) ||
+                                  (t[p] == '/' && p + 1 < s->len && is_alnum(t[p + 1]))));
+        /* What separates this word from the previous one. */
+        w.sent_start = n == 0;
+        w.name_gap = n > 0 && start == prev_end + 1 && t[prev_end] == ' ';
+        for (q = prev_end; q < start && n > 0; q++) {
+            if (t[q] == '.' || t[q] == '!' || t[q] == '?' || t[q] == '\n' || t[q] == ':' ||
+                t[q] == '"' || t[q] == '>' || t[q] == '(' || t[q] == ';') {
+                w.sent_start = true;
+            }
+        }
+        classify(s, &w);
+        if (n > 0 && ws[n - 1].cls == W_INITIAL && start == ws[n - 1].end + 1 &&
+            t[ws[n - 1].end] == ' ') {
+            w.name_gap = true; /* "J. Smith": the dot belongs to the initial */
+            w.sent_start = false;
+        }
+        if (n == b->wcap) {
+            if (b->wcap >= s->len + 16) {
+                return (size_t)-1;
+            }
+            b->wcap = b->wcap ? b->wcap * 2 : 64;
+            b->words = gv_realloc(b->words, b->wcap * sizeof(*ws));
+            ws = b->words;
+        }
+        ws[n++] = w;
+        prev_end = w.end;
+        p = w.end > p ? w.end : p;
+    }
+    *out = ws;
+    return n;
+}
+
+/* Phrases that announce a name right after them. Lower case; matched
+ * case-insensitively against the text before a word, whitespace skipped.
+ * `intro` ones also admit lower-case names ("my name is eva kleist"). */
+static const struct {
+    const char *cue;
+    bool intro;
+} cues[] = {
+    {"my name is", true},   {"name is", true},     {"call me", true},    {"name:", true},
+    {"named", true},        {"called", true},      {"name's", true},     {"name?", true},
+    {"user:", false},       {"i'm", false},        {"i am", false},      {"dear", false},
+    {"hi", false},          {"hello", false},      {"hey", false},       {"cc:", false},
+    {"cc", false},          {"attn:", false},      {"regards,", false},  {"best,", false},
+    {"thanks,", false},     {"cheers,", false},    {"sincerely,", false}, {"from:", false},
+    {"to:", false},         {"signed,", false},    {"this is", false},   {"said", false},
+    {"says", false},        {"asked", false},      {"told", false},      {"by", false},
+    {"with", false},        {"and", false},        {"contact", false},   {"ask", false},
+    {"thanks", false},      {"thank you", false},  {"wrote", false},     {"married", false},
+};
+
+/* 0: no cue; 1: a cue; 2: an intro cue. */
+static int cue_before(const struct scan *s, size_t pos)
+{
+    size_t e = pos, i, n;
+
+    while (e > 0 && is_space((unsigned char)s->t[e - 1])) {
+        e--;
+    }
+    if (e == pos) {
+        return 0;
+    }
+    for (i = 0; i < sizeof(cues) / sizeof(cues[0]); i++) {
+        size_t j;
+        n = strlen(cues[i].cue);
+        if (n > e) {
+            continue;
+        }
+        for (j = 0; j < n && lower((unsigned char)s->t[e - n + j]) == (unsigned char)cues[i].cue[j];
+             j++) {
+        }
+        if (j == n && (e == n || !is_alpha((unsigned char)s->t[e - n - 1]))) {
+            return cues[i].intro ? 2 : 1;
+        }
+    }
+    return 0;
+}
+
+static bool is_name_tok(unsigned char cls)
+{
+    return cls == W_NAME || cls == W_AMBIG || cls == W_UNK || cls == W_INITIAL;
+}
+
+static const char *const speech_after[] = {"said", "says", "asked", "told", "wrote", "replied",
+                                           NULL};
+
+static void scan_persons(struct scan *s)
+{
+    struct word *ws = NULL;
+    size_t n = tokenize(s, &ws), i = 0;
+
+    if (n == (size_t)-1) {
+        s->rc = GV_E2BIG;
+        return;
+    }
+    while (i < n && s->rc == GV_OK) {
+        size_t j, k, ntok = 0, nname = 0, nunk = 0, namb = 0, ninit = 0;
+        int cue;
+        bool lower_intro = false;
+
+        if (ws[i].glued) {
+            i++;
+            continue;
+        }
+        cue = cue_before(s, ws[i].start);
+        if (i > 0 && ws[i - 1].cls == W_TITLE && ws[i].start - ws[i - 1].end <= 2) {
+            cue = cue ? cue : 1;
+        }
+        if (ws[i].cls == W_LOWER && cue == 2 && (ws[i].lflags & (PII_NAME_FIRST | 0x80)) &&
+            !(ws[i].lflags & PII_NAME_COMMON)) {
+            lower_intro = true;
+        }
+        else if (!is_name_tok(ws[i].cls)) {
+            i++;
+            continue;
+        }
+        /* Grow the sequence over name-like words joined by single spaces. */
+        for (j = i + 1; j < n && j - i < 5; j++) {
+            if (!ws[j].name_gap || ws[j].glued) {
+                break;
+            }
+            if (lower_intro) {
+                if (ws[j].cls != W_LOWER || !(ws[j].lflags & (PII_NAME_LAST | PII_NAME_FIRST | 0x80)) ||
+                    (ws[j].lflags & PII_NAME_COMMON)) {
+                    break;
+                }
+                continue;
+            }
+            if (ws[j].cls == W_PARTICLE && j + 1 < n && ws[j + 1].name_gap &&
+                is_name_tok(ws[j + 1].cls) && ws[j + 1].cls != W_INITIAL) {
+                j++;
+                continue;
+            }
+            if (!is_name_tok(ws[j].cls)) {
+                break;
+            }
+        }
+        for (k = i; k < j; k++) {
+            ntok += ws[k].cls != W_INITIAL && ws[k].cls != W_PARTICLE;
+            nname += ws[k].cls == W_NAME;
+            nunk += ws[k].cls == W_UNK;
+            namb += ws[k].cls == W_AMBIG;
+            ninit += ws[k].cls == W_INITIAL;
+        }
+        /* A lone initial, or initials only, is not a name. */
+        if (!lower_intro && ntok == 0) {
+            i = j;
+            continue;
+        }
+        if (lower_intro || cue ||
+            (ntok >= 2 && (nname + nunk >= 1 || !ws[i].sent_start)) ||
+            (ntok == 1 && nname == 1) || (ntok == 1 && ninit >= 1) ||
+            (j < n && ws[j].name_gap &&
+             in_list(s->t + ws[j].start, ws[j].end - ws[j].start, speech_after))) {
+            /* Trailing initials belong to the next sentence ("... by Smith. A"). */
+            size_t last = j;
+            while (last > i + 1 && ws[last - 1].cls == W_INITIAL) {
+                last--;
+            }
+            add_span(s, ws[i].start, ws[last - 1].end, GV_PII_PERSON);
+        }
+        i = j;
+    }
+}
+
+/* ---- driver ---- */
+
+static int priority(int type)
+{
+    switch (type) {
+    case GV_PII_EMAIL_ADDRESS:
+        return 9;
+    case GV_PII_URL:
+        return 8;
+    case GV_PII_IBAN_CODE:
+        return 7;
+    case GV_PII_PERSON:
+        return 1;
+    case GV_PII_PHONE_NUMBER:
+        return 4;
+    case GV_PII_IP_ADDRESS:
+        return 5;
+    default:
+        return 6;
+    }
+}
+
+static int cmp_span(const void *a, const void *b)
+{
+    const struct pii_span *x = a, *y = b;
+
+    if (x->start != y->start) {
+        return x->start < y->start ? -1 : 1;
+    }
+    if (x->end != y->end) {
+        return x->end > y->end ? -1 : 1;
+    }
+    return priority(y->type) - priority(x->type);
+}
+
+static void resolve(struct pii_scan_buf *b)
+{
+    size_t i, k = 0;
+
+    if (b->n < 2) {
+        return;
+    }
+    qsort(b->spans, b->n, sizeof(*b->spans), cmp_span);
+    for (i = 1; i < b->n; i++) {
+        struct pii_span *last = &b->spans[k];
+        struct pii_span *cur = &b->spans[i];
+        if (cur->start >= last->end) {
+            b->spans[++k] = *cur;
+            continue;
+        }
+        if (priority(cur->type) > priority(last->type) ||
+            (priority(cur->type) == priority(last->type) &&
+             cur->end - cur->start > last->end - last->start)) {
+            *last = *cur;
+        }
+    }
+    b->n = k + 1;
+}
+
+void pii_scan_buf_init(struct pii_scan_buf *b)
+{
+    memset(b, 0, sizeof(*b));
+}
+
+void pii_scan_buf_free(struct pii_scan_buf *b)
+{
+    gv_free(b->spans);
+    gv_free(b->words);
+    memset(b, 0, sizeof(*b));
+}
+
+gv_rc pii_scan(const char *text, size_t len, uint32_t types, struct pii_scan_buf *b)
+{
+    struct scan s;
+    size_t i = 0;
+
+    s.t = text;
+    s.len = len;
+    s.types = types & PII_ALL_TYPES;
+    s.b = b;
+    s.rc = GV_OK;
+    b->n = 0;
+    while (i < len && s.rc == GV_OK) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '@') {
+            if (want(&s, GV_PII_EMAIL_ADDRESS)) {
+                size_t e = match_email(&s, i);
+                if (e > i) {
+                    i = e;
+                    continue;
+                }
+            }
+            i++;
+            continue;
+        }
+        if ((is_alnum(c) || c == '+' || c == '(' || c == ':') &&
+            (i == 0 || !is_alnum((unsigned char)text[i - 1]))) {
+            i = at_token(&s, i);
+            continue;
+        }
+        i++;
+    }
+    if (s.rc == GV_OK && want(&s, GV_PII_PERSON)) {
+        scan_persons(&s);
+    }
+    resolve(b);
+    return s.rc;
+}
+
+/* ---- redaction ---- */
+
+static gv_rc put_span(const char *text, const struct pii_span *sp, int op,
+                      const struct pii_redact_opts *opts, struct gv_buf *out)
+{
+    const char *name = gv_pii_name(sp->type);
+    gv_rc rc = GV_OK;
+    size_t i;
+
+    if (!name) {
+        name = "PII";
+    }
+    if (op == PII_OP_MASK) {
+        /* Keep separators so the shape stays readable: "****-****-****-1111"
+         * style without revealing any digit or letter. */
+        for (i = sp->start; i < sp->end && rc == GV_OK; i++) {
+            unsigned char c = (unsigned char)text[i];
+            if ((c & 0xc0) == 0x80) {
+                continue; /* UTF-8 continuation: one '*' per code point */
+            }
+            rc = gv_buf_append_char(out, (is_alnum(c) || c >= 0x80) ? '*' : (char)c);
+        }
+        return rc;
+    }
+    if (op == PII_OP_HASH) {
+        unsigned char mac[EVP_MAX_MD_SIZE];
+        unsigned int maclen = 0;
+        if (!HMAC(EVP_sha256(), opts->key, (int)sizeof(opts->key),
+                  (const unsigned char *)text + sp->start, sp->end - sp->start, mac, &maclen) ||
+            maclen < 8) {
+            return GV_EINVAL;
+        }
+        return gv_buf_appendf(out, "<%s:%02x%02x%02x%02x%02x%02x%02x%02x>", name, mac[0], mac[1],
+                              mac[2], mac[3], mac[4], mac[5], mac[6], mac[7]);
+    }
+    return gv_buf_appendf(out, "<%s>", name);
+}
+
+gv_rc pii_redact(const char *text, size_t len, const struct pii_span *spans, size_t n,
+                 const struct pii_redact_opts *opts, struct gv_buf *out)
+{
+    size_t i, pos = 0;
+    gv_rc rc = GV_OK;
+
+    for (i = 0; i < n && rc == GV_OK; i++) {
+        const struct pii_span *sp = &spans[i];
+        int op = PII_OP_REPLACE;
+        if (sp->start < pos || sp->end > len || sp->start >= sp->end) {
+            return GV_EINVAL;
+        }
+        if (opts && sp->type >= 0 && sp->type < GV_PII_NTYPES) {
+            op = opts->op[sp->type];
+        }
+        rc = gv_buf_append(out, text + pos, sp->start - pos);
+        if (rc == GV_OK) {
+            rc = put_span(text, sp, op, opts, out);
+        }
+        pos = sp->end;
+    }
+    if (rc == GV_OK) {
+        rc = gv_buf_append(out, text + pos, len - pos);
+    }
+    return rc;
+}
+
+/* ---- streaming ---- */
+
+static bool entity_like(const char *t, size_t n)
+{
+    size_t i;
+    bool up;
+
+    if (n == 0) {
+        return false;
+    }
+    if (u8_letter((const unsigned char *)t, n, &up) && up) {
+        return true; /* a capitalised word: part of a name, or an IBAN */
+    }
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)t[i];
+        if (is_digit(c) || c == '@' || c == '+' || c == '(' || c == ':') {
+            return true;
+        }
+    }
+    return false;
+}
+
+size_t pii_stream_cut(const char *text, size_t len)
+{
+    size_t p = len, cut = len, tokens = 0;
+    bool last = true;
+
+    while (p > 0 && tokens < STREAM_HOLD_TOKENS && len - p < STREAM_HOLD_MAX) {
+        size_t q = p, t;
+        /* Single spaces join the groups of phone numbers, cards and names; any
+         * other whitespace ends the run. */
+        if (!last) {
+            if (text[q - 1] != ' ' || (q >= 2 && is_space((unsigned char)text[q - 2]))) {
+                break;
+            }
+            q--;
+        }
+        else if (is_space((unsigned char)text[q - 1])) {
+            if (text[q - 1] != ' ' || (q >= 2 && is_space((unsigned char)text[q - 2]))) {
+                break;
+            }
+            q--;
+        }
+        t = q;
+        while (t > 0 && !is_space((unsigned char)text[t - 1]) && q - t < STREAM_HOLD_MAX) {
+            t--;
+        }
+        if (t == q) {
+            break;
+        }
+        /* The last token may still grow ("john.sm" -> "john.smith@x.org"), so
+         * it is held whatever it looks like; earlier ones only when they could
+         * be the first part of a multi-word entity. */
+        if (!(last && q == len) && !entity_like(text + t, q - t)) {
+            break;
+        }
+        cut = t;
+        p = t;
+        last = false;
+        tokens++;
+    }
+    return cut;
+}
