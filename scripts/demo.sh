@@ -17,6 +17,8 @@ cd "$ROOT"
 PORT="${KT_DEMO_PORT:-41002}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/kt-demo.XXXXXX")"
 PIDS=()
+# Every kt command of the demo keeps its state (audit log, spool) in the demo's temp dir.
+export KT_STATE_DIR="$WORK/state"
 
 cleanup() {
     local rc=$?
@@ -134,6 +136,9 @@ export WANDB_RUN_ID="${WANDB_RUN_ID:-demo-$(date +%Y%m%d-%H%M%S)}"
 # The experiment never sees the provider key: only the gateway holds it.
 env -u OPENAI_API_KEY node examples/governed_experiment.mjs
 
+say "the audit trail (kt events list --limit 10)"
+build/kt events list --limit 10 --state-dir "$WORK/state" || echo "(kt events list failed)"
+
 say "stopping"
 kill -TERM "$GW_PID"
 if wait "$GW_PID"; then
@@ -144,4 +149,4 @@ else
     tail -n 40 "$WORK/gateway.log" >&2
     exit 1
 fi
-echo "gateway log lines: $(wc -l <"$WORK/gateway.log") (kept with KT_DEMO_KEEP=1 in $WORK)"
+echo "gateway log: $(wc -l <"$WORK/gateway.log") lines (KT_DEMO_KEEP=1 keeps $WORK)"

@@ -54,16 +54,23 @@ export function makeTempDir(prefix = 'kt-e2e-') {
     return d;
 }
 
+let defaultStateDir = null;
+
 /**
  * The environment kt runs with in tests: the caller's, minus anything that could send it
  * to a real provider or real W&B, plus `env`. A value of undefined in `env` removes a name.
+ * KT_STATE_DIR is a temp dir of this test process unless `env` sets it, so no command
+ * (`kt policy check` included) writes into the user's own state dir.
  */
 export function testEnv(env = {}) {
     const out = { ...process.env };
-    for (const k of ['OPENAI_API_KEY', 'OPENAI_BASE_URL', 'WANDB_API_KEY', 'WANDB_BASE_URL',
-        'KT_STATE_DIR']) {
+    for (const k of ['OPENAI_API_KEY', 'OPENAI_BASE_URL', 'WANDB_API_KEY', 'WANDB_BASE_URL']) {
         delete out[k];
     }
+    if (!defaultStateDir) {
+        defaultStateDir = makeTempDir('kt-e2e-state-');
+    }
+    out.KT_STATE_DIR = defaultStateDir;
     for (const [k, v] of Object.entries(env)) {
         if (v === undefined) {
             delete out[k];
