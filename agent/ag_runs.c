@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/gv_mem.h"
@@ -149,6 +150,7 @@ static void count_block(struct ag_run *r, const char *policy)
         return;
     }
     r->blocked_by = gv_realloc(r->blocked_by, (r->nblocked + 1) * sizeof(*r->blocked_by));
+    memset(&r->blocked_by[r->nblocked], 0, sizeof(r->blocked_by[0]));
     copy_str(r->blocked_by[r->nblocked].policy, sizeof(r->blocked_by[0].policy), policy);
     r->blocked_by[r->nblocked].count = 1;
     r->nblocked++;

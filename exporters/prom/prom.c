@@ -5,6 +5,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -15,7 +16,6 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <event2/thread.h>
 #include <json-c/linkhash.h>
 
 #include "core/gv_log.h"
@@ -51,6 +51,8 @@ struct prom_ctx {
     /* HTTP side, on its own thread */
     struct event_base *base;
     struct evhttp *http;
+    struct event *tick; /* checks `stopping` from inside the HTTP thread */
+    _Atomic int stopping;
     pthread_t thread;
     bool thread_started;
     int port;
@@ -377,6 +379,16 @@ static void on_metrics(struct evhttp_request *req, void *arg)
     evbuffer_free(body);
 }
 
+/* Stopping is polled rather than signalled: it needs no cross-thread wakeup
+ * support from libevent and costs ten wakeups a second. */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct prom_ctx *c = arg;
+    if (atomic_load(&c->stopping)) {
+        event_base_loopbreak(c->base);
+    }
+}
+
 static void *http_main(void *arg)
 {
     struct prom_ctx *c = arg;
@@ -430,9 +442,6 @@ static gv_rc prom_init(struct ex_exporter *ex, const char *state_dir)
         rc = GV_ECONFIG;
         goto out;
     }
-    /* The HTTP thread and format() share nothing but the page lock, yet
-     * libevent needs locking on to stop the base from another thread. */
-    evthread_use_pthreads();
     c->base = event_base_new();
     c->http = c->base ? evhttp_new(c->base) : NULL;
     if (!c->http) {
@@ -460,6 +469,14 @@ static gv_rc prom_init(struct ex_exporter *ex, const char *state_dir)
             }
         }
     }
+    {
+        struct timeval tv = {0, 100000};
+        c->tick = event_new(c->base, -1, EV_PERSIST, on_tick, c);
+        if (!c->tick || event_add(c->tick, &tv) != 0) {
+            rc = GV_EIO;
+            goto out;
+        }
+    }
     if (pthread_create(&c->thread, NULL, http_main, c) != 0) {
         rc = GV_EIO;
         goto out;
@@ -479,9 +496,13 @@ static void prom_destroy(struct ex_exporter *ex)
     struct prom_ctx *c = ex->ctx;
 
     if (c->thread_started) {
-        event_base_loopbreak(c->base);
+        atomic_store(&c->stopping, 1);
         pthread_join(c->thread, NULL);
         c->thread_started = false;
+    }
+    if (c->tick) {
+        event_free(c->tick);
+        c->tick = NULL;
     }
     if (c->http) {
         evhttp_free(c->http);

@@ -1,0 +1,231 @@
+/* tests/unit/agent/test_ag_agent.c - emitter -> socket -> agent, restarts, replays */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "agent/ag_agent.h"
+#include "gateway/gw_emit.h"
+#include "core/gv_log.h"
+#include "core/gv_record.h"
+
+/* Waits are bounded: a broken build fails instead of hanging. */
+#define WAIT_LIMIT_MS 20000
+
+struct running {
+    struct ag_agent *ag;
+    pthread_t thr;
+};
+
+static char dir[256];
+
+static void *agent_thread(void *arg)
+{
+    struct running *r = arg;
+    ag_agent_run(r->ag, false);
+    return NULL;
+}
+
+static void agent_start(struct running *r)
+{
+    struct ag_opts o;
+
+    memset(&o, 0, sizeof(o));
+    o.state_dir = dir;
+    o.flush_ms = 200;
+    o.fsync = false;
+    o.label = "test";
+    assert_int_equal(ag_agent_create(&o, &r->ag), GV_OK);
+    assert_int_equal(pthread_create(&r->thr, NULL, agent_thread, r), 0);
+}
+
+static void agent_stop(struct running *r)
+{
+    ag_agent_stop(r->ag);
+    pthread_join(r->thr, NULL);
+    ag_agent_destroy(r->ag);
+    r->ag = NULL;
+}
+
+static void emit_n(struct gw_emitter *em, const char *run, int n, enum gv_decision d)
+{
+    struct gv_record rec;
+    int i;
+
+    memset(&rec, 0, sizeof(rec));
+    snprintf(rec.run_id, sizeof(rec.run_id), "%s", run);
+    snprintf(rec.project, sizeof(rec.project), "p");
+    rec.decision = d;
+    rec.tokens_prompt = 3;
+    rec.tokens_completion = 4;
+    rec.latency_total_us = 1500;
+    for (i = 0; i < n; i++) {
+        /* The ring holds 4096: pace so it never drops in a test. */
+        while (em->ops->emit(em, &rec) != GV_OK) {
+            usleep(1000);
+        }
+    }
+}
+
+static void wait_events(struct running *r, uint64_t want)
+{
+    int waited = 0;
+    while (ag_agent_events(r->ag) < want && waited < WAIT_LIMIT_MS) {
+        usleep(5000);
+        waited += 5;
+    }
+    assert_int_equal(ag_agent_events(r->ag), want);
+}
+
+static void wait_acked(struct gw_emitter *em)
+{
+    unsigned long long dropped, pending = 1;
+    int waited = 0;
+    while (waited < WAIT_LIMIT_MS) {
+        em->ops->stats(em, &dropped, &pending);
+        if (pending == 0) {
+            break;
+        }
+        usleep(5000);
+        waited += 5;
+    }
+    assert_int_equal(pending, 0);
+}
+
+/* requests for run (project "p") from the live agent. */
+static long long run_requests(const char *run)
+{
+    char sock[300];
+    struct gv_buf out;
+    struct json_object *root, *runs, *v;
+    long long n = -1;
+    size_t i;
+
+    snprintf(sock, sizeof(sock), "%s/agent.sock", dir);
+    gv_buf_init(&out, 0);
+    assert_int_equal(ag_status_query(sock, true, 5000, &out), GV_OK);
+    root = json_tokener_parse(out.data);
+    assert_non_null(root);
+    assert_true(json_object_object_get_ex(root, "runs", &runs));
+    for (i = 0; i < json_object_array_length(runs); i++) {
+        struct json_object *r = json_object_array_get_idx(runs, i);
+        json_object_object_get_ex(r, "run_id", &v);
+        if (strcmp(json_object_get_string(v), run) == 0) {
+            json_object_object_get_ex(r, "requests", &v);
+            n = json_object_get_int64(v);
+        }
+    }
+    json_object_put(root);
+    gv_buf_free(&out);
+    return n;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/kt-test-agent-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    gv_log_set_level(GV_LOG_WARN);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[300];
+    (void)state;
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_events_counted_per_run(void **state)
+{
+    struct running r;
+    struct gw_emitter *em = NULL;
+
+    (void)state;
+    agent_start(&r);
+    assert_int_equal(gw_emitter_create_agent(dir, NULL, &em), GV_OK);
+    gw_emitter_set_pack(em, "pack", "1", "a,b");
+    emit_n(em, "r1", 1000, GV_DECISION_ALLOWED);
+    emit_n(em, "r2", 500, GV_DECISION_BLOCKED);
+    emit_n(em, "", 7, GV_DECISION_REDACTED);
+    wait_events(&r, 1507);
+    wait_acked(em);
+    assert_int_equal(run_requests("r1"), 1000);
+    assert_int_equal(run_requests("r2"), 500);
+    assert_int_equal(run_requests("untagged"), 7);
+    em->ops->destroy(em);
+    agent_stop(&r);
+}
+
+static void test_agent_started_late_gets_spooled_events(void **state)
+{
+    struct running r;
+    struct gw_emitter *em = NULL;
+
+    (void)state;
+    assert_int_equal(gw_emitter_create_agent(dir, NULL, &em), GV_OK);
+    emit_n(em, "late", 3000, GV_DECISION_ALLOWED);
+    agent_start(&r);
+    wait_events(&r, 3000);
+    wait_acked(em);
+    assert_int_equal(run_requests("late"), 3000);
+    em->ops->destroy(em);
+    agent_stop(&r);
+}
+
+static void test_restarts_lose_nothing_and_count_nothing_twice(void **state)
+{
+    struct running r;
+    struct gw_emitter *em = NULL;
+    unsigned long long dropped, pending;
+
+    (void)state;
+    agent_start(&r);
+    assert_int_equal(gw_emitter_create_agent(dir, NULL, &em), GV_OK);
+    emit_n(em, "x", 2000, GV_DECISION_ALLOWED);
+    wait_events(&r, 2000);
+    /* Agent restart: state comes back from state file + journal. */
+    agent_stop(&r);
+    emit_n(em, "x", 1000, GV_DECISION_ALLOWED);
+    agent_start(&r);
+    wait_events(&r, 3000);
+    wait_acked(em);
+    /* Gateway restart: the new emitter adopts the old spool and its numbering. */
+    em->ops->destroy(em);
+    assert_int_equal(gw_emitter_create_agent(dir, NULL, &em), GV_OK);
+    emit_n(em, "x", 500, GV_DECISION_ALLOWED);
+    wait_events(&r, 3500);
+    wait_acked(em);
+    assert_int_equal(run_requests("x"), 3500);
+    em->ops->stats(em, &dropped, &pending);
+    assert_int_equal(dropped, 0);
+    em->ops->destroy(em);
+    agent_stop(&r);
+    /* And once more from disk only. */
+    agent_start(&r);
+    assert_int_equal(ag_agent_events(r.ag), 3500);
+    assert_int_equal(run_requests("x"), 3500);
+    agent_stop(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_events_counted_per_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_agent_started_late_gets_spooled_events, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_restarts_lose_nothing_and_count_nothing_twice,
+                                        setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
