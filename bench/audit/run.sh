@@ -8,19 +8,22 @@
 # (bench/gateway/upstream.json). Two kt gateways from the same binary run side by side:
 #   audit     chain [prompt-injection, pii-detector, audit-logger], fsync: interval (100 ms)
 #   noaudit   chain [prompt-injection, pii-detector]
-# wrk (bench/gateway/post.lua) loads each in turn, alternating audit/noaudit ROUNDS times so
+# wrk (bench/audit/post.lua, a prompt every policy passes) loads each in turn, alternating audit/noaudit ROUNDS times so
 # drift on a shared machine hits both alike, at concurrency BENCH_CONC (default 64). Prints
 # requests/s per round, the medians, and audit/noaudit as a percentage (the bar: >= 90%).
-# After the load, `kt events verify` must pass on the audit gateway's state dir and the
-# record count must equal the requests kt answered. Only 127.0.0.1 is used. Results also go
+# After the load, `kt events verify` runs on the audit gateway's state dir; its record count
+# is printed next to the requests wrk counted (wrk does not count requests still in flight
+# when it stops, so the log may hold a few more). Only 127.0.0.1 is used. Results also go
 # to bench/out/audit-<time>.txt.
 # Environment: BENCH_DURATION (s per round, default 5), BENCH_ROUNDS (default 3),
-# BENCH_CONC (default 64), BENCH_FSYNC (interval|always|off, default interval),
+# BENCH_CONC (default 64), BENCH_CHAIN (policies before audit-logger, default
+# "prompt-injection, pii-detector"), BENCH_FSYNC (interval|always|off, default interval),
 # BENCH_PORT_BASE (default 18180), BENCH_WORKERS (kt --workers, default 1), KT_BIN.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 GW="$ROOT/bench/gateway"
+HERE="$ROOT/bench/audit"
 cd "$ROOT"
 DURATION="${BENCH_DURATION:-5}"
 ROUNDS="${BENCH_ROUNDS:-3}"
@@ -31,7 +34,7 @@ BASE="${BENCH_PORT_BASE:-18180}"
 UP_PORT=$((BASE + 1))
 A_PORT=$((BASE + 2))
 N_PORT=$((BASE + 3))
-KT="${KT_BIN:-$ROOT/build-release/kt}"
+KT="${KT_BIN:-$ROOT/build-bench-audit/kt}"
 OUT="$ROOT/bench/out"
 mkdir -p "$OUT"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/kt-bench-audit.XXXXXX")"
@@ -63,10 +66,10 @@ for p in "$UP_PORT" "$A_PORT" "$N_PORT"; do
 done
 
 if [ -z "${KT_BIN:-}" ] && [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
-    echo "building release kt in build-release/ ..." >&2
-    cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DKT_TESTS=OFF \
+    echo "building release kt in build-bench-audit/ ..." >&2
+    cmake -S . -B build-bench-audit -DCMAKE_BUILD_TYPE=Release -DKT_TESTS=OFF \
         >"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log"; exit 1; }
-    cmake --build build-release -j2 --target kt >>"$WORK/build.log" 2>&1 ||
+    cmake --build build-bench-audit -j2 --target kt >>"$WORK/build.log" 2>&1 ||
         { tail -n 40 "$WORK/build.log"; exit 1; }
 fi
 [ -x "$KT" ] || { echo "bench: no kt binary at $KT" >&2; exit 1; }
@@ -127,12 +130,13 @@ policy:
 $2
 EOF
 }
-config "prompt-injection, pii-detector, audit-logger" "  audit-logger:
+CHAIN="${BENCH_CHAIN:-prompt-injection, pii-detector}"
+config "$CHAIN, audit-logger" "  audit-logger:
     immutable: true
     retention_days: 365
     log_all_access: true
     fsync: $FSYNC" >"$WORK/audit.yaml"
-config "prompt-injection, pii-detector" "" >"$WORK/noaudit.yaml"
+config "$CHAIN" "" >"$WORK/noaudit.yaml"
 
 start_kt() { # start_kt NAME PORT
     OPENAI_API_KEY=sk-bench-upstream "$KT" gateway run --listen "127.0.0.1:$2" \
@@ -147,7 +151,7 @@ wait_ok() { # wait_ok NAME PORT
     local i
     for ((i = 0; i < 100; i++)); do
         if curl -fsS -o /dev/null -X POST -H 'content-type: application/json' \
-            --data '{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}' \
+            --data '{"model":"gpt-4o","messages":[{"role":"user","content":"What was the best accuracy of the last run?"}]}' \
             "http://127.0.0.1:$2/v1/chat/completions" 2>/dev/null; then
             return 0
         fi
@@ -166,16 +170,18 @@ T=$((CONC < 2 ? 1 : 2))
 declare -a RA RN
 run() { # run PORT -> "rps requests errors"
     local line
-    line="$(wrk -t"$T" -c"$CONC" -d"${DURATION}s" --latency -s "$GW/post.lua" \
+    line="$(wrk -t"$T" -c"$CONC" -d"${DURATION}s" --latency -s "$HERE/post.lua" \
         "http://127.0.0.1:$1" 2>&1 | grep '^BENCH ')"
     sed -E 's/.*requests=([0-9]+).* rps=([0-9.]+).* errors=([0-9]+).*/\2 \1 \3/' <<<"$line"
 }
-wrk -t"$T" -c"$CONC" -d2s -s "$GW/post.lua" "http://127.0.0.1:$A_PORT" >"$WORK/warm-a" 2>&1 || true
-wrk -t"$T" -c"$CONC" -d2s -s "$GW/post.lua" "http://127.0.0.1:$N_PORT" >/dev/null 2>&1 || true
+wrk -t"$T" -c"$CONC" -d2s -s "$HERE/post.lua" "http://127.0.0.1:$A_PORT" >"$WORK/warm-a" 2>&1 || true
+wrk -t"$T" -c"$CONC" -d2s -s "$HERE/post.lua" "http://127.0.0.1:$N_PORT" >/dev/null 2>&1 || true
 errors=0
+SENT=$((1 + $(sed -nE 's/.*requests=([0-9]+).*/\1/p' "$WORK/warm-a" || echo 0)))
 for ((r = 1; r <= ROUNDS; r++)); do
     read -r rps reqs err < <(run "$A_PORT")
     RA+=("$rps")
+    SENT=$((SENT + reqs))
     errors=$((errors + err))
     read -r rps2 reqs2 err2 < <(run "$N_PORT")
     RN+=("$rps2")
@@ -204,6 +210,7 @@ VERIFY="$("$KT" events verify --state-dir "$WORK/state-audit" 2>&1 || true)"
         printf "BENCH audit_fsync=%s audit_rps=%.1f noaudit_rps=%.1f ratio_pct=%.1f cost_pct=%.1f %s\n",
             f, a, n, p, 100 - p, (p >= 90) ? "PASS(<=10%)" : "FAIL(>10%)" }'
     echo "verify: $VERIFY"
+    echo "requests wrk counted on the audit gateway (probe + warm-up + rounds): $SENT"
     [ "$errors" = 0 ] || echo "WARNING: $errors wrk errors (non-2xx or socket errors)"
 } | tee "$RESULT"
 echo "saved to ${RESULT#"$ROOT"/}"
