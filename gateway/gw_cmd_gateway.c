@@ -26,6 +26,7 @@ struct run_opts {
     const char *listen;
     const char *config;
     const char *state_dir;
+    const char *agent_socket;
     const char *log_level;
     const char *log_format;
     long workers;
@@ -41,7 +42,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: kt gateway run --listen HOST:PORT --policy-config FILE [--state-dir DIR]\n"
-            "                      [--workers N] [--log-level error|warn|info|debug]\n"
+            "                      [--agent-socket PATH] [--workers N]\n"
+            "                      [--log-level error|warn|info|debug]\n"
             "                      [--log-format text|json]\n"
             "  Serves POST /v1/chat/completions, GET /v1/models and GET /health, enforcing\n"
             "  the policy chain of FILE on every call. SIGTERM/SIGINT drain and exit 0.\n");
@@ -83,6 +85,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
         }
         else if ((v = flag_value(argc, argv, &i, "--state-dir")) != NULL) {
             o->state_dir = v;
+        }
+        else if ((v = flag_value(argc, argv, &i, "--agent-socket")) != NULL) {
+            o->agent_socket = v;
         }
         else if ((v = flag_value(argc, argv, &i, "--log-level")) != NULL) {
             o->log_level = v;
@@ -200,7 +205,7 @@ int gw_cmd_gateway_run(int argc, char **argv)
     }
     code = 1;
     /* Where records go: the one place that picks the emitter. */
-    if (gw_emitter_create_noop(&em) != GV_OK) {
+    if (gw_emitter_create_agent(state, o.agent_socket, &em) != GV_OK) {
         fprintf(stderr, "kt gateway run: cannot create the event emitter\n");
         goto out;
     }

@@ -65,8 +65,8 @@ struct agent_em {
 
     /* Everything below belongs to the background thread. */
     char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    char spool_path[4096];
-    char lock_path[4096];
+    char spool_path[4400];
+    char lock_path[4400];
     char instance_id[GV_INSTANCE_ID_LEN + 1];
     int lock_fd;
     int spool_fd;
@@ -220,7 +220,7 @@ out:
 /* Rewrites the spool without its acknowledged prefix. Offsets all shift down. */
 static void spool_compact(struct agent_em *a)
 {
-    char tmp[4200];
+    char tmp[4500];
     uint8_t hdr[SPOOL_HDR];
     uint8_t *buf = NULL;
     uint64_t shift, off;
