@@ -127,8 +127,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
         else if (strcmp(a, "--decision") == 0) {
             o->decision = gv_decision_parse(v);
             if (o->decision < 0) {
-                return usage_err(cmd, "--decision must be allowed|redacted|blocked|error, got",
-                                 v);
+                return usage_err(cmd, "--decision must be allowed|redacted|blocked|error, got", v);
             }
         }
         else if (strcmp(a, "--since") == 0) {
@@ -256,8 +255,8 @@ static void print_row(struct json_object *rec)
     cell(&b, num, 7);
     {
         struct json_object *c;
-        double usd = json_object_object_get_ex(rec, "cost_usd", &c) ? json_object_get_double(c)
-                                                                   : 0.0;
+        double usd =
+            json_object_object_get_ex(rec, "cost_usd", &c) ? json_object_get_double(c) : 0.0;
         snprintf(num, sizeof(num), "%.6f", usd);
     }
     cell(&b, num, 10);
@@ -325,8 +324,9 @@ static bool list_line(void *arg, const char *line, size_t len)
 static int no_log(const char *dir, gv_rc rc)
 {
     if (rc == GV_ENOTFOUND) {
-        fprintf(stderr, "kt events: no audit log in %s (is audit-logger in the policy chain, "
-                        "and is --state-dir the gateway's?)\n",
+        fprintf(stderr,
+                "kt events: no audit log in %s (is audit-logger in the policy chain, "
+                "and is --state-dir the gateway's?)\n",
                 dir);
     }
     else {
@@ -404,8 +404,8 @@ int gw_cmd_events_verify(int argc, char **argv)
     else if (rc == GV_OK) {
         printf("ok: %" PRIu64 " records in %" PRIu64 " segment%s, seq %" PRIu64 "..%" PRIu64
                ", hash chain intact (%s)\n",
-               res.records, res.segments, res.segments == 1 ? "" : "s", res.first_seq,
-               res.last_seq, o.dir);
+               res.records, res.segments, res.segments == 1 ? "" : "s", res.first_seq, res.last_seq,
+               o.dir);
     }
     else if (rc == GV_EPROTO) {
         printf("FAILED: %s\n", res.problem);

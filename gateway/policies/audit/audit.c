@@ -55,10 +55,10 @@ struct audit_writer {
     atomic_size_t queued;             /* changed under mu; read anywhere */
     bool stop;                        /* under mu */
 
-    atomic_bool healthy;           /* last append succeeded */
-    atomic_ullong dropped;         /* records refused because the queue was full */
+    atomic_bool healthy;   /* last append succeeded */
+    atomic_ullong dropped; /* records refused because the queue was full */
     atomic_ullong written;
-    atomic_ullong drop_logged_at;  /* mono us of the last "dropped" log line */
+    atomic_ullong drop_logged_at; /* mono us of the last "dropped" log line */
 
     /* writer thread only (and init/destroy, before/after it runs) */
     int fd;
@@ -91,20 +91,20 @@ static const struct gv_cfg_map config_map[] = {
      "make closed segments read-only (records are always hash-chained)"},
     {"retention_days", GV_CFG_INT, offsetof(struct audit_ctx, retention_days), "365", 0, NULL, 1,
      36500, "delete whole segments older than this"},
-    {"log_all_access", GV_CFG_BOOL, offsetof(struct audit_ctx, log_all_access), "true", 0, NULL,
-     0, 0, "record every request, not only blocked/redacted/error ones"},
+    {"log_all_access", GV_CFG_BOOL, offsetof(struct audit_ctx, log_all_access), "true", 0, NULL, 0,
+     0, "record every request, not only blocked/redacted/error ones"},
     {"store_content", GV_CFG_BOOL, offsetof(struct audit_ctx, store_content), "false", 0, NULL, 0,
      0, "store the prompt messages as forwarded (after redaction)"},
-    {"fsync", GV_CFG_ENUM, offsetof(struct audit_ctx, fsync_mode), "interval", 0, fsync_modes, 0,
-     0, "group commit: interval (default), always or off"},
+    {"fsync", GV_CFG_ENUM, offsetof(struct audit_ctx, fsync_mode), "interval", 0, fsync_modes, 0, 0,
+     "group commit: interval (default), always or off"},
     {"fsync_interval", GV_CFG_DURATION, offsetof(struct audit_ctx, fsync_interval_ms), "100ms", 0,
      NULL, 1, 60000, "group commit interval: the most a crash can lose"},
     {"on_failure", GV_CFG_ENUM, offsetof(struct audit_ctx, on_failure), "block", 0, failure_modes,
      0, 0, "when the log cannot be written: block (503) or allow"},
     {"segment_max_bytes", GV_CFG_SIZE, offsetof(struct audit_ctx, segment_max_bytes), "64MiB", 0,
      NULL, 4096, 1073741824.0, "start a new segment past this size (and every UTC day)"},
-    {"queue_max", GV_CFG_INT, offsetof(struct audit_ctx, queue_max), "65536", 0, NULL, 16,
-     10000000, "records waiting for the writer before on_failure applies"},
+    {"queue_max", GV_CFG_INT, offsetof(struct audit_ctx, queue_max), "65536", 0, NULL, 16, 10000000,
+     "records waiting for the writer before on_failure applies"},
     {"dir", GV_CFG_STR, offsetof(struct audit_ctx, dir), NULL, 0, NULL, 0, 0,
      "segment directory (default <state-dir>/audit)"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
@@ -310,8 +310,7 @@ static gv_rc recover(struct audit_writer *w)
          * verify` and continue in a fresh segment chained to the bytes as they are. */
         gw_audit_sha256_hex(b.data + start, end - 1 - start, w->pos.hash);
         gv_log(GV_LOG_ERROR, "policy:audit-logger",
-               "last audit record fails its hash; run kt events verify", "segment=%" PRIu64,
-               last);
+               "last audit record fails its hash; run kt events verify", "segment=%" PRIu64, last);
         closed = true;
     }
     o = json_tokener_parse(b.data + start);
@@ -452,8 +451,7 @@ static gv_rc append_batch(struct audit_writer *w, struct audit_node *list, size_
         /* Fill this segment up to its size limit, at least one record. */
         for (; n && (count == 0 || start.bytes + w->out.len < w->segment_max); n = n->next) {
             gv_buf_reset(&w->line);
-            rc = gw_audit_record_json(&n->rec, n->cost_usd, n->content, seq + 1, hash,
-                                      &w->line);
+            rc = gw_audit_record_json(&n->rec, n->cost_usd, n->content, seq + 1, hash, &w->line);
             if (rc == GV_E2BIG && n->content) {
                 /* Too much content for one line: keep the record, drop the text. */
                 gv_buf_reset(&w->line);
@@ -494,8 +492,7 @@ static gv_rc append_batch(struct audit_writer *w, struct audit_node *list, size_
         /* The records are written: a stale head.json only makes verify miss a
          * trailing deletion until the next append, so it is not a failed append. */
         if (gw_audit_pos_write(w->dir, "head.json", &w->pos, false) != GV_OK) {
-            gv_log(GV_LOG_WARN, "policy:audit-logger", "cannot update head.json", "dir=%s",
-                   w->dir);
+            gv_log(GV_LOG_WARN, "policy:audit-logger", "cannot update head.json", "dir=%s", w->dir);
         }
     }
     gv_buf_reset(&w->out);
@@ -534,8 +531,7 @@ static void *writer_main(void *arg)
         size_t done = 0;
         uint64_t now = gv_mono_us();
         uint64_t due = last_flush + (uint64_t)w->interval_ms * 1000u;
-        bool flush = w->queued > 0 &&
-                     (w->stop || w->fsync_mode == FSYNC_ALWAYS || now >= due);
+        bool flush = w->queued > 0 && (w->stop || w->fsync_mode == FSYNC_ALWAYS || now >= due);
         gv_rc rc;
 
         if (!flush) {
@@ -747,7 +743,8 @@ static gv_rc audit_evaluate(struct gw_policy *pol, struct gw_req *req, struct gw
         return GV_OK;
     }
     /* Fail closed: a request that cannot be recorded is not served. The queue
-     * check (lock-free, every worker calls this) catches a writer that is alive but falling behind a dead disk. */
+     * check (lock-free, every worker calls this) catches a writer that is alive but falling behind
+     * a dead disk. */
     ok = atomic_load(&w->healthy) && atomic_load(&w->queued) < w->queue_max;
     if (!ok) {
         out->action = GW_ACTION_BLOCK;
@@ -789,8 +786,8 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
     n->cost_usd = rec->cost_usd;
     if (n->cost_usd == 0.0 && (rec->tokens_prompt || rec->tokens_completion)) {
         /* cost-tracker did not run first: price the tokens at list prices. */
-        n->cost_usd = gw_cost_builtin_usd(rec->model, rec->tokens_prompt, rec->tokens_completion,
-                                          &known);
+        n->cost_usd =
+            gw_cost_builtin_usd(rec->model, rec->tokens_prompt, rec->tokens_completion, &known);
     }
     /* Only what was forwarded is stored: after every rewrite, never for a
      * blocked request (later policies, pii included, may not have run). */

@@ -236,8 +236,8 @@ static struct json_object *parse_obj(const char *p, size_t n)
     struct json_object *o;
 
     o = json_tokener_parse_ex(tok, p, (int)n);
-    if (o && (json_tokener_get_error(tok) != json_tokener_success ||
-              tok->char_offset != (int)n || !json_object_is_type(o, json_type_object))) {
+    if (o && (json_tokener_get_error(tok) != json_tokener_success || tok->char_offset != (int)n ||
+              !json_object_is_type(o, json_type_object))) {
         json_object_put(o);
         o = NULL;
     }
@@ -521,8 +521,7 @@ gv_rc gw_audit_verify(const char *dir, struct gw_audit_verify_result *res)
         have_anchor = true;
     }
     else if (rc != GV_ENOTFOUND) {
-        snprintf(res->problem, sizeof(res->problem), "anchor.json: unreadable (%s)",
-                 gv_rc_str(rc));
+        snprintf(res->problem, sizeof(res->problem), "anchor.json: unreadable (%s)", gv_rc_str(rc));
         rc = GV_EPROTO;
         goto out;
     }
@@ -753,8 +752,8 @@ static void add_str(struct json_object *o, const char *k, const char *v)
 }
 
 /* Record fields are fixed arrays filled by other threads' code: never trust a NUL. */
-#define ADD_FIELD(o, k, f) json_object_object_add((o), (k), \
-    json_object_new_string_len((f), (int)strnlen((f), sizeof(f))))
+#define ADD_FIELD(o, k, f)                                                                         \
+    json_object_object_add((o), (k), json_object_new_string_len((f), (int)strnlen((f), sizeof(f))))
 
 static void add_u64(struct json_object *o, const char *k, uint64_t v)
 {

@@ -24,7 +24,7 @@
 
 #define GW_AUDIT_HASH_HEX 64
 #define GW_AUDIT_SEAL_LEN (9 + GW_AUDIT_HASH_HEX + 2) /* ,"hash":"<64>"} */
-#define GW_AUDIT_LINE_MAX (1024u * 1024u)              /* one record line, content included */
+#define GW_AUDIT_LINE_MAX (1024u * 1024u)             /* one record line, content included */
 #define GW_AUDIT_SEGMENT_READ_MAX (1024u * 1024u * 1024u)
 
 extern const char gw_audit_zero_hash[GW_AUDIT_HASH_HEX + 1];

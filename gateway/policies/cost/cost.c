@@ -45,8 +45,8 @@ static const struct gv_cfg_map config_map[] = {
      "model -> {input_per_mtok, output_per_mtok} in USD, over the built-in table"},
     {"budgets", GV_CFG_NODE, offsetof(struct cost_ctx, budgets), NULL, 0, NULL, 0, 0,
      "{runs: {<run id>|default: budget_usd}, teams: {<team>|default: budget_usd}}"},
-    {"state_flush", GV_CFG_DURATION, offsetof(struct cost_ctx, state_flush_ms), "1s", 0, NULL,
-     10, 3600000, "how often spend is written to <state-dir>/cost/ledger.json"},
+    {"state_flush", GV_CFG_DURATION, offsetof(struct cost_ctx, state_flush_ms), "1s", 0, NULL, 10,
+     3600000, "how often spend is written to <state-dir>/cost/ledger.json"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -70,8 +70,9 @@ static gv_rc parse_prices(struct cost_ctx *ctx, const char *path, struct gv_cfg_
         nbuiltin++;
     }
     if (p && p->kind != GV_Y_MAP) {
-        return gv_cfg_fail(err, path, p, "cost-tracker: prices must be a mapping of model -> "
-                                         "{input_per_mtok, output_per_mtok}, not a %s",
+        return gv_cfg_fail(err, path, p,
+                           "cost-tracker: prices must be a mapping of model -> "
+                           "{input_per_mtok, output_per_mtok}, not a %s",
                            gv_ynode_kind_str(p->kind));
     }
     ctx->table = gv_calloc((p ? p->n : 0) + nbuiltin + 1, sizeof(*ctx->table));
@@ -132,8 +133,9 @@ static gv_rc parse_budget_set(const struct gv_ynode *n, const char *what, const 
         return GV_OK;
     }
     if (n->kind != GV_Y_MAP) {
-        return gv_cfg_fail(err, path, n, "cost-tracker: budgets.%s must be a mapping of %s -> "
-                                         "budget_usd",
+        return gv_cfg_fail(err, path, n,
+                           "cost-tracker: budgets.%s must be a mapping of %s -> "
+                           "budget_usd",
                            what, what);
     }
     set->items = gv_calloc(n->n + 1, sizeof(*set->items));
@@ -204,14 +206,13 @@ static gv_rc cost_setup(struct gw_policy *pol, const char *path, const struct gv
     }
     rc = parse_budget_set(b ? gv_ynode_get(b, "runs") : NULL, "runs", path, &ctx->runs, err);
     if (rc == GV_OK) {
-        rc = parse_budget_set(b ? gv_ynode_get(b, "teams") : NULL, "teams", path, &ctx->teams,
-                              err);
+        rc = parse_budget_set(b ? gv_ynode_get(b, "teams") : NULL, "teams", path, &ctx->teams, err);
     }
     if (rc) {
         return rc;
     }
-    n = snprintf(dir, sizeof(dir), "%s/cost", pol->state_dir && *pol->state_dir ? pol->state_dir
-                                                                                : ".");
+    n = snprintf(dir, sizeof(dir), "%s/cost",
+                 pol->state_dir && *pol->state_dir ? pol->state_dir : ".");
     if (n < 0 || (size_t)n >= sizeof(dir) || gv_mkdir_p(dir, 0700) != GV_OK) {
         return gv_cfg_fail(err, path, settings, "cost-tracker: cannot create %s: %s", dir,
                            strerror(errno));

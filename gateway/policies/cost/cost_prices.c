@@ -27,8 +27,7 @@ const struct gw_cost_price gw_cost_builtin_prices[] = {
     {NULL, 0, 0},
 };
 
-const struct gw_cost_price *gw_cost_price_find(const struct gw_cost_price *table,
-                                               const char *model)
+const struct gw_cost_price *gw_cost_price_find(const struct gw_cost_price *table, const char *model)
 {
     const struct gw_cost_price *best = NULL;
     size_t best_len = 0;

@@ -117,8 +117,9 @@ static gv_rc parse_roles(struct rbac_ctx *ctx, const char *path, struct gv_cfg_e
             continue;
         }
         if (def->kind != GV_Y_MAP) {
-            return gv_cfg_fail(err, path, def, "rbac: role '%s' must be {models, targets, "
-                                               "budget_usd}",
+            return gv_cfg_fail(err, path, def,
+                               "rbac: role '%s' must be {models, targets, "
+                               "budget_usd}",
                                role->name);
         }
         for (j = 0; j < def->n; j++) {
@@ -205,8 +206,9 @@ static gv_rc parse_keys(struct rbac_ctx *ctx, const char *path, struct gv_cfg_er
         struct rbac_key *key = &ctx->key[i];
 
         if (e->kind != GV_Y_MAP) {
-            return gv_cfg_fail(err, path, e, "rbac: each key must be {name, key_sha256, team, "
-                                             "role}");
+            return gv_cfg_fail(err, path, e,
+                               "rbac: each key must be {name, key_sha256, team, "
+                               "role}");
         }
         for (j = 0; j < e->n; j++) {
             const char *f = e->keys[j]->scalar;
@@ -261,8 +263,9 @@ static gv_rc parse_keys(struct rbac_ctx *ctx, const char *path, struct gv_cfg_er
         }
         for (j = 0; j < i; j++) {
             if (memcmp(ctx->key[j].sha, key->sha, 32) == 0) {
-                return gv_cfg_fail(err, path, sha, "rbac: key '%s' has the same key_sha256 as "
-                                                   "'%s'",
+                return gv_cfg_fail(err, path, sha,
+                                   "rbac: key '%s' has the same key_sha256 as "
+                                   "'%s'",
                                    key->name, ctx->key[j].name);
             }
         }
@@ -314,8 +317,7 @@ static gv_rc setup(struct gw_policy *pol, const char *path, const struct gv_ynod
     n = snprintf(dir, sizeof(dir), "%s/rbac",
                  pol->state_dir && *pol->state_dir ? pol->state_dir : ".");
     if (n < 0 || (size_t)n >= sizeof(dir) || gv_mkdir_p(dir, 0700) != GV_OK) {
-        return gv_cfg_fail(err, path, settings, "rbac: cannot create %s: %s", dir,
-                           strerror(errno));
+        return gv_cfg_fail(err, path, settings, "rbac: cannot create %s: %s", dir, strerror(errno));
     }
     snprintf(file, sizeof(file), "%s/ledger.json", dir);
     rc = gw_ledger_open(file, 1000, &ctx->ledger);

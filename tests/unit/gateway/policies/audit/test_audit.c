@@ -186,9 +186,8 @@ static void test_record_holds_no_content_by_default(void **state)
     gv_buf_free(&b);
 
     /* store_content: only what was forwarded, never for a blocked request. */
-    assert_int_equal(fx_open(&fx, &gw_policy_audit, "store_content: true\nfsync: always\n", st,
-                             &err),
-                     GV_OK);
+    assert_int_equal(
+        fx_open(&fx, &gw_policy_audit, "store_content: true\nfsync: always\n", st, &err), GV_OK);
     fill_rec(&rec, 2, GV_DECISION_REDACTED);
     gw_policy_audit.complete(&fx.pol, &req, &rec);
     fill_rec(&rec, 3, GV_DECISION_BLOCKED);
@@ -385,8 +384,7 @@ static void test_on_failure_block_refuses_when_disk_fails(void **state)
 
     (void)state;
     fx_tempdir(st, sizeof(st));
-    assert_int_equal(fx_open(&fx, &gw_policy_audit, "fsync: always\non_failure: block\n", st,
-                             &err),
+    assert_int_equal(fx_open(&fx, &gw_policy_audit, "fsync: always\non_failure: block\n", st, &err),
                      GV_OK);
     memset(&req, 0, sizeof(req));
     fill_rec(&rec, 1, GV_DECISION_ALLOWED);
@@ -461,13 +459,11 @@ static void test_config_rejects_bad_values(void **state)
     struct gv_cfg_err err;
 
     (void)state;
-    assert_int_equal(fx_open(&fx, &gw_policy_audit, "fsync: sometimes\n", NULL, &err),
-                     GV_ECONFIG);
+    assert_int_equal(fx_open(&fx, &gw_policy_audit, "fsync: sometimes\n", NULL, &err), GV_ECONFIG);
     assert_non_null(strstr(err.msg, "policy.yaml:1:"));
     fx_close(&fx);
     fx_rmtree(fx.state);
-    assert_int_equal(fx_open(&fx, &gw_policy_audit, "retention_days: 0\n", NULL, &err),
-                     GV_ECONFIG);
+    assert_int_equal(fx_open(&fx, &gw_policy_audit, "retention_days: 0\n", NULL, &err), GV_ECONFIG);
     fx_close(&fx);
     fx_rmtree(fx.state);
 }

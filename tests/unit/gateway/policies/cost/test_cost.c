@@ -144,8 +144,7 @@ static void test_init_rejects_bad_config_with_position(void **state)
     assert_non_null(strstr(err.msg, "policy.yaml:2:3"));
     fx_close(&fx);
     fx_rmtree(fx.state);
-    assert_int_equal(fx_open(&fx, &gw_policy_cost, "budgets:\n  runs: {default: -1}\n", NULL,
-                             &err),
+    assert_int_equal(fx_open(&fx, &gw_policy_cost, "budgets:\n  runs: {default: -1}\n", NULL, &err),
                      GV_ECONFIG);
     fx_close(&fx);
     fx_rmtree(fx.state);

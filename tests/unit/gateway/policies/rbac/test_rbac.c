@@ -166,8 +166,7 @@ static void test_role_budget_blocks_and_survives_restart(void **state)
     call_init(&c, "sk-bob", "gpt-4o-mini", "");
     assert_int_equal(eval(&fx, &c).action, GW_ACTION_PASS);
     fx_close(&fx);
-    assert_int_equal(fx_open(&fx, &gw_policy_rbac, config(", budget_usd: 0.001"), st, &err),
-                     GV_OK);
+    assert_int_equal(fx_open(&fx, &gw_policy_rbac, config(", budget_usd: 0.001"), st, &err), GV_OK);
     call_init(&c, "sk-alice", "gpt-4o", "");
     assert_string_equal(eval(&fx, &c).code, "budget_exceeded");
     fx_close(&fx);
