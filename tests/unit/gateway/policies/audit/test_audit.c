@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 
 #include "core/gv_buf.h"
 #include "core/gv_record.h"
@@ -468,6 +469,40 @@ static void test_config_rejects_bad_values(void **state)
     fx_rmtree(fx.state);
 }
 
+static void test_two_processes_share_one_chain(void **state)
+{
+    char st[256], dir[512];
+    struct gw_audit_verify_result res;
+    pid_t kids[2];
+    int i, status;
+
+    (void)state;
+    fx_tempdir(st, sizeof(st));
+    /* Create the log first so both writers start from an existing chain. */
+    write_records(st, BASE_CFG, 1, 1);
+    for (i = 0; i < 2; i++) {
+        kids[i] = fork();
+        assert_true(kids[i] >= 0);
+        if (kids[i] == 0) {
+            /* Tiny segments: the writers also race through rotations. */
+            write_records(st, "fsync: off\nfsync_interval: 1ms\nsegment_max_bytes: 8192\n",
+                          1000 * (i + 1), 300);
+            _exit(0);
+        }
+    }
+    for (i = 0; i < 2; i++) {
+        assert_int_equal(waitpid(kids[i], &status, 0), kids[i]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    audit_dir(st, dir, sizeof(dir));
+    if (gw_audit_verify(dir, &res) != GV_OK) {
+        fail_msg("%s", res.problem);
+    }
+    assert_int_equal(res.records, 601);
+    assert_true(res.segments > 2);
+    fx_rmtree(st);
+}
+
 static void test_verify_garbage_segment_does_not_crash(void **state)
 {
     char st[256], dir[512], path[600];
@@ -506,6 +541,7 @@ int main(void)
         cmocka_unit_test(test_on_failure_block_refuses_when_disk_fails),
         cmocka_unit_test(test_on_failure_allow_passes),
         cmocka_unit_test(test_config_rejects_bad_values),
+        cmocka_unit_test(test_two_processes_share_one_chain),
         cmocka_unit_test(test_verify_garbage_segment_does_not_crash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
