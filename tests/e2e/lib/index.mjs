@@ -15,3 +15,4 @@
 export * from './upstream.mjs';
 export * from './gateway.mjs';
 export * from './proc.mjs';
+export * from './agent.mjs';
