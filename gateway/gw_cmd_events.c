@@ -69,6 +69,22 @@ static bool parse_since(const char *s, uint64_t *out)
         *out = (uint64_t)t * 1000000u;
         return true;
     }
+    {
+        /* Days are the natural unit for audit questions; the config parser stops at minutes. */
+        char num[32];
+        size_t n = strlen(s);
+        long days;
+        if (n >= 2 && n < sizeof(num) && s[n - 1] == 'd') {
+            memcpy(num, s, n - 1);
+            num[n - 1] = '\0';
+            if (gv_cfg_parse_long(num, &days) && days >= 0 && days <= 36500) {
+                uint64_t now = gv_wall_us();
+                uint64_t ago = (uint64_t)days * 86400u * 1000000u;
+                *out = ago > now ? 0 : now - ago;
+                return true;
+            }
+        }
+    }
     if (gv_cfg_parse_duration_ms(s, &ms) && ms >= 0) {
         uint64_t now = gv_wall_us();
         uint64_t ago = (uint64_t)ms * 1000u;
@@ -134,7 +150,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
             if (!parse_since(v, &o->since_us)) {
                 return usage_err(cmd,
                                  "--since wants RFC 3339 (2026-01-02T03:04:05Z) or an age "
-                                 "(15m, 2h), got",
+                                 "(15m, 2h, 7d), got",
                                  v);
             }
         }

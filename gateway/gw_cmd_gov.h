@@ -9,7 +9,7 @@
  * segments under <state-dir>/audit (--audit-dir overrides). */
 
 /* kt events list [--limit N] [--run ID] [--decision D] [--since T] [--json]:
- * newest first; T is RFC 3339 ("2026-01-02T03:04:05Z") or an age ("15m", "2h"). */
+ * newest first; T is RFC 3339 ("2026-01-02T03:04:05Z") or an age ("15m", "2h", "7d"). */
 int gw_cmd_events_list(int argc, char **argv);
 /* kt events verify [--json]: 0 and a count when the chain is intact, 1 naming
  * the first bad record otherwise. */
