@@ -111,6 +111,7 @@ struct worker {
     struct event *drain_timer;
     struct rq *active;
     size_t nactive;
+    size_t nlinger; /* answered while draining, connection still flushing */
     bool draining;
     json_tokener *tok;
 };
@@ -130,6 +131,8 @@ struct gw_server {
 };
 
 /* ---------------------------------------------------------------- helpers */
+
+static void release_conn(struct worker *w, struct evhttp_request *req);
 
 static const char *hdr_or_empty(const char *s)
 {
@@ -164,7 +167,7 @@ static uint64_t overhead_now(const struct rq *r)
 }
 
 static void add_common_headers(struct evhttp_request *req, const char *reqid, const char *run_id,
-                               enum gv_decision d, uint64_t overhead_us, bool draining)
+                               enum gv_decision d, uint64_t overhead_us)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     char ms[32];
@@ -176,9 +179,6 @@ static void add_common_headers(struct evhttp_request *req, const char *reqid, co
     evhttp_add_header(h, "x-kt-decision", gv_decision_str(d));
     gw_http_fmt_ms(overhead_us, ms, sizeof(ms));
     evhttp_add_header(h, "x-kt-overhead-ms", ms);
-    if (draining) {
-        evhttp_add_header(h, "Connection", "close");
-    }
 }
 
 /* A complete response with a body; evhttp adds Content-Length. */
@@ -214,7 +214,8 @@ static void simple_reply(struct worker *w, struct evhttp_request *req, const cha
                          uint64_t t0, int status, const char *body, size_t len,
                          enum gv_decision d)
 {
-    add_common_headers(req, reqid, NULL, d, gv_mono_us() - t0, w->draining);
+    add_common_headers(req, reqid, NULL, d, gv_mono_us() - t0);
+    release_conn(w, req);
     send_body(req, status, "application/json", body, len);
 }
 
@@ -371,18 +372,46 @@ static void method_not_allowed(struct worker *w, struct evhttp_request *req, con
 
 static void worker_maybe_exit(struct worker *w)
 {
-    if (w->draining && w->nactive == 0) {
+    if (w->draining && w->nactive == 0 && w->nlinger == 0) {
         event_base_loopexit(w->base, NULL);
     }
 }
 
+static void on_linger_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct worker *w = arg;
+
+    w->nlinger--;
+    worker_maybe_exit(w);
+}
+
+/* Called right before the last bytes of an answer are queued. While draining,
+ * the connection closes once they are written (Connection: close is honoured
+ * even when added after the headers went out), and the worker waits for that
+ * close so no answer is cut off by the exit. */
+static void release_conn(struct worker *w, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = req ? evhttp_request_get_connection(req) : NULL;
+    struct evkeyvalq *h;
+
+    if (!evcon) {
+        return;
+    }
+    if (!w->draining) {
+        evhttp_connection_set_closecb(evcon, NULL, NULL);
+        return;
+    }
+    h = evhttp_request_get_output_headers(req);
+    if (!evhttp_find_header(h, "Connection")) {
+        evhttp_add_header(h, "Connection", "close");
+    }
+    evhttp_connection_set_closecb(evcon, on_linger_close, w);
+    w->nlinger++;
+}
+
 static void clear_closecb(struct rq *r)
 {
-    struct evhttp_connection *evcon = r->req ? evhttp_request_get_connection(r->req) : NULL;
-
-    if (evcon) {
-        evhttp_connection_set_closecb(evcon, NULL, NULL);
-    }
+    release_conn(r->w, r->req);
 }
 
 /* The request is over for the client: record, audit, emit, log, free. */
@@ -471,7 +500,7 @@ static void fail_json(struct rq *r, int status, const char *type, const char *co
     if (r->req && evhttp_request_get_connection(r->req)) {
         clear_closecb(r);
         add_common_headers(r->req, r->rec.request_id, r->rec.run_id, r->decision,
-                           overhead_now(r), r->w->draining);
+                           overhead_now(r));
         send_body(r->req, status, "application/json", b.data, b.len);
         r->req = NULL;
     }
@@ -839,7 +868,7 @@ static void up_headers(void *arg, const struct gw_up_headers *h)
         evhttp_add_header(out, "Cache-Control", "no-cache");
         add_upstream_headers(r);
         add_common_headers(r->req, r->rec.request_id, r->rec.run_id, r->decision,
-                           overhead_now(r), r->w->draining);
+                           overhead_now(r));
         evhttp_send_reply_start(r->req, 200, "OK");
         r->headers_sent = true;
     }
@@ -930,7 +959,7 @@ static void finish_buffered(struct rq *r)
             clear_closecb(r);
             add_upstream_headers(r);
             add_common_headers(r->req, r->rec.request_id, r->rec.run_id, r->decision,
-                               overhead_now(r), r->w->draining);
+                               overhead_now(r));
             send_body(r->req, status, r->up_ctype[0] ? r->up_ctype : "application/json", body,
                       len);
             r->req = NULL;
@@ -944,7 +973,7 @@ static void finish_buffered(struct rq *r)
         clear_closecb(r);
         add_upstream_headers(r);
         add_common_headers(r->req, r->rec.request_id, r->rec.run_id, r->decision,
-                           overhead_now(r), r->w->draining);
+                           overhead_now(r));
         send_body(r->req, status, r->up_ctype[0] ? r->up_ctype : "application/json", body, len);
         r->req = NULL;
     }
