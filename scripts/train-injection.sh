@@ -25,7 +25,7 @@ if [ ! -f "$weights" ]; then
 /* gateway/policies/injection/injection_weights.c - bootstrap, replaced by the trainer */
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "gateway/policies/injection/injection.h"
-static const int16_t ngram[INJECTION_NBUCKETS];
+static const int8_t ngram[INJECTION_NBUCKETS];
 static const float rule[64];
 static const float flag[INJECTION_NF_COUNT];
 const struct injection_weights injection_weights_builtin = {ngram, 1.0, rule, 0, flag, 0.0};

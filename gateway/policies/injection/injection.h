@@ -51,7 +51,7 @@ const char *injection_family_name(enum injection_family f);
  * injection_weights.c). Bucket weight = ngram[i] * ngram_scale. The score is
  * sigmoid(bias + sum(ngram)/sqrt(n) + sum(rule hits) + sum(flags)). */
 struct injection_weights {
-    const int16_t *ngram;     /* INJECTION_NBUCKETS entries */
+    const int8_t *ngram;      /* INJECTION_NBUCKETS entries; int8 keeps the table in L1/L2 */
     double ngram_scale;
     const float *rule;        /* injection_rule_count() entries */
     size_t nrules;            /* must equal injection_rule_count() */

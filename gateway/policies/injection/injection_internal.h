@@ -13,14 +13,31 @@ struct injection_rule {
     const char *name;
     enum injection_family family;
     const char *pattern; /* matched against normalised (lowercase, folded) text */
+    const char *anchors; /* space-separated words a match starts with; NULL: scan the text */
 };
 
 extern const struct injection_rule injection_rules[];
 extern const size_t injection_nrules;
 
+/* Anchor words: FNV-1a of the word -> bit mask of the rules it may start. */
+#define INJECTION_TRIG_SLOTS 1024u
+/* Anchor occurrences remembered per segment: at most one per word, so half
+ * a segment bounds it. Beyond that (impossible) a rule scans the whole text. */
+#define INJECTION_ANCHOR_MAX (INJECTION_SEGMENT_MAX / 2u + 1u)
+
+struct injection_anchor {
+    uint32_t off;  /* byte offset of the word in the normalised text */
+    uint64_t mask; /* rules that may start there */
+};
+
 struct injection_model {
     const struct injection_weights *w; /* NULL: features only */
     pcre2_code **re;                   /* injection_nrules compiled rules */
+    pcre2_code **re_a;                 /* the same, anchored (NULL for always-scan rules) */
+    uint64_t always;                   /* rules without anchors: scan the whole text */
+    uint32_t trig_key[INJECTION_TRIG_SLOTS];
+    uint64_t trig_mask[INJECTION_TRIG_SLOTS];
+    uint64_t trig_bloom[64];           /* 4096-bit filter in front of the table */
 };
 
 struct injection_scratch {
@@ -29,6 +46,9 @@ struct injection_scratch {
     struct gv_buf b64;   /* base64 run and its decoding */
     pcre2_match_data *md;
     bool *hits;          /* injection_nrules */
+    struct injection_anchor *anch; /* grows up to INJECTION_ANCHOR_MAX */
+    size_t nanch, canch;
+    uint64_t anch_over;  /* rules with anchors beyond INJECTION_ANCHOR_MAX */
 };
 
 #endif

@@ -44,13 +44,106 @@ static void pcre_free(void *p, void *data)
     gv_free(p);
 }
 
+static uint32_t fnv_word(const char *p, size_t n)
+{
+    uint32_t h = 2166136261u;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)p[i]) * 16777619u;
+    }
+    return h ? h : 1;
+}
+
+static void trig_add(struct injection_model *m, uint32_t key, size_t rule)
+{
+    uint32_t i;
+
+    for (i = key & (INJECTION_TRIG_SLOTS - 1);; i = (i + 1) & (INJECTION_TRIG_SLOTS - 1)) {
+        if (m->trig_key[i] == key || m->trig_key[i] == 0) {
+            break;
+        }
+    }
+    m->trig_key[i] = key;
+    m->trig_mask[i] |= 1ULL << rule;
+    m->trig_bloom[(key >> 10) & 63] |= 1ULL << ((key >> 16) & 63);
+}
+
+static inline uint64_t trig_find(const struct injection_model *m, uint32_t key)
+{
+    uint32_t i;
+
+    key = key ? key : 1;
+    if (!(m->trig_bloom[(key >> 10) & 63] & (1ULL << ((key >> 16) & 63)))) {
+        return 0;
+    }
+    for (i = key & (INJECTION_TRIG_SLOTS - 1); m->trig_key[i];
+         i = (i + 1) & (INJECTION_TRIG_SLOTS - 1)) {
+        if (m->trig_key[i] == key) {
+            return m->trig_mask[i];
+        }
+    }
+    return 0;
+}
+
+/* Index every rule's anchor words. GV_EINVAL if the table is over-full
+ * (more words than half the slots): a build defect. */
+static gv_rc build_triggers(struct injection_model *m)
+{
+    size_t i, words = 0;
+
+    if (injection_nrules > 64) {
+        return GV_EINVAL;
+    }
+    for (i = 0; i < injection_nrules; i++) {
+        const char *p = injection_rules[i].anchors, *e;
+        if (!p) {
+            m->always |= 1ULL << i;
+            continue;
+        }
+        while (*p) {
+            while (*p == ' ') {
+                p++;
+            }
+            for (e = p; *e && *e != ' '; e++) {
+            }
+            if (e > p) {
+                if (++words > INJECTION_TRIG_SLOTS / 2) {
+                    return GV_EINVAL;
+                }
+                trig_add(m, fnv_word(p, (size_t)(e - p)), i);
+            }
+            p = e;
+        }
+    }
+    return GV_OK;
+}
+
+static gv_rc compile_rule(size_t i, uint32_t opts, pcre2_general_context *gc, pcre2_code **out)
+{
+    pcre2_compile_context *cc = pcre2_compile_context_create(gc);
+    int err;
+    PCRE2_SIZE off;
+
+    *out = pcre2_compile((PCRE2_SPTR)injection_rules[i].pattern, PCRE2_ZERO_TERMINATED, opts, &err,
+                         &off, cc);
+    pcre2_compile_context_free(cc);
+    if (!*out) {
+        PCRE2_UCHAR msg[160];
+        pcre2_get_error_message(err, msg, sizeof(msg));
+        gv_log(GV_LOG_ERROR, "injection", "rule does not compile", "rule=%s off=%zu err=\"%s\"",
+               injection_rules[i].name, (size_t)off, (const char *)msg);
+        return GV_ECONFIG;
+    }
+    /* JIT failure (e.g. unsupported CPU) leaves the interpreter: slower, correct. */
+    (void)pcre2_jit_compile(*out, PCRE2_JIT_COMPLETE);
+    return GV_OK;
+}
+
 gv_rc injection_model_create(const struct injection_weights *w, struct injection_model **out)
 {
     struct injection_model *m = NULL;
     pcre2_general_context *gc = NULL;
     size_t i;
-    int err;
-    PCRE2_SIZE off;
     gv_rc rc = GV_OK;
 
     *out = NULL;
@@ -62,21 +155,20 @@ gv_rc injection_model_create(const struct injection_weights *w, struct injection
     m = gv_calloc(1, sizeof(*m));
     m->w = w;
     m->re = gv_calloc(injection_nrules, sizeof(*m->re));
+    m->re_a = gv_calloc(injection_nrules, sizeof(*m->re_a));
+    rc = build_triggers(m);
+    if (rc) {
+        goto out;
+    }
     for (i = 0; i < injection_nrules; i++) {
-        pcre2_compile_context *cc = pcre2_compile_context_create(gc);
-        m->re[i] = pcre2_compile((PCRE2_SPTR)injection_rules[i].pattern, PCRE2_ZERO_TERMINATED, 0,
-                                 &err, &off, cc);
-        pcre2_compile_context_free(cc);
-        if (!m->re[i]) {
-            PCRE2_UCHAR msg[160];
-            pcre2_get_error_message(err, msg, sizeof(msg));
-            gv_log(GV_LOG_ERROR, "injection", "rule does not compile", "rule=%s off=%zu err=\"%s\"",
-                   injection_rules[i].name, (size_t)off, (const char *)msg);
-            rc = GV_ECONFIG;
+        rc = compile_rule(i, 0, gc, &m->re[i]);
+        if (rc == GV_OK && injection_rules[i].anchors) {
+            /* Match-time PCRE2_ANCHORED would bypass the JIT; compile it in. */
+            rc = compile_rule(i, PCRE2_ANCHORED, gc, &m->re_a[i]);
+        }
+        if (rc) {
             goto out;
         }
-        /* JIT failure (e.g. unsupported CPU) leaves the interpreter: slower, correct. */
-        (void)pcre2_jit_compile(m->re[i], PCRE2_JIT_COMPLETE);
     }
     *out = m;
     m = NULL;
@@ -95,8 +187,10 @@ void injection_model_destroy(struct injection_model *m)
     }
     for (i = 0; m->re && i < injection_nrules; i++) {
         pcre2_code_free(m->re[i]);
+        pcre2_code_free(m->re_a[i]);
     }
     gv_free(m->re);
+    gv_free(m->re_a);
     gv_free(m);
 }
 
@@ -124,6 +218,7 @@ void injection_scratch_destroy(struct injection_scratch *s)
     gv_buf_free(&s->b64);
     pcre2_match_data_free(s->md);
     gv_free(s->hits);
+    gv_free(s->anch);
     gv_free(s);
 }
 
@@ -133,27 +228,33 @@ static inline bool wordbyte(unsigned char c)
 }
 
 /* Character 4-grams over the whole normalised text (punctuation included, so
- * "<|im" and "###" count), word unigrams and word bigrams. With fn NULL the
- * signed bucket weights are summed into *acc instead of being reported. */
-static size_t ngrams(const unsigned char *t, size_t n, const int16_t *w, int64_t *acc,
-                     injection_ngram_fn fn, void *arg)
+ * "<|im" and "###" count), word unigrams and word bigrams. One walk serves
+ * both uses: with `sum_mode` the signed bucket weights are summed (the hot
+ * path: branch-free, accumulator in a register); otherwise each feature is
+ * reported to fn (the trainer). The callers pass a constant, so the compiler
+ * builds two specialised copies of the very same walk. Anchor words are
+ * recorded in s->anch for the rules. */
+static inline __attribute__((always_inline)) size_t
+ngram_walk(const struct injection_model *m, const unsigned char *t, size_t n, const int8_t *w,
+           int64_t *acc, injection_ngram_fn fn, void *arg, struct injection_scratch *s,
+           const bool sum_mode)
 {
-    size_t i, count = 0;
+    size_t i, count = 0, start = 0;
     uint32_t h, word = 0, prev = 0;
     bool inword = false, have_prev = false;
     int64_t sum = 0;
+    uint64_t am;
 
 #define EMIT(hh)                                                                                   \
     do {                                                                                           \
         uint32_t b_ = (hh) >> (32u - INJECTION_HASH_BITS);                                         \
-        int s_ = ((hh)&1u) ? 1 : -1;                                                               \
-        if (fn) {                                                                                  \
-            fn(arg, b_, s_);                                                                       \
+        if (sum_mode) {                                                                            \
+            int64_t neg_ = (int64_t)((hh)&1u) - 1, v_ = w[b_];                                        \
+            sum += (v_ ^ neg_) - neg_;                                                             \
         }                                                                                          \
         else {                                                                                     \
-            sum += s_ * (int64_t)w[b_];                                                            \
+            fn(arg, b_, ((hh)&1u) ? 1 : -1);                                                       \
         }                                                                                          \
-        count++;                                                                                   \
     } while (0)
 
     for (i = 0; i + 4 <= n; i++) {
@@ -162,21 +263,43 @@ static size_t ngrams(const unsigned char *t, size_t n, const int16_t *w, int64_t
         h = mix32(v ^ SEED_C4);
         EMIT(h);
     }
+    count += n >= 4 ? n - 3 : 0;
     for (i = 0; i <= n; i++) {
         if (i < n && wordbyte(t[i])) {
             if (!inword) {
                 word = 2166136261u;
                 inword = true;
+                start = i;
             }
             word = (word ^ t[i]) * 16777619u;
             continue;
         }
         if (inword) {
+            am = trig_find(m, word);
+            if (am) {
+                if (s->nanch == s->canch && s->canch < INJECTION_ANCHOR_MAX) {
+                    s->canch = s->canch ? s->canch * 2 : 256;
+                    if (s->canch > INJECTION_ANCHOR_MAX) {
+                        s->canch = INJECTION_ANCHOR_MAX;
+                    }
+                    s->anch = gv_realloc(s->anch, s->canch * sizeof(*s->anch));
+                }
+                if (s->nanch < s->canch) {
+                    s->anch[s->nanch].off = (uint32_t)start;
+                    s->anch[s->nanch].mask = am;
+                    s->nanch++;
+                }
+                else {
+                    s->anch_over |= am;
+                }
+            }
             h = mix32(word ^ SEED_W1);
             EMIT(h);
+            count++;
             if (have_prev) {
                 h = mix32((prev * 0x01000193u) ^ word ^ SEED_W2);
                 EMIT(h);
+                count++;
             }
             prev = word;
             have_prev = true;
@@ -184,17 +307,55 @@ static size_t ngrams(const unsigned char *t, size_t n, const int16_t *w, int64_t
         }
     }
 #undef EMIT
-    if (acc) {
+    if (sum_mode) {
         *acc = sum;
     }
     return count;
 }
 
-static bool rule_matches(const struct injection_model *m, size_t i, const struct gv_buf *t,
-                         struct injection_scratch *s)
+/* Run the rules in `enabled` over s->norm: anchored attempts where their
+ * anchor words occur, whole-text scans for the rest. Returns the hit mask. */
+static uint64_t run_rules(const struct injection_model *m, struct injection_scratch *s,
+                          unsigned flags, uint64_t enabled)
 {
-    int r = pcre2_match(m->re[i], (PCRE2_SPTR)t->data, t->len, 0, 0, s->md, NULL);
-    return r >= 0;
+    PCRE2_SPTR t = (PCRE2_SPTR)s->norm.data;
+    size_t n = s->norm.len, k, i;
+    uint64_t hits = 0, full = m->always | s->anch_over, mm;
+
+    /* Spaced-out letters were joined into one word: anchors are unreliable. */
+    if (flags & INJECTION_NF_SPACED) {
+        full = ~0ULL;
+    }
+    full &= enabled;
+    for (k = 0; k < s->nanch; k++) {
+        mm = s->anch[k].mask & enabled & ~hits & ~full;
+        while (mm) {
+            i = (size_t)__builtin_ctzll(mm);
+            mm &= mm - 1;
+            if (pcre2_match(m->re_a[i], t, n, s->anch[k].off, 0, s->md, NULL) >= 0) {
+                hits |= 1ULL << i;
+            }
+        }
+    }
+    for (i = 0; i < injection_nrules; i++) {
+        if ((full & (1ULL << i)) && pcre2_match(m->re[i], t, n, 0, 0, s->md, NULL) >= 0) {
+            hits |= 1ULL << i;
+        }
+    }
+    return hits;
+}
+
+static size_t extract(const struct injection_model *m, struct injection_scratch *s,
+                      const int8_t *w, int64_t *acc, injection_ngram_fn fn, void *arg)
+{
+    const unsigned char *t = (const unsigned char *)s->norm.data;
+
+    s->nanch = 0;
+    s->anch_over = 0;
+    if (fn) {
+        return ngram_walk(m, t, s->norm.len, NULL, NULL, fn, arg, s, false);
+    }
+    return ngram_walk(m, t, s->norm.len, w, acc, NULL, NULL, s, true);
 }
 
 gv_rc injection_features(const struct injection_model *m, const char *text, size_t len,
@@ -202,6 +363,7 @@ gv_rc injection_features(const struct injection_model *m, const char *text, size
                          bool *rule_hits, unsigned *flags, size_t *nfeat)
 {
     size_t i;
+    uint64_t hits;
     gv_rc rc;
 
     *nfeat = 0;
@@ -209,9 +371,10 @@ gv_rc injection_features(const struct injection_model *m, const char *text, size
     if (rc) {
         goto out;
     }
-    *nfeat = ngrams((const unsigned char *)s->norm.data, s->norm.len, NULL, NULL, ngram, arg);
+    *nfeat = extract(m, s, NULL, NULL, ngram, arg);
+    hits = run_rules(m, s, *flags, ~0ULL);
     for (i = 0; i < injection_nrules; i++) {
-        rule_hits[i] = rule_matches(m, i, &s->norm, s);
+        rule_hits[i] = (hits >> i) & 1u;
     }
 out:
     return rc;
@@ -224,6 +387,7 @@ static double score_segment(const struct injection_model *m, const char *text, s
     const struct injection_weights *w = m->w;
     unsigned flags = 0;
     size_t i, n;
+    uint64_t enabled = 0, hits;
     int64_t acc = 0;
     double z;
 
@@ -233,14 +397,20 @@ static double score_segment(const struct injection_model *m, const char *text, s
     /* The caps are sized for a segment, so this cannot fail; if it ever did,
      * the prefix that fit is still scored rather than nothing. */
     (void)injection_normalize(text, len, &s->norm, &flags, s);
-    n = ngrams((const unsigned char *)s->norm.data, s->norm.len, w->ngram, &acc, NULL, NULL);
+    n = extract(m, s, w->ngram, &acc, NULL, NULL);
     z = w->bias;
     if (n) {
         z += (double)acc * w->ngram_scale / sqrt((double)n);
     }
+    /* Rules the trainer gave no weight cannot change the score: skip them. */
     for (i = 0; i < injection_nrules; i++) {
-        /* Rules the trainer gave no weight cannot change the score: skip the scan. */
-        if (w->rule[i] > 0.0f && rule_matches(m, i, &s->norm, s)) {
+        if (w->rule[i] > 0.0f) {
+            enabled |= 1ULL << i;
+        }
+    }
+    hits = run_rules(m, s, flags, enabled);
+    for (i = 0; i < injection_nrules; i++) {
+        if (hits & (1ULL << i)) {
             z += w->rule[i];
             *families |= 1u << injection_rules[i].family;
         }

@@ -6,11 +6,6 @@
 #include <openssl/evp.h>
 #include <string.h>
 
-/* A Latin word is collected before it is written so that look-alike letters
- * from other scripts can be mapped only when they sit among Latin letters:
- * Russian or Greek text itself must stay as it is. */
-#define WORD_MAX 96u
-
 /* Base64 runs shorter than this are ordinary tokens (hashes, ids, words). */
 #define B64_MIN_RUN 20u
 /* At most this many base64 characters per run and runs per text are decoded,
@@ -73,33 +68,47 @@ static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
     return need + 1;
 }
 
-static gv_rc put_cp(struct gv_buf *b, uint32_t c)
+/* Write c as UTF-8 at o; returns the bytes written (1..4). */
+static size_t put_utf8(unsigned char *o, uint32_t c)
 {
-    unsigned char u[4];
-    size_t n;
-
     if (c < 0x80) {
-        return gv_buf_append_char(b, (char)c);
+        o[0] = (unsigned char)c;
+        return 1;
     }
     if (c < 0x800) {
-        u[0] = (unsigned char)(0xC0 | (c >> 6));
-        u[1] = (unsigned char)(0x80 | (c & 0x3F));
-        n = 2;
+        o[0] = (unsigned char)(0xC0 | (c >> 6));
+        o[1] = (unsigned char)(0x80 | (c & 0x3F));
+        return 2;
     }
-    else if (c < 0x10000) {
-        u[0] = (unsigned char)(0xE0 | (c >> 12));
-        u[1] = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
-        u[2] = (unsigned char)(0x80 | (c & 0x3F));
-        n = 3;
+    if (c < 0x10000) {
+        o[0] = (unsigned char)(0xE0 | (c >> 12));
+        o[1] = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
+        o[2] = (unsigned char)(0x80 | (c & 0x3F));
+        return 3;
     }
-    else {
-        u[0] = (unsigned char)(0xF0 | (c >> 18));
-        u[1] = (unsigned char)(0x80 | ((c >> 12) & 0x3F));
-        u[2] = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
-        u[3] = (unsigned char)(0x80 | (c & 0x3F));
-        n = 4;
+    o[0] = (unsigned char)(0xF0 | (c >> 18));
+    o[1] = (unsigned char)(0x80 | ((c >> 12) & 0x3F));
+    o[2] = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
+    o[3] = (unsigned char)(0x80 | (c & 0x3F));
+    return 4;
+}
+
+/* Make room for n more bytes so a stage can write through a pointer: every
+ * stage's output is bounded by its input (see injection_normalize), so one
+ * check up front replaces a check per byte. */
+static gv_rc reserve(struct gv_buf *b, const void *any, size_t n)
+{
+    gv_rc rc;
+
+    /* Scratch buffers keep their storage between calls: usually no work. */
+    if (n <= b->max - b->len && b->len + n + 1 <= b->cap) {
+        return GV_OK;
     }
-    return gv_buf_append(b, u, n);
+    rc = gv_buf_append(b, any, n);
+    if (rc == GV_OK) {
+        b->len -= n;
+    }
+    return rc;
 }
 
 static bool is_invisible(uint32_t c)
@@ -275,68 +284,96 @@ static bool is_word_cp(uint32_t c)
                                                                  c != 0xF7);
 }
 
-/* Write a collected word, mapping look-alikes when Latin letters are present. */
-static gv_rc flush_word(struct gv_buf *out, const uint32_t *w, size_t n, unsigned *flags)
+/* A word just written at [w, *o) mixes Latin letters with look-alikes from
+ * other scripts: rewrite the look-alikes in place (each shrinks to 1 byte). */
+static void fix_word(unsigned char *w, unsigned char **o, unsigned *flags)
 {
-    size_t i;
-    bool latin = false, conf = false;
-    gv_rc rc = GV_OK;
+    unsigned char *r = w, *end = *o;
+    uint32_t cp, l;
 
-    for (i = 0; i < n; i++) {
-        if (w[i] >= 'a' && w[i] <= 'z') {
-            latin = true;
-        }
-        else if (confusable(w[i])) {
-            conf = true;
-        }
+    *flags |= INJECTION_NF_CONFUSABLE;
+    while (r < end) {
+        size_t k = utf8_decode(r, (size_t)(end - r), &cp);
+        r += k;
+        l = confusable(cp);
+        w += put_utf8(w, l ? l : cp);
     }
-    if (latin && conf) {
-        *flags |= INJECTION_NF_CONFUSABLE;
-    }
-    for (i = 0; i < n && rc == GV_OK; i++) {
-        uint32_t c = w[i];
-        if (latin && conf && confusable(c)) {
-            c = confusable(c);
-        }
-        rc = put_cp(out, c);
-    }
-    return rc;
+    *o = w;
 }
 
-/* Stage A: code points -> folded lowercase UTF-8 (spaces kept, not collapsed). */
+/* Stage A: code points -> folded lowercase UTF-8 (spaces kept, not collapsed).
+ * Look-alike letters are mapped only inside words that also hold Latin
+ * letters, so Russian or Greek text itself stays as it is. */
 static gv_rc stage_fold(const char *text, size_t len, struct gv_buf *out, unsigned *flags)
 {
     const unsigned char *s = (const unsigned char *)text;
-    uint32_t word[WORD_MAX];
-    size_t nw = 0, i = 0, k, m;
-    uint32_t cp, o[3];
-    gv_rc rc = GV_OK;
+    unsigned char *o, *o0, *w = NULL;
+    bool latin = false, conf = false;
+    size_t i = 0, k, m;
+    uint32_t cp, oc[3];
+    gv_rc rc;
 
-    while (i < len && rc == GV_OK) {
-        i += utf8_decode(s + i, len - i, &cp);
-        m = map_cp(cp, o, flags);
-        for (k = 0; k < m && rc == GV_OK; k++) {
-            if (is_word_cp(o[k])) {
-                if (nw == WORD_MAX) {
-                    rc = flush_word(out, word, nw, flags);
-                    nw = 0;
+    rc = reserve(out, text, len);
+    if (rc) {
+        return rc;
+    }
+    o = o0 = (unsigned char *)out->data + out->len;
+    while (i < len) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            if (c >= 'A' && c <= 'Z') {
+                c += 32;
+            }
+            else if (c < 0x20 || c == 0x7F) {
+                c = ' ';
+            }
+            i++;
+            if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
+                if (!w) {
+                    w = o;
+                    latin = conf = false;
                 }
-                word[nw++] = o[k];
+                latin |= c >= 'a';
+                *o++ = c;
                 continue;
             }
-            if (nw) {
-                rc = flush_word(out, word, nw, flags);
-                nw = 0;
+            if (w && latin && conf) {
+                fix_word(w, &o, flags);
             }
-            if (rc == GV_OK) {
-                rc = put_cp(out, o[k]);
+            w = NULL;
+            *o++ = c;
+            continue;
+        }
+        i += utf8_decode(s + i, len - i, &cp);
+        m = map_cp(cp, oc, flags);
+        for (k = 0; k < m; k++) {
+            if (is_word_cp(oc[k])) {
+                if (!w) {
+                    w = o;
+                    latin = conf = false;
+                }
+                if (oc[k] >= 'a' && oc[k] <= 'z') {
+                    latin = true;
+                }
+                else if (confusable(oc[k])) {
+                    conf = true;
+                }
             }
+            else {
+                if (w && latin && conf) {
+                    fix_word(w, &o, flags);
+                }
+                w = NULL;
+            }
+            o += put_utf8(o, oc[k]);
         }
     }
-    if (rc == GV_OK && nw) {
-        rc = flush_word(out, word, nw, flags);
+    if (w && latin && conf) {
+        fix_word(w, &o, flags);
     }
-    return rc;
+    out->len += (size_t)(o - o0);
+    out->data[out->len] = '\0';
+    return GV_OK;
 }
 
 static bool alnum(unsigned char c)
@@ -377,14 +414,13 @@ static bool single_at(const unsigned char *t, size_t n, size_t j)
            (j == 0 || !wordbyte(t[j - 1]));
 }
 
-/* Emit one token t[a..b) of [a-z0-9@$] with leetspeak mapped when it is a word
+/* Write one token t[a..b) of [a-z0-9@$] with leetspeak mapped when it is a word
  * with digits inside it ("1gn0r3", "h4ck"), not a number or a name like mp3. */
-static gv_rc put_token(struct gv_buf *out, const unsigned char *t, size_t a, size_t b,
-                       unsigned *flags)
+static unsigned char *put_token(unsigned char *o, const unsigned char *t, size_t a, size_t b,
+                                unsigned *flags)
 {
     size_t i, letters = 0, other = 0;
     bool interior = false, leet_digit = false;
-    gv_rc rc = GV_OK;
 
     for (i = a; i < b; i++) {
         if (t[i] >= 'a' && t[i] <= 'z') {
@@ -394,8 +430,8 @@ static gv_rc put_token(struct gv_buf *out, const unsigned char *t, size_t a, siz
             if (t[i] != '@' && t[i] != '$') {
                 leet_digit = true;
             }
-            if (i > a && i + 1 < b && !(t[i - 1] >= '0' && t[i - 1] <= '9' && t[i + 1] >= '0' &&
-                                        t[i + 1] <= '9')) {
+            if (i > a && i + 1 < b &&
+                !(t[i - 1] >= '0' && t[i - 1] <= '9' && t[i + 1] >= '0' && t[i + 1] <= '9')) {
                 interior = true;
             }
         }
@@ -405,13 +441,14 @@ static gv_rc put_token(struct gv_buf *out, const unsigned char *t, size_t a, siz
     }
     if (letters >= 2 && other == 0 && interior && leet_digit) {
         *flags |= INJECTION_NF_LEET;
-        for (i = a; i < b && rc == GV_OK; i++) {
+        for (i = a; i < b; i++) {
             int l = leet_letter(t[i]);
-            rc = gv_buf_append_char(out, (char)(l ? l : t[i]));
+            *o++ = (unsigned char)(l ? l : t[i]);
         }
-        return rc;
+        return o;
     }
-    return gv_buf_append(out, t + a, b - a);
+    memcpy(o, t + a, b - a);
+    return o + (b - a);
 }
 
 static bool tokbyte(unsigned char c)
@@ -419,46 +456,58 @@ static bool tokbyte(unsigned char c)
     return alnum(c) || c == '@' || c == '$';
 }
 
-/* Stage B: collapse spaces, join spaced-out letters, map leetspeak. Appends. */
+/* Stage B: collapse spaces, join spaced-out letters, map leetspeak. Appends
+ * (after one space when out already holds text). */
 static gv_rc stage_shape(const unsigned char *t, size_t n, struct gv_buf *out, unsigned *flags)
 {
+    unsigned char *o, *o0;
     size_t i = 0, j, k;
     bool space = out->len > 0;
-    gv_rc rc = GV_OK;
+    gv_rc rc;
 
-    while (i < n && rc == GV_OK) {
+    rc = reserve(out, t, n);
+    if (rc == GV_OK) { /* and one more byte for the separating space */
+        rc = gv_buf_append_char(out, ' ');
+    }
+    if (rc) {
+        return rc;
+    }
+    out->len--;
+    o = o0 = (unsigned char *)out->data + out->len;
+    while (i < n) {
         if (t[i] == ' ') {
             space = true;
             i++;
             continue;
         }
         if (space) {
-            if (out->len) {
-                rc = gv_buf_append_char(out, ' ');
+            if (o > o0 || out->len) {
+                *o++ = ' ';
             }
             space = false;
-            if (rc) {
-                break;
-            }
         }
-        if (single_at(t, n, i)) {
+        if (single_at(t, n, i) && t[i] >= 'a' && i + 1 < n && spaced_sep(t[i + 1])) {
+            /* Letters (not digits: "1 2 3 4" is a list) with one and the same
+             * separator: "i g n o r e", "i.g.n.o.r.e". */
+            unsigned char sep = t[i + 1];
             j = i;
             k = 1;
-            while (j + 2 < n && spaced_sep(t[j + 1]) && single_at(t, n, j + 2)) {
+            while (j + 2 < n && t[j + 1] == sep && single_at(t, n, j + 2) &&
+                   (t[j + 2] >= 'a' || leet_letter(t[j + 2]))) {
                 j += 2;
                 k++;
             }
             if (k >= 4) {
                 *flags |= INJECTION_NF_SPACED;
-                for (; i <= j && rc == GV_OK; i += 2) {
+                for (; i <= j; i += 2) {
                     int l = leet_letter(t[i]);
-                    rc = gv_buf_append_char(out, (char)(l ? l : t[i]));
+                    *o++ = (unsigned char)(l ? l : t[i]);
                 }
                 i = j + 1;
                 continue;
             }
         }
-        if (tokbyte(t[i]) && (t[i] != '@' && t[i] != '$')) {
+        if (alnum(t[i])) {
             j = i;
             while (j < n && tokbyte(t[j])) {
                 j++;
@@ -468,18 +517,20 @@ static gv_rc stage_shape(const unsigned char *t, size_t n, struct gv_buf *out, u
                 while (j < n && wordbyte(t[j])) {
                     j++;
                 }
-                rc = gv_buf_append(out, t + i, j - i);
+                memcpy(o, t + i, j - i);
+                o += j - i;
             }
             else {
-                rc = put_token(out, t, i, j, flags);
+                o = put_token(o, t, i, j, flags);
             }
             i = j;
             continue;
         }
-        rc = gv_buf_append_char(out, (char)t[i]);
-        i++;
+        *o++ = t[i++];
     }
-    return rc;
+    out->len += (size_t)(o - o0);
+    out->data[out->len] = '\0';
+    return GV_OK;
 }
 
 static bool b64char(unsigned char c)

@@ -1,0 +1,189 @@
+/* bench/detectors/injection_detector.c - prompt-injection accuracy per data file and speed */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/gv_buf.h"
+#include "gateway/policies/injection/injection.h"
+#include "gateway/policies/injection/train/injection_data.h"
+
+/* The product's default threshold (policy.prompt-injection.threshold). */
+#define THRESHOLD 0.8
+/* Each size is timed for at least this long (and at least MIN_ITERS calls). */
+#define TIME_BUDGET_NS 300000000ULL
+#define MIN_ITERS 50u
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+struct counts {
+    size_t n, tp, fp, fn, tn;
+};
+
+static void print_row(const char *name, const char *kind, const struct counts *c)
+{
+    double p = c->tp + c->fp ? (double)c->tp / (double)(c->tp + c->fp) : 0;
+    double r = c->tp + c->fn ? (double)c->tp / (double)(c->tp + c->fn) : 0;
+    double f1 = p + r > 0 ? 2 * p * r / (p + r) : 0;
+    double fpr = c->fp + c->tn ? (double)c->fp / (double)(c->fp + c->tn) : 0;
+    char ps[16], rs[16], fs[16], fprs[16];
+
+    /* A metric with no denominator is shown as "-" rather than a fake 0. */
+    snprintf(ps, sizeof(ps), c->tp + c->fp ? "%.3f" : "-", p);
+    snprintf(rs, sizeof(rs), c->tp + c->fn ? "%.3f" : "-", r);
+    snprintf(fs, sizeof(fs), c->tp + c->fn ? "%.3f" : "-", f1);
+    snprintf(fprs, sizeof(fprs), c->fp + c->tn ? "%.3f" : "-", fpr);
+    printf("| %-28s | %-9s | %5zu | %4zu | %4zu | %4zu | %5zu | %6s | %6s | %6s | %6s |\n", name,
+           kind, c->n, c->tp, c->fp, c->fn, c->tn, ps, rs, fs, fprs);
+}
+
+static void add(struct counts *c, int label, bool pos)
+{
+    c->n++;
+    c->tp += pos && label;
+    c->fp += pos && !label;
+    c->fn += !pos && label;
+    c->tn += !pos && !label;
+}
+
+/* A benign prompt of exactly `size` bytes made of held-out benign rows. */
+static void make_prompt(const struct injection_dataset *d, size_t size, struct gv_buf *b)
+{
+    size_t k = 0, guard = 0;
+
+    gv_buf_reset(b);
+    while (b->len < size && guard < 1000000) {
+        const struct injection_row *r = &d->rows[k++ % d->n];
+        guard++;
+        if (r->label == 0 && !d->files[r->file].hard_negative) {
+            size_t take = r->len < size - b->len ? r->len : size - b->len;
+            (void)gv_buf_append(b, r->text, take);
+            if (b->len < size) {
+                (void)gv_buf_append_char(b, '\n');
+            }
+        }
+    }
+}
+
+int main(void)
+{
+    static const size_t sizes[] = {1024, 4096, 8192, 65536};
+    struct injection_dataset *d = NULL;
+    struct injection_model *m = NULL;
+    struct injection_scratch *s = NULL;
+    struct counts *per = NULL, attack = {0}, benign = {0}, hard = {0};
+    struct gv_buf prompt;
+    const char *dir = injection_data_dir();
+    size_t f, k, i;
+    gv_rc rc;
+    int ret = 1;
+
+    gv_buf_init(&prompt, 1u << 20);
+    rc = injection_data_load(dir, &d);
+    if (rc == GV_ENOTFOUND) {
+        printf("injection: skipped, no detector data at %s (set KT_DETECTORS_DIR)\n", dir);
+        ret = 0;
+        goto out;
+    }
+    if (rc) {
+        fprintf(stderr, "injection: cannot load %s: %s\n", dir, gv_rc_str(rc));
+        goto out;
+    }
+    rc = injection_model_create(&injection_weights_builtin, &m);
+    if (rc) {
+        fprintf(stderr, "injection: model: %s\n", gv_rc_str(rc));
+        goto out;
+    }
+    s = injection_scratch_create();
+    per = calloc(d->nfiles, sizeof(*per));
+    if (!per) {
+        goto out;
+    }
+    for (k = 0; k < d->n; k++) {
+        const struct injection_row *r = &d->rows[k];
+        bool pos;
+        if (r->split != INJECTION_SPLIT_HELDOUT) {
+            continue;
+        }
+        pos = injection_score(m, r->text, r->len, s) >= THRESHOLD;
+        add(&per[r->file], r->label, pos);
+        if (r->label) {
+            add(&attack, 1, pos);
+        }
+        else if (d->files[r->file].hard_negative) {
+            add(&hard, 0, pos);
+        }
+        else {
+            add(&benign, 0, pos);
+        }
+    }
+    printf("## prompt-injection: held-out rows of %s, threshold %.2f\n\n", dir, THRESHOLD);
+    printf("Held out: whole files marked (file) plus 1/5 of every other file by SHA-256 of the "
+           "row; never trained or tuned on.\n\n");
+    printf("| %-28s | %-9s | %5s | %4s | %4s | %4s | %5s | %6s | %6s | %6s | %6s |\n", "file",
+           "kind", "rows", "tp", "fp", "fn", "tn", "prec", "recall", "F1", "FPR");
+    printf("|------------------------------|-----------|-------|------|------|------|-------|-----"
+           "---|--------|--------|--------|\n");
+    for (f = 0; f < d->nfiles; f++) {
+        char name[64];
+        const char *kind;
+        if (!per[f].n) {
+            continue;
+        }
+        snprintf(name, sizeof(name), "%s%s", d->files[f].name, d->files[f].heldout ? " (file)" : "");
+        if (per[f].tp + per[f].fn && per[f].fp + per[f].tn) {
+            kind = "mixed";
+        }
+        else if (per[f].tp + per[f].fn) {
+            kind = "attack";
+        }
+        else {
+            kind = d->files[f].hard_negative ? "hard-neg" : "benign";
+        }
+        print_row(name, kind, &per[f]);
+    }
+    print_row("ALL attack rows", "attack", &attack);
+    print_row("ALL benign (not hard-neg)", "benign", &benign);
+    print_row("ALL hard negatives", "hard-neg", &hard);
+    {
+        struct counts all = attack;
+        all.n += benign.n + hard.n;
+        all.fp += benign.fp + hard.fp;
+        all.tn += benign.tn + hard.tn;
+        print_row("ALL held-out rows", "mixed", &all);
+    }
+
+    printf("\n## prompt-injection: speed (one core, benign prompts, normalise + rules + model)\n\n");
+    printf("| %-8s | %10s | %12s | %8s |\n", "prompt", "calls", "ns/request", "ns/byte");
+    printf("|----------|------------|--------------|----------|\n");
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        uint64_t t0, t1, iters = 0;
+        volatile double sink = 0;
+        make_prompt(d, sizes[i], &prompt);
+        sink += injection_score(m, prompt.data, prompt.len, s); /* warm caches */
+        t0 = now_ns();
+        do {
+            sink += injection_score(m, prompt.data, prompt.len, s);
+            iters++;
+            t1 = now_ns();
+        } while (t1 - t0 < TIME_BUDGET_NS || iters < MIN_ITERS);
+        (void)sink;
+        printf("| %4zu KiB | %10llu | %12.0f | %8.2f |\n", sizes[i] / 1024,
+               (unsigned long long)iters, (double)(t1 - t0) / (double)iters,
+               (double)(t1 - t0) / (double)iters / (double)prompt.len);
+    }
+    ret = 0;
+out:
+    free(per);
+    gv_buf_free(&prompt);
+    injection_scratch_destroy(s);
+    injection_model_destroy(m);
+    injection_data_free(d);
+    return ret;
+}
