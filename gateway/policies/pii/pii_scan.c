@@ -880,6 +880,26 @@ static size_t at_token(struct scan *s, size_t at)
     size_t end;
 
     if (is_alpha(c)) {
+        size_t run = at + 1;
+        bool hex = is_hex(c);
+        while (run < s->len && is_alnum((unsigned char)s->t[run])) {
+            hex = hex && is_hex((unsigned char)s->t[run]);
+            run++;
+        }
+        /* Only a run followed by '.', ':', '-' or '/' can be a domain, an
+         * address or a URL; plain words go straight to the next token. */
+        if (run - at > 4 && (run >= s->len || (s->t[run] != '.' && s->t[run] != ':' &&
+                                               s->t[run] != '-' && s->t[run] != '/'))) {
+            if (!(want(s, GV_PII_IBAN_CODE) && run - at >= 4 && is_digit((unsigned char)s->t[at + 2]))) {
+                return run;
+            }
+        }
+        if (!hex && (run >= s->len || (s->t[run] != '.' && s->t[run] != ':' && s->t[run] != '-' &&
+                                       s->t[run] != '/' && s->t[run] != ' '))) {
+            if (!(run - at >= 4 && is_digit((unsigned char)s->t[at + 2]))) {
+                return run;
+            }
+        }
         if (want(s, GV_PII_URL) && (c == 'h' || c == 'H' || c == 'w' || c == 'W' || c == 'f' ||
                                     c == 'F')) {
             end = match_url_scheme(s, at);
@@ -974,7 +994,7 @@ static bool in_list(const char *lw, size_t n, const char *const *list)
     size_t i;
 
     for (i = 0; list[i]; i++) {
-        if (strlen(list[i]) == n && memcmp(list[i], lw, n) == 0) {
+        if (list[i][0] == lw[0] && strlen(list[i]) == n && memcmp(list[i], lw, n) == 0) {
             return true;
         }
     }
@@ -1005,6 +1025,10 @@ static void classify(const struct scan *s, struct word *w)
     bool any_name = false, any_unk = false, any_amb = false;
 
     u8_letter((const unsigned char *)s->t + w->start, s->len - w->start, &upper0);
+    if (!upper0) {
+        w->cls = W_LOWER;
+        return;
+    }
     for (i = 0; i < n && k < sizeof(lw); i++) {
         unsigned char c = (unsigned char)s->t[w->start + i];
         if (c >= 0x80) {
@@ -1020,14 +1044,9 @@ static void classify(const struct scan *s, struct word *w)
         return;
     }
     if (!upper0) {
+        /* Particles and names-table flags are looked up lazily, only where a
+         * name sequence or an intro cue makes them matter. */
         w->cls = W_LOWER;
-        if (ascii && in_list(lw, n, particles)) {
-            w->cls = W_PARTICLE;
-        }
-        w->lflags = ascii ? (unsigned char)pii_names_lookup(lw, n) : 0;
-        if (!w->lflags && !(ascii && pii_words_has(lw, n))) {
-            w->lflags = 0x80; /* not a dictionary word: may be a foreign name */
-        }
         return;
     }
     if (n == 1) {
@@ -1070,28 +1089,74 @@ static void classify(const struct scan *s, struct word *w)
     w->cls = cls;
 }
 
+static unsigned char lower_flags(const struct scan *s, struct word *w);
+
+static bool u8_upper_at(const unsigned char *p, size_t n)
+{
+    bool up;
+
+    if (p[0] < 0x80) {
+        return is_upper(p[0]);
+    }
+    return u8_letter(p, n, &up) && up;
+}
+
+/* Does the word [ps, pe) (followed by the gap up to `next`) end an intro cue:
+ * "is", "me", "named", "called", "name", or a ':' / '?' / "'s" in the gap.
+ * A cheap filter; cue_before() decides. */
+static bool intro_word(const struct scan *s, size_t ps, size_t pe, size_t next)
+{
+    static const char *const ends[] = {"is", "me", "named", "called", "name", NULL};
+    char lw[8];
+    size_t n = pe - ps, k, q;
+
+    for (q = pe; q < next; q++) {
+        if (s->t[q] == ':' || s->t[q] == '?' || s->t[q] == '\'') {
+            return true;
+        }
+    }
+    if (n >= sizeof(lw)) {
+        return false;
+    }
+    for (k = 0; k < n; k++) {
+        lw[k] = (char)lower((unsigned char)s->t[ps + k]);
+    }
+    return in_list(lw, n, ends);
+}
+
 /* Tokenise into words and classify them. Returns the number of words, or
  * (size_t)-1 when the scratch could not hold them (bounded by text size). */
 static size_t tokenize(struct scan *s, struct word **out)
 {
     struct pii_scan_buf *b = s->b;
     struct word *ws = b->words;
-    size_t n = 0, p = 0, prev_end = 0;
+    size_t n = 0, p = 0, prev_start = 0, prev_end = 0;
+    bool have_prev = false, prev_kept = false, prev_lower = false;
     const unsigned char *t = (const unsigned char *)s->t;
 
     while (p < s->len) {
         bool up;
-        size_t l = u8_letter(t + p, s->len - p, &up);
-        size_t start, q;
+        size_t l, start, q;
         struct word w;
 
-        if (l == 0) {
+        if (t[p] < 0x80) {
+            if (!is_alpha(t[p])) {
+                p++;
+                continue;
+            }
+            l = 1;
+        }
+        else if ((l = u8_letter(t + p, s->len - p, &up)) == 0) {
             p++;
             continue;
         }
         start = p;
         p += l;
         for (;;) {
+            if (p < s->len && is_alpha(t[p])) {
+                p++;
+                continue;
+            }
             l = u8_letter(t + p, s->len - p, &up);
             if (l) {
                 p += l;
@@ -1108,6 +1173,28 @@ static size_t tokenize(struct scan *s, struct word **out)
             }
             break;
         }
+        /* Only words that can take part in a name are kept: capitalised ones,
+         * lower-case particles between them, and lower-case words right after
+         * an intro cue ("my name is eva kleist"). The rest of the text costs
+         * nothing more than this loop. */
+        up = u8_upper_at(t + start, p - start);
+        if (!up) {
+            bool keep = false;
+            if (have_prev && prev_kept && start == prev_end + 1 && t[prev_end] == ' ') {
+                keep = (prev_lower && n > 0 && ws[n - 1].lflags != 0x40) ||
+                       (!prev_lower && p - start <= 5 && in_list(s->t + start, p - start, particles));
+            }
+            if (!keep && have_prev && start - prev_end <= 4) {
+                keep = intro_word(s, prev_start, prev_end, start);
+            }
+            if (!keep) {
+                have_prev = true;
+                prev_kept = false;
+                prev_start = start;
+                prev_end = p;
+                continue;
+            }
+        }
         memset(&w, 0, sizeof(w));
         w.start = start;
         w.end = p;
@@ -1117,17 +1204,20 @@ static size_t tokenize(struct scan *s, struct word **out)
                   (p < s->len && (is_digit(t[p]) || t[p] == '@' || t[p] == '_' ||
                                   (t[p] == '.' && p + 1 < s->len && is_alnum(t[p + 1])) ||
                                   (t[p] == '/' && p + 1 < s->len && is_alnum(t[p + 1]))));
-        /* What separates this word from the previous one. */
-        w.sent_start = n == 0;
-        w.name_gap = n > 0 && start == prev_end + 1 && t[prev_end] == ' ';
-        for (q = prev_end; q < start && n > 0; q++) {
+        /* What separates this word from the previous one in the text. */
+        w.sent_start = !have_prev;
+        w.name_gap = have_prev && prev_kept && start == prev_end + 1 && t[prev_end] == ' ';
+        for (q = prev_end; q < start && have_prev; q++) {
             if (t[q] == '.' || t[q] == '!' || t[q] == '?' || t[q] == '\n' || t[q] == ':' ||
                 t[q] == '"' || t[q] == '>' || t[q] == '(' || t[q] == ';') {
                 w.sent_start = true;
             }
         }
         classify(s, &w);
-        if (n > 0 && ws[n - 1].cls == W_INITIAL && start == ws[n - 1].end + 1 &&
+        if (w.cls == W_LOWER) {
+            lower_flags(s, &w);
+        }
+        if (n > 0 && prev_kept && ws[n - 1].cls == W_INITIAL && start == ws[n - 1].end + 1 &&
             t[ws[n - 1].end] == ' ') {
             w.name_gap = true; /* "J. Smith": the dot belongs to the initial */
             w.sent_start = false;
@@ -1141,6 +1231,10 @@ static size_t tokenize(struct scan *s, struct word **out)
             ws = b->words;
         }
         ws[n++] = w;
+        have_prev = true;
+        prev_kept = true;
+        prev_lower = w.cls == W_LOWER;
+        prev_start = w.start;
         prev_end = w.end;
         p = w.end > p ? w.end : p;
     }
@@ -1151,20 +1245,22 @@ static size_t tokenize(struct scan *s, struct word **out)
 /* Phrases that announce a name right after them. Lower case; matched
  * case-insensitively against the text before a word, whitespace skipped.
  * `intro` ones also admit lower-case names ("my name is eva kleist"). */
+#define CUE(s, intro) {s, sizeof(s) - 1, intro}
 static const struct {
     const char *cue;
+    size_t len;
     bool intro;
 } cues[] = {
-    {"my name is", true},   {"name is", true},     {"call me", true},    {"name:", true},
-    {"named", true},        {"called", true},      {"name's", true},     {"name?", true},
-    {"user:", false},       {"i'm", false},        {"i am", false},      {"dear", false},
-    {"hi", false},          {"hello", false},      {"hey", false},       {"cc:", false},
-    {"cc", false},          {"attn:", false},      {"regards,", false},  {"best,", false},
-    {"thanks,", false},     {"cheers,", false},    {"sincerely,", false}, {"from:", false},
-    {"to:", false},         {"signed,", false},    {"this is", false},   {"said", false},
-    {"says", false},        {"asked", false},      {"told", false},      {"by", false},
-    {"with", false},        {"and", false},        {"contact", false},   {"ask", false},
-    {"thanks", false},      {"thank you", false},  {"wrote", false},     {"married", false},
+    CUE("my name is", true),   CUE("name is", true),     CUE("call me", true),    CUE("name:", true),
+    CUE("named", true),        CUE("called", true),      CUE("name's", true),     CUE("name?", true),
+    CUE("user:", false),       CUE("i'm", false),        CUE("i am", false),      CUE("dear", false),
+    CUE("hi", false),          CUE("hello", false),      CUE("hey", false),       CUE("cc:", false),
+    CUE("cc", false),          CUE("attn:", false),      CUE("regards,", false),  CUE("best,", false),
+    CUE("thanks,", false),     CUE("cheers,", false),    CUE("sincerely,", false), CUE("from:", false),
+    CUE("to:", false),         CUE("signed,", false),    CUE("this is", false),   CUE("said", false),
+    CUE("says", false),        CUE("asked", false),      CUE("told", false),      CUE("by", false),
+    CUE("with", false),        CUE("and", false),        CUE("contact", false),   CUE("ask", false),
+    CUE("thanks", false),      CUE("thank you", false),  CUE("wrote", false),     CUE("married", false),
 };
 
 /* 0: no cue; 1: a cue; 2: an intro cue. */
@@ -1180,8 +1276,8 @@ static int cue_before(const struct scan *s, size_t pos)
     }
     for (i = 0; i < sizeof(cues) / sizeof(cues[0]); i++) {
         size_t j;
-        n = strlen(cues[i].cue);
-        if (n > e) {
+        n = cues[i].len;
+        if (n > e || lower((unsigned char)s->t[e - 1]) != (unsigned char)cues[i].cue[n - 1]) {
             continue;
         }
         for (j = 0; j < n && lower((unsigned char)s->t[e - n + j]) == (unsigned char)cues[i].cue[j];
@@ -1202,6 +1298,37 @@ static bool is_name_tok(unsigned char cls)
 static const char *const speech_after[] = {"said", "says", "asked", "told", "wrote", "replied",
                                            NULL};
 
+static bool is_particle(const struct scan *s, const struct word *w)
+{
+    size_t n = w->end - w->start;
+
+    return n <= 5 && in_list(s->t + w->start, n, particles);
+}
+
+/* Names-table flags of a lower-case word, 0x80 when it is in no list at all
+ * (a foreign name, probably); computed only for words after an intro cue. */
+static unsigned char lower_flags(const struct scan *s, struct word *w)
+{
+    char lw[64];
+    size_t n = w->end - w->start, i;
+    unsigned f;
+
+    if (w->lflags || n > sizeof(lw)) {
+        return w->lflags;
+    }
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s->t[w->start + i];
+        if (c >= 0x80) {
+            w->lflags = 0x80;
+            return w->lflags;
+        }
+        lw[i] = (char)lower(c);
+    }
+    f = pii_names_lookup(lw, n);
+    w->lflags = (unsigned char)(f ? f : pii_words_has(lw, n) ? 0x40 : 0x80);
+    return w->lflags;
+}
+
 static void scan_persons(struct scan *s)
 {
     struct word *ws = NULL;
@@ -1220,17 +1347,29 @@ static void scan_persons(struct scan *s)
             i++;
             continue;
         }
-        cue = cue_before(s, ws[i].start);
-        if (i > 0 && ws[i - 1].cls == W_TITLE && ws[i].start - ws[i - 1].end <= 2) {
-            cue = cue ? cue : 1;
-        }
-        if (ws[i].cls == W_LOWER && cue == 2 && (ws[i].lflags & (PII_NAME_FIRST | 0x80)) &&
-            !(ws[i].lflags & PII_NAME_COMMON)) {
+        if (ws[i].cls == W_LOWER) {
+            unsigned char lf;
+            if (cue_before(s, ws[i].start) != 2) {
+                i++;
+                continue;
+            }
+            lf = lower_flags(s, &ws[i]);
+            if (!(lf & (PII_NAME_FIRST | 0x80)) || (lf & PII_NAME_COMMON)) {
+                i++;
+                continue;
+            }
             lower_intro = true;
+            cue = 2;
         }
         else if (!is_name_tok(ws[i].cls)) {
             i++;
             continue;
+        }
+        else {
+            cue = cue_before(s, ws[i].start);
+            if (i > 0 && ws[i - 1].cls == W_TITLE && ws[i].start - ws[i - 1].end <= 2) {
+                cue = cue ? cue : 1;
+            }
         }
         /* Grow the sequence over name-like words joined by single spaces. */
         for (j = i + 1; j < n && j - i < 5; j++) {
@@ -1238,13 +1377,14 @@ static void scan_persons(struct scan *s)
                 break;
             }
             if (lower_intro) {
-                if (ws[j].cls != W_LOWER || !(ws[j].lflags & (PII_NAME_LAST | PII_NAME_FIRST | 0x80)) ||
+                if (ws[j].cls != W_LOWER ||
+                    !(lower_flags(s, &ws[j]) & (PII_NAME_LAST | PII_NAME_FIRST | 0x80)) ||
                     (ws[j].lflags & PII_NAME_COMMON)) {
                     break;
                 }
                 continue;
             }
-            if (ws[j].cls == W_PARTICLE && j + 1 < n && ws[j + 1].name_gap &&
+            if (ws[j].cls == W_LOWER && is_particle(s, &ws[j]) && j + 1 < n && ws[j + 1].name_gap &&
                 is_name_tok(ws[j + 1].cls) && ws[j + 1].cls != W_INITIAL) {
                 j++;
                 continue;
@@ -1254,7 +1394,7 @@ static void scan_persons(struct scan *s)
             }
         }
         for (k = i; k < j; k++) {
-            ntok += ws[k].cls != W_INITIAL && ws[k].cls != W_PARTICLE;
+            ntok += ws[k].cls != W_INITIAL && ws[k].cls != W_LOWER;
             nname += ws[k].cls == W_NAME;
             nunk += ws[k].cls == W_UNK;
             namb += ws[k].cls == W_AMBIG;

@@ -86,10 +86,10 @@ print "#include <stdint.h>\n#include <string.h>\n\n";
 my @names = sort keys %flags;
 printf "#define NNAMES %d\n", scalar @names;
 printf "#define BLOOM_BITS_LOG2 %d\n#define BLOOM_K %d\n\n", $BLOOM_BITS_LOG2, $BLOOM_K;
-print "struct name_row {\n    const char *name;\n    unsigned char flags;\n};\n\n";
+print "struct name_row {\n    const char *name;\n    unsigned char len;\n    unsigned char flags;\n};\n\n";
 print "static const struct name_row names[NNAMES] = {\n";
 for my $n (@names) {
-    printf "    {\"%s\", %d},\n", $n, $flags{$n};
+    printf "    {\"%s\", %d, %d},\n", $n, length($n), $flags{$n};
 }
 print "};\n\n";
 printf "static const uint64_t bloom[%d] = {\n", scalar @bloom;
@@ -106,7 +106,7 @@ unsigned pii_names_lookup(const char *lower, size_t len)
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         const char *n = names[mid].name;
-        size_t nlen = strlen(n);
+        size_t nlen = names[mid].len;
         int c = memcmp(n, lower, nlen < len ? nlen : len);
         if (c == 0) {
             c = nlen < len ? -1 : nlen > len ? 1 : 0;
