@@ -94,7 +94,7 @@ gv_rc injection_normalize(const char *text, size_t len, struct gv_buf *out, unsi
  * `ngram` gets each hashed n-gram bucket with sign +1/-1 (repeats included) and
  * returns nothing; afterwards rule_hits[i] is true for each matching rule
  * (array of injection_rule_count()) and *flags holds INJECTION_NF_* bits.
- * Returns the number of n-gram features visited through *nfeat. */
+ * `ngram` may be NULL. Returns the number of n-gram features through *nfeat. */
 typedef void (*injection_ngram_fn)(void *arg, uint32_t bucket, int sign);
 gv_rc injection_features(const struct injection_model *m, const char *text, size_t len,
                          struct injection_scratch *s, injection_ngram_fn ngram, void *arg,

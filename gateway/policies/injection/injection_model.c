@@ -345,6 +345,13 @@ static uint64_t run_rules(const struct injection_model *m, struct injection_scra
     return hits;
 }
 
+static void ignore_ngram(void *arg, uint32_t bucket, int sign)
+{
+    (void)arg;
+    (void)bucket;
+    (void)sign;
+}
+
 static size_t extract(const struct injection_model *m, struct injection_scratch *s,
                       const int8_t *w, int64_t *acc, injection_ngram_fn fn, void *arg)
 {
@@ -352,6 +359,9 @@ static size_t extract(const struct injection_model *m, struct injection_scratch 
 
     s->nanch = 0;
     s->anch_over = 0;
+    if (!w && !fn) {
+        fn = ignore_ngram;
+    }
     if (fn) {
         return ngram_walk(m, t, s->norm.len, NULL, NULL, fn, arg, s, false);
     }

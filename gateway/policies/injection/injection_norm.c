@@ -14,7 +14,7 @@
 #define B64_MAX_RUNS 8u
 
 /* Base letters of U+00C0..U+00FF ('\0': keep the code point; '*' two letters). */
-static const char latin1_fold[64] = "aaaaaa*ceeeeiiiidnooooo\0ouuuuy*s"
+static const char latin1_fold[64] = "aaaaaa*ceeeeiiiidnooooo\0ouuuuy**"
                                     "aaaaaa*ceeeeiiiidnooooo\0ouuuuy*y";
 
 /* Base letters of U+0100..U+017F, in code point order. */
@@ -439,6 +439,12 @@ static unsigned char *put_token(unsigned char *o, const unsigned char *t, size_t
             other++;
         }
     }
+    /* A leading digit on an all-letter word counts too ("4ll"), except ordinals. */
+    if (!interior && leet_digit && t[a] >= '0' && t[a] <= '9' && letters == b - a - 1 &&
+        !(b - a == 3 && (memcmp(t + a + 1, "st", 2) == 0 || memcmp(t + a + 1, "nd", 2) == 0 ||
+                         memcmp(t + a + 1, "rd", 2) == 0 || memcmp(t + a + 1, "th", 2) == 0))) {
+        interior = true;
+    }
     if (letters >= 2 && other == 0 && interior && leet_digit) {
         *flags |= INJECTION_NF_LEET;
         for (i = a; i < b; i++) {
@@ -462,7 +468,7 @@ static gv_rc stage_shape(const unsigned char *t, size_t n, struct gv_buf *out, u
 {
     unsigned char *o, *o0;
     size_t i = 0, j, k;
-    bool space = out->len > 0;
+    bool space = out->len > 0, joined = false;
     gv_rc rc;
 
     rc = reserve(out, t, n);
@@ -497,8 +503,10 @@ static gv_rc stage_shape(const unsigned char *t, size_t n, struct gv_buf *out, u
                 j += 2;
                 k++;
             }
-            if (k >= 4) {
+            /* Four letters make a run; after a run, short words ("a l l") too. */
+            if (k >= 4 || (k >= 2 && joined)) {
                 *flags |= INJECTION_NF_SPACED;
+                joined = true;
                 for (; i <= j; i += 2) {
                     int l = leet_letter(t[i]);
                     *o++ = (unsigned char)(l ? l : t[i]);
@@ -507,6 +515,7 @@ static gv_rc stage_shape(const unsigned char *t, size_t n, struct gv_buf *out, u
                 continue;
             }
         }
+        joined = false;
         if (alnum(t[i])) {
             j = i;
             while (j < n && tokbyte(t[j])) {
@@ -564,7 +573,7 @@ static gv_rc stage_base64(const char *text, size_t len, struct gv_buf *out, unsi
                           struct injection_scratch *s)
 {
     const unsigned char *t = (const unsigned char *)text;
-    size_t i = 0, j, runs = 0, n, k;
+    size_t i = 0, j, runs = 0, n, k, pad;
     unsigned char *enc;
     int dn;
     gv_rc rc = GV_OK;
@@ -586,12 +595,21 @@ static gv_rc stage_base64(const char *text, size_t len, struct gv_buf *out, unsi
         if (n > B64_MAX_RUN) {
             n = B64_MAX_RUN;
         }
-        n &= ~(size_t)3;
+        /* Complete the last quantum with padding; one stray character cannot
+         * encode a byte and is dropped. */
+        if (n % 4 == 1) {
+            n--;
+        }
+        pad = (4 - n % 4) % 4;
         gv_buf_reset(&s->b64);
         rc = gv_buf_append(&s->b64, t + i, n);
+        if (rc == GV_OK && pad) {
+            rc = gv_buf_append(&s->b64, "==", pad);
+        }
         if (rc) {
             break;
         }
+        n += pad;
         enc = (unsigned char *)s->b64.data;
         for (k = 0; k < n; k++) {
             if (enc[k] == '-') {
@@ -608,6 +626,14 @@ static gv_rc stage_base64(const char *text, size_t len, struct gv_buf *out, unsi
         }
         enc = (unsigned char *)s->b64.data;
         dn = EVP_DecodeBlock(enc + n, enc, (int)n);
+        /* EVP_DecodeBlock counts the padding as zero bytes; drop them. */
+        if (dn > 0) {
+            size_t p = 0;
+            while (p < 2 && n - p > 0 && enc[n - 1 - p] == '=') {
+                p++;
+            }
+            dn -= (int)p;
+        }
         i = j;
         if (dn <= 0 || !looks_textual(enc + n, (size_t)dn)) {
             continue;
