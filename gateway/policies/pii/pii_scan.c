@@ -709,10 +709,11 @@ static unsigned num_of(const char *d, size_t n)
     return v;
 }
 
-static const char *const ctx_phone[] = {"phone", "tel", "call", "mobile", "cell", "fax", "whatsapp",
-                                        "sms", "text me", "contact", "number", NULL};
-static const char *const ctx_ssn[] = {"ssn", "social security", "social sec", NULL};
-static const char *const ctx_nhs[] = {"nhs", "health service", NULL};
+/* Leading spaces make these whole words: " tel" must not match "Patel". */
+static const char *const ctx_phone[] = {"phone", " tel", " call", "mobile", " cell", " fax",
+                                        "whatsapp", " sms", "text me", "contact", NULL};
+static const char *const ctx_ssn[] = {" ssn", "social security", "social sec", NULL};
+static const char *const ctx_nhs[] = {" nhs", "health service", NULL};
 
 static bool nanp_ok(const char *d)
 {
@@ -767,6 +768,27 @@ static bool is_phone(const struct scan *s, size_t at, const struct numtok *nt)
     if (sep == '.' && nt->ngroups < 3) {
         return false; /* a decimal number */
     }
+    if (nt->ngroups >= 3 && nt->sep[1] == nt->sep[2] && (nt->sep[1] == '-' || nt->sep[1] == '.') &&
+        ((nt->glen[0] == 4 && nt->glen[1] == 2 && nt->glen[2] == 2) ||
+         (nt->glen[0] <= 2 && nt->glen[1] <= 2 && nt->glen[2] == 4))) {
+        return false; /* a date, maybe followed by a time ("2000-04-16 11:30") */
+    }
+    for (i = 0; i < nt->ngroups; i++) {
+        if (nt->glen[i] != 4 || 4 * i + 2 > nt->ndig ||
+            !(num_of(nt->dig + 4 * i, 2) == 19 || num_of(nt->dig + 4 * i, 2) == 20)) {
+            years = false;
+        }
+    }
+    if (years && sep == ' ') {
+        return false; /* "1999 2000 2001" */
+    }
+    if (nt->ngroups == 2 && !nt->paren) {
+        /* Two groups are a local number ("555-1234", "9472 7916") or a trunk
+         * number ("0393 1144137"); "90010-170" or "17151 2450" are postcodes
+         * and house numbers. */
+        return (nt->glen[1] == 4 && (nt->glen[0] == 3 || nt->glen[0] == 4)) ||
+               (nt->dig[0] == '0' && nt->ndig >= 9);
+    }
     if (nt->ngroups == 3 && (sep == '-' || sep == '.') &&
         ((nt->glen[0] == 4 && nt->glen[1] == 2 && nt->glen[2] == 2) ||
          (nt->glen[0] <= 2 && nt->glen[1] <= 2 && nt->glen[2] == 4))) {
@@ -774,13 +796,6 @@ static bool is_phone(const struct scan *s, size_t at, const struct numtok *nt)
     }
     for (i = 0; i < nt->ngroups; i++) {
         ones += nt->glen[i] == 1;
-        if (nt->glen[i] != 4 ||
-            !(num_of(nt->dig + 4 * i, 2) == 19 || num_of(nt->dig + 4 * i, 2) == 20)) {
-            years = false;
-        }
-    }
-    if (years && sep == ' ') {
-        return false; /* "1999 2000 2001" */
     }
     return ones <= 1;
 }

@@ -10,6 +10,8 @@
 #                       the name data from it.
 #   wamerican           /usr/share/dict/words (SCOWL; permissive licence, see
 #                       /usr/share/doc/wamerican/copyright): the common-word list.
+#                       Only lower-case entries: the capitalised ones are proper
+#                       nouns ("Sven", "Tunisia"), which must not hide foreign names.
 #
 # Output: a sorted name table with flags, and a Bloom filter over the lower-cased
 # dictionary words. Run: perl gen_names.pl > ../pii_names.c
@@ -45,9 +47,25 @@ while (my $w = <$fh>) {
     chomp $w;
     next if $w eq '' || $w =~ /'/;
     $lowerword{$w} = 1 if $w =~ /^[a-z]+$/;
-    push @words, lc $w;
+    push @words, lc $w if $w !~ /^[A-Z]/ || $ENV{KT_DICT_PROPER};
 }
 close $fh;
+# Census entries that are mostly not people when they stand alone: days,
+# months, languages and nationalities, places, ranks. Marked COMMON, so they
+# count as names only next to another name or after a cue.
+my @not_alone = qw(
+    sunday monday tuesday wednesday thursday friday saturday
+    january february march april may june july august september october november december
+    english french german spanish italian dutch irish scottish welsh polish russian chinese
+    japanese american british african indian roman greek swiss
+    france england ireland scotland wales germany spain italy china india israel jordan
+    paris london berlin houston dallas denver phoenix boston washington chelsea orlando
+    memphis vienna geneva sydney toronto dublin cairo
+    princess prince king queen saint royal general major christian
+);
+for my $l (@not_alone) {
+    $flags{$l} |= 4 if $flags{$l};
+}
 for my $l (keys %flags) {
     $flags{$l} |= 4 if $lowerword{$l};
 }
