@@ -204,13 +204,8 @@ bool gv_cfg_parse_size(const char *s, size_t *out)
 bool gv_cfg_parse_duration_ms(const char *s, long *out)
 {
     static const struct unit units[] = {
-        {"ms", 1},
-        {"s", 1000},
-        {"sec", 1000},
-        {"m", 60000},
-        {"min", 60000},
-        {"h", 3600000},
-        {NULL, 0},
+        {"ms", 1},      {"s", 1000},    {"sec", 1000}, {"m", 60000},
+        {"min", 60000}, {"h", 3600000}, {NULL, 0},
     };
     const char *p;
     uint64_t ip;
@@ -357,8 +352,8 @@ static gv_rc set_scalar(const struct gv_cfg_map *row, const char *path, const ch
             goto bad;
         }
         if (ranged && ((double)sz < row->min || (double)sz > row->max)) {
-            return gv_cfg_fail(err, path, node, "%s.%s: %zu bytes is out of range [%g, %g]",
-                               where, row->key, sz, row->min, row->max);
+            return gv_cfg_fail(err, path, node, "%s.%s: %zu bytes is out of range [%g, %g]", where,
+                               row->key, sz, row->min, row->max);
         }
         *(size_t *)field = sz;
         return GV_OK;
@@ -480,8 +475,7 @@ gv_rc gv_cfg_apply_in(const struct gv_cfg_map *map, const char *path, const char
                 }
                 else {
                     rc = gv_cfg_fail(err, path, mapping->keys[i],
-                                     "unknown key '%.100s' in %s (it takes no settings)", k,
-                                     where);
+                                     "unknown key '%.100s' in %s (it takes no settings)", k, where);
                 }
                 goto out;
             }
@@ -494,8 +488,7 @@ gv_rc gv_cfg_apply_in(const struct gv_cfg_map *map, const char *path, const char
             rc = set_value(row, path, where, val, ctx, err);
         }
         else if (row->flags & GV_CFG_REQUIRED) {
-            rc = gv_cfg_fail(err, path, mapping, "%s: missing required key '%s'", where,
-                             row->key);
+            rc = gv_cfg_fail(err, path, mapping, "%s: missing required key '%s'", where, row->key);
         }
         else if (row->def && row->type != GV_CFG_NODE && row->type != GV_CFG_STRLIST) {
             /* Defaults are program text: a bad one is reported like user input so

@@ -202,9 +202,9 @@ static gv_rc attach(struct builder *b, struct gv_ynode *n)
         for (i = 0; i < top->node->n; i++) {
             const struct gv_ynode *k = top->node->keys[i];
             if (strcmp(k->scalar, n->scalar) == 0) {
-                gv_rc rc = fail_at(b, n->line, n->col,
-                                   "duplicate key '%.200s' (first defined at %d:%d)", n->scalar,
-                                   k->line, k->col);
+                gv_rc rc =
+                    fail_at(b, n->line, n->col, "duplicate key '%.200s' (first defined at %d:%d)",
+                            n->scalar, k->line, k->col);
                 node_free(n);
                 return rc;
             }
@@ -267,9 +267,9 @@ static gv_rc on_alias(struct builder *b, yaml_event_t *ev)
     /* Collections register their anchor only when complete, so an alias to an
      * enclosing collection (a cycle) is reported here as undefined. */
     if (!a) {
-        rc = fail_at(b, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
-                     "unknown anchor '%.200s' (aliases must follow a complete anchored node)",
-                     name);
+        rc =
+            fail_at(b, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
+                    "unknown anchor '%.200s' (aliases must follow a complete anchored node)", name);
         goto out;
     }
     subtree_measure(a->node, 0, &count, &maxdepth);

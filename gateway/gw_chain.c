@@ -97,8 +97,8 @@ gv_rc gw_chain_create(const struct gw_config *cfg, const char *state_dir, struct
         }
         chain->initialized[i] = true;
         if (!implemented(ops)) {
-            int n = snprintf(missing + used, sizeof(missing) - used, "%s%s", used ? ", " : "",
-                             e->name);
+            int n =
+                snprintf(missing + used, sizeof(missing) - used, "%s%s", used ? ", " : "", e->name);
             if (n > 0 && (size_t)n < sizeof(missing) - used) {
                 used += (size_t)n;
             }
@@ -240,8 +240,7 @@ void gw_chain_evaluate(struct gw_chain *chain, struct gw_req *req, struct gw_ver
         }
         if (rc != GV_OK) {
             gv_log(GV_LOG_ERROR, "chain", "policy failed; request refused",
-                   "req=%s policy=%s rc=%s", rec ? rec->request_id : "", pol->name,
-                   gv_rc_str(rc));
+                   "req=%s policy=%s rc=%s", rec ? rec->request_id : "", pol->name, gv_rc_str(rc));
             if (o) {
                 o->action = GV_OUTCOME_ERROR;
             }
@@ -299,9 +298,8 @@ void gw_chain_response_json(struct gw_chain *chain, struct gw_req *req, struct j
         if (rc != GV_OK) {
             /* The contract gives no way back to refuse the answer here; the
              * failure is recorded so the event and audit log show it. */
-            gv_log(GV_LOG_ERROR, "chain", "response policy failed",
-                   "req=%s policy=%s rc=%s", req && req->rec ? req->rec->request_id : "",
-                   pol->name, gv_rc_str(rc));
+            gv_log(GV_LOG_ERROR, "chain", "response policy failed", "req=%s policy=%s rc=%s",
+                   req && req->rec ? req->rec->request_id : "", pol->name, gv_rc_str(rc));
             if (req && req->rec && i < req->rec->npolicies) {
                 req->rec->policies[i].action = GV_OUTCOME_ERROR;
             }
@@ -357,9 +355,9 @@ gv_rc gw_chain_stream_text(struct gw_chain_stream *st, int choice, const char *t
         rc = pol->ops->stream_text(pol, st->req, &st->state[i * CHAIN_MAX_CHOICES + choice], cur,
                                    curlen, final, next, &v);
         if (rc != GV_OK) {
-            gv_log(GV_LOG_ERROR, "chain", "stream policy failed",
-                   "req=%s policy=%s rc=%s", st->req && st->req->rec ? st->req->rec->request_id : "",
-                   pol->name, gv_rc_str(rc));
+            gv_log(GV_LOG_ERROR, "chain", "stream policy failed", "req=%s policy=%s rc=%s",
+                   st->req && st->req->rec ? st->req->rec->request_id : "", pol->name,
+                   gv_rc_str(rc));
             if (st->req && st->req->rec && i < st->req->rec->npolicies) {
                 st->req->rec->policies[i].action = GV_OUTCOME_ERROR;
             }

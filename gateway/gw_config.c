@@ -71,8 +71,8 @@ static const struct gv_cfg_map target_map[] = {
      "ask the upstream for token usage on streamed answers"},
     {"connect_timeout", GV_CFG_DURATION, offsetof(struct target_cfg, connect_timeout), "10s", 0,
      NULL, 1, 3600000, "TCP+TLS connect deadline"},
-    {"first_byte_timeout", GV_CFG_DURATION, offsetof(struct target_cfg, first_byte_timeout),
-     "120s", 0, NULL, 1, 3600000, "deadline for the first byte of the answer"},
+    {"first_byte_timeout", GV_CFG_DURATION, offsetof(struct target_cfg, first_byte_timeout), "120s",
+     0, NULL, 1, 3600000, "deadline for the first byte of the answer"},
     {"idle_timeout", GV_CFG_DURATION, offsetof(struct target_cfg, idle_timeout), "60s", 0, NULL, 1,
      3600000, "max gap between bytes of a streamed answer"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
@@ -116,8 +116,7 @@ static const struct gv_cfg_map gateway_map[] = {
 static bool is_null(const struct gv_ynode *n)
 {
     return n && n->kind == GV_Y_SCALAR && !n->quoted &&
-           (n->scalar[0] == '\0' || strcmp(n->scalar, "~") == 0 ||
-            strcmp(n->scalar, "null") == 0);
+           (n->scalar[0] == '\0' || strcmp(n->scalar, "~") == 0 || strcmp(n->scalar, "null") == 0);
 }
 
 static void known_policies(char *buf, size_t size)
@@ -283,8 +282,8 @@ static gv_rc load_target(struct gw_config *cfg, const struct gv_ynode *map, size
         out->base_url = url_norm(t.base_url);
     }
     else if (out->kind == GW_PROVIDER_OPENAI_COMPATIBLE) {
-        return gv_cfg_fail(err, cfg->path, map,
-                           "%s: an openai-compatible provider needs base_url", where);
+        return gv_cfg_fail(err, cfg->path, map, "%s: an openai-compatible provider needs base_url",
+                           where);
     }
     else {
         env_url = getenv("OPENAI_BASE_URL");

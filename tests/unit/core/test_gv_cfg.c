@@ -188,8 +188,7 @@ static void test_apply_required_missing(void **state)
     struct demo d;
 
     (void)state;
-    assert_int_equal(apply(required_map, "x: 1\np:\n    other: 1\n", &doc, &d, &err),
-                     GV_ECONFIG);
+    assert_int_equal(apply(required_map, "x: 1\np:\n    other: 1\n", &doc, &d, &err), GV_ECONFIG);
     assert_string_equal(err.msg, "c.yaml:3:5: unknown key 'other' in policy.demo (expected one "
                                  "of: must)");
     gv_ydoc_destroy(doc);
@@ -224,22 +223,24 @@ static void test_parse_size(void **state)
         const char *in;
         size_t out;
     } good[] = {
-        {"0", 0},
-        {"123", 123},
-        {"4MiB", 4194304},
-        {"512KiB", 524288},
-        {"1GB", 1000000000},
-        {"1gb", 1000000000},
-        {"2KB", 2000},
-        {"1.5KiB", 1536},
-        {"4 MiB", 4194304},
-        {"16k", 16384},
-        {"1GiB", 1073741824},
-        {"10B", 10},
+        {"0", 0},           {"123", 123},         {"4MiB", 4194304},
+        {"512KiB", 524288}, {"1GB", 1000000000},  {"1gb", 1000000000},
+        {"2KB", 2000},      {"1.5KiB", 1536},     {"4 MiB", 4194304},
+        {"16k", 16384},     {"1GiB", 1073741824}, {"10B", 10},
     };
     static const char *const bad[] = {
-        "", "-1", "+1", "4XB", "1.5", "MiB", "1.KiB", " 4MiB", "4MiB ", "18446744073709551616",
-        "99999999999GiB", "0x10",
+        "",
+        "-1",
+        "+1",
+        "4XB",
+        "1.5",
+        "MiB",
+        "1.KiB",
+        " 4MiB",
+        "4MiB ",
+        "18446744073709551616",
+        "99999999999GiB",
+        "0x10",
     };
     size_t v;
     size_t i;
@@ -263,11 +264,11 @@ static void test_parse_duration(void **state)
         const char *in;
         long out;
     } good[] = {
-        {"30s", 30000}, {"100ms", 100}, {"5m", 300000}, {"250", 250},
-        {"1.5s", 1500}, {"1h", 3600000}, {"0", 0}, {"2min", 120000},
+        {"30s", 30000}, {"100ms", 100},  {"5m", 300000}, {"250", 250},
+        {"1.5s", 1500}, {"1h", 3600000}, {"0", 0},       {"2min", 120000},
     };
-    static const char *const bad[] = {"", "s", "-5s", "5 parsecs", "5d", "5.s", "1e3", "inf",
-                                      "99999999999999999999s"};
+    static const char *const bad[] = {
+        "", "s", "-5s", "5 parsecs", "5d", "5.s", "1e3", "inf", "99999999999999999999s"};
     long v;
     size_t i;
 

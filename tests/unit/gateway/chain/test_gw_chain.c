@@ -95,9 +95,8 @@ static void count_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
 }
 
 /* Upper-cases everything and marks the answer as rewritten. */
-static gv_rc upper_stream(struct gw_policy *pol, struct gw_req *req, void **state,
-                          const char *text, size_t len, bool final, struct gv_buf *out,
-                          struct gw_verdict *v)
+static gv_rc upper_stream(struct gw_policy *pol, struct gw_req *req, void **state, const char *text,
+                          size_t len, bool final, struct gv_buf *out, struct gw_verdict *v)
 {
     size_t i;
     gv_rc rc = GV_OK;
@@ -117,9 +116,8 @@ struct hold {
     bool has;
 };
 
-static gv_rc hold_stream(struct gw_policy *pol, struct gw_req *req, void **state,
-                         const char *text, size_t len, bool final, struct gv_buf *out,
-                         struct gw_verdict *v)
+static gv_rc hold_stream(struct gw_policy *pol, struct gw_req *req, void **state, const char *text,
+                         size_t len, bool final, struct gv_buf *out, struct gw_verdict *v)
 {
     struct hold *h = *state;
     gv_rc rc = GV_OK;
@@ -151,9 +149,11 @@ static void hold_free(struct gw_policy *pol, void *state)
     gv_free(state);
 }
 
-static const struct gw_policy_ops t_pass = {.name = "t-pass", .config_map = t_map,
+static const struct gw_policy_ops t_pass = {.name = "t-pass",
+                                            .config_map = t_map,
                                             .ctx_size = sizeof(struct t_ctx),
-                                            .evaluate = pass_eval, .destroy = count_destroy};
+                                            .evaluate = pass_eval,
+                                            .destroy = count_destroy};
 static const struct gw_policy_ops t_flag = {.name = "t-flag", .evaluate = flag_eval};
 static const struct gw_policy_ops t_block = {.name = "t-block", .evaluate = block_eval};
 static const struct gw_policy_ops t_block401 = {.name = "t-block401", .evaluate = block401_eval};
@@ -161,19 +161,22 @@ static const struct gw_policy_ops t_fail = {.name = "t-fail", .evaluate = fail_e
 static const struct gw_policy_ops t_bogus = {.name = "t-bogus", .evaluate = bogus_eval};
 static const struct gw_policy_ops t_none = {.name = "t-none"};
 static const struct gw_policy_ops t_none2 = {.name = "t-none2"};
-static const struct gw_policy_ops t_init_fail = {.name = "t-init-fail", .init = fail_init,
-                                                 .destroy = count_destroy};
+static const struct gw_policy_ops t_init_fail = {
+    .name = "t-init-fail", .init = fail_init, .destroy = count_destroy};
 static const struct gw_policy_ops t_silent = {.name = "t-silent", .init = silent_fail_init};
-static const struct gw_policy_ops t_count = {.name = "t-count", .config_map = t_map,
+static const struct gw_policy_ops t_count = {.name = "t-count",
+                                             .config_map = t_map,
                                              .ctx_size = sizeof(struct t_ctx),
                                              .complete = count_complete};
-static const struct gw_policy_ops t_upper = {.name = "t-upper", .flags = GW_POL_RESPONSE,
-                                             .stream_text = upper_stream};
-static const struct gw_policy_ops t_hold = {.name = "t-hold", .flags = GW_POL_RESPONSE,
-                                            .stream_text = hold_stream, .stream_free = hold_free};
+static const struct gw_policy_ops t_upper = {
+    .name = "t-upper", .flags = GW_POL_RESPONSE, .stream_text = upper_stream};
+static const struct gw_policy_ops t_hold = {.name = "t-hold",
+                                            .flags = GW_POL_RESPONSE,
+                                            .stream_text = hold_stream,
+                                            .stream_free = hold_free};
 
 static const struct gw_policy_ops *const t_all[] = {
-    &t_pass, &t_flag,      &t_block,  &t_block401, &t_fail,  &t_bogus, &t_none,
+    &t_pass,  &t_flag,      &t_block,  &t_block401, &t_fail,  &t_bogus, &t_none,
     &t_none2, &t_init_fail, &t_silent, &t_count,    &t_upper, &t_hold,  NULL,
 };
 

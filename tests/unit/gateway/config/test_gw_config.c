@@ -220,9 +220,8 @@ static void test_load_secret_never_in_message(void **state)
 static void test_load_target_errors(void **state)
 {
     (void)state;
-    expect_error("pack: {name: x}\n",
-                 "1:1: providers: at least one target is required "
-                 "(providers.targets: [{id, provider}])");
+    expect_error("pack: {name: x}\n", "1:1: providers: at least one target is required "
+                                      "(providers.targets: [{id, provider}])");
     expect_error("providers: {targets: []}\n",
                  "1:22: providers.targets: at least one target is required");
     expect_error("providers:\n  targets:\n    - {id: t1, provider: 'anthropic:chat:claude'}\n",
