@@ -314,6 +314,66 @@ static void test_load_top_level_errors(void **state)
                                  "directory");
 }
 
+static void test_load_mutated_page_never_crashes(void **state)
+{
+    /* Small random edits of the page's config must give either a config or
+     * one positioned line, and never the secret's value. */
+    static const char alphabet[] = "{}[]:,-&*'\"# \n?abz019.~";
+    static const char page[] =
+        "pack: {name: wandb-governed-experiments, version: 1.0.0, enabled: true}\n"
+        "providers:\n"
+        "  targets:\n"
+        "    - id: experiment-llm\n"
+        "      provider: openai:chat:gpt-4o\n"
+        "      secret_key_ref: {env: OPENAI_API_KEY}\n"
+        "policies:\n"
+        "  chain: [prompt-injection, pii-detector, audit-logger]\n"
+        "policy:\n"
+        "  prompt-injection: {threshold: 0.8, action: block}\n"
+        "  pii-detector: {action: redact, entities: [PERSON, EMAIL_ADDRESS]}\n"
+        "  audit-logger: {immutable: true, retention_days: 365, log_all_access: true}\n";
+    char text[sizeof(page)];
+    uint32_t seed = 99;
+    int round;
+    int edit;
+    int ok = 0;
+    int bad = 0;
+
+    (void)state;
+    for (round = 0; round < 1500; round++) {
+        struct gw_config *cfg = NULL;
+        struct gv_cfg_err err;
+        size_t n;
+        gv_rc rc;
+
+        memcpy(text, page, sizeof(page));
+        for (edit = 0; edit < 1 + round % 3; edit++) {
+            seed = seed * 1103515245u + 12345u;
+            n = (seed >> 8) % (sizeof(page) - 1);
+            seed = seed * 1103515245u + 12345u;
+            text[n] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
+        }
+        rc = load_text(text, &cfg, &err);
+        if (rc == GV_OK) {
+            ok++;
+            assert_non_null(cfg);
+            gw_config_destroy(cfg);
+            continue;
+        }
+        bad++;
+        assert_int_equal(rc, GV_ECONFIG);
+        assert_null(cfg);
+        n = strlen(tmp_path);
+        assert_int_equal(strncmp(err.msg, tmp_path, n), 0);
+        assert_int_equal(err.msg[n], ':');
+        assert_true(err.msg[n + 1] >= '1' && err.msg[n + 1] <= '9');
+        assert_null(strchr(err.msg, '\n'));
+        assert_null(strstr(err.msg, "sk-test-not-a-real-key"));
+    }
+    assert_true(ok > 0);
+    assert_true(bad > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -326,6 +386,7 @@ int main(void)
         cmocka_unit_test(test_load_target_errors),
         cmocka_unit_test(test_load_chain_errors),
         cmocka_unit_test(test_load_top_level_errors),
+        cmocka_unit_test(test_load_mutated_page_never_crashes),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
