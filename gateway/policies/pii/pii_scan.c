@@ -774,7 +774,7 @@ static bool is_phone(const struct scan *s, size_t at, const struct numtok *nt)
         return false; /* a date, maybe followed by a time ("2000-04-16 11:30") */
     }
     for (i = 0; i < nt->ngroups; i++) {
-        if (nt->glen[i] != 4 || 4 * i + 2 > nt->ndig ||
+        if (nt->glen[i] != 4 || (size_t)(4 * i + 2) > nt->ndig ||
             !(num_of(nt->dig + 4 * i, 2) == 19 || num_of(nt->dig + 4 * i, 2) == 20)) {
             years = false;
         }

@@ -1,0 +1,273 @@
+/* tests/unit/gateway/policies/pii/test_pii.c - the pii-detector policy through its ops */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "core/gv_mem.h"
+#include "core/gv_yaml.h"
+#include "gateway/gw_policy.h"
+#include "gateway/gw_req.h"
+
+struct fix {
+    struct gv_ydoc *doc;
+    struct gw_policy pol;
+    struct gv_cfg_err err;
+};
+
+/* Build the policy from YAML settings through config_map + init, as the chain does. */
+static gv_rc make(struct fix *f, const char *yaml)
+{
+    const struct gw_policy_ops *ops = gw_policy_find("pii-detector");
+    gv_rc rc;
+
+    memset(f, 0, sizeof(*f));
+    assert_non_null(ops);
+    assert_int_equal(gv_ydoc_load_buf("t.yaml", yaml, strlen(yaml), &f->doc, &f->err), GV_OK);
+    f->pol.ops = ops;
+    f->pol.name = "pii-detector";
+    f->pol.ctx = gv_calloc(1, ops->ctx_size);
+    rc = gv_cfg_apply_in(ops->config_map, "t.yaml", "policy.pii-detector", f->doc->root,
+                         f->pol.ctx, &f->err);
+    if (rc == GV_OK) {
+        rc = ops->init(&f->pol, "t.yaml", f->doc->root, &f->err);
+    }
+    return rc;
+}
+
+static void unmake(struct fix *f)
+{
+    if (f->pol.ops->destroy) {
+        f->pol.ops->destroy(&f->pol);
+    }
+    gv_cfg_release(f->pol.ops->config_map, f->pol.ctx);
+    gv_free(f->pol.ctx);
+    gv_ydoc_destroy(f->doc);
+}
+
+static const char *content0(struct json_object *body)
+{
+    struct json_object *m, *c;
+    json_object_object_get_ex(body, "messages", &m);
+    json_object_object_get_ex(json_object_array_get_idx(m, 0), "content", &c);
+    return json_object_get_string(c);
+}
+
+static void eval(struct fix *f, const char *body, struct gw_verdict *v, struct json_object **out)
+{
+    struct gw_req req;
+    struct gv_record rec;
+
+    memset(&req, 0, sizeof(req));
+    memset(&rec, 0, sizeof(rec));
+    memset(v, 0, sizeof(*v));
+    req.body = json_tokener_parse(body);
+    assert_non_null(req.body);
+    req.rec = &rec;
+    assert_int_equal(f->pol.ops->evaluate(&f->pol, &req, v), GV_OK);
+    *out = req.body;
+}
+
+static const char *body1 =
+    "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
+    "\"Hi, my name is John Smith, mail john.smith@example.com\"}]}";
+
+static void test_evaluate_redacts_person_and_email(void **state)
+{
+    struct fix f;
+    struct gw_verdict v;
+    struct json_object *b;
+
+    (void)state;
+    assert_int_equal(make(&f, "action: redact\nentities: [PERSON, EMAIL_ADDRESS]\n"), GV_OK);
+    eval(&f, body1, &v, &b);
+    assert_int_equal(v.action, GW_ACTION_REDACT);
+    assert_string_equal(content0(b), "Hi, my name is <PERSON>, mail <EMAIL_ADDRESS>");
+    assert_int_equal(v.pii_counts[GV_PII_PERSON], 1);
+    assert_int_equal(v.pii_counts[GV_PII_EMAIL_ADDRESS], 1);
+    json_object_put(b);
+    unmake(&f);
+}
+
+static void test_evaluate_entities_select(void **state)
+{
+    struct fix f;
+    struct gw_verdict v;
+    struct json_object *b;
+
+    (void)state;
+    assert_int_equal(make(&f, "entities: [EMAIL_ADDRESS]\n"), GV_OK);
+    eval(&f, body1, &v, &b);
+    assert_string_equal(content0(b), "Hi, my name is John Smith, mail <EMAIL_ADDRESS>");
+    assert_int_equal(v.pii_counts[GV_PII_PERSON], 0);
+    json_object_put(b);
+    unmake(&f);
+}
+
+static void test_evaluate_blocks(void **state)
+{
+    struct fix f;
+    struct gw_verdict v;
+    struct json_object *b;
+
+    (void)state;
+    assert_int_equal(make(&f, "action: block\n"), GV_OK);
+    eval(&f, body1, &v, &b);
+    assert_int_equal(v.action, GW_ACTION_BLOCK);
+    assert_int_equal(v.status, 403);
+    assert_string_equal(v.code, "pii-detector");
+    assert_null(strstr(v.message, "john"));
+    /* block leaves the body alone: nothing is sent anyway */
+    assert_non_null(strstr(content0(b), "john.smith@example.com"));
+    json_object_put(b);
+    unmake(&f);
+}
+
+static void test_evaluate_flags_and_passes_clean(void **state)
+{
+    struct fix f;
+    struct gw_verdict v;
+    struct json_object *b;
+
+    (void)state;
+    assert_int_equal(make(&f, "action: flag\n"), GV_OK);
+    eval(&f, body1, &v, &b);
+    assert_int_equal(v.action, GW_ACTION_FLAG);
+    json_object_put(b);
+    eval(&f, "{\"messages\":[{\"role\":\"user\",\"content\":\"What is 2+2?\"}]}", &v, &b);
+    assert_int_equal(v.action, GW_ACTION_PASS);
+    json_object_put(b);
+    unmake(&f);
+}
+
+static void test_evaluate_operator_mask(void **state)
+{
+    struct fix f;
+    struct gw_verdict v;
+    struct json_object *b;
+
+    (void)state;
+    assert_int_equal(make(&f, "operator: {EMAIL_ADDRESS: mask}\n"), GV_OK);
+    eval(&f, body1, &v, &b);
+    assert_string_equal(content0(b), "Hi, my name is <PERSON>, mail ****.*****@*******.***");
+    json_object_put(b);
+    unmake(&f);
+}
+
+static void test_init_rejects_bad_config_with_position(void **state)
+{
+    struct fix f;
+
+    (void)state;
+    assert_int_equal(make(&f, "entities:\n  - PERSON\n  - EMAIL\n"), GV_ECONFIG);
+    assert_non_null(strstr(f.err.msg, "t.yaml:3:5"));
+    assert_non_null(strstr(f.err.msg, "EMAIL"));
+    unmake(&f);
+    assert_int_equal(make(&f, "operator:\n  PERSON: blur\n"), GV_ECONFIG);
+    assert_non_null(strstr(f.err.msg, "t.yaml:2:11"));
+    unmake(&f);
+    assert_int_equal(make(&f, "action: shred\n"), GV_ECONFIG);
+    unmake(&f);
+}
+
+static void test_response_json_redacts_when_asked(void **state)
+{
+    struct fix f;
+    struct gw_verdict v;
+    struct gw_req req;
+    struct json_object *resp, *ch, *msg, *c;
+    const char *r = "{\"choices\":[{\"message\":{\"role\":\"assistant\","
+                    "\"content\":\"Write to ann.lee@corp.org\"}}]}";
+
+    (void)state;
+    memset(&req, 0, sizeof(req));
+    assert_int_equal(make(&f, "scan_responses: true\n"), GV_OK);
+    resp = json_tokener_parse(r);
+    memset(&v, 0, sizeof(v));
+    assert_int_equal(f.pol.ops->response_json(&f.pol, &req, resp, &v), GV_OK);
+    json_object_object_get_ex(resp, "choices", &ch);
+    json_object_object_get_ex(json_object_array_get_idx(ch, 0), "message", &msg);
+    json_object_object_get_ex(msg, "content", &c);
+    assert_string_equal(json_object_get_string(c), "Write to <EMAIL_ADDRESS>");
+    assert_int_equal(v.action, GW_ACTION_REDACT);
+    json_object_put(resp);
+    unmake(&f);
+
+    assert_int_equal(make(&f, "scan_responses: false\n"), GV_OK);
+    resp = json_tokener_parse(r);
+    memset(&v, 0, sizeof(v));
+    assert_int_equal(f.pol.ops->response_json(&f.pol, &req, resp, &v), GV_OK);
+    assert_non_null(strstr(json_object_to_json_string(resp), "ann.lee@corp.org"));
+    json_object_put(resp);
+    unmake(&f);
+}
+
+/* Feed `pieces` one by one, then flush; return everything emitted. */
+static char *stream(struct fix *f, const char *const *pieces, uint32_t *email_count)
+{
+    struct gw_req req;
+    struct gv_buf out;
+    struct gw_verdict v;
+    void *st = NULL;
+    size_t i;
+
+    memset(&req, 0, sizeof(req));
+    gv_buf_init(&out, 0);
+    *email_count = 0;
+    for (i = 0; pieces[i]; i++) {
+        memset(&v, 0, sizeof(v));
+        assert_int_equal(f->pol.ops->stream_text(&f->pol, &req, &st, pieces[i], strlen(pieces[i]),
+                                                 false, &out, &v),
+                         GV_OK);
+        *email_count += v.pii_counts[GV_PII_EMAIL_ADDRESS];
+        /* nothing of the address may have left before it was complete */
+        assert_null(strstr(out.data ? out.data : "", "bob"));
+    }
+    memset(&v, 0, sizeof(v));
+    assert_int_equal(f->pol.ops->stream_text(&f->pol, &req, &st, "", 0, true, &out, &v), GV_OK);
+    *email_count += v.pii_counts[GV_PII_EMAIL_ADDRESS];
+    f->pol.ops->stream_free(&f->pol, st);
+    return gv_buf_steal(&out);
+}
+
+static void test_stream_text_catches_split_spans(void **state)
+{
+    struct fix f;
+    uint32_t n;
+    char *s;
+    const char *const p1[] = {"Sure, mail bo", "b.ma", "rley@exam", "ple.com today, or ", "call",
+                              " 415 555", " 0123.", NULL};
+    const char *const p2[] = {"No personal data here. ", "Just text.", NULL};
+
+    (void)state;
+    assert_int_equal(make(&f, "scan_responses: true\n"), GV_OK);
+    s = stream(&f, p1, &n);
+    assert_string_equal(s, "Sure, mail <EMAIL_ADDRESS> today, or call <PHONE_NUMBER>.");
+    assert_int_equal(n, 1);
+    gv_free(s);
+    s = stream(&f, p2, &n);
+    assert_string_equal(s, "No personal data here. Just text.");
+    gv_free(s);
+    unmake(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_evaluate_redacts_person_and_email),
+        cmocka_unit_test(test_evaluate_entities_select),
+        cmocka_unit_test(test_evaluate_blocks),
+        cmocka_unit_test(test_evaluate_flags_and_passes_clean),
+        cmocka_unit_test(test_evaluate_operator_mask),
+        cmocka_unit_test(test_init_rejects_bad_config_with_position),
+        cmocka_unit_test(test_response_json_redacts_when_asked),
+        cmocka_unit_test(test_stream_text_catches_split_spans),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

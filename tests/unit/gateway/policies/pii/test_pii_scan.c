@@ -1,0 +1,368 @@
+/* tests/unit/gateway/policies/pii/test_pii_scan.c - detector rules, validators, redaction */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "gateway/policies/pii/pii_names.h"
+#include "gateway/policies/pii/pii_scan.h"
+
+/* Scan `text` for all types; return the number of spans of `type` and, when
+ * one is found, its text in `got`. */
+static size_t find(const char *text, int type, char *got, size_t gotsz)
+{
+    struct pii_scan_buf b;
+    size_t i, n = 0;
+
+    pii_scan_buf_init(&b);
+    assert_int_equal(pii_scan(text, strlen(text), PII_ALL_TYPES, &b), GV_OK);
+    if (got) {
+        got[0] = '\0';
+    }
+    for (i = 0; i < b.n; i++) {
+        if (b.spans[i].type == type) {
+            if (got && n == 0) {
+                size_t l = b.spans[i].end - b.spans[i].start;
+                if (l >= gotsz) {
+                    l = gotsz - 1;
+                }
+                memcpy(got, text + b.spans[i].start, l);
+                got[l] = '\0';
+            }
+            n++;
+        }
+    }
+    pii_scan_buf_free(&b);
+    return n;
+}
+
+static void expect(const char *text, int type, const char *want)
+{
+    char got[256];
+    size_t n = find(text, type, got, sizeof(got));
+    if (n == 0 || strcmp(got, want) != 0) {
+        fail_msg("%s in \"%s\": want \"%s\", got \"%s\" (%zu found)", gv_pii_name(type), text, want,
+                 got, n);
+    }
+}
+
+static void expect_none(const char *text, int type)
+{
+    char got[256];
+    if (find(text, type, got, sizeof(got)) != 0) {
+        fail_msg("%s in \"%s\": want none, got \"%s\"", gv_pii_name(type), text, got);
+    }
+}
+
+static void test_luhn_valid_and_invalid(void **state)
+{
+    (void)state;
+    assert_true(pii_luhn_ok("4111111111111111", 16));
+    assert_true(pii_luhn_ok("378282246310005", 15));
+    assert_false(pii_luhn_ok("4111111111111112", 16));
+    assert_false(pii_luhn_ok("41111111x1111111", 16));
+    assert_false(pii_luhn_ok("", 0));
+}
+
+static void test_iban_mod97_and_country_length(void **state)
+{
+    (void)state;
+    assert_true(pii_iban_ok("GB82WEST12345698765432", 22));
+    assert_true(pii_iban_ok("DE89370400440532013000", 22));
+    assert_true(pii_iban_ok("gb82west12345698765432", 22));
+    assert_false(pii_iban_ok("GB83WEST12345698765432", 22)); /* check digits */
+    assert_false(pii_iban_ok("GB82WEST1234569876543", 21));  /* GB is 22 long */
+    assert_false(pii_iban_ok("ZZ82WEST12345698765432", 22)); /* no such country */
+}
+
+static void test_ssn_ranges(void **state)
+{
+    (void)state;
+    assert_true(pii_ssn_ok(123, 45, 6788));
+    assert_false(pii_ssn_ok(0, 45, 6788));
+    assert_false(pii_ssn_ok(666, 45, 6788));
+    assert_false(pii_ssn_ok(900, 45, 6788));
+    assert_false(pii_ssn_ok(123, 0, 6788));
+    assert_false(pii_ssn_ok(123, 45, 0));
+    assert_false(pii_ssn_ok(78, 5, 1120)); /* the Woolworth wallet card */
+}
+
+static void test_ip_validators(void **state)
+{
+    (void)state;
+    assert_true(pii_ipv4_ok("10.0.0.1", 8));
+    assert_false(pii_ipv4_ok("256.0.0.1", 9));
+    assert_true(pii_ipv6_ok("fe80::1", 7));
+    assert_false(pii_ipv6_ok("12:30:45", 8));
+}
+
+static void test_nhs_mod11(void **state)
+{
+    (void)state;
+    assert_true(pii_nhs_ok("9434765919"));
+    assert_false(pii_nhs_ok("9434765918"));
+}
+
+static void test_scan_email(void **state)
+{
+    (void)state;
+    expect("write to jane.doe+x@mail.example.org today", GV_PII_EMAIL_ADDRESS,
+           "jane.doe+x@mail.example.org");
+    expect("(UtaKortig@jourrapide.com).", GV_PII_EMAIL_ADDRESS, "UtaKortig@jourrapide.com");
+    expect_none("@handle and user@localhost", GV_PII_EMAIL_ADDRESS);
+}
+
+static void test_scan_phone(void **state)
+{
+    (void)state;
+    expect("call (415) 555-0123 now", GV_PII_PHONE_NUMBER, "(415) 555-0123");
+    expect("tel +46 (0)8 928 571 38.", GV_PII_PHONE_NUMBER, "+46 (0)8 928 571 38");
+    expect("345-899-3560x4587", GV_PII_PHONE_NUMBER, "345-899-3560x4587");
+    expect("03.93.92.16.85", GV_PII_PHONE_NUMBER, "03.93.92.16.85");
+    expect("9498777106", GV_PII_PHONE_NUMBER, "9498777106");
+    expect_none("released on 2024-03-15 at 10:30", GV_PII_PHONE_NUMBER);
+    expect_none("pi is 3.14159265", GV_PII_PHONE_NUMBER);
+    expect_none("covers 1999 2000 and 2001", GV_PII_PHONE_NUMBER);
+    expect_none("zip 90010-170", GV_PII_PHONE_NUMBER);
+    expect_none("order 1234567 shipped", GV_PII_PHONE_NUMBER);
+}
+
+static void test_scan_credit_card(void **state)
+{
+    (void)state;
+    expect("card 4111 1111 1111 1111 exp", GV_PII_CREDIT_CARD, "4111 1111 1111 1111");
+    expect("amex 378282246310005", GV_PII_CREDIT_CARD, "378282246310005");
+    expect_none("card 4111 1111 1111 1112", GV_PII_CREDIT_CARD);
+    expect_none("id 9111111111111111", GV_PII_CREDIT_CARD); /* Luhn-valid, no such network */
+}
+
+static void test_scan_ssn(void **state)
+{
+    (void)state;
+    expect("SSN 460-89-9847.", GV_PII_US_SSN, "460-89-9847");
+    expect("my ssn is 460899847", GV_PII_US_SSN, "460899847");
+    expect_none("SSN 000-12-3456", GV_PII_US_SSN);
+    expect_none("SSN 666-12-3456", GV_PII_US_SSN);
+    expect_none("code 460899847", GV_PII_US_SSN);
+    expect("ITIN 912-70-1234", GV_PII_US_ITIN, "912-70-1234");
+}
+
+static void test_scan_ip(void **state)
+{
+    (void)state;
+    expect("host 192.168.1.20, port", GV_PII_IP_ADDRESS, "192.168.1.20");
+    expect("v6 6e40:4041:c617:e898:c11:40d2:c669:2eb4 up", GV_PII_IP_ADDRESS,
+           "6e40:4041:c617:e898:c11:40d2:c669:2eb4");
+    expect("at fe80::1.", GV_PII_IP_ADDRESS, "fe80::1");
+    expect_none("version 1.2.300.4 and 10:30:45", GV_PII_IP_ADDRESS);
+    expect_none("std::vector", GV_PII_IP_ADDRESS);
+}
+
+static void test_scan_iban(void **state)
+{
+    (void)state;
+    expect("pay GB82 WEST 1234 5698 7654 32 now", GV_PII_IBAN_CODE,
+           "GB82 WEST 1234 5698 7654 32");
+    expect("iban DE89370400440532013000.", GV_PII_IBAN_CODE, "DE89370400440532013000");
+    expect_none("iban DE89370400440532013001", GV_PII_IBAN_CODE);
+}
+
+static void test_scan_url_and_mac(void **state)
+{
+    (void)state;
+    expect("see https://www.example.com/a?b=1).", GV_PII_URL, "https://www.example.com/a?b=1");
+    expect("(https://en.wikipedia.org/wiki/Foo_(bar))", GV_PII_URL,
+           "https://en.wikipedia.org/wiki/Foo_(bar)");
+    expect("go to example.com/login", GV_PII_URL, "example.com/login");
+    expect_none("use Node.js and file.txt", GV_PII_URL);
+    expect("nic 00:1A:2B:3C:4D:5E up", GV_PII_MAC_ADDRESS, "00:1A:2B:3C:4D:5E");
+}
+
+static void test_scan_person_cues(void **state)
+{
+    (void)state;
+    expect("Hello, my name is Rubija and I need help", GV_PII_PERSON, "Rubija");
+    expect("my name is patricia desrosiers.", GV_PII_PERSON, "patricia desrosiers");
+    expect("Please ask Dr. Kowalczyk about it", GV_PII_PERSON, "Kowalczyk");
+    expect("Dear Sven,\nthanks", GV_PII_PERSON, "Sven");
+    expect("Thanks!\n\nBest regards,\nIngrid Lindqvist", GV_PII_PERSON, "Ingrid Lindqvist");
+    expect("cc: Szabina J Gelencsér", GV_PII_PERSON, "Szabina J Gelencsér");
+}
+
+static void test_scan_person_lists(void **state)
+{
+    (void)state;
+    expect("I met John Smith yesterday.", GV_PII_PERSON, "John Smith");
+    expect("Follow up with Jennifer in May.", GV_PII_PERSON, "Jennifer");
+    expect("Krisztián Szöllösy listed his songs", GV_PII_PERSON, "Krisztián Szöllösy");
+    expect("The visit of Faina D. Yefremova was short", GV_PII_PERSON, "Faina D. Yefremova");
+}
+
+static void test_scan_person_common_words_survive(void **state)
+{
+    (void)state;
+    expect_none("Will this work? May I ask? Mark the box.", GV_PII_PERSON);
+    expect_none("The Entertainment Weekly list has Tube Snake Boogie.", GV_PII_PERSON);
+    expect_none("On Sunday we flew to France.", GV_PII_PERSON);
+    expect_none("CAN I SPEAK TO A REAL PERSON?", GV_PII_PERSON);
+}
+
+static void test_names_table_and_words(void **state)
+{
+    (void)state;
+    assert_true(pii_names_lookup("john", 4) & PII_NAME_FIRST);
+    assert_true(pii_names_lookup("smith", 5) & PII_NAME_LAST);
+    assert_true(pii_names_lookup("will", 4) & PII_NAME_COMMON);
+    assert_int_equal(pii_names_lookup("zzzzq", 5), 0);
+    assert_true(pii_words_has("house", 5));
+    assert_true(pii_words_has("quarterly", 9));
+    assert_false(pii_words_has("szollosy", 8));
+}
+
+static void test_redact_replace_mask_hash(void **state)
+{
+    const char *t = "mail a@b.org or call 415-555-0123";
+    struct pii_scan_buf b;
+    struct pii_redact_opts o;
+    struct gv_buf out;
+
+    (void)state;
+    pii_scan_buf_init(&b);
+    gv_buf_init(&out, 0);
+    assert_int_equal(pii_scan(t, strlen(t), PII_ALL_TYPES, &b), GV_OK);
+    assert_int_equal(b.n, 2);
+    assert_int_equal(pii_redact(t, strlen(t), b.spans, b.n, NULL, &out), GV_OK);
+    assert_string_equal(out.data, "mail <EMAIL_ADDRESS> or call <PHONE_NUMBER>");
+
+    memset(&o, 0, sizeof(o));
+    o.op[GV_PII_PHONE_NUMBER] = PII_OP_MASK;
+    o.op[GV_PII_EMAIL_ADDRESS] = PII_OP_HASH;
+    gv_buf_reset(&out);
+    assert_int_equal(pii_redact(t, strlen(t), b.spans, b.n, &o, &out), GV_OK);
+    assert_non_null(strstr(out.data, "call ***-***-****"));
+    assert_non_null(strstr(out.data, "<EMAIL_ADDRESS:"));
+    assert_null(strstr(out.data, "a@b.org"));
+
+    /* a span outside the text is refused, not followed */
+    b.spans[0].end = 1000;
+    gv_buf_reset(&out);
+    assert_int_equal(pii_redact(t, strlen(t), b.spans, 1, NULL, &out), GV_EINVAL);
+    gv_buf_free(&out);
+    pii_scan_buf_free(&b);
+}
+
+static void test_redact_cap_is_e2big(void **state)
+{
+    const char *t = "a@b.org a@b.org a@b.org";
+    struct pii_scan_buf b;
+    struct gv_buf out;
+
+    (void)state;
+    pii_scan_buf_init(&b);
+    gv_buf_init(&out, 10);
+    assert_int_equal(pii_scan(t, strlen(t), PII_ALL_TYPES, &b), GV_OK);
+    assert_int_equal(pii_redact(t, strlen(t), b.spans, b.n, NULL, &out), GV_E2BIG);
+    gv_buf_free(&out);
+    pii_scan_buf_free(&b);
+}
+
+static void test_scan_type_mask(void **state)
+{
+    const char *t = "John Smith, john@x.org, 415-555-0123";
+    struct pii_scan_buf b;
+    size_t i;
+
+    (void)state;
+    pii_scan_buf_init(&b);
+    assert_int_equal(pii_scan(t, strlen(t), 1u << GV_PII_EMAIL_ADDRESS, &b), GV_OK);
+    assert_int_equal(b.n, 1);
+    assert_int_equal(b.spans[0].type, GV_PII_EMAIL_ADDRESS);
+    assert_int_equal(pii_scan(t, strlen(t), 0, &b), GV_OK);
+    assert_int_equal(b.n, 0);
+    assert_int_equal(pii_scan(t, strlen(t), PII_ALL_TYPES, &b), GV_OK);
+    for (i = 1; i < b.n; i++) {
+        assert_true(b.spans[i].start >= b.spans[i - 1].end); /* sorted, disjoint */
+    }
+    pii_scan_buf_free(&b);
+}
+
+static void test_scan_random_bytes_never_crash(void **state)
+{
+    struct pii_scan_buf b;
+    struct gv_buf out;
+    unsigned char buf[4096];
+    uint64_t x = 88172645463325252u;
+    int round;
+    size_t i;
+
+    (void)state;
+    pii_scan_buf_init(&b);
+    gv_buf_init(&out, 0);
+    for (round = 0; round < 200; round++) {
+        size_t len = (size_t)(round * 37) % sizeof(buf);
+        for (i = 0; i < len; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            /* bias towards the bytes the recognisers care about */
+            buf[i] = (x & 3) ? (unsigned char)"0123456789@.:- +()AaZz\xc3\xa9\n"[x % 23] : (unsigned char)(x >> 8);
+        }
+        assert_int_equal(pii_scan((const char *)buf, len, PII_ALL_TYPES, &b), GV_OK);
+        for (i = 0; i < b.n; i++) {
+            assert_true(b.spans[i].start < b.spans[i].end && b.spans[i].end <= len);
+        }
+        gv_buf_reset(&out);
+        assert_int_equal(pii_redact((const char *)buf, len, b.spans, b.n, NULL, &out), GV_OK);
+        (void)pii_stream_cut((const char *)buf, len);
+    }
+    gv_buf_free(&out);
+    pii_scan_buf_free(&b);
+}
+
+static void test_stream_cut_holds_partial_entities(void **state)
+{
+    const char *a = "call me on 415 555";
+    const char *b = "my mail is john.smi";
+    const char *c = "the answer is yes. ";
+    const char *d = "signed by Sara";
+
+    (void)state;
+    assert_int_equal(pii_stream_cut(a, strlen(a)), strlen("call me on "));
+    assert_int_equal(pii_stream_cut(b, strlen(b)), strlen("my mail is "));
+    assert_int_equal(pii_stream_cut(c, strlen(c)), strlen(c));
+    assert_int_equal(pii_stream_cut(d, strlen(d)), strlen("signed by "));
+    assert_int_equal(pii_stream_cut("", 0), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_luhn_valid_and_invalid),
+        cmocka_unit_test(test_iban_mod97_and_country_length),
+        cmocka_unit_test(test_ssn_ranges),
+        cmocka_unit_test(test_ip_validators),
+        cmocka_unit_test(test_nhs_mod11),
+        cmocka_unit_test(test_scan_email),
+        cmocka_unit_test(test_scan_phone),
+        cmocka_unit_test(test_scan_credit_card),
+        cmocka_unit_test(test_scan_ssn),
+        cmocka_unit_test(test_scan_ip),
+        cmocka_unit_test(test_scan_iban),
+        cmocka_unit_test(test_scan_url_and_mac),
+        cmocka_unit_test(test_scan_person_cues),
+        cmocka_unit_test(test_scan_person_lists),
+        cmocka_unit_test(test_scan_person_common_words_survive),
+        cmocka_unit_test(test_names_table_and_words),
+        cmocka_unit_test(test_redact_replace_mask_hash),
+        cmocka_unit_test(test_redact_cap_is_e2big),
+        cmocka_unit_test(test_scan_type_mask),
+        cmocka_unit_test(test_scan_random_bytes_never_crash),
+        cmocka_unit_test(test_stream_cut_holds_partial_entities),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
