@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <json-c/json.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -746,122 +747,193 @@ out:
 
 /* ---- record and header objects ---- */
 
-static void add_str(struct json_object *o, const char *k, const char *v)
+/* Records are written straight into the line buffer with core's JSON string
+ * escaper rather than through json-c objects: the writer thread shares two
+ * cores with the request workers, and a dozen small allocations per record
+ * were most of its cost. Readers parse the lines with json-c. */
+
+struct jw {
+    struct gv_buf *b;
+    gv_rc rc;
+    bool first;
+};
+
+static void jw_key(struct jw *w, const char *k)
 {
-    json_object_object_add(o, k, json_object_new_string(v));
+    /* Keys are constants: plain appends, no printf on the hot loop. */
+    if (w->rc == GV_OK && !w->first) {
+        w->rc = gv_buf_append_char(w->b, ',');
+    }
+    if (w->rc == GV_OK) {
+        w->rc = gv_buf_append_char(w->b, '"');
+    }
+    if (w->rc == GV_OK) {
+        w->rc = gv_buf_append_str(w->b, k);
+    }
+    if (w->rc == GV_OK) {
+        w->rc = gv_buf_append(w->b, "\":", 2);
+    }
+    w->first = false;
+}
+
+static void jw_strn(struct jw *w, const char *k, const char *v, size_t n)
+{
+    jw_key(w, k);
+    if (w->rc == GV_OK) {
+        w->rc = gv_buf_append_json_str(w->b, v, n);
+    }
+}
+
+static void jw_str(struct jw *w, const char *k, const char *v)
+{
+    jw_strn(w, k, v, strlen(v));
 }
 
 /* Record fields are fixed arrays filled by other threads' code: never trust a NUL. */
-#define ADD_FIELD(o, k, f)                                                                         \
-    json_object_object_add((o), (k), json_object_new_string_len((f), (int)strnlen((f), sizeof(f))))
+#define JW_FIELD(w, k, f) jw_strn((w), (k), (f), strnlen((f), sizeof(f)))
 
-static void add_u64(struct json_object *o, const char *k, uint64_t v)
+static void jw_u64(struct jw *w, const char *k, uint64_t v)
 {
-    json_object_object_add(o, k, json_object_new_int64((int64_t)v));
+    jw_key(w, k);
+    if (w->rc == GV_OK) {
+        w->rc = gv_buf_appendf(w->b, "%" PRIu64, v);
+    }
 }
 
-/* A double with a fixed, short text form: the line's bytes must not depend on
- * how json-c happens to print doubles. */
-static void add_fixed(struct json_object *o, const char *k, double v, int decimals)
+/* A double with a fixed number of decimals: the line's bytes must not depend
+ * on a printf's shortest-representation choices. Non-finite values become 0. */
+static void jw_fixed(struct jw *w, const char *k, double v, int decimals)
 {
-    char text[64];
-    snprintf(text, sizeof(text), "%.*f", decimals, v);
-    json_object_object_add(o, k, json_object_new_double_s(v, text));
+    jw_key(w, k);
+    if (w->rc == GV_OK) {
+        w->rc = gv_buf_appendf(w->b, "%.*f", decimals, isfinite(v) ? v : 0.0);
+    }
 }
 
-static gv_rc finish_obj(struct json_object *o, struct gv_buf *out)
+static void jw_raw(struct jw *w, const char *text)
 {
-    size_t len = 0;
-    const char *s = json_object_to_json_string_length(
-        o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-    return gv_buf_append(out, s, len);
+    if (w->rc == GV_OK) {
+        w->rc = gv_buf_append_str(w->b, text);
+    }
+}
+
+static void jw_pii(struct jw *w, const char *k, const uint32_t *counts)
+{
+    struct jw inner;
+    int t;
+
+    jw_key(w, k);
+    jw_raw(w, "{");
+    inner.b = w->b;
+    inner.rc = w->rc;
+    inner.first = true;
+    for (t = 0; t < GV_PII_NTYPES; t++) {
+        if (counts[t]) {
+            jw_u64(&inner, gv_pii_name(t), counts[t]);
+        }
+    }
+    w->rc = inner.rc;
+    jw_raw(w, "}");
 }
 
 gv_rc gw_audit_record_json(const struct gv_record *rec, double cost_usd,
                            struct json_object *content, uint64_t seq, const char *prev,
                            struct gv_buf *out)
 {
-    struct json_object *o = json_object_new_object();
-    struct json_object *pols = json_object_new_array();
-    struct json_object *pii = json_object_new_object();
+    struct jw w = {out, GV_OK, true};
     uint32_t totals[GV_PII_NTYPES];
+    size_t mark = out->len;
     char ts[40];
     uint32_t i, npol;
     int t;
-    gv_rc rc;
 
     memset(totals, 0, sizeof(totals));
     gv_time_rfc3339(rec->start_wall_us, ts, sizeof(ts));
-    add_u64(o, "seq", seq);
-    add_str(o, "prev", prev);
-    add_str(o, "ts", ts);
-    add_u64(o, "ts_us", rec->start_wall_us);
-    ADD_FIELD(o, "request_id", rec->request_id);
-    ADD_FIELD(o, "run_id", rec->run_id);
-    ADD_FIELD(o, "project", rec->project);
-    ADD_FIELD(o, "entity", rec->entity);
-    ADD_FIELD(o, "run_group", rec->run_group);
-    ADD_FIELD(o, "principal", rec->principal);
-    ADD_FIELD(o, "team", rec->team);
-    ADD_FIELD(o, "model", rec->model);
-    ADD_FIELD(o, "target", rec->target);
-    add_str(o, "decision", gv_decision_str(rec->decision));
-    json_object_object_add(o, "status", json_object_new_int(rec->http_status));
-    ADD_FIELD(o, "error_code", rec->error_code);
+    jw_raw(&w, "{");
+    jw_u64(&w, "seq", seq);
+    jw_str(&w, "prev", prev);
+    jw_str(&w, "ts", ts);
+    jw_u64(&w, "ts_us", rec->start_wall_us);
+    JW_FIELD(&w, "request_id", rec->request_id);
+    JW_FIELD(&w, "run_id", rec->run_id);
+    JW_FIELD(&w, "project", rec->project);
+    JW_FIELD(&w, "entity", rec->entity);
+    JW_FIELD(&w, "run_group", rec->run_group);
+    JW_FIELD(&w, "principal", rec->principal);
+    JW_FIELD(&w, "team", rec->team);
+    JW_FIELD(&w, "model", rec->model);
+    JW_FIELD(&w, "target", rec->target);
+    jw_str(&w, "decision", gv_decision_str(rec->decision));
+    jw_key(&w, "status");
+    if (w.rc == GV_OK) {
+        w.rc = gv_buf_appendf(out, "%d", rec->http_status);
+    }
+    JW_FIELD(&w, "error_code", rec->error_code);
+    jw_key(&w, "policies");
+    jw_raw(&w, "[");
     npol = rec->npolicies < GV_RECORD_MAX_POLICIES ? rec->npolicies : GV_RECORD_MAX_POLICIES;
     for (i = 0; i < npol; i++) {
         const struct gv_policy_outcome *po = &rec->policies[i];
-        struct json_object *p = json_object_new_object();
-        struct json_object *counts = json_object_new_object();
-        ADD_FIELD(p, "name", po->name);
-        add_str(p, "action", gv_outcome_action_str(po->action));
-        add_fixed(p, "score", po->score, 4);
+        struct jw p = {out, w.rc, true};
+
+        if (i > 0) {
+            jw_raw(&p, ",");
+        }
+        jw_raw(&p, "{");
+        JW_FIELD(&p, "name", po->name);
+        jw_str(&p, "action", gv_outcome_action_str(po->action));
+        jw_fixed(&p, "score", po->score, 4);
+        jw_pii(&p, "pii", po->pii_counts);
+        jw_raw(&p, "}");
+        w.rc = p.rc;
         for (t = 0; t < GV_PII_NTYPES; t++) {
-            if (po->pii_counts[t]) {
-                add_u64(counts, gv_pii_name(t), po->pii_counts[t]);
-                totals[t] += po->pii_counts[t];
-            }
-        }
-        json_object_object_add(p, "pii", counts);
-        json_object_array_add(pols, p);
-    }
-    json_object_object_add(o, "policies", pols);
-    for (t = 0; t < GV_PII_NTYPES; t++) {
-        if (totals[t]) {
-            add_u64(pii, gv_pii_name(t), totals[t]);
+            totals[t] += po->pii_counts[t];
         }
     }
-    json_object_object_add(o, "pii", pii);
-    add_fixed(o, "latency_ms", (double)rec->latency_total_us / 1000.0, 3);
-    add_fixed(o, "upstream_ms", (double)rec->latency_upstream_us / 1000.0, 3);
-    add_fixed(o, "gateway_ms", (double)rec->latency_gateway_us / 1000.0, 3);
-    add_u64(o, "tokens_prompt", rec->tokens_prompt);
-    add_u64(o, "tokens_completion", rec->tokens_completion);
-    add_fixed(o, "cost_usd", cost_usd, 8);
-    json_object_object_add(o, "streamed", json_object_new_boolean(rec->streamed));
+    jw_raw(&w, "]");
+    jw_pii(&w, "pii", totals);
+    jw_fixed(&w, "latency_ms", (double)rec->latency_total_us / 1000.0, 3);
+    jw_fixed(&w, "upstream_ms", (double)rec->latency_upstream_us / 1000.0, 3);
+    jw_fixed(&w, "gateway_ms", (double)rec->latency_gateway_us / 1000.0, 3);
+    jw_u64(&w, "tokens_prompt", rec->tokens_prompt);
+    jw_u64(&w, "tokens_completion", rec->tokens_completion);
+    jw_fixed(&w, "cost_usd", cost_usd, 8);
+    jw_key(&w, "streamed");
+    jw_raw(&w, rec->streamed ? "true" : "false");
     if (content) {
-        json_object_object_add(o, "content", json_object_get(content));
+        size_t len = 0;
+        const char *text = json_object_to_json_string_length(
+            content, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+        jw_key(&w, "content");
+        if (w.rc == GV_OK) {
+            w.rc = gv_buf_append(out, text, len);
+        }
     }
-    rc = finish_obj(o, out);
-    json_object_put(o);
-    return rc;
+    jw_raw(&w, "}");
+    if (w.rc) {
+        /* Leave out as it was: no half record. */
+        out->len = mark;
+        if (out->data) {
+            out->data[mark] = '\0';
+        }
+    }
+    return w.rc;
 }
 
 gv_rc gw_audit_header_json(uint64_t segment, uint64_t first_seq, const char *anchor,
                            uint64_t created_wall_us, struct gv_buf *out)
 {
-    struct json_object *o = json_object_new_object();
+    struct jw w = {out, GV_OK, true};
     char ts[40];
-    gv_rc rc;
 
     gv_time_rfc3339(created_wall_us, ts, sizeof(ts));
-    add_u64(o, "kt_audit", 1);
-    add_u64(o, "segment", segment);
-    add_str(o, "created", ts);
-    add_u64(o, "created_s", created_wall_us / 1000000u);
-    add_u64(o, "first_seq", first_seq);
-    add_str(o, "anchor", anchor);
-    rc = finish_obj(o, out);
-    json_object_put(o);
-    return rc;
+    jw_raw(&w, "{");
+    jw_u64(&w, "kt_audit", 1);
+    jw_u64(&w, "segment", segment);
+    jw_str(&w, "created", ts);
+    jw_u64(&w, "created_s", created_wall_us / 1000000u);
+    jw_u64(&w, "first_seq", first_seq);
+    jw_str(&w, "anchor", anchor);
+    jw_raw(&w, "}");
+    return w.rc;
 }
