@@ -1526,12 +1526,20 @@ out:
 static gv_rc worker_init(struct gw_server *s, struct worker *w, int idx, int fd)
 {
     size_t cap = s->cfg->max_body_bytes ? s->cfg->max_body_bytes : 4u << 20;
+    struct event_config *ecfg;
 
     w->srv = s;
     w->idx = idx;
     w->fd = fd;
     gw_reqid_init(&w->ids);
-    w->base = event_base_new();
+    ecfg = event_config_new();
+    if (ecfg) {
+        /* libcurl drops and re-adds a keep-alive socket around every transfer:
+         * the changelist folds those into one epoll_ctl (or none). */
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        w->base = event_base_new_with_config(ecfg);
+        event_config_free(ecfg);
+    }
     if (!w->base) {
         return GV_EIO;
     }
