@@ -300,3 +300,28 @@ test('cost-tracker: a run over its budget gets 403 budget_exceeded, also after a
             await g.stop();
         }
     });
+
+test('cost-tracker: a streamed request is costed from the usage the gateway asked for',
+    async () => {
+        const g = await governedConfig();
+        try {
+            const oa = client(g, { apiKey: 'sk-alice-0001',
+                headers: { 'X-Wandb-Run-Id': 'stream-run' } });
+            const s = await oa.chat.completions.create({ model: 'gpt-4o', stream: true,
+                messages: [{ role: 'user', content: 'Which run had the best accuracy?' }] });
+            let text = '';
+            for await (const c of s) {
+                text += (c.choices[0] && c.choices[0].delta.content) || '';
+            }
+            assert.equal(text, 'Which run had the best accuracy?');
+            const [rec] = await waitForRecords(g.stateDir, 1);
+            assert.equal(rec.streamed, true);
+            assert.equal(rec.run_id, 'stream-run');
+            assert.ok(rec.tokens_completion > 0, 'usage was not captured on the stream');
+            /* gpt-4o list prices: 2.50 in, 10.00 out per million tokens */
+            const want = (rec.tokens_prompt * 2.5 + rec.tokens_completion * 10) / 1e6;
+            assert.ok(Math.abs(rec.cost_usd - want) < 1e-8, `${rec.cost_usd} != ${want}`);
+        } finally {
+            await g.stop();
+        }
+    });
