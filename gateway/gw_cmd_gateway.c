@@ -40,13 +40,12 @@ struct sigctx {
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: kt gateway run --listen HOST:PORT --policy-config FILE [--state-dir DIR]\n"
-            "                      [--agent-socket PATH] [--workers N]\n"
-            "                      [--log-level error|warn|info|debug]\n"
-            "                      [--log-format text|json]\n"
-            "  Serves POST /v1/chat/completions, GET /v1/models and GET /health, enforcing\n"
-            "  the policy chain of FILE on every call. SIGTERM/SIGINT drain and exit 0.\n");
+    fprintf(out, "usage: kt gateway run --listen HOST:PORT --policy-config FILE [--state-dir DIR]\n"
+                 "                      [--agent-socket PATH] [--workers N]\n"
+                 "                      [--log-level error|warn|info|debug]\n"
+                 "                      [--log-format text|json]\n"
+                 "  Serves POST /v1/chat/completions, GET /v1/models and GET /health, enforcing\n"
+                 "  the policy chain of FILE on every call. SIGTERM/SIGINT drain and exit 0.\n");
 }
 
 /* "--flag value" and "--flag=value" both work. */

@@ -31,8 +31,8 @@ gv_rc gw_http_error_body(struct gv_buf *out, const char *message, const char *ty
         rc = gv_buf_append_str(out, ",\"code\":");
     }
     if (rc == GV_OK) {
-        rc = code ? gv_buf_append_json_str(out, code, strlen(code))
-                  : gv_buf_append_str(out, "null");
+        rc =
+            code ? gv_buf_append_json_str(out, code, strlen(code)) : gv_buf_append_str(out, "null");
     }
     if (rc == GV_OK) {
         rc = gv_buf_append_str(out, ",\"param\":");

@@ -66,8 +66,8 @@ struct rq {
     uint64_t t_start;
     uint64_t t_up_start;
     uint64_t t_up_end;
-    uint64_t cb_t0;  /* when the current callback began */
-    uint64_t gw_us;  /* time spent in the gateway's own code so far */
+    uint64_t cb_t0; /* when the current callback began */
+    uint64_t gw_us; /* time spent in the gateway's own code so far */
     bool stream;
     bool client_usage;
     bool sse_mode;
@@ -211,8 +211,7 @@ static void make_error(struct gv_buf *out, int status, const char *type, const c
 /* --------------------------------------------------- simple (non-chat) routes */
 
 static void simple_reply(struct worker *w, struct evhttp_request *req, const char *reqid,
-                         uint64_t t0, int status, const char *body, size_t len,
-                         enum gv_decision d)
+                         uint64_t t0, int status, const char *body, size_t len, enum gv_decision d)
 {
     add_common_headers(req, reqid, NULL, d, gv_mono_us() - t0);
     release_conn(w, req);
@@ -250,21 +249,27 @@ static void handle_health(struct worker *w, struct evhttp_request *req, const ch
         s->em->ops->stats(s->em, &dropped, &pending);
     }
     gv_buf_init(&b, 0);
-    rc = gv_buf_appendf(&b, "{\"status\":\"ok\",\"version\":\"%s\",\"pack\":{\"name\":", KT_VERSION);
-    rc = rc ? rc : gv_buf_append_json_str(&b, hdr_or_empty(cfg->pack_name),
-                                          strlen(hdr_or_empty(cfg->pack_name)));
+    rc =
+        gv_buf_appendf(&b, "{\"status\":\"ok\",\"version\":\"%s\",\"pack\":{\"name\":", KT_VERSION);
+    rc = rc ? rc
+            : gv_buf_append_json_str(&b, hdr_or_empty(cfg->pack_name),
+                                     strlen(hdr_or_empty(cfg->pack_name)));
     rc = rc ? rc : gv_buf_append_str(&b, ",\"version\":");
-    rc = rc ? rc : gv_buf_append_json_str(&b, hdr_or_empty(cfg->pack_version),
-                                          strlen(hdr_or_empty(cfg->pack_version)));
-    rc = rc ? rc : gv_buf_appendf(&b, ",\"enabled\":%s},\"targets\":[",
-                                  cfg->pack_enabled ? "true" : "false");
+    rc = rc ? rc
+            : gv_buf_append_json_str(&b, hdr_or_empty(cfg->pack_version),
+                                     strlen(hdr_or_empty(cfg->pack_version)));
+    rc = rc ? rc
+            : gv_buf_appendf(&b, ",\"enabled\":%s},\"targets\":[",
+                             cfg->pack_enabled ? "true" : "false");
     for (i = 0; rc == GV_OK && i < cfg->ntargets; i++) {
         const struct gw_target *t = &cfg->targets[i];
         rc = gv_buf_append_str(&b, i ? ",{\"id\":" : "{\"id\":");
         rc = rc ? rc : gv_buf_append_json_str(&b, hdr_or_empty(t->id), strlen(hdr_or_empty(t->id)));
-        rc = rc ? rc : gv_buf_appendf(&b, ",\"provider\":\"%s\",\"model\":", provider_name(t->kind));
-        rc = rc ? rc : gv_buf_append_json_str(&b, hdr_or_empty(t->model),
-                                              strlen(hdr_or_empty(t->model)));
+        rc =
+            rc ? rc : gv_buf_appendf(&b, ",\"provider\":\"%s\",\"model\":", provider_name(t->kind));
+        rc =
+            rc ? rc
+               : gv_buf_append_json_str(&b, hdr_or_empty(t->model), strlen(hdr_or_empty(t->model)));
         rc = rc ? rc : gv_buf_append_char(&b, '}');
     }
     rc = rc ? rc : gv_buf_append_str(&b, "],\"chain\":[");
@@ -274,11 +279,12 @@ static void handle_health(struct worker *w, struct evhttp_request *req, const ch
         rc = i ? gv_buf_append_char(&b, ',') : GV_OK;
         rc = rc ? rc : gv_buf_append_json_str(&b, name, strlen(name));
     }
-    rc = rc ? rc : gv_buf_appendf(&b,
-                                  "],\"uptime_s\":%llu,\"uptime\":%llu,\"workers\":%d,"
-                                  "\"events\":{\"dropped\":%llu,\"pending\":%llu}}",
-                                  (unsigned long long)up, (unsigned long long)up, s->nworkers,
-                                  dropped, pending);
+    rc = rc ? rc
+            : gv_buf_appendf(&b,
+                             "],\"uptime_s\":%llu,\"uptime\":%llu,\"workers\":%d,"
+                             "\"events\":{\"dropped\":%llu,\"pending\":%llu}}",
+                             (unsigned long long)up, (unsigned long long)up, s->nworkers, dropped,
+                             pending);
     if (rc != GV_OK) {
         simple_error(w, req, reqid, t0, 500, "internal_error", "could not build health report");
     }
@@ -295,8 +301,9 @@ static gv_rc append_model(struct gv_buf *b, bool *first, const char *id, const c
 
     *first = false;
     rc = rc ? rc : gv_buf_append_json_str(b, id, strlen(id));
-    rc = rc ? rc : gv_buf_appendf(b, ",\"object\":\"model\",\"created\":%llu,\"owned_by\":",
-                                  (unsigned long long)created);
+    rc = rc ? rc
+            : gv_buf_appendf(b, ",\"object\":\"model\",\"created\":%llu,\"owned_by\":",
+                             (unsigned long long)created);
     rc = rc ? rc : gv_buf_append_json_str(b, owner, strlen(owner));
     rc = rc ? rc : gv_buf_append_char(b, '}');
     return rc;
@@ -327,7 +334,8 @@ static char *build_models(const struct gw_config *cfg, uint64_t created)
         const struct gw_target *t = &cfg->targets[i];
         bool dup = false;
         for (j = 0; j < cfg->ntargets; j++) {
-            dup = dup || (t->id && cfg->targets[j].model && strcmp(t->id, cfg->targets[j].model) == 0);
+            dup = dup ||
+                  (t->id && cfg->targets[j].model && strcmp(t->id, cfg->targets[j].model) == 0);
         }
         if (t->id && !dup) {
             rc = append_model(&b, &first, t->id, t->id, created);
@@ -364,8 +372,7 @@ static void method_not_allowed(struct worker *w, struct evhttp_request *req, con
                                uint64_t t0, const char *allow)
 {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
-    simple_error(w, req, reqid, t0, 405, "method_not_allowed",
-                 "Method not allowed for this URL.");
+    simple_error(w, req, reqid, t0, 405, "method_not_allowed", "Method not allowed for this URL.");
 }
 
 /* ------------------------------------------------------------ chat: finish */
@@ -499,8 +506,7 @@ static void fail_json(struct rq *r, int status, const char *type, const char *co
     copy_str(r->rec.error_code, sizeof(r->rec.error_code), code ? code : type);
     if (r->req && evhttp_request_get_connection(r->req)) {
         clear_closecb(r);
-        add_common_headers(r->req, r->rec.request_id, r->rec.run_id, r->decision,
-                           overhead_now(r));
+        add_common_headers(r->req, r->rec.request_id, r->rec.run_id, r->decision, overhead_now(r));
         send_body(r->req, status, "application/json", b.data, b.len);
         r->req = NULL;
     }
@@ -602,8 +608,8 @@ static struct json_object *parse_json(struct worker *w, const char *p, size_t n)
 
 static gv_rc append_sse_json(struct rq *r, struct json_object *o)
 {
-    const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-                                                          JSON_C_TO_STRING_NOSLASHESCAPE);
+    const char *s =
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     evbuffer_add(r->pending, "data: ", 6);
     evbuffer_add(r->pending, s, strlen(s));
     evbuffer_add(r->pending, "\n\n", 2);
@@ -706,10 +712,10 @@ static gv_rc rewrite_choices(struct rq *r, struct json_object *choices, bool *mo
                 delta = json_object_new_object();
                 json_object_object_add(ch, "delta", delta);
             }
-            json_object_object_add(delta, "content",
-                                   json_object_new_string_len(r->scratch.data ? r->scratch.data
-                                                                              : "",
-                                                              (int)r->scratch.len));
+            json_object_object_add(
+                delta, "content",
+                json_object_new_string_len(r->scratch.data ? r->scratch.data : "",
+                                           (int)r->scratch.len));
             *modified = true;
         }
     }
@@ -867,8 +873,7 @@ static void up_headers(void *arg, const struct gw_up_headers *h)
         evhttp_add_header(out, "Content-Type", h->content_type);
         evhttp_add_header(out, "Cache-Control", "no-cache");
         add_upstream_headers(r);
-        add_common_headers(r->req, r->rec.request_id, r->rec.run_id, r->decision,
-                           overhead_now(r));
+        add_common_headers(r->req, r->rec.request_id, r->rec.run_id, r->decision, overhead_now(r));
         evhttp_send_reply_start(r->req, 200, "OK");
         r->headers_sent = true;
     }
@@ -925,7 +930,8 @@ static void finish_buffered(struct rq *r)
         copy_str(r->rec.error_code, sizeof(r->rec.error_code), "upstream_error");
         o = parse_json(r->w, body, len);
         if (o && json_object_object_get_ex(o, "error", &err) &&
-            json_object_object_get_ex(err, "code", &v) && json_object_is_type(v, json_type_string)) {
+            json_object_object_get_ex(err, "code", &v) &&
+            json_object_is_type(v, json_type_string)) {
             copy_str(r->rec.error_code, sizeof(r->rec.error_code), json_object_get_string(v));
         }
         if (o) {
@@ -960,8 +966,7 @@ static void finish_buffered(struct rq *r)
             add_upstream_headers(r);
             add_common_headers(r->req, r->rec.request_id, r->rec.run_id, r->decision,
                                overhead_now(r));
-            send_body(r->req, status, r->up_ctype[0] ? r->up_ctype : "application/json", body,
-                      len);
+            send_body(r->req, status, r->up_ctype[0] ? r->up_ctype : "application/json", body, len);
             r->req = NULL;
         }
         json_object_put(o);
@@ -972,8 +977,7 @@ static void finish_buffered(struct rq *r)
     if (r->req && evhttp_request_get_connection(r->req)) {
         clear_closecb(r);
         add_upstream_headers(r);
-        add_common_headers(r->req, r->rec.request_id, r->rec.run_id, r->decision,
-                           overhead_now(r));
+        add_common_headers(r->req, r->rec.request_id, r->rec.run_id, r->decision, overhead_now(r));
         send_body(r->req, status, r->up_ctype[0] ? r->up_ctype : "application/json", body, len);
         r->req = NULL;
     }
@@ -1308,8 +1312,8 @@ static void on_request(struct evhttp_request *req, void *arg)
             handle_model_get(w, req, reqid, t0, path + 11);
         }
         else {
-            simple_reply(w, req, reqid, t0, 200, w->srv->models_json,
-                         strlen(w->srv->models_json), GV_DECISION_ALLOWED);
+            simple_reply(w, req, reqid, t0, 200, w->srv->models_json, strlen(w->srv->models_json),
+                         GV_DECISION_ALLOWED);
         }
     }
     else {

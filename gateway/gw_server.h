@@ -13,12 +13,12 @@
 struct gw_server;
 
 struct gw_server_opts {
-    const char *listen;              /* "HOST:PORT", "[v6]:PORT"; port 0 picks one */
-    int workers;                     /* event-loop threads; <= 0 means one per CPU */
-    const struct gw_config *cfg;     /* borrowed; must outlive the server */
-    struct gw_chain *chain;          /* borrowed; shared by all workers */
-    struct gw_emitter *emitter;      /* borrowed; receives one record per chat request */
-    long drain_ms;                   /* graceful stop: wait this long for in-flight requests */
+    const char *listen;          /* "HOST:PORT", "[v6]:PORT"; port 0 picks one */
+    int workers;                 /* event-loop threads; <= 0 means one per CPU */
+    const struct gw_config *cfg; /* borrowed; must outlive the server */
+    struct gw_chain *chain;      /* borrowed; shared by all workers */
+    struct gw_emitter *emitter;  /* borrowed; receives one record per chat request */
+    long drain_ms;               /* graceful stop: wait this long for in-flight requests */
 };
 
 /* Binds the listening sockets (one SO_REUSEPORT socket per worker, all on the

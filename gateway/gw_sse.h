@@ -12,13 +12,13 @@
 /* One event as the callback sees it. Pointers are borrowed: valid during the
  * callback only. */
 struct gw_sse_event {
-    const char *data;  /* data: lines joined with "\n", NUL-terminated ("" if none) */
+    const char *data; /* data: lines joined with "\n", NUL-terminated ("" if none) */
     size_t data_len;
-    bool has_data;     /* at least one data: field (an event the spec dispatches) */
-    const char *name;  /* the event: field, "" if none */
-    const char *raw;   /* the exact bytes of the event, blank line included */
+    bool has_data;    /* at least one data: field (an event the spec dispatches) */
+    const char *name; /* the event: field, "" if none */
+    const char *raw;  /* the exact bytes of the event, blank line included */
     size_t raw_len;
-    bool done;         /* data is exactly "[DONE]" (OpenAI's end marker) */
+    bool done; /* data is exactly "[DONE]" (OpenAI's end marker) */
 };
 
 /* Return GV_OK to go on; anything else stops gw_sse_feed, which returns it. */
@@ -29,13 +29,13 @@ typedef gv_rc (*gw_sse_fn)(void *arg, const struct gw_sse_event *ev);
  * (": keep-alive") are reported too, with has_data false, so a proxy can pass
  * them on. */
 struct gw_sse {
-    struct gv_buf raw;   /* bytes of the current event so far */
-    struct gv_buf data;  /* joined data: values */
-    struct gv_buf name;  /* event: value */
-    size_t line_start;   /* offset in raw of the current, unfinished line */
+    struct gv_buf raw;  /* bytes of the current event so far */
+    struct gv_buf data; /* joined data: values */
+    struct gv_buf name; /* event: value */
+    size_t line_start;  /* offset in raw of the current, unfinished line */
     bool has_data;
-    bool cr;             /* the last byte seen was \r: a following \n belongs to it */
-    bool failed;         /* an earlier feed failed; further feeds fail too */
+    bool cr;     /* the last byte seen was \r: a following \n belongs to it */
+    bool failed; /* an earlier feed failed; further feeds fail too */
 };
 
 /* max_event bounds the bytes of one event (raw); 0 means 1 MiB. Cannot fail. */

@@ -408,8 +408,7 @@ static gv_rc add_header(struct curl_slist **list, const char *name, const char *
 }
 
 gv_rc gw_upstream_start(struct gw_upstream *up, const struct gw_upstream_req *rq,
-                        const struct gw_upstream_ops *ops, void *arg,
-                        struct gw_upstream_call **out)
+                        const struct gw_upstream_ops *ops, void *arg, struct gw_upstream_call **out)
 {
     struct gw_upstream_call *c = gv_calloc(1, sizeof(*c));
     CURL *e;

@@ -22,10 +22,10 @@ enum gw_up_flow {
 /* Response headers worth passing on to the client. */
 struct gw_up_headers {
     long status;
-    const char *content_type;  /* "" when absent */
-    const char *request_id;    /* x-request-id, "" when absent */
-    const char *retry_after;   /* "" when absent */
-    const char *openai_lines;  /* "openai-x: v\r\n" lines, "" when none */
+    const char *content_type; /* "" when absent */
+    const char *request_id;   /* x-request-id, "" when absent */
+    const char *retry_after;  /* "" when absent */
+    const char *openai_lines; /* "openai-x: v\r\n" lines, "" when none */
 };
 
 /* Callbacks of one call, all on the worker's thread. Neither headers() nor
@@ -46,13 +46,13 @@ struct gw_upstream_ops {
 /* One request. Pointed-to memory must stay valid until done() (or abort). */
 struct gw_upstream_req {
     const char *url;
-    const char *auth_bearer;  /* secret for Authorization; never logged */
-    const char *accept;       /* Accept header value, NULL for application/json */
+    const char *auth_bearer; /* secret for Authorization; never logged */
+    const char *accept;      /* Accept header value, NULL for application/json */
     const char *body;
     size_t body_len;
-    long connect_timeout_ms;  /* 0: 10 s */
+    long connect_timeout_ms;    /* 0: 10 s */
     long first_byte_timeout_ms; /* 0: none */
-    long idle_timeout_ms;     /* max gap between body bytes after the first; 0: none */
+    long idle_timeout_ms;       /* max gap between body bytes after the first; 0: none */
 };
 
 /* One per worker thread, bound to that worker's event base. Keeps libcurl's

@@ -100,9 +100,9 @@ static void test_run_tag_valid_accepts_wandb_ids(void **state)
 
 static void test_run_tag_valid_rejects_bad(void **state)
 {
-    static const char *const bad[] = {"",         "runs/abc", "../etc", "a b",  "a\tb", "a:b",
-                                      "a;b",      "a,b",      "a#b",    "a?b",  "a'b",  "a\"b",
-                                      "a\\b",     "a\x01",    "\x7f",   "a\nb", " a",   "a "};
+    static const char *const bad[] = {"",     "runs/abc", "../etc", "a b",  "a\tb", "a:b",
+                                      "a;b",  "a,b",      "a#b",    "a?b",  "a'b",  "a\"b",
+                                      "a\\b", "a\x01",    "\x7f",   "a\nb", " a",   "a "};
     char big[300];
     size_t i;
 

@@ -225,8 +225,9 @@ static void test_feed_arbitrary_bytes_never_crash(void **state)
         for (i = 0; i < sizeof(buf); i++) {
             x = x * 1103515245u + 12345u;
             /* Bias toward the bytes the parser cares about. */
-            buf[i] = (unsigned char)((x >> 16) % 7 == 0 ? (uint32_t)(unsigned char)"\n\r:d "[(x >> 8) % 5]
-                                                       : (x >> 16));
+            buf[i] = (unsigned char)((x >> 16) % 7 == 0
+                                         ? (uint32_t)(unsigned char)"\n\r:d "[(x >> 8) % 5]
+                                         : (x >> 16));
         }
         (void)gw_sse_feed(&p, (const char *)buf, sizeof(buf), collect, &s);
         (void)gw_sse_finish(&p, collect, &s);
