@@ -67,18 +67,20 @@ build() {
     echo "built $dir/kt"
 }
 
-BUILDS=(build)
-build build "$LOGDIR/build.log" -DKT_WERROR=ON || true
+# Only a build that succeeded is tested: a failed one would leave stale binaries behind.
+BUILDS=()
+if build build "$LOGDIR/build.log" -DKT_WERROR=ON; then BUILDS+=(build); fi
 if [ "${KT_TEST_SKIP_ASAN:-0}" != 1 ]; then
-    BUILDS+=(build-asan)
-    build build-asan "$LOGDIR/build-asan.log" -DKT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug || true
+    if build build-asan "$LOGDIR/build-asan.log" -DKT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug; then
+        BUILDS+=(build-asan)
+    fi
 fi
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
 
 # --- unit tests (ctest -L unit) ---------------------------------------------------------
-for b in "${BUILDS[@]}"; do
+for b in "${BUILDS[@]+"${BUILDS[@]}"}"; do
     [ -f "$b/CTestTestfile.cmake" ] || continue
     step "unit tests in $b (ctest -L unit)"
     log="$LOGDIR/unit-$b.log"
@@ -102,7 +104,7 @@ for b in "${BUILDS[@]}"; do
 done
 
 # --- e2e tests (node --test tests/e2e/) -------------------------------------------------
-for b in "${BUILDS[@]}"; do
+for b in "${BUILDS[@]+"${BUILDS[@]}"}"; do
     if [ ! -x "$b/kt" ]; then
         fail_step "e2e against $b/kt (not built)"
         continue
