@@ -345,6 +345,20 @@ static uint64_t run_rules(const struct injection_model *m, struct injection_scra
     return hits;
 }
 
+double injection_ngram_norm(size_t n)
+{
+    /* 1/sqrt(n) for ordinary prompts; past INJECTION_NORM_KNEE features it
+     * becomes a mean (times a constant, continuous at the knee), so a long
+     * text cannot drift to an extreme score just by being long. */
+    if (n == 0) {
+        return 0.0;
+    }
+    if (n <= INJECTION_NORM_KNEE) {
+        return 1.0 / sqrt((double)n);
+    }
+    return sqrt((double)INJECTION_NORM_KNEE) / (double)n;
+}
+
 static void ignore_ngram(void *arg, uint32_t bucket, int sign)
 {
     (void)arg;
@@ -410,7 +424,7 @@ static double score_segment(const struct injection_model *m, const char *text, s
     n = extract(m, s, w->ngram, &acc, NULL, NULL);
     z = w->bias;
     if (n) {
-        z += (double)acc * w->ngram_scale / sqrt((double)n);
+        z += (double)acc * w->ngram_scale * injection_ngram_norm(n);
     }
     /* Rules the trainer gave no weight cannot change the score: skip them. */
     for (i = 0; i < injection_nrules; i++) {

