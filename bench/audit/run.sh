@@ -10,7 +10,9 @@
 #   noaudit   chain [prompt-injection, pii-detector]
 # wrk (bench/audit/post.lua, a prompt every policy passes) loads each in turn, alternating audit/noaudit ROUNDS times so
 # drift on a shared machine hits both alike, at concurrency BENCH_CONC (default 64). Prints
-# requests/s per round, the medians, and audit/noaudit as a percentage (the bar: >= 90%).
+# requests/s per round, the medians, and audit/noaudit as a percentage (the bar: >= 90%),
+# plus each gateway's CPU time per request (from /proc), which shared-machine noise moves
+# much less than requests/s.
 # After the load, `kt events verify` runs on the audit gateway's state dir; its record count
 # is printed next to the requests wrk counted (wrk does not count requests still in flight
 # when it stops, so the log may hold a few more). Only 127.0.0.1 is used. Results also go
@@ -176,14 +178,30 @@ run() { # run PORT -> "rps requests errors"
 }
 wrk -t"$T" -c"$CONC" -d2s -s "$HERE/post.lua" "http://127.0.0.1:$A_PORT" >"$WORK/warm-a" 2>&1 || true
 wrk -t"$T" -c"$CONC" -d2s -s "$HERE/post.lua" "http://127.0.0.1:$N_PORT" >/dev/null 2>&1 || true
+# CPU per request of each gateway process (utime + stime from /proc): steadier than req/s
+# on a shared machine, because it does not depend on who else had the cores.
+TCK="$(getconf CLK_TCK)"
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+A_PID="${PIDS[1]}"
+N_PID="${PIDS[2]}"
+A_CPU=0
+N_CPU=0
+A_REQ=0
+N_REQ=0
 errors=0
 SENT=$((1 + $(sed -nE 's/.*requests=([0-9]+).*/\1/p' "$WORK/warm-a" || echo 0)))
 for ((r = 1; r <= ROUNDS; r++)); do
+    c0="$(cpu_ticks "$A_PID")"
     read -r rps reqs err < <(run "$A_PORT")
+    A_CPU=$((A_CPU + $(cpu_ticks "$A_PID") - c0))
+    A_REQ=$((A_REQ + reqs))
     RA+=("$rps")
     SENT=$((SENT + reqs))
     errors=$((errors + err))
+    c0="$(cpu_ticks "$N_PID")"
     read -r rps2 reqs2 err2 < <(run "$N_PORT")
+    N_CPU=$((N_CPU + $(cpu_ticks "$N_PID") - c0))
+    N_REQ=$((N_REQ + reqs2))
     RN+=("$rps2")
     errors=$((errors + err2))
     printf '  round %d: audit %10s req/s   noaudit %10s req/s\n' "$r" "$rps" "$rps2" >&2
@@ -209,6 +227,10 @@ VERIFY="$("$KT" events verify --state-dir "$WORK/state-audit" 2>&1 || true)"
         p = (n > 0) ? 100 * a / n : 0
         printf "BENCH audit_fsync=%s audit_rps=%.1f noaudit_rps=%.1f ratio_pct=%.1f cost_pct=%.1f %s\n",
             f, a, n, p, 100 - p, (p >= 90) ? "PASS(<=10%)" : "FAIL(>10%)" }'
+    awk -v ac="$A_CPU" -v ar="$A_REQ" -v nc="$N_CPU" -v nr="$N_REQ" -v t="$TCK" 'BEGIN {
+        a = (ar > 0) ? 1e6 * ac / t / ar : 0; n = (nr > 0) ? 1e6 * nc / t / nr : 0
+        printf "BENCH_CPU audit_us_per_req=%.1f noaudit_us_per_req=%.1f audit_extra_pct=%.1f\n",
+            a, n, (n > 0) ? 100 * (a - n) / n : 0 }'
     echo "verify: $VERIFY"
     echo "requests wrk counted on the audit gateway (probe + warm-up + rounds): $SENT"
     [ "$errors" = 0 ] || echo "WARNING: $errors wrk errors (non-2xx or socket errors)"
