@@ -8,6 +8,7 @@ PKGS=(
   libcurl4-openssl-dev libjson-c-dev libyaml-dev libpcre2-dev
   libprotobuf-c-dev protobuf-c-compiler libcmocka-dev
   libevent-dev libssl-dev
+  libtext-names-perl wamerican
   nodejs npm
   curl
 )
