@@ -11,14 +11,18 @@
 
 /* The product's default threshold (policy.prompt-injection.threshold). */
 #define THRESHOLD 0.8
-/* Each size is timed for at least this long (and at least MIN_ITERS calls). */
-#define TIME_BUDGET_NS 300000000ULL
-#define MIN_ITERS 50u
+/* Each size is timed in ROUNDS rounds of at least ROUND_NS of CPU time (and
+ * MIN_ITERS calls); the fastest round is reported, which is the least
+ * disturbed by other processes on a shared machine. */
+#define ROUNDS 5
+#define ROUND_NS 80000000ULL
+#define MIN_ITERS 20u
 
 static uint64_t now_ns(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    /* CPU time of this thread: "ns per request on one core". */
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
@@ -160,23 +164,31 @@ int main(void)
     }
 
     printf("\n## prompt-injection: speed (one core, benign prompts, normalise + rules + model)\n\n");
-    printf("| %-8s | %10s | %12s | %8s |\n", "prompt", "calls", "ns/request", "ns/byte");
-    printf("|----------|------------|--------------|----------|\n");
+    printf("CPU time of one thread, fastest of %d rounds.\n\n", ROUNDS);
+    printf("| %-8s | %10s | %8s |\n", "prompt", "ns/request", "ns/byte");
+    printf("|----------|------------|----------|\n");
     for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-        uint64_t t0, t1, iters = 0;
+        uint64_t t0, t1, iters, r;
+        double best = 0;
         volatile double sink = 0;
         make_prompt(d, sizes[i], &prompt);
         sink += injection_score(m, prompt.data, prompt.len, s); /* warm caches */
-        t0 = now_ns();
-        do {
-            sink += injection_score(m, prompt.data, prompt.len, s);
-            iters++;
-            t1 = now_ns();
-        } while (t1 - t0 < TIME_BUDGET_NS || iters < MIN_ITERS);
+        for (r = 0; r < ROUNDS; r++) {
+            double per;
+            iters = 0;
+            t0 = now_ns();
+            do {
+                sink += injection_score(m, prompt.data, prompt.len, s);
+                iters++;
+                t1 = now_ns();
+            } while (t1 - t0 < ROUND_NS || iters < MIN_ITERS);
+            per = (double)(t1 - t0) / (double)iters;
+            if (r == 0 || per < best) {
+                best = per;
+            }
+        }
         (void)sink;
-        printf("| %4zu KiB | %10llu | %12.0f | %8.2f |\n", sizes[i] / 1024,
-               (unsigned long long)iters, (double)(t1 - t0) / (double)iters,
-               (double)(t1 - t0) / (double)iters / (double)prompt.len);
+        printf("| %4zu KiB | %10.0f | %8.2f |\n", sizes[i] / 1024, best, best / (double)prompt.len);
     }
     ret = 0;
 out:

@@ -382,7 +382,8 @@ static gv_rc load_dir(struct loader *l, const char *path)
 {
     DIR *dir = opendir(path);
     struct dirent *e;
-    char **names = NULL, full[4096];
+    char **names = NULL;
+    struct gv_buf full;
     size_t n = 0, cap = 0, i;
     gv_rc rc = GV_OK;
 
@@ -403,13 +404,18 @@ static gv_rc load_dir(struct loader *l, const char *path)
     if (n) {
         qsort(names, n, sizeof(*names), cmp_str);
     }
+    gv_buf_init(&full, 0);
     for (i = 0; i < n; i++) {
         if (rc == GV_OK) {
-            snprintf(full, sizeof(full), "%s/%s", path, names[i]);
-            rc = load_json(l, full);
+            gv_buf_reset(&full);
+            rc = gv_buf_appendf(&full, "%s/%s", path, names[i]);
+        }
+        if (rc == GV_OK) {
+            rc = load_json(l, full.data);
         }
         gv_free(names[i]);
     }
+    gv_buf_free(&full);
     gv_free(names);
     return rc;
 }
