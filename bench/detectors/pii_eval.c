@@ -101,12 +101,12 @@ static int map_gold(const char *name)
 
 static int eval_presidio(const char *dir)
 {
-    char path[1024];
+    char path[1100];
     struct json_object *root;
     struct pii_scan_buf sb;
     size_t i, n, *cp2b = NULL, cpcap = 0;
 
-    snprintf(path, sizeof(path), "%s/presidio-research-synth/synth_dataset_v2.json", dir);
+    snprintf(path, sizeof(path), "%.1000s/presidio-research-synth/synth_dataset_v2.json", dir);
     root = json_object_from_file(path);
     if (!root || !json_object_is_type(root, json_type_array)) {
         printf("\npresidio-research synthetic set: skipped (%s not readable)\n", path);

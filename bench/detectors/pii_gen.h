@@ -279,7 +279,7 @@ static void gen_iban(struct gen_sent *s)
         size_t letters, digits;
     } fmt[] = {{"GB", 4, 14}, {"DE", 0, 18}, {"FR", 0, 23}, {"NL", 4, 10}, {"ES", 0, 20},
                {"IT", 1, 22}};
-    char bban[40], num[100], out[40];
+    char bban[40], num[100], out[64];
     size_t k = gen_below(6), i, nl = fmt[k].letters, nd = fmt[k].digits, m = 0, st = s->text.len;
     unsigned rem = 0;
 
@@ -299,7 +299,8 @@ static void gen_iban(struct gen_sent *s)
     }
     snprintf(out, sizeof(out), "%s%02u%s", fmt[k].cc, 98 - rem, bban);
     if (gen_below(2)) {
-        for (i = 0; out[i]; i += 4) {
+        size_t olen = strlen(out);
+        for (i = 0; i < olen; i += 4) {
             (void)gv_buf_appendf(&s->text, "%s%.4s", i ? " " : "", out + i);
         }
     }

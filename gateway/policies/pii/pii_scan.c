@@ -1274,7 +1274,7 @@ static const struct {
     CUE("thanks,", false),     CUE("cheers,", false),    CUE("sincerely,", false), CUE("from:", false),
     CUE("to:", false),         CUE("signed,", false),    CUE("this is", false),   CUE("said", false),
     CUE("says", false),        CUE("asked", false),      CUE("told", false),      CUE("by", false),
-    CUE("with", false),        CUE("and", false),        CUE("contact", false),   CUE("ask", false),
+           CUE("contact", false),   CUE("ask", false),
     CUE("thanks", false),      CUE("thank you", false),  CUE("wrote", false),     CUE("married", false),
 };
 
@@ -1344,10 +1344,67 @@ static unsigned char lower_flags(const struct scan *s, struct word *w)
     return w->lflags;
 }
 
+static int cmp_start(const void *a, const void *b)
+{
+    const struct pii_span *x = a, *y = b;
+
+    return x->start < y->start ? -1 : x->start > y->start ? 1 : 0;
+}
+
+/* A gap of ", ", " and ", ", and ", " & " or " or " between t[a] and t[b]. */
+static bool list_gap(const struct scan *s, size_t a, size_t b)
+{
+    static const char *const gaps[] = {", ", " and ", ", and ", " & ", " or ", NULL};
+    size_t i;
+
+    for (i = 0; gaps[i]; i++) {
+        if (strlen(gaps[i]) == b - a && memcmp(s->t + a, gaps[i], b - a) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Names come in lists ("founders: Monjeau, Graves and Gerste"): a lone
+ * capitalised unknown or ambiguous word joined by a list gap to a PERSON is
+ * one too. PERSON spans are spans[p0..n), in text order. */
+static void join_lists(struct scan *s, const struct word *ws, size_t n, size_t p0)
+{
+    struct pii_scan_buf *b = s->b;
+    size_t i, k = p0, end = b->n;
+
+    for (i = 0; i < n && s->rc == GV_OK; i++) {
+        const struct word *w = &ws[i];
+        bool join = false;
+        if (w->glued || !(w->cls == W_UNK || w->cls == W_AMBIG || w->cls == W_NAME)) {
+            continue;
+        }
+        while (k < end && b->spans[k].end <= w->start) {
+            k++;
+        }
+        if (k < end && b->spans[k].start <= w->start) {
+            continue; /* already inside a PERSON */
+        }
+        if (k > p0 && list_gap(s, b->spans[k - 1].end, w->start)) {
+            join = true;
+        }
+        if (k < end && w->end < b->spans[k].start && list_gap(s, w->end, b->spans[k].start)) {
+            join = true;
+        }
+        if (join) {
+            add_span(s, w->start, w->end, GV_PII_PERSON);
+        }
+    }
+    /* keep spans[p0..n) in text order for the next round */
+    if (b->n > end) {
+        qsort(b->spans + p0, b->n - p0, sizeof(*b->spans), cmp_start);
+    }
+}
+
 static void scan_persons(struct scan *s)
 {
     struct word *ws = NULL;
-    size_t n = tokenize(s, &ws), i = 0;
+    size_t p0 = s->b->n, n = tokenize(s, &ws), i = 0;
 
     if (n == (size_t)-1) {
         s->rc = GV_E2BIG;
@@ -1433,6 +1490,10 @@ static void scan_persons(struct scan *s)
             add_span(s, ws[i].start, ws[last - 1].end, GV_PII_PERSON);
         }
         i = j;
+    }
+    if (s->rc == GV_OK) {
+        join_lists(s, ws, n, p0);
+        join_lists(s, ws, n, p0);
     }
 }
 
