@@ -21,13 +21,14 @@ const PROMPT = 'Summarise the validation loss trend of the last training run.';
 
 let up;
 let gw;       /* the page's config */
-let small;    /* max_body_bytes: 1KiB, first_byte_timeout: 1s */
+let small;    /* max_body_bytes: 1KiB, first_byte_timeout: 1s, idle_timeout: 1s */
 let oa;
 
 before(async () => {
     up = await startUpstream();
     gw = await startGateway({ upstream: up });
-    small = await startGateway({ upstream: up, maxBodyBytes: '1KiB', firstByteTimeout: '1s' });
+    small = await startGateway({ upstream: up, maxBodyBytes: '1KiB', firstByteTimeout: '1s',
+        idleTimeout: '1s' });
     oa = client(gw, { apiKey: CLIENT_KEY });
 });
 
@@ -277,6 +278,27 @@ test('upstream silent past first_byte_timeout -> 504', async () => {
         assert.equal(e.status, 504);
         return true;
     });
+});
+
+test('a stream that stalls or breaks mid-way ends in an error event, after the deltas', async () => {
+    up.reset();
+    const c = client(small);
+    for (const b of [{ stallAfterChunks: 3 }, { closeAfterChunks: 3, chunkDelayMs: 50 }]) {
+        up.enqueue({ text: 'one two three four five', ...b });
+        let text = '';
+        await assert.rejects((async () => {
+            const s = await c.chat.completions.create(chatBody(PROMPT, { stream: true }));
+            for await (const ch of s) {
+                text += ch.choices[0]?.delta?.content || '';
+            }
+        })(), (e) => {
+            assert.ok(e instanceof OpenAI.APIError, `${JSON.stringify(b)}: ${e}`);
+            assert.equal(typeof e.error?.message, 'string', `${JSON.stringify(b)}: no error body`);
+            return true;
+        }, `${JSON.stringify(b)}: the client saw a complete stream`);
+        /* What arrived before the failure was relayed, not held back. */
+        assert.equal(text, 'one two', JSON.stringify(b));
+    }
 });
 
 test('upstream 429 and 500 pass through with the same status and body', async () => {

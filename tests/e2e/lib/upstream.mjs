@@ -256,7 +256,9 @@ export async function startUpstream(opts = {}) {
             if (res.destroyed) {
                 return;
             }
-            res.write(`data: ${JSON.stringify(ev)}\n\n`);
+            /* Wait until each event is handed to the kernel, so a scripted cut after it
+             * cannot discard it. */
+            await new Promise((resolve) => res.write(`data: ${JSON.stringify(ev)}\n\n`, resolve));
             sent++;
         }
         res.end('data: [DONE]\n\n');
