@@ -887,6 +887,21 @@ static size_t match_number(struct scan *s, size_t at)
     return end;
 }
 
+/* A domain continues after an alphanumeric run only with ".x" or "-". */
+static bool dotted_after(const struct scan *s, size_t run)
+{
+    return run + 1 < s->len && (s->t[run] == '-' || (s->t[run] == '.' &&
+                                                     is_alnum((unsigned char)s->t[run + 1])));
+}
+
+static size_t digit_run_end(const struct scan *s, size_t p)
+{
+    while (p < s->len && is_alnum((unsigned char)s->t[p])) {
+        p++;
+    }
+    return p;
+}
+
 /* At a token start (the byte before is not alphanumeric). Returns how far the
  * scan may skip: the end of a match, or of the token when nothing matched. */
 static size_t at_token(struct scan *s, size_t at)
@@ -936,7 +951,7 @@ static size_t at_token(struct scan *s, size_t at)
                 return end;
             }
         }
-        if (want(s, GV_PII_URL)) {
+        if (want(s, GV_PII_URL) && dotted_after(s, run)) {
             end = match_bare_domain(s, at);
             if (end) {
                 return end;
@@ -962,7 +977,7 @@ static size_t at_token(struct scan *s, size_t at)
     if (is_digit(c) || ((c == '+' || c == '(') && at + 1 < s->len &&
                         (is_digit((unsigned char)s->t[at + 1]) ||
                          (c == '+' && s->t[at + 1] == '(')))) {
-        if (is_digit(c) && want(s, GV_PII_URL)) {
+        if (is_digit(c) && want(s, GV_PII_URL) && dotted_after(s, digit_run_end(s, at))) {
             end = match_bare_domain(s, at);
             if (end) {
                 return end;
@@ -1130,7 +1145,13 @@ static bool intro_word(const struct scan *s, size_t ps, size_t pe, size_t next)
             return true;
         }
     }
-    if (n >= sizeof(lw)) {
+    /* Runs for nearly every lower-case word: reject on length and first
+     * letter before lower-casing anything. */
+    if (n < 2 || n > 6 || n == 3) {
+        return false;
+    }
+    k = lower((unsigned char)s->t[ps]);
+    if (k != 'i' && k != 'm' && k != 'n' && k != 'c') {
         return false;
     }
     for (k = 0; k < n; k++) {
