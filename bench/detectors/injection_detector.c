@@ -174,7 +174,7 @@ int main(void)
         make_prompt(d, sizes[i], &prompt);
         sink += injection_score(m, prompt.data, prompt.len, s); /* warm caches */
         for (r = 0; r < ROUNDS; r++) {
-            double per;
+            double one;
             iters = 0;
             t0 = now_ns();
             do {
@@ -182,9 +182,9 @@ int main(void)
                 iters++;
                 t1 = now_ns();
             } while (t1 - t0 < ROUND_NS || iters < MIN_ITERS);
-            per = (double)(t1 - t0) / (double)iters;
-            if (r == 0 || per < best) {
-                best = per;
+            one = (double)(t1 - t0) / (double)iters;
+            if (r == 0 || one < best) {
+                best = one;
             }
         }
         (void)sink;

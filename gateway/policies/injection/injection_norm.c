@@ -619,8 +619,13 @@ static gv_rc stage_base64(const char *text, size_t len, struct gv_buf *out, unsi
                 enc[k] = '/';
             }
         }
-        /* Decode in place into the tail of the same buffer: 3/4 of the input. */
-        rc = gv_buf_append(&s->b64, enc, n);
+        /* Room for the decoding after the encoded text (it needs 3/4 of it).
+         * The filler comes from the input, never from the buffer itself, which
+         * may move while growing. */
+        rc = gv_buf_append(&s->b64, t + i, n - pad);
+        if (rc == GV_OK && pad) {
+            rc = gv_buf_append(&s->b64, "==", pad);
+        }
         if (rc) {
             break;
         }
