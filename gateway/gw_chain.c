@@ -29,6 +29,7 @@ struct gw_chain_stream {
     void **state; /* [policy][choice], allocated by each policy on first use */
     struct gv_buf a;
     struct gv_buf b;
+    bool rewritten; /* some policy redacted a piece */
 };
 
 static bool implemented(const struct gw_policy_ops *ops)
@@ -204,6 +205,16 @@ static void set_error_code(struct gv_record *rec, const char *code)
     }
 }
 
+/* A response hook failed: the policy's outcome is ERROR whatever its prompt
+ * hook decided, and the request's error code says why the answer was refused. */
+static void mark_error(struct gw_req *req, size_t i)
+{
+    if (req && req->rec && i < req->rec->npolicies) {
+        req->rec->policies[i].action = GV_OUTCOME_ERROR;
+    }
+    set_error_code(req ? req->rec : NULL, "policy_error");
+}
+
 void gw_chain_evaluate(struct gw_chain *chain, struct gw_req *req, struct gw_verdict *out)
 {
     struct gv_record *rec = req ? req->rec : NULL;
@@ -284,35 +295,44 @@ bool gw_chain_wants_response(const struct gw_chain *chain)
     return chain && chain->wants_response;
 }
 
-void gw_chain_response_json(struct gw_chain *chain, struct gw_req *req, struct json_object *resp)
+gv_rc gw_chain_response_json(struct gw_chain *chain, struct gw_req *req, struct json_object *resp,
+                             bool *rewritten)
 {
     size_t i;
+    gv_rc rc = GV_OK;
 
+    if (rewritten) {
+        *rewritten = false;
+    }
     for (i = 0; chain && i < chain->n; i++) {
         struct gw_policy *pol = &chain->pols[i];
         struct gw_verdict v;
-        gv_rc rc;
 
         if (!pol->ops->response_json) {
             continue;
         }
         memset(&v, 0, sizeof(v));
         rc = pol->ops->response_json(pol, req, resp, &v);
-        if (rc != GV_OK) {
-            /* The contract gives no way back to refuse the answer here; the
-             * failure is recorded so the event and audit log show it. */
-            gv_log(GV_LOG_ERROR, "chain", "response policy failed", "req=%s policy=%s rc=%s",
-                   req && req->rec ? req->rec->request_id : "", pol->name, gv_rc_str(rc));
-            if (req && req->rec && i < req->rec->npolicies) {
-                req->rec->policies[i].action = GV_OUTCOME_ERROR;
-            }
-            set_error_code(req ? req->rec : NULL, "policy_error");
-            continue;
+        if (rc == GV_OK && (v.action < GW_ACTION_PASS || v.action > GW_ACTION_BLOCK)) {
+            /* An out-of-range verdict is a policy bug: fail closed like an error. */
+            rc = GV_EINVAL;
         }
-        if (v.action >= GW_ACTION_PASS && v.action <= GW_ACTION_BLOCK) {
-            outcome_raise(req, i, (enum gv_outcome_action)v.action, &v);
+        if (rc != GV_OK) {
+            /* The answer may be half rewritten and the later policies have not
+             * seen it: the caller refuses it rather than send it unchecked. */
+            gv_log(GV_LOG_ERROR, "chain", "response policy failed; answer withheld",
+                   "req=%s policy=%s rc=%s", req && req->rec ? req->rec->request_id : "",
+                   pol->name, gv_rc_str(rc));
+            mark_error(req, i);
+            goto out;
+        }
+        outcome_raise(req, i, (enum gv_outcome_action)v.action, &v);
+        if (v.action == GW_ACTION_REDACT && rewritten) {
+            *rewritten = true;
         }
     }
+out:
+    return rc;
 }
 
 struct gw_chain_stream *gw_chain_stream_open(struct gw_chain *chain, struct gw_req *req)
@@ -361,14 +381,14 @@ gv_rc gw_chain_stream_text(struct gw_chain_stream *st, int choice, const char *t
             gv_log(GV_LOG_ERROR, "chain", "stream policy failed", "req=%s policy=%s rc=%s",
                    st->req && st->req->rec ? st->req->rec->request_id : "", pol->name,
                    gv_rc_str(rc));
-            if (st->req && st->req->rec && i < st->req->rec->npolicies) {
-                st->req->rec->policies[i].action = GV_OUTCOME_ERROR;
-            }
-            set_error_code(st->req ? st->req->rec : NULL, "policy_error");
+            mark_error(st->req, i);
             goto out;
         }
         if (v.action >= GW_ACTION_PASS && v.action <= GW_ACTION_BLOCK) {
             outcome_raise(st->req, i, (enum gv_outcome_action)v.action, &v);
+        }
+        if (v.action == GW_ACTION_REDACT) {
+            st->rewritten = true;
         }
         in_buf = next;
         cur = next->data ? next->data : "";
@@ -377,6 +397,11 @@ gv_rc gw_chain_stream_text(struct gw_chain_stream *st, int choice, const char *t
     rc = gv_buf_append(out, cur, curlen);
 out:
     return rc;
+}
+
+bool gw_chain_stream_rewritten(const struct gw_chain_stream *st)
+{
+    return st && st->rewritten;
 }
 
 void gw_chain_stream_close(struct gw_chain_stream *st)

@@ -42,15 +42,28 @@ void gw_chain_evaluate(struct gw_chain *chain, struct gw_req *req, struct gw_ver
 /* True when some policy wants to see answers (scan_responses). */
 bool gw_chain_wants_response(const struct gw_chain *chain);
 
-/* Non-streamed answer: let response policies rewrite it in place. */
-void gw_chain_response_json(struct gw_chain *chain, struct gw_req *req, struct json_object *resp);
+/* Non-streamed answer: let response policies rewrite it in place. *rewritten
+ * (may be NULL) is set to whether some policy redacted the answer (a REDACT
+ * verdict), so the caller can report the request as redacted. A policy that
+ * fails stops the walk: its outcome becomes ERROR, rec->error_code
+ * "policy_error", and its rc is returned. The answer may then be half
+ * rewritten and was not fully checked, so the caller must not send it (fail
+ * closed: 500 policy_error). */
+gv_rc gw_chain_response_json(struct gw_chain *chain, struct gw_req *req, struct json_object *resp,
+                             bool *rewritten);
 
 /* Streamed answers: one stream state per request, text fed per choice index in
  * arrival order. stream_text appends to out what may be sent now (possibly
- * rewritten); final=true flushes what was held back for that choice. */
+ * rewritten); final=true flushes what was held back for that choice. A non-OK
+ * rc (a policy failed: outcome ERROR, error_code "policy_error"; or out's cap
+ * was reached) means this piece was not checked by every policy: the caller
+ * discards out, ends the stream with an error and sends nothing more (fail
+ * closed). */
 struct gw_chain_stream *gw_chain_stream_open(struct gw_chain *chain, struct gw_req *req);
 gv_rc gw_chain_stream_text(struct gw_chain_stream *st, int choice, const char *text, size_t len,
                            bool final, struct gv_buf *out);
+/* True once some stream policy redacted text of this stream (a REDACT verdict). */
+bool gw_chain_stream_rewritten(const struct gw_chain_stream *st);
 void gw_chain_stream_close(struct gw_chain_stream *st);
 
 /* After the request is finished: complete() hooks in chain order (cost, audit),

@@ -77,6 +77,7 @@ struct rq {
     bool in_cb;
     bool resp_too_big;
     bool stream_failed;
+    bool policy_failed; /* a response policy failed: the answer is withheld */
     bool saw_done;
     bool rewrite;
     enum gv_decision decision;
@@ -440,6 +441,11 @@ static void finish(struct rq *r, int status)
     }
     r->req = NULL;
     if (r->cs) {
+        /* x-kt-decision went out with the stream's headers; only the record
+         * can still say that the answer was redacted. */
+        if (gw_chain_stream_rewritten(r->cs) && r->decision == GV_DECISION_ALLOWED) {
+            r->decision = GV_DECISION_REDACTED;
+        }
         gw_chain_stream_close(r->cs);
         r->cs = NULL;
     }
@@ -558,6 +564,13 @@ static void fail(struct rq *r, int status, const char *code, const char *message
     }
 }
 
+/* A response policy failed: the client gets an error in place of the answer
+ * (or of the rest of the stream), never text that was not checked. */
+static void fail_policy(struct rq *r)
+{
+    fail(r, 500, "policy_error", "a governance policy failed; the answer was withheld");
+}
+
 /* ------------------------------------------------------- chat: the answer */
 
 static long long json_get_ll(struct json_object *o, const char *key)
@@ -633,7 +646,11 @@ static gv_rc flush_choices(struct rq *r)
         r->choice_state[i] = 2;
         gv_buf_reset(&r->scratch);
         rc = gw_chain_stream_text(r->cs, i, "", 0, true, &r->scratch);
-        if (rc != GV_OK || r->scratch.len == 0) {
+        if (rc != GV_OK) {
+            r->policy_failed = true;
+            continue;
+        }
+        if (r->scratch.len == 0) {
             continue;
         }
         o = json_object_new_object();
@@ -704,6 +721,7 @@ static gv_rc rewrite_choices(struct rq *r, struct json_object *choices, bool *mo
         gv_buf_reset(&r->scratch);
         rc = gw_chain_stream_text(r->cs, (int)idx, text, len, final, &r->scratch);
         if (rc != GV_OK) {
+            r->policy_failed = true;
             break;
         }
         r->choice_state[idx] = final ? 2 : 1;
@@ -955,7 +973,16 @@ static void finish_buffered(struct rq *r)
             read_usage(r, v);
         }
         if (gw_chain_wants_response(r->w->srv->chain)) {
-            gw_chain_response_json(r->w->srv->chain, &r->preq, o);
+            bool rewritten = false;
+            if (gw_chain_response_json(r->w->srv->chain, &r->preq, o, &rewritten) != GV_OK) {
+                /* Fail closed: the answer was not fully checked. */
+                json_object_put(o);
+                fail_policy(r);
+                return;
+            }
+            if (rewritten && r->decision == GV_DECISION_ALLOWED) {
+                r->decision = GV_DECISION_REDACTED;
+            }
             body = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
                                                          JSON_C_TO_STRING_NOSLASHESCAPE);
             len = strlen(body);
@@ -999,6 +1026,11 @@ static void up_done(void *arg, gv_rc rc, const char *what)
         finish(r, 499);
         return;
     }
+    if (r->policy_failed) {
+        /* The transfer was aborted because a response policy failed. */
+        fail_policy(r);
+        return;
+    }
     if (rc == GV_ETIMEDOUT) {
         snprintf(msg, sizeof(msg), "upstream timed out (%s timeout)", what);
         fail(r, 504, "upstream_timeout", msg);
@@ -1024,6 +1056,10 @@ static void up_done(void *arg, gv_rc rc, const char *what)
     rc = gw_sse_finish(&r->sse, on_event, r);
     if (rc == GV_OK && !r->saw_done) {
         rc = flush_choices(r);
+    }
+    if (rc != GV_OK && r->policy_failed) {
+        fail_policy(r);
+        return;
     }
     if (rc != GV_OK) {
         fail_stream(r, 502, "upstream_error", "upstream stream could not be read or checked");

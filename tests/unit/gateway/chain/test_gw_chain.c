@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <json-c/json.h>
 
 #include "core/gv_mem.h"
 #include "gateway/gw_chain.h"
@@ -149,6 +150,56 @@ static void hold_free(struct gw_policy *pol, void *state)
     gv_free(state);
 }
 
+/* Passes stream text on unchanged with a FLAG verdict: seen, not rewritten. */
+static gv_rc flag_stream(struct gw_policy *pol, struct gw_req *req, void **state, const char *text,
+                         size_t len, bool final, struct gv_buf *out, struct gw_verdict *v)
+{
+    v->action = GW_ACTION_FLAG;
+    return gv_buf_append(out, text, len);
+}
+
+/* Emits half of its input and then fails, like a redactor out of scratch. */
+static gv_rc fail_stream(struct gw_policy *pol, struct gw_req *req, void **state, const char *text,
+                         size_t len, bool final, struct gv_buf *out, struct gw_verdict *v)
+{
+    gv_rc rc = gv_buf_append(out, text, len / 2);
+    return rc ? rc : GV_EIO;
+}
+
+/* Replaces the answer's "content" with "[x]" and says REDACT. */
+static gv_rc redact_json(struct gw_policy *pol, struct gw_req *req, struct json_object *resp,
+                         struct gw_verdict *out)
+{
+    json_object_object_add(resp, "content", json_object_new_string("[x]"));
+    out->action = GW_ACTION_REDACT;
+    out->pii_counts[GV_PII_PHONE_NUMBER] = 1;
+    return GV_OK;
+}
+
+static gv_rc flag_json(struct gw_policy *pol, struct gw_req *req, struct json_object *resp,
+                       struct gw_verdict *out)
+{
+    out->action = GW_ACTION_FLAG;
+    return GV_OK;
+}
+
+/* Rewrites part of the answer, then fails. */
+static gv_rc fail_json(struct gw_policy *pol, struct gw_req *req, struct json_object *resp,
+                       struct gw_verdict *out)
+{
+    json_object_object_add(resp, "half", json_object_new_boolean(1));
+    return GV_ENOMEM;
+}
+
+static int json_calls;
+
+static gv_rc count_json(struct gw_policy *pol, struct gw_req *req, struct json_object *resp,
+                        struct gw_verdict *out)
+{
+    json_calls++;
+    return GV_OK;
+}
+
 static const struct gw_policy_ops t_pass = {.name = "t-pass",
                                             .config_map = t_map,
                                             .ctx_size = sizeof(struct t_ctx),
@@ -175,9 +226,23 @@ static const struct gw_policy_ops t_hold = {.name = "t-hold",
                                             .stream_text = hold_stream,
                                             .stream_free = hold_free};
 
+static const struct gw_policy_ops t_sflag = {
+    .name = "t-sflag", .flags = GW_POL_RESPONSE, .stream_text = flag_stream};
+static const struct gw_policy_ops t_sfail = {
+    .name = "t-sfail", .flags = GW_POL_RESPONSE, .stream_text = fail_stream};
+static const struct gw_policy_ops t_jredact = {
+    .name = "t-jredact", .flags = GW_POL_RESPONSE, .response_json = redact_json};
+static const struct gw_policy_ops t_jflag = {
+    .name = "t-jflag", .flags = GW_POL_RESPONSE, .response_json = flag_json};
+static const struct gw_policy_ops t_jfail = {
+    .name = "t-jfail", .flags = GW_POL_RESPONSE, .response_json = fail_json};
+static const struct gw_policy_ops t_jcount = {
+    .name = "t-jcount", .flags = GW_POL_RESPONSE, .response_json = count_json};
+
 static const struct gw_policy_ops *const t_all[] = {
-    &t_pass,  &t_flag,      &t_block,  &t_block401, &t_fail,  &t_bogus, &t_none,
-    &t_none2, &t_init_fail, &t_silent, &t_count,    &t_upper, &t_hold,  NULL,
+    &t_pass,  &t_flag,      &t_block,  &t_block401, &t_fail,    &t_bogus,   &t_none,
+    &t_none2, &t_init_fail, &t_silent, &t_count,    &t_upper,   &t_hold,    &t_sflag,
+    &t_sfail, &t_jredact,   &t_jflag,  &t_jfail,    &t_jcount,  NULL,
 };
 
 /* The chain looks policies up by name; the test links with
@@ -486,6 +551,148 @@ static void test_stream_without_stream_policies(void **state)
     fx_free(&f);
 }
 
+static void test_stream_rewritten_only_on_redact(void **state)
+{
+    static const char *const flag_names[] = {"t-pass", "t-sflag", NULL};
+    static const char *const upper_names[] = {"t-sflag", "t-upper", NULL};
+    struct gw_chain_stream *st;
+    struct gv_cfg_err err;
+    struct gw_verdict v;
+    struct gv_buf out;
+    struct fx f;
+
+    (void)state;
+    gv_buf_init(&out, 1024);
+    fx_init(&f, flag_names, "{}");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    gw_chain_evaluate(f.chain, &f.req, &v);
+    st = gw_chain_stream_open(f.chain, &f.req);
+    assert_false(gw_chain_stream_rewritten(st));
+    assert_int_equal(gw_chain_stream_text(st, 0, "abc", 3, true, &out), GV_OK);
+    assert_string_equal(out.data, "abc");
+    /* A flag is recorded but the text went out as the model wrote it. */
+    assert_false(gw_chain_stream_rewritten(st));
+    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_FLAG);
+    gw_chain_stream_close(st);
+    fx_free(&f);
+
+    gv_buf_reset(&out);
+    fx_init(&f, upper_names, "{}");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    gw_chain_evaluate(f.chain, &f.req, &v);
+    st = gw_chain_stream_open(f.chain, &f.req);
+    assert_int_equal(gw_chain_stream_text(st, 0, "abc", 3, false, &out), GV_OK);
+    assert_string_equal(out.data, "ABC");
+    assert_true(gw_chain_stream_rewritten(st));
+    gw_chain_stream_close(st);
+    assert_false(gw_chain_stream_rewritten(NULL));
+    gv_buf_free(&out);
+    fx_free(&f);
+}
+
+static void test_stream_text_policy_error_fails_closed(void **state)
+{
+    static const char *const names[] = {"t-pass", "t-sfail", "t-upper", NULL};
+    struct gw_chain_stream *st;
+    struct gv_cfg_err err;
+    struct gw_verdict v;
+    struct gv_buf out;
+    struct fx f;
+
+    (void)state;
+    fx_init(&f, names, "{}");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    gw_chain_evaluate(f.chain, &f.req, &v);
+    assert_int_equal(v.action, GW_ACTION_PASS);
+    gv_buf_init(&out, 1024);
+    st = gw_chain_stream_open(f.chain, &f.req);
+    assert_int_equal(gw_chain_stream_text(st, 0, "secret", 6, false, &out), GV_EIO);
+    /* Nothing of the failed piece reaches out, not even what the failing
+     * policy emitted before it failed; the later policy never saw it. */
+    assert_int_equal(out.len, 0);
+    assert_false(gw_chain_stream_rewritten(st));
+    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_ERROR);
+    assert_int_equal(f.rec.policies[2].action, GV_OUTCOME_PASS);
+    assert_string_equal(f.rec.error_code, "policy_error");
+    gw_chain_stream_close(st);
+    gv_buf_free(&out);
+    fx_free(&f);
+}
+
+static void test_response_json_reports_rewrite(void **state)
+{
+    static const char *const names[] = {"t-pass", "t-jflag", "t-jredact", NULL};
+    struct json_object *resp;
+    struct gv_cfg_err err;
+    struct gw_verdict v;
+    bool rewritten = true;
+    struct fx f;
+
+    (void)state;
+    fx_init(&f, names, "{}");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    assert_true(gw_chain_wants_response(f.chain));
+    gw_chain_evaluate(f.chain, &f.req, &v);
+    resp = json_tokener_parse("{\"content\":\"call 555-0100\"}");
+    assert_non_null(resp);
+    assert_int_equal(gw_chain_response_json(f.chain, &f.req, resp, &rewritten), GV_OK);
+    assert_true(rewritten);
+    assert_string_equal(json_object_to_json_string_ext(resp, JSON_C_TO_STRING_PLAIN),
+                        "{\"content\":\"[x]\"}");
+    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_FLAG);
+    assert_int_equal(f.rec.policies[2].action, GV_OUTCOME_REDACT);
+    assert_int_equal(f.rec.policies[2].pii_counts[GV_PII_PHONE_NUMBER], 1);
+    /* NULL is allowed for callers that do not care. */
+    assert_int_equal(gw_chain_response_json(f.chain, &f.req, resp, NULL), GV_OK);
+    json_object_put(resp);
+    fx_free(&f);
+}
+
+static void test_response_json_flag_is_not_rewrite(void **state)
+{
+    static const char *const names[] = {"t-jflag", NULL};
+    struct json_object *resp;
+    struct gv_cfg_err err;
+    struct gw_verdict v;
+    bool rewritten = true;
+    struct fx f;
+
+    (void)state;
+    fx_init(&f, names, "{}");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    gw_chain_evaluate(f.chain, &f.req, &v);
+    resp = json_object_new_object();
+    assert_int_equal(gw_chain_response_json(f.chain, &f.req, resp, &rewritten), GV_OK);
+    assert_false(rewritten);
+    json_object_put(resp);
+    fx_free(&f);
+}
+
+static void test_response_json_policy_error_fails_closed(void **state)
+{
+    static const char *const names[] = {"t-jredact", "t-jfail", "t-jcount", NULL};
+    struct json_object *resp;
+    struct gv_cfg_err err;
+    struct gw_verdict v;
+    bool rewritten = false;
+    struct fx f;
+
+    (void)state;
+    fx_init(&f, names, "{}");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    gw_chain_evaluate(f.chain, &f.req, &v);
+    json_calls = 0;
+    resp = json_object_new_object();
+    assert_int_equal(gw_chain_response_json(f.chain, &f.req, resp, &rewritten), GV_ENOMEM);
+    /* The walk stopped at the failure: the later policy never saw the answer. */
+    assert_int_equal(json_calls, 0);
+    assert_int_equal(f.rec.policies[0].action, GV_OUTCOME_REDACT);
+    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_ERROR);
+    assert_string_equal(f.rec.error_code, "policy_error");
+    json_object_put(resp);
+    fx_free(&f);
+}
+
 static void test_complete_in_order(void **state)
 {
     static const char *const names[] = {"t-count", "t-pass", "t-hold", NULL};
@@ -519,6 +726,11 @@ int main(void)
         cmocka_unit_test(test_stream_text_pipes_in_order),
         cmocka_unit_test(test_stream_text_output_cap),
         cmocka_unit_test(test_stream_without_stream_policies),
+        cmocka_unit_test(test_stream_rewritten_only_on_redact),
+        cmocka_unit_test(test_stream_text_policy_error_fails_closed),
+        cmocka_unit_test(test_response_json_reports_rewrite),
+        cmocka_unit_test(test_response_json_flag_is_not_rewrite),
+        cmocka_unit_test(test_response_json_policy_error_fails_closed),
         cmocka_unit_test(test_complete_in_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,6 @@
 /* tests/unit/gateway/server/test_gw_server.c - the server in-process: routes, errors, stop */
 /* SPDX-License-Identifier: Apache-2.0 */
+#define _GNU_SOURCE /* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,14 +13,22 @@
 #include <arpa/inet.h>
 #include <cmocka.h>
 #include <curl/curl.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/thread.h>
 #include <json-c/json.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "core/gv_buf.h"
 #include "gateway/gw_chain.h"
 #include "gateway/gw_config.h"
 #include "gateway/gw_emit.h"
+#include "gateway/gw_policy.h"
 #include "gateway/gw_server.h"
 
 struct fixture {
@@ -358,6 +367,366 @@ static void test_chat_upstream_down_is_502(void **state)
     reply_free(&r);
 }
 
+/* ---- answers: response policies against a mock upstream ---- */
+
+/* A response policy for these tests only: it fails on answers that contain
+ * FAIL-NOW, the way a real policy fails when it runs out of scratch. */
+static gv_rc rfail_json(struct gw_policy *pol, struct gw_req *req, struct json_object *resp,
+                        struct gw_verdict *out)
+{
+    const char *s = json_object_to_json_string(resp);
+    return strstr(s, "FAIL-NOW") ? GV_EIO : GV_OK;
+}
+
+static gv_rc rfail_stream(struct gw_policy *pol, struct gw_req *req, void **state,
+                          const char *text, size_t len, bool final, struct gv_buf *out,
+                          struct gw_verdict *v)
+{
+    if (memmem(text, len, "FAIL-NOW", 8)) {
+        return GV_EIO;
+    }
+    return gv_buf_append(out, text, len);
+}
+
+static const struct gw_policy_ops t_rfail = {.name = "t-rfail",
+                                             .flags = GW_POL_RESPONSE,
+                                             .response_json = rfail_json,
+                                             .stream_text = rfail_stream};
+
+/* The test links with -Wl,--wrap=gw_policy_find: the real registry answers
+ * every name but the test policy's. */
+const struct gw_policy_ops *__real_gw_policy_find(const char *name);
+const struct gw_policy_ops *__wrap_gw_policy_find(const char *name);
+const struct gw_policy_ops *__wrap_gw_policy_find(const char *name)
+{
+    if (strcmp(name, t_rfail.name) == 0) {
+        return &t_rfail;
+    }
+    return __real_gw_policy_find(name);
+}
+
+/* The mock upstream: answers every request with `mock_body`, as one JSON body
+ * or, when mock_chunks is set, as an SSE stream sent chunk by chunk. */
+static const char *mock_body;
+static const char *const *mock_chunks;
+
+static void mock_cb(struct evhttp_request *req, void *arg)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    struct evbuffer *b = evbuffer_new();
+    size_t i;
+
+    (void)arg;
+    if (mock_chunks) {
+        evhttp_add_header(h, "Content-Type", "text/event-stream");
+        evhttp_send_reply_start(req, 200, "OK");
+        for (i = 0; mock_chunks[i]; i++) {
+            evbuffer_add(b, mock_chunks[i], strlen(mock_chunks[i]));
+            evhttp_send_reply_chunk(req, b);
+        }
+        evhttp_send_reply_end(req);
+    }
+    else {
+        evhttp_add_header(h, "Content-Type", "application/json");
+        evbuffer_add(b, mock_body, strlen(mock_body));
+        evhttp_send_reply(req, 200, "OK", b);
+    }
+    evbuffer_free(b);
+}
+
+/* Records the gateway emits, so a test can read the decision it recorded. */
+static pthread_mutex_t em_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t em_cv = PTHREAD_COND_INITIALIZER;
+static struct gv_record em_last;
+static unsigned em_count;
+
+static gv_rc cap_emit(struct gw_emitter *em, const struct gv_record *rec)
+{
+    (void)em;
+    pthread_mutex_lock(&em_mu);
+    em_last = *rec;
+    em_count++;
+    pthread_cond_broadcast(&em_cv);
+    pthread_mutex_unlock(&em_mu);
+    return GV_OK;
+}
+
+static const struct gw_emitter_ops cap_ops = {.name = "capture", .emit = cap_emit};
+static struct gw_emitter cap_em = {.ops = &cap_ops, .ctx = NULL};
+
+/* The record of the request after `before` records: the gateway emits it
+ * right after the answer's last byte, so wait for it (bounded, not timed). */
+static struct gv_record wait_record(unsigned before)
+{
+    struct timespec ts;
+    struct gv_record rec;
+    int rc = 0;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 10;
+    pthread_mutex_lock(&em_mu);
+    while (em_count == before && rc != ETIMEDOUT) {
+        rc = pthread_cond_timedwait(&em_cv, &em_mu, &ts);
+    }
+    assert_true(em_count > before);
+    rec = em_last;
+    pthread_mutex_unlock(&em_mu);
+    return rec;
+}
+
+static unsigned records_so_far(void)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&em_mu);
+    n = em_count;
+    pthread_mutex_unlock(&em_mu);
+    return n;
+}
+
+struct afixture {
+    struct fixture f;
+    struct event_base *base;
+    struct evhttp *http;
+    pthread_t th;
+};
+
+static void *mock_main(void *arg)
+{
+    struct afixture *a = arg;
+    event_base_loop(a->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+static int setup_answers(void **state)
+{
+    struct afixture *a = calloc(1, sizeof(*a));
+    struct fixture *f = &a->f;
+    struct evhttp_bound_socket *bs;
+    struct sockaddr_in sa;
+    socklen_t salen = sizeof(sa);
+    struct gw_server_opts o;
+    struct gv_cfg_err err;
+    char msg[256];
+    FILE *fp;
+
+    evthread_use_pthreads();
+    a->base = event_base_new();
+    a->http = evhttp_new(a->base);
+    evhttp_set_gencb(a->http, mock_cb, NULL);
+    bs = evhttp_bind_socket_with_handle(a->http, "127.0.0.1", 0);
+    if (!bs || getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&sa, &salen) != 0) {
+        return -1;
+    }
+    if (pthread_create(&a->th, NULL, mock_main, a) != 0) {
+        return -1;
+    }
+    snprintf(f->dir, sizeof(f->dir), "/tmp/kt-test-server-XXXXXX");
+    if (!mkdtemp(f->dir)) {
+        return -1;
+    }
+    snprintf(f->path, sizeof(f->path), "%s/policy-config.yaml", f->dir);
+    fp = fopen(f->path, "w");
+    if (!fp) {
+        return -1;
+    }
+    fprintf(fp,
+            "pack:\n  name: unit-pack\n  version: 1.2.3\n  enabled: true\n"
+            "providers:\n  targets:\n    - id: experiment-llm\n"
+            "      provider: openai:chat:gpt-4o\n"
+            "      secret_key_ref:\n        env: KT_TEST_SERVER_SECRET\n"
+            "      base_url: http://127.0.0.1:%u/v1\n      connect_timeout: 2s\n"
+            "policies:\n  chain: [pii-detector, t-rfail]\n"
+            "policy:\n  pii-detector:\n    action: redact\n    entities: [EMAIL_ADDRESS]\n"
+            "    scan_responses: true\n",
+            (unsigned)ntohs(sa.sin_port));
+    fclose(fp);
+    setenv("KT_TEST_SERVER_SECRET", "sk-unit-secret", 1);
+    if (gw_config_load(f->path, &f->cfg, &err) != GV_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    if (gw_chain_create(f->cfg, f->dir, &f->chain, &err) != GV_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    memset(&o, 0, sizeof(o));
+    o.listen = "127.0.0.1:0";
+    o.workers = 1;
+    o.cfg = f->cfg;
+    o.chain = f->chain;
+    o.emitter = &cap_em;
+    o.drain_ms = 2000;
+    if (gw_server_create(&o, &f->srv, msg, sizeof(msg)) != GV_OK) {
+        fprintf(stderr, "%s\n", msg);
+        return -1;
+    }
+    if (gw_server_start(f->srv) != GV_OK) {
+        return -1;
+    }
+    snprintf(f->base, sizeof(f->base), "http://%s", gw_server_addr(f->srv));
+    *state = a;
+    return 0;
+}
+
+static int teardown_answers(void **state)
+{
+    struct afixture *a = *state;
+    struct fixture *f;
+    char cmd[128];
+
+    if (!a) {
+        return 0; /* setup failed and said why */
+    }
+    f = &a->f;
+    gw_server_stop(f->srv, 2000);
+    gw_server_join(f->srv);
+    gw_server_destroy(f->srv);
+    gw_chain_destroy(f->chain);
+    gw_config_destroy(f->cfg);
+    event_base_loopbreak(a->base);
+    pthread_join(a->th, NULL);
+    evhttp_free(a->http);
+    event_base_free(a->base);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "could not remove %s\n", f->dir);
+    }
+    free(a);
+    return 0;
+}
+
+static const char chat_req[] = "{\"model\":\"experiment-llm\",\"messages\":"
+                               "[{\"role\":\"user\",\"content\":\"hi\"}]}";
+static const char chat_stream_req[] = "{\"model\":\"experiment-llm\",\"stream\":true,\"messages\":"
+                                      "[{\"role\":\"user\",\"content\":\"hi\"}]}";
+
+static void test_answer_redacted_json_says_redacted(void **state)
+{
+    struct afixture *a = *state;
+    struct gv_record rec;
+    struct reply r;
+    unsigned before = records_so_far();
+
+    mock_chunks = NULL;
+    mock_body = "{\"id\":\"c1\",\"object\":\"chat.completion\",\"model\":\"gpt-4o\",\"choices\":"
+                "[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+                "\"write to jane.doe@example.com\"},\"finish_reason\":\"stop\"}]}";
+    request(&a->f, "POST", "/v1/chat/completions", chat_req, sizeof(chat_req) - 1, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_null(strstr(r.body.data, "jane.doe@example.com"));
+    assert_non_null(strstr(r.body.data, "EMAIL_ADDRESS"));
+    assert_non_null(strstr(r.headers.data, "x-kt-decision: redacted"));
+    rec = wait_record(before);
+    assert_int_equal(rec.decision, GV_DECISION_REDACTED);
+    assert_int_equal(rec.policies[0].action, GV_OUTCOME_REDACT);
+    reply_free(&r);
+
+    /* An answer with nothing to redact stays allowed. */
+    before = records_so_far();
+    mock_body = "{\"id\":\"c2\",\"object\":\"chat.completion\",\"model\":\"gpt-4o\",\"choices\":"
+                "[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"hello\"},"
+                "\"finish_reason\":\"stop\"}]}";
+    request(&a->f, "POST", "/v1/chat/completions", chat_req, sizeof(chat_req) - 1, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.headers.data, "x-kt-decision: allowed"));
+    rec = wait_record(before);
+    assert_int_equal(rec.decision, GV_DECISION_ALLOWED);
+    reply_free(&r);
+}
+
+static void test_answer_policy_failure_json_is_500(void **state)
+{
+    struct afixture *a = *state;
+    struct gv_record rec;
+    struct reply r;
+    unsigned before = records_so_far();
+
+    mock_chunks = NULL;
+    mock_body = "{\"id\":\"c3\",\"object\":\"chat.completion\",\"model\":\"gpt-4o\",\"choices\":"
+                "[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+                "\"FAIL-NOW unchecked secret text\"},\"finish_reason\":\"stop\"}]}";
+    request(&a->f, "POST", "/v1/chat/completions", chat_req, sizeof(chat_req) - 1, NULL, &r);
+    assert_int_equal(r.status, 500);
+    assert_string_equal(get_str(openai_error(&r), "code"), "policy_error");
+    assert_null(strstr(r.body.data, "unchecked secret text"));
+    rec = wait_record(before);
+    assert_int_equal(rec.decision, GV_DECISION_ERROR);
+    assert_string_equal(rec.error_code, "policy_error");
+    assert_int_equal(rec.policies[1].action, GV_OUTCOME_ERROR);
+    reply_free(&r);
+}
+
+static void test_answer_redacted_stream_records_redacted(void **state)
+{
+    static const char *const chunks[] = {
+        "data: {\"id\":\"s1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\","
+        "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"write to jane.doe@\"}}]}\n\n",
+        "data: {\"id\":\"s1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\","
+        "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"example.com today\"}}]}\n\n",
+        "data: {\"id\":\"s1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\","
+        "\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: [DONE]\n\n",
+        NULL,
+    };
+    struct afixture *a = *state;
+    struct gv_record rec;
+    struct reply r;
+    unsigned before = records_so_far();
+
+    mock_chunks = chunks;
+    request(&a->f, "POST", "/v1/chat/completions", chat_stream_req, sizeof(chat_stream_req) - 1,
+            NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_null(strstr(r.body.data, "jane.doe"));
+    assert_non_null(strstr(r.body.data, "EMAIL_ADDRESS"));
+    assert_non_null(strstr(r.body.data, "data: [DONE]"));
+    /* The header went out before the answer was seen; the record says it. */
+    assert_non_null(strstr(r.headers.data, "x-kt-decision: allowed"));
+    rec = wait_record(before);
+    assert_int_equal(rec.decision, GV_DECISION_REDACTED);
+    reply_free(&r);
+    mock_chunks = NULL;
+}
+
+static void test_answer_policy_failure_stream_ends_with_error(void **state)
+{
+    static const char *const chunks[] = {
+        "data: {\"id\":\"s2\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\","
+        "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"first part. \"}}]}\n\n",
+        "data: {\"id\":\"s2\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\","
+        "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"FAIL-NOW unchecked\"}}]}\n\n",
+        "data: {\"id\":\"s2\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\","
+        "\"choices\":[{\"index\":0,\"delta\":{\"content\":\" after\"}}]}\n\n",
+        "data: [DONE]\n\n",
+        NULL,
+    };
+    struct afixture *a = *state;
+    struct gv_record rec;
+    struct reply r;
+    const char *ev;
+    unsigned before = records_so_far();
+
+    mock_chunks = chunks;
+    request(&a->f, "POST", "/v1/chat/completions", chat_stream_req, sizeof(chat_stream_req) - 1,
+            NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_null(strstr(r.body.data, "unchecked"));
+    assert_null(strstr(r.body.data, "after"));
+    assert_null(strstr(r.body.data, "[DONE]"));
+    /* The last event is the OpenAI-shaped error. */
+    ev = strstr(r.body.data, "data: {\"error\"");
+    assert_non_null(ev);
+    assert_non_null(strstr(ev, "\"code\":\"policy_error\""));
+    assert_string_equal(ev + strlen(ev) - 2, "\n\n");
+    assert_null(strstr(ev + 1, "data: "));
+    rec = wait_record(before);
+    assert_int_equal(rec.decision, GV_DECISION_ERROR);
+    assert_string_equal(rec.error_code, "policy_error");
+    reply_free(&r);
+    mock_chunks = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -368,5 +737,13 @@ int main(void)
         cmocka_unit_test(test_chat_unknown_model_bad_run_id_too_large),
         cmocka_unit_test(test_chat_upstream_down_is_502),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    const struct CMUnitTest answers[] = {
+        cmocka_unit_test(test_answer_redacted_json_says_redacted),
+        cmocka_unit_test(test_answer_policy_failure_json_is_500),
+        cmocka_unit_test(test_answer_redacted_stream_records_redacted),
+        cmocka_unit_test(test_answer_policy_failure_stream_ends_with_error),
+    };
+    int failed = cmocka_run_group_tests(tests, setup, teardown);
+
+    return failed + cmocka_run_group_tests(answers, setup_answers, teardown_answers);
 }
