@@ -188,8 +188,8 @@ static void eval_generated(unsigned long seed, size_t count)
             score(s.spans, s.n, sb.spans, sb.n);
         }
     }
-    snprintf(title, sizeof(title), "PII on the generated set (%zu sentences, seed %lu; overlap match)",
-             count, seed);
+    snprintf(title, sizeof(title),
+             "PII on the generated set (%zu sentences, seed %lu; overlap match)", count, seed);
     print_table(title);
     pii_scan_buf_free(&sb);
     gv_buf_free(&s.text);

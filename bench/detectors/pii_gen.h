@@ -53,18 +53,19 @@ static unsigned gen_below(unsigned n)
 #define GEN_PICK(arr) (arr[gen_below((unsigned)(sizeof(arr) / sizeof(arr[0])))])
 
 static const char *const gen_first[] = {
-    "James", "Maria", "Olivia", "Liam", "Sophie", "Noah", "Emma", "Lucas", "Chloe", "Ethan",
-    "Hannah", "Daniel", "Grace", "Samuel", "Laura", "Krisztián", "Šárka", "Jožef", "Ingrid",
-    "Mateus", "Aarav", "Chiara", "Yusuf", "Leila", "Björn", "Zofia", "Tomasz", "Anneke", "Priya",
-    "Kenji", "Amara", "Sven", "Giulia", "Pieter", "Nadia", "Oskar", "Elif", "Rafael", "Ana",
-    "Patrick"};
+    "James",  "Maria",  "Olivia", "Liam",   "Sophie", "Noah",   "Emma",  "Lucas",
+    "Chloe",  "Ethan",  "Hannah", "Daniel", "Grace",  "Samuel", "Laura", "Krisztián",
+    "Šárka",  "Jožef",  "Ingrid", "Mateus", "Aarav",  "Chiara", "Yusuf", "Leila",
+    "Björn",  "Zofia",  "Tomasz", "Anneke", "Priya",  "Kenji",  "Amara", "Sven",
+    "Giulia", "Pieter", "Nadia",  "Oskar",  "Elif",   "Rafael", "Ana",   "Patrick"};
 static const char *const gen_last[] = {
-    "Smith", "Johnson", "Garcia", "Miller", "Davis", "Martinez", "Anderson", "Taylor", "Moore",
-    "Jackson", "Thompson", "White", "Harris", "Clark", "Lewis", "Szöllösy", "Novák", "Kovačič",
-    "Lindqvist", "Oliveira", "Sharma", "Rossi", "Yilmaz", "Haddad", "Andersson", "Kowalski",
-    "Wiśniewski", "de Vries", "Patel", "Tanaka", "Okafor", "Johansen", "Bianchi", "Jansen",
-    "Rahman", "Nieminen", "Demir", "Fernández", "Costa", "O'Connor"};
-static const char *const gen_domains[] = {"example.com", "mail.org",   "company.net",
+    "Smith",    "Johnson",  "Garcia",    "Miller",    "Davis",     "Martinez",   "Anderson",
+    "Taylor",   "Moore",    "Jackson",   "Thompson",  "White",     "Harris",     "Clark",
+    "Lewis",    "Szöllösy", "Novák",     "Kovačič",   "Lindqvist", "Oliveira",   "Sharma",
+    "Rossi",    "Yilmaz",   "Haddad",    "Andersson", "Kowalski",  "Wiśniewski", "de Vries",
+    "Patel",    "Tanaka",   "Okafor",    "Johansen",  "Bianchi",   "Jansen",     "Rahman",
+    "Nieminen", "Demir",    "Fernández", "Costa",     "O'Connor"};
+static const char *const gen_domains[] = {"example.com",   "mail.org",   "company.net",
                                           "uni-berlin.de", "shop.co.uk", "posteo.de"};
 static const char *const gen_titles[] = {"Mr.", "Mrs.", "Ms.", "Dr.", "Prof."};
 
@@ -277,8 +278,8 @@ static void gen_iban(struct gen_sent *s)
     static const struct {
         const char *cc;
         size_t letters, digits;
-    } fmt[] = {{"GB", 4, 14}, {"DE", 0, 18}, {"FR", 0, 23}, {"NL", 4, 10}, {"ES", 0, 20},
-               {"IT", 1, 22}};
+    } fmt[] = {{"GB", 4, 14}, {"DE", 0, 18}, {"FR", 0, 23},
+               {"NL", 4, 10}, {"ES", 0, 20}, {"IT", 1, 22}};
     char bban[40], num[100], out[64];
     size_t k = gen_below(6), i, nl = fmt[k].letters, nd = fmt[k].digits, m = 0, st = s->text.len;
     unsigned rem = 0;

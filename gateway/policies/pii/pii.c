@@ -178,9 +178,10 @@ static void log_spans(const struct visit *v, const char *where, const struct pii
         return;
     }
     for (i = 0; i < sb->n; i++) {
-        gv_log(GV_LOG_DEBUG, "policy:pii-detector", "pii found", "inst=%s req=%s where=%s type=%s "
-               "start=%zu end=%zu", v->pol->name,
-               v->req && v->req->rec ? v->req->rec->request_id : "", where,
+        gv_log(GV_LOG_DEBUG, "policy:pii-detector", "pii found",
+               "inst=%s req=%s where=%s type=%s "
+               "start=%zu end=%zu",
+               v->pol->name, v->req && v->req->rec ? v->req->rec->request_id : "", where,
                gv_pii_name(sb->spans[i].type), sb->spans[i].start, sb->spans[i].end);
     }
 }

@@ -101,8 +101,8 @@ static size_t u8_letter(const unsigned char *p, size_t left, bool *upper)
                  (cp >= 0x391 && cp <= 0x3a9) || (cp >= 0x400 && cp <= 0x42f);
         return 2;
     }
-    if (p[0] == 0xe1 && left >= 3 && (p[1] == 0xb8 || p[1] == 0xb9 || p[1] == 0xba || p[1] == 0xbb) &&
-        (p[2] & 0xc0) == 0x80) {
+    if (p[0] == 0xe1 && left >= 3 &&
+        (p[1] == 0xb8 || p[1] == 0xb9 || p[1] == 0xba || p[1] == 0xbb) && (p[2] & 0xc0) == 0x80) {
         /* Latin Extended Additional (U+1E00-U+1EFF): Vietnamese and others. */
         cp = ((unsigned)(p[1] & 0x3f) << 6) | (p[2] & 0x3fu);
         *upper = !(cp & 1u);
@@ -190,19 +190,17 @@ static const struct {
     char cc[3];
     unsigned char len;
 } iban_lens[] = {
-    {"AD", 24}, {"AE", 23}, {"AL", 28}, {"AT", 20}, {"AZ", 28}, {"BA", 20}, {"BE", 16},
-    {"BG", 22}, {"BH", 22}, {"BI", 27}, {"BR", 29}, {"BY", 28}, {"CH", 21}, {"CR", 22},
-    {"CY", 28}, {"CZ", 24}, {"DE", 22}, {"DJ", 27}, {"DK", 18}, {"DO", 28}, {"EE", 20},
-    {"EG", 29}, {"ES", 24}, {"FI", 18}, {"FK", 18}, {"FO", 18}, {"FR", 27}, {"GB", 22},
-    {"GE", 22}, {"GI", 23}, {"GL", 18}, {"GR", 27}, {"GT", 28}, {"HR", 21}, {"HU", 28},
-    {"IE", 22}, {"IL", 23}, {"IQ", 23}, {"IS", 26}, {"IT", 27}, {"JO", 30}, {"KW", 30},
-    {"KZ", 20}, {"LB", 28}, {"LC", 32}, {"LI", 21}, {"LT", 20}, {"LU", 20}, {"LV", 21},
-    {"LY", 25}, {"MC", 27}, {"MD", 24}, {"ME", 22}, {"MK", 19}, {"MN", 20}, {"MR", 27},
-    {"MT", 31}, {"MU", 30}, {"NI", 28}, {"NL", 18}, {"NO", 15}, {"OM", 23}, {"PK", 24},
-    {"PL", 28}, {"PS", 29}, {"PT", 25}, {"QA", 29}, {"RO", 24}, {"RS", 22}, {"RU", 33},
-    {"SA", 24}, {"SC", 31}, {"SD", 18}, {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27},
-    {"SO", 23}, {"ST", 25}, {"SV", 28}, {"TL", 23}, {"TN", 24}, {"TR", 26}, {"UA", 29},
-    {"VA", 22}, {"VG", 24}, {"XK", 20}, {"YE", 30},
+    {"AD", 24}, {"AE", 23}, {"AL", 28}, {"AT", 20}, {"AZ", 28}, {"BA", 20}, {"BE", 16}, {"BG", 22},
+    {"BH", 22}, {"BI", 27}, {"BR", 29}, {"BY", 28}, {"CH", 21}, {"CR", 22}, {"CY", 28}, {"CZ", 24},
+    {"DE", 22}, {"DJ", 27}, {"DK", 18}, {"DO", 28}, {"EE", 20}, {"EG", 29}, {"ES", 24}, {"FI", 18},
+    {"FK", 18}, {"FO", 18}, {"FR", 27}, {"GB", 22}, {"GE", 22}, {"GI", 23}, {"GL", 18}, {"GR", 27},
+    {"GT", 28}, {"HR", 21}, {"HU", 28}, {"IE", 22}, {"IL", 23}, {"IQ", 23}, {"IS", 26}, {"IT", 27},
+    {"JO", 30}, {"KW", 30}, {"KZ", 20}, {"LB", 28}, {"LC", 32}, {"LI", 21}, {"LT", 20}, {"LU", 20},
+    {"LV", 21}, {"LY", 25}, {"MC", 27}, {"MD", 24}, {"ME", 22}, {"MK", 19}, {"MN", 20}, {"MR", 27},
+    {"MT", 31}, {"MU", 30}, {"NI", 28}, {"NL", 18}, {"NO", 15}, {"OM", 23}, {"PK", 24}, {"PL", 28},
+    {"PS", 29}, {"PT", 25}, {"QA", 29}, {"RO", 24}, {"RS", 22}, {"RU", 33}, {"SA", 24}, {"SC", 31},
+    {"SD", 18}, {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27}, {"SO", 23}, {"ST", 25}, {"SV", 28},
+    {"TL", 23}, {"TN", 24}, {"TR", 26}, {"UA", 29}, {"VA", 22}, {"VG", 24}, {"XK", 20}, {"YE", 30},
 };
 
 static unsigned iban_len_for(unsigned char a, unsigned char b)
@@ -254,7 +252,8 @@ bool pii_ssn_ok(unsigned area, unsigned group, unsigned serial)
     }
     /* Numbers the SSA itself published as examples (advertising wallet
      * cards), which appear in text as placeholders rather than as PII. */
-    if ((area == 78 && group == 5 && serial == 1120) || (area == 219 && group == 9 && serial == 9999) ||
+    if ((area == 78 && group == 5 && serial == 1120) ||
+        (area == 219 && group == 9 && serial == 9999) ||
         (area == 123 && group == 45 && serial == 6789)) {
         return false;
     }
@@ -446,13 +445,12 @@ static size_t match_url_scheme(struct scan *s, size_t at)
 
 /* Top-level domains accepted for a bare domain ("example.com/x"). Two-letter
  * ones that are also English words ("in", "it", "me", "to") need a path. */
-static const char *const tlds[] = {"com", "net", "org", "edu", "gov", "mil", "io", "ai", "co",
-                                   "info", "biz", "dev", "app", "uk", "de", "fr", "es", "nl",
-                                   "se", "ch", "eu", "ca", "au", "jp", "cn", "ru", "br", "pl",
-                                   "cz", "dk", "fi", "pt", "ie", "nz", "za", "mx", "ar", "gr",
-                                   "hu", "ro", "sk", "si", "ee", "lv", "lt", "cy", "uy", NULL};
-static const char *const tlds_path[] = {"in", "it", "me", "us", "to", "at", "be", "no", "is",
-                                        NULL};
+static const char *const tlds[] = {
+    "com", "net", "org", "edu", "gov", "mil", "io", "ai", "co", "info", "biz", "dev",
+    "app", "uk",  "de",  "fr",  "es",  "nl",  "se", "ch", "eu", "ca",   "au",  "jp",
+    "cn",  "ru",  "br",  "pl",  "cz",  "dk",  "fi", "pt", "ie", "nz",   "za",  "mx",
+    "ar",  "gr",  "hu",  "ro",  "sk",  "si",  "ee", "lv", "lt", "cy",   "uy",  NULL};
+static const char *const tlds_path[] = {"in", "it", "me", "us", "to", "at", "be", "no", "is", NULL};
 
 static bool tld_in(const char *t, size_t n, const char *const *list)
 {
@@ -588,7 +586,8 @@ static size_t match_ipv6(struct scan *s, size_t at)
         }
         p++;
     }
-    while (p > at && (s->t[p - 1] == '.' || (s->t[p - 1] == ':' && !(p - at >= 2 && s->t[p - 2] == ':')))) {
+    while (p > at &&
+           (s->t[p - 1] == '.' || (s->t[p - 1] == ':' && !(p - at >= 2 && s->t[p - 2] == ':')))) {
         p--;
     }
     if (colons < 2 || !digit || !(dbl || colons >= 7) ||
@@ -710,7 +709,7 @@ static unsigned num_of(const char *d, size_t n)
 }
 
 /* Leading spaces make these whole words: " tel" must not match "Patel". */
-static const char *const ctx_phone[] = {"phone", " tel", " call", "mobile", " cell", " fax",
+static const char *const ctx_phone[] = {"phone",    " tel", " call",   "mobile",  " cell", " fax",
                                         "whatsapp", " sms", "text me", "contact", NULL};
 static const char *const ctx_ssn[] = {" ssn", "social security", "social sec", NULL};
 static const char *const ctx_nhs[] = {" nhs", "health service", NULL};
@@ -815,8 +814,8 @@ static size_t match_number(struct scan *s, size_t at)
         is_alnum((unsigned char)t[at - 2])) {
         return end;
     }
-    if (nt.too_long || (end < s->len && (is_alpha((unsigned char)t[end]) && t[end] != 'x' &&
-                                         t[end] != 'X'))) {
+    if (nt.too_long ||
+        (end < s->len && (is_alpha((unsigned char)t[end]) && t[end] != 'x' && t[end] != 'X'))) {
         return end;
     }
     sep = uniform_sep(&nt);
@@ -890,8 +889,8 @@ static size_t match_number(struct scan *s, size_t at)
 /* A domain continues after an alphanumeric run only with ".x" or "-". */
 static bool dotted_after(const struct scan *s, size_t run)
 {
-    return run + 1 < s->len && (s->t[run] == '-' || (s->t[run] == '.' &&
-                                                     is_alnum((unsigned char)s->t[run + 1])));
+    return run + 1 < s->len &&
+           (s->t[run] == '-' || (s->t[run] == '.' && is_alnum((unsigned char)s->t[run + 1])));
 }
 
 static size_t digit_run_end(const struct scan *s, size_t p)
@@ -920,7 +919,8 @@ static size_t at_token(struct scan *s, size_t at)
          * address or a URL; plain words go straight to the next token. */
         if (run - at > 4 && (run >= s->len || (s->t[run] != '.' && s->t[run] != ':' &&
                                                s->t[run] != '-' && s->t[run] != '/'))) {
-            if (!(want(s, GV_PII_IBAN_CODE) && run - at >= 4 && is_digit((unsigned char)s->t[at + 2]))) {
+            if (!(want(s, GV_PII_IBAN_CODE) && run - at >= 4 &&
+                  is_digit((unsigned char)s->t[at + 2]))) {
                 return run;
             }
         }
@@ -930,8 +930,8 @@ static size_t at_token(struct scan *s, size_t at)
                 return run;
             }
         }
-        if (want(s, GV_PII_URL) && (c == 'h' || c == 'H' || c == 'w' || c == 'W' || c == 'f' ||
-                                    c == 'F')) {
+        if (want(s, GV_PII_URL) &&
+            (c == 'h' || c == 'H' || c == 'w' || c == 'W' || c == 'f' || c == 'F')) {
             end = match_url_scheme(s, at);
             if (end) {
                 return end;
@@ -974,9 +974,9 @@ static size_t at_token(struct scan *s, size_t at)
             return at + 1;
         }
     }
-    if (is_digit(c) || ((c == '+' || c == '(') && at + 1 < s->len &&
-                        (is_digit((unsigned char)s->t[at + 1]) ||
-                         (c == '+' && s->t[at + 1] == '(')))) {
+    if (is_digit(c) ||
+        ((c == '+' || c == '(') && at + 1 < s->len &&
+         (is_digit((unsigned char)s->t[at + 1]) || (c == '+' && s->t[at + 1] == '(')))) {
         if (is_digit(c) && want(s, GV_PII_URL) && dotted_after(s, digit_run_end(s, at))) {
             end = match_bare_domain(s, at);
             if (end) {
@@ -1006,18 +1006,18 @@ struct word {
     size_t start;
     size_t end; /* initials include their dot */
     unsigned char cls;
-    bool glued;      /* touches digits, '@', '_' or '/': part of something else */
-    bool sent_start; /* first word of a sentence or line */
-    bool name_gap;   /* separated from the previous word by exactly one space */
+    bool glued;           /* touches digits, '@', '_' or '/': part of something else */
+    bool sent_start;      /* first word of a sentence or line */
+    bool name_gap;        /* separated from the previous word by exactly one space */
     unsigned char lflags; /* pii_names_lookup of the lower-cased word, for lower-case words */
 };
 
-static const char *const titles[] = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir",
-                                     "madam", "dame", "lady", "lord", "rev", "capt", "sgt",
-                                     "mme", "mlle", "herr", "frau", NULL};
-static const char *const particles[] = {"van", "von", "de", "da", "di", "du", "del", "della",
-                                        "der", "den", "le", "la", "ter", "ten", "bin", "al",
-                                        "dos", "das", "af", NULL};
+static const char *const titles[] = {"mr",  "mrs",   "ms",   "miss", "mx",   "dr",  "prof",
+                                     "sir", "madam", "dame", "lady", "lord", "rev", "capt",
+                                     "sgt", "mme",   "mlle", "herr", "frau", NULL};
+static const char *const particles[] = {"van",   "von", "de",  "da",  "di", "du",  "del",
+                                        "della", "der", "den", "le",  "la", "ter", "ten",
+                                        "bin",   "al",  "dos", "das", "af", NULL};
 
 static bool in_list(const char *lw, size_t n, const char *const *list)
 {
@@ -1217,8 +1217,9 @@ static size_t tokenize(struct scan *s, struct word **out)
         if (!up) {
             bool keep = false;
             if (have_prev && prev_kept && start == prev_end + 1 && t[prev_end] == ' ') {
-                keep = (prev_lower && n > 0 && ws[n - 1].lflags != 0x40) ||
-                       (!prev_lower && p - start <= 5 && in_list(s->t + start, p - start, particles));
+                keep =
+                    (prev_lower && n > 0 && ws[n - 1].lflags != 0x40) ||
+                    (!prev_lower && p - start <= 5 && in_list(s->t + start, p - start, particles));
             }
             if (!keep && have_prev && start - prev_end <= 4) {
                 keep = intro_word(s, prev_start, prev_end, start);
@@ -1234,12 +1235,12 @@ static size_t tokenize(struct scan *s, struct word **out)
         memset(&w, 0, sizeof(w));
         w.start = start;
         w.end = p;
-        w.glued = (start > 0 && (is_digit(t[start - 1]) || t[start - 1] == '@' ||
-                                 t[start - 1] == '_' || t[start - 1] == '/' ||
-                                 t[start - 1] == '.' || t[start - 1] == '#')) ||
-                  (p < s->len && (is_digit(t[p]) || t[p] == '@' || t[p] == '_' ||
-                                  (t[p] == '.' && p + 1 < s->len && is_alnum(t[p + 1])) ||
-                                  (t[p] == '/' && p + 1 < s->len && is_alnum(t[p + 1]))));
+        w.glued =
+            (start > 0 && (is_digit(t[start - 1]) || t[start - 1] == '@' || t[start - 1] == '_' ||
+                           t[start - 1] == '/' || t[start - 1] == '.' || t[start - 1] == '#')) ||
+            (p < s->len && (is_digit(t[p]) || t[p] == '@' || t[p] == '_' ||
+                            (t[p] == '.' && p + 1 < s->len && is_alnum(t[p + 1])) ||
+                            (t[p] == '/' && p + 1 < s->len && is_alnum(t[p + 1]))));
         /* What separates this word from the previous one in the text. */
         w.sent_start = !have_prev;
         w.name_gap = have_prev && prev_kept && start == prev_end + 1 && t[prev_end] == ' ';
@@ -1281,22 +1282,28 @@ static size_t tokenize(struct scan *s, struct word **out)
 /* Phrases that announce a name right after them. Lower case; matched
  * case-insensitively against the text before a word, whitespace skipped.
  * `intro` ones also admit lower-case names ("my name is eva kleist"). */
-#define CUE(s, intro) {s, sizeof(s) - 1, intro}
+#define CUE(s, intro)                                                                              \
+    {                                                                                              \
+        s, sizeof(s) - 1, intro                                                                    \
+    }
 static const struct {
     const char *cue;
     size_t len;
     bool intro;
 } cues[] = {
-    CUE("my name is", true),   CUE("name is", true),     CUE("call me", true),    CUE("name:", true),
-    CUE("named", true),        CUE("called", true),      CUE("name's", true),     CUE("name?", true),
-    CUE("user:", false),       CUE("i'm", false),        CUE("i am", false),      CUE("dear", false),
-    CUE("hi", false),          CUE("hello", false),      CUE("hey", false),       CUE("cc:", false),
-    CUE("cc", false),          CUE("attn:", false),      CUE("regards,", false),  CUE("best,", false),
-    CUE("thanks,", false),     CUE("cheers,", false),    CUE("sincerely,", false), CUE("from:", false),
-    CUE("to:", false),         CUE("signed,", false),    CUE("this is", false),   CUE("said", false),
-    CUE("says", false),        CUE("asked", false),      CUE("told", false),      CUE("by", false),
-           CUE("contact", false),   CUE("ask", false),
-    CUE("thanks", false),      CUE("thank you", false),  CUE("wrote", false),     CUE("married", false),
+    CUE("my name is", true), CUE("name is", true),     CUE("call me", true),
+    CUE("name:", true),      CUE("named", true),       CUE("called", true),
+    CUE("name's", true),     CUE("name?", true),       CUE("user:", false),
+    CUE("i'm", false),       CUE("i am", false),       CUE("dear", false),
+    CUE("hi", false),        CUE("hello", false),      CUE("hey", false),
+    CUE("cc:", false),       CUE("cc", false),         CUE("attn:", false),
+    CUE("regards,", false),  CUE("best,", false),      CUE("thanks,", false),
+    CUE("cheers,", false),   CUE("sincerely,", false), CUE("from:", false),
+    CUE("to:", false),       CUE("signed,", false),    CUE("this is", false),
+    CUE("said", false),      CUE("says", false),       CUE("asked", false),
+    CUE("told", false),      CUE("by", false),         CUE("contact", false),
+    CUE("ask", false),       CUE("thanks", false),     CUE("thank you", false),
+    CUE("wrote", false),     CUE("married", false),
 };
 
 /* 0: no cue; 1: a cue; 2: an intro cue. */
@@ -1331,8 +1338,8 @@ static bool is_name_tok(unsigned char cls)
     return cls == W_NAME || cls == W_AMBIG || cls == W_UNK || cls == W_INITIAL;
 }
 
-static const char *const speech_after[] = {"said", "says", "asked", "told", "wrote", "replied",
-                                           NULL};
+static const char *const speech_after[] = {"said",  "says",    "asked", "told",
+                                           "wrote", "replied", NULL};
 
 static bool is_particle(const struct scan *s, const struct word *w)
 {
@@ -1498,8 +1505,7 @@ static void scan_persons(struct scan *s)
             i = j;
             continue;
         }
-        if (lower_intro || cue ||
-            (ntok >= 2 && (nname + nunk >= 1 || !ws[i].sent_start)) ||
+        if (lower_intro || cue || (ntok >= 2 && (nname + nunk >= 1 || !ws[i].sent_start)) ||
             (ntok == 1 && nname == 1) || (ntok == 1 && ninit >= 1) ||
             (j < n && ws[j].name_gap &&
              in_list(s->t + ws[j].start, ws[j].end - ws[j].start, speech_after))) {

@@ -33,8 +33,8 @@ static gv_rc make(struct fix *f, const char *yaml)
     f->pol.ops = ops;
     f->pol.name = "pii-detector";
     f->pol.ctx = gv_calloc(1, ops->ctx_size);
-    rc = gv_cfg_apply_in(ops->config_map, "t.yaml", "policy.pii-detector", f->doc->root,
-                         f->pol.ctx, &f->err);
+    rc = gv_cfg_apply_in(ops->config_map, "t.yaml", "policy.pii-detector", f->doc->root, f->pol.ctx,
+                         &f->err);
     if (rc == GV_OK) {
         rc = ops->init(&f->pol, "t.yaml", f->doc->root, &f->err);
     }
@@ -74,9 +74,8 @@ static void eval(struct fix *f, const char *body, struct gw_verdict *v, struct j
     *out = req.body;
 }
 
-static const char *body1 =
-    "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
-    "\"Hi, my name is John Smith, mail john.smith@example.com\"}]}";
+static const char *body1 = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
+                           "\"Hi, my name is John Smith, mail john.smith@example.com\"}]}";
 
 static void test_evaluate_redacts_person_and_email(void **state)
 {
@@ -241,8 +240,8 @@ static void test_stream_text_catches_split_spans(void **state)
     struct fix f;
     uint32_t n;
     char *s;
-    const char *const p1[] = {"Sure, mail bo", "b.ma", "rley@exam", "ple.com today, or ", "call",
-                              " 415 555", " 0123.", NULL};
+    const char *const p1[] = {"Sure, mail bo", "b.ma",     "rley@exam", "ple.com today, or ",
+                              "call",          " 415 555", " 0123.",    NULL};
     const char *const p2[] = {"No personal data here. ", "Just text.", NULL};
 
     (void)state;

@@ -166,8 +166,7 @@ static void test_scan_ip(void **state)
 static void test_scan_iban(void **state)
 {
     (void)state;
-    expect("pay GB82 WEST 1234 5698 7654 32 now", GV_PII_IBAN_CODE,
-           "GB82 WEST 1234 5698 7654 32");
+    expect("pay GB82 WEST 1234 5698 7654 32 now", GV_PII_IBAN_CODE, "GB82 WEST 1234 5698 7654 32");
     expect("iban DE89370400440532013000.", GV_PII_IBAN_CODE, "DE89370400440532013000");
     expect_none("iban DE89370400440532013001", GV_PII_IBAN_CODE);
 }
@@ -310,7 +309,8 @@ static void test_scan_random_bytes_never_crash(void **state)
             x ^= x >> 7;
             x ^= x << 17;
             /* bias towards the bytes the recognisers care about */
-            buf[i] = (x & 3) ? (unsigned char)"0123456789@.:- +()AaZz\xc3\xa9\n"[x % 23] : (unsigned char)(x >> 8);
+            buf[i] = (x & 3) ? (unsigned char)"0123456789@.:- +()AaZz\xc3\xa9\n"[x % 23]
+                             : (unsigned char)(x >> 8);
         }
         assert_int_equal(pii_scan((const char *)buf, len, PII_ALL_TYPES, &b), GV_OK);
         for (i = 0; i < b.n; i++) {
