@@ -2,7 +2,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Usage: kt_bench_pii_eval [DETECTORS_DIR]
- * DETECTORS_DIR defaults to $KT_SHARED_DIR/data/detectors, else
+ * DETECTORS_DIR defaults to $KT_DETECTORS_DIR, $KT_SHARED_DIR/data/detectors, else
  * ../shared/data/detectors. The presidio-research set is skipped (with a
  * note) when absent; the generated set and the timings always run.
  *
@@ -262,6 +262,9 @@ int main(int argc, char **argv)
     const char *dir = argc > 1 ? argv[1] : NULL;
     const char *shared = getenv("KT_SHARED_DIR");
 
+    if (!dir) {
+        dir = getenv("KT_DETECTORS_DIR"); /* what bench/detectors/run.sh sets */
+    }
     if (!dir && shared) {
         snprintf(dflt, sizeof(dflt), "%s/data/detectors", shared);
         dir = dflt;
