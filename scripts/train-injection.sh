@@ -36,10 +36,10 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DKT_TESTS=OFF >/dev/nul
 cmake --build "$build" -j2 --target kt_train_injection >/dev/null
 
 trainer="$build/gateway/policies/injection/kt_train_injection"
+synthetic="$root/gateway/policies/injection/train/synthetic.tsv"
 if [ "${1:-}" = "--dev" ]; then
-  exec "$trainer" --dev --data "$data" --synthetic "$root/gateway/policies/injection/train/synthetic.tsv"
+  exec "$trainer" --dev --data "$data" --synthetic "$synthetic"
 fi
-"$trainer" --data "$data" --synthetic "$root/gateway/policies/injection/train/synthetic.tsv" \
-  --out "$weights.tmp"
+"$trainer" --data "$data" --synthetic "$synthetic" --out "$weights.tmp"
 mv "$weights.tmp" "$weights"
 echo "train-injection: wrote $weights" >&2

@@ -140,7 +140,8 @@ int main(void)
         if (!per[f].n) {
             continue;
         }
-        snprintf(name, sizeof(name), "%s%s", d->files[f].name, d->files[f].heldout ? " (file)" : "");
+        snprintf(name, sizeof(name), "%s%s", d->files[f].name,
+                 d->files[f].heldout ? " (file)" : "");
         if (per[f].tp + per[f].fn && per[f].fp + per[f].tn) {
             kind = "mixed";
         }
@@ -163,7 +164,8 @@ int main(void)
         print_row("ALL held-out rows", "mixed", &all);
     }
 
-    printf("\n## prompt-injection: speed (one core, benign prompts, normalise + rules + model)\n\n");
+    printf(
+        "\n## prompt-injection: speed (one core, benign prompts, normalise + rules + model)\n\n");
     printf("CPU time of one thread, fastest of %d rounds.\n\n", ROUNDS);
     printf("| %-8s | %10s | %8s |\n", "prompt", "ns/request", "ns/byte");
     printf("|----------|------------|----------|\n");

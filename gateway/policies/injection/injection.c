@@ -63,8 +63,8 @@ struct scan {
     double best;
 };
 
-static gv_rc scan_text(void *arg, const char *role, const char *kind, const char *text,
-                       size_t len, struct gv_buf *replacement, bool *replace)
+static gv_rc scan_text(void *arg, const char *role, const char *kind, const char *text, size_t len,
+                       struct gv_buf *replacement, bool *replace)
 {
     struct scan *sc = arg;
     double s;

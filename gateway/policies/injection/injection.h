@@ -52,11 +52,11 @@ const char *injection_family_name(enum injection_family f);
  * sigmoid(bias + sum(ngram) * injection_ngram_norm(n) + sum(rule hits) +
  * sum(flags)). */
 struct injection_weights {
-    const int8_t *ngram;      /* INJECTION_NBUCKETS entries; int8 keeps the table in L1/L2 */
+    const int8_t *ngram; /* INJECTION_NBUCKETS entries; int8 keeps the table in L1/L2 */
     double ngram_scale;
-    const float *rule;        /* injection_rule_count() entries */
-    size_t nrules;            /* must equal injection_rule_count() */
-    const float *flag;        /* INJECTION_NF_COUNT entries */
+    const float *rule; /* injection_rule_count() entries */
+    size_t nrules;     /* must equal injection_rule_count() */
+    const float *flag; /* INJECTION_NF_COUNT entries */
     double bias;
 };
 

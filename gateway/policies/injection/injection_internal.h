@@ -37,18 +37,18 @@ struct injection_model {
     uint64_t always;                   /* rules without anchors: scan the whole text */
     uint32_t trig_key[INJECTION_TRIG_SLOTS];
     uint64_t trig_mask[INJECTION_TRIG_SLOTS];
-    uint64_t trig_bloom[64];           /* 4096-bit filter in front of the table */
+    uint64_t trig_bloom[64]; /* 4096-bit filter in front of the table */
 };
 
 struct injection_scratch {
-    struct gv_buf fold;  /* stage A output */
-    struct gv_buf norm;  /* normalised text */
-    struct gv_buf b64;   /* base64 run and its decoding */
+    struct gv_buf fold; /* stage A output */
+    struct gv_buf norm; /* normalised text */
+    struct gv_buf b64;  /* base64 run and its decoding */
     pcre2_match_data *md;
-    bool *hits;          /* injection_nrules */
+    bool *hits;                    /* injection_nrules */
     struct injection_anchor *anch; /* grows up to INJECTION_ANCHOR_MAX */
     size_t nanch, canch;
-    uint64_t anch_over;  /* rules with anchors beyond INJECTION_ANCHOR_MAX */
+    uint64_t anch_over; /* rules with anchors beyond INJECTION_ANCHOR_MAX */
 };
 
 #endif

@@ -249,7 +249,7 @@ ngram_walk(const struct injection_model *m, const unsigned char *t, size_t n, co
     do {                                                                                           \
         uint32_t b_ = (hh) >> (32u - INJECTION_HASH_BITS);                                         \
         if (sum_mode) {                                                                            \
-            int64_t neg_ = (int64_t)((hh)&1u) - 1, v_ = w[b_];                                        \
+            int64_t neg_ = (int64_t)((hh)&1u) - 1, v_ = w[b_];                                     \
             sum += (v_ ^ neg_) - neg_;                                                             \
         }                                                                                          \
         else {                                                                                     \
@@ -366,8 +366,8 @@ static void ignore_ngram(void *arg, uint32_t bucket, int sign)
     (void)sign;
 }
 
-static size_t extract(const struct injection_model *m, struct injection_scratch *s,
-                      const int8_t *w, int64_t *acc, injection_ngram_fn fn, void *arg)
+static size_t extract(const struct injection_model *m, struct injection_scratch *s, const int8_t *w,
+                      int64_t *acc, injection_ngram_fn fn, void *arg)
 {
     const unsigned char *t = (const unsigned char *)s->norm.data;
 

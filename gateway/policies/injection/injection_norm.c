@@ -113,11 +113,10 @@ static gv_rc reserve(struct gv_buf *b, const void *any, size_t n)
 
 static bool is_invisible(uint32_t c)
 {
-    return c == 0xAD || c == 0x34F || c == 0x61C || c == 0x115F || c == 0x1160 ||
-           c == 0x17B4 || c == 0x17B5 || (c >= 0x180B && c <= 0x180E) ||
-           (c >= 0x200B && c <= 0x200F) || (c >= 0x202A && c <= 0x202E) ||
-           (c >= 0x2060 && c <= 0x206F) || (c >= 0xFE00 && c <= 0xFE0F) || c == 0xFEFF ||
-           (c >= 0xE0100 && c <= 0xE01EF);
+    return c == 0xAD || c == 0x34F || c == 0x61C || c == 0x115F || c == 0x1160 || c == 0x17B4 ||
+           c == 0x17B5 || (c >= 0x180B && c <= 0x180E) || (c >= 0x200B && c <= 0x200F) ||
+           (c >= 0x202A && c <= 0x202E) || (c >= 0x2060 && c <= 0x206F) ||
+           (c >= 0xFE00 && c <= 0xFE0F) || c == 0xFEFF || (c >= 0xE0100 && c <= 0xE01EF);
 }
 
 static bool is_space_cp(uint32_t c)
@@ -131,28 +130,65 @@ static bool is_space_cp(uint32_t c)
 static uint32_t confusable(uint32_t c)
 {
     switch (c) {
-    case 0x430: case 0x3B1: return 'a';
-    case 0x432: case 0x3B2: return 'b';
-    case 0x441: case 0x3F2: return 'c';
-    case 0x501: return 'd';
-    case 0x435: case 0x451: case 0x3B5: return 'e';
-    case 0x261: return 'g';
-    case 0x43D: case 0x4BB: return 'h';
-    case 0x456: case 0x3B9: return 'i';
-    case 0x458: case 0x3F3: return 'j';
-    case 0x43A: case 0x3BA: return 'k';
-    case 0x43C: return 'm';
-    case 0x3B7: return 'n';
-    case 0x43E: case 0x3BF: return 'o';
-    case 0x440: case 0x3C1: return 'p';
-    case 0x455: return 's';
-    case 0x442: case 0x3C4: return 't';
-    case 0x3C5: return 'u';
-    case 0x3BD: return 'v';
-    case 0x3C9: return 'w';
-    case 0x445: case 0x3C7: return 'x';
-    case 0x443: case 0x4AF: case 0x3B3: return 'y';
-    default: return 0;
+    case 0x430:
+    case 0x3B1:
+        return 'a';
+    case 0x432:
+    case 0x3B2:
+        return 'b';
+    case 0x441:
+    case 0x3F2:
+        return 'c';
+    case 0x501:
+        return 'd';
+    case 0x435:
+    case 0x451:
+    case 0x3B5:
+        return 'e';
+    case 0x261:
+        return 'g';
+    case 0x43D:
+    case 0x4BB:
+        return 'h';
+    case 0x456:
+    case 0x3B9:
+        return 'i';
+    case 0x458:
+    case 0x3F3:
+        return 'j';
+    case 0x43A:
+    case 0x3BA:
+        return 'k';
+    case 0x43C:
+        return 'm';
+    case 0x3B7:
+        return 'n';
+    case 0x43E:
+    case 0x3BF:
+        return 'o';
+    case 0x440:
+    case 0x3C1:
+        return 'p';
+    case 0x455:
+        return 's';
+    case 0x442:
+    case 0x3C4:
+        return 't';
+    case 0x3C5:
+        return 'u';
+    case 0x3BD:
+        return 'v';
+    case 0x3C9:
+        return 'w';
+    case 0x445:
+    case 0x3C7:
+        return 'x';
+    case 0x443:
+    case 0x4AF:
+    case 0x3B3:
+        return 'y';
+    default:
+        return 0;
     }
 }
 
@@ -280,8 +316,8 @@ static size_t map_cp(uint32_t c, uint32_t o[3], unsigned *flags)
 
 static bool is_word_cp(uint32_t c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c >= 0xC0 && c != 0xD7 &&
-                                                                 c != 0xF7);
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           (c >= 0xC0 && c != 0xD7 && c != 0xF7);
 }
 
 /* A word just written at [w, *o) mixes Latin letters with look-alikes from
@@ -395,15 +431,24 @@ static bool spaced_sep(unsigned char c)
 static int leet_letter(unsigned char c)
 {
     switch (c) {
-    case '0': return 'o';
-    case '1': return 'i';
-    case '3': return 'e';
-    case '4': return 'a';
-    case '5': return 's';
-    case '7': return 't';
-    case '@': return 'a';
-    case '$': return 's';
-    default: return 0;
+    case '0':
+        return 'o';
+    case '1':
+        return 'i';
+    case '3':
+        return 'e';
+    case '4':
+        return 'a';
+    case '5':
+        return 's';
+    case '7':
+        return 't';
+    case '@':
+        return 'a';
+    case '$':
+        return 's';
+    default:
+        return 0;
     }
 }
 
@@ -544,8 +589,8 @@ static gv_rc stage_shape(const unsigned char *t, size_t n, struct gv_buf *out, u
 
 static bool b64char(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/' || c == '-' || c == '_';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/' || c == '-' || c == '_';
 }
 
 /* Decoded bytes look like text a model would read: mostly printable, some spaces. */

@@ -16,13 +16,14 @@
  * training and scoring see identical features. Patterns that need the
  * character before the anchor word use a lookbehind. */
 #define Q                                                                                          \
-    "(?:previous|prior|above|earlier|preceding|former|initial|original|old|existing|"             \
-    "system|developer|safety|all|any|every|the|these|those|your|my|of|other|given|"               \
+    "(?:previous|prior|above|earlier|preceding|former|initial|original|old|existing|"              \
+    "system|developer|safety|all|any|every|the|these|those|your|my|of|other|given|"                \
     "provided|current|programmed|default)"
 #define RULESET                                                                                    \
-    "(?:instructions?|prompts?|rules|directions?|guidelines|commands?|context|constraints|"       \
+    "(?:instructions?|prompts?|rules|directions?|guidelines|commands?|context|constraints|"        \
     "restrictions|guardrails|programming|directives?|orders|policies|filters|messages?|tasks?)"
-#define OVERRIDE_VERBS "ignore disregard forget override bypass neglect overlook abandon discard skip"
+#define OVERRIDE_VERBS                                                                             \
+    "ignore disregard forget override bypass neglect overlook abandon discard skip"
 
 const struct injection_rule injection_rules[] = {
     /* instruction override */
@@ -214,7 +215,7 @@ enum injection_family injection_rule_family(size_t i)
 
 const char *injection_family_name(enum injection_family f)
 {
-    static const char *const names[] = {"override", "exfiltration", "persona",
+    static const char *const names[] = {"override",  "exfiltration", "persona",
                                         "delimiter", "hidden",       "obfuscation"};
     return (unsigned)f < INJECTION_NFAMILIES ? names[f] : "unknown";
 }

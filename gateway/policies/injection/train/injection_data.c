@@ -18,13 +18,13 @@
 #define FILE_MAX (64u * 1024u * 1024u)
 
 enum fmt {
-    F_JSON_FIELD,   /* array of objects, text in `field` */
-    F_JSON_STRINGS, /* array of strings (or a directory of such files) */
-    F_JSON_GROUPS,  /* object of arrays of strings */
-    F_JSON_LABELLED,/* array of objects with `field` and `label` */
-    F_JSONL_FIELD,  /* one object per line, text in `field` */
-    F_CSV_PROMPTS,  /* awesome-chatgpt-prompts: act,prompt; the DAN row is an attack */
-    F_PINT_YAML     /* list of {text, label: bool} */
+    F_JSON_FIELD,    /* array of objects, text in `field` */
+    F_JSON_STRINGS,  /* array of strings (or a directory of such files) */
+    F_JSON_GROUPS,   /* object of arrays of strings */
+    F_JSON_LABELLED, /* array of objects with `field` and `label` */
+    F_JSONL_FIELD,   /* one object per line, text in `field` */
+    F_CSV_PROMPTS,   /* awesome-chatgpt-prompts: act,prompt; the DAN row is an attack */
+    F_PINT_YAML      /* list of {text, label: bool} */
 };
 
 struct source {
@@ -59,8 +59,8 @@ static const struct source sources[] = {
     {"notinject-2", "injecguard/NotInject_two.json", F_JSON_FIELD, "prompt", 0, true, false},
     {"notinject-3", "injecguard/NotInject_three.json", F_JSON_FIELD, "prompt", 0, true, false},
     {"wildguard", "injecguard/wildguard.json", F_JSON_LABELLED, "prompt", 0, true, false},
-    {"awesome-chatgpt-prompts", "awesome-chatgpt-prompts/prompts.csv", F_CSV_PROMPTS, NULL, 0,
-     true, false},
+    {"awesome-chatgpt-prompts", "awesome-chatgpt-prompts/prompts.csv", F_CSV_PROMPTS, NULL, 0, true,
+     false},
     {"cyberseceval-system-prompts", "cyberseceval-prompt-injection/prompt_injection.json",
      F_JSON_FIELD, "test_case_prompt", 0, false, false},
     {"gsm8k", "gsm8k-test/test.jsonl", F_JSONL_FIELD, "question", 0, false, false},

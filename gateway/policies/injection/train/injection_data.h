@@ -16,8 +16,8 @@
 enum injection_split { INJECTION_SPLIT_TRAIN = 0, INJECTION_SPLIT_DEV, INJECTION_SPLIT_HELDOUT };
 
 struct injection_file {
-    const char *name;  /* short name printed in tables */
-    const char *path;  /* relative to the data directory */
+    const char *name;   /* short name printed in tables */
+    const char *path;   /* relative to the data directory */
     bool hard_negative; /* an over-defence trap: its false-positive rate is reported apart */
     bool heldout;       /* the whole file is held out */
     size_t rows;        /* rows kept (after removing duplicates of earlier rows) */
@@ -27,7 +27,7 @@ struct injection_file {
 struct injection_row {
     char *text;
     size_t len;
-    int label;  /* 1 attack, 0 benign */
+    int label;   /* 1 attack, 0 benign */
     size_t file; /* index into files */
     enum injection_split split;
 };

@@ -230,9 +230,10 @@ static int write_weights(const char *path, const struct params *p, size_t nrules
     for (i = 0; i < INJECTION_NF_COUNT; i++) {
         fprintf(o, "    %.6ff,\n", p->f[i]);
     }
-    fprintf(o, "};\n\nconst struct injection_weights injection_weights_builtin = {\n"
-               "    .ngram = ngram,\n    .ngram_scale = %.9g,\n    .rule = rule,\n"
-               "    .nrules = %zu,\n    .flag = flag,\n    .bias = %.9g,\n};\n",
+    fprintf(o,
+            "};\n\nconst struct injection_weights injection_weights_builtin = {\n"
+            "    .ngram = ngram,\n    .ngram_scale = %.9g,\n    .rule = rule,\n"
+            "    .nrules = %zu,\n    .flag = flag,\n    .bias = %.9g,\n};\n",
             scale, nrules, p->b + BIAS_SHIFT);
     if (fclose(o) != 0) {
         perror(path);
@@ -280,8 +281,7 @@ int main(int argc, char **argv)
         }
     }
     if (!outpath && !dev) {
-        fprintf(stderr, "%s: --out is required (or --dev to evaluate on the dev split)\n",
-                argv[0]);
+        fprintf(stderr, "%s: --out is required (or --dev to evaluate on the dev split)\n", argv[0]);
         goto out;
     }
     if (nrules > 64) {
@@ -317,9 +317,9 @@ int main(int argc, char **argv)
             continue;
         }
         c.n = 0;
-        rc = injection_features(m, r->text, r->len < INJECTION_SEGMENT_MAX ? r->len
-                                                                            : INJECTION_SEGMENT_MAX,
-                                sc, on_ngram, &c, hits, &flags, &nfeat);
+        rc = injection_features(m, r->text,
+                                r->len < INJECTION_SEGMENT_MAX ? r->len : INJECTION_SEGMENT_MAX, sc,
+                                on_ngram, &c, hits, &flags, &nfeat);
         if (rc) {
             goto out;
         }

@@ -140,7 +140,8 @@ static void test_normalize_leetspeak(void **state)
 static void test_normalize_leetspeak_spares_names_and_numbers(void **state)
 {
     struct fx *f = *state;
-    assert_string_equal(norm(f, "mp3 gpt4 4th 2024 h264 covid19"), "mp3 gpt4 4th 2024 h264 covid19");
+    assert_string_equal(norm(f, "mp3 gpt4 4th 2024 h264 covid19"),
+                        "mp3 gpt4 4th 2024 h264 covid19");
     assert_false(f->flags & INJECTION_NF_LEET);
 }
 
@@ -165,7 +166,12 @@ static void test_normalize_base64_binary_ignored(void **state)
 static void test_normalize_invalid_utf8(void **state)
 {
     struct fx *f = *state;
-    assert_string_equal(norm(f, "a\xff\xfe" "b\xc3" "c\xe2\x82" "d\xed\xa0\x80" "e"), "a b c d e");
+    assert_string_equal(norm(f, "a\xff\xfe"
+                                "b\xc3"
+                                "c\xe2\x82"
+                                "d\xed\xa0\x80"
+                                "e"),
+                        "a b c d e");
 }
 
 static void test_normalize_random_bytes_bounded(void **state)
@@ -181,7 +187,8 @@ static void test_normalize_random_bytes_bounded(void **state)
             x = x * 1103515245u + 12345u;
             buf[i] = (unsigned char)(x >> 16);
         }
-        assert_int_equal(injection_normalize((const char *)buf, n, &f->out, &f->flags, f->s), GV_OK);
+        assert_int_equal(injection_normalize((const char *)buf, n, &f->out, &f->flags, f->s),
+                         GV_OK);
         assert_true(f->out.len <= 2 * n + 64);
         assert_int_equal(strlen(f->out.data), f->out.len);
     }

@@ -114,9 +114,9 @@ static bool hits(struct fx *f, const char *text, size_t rule)
 {
     unsigned flags;
     size_t nfeat;
-    assert_int_equal(injection_features(f->m, text, strlen(text), f->s, NULL, NULL, f->hits, &flags,
-                                        &nfeat),
-                     GV_OK);
+    assert_int_equal(
+        injection_features(f->m, text, strlen(text), f->s, NULL, NULL, f->hits, &flags, &nfeat),
+        GV_OK);
     return f->hits[rule];
 }
 
