@@ -467,6 +467,14 @@ static unsigned char *put_token(unsigned char *o, const unsigned char *t, size_t
     size_t i, letters = 0, other = 0;
     bool interior = false, leet_digit = false;
 
+    /* Most tokens are plain lowercase words: copy them without classifying. */
+    for (i = a; i < b && t[i] >= 'a' && t[i] <= 'z'; i++) {
+        *o++ = t[i];
+    }
+    if (i == b) {
+        return o;
+    }
+    o -= i - a;
     for (i = a; i < b; i++) {
         if (t[i] >= 'a' && t[i] <= 'z') {
             letters++;
@@ -537,7 +545,7 @@ static gv_rc stage_shape(const unsigned char *t, size_t n, struct gv_buf *out, u
             }
             space = false;
         }
-        if (single_at(t, n, i) && t[i] >= 'a' && i + 1 < n && spaced_sep(t[i + 1])) {
+        if (i + 1 < n && spaced_sep(t[i + 1]) && t[i] >= 'a' && single_at(t, n, i)) {
             /* Letters (not digits: "1 2 3 4" is a list) with one and the same
              * separator: "i g n o r e", "i.g.n.o.r.e". */
             unsigned char sep = t[i + 1];
@@ -624,7 +632,8 @@ static gv_rc stage_base64(const char *text, size_t len, struct gv_buf *out, unsi
     gv_rc rc = GV_OK;
 
     while (i < len && runs < B64_MAX_RUNS && rc == GV_OK) {
-        if (!b64char(t[i]) || (i > 0 && b64char(t[i - 1]))) {
+        /* Every run is consumed whole below, so here i is always at a run start. */
+        if (!b64char(t[i])) {
             i++;
             continue;
         }
