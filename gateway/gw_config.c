@@ -507,9 +507,9 @@ static gv_rc load_policy_settings(struct gw_config *cfg, const struct gv_ynode *
 
 /* ---- public ---- */
 
-gv_rc gw_config_load(const char *path, struct gw_config **out, struct gv_cfg_err *err)
+/* Validates the parsed document; takes ownership of doc (freed on failure). */
+static gv_rc load_doc(struct gv_ydoc *doc, struct gw_config **out, struct gv_cfg_err *err)
 {
-    struct gv_cfg_err scratch;
     struct gw_config *cfg = NULL;
     const struct gv_ynode *root;
     char keys[128];
@@ -517,16 +517,8 @@ gv_rc gw_config_load(const char *path, struct gw_config **out, struct gv_cfg_err
     size_t k;
     gv_rc rc;
 
-    *out = NULL;
-    if (!err) {
-        err = &scratch;
-    }
-    err->msg[0] = '\0';
     cfg = gv_calloc(1, sizeof(*cfg));
-    rc = gv_ydoc_load_file(path, &cfg->doc, err);
-    if (rc) {
-        goto out;
-    }
+    cfg->doc = doc;
     cfg->path = cfg->doc->path;
     root = cfg->doc->root;
     if (!root || is_null(root)) {
@@ -576,6 +568,43 @@ gv_rc gw_config_load(const char *path, struct gw_config **out, struct gv_cfg_err
     cfg = NULL;
 out:
     gw_config_destroy(cfg);
+    return rc;
+}
+
+gv_rc gw_config_load(const char *path, struct gw_config **out, struct gv_cfg_err *err)
+{
+    struct gv_cfg_err scratch;
+    struct gv_ydoc *doc = NULL;
+    gv_rc rc;
+
+    *out = NULL;
+    if (!err) {
+        err = &scratch;
+    }
+    err->msg[0] = '\0';
+    rc = gv_ydoc_load_file(path, &doc, err);
+    if (rc == GV_OK) {
+        rc = load_doc(doc, out, err);
+    }
+    return rc;
+}
+
+gv_rc gw_config_load_buf(const char *name, const char *data, size_t len, struct gw_config **out,
+                         struct gv_cfg_err *err)
+{
+    struct gv_cfg_err scratch;
+    struct gv_ydoc *doc = NULL;
+    gv_rc rc;
+
+    *out = NULL;
+    if (!err) {
+        err = &scratch;
+    }
+    err->msg[0] = '\0';
+    rc = gv_ydoc_load_buf(name, data, len, &doc, err);
+    if (rc == GV_OK) {
+        rc = load_doc(doc, out, err);
+    }
     return rc;
 }
 

@@ -51,6 +51,11 @@ struct gw_config {
  * settings are validated too, through each policy's ops (gw_policy_validate).
  * On success *out belongs to the caller: gw_config_destroy. */
 gv_rc gw_config_load(const char *path, struct gw_config **out, struct gv_cfg_err *err);
+/* As gw_config_load, from len bytes of YAML in memory (need not be
+ * NUL-terminated); `name` stands for the file in error positions and in
+ * cfg->path. For tests and fuzzing; the gateway loads files. */
+gv_rc gw_config_load_buf(const char *name, const char *data, size_t len, struct gw_config **out,
+                         struct gv_cfg_err *err);
 void gw_config_destroy(struct gw_config *cfg);
 
 /* Find the target for a request's `model`: a target whose model or id equals it. */
