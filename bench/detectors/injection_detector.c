@@ -81,7 +81,7 @@ int main(void)
     struct injection_dataset *d = NULL;
     struct injection_model *m = NULL;
     struct injection_scratch *s = NULL;
-    struct counts *per = NULL, attack = {0}, benign = {0}, hard = {0};
+    struct counts *per = NULL, attack = {0}, benign = {0}, hard = {0}, seen = {0}, unseen = {0};
     struct gv_buf prompt;
     const char *dir = injection_data_dir();
     size_t f, k, i;
@@ -119,6 +119,8 @@ int main(void)
         add(&per[r->file], r->label, pos);
         if (r->label) {
             add(&attack, 1, pos);
+            /* Files split by row were partly trained on; whole held-out files never. */
+            add(d->files[r->file].heldout ? &unseen : &seen, 1, pos);
         }
         else if (d->files[r->file].hard_negative) {
             add(&hard, 0, pos);
@@ -153,6 +155,8 @@ int main(void)
         }
         print_row(name, kind, &per[f]);
     }
+    print_row("attack, row-split files", "attack", &seen);
+    print_row("attack, held-out files", "attack", &unseen);
     print_row("ALL attack rows", "attack", &attack);
     print_row("ALL benign (not hard-neg)", "benign", &benign);
     print_row("ALL hard negatives", "hard-neg", &hard);
