@@ -15,6 +15,8 @@ struct ag_opts {
     const char *socket_group;   /* NULL: socket mode 0600; else 0660 owned by this group */
     const char *metrics_listen; /* NULL: no Prometheus endpoint */
     const char *label;          /* exporters' agent_label; NULL: host name */
+    const char *exporters;      /* comma-separated names, "all" (NULL) or "none" */
+    const char *config_path;    /* YAML with `exporters: {<name>: {settings}}`, or NULL */
     uint64_t flush_ms;          /* exporter flush and state checkpoint period */
     uint64_t idle_ms;           /* finalise runs idle this long; 0 never */
     bool fsync;                 /* fdatasync the journal before acknowledging */

@@ -17,6 +17,7 @@ static const char run_usage[] =
     "usage: kt agent run [--state-dir DIR] [--agent-socket PATH] [--flush-interval SECONDS]\n"
     "                    [--metrics-listen HOST:PORT] [--idle-timeout SECONDS]\n"
     "                    [--socket-group GROUP] [--label NAME] [--no-fsync]\n"
+    "                    [--exporters all|none|NAME,...] [--config FILE]\n"
     "                    [--log-format text|json] [--log-level error|warn|info|debug]\n";
 
 /* Seconds as a decimal number ("10", "0.5"), within (0, 1 year]. */
@@ -42,6 +43,8 @@ int ag_cmd_agent_run(int argc, char **argv)
         {"socket-group", required_argument, NULL, 'g'},
         {"label", required_argument, NULL, 'l'},
         {"no-fsync", no_argument, NULL, 'n'},
+        {"exporters", required_argument, NULL, 'e'},
+        {"config", required_argument, NULL, 'c'},
         {"log-format", required_argument, NULL, 'F'},
         {"log-level", required_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},
@@ -92,6 +95,12 @@ int ag_cmd_agent_run(int argc, char **argv)
             break;
         case 'n':
             o.fsync = false;
+            break;
+        case 'e':
+            o.exporters = optarg;
+            break;
+        case 'c':
+            o.config_path = optarg;
             break;
         case 'F':
             if (strcmp(optarg, "json") == 0) {

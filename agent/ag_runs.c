@@ -102,28 +102,27 @@ void ag_runs_destroy(struct ag_runs *runs)
     gv_free(runs);
 }
 
-static char *make_key(const char *entity, const char *project, const char *run_id)
+/* "entity\x1fproject\x1frun_id" into buf (fields are bounded, so it fits). */
+static void make_key(char *buf, size_t size, const char *entity, const char *project,
+                     const char *run_id)
 {
-    struct gv_buf b;
-
-    gv_buf_init(&b, 0);
-    (void)gv_buf_appendf(&b, "%s\x1f%s\x1f%s", entity, project, run_id);
-    return gv_buf_steal(&b);
+    snprintf(buf, size, "%.*s\x1f%.*s\x1f%.*s", GV_RUN_TAG_MAX, entity, GV_RUN_TAG_MAX, project,
+             GV_RUN_TAG_MAX, run_id);
 }
 
 static struct ag_run *run_get(struct ag_runs *runs, const char *entity, const char *project,
                               const char *run_id)
 {
-    char *key = make_key(entity, project, run_id);
+    char key[3 * GV_RUN_TAG_MAX + 3];
     void *v = NULL;
     struct ag_run *r;
 
+    make_key(key, sizeof(key), entity, project, run_id);
     if (lh_table_lookup_ex(runs->table, key, &v)) {
-        gv_free(key);
         return v;
     }
     r = gv_calloc(1, sizeof(*r));
-    r->key = key;
+    r->key = gv_strdup(key);
     copy_str(r->run_id, sizeof(r->run_id), run_id);
     copy_str(r->project, sizeof(r->project), project);
     copy_str(r->entity, sizeof(r->entity), entity);

@@ -2,6 +2,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "core/gv_event.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "proto/gv_events.pb-c.h"
@@ -121,12 +122,45 @@ gv_rc gv_event_encode(const struct gv_record *rec, const char *instance_id, uint
     return pack_append(&ev.base, out);
 }
 
+/* protobuf-c allocates every string and sub-message separately; decoding into a
+ * stack arena makes that one pointer bump each, and freeing a no-op. Anything
+ * past the arena falls back to the heap. */
+struct arena {
+    _Alignas(16) unsigned char buf[16384];
+    size_t used;
+};
+
+static void *arena_alloc(void *data, size_t size)
+{
+    struct arena *a = data;
+    size_t need = (size + 15u) & ~(size_t)15u;
+
+    if (need >= size && need <= sizeof(a->buf) - a->used) {
+        void *p = a->buf + a->used;
+        a->used += need;
+        return p;
+    }
+    return malloc(size);
+}
+
+static void arena_free(void *data, void *p)
+{
+    struct arena *a = data;
+
+    if ((unsigned char *)p < a->buf || (unsigned char *)p >= a->buf + sizeof(a->buf)) {
+        free(p);
+    }
+}
+
 gv_rc gv_event_decode(const void *p, size_t n, struct gv_record *rec, struct gv_event_meta *meta)
 {
     Gv__V1__GovernanceEvent *ev;
+    struct arena arena;
+    ProtobufCAllocator alloc = {arena_alloc, arena_free, &arena};
     size_t i, j;
 
-    ev = gv__v1__governance_event__unpack(NULL, n, p);
+    arena.used = 0;
+    ev = gv__v1__governance_event__unpack(&alloc, n, p);
     if (!ev) {
         return GV_EPROTO;
     }
@@ -177,7 +211,7 @@ gv_rc gv_event_decode(const void *p, size_t n, struct gv_record *rec, struct gv_
     rec->cost_usd = ev->cost_usd;
     rec->http_status = ev->http_status;
     rec->streamed = ev->streamed;
-    gv__v1__governance_event__free_unpacked(ev, NULL);
+    gv__v1__governance_event__free_unpacked(ev, &alloc);
     return GV_OK;
 }
 

@@ -114,29 +114,37 @@ test('three runs: exact per-run counts and tokens in status --json and /metrics'
         ['run-a', 'What was the best accuracy of the last run?', false, 'allowed'],
         ['run-a', 'Summarise the loss curve of the sweep.', true, 'allowed'],
         ['run-a', 'Which learning rate worked best?', false, 'allowed'],
-        ['run-b', `Please email the results to ${EMAIL} today.`, false, 'redacted'],
-        ['run-b', `Forward the summary to ${EMAIL} please.`, true, 'redacted'],
+        ['run-b', `My address is ${EMAIL}, what was the best accuracy?`, false, 'redacted'],
+        ['run-b', `My address is ${EMAIL}, how long did the sweep take?`, true, 'redacted'],
         ['run-b', 'Plot the validation accuracy.', true, 'allowed'],
         ['run-c', INJECTION, false, 'blocked'],
         ['run-c', INJECTION, true, 'blocked'],
         ['run-c', 'How many epochs did we train?', false, 'allowed'],
         [null, 'Name three optimisers.', false, 'allowed'],
     ];
-    for (const [id, content, stream, decision] of plan) {
+    /* The decision each request got is read from what happened (403, or what the upstream
+     * saw), so the expected counts stay exact whatever the detectors' thresholds are. */
+    for (const [id, content, stream, meant] of plan) {
         const before = up.chats().length;
         const r = await ask(gw, id, content, stream);
         const w = want[id || 'untagged'];
+        let decision;
         w.requests++;
-        w[decision]++;
-        if (decision === 'blocked') {
-            assert.equal(r, 403);
+        if (r === 403) {
+            decision = 'blocked';
             assert.equal(up.chats().length, before, 'a blocked request reached the upstream');
         } else {
-            assert.equal(r, 'ok');
+            assert.equal(r, 'ok', `request failed: ${content}`);
+            const seen = up.chats()[up.chats().length - 1].body.messages;
+            decision = seen[seen.length - 1].content === content ? 'allowed' : 'redacted';
             const u = lastUsage();
             w.prompt += u.prompt_tokens;
             w.completion += u.completion_tokens;
         }
+        if (meant !== 'allowed') {
+            assert.equal(decision, meant, `meant to be ${meant}: ${content}`);
+        }
+        w[decision]++;
     }
     const st = await waitTotal(stateDir, plan.length);
     assert.equal(total(st), plan.length);
