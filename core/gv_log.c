@@ -94,7 +94,7 @@ static void kv_to_json(struct gv_buf *out, const char *kv)
 void gv_log_write(enum gv_log_level level, const char *mod, const char *msg, const char *kvfmt,
                   ...)
 {
-    char ts[40];
+    char ts[64];
     struct timeval tv;
     struct tm tm;
     struct gv_buf line;
