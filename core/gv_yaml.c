@@ -580,9 +580,19 @@ gv_rc gv_cfg_fail(struct gv_cfg_err *err, const char *path, const struct gv_ynod
     char msg[640];
     va_list ap;
 
+    size_t i;
+
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    /* Messages quote config values, which may hold any byte ("a\nb" in a
+     * quoted scalar): keep the error one printable line, so it cannot fake
+     * further log or terminal lines. */
+    for (i = 0; msg[i]; i++) {
+        if ((unsigned char)msg[i] < 0x20 || msg[i] == 0x7f) {
+            msg[i] = '?';
+        }
+    }
     if (err) {
         snprintf(err->msg, sizeof(err->msg), "%s:%d:%d: %s", path ? path : "<input>",
                  node ? node->line : 1, node ? node->col : 1, msg);
