@@ -318,8 +318,7 @@ static gv_rc state_load(struct ag_agent *ag)
                          json_object_get_string(f));
             }
             if (json_object_object_get_ex(o, "chain", &f)) {
-                snprintf(in->hello.chain, sizeof(in->hello.chain), "%s",
-                         json_object_get_string(f));
+                snprintf(in->hello.chain, sizeof(in->hello.chain), "%s", json_object_get_string(f));
             }
         }
     }
@@ -355,8 +354,7 @@ static gv_rc state_save(struct ag_agent *ag)
         json_object_object_add(o, "id", json_object_new_string(in->id));
         json_object_object_add(o, "hwm", json_object_new_uint64(in->hwm));
         json_object_object_add(o, "pack_name", json_object_new_string(in->hello.pack_name));
-        json_object_object_add(o, "pack_version",
-                               json_object_new_string(in->hello.pack_version));
+        json_object_object_add(o, "pack_version", json_object_new_string(in->hello.pack_version));
         json_object_object_add(o, "chain", json_object_new_string(in->hello.chain));
         json_object_array_add(insts, o);
     }
@@ -438,9 +436,10 @@ static void exp_drain(struct ag_agent *ag, struct ag_exp *x, bool force)
                 x->backoff_ms = BACKOFF_MAX_MS;
             }
             x->next_try_us = now + x->backoff_ms * 1000;
-            gv_log(GV_LOG_WARN, MOD, "exporter flush failed, will retry", "exporter=%s "
-                   "backoff_ms=%llu queued=%zu", x->ex.name, (unsigned long long)x->backoff_ms,
-                   x->nqueue);
+            gv_log(GV_LOG_WARN, MOD, "exporter flush failed, will retry",
+                   "exporter=%s "
+                   "backoff_ms=%llu queued=%zu",
+                   x->ex.name, (unsigned long long)x->backoff_ms, x->nqueue);
             return;
         }
         if (r == EX_FLUSH_DROP) {
@@ -583,7 +582,7 @@ static void flush_now(struct ag_agent *ag, bool final)
     }
     ag->flushes++;
     (void)state_save(ag);
-    (void)final;
+    (void) final;
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
@@ -669,7 +668,7 @@ static gv_rc exporters_start(struct ag_agent *ag)
 #define EX_EXPORTER(n) &ex_##n,
         EX_EXPORTERS_LIST
 #undef EX_EXPORTER
-        NULL};
+            NULL};
     const struct gv_ynode *cfg = NULL;
     struct gv_cfg_err err;
     size_t i, count = 0;
@@ -766,7 +765,7 @@ static gv_rc exporters_start(struct ag_agent *ag)
         }
         ag->nexps++;
         continue;
-skip:
+    skip:
         if (ops->config_map) {
             gv_cfg_release(ops->config_map, x->ex.ctx);
         }
@@ -852,8 +851,8 @@ static void reply_status(struct ag_conn *c, bool json)
                              "\"connections\":%llu,\"flushes\":%llu,\"exporters\":%zu},\"runs\":",
                              (unsigned long long)atomic_load(&ag->events),
                              (unsigned long long)ag->duplicates, ag_runs_count(ag->runs),
-                             (unsigned long long)ag->connections,
-                             (unsigned long long)ag->flushes, ag->nexps);
+                             (unsigned long long)ag->connections, (unsigned long long)ag->flushes,
+                             ag->nexps);
         if (ag_runs_status(ag->runs, 1, &out) != GV_OK || gv_buf_append_str(&out, "}\n")) {
             gv_buf_reset(&out);
             (void)gv_buf_append_str(&out, "{\"error\":\"status too large\"}\n");
@@ -1227,9 +1226,8 @@ gv_rc ag_agent_create(const struct ag_opts *opts, struct ag_agent **out)
     tv.tv_sec = 0;
     tv.tv_usec = 100000;
     event_add(ag->stop_ev, &tv);
-    gv_log(GV_LOG_INFO, MOD, "listening", "socket=%s state=%s events=%llu runs=%zu",
-           ag->sock_path, ag->state_dir, (unsigned long long)atomic_load(&ag->events),
-           ag_runs_count(ag->runs));
+    gv_log(GV_LOG_INFO, MOD, "listening", "socket=%s state=%s events=%llu runs=%zu", ag->sock_path,
+           ag->state_dir, (unsigned long long)atomic_load(&ag->events), ag_runs_count(ag->runs));
     *out = ag;
     ag = NULL;
 out:

@@ -72,8 +72,10 @@ int ag_cmd_agent_run(int argc, char **argv)
             break;
         case 'f':
             if (parse_seconds_ms(optarg, &o.flush_ms) != 0 || o.flush_ms == 0) {
-                fprintf(stderr, "kt agent run: --flush-interval: not a positive number of "
-                                "seconds: '%s'\n", optarg);
+                fprintf(stderr,
+                        "kt agent run: --flush-interval: not a positive number of "
+                        "seconds: '%s'\n",
+                        optarg);
                 return 2;
             }
             break;
@@ -131,8 +133,7 @@ int ag_cmd_agent_run(int argc, char **argv)
         }
     }
     if (optind - 1 < argc) {
-        fprintf(stderr, "kt agent run: unexpected argument '%s'\n%s", argv[optind - 1],
-                run_usage);
+        fprintf(stderr, "kt agent run: unexpected argument '%s'\n%s", argv[optind - 1], run_usage);
         return 2;
     }
     if (!o.state_dir) {

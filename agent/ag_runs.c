@@ -363,9 +363,12 @@ static struct json_object *run_status_json(const struct ag_run *r)
                            json_object_new_uint64(r->tokens_prompt + r->tokens_completion));
     json_object_object_add(o, "tokens", tok);
     json_object_object_add(o, "cost_usd", json_object_new_double(r->cost_usd));
-    json_object_object_add(lat, "p50", json_object_new_double(ag_sketch_quantile(&r->lat, 0.5) / 1e6));
-    json_object_object_add(lat, "p95", json_object_new_double(ag_sketch_quantile(&r->lat, 0.95) / 1e6));
-    json_object_object_add(lat, "p99", json_object_new_double(ag_sketch_quantile(&r->lat, 0.99) / 1e6));
+    json_object_object_add(lat, "p50",
+                           json_object_new_double(ag_sketch_quantile(&r->lat, 0.5) / 1e6));
+    json_object_object_add(lat, "p95",
+                           json_object_new_double(ag_sketch_quantile(&r->lat, 0.95) / 1e6));
+    json_object_object_add(lat, "p99",
+                           json_object_new_double(ag_sketch_quantile(&r->lat, 0.99) / 1e6));
     json_object_object_add(lat, "overhead_p99",
                            json_object_new_double(ag_sketch_quantile(&r->ovh, 0.99) / 1e6));
     json_object_object_add(o, "latency_s", lat);
@@ -398,17 +401,16 @@ gv_rc ag_runs_status(const struct ag_runs *runs, int json, struct gv_buf *out)
         if (rc) {
             break;
         }
-        rc = gv_buf_appendf(out,
-                            "%-24.128s %-16.128s %8llu %8llu %8llu %8llu %6llu %9.2f %9.2f %9.2f "
-                            "%10llu %10.4f\n",
-                            r->run_id, r->project[0] ? r->project : "-",
-                            (unsigned long long)r->requests, (unsigned long long)r->allowed,
-                            (unsigned long long)r->redacted, (unsigned long long)r->blocked,
-                            (unsigned long long)r->errors, ag_sketch_quantile(&r->lat, 0.5) / 1e3,
-                            ag_sketch_quantile(&r->lat, 0.95) / 1e3,
-                            ag_sketch_quantile(&r->lat, 0.99) / 1e3,
-                            (unsigned long long)(r->tokens_prompt + r->tokens_completion),
-                            r->cost_usd);
+        rc = gv_buf_appendf(
+            out,
+            "%-24.128s %-16.128s %8llu %8llu %8llu %8llu %6llu %9.2f %9.2f %9.2f "
+            "%10llu %10.4f\n",
+            r->run_id, r->project[0] ? r->project : "-", (unsigned long long)r->requests,
+            (unsigned long long)r->allowed, (unsigned long long)r->redacted,
+            (unsigned long long)r->blocked, (unsigned long long)r->errors,
+            ag_sketch_quantile(&r->lat, 0.5) / 1e3, ag_sketch_quantile(&r->lat, 0.95) / 1e3,
+            ag_sketch_quantile(&r->lat, 0.99) / 1e3,
+            (unsigned long long)(r->tokens_prompt + r->tokens_completion), r->cost_usd);
     }
     return rc;
 }
@@ -438,7 +440,8 @@ static gv_rc sketch_from_json(struct ag_sketch *s, struct json_object *o)
 
     if (!json_object_object_get_ex(o, "lo", &lo) ||
         !json_object_object_get_ex(o, "zeros", &zeros) ||
-        !json_object_object_get_ex(o, "bins", &bins) || !json_object_is_type(bins, json_type_array)) {
+        !json_object_object_get_ex(o, "bins", &bins) ||
+        !json_object_is_type(bins, json_type_array)) {
         return GV_EPROTO;
     }
     n = json_object_array_length(bins);

@@ -16,10 +16,10 @@
 #define AG_SKETCH_MAX_BINS 256
 
 struct ag_sketch {
-    uint32_t *bins;  /* nbins counts for buckets lo .. lo + nbins - 1; NULL when empty */
+    uint32_t *bins; /* nbins counts for buckets lo .. lo + nbins - 1; NULL when empty */
     int32_t lo;
     uint16_t nbins;
-    uint16_t cap;    /* allocated bins */
+    uint16_t cap; /* allocated bins */
     uint64_t zeros;
     uint64_t count;
 };

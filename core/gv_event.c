@@ -300,8 +300,8 @@ gv_rc gv_frame_append(struct gv_buf *out, enum gv_frame_type type, const void *p
     return rc;
 }
 
-gv_rc gv_frame_parse(const void *p, size_t n, unsigned *type, const uint8_t **payload,
-                     size_t *plen, size_t *consumed)
+gv_rc gv_frame_parse(const void *p, size_t n, unsigned *type, const uint8_t **payload, size_t *plen,
+                     size_t *consumed)
 {
     const uint8_t *b = p;
     uint32_t len;

@@ -59,13 +59,12 @@ gv_rc gv_hello_encode(const struct gv_hello *h, struct gv_buf *out);
 gv_rc gv_hello_decode(const void *p, size_t n, struct gv_hello *h);
 
 /* Appends one frame. GV_E2BIG when n > GV_FRAME_MAX or out's cap is reached. */
-gv_rc gv_frame_append(struct gv_buf *out, enum gv_frame_type type, const void *payload,
-                      size_t n);
+gv_rc gv_frame_append(struct gv_buf *out, enum gv_frame_type type, const void *payload, size_t n);
 /* Looks for one complete frame at the start of p[0..n). GV_OK: *type, *payload
  * (points into p), *plen and *consumed (header + payload) are set. GV_EAGAIN:
  * more bytes needed. GV_EPROTO: the length exceeds GV_FRAME_MAX. */
-gv_rc gv_frame_parse(const void *p, size_t n, unsigned *type, const uint8_t **payload,
-                     size_t *plen, size_t *consumed);
+gv_rc gv_frame_parse(const void *p, size_t n, unsigned *type, const uint8_t **payload, size_t *plen,
+                     size_t *consumed);
 
 /* Little-endian helpers used by the frame and spool formats. */
 void gv_put_u32le(uint8_t *p, uint32_t v);

@@ -51,9 +51,9 @@ struct agent_em {
     _Atomic size_t *turn;
     struct gv_record *recs;
     _Atomic size_t enq_pos;
-    size_t deq_pos;             /* background thread only */
-    _Atomic size_t deq_seen;    /* deq_pos as last published, for the wakeup */
-    int wake_fd;                /* eventfd: emit() nudges the background thread */
+    size_t deq_pos;          /* background thread only */
+    _Atomic size_t deq_seen; /* deq_pos as last published, for the wakeup */
+    int wake_fd;             /* eventfd: emit() nudges the background thread */
 
     _Atomic unsigned long long dropped;
     _Atomic unsigned long long unacked; /* spooled, not yet acknowledged */
@@ -81,7 +81,7 @@ struct agent_em {
     size_t if_head, if_count;
     int sock;
     uint64_t next_connect_us, backoff_us;
-    struct gv_buf out;   /* bytes waiting to go to the socket */
+    struct gv_buf out; /* bytes waiting to go to the socket */
     size_t out_pos;
     struct gv_buf in;    /* bytes from the agent (acks) */
     struct gv_buf batch; /* spool frames being built from the ring */
@@ -155,8 +155,7 @@ static gv_rc spool_recover(struct agent_em *a)
     if (fstat(a->spool_fd, &st) != 0) {
         return GV_EIO;
     }
-    if ((uint64_t)st.st_size < SPOOL_HDR ||
-        read_full(a->spool_fd, hdr, SPOOL_HDR, 0) != GV_OK ||
+    if ((uint64_t)st.st_size < SPOOL_HDR || read_full(a->spool_fd, hdr, SPOOL_HDR, 0) != GV_OK ||
         memcmp(hdr, SPOOL_MAGIC, 8) != 0) {
         /* New (or unreadable) spool: start it empty. */
         memcpy(hdr, SPOOL_MAGIC, 8);
@@ -322,8 +321,8 @@ static size_t drain_ring(struct agent_em *a)
         }
         /* Frame header first, length patched once the payload size is known. */
         if (gv_buf_append(&a->batch, "\0\0\0\0\2", GV_FRAME_HDR) != GV_OK ||
-            gv_event_encode(&a->recs[pos & (RING_SLOTS - 1)], a->instance_id,
-                            a->next_seq + n, &a->batch) != GV_OK) {
+            gv_event_encode(&a->recs[pos & (RING_SLOTS - 1)], a->instance_id, a->next_seq + n,
+                            &a->batch) != GV_OK) {
             a->batch.len = mark;
             if (mark == 0) {
                 /* Cannot happen with bounded records; never wedge the ring. */
@@ -628,8 +627,7 @@ static void *bg_main(void *arg)
  * and every byte copied is a cache line the worker thread pays for. */
 static void copy_record(struct gv_record *dst, const struct gv_record *src)
 {
-    uint32_t n = src->npolicies < GV_RECORD_MAX_POLICIES ? src->npolicies
-                                                         : GV_RECORD_MAX_POLICIES;
+    uint32_t n = src->npolicies < GV_RECORD_MAX_POLICIES ? src->npolicies : GV_RECORD_MAX_POLICIES;
     size_t tail = offsetof(struct gv_record, start_wall_us);
 
     memcpy(dst, src, offsetof(struct gv_record, policies));
@@ -652,8 +650,7 @@ static gv_rc agent_emit(struct gw_emitter *em, const struct gv_record *rec)
         diff = (intptr_t)turn - (intptr_t)pos;
         if (diff == 0) {
             if (atomic_compare_exchange_weak_explicit(&a->enq_pos, &pos, pos + 1,
-                                                      memory_order_relaxed,
-                                                      memory_order_relaxed)) {
+                                                      memory_order_relaxed, memory_order_relaxed)) {
                 break;
             }
         }
@@ -877,8 +874,8 @@ gv_rc gw_emitter_create_agent(const char *state_dir, const char *socket_path,
         goto out;
     }
     a->thread_started = true;
-    gv_log(GV_LOG_INFO, MOD, "agent emitter ready", "socket=%s instance=%s spool=%s",
-           a->sock_path, a->instance_id, a->spool_path);
+    gv_log(GV_LOG_INFO, MOD, "agent emitter ready", "socket=%s instance=%s spool=%s", a->sock_path,
+           a->instance_id, a->spool_path);
     *out = &a->base;
     a = NULL;
 out:

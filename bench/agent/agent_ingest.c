@@ -197,9 +197,10 @@ static void bench_ingest(int nsend, uint64_t per_sender, bool fsync)
     ag_agent_stop(a.ag);
     pthread_join(a.thr, NULL);
     ag_agent_destroy(a.ag);
-    printf("ingest senders=%d fsync=%s events=%llu events_per_s=%.0f agent_cpu_s_per_million=%.3f\n",
-           nsend, fsync ? "on" : "off", (unsigned long long)total,
-           (double)total / ((double)(t1 - t0) / 1e6), (c1 - c0) / ((double)total / 1e6));
+    printf(
+        "ingest senders=%d fsync=%s events=%llu events_per_s=%.0f agent_cpu_s_per_million=%.3f\n",
+        nsend, fsync ? "on" : "off", (unsigned long long)total,
+        (double)total / ((double)(t1 - t0) / 1e6), (c1 - c0) / ((double)total / 1e6));
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0) {
         fprintf(stderr, "cleanup failed\n");
@@ -315,8 +316,7 @@ static void bench_emit(int nthreads, uint64_t per_thread)
     printf("emit threads=%d events=%llu wall_ns_per_emit=%.1f cpu_ns_per_emit=%.1f dropped=%llu "
            "agent_counted=%llu\n",
            nthreads, (unsigned long long)n, (double)ns / (double)n, (double)cpu / (double)n,
-           (unsigned long long)dropped,
-           (unsigned long long)ag_agent_events(a.ag));
+           (unsigned long long)dropped, (unsigned long long)ag_agent_events(a.ag));
     em->ops->destroy(em);
     ag_agent_stop(a.ag);
     pthread_join(a.thr, NULL);

@@ -110,8 +110,8 @@ static void merge_snapshot(struct prom_ctx *c, const struct ex_run_snapshot *s)
     r->redacted = s->redacted;
     r->blocked = s->blocked;
     r->errors = s->errors;
-    r->nblocked_by = s->nblocked_by > GV_RECORD_MAX_POLICIES ? GV_RECORD_MAX_POLICIES
-                                                              : s->nblocked_by;
+    r->nblocked_by =
+        s->nblocked_by > GV_RECORD_MAX_POLICIES ? GV_RECORD_MAX_POLICIES : s->nblocked_by;
     memcpy(r->blocked_by, s->blocked_by, r->nblocked_by * sizeof(r->blocked_by[0]));
     memcpy(r->pii, s->pii, sizeof(r->pii));
     r->tokens_prompt = s->tokens_prompt;
@@ -165,13 +165,12 @@ static gv_rc label(struct gv_buf *out, const char *v)
         }                                                                                          \
     } while (0)
 
-static gv_rc series(struct gv_buf *out, const char *name, const struct prom_run *r,
-                    const char *k2, const char *v2, const char *valfmt, ...)
-    __attribute__((format(printf, 6, 7)));
+static gv_rc series(struct gv_buf *out, const char *name, const struct prom_run *r, const char *k2,
+                    const char *v2, const char *valfmt, ...) __attribute__((format(printf, 6, 7)));
 
 /* name{run_id="..",project=".."[,k2="v2"]} value */
-static gv_rc series(struct gv_buf *out, const char *name, const struct prom_run *r,
-                    const char *k2, const char *v2, const char *valfmt, ...)
+static gv_rc series(struct gv_buf *out, const char *name, const struct prom_run *r, const char *k2,
+                    const char *v2, const char *valfmt, ...)
 {
     va_list ap;
     gv_rc rc;
@@ -225,8 +224,8 @@ static gv_rc render(struct prom_ctx *c, struct gv_buf *out)
     {
         const struct prom_run *r = lh_entry_v(e);
         for (i = 0; i < r->nblocked_by; i++) {
-            TRY(series(out, "kt_policy_blocks_total", r, "policy", r->blocked_by[i].policy,
-                       "%llu", (unsigned long long)r->blocked_by[i].count));
+            TRY(series(out, "kt_policy_blocks_total", r, "policy", r->blocked_by[i].policy, "%llu",
+                       (unsigned long long)r->blocked_by[i].count));
         }
     }
     TRY(gv_buf_append_str(out, "# HELP kt_pii_redacted_total PII entities redacted, by type.\n"
@@ -278,38 +277,35 @@ static gv_rc render(struct prom_ctx *c, struct gv_buf *out)
         TRY(series(out, "kt_request_latency_seconds_count", r, NULL, NULL, "%llu",
                    (unsigned long long)r->hist_count));
     }
-    TRY(gv_buf_appendf(out,
-                       "# HELP kt_agent_events_total Governance events counted by the agent.\n"
-                       "# TYPE kt_agent_events_total counter\nkt_agent_events_total %llu\n"
-                       "# HELP kt_agent_duplicate_events_total Replayed events already counted.\n"
-                       "# TYPE kt_agent_duplicate_events_total counter\n"
-                       "kt_agent_duplicate_events_total %llu\n"
-                       "# HELP kt_agent_bad_frames_total Frames that did not decode.\n"
-                       "# TYPE kt_agent_bad_frames_total counter\nkt_agent_bad_frames_total %llu\n"
-                       "# HELP kt_agent_connections_total Gateway and client connections.\n"
-                       "# TYPE kt_agent_connections_total counter\n"
-                       "kt_agent_connections_total %llu\n"
-                       "# HELP kt_agent_flushes_total Exporter flushes.\n"
-                       "# TYPE kt_agent_flushes_total counter\nkt_agent_flushes_total %llu\n"
-                       "# HELP kt_agent_exporter_retries_total Exporter flushes to retry.\n"
-                       "# TYPE kt_agent_exporter_retries_total counter\n"
-                       "kt_agent_exporter_retries_total %llu\n"
-                       "# HELP kt_agent_exporter_drops_total Exporter payloads given up.\n"
-                       "# TYPE kt_agent_exporter_drops_total counter\n"
-                       "kt_agent_exporter_drops_total %llu\n"
-                       "# HELP kt_agent_active_runs Runs held in memory.\n"
-                       "# TYPE kt_agent_active_runs gauge\nkt_agent_active_runs %llu\n"
-                       "# HELP kt_agent_journal_bytes Journal bytes since the last checkpoint.\n"
-                       "# TYPE kt_agent_journal_bytes gauge\nkt_agent_journal_bytes %llu\n",
-                       (unsigned long long)c->stats.events,
-                       (unsigned long long)c->stats.duplicates,
-                       (unsigned long long)c->stats.bad_frames,
-                       (unsigned long long)c->stats.connections,
-                       (unsigned long long)c->stats.flushes,
-                       (unsigned long long)c->stats.exporter_retries,
-                       (unsigned long long)c->stats.exporter_drops,
-                       (unsigned long long)c->stats.active_runs,
-                       (unsigned long long)c->stats.journal_bytes));
+    TRY(gv_buf_appendf(
+        out,
+        "# HELP kt_agent_events_total Governance events counted by the agent.\n"
+        "# TYPE kt_agent_events_total counter\nkt_agent_events_total %llu\n"
+        "# HELP kt_agent_duplicate_events_total Replayed events already counted.\n"
+        "# TYPE kt_agent_duplicate_events_total counter\n"
+        "kt_agent_duplicate_events_total %llu\n"
+        "# HELP kt_agent_bad_frames_total Frames that did not decode.\n"
+        "# TYPE kt_agent_bad_frames_total counter\nkt_agent_bad_frames_total %llu\n"
+        "# HELP kt_agent_connections_total Gateway and client connections.\n"
+        "# TYPE kt_agent_connections_total counter\n"
+        "kt_agent_connections_total %llu\n"
+        "# HELP kt_agent_flushes_total Exporter flushes.\n"
+        "# TYPE kt_agent_flushes_total counter\nkt_agent_flushes_total %llu\n"
+        "# HELP kt_agent_exporter_retries_total Exporter flushes to retry.\n"
+        "# TYPE kt_agent_exporter_retries_total counter\n"
+        "kt_agent_exporter_retries_total %llu\n"
+        "# HELP kt_agent_exporter_drops_total Exporter payloads given up.\n"
+        "# TYPE kt_agent_exporter_drops_total counter\n"
+        "kt_agent_exporter_drops_total %llu\n"
+        "# HELP kt_agent_active_runs Runs held in memory.\n"
+        "# TYPE kt_agent_active_runs gauge\nkt_agent_active_runs %llu\n"
+        "# HELP kt_agent_journal_bytes Journal bytes since the last checkpoint.\n"
+        "# TYPE kt_agent_journal_bytes gauge\nkt_agent_journal_bytes %llu\n",
+        (unsigned long long)c->stats.events, (unsigned long long)c->stats.duplicates,
+        (unsigned long long)c->stats.bad_frames, (unsigned long long)c->stats.connections,
+        (unsigned long long)c->stats.flushes, (unsigned long long)c->stats.exporter_retries,
+        (unsigned long long)c->stats.exporter_drops, (unsigned long long)c->stats.active_runs,
+        (unsigned long long)c->stats.journal_bytes));
 out:
     return rc;
 }

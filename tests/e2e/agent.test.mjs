@@ -9,6 +9,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
 import path from 'node:path';
 
 import {
@@ -104,6 +105,8 @@ test('three runs: exact per-run counts and tokens in status --json and /metrics'
     cleanups.push(() => agent.stop());
     const gw = await startGateway({ upstream: up, stateDir });
     cleanups.push(() => gw.stop());
+    /* Both sides found <state-dir>/agent.sock with no flags; only its owner may connect. */
+    assert.equal(statSync(path.join(stateDir, 'agent.sock')).mode & 0o777, 0o600);
     const want = {
         'run-a': { requests: 0, allowed: 0, redacted: 0, blocked: 0, prompt: 0, completion: 0 },
         'run-b': { requests: 0, allowed: 0, redacted: 0, blocked: 0, prompt: 0, completion: 0 },

@@ -61,7 +61,8 @@ export function agentMetrics(agent) {
                 res.on('data', (d) => {
                     body += d;
                 });
-                res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
+                res.on('end',
+                    () => resolve({ status: res.statusCode, headers: res.headers, body }));
             }).on('error', reject);
     });
 }

@@ -224,8 +224,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_events_counted_per_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_agent_started_late_gets_spooled_events, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_restarts_lose_nothing_and_count_nothing_twice,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restarts_lose_nothing_and_count_nothing_twice, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
