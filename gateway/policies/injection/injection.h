@@ -38,7 +38,8 @@ enum injection_family {
 #define INJECTION_NF_SPACED 0x10u     /* s p a c e d - o u t letters joined */
 #define INJECTION_NF_LEET 0x20u       /* l33t digits inside words mapped to letters */
 #define INJECTION_NF_BASE64 0x40u     /* embedded base64 text decoded and appended */
-#define INJECTION_NF_COUNT 7u
+#define INJECTION_NF_QUOTED 0x80u     /* a rule matched only inside quotes: a mention */
+#define INJECTION_NF_COUNT 8u
 
 /* Feature layout shared by the scorer and the trainer: hashed n-grams first,
  * then one binary feature per rule, then one per normaliser flag. */
@@ -60,9 +61,11 @@ struct injection_weights {
     double bias;
 };
 
-/* Scale of the n-gram sum for n features: 1/sqrt(n) up to the knee, then
- * sqrt(knee)/n, so the n-gram part of a long text tends to its mean. */
+/* Scale of the n-gram sum for n features: 1/sqrt(max(n, min)) up to the
+ * knee, then sqrt(knee)/n, so the n-gram part of a long text tends to its
+ * mean and that of a two-word text stays small. */
 #define INJECTION_NORM_KNEE 128u
+#define INJECTION_NORM_MIN 32u
 double injection_ngram_norm(size_t n);
 
 /* The weights compiled into this build. */

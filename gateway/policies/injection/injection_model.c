@@ -315,15 +315,23 @@ ngram_walk(const struct injection_model *m, const unsigned char *t, size_t n, co
 
 /* Run the rules in `enabled` over s->norm: anchored attempts where their
  * anchor words occur, whole-text scans for the rest. Returns the hit mask. */
+/* A match that starts right after an opening quote is a phrase being
+ * mentioned ("translate 'ignore the previous instructions'"), not given. */
+static bool quoted_at(PCRE2_SPTR t, size_t off)
+{
+    return (off >= 1 && (t[off - 1] == '\'' || t[off - 1] == '"')) ||
+           (off >= 2 && t[off - 1] == ' ' && (t[off - 2] == '\'' || t[off - 2] == '"'));
+}
+
 static uint64_t run_rules(const struct injection_model *m, struct injection_scratch *s,
-                          unsigned flags, uint64_t enabled)
+                          unsigned *flags, uint64_t enabled)
 {
     PCRE2_SPTR t = (PCRE2_SPTR)s->norm.data;
     size_t n = s->norm.len, k, i;
-    uint64_t hits = 0, full = m->always | s->anch_over, mm;
+    uint64_t hits = 0, quoted = 0, full = m->always | s->anch_over, mm;
 
     /* Spaced-out letters were joined into one word: anchors are unreliable. */
-    if (flags & INJECTION_NF_SPACED) {
+    if (*flags & INJECTION_NF_SPACED) {
         full = ~0ULL;
     }
     full &= enabled;
@@ -333,7 +341,14 @@ static uint64_t run_rules(const struct injection_model *m, struct injection_scra
             i = (size_t)__builtin_ctzll(mm);
             mm &= mm - 1;
             if (pcre2_match(m->re_a[i], t, n, s->anch[k].off, 0, s->md, NULL) >= 0) {
-                hits |= 1ULL << i;
+                /* Markup families quote by nature (style="display:none"). */
+                if (injection_rules[i].family <= INJECTION_FAM_PERSONA &&
+                    quoted_at(t, s->anch[k].off)) {
+                    quoted |= 1ULL << i;
+                }
+                else {
+                    hits |= 1ULL << i;
+                }
             }
         }
     }
@@ -341,6 +356,10 @@ static uint64_t run_rules(const struct injection_model *m, struct injection_scra
         if ((full & (1ULL << i)) && pcre2_match(m->re[i], t, n, 0, 0, s->md, NULL) >= 0) {
             hits |= 1ULL << i;
         }
+    }
+    /* Only mentioned, never given: one feature of its own, learned apart. */
+    if (quoted & ~hits) {
+        *flags |= INJECTION_NF_QUOTED;
     }
     return hits;
 }
@@ -352,6 +371,11 @@ double injection_ngram_norm(size_t n)
      * text cannot drift to an extreme score just by being long. */
     if (n == 0) {
         return 0.0;
+    }
+    /* A greeting has a handful of n-grams: damp them as if there were
+     * INJECTION_NORM_MIN, so two words cannot carry a verdict alone. */
+    if (n < INJECTION_NORM_MIN) {
+        return 1.0 / sqrt((double)INJECTION_NORM_MIN);
     }
     if (n <= INJECTION_NORM_KNEE) {
         return 1.0 / sqrt((double)n);
@@ -396,7 +420,7 @@ gv_rc injection_features(const struct injection_model *m, const char *text, size
         goto out;
     }
     *nfeat = extract(m, s, NULL, NULL, ngram, arg);
-    hits = run_rules(m, s, *flags, ~0ULL);
+    hits = run_rules(m, s, flags, ~0ULL);
     for (i = 0; i < injection_nrules; i++) {
         rule_hits[i] = (hits >> i) & 1u;
     }
@@ -432,7 +456,7 @@ static double score_segment(const struct injection_model *m, const char *text, s
             enabled |= 1ULL << i;
         }
     }
-    hits = run_rules(m, s, flags, enabled);
+    hits = run_rules(m, s, &flags, enabled);
     for (i = 0; i < injection_nrules; i++) {
         if (hits & (1ULL << i)) {
             z += w->rule[i];

@@ -63,6 +63,17 @@ static const struct source sources[] = {
      false},
     {"cyberseceval-system-prompts", "cyberseceval-prompt-injection/prompt_injection.json",
      F_JSON_FIELD, "test_case_prompt", 0, false, false},
+    /* The multilingual attacks need benign text in the same 16 languages, or
+     * the model learns that any non-English text is an attack: the translated
+     * system prompts and judge questions of the same file are benign. */
+    {"cyberseceval-ml-system-prompts",
+     "cyberseceval-prompt-injection/prompt_injection_multilingual_machine_translated.json",
+     F_JSON_FIELD, "test_case_prompt", 0, false, false},
+    {"cyberseceval-judge-questions", "cyberseceval-prompt-injection/prompt_injection.json",
+     F_JSON_FIELD, "judge_question", 0, false, false},
+    {"cyberseceval-ml-judge-questions",
+     "cyberseceval-prompt-injection/prompt_injection_multilingual_machine_translated.json",
+     F_JSON_FIELD, "judge_question", 0, false, false},
     {"gsm8k", "gsm8k-test/test.jsonl", F_JSONL_FIELD, "question", 0, false, false},
     /* Plain statements, so that neutral prose is not mistaken for an attack. */
     {"gsm8k-answers", "gsm8k-test/test.jsonl", F_JSONL_FIELD, "answer", 0, false, false},

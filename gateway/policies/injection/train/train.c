@@ -16,6 +16,9 @@
 #define LR 0.2
 #define L2 1e-5
 #define HARD_NEG_WEIGHT 2.0
+/* Benign rows weigh this much more than attacks in total: a false block
+ * stops a user's work, a miss still meets the rest of the chain. */
+#define BENIGN_WEIGHT 1.5
 #define SEED 0x2545F4914F6CDD1DULL
 /* Added to the fitted bias so that the default threshold 0.8 means fitted
  * odds of 2:1 for an attack. Even odds catch a few more attacks and flag
@@ -376,7 +379,8 @@ int main(int argc, char **argv)
     }
     for (k = 0; k < ns; k++) {
         double hw = d->files[s[k].row->file].hard_negative ? HARD_NEG_WEIGHT : 1;
-        s[k].weight = s[k].label ? (npos + nneg) / (2 * npos) : hw * (npos + nneg) / (2 * nneg);
+        s[k].weight = s[k].label ? (npos + nneg) / (2 * npos)
+                                 : BENIGN_WEIGHT * hw * (npos + nneg) / (2 * nneg);
     }
     p.w = gv_calloc(INJECTION_NBUCKETS, sizeof(double));
     p.gw = gv_calloc(INJECTION_NBUCKETS, sizeof(double));
