@@ -115,8 +115,12 @@ static size_t mutate(uint64_t *s, uint8_t *buf, size_t len, const struct seed *s
             from = rng_below(s, len);
             n = 1 + rng_below(s, len - from);
             if (len + n <= REPLAY_MAX_INPUT) {
+                /* The run may straddle pos: copy it out before making room. */
+                uint8_t *run = gv_malloc(n);
+                memcpy(run, buf + from, n);
                 memmove(buf + pos + n, buf + pos, len - pos);
-                memcpy(buf + pos, buf + (from < pos ? from : from + n), n);
+                memcpy(buf + pos, run, n);
+                gv_free(run);
                 len += n;
             }
         }
