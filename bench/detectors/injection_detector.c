@@ -43,7 +43,7 @@ static void print_row(const char *name, const char *kind, const struct counts *c
     snprintf(rs, sizeof(rs), c->tp + c->fn ? "%.3f" : "-", r);
     snprintf(fs, sizeof(fs), c->tp + c->fn ? "%.3f" : "-", f1);
     snprintf(fprs, sizeof(fprs), c->fp + c->tn ? "%.3f" : "-", fpr);
-    printf("| %-28s | %-9s | %5zu | %4zu | %4zu | %4zu | %5zu | %6s | %6s | %6s | %6s |\n", name,
+    printf("| %-31s | %-9s | %5zu | %4zu | %4zu | %4zu | %5zu | %6s | %6s | %6s | %6s |\n", name,
            kind, c->n, c->tp, c->fp, c->fn, c->tn, ps, rs, fs, fprs);
 }
 
@@ -132,10 +132,11 @@ int main(void)
     printf("## prompt-injection: held-out rows of %s, threshold %.2f\n\n", dir, THRESHOLD);
     printf("Held out: whole files marked (file) plus 1/5 of every other file by SHA-256 of the "
            "row; never trained or tuned on.\n\n");
-    printf("| %-28s | %-9s | %5s | %4s | %4s | %4s | %5s | %6s | %6s | %6s | %6s |\n", "file",
+    printf("| %-31s | %-9s | %5s | %4s | %4s | %4s | %5s | %6s | %6s | %6s | %6s |\n", "file",
            "kind", "rows", "tp", "fp", "fn", "tn", "prec", "recall", "F1", "FPR");
-    printf("|------------------------------|-----------|-------|------|------|------|-------|-----"
-           "---|--------|--------|--------|\n");
+    printf(
+        "|---------------------------------|-----------|-------|------|------|------|-------|-----"
+        "---|--------|--------|--------|\n");
     for (f = 0; f < d->nfiles; f++) {
         char name[64];
         const char *kind;
