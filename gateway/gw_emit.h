@@ -28,7 +28,9 @@ struct gw_emitter {
 gv_rc gw_emitter_create_noop(struct gw_emitter **out);
 /* The emitter that sends events to `kt agent` over its Unix socket, spooling
  * what the agent has not acknowledged under <state_dir>. socket_path NULL
- * means the default <state_dir>/agent.sock. */
+ * means the default <state_dir>/agent.sock. The spool holds at most
+ * $KT_SPOOL_MAX_BYTES (default 64 MiB); beyond that the oldest events are
+ * dropped and counted in stats(). */
 gv_rc gw_emitter_create_agent(const char *state_dir, const char *socket_path,
                               struct gw_emitter **out);
 void gw_emitter_destroy(struct gw_emitter *em);

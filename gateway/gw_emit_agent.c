@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
@@ -21,6 +22,7 @@
 #include <openssl/rand.h>
 
 #include "core/gv_buf.h"
+#include "core/gv_cfg.h"
 #include "core/gv_event.h"
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
@@ -307,6 +309,9 @@ static gv_rc spool_drop_oldest(struct agent_em *a)
 /* Moves every record waiting in the ring into the spool, numbering them. */
 static size_t drain_ring(struct agent_em *a)
 {
+    /* A batch is a small part of the spool, so dropping old events always
+     * makes room for it; the caller drains again right away if more wait. */
+    size_t limit = a->spool_cap / 4 < 1024 * 1024 ? a->spool_cap / 4 : 1024 * 1024;
     size_t n = 0;
 
     gv_buf_reset(&a->batch);
@@ -316,7 +321,7 @@ static size_t drain_ring(struct agent_em *a)
         size_t mark = a->batch.len;
         uint8_t *hdr;
 
-        if (atomic_load_explicit(t, memory_order_acquire) != pos + 1) {
+        if (mark >= limit || atomic_load_explicit(t, memory_order_acquire) != pos + 1) {
             break;
         }
         /* Frame header first, length patched once the payload size is known. */
@@ -557,12 +562,12 @@ static void write_out(struct agent_em *a)
     }
 }
 
-static void log_drops(struct agent_em *a)
+static void log_drops(struct agent_em *a, bool force)
 {
     unsigned long long d = atomic_load(&a->dropped);
     uint64_t now = gv_mono_us();
 
-    if (d != a->logged_drops && now - a->last_drop_log_us >= 1000000) {
+    if (d != a->logged_drops && (force || now - a->last_drop_log_us >= 1000000)) {
         gv_log(GV_LOG_WARN, MOD, "governance events dropped", "dropped=%llu total_dropped=%llu",
                d - a->logged_drops, d);
         a->logged_drops = d;
@@ -589,7 +594,7 @@ static void *bg_main(void *arg)
         if (a->sock >= 0) {
             read_acks(a);
         }
-        log_drops(a);
+        log_drops(a, false);
         if (stopping) {
             /* Give a live agent a moment to acknowledge; the rest stays spooled. */
             if (deadline == 0) {
@@ -600,8 +605,9 @@ static void *bg_main(void *arg)
             }
         }
         idle = n ? 0 : idle + 1;
-        /* Busy: short naps so the ring never fills; idle: back off to save CPU. */
-        timeout = idle < 200 ? 1 : 10;
+        /* Busy: straight back to the ring; recently busy: short naps so it never
+         * fills; idle: back off to save CPU (emit() wakes us at half full). */
+        timeout = n ? 0 : idle < 200 ? 1 : 10;
         pfd[0].fd = a->wake_fd;
         pfd[0].events = POLLIN;
         pfd[0].revents = 0;
@@ -614,6 +620,7 @@ static void *bg_main(void *arg)
             (void)r;
         }
     }
+    log_drops(a, true);
     if (a->sock >= 0) {
         close(a->sock);
         a->sock = -1;
@@ -818,6 +825,19 @@ gv_rc gw_emitter_create_agent(const char *state_dir, const char *socket_path,
     a->sock = -1;
     a->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     a->spool_cap = SPOOL_CAP_DEFAULT;
+    {
+        /* KT_SPOOL_MAX_BYTES: how much disk the unacknowledged events may take. */
+        const char *v = getenv("KT_SPOOL_MAX_BYTES");
+        size_t cap;
+        if (v && *v) {
+            if (!gv_cfg_parse_size(v, &cap) || cap < 4096) {
+                gv_log(GV_LOG_ERROR, MOD, "KT_SPOOL_MAX_BYTES must be a size >= 4096", NULL);
+                rc = GV_ECONFIG;
+                goto out;
+            }
+            a->spool_cap = cap;
+        }
+    }
     pthread_mutex_init(&a->hello_lock, NULL);
     gv_buf_init(&a->out, SEND_CHUNK + GV_FRAME_MAX);
     gv_buf_init(&a->in, 1024 * 1024);

@@ -218,6 +218,52 @@ static void test_restarts_lose_nothing_and_count_nothing_twice(void **state)
     agent_stop(&r);
 }
 
+static void test_full_spool_drops_oldest_and_counts(void **state)
+{
+    struct running r;
+    struct gw_emitter *em = NULL;
+    unsigned long long dropped = 0, pending = 0;
+    int waited = 0;
+
+    (void)state;
+    setenv("KT_SPOOL_MAX_BYTES", "64KiB", 1);
+    assert_int_equal(gw_emitter_create_agent(dir, NULL, &em), GV_OK);
+    unsetenv("KT_SPOOL_MAX_BYTES");
+    /* No agent: 3000 events of ~50 bytes do not fit in 64 KiB. */
+    emit_n(em, "full", 3000, GV_DECISION_ALLOWED);
+    while (waited < WAIT_LIMIT_MS) {
+        em->ops->stats(em, &dropped, &pending);
+        if (dropped + pending == 3000) {
+            break;
+        }
+        usleep(5000);
+        waited += 5;
+    }
+    assert_int_equal(dropped + pending, 3000);
+    assert_true(dropped > 0);
+    /* Every frame is over 40 bytes: 64 KiB holds fewer than 1639 of them. */
+    assert_true(pending * 40 <= 64 * 1024);
+    print_message("spool 64KiB: kept %llu dropped %llu\n", pending, dropped);
+    agent_start(&r);
+    wait_events(&r, pending);
+    wait_acked(em);
+    /* Exactly what was kept arrives; what was dropped is counted, not lost silently. */
+    assert_int_equal(run_requests("full"), (long long)pending);
+    em->ops->destroy(em);
+    agent_stop(&r);
+}
+
+static void test_bad_spool_limit_is_refused(void **state)
+{
+    struct gw_emitter *em = NULL;
+
+    (void)state;
+    setenv("KT_SPOOL_MAX_BYTES", "lots", 1);
+    assert_int_equal(gw_emitter_create_agent(dir, NULL, &em), GV_ECONFIG);
+    unsetenv("KT_SPOOL_MAX_BYTES");
+    assert_null(em);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,6 +272,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_restarts_lose_nothing_and_count_nothing_twice, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_full_spool_drops_oldest_and_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_spool_limit_is_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
