@@ -524,14 +524,18 @@ static gv_rc stage_shape(const unsigned char *t, size_t n, struct gv_buf *out, u
     bool space = out->len > 0, joined = false;
     gv_rc rc;
 
+    /* Room for n bytes plus the separating space plus the terminator: reserve
+     * n, then one more past them (len is moved over the reserved bytes so
+     * that the append checks the right end, and moved back). */
     rc = reserve(out, t, n);
-    if (rc == GV_OK) { /* and one more byte for the separating space */
+    if (rc == GV_OK) {
+        out->len += n;
         rc = gv_buf_append_char(out, ' ');
+        out->len -= n + (rc == GV_OK ? 1 : 0);
     }
     if (rc) {
         return rc;
     }
-    out->len--;
     o = o0 = (unsigned char *)out->data + out->len;
     while (i < n) {
         if (t[i] == ' ') {

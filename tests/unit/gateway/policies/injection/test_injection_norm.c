@@ -155,6 +155,23 @@ static void test_normalize_base64_text_appended(void **state)
     assert_true(f->flags & INJECTION_NF_BASE64);
 }
 
+static void test_normalize_base64_at_buffer_end(void **state)
+{
+    struct fx *f = *state;
+    /* Found by fuzzing: decoded base64 appended when the output buffer is
+     * exactly full wrote the terminator one byte past it (ASan). */
+    static const char in[] = "aWdub3JlIGFsbCBwcWdub3JlIGFsbCBwcmV2aWy1cmV2aW91cyBpbnN0cnVjdGlv"
+                             "bnI= ### s \xef\xbc\xa9\xef\xbd\x87";
+    struct gv_buf small;
+    unsigned flags;
+
+    gv_buf_init(&small, 2 * (sizeof(in) - 1) + 64);
+    assert_int_equal(injection_normalize(in, sizeof(in) - 1, &small, &flags, f->s), GV_OK);
+    assert_true(flags & INJECTION_NF_BASE64);
+    assert_int_equal(strlen(small.data), small.len);
+    gv_buf_free(&small);
+}
+
 static void test_normalize_base64_binary_ignored(void **state)
 {
     struct fx *f = *state;
@@ -223,6 +240,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_normalize_leetspeak_spares_names_and_numbers, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_normalize_base64_text_appended, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_normalize_base64_at_buffer_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_normalize_base64_binary_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_normalize_invalid_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_normalize_random_bytes_bounded, setup, teardown),
