@@ -17,6 +17,16 @@
 #define OPENAI_HDR_MAX 4096u
 /* Easy handles kept for reuse; more than this in flight are freed when done. */
 #define POOL_MAX 1024u
+/* Distinct (Accept, bearer) header sets kept built; a gateway has a few targets and two
+ * Accept values, so past this the rare extra set is built per call. */
+#define HDR_CACHE_MAX 16u
+
+/* Request headers are the same for every call to one target: built once, not per call. */
+struct hdrset {
+    char *accept;
+    char *auth; /* the secret; wiped before it is freed */
+    struct curl_slist *hdrs;
+};
 
 struct sockctx {
     struct event ev;
@@ -31,12 +41,15 @@ struct gw_upstream {
     struct gw_upstream_call *calls; /* in flight, for destroy */
     CURL **pool;
     size_t npool;
+    struct hdrset hdrcache[HDR_CACHE_MAX];
+    size_t nhdrcache;
 };
 
 struct gw_upstream_call {
     struct gw_upstream *up;
     CURL *easy;
-    struct curl_slist *hdrs;
+    struct curl_slist *list; /* the headers sent: cached, or hdrs */
+    struct curl_slist *hdrs; /* owned only when the header cache was full */
     const struct gw_upstream_ops *ops;
     void *arg;
     struct event *deadline; /* first byte, then idle gap */
@@ -71,13 +84,15 @@ static void arm_deadline(struct gw_upstream_call *c, long ms)
     evtimer_add(c->deadline, &tv);
 }
 
-/* Returns the handle to the pool (or frees it) and the call's memory. */
-static void release_call(struct gw_upstream_call *c)
+/* Returns the handle to the pool (or frees it) and the call's memory. Only a handle
+ * whose transfer ran to a clean end (`reuse`) is pooled: pooled handles are not
+ * reset, so one cut off mid-transfer (maybe paused, holding bytes) is freed. */
+static void release_call(struct gw_upstream_call *c, bool reuse)
 {
     struct gw_upstream *up = c->up;
 
     curl_multi_remove_handle(up->multi, c->easy);
-    if (up->npool < POOL_MAX) {
+    if (reuse && up->npool < POOL_MAX) {
         up->pool[up->npool++] = c->easy;
     }
     else {
@@ -103,7 +118,7 @@ static void finish_call(struct gw_upstream_call *c, gv_rc rc, const char *what)
     const struct gw_upstream_ops *ops = c->ops;
     void *arg = c->arg;
 
-    release_call(c);
+    release_call(c, rc == GV_OK);
     ops->done(arg, rc, what);
 }
 
@@ -367,10 +382,17 @@ void gw_upstream_destroy(struct gw_upstream *up)
         return;
     }
     while (up->calls) {
-        release_call(up->calls);
+        release_call(up->calls, false);
     }
     for (i = 0; i < up->npool; i++) {
         curl_easy_cleanup(up->pool[i]);
+    }
+    for (i = 0; i < up->nhdrcache; i++) {
+        struct hdrset *hs = &up->hdrcache[i];
+        curl_slist_free_all(hs->hdrs);
+        gv_free(hs->accept);
+        memset(hs->auth, 0, strlen(hs->auth));
+        gv_free(hs->auth);
     }
     if (up->multi) {
         curl_multi_cleanup(up->multi);
@@ -407,6 +429,90 @@ static gv_rc add_header(struct curl_slist **list, const char *name, const char *
     return rc;
 }
 
+/* A handle with the options every call shares; NULL when libcurl cannot make one. */
+static CURL *new_easy(void)
+{
+    CURL *e = curl_easy_init();
+
+    if (e) {
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(e, CURLOPT_USERAGENT, "kt/" KT_VERSION);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+        curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+        curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    }
+    return e;
+}
+
+static gv_rc build_headers(const struct gw_upstream_req *rq, struct curl_slist **list)
+{
+    gv_rc rc;
+
+    rc = add_header(list, "Content-Type", "application/json");
+    if (rc == GV_OK) {
+        rc = add_header(list, "Accept", rq->accept ? rq->accept : "application/json");
+    }
+    if (rc == GV_OK && rq->auth_bearer && rq->auth_bearer[0]) {
+        struct gv_buf v;
+        gv_buf_init(&v, 0);
+        rc = gv_buf_appendf(&v, "Bearer %s", rq->auth_bearer);
+        if (rc == GV_OK) {
+            rc = add_header(list, "Authorization", v.data);
+        }
+        if (v.data) {
+            memset(v.data, 0, v.cap);
+        }
+        gv_buf_free(&v);
+    }
+    if (rc == GV_OK) {
+        /* No "Expect: 100-continue" round trip for large bodies. */
+        struct curl_slist *n = curl_slist_append(*list, "Expect:");
+        if (n) {
+            *list = n;
+        }
+    }
+    return rc;
+}
+
+/* The header list of a call: the cached one for its (Accept, bearer) pair, built and
+ * cached on first use; built for this call alone (c->hdrs) when the cache is full. */
+static gv_rc call_headers(struct gw_upstream *up, const struct gw_upstream_req *rq,
+                          struct gw_upstream_call *c)
+{
+    const char *accept = rq->accept ? rq->accept : "application/json";
+    const char *auth = rq->auth_bearer ? rq->auth_bearer : "";
+    struct curl_slist *list = NULL;
+    struct hdrset *hs;
+    size_t i;
+    gv_rc rc;
+
+    for (i = 0; i < up->nhdrcache; i++) {
+        hs = &up->hdrcache[i];
+        if (strcmp(hs->accept, accept) == 0 && strcmp(hs->auth, auth) == 0) {
+            c->list = hs->hdrs;
+            return GV_OK;
+        }
+    }
+    rc = build_headers(rq, &list);
+    if (rc != GV_OK) {
+        curl_slist_free_all(list);
+        return rc;
+    }
+    if (up->nhdrcache < HDR_CACHE_MAX) {
+        hs = &up->hdrcache[up->nhdrcache++];
+        hs->accept = gv_strdup(accept);
+        hs->auth = gv_strdup(auth);
+        hs->hdrs = list;
+    }
+    else {
+        c->hdrs = list;
+    }
+    c->list = list;
+    return GV_OK;
+}
+
 gv_rc gw_upstream_start(struct gw_upstream *up, const struct gw_upstream_req *rq,
                         const struct gw_upstream_ops *ops, void *arg, struct gw_upstream_call **out)
 {
@@ -424,60 +530,27 @@ gv_rc gw_upstream_start(struct gw_upstream *up, const struct gw_upstream_req *rq
     c->idle_ms = rq->idle_timeout_ms;
     gv_buf_init(&c->openai, OPENAI_HDR_MAX);
     c->deadline = evtimer_new(up->base, on_deadline, c);
-    if (up->npool > 0) {
-        e = up->pool[--up->npool];
-        curl_easy_reset(e);
-    }
-    else {
-        e = curl_easy_init();
-    }
+    /* A pooled handle keeps the options every call shares (new_easy) and the ones set below
+     * are set on every call, so no curl_easy_reset: it freed and re-made all of them. */
+    e = up->npool > 0 ? up->pool[--up->npool] : new_easy();
     c->easy = e;
     if (!e || !c->deadline) {
         rc = GV_EIO;
         goto out;
     }
-    rc = add_header(&c->hdrs, "Content-Type", "application/json");
-    if (rc == GV_OK) {
-        rc = add_header(&c->hdrs, "Accept", rq->accept ? rq->accept : "application/json");
-    }
-    if (rc == GV_OK && rq->auth_bearer && rq->auth_bearer[0]) {
-        struct gv_buf v;
-        gv_buf_init(&v, 0);
-        rc = gv_buf_appendf(&v, "Bearer %s", rq->auth_bearer);
-        if (rc == GV_OK) {
-            rc = add_header(&c->hdrs, "Authorization", v.data);
-        }
-        if (v.data) {
-            memset(v.data, 0, v.cap);
-        }
-        gv_buf_free(&v);
-    }
-    if (rc == GV_OK) {
-        /* No "Expect: 100-continue" round trip for large bodies. */
-        struct curl_slist *n = curl_slist_append(c->hdrs, "Expect:");
-        if (n) {
-            c->hdrs = n;
-        }
-    }
+    rc = call_headers(up, rq, c);
     if (rc != GV_OK) {
         goto out;
     }
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)c);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "kt/" KT_VERSION);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->hdrs);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->list);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, rq->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      rq->connect_timeout_ms > 0 ? rq->connect_timeout_ms
                                                 : CONNECT_TIMEOUT_DEFAULT_MS);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     if (curl_easy_setopt(e, CURLOPT_URL, rq->url) != CURLE_OK) {
         rc = GV_EUPSTREAM;
         goto out;
@@ -525,6 +598,6 @@ void gw_upstream_resume(struct gw_upstream_call *c)
 void gw_upstream_abort(struct gw_upstream_call *c)
 {
     if (c) {
-        release_call(c);
+        release_call(c, false);
     }
 }
