@@ -473,9 +473,12 @@ static void job_run(struct ag_agent *ag, struct ag_job *j)
         struct gv_buf payload;
         gv_rc rc;
 
-        /* An empty batch still goes to Prometheus (its page carries agent
-         * counters); others only hear about changes. */
-        if (j->batch.nruns == 0 && &x->ex != ag->prom) {
+        /* An empty batch still goes to every exporter: Prometheus shows the
+         * agent counters, W&B sends rows held back by its upload interval and
+         * heartbeats for live runs, which it can only do when flush is called.
+         * A payload already waiting does that job, and an empty one must never
+         * push a real one out of the queue. */
+        if (j->batch.nruns == 0 && &x->ex != ag->prom && x->nqueue > 0) {
             continue;
         }
         gv_buf_init(&payload, 0);
