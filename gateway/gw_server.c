@@ -45,6 +45,11 @@
  * slow upstream are not affected because libevent only times out reads. */
 #define CONN_TIMEOUT_S 300
 #define DRAIN_DEFAULT_MS 10000L
+/* Finished request objects (about 4 KB each) kept per worker for the next requests, with
+ * their URL and answer buffers when those stayed small: no calloc and no buffer growth per
+ * request. */
+#define RQ_FREE_MAX 64u
+#define RQ_KEEP_BUF (64u * 1024u)
 
 struct worker;
 
@@ -115,6 +120,8 @@ struct worker {
     size_t nlinger; /* answered while draining, connection still flushing */
     bool draining;
     json_tokener *tok;
+    struct rq *free_rq; /* linked through next */
+    size_t nfree;
 };
 
 struct gw_server {
@@ -140,9 +147,15 @@ static const char *hdr_or_empty(const char *s)
     return s ? s : "";
 }
 
+/* Truncating copy; a plain copy because snprintf("%s") costs more than the whole copy. */
 static void copy_str(char *dst, size_t size, const char *s)
 {
-    snprintf(dst, size, "%s", s ? s : "");
+    size_t n = s ? strnlen(s, size - 1) : 0;
+
+    if (n > 0) {
+        memcpy(dst, s, n);
+    }
+    dst[n] = '\0';
 }
 
 /* Log-safe copy of a client-chosen name: no spaces, quotes or controls. */
@@ -422,6 +435,78 @@ static void clear_closecb(struct rq *r)
     release_conn(r->w, r->req);
 }
 
+/* A zeroed request object with empty URL and answer buffers and pending evbuffer. */
+static struct rq *rq_get(struct worker *w, const struct gw_config *cfg)
+{
+    struct rq *r = w->free_rq;
+    struct gv_buf url, resp;
+    struct evbuffer *pending;
+
+    if (!r) {
+        r = gv_calloc(1, sizeof(*r));
+        gv_buf_init(&r->url, 4096);
+        gv_buf_init(&r->resp, 0);
+        r->pending = evbuffer_new();
+    }
+    else {
+        w->free_rq = r->next;
+        w->nfree--;
+        url = r->url;
+        resp = r->resp;
+        pending = r->pending;
+        memset(r, 0, sizeof(*r));
+        r->url = url;
+        r->resp = resp;
+        r->pending = pending;
+        gv_buf_reset(&r->url);
+        gv_buf_reset(&r->resp);
+    }
+    /* The cap is the config's, whatever the buffer was last used for. */
+    r->resp.max = cfg->max_response_bytes ? cfg->max_response_bytes : 32u << 20;
+    return r;
+}
+
+/* Frees what a request owned except what rq_get hands out again; keeps or frees r. */
+static void rq_put(struct worker *w, struct rq *r)
+{
+    if (r->resp.cap > RQ_KEEP_BUF) {
+        gv_buf_free(&r->resp);
+    }
+    if (r->url.cap > RQ_KEEP_BUF) {
+        gv_buf_free(&r->url);
+    }
+    if (r->pending && evbuffer_get_length(r->pending) > 0) {
+        evbuffer_drain(r->pending, evbuffer_get_length(r->pending));
+    }
+    if (w->nfree >= RQ_FREE_MAX || !r->pending) {
+        gv_buf_free(&r->url);
+        gv_buf_free(&r->resp);
+        if (r->pending) {
+            evbuffer_free(r->pending);
+        }
+        gv_free(r);
+        return;
+    }
+    r->next = w->free_rq;
+    w->free_rq = r;
+    w->nfree++;
+}
+
+static void rq_free_all(struct worker *w)
+{
+    while (w->free_rq) {
+        struct rq *r = w->free_rq;
+        w->free_rq = r->next;
+        w->nfree--;
+        gv_buf_free(&r->url);
+        gv_buf_free(&r->resp);
+        if (r->pending) {
+            evbuffer_free(r->pending);
+        }
+        gv_free(r);
+    }
+}
+
 /* The request is over for the client: record, audit, emit, log, free. */
 static void finish(struct rq *r, int status)
 {
@@ -487,14 +572,9 @@ static void finish(struct rq *r, int status)
     gv_free(r->model);
     gv_free(r->api_key);
     gv_free(r->up_openai);
-    gv_buf_free(&r->url);
-    gv_buf_free(&r->resp);
     gv_buf_free(&r->scratch);
     gw_sse_free(&r->sse);
-    if (r->pending) {
-        evbuffer_free(r->pending);
-    }
-    gv_free(r);
+    rq_put(w, r);
     worker_maybe_exit(w);
 }
 
@@ -1134,7 +1214,7 @@ static void handle_chat(struct worker *w, struct evhttp_request *req, const char
 {
     struct gw_server *s = w->srv;
     const struct gw_config *cfg = s->cfg;
-    struct rq *r = gv_calloc(1, sizeof(*r));
+    struct rq *r = rq_get(w, cfg);
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     struct evbuffer *inbuf = evhttp_request_get_input_buffer(req);
     struct json_object *v, *messages, *so;
@@ -1156,11 +1236,8 @@ static void handle_chat(struct worker *w, struct evhttp_request *req, const char
     r->preq.rec = &r->rec;
     r->rec.start_wall_us = gv_wall_us();
     copy_str(r->rec.request_id, sizeof(r->rec.request_id), reqid);
-    gv_buf_init(&r->url, 4096);
-    gv_buf_init(&r->resp, cfg->max_response_bytes ? cfg->max_response_bytes : 32u << 20);
     gv_buf_init(&r->scratch, 0);
     gw_sse_init(&r->sse, SSE_EVENT_MAX);
-    r->pending = evbuffer_new();
     r->next = w->active;
     if (w->active) {
         w->active->prev = r;
@@ -1632,6 +1709,7 @@ static void worker_free(struct worker *w)
     if (w->tok) {
         json_tokener_free(w->tok);
     }
+    rq_free_all(w);
     if (w->base) {
         event_base_free(w->base);
     }
