@@ -4,12 +4,14 @@
 #   bash scripts/demo.sh
 #
 # Installs what is missing, builds build/kt, starts `kt gateway run` with the product page's
-# policy config on 127.0.0.1:41002 (KT_DEMO_PORT), and runs examples/governed_experiment.mjs:
+# policy config on 127.0.0.1:41002 (KT_DEMO_PORT) with `kt agent run` beside it (W&B online
+# with WANDB_API_KEY or ~/.netrc, else offline), and runs examples/governed_experiment.mjs:
 # three ordinary experiment prompts, one prompt-injection attempt and one prompt with a
 # person's name and e-mail address, each printed with the gateway's decision.
 # Without OPENAI_API_KEY the upstream is a local OpenAI stand-in (tests/e2e/lib) that quotes
 # what it received, so redactions are visible; with OPENAI_API_KEY set it is the real provider.
-# Everything started here is stopped on exit.
+# Then it prints `kt agent status`, stops the agent (it flushes), shows where the W&B runs
+# went and `kt events list --limit 10`. Everything started here is stopped on exit.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -128,13 +130,83 @@ curl -fsS "http://127.0.0.1:$PORT/health"
 echo
 
 # --- the agent and W&B -------------------------------------------------------------------
-# `kt agent run` (W&B offline output) starts here, beside the gateway, sharing its state dir.
+# `kt agent run` shares the gateway's state dir, so both find <state>/agent.sock with no
+# flags. W&B is online when WANDB_API_KEY is set or ~/.netrc has api.wandb.ai credentials
+# (the agent reads them itself; the key never goes on a command line), else the runs are
+# written to <state>/wandb-offline for `kt wandb sync`.
+WANDB_ONLINE=0
+if [ -n "${WANDB_API_KEY:-}" ] ||
+    grep -Eqs "machine[[:space:]]+api\.wandb\.ai" "${NETRC:-$HOME/.netrc}"; then
+    WANDB_ONLINE=1
+fi
+export WANDB_PROJECT="${WANDB_PROJECT:-kt-governance-demo}"
+# A short upload interval so the demo's rows reach W&B within seconds.
+printf 'exporters:\n  wandb:\n    upload_interval: 2s\n' >"$WORK/agent.yaml"
+if [ "$WANDB_ONLINE" = 1 ]; then
+    say "kt agent run (W&B online, project $WANDB_PROJECT)"
+else
+    say "kt agent run (no W&B credentials: runs go to $WORK/state/wandb-offline)"
+fi
+env -u OPENAI_API_KEY build/kt agent run --state-dir "$WORK/state" --flush-interval 1 \
+    --exporters wandb --config "$WORK/agent.yaml" >"$WORK/agent.log" 2>&1 &
+PIDS+=($!)
+AGENT_PID="${PIDS[-1]}"
+wait_for_line "$WORK/agent.log" 'listening' 30 "$AGENT_PID"
 
 say "the experiment (examples/governed_experiment.mjs)"
 export KT_GATEWAY_URL="http://127.0.0.1:$PORT/v1"
 export WANDB_RUN_ID="${WANDB_RUN_ID:-demo-$(date +%Y%m%d-%H%M%S)}"
 # The experiment never sees the provider key: only the gateway holds it.
 env -u OPENAI_API_KEY node examples/governed_experiment.mjs
+
+say "kt agent status"
+# The gateway sends one event per request; wait (bounded) until the agent has the run.
+for ((i = 0; i < 100; i++)); do
+    if build/kt agent status --json --state-dir "$WORK/state" 2>/dev/null |
+        grep -q "\"run_id\":\"$WANDB_RUN_ID\""; then
+        break
+    fi
+    sleep 0.1
+done
+build/kt agent status --state-dir "$WORK/state" || echo "(kt agent status failed)"
+
+say "stopping the agent (SIGTERM: it flushes to W&B first)"
+kill -TERM "$AGENT_PID"
+if wait "$AGENT_PID"; then
+    echo "agent stopped cleanly"
+else
+    rc=$?
+    echo "agent exited with $rc; its log:" >&2
+    tail -n 40 "$WORK/agent.log" >&2
+    exit 1
+fi
+
+say "where the governance runs went"
+if [ "$WANDB_ONLINE" = 1 ]; then
+    STORE="$WORK/state/wandb"
+    echo "W&B: https://wandb.ai/${WANDB_ENTITY:-<your entity>}/$WANDB_PROJECT/runs/${WANDB_RUN_ID}-gov"
+    echo "(companion run ${WANDB_RUN_ID}-gov in group $WANDB_RUN_ID; local copy in $STORE)"
+    grep -E 'level=(warn|error)' "$WORK/agent.log" | head -n 5 || true
+else
+    STORE="$WORK/state/wandb-offline"
+    echo "offline W&B runs in $STORE:"
+    (cd "$STORE" && find . -mindepth 3 -maxdepth 3 -type d | sed 's|^\./|  |')
+    echo "upload them with: kt wandb sync $STORE  (with WANDB_API_KEY set;" \
+        "KT_DEMO_KEEP=1 keeps the demo dir)"
+fi
+RUN_DIR="$(find "$STORE" -mindepth 3 -maxdepth 3 -type d -name "${WANDB_RUN_ID}-gov" 2>/dev/null |
+    head -n 1)"
+if [ -n "$RUN_DIR" ] && [ -f "$RUN_DIR/summary.json" ]; then
+    echo "cumulative governance summary of ${RUN_DIR#"$STORE"/}:"
+    node -e '
+        const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+        const keep = /^governance\/(requests|allowed|redacted|blocked|pii\/|tokens_total)/;
+        for (const [k, v] of Object.entries(s)) {
+            if (keep.test(k)) {
+                console.log(`  ${k} = ${v}`);
+            }
+        }' "$RUN_DIR/summary.json"
+fi
 
 say "the audit trail (kt events list --limit 10)"
 build/kt events list --limit 10 --state-dir "$WORK/state" || echo "(kt events list failed)"
