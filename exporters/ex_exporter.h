@@ -47,7 +47,9 @@ struct ex_run_snapshot {
 };
 
 /* What one flush hands to every exporter: the runs that changed since the
- * previous flush (and the ones being finalised). */
+ * previous flush (and the ones being finalised). An exporter with nothing
+ * queued gets a batch every flush interval, nruns == 0 when nothing changed,
+ * so it can do timed work (W&B: held rows, heartbeats) without a thread. */
 struct ex_batch {
     uint64_t seq; /* increases by one per flush */
     uint64_t now_wall_us;
