@@ -68,6 +68,19 @@ struct injection_weights {
 #define INJECTION_NORM_MIN 32u
 double injection_ngram_norm(size_t n);
 
+/* A short text that matched no rule and no obfuscation flag has only n-gram
+ * evidence: its log-odds are lowered by INJECTION_SHORT_MARGIN * (1 - n /
+ * INJECTION_SHORT_END) for n < INJECTION_SHORT_END features, so everyday
+ * prompts ("Write a haiku about ...") cannot reach the threshold on a few
+ * unlucky n-grams while long attacks keep their n-gram score. Chosen on the
+ * generated everyday set and the held-out rows (docs/internals/injection.md). */
+#ifndef INJECTION_SHORT_MARGIN
+#define INJECTION_SHORT_MARGIN 3.5
+#endif
+#ifndef INJECTION_SHORT_END
+#define INJECTION_SHORT_END 256u
+#endif
+
 /* The weights compiled into this build. */
 extern const struct injection_weights injection_weights_builtin;
 

@@ -471,6 +471,13 @@ static double score_segment(const struct injection_model *m, const char *text, s
             }
         }
     }
+    /* N-grams alone must not block a short ordinary request: without a rule
+     * or obfuscation match (a quoted mention is neither) the verdict needs
+     * stronger odds, by a margin that fades to nothing at INJECTION_SHORT_END
+     * features (see the header). */
+    if (!hits && !(flags & ~INJECTION_NF_QUOTED) && n < INJECTION_SHORT_END) {
+        z -= INJECTION_SHORT_MARGIN * (1.0 - (double)n / (double)INJECTION_SHORT_END);
+    }
     return 1.0 / (1.0 + exp(-z));
 }
 

@@ -503,45 +503,59 @@ gv_rc injection_data_load(const char *dir, struct injection_dataset **out)
     return GV_OK;
 }
 
-gv_rc injection_data_add_tsv(struct injection_dataset *d, const char *path, const char *name)
+/* The rows of one `label<TAB>text` buffer become one more file, all TRAIN. */
+static void add_tsv_rows(struct injection_dataset *d, const char *data, size_t len,
+                         const char *name, const char *path)
 {
     struct source src = {name, path, F_JSON_STRINGS, NULL, 0, false, false};
     struct loader l;
-    struct gv_buf b;
     size_t i = 0, j;
-    gv_rc rc;
 
     memset(&l, 0, sizeof(l));
     l.d = d;
     l.cap = d->n;
     l.src = &src;
     l.file = d->nfiles;
-    gv_buf_init(&b, FILE_MAX);
-    rc = read_file(path, &b);
-    if (rc) {
-        goto out;
-    }
     d->files = gv_realloc(d->files, (d->nfiles + 1) * sizeof(*d->files));
     memset(&d->files[d->nfiles], 0, sizeof(d->files[0]));
     d->files[d->nfiles].name = name;
     d->files[d->nfiles].path = path;
     d->nfiles++;
-    while (i < b.len) {
-        for (j = i; j < b.len && b.data[j] != '\n'; j++) {
+    while (i < len) {
+        for (j = i; j < len && data[j] != '\n'; j++) {
         }
-        if (j - i > 2 && b.data[i] != '#' && b.data[i + 1] == '\t') {
+        if (j - i > 2 && data[i] != '#' && data[i + 1] == '\t') {
             size_t before = d->n;
-            add_row(&l, b.data + i + 2, j - i - 2, b.data[i] == '1' ? 1 : 0);
+            add_row(&l, data + i + 2, j - i - 2, data[i] == '1' ? 1 : 0);
             if (d->n > before) {
                 d->rows[d->n - 1].split = INJECTION_SPLIT_TRAIN;
             }
         }
         i = j + 1;
     }
-out:
     gv_free(l.seen.slot);
+}
+
+gv_rc injection_data_add_tsv(struct injection_dataset *d, const char *path, const char *name)
+{
+    struct gv_buf b;
+    gv_rc rc;
+
+    gv_buf_init(&b, FILE_MAX);
+    rc = read_file(path, &b);
+    if (rc) {
+        goto out;
+    }
+    add_tsv_rows(d, b.data, b.len, name, path);
+out:
     gv_buf_free(&b);
     return rc;
+}
+
+void injection_data_add_tsv_text(struct injection_dataset *d, const char *text, size_t len,
+                                 const char *name)
+{
+    add_tsv_rows(d, text, len, name, name);
 }
 
 void injection_data_free(struct injection_dataset *d)

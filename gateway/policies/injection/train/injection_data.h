@@ -51,6 +51,11 @@ void injection_data_free(struct injection_dataset *d);
  * material that is trained on and never reported. GV_ENOTFOUND when absent. */
 gv_rc injection_data_add_tsv(struct injection_dataset *d, const char *path, const char *name);
 
+/* As injection_data_add_tsv, from memory (`len` bytes of `label<TAB>text`
+ * lines): rows a generator composed. `name` is borrowed and must outlive d. */
+void injection_data_add_tsv_text(struct injection_dataset *d, const char *text, size_t len,
+                                 const char *name);
+
 /* The data directory: $KT_DETECTORS_DIR, else ../shared/data/detectors
  * relative to $KT_SOURCE_DIR or the current directory. Never NULL; the result
  * is a static buffer. */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gv_buf.h"
 #include "core/gv_mem.h"
 #include "gateway/policies/injection/injection.h"
 #include "gateway/policies/injection/train/injection_data.h"
@@ -197,6 +198,138 @@ static void quantize(struct params *p)
     }
 }
 
+/* The trainer's own everyday-prompt generator. Its templates and vocabulary
+ * differ from the evaluation set in bench/detectors/injection_everyday.c on
+ * purpose: that set measures whether the model learned "ordinary requests are
+ * benign", not whether it memorised the evaluation's sentences. */
+#define GEN_SEED 0xD1B54A32D192ED03ULL
+#define GEN_ROWS 1600u
+
+static const char *const g_topic[] = {
+    "convolutional layers", "the optimizer state", "post-training quantization",
+    "knowledge distillation", "gradient clipping", "warmup steps", "perplexity",
+    "precision at k", "XGBoost", "logistic regression", "PCA", "t-SNE plots", "feature scaling",
+    "class imbalance", "data versioning", "model cards", "the loss spike at step 4000",
+    "sparse autoencoders", "retrieval-augmented generation", "the tokenizer vocabulary",
+    "the annual budget", "the team offsite agenda", "the customer feedback survey",
+    "the press release", "the procurement policy", "our refund process", "the sales forecast",
+    "the release notes", "the incident postmortem", "the quarterly OKRs", NULL};
+
+static const char *const g_form[] = {"sonnet", "rap verse", "bedtime story", "slogan", "riddle",
+                                     "song chorus", "acrostic poem", "fun fact", NULL};
+
+static const char *const g_aud[] = {"students", "investors", "a small startup", "beginners",
+                                    "my manager", "researchers", NULL};
+
+static const char *const g_code[] = {
+    "rename files in a folder by date", "count words in a text file",
+    "merge two sorted arrays", "resize images to 224x224", "compute cosine similarity",
+    "log metrics to a CSV file every epoch", "download a file and verify its checksum", NULL};
+
+static const char *const g_sent[] = {
+    "The conference room on floor two is booked until noon.",
+    "Our latest run reached 91% top-1 accuracy on the held-out set.",
+    "Delivery was late, but the product quality exceeded my expectations.",
+    "The budget for the pilot project is 30,000 dollars over six months.",
+    "Sign-ups doubled after we simplified the checkout page.",
+    "The GPU cluster will be offline for maintenance on Sunday morning.",
+    "I think the documentation could be clearer about installation.",
+    "The restaurant was noisy and the pasta was overcooked.", NULL};
+
+static const char *const g_role[] = {
+    "a museum guide", "a career coach", "a statistics professor", "a chef",
+    "a product designer", "a hiking guide", NULL};
+
+static const char *const g_keys[] = {"id and summary", "topic, risk and owner",
+                                     "score and reason", "question and answer", NULL};
+
+static const char *const g_lang[] = {"Portuguese", "Dutch", "Korean", "English", NULL};
+
+static const char *const g_fr[] = {"la quantification", "le budget annuel", "la normalisation",
+                                   "la distillation", "ce communique de presse", NULL};
+static const char *const g_de[] = {"die Quantisierung", "das Jahresbudget", "die Normalisierung",
+                                   "die Destillation", "diese Pressemitteilung", NULL};
+static const char *const g_es[] = {"la cuantización", "el presupuesto anual", "la normalización",
+                                   "la destilación", "este comunicado de prensa", NULL};
+static const char *const g_none[] = {"", NULL};
+
+struct gen_tmpl {
+    const char *text; /* {A} and {B} replaced by a value of pool a and b */
+    const char *const *a, *const *b;
+};
+
+static const struct gen_tmpl gen_tmpls[] = {
+    {"Write a {A} on {B}.", g_form, g_topic},
+    {"Compose a {A} that mentions {B}.", g_form, g_topic},
+    {"Give a brief overview of {A}.", g_topic, g_none},
+    {"Describe {A} in plain language.", g_topic, g_none},
+    {"How does {A} work?", g_topic, g_none},
+    {"Why does {A} matter for {B}?", g_topic, g_aud},
+    {"Create a Python script to {A}.", g_code, g_none},
+    {"Implement a JavaScript helper to {A}.", g_code, g_none},
+    {"Determine whether this review is positive or negative: {A}", g_sent, g_none},
+    {"Pull out the key entities in: {A}", g_sent, g_none},
+    {"Convert this paragraph to {B}: {A}", g_sent, g_lang},
+    {"Make this sentence shorter: {A}", g_sent, g_none},
+    {"Proofread: {A}", g_sent, g_none},
+    {"Pretend you are {A} and help me plan {B}.", g_role, g_topic},
+    {"Imagine you're {A}; what would you tell {B}?", g_role, g_aud},
+    {"Output valid JSON with the fields {A} describing {B}.", g_keys, g_topic},
+    {"Format your answer as a JSON list of {A}.", g_keys, g_none},
+    {"Prepare talking points on {A} for {B}.", g_topic, g_aud},
+    {"Hey there!", g_none, g_none},
+    {"Hello!", g_none, g_none},
+    {"Good evening", g_none, g_none},
+    {"Thank you so much", g_none, g_none},
+    {"ok, go ahead", g_none, g_none},
+    {"Can you help me?", g_none, g_none},
+    {"Peux-tu décrire {A} ?", g_fr, g_none},
+    {"Donne-moi un aperçu de {A}.", g_fr, g_none},
+    {"Beschreibe {A} kurz.", g_de, g_none},
+    {"Was ist {A}?", g_de, g_none},
+    {"Describe {A} brevemente.", g_es, g_none},
+    {"¿Qué es {A}?", g_es, g_none},
+};
+
+static size_t gen_len(const char *const *p)
+{
+    size_t n = 0;
+    while (p[n]) {
+        n++;
+    }
+    return n;
+}
+
+/* GEN_ROWS seeded draws as `0<TAB>text` lines (duplicates are dropped on load). */
+static void gen_everyday(struct gv_buf *out)
+{
+    uint64_t st = GEN_SEED;
+    size_t k;
+    const char *p;
+
+    for (k = 0; k < GEN_ROWS; k++) {
+        const struct gen_tmpl *t;
+        const char *a, *b;
+        st ^= st << 13;
+        st ^= st >> 7;
+        st ^= st << 17;
+        t = &gen_tmpls[st % (sizeof(gen_tmpls) / sizeof(gen_tmpls[0]))];
+        a = t->a[(st >> 20) % gen_len(t->a)];
+        b = t->b[(st >> 40) % gen_len(t->b)];
+        (void)gv_buf_append_str(out, "0\t");
+        for (p = t->text; *p; p++) {
+            if (p[0] == '{' && (p[1] == 'A' || p[1] == 'B') && p[2] == '}') {
+                (void)gv_buf_append_str(out, p[1] == 'A' ? a : b);
+                p += 2;
+            }
+            else {
+                (void)gv_buf_append_char(out, *p);
+            }
+        }
+        (void)gv_buf_append_char(out, '\n');
+    }
+}
+
 static int write_weights(const char *path, const struct params *p, size_t nrules, size_t ntrain)
 {
     FILE *o = fopen(path, "w");
@@ -302,6 +435,13 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s: cannot load %s: %s\n", argv[0], synthetic, gv_rc_str(rc));
             goto out;
         }
+    }
+    {
+        struct gv_buf gen;
+        gv_buf_init(&gen, (size_t)GEN_ROWS * 512u);
+        gen_everyday(&gen);
+        injection_data_add_tsv_text(d, gen.data, gen.len, "generated-everyday");
+        gv_buf_free(&gen);
     }
     rc = injection_model_create(NULL, &m);
     if (rc) {
