@@ -778,17 +778,19 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
     struct audit_node *n;
     bool known;
 
+    if (rec->cost_usd == 0.0 && (rec->tokens_prompt || rec->tokens_completion)) {
+        /* cost-tracker did not run first: price the tokens at list prices, and
+         * put the price on the record too, so the governance event (and W&B)
+         * carries the same cost as the audit log. */
+        rec->cost_usd =
+            gw_cost_builtin_usd(rec->model, rec->tokens_prompt, rec->tokens_completion, &known);
+    }
     if (!w || (!ctx->log_all_access && rec->decision == GV_DECISION_ALLOWED)) {
         return;
     }
     n = gv_calloc(1, sizeof(*n));
     n->rec = *rec;
     n->cost_usd = rec->cost_usd;
-    if (n->cost_usd == 0.0 && (rec->tokens_prompt || rec->tokens_completion)) {
-        /* cost-tracker did not run first: price the tokens at list prices. */
-        n->cost_usd =
-            gw_cost_builtin_usd(rec->model, rec->tokens_prompt, rec->tokens_completion, &known);
-    }
     /* Only what was forwarded is stored: after every rewrite, never for a
      * blocked request (later policies, pii included, may not have run). */
     if (ctx->store_content &&
