@@ -1063,10 +1063,14 @@ static void finish_buffered(struct rq *r)
             if (rewritten && r->decision == GV_DECISION_ALLOWED) {
                 r->decision = GV_DECISION_REDACTED;
             }
-            body = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-                                                         JSON_C_TO_STRING_NOSLASHESCAPE);
-            len = strlen(body);
-            /* The serialized text lives in o: send before putting it. */
+            /* A policy that changes the answer says so with a REDACT verdict (gw_chain.h):
+             * otherwise the upstream's own bytes go out, without a second serialization. */
+            if (rewritten) {
+                body = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                             JSON_C_TO_STRING_NOSLASHESCAPE);
+                len = strlen(body);
+                /* The serialized text lives in o: send before putting it. */
+            }
         }
         if (r->req && evhttp_request_get_connection(r->req)) {
             clear_closecb(r);
