@@ -12,6 +12,7 @@
  * points); the bench converts them to bytes.
  */
 #include <json-c/json.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,9 +100,57 @@ static int map_gold(const char *name)
     return gv_pii_from_name(name);
 }
 
-static int eval_presidio(const char *dir)
+/* 0: dev half, 1: held-out half (first byte of SHA-256 of the text, even/odd). */
+static int half_of(const char *text, size_t len)
 {
-    char path[1100];
+    unsigned char md[SHA256_DIGEST_LENGTH];
+
+    SHA256((const unsigned char *)text, len, md);
+    return md[0] & 1;
+}
+
+/* Misses (gold not overlapped by a prediction of its type) and false alarms
+ * of one type, with the sentence, for looking at the dev half's errors. */
+static void dump_errors(int type, const char *text, const struct gen_span *gold, size_t ng,
+                        const struct pii_span *pred, size_t np)
+{
+    size_t i, j;
+
+    for (j = 0; j < ng; j++) {
+        bool ok = false;
+        if (gold[j].type != type) {
+            continue;
+        }
+        for (i = 0; i < np && !ok; i++) {
+            ok = pred[i].type == type && pred[i].start < gold[j].end && gold[j].start < pred[i].end;
+        }
+        if (!ok) {
+            fprintf(stderr, "MISS [%.*s] | %s\n", (int)(gold[j].end - gold[j].start),
+                    text + gold[j].start, text);
+        }
+    }
+    for (i = 0; i < np; i++) {
+        bool ok = false;
+        if (pred[i].type != type) {
+            continue;
+        }
+        for (j = 0; j < ng && !ok; j++) {
+            ok = gold[j].type == type && pred[i].start < gold[j].end && gold[j].start < pred[i].end;
+        }
+        if (!ok) {
+            fprintf(stderr, "FALSE [%.*s] | %s\n", (int)(pred[i].end - pred[i].start),
+                    text + pred[i].start, text);
+        }
+    }
+}
+
+/* half: -1 whole set, 0 dev half, 1 held-out half. */
+static int eval_presidio(const char *dir, int half)
+{
+    char path[1100], title[160];
+    const char *dump = getenv("KT_PII_EVAL_ERRORS");
+    int dump_type = dump && half == 0 ? gv_pii_from_name(dump) : -1;
+    size_t nsent = 0;
     struct json_object *root;
     struct pii_scan_buf sb;
     size_t i, n, *cp2b = NULL, cpcap = 0;
@@ -111,7 +160,7 @@ static int eval_presidio(const char *dir)
     if (!root || !json_object_is_type(root, json_type_array)) {
         printf("\npresidio-research synthetic set: skipped (%s not readable)\n", path);
         json_object_put(root);
-        return 0;
+        return 1;
     }
     memset(tal, 0, sizeof(tal));
     pii_scan_buf_init(&sb);
@@ -128,6 +177,10 @@ static int eval_presidio(const char *dir)
         }
         text = json_object_get_string(ft);
         len = (size_t)json_object_get_string_len(ft);
+        if (half >= 0 && half_of(text, len) != half) {
+            continue;
+        }
+        nsent++;
         if (cpcap < len + 2) {
             cpcap = len + 2;
             cp2b = gv_realloc(cp2b, cpcap * sizeof(*cp2b));
@@ -163,8 +216,16 @@ static int eval_presidio(const char *dir)
             continue;
         }
         score(gold, ng, sb.spans, sb.n);
+        if (dump_type >= 0) {
+            dump_errors(dump_type, text, gold, ng, sb.spans, sb.n);
+        }
     }
-    print_table("PII on presidio-research synth_dataset_v2.json (1500 sentences; overlap match)");
+    snprintf(title, sizeof(title),
+             "PII on presidio-research synth_dataset_v2.json, %s (%zu sentences; overlap match)",
+             half < 0 ? "whole set" : half == 0 ? "dev half (SHA-256 byte 0 even)"
+                                                : "held-out half (SHA-256 byte 0 odd)",
+             nsent);
+    print_table(title);
     pii_scan_buf_free(&sb);
     gv_free(cp2b);
     json_object_put(root);
@@ -273,7 +334,9 @@ int main(int argc, char **argv)
         dir = "../shared/data/detectors";
     }
     printf("kt pii-detector bench (scan + redact, all entity types, one thread)\n");
-    eval_presidio(dir);
+    if (eval_presidio(dir, 0) == 0 && eval_presidio(dir, 1) == 0) {
+        eval_presidio(dir, -1);
+    }
     eval_generated(20261127, 5000);
     printf("\nPII scan + redact, thread CPU time per request, all types\n");
     printf(" dense: every sentence generated (PII or look-alike, ~1 span per 75 bytes)\n");
