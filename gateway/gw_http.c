@@ -12,6 +12,87 @@
 
 #define MASK48 0xffffffffffffULL
 
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs, no
+ * surrogates, nothing past U+10FFFF), or 0 with *bad set to the length of the
+ * ill-formed prefix to replace (the maximal subpart, as Unicode recommends). */
+static size_t utf8_seq(const unsigned char *p, size_t n, size_t *bad)
+{
+    unsigned char lo = 0x80, hi = 0xbf;
+    size_t need, k;
+
+    if (p[0] < 0x80) {
+        return 1;
+    }
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+        need = 1;
+    }
+    else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+        need = 2;
+        lo = p[0] == 0xe0 ? 0xa0 : 0x80;
+        hi = p[0] == 0xed ? 0x9f : 0xbf;
+    }
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        need = 3;
+        lo = p[0] == 0xf0 ? 0x90 : 0x80;
+        hi = p[0] == 0xf4 ? 0x8f : 0xbf;
+    }
+    else {
+        *bad = 1;
+        return 0;
+    }
+    for (k = 1; k <= need; k++) {
+        if (k >= n || p[k] < lo || p[k] > hi) {
+            *bad = k;
+            return 0;
+        }
+        lo = 0x80;
+        hi = 0xbf;
+    }
+    return need + 1;
+}
+
+/* s as a JSON string that is always valid UTF-8: messages carry client bytes
+ * (a model name) and are cut with "%.100s", possibly inside a character, and
+ * strict clients reject the whole body over one bad byte. Each ill-formed
+ * sequence becomes U+FFFD. */
+static gv_rc append_json_text(struct gv_buf *out, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    struct gv_buf clean;
+    size_t i, len, bad;
+    gv_rc rc = GV_OK;
+
+    for (i = 0; i < n; i += len) {
+        len = utf8_seq(p + i, n - i, &bad);
+        if (!len) {
+            break;
+        }
+    }
+    if (i == n) {
+        return gv_buf_append_json_str(out, s, n);
+    }
+    /* Each replaced byte grows to at most 3, so the copy is bounded by 3n. */
+    gv_buf_init(&clean, 3 * n + 1);
+    rc = gv_buf_append(&clean, s, i);
+    while (rc == GV_OK && i < n) {
+        len = utf8_seq(p + i, n - i, &bad);
+        if (len) {
+            rc = gv_buf_append(&clean, p + i, len);
+            i += len;
+        }
+        else {
+            rc = gv_buf_append(&clean, "\xef\xbf\xbd", 3);
+            i += bad;
+        }
+    }
+    if (rc == GV_OK) {
+        rc = gv_buf_append_json_str(out, clean.data ? clean.data : "", clean.len);
+    }
+    gv_buf_free(&clean);
+    return rc;
+}
+
 gv_rc gw_http_error_body(struct gv_buf *out, const char *message, const char *type,
                          const char *code, const char *param)
 {
@@ -19,27 +100,25 @@ gv_rc gw_http_error_body(struct gv_buf *out, const char *message, const char *ty
 
     rc = gv_buf_append_str(out, "{\"error\":{\"message\":");
     if (rc == GV_OK) {
-        rc = gv_buf_append_json_str(out, message, strlen(message));
+        rc = append_json_text(out, message);
     }
     if (rc == GV_OK) {
         rc = gv_buf_append_str(out, ",\"type\":");
     }
     if (rc == GV_OK) {
-        rc = gv_buf_append_json_str(out, type, strlen(type));
+        rc = append_json_text(out, type);
     }
     if (rc == GV_OK) {
         rc = gv_buf_append_str(out, ",\"code\":");
     }
     if (rc == GV_OK) {
-        rc =
-            code ? gv_buf_append_json_str(out, code, strlen(code)) : gv_buf_append_str(out, "null");
+        rc = code ? append_json_text(out, code) : gv_buf_append_str(out, "null");
     }
     if (rc == GV_OK) {
         rc = gv_buf_append_str(out, ",\"param\":");
     }
     if (rc == GV_OK) {
-        rc = param ? gv_buf_append_json_str(out, param, strlen(param))
-                   : gv_buf_append_str(out, "null");
+        rc = param ? append_json_text(out, param) : gv_buf_append_str(out, "null");
     }
     if (rc == GV_OK) {
         rc = gv_buf_append_str(out, "}}");
