@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,6 +65,80 @@ static void test_error_body_reports_cap(void **state)
     assert_int_equal(gw_http_error_body(&b, "a message far longer than the cap of this buffer",
                                         "invalid_request_error", NULL, NULL),
                      GV_E2BIG);
+    gv_buf_free(&b);
+}
+
+/* Parses body as strict JSON (UTF-8 validated) and returns error.message. */
+static char *strict_message(const struct gv_buf *b)
+{
+    struct json_tokener *tok = json_tokener_new();
+    struct json_object *o, *err;
+    char *msg;
+
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    o = json_tokener_parse_ex(tok, b->data, (int)b->len);
+    assert_int_equal(json_tokener_get_error(tok), json_tokener_success);
+    assert_non_null(o);
+    assert_true(json_object_object_get_ex(o, "error", &err));
+    msg = strdup(member(err, "message"));
+    json_object_put(o);
+    json_tokener_free(tok);
+    return msg;
+}
+
+static void expect_message(const char *in, const char *want)
+{
+    struct gv_buf b;
+    char *got;
+
+    gv_buf_init(&b, 0);
+    assert_int_equal(gw_http_error_body(&b, in, "invalid_request_error", NULL, NULL), GV_OK);
+    got = strict_message(&b);
+    assert_string_equal(got, want);
+    free(got);
+    gv_buf_free(&b);
+}
+
+#define FFFD "\xef\xbf\xbd"
+
+static void test_error_body_is_valid_utf8(void **state)
+{
+    char model[400], msg[128];
+    struct gv_buf b;
+    char *got;
+    size_t i;
+
+    /* Well-formed text, 2-, 3- and 4-byte characters included, is untouched. */
+    expect_message("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    /* Stray bytes, overlongs, surrogates and code points past U+10FFFF. */
+    expect_message("a\xff" "b", "a" FFFD "b");
+    expect_message("\xc0\xaf", FFFD FFFD);
+    expect_message("x\xed\xa0\x80y", "x" FFFD FFFD FFFD "y");
+    expect_message("\xf4\x90\x80\x80", FFFD FFFD FFFD FFFD);
+    expect_message("\x80\xbf", FFFD FFFD);
+    /* A character cut at the end, and in the middle (one U+FFFD per cut one). */
+    expect_message("model \xe2\x82", "model " FFFD);
+    expect_message("\xf0\x9f\x98x\xe2", FFFD "x" FFFD);
+
+    /* The real case: a client's model name of 2-byte characters cut by "%.100s"
+     * at an odd byte count, as the server builds model_not_found messages. */
+    model[0] = 'm';
+    for (i = 1; i + 2 < sizeof(model); i += 2) {
+        model[i] = '\xc3';
+        model[i + 1] = '\xa9';
+    }
+    model[i] = '\0';
+    snprintf(msg, sizeof(msg), "x%.100s", model);
+    assert_int_equal(strlen(msg), 101);
+    gv_buf_init(&b, 0);
+    assert_int_equal(gw_http_error_body(&b, msg, "invalid_request_error", "model_not_found",
+                                        "\xfemodel"),
+                     GV_OK);
+    got = strict_message(&b);
+    assert_int_equal(strlen(got), 2 + 98 + 3);
+    assert_memory_equal(got, msg, 100);
+    assert_memory_equal(got + 100, FFFD, 3);
+    free(got);
     gv_buf_free(&b);
 }
 
@@ -182,6 +257,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_body_has_openai_shape),
         cmocka_unit_test(test_error_body_reports_cap),
+        cmocka_unit_test(test_error_body_is_valid_utf8),
         cmocka_unit_test(test_error_type_by_status),
         cmocka_unit_test(test_run_tag_valid_accepts_wandb_ids),
         cmocka_unit_test(test_run_tag_valid_rejects_bad),
