@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 gv_rc gv_state_dir_default(char *buf, size_t size)
 {
@@ -47,6 +48,46 @@ gv_rc gv_mkdir_p(const char *path, unsigned mode)
         }
     }
     return GV_OK;
+}
+
+gv_rc gv_dir_check(const char *path)
+{
+    char tmp[4096];
+    struct stat st;
+    size_t len = strlen(path);
+
+    if (len == 0 || len >= sizeof(tmp)) {
+        errno = EINVAL;
+        return GV_EINVAL;
+    }
+    memcpy(tmp, path, len + 1);
+    for (;;) {
+        if (stat(tmp, &st) == 0) {
+            if (!S_ISDIR(st.st_mode)) {
+                errno = ENOTDIR;
+                return GV_EIO;
+            }
+            return access(tmp, W_OK | X_OK) == 0 ? GV_OK : GV_EIO;
+        }
+        if (errno != ENOENT || strcmp(tmp, ".") == 0 || strcmp(tmp, "/") == 0) {
+            return GV_EIO;
+        }
+        /* Missing: mkdir -p would create it in its parent, so check that. */
+        while (len > 1 && tmp[len - 1] == '/') {
+            tmp[--len] = '\0';
+        }
+        while (len > 0 && tmp[len - 1] != '/') {
+            tmp[--len] = '\0';
+        }
+        if (len == 0) {
+            tmp[0] = '.';
+            tmp[1] = '\0';
+            len = 1;
+        }
+        else if (len > 1) {
+            tmp[--len] = '\0';
+        }
+    }
 }
 
 gv_rc gv_agent_socket_default(const char *state_dir, char *buf, size_t size)

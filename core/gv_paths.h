@@ -12,6 +12,11 @@
 gv_rc gv_state_dir_default(char *buf, size_t size);
 /* mkdir -p with mode for the created directories. */
 gv_rc gv_mkdir_p(const char *path, unsigned mode);
+/* Whether gv_mkdir_p(path) could succeed and the directory be written to,
+ * creating nothing: path is a writable, searchable directory, or its nearest
+ * existing ancestor is. GV_EIO with errno set (ENOTDIR, EACCES...) otherwise;
+ * GV_EINVAL for an empty or too long path. For dry runs (`kt policy check`). */
+gv_rc gv_dir_check(const char *path);
 /* The agent socket default: <state_dir>/agent.sock. */
 gv_rc gv_agent_socket_default(const char *state_dir, char *buf, size_t size);
 

@@ -37,8 +37,8 @@ static bool implemented(const struct gw_policy_ops *ops)
     return ops->evaluate || ops->response_json || ops->stream_text || ops->complete;
 }
 
-gv_rc gw_chain_create(const struct gw_config *cfg, const char *state_dir, struct gw_chain **out,
-                      struct gv_cfg_err *err)
+static gv_rc chain_create(const struct gw_config *cfg, const char *state_dir, bool check_only,
+                          struct gw_chain **out, struct gv_cfg_err *err)
 {
     struct gv_cfg_err scratch;
     struct gw_chain *chain;
@@ -77,6 +77,7 @@ gv_rc gw_chain_create(const struct gw_config *cfg, const char *state_dir, struct
         pol->ops = ops;
         pol->name = gv_strdup(e->name);
         pol->state_dir = state_dir ? gv_strdup(state_dir) : NULL;
+        pol->check_only = check_only;
         pol->ctx = gv_calloc(1, ops->ctx_size ? ops->ctx_size : 1);
         chain->n = i + 1;
         snprintf(where, sizeof(where), "policy.%s", e->name);
@@ -123,6 +124,18 @@ out:
     }
     *out = chain;
     return rc;
+}
+
+gv_rc gw_chain_create(const struct gw_config *cfg, const char *state_dir, struct gw_chain **out,
+                      struct gv_cfg_err *err)
+{
+    return chain_create(cfg, state_dir, false, out, err);
+}
+
+gv_rc gw_chain_create_check(const struct gw_config *cfg, const char *state_dir,
+                            struct gw_chain **out, struct gv_cfg_err *err)
+{
+    return chain_create(cfg, state_dir, true, out, err);
 }
 
 void gw_chain_destroy(struct gw_chain *chain)

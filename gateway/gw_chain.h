@@ -25,6 +25,12 @@ struct gw_chain_stream;
  * Thread-safety: the chain is read-only after create; share it between workers. */
 gv_rc gw_chain_create(const struct gw_config *cfg, const char *state_dir, struct gw_chain **out,
                       struct gv_cfg_err *err);
+/* Like gw_chain_create, but every policy is started with check_only set: the
+ * same settings and paths are validated, same errors, and nothing is created
+ * in state_dir. The chain must not serve requests; only gw_chain_size,
+ * gw_chain_name and gw_chain_destroy may be called on it. */
+gv_rc gw_chain_create_check(const struct gw_config *cfg, const char *state_dir,
+                            struct gw_chain **out, struct gv_cfg_err *err);
 void gw_chain_destroy(struct gw_chain *chain);
 
 /* Number of policies and their names, in order (for /health). */

@@ -13,9 +13,9 @@
 static void usage(FILE *out)
 {
     fprintf(out, "usage: kt policy check [--state-dir DIR] FILE\n"
-                 "  Loads FILE, validates every setting and starts each policy once, then\n"
-                 "  prints a one-line summary (exit 0) or the first problem as\n"
-                 "  file:line:col: message (exit 2).\n");
+                 "  Loads FILE and validates every setting and each policy's paths under the\n"
+                 "  state dir without creating anything, then prints a one-line summary\n"
+                 "  (exit 0) or the first problem as file:line:col: message (exit 2).\n");
 }
 
 int gw_cmd_policy_check(int argc, char **argv)
@@ -59,8 +59,9 @@ int gw_cmd_policy_check(int argc, char **argv)
         usage(stderr);
         goto out;
     }
-    /* Policies that persist (audit) are started against the same state dir the
-     * gateway would use, so a check catches an unusable one too. */
+    /* Policies that persist (audit, cost, rbac) check the same state dir the
+     * gateway would use, so a check catches an unusable one too; a check only
+     * looks, it never creates anything there. */
     if (!state) {
         if (gv_state_dir_default(state_dir, sizeof(state_dir)) == GV_OK) {
             state = state_dir;
@@ -70,7 +71,7 @@ int gw_cmd_policy_check(int argc, char **argv)
         fprintf(stderr, "%s\n", err.msg);
         goto out;
     }
-    if (gw_chain_create(cfg, state, &chain, &err) != GV_OK) {
+    if (gw_chain_create_check(cfg, state, &chain, &err) != GV_OK) {
         fprintf(stderr, "%s\n", err.msg);
         goto out;
     }

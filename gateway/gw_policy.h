@@ -74,6 +74,10 @@ struct gw_policy {
     void *ctx;            /* ops->ctx_size bytes, owned by the chain */
     const char *name;     /* chain entry name */
     const char *state_dir;/* the gateway's state dir, for policies that persist */
+    /* Set for `kt policy check`: init validates settings and paths but creates
+     * nothing (no directories, files, locks) and starts no threads; only
+     * destroy is called afterwards, never a request hook. */
+    bool check_only;
 };
 
 /* The registry: every policy type compiled in. NULL when unknown. */

@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { pageConfig, runKt, testEnv, makeTempDir, TEST_SECRET } from './lib/index.mjs';
@@ -48,6 +48,27 @@ test('kt policy check: 0 on the page config, 2 with file:line:col on broken ones
         assert.equal(r.code, 2, `${name}: exit ${r.code}\n${r.stderr}`);
         const re = new RegExp(`${escapeRe(file)}:\\d+:\\d+: \\S`);
         assert.match(r.stderr, re, `${name}: no file:line:col in\n${r.stderr}`);
+    }
+});
+
+test('kt policy check: creates nothing in the state dir', async () => {
+    const dir = makeTempDir('kt-e2e-cfg-');
+    const configs = {
+        'page.yaml': pageConfig({ baseUrl: 'http://127.0.0.1:9/v1' }),
+        'cost.yaml': pageConfig({ baseUrl: 'http://127.0.0.1:9/v1',
+            chain: ['prompt-injection', 'pii-detector', 'audit-logger', 'cost-tracker'] }),
+    };
+    for (const [name, text] of Object.entries(configs)) {
+        const file = path.join(dir, name);
+        writeFileSync(file, text);
+        for (const stateDir of [makeTempDir('kt-e2e-state-'), path.join(dir, `absent-${name}`)]) {
+            const env = testEnv({ OPENAI_API_KEY: TEST_SECRET, KT_STATE_DIR: stateDir });
+            const r = await runKt(['policy', 'check', file], { env });
+            assert.equal(r.code, 0, `${name}: exit ${r.code}\n${r.stderr}`);
+            assert.match(r.stdout, new RegExp(`^${escapeRe(file)}: ok \\(pack `), r.stdout);
+            const left = existsSync(stateDir) ? readdirSync(stateDir) : [];
+            assert.deepEqual(left, [], `${name}: ${stateDir} holds ${left.join(', ')}`);
+        }
     }
 });
 

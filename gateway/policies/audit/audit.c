@@ -687,6 +687,18 @@ static gv_rc audit_init(struct gw_policy *pol, const char *path, const struct gv
         rc = gv_cfg_fail(err, path, settings, "audit-logger: directory path too long");
         goto out;
     }
+    if (pol->check_only) {
+        /* A dry run must leave the state dir as it found it: no directory, lock,
+         * recovery, retention or first segment, no writer thread. */
+        rc = GV_OK;
+        if (gv_dir_check(w->dir) != GV_OK) {
+            rc = gv_cfg_fail(err, path, settings, "audit-logger: cannot create %s: %s", w->dir,
+                             strerror(errno));
+        }
+        writer_destroy(w);
+        w = NULL;
+        goto out;
+    }
     if (gv_mkdir_p(w->dir, 0700) != GV_OK) {
         rc = gv_cfg_fail(err, path, settings, "audit-logger: cannot create %s: %s", w->dir,
                          strerror(errno));

@@ -213,6 +213,14 @@ static gv_rc cost_setup(struct gw_policy *pol, const char *path, const struct gv
     }
     n = snprintf(dir, sizeof(dir), "%s/cost",
                  pol->state_dir && *pol->state_dir ? pol->state_dir : ".");
+    if (pol->check_only) {
+        /* A dry run creates nothing and starts no ledger flusher. */
+        if (n < 0 || (size_t)n >= sizeof(dir) || gv_dir_check(dir) != GV_OK) {
+            return gv_cfg_fail(err, path, settings, "cost-tracker: cannot create %s: %s", dir,
+                               strerror(errno));
+        }
+        return GV_OK;
+    }
     if (n < 0 || (size_t)n >= sizeof(dir) || gv_mkdir_p(dir, 0700) != GV_OK) {
         return gv_cfg_fail(err, path, settings, "cost-tracker: cannot create %s: %s", dir,
                            strerror(errno));

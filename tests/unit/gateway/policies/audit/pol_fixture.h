@@ -59,11 +59,48 @@ static inline void fx_rmtree(const char *dir)
     rmdir(dir);
 }
 
+/* True when dir holds no entries (or does not exist). */
+static inline bool fx_dir_empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    bool empty = true;
+
+    if (!d) {
+        return true;
+    }
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+            empty = false;
+        }
+    }
+    closedir(d);
+    return empty;
+}
+
+static inline gv_rc fx_open_mode(struct fx_pol *fx, const struct gw_policy_ops *ops,
+                                 const char *yaml, const char *state_dir, bool check_only,
+                                 struct gv_cfg_err *err);
+
 /* Parse `yaml` (the policy.<name> mapping), apply the config map, call init.
  * Returns init's rc (or the config map's); err holds the message. state_dir
  * NULL makes a fresh temp dir. */
 static inline gv_rc fx_open(struct fx_pol *fx, const struct gw_policy_ops *ops, const char *yaml,
                             const char *state_dir, struct gv_cfg_err *err)
+{
+    return fx_open_mode(fx, ops, yaml, state_dir, false, err);
+}
+
+/* fx_open with gw_policy.check_only set, as `kt policy check` starts policies. */
+static inline gv_rc fx_open_check(struct fx_pol *fx, const struct gw_policy_ops *ops,
+                                  const char *yaml, const char *state_dir, struct gv_cfg_err *err)
+{
+    return fx_open_mode(fx, ops, yaml, state_dir, true, err);
+}
+
+static inline gv_rc fx_open_mode(struct fx_pol *fx, const struct gw_policy_ops *ops,
+                                 const char *yaml, const char *state_dir, bool check_only,
+                                 struct gv_cfg_err *err)
 {
     gv_rc rc;
 
@@ -82,6 +119,7 @@ static inline gv_rc fx_open(struct fx_pol *fx, const struct gw_policy_ops *ops, 
     fx->pol.ctx = gv_calloc(1, ops->ctx_size);
     fx->pol.name = ops->name;
     fx->pol.state_dir = fx->state;
+    fx->pol.check_only = check_only;
     rc = gv_cfg_apply(ops->config_map, "policy.yaml", fx->doc->root, fx->pol.ctx, err);
     if (rc == GV_OK && ops->init) {
         rc = ops->init(&fx->pol, "policy.yaml", fx->doc->root, err);
