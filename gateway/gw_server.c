@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -114,6 +115,7 @@ struct worker {
     struct gw_upstream *up;
     struct gw_reqid ids;
     struct event *stop_ev;
+    int stop_fd; /* eventfd: the only way other threads reach this worker */
     struct event *drain_timer;
     struct rq *active;
     size_t nactive;
@@ -1472,7 +1474,12 @@ static void on_stop(evutil_socket_t fd, short kind, void *arg)
     struct worker *w = arg;
     long ms = atomic_load(&w->srv->stop_drain_ms);
     struct timeval tv;
+    uint64_t count;
 
+    /* Level-triggered: empty the counter or this runs again every loop. */
+    if (read(w->stop_fd, &count, sizeof(count)) < 0) {
+        count = 0;
+    }
     if (!w->draining) {
         w->draining = true;
         if (w->bound) {
@@ -1658,6 +1665,9 @@ static gv_rc worker_init(struct gw_server *s, struct worker *w, int idx, int fd)
         /* libcurl drops and re-adds a keep-alive socket around every transfer:
          * the changelist folds those into one epoll_ctl (or none). */
         event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        /* Only this worker's thread touches its base (gw_server_stop goes through stop_fd),
+         * so no lock around every event_add and event_del. */
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_NOLOCK);
         w->base = event_base_new_with_config(ecfg);
         event_config_free(ecfg);
     }
@@ -1665,7 +1675,14 @@ static gv_rc worker_init(struct gw_server *s, struct worker *w, int idx, int fd)
         return GV_EIO;
     }
     w->http = evhttp_new(w->base);
-    w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
+    w->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->stop_fd < 0) {
+        return GV_EIO;
+    }
+    w->stop_ev = event_new(w->base, w->stop_fd, EV_READ | EV_PERSIST, on_stop, w);
+    if (w->stop_ev && event_add(w->stop_ev, NULL) != 0) {
+        return GV_EIO;
+    }
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
     w->tok = json_tokener_new_ex(JSON_DEPTH);
     if (!w->http || !w->stop_ev || !w->drain_timer || !w->tok) {
@@ -1706,6 +1723,9 @@ static void worker_free(struct worker *w)
     gw_upstream_destroy(w->up);
     if (w->stop_ev) {
         event_free(w->stop_ev);
+    }
+    if (w->stop_fd >= 0) {
+        close(w->stop_fd);
     }
     if (w->drain_timer) {
         event_free(w->drain_timer);
@@ -1751,6 +1771,7 @@ gv_rc gw_server_create(const struct gw_server_opts *opts, struct gw_server **out
     for (i = 0; i < n; i++) {
         fds[i] = -1;
         s->workers[i].fd = -1;
+        s->workers[i].stop_fd = -1;
     }
     rc = open_listeners(s, opts->listen, fds, err, errsize);
     for (i = 0; rc == GV_OK && i < n; i++) {
@@ -1810,8 +1831,10 @@ void gw_server_stop(struct gw_server *srv, long drain_ms)
     }
     atomic_store(&srv->stop_drain_ms, drain_ms);
     for (i = 0; i < srv->nworkers; i++) {
-        if (srv->workers[i].stop_ev) {
-            event_active(srv->workers[i].stop_ev, EV_READ, 0);
+        if (srv->workers[i].stop_fd >= 0) {
+            uint64_t one = 1;
+            ssize_t n = write(srv->workers[i].stop_fd, &one, sizeof(one));
+            (void)n; /* only fails when the counter is saturated: a stop is pending anyway */
         }
     }
 }
