@@ -83,6 +83,22 @@ static gv_rc silent_fail_init(struct gw_policy *pol, const char *path,
     return GV_EIO;
 }
 
+static int inits_checking;
+static int inits_real;
+
+/* Counts how it was started: for real, or as `kt policy check` does. */
+static gv_rc mode_init(struct gw_policy *pol, const char *path, const struct gv_ynode *settings,
+                       struct gv_cfg_err *err)
+{
+    if (pol->check_only) {
+        inits_checking++;
+    }
+    else {
+        inits_real++;
+    }
+    return GV_OK;
+}
+
 static void count_destroy(struct gw_policy *pol)
 {
     destroyed++;
@@ -239,7 +255,11 @@ static const struct gw_policy_ops t_jfail = {
 static const struct gw_policy_ops t_jcount = {
     .name = "t-jcount", .flags = GW_POL_RESPONSE, .response_json = count_json};
 
+static const struct gw_policy_ops t_mode = {
+    .name = "t-mode", .init = mode_init, .evaluate = pass_eval, .destroy = count_destroy};
+
 static const struct gw_policy_ops *const t_all[] = {
+    &t_mode,
     &t_pass,  &t_flag,      &t_block,  &t_block401, &t_fail,    &t_bogus,   &t_none,
     &t_none2, &t_init_fail, &t_silent, &t_count,    &t_upper,   &t_hold,    &t_sflag,
     &t_sfail, &t_jredact,   &t_jflag,  &t_jfail,    &t_jcount,  NULL,
@@ -714,10 +734,34 @@ static void test_complete_in_order(void **state)
     fx_free(&f);
 }
 
+static void test_create_check_sets_check_only(void **state)
+{
+    static const char *const names[] = {"t-mode", "t-mode", NULL};
+    struct gv_cfg_err err;
+    struct fx f;
+
+    fx_init(&f, names, "t-mode: {}\n");
+    inits_checking = 0;
+    inits_real = 0;
+    assert_int_equal(gw_chain_create_check(&f.cfg, "/tmp/kt-test-state", &f.chain, &err), GV_OK);
+    assert_int_equal(gw_chain_size(f.chain), 2);
+    assert_int_equal(inits_checking, 2);
+    assert_int_equal(inits_real, 0);
+    gw_chain_destroy(f.chain);
+    assert_int_equal(destroyed, 2);
+    f.chain = NULL;
+    /* The ordinary create never sets it. */
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    assert_int_equal(inits_checking, 2);
+    assert_int_equal(inits_real, 2);
+    fx_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_evaluate_all_pass),
+        cmocka_unit_test(test_create_check_sets_check_only),
         cmocka_unit_test(test_evaluate_block_skips_rest),
         cmocka_unit_test(test_evaluate_block_keeps_policy_status),
         cmocka_unit_test(test_evaluate_policy_error_fails_closed),
