@@ -1398,6 +1398,180 @@ static unsigned char lower_flags(const struct scan *s, struct word *w)
     return w->lflags;
 }
 
+/* Copy the ASCII word that ends right before `pos` (spaces and tabs skipped,
+ * not newlines) lower-cased into lw; returns its length (0: none, or longer
+ * than cap, or not ASCII letters) and its start in *ws. A trailing '.' is
+ * kept out of the word ("Avda." gives "avda"). */
+static size_t word_before(const struct scan *s, size_t pos, char *lw, size_t cap, size_t *ws)
+{
+    size_t e = pos, b, i;
+
+    while (e > 0 && (s->t[e - 1] == ' ' || s->t[e - 1] == '\t')) {
+        e--;
+    }
+    if (e > 0 && s->t[e - 1] == '.') {
+        e--;
+    }
+    for (b = e; b > 0 && is_alpha((unsigned char)s->t[b - 1]) && e - b <= cap; b--) {
+    }
+    if (b == e || e - b > cap || (b > 0 && (unsigned char)s->t[b - 1] >= 0x80)) {
+        return 0;
+    }
+    for (i = b; i < e; i++) {
+        lw[i - b] = (char)lower((unsigned char)s->t[i]);
+    }
+    *ws = b;
+    return e - b;
+}
+
+/* Same for the ASCII word that starts after `pos` (spaces and tabs skipped). */
+static size_t word_after(const struct scan *s, size_t pos, char *lw, size_t cap)
+{
+    size_t b = pos, e;
+
+    while (b < s->len && (s->t[b] == ' ' || s->t[b] == '\t')) {
+        b++;
+    }
+    for (e = b; e < s->len && is_alpha((unsigned char)s->t[e]) && e - b < cap; e++) {
+        lw[e - b] = (char)lower((unsigned char)s->t[e]);
+    }
+    if (e == b || (e < s->len && ((unsigned char)s->t[e] >= 0x80 || is_alpha((unsigned char)s->t[e])))) {
+        return 0;
+    }
+    return e - b;
+}
+
+/* Words after a capitalised run that make it a street, a place or a company
+ * ("Glyn St", "Millicent Drive", "Fernandez Inc"). */
+static const char *const place_after[] = {
+    "st",       "str",         "street",  "strasse",  "ave",        "avenue",   "av",
+    "road",     "rd",          "drive",   "lane",     "ln",         "blvd",     "boulevard",
+    "way",      "mall",        "loop",    "turnpike", "point",      "union",    "hills",
+    "square",   "sq",          "place",   "court",    "ct",         "crescent", "terrace",
+    "parkway",  "pkwy",        "highway", "hwy",      "plaza",      "road",     "inc",
+    "llc",      "ltd",         "limited", "corp",     "corporation", "co",      "plc",
+    "gmbh",     "group",       "agency",  "bank",     "orchestra",  "university", "college",
+    "hospital", "company",     "partners", "associates", "holdings", "technologies", "foundation",
+    "ratings",  "incorporated", "apt",    "suite",    "stripes",    NULL};
+/* Words right before a run that make it a place or an organisation ("in
+ * Quinta de São Tiago", "the Princess Royal", "at Weeks-Rivas"); "for" only
+ * after "work(s|ed)". */
+static const char *const place_before[] = {"in", "the", "at", "ul", "rue", "avda", "avenida",
+                                           "calle", "via", "city", "corner", NULL};
+static const char *const work_verbs[] = {"work", "works", "worked", "working", NULL};
+static const char *const travel_verbs[] = {"flew",  "moved",    "went",      "travelled",
+                                           "drove", "traveled", "relocated", NULL};
+static const char *const from_verbs[] = {"originally", "moved", "came", "comes", NULL};
+/* Endings of street names in the languages the names come from. */
+static const char *const street_endings[] = {"strasse", "straat", "gasse", "weg", "vej", "gade",
+                                             "stra\xc3\x9f" "e", "utca", "vegen", "v\xc3\xa4gen",
+                                             NULL};
+
+static bool ends_with_any(const struct scan *s, size_t b, size_t e, const char *const *list)
+{
+    size_t i, k, n;
+
+    for (i = 0; list[i]; i++) {
+        n = strlen(list[i]);
+        if (n >= e - b) {
+            continue;
+        }
+        for (k = 0; k < n && lower((unsigned char)s->t[e - n + k]) == (unsigned char)list[i][k];
+             k++) {
+        }
+        if (k == n) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* True when the run ws[i..j) looks like an address, a place or a company
+ * rather than a person: a house number right before it on the line or a
+ * number right after it, a street or company word after it, "in"/"at"/"the"
+ * before it, a street-name ending, or a line that starts with a house number
+ * ("85199 Avda. Rio Nalon 58"). */
+static bool place_like(const struct scan *s, const struct word *ws, size_t i, size_t j)
+{
+    char lw[16];
+    size_t k, n, b = ws[i].start, e = ws[j - 1].end, wb;
+
+    k = b;
+    while (k > 0 && (s->t[k - 1] == ' ' || s->t[k - 1] == '\t')) {
+        k--;
+    }
+    if (k > 0 && k < b && is_digit((unsigned char)s->t[k - 1])) {
+        return true;
+    }
+    k = e;
+    if (k < s->len && s->t[k] == ' ') {
+        k++;
+    }
+    if (k > e && k < s->len && is_digit((unsigned char)s->t[k])) {
+        return true;
+    }
+    n = word_after(s, e, lw, sizeof(lw));
+    if (n && in_list(lw, n, place_after)) {
+        return true;
+    }
+    n = word_before(s, b, lw, sizeof(lw), &wb);
+    if (n && in_list(lw, n, place_before)) {
+        return true;
+    }
+    if (n >= 2 && n <= 4) {
+        const char *const *verbs = n == 3 && memcmp(lw, "for", 3) == 0    ? work_verbs
+                                   : n == 2 && memcmp(lw, "to", 2) == 0   ? travel_verbs
+                                   : n == 4 && memcmp(lw, "from", 4) == 0 ? from_verbs
+                                                                          : NULL;
+        if (verbs && (n = word_before(s, wb, lw, sizeof(lw), &wb)) && in_list(lw, n, verbs)) {
+            return true;
+        }
+    }
+    for (k = i; k < j; k++) {
+        if (ends_with_any(s, ws[k].start, ws[k].end, street_endings)) {
+            return true;
+        }
+        n = ws[k].end - ws[k].start;
+        if (k > i || j - i > 1) {
+            for (wb = 0; wb < n && wb < sizeof(lw); wb++) {
+                lw[wb] = (char)lower((unsigned char)s->t[ws[k].start + wb]);
+            }
+            if (n < sizeof(lw) && in_list(lw, n, place_after)) {
+                return true; /* "Teboulbi St", "St Georges" */
+            }
+        }
+    }
+    /* The line before is part of an address (it opens with a house number or
+     * "Apt"/"Suite"): this one is its town ("009 Slovenčeva 51\n Črni Vrh"). */
+    for (k = b; k > 0 && s->t[k - 1] != '\n'; k--) {
+    }
+    while (k > 0 && (s->t[k - 1] == '\n' || s->t[k - 1] == ' ' || s->t[k - 1] == '\r')) {
+        k--;
+    }
+    if (k > 0) {
+        size_t ls = k;
+        while (ls > 0 && s->t[ls - 1] != '\n') {
+            ls--;
+        }
+        while (ls < k && (s->t[ls] == ' ' || s->t[ls] == '\t')) {
+            ls++;
+        }
+        if (ls < k && (is_digit((unsigned char)s->t[ls]) || prefix_ci(s, ls, "apt") ||
+                       prefix_ci(s, ls, "suite"))) {
+            return true;
+        }
+    }
+    /* A line that opens with a house number of three or more digits. */
+    for (k = b; k > 0 && s->t[k - 1] != '\n'; k--) {
+    }
+    while (k < b && (s->t[k] == ' ' || s->t[k] == '\t')) {
+        k++;
+    }
+    for (n = 0; k + n < b && is_digit((unsigned char)s->t[k + n]); n++) {
+    }
+    return n >= 3 && k + n < b && s->t[k + n] == ' ';
+}
+
 static int cmp_start(const void *a, const void *b)
 {
     const struct pii_span *x = a, *y = b;
@@ -1467,7 +1641,7 @@ static void scan_persons(struct scan *s)
     while (i < n && s->rc == GV_OK) {
         size_t j, k, ntok = 0, nname = 0, nunk = 0, namb = 0, ninit = 0;
         int cue;
-        bool lower_intro = false;
+        bool lower_intro = false, titled = false;
 
         if (ws[i].glued) {
             i++;
@@ -1495,6 +1669,7 @@ static void scan_persons(struct scan *s)
             cue = cue_before(s, ws[i].start);
             if (i > 0 && ws[i - 1].cls == W_TITLE && ws[i].start - ws[i - 1].end <= 2) {
                 cue = cue ? cue : 1;
+                titled = true;
             }
         }
         /* Grow the sequence over name-like words joined by single spaces. */
@@ -1531,10 +1706,11 @@ static void scan_persons(struct scan *s)
             i = j;
             continue;
         }
-        if (lower_intro || cue || (ntok >= 2 && (nname + nunk >= 1 || !ws[i].sent_start)) ||
-            (ntok == 1 && nname == 1) || (ntok == 1 && ninit >= 1) ||
-            (j < n && ws[j].name_gap &&
-             in_list(s->t + ws[j].start, ws[j].end - ws[j].start, speech_after))) {
+        if ((lower_intro || cue || (ntok >= 2 && (nname + nunk >= 1 || !ws[i].sent_start)) ||
+             (ntok == 1 && nname == 1) || (ntok == 1 && ninit >= 1) ||
+             (j < n && ws[j].name_gap &&
+              in_list(s->t + ws[j].start, ws[j].end - ws[j].start, speech_after))) &&
+            (lower_intro || titled || cue == 2 || !place_like(s, ws, i, j))) {
             /* Trailing initials belong to the next sentence ("... by Smith. A"). */
             size_t last = j;
             while (last > i + 1 && ws[last - 1].cls == W_INITIAL) {
