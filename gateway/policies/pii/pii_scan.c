@@ -1435,7 +1435,8 @@ static size_t word_after(const struct scan *s, size_t pos, char *lw, size_t cap)
     for (e = b; e < s->len && is_alpha((unsigned char)s->t[e]) && e - b < cap; e++) {
         lw[e - b] = (char)lower((unsigned char)s->t[e]);
     }
-    if (e == b || (e < s->len && ((unsigned char)s->t[e] >= 0x80 || is_alpha((unsigned char)s->t[e])))) {
+    if (e == b ||
+        (e < s->len && ((unsigned char)s->t[e] >= 0x80 || is_alpha((unsigned char)s->t[e])))) {
         return 0;
     }
     return e - b;
@@ -1444,28 +1445,32 @@ static size_t word_after(const struct scan *s, size_t pos, char *lw, size_t cap)
 /* Words after a capitalised run that make it a street, a place or a company
  * ("Glyn St", "Millicent Drive", "Fernandez Inc"). */
 static const char *const place_after[] = {
-    "st",       "str",         "street",  "strasse",  "ave",        "avenue",   "av",
-    "road",     "rd",          "drive",   "lane",     "ln",         "blvd",     "boulevard",
-    "way",      "mall",        "loop",    "turnpike", "point",      "union",    "hills",
-    "square",   "sq",          "place",   "court",    "ct",         "crescent", "terrace",
-    "parkway",  "pkwy",        "highway", "hwy",      "plaza",      "road",     "inc",
-    "llc",      "ltd",         "limited", "corp",     "corporation", "co",      "plc",
-    "gmbh",     "group",       "agency",  "bank",     "orchestra",  "university", "college",
-    "hospital", "company",     "partners", "associates", "holdings", "technologies", "foundation",
-    "ratings",  "incorporated", "apt",    "suite",    "stripes",    NULL};
+    "st",         "str",       "street",       "strasse",   "ave",
+    "avenue",     "av",        "road",         "rd",        "drive",
+    "lane",       "ln",        "blvd",         "boulevard", "way",
+    "mall",       "loop",      "turnpike",     "point",     "union",
+    "hills",      "square",    "sq",           "place",     "court",
+    "ct",         "crescent",  "terrace",      "parkway",   "pkwy",
+    "highway",    "hwy",       "plaza",        "road",      "inc",
+    "llc",        "ltd",       "limited",      "corp",      "corporation",
+    "co",         "plc",       "gmbh",         "group",     "agency",
+    "bank",       "orchestra", "university",   "college",   "hospital",
+    "company",    "partners",  "associates",   "holdings",  "technologies",
+    "foundation", "ratings",   "incorporated", "apt",       "suite",
+    NULL};
 /* Words right before a run that make it a place or an organisation ("in
  * Quinta de São Tiago", "the Princess Royal", "at Weeks-Rivas"); "for" only
  * after "work(s|ed)". */
-static const char *const place_before[] = {"in", "the", "at", "ul", "rue", "avda", "avenida",
-                                           "calle", "via", "city", "corner", NULL};
+static const char *const place_before[] = {"in",      "the",   "at",  "ul",   "rue",    "avda",
+                                           "avenida", "calle", "via", "city", "corner", NULL};
 static const char *const work_verbs[] = {"work", "works", "worked", "working", NULL};
 static const char *const travel_verbs[] = {"flew",  "moved",    "went",      "travelled",
                                            "drove", "traveled", "relocated", NULL};
 static const char *const from_verbs[] = {"originally", "moved", "came", "comes", NULL};
 /* Endings of street names in the languages the names come from. */
-static const char *const street_endings[] = {"strasse", "straat", "gasse", "weg", "vej", "gade",
-                                             "stra\xc3\x9f" "e", "utca", "vegen", "v\xc3\xa4gen",
-                                             NULL};
+static const char *const street_endings[] = {
+    "strasse",       "straat", "gasse", "weg",          "vej", "gade",
+    "stra\303\237e", "utca",   "vegen", "v\xc3\xa4gen", NULL};
 
 static bool ends_with_any(const struct scan *s, size_t b, size_t e, const char *const *list)
 {
@@ -1629,6 +1634,86 @@ static void join_lists(struct scan *s, const struct word *ws, size_t n, size_t p
     }
 }
 
+/* A word that is a name in one place is a name everywhere in the text: "Alvir
+ * spent a year ... as the assistant to Alvir D. Pušaver", "directed by Joakim
+ * Westgård and starring Westgård". Capitalised non-dictionary words inside
+ * the PERSON spans spans[p0..n) (in text order) mark their other occurrences,
+ * unless those look like a place. At most 64 distinct words are remembered. */
+static void spread_names(struct scan *s, const struct word *ws, size_t n, size_t p0)
+{
+    struct pii_scan_buf *b = s->b;
+    size_t names[64], nn = 0, i, k = p0, end = b->n, m;
+
+    for (i = 0; i < n && k < end && nn < 64; i++) {
+        while (k < end && b->spans[k].end <= ws[i].start) {
+            k++;
+        }
+        if (k < end && b->spans[k].start <= ws[i].start && ws[i].end <= b->spans[k].end &&
+            (ws[i].cls == W_NAME || ws[i].cls == W_UNK || ws[i].cls == W_AMBIG) &&
+            ws[i].end - ws[i].start >= 3) {
+            names[nn++] = i;
+        }
+    }
+    if (nn == 0) {
+        return;
+    }
+    for (i = 0, k = p0; i < n && s->rc == GV_OK; i++) {
+        const struct word *w = &ws[i];
+        size_t len = w->end - w->start;
+        if (w->glued || !(w->cls == W_NAME || w->cls == W_UNK || w->cls == W_AMBIG)) {
+            continue;
+        }
+        while (k < end && b->spans[k].end <= w->start) {
+            k++;
+        }
+        if (k < end && b->spans[k].start < w->end) {
+            continue; /* already inside a PERSON */
+        }
+        for (m = 0; m < nn; m++) {
+            const struct word *x = &ws[names[m]];
+            if (x->end - x->start == len && memcmp(s->t + x->start, s->t + w->start, len) == 0) {
+                break;
+            }
+        }
+        if (m < nn && !place_like(s, ws, i, i + 1)) {
+            add_span(s, w->start, w->end, GV_PII_PERSON);
+        }
+    }
+    if (b->n > end) {
+        qsort(b->spans + p0, b->n - p0, sizeof(*b->spans), cmp_start);
+    }
+}
+
+/* Verbs after a lone capitalised word that make it the subject of a sentence
+ * about a person ("Mehrudin shouted at Todd", "Shovda is very reliable"). */
+static const char *const person_verbs[] = {
+    "said",  "says",  "asked", "told", "wrote", "replied", "shouted", "explained", "began",
+    "spent", "lives", "lived", "flew", "has",   "had",     "just",    NULL};
+
+/* A lone name or unknown capitalised word ws[i] that still reads as a person:
+ * followed by one of person_verbs, or a speaker label opening a line
+ * ("Vsevolod: \"Who are you?\""). */
+static bool lone_person(const struct scan *s, const struct word *w)
+{
+    char lw[16];
+    size_t n, k;
+
+    if (w->cls != W_NAME && w->cls != W_UNK) {
+        return false;
+    }
+    n = word_after(s, w->end, lw, sizeof(lw));
+    if (n && w->end < s->len && s->t[w->end] == ' ' && in_list(lw, n, person_verbs)) {
+        return true;
+    }
+    if (w->end + 1 < s->len && s->t[w->end] == ':' &&
+        (s->t[w->end + 1] == ' ' || s->t[w->end + 1] == '"')) {
+        for (k = w->start; k > 0 && (s->t[k - 1] == ' ' || s->t[k - 1] == '\t'); k--) {
+        }
+        return k == 0 || s->t[k - 1] == '\n';
+    }
+    return false;
+}
+
 static void scan_persons(struct scan *s)
 {
     struct word *ws = NULL;
@@ -1708,6 +1793,7 @@ static void scan_persons(struct scan *s)
         }
         if ((lower_intro || cue || (ntok >= 2 && (nname + nunk >= 1 || !ws[i].sent_start)) ||
              (ntok == 1 && nname == 1) || (ntok == 1 && ninit >= 1) ||
+             (ntok == 1 && j == i + 1 && lone_person(s, &ws[i])) ||
              (j < n && ws[j].name_gap &&
               in_list(s->t + ws[j].start, ws[j].end - ws[j].start, speech_after))) &&
             (lower_intro || titled || cue == 2 || !place_like(s, ws, i, j))) {
@@ -1721,6 +1807,7 @@ static void scan_persons(struct scan *s)
         i = j;
     }
     if (s->rc == GV_OK) {
+        spread_names(s, ws, n, p0);
         join_lists(s, ws, n, p0);
         join_lists(s, ws, n, p0);
     }
