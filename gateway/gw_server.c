@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -182,12 +183,37 @@ static uint64_t overhead_now(const struct rq *r)
     return r->gw_us + (gv_mono_us() - r->cb_t0);
 }
 
+/* The RFC 7231 Date value, formatted once a second per thread: libevent would otherwise
+ * format it for every answer. Names are fixed English whatever the locale. */
+static const char *http_date(void)
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    static _Thread_local time_t last = (time_t)-1;
+    static _Thread_local char buf[40];
+    time_t now = time(NULL);
+    struct tm tm;
+
+    if (now != last && gmtime_r(&now, &tm) != NULL) {
+        snprintf(buf, sizeof(buf), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
+                 tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                 tm.tm_sec);
+        last = now;
+    }
+    return buf;
+}
+
 static void add_common_headers(struct evhttp_request *req, const char *reqid, const char *run_id,
                                enum gv_decision d, uint64_t overhead_us)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    const char *date = http_date();
     char ms[32];
 
+    if (date[0]) {
+        evhttp_add_header(h, "Date", date);
+    }
     evhttp_add_header(h, "x-kt-request-id", reqid);
     if (run_id && run_id[0]) {
         evhttp_add_header(h, "x-kt-run-id", run_id);
