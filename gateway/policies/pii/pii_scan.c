@@ -1057,6 +1057,14 @@ static bool in_list(const char *lw, size_t n, const char *const *list)
     return false;
 }
 
+/* Day and month names are capitalised like names, and the census lists hold
+ * some of them ("Friday"); they are never a person on their own. Months that
+ * are also common first names (April, May, June, August) stay ambiguous. */
+static const char *const calendar_words[] = {
+    "monday",  "tuesday",  "wednesday", "thursday", "friday",   "saturday",  "sunday",
+    "january", "february", "march",     "july",     "september", "october",  "november",
+    "december", NULL};
+
 /* Class of one ASCII-or-not part of a capitalised word. */
 static unsigned char part_class(const char *lw, size_t n, bool ascii)
 {
@@ -1064,6 +1072,9 @@ static unsigned char part_class(const char *lw, size_t n, bool ascii)
 
     if (!ascii || n == 0) {
         return W_UNK;
+    }
+    if (in_list(lw, n, calendar_words)) {
+        return W_WORD;
     }
     f = pii_names_lookup(lw, n);
     if (f) {

@@ -211,6 +211,28 @@ static void test_scan_person_common_words_survive(void **state)
     expect_none("CAN I SPEAK TO A REAL PERSON?", GV_PII_PERSON);
 }
 
+static void test_scan_person_places_and_companies_excluded(void **state)
+{
+    (void)state;
+    /* Street, company and address-line context rule a capitalised run out. */
+    expect_none("Send it to 42 Maple Grove Street by Friday.", GV_PII_PERSON);
+    expect_none("She works for Harrison Lowe Inc. now.", GV_PII_PERSON);
+    expect_none("Meet me at Kingsley Avenue after lunch.", GV_PII_PERSON);
+    expect_none("Our office is on Hauptstrasse in the old town.", GV_PII_PERSON);
+    expect_none("The report is due by Friday, not Monday.", GV_PII_PERSON);
+}
+
+static void test_scan_person_later_mentions_and_verbs(void **state)
+{
+    (void)state;
+    /* A name found through a cue marks its bare mentions later in the text. */
+    size_t n = find("My name is Vsevolod Petrenko. Later Vsevolod called back.", GV_PII_PERSON,
+                    NULL, 0);
+    assert_true(n >= 2);
+    /* A lone name followed by a reporting verb is a person. */
+    expect("Katrine said the run diverged.", GV_PII_PERSON, "Katrine");
+}
+
 static void test_names_table_and_words(void **state)
 {
     (void)state;
@@ -360,6 +382,8 @@ int main(void)
         cmocka_unit_test(test_names_table_and_words),
         cmocka_unit_test(test_redact_replace_mask_hash),
         cmocka_unit_test(test_redact_cap_is_e2big),
+        cmocka_unit_test(test_scan_person_places_and_companies_excluded),
+        cmocka_unit_test(test_scan_person_later_mentions_and_verbs),
         cmocka_unit_test(test_scan_type_mask),
         cmocka_unit_test(test_scan_random_bytes_never_crash),
         cmocka_unit_test(test_stream_cut_holds_partial_entities),
