@@ -53,6 +53,9 @@ struct gw_upstream_call {
     const struct gw_upstream_ops *ops;
     void *arg;
     struct event *deadline; /* first byte, then idle gap */
+    bool armed;
+    long armed_ms;
+    struct timeval armed_at; /* the loop's cached time when last armed */
     long first_byte_ms;
     long idle_ms;
     bool got_byte;
@@ -71,17 +74,32 @@ struct gw_upstream_call {
 
 static void check_done(struct gw_upstream *up);
 
+static void disarm_deadline(struct gw_upstream_call *c)
+{
+    evtimer_del(c->deadline);
+    c->armed = false;
+}
+
+/* libevent measures a timer from the loop's cached time, so arming again in the same loop
+ * iteration (every header line of one read) gives the same deadline: skip those re-adds. */
 static void arm_deadline(struct gw_upstream_call *c, long ms)
 {
-    struct timeval tv;
+    struct timeval tv, now = {0, 0};
 
     if (ms <= 0) {
-        evtimer_del(c->deadline);
+        disarm_deadline(c);
+        return;
+    }
+    if (event_base_gettimeofday_cached(c->up->base, &now) == 0 && c->armed &&
+        c->armed_ms == ms && timercmp(&now, &c->armed_at, ==)) {
         return;
     }
     tv.tv_sec = ms / 1000;
     tv.tv_usec = (ms % 1000) * 1000;
     evtimer_add(c->deadline, &tv);
+    c->armed = true;
+    c->armed_ms = ms;
+    c->armed_at = now;
 }
 
 /* Returns the handle to the pool (or frees it) and the call's memory. Only a handle
@@ -336,7 +354,7 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
     if (flow == GW_UP_PAUSE) {
         /* A slow client is not the upstream's fault: no idle clock while paused. */
         c->paused = true;
-        evtimer_del(c->deadline);
+        disarm_deadline(c);
         return CURL_WRITEFUNC_PAUSE;
     }
     if (flow == GW_UP_ABORT) {
