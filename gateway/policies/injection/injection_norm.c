@@ -22,6 +22,47 @@ static const char latin_ext_a_fold[128] = "aaaaaaccccccccddddeeeeeeeeeeggggggggh
                                           "iijjkkkllllllllllnnnnnnnnnoooooooorrrrrrssssssss"
                                           "ttttttuuuuuuuuuuuuwwyyyzzzzzzs";
 
+/* Byte classes, one table load instead of chains of range tests in the
+ * per-byte loops (the normaliser touches every byte three times). */
+#define CL_ALNUM 0x01u /* [a-z0-9] */
+#define CL_WORD 0x02u  /* [a-z0-9] and every byte >= 0x80 */
+#define CL_TOK 0x04u   /* [a-z0-9@$]: a token put_token may map */
+#define CL_B64 0x08u   /* standard or URL-safe base64 alphabet */
+#define CL_SEP 0x10u   /* separators of spaced-out letters */
+static const unsigned char byte_class[256] = {
+    ['0' ... '9'] = CL_ALNUM | CL_WORD | CL_TOK | CL_B64,
+    ['a' ... 'z'] = CL_ALNUM | CL_WORD | CL_TOK | CL_B64,
+    ['A' ... 'Z'] = CL_B64,
+    ['@'] = CL_TOK,
+    ['$'] = CL_TOK,
+    ['+'] = CL_B64 | CL_SEP,
+    ['/'] = CL_B64 | CL_SEP,
+    ['-'] = CL_B64 | CL_SEP,
+    ['_'] = CL_B64 | CL_SEP,
+    [' '] = CL_SEP,
+    ['.'] = CL_SEP,
+    ['*'] = CL_SEP,
+    ['|'] = CL_SEP,
+    [','] = CL_SEP,
+    [0x80 ... 0xFF] = CL_WORD,
+};
+
+/* ASCII folded for matching: A-Z lowercased, control characters and DEL to a
+ * space, everything else itself (stage A's ASCII path). */
+static const unsigned char ascii_fold[128] = {
+    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
+    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
+    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x21, 0x22, 0x23,
+    0x24, 0x25, 0x26, 0x27, 0x28, 0x29, 0x2A, 0x2B, 0x2C, 0x2D, 0x2E, 0x2F,
+    0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A, 0x3B,
+    0x3C, 0x3D, 0x3E, 0x3F, 0x40, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67,
+    0x68, 0x69, 0x6A, 0x6B, 0x6C, 0x6D, 0x6E, 0x6F, 0x70, 0x71, 0x72, 0x73,
+    0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7A, 0x5B, 0x5C, 0x5D, 0x5E, 0x5F,
+    0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6A, 0x6B,
+    0x6C, 0x6D, 0x6E, 0x6F, 0x70, 0x71, 0x72, 0x73, 0x74, 0x75, 0x76, 0x77,
+    0x78, 0x79, 0x7A, 0x7B, 0x7C, 0x7D, 0x7E, 0x20,
+};
+
 static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
 {
     uint32_t c = s[0];
@@ -357,14 +398,9 @@ static gv_rc stage_fold(const char *text, size_t len, struct gv_buf *out, unsign
     while (i < len) {
         unsigned char c = s[i];
         if (c < 0x80) {
-            if (c >= 'A' && c <= 'Z') {
-                c += 32;
-            }
-            else if (c < 0x20 || c == 0x7F) {
-                c = ' ';
-            }
+            c = ascii_fold[c];
             i++;
-            if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
+            if (byte_class[c] & CL_ALNUM) {
                 if (!w) {
                     w = o;
                     latin = conf = false;
@@ -412,20 +448,19 @@ static gv_rc stage_fold(const char *text, size_t len, struct gv_buf *out, unsign
     return GV_OK;
 }
 
-static bool alnum(unsigned char c)
+static inline bool alnum(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    return byte_class[c] & CL_ALNUM;
 }
 
-static bool wordbyte(unsigned char c)
+static inline bool wordbyte(unsigned char c)
 {
-    return alnum(c) || c >= 0x80;
+    return byte_class[c] & CL_WORD;
 }
 
-static bool spaced_sep(unsigned char c)
+static inline bool spaced_sep(unsigned char c)
 {
-    return c == ' ' || c == '.' || c == '-' || c == '_' || c == '*' || c == '|' || c == '/' ||
-           c == ',' || c == '+';
+    return byte_class[c] & CL_SEP;
 }
 
 static int leet_letter(unsigned char c)
@@ -510,9 +545,9 @@ static unsigned char *put_token(unsigned char *o, const unsigned char *t, size_t
     return o + (b - a);
 }
 
-static bool tokbyte(unsigned char c)
+static inline bool tokbyte(unsigned char c)
 {
-    return alnum(c) || c == '@' || c == '$';
+    return byte_class[c] & CL_TOK;
 }
 
 /* Stage B: collapse spaces, join spaced-out letters, map leetspeak. Appends
@@ -599,10 +634,9 @@ static gv_rc stage_shape(const unsigned char *t, size_t n, struct gv_buf *out, u
     return GV_OK;
 }
 
-static bool b64char(unsigned char c)
+static inline bool b64char(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-           c == '/' || c == '-' || c == '_';
+    return byte_class[c] & CL_B64;
 }
 
 /* Decoded bytes look like text a model would read: mostly printable, some spaces. */
@@ -637,9 +671,11 @@ static gv_rc stage_base64(const char *text, size_t len, struct gv_buf *out, unsi
 
     while (i < len && runs < B64_MAX_RUNS && rc == GV_OK) {
         /* Every run is consumed whole below, so here i is always at a run start. */
-        if (!b64char(t[i])) {
+        while (i < len && !b64char(t[i])) {
             i++;
-            continue;
+        }
+        if (i == len) {
+            break;
         }
         j = i;
         while (j < len && b64char(t[j])) {
