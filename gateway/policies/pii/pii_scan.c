@@ -770,6 +770,51 @@ static size_t phone_ext(const struct scan *s, size_t p)
     return q + d;
 }
 
+static size_t word_before(const struct scan *s, size_t pos, char *lw, size_t cap, size_t *ws);
+static size_t word_after(const struct scan *s, size_t pos, char *lw, size_t cap);
+static bool in_list(const char *lw, size_t n, const char *const *list);
+
+/* Street words after a house number ("704 1436 Redbud Drive", "3747 3911
+ * fourth avenue") and unit words before one ("Suite 913 0547"). */
+static const char *const house_street[] = {
+    "st",     "street", "ave",   "avenue", "av",      "road",    "rd",      "drive",
+    "dr",     "lane",   "ln",    "blvd",   "boulevard", "way",   "court",   "ct",
+    "place",  "pl",     "square", "terrace", "parkway", "highway", "crescent", "close",
+    NULL};
+static const char *const house_unit[] = {"suite", "apt", "apartment", "unit", "flat", "no",
+                                         NULL};
+
+/* "704 1436" has the 3-4 shape of a local number, but in an address it is a
+ * house or building number: followed on the same line by a capitalised word
+ * or, within two words, by a street word, or preceded by a unit word. A
+ * phone cue before it ("call 555 1234 Monday") keeps it a phone. */
+static bool house_number(const struct scan *s, size_t at, size_t end)
+{
+    char lw[16];
+    size_t n, ws, p = end;
+    int k;
+
+    n = word_before(s, at, lw, sizeof(lw), &ws);
+    if (n != 0 && in_list(lw, n, house_unit)) {
+        return !context_before(s, at, ctx_phone);
+    }
+    for (k = 0; k < 2; k++) {
+        if (p >= s->len || s->t[p] != ' ' || p + 1 >= s->len ||
+            !is_alpha((unsigned char)s->t[p + 1])) {
+            return false;
+        }
+        n = word_after(s, p, lw, sizeof(lw));
+        if (n == 0) {
+            return false;
+        }
+        if ((k == 0 && is_upper((unsigned char)s->t[p + 1])) || in_list(lw, n, house_street)) {
+            return !context_before(s, at, ctx_phone);
+        }
+        p += 1 + n;
+    }
+    return false;
+}
+
 static bool is_phone(const struct scan *s, size_t at, const struct numtok *nt)
 {
     int sep = uniform_sep(nt), i, ones = 0;
@@ -811,6 +856,9 @@ static bool is_phone(const struct scan *s, size_t at, const struct numtok *nt)
         /* Two groups are a local number ("555-1234", "9472 7916") or a trunk
          * number ("0393 1144137"); "90010-170" or "17151 2450" are postcodes
          * and house numbers. */
+        if (sep == ' ' && house_number(s, at, nt->end)) {
+            return false;
+        }
         return (nt->glen[1] == 4 && (nt->glen[0] == 3 || nt->glen[0] == 4)) ||
                (nt->dig[0] == '0' && nt->ndig >= 9);
     }

@@ -132,6 +132,20 @@ static void test_scan_phone(void **state)
     expect_none("order 1234567 shipped", GV_PII_PHONE_NUMBER);
 }
 
+static void test_scan_phone_house_numbers(void **state)
+{
+    (void)state;
+    /* A 3-4 pair before a street, a capitalised word on its line, or after a
+     * unit word is a house or building number... */
+    expect_none("located at 704 1436 Redbud Drive", GV_PII_PHONE_NUMBER);
+    expect_none("3747 3911 fourth avenue suite 112", GV_PII_PHONE_NUMBER);
+    expect_none("Mrs. Diana Usamov Suite 913 0547", GV_PII_PHONE_NUMBER);
+    /* ...unless a phone cue comes first or nothing address-like follows. */
+    expect("please call 555 1234 Monday", GV_PII_PHONE_NUMBER, "555 1234");
+    expect("reach me on 555 1234 or later", GV_PII_PHONE_NUMBER, "555 1234");
+    expect("office 555-1234 Main desk", GV_PII_PHONE_NUMBER, "555-1234");
+}
+
 static void test_scan_credit_card(void **state)
 {
     (void)state;
@@ -371,6 +385,7 @@ int main(void)
         cmocka_unit_test(test_nhs_mod11),
         cmocka_unit_test(test_scan_email),
         cmocka_unit_test(test_scan_phone),
+        cmocka_unit_test(test_scan_phone_house_numbers),
         cmocka_unit_test(test_scan_credit_card),
         cmocka_unit_test(test_scan_ssn),
         cmocka_unit_test(test_scan_ip),
