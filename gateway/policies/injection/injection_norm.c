@@ -609,6 +609,16 @@ static gv_rc stage_shape(const unsigned char *t, size_t n, struct gv_buf *out, u
         }
         joined = false;
         if (alnum(t[i])) {
+            /* Most tokens are plain lowercase words: copy one while finding
+             * its end and finish when nothing put_token maps follows. */
+            for (j = i; j < n && t[j] >= 'a' && t[j] <= 'z'; j++) {
+                o[j - i] = t[j];
+            }
+            if (j == n || !(byte_class[t[j]] & (CL_TOK | CL_WORD))) {
+                o += j - i;
+                i = j;
+                continue;
+            }
             j = i;
             while (j < n && tokbyte(t[j])) {
                 j++;
