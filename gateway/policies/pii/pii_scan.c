@@ -926,9 +926,12 @@ static size_t match_number(struct scan *s, size_t at)
     }
     /* Credit card: 12-19 digits, groups of 3+ with one kind of separator, a
      * known leading digit (1 UATP/JCB, 2-5 Mastercard/Visa/Amex/Diners, 6
-     * Discover/Maestro/UnionPay) and a valid Luhn check digit. */
-    if (!nt.plus && !nt.paren && nt.ndig >= 12 && nt.ndig <= 19 && nt.dig[0] >= '1' &&
-        nt.dig[0] <= '6' && (sep == 0 || sep == ' ' || sep == '-')) {
+     * Discover/Maestro/UnionPay; also Maestro's old 0604 range, which card
+     * generators such as Faker still issue) and a valid Luhn check digit. A
+     * leading 0 otherwise stays a trunk phone number. */
+    if (!nt.plus && !nt.paren && nt.ndig >= 12 && nt.ndig <= 19 &&
+        ((nt.dig[0] >= '1' && nt.dig[0] <= '6') || memcmp(nt.dig, "0604", 4) == 0) &&
+        (sep == 0 || sep == ' ' || sep == '-')) {
         int i;
         bool groups_ok = true;
         for (i = 0; i < nt.ngroups; i++) {

@@ -153,6 +153,11 @@ static void test_scan_credit_card(void **state)
     expect("amex 378282246310005", GV_PII_CREDIT_CARD, "378282246310005");
     expect_none("card 4111 1111 1111 1112", GV_PII_CREDIT_CARD);
     expect_none("id 9111111111111111", GV_PII_CREDIT_CARD); /* Luhn-valid, no such network */
+    /* Maestro's 0604 range; other leading zeros are trunk phone numbers. */
+    expect("maestro 060426070011 ok", GV_PII_CREDIT_CARD, "060426070011");
+    expect("maestro 0604 2607 0011 ok", GV_PII_CREDIT_CARD, "0604 2607 0011");
+    expect_none("id 0704 2607 0010", GV_PII_CREDIT_CARD);    /* Luhn-valid, not 0604 */
+    expect_none("maestro 060426070012", GV_PII_CREDIT_CARD); /* Luhn fails */
 }
 
 static void test_scan_ssn(void **state)
