@@ -187,6 +187,7 @@ int main(void)
     struct json_object *pii, *clean;
     size_t i;
     char label[96];
+    int failed = 0;
 
     setenv("KT_BENCH_KEY", "sk-bench-not-used", 1);
     printf("kt chain bench: page settings for prompt-injection and pii-detector, 4 KiB prompts, "
@@ -197,9 +198,10 @@ int main(void)
         struct gw_config *cfg;
         struct gw_chain *chain = load_chain(chains[i].entries, &cfg);
         if (!chain) {
-            json_object_put(pii);
-            json_object_put(clean);
-            return 1;
+            /* Measure the chains that do load; the exit status still says one failed. */
+            printf("  %-34s skipped: the chain does not load\n", chains[i].label);
+            failed = 1;
+            continue;
         }
         snprintf(label, sizeof(label), "%s, PII", chains[i].label);
         run(chain, label, pii);
@@ -210,5 +212,5 @@ int main(void)
     }
     json_object_put(pii);
     json_object_put(clean);
-    return 0;
+    return failed;
 }
