@@ -249,7 +249,7 @@ ngram_walk(const struct injection_model *m, const unsigned char *t, size_t n, co
 {
     size_t i, count = 0, start = 0;
     uint32_t h, word = 0, prev = 0;
-    bool inword = false, have_prev = false;
+    bool have_prev = false;
     int64_t sum = 0;
     uint64_t am;
 
@@ -276,47 +276,50 @@ ngram_walk(const struct injection_model *m, const unsigned char *t, size_t n, co
         }
     }
     count += n >= 4 ? n - 3 : 0;
-    for (i = 0; i <= n; i++) {
-        if (i < n && wordbyte(t[i])) {
-            if (!inword) {
-                word = 2166136261u;
-                inword = true;
-                start = i;
-            }
-            word = (word ^ t[i]) * 16777619u;
-            continue;
+    i = 0;
+    while (i < n) {
+        /* Skip to a word, hash it to its end, then emit its features: two
+         * tight loops instead of a state test per byte. */
+        while (i < n && !wordbyte(t[i])) {
+            i++;
         }
-        if (inword) {
-            am = trig_find(m, word);
-            if (am) {
-                if (s->nanch == s->canch && s->canch < INJECTION_ANCHOR_MAX) {
-                    s->canch = s->canch ? s->canch * 2 : 256;
-                    if (s->canch > INJECTION_ANCHOR_MAX) {
-                        s->canch = INJECTION_ANCHOR_MAX;
-                    }
-                    s->anch = gv_realloc(s->anch, s->canch * sizeof(*s->anch));
+        if (i == n) {
+            break;
+        }
+        start = i;
+        word = 2166136261u;
+        do {
+            word = (word ^ t[i]) * 16777619u;
+            i++;
+        } while (i < n && wordbyte(t[i]));
+        am = trig_find(m, word);
+        if (am) {
+            if (s->nanch == s->canch && s->canch < INJECTION_ANCHOR_MAX) {
+                s->canch = s->canch ? s->canch * 2 : 256;
+                if (s->canch > INJECTION_ANCHOR_MAX) {
+                    s->canch = INJECTION_ANCHOR_MAX;
                 }
-                if (s->nanch < s->canch) {
-                    s->anch[s->nanch].off = (uint32_t)start;
-                    s->anch[s->nanch].mask = am;
-                    s->nanch++;
-                }
-                else {
-                    s->anch_over |= am;
-                }
+                s->anch = gv_realloc(s->anch, s->canch * sizeof(*s->anch));
             }
-            h = mix32(word ^ SEED_W1);
+            if (s->nanch < s->canch) {
+                s->anch[s->nanch].off = (uint32_t)start;
+                s->anch[s->nanch].mask = am;
+                s->nanch++;
+            }
+            else {
+                s->anch_over |= am;
+            }
+        }
+        h = mix32(word ^ SEED_W1);
+        EMIT(h);
+        count++;
+        if (have_prev) {
+            h = mix32((prev * 0x01000193u) ^ word ^ SEED_W2);
             EMIT(h);
             count++;
-            if (have_prev) {
-                h = mix32((prev * 0x01000193u) ^ word ^ SEED_W2);
-                EMIT(h);
-                count++;
-            }
-            prev = word;
-            have_prev = true;
-            inword = false;
         }
+        prev = word;
+        have_prev = true;
     }
 #undef EMIT
     if (sum_mode) {
