@@ -68,6 +68,21 @@ const struct injection_rule injection_rules[] = {
      "directrices|istruzioni|regole|indicazioni|instrucoes|regras)",
      "ignora ignore ignorar ignores ignorad olvida olvide olvidar omite omitir descarta "
      "descartar haz dimentica dimenticare esqueca esquece desconsidera desconsiderar"},
+    {"override.ignore_then", INJECTION_FAM_OVERRIDE,
+     "\\b(?:ignore|disregard|forget about|ignorieren sie|ignoriere|ignorez|ignora)\\W+(?:all of )?"
+     "(?:the|this|that|these|those|die|den|das|la|le|el|il|a|o) (?:above|function|resume|cv|"
+     "document|text|article|table|paper|e-?mail|webpage|page|website|code|comment|input|data|"
+     "question|content|request|query|message|funktion|fonction|funcion|funzione|funcao|texte|"
+     "texto|testo)\\b\\W+(?:and|then|und|et|y|e)\\W+(?:(?:instead|just|simply|only) )?(?:say|state|"
+     "print|output|write|repeat|give|tell|respond|reply|answer|return|claim|geben|gib|dis|di|"
+     "escribe|scrivi|diga)\\b",
+     "ignore disregard forget ignorieren ignoriere ignorez ignora"},
+    {"override.regardless", INJECTION_FAM_OVERRIDE,
+     "\\b(?:regardless of|irrespective of|notwithstanding) (?:any |all |the |your |my )?"
+     "(?:previous |prior |earlier |above |former |initial |original |other |existing |system )?"
+     "(?:tasks?|instructions?|rules|guidelines|restrictions|directions|directives|orders|"
+     "prompts?|programming|constraints)\\b",
+     "regardless irrespective notwithstanding"},
     /* system-prompt exfiltration */
     {"exfil.reveal_prompt", INJECTION_FAM_EXFIL,
      "\\b(?:reveal|show|print|display|output|repeat|tell|give|share|leak|disclose|expose|recite|"
@@ -93,6 +108,22 @@ const struct injection_rule injection_rules[] = {
      "revele revelez reveler montre montrez montrer affiche affichez afficher donne donnez "
      "donner dis verrat verrate zeig zeige zeigen gib nenne sag revela revelar muestra "
      "muestrame mostrar dime dame rivela mostra mostrami dimmi"},
+    {"exfil.password", INJECTION_FAM_EXFIL,
+     "(?:\\bwhat(?:'s| is| s) (?:the|your|our)(?: \\w+)? (?:password|passcode|passphrase|secret "
+     "(?:key|word|code))|\\b(?:confirm|need|want|require|know) (?:me )?(?:your|the|our)"
+     "(?: system| admin| secret)? (?:password|passcode|passphrase)|\\bquel(?:le)? est (?:le|ton|"
+     "votre|la) (?:mot de passe|code secret|cle secrete)|\\b(?:was ist|wie lautet) (?:das|dein|"
+     "ihr) (?:passwort|kennwort|geheimwort)|\\bcual es (?:la|tu|su) (?:contrasena|clave)|"
+     "\\bqual e (?:la|a|tua|sua|il) (?:password|senha|chiave segreta|palavra-passe))\\b"
+     "(?! (?:policy|policies|manager|requirements?|reset|strength|rules?|hash|hashing|field))",
+     "what confirm need want require know quel quelle was wie cual qual"},
+    {"exfil.password_creative", INJECTION_FAM_EXFIL,
+     "\\b(?:poem|haiku|acrostic|song|story|limerick|riddle|rap|sonnet|verse|gedicht|poeme|"
+     "poesie|poema|poesia|cancion|chanson|lied)\\b(?:\\W+\\w+){0,4}?\\W+(?:the|your|our|le|la|"
+     "das|dein|il|a|o|tu|ton|votre) (?:password|passwort|mot de passe|contrasena|senha|passcode|"
+     "secret key|secret word)\\b",
+     "poem haiku acrostic song story limerick riddle rap sonnet verse gedicht poeme poesie "
+     "poema poesia cancion chanson lied"},
     /* role-play / DAN personas */
     {"persona.dan", INJECTION_FAM_PERSONA,
      "\\b(?:do anything now|dan mode|anti-?dan|betterdan|evil-?bot|jailbre(?:a)?k(?:en)?|"
@@ -138,6 +169,34 @@ const struct injection_rule injection_rules[] = {
     {"persona.openai_policy", INJECTION_FAM_PERSONA,
      "\\b(?:openai|anthropic)(?:'s)? (?:content |usage )?(?:polic(?:y|ies)|guidelines|rules)",
      "openai anthropic"},
+    {"persona.authority", INJECTION_FAM_PERSONA,
+     "\\b(?:i(?:'m| am| m) (?:actually )?your (?:developer|creator|admin|administrator|boss|"
+     "owner|supervisor|programmer|master|maker|operator)|as your (?:developer|creator|admin|"
+     "administrator|boss|owner|supervisor|programmer|operator),|i(?:'m| am| m) (?:your )?god|"
+     "(?:je suis|ich bin|soy|sono|sou) (?:ton|votre|dein|ihr|tu|su|il tuo|o seu|seu|teu) "
+     "(?:developpeur|createur|patron|entwickler|schopfer|chef|desarrollador|creador|jefe|"
+     "sviluppatore|creatore|capo|desenvolvedor|criador))\\b",
+     "i as je ich soy sono sou"},
+    {"persona.enter_mode", INJECTION_FAM_PERSONA,
+     "\\b(?:enter(?:ing)?|activat(?:e|ing)|enabl(?:e|ing)|engag(?:e|ing)|initiat(?:e|ing)|"
+     "switch(?:ing)? (?:in)?to|now in) (?:the |a |an )?['\"]?(?:\\w+[ -]){0,3}(?:override|"
+     "verification|security|audit|diagnostic|system|testing|law enforcement|root|superuser|"
+     "unlocked|sudo) mode\\b",
+     "enter entering activate activating enable enabling engage engaging initiate initiating "
+     "switch switching now"},
+    {"persona.hypothetical", INJECTION_FAM_PERSONA,
+     "\\b(?:just for a hypothetical (?:conversation|discussion|scenario|chat)|hypothetically,? "
+     "if (?:we|you|i) (?:were to |could |would )?(?:ignore|bypass|disregard|forget)|imagine "
+     "(?:we're|we are|we re) in a world where (?:passwords|personal data|secrets|data)|in this "
+     "(?:world|scenario|universe),? (?:personal data|passwords?|secrets?)|in a parallel "
+     "universe where (?:math|the rules|rules|laws))\\b",
+     "just hypothetically imagine in"},
+    {"persona.persuasion", INJECTION_FAM_PERSONA,
+     "\\b(?:i(?:'ll| will| would|'d| ll| d) (?:give|pay|donate|tip|send) (?:you )?(?:\\$ ?\\d+|"
+     "\\d+ ?(?:\\$|dollars|euros|usd))|ich gebe (?:ihnen|dir) \\d+ (?:dollar|euro)|i know you "
+     "(?:said|were told|were instructed|are not supposed|aren't supposed|were programmed) "
+     "(?:not )?to|you (?:agreed|promised) (?:in our|earlier|before|last time|yesterday))\\b",
+     "i ich you"},
     /* fake delimiters and system tags */
     {"delim.chat_tokens", INJECTION_FAM_DELIMITER,
      "(?:<\\|(?:im_start|im_end|system|user|assistant|endoftext|end|start_header_id|"
@@ -194,6 +253,11 @@ const struct injection_rule injection_rules[] = {
      "\\b(?:your|the) (?:response|answer|reply|output)s? (?:must|should|shall|will|has to|needs? "
      "to)\\b",
      "your the"},
+    {"hidden.payload_split", INJECTION_FAM_HIDDEN,
+     "\\b(?:interlace (?:part|the)|combine (?:parts? )?[a-z], [a-z],? and [a-z] and|(?:let's |"
+     "let s )?assume we have (?:two|three|four|\\d) strings|string [a-z] ?= ?[a-z] ?\\+ ?[a-z])"
+     "\\b",
+     "interlace combine let assume string"},
 };
 
 const size_t injection_nrules = sizeof(injection_rules) / sizeof(injection_rules[0]);
