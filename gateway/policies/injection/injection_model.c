@@ -23,6 +23,31 @@ static inline uint32_t mix32(uint32_t h)
     return h;
 }
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* Low 32 bits of a 32 x 32 bit product in each lane (SSE2 has only the
+ * widening even-lane multiply). */
+static inline __m128i mullo32(__m128i a, __m128i k)
+{
+    __m128i even = _mm_mul_epu32(a, k);
+    __m128i odd = _mm_mul_epu32(_mm_srli_epi64(a, 32), _mm_srli_epi64(k, 32));
+
+    return _mm_unpacklo_epi32(_mm_shuffle_epi32(even, _MM_SHUFFLE(0, 0, 2, 0)),
+                              _mm_shuffle_epi32(odd, _MM_SHUFFLE(0, 0, 2, 0)));
+}
+
+/* mix32 in four lanes: the same bits as the scalar finaliser. */
+static inline __m128i mix32x4(__m128i h)
+{
+    h = _mm_xor_si128(h, _mm_srli_epi32(h, 16));
+    h = mullo32(h, _mm_set1_epi32((int)0x85EBCA6Bu));
+    h = _mm_xor_si128(h, _mm_srli_epi32(h, 13));
+    h = mullo32(h, _mm_set1_epi32((int)0xC2B2AE35u));
+    return _mm_xor_si128(h, _mm_srli_epi32(h, 16));
+}
+#endif
+
 #define SEED_C4 0x9E3779B9u
 #define SEED_W1 0x7F4A7C15u
 #define SEED_W2 0x94D049BBu
@@ -266,10 +291,32 @@ ngram_walk(const struct injection_model *m, const unsigned char *t, size_t n, co
     } while (0)
 
     /* The 4-gram at i is t[i..i+3] little-endian; rolling it in byte by byte
-     * loads each byte once and gives the very same value on any host. */
-    if (n >= 4) {
-        uint32_t v = (uint32_t)t[0] << 8 | ((uint32_t)t[1] << 16) | ((uint32_t)t[2] << 24);
-        for (i = 0; i + 4 <= n; i++) {
+     * loads each byte once and gives the very same value on any host (this
+     * also finishes the tail the vector loop leaves). */
+    i = 0;
+#if defined(__SSE2__)
+    /* Summing is order-independent, so 16 4-grams are hashed at once: lane j
+     * of the load at t + i + r is the little-endian 4-gram at i + r + 4j (x86
+     * is little-endian). The trainer's callback keeps the scalar order. */
+    if (sum_mode) {
+        const __m128i seed = _mm_set1_epi32((int)SEED_C4);
+        uint32_t hs[16];
+        size_t r;
+        for (; i + 19 <= n; i += 16) {
+            for (r = 0; r < 4; r++) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(t + i + r));
+                _mm_storeu_si128((__m128i *)(void *)(hs + 4 * r),
+                                 mix32x4(_mm_xor_si128(v, seed)));
+            }
+            for (r = 0; r < 16; r++) {
+                EMIT(hs[r]);
+            }
+        }
+    }
+#endif
+    if (i + 4 <= n) {
+        uint32_t v = (uint32_t)t[i] << 8 | ((uint32_t)t[i + 1] << 16) | ((uint32_t)t[i + 2] << 24);
+        for (; i + 4 <= n; i++) {
             v = (v >> 8) | ((uint32_t)t[i + 3] << 24);
             h = mix32(v ^ SEED_C4);
             EMIT(h);
