@@ -90,8 +90,8 @@ static void arm_deadline(struct gw_upstream_call *c, long ms)
         disarm_deadline(c);
         return;
     }
-    if (event_base_gettimeofday_cached(c->up->base, &now) == 0 && c->armed &&
-        c->armed_ms == ms && timercmp(&now, &c->armed_at, ==)) {
+    if (event_base_gettimeofday_cached(c->up->base, &now) == 0 && c->armed && c->armed_ms == ms &&
+        timercmp(&now, &c->armed_at, ==)) {
         return;
     }
     tv.tv_sec = ms / 1000;
