@@ -674,20 +674,29 @@ static gv_rc stage_base64(const char *text, size_t len, struct gv_buf *out, unsi
                           struct injection_scratch *s)
 {
     const unsigned char *t = (const unsigned char *)text;
-    size_t i = 0, j, runs = 0, n, k, pad;
+    size_t i = 0, j, probe, runs = 0, n, k, pad;
     unsigned char *enc;
     int dn;
     gv_rc rc = GV_OK;
 
     while (i < len && runs < B64_MAX_RUNS && rc == GV_OK) {
-        /* Every run is consumed whole below, so here i is always at a run start. */
-        while (i < len && !b64char(t[i])) {
-            i++;
-        }
-        if (i == len) {
+        /* Here i == 0 or t[i - 1] is not base64. A run of at least
+         * B64_MIN_RUN characters starting in [i, probe] covers probe, so one
+         * test skips B64_MIN_RUN bytes of prose; on a hit, back up to the
+         * start of the run holding probe (never before i) and take it whole. */
+        probe = i + B64_MIN_RUN - 1;
+        if (probe >= len) {
             break;
         }
-        j = i;
+        if (!b64char(t[probe])) {
+            i = probe + 1;
+            continue;
+        }
+        while (probe > i && b64char(t[probe - 1])) {
+            probe--;
+        }
+        i = probe;
+        j = probe + 1;
         while (j < len && b64char(t[j])) {
             j++;
         }
