@@ -35,6 +35,14 @@ struct scan {
     uint32_t types;
     struct pii_scan_buf *b;
     gv_rc rc;
+    /* Line facts for place_like, which asks about runs in increasing order:
+     * remembering them keeps the PERSON pass linear on long lines. */
+    size_t ls_at;     /* line_start() was last asked about this offset... */
+    size_t ls_val;    /* ...and this is the start of its line */
+    bool line_known;  /* the three facts below are about the line at line_b */
+    size_t line_b;
+    bool prev_addr;   /* the line before opens with a digit, "Apt" or "Suite" */
+    size_t house_end; /* end of a 3+ digit house number opening the line, or 0 */
 };
 
 static bool want(const struct scan *s, int type)
@@ -1553,12 +1561,69 @@ static bool ends_with_any(const struct scan *s, size_t b, size_t e, const char *
     return false;
 }
 
+/* Start of the line holding offset pos. Forward from the last answer when
+ * pos did not go back, so a pass in text order costs O(len) in all. */
+static size_t line_start(struct scan *s, size_t pos)
+{
+    size_t k;
+
+    if (pos >= s->ls_at) {
+        for (k = s->ls_at; k < pos; k++) {
+            if (s->t[k] == '\n') {
+                s->ls_val = k + 1;
+            }
+        }
+    }
+    else {
+        for (k = pos; k > 0 && s->t[k - 1] != '\n'; k--) {
+        }
+        s->ls_val = k;
+    }
+    s->ls_at = pos;
+    return s->ls_val;
+}
+
+/* Fill prev_addr and house_end for the line holding b (once per line). */
+static void line_facts(struct scan *s, size_t b)
+{
+    size_t l = line_start(s, b), k = l, ls, n;
+
+    if (s->line_known && s->line_b == l) {
+        return;
+    }
+    s->line_known = true;
+    s->line_b = l;
+    s->prev_addr = false;
+    s->house_end = 0;
+    while (k > 0 && (s->t[k - 1] == '\n' || s->t[k - 1] == ' ' || s->t[k - 1] == '\r')) {
+        k--;
+    }
+    if (k > 0) {
+        for (ls = k; ls > 0 && s->t[ls - 1] != '\n'; ls--) {
+        }
+        while (ls < k && (s->t[ls] == ' ' || s->t[ls] == '\t')) {
+            ls++;
+        }
+        s->prev_addr = ls < k && (is_digit((unsigned char)s->t[ls]) || prefix_ci(s, ls, "apt") ||
+                                  prefix_ci(s, ls, "suite"));
+    }
+    k = l;
+    while (k < s->len && (s->t[k] == ' ' || s->t[k] == '\t')) {
+        k++;
+    }
+    for (n = 0; k + n < s->len && is_digit((unsigned char)s->t[k + n]); n++) {
+    }
+    if (n >= 3 && k + n < s->len && s->t[k + n] == ' ') {
+        s->house_end = k + n;
+    }
+}
+
 /* True when the run ws[i..j) looks like an address, a place or a company
  * rather than a person: a house number right before it on the line or a
  * number right after it, a street or company word after it, "in"/"at"/"the"
  * before it, a street-name ending, or a line that starts with a house number
  * ("85199 Avda. Rio Nalon 58"). */
-static bool place_like(const struct scan *s, const struct word *ws, size_t i, size_t j)
+static bool place_like(struct scan *s, const struct word *ws, size_t i, size_t j)
 {
     char lw[16];
     size_t k, n, b = ws[i].start, e = ws[j - 1].end, wb;
@@ -1608,35 +1673,10 @@ static bool place_like(const struct scan *s, const struct word *ws, size_t i, si
             }
         }
     }
-    /* The line before is part of an address (it opens with a house number or
-     * "Apt"/"Suite"): this one is its town ("009 Slovenčeva 51\n Črni Vrh"). */
-    for (k = b; k > 0 && s->t[k - 1] != '\n'; k--) {
-    }
-    while (k > 0 && (s->t[k - 1] == '\n' || s->t[k - 1] == ' ' || s->t[k - 1] == '\r')) {
-        k--;
-    }
-    if (k > 0) {
-        size_t ls = k;
-        while (ls > 0 && s->t[ls - 1] != '\n') {
-            ls--;
-        }
-        while (ls < k && (s->t[ls] == ' ' || s->t[ls] == '\t')) {
-            ls++;
-        }
-        if (ls < k && (is_digit((unsigned char)s->t[ls]) || prefix_ci(s, ls, "apt") ||
-                       prefix_ci(s, ls, "suite"))) {
-            return true;
-        }
-    }
-    /* A line that opens with a house number of three or more digits. */
-    for (k = b; k > 0 && s->t[k - 1] != '\n'; k--) {
-    }
-    while (k < b && (s->t[k] == ' ' || s->t[k] == '\t')) {
-        k++;
-    }
-    for (n = 0; k + n < b && is_digit((unsigned char)s->t[k + n]); n++) {
-    }
-    return n >= 3 && k + n < b && s->t[k + n] == ' ';
+    line_facts(s, b);
+    /* The line before is part of an address ("009 Slovenčeva 51\n Črni Vrh"),
+     * or the line opens with a house number of three or more digits. */
+    return s->prev_addr || (s->house_end != 0 && s->house_end < b);
 }
 
 static int cmp_start(const void *a, const void *b)
@@ -1956,6 +1996,12 @@ gv_rc pii_scan(const char *text, size_t len, uint32_t types, struct pii_scan_buf
     s.types = types & PII_ALL_TYPES;
     s.b = b;
     s.rc = GV_OK;
+    s.ls_at = 0;
+    s.ls_val = 0;
+    s.line_known = false;
+    s.line_b = 0;
+    s.prev_addr = false;
+    s.house_end = 0;
     b->n = 0;
     if (!(s.types & ~((1u << GV_PII_EMAIL_ADDRESS) | (1u << GV_PII_PERSON)))) {
         /* Only e-mail (and PERSON, a pass of its own): '@' is the one trigger,
