@@ -77,6 +77,27 @@ const struct injection_rule injection_rules[] = {
      "print|output|write|repeat|give|tell|respond|reply|answer|return|claim|geben|gib|dis|di|"
      "escribe|scrivi|diga)\\b",
      "ignore disregard forget ignorieren ignoriere ignorez ignora"},
+    {"override.ignore_above_ml", INJECTION_FAM_OVERRIDE,
+     "\\b(?:ignor(?:e|ez|a|ar|iere|ieren sie)|oublie[zr]?|olvida|dimentica|esquece|vergiss) "
+     "(?:o acima|lo anterior|lo de arriba|ce qui precede|quanto sopra|tutto (?:cio|quello) che|"
+     "tout ce (?:qu|que)|todo lo que|tudo o que|alles,? was|das obige|das oben)\\b",
+     "ignore ignorez ignora ignorar ignoriere ignorieren oublie oubliez oublier olvida "
+     "dimentica esquece vergiss"},
+    /* Russian, Greek, Arabic, Hindi, Bengali, Korean, Chinese, Japanese. The
+     * rules match bytes (no UTF mode), so a gap is "[^ ]" runs, not \w, and a
+     * quantifier after a non-ASCII character needs a group. CJK has no spaces
+     * to anchor on, so these scan the whole text; PCRE2 starts only at the
+     * listed lead bytes, which ASCII text never holds. */
+    {"override.ignore_script", INJECTION_FAM_OVERRIDE,
+     "(?:(?:игнорир|проигнорир|забудь|забудьте)[^ ]*(?: [^ ]+){0,3}? (?:предыдущ|прежн|инструкц|"
+     "указани|правил|все,? что|всё,? что)|(?:αγνο|ξεχα)[^ ]*(?: [^ ]+){0,2}? (?:προηγ|οδηγ)|"
+     "(?:تجاهل|تغاضى عن|انس)(?: [^ ]+){0,3}? ?(?:السابقة|التعليمات|كل ما|ما سبق|أعلاه)|"
+     "(?:पिछले|पूर्व|ऊपर|जो भी आपको)[^ ]*(?: [^ ]+){0,4}? (?:अनदेखा|अनदेखी|भूल जाओ|अवहेलना|"
+     "नजरअंदाज)|(?:আগের|পূর্ববর্তী|যা বলা হয়েছে)[^ ]*(?: [^ ]+){0,3}? উপেক্ষা|(?:이전|위의|앞의|"
+     "모든)[^ ]*(?: [^ ]+){0,3}? (?:[^ ]+ )?[^ ]*(?:무시|잊어)|(?:忽略|无视|忽视|不要理会|忘记|"
+     "忘掉)(?:之前|以上|上面|先前|前面|所有|你的|一切)|(?:以前|前|事前|上記|これまで|上)(?:の)?"
+     "(?:指示|命令|内容|こと)?(?:を)?無視)",
+     NULL},
     {"override.regardless", INJECTION_FAM_OVERRIDE,
      "\\b(?:regardless of|irrespective of|notwithstanding) (?:any |all |the |your |my )?"
      "(?:previous |prior |earlier |above |former |initial |original |other |existing |system )?"
@@ -117,13 +138,30 @@ const struct injection_rule injection_rules[] = {
      "\\bqual e (?:la|a|tua|sua|il) (?:password|senha|chiave segreta|palavra-passe))\\b"
      "(?! (?:policy|policies|manager|requirements?|reset|strength|rules?|hash|hashing|field))",
      "what confirm need want require know quel quelle was wie cual qual"},
+    {"exfil.password_ml", INJECTION_FAM_EXFIL,
+     "(?:\\b(?:confirm(?:ar|e|a|er|ez)|partilh(?:ar|e|a)|compartir|compartilh(?:ar|e)|"
+     "condivider(?:e)?|condividi|partager|partagez|dai|dammi|dimmi|dirmi|dizer|decirme|dime|"
+     "dizer-me|diz-me)\\W+(?:\\w+\\W+){0,2}(?:la tua|la sua|la vostra|a tua|a sua|a|la|tu|su|"
+     "votre|ton|le|o) (?:password|senha|palavra-passe|contrasena|mot de passe|clave secreta|"
+     "chiave segreta|cle secrete)|\\b(?<=cual )es (?:la|tu|su) (?:contrasena|clave)|"
+     "\\b(?:dein|ihr|euer|das) (?:passwort|kennwort)(?: \\w+){0,4} (?:teilen|bestatigen|nennen|"
+     "verraten|geben|sagen))\\b",
+     "confirmar confirme conferma confirma confirmer confirmez partilhar partilhe partilha "
+     "compartir compartilhar compartilhe condividere condivider condividi partager partagez "
+     "dai dammi dimmi dirmi dizer decirme dime diz es dein ihr euer das"},
+    {"exfil.secret_script", INJECTION_FAM_EXFIL,
+     "(?:пароль|пароля|паролем|секретный ключ|密码|密碼|秘密钥|秘钥|パスワード|秘密の鍵|비밀번호|"
+     "암호|كلمة المرور|كلمة السر|مفتاحك السري|رمز المرور|पासवर्ड|गुप्त कुंजी|পাসওয়ার্ড|"
+     "গোপন চাবি|รหัสผ่าน|κωδικ)",
+     NULL},
     {"exfil.password_creative", INJECTION_FAM_EXFIL,
      "\\b(?:poem|haiku|acrostic|song|story|limerick|riddle|rap|sonnet|verse|gedicht|poeme|"
-     "poesie|poema|poesia|cancion|chanson|lied)\\b(?:\\W+\\w+){0,4}?\\W+(?:the|your|our|le|la|"
-     "das|dein|il|a|o|tu|ton|votre) (?:password|passwort|mot de passe|contrasena|senha|passcode|"
+     "poesie|poema|poesia|cancion|chanson|lied|acrostique|acrostico|akrostichon)\\b"
+     "(?:\\W+\\w+){0,4}?\\W+(?:the|your|our|le|la|das|dein|il|a|o|tu|ton|votre|sulla|della|"
+     "alla) (?:password|passwort|mot de passe|contrasena|senha|passcode|"
      "secret key|secret word)\\b",
      "poem haiku acrostic song story limerick riddle rap sonnet verse gedicht poeme poesie "
-     "poema poesia cancion chanson lied"},
+     "poema poesia cancion chanson lied acrostique acrostico akrostichon"},
     /* role-play / DAN personas */
     {"persona.dan", INJECTION_FAM_PERSONA,
      "\\b(?:do anything now|dan mode|anti-?dan|betterdan|evil-?bot|jailbre(?:a)?k(?:en)?|"
@@ -173,7 +211,8 @@ const struct injection_rule injection_rules[] = {
      "\\b(?:i(?:'m| am| m) (?:actually )?your (?:developer|creator|admin|administrator|boss|"
      "owner|supervisor|programmer|master|maker|operator)|as your (?:developer|creator|admin|"
      "administrator|boss|owner|supervisor|programmer|operator),|i(?:'m| am| m) (?:your )?god|"
-     "(?:je suis|ich bin|soy|sono|sou) (?:ton|votre|dein|ihr|tu|su|il tuo|o seu|seu|teu) "
+     "(?:je suis|ich bin|soy|sono|sou) (?:dieu|gott|dios|dio|deus)|"
+     "(?:je suis|ich bin|soy|sono|sou) (?:ton|votre|dein|ihr|tu|su|il tuo|o seu|o teu|seu|teu) "
      "(?:developpeur|createur|patron|entwickler|schopfer|chef|desarrollador|creador|jefe|"
      "sviluppatore|creatore|capo|desenvolvedor|criador))\\b",
      "i as je ich soy sono sou"},
@@ -195,8 +234,11 @@ const struct injection_rule injection_rules[] = {
      "\\b(?:i(?:'ll| will| would|'d| ll| d) (?:give|pay|donate|tip|send) (?:you )?(?:\\$ ?\\d+|"
      "\\d+ ?(?:\\$|dollars|euros|usd))|ich gebe (?:ihnen|dir) \\d+ (?:dollar|euro)|i know you "
      "(?:said|were told|were instructed|are not supposed|aren't supposed|were programmed) "
-     "(?:not )?to|you (?:agreed|promised) (?:in our|earlier|before|last time|yesterday))\\b",
-     "i ich you"},
+     "(?:not )?to|you (?:agreed|promised) (?:in our|earlier|before|last time|yesterday)|"
+     "ti daro \\d+|te (?:dare|darei) \\d+|je (?:te|vous) (?:donnerai|paierai) \\d+|"
+     "ich zahle (?:ihnen|dir) \\d+|(?:sie haben|du hast) in unserem letzten (?:treffen|"
+     "gesprach) zugestimmt)\\b",
+     "i ich you ti te je sie du"},
     /* fake delimiters and system tags */
     {"delim.chat_tokens", INJECTION_FAM_DELIMITER,
      "(?:<\\|(?:im_start|im_end|system|user|assistant|endoftext|end|start_header_id|"
@@ -254,10 +296,13 @@ const struct injection_rule injection_rules[] = {
      "to)\\b",
      "your the"},
     {"hidden.payload_split", INJECTION_FAM_HIDDEN,
-     "\\b(?:interlace (?:part|the)|combine (?:parts? )?[a-z], [a-z],? and [a-z] and|(?:let's |"
-     "let s )?assume we have (?:two|three|four|\\d) strings|string [a-z] ?= ?[a-z] ?\\+ ?[a-z])"
-     "\\b",
-     "interlace combine let assume string"},
+     "\\b(?:interlace (?:part|the|teil|parte|partie)|combine (?:parts? )?[a-z], [a-z],? and [a-z] "
+     "and|kombiniere [a-z], [a-z],? und [a-z] und|(?:let's |let s )?assume we have (?:two|three|"
+     "four|\\d) strings|supposons que nous ayons (?:deux|trois|quatre) (?:cordes|chaines)|"
+     "asumamos que tenemos (?:dos|tres|cuatro) cadenas|(?:string|chaine|cadena|stringa|"
+     "zeichenkette|cadeia) [a-z] ?= ?[a-z] ?\\+ ?[a-z])\\b",
+     "interlace combine kombiniere let assume supposons asumamos string chaine cadena stringa "
+     "zeichenkette cadeia"},
 };
 
 const size_t injection_nrules = sizeof(injection_rules) / sizeof(injection_rules[0]);
