@@ -239,11 +239,15 @@ const struct injection_rule injection_rules[] = {
      "ich zahle (?:ihnen|dir) \\d+|(?:sie haben|du hast) in unserem letzten (?:treffen|"
      "gesprach) zugestimmt)\\b",
      "i ich you ti te je sie du"},
+    {"persona.script", INJECTION_FAM_PERSONA,
+     "(?:我是上帝|私は神です|मैं भगवान हूँ|나는 신이다|я бог|просто для гипотетическ|"
+     "只是为了假设性的|सिर्फ एक काल्पनिक|그냥 가설적인|仮定の話として)",
+     NULL},
     /* fake delimiters and system tags */
     {"delim.chat_tokens", INJECTION_FAM_DELIMITER,
      "(?:<\\|(?:im_start|im_end|system|user|assistant|endoftext|end|start_header_id|"
      "end_header_id|eot_id|begin_of_text)\\|>|\\[/?inst\\]|<</?sys>>|</?(?:system|sys|"
-     "system_prompt|instructions?|admin|developer)>)",
+     "system_prompt|instructions?|admin|developer)(?: mode)?>)",
      NULL},
     {"delim.heading", INJECTION_FAM_DELIMITER,
      "(?<=##|\\*\\*|===|---|\\[\\[|## |\\*\\* |=== |--- |\\[\\[ )(?:system|admin|developer|"
@@ -295,6 +299,14 @@ const struct injection_rule injection_rules[] = {
      "\\b(?:your|the) (?:response|answer|reply|output)s? (?:must|should|shall|will|has to|needs? "
      "to)\\b",
      "your the"},
+    {"hidden.decode_and_follow", INJECTION_FAM_HIDDEN,
+     "\\b(?:decode (?:this|the following) (?:morse code|hexadecimal string|hex string|binary "
+     "string|caesar cipher|cipher|rot13)|(?:decodificar|decodifica|decodificare|decodifique|"
+     "decoder|decodez) (?:esta|este|esse|essa|ce|cette|questa|questo) [^.?!]{0,40}?(?:cifrado|"
+     "cesar|hexadecimal|esadecimale|binari[ao]|binaire|morse))\\b[^.?!]{0,60}?(?:and (?:tell me "
+     "what it says|follow|do what|execute|answer|reply)|reply with|y decirme|et me dire|e dirmi|"
+     "e dizer-me|e me dizer)",
+     "decode decodificar decodifica decodificare decodifique decoder decodez"},
     {"hidden.payload_split", INJECTION_FAM_HIDDEN,
      "\\b(?:interlace (?:part|the|teil|parte|partie)|combine (?:parts? )?[a-z], [a-z],? and [a-z] "
      "and|kombiniere [a-z], [a-z],? und [a-z] und|(?:let's |let s )?assume we have (?:two|three|"
