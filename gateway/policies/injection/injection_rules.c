@@ -98,6 +98,15 @@ const struct injection_rule injection_rules[] = {
      "忘掉)(?:之前|以上|上面|先前|前面|所有|你的|一切)|(?:以前|前|事前|上記|これまで|上)(?:の)?"
      "(?:指示|命令|内容|こと)?(?:を)?無視)",
      NULL},
+    /* Vietnamese, Tagalog, Indonesian, Turkish: Latin letters the normaliser
+     * folds only partly (Vietnamese keeps its Latin Extended Additional). */
+    {"override.ignore_other_latin", INJECTION_FAM_OVERRIDE,
+     "\\b(?:(?:quen|bỏ qua|phớt lờ|kalimutan|balewalain|huwag pansinin|abaikan|lupakan)\\W+"
+     "(?:[^ ]+ ){0,4}?(?:hướng dẫn|chỉ dẫn|quy tắc|tagubilin|panuntunan|instruksi|petunjuk|"
+     "perintah|aturan)|(?:onceki |tum )?(?:talimatlari|talimatlarini|kurallari)(?: [^ ]+){0,2} "
+     "(?:yok say|unut|gormezden gel)|(?:fonksiyonu|yukaridakileri|yukaridaki) yok say)",
+     "quen bỏ phớt kalimutan balewalain huwag abaikan lupakan onceki tum talimatlari "
+     "talimatlarini kurallari fonksiyonu yukaridakileri yukaridaki"},
     {"override.regardless", INJECTION_FAM_OVERRIDE,
      "\\b(?:regardless of|irrespective of|notwithstanding) (?:any |all |the |your |my )?"
      "(?:previous |prior |earlier |above |former |initial |original |other |existing |system )?"
@@ -154,6 +163,10 @@ const struct injection_rule injection_rules[] = {
      "암호|كلمة المرور|كلمة السر|مفتاحك السري|رمز المرور|पासवर्ड|गुप्त कुंजी|পাসওয়ার্ড|"
      "গোপন চাবি|รหัสผ่าน|κωδικ)",
      NULL},
+    {"exfil.secret_other_latin", INJECTION_FAM_EXFIL,
+     "\\b(?:kata sandi|sifre(?:ni|yi|si|sini|m|niz)?|mật khẩu|mat khau|chia khoa bi mật|kunci "
+     "rahasia|lihim na susi)\\b",
+     "kata sifre sifreni sifreyi sifresi sifresini sifrem sifreniz mật mat chia kunci lihim"},
     {"exfil.password_creative", INJECTION_FAM_EXFIL,
      "\\b(?:poem|haiku|acrostic|song|story|limerick|riddle|rap|sonnet|verse|gedicht|poeme|"
      "poesie|poema|poesia|cancion|chanson|lied|acrostique|acrostico|akrostichon)\\b"
