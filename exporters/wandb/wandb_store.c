@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/gv_file.h"
 #include "core/gv_mem.h"
 #include "core/gv_paths.h"
 
@@ -35,52 +36,7 @@ void ex_wandb_safe_name(const char *in, char *out, size_t size)
 
 gv_rc ex_wandb_write_file(const char *path, const char *data, size_t len)
 {
-    char tmp[1100];
-    int fd = -1;
-    size_t off = 0;
-    gv_rc rc = GV_OK;
-    int n;
-
-    n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    if (n < 0 || (size_t)n >= sizeof(tmp)) {
-        return GV_E2BIG;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        return GV_EIO;
-    }
-    while (off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            rc = GV_EIO;
-            goto out;
-        }
-        off += (size_t)w;
-    }
-    if (fsync(fd) != 0) {
-        rc = GV_EIO;
-        goto out;
-    }
-    if (close(fd) != 0) {
-        fd = -1;
-        rc = GV_EIO;
-        goto out;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        rc = GV_EIO;
-    }
-out:
-    if (fd >= 0) {
-        close(fd);
-    }
-    if (rc) {
-        unlink(tmp);
-    }
-    return rc;
+    return gv_file_replace(path, data, len);
 }
 
 static gv_rc write_json(const char *dir, const char *file, struct json_object *j)
@@ -400,7 +356,6 @@ static gv_rc append_line(struct ex_wandb_run *run, const char *s, size_t len)
 {
     char path[1100];
     int fd;
-    size_t off = 0;
     gv_rc rc = history_path(run, path, sizeof(path));
 
     if (rc) {
@@ -410,17 +365,7 @@ static gv_rc append_line(struct ex_wandb_run *run, const char *s, size_t len)
     if (fd < 0) {
         return GV_EIO;
     }
-    while (off < len) {
-        ssize_t w = write(fd, s + off, len - off);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            rc = GV_EIO;
-            break;
-        }
-        off += (size_t)w;
-    }
+    rc = gv_file_write_all(fd, s, len);
     if (!rc && fsync(fd) != 0) {
         rc = GV_EIO;
     }

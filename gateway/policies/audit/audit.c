@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/gv_file.h"
 #include "core/gv_buf.h"
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
@@ -110,22 +111,6 @@ static const struct gv_cfg_map config_map[] = {
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
-static gv_rc write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            return GV_EIO;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return GV_OK;
-}
-
 static uint64_t today(void)
 {
     return gv_wall_us() / 1000000u / 86400u;
@@ -166,7 +151,7 @@ static gv_rc segment_create(struct audit_writer *w, uint64_t segment, uint64_t f
         rc = GV_EIO;
         goto out;
     }
-    rc = write_all(fd, w->out.data, w->out.len);
+    rc = gv_file_write_all(fd, w->out.data, w->out.len);
     if (rc == GV_OK && w->fsync_mode != FSYNC_OFF && fsync(fd) != 0) {
         rc = GV_EIO;
     }
@@ -472,7 +457,7 @@ static gv_rc append_batch(struct audit_writer *w, struct audit_node *list, size_
         if (rc) {
             break;
         }
-        rc = write_all(w->fd, w->out.data, w->out.len);
+        rc = gv_file_write_all(w->fd, w->out.data, w->out.len);
         if (rc == GV_OK && w->fsync_mode != FSYNC_OFF && fdatasync(w->fd) != 0) {
             rc = GV_EIO;
         }

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/gv_file.h"
 #include "core/gv_mem.h"
 #include "core/gv_record.h"
 #include "core/gv_time.h"
@@ -272,22 +273,6 @@ gv_rc gw_audit_pos_read(const char *dir, const char *name, struct gw_audit_pos *
     return rc;
 }
 
-static gv_rc write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            return GV_EIO;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return GV_OK;
-}
-
 gv_rc gw_audit_pos_write(const char *dir, const char *name, const struct gw_audit_pos *pos,
                          bool sync)
 {
@@ -310,7 +295,7 @@ gv_rc gw_audit_pos_write(const char *dir, const char *name, const struct gw_audi
         rc = GV_EIO;
         goto out;
     }
-    rc = write_all(fd, text, (size_t)m);
+    rc = gv_file_write_all(fd, text, (size_t)m);
     if (rc == GV_OK && sync && fsync(fd) != 0) {
         rc = GV_EIO;
     }

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/gv_file.h"
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
 
@@ -165,47 +166,6 @@ static struct json_object *snapshot(struct gw_ledger *l)
     return root;
 }
 
-static gv_rc write_file(const char *path, const char *text, size_t len)
-{
-    char tmp[4200];
-    size_t off = 0;
-    gv_rc rc = GV_OK;
-    int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    int fd;
-
-    if (n < 0 || (size_t)n >= sizeof(tmp)) {
-        return GV_E2BIG;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        return GV_EIO;
-    }
-    while (off < len) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            rc = GV_EIO;
-            break;
-        }
-        off += (size_t)w;
-    }
-    if (rc == GV_OK && fsync(fd) != 0) {
-        rc = GV_EIO;
-    }
-    if (close(fd) != 0 && rc == GV_OK) {
-        rc = GV_EIO;
-    }
-    if (rc == GV_OK && rename(tmp, path) != 0) {
-        rc = GV_EIO;
-    }
-    if (rc) {
-        unlink(tmp);
-    }
-    return rc;
-}
-
 gv_rc gw_ledger_flush(struct gw_ledger *l)
 {
     struct json_object *snap;
@@ -218,7 +178,7 @@ gv_rc gw_ledger_flush(struct gw_ledger *l)
     l->dirty = false;
     pthread_mutex_unlock(&l->mu);
     text = json_object_to_json_string_length(snap, JSON_C_TO_STRING_PLAIN, &len);
-    rc = write_file(l->path, text, len);
+    rc = gv_file_replace(l->path, text, len);
     json_object_put(snap);
     if (rc) {
         /* Try again at the next interval. */
