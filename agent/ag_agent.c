@@ -27,6 +27,7 @@
 #include <json-c/json.h>
 
 #include "agent/ag_runs.h"
+#include "core/gv_file.h"
 #include "core/gv_cfg.h"
 #include "core/gv_event.h"
 #include "core/gv_log.h"
@@ -118,23 +119,6 @@ struct ag_agent {
 };
 
 /* ---- files --------------------------------------------------------------------------- */
-
-static gv_rc write_all(int fd, const void *p, size_t n)
-{
-    const char *b = p;
-    while (n > 0) {
-        ssize_t w = write(fd, b, n);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            return GV_EIO;
-        }
-        b += w;
-        n -= (size_t)w;
-    }
-    return GV_OK;
-}
 
 static gv_rc read_file(const char *path, struct gv_buf *out)
 {
@@ -366,7 +350,7 @@ static gv_rc state_save(struct ag_agent *ag)
     text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
     snprintf(tmp, sizeof(tmp), "%s.tmp", ag->state_path);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write_all(fd, text, strlen(text)) != GV_OK ||
+    if (fd < 0 || gv_file_write_all(fd, text, strlen(text)) != GV_OK ||
         (ag->opts.fsync && fdatasync(fd) != 0)) {
         rc = GV_EIO;
         goto out;
@@ -954,7 +938,7 @@ static bool process_input(struct ag_conn *c)
         evbuffer_drain(in, GV_FRAME_HDR + plen);
     }
     if (ag->jbuf.len) {
-        if (write_all(ag->journal_fd, ag->jbuf.data, ag->jbuf.len) != GV_OK) {
+        if (gv_file_write_all(ag->journal_fd, ag->jbuf.data, ag->jbuf.len) != GV_OK) {
             /* Not durable: not acknowledged, so the gateway resends after a
              * restart; the seq marks set above make continuing unsafe. */
             gv_log(GV_LOG_ERROR, MOD, "journal write failed; stopping", "errno=%d", errno);
