@@ -27,6 +27,7 @@
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
 #include "core/gv_paths.h"
+#include "core/gv_thread.h"
 #include "core/gv_time.h"
 
 /* Worker threads hand records over through this many slots; the background
@@ -889,7 +890,7 @@ gv_rc gw_emitter_create_agent(const char *state_dir, const char *socket_path,
     a->hello.schema_version = GV_EVENT_SCHEMA_VERSION;
     memcpy(a->hello.instance_id, a->instance_id, sizeof(a->hello.instance_id));
     a->hello.pid = (uint32_t)getpid();
-    if (pthread_create(&a->thread, NULL, bg_main, a) != 0) {
+    if (gv_thread_start(&a->thread, "kt-emit", GV_THREAD_BACKGROUND, bg_main, a) != GV_OK) {
         rc = GV_EIO;
         goto out;
     }

@@ -29,6 +29,7 @@
 #include "core/gv_buf.h"
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
+#include "core/gv_thread.h"
 #include "core/gv_time.h"
 #include "gateway/gw_http.h"
 #include "gateway/gw_sse.h"
@@ -1838,7 +1839,9 @@ gv_rc gw_server_start(struct gw_server *srv)
 
     for (i = 0; i < srv->nworkers; i++) {
         struct worker *w = &srv->workers[i];
-        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+        char name[16];
+        snprintf(name, sizeof(name), "kt-worker-%d", i);
+        if (gv_thread_start(&w->thread, name, GV_THREAD_SERVING, worker_main, w) != GV_OK) {
             gw_server_stop(srv, 0);
             gw_server_join(srv);
             return GV_EIO;

@@ -20,6 +20,7 @@
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
 #include "core/gv_paths.h"
+#include "core/gv_thread.h"
 #include "core/gv_time.h"
 #include "gateway/gw_policy.h"
 #include "gateway/gw_req.h"
@@ -710,7 +711,7 @@ static gv_rc audit_init(struct gw_policy *pol, const char *path, const struct gv
                          w->dir, gv_rc_str(rc));
         goto out;
     }
-    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+    if (gv_thread_start(&w->thread, "kt-audit", GV_THREAD_BACKGROUND, writer_main, w) != GV_OK) {
         rc = gv_cfg_fail(err, path, settings, "audit-logger: cannot start the writer thread");
         goto out;
     }

@@ -16,6 +16,7 @@
 #include "core/gv_file.h"
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
+#include "core/gv_thread.h"
 
 struct entry {
     struct entry *next;
@@ -279,7 +280,7 @@ gv_rc gw_ledger_open(const char *path, long flush_ms, struct gw_ledger **out)
     if (rc) {
         goto out;
     }
-    if (pthread_create(&l->thread, NULL, flusher, l) != 0) {
+    if (gv_thread_start(&l->thread, "kt-cost-ledger", GV_THREAD_BACKGROUND, flusher, l) != GV_OK) {
         rc = GV_EIO;
         goto out;
     }
