@@ -38,6 +38,28 @@ struct audit_node {
     struct json_object *content; /* deep copy of the forwarded messages, or NULL */
 };
 
+/* How often the writer takes queued records to seal them, and how many sealed
+ * bytes force a commit before the fsync interval is up. */
+#define SEAL_EVERY_US 2000u
+#define PRE_COMMIT_BYTES (4u * 1024u * 1024u)
+
+/* Records taken off the queue and already sealed (JSON + hash chain) as if
+ * appended at `base`, waiting for the next commit. Sealing is most of the
+ * writer's CPU; doing it a few records at a time instead of a whole interval's
+ * worth at once keeps the writer from taking a core away from the request
+ * threads for milliseconds at a time. If the log moved meanwhile (another
+ * process appended, or a segment must rotate), the commit seals the nodes again
+ * from the real position. */
+struct audit_pre {
+    struct audit_node *head, *tail;
+    size_t count;
+    bool valid;                 /* every node sealed into buf, from base */
+    struct gw_audit_pos base;   /* the log position the lines follow */
+    uint64_t seq;               /* the last sealed line's seq */
+    char hash[GW_AUDIT_HASH_HEX + 1];
+    struct gv_buf buf;
+};
+
 /* The background writer: request threads only queue; this thread appends,
  * fsyncs (group commit), rotates and applies retention. */
 struct audit_writer {
@@ -56,6 +78,7 @@ struct audit_writer {
     struct audit_node *qhead, *qtail; /* under mu */
     atomic_size_t queued;             /* changed under mu; read anywhere */
     bool stop;                        /* under mu */
+    bool wants_wake;                  /* under mu: the writer waits for the next record */
 
     atomic_bool healthy;   /* last append succeeded */
     atomic_ullong dropped; /* records refused because the queue was full */
@@ -69,6 +92,7 @@ struct audit_writer {
     uint64_t seg_day;
     struct gv_buf out;  /* the batch */
     struct gv_buf line; /* one record, capped at GW_AUDIT_LINE_MAX */
+    struct audit_pre pre;
 };
 
 struct audit_ctx {
@@ -404,13 +428,70 @@ static gv_rc rotate(struct audit_writer *w)
     return GV_OK;
 }
 
-/* Append the nodes of the list in order: one write and one fsync per segment
- * touched (group commit). *done counts the nodes that are durably written;
- * on failure the rest are not in the file at all (a partial write is taken
- * back) and w->pos is the end of what was written. */
-static gv_rc append_batch(struct audit_writer *w, struct audit_node *list, size_t *done)
+/* One record as a sealed line in w->line: JSON with `seq`, then the hash chained
+ * onto `hash` (updated in place). A record too large with its content is kept
+ * without the content. */
+static gv_rc seal_record(struct audit_writer *w, const struct audit_node *n, uint64_t seq,
+                         char hash[GW_AUDIT_HASH_HEX + 1])
 {
-    struct gw_audit_pos start;
+    gv_rc rc;
+
+    gv_buf_reset(&w->line);
+    rc = gw_audit_record_json(&n->rec, n->cost_usd, n->content, seq, hash, &w->line);
+    if (rc == GV_E2BIG && n->content) {
+        gv_buf_reset(&w->line);
+        rc = gw_audit_record_json(&n->rec, n->cost_usd, NULL, seq, hash, &w->line);
+    }
+    if (rc == GV_OK) {
+        rc = gw_audit_line_seal(&w->line, hash);
+    }
+    return rc;
+}
+
+static bool pos_equal(const struct gw_audit_pos *a, const struct gw_audit_pos *b)
+{
+    return a->segment == b->segment && a->seq == b->seq && a->bytes == b->bytes &&
+           strcmp(a->hash, b->hash) == 0;
+}
+
+/* Write `n` bytes of sealed lines that end at (seq, hash) at the end of the
+ * current segment, fsync as configured, and move w->pos past them. A partial
+ * write is taken back so the file ends on a record boundary. */
+static gv_rc write_sealed(struct audit_writer *w, const void *data, size_t n, uint64_t seq,
+                          const char hash[GW_AUDIT_HASH_HEX + 1])
+{
+    gv_rc rc = gv_file_write_all(w->fd, data, n);
+
+    if (rc == GV_OK && w->fsync_mode != FSYNC_OFF && fdatasync(w->fd) != 0) {
+        rc = GV_EIO;
+    }
+    if (rc) {
+        if (ftruncate(w->fd, (off_t)w->pos.bytes) != 0) {
+            gv_log(GV_LOG_ERROR, "policy:audit-logger", "cannot undo partial audit write",
+                   "segment=%" PRIu64, w->pos.segment);
+        }
+        return rc;
+    }
+    w->pos.seq = seq;
+    memcpy(w->pos.hash, hash, GW_AUDIT_HASH_HEX + 1);
+    w->pos.bytes += n;
+    /* The records are written: a stale head.json only makes verify miss a
+     * trailing deletion until the next append, so it is not a failed append. */
+    if (gw_audit_pos_write(w->dir, "head.json", &w->pos, false) != GV_OK) {
+        gv_log(GV_LOG_WARN, "policy:audit-logger", "cannot update head.json", "dir=%s", w->dir);
+    }
+    return GV_OK;
+}
+
+/* Append the nodes of the list in order: one write and one fsync per segment
+ * touched (group commit). `pre`, when not NULL, holds the same nodes already
+ * sealed; its lines are written as they are when the log is still where they
+ * were sealed for and no rotation falls inside them. *done counts the nodes
+ * that are durably written; on failure the rest are not in the file at all
+ * and w->pos is the end of what was written. */
+static gv_rc append_batch(struct audit_writer *w, struct audit_node *list,
+                          const struct audit_pre *pre, size_t *done)
+{
     struct audit_node *n = list;
     char hash[GW_AUDIT_HASH_HEX + 1];
     uint64_t seq;
@@ -422,30 +503,30 @@ static gv_rc append_batch(struct audit_writer *w, struct audit_node *list, size_
         return GV_EIO;
     }
     rc = sync_pos(w);
+    if (rc == GV_OK && pre && pre->valid && pre->count > 0 && pos_equal(&w->pos, &pre->base) &&
+        today() == w->seg_day && w->pos.bytes + pre->buf.len <= w->segment_max) {
+        rc = write_sealed(w, pre->buf.data, pre->buf.len, pre->seq, pre->hash);
+        if (rc == GV_OK) {
+            *done = pre->count;
+        }
+        n = NULL;
+    }
     while (rc == GV_OK && n) {
+        uint64_t start_bytes;
         if (w->pos.bytes >= w->segment_max || today() != w->seg_day) {
             rc = rotate(w);
             if (rc) {
                 break;
             }
         }
-        start = w->pos;
+        start_bytes = w->pos.bytes;
         seq = w->pos.seq;
         count = 0;
         memcpy(hash, w->pos.hash, sizeof(hash));
         gv_buf_reset(&w->out);
         /* Fill this segment up to its size limit, at least one record. */
-        for (; n && (count == 0 || start.bytes + w->out.len < w->segment_max); n = n->next) {
-            gv_buf_reset(&w->line);
-            rc = gw_audit_record_json(&n->rec, n->cost_usd, n->content, seq + 1, hash, &w->line);
-            if (rc == GV_E2BIG && n->content) {
-                /* Too much content for one line: keep the record, drop the text. */
-                gv_buf_reset(&w->line);
-                rc = gw_audit_record_json(&n->rec, n->cost_usd, NULL, seq + 1, hash, &w->line);
-            }
-            if (rc == GV_OK) {
-                rc = gw_audit_line_seal(&w->line, hash);
-            }
+        for (; n && (count == 0 || start_bytes + w->out.len < w->segment_max); n = n->next) {
+            rc = seal_record(w, n, seq + 1, hash);
             if (rc == GV_OK) {
                 rc = gv_buf_append(&w->out, w->line.data, w->line.len);
             }
@@ -458,28 +539,11 @@ static gv_rc append_batch(struct audit_writer *w, struct audit_node *list, size_
         if (rc) {
             break;
         }
-        rc = gv_file_write_all(w->fd, w->out.data, w->out.len);
-        if (rc == GV_OK && w->fsync_mode != FSYNC_OFF && fdatasync(w->fd) != 0) {
-            rc = GV_EIO;
-        }
+        rc = write_sealed(w, w->out.data, w->out.len, seq, hash);
         if (rc) {
-            /* Take back a partial write so the file ends on a record boundary. */
-            if (ftruncate(w->fd, (off_t)start.bytes) != 0) {
-                gv_log(GV_LOG_ERROR, "policy:audit-logger", "cannot undo partial audit write",
-                       "segment=%" PRIu64, start.segment);
-            }
-            w->pos = start;
             break;
         }
-        w->pos.seq = seq;
-        memcpy(w->pos.hash, hash, sizeof(hash));
-        w->pos.bytes += w->out.len;
         *done += count;
-        /* The records are written: a stale head.json only makes verify miss a
-         * trailing deletion until the next append, so it is not a failed append. */
-        if (gw_audit_pos_write(w->dir, "head.json", &w->pos, false) != GV_OK) {
-            gv_log(GV_LOG_WARN, "policy:audit-logger", "cannot update head.json", "dir=%s", w->dir);
-        }
     }
     gv_buf_reset(&w->out);
     flock(w->lockfd, LOCK_UN);
@@ -505,45 +569,132 @@ static size_t count_nodes(const struct audit_node *n)
     return c;
 }
 
+static void pre_reset(struct audit_pre *pre)
+{
+    pre->head = pre->tail = NULL;
+    pre->count = 0;
+    pre->valid = false;
+    gv_buf_reset(&pre->buf);
+}
+
+/* Moves the nodes of `list` onto pre, sealing each after the last. Sealing
+ * assumes the log is still at w->pos when the first node arrives; a failure
+ * only marks pre invalid, and the commit then seals (and reports) again. */
+static void pre_add(struct audit_writer *w, struct audit_node *list)
+{
+    struct audit_pre *pre = &w->pre;
+
+    while (list) {
+        struct audit_node *n = list;
+        list = n->next;
+        n->next = NULL;
+        if (pre->count++ == 0) {
+            pre->base = w->pos;
+            pre->seq = w->pos.seq;
+            memcpy(pre->hash, w->pos.hash, sizeof(pre->hash));
+            pre->valid = true;
+        }
+        if (pre->tail) {
+            pre->tail->next = n;
+        }
+        else {
+            pre->head = n;
+        }
+        pre->tail = n;
+        if (!pre->valid) {
+            continue;
+        }
+        if (seal_record(w, n, pre->seq + 1, pre->hash) != GV_OK ||
+            gv_buf_append(&pre->buf, w->line.data, w->line.len) != GV_OK) {
+            pre->valid = false;
+            continue;
+        }
+        pre->seq++;
+    }
+}
+
+/* Waits on w->cv (w->mu held) until `deadline_us` on the monotonic clock, or
+ * without a deadline when it is 0. */
+static void writer_wait(struct audit_writer *w, uint64_t deadline_us)
+{
+    struct timespec ts;
+    uint64_t now = gv_mono_us();
+    uint64_t wait_us;
+
+    if (deadline_us == 0) {
+        pthread_cond_wait(&w->cv, &w->mu);
+        return;
+    }
+    if (deadline_us <= now) {
+        return;
+    }
+    wait_us = deadline_us - now;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(wait_us / 1000000u);
+    ts.tv_nsec += (long)(wait_us % 1000000u) * 1000;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+}
+
+/* The writer takes what request threads queued every SEAL_EVERY_US and seals it
+ * (JSON, hash chain) right away, so the sealing work is spread evenly; every
+ * fsync interval it commits what is sealed: one write, one fdatasync, head.json
+ * (group commit). Idle, it sleeps until the next record wakes it. */
 static void *writer_main(void *arg)
 {
     struct audit_writer *w = arg;
-    uint64_t last_flush = gv_mono_us();
+    uint64_t interval_us = (uint64_t)w->interval_ms * 1000u;
+    uint64_t last_commit = gv_mono_us();
     bool failing = false;
 
     pthread_mutex_lock(&w->mu);
     for (;;) {
         struct audit_node *batch, *tail, *written;
         size_t done = 0;
-        uint64_t now = gv_mono_us();
-        uint64_t due = last_flush + (uint64_t)w->interval_ms * 1000u;
-        bool flush = w->queued > 0 && (w->stop || w->fsync_mode == FSYNC_ALWAYS || now >= due);
+        uint64_t now;
+        bool commit;
         gv_rc rc;
 
-        if (!flush) {
-            struct timespec ts;
-            uint64_t wait_us;
+        if (w->qhead) {
+            batch = w->qhead;
+            w->qhead = w->qtail = NULL;
+            pthread_mutex_unlock(&w->mu);
+            pre_add(w, batch);
+            pthread_mutex_lock(&w->mu);
+        }
+        now = gv_mono_us();
+        commit = w->pre.count > 0 &&
+                 (w->stop || w->fsync_mode == FSYNC_ALWAYS || now >= last_commit + interval_us ||
+                  w->pre.buf.len >= PRE_COMMIT_BYTES);
+        if (!commit) {
+            if (w->qhead) {
+                continue;
+            }
             if (w->stop) {
                 break;
             }
-            wait_us = now >= due ? (uint64_t)w->interval_ms * 1000u : due - now;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += (time_t)(wait_us / 1000000u);
-            ts.tv_nsec += (long)(wait_us % 1000000u) * 1000;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
+            if (w->pre.count == 0) {
+                w->wants_wake = true;
+                writer_wait(w, 0);
+                w->wants_wake = false;
             }
-            pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+            else {
+                uint64_t seal_at = now + SEAL_EVERY_US;
+                uint64_t commit_at = last_commit + interval_us;
+                writer_wait(w, seal_at < commit_at ? seal_at : commit_at);
+            }
             continue;
         }
-        batch = w->qhead;
-        tail = w->qtail;
-        w->qhead = w->qtail = NULL;
+        batch = w->pre.head;
+        tail = w->pre.tail;
         pthread_mutex_unlock(&w->mu);
 
-        rc = append_batch(w, batch, &done);
-        last_flush = gv_mono_us();
+        rc = append_batch(w, batch, &w->pre, &done);
+        pre_reset(&w->pre);
+        last_commit = gv_mono_us();
         /* Detach what is written; it is freed outside the lock. */
         written = batch;
         while (done > 1) {
@@ -575,7 +726,8 @@ static void *writer_main(void *arg)
             continue;
         }
         free_nodes(written);
-        /* Keep the rest, in order, ahead of what arrived meanwhile. */
+        /* Keep the rest, in order, ahead of what arrived meanwhile; it is sealed
+         * again from wherever the log is when it is retried. */
         if (batch) {
             tail->next = w->qhead;
             w->qhead = batch;
@@ -594,14 +746,7 @@ static void *writer_main(void *arg)
             break;
         }
         /* Retry after an interval instead of spinning on a full disk. */
-        {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += w->interval_ms % 1000 * 1000000L;
-            ts.tv_sec += w->interval_ms / 1000 + ts.tv_nsec / 1000000000L;
-            ts.tv_nsec %= 1000000000L;
-            pthread_cond_timedwait(&w->cv, &w->mu, &ts);
-        }
+        writer_wait(w, gv_mono_us() + interval_us);
     }
     if (w->queued) {
         gv_log(GV_LOG_ERROR, "policy:audit-logger", "audit records lost at shutdown",
@@ -633,6 +778,8 @@ static void writer_destroy(struct audit_writer *w)
     if (w->lockfd >= 0) {
         close(w->lockfd);
     }
+    free_nodes(w->pre.head);
+    gv_buf_free(&w->pre.buf);
     gv_buf_free(&w->out);
     gv_buf_free(&w->line);
     pthread_cond_destroy(&w->cv);
@@ -655,6 +802,7 @@ static gv_rc audit_init(struct gw_policy *pol, const char *path, const struct gv
     pthread_cond_init(&w->cv, NULL);
     gv_buf_init(&w->out, 0);
     gv_buf_init(&w->line, GW_AUDIT_LINE_MAX);
+    gv_buf_init(&w->pre.buf, 0);
     atomic_init(&w->healthy, true);
     w->fsync_mode = ctx->fsync_mode;
     w->interval_ms = ctx->fsync_interval_ms > 0 ? ctx->fsync_interval_ms : 100;
@@ -816,7 +964,10 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
     }
     w->qtail = n;
     w->queued++;
-    if (w->fsync_mode == FSYNC_ALWAYS) {
+    /* The writer only needs a nudge when it sleeps with nothing to seal: at
+     * most one signal per quiet spell, not one per record. */
+    if (w->wants_wake || w->fsync_mode == FSYNC_ALWAYS) {
+        w->wants_wake = false;
         pthread_cond_signal(&w->cv);
     }
     pthread_mutex_unlock(&w->mu);
