@@ -3,19 +3,24 @@
 #
 #   bash bench/gateway/run.sh
 #
-# Builds a release kt (build-release/), starts a fast upstream (nginx answering every
-# POST /v1/chat/completions with a fixed chat.completion JSON over keep-alive), then runs the
-# same wrk load (POST, small chat body, bench/gateway/post.lua) three ways:
+# Builds a release kt and kt-bench-floor (build-release/), starts a fast upstream (nginx
+# answering every POST /v1/chat/completions with a fixed chat.completion JSON over keep-alive),
+# then runs the same wrk load (POST, small chat body, bench/gateway/post.lua) four ways:
 #   direct  wrk -> upstream
 #   nginx   wrk -> nginx proxy_pass (upstream keepalive) -> upstream
+#   floor   wrk -> kt-bench-floor (bench/gateway/floor.c: evhttp + libcurl multi on one
+#           event loop, nothing else) -> upstream
 #   kt      wrk -> kt gateway run (the product page's config, policies as built) -> upstream
 # at concurrency 1 and 64, BENCH_DURATION seconds each (default 10), and prints requests/s,
-# p50, p99, the p99 each proxy adds over direct, kt-added-p99 / nginx-added-p99 and kt's
-# throughput as a percentage of nginx's. Only 127.0.0.1 is used. Results also go to
+# p50, p99, the p99 each proxy adds over direct, kt-added-p99 / nginx-added-p99, kt's
+# throughput as a percentage of nginx's, the floor's as a percentage of nginx's (what the
+# libraries kt is built on cost) and kt's as a percentage of the floor's (what kt's own work
+# costs on top of them). Only 127.0.0.1 is used. Results also go to
 # bench/out/gateway-<time>.txt.
 # Environment: BENCH_DURATION (s), BENCH_WORKERS (nginx proxy worker processes and kt
-# --workers; default 1 so both proxies get the same share of the 2 cores), BENCH_PORT_BASE
-# (default 18080: upstream +1, nginx +2, kt +3), BENCH_SKIP_BUILD=1, KT_BIN.
+# --workers; default 1 so both proxies get the same share of the 2 cores; the floor always
+# runs one loop), BENCH_PORT_BASE (default 18080: upstream +1, nginx +2, kt +3, floor +4),
+# BENCH_SKIP_BUILD=1, KT_BIN, FLOOR_BIN.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -27,7 +32,9 @@ BASE="${BENCH_PORT_BASE:-18080}"
 UP_PORT=$((BASE + 1))
 NGX_PORT=$((BASE + 2))
 KT_PORT=$((BASE + 3))
+FLOOR_PORT=$((BASE + 4))
 KT="${KT_BIN:-$ROOT/build-release/kt}"
+FLOOR="${FLOOR_BIN:-$ROOT/build-release/bench/kt-bench-floor}"
 OUT="$ROOT/bench/out"
 mkdir -p "$OUT"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/kt-bench.XXXXXX")"
@@ -61,7 +68,7 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
-for p in "$UP_PORT" "$NGX_PORT" "$KT_PORT"; do
+for p in "$UP_PORT" "$NGX_PORT" "$KT_PORT" "$FLOOR_PORT"; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
         echo "bench: port $p on 127.0.0.1 is in use; set BENCH_PORT_BASE" >&2
         exit 1
@@ -70,13 +77,16 @@ done
 
 # --- release build -----------------------------------------------------------------------
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ] && [ -z "${KT_BIN:-}" ]; then
-    echo "building release kt in build-release/ ..."
+    echo "building release kt and kt-bench-floor in build-release/ ..."
     cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DKT_TESTS=OFF \
         >"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log"; exit 1; }
-    cmake --build build-release -j2 --target kt >>"$WORK/build.log" 2>&1 ||
+    cmake --build build-release -j2 --target kt --target kt-bench-floor \
+        >>"$WORK/build.log" 2>&1 ||
         { tail -n 40 "$WORK/build.log"; exit 1; }
 fi
 [ -x "$KT" ] || { echo "bench: no kt binary at $KT" >&2; exit 1; }
+[ -x "$FLOOR" ] || { echo "bench: no kt-bench-floor binary at $FLOOR (build the target" \
+    "kt-bench-floor or set FLOOR_BIN)" >&2; exit 1; }
 
 # --- nginx: the upstream and the proxy, each its own instance -----------------------------
 USER_LINE=""
@@ -166,6 +176,9 @@ OPENAI_API_KEY=sk-bench-upstream "$KT" gateway run --listen "127.0.0.1:$KT_PORT"
     --policy-config "$WORK/policy-config.yaml" --state-dir "$WORK/state" \
     --workers "$WORKERS" 2>"$WORK/kt.log" &
 PIDS+=($!)
+"$FLOOR" --listen "127.0.0.1:$FLOOR_PORT" \
+    --upstream "http://127.0.0.1:$UP_PORT/v1/chat/completions" 2>"$WORK/floor.log" &
+PIDS+=($!)
 
 BENCH_BODY='{"model":"gpt-4o","messages":[{"role":"user","content":"Summarise the validation loss trend of run 42 in one sentence."}]}'
 post_status() { # post_status PORT: HTTP status of the benchmark's request ("000" = no answer)
@@ -182,6 +195,7 @@ wait_up() { # wait_up NAME PORT: until it answers at all, then say if the answer
     if [ "$code" = 000 ]; then
         echo "bench: $1 on port $2 does not answer" >&2
         [ "$1" != kt ] || tail -n 20 "$WORK/kt.log" >&2
+        [ "$1" != floor ] || tail -n 20 "$WORK/floor.log" >&2
         return 1
     fi
     if [ "$code" != 200 ]; then
@@ -191,6 +205,7 @@ wait_up() { # wait_up NAME PORT: until it answers at all, then say if the answer
 }
 wait_up upstream "$UP_PORT"
 wait_up nginx "$NGX_PORT"
+wait_up floor "$FLOOR_PORT"
 wait_up kt "$KT_PORT"
 
 # --- the load ----------------------------------------------------------------------------
@@ -213,6 +228,7 @@ echo "load: POST /v1/chat/completions, ${DURATION}s per run, wrk on 127.0.0.1" >
 for c in 1 64; do
     run_wrk direct "$UP_PORT" "$c"
     run_wrk nginx "$NGX_PORT" "$c"
+    run_wrk floor "$FLOOR_PORT" "$c"
     run_wrk kt "$KT_PORT" "$c"
 done
 
@@ -223,7 +239,7 @@ done
     printf '%-8s %5s %12s %10s %10s %15s %8s\n' target conc 'req/s' 'p50 ms' 'p99 ms' \
         'added p99 ms' errors
     for c in 1 64; do
-        for n in direct nginx kt; do
+        for n in direct nginx floor kt; do
             added="-"
             if [ "$n" != direct ]; then
                 added="$(awk -v a="${P99[$n.$c]}" -v b="${P99[direct.$c]}" \
@@ -237,15 +253,18 @@ done
     done
     for c in 1 64; do
         awk -v c="$c" -v d="${P99[direct.$c]}" -v n="${P99[nginx.$c]}" -v k="${P99[kt.$c]}" \
-            -v rn="${RPS[nginx.$c]}" -v rk="${RPS[kt.$c]}" 'BEGIN {
+            -v rn="${RPS[nginx.$c]}" -v rk="${RPS[kt.$c]}" -v rf="${RPS[floor.$c]}" 'BEGIN {
                 na = n - d; ka = k - d
                 ratio = (na > 0) ? sprintf("%.2f", ka / na) : "n/a (nginx added <= 0)"
                 printf "c=%s: kt added p99 / nginx added p99 = %s; kt throughput = %.1f%% of nginx\n",
                     c, ratio, (rn > 0) ? 100 * rk / rn : 0
+                printf "c=%s: floor throughput = %.1f%% of nginx (the libraries);" \
+                    " kt throughput = %.1f%% of floor (kt\047s own work)\n",
+                    c, (rn > 0) ? 100 * rf / rn : 0, (rf > 0) ? 100 * rk / rf : 0
             }'
     done
     for c in 1 64; do
-        for n in direct nginx kt; do
+        for n in direct nginx floor kt; do
             if [ "${ERR[$n.$c]:-0}" != 0 ]; then
                 echo "WARNING: $n at c=$c had ${ERR[$n.$c]} errors (non-2xx or socket errors)"
             fi
