@@ -238,7 +238,13 @@ int gw_cmd_gateway_run(int argc, char **argv)
         fprintf(stderr, "kt gateway run: cannot install signal handlers\n");
         goto out;
     }
+    /* From here on workers log a line per request: queue lines and write them
+     * from a background thread, so stderr I/O never sits on the request path.
+     * Config errors above were written synchronously. If the thread cannot
+     * start, the log just stays synchronous. */
+    (void)gv_log_async_start();
     if (gw_server_start(srv) != GV_OK) {
+        gv_log_async_stop();
         fprintf(stderr, "kt gateway run: cannot start worker threads\n");
         goto out;
     }
@@ -264,5 +270,7 @@ out:
     gw_chain_destroy(chain);
     gw_config_destroy(cfg);
     gv_buf_free(&names);
+    /* Workers are joined and the teardown above has logged: write what is queued. */
+    gv_log_async_stop();
     return code;
 }
