@@ -112,45 +112,51 @@ gv_rc gv_buf_appendf(struct gv_buf *b, const char *fmt, ...)
     return rc;
 }
 
-gv_rc gv_buf_append_json_str(struct gv_buf *b, const char *s, size_t n)
+size_t gv_json_escape_byte(unsigned char c, char out[6])
 {
     static const char hex[] = "0123456789abcdef";
+    char e = 0;
+
+    switch (c) {
+    case '"':
+        e = '"';
+        break;
+    case '\\':
+        e = '\\';
+        break;
+    case '\n':
+        e = 'n';
+        break;
+    case '\r':
+        e = 'r';
+        break;
+    case '\t':
+        e = 't';
+        break;
+    default:
+        if (c < 0x20) {
+            memcpy(out, "\\u00", 4);
+            out[4] = hex[c >> 4];
+            out[5] = hex[c & 15];
+            return 6;
+        }
+        out[0] = (char)c;
+        return 1;
+    }
+    out[0] = '\\';
+    out[1] = e;
+    return 2;
+}
+
+gv_rc gv_buf_append_json_str(struct gv_buf *b, const char *s, size_t n)
+{
     size_t i;
     gv_rc rc = gv_buf_append_char(b, '"');
 
     for (i = 0; rc == GV_OK && i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char esc[7];
-        switch (c) {
-        case '"':
-            rc = gv_buf_append(b, "\\\"", 2);
-            break;
-        case '\\':
-            rc = gv_buf_append(b, "\\\\", 2);
-            break;
-        case '\n':
-            rc = gv_buf_append(b, "\\n", 2);
-            break;
-        case '\r':
-            rc = gv_buf_append(b, "\\r", 2);
-            break;
-        case '\t':
-            rc = gv_buf_append(b, "\\t", 2);
-            break;
-        default:
-            if (c < 0x20) {
-                esc[0] = '\\';
-                esc[1] = 'u';
-                esc[2] = '0';
-                esc[3] = '0';
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-                rc = gv_buf_append(b, esc, 6);
-            }
-            else {
-                rc = gv_buf_append_char(b, (char)c);
-            }
-        }
+        char esc[6];
+        size_t k = gv_json_escape_byte((unsigned char)s[i], esc);
+        rc = k == 1 ? gv_buf_append_char(b, esc[0]) : gv_buf_append(b, esc, k);
     }
     if (rc == GV_OK) {
         rc = gv_buf_append_char(b, '"');

@@ -32,6 +32,10 @@ gv_rc gv_buf_appendf(struct gv_buf *b, const char *fmt, ...)
 gv_rc gv_buf_vappendf(struct gv_buf *b, const char *fmt, va_list ap);
 /* Append s as a JSON string literal, quotes included. */
 gv_rc gv_buf_append_json_str(struct gv_buf *b, const char *s, size_t n);
+/* One byte as it goes inside a JSON string: itself, a two-byte escape (\" \\ \n \r \t)
+ * or \u00XX for other control bytes. Returns how many bytes it wrote to out. Bytes
+ * >= 0x80 pass unchanged: callers hand in valid UTF-8. */
+size_t gv_json_escape_byte(unsigned char c, char out[6]);
 /* Drop the first n bytes (n > len empties the buffer). */
 void gv_buf_consume(struct gv_buf *b, size_t n);
 /* Hands the storage to the caller (free with gv_free) and resets b. Never NULL. */

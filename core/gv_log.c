@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/gv_buf.h"
 #include "core/gv_file.h"
 #include "core/gv_mem.h"
 #include "core/gv_thread.h"
@@ -138,43 +139,13 @@ static void lbuf_puts(struct lbuf *b, const char *s)
     lbuf_put(b, s, strlen(s));
 }
 
-/* One byte of a JSON string body, escaped the way gv_buf_append_json_str does. */
+/* One byte of a JSON string body, escaped as gv_buf_append_json_str escapes it; an
+ * escape is one unit, so a cut line never ends inside one. */
 static void json_char(struct lbuf *b, unsigned char c)
 {
-    static const char hex[] = "0123456789abcdef";
     char esc[6];
 
-    switch (c) {
-    case '"':
-        lbuf_put_unit(b, "\\\"", 2);
-        break;
-    case '\\':
-        lbuf_put_unit(b, "\\\\", 2);
-        break;
-    case '\n':
-        lbuf_put_unit(b, "\\n", 2);
-        break;
-    case '\r':
-        lbuf_put_unit(b, "\\r", 2);
-        break;
-    case '\t':
-        lbuf_put_unit(b, "\\t", 2);
-        break;
-    default:
-        if (c < 0x20) {
-            esc[0] = '\\';
-            esc[1] = 'u';
-            esc[2] = '0';
-            esc[3] = '0';
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            lbuf_put_unit(b, esc, 6);
-        }
-        else {
-            esc[0] = (char)c;
-            lbuf_put_unit(b, esc, 1);
-        }
-    }
+    lbuf_put_unit(b, esc, gv_json_escape_byte(c, esc));
 }
 
 static void json_str(struct lbuf *b, const char *s, size_t n)
