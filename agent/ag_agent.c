@@ -33,6 +33,7 @@
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
 #include "core/gv_paths.h"
+#include "core/gv_thread.h"
 #include "core/gv_time.h"
 #include "core/gv_yaml.h"
 #include "exporters/ex_exporter.h"
@@ -763,7 +764,8 @@ static gv_rc exporters_start(struct ag_agent *ag)
         return rc;
     }
     if (ag->nexps > 0) {
-        if (pthread_create(&ag->jthread, NULL, exp_thread_main, ag) != 0) {
+        if (gv_thread_start(&ag->jthread, "kt-agent-export", GV_THREAD_SERVING, exp_thread_main,
+                            ag) != GV_OK) {
             return GV_EIO;
         }
         ag->jthread_started = true;

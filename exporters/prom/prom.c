@@ -21,6 +21,7 @@
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
 #include "core/gv_pii.h"
+#include "core/gv_thread.h"
 
 #define MOD "exporter:prom"
 #define PAGE_MAX (256u * 1024u * 1024u)
@@ -473,7 +474,7 @@ static gv_rc prom_init(struct ex_exporter *ex, const char *state_dir)
             goto out;
         }
     }
-    if (pthread_create(&c->thread, NULL, http_main, c) != 0) {
+    if (gv_thread_start(&c->thread, "kt-prom", GV_THREAD_SERVING, http_main, c) != GV_OK) {
         rc = GV_EIO;
         goto out;
     }
