@@ -1,0 +1,369 @@
+#!/usr/bin/env bash
+# bench/gateway/streams.sh - thousands of concurrent long SSE streams through kt, next to nginx.
+#
+#   bash bench/gateway/streams.sh                 # N=2000
+#   STREAMS_N=5000 bash bench/gateway/streams.sh
+#
+# Builds a release kt (build-release/), starts the e2e OpenAI stand-in
+# (tests/e2e/lib/upstream.mjs, the real SSE wire format) in its own node process and sends the
+# same load three ways, one after the other:
+#   direct  client -> stand-in
+#   nginx   client -> nginx proxy_pass (proxy_buffering off, HTTP/1.1 keep-alive upstream,
+#           worker_processes 1) -> stand-in
+#   kt      client -> kt gateway run (the product page's config, --workers 1) -> stand-in
+# The client (bench/gateway/streams.mjs, another node process: node's http, one keep-alive
+# agent allowing N sockets) starts N POST /v1/chat/completions with stream:true and
+# stream_options.include_usage spread evenly over STREAMS_RAMP_MS (default 1500). The stand-in
+# answers each with a role event at once, then STREAMS_WORDS content deltas, a finish event and
+# a usage event STREAMS_DELAY_MS apart (default 15 deltas, 200 ms: 3.4 s a stream), then
+# `data: [DONE]`, so all N are in flight together for ~2 s. A stream is completed when it
+# answered 200 text/event-stream, its deltas join to the stand-in's text and it ended with
+# `data: [DONE]`; anything else is failed (the reasons are printed). An unmeasured warm-up of
+# N/4 direct streams comes first.
+#
+# Per target it prints: completed/failed streams, inflt = the most in flight at once (client
+# side; below N means the ramp outlasted a stream, i.e. the machine could not keep up), wall
+# time until the last stream ended, fb = first byte of the body (the role event) p50/p99, tot =
+# whole stream p50/p99 (the stand-in alone takes 3.4 s), in ms; and for the proxies: VmRSS
+# from /proc/<pid>/status sampled every 100 ms (nginx: its worker) as base (just before the
+# load), peak (during it) and aftr (1 s after the last stream), KB/strm = (peak - base) / N, the
+# memory each in-flight stream costs; fds = most open fds (client and upstream sockets both
+# count); cpu s = the proxy's CPU time over the run (all threads); lsnov = the kernel's
+# listen-queue overflows during the run (TcpExtListenOverflows, machine-wide: non-zero means
+# some connects waited for a SYN retransmit, ~1 s first-byte outliers). Then kt/nginx for
+# memory per stream and first-byte p99, and each proxy's CPU per stream.
+# How to read it: KB/strm is what "bounded memory per connection" is about; it should stay flat
+# when N grows (compare N=2000 with N=5000). First-byte times and cpu s show whether the one
+# worker keeps up: all three node/proxy processes share the machine's cores, so a proxy that
+# needs more CPU per stream falls behind first, and its first bytes wait in its queue. Only
+# 127.0.0.1 is used. Results also go to bench/out/streams-<time>.txt.
+# Environment: STREAMS_N (default 2000), STREAMS_WORDS (15), STREAMS_DELAY_MS (200),
+# STREAMS_RAMP_MS (1500), STREAMS_TIMEOUT_MS (per stream, 60000), STREAMS_PORT_BASE (default
+# 18180: stand-in +1, nginx +2, kt +3), STREAMS_SKIP_BUILD=1, KT_BIN, STREAMS_KEEP=1 (keep
+# the temp dir: logs, configs, samples).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+HERE="$ROOT/bench/gateway"
+cd "$ROOT"
+N="${STREAMS_N:-2000}"
+WORDS="${STREAMS_WORDS:-15}"
+DELAY_MS="${STREAMS_DELAY_MS:-200}"
+RAMP_MS="${STREAMS_RAMP_MS:-1500}"
+TIMEOUT_MS="${STREAMS_TIMEOUT_MS:-60000}"
+BASE="${STREAMS_PORT_BASE:-18180}"
+UP_PORT=$((BASE + 1))
+NGX_PORT=$((BASE + 2))
+KT_PORT=$((BASE + 3))
+KT="${KT_BIN:-$ROOT/build-release/kt}"
+OUT="$ROOT/bench/out"
+mkdir -p "$OUT"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/kt-streams.XXXXXX")"
+RESULT="$OUT/streams-$(date +%Y%m%d-%H%M%S).txt"
+PIDS=()
+
+cleanup() {
+    local rc=$? i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        if kill -0 "${PIDS[$i]}" 2>/dev/null; then
+            kill -TERM "${PIDS[$i]}" 2>/dev/null || true
+            wait "${PIDS[$i]}" 2>/dev/null || true
+        fi
+    done
+    if [ "${STREAMS_KEEP:-0}" = 1 ]; then
+        echo "kept $WORK (logs, configs, samples)" >&2
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- limits ---------------------------------------------------------------------------------
+# A proxy holds N client and N upstream sockets in flight, plus idle keep-alive ones on both
+# sides once the first streams end while the last start (the client's agent reuses a finished
+# stream's socket): 3N + 2048 fds and, for nginx, 3N + 1024 worker_connections. Fewer, and
+# nginx closes idle client connections when it runs out ("worker_connections are not enough,
+# reusing connections"), resetting a request the client sends on one just then.
+need_fds=$((3 * N + 2048))
+if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need_fds" ]; then
+    ulimit -Hn "$need_fds" 2>/dev/null || {
+        echo "streams: need $need_fds open files, hard limit is $(ulimit -Hn) (run as root)" >&2
+        exit 1
+    }
+fi
+if [ "$(ulimit -n)" -lt "$need_fds" ]; then
+    ulimit -n "$need_fds"
+fi
+somaxconn="$(cat /proc/sys/net/core/somaxconn)"
+
+# --- bench-only dependencies (not part of the test deps) ---------------------------------
+command -v node >/dev/null 2>&1 || { echo "streams: node is needed" >&2; exit 1; }
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        nginx-light >&2
+fi
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+
+for p in "$UP_PORT" "$NGX_PORT" "$KT_PORT"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+        echo "streams: port $p on 127.0.0.1 is in use; set STREAMS_PORT_BASE" >&2
+        exit 1
+    fi
+done
+
+# --- release build -----------------------------------------------------------------------
+if [ "${STREAMS_SKIP_BUILD:-0}" != 1 ] && [ -z "${KT_BIN:-}" ]; then
+    echo "building release kt in build-release/ ..." >&2
+    cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DKT_TESTS=OFF \
+        >"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log"; exit 1; }
+    cmake --build build-release -j1 --target kt >>"$WORK/build.log" 2>&1 ||
+        { tail -n 40 "$WORK/build.log"; exit 1; }
+fi
+[ -x "$KT" ] || { echo "streams: no kt binary at $KT" >&2; exit 1; }
+
+# --- the stand-in upstream ---------------------------------------------------------------
+node "$HERE/streams.mjs" upstream --port "$UP_PORT" --words "$WORDS" --delay-ms "$DELAY_MS" \
+    >"$WORK/upstream.log" 2>&1 &
+PIDS+=($!)
+
+# --- nginx proxy ---------------------------------------------------------------------------
+USER_LINE=""
+[ "$(id -u)" -ne 0 ] || USER_LINE="user root;"
+ngx_dir="$WORK/nginx"
+mkdir -p "$ngx_dir/logs" "$ngx_dir/tmp"
+# Backlog 1024 is kt's listen backlog (gateway/gw_server.c), so both queue the ramp alike.
+cat >"$ngx_dir/nginx.conf" <<EOF
+$USER_LINE
+worker_processes 1;
+worker_rlimit_nofile $need_fds;
+pid $ngx_dir/nginx.pid;
+error_log $ngx_dir/logs/error.log warn;
+events { worker_connections $((3 * N + 1024)); }
+http {
+    access_log off;
+    client_body_temp_path $ngx_dir/tmp/body;
+    proxy_temp_path $ngx_dir/tmp/proxy;
+    fastcgi_temp_path $ngx_dir/tmp/fcgi;
+    uwsgi_temp_path $ngx_dir/tmp/uwsgi;
+    scgi_temp_path $ngx_dir/tmp/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    upstream llm {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 1024;
+    }
+    server {
+        listen 127.0.0.1:$NGX_PORT backlog=1024;
+        location / {
+            proxy_pass http://llm;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "Bearer sk-bench-upstream";
+            proxy_buffering off;
+            proxy_read_timeout 60s;
+        }
+    }
+}
+EOF
+"$NGINX" -p "$ngx_dir" -c "$ngx_dir/nginx.conf" -g 'daemon off;' \
+    2>>"$ngx_dir/logs/stderr.log" &
+NGX_MASTER=$!
+PIDS+=("$NGX_MASTER")
+
+# --- kt --------------------------------------------------------------------------------------
+cat >"$WORK/policy-config.yaml" <<EOF
+pack:
+  name: wandb-governed-experiments
+  version: 1.0.0
+  enabled: true
+providers:
+  targets:
+    - id: experiment-llm
+      provider: openai:chat:gpt-4o
+      secret_key_ref:
+        env: OPENAI_API_KEY
+      base_url: http://127.0.0.1:$UP_PORT/v1
+policies:
+  chain: [prompt-injection, pii-detector, audit-logger]
+policy:
+  prompt-injection:
+    threshold: 0.8
+    action: block
+  pii-detector:
+    action: redact
+    entities: [PERSON, EMAIL_ADDRESS]
+  audit-logger:
+    immutable: true
+    retention_days: 365
+    log_all_access: true
+EOF
+OPENAI_API_KEY=sk-bench-upstream "$KT" gateway run --listen "127.0.0.1:$KT_PORT" \
+    --policy-config "$WORK/policy-config.yaml" --state-dir "$WORK/state" \
+    --workers 1 2>"$WORK/kt.log" &
+KT_PID=$!
+PIDS+=("$KT_PID")
+
+# --- readiness: one stream through each, checked like the load checks them -----------------
+client() { # client PORT COUNT RAMP_MS
+    node "$HERE/streams.mjs" client --url "http://127.0.0.1:$1" --n "$2" --words "$WORDS" \
+        --ramp-ms "$3" --timeout-ms "$TIMEOUT_MS"
+}
+wait_up() { # wait_up NAME PORT
+    local i
+    for ((i = 0; i < 100; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && break
+        sleep 0.1
+    done
+    if ! client "$2" 1 0 | grep -q '"ok":1,'; then
+        echo "streams: $1 on port $2 does not relay a stream correctly:" >&2
+        client "$2" 1 0 >&2 || true
+        [ "$1" != kt ] || tail -n 20 "$WORK/kt.log" >&2
+        [ "$1" != nginx ] || tail -n 20 "$ngx_dir/logs/error.log" >&2
+        [ "$1" != upstream ] || tail -n 20 "$WORK/upstream.log" >&2
+        return 1
+    fi
+}
+wait_up upstream "$UP_PORT"
+wait_up nginx "$NGX_PORT"
+wait_up kt "$KT_PORT"
+NGX_WORKER="$(pgrep -P "$NGX_MASTER" | head -n 1)"
+[ -n "$NGX_WORKER" ] || { echo "streams: no nginx worker process" >&2; exit 1; }
+
+# --- sampling ----------------------------------------------------------------------------
+rss_kb() { # rss_kb PID: VmRSS in kB (read with builtins, no ps)
+    local k v _
+    while read -r k v _; do
+        if [ "$k" = VmRSS: ]; then
+            echo "$v"
+            return
+        fi
+    done <"/proc/$1/status"
+}
+fd_count() { # fd_count PID
+    local f=("/proc/$1/fd/"*)
+    echo "${#f[@]}"
+}
+cpu_ticks() { # cpu_ticks PID: user + system CPU time in clock ticks
+    local st f
+    st="$(<"/proc/$1/stat")"
+    read -r -a f <<<"${st##*) }" # the fields after comm: state, ppid, ... utime is the 12th
+    echo $((f[11] + f[12]))
+}
+listen_overflows() { # the kernel's TcpExtListenOverflows counter
+    awk '/^TcpExt:/ { if (!h) { for (i = 1; i <= NF; i++) n[$i] = i; h = 1 }
+                      else { print $n["ListenOverflows"] } }' /proc/net/netstat
+}
+sampler() { # sampler PID FILE: "rss_kb fds" every ~100 ms until killed
+    while kill -0 "$1" 2>/dev/null; do
+        echo "$(rss_kb "$1") $(fd_count "$1")" >>"$2"
+        sleep 0.1
+    done
+}
+
+declare -A R
+run_target() { # run_target NAME PORT [PID]
+    local name="$1" port="$2" pid="${3:-}" line spid=0 ov0 cpu0=0 base=- peak=- after=- \
+        fds=- cpu=-
+    echo "  $name: $N streams ..." >&2
+    ov0="$(listen_overflows)"
+    if [ -n "$pid" ]; then
+        base="$(rss_kb "$pid")"
+        cpu0="$(cpu_ticks "$pid")"
+        : >"$WORK/$name.samples"
+        sampler "$pid" "$WORK/$name.samples" &
+        spid=$!
+    fi
+    line="$(client "$port" "$N" "$RAMP_MS" | grep '^RESULT ' | sed 's/^RESULT //')" || true
+    if [ -n "$pid" ]; then
+        sleep 1
+        after="$(rss_kb "$pid")"
+        cpu="$(awk -v t=$(($(cpu_ticks "$pid") - cpu0)) -v hz="$(getconf CLK_TCK)" \
+            'BEGIN { printf "%.2f", t / hz }')"
+        kill "$spid" 2>/dev/null || true
+        wait "$spid" 2>/dev/null || true
+        peak="$(awk -v b="$base" '{ if ($1 > m) m = $1 } END { print (m > b) ? m : b }' \
+            "$WORK/$name.samples")"
+        fds="$(awk '{ if ($2 > m) m = $2 } END { print m + 0 }' "$WORK/$name.samples")"
+    fi
+    [ -n "$line" ] || line="{\"n\":$N,\"ok\":0,\"failed\":$N,\"failures\":{\"client died\":1},\
+\"wall_ms\":0,\"ttfb_p50_ms\":null,\"ttfb_p99_ms\":null,\"total_p50_ms\":null,\
+\"total_p99_ms\":null,\"max_inflight\":0}"
+    R[$name.json]="$line"
+    R[$name.base]="$base"
+    R[$name.peak]="$peak"
+    R[$name.after]="$after"
+    R[$name.fds]="$fds"
+    R[$name.cpu]="$cpu"
+    R[$name.ov]=$(($(listen_overflows) - ov0))
+    echo "    $line" >&2
+    sleep 2 # let closed connections settle before the next target
+}
+field() { # field NAME KEY: one number out of the client's JSON line
+    sed -E "s/.*\"$2\":(-?[0-9.]+|null).*/\\1/" <<<"${R[$1.json]}"
+}
+mb() { # mb KB|-
+    if [ "$1" = - ]; then echo -; else awk -v x="$1" 'BEGIN { printf "%.1f", x / 1024 }'; fi
+}
+ms() { # ms MS|null
+    if [ "$1" = null ]; then echo -; else awk -v x="$1" 'BEGIN { printf "%.1f", x }'; fi
+}
+
+echo "load: $N concurrent streams ($WORDS deltas ${DELAY_MS} ms apart), ramp ${RAMP_MS} ms," \
+    "127.0.0.1" >&2
+# Warm-up, not measured: the stand-in's JIT and heap would otherwise charge whichever target
+# runs first.
+client "$UP_PORT" "$(((N + 3) / 4))" "$RAMP_MS" >/dev/null || true
+sleep 1
+run_target direct "$UP_PORT"
+run_target nginx "$NGX_PORT" "$NGX_WORKER"
+run_target kt "$KT_PORT" "$KT_PID"
+
+# --- the table ---------------------------------------------------------------------------
+ROW='%-7s %5s %6s %5s %6s %7s %7s %7s %7s %7s %7s %7s %7s %5s %5s %5s\n'
+{
+    echo "kt concurrent streams $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores; N=$N," \
+        "$WORDS deltas ${DELAY_MS} ms apart, ramp ${RAMP_MS} ms; proxies with 1 worker;" \
+        "ulimit -n $(ulimit -n), somaxconn $somaxconn; $("$KT" --version 2>&1)"
+    # shellcheck disable=SC2059 # one row format for the header and the rows
+    printf "$ROW" target ok failed inflt 'wall s' 'fb p50' 'fb p99' 'tot p50' 'tot p99' \
+        'base MB' 'peak MB' 'aftr MB' 'KB/strm' fds 'cpu s' lsnov
+    for n in direct nginx kt; do
+        per=-
+        if [ "${R[$n.peak]}" != - ]; then
+            per="$(awk -v p="${R[$n.peak]}" -v b="${R[$n.base]}" -v n="$N" \
+                'BEGIN { printf "%.1f", (p - b) / n }')"
+            R[$n.per]="$per"
+        fi
+        # shellcheck disable=SC2059
+        printf "$ROW" "$n" \
+            "$(field "$n" ok)" "$(field "$n" failed)" "$(field "$n" max_inflight)" \
+            "$(awk -v x="$(field "$n" wall_ms)" 'BEGIN { printf "%.2f", x / 1000 }')" \
+            "$(ms "$(field "$n" ttfb_p50_ms)")" "$(ms "$(field "$n" ttfb_p99_ms)")" \
+            "$(ms "$(field "$n" total_p50_ms)")" "$(ms "$(field "$n" total_p99_ms)")" \
+            "$(mb "${R[$n.base]}")" "$(mb "${R[$n.peak]}")" "$(mb "${R[$n.after]}")" \
+            "$per" "${R[$n.fds]}" "${R[$n.cpu]}" "${R[$n.ov]}"
+    done
+    echo "(fb = first body byte, tot = whole stream, in ms; KB/strm = (peak - base) / N;" \
+        "cpu s = the proxy's CPU time during the run; lsnov = listen-queue overflows)"
+    awk -v km="${R[kt.per]:-0}" -v nm="${R[nginx.per]:-0}" \
+        -v kf="$(field kt ttfb_p99_ms)" -v nf="$(field nginx ttfb_p99_ms)" \
+        -v kc="${R[kt.cpu]}" -v nc="${R[nginx.cpu]}" -v n="$N" 'BEGIN {
+            printf "kt/nginx memory per stream = %s; kt/nginx first-byte p99 = %s;" \
+                " CPU per stream kt %.2f ms, nginx %.2f ms\n",
+                (nm > 0) ? sprintf("%.2f", km / nm) : "n/a",
+                (nf > 0 && kf != "null") ? sprintf("%.2f", kf / nf) : "n/a",
+                1000 * kc / n, 1000 * nc / n
+        }'
+    for n in direct nginx kt; do
+        if [ "$(field "$n" failed)" != 0 ]; then
+            echo "WARNING: $n failed $(field "$n" failed) of $N streams:" \
+                "$(sed -E 's/.*"failures":(\{[^}]*\}).*/\1/' <<<"${R[$n.json]}")"
+        fi
+    done
+} | tee "$RESULT"
+echo "saved to ${RESULT#"$ROOT"/}"
