@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -143,6 +144,29 @@ static void chain_csv(struct gw_chain *chain, struct gv_buf *out)
     }
 }
 
+
+/* Each in-flight request holds two descriptors (client and upstream) and the
+ * default soft limit is often 1024, so a few hundred streams would exhaust it.
+ * Raise the soft limit to the hard one, as nginx's worker_rlimit_nofile lets
+ * operators do; the hard limit stays the administrator's decision. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        return;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            rl.rlim_cur = was;
+        }
+    }
+    gv_log(GV_LOG_INFO, "gateway", "open-file limit", "nofile=%llu hard=%llu",
+           (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
+}
+
 int gw_cmd_gateway_run(int argc, char **argv)
 {
     struct run_opts o;
@@ -225,6 +249,7 @@ int gw_cmd_gateway_run(int argc, char **argv)
         code = 2;
         goto out;
     }
+    raise_fd_limit();
     base = event_base_new();
     if (!base) {
         goto out;

@@ -23,6 +23,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <event2/thread.h>
 #include <json-c/json.h>
 
@@ -119,6 +120,9 @@ struct worker {
     struct event *stop_ev;
     int stop_fd; /* eventfd: the only way other threads reach this worker */
     struct event *drain_timer;
+    struct event *accept_retry; /* re-enables accepting after running out of fds */
+    unsigned long long accept_fails;
+    uint64_t accept_logged_us;
     struct rq *active;
     size_t nactive;
     size_t nlinger; /* answered while draining, connection still flushing */
@@ -1496,6 +1500,52 @@ static void on_drain_timeout(evutil_socket_t fd, short kind, void *arg)
     event_base_loopexit(w->base, NULL);
 }
 
+/* Out of file descriptors: the listening socket stays readable, and libevent
+ * would retry accept() in a tight loop, logging each failure. Stop accepting
+ * for a moment instead; connections wait in the kernel's backlog meanwhile,
+ * and the requests already in flight (which need fds for the upstream and the
+ * audit log) get a chance to finish and free some. */
+#define ACCEPT_PAUSE_MS 100
+#define ACCEPT_LOG_EVERY_US 10000000u
+
+static void on_accept_retry(evutil_socket_t fd, short kind, void *arg)
+{
+    struct worker *w = arg;
+    (void)fd;
+    (void)kind;
+    if (w->bound && !w->draining) {
+        evconnlistener_enable(evhttp_bound_socket_get_listener(w->bound));
+    }
+}
+
+/* libevent hands the error callback evhttp's own pointer, not ours; each worker
+ * runs its loop on its own thread, so the thread says which worker it is. */
+static _Thread_local struct worker *this_worker;
+
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    struct worker *w = this_worker;
+    int err = EVUTIL_SOCKET_ERROR();
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    uint64_t now = gv_mono_us();
+
+    (void)arg;
+    if (!w) {
+        return;
+    }
+    w->accept_fails++;
+    if (w->accept_logged_us == 0 || now - w->accept_logged_us >= ACCEPT_LOG_EVERY_US) {
+        gv_log(GV_LOG_ERROR, "gateway", "cannot accept connections; pausing the listener",
+               "worker=%d errno=%d err=\"%s\" failures_total=%llu pause_ms=%d", w->idx, err,
+               strerror(err), w->accept_fails, ACCEPT_PAUSE_MS);
+        w->accept_logged_us = now;
+    }
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        evconnlistener_disable(lev);
+        evtimer_add(w->accept_retry, &tv);
+    }
+}
+
 static void on_stop(evutil_socket_t fd, short kind, void *arg)
 {
     struct worker *w = arg;
@@ -1529,6 +1579,7 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
 
+    this_worker = w;
     event_base_dispatch(w->base);
     return NULL;
 }
@@ -1711,8 +1762,9 @@ static gv_rc worker_init(struct gw_server *s, struct worker *w, int idx, int fd)
         return GV_EIO;
     }
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
+    w->accept_retry = evtimer_new(w->base, on_accept_retry, w);
     w->tok = json_tokener_new_ex(JSON_DEPTH);
-    if (!w->http || !w->stop_ev || !w->drain_timer || !w->tok) {
+    if (!w->http || !w->stop_ev || !w->drain_timer || !w->accept_retry || !w->tok) {
         return GV_EIO;
     }
     json_tokener_set_flags(w->tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
@@ -1732,6 +1784,7 @@ static gv_rc worker_init(struct gw_server *s, struct worker *w, int idx, int fd)
     if (!w->bound) {
         return GV_EIO;
     }
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(w->bound), on_accept_error);
     w->fd = -1; /* the listener owns it now */
     return GV_OK;
 }
@@ -1756,6 +1809,9 @@ static void worker_free(struct worker *w)
     }
     if (w->drain_timer) {
         event_free(w->drain_timer);
+    }
+    if (w->accept_retry) {
+        event_free(w->accept_retry);
     }
     if (w->tok) {
         json_tokener_free(w->tok);
