@@ -176,32 +176,8 @@ NGX_MASTER=$!
 PIDS+=("$NGX_MASTER")
 
 # --- kt --------------------------------------------------------------------------------------
-cat >"$WORK/policy-config.yaml" <<EOF
-pack:
-  name: wandb-governed-experiments
-  version: 1.0.0
-  enabled: true
-providers:
-  targets:
-    - id: experiment-llm
-      provider: openai:chat:gpt-4o
-      secret_key_ref:
-        env: OPENAI_API_KEY
-      base_url: http://127.0.0.1:$UP_PORT/v1
-policies:
-  chain: [prompt-injection, pii-detector, audit-logger]
-policy:
-  prompt-injection:
-    threshold: 0.8
-    action: block
-  pii-detector:
-    action: redact
-    entities: [PERSON, EMAIL_ADDRESS]
-  audit-logger:
-    immutable: true
-    retention_days: 365
-    log_all_access: true
-EOF
+. "$ROOT/bench/lib/page-config.sh"
+page_config "http://127.0.0.1:$UP_PORT/v1" >"$WORK/policy-config.yaml"
 OPENAI_API_KEY=sk-bench-upstream "$KT" gateway run --listen "127.0.0.1:$KT_PORT" \
     --policy-config "$WORK/policy-config.yaml" --state-dir "$WORK/state" \
     --workers 1 2>"$WORK/kt.log" &
