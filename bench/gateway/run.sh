@@ -39,16 +39,11 @@ OUT="$ROOT/bench/out"
 mkdir -p "$OUT"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/kt-bench.XXXXXX")"
 RESULT="$OUT/gateway-$(date +%Y%m%d-%H%M%S).txt"
-PIDS=()
+. "$ROOT/bench/lib/procs.sh"
 
 cleanup() {
-    local rc=$? i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        if kill -0 "${PIDS[$i]}" 2>/dev/null; then
-            kill -TERM "${PIDS[$i]}" 2>/dev/null || true
-            wait "${PIDS[$i]}" 2>/dev/null || true
-        fi
-    done
+    local rc=$?
+    stop_pids
     rm -rf "$WORK"
     exit "$rc"
 }
