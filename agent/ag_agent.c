@@ -491,12 +491,7 @@ static void *exp_thread_main(void *arg)
 
         pthread_mutex_lock(&ag->jlock);
         if (ag->njobs == 0 && !ag->jstop) {
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 200 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            gv_time_deadline(CLOCK_REALTIME, 200000u, &ts);
             pthread_cond_timedwait(&ag->jcond, &ag->jlock, &ts);
         }
         if (ag->njobs > 0) {

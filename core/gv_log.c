@@ -19,6 +19,7 @@
 #include "core/gv_file.h"
 #include "core/gv_mem.h"
 #include "core/gv_thread.h"
+#include "core/gv_time.h"
 
 /* Caps on one entry: the kv text, and the whole line with its newline. */
 #define KV_MAX 16384
@@ -377,12 +378,7 @@ static void *writer_main(void *arg)
     pthread_mutex_lock(&q.mu);
     for (;;) {
         if (!q.kicked && !q.stopping) {
-            clock_gettime(CLOCK_MONOTONIC, &dl);
-            dl.tv_nsec += FLUSH_MS * 1000000L;
-            if (dl.tv_nsec >= 1000000000L) {
-                dl.tv_sec++;
-                dl.tv_nsec -= 1000000000L;
-            }
+            gv_time_deadline(CLOCK_MONOTONIC, FLUSH_MS * 1000u, &dl);
             while (!q.kicked && !q.stopping) {
                 if (pthread_cond_timedwait(&q.cv, &q.mu, &dl) == ETIMEDOUT) {
                     break;

@@ -19,6 +19,17 @@ uint64_t gv_wall_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+void gv_time_deadline(clockid_t clock, uint64_t us, struct timespec *out)
+{
+    clock_gettime(clock, out);
+    out->tv_sec += (time_t)(us / 1000000u);
+    out->tv_nsec += (long)(us % 1000000u) * 1000;
+    if (out->tv_nsec >= 1000000000L) {
+        out->tv_sec++;
+        out->tv_nsec -= 1000000000L;
+    }
+}
+
 void gv_time_rfc3339(uint64_t wall_us, char *buf, unsigned long size)
 {
     time_t secs = (time_t)(wall_us / 1000000u);

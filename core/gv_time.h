@@ -4,11 +4,16 @@
 #define GV_TIME_H
 
 #include <stdint.h>
+#include <time.h>
 
 /* Monotonic clock for durations. */
 uint64_t gv_mono_us(void);
 /* Wall clock (Unix epoch) for timestamps. */
 uint64_t gv_wall_us(void);
+/* The absolute time `us` microseconds from now on `clock`, as the timespec a
+ * pthread_cond_timedwait on a condition variable using that clock expects
+ * (CLOCK_REALTIME unless pthread_condattr_setclock chose another). */
+void gv_time_deadline(clockid_t clock, uint64_t us, struct timespec *out);
 /* Format a wall time as RFC 3339 UTC with milliseconds into buf (>= 32 bytes). */
 void gv_time_rfc3339(uint64_t wall_us, char *buf, unsigned long size);
 

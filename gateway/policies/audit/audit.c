@@ -359,6 +359,12 @@ out:
 /* Under the lock: make sure w->pos is the real end of the chain. Another
  * gateway process may have appended since our last batch; head.json, written
  * under the same lock after every append, says where it stopped. */
+static bool pos_equal(const struct gw_audit_pos *a, const struct gw_audit_pos *b)
+{
+    return a->segment == b->segment && a->seq == b->seq && a->bytes == b->bytes &&
+           strcmp(a->hash, b->hash) == 0;
+}
+
 static gv_rc sync_pos(struct audit_writer *w)
 {
     struct gw_audit_pos head;
@@ -369,9 +375,7 @@ static gv_rc sync_pos(struct audit_writer *w)
     if (gw_audit_pos_read(w->dir, "head.json", &head) != GV_OK) {
         return recover(w);
     }
-    if (w->fd >= 0 && head.segment == w->pos.segment && head.seq == w->pos.seq &&
-        head.bytes == w->pos.bytes && strcmp(head.hash, w->pos.hash) == 0 &&
-        fstat(w->fd, &st) == 0 && (uint64_t)st.st_size == w->pos.bytes) {
+    if (w->fd >= 0 && pos_equal(&head, &w->pos) && fstat(w->fd, &st) == 0 && (uint64_t)st.st_size == w->pos.bytes) {
         return GV_OK;
     }
     if (gw_audit_segment_path(w->dir, head.segment, path, sizeof(path)) != GV_OK ||
@@ -446,12 +450,6 @@ static gv_rc seal_record(struct audit_writer *w, const struct audit_node *n, uin
         rc = gw_audit_line_seal(&w->line, hash);
     }
     return rc;
-}
-
-static bool pos_equal(const struct gw_audit_pos *a, const struct gw_audit_pos *b)
-{
-    return a->segment == b->segment && a->seq == b->seq && a->bytes == b->bytes &&
-           strcmp(a->hash, b->hash) == 0;
 }
 
 /* Write `n` bytes of sealed lines that end at (seq, hash) at the end of the
@@ -619,7 +617,6 @@ static void writer_wait(struct audit_writer *w, uint64_t deadline_us)
 {
     struct timespec ts;
     uint64_t now = gv_mono_us();
-    uint64_t wait_us;
 
     if (deadline_us == 0) {
         pthread_cond_wait(&w->cv, &w->mu);
@@ -628,14 +625,7 @@ static void writer_wait(struct audit_writer *w, uint64_t deadline_us)
     if (deadline_us <= now) {
         return;
     }
-    wait_us = deadline_us - now;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += (time_t)(wait_us / 1000000u);
-    ts.tv_nsec += (long)(wait_us % 1000000u) * 1000;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    gv_time_deadline(CLOCK_REALTIME, deadline_us - now, &ts);
     pthread_cond_timedwait(&w->cv, &w->mu, &ts);
 }
 

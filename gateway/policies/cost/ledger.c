@@ -17,6 +17,7 @@
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
 #include "core/gv_thread.h"
+#include "core/gv_time.h"
 
 struct entry {
     struct entry *next;
@@ -198,10 +199,7 @@ static void *flusher(void *arg)
     pthread_mutex_lock(&l->mu);
     while (!l->stop) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += l->flush_ms % 1000 * 1000000L;
-        ts.tv_sec += l->flush_ms / 1000 + ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
+        gv_time_deadline(CLOCK_REALTIME, (uint64_t)l->flush_ms * 1000u, &ts);
         pthread_cond_timedwait(&l->cv, &l->mu, &ts);
         if (l->dirty && !l->stop) {
             gv_rc rc;
