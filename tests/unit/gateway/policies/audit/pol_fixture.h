@@ -4,11 +4,16 @@
 #define TEST_POL_FIXTURE_H
 
 #include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cmocka.h>
 
 #include "core/gv_cfg.h"
 #include "core/gv_mem.h"
@@ -140,6 +145,40 @@ static inline void fx_close(struct fx_pol *fx)
     fx->pol.ctx = NULL;
     gv_ydoc_destroy(fx->doc);
     fx->doc = NULL;
+}
+
+/* `kt policy check` must leave a state dir as it found it: the policy built in
+ * check-only mode with `yaml` creates nothing in a dir that exists or one that
+ * does not yet, and under a regular file it fails the way a real start would,
+ * naming `<state>/<subdir>`. */
+static inline void fx_assert_check_only_creates_nothing(const struct gw_policy_ops *ops,
+                                                        const char *yaml, const char *subdir)
+{
+    struct fx_pol fx;
+    struct gv_cfg_err err;
+    char root[256], st[400], file[400];
+    FILE *f;
+
+    fx_tempdir(root, sizeof(root));
+    assert_int_equal(fx_open_check(&fx, ops, yaml, root, &err), GV_OK);
+    fx_close(&fx);
+    assert_true(fx_dir_empty(root));
+    snprintf(st, sizeof(st), "%s/not/yet", root);
+    assert_int_equal(fx_open_check(&fx, ops, yaml, st, &err), GV_OK);
+    fx_close(&fx);
+    assert_true(fx_dir_empty(root));
+    snprintf(file, sizeof(file), "%s/file", root);
+    f = fopen(file, "w");
+    assert_non_null(f);
+    fclose(f);
+    snprintf(st, sizeof(st), "%s/state", file);
+    assert_int_equal(fx_open_check(&fx, ops, yaml, st, &err), GV_ECONFIG);
+    assert_non_null(strstr(err.msg, "cannot create"));
+    assert_non_null(strstr(err.msg, subdir));
+    fx_close(&fx);
+    unlink(file);
+    assert_true(fx_dir_empty(root));
+    fx_rmtree(root);
 }
 
 #endif

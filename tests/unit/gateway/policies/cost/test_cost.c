@@ -180,34 +180,8 @@ static void test_ledger_rejects_corrupt_file(void **state)
 
 static void test_check_only_creates_nothing(void **state)
 {
-    struct fx_pol fx;
-    struct gv_cfg_err err;
-    char root[256], st[400], file[400];
-    FILE *f;
-
     (void)state;
-    /* A state dir that exists, and one that does not yet: both stay untouched. */
-    fx_tempdir(root, sizeof(root));
-    assert_int_equal(fx_open_check(&fx, &gw_policy_cost, "budgets:\n  runs: {default: 1}\n", root, &err), GV_OK);
-    fx_close(&fx);
-    assert_true(fx_dir_empty(root));
-    snprintf(st, sizeof(st), "%s/not/yet", root);
-    assert_int_equal(fx_open_check(&fx, &gw_policy_cost, "budgets:\n  runs: {default: 1}\n", st, &err), GV_OK);
-    fx_close(&fx);
-    assert_true(fx_dir_empty(root));
-    /* A state dir under a regular file could never be created: same error as a real start. */
-    snprintf(file, sizeof(file), "%s/file", root);
-    f = fopen(file, "w");
-    assert_non_null(f);
-    fclose(f);
-    snprintf(st, sizeof(st), "%s/state", file);
-    assert_int_equal(fx_open_check(&fx, &gw_policy_cost, "budgets:\n  runs: {default: 1}\n", st, &err), GV_ECONFIG);
-    assert_non_null(strstr(err.msg, "cannot create"));
-    assert_non_null(strstr(err.msg, "/cost"));
-    fx_close(&fx);
-    unlink(file);
-    assert_true(fx_dir_empty(root));
-    fx_rmtree(root);
+    fx_assert_check_only_creates_nothing(&gw_policy_cost, "budgets:\n  runs: {default: 1}\n", "/cost");
 }
 
 int main(void)
