@@ -16,3 +16,4 @@ export * from './upstream.mjs';
 export * from './gateway.mjs';
 export * from './proc.mjs';
 export * from './agent.mjs';
+export * from './suite.mjs';
