@@ -14,7 +14,7 @@ import path from 'node:path';
 
 import {
     startUpstream, startGateway, client, rawRequest, chatBody, pageConfig, runKt, spawnKt,
-    makeTempDir, testEnv,
+    makeTempDir, testEnv, sleep,
 } from './lib/index.mjs';
 
 const EMAIL = 'jane.doe@example.com';
@@ -38,8 +38,6 @@ after(async () => {
         await up?.close();
     }
 });
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** `kt events list --json` records, newest first. */
 async function listJson(stateDir, extra = []) {
