@@ -101,6 +101,14 @@ static const struct gv_cfg_map policies_map[] = {
 struct gateway_cfg {
     size_t max_body_bytes;
     size_t max_response_bytes;
+    long max_connections;
+    size_t max_header_bytes;
+    size_t max_header_line_bytes;
+    long max_headers;
+    long header_timeout;
+    long body_timeout;
+    long keepalive_timeout;
+    long send_timeout;
 };
 
 static const struct gv_cfg_map gateway_map[] = {
@@ -108,6 +116,24 @@ static const struct gv_cfg_map gateway_map[] = {
      1024, 1073741824.0, "largest request body accepted (413 beyond)"},
     {"max_response_bytes", GV_CFG_SIZE, offsetof(struct gateway_cfg, max_response_bytes), "32MiB",
      0, NULL, 1024, 4294967296.0, "largest non-streamed upstream answer accepted (502 beyond)"},
+    {"max_connections", GV_CFG_INT, offsetof(struct gateway_cfg, max_connections), "0", 0, NULL, 0,
+     10000000, "open client connections, all workers together; 0: what the descriptor limit "
+     "allows after keeping 256 back for upstreams and the audit log (503 beyond)"},
+    {"max_header_bytes", GV_CFG_SIZE, offsetof(struct gateway_cfg, max_header_bytes), "32KiB", 0,
+     NULL, 1024, 1048576, "largest request head, request line and headers together (431 beyond)"},
+    {"max_header_line_bytes", GV_CFG_SIZE, offsetof(struct gateway_cfg, max_header_line_bytes),
+     "8KiB", 0, NULL, 256, 1048576,
+     "largest request line or header line (414 for the request line, 431 for a header)"},
+    {"max_headers", GV_CFG_INT, offsetof(struct gateway_cfg, max_headers), "64", 0, NULL, 8, 64,
+     "most header fields in one request (431 beyond)"},
+    {"header_timeout", GV_CFG_DURATION, offsetof(struct gateway_cfg, header_timeout), "10s", 0,
+     NULL, 100, 3600000, "the whole request head must arrive within this of its first byte (408)"},
+    {"body_timeout", GV_CFG_DURATION, offsetof(struct gateway_cfg, body_timeout), "60s", 0, NULL,
+     100, 3600000, "the whole request body must arrive within this of the end of the head (408)"},
+    {"keepalive_timeout", GV_CFG_DURATION, offsetof(struct gateway_cfg, keepalive_timeout), "20s",
+     0, NULL, 100, 3600000, "an idle keep-alive connection is closed after this"},
+    {"send_timeout", GV_CFG_DURATION, offsetof(struct gateway_cfg, send_timeout), "60s", 0, NULL,
+     100, 3600000, "a client that takes no answer bytes for this long is disconnected"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -372,6 +398,14 @@ static gv_rc load_gateway(struct gw_config *cfg, const struct gv_ynode *node,
     }
     cfg->max_body_bytes = g.max_body_bytes;
     cfg->max_response_bytes = g.max_response_bytes;
+    cfg->max_connections = g.max_connections > 0 ? (size_t)g.max_connections : 0;
+    cfg->max_header_bytes = g.max_header_bytes;
+    cfg->max_header_line_bytes = g.max_header_line_bytes;
+    cfg->max_headers = g.max_headers > 0 ? (size_t)g.max_headers : 0;
+    cfg->header_timeout_ms = g.header_timeout;
+    cfg->body_timeout_ms = g.body_timeout;
+    cfg->keepalive_timeout_ms = g.keepalive_timeout;
+    cfg->send_timeout_ms = g.send_timeout;
     return GV_OK;
 }
 

@@ -44,6 +44,14 @@ struct gw_config {
     /* gateway: settings (all optional; defaults in the configuration reference) */
     size_t max_body_bytes;       /* default 4 MiB */
     size_t max_response_bytes;   /* non-streamed upstream answers; default 32 MiB */
+    size_t max_connections;      /* 0: from the descriptor limit */
+    size_t max_header_bytes;
+    size_t max_header_line_bytes;
+    size_t max_headers;
+    long header_timeout_ms;      /* slowloris: the whole head from its first byte */
+    long body_timeout_ms;
+    long keepalive_timeout_ms;
+    long send_timeout_ms;
 };
 
 /* Load and validate a policy config. Every problem is GV_ECONFIG with err

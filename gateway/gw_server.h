@@ -1,4 +1,4 @@
-/* gateway/gw_server.h - the HTTP server: evhttp workers, routing, request lifecycle */
+/* gateway/gw_server.h - the HTTP server: worker threads, listeners, start and stop */
 /* SPDX-License-Identifier: Apache-2.0 */
 #ifndef GW_SERVER_H
 #define GW_SERVER_H

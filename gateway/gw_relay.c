@@ -1,0 +1,1065 @@
+/* gateway/gw_relay.c - a chat completion from request to answer: policies, upstream, relay */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "gateway/gw_relay.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <json-c/json.h>
+
+#include "core/gv_buf.h"
+#include "core/gv_log.h"
+#include "core/gv_mem.h"
+#include "core/gv_time.h"
+#include "gateway/gw_http.h"
+#include "gateway/gw_oai.h"
+#include "gateway/gw_route.h"
+#include "gateway/gw_sse.h"
+#include "gateway/gw_upstream.h"
+
+#define MOD "gateway"
+#define SSE_EVENT_MAX (1024u * 1024u)
+#define ERR_BODY_MAX (64u * 1024u)
+#define HDRS_MAX (16u * 1024u)
+#define MAX_CHOICES 128
+/* Finished request objects kept per worker for the next requests, with their
+ * buffers when those stayed small: no calloc and no buffer growth per request. */
+#define RQ_FREE_MAX 64u
+#define RQ_KEEP_BUF (64u * 1024u)
+
+/* Per-request state of a chat completion; lives from arrival to finish(). */
+struct gw_rq {
+    struct gw_worker *w;
+    struct gw_conn *conn; /* NULL once the answer ended or the client left */
+    struct gw_rq *prev;
+    struct gw_rq *next;
+    struct gw_req preq;
+    struct gv_record rec;
+    struct json_object *body;
+    char *model;
+    char *api_key;
+    const char *send_body;
+    size_t send_len;
+    struct gv_buf url;
+    struct gw_upstream_call *call;
+    uint64_t t_start;
+    uint64_t t_up_start;
+    uint64_t t_up_end;
+    uint64_t cb_t0; /* when the current callback began */
+    uint64_t gw_us; /* time spent in the gateway's own code so far */
+    bool stream;
+    bool client_usage;
+    bool sse_mode;
+    bool headers_sent;
+    bool client_gone;
+    bool paused;
+    bool out_full; /* the client is behind: hold the upstream */
+    bool in_cb;
+    bool resp_too_big;
+    bool stream_failed;
+    bool policy_failed; /* a response policy failed: the answer is withheld */
+    bool saw_done;
+    bool rewrite;
+    enum gv_decision decision;
+    long up_status;
+    char up_ctype[128];
+    char up_reqid[128];
+    char up_retry[64];
+    char *up_openai; /* "openai-*: v\r\n" lines */
+    struct gv_buf resp;
+    struct gw_sse sse;
+    struct gw_chain_stream *cs;
+    unsigned char choice_state[MAX_CHOICES]; /* 0 unseen, 1 open, 2 finished */
+    char last_id[128];
+    char last_model[128];
+    long long last_created;
+    struct gv_buf pending; /* SSE bytes for the next write */
+    struct gv_buf scratch;
+};
+#define rq gw_rq
+
+/* ---------------------------------------------------------------- helpers */
+
+/* Truncating copy; a plain copy because snprintf("%s") costs more than the whole copy. */
+static void copy_str(char *dst, size_t size, const char *s)
+{
+    size_t n = s ? strnlen(s, size - 1) : 0;
+
+    if (n > 0) {
+        memcpy(dst, s, n);
+    }
+    dst[n] = '\0';
+}
+
+/* A header value from the upstream, for our own answer head: anything that is
+ * not printable ASCII or a space ends it, so no CR or LF can split the head. */
+static void copy_hdr(char *dst, size_t size, const char *s)
+{
+    size_t i;
+
+    for (i = 0; s && s[i] && i + 1 < size; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7f) {
+            break;
+        }
+        dst[i] = (char)ch;
+    }
+    dst[i] = '\0';
+}
+
+/* "name: value\r\n" lines from the upstream, kept only when every line is
+ * well-formed (no control bytes inside), so they can go into our head as is. */
+static char *safe_lines(const char *s)
+{
+    const char *p = s;
+
+    if (!s || !*s) {
+        return NULL;
+    }
+    while (*p) {
+        const char *eol = strstr(p, "\r\n");
+        const char *q;
+        if (!eol || !memchr(p, ':', (size_t)(eol - p))) {
+            return NULL;
+        }
+        for (q = p; q < eol; q++) {
+            unsigned char ch = (unsigned char)*q;
+            if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+                return NULL;
+            }
+        }
+        p = eol + 2;
+    }
+    return gv_strdup(s);
+}
+
+/* Log-safe copy of a client-chosen name: no spaces, quotes or controls. */
+static void log_safe(char *dst, size_t size, const char *s)
+{
+    size_t i;
+
+    for (i = 0; s && s[i] && i + 1 < size; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 strchr("._:@/+-", c) != NULL;
+        dst[i] = ok ? (char)c : '_';
+    }
+    dst[i] = '\0';
+    if (i == 0 && size > 1) {
+        copy_str(dst, size, "-");
+    }
+}
+
+static uint64_t overhead_now(const struct rq *r)
+{
+    return r->gw_us + (gv_mono_us() - r->cb_t0);
+}
+
+static void add_upstream_headers(struct rq *r, struct gv_buf *h);
+
+static void note_write(struct rq *r, enum gw_conn_wr wr)
+{
+    if (wr == GW_CONN_FULL) {
+        r->out_full = true;
+    }
+    else if (wr == GW_CONN_GONE) {
+        r->client_gone = true;
+    }
+}
+
+/* ------------------------------------------------------- request objects */
+
+/* A zeroed request object with empty buffers. */
+static struct rq *rq_get(struct gw_worker *w, const struct gw_config *cfg)
+{
+    struct rq *r = w->free_rq;
+    struct gv_buf url, resp, pending, scratch;
+
+    if (!r) {
+        r = gv_calloc(1, sizeof(*r));
+        gv_buf_init(&r->url, 4096);
+        gv_buf_init(&r->resp, 0);
+        gv_buf_init(&r->pending, 0);
+        gv_buf_init(&r->scratch, 0);
+    }
+    else {
+        w->free_rq = r->next;
+        w->nfree--;
+        url = r->url;
+        resp = r->resp;
+        pending = r->pending;
+        scratch = r->scratch;
+        memset(r, 0, sizeof(*r));
+        r->url = url;
+        r->resp = resp;
+        r->pending = pending;
+        r->scratch = scratch;
+        gv_buf_reset(&r->url);
+        gv_buf_reset(&r->resp);
+        gv_buf_reset(&r->pending);
+        gv_buf_reset(&r->scratch);
+    }
+    /* The cap is the config's, whatever the buffer was last used for. */
+    r->resp.max = cfg->max_response_bytes ? cfg->max_response_bytes : 32u << 20;
+    r->pending.max = SSE_EVENT_MAX * 2;
+    return r;
+}
+
+static void rq_bufs_free(struct rq *r)
+{
+    gv_buf_free(&r->url);
+    gv_buf_free(&r->resp);
+    gv_buf_free(&r->pending);
+    gv_buf_free(&r->scratch);
+}
+
+/* Frees what a request owned except what rq_get hands out again; keeps or frees r. */
+static void rq_put(struct gw_worker *w, struct rq *r)
+{
+    if (w->nfree >= RQ_FREE_MAX) {
+        rq_bufs_free(r);
+        gv_free(r);
+        return;
+    }
+    if (r->resp.cap > RQ_KEEP_BUF) {
+        gv_buf_free(&r->resp);
+    }
+    if (r->url.cap > RQ_KEEP_BUF) {
+        gv_buf_free(&r->url);
+    }
+    if (r->pending.cap > RQ_KEEP_BUF) {
+        gv_buf_free(&r->pending);
+    }
+    if (r->scratch.cap > RQ_KEEP_BUF) {
+        gv_buf_free(&r->scratch);
+    }
+    r->next = w->free_rq;
+    w->free_rq = r;
+    w->nfree++;
+}
+
+void gw_relay_free_pool(struct gw_worker *w)
+{
+    while (w->free_rq) {
+        struct rq *r = w->free_rq;
+        w->free_rq = r->next;
+        w->nfree--;
+        rq_bufs_free(r);
+        gv_free(r);
+    }
+}
+
+/* ------------------------------------------------------------ chat: finish */
+
+/* The request is over for the client: record, audit, emit, log, free. */
+static void finish(struct rq *r, int status)
+{
+    struct gw_worker *w = r->w;
+    struct gw_server *s = w->srv;
+    uint64_t now = gv_mono_us();
+    char tot[32], ups[32], ovh[32], model[64];
+
+    if (r->call) {
+        gw_upstream_abort(r->call);
+        r->call = NULL;
+        r->t_up_end = now;
+    }
+    if (r->conn) {
+        /* The answer did not end: the connection closes. */
+        gw_conn_detach(r->conn);
+        r->conn = NULL;
+    }
+    if (r->cs) {
+        /* x-kt-decision went out with the stream's headers; only the record
+         * can still say that the answer was redacted. */
+        if (gw_chain_stream_rewritten(r->cs) && r->decision == GV_DECISION_ALLOWED) {
+            r->decision = GV_DECISION_REDACTED;
+        }
+        gw_chain_stream_close(r->cs);
+        r->cs = NULL;
+    }
+    r->rec.http_status = status;
+    r->rec.decision = r->decision;
+    r->rec.latency_total_us = now - r->t_start;
+    r->rec.latency_upstream_us = r->t_up_start ? r->t_up_end - r->t_up_start : 0;
+    r->rec.latency_gateway_us = r->gw_us;
+    gw_chain_complete(s->chain, &r->preq, &r->rec);
+    if (s->em && s->em->ops && s->em->ops->emit) {
+        s->em->ops->emit(s->em, &r->rec);
+    }
+    gw_http_fmt_ms(r->rec.latency_total_us, tot, sizeof(tot));
+    gw_http_fmt_ms(r->rec.latency_upstream_us, ups, sizeof(ups));
+    gw_http_fmt_ms(r->rec.latency_gateway_us, ovh, sizeof(ovh));
+    log_safe(model, sizeof(model), r->rec.model);
+    gv_log(GV_LOG_INFO, MOD, "request",
+           "req=%s run=%s model=%s target=%s decision=%s status=%d total_ms=%s upstream_ms=%s "
+           "overhead_ms=%s tokens_in=%llu tokens_out=%llu stream=%d%s%s",
+           r->rec.request_id, r->rec.run_id[0] ? r->rec.run_id : "-", model,
+           r->rec.target[0] ? r->rec.target : "-", gv_decision_str(r->decision), status, tot, ups,
+           ovh, (unsigned long long)r->rec.tokens_prompt,
+           (unsigned long long)r->rec.tokens_completion, r->stream ? 1 : 0,
+           r->rec.error_code[0] ? " error=" : "", r->rec.error_code);
+
+    if (r->prev) {
+        r->prev->next = r->next;
+    }
+    else {
+        w->active = r->next;
+    }
+    if (r->next) {
+        r->next->prev = r->prev;
+    }
+    w->nactive--;
+    if (r->body) {
+        json_object_put(r->body);
+    }
+    gv_free(r->model);
+    gv_free(r->api_key);
+    gv_free(r->up_openai);
+    gw_sse_free(&r->sse);
+    rq_put(w, r);
+    gw_worker_maybe_exit(w);
+}
+
+/* A whole answer from the upstream (or ours) with the upstream's headers. */
+static void send_answer(struct rq *r, int status, const char *body, size_t len)
+{
+    struct gw_conn *c = r->conn;
+    struct gv_buf hd;
+
+    if (!c || r->client_gone) {
+        return;
+    }
+    gv_buf_init(&hd, HDRS_MAX);
+    add_upstream_headers(r, &hd);
+    gw_route_kt_headers(&hd, r->rec.request_id, r->rec.run_id, r->decision, overhead_now(r));
+    r->conn = NULL;
+    gw_conn_reply(c, status, r->up_ctype[0] ? r->up_ctype : "application/json", hd.data, hd.len,
+                  body, len);
+    gv_buf_free(&hd);
+}
+
+/* Before any header went out: a whole JSON error answer, then finish. */
+static void fail_json(struct rq *r, int status, const char *type, const char *code,
+                      const char *param, const char *message)
+{
+    struct gv_buf b, hd;
+
+    gv_buf_init(&b, ERR_BODY_MAX);
+    gw_route_error_body(&b, status, type, code, param, message);
+    if (r->decision != GV_DECISION_BLOCKED) {
+        r->decision = GV_DECISION_ERROR;
+    }
+    copy_str(r->rec.error_code, sizeof(r->rec.error_code), code ? code : type);
+    if (r->conn && !r->client_gone) {
+        struct gw_conn *c = r->conn;
+        gv_buf_init(&hd, HDRS_MAX);
+        gw_route_kt_headers(&hd, r->rec.request_id, r->rec.run_id, r->decision, overhead_now(r));
+        r->conn = NULL;
+        gw_conn_reply(c, status, "application/json", hd.data, hd.len, b.data, b.len);
+        gv_buf_free(&hd);
+    }
+    r->gw_us = overhead_now(r);
+    gv_buf_free(&b);
+    finish(r, status);
+}
+
+static void send_pending(struct rq *r)
+{
+    if (r->pending.len == 0) {
+        return;
+    }
+    if (r->conn && !r->client_gone) {
+        note_write(r, gw_conn_stream_write(r->conn, r->pending.data, r->pending.len));
+    }
+    gv_buf_reset(&r->pending);
+}
+
+/* After the stream started: an error event, then the end of the stream. */
+static void fail_stream(struct rq *r, int status, const char *code, const char *message)
+{
+    struct gv_buf b;
+
+    gv_buf_init(&b, ERR_BODY_MAX);
+    gv_buf_append_str(&b, "data: ");
+    gw_http_error_body(&b, message, gw_http_error_type(status), code, NULL);
+    gv_buf_append_str(&b, "\n\n");
+    r->decision = GV_DECISION_ERROR;
+    copy_str(r->rec.error_code, sizeof(r->rec.error_code), code);
+    if (r->conn && !r->client_gone) {
+        struct gw_conn *c = r->conn;
+        /* Held-back text is dropped on purpose: it was never checked. */
+        gv_buf_reset(&r->pending);
+        gw_conn_stream_write(c, b.data, b.len);
+        r->conn = NULL;
+        gw_conn_stream_end(c);
+    }
+    r->gw_us = overhead_now(r);
+    gv_buf_free(&b);
+    finish(r, status);
+}
+
+static void fail(struct rq *r, int status, const char *code, const char *message)
+{
+    if (r->headers_sent) {
+        fail_stream(r, status, code, message);
+    }
+    else {
+        fail_json(r, status, NULL, code, NULL, message);
+    }
+}
+
+/* A response policy failed: the client gets an error in place of the answer
+ * (or of the rest of the stream), never text that was not checked. */
+static void fail_policy(struct rq *r)
+{
+    fail(r, 500, "policy_error", "a governance policy failed; the answer was withheld");
+}
+
+/* ------------------------------------------------------- chat: the answer */
+
+static long long json_get_ll(struct json_object *o, const char *key)
+{
+    struct json_object *v;
+
+    if (o && json_object_object_get_ex(o, key, &v) && v) {
+        return (long long)json_object_get_int64(v);
+    }
+    return 0;
+}
+
+static void read_usage(struct rq *r, struct json_object *usage)
+{
+    long long in = json_get_ll(usage, "prompt_tokens");
+    long long out = json_get_ll(usage, "completion_tokens");
+
+    r->rec.tokens_prompt = in > 0 ? (uint64_t)in : 0;
+    r->rec.tokens_completion = out > 0 ? (uint64_t)out : 0;
+}
+
+static struct json_object *parse_json(struct gw_worker *w, const char *p, size_t n)
+{
+    return gw_oai_parse_json(w->tok, p, n);
+}
+
+static gv_rc append_sse_json(struct rq *r, struct json_object *o)
+{
+    const char *s =
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    gv_rc rc = gv_buf_append(&r->pending, "data: ", 6);
+
+    rc = rc ? rc : gv_buf_append(&r->pending, s, strlen(s));
+    rc = rc ? rc : gv_buf_append(&r->pending, "\n\n", 2);
+    return rc;
+}
+
+/* Final text of every choice still open, as one content event each. */
+static gv_rc flush_choices(struct rq *r)
+{
+    int i;
+    gv_rc rc = GV_OK;
+
+    if (!r->cs) {
+        return GV_OK;
+    }
+    for (i = 0; i < MAX_CHOICES && rc == GV_OK; i++) {
+        struct json_object *o, *choices, *choice, *delta;
+        if (r->choice_state[i] != 1) {
+            continue;
+        }
+        r->choice_state[i] = 2;
+        gv_buf_reset(&r->scratch);
+        rc = gw_chain_stream_text(r->cs, i, "", 0, true, &r->scratch);
+        if (rc != GV_OK) {
+            r->policy_failed = true;
+            continue;
+        }
+        if (r->scratch.len == 0) {
+            continue;
+        }
+        o = json_object_new_object();
+        json_object_object_add(o, "id", json_object_new_string(r->last_id));
+        json_object_object_add(o, "object", json_object_new_string("chat.completion.chunk"));
+        json_object_object_add(o, "created", json_object_new_int64(r->last_created));
+        json_object_object_add(o, "model", json_object_new_string(r->last_model));
+        choices = json_object_new_array();
+        choice = json_object_new_object();
+        delta = json_object_new_object();
+        json_object_object_add(delta, "content",
+                               json_object_new_string_len(r->scratch.data, (int)r->scratch.len));
+        json_object_object_add(choice, "index", json_object_new_int(i));
+        json_object_object_add(choice, "delta", delta);
+        json_object_object_add(choice, "finish_reason", NULL);
+        json_object_array_add(choices, choice);
+        json_object_object_add(o, "choices", choices);
+        rc = append_sse_json(r, o);
+        json_object_put(o);
+    }
+    return rc;
+}
+
+/* Response policies see each choice's delta.content; what they return (maybe
+ * less, held back, or rewritten) replaces it. */
+static gv_rc rewrite_choices(struct rq *r, struct json_object *choices, bool *modified)
+{
+    size_t i, n = json_object_array_length(choices);
+    gv_rc rc = GV_OK;
+
+    for (i = 0; i < n && rc == GV_OK; i++) {
+        struct json_object *ch = json_object_array_get_idx(choices, i);
+        struct json_object *delta = NULL, *content = NULL, *fin = NULL, *idxo;
+        const char *text = "";
+        size_t len = 0;
+        bool final, has_content;
+        long long idx = (long long)i;
+
+        if (!json_object_is_type(ch, json_type_object)) {
+            continue;
+        }
+        if (json_object_object_get_ex(ch, "index", &idxo) && idxo) {
+            idx = (long long)json_object_get_int64(idxo);
+        }
+        if (idx < 0 || idx >= MAX_CHOICES) {
+            return GV_EPROTO;
+        }
+        json_object_object_get_ex(ch, "delta", &delta);
+        if (delta && !json_object_is_type(delta, json_type_object)) {
+            delta = NULL;
+        }
+        has_content = delta && json_object_object_get_ex(delta, "content", &content) &&
+                      json_object_is_type(content, json_type_string);
+        final = json_object_object_get_ex(ch, "finish_reason", &fin) && fin != NULL;
+        if (!has_content && !final) {
+            continue;
+        }
+        if (r->choice_state[idx] == 2) {
+            if (has_content) {
+                return GV_EPROTO; /* text after the choice finished */
+            }
+            continue;
+        }
+        if (has_content) {
+            text = json_object_get_string(content);
+            len = (size_t)json_object_get_string_len(content);
+        }
+        gv_buf_reset(&r->scratch);
+        rc = gw_chain_stream_text(r->cs, (int)idx, text, len, final, &r->scratch);
+        if (rc != GV_OK) {
+            r->policy_failed = true;
+            break;
+        }
+        r->choice_state[idx] = final ? 2 : 1;
+        if (has_content || r->scratch.len > 0) {
+            if (!delta) {
+                delta = json_object_new_object();
+                json_object_object_add(ch, "delta", delta);
+            }
+            json_object_object_add(
+                delta, "content",
+                json_object_new_string_len(r->scratch.data ? r->scratch.data : "",
+                                           (int)r->scratch.len));
+            *modified = true;
+        }
+    }
+    return rc;
+}
+
+static void remember_chunk_meta(struct rq *r, struct json_object *o)
+{
+    struct json_object *v;
+
+    if (json_object_object_get_ex(o, "id", &v) && json_object_is_type(v, json_type_string)) {
+        copy_str(r->last_id, sizeof(r->last_id), json_object_get_string(v));
+    }
+    if (json_object_object_get_ex(o, "model", &v) && json_object_is_type(v, json_type_string)) {
+        copy_str(r->last_model, sizeof(r->last_model), json_object_get_string(v));
+    }
+    if (json_object_object_get_ex(o, "created", &v) && v) {
+        r->last_created = (long long)json_object_get_int64(v);
+    }
+}
+
+static gv_rc on_event(void *arg, const struct gw_sse_event *ev)
+{
+    struct rq *r = arg;
+    struct json_object *o, *usage = NULL, *choices = NULL;
+    bool modified = false;
+    size_t nchoices;
+    gv_rc rc = GV_OK;
+
+    if (!ev->has_data) {
+        gv_buf_append(&r->pending, ev->raw, ev->raw_len); /* comments, keep-alives */
+        return GV_OK;
+    }
+    if (ev->done) {
+        rc = flush_choices(r);
+        r->saw_done = true;
+        if (rc == GV_OK) {
+            gv_buf_append(&r->pending, ev->raw, ev->raw_len);
+        }
+        return rc;
+    }
+    o = parse_json(r->w, ev->data, ev->data_len);
+    if (!o) {
+        /* Text we cannot read cannot be checked: fail closed when it must be. */
+        if (r->rewrite) {
+            return GV_EPROTO;
+        }
+        gv_buf_append(&r->pending, ev->raw, ev->raw_len);
+        return GV_OK;
+    }
+    if (json_object_object_get_ex(o, "usage", &usage) &&
+        json_object_is_type(usage, json_type_object)) {
+        read_usage(r, usage);
+    }
+    else {
+        usage = NULL;
+    }
+    if (!json_object_object_get_ex(o, "choices", &choices) ||
+        !json_object_is_type(choices, json_type_array)) {
+        choices = NULL;
+    }
+    nchoices = choices ? json_object_array_length(choices) : 0;
+    if (usage && !r->client_usage) {
+        if (nchoices == 0) {
+            json_object_put(o); /* the usage-only chunk the client did not ask for */
+            return GV_OK;
+        }
+        json_object_object_del(o, "usage");
+        modified = true;
+    }
+    if (r->rewrite && choices) {
+        remember_chunk_meta(r, o);
+        rc = rewrite_choices(r, choices, &modified);
+    }
+    if (rc == GV_OK) {
+        if (modified) {
+            rc = append_sse_json(r, o);
+        }
+        else {
+            rc = gv_buf_append(&r->pending, ev->raw, ev->raw_len);
+        }
+    }
+    json_object_put(o);
+    return rc;
+}
+
+/* Header lines the client gets from the upstream's answer. */
+static void add_upstream_headers(struct rq *r, struct gv_buf *h)
+{
+    if (r->up_reqid[0]) {
+        gv_buf_appendf(h, "x-request-id: %s\r\n", r->up_reqid);
+    }
+    if (r->up_retry[0]) {
+        gv_buf_appendf(h, "retry-after: %s\r\n", r->up_retry);
+    }
+    if (r->up_openai) {
+        gv_buf_append_str(h, r->up_openai);
+    }
+}
+
+static void up_headers(void *arg, const struct gw_up_headers *h)
+{
+    struct rq *r = arg;
+
+    r->cb_t0 = gv_mono_us();
+    r->in_cb = true;
+    r->up_status = h->status;
+    copy_hdr(r->up_ctype, sizeof(r->up_ctype), h->content_type);
+    copy_hdr(r->up_reqid, sizeof(r->up_reqid), h->request_id);
+    copy_hdr(r->up_retry, sizeof(r->up_retry), h->retry_after);
+    gv_free(r->up_openai);
+    r->up_openai = safe_lines(h->openai_lines);
+    if (r->conn && r->stream && h->status >= 200 && h->status < 300 &&
+        strncasecmp(h->content_type, "text/event-stream", 17) == 0) {
+        struct gv_buf hd;
+        enum gw_conn_wr wr;
+        r->sse_mode = true;
+        r->rec.streamed = true;
+        r->rewrite = gw_chain_wants_response(r->w->srv->chain);
+        if (r->rewrite) {
+            r->cs = gw_chain_stream_open(r->w->srv->chain, &r->preq);
+        }
+        gv_buf_init(&hd, HDRS_MAX);
+        gv_buf_append_str(&hd, "Cache-Control: no-cache\r\n");
+        add_upstream_headers(r, &hd);
+        gw_route_kt_headers(&hd, r->rec.request_id, r->rec.run_id, r->decision, overhead_now(r));
+        wr = gw_conn_stream_start(r->conn, 200, r->up_ctype, hd.data, hd.len);
+        gv_buf_free(&hd);
+        note_write(r, wr);
+        r->headers_sent = true;
+    }
+    r->gw_us += gv_mono_us() - r->cb_t0;
+    r->in_cb = false;
+}
+
+static enum gw_up_flow up_data(void *arg, const char *p, size_t n)
+{
+    struct rq *r = arg;
+    enum gw_up_flow flow = GW_UP_CONTINUE;
+    gv_rc rc;
+
+    if (r->client_gone || !r->conn) {
+        return GW_UP_ABORT;
+    }
+    if (r->sse_mode && r->out_full) {
+        /* Not consumed: the client handles these bytes over again after resume. */
+        r->paused = true;
+        return GW_UP_PAUSE;
+    }
+    r->cb_t0 = gv_mono_us();
+    r->in_cb = true;
+    if (r->sse_mode) {
+        rc = gw_sse_feed(&r->sse, p, n, on_event, r);
+        send_pending(r);
+        if (r->client_gone) {
+            flow = GW_UP_ABORT;
+        }
+        if (rc != GV_OK) {
+            r->stream_failed = true;
+            flow = GW_UP_ABORT;
+        }
+    }
+    else if (gv_buf_append(&r->resp, p, n) != GV_OK) {
+        r->resp_too_big = true;
+        flow = GW_UP_ABORT;
+    }
+    r->gw_us += gv_mono_us() - r->cb_t0;
+    r->in_cb = false;
+    if (r->client_gone) {
+        flow = GW_UP_ABORT;
+    }
+    return flow;
+}
+
+static void finish_buffered(struct rq *r)
+{
+    struct json_object *o, *v, *err;
+    const char *body = r->resp.data ? r->resp.data : "";
+    size_t len = r->resp.len;
+    int status = (int)r->up_status;
+
+    if (status < 200 || status >= 300) {
+        /* The upstream's own error answer, passed on unchanged. */
+        r->decision = GV_DECISION_ERROR;
+        copy_str(r->rec.error_code, sizeof(r->rec.error_code), "upstream_error");
+        o = parse_json(r->w, body, len);
+        if (o && json_object_object_get_ex(o, "error", &err) &&
+            json_object_object_get_ex(err, "code", &v) &&
+            json_object_is_type(v, json_type_string)) {
+            copy_str(r->rec.error_code, sizeof(r->rec.error_code), json_object_get_string(v));
+        }
+        if (o) {
+            json_object_put(o);
+        }
+        if (status < 100 || status > 599) {
+            fail_json(r, 502, NULL, "upstream_error", NULL, "upstream answered with a bad status");
+            return;
+        }
+    }
+    else {
+        o = parse_json(r->w, body, len);
+        if (!o || !json_object_is_type(o, json_type_object)) {
+            if (o) {
+                json_object_put(o);
+            }
+            fail_json(r, 502, NULL, "upstream_error", NULL, "upstream returned invalid JSON");
+            return;
+        }
+        if (json_object_object_get_ex(o, "usage", &v) && json_object_is_type(v, json_type_object)) {
+            read_usage(r, v);
+        }
+        if (gw_chain_wants_response(r->w->srv->chain)) {
+            bool rewritten = false;
+            if (gw_chain_response_json(r->w->srv->chain, &r->preq, o, &rewritten) != GV_OK) {
+                /* Fail closed: the answer was not fully checked. */
+                json_object_put(o);
+                fail_policy(r);
+                return;
+            }
+            if (rewritten && r->decision == GV_DECISION_ALLOWED) {
+                r->decision = GV_DECISION_REDACTED;
+            }
+            /* A policy that changes the answer says so with a REDACT verdict (gw_chain.h):
+             * otherwise the upstream's own bytes go out, without a second serialization. */
+            if (rewritten) {
+                body = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                             JSON_C_TO_STRING_NOSLASHESCAPE);
+                len = strlen(body);
+                /* The serialized text lives in o: send before putting it. */
+            }
+        }
+        send_answer(r, status, body, len);
+        json_object_put(o);
+        r->gw_us = overhead_now(r);
+        finish(r, status);
+        return;
+    }
+    send_answer(r, status, body, len);
+    r->gw_us = overhead_now(r);
+    finish(r, status);
+}
+
+static void up_done(void *arg, gv_rc rc, const char *what)
+{
+    struct rq *r = arg;
+    char msg[160];
+
+    r->call = NULL;
+    r->t_up_end = gv_mono_us();
+    r->cb_t0 = r->t_up_end;
+    if (r->client_gone || !r->conn) {
+        r->decision = GV_DECISION_ERROR;
+        copy_str(r->rec.error_code, sizeof(r->rec.error_code), "client_closed");
+        finish(r, 499);
+        return;
+    }
+    if (r->policy_failed) {
+        /* The transfer was aborted because a response policy failed. */
+        fail_policy(r);
+        return;
+    }
+    if (rc == GV_ETIMEDOUT) {
+        snprintf(msg, sizeof(msg), "upstream timed out (%s timeout)", what);
+        fail(r, 504, "upstream_timeout", msg);
+        return;
+    }
+    if (rc == GV_EPROTO && r->resp_too_big) {
+        fail(r, 502, "upstream_error", "upstream answer exceeds gateway.max_response_bytes");
+        return;
+    }
+    if (rc == GV_EPROTO && r->stream_failed) {
+        fail(r, 502, "upstream_error", "upstream stream could not be read or checked");
+        return;
+    }
+    if (rc != GV_OK) {
+        snprintf(msg, sizeof(msg), "upstream unreachable or invalid answer: %s", what);
+        fail(r, 502, "upstream_error", msg);
+        return;
+    }
+    if (!r->sse_mode) {
+        finish_buffered(r);
+        return;
+    }
+    rc = gw_sse_finish(&r->sse, on_event, r);
+    if (rc == GV_OK && !r->saw_done) {
+        rc = flush_choices(r);
+    }
+    if (rc != GV_OK && r->policy_failed) {
+        fail_policy(r);
+        return;
+    }
+    if (rc != GV_OK) {
+        fail_stream(r, 502, "upstream_error", "upstream stream could not be read or checked");
+        return;
+    }
+    send_pending(r);
+    if (r->conn && !r->client_gone) {
+        struct gw_conn *c = r->conn;
+        r->conn = NULL;
+        gw_conn_stream_end(c);
+    }
+    r->gw_us = overhead_now(r);
+    finish(r, r->client_gone ? 499 : 200);
+}
+
+static const struct gw_upstream_ops up_ops = {
+    .headers = up_headers,
+    .data = up_data,
+    .done = up_done,
+};
+
+/* ------------------------------------------------- the client's connection */
+
+static void on_drained(void *arg)
+{
+    struct rq *r = arg;
+
+    r->out_full = false;
+    if (r->paused && r->call) {
+        r->paused = false;
+        gw_upstream_resume(r->call);
+    }
+}
+
+static void on_client_closed(void *arg)
+{
+    struct rq *r = arg;
+
+    r->conn = NULL;
+    r->client_gone = true;
+    if (r->in_cb) {
+        return; /* up_data sees client_gone and aborts the transfer */
+    }
+    r->decision = GV_DECISION_ERROR;
+    copy_str(r->rec.error_code, sizeof(r->rec.error_code), "client_closed");
+    finish(r, 499);
+}
+
+static const struct gw_conn_owner_ops conn_ops = {
+    .drained = on_drained,
+    .closed = on_client_closed,
+};
+
+/* ------------------------------------------------------- chat: the request */
+
+static const char *hdr_value(const struct gw_h1_head *h, const char *name, char *buf, size_t size)
+{
+    const struct gw_h1_hdr *v = gw_h1req_header(h, name);
+    size_t n;
+
+    if (!v) {
+        return NULL;
+    }
+    /* gw_h1req keeps values NUL-terminated inside its buffer, but a copy keeps
+     * this independent of that and bounds what the checks see. */
+    n = v->value_len < size - 1 ? v->value_len : size - 1;
+    memcpy(buf, v->value, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_req *in,
+                   const char *reqid)
+{
+    struct gw_server *s = w->srv;
+    const struct gw_config *cfg = s->cfg;
+    struct rq *r = rq_get(w, cfg);
+    char run_id[GV_RUN_TAG_MAX + 2], project[GV_RUN_TAG_MAX + 2], entity[GV_RUN_TAG_MAX + 2];
+    char group[GV_RUN_TAG_MAX + 2], auth[1024];
+    struct gw_oai_hdrs oh;
+    struct gw_oai_chat chat;
+    struct gw_oai_err err;
+    struct json_object *so;
+    struct gw_verdict verdict;
+    struct gw_upstream_req up;
+    const struct gw_target *t;
+    char msg[256];
+    bool need_usage;
+
+    r->w = w;
+    r->conn = c;
+    r->t_start = in->t_start;
+    r->cb_t0 = in->t_start;
+    r->decision = GV_DECISION_ALLOWED;
+    r->preq.model = "";
+    r->preq.api_key = "";
+    r->preq.rec = &r->rec;
+    r->rec.start_wall_us = gv_wall_us() - (gv_mono_us() - in->t_start);
+    copy_str(r->rec.request_id, sizeof(r->rec.request_id), reqid);
+    gw_sse_init(&r->sse, SSE_EVENT_MAX);
+    r->next = w->active;
+    if (w->active) {
+        w->active->prev = r;
+    }
+    w->active = r;
+    w->nactive++;
+    gw_conn_attach(c, &conn_ops, r);
+
+    /* Tags longer than the limit must still fail the check: the buffers hold
+     * one byte more than a valid tag. */
+    oh.run_id = hdr_value(in->head, "x-wandb-run-id", run_id, sizeof(run_id));
+    oh.project = hdr_value(in->head, "x-wandb-project", project, sizeof(project));
+    oh.entity = hdr_value(in->head, "x-wandb-entity", entity, sizeof(entity));
+    oh.run_group = hdr_value(in->head, "x-wandb-run-group", group, sizeof(group));
+    oh.authorization = hdr_value(in->head, "authorization", auth, sizeof(auth));
+    if (!gw_oai_chat_check(w->tok, &oh, in->body, in->body_len, cfg->max_body_bytes, &chat, &r->rec,
+                           &err)) {
+        r->body = chat.body;
+        fail_json(r, err.status, NULL, err.code, err.param, err.message);
+        return;
+    }
+    r->body = chat.body;
+    r->preq.body = r->body;
+    r->api_key = gv_strdup(chat.api_key);
+    r->preq.api_key = r->api_key;
+    r->model = gv_strdup(chat.model);
+    r->preq.model = r->model;
+    copy_str(r->rec.model, sizeof(r->rec.model), r->model);
+    r->stream = chat.stream;
+    r->preq.stream = r->stream;
+    r->client_usage = chat.client_usage;
+    t = gw_config_find_target(cfg, r->model);
+    if (!t) {
+        snprintf(msg, sizeof(msg),
+                 "The model `%.100s` does not exist or is not configured on this gateway.",
+                 r->model);
+        fail_json(r, 404, NULL, "model_not_found", "model", msg);
+        return;
+    }
+    r->preq.target = t;
+    copy_str(r->rec.target, sizeof(r->rec.target), t->id);
+
+    memset(&verdict, 0, sizeof(verdict));
+    gw_chain_evaluate(s->chain, &r->preq, &verdict);
+    if (verdict.action == GW_ACTION_BLOCK) {
+        r->decision = verdict.code && strcmp(verdict.code, "policy_error") == 0
+                          ? GV_DECISION_ERROR
+                          : GV_DECISION_BLOCKED;
+        fail_json(r, verdict.status ? verdict.status : 403, "policy_violation",
+                  verdict.code ? verdict.code : "policy_violation", NULL,
+                  verdict.message ? verdict.message : "The request was blocked by a policy.");
+        return;
+    }
+    if (verdict.action == GW_ACTION_REDACT) {
+        r->decision = GV_DECISION_REDACTED;
+    }
+
+    /* Only re-serialize when something changed: otherwise the client's bytes go out as is. */
+    need_usage = r->stream && t->stream_usage && !r->client_usage;
+    if (r->preq.body_modified || need_usage || strcmp(r->model, t->model) != 0) {
+        json_object_object_add(r->body, "model", json_object_new_string(t->model));
+        if (need_usage) {
+            if (!json_object_object_get_ex(r->body, "stream_options", &so) ||
+                !json_object_is_type(so, json_type_object)) {
+                so = json_object_new_object();
+                json_object_object_add(r->body, "stream_options", so);
+            }
+            json_object_object_add(so, "include_usage", json_object_new_boolean(1));
+        }
+        r->send_body = json_object_to_json_string_ext(r->body, JSON_C_TO_STRING_PLAIN |
+                                                                   JSON_C_TO_STRING_NOSLASHESCAPE);
+        r->send_len = strlen(r->send_body);
+    }
+    else {
+        /* The parser's body buffer stays valid until the answer ends. */
+        r->send_body = in->body;
+        r->send_len = in->body_len;
+    }
+    if (gv_buf_appendf(&r->url, "%s/chat/completions", t->base_url) != GV_OK) {
+        fail_json(r, 502, NULL, "upstream_error", NULL, "upstream URL too long");
+        return;
+    }
+    memset(&up, 0, sizeof(up));
+    up.url = r->url.data;
+    up.auth_bearer = t->secret;
+    up.accept = r->stream ? "text/event-stream" : "application/json";
+    up.body = r->send_body;
+    up.body_len = r->send_len;
+    up.connect_timeout_ms = t->connect_timeout_ms;
+    up.first_byte_timeout_ms = t->first_byte_timeout_ms;
+    up.idle_timeout_ms = t->idle_timeout_ms;
+    r->t_up_start = gv_mono_us();
+    r->gw_us = r->t_up_start - in->t_start;
+    if (gw_upstream_start(w->up, &up, &up_ops, r, &r->call) != GV_OK) {
+        r->t_up_end = gv_mono_us();
+        r->cb_t0 = r->t_up_end;
+        fail_json(r, 502, NULL, "upstream_error", NULL, "upstream request could not be started");
+        return;
+    }
+}
+
+void gw_relay_end_all(struct gw_worker *w)
+{
+    while (w->active) {
+        struct rq *r = w->active;
+        if (r->headers_sent) {
+            fail_stream(r, 503, "gateway_shutdown", "The gateway is shutting down.");
+        }
+        else {
+            fail_json(r, 503, NULL, "gateway_shutdown", NULL, "The gateway is shutting down.");
+        }
+    }
+}
