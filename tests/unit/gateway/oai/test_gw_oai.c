@@ -1,0 +1,174 @@
+/* tests/unit/gateway/oai/test_gw_oai.c - body + headers -> status, code, param, as rows */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "gateway/gw_oai.h"
+
+#define OK_BODY "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"
+#define MAX_BODY 4096
+
+struct row {
+    const char *what;
+    const char *body;
+    const char *run_id; /* X-Wandb-Run-Id, NULL when absent */
+    const char *entity;
+    const char *auth;
+    int status;        /* 0: accepted */
+    const char *code;  /* on refusal */
+    const char *param; /* on refusal, NULL for JSON null */
+    /* on acceptance */
+    const char *model;
+    int stream;
+    int client_usage;
+    const char *api_key;
+};
+
+static const struct row rows[] = {
+    {"plain request", OK_BODY, NULL, NULL, NULL, 0, NULL, NULL, "gpt-4o", 0, 0, ""},
+    {"bearer key is read, spaces skipped", OK_BODY, NULL, NULL, "Bearer   sk-abc", 0, NULL, NULL,
+     "gpt-4o", 0, 0, "sk-abc"},
+    {"other auth schemes are not keys", OK_BODY, NULL, NULL, "Basic abc", 0, NULL, NULL, "gpt-4o",
+     0, 0, ""},
+    {"stream with include_usage",
+     "{\"model\":\"m\",\"messages\":[{}],\"stream\":true,\"stream_options\":{\"include_usage\":true}}",
+     NULL, NULL, NULL, 0, NULL, NULL, "m", 1, 1, ""},
+    {"include_usage without stream is ignored",
+     "{\"model\":\"m\",\"messages\":[{}],\"stream_options\":{\"include_usage\":true}}", NULL, NULL,
+     NULL, 0, NULL, NULL, "m", 0, 0, ""},
+    {"trailing white space after the JSON", OK_BODY " \r\n\t", NULL, NULL, NULL, 0, NULL, NULL,
+     "gpt-4o", 0, 0, ""},
+    {"valid run tag", OK_BODY, "run-2024_abc7", "team.a", NULL, 0, NULL, NULL, "gpt-4o", 0, 0,
+     ""},
+    {"run id with a slash", OK_BODY, "runs/abc", NULL, NULL, 400, "invalid_run_id",
+     "X-Wandb-Run-Id", NULL, 0, 0, NULL},
+    {"run id with a space", OK_BODY, "a b", NULL, NULL, 400, "invalid_run_id", "X-Wandb-Run-Id", NULL, 0, 0, NULL},
+    {"empty run id", OK_BODY, "", NULL, NULL, 400, "invalid_run_id", "X-Wandb-Run-Id", NULL, 0, 0, NULL},
+    {"entity with a colon", OK_BODY, NULL, "a:b", NULL, 400, "invalid_header", "X-Wandb-Entity", NULL, 0, 0, NULL},
+    {"empty body", "", NULL, NULL, NULL, 400, "invalid_json", NULL, NULL, 0, 0, NULL},
+    {"not JSON", "{model:", NULL, NULL, NULL, 400, "invalid_json", NULL, NULL, 0, 0, NULL},
+    {"two JSON values", OK_BODY "{}", NULL, NULL, NULL, 400, "invalid_json", NULL, NULL, 0, 0, NULL},
+    {"invalid UTF-8 inside a string",
+     "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}", NULL, NULL,
+     NULL, 400, "invalid_json", NULL, NULL, 0, 0, NULL},
+    {"an array, not an object", "[1,2]", NULL, NULL, NULL, 400, "invalid_json", NULL, NULL, 0, 0, NULL},
+    {"no model", "{\"messages\":[{}]}", NULL, NULL, NULL, 400, "missing_required_parameter",
+     "model", NULL, 0, 0, NULL},
+    {"null model", "{\"model\":null,\"messages\":[{}]}", NULL, NULL, NULL, 400,
+     "missing_required_parameter", "model"},
+    {"numeric model", "{\"model\":5,\"messages\":[{}]}", NULL, NULL, NULL, 400, "invalid_type",
+     "model", NULL, 0, 0, NULL},
+    {"empty model", "{\"model\":\"\",\"messages\":[{}]}", NULL, NULL, NULL, 400, "invalid_type",
+     "model", NULL, 0, 0, NULL},
+    {"no messages", "{\"model\":\"m\"}", NULL, NULL, NULL, 400, "missing_required_parameter",
+     "messages", NULL, 0, 0, NULL},
+    {"messages not an array", "{\"model\":\"m\",\"messages\":{}}", NULL, NULL, NULL, 400,
+     "invalid_type", "messages"},
+    {"empty messages", "{\"model\":\"m\",\"messages\":[]}", NULL, NULL, NULL, 400, "invalid_type",
+     "messages", NULL, 0, 0, NULL},
+    {"stream as a string", "{\"model\":\"m\",\"messages\":[{}],\"stream\":\"yes\"}", NULL, NULL,
+     NULL, 400, "invalid_type", "stream", NULL, 0, 0, NULL},
+};
+
+static void test_rows(void **state)
+{
+    json_tokener *tok = json_tokener_new_ex(64);
+    size_t i;
+
+    (void)state;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        const struct row *r = &rows[i];
+        struct gw_oai_hdrs h = {r->run_id, NULL, r->entity, NULL, r->auth};
+        struct gw_oai_chat chat;
+        struct gw_oai_err err;
+        struct gv_record rec;
+        bool ok;
+
+        memset(&rec, 0, sizeof(rec));
+        memset(&err, 0, sizeof(err));
+        print_message("case: %s\n", r->what);
+        ok = gw_oai_chat_check(tok, &h, r->body, strlen(r->body), MAX_BODY, &chat, &rec, &err);
+        if (r->status == 0) {
+            assert_true(ok);
+            assert_string_equal(chat.model, r->model);
+            assert_int_equal(chat.stream, r->stream);
+            assert_int_equal(chat.client_usage, r->client_usage);
+            assert_string_equal(chat.api_key, r->api_key);
+            assert_string_equal(rec.run_id, r->run_id ? r->run_id : "");
+            assert_string_equal(rec.entity, r->entity ? r->entity : "");
+        }
+        else {
+            assert_false(ok);
+            assert_int_equal(err.status, r->status);
+            assert_string_equal(err.code, r->code);
+            if (r->param) {
+                assert_non_null(err.param);
+                assert_string_equal(err.param, r->param);
+            }
+            else {
+                assert_null(err.param);
+            }
+            assert_true(strlen(err.message) > 0);
+        }
+        if (chat.body) {
+            json_object_put(chat.body);
+        }
+    }
+    json_tokener_free(tok);
+}
+
+static void test_body_over_the_limit_is_413_before_parsing(void **state)
+{
+    json_tokener *tok = json_tokener_new_ex(64);
+    struct gw_oai_hdrs h = {0};
+    struct gw_oai_chat chat;
+    struct gw_oai_err err;
+    struct gv_record rec;
+
+    (void)state;
+    memset(&rec, 0, sizeof(rec));
+    assert_false(gw_oai_chat_check(tok, &h, OK_BODY, strlen(OK_BODY), 10, &chat, &rec, &err));
+    assert_int_equal(err.status, 413);
+    assert_string_equal(err.code, "request_too_large");
+    assert_null(chat.body);
+    json_tokener_free(tok);
+}
+
+static void test_tag_over_the_limit_is_refused(void **state)
+{
+    json_tokener *tok = json_tokener_new_ex(64);
+    char tag[GV_RUN_TAG_MAX + 2];
+    struct gw_oai_hdrs h = {0};
+    struct gw_oai_chat chat;
+    struct gw_oai_err err;
+    struct gv_record rec;
+
+    (void)state;
+    memset(tag, 'a', sizeof(tag) - 1);
+    tag[sizeof(tag) - 1] = '\0';
+    h.run_id = tag;
+    memset(&rec, 0, sizeof(rec));
+    assert_false(gw_oai_chat_check(tok, &h, OK_BODY, strlen(OK_BODY), MAX_BODY, &chat, &rec, &err));
+    assert_int_equal(err.status, 400);
+    tag[GV_RUN_TAG_MAX] = '\0';
+    assert_true(gw_oai_chat_check(tok, &h, OK_BODY, strlen(OK_BODY), MAX_BODY, &chat, &rec, &err));
+    assert_int_equal(strlen(rec.run_id), GV_RUN_TAG_MAX);
+    json_object_put(chat.body);
+    json_tokener_free(tok);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_body_over_the_limit_is_413_before_parsing),
+        cmocka_unit_test(test_tag_over_the_limit_is_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
