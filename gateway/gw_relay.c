@@ -14,6 +14,7 @@
 #include "core/gv_mem.h"
 #include "core/gv_time.h"
 #include "gateway/gw_http.h"
+#include "gateway/gw_jscan.h"
 #include "gateway/gw_oai.h"
 #include "gateway/gw_route.h"
 #include "gateway/gw_sse.h"
@@ -581,6 +582,62 @@ static void remember_chunk_meta(struct rq *r, struct json_object *o)
     }
 }
 
+/* Reads usage from the answer's own text; false when the text is not one
+ * JSON object. */
+static bool read_usage_member(struct rq *r, const char *p, size_t n)
+{
+    const char *v;
+    size_t vlen;
+    enum gw_jscan js = gw_jscan_member(p, n, "usage", &v, &vlen);
+
+    if (js == GW_JSCAN_INVALID) {
+        return false;
+    }
+    if (js == GW_JSCAN_FOUND && vlen > 0 && v[0] == '{') {
+        struct json_object *u = parse_json(r->w, v, vlen);
+        if (u && json_object_is_type(u, json_type_object)) {
+            read_usage(r, u);
+        }
+        if (u) {
+            json_object_put(u);
+        }
+    }
+    return true;
+}
+
+/* An SSE event when no response policy reads the text: pass it on as it came,
+ * unless it carries the usage the client did not ask for. */
+static gv_rc pass_event(struct rq *r, const struct gw_sse_event *ev)
+{
+    const char *v, *c;
+    size_t vlen, clen;
+    enum gw_jscan js = gw_jscan_member(ev->data, ev->data_len, "usage", &v, &vlen);
+    struct json_object *o;
+
+    if (js != GW_JSCAN_FOUND || vlen == 0 || v[0] != '{') {
+        return gv_buf_append(&r->pending, ev->raw, ev->raw_len);
+    }
+    read_usage_member(r, ev->data, ev->data_len);
+    if (r->client_usage) {
+        return gv_buf_append(&r->pending, ev->raw, ev->raw_len);
+    }
+    if (gw_jscan_member(ev->data, ev->data_len, "choices", &c, &clen) != GW_JSCAN_FOUND ||
+        (clen == 2 && c[0] == '[' && c[1] == ']')) {
+        return GV_OK; /* the usage-only chunk the client did not ask for */
+    }
+    /* Usage on a chunk with choices (not what OpenAI sends, but legal): drop the member. */
+    o = parse_json(r->w, ev->data, ev->data_len);
+    if (!o) {
+        return gv_buf_append(&r->pending, ev->raw, ev->raw_len);
+    }
+    json_object_object_del(o, "usage");
+    {
+        gv_rc rc = append_sse_json(r, o);
+        json_object_put(o);
+        return rc;
+    }
+}
+
 static gv_rc on_event(void *arg, const struct gw_sse_event *ev)
 {
     struct rq *r = arg;
@@ -592,6 +649,9 @@ static gv_rc on_event(void *arg, const struct gw_sse_event *ev)
     if (!ev->has_data) {
         gv_buf_append(&r->pending, ev->raw, ev->raw_len); /* comments, keep-alives */
         return GV_OK;
+    }
+    if (!r->rewrite && !ev->done) {
+        return pass_event(r, ev);
     }
     if (ev->done) {
         rc = flush_choices(r);
@@ -758,6 +818,17 @@ static void finish_buffered(struct rq *r)
             fail_json(r, 502, NULL, "upstream_error", NULL, "upstream answered with a bad status");
             return;
         }
+    }
+    else if (!gw_chain_wants_response(r->w->srv->chain)) {
+        /* Nothing reads the answer but the usage counter: no tree of the whole answer. */
+        if (!read_usage_member(r, body, len)) {
+            fail_json(r, 502, NULL, "upstream_error", NULL, "upstream returned invalid JSON");
+            return;
+        }
+        send_answer(r, status, body, len);
+        r->gw_us = overhead_now(r);
+        finish(r, status);
+        return;
     }
     else {
         o = parse_json(r->w, body, len);

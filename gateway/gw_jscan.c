@@ -1,0 +1,149 @@
+/* gateway/gw_jscan.c - find one top-level member of a JSON object without building a tree */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "gateway/gw_jscan.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#define DEPTH_MAX 64 /* the same bound the request parser uses */
+
+static bool is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static size_t skip_ws(const char *p, size_t i, size_t n)
+{
+    while (i < n && is_ws(p[i])) {
+        i++;
+    }
+    return i;
+}
+
+/* p[i] is the opening quote; returns the index after the closing one, or n+1. */
+static size_t skip_string(const char *p, size_t i, size_t n)
+{
+    for (i++; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '"') {
+            return i + 1;
+        }
+        if (c == '\\') {
+            i++; /* the escaped byte, whatever it is, cannot end the string */
+        }
+        else if (c < 0x20) {
+            return n + 1;
+        }
+    }
+    return n + 1;
+}
+
+/* Skips one value starting at p[i]; returns the index after it, or n+1. */
+static size_t skip_value(const char *p, size_t i, size_t n)
+{
+    char stack[DEPTH_MAX];
+    int depth = 0;
+
+    if (i >= n) {
+        return n + 1;
+    }
+    if (p[i] != '{' && p[i] != '[') {
+        if (p[i] == '"') {
+            return skip_string(p, i, n);
+        }
+        /* number, true, false, null: up to the next delimiter, never empty */
+        size_t start = i;
+        while (i < n && !is_ws(p[i]) && p[i] != ',' && p[i] != '}' && p[i] != ']') {
+            if ((unsigned char)p[i] < 0x20 || p[i] == '"' || p[i] == '{' || p[i] == '[' ||
+                p[i] == ':') {
+                return n + 1;
+            }
+            i++;
+        }
+        return i > start ? i : n + 1;
+    }
+    while (i < n) {
+        char c = p[i];
+        if (c == '"') {
+            i = skip_string(p, i, n);
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            if (depth == DEPTH_MAX) {
+                return n + 1;
+            }
+            stack[depth++] = c == '{' ? '}' : ']';
+        }
+        else if (c == '}' || c == ']') {
+            if (depth == 0 || stack[depth - 1] != c) {
+                return n + 1;
+            }
+            depth--;
+            if (depth == 0) {
+                return i + 1;
+            }
+        }
+        else if ((unsigned char)c < 0x20 && !is_ws(c)) {
+            return n + 1;
+        }
+        i++;
+    }
+    return n + 1;
+}
+
+enum gw_jscan gw_jscan_member(const char *p, size_t n, const char *key, const char **v,
+                              size_t *vlen)
+{
+    size_t klen = strlen(key);
+    size_t i = skip_ws(p, 0, n);
+    bool found = false;
+
+    *v = NULL;
+    *vlen = 0;
+    if (i >= n || p[i] != '{') {
+        return GW_JSCAN_INVALID;
+    }
+    i = skip_ws(p, i + 1, n);
+    if (i < n && p[i] == '}') {
+        return skip_ws(p, i + 1, n) == n ? GW_JSCAN_ABSENT : GW_JSCAN_INVALID;
+    }
+    while (i < n) {
+        size_t ks, ke, vs;
+        if (p[i] != '"') {
+            return GW_JSCAN_INVALID;
+        }
+        ks = i + 1;
+        i = skip_string(p, i, n);
+        if (i > n) {
+            return GW_JSCAN_INVALID;
+        }
+        ke = i - 1;
+        i = skip_ws(p, i, n);
+        if (i >= n || p[i] != ':') {
+            return GW_JSCAN_INVALID;
+        }
+        vs = skip_ws(p, i + 1, n);
+        i = skip_value(p, vs, n);
+        if (i > n) {
+            return GW_JSCAN_INVALID;
+        }
+        if (ke - ks == klen && memcmp(p + ks, key, klen) == 0) {
+            *v = p + vs;
+            *vlen = i - vs;
+            found = true;
+        }
+        i = skip_ws(p, i, n);
+        if (i < n && p[i] == ',') {
+            i = skip_ws(p, i + 1, n);
+            continue;
+        }
+        if (i < n && p[i] == '}') {
+            if (skip_ws(p, i + 1, n) != n) {
+                return GW_JSCAN_INVALID;
+            }
+            return found ? GW_JSCAN_FOUND : GW_JSCAN_ABSENT;
+        }
+        return GW_JSCAN_INVALID;
+    }
+    return GW_JSCAN_INVALID;
+}

@@ -1,0 +1,27 @@
+/* gateway/gw_jscan.h - find one top-level member of a JSON object without building a tree */
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef GW_JSCAN_H
+#define GW_JSCAN_H
+
+/* The relay needs one small member (`usage`, `choices`) of answers it otherwise
+ * passes on byte for byte. Building a json-c tree of a whole answer only to read
+ * `usage` was the largest item of kt's own per-request work; this walks the
+ * text once, checking its structure on the way (one object, balanced brackets,
+ * closed strings, no raw control bytes in strings), and json-c then parses just
+ * the member it found. It is a structural scanner, not a JSON parser: it does
+ * not check number or literal syntax or escapes (json-c does, on what is used),
+ * and it compares keys as raw bytes (a key spelled with escapes is not found). */
+
+#include <stddef.h>
+
+enum gw_jscan {
+    GW_JSCAN_FOUND = 0, /* v and vlen span the member's value (the last one if repeated) */
+    GW_JSCAN_ABSENT,    /* a well-formed object without that key */
+    GW_JSCAN_INVALID    /* not one JSON object (after white space), or cut short */
+};
+
+/* Looks for `key` among the members of the object in p[0..n). Pure. */
+enum gw_jscan gw_jscan_member(const char *p, size_t n, const char *key, const char **v,
+                              size_t *vlen);
+
+#endif
