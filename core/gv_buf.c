@@ -2,6 +2,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "core/gv_buf.h"
 
+#include <math.h>
+#include <stdbool.h>
+
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -110,6 +113,69 @@ gv_rc gv_buf_appendf(struct gv_buf *b, const char *fmt, ...)
     rc = gv_buf_vappendf(b, fmt, ap);
     va_end(ap);
     return rc;
+}
+
+gv_rc gv_buf_append_u64(struct gv_buf *b, unsigned long long v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    return gv_buf_append(b, tmp + i, sizeof(tmp) - i);
+}
+
+gv_rc gv_buf_append_fixed(struct gv_buf *b, double v, int decimals)
+{
+    static const double scale[10] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+    char tmp[48];
+    unsigned long long n, ip, fp, div = 1;
+    bool neg;
+    size_t len = 0;
+    double s;
+    int i;
+
+    if (decimals < 0 || decimals > 9) {
+        return GV_EINVAL;
+    }
+    if (!isfinite(v)) {
+        v = 0.0;
+    }
+    neg = v < 0;
+    s = (neg ? -v : v) * scale[decimals];
+    if (s >= 9.0e18) {
+        return gv_buf_appendf(b, "%.*f", decimals, v);
+    }
+    n = (unsigned long long)(s + 0.5);
+    for (i = 0; i < decimals; i++) {
+        div *= 10;
+    }
+    ip = n / div;
+    fp = n % div;
+    if (neg && n > 0) {
+        tmp[len++] = '-';
+    }
+    {
+        char digits[24];
+        size_t k = sizeof(digits);
+        do {
+            digits[--k] = (char)('0' + ip % 10);
+            ip /= 10;
+        } while (ip > 0);
+        memcpy(tmp + len, digits + k, sizeof(digits) - k);
+        len += sizeof(digits) - k;
+    }
+    if (decimals > 0) {
+        tmp[len++] = '.';
+        for (i = decimals - 1; i >= 0; i--) {
+            tmp[len + (size_t)i] = (char)('0' + fp % 10);
+            fp /= 10;
+        }
+        len += (size_t)decimals;
+    }
+    return gv_buf_append(b, tmp, len);
 }
 
 size_t gv_json_escape_byte(unsigned char c, char out[6])

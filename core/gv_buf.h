@@ -30,6 +30,12 @@ gv_rc gv_buf_append_char(struct gv_buf *b, char c);
 gv_rc gv_buf_appendf(struct gv_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 gv_rc gv_buf_vappendf(struct gv_buf *b, const char *fmt, va_list ap);
+/* Append v in decimal, without printf (hot paths format several numbers a request). */
+gv_rc gv_buf_append_u64(struct gv_buf *b, unsigned long long v);
+/* Append v with exactly `decimals` (0..9) digits after the point, rounded half
+ * away from zero at that digit; non-finite values are written as 0. Values too
+ * large for fixed-point integers go through printf's "%.*f". */
+gv_rc gv_buf_append_fixed(struct gv_buf *b, double v, int decimals);
 /* Append s as a JSON string literal, quotes included. */
 gv_rc gv_buf_append_json_str(struct gv_buf *b, const char *s, size_t n);
 /* One byte as it goes inside a JSON string: itself, a two-byte escape (\" \\ \n \r \t)

@@ -10,6 +10,7 @@
 #include <json-c/json.h>
 #include <math.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,22 @@ const char gw_audit_zero_hash[GW_AUDIT_HASH_HEX + 1] =
 
 static const char SEAL_PREFIX[] = ",\"hash\":\"";
 
+static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
+static pthread_key_t sha_key;
+static EVP_MD *sha; /* fetched once; lives as long as the process */
+
+static void sha_ctx_free(void *p)
+{
+    EVP_MD_CTX_free(p);
+}
+
+static void sha_init(void)
+{
+    if (pthread_key_create(&sha_key, sha_ctx_free) == 0) {
+        sha = EVP_MD_fetch(NULL, "SHA256", NULL);
+    }
+}
+
 void gw_audit_sha256_hex(const void *p, size_t n, char out[GW_AUDIT_HASH_HEX + 1])
 {
     static const char hex[] = "0123456789abcdef";
@@ -33,9 +50,25 @@ void gw_audit_sha256_hex(const void *p, size_t n, char out[GW_AUDIT_HASH_HEX + 1
     unsigned int mdlen = 0;
     unsigned int i;
 
-    /* EVP_Digest only fails on allocation failure inside OpenSSL; an all-zero
-     * hash then never matches anything, so verification fails loudly. */
-    if (EVP_Digest(p, n, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
+    /* One fetched SHA-256 and one context per thread: EVP_Digest with EVP_sha256()
+     * looks the algorithm up and allocates a context on every call, which cost
+     * more than hashing a record line. These only fail on allocation failure
+     * inside OpenSSL; an all-zero hash then never matches anything, so
+     * verification fails loudly. */
+    EVP_MD_CTX *ctx;
+
+    pthread_once(&sha_once, sha_init);
+    ctx = pthread_getspecific(sha_key);
+    if (!ctx && sha) {
+        ctx = EVP_MD_CTX_new();
+        if (ctx && pthread_setspecific(sha_key, ctx) != 0) {
+            EVP_MD_CTX_free(ctx);
+            ctx = NULL;
+        }
+    }
+    if (!sha || !ctx || EVP_DigestInit_ex2(ctx, sha, NULL) != 1 ||
+        EVP_DigestUpdate(ctx, p, n) != 1 || EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 ||
+        mdlen != 32) {
         memcpy(out, gw_audit_zero_hash, sizeof(gw_audit_zero_hash));
         return;
     }
@@ -781,7 +814,7 @@ static void jw_u64(struct jw *w, const char *k, uint64_t v)
 {
     jw_key(w, k);
     if (w->rc == GV_OK) {
-        w->rc = gv_buf_appendf(w->b, "%" PRIu64, v);
+        w->rc = gv_buf_append_u64(w->b, (unsigned long long)v);
     }
 }
 
@@ -791,7 +824,7 @@ static void jw_fixed(struct jw *w, const char *k, double v, int decimals)
 {
     jw_key(w, k);
     if (w->rc == GV_OK) {
-        w->rc = gv_buf_appendf(w->b, "%.*f", decimals, isfinite(v) ? v : 0.0);
+        w->rc = gv_buf_append_fixed(w->b, v, decimals);
     }
 }
 
@@ -851,7 +884,8 @@ gv_rc gw_audit_record_json(const struct gv_record *rec, double cost_usd,
     jw_str(&w, "decision", gv_decision_str(rec->decision));
     jw_key(&w, "status");
     if (w.rc == GV_OK) {
-        w.rc = gv_buf_appendf(out, "%d", rec->http_status);
+        w.rc = gv_buf_append_u64(out, rec->http_status > 0 ? (unsigned long long)rec->http_status
+                                                           : 0);
     }
     JW_FIELD(&w, "error_code", rec->error_code);
     jw_key(&w, "policies");
