@@ -169,18 +169,36 @@ static const struct refusal REFUSALS[] = {
                    "Only HTTP/1.0 and HTTP/1.1 are supported; send HTTP/1.1."},
 };
 
-/* RFC 9110 tchar: the bytes of a method, header name or extension token. */
+/* Byte classes of the raw check, one bit each (RFC 9110 5.6.2, 5.5; RFC 9112
+ * 3, 7.1). Bytes 0x80-0xff are obs-text: C_FIELD only. */
+#define C_TCHAR 1 /* tchar: methods, header names, chunk extension tokens */
+#define C_VCHAR 2 /* visible ASCII 0x21-0x7e: request target and version */
+#define C_FIELD 4 /* a byte of a field value: HTAB, SP, VCHAR, obs-text */
+#define C_HEX 8   /* HEXDIG */
+static const uint8_t CLASS[128] = {
+    0,  0,  0,  0,  0,  0,  0,  0,  0,  4,  0, 0, 0, 0, 0, 0, /* 0x00 */
+    0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0, 0, 0, 0, 0, 0, /* 0x10 */
+    4,  7,  6,  7,  7,  7,  7,  7,  6,  6,  7, 7, 6, 7, 7, 6, /* 0x20 */
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6, 6, 6, 6, 6, 6, /* 0x30 */
+    6,  15, 15, 15, 15, 15, 15, 7,  7,  7,  7, 7, 7, 7, 7, 7, /* 0x40 */
+    7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7, 6, 6, 6, 7, 7, /* 0x50 */
+    7,  15, 15, 15, 15, 15, 15, 7,  7,  7,  7, 7, 7, 7, 7, 7, /* 0x60 */
+    7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7, 6, 7, 6, 7, 0, /* 0x70 */
+};
+
+static bool has_class(unsigned char c, uint8_t cls)
+{
+    return c < 0x80 ? (CLASS[c] & cls) != 0 : cls == C_FIELD;
+}
+
 static bool is_tchar(unsigned char c)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
-        return true;
-    }
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    return has_class(c, C_TCHAR);
 }
 
 static bool is_hex(unsigned char c)
 {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    return has_class(c, C_HEX);
 }
 
 static bool is_ws(unsigned char c)
@@ -199,18 +217,24 @@ static unsigned char lower(unsigned char c)
     return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
 }
 
-/* a[0..alen) equals the string b, ASCII case-insensitive. */
-static bool ieq(const char *a, size_t alen, const char *b)
+/* a[0..alen) equals b[0..blen), ASCII case-insensitive. */
+static bool ieqn(const char *a, size_t alen, const char *b, size_t blen)
 {
     size_t i;
 
+    if (alen != blen) {
+        return false;
+    }
     for (i = 0; i < alen; i++) {
-        if (b[i] == '\0' || lower((unsigned char)a[i]) != lower((unsigned char)b[i])) {
+        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i])) {
             return false;
         }
     }
-    return b[alen] == '\0';
+    return true;
 }
+
+/* Against a string literal. */
+#define IEQ(a, alen, lit) ieqn(a, alen, lit, sizeof(lit) - 1)
 
 static void refuse(struct gw_h1req *r, enum refusal_id id)
 {
@@ -641,21 +665,21 @@ static bool take_header_line(struct gw_h1req *r)
     h->hdrs[h->nhdrs].name_len = nlen;
     h->hdrs[h->nhdrs].value_len = vlen;
     h->nhdrs++;
-    if (ieq(name, nlen, "transfer-encoding")) {
+    if (IEQ(name, nlen, "transfer-encoding")) {
         r->n_te++;
-        if (!ieq(value, vlen, "chunked")) {
+        if (!IEQ(value, vlen, "chunked")) {
             r->te_bad = true;
         }
     }
-    else if (ieq(name, nlen, "host")) {
+    else if (IEQ(name, nlen, "host")) {
         if (++r->n_host > 1) {
             refuse(r, E_HOST_DUP);
             return false;
         }
     }
-    else if (ieq(name, nlen, "expect") && h->minor == 1) {
+    else if (IEQ(name, nlen, "expect") && h->minor == 1) {
         /* RFC 9110 10.1.1: an HTTP/1.0 Expect is ignored. */
-        if (ieq(value, vlen, "100-continue")) {
+        if (IEQ(value, vlen, "100-continue")) {
             h->expect_continue = true;
         }
         else {
@@ -666,14 +690,60 @@ static bool take_header_line(struct gw_h1req *r)
 }
 
 /* Head or trailer lines: check, hand to the parser, act on each line's end. */
+/* How many bytes from p on, at most n, head_byte would take in state st
+ * without a change of state: the bulk of a head is values, names and the
+ * target, and this keeps the per-byte work there to one comparison. */
+static size_t plain_run(unsigned char st, const unsigned char *p, size_t n)
+{
+    size_t k = 0;
+
+    switch (st) {
+    case HL_VALUE:
+        while (k < n && (p[k] >= 0x80 || CLASS[p[k]] & C_FIELD)) {
+            k++;
+        }
+        break;
+    case HL_NAME:
+        while (k < n && p[k] < 0x80 && CLASS[p[k]] & C_TCHAR) {
+            k++;
+        }
+        break;
+    case RL_TARGET:
+        while (k < n && p[k] < 0x80 && CLASS[p[k]] & C_VCHAR) {
+            k++;
+        }
+        break;
+    default:
+        break;
+    }
+    return k;
+}
+
 static enum gw_h1_status step_lines(struct gw_h1req *r, const char *data, size_t len, size_t *used)
 {
+    const unsigned char *u = (const unsigned char *)data;
     bool trailer = r->phase == PH_TRAILER;
-    size_t i;
+    size_t i = 0, k, room;
     unsigned s = SCAN_OK;
 
-    for (i = 0; i < len && s == SCAN_OK; i++) {
-        s = head_byte(r, (unsigned char)data[i], trailer);
+    while (i < len && s == SCAN_OK) {
+        /* Bytes the limits still allow in this line; the byte past them goes
+         * through head_byte, which refuses it. */
+        room = len - i;
+        if (r->lim.max_line - r->line_len < room) {
+            room = r->lim.max_line - r->line_len;
+        }
+        if (r->lim.max_head - r->head_len < room) {
+            room = r->lim.max_head - r->head_len;
+        }
+        k = plain_run(r->lstate, u + i, room);
+        r->line_len += k;
+        r->head_len += k;
+        i += k;
+        if (i < len) {
+            s = head_byte(r, u[i], trailer);
+            i++;
+        }
     }
     if (s != SCAN_OK && s != SCAN_EOL) {
         i--; /* the refused byte was not taken */
@@ -1069,10 +1139,10 @@ bool gw_h1req_in_body(const struct gw_h1req *r)
 
 const struct gw_h1_hdr *gw_h1req_header(const struct gw_h1_head *h, const char *name)
 {
-    size_t i;
+    size_t i, nlen = strlen(name);
 
     for (i = 0; i < h->nhdrs; i++) {
-        if (ieq(h->hdrs[i].name, h->hdrs[i].name_len, name)) {
+        if (ieqn(h->hdrs[i].name, h->hdrs[i].name_len, name, nlen)) {
             return &h->hdrs[i];
         }
     }
@@ -1081,10 +1151,10 @@ const struct gw_h1_hdr *gw_h1req_header(const struct gw_h1_head *h, const char *
 
 size_t gw_h1req_header_count(const struct gw_h1_head *h, const char *name)
 {
-    size_t i, n = 0;
+    size_t i, n = 0, nlen = strlen(name);
 
     for (i = 0; i < h->nhdrs; i++) {
-        if (ieq(h->hdrs[i].name, h->hdrs[i].name_len, name)) {
+        if (ieqn(h->hdrs[i].name, h->hdrs[i].name_len, name, nlen)) {
             n++;
         }
     }
