@@ -53,7 +53,12 @@ struct gw_h1_hdr {
 };
 
 /* GW_H1_METHOD_*: the status below already has GW_H1_HEAD. */
-enum gw_h1_method { GW_H1_METHOD_OTHER = 0, GW_H1_METHOD_GET, GW_H1_METHOD_HEAD, GW_H1_METHOD_POST };
+enum gw_h1_method {
+    GW_H1_METHOD_OTHER = 0,
+    GW_H1_METHOD_GET,
+    GW_H1_METHOD_HEAD,
+    GW_H1_METHOD_POST
+};
 
 struct gw_h1_head {
     enum gw_h1_method method;
@@ -65,9 +70,9 @@ struct gw_h1_head {
     int minor; /* HTTP/1.<minor>: 0 or 1 */
     struct gw_h1_hdr hdrs[GW_H1_MAX_HDRS];
     size_t nhdrs;
-    bool keep_alive;      /* the connection may carry another request after this one */
-    bool chunked;         /* Transfer-Encoding: chunked */
-    bool has_length;      /* a Content-Length header was present */
+    bool keep_alive; /* the connection may carry another request after this one */
+    bool chunked;    /* Transfer-Encoding: chunked */
+    bool has_length; /* a Content-Length header was present */
     uint64_t content_length;
     bool expect_continue; /* Expect: 100-continue (HTTP/1.1 only) */
 };
@@ -76,8 +81,8 @@ enum gw_h1_status {
     GW_H1_MORE = 0, /* every byte was taken; feed more when it arrives */
     GW_H1_HEAD,     /* the head is complete and a body follows: head is ready (send
                        100 Continue now if asked); feed the rest for the body */
-    GW_H1_DONE,     /* a whole request: head and body are ready; the bytes after
-                       *used belong to the next request (pipelining) */
+    GW_H1_DONE,     /* a whole request: head and body are ready; the bytes
+                       after *used belong to the next request (pipelining) */
     GW_H1_ERROR     /* refused: err_* say why; answer it, then close the connection */
 };
 
@@ -97,20 +102,20 @@ struct gw_h1req {
     const char *err_code;
     const char *err_msg;
     /* Internal state, for gw_h1req.c only. */
-    uint8_t phase;      /* which part of the message the next byte belongs to */
-    uint8_t lstate;     /* where the raw check is inside the current line */
-    uint8_t part;       /* which header part the parser callbacks are filling */
-    uint8_t err;        /* index of the refusal, 0 while none */
-    bool reqline_done;  /* the request line has been taken */
-    bool msg_done;      /* on_message_complete ran */
-    bool te_bad;        /* a Transfer-Encoding value other than chunked */
-    bool expect_bad;    /* an Expect value other than 100-continue */
-    uint16_t n_te;      /* Transfer-Encoding header lines */
-    uint16_t n_host;    /* Host header lines */
-    size_t line_len;    /* bytes of the current line so far, CRLF not counted */
-    size_t head_len;    /* bytes of the head (or of the trailer section) so far */
-    uint64_t left;      /* bytes still to come in this Content-Length body or chunk */
-    size_t name_off;    /* hbuf offsets of the header being filled */
+    uint8_t phase;     /* which part of the message the next byte belongs to */
+    uint8_t lstate;    /* where the raw check is inside the current line */
+    uint8_t part;      /* which header part the parser callbacks are filling */
+    uint8_t err;       /* index of the refusal, 0 while none */
+    bool reqline_done; /* the request line has been taken */
+    bool msg_done;     /* on_message_complete ran */
+    bool te_bad;       /* a Transfer-Encoding value other than chunked */
+    bool expect_bad;   /* an Expect value other than 100-continue */
+    uint16_t n_te;     /* Transfer-Encoding header lines */
+    uint16_t n_host;   /* Host header lines */
+    size_t line_len;   /* bytes of the current line so far, CRLF not counted */
+    size_t head_len;   /* bytes of the head (or of the trailer section) so far */
+    uint64_t left;     /* bytes still to come in this Content-Length body or chunk */
+    size_t name_off;   /* hbuf offsets of the header being filled */
     size_t value_off;
     size_t path_off;
     uint32_t hdr_off[GW_H1_MAX_HDRS][2]; /* hbuf offsets of each name and value */
@@ -123,9 +128,11 @@ void gw_h1req_init(struct gw_h1req *r, const struct gw_h1_limits *lim);
 void gw_h1req_free(struct gw_h1req *r);
 
 /* Parses data[0..len). Stops at the first event and sets *used to the number
- * of bytes it took (all of them for GW_H1_MORE). After GW_H1_HEAD call again
- * with the remaining bytes. After GW_H1_DONE the request stays readable until
- * gw_h1req_next. After GW_H1_ERROR every later call returns GW_H1_ERROR. */
+ * of bytes it took (all of them for GW_H1_MORE; those before the refused byte
+ * for GW_H1_ERROR). After GW_H1_HEAD call again with the remaining bytes.
+ * After GW_H1_DONE the request stays readable until gw_h1req_next; a feed
+ * before that takes nothing and returns GW_H1_DONE again. After GW_H1_ERROR
+ * every later call returns GW_H1_ERROR. */
 enum gw_h1_status gw_h1req_feed(struct gw_h1req *r, const char *data, size_t len, size_t *used);
 
 /* After GW_H1_DONE and the answer: forget the request, keep the buffers'

@@ -1,0 +1,1162 @@
+/* gateway/gw_h1req.c - HTTP/1.1 request framing on libhttp-parser: client bytes in, requests out */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "gateway/gw_h1req.h"
+
+#include <string.h>
+
+/* Debian builds libhttp-parser with HTTP_PARSER_STRICT=0: it takes LF-only line
+ * ends, a CR followed by anything, spaces inside header names, obs-folded
+ * lines, any two bytes after chunk data and anything after a chunk size up to
+ * the next CR. So every byte of the head, of the chunk-size lines, of the CRLF
+ * after chunk data and of the trailer section passes a raw check here first,
+ * and the parser is handed input one line at a time: it never sees a byte the
+ * check refused, and every refusal, ours or the parser's, happens at the first
+ * offending byte, whatever the split of the input. Data bytes (a
+ * Content-Length body, chunk data) go to the parser in counted runs. */
+
+#define H1_DEF_LINE (8u * 1024u)
+#define H1_DEF_HEAD (32u * 1024u)
+#define H1_DEF_BODY (4u * 1024u * 1024u)
+
+/* Which bytes come next. */
+enum phase {
+    PH_HEAD = 0,   /* request line and header lines */
+    PH_BODY,       /* Content-Length body, r->left bytes to go */
+    PH_CHUNK_LINE, /* a chunk-size line */
+    PH_CHUNK_DATA, /* chunk data, r->left bytes to go */
+    PH_CHUNK_CR,   /* the CR after chunk data */
+    PH_CHUNK_LF,   /* the LF after chunk data */
+    PH_TRAILER,    /* trailer lines up to the empty line */
+    PH_DONE,
+    PH_ERROR
+};
+
+/* Where the raw check is inside a line. */
+enum lstate {
+    LS_START = 0, /* no byte of the line yet */
+    LS_CR,        /* a CR, so the next byte must be LF */
+    RL_METHOD,
+    RL_TARGET0, /* right after the first space */
+    RL_TARGET,
+    RL_VERSION0, /* right after the second space */
+    RL_VERSION,
+    HL_NAME,
+    HL_VALUE,
+    CL_HEX0, /* chunk-size line: no digit yet */
+    CL_HEX,
+    CL_HEX_WS,  /* whitespace after the size: only ';' may follow */
+    CL_SEMI,    /* after ';': optional whitespace, then a name */
+    CL_NAME,    /* extension name */
+    CL_NAME_WS, /* whitespace after a name: '=' or ';' may follow */
+    CL_EQ,      /* after '=': optional whitespace, then a token or a quoted string */
+    CL_TOKEN,   /* token value */
+    CL_QUOTED,  /* inside a quoted value */
+    CL_QESC,    /* after a backslash inside it */
+    CL_QEND,    /* after the closing quote */
+    CL_VAL_WS,  /* whitespace after a value: only ';' may follow */
+};
+
+/* Which header part the parser callbacks are filling. */
+enum part { PART_NONE = 0, PART_NAME, PART_VALUE };
+
+/* A raw-check outcome besides a refusal. */
+#define SCAN_OK 0
+#define SCAN_EOL 0xff
+
+struct refusal {
+    int status;
+    const char *code;
+    const char *msg;
+};
+
+enum refusal_id {
+    E_NONE = 0,
+    E_MALFORMED,
+    E_REQUEST_LINE,
+    E_TARGET,
+    E_HEADER_LINE,
+    E_HEADER_NAME,
+    E_CONTROL,
+    E_BARE_CR,
+    E_BARE_LF,
+    E_OBS_FOLD,
+    E_CL_TE,
+    E_CL_DUP,
+    E_CL_BAD,
+    E_HOST_DUP,
+    E_HOST_MISSING,
+    E_TE_HTTP10,
+    E_CHUNK_SIZE,
+    E_CHUNK_EXT,
+    E_CHUNK_LINE,
+    E_CHUNK_END,
+    E_BODY_LARGE,
+    E_URI_LONG,
+    E_EXPECT,
+    E_LINE_LONG,
+    E_HEAD_LONG,
+    E_HDR_COUNT,
+    E_TE_UNSUP,
+    E_METHOD,
+    E_CONNECT,
+    E_VERSION,
+};
+
+#define BAD "invalid_request"
+static const struct refusal REFUSALS[] = {
+    [E_NONE] = {0, NULL, NULL},
+    [E_MALFORMED] = {400, BAD, "The request is not valid HTTP/1.1."},
+    [E_REQUEST_LINE] = {400, BAD,
+                        "The request line is malformed; send METHOD, one space, the path, one "
+                        "space and HTTP/1.1, ended by CRLF."},
+    [E_TARGET] = {400, BAD, "The request target is not a valid path; percent-encode it."},
+    [E_HEADER_LINE] = {400, BAD,
+                       "A header line is malformed; send each header as name: value ended by "
+                       "CRLF."},
+    [E_HEADER_NAME] = {400, BAD,
+                       "A header name contains a character that is not allowed, such as "
+                       "whitespace before the colon."},
+    [E_CONTROL] = {400, BAD, "The request head contains a NUL or other control byte; remove it."},
+    [E_BARE_CR] = {400, BAD, "A line ends in a CR without LF; end every line with CRLF."},
+    [E_BARE_LF] = {400, BAD, "A line ends in an LF without CR; end every line with CRLF."},
+    [E_OBS_FOLD] = {400, BAD,
+                    "A header line starts with whitespace (obsolete line folding); send each "
+                    "header on one line."},
+    [E_CL_TE] = {400, BAD,
+                 "The request has both Content-Length and Transfer-Encoding; send only one "
+                 "of them."},
+    [E_CL_DUP] = {400, BAD,
+                  "The request has more than one Content-Length header; send exactly one."},
+    [E_CL_BAD] = {400, BAD, "The Content-Length header is not a valid decimal number."},
+    [E_HOST_DUP] = {400, BAD, "The request has more than one Host header; send exactly one."},
+    [E_HOST_MISSING] = {400, BAD, "An HTTP/1.1 request must have a Host header; add one."},
+    [E_TE_HTTP10] = {400, BAD,
+                     "Transfer-Encoding is not allowed in an HTTP/1.0 request; send "
+                     "Content-Length or use HTTP/1.1."},
+    [E_CHUNK_SIZE] = {400, BAD, "A chunk size is not a valid hexadecimal number ended by CRLF."},
+    [E_CHUNK_EXT] = {400, BAD,
+                     "A chunk extension is malformed; send ;name or ;name=value after the "
+                     "chunk size."},
+    [E_CHUNK_LINE] = {400, BAD,
+                      "A chunk-size line is longer than this server accepts; drop the chunk "
+                      "extensions."},
+    [E_CHUNK_END] = {400, BAD,
+                     "Chunk data is not followed by CRLF; check that each chunk size matches "
+                     "its data."},
+    [E_BODY_LARGE] = {413, "request_too_large",
+                      "The request body is larger than this server accepts; send a smaller "
+                      "body."},
+    [E_URI_LONG] = {414, "uri_too_long",
+                    "The request line is longer than this server accepts; shorten the URL."},
+    [E_EXPECT] = {417, "expectation_failed",
+                  "Only Expect: 100-continue is supported; remove the Expect header."},
+    [E_LINE_LONG] = {431, "headers_too_large",
+                     "A header line is longer than this server accepts; shorten it."},
+    [E_HEAD_LONG] = {431, "headers_too_large",
+                     "The request headers are larger than this server accepts; send fewer or "
+                     "smaller headers."},
+    [E_HDR_COUNT] = {431, "headers_too_large",
+                     "The request has more header fields than this server accepts; send "
+                     "fewer headers."},
+    [E_TE_UNSUP] = {501, "unsupported_transfer_encoding",
+                    "Only Transfer-Encoding: chunked is supported; send the body chunked or "
+                    "with Content-Length."},
+    [E_METHOD] = {501, "method_not_supported",
+                  "The request method is not supported by this server."},
+    [E_CONNECT] = {501, "method_not_supported",
+                   "CONNECT is not supported; this server is not a forward proxy."},
+    [E_VERSION] = {505, "http_version_not_supported",
+                   "Only HTTP/1.0 and HTTP/1.1 are supported; send HTTP/1.1."},
+};
+
+/* Byte classes of the raw check, one bit each (RFC 9110 5.6.2, 5.5; RFC 9112
+ * 3, 7.1). Bytes 0x80-0xff are obs-text: C_FIELD only. */
+#define C_TCHAR 1 /* tchar: methods, header names, chunk extension tokens */
+#define C_VCHAR 2 /* visible ASCII 0x21-0x7e: request target and version */
+#define C_FIELD 4 /* a byte of a field value: HTAB, SP, VCHAR, obs-text */
+#define C_HEX 8   /* HEXDIG */
+static const uint8_t CLASS[128] = {
+    0,  0,  0,  0,  0,  0,  0,  0,  0,  4,  0, 0, 0, 0, 0, 0, /* 0x00 */
+    0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0, 0, 0, 0, 0, 0, /* 0x10 */
+    4,  7,  6,  7,  7,  7,  7,  7,  6,  6,  7, 7, 6, 7, 7, 6, /* 0x20 */
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6, 6, 6, 6, 6, 6, /* 0x30 */
+    6,  15, 15, 15, 15, 15, 15, 7,  7,  7,  7, 7, 7, 7, 7, 7, /* 0x40 */
+    7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7, 6, 6, 6, 7, 7, /* 0x50 */
+    7,  15, 15, 15, 15, 15, 15, 7,  7,  7,  7, 7, 7, 7, 7, 7, /* 0x60 */
+    7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7, 6, 7, 6, 7, 0, /* 0x70 */
+};
+
+static bool has_class(unsigned char c, uint8_t cls)
+{
+    return c < 0x80 ? (CLASS[c] & cls) != 0 : cls == C_FIELD;
+}
+
+static bool is_tchar(unsigned char c)
+{
+    return has_class(c, C_TCHAR);
+}
+
+static bool is_hex(unsigned char c)
+{
+    return has_class(c, C_HEX);
+}
+
+static bool is_ws(unsigned char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* A control byte: never legal in a head outside CRLF (and HTAB in values). */
+static bool is_ctl(unsigned char c)
+{
+    return c < 0x20 || c == 0x7f;
+}
+
+static unsigned char lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
+}
+
+/* a[0..alen) equals b[0..blen), ASCII case-insensitive. */
+static bool ieqn(const char *a, size_t alen, const char *b, size_t blen)
+{
+    size_t i;
+
+    if (alen != blen) {
+        return false;
+    }
+    for (i = 0; i < alen; i++) {
+        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Against a string literal. */
+#define IEQ(a, alen, lit) ieqn(a, alen, lit, sizeof(lit) - 1)
+
+static void refuse(struct gw_h1req *r, enum refusal_id id)
+{
+    if (r->err == E_NONE) {
+        r->err = (uint8_t)id;
+        r->err_status = REFUSALS[id].status;
+        r->err_code = REFUSALS[id].code;
+        r->err_msg = REFUSALS[id].msg;
+    }
+    r->phase = PH_ERROR;
+}
+
+/* ---- parser callbacks: they only copy bytes and note what the parser saw ---- */
+
+static int on_url(http_parser *p, const char *at, size_t n)
+{
+    struct gw_h1req *r = p->data;
+
+    if (gv_buf_append(&r->hbuf, at, n) != GV_OK) {
+        refuse(r, E_URI_LONG);
+        return -1;
+    }
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n)
+{
+    struct gw_h1req *r = p->data;
+
+    if (p->flags & F_TRAILING) {
+        return 0; /* trailer fields are checked raw and dropped */
+    }
+    if (r->part != PART_NAME) {
+        r->part = PART_NAME;
+        r->name_off = r->hbuf.len;
+    }
+    if (gv_buf_append(&r->hbuf, at, n) != GV_OK) {
+        refuse(r, E_HEAD_LONG);
+        return -1;
+    }
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n)
+{
+    struct gw_h1req *r = p->data;
+
+    /* An empty value is reported late, with n == 0, at the next line: the
+     * line was already taken at its LF. */
+    if (n == 0 || p->flags & F_TRAILING) {
+        return 0;
+    }
+    if (r->part != PART_VALUE) {
+        r->part = PART_VALUE;
+        if (gv_buf_append_char(&r->hbuf, '\0') != GV_OK) {
+            refuse(r, E_HEAD_LONG);
+            return -1;
+        }
+        r->value_off = r->hbuf.len;
+    }
+    if (gv_buf_append(&r->hbuf, at, n) != GV_OK) {
+        refuse(r, E_HEAD_LONG);
+        return -1;
+    }
+    return 0;
+}
+
+static void build_head(struct gw_h1req *r)
+{
+    struct gw_h1_head *h = &r->head;
+    size_t i;
+
+    h->target = r->hbuf.data;
+    h->path = r->hbuf.data + r->path_off;
+    for (i = 0; i < h->nhdrs; i++) {
+        h->hdrs[i].name = r->hbuf.data + r->hdr_off[i][0];
+        h->hdrs[i].value = r->hbuf.data + r->hdr_off[i][1];
+    }
+}
+
+/* Every header line was taken at its LF; what is left are the checks that
+ * need the whole head. libhttp-parser has already refused Content-Length
+ * with Transfer-Encoding by now. */
+static int on_headers_complete(http_parser *p)
+{
+    struct gw_h1req *r = p->data;
+    struct gw_h1_head *h = &r->head;
+
+    h->chunked = (p->flags & F_CHUNKED) != 0;
+    h->has_length = (p->flags & F_CONTENTLENGTH) != 0;
+    h->content_length = h->has_length ? p->content_length : 0;
+    h->keep_alive = http_should_keep_alive(p) != 0;
+    if (r->n_te > 0 && h->has_length) {
+        refuse(r, E_CL_TE);
+        return -1;
+    }
+    if (r->n_te > 0 && h->minor == 0) {
+        refuse(r, E_TE_HTTP10);
+        return -1;
+    }
+    /* The parser and the raw value must agree that this is chunked. */
+    if (r->n_te > 1 || r->te_bad || (r->n_te > 0) != h->chunked) {
+        refuse(r, E_TE_UNSUP);
+        return -1;
+    }
+    if (h->minor == 1 && r->n_host == 0) {
+        refuse(r, E_HOST_MISSING);
+        return -1;
+    }
+    if (r->expect_bad) {
+        refuse(r, E_EXPECT);
+        return -1;
+    }
+    if (h->has_length && h->content_length > r->lim.max_body) {
+        refuse(r, E_BODY_LARGE);
+        return -1;
+    }
+    build_head(r);
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n)
+{
+    struct gw_h1req *r = p->data;
+
+    if (gv_buf_append(&r->body, at, n) != GV_OK) {
+        refuse(r, E_BODY_LARGE);
+        return -1;
+    }
+    return 0;
+}
+
+static int on_chunk_header(http_parser *p)
+{
+    struct gw_h1req *r = p->data;
+
+    r->left = p->content_length;
+    return 0;
+}
+
+/* Pausing keeps the parser from reading on into a pipelined request even if
+ * it were ever handed one. */
+static int on_message_complete(http_parser *p)
+{
+    struct gw_h1req *r = p->data;
+
+    r->msg_done = true;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings SETTINGS = {
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+    .on_chunk_header = on_chunk_header,
+};
+
+/* Why libhttp-parser stopped, in our terms. */
+static enum refusal_id from_errno(const struct gw_h1req *r, enum http_errno e)
+{
+    switch (e) {
+    case HPE_INVALID_METHOD:
+        return E_METHOD;
+    case HPE_INVALID_VERSION:
+    case HPE_INVALID_CONSTANT:
+        return E_REQUEST_LINE;
+    case HPE_INVALID_URL:
+    case HPE_INVALID_HOST:
+    case HPE_INVALID_PORT:
+    case HPE_INVALID_PATH:
+    case HPE_INVALID_QUERY_STRING:
+    case HPE_INVALID_FRAGMENT:
+        return E_TARGET;
+    case HPE_INVALID_HEADER_TOKEN:
+        return E_HEADER_LINE;
+    case HPE_INVALID_CONTENT_LENGTH:
+        /* Also the parser's chunk-size overflow. */
+        return r->phase == PH_CHUNK_LINE ? E_CHUNK_SIZE : E_CL_BAD;
+    case HPE_UNEXPECTED_CONTENT_LENGTH:
+        return r->n_te > 0 ? E_CL_TE : E_CL_DUP;
+    case HPE_INVALID_TRANSFER_ENCODING:
+        return r->head.minor == 0 ? E_TE_HTTP10 : E_TE_UNSUP;
+    case HPE_INVALID_CHUNK_SIZE:
+        return E_CHUNK_SIZE;
+    case HPE_HEADER_OVERFLOW:
+        return E_HEAD_LONG;
+    default:
+        return E_MALFORMED;
+    }
+}
+
+/* Hands data[0..n) to libhttp-parser. False when the request is refused;
+ * then *used is where the parser stopped. */
+static bool run_parser(struct gw_h1req *r, const char *data, size_t n, size_t *used)
+{
+    size_t got;
+    enum http_errno e;
+
+    if (n == 0) {
+        return true;
+    }
+    got = http_parser_execute(&r->parser, &SETTINGS, data, n);
+    e = HTTP_PARSER_ERRNO(&r->parser);
+    if (e == HPE_OK && got == n) {
+        return true;
+    }
+    /* A pause is the end of the message, and it must be the end of what the
+     * raw check handed over, or the two disagree on the framing. */
+    if (e == HPE_PAUSED && got == n && r->msg_done) {
+        return true;
+    }
+    if (r->err == E_NONE) {
+        refuse(r, e == HPE_OK || e == HPE_PAUSED ? E_MALFORMED : from_errno(r, e));
+    }
+    r->phase = PH_ERROR;
+    *used = got < n ? got : n;
+    return false;
+}
+
+/* ---- the raw check of head and trailer lines ---- */
+
+/* One byte of a head or trailer line: SCAN_OK, SCAN_EOL at the LF that ends
+ * the line, or a refusal. */
+static unsigned head_byte(struct gw_h1req *r, unsigned char c, bool trailer)
+{
+    bool reqline = !trailer && !r->reqline_done;
+
+    if (++r->head_len > r->lim.max_head) {
+        return E_HEAD_LONG;
+    }
+    if (r->lstate == LS_CR) {
+        return c == '\n' ? SCAN_EOL : E_BARE_CR;
+    }
+    if (c == '\n') {
+        return E_BARE_LF;
+    }
+    if (c == '\r') {
+        switch (r->lstate) {
+        case LS_START:
+        case HL_VALUE:
+        case RL_VERSION:
+            r->lstate = LS_CR;
+            return SCAN_OK;
+        case HL_NAME:
+            return E_HEADER_LINE;
+        default:
+            return E_REQUEST_LINE;
+        }
+    }
+    if (++r->line_len > r->lim.max_line) {
+        return reqline ? E_URI_LONG : E_LINE_LONG;
+    }
+    if (r->lstate == LS_START) {
+        if (reqline) {
+            r->lstate = RL_METHOD;
+        }
+        else if (is_ws(c)) {
+            return E_OBS_FOLD;
+        }
+        else {
+            r->lstate = HL_NAME;
+        }
+    }
+    switch (r->lstate) {
+    case RL_METHOD:
+        if (c == ' ' && r->line_len > 1) {
+            r->lstate = RL_TARGET0;
+            return SCAN_OK;
+        }
+        break;
+    case RL_TARGET0:
+    case RL_TARGET:
+        /* Visible ASCII only: raw UTF-8 or spaces in a URL are for the
+         * client to percent-encode. */
+        if (c == ' ' && r->lstate == RL_TARGET) {
+            r->lstate = RL_VERSION0;
+            return SCAN_OK;
+        }
+        if (c > 0x20 && c < 0x7f) {
+            r->lstate = RL_TARGET;
+            return SCAN_OK;
+        }
+        return is_ctl(c) ? E_CONTROL : (c == ' ' ? E_REQUEST_LINE : E_TARGET);
+    case RL_VERSION0:
+    case RL_VERSION:
+        if (c > 0x20 && c < 0x7f) {
+            r->lstate = RL_VERSION;
+            return SCAN_OK;
+        }
+        break;
+    case HL_NAME:
+        if (c == ':') {
+            if (r->line_len == 1) {
+                return E_HEADER_LINE;
+            }
+            r->lstate = HL_VALUE;
+            return SCAN_OK;
+        }
+        if (is_tchar(c)) {
+            return SCAN_OK;
+        }
+        return is_ctl(c) && c != '\t' ? E_CONTROL : E_HEADER_NAME;
+    case HL_VALUE:
+        if (c == '\t' || !is_ctl(c)) {
+            return SCAN_OK; /* VCHAR, SP, HTAB and obs-text */
+        }
+        return E_CONTROL;
+    default:
+        return E_MALFORMED;
+    }
+    /* Method and version: tchar / visible bytes, one space between parts. */
+    if (r->lstate == RL_METHOD && is_tchar(c)) {
+        return SCAN_OK;
+    }
+    return is_ctl(c) ? E_CONTROL : E_REQUEST_LINE;
+}
+
+/* The request line went through the parser whole: what it holds. */
+static bool take_request_line(struct gw_h1req *r)
+{
+    struct gw_h1_head *h = &r->head;
+    struct http_parser_url u;
+    size_t poff = 0, plen = 0, i;
+
+    if (r->parser.method == HTTP_CONNECT) {
+        refuse(r, E_CONNECT);
+        return false;
+    }
+    if (r->parser.http_major != 1 || r->parser.http_minor > 1) {
+        refuse(r, E_VERSION);
+        return false;
+    }
+    h->minor = r->parser.http_minor;
+    h->method_str = http_method_str((enum http_method)r->parser.method);
+    switch (r->parser.method) {
+    case HTTP_GET:
+        h->method = GW_H1_METHOD_GET;
+        break;
+    case HTTP_HEAD:
+        h->method = GW_H1_METHOD_HEAD;
+        break;
+    case HTTP_POST:
+        h->method = GW_H1_METHOD_POST;
+        break;
+    default:
+        h->method = GW_H1_METHOD_OTHER;
+        break;
+    }
+    h->target_len = r->hbuf.len;
+    http_parser_url_init(&u);
+    if (h->target_len == 0 || http_parser_parse_url(r->hbuf.data, h->target_len, 0, &u) != 0) {
+        refuse(r, E_TARGET);
+        return false;
+    }
+    if (u.field_set & (1u << UF_PATH)) {
+        poff = u.field_data[UF_PATH].off;
+        plen = u.field_data[UF_PATH].len;
+    }
+    /* The path is a copy after the target's NUL, so that both end in NUL.
+     * Byte by byte, as an append may move the storage it copies from. */
+    r->path_off = r->hbuf.len + 1;
+    if (gv_buf_append_char(&r->hbuf, '\0') != GV_OK) {
+        refuse(r, E_URI_LONG);
+        return false;
+    }
+    for (i = 0; i < plen; i++) {
+        if (gv_buf_append_char(&r->hbuf, r->hbuf.data[poff + i]) != GV_OK) {
+            refuse(r, E_URI_LONG);
+            return false;
+        }
+    }
+    if (plen == 0 && gv_buf_append_char(&r->hbuf, '/') != GV_OK) {
+        refuse(r, E_URI_LONG);
+        return false;
+    }
+    h->path_len = plen ? plen : 1;
+    if (gv_buf_append_char(&r->hbuf, '\0') != GV_OK) {
+        refuse(r, E_URI_LONG);
+        return false;
+    }
+    r->reqline_done = true;
+    return true;
+}
+
+/* A header line went through the parser whole: store it and check what
+ * framing depends on. */
+static bool take_header_line(struct gw_h1req *r)
+{
+    struct gw_h1_head *h = &r->head;
+    const char *name, *value;
+    size_t nlen, vlen;
+
+    if (h->nhdrs >= r->lim.max_headers) {
+        refuse(r, E_HDR_COUNT);
+        return false;
+    }
+    if (r->part == PART_NAME) { /* empty value */
+        if (gv_buf_append_char(&r->hbuf, '\0') != GV_OK) {
+            refuse(r, E_HEAD_LONG);
+            return false;
+        }
+        r->value_off = r->hbuf.len;
+    }
+    if (r->part == PART_NONE || gv_buf_append_char(&r->hbuf, '\0') != GV_OK) {
+        refuse(r, r->part == PART_NONE ? E_HEADER_LINE : E_HEAD_LONG);
+        return false;
+    }
+    r->part = PART_NONE;
+    name = r->hbuf.data + r->name_off;
+    nlen = r->value_off - 1 - r->name_off;
+    value = r->hbuf.data + r->value_off;
+    vlen = r->hbuf.len - 1 - r->value_off;
+    /* The parser skips leading whitespace but keeps trailing whitespace. */
+    while (vlen > 0 && is_ws((unsigned char)value[0])) {
+        value++;
+        vlen--;
+        r->value_off++;
+    }
+    while (vlen > 0 && is_ws((unsigned char)value[vlen - 1])) {
+        vlen--;
+    }
+    r->hdr_off[h->nhdrs][0] = (uint32_t)r->name_off;
+    r->hdr_off[h->nhdrs][1] = (uint32_t)r->value_off;
+    h->hdrs[h->nhdrs].name_len = nlen;
+    h->hdrs[h->nhdrs].value_len = vlen;
+    h->nhdrs++;
+    if (IEQ(name, nlen, "transfer-encoding")) {
+        r->n_te++;
+        if (!IEQ(value, vlen, "chunked")) {
+            r->te_bad = true;
+        }
+    }
+    else if (IEQ(name, nlen, "host")) {
+        if (++r->n_host > 1) {
+            refuse(r, E_HOST_DUP);
+            return false;
+        }
+    }
+    else if (IEQ(name, nlen, "expect") && h->minor == 1) {
+        /* RFC 9110 10.1.1: an HTTP/1.0 Expect is ignored. */
+        if (IEQ(value, vlen, "100-continue")) {
+            h->expect_continue = true;
+        }
+        else {
+            r->expect_bad = true;
+        }
+    }
+    return true;
+}
+
+/* Head or trailer lines: check, hand to the parser, act on each line's end. */
+/* How many bytes from p on, at most n, head_byte would take in state st
+ * without a change of state: the bulk of a head is values, names and the
+ * target, and this keeps the per-byte work there to one comparison. */
+static size_t plain_run(unsigned char st, const unsigned char *p, size_t n)
+{
+    size_t k = 0;
+
+    switch (st) {
+    case HL_VALUE:
+        while (k < n && (p[k] >= 0x80 || CLASS[p[k]] & C_FIELD)) {
+            k++;
+        }
+        break;
+    case HL_NAME:
+        while (k < n && p[k] < 0x80 && CLASS[p[k]] & C_TCHAR) {
+            k++;
+        }
+        break;
+    case RL_TARGET:
+        while (k < n && p[k] < 0x80 && CLASS[p[k]] & C_VCHAR) {
+            k++;
+        }
+        break;
+    default:
+        break;
+    }
+    return k;
+}
+
+static enum gw_h1_status step_lines(struct gw_h1req *r, const char *data, size_t len, size_t *used)
+{
+    const unsigned char *u = (const unsigned char *)data;
+    bool trailer = r->phase == PH_TRAILER;
+    size_t i = 0, k, room;
+    unsigned s = SCAN_OK;
+
+    while (i < len && s == SCAN_OK) {
+        /* Bytes the limits still allow in this line; the byte past them goes
+         * through head_byte, which refuses it. */
+        room = len - i;
+        if (r->lim.max_line - r->line_len < room) {
+            room = r->lim.max_line - r->line_len;
+        }
+        if (r->lim.max_head - r->head_len < room) {
+            room = r->lim.max_head - r->head_len;
+        }
+        k = plain_run(r->lstate, u + i, room);
+        r->line_len += k;
+        r->head_len += k;
+        i += k;
+        if (i < len) {
+            s = head_byte(r, u[i], trailer);
+            i++;
+        }
+    }
+    if (s != SCAN_OK && s != SCAN_EOL) {
+        i--; /* the refused byte was not taken */
+    }
+    *used = i;
+    if (!run_parser(r, data, i, used)) {
+        return GW_H1_ERROR;
+    }
+    if (s != SCAN_OK && s != SCAN_EOL) {
+        refuse(r, (enum refusal_id)s);
+        return GW_H1_ERROR;
+    }
+    if (s == SCAN_OK) {
+        return GW_H1_MORE;
+    }
+    /* A whole line, CRLF included, went through the parser. */
+    if (r->line_len > 0) {
+        bool ok = trailer || (r->reqline_done ? take_header_line(r) : take_request_line(r));
+        r->line_len = 0;
+        r->lstate = LS_START;
+        return ok ? GW_H1_MORE : GW_H1_ERROR;
+    }
+    r->lstate = LS_START;
+    if (!trailer && !r->reqline_done) {
+        return GW_H1_MORE; /* an empty line before the request line */
+    }
+    if (r->msg_done) {
+        r->phase = PH_DONE;
+        return GW_H1_DONE;
+    }
+    if (trailer) {
+        refuse(r, E_MALFORMED); /* the parser did not end the message here */
+        return GW_H1_ERROR;
+    }
+    if (r->head.chunked) {
+        r->phase = PH_CHUNK_LINE;
+        r->lstate = CL_HEX0;
+    }
+    else {
+        r->phase = PH_BODY;
+        r->left = r->head.content_length;
+    }
+    return GW_H1_HEAD;
+}
+
+/* ---- chunk framing ---- */
+
+/* One byte of a chunk-size line (RFC 9112 7.1): 1*HEXDIG *(BWS ";" BWS name
+ * [BWS "=" BWS (token / quoted-string)]) CRLF. Whitespace is taken only where
+ * a ';' or '=' follows it: "1a junk" and "1a;x \r\n" are refused. */
+static unsigned chunk_byte(struct gw_h1req *r, unsigned char c)
+{
+    unsigned char st = r->lstate;
+
+    if (st == LS_CR) {
+        return c == '\n' ? SCAN_EOL : E_BARE_CR;
+    }
+    if (c == '\n') {
+        return E_BARE_LF;
+    }
+    if (c != '\r' && ++r->line_len > r->lim.max_line) {
+        return E_CHUNK_LINE;
+    }
+    if (c == '\r') {
+        /* The line may end after the size, a name or a value only. */
+        if (st == CL_HEX || st == CL_NAME || st == CL_TOKEN || st == CL_QEND) {
+            r->lstate = LS_CR;
+            return SCAN_OK;
+        }
+        return st == CL_HEX0 || st == CL_HEX_WS ? E_CHUNK_SIZE : E_CHUNK_EXT;
+    }
+    switch (st) {
+    case CL_HEX0:
+    case CL_HEX:
+        if (is_hex(c)) {
+            r->lstate = CL_HEX;
+            return SCAN_OK;
+        }
+        if (st == CL_HEX0) {
+            return E_CHUNK_SIZE;
+        }
+        /* After the digits: what may follow a size. */
+        /* fall through */
+    case CL_HEX_WS:
+        if (c == ';') {
+            r->lstate = CL_SEMI;
+            return SCAN_OK;
+        }
+        if (is_ws(c)) {
+            r->lstate = CL_HEX_WS;
+            return SCAN_OK;
+        }
+        return E_CHUNK_SIZE;
+    case CL_SEMI:
+        if (is_tchar(c)) {
+            r->lstate = CL_NAME;
+            return SCAN_OK;
+        }
+        return is_ws(c) ? SCAN_OK : E_CHUNK_EXT;
+    case CL_NAME:
+    case CL_NAME_WS:
+        if (st == CL_NAME && is_tchar(c)) {
+            return SCAN_OK;
+        }
+        if (c == '=') {
+            r->lstate = CL_EQ;
+        }
+        else if (c == ';') {
+            r->lstate = CL_SEMI;
+        }
+        else if (is_ws(c)) {
+            r->lstate = CL_NAME_WS;
+        }
+        else {
+            return E_CHUNK_EXT;
+        }
+        return SCAN_OK;
+    case CL_EQ:
+        if (c == '"') {
+            r->lstate = CL_QUOTED;
+        }
+        else if (is_tchar(c)) {
+            r->lstate = CL_TOKEN;
+        }
+        else if (!is_ws(c)) {
+            return E_CHUNK_EXT;
+        }
+        return SCAN_OK;
+    case CL_TOKEN:
+    case CL_QEND:
+    case CL_VAL_WS:
+        if (st == CL_TOKEN && is_tchar(c)) {
+            return SCAN_OK;
+        }
+        if (c == ';') {
+            r->lstate = CL_SEMI;
+        }
+        else if (is_ws(c)) {
+            r->lstate = CL_VAL_WS;
+        }
+        else {
+            return E_CHUNK_EXT;
+        }
+        return SCAN_OK;
+    case CL_QUOTED:
+        if (c == '"') {
+            r->lstate = CL_QEND;
+        }
+        else if (c == '\\') {
+            r->lstate = CL_QESC;
+        }
+        else if (c != '\t' && is_ctl(c)) {
+            return E_CHUNK_EXT;
+        }
+        return SCAN_OK;
+    case CL_QESC:
+        r->lstate = CL_QUOTED;
+        return c == '\t' || !is_ctl(c) ? SCAN_OK : E_CHUNK_EXT;
+    default:
+        return E_MALFORMED;
+    }
+}
+
+static enum gw_h1_status step_chunk_line(struct gw_h1req *r, const char *data, size_t len,
+                                         size_t *used)
+{
+    size_t i;
+    unsigned s = SCAN_OK;
+
+    for (i = 0; i < len && s == SCAN_OK; i++) {
+        s = chunk_byte(r, (unsigned char)data[i]);
+    }
+    if (s != SCAN_OK && s != SCAN_EOL) {
+        i--;
+    }
+    *used = i;
+    if (!run_parser(r, data, i, used)) {
+        return GW_H1_ERROR;
+    }
+    if (s != SCAN_OK && s != SCAN_EOL) {
+        refuse(r, (enum refusal_id)s);
+        return GW_H1_ERROR;
+    }
+    if (s == SCAN_OK) {
+        return GW_H1_MORE;
+    }
+    /* The parser reported the size from on_chunk_header at the LF. */
+    r->line_len = 0;
+    r->lstate = LS_START;
+    if (r->left == 0) {
+        r->phase = PH_TRAILER;
+        r->head_len = 0;
+        return GW_H1_MORE;
+    }
+    if (r->left > r->lim.max_body - r->body.len) {
+        refuse(r, E_BODY_LARGE);
+        return GW_H1_ERROR;
+    }
+    r->phase = PH_CHUNK_DATA;
+    return GW_H1_MORE;
+}
+
+/* Content-Length body or chunk data: counted bytes, no raw check. */
+static enum gw_h1_status step_data(struct gw_h1req *r, const char *data, size_t len, size_t *used)
+{
+    size_t n = r->left < len ? (size_t)r->left : len;
+
+    *used = n;
+    if (!run_parser(r, data, n, used)) {
+        return GW_H1_ERROR;
+    }
+    r->left -= n;
+    if (r->phase == PH_CHUNK_DATA) {
+        if (r->left == 0) {
+            r->phase = PH_CHUNK_CR;
+        }
+        return GW_H1_MORE;
+    }
+    if (r->msg_done) {
+        r->phase = PH_DONE;
+        return GW_H1_DONE;
+    }
+    if (r->left == 0) {
+        refuse(r, E_MALFORMED); /* the parser did not end the body here */
+        return GW_H1_ERROR;
+    }
+    return GW_H1_MORE;
+}
+
+/* The CRLF after chunk data: the parser takes any two bytes there. */
+static enum gw_h1_status step_chunk_crlf(struct gw_h1req *r, const char *data, size_t *used)
+{
+    bool cr = r->phase == PH_CHUNK_CR;
+
+    *used = 0;
+    if (cr ? data[0] != '\r' : data[0] != '\n') {
+        refuse(r, cr ? E_CHUNK_END : E_BARE_CR);
+        return GW_H1_ERROR;
+    }
+    *used = 1;
+    if (!run_parser(r, data, 1, used)) {
+        return GW_H1_ERROR;
+    }
+    if (cr) {
+        r->phase = PH_CHUNK_LF;
+    }
+    else {
+        r->phase = PH_CHUNK_LINE;
+        r->lstate = CL_HEX0;
+    }
+    return GW_H1_MORE;
+}
+
+/* ---- the API ---- */
+
+static void reset_request(struct gw_h1req *r)
+{
+    memset(&r->head, 0, sizeof(r->head));
+    http_parser_init(&r->parser, HTTP_REQUEST);
+    r->parser.data = r;
+    r->err_status = 0;
+    r->err_code = NULL;
+    r->err_msg = NULL;
+    r->phase = PH_HEAD;
+    r->lstate = LS_START;
+    r->part = PART_NONE;
+    r->err = E_NONE;
+    r->reqline_done = false;
+    r->msg_done = false;
+    r->te_bad = false;
+    r->expect_bad = false;
+    r->n_te = 0;
+    r->n_host = 0;
+    r->line_len = 0;
+    r->head_len = 0;
+    r->left = 0;
+    r->name_off = 0;
+    r->value_off = 0;
+    r->path_off = 0;
+}
+
+void gw_h1req_init(struct gw_h1req *r, const struct gw_h1_limits *lim)
+{
+    memset(r, 0, sizeof(*r));
+    if (lim) {
+        r->lim = *lim;
+    }
+    if (r->lim.max_line == 0) {
+        r->lim.max_line = H1_DEF_LINE;
+    }
+    if (r->lim.max_head == 0) {
+        r->lim.max_head = H1_DEF_HEAD;
+    }
+    /* libhttp-parser refuses heads past HTTP_MAX_HEADER_SIZE anyway, and the
+     * header offsets are 32-bit. */
+    if (r->lim.max_head > HTTP_MAX_HEADER_SIZE) {
+        r->lim.max_head = HTTP_MAX_HEADER_SIZE;
+    }
+    if (r->lim.max_line > r->lim.max_head) {
+        r->lim.max_line = r->lim.max_head;
+    }
+    if (r->lim.max_headers == 0 || r->lim.max_headers > GW_H1_MAX_HDRS) {
+        r->lim.max_headers = GW_H1_MAX_HDRS;
+    }
+    if (r->lim.max_body == 0) {
+        r->lim.max_body = H1_DEF_BODY;
+    }
+    /* hbuf holds the head's target, names and values (fewer bytes than the
+     * head) plus a copy of the path (shorter than the request line). */
+    gv_buf_init(&r->hbuf, r->lim.max_head + r->lim.max_line);
+    gv_buf_init(&r->body, r->lim.max_body);
+    reset_request(r);
+}
+
+void gw_h1req_free(struct gw_h1req *r)
+{
+    gv_buf_free(&r->hbuf);
+    gv_buf_free(&r->body);
+}
+
+enum gw_h1_status gw_h1req_feed(struct gw_h1req *r, const char *data, size_t len, size_t *used)
+{
+    enum gw_h1_status st = GW_H1_MORE;
+    size_t off = 0, n = 0;
+
+    while (off < len && st == GW_H1_MORE) {
+        switch (r->phase) {
+        case PH_HEAD:
+        case PH_TRAILER:
+            st = step_lines(r, data + off, len - off, &n);
+            break;
+        case PH_CHUNK_LINE:
+            st = step_chunk_line(r, data + off, len - off, &n);
+            break;
+        case PH_BODY:
+        case PH_CHUNK_DATA:
+            st = step_data(r, data + off, len - off, &n);
+            break;
+        case PH_CHUNK_CR:
+        case PH_CHUNK_LF:
+            st = step_chunk_crlf(r, data + off, &n);
+            break;
+        case PH_DONE:
+            st = GW_H1_DONE;
+            n = 0;
+            break;
+        default:
+            st = GW_H1_ERROR;
+            n = 0;
+            break;
+        }
+        off += n;
+    }
+    if (off == len && st == GW_H1_MORE) {
+        /* Also for len 0: an event already reached is reported again. */
+        if (r->phase == PH_DONE) {
+            st = GW_H1_DONE;
+        }
+        else if (r->phase == PH_ERROR) {
+            st = GW_H1_ERROR;
+        }
+    }
+    *used = off;
+    return st;
+}
+
+void gw_h1req_next(struct gw_h1req *r)
+{
+    gv_buf_reset(&r->hbuf);
+    gv_buf_reset(&r->body);
+    reset_request(r);
+}
+
+void gw_h1req_release(struct gw_h1req *r)
+{
+    size_t hmax = r->hbuf.max, bmax = r->body.max;
+
+    gv_buf_free(&r->hbuf);
+    gv_buf_free(&r->body);
+    gv_buf_init(&r->hbuf, hmax);
+    gv_buf_init(&r->body, bmax);
+}
+
+bool gw_h1req_in_head(const struct gw_h1req *r)
+{
+    return r->phase == PH_HEAD && r->head_len > 0;
+}
+
+bool gw_h1req_in_body(const struct gw_h1req *r)
+{
+    return r->phase >= PH_BODY && r->phase <= PH_TRAILER;
+}
+
+const struct gw_h1_hdr *gw_h1req_header(const struct gw_h1_head *h, const char *name)
+{
+    size_t i, nlen = strlen(name);
+
+    for (i = 0; i < h->nhdrs; i++) {
+        if (ieqn(h->hdrs[i].name, h->hdrs[i].name_len, name, nlen)) {
+            return &h->hdrs[i];
+        }
+    }
+    return NULL;
+}
+
+size_t gw_h1req_header_count(const struct gw_h1_head *h, const char *name)
+{
+    size_t i, n = 0, nlen = strlen(name);
+
+    for (i = 0; i < h->nhdrs; i++) {
+        if (ieqn(h->hdrs[i].name, h->hdrs[i].name_len, name, nlen)) {
+            n++;
+        }
+    }
+    return n;
+}
