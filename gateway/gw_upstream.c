@@ -24,6 +24,7 @@
 
 #include "core/gv_buf.h"
 #include "core/gv_mem.h"
+#include "core/gv_time.h"
 #include "gateway/gw_h1resp.h"
 
 #define CONNECT_TIMEOUT_DEFAULT_MS 10000L
@@ -147,13 +148,10 @@ static void read_answer(struct gw_upstream_call *c);
 
 static uint64_t now_ms(struct gw_upstream *up)
 {
-    struct timeval tv;
-
-    /* The loop's cached time: no clock read per event. */
-    if (event_base_gettimeofday_cached(up->base, &tv) != 0) {
-        return 0;
-    }
-    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+    (void)up;
+    /* Monotonic (a vDSO read, no syscall): the loop's cached time is wall-clock
+     * based and may stand a little ahead of a fresh reading outside the loop. */
+    return gv_mono_us() / 1000u;
 }
 
 /* -------------------------------------------------------------- buffers */
