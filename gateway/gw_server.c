@@ -1417,6 +1417,7 @@ static void handle_chat(struct worker *w, struct evhttp_request *req, const char
     up.connect_timeout_ms = t->connect_timeout_ms;
     up.first_byte_timeout_ms = t->first_byte_timeout_ms;
     up.idle_timeout_ms = t->idle_timeout_ms;
+    up.ca_file = t->ca_file;
     r->t_up_start = gv_mono_us();
     r->gw_us = r->t_up_start - t0;
     if (gw_upstream_start(w->up, &up, &up_ops, r, &r->call) != GV_OK) {
