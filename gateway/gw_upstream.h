@@ -41,7 +41,7 @@ struct gw_upstream_ops {
     /* The call is over, successfully (GV_OK: the whole body was delivered) or
      * not: GV_ETIMEDOUT (`what` is "connect", "first_byte" or "idle"),
      * GV_EUPSTREAM (refused, reset, DNS, TLS, malformed HTTP; `what` says why in
-     * words, e.g. "TLS certificate verify failed: Hostname mismatch", and never
+     * words, e.g. "TLS certificate verify failed: hostname mismatch", and never
      * holds the URL or a secret), GV_EPROTO (aborted by data()). The call object
      * is gone when done() runs; `what` is valid during the call only. */
     void (*done)(void *arg, gv_rc rc, const char *what);
