@@ -22,6 +22,7 @@ struct gw_target {
     long connect_timeout_ms;
     long first_byte_timeout_ms;
     long idle_timeout_ms;  /* max gap between bytes of a streamed answer */
+    const char *ca_file;   /* https: PEM CAs trusted instead of the system store, or NULL */
 };
 
 /* One entry of policies.chain with its `policy.<name>` settings (may be NULL). */

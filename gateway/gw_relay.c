@@ -1112,6 +1112,7 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
     up.connect_timeout_ms = t->connect_timeout_ms;
     up.first_byte_timeout_ms = t->first_byte_timeout_ms;
     up.idle_timeout_ms = t->idle_timeout_ms;
+    up.ca_file = t->ca_file;
     r->t_up_start = gv_mono_us();
     r->gw_us = r->t_up_start - in->t_start;
     if (gw_upstream_start(w->up, &up, &up_ops, r, &r->call) != GV_OK) {

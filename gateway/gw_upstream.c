@@ -1,605 +1,1317 @@
-/* gateway/gw_upstream.c - non-blocking upstream calls: libcurl multi on a libevent base */
+/* gateway/gw_upstream.c - non-blocking upstream calls: kt's HTTP/1.1 client on a libevent base */
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "gateway/gw_upstream.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
-#include <curl/curl.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <event2/util.h>
+#include <http_parser.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "core/gv_buf.h"
 #include "core/gv_mem.h"
+#include "core/gv_time.h"
+#include "gateway/gw_h1resp.h"
 
 #define CONNECT_TIMEOUT_DEFAULT_MS 10000L
-#define OPENAI_HDR_MAX 4096u
-/* Easy handles kept for reuse; more than this in flight are freed when done. */
-#define POOL_MAX 1024u
-/* Distinct (Accept, bearer) header sets kept built; a gateway has a few targets and two
- * Accept values, so past this the rare extra set is built per call. */
-#define HDR_CACHE_MAX 16u
+#define RBUF_SIZE 16384u
+/* Free read buffers kept per worker; a burst past this is freed when drained. */
+#define RBUF_FREE_MAX 8u
+/* Idle keep-alive connections kept per origin, and for how long. Shorter than
+ * the usual server keep-alive timeouts (node 5 s, nginx 75 s), so the server
+ * rarely closes one just as a request goes out on it. */
+#define IDLE_PER_ORIGIN_MAX 64u
+#define IDLE_KEEP_MS 4000u
+#define SWEEP_MS 1000u
+#define DNS_TTL_MS 30000u
+/* TLS request bodies up to this size go out in the head's TLS record. */
+#define TLS_COALESCE_MAX 16384u
+#define HOST_MAX 255u
+#define WHAT_MAX 200u
 
-/* Request headers are the same for every call to one target: built once, not per call. */
-struct hdrset {
-    char *accept;
-    char *auth; /* the secret; wiped before it is freed */
-    struct curl_slist *hdrs;
+struct rbuf {
+    struct rbuf *next;
+    size_t len; /* bytes read into data */
+    size_t pos; /* bytes the parser took */
+    char data[RBUF_SIZE];
 };
 
-struct sockctx {
-    struct event ev;
-    bool added;
+struct tlsctx {
+    char *ca_file; /* NULL: the default store */
+    SSL_CTX *ctx;
+};
+
+struct conn;
+
+/* Where requests go: one keep-alive pool, TLS session and DNS answer each. */
+struct origin {
+    struct origin *next;
     struct gw_upstream *up;
+    bool tls;
+    char host[HOST_MAX + 1];
+    uint16_t port;
+    char *ca_file;
+    bool numeric;           /* host is an IP literal (or localhost): no lookup */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    uint64_t addr_until_ms; /* DNS cache; 0: none; UINT64_MAX: literal */
+    SSL_SESSION *session;   /* for resumption */
+    struct conn *idle;      /* most recently used first */
+    size_t nidle;
+};
+
+struct conn {
+    struct gw_upstream *up;
+    struct origin *o;
+    int fd;
+    SSL *ssl;
+    struct event ev;
+    short ev_what; /* what ev is registered for; 0: not registered */
+    struct gw_upstream_call *call; /* NULL while idle */
+    struct conn *prev;             /* idle list */
+    struct conn *next;
+    uint64_t idle_since_ms;
+    unsigned long nreq; /* requests sent on it */
+};
+
+enum call_state { C_RESOLVING = 0, C_CONNECTING, C_HANDSHAKE, C_WRITING, C_READING };
+
+struct gw_upstream_call {
+    struct gw_upstream *up;
+    struct gw_upstream_call *prev; /* in flight, for destroy */
+    struct gw_upstream_call *next;
+    const struct gw_upstream_ops *ops;
+    void *arg;
+    struct origin *o;
+    struct conn *conn;
+    enum call_state state;
+    struct evdns_getaddrinfo_request *dns;
+    struct gv_buf head; /* request head (holds the secret: wiped before freed) */
+    const char *body;
+    size_t body_len;
+    size_t sent;     /* bytes of head + body written */
+    bool body_in_head;
+    struct gw_h1resp resp;
+    struct rbuf *buf;
+    const char *pend; /* body bytes data() paused on, inside buf */
+    size_t pend_len;
+    struct event timer; /* deadlines, and deferred failures */
+    uint64_t start_ms;
+    uint64_t last_io_ms;
+    long connect_ms;
+    long first_byte_ms;
+    long idle_ms;
+    bool got_byte;
+    bool paused;
+    bool resume_due;
+    bool retried;
+    bool in_start;
+    gv_rc fail_rc; /* a failure waiting for the loop (done() never runs inside start) */
+    char what[WHAT_MAX];
 };
 
 struct gw_upstream {
     struct event_base *base;
-    CURLM *multi;
-    struct event *timer;
-    struct gw_upstream_call *calls; /* in flight, for destroy */
-    CURL **pool;
-    size_t npool;
-    struct hdrset hdrcache[HDR_CACHE_MAX];
-    size_t nhdrcache;
+    struct evdns_base *dns;
+    struct event sweep;
+    struct gw_upstream_call *calls;
+    struct origin *origins;
+    struct tlsctx *tls;
+    size_t ntls;
+    struct rbuf *free_bufs;
+    size_t nfree_bufs;
+    struct gw_upstream_stats st;
 };
 
-struct gw_upstream_call {
-    struct gw_upstream *up;
-    CURL *easy;
-    struct curl_slist *list; /* the headers sent: cached, or hdrs */
-    struct curl_slist *hdrs; /* owned only when the header cache was full */
-    const struct gw_upstream_ops *ops;
-    void *arg;
-    struct event *deadline; /* first byte, then idle gap */
-    bool armed;
-    long armed_ms;
-    struct timeval armed_at; /* the loop's cached time when last armed */
-    long first_byte_ms;
-    long idle_ms;
-    bool got_byte;
-    bool headers_done;
-    bool paused;
-    bool aborted_by_cb;
-    const char *timeout_what;
-    long status;
-    char ctype[128];
-    char reqid[128];
-    char retry_after[64];
-    struct gv_buf openai; /* "openai-*: v\r\n" lines */
-    struct gw_upstream_call *prev;
-    struct gw_upstream_call *next;
-};
+static void on_conn_io(evutil_socket_t fd, short what, void *arg);
+static void on_call_timer(evutil_socket_t fd, short what, void *arg);
+static void call_fail(struct gw_upstream_call *c, gv_rc rc, const char *what);
+static void connect_new(struct gw_upstream_call *c);
+static void send_request(struct gw_upstream_call *c);
+static void read_answer(struct gw_upstream_call *c);
 
-static void check_done(struct gw_upstream *up);
+/* ------------------------------------------------------------------ time */
 
-static void disarm_deadline(struct gw_upstream_call *c)
+static uint64_t now_ms(struct gw_upstream *up)
 {
-    evtimer_del(c->deadline);
-    c->armed = false;
+    (void)up;
+    /* Monotonic (a vDSO read, no syscall): the loop's cached time is wall-clock
+     * based and may stand a little ahead of a fresh reading outside the loop. */
+    return gv_mono_us() / 1000u;
 }
 
-/* libevent measures a timer from the loop's cached time, so arming again in the same loop
- * iteration (every header line of one read) gives the same deadline: skip those re-adds. */
-static void arm_deadline(struct gw_upstream_call *c, long ms)
-{
-    struct timeval tv, now = {0, 0};
+/* -------------------------------------------------------------- buffers */
 
-    if (ms <= 0) {
-        disarm_deadline(c);
-        return;
+static struct rbuf *rbuf_get(struct gw_upstream *up)
+{
+    struct rbuf *b = up->free_bufs;
+
+    if (b) {
+        up->free_bufs = b->next;
+        up->nfree_bufs--;
     }
-    if (event_base_gettimeofday_cached(c->up->base, &now) == 0 && c->armed && c->armed_ms == ms &&
-        timercmp(&now, &c->armed_at, ==)) {
-        return;
+    else {
+        b = gv_malloc(sizeof(*b));
+        up->st.buffers++;
     }
-    tv.tv_sec = ms / 1000;
-    tv.tv_usec = (ms % 1000) * 1000;
-    evtimer_add(c->deadline, &tv);
-    c->armed = true;
-    c->armed_ms = ms;
-    c->armed_at = now;
+    b->next = NULL;
+    b->len = 0;
+    b->pos = 0;
+    return b;
 }
 
-/* Returns the handle to the pool (or frees it) and the call's memory. Only a handle
- * whose transfer ran to a clean end (`reuse`) is pooled: pooled handles are not
- * reset, so one cut off mid-transfer (maybe paused, holding bytes) is freed. */
-static void release_call(struct gw_upstream_call *c, bool reuse)
+static void rbuf_put(struct gw_upstream *up, struct rbuf *b)
+{
+    if (!b) {
+        return;
+    }
+    if (up->nfree_bufs < RBUF_FREE_MAX) {
+        b->next = up->free_bufs;
+        up->free_bufs = b;
+        up->nfree_bufs++;
+        return;
+    }
+    gv_free(b);
+    up->st.buffers--;
+}
+
+/* ---------------------------------------------------------- connections */
+
+static void conn_watch(struct conn *k, short what)
+{
+    if (k->ev_what == what) {
+        return;
+    }
+    if (k->ev_what) {
+        event_del(&k->ev);
+    }
+    k->ev_what = what;
+    if (what) {
+        event_assign(&k->ev, k->up->base, k->fd, what | EV_PERSIST, on_conn_io, k);
+        event_add(&k->ev, NULL);
+    }
+}
+
+static void idle_unlink(struct conn *k)
+{
+    struct origin *o = k->o;
+
+    if (k->prev) {
+        k->prev->next = k->next;
+    }
+    else {
+        o->idle = k->next;
+    }
+    if (k->next) {
+        k->next->prev = k->prev;
+    }
+    k->prev = NULL;
+    k->next = NULL;
+    o->nidle--;
+    k->up->st.idle--;
+}
+
+static void conn_close(struct conn *k)
+{
+    if (!k) {
+        return;
+    }
+    if (k->ev_what) {
+        event_del(&k->ev);
+    }
+    if (k->ssl) {
+        SSL_free(k->ssl);
+    }
+    if (k->fd >= 0) {
+        close(k->fd);
+    }
+    gv_free(k);
+}
+
+static void sweep_arm(struct gw_upstream *up)
+{
+    struct timeval tv = {SWEEP_MS / 1000u, (SWEEP_MS % 1000u) * 1000u};
+
+    if (!evtimer_pending(&up->sweep, NULL)) {
+        evtimer_add(&up->sweep, &tv);
+    }
+}
+
+/* Keeps a connection that ended its answer cleanly for the next request. It
+ * stays registered for EV_READ: while idle, readable means the peer closed it
+ * or sent what no request asked for, and it is closed then. */
+static void conn_pool(struct conn *k)
+{
+    struct origin *o = k->o;
+
+    k->call = NULL;
+    if (o->nidle >= IDLE_PER_ORIGIN_MAX || k->ev_what != EV_READ) {
+        conn_close(k);
+        return;
+    }
+    k->idle_since_ms = now_ms(k->up);
+    k->prev = NULL;
+    k->next = o->idle;
+    if (o->idle) {
+        o->idle->prev = k;
+    }
+    o->idle = k;
+    o->nidle++;
+    k->up->st.idle++;
+    sweep_arm(k->up);
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_upstream *up = arg;
+    uint64_t now = now_ms(up);
+    struct origin *o;
+    bool left = false;
+
+    (void)fd;
+    (void)what;
+    for (o = up->origins; o; o = o->next) {
+        struct conn *k = o->idle, *next;
+        for (; k; k = next) {
+            next = k->next;
+            if (now - k->idle_since_ms >= IDLE_KEEP_MS) {
+                idle_unlink(k);
+                conn_close(k);
+            }
+        }
+        left = left || o->idle != NULL;
+    }
+    if (left) {
+        sweep_arm(up);
+    }
+}
+
+/* The most recently pooled live connection of o, unlinked, or NULL. */
+static struct conn *conn_take(struct origin *o)
+{
+    uint64_t now = now_ms(o->up);
+    struct conn *k;
+
+    while ((k = o->idle) != NULL) {
+        idle_unlink(k);
+        if (now - k->idle_since_ms < IDLE_KEEP_MS) {
+            return k;
+        }
+        conn_close(k);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ TLS */
+
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct conn *k = SSL_get_app_data(ssl);
+
+    if (!k || !k->o) {
+        return 0;
+    }
+    /* The latest ticket wins; the reference passes to the origin (return 1). */
+    if (k->o->session) {
+        SSL_SESSION_free(k->o->session);
+    }
+    k->o->session = sess;
+    return 1;
+}
+
+/* The client context for one trust setting, made on first use. */
+static SSL_CTX *tls_ctx(struct gw_upstream *up, const char *ca_file)
+{
+    SSL_CTX *ctx;
+    size_t i;
+    int ok;
+
+    for (i = 0; i < up->ntls; i++) {
+        const char *have = up->tls[i].ca_file;
+        if ((!have && !ca_file) || (have && ca_file && strcmp(have, ca_file) == 0)) {
+            return up->tls[i].ctx;
+        }
+    }
+    ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    /* The default paths are the system store, or SSL_CERT_FILE / SSL_CERT_DIR. */
+    ok = ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
+                 : SSL_CTX_set_default_verify_paths(ctx);
+    if (ok != 1) {
+        SSL_CTX_free(ctx);
+        ERR_clear_error();
+        return NULL;
+    }
+    /* Idle connections hold no TLS buffers; writes may be partial and resumed. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, on_new_session);
+    up->tls = gv_realloc(up->tls, (up->ntls + 1) * sizeof(*up->tls));
+    up->tls[up->ntls].ca_file = ca_file ? gv_strdup(ca_file) : NULL;
+    up->tls[up->ntls].ctx = ctx;
+    up->ntls++;
+    return ctx;
+}
+
+/* Why a TLS operation failed, in words, into c->what. */
+static void tls_why(struct gw_upstream_call *c, const char *during)
+{
+    long vr = c->conn && c->conn->ssl ? SSL_get_verify_result(c->conn->ssl) : X509_V_OK;
+    unsigned long e = ERR_peek_last_error();
+    const char *reason = e ? ERR_reason_error_string(e) : NULL;
+
+    if (vr != X509_V_OK) {
+        snprintf(c->what, sizeof(c->what), "TLS certificate verify failed: %s",
+                 X509_verify_cert_error_string(vr));
+    }
+    else {
+        snprintf(c->what, sizeof(c->what), "TLS %s failed: %s", during,
+                 reason ? reason : "connection closed");
+    }
+    ERR_clear_error();
+}
+
+/* ---------------------------------------------------------------- calls */
+
+static void call_unlink(struct gw_upstream_call *c)
 {
     struct gw_upstream *up = c->up;
 
-    curl_multi_remove_handle(up->multi, c->easy);
-    if (reuse && up->npool < POOL_MAX) {
-        up->pool[up->npool++] = c->easy;
-    }
-    else {
-        curl_easy_cleanup(c->easy);
-    }
     if (c->prev) {
         c->prev->next = c->next;
     }
-    else {
+    else if (up->calls == c) {
         up->calls = c->next;
     }
     if (c->next) {
         c->next->prev = c->prev;
     }
-    curl_slist_free_all(c->hdrs);
-    event_free(c->deadline);
-    gv_buf_free(&c->openai);
+}
+
+/* Frees the call and what it holds; its connection is pooled (`reuse`) or closed. */
+static void call_free(struct gw_upstream_call *c, bool reuse)
+{
+    struct gw_upstream *up = c->up;
+
+    if (c->dns) {
+        struct evdns_getaddrinfo_request *d = c->dns;
+        c->dns = NULL;
+        /* Runs the callback with EVUTIL_EAI_CANCEL, which ignores it. */
+        evdns_getaddrinfo_cancel(d);
+    }
+    if (c->conn) {
+        if (reuse) {
+            conn_pool(c->conn);
+        }
+        else {
+            conn_close(c->conn);
+        }
+        c->conn = NULL;
+    }
+    call_unlink(c);
+    event_del(&c->timer);
+    rbuf_put(up, c->buf);
+    gw_h1resp_free(&c->resp);
+    if (c->head.data) {
+        OPENSSL_cleanse(c->head.data, c->head.cap);
+    }
+    gv_buf_free(&c->head);
     gv_free(c);
 }
 
-static void finish_call(struct gw_upstream_call *c, gv_rc rc, const char *what)
+static void call_finish(struct gw_upstream_call *c, gv_rc rc, const char *what, bool reuse)
 {
     const struct gw_upstream_ops *ops = c->ops;
     void *arg = c->arg;
+    char why[WHAT_MAX];
 
-    release_call(c, rc == GV_OK);
-    ops->done(arg, rc, what);
+    snprintf(why, sizeof(why), "%s", what);
+    call_free(c, reuse);
+    ops->done(arg, rc, why);
 }
 
-static void on_deadline(evutil_socket_t fd, short kind, void *arg)
+/* Ends the call with an error now, or from the loop when inside gw_upstream_start. */
+static void call_fail(struct gw_upstream_call *c, gv_rc rc, const char *what)
 {
-    struct gw_upstream_call *c = arg;
-
-    finish_call(c, GV_ETIMEDOUT, c->got_byte ? "idle" : "first_byte");
+    if (what != c->what) {
+        snprintf(c->what, sizeof(c->what), "%s", what);
+    }
+    if (c->in_start) {
+        c->fail_rc = rc;
+        event_del(&c->timer);
+        event_active(&c->timer, EV_TIMEOUT, 1);
+        return;
+    }
+    call_finish(c, rc, c->what, false);
 }
 
-static void on_timer(evutil_socket_t fd, short kind, void *arg)
+/* Arms the call's one timer for the earliest deadline of its phase. */
+static void call_arm(struct gw_upstream_call *c)
 {
-    struct gw_upstream *up = arg;
-    int running = 0;
-
-    curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(up);
-}
-
-static void on_sock(evutil_socket_t fd, short kind, void *arg)
-{
-    struct sockctx *sc = arg;
-    struct gw_upstream *up = sc->up;
-    int action = 0, running = 0;
-
-    if (kind & EV_READ) {
-        action |= CURL_CSELECT_IN;
-    }
-    if (kind & EV_WRITE) {
-        action |= CURL_CSELECT_OUT;
-    }
-    /* sc may be freed inside socket_action (CURL_POLL_REMOVE): do not touch it after. */
-    curl_multi_socket_action(up->multi, fd, action, &running);
-    check_done(up);
-}
-
-static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-    struct gw_upstream *up = userp;
-    struct sockctx *sc = socketp;
-    short kind = EV_PERSIST;
-
-    if (what == CURL_POLL_REMOVE) {
-        if (sc) {
-            if (sc->added) {
-                event_del(&sc->ev);
-            }
-            gv_free(sc);
-            curl_multi_assign(up->multi, s, NULL);
-        }
-        return 0;
-    }
-    if (!sc) {
-        sc = gv_calloc(1, sizeof(*sc));
-        sc->up = up;
-        curl_multi_assign(up->multi, s, sc);
-    }
-    else if (sc->added) {
-        event_del(&sc->ev);
-    }
-    if (what & CURL_POLL_IN) {
-        kind |= EV_READ;
-    }
-    if (what & CURL_POLL_OUT) {
-        kind |= EV_WRITE;
-    }
-    event_assign(&sc->ev, up->base, s, kind, on_sock, sc);
-    event_add(&sc->ev, NULL);
-    sc->added = true;
-    return 0;
-}
-
-static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-    struct gw_upstream *up = userp;
+    uint64_t now = now_ms(c->up), at = UINT64_MAX, left;
     struct timeval tv;
 
-    if (timeout_ms < 0) {
-        evtimer_del(up->timer);
-        return 0;
+    if (c->fail_rc != GV_OK || c->resume_due) {
+        return; /* the timer is already due */
     }
-    /* Even 0 goes through the loop: libcurl forbids socket_action from here. */
-    tv.tv_sec = timeout_ms / 1000;
-    tv.tv_usec = (timeout_ms % 1000) * 1000;
-    evtimer_add(up->timer, &tv);
-    return 0;
+    if (c->state < C_WRITING && c->connect_ms > 0) {
+        at = c->start_ms + (uint64_t)c->connect_ms;
+    }
+    if (!c->got_byte && c->first_byte_ms > 0 && c->start_ms + (uint64_t)c->first_byte_ms < at) {
+        at = c->start_ms + (uint64_t)c->first_byte_ms;
+    }
+    if (c->got_byte && !c->paused && c->idle_ms > 0) {
+        at = c->last_io_ms + (uint64_t)c->idle_ms;
+    }
+    if (c->paused || at == UINT64_MAX) {
+        event_del(&c->timer);
+        return;
+    }
+    left = at > now ? at - now : 0;
+    tv.tv_sec = (time_t)(left / 1000u);
+    tv.tv_usec = (suseconds_t)((left % 1000u) * 1000u);
+    evtimer_add(&c->timer, &tv);
 }
 
-static void check_done(struct gw_upstream *up)
+static void on_call_timer(evutil_socket_t fd, short what, void *arg)
 {
-    CURLMsg *msg;
-    int left;
+    struct gw_upstream_call *c = arg;
+    uint64_t now = now_ms(c->up);
 
-    while ((msg = curl_multi_info_read(up->multi, &left)) != NULL) {
-        struct gw_upstream_call *c = NULL;
-        CURLcode res;
+    (void)fd;
+    (void)what;
+    if (c->fail_rc != GV_OK) {
+        call_finish(c, c->fail_rc, c->what, false);
+        return;
+    }
+    if (c->resume_due) {
+        c->resume_due = false;
+        conn_watch(c->conn, EV_READ);
+        read_answer(c);
+        return;
+    }
+    if (c->state < C_WRITING && c->connect_ms > 0 && now >= c->start_ms + (uint64_t)c->connect_ms) {
+        call_finish(c, GV_ETIMEDOUT, "connect", false);
+        return;
+    }
+    if (!c->got_byte && c->first_byte_ms > 0 &&
+        now >= c->start_ms + (uint64_t)c->first_byte_ms) {
+        call_finish(c, GV_ETIMEDOUT, "first_byte", false);
+        return;
+    }
+    if (c->got_byte && !c->paused && c->idle_ms > 0 &&
+        now >= c->last_io_ms + (uint64_t)c->idle_ms) {
+        call_finish(c, GV_ETIMEDOUT, "idle", false);
+        return;
+    }
+    /* Bytes came since it was armed (deadlines move lazily): arm for the rest. */
+    call_arm(c);
+}
 
-        if (msg->msg != CURLMSG_DONE) {
+/* ------------------------------------------------------------ the answer */
+
+/* Backpressure: the socket is not read while the consumer cannot take more. */
+static void pause_reading(struct gw_upstream_call *c)
+{
+    c->paused = true;
+    conn_watch(c->conn, 0);
+    event_del(&c->timer); /* a slow client is not the upstream's fault: no idle clock */
+}
+
+/* Feeds the parser what is buffered. Returns false when the call ended or paused. */
+static bool deliver(struct gw_upstream_call *c)
+{
+    struct rbuf *b = c->buf;
+    struct gw_up_headers h;
+    enum gw_up_flow flow;
+    enum gw_h1resp_ev ev;
+    size_t used;
+
+    if (c->pend_len > 0) {
+        flow = c->ops->data(c->arg, c->pend, c->pend_len);
+        if (flow == GW_UP_PAUSE) {
+            pause_reading(c);
+            return false;
+        }
+        c->pend = NULL;
+        c->pend_len = 0;
+        if (flow == GW_UP_ABORT) {
+            call_finish(c, GV_EPROTO, "aborted", false);
+            return false;
+        }
+    }
+    while (b->pos < b->len) {
+        ev = gw_h1resp_feed(&c->resp, b->data + b->pos, b->len - b->pos, &used);
+        b->pos += used;
+        switch (ev) {
+        case GW_H1R_MORE:
+            break;
+        case GW_H1R_HEAD:
+            h.status = c->resp.head.status;
+            h.content_type = c->resp.head.content_type;
+            h.request_id = c->resp.head.request_id;
+            h.retry_after = c->resp.head.retry_after;
+            h.openai_lines = c->resp.head.pass.data ? c->resp.head.pass.data : "";
+            c->ops->headers(c->arg, &h);
             continue;
-        }
-        res = msg->data.result;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
-        if (!c) {
+        case GW_H1R_BODY:
+            flow = c->ops->data(c->arg, c->resp.body, c->resp.body_len);
+            if (flow == GW_UP_PAUSE) {
+                /* Not consumed: kept in the buffer and delivered again on resume. */
+                c->pend = c->resp.body;
+                c->pend_len = c->resp.body_len;
+                pause_reading(c);
+                return false;
+            }
+            if (flow == GW_UP_ABORT) {
+                call_finish(c, GV_EPROTO, "aborted", false);
+                return false;
+            }
             continue;
+        case GW_H1R_DONE:
+            /* Reuse only a connection that ended exactly at the message's end. */
+            call_finish(c, GV_OK, "ok",
+                        c->resp.keep_alive && b->pos == b->len &&
+                            !(c->conn->ssl && SSL_pending(c->conn->ssl) > 0));
+            return false;
+        case GW_H1R_ERROR:
+        default:
+            call_finish(c, GV_EUPSTREAM, c->resp.err ? c->resp.err : "malformed answer", false);
+            return false;
         }
-        if (res == CURLE_OK) {
-            finish_call(c, GV_OK, "ok");
+        break;
+    }
+    return true;
+}
+
+/* Reads what the connection has and hands it on, until it would block, the
+ * call pauses or ends. */
+static void read_answer(struct gw_upstream_call *c)
+{
+    struct conn *k = c->conn;
+    struct gw_upstream *up = c->up;
+    ssize_t n;
+    size_t room;
+    bool first = !c->got_byte;
+
+    if (c->paused) {
+        return;
+    }
+    if (c->buf && !deliver(c)) {
+        return;
+    }
+    for (;;) {
+        if (!c->buf) {
+            c->buf = rbuf_get(up);
         }
-        else if (c->aborted_by_cb) {
-            finish_call(c, GV_EPROTO, "aborted");
+        if (c->buf->pos == c->buf->len) {
+            c->buf->pos = 0;
+            c->buf->len = 0;
         }
-        else if (res == CURLE_OPERATION_TIMEDOUT) {
-            finish_call(c, GV_ETIMEDOUT, c->got_byte ? "transfer" : "connect");
+        else if (c->buf->pos > 0 && c->buf->len == RBUF_SIZE) {
+            memmove(c->buf->data, c->buf->data + c->buf->pos, c->buf->len - c->buf->pos);
+            c->buf->len -= c->buf->pos;
+            c->buf->pos = 0;
+        }
+        room = RBUF_SIZE - c->buf->len;
+        if (k->ssl) {
+            int r;
+            ERR_clear_error();
+            r = SSL_read(k->ssl, c->buf->data + c->buf->len, (int)room);
+            if (r > 0) {
+                n = r;
+            }
+            else {
+                int e = SSL_get_error(k->ssl, r);
+                if (e == SSL_ERROR_WANT_READ) {
+                    conn_watch(k, EV_READ);
+                    break;
+                }
+                if (e == SSL_ERROR_WANT_WRITE) {
+                    conn_watch(k, EV_WRITE);
+                    break;
+                }
+                if (e == SSL_ERROR_ZERO_RETURN ||
+                    (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && r == 0)) {
+                    n = 0; /* the end, with or without close_notify */
+                }
+                else {
+                    tls_why(c, "read");
+                    call_finish(c, GV_EUPSTREAM, c->what, false);
+                    return;
+                }
+            }
         }
         else {
-            /* curl_easy_strerror is constant text: no URL, no secret. */
-            finish_call(c, GV_EUPSTREAM, curl_easy_strerror(res));
+            n = read(k->fd, c->buf->data + c->buf->len, room);
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+                break;
+            }
+            if (n < 0) {
+                snprintf(c->what, sizeof(c->what), "upstream connection failed: %s",
+                         errno == ECONNRESET ? "reset by peer" : "read error");
+                call_finish(c, GV_EUPSTREAM, c->what, false);
+                return;
+            }
         }
-    }
-}
-
-static void deliver_headers(struct gw_upstream_call *c)
-{
-    struct gw_up_headers h;
-
-    c->headers_done = true;
-    h.status = c->status;
-    h.content_type = c->ctype;
-    h.request_id = c->reqid;
-    h.retry_after = c->retry_after;
-    h.openai_lines = c->openai.data ? c->openai.data : "";
-    c->ops->headers(c->arg, &h);
-}
-
-static void copy_value(char *dst, size_t size, const char *v, size_t n)
-{
-    if (n >= size) {
-        n = size - 1;
-    }
-    memcpy(dst, v, n);
-    dst[n] = '\0';
-}
-
-static size_t header_cb(char *buf, size_t size, size_t nitems, void *ud)
-{
-    struct gw_upstream_call *c = ud;
-    size_t len = size * nitems, n = len, nlen;
-    const char *colon, *v;
-
-    if (!c->got_byte) {
+        if (n == 0) {
+            enum gw_h1resp_ev ev = gw_h1resp_eof(&c->resp);
+            if (ev == GW_H1R_DONE) {
+                call_finish(c, GV_OK, "ok", false);
+            }
+            else {
+                call_finish(c, GV_EUPSTREAM, c->resp.err, false);
+            }
+            return;
+        }
+        c->buf->len += (size_t)n;
         c->got_byte = true;
-    }
-    arm_deadline(c, c->idle_ms);
-    if (c->headers_done) {
-        return len; /* trailers */
-    }
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
-        n--;
-    }
-    if (n >= 5 && strncasecmp(buf, "HTTP/", 5) == 0) {
-        /* A new response (after a 1xx or a redirect hop): forget the last one. */
-        c->ctype[0] = '\0';
-        c->reqid[0] = '\0';
-        c->retry_after[0] = '\0';
-        gv_buf_reset(&c->openai);
-        return len;
-    }
-    if (n == 0) {
-        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->status);
-        if (c->status >= 200) {
-            deliver_headers(c);
+        c->last_io_ms = now_ms(up);
+        if (!deliver(c)) {
+            return;
         }
-        return len;
-    }
-    colon = memchr(buf, ':', n);
-    if (!colon) {
-        return len;
-    }
-    nlen = (size_t)(colon - buf);
-    v = colon + 1;
-    while (v < buf + n && (*v == ' ' || *v == '\t')) {
-        v++;
-    }
-    if (nlen == 12 && strncasecmp(buf, "content-type", nlen) == 0) {
-        copy_value(c->ctype, sizeof(c->ctype), v, (size_t)(buf + n - v));
-    }
-    else if (nlen == 12 && strncasecmp(buf, "x-request-id", nlen) == 0) {
-        copy_value(c->reqid, sizeof(c->reqid), v, (size_t)(buf + n - v));
-    }
-    else if (nlen == 11 && strncasecmp(buf, "retry-after", nlen) == 0) {
-        copy_value(c->retry_after, sizeof(c->retry_after), v, (size_t)(buf + n - v));
-    }
-    else if (nlen > 7 && strncasecmp(buf, "openai-", 7) == 0) {
-        /* Bounded: headers past the cap are dropped, not an error. */
-        if (gv_buf_append(&c->openai, buf, n) == GV_OK &&
-            gv_buf_append(&c->openai, "\r\n", 2) != GV_OK) {
-            gv_buf_reset(&c->openai);
+        if (c->buf->pos == c->buf->len) {
+            /* Drained: the buffer goes back, so a quiet stream holds none. */
+            rbuf_put(up, c->buf);
+            c->buf = NULL;
+        }
+        /* A short plain read means the socket is empty: the next readiness says
+         * when there is more, without an EAGAIN read. TLS may hold decrypted bytes. */
+        if (!k->ssl && (size_t)n < room) {
+            break;
         }
     }
-    return len;
+    /* Deadlines move lazily: a pending timer re-arms itself for the rest when it
+     * fires, so a read costs no timer change, except the switch to the idle clock. */
+    if ((first && c->got_byte) || !evtimer_pending(&c->timer, NULL)) {
+        call_arm(c);
+    }
 }
 
-static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
+/* ----------------------------------------------------------- the request */
+
+/* Writes what is left of head + body. True when all of it is out. */
+static bool write_some(struct gw_upstream_call *c, int *err)
 {
-    struct gw_upstream_call *c = ud;
-    size_t n = size * nmemb;
-    enum gw_up_flow flow;
+    struct conn *k = c->conn;
+    size_t hl = c->head.len;
+    size_t total = hl + (c->body_in_head ? 0 : c->body_len);
 
-    if (!c->headers_done) {
-        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->status);
-        deliver_headers(c);
+    *err = 0;
+    while (c->sent < total) {
+        ssize_t n;
+        if (k->ssl) {
+            const char *p = c->sent < hl ? c->head.data + c->sent : c->body + (c->sent - hl);
+            size_t len = c->sent < hl ? hl - c->sent : total - c->sent;
+            int r;
+            ERR_clear_error();
+            r = SSL_write(k->ssl, p, (int)(len > INT32_MAX ? INT32_MAX : len));
+            if (r <= 0) {
+                int e = SSL_get_error(k->ssl, r);
+                if (e == SSL_ERROR_WANT_WRITE) {
+                    conn_watch(k, EV_WRITE);
+                    return false;
+                }
+                if (e == SSL_ERROR_WANT_READ) {
+                    conn_watch(k, EV_READ);
+                    return false;
+                }
+                *err = e == SSL_ERROR_SYSCALL && errno ? errno : EPROTO;
+                return false;
+            }
+            n = r;
+        }
+        else {
+            struct iovec iov[2];
+            int cnt = 0;
+            if (c->sent < hl) {
+                iov[cnt].iov_base = c->head.data + c->sent;
+                iov[cnt].iov_len = hl - c->sent;
+                cnt++;
+            }
+            if (c->body_len > 0) {
+                size_t off = c->sent > hl ? c->sent - hl : 0;
+                iov[cnt].iov_base = (void *)(c->body + off);
+                iov[cnt].iov_len = c->body_len - off;
+                cnt++;
+            }
+            n = writev(k->fd, iov, cnt);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                    conn_watch(k, EV_WRITE);
+                    return false;
+                }
+                *err = errno;
+                return false;
+            }
+        }
+        c->sent += (size_t)n;
     }
-    c->got_byte = true;
-    flow = c->ops->data(c->arg, ptr, n);
-    if (flow == GW_UP_PAUSE) {
-        /* A slow client is not the upstream's fault: no idle clock while paused. */
-        c->paused = true;
-        disarm_deadline(c);
-        return CURL_WRITEFUNC_PAUSE;
-    }
-    if (flow == GW_UP_ABORT) {
-        c->aborted_by_cb = true;
-        return 0;
-    }
-    arm_deadline(c, c->idle_ms);
-    return n;
+    return true;
 }
+
+static void send_request(struct gw_upstream_call *c)
+{
+    struct conn *k = c->conn;
+    int err = 0;
+
+    c->state = C_WRITING;
+    if (!write_some(c, &err)) {
+        if (err == 0) {
+            call_arm(c);
+            return; /* waits for the socket */
+        }
+        if (k->nreq > 0 && c->sent == 0 && !c->retried) {
+            /* A pooled connection the peer closed while idle: nothing of the
+             * request went out, so it goes once on a fresh connection. */
+            c->retried = true;
+            c->up->st.retries++;
+            conn_close(k);
+            c->conn = NULL;
+            connect_new(c);
+            return;
+        }
+        snprintf(c->what, sizeof(c->what), "upstream connection failed: %s",
+                 err == ECONNRESET || err == EPIPE ? "reset by peer" : "write error");
+        call_fail(c, GV_EUPSTREAM, c->what);
+        return;
+    }
+    k->nreq++;
+    c->state = C_READING;
+    conn_watch(k, EV_READ);
+    call_arm(c);
+}
+
+static void handshake(struct gw_upstream_call *c)
+{
+    struct conn *k = c->conn;
+    int r, e;
+
+    c->state = C_HANDSHAKE;
+    ERR_clear_error();
+    r = SSL_connect(k->ssl);
+    if (r == 1) {
+        send_request(c);
+        return;
+    }
+    e = SSL_get_error(k->ssl, r);
+    if (e == SSL_ERROR_WANT_READ) {
+        conn_watch(k, EV_READ);
+        return;
+    }
+    if (e == SSL_ERROR_WANT_WRITE) {
+        conn_watch(k, EV_WRITE);
+        return;
+    }
+    tls_why(c, "handshake");
+    call_fail(c, GV_EUPSTREAM, c->what);
+}
+
+static bool host_is_ip(const char *host)
+{
+    unsigned char tmp[sizeof(struct in6_addr)];
+
+    return inet_pton(AF_INET, host, tmp) == 1 || inet_pton(AF_INET6, host, tmp) == 1;
+}
+
+static void start_tls(struct gw_upstream_call *c)
+{
+    struct conn *k = c->conn;
+    struct origin *o = c->o;
+    SSL_CTX *ctx = tls_ctx(c->up, o->ca_file);
+
+    if (!ctx) {
+        call_fail(c, GV_EUPSTREAM,
+                  o->ca_file ? "TLS setup failed: cannot load ca_file" : "TLS setup failed");
+        return;
+    }
+    k->ssl = SSL_new(ctx);
+    if (!k->ssl) {
+        call_fail(c, GV_EUPSTREAM, "TLS setup failed");
+        return;
+    }
+    SSL_set_app_data(k->ssl, k);
+    SSL_set_fd(k->ssl, k->fd);
+    SSL_set_connect_state(k->ssl);
+    if (host_is_ip(o->host)) {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(k->ssl), o->host);
+    }
+    else {
+        SSL_set_tlsext_host_name(k->ssl, o->host);
+        SSL_set1_host(k->ssl, o->host);
+    }
+    if (o->session) {
+        SSL_set_session(k->ssl, o->session);
+    }
+    handshake(c);
+}
+
+static void on_connected(struct gw_upstream_call *c)
+{
+    if (c->o->tls) {
+        start_tls(c);
+    }
+    else {
+        send_request(c);
+    }
+}
+
+static void on_conn_io(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *k = arg;
+    struct gw_upstream_call *c = k->call;
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    (void)what;
+    if (!c) {
+        /* Idle and readable: closed by the peer, or bytes nobody asked for. */
+        idle_unlink(k);
+        conn_close(k);
+        return;
+    }
+    switch (c->state) {
+    case C_CONNECTING:
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
+            err = errno;
+        }
+        if (err != 0) {
+            snprintf(c->what, sizeof(c->what), "cannot connect to upstream: %s",
+                     err == ECONNREFUSED ? "connection refused" : strerror(err));
+            call_fail(c, GV_EUPSTREAM, c->what);
+            return;
+        }
+        on_connected(c);
+        return;
+    case C_HANDSHAKE:
+        handshake(c);
+        return;
+    case C_WRITING:
+        send_request(c);
+        return;
+    case C_READING:
+        read_answer(c);
+        return;
+    case C_RESOLVING:
+    default:
+        return;
+    }
+}
+
+static void connect_addr(struct gw_upstream_call *c)
+{
+    struct origin *o = c->o;
+    struct conn *k;
+    int fd, one = 1;
+
+    c->state = C_CONNECTING;
+    fd = socket(o->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(c->what, sizeof(c->what), "cannot connect to upstream: %s", strerror(errno));
+        call_fail(c, GV_EUPSTREAM, c->what);
+        return;
+    }
+    /* Request heads go out at once; the kernel's own keepalive finds dead peers. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    k = gv_calloc(1, sizeof(*k));
+    k->up = c->up;
+    k->o = o;
+    k->fd = fd;
+    k->call = c;
+    c->conn = k;
+    c->up->st.connects++;
+    if (connect(fd, (struct sockaddr *)&o->addr, o->addrlen) == 0) {
+        conn_watch(k, EV_READ);
+        on_connected(c);
+        return;
+    }
+    if (errno != EINPROGRESS) {
+        snprintf(c->what, sizeof(c->what), "cannot connect to upstream: %s",
+                 errno == ECONNREFUSED ? "connection refused" : strerror(errno));
+        call_fail(c, GV_EUPSTREAM, c->what);
+        return;
+    }
+    conn_watch(k, EV_WRITE);
+}
+
+static void set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+    if (ss->ss_family == AF_INET) {
+        ((struct sockaddr_in *)ss)->sin_port = htons(port);
+    }
+    else if (ss->ss_family == AF_INET6) {
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+    }
+}
+
+static void on_dns(int result, struct evutil_addrinfo *res, void *arg)
+{
+    struct gw_upstream_call *c = arg;
+    struct origin *o;
+
+    if (result == EVUTIL_EAI_CANCEL) {
+        return; /* the call is being freed */
+    }
+    c->dns = NULL;
+    o = c->o;
+    if (result != 0 || !res || res->ai_addrlen > sizeof(o->addr)) {
+        snprintf(c->what, sizeof(c->what), "DNS lookup of the upstream host failed: %s",
+                 result != 0 ? evutil_gai_strerror(result) : "no address");
+        if (res) {
+            evutil_freeaddrinfo(res);
+        }
+        call_fail(c, GV_EUPSTREAM, c->what);
+        return;
+    }
+    memcpy(&o->addr, res->ai_addr, res->ai_addrlen);
+    o->addrlen = (socklen_t)res->ai_addrlen;
+    set_port(&o->addr, o->port);
+    o->addr_until_ms = now_ms(c->up) + DNS_TTL_MS;
+    evutil_freeaddrinfo(res);
+    connect_addr(c);
+}
+
+/* A fresh connection: the address from the literal, the cache or a lookup. */
+static void connect_new(struct gw_upstream_call *c)
+{
+    struct origin *o = c->o;
+    struct gw_upstream *up = c->up;
+    struct evutil_addrinfo hints;
+    struct evdns_getaddrinfo_request *req;
+    bool was;
+
+    if (o->addr_until_ms > now_ms(up)) {
+        connect_addr(c);
+        return;
+    }
+    c->state = C_RESOLVING;
+    if (!up->dns) {
+        up->dns = evdns_base_new(up->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                               EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        if (!up->dns) {
+            call_fail(c, GV_EUPSTREAM, "DNS lookup of the upstream host failed: no resolver");
+            return;
+        }
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+    /* The callback may run before this returns (hosts file, cached answer); it
+     * must not end the call under us then, so its failures wait for the loop. */
+    was = c->in_start;
+    c->in_start = true;
+    req = evdns_getaddrinfo(up->dns, o->host, NULL, &hints, on_dns, c);
+    c->in_start = was;
+    if (req) {
+        c->dns = req;
+    }
+}
+
+/* ------------------------------------------------------------------ URL */
+
+struct target {
+    bool tls;
+    char host[HOST_MAX + 1];
+    uint16_t port;
+    const char *path; /* path and query, into the URL */
+    size_t path_len;
+    const char *hostport; /* for the Host header, into the URL */
+    size_t hostport_len;
+};
+
+static gv_rc parse_url(const char *url, struct target *t)
+{
+    struct http_parser_url u;
+    size_t len = strlen(url), hl, sl;
+    const char *schema;
+
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(url, len, 0, &u) != 0 || !(u.field_set & (1 << UF_SCHEMA)) ||
+        !(u.field_set & (1 << UF_HOST)) || (u.field_set & (1 << UF_USERINFO))) {
+        return GV_EUPSTREAM;
+    }
+    schema = url + u.field_data[UF_SCHEMA].off;
+    sl = u.field_data[UF_SCHEMA].len;
+    if (sl == 5 && strncasecmp(schema, "https", 5) == 0) {
+        t->tls = true;
+    }
+    else if (sl == 4 && strncasecmp(schema, "http", 4) == 0) {
+        t->tls = false;
+    }
+    else {
+        return GV_EUPSTREAM;
+    }
+    hl = u.field_data[UF_HOST].len;
+    if (hl == 0 || hl > HOST_MAX) {
+        return GV_EUPSTREAM;
+    }
+    memcpy(t->host, url + u.field_data[UF_HOST].off, hl);
+    t->host[hl] = '\0';
+    t->port = (u.field_set & (1 << UF_PORT)) ? u.port : (t->tls ? 443 : 80);
+    if (t->port == 0) {
+        return GV_EUPSTREAM;
+    }
+    /* Host header: the authority as written (brackets of an IPv6 literal kept). */
+    t->hostport = strstr(url, "://") + 3;
+    t->hostport_len = (size_t)(url + u.field_data[UF_HOST].off + hl - t->hostport);
+    if (u.field_set & (1 << UF_PORT)) {
+        t->hostport_len = (size_t)(url + u.field_data[UF_PORT].off + u.field_data[UF_PORT].len -
+                                   t->hostport);
+    }
+    else if (t->hostport[t->hostport_len] == ']') {
+        t->hostport_len++;
+    }
+    if (u.field_set & (1 << UF_PATH)) {
+        t->path = url + u.field_data[UF_PATH].off;
+        t->path_len = len - u.field_data[UF_PATH].off;
+        if (u.field_set & (1 << UF_FRAGMENT)) {
+            t->path_len = u.field_data[UF_FRAGMENT].off - 1 - u.field_data[UF_PATH].off;
+        }
+    }
+    else {
+        t->path = "/";
+        t->path_len = 1;
+    }
+    return GV_OK;
+}
+
+static struct origin *origin_get(struct gw_upstream *up, const struct target *t,
+                                 const char *ca_file)
+{
+    struct origin *o;
+
+    if (!t->tls) {
+        ca_file = NULL; /* plain HTTP: the CA setting does not split the pool */
+    }
+    for (o = up->origins; o; o = o->next) {
+        if (o->tls == t->tls && o->port == t->port && strcasecmp(o->host, t->host) == 0 &&
+            ((!o->ca_file && !ca_file) ||
+             (o->ca_file && ca_file && strcmp(o->ca_file, ca_file) == 0))) {
+            return o;
+        }
+    }
+    o = gv_calloc(1, sizeof(*o));
+    o->up = up;
+    o->tls = t->tls;
+    o->port = t->port;
+    snprintf(o->host, sizeof(o->host), "%s", t->host);
+    o->ca_file = ca_file ? gv_strdup(ca_file) : NULL;
+    {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&o->addr;
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&o->addr;
+        if (inet_pton(AF_INET, o->host, &a4->sin_addr) == 1) {
+            a4->sin_family = AF_INET;
+            o->addrlen = sizeof(*a4);
+            o->numeric = true;
+        }
+        else if (inet_pton(AF_INET6, o->host, &a6->sin6_addr) == 1) {
+            a6->sin6_family = AF_INET6;
+            o->addrlen = sizeof(*a6);
+            o->numeric = true;
+        }
+        else if (strcasecmp(o->host, "localhost") == 0) {
+            /* No lookup for the loopback name; the certificate still has to say localhost. */
+            a4->sin_family = AF_INET;
+            a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            o->addrlen = sizeof(*a4);
+            o->numeric = true;
+        }
+    }
+    if (o->numeric) {
+        set_port(&o->addr, o->port);
+        o->addr_until_ms = UINT64_MAX;
+    }
+    o->next = up->origins;
+    up->origins = o;
+    return o;
+}
+
+static gv_rc build_head(struct gw_upstream_call *c, const struct gw_upstream_req *rq,
+                        const struct target *t)
+{
+    struct gv_buf *b = &c->head;
+    char num[32];
+    gv_rc rc;
+
+    gv_buf_init(b, 0);
+    rc = gv_buf_append(b, "POST ", 5);
+    if (rc == GV_OK) {
+        rc = gv_buf_append(b, t->path, t->path_len);
+    }
+    if (rc == GV_OK) {
+        rc = gv_buf_append_str(b, " HTTP/1.1\r\nHost: ");
+    }
+    if (rc == GV_OK) {
+        rc = gv_buf_append(b, t->hostport, t->hostport_len);
+    }
+    if (rc == GV_OK) {
+        rc = gv_buf_append_str(b, "\r\nUser-Agent: kt/" KT_VERSION
+                                  "\r\nContent-Type: application/json\r\nAccept: ");
+    }
+    if (rc == GV_OK) {
+        rc = gv_buf_append_str(b, rq->accept ? rq->accept : "application/json");
+    }
+    if (rc == GV_OK && rq->auth_bearer && rq->auth_bearer[0]) {
+        rc = gv_buf_append_str(b, "\r\nAuthorization: Bearer ");
+        if (rc == GV_OK) {
+            rc = gv_buf_append_str(b, rq->auth_bearer);
+        }
+    }
+    if (rc == GV_OK) {
+        snprintf(num, sizeof(num), "\r\nContent-Length: %zu\r\n", rq->body_len);
+        rc = gv_buf_append_str(b, num);
+    }
+    if (rc == GV_OK && rq->extra_headers) {
+        rc = gv_buf_append_str(b, rq->extra_headers);
+    }
+    if (rc == GV_OK) {
+        rc = gv_buf_append(b, "\r\n", 2);
+    }
+    if (rc == GV_OK && t->tls && rq->body_len <= TLS_COALESCE_MAX) {
+        /* One TLS record (and one write) for a small request, not two. */
+        rc = gv_buf_append(b, rq->body, rq->body_len);
+        c->body_in_head = rc == GV_OK;
+    }
+    return rc;
+}
+
+/* --------------------------------------------------------------- the API */
 
 gv_rc gw_upstream_create(struct event_base *base, struct gw_upstream **out)
 {
     struct gw_upstream *up = gv_calloc(1, sizeof(*up));
-    gv_rc rc = GV_OK;
 
     *out = NULL;
     up->base = base;
-    up->pool = gv_calloc(POOL_MAX, sizeof(*up->pool));
-    up->timer = evtimer_new(base, on_timer, up);
-    up->multi = curl_multi_init();
-    if (!up->multi || !up->timer) {
-        rc = GV_EIO;
-        goto out;
+    if (evtimer_assign(&up->sweep, base, on_sweep, up) != 0) {
+        gv_free(up);
+        return GV_EIO;
     }
-    curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
-    curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
-    curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
-    /* Keep idle keep-alive connections to upstreams for the next requests. */
-    curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS, 512L);
     *out = up;
-    up = NULL;
-out:
-    gw_upstream_destroy(up);
-    return rc;
+    return GV_OK;
 }
 
 void gw_upstream_destroy(struct gw_upstream *up)
 {
+    struct origin *o, *next;
+    struct rbuf *b;
     size_t i;
 
     if (!up) {
         return;
     }
     while (up->calls) {
-        release_call(up->calls, false);
+        call_free(up->calls, false);
     }
-    for (i = 0; i < up->npool; i++) {
-        curl_easy_cleanup(up->pool[i]);
+    for (o = up->origins; o; o = next) {
+        next = o->next;
+        while (o->idle) {
+            struct conn *k = o->idle;
+            idle_unlink(k);
+            conn_close(k);
+        }
+        if (o->session) {
+            SSL_SESSION_free(o->session);
+        }
+        gv_free(o->ca_file);
+        gv_free(o);
     }
-    for (i = 0; i < up->nhdrcache; i++) {
-        struct hdrset *hs = &up->hdrcache[i];
-        curl_slist_free_all(hs->hdrs);
-        gv_free(hs->accept);
-        memset(hs->auth, 0, strlen(hs->auth));
-        gv_free(hs->auth);
+    while ((b = up->free_bufs) != NULL) {
+        up->free_bufs = b->next;
+        gv_free(b);
     }
-    if (up->multi) {
-        curl_multi_cleanup(up->multi);
+    for (i = 0; i < up->ntls; i++) {
+        SSL_CTX_free(up->tls[i].ctx);
+        gv_free(up->tls[i].ca_file);
     }
-    if (up->timer) {
-        event_free(up->timer);
+    gv_free(up->tls);
+    if (up->dns) {
+        evdns_base_free(up->dns, 0);
     }
-    gv_free(up->pool);
+    event_del(&up->sweep);
     gv_free(up);
-}
-
-static gv_rc add_header(struct curl_slist **list, const char *name, const char *value)
-{
-    struct gv_buf b;
-    struct curl_slist *n;
-    gv_rc rc;
-
-    gv_buf_init(&b, 0);
-    rc = gv_buf_appendf(&b, "%s: %s", name, value);
-    if (rc == GV_OK) {
-        n = curl_slist_append(*list, b.data);
-        if (!n) {
-            rc = GV_EIO;
-        }
-        else {
-            *list = n;
-        }
-    }
-    /* The buffer may hold the secret: wipe before freeing. */
-    if (b.data) {
-        memset(b.data, 0, b.cap);
-    }
-    gv_buf_free(&b);
-    return rc;
-}
-
-/* A handle with the options every call shares; NULL when libcurl cannot make one. */
-static CURL *new_easy(void)
-{
-    CURL *e = curl_easy_init();
-
-    if (e) {
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(e, CURLOPT_USERAGENT, "kt/" KT_VERSION);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
-        curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-        curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    }
-    return e;
-}
-
-static gv_rc build_headers(const struct gw_upstream_req *rq, struct curl_slist **list)
-{
-    gv_rc rc;
-
-    rc = add_header(list, "Content-Type", "application/json");
-    if (rc == GV_OK) {
-        rc = add_header(list, "Accept", rq->accept ? rq->accept : "application/json");
-    }
-    if (rc == GV_OK && rq->auth_bearer && rq->auth_bearer[0]) {
-        struct gv_buf v;
-        gv_buf_init(&v, 0);
-        rc = gv_buf_appendf(&v, "Bearer %s", rq->auth_bearer);
-        if (rc == GV_OK) {
-            rc = add_header(list, "Authorization", v.data);
-        }
-        if (v.data) {
-            memset(v.data, 0, v.cap);
-        }
-        gv_buf_free(&v);
-    }
-    if (rc == GV_OK) {
-        /* No "Expect: 100-continue" round trip for large bodies. */
-        struct curl_slist *n = curl_slist_append(*list, "Expect:");
-        if (n) {
-            *list = n;
-        }
-    }
-    return rc;
-}
-
-/* The header list of a call: the cached one for its (Accept, bearer) pair, built and
- * cached on first use; built for this call alone (c->hdrs) when the cache is full. */
-static gv_rc call_headers(struct gw_upstream *up, const struct gw_upstream_req *rq,
-                          struct gw_upstream_call *c)
-{
-    const char *accept = rq->accept ? rq->accept : "application/json";
-    const char *auth = rq->auth_bearer ? rq->auth_bearer : "";
-    struct curl_slist *list = NULL;
-    struct hdrset *hs;
-    size_t i;
-    gv_rc rc;
-
-    for (i = 0; i < up->nhdrcache; i++) {
-        hs = &up->hdrcache[i];
-        if (strcmp(hs->accept, accept) == 0 && strcmp(hs->auth, auth) == 0) {
-            c->list = hs->hdrs;
-            return GV_OK;
-        }
-    }
-    rc = build_headers(rq, &list);
-    if (rc != GV_OK) {
-        curl_slist_free_all(list);
-        return rc;
-    }
-    if (up->nhdrcache < HDR_CACHE_MAX) {
-        hs = &up->hdrcache[up->nhdrcache++];
-        hs->accept = gv_strdup(accept);
-        hs->auth = gv_strdup(auth);
-        hs->hdrs = list;
-    }
-    else {
-        c->hdrs = list;
-    }
-    c->list = list;
-    return GV_OK;
 }
 
 gv_rc gw_upstream_start(struct gw_upstream *up, const struct gw_upstream_req *rq,
                         const struct gw_upstream_ops *ops, void *arg, struct gw_upstream_call **out)
 {
-    struct gw_upstream_call *c = gv_calloc(1, sizeof(*c));
-    CURL *e;
-    gv_rc rc = GV_OK;
+    struct gw_upstream_call *c;
+    struct target t;
+    gv_rc rc;
 
     if (out) {
         *out = NULL;
     }
+    memset(&t, 0, sizeof(t));
+    if (!rq->url || parse_url(rq->url, &t) != GV_OK) {
+        return GV_EUPSTREAM;
+    }
+    c = gv_calloc(1, sizeof(*c));
     c->up = up;
     c->ops = ops;
     c->arg = arg;
+    c->body = rq->body ? rq->body : "";
+    c->body_len = rq->body ? rq->body_len : 0;
+    c->connect_ms = rq->connect_timeout_ms > 0 ? rq->connect_timeout_ms
+                                               : CONNECT_TIMEOUT_DEFAULT_MS;
     c->first_byte_ms = rq->first_byte_timeout_ms;
     c->idle_ms = rq->idle_timeout_ms;
-    gv_buf_init(&c->openai, OPENAI_HDR_MAX);
-    c->deadline = evtimer_new(up->base, on_deadline, c);
-    /* A pooled handle keeps the options every call shares (new_easy) and the ones set below
-     * are set on every call, so no curl_easy_reset: it freed and re-made all of them. */
-    e = up->npool > 0 ? up->pool[--up->npool] : new_easy();
-    c->easy = e;
-    if (!e || !c->deadline) {
-        rc = GV_EIO;
-        goto out;
-    }
-    rc = call_headers(up, rq, c);
+    c->start_ms = now_ms(up);
+    c->last_io_ms = c->start_ms;
+    gw_h1resp_init(&c->resp);
+    evtimer_assign(&c->timer, up->base, on_call_timer, c);
+    rc = build_head(c, rq, &t);
     if (rc != GV_OK) {
-        goto out;
+        call_free(c, false);
+        return GV_EUPSTREAM;
     }
-    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)c);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->list);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, rq->body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                     rq->connect_timeout_ms > 0 ? rq->connect_timeout_ms
-                                                : CONNECT_TIMEOUT_DEFAULT_MS);
-    if (curl_easy_setopt(e, CURLOPT_URL, rq->url) != CURLE_OK) {
-        rc = GV_EUPSTREAM;
-        goto out;
-    }
-    if (curl_multi_add_handle(up->multi, e) != CURLM_OK) {
-        rc = GV_EUPSTREAM;
-        goto out;
-    }
+    c->o = origin_get(up, &t, rq->ca_file);
     c->next = up->calls;
     if (up->calls) {
         up->calls->prev = c;
     }
     up->calls = c;
-    arm_deadline(c, c->first_byte_ms);
     if (out) {
         *out = c;
     }
-    c = NULL;
-out:
-    if (c) {
-        if (c->easy) {
-            curl_easy_cleanup(c->easy);
-        }
-        curl_slist_free_all(c->hdrs);
-        if (c->deadline) {
-            event_free(c->deadline);
-        }
-        gv_buf_free(&c->openai);
-        gv_free(c);
+    /* Failures from here on reach done() from the loop (call_fail). */
+    c->in_start = true;
+    c->conn = conn_take(c->o);
+    if (c->conn) {
+        up->st.reuses++;
+        c->conn->call = c;
+        send_request(c);
     }
-    return rc;
+    else {
+        connect_new(c);
+    }
+    c->in_start = false;
+    if (c->fail_rc == GV_OK) {
+        call_arm(c);
+    }
+    return GV_OK;
 }
 
 void gw_upstream_resume(struct gw_upstream_call *c)
@@ -608,14 +1320,21 @@ void gw_upstream_resume(struct gw_upstream_call *c)
         return;
     }
     c->paused = false;
-    arm_deadline(c, c->got_byte ? c->idle_ms : c->first_byte_ms);
-    /* May deliver the held bytes right away, through write_cb. */
-    curl_easy_pause(c->easy, CURLPAUSE_CONT);
+    c->last_io_ms = now_ms(c->up);
+    /* The held bytes go out from the loop, through the timer made due now. */
+    c->resume_due = true;
+    event_del(&c->timer);
+    event_active(&c->timer, EV_TIMEOUT, 1);
 }
 
 void gw_upstream_abort(struct gw_upstream_call *c)
 {
     if (c) {
-        release_call(c, false);
+        call_free(c, false);
     }
+}
+
+void gw_upstream_stats(const struct gw_upstream *up, struct gw_upstream_stats *out)
+{
+    *out = up->st;
 }

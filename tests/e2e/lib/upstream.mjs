@@ -28,6 +28,7 @@
 // Usage is deterministic: countTokens() below, so tests can compute the expected numbers.
 
 import http from 'node:http';
+import https from 'node:https';
 import { randomBytes } from 'node:crypto';
 
 export const DEFAULT_REPLY = 'The stand-in upstream says hello from the experiment.';
@@ -108,6 +109,9 @@ function lastUserText(messages) {
  *                  OpenAI's 401 invalid_api_key answer.
  * opts.behave:     the initial default behaviour (see the header comment).
  * opts.models:     ids listed by GET /v1/models (default ['gpt-4o']).
+ * opts.tls:        {key, cert} (PEM): serve HTTPS with them instead of HTTP.
+ * opts.urlHost:    host name put in url/baseURL (default the listen host), e.g. 'localhost'
+ *                  so a client checks a certificate issued for that name.
  * Returns { port, url, baseURL, requests, behave, enqueue, reset, waitForRequests, close }.
  */
 export async function startUpstream(opts = {}) {
@@ -351,7 +355,7 @@ export async function startUpstream(opts = {}) {
         await chat(req, res, rec, b);
     }
 
-    const server = http.createServer((req, res) => {
+    const onRequest = (req, res) => {
         const parts = [];
         req.on('data', (c) => parts.push(c));
         req.on('end', () => {
@@ -363,7 +367,10 @@ export async function startUpstream(opts = {}) {
                 }
             });
         });
-    });
+    };
+    const server = opts.tls
+        ? https.createServer({ key: opts.tls.key, cert: opts.tls.cert }, onRequest)
+        : http.createServer(onRequest);
     server.keepAliveTimeout = 30000;
     server.on('connection', (s) => {
         sockets.add(s);
@@ -374,12 +381,13 @@ export async function startUpstream(opts = {}) {
         server.listen(opts.port || 0, opts.host || '127.0.0.1', resolve);
     });
     const port = server.address().port;
-    const host = opts.host || '127.0.0.1';
+    const host = opts.urlHost || opts.host || '127.0.0.1';
+    const scheme = opts.tls ? 'https' : 'http';
 
     return {
         port,
-        url: `http://${host}:${port}`,
-        baseURL: `http://${host}:${port}/v1`,
+        url: `${scheme}://${host}:${port}`,
+        baseURL: `${scheme}://${host}:${port}/v1`,
         requests,
         /** Only the chat completion requests, in arrival order. */
         chats() {

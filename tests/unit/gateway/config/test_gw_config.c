@@ -144,7 +144,8 @@ static void test_load_targets_and_gateway(void **state)
                                "      stream_usage: false\n      connect_timeout: 500ms\n"
                                "      first_byte_timeout: 5m\n      idle_timeout: 1500\n"
                                "    - id: b\n      provider: openai-compatible:chat:ft:x:y\n"
-                               "      base_url: https://llm.internal.example///\n",
+                               "      base_url: https://llm.internal.example///\n"
+                               "      ca_file: /dev/null\n",
                                &cfg, &err),
                      GV_OK);
     assert_string_equal(cfg->pack_name, "default");
@@ -163,6 +164,8 @@ static void test_load_targets_and_gateway(void **state)
     /* Everything after "chat:" is the model, colons included. */
     assert_string_equal(cfg->targets[1].model, "ft:x:y");
     assert_string_equal(cfg->targets[1].base_url, "https://llm.internal.example");
+    assert_null(cfg->targets[0].ca_file);
+    assert_string_equal(cfg->targets[1].ca_file, "/dev/null");
     assert_ptr_equal(gw_config_find_target(cfg, "b"), &cfg->targets[1]);
     gw_config_destroy(cfg);
     unsetenv("OPENAI_BASE_URL");
@@ -245,6 +248,9 @@ static void test_load_target_errors(void **state)
                  "idle_timeout: forever}\n",
                  "3:56: providers.targets[0].idle_timeout: expected a duration (milliseconds, or "
                  "e.g. 100ms, 30s, 5m), got 'forever'");
+    expect_error("providers:\n  targets:\n    - {id: a, provider: 'openai:chat:m', "
+                 "ca_file: /nonexistent/kt-ca.pem}\n",
+                 "3:51: providers.targets[0].ca_file: cannot read '/nonexistent/kt-ca.pem'");
     expect_error("providers:\n  targets:\n    - a\n",
                  "3:7: providers.targets[0]: expected a mapping, got a scalar");
 }
