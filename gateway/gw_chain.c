@@ -105,11 +105,12 @@ static gv_rc chain_create(const struct gw_config *cfg, const char *state_dir, bo
                 used += (size_t)n;
             }
         }
-        if (ops->response_json || ops->stream_text) {
+        if ((ops->response_json || ops->stream_text) &&
+            (!ops->reads_answers || ops->reads_answers(pol))) {
             chain->wants_response = true;
-        }
-        if (ops->stream_text) {
-            chain->has_stream = true;
+            if (ops->stream_text) {
+                chain->has_stream = true;
+            }
         }
     }
     if (used) {

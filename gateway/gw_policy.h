@@ -63,6 +63,10 @@ struct gw_policy_ops {
                          const char *text, size_t len, bool final, struct gv_buf *out,
                          struct gw_verdict *v);
     void (*stream_free)(struct gw_policy *pol, void *state);
+    /* After init: does this instance, as configured, read answers at all? When
+     * no policy in the chain does, the relay passes answers on without parsing
+     * them (only usage is read). NULL: yes, whenever the hooks above exist. */
+    bool (*reads_answers)(const struct gw_policy *pol);
     /* After the answer was sent (or the request refused), with the record final
      * except for later policies' complete(): cost, audit. Must not block. */
     void (*complete)(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec);

@@ -281,6 +281,14 @@ static gv_rc redact_member(struct visit *v, struct json_object *obj, const char 
     return rc;
 }
 
+/* Answers are read only with scan_responses: true. */
+static bool pii_reads_answers(const struct gw_policy *pol)
+{
+    const struct pii_ctx *c = pol->ctx;
+
+    return c->scan_responses;
+}
+
 static gv_rc pii_response_json(struct gw_policy *pol, struct gw_req *req, struct json_object *resp,
                                struct gw_verdict *out)
 {
@@ -443,5 +451,6 @@ const struct gw_policy_ops gw_policy_pii = {
     .evaluate = pii_evaluate,
     .response_json = pii_response_json,
     .stream_text = pii_stream_text,
+    .reads_answers = pii_reads_answers,
     .stream_free = pii_stream_free,
 };

@@ -266,8 +266,10 @@ static const struct gw_policy_ops *const t_all[] = {
 };
 
 /* The chain looks policies up by name; the test links with
- * -Wl,--wrap=gw_policy_find so it sees the policies above instead. */
+ * -Wl,--wrap=gw_policy_find so it sees the policies above first, then the
+ * real registry. */
 const struct gw_policy_ops *__wrap_gw_policy_find(const char *name);
+const struct gw_policy_ops *__real_gw_policy_find(const char *name);
 const struct gw_policy_ops *__wrap_gw_policy_find(const char *name)
 {
     size_t i;
@@ -276,7 +278,7 @@ const struct gw_policy_ops *__wrap_gw_policy_find(const char *name)
             return t_all[i];
         }
     }
-    return NULL;
+    return __real_gw_policy_find(name);
 }
 
 /* ---- fixture: a config built by hand around a parsed settings document ---- */
@@ -482,6 +484,27 @@ static void test_create_config_errors(void **state)
     fx_init(&f, unknown, "t-nope: {}\n");
     assert_int_equal(fx_create(&f, &err), GV_ECONFIG);
     assert_string_equal(err.msg, "c.yaml:1:1: policies.chain: unknown policy 't-nope'");
+    fx_free(&f);
+}
+
+/* Response hooks alone do not make the chain read answers: the instance's
+ * settings decide (pii-detector only with scan_responses), so the relay can
+ * pass answers on unparsed. */
+static void test_reads_answers_follows_settings(void **state)
+{
+    static const char *const names[] = {"pii-detector", NULL};
+    struct gv_cfg_err err;
+    struct fx f;
+
+    (void)state;
+    fx_init(&f, names, "pii-detector: {action: redact}\n");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    assert_false(gw_chain_wants_response(f.chain));
+    fx_free(&f);
+
+    fx_init(&f, names, "pii-detector: {action: redact, scan_responses: true}\n");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    assert_true(gw_chain_wants_response(f.chain));
     fx_free(&f);
 }
 
@@ -767,6 +790,7 @@ int main(void)
         cmocka_unit_test(test_evaluate_policy_error_fails_closed),
         cmocka_unit_test(test_create_pack_disabled),
         cmocka_unit_test(test_create_config_errors),
+        cmocka_unit_test(test_reads_answers_follows_settings),
         cmocka_unit_test(test_stream_text_pipes_in_order),
         cmocka_unit_test(test_stream_text_output_cap),
         cmocka_unit_test(test_stream_without_stream_policies),
