@@ -743,66 +743,88 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 
 /* ----------------------------------------------------------------- answer */
 
+/* A bounded appender for answer heads: plain copies, no printf per answer. */
+struct headw {
+    char *p;
+    size_t len;
+    size_t size;
+    bool over;
+};
+
+static void hw_put(struct headw *w, const char *s, size_t n)
+{
+    if (w->over || n >= w->size - w->len) {
+        w->over = true;
+        return;
+    }
+    memcpy(w->p + w->len, s, n);
+    w->len += n;
+}
+
+static void hw_str(struct headw *w, const char *s)
+{
+    hw_put(w, s, strlen(s));
+}
+
+static void hw_u64(struct headw *w, unsigned long long v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    hw_put(w, tmp + i, sizeof(tmp) - i);
+}
+
 static size_t build_head(struct gw_conn *c, char *out, size_t size, int status, const char *ctype,
                          const char *hdrs, size_t hdrs_len, long long clen, bool chunked)
 {
     const struct gw_h1_head *h = &c->h1.head;
-    const char *date = gw_conn_http_date();
-    const char *conn = NULL;
-    int n;
-    size_t len;
+    struct headw w = {out, 0, size, false};
+    char code[4];
 
-    if (c->cs->draining) {
+    if (c->cs->draining || !c->keep_alive) {
         c->close_after = true;
     }
-    if (!c->keep_alive) {
-        c->close_after = true;
+    if (status < 100 || status > 999) {
+        status = 500;
     }
-    if (c->close_after) {
-        conn = "close";
-    }
-    else if (h->minor == 0) {
-        conn = "keep-alive";
-    }
-    n = snprintf(out, size, "HTTP/1.%d %d %s\r\nDate: %s\r\n", h->minor == 0 ? 0 : 1, status,
-                 reason(status), date);
-    if (n < 0 || (size_t)n >= size) {
-        return 0;
-    }
-    len = (size_t)n;
+    code[0] = (char)('0' + status / 100);
+    code[1] = (char)('0' + status / 10 % 10);
+    code[2] = (char)('0' + status % 10);
+    code[3] = ' ';
+    hw_str(&w, h->minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    hw_put(&w, code, 4);
+    hw_str(&w, reason(status));
+    hw_str(&w, "\r\nDate: ");
+    hw_str(&w, gw_conn_http_date());
+    hw_put(&w, "\r\n", 2);
     if (hdrs && hdrs_len > 0) {
-        if (len + hdrs_len >= size) {
-            return 0;
-        }
-        memcpy(out + len, hdrs, hdrs_len);
-        len += hdrs_len;
+        hw_put(&w, hdrs, hdrs_len);
     }
     if (ctype) {
-        n = snprintf(out + len, size - len, "Content-Type: %s\r\n", ctype);
-        if (n < 0 || (size_t)n >= size - len) {
-            return 0;
-        }
-        len += (size_t)n;
+        hw_str(&w, "Content-Type: ");
+        hw_str(&w, ctype);
+        hw_put(&w, "\r\n", 2);
     }
     if (clen >= 0) {
-        n = snprintf(out + len, size - len, "Content-Length: %lld\r\n", clen);
+        hw_str(&w, "Content-Length: ");
+        hw_u64(&w, (unsigned long long)clen);
+        hw_put(&w, "\r\n", 2);
     }
     else if (chunked) {
-        n = snprintf(out + len, size - len, "Transfer-Encoding: chunked\r\n");
+        hw_str(&w, "Transfer-Encoding: chunked\r\n");
     }
-    else {
-        n = 0;
+    if (c->close_after) {
+        hw_str(&w, "Connection: close\r\n");
     }
-    if (n < 0 || (size_t)n >= size - len) {
-        return 0;
+    else if (h->minor == 0) {
+        hw_str(&w, "Connection: keep-alive\r\n");
     }
-    len += (size_t)n;
-    n = conn ? snprintf(out + len, size - len, "Connection: %s\r\n\r\n", conn)
-             : snprintf(out + len, size - len, "\r\n");
-    if (n < 0 || (size_t)n >= size - len) {
-        return 0;
-    }
-    return len + (size_t)n;
+    hw_put(&w, "\r\n", 2);
+    return w.over ? 0 : w.len;
 }
 
 enum gw_conn_wr gw_conn_reply(struct gw_conn *c, int status, const char *ctype, const char *hdrs,

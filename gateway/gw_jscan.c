@@ -147,3 +147,22 @@ enum gw_jscan gw_jscan_member(const char *p, size_t n, const char *key, const ch
     }
     return GW_JSCAN_INVALID;
 }
+
+bool gw_jscan_u64(const char *p, size_t n, const char *key, unsigned long long *out)
+{
+    const char *v;
+    size_t vlen, i;
+    unsigned long long x = 0;
+
+    if (gw_jscan_member(p, n, key, &v, &vlen) != GW_JSCAN_FOUND || vlen == 0 || vlen > 19) {
+        return false;
+    }
+    for (i = 0; i < vlen; i++) {
+        if (v[i] < '0' || v[i] > '9') {
+            return false;
+        }
+        x = x * 10 + (unsigned long long)(v[i] - '0');
+    }
+    *out = x;
+    return true;
+}

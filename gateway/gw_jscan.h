@@ -12,6 +12,7 @@
  * not check number or literal syntax or escapes (json-c does, on what is used),
  * and it compares keys as raw bytes (a key spelled with escapes is not found). */
 
+#include <stdbool.h>
 #include <stddef.h>
 
 enum gw_jscan {
@@ -23,5 +24,10 @@ enum gw_jscan {
 /* Looks for `key` among the members of the object in p[0..n). Pure. */
 enum gw_jscan gw_jscan_member(const char *p, size_t n, const char *key, const char **v,
                               size_t *vlen);
+
+/* The member `key` of the object in p[0..n) when it is a plain non-negative
+ * integer (digits only, at most 19): true and *out. false when absent, not
+ * such a number, or the text is not an object (the caller may then ask json-c). */
+bool gw_jscan_u64(const char *p, size_t n, const char *key, unsigned long long *out);
 
 #endif

@@ -594,7 +594,16 @@ static bool read_usage_member(struct rq *r, const char *p, size_t n)
         return false;
     }
     if (js == GW_JSCAN_FOUND && vlen > 0 && v[0] == '{') {
-        struct json_object *u = parse_json(r->w, v, vlen);
+        unsigned long long in = 0, out = 0;
+        struct json_object *u;
+        /* OpenAI's counts are plain integers: read them off the text. */
+        if (gw_jscan_u64(v, vlen, "prompt_tokens", &in) &&
+            gw_jscan_u64(v, vlen, "completion_tokens", &out)) {
+            r->rec.tokens_prompt = in;
+            r->rec.tokens_completion = out;
+            return true;
+        }
+        u = parse_json(r->w, v, vlen);
         if (u && json_object_is_type(u, json_type_object)) {
             read_usage(r, u);
         }

@@ -107,11 +107,33 @@ static void test_agrees_with_json_c(void **state)
     }
 }
 
+static void test_u64_members(void **state)
+{
+    static const char u[] = "{\"prompt_tokens\": 7,\"completion_tokens\":12345678901234567,"
+                            "\"neg\":-1,\"frac\":1.5,\"exp\":1e3,\"str\":\"5\","
+                            "\"big\":99999999999999999999}";
+    unsigned long long x = 0;
+
+    (void)state;
+    assert_true(gw_jscan_u64(u, strlen(u), "prompt_tokens", &x));
+    assert_int_equal(x, 7);
+    assert_true(gw_jscan_u64(u, strlen(u), "completion_tokens", &x));
+    assert_true(x == 12345678901234567ULL);
+    assert_false(gw_jscan_u64(u, strlen(u), "neg", &x));
+    assert_false(gw_jscan_u64(u, strlen(u), "frac", &x));
+    assert_false(gw_jscan_u64(u, strlen(u), "exp", &x));
+    assert_false(gw_jscan_u64(u, strlen(u), "str", &x));
+    assert_false(gw_jscan_u64(u, strlen(u), "big", &x));
+    assert_false(gw_jscan_u64(u, strlen(u), "absent", &x));
+    assert_false(gw_jscan_u64("{\"prompt_tokens\":7", 18, "prompt_tokens", &x));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_agrees_with_json_c),
+        cmocka_unit_test(test_u64_members),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
