@@ -271,6 +271,11 @@ static const struct row ACCEPTED[] = {
         "POST /c " H11 "transfer-encoding: Chunked\r\n\r\n"
         "A\r\n0123456789\r\n0\r\n\r\n",
         "POST /c ka=1 chunked hdrs={Host: a|transfer-encoding: Chunked} body=0123456789\n"),
+    ROW("chunked with spaces around the value",
+        "POST /c " H11 "Transfer-Encoding:   chunked  \r\n\r\n1\r\nx\r\n0\r\n\r\n",
+        "POST /c ka=1 chunked hdrs={Host: a|Transfer-Encoding: chunked} body=x\n"),
+    ROW("chunked all upper case", "POST /c " H11 "TRANSFER-ENCODING: CHUNKED\r\n\r\n0\r\n\r\n",
+        "POST /c ka=1 chunked hdrs={Host: a|TRANSFER-ENCODING: CHUNKED} body=\n"),
     ROW("chunked with leading zeros", CHUNKED "0003\r\nabc\r\n000\r\n\r\n",
         "POST /c ka=1 chunked hdrs={Host: a|Transfer-Encoding: chunked} body=abc\n"),
     ROW("chunk extensions",
