@@ -175,20 +175,30 @@ static const struct refusal REFUSALS[] = {
 #define C_VCHAR 2 /* visible ASCII 0x21-0x7e: request target and version */
 #define C_FIELD 4 /* a byte of a field value: HTAB, SP, VCHAR, obs-text */
 #define C_HEX 8   /* HEXDIG */
-static const uint8_t CLASS[128] = {
-    0,  0,  0,  0,  0,  0,  0,  0,  0,  4,  0, 0, 0, 0, 0, 0, /* 0x00 */
-    0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0, 0, 0, 0, 0, 0, /* 0x10 */
-    4,  7,  6,  7,  7,  7,  7,  7,  6,  6,  7, 7, 6, 7, 7, 6, /* 0x20 */
-    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6, 6, 6, 6, 6, 6, /* 0x30 */
-    6,  15, 15, 15, 15, 15, 15, 7,  7,  7,  7, 7, 7, 7, 7, 7, /* 0x40 */
-    7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7, 6, 6, 6, 7, 7, /* 0x50 */
-    7,  15, 15, 15, 15, 15, 15, 7,  7,  7,  7, 7, 7, 7, 7, 7, /* 0x60 */
-    7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7, 6, 7, 6, 7, 0, /* 0x70 */
+/* clang-format off */
+static const uint8_t CLASS[256] = {
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  4,  0,  0,  0,  0,  0,  0, /* 0x00 */
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0, /* 0x10 */
+     4,  7,  6,  7,  7,  7,  7,  7,  6,  6,  7,  7,  6,  7,  7,  6, /* 0x20 */
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15,  6,  6,  6,  6,  6,  6, /* 0x30 */
+     6, 15, 15, 15, 15, 15, 15,  7,  7,  7,  7,  7,  7,  7,  7,  7, /* 0x40 */
+     7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  6,  6,  6,  7,  7, /* 0x50 */
+     7, 15, 15, 15, 15, 15, 15,  7,  7,  7,  7,  7,  7,  7,  7,  7, /* 0x60 */
+     7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  6,  7,  6,  7,  0, /* 0x70 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0x80 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0x90 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0xa0 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0xb0 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0xc0 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0xd0 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0xe0 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0xf0 */
 };
+/* clang-format on */
 
 static bool has_class(unsigned char c, uint8_t cls)
 {
-    return c < 0x80 ? (CLASS[c] & cls) != 0 : cls == C_FIELD;
+    return (CLASS[c] & cls) != 0;
 }
 
 static bool is_tchar(unsigned char c)
@@ -558,7 +568,8 @@ static bool take_request_line(struct gw_h1req *r)
 {
     struct gw_h1_head *h = &r->head;
     struct http_parser_url u;
-    size_t poff = 0, plen = 0, i;
+    size_t poff = 0, plen = 0, i, k;
+    char tmp[256];
     bool ok;
 
     if (r->parser.method == HTTP_CONNECT) {
@@ -596,12 +607,13 @@ static bool take_request_line(struct gw_h1req *r)
         plen = u.field_data[UF_PATH].len;
     }
     /* The path is a copy after the target's NUL, so that both end in NUL.
-     * Byte by byte, as an append may move the storage it copies from. */
+     * Through tmp, as an append may move the storage it copies from. */
     r->path_off = r->hbuf.len + 1;
     ok = hput(r, "", 1, E_URI_LONG);
-    for (i = 0; ok && i < plen; i++) {
-        char c = r->hbuf.data[poff + i];
-        ok = hput(r, &c, 1, E_URI_LONG);
+    for (i = 0; ok && i < plen; i += k) {
+        k = plen - i < sizeof(tmp) ? plen - i : sizeof(tmp);
+        memcpy(tmp, r->hbuf.data + poff + i, k);
+        ok = hput(r, tmp, k, E_URI_LONG);
     }
     h->path_len = plen ? plen : 1;
     ok = ok && (plen > 0 || hput(r, "/", 1, E_URI_LONG)) && hput(r, "", 1, E_URI_LONG);
@@ -687,17 +699,17 @@ static size_t plain_run(unsigned char st, const unsigned char *p, size_t n)
 
     switch (st) {
     case HL_VALUE:
-        while (k < n && (p[k] >= 0x80 || CLASS[p[k]] & C_FIELD)) {
+        while (k < n && CLASS[p[k]] & C_FIELD) {
             k++;
         }
         break;
     case HL_NAME:
-        while (k < n && p[k] < 0x80 && CLASS[p[k]] & C_TCHAR) {
+        while (k < n && CLASS[p[k]] & C_TCHAR) {
             k++;
         }
         break;
     case RL_TARGET:
-        while (k < n && p[k] < 0x80 && CLASS[p[k]] & C_VCHAR) {
+        while (k < n && CLASS[p[k]] & C_VCHAR) {
             k++;
         }
         break;

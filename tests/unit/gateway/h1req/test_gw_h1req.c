@@ -95,6 +95,13 @@ static void check_head(const struct gw_h1req *r)
     assert_non_null(h->path);
     assert_int_equal(h->target[h->target_len], '\0');
     assert_int_equal(h->path[h->path_len], '\0');
+    /* An origin-form path is the target up to its query or fragment. */
+    if (h->target[0] == '/') {
+        assert_true(h->path_len <= h->target_len);
+        assert_true(memcmp(h->path, h->target, h->path_len) == 0);
+        assert_true(h->path_len == h->target_len || h->target[h->path_len] == '?' ||
+                    h->target[h->path_len] == '#');
+    }
     assert_true(h->path_len > 0);
     assert_true(h->minor == 0 || h->minor == 1);
     assert_true(h->nhdrs <= r->lim.max_headers);
