@@ -175,20 +175,30 @@ static const struct refusal REFUSALS[] = {
 #define C_VCHAR 2 /* visible ASCII 0x21-0x7e: request target and version */
 #define C_FIELD 4 /* a byte of a field value: HTAB, SP, VCHAR, obs-text */
 #define C_HEX 8   /* HEXDIG */
-static const uint8_t CLASS[128] = {
-    0,  0,  0,  0,  0,  0,  0,  0,  0,  4,  0, 0, 0, 0, 0, 0, /* 0x00 */
-    0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0, 0, 0, 0, 0, 0, /* 0x10 */
-    4,  7,  6,  7,  7,  7,  7,  7,  6,  6,  7, 7, 6, 7, 7, 6, /* 0x20 */
-    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6, 6, 6, 6, 6, 6, /* 0x30 */
-    6,  15, 15, 15, 15, 15, 15, 7,  7,  7,  7, 7, 7, 7, 7, 7, /* 0x40 */
-    7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7, 6, 6, 6, 7, 7, /* 0x50 */
-    7,  15, 15, 15, 15, 15, 15, 7,  7,  7,  7, 7, 7, 7, 7, 7, /* 0x60 */
-    7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7, 6, 7, 6, 7, 0, /* 0x70 */
+/* clang-format off */
+static const uint8_t CLASS[256] = {
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  4,  0,  0,  0,  0,  0,  0, /* 0x00 */
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0, /* 0x10 */
+     4,  7,  6,  7,  7,  7,  7,  7,  6,  6,  7,  7,  6,  7,  7,  6, /* 0x20 */
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15,  6,  6,  6,  6,  6,  6, /* 0x30 */
+     6, 15, 15, 15, 15, 15, 15,  7,  7,  7,  7,  7,  7,  7,  7,  7, /* 0x40 */
+     7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  6,  6,  6,  7,  7, /* 0x50 */
+     7, 15, 15, 15, 15, 15, 15,  7,  7,  7,  7,  7,  7,  7,  7,  7, /* 0x60 */
+     7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  6,  7,  6,  7,  0, /* 0x70 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0x80 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0x90 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0xa0 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0xb0 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0xc0 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0xd0 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0xe0 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0xf0 */
 };
+/* clang-format on */
 
 static bool has_class(unsigned char c, uint8_t cls)
 {
-    return c < 0x80 ? (CLASS[c] & cls) != 0 : cls == C_FIELD;
+    return (CLASS[c] & cls) != 0;
 }
 
 static bool is_tchar(unsigned char c)
@@ -247,17 +257,23 @@ static void refuse(struct gw_h1req *r, enum refusal_id id)
     r->phase = PH_ERROR;
 }
 
+/* Appends to the head buffer; false (and the request refused for why) when
+ * it is full. Its cap is above what the raw limits let through, so this is
+ * a second line of defence. */
+static bool hput(struct gw_h1req *r, const char *p, size_t n, enum refusal_id why)
+{
+    if (gv_buf_append(&r->hbuf, p, n) != GV_OK) {
+        refuse(r, why);
+        return false;
+    }
+    return true;
+}
+
 /* ---- parser callbacks: they only copy bytes and note what the parser saw ---- */
 
 static int on_url(http_parser *p, const char *at, size_t n)
 {
-    struct gw_h1req *r = p->data;
-
-    if (gv_buf_append(&r->hbuf, at, n) != GV_OK) {
-        refuse(r, E_URI_LONG);
-        return -1;
-    }
-    return 0;
+    return hput(p->data, at, n, E_URI_LONG) ? 0 : -1;
 }
 
 static int on_header_field(http_parser *p, const char *at, size_t n)
@@ -271,11 +287,7 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
         r->part = PART_NAME;
         r->name_off = r->hbuf.len;
     }
-    if (gv_buf_append(&r->hbuf, at, n) != GV_OK) {
-        refuse(r, E_HEAD_LONG);
-        return -1;
-    }
-    return 0;
+    return hput(r, at, n, E_HEAD_LONG) ? 0 : -1;
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t n)
@@ -289,17 +301,12 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
     }
     if (r->part != PART_VALUE) {
         r->part = PART_VALUE;
-        if (gv_buf_append_char(&r->hbuf, '\0') != GV_OK) {
-            refuse(r, E_HEAD_LONG);
+        if (!hput(r, "", 1, E_HEAD_LONG)) { /* the name's NUL */
             return -1;
         }
         r->value_off = r->hbuf.len;
     }
-    if (gv_buf_append(&r->hbuf, at, n) != GV_OK) {
-        refuse(r, E_HEAD_LONG);
-        return -1;
-    }
-    return 0;
+    return hput(r, at, n, E_HEAD_LONG) ? 0 : -1;
 }
 
 static void build_head(struct gw_h1req *r)
@@ -561,7 +568,9 @@ static bool take_request_line(struct gw_h1req *r)
 {
     struct gw_h1_head *h = &r->head;
     struct http_parser_url u;
-    size_t poff = 0, plen = 0, i;
+    size_t poff = 0, plen = 0, i, k;
+    char tmp[256];
+    bool ok;
 
     if (r->parser.method == HTTP_CONNECT) {
         refuse(r, E_CONNECT);
@@ -598,29 +607,18 @@ static bool take_request_line(struct gw_h1req *r)
         plen = u.field_data[UF_PATH].len;
     }
     /* The path is a copy after the target's NUL, so that both end in NUL.
-     * Byte by byte, as an append may move the storage it copies from. */
+     * Through tmp, as an append may move the storage it copies from. */
     r->path_off = r->hbuf.len + 1;
-    if (gv_buf_append_char(&r->hbuf, '\0') != GV_OK) {
-        refuse(r, E_URI_LONG);
-        return false;
-    }
-    for (i = 0; i < plen; i++) {
-        if (gv_buf_append_char(&r->hbuf, r->hbuf.data[poff + i]) != GV_OK) {
-            refuse(r, E_URI_LONG);
-            return false;
-        }
-    }
-    if (plen == 0 && gv_buf_append_char(&r->hbuf, '/') != GV_OK) {
-        refuse(r, E_URI_LONG);
-        return false;
+    ok = hput(r, "", 1, E_URI_LONG);
+    for (i = 0; ok && i < plen; i += k) {
+        k = plen - i < sizeof(tmp) ? plen - i : sizeof(tmp);
+        memcpy(tmp, r->hbuf.data + poff + i, k);
+        ok = hput(r, tmp, k, E_URI_LONG);
     }
     h->path_len = plen ? plen : 1;
-    if (gv_buf_append_char(&r->hbuf, '\0') != GV_OK) {
-        refuse(r, E_URI_LONG);
-        return false;
-    }
-    r->reqline_done = true;
-    return true;
+    ok = ok && (plen > 0 || hput(r, "/", 1, E_URI_LONG)) && hput(r, "", 1, E_URI_LONG);
+    r->reqline_done = ok;
+    return ok;
 }
 
 /* A header line went through the parser whole: store it and check what
@@ -635,15 +633,17 @@ static bool take_header_line(struct gw_h1req *r)
         refuse(r, E_HDR_COUNT);
         return false;
     }
-    if (r->part == PART_NAME) { /* empty value */
-        if (gv_buf_append_char(&r->hbuf, '\0') != GV_OK) {
-            refuse(r, E_HEAD_LONG);
+    if (r->part == PART_NONE) {
+        refuse(r, E_HEADER_LINE);
+        return false;
+    }
+    if (r->part == PART_NAME) { /* an empty value */
+        if (!hput(r, "", 1, E_HEAD_LONG)) {
             return false;
         }
         r->value_off = r->hbuf.len;
     }
-    if (r->part == PART_NONE || gv_buf_append_char(&r->hbuf, '\0') != GV_OK) {
-        refuse(r, r->part == PART_NONE ? E_HEADER_LINE : E_HEAD_LONG);
+    if (!hput(r, "", 1, E_HEAD_LONG)) {
         return false;
     }
     r->part = PART_NONE;
@@ -699,17 +699,17 @@ static size_t plain_run(unsigned char st, const unsigned char *p, size_t n)
 
     switch (st) {
     case HL_VALUE:
-        while (k < n && (p[k] >= 0x80 || CLASS[p[k]] & C_FIELD)) {
+        while (k < n && CLASS[p[k]] & C_FIELD) {
             k++;
         }
         break;
     case HL_NAME:
-        while (k < n && p[k] < 0x80 && CLASS[p[k]] & C_TCHAR) {
+        while (k < n && CLASS[p[k]] & C_TCHAR) {
             k++;
         }
         break;
     case RL_TARGET:
-        while (k < n && p[k] < 0x80 && CLASS[p[k]] & C_VCHAR) {
+        while (k < n && CLASS[p[k]] & C_VCHAR) {
             k++;
         }
         break;

@@ -37,7 +37,8 @@
 
 struct gw_h1_limits {
     size_t max_line;    /* request line or one header line, bytes; 0: 8 KiB (431/414 past it) */
-    size_t max_head;    /* the whole head, bytes; 0: 32 KiB (431 past it) */
+    size_t max_head;    /* the whole head, bytes; 0: 32 KiB (431 past it); at most 80 KiB,
+                           libhttp-parser's own cap; also caps the trailer section */
     size_t max_headers; /* header fields; 0 or > GW_H1_MAX_HDRS: GW_H1_MAX_HDRS (431 past it) */
     size_t max_body;    /* decoded body bytes; 0: 4 MiB (413 past it) */
 };

@@ -14,6 +14,13 @@ static void check_head(const struct gw_h1req *r)
     FUZZ_CHECK(h->method_str && h->target && h->path);
     FUZZ_CHECK(h->target[h->target_len] == '\0');
     FUZZ_CHECK(h->path[h->path_len] == '\0');
+    /* An origin-form path is the target up to its query or fragment. */
+    if (h->target[0] == '/') {
+        FUZZ_CHECK(h->path_len <= h->target_len);
+        FUZZ_CHECK(memcmp(h->path, h->target, h->path_len) == 0);
+        FUZZ_CHECK(h->path_len == h->target_len || h->target[h->path_len] == '?' ||
+                   h->target[h->path_len] == '#');
+    }
     FUZZ_CHECK(h->path_len > 0 && h->path_len <= h->target_len + 1);
     FUZZ_CHECK(h->target_len < r->lim.max_line);
     FUZZ_CHECK(h->minor == 0 || h->minor == 1);
