@@ -216,13 +216,26 @@ size_t gv_json_escape_byte(unsigned char c, char out[6])
 
 gv_rc gv_buf_append_json_str(struct gv_buf *b, const char *s, size_t n)
 {
-    size_t i;
+    size_t i = 0;
     gv_rc rc = gv_buf_append_char(b, '"');
 
-    for (i = 0; rc == GV_OK && i < n; i++) {
-        char esc[6];
-        size_t k = gv_json_escape_byte((unsigned char)s[i], esc);
-        rc = k == 1 ? gv_buf_append_char(b, esc[0]) : gv_buf_append(b, esc, k);
+    while (rc == GV_OK && i < n) {
+        /* Runs of bytes that need no escape go in one copy: most strings are one run. */
+        size_t run = i;
+        while (run < n && (unsigned char)s[run] >= 0x20 && s[run] != '"' && s[run] != '\\') {
+            run++;
+        }
+        if (run > i) {
+            rc = gv_buf_append(b, s + i, run - i);
+            i = run;
+            continue;
+        }
+        {
+            char esc[6];
+            size_t k = gv_json_escape_byte((unsigned char)s[i], esc);
+            rc = gv_buf_append(b, esc, k);
+            i++;
+        }
     }
     if (rc == GV_OK) {
         rc = gv_buf_append_char(b, '"');

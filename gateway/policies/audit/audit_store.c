@@ -779,17 +779,22 @@ struct jw {
 static void jw_key(struct jw *w, const char *k)
 {
     /* Keys are constants: plain appends, no printf on the hot loop. */
-    if (w->rc == GV_OK && !w->first) {
-        w->rc = gv_buf_append_char(w->b, ',');
+    char tmp[80];
+    size_t n = strlen(k), len = 0;
+
+    if (n > sizeof(tmp) - 4) {
+        n = sizeof(tmp) - 4; /* keys are short constants */
     }
-    if (w->rc == GV_OK) {
-        w->rc = gv_buf_append_char(w->b, '"');
+    if (!w->first) {
+        tmp[len++] = ',';
     }
+    tmp[len++] = '"';
+    memcpy(tmp + len, k, n);
+    len += n;
+    tmp[len++] = '"';
+    tmp[len++] = ':';
     if (w->rc == GV_OK) {
-        w->rc = gv_buf_append_str(w->b, k);
-    }
-    if (w->rc == GV_OK) {
-        w->rc = gv_buf_append(w->b, "\":", 2);
+        w->rc = gv_buf_append(w->b, tmp, len);
     }
     w->first = false;
 }
