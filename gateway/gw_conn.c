@@ -228,6 +228,18 @@ static void wev_set(struct gw_conn *c, bool on)
     }
 }
 
+/* writev that never raises SIGPIPE, whatever the process does with the signal:
+ * a client that left is an error return here, not a signal. */
+static ssize_t send_iov(int fd, struct iovec *iov, int n)
+{
+    struct msghdr m;
+
+    memset(&m, 0, sizeof(m));
+    m.msg_iov = iov;
+    m.msg_iovlen = (size_t)n;
+    return sendmsg(fd, &m, MSG_NOSIGNAL);
+}
+
 /* ---------------------------------------------------------- output queue */
 
 static struct chunk *chunk_get(struct gw_conns *cs)
@@ -339,7 +351,7 @@ static int oq_flush(struct gw_conn *c)
             iov[n].iov_len = k->end - k->start;
             n++;
         }
-        w = writev(c->fd, iov, n);
+        w = send_iov(c->fd, iov, n);
         if (w < 0) {
             if (errno == EINTR) {
                 continue;
@@ -369,7 +381,7 @@ static enum gw_conn_wr conn_writev(struct gw_conn *c, struct iovec *iov, int n)
     if (c->unsent == 0) {
         ssize_t w;
         do {
-            w = writev(c->fd, iov, n);
+            w = send_iov(c->fd, iov, n);
         } while (w < 0 && errno == EINTR);
         if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             conn_fail(c);
@@ -1052,7 +1064,7 @@ static void refuse_over_cap(struct gw_conns *cs, int fd)
                      "Connection: close\r\n\r\n",
                      gw_conn_http_date(), sizeof(body) - 1);
     struct iovec iov[2] = {{head, (size_t)n}, {(void *)body, sizeof(body) - 1}};
-    ssize_t w = writev(fd, iov, 2);
+    ssize_t w = send_iov(fd, iov, 2);
 
     (void)w; /* best effort: a fresh socket's buffer takes this whole */
     cs->refused++;
