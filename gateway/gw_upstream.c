@@ -40,6 +40,9 @@
 #define DNS_TTL_MS 30000u
 /* TLS request bodies up to this size go out in the head's TLS record. */
 #define TLS_COALESCE_MAX 16384u
+/* TLS sessions kept per origin for resumption; each is used once (TLS 1.3 tickets are
+ * single-use), and a full handshake brings new ones (OpenSSL servers send two). */
+#define SESSIONS_MAX 4u
 #define HOST_MAX 255u
 #define WHAT_MAX 200u
 /* Parsed URLs kept per worker: a gateway sends to a few configured base URLs. */
@@ -71,7 +74,8 @@ struct origin {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     uint64_t addr_until_ms; /* DNS cache; 0: none; UINT64_MAX: literal */
-    SSL_SESSION *session;   /* for resumption */
+    SSL_SESSION *sessions[SESSIONS_MAX]; /* for resumption, newest last */
+    size_t nsessions;
     struct conn *idle;      /* most recently used first */
     size_t nidle;
 };
@@ -88,6 +92,7 @@ struct conn {
     struct conn *next;
     uint64_t idle_since_ms;
     unsigned long nreq; /* requests sent on it */
+    bool tls_failed;    /* its session must not be resumed */
 };
 
 enum call_state { C_RESOLVING = 0, C_CONNECTING, C_HANDSHAKE, C_WRITING, C_READING };
@@ -254,6 +259,11 @@ static void conn_close(struct conn *k)
         event_del(&k->ev);
     }
     if (k->ssl) {
+        if (!k->tls_failed) {
+            /* Closed without a TLS error: marked as shut down (nothing is sent), so
+             * OpenSSL does not void the session the origin keeps for resumption. */
+            SSL_set_shutdown(k->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+        }
         SSL_free(k->ssl);
     }
     if (k->fd >= 0) {
@@ -341,15 +351,20 @@ static struct conn *conn_take(struct origin *o)
 static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
     struct conn *k = SSL_get_app_data(ssl);
+    struct origin *o;
 
     if (!k || !k->o) {
         return 0;
     }
-    /* The latest ticket wins; the reference passes to the origin (return 1). */
-    if (k->o->session) {
-        SSL_SESSION_free(k->o->session);
+    o = k->o;
+
+    /* The reference passes to the origin (return 1); past the cap the oldest goes. */
+    if (o->nsessions == SESSIONS_MAX) {
+        SSL_SESSION_free(o->sessions[0]);
+        memmove(o->sessions, o->sessions + 1, (SESSIONS_MAX - 1) * sizeof(o->sessions[0]));
+        o->nsessions--;
     }
-    k->o->session = sess;
+    o->sessions[o->nsessions++] = sess;
     return 1;
 }
 
@@ -399,6 +414,9 @@ static void tls_why(struct gw_upstream_call *c, const char *during)
     unsigned long e = ERR_peek_last_error();
     const char *reason = e ? ERR_reason_error_string(e) : NULL;
 
+    if (c->conn) {
+        c->conn->tls_failed = true;
+    }
     if (vr != X509_V_OK) {
         snprintf(c->what, sizeof(c->what), "TLS certificate verify failed: %s",
                  X509_verify_cert_error_string(vr));
@@ -879,8 +897,14 @@ static void start_tls(struct gw_upstream_call *c)
         SSL_set_tlsext_host_name(k->ssl, o->host);
         SSL_set1_host(k->ssl, o->host);
     }
-    if (o->session) {
-        SSL_set_session(k->ssl, o->session);
+    /* The newest session still resumable, used once: the SSL holds its own reference. */
+    while (o->nsessions > 0) {
+        SSL_SESSION *sess = o->sessions[--o->nsessions];
+        bool ok = SSL_SESSION_is_resumable(sess) == 1 && SSL_set_session(k->ssl, sess) == 1;
+        SSL_SESSION_free(sess);
+        if (ok) {
+            break;
+        }
     }
     handshake(c);
 }
@@ -895,6 +919,26 @@ static void on_connected(struct gw_upstream_call *c)
     }
 }
 
+/* An idle TLS connection became readable: TLS 1.3 servers send session tickets
+ * (and may send key updates) after an answer went out. True when that was all and
+ * the connection stays good; false on application data, the peer's close or an error. */
+static bool idle_tls_ok(struct conn *k)
+{
+    char byte;
+    int r;
+
+    ERR_clear_error();
+    r = SSL_read(k->ssl, &byte, 1);
+    if (r > 0) {
+        return false;
+    }
+    if (SSL_get_error(k->ssl, r) == SSL_ERROR_WANT_READ) {
+        return true;
+    }
+    ERR_clear_error();
+    return false;
+}
+
 static void on_conn_io(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *k = arg;
@@ -904,7 +948,11 @@ static void on_conn_io(evutil_socket_t fd, short what, void *arg)
 
     (void)what;
     if (!c) {
-        /* Idle and readable: closed by the peer, or bytes nobody asked for. */
+        /* Idle and readable: closed by the peer, or bytes nobody asked for (unless
+         * TLS consumed them as its own messages). */
+        if (k->ssl && idle_tls_ok(k)) {
+            return;
+        }
         idle_unlink(k);
         conn_close(k);
         return;
@@ -1279,8 +1327,8 @@ void gw_upstream_destroy(struct gw_upstream *up)
             idle_unlink(k);
             conn_close(k);
         }
-        if (o->session) {
-            SSL_SESSION_free(o->session);
+        while (o->nsessions > 0) {
+            SSL_SESSION_free(o->sessions[--o->nsessions]);
         }
         gv_free(o->ca_file);
         gv_free(o);
