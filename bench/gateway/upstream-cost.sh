@@ -28,6 +28,7 @@ KT_PORT=$((BASE + 3))
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/kt-upcost.XXXXXX")"
 . "$ROOT/bench/lib/procs.sh"
 . "$ROOT/bench/lib/page-config.sh"
+. "$ROOT/bench/lib/nginx-upstream.sh"
 
 cleanup() {
     local rc=$?
@@ -71,37 +72,7 @@ for t in wrk nginx strace valgrind callgrind_annotate; do
     command -v "$t" >/dev/null 2>&1 || [ -x "/usr/sbin/$t" ] ||
         { echo "upstream-cost: needs $t" >&2; exit 1; }
 done
-NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
-USER_LINE=""
-[ "$(id -u)" -ne 0 ] || USER_LINE="user root;"
-BODY="$(tr -d '\n' <"$HERE/upstream.json")"
-mkdir -p "$WORK/ngx/logs" "$WORK/ngx/tmp"
-cat >"$WORK/ngx/nginx.conf" <<EOF
-$USER_LINE
-worker_processes 1;
-pid $WORK/ngx/nginx.pid;
-error_log $WORK/ngx/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/ngx/tmp/body;
-    proxy_temp_path $WORK/ngx/tmp/proxy;
-    fastcgi_temp_path $WORK/ngx/tmp/fcgi;
-    uwsgi_temp_path $WORK/ngx/tmp/uwsgi;
-    scgi_temp_path $WORK/ngx/tmp/scgi;
-    keepalive_requests 1000000;
-    keepalive_timeout 60s;
-    server {
-        listen 127.0.0.1:$UP_PORT;
-        location = /v1/chat/completions {
-            default_type application/json;
-            return 200 '$BODY';
-        }
-    }
-}
-EOF
-"$NGINX" -p "$WORK/ngx" -c "$WORK/ngx/nginx.conf" -g 'daemon off;' 2>"$WORK/ngx.log" &
-PIDS+=($!)
+nginx_upstream "$WORK/ngx" "$UP_PORT"
 page_config "http://127.0.0.1:$UP_PORT/v1" >"$WORK/policy-config.yaml"
 
 wait_port() { # wait_port PORT: until something answers a POST there (bounded)

@@ -376,6 +376,19 @@ static const char OK_JSON[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json
                               "openai-version: 2020-10-01\r\nx-ratelimit-limit-requests: 5\r\n"
                               "Content-Length: 11\r\n\r\n{\"id\":\"c\"}\n";
 
+/* One call that must come back 200 with OK_JSON's body. */
+static void expect_ok_json(void)
+{
+    struct call c;
+
+    call_init(&c);
+    run_call(&c, 0, 0);
+    assert_int_equal(c.rc, GV_OK);
+    assert_int_equal(c.status, 200);
+    assert_int_equal(c.body.len, 11);
+    call_free(&c);
+}
+
 /* --------------------------------------------------------------- tests */
 
 static void test_request_goes_out_whole_and_answer_comes_back(void **state)
@@ -407,7 +420,6 @@ static void test_request_goes_out_whole_and_answer_comes_back(void **state)
 static void test_keep_alive_one_connection_for_many_requests(void **state)
 {
     struct gw_upstream_stats st;
-    struct call c;
     int i;
 
     (void)state;
@@ -415,11 +427,7 @@ static void test_keep_alive_one_connection_for_many_requests(void **state)
         srv_answer(&F->srv, OK_JSON, KEEP);
     }
     for (i = 0; i < 8; i++) {
-        call_init(&c);
-        run_call(&c, 0, 0);
-        assert_int_equal(c.rc, GV_OK);
-        assert_int_equal(c.body.len, 11);
-        call_free(&c);
+        expect_ok_json();
     }
     gw_upstream_stats(F->up, &st);
     assert_int_equal(F->srv.accepted, 1);
@@ -552,16 +560,12 @@ static void test_malformed_answer_is_an_upstream_error(void **state)
 static void test_pooled_connection_closed_while_idle(void **state)
 {
     struct gw_upstream_stats st;
-    struct call c;
     int i;
 
     (void)state;
     srv_answer(&F->srv, OK_JSON, CLOSE);
     srv_answer(&F->srv, OK_JSON, KEEP);
-    call_init(&c);
-    run_call(&c, 0, 0);
-    assert_int_equal(c.rc, GV_OK);
-    call_free(&c);
+    expect_ok_json();
     for (i = 0; i < 1000; i++) {
         gw_upstream_stats(F->up, &st);
         if (st.idle == 0) {
@@ -570,11 +574,7 @@ static void test_pooled_connection_closed_while_idle(void **state)
         event_base_loop(F->base, EVLOOP_ONCE);
     }
     assert_int_equal(st.idle, 0);
-    call_init(&c);
-    run_call(&c, 0, 0);
-    assert_int_equal(c.rc, GV_OK);
-    assert_int_equal(c.body.len, 11);
-    call_free(&c);
+    expect_ok_json();
     gw_upstream_stats(F->up, &st);
     assert_int_equal(st.connects, 2);
     assert_int_equal(st.retries, 0);
@@ -588,24 +588,16 @@ static void test_stale_pooled_connection_is_retried_once(void **state)
 {
     struct gw_upstream_stats st;
     struct linger lg = {1, 0};
-    struct call c;
 
     (void)state;
     srv_answer(&F->srv, OK_JSON, KEEP);
     srv_answer(&F->srv, OK_JSON, KEEP);
-    call_init(&c);
-    run_call(&c, 0, 0);
-    assert_int_equal(c.rc, GV_OK);
-    call_free(&c);
+    expect_ok_json();
     assert_int_equal(F->srv.nconns, 1);
     /* SO_LINGER 0: close sends RST, which loopback delivers before close returns. */
     setsockopt(F->srv.conns[0]->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     sconn_close(F->srv.conns[0]);
-    call_init(&c);
-    run_call(&c, 0, 0);
-    assert_int_equal(c.rc, GV_OK);
-    assert_int_equal(c.body.len, 11);
-    call_free(&c);
+    expect_ok_json();
     gw_upstream_stats(F->up, &st);
     assert_int_equal(st.retries, 1);
     assert_int_equal(st.connects, 2);
