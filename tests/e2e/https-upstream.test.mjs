@@ -121,6 +121,23 @@ test('https upstream trusted through SSL_CERT_FILE: plain and streamed completio
     await plainAndStreamed(gw, good);
 });
 
+test('rate-limit and retry headers of the upstream reach the client', async () => {
+    const gw = await gatewayFor(good, { caFile: path.join(dir, 'test-ca.pem') });
+    good.enqueue({ status: 429, headers: { 'x-ratelimit-remaining-requests': '0',
+        'x-ratelimit-reset-requests': '1s', 'retry-after-ms': '900', 'x-should-retry': 'true' },
+    error: { message: 'Rate limit reached', type: 'requests', param: null,
+        code: 'rate_limit_exceeded' } });
+    const r = await rawRequest(gw, { method: 'POST', path: '/v1/chat/completions',
+        body: chatBody() });
+    assert.equal(r.status, 429, r.body);
+    assert.equal(r.json.error.code, 'rate_limit_exceeded');
+    assert.equal(r.headers['x-ratelimit-remaining-requests'], '0');
+    assert.equal(r.headers['x-ratelimit-reset-requests'], '1s');
+    assert.equal(r.headers['retry-after-ms'], '900');
+    assert.equal(r.headers['x-should-retry'], 'true');
+    assert.equal(r.headers['openai-version'], '2020-10-01');
+});
+
 test('https keep-alive: one TLS connection for several requests, and sessions resume', async () => {
     const gw = await gatewayFor(good, { caFile: path.join(dir, 'test-ca.pem') });
     const oa = client(gw);
