@@ -231,6 +231,21 @@ static bool scan_framing(struct gw_h1resp *r, const char *p, size_t n)
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
 
+        if (r->want == 0 && r->prev != '\r' && !r->line_start) {
+            /* Fast path through the middle of a line: visible bytes, SP, HTAB, obs-text. */
+            size_t j = i;
+            while (j < n && ((unsigned char)p[j] >= 0x20 ? p[j] != 0x7f : p[j] == '\t')) {
+                j++;
+            }
+            if (j > i) {
+                r->prev = (unsigned char)p[j - 1];
+                i = j;
+                if (i == n) {
+                    break;
+                }
+                c = (unsigned char)p[i];
+            }
+        }
         if (r->want == 1) {
             if (c != '\r') {
                 return fail(r, "chunk data not followed by CRLF in the upstream answer") == 0;

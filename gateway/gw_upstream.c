@@ -40,8 +40,13 @@
 #define DNS_TTL_MS 30000u
 /* TLS request bodies up to this size go out in the head's TLS record. */
 #define TLS_COALESCE_MAX 16384u
+/* TLS sessions kept per origin for resumption; each is used once (TLS 1.3 tickets are
+ * single-use), and a full handshake brings new ones (OpenSSL servers send two). */
+#define SESSIONS_MAX 4u
 #define HOST_MAX 255u
 #define WHAT_MAX 200u
+/* Parsed URLs kept per worker: a gateway sends to a few configured base URLs. */
+#define URL_CACHE_MAX 16u
 
 struct rbuf {
     struct rbuf *next;
@@ -69,7 +74,8 @@ struct origin {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     uint64_t addr_until_ms; /* DNS cache; 0: none; UINT64_MAX: literal */
-    SSL_SESSION *session;   /* for resumption */
+    SSL_SESSION *sessions[SESSIONS_MAX]; /* for resumption, newest last */
+    size_t nsessions;
     struct conn *idle;      /* most recently used first */
     size_t nidle;
 };
@@ -86,6 +92,7 @@ struct conn {
     struct conn *next;
     uint64_t idle_since_ms;
     unsigned long nreq; /* requests sent on it */
+    bool tls_failed;    /* its session must not be resumed */
 };
 
 enum call_state { C_RESOLVING = 0, C_CONNECTING, C_HANDSHAKE, C_WRITING, C_READING };
@@ -100,7 +107,8 @@ struct gw_upstream_call {
     struct conn *conn;
     enum call_state state;
     struct evdns_getaddrinfo_request *dns;
-    struct gv_buf head; /* request head (holds the secret: wiped before freed) */
+    char *head;      /* request head (holds the secret: wiped before freed) */
+    size_t head_len; /* its bytes, plus the body when body_in_head */
     const char *body;
     size_t body_len;
     size_t sent;     /* bytes of head + body written */
@@ -124,6 +132,21 @@ struct gw_upstream_call {
     char what[WHAT_MAX];
 };
 
+struct target {
+    bool tls;
+    char host[HOST_MAX + 1];
+    uint16_t port;
+    const char *path; /* path and query, into the URL */
+    size_t path_len;
+    const char *hostport; /* for the Host header, into the URL */
+    size_t hostport_len;
+};
+
+struct urlcache {
+    char *url;       /* a copy; t points into it */
+    struct target t;
+};
+
 struct gw_upstream {
     struct event_base *base;
     struct evdns_base *dns;
@@ -134,6 +157,8 @@ struct gw_upstream {
     size_t ntls;
     struct rbuf *free_bufs;
     size_t nfree_bufs;
+    struct urlcache urls[URL_CACHE_MAX];
+    size_t nurls;
     struct gw_upstream_stats st;
 };
 
@@ -234,6 +259,11 @@ static void conn_close(struct conn *k)
         event_del(&k->ev);
     }
     if (k->ssl) {
+        if (!k->tls_failed) {
+            /* Closed without a TLS error: marked as shut down (nothing is sent), so
+             * OpenSSL does not void the session the origin keeps for resumption. */
+            SSL_set_shutdown(k->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+        }
         SSL_free(k->ssl);
     }
     if (k->fd >= 0) {
@@ -321,15 +351,20 @@ static struct conn *conn_take(struct origin *o)
 static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
     struct conn *k = SSL_get_app_data(ssl);
+    struct origin *o;
 
     if (!k || !k->o) {
         return 0;
     }
-    /* The latest ticket wins; the reference passes to the origin (return 1). */
-    if (k->o->session) {
-        SSL_SESSION_free(k->o->session);
+    o = k->o;
+
+    /* The reference passes to the origin (return 1); past the cap the oldest goes. */
+    if (o->nsessions == SESSIONS_MAX) {
+        SSL_SESSION_free(o->sessions[0]);
+        memmove(o->sessions, o->sessions + 1, (SESSIONS_MAX - 1) * sizeof(o->sessions[0]));
+        o->nsessions--;
     }
-    k->o->session = sess;
+    o->sessions[o->nsessions++] = sess;
     return 1;
 }
 
@@ -379,6 +414,9 @@ static void tls_why(struct gw_upstream_call *c, const char *during)
     unsigned long e = ERR_peek_last_error();
     const char *reason = e ? ERR_reason_error_string(e) : NULL;
 
+    if (c->conn) {
+        c->conn->tls_failed = true;
+    }
     if (vr != X509_V_OK) {
         snprintf(c->what, sizeof(c->what), "TLS certificate verify failed: %s",
                  X509_verify_cert_error_string(vr));
@@ -431,10 +469,10 @@ static void call_free(struct gw_upstream_call *c, bool reuse)
     event_del(&c->timer);
     rbuf_put(up, c->buf);
     gw_h1resp_free(&c->resp);
-    if (c->head.data) {
-        OPENSSL_cleanse(c->head.data, c->head.cap);
+    if (c->head) {
+        OPENSSL_cleanse(c->head, c->head_len);
     }
-    gv_buf_free(&c->head);
+    gv_free(c->head);
     gv_free(c);
 }
 
@@ -713,14 +751,14 @@ static void read_answer(struct gw_upstream_call *c)
 static bool write_some(struct gw_upstream_call *c, int *err)
 {
     struct conn *k = c->conn;
-    size_t hl = c->head.len;
+    size_t hl = c->head_len;
     size_t total = hl + (c->body_in_head ? 0 : c->body_len);
 
     *err = 0;
     while (c->sent < total) {
         ssize_t n;
         if (k->ssl) {
-            const char *p = c->sent < hl ? c->head.data + c->sent : c->body + (c->sent - hl);
+            const char *p = c->sent < hl ? c->head + c->sent : c->body + (c->sent - hl);
             size_t len = c->sent < hl ? hl - c->sent : total - c->sent;
             int r;
             ERR_clear_error();
@@ -744,7 +782,7 @@ static bool write_some(struct gw_upstream_call *c, int *err)
             struct iovec iov[2];
             int cnt = 0;
             if (c->sent < hl) {
-                iov[cnt].iov_base = c->head.data + c->sent;
+                iov[cnt].iov_base = c->head + c->sent;
                 iov[cnt].iov_len = hl - c->sent;
                 cnt++;
             }
@@ -859,8 +897,14 @@ static void start_tls(struct gw_upstream_call *c)
         SSL_set_tlsext_host_name(k->ssl, o->host);
         SSL_set1_host(k->ssl, o->host);
     }
-    if (o->session) {
-        SSL_set_session(k->ssl, o->session);
+    /* The newest session still resumable, used once: the SSL holds its own reference. */
+    while (o->nsessions > 0) {
+        SSL_SESSION *sess = o->sessions[--o->nsessions];
+        bool ok = SSL_SESSION_is_resumable(sess) == 1 && SSL_set_session(k->ssl, sess) == 1;
+        SSL_SESSION_free(sess);
+        if (ok) {
+            break;
+        }
     }
     handshake(c);
 }
@@ -875,6 +919,26 @@ static void on_connected(struct gw_upstream_call *c)
     }
 }
 
+/* An idle TLS connection became readable: TLS 1.3 servers send session tickets
+ * (and may send key updates) after an answer went out. True when that was all and
+ * the connection stays good; false on application data, the peer's close or an error. */
+static bool idle_tls_ok(struct conn *k)
+{
+    char byte;
+    int r;
+
+    ERR_clear_error();
+    r = SSL_read(k->ssl, &byte, 1);
+    if (r > 0) {
+        return false;
+    }
+    if (SSL_get_error(k->ssl, r) == SSL_ERROR_WANT_READ) {
+        return true;
+    }
+    ERR_clear_error();
+    return false;
+}
+
 static void on_conn_io(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *k = arg;
@@ -884,7 +948,11 @@ static void on_conn_io(evutil_socket_t fd, short what, void *arg)
 
     (void)what;
     if (!c) {
-        /* Idle and readable: closed by the peer, or bytes nobody asked for. */
+        /* Idle and readable: closed by the peer, or bytes nobody asked for (unless
+         * TLS consumed them as its own messages). */
+        if (k->ssl && idle_tls_ok(k)) {
+            return;
+        }
         idle_unlink(k);
         conn_close(k);
         return;
@@ -1031,15 +1099,6 @@ static void connect_new(struct gw_upstream_call *c)
 
 /* ------------------------------------------------------------------ URL */
 
-struct target {
-    bool tls;
-    char host[HOST_MAX + 1];
-    uint16_t port;
-    const char *path; /* path and query, into the URL */
-    size_t path_len;
-    const char *hostport; /* for the Host header, into the URL */
-    size_t hostport_len;
-};
 
 static gv_rc parse_url(const char *url, struct target *t)
 {
@@ -1097,6 +1156,34 @@ static gv_rc parse_url(const char *url, struct target *t)
     return GV_OK;
 }
 
+/* The parsed form of url, from the cache when it was seen before. */
+static gv_rc target_of(struct gw_upstream *up, const char *url, struct target *t)
+{
+    struct urlcache *e;
+    size_t i;
+
+    for (i = 0; i < up->nurls; i++) {
+        if (strcmp(up->urls[i].url, url) == 0) {
+            *t = up->urls[i].t;
+            return GV_OK;
+        }
+    }
+    if (parse_url(url, t) != GV_OK) {
+        return GV_EUPSTREAM;
+    }
+    if (up->nurls < URL_CACHE_MAX) {
+        e = &up->urls[up->nurls];
+        e->url = gv_strdup(url);
+        if (parse_url(e->url, &e->t) == GV_OK) {
+            up->nurls++;
+        }
+        else {
+            gv_free(e->url);
+        }
+    }
+    return GV_OK;
+}
+
 static struct origin *origin_get(struct gw_upstream *up, const struct target *t,
                                  const char *ca_file)
 {
@@ -1148,53 +1235,61 @@ static struct origin *origin_get(struct gw_upstream *up, const struct target *t,
     return o;
 }
 
-static gv_rc build_head(struct gw_upstream_call *c, const struct gw_upstream_req *rq,
-                        const struct target *t)
+/* Appends n bytes at *w and moves it on. */
+static void put(char **w, const char *p, size_t n)
 {
-    struct gv_buf *b = &c->head;
-    char num[32];
-    gv_rc rc;
+    memcpy(*w, p, n);
+    *w += n;
+}
 
-    gv_buf_init(b, 0);
-    rc = gv_buf_append(b, "POST ", 5);
-    if (rc == GV_OK) {
-        rc = gv_buf_append(b, t->path, t->path_len);
+/* The request head, sized first and written into one allocation: no regrowth
+ * and no formatting on the request path. */
+static void build_head(struct gw_upstream_call *c, const struct gw_upstream_req *rq,
+                       const struct target *t)
+{
+    static const char s1[] = " HTTP/1.1\r\nHost: ";
+    static const char s2[] = "\r\nUser-Agent: kt/" KT_VERSION
+                             "\r\nContent-Type: application/json\r\nAccept: ";
+    static const char s3[] = "\r\nAuthorization: Bearer ";
+    static const char s4[] = "\r\nContent-Length: ";
+    const char *accept = rq->accept ? rq->accept : "application/json";
+    const char *auth = rq->auth_bearer && rq->auth_bearer[0] ? rq->auth_bearer : NULL;
+    size_t alen = strlen(accept), klen = auth ? strlen(auth) : 0;
+    size_t xlen = rq->extra_headers ? strlen(rq->extra_headers) : 0;
+    char num[24], *w;
+    size_t nlen = 0, v = c->body_len, len;
+
+    do {
+        num[sizeof(num) - 1 - nlen++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    len = 5 + t->path_len + sizeof(s1) - 1 + t->hostport_len + sizeof(s2) - 1 + alen +
+          (auth ? sizeof(s3) - 1 + klen : 0) + sizeof(s4) - 1 + nlen + 2 + xlen + 2;
+    c->body_in_head = t->tls && c->body_len <= TLS_COALESCE_MAX;
+    c->head = gv_malloc(len + (c->body_in_head ? c->body_len : 0));
+    w = c->head;
+    put(&w, "POST ", 5);
+    put(&w, t->path, t->path_len);
+    put(&w, s1, sizeof(s1) - 1);
+    put(&w, t->hostport, t->hostport_len);
+    put(&w, s2, sizeof(s2) - 1);
+    put(&w, accept, alen);
+    if (auth) {
+        put(&w, s3, sizeof(s3) - 1);
+        put(&w, auth, klen);
     }
-    if (rc == GV_OK) {
-        rc = gv_buf_append_str(b, " HTTP/1.1\r\nHost: ");
+    put(&w, s4, sizeof(s4) - 1);
+    put(&w, num + sizeof(num) - nlen, nlen);
+    put(&w, "\r\n", 2);
+    if (xlen) {
+        put(&w, rq->extra_headers, xlen);
     }
-    if (rc == GV_OK) {
-        rc = gv_buf_append(b, t->hostport, t->hostport_len);
-    }
-    if (rc == GV_OK) {
-        rc = gv_buf_append_str(b, "\r\nUser-Agent: kt/" KT_VERSION
-                                  "\r\nContent-Type: application/json\r\nAccept: ");
-    }
-    if (rc == GV_OK) {
-        rc = gv_buf_append_str(b, rq->accept ? rq->accept : "application/json");
-    }
-    if (rc == GV_OK && rq->auth_bearer && rq->auth_bearer[0]) {
-        rc = gv_buf_append_str(b, "\r\nAuthorization: Bearer ");
-        if (rc == GV_OK) {
-            rc = gv_buf_append_str(b, rq->auth_bearer);
-        }
-    }
-    if (rc == GV_OK) {
-        snprintf(num, sizeof(num), "\r\nContent-Length: %zu\r\n", rq->body_len);
-        rc = gv_buf_append_str(b, num);
-    }
-    if (rc == GV_OK && rq->extra_headers) {
-        rc = gv_buf_append_str(b, rq->extra_headers);
-    }
-    if (rc == GV_OK) {
-        rc = gv_buf_append(b, "\r\n", 2);
-    }
-    if (rc == GV_OK && t->tls && rq->body_len <= TLS_COALESCE_MAX) {
+    put(&w, "\r\n", 2);
+    if (c->body_in_head) {
         /* One TLS record (and one write) for a small request, not two. */
-        rc = gv_buf_append(b, rq->body, rq->body_len);
-        c->body_in_head = rc == GV_OK;
+        put(&w, c->body, c->body_len);
     }
-    return rc;
+    c->head_len = (size_t)(w - c->head);
 }
 
 /* --------------------------------------------------------------- the API */
@@ -1232,8 +1327,8 @@ void gw_upstream_destroy(struct gw_upstream *up)
             idle_unlink(k);
             conn_close(k);
         }
-        if (o->session) {
-            SSL_SESSION_free(o->session);
+        while (o->nsessions > 0) {
+            SSL_SESSION_free(o->sessions[--o->nsessions]);
         }
         gv_free(o->ca_file);
         gv_free(o);
@@ -1247,6 +1342,9 @@ void gw_upstream_destroy(struct gw_upstream *up)
         gv_free(up->tls[i].ca_file);
     }
     gv_free(up->tls);
+    for (i = 0; i < up->nurls; i++) {
+        gv_free(up->urls[i].url);
+    }
     if (up->dns) {
         evdns_base_free(up->dns, 0);
     }
@@ -1259,13 +1357,12 @@ gv_rc gw_upstream_start(struct gw_upstream *up, const struct gw_upstream_req *rq
 {
     struct gw_upstream_call *c;
     struct target t;
-    gv_rc rc;
 
     if (out) {
         *out = NULL;
     }
     memset(&t, 0, sizeof(t));
-    if (!rq->url || parse_url(rq->url, &t) != GV_OK) {
+    if (!rq->url || target_of(up, rq->url, &t) != GV_OK) {
         return GV_EUPSTREAM;
     }
     c = gv_calloc(1, sizeof(*c));
@@ -1282,11 +1379,7 @@ gv_rc gw_upstream_start(struct gw_upstream *up, const struct gw_upstream_req *rq
     c->last_io_ms = c->start_ms;
     gw_h1resp_init(&c->resp);
     evtimer_assign(&c->timer, up->base, on_call_timer, c);
-    rc = build_head(c, rq, &t);
-    if (rc != GV_OK) {
-        call_free(c, false);
-        return GV_EUPSTREAM;
-    }
+    build_head(c, rq, &t);
     c->o = origin_get(up, &t, rq->ca_file);
     c->next = up->calls;
     if (up->calls) {

@@ -77,6 +77,8 @@ struct gw_upstream_stats {
 };
 
 /* One per worker thread, bound to that worker's event base; not thread-safe.
+ * The process must ignore SIGPIPE (kt gateway does): requests go out with
+ * writev and OpenSSL's writes, which raise it on a connection the peer reset.
  * Keeps a keep-alive pool per origin (scheme, host, port, CA file), TLS
  * contexts and sessions, a short DNS cache and a few 16 KiB read buffers.
  * GV_EIO when the timer cannot be made. */

@@ -24,7 +24,6 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-GW="$ROOT/bench/gateway"
 HERE="$ROOT/bench/audit"
 cd "$ROOT"
 DURATION="${BENCH_DURATION:-5}"
@@ -72,35 +71,8 @@ fi
 [ -x "$KT" ] || { echo "bench: no kt binary at $KT" >&2; exit 1; }
 
 # --- upstream ------------------------------------------------------------------------------
-USER_LINE=""
-[ "$(id -u)" -ne 0 ] || USER_LINE="user root;"
-BODY="$(tr -d '\n' <"$GW/upstream.json")"
-mkdir -p "$WORK/up/logs" "$WORK/up/tmp"
-cat >"$WORK/up/nginx.conf" <<EOF
-$USER_LINE
-worker_processes 1;
-pid $WORK/up/nginx.pid;
-error_log $WORK/up/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/up/tmp/body;
-    proxy_temp_path $WORK/up/tmp/proxy;
-    fastcgi_temp_path $WORK/up/tmp/fcgi;
-    uwsgi_temp_path $WORK/up/tmp/uwsgi;
-    scgi_temp_path $WORK/up/tmp/scgi;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$UP_PORT;
-        location = /v1/chat/completions {
-            default_type application/json;
-            return 200 '$BODY';
-        }
-    }
-}
-EOF
-"$NGINX" -p "$WORK/up" -c "$WORK/up/nginx.conf" -g 'daemon off;' 2>>"$WORK/up/logs/stderr.log" &
-PIDS+=($!)
+. "$ROOT/bench/lib/nginx-upstream.sh"
+nginx_upstream "$WORK/up" "$UP_PORT"
 
 config() { # config CHAIN EXTRA
     cat <<EOF

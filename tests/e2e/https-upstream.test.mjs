@@ -71,10 +71,12 @@ after(async () => {
     }
 });
 
-/** A gateway on `up` with the given CA file (or none); SSL_CERT_FILE only when given. */
+/** A gateway on `up` with the given CA file (or none); SSL_CERT_FILE only when given. One
+ * worker, so one keep-alive pool: connection counts are the pool's. */
 async function gatewayFor(up, { caFile, certFile } = {}) {
     const g = await startGateway({
         upstream: up,
+        args: ['--workers', '1'],
         targetExtra: caFile ? { ca_file: JSON.stringify(caFile) } : {},
         env: { SSL_CERT_FILE: certFile, SSL_CERT_DIR: undefined },
     });
@@ -117,6 +119,46 @@ test('https upstream trusted through ca_file: plain and streamed completions', a
 test('https upstream trusted through SSL_CERT_FILE: plain and streamed completions', async () => {
     const gw = await gatewayFor(good, { certFile: path.join(dir, 'test-ca.pem') });
     await plainAndStreamed(gw, good);
+});
+
+test('rate-limit and retry headers of the upstream reach the client', async () => {
+    const gw = await gatewayFor(good, { caFile: path.join(dir, 'test-ca.pem') });
+    good.enqueue({ status: 429, headers: { 'x-ratelimit-remaining-requests': '0',
+        'x-ratelimit-reset-requests': '1s', 'retry-after-ms': '900', 'x-should-retry': 'true' },
+    error: { message: 'Rate limit reached', type: 'requests', param: null,
+        code: 'rate_limit_exceeded' } });
+    const r = await rawRequest(gw, { method: 'POST', path: '/v1/chat/completions',
+        body: chatBody() });
+    assert.equal(r.status, 429, r.body);
+    assert.equal(r.json.error.code, 'rate_limit_exceeded');
+    assert.equal(r.headers['x-ratelimit-remaining-requests'], '0');
+    assert.equal(r.headers['x-ratelimit-reset-requests'], '1s');
+    assert.equal(r.headers['retry-after-ms'], '900');
+    assert.equal(r.headers['x-should-retry'], 'true');
+    assert.equal(r.headers['openai-version'], '2020-10-01');
+});
+
+test('https keep-alive: one TLS connection for several requests, and sessions resume', async () => {
+    const gw = await gatewayFor(good, { caFile: path.join(dir, 'test-ca.pem') });
+    const oa = client(gw);
+    const messages = [{ role: 'user', content: 'Keep the connection.' }];
+    await oa.chat.completions.create({ model: 'gpt-4o', messages });
+    const conns = good.connections;
+    for (let i = 0; i < 4; i++) {
+        await oa.chat.completions.create({ model: 'gpt-4o', messages });
+    }
+    assert.equal(good.connections, conns, 'sequential requests opened new TLS connections');
+    /* The upstream closes after each answer: the next requests need new connections, and
+     * their handshakes resume sessions kt kept from the first one. */
+    good.behave({ headers: { connection: 'close' } });
+    const opened = good.connections;
+    const resumed = good.resumed;
+    for (let i = 0; i < 3; i++) {
+        await oa.chat.completions.create({ model: 'gpt-4o', messages });
+    }
+    good.reset();
+    assert.equal(good.connections, opened + 2, 'answers with Connection: close were reused');
+    assert.equal(good.resumed, resumed + 2, 'new TLS connections did not resume the session');
 });
 
 test('a certificate for another host name -> 502 naming the host name problem', async () => {

@@ -112,7 +112,9 @@ function lastUserText(messages) {
  * opts.tls:        {key, cert} (PEM): serve HTTPS with them instead of HTTP.
  * opts.urlHost:    host name put in url/baseURL (default the listen host), e.g. 'localhost'
  *                  so a client checks a certificate issued for that name.
- * Returns { port, url, baseURL, requests, behave, enqueue, reset, waitForRequests, close }.
+ * Returns { port, url, baseURL, requests, connections, behave, enqueue, reset, waitForRequests,
+ * close }. connections counts accepted connections; with opts.tls, resumed counts TLS handshakes
+ * that resumed an earlier session.
  */
 export async function startUpstream(opts = {}) {
     const requests = [];
@@ -372,6 +374,13 @@ export async function startUpstream(opts = {}) {
         ? https.createServer({ key: opts.tls.key, cert: opts.tls.cert }, onRequest)
         : http.createServer(onRequest);
     server.keepAliveTimeout = 30000;
+    const counts = { connections: 0, resumed: 0 };
+    server.on(opts.tls ? 'secureConnection' : 'connection', (s) => {
+        counts.connections++;
+        if (opts.tls && s.isSessionReused()) {
+            counts.resumed++;
+        }
+    });
     server.on('connection', (s) => {
         sockets.add(s);
         s.on('close', () => sockets.delete(s));
@@ -389,6 +398,12 @@ export async function startUpstream(opts = {}) {
         url: `${scheme}://${host}:${port}`,
         baseURL: `${scheme}://${host}:${port}/v1`,
         requests,
+        get connections() {
+            return counts.connections;
+        },
+        get resumed() {
+            return counts.resumed;
+        },
         /** Only the chat completion requests, in arrival order. */
         chats() {
             return requests.filter((r) => r.path === '/v1/chat/completions');
