@@ -250,6 +250,7 @@ out:
 static gv_rc worker_init(struct gw_server *s, struct gw_worker *w, int idx, int fd)
 {
     struct event_config *ecfg;
+    size_t i;
     struct gw_conns_opts co;
 
     w->srv = s;
@@ -285,6 +286,16 @@ static gv_rc worker_init(struct gw_server *s, struct gw_worker *w, int idx, int 
     json_tokener_set_flags(w->tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     if (gw_upstream_create(w->base, &w->up) != GV_OK) {
         return GV_EIO;
+    }
+    for (i = 0; i < s->cfg->ntargets; i++) {
+        const struct gw_target *t = &s->cfg->targets[i];
+        /* Certificate files are read here, not on the first request's loop turn. A
+         * store that cannot load is left to the request, whose 502 says why. */
+        if (t->base_url && strncmp(t->base_url, "https://", 8) == 0 &&
+            gw_upstream_prepare_tls(w->up, t->ca_file) != GV_OK) {
+            gv_log(GV_LOG_WARN, MOD, "cannot load the trust store for a target",
+                   "target=%s", t->id ? t->id : "-");
+        }
     }
     memset(&co, 0, sizeof(co));
     co.base = w->base;

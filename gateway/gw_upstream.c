@@ -407,6 +407,11 @@ static SSL_CTX *tls_ctx(struct gw_upstream *up, const char *ca_file)
     return ctx;
 }
 
+gv_rc gw_upstream_prepare_tls(struct gw_upstream *up, const char *ca_file)
+{
+    return tls_ctx(up, ca_file) ? GV_OK : GV_EUPSTREAM;
+}
+
 /* Why a TLS operation failed, in words, into c->what. */
 static void tls_why(struct gw_upstream_call *c, const char *during)
 {

@@ -86,6 +86,11 @@ gv_rc gw_upstream_create(struct event_base *base, struct gw_upstream **out);
 /* Aborts calls still running (without calling their done()). */
 void gw_upstream_destroy(struct gw_upstream *up);
 
+/* Loads the trust store for ca_file (NULL: the system store, or SSL_CERT_FILE)
+ * now, at start-up, so the first HTTPS request does not read certificate files
+ * on the event loop. GV_EUPSTREAM when the store cannot be loaded. */
+gv_rc gw_upstream_prepare_tls(struct gw_upstream *up, const char *ca_file);
+
 /* Starts a call; callbacks follow from the event loop, never from inside this
  * function. *out (may be NULL) identifies it for resume/abort until done().
  * GV_EUPSTREAM when the URL is not an http(s) URL with a host. A pooled
