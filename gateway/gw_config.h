@@ -44,6 +44,8 @@ struct gw_config {
     /* gateway: settings (all optional; defaults in the configuration reference) */
     size_t max_body_bytes;       /* default 4 MiB */
     size_t max_response_bytes;   /* non-streamed upstream answers; default 32 MiB */
+    /* telemetry: (gateway/gw_telemetry.h) */
+    int telemetry_content;       /* enum gw_telemetry_content; default none */
 };
 
 /* Load and validate a policy config. Every problem is GV_ECONFIG with err

@@ -34,6 +34,7 @@
 #include "core/gv_time.h"
 #include "gateway/gw_http.h"
 #include "gateway/gw_sse.h"
+#include "gateway/gw_telemetry.h" /* telemetry: */
 #include "gateway/gw_upstream.h"
 
 #define MOD "gateway"
@@ -573,9 +574,11 @@ static void finish(struct rq *r, int status)
     r->rec.latency_upstream_us = r->t_up_start ? r->t_up_end - r->t_up_start : 0;
     r->rec.latency_gateway_us = r->gw_us;
     gw_chain_complete(s->chain, &r->preq, &r->rec);
+    gw_telemetry_shape(&r->rec, r->body); /* telemetry: roles and message count */
     if (s->em && s->em->ops && s->em->ops->emit) {
         s->em->ops->emit(s->em, &r->rec);
     }
+    gv_record_release(&r->rec); /* telemetry: the emitter copied the content */
     gw_http_fmt_ms(r->rec.latency_total_us, tot, sizeof(tot));
     gw_http_fmt_ms(r->rec.latency_upstream_us, ups, sizeof(ups));
     gw_http_fmt_ms(r->rec.latency_gateway_us, ovh, sizeof(ovh));
@@ -781,6 +784,7 @@ static gv_rc flush_choices(struct rq *r)
         json_object_object_add(choice, "finish_reason", NULL);
         json_object_array_add(choices, choice);
         json_object_object_add(o, "choices", choices);
+        gw_telemetry_answer(r->w->srv->cfg, &r->rec, o); /* telemetry: held-back text sent */
         append_sse_json(r, o);
         json_object_put(o);
     }
@@ -922,6 +926,7 @@ static gv_rc on_event(void *arg, const struct gw_sse_event *ev)
         rc = rewrite_choices(r, choices, &modified);
     }
     if (rc == GV_OK) {
+        gw_telemetry_answer(r->w->srv->cfg, &r->rec, o); /* telemetry: the chunk as sent */
         if (modified) {
             append_sse_json(r, o);
         }
@@ -1105,6 +1110,7 @@ static void finish_buffered(struct rq *r)
                 /* The serialized text lives in o: send before putting it. */
             }
         }
+        gw_telemetry_answer(r->w->srv->cfg, &r->rec, o); /* telemetry: the answer as sent */
         if (r->req && evhttp_request_get_connection(r->req)) {
             clear_closecb(r);
             add_upstream_headers(r);
@@ -1408,6 +1414,8 @@ static void handle_chat(struct worker *w, struct evhttp_request *req, const char
         fail_json(r, 502, NULL, "upstream_error", NULL, "upstream URL too long");
         return;
     }
+    /* telemetry: the messages exactly as they go upstream */
+    gw_telemetry_request(w->srv->cfg, &r->rec, r->send_body, r->send_len);
     memset(&up, 0, sizeof(up));
     up.url = r->url.data;
     up.auth_bearer = t->secret;
