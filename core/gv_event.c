@@ -143,6 +143,8 @@ static void weave_encode(const struct gv_record *rec, Gv__V1__GovernanceEvent *e
 {
     ev->n_messages = rec->nmessages;
     ev->roles = str_in(rec->roles);
+    ev->price_input_per_mtok = rec->price_input_per_mtok;
+    ev->price_output_per_mtok = rec->price_output_per_mtok;
     if (rec->content) {
         ev->has_content = true;
         ev->request_content = str_in(rec->content->request ? rec->content->request : "");
@@ -156,6 +158,8 @@ static void weave_decode(const Gv__V1__GovernanceEvent *ev, struct gv_record *re
 {
     rec->nmessages = ev->n_messages;
     copy_roles(rec->roles, sizeof(rec->roles), ev->roles);
+    rec->price_input_per_mtok = ev->price_input_per_mtok;
+    rec->price_output_per_mtok = ev->price_output_per_mtok;
     if (ev->has_content) {
         rec->content = gv_calloc(1, sizeof(*rec->content));
         rec->content->request = dup_capped(ev->request_content);
