@@ -74,15 +74,17 @@ static void *send_main(void *arg)
         }
         r = ex_weave_send_outbox(&c->snd, &c->ob, PASS_BATCHES);
         if (r == EX_WEAVE_LATER) {
-            backoff = backoff ? backoff * 2 : BACKOFF_MIN_US;
-            if (backoff > BACKOFF_MAX_US) {
-                backoff = BACKOFF_MAX_US;
-            }
-            wait_us = backoff;
             now = gv_mono_us();
-            /* Retry-After is a promise not to come back sooner. */
-            if (c->snd.api.not_before_us > now && c->snd.api.not_before_us - now > wait_us) {
+            if (c->snd.api.not_before_us > now) {
+                /* The server said when: come back then, not sooner and not later. */
                 wait_us = c->snd.api.not_before_us - now;
+            }
+            else {
+                backoff = backoff ? backoff * 2 : BACKOFF_MIN_US;
+                if (backoff > BACKOFF_MAX_US) {
+                    backoff = BACKOFF_MAX_US;
+                }
+                wait_us = backoff;
             }
             gv_log(GV_LOG_WARN, MOD, "trace server unavailable, will retry",
                    "wait_ms=%llu pending=%llu", (unsigned long long)(wait_us / 1000),

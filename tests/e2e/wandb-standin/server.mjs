@@ -7,7 +7,10 @@
 // auth, config not in {"key":{"value":...}} form, history offset gaps, _step going back,
 // malformed histograms, unknown file names. Faults (status codes, Retry-After, outages)
 // are injected through POST /_standin/fault; GET /_standin/state dumps everything.
+// The Weave trace server lives in weave.mjs, under /traces (and at the root).
 import http from 'node:http';
+
+import { createWeave } from './weave.mjs';
 
 const FILES = new Set(['wandb-history.jsonl', 'wandb-summary.json', 'wandb-events.jsonl',
   'output.log']);
@@ -48,7 +51,10 @@ function checkRowValues(row, where) {
   return null;
 }
 
-export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice' } = {}) {
+export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
+  captureRaw = false } = {}) {
+  const weave = createWeave();
+  const raw = []; // every byte received (headers and bodies), when captureRaw
   const state = {
     requests: [], // {method, path, op, status, auth, headers}
     runs: {}, // "entity/project/name" -> run
@@ -294,8 +300,12 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice' }
       size += c.length;
       if (size <= 32 << 20) chunks.push(c);
     });
-    req.on('end', () => {
+    req.on('end', async () => {
       const path = req.url.split('?')[0];
+      if (captureRaw) {
+        raw.push(Buffer.from(`${req.method} ${req.url}\n${JSON.stringify(req.rawHeaders)}\n`));
+        raw.push(...chunks);
+      }
       const { authorization, ...headers } = req.headers; // never keep the key
       const rec = { method: req.method, path, auth: authOk(req), headers, t: Date.now(),
         hasAuth: authorization !== undefined };
@@ -321,6 +331,25 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice' }
         rec.status = 401;
         return reject(res, path, 401, 'user is not logged in', path === '/graphql');
       }
+      const wpath = path.startsWith('/traces/') ? path.slice('/traces'.length) : path;
+      if (wpath !== '/graphql' && !wpath.startsWith('/files/')) {
+        let out;
+        try {
+          out = await weave.handle(req, wpath, Buffer.concat(chunks));
+        } catch (e) {
+          rec.status = 500;
+          return send(res, 500, { reason: String(e) });
+        }
+        if (out) {
+          rec.status = out[0];
+          if (out[0] >= 400) state.rejected.push({ path, status: out[0], message: out[1] });
+          if (typeof out[1] === 'string') {
+            res.writeHead(out[0], { 'content-type': 'application/jsonl' });
+            return res.end(out[1]);
+          }
+          return send(res, out[0], out[1]);
+        }
+      }
       let body;
       try {
         body = JSON.parse(Buffer.concat(chunks).toString() || '{}');
@@ -338,6 +367,9 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice' }
   return {
     url,
     state,
+    weave,
+    /** Everything received so far, as one buffer (captureRaw only). */
+    rawBytes: () => Buffer.concat(raw),
     fault: (f) => {
       if (f.durationMs !== undefined) f.untilMs = Date.now() + f.durationMs;
       faults.push(f);
