@@ -53,7 +53,11 @@ void ex_weave_trace_url(const char *override, const char *wandb_base, char *out,
     }
     else if (wandb_base && *wandb_base && !strstr(wandb_base, "://api.wandb.ai")) {
         /* Dedicated and self-managed servers serve Weave under /traces. */
-        snprintf(out, size, "%s/traces", wandb_base);
+        n = strlen(wandb_base);
+        while (n > 0 && wandb_base[n - 1] == '/') {
+            n--;
+        }
+        snprintf(out, size, "%.*s/traces", (int)n, wandb_base);
     }
     else {
         snprintf(out, size, "https://trace.wandb.ai");
