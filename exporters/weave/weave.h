@@ -44,11 +44,22 @@ struct ex_weave_call_in {
     const char *project;    /* resolved */
     const char *policy_ref; /* weave:///... of the pack object, or NULL */
     bool blocked_as_error;  /* a block is an exception (default: a normal call) */
+    /* Optional, filled by ex_weave_call_in_prepare so the formatting of many calls
+     * does not redo it: the ids, and the pack attributes of `hello` (borrowed). */
+    char id[37];
+    char trace_id[37];
+    struct json_object *pack;
 };
+
+/* Fills in->id, in->trace_id (from instance_id, seq and the record's start). */
+void ex_weave_call_in_prepare(struct ex_weave_call_in *in);
+/* {"name","version","chain":[...]} of a pack, for ex_weave_call_in.pack (caller puts it). */
+struct json_object *ex_weave_fmt_pack(const struct gv_hello *hello);
 
 /* Deterministic ids from (instance, seq), shaped as UUIDv7 (the first 48 bits
  * are the request's start in ms, so they sort like the SDK's): a retry, a
- * replay or a sync writes the same call. Lowercase canonical, NUL-ended. */
+ * replay or a sync writes the same call. Lowercase canonical, NUL-ended. Both
+ * come from one SHA-256 of (instance, seq). */
 void ex_weave_call_id(const char *instance_id, uint64_t seq, uint64_t start_wall_us, char out[37]);
 void ex_weave_trace_id(const char *instance_id, uint64_t seq, uint64_t start_wall_us,
                        char out[37]);

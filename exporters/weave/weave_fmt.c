@@ -14,46 +14,63 @@
 #define JSON_DEPTH 64
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
-/* UUIDv7 layout over a hash: 48-bit ms time, version 7, variant 10. */
-static void uuid_from(const char *domain, const char *instance_id, uint64_t seq, uint64_t wall_us,
-                      char out[37])
+/* UUIDv7 layout over 10 hash bytes: 48-bit ms time, version 7, variant 10. */
+static void uuid_v7(const unsigned char *h, uint64_t wall_us, char out[37])
 {
-    unsigned char md[EVP_MAX_MD_SIZE], b[16];
-    unsigned int mdlen = 0;
-    char in[128];
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[16];
     uint64_t ms = wall_us / 1000u;
-    int n, i, o = 0;
+    int i, o = 0;
 
-    n = snprintf(in, sizeof(in), "%s:%s:%" PRIu64, domain, instance_id ? instance_id : "", seq);
-    EVP_Digest(in, (size_t)(n > 0 ? n : 0), md, &mdlen, EVP_sha256(), NULL);
     for (i = 0; i < 6; i++) {
         b[i] = (unsigned char)(ms >> (8 * (5 - i)));
     }
-    b[6] = (unsigned char)(0x70u | (md[0] & 0x0fu));
-    b[7] = md[1];
-    b[8] = (unsigned char)(0x80u | (md[2] & 0x3fu));
+    b[6] = (unsigned char)(0x70u | (h[0] & 0x0fu));
+    b[7] = h[1];
+    b[8] = (unsigned char)(0x80u | (h[2] & 0x3fu));
     for (i = 9; i < 16; i++) {
-        b[i] = md[i - 6];
+        b[i] = h[i - 6];
     }
     for (i = 0; i < 16; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10) {
             out[o++] = '-';
         }
-        snprintf(out + o, 3, "%02x", b[i]);
-        o += 2;
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 0x0fu];
     }
     out[o] = '\0';
 }
 
+static void call_ids(const char *instance_id, uint64_t seq, uint64_t wall_us, char id[37],
+                     char tid[37])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char in[128];
+    int n = snprintf(in, sizeof(in), "kt-weave-call:%s:%" PRIu64, instance_id ? instance_id : "",
+                     seq);
+
+    EVP_Digest(in, (size_t)(n > 0 ? n : 0), md, &mdlen, EVP_sha256(), NULL);
+    uuid_v7(md, wall_us, id);
+    uuid_v7(md + 16, wall_us, tid);
+}
+
 void ex_weave_call_id(const char *instance_id, uint64_t seq, uint64_t start_wall_us, char out[37])
 {
-    uuid_from("kt-weave-call", instance_id, seq, start_wall_us, out);
+    char tid[37];
+    call_ids(instance_id, seq, start_wall_us, out, tid);
 }
 
 void ex_weave_trace_id(const char *instance_id, uint64_t seq, uint64_t start_wall_us,
                        char out[37])
 {
-    uuid_from("kt-weave-trace", instance_id, seq, start_wall_us, out);
+    char id[37];
+    call_ids(instance_id, seq, start_wall_us, id, out);
+}
+
+void ex_weave_call_in_prepare(struct ex_weave_call_in *in)
+{
+    call_ids(in->instance_id, in->seq, in->rec->start_wall_us, in->id, in->trace_id);
 }
 
 void ex_weave_iso_time(uint64_t wall_us, char out[32])
@@ -160,19 +177,39 @@ static const char *blocking_policy(const struct gv_record *r)
     return r->error_code;
 }
 
+struct json_object *ex_weave_fmt_pack(const struct gv_hello *hello)
+{
+    struct json_object *pack = json_object_new_object(), *chain = json_object_new_array();
+    char tmp[sizeof(hello->chain)];
+    char *p = tmp, *comma;
+
+    json_object_object_add(pack, "name", json_object_new_string(hello->pack_name));
+    json_object_object_add(pack, "version", json_object_new_string(hello->pack_version));
+    snprintf(tmp, sizeof(tmp), "%s", hello->chain);
+    while (*p) {
+        comma = strchr(p, ',');
+        if (comma) {
+            *comma = '\0';
+        }
+        json_object_array_add(chain, json_object_new_string(p));
+        if (!comma) {
+            break;
+        }
+        p = comma + 1;
+    }
+    json_object_object_add(pack, "chain", chain);
+    return pack;
+}
+
 static struct json_object *kt_attributes(const struct ex_weave_call_in *in)
 {
     const struct gv_record *r = in->rec;
     struct json_object *kt = json_object_new_object();
     struct json_object *pols = json_object_new_array();
     struct json_object *pii = json_object_new_object();
-    struct json_object *pack = json_object_new_object();
-    struct json_object *chain = json_object_new_array();
     uint64_t counts[GV_PII_NTYPES];
     uint32_t i;
     int t;
-    char tmp[sizeof(in->hello->chain)];
-    char *p, *comma;
 
     memset(counts, 0, sizeof(counts));
     json_object_object_add(kt, "decision", json_object_new_string(gv_decision_str(r->decision)));
@@ -210,23 +247,8 @@ static struct json_object *kt_attributes(const struct ex_weave_call_in *in)
     json_object_object_add(kt, "pii", pii);
     json_object_object_add(kt, "gateway", json_object_new_string(in->instance_id));
     json_object_object_add(kt, "seq", json_object_new_uint64(in->seq));
-    json_object_object_add(pack, "name", json_object_new_string(in->hello->pack_name));
-    json_object_object_add(pack, "version", json_object_new_string(in->hello->pack_version));
-    snprintf(tmp, sizeof(tmp), "%s", in->hello->chain);
-    p = tmp;
-    while (*p) {
-        comma = strchr(p, ',');
-        if (comma) {
-            *comma = '\0';
-        }
-        json_object_array_add(chain, json_object_new_string(p));
-        if (!comma) {
-            break;
-        }
-        p = comma + 1;
-    }
-    json_object_object_add(pack, "chain", chain);
-    json_object_object_add(kt, "pack", pack);
+    json_object_object_add(kt, "pack", in->pack ? json_object_get(in->pack)
+                                                : ex_weave_fmt_pack(in->hello));
     if (in->policy_ref && *in->policy_ref) {
         json_object_object_add(kt, "policy", json_object_new_string(in->policy_ref));
     }
@@ -375,8 +397,13 @@ static void ids(const struct ex_weave_call_in *in, char *pid, size_t psize, char
     if (ex_weave_project_id(in->entity, in->project, pid, psize) != GV_OK) {
         pid[0] = '\0';
     }
-    ex_weave_call_id(in->instance_id, in->seq, in->rec->start_wall_us, id);
-    ex_weave_trace_id(in->instance_id, in->seq, in->rec->start_wall_us, tid);
+    if (in->id[0] && in->trace_id[0]) {
+        memcpy(id, in->id, 37);
+        memcpy(tid, in->trace_id, 37);
+    }
+    else {
+        call_ids(in->instance_id, in->seq, in->rec->start_wall_us, id, tid);
+    }
 }
 
 struct json_object *ex_weave_fmt_start(const struct ex_weave_call_in *in)

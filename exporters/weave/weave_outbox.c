@@ -18,8 +18,10 @@
 #include "core/gv_time.h"
 
 #define MOD "exporter:weave"
-/* One read brings this much of the outbox in; a frame is at most 64 KiB. */
-#define READ_CHUNK (4u << 20)
+/* One read brings at most this much of the outbox in: a frame is at most 64 KiB, so it
+ * always holds one, and a batch of small events needs far less. */
+#define READ_CHUNK (256u << 10)
+#define READ_PER_EVENT 2048u
 /* Distinct gateways remembered; beyond it the oldest entry is reused. */
 #define HELLOS_MAX 1024u
 
@@ -312,7 +314,16 @@ gv_rc ex_weave_outbox_read(struct ex_weave_outbox *ob, struct ex_weave_item *ite
     if (start >= size || max == 0) {
         return GV_OK;
     }
-    want = size - start < READ_CHUNK ? size - start : READ_CHUNK;
+    want = (uint64_t)max * READ_PER_EVENT;
+    if (want < GV_FRAME_HDR + GV_FRAME_MAX) {
+        want = GV_FRAME_HDR + GV_FRAME_MAX;
+    }
+    if (want > READ_CHUNK) {
+        want = READ_CHUNK;
+    }
+    if (want > size - start) {
+        want = size - start;
+    }
     if (!ob->rmem) {
         ob->rmem = gv_malloc(READ_CHUNK);
     }

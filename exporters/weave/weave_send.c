@@ -452,6 +452,19 @@ static enum post_res send_items(struct ex_weave_sender *s, struct ex_weave_item 
         in[i].seq = items[i].meta.seq;
         in[i].hello = &items[i].hello;
         in[i].blocked_as_error = s->blocked_as_error;
+        ex_weave_call_in_prepare(&in[i]);
+        /* One pack object per gateway in the batch, shared by its calls. */
+        for (j = 0; j < i && !in[i].pack; j++) {
+            if (strcmp(items[j].hello.instance_id, items[i].hello.instance_id) == 0 &&
+                strcmp(items[j].hello.pack_name, items[i].hello.pack_name) == 0 &&
+                strcmp(items[j].hello.pack_version, items[i].hello.pack_version) == 0 &&
+                strcmp(items[j].hello.chain, items[i].hello.chain) == 0) {
+                in[i].pack = json_object_get(in[j].pack);
+            }
+        }
+        if (!in[i].pack) {
+            in[i].pack = ex_weave_fmt_pack(&items[i].hello);
+        }
     }
     for (i = 0; i < n && r == POST_OK; i++) {
         if (done[i]) {
@@ -477,6 +490,9 @@ static enum post_res send_items(struct ex_weave_sender *s, struct ex_weave_item 
         if (r == POST_OK) {
             r = post_calls(s, &g, 0, g.n);
         }
+    }
+    for (i = 0; i < n; i++) {
+        json_object_put(in[i].pack);
     }
     gv_free(g.in);
     gv_free(done);

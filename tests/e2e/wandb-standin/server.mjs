@@ -52,8 +52,8 @@ function checkRowValues(row, where) {
 }
 
 export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
-  captureRaw = false } = {}) {
-  const weave = createWeave();
+  captureRaw = false, lean = false } = {}) {
+  const weave = createWeave({ lean });
   const raw = []; // every byte received (headers and bodies), when captureRaw
   const state = {
     requests: [], // {method, path, op, status, auth, headers}
@@ -311,6 +311,15 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
         hasAuth: authorization !== undefined };
       if (path.startsWith('/_standin/')) {
         if (path === '/_standin/state') return send(res, 200, state);
+        if (path === '/_standin/clear' && req.method === 'POST') {
+          faults = [];
+          return send(res, 200, { ok: true });
+        }
+        if (path === '/_standin/weave') {
+          const calls = weave.calls();
+          return send(res, 200, { calls: calls.length, ended: calls.filter((c) => c.ended_at).length,
+            batches: weave.state.batches, rejected: state.rejected.length });
+        }
         if (path === '/_standin/fault' && req.method === 'POST') {
           const f = JSON.parse(Buffer.concat(chunks).toString() || '{}');
           if (f.durationMs !== undefined) f.untilMs = Date.now() + f.durationMs;
@@ -320,6 +329,7 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
         return send(res, 404, { error: 'no such control' });
       }
       state.requests.push(rec);
+      if (lean && state.requests.length > 1000) state.requests.splice(0, 500);
       if (size > 32 << 20) return reject(res, path, 413, 'request too large');
       const f = takeFault(path);
       if (f) {
@@ -379,8 +389,11 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
   };
 }
 
-// `node server.mjs [KEY]`: run it by hand; prints the base URL.
+// `node server.mjs [KEY] [--lean]`: run it by hand; prints the base URL. --lean keeps only call
+// ids and no request log (bounded memory under load).
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const s = await startStandin(process.argv[2] ? { keys: [process.argv[2]] } : {});
+  const args = process.argv.slice(2);
+  const key = args.find((a) => !a.startsWith('--'));
+  const s = await startStandin({ ...(key ? { keys: [key] } : {}), lean: args.includes('--lean') });
   process.stdout.write(`${s.url}\n`);
 }

@@ -160,7 +160,8 @@ function pick(o, keys) {
   return Object.fromEntries(keys.filter((k) => k in o).map((k) => [k, o[k]]));
 }
 
-export function createWeave() {
+/** lean: keep only ids and the ended flag of calls (for load: bounded memory). */
+export function createWeave({ lean = false } = {}) {
   const state = {
     calls: {}, // project_id -> id -> merged call
     starts: 0,
@@ -187,6 +188,13 @@ export function createWeave() {
     const pid = part.project_id;
     const calls = callsOf(pid);
     const id = part.id;
+    if (lean) {
+      const c = calls[id] || (calls[id] = { id, project_id: pid });
+      if (kind === 'end') c.ended_at = part.ended_at;
+      if (kind === 'start') state.starts++;
+      else state.ends++;
+      return;
+    }
     const c = calls[id] || (calls[id] = { id, project_id: pid });
     const fields = kind === 'start' ? pick(part, START_KEYS) : pick(part, END_KEYS);
     if (c[`_${kind}`]) {
@@ -231,6 +239,7 @@ export function createWeave() {
     for (const [kind, p] of parts) merge(p, kind);
     state.batches++;
     state.callsPerBatch.push(parts.filter(([k]) => k === 'start').length);
+    state.lastOkMs = Date.now();
     return {};
   }
 
@@ -255,6 +264,7 @@ export function createWeave() {
     }
     state.batches++;
     state.callsPerBatch.push(body.batch.length);
+    state.lastOkMs = Date.now();
     return {};
   }
 
