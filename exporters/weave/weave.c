@@ -36,6 +36,8 @@ static const struct gv_cfg_map weave_config[] = {
      "project for untagged requests; else WANDB_PROJECT, else uncategorized"},
     {"batch_size", GV_CFG_INT, offsetof(struct ex_weave_ctx, batch_calls), "100", 0, NULL, 1,
      EX_WEAVE_BATCH_MAX, "calls per upload (the SDK's default is 100)"},
+    {"senders", GV_CFG_INT, offsetof(struct ex_weave_ctx, senders), "4", 0, NULL, 1,
+     EX_WEAVE_SENDERS_MAX, "uploads in flight at once (the SDK runs up to 20)"},
     {"batch_bytes", GV_CFG_SIZE, offsetof(struct ex_weave_ctx, batch_bytes), "31MiB", 0, NULL,
      65536, 33554432.0, "largest upload body; bigger batches are split"},
     {"blocked_as_error", GV_CFG_BOOL, offsetof(struct ex_weave_ctx, blocked_as_error), "false", 0,
@@ -57,12 +59,13 @@ static void env_copy(const char *name, char *out, size_t size)
 
 static void *send_main(void *arg)
 {
-    struct ex_weave_ctx *c = arg;
+    struct ex_weave_ctx *c = ((struct ex_weave_thread_arg *)arg)->c;
+    struct ex_wandb_api *api = ((struct ex_weave_thread_arg *)arg)->api;
     uint64_t backoff = 0;
 
     for (;;) {
         enum ex_weave_send r;
-        uint64_t wait_us, now;
+        uint64_t wait_us, now, nb, deadline;
         struct timespec ts;
         bool stop;
 
@@ -72,12 +75,13 @@ static void *send_main(void *arg)
         if (stop) {
             break;
         }
-        r = ex_weave_send_outbox(&c->snd, &c->ob, PASS_BATCHES);
+        r = ex_weave_send_outbox(&c->snd, api, &c->ob, PASS_BATCHES);
+        now = gv_mono_us();
+        nb = atomic_load(&c->snd.not_before_us);
         if (r == EX_WEAVE_LATER) {
-            now = gv_mono_us();
-            if (c->snd.api.not_before_us > now) {
+            if (nb > now) {
                 /* The server said when: come back then, not sooner and not later. */
-                wait_us = c->snd.api.not_before_us - now;
+                wait_us = nb - now;
             }
             else {
                 backoff = backoff ? backoff * 2 : BACKOFF_MIN_US;
@@ -85,10 +89,10 @@ static void *send_main(void *arg)
                     backoff = BACKOFF_MAX_US;
                 }
                 wait_us = backoff;
+                gv_log(GV_LOG_WARN, MOD, "trace server unavailable, will retry",
+                       "wait_ms=%llu pending=%llu", (unsigned long long)(wait_us / 1000),
+                       (unsigned long long)atomic_load(&c->ob.pending_calls));
             }
-            gv_log(GV_LOG_WARN, MOD, "trace server unavailable, will retry",
-                   "wait_ms=%llu pending=%llu", (unsigned long long)(wait_us / 1000),
-                   (unsigned long long)atomic_load(&c->ob.pending_calls));
         }
         else {
             backoff = 0;
@@ -97,12 +101,17 @@ static void *send_main(void *arg)
             }
             wait_us = BATCH_INTERVAL_US;
         }
+        /* A full batch arriving ends a batching wait early, never a backoff. */
+        deadline = now + wait_us;
         pthread_mutex_lock(&c->lock);
-        if (!c->stop && (r == EX_WEAVE_LATER || c->since_wake < c->snd.batch_calls)) {
-            gv_time_deadline(CLOCK_REALTIME, wait_us, &ts);
+        while (!c->stop && gv_mono_us() < deadline &&
+               (r == EX_WEAVE_LATER || c->since_wake < c->snd.batch_calls)) {
+            gv_time_deadline(CLOCK_REALTIME, deadline - gv_mono_us(), &ts);
             pthread_cond_timedwait(&c->cond, &c->lock, &ts);
         }
-        c->since_wake = 0;
+        if (r != EX_WEAVE_LATER) {
+            c->since_wake = 0;
+        }
         pthread_mutex_unlock(&c->lock);
     }
     return NULL;
@@ -150,11 +159,23 @@ static gv_rc weave_init(struct ex_exporter *ex, const char *state_dir)
     pthread_cond_init(&c->cond, NULL);
     c->started = true;
     if (c->online) {
-        rc = gv_thread_start(&c->thread, "kt-weave-send", GV_THREAD_SERVING, send_main, c);
+        size_t i;
+        for (i = 0; i < (size_t)c->senders && i < EX_WEAVE_SENDERS_MAX; i++) {
+            ex_wandb_api_init(&c->apis[i], NULL);
+            c->args[i].c = c;
+            c->args[i].api = &c->apis[i];
+            rc = gv_thread_start(&c->threads[i], "kt-weave-send", GV_THREAD_SERVING, send_main,
+                                 &c->args[i]);
+            if (rc) {
+                ex_wandb_api_free(&c->apis[i]);
+                break;
+            }
+            c->nthreads++;
+        }
+        c->thread_started = c->nthreads > 0;
         if (rc) {
             goto out;
         }
-        c->thread_started = true;
         gv_log(GV_LOG_INFO, MOD, "exporting calls to Weave",
                "inst=%s trace_server=%s outbox=%s pending=%llu", ex->name ? ex->name : "weave",
                c->snd.trace_url, c->root, (unsigned long long)atomic_load(&c->ob.pending_calls));
@@ -198,7 +219,7 @@ static gv_rc weave_events(struct ex_exporter *ex, const struct ex_event *evs, si
         pthread_mutex_lock(&c->lock);
         c->since_wake += n;
         if (c->since_wake >= c->snd.batch_calls) {
-            pthread_cond_signal(&c->cond);
+            pthread_cond_broadcast(&c->cond);
         }
         pthread_mutex_unlock(&c->lock);
     }
@@ -270,18 +291,26 @@ static void weave_destroy(struct ex_exporter *ex)
         return;
     }
     if (c->thread_started) {
+        size_t i;
         pthread_mutex_lock(&c->lock);
         c->stop = true;
-        pthread_cond_signal(&c->cond);
+        pthread_cond_broadcast(&c->cond);
         pthread_mutex_unlock(&c->lock);
-        pthread_join(c->thread, NULL);
+        for (i = 0; i < c->nthreads; i++) {
+            pthread_join(c->threads[i], NULL);
+        }
         c->thread_started = false;
         /* One last, bounded go at what is waiting; the rest stays in the
          * outbox for the next start. */
         until = gv_mono_us() + FINAL_PASS_US;
         while (atomic_load(&c->ob.pending_calls) > 0 && gv_mono_us() < until &&
-               ex_weave_send_outbox(&c->snd, &c->ob, PASS_BATCHES) == EX_WEAVE_SENT) {
+               ex_weave_send_outbox(&c->snd, &c->apis[0], &c->ob, PASS_BATCHES) ==
+                   EX_WEAVE_SENT) {
         }
+        for (i = 0; i < c->nthreads; i++) {
+            ex_wandb_api_free(&c->apis[i]);
+        }
+        c->nthreads = 0;
     }
     ex_weave_outbox_close(&c->ob);
     ex_weave_sender_free(&c->snd);

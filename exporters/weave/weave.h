@@ -26,6 +26,9 @@ extern const struct ex_exporter_ops ex_weave;
  * summary.usage keyed by model): the op name of Weave's own OpenAI integration. */
 #define EX_WEAVE_OP_NAME "openai.chat.completions.create"
 #define EX_WEAVE_BATCH_MAX 1000
+/* Sending threads, and so ranges claimed at once. */
+#define EX_WEAVE_SENDERS_MAX 16
+#define EX_WEAVE_RANGES_MAX (2 * EX_WEAVE_SENDERS_MAX)
 /* The trace server's request limit is 32 MiB; its clients keep 1 MiB spare. */
 #define EX_WEAVE_REQ_BYTES_DEFAULT (31u << 20)
 #define EX_WEAVE_OUTBOX_MAX_DEFAULT (1024ull << 20)
@@ -92,6 +95,11 @@ gv_rc ex_weave_json_append(struct gv_buf *out, struct json_object *j);
  * The ingest thread appends, the exporter thread reads and commits; once all
  * is sent the file is emptied. A crash re-sends from the cursor: ids make the
  * second copy the same call. */
+/* A claimed stretch of the outbox: [start, end) holding n events. */
+struct ex_weave_range {
+    uint64_t start, end, n;
+};
+
 struct ex_weave_outbox {
     pthread_mutex_t lock;
     int fd;
@@ -110,6 +118,11 @@ struct ex_weave_outbox {
     size_t nknown;
     char *rmem; /* reader scratch, READ_CHUNK bytes once used */
     _Atomic uint64_t pending_calls; /* events after the cursor */
+    uint64_t read_off; /* where the next fresh claim starts */
+    struct ex_weave_range done[EX_WEAVE_RANGES_MAX];   /* past the cursor, sorted */
+    size_t ndone;
+    struct ex_weave_range retry[EX_WEAVE_RANGES_MAX];  /* given back, sorted */
+    size_t nretry;
     uint64_t cursor_saved_us;
 };
 
@@ -126,15 +139,20 @@ gv_rc ex_weave_outbox_append(struct ex_weave_outbox *ob, const struct ex_event *
 struct ex_weave_item {
     struct gv_record rec; /* owns rec.content: gv_record_release */
     struct gv_event_meta meta;
-    struct gv_hello hello;        /* the pack of the gateway that sent it */
-    uint64_t end_off;             /* outbox offset just past this event */
+    struct gv_hello hello; /* the pack of the gateway that sent it */
 };
-/* Exporter thread: reads up to max events from the cursor on. *n read, *end
- * the offset after the last frame read (hello frames included). */
-gv_rc ex_weave_outbox_read(struct ex_weave_outbox *ob, struct ex_weave_item *items, size_t max,
-                           size_t *n, uint64_t *end);
-/* Everything before off (ncalls events) has reached the trace server (or was dropped). */
-gv_rc ex_weave_outbox_commit(struct ex_weave_outbox *ob, uint64_t off, uint64_t ncalls);
+
+/* Any sending thread: takes the next up to max events no other thread holds
+ * (a range given back by ex_weave_outbox_retry first, else what follows the
+ * last claim). *n 0 when nothing waits. Each claimed range must end in
+ * ex_weave_outbox_done or ex_weave_outbox_retry. */
+gv_rc ex_weave_outbox_claim(struct ex_weave_outbox *ob, struct ex_weave_item *items, size_t max,
+                            size_t *n, struct ex_weave_range *r);
+/* The range reached the trace server (or was dropped): the cursor moves over
+ * every range done without a gap before it; all sent empties the file. */
+gv_rc ex_weave_outbox_done(struct ex_weave_outbox *ob, const struct ex_weave_range *r);
+/* The range could not be sent now: the next claim takes it again. */
+void ex_weave_outbox_retry(struct ex_weave_outbox *ob, const struct ex_weave_range *r);
 /* Bytes not yet sent. Any thread. */
 uint64_t ex_weave_outbox_pending(struct ex_weave_outbox *ob);
 
@@ -143,15 +161,17 @@ uint64_t ex_weave_outbox_pending(struct ex_weave_outbox *ob);
 struct ex_weave_proj; /* per-project memory: calls-complete mode, pack refs, pushed prices */
 
 struct ex_weave_sender {
-    struct ex_wandb_api api; /* key + W&B base URL (Viewer); requests go to trace_url */
+    struct ex_wandb_api api; /* key + W&B base URL; the single-threaded caller's client */
     char trace_url[EX_WANDB_URL_MAX];
     const char *entity;  /* default entity ("" = the key's) */
     const char *project; /* default project */
     bool blocked_as_error;
     size_t batch_calls;
     size_t batch_bytes;
+    pthread_mutex_t proj_lock; /* the project table, shared by the sending threads */
     struct ex_weave_proj *projs;
     size_t nprojs;
+    _Atomic uint64_t not_before_us; /* Retry-After, for every sending thread */
     /* counters, read by status() from any thread */
     _Atomic uint64_t sent, failed, requests, splits, retries;
     pthread_mutex_t err_lock;
@@ -167,11 +187,13 @@ void ex_weave_trace_url(const char *override, const char *wandb_base, char *out,
 
 enum ex_weave_send { EX_WEAVE_SENT = 0, EX_WEAVE_LATER };
 /* Sends what the outbox holds, batch by batch, until it is empty or the
- * server asks to wait (429/5xx/network: EX_WEAVE_LATER, the rest stays). A
- * batch refused as too large is split; calls refused as invalid are counted as
- * failed and skipped. max_batches 0 means no limit. */
-enum ex_weave_send ex_weave_send_outbox(struct ex_weave_sender *s, struct ex_weave_outbox *ob,
-                                        size_t max_batches);
+ * server asks to wait (429/5xx/network: EX_WEAVE_LATER, the batch goes back).
+ * A batch refused as too large is split; calls refused as invalid are counted
+ * as failed and skipped. max_batches 0 means no limit. Several threads may run
+ * it at once on the same sender and outbox, each with its own api (HTTP client
+ * and Viewer); NULL api means s->api. */
+enum ex_weave_send ex_weave_send_outbox(struct ex_weave_sender *s, struct ex_wandb_api *api,
+                                        struct ex_weave_outbox *ob, size_t max_batches);
 
 /* ---- command (exporters/weave/weave_cmd.c) ---- */
 
@@ -196,8 +218,15 @@ struct ex_weave_ctx {
 
     struct ex_weave_sender snd;
     struct ex_weave_outbox ob;
-    /* the sending thread: batches of up to batch_calls, or what came in a second */
-    pthread_t thread;
+    long senders;
+    /* the sending threads: batches of up to batch_calls, or what came in a second */
+    pthread_t threads[EX_WEAVE_SENDERS_MAX];
+    struct ex_wandb_api apis[EX_WEAVE_SENDERS_MAX];
+    struct ex_weave_thread_arg {
+        struct ex_weave_ctx *c;
+        struct ex_wandb_api *api;
+    } args[EX_WEAVE_SENDERS_MAX];
+    size_t nthreads;
     bool thread_started;
     pthread_mutex_t lock;
     pthread_cond_t cond;

@@ -72,14 +72,15 @@ static int sync_weave(const char *dir, long attempts)
     }
     before = atomic_load(&ob.pending_calls);
     for (i = 0; i < attempts; i++) {
-        if (ex_weave_send_outbox(&s, &ob, 0) == EX_WEAVE_SENT) {
+        if (ex_weave_send_outbox(&s, NULL, &ob, 0) == EX_WEAVE_SENT) {
             break;
         }
         if (i + 1 < attempts) {
             uint64_t now = gv_mono_us();
             uint64_t w = wait_ms;
-            if (s.api.not_before_us > now && (s.api.not_before_us - now) / 1000 > w) {
-                w = (s.api.not_before_us - now) / 1000 + 1;
+            uint64_t nb = atomic_load(&s.not_before_us);
+            if (nb > now && (nb - now) / 1000 > w) {
+                w = (nb - now) / 1000 + 1;
             }
             usleep((useconds_t)(w * 1000));
             wait_ms = wait_ms < 16000 ? wait_ms * 2 : wait_ms;

@@ -298,46 +298,34 @@ gv_rc ex_weave_outbox_append(struct ex_weave_outbox *ob, const struct ex_event *
     return rc;
 }
 
-gv_rc ex_weave_outbox_read(struct ex_weave_outbox *ob, struct ex_weave_item *items, size_t max,
-                           size_t *n, uint64_t *end)
+static void range_insert(struct ex_weave_range *arr, size_t *n, const struct ex_weave_range *r)
 {
-    uint64_t start, size, want;
+    size_t i = *n;
+
+    if (*n == EX_WEAVE_RANGES_MAX) {
+        return; /* cannot happen: at most one range per sending thread is out */
+    }
+    while (i > 0 && arr[i - 1].start > r->start) {
+        arr[i] = arr[i - 1];
+        i--;
+    }
+    arr[i] = *r;
+    (*n)++;
+}
+
+/* Parses events from ob->rmem[0..len) (the outbox from `start`), at most max. */
+static void parse_events(struct ex_weave_outbox *ob, size_t len, uint64_t start,
+                         struct ex_weave_item *items, size_t max, size_t *n, uint64_t *end)
+{
     size_t off = 0;
-    gv_rc rc;
 
     *n = 0;
-    pthread_mutex_lock(&ob->lock);
-    start = ob->cursor;
-    size = ob->size;
-    pthread_mutex_unlock(&ob->lock);
-    *end = start;
-    if (start >= size || max == 0) {
-        return GV_OK;
-    }
-    want = (uint64_t)max * READ_PER_EVENT;
-    if (want < GV_FRAME_HDR + GV_FRAME_MAX) {
-        want = GV_FRAME_HDR + GV_FRAME_MAX;
-    }
-    if (want > READ_CHUNK) {
-        want = READ_CHUNK;
-    }
-    if (want > size - start) {
-        want = size - start;
-    }
-    if (!ob->rmem) {
-        ob->rmem = gv_malloc(READ_CHUNK);
-    }
-    rc = pread_full(ob->fd, ob->rmem, (size_t)want, start);
-    if (rc) {
-        return rc;
-    }
     while (*n < max) {
         unsigned type;
         const uint8_t *payload;
         size_t plen, used;
 
-        if (gv_frame_parse(ob->rmem + off, (size_t)want - off, &type, &payload, &plen, &used) !=
-            GV_OK) {
+        if (gv_frame_parse(ob->rmem + off, len - off, &type, &payload, &plen, &used) != GV_OK) {
             break;
         }
         if (type == GV_FRAME_HELLO) {
@@ -349,6 +337,7 @@ gv_rc ex_weave_outbox_read(struct ex_weave_outbox *ob, struct ex_weave_item *ite
         else if (type == GV_FRAME_EVENT) {
             struct ex_weave_item *it = &items[*n];
             const struct gv_hello *h;
+            /* An event that does not decode cannot be sent; it is skipped. */
             if (gv_event_decode(payload, plen, &it->rec, &it->meta) == GV_OK) {
                 h = hello_get(ob->known, ob->nknown, it->meta.instance_id);
                 if (h) {
@@ -359,57 +348,131 @@ gv_rc ex_weave_outbox_read(struct ex_weave_outbox *ob, struct ex_weave_item *ite
                     snprintf(it->hello.instance_id, sizeof(it->hello.instance_id), "%s",
                              it->meta.instance_id);
                 }
-                it->end_off = start + off + used;
                 (*n)++;
             }
-            /* An event that does not decode cannot be sent; it is skipped. */
         }
         off += used;
     }
     *end = start + off;
-    return GV_OK;
 }
 
-gv_rc ex_weave_outbox_commit(struct ex_weave_outbox *ob, uint64_t off, uint64_t ncalls)
+gv_rc ex_weave_outbox_claim(struct ex_weave_outbox *ob, struct ex_weave_item *items, size_t max,
+                            size_t *n, struct ex_weave_range *r)
+{
+    uint64_t start, want, end;
+    bool again = false;
+    gv_rc rc = GV_OK;
+
+    *n = 0;
+    memset(r, 0, sizeof(*r));
+    if (max == 0) {
+        return GV_OK;
+    }
+    /* Held while reading: the reader state (hellos, scratch) is shared by the
+     * sending threads, and the ingest thread only waits for one small read. */
+    pthread_mutex_lock(&ob->lock);
+    if (!ob->rmem) {
+        ob->rmem = gv_malloc(READ_CHUNK);
+    }
+    if (ob->nretry > 0) {
+        *r = ob->retry[0];
+        memmove(&ob->retry[0], &ob->retry[1], (ob->nretry - 1) * sizeof(ob->retry[0]));
+        ob->nretry--;
+        start = r->start;
+        want = r->end - r->start;
+        again = true;
+    }
+    else {
+        if (ob->read_off < ob->cursor) {
+            ob->read_off = ob->cursor;
+        }
+        start = ob->read_off;
+        if (start >= ob->size) {
+            goto out;
+        }
+        want = (uint64_t)max * READ_PER_EVENT;
+        if (want < GV_FRAME_HDR + GV_FRAME_MAX) {
+            want = GV_FRAME_HDR + GV_FRAME_MAX;
+        }
+        if (want > READ_CHUNK) {
+            want = READ_CHUNK;
+        }
+        if (want > ob->size - start) {
+            want = ob->size - start;
+        }
+    }
+    rc = pread_full(ob->fd, ob->rmem, (size_t)want, start);
+    if (rc) {
+        if (again) {
+            range_insert(ob->retry, &ob->nretry, r);
+        }
+        goto out;
+    }
+    parse_events(ob, (size_t)want, start, items, max, n, &end);
+    r->start = start;
+    r->end = again ? r->end : end;
+    r->n = *n;
+    if (!again) {
+        ob->read_off = end;
+    }
+out:
+    pthread_mutex_unlock(&ob->lock);
+    return rc;
+}
+
+gv_rc ex_weave_outbox_done(struct ex_weave_outbox *ob, const struct ex_weave_range *r)
 {
     gv_rc rc = GV_OK;
     uint64_t now = gv_mono_us();
+    bool moved = false;
 
     pthread_mutex_lock(&ob->lock);
-    if (off > ob->cursor) {
-        ob->cursor = off;
+    if (r->end > r->start) {
+        range_insert(ob->done, &ob->ndone, r);
     }
-    if (atomic_load(&ob->pending_calls) >= ncalls) {
-        atomic_fetch_sub(&ob->pending_calls, ncalls);
+    if (atomic_load(&ob->pending_calls) >= r->n) {
+        atomic_fetch_sub(&ob->pending_calls, r->n);
     }
     else {
         atomic_store(&ob->pending_calls, 0);
     }
-    if (ob->size == 0) {
-        rc = GV_OK;
+    while (ob->ndone > 0 && ob->done[0].start <= ob->cursor) {
+        if (ob->done[0].end > ob->cursor) {
+            ob->cursor = ob->done[0].end;
+        }
+        memmove(&ob->done[0], &ob->done[1], (ob->ndone - 1) * sizeof(ob->done[0]));
+        ob->ndone--;
+        moved = true;
     }
-    else if (ob->cursor >= ob->size) {
-        /* All sent: empty the file. The cursor is saved before the lock is
-         * released, so no append can land behind a stale cursor. */
+    if (ob->size > 0 && ob->cursor >= ob->size && ob->read_off >= ob->size && ob->nretry == 0) {
+        /* All sent and nothing claimed: empty the file. The cursor is saved
+         * before the lock is released, so no append lands behind a stale one. */
         if (ftruncate(ob->fd, 0) != 0) {
             rc = GV_EIO;
         }
         else {
             ob->size = 0;
             ob->cursor = 0;
+            ob->read_off = 0;
             ob->nwritten = 0;
             rc = cursor_save(ob);
+            ob->cursor_saved_us = now;
         }
     }
-    else if (now - ob->cursor_saved_us >= 250000u) {
+    else if (moved && now - ob->cursor_saved_us >= 250000u) {
         /* Throttled: a crash re-sends at most this much, under the same ids. */
         rc = cursor_save(ob);
-    }
-    if (rc == GV_OK) {
         ob->cursor_saved_us = now;
     }
     pthread_mutex_unlock(&ob->lock);
     return rc;
+}
+
+void ex_weave_outbox_retry(struct ex_weave_outbox *ob, const struct ex_weave_range *r)
+{
+    pthread_mutex_lock(&ob->lock);
+    range_insert(ob->retry, &ob->nretry, r);
+    pthread_mutex_unlock(&ob->lock);
 }
 
 uint64_t ex_weave_outbox_pending(struct ex_weave_outbox *ob)

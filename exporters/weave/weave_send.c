@@ -11,6 +11,7 @@
 
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
+#include "core/gv_time.h"
 
 #define MOD "exporter:weave"
 #define PROJ_MAX 4096u
@@ -31,7 +32,7 @@ struct ex_weave_price {
 struct ex_weave_proj {
     char entity[GV_RUN_TAG_MAX + 1];
     char project[GV_RUN_TAG_MAX + 1];
-    bool complete_mode; /* the project refuses /call/upsert_batch */
+    _Atomic bool complete_mode; /* the project refuses /call/upsert_batch */
     struct ex_weave_ref refs[REFS_MAX];
     size_t nrefs;
     struct ex_weave_price prices[PRICES_MAX];
@@ -79,6 +80,7 @@ void ex_weave_sender_init(struct ex_weave_sender *s, const char *trace_url_overr
     s->batch_calls = 100;
     s->batch_bytes = EX_WEAVE_REQ_BYTES_DEFAULT;
     pthread_mutex_init(&s->err_lock, NULL);
+    pthread_mutex_init(&s->proj_lock, NULL);
 }
 
 void ex_weave_sender_free(struct ex_weave_sender *s)
@@ -88,6 +90,7 @@ void ex_weave_sender_free(struct ex_weave_sender *s)
     s->projs = NULL;
     s->nprojs = 0;
     pthread_mutex_destroy(&s->err_lock);
+    pthread_mutex_destroy(&s->proj_lock);
 }
 
 static void set_error(struct ex_weave_sender *s, const char *fmt, ...)
@@ -118,6 +121,9 @@ static struct ex_weave_proj *proj_get(struct ex_weave_sender *s, const char *ent
     if (!s->projs) {
         s->projs = gv_calloc(PROJ_MAX, sizeof(*s->projs));
     }
+    if (s->nprojs == PROJ_MAX) {
+        return NULL; /* the caller uses a scratch entry for this batch */
+    }
     p = &s->projs[s->nprojs++];
     memset(p, 0, sizeof(*p));
     snprintf(p->entity, sizeof(p->entity), "%s", entity);
@@ -126,7 +132,8 @@ static struct ex_weave_proj *proj_get(struct ex_weave_sender *s, const char *ent
 }
 
 /* The trace server's error: {"error_code","reason"} or FastAPI's {"detail"}. */
-static void server_error(struct ex_weave_sender *s, const struct gv_buf *body, bool *mode)
+static void server_error(struct ex_weave_sender *s, struct ex_wandb_api *api,
+                         const struct gv_buf *body, bool *mode)
 {
     struct json_tokener *tok = json_tokener_new();
     struct json_object *j = NULL, *v;
@@ -158,27 +165,34 @@ static void server_error(struct ex_weave_sender *s, const struct gv_buf *body, b
             clean[i] = '\'';
         }
     }
-    set_error(s, "%s (HTTP %ld)", clean, s->api.last_status);
+    set_error(s, "%s (HTTP %ld)", clean, api->last_status);
     json_object_put(j);
 }
 
-static enum post_res post(struct ex_weave_sender *s, const char *url, const struct gv_buf *body,
-                          struct gv_buf *resp)
+static enum post_res post(struct ex_weave_sender *s, struct ex_wandb_api *api, const char *url,
+                          const struct gv_buf *body, struct gv_buf *resp)
 {
     long st;
     bool mode = false;
+    uint64_t nb = atomic_load(&s->not_before_us);
 
+    if (nb > gv_mono_us()) {
+        return POST_LATER; /* another thread was told to wait */
+    }
     atomic_fetch_add(&s->requests, 1);
-    (void)ex_wandb_api_post(&s->api, url, body->data, body->len, resp);
-    st = s->api.last_status;
+    (void)ex_wandb_api_post(api, url, body->data, body->len, resp);
+    st = api->last_status;
+    if (api->not_before_us > atomic_load(&s->not_before_us)) {
+        atomic_store(&s->not_before_us, api->not_before_us);
+    }
     if (st >= 200 && st < 300) {
         return POST_OK;
     }
     if (st == 0) {
-        set_error(s, "%s (HTTP 0)", s->api.last_error);
+        set_error(s, "%s (HTTP 0)", api->last_error);
         return POST_LATER;
     }
-    server_error(s, resp, &mode);
+    server_error(s, api, resp, &mode);
     if (st == 400 && mode) {
         return POST_MODE;
     }
@@ -207,8 +221,9 @@ static void pack_key(const struct gv_hello *h, char out[65])
 }
 
 /* The pack's object ref for this project, publishing it the first time. */
-static enum post_res policy_ref(struct ex_weave_sender *s, struct ex_weave_proj *p,
-                                const struct gv_hello *h, const char **ref)
+static enum post_res policy_ref(struct ex_weave_sender *s, struct ex_wandb_api *api,
+                                struct ex_weave_proj *p, const struct gv_hello *h,
+                                const char **ref)
 {
     struct gv_buf body, resp;
     struct json_tokener *tok;
@@ -234,8 +249,9 @@ static enum post_res policy_ref(struct ex_weave_sender *s, struct ex_weave_proj 
     gv_buf_init(&body, 0);
     gv_buf_init(&resp, 0);
     snprintf(url, sizeof(url), "%s/obj/create", s->trace_url);
-    r = ex_weave_fmt_policy_obj(pid, h, &body, oid, sizeof(oid)) == GV_OK ? post(s, url, &body, &resp)
-                                                                         : POST_REFUSED;
+    r = ex_weave_fmt_policy_obj(pid, h, &body, oid, sizeof(oid)) == GV_OK
+            ? post(s, api, url, &body, &resp)
+            : POST_REFUSED;
     if (r == POST_LATER) {
         goto out;
     }
@@ -272,8 +288,8 @@ out:
 }
 
 /* kt's price for the model in the project's cost table, once per price. */
-static enum post_res push_price(struct ex_weave_sender *s, struct ex_weave_proj *p,
-                                const struct gv_record *rec)
+static enum post_res push_price(struct ex_weave_sender *s, struct ex_wandb_api *api,
+                                struct ex_weave_proj *p, const struct gv_record *rec)
 {
     struct gv_buf body, resp;
     char pid[2 * GV_RUN_TAG_MAX + 2], url[EX_WANDB_URL_MAX + 32];
@@ -298,7 +314,7 @@ static enum post_res push_price(struct ex_weave_sender *s, struct ex_weave_proj 
     snprintf(url, sizeof(url), "%s/cost/create", s->trace_url);
     r = ex_weave_fmt_cost(pid, rec->model, rec->price_input_per_mtok, rec->price_output_per_mtok,
                           &body) == GV_OK
-            ? post(s, url, &body, &resp)
+            ? post(s, api, url, &body, &resp)
             : POST_REFUSED;
     gv_buf_free(&body);
     gv_buf_free(&resp);
@@ -325,7 +341,8 @@ struct group {
     size_t n;
 };
 
-static enum post_res post_calls(struct ex_weave_sender *s, struct group *g, size_t from, size_t k)
+static enum post_res post_calls(struct ex_weave_sender *s, struct ex_wandb_api *api,
+                                struct group *g, size_t from, size_t k)
 {
     struct gv_buf body, resp;
     char url[EX_WANDB_URL_MAX + 2 * GV_RUN_TAG_MAX * 3 + 64];
@@ -363,7 +380,7 @@ static enum post_res post_calls(struct ex_weave_sender *s, struct group *g, size
         r = POST_TOO_BIG;
     }
     else if (rc == GV_OK) {
-        r = post(s, url, &body, &resp);
+        r = post(s, api, url, &body, &resp);
     }
     else {
         r = POST_REFUSED;
@@ -376,13 +393,13 @@ static enum post_res post_calls(struct ex_weave_sender *s, struct group *g, size
         gv_log(GV_LOG_INFO, MOD, "project is in calls-complete mode; switching endpoint",
                "project=%s/%s", g->proj->entity, g->proj->project);
         g->proj->complete_mode = true;
-        return post_calls(s, g, from, k);
+        return post_calls(s, api, g, from, k);
     }
     if (r == POST_TOO_BIG && k > 1) {
         atomic_fetch_add(&s->splits, 1);
-        r = post_calls(s, g, from, k / 2);
+        r = post_calls(s, api, g, from, k / 2);
         if (r == POST_OK) {
-            r = post_calls(s, g, from + k / 2, k - k / 2);
+            r = post_calls(s, api, g, from + k / 2, k - k / 2);
         }
         return r;
     }
@@ -399,8 +416,9 @@ static enum post_res post_calls(struct ex_weave_sender *s, struct group *g, size
 }
 
 /* Entity and project of an item: the request's, else the defaults, else the key's. */
-static enum post_res resolve(struct ex_weave_sender *s, const struct gv_record *rec,
-                             const char **entity, const char **project)
+static enum post_res resolve(struct ex_weave_sender *s, struct ex_wandb_api *api,
+                             const struct gv_record *rec, const char **entity,
+                             const char **project)
 {
     enum ex_wandb_res v;
 
@@ -413,40 +431,52 @@ static enum post_res resolve(struct ex_weave_sender *s, const struct gv_record *
         *entity = s->entity;
         return POST_OK;
     }
-    if (!s->api.viewer_done) {
-        v = ex_wandb_api_viewer(&s->api);
+    if (!api->viewer_done) {
+        v = ex_wandb_api_viewer(api);
         if (v != EX_WANDB_OK) {
-            set_error(s, "W&B Viewer failed: %s (HTTP %ld)", s->api.last_error,
-                      s->api.last_status);
+            set_error(s, "W&B Viewer failed: %s (HTTP %ld)", api->last_error, api->last_status);
             return POST_LATER;
         }
     }
-    *entity = s->api.viewer_entity;
+    *entity = api->viewer_entity;
     return POST_OK;
 }
 
-static enum post_res send_items(struct ex_weave_sender *s, struct ex_weave_item *items, size_t n)
+static enum post_res send_items(struct ex_weave_sender *s, struct ex_wandb_api *api,
+                                struct ex_weave_item *items, size_t n)
 {
     struct ex_weave_call_in *in = gv_calloc(n, sizeof(*in));
     struct ex_weave_proj **projs = gv_calloc(n, sizeof(*projs));
+    struct ex_weave_proj **scratch = gv_calloc(n, sizeof(*scratch));
+    char(*refs)[REF_MAX] = gv_calloc(n, sizeof(*refs));
     bool *done = gv_calloc(n, sizeof(*done));
     struct group g;
     enum post_res r = POST_OK;
     size_t i, j;
 
     g.in = gv_calloc(n, sizeof(*g.in));
-    if (s->nprojs + n > PROJ_MAX) {
-        /* Forgetting only costs a re-push of refs and prices and one refused
-         * batch per calls-complete project; never mid-batch (pointers below). */
-        s->nprojs = 0;
-    }
     for (i = 0; i < n && r == POST_OK; i++) {
         const char *e, *p;
-        r = resolve(s, &items[i].rec, &e, &p);
+        r = resolve(s, api, &items[i].rec, &e, &p);
         if (r != POST_OK) {
             break;
         }
+        pthread_mutex_lock(&s->proj_lock);
         projs[i] = proj_get(s, e, p);
+        pthread_mutex_unlock(&s->proj_lock);
+        if (!projs[i]) {
+            /* Past the table's size: this batch remembers it on its own. */
+            scratch[i] = gv_calloc(1, sizeof(*scratch[i]));
+            snprintf(scratch[i]->entity, sizeof(scratch[i]->entity), "%s", e);
+            snprintf(scratch[i]->project, sizeof(scratch[i]->project), "%s", p);
+            for (j = 0; j < i && !projs[i]; j++) {
+                if (scratch[j] && strcmp(scratch[j]->entity, e) == 0 &&
+                    strcmp(scratch[j]->project, p) == 0) {
+                    projs[i] = scratch[j];
+                }
+            }
+            projs[i] = projs[i] ? projs[i] : scratch[i];
+        }
         in[i].rec = &items[i].rec;
         in[i].instance_id = items[i].meta.instance_id;
         in[i].seq = items[i].meta.seq;
@@ -477,63 +507,82 @@ static enum post_res send_items(struct ex_weave_sender *s, struct ex_weave_item 
             if (done[j] || projs[j] != g.proj) {
                 continue;
             }
-            r = policy_ref(s, g.proj, in[j].hello, &ref);
+            /* The table's refs and prices change under the lock only; the
+             * call keeps its own copy of the ref. */
+            pthread_mutex_lock(&s->proj_lock);
+            r = policy_ref(s, api, g.proj, in[j].hello, &ref);
             if (r == POST_OK) {
-                r = push_price(s, g.proj, in[j].rec);
+                r = push_price(s, api, g.proj, in[j].rec);
             }
+            snprintf(refs[j], REF_MAX, "%s", ref ? ref : "");
+            pthread_mutex_unlock(&s->proj_lock);
             in[j].entity = g.proj->entity;
             in[j].project = g.proj->project;
-            in[j].policy_ref = ref;
+            in[j].policy_ref = refs[j][0] ? refs[j] : NULL;
             g.in[g.n++] = in[j];
             done[j] = true;
         }
         if (r == POST_OK) {
-            r = post_calls(s, &g, 0, g.n);
+            r = post_calls(s, api, &g, 0, g.n);
         }
     }
     for (i = 0; i < n; i++) {
         json_object_put(in[i].pack);
+        gv_free(scratch[i]);
     }
     gv_free(g.in);
     gv_free(done);
+    gv_free(refs);
+    gv_free(scratch);
     gv_free(projs);
     gv_free(in);
     return r;
 }
 
-enum ex_weave_send ex_weave_send_outbox(struct ex_weave_sender *s, struct ex_weave_outbox *ob,
-                                        size_t max_batches)
+enum ex_weave_send ex_weave_send_outbox(struct ex_weave_sender *s, struct ex_wandb_api *api,
+                                        struct ex_weave_outbox *ob, size_t max_batches)
 {
     size_t cap = s->batch_calls ? s->batch_calls : 100;
     struct ex_weave_item *items = gv_calloc(cap, sizeof(*items));
     enum ex_weave_send res = EX_WEAVE_SENT;
+    struct ex_weave_range range;
     size_t batches = 0, n, i;
-    uint64_t end;
 
+    if (!api) {
+        api = &s->api;
+    }
     for (;;) {
         enum post_res r;
         if (max_batches && batches >= max_batches) {
             break;
         }
-        if (ex_weave_outbox_read(ob, items, cap, &n, &end) != GV_OK) {
+        if (atomic_load(&s->not_before_us) > gv_mono_us()) {
+            res = EX_WEAVE_LATER; /* Retry-After: nothing is claimed meanwhile */
+            break;
+        }
+        if (ex_weave_outbox_claim(ob, items, cap, &n, &range) != GV_OK) {
             set_error(s, "cannot read the outbox");
             res = EX_WEAVE_LATER;
             break;
         }
         if (n == 0) {
-            (void)ex_weave_outbox_commit(ob, end, 0);
+            if (range.end > range.start) {
+                (void)ex_weave_outbox_done(ob, &range); /* hellos only */
+                continue;
+            }
             break;
         }
-        r = send_items(s, items, n);
+        r = send_items(s, api, items, n);
         for (i = 0; i < n; i++) {
             gv_record_release(&items[i].rec);
         }
         if (r != POST_OK) {
+            ex_weave_outbox_retry(ob, &range);
             atomic_fetch_add(&s->retries, 1);
             res = EX_WEAVE_LATER;
             break;
         }
-        if (ex_weave_outbox_commit(ob, end, n) != GV_OK) {
+        if (ex_weave_outbox_done(ob, &range) != GV_OK) {
             set_error(s, "cannot save the outbox cursor");
             res = EX_WEAVE_LATER;
             break;

@@ -64,7 +64,7 @@ static void test_outbox_roundtrip_and_empty_after_commit(void **state)
     struct ex_weave_item items[8];
     struct gv_hello h;
     size_t n, i;
-    uint64_t end;
+    struct ex_weave_range r;
     struct stat st;
     char path[300];
 
@@ -76,8 +76,9 @@ static void test_outbox_roundtrip_and_empty_after_commit(void **state)
         gv_record_release(&recs[i]);
     }
     assert_int_equal(atomic_load(&ob.pending_calls), 5);
-    assert_int_equal(ex_weave_outbox_read(&ob, items, 3, &n, &end), GV_OK);
+    assert_int_equal(ex_weave_outbox_claim(&ob, items, 3, &n, &r), GV_OK);
     assert_int_equal(n, 3);
+    assert_int_equal(r.n, 3);
     assert_string_equal(items[0].rec.request_id, "req_1");
     assert_int_equal(items[2].meta.seq, 3);
     assert_string_equal(items[1].hello.pack_name, "pack");
@@ -85,15 +86,15 @@ static void test_outbox_roundtrip_and_empty_after_commit(void **state)
     for (i = 0; i < n; i++) {
         gv_record_release(&items[i].rec);
     }
-    assert_int_equal(ex_weave_outbox_commit(&ob, end, n), GV_OK);
+    assert_int_equal(ex_weave_outbox_done(&ob, &r), GV_OK);
     assert_int_equal(atomic_load(&ob.pending_calls), 2);
-    assert_int_equal(ex_weave_outbox_read(&ob, items, 8, &n, &end), GV_OK);
+    assert_int_equal(ex_weave_outbox_claim(&ob, items, 8, &n, &r), GV_OK);
     assert_int_equal(n, 2);
     assert_string_equal(items[0].rec.request_id, "req_4");
     for (i = 0; i < n; i++) {
         gv_record_release(&items[i].rec);
     }
-    assert_int_equal(ex_weave_outbox_commit(&ob, end, n), GV_OK);
+    assert_int_equal(ex_weave_outbox_done(&ob, &r), GV_OK);
     /* All sent: the file is emptied. */
     snprintf(path, sizeof(path), "%s/outbox", dir);
     assert_int_equal(stat(path, &st), 0);
@@ -102,7 +103,7 @@ static void test_outbox_roundtrip_and_empty_after_commit(void **state)
     /* New events after emptying carry their hello again. */
     events(evs, recs, &h, 1, 6, false);
     assert_int_equal(ex_weave_outbox_append(&ob, evs, 1), GV_OK);
-    assert_int_equal(ex_weave_outbox_read(&ob, items, 8, &n, &end), GV_OK);
+    assert_int_equal(ex_weave_outbox_claim(&ob, items, 8, &n, &r), GV_OK);
     assert_int_equal(n, 1);
     assert_string_equal(items[0].hello.pack_name, "pack");
     ex_weave_outbox_close(&ob);
@@ -116,7 +117,7 @@ static void test_outbox_reopen_resumes_at_cursor_and_cuts_torn_tail(void **state
     struct ex_weave_item items[8];
     struct gv_hello h;
     size_t n;
-    uint64_t end;
+    struct ex_weave_range r;
     char path[300];
     FILE *f;
 
@@ -124,8 +125,8 @@ static void test_outbox_reopen_resumes_at_cursor_and_cuts_torn_tail(void **state
     assert_int_equal(ex_weave_outbox_open(&ob, dir, 0, false), GV_OK);
     events(evs, recs, &h, 4, 1, false);
     assert_int_equal(ex_weave_outbox_append(&ob, evs, 4), GV_OK);
-    assert_int_equal(ex_weave_outbox_read(&ob, items, 1, &n, &end), GV_OK);
-    assert_int_equal(ex_weave_outbox_commit(&ob, end, n), GV_OK);
+    assert_int_equal(ex_weave_outbox_claim(&ob, items, 1, &n, &r), GV_OK);
+    assert_int_equal(ex_weave_outbox_done(&ob, &r), GV_OK);
     ex_weave_outbox_close(&ob);
     /* A crash mid-append left half a frame. */
     snprintf(path, sizeof(path), "%s/outbox", dir);
@@ -135,10 +136,53 @@ static void test_outbox_reopen_resumes_at_cursor_and_cuts_torn_tail(void **state
     fclose(f);
     assert_int_equal(ex_weave_outbox_open(&ob, dir, 0, false), GV_OK);
     assert_int_equal(atomic_load(&ob.pending_calls), 3);
-    assert_int_equal(ex_weave_outbox_read(&ob, items, 8, &n, &end), GV_OK);
+    assert_int_equal(ex_weave_outbox_claim(&ob, items, 8, &n, &r), GV_OK);
     assert_int_equal(n, 3);
     assert_int_equal(items[0].meta.seq, 2);
     assert_string_equal(items[2].hello.pack_name, "pack");
+    ex_weave_outbox_close(&ob);
+}
+
+/* Several senders: ranges finish out of order, one goes back; the cursor only
+ * moves over what is done without a gap, and a retried range comes back whole. */
+static void test_outbox_ranges_out_of_order_and_retry(void **state)
+{
+    struct ex_weave_outbox ob;
+    struct ex_event evs[6];
+    struct gv_record recs[6];
+    struct ex_weave_item items[4];
+    struct gv_hello h;
+    struct ex_weave_range a, b, c, d;
+    size_t n, i;
+
+    (void)state;
+    assert_int_equal(ex_weave_outbox_open(&ob, dir, 0, false), GV_OK);
+    events(evs, recs, &h, 6, 1, false);
+    assert_int_equal(ex_weave_outbox_append(&ob, evs, 6), GV_OK);
+    assert_int_equal(ex_weave_outbox_claim(&ob, items, 2, &n, &a), GV_OK);
+    assert_int_equal(ex_weave_outbox_claim(&ob, items, 2, &n, &b), GV_OK);
+    assert_int_equal(ex_weave_outbox_claim(&ob, items, 2, &n, &c), GV_OK);
+    assert_int_equal(items[0].meta.seq, 5);
+    assert_int_equal(ex_weave_outbox_done(&ob, &c), GV_OK);
+    assert_int_equal(ob.cursor, 0);
+    ex_weave_outbox_retry(&ob, &b);
+    assert_int_equal(ex_weave_outbox_done(&ob, &a), GV_OK);
+    assert_int_equal(ob.cursor, a.end);
+    assert_int_equal(ex_weave_outbox_claim(&ob, items, 2, &n, &d), GV_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(items[0].meta.seq, 3);
+    assert_int_equal(d.start, b.start);
+    assert_int_equal(d.end, b.end);
+    assert_int_equal(ex_weave_outbox_done(&ob, &d), GV_OK);
+    /* Everything is done: the file is emptied and the cursor is back at 0. */
+    assert_int_equal(ob.size, 0);
+    assert_int_equal(ob.cursor, 0);
+    assert_int_equal(atomic_load(&ob.pending_calls), 0);
+    assert_int_equal(ex_weave_outbox_claim(&ob, items, 2, &n, &a), GV_OK);
+    assert_int_equal(n, 0);
+    for (i = 0; i < 6; i++) {
+        gv_record_release(&recs[i]);
+    }
     ex_weave_outbox_close(&ob);
 }
 
@@ -170,6 +214,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_outbox_reopen_resumes_at_cursor_and_cuts_torn_tail,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_ranges_out_of_order_and_retry, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_outbox_full_and_locked, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
