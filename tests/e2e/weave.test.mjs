@@ -13,7 +13,10 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import path from 'node:path';
 
 import {
@@ -123,6 +126,55 @@ test('the Weave stand-in talks to the official weave SDK', async () => {
         assert.equal(refused[0].message.error_code, 'CALLS_COMPLETE_MODE_REQUIRED');
         assert.equal(s.weave.calls('alice/cc').length, 1);
     } finally {
+        await s.close();
+    }
+});
+
+/**
+ * A TLS front before the stand-in, with a throwaway CA: the weave SDK turns WANDB_BASE_URL into
+ * https://<host> whatever its scheme, so a plain-http stand-in never sees its GraphQL question.
+ */
+async function tlsFront(target) {
+    const dir = makeTempDir('kt-e2e-weave-tls-');
+    const f = (n) => path.join(dir, n);
+    const ssl = (...args) => execFileSync('openssl', args, { stdio: 'ignore' });
+    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out',
+        f('ca.pem'), '-days', '1', '-subj', '/CN=kt e2e test CA');
+    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('srv.key'), '-out', f('srv.csr'),
+        '-subj', '/CN=127.0.0.1');
+    writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
+    ssl('x509', '-req', '-in', f('srv.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'),
+        '-CAcreateserial', '-out', f('srv.pem'), '-days', '1', '-extfile', f('ext.cnf'));
+    const up = new URL(target);
+    const server = https.createServer({ key: readFileSync(f('srv.key')),
+        cert: readFileSync(f('srv.pem')) }, (req, res) => {
+        const p = http.request({ host: up.hostname, port: up.port, method: req.method,
+            path: req.url, headers: req.headers }, (r) => {
+            res.writeHead(r.statusCode, r.headers);
+            r.pipe(res);
+        });
+        p.on('error', () => { res.writeHead(502); res.end(); });
+        req.pipe(p);
+    });
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { url: `https://127.0.0.1:${server.address().port}`, ca: f('ca.pem'),
+        close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }) };
+}
+
+test('the weave SDK finds its default entity through a TLS front', async () => {
+    const s = await startStandin({ keys: [KEY] });
+    const front = await tlsFront(s.url);
+    try {
+        const env = { WANDB_API_KEY: KEY, WANDB_BASE_URL: front.url, NODE_EXTRA_CA_CERTS: front.ca,
+            WF_TRACE_SERVER_URL: `${s.url}/traces`, HOME: makeTempDir('kt-e2e-weave-home-'),
+            NETRC: undefined, WEAVE_PRINT_CALL_LINK: 'false' };
+        const r = await runNode(SDK_SCRIPT('noentity'), env);
+        assert.equal(r.code, 0, r.stderr);
+        assert.ok(s.state.requests.some((q) => q.op === 'DefaultEntity'), 'asked for the entity');
+        assert.equal(s.weave.calls('alice/noentity').length, 3);
+        assert.deepEqual(s.state.rejected, []);
+    } finally {
+        await front.close();
         await s.close();
     }
 });

@@ -118,6 +118,9 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
       case 'Viewer':
         return send(res, 200, { data: { viewer: { id: b64('User:1'), entity, username: entity,
           email: null, flags: '{}', teams: { edges: [] } } } });
+      case 'DefaultEntity': // the weave SDK's question when weave.init gets no entity
+        return send(res, 200, { data: { viewer: { username: entity,
+          defaultEntity: { name: entity } } } });
       case 'ServerFeaturesQuery':
         return send(res, 200, { data: { serverInfo: { features: [] } } });
       case 'RunResumeStatus': {
