@@ -1,16 +1,16 @@
 /* bench/agent/weave_export.c - the Weave exporter's throughput into the trace server */
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * kt_bench_weave_export [calls] [batch_size]    (run by bench/agent/weave.sh)
+ * kt_bench_weave_export [calls] [batch_size] [senders]    (run by bench/agent/weave.sh)
  *
- * WANDB_BASE_URL names a W&B stand-in (tests/e2e/wandb-standin, --lean) whose trace
- * server lives under /traces; WANDB_API_KEY is its key. An in-process agent with only the
- * weave exporter is fed `calls` events over its socket while the stand-in answers 503 with
- * Retry-After: 1, so they all wait in the outbox; then the fault is cleared and the drain is
- * timed from the first call sent to the last: calls/s, and the process CPU time per call
- * over that window (the agent's threads; the feeding thread is done by then).
+ * WANDB_BASE_URL names where a W&B stand-in (tests/e2e/wandb-standin, --lean) will listen;
+ * its trace server lives under /traces; WANDB_API_KEY is its key. An in-process agent with
+ * only the weave exporter is fed `calls` events over its socket while nothing listens there
+ * yet, so they all wait in the outbox; the program then prints "outbox: N calls waiting"
+ * and the caller starts the stand-in. The drain is timed from the first call sent to the
+ * last: calls/s, and the process CPU time per call over that window (the agent's threads;
+ * the feeding thread is done by then).
  */
-#include <curl/curl.h>
 #include <errno.h>
 #include <json-c/json.h>
 #include <pthread.h>
@@ -120,24 +120,6 @@ static void feed(const char *sock, uint64_t n)
     close(fd);
 }
 
-static void control(const char *base, const char *path, const char *body)
-{
-    CURL *c = curl_easy_init();
-    char url[512];
-    FILE *devnull = fopen("/dev/null", "w");
-
-    snprintf(url, sizeof(url), "%s%s", base, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, devnull);
-    if (curl_easy_perform(c) != CURLE_OK) {
-        fprintf(stderr, "stand-in control %s failed\n", url);
-        exit(1);
-    }
-    curl_easy_cleanup(c);
-    fclose(devnull);
-}
-
 /* The weave exporter's counters from the agent's status. */
 static void weave_counts(const char *sock, uint64_t *pending, uint64_t *sent, uint64_t *failed)
 {
@@ -182,6 +164,7 @@ int main(int argc, char **argv)
 {
     uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 100000;
     const char *batch = argc > 2 ? argv[2] : "100";
+    const char *senders = argc > 3 ? argv[3] : "4";
     const char *base = getenv("WANDB_BASE_URL");
     char dir[] = "/tmp/kt-bench-weave-XXXXXX", sock[128], cfg[160], yaml[256];
     struct ag_opts o;
@@ -194,7 +177,7 @@ int main(int argc, char **argv)
 
     if (!base || !getenv("WANDB_API_KEY") || n == 0) {
         fprintf(stderr, "usage: WANDB_BASE_URL=<stand-in> WANDB_API_KEY=<key> %s [calls] "
-                        "[batch_size]\n", argv[0]);
+                        "[batch_size] [senders]\n", argv[0]);
         return 2;
     }
     if (!mkdtemp(dir)) {
@@ -203,12 +186,11 @@ int main(int argc, char **argv)
     }
     snprintf(sock, sizeof(sock), "%s/agent.sock", dir);
     snprintf(cfg, sizeof(cfg), "%s/agent.yaml", dir);
-    snprintf(yaml, sizeof(yaml), "exporters:\n  weave:\n    batch_size: %s\n", batch);
+    snprintf(yaml, sizeof(yaml), "exporters:\n  weave:\n    batch_size: %s\n    senders: %s\n",
+             batch, senders);
     f = fopen(cfg, "w");
     fputs(yaml, f);
     fclose(f);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    control(base, "/_standin/fault", "{\"status\":503,\"match\":\"/traces/\",\"retryAfter\":1}");
     memset(&o, 0, sizeof(o));
     o.state_dir = dir;
     o.flush_ms = 1000;
@@ -229,7 +211,7 @@ int main(int argc, char **argv)
         usleep(100000);
     }
     printf("outbox: %llu calls waiting\n", (unsigned long long)pending);
-    control(base, "/_standin/clear", "{}");
+    fflush(stdout);
     limit = gv_mono_us() + 600u * 1000000u;
     for (;;) {
         weave_counts(sock, &pending, &sent, &failed);
@@ -245,8 +227,8 @@ int main(int argc, char **argv)
     }
     t1 = gv_mono_us();
     c1 = cpu_s();
-    printf("calls=%llu batch_size=%s sent=%llu failed=%llu\n", (unsigned long long)n, batch,
-           (unsigned long long)sent, (unsigned long long)failed);
+    printf("calls=%llu batch_size=%s senders=%s sent=%llu failed=%llu\n", (unsigned long long)n,
+           batch, senders, (unsigned long long)sent, (unsigned long long)failed);
     if (t1 > t0 && sent > s0) {
         double secs = (double)(t1 - t0) / 1e6;
         printf("drain: %.0f calls/s over %.2f s; agent CPU %.1f us/call (%.0f%% of a core)\n",
@@ -256,6 +238,5 @@ int main(int argc, char **argv)
     ag_agent_stop(ag);
     pthread_join(thr, NULL);
     ag_agent_destroy(ag);
-    curl_global_cleanup();
     return sent == n ? 0 : 1;
 }

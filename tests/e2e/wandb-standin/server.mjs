@@ -52,7 +52,7 @@ function checkRowValues(row, where) {
 }
 
 export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
-  captureRaw = false, lean = false } = {}) {
+  captureRaw = false, lean = false, port = 0 } = {}) {
   const weave = createWeave({ lean });
   const raw = []; // every byte received (headers and bodies), when captureRaw
   const state = {
@@ -375,7 +375,7 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
       return reject(res, path, 404, `no route ${req.method} ${path}`);
     });
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${server.address().port}`;
   return {
     url,
@@ -392,11 +392,34 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
   };
 }
 
-// `node server.mjs [KEY] [--lean]`: run it by hand; prints the base URL. --lean keeps only call
-// ids and no request log (bounded memory under load).
+// `node server.mjs [KEY] [--lean] [--port P] [--workers N]`: run it by hand; prints the base
+// URL. --lean keeps only call ids and a short request log (bounded memory under load);
+// --workers runs N processes on one port (node:cluster), each with its own state, so a load
+// test is not bound by one thread (bench/agent/weave.sh).
 if (import.meta.url === `file://${process.argv[1]}`) {
+  const cluster = await import('node:cluster');
   const args = process.argv.slice(2);
-  const key = args.find((a) => !a.startsWith('--'));
-  const s = await startStandin({ ...(key ? { keys: [key] } : {}), lean: args.includes('--lean') });
-  process.stdout.write(`${s.url}\n`);
+  const opt = (name, def) => {
+    const i = args.indexOf(name);
+    return i >= 0 && i + 1 < args.length ? Number(args[i + 1]) : def;
+  };
+  const key = args.find((a, i) => !a.startsWith('--') && !['--port', '--workers'].includes(args[i - 1]));
+  const port = opt('--port', 0);
+  const workers = opt('--workers', 1);
+  const opts = { ...(key ? { keys: [key] } : {}), lean: args.includes('--lean'), port };
+  if (workers > 1 && cluster.default.isPrimary) {
+    for (let i = 0; i < workers; i++) cluster.default.fork();
+    let ready = 0;
+    cluster.default.on('message', (w, m) => {
+      if (m && m.url && ++ready === workers) process.stdout.write(`${m.url}\n`);
+    });
+    process.on('SIGTERM', () => {
+      for (const w of Object.values(cluster.default.workers)) w.kill();
+      process.exit(0);
+    });
+  } else {
+    const s = await startStandin(opts);
+    if (cluster.default.isWorker) process.send({ url: s.url });
+    else process.stdout.write(`${s.url}\n`);
+  }
 }
