@@ -173,6 +173,12 @@ static gv_rc weave_init(struct ex_exporter *ex, const char *state_dir)
             c->nthreads++;
         }
         c->thread_started = c->nthreads > 0;
+        if (rc && c->nthreads > 0) {
+            /* Fewer uploads in flight is still a working exporter. */
+            gv_log(GV_LOG_WARN, MOD, "fewer sending threads than configured", "started=%zu",
+                   c->nthreads);
+            rc = GV_OK;
+        }
         if (rc) {
             goto out;
         }
