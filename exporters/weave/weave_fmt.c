@@ -177,27 +177,31 @@ static const char *blocking_policy(const struct gv_record *r)
     return r->error_code;
 }
 
-struct json_object *ex_weave_fmt_pack(const struct gv_hello *hello)
+/* A comma-separated list (the hello's chain, the record's roles) as a JSON array. */
+static struct json_object *csv_array(const char *csv)
 {
-    struct json_object *pack = json_object_new_object(), *chain = json_object_new_array();
-    char tmp[sizeof(hello->chain)];
-    char *p = tmp, *comma;
+    struct json_object *arr = json_object_new_array();
+    const char *p = csv;
 
-    json_object_object_add(pack, "name", json_object_new_string(hello->pack_name));
-    json_object_object_add(pack, "version", json_object_new_string(hello->pack_version));
-    snprintf(tmp, sizeof(tmp), "%s", hello->chain);
     while (*p) {
-        comma = strchr(p, ',');
-        if (comma) {
-            *comma = '\0';
-        }
-        json_object_array_add(chain, json_object_new_string(p));
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        json_object_array_add(arr, json_object_new_string_len(p, (int)n));
         if (!comma) {
             break;
         }
         p = comma + 1;
     }
-    json_object_object_add(pack, "chain", chain);
+    return arr;
+}
+
+struct json_object *ex_weave_fmt_pack(const struct gv_hello *hello)
+{
+    struct json_object *pack = json_object_new_object();
+
+    json_object_object_add(pack, "name", json_object_new_string(hello->pack_name));
+    json_object_object_add(pack, "version", json_object_new_string(hello->pack_version));
+    json_object_object_add(pack, "chain", csv_array(hello->chain));
     return pack;
 }
 
@@ -259,25 +263,16 @@ static struct json_object *kt_attributes(const struct ex_weave_call_in *in)
  * still renders as a conversation. */
 static struct json_object *shape_messages(const struct gv_record *r)
 {
-    struct json_object *arr = json_object_new_array();
-    char tmp[sizeof(r->roles)];
-    char *p = tmp, *comma;
+    struct json_object *roles = csv_array(r->roles), *arr = json_object_new_array();
+    size_t i, n = json_object_array_length(roles);
 
-    snprintf(tmp, sizeof(tmp), "%s", r->roles);
-    while (*p) {
+    for (i = 0; i < n; i++) {
         struct json_object *m = json_object_new_object();
-        comma = strchr(p, ',');
-        if (comma) {
-            *comma = '\0';
-        }
-        json_object_object_add(m, "role", json_object_new_string(p));
+        json_object_object_add(m, "role", json_object_get(json_object_array_get_idx(roles, i)));
         json_object_object_add(m, "content", NULL);
         json_object_array_add(arr, m);
-        if (!comma) {
-            break;
-        }
-        p = comma + 1;
     }
+    json_object_put(roles);
     return arr;
 }
 
@@ -508,9 +503,7 @@ gv_rc ex_weave_fmt_policy_obj(const char *project_id, const struct gv_hello *hel
                               struct gv_buf *out, char *object_id, size_t id_size)
 {
     struct json_object *root = json_object_new_object(), *obj = json_object_new_object();
-    struct json_object *val = json_object_new_object(), *chain = json_object_new_array();
-    char tmp[sizeof(hello->chain)];
-    char *p = tmp, *comma;
+    struct json_object *val = json_object_new_object();
     size_t i, o = 0;
     gv_rc rc;
 
@@ -522,22 +515,10 @@ gv_rc ex_weave_fmt_policy_obj(const char *project_id, const struct gv_hello *hel
         object_id[o++] = ok ? c : '-';
     }
     object_id[o] = '\0';
-    snprintf(tmp, sizeof(tmp), "%s", hello->chain);
-    while (*p) {
-        comma = strchr(p, ',');
-        if (comma) {
-            *comma = '\0';
-        }
-        json_object_array_add(chain, json_object_new_string(p));
-        if (!comma) {
-            break;
-        }
-        p = comma + 1;
-    }
     json_object_object_add(val, "kind", json_object_new_string("kt.policy_pack"));
     json_object_object_add(val, "name", json_object_new_string(hello->pack_name));
     json_object_object_add(val, "version", json_object_new_string(hello->pack_version));
-    json_object_object_add(val, "chain", chain);
+    json_object_object_add(val, "chain", csv_array(hello->chain));
     json_object_object_add(obj, "project_id", json_object_new_string(project_id));
     json_object_object_add(obj, "object_id", json_object_new_string(object_id));
     json_object_object_add(obj, "val", val);
