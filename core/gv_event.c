@@ -259,7 +259,6 @@ static void arena_free(void *data, void *p)
     }
 }
 
-
 gv_rc gv_event_decode(const void *p, size_t n, struct gv_record *rec, struct gv_event_meta *meta)
 {
     Gv__V1__GovernanceEvent *ev;

@@ -81,9 +81,9 @@ struct gv_record {
     bool streamed;
     /* weave: */
     uint32_t nmessages;
-    char roles[GV_ROLES_MAX]; /* message roles in order, comma-separated, whole roles only */
-    struct gv_content *content; /* NULL unless telemetry content is captured; owned */
-    double price_input_per_mtok;  /* cost-tracker's price used for cost_usd; 0 unpriced */
+    char roles[GV_ROLES_MAX];    /* message roles in order, comma-separated, whole roles only */
+    struct gv_content *content;  /* NULL unless telemetry content is captured; owned */
+    double price_input_per_mtok; /* cost-tracker's price used for cost_usd; 0 unpriced */
     double price_output_per_mtok;
 };
 

@@ -24,8 +24,9 @@ static const char *const content_values[] = {"none", "redacted", NULL};
 
 static const struct gv_cfg_map telemetry_map[] = {
     {"content", GV_CFG_ENUM, offsetof(struct telemetry_cfg, content), "none", 0, content_values, 0,
-     0, "none: traces carry roles and message count only; redacted: also the messages as sent "
-        "upstream after redaction and the answer as returned (each capped at 28 KiB)"},
+     0,
+     "none: traces carry roles and message count only; redacted: also the messages as sent "
+     "upstream after redaction and the answer as returned (each capped at 28 KiB)"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -153,16 +154,16 @@ static char *messages_capped(struct json_object *msgs)
         cut = keep < text.len;
         o = json_object_new_object();
         json_object_object_get_ex(m, "role", &role);
-        json_object_object_add(o, "role", json_object_is_type(role, json_type_string)
-                                              ? json_object_get(role)
-                                              : json_object_new_string("unknown"));
+        json_object_object_add(o, "role",
+                               json_object_is_type(role, json_type_string)
+                                   ? json_object_get(role)
+                                   : json_object_new_string("unknown"));
         if (cut) {
             text.len = keep;
             (void)gv_buf_append_str(&text, GV_CONTENT_TRUNCATED);
         }
-        json_object_object_add(o, "content",
-                               json_object_new_string_len(text.data ? text.data : "",
-                                                          (int)text.len));
+        json_object_object_add(
+            o, "content", json_object_new_string_len(text.data ? text.data : "", (int)text.len));
         json_object_array_add(arr, o);
         /* Escapes can grow the text; the JSON-encoded length is what counts. */
         budget = budget > keep * 2 + 64 ? budget - keep * 2 - 64 : 0;
@@ -199,8 +200,8 @@ void gw_telemetry_request(const struct gw_config *cfg, struct gv_record *rec, co
     c = gv_calloc(1, sizeof(*c));
     if (o && json_object_object_get_ex(o, "messages", &msgs) &&
         json_object_is_type(msgs, json_type_array)) {
-        s = json_object_to_json_string_ext(msgs, JSON_C_TO_STRING_PLAIN |
-                                                     JSON_C_TO_STRING_NOSLASHESCAPE);
+        s = json_object_to_json_string_ext(msgs,
+                                           JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
         if (strlen(s) <= GV_CONTENT_MAX) {
             c->request = gv_strdup(s);
         }

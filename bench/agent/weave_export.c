@@ -176,8 +176,10 @@ int main(int argc, char **argv)
     int i;
 
     if (!base || !getenv("WANDB_API_KEY") || n == 0) {
-        fprintf(stderr, "usage: WANDB_BASE_URL=<stand-in> WANDB_API_KEY=<key> %s [calls] "
-                        "[batch_size] [senders]\n", argv[0]);
+        fprintf(stderr,
+                "usage: WANDB_BASE_URL=<stand-in> WANDB_API_KEY=<key> %s [calls] "
+                "[batch_size] [senders]\n",
+                argv[0]);
         return 2;
     }
     if (!mkdtemp(dir)) {

@@ -46,8 +46,8 @@ static const struct gv_cfg_map weave_config[] = {
      "keep calls in <state>/weave-offline even with credentials (kt wandb sync uploads them)"},
     {"dir", GV_CFG_STR, offsetof(struct ex_weave_ctx, dir), NULL, 0, NULL, 0, 0,
      "outbox directory; default <state>/weave or <state>/weave-offline"},
-    {"outbox_max", GV_CFG_SIZE, offsetof(struct ex_weave_ctx, outbox_max), "1GiB", 0, NULL,
-     1048576, 1099511627776.0, "calls waiting beyond this are dropped (and counted)"},
+    {"outbox_max", GV_CFG_SIZE, offsetof(struct ex_weave_ctx, outbox_max), "1GiB", 0, NULL, 1048576,
+     1099511627776.0, "calls waiting beyond this are dropped (and counted)"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -310,8 +310,7 @@ static void weave_destroy(struct ex_exporter *ex)
          * outbox for the next start. */
         until = gv_mono_us() + FINAL_PASS_US;
         while (atomic_load(&c->ob.pending_calls) > 0 && gv_mono_us() < until &&
-               ex_weave_send_outbox(&c->snd, &c->apis[0], &c->ob, PASS_BATCHES) ==
-                   EX_WEAVE_SENT) {
+               ex_weave_send_outbox(&c->snd, &c->apis[0], &c->ob, PASS_BATCHES) == EX_WEAVE_SENT) {
         }
         for (i = 0; i < c->nthreads; i++) {
             ex_wandb_api_free(&c->apis[i]);

@@ -64,8 +64,7 @@ struct json_object *ex_weave_fmt_pack(const struct gv_hello *hello);
  * replay or a sync writes the same call. Lowercase canonical, NUL-ended. Both
  * come from one SHA-256 of (instance, seq). */
 void ex_weave_call_id(const char *instance_id, uint64_t seq, uint64_t start_wall_us, char out[37]);
-void ex_weave_trace_id(const char *instance_id, uint64_t seq, uint64_t start_wall_us,
-                       char out[37]);
+void ex_weave_trace_id(const char *instance_id, uint64_t seq, uint64_t start_wall_us, char out[37]);
 /* ISO-8601 UTC with microseconds and Z. */
 void ex_weave_iso_time(uint64_t wall_us, char out[32]);
 /* "entity/project"; GV_E2BIG when it does not fit. */
@@ -116,12 +115,12 @@ struct ex_weave_outbox {
     /* reader side: every hello seen, by instance (exporter thread only) */
     struct gv_hello *known;
     size_t nknown;
-    char *rmem; /* reader scratch, READ_CHUNK bytes once used */
+    char *rmem;                     /* reader scratch, READ_CHUNK bytes once used */
     _Atomic uint64_t pending_calls; /* events after the cursor */
-    uint64_t read_off; /* where the next fresh claim starts */
-    struct ex_weave_range done[EX_WEAVE_RANGES_MAX];   /* past the cursor, sorted */
+    uint64_t read_off;              /* where the next fresh claim starts */
+    struct ex_weave_range done[EX_WEAVE_RANGES_MAX]; /* past the cursor, sorted */
     size_t ndone;
-    struct ex_weave_range retry[EX_WEAVE_RANGES_MAX];  /* given back, sorted */
+    struct ex_weave_range retry[EX_WEAVE_RANGES_MAX]; /* given back, sorted */
     size_t nretry;
     uint64_t cursor_saved_us;
 };

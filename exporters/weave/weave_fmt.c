@@ -47,8 +47,8 @@ static void call_ids(const char *instance_id, uint64_t seq, uint64_t wall_us, ch
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     char in[128];
-    int n = snprintf(in, sizeof(in), "kt-weave-call:%s:%" PRIu64, instance_id ? instance_id : "",
-                     seq);
+    int n =
+        snprintf(in, sizeof(in), "kt-weave-call:%s:%" PRIu64, instance_id ? instance_id : "", seq);
 
     EVP_Digest(in, (size_t)(n > 0 ? n : 0), md, &mdlen, EVP_sha256(), NULL);
     uuid_v7(md, wall_us, id);
@@ -61,8 +61,7 @@ void ex_weave_call_id(const char *instance_id, uint64_t seq, uint64_t start_wall
     call_ids(instance_id, seq, start_wall_us, out, tid);
 }
 
-void ex_weave_trace_id(const char *instance_id, uint64_t seq, uint64_t start_wall_us,
-                       char out[37])
+void ex_weave_trace_id(const char *instance_id, uint64_t seq, uint64_t start_wall_us, char out[37])
 {
     char id[37];
     call_ids(instance_id, seq, start_wall_us, id, out);
@@ -170,7 +169,8 @@ static const char *blocking_policy(const struct gv_record *r)
     uint32_t i;
 
     for (i = 0; i < r->npolicies && i < GV_RECORD_MAX_POLICIES; i++) {
-        if (r->policies[i].action == GV_OUTCOME_BLOCK || r->policies[i].action == GV_OUTCOME_ERROR) {
+        if (r->policies[i].action == GV_OUTCOME_BLOCK ||
+            r->policies[i].action == GV_OUTCOME_ERROR) {
             return r->policies[i].name;
         }
     }
@@ -234,7 +234,8 @@ static struct json_object *kt_attributes(const struct ex_weave_call_in *in)
         const struct gv_policy_outcome *o = &r->policies[i];
         struct json_object *po = json_object_new_object();
         json_object_object_add(po, "name", json_object_new_string(o->name));
-        json_object_object_add(po, "action", json_object_new_string(gv_outcome_action_str(o->action)));
+        json_object_object_add(po, "action",
+                               json_object_new_string(gv_outcome_action_str(o->action)));
         json_object_object_add(po, "score", num(o->score, 6));
         json_object_array_add(pols, po);
         for (t = 0; t < GV_PII_NTYPES; t++) {
@@ -251,8 +252,8 @@ static struct json_object *kt_attributes(const struct ex_weave_call_in *in)
     json_object_object_add(kt, "pii", pii);
     json_object_object_add(kt, "gateway", json_object_new_string(in->instance_id));
     json_object_object_add(kt, "seq", json_object_new_uint64(in->seq));
-    json_object_object_add(kt, "pack", in->pack ? json_object_get(in->pack)
-                                                : ex_weave_fmt_pack(in->hello));
+    json_object_object_add(kt, "pack",
+                           in->pack ? json_object_get(in->pack) : ex_weave_fmt_pack(in->hello));
     if (in->policy_ref && *in->policy_ref) {
         json_object_object_add(kt, "policy", json_object_new_string(in->policy_ref));
     }
@@ -286,7 +287,8 @@ static struct json_object *inputs(const struct gv_record *r)
     if (r->content && r->content->request && r->decision != GV_DECISION_BLOCKED) {
         tok = json_tokener_new_ex(JSON_DEPTH);
         if (tok) {
-            msgs = json_tokener_parse_ex(tok, r->content->request, (int)strlen(r->content->request));
+            msgs =
+                json_tokener_parse_ex(tok, r->content->request, (int)strlen(r->content->request));
             json_tokener_free(tok);
         }
         if (msgs && !json_object_is_type(msgs, json_type_array)) {

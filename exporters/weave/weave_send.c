@@ -222,8 +222,7 @@ static void pack_key(const struct gv_hello *h, char out[65])
 
 /* The pack's object ref for this project, publishing it the first time. */
 static enum post_res policy_ref(struct ex_weave_sender *s, struct ex_wandb_api *api,
-                                struct ex_weave_proj *p, const struct gv_hello *h,
-                                const char **ref)
+                                struct ex_weave_proj *p, const struct gv_hello *h, const char **ref)
 {
     struct gv_buf body, resp;
     struct json_tokener *tok;
@@ -322,8 +321,7 @@ static enum post_res push_price(struct ex_weave_sender *s, struct ex_wandb_api *
         return r;
     }
     if (r != POST_OK) {
-        gv_log(GV_LOG_WARN, MOD, "model price not pushed", "project=%s/%s", p->entity,
-               p->project);
+        gv_log(GV_LOG_WARN, MOD, "model price not pushed", "project=%s/%s", p->entity, p->project);
     }
     if (p->nprices == PRICES_MAX) {
         p->nprices = 0;
@@ -417,8 +415,7 @@ static enum post_res post_calls(struct ex_weave_sender *s, struct ex_wandb_api *
 
 /* Entity and project of an item: the request's, else the defaults, else the key's. */
 static enum post_res resolve(struct ex_weave_sender *s, struct ex_wandb_api *api,
-                             const struct gv_record *rec, const char **entity,
-                             const char **project)
+                             const struct gv_record *rec, const char **entity, const char **project)
 {
     enum ex_wandb_res v;
 

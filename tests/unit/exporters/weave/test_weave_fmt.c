@@ -136,25 +136,26 @@ static void test_fmt_start_exact_bytes(void **state)
     ex_weave_call_id(INSTANCE, 7, r.start_wall_us, id);
     ex_weave_trace_id(INSTANCE, 7, r.start_wall_us, tid);
     s = start_str(&in);
-    snprintf(want, sizeof(want),
-             "{\"project_id\":\"acme/rlhf\",\"id\":\"%s\",\"trace_id\":\"%s\","
-             "\"op_name\":\"openai.chat.completions.create\","
-             "\"display_name\":\"gpt-4o \xc2\xb7 redacted\","
-             "\"started_at\":\"2026-01-01T00:00:00.000000Z\","
-             "\"attributes\":{\"kt\":{\"decision\":\"redacted\",\"request_id\":\"req_1\","
-             "\"principal\":\"\",\"team\":\"\",\"status\":200,\"streamed\":false,"
-             "\"target\":\"t1\",\"latency_us\":840000,\"upstream_us\":800000,"
-             "\"overhead_us\":1500,\"cost_usd\":0.001385,"
-             "\"policies\":[{\"name\":\"prompt-injection\",\"action\":\"pass\",\"score\":0.25},"
-             "{\"name\":\"pii-detector\",\"action\":\"redact\",\"score\":0}],"
-             "\"pii\":{\"EMAIL_ADDRESS\":1},\"gateway\":\"" INSTANCE "\",\"seq\":7,"
-             "\"pack\":{\"name\":\"pack\",\"version\":\"1.0.0\","
-             "\"chain\":[\"prompt-injection\",\"pii-detector\"]},"
-             "\"policy\":\"weave:///acme/rlhf/object/kt-policy-pack:abc123\"}},"
-             "\"inputs\":{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"system\",\"content\":null},"
-             "{\"role\":\"user\",\"content\":null}],\"n_messages\":2},"
-             "\"wb_run_id\":\"acme/rlhf/run1\"}",
-             id, tid);
+    snprintf(
+        want, sizeof(want),
+        "{\"project_id\":\"acme/rlhf\",\"id\":\"%s\",\"trace_id\":\"%s\","
+        "\"op_name\":\"openai.chat.completions.create\","
+        "\"display_name\":\"gpt-4o \xc2\xb7 redacted\","
+        "\"started_at\":\"2026-01-01T00:00:00.000000Z\","
+        "\"attributes\":{\"kt\":{\"decision\":\"redacted\",\"request_id\":\"req_1\","
+        "\"principal\":\"\",\"team\":\"\",\"status\":200,\"streamed\":false,"
+        "\"target\":\"t1\",\"latency_us\":840000,\"upstream_us\":800000,"
+        "\"overhead_us\":1500,\"cost_usd\":0.001385,"
+        "\"policies\":[{\"name\":\"prompt-injection\",\"action\":\"pass\",\"score\":0.25},"
+        "{\"name\":\"pii-detector\",\"action\":\"redact\",\"score\":0}],"
+        "\"pii\":{\"EMAIL_ADDRESS\":1},\"gateway\":\"" INSTANCE "\",\"seq\":7,"
+        "\"pack\":{\"name\":\"pack\",\"version\":\"1.0.0\","
+        "\"chain\":[\"prompt-injection\",\"pii-detector\"]},"
+        "\"policy\":\"weave:///acme/rlhf/object/kt-policy-pack:abc123\"}},"
+        "\"inputs\":{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"system\",\"content\":null},"
+        "{\"role\":\"user\",\"content\":null}],\"n_messages\":2},"
+        "\"wb_run_id\":\"acme/rlhf/run1\"}",
+        id, tid);
     assert_string_equal(s, want);
     gv_free(s);
 }
@@ -292,7 +293,8 @@ static void test_fmt_upsert_and_complete_items(void **state)
     assert_int_equal(ex_weave_fmt_complete_item(&in, &b), GV_OK);
     /* The start object with the end's fields after it, once. */
     assert_int_equal(strncmp(b.data, st, strlen(st) - 1), 0);
-    assert_non_null(strstr(b.data, ",\"ended_at\":\"2026-01-01T00:00:00.840000Z\",\"exception\":null,"));
+    assert_non_null(
+        strstr(b.data, ",\"ended_at\":\"2026-01-01T00:00:00.840000Z\",\"exception\":null,"));
     assert_null(strstr(strstr(b.data, "ended_at"), "\"project_id\""));
     gv_buf_free(&b);
     gv_free(st);

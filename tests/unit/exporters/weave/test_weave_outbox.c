@@ -214,8 +214,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_outbox_reopen_resumes_at_cursor_and_cuts_torn_tail,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(test_outbox_ranges_out_of_order_and_retry, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_ranges_out_of_order_and_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_full_and_locked, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

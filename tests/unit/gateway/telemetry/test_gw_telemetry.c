@@ -53,9 +53,10 @@ static void test_config_default_none_and_redacted(void **state)
 static void test_shape_roles_whole_only(void **state)
 {
     struct gv_record rec;
-    struct json_object *body = json_tokener_parse(
-        "{\"messages\":[{\"role\":\"system\",\"content\":\"a\"},{\"role\":\"user\",\"content\":\"b\"},"
-        "{\"role\":\"my secret role\",\"content\":\"c\"},{\"content\":\"d\"}]}");
+    struct json_object *body =
+        json_tokener_parse("{\"messages\":[{\"role\":\"system\",\"content\":\"a\"},{\"role\":"
+                           "\"user\",\"content\":\"b\"},"
+                           "{\"role\":\"my secret role\",\"content\":\"c\"},{\"content\":\"d\"}]}");
 
     (void)state;
     memset(&rec, 0, sizeof(rec));
@@ -134,8 +135,8 @@ static void test_capture_is_capped_with_marker(void **state)
     msgs = json_tokener_parse(rec.content->request);
     assert_non_null(msgs);
     assert_int_equal(json_object_array_length(msgs), 1);
-    text = json_object_get_string(json_object_object_get(json_object_array_get_idx(msgs, 0),
-                                                         "content"));
+    text = json_object_get_string(
+        json_object_object_get(json_object_array_get_idx(msgs, 0), "content"));
     assert_non_null(strstr(text, GV_CONTENT_TRUNCATED));
     /* The cut left whole characters before the marker. */
     assert_int_equal((strstr(text, GV_CONTENT_TRUNCATED) - text) % 2, 0);
