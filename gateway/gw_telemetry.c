@@ -221,7 +221,7 @@ void gw_telemetry_request(const struct gw_config *cfg, struct gv_record *rec, co
 void gw_telemetry_answer(const struct gw_config *cfg, struct gv_record *rec,
                          struct json_object *answer)
 {
-    struct json_object *choices, *ch, *msg = NULL, *content;
+    struct json_object *choices, *ch, *msg = NULL, *content, *idx;
     struct gv_content *c = rec->content;
     size_t have, add, keep, cap = GV_CONTENT_MAX;
     const char *text;
@@ -234,6 +234,10 @@ void gw_telemetry_answer(const struct gw_config *cfg, struct gv_record *rec,
     }
     ch = json_object_array_get_idx(choices, 0);
     if (!json_object_is_type(ch, json_type_object)) {
+        return;
+    }
+    /* The first choice only: a stream's chunk may carry another one first. */
+    if (json_object_object_get_ex(ch, "index", &idx) && json_object_get_int64(idx) != 0) {
         return;
     }
     if (!json_object_object_get_ex(ch, "message", &msg)) {

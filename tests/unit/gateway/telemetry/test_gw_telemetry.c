@@ -79,6 +79,8 @@ static void test_request_and_answer_captured_only_when_redacted(void **state)
         "{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"ok\"}}]}");
     struct json_object *chunk =
         json_tokener_parse("{\"choices\":[{\"index\":0,\"delta\":{\"content\":\" then\"}}]}");
+    struct json_object *other = /* a second choice's text is not the first's */
+        json_tokener_parse("{\"choices\":[{\"index\":1,\"delta\":{\"content\":\" no\"}}]}");
 
     (void)state;
     memset(&cfg, 0, sizeof(cfg));
@@ -93,12 +95,14 @@ static void test_request_and_answer_captured_only_when_redacted(void **state)
                         "[{\"role\":\"user\",\"content\":\"mail <EMAIL_ADDRESS>\"}]");
     gw_telemetry_answer(&cfg, &rec, ans);
     gw_telemetry_answer(&cfg, &rec, chunk);
+    gw_telemetry_answer(&cfg, &rec, other);
     assert_string_equal(rec.content->response, "ok then");
     assert_false(rec.content->request_truncated);
     gv_record_release(&rec);
     assert_null(rec.content);
     json_object_put(ans);
     json_object_put(chunk);
+    json_object_put(other);
 }
 
 static void test_capture_is_capped_with_marker(void **state)
