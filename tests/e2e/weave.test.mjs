@@ -401,6 +401,14 @@ test('every outcome of two runs becomes exactly one linked Weave call (content n
     const { gw, stateDir } = await startPipeline({ standin, exporters: 'wandb,weave' });
     const items = plan();
     await sendPlan(gw, items);
+    /* An untagged request: the default project, no run link. */
+    assert.equal(await ask(gw, {}, 'An untagged question.', false), 'ok');
+    const all = await waitCalls(standin, items.length + 1);
+    const untagged = all.filter((c) => c.project_id === 'alice/uncategorized');
+    assert.equal(untagged.length, 1);
+    assert.equal(untagged[0].wb_run_id, undefined);
+    assert.equal(untagged[0].attributes.kt.decision, 'allowed');
+    delete standin.weave.state.calls['alice/uncategorized'];
     await checkCalls(standin, stateDir, items);
     const raw = standin.rawBytes().toString('latin1');
     for (const it of items) {
@@ -408,11 +416,11 @@ test('every outcome of two runs becomes exactly one linked Weave call (content n
     }
     assert.ok(!raw.includes(KEY), 'the key only travels as Basic auth');
     const st = await agentStatus(stateDir);
-    assert.equal(st.exporters.weave.sent, items.length);
+    assert.equal(st.exporters.weave.sent, items.length + 1);
     assert.equal(st.exporters.weave.pending, 0);
     assert.equal(st.exporters.weave.failed, 0);
     const text = await runKt(['agent', 'status', '--state-dir', stateDir]);
-    assert.match(text.stdout, /weave: \S+ pending=0 sent=9 failed=0/);
+    assert.match(text.stdout, /weave: \S+ pending=0 sent=10 failed=0/);
 });
 
 test('content: redacted exports what went upstream and the answer, never the PII', async () => {
