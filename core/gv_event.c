@@ -117,6 +117,7 @@ struct gv_content *gv_content_dup(const struct gv_content *c)
     d = gv_calloc(1, sizeof(*d));
     d->request = gv_strdup(c->request ? c->request : "");
     d->response = gv_strdup(c->response ? c->response : "");
+    d->response_len = strlen(d->response);
     d->request_truncated = c->request_truncated;
     d->response_truncated = c->response_truncated;
     return d;
@@ -164,6 +165,7 @@ static void weave_decode(const Gv__V1__GovernanceEvent *ev, struct gv_record *re
         rec->content = gv_calloc(1, sizeof(*rec->content));
         rec->content->request = dup_capped(ev->request_content);
         rec->content->response = dup_capped(ev->response_content);
+        rec->content->response_len = strlen(rec->content->response);
         rec->content->request_truncated = ev->request_truncated;
         rec->content->response_truncated = ev->response_truncated;
     }

@@ -42,6 +42,7 @@ enum gv_outcome_action {
 struct gv_content {
     char *request;  /* JSON array of the messages sent upstream (after pii-detector); NUL-ended */
     char *response; /* answer text after response policies; NUL-ended; "" when none */
+    size_t response_len; /* strlen(response), so a long stream appends in constant time */
     bool request_truncated;
     bool response_truncated;
 };

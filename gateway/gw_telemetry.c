@@ -249,7 +249,7 @@ void gw_telemetry_answer(const struct gw_config *cfg, struct gv_record *rec,
     }
     text = json_object_get_string(content);
     add = (size_t)json_object_get_string_len(content);
-    have = c->response ? strlen(c->response) : 0;
+    have = c->response ? c->response_len : 0;
     keep = have >= cap ? 0 : utf8_cut(text, add, cap - have);
     if (keep == 0 && add == 0) {
         return;
@@ -264,4 +264,5 @@ void gw_telemetry_answer(const struct gw_config *cfg, struct gv_record *rec,
     }
     grown[have] = '\0';
     c->response = grown;
+    c->response_len = have;
 }
