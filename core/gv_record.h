@@ -4,6 +4,7 @@
 #define GV_RECORD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/gv_pii.h"
