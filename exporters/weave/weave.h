@@ -91,9 +91,10 @@ gv_rc ex_weave_json_append(struct gv_buf *out, struct json_object *j);
 /* ---- durable outbox (exporters/weave/weave_outbox.c) ----
  * <dir>/outbox holds hello and event frames (the agent wire format) in arrival
  * order, <dir>/cursor the offset up to which the trace server has everything.
- * The ingest thread appends, the exporter thread reads and commits; once all
- * is sent the file is emptied. A crash re-sends from the cursor: ids make the
- * second copy the same call. */
+ * The ingest thread appends; sending threads claim disjoint ranges and mark
+ * them done (or give them back); once all is sent the file is emptied. A crash
+ * re-sends from the cursor: ids make the second copy the same call. */
+
 /* A claimed stretch of the outbox: [start, end) holding n events. */
 struct ex_weave_range {
     uint64_t start, end, n;
