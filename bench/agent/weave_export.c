@@ -209,7 +209,7 @@ int main(int argc, char **argv)
     const char *batch = argc > 2 ? argv[2] : "100";
     const char *senders = argc > 3 ? argv[3] : "4";
     const char *base = getenv("WANDB_BASE_URL");
-    char dir[] = "/tmp/kt-bench-weave-XXXXXX", sock[128], cfg[160], yaml[256];
+    char dir[] = "/tmp/kt-bench-weave-XXXXXX", sock[128], cfg[160], yaml[256], cmd[160];
     struct ag_opts o;
     struct ag_agent *ag;
     pthread_t thr;
@@ -284,5 +284,9 @@ int main(int argc, char **argv)
     ag_agent_stop(ag);
     pthread_join(thr, NULL);
     ag_agent_destroy(ag);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "could not remove %s\n", dir);
+    }
     return sent == n ? 0 : 1;
 }
