@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gv_mem.h"
 #include "proto/gv_events.pb-c.h"
 
 /* Largest encoding a gv_record can produce is about 3 KiB (bounded strings, at
@@ -56,13 +57,120 @@ static gv_rc pack_append(const ProtobufCMessage *msg, struct gv_buf *out)
 {
     uint8_t stack[ENCODE_STACK];
     size_t n = protobuf_c_message_get_packed_size(msg);
+    uint8_t *heap;
+    gv_rc rc;
 
-    if (n > sizeof(stack)) {
+    if (n > GV_FRAME_MAX) {
         return GV_E2BIG;
     }
-    protobuf_c_message_pack(msg, stack);
-    return gv_buf_append(out, stack, n);
+    if (n <= sizeof(stack)) {
+        protobuf_c_message_pack(msg, stack);
+        return gv_buf_append(out, stack, n);
+    }
+    /* Only events that carry telemetry content get here. */
+    heap = gv_malloc(n);
+    protobuf_c_message_pack(msg, heap);
+    rc = gv_buf_append(out, heap, n);
+    gv_free(heap);
+    return rc;
 }
+
+/* weave: helpers for the telemetry fields. */
+
+/* Whole roles only, like the hello's chain: a cut role would read as another. */
+static void copy_roles(char *dst, size_t size, const char *src)
+{
+    size_t n = src ? strlen(src) : 0;
+
+    if (n >= size) {
+        n = size - 1;
+        while (n > 0 && src[n] != ',') {
+            n--;
+        }
+    }
+    if (n) {
+        memcpy(dst, src, n);
+    }
+    dst[n] = '\0';
+}
+
+/* Texts from the wire are cut at the same cap the gateway applies. */
+static char *dup_capped(const char *s)
+{
+    size_t n = s ? strnlen(s, GV_CONTENT_MAX + sizeof(GV_CONTENT_TRUNCATED)) : 0;
+    char *d = gv_malloc(n + 1);
+
+    if (n) {
+        memcpy(d, s, n);
+    }
+    d[n] = '\0';
+    return d;
+}
+
+struct gv_content *gv_content_dup(const struct gv_content *c)
+{
+    struct gv_content *d;
+
+    if (!c) {
+        return NULL;
+    }
+    d = gv_calloc(1, sizeof(*d));
+    d->request = gv_strdup(c->request ? c->request : "");
+    d->response = gv_strdup(c->response ? c->response : "");
+    d->response_len = strlen(d->response);
+    d->request_truncated = c->request_truncated;
+    d->response_truncated = c->response_truncated;
+    return d;
+}
+
+void gv_content_free(struct gv_content *c)
+{
+    if (!c) {
+        return;
+    }
+    gv_free(c->request);
+    gv_free(c->response);
+    gv_free(c);
+}
+
+void gv_record_release(struct gv_record *rec)
+{
+    if (rec) {
+        gv_content_free(rec->content);
+        rec->content = NULL;
+    }
+}
+static void weave_encode(const struct gv_record *rec, Gv__V1__GovernanceEvent *ev)
+{
+    ev->n_messages = rec->nmessages;
+    ev->roles = str_in(rec->roles);
+    ev->price_input_per_mtok = rec->price_input_per_mtok;
+    ev->price_output_per_mtok = rec->price_output_per_mtok;
+    if (rec->content) {
+        ev->has_content = true;
+        ev->request_content = str_in(rec->content->request ? rec->content->request : "");
+        ev->response_content = str_in(rec->content->response ? rec->content->response : "");
+        ev->request_truncated = rec->content->request_truncated;
+        ev->response_truncated = rec->content->response_truncated;
+    }
+}
+
+static void weave_decode(const Gv__V1__GovernanceEvent *ev, struct gv_record *rec)
+{
+    rec->nmessages = ev->n_messages;
+    copy_roles(rec->roles, sizeof(rec->roles), ev->roles);
+    rec->price_input_per_mtok = ev->price_input_per_mtok;
+    rec->price_output_per_mtok = ev->price_output_per_mtok;
+    if (ev->has_content) {
+        rec->content = gv_calloc(1, sizeof(*rec->content));
+        rec->content->request = dup_capped(ev->request_content);
+        rec->content->response = dup_capped(ev->response_content);
+        rec->content->response_len = strlen(rec->content->response);
+        rec->content->request_truncated = ev->request_truncated;
+        rec->content->response_truncated = ev->response_truncated;
+    }
+}
+/* end weave */
 
 gv_rc gv_event_encode(const struct gv_record *rec, const char *instance_id, uint64_t seq,
                       struct gv_buf *out)
@@ -119,6 +227,7 @@ gv_rc gv_event_encode(const struct gv_record *rec, const char *instance_id, uint
     ev.cost_usd = rec->cost_usd;
     ev.http_status = rec->http_status;
     ev.streamed = rec->streamed;
+    weave_encode(rec, &ev); /* weave: */
     return pack_append(&ev.base, out);
 }
 
@@ -211,6 +320,7 @@ gv_rc gv_event_decode(const void *p, size_t n, struct gv_record *rec, struct gv_
     rec->cost_usd = ev->cost_usd;
     rec->http_status = ev->http_status;
     rec->streamed = ev->streamed;
+    weave_decode(ev, rec); /* weave: */
     gv__v1__governance_event__free_unpacked(ev, &alloc);
     return GV_OK;
 }

@@ -12,7 +12,7 @@
 
 /* What this build writes into Hello.schema_version. Readers accept any version:
  * fields are only ever added (proto/gv_events.proto). */
-#define GV_EVENT_SCHEMA_VERSION 1u
+#define GV_EVENT_SCHEMA_VERSION 2u /* 2: the telemetry fields 30-38 */
 
 /* Frames: u32 payload length (LE) | u8 type | payload. See docs/internals/agent-wire.md. */
 #define GV_FRAME_HDR 5u
@@ -51,7 +51,9 @@ gv_rc gv_event_encode(const struct gv_record *rec, const char *instance_id, uint
 /* Decodes n bytes from anywhere (untrusted). Strings longer than the record's
  * fields are truncated, extra policies are dropped, unknown enum values read as
  * error. GV_EPROTO when the bytes are not a GovernanceEvent. rec and meta are
- * fully overwritten on success. Thread-safe. */
+ * fully overwritten on success (rec's old content pointer is not freed); when
+ * the event carries telemetry content, rec->content is allocated for the
+ * caller, who frees it with gv_record_release. Thread-safe. */
 gv_rc gv_event_decode(const void *p, size_t n, struct gv_record *rec, struct gv_event_meta *meta);
 
 /* Same pair for the hello frame. */

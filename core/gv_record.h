@@ -4,6 +4,7 @@
 #define GV_RECORD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/gv_pii.h"
@@ -29,6 +30,24 @@ enum gv_outcome_action {
 #define GV_RECORD_MAX_POLICIES 16
 #define GV_RUN_TAG_MAX 128 /* W&B run ids, projects, entities, groups: bytes */
 
+/* weave: telemetry content (policy config `telemetry: {content: redacted}`).
+ * Each text is capped so that the encoded event stays inside one wire frame
+ * (GV_FRAME_MAX): an older agent must still read a newer gateway's events. */
+#define GV_CONTENT_MAX (28u * 1024u)
+#define GV_CONTENT_TRUNCATED "[truncated by kt]"
+#define GV_ROLES_MAX 64
+
+/* One heap block per request, only when content capture is on. Whoever owns the
+ * record owns this: a by-value copy of a record must either take it (and clear
+ * the source's pointer) or duplicate it with gv_content_dup. */
+struct gv_content {
+    char *request;  /* JSON array of the messages sent upstream (after pii-detector); NUL-ended */
+    char *response; /* answer text after response policies; NUL-ended; "" when none */
+    size_t response_len; /* strlen(response), so a long stream appends in constant time */
+    bool request_truncated;
+    bool response_truncated;
+};
+
 struct gv_policy_outcome {
     char name[48];
     enum gv_outcome_action action;
@@ -37,7 +56,8 @@ struct gv_policy_outcome {
 };
 
 /* Plain data, copied by value: it outlives the request and crosses threads.
- * Never holds prompt text, response text, keys or PII values. */
+ * Never holds keys or PII values; prompt and answer text only in `content`,
+ * and only as forwarded after redaction, when the operator opted in. */
 struct gv_record {
     char request_id[40];
     char run_id[GV_RUN_TAG_MAX + 1];
@@ -61,11 +81,25 @@ struct gv_record {
     double cost_usd;
     int http_status;
     bool streamed;
+    /* weave: */
+    uint32_t nmessages;
+    char roles[GV_ROLES_MAX];    /* message roles in order, comma-separated, whole roles only */
+    struct gv_content *content;  /* NULL unless telemetry content is captured; owned */
+    double price_input_per_mtok; /* cost-tracker's price used for cost_usd; 0 unpriced */
+    double price_output_per_mtok;
 };
 
 const char *gv_decision_str(enum gv_decision d);
 /* -1 when unknown */
 int gv_decision_parse(const char *s);
 const char *gv_outcome_action_str(enum gv_outcome_action a);
+
+/* weave: content ownership helpers (core/gv_event.c). */
+/* A deep copy; NULL for NULL. Aborts on OOM like gv_malloc. */
+struct gv_content *gv_content_dup(const struct gv_content *c);
+/* Frees c and its texts; NULL is fine. */
+void gv_content_free(struct gv_content *c);
+/* Frees what the record owns (its content) and clears the pointer. */
+void gv_record_release(struct gv_record *rec);
 
 #endif

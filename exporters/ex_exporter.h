@@ -9,6 +9,7 @@
 
 #include "core/gv_buf.h"
 #include "core/gv_cfg.h"
+#include "core/gv_event.h"
 #include "core/gv_pii.h"
 #include "core/gv_rc.h"
 #include "core/gv_record.h"
@@ -60,6 +61,15 @@ struct ex_batch {
 
 enum ex_flush { EX_FLUSH_OK = 0, EX_FLUSH_RETRY, EX_FLUSH_DROP };
 
+/* One newly counted request, for exporters that send every request (traces)
+ * rather than aggregates. Borrowed for the duration of the events() call. */
+struct ex_event {
+    const struct gv_record *rec;
+    const char *instance_id; /* the gateway's; with seq, unique per request */
+    uint64_t seq;
+    const struct gv_hello *hello; /* that gateway's pack; never NULL */
+};
+
 struct ex_exporter;
 
 struct ex_exporter_ops {
@@ -74,12 +84,22 @@ struct ex_exporter_ops {
      * same bytes (the agent owns backoff); DROP: give up on these bytes. */
     enum ex_flush (*flush)(struct ex_exporter *ex, const struct gv_buf *payload);
     void (*destroy)(struct ex_exporter *ex);
+    /* Optional. Called on the ingest thread with the events about to be
+     * journaled, before they are acknowledged, oldest first. It must store them
+     * durably in its own outbox without network I/O and return quickly: flush
+     * (on the exporter thread) sends them. A replay after a crash may hand the
+     * same (instance_id, seq) again. Non-OK: the agent logs and counts a drop. */
+    gv_rc (*events)(struct ex_exporter *ex, const struct ex_event *evs, size_t n);
+    /* Optional. Appends this exporter's counters for `kt agent status`: one
+     * text line, or (json) one JSON object. Any thread. */
+    void (*status)(struct ex_exporter *ex, bool json, struct gv_buf *out);
 };
 
 struct ex_exporter {
     const struct ex_exporter_ops *ops;
     void *ctx;
     const char *name; /* instance name for logs: "wandb.0" */
+    bool fsync;       /* the agent runs with --fsync: events() syncs what it stores */
 };
 
 #endif

@@ -14,11 +14,13 @@
 #include "core/gv_mem.h"
 #include "core/gv_record.h"
 #include "gateway/gw_policy.h"
+#include "gateway/gw_telemetry.h"
 
 #define DEFAULT_BASE_URL "https://api.openai.com/v1"
 #define MAX_TARGETS 64
 
-static const char *const top_keys[] = {"pack", "providers", "policies", "policy", "gateway", NULL};
+static const char *const top_keys[] = {"pack",    "providers", "policies", "policy",
+                                       "gateway", "telemetry", NULL};
 
 /* ---- config maps for the parts kt itself owns ---- */
 
@@ -599,6 +601,11 @@ static gv_rc load_doc(struct gv_ydoc *doc, struct gw_config **out, struct gv_cfg
         goto out;
     }
     rc = load_gateway(cfg, gv_ynode_get(root, "gateway"), err);
+    if (rc) {
+        goto out;
+    }
+    /* telemetry: what events carry for trace exporters (gateway/gw_telemetry.c) */
+    rc = gw_telemetry_config_load(cfg, gv_ynode_get(root, "telemetry"), err);
     if (rc) {
         goto out;
     }

@@ -53,6 +53,8 @@ struct gw_config {
     long body_timeout_ms;
     long keepalive_timeout_ms;
     long send_timeout_ms;
+    /* telemetry: (gateway/gw_telemetry.h) */
+    int telemetry_content;       /* enum gw_telemetry_content; default none */
 };
 
 /* Load and validate a policy config. Every problem is GV_ECONFIG with err

@@ -186,8 +186,10 @@ static gv_rc spool_recover(struct agent_em *a)
             read_full(a->spool_fd, frame + GV_FRAME_HDR, len, off + GV_FRAME_HDR) != GV_OK ||
             gv_event_decode(frame + GV_FRAME_HDR, len, rec, &meta) != GV_OK ||
             (last_seq && meta.seq != last_seq + 1)) {
+            gv_record_release(rec);
             break;
         }
+        gv_record_release(rec);
         if (meta.seq > acked && a->head_off == 0) {
             a->head_off = off;
             a->head_seq = meta.seq;
@@ -332,6 +334,7 @@ static size_t drain_ring(struct agent_em *a)
             a->batch.len = mark;
             if (mark == 0) {
                 /* Cannot happen with bounded records; never wedge the ring. */
+                gv_record_release(&a->recs[pos & (RING_SLOTS - 1)]);
                 atomic_fetch_add(&a->dropped, 1);
                 atomic_store_explicit(t, pos + RING_SLOTS, memory_order_release);
                 a->deq_pos++;
@@ -341,6 +344,7 @@ static size_t drain_ring(struct agent_em *a)
         }
         hdr = (uint8_t *)a->batch.data + mark;
         gv_put_u32le(hdr, (uint32_t)(a->batch.len - mark - GV_FRAME_HDR));
+        gv_record_release(&a->recs[pos & (RING_SLOTS - 1)]); /* weave: encoded, not needed */
         atomic_store_explicit(t, pos + RING_SLOTS, memory_order_release);
         a->deq_pos++;
         n++;
@@ -644,6 +648,8 @@ static void copy_record(struct gv_record *dst, const struct gv_record *src)
     memcpy(dst, src, offsetof(struct gv_record, policies));
     memcpy(dst->policies, src->policies, n * sizeof(src->policies[0]));
     memcpy((char *)dst + tail, (const char *)src + tail, sizeof(*src) - tail);
+    /* weave: the slot owns its own copy; the request frees the original. */
+    dst->content = gv_content_dup(src->content);
 }
 
 static gv_rc agent_emit(struct gw_emitter *em, const struct gv_record *rec)
@@ -733,6 +739,12 @@ static void agent_destroy(struct gw_emitter *em)
     gv_buf_free(&a->batch);
     gv_free(a->inflight);
     gv_free((void *)a->turn);
+    if (a->recs) {
+        size_t i;
+        for (i = 0; i < RING_SLOTS; i++) {
+            gv_record_release(&a->recs[i]); /* weave: records never drained */
+        }
+    }
     gv_free(a->recs);
     gv_free(a);
 }

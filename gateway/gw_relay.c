@@ -18,6 +18,7 @@
 #include "gateway/gw_oai.h"
 #include "gateway/gw_route.h"
 #include "gateway/gw_sse.h"
+#include "gateway/gw_telemetry.h"
 #include "gateway/gw_upstream.h"
 
 #define MOD "gateway"
@@ -63,6 +64,7 @@ struct gw_rq {
     bool policy_failed; /* a response policy failed: the answer is withheld */
     bool saw_done;
     bool rewrite;
+    bool capture; /* telemetry content: the answer's text goes into the record */
     enum gv_decision decision;
     long up_status;
     char up_ctype[128];
@@ -287,9 +289,11 @@ static void finish(struct rq *r, int status)
     r->rec.latency_upstream_us = r->t_up_start ? r->t_up_end - r->t_up_start : 0;
     r->rec.latency_gateway_us = r->gw_us;
     gw_chain_complete(s->chain, &r->preq, &r->rec);
+    gw_telemetry_shape(&r->rec, r->body); /* roles and message count, never text */
     if (s->em && s->em->ops && s->em->ops->emit) {
         s->em->ops->emit(s->em, &r->rec);
     }
+    gv_record_release(&r->rec); /* the emitter copied any captured content */
     gw_http_fmt_ms(r->rec.latency_total_us, tot, sizeof(tot));
     gw_http_fmt_ms(r->rec.latency_upstream_us, ups, sizeof(ups));
     gw_http_fmt_ms(r->rec.latency_gateway_us, ovh, sizeof(ovh));
@@ -495,6 +499,7 @@ static gv_rc flush_choices(struct rq *r)
         json_object_object_add(choice, "finish_reason", NULL);
         json_object_array_add(choices, choice);
         json_object_object_add(o, "choices", choices);
+        gw_telemetry_answer(r->w->srv->cfg, &r->rec, o); /* held-back text, as sent */
         rc = append_sse_json(r, o);
         json_object_put(o);
     }
@@ -659,7 +664,7 @@ static gv_rc on_event(void *arg, const struct gw_sse_event *ev)
         gv_buf_append(&r->pending, ev->raw, ev->raw_len); /* comments, keep-alives */
         return GV_OK;
     }
-    if (!r->rewrite && !ev->done) {
+    if (!r->rewrite && !r->capture && !ev->done) {
         return pass_event(r, ev);
     }
     if (ev->done) {
@@ -704,6 +709,7 @@ static gv_rc on_event(void *arg, const struct gw_sse_event *ev)
         rc = rewrite_choices(r, choices, &modified);
     }
     if (rc == GV_OK) {
+        gw_telemetry_answer(r->w->srv->cfg, &r->rec, o); /* the chunk as sent */
         if (modified) {
             rc = append_sse_json(r, o);
         }
@@ -828,7 +834,7 @@ static void finish_buffered(struct rq *r)
             return;
         }
     }
-    else if (!gw_chain_wants_response(r->w->srv->chain)) {
+    else if (!gw_chain_wants_response(r->w->srv->chain) && !r->capture) {
         /* Nothing reads the answer but the usage counter: no tree of the whole answer. */
         if (!read_usage_member(r, body, len)) {
             fail_json(r, 502, NULL, "upstream_error", NULL, "upstream returned invalid JSON");
@@ -871,6 +877,7 @@ static void finish_buffered(struct rq *r)
                 /* The serialized text lives in o: send before putting it. */
             }
         }
+        gw_telemetry_answer(r->w->srv->cfg, &r->rec, o); /* the answer as sent */
         send_answer(r, status, body, len);
         json_object_put(o);
         r->gw_us = overhead_now(r);
@@ -1108,6 +1115,9 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
         r->send_body = in->body;
         r->send_len = in->body_len;
     }
+    r->capture = cfg->telemetry_content == GW_TELEMETRY_REDACTED;
+    /* The messages exactly as they go upstream, when telemetry content is on. */
+    gw_telemetry_request(cfg, &r->rec, r->send_body, r->send_len);
     if (gv_buf_appendf(&r->url, "%s/chat/completions", t->base_url) != GV_OK) {
         fail_json(r, 502, NULL, "upstream_error", NULL, "upstream URL too long");
         return;

@@ -5,6 +5,7 @@
 
 #include "agent/ag_cmd.h"
 #include "exporters/wandb/ex_wandb_cmd.h"
+#include "exporters/weave/weave.h"
 #include "gateway/gw_cmd.h"
 #include "gateway/gw_cmd_gov.h"
 
@@ -33,7 +34,8 @@ static const struct kt_command commands[] = {
     {"dashboards", "push", ex_wandb_cmd_dashboards_push,
      "[--entity E] [--project P] [--state-dir DIR]"},
     {"dashboards", "render", ex_wandb_cmd_dashboards_render, "[--entity E] [--project P]"},
-    {"wandb", "sync", ex_wandb_cmd_sync, "[DIR] [--attempts N]   upload offline W&B runs"},
+    {"wandb", "sync", ex_weave_cmd_wandb_sync,
+     "[DIR] [--attempts N]   upload offline W&B runs and Weave calls"},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -75,6 +75,12 @@ enum ex_wandb_res ex_wandb_api_graphql(struct ex_wandb_api *api, const char *op,
 enum ex_wandb_res ex_wandb_api_file_stream(struct ex_wandb_api *api, const char *entity,
                                            const char *project, const char *run,
                                            const struct gv_buf *body);
+/* POST a JSON body to any URL with the api's Basic auth (the Weave trace
+ * server shares W&B's key). Retry-After is honoured as for W&B requests; the
+ * response body (capped at EX_WANDB_RESP_MAX) goes to out when non-NULL.
+ * api->last_status tells the HTTP status, 0 for network errors. */
+enum ex_wandb_res ex_wandb_api_post(struct ex_wandb_api *api, const char *url, const char *body,
+                                    size_t len, struct gv_buf *out);
 /* Viewer once per process; fills api->viewer_entity. FATAL marks api->dead. */
 enum ex_wandb_res ex_wandb_api_viewer(struct ex_wandb_api *api);
 /* Classify an HTTP status (0 = network error). */

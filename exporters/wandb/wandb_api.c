@@ -320,6 +320,25 @@ static enum ex_wandb_res post(struct ex_wandb_api *api, const char *url, const c
     return res;
 }
 
+enum ex_wandb_res ex_wandb_api_post(struct ex_wandb_api *api, const char *url, const char *body,
+                                    size_t len, struct gv_buf *out)
+{
+    struct resp r;
+    enum ex_wandb_res res;
+
+    memset(&r, 0, sizeof(r));
+    gv_buf_init(&r.body, EX_WANDB_RESP_MAX);
+    res = post(api, url, body, len, &r);
+    if (out) {
+        gv_buf_reset(out);
+        if (r.body.len) {
+            (void)gv_buf_append(out, r.body.data, r.body.len);
+        }
+    }
+    gv_buf_free(&r.body);
+    return res;
+}
+
 enum ex_wandb_res ex_wandb_api_graphql(struct ex_wandb_api *api, const char *op, const char *query,
                                        struct json_object *vars, struct json_object **data)
 {

@@ -912,6 +912,7 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
     struct audit_ctx *ctx = pol->ctx;
     struct audit_writer *w = ctx->w;
     struct audit_node *n;
+    const struct gw_cost_price *price;
     bool known;
 
     if (rec->cost_usd == 0.0 && (rec->tokens_prompt || rec->tokens_completion)) {
@@ -920,12 +921,19 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
          * carries the same cost as the audit log. */
         rec->cost_usd =
             gw_cost_builtin_usd(rec->model, rec->tokens_prompt, rec->tokens_completion, &known);
+        /* weave: the prices behind that cost, for the trace server's cost table */
+        price = gw_cost_price_find(gw_cost_builtin_prices, rec->model);
+        if (price) {
+            rec->price_input_per_mtok = price->input_per_mtok;
+            rec->price_output_per_mtok = price->output_per_mtok;
+        }
     }
     if (!w || (!ctx->log_all_access && rec->decision == GV_DECISION_ALLOWED)) {
         return;
     }
     n = gv_calloc(1, sizeof(*n));
     n->rec = *rec;
+    n->rec.content = NULL; /* weave: the request owns the telemetry content */
     n->cost_usd = rec->cost_usd;
     /* Only what was forwarded is stored: after every rewrite, never for a
      * blocked request (later policies, pii included, may not have run). */

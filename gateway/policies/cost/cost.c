@@ -300,6 +300,9 @@ static void cost_complete(struct gw_policy *pol, struct gw_req *req, struct gv_r
         }
         return;
     }
+    /* weave: the trace exporter pushes the same prices so Weave's cost equals ours */
+    rec->price_input_per_mtok = p->input_per_mtok;
+    rec->price_output_per_mtok = p->output_per_mtok;
     rec->cost_usd = ((double)rec->tokens_prompt * p->input_per_mtok +
                      (double)rec->tokens_completion * p->output_per_mtok) /
                     1e6;

@@ -7,7 +7,10 @@
 // auth, config not in {"key":{"value":...}} form, history offset gaps, _step going back,
 // malformed histograms, unknown file names. Faults (status codes, Retry-After, outages)
 // are injected through POST /_standin/fault; GET /_standin/state dumps everything.
+// The Weave trace server lives in weave.mjs, under /traces (and at the root).
 import http from 'node:http';
+
+import { createWeave } from './weave.mjs';
 
 const FILES = new Set(['wandb-history.jsonl', 'wandb-summary.json', 'wandb-events.jsonl',
   'output.log']);
@@ -48,7 +51,10 @@ function checkRowValues(row, where) {
   return null;
 }
 
-export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice' } = {}) {
+export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
+  captureRaw = false, lean = false, port = 0 } = {}) {
+  const weave = createWeave({ lean });
+  const raw = []; // every byte received (headers and bodies), when captureRaw
   const state = {
     requests: [], // {method, path, op, status, auth, headers}
     runs: {}, // "entity/project/name" -> run
@@ -112,6 +118,9 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice' }
       case 'Viewer':
         return send(res, 200, { data: { viewer: { id: b64('User:1'), entity, username: entity,
           email: null, flags: '{}', teams: { edges: [] } } } });
+      case 'DefaultEntity': // the weave SDK's question when weave.init gets no entity
+        return send(res, 200, { data: { viewer: { username: entity,
+          defaultEntity: { name: entity } } } });
       case 'ServerFeaturesQuery':
         return send(res, 200, { data: { serverInfo: { features: [] } } });
       case 'RunResumeStatus': {
@@ -294,13 +303,26 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice' }
       size += c.length;
       if (size <= 32 << 20) chunks.push(c);
     });
-    req.on('end', () => {
+    req.on('end', async () => {
       const path = req.url.split('?')[0];
+      if (captureRaw) {
+        raw.push(Buffer.from(`${req.method} ${req.url}\n${JSON.stringify(req.rawHeaders)}\n`));
+        raw.push(...chunks);
+      }
       const { authorization, ...headers } = req.headers; // never keep the key
       const rec = { method: req.method, path, auth: authOk(req), headers, t: Date.now(),
         hasAuth: authorization !== undefined };
       if (path.startsWith('/_standin/')) {
         if (path === '/_standin/state') return send(res, 200, state);
+        if (path === '/_standin/clear' && req.method === 'POST') {
+          faults = [];
+          return send(res, 200, { ok: true });
+        }
+        if (path === '/_standin/weave') {
+          const calls = weave.calls();
+          return send(res, 200, { calls: calls.length, ended: calls.filter((c) => c.ended_at).length,
+            batches: weave.state.batches, rejected: state.rejected.length });
+        }
         if (path === '/_standin/fault' && req.method === 'POST') {
           const f = JSON.parse(Buffer.concat(chunks).toString() || '{}');
           if (f.durationMs !== undefined) f.untilMs = Date.now() + f.durationMs;
@@ -310,6 +332,7 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice' }
         return send(res, 404, { error: 'no such control' });
       }
       state.requests.push(rec);
+      if (lean && state.requests.length > 1000) state.requests.splice(0, 500);
       if (size > 32 << 20) return reject(res, path, 413, 'request too large');
       const f = takeFault(path);
       if (f) {
@@ -320,6 +343,25 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice' }
       if (!rec.auth) {
         rec.status = 401;
         return reject(res, path, 401, 'user is not logged in', path === '/graphql');
+      }
+      const wpath = path.startsWith('/traces/') ? path.slice('/traces'.length) : path;
+      if (wpath !== '/graphql' && !wpath.startsWith('/files/')) {
+        let out;
+        try {
+          out = await weave.handle(req, wpath, Buffer.concat(chunks));
+        } catch (e) {
+          rec.status = 500;
+          return send(res, 500, { reason: String(e) });
+        }
+        if (out) {
+          rec.status = out[0];
+          if (out[0] >= 400) state.rejected.push({ path, status: out[0], message: out[1] });
+          if (typeof out[1] === 'string') {
+            res.writeHead(out[0], { 'content-type': 'application/jsonl' });
+            return res.end(out[1]);
+          }
+          return send(res, out[0], out[1]);
+        }
       }
       let body;
       try {
@@ -333,11 +375,14 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice' }
       return reject(res, path, 404, `no route ${req.method} ${path}`);
     });
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${server.address().port}`;
   return {
     url,
     state,
+    weave,
+    /** Everything received so far, as one buffer (captureRaw only). */
+    rawBytes: () => Buffer.concat(raw),
     fault: (f) => {
       if (f.durationMs !== undefined) f.untilMs = Date.now() + f.durationMs;
       faults.push(f);
@@ -347,8 +392,34 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice' }
   };
 }
 
-// `node server.mjs [KEY]`: run it by hand; prints the base URL.
+// `node server.mjs [KEY] [--lean] [--port P] [--workers N]`: run it by hand; prints the base
+// URL. --lean keeps only call ids and a short request log (bounded memory under load);
+// --workers runs N processes on one port (node:cluster), each with its own state, so a load
+// test is not bound by one thread (bench/agent/weave.sh).
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const s = await startStandin(process.argv[2] ? { keys: [process.argv[2]] } : {});
-  process.stdout.write(`${s.url}\n`);
+  const cluster = await import('node:cluster');
+  const args = process.argv.slice(2);
+  const opt = (name, def) => {
+    const i = args.indexOf(name);
+    return i >= 0 && i + 1 < args.length ? Number(args[i + 1]) : def;
+  };
+  const key = args.find((a, i) => !a.startsWith('--') && !['--port', '--workers'].includes(args[i - 1]));
+  const port = opt('--port', 0);
+  const workers = opt('--workers', 1);
+  const opts = { ...(key ? { keys: [key] } : {}), lean: args.includes('--lean'), port };
+  if (workers > 1 && cluster.default.isPrimary) {
+    for (let i = 0; i < workers; i++) cluster.default.fork();
+    let ready = 0;
+    cluster.default.on('message', (w, m) => {
+      if (m && m.url && ++ready === workers) process.stdout.write(`${m.url}\n`);
+    });
+    process.on('SIGTERM', () => {
+      for (const w of Object.values(cluster.default.workers)) w.kill();
+      process.exit(0);
+    });
+  } else {
+    const s = await startStandin(opts);
+    if (cluster.default.isWorker) process.send({ url: s.url });
+    else process.stdout.write(`${s.url}\n`);
+  }
 }

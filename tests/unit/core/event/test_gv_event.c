@@ -61,6 +61,55 @@ static void test_event_roundtrip_keeps_every_field(void **state)
     gv_buf_free(&b);
 }
 
+/* weave: the telemetry fields, content at its cap still fits one frame. */
+static void test_event_roundtrip_weave_fields_at_the_cap(void **state)
+{
+    struct gv_record in, out;
+    struct gv_event_meta meta;
+    struct gv_content c;
+    struct gv_buf b;
+    char *req = gv_malloc(GV_CONTENT_MAX + 1), *resp = gv_malloc(GV_CONTENT_MAX + 1);
+
+    (void)state;
+    fill_record(&in);
+    memset(req, '"', GV_CONTENT_MAX); /* escapes would double JSON, not protobuf */
+    req[GV_CONTENT_MAX] = '\0';
+    memset(resp, 'a', GV_CONTENT_MAX);
+    resp[GV_CONTENT_MAX] = '\0';
+    c.request = req;
+    c.response = resp;
+    c.request_truncated = true;
+    c.response_truncated = false;
+    in.content = &c;
+    in.nmessages = 3;
+    snprintf(in.roles, sizeof(in.roles), "system,user,assistant");
+    in.price_input_per_mtok = 2.5;
+    in.price_output_per_mtok = 10;
+    gv_buf_init(&b, 0);
+    assert_int_equal(gv_event_encode(&in, "0123456789abcdef0123456789abcdef", 5, &b), GV_OK);
+    assert_true(b.len <= GV_FRAME_MAX);
+    assert_int_equal(gv_event_decode(b.data, b.len, &out, &meta), GV_OK);
+    assert_non_null(out.content);
+    assert_string_equal(out.content->request, req);
+    assert_string_equal(out.content->response, resp);
+    assert_true(out.content->request_truncated);
+    assert_false(out.content->response_truncated);
+    assert_int_equal(out.nmessages, 3);
+    assert_string_equal(out.roles, "system,user,assistant");
+    assert_true(out.price_output_per_mtok == 10.0);
+    gv_record_release(&out);
+    assert_null(out.content);
+    /* Without content nothing is allocated. */
+    in.content = NULL;
+    gv_buf_reset(&b);
+    assert_int_equal(gv_event_encode(&in, "id", 6, &b), GV_OK);
+    assert_int_equal(gv_event_decode(b.data, b.len, &out, &meta), GV_OK);
+    assert_null(out.content);
+    gv_buf_free(&b);
+    gv_free(req);
+    gv_free(resp);
+}
+
 static void test_event_decode_rejects_garbage(void **state)
 {
     struct gv_record out;
@@ -98,6 +147,7 @@ static void test_event_decode_survives_random_bytes(void **state)
             assert_true(strlen(out.run_id) <= GV_RUN_TAG_MAX);
             assert_true(out.npolicies <= GV_RECORD_MAX_POLICIES);
             assert_true(out.decision <= GV_DECISION_ERROR);
+            gv_record_release(&out);
         }
     }
     gv_buf_free(&b);
@@ -171,6 +221,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event_roundtrip_keeps_every_field),
+        cmocka_unit_test(test_event_roundtrip_weave_fields_at_the_cap),
         cmocka_unit_test(test_event_decode_rejects_garbage),
         cmocka_unit_test(test_event_decode_survives_random_bytes),
         cmocka_unit_test(test_event_decode_truncates_long_strings),

@@ -305,7 +305,7 @@ static void test_load_top_level_errors(void **state)
     (void)state;
     expect_error(TARGET "polices: {}\n",
                  "4:1: unknown top-level key 'polices' (expected one of: pack, providers, "
-                 "policies, policy, gateway)");
+                 "policies, policy, gateway, telemetry)");
     expect_error("", "1:1: the configuration is empty");
     expect_error("- a\n", "1:1: expected a mapping at the top level, got a sequence");
     expect_error(TARGET "gateway: {max_body_bytes: 10}\n",
