@@ -284,7 +284,8 @@ static void answer(struct conn *c, int status, const char *reason, const char *b
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\n%s\r\n",
-                     status, reason, http_date(), blen, c->keep_alive ? "" : "Connection: close\r\n");
+                     status, reason, http_date(), blen,
+                     c->keep_alive ? "" : "Connection: close\r\n");
 
     out_add(c, head, (size_t)n);
     out_add(c, body, blen);
@@ -537,7 +538,8 @@ static int resp_headers_complete(http_parser *p)
         n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %u %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
                      "Content-Length: %llu\r\n%s\r\n",
-                     p->status_code, http_status_str((enum http_status)p->status_code), http_date(), (unsigned long long)p->content_length,
+                     p->status_code, http_status_str((enum http_status)p->status_code),
+                     http_date(), (unsigned long long)p->content_length,
                      c->keep_alive ? "" : "Connection: close\r\n");
     }
     out_add(c, head, (size_t)n);
@@ -680,7 +682,8 @@ static int req_header_value(http_parser *p, const char *at, size_t len)
     struct conn *c = p->data;
 
     if (c->field_accept) {
-        size_t k = len < sizeof(c->accept) - c->accept_len ? len : sizeof(c->accept) - c->accept_len;
+        size_t room = sizeof(c->accept) - c->accept_len;
+        size_t k = len < room ? len : room;
 
         memcpy(c->accept + c->accept_len, at, k);
         c->accept_len += k;
