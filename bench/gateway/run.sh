@@ -206,8 +206,9 @@ MAINPID[floor2]=$!
 declare -A PORT=([direct]="$UP_PORT" [nginx]="$NGX_PORT" [floor]="$FLOOR_PORT"
     [floor2]="$FLOOR2_PORT" [kt]="$KT_PORT")
 
-BENCH_BODY='{"model":"gpt-4o","messages":[{"role":"user","content":"Summarise the validation loss trend of run 42 in one sentence."}]}'
-BENCH_SSE_BODY='{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Summarise the validation loss trend of run 42 in one sentence."}]}'
+PROMPT='"Summarise the validation loss trend of run 42 in one sentence."'
+BENCH_BODY='{"model":"gpt-4o","messages":[{"role":"user","content":'"$PROMPT"'}]}'
+BENCH_SSE_BODY='{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":'"$PROMPT"'}]}'
 post_status() { # post_status PORT: HTTP status of the benchmark's request ("000" = no answer)
     curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
         --data "$BENCH_BODY" "http://127.0.0.1:$1/v1/chat/completions" 2>/dev/null || true
@@ -342,7 +343,7 @@ count_syscalls() { # count_syscalls NAME MODE: SYS[NAME.MODE.{all,ctl,wait,rd,wr
             echo "${SYS_EVENTS[*]}"
         )" -p "$pids" -- sleep "$((SYS_DURATION + 1))" &
     else
-        # shellcheck disable=SC2046 # one -p per pid
+        # shellcheck disable=SC2046,SC2086 # one -p per pid
         strace -f -c -o "$WORK/sys.$k" $(printf -- '-p %s ' ${WATCH[$name]}) &
     fi
     local tracer=$!
@@ -375,7 +376,8 @@ count_syscalls() { # count_syscalls NAME MODE: SYS[NAME.MODE.{all,ctl,wait,rd,wr
             END { if (r > 0) printf "%.2f %.2f %.2f %.2f %.2f\n", all / r, ctl / r, wait / r,
                       rd / r, wr / r; else print "- - - - -" }' "$WORK/sys.$k" >"$WORK/sys.$k.r"
     fi
-    read -r SYS[$k.all] SYS[$k.ctl] SYS[$k.wait] SYS[$k.rd] SYS[$k.wr] <"$WORK/sys.$k.r"
+    read -r "SYS[$k.all]" "SYS[$k.ctl]" "SYS[$k.wait]" "SYS[$k.rd]" "SYS[$k.wr]" \
+        <"$WORK/sys.$k.r"
     printf '  %-6s %-4s %s requests, per request: all=%s epoll_ctl=%s epoll_wait=%s' \
         "$name" "$mode" "$req" "${SYS[$k.all]}" "${SYS[$k.ctl]}" "${SYS[$k.wait]}" >&2
     printf ' reads=%s writes=%s\n' "${SYS[$k.rd]}" "${SYS[$k.wr]}" >&2
@@ -391,7 +393,8 @@ fi
 
 # --- the table ---------------------------------------------------------------------------
 ratio() { # ratio A B: A / B with two decimals, "-" when B is not positive
-    awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.2f", a / b; else print "-" }'
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        if (b + 0 > 0 && a != "-") printf "%.2f", a / b; else print "-" }'
 }
 ms() { # ms MICROSECONDS
     awk -v x="$1" 'BEGIN { printf "%.3f", x / 1000 }'
@@ -410,7 +413,10 @@ ms() { # ms MICROSECONDS
         for n in "${TARGETS[@]}"; do
             k="$n.json.$c"
             added=-
-            [ "$n" = direct ] || added="$(ms $((P99[$k] - P99[direct.json.$c])))"
+            if [ "$n" != direct ]; then
+                d=$((${P99[$k]} - ${P99[direct.json.$c]}))
+                added="$(ms "$d")"
+            fi
             # shellcheck disable=SC2059
             printf "$ROW" "$n" "$c" "${RPS[$k]}" "$(ratio "${RPS[$k]}" "${RPS[nginx.json.$c]}")" \
                 "$(ms "${P50[$k]}")" "$(ms "${P99[$k]}")" "$added" "${CPU[$k]}" \
@@ -418,15 +424,19 @@ ms() { # ms MICROSECONDS
         done
     done
     echo
-    echo "sse: the same with \"stream\":true, answered with a $(wc -c <"$HERE/upstream-sse.txt")-byte" \
-        "stream of $(grep -c '^data:' "$HERE/upstream-sse.txt") events (sent whole by the upstream)"
+    echo "sse: the same with \"stream\":true, answered with a" \
+        "$(wc -c <"$HERE/upstream-sse.txt")-byte stream of" \
+        "$(grep -c '^data:' "$HERE/upstream-sse.txt") events (sent whole by the upstream)"
     # shellcheck disable=SC2059
     printf "$ROW" target conc 'req/s' 'x nginx' 'p50 ms' 'p99 ms' 'added p99' 'cpu us' \
         'x nginx' errors
     for n in "${TARGETS[@]}"; do
         k="$n.sse.64"
         added=-
-        [ "$n" = direct ] || added="$(ms $((P99[$k] - P99[direct.sse.64])))"
+        if [ "$n" != direct ]; then
+            d=$((${P99[$k]} - ${P99[direct.sse.64]}))
+            added="$(ms "$d")"
+        fi
         # shellcheck disable=SC2059
         printf "$ROW" "$n" 64 "${RPS[$k]}" "$(ratio "${RPS[$k]}" "${RPS[nginx.sse.64]}")" \
             "$(ms "${P50[$k]}")" "$(ms "${P99[$k]}")" "$added" "${CPU[$k]}" \
@@ -440,9 +450,9 @@ ms() { # ms MICROSECONDS
     for n in "${TARGETS[@]}"; do
         added=- xa=-
         if [ "$n" != direct ]; then
-            PACED[$n.added]=$((PACED[$n.p50] - PACED[direct.p50]))
+            PACED[$n.added]=$((${PACED[$n.p50]} - ${PACED[direct.p50]}))
             added="$(ms "${PACED[$n.added]}")"
-            xa="$(ratio "${PACED[$n.added]}" "$((PACED[nginx.p50] - PACED[direct.p50]))")"
+            xa="$(ratio "${PACED[$n.added]}" "$((${PACED[nginx.p50]} - ${PACED[direct.p50]}))")"
         fi
         # shellcheck disable=SC2059
         printf "$PROW" "$n" "$(ms "${PACED[$n.p50]}")" "$(ms "${PACED[$n.p99]}")" "$added" \
