@@ -33,6 +33,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -114,6 +115,7 @@ struct worker {
     char host[64];
     char path[256];
     struct event lev;
+    struct event lpause; /* re-arms the listener after running out of descriptors */
     int lfd;
 };
 
@@ -875,6 +877,13 @@ static void conn_close(struct conn *c)
     free(c);
 }
 
+static void on_listen_resume(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+
+    event_add(&w->lev, NULL);
+}
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
     struct worker *w = arg;
@@ -886,7 +895,14 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) {
-                fprintf(stderr, "kt-bench-floor2: accept: %s\n", strerror(errno));
+                /* The pending connection keeps the listener readable: without a pause the
+                 * loop would spin on it. Connections wait in the backlog meanwhile. */
+                struct timeval tv = {0, 100 * 1000};
+
+                fprintf(stderr, "kt-bench-floor2: accept: %s; pausing 100 ms\n",
+                        strerror(errno));
+                event_del(&w->lev);
+                evtimer_add(&w->lpause, &tv);
             }
             return;
         }
@@ -1017,6 +1033,7 @@ int main(int argc, char **argv)
         return 1;
     }
     event_assign(&w.lev, w.base, w.lfd, EV_READ | EV_PERSIST, on_accept, &w);
+    evtimer_assign(&w.lpause, w.base, on_listen_resume, &w);
     event_add(&w.lev, NULL);
     sigint = evsignal_new(w.base, SIGINT, on_signal, w.base);
     sigterm = evsignal_new(w.base, SIGTERM, on_signal, w.base);
@@ -1030,6 +1047,7 @@ int main(int argc, char **argv)
     event_free(sigint);
     event_free(sigterm);
     event_del(&w.lev);
+    evtimer_del(&w.lpause);
     close(w.lfd);
     while (w.idle) {
         struct upconn *u = w.idle;

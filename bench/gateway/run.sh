@@ -30,13 +30,15 @@
 # run, divided by the requests wrk counted; nginx: its workers; direct: the upstream's worker),
 # the added P50 at the paced rate (proxy p50 - direct p50) with kt-added / nginx-added, and the
 # syscalls per request (all, epoll_ctl, epoll_wait, reads, writes). The last lines compare kt and
-# floor2 with their targets. Only 127.0.0.1 is used. Results also go to
-# bench/out/gateway-<time>.txt.
+# floor2 with their targets. With BENCH_ROUNDS=R the wrk loads run R times, every target in
+# turn each round, so a busy spell of the machine hits all of them: the tables show medians and
+# the req/s range, the targets the median and range of the ratios taken within each round.
+# Only 127.0.0.1 is used. Results also go to bench/out/gateway-<time>.txt.
 # Environment: BENCH_DURATION (s), BENCH_WORKERS (nginx proxy worker processes and kt
 # --workers; default 1 so both proxies get the same share of the 2 cores; the floors always run
 # one loop), BENCH_PORT_BASE (default 18080: upstream +1, nginx +2, kt +3, floor +4, floor2 +5),
-# BENCH_PACED_RATE, BENCH_SYSCALLS, BENCH_SYS_DURATION, BENCH_SKIP_BUILD=1, KT_BIN, FLOOR_BIN,
-# FLOOR2_BIN.
+# BENCH_PACED_RATE, BENCH_SYSCALLS, BENCH_SYS_DURATION, BENCH_ROUNDS (default 1),
+# BENCH_SKIP_BUILD=1, KT_BIN, FLOOR_BIN, FLOOR2_BIN.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -48,6 +50,7 @@ BASE="${BENCH_PORT_BASE:-18080}"
 PACED_RATE="${BENCH_PACED_RATE:-500}"
 SYSCALLS="${BENCH_SYSCALLS:-1}"
 SYS_DURATION="${BENCH_SYS_DURATION:-3}"
+ROUNDS="${BENCH_ROUNDS:-1}"
 UP_PORT=$((BASE + 1))
 NGX_PORT=$((BASE + 2))
 KT_PORT=$((BASE + 3))
@@ -266,12 +269,12 @@ cpu_ticks() { # cpu_ticks PID...: user + system clock ticks, summed
 HZ="$(getconf CLK_TCK)"
 
 # --- the load ----------------------------------------------------------------------------
-declare -A RPS P50 P99 ERR CPU
+declare -A RPS P50 P99 ERR CPU SPAN L_RPS L_P50 L_P99 L_CPU
 bench_field() { # bench_field KEY LINE
     sed -E "s/.* $1=([0-9.]+).*/\\1/" <<<"$2"
 }
 run_wrk() { # run_wrk NAME MODE CONC  (MODE json|sse)
-    local name="$1" mode="$2" c="$3" t line c0 c1 k="$1.$2.$3" script_args=()
+    local name="$1" mode="$2" c="$3" t line c0 c1 k="$1.$2.$3" script_args=() cpu
     t=$((c < 2 ? 1 : 2))
     [ "$mode" = json ] || script_args=(-- sse)
     # A short warm-up fills connection pools and caches, then the measured run.
@@ -284,36 +287,65 @@ run_wrk() { # run_wrk NAME MODE CONC  (MODE json|sse)
     # shellcheck disable=SC2086
     c1="$(cpu_ticks ${WATCH[$name]})"
     [ -n "$line" ] || line="BENCH requests=0 duration_us=1 rps=0 p50_us=0 p99_us=0 errors=1"
-    RPS[$k]="$(bench_field rps "$line")"
-    P50[$k]="$(bench_field p50_us "$line")"
-    P99[$k]="$(bench_field p99_us "$line")"
-    ERR[$k]="$(bench_field errors "$line")"
-    CPU[$k]="$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v r="$(bench_field requests "$line")" \
+    cpu="$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v r="$(bench_field requests "$line")" \
         'BEGIN { printf "%.1f", (r > 0) ? 1e6 * t / hz / r : 0 }')"
-    printf '  %-6s %-4s c=%-3s %s cpu_us_per_req=%s\n' "$name" "$mode" "$c" "$line" \
-        "${CPU[$k]}" >&2
+    L_RPS[$k]+="$(bench_field rps "$line") "
+    L_P50[$k]+="$(bench_field p50_us "$line") "
+    L_P99[$k]+="$(bench_field p99_us "$line") "
+    L_CPU[$k]+="$cpu "
+    ERR[$k]=$((${ERR[$k]:-0} + $(bench_field errors "$line")))
+    printf '  %-6s %-4s c=%-3s %s cpu_us_per_req=%s\n' "$name" "$mode" "$c" "$line" "$cpu" >&2
+}
+median() { # median "V1 V2 ...": the middle value (the mean of the two middle ones)
+    tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ a[NR] = $1 } END {
+        if (NR == 0) print 0; else if (NR % 2) print a[(NR + 1) / 2]
+        else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+span() { # span "V1 V2 ...": MIN-MAX
+    tr ' ' '\n' <<<"$1" | grep . | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 }
+        END { print (NR > 1) ? lo "-" hi : "-" }'
+}
+round_ratios() { # round_ratios "A1 A2 ..." "B1 B2 ...": A1/B1 A2/B2 ... (same round each)
+    paste <(tr ' ' '\n' <<<"$1" | grep .) <(tr ' ' '\n' <<<"$2" | grep .) |
+        awk '{ if ($2 > 0) printf "%.2f ", $1 / $2 }'
 }
 
-echo "load: POST /v1/chat/completions, ${DURATION}s per run, wrk on 127.0.0.1" >&2
-for c in 1 64; do
+echo "load: POST /v1/chat/completions, ${DURATION}s per run, $ROUNDS round(s), wrk on" \
+    "127.0.0.1" >&2
+for ((round = 1; round <= ROUNDS; round++)); do
+    for c in 1 64; do
+        for n in "${TARGETS[@]}"; do
+            run_wrk "$n" json "$c"
+        done
+    done
     for n in "${TARGETS[@]}"; do
-        run_wrk "$n" json "$c"
+        run_wrk "$n" sse 64
     done
 done
-for n in "${TARGETS[@]}"; do
-    run_wrk "$n" sse 64
+for k in "${!L_RPS[@]}"; do
+    RPS[$k]="$(median "${L_RPS[$k]}")"
+    SPAN[$k]="$(span "${L_RPS[$k]}")"
+    P50[$k]="$(median "${L_P50[$k]}")"
+    P99[$k]="$(median "${L_P99[$k]}")"
+    CPU[$k]="$(median "${L_CPU[$k]}")"
 done
 
 declare -A PACED
-echo "paced: $PACED_RATE req/s for ${DURATION}s over 16 connections" >&2
+echo "paced: $PACED_RATE req/s for ${DURATION}s over 16 connections, $ROUNDS round(s)" >&2
+for ((round = 1; round <= ROUNDS; round++)); do
+    for n in "${TARGETS[@]}"; do
+        line="$(node "$HERE/paced.mjs" --url "http://127.0.0.1:${PORT[$n]}" \
+            --rate "$PACED_RATE" --duration-s "$DURATION" --conns 16 | grep '^PACED ')" || true
+        [ -n "$line" ] || line="PACED sent=0 ok=0 errors=1 p50_us=0 p90_us=0 p99_us=0 rate=0"
+        PACED[$n.l50]+="$(bench_field p50_us "$line") "
+        PACED[$n.l99]+="$(bench_field p99_us "$line") "
+        PACED[$n.err]=$((${PACED[$n.err]:-0} + $(bench_field errors "$line")))
+        printf '  %-6s %s\n' "$n" "$line" >&2
+    done
+done
 for n in "${TARGETS[@]}"; do
-    line="$(node "$HERE/paced.mjs" --url "http://127.0.0.1:${PORT[$n]}" --rate "$PACED_RATE" \
-        --duration-s "$DURATION" --conns 16 | grep '^PACED ')" || true
-    [ -n "$line" ] || line="PACED sent=0 ok=0 errors=1 p50_us=0 p90_us=0 p99_us=0 rate=0"
-    PACED[$n.p50]="$(bench_field p50_us "$line")"
-    PACED[$n.p99]="$(bench_field p99_us "$line")"
-    PACED[$n.err]="$(bench_field errors "$line")"
-    printf '  %-6s %s\n' "$n" "$line" >&2
+    PACED[$n.p50]="$(median "${PACED[$n.l50]}")"
+    PACED[$n.p99]="$(median "${PACED[$n.l99]}")"
 done
 
 # Syscalls per request: perf counts them in the kernel at little cost; strace stops the proxy
@@ -399,26 +431,28 @@ ratio() { # ratio A B: A / B with two decimals, "-" when B is not positive
 ms() { # ms MICROSECONDS
     awk -v x="$1" 'BEGIN { printf "%.3f", x / 1000 }'
 }
+ms_diff() { # ms_diff US_A US_B: (A - B) in ms
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (a - b) / 1000 }'
+}
 {
     echo "kt gateway benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores;" \
-        "${DURATION}s per run; proxies with $WORKERS worker(s); $("$KT" --version 2>&1)"
+        "${DURATION}s per run, $ROUNDS round(s) (medians); proxies with $WORKERS worker(s);" \
+        "$("$KT" --version 2>&1)"
     echo
     echo "json: wrk POST, chat.completion answer (x nginx = req/s / nginx's; cpu = the" \
         "target's CPU us per request)"
-    ROW='%-7s %4s %10s %7s %8s %8s %11s %8s %7s %6s\n'
+    ROW='%-7s %4s %10s %17s %7s %8s %8s %11s %8s %7s %6s\n'
     # shellcheck disable=SC2059 # one row format for the header and the rows
-    printf "$ROW" target conc 'req/s' 'x nginx' 'p50 ms' 'p99 ms' 'added p99' 'cpu us' \
+    printf "$ROW" target conc 'req/s' 'range' 'x nginx' 'p50 ms' 'p99 ms' 'added p99' 'cpu us' \
         'x nginx' errors
     for c in 1 64; do
         for n in "${TARGETS[@]}"; do
             k="$n.json.$c"
             added=-
-            if [ "$n" != direct ]; then
-                d=$((${P99[$k]} - ${P99[direct.json.$c]}))
-                added="$(ms "$d")"
-            fi
+            [ "$n" = direct ] || added="$(ms_diff "${P99[$k]}" "${P99[direct.json.$c]}")"
             # shellcheck disable=SC2059
-            printf "$ROW" "$n" "$c" "${RPS[$k]}" "$(ratio "${RPS[$k]}" "${RPS[nginx.json.$c]}")" \
+            printf "$ROW" "$n" "$c" "${RPS[$k]}" "${SPAN[$k]}" \
+                "$(ratio "${RPS[$k]}" "${RPS[nginx.json.$c]}")" \
                 "$(ms "${P50[$k]}")" "$(ms "${P99[$k]}")" "$added" "${CPU[$k]}" \
                 "$(ratio "${CPU[$k]}" "${CPU[nginx.json.$c]}")" "${ERR[$k]}"
         done
@@ -428,17 +462,15 @@ ms() { # ms MICROSECONDS
         "$(wc -c <"$HERE/upstream-sse.txt")-byte stream of" \
         "$(grep -c '^data:' "$HERE/upstream-sse.txt") events (sent whole by the upstream)"
     # shellcheck disable=SC2059
-    printf "$ROW" target conc 'req/s' 'x nginx' 'p50 ms' 'p99 ms' 'added p99' 'cpu us' \
+    printf "$ROW" target conc 'req/s' 'range' 'x nginx' 'p50 ms' 'p99 ms' 'added p99' 'cpu us' \
         'x nginx' errors
     for n in "${TARGETS[@]}"; do
         k="$n.sse.64"
         added=-
-        if [ "$n" != direct ]; then
-            d=$((${P99[$k]} - ${P99[direct.sse.64]}))
-            added="$(ms "$d")"
-        fi
+        [ "$n" = direct ] || added="$(ms_diff "${P99[$k]}" "${P99[direct.sse.64]}")"
         # shellcheck disable=SC2059
-        printf "$ROW" "$n" 64 "${RPS[$k]}" "$(ratio "${RPS[$k]}" "${RPS[nginx.sse.64]}")" \
+        printf "$ROW" "$n" 64 "${RPS[$k]}" "${SPAN[$k]}" \
+            "$(ratio "${RPS[$k]}" "${RPS[nginx.sse.64]}")" \
             "$(ms "${P50[$k]}")" "$(ms "${P99[$k]}")" "$added" "${CPU[$k]}" \
             "$(ratio "${CPU[$k]}" "${CPU[nginx.sse.64]}")" "${ERR[$k]}"
     done
@@ -450,9 +482,11 @@ ms() { # ms MICROSECONDS
     for n in "${TARGETS[@]}"; do
         added=- xa=-
         if [ "$n" != direct ]; then
-            PACED[$n.added]=$((${PACED[$n.p50]} - ${PACED[direct.p50]}))
+            PACED[$n.added]="$(awk -v a="${PACED[$n.p50]}" -v b="${PACED[direct.p50]}" \
+                'BEGIN { print a - b }')"
             added="$(ms "${PACED[$n.added]}")"
-            xa="$(ratio "${PACED[$n.added]}" "$((${PACED[nginx.p50]} - ${PACED[direct.p50]}))")"
+            xa="$(ratio "${PACED[$n.added]}" "$(awk -v a="${PACED[nginx.p50]}" \
+                -v b="${PACED[direct.p50]}" 'BEGIN { print a - b }')")"
         fi
         # shellcheck disable=SC2059
         printf "$PROW" "$n" "$(ms "${PACED[$n.p50]}")" "$(ms "${PACED[$n.p99]}")" "$added" \
@@ -475,26 +509,31 @@ ms() { # ms MICROSECONDS
         done
     fi
     echo
-    check() { # check LABEL VALUE OP LIMIT
+    check() { # check LABEL VALUE OP LIMIT [RANGE]
         local verdict
         verdict="$(awk -v v="$2" -v l="$4" -v op="$3" 'BEGIN {
             if (v == "-") { print "n/a"; exit }
             ok = (op == ">=") ? (v + 0 >= l + 0) : (v + 0 <= l + 0)
             print ok ? "ok" : "MISSED" }')"
-        printf '%-44s %6s  (target %s %s) %s\n' "$1" "$2" "$3" "$4" "$verdict"
+        printf '%-44s %6s %-11s (target %s %s) %s\n' "$1" "$2" "${5:+($5)}" "$3" "$4" "$verdict"
     }
-    check "floor2 / nginx req/s, json c=64" \
-        "$(ratio "${RPS[floor2.json.64]}" "${RPS[nginx.json.64]}")" '>=' 0.9
-    check "floor2 / nginx req/s, sse c=64" \
-        "$(ratio "${RPS[floor2.sse.64]}" "${RPS[nginx.sse.64]}")" '>=' 0.9
-    check "kt / nginx req/s, json c=64" \
-        "$(ratio "${RPS[kt.json.64]}" "${RPS[nginx.json.64]}")" '>=' 0.7
-    check "kt / nginx req/s, sse c=64" \
-        "$(ratio "${RPS[kt.sse.64]}" "${RPS[nginx.sse.64]}")" '>=' 0.7
-    check "kt / nginx CPU per request, json c=64" \
-        "$(ratio "${CPU[kt.json.64]}" "${CPU[nginx.json.64]}")" '<=' 2
-    check "kt / nginx CPU per request, sse c=64" \
-        "$(ratio "${CPU[kt.sse.64]}" "${CPU[nginx.sse.64]}")" '<=' 2
+    check_rounds() { # check_rounds LABEL LIST_A LIST_B OP LIMIT: per-round ratios A/B
+        local r
+        r="$(round_ratios "$2" "$3")"
+        check "$1" "$(median "$r")" "$4" "$5" "$(span "$r" | sed 's/^-$//')"
+    }
+    check_rounds "floor2 / nginx req/s, json c=64" \
+        "${L_RPS[floor2.json.64]}" "${L_RPS[nginx.json.64]}" '>=' 0.9
+    check_rounds "floor2 / nginx req/s, sse c=64" \
+        "${L_RPS[floor2.sse.64]}" "${L_RPS[nginx.sse.64]}" '>=' 0.9
+    check_rounds "kt / nginx req/s, json c=64" \
+        "${L_RPS[kt.json.64]}" "${L_RPS[nginx.json.64]}" '>=' 0.7
+    check_rounds "kt / nginx req/s, sse c=64" \
+        "${L_RPS[kt.sse.64]}" "${L_RPS[nginx.sse.64]}" '>=' 0.7
+    check_rounds "kt / nginx CPU per request, json c=64" \
+        "${L_CPU[kt.json.64]}" "${L_CPU[nginx.json.64]}" '<=' 2
+    check_rounds "kt / nginx CPU per request, sse c=64" \
+        "${L_CPU[kt.sse.64]}" "${L_CPU[nginx.sse.64]}" '<=' 2
     check "kt added / nginx added p50 at $PACED_RATE req/s" \
         "$(ratio "${PACED[kt.added]}" "${PACED[nginx.added]}")" '<=' 1.5
     for k in "${!ERR[@]}"; do

@@ -16,10 +16,10 @@
 # The client (bench/gateway/streams.mjs, STREAMS_CLIENTS node processes, default one per 2,500
 # streams, since one node process cannot parse 10,000 streams in time; node's http, one
 # keep-alive agent per process) starts N POST /v1/chat/completions with stream:true and
-# stream_options.include_usage spread evenly over STREAMS_RAMP_MS (default 1500; 3000 above
+# stream_options.include_usage spread evenly over STREAMS_RAMP_MS (default 1500; N / 2 ms above
 # 4,000 streams). The stand-in answers each with a role event at once, then STREAMS_WORDS
 # content deltas, a finish event and a usage event STREAMS_DELAY_MS apart (default 15 deltas,
-# 200 ms: 3.4 s a stream; 400 ms above 4,000 streams: 6.8 s), then `data: [DONE]`, so all N are
+# 200 ms: 3.4 s a stream; 1000 ms above 4,000 streams: 17 s), then `data: [DONE]`, so all N are
 # in flight together for a few seconds. A proxy needs two descriptors per stream in flight
 # (client and upstream socket): where the open-file hard limit cannot be raised that far (it
 # takes CAP_SYS_RESOURCE), the client keeps at most (limit - 2048) / 2 streams in flight and says
@@ -63,9 +63,12 @@ cd "$ROOT"
 N="${STREAMS_N:-2000}"
 WORDS="${STREAMS_WORDS:-15}"
 if [ "$N" -gt 4000 ]; then
-    # Longer streams and ramp, so the proxies' connects are spread and all N overlap.
-    DELAY_MS="${STREAMS_DELAY_MS:-400}"
-    RAMP_MS="${STREAMS_RAMP_MS:-3000}"
+    # Node parses and builds ~50 us an event on each side: at 200 ms apart 10,000 streams would
+    # want more than the machine's two cores, and every first byte would wait on the client and
+    # the stand-in rather than the proxy. One event a second per stream, connects spread over
+    # N / 2 ms, still keeps them all in flight together for ~10 s.
+    DELAY_MS="${STREAMS_DELAY_MS:-1000}"
+    RAMP_MS="${STREAMS_RAMP_MS:-$((N / 2))}"
 else
     DELAY_MS="${STREAMS_DELAY_MS:-200}"
     RAMP_MS="${STREAMS_RAMP_MS:-1500}"
