@@ -37,7 +37,8 @@
 # Environment: BENCH_DURATION (s), BENCH_WORKERS (nginx proxy worker processes and kt
 # --workers; default 1 so both proxies get the same share of the 2 cores; the floors always run
 # one loop), BENCH_PORT_BASE (default 18080: upstream +1, nginx +2, kt +3, floor +4, floor2 +5),
-# BENCH_PACED_RATE, BENCH_SYSCALLS, BENCH_SYS_DURATION, BENCH_ROUNDS (default 1),
+# BENCH_PACED_RATE, BENCH_SYSCALLS, BENCH_SYS_DURATION, BENCH_SYS_TOOL=strace (count with
+# strace even where perf works), BENCH_ROUNDS (default 1),
 # BENCH_SKIP_BUILD=1, KT_BIN, FLOOR_BIN, FLOOR2_BIN.
 set -euo pipefail
 
@@ -352,7 +353,9 @@ done
 # at each one, so it is the fallback only.
 declare -A SYS
 SYS_TOOL=none
-if [ "$SYSCALLS" = 1 ]; then
+if [ "$SYSCALLS" = 1 ] && [ "${BENCH_SYS_TOOL:-}" = strace ]; then
+    SYS_TOOL=strace
+elif [ "$SYSCALLS" = 1 ]; then
     if command -v perf >/dev/null 2>&1 &&
         perf stat -e raw_syscalls:sys_enter -p "${MAINPID[floor2]}" -- sleep 0.1 \
             >/dev/null 2>&1; then
