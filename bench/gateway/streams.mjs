@@ -173,7 +173,10 @@ async function client(a) {
         stream_options: { include_usage: true },
         messages: [{ role: 'user', content: 'Summarise the validation loss trend of run 42.' }],
     });
-    const agent = new http.Agent({ keepAlive: true, maxSockets: n, maxFreeSockets: n });
+    // No more sockets than streams allowed in flight: a capped run is capped for the proxy's
+    // descriptors, and idle keep-alive sockets count there too.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: maxInflight,
+        maxFreeSockets: maxInflight });
 
     const ttfb = [];
     const total = [];

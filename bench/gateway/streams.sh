@@ -22,8 +22,8 @@
 # 200 ms: 3.4 s a stream; 1000 ms above 4,000 streams: 17 s), then `data: [DONE]`, so all N are
 # in flight together for a few seconds. A proxy needs two descriptors per stream in flight
 # (client and upstream socket): where the open-file hard limit cannot be raised that far (it
-# takes CAP_SYS_RESOURCE), the client keeps at most (limit - 2048) / 2 streams in flight and says
-# so; all N still run. A stream is completed when it
+# takes CAP_SYS_RESOURCE), the client keeps at most (limit - 3072) / 2 streams in flight (and
+# sockets open) and says so; all N still run. A stream is completed when it
 # answered 200 text/event-stream, its deltas join to the stand-in's text and it ended with
 # `data: [DONE]`; anything else is failed (the reasons are printed). An unmeasured warm-up of
 # N/4 direct streams comes first.
@@ -115,7 +115,9 @@ if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need_fds" ]; then
 fi
 if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need_fds" ]; then
     need_fds="$(ulimit -Hn)"
-    MAX_INFLIGHT=$(((need_fds - 2048) / 2))
+    # Two descriptors a stream, plus room for the proxies' idle upstream sockets (nginx keeps
+    # 1024) and their own files.
+    MAX_INFLIGHT=$(((need_fds - 3072) / 2))
     if [ "$MAX_INFLIGHT" -lt "$N" ]; then
         echo "streams: the open-file hard limit is $need_fds and cannot be raised" \
             "(CAP_SYS_RESOURCE): at most $MAX_INFLIGHT of the $N streams in flight at once" >&2
