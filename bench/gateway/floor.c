@@ -61,6 +61,10 @@
  * round trip for large bodies, as in gw_upstream.c. */
 static const char *const up_headers[] = {"Content-Type: application/json",
                                          "Authorization: Bearer sk-bench-upstream", "Expect:"};
+/* The Accept of each list: a streamed request asks the upstream for an event stream, as kt's
+ * upstream calls do. */
+static const char *const up_accept[2] = {"Accept: application/json",
+                                         "Accept: text/event-stream"};
 #define NHDRS ((int)(sizeof(up_headers) / sizeof(up_headers[0])))
 
 struct proxy;
@@ -87,7 +91,7 @@ struct proxy {
     struct evhttp *http;
     CURLM *multi;
     struct event *timer;
-    struct curl_slist *hdrs; /* the request headers every transfer sends */
+    struct curl_slist *hdrs[2]; /* the request headers: [1] for streamed requests */
     const char *upstream;
     struct xfer *active; /* in flight, for shutdown */
     struct xfer *pool;
@@ -128,7 +132,7 @@ static const char *http_date(void)
 
 /* Sends what the request's output buffer holds; evhttp adds Content-Length. A request whose
  * client already left was detached by evhttp: sending frees it. */
-static void reply(struct evhttp_request *req, int status)
+static void reply(struct evhttp_request *req, int status, const char *type)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     const char *date = http_date();
@@ -136,7 +140,7 @@ static void reply(struct evhttp_request *req, int status)
     if (date[0]) {
         evhttp_add_header(h, "Date", date);
     }
-    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_add_header(h, "Content-Type", type ? type : "application/json");
     evhttp_send_reply(req, status, NULL, NULL);
 }
 
@@ -147,7 +151,7 @@ static void reply_error(struct evhttp_request *req, int status, const char *body
     /* Part of a failed upstream answer may be there already. */
     evbuffer_drain(out, evbuffer_get_length(out));
     evbuffer_add(out, body, strlen(body));
-    reply(req, status);
+    reply(req, status, NULL);
 }
 
 /* The answer goes straight into the client's output buffer: no copy of our own. */
@@ -181,7 +185,6 @@ static struct xfer *xfer_new(struct proxy *px)
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, px->hdrs);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
     curl_easy_setopt(e, CURLOPT_URL, px->upstream);
     return x;
@@ -230,16 +233,20 @@ static void xfer_done(struct xfer *x, CURLcode res)
     struct proxy *px = x->px;
     struct evhttp_request *req = x->req;
     long status = 0;
+    const char *type = NULL;
 
     curl_multi_remove_handle(px->multi, x->easy);
     unlink_active(x);
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
-    xfer_put(x);
     if (res != CURLE_OK || status < 100 || status > 599) {
+        xfer_put(x);
         reply_error(req, 502, ERR_UPSTREAM);
         return;
     }
-    reply(req, (int)status);
+    /* The upstream's type (an event stream or JSON), valid until the handle is reused. */
+    curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &type);
+    reply(req, (int)status, type);
+    xfer_put(x);
 }
 
 static void check_done(struct proxy *px)
@@ -345,7 +352,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     struct evbuffer *in;
     struct xfer *x;
-    const char *body;
+    const char *body, *accept;
     size_t len;
 
     if (!path || strcmp(path, "/v1/chat/completions") != 0) {
@@ -377,6 +384,9 @@ static void on_request(struct evhttp_request *req, void *arg)
     len = evbuffer_get_length(in);
     body = len > 0 ? (const char *)evbuffer_pullup(in, -1) : "";
     x->req = req;
+    accept = evhttp_find_header(evhttp_request_get_input_headers(req), "Accept");
+    curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER,
+                     px->hdrs[accept && strstr(accept, "text/event-stream") != NULL]);
     curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     if (curl_multi_add_handle(px->multi, x->easy) != CURLM_OK) {
@@ -488,19 +498,26 @@ int main(int argc, char **argv)
         goto out;
     }
     /* Built once, shared by every transfer, as gw_upstream.c caches its lists. */
-    for (i = 0; i < NHDRS; i++) {
-        n = curl_slist_append(px.hdrs, up_headers[i]);
-        if (!n) {
+    for (i = 0; i < NHDRS + 1; i++) {
+        int k;
+
+        for (k = 0; k < 2; k++) {
+            n = curl_slist_append(px.hdrs[k], i < NHDRS ? up_headers[i] : up_accept[k]);
+            if (!n) {
+                break;
+            }
+            px.hdrs[k] = n;
+        }
+        if (k < 2) {
             break;
         }
-        px.hdrs = n;
     }
     px.multi = curl_multi_init();
     px.timer = evtimer_new(px.base, on_timer, &px);
     px.http = evhttp_new(px.base);
     sigint = evsignal_new(px.base, SIGINT, on_signal, px.base);
     sigterm = evsignal_new(px.base, SIGTERM, on_signal, px.base);
-    if (i < NHDRS || !px.multi || !px.timer || !px.http || !sigint || !sigterm ||
+    if (i < NHDRS + 1 || !px.multi || !px.timer || !px.http || !sigint || !sigterm ||
         event_add(sigint, NULL) != 0 || event_add(sigterm, NULL) != 0) {
         fputs("kt-bench-floor: cannot set up the event loop or libcurl\n", stderr);
         goto out;
@@ -550,7 +567,8 @@ out:
         px.pool = x->next;
         xfer_free(x);
     }
-    curl_slist_free_all(px.hdrs);
+    curl_slist_free_all(px.hdrs[0]);
+    curl_slist_free_all(px.hdrs[1]);
     if (sigint) {
         event_free(sigint);
     }

@@ -3,24 +3,43 @@
 #
 #   bash bench/gateway/run.sh
 #
-# Builds a release kt and kt-bench-floor (build-release/), starts a fast upstream (nginx
-# answering every POST /v1/chat/completions with a fixed chat.completion JSON over keep-alive),
-# then runs the same wrk load (POST, small chat body, bench/gateway/post.lua) four ways:
-#   direct  wrk -> upstream
-#   nginx   wrk -> nginx proxy_pass (upstream keepalive) -> upstream
-#   floor   wrk -> kt-bench-floor (bench/gateway/floor.c: evhttp + libcurl multi on one
+# Builds a release kt, kt-bench-floor and kt-bench-floor2 (build-release/), starts a fast
+# upstream (nginx answering every POST /v1/chat/completions over keep-alive: with a fixed
+# chat.completion JSON, or, when the request says Accept: text/event-stream, with a fixed SSE
+# stream of chat.completion.chunk events ending in `data: [DONE]`, bench/gateway/upstream-sse.txt,
+# sent whole with a Content-Length), then sends the same load five ways:
+#   direct  client -> upstream
+#   nginx   client -> nginx proxy_pass (upstream keepalive) -> upstream
+#   floor   client -> kt-bench-floor (bench/gateway/floor.c: evhttp + libcurl multi on one
 #           event loop, nothing else) -> upstream
-#   kt      wrk -> kt gateway run (the product page's config, policies as built) -> upstream
-# at concurrency 1 and 64, BENCH_DURATION seconds each (default 10), and prints requests/s,
-# p50, p99, the p99 each proxy adds over direct, kt-added-p99 / nginx-added-p99, kt's
-# throughput as a percentage of nginx's, the floor's as a percentage of nginx's (what the
-# libraries kt is built on cost) and kt's as a percentage of the floor's (what kt's own work
-# costs on top of them). Only 127.0.0.1 is used. Results also go to
-# bench/out/gateway-<time>.txt.
+#   floor2  client -> kt-bench-floor2 (bench/gateway/floor2.c: raw libevent events,
+#           libhttp-parser, pooled buffers, keep-alive upstream pool, nothing else) -> upstream
+#   kt      client -> kt gateway run (the product page's config, policies as built) -> upstream
+# The loads, BENCH_DURATION seconds each (default 10), after a 2 s warm-up:
+#   json    wrk POST (bench/gateway/post.lua) at concurrency 1 and 64;
+#   sse     the same request with "stream":true and Accept: text/event-stream, concurrency 64;
+#   paced   bench/gateway/paced.mjs: POST at a fixed BENCH_PACED_RATE req/s (default 500) over
+#           16 keep-alive connections, so latency is measured with nothing saturated (wrk can
+#           only measure a saturated server);
+#   sys     wrk c=64 for BENCH_SYS_DURATION s (default 3) per proxy, json and sse, with the
+#           proxy's syscalls counted by `perf stat -e raw_syscalls:sys_enter,...` (or by
+#           `strace -c` where perf cannot trace; strace slows the proxy, its rates are not
+#           comparable, its counts per request are). Off with BENCH_SYSCALLS=0.
+# Per target it prints req/s, p50 and p99, each proxy's ratio to nginx, its CPU time per request
+# (utime + stime of the proxy's processes and threads from /proc/<pid>/stat around the measured
+# run, divided by the requests wrk counted; nginx: its workers; direct: the upstream's worker),
+# the added P50 at the paced rate (proxy p50 - direct p50) with kt-added / nginx-added, and the
+# syscalls per request (all, epoll_ctl, epoll_wait, reads, writes). The last lines compare kt and
+# floor2 with their targets. With BENCH_ROUNDS=R the wrk loads run R times, every target in
+# turn each round, so a busy spell of the machine hits all of them: the tables show medians and
+# the req/s range, the targets the median and range of the ratios taken within each round.
+# Only 127.0.0.1 is used. Results also go to bench/out/gateway-<time>.txt.
 # Environment: BENCH_DURATION (s), BENCH_WORKERS (nginx proxy worker processes and kt
-# --workers; default 1 so both proxies get the same share of the 2 cores; the floor always
-# runs one loop), BENCH_PORT_BASE (default 18080: upstream +1, nginx +2, kt +3, floor +4),
-# BENCH_SKIP_BUILD=1, KT_BIN, FLOOR_BIN.
+# --workers; default 1 so both proxies get the same share of the 2 cores; the floors always run
+# one loop), BENCH_PORT_BASE (default 18080: upstream +1, nginx +2, kt +3, floor +4, floor2 +5),
+# BENCH_PACED_RATE, BENCH_SYSCALLS, BENCH_SYS_DURATION, BENCH_SYS_TOOL=strace (count with
+# strace even where perf works), BENCH_ROUNDS (default 1),
+# BENCH_SKIP_BUILD=1, KT_BIN, FLOOR_BIN, FLOOR2_BIN.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -29,16 +48,24 @@ cd "$ROOT"
 DURATION="${BENCH_DURATION:-10}"
 WORKERS="${BENCH_WORKERS:-1}"
 BASE="${BENCH_PORT_BASE:-18080}"
+PACED_RATE="${BENCH_PACED_RATE:-500}"
+SYSCALLS="${BENCH_SYSCALLS:-1}"
+SYS_DURATION="${BENCH_SYS_DURATION:-3}"
+ROUNDS="${BENCH_ROUNDS:-1}"
 UP_PORT=$((BASE + 1))
 NGX_PORT=$((BASE + 2))
 KT_PORT=$((BASE + 3))
 FLOOR_PORT=$((BASE + 4))
+FLOOR2_PORT=$((BASE + 5))
 KT="${KT_BIN:-$ROOT/build-release/kt}"
 FLOOR="${FLOOR_BIN:-$ROOT/build-release/bench/kt-bench-floor}"
+FLOOR2="${FLOOR2_BIN:-$ROOT/build-release/bench/kt-bench-floor2}"
 OUT="$ROOT/bench/out"
 mkdir -p "$OUT"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/kt-bench.XXXXXX")"
 RESULT="$OUT/gateway-$(date +%Y%m%d-%H%M%S).txt"
+TARGETS=(direct nginx floor floor2 kt)
+PROXIES=(nginx floor floor2 kt)
 . "$ROOT/bench/lib/procs.sh"
 
 cleanup() {
@@ -54,6 +81,7 @@ trap 'exit 130' INT TERM
 need=()
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+[ -e /usr/include/http_parser.h ] || need+=(libhttp-parser-dev)
 if [ "${#need[@]}" -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -61,9 +89,10 @@ if [ "${#need[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
         "${need[@]}" >&2
 fi
+command -v node >/dev/null 2>&1 || { echo "bench: node is needed (paced load)" >&2; exit 1; }
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
-for p in "$UP_PORT" "$NGX_PORT" "$KT_PORT" "$FLOOR_PORT"; do
+for p in "$UP_PORT" "$NGX_PORT" "$KT_PORT" "$FLOOR_PORT" "$FLOOR2_PORT"; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
         echo "bench: port $p on 127.0.0.1 is in use; set BENCH_PORT_BASE" >&2
         exit 1
@@ -72,21 +101,27 @@ done
 
 # --- release build -----------------------------------------------------------------------
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ] && [ -z "${KT_BIN:-}" ]; then
-    echo "building release kt and kt-bench-floor in build-release/ ..."
+    echo "building release kt, kt-bench-floor and kt-bench-floor2 in build-release/ ..." >&2
     cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DKT_TESTS=OFF \
         >"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log"; exit 1; }
     cmake --build build-release -j2 --target kt --target kt-bench-floor \
-        >>"$WORK/build.log" 2>&1 ||
+        --target kt-bench-floor2 >>"$WORK/build.log" 2>&1 ||
         { tail -n 40 "$WORK/build.log"; exit 1; }
 fi
 [ -x "$KT" ] || { echo "bench: no kt binary at $KT" >&2; exit 1; }
 [ -x "$FLOOR" ] || { echo "bench: no kt-bench-floor binary at $FLOOR (build the target" \
     "kt-bench-floor or set FLOOR_BIN)" >&2; exit 1; }
+[ -x "$FLOOR2" ] || { echo "bench: no kt-bench-floor2 binary at $FLOOR2 (build the target" \
+    "kt-bench-floor2 or set FLOOR2_BIN)" >&2; exit 1; }
 
 # --- nginx: the upstream and the proxy, each its own instance -----------------------------
 USER_LINE=""
 [ "$(id -u)" -ne 0 ] || USER_LINE="user root;"
 BODY="$(tr -d '\n' <"$HERE/upstream.json")"
+# nginx reads \n in a quoted string as a newline, and takes no string above 4 KB: the stream
+# goes in two halves, split between events.
+SSE_HALF1="$(awk 'NR <= 16 { printf "%s\\n", $0 }' "$HERE/upstream-sse.txt")"
+SSE_HALF2="$(awk 'NR > 16 { printf "%s\\n", $0 }' "$HERE/upstream-sse.txt")"
 
 nginx_conf() { # nginx_conf NAME WORKERS SERVER-BLOCK
     local dir="$WORK/$1"
@@ -112,11 +147,25 @@ EOF
     echo "$dir"
 }
 
+# Streamed requests are told apart by their Accept header: every proxy here sends
+# Accept: text/event-stream upstream for them (nginx and floor2 pass the client's on, kt sets
+# it for stream:true), and nginx cannot look into a body before it answers.
 up_dir="$(nginx_conf upstream 1 "server {
         listen 127.0.0.1:$UP_PORT;
         location = /v1/chat/completions {
+            if (\$http_accept ~* \"text/event-stream\") {
+                rewrite ^ /sse last;
+            }
             default_type application/json;
             return 200 '$BODY';
+        }
+        location = /sse {
+            internal;
+            default_type text/event-stream;
+            add_header Cache-Control no-cache;
+            set \$sse1 '$SSE_HALF1';
+            set \$sse2 '$SSE_HALF2';
+            return 200 \"\$sse1\$sse2\";
         }
     }")"
 ngx_dir="$(nginx_conf proxy "$WORKERS" "upstream llm {
@@ -134,12 +183,14 @@ ngx_dir="$(nginx_conf proxy "$WORKERS" "upstream llm {
         }
     }")"
 
-start_nginx() {
-    "$NGINX" -p "$1" -c "$1/nginx.conf" -g 'daemon off;' 2>>"$1/logs/stderr.log" &
+declare -A MAINPID
+start_nginx() { # start_nginx NAME DIR
+    "$NGINX" -p "$2" -c "$2/nginx.conf" -g 'daemon off;' 2>>"$2/logs/stderr.log" &
     PIDS+=($!)
+    MAINPID[$1]=$!
 }
-start_nginx "$up_dir"
-start_nginx "$ngx_dir"
+start_nginx direct "$up_dir"
+start_nginx nginx "$ngx_dir"
 
 . "$ROOT/bench/lib/page-config.sh"
 page_config "http://127.0.0.1:$UP_PORT/v1" >"$WORK/policy-config.yaml"
@@ -147,17 +198,27 @@ OPENAI_API_KEY=sk-bench-upstream "$KT" gateway run --listen "127.0.0.1:$KT_PORT"
     --policy-config "$WORK/policy-config.yaml" --state-dir "$WORK/state" \
     --workers "$WORKERS" 2>"$WORK/kt.log" &
 PIDS+=($!)
+MAINPID[kt]=$!
 "$FLOOR" --listen "127.0.0.1:$FLOOR_PORT" \
     --upstream "http://127.0.0.1:$UP_PORT/v1/chat/completions" 2>"$WORK/floor.log" &
 PIDS+=($!)
+MAINPID[floor]=$!
+"$FLOOR2" --listen "127.0.0.1:$FLOOR2_PORT" \
+    --upstream "http://127.0.0.1:$UP_PORT/v1/chat/completions" 2>"$WORK/floor2.log" &
+PIDS+=($!)
+MAINPID[floor2]=$!
+declare -A PORT=([direct]="$UP_PORT" [nginx]="$NGX_PORT" [floor]="$FLOOR_PORT"
+    [floor2]="$FLOOR2_PORT" [kt]="$KT_PORT")
 
-BENCH_BODY='{"model":"gpt-4o","messages":[{"role":"user","content":"Summarise the validation loss trend of run 42 in one sentence."}]}'
+PROMPT='"Summarise the validation loss trend of run 42 in one sentence."'
+BENCH_BODY='{"model":"gpt-4o","messages":[{"role":"user","content":'"$PROMPT"'}]}'
+BENCH_SSE_BODY='{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":'"$PROMPT"'}]}'
 post_status() { # post_status PORT: HTTP status of the benchmark's request ("000" = no answer)
     curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
         --data "$BENCH_BODY" "http://127.0.0.1:$1/v1/chat/completions" 2>/dev/null || true
 }
 wait_up() { # wait_up NAME PORT: until it answers at all, then say if the answer is not 200
-    local i code=000
+    local i code=000 sse
     for ((i = 0; i < 100; i++)); do
         code="$(post_status "$2")"
         [ "$code" = 000 ] || break
@@ -165,81 +226,328 @@ wait_up() { # wait_up NAME PORT: until it answers at all, then say if the answer
     done
     if [ "$code" = 000 ]; then
         echo "bench: $1 on port $2 does not answer" >&2
-        [ "$1" != kt ] || tail -n 20 "$WORK/kt.log" >&2
-        [ "$1" != floor ] || tail -n 20 "$WORK/floor.log" >&2
+        [ ! -e "$WORK/$1.log" ] || tail -n 20 "$WORK/$1.log" >&2
         return 1
     fi
     if [ "$code" != 200 ]; then
         echo "WARNING: $1 answers the benchmark request with $code, not 200: its numbers" \
             "measure that path" >&2
     fi
+    # The streamed request must come back as a stream that ends the way OpenAI's do.
+    sse="$(curl -s -i -X POST -H 'content-type: application/json' \
+        -H 'accept: text/event-stream' --data "$BENCH_SSE_BODY" \
+        "http://127.0.0.1:$2/v1/chat/completions" 2>/dev/null | tr -d '\r' || true)"
+    if ! grep -qi '^content-type: text/event-stream' <<<"$sse" ||
+        ! grep -q '^data: \[DONE\]' <<<"$sse"; then
+        echo "WARNING: $1 does not answer the streamed request with an SSE stream ending in" \
+            "[DONE]: its sse numbers measure something else" >&2
+    fi
 }
-wait_up upstream "$UP_PORT"
-wait_up nginx "$NGX_PORT"
-wait_up floor "$FLOOR_PORT"
-wait_up kt "$KT_PORT"
-
-# --- the load ----------------------------------------------------------------------------
-declare -A RPS P50 P99 ERR
-run_wrk() { # run_wrk NAME PORT CONC
-    local name="$1" port="$2" c="$3" t line
-    t=$((c < 2 ? 1 : 2))
-    # A short warm-up fills connection pools and caches, then the measured run.
-    wrk -t"$t" -c"$c" -d2s -s "$HERE/post.lua" "http://127.0.0.1:$port" >/dev/null 2>&1 || true
-    line="$(wrk -t"$t" -c"$c" -d"${DURATION}s" --latency -s "$HERE/post.lua" \
-        "http://127.0.0.1:$port" 2>&1 | grep '^BENCH ')"
-    RPS[$name.$c]="$(sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$line")"
-    P50[$name.$c]="$(sed -E 's/.* p50_us=([0-9]+).*/\1/' <<<"$line")"
-    P99[$name.$c]="$(sed -E 's/.* p99_us=([0-9]+).*/\1/' <<<"$line")"
-    ERR[$name.$c]="$(sed -E 's/.* errors=([0-9]+).*/\1/' <<<"$line")"
-    printf '  %-6s c=%-3s %s\n' "$name" "$c" "$line" >&2
-}
-
-echo "load: POST /v1/chat/completions, ${DURATION}s per run, wrk on 127.0.0.1" >&2
-for c in 1 64; do
-    run_wrk direct "$UP_PORT" "$c"
-    run_wrk nginx "$NGX_PORT" "$c"
-    run_wrk floor "$FLOOR_PORT" "$c"
-    run_wrk kt "$KT_PORT" "$c"
+for n in "${TARGETS[@]}"; do
+    wait_up "$n" "${PORT[$n]}"
 done
 
+# --- what to watch: each target's processes ------------------------------------------------
+# nginx: the workers (the master only forks them); direct: the upstream's worker; kt and the
+# floors: the process (/proc/<pid>/stat counts all its threads) and any children.
+declare -A WATCH
+for n in "${TARGETS[@]}"; do
+    case "$n" in
+    direct | nginx) WATCH[$n]="$(pgrep -P "${MAINPID[$n]}" | tr '\n' ' ')" ;;
+    *) WATCH[$n]="${MAINPID[$n]} $(pgrep -P "${MAINPID[$n]}" | tr '\n' ' ' || true)" ;;
+    esac
+    [ -n "${WATCH[$n]// /}" ] || { echo "bench: no process to watch for $n" >&2; exit 1; }
+done
+cpu_ticks() { # cpu_ticks PID...: user + system clock ticks, summed
+    local p st f sum=0
+    for p in "$@"; do
+        st="$(<"/proc/$p/stat")" || continue
+        read -r -a f <<<"${st##*) }" # the fields after comm: state, ppid, ... utime is the 12th
+        sum=$((sum + f[11] + f[12]))
+    done
+    echo "$sum"
+}
+HZ="$(getconf CLK_TCK)"
+
+# --- the load ----------------------------------------------------------------------------
+declare -A RPS P50 P99 ERR CPU SPAN L_RPS L_P50 L_P99 L_CPU
+bench_field() { # bench_field KEY LINE
+    sed -E "s/.* $1=([0-9.]+).*/\\1/" <<<"$2"
+}
+run_wrk() { # run_wrk NAME MODE CONC  (MODE json|sse)
+    local name="$1" mode="$2" c="$3" t line c0 c1 k="$1.$2.$3" script_args=() cpu
+    t=$((c < 2 ? 1 : 2))
+    [ "$mode" = json ] || script_args=(-- sse)
+    # A short warm-up fills connection pools and caches, then the measured run.
+    wrk -t"$t" -c"$c" -d2s -s "$HERE/post.lua" "http://127.0.0.1:${PORT[$name]}" \
+        "${script_args[@]}" >/dev/null 2>&1 || true
+    # shellcheck disable=SC2086 # a list of pids
+    c0="$(cpu_ticks ${WATCH[$name]})"
+    line="$(wrk -t"$t" -c"$c" -d"${DURATION}s" --latency -s "$HERE/post.lua" \
+        "http://127.0.0.1:${PORT[$name]}" "${script_args[@]}" 2>&1 | grep '^BENCH ')" || true
+    # shellcheck disable=SC2086
+    c1="$(cpu_ticks ${WATCH[$name]})"
+    [ -n "$line" ] || line="BENCH requests=0 duration_us=1 rps=0 p50_us=0 p99_us=0 errors=1"
+    cpu="$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v r="$(bench_field requests "$line")" \
+        'BEGIN { printf "%.1f", (r > 0) ? 1e6 * t / hz / r : 0 }')"
+    L_RPS[$k]+="$(bench_field rps "$line") "
+    L_P50[$k]+="$(bench_field p50_us "$line") "
+    L_P99[$k]+="$(bench_field p99_us "$line") "
+    L_CPU[$k]+="$cpu "
+    ERR[$k]=$((${ERR[$k]:-0} + $(bench_field errors "$line")))
+    printf '  %-6s %-4s c=%-3s %s cpu_us_per_req=%s\n' "$name" "$mode" "$c" "$line" "$cpu" >&2
+}
+median() { # median "V1 V2 ...": the middle value (the mean of the two middle ones)
+    tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ a[NR] = $1 } END {
+        if (NR == 0) print 0; else if (NR % 2) print a[(NR + 1) / 2]
+        else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+span() { # span "V1 V2 ...": MIN-MAX
+    tr ' ' '\n' <<<"$1" | grep . | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 }
+        END { print (NR > 1) ? lo "-" hi : "-" }'
+}
+round_ratios() { # round_ratios "A1 A2 ..." "B1 B2 ...": A1/B1 A2/B2 ... (same round each)
+    paste <(tr ' ' '\n' <<<"$1" | grep .) <(tr ' ' '\n' <<<"$2" | grep .) |
+        awk '{ if ($2 > 0) printf "%.2f ", $1 / $2 }'
+}
+
+echo "load: POST /v1/chat/completions, ${DURATION}s per run, $ROUNDS round(s), wrk on" \
+    "127.0.0.1" >&2
+for ((round = 1; round <= ROUNDS; round++)); do
+    for c in 1 64; do
+        for n in "${TARGETS[@]}"; do
+            run_wrk "$n" json "$c"
+        done
+    done
+    for n in "${TARGETS[@]}"; do
+        run_wrk "$n" sse 64
+    done
+done
+for k in "${!L_RPS[@]}"; do
+    RPS[$k]="$(median "${L_RPS[$k]}")"
+    SPAN[$k]="$(span "${L_RPS[$k]}")"
+    P50[$k]="$(median "${L_P50[$k]}")"
+    P99[$k]="$(median "${L_P99[$k]}")"
+    CPU[$k]="$(median "${L_CPU[$k]}")"
+done
+
+declare -A PACED
+echo "paced: $PACED_RATE req/s for ${DURATION}s over 16 connections, $ROUNDS round(s)" >&2
+for ((round = 1; round <= ROUNDS; round++)); do
+    for n in "${TARGETS[@]}"; do
+        line="$(node "$HERE/paced.mjs" --url "http://127.0.0.1:${PORT[$n]}" \
+            --rate "$PACED_RATE" --duration-s "$DURATION" --conns 16 | grep '^PACED ')" || true
+        [ -n "$line" ] || line="PACED sent=0 ok=0 errors=1 p50_us=0 p90_us=0 p99_us=0 rate=0"
+        PACED[$n.l50]+="$(bench_field p50_us "$line") "
+        PACED[$n.l99]+="$(bench_field p99_us "$line") "
+        PACED[$n.err]=$((${PACED[$n.err]:-0} + $(bench_field errors "$line")))
+        printf '  %-6s %s\n' "$n" "$line" >&2
+    done
+done
+for n in "${TARGETS[@]}"; do
+    PACED[$n.p50]="$(median "${PACED[$n.l50]}")"
+    PACED[$n.p99]="$(median "${PACED[$n.l99]}")"
+done
+
+# Syscalls per request: perf counts them in the kernel at little cost; strace stops the proxy
+# at each one, so it is the fallback only.
+declare -A SYS
+SYS_TOOL=none
+if [ "$SYSCALLS" = 1 ] && [ "${BENCH_SYS_TOOL:-}" = strace ]; then
+    SYS_TOOL=strace
+elif [ "$SYSCALLS" = 1 ]; then
+    if command -v perf >/dev/null 2>&1 &&
+        perf stat -e raw_syscalls:sys_enter -p "${MAINPID[floor2]}" -- sleep 0.1 \
+            >/dev/null 2>&1; then
+        SYS_TOOL=perf
+    elif command -v strace >/dev/null 2>&1; then
+        SYS_TOOL=strace
+    fi
+fi
+SYS_EVENTS=(raw_syscalls:sys_enter syscalls:sys_enter_epoll_ctl syscalls:sys_enter_epoll_wait
+    syscalls:sys_enter_epoll_pwait syscalls:sys_enter_read syscalls:sys_enter_readv
+    syscalls:sys_enter_recvfrom syscalls:sys_enter_write syscalls:sys_enter_writev
+    syscalls:sys_enter_sendto syscalls:sys_enter_sendmsg syscalls:sys_enter_sendfile64)
+count_syscalls() { # count_syscalls NAME MODE: SYS[NAME.MODE.{all,ctl,wait,rd,wr}] per request
+    local name="$1" mode="$2" pids line req script_args=() k="$1.$2"
+    [ "$mode" = json ] || script_args=(-- sse)
+    pids="$(tr -s ' ' ',' <<<"${WATCH[$name]}" | sed 's/^,//; s/,$//')"
+    if [ "$SYS_TOOL" = perf ]; then
+        perf stat -x, -o "$WORK/sys.$k" -e "$(
+            IFS=,
+            echo "${SYS_EVENTS[*]}"
+        )" -p "$pids" -- sleep "$((SYS_DURATION + 1))" &
+    else
+        # shellcheck disable=SC2046,SC2086 # one -p per pid
+        strace -f -c -o "$WORK/sys.$k" $(printf -- '-p %s ' ${WATCH[$name]}) &
+    fi
+    local tracer=$!
+    sleep 0.5
+    line="$(wrk -t2 -c64 -d"${SYS_DURATION}s" -s "$HERE/post.lua" \
+        "http://127.0.0.1:${PORT[$name]}" "${script_args[@]}" 2>&1 | grep '^BENCH ')" || true
+    if [ "$SYS_TOOL" = strace ]; then
+        kill -INT "$tracer" 2>/dev/null || true
+    fi
+    wait "$tracer" 2>/dev/null || true
+    req="$(bench_field requests "${line:-BENCH requests=0 }")"
+    if [ "$SYS_TOOL" = perf ]; then
+        # perf -x, lines: count,unit,event,...
+        awk -F, -v r="$req" -v k="$k" '
+            $3 ~ /raw_syscalls:sys_enter/ { all += $1 }
+            $3 ~ /epoll_ctl/ { ctl += $1 }
+            $3 ~ /epoll_(p)?wait/ { wait += $1 }
+            $3 ~ /sys_enter_(read|readv|recvfrom)$/ { rd += $1 }
+            $3 ~ /sys_enter_(write|writev|sendto|sendmsg|sendfile64)$/ { wr += $1 }
+            END { if (r > 0) printf "%.2f %.2f %.2f %.2f %.2f\n", all / r, ctl / r, wait / r,
+                      rd / r, wr / r; else print "- - - - -" }' "$WORK/sys.$k" >"$WORK/sys.$k.r"
+    else
+        # strace -c table: calls in column 4 (errors, when any, in 5), the name last.
+        awk -v r="$req" '
+            $NF == "total" { all = $4 }
+            $NF ~ /^epoll_ctl$/ { ctl += $4 }
+            $NF ~ /^epoll_(p)?wait$/ { wait += $4 }
+            $NF ~ /^(read|readv|recvfrom)$/ { rd += $4 }
+            $NF ~ /^(write|writev|sendto|sendmsg|sendfile)$/ { wr += $4 }
+            END { if (r > 0) printf "%.2f %.2f %.2f %.2f %.2f\n", all / r, ctl / r, wait / r,
+                      rd / r, wr / r; else print "- - - - -" }' "$WORK/sys.$k" >"$WORK/sys.$k.r"
+    fi
+    read -r "SYS[$k.all]" "SYS[$k.ctl]" "SYS[$k.wait]" "SYS[$k.rd]" "SYS[$k.wr]" \
+        <"$WORK/sys.$k.r"
+    printf '  %-6s %-4s %s requests, per request: all=%s epoll_ctl=%s epoll_wait=%s' \
+        "$name" "$mode" "$req" "${SYS[$k.all]}" "${SYS[$k.ctl]}" "${SYS[$k.wait]}" >&2
+    printf ' reads=%s writes=%s\n' "${SYS[$k.rd]}" "${SYS[$k.wr]}" >&2
+}
+if [ "$SYS_TOOL" != none ]; then
+    echo "syscalls: wrk c=64 for ${SYS_DURATION}s per proxy under $SYS_TOOL" >&2
+    for mode in json sse; do
+        for n in "${PROXIES[@]}"; do
+            count_syscalls "$n" "$mode"
+        done
+    done
+fi
+
 # --- the table ---------------------------------------------------------------------------
+ratio() { # ratio A B: A / B with two decimals, "-" when B is not positive
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        if (b + 0 > 0 && a != "-") printf "%.2f", a / b; else print "-" }'
+}
+ms() { # ms MICROSECONDS
+    awk -v x="$1" 'BEGIN { printf "%.3f", x / 1000 }'
+}
+ms_diff() { # ms_diff US_A US_B: (A - B) in ms
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (a - b) / 1000 }'
+}
 {
     echo "kt gateway benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores;" \
-        "${DURATION}s per run; proxies with $WORKERS worker(s); $("$KT" --version 2>&1)"
-    printf '%-8s %5s %12s %10s %10s %15s %8s\n' target conc 'req/s' 'p50 ms' 'p99 ms' \
-        'added p99 ms' errors
+        "${DURATION}s per run, $ROUNDS round(s) (medians); proxies with $WORKERS worker(s);" \
+        "$("$KT" --version 2>&1)"
+    echo
+    echo "json: wrk POST, chat.completion answer (x nginx = req/s / nginx's; cpu = the" \
+        "target's CPU us per request)"
+    ROW='%-7s %4s %10s %17s %7s %8s %8s %11s %8s %7s %6s\n'
+    # shellcheck disable=SC2059 # one row format for the header and the rows
+    printf "$ROW" target conc 'req/s' 'range' 'x nginx' 'p50 ms' 'p99 ms' 'added p99' 'cpu us' \
+        'x nginx' errors
     for c in 1 64; do
-        for n in direct nginx floor kt; do
-            added="-"
-            if [ "$n" != direct ]; then
-                added="$(awk -v a="${P99[$n.$c]}" -v b="${P99[direct.$c]}" \
-                    'BEGIN { printf "%.3f", (a - b) / 1000 }')"
-            fi
-            printf '%-8s %5s %12s %10s %10s %15s %8s\n' "$n" "$c" "${RPS[$n.$c]}" \
-                "$(awk -v x="${P50[$n.$c]}" 'BEGIN { printf "%.3f", x / 1000 }')" \
-                "$(awk -v x="${P99[$n.$c]}" 'BEGIN { printf "%.3f", x / 1000 }')" \
-                "$added" "${ERR[$n.$c]}"
+        for n in "${TARGETS[@]}"; do
+            k="$n.json.$c"
+            added=-
+            [ "$n" = direct ] || added="$(ms_diff "${P99[$k]}" "${P99[direct.json.$c]}")"
+            # shellcheck disable=SC2059
+            printf "$ROW" "$n" "$c" "${RPS[$k]}" "${SPAN[$k]}" \
+                "$(ratio "${RPS[$k]}" "${RPS[nginx.json.$c]}")" \
+                "$(ms "${P50[$k]}")" "$(ms "${P99[$k]}")" "$added" "${CPU[$k]}" \
+                "$(ratio "${CPU[$k]}" "${CPU[nginx.json.$c]}")" "${ERR[$k]}"
         done
     done
-    for c in 1 64; do
-        awk -v c="$c" -v d="${P99[direct.$c]}" -v n="${P99[nginx.$c]}" -v k="${P99[kt.$c]}" \
-            -v rn="${RPS[nginx.$c]}" -v rk="${RPS[kt.$c]}" -v rf="${RPS[floor.$c]}" 'BEGIN {
-                na = n - d; ka = k - d
-                ratio = (na > 0) ? sprintf("%.2f", ka / na) : "n/a (nginx added <= 0)"
-                printf "c=%s: kt added p99 / nginx added p99 = %s; kt throughput = %.1f%% of nginx\n",
-                    c, ratio, (rn > 0) ? 100 * rk / rn : 0
-                printf "c=%s: floor throughput = %.1f%% of nginx (the libraries);" \
-                    " kt throughput = %.1f%% of floor (kt\047s own work)\n",
-                    c, (rn > 0) ? 100 * rf / rn : 0, (rf > 0) ? 100 * rk / rf : 0
-            }'
+    echo
+    echo "sse: the same with \"stream\":true, answered with a" \
+        "$(wc -c <"$HERE/upstream-sse.txt")-byte stream of" \
+        "$(grep -c '^data:' "$HERE/upstream-sse.txt") events (sent whole by the upstream)"
+    # shellcheck disable=SC2059
+    printf "$ROW" target conc 'req/s' 'range' 'x nginx' 'p50 ms' 'p99 ms' 'added p99' 'cpu us' \
+        'x nginx' errors
+    for n in "${TARGETS[@]}"; do
+        k="$n.sse.64"
+        added=-
+        [ "$n" = direct ] || added="$(ms_diff "${P99[$k]}" "${P99[direct.sse.64]}")"
+        # shellcheck disable=SC2059
+        printf "$ROW" "$n" 64 "${RPS[$k]}" "${SPAN[$k]}" \
+            "$(ratio "${RPS[$k]}" "${RPS[nginx.sse.64]}")" \
+            "$(ms "${P50[$k]}")" "$(ms "${P99[$k]}")" "$added" "${CPU[$k]}" \
+            "$(ratio "${CPU[$k]}" "${CPU[nginx.sse.64]}")" "${ERR[$k]}"
     done
-    for c in 1 64; do
-        for n in direct nginx floor kt; do
-            if [ "${ERR[$n.$c]:-0}" != 0 ]; then
-                echo "WARNING: $n at c=$c had ${ERR[$n.$c]} errors (non-2xx or socket errors)"
-            fi
+    echo
+    echo "paced: json at $PACED_RATE req/s over 16 keep-alive connections (added = p50 - direct's)"
+    PROW='%-7s %8s %8s %10s %13s %6s\n'
+    # shellcheck disable=SC2059
+    printf "$PROW" target 'p50 ms' 'p99 ms' 'added p50' 'x nginx added' errors
+    for n in "${TARGETS[@]}"; do
+        added=- xa=-
+        if [ "$n" != direct ]; then
+            PACED[$n.added]="$(awk -v a="${PACED[$n.p50]}" -v b="${PACED[direct.p50]}" \
+                'BEGIN { print a - b }')"
+            added="$(ms "${PACED[$n.added]}")"
+            xa="$(ratio "${PACED[$n.added]}" "$(awk -v a="${PACED[nginx.p50]}" \
+                -v b="${PACED[direct.p50]}" 'BEGIN { print a - b }')")"
+        fi
+        # shellcheck disable=SC2059
+        printf "$PROW" "$n" "$(ms "${PACED[$n.p50]}")" "$(ms "${PACED[$n.p99]}")" "$added" \
+            "$xa" "${PACED[$n.err]}"
+    done
+    if [ "$SYS_TOOL" != none ]; then
+        echo
+        echo "syscalls per request, wrk c=64 for ${SYS_DURATION}s, counted by $SYS_TOOL" \
+            "(reads = read/readv/recvfrom, writes = write/writev/sendto/sendmsg/sendfile)"
+        SROW='%-7s %5s %7s %10s %11s %7s %7s\n'
+        # shellcheck disable=SC2059
+        printf "$SROW" target mode all epoll_ctl epoll_wait reads writes
+        for mode in json sse; do
+            for n in "${PROXIES[@]}"; do
+                k="$n.$mode"
+                # shellcheck disable=SC2059
+                printf "$SROW" "$n" "$mode" "${SYS[$k.all]}" "${SYS[$k.ctl]}" \
+                    "${SYS[$k.wait]}" "${SYS[$k.rd]}" "${SYS[$k.wr]}"
+            done
         done
+    fi
+    echo
+    check() { # check LABEL VALUE OP LIMIT [RANGE]
+        local verdict
+        verdict="$(awk -v v="$2" -v l="$4" -v op="$3" 'BEGIN {
+            if (v == "-") { print "n/a"; exit }
+            ok = (op == ">=") ? (v + 0 >= l + 0) : (v + 0 <= l + 0)
+            print ok ? "ok" : "MISSED" }')"
+        printf '%-44s %6s %-11s (target %s %s) %s\n' "$1" "$2" "${5:+($5)}" "$3" "$4" "$verdict"
+    }
+    check_rounds() { # check_rounds LABEL LIST_A LIST_B OP LIMIT: per-round ratios A/B
+        local r
+        r="$(round_ratios "$2" "$3")"
+        check "$1" "$(median "$r")" "$4" "$5" "$(span "$r" | sed 's/^-$//')"
+    }
+    check_rounds "floor2 / nginx req/s, json c=64" \
+        "${L_RPS[floor2.json.64]}" "${L_RPS[nginx.json.64]}" '>=' 0.9
+    check_rounds "floor2 / nginx req/s, sse c=64" \
+        "${L_RPS[floor2.sse.64]}" "${L_RPS[nginx.sse.64]}" '>=' 0.9
+    check_rounds "kt / nginx req/s, json c=64" \
+        "${L_RPS[kt.json.64]}" "${L_RPS[nginx.json.64]}" '>=' 0.7
+    check_rounds "kt / nginx req/s, sse c=64" \
+        "${L_RPS[kt.sse.64]}" "${L_RPS[nginx.sse.64]}" '>=' 0.7
+    check_rounds "kt / nginx CPU per request, json c=64" \
+        "${L_CPU[kt.json.64]}" "${L_CPU[nginx.json.64]}" '<=' 2
+    check_rounds "kt / nginx CPU per request, sse c=64" \
+        "${L_CPU[kt.sse.64]}" "${L_CPU[nginx.sse.64]}" '<=' 2
+    check "kt added / nginx added p50 at $PACED_RATE req/s" \
+        "$(ratio "${PACED[kt.added]}" "${PACED[nginx.added]}")" '<=' 1.5
+    for k in "${!ERR[@]}"; do
+        if [ "${ERR[$k]:-0}" != 0 ]; then
+            echo "WARNING: ${k%%.*} (${k#*.}) had ${ERR[$k]} errors (non-2xx or socket errors)"
+        fi
+    done
+    for n in "${TARGETS[@]}"; do
+        if [ "${PACED[$n.err]:-0}" != 0 ]; then
+            echo "WARNING: $n had ${PACED[$n.err]} errors in the paced run"
+        fi
     done
 } | tee "$RESULT"
 echo "saved to ${RESULT#"$ROOT"/}"

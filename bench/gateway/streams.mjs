@@ -6,13 +6,22 @@
 //       stream is one role event, W content deltas (one word each) D ms apart, a finish event
 //       and `data: [DONE]`. Prints `ready <port>` once it listens; runs until SIGTERM.
 //   node streams.mjs client --url URL --n N --words W [--ramp-ms R] [--timeout-ms T]
+//                           [--max-inflight M] [--raw]
 //       Opens N concurrent POST /v1/chat/completions with stream:true against URL, started
 //       evenly over R ms, each on its own keep-alive socket (node's http, one agent allowing N
-//       sockets). A stream counts as completed only when it answered 200 with
+//       sockets); with M, a start waits while M streams are in flight (an open-file limit too
+//       low for N at once). A stream counts as completed only when it answered 200 with
 //       text/event-stream, its content deltas join to the stand-in's text and it ended with
 //       `data: [DONE]`; anything else, or not done within T ms, counts as failed. Prints one
 //       line `RESULT {json}` with the counts, wall time, first-byte and total-time percentiles
-//       (ms) and the most streams it saw in flight at once.
+//       (ms) and the most streams it saw in flight at once; with --raw the line also carries
+//       every stream's first-byte and total times, for merge.
+//   node streams.mjs merge
+//       Reads the RESULT --raw lines of several client processes (one load split over them,
+//       since one node process cannot keep up with 10,000 streams) from stdin and prints one
+//       RESULT line for all: counts and failures added, wall time the longest, percentiles over
+//       all streams, in flight the sum of each process's most (an upper bound: the processes
+//       run side by side).
 // Both halves build the reply text from W the same way (replyText), so they agree on it.
 
 import http from 'node:http';
@@ -25,8 +34,13 @@ function args(argv) {
     const out = {};
     for (let i = 0; i < argv.length; i++) {
         if (argv[i].startsWith('--')) {
-            out[argv[i].slice(2)] = argv[i + 1];
-            i++;
+            const next = argv[i + 1];
+            if (next === undefined || next.startsWith('--')) {
+                out[argv[i].slice(2)] = true; /* a flag */
+            } else {
+                out[argv[i].slice(2)] = next;
+                i++;
+            }
         }
     }
     return out;
@@ -149,6 +163,7 @@ async function client(a) {
     const n = num(a, 'n', 2000);
     const rampMs = num(a, 'ramp-ms', 1500);
     const timeoutMs = num(a, 'timeout-ms', 60000);
+    const maxInflight = num(a, 'max-inflight', n);
     const want = replyText(num(a, 'words', 15));
     const body = JSON.stringify({
         model: 'gpt-4o',
@@ -158,14 +173,17 @@ async function client(a) {
         stream_options: { include_usage: true },
         messages: [{ role: 'user', content: 'Summarise the validation loss trend of run 42.' }],
     });
-    const agent = new http.Agent({ keepAlive: true, maxSockets: n, maxFreeSockets: n });
+    // No more sockets than streams allowed in flight: a capped run is capped for the proxy's
+    // descriptors, and idle keep-alive sockets count there too.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: maxInflight,
+        maxFreeSockets: maxInflight });
 
     const ttfb = [];
     const total = [];
     const failures = {};
     let ok = 0;
     let inflight = 0;
-    let maxInflight = 0;
+    let maxInflightSeen = 0;
     const fail = (why) => {
         failures[why] = (failures[why] || 0) + 1;
     };
@@ -177,7 +195,7 @@ async function client(a) {
             let settled = false;
             const check = new SseCheck();
             inflight++;
-            maxInflight = Math.max(maxInflight, inflight);
+            maxInflightSeen = Math.max(maxInflightSeen, inflight);
             const finish = (why) => {
                 if (settled) {
                     return;
@@ -250,7 +268,7 @@ async function client(a) {
     const perTick = rampMs > 0 ? Math.max(1, Math.ceil((n * tick) / rampMs)) : n;
     await new Promise((resolve) => {
         const start = () => {
-            for (let i = 0; i < perTick && all.length < n; i++) {
+            for (let i = 0; i < perTick && all.length < n && inflight < maxInflight; i++) {
                 all.push(one());
             }
             if (all.length < n) {
@@ -278,7 +296,43 @@ async function client(a) {
         ttfb_p99_ms: r(pct(ttfb, 99)),
         total_p50_ms: r(pct(total, 50)),
         total_p99_ms: r(pct(total, 99)),
-        max_inflight: maxInflight,
+        max_inflight: maxInflightSeen,
+    };
+    if (a.raw !== undefined) {
+        out.ttfb = ttfb.map(r);
+        out.total = total.map(r);
+    }
+    process.stdout.write(`RESULT ${JSON.stringify(out)}\n`);
+}
+
+async function merge() {
+    let input = '';
+    for await (const chunk of process.stdin) {
+        input += chunk;
+    }
+    const parts = input.split('\n').filter((l) => l.startsWith('RESULT '))
+        .map((l) => JSON.parse(l.slice(7)));
+    const ttfb = parts.flatMap((p) => p.ttfb || []).sort((x, y) => x - y);
+    const total = parts.flatMap((p) => p.total || []).sort((x, y) => x - y);
+    const failures = {};
+    for (const p of parts) {
+        for (const [k, v] of Object.entries(p.failures)) {
+            failures[k] = (failures[k] || 0) + v;
+        }
+    }
+    const sum = (k) => parts.reduce((acc, p) => acc + p[k], 0);
+    const out = {
+        n: sum('n'),
+        ok: sum('ok'),
+        failed: sum('failed'),
+        failures,
+        wall_ms: Math.max(0, ...parts.map((p) => p.wall_ms)),
+        ttfb_p50_ms: pct(ttfb, 50),
+        ttfb_p99_ms: pct(ttfb, 99),
+        total_p50_ms: pct(total, 50),
+        total_p99_ms: pct(total, 99),
+        max_inflight: sum('max_inflight'),
+        clients: parts.length,
     };
     process.stdout.write(`RESULT ${JSON.stringify(out)}\n`);
 }
@@ -289,7 +343,9 @@ if (mode === 'upstream') {
     await upstream(a);
 } else if (mode === 'client') {
     await client(a);
+} else if (mode === 'merge') {
+    await merge();
 } else {
-    process.stderr.write('usage: node streams.mjs upstream|client [--option value ...]\n');
+    process.stderr.write('usage: node streams.mjs upstream|client|merge [--option value ...]\n');
     process.exit(2);
 }

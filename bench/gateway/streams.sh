@@ -2,21 +2,28 @@
 # bench/gateway/streams.sh - thousands of concurrent long SSE streams through kt, next to nginx.
 #
 #   bash bench/gateway/streams.sh                 # N=2000
-#   STREAMS_N=5000 bash bench/gateway/streams.sh
+#   STREAMS_N=10000 bash bench/gateway/streams.sh
 #
-# Builds a release kt (build-release/), starts the e2e OpenAI stand-in
+# Builds a release kt and kt-bench-floor2 (build-release/), starts the e2e OpenAI stand-in
 # (tests/e2e/lib/upstream.mjs, the real SSE wire format) in its own node process and sends the
-# same load three ways, one after the other:
+# same load four ways, one after the other:
 #   direct  client -> stand-in
 #   nginx   client -> nginx proxy_pass (proxy_buffering off, HTTP/1.1 keep-alive upstream,
 #           worker_processes 1) -> stand-in
+#   floor2  client -> kt-bench-floor2 (bench/gateway/floor2.c: the data plane's design with no
+#           kt code) -> stand-in
 #   kt      client -> kt gateway run (the product page's config, --workers 1) -> stand-in
-# The client (bench/gateway/streams.mjs, another node process: node's http, one keep-alive
-# agent allowing N sockets) starts N POST /v1/chat/completions with stream:true and
-# stream_options.include_usage spread evenly over STREAMS_RAMP_MS (default 1500). The stand-in
-# answers each with a role event at once, then STREAMS_WORDS content deltas, a finish event and
-# a usage event STREAMS_DELAY_MS apart (default 15 deltas, 200 ms: 3.4 s a stream), then
-# `data: [DONE]`, so all N are in flight together for ~2 s. A stream is completed when it
+# The client (bench/gateway/streams.mjs, STREAMS_CLIENTS node processes, default one per 2,500
+# streams, since one node process cannot parse 10,000 streams in time; node's http, one
+# keep-alive agent per process) starts N POST /v1/chat/completions with stream:true and
+# stream_options.include_usage spread evenly over STREAMS_RAMP_MS (default 1500; N / 2 ms above
+# 4,000 streams). The stand-in answers each with a role event at once, then STREAMS_WORDS
+# content deltas, a finish event and a usage event STREAMS_DELAY_MS apart (default 15 deltas,
+# 200 ms: 3.4 s a stream; 1000 ms above 4,000 streams: 17 s), then `data: [DONE]`, so all N are
+# in flight together for a few seconds. A proxy needs two descriptors per stream in flight
+# (client and upstream socket): where the open-file hard limit cannot be raised that far (it
+# takes CAP_SYS_RESOURCE), the client keeps at most (limit - 3072) / 2 streams in flight (and
+# sockets open) and says so; all N still run. A stream is completed when it
 # answered 200 text/event-stream, its deltas join to the stand-in's text and it ended with
 # `data: [DONE]`; anything else is failed (the reasons are printed). An unmeasured warm-up of
 # N/4 direct streams comes first.
@@ -27,20 +34,27 @@
 # whole stream p50/p99 (the stand-in alone takes 3.4 s), in ms; and for the proxies: VmRSS
 # from /proc/<pid>/status sampled every 100 ms (nginx: its worker) as base (just before the
 # load), peak (during it) and aftr (1 s after the last stream), KB/strm = (peak - base) / N, the
-# memory each in-flight stream costs; fds = most open fds (client and upstream sockets both
-# count); cpu s = the proxy's CPU time over the run (all threads); lsnov = the kernel's
-# listen-queue overflows during the run (TcpExtListenOverflows, machine-wide: non-zero means
-# some connects waited for a SYN retransmit, ~1 s first-byte outliers). Then kt/nginx for
-# memory per stream and first-byte p99, and each proxy's CPU per stream.
+# memory each in-flight stream costs (divided by the streams in flight at most, when the
+# open-file limit capped them below N); fds = most open fds (client and upstream sockets both
+# count); cpu s = the proxy's CPU time over the run (all threads); ctl/ev = epoll_ctl calls per
+# relayed SSE event (STREAMS_WORDS + 4 events a stream) and ctl/strm per stream, counted in the
+# kernel by `perf stat -e syscalls:sys_enter_epoll_ctl -p PID` around the load ("-" where perf
+# cannot trace; `strace -f -c -e trace=epoll_ctl -p PID` counts the same at a small N, but slows
+# the proxy too much for thousands of streams); sys/ev = all syscalls per event; lsnov = the
+# kernel's listen-queue overflows during the run (TcpExtListenOverflows, machine-wide: non-zero
+# means some connects waited for a SYN retransmit, ~1 s first-byte outliers). Then kt/nginx for
+# memory per stream and first-byte p99, each proxy's CPU per stream, and kt's peak RSS, memory
+# per stream and epoll_ctl per event next to their targets.
 # How to read it: KB/strm is what "bounded memory per connection" is about; it should stay flat
 # when N grows (compare N=2000 with N=5000). First-byte times and cpu s show whether the one
 # worker keeps up: all three node/proxy processes share the machine's cores, so a proxy that
 # needs more CPU per stream falls behind first, and its first bytes wait in its queue. Only
 # 127.0.0.1 is used. Results also go to bench/out/streams-<time>.txt.
 # Environment: STREAMS_N (default 2000), STREAMS_WORDS (15), STREAMS_DELAY_MS (200),
-# STREAMS_RAMP_MS (1500), STREAMS_TIMEOUT_MS (per stream, 60000), STREAMS_PORT_BASE (default
-# 18180: stand-in +1, nginx +2, kt +3), STREAMS_SKIP_BUILD=1, KT_BIN, STREAMS_KEEP=1 (keep
-# the temp dir: logs, configs, samples).
+# STREAMS_RAMP_MS (1500), STREAMS_TIMEOUT_MS (per stream, 60000), STREAMS_CLIENTS,
+# STREAMS_PORT_BASE (default 18180: stand-in +1, nginx +2, kt +3, floor2 +4),
+# STREAMS_SKIP_BUILD=1, KT_BIN, FLOOR2_BIN, STREAMS_KEEP=1 (keep the temp dir: logs, configs,
+# samples).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -48,14 +62,27 @@ HERE="$ROOT/bench/gateway"
 cd "$ROOT"
 N="${STREAMS_N:-2000}"
 WORDS="${STREAMS_WORDS:-15}"
-DELAY_MS="${STREAMS_DELAY_MS:-200}"
-RAMP_MS="${STREAMS_RAMP_MS:-1500}"
+if [ "$N" -gt 4000 ]; then
+    # Node parses and builds ~50 us an event on each side: at 200 ms apart 10,000 streams would
+    # want more than the machine's two cores, and every first byte would wait on the client and
+    # the stand-in rather than the proxy. One event a second per stream, connects spread over
+    # N / 2 ms, still keeps them all in flight together for ~10 s.
+    DELAY_MS="${STREAMS_DELAY_MS:-1000}"
+    RAMP_MS="${STREAMS_RAMP_MS:-$((N / 2))}"
+else
+    DELAY_MS="${STREAMS_DELAY_MS:-200}"
+    RAMP_MS="${STREAMS_RAMP_MS:-1500}"
+fi
+CLIENTS="${STREAMS_CLIENTS:-$(((N + 2499) / 2500))}"
+EVENTS=$((WORDS + 4)) # role, the deltas, finish, usage, [DONE]
 TIMEOUT_MS="${STREAMS_TIMEOUT_MS:-60000}"
 BASE="${STREAMS_PORT_BASE:-18180}"
 UP_PORT=$((BASE + 1))
 NGX_PORT=$((BASE + 2))
 KT_PORT=$((BASE + 3))
+FLOOR2_PORT=$((BASE + 4))
 KT="${KT_BIN:-$ROOT/build-release/kt}"
+FLOOR2="${FLOOR2_BIN:-$ROOT/build-release/bench/kt-bench-floor2}"
 OUT="$ROOT/bench/out"
 mkdir -p "$OUT"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/kt-streams.XXXXXX")"
@@ -82,11 +109,21 @@ trap 'exit 130' INT TERM
 # nginx closes idle client connections when it runs out ("worker_connections are not enough,
 # reusing connections"), resetting a request the client sends on one just then.
 need_fds=$((3 * N + 2048))
+MAX_INFLIGHT="$N"
 if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need_fds" ]; then
-    ulimit -Hn "$need_fds" 2>/dev/null || {
-        echo "streams: need $need_fds open files, hard limit is $(ulimit -Hn) (run as root)" >&2
-        exit 1
-    }
+    ulimit -Hn "$need_fds" 2>/dev/null || true
+fi
+if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need_fds" ]; then
+    need_fds="$(ulimit -Hn)"
+    # Two descriptors a stream, plus room for the proxies' idle upstream sockets (nginx keeps
+    # 1024) and their own files.
+    MAX_INFLIGHT=$(((need_fds - 3072) / 2))
+    if [ "$MAX_INFLIGHT" -lt "$N" ]; then
+        echo "streams: the open-file hard limit is $need_fds and cannot be raised" \
+            "(CAP_SYS_RESOURCE): at most $MAX_INFLIGHT of the $N streams in flight at once" >&2
+    else
+        MAX_INFLIGHT="$N"
+    fi
 fi
 if [ "$(ulimit -n)" -lt "$need_fds" ]; then
     ulimit -n "$need_fds"
@@ -104,7 +141,7 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
 fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
-for p in "$UP_PORT" "$NGX_PORT" "$KT_PORT"; do
+for p in "$UP_PORT" "$NGX_PORT" "$KT_PORT" "$FLOOR2_PORT"; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
         echo "streams: port $p on 127.0.0.1 is in use; set STREAMS_PORT_BASE" >&2
         exit 1
@@ -113,13 +150,14 @@ done
 
 # --- release build -----------------------------------------------------------------------
 if [ "${STREAMS_SKIP_BUILD:-0}" != 1 ] && [ -z "${KT_BIN:-}" ]; then
-    echo "building release kt in build-release/ ..." >&2
+    echo "building release kt and kt-bench-floor2 in build-release/ ..." >&2
     cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DKT_TESTS=OFF \
         >"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log"; exit 1; }
-    cmake --build build-release -j1 --target kt >>"$WORK/build.log" 2>&1 ||
-        { tail -n 40 "$WORK/build.log"; exit 1; }
+    cmake --build build-release -j1 --target kt --target kt-bench-floor2 \
+        >>"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log"; exit 1; }
 fi
 [ -x "$KT" ] || { echo "streams: no kt binary at $KT" >&2; exit 1; }
+[ -x "$FLOOR2" ] || { echo "streams: no kt-bench-floor2 binary at $FLOOR2" >&2; exit 1; }
 
 # --- the stand-in upstream ---------------------------------------------------------------
 node "$HERE/streams.mjs" upstream --port "$UP_PORT" --words "$WORDS" --delay-ms "$DELAY_MS" \
@@ -138,7 +176,7 @@ worker_processes 1;
 worker_rlimit_nofile $need_fds;
 pid $ngx_dir/nginx.pid;
 error_log $ngx_dir/logs/error.log warn;
-events { worker_connections $((3 * N + 1024)); }
+events { worker_connections $((need_fds - 1024)); }
 http {
     access_log off;
     client_body_temp_path $ngx_dir/tmp/body;
@@ -178,12 +216,35 @@ OPENAI_API_KEY=sk-bench-upstream "$KT" gateway run --listen "127.0.0.1:$KT_PORT"
     --workers 1 2>"$WORK/kt.log" &
 KT_PID=$!
 PIDS+=("$KT_PID")
+"$FLOOR2" --listen "127.0.0.1:$FLOOR2_PORT" \
+    --upstream "http://127.0.0.1:$UP_PORT/v1/chat/completions" 2>"$WORK/floor2.log" &
+FLOOR2_PID=$!
+PIDS+=("$FLOOR2_PID")
 
 # --- readiness: one stream through each, checked like the load checks them -----------------
-client() { # client PORT COUNT RAMP_MS
-    node "$HERE/streams.mjs" client --url "http://127.0.0.1:$1" --n "$2" --words "$WORDS" \
-        --ramp-ms "$3" --timeout-ms "$TIMEOUT_MS"
+client() { # client PORT COUNT RAMP_MS: one RESULT line, from one node process or merged
+    local parts=$CLIENTS i n left="$2" cap cpids=()
+    [ "$parts" -le "$2" ] || parts="$2"
+    [ "$parts" -ge 1 ] || parts=1
+    if [ "$parts" -eq 1 ]; then
+        node "$HERE/streams.mjs" client --url "http://127.0.0.1:$1" --n "$2" --words "$WORDS" \
+            --ramp-ms "$3" --timeout-ms "$TIMEOUT_MS" --max-inflight "$MAX_INFLIGHT"
+        return
+    fi
+    cap=$((MAX_INFLIGHT / parts))
+    for ((i = 0; i < parts; i++)); do
+        n=$((left / (parts - i)))
+        left=$((left - n))
+        node "$HERE/streams.mjs" client --url "http://127.0.0.1:$1" --n "$n" --words "$WORDS" \
+            --ramp-ms "$3" --timeout-ms "$TIMEOUT_MS" --max-inflight "$cap" --raw \
+            >"$WORK/client.$i" 2>&1 &
+        cpids+=($!)
+    done
+    wait "${cpids[@]}" 2>/dev/null || true
+    cat "$WORK"/client.* | node "$HERE/streams.mjs" merge
+    rm -f "$WORK"/client.*
 }
+
 wait_up() { # wait_up NAME PORT
     local i
     for ((i = 0; i < 100; i++)); do
@@ -194,6 +255,7 @@ wait_up() { # wait_up NAME PORT
         echo "streams: $1 on port $2 does not relay a stream correctly:" >&2
         client "$2" 1 0 >&2 || true
         [ "$1" != kt ] || tail -n 20 "$WORK/kt.log" >&2
+        [ "$1" != floor2 ] || tail -n 20 "$WORK/floor2.log" >&2
         [ "$1" != nginx ] || tail -n 20 "$ngx_dir/logs/error.log" >&2
         [ "$1" != upstream ] || tail -n 20 "$WORK/upstream.log" >&2
         return 1
@@ -202,6 +264,7 @@ wait_up() { # wait_up NAME PORT
 wait_up upstream "$UP_PORT"
 wait_up nginx "$NGX_PORT"
 wait_up kt "$KT_PORT"
+wait_up floor2 "$FLOOR2_PORT"
 NGX_WORKER="$(pgrep -P "$NGX_MASTER" | head -n 1)"
 [ -n "$NGX_WORKER" ] || { echo "streams: no nginx worker process" >&2; exit 1; }
 
@@ -236,10 +299,19 @@ sampler() { # sampler PID FILE: "rss_kb fds" every ~100 ms until killed
     done
 }
 
+# epoll_ctl and all syscalls, counted in the kernel (perf's tracepoints: no stop per call).
+PERF=0
+if command -v perf >/dev/null 2>&1 &&
+    perf stat -e syscalls:sys_enter_epoll_ctl -p "$KT_PID" -- sleep 0.1 >/dev/null 2>&1; then
+    PERF=1
+else
+    echo "streams: perf cannot trace syscalls here: no epoll_ctl counts" >&2
+fi
+
 declare -A R
 run_target() { # run_target NAME PORT [PID]
     local name="$1" port="$2" pid="${3:-}" line spid=0 ov0 cpu0=0 base=- peak=- after=- \
-        fds=- cpu=-
+        fds=- cpu=- ppid=0
     echo "  $name: $N streams ..." >&2
     ov0="$(listen_overflows)"
     if [ -n "$pid" ]; then
@@ -248,8 +320,19 @@ run_target() { # run_target NAME PORT [PID]
         : >"$WORK/$name.samples"
         sampler "$pid" "$WORK/$name.samples" &
         spid=$!
+        if [ "$PERF" = 1 ]; then
+            perf stat -x, -o "$WORK/$name.perf" -e raw_syscalls:sys_enter \
+                -e syscalls:sys_enter_epoll_ctl -p "$pid" &
+            ppid=$!
+        fi
     fi
     line="$(client "$port" "$N" "$RAMP_MS" | grep '^RESULT ' | sed 's/^RESULT //')" || true
+    if [ "$ppid" != 0 ]; then
+        kill -INT "$ppid" 2>/dev/null || true
+        wait "$ppid" 2>/dev/null || true
+        R[$name.sys]="$(awk -F, '$3 ~ /raw_syscalls/ { print $1 + 0 }' "$WORK/$name.perf")"
+        R[$name.ctl]="$(awk -F, '$3 ~ /epoll_ctl/ { print $1 + 0 }' "$WORK/$name.perf")"
+    fi
     if [ -n "$pid" ]; then
         sleep 1
         after="$(rss_kb "$pid")"
@@ -292,23 +375,33 @@ client "$UP_PORT" "$(((N + 3) / 4))" "$RAMP_MS" >/dev/null || true
 sleep 1
 run_target direct "$UP_PORT"
 run_target nginx "$NGX_PORT" "$NGX_WORKER"
+run_target floor2 "$FLOOR2_PORT" "$FLOOR2_PID"
 run_target kt "$KT_PORT" "$KT_PID"
 
 # --- the table ---------------------------------------------------------------------------
-ROW='%-7s %5s %6s %5s %6s %7s %7s %7s %7s %7s %7s %7s %7s %5s %5s %5s\n'
+ROW='%-7s %5s %6s %5s %6s %7s %7s %7s %7s %7s %7s %7s %7s %5s %5s %6s %7s %6s %5s\n'
 {
     echo "kt concurrent streams $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores; N=$N," \
         "$WORDS deltas ${DELAY_MS} ms apart, ramp ${RAMP_MS} ms; proxies with 1 worker;" \
+        "$CLIENTS client process(es), at most $MAX_INFLIGHT in flight;" \
         "ulimit -n $(ulimit -n), somaxconn $somaxconn; $("$KT" --version 2>&1)"
     # shellcheck disable=SC2059 # one row format for the header and the rows
     printf "$ROW" target ok failed inflt 'wall s' 'fb p50' 'fb p99' 'tot p50' 'tot p99' \
-        'base MB' 'peak MB' 'aftr MB' 'KB/strm' fds 'cpu s' lsnov
-    for n in direct nginx kt; do
-        per=-
+        'base MB' 'peak MB' 'aftr MB' 'KB/strm' fds 'cpu s' 'ctl/ev' 'ctl/strm' 'sys/ev' lsnov
+    for n in direct nginx floor2 kt; do
+        per=- ctl=- ctls=- sys=-
         if [ "${R[$n.peak]}" != - ]; then
             per="$(awk -v p="${R[$n.peak]}" -v b="${R[$n.base]}" -v n="$N" \
-                'BEGIN { printf "%.1f", (p - b) / n }')"
+                -v f="$(field "$n" max_inflight)" \
+                'BEGIN { if (f > 0 && f < n) n = f; printf "%.1f", (p - b) / n }')"
             R[$n.per]="$per"
+        fi
+        if [ -n "${R[$n.ctl]:-}" ]; then
+            read -r ctl ctls sys < <(awk -v c="${R[$n.ctl]}" -v s="${R[$n.sys]}" \
+                -v ok="$(field "$n" ok)" -v e="$EVENTS" 'BEGIN {
+                    if (ok > 0) printf "%.3f %.1f %.1f\n", c / (ok * e), c / ok, s / (ok * e)
+                    else print "- - -" }')
+            R[$n.ctlev]="$ctl"
         fi
         # shellcheck disable=SC2059
         printf "$ROW" "$n" \
@@ -317,10 +410,12 @@ ROW='%-7s %5s %6s %5s %6s %7s %7s %7s %7s %7s %7s %7s %7s %5s %5s %5s\n'
             "$(ms "$(field "$n" ttfb_p50_ms)")" "$(ms "$(field "$n" ttfb_p99_ms)")" \
             "$(ms "$(field "$n" total_p50_ms)")" "$(ms "$(field "$n" total_p99_ms)")" \
             "$(mb "${R[$n.base]}")" "$(mb "${R[$n.peak]}")" "$(mb "${R[$n.after]}")" \
-            "$per" "${R[$n.fds]}" "${R[$n.cpu]}" "${R[$n.ov]}"
+            "$per" "${R[$n.fds]}" "${R[$n.cpu]}" "$ctl" "$ctls" "$sys" "${R[$n.ov]}"
     done
-    echo "(fb = first body byte, tot = whole stream, in ms; KB/strm = (peak - base) / N;" \
-        "cpu s = the proxy's CPU time during the run; lsnov = listen-queue overflows)"
+    echo "(fb = first body byte, tot = whole stream, in ms; KB/strm = (peak - base) / streams" \
+        "in flight (N, or fewer when capped); cpu s = the proxy's CPU time during the run;" \
+        "ctl/ev, sys/ev = epoll_ctl and all syscalls per relayed SSE event ($EVENTS a stream)," \
+        "ctl/strm = epoll_ctl per stream; lsnov = listen-queue overflows)"
     awk -v km="${R[kt.per]:-0}" -v nm="${R[nginx.per]:-0}" \
         -v kf="$(field kt ttfb_p99_ms)" -v nf="$(field nginx ttfb_p99_ms)" \
         -v kc="${R[kt.cpu]}" -v nc="${R[nginx.cpu]}" -v n="$N" 'BEGIN {
@@ -330,7 +425,13 @@ ROW='%-7s %5s %6s %5s %6s %7s %7s %7s %7s %7s %7s %7s %7s %5s %5s %5s\n'
                 (nf > 0 && kf != "null") ? sprintf("%.2f", kf / nf) : "n/a",
                 1000 * kc / n, 1000 * nc / n
         }'
-    for n in direct nginx kt; do
+    awk -v peak="${R[kt.peak]}" -v per="${R[kt.per]:--}" -v ctl="${R[kt.ctlev]:--}" \
+        -v ok="$(field kt ok)" -v n="$N" 'BEGIN {
+            printf "kt: %d of %d streams completed (target all); peak RSS %.1f MiB (target <=" \
+                " 256); %s KB per stream above idle (target <= 20); %s epoll_ctl per relayed" \
+                " event (target 0)\n", ok, n, peak / 1024, per, ctl
+        }'
+    for n in direct nginx floor2 kt; do
         if [ "$(field "$n" failed)" != 0 ]; then
             echo "WARNING: $n failed $(field "$n" failed) of $N streams:" \
                 "$(sed -E 's/.*"failures":(\{[^}]*\}).*/\1/' <<<"${R[$n.json]}")"
