@@ -53,6 +53,7 @@ struct gw_conn {
     struct event rev; /* EV_READ|EV_PERSIST; registered while we want bytes */
     struct event wev; /* EV_WRITE|EV_PERSIST; registered only while bytes wait */
     struct event tev; /* the one deadline that applies now; also the deferred notifier */
+    struct event fev; /* never polled: activated to flush queued stream bytes this loop pass */
     enum timer_kind timer;
     struct gw_h1req h1;
     struct gv_buf stash; /* bytes read past the request in progress */
@@ -66,6 +67,7 @@ struct gw_conn {
     int status; /* of the answer in progress, for the HEAD check */
     bool rev_on;
     bool wev_on;
+    bool flush_sched; /* fev is active: queued bytes go out before the loop polls again */
     bool busy;        /* a request was dispatched and its answer has not ended */
     bool head_req;    /* the request in progress is HEAD: no body in the answer */
     bool keep_alive;  /* the request in progress allows another one after it */
@@ -402,15 +404,43 @@ static enum gw_conn_wr conn_writev(struct gw_conn *c, struct iovec *iov, int n)
         oq_append(c, p + done, len - done);
         done = 0;
     }
-    wev_set(c, true);
-    if (c->timer != TK_SEND) {
-        conn_timer(c, TK_SEND);
+    if (!c->flush_sched) {
+        wev_set(c, true);
+        if (c->timer != TK_SEND) {
+            conn_timer(c, TK_SEND);
+        }
     }
     if (c->unsent > c->cs->lim.high_water) {
         c->full = true;
         return GW_CONN_FULL;
     }
     return GW_CONN_OK;
+}
+
+/* Streamed pieces: queued, and sent together once the current callback returns
+ * (the same loop pass, before epoll_wait), so a head, its events and the end of
+ * a stream that arrived in one upstream read leave in one writev. */
+static enum gw_conn_wr conn_queue(struct gw_conn *c, struct iovec *iov, int n)
+{
+    int i;
+
+    if (c->dead) {
+        return GW_CONN_GONE;
+    }
+    for (i = 0; i < n; i++) {
+        if (iov[i].iov_len > 0) {
+            oq_append(c, iov[i].iov_base, iov[i].iov_len);
+        }
+    }
+    if (c->unsent > 0 && !c->wev_on && !c->flush_sched) {
+        c->flush_sched = true;
+        event_active(&c->fev, EV_WRITE, 0);
+    }
+    if (c->unsent > c->cs->lim.high_water) {
+        c->full = true;
+        return GW_CONN_FULL;
+    }
+    return c->full ? GW_CONN_FULL : GW_CONN_OK;
 }
 
 /* -------------------------------------------------------------- lifetime */
@@ -426,6 +456,7 @@ static void conn_free(struct gw_conn *c)
         c->fd = -1;
     }
     event_del(&c->tev);
+    event_del(&c->fev);
     if (c->busy) {
         cs->nbusy--;
     }
@@ -726,6 +757,10 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    c->flush_sched = false;
+    if (c->dead) {
+        return; /* the deferred close is already on its way */
+    }
     r = oq_flush(c);
     if (r < 0) {
         conn_fail(c);
@@ -735,6 +770,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (r > 0) {
+        wev_set(c, true);
         conn_timer_restart(c, TK_SEND);
     }
     else {
@@ -885,7 +921,7 @@ enum gw_conn_wr gw_conn_stream_start(struct gw_conn *c, int status, const char *
     }
     iov.iov_base = head;
     iov.iov_len = hl;
-    return conn_writev(c, &iov, 1);
+    return conn_queue(c, &iov, 1);
 }
 
 enum gw_conn_wr gw_conn_stream_write(struct gw_conn *c, const char *p, size_t len)
@@ -903,16 +939,26 @@ enum gw_conn_wr gw_conn_stream_write(struct gw_conn *c, const char *p, size_t le
     if (!c->chunked) {
         iov[0].iov_base = (void *)p;
         iov[0].iov_len = len;
-        return conn_writev(c, iov, 1);
+        return conn_queue(c, iov, 1);
     }
-    n = snprintf(size, sizeof(size), "%zx\r\n", len);
-    iov[0].iov_base = size;
-    iov[0].iov_len = (size_t)n;
+    {
+        static const char hex[] = "0123456789abcdef";
+        size_t k = sizeof(size) - 2, v = len;
+        size[sizeof(size) - 2] = '\r';
+        size[sizeof(size) - 1] = '\n';
+        do {
+            size[--k] = hex[v & 15];
+            v >>= 4;
+        } while (v > 0);
+        n = (int)(sizeof(size) - k);
+        iov[0].iov_base = size + k;
+        iov[0].iov_len = (size_t)n;
+    }
     iov[1].iov_base = (void *)p;
     iov[1].iov_len = len;
     iov[2].iov_base = "\r\n";
     iov[2].iov_len = 2;
-    return conn_writev(c, iov, 3);
+    return conn_queue(c, iov, 3);
 }
 
 enum gw_conn_wr gw_conn_stream_end(struct gw_conn *c)
@@ -921,7 +967,7 @@ enum gw_conn_wr gw_conn_stream_end(struct gw_conn *c)
 
     if (c->chunked && !c->head_req) {
         struct iovec iov = {"0\r\n\r\n", 5};
-        wr = conn_writev(c, &iov, 1);
+        wr = conn_queue(c, &iov, 1);
     }
     conn_answer_ended(c);
     return wr;
@@ -1037,6 +1083,7 @@ static void conn_new(struct gw_conns *cs, int fd)
     gv_buf_init(&c->stash, STASH_MAX);
     event_assign(&c->rev, cs->base, fd, EV_READ | EV_PERSIST, on_read, c);
     event_assign(&c->wev, cs->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+    event_assign(&c->fev, cs->base, -1, 0, on_write, c);
     evtimer_assign(&c->tev, cs->base, on_timer, c);
     c->next = cs->all;
     if (cs->all) {
