@@ -1,5 +1,6 @@
 /* gateway/gw_relay.c - a chat completion from request to answer: policies, upstream, relay */
 /* SPDX-License-Identifier: Apache-2.0 */
+#define _GNU_SOURCE /* memmem */
 #include "gateway/gw_relay.h"
 
 #include <stdio.h>
@@ -623,11 +624,31 @@ static bool read_usage_member(struct rq *r, const char *p, size_t n)
  * unless it carries the usage the client did not ask for. */
 static gv_rc pass_event(struct rq *r, const struct gw_sse_event *ev)
 {
-    const char *v, *c;
+    static const char key[] = "\"usage\"";
+    const char *v, *c, *at;
     size_t vlen, clen;
-    enum gw_jscan js = gw_jscan_member(ev->data, ev->data_len, "usage", &v, &vlen);
+    enum gw_jscan js;
     struct json_object *o;
 
+    /* A filter before any scan: OpenAI puts "usage":null on every chunk but the last.
+     * A quote-usage-quote run can only be a key (inside a string the quotes would be
+     * escaped), so when the only one is followed by null there is nothing to read. */
+    at = memmem(ev->data, ev->data_len, key, sizeof(key) - 1);
+    if (!at) {
+        return gv_buf_append(&r->pending, ev->raw, ev->raw_len);
+    }
+    {
+        const char *after = at + sizeof(key) - 1;
+        const char *end = ev->data + ev->data_len;
+        while (after < end && (*after == ' ' || *after == ':' || *after == '\t')) {
+            after++;
+        }
+        if ((size_t)(end - after) >= 4 && memcmp(after, "null", 4) == 0 &&
+            !memmem(after, (size_t)(end - after), key, sizeof(key) - 1)) {
+            return gv_buf_append(&r->pending, ev->raw, ev->raw_len);
+        }
+    }
+    js = gw_jscan_member(ev->data, ev->data_len, "usage", &v, &vlen);
     if (js != GW_JSCAN_FOUND || vlen == 0 || v[0] != '{') {
         return gv_buf_append(&r->pending, ev->raw, ev->raw_len);
     }
