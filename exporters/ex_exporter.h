@@ -60,6 +60,16 @@ struct ex_batch {
 
 enum ex_flush { EX_FLUSH_OK = 0, EX_FLUSH_RETRY, EX_FLUSH_DROP };
 
+/* Delivery counters of an exporter that sends per-request items (spans) on
+ * its own schedule, for `kt agent status` and /metrics. */
+struct ex_stats {
+    uint64_t sent;     /* items the backend acknowledged */
+    uint64_t queued;   /* items durable and waiting to be sent */
+    uint64_t dropped;  /* items given up: queue full, or refused by the backend */
+    uint64_t retries;  /* requests answered with a retryable failure */
+    uint64_t exports;  /* metric exports the backend acknowledged */
+};
+
 struct ex_exporter;
 
 struct ex_exporter_ops {
@@ -74,6 +84,13 @@ struct ex_exporter_ops {
      * same bytes (the agent owns backoff); DROP: give up on these bytes. */
     enum ex_flush (*flush)(struct ex_exporter *ex, const struct gv_buf *payload);
     void (*destroy)(struct ex_exporter *ex);
+    /* Optional (NULL): every new event, in arrival order, on the ingest thread,
+     * before the agent journals it and acknowledges it to the gateway, so an
+     * exporter of per-request data can make it durable first. Must not block
+     * on the network; a failure is the exporter's to count, never the agent's. */
+    void (*ingest)(struct ex_exporter *ex, const struct gv_record *recs, size_t n);
+    /* Optional (NULL): delivery counters; any thread. */
+    void (*stats)(struct ex_exporter *ex, struct ex_stats *out);
 };
 
 struct ex_exporter {

@@ -34,6 +34,7 @@
 #include "core/gv_time.h"
 #include "gateway/gw_http.h"
 #include "gateway/gw_sse.h"
+#include "gateway/gw_trace.h" /* trace: */
 #include "gateway/gw_upstream.h"
 
 #define MOD "gateway"
@@ -857,6 +858,7 @@ static void remember_chunk_meta(struct rq *r, struct json_object *o)
 {
     struct json_object *v;
 
+    gw_trace_response(&r->rec, o); /* trace: response id, model, finish reasons */
     if (json_object_object_get_ex(o, "id", &v) && json_object_is_type(v, json_type_string)) {
         copy_str(r->last_id, sizeof(r->last_id), json_object_get_string(v));
     }
@@ -987,6 +989,7 @@ static void up_headers(void *arg, const struct gw_up_headers *h)
     r->cb_t0 = gv_mono_us();
     r->in_cb = true;
     r->up_status = h->status;
+    gw_trace_first_byte(&r->rec, r->cb_t0 - r->t_up_start); /* trace: */
     copy_str(r->up_ctype, sizeof(r->up_ctype), h->content_type);
     copy_str(r->up_reqid, sizeof(r->up_reqid), h->request_id);
     copy_str(r->up_retry, sizeof(r->up_retry), h->retry_after);
@@ -1085,6 +1088,7 @@ static void finish_buffered(struct rq *r)
         if (json_object_object_get_ex(o, "usage", &v) && json_object_is_type(v, json_type_object)) {
             read_usage(r, v);
         }
+        gw_trace_response(&r->rec, o); /* trace: response id, model, finish reasons */
         if (gw_chain_wants_response(r->w->srv->chain)) {
             bool rewritten = false;
             if (gw_chain_response_json(r->w->srv->chain, &r->preq, o, &rewritten) != GV_OK) {
@@ -1261,6 +1265,7 @@ static void handle_chat(struct worker *w, struct evhttp_request *req, const char
     const char *auth, *model, *p;
     size_t len = evbuffer_get_length(inbuf);
     char msg[256];
+    char traceparent[GV_TRACEPARENT_LEN + 1]; /* trace: */
     bool need_usage;
 
     r->w = w;
@@ -1273,6 +1278,9 @@ static void handle_chat(struct worker *w, struct evhttp_request *req, const char
     r->preq.rec = &r->rec;
     r->rec.start_wall_us = gv_wall_us();
     copy_str(r->rec.request_id, sizeof(r->rec.request_id), reqid);
+    /* trace: continue the client's trace context, or start one */
+    gw_trace_begin(&r->rec, evhttp_find_header(in, "traceparent"),
+                   evhttp_find_header(in, "tracestate"));
     gv_buf_init(&r->scratch, 0);
     gw_sse_init(&r->sse, SSE_EVENT_MAX);
     r->next = w->active;
@@ -1417,6 +1425,11 @@ static void handle_chat(struct worker *w, struct evhttp_request *req, const char
     up.connect_timeout_ms = t->connect_timeout_ms;
     up.first_byte_timeout_ms = t->first_byte_timeout_ms;
     up.idle_timeout_ms = t->idle_timeout_ms;
+    /* trace: the CLIENT span starts here; its traceparent goes upstream */
+    gw_trace_upstream_start(&r->rec, up.url);
+    gw_trace_upstream_header(&r->rec, traceparent);
+    up.traceparent = traceparent;
+    up.tracestate = r->rec.tracestate[0] ? r->rec.tracestate : NULL;
     r->t_up_start = gv_mono_us();
     r->gw_us = r->t_up_start - t0;
     if (gw_upstream_start(w->up, &up, &up_ops, r, &r->call) != GV_OK) {

@@ -506,6 +506,23 @@ static gv_rc call_headers(struct gw_upstream *up, const struct gw_upstream_req *
     size_t i;
     gv_rc rc;
 
+    if (rq->traceparent) {
+        /* trace: per-call trace headers make the list this call's own, uncached */
+        rc = build_headers(rq, &list);
+        if (rc == GV_OK) {
+            rc = add_header(&list, "traceparent", rq->traceparent);
+        }
+        if (rc == GV_OK && rq->tracestate) {
+            rc = add_header(&list, "tracestate", rq->tracestate);
+        }
+        if (rc != GV_OK) {
+            curl_slist_free_all(list);
+            return rc;
+        }
+        c->hdrs = list;
+        c->list = list;
+        return GV_OK;
+    }
     for (i = 0; i < up->nhdrcache; i++) {
         hs = &up->hdrcache[i];
         if (strcmp(hs->accept, accept) == 0 && strcmp(hs->auth, auth) == 0) {

@@ -53,6 +53,9 @@ struct gw_upstream_req {
     long connect_timeout_ms;    /* 0: 10 s */
     long first_byte_timeout_ms; /* 0: none */
     long idle_timeout_ms;       /* max gap between body bytes after the first; 0: none */
+    /* trace: W3C headers for this call alone (NULL: none); copied at start */
+    const char *traceparent;
+    const char *tracestate;
 };
 
 /* One per worker thread, bound to that worker's event base. Keeps libcurl's
