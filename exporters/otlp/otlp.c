@@ -167,7 +167,10 @@ size_t ex_otlp_parse_kv_list(const char *s, struct ex_otlp_kv *out, size_t max)
         char *k, *v;
         int klen, vlen;
 
-        if (eq && (size_t)(eq - p) < sizeof(out->key) * 3 && len < sizeof(out->value) * 3) {
+        /* curl_easy_unescape reads a length of 0 as "up to the NUL": empty parts are skipped
+         * before it sees them. */
+        if (eq && eq > p && (size_t)(eq - p) < sizeof(out->key) * 3 &&
+            len < sizeof(out->value) * 3 && (size_t)(eq - p) + 1 < len) {
             k = curl_easy_unescape(NULL, p, (int)(eq - p), &klen);
             v = curl_easy_unescape(NULL, eq + 1, (int)(len - (size_t)(eq - p) - 1), &vlen);
             if (k && v && (size_t)klen < sizeof(out->key) && (size_t)vlen < sizeof(out->value) &&
