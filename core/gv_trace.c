@@ -29,8 +29,7 @@ void gv_trace_derive(const char *label, const void *seed, size_t seed_len, uint8
     }
 }
 
-void gv_trace_derive_request(const struct gv_record *rec, const char *label, uint8_t *out,
-                             size_t n)
+void gv_trace_derive_request(const struct gv_record *rec, const char *label, uint8_t *out, size_t n)
 {
     char seed[sizeof(rec->request_id) + 24];
     int len = snprintf(seed, sizeof(seed), "%s/%llu", rec->request_id,

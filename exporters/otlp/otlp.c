@@ -85,10 +85,10 @@ struct ex_otlp_ctx {
 static const struct gv_cfg_map otlp_config[] = {
     {"endpoint", GV_CFG_STR, offsetof(struct ex_otlp_ctx, endpoint), NULL, 0, NULL, 0, 0,
      "base URL; /v1/traces and /v1/metrics are appended (else OTEL_EXPORTER_OTLP_ENDPOINT)"},
-    {"traces_endpoint", GV_CFG_STR, offsetof(struct ex_otlp_ctx, traces_endpoint), NULL, 0, NULL,
-     0, 0, "full traces URL (else OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)"},
-    {"metrics_endpoint", GV_CFG_STR, offsetof(struct ex_otlp_ctx, metrics_endpoint), NULL, 0,
-     NULL, 0, 0, "full metrics URL (else OTEL_EXPORTER_OTLP_METRICS_ENDPOINT)"},
+    {"traces_endpoint", GV_CFG_STR, offsetof(struct ex_otlp_ctx, traces_endpoint), NULL, 0, NULL, 0,
+     0, "full traces URL (else OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)"},
+    {"metrics_endpoint", GV_CFG_STR, offsetof(struct ex_otlp_ctx, metrics_endpoint), NULL, 0, NULL,
+     0, 0, "full metrics URL (else OTEL_EXPORTER_OTLP_METRICS_ENDPOINT)"},
     {"headers", GV_CFG_STR, offsetof(struct ex_otlp_ctx, headers), NULL, 0, NULL, 0, 0,
      "k=v,k2=v2 sent on every request (else OTEL_EXPORTER_OTLP_HEADERS)"},
     {"compression", GV_CFG_ENUM, offsetof(struct ex_otlp_ctx, compression), "", 0, compressions, 0,
@@ -109,8 +109,8 @@ static const struct gv_cfg_map otlp_config[] = {
      "events waiting on disk; past it new ones are dropped and counted"},
     {"batch_max", GV_CFG_INT, offsetof(struct ex_otlp_ctx, batch_max), "0", 0, NULL, 0, 65536,
      "requests per trace export (else OTEL_BSP_MAX_EXPORT_BATCH_SIZE, else 512)"},
-    {"batch_delay", GV_CFG_DURATION, offsetof(struct ex_otlp_ctx, batch_delay_ms), NULL, 0, NULL,
-     0, 0, "longest wait for a full batch (else OTEL_BSP_SCHEDULE_DELAY ms, else 1s)"},
+    {"batch_delay", GV_CFG_DURATION, offsetof(struct ex_otlp_ctx, batch_delay_ms), NULL, 0, NULL, 0,
+     0, "longest wait for a full batch (else OTEL_BSP_SCHEDULE_DELAY ms, else 1s)"},
     {"traces", GV_CFG_BOOL, offsetof(struct ex_otlp_ctx, traces), "true", 0, NULL, 0, 0,
      "export spans"},
     {"metrics", GV_CFG_BOOL, offsetof(struct ex_otlp_ctx, metrics), "true", 0, NULL, 0, 0,
@@ -212,7 +212,8 @@ long ex_otlp_retry_after_ms(const char *value, long now_wall_s)
         return -1;
     }
     if (gv_cfg_parse_long(value, &secs)) {
-        return secs < 0 ? -1 : (secs > RETRY_AFTER_MAX_MS / 1000 ? RETRY_AFTER_MAX_MS : secs * 1000);
+        return secs < 0 ? -1
+                        : (secs > RETRY_AFTER_MAX_MS / 1000 ? RETRY_AFTER_MAX_MS : secs * 1000);
     }
     when = curl_getdate(value, NULL);
     if (when == (time_t)-1) {
@@ -297,7 +298,7 @@ static uint64_t partial_rejected(struct ex_otlp_ctx *c, bool traces)
     if (traces) {
         Kt__Otlp__V1__ExportTraceServiceResponse *r =
             kt__otlp__v1__export_trace_service_response__unpack(NULL, c->resp.len,
-                                                                  (uint8_t *)c->resp.data);
+                                                                (uint8_t *)c->resp.data);
         if (r && r->partial_success) {
             rejected = r->partial_success->rejected_spans;
         }
@@ -308,7 +309,7 @@ static uint64_t partial_rejected(struct ex_otlp_ctx *c, bool traces)
     else {
         Kt__Otlp__V1__ExportMetricsServiceResponse *r =
             kt__otlp__v1__export_metrics_service_response__unpack(NULL, c->resp.len,
-                                                                    (uint8_t *)c->resp.data);
+                                                                  (uint8_t *)c->resp.data);
         if (r && r->partial_success) {
             rejected = r->partial_success->rejected_data_points;
         }
@@ -623,16 +624,17 @@ static gv_rc resolve(struct ex_otlp_ctx *c, const char *label)
         }
     }
     c->gzip = c->compression == COMP_GZIP;
-    c->timeout = c->timeout_ms > 0 ? c->timeout_ms
-                                   : (env_long("OTEL_EXPORTER_OTLP_TIMEOUT", &v) && v > 0 ? v : 10000);
+    c->timeout = c->timeout_ms > 0
+                     ? c->timeout_ms
+                     : (env_long("OTEL_EXPORTER_OTLP_TIMEOUT", &v) && v > 0 ? v : 10000);
     c->interval_ms = c->metric_interval_ms > 0
                          ? c->metric_interval_ms
                          : (env_long("OTEL_METRIC_EXPORT_INTERVAL", &v) && v > 0 ? v : 60000);
-    c->batch = c->batch_max > 0 ? (size_t)c->batch_max
-                                : (env_long("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", &v) && v > 0 &&
-                                           v <= 65536
-                                       ? (size_t)v
-                                       : 512);
+    c->batch =
+        c->batch_max > 0
+            ? (size_t)c->batch_max
+            : (env_long("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", &v) && v > 0 && v <= 65536 ? (size_t)v
+                                                                                     : 512);
     c->delay_ms = c->batch_delay_ms > 0
                       ? c->batch_delay_ms
                       : (env_long("OTEL_BSP_SCHEDULE_DELAY", &v) && v > 0 ? v : 1000);

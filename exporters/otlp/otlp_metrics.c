@@ -17,9 +17,8 @@
 #define BUCKETS_MAX 16
 
 /* Bucket boundaries the GenAI semantic conventions advise. */
-static const double token_bounds[] = {1,       4,        16,       64,       256,
-                                      1024,    4096,     16384,    65536,    262144,
-                                      1048576, 4194304,  16777216, 67108864};
+static const double token_bounds[] = {1,     4,     16,     64,      256,     1024,     4096,
+                                      16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864};
 static const double duration_bounds[] = {0.01, 0.02, 0.04, 0.08,  0.16,  0.32,  0.64,
                                          1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92};
 /* The gateway's own time per request is sub-millisecond to milliseconds. */
@@ -54,8 +53,8 @@ struct mdef {
 static const struct mdef defs[M_COUNT] = {
     {"gen_ai.client.token.usage", "Number of input and output tokens used.", "{token}", K_HIST,
      token_bounds, NB(token_bounds)},
-    {"gen_ai.client.operation.duration", "GenAI operation duration.", "s", K_HIST,
-     duration_bounds, NB(duration_bounds)},
+    {"gen_ai.client.operation.duration", "GenAI operation duration.", "s", K_HIST, duration_bounds,
+     NB(duration_bounds)},
     {"gen_ai.client.operation.time_to_first_chunk",
      "Time to receive the first chunk of a streamed response.", "s", K_HIST, duration_bounds,
      NB(duration_bounds)},
@@ -66,8 +65,8 @@ static const struct mdef defs[M_COUNT] = {
     {"kt.governance.redactions", "PII entities redacted, by entity type.", "{entity}", K_SUM_INT,
      NULL, 0},
     {"kt.cost", "Spend on upstream tokens, by requested model.", "USD", K_SUM_DOUBLE, NULL, 0},
-    {"kt.gateway.overhead", "Time kt spent on a request outside the upstream call.", "s",
-     K_HIST, overhead_bounds, NB(overhead_bounds)},
+    {"kt.gateway.overhead", "Time kt spent on a request outside the upstream call.", "s", K_HIST,
+     overhead_bounds, NB(overhead_bounds)},
 };
 
 struct vals {
@@ -305,8 +304,9 @@ static Kt__Otlp__V1__Metric *metric_pb(struct ex_otlp_metrics *m, struct ex_otlp
     struct metric *mt = &m->m[id];
     Kt__Otlp__V1__Metric *pm = ex_otlp_alloc(ar, sizeof(*pm));
     uint64_t start = (m->delta ? m->base_wall_us : m->start_wall_us) * 1000u;
-    int temporality = m->delta ? KT__OTLP__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA
-                               : KT__OTLP__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_CUMULATIVE;
+    int temporality =
+        m->delta ? KT__OTLP__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA
+                 : KT__OTLP__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_CUMULATIVE;
     size_t i, b;
 
     kt__otlp__v1__metric__init(pm);

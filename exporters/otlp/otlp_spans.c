@@ -165,8 +165,7 @@ static span_pb *server_span(struct ex_otlp_arena *a, const struct gv_record *rec
     }
     ex_otlp_attr_bool(a, &at, "kt.streamed", rec->streamed);
     if (error) {
-        ex_otlp_attr_str(a, &at, "error.type",
-                         rec->error_code[0] ? rec->error_code : "_OTHER");
+        ex_otlp_attr_str(a, &at, "error.type", rec->error_code[0] ? rec->error_code : "_OTHER");
     }
     run_tags(a, &at, rec);
     s->attributes = at.v;
@@ -237,8 +236,8 @@ static const char *client_error(struct ex_otlp_arena *a, const struct gv_record 
 static span_pb *client_span(struct ex_otlp_arena *a, const struct gv_record *rec,
                             const struct ids *ids)
 {
-    span_pb *s = span_new(a, rec, ids, ids->client, ids->server,
-                          rec->trace_flags | FLAGS_HAS_IS_REMOTE);
+    span_pb *s =
+        span_new(a, rec, ids, ids->client, ids->server, rec->trace_flags | FLAGS_HAS_IS_REMOTE);
     struct ex_otlp_attrs at;
     const char *err = client_error(a, rec);
     size_t n = strlen(rec->model) + sizeof("chat ");

@@ -242,8 +242,7 @@ gv_rc ex_otlp_spool_append(struct ex_otlp_spool *sp, const struct gv_record *rec
         size_t before = sp->enc.len;
         gv_buf_reset(&sp->payload);
         if (gv_event_encode(&recs[i], "", 0, &sp->payload) != GV_OK ||
-            gv_frame_append(&sp->enc, GV_FRAME_EVENT, sp->payload.data, sp->payload.len) !=
-                GV_OK) {
+            gv_frame_append(&sp->enc, GV_FRAME_EVENT, sp->payload.data, sp->payload.len) != GV_OK) {
             (*dropped)++;
             continue;
         }

@@ -35,15 +35,15 @@ static void test_parse_refuses_what_w3c_refuses(void **state)
 {
     static const char *const bad[] = {
         "",
-        "00-" TP_TRACE "-" TP_SPAN "-0",                        /* short */
-        "00-" TP_TRACE "-" TP_SPAN "-01-extra",                 /* v00 must be exact */
-        "ff-" TP_TRACE "-" TP_SPAN "-01",                       /* invalid version */
-        "00-4BF92F3577B34DA6A3CE929D0E0E4736-" TP_SPAN "-01",   /* upper case */
-        "00-00000000000000000000000000000000-" TP_SPAN "-01",   /* zero trace id */
-        "00-" TP_TRACE "-0000000000000000-01",                  /* zero span id */
-        "00_" TP_TRACE "-" TP_SPAN "-01",                       /* separator */
-        "00-" TP_TRACE "-" TP_SPAN "-zz",                       /* flags not hex */
-        "01-" TP_TRACE "-" TP_SPAN "-01x",                      /* later version, no '-' */
+        "00-" TP_TRACE "-" TP_SPAN "-0",                      /* short */
+        "00-" TP_TRACE "-" TP_SPAN "-01-extra",               /* v00 must be exact */
+        "ff-" TP_TRACE "-" TP_SPAN "-01",                     /* invalid version */
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-" TP_SPAN "-01", /* upper case */
+        "00-00000000000000000000000000000000-" TP_SPAN "-01", /* zero trace id */
+        "00-" TP_TRACE "-0000000000000000-01",                /* zero span id */
+        "00_" TP_TRACE "-" TP_SPAN "-01",                     /* separator */
+        "00-" TP_TRACE "-" TP_SPAN "-zz",                     /* flags not hex */
+        "01-" TP_TRACE "-" TP_SPAN "-01x",                    /* later version, no '-' */
     };
     uint8_t t[GV_TRACE_ID_LEN], s[GV_SPAN_ID_LEN], f;
     size_t i;

@@ -68,8 +68,8 @@ static const char *attr_str(Kt__Otlp__V1__KeyValue **kv, size_t n, const char *k
     size_t i;
 
     for (i = 0; i < n; i++) {
-        if (strcmp(kv[i]->key, key) == 0 && kv[i]->value->value_case ==
-                                                KT__OTLP__V1__ANY_VALUE__VALUE_STRING_VALUE) {
+        if (strcmp(kv[i]->key, key) == 0 &&
+            kv[i]->value->value_case == KT__OTLP__V1__ANY_VALUE__VALUE_STRING_VALUE) {
             return kv[i]->value->string_value;
         }
     }
@@ -154,8 +154,7 @@ static void test_spans_structure_and_attributes(void **state)
         if (s->kind == KT__OTLP__V1__SPAN__SPAN_KIND__SPAN_KIND_INTERNAL) {
             internal++;
             assert_int_equal(s->end_time_unix_nano - s->start_time_unix_nano,
-                             strcmp(s->name, "kt.policy prompt-injection") == 0 ? 40000u
-                                                                                 : 20000u);
+                             strcmp(s->name, "kt.policy prompt-injection") == 0 ? 40000u : 20000u);
         }
     }
     assert_int_equal(server, 2);
