@@ -23,7 +23,7 @@
  * events leave the disk a segment at a time. */
 #define SEG_MAX (8u << 20)
 /* One peek reads at most this much of a segment. */
-#define READ_MAX (4u << 20)
+#define READ_MAX (1u << 20)
 
 struct ex_otlp_spool {
     char dir[1024];
