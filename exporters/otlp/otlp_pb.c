@@ -188,29 +188,23 @@ Kt__Otlp__V1__InstrumentationScope *ex_otlp_scope_pb(struct ex_otlp_arena *a)
     return s;
 }
 
-struct sink {
-    ProtobufCBuffer base;
-    struct gv_buf *out;
-    gv_rc rc;
-};
-
-static void sink_append(ProtobufCBuffer *b, size_t len, const uint8_t *data)
-{
-    struct sink *s = (struct sink *)b;
-
-    if (s->rc == GV_OK) {
-        s->rc = gv_buf_append(s->out, data, len);
-    }
-}
-
 gv_rc ex_otlp_pack(const ProtobufCMessage *msg, struct gv_buf *out)
 {
-    struct sink s = {{sink_append}, out, GV_OK};
-    size_t mark = out->len;
+    size_t n = protobuf_c_message_get_packed_size(msg), mark = out->len;
+    char *scratch;
 
-    protobuf_c_message_pack_to_buffer(msg, &s.base);
-    if (s.rc != GV_OK) {
-        out->len = mark;
+    /* One flat pack into memory sized once: packing to a ProtobufCBuffer costs a call per
+     * field, and this body has tens of fields per span. */
+    scratch = gv_malloc(n ? n : 1);
+    if (protobuf_c_message_pack(msg, (uint8_t *)scratch) != n) {
+        gv_free(scratch);
+        return GV_EIO;
     }
-    return s.rc;
+    if (gv_buf_append(out, scratch, n) != GV_OK) {
+        out->len = mark;
+        gv_free(scratch);
+        return GV_E2BIG;
+    }
+    gv_free(scratch);
+    return GV_OK;
 }
