@@ -469,9 +469,13 @@ static bool traces_step(struct ex_otlp_ctx *c, struct gv_record *recs, struct gv
     }
     *backoff_ms = 0;
     *pending_since = 0;
+    /* The cursor moves first: whoever reads `sent` then finds the batch off the queue. */
+    if (ex_otlp_spool_ack(c->spool) != GV_OK) {
+        gv_log(GV_LOG_ERROR, MOD, "cannot save the spool cursor", "exporter=otlp");
+    }
     if (r == EX_OTLP_OK) {
-        atomic_fetch_add(&c->sent, n);
         atomic_fetch_add(&c->spans, spans - (rejected < spans ? rejected : spans));
+        atomic_fetch_add(&c->sent, n);
         if (rejected) {
             gv_log(GV_LOG_WARN, MOD, "backend rejected some spans", "spans=%llu",
                    (unsigned long long)rejected);
@@ -479,9 +483,6 @@ static bool traces_step(struct ex_otlp_ctx *c, struct gv_record *recs, struct gv
     }
     else {
         atomic_fetch_add(&c->dropped, n);
-    }
-    if (ex_otlp_spool_ack(c->spool) != GV_OK) {
-        gv_log(GV_LOG_ERROR, MOD, "cannot save the spool cursor", "dir=%s", c->dir);
     }
     return true;
 }

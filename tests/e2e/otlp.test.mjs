@@ -326,7 +326,7 @@ test('every outcome: exact spans, GenAI attributes, metrics with the conventions
                 }
             }
         }
-        const st = await delivery(stateDir);
+        const st = await waitDelivery(ot, stateDir, (d) => d.sent === 5, 'all five sent');
         assert.deepEqual({ sent: st.sent, queued: st.queued, dropped: st.dropped },
             { sent: 5, queued: 0, dropped: 0 });
     });
@@ -441,8 +441,9 @@ test('settings from the config file; a full queue drops and counts, off without 
         await waitPage(ag, new RegExp(`^kt_agent_export_dropped_total\\{exporter="otlp"\\} ${
             st.dropped}$`, 'm'));
         ot.outage(null);
-        const done = await waitDelivery(ot, stateDir, (d) => d.queued === 0, 'queue drained');
-        assert.equal(done.sent, st.queued);
+        const done = await waitDelivery(ot, stateDir,
+            (d) => d.queued === 0 && d.sent === st.queued, 'queue drained');
+        assert.equal(done.dropped, st.dropped);
         const spans = ot.spans();
         assert.equal(spans.length, st.queued * 5);
         assert.equal(spans[0].resource['service.name'], 'kt-from-config');
