@@ -17,7 +17,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import {
-    startGateway, startAgent, agentStatus, agentMetrics, client, makeTempDir, usageFor,
+    startGateway, startAgent, agentStatus, agentMetrics, client, makeTempDir, runKt, usageFor,
     DEFAULT_REPLY, upstreamSuite,
 } from './lib/index.mjs';
 import { startOtlpStandin } from './otlp-standin/server.mjs';
@@ -454,4 +454,14 @@ test('settings from the config file; a full queue drops and counts, off without 
         await off.waitForLog(/no OTLP endpoint set; exporter off/, 10000);
         await off.stop();
         assert.equal(existsSync(path.join(quiet, 'otlp')), false);
+
+        // What kt cannot send is a configuration error, not a silent fallback.
+        for (const [k, v, msg] of [['OTEL_EXPORTER_OTLP_PROTOCOL', 'grpc', /unsupported protocol/],
+            ['OTEL_EXPORTER_OTLP_COMPRESSION', 'br', /unsupported compression/]]) {
+            const r = await runKt(['agent', 'run', '--state-dir',
+                path.join(makeTempDir('kt-e2e-otlp-bad-'), 'state')], { env: {
+                OTEL_EXPORTER_OTLP_ENDPOINT: ot.url, [k]: v } });
+            assert.equal(r.code, 2, `${k}=${v}: ${r.stderr}`);
+            assert.match(r.stderr, msg);
+        }
     });
