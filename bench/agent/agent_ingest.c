@@ -9,10 +9,11 @@
  * 2. memory: bytes held per run with 10,000 active runs of 20 requests each.
  * 3. emit: the cost of gw emitter emit() on a request thread, 1 and 4 threads.
  * 4. otlp (`kt_bench_agent_ingest N otlp [RATE]`): the same ingest with the OTLP exporter on,
- *    sending to a local OTLP/HTTP receiver (libevent, decoding every request with the
- *    exporter's own protobuf-c messages to count the spans): requests/s and spans/s until
- *    every span is acknowledged, CPU per span of the ingest thread and of the exporter's
- *    thread.
+ *    sending to a local OTLP/HTTP receiver (libevent, decoding every request down to its
+ *    spans with protobuf-c, bench/agent/otlp_count.proto, to count them): requests/s and
+ *    spans/s until every span is acknowledged, CPU per span of the ingest thread and of the
+ *    exporter's thread. With RATE, two senders offer RATE requests/s in all and the run
+ *    reports how far behind the exporter was when the last request had been offered.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,6 +31,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/thread.h>
 
 #include "agent/ag_agent.h"
 #include "agent/ag_runs.h"
@@ -39,7 +41,7 @@
 #include "core/gv_mem.h"
 #include "core/gv_time.h"
 #include "core/gv_trace.h"
-#include "exporters/otlp/otlp.pb-c.h"
+#include "bench/agent/otlp_count.pb-c.h"
 #include "gateway/gw_emit.h"
 
 /* Section 4 sends what a served request carries: trace ids and an upstream call. */
@@ -418,10 +420,10 @@ static void on_otlp(struct evhttp_request *req, void *arg)
     const char *uri = evhttp_request_get_uri(req);
 
     if (uri && strcmp(uri, "/v1/traces") == 0) {
-        Kt__Otlp__V1__ExportTraceServiceRequest *t;
+        Kt__Bench__V1__CountTraceRequest *t;
         size_t i, j;
         rcv_used = 0;
-        t = kt__otlp__v1__export_trace_service_request__unpack(&alloc, n, p);
+        t = kt__bench__v1__count_trace_request__unpack(&alloc, n, p);
         if (!t) {
             evhttp_send_reply(req, 400, "Bad Request", NULL);
             return;
@@ -431,7 +433,7 @@ static void on_otlp(struct evhttp_request *req, void *arg)
                 atomic_fetch_add(&r->spans, t->resource_spans[i]->scope_spans[j]->n_spans);
             }
         }
-        kt__otlp__v1__export_trace_service_request__free_unpacked(t, &alloc);
+        kt__bench__v1__count_trace_request__free_unpacked(t, &alloc);
         atomic_fetch_add(&r->requests, 1);
         atomic_fetch_add(&r->bytes, n);
     }
@@ -454,6 +456,8 @@ static void receiver_start(struct receiver *r)
     socklen_t len = sizeof(ss);
 
     memset(r, 0, sizeof(*r));
+    /* receiver_stop breaks the loop from another thread: the base must be told at once. */
+    evthread_use_pthreads();
     r->base = event_base_new();
     r->http = evhttp_new(r->base);
     evhttp_set_max_body_size(r->http, 64u << 20);
