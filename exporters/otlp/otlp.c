@@ -353,11 +353,14 @@ static enum ex_otlp_res post(struct ex_otlp_ctx *c, const char *url, struct curl
     }
     else if (res == EX_OTLP_RETRY) {
         *wait_ms = ex_otlp_retry_after_ms(c->retry_after, (long)(gv_wall_us() / 1000000u));
+        /* The signal, not the URL: a URL may carry credentials. */
         gv_log(GV_LOG_WARN, MOD, "export failed, will retry",
-               "url=%s status=%ld curl=%d retry_after_ms=%ld", url, status, (int)cr, *wait_ms);
+               "signal=%s status=%ld curl=%d retry_after_ms=%ld", traces ? "traces" : "metrics",
+               status, (int)cr, *wait_ms);
     }
     else {
-        gv_log(GV_LOG_ERROR, MOD, "export refused, dropped", "url=%s status=%ld", url, status);
+        gv_log(GV_LOG_ERROR, MOD, "export refused, dropped", "signal=%s status=%ld",
+               traces ? "traces" : "metrics", status);
     }
     return res;
 }
@@ -609,6 +612,10 @@ static gv_rc resolve(struct ex_otlp_ctx *c, const char *label)
     if (!c->metrics) {
         c->metrics_url[0] = '\0';
     }
+    /* The standard switch that turns every OpenTelemetry SDK off. */
+    if (getenv("OTEL_SDK_DISABLED") && strcasecmp(getenv("OTEL_SDK_DISABLED"), "true") == 0) {
+        c->traces_url[0] = c->metrics_url[0] = '\0';
+    }
     c->on = c->traces_url[0] || c->metrics_url[0];
     if (proto && strcmp(proto, "http/protobuf") != 0) {
         gv_log(GV_LOG_ERROR, MOD, "unsupported protocol (kt sends http/protobuf)", "protocol=%s",
@@ -754,7 +761,7 @@ static gv_rc otlp_init(struct ex_exporter *ex, const char *state_dir)
     }
     c->started = true;
     gv_log(GV_LOG_INFO, MOD, "exporting", "traces=%s metrics=%s compression=%s temporality=%s",
-           c->traces_url[0] ? c->traces_url : "-", c->metrics_url[0] ? c->metrics_url : "-",
+           c->traces_url[0] ? "on" : "off", c->metrics_url[0] ? "on" : "off",
            c->gzip ? "gzip" : "none", delta ? "delta" : "cumulative");
     return GV_OK;
 }

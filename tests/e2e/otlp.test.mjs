@@ -452,8 +452,19 @@ test('settings from the config file; a full queue drops and counts, off without 
         const quiet = path.join(makeTempDir('kt-e2e-otlp-off-'), 'state');
         const off = await startAgent({ stateDir: quiet });
         await off.waitForLog(/no OTLP endpoint set; exporter off/, 10000);
+        // A status answer means the loop (and its SIGTERM handler) runs: stop exits 0.
+        assert.equal((await delivery(quiet)).sent, 0);
         await off.stop();
         assert.equal(existsSync(path.join(quiet, 'otlp')), false);
+
+        // The standard switch turns it off even with an endpoint.
+        const disabled = path.join(makeTempDir('kt-e2e-otlp-disabled-'), 'state');
+        const off2 = await startAgent({ stateDir: disabled, env: {
+            OTEL_EXPORTER_OTLP_ENDPOINT: ot.url, OTEL_SDK_DISABLED: 'true' } });
+        await off2.waitForLog(/no OTLP endpoint set; exporter off/, 10000);
+        assert.equal((await delivery(disabled)).sent, 0);
+        await off2.stop();
+        assert.equal(existsSync(path.join(disabled, 'otlp')), false);
 
         // What kt cannot send is a configuration error, not a silent fallback.
         for (const [k, v, msg] of [['OTEL_EXPORTER_OTLP_PROTOCOL', 'grpc', /unsupported protocol/],
