@@ -77,7 +77,7 @@ struct gv_record {
     uint8_t trace_flags;                      /* W3C flags; 1 = sampled */
     char tracestate[GV_TRACESTATE_MAX + 1];   /* the client's, passed on as is */
     uint64_t upstream_start_wall_us;          /* 0: the upstream was not called */
-    uint64_t upstream_first_byte_us;          /* since upstream start; 0 none */
+    uint64_t upstream_first_byte_us;          /* first body byte, since start; 0 none */
     char upstream_host[128];                  /* server.address of the target */
     int upstream_port;
     char response_model[128];

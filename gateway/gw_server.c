@@ -989,7 +989,6 @@ static void up_headers(void *arg, const struct gw_up_headers *h)
     r->cb_t0 = gv_mono_us();
     r->in_cb = true;
     r->up_status = h->status;
-    gw_trace_first_byte(&r->rec, r->cb_t0 - r->t_up_start); /* trace: */
     copy_str(r->up_ctype, sizeof(r->up_ctype), h->content_type);
     copy_str(r->up_reqid, sizeof(r->up_reqid), h->request_id);
     copy_str(r->up_retry, sizeof(r->up_retry), h->retry_after);
@@ -1031,6 +1030,7 @@ static enum gw_up_flow up_data(void *arg, const char *p, size_t n)
     }
     r->cb_t0 = gv_mono_us();
     r->in_cb = true;
+    gw_trace_first_byte(&r->rec, r->cb_t0 - r->t_up_start); /* trace: the first body byte */
     if (r->sse_mode) {
         rc = gw_sse_feed(&r->sse, p, n, on_event, r);
         send_pending(r);

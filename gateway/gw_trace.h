@@ -22,8 +22,8 @@ void gw_trace_begin(struct gv_record *rec, const char *traceparent, const char *
  * port (server.address/port) from its URL. */
 void gw_trace_upstream_start(struct gv_record *rec, const char *url);
 
-/* The upstream's response headers arrived `since_start_us` after the call
- * started: the first byte. Only the first call counts. */
+/* The first bytes of the upstream's response body arrived `since_start_us` after
+ * the call started: for a stream, its first chunk. Only the first call counts. */
 void gw_trace_first_byte(struct gv_record *rec, uint64_t since_start_us);
 
 /* The `traceparent` value kt sends upstream: the CLIENT span in the request's
