@@ -531,6 +531,9 @@ static void jobs_stop(struct ag_agent *ag)
     ag->jthread_started = false;
 }
 
+static size_t exporters_stats(struct ag_agent *ag, struct ex_prom_exporter_stats *out,
+                              size_t max);
+
 static void flush_now(struct ag_agent *ag, bool final)
 {
     struct ag_job *j = gv_calloc(1, sizeof(*j));
@@ -549,6 +552,7 @@ static void flush_now(struct ag_agent *ag, bool final)
     j->st.exporter_drops = atomic_load(&ag->exporter_drops);
     j->st.active_runs = ag_runs_count(ag->runs);
     j->st.journal_bytes = ag->journal_bytes;
+    j->st.nexporters = exporters_stats(ag, j->st.exporters, EX_PROM_EXPORTERS_MAX);
     if (ag->nexps == 0) {
         job_free(j);
     }
@@ -772,6 +776,36 @@ static gv_rc exporters_start(struct ag_agent *ag)
     return GV_OK;
 }
 
+/* Hands new events to the exporters that take them one by one, before they
+ * are journaled: a crash in between makes the gateway resend them (the same
+ * events again, with the same trace ids), never lose them. */
+static void exporters_ingest(struct ag_agent *ag, size_t nrec)
+{
+    size_t i;
+
+    for (i = 0; i < ag->nexps; i++) {
+        if (ag->exps[i].ex.ops->ingest) {
+            ag->exps[i].ex.ops->ingest(&ag->exps[i].ex, ag->recs, nrec);
+        }
+    }
+}
+
+/* Delivery counters of the exporters that keep them, for status and /metrics. */
+static size_t exporters_stats(struct ag_agent *ag, struct ex_prom_exporter_stats *out, size_t max)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < ag->nexps && n < max; i++) {
+        struct ag_exp *x = &ag->exps[i];
+        if (x->ex.ops->stats) {
+            snprintf(out[n].name, sizeof(out[n].name), "%s", x->ex.ops->name);
+            x->ex.ops->stats(&x->ex, &out[n].st);
+            n++;
+        }
+    }
+    return n;
+}
+
 static void exporters_stop(struct ag_agent *ag)
 {
     size_t i, j;
@@ -881,6 +915,8 @@ static void send_frame(struct ag_conn *c, enum gv_frame_type type, const void *p
 static void reply_status(struct ag_conn *c, bool json)
 {
     struct ag_agent *ag = c->ag;
+    struct ex_prom_exporter_stats es[EX_PROM_EXPORTERS_MAX];
+    size_t nes = exporters_stats(ag, es, EX_PROM_EXPORTERS_MAX), i;
     struct gv_buf out;
     bool ok;
 
@@ -888,11 +924,23 @@ static void reply_status(struct ag_conn *c, bool json)
     if (json) {
         (void)gv_buf_appendf(&out,
                              "{\"agent\":{\"events\":%llu,\"duplicates\":%llu,\"runs\":%zu,"
-                             "\"connections\":%llu,\"flushes\":%llu,\"exporters\":%zu},\"runs\":",
+                             "\"connections\":%llu,\"flushes\":%llu,\"exporters\":%zu},",
                              (unsigned long long)atomic_load(&ag->events),
                              (unsigned long long)ag->duplicates, ag_runs_count(ag->runs),
                              (unsigned long long)ag->connections, (unsigned long long)ag->flushes,
                              ag->nexps);
+        (void)gv_buf_append_str(&out, "\"delivery\":{");
+        for (i = 0; i < nes; i++) {
+            (void)gv_buf_appendf(&out,
+                                 "%s\"%s\":{\"sent\":%llu,\"queued\":%llu,\"dropped\":%llu,"
+                                 "\"retries\":%llu,\"metric_exports\":%llu}",
+                                 i ? "," : "", es[i].name, (unsigned long long)es[i].st.sent,
+                                 (unsigned long long)es[i].st.queued,
+                                 (unsigned long long)es[i].st.dropped,
+                                 (unsigned long long)es[i].st.retries,
+                                 (unsigned long long)es[i].st.exports);
+        }
+        (void)gv_buf_append_str(&out, "},\"runs\":");
         ok = ag_runs_status(ag->runs, 1, &out) == GV_OK;
         if (ok) {
             exporters_status(ag, true, &out);
@@ -907,6 +955,16 @@ static void reply_status(struct ag_conn *c, bool json)
                              (unsigned long long)atomic_load(&ag->events),
                              (unsigned long long)ag->duplicates, ag_runs_count(ag->runs),
                              ag->nexps);
+        for (i = 0; i < nes; i++) {
+            (void)gv_buf_appendf(&out,
+                                 "exporter %s: sent=%llu queued=%llu dropped=%llu retries=%llu "
+                                 "metric_exports=%llu\n",
+                                 es[i].name, (unsigned long long)es[i].st.sent,
+                                 (unsigned long long)es[i].st.queued,
+                                 (unsigned long long)es[i].st.dropped,
+                                 (unsigned long long)es[i].st.retries,
+                                 (unsigned long long)es[i].st.exports);
+        }
         exporters_status(ag, false, &out);
         if (ag_runs_status(ag->runs, 0, &out) != GV_OK) {
             (void)gv_buf_append_str(&out, "(truncated)\n");
@@ -1002,6 +1060,7 @@ static bool process_input(struct ag_conn *c)
      * exporter's deterministic ids make the second copy the same call. */
     if (nrec > 0) {
         exporters_events(ag, nrec);
+        exporters_ingest(ag, nrec);
     }
     if (ag->jbuf.len) {
         if (gv_file_write_all(ag->journal_fd, ag->jbuf.data, ag->jbuf.len) != GV_OK) {

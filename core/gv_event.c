@@ -171,6 +171,121 @@ static void weave_decode(const Gv__V1__GovernanceEvent *ev, struct gv_record *re
     }
 }
 /* end weave */
+/* otlp: trace context and span timings. Encoding fills `ev` from the record
+ * (ids only when set: an all-zero id means unknown); decoding copies them back,
+ * dropping an id of the wrong length rather than trusting it. `scratch` holds
+ * the finish-reason pointers for the encoder and lives as long as `ev`. */
+struct otlp_scratch {
+    char reasons[sizeof(((struct gv_record *)0)->finish_reasons)];
+    char *reasonp[8];
+};
+
+static bool otlp_id_set(const uint8_t *id, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (id[i]) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static ProtobufCBinaryData otlp_bin(const uint8_t *id, size_t n)
+{
+    ProtobufCBinaryData b = {0, NULL};
+
+    if (otlp_id_set(id, n)) {
+        b.len = n;
+        b.data = (uint8_t *)(uintptr_t)id;
+    }
+    return b;
+}
+
+static void otlp_encode(const struct gv_record *rec, Gv__V1__GovernanceEvent *ev,
+                        Gv__V1__PolicyOutcome *pol, uint32_t npol, struct otlp_scratch *sc)
+{
+    char *p, *comma;
+    uint32_t i;
+    size_t n = 0;
+
+    for (i = 0; i < npol; i++) {
+        pol[i].start_us = rec->policies[i].start_wall_us;
+        pol[i].duration_us = rec->policies[i].duration_us;
+    }
+    ev->trace_id = otlp_bin(rec->trace_id, GV_TRACE_ID_LEN);
+    ev->span_id = otlp_bin(rec->span_id, GV_SPAN_ID_LEN);
+    ev->parent_span_id = otlp_bin(rec->parent_span_id, GV_SPAN_ID_LEN);
+    ev->upstream_span_id = otlp_bin(rec->upstream_span_id, GV_SPAN_ID_LEN);
+    ev->trace_flags = rec->trace_flags;
+    ev->tracestate = str_in(rec->tracestate);
+    ev->upstream_start_us = rec->upstream_start_wall_us;
+    ev->upstream_first_byte_us = rec->upstream_first_byte_us;
+    ev->upstream_host = str_in(rec->upstream_host);
+    ev->upstream_port = rec->upstream_port;
+    ev->response_model = str_in(rec->response_model);
+    ev->response_id = str_in(rec->response_id);
+    copy_str(sc->reasons, sizeof(sc->reasons), rec->finish_reasons);
+    p = sc->reasons;
+    while (*p && n < sizeof(sc->reasonp) / sizeof(sc->reasonp[0])) {
+        comma = strchr(p, ',');
+        sc->reasonp[n++] = p;
+        if (!comma) {
+            break;
+        }
+        *comma = '\0';
+        p = comma + 1;
+    }
+    ev->n_finish_reasons = n;
+    ev->finish_reasons = sc->reasonp;
+}
+
+static void otlp_copy_id(uint8_t *dst, size_t n, ProtobufCBinaryData b)
+{
+    if (b.len == n) {
+        memcpy(dst, b.data, n);
+    }
+}
+
+static void otlp_decode(const Gv__V1__GovernanceEvent *ev, struct gv_record *rec)
+{
+    struct gv_buf reasons;
+    size_t i;
+
+    for (i = 0; i < ev->n_policies && i < GV_RECORD_MAX_POLICIES; i++) {
+        rec->policies[i].start_wall_us = ev->policies[i]->start_us;
+        rec->policies[i].duration_us = ev->policies[i]->duration_us;
+    }
+    otlp_copy_id(rec->trace_id, GV_TRACE_ID_LEN, ev->trace_id);
+    otlp_copy_id(rec->span_id, GV_SPAN_ID_LEN, ev->span_id);
+    otlp_copy_id(rec->parent_span_id, GV_SPAN_ID_LEN, ev->parent_span_id);
+    otlp_copy_id(rec->upstream_span_id, GV_SPAN_ID_LEN, ev->upstream_span_id);
+    rec->trace_flags = (uint8_t)ev->trace_flags;
+    copy_str(rec->tracestate, sizeof(rec->tracestate), ev->tracestate);
+    rec->upstream_start_wall_us = ev->upstream_start_us;
+    rec->upstream_first_byte_us = ev->upstream_first_byte_us;
+    copy_str(rec->upstream_host, sizeof(rec->upstream_host), ev->upstream_host);
+    rec->upstream_port = ev->upstream_port;
+    copy_str(rec->response_model, sizeof(rec->response_model), ev->response_model);
+    copy_str(rec->response_id, sizeof(rec->response_id), ev->response_id);
+    /* Whole reasons only, as for the hello's chain. */
+    gv_buf_init(&reasons, sizeof(rec->finish_reasons) - 1);
+    for (i = 0; i < ev->n_finish_reasons; i++) {
+        size_t mark = reasons.len;
+        if ((i > 0 && gv_buf_append_char(&reasons, ',') != GV_OK) ||
+            gv_buf_append_str(&reasons, ev->finish_reasons[i]) != GV_OK) {
+            reasons.len = mark;
+            break;
+        }
+    }
+    if (reasons.len) {
+        memcpy(rec->finish_reasons, reasons.data, reasons.len);
+    }
+    rec->finish_reasons[reasons.len] = '\0';
+    gv_buf_free(&reasons);
+}
+/* otlp: end */
 
 gv_rc gv_event_encode(const struct gv_record *rec, const char *instance_id, uint64_t seq,
                       struct gv_buf *out)
@@ -180,6 +295,7 @@ gv_rc gv_event_encode(const struct gv_record *rec, const char *instance_id, uint
     Gv__V1__PolicyOutcome *polp[GV_RECORD_MAX_POLICIES];
     uint32_t pii[GV_RECORD_MAX_POLICIES][GV_PII_NTYPES];
     uint32_t i, j, npol = rec->npolicies;
+    struct otlp_scratch otlp_sc; /* otlp: */
 
     if (npol > GV_RECORD_MAX_POLICIES) {
         npol = GV_RECORD_MAX_POLICIES;
@@ -228,6 +344,7 @@ gv_rc gv_event_encode(const struct gv_record *rec, const char *instance_id, uint
     ev.http_status = rec->http_status;
     ev.streamed = rec->streamed;
     weave_encode(rec, &ev); /* weave: */
+    otlp_encode(rec, &ev, pol, npol, &otlp_sc); /* otlp: */
     return pack_append(&ev.base, out);
 }
 
@@ -321,6 +438,7 @@ gv_rc gv_event_decode(const void *p, size_t n, struct gv_record *rec, struct gv_
     rec->http_status = ev->http_status;
     rec->streamed = ev->streamed;
     weave_decode(ev, rec); /* weave: */
+    otlp_decode(ev, rec); /* otlp: */
     gv__v1__governance_event__free_unpacked(ev, &alloc);
     return GV_OK;
 }

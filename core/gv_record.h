@@ -29,6 +29,10 @@ enum gv_outcome_action {
 
 #define GV_RECORD_MAX_POLICIES 16
 #define GV_RUN_TAG_MAX 128 /* W&B run ids, projects, entities, groups: bytes */
+/* otlp: W3C trace context sizes (trace id, span id, the tracestate header's limit) */
+#define GV_TRACE_ID_LEN 16
+#define GV_SPAN_ID_LEN 8
+#define GV_TRACESTATE_MAX 512
 
 /* weave: telemetry content (policy config `telemetry: {content: redacted}`).
  * Each text is capped so that the encoded event stays inside one wire frame
@@ -53,6 +57,9 @@ struct gv_policy_outcome {
     enum gv_outcome_action action;
     double score; /* detector score in [0,1], or 0 */
     uint32_t pii_counts[GV_PII_NTYPES];
+    /* otlp: when the policy ran (wall clock) and for how long; 0 when unknown */
+    uint64_t start_wall_us;
+    uint64_t duration_us;
 };
 
 /* Plain data, copied by value: it outlives the request and crosses threads.
@@ -87,6 +94,21 @@ struct gv_record {
     struct gv_content *content;  /* NULL unless telemetry content is captured; owned */
     double price_input_per_mtok; /* cost-tracker's price used for cost_usd; 0 unpriced */
     double price_output_per_mtok;
+    /* otlp: W&B-independent trace context and what the OTLP spans need. Ids are
+     * all zero when unknown (an older gateway); never taken from the body. */
+    uint8_t trace_id[GV_TRACE_ID_LEN];
+    uint8_t span_id[GV_SPAN_ID_LEN];          /* the gateway's SERVER span */
+    uint8_t parent_span_id[GV_SPAN_ID_LEN];   /* the client's span (traceparent) */
+    uint8_t upstream_span_id[GV_SPAN_ID_LEN]; /* the CLIENT span, sent upstream */
+    uint8_t trace_flags;                      /* W3C flags; 1 = sampled */
+    char tracestate[GV_TRACESTATE_MAX + 1];   /* the client's, passed on as is */
+    uint64_t upstream_start_wall_us;          /* 0: the upstream was not called */
+    uint64_t upstream_first_byte_us;          /* first body byte, since start; 0 none */
+    char upstream_host[128];                  /* server.address of the target */
+    int upstream_port;
+    char response_model[128];
+    char response_id[128];
+    char finish_reasons[64]; /* comma-separated, one per choice */
 };
 
 const char *gv_decision_str(enum gv_decision d);

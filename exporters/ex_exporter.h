@@ -70,6 +70,16 @@ struct ex_event {
     const struct gv_hello *hello; /* that gateway's pack; never NULL */
 };
 
+/* Delivery counters of an exporter that sends per-request items (spans) on
+ * its own schedule, for `kt agent status` and /metrics. */
+struct ex_stats {
+    uint64_t sent;     /* items the backend acknowledged */
+    uint64_t queued;   /* items durable and waiting to be sent */
+    uint64_t dropped;  /* items given up: queue full, or refused by the backend */
+    uint64_t retries;  /* requests answered with a retryable failure */
+    uint64_t exports;  /* metric exports the backend acknowledged */
+};
+
 struct ex_exporter;
 
 struct ex_exporter_ops {
@@ -93,6 +103,13 @@ struct ex_exporter_ops {
     /* Optional. Appends this exporter's counters for `kt agent status`: one
      * text line, or (json) one JSON object. Any thread. */
     void (*status)(struct ex_exporter *ex, bool json, struct gv_buf *out);
+    /* Optional (NULL): every new event, in arrival order, on the ingest thread,
+     * before the agent journals it and acknowledges it to the gateway, so an
+     * exporter of per-request data can make it durable first. Must not block
+     * on the network; a failure is the exporter's to count, never the agent's. */
+    void (*ingest)(struct ex_exporter *ex, const struct gv_record *recs, size_t n);
+    /* Optional (NULL): delivery counters; any thread. */
+    void (*stats)(struct ex_exporter *ex, struct ex_stats *out);
 };
 
 struct ex_exporter {

@@ -7,6 +7,7 @@
 
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
+#include "core/gv_time.h"
 
 /* Streamed answers with more choices than this (n > 16) pass the extra
  * choices through unfiltered rather than growing state without bound. */
@@ -245,6 +246,7 @@ void gw_chain_evaluate(struct gw_chain *chain, struct gw_req *req, struct gw_ver
         struct gw_policy *pol = &chain->pols[i];
         struct gv_policy_outcome *o = NULL;
         struct gw_verdict v;
+        uint64_t t0;
         gv_rc rc;
 
         if (rec && rec->npolicies < GV_RECORD_MAX_POLICIES) {
@@ -261,7 +263,14 @@ void gw_chain_evaluate(struct gw_chain *chain, struct gw_req *req, struct gw_ver
             continue;
         }
         memset(&v, 0, sizeof(v));
+        t0 = gv_mono_us();
+        if (o) {
+            o->start_wall_us = gv_wall_us(); /* otlp: the policy's span */
+        }
         rc = pol->ops->evaluate(pol, req, &v);
+        if (o) {
+            o->duration_us = gv_mono_us() - t0;
+        }
         if (rc == GV_OK && (v.action < GW_ACTION_PASS || v.action > GW_ACTION_BLOCK)) {
             /* An out-of-range verdict is a policy bug: fail closed like an error. */
             rc = GV_EINVAL;

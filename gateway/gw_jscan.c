@@ -91,15 +91,16 @@ static size_t skip_value(const char *p, size_t i, size_t n)
     return n + 1;
 }
 
-enum gw_jscan gw_jscan_member(const char *p, size_t n, const char *key, const char **v,
-                              size_t *vlen)
+enum gw_jscan gw_jscan_members(const char *p, size_t n, const char *const *keys, size_t nkeys,
+                               const char **v, size_t *vlen)
 {
-    size_t klen = strlen(key);
-    size_t i = skip_ws(p, 0, n);
+    size_t i = skip_ws(p, 0, n), k;
     bool found = false;
 
-    *v = NULL;
-    *vlen = 0;
+    for (k = 0; k < nkeys; k++) {
+        v[k] = NULL;
+        vlen[k] = 0;
+    }
     if (i >= n || p[i] != '{') {
         return GW_JSCAN_INVALID;
     }
@@ -110,27 +111,30 @@ enum gw_jscan gw_jscan_member(const char *p, size_t n, const char *key, const ch
     while (i < n) {
         size_t ks, ke, vs;
         if (p[i] != '"') {
-            return GW_JSCAN_INVALID;
+            goto invalid;
         }
         ks = i + 1;
         i = skip_string(p, i, n);
         if (i > n) {
-            return GW_JSCAN_INVALID;
+            goto invalid;
         }
         ke = i - 1;
         i = skip_ws(p, i, n);
         if (i >= n || p[i] != ':') {
-            return GW_JSCAN_INVALID;
+            goto invalid;
         }
         vs = skip_ws(p, i + 1, n);
         i = skip_value(p, vs, n);
         if (i > n) {
-            return GW_JSCAN_INVALID;
+            goto invalid;
         }
-        if (ke - ks == klen && memcmp(p + ks, key, klen) == 0) {
-            *v = p + vs;
-            *vlen = i - vs;
-            found = true;
+        for (k = 0; k < nkeys; k++) {
+            size_t klen = strlen(keys[k]);
+            if (ke - ks == klen && memcmp(p + ks, keys[k], klen) == 0) {
+                v[k] = p + vs;
+                vlen[k] = i - vs;
+                found = true;
+            }
         }
         i = skip_ws(p, i, n);
         if (i < n && p[i] == ',') {
@@ -139,13 +143,24 @@ enum gw_jscan gw_jscan_member(const char *p, size_t n, const char *key, const ch
         }
         if (i < n && p[i] == '}') {
             if (skip_ws(p, i + 1, n) != n) {
-                return GW_JSCAN_INVALID;
+                goto invalid;
             }
             return found ? GW_JSCAN_FOUND : GW_JSCAN_ABSENT;
         }
-        return GW_JSCAN_INVALID;
+        goto invalid;
+    }
+invalid:
+    for (k = 0; k < nkeys; k++) {
+        v[k] = NULL;
+        vlen[k] = 0;
     }
     return GW_JSCAN_INVALID;
+}
+
+enum gw_jscan gw_jscan_member(const char *p, size_t n, const char *key, const char **v,
+                              size_t *vlen)
+{
+    return gw_jscan_members(p, n, &key, 1, v, vlen);
 }
 
 bool gw_jscan_u64(const char *p, size_t n, const char *key, unsigned long long *out)

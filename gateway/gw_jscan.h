@@ -25,6 +25,12 @@ enum gw_jscan {
 enum gw_jscan gw_jscan_member(const char *p, size_t n, const char *key, const char **v,
                               size_t *vlen);
 
+/* One walk for several keys: for each keys[i] found, v[i]/vlen[i] span its value
+ * (NULL/0 when absent). INVALID leaves every span NULL; FOUND when at least one
+ * key was found. */
+enum gw_jscan gw_jscan_members(const char *p, size_t n, const char *const *keys, size_t nkeys,
+                               const char **v, size_t *vlen);
+
 /* The member `key` of the object in p[0..n) when it is a plain non-negative
  * integer (digits only, at most 19): true and *out. false when absent, not
  * such a number, or the text is not an object (the caller may then ask json-c). */

@@ -20,6 +20,7 @@
 #include "gateway/gw_route.h"
 #include "gateway/gw_sse.h"
 #include "gateway/gw_telemetry.h"
+#include "gateway/gw_trace.h"
 #include "gateway/gw_upstream.h"
 
 #define MOD "gateway"
@@ -66,6 +67,7 @@ struct gw_rq {
     bool saw_done;
     bool rewrite;
     bool capture; /* telemetry content: the answer's text goes into the record */
+    bool trace_meta; /* the stream's id and model were read for the trace */
     enum gv_decision decision;
     long up_status;
     char up_ctype[128];
@@ -590,16 +592,10 @@ static void remember_chunk_meta(struct rq *r, struct json_object *o)
 
 /* Reads usage from the answer's own text; false when the text is not one
  * JSON object. */
-static bool read_usage_member(struct rq *r, const char *p, size_t n)
+/* The counts of a usage member's text (v NULL: none). */
+static void read_usage_span(struct rq *r, const char *v, size_t vlen)
 {
-    const char *v;
-    size_t vlen;
-    enum gw_jscan js = gw_jscan_member(p, n, "usage", &v, &vlen);
-
-    if (js == GW_JSCAN_INVALID) {
-        return false;
-    }
-    if (js == GW_JSCAN_FOUND && vlen > 0 && v[0] == '{') {
+    if (v && vlen > 0 && v[0] == '{') {
         unsigned long long in = 0, out = 0;
         struct json_object *u;
         /* OpenAI's counts are plain integers: read them off the text. */
@@ -607,7 +603,7 @@ static bool read_usage_member(struct rq *r, const char *p, size_t n)
             gw_jscan_u64(v, vlen, "completion_tokens", &out)) {
             r->rec.tokens_prompt = in;
             r->rec.tokens_completion = out;
-            return true;
+            return;
         }
         u = parse_json(r->w, v, vlen);
         if (u && json_object_is_type(u, json_type_object)) {
@@ -617,6 +613,21 @@ static bool read_usage_member(struct rq *r, const char *p, size_t n)
             json_object_put(u);
         }
     }
+}
+
+/* Usage and the trace facts (id, model, finish reasons) of an answer's text, in
+ * one walk; false when the text is not one JSON object. */
+static bool read_answer_text(struct rq *r, const char *p, size_t n)
+{
+    static const char *const keys[] = {"usage", "id", "model", "choices"};
+    const char *v[4];
+    size_t vlen[4];
+
+    if (gw_jscan_members(p, n, keys, 4, v, vlen) == GW_JSCAN_INVALID) {
+        return false;
+    }
+    read_usage_span(r, v[0], vlen[0]);
+    gw_trace_response_spans(&r->rec, v[1], vlen[1], v[2], vlen[2], v[3], vlen[3]);
     return true;
 }
 
@@ -633,6 +644,11 @@ static gv_rc pass_event(struct rq *r, const struct gw_sse_event *ev)
     /* A filter before any scan: OpenAI puts "usage":null on every chunk but the last.
      * A quote-usage-quote run can only be a key (inside a string the quotes would be
      * escaped), so when the only one is followed by null there is nothing to read. */
+    if (!r->trace_meta || memmem(ev->data, ev->data_len, "\"finish_reason\":\"", 17)) {
+        /* The first chunk names the answer; the ones that finish a choice say why. */
+        r->trace_meta = true;
+        gw_trace_response_text(&r->rec, ev->data, ev->data_len);
+    }
     at = memmem(ev->data, ev->data_len, key, sizeof(key) - 1);
     if (!at) {
         return gv_buf_append(&r->pending, ev->raw, ev->raw_len);
@@ -652,7 +668,7 @@ static gv_rc pass_event(struct rq *r, const struct gw_sse_event *ev)
     if (js != GW_JSCAN_FOUND || vlen == 0 || v[0] != '{') {
         return gv_buf_append(&r->pending, ev->raw, ev->raw_len);
     }
-    read_usage_member(r, ev->data, ev->data_len);
+    read_usage_span(r, v, vlen);
     if (r->client_usage) {
         return gv_buf_append(&r->pending, ev->raw, ev->raw_len);
     }
@@ -705,6 +721,7 @@ static gv_rc on_event(void *arg, const struct gw_sse_event *ev)
         gv_buf_append(&r->pending, ev->raw, ev->raw_len);
         return GV_OK;
     }
+    gw_trace_response(&r->rec, o); /* id, model, finish reasons */
     if (json_object_object_get_ex(o, "usage", &usage) &&
         json_object_is_type(usage, json_type_object)) {
         read_usage(r, usage);
@@ -807,6 +824,7 @@ static enum gw_up_flow up_data(void *arg, const char *p, size_t n)
     }
     r->cb_t0 = gv_mono_us();
     r->in_cb = true;
+    gw_trace_first_byte(&r->rec, r->cb_t0 - r->t_up_start); /* only the first counts */
     if (r->sse_mode) {
         rc = gw_sse_feed(&r->sse, p, n, on_event, r);
         send_pending(r);
@@ -857,7 +875,7 @@ static void finish_buffered(struct rq *r)
     }
     else if (!gw_chain_wants_response(r->w->srv->chain) && !r->capture) {
         /* Nothing reads the answer but the usage counter: no tree of the whole answer. */
-        if (!read_usage_member(r, body, len)) {
+        if (!read_answer_text(r, body, len)) {
             fail_json(r, 502, NULL, "upstream_error", NULL, "upstream returned invalid JSON");
             return;
         }
@@ -878,6 +896,7 @@ static void finish_buffered(struct rq *r)
         if (json_object_object_get_ex(o, "usage", &v) && json_object_is_type(v, json_type_object)) {
             read_usage(r, v);
         }
+        gw_trace_response(&r->rec, o); /* id, model, finish reasons */
         if (gw_chain_wants_response(r->w->srv->chain)) {
             bool rewritten = false;
             if (gw_chain_response_json(r->w->srv->chain, &r->preq, o, &rewritten) != GV_OK) {
@@ -1037,6 +1056,8 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
     struct rq *r = rq_get(w, cfg);
     char run_id[GV_RUN_TAG_MAX + 2], project[GV_RUN_TAG_MAX + 2], entity[GV_RUN_TAG_MAX + 2];
     char group[GV_RUN_TAG_MAX + 2], auth[1024];
+    char tp_in[GV_TRACEPARENT_LEN + 2], ts_in[GV_TRACESTATE_MAX + 2];
+    char tp_out[GV_TRACEPARENT_LEN + 1], extra[GV_TRACEPARENT_LEN + GV_TRACESTATE_MAX + 32];
     struct gw_oai_hdrs oh;
     struct gw_oai_chat chat;
     struct gw_oai_err err;
@@ -1057,6 +1078,9 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
     r->preq.rec = &r->rec;
     r->rec.start_wall_us = gv_wall_us() - (gv_mono_us() - in->t_start);
     copy_str(r->rec.request_id, sizeof(r->rec.request_id), reqid);
+    /* Continue the client's trace context, or start a trace. */
+    gw_trace_begin(&r->rec, hdr_value(in->head, "traceparent", tp_in, sizeof(tp_in)),
+                   hdr_value(in->head, "tracestate", ts_in, sizeof(ts_in)));
     gw_sse_init(&r->sse, SSE_EVENT_MAX);
     r->next = w->active;
     if (w->active) {
@@ -1153,6 +1177,13 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
     up.first_byte_timeout_ms = t->first_byte_timeout_ms;
     up.idle_timeout_ms = t->idle_timeout_ms;
     up.ca_file = t->ca_file;
+    /* The CLIENT span starts here; its traceparent (and the client's tracestate) go upstream. */
+    gw_trace_upstream_start(&r->rec, up.url);
+    gw_trace_upstream_header(&r->rec, tp_out);
+    snprintf(extra, sizeof(extra), "traceparent: %s\r\n%s%s%s", tp_out,
+             r->rec.tracestate[0] ? "tracestate: " : "", r->rec.tracestate,
+             r->rec.tracestate[0] ? "\r\n" : "");
+    up.extra_headers = extra;
     r->t_up_start = gv_mono_us();
     r->gw_us = r->t_up_start - in->t_start;
     if (gw_upstream_start(w->up, &up, &up_ops, r, &r->call) != GV_OK) {

@@ -8,17 +8,30 @@
  *    the agent thread's CPU time per million events.
  * 2. memory: bytes held per run with 10,000 active runs of 20 requests each.
  * 3. emit: the cost of gw emitter emit() on a request thread, 1 and 4 threads.
+ * 4. otlp (`kt_bench_agent_ingest N otlp [RATE]`): the same ingest with the OTLP exporter on,
+ *    sending to a local OTLP/HTTP receiver (libevent, decoding every request down to its
+ *    spans with protobuf-c, bench/agent/otlp_count.proto, to count them): requests/s and
+ *    spans/s until every span is acknowledged, CPU per span of the ingest thread and of the
+ *    exporter's thread. With RATE, two senders offer RATE requests/s in all and the run
+ *    reports how far behind the exporter was when the last request had been offered.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/thread.h>
 
 #include "agent/ag_agent.h"
 #include "agent/ag_runs.h"
@@ -27,12 +40,19 @@
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
 #include "core/gv_time.h"
+#include "core/gv_trace.h"
+#include "bench/agent/otlp_count.pb-c.h"
 #include "gateway/gw_emit.h"
+
+/* Section 4 sends what a served request carries: trace ids and an upstream call. */
+static bool full_records;
 
 struct sender {
     char sock[100];
     int id;
     uint64_t n;
+    double rate; /* events/s this sender offers; 0: as fast as the agent reads */
+    uint64_t done_us;
     pthread_t thr;
 };
 
@@ -59,6 +79,27 @@ static void make_record(struct gv_record *r, uint64_t i)
     r->tokens_completion = 12;
     r->cost_usd = 0.0001;
     r->http_status = 200;
+    if (full_records) {
+        if (r->decision == GV_DECISION_BLOCKED) {
+            r->policies[1].action = GV_OUTCOME_SKIPPED;
+            r->policies[2].action = GV_OUTCOME_SKIPPED;
+            r->http_status = 403;
+        }
+        else {
+            r->upstream_start_wall_us = r->start_wall_us + 50;
+            r->latency_upstream_us = r->latency_total_us - 60;
+            snprintf(r->upstream_host, sizeof(r->upstream_host), "api.example.com");
+            r->upstream_port = 443;
+            snprintf(r->response_model, sizeof(r->response_model), "gpt-4o-2024-08-06");
+            snprintf(r->response_id, sizeof(r->response_id), "chatcmpl-%llu",
+                     (unsigned long long)i);
+            snprintf(r->finish_reasons, sizeof(r->finish_reasons), "stop");
+        }
+        gv_trace_derive_request(r, "kt.trace", r->trace_id, GV_TRACE_ID_LEN);
+        gv_trace_derive_request(r, "kt.server", r->span_id, GV_SPAN_ID_LEN);
+        gv_trace_derive_request(r, "kt.client", r->upstream_span_id, GV_SPAN_ID_LEN);
+        r->trace_flags = 1;
+    }
 }
 
 static void send_all(int fd, const char *p, size_t n)
@@ -106,11 +147,19 @@ static void *sender_main(void *arg)
     gv_hello_encode(&h, &payload);
     gv_frame_append(&frames, GV_FRAME_HELLO, payload.data, payload.len);
     send_all(fd, frames.data, frames.len);
-    /* Encoded in chunks of 1024 events, like the gateway's background thread. */
+    /* Encoded in chunks of 1024 events, like the gateway's background thread (256 when
+     * paced, so the offered rate is smooth). */
+    uint64_t start = gv_mono_us(), chunk = s->rate > 0 ? 256 : 1024;
     for (i = 0; i < s->n;) {
         uint64_t k;
+        if (s->rate > 0) {
+            uint64_t due = start + (uint64_t)((double)i * 1e6 / s->rate), now = gv_mono_us();
+            if (due > now) {
+                usleep((useconds_t)(due - now));
+            }
+        }
         gv_buf_reset(&frames);
-        for (k = 0; k < 1024 && i < s->n; k++, i++) {
+        for (k = 0; k < chunk && i < s->n; k++, i++) {
             make_record(&rec, i);
             gv_buf_reset(&payload);
             gv_event_encode(&rec, id, i + 1, &payload);
@@ -121,6 +170,7 @@ static void *sender_main(void *arg)
         while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0) {
         }
     }
+    s->done_us = gv_mono_us();
     gv_buf_free(&frames);
     gv_buf_free(&payload);
     /* Keep the connection until the agent has read everything. */
@@ -328,12 +378,261 @@ static void bench_emit(int nthreads, uint64_t per_thread)
     gv_free(e);
 }
 
+/* ---- 4. OTLP export ---------------------------------------------------------------- */
+
+struct receiver {
+    struct event_base *base;
+    struct evhttp *http;
+    int port;
+    pthread_t thr;
+    _Atomic uint64_t spans, requests, bytes;
+};
+
+/* The receiver decodes into one reused arena, as a collector would pool its buffers: its
+ * malloc/free would otherwise take the CPU the exporter is measured on (two cores). */
+static _Alignas(16) unsigned char rcv_arena[64u << 20];
+static size_t rcv_used;
+
+static void *rcv_alloc(void *data, size_t size)
+{
+    size_t need = (size + 15u) & ~(size_t)15u;
+    (void)data;
+    if (need < size || need > sizeof(rcv_arena) - rcv_used) {
+        return NULL;
+    }
+    rcv_used += need;
+    return rcv_arena + rcv_used - need;
+}
+
+static void rcv_free(void *data, void *p)
+{
+    (void)data;
+    (void)p;
+}
+
+static void on_otlp(struct evhttp_request *req, void *arg)
+{
+    ProtobufCAllocator alloc = {rcv_alloc, rcv_free, NULL};
+    struct receiver *r = arg;
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(in);
+    const uint8_t *p = evbuffer_pullup(in, -1);
+    const char *uri = evhttp_request_get_uri(req);
+
+    if (uri && strcmp(uri, "/v1/traces") == 0) {
+        Kt__Bench__V1__CountTraceRequest *t;
+        size_t i, j;
+        rcv_used = 0;
+        t = kt__bench__v1__count_trace_request__unpack(&alloc, n, p);
+        if (!t) {
+            evhttp_send_reply(req, 400, "Bad Request", NULL);
+            return;
+        }
+        for (i = 0; i < t->n_resource_spans; i++) {
+            for (j = 0; j < t->resource_spans[i]->n_scope_spans; j++) {
+                atomic_fetch_add(&r->spans, t->resource_spans[i]->scope_spans[j]->n_spans);
+            }
+        }
+        kt__bench__v1__count_trace_request__free_unpacked(t, &alloc);
+        atomic_fetch_add(&r->requests, 1);
+        atomic_fetch_add(&r->bytes, n);
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/x-protobuf");
+    evhttp_send_reply(req, 200, "OK", NULL);
+}
+
+static void *receiver_main(void *arg)
+{
+    struct receiver *r = arg;
+    event_base_dispatch(r->base);
+    return NULL;
+}
+
+static void receiver_start(struct receiver *r)
+{
+    struct evhttp_bound_socket *bs;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    memset(r, 0, sizeof(*r));
+    /* receiver_stop breaks the loop from another thread: the base must be told at once. */
+    evthread_use_pthreads();
+    r->base = event_base_new();
+    r->http = evhttp_new(r->base);
+    evhttp_set_max_body_size(r->http, 64u << 20);
+    evhttp_set_gencb(r->http, on_otlp, r);
+    bs = evhttp_bind_socket_with_handle(r->http, "127.0.0.1", 0);
+    if (!bs || getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &len) != 0) {
+        fprintf(stderr, "receiver bind failed\n");
+        exit(1);
+    }
+    r->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    pthread_create(&r->thr, NULL, receiver_main, r);
+}
+
+static void receiver_stop(struct receiver *r)
+{
+    event_base_loopbreak(r->base);
+    pthread_join(r->thr, NULL);
+    evhttp_free(r->http);
+    event_base_free(r->base);
+}
+
+/* CPU seconds of this process's thread named `name` (utime + stime from /proc). */
+static double named_thread_cpu_s(const char *name)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *de;
+    double s = 0;
+
+    while (d && (de = readdir(d)) != NULL) {
+        char path[300], comm[64] = "", stat[1024];
+        FILE *f;
+        unsigned long ut = 0, st = 0;
+        char *p;
+        if (de->d_name[0] == '.') {
+            continue;
+        }
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
+        f = fopen(path, "r");
+        if (!f || !fgets(comm, sizeof(comm), f)) {
+            if (f) {
+                fclose(f);
+            }
+            continue;
+        }
+        fclose(f);
+        comm[strcspn(comm, "\n")] = '\0';
+        if (strcmp(comm, name) != 0) {
+            continue;
+        }
+        snprintf(path, sizeof(path), "/proc/self/task/%s/stat", de->d_name);
+        f = fopen(path, "r");
+        if (!f || !fgets(stat, sizeof(stat), f)) {
+            if (f) {
+                fclose(f);
+            }
+            continue;
+        }
+        fclose(f);
+        /* Fields 14 and 15 follow the ")" that ends the name. */
+        p = strrchr(stat, ')');
+        if (p &&
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2) {
+            s += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+    return s;
+}
+
+static void bench_otlp(int nsend, uint64_t per_sender, double rate)
+{
+    char dir[] = "/tmp/kt-bench-otlp-XXXXXX";
+    char url[64], cmd[128];
+    struct ag_opts o;
+    struct agent_run a;
+    struct receiver rcv;
+    struct sender *s = gv_calloc((size_t)nsend, sizeof(*s));
+    uint64_t total = per_sender * (uint64_t)nsend, want = 0, t0, t1, i;
+    double c0, c1, x0, x1;
+    int k;
+
+    full_records = true;
+    for (i = 0; i < per_sender; i++) {
+        struct gv_record r;
+        make_record(&r, i);
+        want += (uint64_t)nsend * (r.decision == GV_DECISION_BLOCKED ? 2 : 5);
+    }
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    receiver_start(&rcv);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", rcv.port);
+    setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url, 1);
+    setenv("OTEL_BSP_SCHEDULE_DELAY", "100", 1);
+    memset(&o, 0, sizeof(o));
+    o.state_dir = dir;
+    o.flush_ms = 1000;
+    o.label = "bench";
+    o.exporters = "otlp";
+    if (ag_agent_create(&o, &a.ag) != GV_OK) {
+        fprintf(stderr, "agent create failed\n");
+        exit(1);
+    }
+    pthread_create(&a.thr, NULL, agent_main, &a);
+    pthread_getcpuclockid(a.thr, &a.cpu);
+    c0 = thread_cpu_s(a.cpu);
+    x0 = named_thread_cpu_s("kt-agent-otlp");
+    t0 = gv_mono_us();
+    for (k = 0; k < nsend; k++) {
+        snprintf(s[k].sock, sizeof(s[k].sock), "%s/agent.sock", dir);
+        s[k].id = k;
+        s[k].n = per_sender;
+        s[k].rate = rate / nsend;
+        pthread_create(&s[k].thr, NULL, sender_main, &s[k]);
+    }
+    /* Bounded: a stalled exporter ends the run after 10 minutes with what arrived. */
+    while (atomic_load(&rcv.spans) < want && gv_mono_us() - t0 < 600000000u) {
+        usleep(1000);
+    }
+    t1 = gv_mono_us();
+    c1 = thread_cpu_s(a.cpu);
+    x1 = named_thread_cpu_s("kt-agent-otlp");
+    uint64_t sent_us = 0;
+    for (k = 0; k < nsend; k++) {
+        pthread_join(s[k].thr, NULL);
+        sent_us = s[k].done_us > sent_us ? s[k].done_us : sent_us;
+    }
+    /* Paced: how far behind the exporter was when the last request had been offered. */
+    if (rate > 0) {
+        printf("otlp paced offered_requests_per_s=%.0f achieved_offer_per_s=%.0f "
+               "last_span_after_last_request_ms=%.0f\n",
+               rate, (double)total / ((double)(sent_us - t0) / 1e6),
+               t1 > sent_us ? (double)(t1 - sent_us) / 1e3 : 0.0);
+    }
+    printf("otlp senders=%d requests=%llu spans=%llu/%llu export_requests=%llu "
+           "body_bytes_per_span=%.0f requests_per_s=%.0f spans_per_s=%.0f "
+           "ingest_thread_cpu_us_per_span=%.2f exporter_thread_cpu_us_per_span=%.2f\n",
+           nsend, (unsigned long long)total, (unsigned long long)atomic_load(&rcv.spans),
+           (unsigned long long)want, (unsigned long long)atomic_load(&rcv.requests),
+           (double)atomic_load(&rcv.bytes) / (double)want,
+           (double)total / ((double)(t1 - t0) / 1e6), (double)want / ((double)(t1 - t0) / 1e6),
+           (c1 - c0) * 1e6 / (double)want, (x1 - x0) * 1e6 / (double)want);
+    ag_agent_stop(a.ag);
+    pthread_join(a.thr, NULL);
+    ag_agent_destroy(a.ag);
+    receiver_stop(&rcv);
+    unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+    unsetenv("OTEL_BSP_SCHEDULE_DELAY");
+    full_records = false;
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "cleanup failed\n");
+    }
+    gv_free(s);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 1000000;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
     gv_log_set_level(GV_LOG_WARN);
+    if (argc > 2 && strcmp(argv[2], "otlp") == 0) {
+        double rate = argc > 3 ? strtod(argv[3], NULL) : 0;
+        if (rate > 0) {
+            bench_otlp(2, n / 2, rate);
+            return 0;
+        }
+        bench_otlp(1, n, 0);
+        bench_otlp(4, n / 4, 0);
+        return 0;
+    }
     if (argc > 2 && strcmp(argv[2], "emit") == 0) {
         bench_emit(1, 100000);
         bench_emit(4, 25000);

@@ -39,7 +39,7 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/kt-phases.XXXXXX")"
 cleanup() {
     local rc=$?
     stop_pids
-    rm -rf "$WORK"
+    [ -n "${PHASES_KEEP:-}" ] && cp "$WORK"/cg.out.* "$PHASES_KEEP" 2>/dev/null; rm -rf "$WORK"
     exit "$rc"
 }
 trap cleanup EXIT

@@ -201,6 +201,8 @@ out:
     return rc;
 }
 
+static gv_rc delivery_series(struct gv_buf *out, const struct ex_prom_agent_stats *st);
+
 static gv_rc render(struct prom_ctx *c, struct gv_buf *out)
 {
     static const char *const decisions[] = {"allowed", "redacted", "blocked", "error"};
@@ -307,7 +309,41 @@ static gv_rc render(struct prom_ctx *c, struct gv_buf *out)
         (unsigned long long)c->stats.flushes, (unsigned long long)c->stats.exporter_retries,
         (unsigned long long)c->stats.exporter_drops, (unsigned long long)c->stats.active_runs,
         (unsigned long long)c->stats.journal_bytes));
+    TRY(delivery_series(out, &c->stats));
 out:
+    return rc;
+}
+
+/* The delivery counters of exporters that send per-request data (OTLP). */
+static gv_rc delivery_series(struct gv_buf *out, const struct ex_prom_agent_stats *st)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"kt_agent_export_sent_total", "counter",
+         "Requests whose data an exporter's backend acknowledged."},
+        {"kt_agent_export_queued", "gauge", "Requests waiting on disk for an exporter."},
+        {"kt_agent_export_dropped_total", "counter",
+         "Requests an exporter gave up: queue full or refused by the backend."},
+        {"kt_agent_export_retries_total", "counter",
+         "Export requests answered with a retryable failure."},
+    };
+    size_t f, i;
+    gv_rc rc = GV_OK;
+
+    if (st->nexporters == 0) {
+        return GV_OK;
+    }
+    for (f = 0; f < sizeof(fam) / sizeof(fam[0]) && rc == GV_OK; f++) {
+        rc = gv_buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help,
+                            fam[f].name, fam[f].type);
+        for (i = 0; i < st->nexporters && i < EX_PROM_EXPORTERS_MAX && rc == GV_OK; i++) {
+            const struct ex_stats *e = &st->exporters[i].st;
+            uint64_t v = f == 0 ? e->sent : f == 1 ? e->queued : f == 2 ? e->dropped : e->retries;
+            rc = gv_buf_appendf(out, "%s{exporter=\"%s\"} %llu\n", fam[f].name,
+                                st->exporters[i].name, (unsigned long long)v);
+        }
+    }
     return rc;
 }
 

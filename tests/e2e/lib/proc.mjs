@@ -67,6 +67,12 @@ export function testEnv(env = {}) {
     for (const k of ['OPENAI_API_KEY', 'OPENAI_BASE_URL', 'WANDB_API_KEY', 'WANDB_BASE_URL']) {
         delete out[k];
     }
+    // Nothing exports to a real OpenTelemetry backend unless a test points it at a stand-in.
+    for (const k of Object.keys(out)) {
+        if (k.startsWith('OTEL_')) {
+            delete out[k];
+        }
+    }
     if (!defaultStateDir) {
         defaultStateDir = makeTempDir('kt-e2e-state-');
     }

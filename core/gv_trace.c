@@ -1,0 +1,173 @@
+/* core/gv_trace.c - W3C trace context ids: derive, parse, format */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "core/gv_trace.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+/* Fetching the digest and making a context cost more than hashing a few dozen bytes
+ * (about 2 us against 0.3 us): the digest is fetched once per process and every thread
+ * keeps its context. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static _Thread_local EVP_MD_CTX *derive_ctx;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static void derive_ctx_free(void *ctx)
+{
+    EVP_MD_CTX_free(ctx);
+}
+
+static pthread_key_t derive_key;
+static pthread_once_t derive_key_once = PTHREAD_ONCE_INIT;
+
+static void derive_key_make(void)
+{
+    /* Frees each thread's context when the thread ends. */
+    (void)pthread_key_create(&derive_key, derive_ctx_free);
+}
+
+static EVP_MD_CTX *thread_ctx(void)
+{
+    if (!derive_ctx) {
+        pthread_once(&derive_key_once, derive_key_make);
+        derive_ctx = EVP_MD_CTX_new();
+        if (derive_ctx) {
+            (void)pthread_setspecific(derive_key, derive_ctx);
+        }
+    }
+    return derive_ctx;
+}
+
+void gv_trace_derive(const char *label, const void *seed, size_t seed_len, uint8_t *out, size_t n)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = thread_ctx();
+
+    pthread_once(&sha256_once, sha256_fetch);
+    memset(md, 0, sizeof(md));
+    if (ctx && sha256_md && EVP_DigestInit_ex2(ctx, sha256_md, NULL) == 1 &&
+        EVP_DigestUpdate(ctx, label, strlen(label) + 1) == 1 &&
+        EVP_DigestUpdate(ctx, seed, seed_len) == 1) {
+        (void)EVP_DigestFinal_ex(ctx, md, &mdlen);
+    }
+    if (n > 32) {
+        n = 32;
+    }
+    memcpy(out, md, n);
+    if (n > 0 && !gv_trace_id_valid(out, n)) {
+        out[n - 1] = 1;
+    }
+}
+
+void gv_trace_derive_request(const struct gv_record *rec, const char *label, uint8_t *out, size_t n)
+{
+    char seed[sizeof(rec->request_id) + 24];
+    int len = snprintf(seed, sizeof(seed), "%s/%llu", rec->request_id,
+                       (unsigned long long)rec->start_wall_us);
+    size_t slen = len > 0 ? (size_t)len : 0;
+
+    if (slen >= sizeof(seed)) {
+        slen = sizeof(seed) - 1;
+    }
+    gv_trace_derive(label, seed, slen, out, n);
+}
+
+bool gv_trace_id_valid(const uint8_t *id, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (id[i]) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    return -1; /* upper case is invalid in traceparent */
+}
+
+static bool unhex(const char *s, uint8_t *out, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            return false;
+        }
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
+gv_rc gv_trace_parse(const char *value, uint8_t trace_id[GV_TRACE_ID_LEN],
+                     uint8_t span_id[GV_SPAN_ID_LEN], uint8_t *flags)
+{
+    uint8_t ver, t[GV_TRACE_ID_LEN], s[GV_SPAN_ID_LEN], f;
+    size_t len;
+
+    if (!value) {
+        return GV_EINVAL;
+    }
+    /* Bounded: nothing past one byte beyond the fixed part is read. */
+    len = strnlen(value, GV_TRACEPARENT_LEN + 1);
+    if (len < GV_TRACEPARENT_LEN || !unhex(value, &ver, 1) || ver == 0xff || value[2] != '-' ||
+        value[35] != '-' || value[52] != '-' || !unhex(value + 3, t, sizeof(t)) ||
+        !unhex(value + 36, s, sizeof(s)) || !unhex(value + 53, &f, 1)) {
+        return GV_EINVAL;
+    }
+    if ((ver == 0 && len != GV_TRACEPARENT_LEN) ||
+        (ver != 0 && len > GV_TRACEPARENT_LEN && value[GV_TRACEPARENT_LEN] != '-')) {
+        return GV_EINVAL;
+    }
+    if (!gv_trace_id_valid(t, sizeof(t)) || !gv_trace_id_valid(s, sizeof(s))) {
+        return GV_EINVAL;
+    }
+    memcpy(trace_id, t, sizeof(t));
+    memcpy(span_id, s, sizeof(s));
+    *flags = f;
+    return GV_OK;
+}
+
+void gv_trace_hex(const uint8_t *id, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        out[2 * i] = digits[id[i] >> 4];
+        out[2 * i + 1] = digits[id[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void gv_trace_format(const uint8_t trace_id[GV_TRACE_ID_LEN], const uint8_t span_id[GV_SPAN_ID_LEN],
+                     uint8_t flags, char *out)
+{
+    out[0] = '0';
+    out[1] = '0';
+    out[2] = '-';
+    gv_trace_hex(trace_id, GV_TRACE_ID_LEN, out + 3);
+    out[35] = '-';
+    gv_trace_hex(span_id, GV_SPAN_ID_LEN, out + 36);
+    out[52] = '-';
+    gv_trace_hex(&flags, 1, out + 53);
+}
