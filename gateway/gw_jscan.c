@@ -20,20 +20,27 @@ static size_t skip_ws(const char *p, size_t i, size_t n)
     return i;
 }
 
-/* p[i] is the opening quote; returns the index after the closing one, or n+1. */
+/* p[i] is the opening quote; returns the index after the closing one, or n+1.
+ * memchr finds each quote (vectorised in libc); a quote is escaped when an odd
+ * number of backslashes stands before it. */
 static size_t skip_string(const char *p, size_t i, size_t n)
 {
-    for (i++; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '"') {
-            return i + 1;
-        }
-        if (c == '\\') {
-            i++; /* the escaped byte, whatever it is, cannot end the string */
-        }
-        else if (c < 0x20) {
+    size_t from = i + 1, j;
+
+    while (from < n) {
+        const char *q = memchr(p + from, '"', n - from);
+        size_t bs = 0;
+        if (!q) {
             return n + 1;
         }
+        j = (size_t)(q - p);
+        while (j - bs > i + 1 && p[j - 1 - bs] == '\\') {
+            bs++;
+        }
+        if (bs % 2 == 0) {
+            return j + 1;
+        }
+        from = j + 1;
     }
     return n + 1;
 }

@@ -7,7 +7,7 @@
  * passes on byte for byte. Building a json-c tree of a whole answer only to read
  * `usage` was the largest item of kt's own per-request work; this walks the
  * text once, checking its structure on the way (one object, balanced brackets,
- * closed strings, no raw control bytes in strings), and json-c then parses just
+ * closed strings), and json-c then parses just
  * the member it found. It is a structural scanner, not a JSON parser: it does
  * not check number or literal syntax or escapes (json-c does, on what is used),
  * and it compares keys as raw bytes (a key spelled with escapes is not found). */

@@ -37,7 +37,8 @@ static const struct row rows[] = {
     {"{\"a\":1}{\"b\":2}", "usage", GW_JSCAN_INVALID, NULL},
     {"{\"a\":1,}", "usage", GW_JSCAN_INVALID, NULL},
     {"{\"a\"1}", "usage", GW_JSCAN_INVALID, NULL},
-    {"{\"a\":\"\x01\"}", "usage", GW_JSCAN_INVALID, NULL},
+    {"{\"a\":\"\\\\\"}", "usage", GW_JSCAN_ABSENT, NULL},   /* an escaped backslash, then the end */
+    {"{\"a\":\"\\\"}", "usage", GW_JSCAN_INVALID, NULL}, /* an escaped quote: never closed */
     {"{\"a\":}", "usage", GW_JSCAN_INVALID, NULL},
 };
 
