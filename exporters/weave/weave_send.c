@@ -268,8 +268,11 @@ static enum post_res policy_ref(struct ex_weave_sender *s, struct ex_wandb_api *
     }
     if (j && json_object_object_get_ex(j, "digest", &d) &&
         json_object_is_type(d, json_type_string)) {
-        snprintf(p->refs[p->nrefs].ref, REF_MAX, "weave:///%s/%s/object/%s:%s", p->entity,
+        /* Formatted aside: entity and project live in the same struct as the ref. */
+        char ref_text[REF_MAX];
+        snprintf(ref_text, sizeof(ref_text), "weave:///%s/%s/object/%s:%s", p->entity,
                  p->project, oid, json_object_get_string(d));
+        memcpy(p->refs[p->nrefs].ref, ref_text, sizeof(ref_text));
     }
     else {
         /* Calls still go out, without the ref. */
