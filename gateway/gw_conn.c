@@ -64,7 +64,6 @@ struct gw_conn {
     uint64_t lingered;
     const struct gw_conn_owner_ops *ops;
     void *owner;
-    int status; /* of the answer in progress, for the HEAD check */
     bool rev_on;
     bool wev_on;
     bool flush_sched; /* fev is active: queued bytes go out before the loop polls again */
@@ -72,7 +71,6 @@ struct gw_conn {
     bool head_req;    /* the request in progress is HEAD: no body in the answer */
     bool keep_alive;  /* the request in progress allows another one after it */
     bool close_after; /* close once the answer is out */
-    bool streaming;   /* a streamed answer started */
     bool chunked;     /* ... with chunked framing (else close-delimited) */
     bool ended;       /* the answer in progress ended */
     bool full;        /* GW_CONN_FULL was reported; drained() is owed */
@@ -98,7 +96,6 @@ struct gw_conns {
     struct gw_conn *all;
     size_t nconns;
     size_t nbusy;
-    uint64_t refused;
     uint64_t accept_fails;
     uint64_t accept_logged_us;
     const struct timeval *tv[TK_NKINDS];
@@ -621,7 +618,6 @@ static void conn_dispatch(struct gw_conn *c)
     c->busy = true;
     cs->nbusy++;
     c->ended = false;
-    c->streaming = false;
     c->chunked = false;
     c->full = false;
     c->head_req = c->h1.head.method == GW_H1_METHOD_HEAD;
@@ -884,7 +880,6 @@ enum gw_conn_wr gw_conn_reply(struct gw_conn *c, int status, const char *ctype, 
     enum gw_conn_wr wr;
     int n = 1;
 
-    c->status = status;
     hl = build_head(c, head, sizeof(head), status, ctype, hdrs, hdrs_len, (long long)len, false);
     if (hl == 0) {
         /* The caller's headers overflowed our head buffer: answer without them. */
@@ -909,8 +904,6 @@ enum gw_conn_wr gw_conn_stream_start(struct gw_conn *c, int status, const char *
     struct iovec iov;
     size_t hl;
 
-    c->status = status;
-    c->streaming = true;
     c->chunked = c->h1.head.minor >= 1;
     if (!c->chunked) {
         c->close_after = true; /* HTTP/1.0: the end of the body is the close */
@@ -976,16 +969,6 @@ enum gw_conn_wr gw_conn_stream_end(struct gw_conn *c)
 void gw_conn_set_close(struct gw_conn *c)
 {
     c->close_after = true;
-}
-
-size_t gw_conn_unsent(const struct gw_conn *c)
-{
-    return c->unsent;
-}
-
-bool gw_conn_peer_eof(const struct gw_conn *c)
-{
-    return c->peer_eof;
 }
 
 /* The owner's part is over: the next request may be framed. */
@@ -1114,7 +1097,6 @@ static void refuse_over_cap(struct gw_conns *cs, int fd)
     ssize_t w = send_iov(fd, iov, 2);
 
     (void)w; /* best effort: a fresh socket's buffer takes this whole */
-    cs->refused++;
     shutdown(fd, SHUT_WR);
     close(fd);
 }
@@ -1291,9 +1273,4 @@ size_t gw_conns_count(const struct gw_conns *cs)
 size_t gw_conns_busy(const struct gw_conns *cs)
 {
     return cs ? cs->nbusy : 0;
-}
-
-uint64_t gw_conns_refused(const struct gw_conns *cs)
-{
-    return cs ? cs->refused + cs->accept_fails : 0;
 }

@@ -89,8 +89,6 @@ void gw_conns_drain(struct gw_conns *cs);
 /* Open connections, and those with a request in progress. */
 size_t gw_conns_count(const struct gw_conns *cs);
 size_t gw_conns_busy(const struct gw_conns *cs);
-/* Connections refused for the cap, and accept() failures, since start. */
-uint64_t gw_conns_refused(const struct gw_conns *cs);
 
 /* The request's owner takes the connection until its answer ends. */
 void gw_conn_attach(struct gw_conn *c, const struct gw_conn_owner_ops *ops, void *arg);
@@ -121,10 +119,6 @@ enum gw_conn_wr gw_conn_stream_end(struct gw_conn *c);
 /* Ask the connection to close after this answer (Connection: close). Before
  * the head is written. */
 void gw_conn_set_close(struct gw_conn *c);
-/* Answer bytes the client has not taken yet. */
-size_t gw_conn_unsent(const struct gw_conn *c);
-/* The client half-closed its side (sent FIN) while its request is in flight. */
-bool gw_conn_peer_eof(const struct gw_conn *c);
 
 /* The RFC 9110 IMF-fixdate of now, formatted once a second per thread. */
 const char *gw_conn_http_date(void);
