@@ -115,7 +115,7 @@ gv_rc gv_buf_appendf(struct gv_buf *b, const char *fmt, ...)
     return rc;
 }
 
-gv_rc gv_buf_append_u64(struct gv_buf *b, unsigned long long v)
+size_t gv_fmt_u64(unsigned long long v, char out[24])
 {
     char tmp[24];
     size_t i = sizeof(tmp);
@@ -124,7 +124,25 @@ gv_rc gv_buf_append_u64(struct gv_buf *b, unsigned long long v)
         tmp[--i] = (char)('0' + v % 10);
         v /= 10;
     } while (v > 0);
-    return gv_buf_append(b, tmp + i, sizeof(tmp) - i);
+    memcpy(out, tmp + i, sizeof(tmp) - i);
+    return sizeof(tmp) - i;
+}
+
+void gv_str_copy(char *dst, size_t size, const char *src)
+{
+    size_t n = src ? strnlen(src, size - 1) : 0;
+
+    if (n > 0) {
+        memcpy(dst, src, n);
+    }
+    dst[n] = '\0';
+}
+
+gv_rc gv_buf_append_u64(struct gv_buf *b, unsigned long long v)
+{
+    char tmp[24];
+
+    return gv_buf_append(b, tmp, gv_fmt_u64(v, tmp));
 }
 
 gv_rc gv_buf_append_fixed(struct gv_buf *b, double v, int decimals)
@@ -157,16 +175,7 @@ gv_rc gv_buf_append_fixed(struct gv_buf *b, double v, int decimals)
     if (neg && n > 0) {
         tmp[len++] = '-';
     }
-    {
-        char digits[24];
-        size_t k = sizeof(digits);
-        do {
-            digits[--k] = (char)('0' + ip % 10);
-            ip /= 10;
-        } while (ip > 0);
-        memcpy(tmp + len, digits + k, sizeof(digits) - k);
-        len += sizeof(digits) - k;
-    }
+    len += gv_fmt_u64(ip, tmp + len);
     if (decimals > 0) {
         tmp[len++] = '.';
         for (i = decimals - 1; i >= 0; i--) {

@@ -30,6 +30,12 @@ gv_rc gv_buf_append_char(struct gv_buf *b, char c);
 gv_rc gv_buf_appendf(struct gv_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 gv_rc gv_buf_vappendf(struct gv_buf *b, const char *fmt, va_list ap);
+/* v in decimal into out (no NUL); returns the number of digits. Without printf:
+ * hot paths format several numbers a request. */
+size_t gv_fmt_u64(unsigned long long v, char out[24]);
+/* Copies at most size - 1 bytes of src (NULL: "") into dst and NUL-terminates:
+ * for fixed fields filled from strings that may be too long or unterminated. */
+void gv_str_copy(char *dst, size_t size, const char *src);
 /* Append v in decimal, without printf (hot paths format several numbers a request). */
 gv_rc gv_buf_append_u64(struct gv_buf *b, unsigned long long v);
 /* Append v with exactly `decimals` (0..9) digits after the point, rounded half

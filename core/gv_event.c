@@ -2,6 +2,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "core/gv_event.h"
 
+#include "core/gv_buf.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,17 +36,6 @@ void gv_put_u64le(uint8_t *p, uint64_t v)
 uint64_t gv_get_u64le(const uint8_t *p)
 {
     return (uint64_t)gv_get_u32le(p) | (uint64_t)gv_get_u32le(p + 4) << 32;
-}
-
-/* Bounded copy of an untrusted string into a fixed field. */
-static void copy_str(char *dst, size_t size, const char *src)
-{
-    size_t n = src ? strnlen(src, size - 1) : 0;
-
-    if (n) {
-        memcpy(dst, src, n);
-    }
-    dst[n] = '\0';
 }
 
 /* protobuf-c wants char * even for fields it only reads. */
@@ -226,7 +217,7 @@ static void otlp_encode(const struct gv_record *rec, Gv__V1__GovernanceEvent *ev
     ev->upstream_port = rec->upstream_port;
     ev->response_model = str_in(rec->response_model);
     ev->response_id = str_in(rec->response_id);
-    copy_str(sc->reasons, sizeof(sc->reasons), rec->finish_reasons);
+    gv_str_copy(sc->reasons, sizeof(sc->reasons), rec->finish_reasons);
     p = sc->reasons;
     while (*p && n < sizeof(sc->reasonp) / sizeof(sc->reasonp[0])) {
         comma = strchr(p, ',');
@@ -262,13 +253,13 @@ static void otlp_decode(const Gv__V1__GovernanceEvent *ev, struct gv_record *rec
     otlp_copy_id(rec->parent_span_id, GV_SPAN_ID_LEN, ev->parent_span_id);
     otlp_copy_id(rec->upstream_span_id, GV_SPAN_ID_LEN, ev->upstream_span_id);
     rec->trace_flags = (uint8_t)ev->trace_flags;
-    copy_str(rec->tracestate, sizeof(rec->tracestate), ev->tracestate);
+    gv_str_copy(rec->tracestate, sizeof(rec->tracestate), ev->tracestate);
     rec->upstream_start_wall_us = ev->upstream_start_us;
     rec->upstream_first_byte_us = ev->upstream_first_byte_us;
-    copy_str(rec->upstream_host, sizeof(rec->upstream_host), ev->upstream_host);
+    gv_str_copy(rec->upstream_host, sizeof(rec->upstream_host), ev->upstream_host);
     rec->upstream_port = ev->upstream_port;
-    copy_str(rec->response_model, sizeof(rec->response_model), ev->response_model);
-    copy_str(rec->response_id, sizeof(rec->response_id), ev->response_id);
+    gv_str_copy(rec->response_model, sizeof(rec->response_model), ev->response_model);
+    gv_str_copy(rec->response_id, sizeof(rec->response_id), ev->response_id);
     /* Whole reasons only, as for the hello's chain. */
     gv_buf_init(&reasons, sizeof(rec->finish_reasons) - 1);
     for (i = 0; i < ev->n_finish_reasons; i++) {
@@ -391,18 +382,18 @@ gv_rc gv_event_decode(const void *p, size_t n, struct gv_record *rec, struct gv_
         return GV_EPROTO;
     }
     memset(rec, 0, sizeof(*rec));
-    copy_str(meta->instance_id, sizeof(meta->instance_id), ev->instance_id);
+    gv_str_copy(meta->instance_id, sizeof(meta->instance_id), ev->instance_id);
     meta->seq = ev->seq;
     rec->start_wall_us = ev->time_us;
-    copy_str(rec->request_id, sizeof(rec->request_id), ev->request_id);
-    copy_str(rec->run_id, sizeof(rec->run_id), ev->run_id);
-    copy_str(rec->project, sizeof(rec->project), ev->project);
-    copy_str(rec->entity, sizeof(rec->entity), ev->entity);
-    copy_str(rec->run_group, sizeof(rec->run_group), ev->run_group);
-    copy_str(rec->principal, sizeof(rec->principal), ev->principal);
-    copy_str(rec->team, sizeof(rec->team), ev->team);
-    copy_str(rec->model, sizeof(rec->model), ev->model);
-    copy_str(rec->target, sizeof(rec->target), ev->target);
+    gv_str_copy(rec->request_id, sizeof(rec->request_id), ev->request_id);
+    gv_str_copy(rec->run_id, sizeof(rec->run_id), ev->run_id);
+    gv_str_copy(rec->project, sizeof(rec->project), ev->project);
+    gv_str_copy(rec->entity, sizeof(rec->entity), ev->entity);
+    gv_str_copy(rec->run_group, sizeof(rec->run_group), ev->run_group);
+    gv_str_copy(rec->principal, sizeof(rec->principal), ev->principal);
+    gv_str_copy(rec->team, sizeof(rec->team), ev->team);
+    gv_str_copy(rec->model, sizeof(rec->model), ev->model);
+    gv_str_copy(rec->target, sizeof(rec->target), ev->target);
     /* A decision this build does not know (a newer gateway) counts as an error
      * rather than silently as allowed. */
     if ((int)ev->decision >= 0 && (int)ev->decision <= GV_DECISION_ERROR) {
@@ -411,12 +402,12 @@ gv_rc gv_event_decode(const void *p, size_t n, struct gv_record *rec, struct gv_
     else {
         rec->decision = GV_DECISION_ERROR;
     }
-    copy_str(rec->error_code, sizeof(rec->error_code), ev->error_code);
+    gv_str_copy(rec->error_code, sizeof(rec->error_code), ev->error_code);
     for (i = 0; i < ev->n_policies && i < GV_RECORD_MAX_POLICIES; i++) {
         const Gv__V1__PolicyOutcome *o = ev->policies[i];
         struct gv_policy_outcome *d = &rec->policies[i];
 
-        copy_str(d->name, sizeof(d->name), o->name);
+        gv_str_copy(d->name, sizeof(d->name), o->name);
         if ((int)o->action >= 0 && (int)o->action <= GV_OUTCOME_ERROR) {
             d->action = (enum gv_outcome_action)o->action;
         }
@@ -456,7 +447,7 @@ gv_rc gv_hello_encode(const struct gv_hello *h, struct gv_buf *out)
     m.pack_name = str_in(h->pack_name);
     m.pack_version = str_in(h->pack_version);
     m.pid = h->pid;
-    copy_str(chain, sizeof(chain), h->chain);
+    gv_str_copy(chain, sizeof(chain), h->chain);
     p = chain;
     while (*p && n < sizeof(names) / sizeof(names[0])) {
         comma = strchr(p, ',');
@@ -483,9 +474,9 @@ gv_rc gv_hello_decode(const void *p, size_t n, struct gv_hello *h)
     }
     memset(h, 0, sizeof(*h));
     h->schema_version = m->schema_version;
-    copy_str(h->instance_id, sizeof(h->instance_id), m->instance_id);
-    copy_str(h->pack_name, sizeof(h->pack_name), m->pack_name);
-    copy_str(h->pack_version, sizeof(h->pack_version), m->pack_version);
+    gv_str_copy(h->instance_id, sizeof(h->instance_id), m->instance_id);
+    gv_str_copy(h->pack_name, sizeof(h->pack_name), m->pack_name);
+    gv_str_copy(h->pack_version, sizeof(h->pack_version), m->pack_version);
     h->pid = m->pid;
     /* Whole names only: a cut name would look like a different policy. */
     gv_buf_init(&chain, sizeof(h->chain) - 1);

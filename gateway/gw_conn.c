@@ -813,13 +813,8 @@ static void hw_str(struct headw *w, const char *s)
 static void hw_u64(struct headw *w, unsigned long long v)
 {
     char tmp[24];
-    size_t i = sizeof(tmp);
 
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v > 0);
-    hw_put(w, tmp + i, sizeof(tmp) - i);
+    hw_put(w, tmp, gv_fmt_u64(v, tmp));
 }
 
 static size_t build_head(struct gw_conn *c, char *out, size_t size, int status, const char *ctype,

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/gv_buf.h"
 #include "gateway/gw_http.h"
 
 static bool fail(struct gw_oai_err *err, int status, const char *code, const char *param,
@@ -38,11 +39,7 @@ static bool check_tag(const char *v, const char *name, char *dst, size_t size, c
                  name, GV_RUN_TAG_MAX);
         return false;
     }
-    if (n >= size) {
-        n = size - 1;
-    }
-    memcpy(dst, v, n);
-    dst[n] = '\0';
+    gv_str_copy(dst, size, v);
     return true;
 }
 

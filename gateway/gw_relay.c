@@ -88,17 +88,6 @@ struct gw_rq {
 
 /* ---------------------------------------------------------------- helpers */
 
-/* Truncating copy; a plain copy because snprintf("%s") costs more than the whole copy. */
-static void copy_str(char *dst, size_t size, const char *s)
-{
-    size_t n = s ? strnlen(s, size - 1) : 0;
-
-    if (n > 0) {
-        memcpy(dst, s, n);
-    }
-    dst[n] = '\0';
-}
-
 /* A header value from the upstream, for our own answer head: anything that is
  * not printable ASCII or a space ends it, so no CR or LF can split the head. */
 static void copy_hdr(char *dst, size_t size, const char *s)
@@ -154,7 +143,7 @@ static void log_safe(char *dst, size_t size, const char *s)
     }
     dst[i] = '\0';
     if (i == 0 && size > 1) {
-        copy_str(dst, size, "-");
+        gv_str_copy(dst, size, "-");
     }
 }
 
@@ -360,7 +349,7 @@ static void fail_json(struct rq *r, int status, const char *type, const char *co
     if (r->decision != GV_DECISION_BLOCKED) {
         r->decision = GV_DECISION_ERROR;
     }
-    copy_str(r->rec.error_code, sizeof(r->rec.error_code), code ? code : type);
+    gv_str_copy(r->rec.error_code, sizeof(r->rec.error_code), code ? code : type);
     if (r->conn && !r->client_gone) {
         struct gw_conn *c = r->conn;
         gv_buf_init(&hd, HDRS_MAX);
@@ -395,7 +384,7 @@ static void fail_stream(struct rq *r, int status, const char *code, const char *
     gw_http_error_body(&b, message, gw_http_error_type(status), code, NULL);
     gv_buf_append_str(&b, "\n\n");
     r->decision = GV_DECISION_ERROR;
-    copy_str(r->rec.error_code, sizeof(r->rec.error_code), code);
+    gv_str_copy(r->rec.error_code, sizeof(r->rec.error_code), code);
     if (r->conn && !r->client_gone) {
         struct gw_conn *c = r->conn;
         /* Held-back text is dropped on purpose: it was never checked. */
@@ -580,10 +569,10 @@ static void remember_chunk_meta(struct rq *r, struct json_object *o)
     struct json_object *v;
 
     if (json_object_object_get_ex(o, "id", &v) && json_object_is_type(v, json_type_string)) {
-        copy_str(r->last_id, sizeof(r->last_id), json_object_get_string(v));
+        gv_str_copy(r->last_id, sizeof(r->last_id), json_object_get_string(v));
     }
     if (json_object_object_get_ex(o, "model", &v) && json_object_is_type(v, json_type_string)) {
-        copy_str(r->last_model, sizeof(r->last_model), json_object_get_string(v));
+        gv_str_copy(r->last_model, sizeof(r->last_model), json_object_get_string(v));
     }
     if (json_object_object_get_ex(o, "created", &v) && v) {
         r->last_created = (long long)json_object_get_int64(v);
@@ -858,12 +847,12 @@ static void finish_buffered(struct rq *r)
     if (status < 200 || status >= 300) {
         /* The upstream's own error answer, passed on unchanged. */
         r->decision = GV_DECISION_ERROR;
-        copy_str(r->rec.error_code, sizeof(r->rec.error_code), "upstream_error");
+        gv_str_copy(r->rec.error_code, sizeof(r->rec.error_code), "upstream_error");
         o = parse_json(r->w, body, len);
         if (o && json_object_object_get_ex(o, "error", &err) &&
             json_object_object_get_ex(err, "code", &v) &&
             json_object_is_type(v, json_type_string)) {
-            copy_str(r->rec.error_code, sizeof(r->rec.error_code), json_object_get_string(v));
+            gv_str_copy(r->rec.error_code, sizeof(r->rec.error_code), json_object_get_string(v));
         }
         if (o) {
             json_object_put(o);
@@ -939,7 +928,7 @@ static void up_done(void *arg, gv_rc rc, const char *what)
     r->cb_t0 = r->t_up_end;
     if (r->client_gone || !r->conn) {
         r->decision = GV_DECISION_ERROR;
-        copy_str(r->rec.error_code, sizeof(r->rec.error_code), "client_closed");
+        gv_str_copy(r->rec.error_code, sizeof(r->rec.error_code), "client_closed");
         finish(r, 499);
         return;
     }
@@ -1021,7 +1010,7 @@ static void on_client_closed(void *arg)
         return; /* up_data sees client_gone and aborts the transfer */
     }
     r->decision = GV_DECISION_ERROR;
-    copy_str(r->rec.error_code, sizeof(r->rec.error_code), "client_closed");
+    gv_str_copy(r->rec.error_code, sizeof(r->rec.error_code), "client_closed");
     finish(r, 499);
 }
 
@@ -1077,7 +1066,7 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
     r->preq.api_key = "";
     r->preq.rec = &r->rec;
     r->rec.start_wall_us = gv_wall_us() - (gv_mono_us() - in->t_start);
-    copy_str(r->rec.request_id, sizeof(r->rec.request_id), reqid);
+    gv_str_copy(r->rec.request_id, sizeof(r->rec.request_id), reqid);
     /* Continue the client's trace context, or start a trace. */
     gw_trace_begin(&r->rec, hdr_value(in->head, "traceparent", tp_in, sizeof(tp_in)),
                    hdr_value(in->head, "tracestate", ts_in, sizeof(ts_in)));
@@ -1109,7 +1098,7 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
     r->preq.api_key = r->api_key;
     r->model = gv_strdup(chat.model);
     r->preq.model = r->model;
-    copy_str(r->rec.model, sizeof(r->rec.model), r->model);
+    gv_str_copy(r->rec.model, sizeof(r->rec.model), r->model);
     r->stream = chat.stream;
     r->preq.stream = r->stream;
     r->client_usage = chat.client_usage;
@@ -1122,7 +1111,7 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
         return;
     }
     r->preq.target = t;
-    copy_str(r->rec.target, sizeof(r->rec.target), t->id);
+    gv_str_copy(r->rec.target, sizeof(r->rec.target), t->id);
 
     memset(&verdict, 0, sizeof(verdict));
     gw_chain_evaluate(s->chain, &r->preq, &verdict);

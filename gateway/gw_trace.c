@@ -12,17 +12,8 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#include "core/gv_buf.h"
 #include "core/gv_time.h"
-
-static void copy_bounded(char *dst, size_t size, const char *src)
-{
-    size_t n = src ? strnlen(src, size - 1) : 0;
-
-    if (n) {
-        memcpy(dst, src, n);
-    }
-    dst[n] = '\0';
-}
 
 /* Printable ASCII only: the value goes into events and upstream headers as is. */
 static bool tracestate_ok(const char *s)
@@ -49,7 +40,7 @@ void gw_trace_begin(struct gv_record *rec, const char *traceparent, const char *
         /* Flags beyond `sampled` are version-specific: only that bit travels. */
         rec->trace_flags &= 1u;
         if (tracestate && tracestate_ok(tracestate)) {
-            copy_bounded(rec->tracestate, sizeof(rec->tracestate), tracestate);
+            gv_str_copy(rec->tracestate, sizeof(rec->tracestate), tracestate);
         }
     }
     else {
@@ -78,7 +69,7 @@ void gw_trace_upstream_start(struct gv_record *rec, const char *url)
         last_port = 0;
         if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
             curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
-            copy_bounded(last_host, sizeof(last_host), host);
+            gv_str_copy(last_host, sizeof(last_host), host);
             if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK && port) {
                 long v = strtol(port, NULL, 10);
                 last_port = v > 0 && v < 65536 ? (int)v : 0;
@@ -87,9 +78,9 @@ void gw_trace_upstream_start(struct gv_record *rec, const char *url)
         curl_free(host);
         curl_free(port);
         curl_url_cleanup(u);
-        copy_bounded(last_url, sizeof(last_url), strlen(url) < sizeof(last_url) ? url : "");
+        gv_str_copy(last_url, sizeof(last_url), strlen(url) < sizeof(last_url) ? url : "");
     }
-    copy_bounded(rec->upstream_host, sizeof(rec->upstream_host), last_host);
+    gv_str_copy(rec->upstream_host, sizeof(rec->upstream_host), last_host);
     rec->upstream_port = last_port;
 }
 
@@ -128,10 +119,10 @@ void gw_trace_response(struct gv_record *rec, struct json_object *o)
         return;
     }
     if (json_object_object_get_ex(o, "id", &v) && json_object_is_type(v, json_type_string)) {
-        copy_bounded(rec->response_id, sizeof(rec->response_id), json_object_get_string(v));
+        gv_str_copy(rec->response_id, sizeof(rec->response_id), json_object_get_string(v));
     }
     if (json_object_object_get_ex(o, "model", &v) && json_object_is_type(v, json_type_string)) {
-        copy_bounded(rec->response_model, sizeof(rec->response_model), json_object_get_string(v));
+        gv_str_copy(rec->response_model, sizeof(rec->response_model), json_object_get_string(v));
     }
     if (!json_object_object_get_ex(o, "choices", &choices) ||
         !json_object_is_type(choices, json_type_array)) {

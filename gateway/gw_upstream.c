@@ -1262,12 +1262,8 @@ static void build_head(struct gw_upstream_call *c, const struct gw_upstream_req 
     size_t alen = strlen(accept), klen = auth ? strlen(auth) : 0;
     size_t xlen = rq->extra_headers ? strlen(rq->extra_headers) : 0;
     char num[24], *w;
-    size_t nlen = 0, v = c->body_len, len;
+    size_t nlen = gv_fmt_u64(c->body_len, num), len;
 
-    do {
-        num[sizeof(num) - 1 - nlen++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v > 0);
     len = 5 + t->path_len + sizeof(s1) - 1 + t->hostport_len + sizeof(s2) - 1 + alen +
           (auth ? sizeof(s3) - 1 + klen : 0) + sizeof(s4) - 1 + nlen + 2 + xlen + 2;
     c->body_in_head = t->tls && c->body_len <= TLS_COALESCE_MAX;
@@ -1284,7 +1280,7 @@ static void build_head(struct gw_upstream_call *c, const struct gw_upstream_req 
         put(&w, auth, klen);
     }
     put(&w, s4, sizeof(s4) - 1);
-    put(&w, num + sizeof(num) - nlen, nlen);
+    put(&w, num, nlen);
     put(&w, "\r\n", 2);
     if (xlen) {
         put(&w, rq->extra_headers, xlen);
