@@ -3,7 +3,7 @@
 #
 #   bash bench/agent/weave.sh [calls] [batch_size] [senders]
 #
-# build/bench/kt_bench_weave_export runs an in-process agent with the weave exporter and feeds
+# build-bench/bench/kt_bench_weave_export (built here with -DKT_BENCH=ON) runs an in-process agent with the weave exporter and feeds
 # it `calls` events (default 100000) while nothing listens at the stand-in's address, so they
 # wait in the outbox; then this script starts the W&B/Weave stand-in there
 # (tests/e2e/wandb-standin/server.mjs --lean: every request fully validated, only call ids
@@ -18,7 +18,14 @@ BATCH="${2:-100}"
 SENDERS="${3:-4}"
 PORT="${BENCH_PORT:-18291}"
 WORKERS="${BENCH_STANDIN_WORKERS:-2}"
-BIN="${KT_BENCH_BIN:-$ROOT/build/bench/kt_bench_weave_export}"
+BIN="${KT_BENCH_BIN:-}"
+if [ -z "$BIN" ]; then
+    # Benchmarks build only with -DKT_BENCH=ON: a Release tree of their own (build-bench/).
+    BIN="$ROOT/build-bench/bench/kt_bench_weave_export"
+    { cmake -S "$ROOT" -B "$ROOT/build-bench" -DCMAKE_BUILD_TYPE=Release -DKT_TESTS=OFF \
+        -DKT_BENCH=ON && cmake --build "$ROOT/build-bench" -j2 --target kt_bench_weave_export; } \
+        >/dev/null || { echo "bench: building kt_bench_weave_export failed" >&2; exit 1; }
+fi
 KEY="kt-bench-$(printf 'b%.0s' $(seq 1 40))"
 OUT="$(mktemp)"
 SOUT="$(mktemp)"

@@ -22,7 +22,7 @@ if [ "${#targets[@]}" -eq 0 ]; then
 fi
 
 log="$build.log"
-if ! { cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DKT_TESTS=OFF &&
+if ! { cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DKT_TESTS=OFF -DKT_BENCH=ON &&
        cmake --build "$build" -j2 --target "${targets[@]}"; } >"$log" 2>&1; then
   tail -40 "$log" >&2
   echo "bench/detectors: build failed, full log in $log" >&2

@@ -151,7 +151,7 @@ done
 # --- release build -----------------------------------------------------------------------
 if [ "${STREAMS_SKIP_BUILD:-0}" != 1 ] && [ -z "${KT_BIN:-}" ]; then
     echo "building release kt and kt-bench-floor2 in build-release/ ..." >&2
-    cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DKT_TESTS=OFF \
+    cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DKT_TESTS=OFF -DKT_BENCH=ON \
         >"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log"; exit 1; }
     cmake --build build-release -j1 --target kt --target kt-bench-floor2 \
         >>"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log"; exit 1; }
