@@ -7,8 +7,12 @@
 # `npm ci` in tests/e2e), builds build/ (-DKT_WERROR=ON) and build-asan/ (ASan+UBSan), runs
 # the cmocka unit tests in both, then the node e2e suite against both kt binaries. It ends with
 # one line "N passed, N failed" and exits non-zero when anything failed.
-# Environment: JOBS (default 2), KT_TEST_SKIP_ASAN=1 to build and test only build/,
-# KT_TEST_SKIP_DEPS=1 to skip installing packages.
+# A third tree, build-tsan/ (ThreadSanitizer), runs the same unit and e2e tests: the emitter's
+# lock-free ring, the audit writer, the agent's exporter threads and the gateway's workers all
+# share state. A race report from any kt process or unit test fails the run.
+# Environment: JOBS (default 2), KT_TEST_SKIP_ASAN=1 to build and test only build/ (and
+# build-tsan/), KT_TEST_SKIP_TSAN=1 to leave out build-tsan/, KT_TEST_SKIP_DEPS=1 to skip
+# installing packages.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -76,7 +80,17 @@ if [ "${KT_TEST_SKIP_ASAN:-0}" != 1 ]; then
     fi
 fi
 
+if [ "${KT_TEST_SKIP_TSAN:-0}" != 1 ]; then
+    if build build-tsan "$LOGDIR/build-tsan.log" -DKT_TSAN=ON -DCMAKE_BUILD_TYPE=Debug; then
+        BUILDS+=(build-tsan)
+    fi
+fi
+
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
+# Only the build-tsan binaries read this; every report lands in one file per process.
+TSAN_LOGS="$LOGDIR/tsan"
+rm -rf "$TSAN_LOGS" && mkdir -p "$TSAN_LOGS"
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1 log_path=$TSAN_LOGS/report}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
 
 # --- unit tests (ctest -L unit) ---------------------------------------------------------
@@ -131,6 +145,19 @@ for b in "${BUILDS[@]+"${BUILDS[@]}"}"; do
     [ "$f" -eq 0 ] || FAILURES+=("e2e against $b/kt ($f)")
     if [ "$f" -eq 0 ] && [ "$rc" -ne 0 ]; then fail_step "e2e against $b/kt exited $rc"; fi
 done
+
+# --- ThreadSanitizer reports -------------------------------------------------------------
+if [[ " ${BUILDS[*]+"${BUILDS[*]}"} " == *" build-tsan "* ]]; then
+    step "ThreadSanitizer reports (build-tsan)"
+    reports=("$TSAN_LOGS"/report*)
+    if [ -e "${reports[0]}" ]; then
+        head -n 60 "${reports[@]}"
+        fail_step "ThreadSanitizer reported ${#reports[@]} process(es) (logs: ${TSAN_LOGS#"$ROOT"/})"
+    else
+        echo "no reports"
+        pass_step
+    fi
+fi
 
 echo
 if [ "${#FAILURES[@]}" -gt 0 ]; then
