@@ -652,6 +652,15 @@ static gv_rc config_exporters(struct ag_agent *ag, const struct ex_exporter_ops 
     return GV_OK;
 }
 
+/* A configuration error goes back to the caller, who prints it (only cli/ writes to stderr). */
+static gv_rc config_error(struct ag_agent *ag, const struct gv_cfg_err *err)
+{
+    if (ag->opts.err) {
+        *ag->opts.err = *err;
+    }
+    return GV_ECONFIG;
+}
+
 static gv_rc exporters_start(struct ag_agent *ag)
 {
     static const struct ex_exporter_ops *const all[] = {
@@ -667,8 +676,7 @@ static gv_rc exporters_start(struct ag_agent *ag)
     memset(&err, 0, sizeof(err));
     rc = config_exporters(ag, all, &cfg, &err);
     if (rc) {
-        fprintf(stderr, "%s\n", err.msg);
-        return GV_ECONFIG;
+        return config_error(ag, &err);
     }
     for (i = 0; all[i]; i++) {
         count++;
@@ -684,8 +692,9 @@ static gv_rc exporters_start(struct ag_agent *ag)
                 known = known || (strlen(all[i]->name) == len && !strncmp(all[i]->name, p, len));
             }
             if (!known) {
-                fprintf(stderr, "kt agent: --exporters: unknown exporter '%.*s'\n", (int)len, p);
-                return GV_ECONFIG;
+                snprintf(err.msg, sizeof(err.msg), "--exporters: unknown exporter '%.*s'",
+                         (int)len, p);
+                return config_error(ag, &err);
             }
             p = comma ? comma + 1 : NULL;
         }
@@ -720,8 +729,9 @@ static gv_rc exporters_start(struct ag_agent *ag)
             }
             gv_buf_free(&y);
             if (rc) {
-                fprintf(stderr, "kt agent: bad --metrics-listen '%s'\n", ag->opts.metrics_listen);
-                return GV_ECONFIG;
+                snprintf(err.msg, sizeof(err.msg), "bad --metrics-listen '%s'",
+                         ag->opts.metrics_listen);
+                return config_error(ag, &err);
             }
             mapping = x->doc->root;
             path = "--metrics-listen";
@@ -734,14 +744,13 @@ static gv_rc exporters_start(struct ag_agent *ag)
         if (ops->config_map) {
             rc = gv_cfg_apply(ops->config_map, path, mapping, x->ex.ctx, &err);
             if (rc) {
-                fprintf(stderr, "%s\n", err.msg);
-                rc = GV_ECONFIG;
+                rc = config_error(ag, &err);
                 goto skip;
             }
         }
         else if (mapping) {
-            fprintf(stderr, "%s: exporter %s takes no settings\n", path, ops->name);
-            rc = GV_ECONFIG;
+            snprintf(err.msg, sizeof(err.msg), "%s: exporter %s takes no settings", path, ops->name);
+            rc = config_error(ag, &err);
             goto skip;
         }
         rc = ops->init(&x->ex, ag->state_dir);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "core/gv_buf.h"
+#include "core/gv_cfg.h"
 #include "core/gv_rc.h"
 
 struct ag_opts {
@@ -20,6 +21,7 @@ struct ag_opts {
     uint64_t flush_ms;          /* exporter flush and state checkpoint period */
     uint64_t idle_ms;           /* finalise runs idle this long; 0 never */
     bool fsync;                 /* fdatasync the journal before acknowledging */
+    struct gv_cfg_err *err;     /* out, may be NULL: the message of a GV_ECONFIG from create */
 };
 
 struct ag_agent;
@@ -27,7 +29,8 @@ struct ag_agent;
 /* Opens the state dir (recovering state.json + journal), binds the socket and
  * starts the exporters. GV_EIO when the socket or state cannot be set up (for
  * example another agent owns the state dir), GV_ECONFIG for a bad exporter
- * setting, GV_EPROTO for a state file that does not parse. Logs the cause. */
+ * setting (its message in opts->err, which the caller prints), GV_EPROTO for a state file
+ * that does not parse. Logs the other causes. */
 gv_rc ag_agent_create(const struct ag_opts *opts, struct ag_agent **out);
 /* Serves until SIGTERM/SIGINT (when handle_signals) or ag_agent_stop, then
  * flushes exporters and checkpoints. Call from one thread. */

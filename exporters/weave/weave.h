@@ -195,13 +195,6 @@ enum ex_weave_send { EX_WEAVE_SENT = 0, EX_WEAVE_LATER };
 enum ex_weave_send ex_weave_send_outbox(struct ex_weave_sender *s, struct ex_wandb_api *api,
                                         struct ex_weave_outbox *ob, size_t max_batches);
 
-/* ---- command (exporters/weave/weave_cmd.c) ---- */
-
-/* `kt wandb sync [DIR] [--attempts N] [--state-dir DIR]`: the W&B runs of
- * <state>/wandb-offline (ex_wandb_cmd_sync) and the Weave calls of
- * <state>/weave-offline; DIR names either, the other is its sibling. */
-int ex_weave_cmd_wandb_sync(int argc, char **argv);
-
 /* ---- the exporter instance (exporters/weave/weave.c) ---- */
 
 struct ex_weave_ctx {

@@ -10,7 +10,7 @@
 #include "core/gv_mem.h"
 #include "core/gv_time.h"
 #include "core/gv_yaml.h"
-#include "exporters/wandb/ex_wandb_cmd.h"
+#include "cli/cli.h"
 #include "exporters/wandb/wandb.h"
 
 /* usage: wandb_driver --state DIR [--config YAML] [--runs N] [--batches M] [--start K]
@@ -83,7 +83,7 @@ int main(int argc, char **argv)
     int i, ret = 1;
 
     if (argc >= 2 && strcmp(argv[1], "sync") == 0) {
-        return ex_wandb_cmd_sync(argc - 2, argv + 2);
+        return cli_wandb_sync(argc - 2, argv + 2);
     }
     for (i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : "";

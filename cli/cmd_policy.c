@@ -1,24 +1,23 @@
-/* gateway/gw_cmd_policy.c - `kt policy check FILE`: validate a policy config */
+/* cli/cmd_policy.c - `kt policy check FILE`: validate a policy config */
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "gateway/gw_cmd.h"
+#include "cli/cli.h"
 
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/cli_args.h"
 #include "core/gv_buf.h"
 #include "core/gv_paths.h"
 #include "gateway/gw_chain.h"
 #include "gateway/gw_config.h"
 
-static void usage(FILE *out)
-{
-    fprintf(out, "usage: kt policy check [--state-dir DIR] FILE\n"
-                 "  Loads FILE and validates every setting and each policy's paths under the\n"
-                 "  state dir without creating anything, then prints a one-line summary\n"
-                 "  (exit 0) or the first problem as file:line:col: message (exit 2).\n");
-}
+#define USAGE                                                                                      \
+    "usage: kt policy check [--state-dir DIR] FILE\n"                                             \
+    "  Loads FILE and validates every setting and each policy's paths under the\n"                \
+    "  state dir without creating anything, then prints a one-line summary\n"                     \
+    "  (exit 0) or the first problem as file:line:col: message (exit 2).\n"
 
-int gw_cmd_policy_check(int argc, char **argv)
+int cli_policy_check(int argc, char **argv)
 {
     struct gv_cfg_err err;
     struct gw_config *cfg = NULL;
@@ -27,38 +26,20 @@ int gw_cmd_policy_check(int argc, char **argv)
     char state_dir[4096];
     const char *state = NULL;
     const char *file = NULL;
+    const struct cli_opt opts[] = {
+        {"--state-dir", CLI_OPT_STR, &state, 0, 0},
+        {NULL, CLI_OPT_FLAG, NULL, 0, 0},
+    };
+    const struct cli_spec spec = {"kt policy check", USAGE, opts, &file, 1, 1};
     size_t i;
-    int code = 2;
-    int a;
+    int code;
 
     gv_buf_init(&names, 4096);
-    for (a = 0; a < argc; a++) {
-        if (strcmp(argv[a], "-h") == 0 || strcmp(argv[a], "--help") == 0) {
-            usage(stdout);
-            code = 0;
-            goto out;
-        }
-        if (strcmp(argv[a], "--state-dir") == 0 && a + 1 < argc) {
-            state = argv[++a];
-        }
-        else if (argv[a][0] == '-' && argv[a][1]) {
-            fprintf(stderr, "kt policy check: unknown option '%s'\n", argv[a]);
-            usage(stderr);
-            goto out;
-        }
-        else if (!file) {
-            file = argv[a];
-        }
-        else {
-            fprintf(stderr, "kt policy check: one FILE only\n");
-            usage(stderr);
-            goto out;
-        }
-    }
-    if (!file) {
-        usage(stderr);
+    code = cli_args_parse(&spec, argc, argv, NULL);
+    if (code != CLI_ARGS_RUN) {
         goto out;
     }
+    code = 2;
     /* Policies that persist (audit, cost, rbac) check the same state dir the
      * gateway would use, so a check catches an unusable one too; a check only
      * looks, it never creates anything there. */

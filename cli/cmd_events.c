@@ -1,7 +1,7 @@
-/* gateway/gw_cmd_events.c - kt events list|verify|tail over the audit segments */
+/* cli/cmd_events.c - kt events list|verify|tail over the audit segments */
 /* SPDX-License-Identifier: Apache-2.0 */
 #define _GNU_SOURCE /* strptime, timegm */
-#include "gateway/gw_cmd_gov.h"
+#include "cli/cli.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/cli_args.h"
 #include "core/gv_buf.h"
 #include "core/gv_cfg.h"
 #include "core/gv_mem.h"
@@ -36,11 +37,20 @@ struct opts {
     long max; /* tail: stop after this many new records; 0 = never */
 };
 
-static int usage_err(const char *cmd, const char *msg, const char *arg)
-{
-    fprintf(stderr, "kt events %s: %s%s%s\n", cmd, msg, arg ? " " : "", arg ? arg : "");
-    return 2;
-}
+#define USAGE_LIST                                                                                 \
+    "usage: kt events list [--limit N] [--run ID] [--decision D] [--since T] [--json]\n"           \
+    "                      [--state-dir DIR | --audit-dir DIR]\n"                                  \
+    "  The newest N (default 20) audit records, oldest first; D is allowed|redacted|blocked|\n"   \
+    "  error, T an RFC 3339 time or an age (15m, 2h, 7d).\n"
+#define USAGE_VERIFY                                                                               \
+    "usage: kt events verify [--json] [--state-dir DIR | --audit-dir DIR]\n"                       \
+    "  Checks the audit log's hash chain from the first record to the head; exit 1 when it\n"     \
+    "  is broken.\n"
+#define USAGE_TAIL                                                                                 \
+    "usage: kt events tail [--lines N] [--max N] [--run ID] [--decision D] [--since T] [--json]\n" \
+    "                      [--state-dir DIR | --audit-dir DIR]\n"                                  \
+    "  The last N (default 10) records, then new ones as they are written; --max N stops\n"       \
+    "  after N new records.\n"
 
 /* RFC 3339 ("2026-01-02T03:04:05Z", fraction and offset "Z" only) or an age. */
 static bool parse_since(const char *s, uint64_t *out)
@@ -97,66 +107,45 @@ static bool parse_since(const char *s, uint64_t *out)
 static int parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
 {
     char state[4096];
-    const char *state_dir = NULL, *audit_dir = NULL;
-    int i, n;
+    const char *state_dir = NULL, *audit_dir = NULL, *decision = NULL, *since = NULL;
+    bool tail = strcmp(cmd, "tail") == 0, verify = strcmp(cmd, "verify") == 0;
+    /* Rows named "" are not this command's: verify reads every record (filters and counts
+     * would only mislead it), only tail has --max. */
+    const struct cli_opt opts[] = {
+        {"--json", CLI_OPT_FLAG, &o->json, 0, 0},
+        {"--state-dir", CLI_OPT_STR, &state_dir, 0, 0},
+        {"--audit-dir", CLI_OPT_STR, &audit_dir, 0, 0},
+        {verify ? "" : tail ? "--lines" : "--limit", CLI_OPT_LONG, &o->limit, 0, LIMIT_MAX},
+        {verify ? "" : "--run", CLI_OPT_STR, &o->run, 0, 0},
+        {verify ? "" : "--decision", CLI_OPT_STR, &decision, 0, 0},
+        {verify ? "" : "--since", CLI_OPT_STR, &since, 0, 0},
+        {tail ? "--max" : "", CLI_OPT_LONG, &o->max, 0, LIMIT_MAX},
+        {NULL, CLI_OPT_FLAG, NULL, 0, 0},
+    };
+    const struct cli_spec spec = {
+        tail ? "kt events tail" : verify ? "kt events verify" : "kt events list",
+        tail ? USAGE_TAIL : verify ? USAGE_VERIFY : USAGE_LIST, opts, NULL, 0, 0};
+    int n, code;
 
     memset(o, 0, sizeof(*o));
-    o->limit = strcmp(cmd, "tail") == 0 ? 10 : 20;
+    o->limit = tail ? 10 : 20;
     o->decision = -1;
-    for (i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long num;
-
-        if (strcmp(a, "--json") == 0) {
-            o->json = true;
-            continue;
-        }
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            return usage_err(cmd, "see `kt help`", NULL);
-        }
-        if (!v) {
-            return usage_err(cmd, "unknown option or missing value:", a);
-        }
-        i++;
-        if (strcmp(a, "--state-dir") == 0) {
-            state_dir = v;
-        }
-        else if (strcmp(a, "--audit-dir") == 0) {
-            audit_dir = v;
-        }
-        else if (strcmp(a, "--limit") == 0 || strcmp(a, "--lines") == 0 ||
-                 strcmp(a, "--max") == 0) {
-            if (!gv_cfg_parse_long(v, &num) || num < 0 || num > LIMIT_MAX) {
-                return usage_err(cmd, "expected a count 0..1000000, got", v);
-            }
-            if (strcmp(a, "--max") == 0) {
-                o->max = num;
-            }
-            else {
-                o->limit = num;
-            }
-        }
-        else if (strcmp(a, "--run") == 0) {
-            o->run = v;
-        }
-        else if (strcmp(a, "--decision") == 0) {
-            o->decision = gv_decision_parse(v);
-            if (o->decision < 0) {
-                return usage_err(cmd, "--decision must be allowed|redacted|blocked|error, got", v);
-            }
-        }
-        else if (strcmp(a, "--since") == 0) {
-            if (!parse_since(v, &o->since_us)) {
-                return usage_err(cmd,
-                                 "--since wants RFC 3339 (2026-01-02T03:04:05Z) or an age "
-                                 "(15m, 2h, 7d), got",
-                                 v);
-            }
-        }
-        else {
-            return usage_err(cmd, "unknown option", a);
-        }
+    code = cli_args_parse(&spec, argc, argv, NULL);
+    if (code != CLI_ARGS_RUN) {
+        return code;
+    }
+    if (decision && (o->decision = gv_decision_parse(decision)) < 0) {
+        return cli_usage_error(&spec, "--decision must be allowed|redacted|blocked|error, got '%s'",
+                               decision);
+    }
+    if (since && !parse_since(since, &o->since_us)) {
+        return cli_usage_error(&spec,
+                               "--since wants RFC 3339 (2026-01-02T03:04:05Z) or an age (15m, "
+                               "2h, 7d), got '%s'",
+                               since);
+    }
+    if (state_dir && audit_dir) {
+        return cli_usage_error(&spec, "--state-dir and --audit-dir exclude each other");
     }
     if (audit_dir) {
         n = snprintf(o->dir, sizeof(o->dir), "%s", audit_dir);
@@ -164,16 +153,16 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
     else {
         if (!state_dir) {
             if (gv_state_dir_default(state, sizeof(state)) != GV_OK) {
-                return usage_err(cmd, "state dir path too long", NULL);
+                return cli_usage_error(&spec, "no usable state dir; pass --state-dir");
             }
             state_dir = state;
         }
         n = snprintf(o->dir, sizeof(o->dir), "%s/audit", state_dir);
     }
     if (n < 0 || (size_t)n >= sizeof(o->dir)) {
-        return usage_err(cmd, "path too long", NULL);
+        return cli_usage_error(&spec, "path too long");
     }
-    return 0;
+    return CLI_ARGS_RUN;
 }
 
 static const char *str_field(struct json_object *o, const char *k)
@@ -351,7 +340,7 @@ static int no_log(const char *dir, gv_rc rc)
     return 1;
 }
 
-int gw_cmd_events_list(int argc, char **argv)
+int cli_events_list(int argc, char **argv)
 {
     struct opts o;
     struct list_state st;
@@ -360,7 +349,7 @@ int gw_cmd_events_list(int argc, char **argv)
     gv_rc rc;
     int ret = parse_opts("list", argc, argv, &o);
 
-    if (ret) {
+    if (ret != CLI_ARGS_RUN) {
         return ret;
     }
     rc = gw_audit_segments_list(o.dir, &segs, &n);
@@ -392,14 +381,14 @@ int gw_cmd_events_list(int argc, char **argv)
     return 0;
 }
 
-int gw_cmd_events_verify(int argc, char **argv)
+int cli_events_verify(int argc, char **argv)
 {
     struct opts o;
     struct gw_audit_verify_result res;
     gv_rc rc;
     int ret = parse_opts("verify", argc, argv, &o);
 
-    if (ret) {
+    if (ret != CLI_ARGS_RUN) {
         return ret;
     }
     rc = gw_audit_verify(o.dir, &res);
@@ -491,7 +480,7 @@ static long tail_read(const struct opts *o, const char *path, uint64_t *off, lon
     return shown;
 }
 
-int gw_cmd_events_tail(int argc, char **argv)
+int cli_events_tail(int argc, char **argv)
 {
     struct opts o;
     struct sigaction sa;
@@ -504,7 +493,7 @@ int gw_cmd_events_tail(int argc, char **argv)
     gv_rc rc;
     int ret = parse_opts("tail", argc, argv, &o);
 
-    if (ret) {
+    if (ret != CLI_ARGS_RUN) {
         return ret;
     }
     memset(&sa, 0, sizeof(sa));

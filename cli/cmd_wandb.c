@@ -1,12 +1,13 @@
-/* exporters/wandb/ex_wandb_cmd.c - kt dashboards push|render, kt wandb sync */
+/* cli/cmd_wandb.c - kt dashboards push|render and the W&B half of kt wandb sync */
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "exporters/wandb/ex_wandb_cmd.h"
+#include "cli/cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "cli/cli_args.h"
 #include "core/gv_cfg.h"
 #include "core/gv_log.h"
 #include "core/gv_paths.h"
@@ -17,49 +18,31 @@ struct opts {
     const char *entity;
     const char *project;
     const char *state_dir;
-    const char *dir;
-    long attempts;
 };
 
-static int parse(int argc, char **argv, struct opts *o, const char *cmd, bool want_dir)
+/* dashboards push and render read the same options. */
+static int parse_dash(int argc, char **argv, struct opts *o, bool push)
 {
-    int i;
+    const struct cli_opt opts[] = {
+        {"--entity", CLI_OPT_STR, &o->entity, 0, 0},
+        {"--project", CLI_OPT_STR, &o->project, 0, 0},
+        {push ? "--state-dir" : "", CLI_OPT_STR, &o->state_dir, 0, 0},
+        {NULL, CLI_OPT_FLAG, NULL, 0, 0},
+    };
+    const struct cli_spec push_spec = {
+        "kt dashboards push",
+        "usage: kt dashboards push [--entity E] [--project P] [--state-dir DIR]\n"
+        "  Creates or updates the governance workspace and report in W&B (credentials from\n"
+        "  WANDB_API_KEY or netrc; E defaults to WANDB_ENTITY, else the key's entity; P to\n"
+        "  WANDB_PROJECT).\n",
+        opts, NULL, 0, 0};
+    const struct cli_spec render_spec = {
+        "kt dashboards render",
+        "usage: kt dashboards render [--entity E] [--project P]\n"
+        "  Prints both dashboard specs, names resolved, as one JSON document.\n",
+        opts, NULL, 0, 0};
 
-    for (i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: kt %s%s\n", cmd,
-                   want_dir ? " [DIR] [--attempts N]"
-                            : " [--entity E] [--project P] [--state-dir DIR]");
-            return 0;
-        }
-        if (strcmp(a, "--entity") == 0 && v) {
-            o->entity = v;
-        }
-        else if (strcmp(a, "--project") == 0 && v) {
-            o->project = v;
-        }
-        else if (strcmp(a, "--state-dir") == 0 && v) {
-            o->state_dir = v;
-        }
-        else if (strcmp(a, "--attempts") == 0 && v && want_dir) {
-            if (!gv_cfg_parse_long(v, &o->attempts) || o->attempts < 1 || o->attempts > 1000) {
-                fprintf(stderr, "kt %s: --attempts wants 1..1000\n", cmd);
-                return 2;
-            }
-        }
-        else if (want_dir && a[0] != '-' && !o->dir) {
-            o->dir = a;
-            continue;
-        }
-        else {
-            fprintf(stderr, "kt %s: unknown or incomplete option '%s'\n", cmd, a);
-            return 2;
-        }
-        i++;
-    }
-    return -1;
+    return cli_args_parse(push ? &push_spec : &render_spec, argc, argv, NULL);
 }
 
 static const char *env_or(const char *v, const char *env, const char *def)
@@ -95,16 +78,16 @@ static int resolve_entity(struct ex_wandb_api *api, struct opts *o, const char *
     return 0;
 }
 
-int ex_wandb_cmd_dashboards_render(int argc, char **argv)
+int cli_dashboards_render(int argc, char **argv)
 {
     struct opts o = {0};
     struct ex_wandb_api api;
     struct json_object *ws = NULL, *rp = NULL, *doc = NULL, *w, *r;
     const char *entity = NULL;
     const char *project;
-    int ret = parse(argc, argv, &o, "dashboards render", false);
+    int ret = parse_dash(argc, argv, &o, false);
 
-    if (ret >= 0) {
+    if (ret != CLI_ARGS_RUN) {
         return ret;
     }
     ex_wandb_api_init(&api, NULL);
@@ -164,7 +147,7 @@ static int state_subdir(struct opts *o, const char *sub, char *out, size_t size)
     return (n < 0 || (size_t)n >= size) ? 2 : 0;
 }
 
-int ex_wandb_cmd_dashboards_push(int argc, char **argv)
+int cli_dashboards_push(int argc, char **argv)
 {
     struct opts o = {0};
     struct ex_wandb_api api;
@@ -172,9 +155,9 @@ int ex_wandb_cmd_dashboards_push(int argc, char **argv)
     const char *project;
     char root[1024];
     enum ex_wandb_res res;
-    int ret = parse(argc, argv, &o, "dashboards push", false);
+    int ret = parse_dash(argc, argv, &o, true);
 
-    if (ret >= 0) {
+    if (ret != CLI_ARGS_RUN) {
         return ret;
     }
     ex_wandb_api_init(&api, NULL);
@@ -262,9 +245,8 @@ static gv_rc sync_one(const char *dir, void *arg)
     return st->sess->api->dead ? GV_EUPSTREAM : GV_OK;
 }
 
-int ex_wandb_cmd_sync(int argc, char **argv)
+int cli_wandb_sync_runs(const char *dir, long attempts)
 {
-    struct opts o = {0};
     struct ex_wandb_api api;
     struct ex_wandb_session sess;
     struct sync_state st;
@@ -272,23 +254,15 @@ int ex_wandb_cmd_sync(int argc, char **argv)
     gv_rc rc;
     int ret;
 
-    o.attempts = 8;
-    ret = parse(argc, argv, &o, "wandb sync", true);
-    if (ret >= 0) {
-        return ret;
-    }
-    if (o.dir) {
-        snprintf(root, sizeof(root), "%s", o.dir);
-    }
-    else if (state_subdir(&o, "wandb-offline", root, sizeof(root)) != 0) {
-        fprintf(stderr, "kt wandb sync: cannot find the state directory\n");
+    if (snprintf(root, sizeof(root), "%s", dir) >= (int)sizeof(root)) {
+        fprintf(stderr, "kt wandb sync: path too long: %s\n", dir);
         return 2;
     }
     ex_wandb_api_init(&api, NULL);
     ex_wandb_session_init(&sess, &api, root);
     memset(&st, 0, sizeof(st));
     st.sess = &sess;
-    st.attempts = o.attempts;
+    st.attempts = attempts;
     if (!api.have_key) {
         fprintf(stderr,
                 "kt wandb sync: no W&B credentials: set WANDB_API_KEY or add a netrc "

@@ -1,6 +1,6 @@
-/* exporters/weave/weave_cmd.c - kt wandb sync: offline W&B runs and offline Weave calls */
+/* cli/cmd_wandb_sync.c - kt wandb sync: offline W&B runs and offline Weave calls */
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "exporters/weave/weave.h"
+#include "cli/cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,14 +8,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli/cli_args.h"
 #include "core/gv_cfg.h"
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
 #include "core/gv_paths.h"
 #include "core/gv_time.h"
-#include "exporters/wandb/ex_wandb_cmd.h"
-
-#define ARGS_MAX 16
+#include "exporters/weave/weave.h"
 
 static bool is_dir(const char *p)
 {
@@ -101,44 +100,30 @@ out:
     return ret;
 }
 
-int ex_weave_cmd_wandb_sync(int argc, char **argv)
+int cli_wandb_sync(int argc, char **argv)
 {
     char wandb_dir[1024], weave_dir[1024], state[900];
-    char *args[ARGS_MAX + 1];
     const char *dir = NULL, *state_dir = NULL;
     long attempts = 8;
-    int i, nargs = 0, ret = 0;
     bool run_wandb, run_weave;
+    const struct cli_opt opts[] = {
+        {"--attempts", CLI_OPT_LONG, &attempts, 1, 1000},
+        {"--state-dir", CLI_OPT_STR, &state_dir, 0, 0},
+        {NULL, CLI_OPT_FLAG, NULL, 0, 0},
+    };
+    const struct cli_spec spec = {
+        "kt wandb sync",
+        "usage: kt wandb sync [DIR] [--attempts N] [--state-dir DIR]\n"
+        "  Uploads the W&B runs of <state>/wandb-offline and the Weave calls of\n"
+        "  <state>/weave-offline, resuming where an earlier sync stopped; DIR names either,\n"
+        "  the other is its sibling. N (default 8) tries per request.\n",
+        opts, &dir, 0, 1};
+    int ret = cli_args_parse(&spec, argc, argv, NULL);
 
-    for (i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            return ex_wandb_cmd_sync(argc, argv);
-        }
-        if ((strcmp(a, "--attempts") == 0 || strcmp(a, "--state-dir") == 0 ||
-             strcmp(a, "--entity") == 0 || strcmp(a, "--project") == 0) &&
-            i + 1 < argc) {
-            if (strcmp(a, "--attempts") == 0 &&
-                (!gv_cfg_parse_long(argv[i + 1], &attempts) || attempts < 1 || attempts > 1000)) {
-                fprintf(stderr, "kt wandb sync: --attempts wants 1..1000\n");
-                return 2;
-            }
-            if (strcmp(a, "--state-dir") == 0) {
-                state_dir = argv[i + 1];
-            }
-            if (nargs + 2 <= ARGS_MAX) {
-                args[nargs++] = argv[i];
-                args[nargs++] = argv[i + 1];
-            }
-            i++;
-            continue;
-        }
-        if (a[0] != '-' && !dir) {
-            dir = a;
-            continue;
-        }
-        return ex_wandb_cmd_sync(argc, argv); /* reports the bad option */
+    if (ret != CLI_ARGS_RUN) {
+        return ret;
     }
+    ret = 0;
     if (dir) {
         bool is_weave = strncmp(base_name(dir), "weave-offline", 13) == 0;
         snprintf(is_weave ? weave_dir : wandb_dir, 1024, "%s", dir);
@@ -162,11 +147,7 @@ int ex_weave_cmd_wandb_sync(int argc, char **argv)
     }
     run_weave = is_dir(weave_dir);
     if (run_wandb) {
-        if (nargs + 1 <= ARGS_MAX) {
-            args[nargs++] = wandb_dir;
-        }
-        args[nargs] = NULL;
-        ret = ex_wandb_cmd_sync(nargs, args);
+        ret = cli_wandb_sync_runs(wandb_dir, attempts);
     }
     if (run_weave) {
         int w = sync_weave(weave_dir, attempts);

@@ -1,6 +1,6 @@
-/* gateway/gw_cmd_gateway.c - `kt gateway run`: load config, start the server, stop cleanly */
+/* cli/cmd_gateway.c - `kt gateway run`: load config, start the server, stop cleanly */
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "gateway/gw_cmd.h"
+#include "cli/cli.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "cli/cli_args.h"
 #include "core/gv_buf.h"
 #include "core/gv_log.h"
 #include "core/gv_paths.h"
@@ -39,82 +40,36 @@ struct sigctx {
     int count;
 };
 
-static void usage(FILE *out)
-{
-    fprintf(out, "usage: kt gateway run --listen HOST:PORT --policy-config FILE [--state-dir DIR]\n"
-                 "                      [--agent-socket PATH] [--workers N]\n"
-                 "                      [--log-level error|warn|info|debug]\n"
-                 "                      [--log-format text|json]\n"
-                 "  Serves POST /v1/chat/completions, GET /v1/models and GET /health, enforcing\n"
-                 "  the policy chain of FILE on every call. SIGTERM/SIGINT drain and exit 0.\n");
-}
-
-/* "--flag value" and "--flag=value" both work. */
-static const char *flag_value(int argc, char **argv, int *i, const char *name)
-{
-    size_t n = strlen(name);
-
-    if (strncmp(argv[*i], name, n) != 0) {
-        return NULL;
-    }
-    if (argv[*i][n] == '=') {
-        return argv[*i] + n + 1;
-    }
-    if (argv[*i][n] == '\0' && *i + 1 < argc) {
-        (*i)++;
-        return argv[*i];
-    }
-    return NULL;
-}
+#define USAGE                                                                                      \
+    "usage: kt gateway run --listen HOST:PORT --policy-config FILE [--state-dir DIR]\n"            \
+    "                      [--agent-socket PATH] [--workers N]\n"                                 \
+    "                      [--log-level error|warn|info|debug]\n"                                 \
+    "                      [--log-format text|json]\n"                                            \
+    "  Serves POST /v1/chat/completions, GET /v1/models and GET /health, enforcing\n"             \
+    "  the policy chain of FILE on every call. SIGTERM/SIGINT drain and exit 0.\n"
 
 static int parse_args(int argc, char **argv, struct run_opts *o)
 {
-    int i;
+    const struct cli_opt opts[] = {
+        {"--listen", CLI_OPT_STR, &o->listen, 0, 0},
+        {"--policy-config", CLI_OPT_STR, &o->config, 0, 0},
+        {"--state-dir", CLI_OPT_STR, &o->state_dir, 0, 0},
+        {"--agent-socket", CLI_OPT_STR, &o->agent_socket, 0, 0},
+        {"--log-level", CLI_OPT_STR, &o->log_level, 0, 0},
+        {"--log-format", CLI_OPT_STR, &o->log_format, 0, 0},
+        {"--workers", CLI_OPT_LONG, &o->workers, 1, 256},
+        {NULL, CLI_OPT_FLAG, NULL, 0, 0},
+    };
+    const struct cli_spec spec = {"kt gateway run", USAGE, opts, NULL, 0, 0};
+    int code = cli_args_parse(&spec, argc, argv, NULL);
 
-    for (i = 0; i < argc; i++) {
-        const char *v;
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            usage(stdout);
-            return 0;
-        }
-        if ((v = flag_value(argc, argv, &i, "--listen")) != NULL) {
-            o->listen = v;
-        }
-        else if ((v = flag_value(argc, argv, &i, "--policy-config")) != NULL) {
-            o->config = v;
-        }
-        else if ((v = flag_value(argc, argv, &i, "--state-dir")) != NULL) {
-            o->state_dir = v;
-        }
-        else if ((v = flag_value(argc, argv, &i, "--agent-socket")) != NULL) {
-            o->agent_socket = v;
-        }
-        else if ((v = flag_value(argc, argv, &i, "--log-level")) != NULL) {
-            o->log_level = v;
-        }
-        else if ((v = flag_value(argc, argv, &i, "--log-format")) != NULL) {
-            o->log_format = v;
-        }
-        else if ((v = flag_value(argc, argv, &i, "--workers")) != NULL) {
-            char *end = NULL;
-            o->workers = strtol(v, &end, 10);
-            if (!end || *end || o->workers < 1 || o->workers > 256) {
-                fprintf(stderr, "kt gateway run: --workers wants 1..256, got '%s'\n", v);
-                return 2;
-            }
-        }
-        else {
-            fprintf(stderr, "kt gateway run: unknown or incomplete option '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
-        }
+    if (code != CLI_ARGS_RUN) {
+        return code;
     }
     if (!o->listen || !o->config) {
-        fprintf(stderr, "kt gateway run: --listen and --policy-config are required\n");
-        usage(stderr);
-        return 2;
+        return cli_usage_error(&spec, "--listen and --policy-config are required");
     }
-    return -1;
+    return CLI_ARGS_RUN;
 }
 
 static void on_signal(evutil_socket_t sig, short kind, void *arg)
@@ -167,7 +122,7 @@ static void raise_fd_limit(void)
            (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
 }
 
-int gw_cmd_gateway_run(int argc, char **argv)
+int cli_gateway_run(int argc, char **argv)
 {
     struct run_opts o;
     struct gv_cfg_err err;
@@ -187,7 +142,7 @@ int gw_cmd_gateway_run(int argc, char **argv)
     memset(&sc, 0, sizeof(sc));
     gv_buf_init(&names, 8192);
     code = parse_args(argc, argv, &o);
-    if (code >= 0) {
+    if (code != CLI_ARGS_RUN) {
         goto out;
     }
     code = 2;

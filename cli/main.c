@@ -1,15 +1,12 @@
-/* gateway/main.c - the kt executable: parse the subcommand, dispatch */
+/* cli/main.c - the kt executable: parse the subcommand, dispatch */
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "agent/ag_cmd.h"
-#include "exporters/wandb/ex_wandb_cmd.h"
-#include "exporters/weave/weave.h"
-#include "gateway/gw_cmd.h"
-#include "gateway/gw_cmd_gov.h"
+#include "cli/cli.h"
 
-/* Each command lives in the library of its area; this table is all main knows.
+/* Each command lives in cli/cmd_<group>.c; this table is all main knows.
  * A command gets argv starting after its words ("kt gateway run --listen x"
  * -> argv = {"--listen", "x"}). */
 struct kt_command {
@@ -20,22 +17,26 @@ struct kt_command {
 };
 
 static const struct kt_command commands[] = {
-    {"gateway", "run", gw_cmd_gateway_run,
+    {"gateway", "run", cli_gateway_run,
      "--listen HOST:PORT --policy-config FILE [--state-dir DIR] [--workers N]"},
-    {"policy", "check", gw_cmd_policy_check, "FILE   validate a policy config"},
-    {"events", "list", gw_cmd_events_list,
+    {"policy", "check", cli_policy_check, "FILE   validate a policy config"},
+    {"events", "list", cli_events_list,
      "[--limit N] [--run ID] [--decision D] [--since T] [--json] [--state-dir DIR]"},
-    {"events", "verify", gw_cmd_events_verify, "[--json] [--state-dir DIR]   check the hash chain"},
-    {"events", "tail", gw_cmd_events_tail, "[--lines N] [--json] [--max N] [--state-dir DIR]"},
-    {"rbac", "hash-key", gw_cmd_rbac_hash_key, "[KEY]   SHA-256 for rbac.keys (KEY from stdin)"},
-    {"agent", "run", ag_cmd_agent_run,
+    {"events", "verify", cli_events_verify, "[--json] [--state-dir DIR]   check the hash chain"},
+    {"events", "tail", cli_events_tail, "[--lines N] [--json] [--max N] [--state-dir DIR]"},
+    {"rbac", "hash-key", cli_rbac_hash_key, "[KEY]   SHA-256 for rbac.keys (KEY from stdin)"},
+    {"agent", "run", cli_agent_run,
      "[--state-dir DIR] [--agent-socket PATH] [--flush-interval S] [--metrics-listen HOST:PORT]"},
-    {"agent", "status", ag_cmd_agent_status, "[--json] [--state-dir DIR] [--agent-socket PATH]"},
-    {"dashboards", "push", ex_wandb_cmd_dashboards_push,
+    {"agent", "status", cli_agent_status, "[--json] [--state-dir DIR] [--agent-socket PATH]"},
+#ifdef KT_HAVE_WANDB
+    {"dashboards", "push", cli_dashboards_push,
      "[--entity E] [--project P] [--state-dir DIR]"},
-    {"dashboards", "render", ex_wandb_cmd_dashboards_render, "[--entity E] [--project P]"},
-    {"wandb", "sync", ex_weave_cmd_wandb_sync,
+    {"dashboards", "render", cli_dashboards_render, "[--entity E] [--project P]"},
+#endif
+#ifdef KT_HAVE_WEAVE
+    {"wandb", "sync", cli_wandb_sync,
      "[DIR] [--attempts N]   upload offline W&B runs and Weave calls"},
+#endif
     {NULL, NULL, NULL, NULL},
 };
 
@@ -47,6 +48,22 @@ static void usage(FILE *out)
         fprintf(out, "  kt %s %s %s\n", commands[i].group, commands[i].verb, commands[i].help);
     }
     fprintf(out, "  kt --version\n  kt help\n");
+}
+
+/* The commands of one group; false when there is no such group. */
+static bool group_usage(FILE *out, const char *group)
+{
+    bool found = false;
+    size_t i;
+
+    for (i = 0; commands[i].group; i++) {
+        if (strcmp(commands[i].group, group) == 0) {
+            fprintf(out, "%skt %s %s %s\n", found ? "  " : "usage: ", group, commands[i].verb,
+                    commands[i].help);
+            found = true;
+        }
+    }
+    return found;
 }
 
 int main(int argc, char **argv)
@@ -70,6 +87,11 @@ int main(int argc, char **argv)
         if (argc >= 3 && strcmp(argv[2], commands[i].verb) == 0) {
             return commands[i].run(argc - 3, argv + 3);
         }
+    }
+    /* "kt events --help": that group's commands. */
+    if (argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0) &&
+        group_usage(stdout, argv[1])) {
+        return 0;
     }
     fprintf(stderr, "kt: unknown command '%s%s%s'\n\n", argv[1], argc >= 3 ? " " : "",
             argc >= 3 ? argv[2] : "");

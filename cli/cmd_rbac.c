@@ -1,28 +1,38 @@
-/* gateway/gw_cmd_rbac.c - kt rbac hash-key: the key_sha256 for rbac.keys */
+/* cli/cmd_rbac.c - kt rbac hash-key: the key_sha256 for rbac.keys */
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "gateway/gw_cmd_gov.h"
+#include "cli/cli.h"
 
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/cli_args.h"
 #include "gateway/policies/audit/audit_store.h"
 
 #define KEY_MAX 4096
 
-int gw_cmd_rbac_hash_key(int argc, char **argv)
+int cli_rbac_hash_key(int argc, char **argv)
 {
     char line[KEY_MAX + 2];
     char hex[GW_AUDIT_HASH_HEX + 1];
     const char *key;
     size_t len;
 
-    if (argc > 1 || (argc == 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0))) {
-        fprintf(stderr, "usage: kt rbac hash-key [KEY]   (reads KEY from stdin when absent)\n");
-        return 2;
+    const char *arg = NULL;
+    const struct cli_opt opts[] = {{NULL, CLI_OPT_FLAG, NULL, 0, 0}};
+    const struct cli_spec spec = {
+        "kt rbac hash-key",
+        "usage: kt rbac hash-key [KEY]\n"
+        "  Prints the key_sha256 for rbac.keys. Reads KEY from stdin when absent (so it stays\n"
+        "  out of the shell history and the process list).\n",
+        opts, &arg, 0, 1};
+    int code = cli_args_parse(&spec, argc, argv, NULL);
+
+    if (code != CLI_ARGS_RUN) {
+        return code;
     }
-    if (argc == 1) {
-        key = argv[0];
+    if (arg) {
+        key = arg;
         len = strlen(key);
     }
     else {

@@ -1,0 +1,50 @@
+/* cli/cli_args.h - one argv parser for every kt command */
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef KT_CLI_ARGS_H
+#define KT_CLI_ARGS_H
+
+#include <stdbool.h>
+
+/* Every command reads its options the same way:
+ * - `--name value` and `--name=value`; a flag takes no value (`--json`);
+ * - `-h` / `--help` print the command's usage on stdout, exit 0;
+ * - `--` ends the options; a lone `-` is a positional argument;
+ * - an unknown option, a missing or bad value or a wrong count of positional arguments prints
+ *   one line `<cmd>: <what>` and the usage on stderr, exit 2.
+ * The same option given twice keeps the last value, as getopt does. */
+
+enum cli_opt_kind {
+    CLI_OPT_STR,  /* const char **out: points into argv */
+    CLI_OPT_LONG, /* long *out, within [min, max] */
+    CLI_OPT_FLAG  /* bool *out: set to true */
+};
+
+struct cli_opt {
+    const char *name; /* "--listen" */
+    enum cli_opt_kind kind;
+    void *out;
+    long min, max; /* CLI_OPT_LONG only */
+};
+
+struct cli_spec {
+    const char *cmd;             /* "kt gateway run": the prefix of every error line */
+    const char *usage;           /* whole usage text, ends with a newline */
+    const struct cli_opt *opts;  /* ends with a row whose name is NULL */
+    const char **pos;            /* positional arguments land here, in order (or NULL) */
+    int pos_min, pos_max;        /* how many positional arguments the command takes */
+};
+
+/* What cli_args_parse returns besides an exit code. */
+#define CLI_ARGS_RUN (-1)
+
+/* Parses argv against spec. CLI_ARGS_RUN: the command runs, options and positional
+ * arguments are stored (*npos = how many positionals, may be NULL). Otherwise the exit code
+ * the command returns at once: 0 after --help, 2 after a usage error (already printed). */
+int cli_args_parse(const struct cli_spec *spec, int argc, char **argv, int *npos);
+
+/* Prints "<cmd>: <message>" and the usage on stderr; returns 2, the usage exit code, so a
+ * command can say `return cli_usage_error(&spec, "...")` for checks of its own. */
+int cli_usage_error(const struct cli_spec *spec, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif
