@@ -8,6 +8,7 @@
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
 #include "core/gv_time.h"
+#include "gateway/policies/gw_policies.h"
 
 /* Streamed answers with more choices than this (n > 16) pass the extra
  * choices through unfiltered rather than growing state without bound. */
@@ -66,7 +67,8 @@ static gv_rc chain_create(const struct gw_config *cfg, const char *state_dir, bo
     missing[0] = '\0';
     for (i = 0; i < cfg->nchain; i++) {
         const struct gw_chain_entry *e = &cfg->chain[i];
-        const struct gw_policy_ops *ops = gw_policy_find(e->name);
+        const struct gw_policy_ops *ops =
+            gw_policy_lookup(cfg->policies ? cfg->policies : gw_policies_builtin(), e->name);
         struct gw_policy *pol = &chain->pols[i];
 
         if (!ops) {

@@ -15,6 +15,7 @@
 #include "core/gv_record.h"
 #include "gateway/gw_policy.h"
 #include "gateway/gw_telemetry.h"
+#include "gateway/policies/gw_policies.h"
 
 #define DEFAULT_BASE_URL "https://api.openai.com/v1"
 #define MAX_TARGETS 64
@@ -151,9 +152,9 @@ static bool is_null(const struct gv_ynode *n)
            (n->scalar[0] == '\0' || strcmp(n->scalar, "~") == 0 || strcmp(n->scalar, "null") == 0);
 }
 
-static void known_policies(char *buf, size_t size)
+static void known_policies(const struct gw_config *cfg, char *buf, size_t size)
 {
-    const struct gw_policy_ops *const *all = gw_policy_all();
+    const struct gw_policy_ops *const *all = cfg->policies;
     size_t used = 0;
     size_t i;
 
@@ -468,9 +469,9 @@ static gv_rc load_chain(struct gw_config *cfg, const struct gv_ynode *policies,
         const struct gv_ynode *node = pc.chain.nodes[i];
         const struct gv_ynode *settings;
 
-        ops = gw_policy_find(name);
+        ops = gw_policy_lookup(cfg->policies, name);
         if (!ops) {
-            known_policies(known, sizeof(known));
+            known_policies(cfg, known, sizeof(known));
             rc = gv_cfg_fail(err, cfg->path, node,
                              "policies.chain: unknown policy '%.100s' (known: %s)", name, known);
             goto out;
@@ -529,9 +530,9 @@ static gv_rc load_policy_settings(struct gw_config *cfg, const struct gv_ynode *
         const struct gv_ynode *key = policy->keys[i];
         const struct gv_ynode *val = policy->items[i];
 
-        ops = gw_policy_find(key->scalar);
+        ops = gw_policy_lookup(cfg->policies, key->scalar);
         if (!ops) {
-            known_policies(known, sizeof(known));
+            known_policies(cfg, known, sizeof(known));
             return gv_cfg_fail(err, cfg->path, key, "policy: unknown policy '%.100s' (known: %s)",
                                key->scalar, known);
         }
@@ -556,7 +557,8 @@ static gv_rc load_policy_settings(struct gw_config *cfg, const struct gv_ynode *
 /* ---- public ---- */
 
 /* Validates the parsed document; takes ownership of doc (freed on failure). */
-static gv_rc load_doc(struct gv_ydoc *doc, struct gw_config **out, struct gv_cfg_err *err)
+static gv_rc load_doc(struct gv_ydoc *doc, const struct gw_policy_ops *const *reg,
+                      struct gw_config **out, struct gv_cfg_err *err)
 {
     struct gw_config *cfg = NULL;
     const struct gv_ynode *root;
@@ -568,6 +570,7 @@ static gv_rc load_doc(struct gv_ydoc *doc, struct gw_config **out, struct gv_cfg
     cfg = gv_calloc(1, sizeof(*cfg));
     cfg->doc = doc;
     cfg->path = cfg->doc->path;
+    cfg->policies = reg;
     root = cfg->doc->root;
     if (!root || is_null(root)) {
         rc = gv_cfg_fail(err, cfg->path, NULL, "the configuration is empty");
@@ -626,6 +629,12 @@ out:
 
 gv_rc gw_config_load(const char *path, struct gw_config **out, struct gv_cfg_err *err)
 {
+    return gw_config_load_with(path, gw_policies_builtin(), out, err);
+}
+
+gv_rc gw_config_load_with(const char *path, const struct gw_policy_ops *const *reg,
+                          struct gw_config **out, struct gv_cfg_err *err)
+{
     struct gv_cfg_err scratch;
     struct gv_ydoc *doc = NULL;
     gv_rc rc;
@@ -637,7 +646,7 @@ gv_rc gw_config_load(const char *path, struct gw_config **out, struct gv_cfg_err
     err->msg[0] = '\0';
     rc = gv_ydoc_load_file(path, &doc, err);
     if (rc == GV_OK) {
-        rc = load_doc(doc, out, err);
+        rc = load_doc(doc, reg, out, err);
     }
     return rc;
 }
@@ -656,7 +665,7 @@ gv_rc gw_config_load_buf(const char *name, const char *data, size_t len, struct 
     err->msg[0] = '\0';
     rc = gv_ydoc_load_buf(name, data, len, &doc, err);
     if (rc == GV_OK) {
-        rc = load_doc(doc, out, err);
+        rc = load_doc(doc, gw_policies_builtin(), out, err);
     }
     return rc;
 }

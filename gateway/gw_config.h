@@ -8,6 +8,7 @@
 
 #include "core/gv_rc.h"
 #include "core/gv_yaml.h"
+#include "gateway/gw_policy.h"
 
 enum gw_provider_kind { GW_PROVIDER_OPENAI = 0, GW_PROVIDER_OPENAI_COMPATIBLE };
 
@@ -42,6 +43,7 @@ struct gw_config {
     struct gw_target *targets;
     size_t nchain;
     struct gw_chain_entry *chain;
+    const struct gw_policy_ops *const *policies; /* the registry chain names resolve in */
     /* gateway: settings (all optional; defaults in the configuration reference) */
     size_t max_body_bytes;       /* default 4 MiB */
     size_t max_response_bytes;   /* non-streamed upstream answers; default 32 MiB */
@@ -67,6 +69,9 @@ gv_rc gw_config_load(const char *path, struct gw_config **out, struct gv_cfg_err
  * cfg->path. For tests and fuzzing; the gateway loads files. */
 gv_rc gw_config_load_buf(const char *name, const char *data, size_t len, struct gw_config **out,
                          struct gv_cfg_err *err);
+/* As gw_config_load, resolving policy names in reg instead of gw_policies_builtin(). */
+gv_rc gw_config_load_with(const char *path, const struct gw_policy_ops *const *reg,
+                          struct gw_config **out, struct gv_cfg_err *err);
 void gw_config_destroy(struct gw_config *cfg);
 
 /* Find the target for a request's `model`: a target whose model or id equals it. */

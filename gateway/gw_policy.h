@@ -84,9 +84,10 @@ struct gw_policy {
     bool check_only;
 };
 
-/* The registry: every policy type compiled in. NULL when unknown. */
-const struct gw_policy_ops *gw_policy_find(const char *name);
-/* NULL-terminated list, for `kt help` and error messages. */
-const struct gw_policy_ops *const *gw_policy_all(void);
+/* A registry is a NULL-terminated list of policy types. The gateway's own is
+ * gw_policies_builtin() (gateway/policies/gw_policies.h), handed down to the config and the
+ * chain; tests hand down their own. The type named `name`, or NULL. */
+const struct gw_policy_ops *gw_policy_lookup(const struct gw_policy_ops *const *reg,
+                                             const char *name);
 
 #endif

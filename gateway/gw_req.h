@@ -9,9 +9,9 @@
 #include "core/gv_buf.h"
 #include "core/gv_rc.h"
 #include "core/gv_record.h"
-#include "gateway/gw_config.h"
 
 struct json_object;
+struct gw_target; /* the gateway's; opaque to policies, which read rec->target (its id) */
 
 /* The part of a request that policies may read and change. The server embeds
  * it in its own per-request state; everything here lives until the request is

@@ -4,7 +4,7 @@
 # Layers, lowest first (docs/internals/conventions.md):
 #   0 core        core/                     buffers, memory, logs, config maps, files, hashes
 #   1 events      proto/, core/gv_event.*   the governance event and its wire
-#   2 policy-api  gateway/gw_policy.h, gateway/gw_req.*  what a policy sees of a request
+#   2 policy-api  gateway/gw_policy.*, gateway/gw_req.*  what a policy sees of a request
 #   3 policies    gateway/policies/         one folder per policy, plus accounting
 #   3 exporters   exporters/                one folder per exporter, plus ex_exporter.h
 #   4 gateway     gateway/ (the rest)       config, chain, server, relay, emitter
@@ -20,7 +20,7 @@ layer_of() { # path -> "rank name"
     core/gv_event.*) echo "1 events" ;;
     core/*) echo "0 core" ;;
     proto/*) echo "1 events" ;;
-    gateway/gw_policy.h | gateway/gw_req.h | gateway/gw_req.c) echo "2 policy-api" ;;
+    gateway/gw_policy.[ch] | gateway/gw_req.[ch]) echo "2 policy-api" ;;
     gateway/policies/*) echo "3 policies" ;;
     exporters/*) echo "3 exporters" ;;
     gateway/*) echo "4 gateway" ;;

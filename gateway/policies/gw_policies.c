@@ -2,7 +2,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <string.h>
 
-#include "gateway/gw_policy.h"
+#include "gateway/policies/gw_policies.h"
 
 /* A plain const table instead of a generated one: five policies, all always
  * built, and a table is easier to read than CMake string plumbing. */
@@ -18,16 +18,10 @@ static const struct gw_policy_ops *const registry[] = {
 
 const struct gw_policy_ops *gw_policy_find(const char *name)
 {
-    size_t i;
-    for (i = 0; registry[i]; i++) {
-        if (strcmp(registry[i]->name, name) == 0) {
-            return registry[i];
-        }
-    }
-    return NULL;
+    return gw_policy_lookup(registry, name);
 }
 
-const struct gw_policy_ops *const *gw_policy_all(void)
+const struct gw_policy_ops *const *gw_policies_builtin(void)
 {
     return registry;
 }

@@ -367,7 +367,7 @@ static bool allowed(const struct gv_ynode *list, const char *s)
 
 static bool role_allows(const struct rbac_role *role, const struct gw_req *req)
 {
-    const char *target = req->target && req->target->id ? req->target->id : "";
+    const char *target = req->rec ? req->rec->target : "";
     return allowed(role->models, req->model ? req->model : "") && allowed(role->targets, target);
 }
 

@@ -12,6 +12,7 @@
 
 #include "core/gv_mem.h"
 #include "gateway/gw_chain.h"
+#include "gateway/policies/gw_policies.h"
 
 /* ---- test-only policies: they exercise the chain, not any product policy ---- */
 
@@ -265,20 +266,26 @@ static const struct gw_policy_ops *const t_all[] = {
     &t_sfail, &t_jredact,   &t_jflag,  &t_jfail,    &t_jcount,  NULL,
 };
 
-/* The chain looks policies up by name; the test links with
- * -Wl,--wrap=gw_policy_find so it sees the policies above first, then the
- * real registry. */
-const struct gw_policy_ops *__wrap_gw_policy_find(const char *name);
-const struct gw_policy_ops *__real_gw_policy_find(const char *name);
-const struct gw_policy_ops *__wrap_gw_policy_find(const char *name)
+/* The chain looks policies up by name in the config's registry: the policies above first,
+ * then the gateway's own. */
+static const struct gw_policy_ops *t_reg[64];
+
+static const struct gw_policy_ops *const *test_registry(void)
 {
-    size_t i;
-    for (i = 0; t_all[i]; i++) {
-        if (strcmp(t_all[i]->name, name) == 0) {
-            return t_all[i];
-        }
+    const struct gw_policy_ops *const *builtin = gw_policies_builtin();
+    size_t n = 0, i;
+
+    if (t_reg[0]) {
+        return t_reg;
     }
-    return __real_gw_policy_find(name);
+    for (i = 0; t_all[i]; i++) {
+        t_reg[n++] = t_all[i];
+    }
+    for (i = 0; builtin[i] && n + 1 < sizeof(t_reg) / sizeof(t_reg[0]); i++) {
+        t_reg[n++] = builtin[i];
+    }
+    t_reg[n] = NULL;
+    return t_reg;
 }
 
 /* ---- fixture: a config built by hand around a parsed settings document ---- */
@@ -305,6 +312,7 @@ static void fx_init(struct fx *f, const char *const *names, const char *settings
     f->cfg.pack_name = "test";
     f->cfg.pack_version = "1";
     f->cfg.pack_enabled = true;
+    f->cfg.policies = test_registry();
     for (i = 0; names[i]; i++) {
         f->entries[i].name = names[i];
         f->entries[i].name_node = f->doc->root ? gv_ynode_key(f->doc->root, names[i]) : NULL;

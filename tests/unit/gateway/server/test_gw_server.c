@@ -30,6 +30,7 @@
 #include "gateway/gw_emit.h"
 #include "gateway/gw_policy.h"
 #include "gateway/gw_server.h"
+#include "gateway/policies/gw_policies.h"
 
 struct fixture {
     char dir[64];
@@ -393,16 +394,21 @@ static const struct gw_policy_ops t_rfail = {.name = "t-rfail",
                                              .response_json = rfail_json,
                                              .stream_text = rfail_stream};
 
-/* The test links with -Wl,--wrap=gw_policy_find: the real registry answers
- * every name but the test policy's. */
-const struct gw_policy_ops *__real_gw_policy_find(const char *name);
-const struct gw_policy_ops *__wrap_gw_policy_find(const char *name);
-const struct gw_policy_ops *__wrap_gw_policy_find(const char *name)
+/* The answer tests load their config with a registry of the gateway's own policies and the
+ * failing one. */
+static const struct gw_policy_ops *t_reg[16];
+
+static const struct gw_policy_ops *const *test_registry(void)
 {
-    if (strcmp(name, t_rfail.name) == 0) {
-        return &t_rfail;
+    const struct gw_policy_ops *const *builtin = gw_policies_builtin();
+    size_t n = 0, i;
+
+    t_reg[n++] = &t_rfail;
+    for (i = 0; builtin[i] && n + 1 < sizeof(t_reg) / sizeof(t_reg[0]); i++) {
+        t_reg[n++] = builtin[i];
     }
-    return __real_gw_policy_find(name);
+    t_reg[n] = NULL;
+    return t_reg;
 }
 
 /* The mock upstream: answers every request with `mock_body`, as one JSON body
@@ -542,7 +548,7 @@ static int setup_answers(void **state)
             (unsigned)ntohs(sa.sin_port));
     fclose(fp);
     setenv("KT_TEST_SERVER_SECRET", "sk-unit-secret", 1);
-    if (gw_config_load(f->path, &f->cfg, &err) != GV_OK) {
+    if (gw_config_load_with(f->path, test_registry(), &f->cfg, &err) != GV_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return -1;
     }

@@ -13,6 +13,7 @@
 #include "core/gv_cfg.h"
 #include "core/gv_yaml.h"
 #include "gateway/gw_policy.h"
+#include "gateway/policies/gw_policies.h"
 #include "gateway/gw_req.h"
 
 extern const struct gw_policy_ops gw_policy_injection;

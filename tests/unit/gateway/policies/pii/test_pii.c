@@ -13,6 +13,7 @@
 #include "core/gv_mem.h"
 #include "core/gv_yaml.h"
 #include "gateway/gw_policy.h"
+#include "gateway/policies/gw_policies.h"
 #include "gateway/gw_req.h"
 
 struct fix {

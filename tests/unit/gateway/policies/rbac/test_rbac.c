@@ -10,7 +10,6 @@
 #include <openssl/evp.h>
 
 #include "core/gv_record.h"
-#include "gateway/gw_config.h"
 #include "gateway/gw_req.h"
 #include "tests/unit/gateway/policies/audit/pol_fixture.h"
 
@@ -49,17 +48,15 @@ static const char *config(const char *budget)
 struct call {
     struct gw_req req;
     struct gv_record rec;
-    struct gw_target target;
 };
 
 static void call_init(struct call *c, const char *key, const char *model, const char *entity)
 {
     memset(c, 0, sizeof(*c));
-    c->target.id = "experiment-llm";
     c->req.api_key = key;
     c->req.model = model;
-    c->req.target = &c->target;
     c->req.rec = &c->rec;
+    snprintf(c->rec.target, sizeof(c->rec.target), "%s", "experiment-llm");
     snprintf(c->rec.model, sizeof(c->rec.model), "%s", model);
     snprintf(c->rec.entity, sizeof(c->rec.entity), "%s", entity);
 }
@@ -137,7 +134,7 @@ static void test_evaluate_model_outside_role_403(void **state)
     assert_int_equal(eval(&fx, &c).action, GW_ACTION_PASS);
     /* targets are checked too */
     call_init(&c, "sk-alice", "gpt-4o", "");
-    c.target.id = "other-target";
+    snprintf(c.rec.target, sizeof(c.rec.target), "%s", "other-target");
     assert_int_equal(eval(&fx, &c).status, 403);
     fx_close(&fx);
     fx_rmtree(fx.state);

@@ -1,0 +1,18 @@
+/* gateway/gw_policy.c - finding a policy type in a registry */
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "gateway/gw_policy.h"
+
+#include <string.h>
+
+const struct gw_policy_ops *gw_policy_lookup(const struct gw_policy_ops *const *reg,
+                                             const char *name)
+{
+    size_t i;
+
+    for (i = 0; reg && reg[i]; i++) {
+        if (strcmp(reg[i]->name, name) == 0) {
+            return reg[i];
+        }
+    }
+    return NULL;
+}
