@@ -123,36 +123,6 @@ struct ag_agent {
 
 /* ---- files --------------------------------------------------------------------------- */
 
-static gv_rc read_file(const char *path, struct gv_buf *out)
-{
-    char tmp[65536];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    gv_rc rc = GV_OK;
-
-    if (fd < 0) {
-        return errno == ENOENT ? GV_ENOTFOUND : GV_EIO;
-    }
-    for (;;) {
-        ssize_t r = read(fd, tmp, sizeof(tmp));
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r < 0) {
-            rc = GV_EIO;
-            break;
-        }
-        if (r == 0) {
-            break;
-        }
-        rc = gv_buf_append(out, tmp, (size_t)r);
-        if (rc) {
-            break;
-        }
-    }
-    close(fd);
-    return rc;
-}
-
 static struct ag_instance *instance_get(struct ag_agent *ag, const char *id)
 {
     void *v = NULL;
@@ -204,7 +174,7 @@ static gv_rc journal_replay(struct ag_agent *ag)
     gv_rc rc;
 
     gv_buf_init(&data, 0);
-    rc = read_file(ag->journal_path, &data);
+    rc = gv_file_read_all(ag->journal_path, &data);
     if (rc == GV_ENOTFOUND) {
         rc = GV_OK;
         goto out;
@@ -267,7 +237,7 @@ static gv_rc state_load(struct ag_agent *ag)
     gv_rc rc;
 
     gv_buf_init(&data, 0);
-    rc = read_file(ag->state_path, &data);
+    rc = gv_file_read_all(ag->state_path, &data);
     if (rc == GV_ENOTFOUND) {
         rc = GV_OK;
         goto out;

@@ -7,14 +7,14 @@
 #include <string.h>
 
 #include "cli/cli_args.h"
-#include "gateway/policies/audit/audit_store.h"
+#include "core/gv_hash.h"
 
 #define KEY_MAX 4096
 
 int cli_rbac_hash_key(int argc, char **argv)
 {
     char line[KEY_MAX + 2];
-    char hex[GW_AUDIT_HASH_HEX + 1];
+    char hex[GV_SHA256_HEX_LEN + 1];
     const char *key;
     size_t len;
 
@@ -56,7 +56,7 @@ int cli_rbac_hash_key(int argc, char **argv)
         return 2;
     }
     /* The same digest rbac computes for each request's bearer token. */
-    gw_audit_sha256_hex(key, len, hex);
+    (void)gv_sha256_hex(key, len, hex);
     OPENSSL_cleanse(line, sizeof(line));
     printf("%s\n", hex);
     return 0;

@@ -54,3 +54,33 @@ gv_rc gv_file_replace(const char *path, const void *data, size_t len)
     }
     return rc;
 }
+
+gv_rc gv_file_read_all(const char *path, struct gv_buf *out)
+{
+    char chunk[65536];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    gv_rc rc = GV_OK;
+    int saved;
+
+    if (fd < 0) {
+        return errno == ENOENT ? GV_ENOTFOUND : GV_EIO;
+    }
+    for (;;) {
+        ssize_t r = read(fd, chunk, sizeof(chunk));
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            rc = r < 0 ? GV_EIO : GV_OK;
+            break;
+        }
+        rc = gv_buf_append(out, chunk, (size_t)r);
+        if (rc != GV_OK) {
+            break;
+        }
+    }
+    saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}

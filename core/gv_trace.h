@@ -38,7 +38,4 @@ gv_rc gv_trace_parse(const char *value, uint8_t trace_id[GV_TRACE_ID_LEN],
 void gv_trace_format(const uint8_t trace_id[GV_TRACE_ID_LEN], const uint8_t span_id[GV_SPAN_ID_LEN],
                      uint8_t flags, char *out);
 
-/* Lower-case hex of id[0..n) and a NUL into out (2n + 1 bytes). */
-void gv_trace_hex(const uint8_t *id, size_t n, char *out);
-
 #endif

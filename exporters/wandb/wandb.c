@@ -2,12 +2,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "exporters/wandb/wandb.h"
 
-#include <openssl/evp.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gv_hash.h"
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
 #include "core/gv_paths.h"
@@ -117,16 +117,12 @@ static gv_rc wandb_format(struct ex_exporter *ex, const struct ex_batch *batch, 
  * keeps our line offsets ours across restarts. */
 static void stable_client_id(struct ex_wandb_api *api, const char *label)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
+    uint8_t md[GV_SHA256_LEN];
     char in[256];
-    unsigned int i;
 
     snprintf(in, sizeof(in), "kt-agent:%s", label);
-    EVP_Digest(in, strlen(in), md, &mdlen, EVP_sha256(), NULL);
-    for (i = 0; i < 16 && i < mdlen; i++) {
-        snprintf(api->client_id + 2 * i, 3, "%02x", md[i]);
-    }
+    (void)gv_sha256(in, strlen(in), md);
+    gv_hex_encode(md, 16, api->client_id);
 }
 
 static enum ex_flush wandb_flush(struct ex_exporter *ex, const struct gv_buf *payload)

@@ -2,11 +2,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "exporters/wandb/wandb.h"
 
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/gv_buf.h"
+#include "core/gv_hash.h"
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
 
@@ -143,14 +143,13 @@ static void view_name(const char *kind, const char *entity, const char *project,
                       size_t size)
 {
     static const char al[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
+    uint8_t md[GV_SHA256_LEN];
     char in[3 * GV_RUN_TAG_MAX + 32];
     char id[12];
     int i;
 
     snprintf(in, sizeof(in), "kt/%s/%s/%s", kind, entity, project);
-    EVP_Digest(in, strlen(in), md, &mdlen, EVP_sha256(), NULL);
+    (void)gv_sha256(in, strlen(in), md);
     for (i = 0; i < 11; i++) {
         id[i] = al[md[i] % 36];
     }

@@ -311,28 +311,17 @@ out:
 char *ex_wandb_store_summary(struct ex_wandb_run *run)
 {
     char path[1100];
-    FILE *f;
     struct gv_buf b;
-    char chunk[4096];
-    size_t got;
     int n = snprintf(path, sizeof(path), "%s/summary.json", run->dir);
 
     if (n < 0 || (size_t)n >= sizeof(path)) {
         return NULL;
     }
-    f = fopen(path, "rb");
-    if (!f) {
+    gv_buf_init(&b, EX_WANDB_LINE_MAX);
+    if (gv_file_read_all(path, &b) != GV_OK) {
+        gv_buf_free(&b);
         return NULL;
     }
-    gv_buf_init(&b, EX_WANDB_LINE_MAX);
-    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (gv_buf_append(&b, chunk, got)) {
-            fclose(f);
-            gv_buf_free(&b);
-            return NULL;
-        }
-    }
-    fclose(f);
     while (b.len && (b.data[b.len - 1] == '\n')) {
         b.data[--b.len] = '\0';
     }

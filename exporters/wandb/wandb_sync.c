@@ -2,10 +2,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "exporters/wandb/wandb.h"
 
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "core/gv_hash.h"
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
 
@@ -71,19 +71,6 @@ static const char *meta_str(struct ex_wandb_run *run, const char *key)
         return json_object_get_string(v);
     }
     return "";
-}
-
-static void sha256_hex(const char *s, size_t n, char out[65])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    unsigned int i;
-
-    EVP_Digest(s, n, md, &mdlen, EVP_sha256(), NULL);
-    for (i = 0; i < mdlen && i < 32; i++) {
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-    }
-    out[2 * i] = '\0';
 }
 
 static void park(struct ex_wandb_session *s, struct ex_wandb_run *run, const char *what)
@@ -419,7 +406,7 @@ enum ex_wandb_sync ex_wandb_sync_dir(struct ex_wandb_session *s, const char *dir
         cfg_str = json_object_to_json_string_ext(cfg, JSON_C_TO_STRING_PLAIN |
                                                           JSON_C_TO_STRING_NOSLASHESCAPE);
     }
-    sha256_hex(cfg_str, strlen(cfg_str), cfg_hash);
+    (void)gv_sha256_hex(cfg_str, strlen(cfg_str), cfg_hash);
     if (!seen->upserted || strcmp(cfg_hash, run.config_sent) != 0) {
         res = upsert(s, &run, entity, cfg_hash, cfg_str);
         if (res == EX_WANDB_FATAL) {

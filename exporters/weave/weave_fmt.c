@@ -3,11 +3,11 @@
 #include "exporters/weave/weave.h"
 
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "core/gv_hash.h"
 #include "core/gv_mem.h"
 #include "core/gv_pii.h"
 
@@ -44,13 +44,12 @@ static void uuid_v7(const unsigned char *h, uint64_t wall_us, char out[37])
 static void call_ids(const char *instance_id, uint64_t seq, uint64_t wall_us, char id[37],
                      char tid[37])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
+    uint8_t md[GV_SHA256_LEN];
     char in[128];
     int n =
         snprintf(in, sizeof(in), "kt-weave-call:%s:%" PRIu64, instance_id ? instance_id : "", seq);
 
-    EVP_Digest(in, (size_t)(n > 0 ? n : 0), md, &mdlen, EVP_sha256(), NULL);
+    (void)gv_sha256(in, (size_t)(n > 0 ? n : 0), md);
     uuid_v7(md, wall_us, id);
     uuid_v7(md + 16, wall_us, tid);
 }

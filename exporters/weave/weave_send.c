@@ -3,12 +3,12 @@
 #include "exporters/weave/weave.h"
 
 #include <curl/curl.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gv_hash.h"
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
 #include "core/gv_time.h"
@@ -209,15 +209,10 @@ static enum post_res post(struct ex_weave_sender *s, struct ex_wandb_api *api, c
 
 static void pack_key(const struct gv_hello *h, char out[65])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0, i;
     char in[sizeof(h->pack_name) + sizeof(h->pack_version) + sizeof(h->chain) + 4];
     int n = snprintf(in, sizeof(in), "%s\n%s\n%s", h->pack_name, h->pack_version, h->chain);
 
-    EVP_Digest(in, (size_t)(n > 0 ? n : 0), md, &mdlen, EVP_sha256(), NULL);
-    for (i = 0; i < 32 && i < mdlen; i++) {
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-    }
+    (void)gv_sha256_hex(in, (size_t)(n > 0 ? n : 0), out);
 }
 
 /* The pack's object ref for this project, publishing it the first time. */

@@ -318,7 +318,7 @@ static gv_rc recover(struct audit_writer *w)
     if (gw_audit_line_check(b.data + start, end - 1 - start, w->pos.hash) != GV_OK) {
         /* Damage that is not a torn tail is evidence: keep it for `kt events
          * verify` and continue in a fresh segment chained to the bytes as they are. */
-        gw_audit_sha256_hex(b.data + start, end - 1 - start, w->pos.hash);
+        (void)gv_sha256_hex(b.data + start, end - 1 - start, w->pos.hash);
         gv_log(GV_LOG_ERROR, "policy:audit-logger",
                "last audit record fails its hash; run kt events verify", "segment=%" PRIu64, last);
         closed = true;

@@ -9,8 +9,6 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <math.h>
-#include <openssl/evp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/gv_file.h"
+#include "core/gv_hash.h"
 #include "core/gv_mem.h"
 #include "core/gv_record.h"
 #include "core/gv_time.h"
@@ -26,58 +25,6 @@ const char gw_audit_zero_hash[GW_AUDIT_HASH_HEX + 1] =
     "0000000000000000000000000000000000000000000000000000000000000000";
 
 static const char SEAL_PREFIX[] = ",\"hash\":\"";
-
-static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
-static pthread_key_t sha_key;
-static EVP_MD *sha; /* fetched once; lives as long as the process */
-
-static void sha_ctx_free(void *p)
-{
-    EVP_MD_CTX_free(p);
-}
-
-static void sha_init(void)
-{
-    if (pthread_key_create(&sha_key, sha_ctx_free) == 0) {
-        sha = EVP_MD_fetch(NULL, "SHA256", NULL);
-    }
-}
-
-void gw_audit_sha256_hex(const void *p, size_t n, char out[GW_AUDIT_HASH_HEX + 1])
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    unsigned int i;
-
-    /* One fetched SHA-256 and one context per thread: EVP_Digest with EVP_sha256()
-     * looks the algorithm up and allocates a context on every call, which cost
-     * more than hashing a record line. These only fail on allocation failure
-     * inside OpenSSL; an all-zero hash then never matches anything, so
-     * verification fails loudly. */
-    EVP_MD_CTX *ctx;
-
-    pthread_once(&sha_once, sha_init);
-    ctx = pthread_getspecific(sha_key);
-    if (!ctx && sha) {
-        ctx = EVP_MD_CTX_new();
-        if (ctx && pthread_setspecific(sha_key, ctx) != 0) {
-            EVP_MD_CTX_free(ctx);
-            ctx = NULL;
-        }
-    }
-    if (!sha || !ctx || EVP_DigestInit_ex2(ctx, sha, NULL) != 1 ||
-        EVP_DigestUpdate(ctx, p, n) != 1 || EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 ||
-        mdlen != 32) {
-        memcpy(out, gw_audit_zero_hash, sizeof(gw_audit_zero_hash));
-        return;
-    }
-    for (i = 0; i < 32; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 0xf];
-    }
-    out[GW_AUDIT_HASH_HEX] = '\0';
-}
 
 gv_rc gw_audit_line_seal(struct gv_buf *line, char hash_out[GW_AUDIT_HASH_HEX + 1])
 {
@@ -91,7 +38,7 @@ gv_rc gw_audit_line_seal(struct gv_buf *line, char hash_out[GW_AUDIT_HASH_HEX + 
     body = line->len - 1;
     /* The hash covers the object text up to, not including, the seal: the
      * bytes a verifier can cut back to without parsing anything. */
-    gw_audit_sha256_hex(line->data, body, hash);
+    (void)gv_sha256_hex(line->data, body, hash);
     line->len = body;
     line->data[body] = '\0';
     rc = gv_buf_appendf(line, "%s%s\"}\n", SEAL_PREFIX, hash);
@@ -132,7 +79,7 @@ gv_rc gw_audit_line_check(const char *line, size_t len, char hash_out[GW_AUDIT_H
         seal[len - body - 1] != '}') {
         return GV_EPROTO;
     }
-    gw_audit_sha256_hex(line, body, want);
+    (void)gv_sha256_hex(line, body, want);
     if (memcmp(want, seal + sizeof(SEAL_PREFIX) - 1, GW_AUDIT_HASH_HEX) != 0) {
         return GV_EPROTO;
     }

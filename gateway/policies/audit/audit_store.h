@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "core/gv_buf.h"
+#include "core/gv_hash.h"
 #include "core/gv_rc.h"
 
 /* On-disk layout under <state-dir>/audit/ (docs/internals/audit.md):
@@ -22,7 +23,7 @@
  * of the line before it; for the first record, the header's). A header's
  * "anchor" is the hash of the previous segment's last line, or 64 zeros. */
 
-#define GW_AUDIT_HASH_HEX 64
+#define GW_AUDIT_HASH_HEX GV_SHA256_HEX_LEN
 #define GW_AUDIT_SEAL_LEN (9 + GW_AUDIT_HASH_HEX + 2) /* ,"hash":"<64>"} */
 #define GW_AUDIT_LINE_MAX (1024u * 1024u)             /* one record line, content included */
 #define GW_AUDIT_SEGMENT_READ_MAX (1024u * 1024u * 1024u)
@@ -37,9 +38,6 @@ struct gw_audit_pos {
     char hash[GW_AUDIT_HASH_HEX + 1];
     uint64_t bytes;
 };
-
-/* SHA-256 of p[0..n) as 64 lowercase hex characters plus NUL. */
-void gw_audit_sha256_hex(const void *p, size_t n, char out[GW_AUDIT_HASH_HEX + 1]);
 
 /* line holds one JSON object text ending in '}' and nothing after it. Replaces
  * the final '}' with `,"hash":"<sha256 of the text before it>"}` plus '\n' and

@@ -4,13 +4,14 @@
 
 #include <dirent.h>
 #include <json-c/json.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "core/gv_buf.h"
+#include "core/gv_file.h"
+#include "core/gv_hash.h"
 #include "core/gv_mem.h"
 #include "core/gv_yaml.h"
 
@@ -97,12 +98,6 @@ struct loader {
     const struct source *src;
 };
 
-static void digest(const char *t, size_t n, unsigned char md[32])
-{
-    unsigned int mdlen = 0;
-    (void)EVP_Digest(t, n, md, &mdlen, EVP_sha256(), NULL);
-}
-
 /* True if the key was already present; inserts it otherwise. */
 static bool seen_add(struct seen *s, uint64_t key)
 {
@@ -150,7 +145,7 @@ static void add_row(struct loader *l, const char *text, size_t len, int label)
     if (len == 0) {
         return;
     }
-    digest(text, len, md);
+    (void)gv_sha256(text, len, md);
     for (i = 0; i < 8; i++) {
         key = (key << 8) | md[i];
     }
@@ -237,29 +232,6 @@ out:
     return rc;
 }
 
-static gv_rc read_file(const char *path, struct gv_buf *b)
-{
-    FILE *f = fopen(path, "rb");
-    char chunk[65536];
-    size_t n;
-    gv_rc rc = GV_OK;
-
-    if (!f) {
-        return GV_ENOTFOUND;
-    }
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        rc = gv_buf_append(b, chunk, n);
-        if (rc) {
-            break;
-        }
-    }
-    if (rc == GV_OK && ferror(f)) {
-        rc = GV_EIO;
-    }
-    fclose(f);
-    return rc;
-}
-
 static gv_rc load_jsonl(struct loader *l, const char *path)
 {
     struct gv_buf b;
@@ -267,7 +239,7 @@ static gv_rc load_jsonl(struct loader *l, const char *path)
     gv_rc rc;
 
     gv_buf_init(&b, FILE_MAX);
-    rc = read_file(path, &b);
+    rc = gv_file_read_all(path, &b);
     while (rc == GV_OK && i < b.len) {
         struct json_object *o, *f;
         char *line;
@@ -329,7 +301,7 @@ static gv_rc load_csv(struct loader *l, const char *path)
     gv_buf_init(&b, FILE_MAX);
     gv_buf_init(&act, FILE_MAX);
     gv_buf_init(&prompt, FILE_MAX);
-    rc = read_file(path, &b);
+    rc = gv_file_read_all(path, &b);
     while (rc == GV_OK && i < b.len) {
         i = csv_field(b.data, b.len, i, &act, &eol);
         if (eol) {
@@ -542,7 +514,7 @@ gv_rc injection_data_add_tsv(struct injection_dataset *d, const char *path, cons
     gv_rc rc;
 
     gv_buf_init(&b, FILE_MAX);
-    rc = read_file(path, &b);
+    rc = gv_file_read_all(path, &b);
     if (rc) {
         goto out;
     }
