@@ -357,7 +357,7 @@ static void *arena_alloc(void *data, size_t size)
         a->used += need;
         return p;
     }
-    return malloc(size);
+    return gv_malloc(size);
 }
 
 static void arena_free(void *data, void *p)
@@ -365,7 +365,7 @@ static void arena_free(void *data, void *p)
     struct arena *a = data;
 
     if ((unsigned char *)p < a->buf || (unsigned char *)p >= a->buf + sizeof(a->buf)) {
-        free(p);
+        gv_free(p);
     }
 }
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# scripts/checksrc.sh - fail on C library calls the house style bans.
-# Each banned call has a bounded or safer replacement: gv_buf, snprintf,
-# gv_cfg_parse_long, memcpy with an explicit length.
+# scripts/checksrc.sh - fail on C library calls the house style bans, and on the two rules of
+# docs/internals/conventions.md a grep can check:
+# - banned calls: each has a bounded or safer replacement (gv_buf, snprintf, gv_cfg_parse_long,
+#   memcpy with an explicit length);
+# - memory comes from core/gv_mem (gv_malloc aborts on OOM, so no caller checks for NULL);
+# - only cli/ prints: libraries return errors (gv_rc, gv_cfg_err) and log through core/gv_log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 banned='\b(strcpy|strcat|sprintf|vsprintf|strtok|atoi|atol|gets|strncpy|alloca)[[:space:]]*\('
@@ -10,6 +13,22 @@ files=$(git ls-files '*.c' '*.h' | grep -v '^build' || true)
 # snprintf/vsnprintf contain "sprintf": match only when not preceded by a letter.
 if hits=$(grep -nE "(^|[^a-zA-Z_])$banned" $files); then
   echo "checksrc: banned calls found:" >&2
+  echo "$hits" >&2
+  exit 1
+fi
+
+# The shipped code: tests, benchmarks, generators and the offline trainer are tools, not kt.
+lib=$(echo "$files" | grep -E '^(core|proto|gateway|agent|exporters)/' |
+    grep -vE '/(train|gen)/' || true)
+alloc='(^|[^a-zA-Z_.>])(malloc|calloc|realloc|strdup|strndup|free)\('
+if hits=$(grep -nE "$alloc" $(echo "$lib" | grep -v '^core/gv_mem\.c$')); then
+  echo "checksrc: raw allocation outside core/gv_mem.c (use gv_malloc, gv_free, ...):" >&2
+  echo "$hits" >&2
+  exit 1
+fi
+print='(^|[^a-zA-Z_])(printf|fprintf|vfprintf|puts|fputs|putchar|perror)\('
+if hits=$(grep -nE "$print" $(echo "$lib" | grep -vE '^core/gv_(log|mem)\.c$')); then
+  echo "checksrc: printing outside cli/ (return the error; log with gv_log):" >&2
   echo "$hits" >&2
   exit 1
 fi
