@@ -133,6 +133,9 @@ struct ag_agent {
     uint64_t stall_ms;
     uint64_t stalls;
     struct event *stall_ev;
+    /* The highest audit chain end any event carried, and what was logged. */
+    uint64_t audit_head_seq, audit_head_logged;
+    char audit_head_hash[65];
     /* Set when the agent cannot go on (a failed sync, an unwritable journal):
      * ag_agent_run then returns an error, so a service manager restarts it. */
     bool failed;
@@ -184,6 +187,15 @@ static struct ag_instance *instance_get(struct ag_agent *ag, const char *id)
         abort(); /* json-c allocation failure: same policy as gv_malloc */
     }
     return in;
+}
+
+/* Keeps the furthest audit chain end the gateways reported. */
+static void note_audit_head(struct ag_agent *ag, const struct gv_record *rec)
+{
+    if (rec->audit_head_seq > ag->audit_head_seq) {
+        ag->audit_head_seq = rec->audit_head_seq;
+        memcpy(ag->audit_head_hash, rec->audit_head_hash, sizeof(ag->audit_head_hash));
+    }
 }
 
 static void instance_free_entry(struct lh_entry *e)
@@ -251,6 +263,7 @@ static gv_rc journal_replay(struct ag_agent *ag)
             in = instance_get(ag, meta.instance_id);
             if (meta.seq > in->hwm) {
                 ag_runs_apply(ag->runs, rec, &in->hello, gv_wall_us());
+                note_audit_head(ag, rec);
                 in->hwm = meta.seq;
                 atomic_fetch_add(&ag->events, 1);
                 applied++;
@@ -333,6 +346,14 @@ static gv_rc state_load(struct ag_agent *ag)
     if (json_object_object_get_ex(root, "flush_seq", &v)) {
         ag->flush_seq = json_object_get_uint64(v);
     }
+    if (json_object_object_get_ex(root, "audit_head_seq", &v)) {
+        ag->audit_head_seq = json_object_get_uint64(v);
+        ag->audit_head_logged = ag->audit_head_seq;
+    }
+    if (json_object_object_get_ex(root, "audit_head_hash", &v)) {
+        snprintf(ag->audit_head_hash, sizeof(ag->audit_head_hash), "%s",
+                 json_object_get_string(v));
+    }
 out:
     json_object_put(root);
     gv_buf_free(&data);
@@ -366,6 +387,11 @@ static gv_rc state_save(struct ag_agent *ag)
     json_object_object_add(root, "version", json_object_new_int(STATE_VERSION));
     json_object_object_add(root, "events", json_object_new_uint64(atomic_load(&ag->events)));
     json_object_object_add(root, "flush_seq", json_object_new_uint64(ag->flush_seq));
+    if (ag->audit_head_seq) {
+        json_object_object_add(root, "audit_head_seq", json_object_new_uint64(ag->audit_head_seq));
+        json_object_object_add(root, "audit_head_hash",
+                               json_object_new_string(ag->audit_head_hash));
+    }
     json_object_object_add(root, "instances", insts);
     json_object_object_add(root, "runs", ag_runs_to_json(ag->runs));
     text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
@@ -558,6 +584,13 @@ static void flush_now(struct ag_agent *ag, bool final)
 {
     struct ag_job *j = gv_calloc(1, sizeof(*j));
 
+    if (ag->audit_head_seq != ag->audit_head_logged) {
+        /* Off the machine with the log shipper: a value to check the audit
+         * log against later (kt events verify --expect-head SEQ:HASH). */
+        gv_log(GV_LOG_INFO, MOD, "audit chain head", "seq=%llu hash=%s",
+               (unsigned long long)ag->audit_head_seq, ag->audit_head_hash);
+        ag->audit_head_logged = ag->audit_head_seq;
+    }
     j->batch.nruns = ag_runs_collect(ag->runs, gv_wall_us(), &j->snaps);
     j->batch.runs = j->snaps;
     j->batch.seq = ++ag->flush_seq;
@@ -948,12 +981,14 @@ static void reply_status(struct ag_conn *c, bool json)
         (void)gv_buf_appendf(&out,
                              "{\"agent\":{\"events\":%llu,\"duplicates\":%llu,\"runs\":%zu,"
                              "\"connections\":%llu,\"flushes\":%llu,\"exporters\":%zu,"
-                             "\"journal_stalled\":%s,\"journal_stalls\":%llu},",
+                             "\"journal_stalled\":%s,\"journal_stalls\":%llu,"
+                             "\"audit_head\":{\"seq\":%llu,\"hash\":\"%s\"}},",
                              (unsigned long long)atomic_load(&ag->events),
                              (unsigned long long)ag->duplicates, ag_runs_count(ag->runs),
                              (unsigned long long)ag->connections, (unsigned long long)ag->flushes,
                              ag->nexps, ag->stalled ? "true" : "false",
-                             (unsigned long long)ag->stalls);
+                             (unsigned long long)ag->stalls,
+                             (unsigned long long)ag->audit_head_seq, ag->audit_head_hash);
         (void)gv_buf_append_str(&out, "\"delivery\":{");
         for (i = 0; i < nes; i++) {
             (void)gv_buf_appendf(&out,
@@ -1071,6 +1106,7 @@ static void batch_apply(struct ag_agent *ag, struct ag_conn *c, size_t nrec, boo
 
     for (i = 0; i < nrec; i++) {
         ag_runs_apply(ag->runs, &ag->recs[i], &ag->rec_inst[i]->hello, gv_wall_us());
+        note_audit_head(ag, &ag->recs[i]);
     }
     batch_release(ag, nrec);
     atomic_fetch_add(&ag->events, nrec);

@@ -10,17 +10,22 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import {
+    closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync,
+    writeSync,
+} from 'node:fs';
 import path from 'node:path';
 
 import {
     startGateway, startAgent, agentStatus, client, makeTempDir, rawRequest,
     sleep, upstreamSuite,
 } from './lib/index.mjs';
+import { startStandin } from './wandb-standin/server.mjs';
 
 const suite = upstreamSuite();
 const { cleanups } = suite;
 
+const WB_KEY = `kt-${'d'.repeat(40)}`;
 const ROOT = typeof process.getuid === 'function' && process.getuid() === 0;
 const SKIP = ROOT ? false : 'needs root to mount a small tmpfs (CI runs as root)';
 
@@ -168,6 +173,68 @@ test('gateway: a full spool disk holds events in memory, none dropped, all count
         const st = await waitTotal(agentState, sent);
         assert.equal(total(st), sent, 'the agent counted every request exactly once');
         await waitHealth(gw, (e) => e.pending === 0 && e.dropped === 0, 'all acknowledged');
+        await gw.stop();
+        await agent.stop();
+    });
+
+/** The audit log's record with this seq, parsed: its own hash is its "hash" field. */
+function auditRecord(stateDir, seq) {
+    const dir = path.join(stateDir, 'audit');
+    for (const f of readdirSync(dir).filter((x) => x.startsWith('seg-')).sort()) {
+        for (const line of readFileSync(path.join(dir, f), 'utf8').split('\n')) {
+            if (line.startsWith(`{"seq":${seq},`)) {
+                return JSON.parse(line);
+            }
+        }
+    }
+    return null;
+}
+
+test('the audit chain head leaves the machine: W&B summary, agent status and agent log',
+    async () => {
+        const standin = await startStandin({ keys: [WB_KEY] });
+        cleanups.push(() => standin.close());
+        const stateDir = path.join(makeTempDir('kt-e2e-head-'), 'state');
+        const cfg = path.join(makeTempDir('kt-e2e-head-cfg-'), 'agent.yaml');
+        writeFileSync(cfg, 'exporters:\n  wandb:\n    upload_interval: 0s\n');
+        const agent = await startAgent({ stateDir, args: ['--exporters', 'wandb', '--config', cfg],
+            env: { HOME: makeTempDir('kt-e2e-head-home-'), NETRC: undefined,
+                WANDB_BASE_URL: standin.url, WANDB_API_KEY: WB_KEY, WANDB_ENTITY: undefined,
+                WANDB_PROJECT: 'gov' } });
+        cleanups.push(() => agent.stop());
+        const gw = await startGateway({ upstream: suite.up, stateDir });
+        cleanups.push(() => gw.stop());
+        for (let i = 0; i < 5; i++) {
+            await ask(gw, 'run-head', i);
+        }
+        /* Once the writer has committed all five, the next request carries seq 5 as the head. */
+        const headFile = path.join(stateDir, 'audit', 'head.json');
+        for (let i = 0; i < 300; i++) {
+            if (existsSync(headFile) && JSON.parse(readFileSync(headFile, 'utf8')).seq >= 5) {
+                break;
+            }
+            await sleep(50);
+        }
+        await ask(gw, 'run-head', 5);
+        const rec = auditRecord(stateDir, 5);
+        assert.ok(rec, 'record 5 is in the local audit log');
+        let sum = null;
+        for (let i = 0; i < 600; i++) {
+            const run = Object.values(standin.state.runs).find((r) => r.name === 'run-head-gov');
+            sum = run && run.summary ? JSON.parse(run.summary) : null;
+            if (sum && sum['governance/requests'] === 6) {
+                break;
+            }
+            await sleep(50);
+        }
+        assert.ok(sum, 'the governance run reached W&B');
+        assert.equal(sum['governance/requests'], 6);
+        assert.equal(sum['governance/audit_head_seq'], 5, JSON.stringify(sum));
+        assert.equal(sum['governance/audit_head_hash'], rec.hash,
+            'the published hash is record 5\'s hash in the local log');
+        const st = await agentStatus(stateDir);
+        assert.deepEqual(st.agent.audit_head, { seq: 5, hash: rec.hash });
+        await agent.waitForLog(new RegExp(`audit chain head"? seq=5 hash=${rec.hash}`), 10000);
         await gw.stop();
         await agent.stop();
     });
