@@ -26,6 +26,7 @@
 #include <event2/thread.h>
 #include <json-c/json.h>
 
+#include "agent/ag_ids.h"
 #include "agent/ag_runs.h"
 #include "core/gv_file.h"
 #include "core/gv_cfg.h"
@@ -87,11 +88,13 @@ struct ag_agent {
     char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     char journal_path[4160];
     char state_path[4160];
+    char ids_path[4160];
     char label[256];
     int lock_fd;
     int journal_fd;
     uint64_t journal_bytes;
     struct ag_runs *runs;
+    struct ag_ids *ids; /* request ids counted: a re-emitted event counts once */
     struct lh_table *instances;
     struct event_base *base;
     struct evconnlistener *listener;
@@ -107,6 +110,7 @@ struct ag_agent {
     struct ag_instance **rec_inst;
     uint64_t *rec_seq;
     uint64_t *rec_prev; /* the instance's seq mark before rec i was marked */
+    uint8_t (*rec_key)[AG_IDS_KEY]; /* rec i's request id key; all zero: none */
     struct ex_event *evs;
     struct gv_buf jbuf;
     /* counters */
@@ -262,6 +266,13 @@ static gv_rc journal_replay(struct ag_agent *ag)
             }
             in = instance_get(ag, meta.instance_id);
             if (meta.seq > in->hwm) {
+                /* The journal holds counted events only: no id check here (the
+                 * ids file may already hold these ids), just remember them. */
+                if (rec->request_id[0]) {
+                    uint8_t key[AG_IDS_KEY];
+                    ag_ids_key(rec->request_id, key);
+                    ag_ids_add(ag->ids, key);
+                }
                 ag_runs_apply(ag->runs, rec, &in->hello, gv_wall_us());
                 note_audit_head(ag, rec);
                 in->hwm = meta.seq;
@@ -396,6 +407,12 @@ static gv_rc state_save(struct ag_agent *ag)
     json_object_object_add(root, "runs", ag_runs_to_json(ag->runs));
     text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
     snprintf(tmp, sizeof(tmp), "%s.tmp", ag->state_path);
+    /* The ids of what the journal holds go to the ids file before the journal
+     * is emptied; replay re-adds them if this checkpoint does not finish. */
+    if (ag_ids_save(ag->ids, ag->ids_path, ag->opts.fsync) != GV_OK) {
+        rc = GV_EIO;
+        goto out;
+    }
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || gv_file_write_all(fd, text, strlen(text)) != GV_OK ||
         (ag->opts.fsync && fdatasync(fd) != 0)) {
@@ -1080,13 +1097,17 @@ static int journal_append(struct ag_agent *ag)
     return err;
 }
 
-/* Puts the seq marks of a batch back (newest first), as if it was never read. */
+/* Puts the seq marks and ids of a batch back (newest first), as if it was
+ * never read. */
 static void batch_rollback(struct ag_agent *ag, size_t nrec)
 {
     size_t i;
 
     for (i = nrec; i-- > 0;) {
         ag->rec_inst[i]->hwm = ag->rec_prev[i];
+        if (ag->recs[i].request_id[0]) {
+            ag_ids_remove(ag->ids, ag->rec_key[i]);
+        }
     }
 }
 
@@ -1174,6 +1195,9 @@ static void on_stall_retry(evutil_socket_t fd, short what, void *arg)
     }
     for (i = 0; i < ag->stall_nrec; i++) {
         ag->rec_inst[i]->hwm = ag->rec_seq[i];
+        if (ag->recs[i].request_id[0]) {
+            ag_ids_add(ag->ids, ag->rec_key[i]);
+        }
     }
     gv_log(GV_LOG_INFO, MOD, "journal writable again; ingest resumes", "events=%zu",
            ag->stall_nrec);
@@ -1249,11 +1273,25 @@ static bool process_input(struct ag_conn *c)
                     c->inst = inst;
                 }
                 ack = true;
+                memset(ag->rec_key[nrec], 0, AG_IDS_KEY);
+                if (ag->recs[nrec].request_id[0]) {
+                    ag_ids_key(ag->recs[nrec].request_id, ag->rec_key[nrec]);
+                }
                 if (meta.seq <= inst->hwm) {
                     ag->duplicates++;
                     gv_record_release(&ag->recs[nrec]);
                 }
+                else if (ag->recs[nrec].request_id[0] && ag_ids_has(ag->ids, ag->rec_key[nrec])) {
+                    /* Counted before under another sequence: a re-emitted
+                     * event (kt events reemit) or the original after one. */
+                    inst->hwm = meta.seq;
+                    ag->duplicates++;
+                    gv_record_release(&ag->recs[nrec]);
+                }
                 else {
+                    if (ag->recs[nrec].request_id[0]) {
+                        ag_ids_add(ag->ids, ag->rec_key[nrec]);
+                    }
                     /* Marked now so a replay inside this batch is a duplicate too. */
                     ag->rec_prev[nrec] = inst->hwm;
                     inst->hwm = meta.seq;
@@ -1499,6 +1537,7 @@ gv_rc ag_agent_create(const struct ag_opts *opts, struct ag_agent **out)
     }
     snprintf(ag->journal_path, sizeof(ag->journal_path), "%s/journal", dir);
     snprintf(ag->state_path, sizeof(ag->state_path), "%s/state.json", dir);
+    snprintf(ag->ids_path, sizeof(ag->ids_path), "%s/ids", dir);
     {
         char lock[4160];
         snprintf(lock, sizeof(lock), "%s/lock", dir);
@@ -1515,6 +1554,13 @@ gv_rc ag_agent_create(const struct ag_opts *opts, struct ag_agent **out)
     ag->rec_inst = gv_malloc(BATCH_MAX * sizeof(*ag->rec_inst));
     ag->rec_seq = gv_malloc(BATCH_MAX * sizeof(*ag->rec_seq));
     ag->rec_prev = gv_malloc(BATCH_MAX * sizeof(*ag->rec_prev));
+    ag->rec_key = gv_malloc(BATCH_MAX * sizeof(*ag->rec_key));
+    ag->ids = ag_ids_create();
+    rc = ag_ids_load(ag->ids, ag->ids_path);
+    if (rc) {
+        gv_log(GV_LOG_ERROR, MOD, "counted request ids unreadable", "path=%s", ag->ids_path);
+        goto out;
+    }
     ag->evs = gv_malloc(BATCH_MAX * sizeof(*ag->evs));
     rc = state_load(ag);
     if (rc) {
@@ -1649,6 +1695,8 @@ void ag_agent_destroy(struct ag_agent *ag)
     gv_free(ag->rec_inst);
     gv_free(ag->rec_seq);
     gv_free(ag->rec_prev);
+    gv_free(ag->rec_key);
+    ag_ids_destroy(ag->ids);
     gv_free(ag->evs);
     gv_buf_free(&ag->jbuf);
     gv_free(ag);

@@ -207,7 +207,8 @@ void ag_runs_apply(struct ag_runs *runs, const struct gv_record *rec, const stru
     if (rec->run_group[0]) {
         copy_str(r->run_group, sizeof(r->run_group), rec->run_group);
     }
-    if (pack) {
+    /* A sender without a pack (kt events reemit) leaves the run's as it is. */
+    if (pack && pack->pack_name[0]) {
         copy_str(r->pack_name, sizeof(r->pack_name), pack->pack_name);
         copy_str(r->pack_version, sizeof(r->pack_version), pack->pack_version);
         copy_str(r->chain, sizeof(r->chain), pack->chain);

@@ -17,7 +17,7 @@ import {
 import path from 'node:path';
 
 import {
-    startGateway, startAgent, agentStatus, client, makeTempDir, rawRequest,
+    startGateway, startAgent, agentStatus, client, makeTempDir, rawRequest, runKt,
     sleep, upstreamSuite,
 } from './lib/index.mjs';
 import { startStandin } from './wandb-standin/server.mjs';
@@ -235,6 +235,68 @@ test('the audit chain head leaves the machine: W&B summary, agent status and age
         const st = await agentStatus(stateDir);
         assert.deepEqual(st.agent.audit_head, { seq: 5, hash: rec.hash });
         await agent.waitForLog(new RegExp(`audit chain head"? seq=5 hash=${rec.hash}`), 10000);
+        await gw.stop();
+        await agent.stop();
+    });
+
+test('kt events reemit makes the agent whole from the audit log, and counts nothing twice',
+    async () => {
+        const stateDir = path.join(makeTempDir('kt-e2e-reemit-'), 'state');
+        /* A spool of 4 KiB and no agent: most events are dropped, the audit log keeps all. */
+        const gw = await startGateway({ upstream: suite.up, stateDir,
+            env: { KT_SPOOL_MAX_BYTES: '4096' } });
+        cleanups.push(() => gw.stop());
+        const n = 30;
+        for (let i = 0; i < n; i++) {
+            await ask(gw, i % 2 ? 'run-lost-a' : 'run-lost-b', i);
+        }
+        const health = await waitHealth(gw, (e) => e.dropped > 0, 'dropped>0');
+        const headFile = path.join(stateDir, 'audit', 'head.json');
+        for (let i = 0; i < 300; i++) {
+            if (existsSync(headFile) && JSON.parse(readFileSync(headFile, 'utf8')).seq >= n) {
+                break;
+            }
+            await sleep(50);
+        }
+        let agent = await startAgent({ stateDir, args: ['--exporters', 'none'] });
+        cleanups.push(() => agent.stop());
+        await waitHealth(gw, (e) => e.pending === 0, 'pending=0');
+        let st = await agentStatus(stateDir);
+        const lost = n - total(st);
+        assert.ok(lost >= health.dropped && lost > 0, `events lost: ${lost}`);
+
+        /* One lost request by id, then everything: only the lost ones count. */
+        const reemit = (...args) => runKt(['events', 'reemit', '--state-dir', stateDir, ...args]);
+        const counted = (r) => Number(/counted (\d+) new/.exec(r.stdout)?.[1]);
+        const audit = readdirSync(path.join(stateDir, 'audit')).filter((f) => f.startsWith('seg-'))
+            .flatMap((f) => readFileSync(path.join(stateDir, 'audit', f), 'utf8').split('\n'))
+            .filter((l) => l.startsWith('{"seq":')).map((l) => JSON.parse(l));
+        assert.equal(audit.length, n);
+        let r = await reemit('--request-id', audit[n - 1].request_id);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(counted(r), 0, `the newest request was never lost: ${r.stdout}`);
+        r = await reemit('--all');
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(counted(r), lost, r.stdout);
+        st = await agentStatus(stateDir);
+        assert.equal(total(st), n, 'the agent now equals the audit log');
+        for (const id of ['run-lost-a', 'run-lost-b']) {
+            const want = audit.filter((x) => x.run_id === id);
+            const got = st.runs.find((x) => x.run_id === id);
+            assert.equal(got.requests, want.length, id);
+            assert.equal(got.tokens.total, want.reduce((s, x) => s + x.tokens_prompt +
+                x.tokens_completion, 0), `${id} tokens`);
+        }
+        /* Again, and again after a restart: nothing more counts. */
+        r = await reemit('--all');
+        assert.equal(counted(r), 0, r.stdout);
+        await agent.stop();
+        agent = await startAgent({ stateDir, args: ['--exporters', 'none'] });
+        cleanups.push(() => agent.stop());
+        r = await reemit('--run', 'run-lost-a');
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(counted(r), 0, r.stdout);
+        assert.equal(total(await agentStatus(stateDir)), n);
         await gw.stop();
         await agent.stop();
     });
