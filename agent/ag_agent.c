@@ -109,7 +109,7 @@ struct ag_agent {
     struct gv_record *recs;
     struct ag_instance **rec_inst;
     uint64_t *rec_seq;
-    uint64_t *rec_prev; /* the instance's seq mark before rec i was marked */
+    uint64_t *rec_prev;             /* the instance's seq mark before rec i was marked */
     uint8_t (*rec_key)[AG_IDS_KEY]; /* rec i's request id key; all zero: none */
     struct ex_event *evs;
     struct gv_buf jbuf;
@@ -362,8 +362,7 @@ static gv_rc state_load(struct ag_agent *ag)
         ag->audit_head_logged = ag->audit_head_seq;
     }
     if (json_object_object_get_ex(root, "audit_head_hash", &v)) {
-        snprintf(ag->audit_head_hash, sizeof(ag->audit_head_hash), "%s",
-                 json_object_get_string(v));
+        snprintf(ag->audit_head_hash, sizeof(ag->audit_head_hash), "%s", json_object_get_string(v));
     }
 out:
     json_object_put(root);
@@ -1004,8 +1003,8 @@ static void reply_status(struct ag_conn *c, bool json)
                              (unsigned long long)ag->duplicates, ag_runs_count(ag->runs),
                              (unsigned long long)ag->connections, (unsigned long long)ag->flushes,
                              ag->nexps, ag->stalled ? "true" : "false",
-                             (unsigned long long)ag->stalls,
-                             (unsigned long long)ag->audit_head_seq, ag->audit_head_hash);
+                             (unsigned long long)ag->stalls, (unsigned long long)ag->audit_head_seq,
+                             ag->audit_head_hash);
         (void)gv_buf_append_str(&out, "\"delivery\":{");
         for (i = 0; i < nes; i++) {
             (void)gv_buf_appendf(&out,

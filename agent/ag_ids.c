@@ -124,10 +124,9 @@ static void merge_recent(struct ag_ids *ids)
         ids->main = gv_realloc(ids->main, ids->capmain * AG_IDS_KEY);
     }
     while (j > 0) {
-        if (i > 0 && memcmp(ids->main + (i - 1) * AG_IDS_KEY,
-                            ids->recent + (j - 1) * AG_IDS_KEY, AG_IDS_KEY) > 0) {
-            memcpy(ids->main + (k - 1) * AG_IDS_KEY, ids->main + (i - 1) * AG_IDS_KEY,
-                   AG_IDS_KEY);
+        if (i > 0 && memcmp(ids->main + (i - 1) * AG_IDS_KEY, ids->recent + (j - 1) * AG_IDS_KEY,
+                            AG_IDS_KEY) > 0) {
+            memcpy(ids->main + (k - 1) * AG_IDS_KEY, ids->main + (i - 1) * AG_IDS_KEY, AG_IDS_KEY);
             i--;
         }
         else {

@@ -150,9 +150,9 @@ struct json_object *ex_wandb_fmt_row(const struct ex_run_snapshot *s, uint64_t n
         json_object_object_add(row, "governance/audit_head_seq", u64(s->audit_head_seq));
         json_object_object_add(
             row, "governance/audit_head_hash",
-            json_object_new_string_len(s->audit_head_hash,
-                                       (int)strnlen(s->audit_head_hash,
-                                                    sizeof(s->audit_head_hash) - 1)));
+            json_object_new_string_len(
+                s->audit_head_hash,
+                (int)strnlen(s->audit_head_hash, sizeof(s->audit_head_hash) - 1)));
     }
     h = histogram(s);
     if (h) {

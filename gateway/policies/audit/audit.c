@@ -81,12 +81,13 @@ struct audit_writer {
     bool wants_wake;                  /* under mu: the writer waits for the next record */
 
     atomic_bool healthy;   /* last append succeeded */
-    /* The chain's end as last written, for the governance events; under mu. */
-    uint64_t head_seq;
-    char head_hash[GW_AUDIT_HASH_HEX + 1];
     atomic_ullong dropped; /* records refused because the queue was full */
     atomic_ullong written;
     atomic_ullong drop_logged_at; /* mono us of the last "dropped" log line */
+
+    /* The chain's end as last written, for the governance events; under mu. */
+    uint64_t head_seq;
+    char head_hash[GW_AUDIT_HASH_HEX + 1];
 
     /* writer thread only (and init/destroy, before/after it runs) */
     int fd;

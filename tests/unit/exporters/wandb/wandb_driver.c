@@ -103,10 +103,10 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--label") == 0) {
             label = v;
         }
-        else if (!gv_cfg_parse_long(v, strcmp(argv[i], "--runs") == 0      ? &runs
-                                       : strcmp(argv[i], "--batches") == 0 ? &batches
-                                       : strcmp(argv[i], "--start") == 0   ? &start
-                                       : strcmp(argv[i], "--gap-ms") == 0  ? &gap_ms
+        else if (!gv_cfg_parse_long(v, strcmp(argv[i], "--runs") == 0        ? &runs
+                                       : strcmp(argv[i], "--batches") == 0   ? &batches
+                                       : strcmp(argv[i], "--start") == 0     ? &start
+                                       : strcmp(argv[i], "--gap-ms") == 0    ? &gap_ms
                                        : strcmp(argv[i], "--queue-max") == 0 ? &queue_max
                                                                              : &max_s)) {
             fprintf(stderr, "wandb_driver: bad value for %s\n", argv[i]);
