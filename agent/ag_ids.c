@@ -13,19 +13,28 @@
 #include "core/gv_file.h"
 #include "core/gv_mem.h"
 
-/* Two sorted arrays of keys: a large one and a small one that takes inserts
- * (a memmove of at most RECENT_MAX keys) and is merged into the large one when
- * full. 12 bytes per request, lookups are two binary searches. */
-#define RECENT_MAX 4096u
+/* Keys spread over BUCKETS sorted arrays by their last two bytes (the low bits
+ * of the gateway's request counter, or of a SHA-256), so an insert moves a few
+ * hundred keys at most even with millions counted: 12 bytes per request, one
+ * binary search per lookup. */
+#define BUCKETS 65536u
+
+struct bucket {
+    uint8_t *keys;
+    uint32_t n, cap;
+};
 
 struct ag_ids {
-    uint8_t *main;
-    size_t nmain, capmain;
-    uint8_t *recent;
-    size_t nrecent;
+    struct bucket *b;
+    size_t count;
     uint8_t *unsaved; /* keys added since the last save, in order */
     size_t nunsaved, capunsaved;
 };
+
+static struct bucket *bucket_of(const struct ag_ids *ids, const uint8_t *key)
+{
+    return &ids->b[(unsigned)key[AG_IDS_KEY - 2] << 8 | key[AG_IDS_KEY - 1]];
+}
 
 /* Index of key in the sorted array, or of where it would go; *found tells. */
 static size_t find(const uint8_t *arr, size_t n, const uint8_t *key, bool *found)
@@ -54,17 +63,21 @@ struct ag_ids *ag_ids_create(void)
 {
     struct ag_ids *ids = gv_calloc(1, sizeof(*ids));
 
-    ids->recent = gv_malloc(RECENT_MAX * AG_IDS_KEY);
+    ids->b = gv_calloc(BUCKETS, sizeof(*ids->b));
     return ids;
 }
 
 void ag_ids_destroy(struct ag_ids *ids)
 {
+    size_t i;
+
     if (!ids) {
         return;
     }
-    gv_free(ids->main);
-    gv_free(ids->recent);
+    for (i = 0; i < BUCKETS; i++) {
+        gv_free(ids->b[i].keys);
+    }
+    gv_free(ids->b);
     gv_free(ids->unsaved);
     gv_free(ids);
 }
@@ -105,65 +118,40 @@ void ag_ids_key(const char *request_id, uint8_t key[AG_IDS_KEY])
 
 bool ag_ids_has(const struct ag_ids *ids, const uint8_t key[AG_IDS_KEY])
 {
+    const struct bucket *b = bucket_of(ids, key);
     bool found;
 
-    (void)find(ids->recent, ids->nrecent, key, &found);
-    if (!found) {
-        (void)find(ids->main, ids->nmain, key, &found);
-    }
+    (void)find(b->keys, b->n, key, &found);
     return found;
 }
 
-/* Moves the recent keys into the large array: one merge from the back. */
-static void merge_recent(struct ag_ids *ids)
+/* Adds key to its bucket; false when it was there already. */
+static bool insert(struct ag_ids *ids, const uint8_t key[AG_IDS_KEY])
 {
-    size_t i = ids->nmain, j = ids->nrecent, k = ids->nmain + ids->nrecent;
-
-    if (k > ids->capmain) {
-        ids->capmain = k * 2 > 1024 ? k * 2 : 1024;
-        ids->main = gv_realloc(ids->main, ids->capmain * AG_IDS_KEY);
-    }
-    while (j > 0) {
-        if (i > 0 && memcmp(ids->main + (i - 1) * AG_IDS_KEY, ids->recent + (j - 1) * AG_IDS_KEY,
-                            AG_IDS_KEY) > 0) {
-            memcpy(ids->main + (k - 1) * AG_IDS_KEY, ids->main + (i - 1) * AG_IDS_KEY, AG_IDS_KEY);
-            i--;
-        }
-        else {
-            memcpy(ids->main + (k - 1) * AG_IDS_KEY, ids->recent + (j - 1) * AG_IDS_KEY,
-                   AG_IDS_KEY);
-            j--;
-        }
-        k--;
-    }
-    ids->nmain += ids->nrecent;
-    ids->nrecent = 0;
-}
-
-static void insert(struct ag_ids *ids, const uint8_t key[AG_IDS_KEY])
-{
+    struct bucket *b = bucket_of(ids, key);
     bool found;
-    size_t at;
+    size_t at = find(b->keys, b->n, key, &found);
 
-    if (ag_ids_has(ids, key)) {
-        return;
+    if (found) {
+        return false;
     }
-    if (ids->nrecent == RECENT_MAX) {
-        merge_recent(ids);
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 4;
+        b->keys = gv_realloc(b->keys, (size_t)b->cap * AG_IDS_KEY);
     }
-    at = find(ids->recent, ids->nrecent, key, &found);
-    memmove(ids->recent + (at + 1) * AG_IDS_KEY, ids->recent + at * AG_IDS_KEY,
-            (ids->nrecent - at) * AG_IDS_KEY);
-    memcpy(ids->recent + at * AG_IDS_KEY, key, AG_IDS_KEY);
-    ids->nrecent++;
+    memmove(b->keys + (at + 1) * AG_IDS_KEY, b->keys + at * AG_IDS_KEY,
+            (b->n - at) * AG_IDS_KEY);
+    memcpy(b->keys + at * AG_IDS_KEY, key, AG_IDS_KEY);
+    b->n++;
+    ids->count++;
+    return true;
 }
 
 void ag_ids_add(struct ag_ids *ids, const uint8_t key[AG_IDS_KEY])
 {
-    if (ag_ids_has(ids, key)) {
+    if (!insert(ids, key)) {
         return;
     }
-    insert(ids, key);
     if (ids->nunsaved == ids->capunsaved) {
         ids->capunsaved = ids->capunsaved ? ids->capunsaved * 2 : 1024;
         ids->unsaved = gv_realloc(ids->unsaved, ids->capunsaved * AG_IDS_KEY);
@@ -172,39 +160,34 @@ void ag_ids_add(struct ag_ids *ids, const uint8_t key[AG_IDS_KEY])
     ids->nunsaved++;
 }
 
-/* Removes key from a sorted array if present. */
-static bool erase(uint8_t *arr, size_t *n, const uint8_t *key)
-{
-    bool found;
-    size_t at = find(arr, *n, key, &found);
-
-    if (found) {
-        memmove(arr + at * AG_IDS_KEY, arr + (at + 1) * AG_IDS_KEY, (*n - at - 1) * AG_IDS_KEY);
-        (*n)--;
-    }
-    return found;
-}
-
 void ag_ids_remove(struct ag_ids *ids, const uint8_t key[AG_IDS_KEY])
 {
-    size_t i;
+    struct bucket *b;
+    bool found;
+    size_t i, at;
 
     for (i = ids->nunsaved; i-- > 0;) {
-        if (memcmp(ids->unsaved + i * AG_IDS_KEY, key, AG_IDS_KEY) == 0) {
-            memmove(ids->unsaved + i * AG_IDS_KEY, ids->unsaved + (i + 1) * AG_IDS_KEY,
-                    (ids->nunsaved - i - 1) * AG_IDS_KEY);
-            ids->nunsaved--;
-            if (!erase(ids->recent, &ids->nrecent, key)) {
-                (void)erase(ids->main, &ids->nmain, key);
-            }
-            return;
+        if (memcmp(ids->unsaved + i * AG_IDS_KEY, key, AG_IDS_KEY) != 0) {
+            continue;
         }
+        memmove(ids->unsaved + i * AG_IDS_KEY, ids->unsaved + (i + 1) * AG_IDS_KEY,
+                (ids->nunsaved - i - 1) * AG_IDS_KEY);
+        ids->nunsaved--;
+        b = bucket_of(ids, key);
+        at = find(b->keys, b->n, key, &found);
+        if (found) {
+            memmove(b->keys + at * AG_IDS_KEY, b->keys + (at + 1) * AG_IDS_KEY,
+                    (b->n - at - 1) * AG_IDS_KEY);
+            b->n--;
+            ids->count--;
+        }
+        return;
     }
 }
 
 size_t ag_ids_count(const struct ag_ids *ids)
 {
-    return ids->nmain + ids->nrecent;
+    return ids->count;
 }
 
 gv_rc ag_ids_load(struct ag_ids *ids, const char *path)
@@ -233,7 +216,7 @@ gv_rc ag_ids_load(struct ag_ids *ids, const char *path)
         have += (size_t)r;
         whole = have / AG_IDS_KEY * AG_IDS_KEY;
         for (i = 0; i < whole; i += AG_IDS_KEY) {
-            insert(ids, buf + i);
+            (void)insert(ids, buf + i);
         }
         memmove(buf, buf + whole, have - whole);
         have -= whole;

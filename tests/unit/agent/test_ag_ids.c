@@ -35,12 +35,12 @@ static void test_key_takes_gateway_ids_as_they_are(void **state)
     assert_memory_not_equal(a, b, AG_IDS_KEY);
 }
 
-/* Enough ids to merge the small sorted array into the large one several
- * times, added in an order that is neither sorted nor reversed. */
-static void test_add_has_remove_across_merges(void **state)
+/* Several ids per bucket (keys that share their last two bytes), added in an
+ * order that is neither sorted nor reversed. */
+static void test_add_has_remove_many(void **state)
 {
     struct ag_ids *ids = ag_ids_create();
-    const unsigned long long n = 20000;
+    const unsigned long long n = 200000;
     uint8_t k[AG_IDS_KEY];
     char id[32];
     unsigned long long i;
@@ -116,7 +116,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_takes_gateway_ids_as_they_are),
-        cmocka_unit_test(test_add_has_remove_across_merges),
+        cmocka_unit_test(test_add_has_remove_many),
         cmocka_unit_test(test_save_then_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
