@@ -26,6 +26,7 @@
 #include <event2/thread.h>
 #include <json-c/json.h>
 
+#include "agent/ag_ids.h"
 #include "agent/ag_runs.h"
 #include "core/gv_file.h"
 #include "core/gv_cfg.h"
@@ -49,6 +50,9 @@
 #define AG_JOBS_MAX 4
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
+/* Journal writes refused for lack of space are retried this often, doubling. */
+#define STALL_MIN_MS 200
+#define STALL_MAX_MS 10000
 /* A status request is small; anything else from a client is an event stream. */
 #define CONN_OUT_MAX (8u * 1024u * 1024u)
 
@@ -84,11 +88,13 @@ struct ag_agent {
     char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     char journal_path[4160];
     char state_path[4160];
+    char ids_path[4160];
     char label[256];
     int lock_fd;
     int journal_fd;
     uint64_t journal_bytes;
     struct ag_runs *runs;
+    struct ag_ids *ids; /* request ids counted: a re-emitted event counts once */
     struct lh_table *instances;
     struct event_base *base;
     struct evconnlistener *listener;
@@ -103,6 +109,8 @@ struct ag_agent {
     struct gv_record *recs;
     struct ag_instance **rec_inst;
     uint64_t *rec_seq;
+    uint64_t *rec_prev;             /* the instance's seq mark before rec i was marked */
+    uint8_t (*rec_key)[AG_IDS_KEY]; /* rec i's request id key; all zero: none */
     struct ex_event *evs;
     struct gv_buf jbuf;
     /* counters */
@@ -119,6 +127,22 @@ struct ag_agent {
     bool jstop;
     struct gv_ydoc *cfg_doc;
     _Atomic int stop_requested;
+    /* Disk full: one decoded batch waits for the journal to take it. Nothing
+     * more is read and nothing is acknowledged until it does, so the gateway
+     * keeps the events in its spool meanwhile. */
+    bool stalled;
+    size_t stall_nrec;
+    bool stall_ack;
+    struct ag_conn *stall_conn; /* NULL once that connection is gone */
+    uint64_t stall_ms;
+    uint64_t stalls;
+    struct event *stall_ev;
+    /* The highest audit chain end any event carried, and what was logged. */
+    uint64_t audit_head_seq, audit_head_logged;
+    char audit_head_hash[65];
+    /* Set when the agent cannot go on (a failed sync, an unwritable journal):
+     * ag_agent_run then returns an error, so a service manager restarts it. */
+    bool failed;
 };
 
 /* ---- files --------------------------------------------------------------------------- */
@@ -137,6 +161,15 @@ static struct ag_instance *instance_get(struct ag_agent *ag, const char *id)
         abort(); /* json-c allocation failure: same policy as gv_malloc */
     }
     return in;
+}
+
+/* Keeps the furthest audit chain end the gateways reported. */
+static void note_audit_head(struct ag_agent *ag, const struct gv_record *rec)
+{
+    if (rec->audit_head_seq > ag->audit_head_seq) {
+        ag->audit_head_seq = rec->audit_head_seq;
+        memcpy(ag->audit_head_hash, rec->audit_head_hash, sizeof(ag->audit_head_hash));
+    }
 }
 
 static void instance_free_entry(struct lh_entry *e)
@@ -203,7 +236,15 @@ static gv_rc journal_replay(struct ag_agent *ag)
             }
             in = instance_get(ag, meta.instance_id);
             if (meta.seq > in->hwm) {
+                /* The journal holds counted events only: no id check here (the
+                 * ids file may already hold these ids), just remember them. */
+                if (rec->request_id[0]) {
+                    uint8_t key[AG_IDS_KEY];
+                    ag_ids_key(rec->request_id, key);
+                    ag_ids_add(ag->ids, key);
+                }
                 ag_runs_apply(ag->runs, rec, &in->hello, gv_wall_us());
+                note_audit_head(ag, rec);
                 in->hwm = meta.seq;
                 atomic_fetch_add(&ag->events, 1);
                 applied++;
@@ -286,6 +327,13 @@ static gv_rc state_load(struct ag_agent *ag)
     if (json_object_object_get_ex(root, "flush_seq", &v)) {
         ag->flush_seq = json_object_get_uint64(v);
     }
+    if (json_object_object_get_ex(root, "audit_head_seq", &v)) {
+        ag->audit_head_seq = json_object_get_uint64(v);
+        ag->audit_head_logged = ag->audit_head_seq;
+    }
+    if (json_object_object_get_ex(root, "audit_head_hash", &v)) {
+        snprintf(ag->audit_head_hash, sizeof(ag->audit_head_hash), "%s", json_object_get_string(v));
+    }
 out:
     json_object_put(root);
     gv_buf_free(&data);
@@ -319,10 +367,21 @@ static gv_rc state_save(struct ag_agent *ag)
     json_object_object_add(root, "version", json_object_new_int(STATE_VERSION));
     json_object_object_add(root, "events", json_object_new_uint64(atomic_load(&ag->events)));
     json_object_object_add(root, "flush_seq", json_object_new_uint64(ag->flush_seq));
+    if (ag->audit_head_seq) {
+        json_object_object_add(root, "audit_head_seq", json_object_new_uint64(ag->audit_head_seq));
+        json_object_object_add(root, "audit_head_hash",
+                               json_object_new_string(ag->audit_head_hash));
+    }
     json_object_object_add(root, "instances", insts);
     json_object_object_add(root, "runs", ag_runs_to_json(ag->runs));
     text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
     snprintf(tmp, sizeof(tmp), "%s.tmp", ag->state_path);
+    /* The ids of what the journal holds go to the ids file before the journal
+     * is emptied; replay re-adds them if this checkpoint does not finish. */
+    if (ag_ids_save(ag->ids, ag->ids_path, ag->opts.fsync) != GV_OK) {
+        rc = GV_EIO;
+        goto out;
+    }
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || gv_file_write_all(fd, text, strlen(text)) != GV_OK ||
         (ag->opts.fsync && fdatasync(fd) != 0)) {
@@ -345,7 +404,10 @@ out:
         close(fd);
     }
     if (rc) {
-        gv_log(GV_LOG_ERROR, MOD, "checkpoint failed", "path=%s errno=%d", ag->state_path, errno);
+        int err = errno;
+        /* A half-written temp file only takes space a full disk needs back. */
+        unlink(tmp);
+        gv_log(GV_LOG_ERROR, MOD, "checkpoint failed", "path=%s errno=%d", ag->state_path, err);
     }
     json_object_put(root);
     return rc;
@@ -508,6 +570,13 @@ static void flush_now(struct ag_agent *ag, bool final)
 {
     struct ag_job *j = gv_calloc(1, sizeof(*j));
 
+    if (ag->audit_head_seq != ag->audit_head_logged) {
+        /* Off the machine with the log shipper: a value to check the audit
+         * log against later (kt events verify --expect-head SEQ:HASH). */
+        gv_log(GV_LOG_INFO, MOD, "audit chain head", "seq=%llu hash=%s",
+               (unsigned long long)ag->audit_head_seq, ag->audit_head_hash);
+        ag->audit_head_logged = ag->audit_head_seq;
+    }
     j->batch.nruns = ag_runs_collect(ag->runs, gv_wall_us(), &j->snaps);
     j->batch.runs = j->snaps;
     j->batch.seq = ++ag->flush_seq;
@@ -875,6 +944,9 @@ static void conn_close(struct ag_conn *c)
             break;
         }
     }
+    if (c->ag->stall_conn == c) {
+        c->ag->stall_conn = NULL;
+    }
     bufferevent_free(c->bev);
     gv_free(c);
 }
@@ -903,11 +975,15 @@ static void reply_status(struct ag_conn *c, bool json)
     if (json) {
         (void)gv_buf_appendf(&out,
                              "{\"agent\":{\"events\":%llu,\"duplicates\":%llu,\"runs\":%zu,"
-                             "\"connections\":%llu,\"flushes\":%llu,\"exporters\":%zu},",
+                             "\"connections\":%llu,\"flushes\":%llu,\"exporters\":%zu,"
+                             "\"journal_stalled\":%s,\"journal_stalls\":%llu,"
+                             "\"audit_head\":{\"seq\":%llu,\"hash\":\"%s\"}},",
                              (unsigned long long)atomic_load(&ag->events),
                              (unsigned long long)ag->duplicates, ag_runs_count(ag->runs),
                              (unsigned long long)ag->connections, (unsigned long long)ag->flushes,
-                             ag->nexps);
+                             ag->nexps, ag->stalled ? "true" : "false",
+                             (unsigned long long)ag->stalls, (unsigned long long)ag->audit_head_seq,
+                             ag->audit_head_hash);
         (void)gv_buf_append_str(&out, "\"delivery\":{");
         for (i = 0; i < nes; i++) {
             (void)gv_buf_appendf(&out,
@@ -962,16 +1038,170 @@ static void reply_status(struct ag_conn *c, bool json)
     gv_buf_free(&out);
 }
 
+/* ---- journal ------------------------------------------------------------------------- */
+
+/* The agent cannot go on: stop, and make ag_agent_run report it. */
+static void agent_fail(struct ag_agent *ag)
+{
+    ag->failed = true;
+    ag_agent_stop(ag);
+}
+
+/* A full disk or quota passes once space is freed; other errors do not. */
+static bool journal_transient(int err)
+{
+    return err == ENOSPC || err == EDQUOT;
+}
+
+/* Appends jbuf to the journal: 0, or the errno of the failure. A partial
+ * append is cut off again, so the journal stays whole frames and a later
+ * append lands where this one began. */
+static int journal_append(struct ag_agent *ag)
+{
+    int err;
+
+    errno = 0;
+    if (gv_file_write_all(ag->journal_fd, ag->jbuf.data, ag->jbuf.len) == GV_OK) {
+        ag->journal_bytes += ag->jbuf.len;
+        ag->journal_dirty = true;
+        return 0;
+    }
+    err = errno ? errno : ENOSPC; /* write(2) returned 0: no room */
+    if (ftruncate(ag->journal_fd, (off_t)ag->journal_bytes) != 0) {
+        gv_log(GV_LOG_ERROR, MOD, "journal cannot be cut back to its last frame", "errno=%d",
+               errno);
+        return EIO; /* a torn frame in the middle: nothing after it would replay */
+    }
+    return err;
+}
+
+/* Puts the seq marks and ids of a batch back (newest first), as if it was
+ * never read. */
+static void batch_rollback(struct ag_agent *ag, size_t nrec)
+{
+    size_t i;
+
+    for (i = nrec; i-- > 0;) {
+        ag->rec_inst[i]->hwm = ag->rec_prev[i];
+        if (ag->recs[i].request_id[0]) {
+            ag_ids_remove(ag->ids, ag->rec_key[i]);
+        }
+    }
+}
+
+static void batch_release(struct ag_agent *ag, size_t nrec)
+{
+    size_t i;
+
+    for (i = 0; i < nrec; i++) {
+        gv_record_release(&ag->recs[i]);
+    }
+}
+
+/* Counts a batch the journal holds and asks for its acknowledgement. */
+static void batch_apply(struct ag_agent *ag, struct ag_conn *c, size_t nrec, bool ack)
+{
+    size_t i;
+
+    for (i = 0; i < nrec; i++) {
+        ag_runs_apply(ag->runs, &ag->recs[i], &ag->rec_inst[i]->hello, gv_wall_us());
+        note_audit_head(ag, &ag->recs[i]);
+    }
+    batch_release(ag, nrec);
+    atomic_fetch_add(&ag->events, nrec);
+    if (ack && c && c->inst) {
+        /* Acknowledged by commit(), after one fdatasync for everything read in
+         * this loop iteration, from every connection (group commit). */
+        c->ack_pending = true;
+        event_active(ag->commit_ev, EV_TIMEOUT, 0);
+    }
+}
+
+static void stall_arm(struct ag_agent *ag)
+{
+    struct timeval tv;
+
+    tv.tv_sec = (time_t)(ag->stall_ms / 1000);
+    tv.tv_usec = (suseconds_t)(ag->stall_ms % 1000) * 1000;
+    event_add(ag->stall_ev, &tv);
+}
+
+/* The journal refused a batch for lack of space. The batch waits in memory,
+ * its seq marks put back so no acknowledgement covers it; reading stops (the
+ * gateway's spool holds what follows) and the write is retried with backoff. */
+static void stall_begin(struct ag_agent *ag, struct ag_conn *c, size_t nrec, bool ack, int err)
+{
+    batch_rollback(ag, nrec);
+    ag->stalled = true;
+    ag->stall_nrec = nrec;
+    ag->stall_ack = ack;
+    ag->stall_conn = c;
+    ag->stall_ms = STALL_MIN_MS;
+    ag->stalls++;
+    gv_log(GV_LOG_WARN, MOD, "journal write failed; holding acknowledgements until it succeeds",
+           "errno=%d events=%zu retry_ms=%llu", err, nrec, (unsigned long long)ag->stall_ms);
+    stall_arm(ag);
+}
+
+static void on_read(struct bufferevent *bev, void *arg);
+
+static void on_stall_retry(evutil_socket_t fd, short what, void *arg)
+{
+    struct ag_agent *ag = arg;
+    struct ag_conn *c, *next;
+    size_t i;
+    int err;
+
+    if (!ag->stalled) {
+        return;
+    }
+    err = journal_append(ag);
+    if (err && journal_transient(err)) {
+        ag->stall_ms = ag->stall_ms * 2 > STALL_MAX_MS ? STALL_MAX_MS : ag->stall_ms * 2;
+        gv_log(GV_LOG_DEBUG, MOD, "journal still full", "errno=%d retry_ms=%llu", err,
+               (unsigned long long)ag->stall_ms);
+        stall_arm(ag);
+        return;
+    }
+    ag->stalled = false;
+    if (err) {
+        gv_log(GV_LOG_ERROR, MOD, "journal write failed; stopping", "errno=%d", err);
+        batch_release(ag, ag->stall_nrec);
+        ag->stall_nrec = 0;
+        agent_fail(ag);
+        return;
+    }
+    for (i = 0; i < ag->stall_nrec; i++) {
+        ag->rec_inst[i]->hwm = ag->rec_seq[i];
+        if (ag->recs[i].request_id[0]) {
+            ag_ids_add(ag->ids, ag->rec_key[i]);
+        }
+    }
+    gv_log(GV_LOG_INFO, MOD, "journal writable again; ingest resumes", "events=%zu",
+           ag->stall_nrec);
+    batch_apply(ag, ag->stall_conn, ag->stall_nrec, ag->stall_ack);
+    ag->stall_nrec = 0;
+    ag->stall_conn = NULL;
+    /* What arrived meanwhile sits in the input buffers; no new bytes may come
+     * to trigger a read callback, so read it now. */
+    for (c = ag->conns; c; c = next) {
+        next = c->next;
+        on_read(c->bev, c);
+    }
+}
+
 /* Decodes up to BATCH_MAX events, makes the new ones durable in the journal,
  * counts them, then acknowledges: the ack never runs ahead of the journal. */
 static bool process_input(struct ag_conn *c)
 {
     struct ag_agent *ag = c->ag;
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    size_t nrec = 0, i;
+    size_t nrec = 0;
     bool ack = false, ok = true;
 
-    gv_buf_reset(&ag->jbuf);
+    if (!ag->stalled) {
+        gv_buf_reset(&ag->jbuf); /* else it holds the batch waiting for the disk */
+    }
     while (nrec < BATCH_MAX) {
         uint8_t hdr[GV_FRAME_HDR];
         size_t len = evbuffer_get_length(in), plen;
@@ -994,6 +1224,11 @@ static bool process_input(struct ag_conn *c)
         }
         frame = evbuffer_pullup(in, (ev_ssize_t)(GV_FRAME_HDR + plen));
         type = frame[4];
+        if (ag->stalled && type != GV_FRAME_STATUS) {
+            /* Left in the buffer until the journal takes the waiting batch;
+             * the read watermark then stops reading from this socket. */
+            break;
+        }
         if (type == GV_FRAME_HELLO) {
             if (apply_hello(ag, frame + GV_FRAME_HDR, plen, &c->inst)) {
                 (void)gv_buf_append(&ag->jbuf, frame, GV_FRAME_HDR + plen);
@@ -1016,12 +1251,27 @@ static bool process_input(struct ag_conn *c)
                     c->inst = inst;
                 }
                 ack = true;
+                memset(ag->rec_key[nrec], 0, AG_IDS_KEY);
+                if (ag->recs[nrec].request_id[0]) {
+                    ag_ids_key(ag->recs[nrec].request_id, ag->rec_key[nrec]);
+                }
                 if (meta.seq <= inst->hwm) {
                     ag->duplicates++;
                     gv_record_release(&ag->recs[nrec]);
                 }
+                else if (ag->recs[nrec].request_id[0] && ag_ids_has(ag->ids, ag->rec_key[nrec])) {
+                    /* Counted before under another sequence: a re-emitted
+                     * event (kt events reemit) or the original after one. */
+                    inst->hwm = meta.seq;
+                    ag->duplicates++;
+                    gv_record_release(&ag->recs[nrec]);
+                }
                 else {
+                    if (ag->recs[nrec].request_id[0]) {
+                        ag_ids_add(ag->ids, ag->rec_key[nrec]);
+                    }
                     /* Marked now so a replay inside this batch is a duplicate too. */
+                    ag->rec_prev[nrec] = inst->hwm;
                     inst->hwm = meta.seq;
                     ag->rec_seq[nrec] = meta.seq;
                     ag->rec_inst[nrec++] = inst;
@@ -1037,32 +1287,30 @@ static bool process_input(struct ag_conn *c)
     /* Trace exporters store each event before the journal has it: a crash in
      * between leaves it unacknowledged, the gateway resends it and the
      * exporter's deterministic ids make the second copy the same call. */
+    if (ag->stalled) {
+        return ok;
+    }
     if (nrec > 0) {
         exporters_events(ag, nrec);
         exporters_ingest(ag, nrec);
     }
     if (ag->jbuf.len) {
-        if (gv_file_write_all(ag->journal_fd, ag->jbuf.data, ag->jbuf.len) != GV_OK) {
-            /* Not durable: not acknowledged, so the gateway resends after a
-             * restart; the seq marks set above make continuing unsafe. */
-            gv_log(GV_LOG_ERROR, MOD, "journal write failed; stopping", "errno=%d", errno);
-            ag_agent_stop(ag);
+        int err = journal_append(ag);
+        if (err && !journal_transient(err)) {
+            /* Not durable and never will be: not acknowledged, so the
+             * gateway resends after a restart (the service manager's). */
+            gv_log(GV_LOG_ERROR, MOD, "journal write failed; stopping", "errno=%d", err);
+            batch_rollback(ag, nrec);
+            batch_release(ag, nrec);
+            agent_fail(ag);
             return false;
         }
-        ag->journal_bytes += ag->jbuf.len;
-        ag->journal_dirty = true;
+        if (err) {
+            stall_begin(ag, c, nrec, ack, err);
+            return ok;
+        }
     }
-    for (i = 0; i < nrec; i++) {
-        ag_runs_apply(ag->runs, &ag->recs[i], &ag->rec_inst[i]->hello, gv_wall_us());
-        gv_record_release(&ag->recs[i]);
-    }
-    atomic_fetch_add(&ag->events, nrec);
-    if (ack && c->inst) {
-        /* Acknowledged by commit(), after one fdatasync for everything read in
-         * this loop iteration, from every connection (group commit). */
-        c->ack_pending = true;
-        event_active(ag->commit_ev, EV_TIMEOUT, 0);
-    }
+    batch_apply(ag, c, nrec, ack);
     return ok;
 }
 
@@ -1075,8 +1323,11 @@ static void on_commit(evutil_socket_t fd, short what, void *arg)
 
     if (ag->journal_dirty) {
         if (ag->opts.fsync && fdatasync(ag->journal_fd) != 0) {
+            /* After a failed sync the kernel may have dropped the pages: what
+             * the journal holds is unknown, so only a restart (replay, then
+             * the gateway's resend) is safe. Nothing here was acknowledged. */
             gv_log(GV_LOG_ERROR, MOD, "journal sync failed; stopping", "errno=%d", errno);
-            ag_agent_stop(ag);
+            agent_fail(ag);
             return;
         }
         ag->journal_dirty = false;
@@ -1264,6 +1515,7 @@ gv_rc ag_agent_create(const struct ag_opts *opts, struct ag_agent **out)
     }
     snprintf(ag->journal_path, sizeof(ag->journal_path), "%s/journal", dir);
     snprintf(ag->state_path, sizeof(ag->state_path), "%s/state.json", dir);
+    snprintf(ag->ids_path, sizeof(ag->ids_path), "%s/ids", dir);
     {
         char lock[4160];
         snprintf(lock, sizeof(lock), "%s/lock", dir);
@@ -1279,6 +1531,14 @@ gv_rc ag_agent_create(const struct ag_opts *opts, struct ag_agent **out)
     ag->recs = gv_malloc(BATCH_MAX * sizeof(*ag->recs));
     ag->rec_inst = gv_malloc(BATCH_MAX * sizeof(*ag->rec_inst));
     ag->rec_seq = gv_malloc(BATCH_MAX * sizeof(*ag->rec_seq));
+    ag->rec_prev = gv_malloc(BATCH_MAX * sizeof(*ag->rec_prev));
+    ag->rec_key = gv_malloc(BATCH_MAX * sizeof(*ag->rec_key));
+    ag->ids = ag_ids_create();
+    rc = ag_ids_load(ag->ids, ag->ids_path);
+    if (rc) {
+        gv_log(GV_LOG_ERROR, MOD, "counted request ids unreadable", "path=%s", ag->ids_path);
+        goto out;
+    }
     ag->evs = gv_malloc(BATCH_MAX * sizeof(*ag->evs));
     rc = state_load(ag);
     if (rc) {
@@ -1312,6 +1572,7 @@ gv_rc ag_agent_create(const struct ag_opts *opts, struct ag_agent **out)
     }
     ag->commit_ev = event_new(ag->base, -1, 0, on_commit, ag);
     event_priority_set(ag->commit_ev, 1);
+    ag->stall_ev = evtimer_new(ag->base, on_stall_retry, ag);
     ag->flush_ev = event_new(ag->base, -1, EV_PERSIST, on_flush, ag);
     tv.tv_sec = (time_t)(opts->flush_ms / 1000);
     tv.tv_usec = (suseconds_t)(opts->flush_ms % 1000) * 1000;
@@ -1342,9 +1603,10 @@ gv_rc ag_agent_run(struct ag_agent *ag, bool handle_signals)
     flush_now(ag, true);
     /* The exporters get the last batch and one final attempt at what is queued. */
     jobs_stop(ag);
-    gv_log(GV_LOG_INFO, MOD, "stopped", "events=%llu runs=%zu",
-           (unsigned long long)atomic_load(&ag->events), ag_runs_count(ag->runs));
-    return GV_OK;
+    gv_log(ag->failed ? GV_LOG_ERROR : GV_LOG_INFO, MOD, "stopped",
+           "events=%llu runs=%zu failed=%d", (unsigned long long)atomic_load(&ag->events),
+           ag_runs_count(ag->runs), ag->failed ? 1 : 0);
+    return ag->failed ? GV_EIO : GV_OK;
 }
 
 void ag_agent_stop(struct ag_agent *ag)
@@ -1379,6 +1641,12 @@ void ag_agent_destroy(struct ag_agent *ag)
     if (ag->commit_ev) {
         event_free(ag->commit_ev);
     }
+    if (ag->stall_ev) {
+        event_free(ag->stall_ev);
+    }
+    if (ag->stalled) {
+        batch_release(ag, ag->stall_nrec); /* never acknowledged: the gateway resends */
+    }
     if (ag->sigterm_ev) {
         event_free(ag->sigterm_ev);
     }
@@ -1404,6 +1672,9 @@ void ag_agent_destroy(struct ag_agent *ag)
     gv_free(ag->recs);
     gv_free(ag->rec_inst);
     gv_free(ag->rec_seq);
+    gv_free(ag->rec_prev);
+    gv_free(ag->rec_key);
+    ag_ids_destroy(ag->ids);
     gv_free(ag->evs);
     gv_buf_free(&ag->jbuf);
     gv_free(ag);

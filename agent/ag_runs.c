@@ -36,6 +36,8 @@ struct ag_run {
     uint64_t first_seen_wall_us, last_seen_wall_us; /* from the events */
     uint64_t touched_us;                            /* agent clock, for idleness */
     bool dirty;
+    uint64_t audit_head_seq; /* the highest audit chain end its events carried */
+    char audit_head_hash[65];
 };
 
 struct ag_runs {
@@ -205,13 +207,18 @@ void ag_runs_apply(struct ag_runs *runs, const struct gv_record *rec, const stru
     if (rec->run_group[0]) {
         copy_str(r->run_group, sizeof(r->run_group), rec->run_group);
     }
-    if (pack) {
+    /* A sender without a pack (kt events reemit) leaves the run's as it is. */
+    if (pack && pack->pack_name[0]) {
         copy_str(r->pack_name, sizeof(r->pack_name), pack->pack_name);
         copy_str(r->pack_version, sizeof(r->pack_version), pack->pack_version);
         copy_str(r->chain, sizeof(r->chain), pack->chain);
     }
     if (r->first_seen_wall_us == 0 || rec->start_wall_us < r->first_seen_wall_us) {
         r->first_seen_wall_us = rec->start_wall_us;
+    }
+    if (rec->audit_head_seq > r->audit_head_seq) {
+        r->audit_head_seq = rec->audit_head_seq;
+        memcpy(r->audit_head_hash, rec->audit_head_hash, sizeof(r->audit_head_hash));
     }
     if (rec->start_wall_us > r->last_seen_wall_us) {
         r->last_seen_wall_us = rec->start_wall_us;
@@ -268,6 +275,8 @@ static void fill_snapshot(const struct ag_run *r, struct ex_run_snapshot *s)
     }
     s->first_seen_wall_us = r->first_seen_wall_us;
     s->last_seen_wall_us = r->last_seen_wall_us;
+    s->audit_head_seq = r->audit_head_seq;
+    memcpy(s->audit_head_hash, r->audit_head_hash, sizeof(s->audit_head_hash));
 }
 
 size_t ag_runs_collect(struct ag_runs *runs, uint64_t now_wall_us, struct ex_run_snapshot **out)
@@ -374,6 +383,12 @@ static struct json_object *run_status_json(const struct ag_run *r)
     json_object_object_add(o, "latency_s", lat);
     json_object_object_add(o, "first_seen_us", json_object_new_uint64(r->first_seen_wall_us));
     json_object_object_add(o, "last_seen_us", json_object_new_uint64(r->last_seen_wall_us));
+    if (r->audit_head_seq) {
+        struct json_object *h = json_object_new_object();
+        json_object_object_add(h, "seq", json_object_new_uint64(r->audit_head_seq));
+        json_object_object_add(h, "hash", json_object_new_string(r->audit_head_hash));
+        json_object_object_add(o, "audit_head", h);
+    }
     return o;
 }
 
@@ -516,6 +531,10 @@ struct json_object *ag_runs_to_json(const struct ag_runs *runs)
         add_u64(o, "last_seen_us", r->last_seen_wall_us);
         add_u64(o, "touched_us", r->touched_us);
         json_object_object_add(o, "dirty", json_object_new_boolean(r->dirty));
+        if (r->audit_head_seq) {
+            add_u64(o, "audit_head_seq", r->audit_head_seq);
+            add_str(o, "audit_head_hash", r->audit_head_hash);
+        }
         json_object_array_add(arr, o);
     }
     return arr;
@@ -593,6 +612,11 @@ gv_rc ag_runs_from_json(struct ag_runs *runs, struct json_object *arr)
         r->last_seen_wall_us = get_u64(o, "last_seen_us");
         r->touched_us = get_u64(o, "touched_us");
         r->dirty = json_object_object_get_ex(o, "dirty", &v) && json_object_get_boolean(v);
+        r->audit_head_seq = get_u64(o, "audit_head_seq");
+        if (json_object_object_get_ex(o, "audit_head_hash", &v)) {
+            snprintf(r->audit_head_hash, sizeof(r->audit_head_hash), "%s",
+                     json_object_get_string(v));
+        }
     }
     return GV_OK;
 }

@@ -16,6 +16,9 @@ int cli_policy_check(int argc, char **argv);
 int cli_events_list(int argc, char **argv);
 int cli_events_verify(int argc, char **argv);
 int cli_events_tail(int argc, char **argv);
+/* cmd_events_reemit.c: the events of audit records (by request id, run, or all) to the agent
+ * again; it counts only the requests it has not counted. */
+int cli_events_reemit(int argc, char **argv);
 
 /* cmd_rbac.c */
 int cli_rbac_hash_key(int argc, char **argv);

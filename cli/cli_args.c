@@ -43,6 +43,14 @@ static int store(const struct cli_spec *spec, const struct cli_opt *o, const cha
         *(const char **)o->out = v;
         return CLI_ARGS_RUN;
     }
+    if (o->kind == CLI_OPT_LIST) {
+        struct cli_list *l = o->out;
+        if (l->n >= l->max) {
+            return cli_usage_error(spec, "%s given more than %d times", o->name, l->max);
+        }
+        l->v[l->n++] = v;
+        return CLI_ARGS_RUN;
+    }
     errno = 0;
     n = strtol(v, &end, 10);
     if (errno || end == v || *end || n < o->min || n > o->max) {

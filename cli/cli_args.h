@@ -11,12 +11,20 @@
  * - `--` ends the options; a lone `-` is a positional argument;
  * - an unknown option, a missing or bad value or a wrong count of positional arguments prints
  *   one line `<cmd>: <what>` and the usage on stderr, exit 2.
- * The same option given twice keeps the last value, as getopt does. */
+ * The same option given twice keeps the last value, as getopt does, except a list option,
+ * which keeps them all (more than its room is a usage error). */
 
 enum cli_opt_kind {
     CLI_OPT_STR,  /* const char **out: points into argv */
     CLI_OPT_LONG, /* long *out, within [min, max] */
-    CLI_OPT_FLAG  /* bool *out: set to true */
+    CLI_OPT_FLAG, /* bool *out: set to true */
+    CLI_OPT_LIST  /* struct cli_list *out: every value, in order (the option may repeat) */
+};
+
+/* What a CLI_OPT_LIST collects: values point into argv. */
+struct cli_list {
+    const char **v; /* room for max values */
+    int n, max;
 };
 
 struct cli_opt {

@@ -24,6 +24,8 @@ static const struct kt_command commands[] = {
      "[--limit N] [--run ID] [--decision D] [--since T] [--json] [--state-dir DIR]"},
     {"events", "verify", cli_events_verify, "[--json] [--state-dir DIR]   check the hash chain"},
     {"events", "tail", cli_events_tail, "[--lines N] [--json] [--max N] [--state-dir DIR]"},
+    {"events", "reemit", cli_events_reemit,
+     "(--request-id ID | --run ID | --all) [--state-dir DIR]   events again from the audit log"},
     {"rbac", "hash-key", cli_rbac_hash_key, "[KEY]   SHA-256 for rbac.keys (KEY from stdin)"},
     {"agent", "run", cli_agent_run,
      "[--state-dir DIR] [--agent-socket PATH] [--flush-interval S] [--metrics-listen HOST:PORT]"},

@@ -336,6 +336,8 @@ gv_rc gv_event_encode(const struct gv_record *rec, const char *instance_id, uint
     ev.streamed = rec->streamed;
     weave_encode(rec, &ev); /* weave: */
     otlp_encode(rec, &ev, pol, npol, &otlp_sc); /* otlp: */
+    ev.audit_head_seq = rec->audit_head_seq;
+    ev.audit_head_hash = str_in(rec->audit_head_hash);
     return pack_append(&ev.base, out);
 }
 
@@ -403,6 +405,13 @@ gv_rc gv_event_decode(const void *p, size_t n, struct gv_record *rec, struct gv_
         rec->decision = GV_DECISION_ERROR;
     }
     gv_str_copy(rec->error_code, sizeof(rec->error_code), ev->error_code);
+    /* A head is a seq with a whole SHA-256: anything else is not published. */
+    if (ev->audit_head_seq && ev->audit_head_hash &&
+        strlen(ev->audit_head_hash) == sizeof(rec->audit_head_hash) - 1 &&
+        strspn(ev->audit_head_hash, "0123456789abcdef") == sizeof(rec->audit_head_hash) - 1) {
+        rec->audit_head_seq = ev->audit_head_seq;
+        memcpy(rec->audit_head_hash, ev->audit_head_hash, sizeof(rec->audit_head_hash));
+    }
     for (i = 0; i < ev->n_policies && i < GV_RECORD_MAX_POLICIES; i++) {
         const Gv__V1__PolicyOutcome *o = ev->policies[i];
         struct gv_policy_outcome *d = &rec->policies[i];

@@ -12,7 +12,8 @@
 
 /* What this build writes into Hello.schema_version. Readers accept any version:
  * fields are only ever added (proto/gv_events.proto). */
-#define GV_EVENT_SCHEMA_VERSION 3u /* 2: telemetry fields 30-38; 3: trace fields 40-52 */
+/* 2: telemetry fields 30-38; 3: trace fields 40-52; 4: audit chain head 60-61 */
+#define GV_EVENT_SCHEMA_VERSION 4u
 
 /* Frames: u32 payload length (LE) | u8 type | payload. See docs/internals/agent-wire.md. */
 #define GV_FRAME_HDR 5u

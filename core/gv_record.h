@@ -109,6 +109,10 @@ struct gv_record {
     char response_model[128];
     char response_id[128];
     char finish_reasons[64]; /* comma-separated, one per choice */
+    /* The audit chain's end when the request completed (audit-logger sets
+     * it): the last written record's seq and hash; 0 and "" without one. */
+    uint64_t audit_head_seq;
+    char audit_head_hash[65];
 };
 
 const char *gv_decision_str(enum gv_decision d);

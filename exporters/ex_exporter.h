@@ -45,6 +45,10 @@ struct ex_run_snapshot {
     uint64_t hist_counts[EX_HIST_MAX_BINS];
     uint64_t first_seen_wall_us, last_seen_wall_us;
     bool finalized; /* idle past the limit: this is the run's last snapshot */
+    /* The audit chain's end as the run's latest events saw it (seq 0: none),
+     * published so the local audit log can be checked against it later. */
+    uint64_t audit_head_seq;
+    char audit_head_hash[65];
 };
 
 /* What one flush hands to every exporter: the runs that changed since the

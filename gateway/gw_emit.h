@@ -13,9 +13,13 @@ struct gw_emitter_ops {
     /* Called on worker threads, once per finished request, concurrently.
      * Must never block or slow the request: copy and return. */
     gv_rc (*emit)(struct gw_emitter *em, const struct gv_record *rec);
-    /* Numbers for /health: events dropped so far, events waiting. */
+    /* Numbers for /health: events dropped so far, events waiting (held
+     * included). */
     void (*stats)(struct gw_emitter *em, unsigned long long *dropped,
                   unsigned long long *pending);
+    /* Events held in memory because the spool could not be written; NULL
+     * for emitters without a spool. Any thread. */
+    unsigned long long (*held)(struct gw_emitter *em);
     void (*destroy)(struct gw_emitter *em);
 };
 
@@ -30,7 +34,10 @@ gv_rc gw_emitter_create_noop(struct gw_emitter **out);
  * what the agent has not acknowledged under <state_dir>. socket_path NULL
  * means the default <state_dir>/agent.sock. The spool holds at most
  * $KT_SPOOL_MAX_BYTES (default 64 MiB); beyond that the oldest events are
- * dropped and counted in stats(). */
+ * dropped and counted in stats(). While the spool cannot be written (a full
+ * disk) events wait in memory, up to $KT_SPOOL_HOLD_MAX_BYTES (default
+ * 32 MiB), and go to the spool in order once it can be; past that cap new
+ * events are dropped and counted. */
 gv_rc gw_emitter_create_agent(const char *state_dir, const char *socket_path,
                               struct gw_emitter **out);
 void gw_emitter_destroy(struct gw_emitter *em);

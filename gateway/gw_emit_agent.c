@@ -41,6 +41,10 @@
 #define SEND_CHUNK (256u * 1024u)
 /* The acknowledged prefix of the spool is cut away once it is this large. */
 #define COMPACT_MIN (4u * 1024u * 1024u)
+/* Encoded events kept in memory while the spool cannot be written. */
+#define HOLD_CAP_DEFAULT (32u * 1024u * 1024u)
+#define HOLD_RETRY_MIN_US 10000u
+#define HOLD_RETRY_MAX_US 1000000u
 #define MOD "emit"
 
 struct inflight {
@@ -60,6 +64,7 @@ struct agent_em {
 
     _Atomic unsigned long long dropped;
     _Atomic unsigned long long unacked; /* spooled, not yet acknowledged */
+    _Atomic unsigned long long held_n;  /* encoded, waiting for the spool to take them */
     _Atomic int stop;
     pthread_t thread;
     bool thread_started;
@@ -88,6 +93,11 @@ struct agent_em {
     size_t out_pos;
     struct gv_buf in;    /* bytes from the agent (acks) */
     struct gv_buf batch; /* spool frames being built from the ring */
+    /* Frames the spool refused (a full disk), numbered from next_seq on, in
+     * order: written before anything newer, once the spool takes them. */
+    struct gv_buf held;
+    size_t hold_cap;
+    uint64_t next_hold_try_us, hold_backoff_us;
     unsigned long long logged_drops;
     uint64_t last_drop_log_us;
 };
@@ -309,14 +319,86 @@ static gv_rc spool_drop_oldest(struct agent_em *a)
     return GV_OK;
 }
 
+/* Room for len more bytes: the oldest unacknowledged events go first; the
+ * acknowledged prefix is cut away once large. */
+static void spool_make_room(struct agent_em *a, size_t len)
+{
+    while (a->tail_off - a->head_off + len > a->spool_cap) {
+        if (spool_drop_oldest(a) != GV_OK) {
+            break;
+        }
+    }
+    if (a->head_off > SPOOL_HDR && (a->head_off == a->tail_off || a->head_off >= COMPACT_MIN)) {
+        spool_write_acked(a);
+        spool_compact(a);
+    }
+}
+
+/* Appends n encoded frames at the spool's tail. A partial write is cut off
+ * again, so the space goes back and the spool stays whole frames. */
+static gv_rc spool_append(struct agent_em *a, const struct gv_buf *frames, size_t n)
+{
+    if (write_full(a->spool_fd, frames->data, frames->len, a->tail_off) != GV_OK) {
+        int err = errno;
+        if (ftruncate(a->spool_fd, (off_t)a->tail_off) != 0) {
+            /* Harmless: the torn bytes lie past tail_off, where the next
+             * append writes, and recovery cuts a torn tail. */
+            gv_log(GV_LOG_DEBUG, MOD, "spool tail not cut", "errno=%d", errno);
+        }
+        errno = err;
+        return GV_EIO;
+    }
+    a->tail_off += frames->len;
+    a->next_seq += n;
+    atomic_fetch_add(&a->unacked, n);
+    return GV_OK;
+}
+
+static void hold_backoff(struct agent_em *a)
+{
+    a->hold_backoff_us = a->hold_backoff_us ? a->hold_backoff_us * 2 : HOLD_RETRY_MIN_US;
+    if (a->hold_backoff_us > HOLD_RETRY_MAX_US) {
+        a->hold_backoff_us = HOLD_RETRY_MAX_US;
+    }
+    a->next_hold_try_us = gv_mono_us() + a->hold_backoff_us;
+}
+
+/* Tries to move the held frames into the spool (force: ignore the backoff). */
+static void hold_flush(struct agent_em *a, bool force)
+{
+    size_t n = (size_t)atomic_load(&a->held_n);
+
+    if (n == 0 || (!force && gv_mono_us() < a->next_hold_try_us)) {
+        return;
+    }
+    spool_make_room(a, a->held.len);
+    if (spool_append(a, &a->held, n) != GV_OK) {
+        hold_backoff(a);
+        return;
+    }
+    gv_log(GV_LOG_INFO, MOD, "spool writable again; held events spooled", "path=%s count=%zu",
+           a->spool_path, n);
+    gv_buf_reset(&a->held);
+    atomic_store(&a->held_n, 0);
+    a->hold_backoff_us = 0;
+}
+
 /* Moves every record waiting in the ring into the spool, numbering them. */
 static size_t drain_ring(struct agent_em *a)
 {
     /* A batch is a small part of the spool, so dropping old events always
      * makes room for it; the caller drains again right away if more wait. */
     size_t limit = a->spool_cap / 4 < 1024 * 1024 ? a->spool_cap / 4 : 1024 * 1024;
-    size_t n = 0;
+    size_t n = 0, held = (size_t)atomic_load(&a->held_n);
 
+    if (held > 0) {
+        hold_flush(a, false);
+        held = (size_t)atomic_load(&a->held_n);
+        if (held > 0 && a->held.len >= a->hold_cap) {
+            /* Memory is bounded too: the ring fills and emit() counts drops. */
+            return 0;
+        }
+    }
     gv_buf_reset(&a->batch);
     for (;;) {
         size_t pos = a->deq_pos;
@@ -329,8 +411,8 @@ static size_t drain_ring(struct agent_em *a)
         }
         /* Frame header first, length patched once the payload size is known. */
         if (gv_buf_append(&a->batch, "\0\0\0\0\2", GV_FRAME_HDR) != GV_OK ||
-            gv_event_encode(&a->recs[pos & (RING_SLOTS - 1)], a->instance_id, a->next_seq + n,
-                            &a->batch) != GV_OK) {
+            gv_event_encode(&a->recs[pos & (RING_SLOTS - 1)], a->instance_id,
+                            a->next_seq + held + n, &a->batch) != GV_OK) {
             a->batch.len = mark;
             if (mark == 0) {
                 /* Cannot happen with bounded records; never wedge the ring. */
@@ -353,25 +435,23 @@ static size_t drain_ring(struct agent_em *a)
     if (n == 0) {
         return 0;
     }
-    /* Room for the batch: oldest unacknowledged events go first. */
-    while (a->tail_off - a->head_off + a->batch.len > a->spool_cap) {
-        if (spool_drop_oldest(a) != GV_OK) {
-            break;
+    if (held == 0) {
+        spool_make_room(a, a->batch.len);
+        if (spool_append(a, &a->batch, n) == GV_OK) {
+            return n;
         }
+        gv_log(GV_LOG_WARN, MOD, "spool write failed; holding events in memory until it succeeds",
+               "path=%s count=%zu errno=%d hold_max_bytes=%zu", a->spool_path, n, errno,
+               a->hold_cap);
+        hold_backoff(a);
     }
-    if (a->head_off > SPOOL_HDR && (a->head_off == a->tail_off || a->head_off >= COMPACT_MIN)) {
-        spool_write_acked(a);
-        spool_compact(a);
-    }
-    if (write_full(a->spool_fd, a->batch.data, a->batch.len, a->tail_off) != GV_OK) {
-        gv_log(GV_LOG_ERROR, MOD, "spool write failed, events lost", "path=%s count=%zu errno=%d",
-               a->spool_path, n, errno);
-        atomic_fetch_add(&a->dropped, n);
+    /* Behind the held frames, in seq order. The batch is small next to the
+     * cap, so the cap is exceeded by at most one batch. */
+    if (gv_buf_append(&a->held, a->batch.data, a->batch.len) != GV_OK) {
+        atomic_fetch_add(&a->dropped, n); /* cannot happen: held is unbounded, cap checked */
         return n;
     }
-    a->tail_off += a->batch.len;
-    a->next_seq += n;
-    atomic_fetch_add(&a->unacked, n);
+    atomic_fetch_add(&a->held_n, n);
     return n;
 }
 
@@ -628,6 +708,14 @@ static void *bg_main(void *arg)
             (void)r;
         }
     }
+    hold_flush(a, true);
+    if (atomic_load(&a->held_n) > 0) {
+        unsigned long long n = atomic_exchange(&a->held_n, 0);
+        gv_log(GV_LOG_ERROR, MOD, "spool still unwritable at exit; held events lost",
+               "path=%s count=%llu", a->spool_path, n);
+        atomic_fetch_add(&a->dropped, n);
+        gv_buf_reset(&a->held);
+    }
     log_drops(a, true);
     if (a->sock >= 0) {
         close(a->sock);
@@ -703,8 +791,13 @@ static void agent_stats(struct gw_emitter *em, unsigned long long *dropped,
     if (pending) {
         /* Spooled and not yet acknowledged; the ring holds at most a few
          * milliseconds of records on top of that. */
-        *pending = atomic_load(&a->unacked);
+        *pending = atomic_load(&a->unacked) + atomic_load(&a->held_n);
     }
+}
+
+static unsigned long long agent_held(struct gw_emitter *em)
+{
+    return atomic_load(&((struct agent_em *)em)->held_n);
 }
 
 static void agent_destroy(struct gw_emitter *em)
@@ -737,6 +830,7 @@ static void agent_destroy(struct gw_emitter *em)
     gv_buf_free(&a->out);
     gv_buf_free(&a->in);
     gv_buf_free(&a->batch);
+    gv_buf_free(&a->held);
     gv_free(a->inflight);
     gv_free((void *)a->turn);
     if (a->recs) {
@@ -753,6 +847,7 @@ static const struct gw_emitter_ops agent_ops = {
     .name = "agent",
     .emit = agent_emit,
     .stats = agent_stats,
+    .held = agent_held,
     .destroy = agent_destroy,
 };
 
@@ -858,6 +953,22 @@ gv_rc gw_emitter_create_agent(const char *state_dir, const char *socket_path,
     gv_buf_init(&a->out, SEND_CHUNK + GV_FRAME_MAX);
     gv_buf_init(&a->in, 1024 * 1024);
     gv_buf_init(&a->batch, 0);
+    gv_buf_init(&a->held, 0);
+    a->hold_cap = HOLD_CAP_DEFAULT;
+    {
+        /* KT_SPOOL_HOLD_MAX_BYTES: how much memory events may take while the
+         * spool's disk is full. */
+        const char *v = getenv("KT_SPOOL_HOLD_MAX_BYTES");
+        size_t cap;
+        if (v && *v) {
+            if (!gv_cfg_parse_size(v, &cap) || cap < 4096) {
+                gv_log(GV_LOG_ERROR, MOD, "KT_SPOOL_HOLD_MAX_BYTES must be a size >= 4096", NULL);
+                rc = GV_ECONFIG;
+                goto out;
+            }
+            a->hold_cap = cap;
+        }
+    }
     if (a->wake_fd < 0) {
         rc = GV_EIO;
         goto out;

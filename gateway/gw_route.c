@@ -93,7 +93,7 @@ static void handle_health(struct gw_worker *w, struct gw_conn *c, const char *re
 {
     struct gw_server *s = w->srv;
     const struct gw_config *cfg = s->cfg;
-    unsigned long long dropped = 0, pending = 0;
+    unsigned long long dropped = 0, pending = 0, held = 0;
     uint64_t up = (gv_mono_us() - s->start_mono) / 1000000u;
     struct gv_buf b;
     size_t i, n;
@@ -101,6 +101,9 @@ static void handle_health(struct gw_worker *w, struct gw_conn *c, const char *re
 
     if (s->em && s->em->ops && s->em->ops->stats) {
         s->em->ops->stats(s->em, &dropped, &pending);
+    }
+    if (s->em && s->em->ops && s->em->ops->held) {
+        held = s->em->ops->held(s->em);
     }
     gv_buf_init(&b, 0);
     rc =
@@ -134,9 +137,9 @@ static void handle_health(struct gw_worker *w, struct gw_conn *c, const char *re
     rc = rc ? rc
             : gv_buf_appendf(&b,
                              "],\"uptime_s\":%llu,\"uptime\":%llu,\"workers\":%d,"
-                             "\"events\":{\"dropped\":%llu,\"pending\":%llu}}",
+                             "\"events\":{\"dropped\":%llu,\"pending\":%llu,\"held\":%llu}}",
                              (unsigned long long)up, (unsigned long long)up, s->nworkers, dropped,
-                             pending);
+                             pending, held);
     if (rc != GV_OK) {
         reply_error(c, reqid, t0, 500, NULL, "internal_error", NULL,
                     "could not build health report");

@@ -57,6 +57,7 @@ static gv_rc wandb_init(struct ex_exporter *ex, const char *state_dir)
 
     ex_wandb_api_init(&c->api, c->base_url);
     c->api.shared = c->run_mapping == EX_WANDB_SHARED;
+    c->api.backoff = true;
     c->online = c->api.have_key && !c->offline;
     env_copy("WANDB_ENTITY", c->entity_env, sizeof(c->entity_env));
     env_copy("WANDB_PROJECT", c->project_env, sizeof(c->project_env));

@@ -49,6 +49,10 @@ struct ex_wandb_api {
     void *curl;              /* CURL *, reused */
     uint64_t not_before_us;  /* monotonic: honour Retry-After before the next request */
     uint64_t retry_after_ms; /* what the last RETRY asked for (0: none) */
+    /* When set (the exporter), a RETRY without Retry-After waits too, like
+     * W&B's Go client: 2 s * 2^failures * (1 + U[0, 0.25)), at most 60 s. */
+    bool backoff;
+    unsigned failures;       /* RETRY answers in a row */
     long last_status;        /* HTTP status of the last request, 0 for network errors */
     char last_error[256];    /* W&B's error text (or curl's) of the last failure */
     char viewer_entity[GV_RUN_TAG_MAX + 1];
@@ -85,6 +89,10 @@ enum ex_wandb_res ex_wandb_api_post(struct ex_wandb_api *api, const char *url, c
 enum ex_wandb_res ex_wandb_api_viewer(struct ex_wandb_api *api);
 /* Classify an HTTP status (0 = network error). */
 enum ex_wandb_res ex_wandb_classify(long status);
+/* The wait before retrying after `failures` earlier RETRY answers in a row
+ * (0 for the first retry): 2 s * 2^failures, plus (rnd % 250) per mille of
+ * that as jitter, at most 60 s. Pure. */
+uint64_t ex_wandb_backoff_ms(unsigned failures, uint32_t rnd);
 
 /* ---- pure formatting (exporters/wandb/wandb_fmt.c) ---- */
 

@@ -3,6 +3,7 @@
 #include "exporters/wandb/wandb.h"
 
 #include <curl/curl.h>
+#include <openssl/rand.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -243,6 +244,42 @@ static void error_text(struct ex_wandb_api *api, const char *body, size_t len)
     json_object_put(j);
 }
 
+#define RETRY_MIN_MS 2000u
+#define RETRY_MAX_MS 60000u
+
+/* The next request waits for Retry-After when the server sent one, else (with
+ * api->backoff) for 2 s doubling per failure in a row, plus up to 25 % jitter
+ * so many agents do not come back in step; never more than 60 s. */
+uint64_t ex_wandb_backoff_ms(unsigned failures, uint32_t rnd)
+{
+    uint64_t ms = RETRY_MIN_MS;
+    unsigned i;
+
+    for (i = 0; i < failures && ms < RETRY_MAX_MS; i++) {
+        ms *= 2;
+    }
+    ms += ms * (rnd % 250u) / 1000u;
+    return ms > RETRY_MAX_MS ? RETRY_MAX_MS : ms;
+}
+
+static void retry_wait(struct ex_wandb_api *api, uint64_t retry_after_ms)
+{
+    uint32_t rnd = 0;
+    uint64_t ms = retry_after_ms;
+
+    if (!ms && api->backoff) {
+        if (RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) != 1) {
+            rnd = 125; /* no randomness: the middle of the jitter range */
+        }
+        ms = ex_wandb_backoff_ms(api->failures, rnd);
+    }
+    api->failures++;
+    if (ms) {
+        api->retry_after_ms = ms;
+        api->not_before_us = gv_mono_us() + ms * 1000u;
+    }
+}
+
 static enum ex_wandb_res post(struct ex_wandb_api *api, const char *url, const char *body,
                               size_t len, struct resp *r)
 {
@@ -306,6 +343,7 @@ static enum ex_wandb_res post(struct ex_wandb_api *api, const char *url, const c
     curl_slist_free_all(h);
     if (cc != CURLE_OK) {
         snprintf(api->last_error, sizeof(api->last_error), "%s", curl_easy_strerror(cc));
+        retry_wait(api, 0);
         return EX_WANDB_RETRY;
     }
     curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &api->last_status);
@@ -313,9 +351,11 @@ static enum ex_wandb_res post(struct ex_wandb_api *api, const char *url, const c
     if (res != EX_WANDB_OK) {
         error_text(api, r->body.data ? r->body.data : "", r->body.len);
     }
-    if (res == EX_WANDB_RETRY && r->retry_after_ms) {
-        api->retry_after_ms = r->retry_after_ms;
-        api->not_before_us = gv_mono_us() + r->retry_after_ms * 1000u;
+    if (res == EX_WANDB_RETRY) {
+        retry_wait(api, r->retry_after_ms);
+    }
+    else {
+        api->failures = 0;
     }
     return res;
 }

@@ -144,6 +144,16 @@ struct json_object *ex_wandb_fmt_row(const struct ex_run_snapshot *s, uint64_t n
     json_object_object_add(row, "governance/latency_p95_seconds", num(s->latency_p95_s, "%.6g"));
     json_object_object_add(row, "governance/latency_p99_seconds", num(s->latency_p99_s, "%.6g"));
     json_object_object_add(row, "governance/overhead_p99_seconds", num(s->overhead_p99_s, "%.6g"));
+    if (s->audit_head_seq) {
+        /* The audit chain's end, in the summary too: a value published off the
+         * machine that the local audit log can later be checked against. */
+        json_object_object_add(row, "governance/audit_head_seq", u64(s->audit_head_seq));
+        json_object_object_add(
+            row, "governance/audit_head_hash",
+            json_object_new_string_len(
+                s->audit_head_hash,
+                (int)strnlen(s->audit_head_hash, sizeof(s->audit_head_hash) - 1)));
+    }
     h = histogram(s);
     if (h) {
         json_object_object_add(row, "governance/latency_seconds", h);

@@ -16,6 +16,11 @@ struct ex_wandb_seen {
     bool resumed;
     bool upserted;
     uint64_t last_post_us; /* monotonic; 0 before the first post */
+    /* A file_stream body W&B did not acknowledge, sent again as it is (rows
+     * stored since wait for the next body) while `synced` is still retry_at. */
+    struct gv_buf retry;
+    uint64_t retry_at, retry_n, retry_end;
+    bool retry_complete;
     struct ex_wandb_seen *next;
 };
 
@@ -38,6 +43,7 @@ void ex_wandb_session_free(struct ex_wandb_session *s)
 {
     while (s->seen) {
         struct ex_wandb_seen *n = s->seen->next;
+        gv_buf_free(&s->seen->retry);
         gv_free(s->seen);
         s->seen = n;
     }
@@ -58,6 +64,7 @@ static struct ex_wandb_seen *touch(struct ex_wandb_session *s, const char *dir)
         }
     }
     e = gv_calloc(1, sizeof(*e));
+    gv_buf_init(&e->retry, EX_WANDB_REQ_MAX);
     snprintf(e->dir, sizeof(e->dir), "%s", dir);
     e->next = s->seen;
     s->seen = e;
@@ -424,14 +431,42 @@ enum ex_wandb_sync ex_wandb_sync_dir(struct ex_wandb_session *s, const char *dir
         dashboards(s, run.entity_c, run.project_c);
     }
     do {
+        const struct gv_buf *send = &body;
+
         gv_buf_reset(&body);
-        if (build_body(&run, shared, &body, &n, &end, &complete) != GV_OK) {
-            gv_log(GV_LOG_ERROR, MOD, "cannot read the run's history", "dir=%s", dir);
-            out = EX_WANDB_SYNC_RETRY;
-            goto done;
+        if (seen->retry.len > 0 && seen->retry_at == run.synced) {
+            /* The same body again, even if rows were stored since: W&B may
+             * have applied the first one, and only identical bytes at the
+             * same offsets are sure to be a no-op there. */
+            send = &seen->retry;
+            n = seen->retry_n;
+            end = seen->retry_end;
+            complete = seen->retry_complete;
+        }
+        else {
+            gv_buf_reset(&seen->retry);
+            if (build_body(&run, shared, &body, &n, &end, &complete) != GV_OK) {
+                gv_log(GV_LOG_ERROR, MOD, "cannot read the run's history", "dir=%s", dir);
+                out = EX_WANDB_SYNC_RETRY;
+                goto done;
+            }
         }
         res = ex_wandb_api_file_stream(s->api, run.entity_c, run.project_c, meta_str(&run, "run"),
-                                       &body);
+                                       send);
+        if (res != EX_WANDB_RETRY) {
+            gv_buf_reset(&seen->retry);
+        }
+        else if (send == &body) {
+            if (gv_buf_append(&seen->retry, body.data, body.len) == GV_OK) {
+                seen->retry_at = run.synced;
+                seen->retry_n = n;
+                seen->retry_end = end;
+                seen->retry_complete = complete;
+            }
+            else {
+                gv_buf_reset(&seen->retry);
+            }
+        }
         if (res == EX_WANDB_FATAL) {
             park(s, &run, "file_stream");
             out = EX_WANDB_SYNC_PARKED;

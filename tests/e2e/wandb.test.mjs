@@ -238,6 +238,56 @@ test('a burst of 429 with Retry-After loses nothing and waits as told', { skip: 
         }
     });
 
+test('after a 500 the next tries back off exponentially (2 s, then 4 s, plus jitter)',
+    { skip: !haveDriver }, async () => {
+        const s = await startStandin({ keys: [KEY] });
+        const state = makeTempDir('kt-wandb-');
+        try {
+            s.fault({ status: 500, count: 2, match: 'file_stream' });
+            const r = await driver(s, state, ['--batches', '2', '--gap-ms', '200']);
+            assert.equal(r.code, 0, r.stderr);
+            checkRun(s.state.runs['alice/gov/exp0-gov'], 2);
+            const fsReqs = s.state.requests.filter((q) => q.path.endsWith('/file_stream'));
+            assert.deepEqual(fsReqs.slice(0, 3).map((q) => q.status), [500, 500, undefined]);
+            // Lower bounds only: a loaded machine can make the gaps longer, never shorter.
+            for (let i = 1; i < 3; i++) {
+                const gap = fsReqs[i].t - fsReqs[i - 1].t;
+                const min = 2000 * 2 ** (i - 1);
+                assert.ok(gap >= min - 50, `try ${i + 1} came ${gap} ms after a 500, not >= ${min}`);
+            }
+        } finally {
+            await s.close();
+        }
+    });
+
+test('a dropped connection is retried with the very same body', { skip: !haveDriver },
+    async () => {
+        const s = await startStandin({ keys: [KEY] });
+        const state = makeTempDir('kt-wandb-');
+        try {
+            // Twice: libcurl itself resends once on a fresh connection when a reused one
+            // dies; the second drop reaches the exporter.
+            s.fault({ drop: true, count: 2, match: 'file_stream' });
+            // Payloads beyond one waiting are dropped, as the agent drops beyond its queue,
+            // so rows 1..3 are stored while the first post waits for its retry.
+            const r = await driver(s, state, ['--batches', '4', '--gap-ms', '100',
+                '--queue-max', '1']);
+            assert.equal(r.code, 0, r.stderr);
+            const fsReqs = s.state.requests.filter((q) => q.path.endsWith('/file_stream'));
+            const dropped = fsReqs.findLastIndex((q) => q.status === 0);
+            assert.equal(fsReqs.filter((q) => q.status === 0).length, 2);
+            const retry = fsReqs[dropped + 1];
+            assert.ok(retry, 'the dropped post was retried');
+            assert.equal(retry.body, fsReqs[dropped].body, 'the retry repeats the body byte for byte');
+            assert.ok(retry.t - fsReqs[dropped].t >= 1950,
+                `and backs off first: ${JSON.stringify(fsReqs.map((q) => [q.t, q.status, q.body.length]))}`);
+            checkRun(s.state.runs['alice/gov/exp0-gov'], 4);
+            assert.deepEqual(s.state.rejected, []);
+        } finally {
+            await s.close();
+        }
+    });
+
 test('a 60-second 503 outage loses nothing', { skip: !haveDriver, timeout: 240000 }, async () => {
     const s = await startStandin({ keys: [KEY] });
     const state = makeTempDir('kt-wandb-');

@@ -85,6 +85,10 @@ struct audit_writer {
     atomic_ullong written;
     atomic_ullong drop_logged_at; /* mono us of the last "dropped" log line */
 
+    /* The chain's end as last written, for the governance events; under mu. */
+    uint64_t head_seq;
+    char head_hash[GW_AUDIT_HASH_HEX + 1];
+
     /* writer thread only (and init/destroy, before/after it runs) */
     int fd;
     int lockfd;
@@ -452,6 +456,15 @@ static gv_rc seal_record(struct audit_writer *w, const struct audit_node *n, uin
     return rc;
 }
 
+/* Makes the chain's end what the next governance events carry. */
+static void publish_head(struct audit_writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->head_seq = w->pos.seq;
+    memcpy(w->head_hash, w->pos.hash, sizeof(w->head_hash));
+    pthread_mutex_unlock(&w->mu);
+}
+
 /* Write `n` bytes of sealed lines that end at (seq, hash) at the end of the
  * current segment, fsync as configured, and move w->pos past them. A partial
  * write is taken back so the file ends on a record boundary. */
@@ -473,6 +486,7 @@ static gv_rc write_sealed(struct audit_writer *w, const void *data, size_t n, ui
     w->pos.seq = seq;
     memcpy(w->pos.hash, hash, GW_AUDIT_HASH_HEX + 1);
     w->pos.bytes += n;
+    publish_head(w);
     /* The records are written: a stale head.json only makes verify miss a
      * trailing deletion until the next append, so it is not a failed append. */
     if (gw_audit_pos_write(w->dir, "head.json", &w->pos, false) != GV_OK) {
@@ -842,6 +856,7 @@ static gv_rc audit_init(struct gw_policy *pol, const char *path, const struct gv
     rc = recover(w);
     if (rc == GV_OK) {
         apply_retention(w);
+        publish_head(w);
     }
     flock(w->lockfd, LOCK_UN);
     if (rc) {
@@ -927,6 +942,14 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
             rec->price_input_per_mtok = price->input_per_mtok;
             rec->price_output_per_mtok = price->output_per_mtok;
         }
+    }
+    if (w) {
+        /* The chain's end so far (this record is not written yet): the agent
+         * publishes it, so a verifier can check the log against it later. */
+        pthread_mutex_lock(&w->mu);
+        rec->audit_head_seq = w->head_seq;
+        memcpy(rec->audit_head_hash, w->head_hash, sizeof(rec->audit_head_hash));
+        pthread_mutex_unlock(&w->mu);
     }
     if (!w || (!ctx->log_all_access && rec->decision == GV_DECISION_ALLOWED)) {
         return;

@@ -64,7 +64,7 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
     heartbeats: 0,
     rejected: [], // {path, status, message}
   };
-  let faults = []; // {status, count, untilMs, retryAfter, match}
+  let faults = []; // {status | drop: true, count, untilMs, retryAfter, match}
   let nextId = 1;
 
   const b64 = (s) => Buffer.from(s).toString('base64');
@@ -312,6 +312,8 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
       const { authorization, ...headers } = req.headers; // never keep the key
       const rec = { method: req.method, path, auth: authOk(req), headers, t: Date.now(),
         hasAuth: authorization !== undefined };
+      // file_stream bodies, so a test can compare a retry with the request it repeats.
+      if (!lean && path.endsWith('/file_stream')) rec.body = Buffer.concat(chunks).toString();
       if (path.startsWith('/_standin/')) {
         if (path === '/_standin/state') return send(res, 200, state);
         if (path === '/_standin/clear' && req.method === 'POST') {
@@ -335,6 +337,11 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
       if (lean && state.requests.length > 1000) state.requests.splice(0, 500);
       if (size > 32 << 20) return reject(res, path, 413, 'request too large');
       const f = takeFault(path);
+      if (f && f.drop) {
+        // The connection dies with the request read and no answer: did W&B apply it?
+        rec.status = 0;
+        return req.socket.destroy();
+      }
       if (f) {
         rec.status = f.status;
         const h = f.retryAfter !== undefined ? { 'retry-after': String(f.retryAfter) } : {};

@@ -103,6 +103,25 @@ static void test_classify_like_the_go_client(void **state)
     assert_int_equal(ex_wandb_classify(501), EX_WANDB_FATAL);
 }
 
+/* Rows: failures in a row, random draw, expected wait. */
+static void test_backoff_ms_doubles_with_jitter_and_cap(void **state)
+{
+    static const struct {
+        unsigned failures;
+        uint32_t rnd;
+        uint64_t ms;
+    } rows[] = {
+        {0, 0, 2000},    {0, 249, 2498}, {0, 250, 2000},   {1, 0, 4000},      {1, 125, 4500},
+        {2, 0, 8000},    {3, 0, 16000},  {4, 0, 32000},    {4, 249, 39968},   {5, 0, 60000},
+        {5, 249, 60000}, {40, 7, 60000}, {1000, 0, 60000}, {~0u, 249, 60000},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        assert_int_equal(ex_wandb_backoff_ms(rows[i].failures, rows[i].rnd), rows[i].ms);
+    }
+}
+
 static void test_network_error_is_retry(void **state)
 {
     struct ex_wandb_api api;
@@ -128,6 +147,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_netrc_lookup_matches_host_and_port, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_init_env_then_netrc, setup, teardown),
         cmocka_unit_test(test_classify_like_the_go_client),
+        cmocka_unit_test(test_backoff_ms_doubles_with_jitter_and_cap),
         cmocka_unit_test_setup_teardown(test_network_error_is_retry, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

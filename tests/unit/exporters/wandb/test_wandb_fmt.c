@@ -109,6 +109,23 @@ static void test_fmt_row_non_finite_is_null(void **state)
     free(got);
 }
 
+static void test_fmt_row_publishes_audit_head(void **state)
+{
+    static const char hash[] = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    struct ex_run_snapshot s;
+    char *got;
+
+    snapshot(&s);
+    s.audit_head_seq = 3009;
+    memcpy(s.audit_head_hash, hash, sizeof(hash));
+    got = row_str(&s, 1700000012500000ull);
+    assert_non_null(strstr(got, "\"governance/overhead_p99_seconds\":0.001,"
+                                "\"governance/audit_head_seq\":3009,"
+                                "\"governance/audit_head_hash\":\"9f86d081884c7d659a2feaa0c55ad015"
+                                "a3bf4f1b2b0b822cd15d6c15b0f00a08\","));
+    free(got);
+}
+
 static void test_fmt_config_wraps_values(void **state)
 {
     struct ex_run_snapshot s;
@@ -220,6 +237,7 @@ int main(void)
         cmocka_unit_test(test_fmt_row_exact_bytes),
         cmocka_unit_test(test_fmt_row_drops_broken_histogram),
         cmocka_unit_test(test_fmt_row_non_finite_is_null),
+        cmocka_unit_test(test_fmt_row_publishes_audit_head),
         cmocka_unit_test(test_fmt_config_wraps_values),
         cmocka_unit_test(test_run_name_mappings),
         cmocka_unit_test(test_fmt_batch_exact_and_deterministic),

@@ -15,9 +15,12 @@
 
 /* usage: wandb_driver --state DIR [--config YAML] [--runs N] [--batches M] [--start K]
  *                     [--gap-ms G] [--final] [--label L] [--max-seconds S]
+ *                     [--queue-max Q]
  * Batch k carries, per run, cumulative counts that are a function of k only, so
  * a test can predict every history row. Payloads are queued and retried with
- * backoff like the agent does; exit 0 when every payload was flushed.
+ * backoff like the agent does; exit 0 when every payload was flushed. With
+ * --queue-max, the oldest waiting payload is dropped (and counted) beyond Q
+ * waiting, as the agent drops beyond its exporter queue.
  * `wandb_driver sync ARGS...` runs `kt wandb sync ARGS...` (same code) for
  * trees where the kt executable is not built. */
 
@@ -68,7 +71,7 @@ static void fill(struct ex_run_snapshot *s, int run, long k, uint64_t first_us, 
 int main(int argc, char **argv)
 {
     const char *state = NULL, *config = "", *label = "host-a";
-    long runs = 1, batches = 1, start = 0, gap_ms = 0, max_s = 120;
+    long runs = 1, batches = 1, start = 0, gap_ms = 0, max_s = 120, queue_max = 0;
     bool final = false;
     struct ex_exporter ex = {0};
     struct ex_wandb_ctx *c;
@@ -100,11 +103,12 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--label") == 0) {
             label = v;
         }
-        else if (!gv_cfg_parse_long(v, strcmp(argv[i], "--runs") == 0      ? &runs
-                                       : strcmp(argv[i], "--batches") == 0 ? &batches
-                                       : strcmp(argv[i], "--start") == 0   ? &start
-                                       : strcmp(argv[i], "--gap-ms") == 0  ? &gap_ms
-                                                                           : &max_s)) {
+        else if (!gv_cfg_parse_long(v, strcmp(argv[i], "--runs") == 0        ? &runs
+                                       : strcmp(argv[i], "--batches") == 0   ? &batches
+                                       : strcmp(argv[i], "--start") == 0     ? &start
+                                       : strcmp(argv[i], "--gap-ms") == 0    ? &gap_ms
+                                       : strcmp(argv[i], "--queue-max") == 0 ? &queue_max
+                                                                             : &max_s)) {
             fprintf(stderr, "wandb_driver: bad value for %s\n", argv[i]);
             return 2;
         }
@@ -149,6 +153,10 @@ int main(int argc, char **argv)
             goto out;
         }
         nq++;
+        if (queue_max > 0 && nq - head > (size_t)queue_max) {
+            head++;
+            drops++;
+        }
         /* Drain in order, one try per batch; the rest waits for the loop below. */
         while (head < nq) {
             enum ex_flush r = ex_wandb.flush(&ex, &queue[head]);
