@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "core/gv_time.h"
+#include "gateway/gw_oai.h"
 #include "gateway/gw_relay.h"
+#include "gateway/gw_req.h"
 
 #define ERR_BODY_MAX (64u * 1024u)
 
@@ -218,6 +220,34 @@ static void handle_model_get(struct gw_worker *w, struct gw_conn *c, const char 
     gv_buf_free(&b);
 }
 
+/* The model list says which models a key may reach: with rbac on, it needs a
+ * key like the chat route does. */
+static bool models_allowed(struct gw_worker *w, struct gw_conn *c, const char *reqid, uint64_t t0,
+                           const struct gw_h1_head *h)
+{
+    const struct gw_h1_hdr *a = gw_h1req_header(h, "authorization");
+    char auth[1024];
+    struct gw_req req;
+    struct gw_verdict v;
+    size_t n;
+
+    auth[0] = '\0';
+    if (a) {
+        n = a->value_len < sizeof(auth) - 1 ? a->value_len : sizeof(auth) - 1;
+        memcpy(auth, a->value, n);
+        auth[n] = '\0';
+    }
+    memset(&req, 0, sizeof(req));
+    req.model = "";
+    req.api_key = gw_oai_bearer(auth);
+    gw_chain_authenticate(w->srv->chain, &req, &v);
+    if (v.action != GW_ACTION_BLOCK) {
+        return true;
+    }
+    reply_error(c, reqid, t0, v.status, NULL, v.code, NULL, v.message);
+    return false;
+}
+
 void gw_route_dispatch(void *arg, struct gw_conn *c, const struct gw_conn_req *rq)
 {
     struct gw_worker *w = arg;
@@ -245,6 +275,9 @@ void gw_route_dispatch(void *arg, struct gw_conn *c, const struct gw_conn_req *r
         }
         if (path[1] == 'h') {
             handle_health(w, c, reqid, t0);
+        }
+        else if (!models_allowed(w, c, reqid, t0, h)) {
+            return;
         }
         else if (path[10] == '/') {
             handle_model_get(w, c, reqid, t0, path + 11);
