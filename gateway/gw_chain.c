@@ -230,6 +230,19 @@ static void mark_error(struct gw_req *req, size_t i)
     set_error_code(req ? req->rec : NULL, "policy_error");
 }
 
+bool gw_chain_ready(struct gw_chain *chain, char *why, size_t size)
+{
+    size_t i;
+
+    for (i = 0; chain && i < chain->n; i++) {
+        struct gw_policy *pol = &chain->pols[i];
+        if (pol->ops->ready && !pol->ops->ready(pol, why, size)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 void gw_chain_authenticate(struct gw_chain *chain, struct gw_req *req, struct gw_verdict *out)
 {
     size_t i;
