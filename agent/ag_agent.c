@@ -1294,8 +1294,8 @@ gv_rc ag_agent_create(const struct ag_opts *opts, struct ag_agent **out)
         snprintf(lock, sizeof(lock), "%s/lock", dir);
         ag->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
         if (ag->lock_fd < 0) {
-            gv_log(GV_LOG_ERROR, MOD, "cannot open the state dir's lock file",
-                   "path=%s err=\"%s\"", lock, strerror(errno));
+            gv_log(GV_LOG_ERROR, MOD, "cannot open the state dir's lock file", "path=%s err=\"%s\"",
+                   lock, strerror(errno));
             rc = GV_ECONFIG;
             goto out;
         }
@@ -1304,8 +1304,8 @@ gv_rc ag_agent_create(const struct ag_opts *opts, struct ag_agent **out)
                 gv_log(GV_LOG_ERROR, MOD, "another agent uses this state dir", "path=%s", dir);
             }
             else {
-                gv_log(GV_LOG_ERROR, MOD, "cannot lock the state dir", "path=%s err=\"%s\"",
-                       lock, strerror(errno));
+                gv_log(GV_LOG_ERROR, MOD, "cannot lock the state dir", "path=%s err=\"%s\"", lock,
+                       strerror(errno));
             }
             rc = GV_EIO;
             goto out;

@@ -95,7 +95,7 @@ struct gw_conns {
     void *arg;
     int worker;
     struct gw_conn *all;
-    atomic_size_t nconns; /* changed on this worker only; /health reads it from any */
+    atomic_size_t nconns;           /* changed on this worker only; /health reads it from any */
     atomic_int accept_errno;        /* why the last accept() failed; 0 once one succeeds */
     atomic_ullong accept_failed_us; /* when (mono): the state goes stale without new tries */
     size_t nbusy;

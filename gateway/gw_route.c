@@ -162,8 +162,9 @@ static void handle_health(struct gw_worker *w, struct gw_conn *c, const char *re
     gv_buf_init(&reasons, ERR_BODY_MAX);
     rc = readiness(w, &reasons, &nreasons, &conns);
     rc = rc ? rc
-            : gv_buf_appendf(&b, "{\"status\":\"%s\",\"reasons\":[%s],\"version\":\"%s\","
-                                 "\"pack\":{\"name\":",
+            : gv_buf_appendf(&b,
+                             "{\"status\":\"%s\",\"reasons\":[%s],\"version\":\"%s\","
+                             "\"pack\":{\"name\":",
                              nreasons ? "degraded" : "ok", reasons.data ? reasons.data : "",
                              KT_VERSION);
     rc = rc ? rc
@@ -208,8 +209,7 @@ static void handle_health(struct gw_worker *w, struct gw_conn *c, const char *re
               GV_DECISION_ERROR);
     }
     else {
-        reply(c, reqid, t0, 200, "Cache-Control: no-store\r\n", b.data, b.len,
-              GV_DECISION_ALLOWED);
+        reply(c, reqid, t0, 200, "Cache-Control: no-store\r\n", b.data, b.len, GV_DECISION_ALLOWED);
     }
     gv_buf_free(&reasons);
     gv_buf_free(&b);

@@ -81,7 +81,7 @@ struct audit_writer {
     bool wants_wake;                  /* under mu: the writer waits for the next record */
 
     atomic_bool healthy;   /* last append succeeded */
-    atomic_int last_errno; /* why the last append failed (its first failing call); 0 when it did not */
+    atomic_int last_errno; /* of the last append's first failing call; 0: it did not fail */
     atomic_ullong dropped; /* records refused because the queue was full */
     atomic_ullong written;
     atomic_ullong drop_logged_at; /* mono us of the last "dropped" log line */
