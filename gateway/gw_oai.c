@@ -128,12 +128,28 @@ static bool check_messages(struct json_object *messages, struct gw_oai_err *err)
         }
         if (json_object_is_type(content, json_type_array)) {
             for (j = 0; j < json_object_array_length(content); j++) {
-                if (!json_object_is_type(json_object_array_get_idx(content, j), json_type_object)) {
+                struct json_object *part = json_object_array_get_idx(content, j), *t, *text;
+                if (!json_object_is_type(part, json_type_object)) {
                     snprintf(err->param_buf, sizeof(err->param_buf), "messages[%zu].content[%zu]",
                              i, j);
                     snprintf(err->message, sizeof(err->message),
                              "Invalid type for 'messages[%zu].content[%zu]': expected an "
                              "object (a content part).",
+                             i, j);
+                    goto bad;
+                }
+                /* The policies scan text parts' strings only: a text part whose text is
+                 * anything else would go upstream unscanned. */
+                if (json_object_object_get_ex(part, "type", &t) &&
+                    json_object_is_type(t, json_type_string) &&
+                    strcmp(json_object_get_string(t), "text") == 0 &&
+                    (!json_object_object_get_ex(part, "text", &text) ||
+                     !json_object_is_type(text, json_type_string))) {
+                    snprintf(err->param_buf, sizeof(err->param_buf),
+                             "messages[%zu].content[%zu].text", i, j);
+                    snprintf(err->message, sizeof(err->message),
+                             "Invalid type for 'messages[%zu].content[%zu].text': expected a "
+                             "string.",
                              i, j);
                     goto bad;
                 }

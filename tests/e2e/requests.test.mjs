@@ -70,6 +70,8 @@ test('messages that are not objects and content of the wrong type are a 400', as
         ['[{"role":"user","content":5}]', 'messages[0].content'],
         ['[{"role":"user","content":{"text":"hi"}}]', 'messages[0].content'],
         ['[{"role":"user","content":true}]', 'messages[0].content'],
+        ['[{"role":"user","content":[{"type":"text","text":["jane@example.com"]}]}]',
+            'messages[0].content[0].text'],
     ];
     for (const [m, param] of cases) {
         assertRefused(await post(gw, `{"model":"gpt-4o","messages":${m}}`), param, m);
