@@ -120,9 +120,13 @@ gv_rc ag_agent_create(const struct ag_opts *opts, struct ag_agent **out)
     }
     memcpy(ag->sock_path, sock, strlen(sock) + 1);
     snprintf(dir, sizeof(dir), "%s/agent", ag->state_dir);
-    rc = gv_mkdir_p(dir, 0700);
-    if (rc) {
-        gv_log(GV_LOG_ERROR, MOD, "cannot create state dir", "path=%s", dir);
+    /* An existing directory on a read-only file system passes mkdir -p (EEXIST):
+     * check that it can be written, so the error names the real cause. An
+     * unusable state dir is the operator's to fix, like a bad option: exit 2. */
+    if (gv_mkdir_p(dir, 0700) != GV_OK || gv_dir_check(dir) != GV_OK) {
+        gv_log(GV_LOG_ERROR, MOD, "cannot use state dir", "path=%s err=\"%s\"", dir,
+               strerror(errno));
+        rc = GV_ECONFIG;
         goto out;
     }
     snprintf(ag->journal_path, sizeof(ag->journal_path), "%s/journal", dir);
@@ -132,8 +136,20 @@ gv_rc ag_agent_create(const struct ag_opts *opts, struct ag_agent **out)
         char lock[4160];
         snprintf(lock, sizeof(lock), "%s/lock", dir);
         ag->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (ag->lock_fd < 0 || flock(ag->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-            gv_log(GV_LOG_ERROR, MOD, "another agent uses this state dir", "path=%s", dir);
+        if (ag->lock_fd < 0) {
+            gv_log(GV_LOG_ERROR, MOD, "cannot open the state dir's lock file", "path=%s err=\"%s\"",
+                   lock, strerror(errno));
+            rc = GV_ECONFIG;
+            goto out;
+        }
+        if (flock(ag->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            if (errno == EWOULDBLOCK) {
+                gv_log(GV_LOG_ERROR, MOD, "another agent uses this state dir", "path=%s", dir);
+            }
+            else {
+                gv_log(GV_LOG_ERROR, MOD, "cannot lock the state dir", "path=%s err=\"%s\"", lock,
+                       strerror(errno));
+            }
             rc = GV_EIO;
             goto out;
         }

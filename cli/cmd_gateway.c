@@ -2,6 +2,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "cli/cli.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,9 +169,11 @@ int cli_gateway_run(int argc, char **argv)
         fprintf(stderr, "kt gateway run: no usable state dir; pass --state-dir\n");
         goto out;
     }
-    if (gv_mkdir_p(state, 0700) != GV_OK) {
-        fprintf(stderr, "kt gateway run: cannot create state dir %s\n", state);
-        code = 1;
+    /* mkdir -p passes an existing directory on a read-only file system (EEXIST);
+     * the check names what is wrong before anything tries to write there. An
+     * unusable state dir is a usage error: exit 2. */
+    if (gv_mkdir_p(state, 0700) != GV_OK || gv_dir_check(state) != GV_OK) {
+        fprintf(stderr, "kt gateway run: cannot use state dir %s: %s\n", state, strerror(errno));
         goto out;
     }
     if (gw_config_load(o.config, &cfg, &err) != GV_OK) {

@@ -34,6 +34,7 @@ gv_rc gv_mkdir_p(const char *path, unsigned mode)
     size_t i;
 
     if (len == 0 || len >= sizeof(tmp)) {
+        errno = len ? ENAMETOOLONG : ENOENT; /* callers report strerror(errno) */
         return GV_EINVAL;
     }
     memcpy(tmp, path, len + 1);

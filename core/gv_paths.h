@@ -10,7 +10,9 @@
 /* The state dir every kt command agrees on: $KT_STATE_DIR, else
  * $XDG_STATE_HOME/kt, else $HOME/.local/state/kt. GV_E2BIG if it does not fit. */
 gv_rc gv_state_dir_default(char *buf, size_t size);
-/* mkdir -p with mode for the created directories. */
+/* mkdir -p with mode for the created directories. GV_EIO with errno from the
+ * mkdir that failed; GV_EINVAL (errno ENOENT or ENAMETOOLONG) for an empty or
+ * too long path. An existing path passes, whatever it is: see gv_dir_check. */
 gv_rc gv_mkdir_p(const char *path, unsigned mode);
 /* Whether gv_mkdir_p(path) could succeed and the directory be written to,
  * creating nothing: path is a writable, searchable directory, or its nearest

@@ -232,6 +232,54 @@ static void mark_error(struct gw_req *req, size_t i)
     set_error_code(req ? req->rec : NULL, "policy_error");
 }
 
+bool gw_chain_ready(struct gw_chain *chain, char *why, size_t size)
+{
+    size_t i;
+
+    for (i = 0; chain && i < chain->n; i++) {
+        struct gw_policy *pol = &chain->pols[i];
+        if (pol->ops->ready && !pol->ops->ready(pol, why, size)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void gw_chain_authenticate(struct gw_chain *chain, struct gw_req *req, struct gw_verdict *out)
+{
+    size_t i;
+
+    memset(out, 0, sizeof(*out));
+    out->action = GW_ACTION_PASS;
+    for (i = 0; chain && i < chain->n; i++) {
+        struct gw_policy *pol = &chain->pols[i];
+        struct gw_verdict v;
+        gv_rc rc;
+
+        if (!pol->ops->authenticate) {
+            continue;
+        }
+        memset(&v, 0, sizeof(v));
+        rc = pol->ops->authenticate(pol, req, &v);
+        if (rc != GV_OK) {
+            gv_log(GV_LOG_ERROR, "chain", "policy failed; request refused", "policy=%s rc=%s",
+                   pol->name, gv_rc_str(rc));
+            out->action = GW_ACTION_BLOCK;
+            out->status = 500;
+            out->code = "policy_error";
+            out->message = "a governance policy failed; the request was refused";
+            return;
+        }
+        if (v.action == GW_ACTION_BLOCK) {
+            out->action = GW_ACTION_BLOCK;
+            out->status = v.status ? v.status : 401;
+            out->code = v.code ? v.code : pol->name;
+            out->message = v.message ? v.message : "the request was refused by a governance policy";
+            return;
+        }
+    }
+}
+
 void gw_chain_evaluate(struct gw_chain *chain, struct gw_req *req, struct gw_verdict *out)
 {
     struct gv_record *rec = req ? req->rec : NULL;

@@ -37,6 +37,15 @@ void gw_chain_destroy(struct gw_chain *chain);
 size_t gw_chain_size(const struct gw_chain *chain);
 const char *gw_chain_name(const struct gw_chain *chain, size_t i);
 
+/* Run authenticate() of each policy that has it, in order, for a route with no
+ * model (GET /v1/models). *out is PASS, the first BLOCK (status 401 unless the
+ * policy says otherwise), or a 500 "policy_error" BLOCK when a policy fails. */
+void gw_chain_authenticate(struct gw_chain *chain, struct gw_req *req, struct gw_verdict *out);
+
+/* Asks each policy's ready() in order; false with the first reason in why.
+ * No I/O: safe on an event loop. */
+bool gw_chain_ready(struct gw_chain *chain, char *why, size_t size);
+
 /* Run evaluate() of each prompt policy in order. Records each policy's
  * outcome in req->rec->policies (the ones after a BLOCK are SKIPPED). *out is the
  * most severe verdict; for a BLOCK, code/status/message are the blocker's

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -94,7 +95,9 @@ struct gw_conns {
     void *arg;
     int worker;
     struct gw_conn *all;
-    size_t nconns;
+    atomic_size_t nconns;           /* changed on this worker only; /health reads it from any */
+    atomic_int accept_errno;        /* why the last accept() failed; 0 once one succeeds */
+    atomic_ullong accept_failed_us; /* when (mono): the state goes stale without new tries */
     size_t nbusy;
     uint64_t accept_fails;
     uint64_t accept_logged_us;
@@ -1127,6 +1130,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
              * requests in flight get to finish and free some. */
             cs->accept_fails++;
             now = gv_mono_us();
+            atomic_store_explicit(&cs->accept_errno, err, memory_order_relaxed);
+            atomic_store_explicit(&cs->accept_failed_us, now, memory_order_relaxed);
             if (cs->accept_logged_us == 0 || now - cs->accept_logged_us >= ACCEPT_LOG_EVERY_US) {
                 gv_log(GV_LOG_ERROR, MOD, "cannot accept connections; pausing the listener",
                        "worker=%d errno=%d err=\"%s\" failures_total=%llu pause_ms=%d",
@@ -1143,6 +1148,9 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
                 evtimer_add(&cs->accept_retry, &tv);
             }
             return;
+        }
+        if (atomic_load_explicit(&cs->accept_errno, memory_order_relaxed) != 0) {
+            atomic_store_explicit(&cs->accept_errno, 0, memory_order_relaxed);
         }
         if (cs->lim.max_conns > 0 && cs->nconns >= cs->lim.max_conns) {
             refuse_over_cap(cs, fd);
@@ -1263,6 +1271,23 @@ void gw_conns_destroy(struct gw_conns *cs)
 size_t gw_conns_count(const struct gw_conns *cs)
 {
     return cs ? cs->nconns : 0;
+}
+
+int gw_conns_accept_errno(const struct gw_conns *cs)
+{
+    struct gw_conns *m = (struct gw_conns *)cs; /* atomics are read through non-const */
+    unsigned long long at;
+
+    if (!cs) {
+        return 0;
+    }
+    at = atomic_load_explicit(&m->accept_failed_us, memory_order_relaxed);
+    /* The paused listener retries every ACCEPT_PAUSE_MS while clients wait, so a
+     * failure older than a few pauses means nothing failed since. */
+    if (at == 0 || gv_mono_us() - at > 10u * ACCEPT_PAUSE_MS * 1000u) {
+        return 0;
+    }
+    return atomic_load_explicit(&m->accept_errno, memory_order_relaxed);
 }
 
 size_t gw_conns_busy(const struct gw_conns *cs)

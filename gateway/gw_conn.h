@@ -89,6 +89,11 @@ void gw_conns_drain(struct gw_conns *cs);
 /* Open connections, and those with a request in progress. */
 size_t gw_conns_count(const struct gw_conns *cs);
 size_t gw_conns_busy(const struct gw_conns *cs);
+/* errno of the last accept() that failed (EMFILE, ENFILE, ENOMEM...) while it
+ * is recent (within ten listener pauses, 1 s); 0 once a connection was accepted
+ * again or nothing failed since. The count and this may be read from any
+ * thread (for /health). */
+int gw_conns_accept_errno(const struct gw_conns *cs);
 
 /* The request's owner takes the connection until its answer ends. */
 void gw_conn_attach(struct gw_conn *c, const struct gw_conn_owner_ops *ops, void *arg);

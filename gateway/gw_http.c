@@ -51,6 +51,26 @@ static size_t utf8_seq(const unsigned char *p, size_t n, size_t *bad)
     return need + 1;
 }
 
+bool gw_http_utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, len, bad;
+
+    while (i < n) {
+        /* ASCII runs are the common case: no per-byte call for them. */
+        if (p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        len = utf8_seq(p + i, n - i, &bad);
+        if (!len) {
+            return false;
+        }
+        i += len;
+    }
+    return true;
+}
+
 /* s as a JSON string that is always valid UTF-8: messages carry client bytes
  * (a model name) and are cut with "%.100s", possibly inside a character, and
  * strict clients reject the whole body over one bad byte. Each ill-formed

@@ -33,6 +33,11 @@ const char *gw_http_error_type(int status);
  * plus the quoting ones that would break logs). Bytes >= 0x80 are allowed. */
 bool gw_http_run_tag_valid(const char *s, size_t len);
 
+/* True when p[0..n) is well-formed UTF-8 as RFC 3629 defines it: no overlong
+ * forms (C0 AF), no encoded surrogates (ED A0 80), nothing past U+10FFFF, no
+ * sequence cut short. Pure. */
+bool gw_http_utf8_valid(const char *p, size_t n);
+
 /* Request ids: unique per process and, with overwhelming probability, across
  * processes. One generator per worker thread; not thread-safe. */
 struct gw_reqid {

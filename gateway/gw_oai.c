@@ -43,6 +43,177 @@ static bool check_tag(const char *v, const char *name, char *dst, size_t size, c
     return true;
 }
 
+static int hex4(const char *p)
+{
+    int v = 0, i;
+
+    for (i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') {
+            v |= c - '0';
+        }
+        else if (c >= 'a' && c <= 'f') {
+            v |= c - 'a' + 10;
+        }
+        else if (c >= 'A' && c <= 'F') {
+            v |= c - 'A' + 10;
+        }
+        else {
+            return -1;
+        }
+    }
+    return v;
+}
+
+/* json-c turns a lone \uD800..\uDFFF escape into U+FFFD, so the tree looks
+ * clean while the bytes forwarded unchanged still carry the lone surrogate.
+ * Run on a body json-c accepted: in valid JSON a backslash only occurs inside
+ * a string and always starts an escape, so walking the escapes is exact. */
+static bool surrogate_escapes_paired(const char *p, size_t n)
+{
+    const char *end = p + n;
+    const char *q = memchr(p, '\\', n);
+    int hi, lo;
+
+    while (q) {
+        if (q + 1 < end && q[1] == 'u' && q + 6 <= end) {
+            hi = hex4(q + 2);
+            if (hi >= 0xdc00 && hi <= 0xdfff) {
+                return false;
+            }
+            if (hi >= 0xd800 && hi <= 0xdbff) {
+                if (q + 12 > end || q[6] != '\\' || q[7] != 'u') {
+                    return false;
+                }
+                lo = hex4(q + 8);
+                if (lo < 0xdc00 || lo > 0xdfff) {
+                    return false;
+                }
+                q += 12;
+            }
+            else {
+                q += 6;
+            }
+        }
+        else {
+            q += 2;
+        }
+        q = q < end ? memchr(q, '\\', (size_t)(end - q)) : NULL;
+    }
+    return true;
+}
+
+/* Each message is an object; its content, when present and not null, a string
+ * or an array of content-part objects, as OpenAI requires. A message that is
+ * not would otherwise be forwarded unread by every policy (they only read
+ * objects' strings). */
+static bool check_messages(struct json_object *messages, struct gw_oai_err *err)
+{
+    size_t i, j, n = json_object_array_length(messages);
+    struct json_object *m, *content;
+
+    for (i = 0; i < n; i++) {
+        m = json_object_array_get_idx(messages, i);
+        if (!json_object_is_type(m, json_type_object)) {
+            snprintf(err->param_buf, sizeof(err->param_buf), "messages[%zu]", i);
+            snprintf(err->message, sizeof(err->message),
+                     "Invalid type for 'messages[%zu]': expected an object, but got %s instead.", i,
+                     m ? json_type_to_name(json_object_get_type(m)) : "null");
+            goto bad;
+        }
+        if (!json_object_object_get_ex(m, "content", &content) || !content ||
+            json_object_is_type(content, json_type_string)) {
+            continue;
+        }
+        if (json_object_is_type(content, json_type_array)) {
+            for (j = 0; j < json_object_array_length(content); j++) {
+                struct json_object *part = json_object_array_get_idx(content, j), *t, *text;
+                if (!json_object_is_type(part, json_type_object)) {
+                    snprintf(err->param_buf, sizeof(err->param_buf), "messages[%zu].content[%zu]",
+                             i, j);
+                    snprintf(err->message, sizeof(err->message),
+                             "Invalid type for 'messages[%zu].content[%zu]': expected an "
+                             "object (a content part).",
+                             i, j);
+                    goto bad;
+                }
+                /* The policies scan text parts' strings only: a text part whose text is
+                 * anything else would go upstream unscanned. */
+                if (json_object_object_get_ex(part, "type", &t) &&
+                    json_object_is_type(t, json_type_string) &&
+                    strcmp(json_object_get_string(t), "text") == 0 &&
+                    (!json_object_object_get_ex(part, "text", &text) ||
+                     !json_object_is_type(text, json_type_string))) {
+                    snprintf(err->param_buf, sizeof(err->param_buf),
+                             "messages[%zu].content[%zu].text", i, j);
+                    snprintf(err->message, sizeof(err->message),
+                             "Invalid type for 'messages[%zu].content[%zu].text': expected a "
+                             "string.",
+                             i, j);
+                    goto bad;
+                }
+            }
+            continue;
+        }
+        snprintf(err->param_buf, sizeof(err->param_buf), "messages[%zu].content", i);
+        snprintf(err->message, sizeof(err->message),
+                 "Invalid type for 'messages[%zu].content': expected one of a string or array "
+                 "of objects, but got %s instead.",
+                 i, json_type_to_name(json_object_get_type(content)));
+        goto bad;
+    }
+    return true;
+bad:
+    err->status = 400;
+    err->code = "invalid_type";
+    err->param = err->param_buf;
+    return false;
+}
+
+/* stream_options, when present and not null: an object whose include_usage,
+ * when present and not null, is a boolean. OpenAI refuses anything else; kt
+ * must not silently put its own object in place of the client's value. */
+static bool check_stream_options(struct json_object *body, struct gw_oai_err *err)
+{
+    struct json_object *so, *v;
+
+    if (!json_object_object_get_ex(body, "stream_options", &so) || !so) {
+        return true;
+    }
+    if (!json_object_is_type(so, json_type_object)) {
+        err->status = 400;
+        err->code = "invalid_type";
+        err->param = "stream_options";
+        snprintf(err->message, sizeof(err->message),
+                 "Invalid type for 'stream_options': expected an object, but got %s instead.",
+                 json_type_to_name(json_object_get_type(so)));
+        return false;
+    }
+    if (json_object_object_get_ex(so, "include_usage", &v) && v &&
+        !json_object_is_type(v, json_type_boolean)) {
+        err->status = 400;
+        err->code = "invalid_type";
+        err->param = "stream_options.include_usage";
+        snprintf(err->message, sizeof(err->message),
+                 "Invalid type for 'stream_options.include_usage': expected a boolean, but got "
+                 "%s instead.",
+                 json_type_to_name(json_object_get_type(v)));
+        return false;
+    }
+    return true;
+}
+
+const char *gw_oai_bearer(const char *auth)
+{
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) {
+        return "";
+    }
+    for (auth += 7; *auth == ' '; auth++) {
+    }
+    return auth;
+}
+
 struct json_object *gw_oai_parse_json(json_tokener *tok, const char *p, size_t n)
 {
     struct json_object *o;
@@ -91,17 +262,24 @@ bool gw_oai_chat_check(json_tokener *tok, const struct gw_oai_hdrs *h, const cha
                    "invalid_header", err)) {
         return false;
     }
-    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
-        for (auth += 7; *auth == ' '; auth++) {
-        }
-        out->api_key = auth;
-    }
+    out->api_key = gw_oai_bearer(auth);
     if (len > max_body) {
         snprintf(msg, sizeof(msg), "Request body of %zu bytes exceeds the limit of %zu bytes.", len,
                  max_body);
         return fail(err, 413, "request_too_large", NULL, msg);
     }
+    if (!gw_http_utf8_valid(body, len)) {
+        return fail(err, 400, "invalid_json", NULL,
+                    "We could not parse the JSON body of your request. The body is not valid "
+                    "UTF-8 (an overlong form, an encoded surrogate, a code point past U+10FFFF "
+                    "or a cut sequence).");
+    }
     out->body = gw_oai_parse_json(tok, body, len);
+    if (out->body && !surrogate_escapes_paired(body, len)) {
+        return fail(err, 400, "invalid_json", NULL,
+                    "We could not parse the JSON body of your request. It contains a lone "
+                    "UTF-16 surrogate escape (\\uD800-\\uDFFF without its pair).");
+    }
     if (!out->body) {
         return fail(err, 400, "invalid_json", NULL,
                     "We could not parse the JSON body of your request. The body must be valid "
@@ -127,11 +305,17 @@ bool gw_oai_chat_check(json_tokener *tok, const struct gw_oai_hdrs *h, const cha
         return fail(err, 400, "invalid_type", "messages",
                     "messages must be a non-empty array of message objects.");
     }
+    if (!check_messages(messages, err)) {
+        return false;
+    }
     if (json_object_object_get_ex(out->body, "stream", &v) && v) {
         if (!json_object_is_type(v, json_type_boolean)) {
             return fail(err, 400, "invalid_type", "stream", "stream must be a boolean.");
         }
         out->stream = json_object_get_boolean(v);
+    }
+    if (!check_stream_options(out->body, err)) {
+        return false;
     }
     if (out->stream && json_object_object_get_ex(out->body, "stream_options", &so) && so &&
         json_object_object_get_ex(so, "include_usage", &v) && v &&

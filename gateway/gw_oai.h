@@ -35,17 +35,26 @@ struct gw_oai_chat {
 struct gw_oai_err {
     int status;        /* 400, 413 */
     const char *code;  /* "invalid_json", "missing_required_parameter", ... */
-    const char *param; /* the offending parameter or header, or NULL */
+    const char *param; /* the offending parameter or header, or NULL; may point into param_buf */
+    char param_buf[48]; /* a param naming one element: "messages[3].content" */
     char message[256];
 };
 
 /* Checks the run tags (copied into rec->run_id, project, entity, run_group),
- * the body size against max_body, then parses the body with tok (json-c,
- * strict, UTF-8 validated) and checks model, messages, stream and
- * stream_options. true when the request may go on; false with *err filled. */
+ * the body size against max_body, then that the body is well-formed UTF-8
+ * (RFC 3629: overlongs, encoded surrogates and code points past U+10FFFF are
+ * refused, which json-c's own check lets through) with no lone \uD800-style
+ * surrogate escape, parses it with tok (json-c, strict) and checks model,
+ * messages (objects whose content is a string, an array of objects or null),
+ * stream and stream_options (an object whose include_usage is a boolean).
+ * true when the request may go on; false with *err filled. */
 bool gw_oai_chat_check(json_tokener *tok, const struct gw_oai_hdrs *h, const char *body,
                        size_t len, size_t max_body, struct gw_oai_chat *out,
                        struct gv_record *rec, struct gw_oai_err *err);
+
+/* The bearer token of an Authorization header value (scheme case-insensitive,
+ * spaces after it skipped), borrowed from it; "" when there is none. */
+const char *gw_oai_bearer(const char *authorization);
 
 /* Parses exactly one JSON value filling p[0..n) (trailing white space
  * allowed) with tok; NULL when it is not one. The caller puts the result. */

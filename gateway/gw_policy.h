@@ -70,6 +70,14 @@ struct gw_policy_ops {
     /* After the answer was sent (or the request refused), with the record final
      * except for later policies' complete(): cost, audit. Must not block. */
     void (*complete)(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec);
+    /* Routes that run no chain (GET /v1/models): whether req->api_key names a
+     * caller this policy knows. BLOCK with 401 when not; req has no model, target
+     * or record. NULL: the policy does not authenticate. Same threading as evaluate. */
+    gv_rc (*authenticate)(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out);
+    /* For /health and /readyz, on an event loop: whether requests can be served now
+     * as far as this policy knows, from state it already keeps (no I/O). false
+     * with a one-line reason in why (no secrets, no prompt text). NULL: ready. */
+    bool (*ready)(struct gw_policy *pol, char *why, size_t size);
     void (*destroy)(struct gw_policy *pol);
 };
 

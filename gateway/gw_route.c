@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "core/gv_time.h"
+#include "gateway/gw_oai.h"
 #include "gateway/gw_relay.h"
+#include "gateway/gw_req.h"
 
 #define ERR_BODY_MAX (64u * 1024u)
 
@@ -89,14 +91,68 @@ static const char *provider_name(enum gw_provider_kind k)
     return k == GW_PROVIDER_OPENAI ? "openai" : "openai-compatible";
 }
 
+/* Why chat requests would fail now, from state the workers and policies already
+ * keep (no I/O on the loop): appends one JSON string per reason to b. */
+static gv_rc readiness(struct gw_worker *w, struct gv_buf *b, size_t *nreasons, size_t *conns)
+{
+    struct gw_server *s = w->srv;
+    char why[256];
+    int err = 0;
+    int i;
+    gv_rc rc = GV_OK;
+
+    *nreasons = 0;
+    *conns = 0;
+    for (i = 0; i < s->nworkers; i++) {
+        int e = gw_conns_accept_errno(s->workers[i].conns);
+        *conns += gw_conns_count(s->workers[i].conns);
+        err = err ? err : e;
+    }
+    if (w->draining) {
+        rc = gv_buf_append_json_str(b, "the gateway is shutting down", 28);
+        ++*nreasons;
+    }
+    if (rc == GV_OK && !gw_chain_ready(s->chain, why, sizeof(why))) {
+        rc = gv_buf_append_str(b, *nreasons ? "," : "");
+        rc = rc ? rc : gv_buf_append_json_str(b, why, strlen(why));
+        ++*nreasons;
+    }
+    if (rc == GV_OK && err) {
+        snprintf(why, sizeof(why), "cannot accept connections (%s)", strerror(err));
+        rc = gv_buf_append_str(b, *nreasons ? "," : "");
+        rc = rc ? rc : gv_buf_append_json_str(b, why, strlen(why));
+        ++*nreasons;
+    }
+    if (rc == GV_OK && s->max_conns > 0 && *conns >= s->max_conns) {
+        snprintf(why, sizeof(why), "at the connection cap (%zu of gateway.max_connections %zu)",
+                 *conns, s->max_conns);
+        rc = gv_buf_append_str(b, *nreasons ? "," : "");
+        rc = rc ? rc : gv_buf_append_json_str(b, why, strlen(why));
+        ++*nreasons;
+    }
+    return rc;
+}
+
+/* /livez: the process serves HTTP; nothing else is looked at, so a supervisor
+ * does not restart a gateway that only waits for its disk. */
+static void handle_livez(struct gw_worker *w, struct gw_conn *c, const char *reqid, uint64_t t0)
+{
+    static const char body[] = "{\"status\":\"ok\"}";
+
+    (void)w;
+    reply(c, reqid, t0, 200, NULL, body, sizeof(body) - 1, GV_DECISION_ALLOWED);
+}
+
+/* /health and /readyz: readiness. 503 with status "degraded" and the reasons
+ * while chat requests would be refused, so a load balancer stops sending. */
 static void handle_health(struct gw_worker *w, struct gw_conn *c, const char *reqid, uint64_t t0)
 {
     struct gw_server *s = w->srv;
     const struct gw_config *cfg = s->cfg;
     unsigned long long dropped = 0, pending = 0, held = 0;
     uint64_t up = (gv_mono_us() - s->start_mono) / 1000000u;
-    struct gv_buf b;
-    size_t i, n;
+    struct gv_buf b, reasons;
+    size_t i, n, nreasons = 0, conns = 0;
     gv_rc rc;
 
     if (s->em && s->em->ops && s->em->ops->stats) {
@@ -106,8 +162,14 @@ static void handle_health(struct gw_worker *w, struct gw_conn *c, const char *re
         held = s->em->ops->held(s->em);
     }
     gv_buf_init(&b, 0);
-    rc =
-        gv_buf_appendf(&b, "{\"status\":\"ok\",\"version\":\"%s\",\"pack\":{\"name\":", KT_VERSION);
+    gv_buf_init(&reasons, ERR_BODY_MAX);
+    rc = readiness(w, &reasons, &nreasons, &conns);
+    rc = rc ? rc
+            : gv_buf_appendf(&b,
+                             "{\"status\":\"%s\",\"reasons\":[%s],\"version\":\"%s\","
+                             "\"pack\":{\"name\":",
+                             nreasons ? "degraded" : "ok", reasons.data ? reasons.data : "",
+                             KT_VERSION);
     rc = rc ? rc
             : gv_buf_append_json_str(&b, or_empty(cfg->pack_name),
                                      strlen(or_empty(cfg->pack_name)));
@@ -137,16 +199,22 @@ static void handle_health(struct gw_worker *w, struct gw_conn *c, const char *re
     rc = rc ? rc
             : gv_buf_appendf(&b,
                              "],\"uptime_s\":%llu,\"uptime\":%llu,\"workers\":%d,"
+                             "\"connections\":{\"open\":%zu,\"max\":%zu},"
                              "\"events\":{\"dropped\":%llu,\"pending\":%llu,\"held\":%llu}}",
-                             (unsigned long long)up, (unsigned long long)up, s->nworkers, dropped,
-                             pending, held);
+                             (unsigned long long)up, (unsigned long long)up, s->nworkers, conns,
+                             s->max_conns, dropped, pending, held);
     if (rc != GV_OK) {
         reply_error(c, reqid, t0, 500, NULL, "internal_error", NULL,
                     "could not build health report");
     }
-    else {
-        reply(c, reqid, t0, 200, NULL, b.data, b.len, GV_DECISION_ALLOWED);
+    else if (nreasons) {
+        reply(c, reqid, t0, 503, "Retry-After: 1\r\nCache-Control: no-store\r\n", b.data, b.len,
+              GV_DECISION_ERROR);
     }
+    else {
+        reply(c, reqid, t0, 200, "Cache-Control: no-store\r\n", b.data, b.len, GV_DECISION_ALLOWED);
+    }
+    gv_buf_free(&reasons);
     gv_buf_free(&b);
 }
 
@@ -221,6 +289,34 @@ static void handle_model_get(struct gw_worker *w, struct gw_conn *c, const char 
     gv_buf_free(&b);
 }
 
+/* The model list says which models a key may reach: with rbac on, it needs a
+ * key like the chat route does. */
+static bool models_allowed(struct gw_worker *w, struct gw_conn *c, const char *reqid, uint64_t t0,
+                           const struct gw_h1_head *h)
+{
+    const struct gw_h1_hdr *a = gw_h1req_header(h, "authorization");
+    char auth[1024];
+    struct gw_req req;
+    struct gw_verdict v;
+    size_t n;
+
+    auth[0] = '\0';
+    if (a) {
+        n = a->value_len < sizeof(auth) - 1 ? a->value_len : sizeof(auth) - 1;
+        memcpy(auth, a->value, n);
+        auth[n] = '\0';
+    }
+    memset(&req, 0, sizeof(req));
+    req.model = "";
+    req.api_key = gw_oai_bearer(auth);
+    gw_chain_authenticate(w->srv->chain, &req, &v);
+    if (v.action != GW_ACTION_BLOCK) {
+        return true;
+    }
+    reply_error(c, reqid, t0, v.status, NULL, v.code, NULL, v.message);
+    return false;
+}
+
 void gw_route_dispatch(void *arg, struct gw_conn *c, const struct gw_conn_req *rq)
 {
     struct gw_worker *w = arg;
@@ -239,15 +335,22 @@ void gw_route_dispatch(void *arg, struct gw_conn *c, const struct gw_conn_req *r
         gw_relay_chat(w, c, rq, reqid);
         return;
     }
-    if (strcmp(path, "/health") == 0 || strcmp(path, "/v1/models") == 0 ||
+    if (strcmp(path, "/health") == 0 || strcmp(path, "/readyz") == 0 ||
+        strcmp(path, "/livez") == 0 || strcmp(path, "/v1/models") == 0 ||
         strncmp(path, "/v1/models/", 11) == 0) {
         if (h->method != GW_H1_METHOD_GET && h->method != GW_H1_METHOD_HEAD) {
             reply_error(c, reqid, t0, 405, "Allow: GET, HEAD\r\n", "method_not_allowed", NULL,
                         "Method not allowed for this URL.");
             return;
         }
-        if (path[1] == 'h') {
+        if (path[1] == 'l') {
+            handle_livez(w, c, reqid, t0);
+        }
+        else if (path[1] == 'h' || path[1] == 'r') {
             handle_health(w, c, reqid, t0);
+        }
+        else if (!models_allowed(w, c, reqid, t0, h)) {
+            return;
         }
         else if (path[10] == '/') {
             handle_model_get(w, c, reqid, t0, path + 11);
@@ -260,5 +363,5 @@ void gw_route_dispatch(void *arg, struct gw_conn *c, const struct gw_conn_req *r
     }
     reply_error(c, reqid, t0, 404, NULL, "unknown_url", NULL,
                 "Unknown request URL. This gateway serves POST /v1/chat/completions, "
-                "GET /v1/models and GET /health.");
+                "GET /v1/models, GET /health (/readyz) and GET /livez.");
 }

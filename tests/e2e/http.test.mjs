@@ -277,13 +277,20 @@ test('past gateway.max_connections new connections get a JSON 503; open ones kee
     const [r] = parseResponses(over.text);
     const e = assertOpenAIError(r, 503, 'over the cap');
     assert.equal(e.code, 'too_many_connections');
-    // An open connection is still served.
+    // An open connection is still served; readiness says the gateway is full.
     const s = held[0];
     const got = [];
     s.on('data', (d) => got.push(d));
-    s.write('GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    s.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n' +
+        'GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     await new Promise((resolve) => s.on('end', resolve));
-    assert.equal(parseResponses(Buffer.concat(got).toString())[0].status, 200);
+    const [health, models] = parseResponses(Buffer.concat(got).toString());
+    assert.equal(health.status, 503);
+    const h = JSON.parse(health.body);
+    assert.equal(h.status, 'degraded');
+    assert.ok(h.reasons.some((x) => /connection cap \(4 of gateway.max_connections 4\)/.test(x)),
+        health.body);
+    assert.equal(models.status, 200);
     for (const h of held) {
         h.destroy();
     }

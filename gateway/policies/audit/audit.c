@@ -81,6 +81,7 @@ struct audit_writer {
     bool wants_wake;                  /* under mu: the writer waits for the next record */
 
     atomic_bool healthy;   /* last append succeeded */
+    atomic_int last_errno; /* of the last append's first failing call; 0: it did not fail */
     atomic_ullong dropped; /* records refused because the queue was full */
     atomic_ullong written;
     atomic_ullong drop_logged_at; /* mono us of the last "dropped" log line */
@@ -97,6 +98,7 @@ struct audit_writer {
     struct gv_buf out;  /* the batch */
     struct gv_buf line; /* one record, capped at GW_AUDIT_LINE_MAX */
     struct audit_pre pre;
+    int err; /* errno of the first failing call of the append under way; 0: none yet */
 };
 
 struct audit_ctx {
@@ -154,6 +156,17 @@ static void sync_dir(const char *dir)
     }
 }
 
+/* Remembers errno of the first call that failed in this append: recovery and
+ * undo steps after it fail or succeed for their own reasons and overwrite errno,
+ * and the error line must name the cause. Returns GV_EIO. */
+static gv_rc io_failed(struct audit_writer *w)
+{
+    if (w->err == 0) {
+        w->err = errno ? errno : EIO;
+    }
+    return GV_EIO;
+}
+
 /* Create segment `segment` whose header anchors to `anchor` and whose first
  * record will be first_seq; it becomes the open segment. */
 static gv_rc segment_create(struct audit_writer *w, uint64_t segment, uint64_t first_seq,
@@ -177,7 +190,7 @@ static gv_rc segment_create(struct audit_writer *w, uint64_t segment, uint64_t f
     }
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) {
-        rc = GV_EIO;
+        rc = io_failed(w);
         goto out;
     }
     rc = gv_file_write_all(fd, w->out.data, w->out.len);
@@ -185,6 +198,7 @@ static gv_rc segment_create(struct audit_writer *w, uint64_t segment, uint64_t f
         rc = GV_EIO;
     }
     if (rc) {
+        io_failed(w);
         /* Never leave a header-less file behind: recovery would have to guess. */
         close(fd);
         unlink(path);
@@ -264,6 +278,7 @@ static gv_rc recover(struct audit_writer *w)
     }
     rc = gw_audit_segments_list(w->dir, &segs, &n);
     if (rc) {
+        io_failed(w);
         goto out;
     }
     if (n == 0) {
@@ -281,12 +296,13 @@ static gv_rc recover(struct audit_writer *w)
         goto out;
     }
     if (stat(path, &st) != 0) {
-        rc = GV_EIO;
+        rc = io_failed(w);
         goto out;
     }
     closed = (st.st_mode & 0222) == 0;
     rc = gw_audit_read_file(path, GW_AUDIT_SEGMENT_READ_MAX, &b);
     if (rc) {
+        io_failed(w);
         goto out;
     }
     end = b.len;
@@ -297,14 +313,14 @@ static gv_rc recover(struct audit_writer *w)
         gv_log(GV_LOG_WARN, "policy:audit-logger", "repairing torn last record",
                "segment=%" PRIu64 " cut_bytes=%zu", last, b.len - end);
         if (truncate(path, (off_t)end) != 0) {
-            rc = GV_EIO;
+            rc = io_failed(w);
             goto out;
         }
     }
     if (end == 0) {
         /* Not even a header survived: the segment never held a record. */
         if (unlink(path) != 0) {
-            rc = GV_EIO;
+            rc = io_failed(w);
             goto out;
         }
         gv_free(segs);
@@ -345,7 +361,7 @@ static gv_rc recover(struct audit_writer *w)
     }
     fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
     if (fd < 0) {
-        rc = GV_EIO;
+        rc = io_failed(w);
         goto out;
     }
     w->fd = fd;
@@ -356,6 +372,9 @@ out:
     gv_free(segs);
     if (rc == GV_OK) {
         rc = gw_audit_pos_write(w->dir, "head.json", &w->pos, false);
+        if (rc) {
+            io_failed(w);
+        }
     }
     return rc;
 }
@@ -375,8 +394,14 @@ static gv_rc sync_pos(struct audit_writer *w)
     struct stat st;
     char path[4200];
     int fd;
+    gv_rc rc;
 
-    if (gw_audit_pos_read(w->dir, "head.json", &head) != GV_OK) {
+    rc = gw_audit_pos_read(w->dir, "head.json", &head);
+    if (rc != GV_OK) {
+        if (rc != GV_ENOTFOUND) {
+            /* Unreadable for a reason recovery may not meet again (EMFILE). */
+            io_failed(w);
+        }
         return recover(w);
     }
     if (w->fd >= 0 && pos_equal(&head, &w->pos) && fstat(w->fd, &st) == 0 && (uint64_t)st.st_size == w->pos.bytes) {
@@ -388,6 +413,7 @@ static gv_rc sync_pos(struct audit_writer *w)
     }
     fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
     if (fd < 0) {
+        io_failed(w);
         return recover(w);
     }
     if (w->fd >= 0) {
@@ -422,10 +448,10 @@ static gv_rc rotate(struct audit_writer *w)
     if (w->fd >= 0) {
         /* A closed segment is final: flush it, then make it read-only. */
         if (fsync(w->fd) != 0) {
-            return GV_EIO;
+            return io_failed(w);
         }
         if (w->immutable && fchmod(w->fd, 0444) != 0) {
-            return GV_EIO;
+            return io_failed(w);
         }
     }
     rc = segment_create(w, prev.segment + 1, prev.seq + 1, prev.hash);
@@ -477,6 +503,7 @@ static gv_rc write_sealed(struct audit_writer *w, const void *data, size_t n, ui
         rc = GV_EIO;
     }
     if (rc) {
+        io_failed(w);
         if (ftruncate(w->fd, (off_t)w->pos.bytes) != 0) {
             gv_log(GV_LOG_ERROR, "policy:audit-logger", "cannot undo partial audit write",
                    "segment=%" PRIu64, w->pos.segment);
@@ -511,8 +538,9 @@ static gv_rc append_batch(struct audit_writer *w, struct audit_node *list,
     gv_rc rc;
 
     *done = 0;
+    w->err = 0;
     if (flock(w->lockfd, LOCK_EX) != 0) {
-        return GV_EIO;
+        return io_failed(w);
     }
     rc = sync_pos(w);
     if (rc == GV_OK && pre && pre->valid && pre->count > 0 && pos_equal(&w->pos, &pre->base) &&
@@ -726,6 +754,7 @@ static void *writer_main(void *arg)
                        w->dir);
                 failing = false;
             }
+            atomic_store(&w->last_errno, 0);
             atomic_store(&w->healthy, true);
             continue;
         }
@@ -739,11 +768,12 @@ static void *writer_main(void *arg)
                 w->qtail = tail;
             }
         }
+        atomic_store(&w->last_errno, w->err);
         atomic_store(&w->healthy, false);
         if (!failing) {
             gv_log(GV_LOG_ERROR, "policy:audit-logger",
                    "cannot write the audit log; retrying every interval", "dir=%s err=%s errno=%s",
-                   w->dir, gv_rc_str(rc), strerror(errno));
+                   w->dir, gv_rc_str(rc), w->err ? strerror(w->err) : "-");
             failing = true;
         }
         if (w->stop) {
@@ -907,6 +937,33 @@ static gv_rc audit_evaluate(struct gw_policy *pol, struct gw_req *req, struct gw
     return GV_OK;
 }
 
+/* The same state evaluate reads, for /health: no I/O. */
+static bool audit_ready(struct gw_policy *pol, char *why, size_t size)
+{
+    struct audit_ctx *ctx = pol->ctx;
+    struct audit_writer *w = ctx->w;
+    int err;
+
+    if (!w || ctx->on_failure != ON_FAILURE_BLOCK) {
+        return true;
+    }
+    if (!atomic_load(&w->healthy)) {
+        err = atomic_load(&w->last_errno);
+        snprintf(why, size,
+                 "audit-logger: the audit log cannot be written (%s); chat requests get 503",
+                 err ? strerror(err) : "see the gateway log");
+        return false;
+    }
+    if (atomic_load(&w->queued) >= w->queue_max) {
+        snprintf(why, size,
+                 "audit-logger: %zu records wait for the writer (queue_max %zu); chat requests "
+                 "get 503",
+                 (size_t)atomic_load(&w->queued), w->queue_max);
+        return false;
+    }
+    return true;
+}
+
 static struct json_object *forwarded_messages(const struct gw_req *req)
 {
     struct json_object *messages, *copy = NULL;
@@ -1008,6 +1065,7 @@ const struct gw_policy_ops gw_policy_audit = {
     .flags = GW_POL_PROMPT | GW_POL_COMPLETE,
     .init = audit_init,
     .evaluate = audit_evaluate,
+    .ready = audit_ready,
     .complete = audit_complete,
     .destroy = audit_destroy,
 };

@@ -12,6 +12,12 @@
 
 #define OK_BODY "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"
 #define MAX_BODY 4096
+/* A streamed request with this stream_options value. */
+#define SO(v) "{\"model\":\"m\",\"messages\":[{}],\"stream\":true,\"stream_options\":" v "}"
+/* A request with these messages. */
+#define MSGS(v) "{\"model\":\"m\",\"messages\":" v "}"
+/* A request whose one message has this content (raw bytes inside the JSON string). */
+#define TEXT(v) "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"" v "\"}]}"
 
 struct row {
     const char *what;
@@ -73,6 +79,86 @@ static const struct row rows[] = {
      "messages", NULL, 0, 0, NULL},
     {"stream as a string", "{\"model\":\"m\",\"messages\":[{}],\"stream\":\"yes\"}", NULL, NULL,
      NULL, 400, "invalid_type", "stream", NULL, 0, 0, NULL},
+    /* stream_options: an object with a boolean include_usage, or refused (never replaced). */
+    {"stream_options a string", SO("\"garbage\""), NULL, NULL, NULL, 400, "invalid_type",
+     "stream_options", NULL, 0, 0, NULL},
+    {"stream_options a number", SO("5"), NULL, NULL, NULL, 400, "invalid_type", "stream_options",
+     NULL, 0, 0, NULL},
+    {"stream_options an array", SO("[1,2]"), NULL, NULL, NULL, 400, "invalid_type",
+     "stream_options", NULL, 0, 0, NULL},
+    {"include_usage a string", SO("{\"include_usage\":\"yes\"}"), NULL, NULL, NULL, 400,
+     "invalid_type", "stream_options.include_usage", NULL, 0, 0, NULL},
+    {"include_usage a number", SO("{\"include_usage\":1}"), NULL, NULL, NULL, 400, "invalid_type",
+     "stream_options.include_usage", NULL, 0, 0, NULL},
+    {"stream_options null is absent", SO("null"), NULL, NULL, NULL, 0, NULL, NULL, "m", 1, 0, ""},
+    {"include_usage false", SO("{\"include_usage\":false}"), NULL, NULL, NULL, 0, NULL, NULL, "m",
+     1, 0, ""},
+    {"stream_options without include_usage", SO("{}"), NULL, NULL, NULL, 0, NULL, NULL, "m", 1, 0,
+     ""},
+    /* messages: objects; content a string, an array of parts, or null. */
+    {"messages of numbers, strings and null", MSGS("[1,\"x\",null]"), NULL, NULL, NULL, 400,
+     "invalid_type", "messages[0]", NULL, 0, 0, NULL},
+    {"second message null", MSGS("[{},null]"), NULL, NULL, NULL, 400, "invalid_type",
+     "messages[1]", NULL, 0, 0, NULL},
+    {"message a string", MSGS("[\"hi\"]"), NULL, NULL, NULL, 400, "invalid_type", "messages[0]",
+     NULL, 0, 0, NULL},
+    {"content a number", MSGS("[{\"role\":\"user\",\"content\":5}]"), NULL, NULL, NULL, 400,
+     "invalid_type", "messages[0].content", NULL, 0, 0, NULL},
+    {"content an object", MSGS("[{\"role\":\"user\",\"content\":\"a\"},{\"content\":{\"a\":1}}]"),
+     NULL, NULL, NULL, 400, "invalid_type", "messages[1].content", NULL, 0, 0, NULL},
+    {"content a boolean", MSGS("[{\"role\":\"user\",\"content\":true}]"), NULL, NULL, NULL, 400,
+     "invalid_type", "messages[0].content", NULL, 0, 0, NULL},
+    {"content parts that are not objects", MSGS("[{\"role\":\"user\",\"content\":[\"a\"]}]"), NULL,
+     NULL, NULL, 400, "invalid_type", "messages[0].content[0]", NULL, 0, 0, NULL},
+    {"text part whose text is not a string",
+     MSGS("[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":[\"a@b.co\"]}]}]"),
+     NULL, NULL, NULL, 400, "invalid_type", "messages[0].content[0].text", NULL, 0, 0, NULL},
+    {"text part without text", MSGS("[{\"role\":\"user\",\"content\":[{\"type\":\"text\"}]}]"),
+     NULL, NULL, NULL, 400, "invalid_type", "messages[0].content[0].text", NULL, 0, 0, NULL},
+    {"image part", MSGS("[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://x/y.png\"}}]}]"),
+     NULL, NULL, NULL, 0, NULL, NULL, "m", 0, 0, ""},
+    {"content parts", MSGS("[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"}]}]"),
+     NULL, NULL, NULL, 0, NULL, NULL, "m", 0, 0, ""},
+    {"content null (tool calls)", MSGS("[{\"role\":\"assistant\",\"content\":null}]"), NULL, NULL,
+     NULL, 0, NULL, NULL, "m", 0, 0, ""},
+    /* Strict UTF-8 (RFC 3629) and paired surrogate escapes. */
+    {"overlong slash", TEXT("a\xc0\xaf" "b"), NULL, NULL, NULL, 400, "invalid_json", NULL, NULL, 0,
+     0, NULL},
+    {"overlong NUL", TEXT("a\xc0\x80" "b"), NULL, NULL, NULL, 400, "invalid_json", NULL, NULL, 0, 0,
+     NULL},
+    {"overlong in an e-mail", TEXT("jane.doe\xc0\xae" "example@corp.com"), NULL, NULL, NULL, 400,
+     "invalid_json", NULL, NULL, 0, 0, NULL},
+    {"three-byte overlong", TEXT("\xe0\x80\xaf"), NULL, NULL, NULL, 400, "invalid_json", NULL,
+     NULL, 0, 0, NULL},
+    {"encoded high surrogate", TEXT("\xed\xa0\x80"), NULL, NULL, NULL, 400, "invalid_json", NULL,
+     NULL, 0, 0, NULL},
+    {"encoded low surrogate", TEXT("\xed\xbf\xbf"), NULL, NULL, NULL, 400, "invalid_json", NULL,
+     NULL, 0, 0, NULL},
+    {"past U+10FFFF", TEXT("\xf4\x90\x80\x80"), NULL, NULL, NULL, 400, "invalid_json", NULL, NULL,
+     0, 0, NULL},
+    {"F5 lead byte", TEXT("\xf5\x80\x80\x80"), NULL, NULL, NULL, 400, "invalid_json", NULL, NULL, 0,
+     0, NULL},
+    {"cut three-byte sequence", TEXT("\xe2\x82" "x"), NULL, NULL, NULL, 400, "invalid_json", NULL,
+     NULL, 0, 0, NULL},
+    {"stray continuation byte", TEXT("\x80"), NULL, NULL, NULL, 400, "invalid_json", NULL, NULL, 0,
+     0, NULL},
+    {"lone high surrogate escape", TEXT("a\\ud800b"), NULL, NULL, NULL, 400, "invalid_json", NULL,
+     NULL, 0, 0, NULL},
+    {"lone low surrogate escape", TEXT("\\uDC00"), NULL, NULL, NULL, 400, "invalid_json", NULL,
+     NULL, 0, 0, NULL},
+    {"high surrogate escape before another escape", TEXT("\\ud800\\n"), NULL, NULL, NULL, 400,
+     "invalid_json", NULL, NULL, 0, 0, NULL},
+    {"two high surrogate escapes", TEXT("\\ud800\\ud800"), NULL, NULL, NULL, 400, "invalid_json",
+     NULL, NULL, 0, 0, NULL},
+    {"surrogate escape in a key", "{\"model\":\"m\",\"\\ud800\":1,\"messages\":[{}]}", NULL, NULL,
+     NULL, 400, "invalid_json", NULL, NULL, 0, 0, NULL},
+    {"paired surrogate escapes", TEXT("\\ud83d\\ude00"), NULL, NULL, NULL, 0, NULL, NULL, "m", 0,
+     0, ""},
+    {"escaped backslash before ud800 is text", TEXT("\\\\ud800"), NULL, NULL, NULL, 0, NULL, NULL,
+     "m", 0, 0, ""},
+    {"four-byte, three-byte and two-byte characters",
+     TEXT("\xf0\x9f\x98\x80 \xe2\x82\xac \xc3\xa9 \xf4\x8f\xbf\xbf \xed\x9f\xbf"), NULL, NULL, NULL,
+     0, NULL, NULL, "m", 0, 0, ""},
 };
 
 static void test_rows(void **state)
