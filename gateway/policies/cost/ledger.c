@@ -187,18 +187,6 @@ void gw_ledger_settle(struct gw_ledger *l, const char *kind, const char *key, do
     pthread_mutex_unlock(&l->mu);
 }
 
-double gw_ledger_held(struct gw_ledger *l, const char *kind, const char *key)
-{
-    struct entry *e;
-    double v;
-
-    pthread_mutex_lock(&l->mu);
-    e = lookup(l, kind, key, false);
-    v = e ? e->held : 0.0;
-    pthread_mutex_unlock(&l->mu);
-    return v;
-}
-
 /* Under mu: the whole ledger as {"version":1,"spend":{kind:{key:usd}}}. */
 static struct json_object *snapshot(struct gw_ledger *l)
 {

@@ -35,8 +35,6 @@ bool gw_ledger_reserve(struct gw_ledger *l, const char *kind, const char *key, d
  * real cost; 0 when the request failed) to spend. Thread-safe. */
 void gw_ledger_settle(struct gw_ledger *l, const char *kind, const char *key, double held,
                       double usd);
-/* What requests in flight hold for (kind, key); 0 for unknown keys. */
-double gw_ledger_held(struct gw_ledger *l, const char *kind, const char *key);
 /* Writes the file now (tests, shutdown). GV_EIO on failure. */
 gv_rc gw_ledger_flush(struct gw_ledger *l);
 
