@@ -217,3 +217,56 @@ test('budget: aborted streams are charged what they delivered, so the budget sto
         await g.stop();
         assert.ok(Math.abs(ledger(stateDir).run['abort-run'] - total) < 1e-9);
     });
+
+test('audit: store_content keeps the answer as the client got it, redacted, streamed or not',
+    async () => {
+        const yaml = pageConfig({ upstream: suite.up, chain: ['pii-detector', 'audit-logger'] })
+            .replace('    entities: [PERSON, EMAIL_ADDRESS]\n',
+                '    entities: [PERSON, EMAIL_ADDRESS]\n    scan_responses: true\n')
+            .replace('    log_all_access: true\n', '    log_all_access: true\n' +
+                '    store_content: true\n');
+        const g = await startGateway({ config: yaml });
+        cleanups.push(() => g.stop());
+        const EMAIL = 'jane.doe@example.com';
+        const answer = `The best run was logged by ${EMAIL} yesterday.`;
+        const messages = [{ role: 'user', content: 'Who logged the best run?' }];
+        suite.up.behave({ text: answer });
+        try {
+            const oa = client(g, { headers: { 'X-Wandb-Run-Id': 'content-run' } });
+            const r = await oa.chat.completions.create({ model: 'gpt-4o', messages });
+            const got = r.choices[0].message.content;
+            assert.ok(!got.includes(EMAIL), 'the answer reached the client unredacted');
+            let [rec] = await waitForRecords(g.stateDir, 1);
+            assert.equal(rec.streamed, false);
+            assert.deepEqual(rec.content.map((m) => m.content), [messages[0].content]);
+            assert.equal(rec.answer, got, 'the record keeps what the client received');
+            assert.equal(rec.answer_truncated, undefined);
+
+            const s = await oa.chat.completions.create({ model: 'gpt-4o', messages,
+                stream: true });
+            let text = '';
+            for await (const c of s) {
+                text += (c.choices[0] && c.choices[0].delta.content) || '';
+            }
+            assert.ok(!text.includes(EMAIL));
+            [rec] = await waitForRecords(g.stateDir, 2);
+            assert.equal(rec.streamed, true);
+            assert.equal(rec.answer, text);
+
+            /* Past 64 KiB the answer is cut and says so; the record is still written. */
+            const long = 'lr=3e-4 '.repeat(10000);
+            suite.up.behave({ text: long });
+            const big = await oa.chat.completions.create({ model: 'gpt-4o', messages });
+            assert.equal(big.choices[0].message.content, long);
+            [rec] = await waitForRecords(g.stateDir, 3);
+            assert.equal(rec.answer, long.slice(0, 65536));
+            assert.equal(rec.answer_truncated, true);
+            const v = await runKt(['events', 'verify', '--state-dir', g.stateDir]);
+            assert.equal(v.code, 0, v.stdout);
+            for (const x of await listJson(g.stateDir)) {
+                assert.ok(!JSON.stringify(x).includes(EMAIL), 'raw PII in the audit log');
+            }
+        } finally {
+            suite.up.behave({ echo: true });
+        }
+    });
