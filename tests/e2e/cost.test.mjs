@@ -10,6 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 
 import {
@@ -77,7 +78,8 @@ async function waitForAgentRun(stateDir, runId, requests) {
 }
 
 /* $1 a token, in and out: a request's cost is its token count. */
-const DOLLAR_A_TOKEN = '    prices:\n      gpt-4o: {input_per_mtok: 1000000, output_per_mtok: 1000000}\n';
+const DOLLAR_A_TOKEN =
+    '    prices:\n      gpt-4o: {input_per_mtok: 1000000, output_per_mtok: 1000000}\n';
 
 for (const chain of [['audit-logger', 'cost-tracker'], ['cost-tracker', 'audit-logger']]) {
     test(`one cost: ledger, audit record, kt events and the agent agree with chain [${chain}]`,
@@ -266,6 +268,44 @@ test('audit: store_content keeps the answer as the client got it, redacted, stre
             for (const x of await listJson(g.stateDir)) {
                 assert.ok(!JSON.stringify(x).includes(EMAIL), 'raw PII in the audit log');
             }
+        } finally {
+            suite.up.behave({ echo: true });
+        }
+    });
+
+test('budget: a non-streamed request the client cuts off is charged the prompt it sent',
+    async () => {
+        const stateDir = freshStateDir('kt-e2e-cut-');
+        const chain = ['cost-tracker', 'audit-logger'];
+        const g = await startGateway({ stateDir,
+            config: costConfig({ chain, cost: DOLLAR_A_TOKEN }) });
+        cleanups.push(() => g.stop());
+        suite.up.behave({ hang: true });
+        const seen = suite.up.requests.length;
+        try {
+            const content = 'Summarise every run of the sweep in one long table.';
+            const body = JSON.stringify({ model: 'gpt-4o',
+                messages: [{ role: 'user', content }] });
+            const sock = net.connect(g.port, '127.0.0.1');
+            await new Promise((resolve, reject) => {
+                sock.once('connect', resolve);
+                sock.once('error', reject);
+            });
+            sock.write('POST /v1/chat/completions HTTP/1.1\r\nHost: kt\r\n' +
+                'Content-Type: application/json\r\nX-Wandb-Run-Id: cut-run\r\n' +
+                `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+            await suite.up.waitForRequests(seen + 1);
+            sock.resetAndDestroy(); /* the client gives up while the upstream works */
+            const [rec] = await waitForRecords(stateDir, 1);
+            assert.equal(rec.status, 499);
+            assert.equal(rec.error_code, 'client_closed');
+            assert.equal(rec.tokens_estimated, true);
+            /* ~4 bytes a token, 4 per message, 3 for the reply; nothing was answered */
+            assert.equal(rec.tokens_prompt, Math.ceil(Buffer.byteLength(content) / 4) + 4 + 3);
+            assert.equal(rec.tokens_completion, 0);
+            assert.equal(rec.cost_usd, rec.tokens_prompt);
+            await g.stop();
+            assert.equal(ledger(stateDir).run['cut-run'], rec.cost_usd);
         } finally {
             suite.up.behave({ echo: true });
         }
