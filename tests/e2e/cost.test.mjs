@@ -3,8 +3,9 @@
 //
 // One cost for a request whatever the chain order: the cost-tracker's ledger, the audit record
 // (`kt events list`) and the agent's run (what W&B gets) carry the configured price. Budgets
-// hold under concurrency (50 requests at once against a budget for 10) and count aborted
-// streams by what they delivered. audit-logger's store_content keeps the answer the client got.
+// hold under concurrency (50 requests at once against a budget for 10) and count answers the
+// client cut off by what they delivered. audit-logger's store_content keeps the answer the
+// client got.
 // Polls are bounded; nothing asserts on timing.
 
 import { test } from 'node:test';
@@ -26,9 +27,9 @@ function freshStateDir(prefix) {
 }
 
 /** The page's config with `chain`, cost-tracker settings and extra audit-logger lines. */
-function costConfig({ chain, cost = '', audit = '', more = '' }) {
+function costConfig({ chain, cost = '', audit = '' }) {
     return pageConfig({ upstream: suite.up, chain })
-        .replace('  audit-logger:\n', `  cost-tracker:\n${cost}${more}  audit-logger:\n`)
+        .replace('  audit-logger:\n', `  cost-tracker:\n${cost}  audit-logger:\n`)
         .replace('    log_all_access: true\n', `    log_all_access: true\n${audit}`);
 }
 
