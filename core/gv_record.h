@@ -86,6 +86,12 @@ struct gv_record {
     uint64_t tokens_prompt;
     uint64_t tokens_completion;
     double cost_usd;
+    /* The tokens are kt's estimate, not the upstream's usage: the answer ended
+     * (client gone, stream cut) before usage arrived. */
+    bool tokens_estimated;
+    /* cost_usd was set from the cost-tracker's prices (configured over the
+     * built-in table); nobody prices the request a second time. */
+    bool cost_priced;
     int http_status;
     bool streamed;
     /* weave: */

@@ -23,6 +23,7 @@ struct gw_chain {
     bool *initialized; /* init succeeded, so destroy is owed */
     bool wants_response;
     bool has_stream;
+    bool keeps_answer; /* some policy keeps the answer text in its record */
 };
 
 struct gw_chain_stream {
@@ -36,7 +37,7 @@ struct gw_chain_stream {
 
 static bool implemented(const struct gw_policy_ops *ops)
 {
-    return ops->evaluate || ops->response_json || ops->stream_text || ops->complete;
+    return ops->evaluate || ops->response_json || ops->stream_text || ops->complete || ops->price;
 }
 
 static gv_rc chain_create(const struct gw_config *cfg, const char *state_dir, bool check_only,
@@ -81,6 +82,7 @@ static gv_rc chain_create(const struct gw_config *cfg, const char *state_dir, bo
         pol->name = gv_strdup(e->name);
         pol->state_dir = state_dir ? gv_strdup(state_dir) : NULL;
         pol->check_only = check_only;
+        pol->slot = (unsigned)i;
         pol->ctx = gv_calloc(1, ops->ctx_size ? ops->ctx_size : 1);
         chain->n = i + 1;
         snprintf(where, sizeof(where), "policy.%s", e->name);
@@ -114,6 +116,12 @@ static gv_rc chain_create(const struct gw_config *cfg, const char *state_dir, bo
             if (ops->stream_text) {
                 chain->has_stream = true;
             }
+        }
+    }
+    for (i = 0; chain->initialized && i < chain->n; i++) {
+        const struct gw_policy *pol = &chain->pols[i];
+        if (pol->ops->keeps_answer && pol->ops->keeps_answer(pol)) {
+            chain->keeps_answer = true;
         }
     }
     if (used) {
@@ -368,6 +376,11 @@ bool gw_chain_wants_response(const struct gw_chain *chain)
     return chain && chain->wants_response;
 }
 
+bool gw_chain_keeps_answer(const struct gw_chain *chain)
+{
+    return chain && chain->keeps_answer;
+}
+
 gv_rc gw_chain_response_json(struct gw_chain *chain, struct gw_req *req, struct json_object *resp,
                              bool *rewritten)
 {
@@ -505,6 +518,14 @@ void gw_chain_complete(struct gw_chain *chain, struct gw_req *req, struct gv_rec
 {
     size_t i;
 
+    /* Cost first, whatever the chain order: an audit-logger listed before
+     * cost-tracker must record the same cost the ledger is charged. */
+    for (i = 0; chain && i < chain->n; i++) {
+        struct gw_policy *pol = &chain->pols[i];
+        if (pol->ops->price) {
+            pol->ops->price(pol, req, rec);
+        }
+    }
     for (i = 0; chain && i < chain->n; i++) {
         struct gw_policy *pol = &chain->pols[i];
         if (pol->ops->complete) {

@@ -57,6 +57,10 @@ void gw_chain_evaluate(struct gw_chain *chain, struct gw_req *req, struct gw_ver
 /* True when some policy wants to see answers (scan_responses). */
 bool gw_chain_wants_response(const struct gw_chain *chain);
 
+/* True when some policy keeps the answer text in its record (audit-logger's
+ * store_content): the relay then collects it into req->answer. */
+bool gw_chain_keeps_answer(const struct gw_chain *chain);
+
 /* Non-streamed answer: let response policies rewrite it in place. *rewritten
  * (may be NULL) is set to whether some policy redacted the answer (a REDACT
  * verdict), so the caller can report the request as redacted. A policy that
@@ -81,8 +85,9 @@ gv_rc gw_chain_stream_text(struct gw_chain_stream *st, int choice, const char *t
 bool gw_chain_stream_rewritten(const struct gw_chain_stream *st);
 void gw_chain_stream_close(struct gw_chain_stream *st);
 
-/* After the request is finished: complete() hooks in chain order (cost, audit),
- * which may fill rec->cost_usd and similar. Never blocks. Frees per-request
+/* After the request is finished: price() hooks first (cost-tracker puts the
+ * one cost on the record, whatever its place in the chain), then complete()
+ * hooks in chain order (ledgers, audit). Never blocks. Frees per-request
  * policy state. */
 void gw_chain_complete(struct gw_chain *chain, struct gw_req *req, struct gv_record *rec);
 

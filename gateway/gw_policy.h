@@ -67,6 +67,14 @@ struct gw_policy_ops {
      * no policy in the chain does, the relay passes answers on without parsing
      * them (only usage is read). NULL: yes, whenever the hooks above exist. */
     bool (*reads_answers)(const struct gw_policy *pol);
+    /* After init: does this instance keep the answer text (as the client got
+     * it) in its record? The relay then collects it into req->answer. NULL: no. */
+    bool (*keeps_answer)(const struct gw_policy *pol);
+    /* After the request is finished and before any complete() hook, whatever
+     * the chain order: puts the request's cost on the record (cost_usd, the
+     * prices, cost_priced), so every complete() hook, the event and every
+     * exporter see one cost. Must not block. */
+    void (*price)(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec);
     /* After the answer was sent (or the request refused), with the record final
      * except for later policies' complete(): cost, audit. Must not block. */
     void (*complete)(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec);
@@ -90,6 +98,9 @@ struct gw_policy {
      * nothing (no directories, files, locks) and starts no threads; only
      * destroy is called afterwards, never a request hook. */
     bool check_only;
+    /* This entry's index in the chain: its slot in gw_req.policy_state, where
+     * it may park per-request state that its stream_free releases. */
+    unsigned slot;
 };
 
 /* A registry is a NULL-terminated list of policy types. The gateway's own is

@@ -68,6 +68,10 @@ struct gw_rq {
     bool rewrite;
     bool capture; /* telemetry content: the answer's text goes into the record */
     bool trace_meta; /* the stream's id and model were read for the trace */
+
+    bool keep_answer;       /* a policy records the answer text: collect it into answer */
+    bool saw_usage;         /* the upstream reported usage for this answer */
+    uint64_t relayed_bytes; /* answer text passed on to the client (content, arguments) */
     enum gv_decision decision;
     long up_status;
     char up_ctype[128];
@@ -83,6 +87,7 @@ struct gw_rq {
     long long last_created;
     struct gv_buf pending; /* SSE bytes for the next write */
     struct gv_buf scratch;
+    struct gv_buf answer; /* the first choice's text as sent, when keep_answer */
 };
 #define rq gw_rq
 
@@ -170,7 +175,7 @@ static void note_write(struct rq *r, enum gw_conn_wr wr)
 static struct rq *rq_get(struct gw_worker *w, const struct gw_config *cfg)
 {
     struct rq *r = w->free_rq;
-    struct gv_buf url, resp, pending, scratch;
+    struct gv_buf url, resp, pending, scratch, answer;
 
     if (!r) {
         r = gv_calloc(1, sizeof(*r));
@@ -178,6 +183,7 @@ static struct rq *rq_get(struct gw_worker *w, const struct gw_config *cfg)
         gv_buf_init(&r->resp, 0);
         gv_buf_init(&r->pending, 0);
         gv_buf_init(&r->scratch, 0);
+        gv_buf_init(&r->answer, 0);
     }
     else {
         w->free_rq = r->next;
@@ -186,15 +192,18 @@ static struct rq *rq_get(struct gw_worker *w, const struct gw_config *cfg)
         resp = r->resp;
         pending = r->pending;
         scratch = r->scratch;
+        answer = r->answer;
         memset(r, 0, sizeof(*r));
         r->url = url;
         r->resp = resp;
         r->pending = pending;
         r->scratch = scratch;
+        r->answer = answer;
         gv_buf_reset(&r->url);
         gv_buf_reset(&r->resp);
         gv_buf_reset(&r->pending);
         gv_buf_reset(&r->scratch);
+        gv_buf_reset(&r->answer);
     }
     /* The cap is the config's, whatever the buffer was last used for. */
     r->resp.max = cfg->max_response_bytes ? cfg->max_response_bytes : 32u << 20;
@@ -208,6 +217,7 @@ static void rq_bufs_free(struct rq *r)
     gv_buf_free(&r->resp);
     gv_buf_free(&r->pending);
     gv_buf_free(&r->scratch);
+    gv_buf_free(&r->answer);
 }
 
 /* Frees what a request owned except what rq_get hands out again; keeps or frees r. */
@@ -230,6 +240,9 @@ static void rq_put(struct gw_worker *w, struct rq *r)
     if (r->scratch.cap > RQ_KEEP_BUF) {
         gv_buf_free(&r->scratch);
     }
+    if (r->answer.cap > RQ_KEEP_BUF) {
+        gv_buf_free(&r->answer);
+    }
     r->next = w->free_rq;
     w->free_rq = r;
     w->nfree++;
@@ -247,6 +260,24 @@ void gw_relay_free_pool(struct gw_worker *w)
 }
 
 /* ------------------------------------------------------------ chat: finish */
+
+/* An answer that ended before the upstream's usage arrived (the client left,
+ * or the stream was cut) still cost something: the prompt the upstream read
+ * and the text the client was sent. Without usage, both are estimated
+ * (gw_req_tokens_estimate) and the record says so, so budgets hold. */
+static void estimate_usage(struct rq *r)
+{
+    uint64_t prompt, prompt_max;
+    bool left = strcmp(r->rec.error_code, "client_closed") == 0;
+
+    if (r->saw_usage || !r->t_up_start || (!left && r->relayed_bytes == 0)) {
+        return;
+    }
+    gw_req_prompt_tokens(&r->preq, &prompt, &prompt_max);
+    r->rec.tokens_prompt = prompt;
+    r->rec.tokens_completion = gw_req_tokens_estimate(r->relayed_bytes);
+    r->rec.tokens_estimated = true;
+}
 
 /* The request is over for the client: record, audit, emit, log, free. */
 static void finish(struct rq *r, int status)
@@ -280,6 +311,7 @@ static void finish(struct rq *r, int status)
     r->rec.latency_total_us = now - r->t_start;
     r->rec.latency_upstream_us = r->t_up_start ? r->t_up_end - r->t_up_start : 0;
     r->rec.latency_gateway_us = r->gw_us;
+    estimate_usage(r);
     gw_chain_complete(s->chain, &r->preq, &r->rec);
     gw_telemetry_shape(&r->rec, r->body); /* roles and message count, never text */
     if (s->em && s->em->ops && s->em->ops->emit) {
@@ -434,6 +466,7 @@ static void read_usage(struct rq *r, struct json_object *usage)
 
     r->rec.tokens_prompt = in > 0 ? (uint64_t)in : 0;
     r->rec.tokens_completion = out > 0 ? (uint64_t)out : 0;
+    r->saw_usage = true;
 }
 
 static struct json_object *parse_json(struct gw_worker *w, const char *p, size_t n)
@@ -450,6 +483,66 @@ static gv_rc append_sse_json(struct rq *r, struct json_object *o)
     rc = rc ? rc : gv_buf_append(&r->pending, s, strlen(s));
     rc = rc ? rc : gv_buf_append(&r->pending, "\n\n", 2);
     return rc;
+}
+
+/* The answer text of `choices` as it goes to the client (`part`: "delta" for
+ * stream chunks, "message" for a whole answer): counted for the usage
+ * estimate, and the first choice's content kept when a policy records it. */
+static void note_text(struct rq *r, struct json_object *choices, const char *part)
+{
+    size_t i, n;
+
+    if (!choices || !json_object_is_type(choices, json_type_array)) {
+        return;
+    }
+    n = json_object_array_length(choices);
+    for (i = 0; i < n; i++) {
+        struct json_object *ch = json_object_array_get_idx(choices, i);
+        struct json_object *m, *v, *idx, *calls;
+        long long index = (long long)i;
+        size_t j, ncalls;
+
+        if (!json_object_is_type(ch, json_type_object) ||
+            !json_object_object_get_ex(ch, part, &m) || !json_object_is_type(m, json_type_object)) {
+            continue;
+        }
+        if (json_object_object_get_ex(ch, "index", &idx) && idx) {
+            index = (long long)json_object_get_int64(idx);
+        }
+        if (json_object_object_get_ex(m, "content", &v) &&
+            json_object_is_type(v, json_type_string)) {
+            size_t len = (size_t)json_object_get_string_len(v);
+            r->relayed_bytes += len;
+            if (r->keep_answer && index == 0) {
+                gw_req_answer_append(&r->answer, &r->preq.answer_truncated,
+                                     json_object_get_string(v), len);
+            }
+        }
+        if (!json_object_object_get_ex(m, "tool_calls", &calls) ||
+            !json_object_is_type(calls, json_type_array)) {
+            continue;
+        }
+        ncalls = json_object_array_length(calls);
+        for (j = 0; j < ncalls; j++) {
+            struct json_object *call = json_object_array_get_idx(calls, j), *f, *a;
+            if (json_object_is_type(call, json_type_object) &&
+                json_object_object_get_ex(call, "function", &f) &&
+                json_object_is_type(f, json_type_object) &&
+                json_object_object_get_ex(f, "arguments", &a) &&
+                json_object_is_type(a, json_type_string)) {
+                r->relayed_bytes += (size_t)json_object_get_string_len(a);
+            }
+        }
+    }
+}
+
+static void note_answer(struct rq *r, struct json_object *o, const char *part)
+{
+    struct json_object *choices;
+
+    if (o && json_object_object_get_ex(o, "choices", &choices)) {
+        note_text(r, choices, part);
+    }
 }
 
 /* Final text of every choice still open, as one content event each. */
@@ -492,6 +585,7 @@ static gv_rc flush_choices(struct rq *r)
         json_object_array_add(choices, choice);
         json_object_object_add(o, "choices", choices);
         gw_telemetry_answer(r->w->srv->cfg, &r->rec, o); /* held-back text, as sent */
+        note_answer(r, o, "delta");
         rc = append_sse_json(r, o);
         json_object_put(o);
     }
@@ -592,6 +686,7 @@ static void read_usage_span(struct rq *r, const char *v, size_t vlen)
             gw_jscan_u64(v, vlen, "completion_tokens", &out)) {
             r->rec.tokens_prompt = in;
             r->rec.tokens_completion = out;
+            r->saw_usage = true;
             return;
         }
         u = parse_json(r->w, v, vlen);
@@ -620,6 +715,29 @@ static bool read_answer_text(struct rq *r, const char *p, size_t n)
     return true;
 }
 
+/* The text of a chunk passed on unparsed, counted for the usage estimate: only
+ * chunks that carry text are read, and only their `choices`. */
+static void count_passed(struct rq *r, const struct gw_sse_event *ev)
+{
+    struct json_object *choices;
+    const char *c;
+    size_t clen;
+
+    if (!memmem(ev->data, ev->data_len, "\"content\"", 9) &&
+        !memmem(ev->data, ev->data_len, "\"arguments\"", 11)) {
+        return;
+    }
+    if (gw_jscan_member(ev->data, ev->data_len, "choices", &c, &clen) != GW_JSCAN_FOUND ||
+        clen < 2 || c[0] != '[') {
+        return;
+    }
+    choices = parse_json(r->w, c, clen);
+    if (choices) {
+        note_text(r, choices, "delta");
+        json_object_put(choices);
+    }
+}
+
 /* An SSE event when no response policy reads the text: pass it on as it came,
  * unless it carries the usage the client did not ask for. */
 static gv_rc pass_event(struct rq *r, const struct gw_sse_event *ev)
@@ -630,6 +748,7 @@ static gv_rc pass_event(struct rq *r, const struct gw_sse_event *ev)
     enum gw_jscan js;
     struct json_object *o;
 
+    count_passed(r, ev);
     /* A filter before any scan: OpenAI puts "usage":null on every chunk but the last.
      * A quote-usage-quote run can only be a key (inside a string the quotes would be
      * escaped), so when the only one is followed by null there is nothing to read. */
@@ -690,7 +809,7 @@ static gv_rc on_event(void *arg, const struct gw_sse_event *ev)
         gv_buf_append(&r->pending, ev->raw, ev->raw_len); /* comments, keep-alives */
         return GV_OK;
     }
-    if (!r->rewrite && !r->capture && !ev->done) {
+    if (!r->rewrite && !r->capture && !r->keep_answer && !ev->done) {
         return pass_event(r, ev);
     }
     if (ev->done) {
@@ -737,6 +856,7 @@ static gv_rc on_event(void *arg, const struct gw_sse_event *ev)
     }
     if (rc == GV_OK) {
         gw_telemetry_answer(r->w->srv->cfg, &r->rec, o); /* the chunk as sent */
+        note_answer(r, o, "delta");
         if (modified) {
             rc = append_sse_json(r, o);
         }
@@ -862,7 +982,7 @@ static void finish_buffered(struct rq *r)
             return;
         }
     }
-    else if (!gw_chain_wants_response(r->w->srv->chain) && !r->capture) {
+    else if (!gw_chain_wants_response(r->w->srv->chain) && !r->capture && !r->keep_answer) {
         /* Nothing reads the answer but the usage counter: no tree of the whole answer. */
         if (!read_answer_text(r, body, len)) {
             fail_json(r, 502, NULL, "upstream_error", NULL, "upstream returned invalid JSON");
@@ -907,6 +1027,7 @@ static void finish_buffered(struct rq *r)
             }
         }
         gw_telemetry_answer(r->w->srv->cfg, &r->rec, o); /* the answer as sent */
+        note_answer(r, o, "message");
         send_answer(r, status, body, len);
         json_object_put(o);
         r->gw_us = overhead_now(r);
@@ -1150,6 +1271,10 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
         r->send_len = in->body_len;
     }
     r->capture = cfg->telemetry_content == GW_TELEMETRY_REDACTED;
+    r->keep_answer = gw_chain_keeps_answer(s->chain);
+    if (r->keep_answer) {
+        r->preq.answer = &r->answer;
+    }
     /* The messages exactly as they go upstream, when telemetry content is on. */
     gw_telemetry_request(cfg, &r->rec, r->send_body, r->send_len);
     if (gv_buf_appendf(&r->url, "%s/chat/completions", t->base_url) != GV_OK) {

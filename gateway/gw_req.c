@@ -120,3 +120,66 @@ gv_rc gw_req_foreach_text(struct gw_req *req, gw_text_fn fn, void *arg)
     }
     return rc;
 }
+
+void gw_req_answer_append(struct gv_buf *answer, bool *truncated, const char *text, size_t len)
+{
+    size_t room, keep;
+
+    if (!answer || len == 0 || *truncated) {
+        return;
+    }
+    room = answer->len < GW_REQ_ANSWER_MAX ? GW_REQ_ANSWER_MAX - answer->len : 0;
+    keep = len;
+    if (keep > room) {
+        keep = room;
+        /* Never end inside a UTF-8 sequence: the kept text stays valid. */
+        while (keep > 0 && ((unsigned char)text[keep] & 0xC0u) == 0x80u) {
+            keep--;
+        }
+        *truncated = true;
+    }
+    if (keep > 0 && gv_buf_append(answer, text, keep) != GV_OK) {
+        *truncated = true;
+    }
+}
+
+uint64_t gw_req_tokens_estimate(uint64_t bytes)
+{
+    return (bytes + 3u) / 4u;
+}
+
+struct prompt_count {
+    uint64_t bytes;
+    uint64_t estimate;
+};
+
+static gv_rc count_text(void *arg, const char *role, const char *kind, const char *text, size_t len,
+                        struct gv_buf *replacement, bool *replace)
+{
+    struct prompt_count *pc = arg;
+
+    (void)role;
+    (void)kind;
+    (void)text;
+    (void)replacement;
+    *replace = false;
+    pc->bytes += len;
+    /* Per text, as a tokenizer would see them: separate texts never share a token. */
+    pc->estimate += gw_req_tokens_estimate(len);
+    return GV_OK;
+}
+
+void gw_req_prompt_tokens(struct gw_req *req, uint64_t *estimate, uint64_t *max)
+{
+    struct prompt_count pc = {0, 0};
+    struct json_object *messages;
+    uint64_t framing = GW_REQ_TOKENS_REPLY;
+
+    if (req->body && json_object_object_get_ex(req->body, "messages", &messages) &&
+        json_object_is_type(messages, json_type_array)) {
+        framing += (uint64_t)json_object_array_length(messages) * GW_REQ_TOKENS_PER_MESSAGE;
+    }
+    (void)gw_req_foreach_text(req, count_text, &pc);
+    *estimate = pc.estimate + framing;
+    *max = pc.bytes + framing;
+}

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/gv_buf.h"
 #include "core/gv_rc.h"
@@ -25,7 +26,30 @@ struct gw_req {
     bool stream;
     struct gv_record *rec;          /* run tags, principal, outcomes so far */
     void *policy_state[GV_RECORD_MAX_POLICIES]; /* slot i belongs to chain entry i */
+    /* The first choice's answer text as the client got it (after response
+     * policies), capped at GW_REQ_ANSWER_MAX; NULL unless some policy keeps it
+     * (gw_chain_keeps_answer). Owned by the relay; complete() may copy it. */
+    const struct gv_buf *answer;
+    bool answer_truncated; /* the answer went on past the cap */
 };
+
+/* How much answer text a request keeps for policies that record it. */
+#define GW_REQ_ANSWER_MAX (64u * 1024u)
+
+/* Appends answer text to `answer` (capped at GW_REQ_ANSWER_MAX, cut at a UTF-8
+ * boundary); sets *truncated once text had to be left out. Never fails. */
+void gw_req_answer_append(struct gv_buf *answer, bool *truncated, const char *text, size_t len);
+
+/* Token counts when the upstream's usage is unknown. kt has no tokenizer:
+ * `estimate` is the usual ~4 bytes a token, `max` an upper bound (a byte-level
+ * BPE token is never shorter than one byte). Each message adds
+ * GW_REQ_TOKENS_PER_MESSAGE, the reply GW_REQ_TOKENS_REPLY (chat framing). */
+#define GW_REQ_TOKENS_PER_MESSAGE 4u
+#define GW_REQ_TOKENS_REPLY 3u
+uint64_t gw_req_tokens_estimate(uint64_t bytes);
+/* The prompt's tokens (every text gw_req_foreach_text visits, plus framing):
+ * *estimate and *max as above. Pure: the body is not changed. */
+void gw_req_prompt_tokens(struct gw_req *req, uint64_t *estimate, uint64_t *max);
 
 /* Called for each text the model will read. `role` is the message role
  * ("user", "system", "developer", "tool", "assistant", "function") and `kind`

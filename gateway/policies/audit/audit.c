@@ -36,6 +36,8 @@ struct audit_node {
     struct gv_record rec;
     double cost_usd;
     struct json_object *content; /* deep copy of the forwarded messages, or NULL */
+    struct json_object *answer;  /* the answer text as sent (a string), or NULL */
+    bool answer_truncated;
 };
 
 /* How often the writer takes queued records to seal them, and how many sealed
@@ -126,7 +128,7 @@ static const struct gv_cfg_map config_map[] = {
     {"log_all_access", GV_CFG_BOOL, offsetof(struct audit_ctx, log_all_access), "true", 0, NULL, 0,
      0, "record every request, not only blocked/redacted/error ones"},
     {"store_content", GV_CFG_BOOL, offsetof(struct audit_ctx, store_content), "false", 0, NULL, 0,
-     0, "store the prompt messages as forwarded (after redaction)"},
+     0, "store the prompt messages as forwarded and the answer as sent (after redaction)"},
     {"fsync", GV_CFG_ENUM, offsetof(struct audit_ctx, fsync_mode), "interval", 0, fsync_modes, 0, 0,
      "group commit: interval (default), always or off"},
     {"fsync_interval", GV_CFG_DURATION, offsetof(struct audit_ctx, fsync_interval_ms), "100ms", 0,
@@ -471,10 +473,11 @@ static gv_rc seal_record(struct audit_writer *w, const struct audit_node *n, uin
     gv_rc rc;
 
     gv_buf_reset(&w->line);
-    rc = gw_audit_record_json(&n->rec, n->cost_usd, n->content, seq, hash, &w->line);
-    if (rc == GV_E2BIG && n->content) {
+    rc = gw_audit_record_json(&n->rec, n->cost_usd, n->content, n->answer, n->answer_truncated, seq,
+                              hash, &w->line);
+    if (rc == GV_E2BIG && (n->content || n->answer)) {
         gv_buf_reset(&w->line);
-        rc = gw_audit_record_json(&n->rec, n->cost_usd, NULL, seq, hash, &w->line);
+        rc = gw_audit_record_json(&n->rec, n->cost_usd, NULL, NULL, false, seq, hash, &w->line);
     }
     if (rc == GV_OK) {
         rc = gw_audit_line_seal(&w->line, hash);
@@ -595,6 +598,7 @@ static void free_nodes(struct audit_node *n)
     while (n) {
         struct audit_node *next = n->next;
         json_object_put(n->content);
+        json_object_put(n->answer);
         gv_free(n);
         n = next;
     }
@@ -987,10 +991,12 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
     const struct gw_cost_price *price;
     bool known;
 
-    if (rec->cost_usd == 0.0 && (rec->tokens_prompt || rec->tokens_completion)) {
-        /* cost-tracker did not run first: price the tokens at list prices, and
-         * put the price on the record too, so the governance event (and W&B)
-         * carries the same cost as the audit log. */
+    if (!rec->cost_priced && (rec->tokens_prompt || rec->tokens_completion)) {
+        /* No cost-tracker in the chain (it prices every request before any
+         * complete(), wherever it is listed): price the tokens at list prices,
+         * and put the price on the record too, so the governance event (and
+         * W&B) carries the same cost as the audit log. */
+        rec->cost_priced = true;
         rec->cost_usd =
             gw_cost_builtin_usd(rec->model, rec->tokens_prompt, rec->tokens_completion, &known);
         /* weave: the prices behind that cost, for the trace server's cost table */
@@ -1020,6 +1026,12 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
     if (ctx->store_content &&
         (rec->decision == GV_DECISION_ALLOWED || rec->decision == GV_DECISION_REDACTED)) {
         n->content = forwarded_messages(req);
+        if (req && req->answer) {
+            /* A private string: the relay reuses its buffer for the next request. */
+            n->answer = json_object_new_string_len(req->answer->data ? req->answer->data : "",
+                                                   (int)req->answer->len);
+            n->answer_truncated = req->answer_truncated;
+        }
     }
     pthread_mutex_lock(&w->mu);
     if (w->queued >= w->queue_max) {
@@ -1051,6 +1063,13 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
     pthread_mutex_unlock(&w->mu);
 }
 
+/* store_content keeps the answer too, so the relay must collect it. */
+static bool audit_keeps_answer(const struct gw_policy *pol)
+{
+    const struct audit_ctx *ctx = pol->ctx;
+    return ctx->store_content;
+}
+
 static void audit_destroy(struct gw_policy *pol)
 {
     struct audit_ctx *ctx = pol->ctx;
@@ -1067,5 +1086,6 @@ const struct gw_policy_ops gw_policy_audit = {
     .evaluate = audit_evaluate,
     .ready = audit_ready,
     .complete = audit_complete,
+    .keeps_answer = audit_keeps_answer,
     .destroy = audit_destroy,
 };

@@ -807,7 +807,8 @@ static void jw_pii(struct jw *w, const char *k, const uint32_t *counts)
 }
 
 gv_rc gw_audit_record_json(const struct gv_record *rec, double cost_usd,
-                           struct json_object *content, uint64_t seq, const char *prev,
+                           struct json_object *content, struct json_object *answer,
+                           bool answer_truncated, uint64_t seq, const char *prev,
                            struct gv_buf *out)
 {
     struct jw w = {out, GV_OK, true};
@@ -871,6 +872,10 @@ gv_rc gw_audit_record_json(const struct gv_record *rec, double cost_usd,
     jw_fixed(&w, "cost_usd", cost_usd, 8);
     jw_key(&w, "streamed");
     jw_raw(&w, rec->streamed ? "true" : "false");
+    if (rec->tokens_estimated) {
+        jw_key(&w, "tokens_estimated");
+        jw_raw(&w, "true");
+    }
     if (content) {
         size_t len = 0;
         const char *text = json_object_to_json_string_length(
@@ -878,6 +883,19 @@ gv_rc gw_audit_record_json(const struct gv_record *rec, double cost_usd,
         jw_key(&w, "content");
         if (w.rc == GV_OK) {
             w.rc = gv_buf_append(out, text, len);
+        }
+    }
+    if (answer) {
+        size_t len = 0;
+        const char *text = json_object_to_json_string_length(
+            answer, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+        jw_key(&w, "answer");
+        if (w.rc == GV_OK) {
+            w.rc = gv_buf_append(out, text, len);
+        }
+        if (answer_truncated) {
+            jw_key(&w, "answer_truncated");
+            jw_raw(&w, "true");
         }
     }
     jw_raw(&w, "}");

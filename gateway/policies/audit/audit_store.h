@@ -72,11 +72,15 @@ struct json_object;
 
 /* Appends one unsealed record object for rec to out: seq, prev, time, request
  * id, run tags, principal, model, target, decision, status, per-policy outcomes
- * with PII counts, latency, tokens, cost (cost_usd) and, when content is not
- * NULL, "content": content (the redacted messages; borrowed). Never prompt text
- * otherwise. GV_E2BIG when out's cap is reached. Thread-safe. */
+ * with PII counts, latency, tokens ("tokens_estimated": true when they are
+ * kt's estimate), cost (cost_usd) and, when content is not NULL, "content":
+ * content (the redacted messages; borrowed), and when answer (a JSON string,
+ * borrowed) is not NULL, "answer": the answer text as the client got it, with
+ * "answer_truncated": true when it was cut at its cap. Never prompt or answer
+ * text otherwise. GV_E2BIG when out's cap is reached. Thread-safe. */
 gv_rc gw_audit_record_json(const struct gv_record *rec, double cost_usd,
-                           struct json_object *content, uint64_t seq, const char *prev,
+                           struct json_object *content, struct json_object *answer,
+                           bool answer_truncated, uint64_t seq, const char *prev,
                            struct gv_buf *out);
 
 /* Appends an unsealed segment header object to out. */

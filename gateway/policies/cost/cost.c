@@ -1,6 +1,7 @@
 /* gateway/policies/cost/cost.c - cost per request and budgets */
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <json-c/json.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -32,6 +33,7 @@ struct cost_ctx {
     const struct gv_ynode *prices;
     const struct gv_ynode *budgets;
     long state_flush_ms;
+    long default_max_tokens;
     /* built by init */
     struct gw_cost_price *table; /* overrides first, then the built-in rows */
     struct budget_set runs;
@@ -47,7 +49,22 @@ static const struct gv_cfg_map config_map[] = {
      "{runs: {<run id>|default: budget_usd}, teams: {<team>|default: budget_usd}}"},
     {"state_flush", GV_CFG_DURATION, offsetof(struct cost_ctx, state_flush_ms), "1s", 0, NULL, 10,
      3600000, "how often spend is written to <state-dir>/cost/ledger.json"},
+    {"default_max_tokens", GV_CFG_INT, offsetof(struct cost_ctx, default_max_tokens), "4096", 0,
+     NULL, 1, 100000000,
+     "completion tokens a budgeted request holds for when it sets neither max_tokens nor "
+     "max_completion_tokens"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
+};
+
+/* What a budgeted request holds in the ledger from evaluate() until its cost
+ * is known; parked in req->policy_state[pol->slot]. The keys are copied: a
+ * policy later in the chain may still set the record's team. */
+struct hold {
+    double usd;
+    bool run;
+    bool team;
+    char run_id[GV_RUN_TAG_MAX + 1];
+    char team_id[GV_RUN_TAG_MAX + 1];
 };
 
 static gv_rc need_number(struct gv_cfg_err *err, const char *path, const struct gv_ynode *n,
@@ -247,57 +264,131 @@ static gv_rc cost_init(struct gw_policy *pol, const char *path, const struct gv_
     return rc;
 }
 
+/* A positive integer member of the request body, or 0. */
+static uint64_t body_u64(const struct gw_req *req, const char *key)
+{
+    struct json_object *v;
+    int64_t n;
+
+    if (!req->body || !json_object_object_get_ex(req->body, key, &v) ||
+        !json_object_is_type(v, json_type_int)) {
+        return 0;
+    }
+    n = json_object_get_int64(v);
+    return n > 0 ? (uint64_t)n : 0;
+}
+
+/* The most this request can cost: every prompt byte a token, and every choice
+ * as long as the request allows (max_completion_tokens, max_tokens, else
+ * default_max_tokens), at this tracker's prices. */
+static double worst_case_usd(const struct cost_ctx *ctx, struct gw_req *req)
+{
+    const struct gw_cost_price *p = gw_cost_price_find(ctx->table, req->rec->model);
+    uint64_t est, prompt_max, completion, n;
+
+    if (!p) {
+        return 0.0;
+    }
+    gw_req_prompt_tokens(req, &est, &prompt_max);
+    completion = body_u64(req, "max_completion_tokens");
+    if (!completion) {
+        completion = body_u64(req, "max_tokens");
+    }
+    if (!completion) {
+        completion = (uint64_t)ctx->default_max_tokens;
+    }
+    n = body_u64(req, "n");
+    n = n ? (n > 128 ? 128 : n) : 1;
+    return ((double)prompt_max * p->input_per_mtok +
+            (double)completion * (double)n * p->output_per_mtok) /
+           1e6;
+}
+
+static void budget_block(struct gw_verdict *out, const char *message)
+{
+    out->action = GW_ACTION_BLOCK;
+    out->status = 403;
+    out->code = "budget_exceeded";
+    out->message = message;
+}
+
 static gv_rc cost_evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
 {
     struct cost_ctx *ctx = pol->ctx;
     const struct gv_record *rec = req->rec;
-    double budget;
+    double run_budget, team_budget, worst;
+    const char *team;
+    struct hold *h;
 
     memset(out, 0, sizeof(*out));
     out->action = GW_ACTION_PASS;
-    if (!rec) {
+    if (!rec || pol->slot >= GV_RECORD_MAX_POLICIES || req->policy_state[pol->slot]) {
         return GV_OK;
     }
-    /* Enforced with what is spent so far: a request that starts under budget
-     * runs to completion, the next one is refused. */
-    budget = budget_for(&ctx->runs, rec->run_id);
-    if (budget >= 0 && gw_ledger_get(ctx->ledger, "run", rec->run_id) >= budget) {
-        out->action = GW_ACTION_BLOCK;
-        out->status = 403;
-        out->code = "budget_exceeded";
-        out->message = "The spend budget of this W&B run is exhausted (cost-tracker).";
+    team = team_of(rec);
+    run_budget = budget_for(&ctx->runs, rec->run_id);
+    team_budget = budget_for(&ctx->teams, team);
+    if (run_budget < 0 && team_budget < 0) {
         return GV_OK;
     }
-    budget = budget_for(&ctx->teams, team_of(rec));
-    if (budget >= 0 && gw_ledger_get(ctx->ledger, "team", team_of(rec)) >= budget) {
-        out->action = GW_ACTION_BLOCK;
-        out->status = 403;
-        out->code = "budget_exceeded";
-        out->message = "The spend budget of this team is exhausted (cost-tracker).";
+    /* Admitted while spend plus what requests in flight hold is below the
+     * budget; the request then holds its worst case until complete() settles
+     * it to the real cost. Requests arriving together see each other's holds,
+     * so concurrency cannot overshoot a budget (a request admitted under it
+     * may still end above it by at most its own cost, as a lone one could). */
+    worst = worst_case_usd(ctx, req);
+    h = gv_calloc(1, sizeof(*h));
+    h->usd = worst;
+    if (run_budget >= 0) {
+        if (!gw_ledger_reserve(ctx->ledger, "run", rec->run_id, run_budget, worst)) {
+            gv_free(h);
+            budget_block(out, "The spend budget of this W&B run is exhausted (cost-tracker).");
+            return GV_OK;
+        }
+        h->run = true;
+        gv_str_copy(h->run_id, sizeof(h->run_id), rec->run_id);
     }
+    if (team_budget >= 0) {
+        if (!gw_ledger_reserve(ctx->ledger, "team", team, team_budget, worst)) {
+            if (h->run) {
+                gw_ledger_settle(ctx->ledger, "run", h->run_id, worst, 0.0);
+            }
+            gv_free(h);
+            budget_block(out, "The spend budget of this team is exhausted (cost-tracker).");
+            return GV_OK;
+        }
+        h->team = true;
+        gv_str_copy(h->team_id, sizeof(h->team_id), team);
+    }
+    req->policy_state[pol->slot] = h;
     return GV_OK;
 }
 
-static void cost_complete(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec)
+/* The one cost of the request, from this tracker's prices (configured rows
+ * over the built-in table). Runs before every complete() hook. */
+static void cost_price(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec)
 {
     struct cost_ctx *ctx = pol->ctx;
     const struct gw_cost_price *p;
     char model[sizeof(rec->model) + 1];
 
     (void)req;
-    if (!rec->tokens_prompt && !rec->tokens_completion) {
+    if (rec->cost_priced) {
         return;
     }
+    rec->cost_priced = true;
     memcpy(model, rec->model, sizeof(rec->model));
     model[sizeof(rec->model)] = '\0';
     p = gw_cost_price_find(ctx->table, model);
     if (!p) {
-        if (!atomic_exchange(&ctx->unknown_logged, true)) {
+        if ((rec->tokens_prompt || rec->tokens_completion) &&
+            !atomic_exchange(&ctx->unknown_logged, true)) {
             gv_log(GV_LOG_WARN, "policy:cost-tracker",
                    "no price for model; its requests cost 0 (add it under "
                    "policy.cost-tracker.prices)",
                    "model=%s", model);
         }
+        rec->cost_usd = 0.0;
         return;
     }
     /* weave: the trace exporter pushes the same prices so Weave's cost equals ours */
@@ -306,12 +397,49 @@ static void cost_complete(struct gw_policy *pol, struct gw_req *req, struct gv_r
     rec->cost_usd = ((double)rec->tokens_prompt * p->input_per_mtok +
                      (double)rec->tokens_completion * p->output_per_mtok) /
                     1e6;
-    if (rec->run_id[0]) {
-        gw_ledger_add(ctx->ledger, "run", rec->run_id, rec->cost_usd);
+}
+
+static void hold_end(struct cost_ctx *ctx, struct hold *h, double usd)
+{
+    if (h->run) {
+        gw_ledger_settle(ctx->ledger, "run", h->run_id, h->usd, usd);
     }
-    if (team_of(rec)[0]) {
-        gw_ledger_add(ctx->ledger, "team", team_of(rec), rec->cost_usd);
+    if (h->team) {
+        gw_ledger_settle(ctx->ledger, "team", h->team_id, h->usd, usd);
     }
+}
+
+static void cost_complete(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec)
+{
+    struct cost_ctx *ctx = pol->ctx;
+    struct hold *h = NULL;
+    double usd;
+
+    cost_price(pol, req, rec); /* no-op when the chain already priced it */
+    usd = rec->cost_usd;
+    if (req && pol->slot < GV_RECORD_MAX_POLICIES) {
+        h = req->policy_state[pol->slot];
+        req->policy_state[pol->slot] = NULL;
+    }
+    if (h) {
+        hold_end(ctx, h, usd);
+    }
+    if (rec->run_id[0] && !(h && h->run)) {
+        gw_ledger_add(ctx->ledger, "run", rec->run_id, usd);
+    }
+    if (team_of(rec)[0] && !(h && h->team)) {
+        gw_ledger_add(ctx->ledger, "team", team_of(rec), usd);
+    }
+    gv_free(h);
+}
+
+/* A hold whose request never reached complete(): released, nothing charged. */
+static void cost_state_free(struct gw_policy *pol, void *state)
+{
+    struct hold *h = state;
+
+    hold_end(pol->ctx, h, 0.0);
+    gv_free(h);
 }
 
 static void cost_destroy(struct gw_policy *pol)
@@ -334,6 +462,8 @@ const struct gw_policy_ops gw_policy_cost = {
     .flags = GW_POL_PROMPT | GW_POL_COMPLETE,
     .init = cost_init,
     .evaluate = cost_evaluate,
+    .price = cost_price,
     .complete = cost_complete,
+    .stream_free = cost_state_free,
     .destroy = cost_destroy,
 };

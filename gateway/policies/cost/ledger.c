@@ -24,6 +24,7 @@ struct entry {
     char *kind;
     char *key;
     double usd;
+    double held; /* reserved by requests in flight; never persisted */
 };
 
 struct gw_ledger {
@@ -139,6 +140,49 @@ void gw_ledger_add(struct gw_ledger *l, const char *kind, const char *key, doubl
     if (e) {
         e->usd += usd;
         l->dirty = true;
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
+bool gw_ledger_reserve(struct gw_ledger *l, const char *kind, const char *key, double budget,
+                       double usd)
+{
+    struct entry *e;
+    bool ok;
+
+    pthread_mutex_lock(&l->mu);
+    e = lookup(l, kind, key, true);
+    if (!e) {
+        /* A full table cannot track this key: admit on spend alone, as before. */
+        pthread_mutex_unlock(&l->mu);
+        return budget > 0.0;
+    }
+    /* Check and hold in one step under the lock: requests that arrive together
+     * see each other's holds, so they cannot all pass on the same spend. */
+    ok = e->usd + e->held < budget;
+    if (ok && usd > 0.0) {
+        e->held += usd;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return ok;
+}
+
+void gw_ledger_settle(struct gw_ledger *l, const char *kind, const char *key, double held,
+                      double usd)
+{
+    struct entry *e;
+
+    pthread_mutex_lock(&l->mu);
+    e = lookup(l, kind, key, usd > 0.0);
+    if (e) {
+        e->held -= held > 0.0 ? held : 0.0;
+        if (e->held < 1e-12) {
+            e->held = 0.0; /* no drift below zero from rounding */
+        }
+        if (usd > 0.0) {
+            e->usd += usd;
+            l->dirty = true;
+        }
     }
     pthread_mutex_unlock(&l->mu);
 }

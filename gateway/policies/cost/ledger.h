@@ -3,6 +3,8 @@
 #ifndef GW_COST_LEDGER_H
 #define GW_COST_LEDGER_H
 
+#include <stdbool.h>
+
 #include "core/gv_rc.h"
 
 /* USD spent so far per (kind, key), kept in memory and written to a JSON file
@@ -23,6 +25,16 @@ void gw_ledger_close(struct gw_ledger *l);
 double gw_ledger_get(struct gw_ledger *l, const char *kind, const char *key);
 /* Adds usd (> 0) to (kind, key). Never blocks on I/O. Thread-safe. */
 void gw_ledger_add(struct gw_ledger *l, const char *kind, const char *key, double usd);
+/* Admission with a hold, for budgets that must hold under concurrency: when
+ * spend plus what requests in flight hold for (kind, key) is below `budget`,
+ * adds `usd` (>= 0) to the held amount and returns true; else false and
+ * nothing changes. Holds are in memory only (never written). Thread-safe. */
+bool gw_ledger_reserve(struct gw_ledger *l, const char *kind, const char *key, double budget,
+                       double usd);
+/* Ends a hold made by gw_ledger_reserve: releases `held` and adds `usd` (the
+ * real cost; 0 when the request failed) to spend. Thread-safe. */
+void gw_ledger_settle(struct gw_ledger *l, const char *kind, const char *key, double held,
+                      double usd);
 /* Writes the file now (tests, shutdown). GV_EIO on failure. */
 gv_rc gw_ledger_flush(struct gw_ledger *l);
 

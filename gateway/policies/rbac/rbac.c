@@ -459,8 +459,8 @@ static void rbac_complete(struct gw_policy *pol, struct gw_req *req, struct gv_r
     if (!ctx->ledger || !rec->principal[0]) {
         return;
     }
-    if (usd == 0.0) {
-        /* rbac runs before cost-tracker, so price the tokens here (list prices). */
+    if (!rec->cost_priced) {
+        /* No cost-tracker in the chain to set the one cost: list prices. */
         memcpy(model, rec->model, sizeof(rec->model));
         model[sizeof(rec->model)] = '\0';
         usd = gw_cost_builtin_usd(model, rec->tokens_prompt, rec->tokens_completion, &known);

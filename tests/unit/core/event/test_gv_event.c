@@ -42,6 +42,7 @@ static void fill_record(struct gv_record *r)
     r->cost_usd = 0.0042;
     r->http_status = 200;
     r->streamed = true;
+    r->tokens_estimated = true;
 }
 
 static void test_event_roundtrip_keeps_every_field(void **state)

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 
+#include "core/gv_mem.h"
 #include "gateway/gw_req.h"
 
 struct seen {
@@ -147,6 +148,59 @@ static void test_foreach_text_embedded_nul_length(void **state)
     json_object_put(req.body);
 }
 
+static void test_answer_append_caps_at_a_utf8_boundary(void **state)
+{
+    struct gv_buf b;
+    bool cut = false;
+    char *big = gv_malloc(GW_REQ_ANSWER_MAX);
+
+    (void)state;
+    gv_buf_init(&b, 0);
+    gw_req_answer_append(&b, &cut, "Hello, ", 7);
+    gw_req_answer_append(&b, &cut, "world", 5);
+    assert_int_equal(b.len, 12);
+    assert_memory_equal(b.data, "Hello, world", 12);
+    assert_false(cut);
+    /* Fill up to two bytes short of the cap, then a 3-byte character: it does
+     * not fit whole, so nothing of it is kept, and the answer says it was cut. */
+    memset(big, 'a', GW_REQ_ANSWER_MAX);
+    gw_req_answer_append(&b, &cut, big, GW_REQ_ANSWER_MAX - 2 - b.len);
+    assert_int_equal(b.len, GW_REQ_ANSWER_MAX - 2);
+    assert_false(cut);
+    gw_req_answer_append(&b, &cut, "\xe2\x82\xac tail", 8);
+    assert_int_equal(b.len, GW_REQ_ANSWER_MAX - 2);
+    assert_true(cut);
+    /* Once cut, later text is not appended (the kept text is a prefix). */
+    gw_req_answer_append(&b, &cut, "x", 1);
+    assert_int_equal(b.len, GW_REQ_ANSWER_MAX - 2);
+    gv_buf_free(&b);
+    gv_free(big);
+}
+
+static void test_prompt_tokens_estimate_and_bound(void **state)
+{
+    struct gw_req req;
+    uint64_t est = 0, max = 0;
+
+    (void)state;
+    assert_int_equal(gw_req_tokens_estimate(0), 0);
+    assert_int_equal(gw_req_tokens_estimate(1), 1);
+    assert_int_equal(gw_req_tokens_estimate(4), 1);
+    assert_int_equal(gw_req_tokens_estimate(2000), 500);
+    /* Two messages: 8 + 5 text bytes, 4 tokens framing each, 3 for the reply. */
+    req_from(&req, "{\"messages\":[{\"role\":\"system\",\"content\":\"Be brief\"},"
+                   "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hello\"}]}]}");
+    gw_req_prompt_tokens(&req, &est, &max);
+    assert_int_equal(est, 2 + 2 + 2 * GW_REQ_TOKENS_PER_MESSAGE + GW_REQ_TOKENS_REPLY);
+    assert_int_equal(max, 13 + 2 * GW_REQ_TOKENS_PER_MESSAGE + GW_REQ_TOKENS_REPLY);
+    assert_false(req.body_modified);
+    json_object_put(req.body);
+    memset(&req, 0, sizeof(req));
+    gw_req_prompt_tokens(&req, &est, &max);
+    assert_int_equal(est, GW_REQ_TOKENS_REPLY);
+    assert_int_equal(max, GW_REQ_TOKENS_REPLY);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -155,6 +209,8 @@ int main(void)
         cmocka_unit_test(test_foreach_text_stops_on_error),
         cmocka_unit_test(test_foreach_text_no_messages),
         cmocka_unit_test(test_foreach_text_embedded_nul_length),
+        cmocka_unit_test(test_answer_append_caps_at_a_utf8_boundary),
+        cmocka_unit_test(test_prompt_tokens_estimate_and_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

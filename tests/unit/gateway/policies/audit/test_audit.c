@@ -205,6 +205,56 @@ static void test_record_holds_no_content_by_default(void **state)
     fx_rmtree(st);
 }
 
+/* store_content keeps the answer as the relay collected it; a record priced
+ * by cost-tracker keeps that cost; estimated tokens say so. */
+static void test_store_content_keeps_answer_and_priced_cost(void **state)
+{
+    char st[256], path[600];
+    struct gv_buf b, answer;
+    struct fx_pol fx;
+    struct gv_cfg_err err;
+    struct gw_req req;
+    struct gv_record rec;
+
+    (void)state;
+    fx_tempdir(st, sizeof(st));
+    assert_int_equal(
+        fx_open(&fx, &gw_policy_audit, "store_content: true\nfsync: always\n", st, &err), GV_OK);
+    assert_true(gw_policy_audit.keeps_answer(&fx.pol));
+    memset(&req, 0, sizeof(req));
+    req.body = json_tokener_parse(
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"q?\"}]}");
+    gv_buf_init(&answer, 0);
+    assert_int_equal(gv_buf_append_str(&answer, "the \"answer\" <EMAIL_ADDRESS>"), GV_OK);
+    req.answer = &answer;
+    fill_rec(&rec, 1, GV_DECISION_REDACTED);
+    rec.cost_usd = 11.0; /* cost-tracker's configured price, set before complete() */
+    rec.cost_priced = true;
+    req.rec = &rec;
+    gw_policy_audit.complete(&fx.pol, &req, &rec);
+    fill_rec(&rec, 2, GV_DECISION_ALLOWED);
+    rec.tokens_estimated = true;
+    req.answer_truncated = true;
+    gw_policy_audit.complete(&fx.pol, &req, &rec);
+    fill_rec(&rec, 3, GV_DECISION_BLOCKED);
+    gv_buf_reset(&answer);
+    assert_int_equal(gv_buf_append_str(&answer, "never stored"), GV_OK);
+    gw_policy_audit.complete(&fx.pol, &req, &rec);
+    fx_close(&fx);
+    json_object_put(req.body);
+    gv_buf_free(&answer);
+    seg1(st, path, sizeof(path));
+    assert_int_equal(gw_audit_read_file(path, 1u << 20, &b), GV_OK);
+    assert_non_null(strstr(b.data, "\"cost_usd\":11.00000000,\"streamed\":false,\"content\":"));
+    assert_non_null(strstr(b.data, "\"answer\":\"the \\\"answer\\\" <EMAIL_ADDRESS>\",\"hash\""));
+    assert_non_null(strstr(b.data, "\"cost_usd\":0.00022500,\"streamed\":false,"
+                                   "\"tokens_estimated\":true,"));
+    assert_non_null(strstr(b.data, "<EMAIL_ADDRESS>\",\"answer_truncated\":true,\"hash\""));
+    assert_null(strstr(b.data, "never stored"));
+    gv_buf_free(&b);
+    fx_rmtree(st);
+}
+
 static void test_log_all_access_false_skips_allowed(void **state)
 {
     char st[256], dir[512];
@@ -538,6 +588,7 @@ int main(void)
         cmocka_unit_test(test_line_seal_roundtrip_and_edit),
         cmocka_unit_test(test_complete_writes_chain_that_verifies),
         cmocka_unit_test(test_record_holds_no_content_by_default),
+        cmocka_unit_test(test_store_content_keeps_answer_and_priced_cost),
         cmocka_unit_test(test_log_all_access_false_skips_allowed),
         cmocka_unit_test(test_verify_names_edited_record),
         cmocka_unit_test(test_verify_names_record_after_deleted_one),
