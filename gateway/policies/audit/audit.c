@@ -25,7 +25,7 @@
 #include "gateway/gw_policy.h"
 #include "gateway/gw_req.h"
 #include "gateway/policies/audit/audit_store.h"
-#include "gateway/policies/cost/cost_prices.h"
+#include "gateway/policies/accounting/cost_prices.h"
 
 enum { FSYNC_INTERVAL = 0, FSYNC_ALWAYS, FSYNC_OFF };
 enum { ON_FAILURE_BLOCK = 0, ON_FAILURE_ALLOW };

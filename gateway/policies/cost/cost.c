@@ -13,8 +13,8 @@
 #include "core/gv_paths.h"
 #include "gateway/gw_policy.h"
 #include "gateway/gw_req.h"
-#include "gateway/policies/cost/cost_prices.h"
-#include "gateway/policies/cost/ledger.h"
+#include "gateway/policies/accounting/cost_prices.h"
+#include "gateway/policies/accounting/ledger.h"
 
 /* One budget row: `default` applies to every run (or team) without its own. */
 struct budget {

@@ -12,8 +12,8 @@
 #include "core/gv_paths.h"
 #include "gateway/gw_policy.h"
 #include "gateway/gw_req.h"
-#include "gateway/policies/cost/cost_prices.h"
-#include "gateway/policies/cost/ledger.h"
+#include "gateway/policies/accounting/cost_prices.h"
+#include "gateway/policies/accounting/ledger.h"
 
 /* Every string below points into the config document, which outlives ctx. */
 struct rbac_role {

@@ -12,8 +12,8 @@
 
 #include "core/gv_record.h"
 #include "gateway/gw_req.h"
-#include "gateway/policies/cost/cost_prices.h"
-#include "gateway/policies/cost/ledger.h"
+#include "gateway/policies/accounting/cost_prices.h"
+#include "gateway/policies/accounting/ledger.h"
 #include "tests/unit/gateway/policies/audit/pol_fixture.h"
 
 extern const struct gw_policy_ops gw_policy_cost;

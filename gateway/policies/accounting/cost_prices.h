@@ -1,4 +1,4 @@
-/* gateway/policies/cost/cost_prices.h - built-in model price table */
+/* gateway/policies/accounting/cost_prices.h - built-in model price table */
 /* SPDX-License-Identifier: Apache-2.0 */
 #ifndef GW_COST_PRICES_H
 #define GW_COST_PRICES_H

@@ -1,6 +1,6 @@
-/* gateway/policies/cost/cost_prices.c - built-in model price table */
+/* gateway/policies/accounting/cost_prices.c - built-in model price table */
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "gateway/policies/cost/cost_prices.h"
+#include "gateway/policies/accounting/cost_prices.h"
 
 #include <string.h>
 

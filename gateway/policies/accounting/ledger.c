@@ -1,6 +1,6 @@
-/* gateway/policies/cost/ledger.c - spend per run / team / principal, persisted */
+/* gateway/policies/accounting/ledger.c - spend per run / team / principal, persisted */
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "gateway/policies/cost/ledger.h"
+#include "gateway/policies/accounting/ledger.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-/* gateway/policies/cost/ledger.h - spend per run / team / principal, persisted */
+/* gateway/policies/accounting/ledger.h - spend per run / team / principal, persisted */
 /* SPDX-License-Identifier: Apache-2.0 */
 #ifndef GW_COST_LEDGER_H
 #define GW_COST_LEDGER_H
