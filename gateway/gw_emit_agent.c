@@ -26,6 +26,7 @@
 #include "core/gv_event.h"
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
+#include "core/gv_ring.h"
 #include "core/gv_paths.h"
 #include "core/gv_thread.h"
 #include "core/gv_time.h"
@@ -54,13 +55,11 @@ struct inflight {
 struct agent_em {
     struct gw_emitter base;
 
-    /* Bounded MPMC ring (Vyukov): turn[i] tells whose turn slot i is. */
-    _Atomic size_t *turn;
+    /* Workers claim slots, the background thread consumes them (core/gv_ring); recs[i] is
+     * slot i's record. */
+    struct gv_ring ring;
     struct gv_record *recs;
-    _Atomic size_t enq_pos;
-    size_t deq_pos;          /* background thread only */
-    _Atomic size_t deq_seen; /* deq_pos as last published, for the wakeup */
-    int wake_fd;             /* eventfd: emit() nudges the background thread */
+    int wake_fd; /* eventfd: emit() nudges the background thread */
 
     _Atomic unsigned long long dropped;
     _Atomic unsigned long long unacked; /* spooled, not yet acknowledged */
@@ -401,37 +400,33 @@ static size_t drain_ring(struct agent_em *a)
     }
     gv_buf_reset(&a->batch);
     for (;;) {
-        size_t pos = a->deq_pos;
-        _Atomic size_t *t = &a->turn[pos & (RING_SLOTS - 1)];
-        size_t mark = a->batch.len;
+        size_t pos, mark = a->batch.len;
+        struct gv_record *rec;
         uint8_t *hdr;
 
-        if (mark >= limit || atomic_load_explicit(t, memory_order_acquire) != pos + 1) {
+        if (mark >= limit || !gv_ring_front(&a->ring, &pos)) {
             break;
         }
+        rec = &a->recs[gv_ring_index(&a->ring, pos)];
         /* Frame header first, length patched once the payload size is known. */
         if (gv_buf_append(&a->batch, "\0\0\0\0\2", GV_FRAME_HDR) != GV_OK ||
-            gv_event_encode(&a->recs[pos & (RING_SLOTS - 1)], a->instance_id,
-                            a->next_seq + held + n, &a->batch) != GV_OK) {
+            gv_event_encode(rec, a->instance_id, a->next_seq + held + n, &a->batch) != GV_OK) {
             a->batch.len = mark;
             if (mark == 0) {
                 /* Cannot happen with bounded records; never wedge the ring. */
-                gv_record_release(&a->recs[pos & (RING_SLOTS - 1)]);
+                gv_record_release(rec);
                 atomic_fetch_add(&a->dropped, 1);
-                atomic_store_explicit(t, pos + RING_SLOTS, memory_order_release);
-                a->deq_pos++;
+                gv_ring_pop(&a->ring);
                 continue;
             }
             break;
         }
         hdr = (uint8_t *)a->batch.data + mark;
         gv_put_u32le(hdr, (uint32_t)(a->batch.len - mark - GV_FRAME_HDR));
-        gv_record_release(&a->recs[pos & (RING_SLOTS - 1)]); /* weave: encoded, not needed */
-        atomic_store_explicit(t, pos + RING_SLOTS, memory_order_release);
-        a->deq_pos++;
+        gv_record_release(rec); /* weave: encoded, not needed */
+        gv_ring_pop(&a->ring);
         n++;
     }
-    atomic_store_explicit(&a->deq_seen, a->deq_pos, memory_order_relaxed);
     if (n == 0) {
         return 0;
     }
@@ -743,36 +738,18 @@ static void copy_record(struct gv_record *dst, const struct gv_record *src)
 static gv_rc agent_emit(struct gw_emitter *em, const struct gv_record *rec)
 {
     struct agent_em *a = (struct agent_em *)em;
-    size_t pos = atomic_load_explicit(&a->enq_pos, memory_order_relaxed);
-    _Atomic size_t *t;
+    size_t pos;
 
-    for (;;) {
-        size_t turn;
-        intptr_t diff;
-
-        t = &a->turn[pos & (RING_SLOTS - 1)];
-        turn = atomic_load_explicit(t, memory_order_acquire);
-        diff = (intptr_t)turn - (intptr_t)pos;
-        if (diff == 0) {
-            if (atomic_compare_exchange_weak_explicit(&a->enq_pos, &pos, pos + 1,
-                                                      memory_order_relaxed, memory_order_relaxed)) {
-                break;
-            }
-        }
-        else if (diff < 0) {
-            /* Ring full: the background thread is far behind. Never wait. */
-            atomic_fetch_add_explicit(&a->dropped, 1, memory_order_relaxed);
-            return GV_EAGAIN;
-        }
-        else {
-            pos = atomic_load_explicit(&a->enq_pos, memory_order_relaxed);
-        }
+    if (!gv_ring_claim(&a->ring, &pos)) {
+        /* Ring full: the background thread is far behind. Never wait. */
+        atomic_fetch_add_explicit(&a->dropped, 1, memory_order_relaxed);
+        return GV_EAGAIN;
     }
-    copy_record(&a->recs[pos & (RING_SLOTS - 1)], rec);
-    atomic_store_explicit(t, pos + 1, memory_order_release);
+    copy_record(&a->recs[gv_ring_index(&a->ring, pos)], rec);
+    gv_ring_publish(&a->ring, pos);
     /* Half full: the background thread may be napping; wake it once per
      * half-ring instead of paying a syscall per record. */
-    if (pos - atomic_load_explicit(&a->deq_seen, memory_order_relaxed) == RING_SLOTS / 2) {
+    if (pos - atomic_load_explicit(&a->ring.deq_pos, memory_order_relaxed) == RING_SLOTS / 2) {
         uint64_t one = 1;
         ssize_t w = write(a->wake_fd, &one, sizeof(one));
         (void)w;
@@ -832,7 +809,7 @@ static void agent_destroy(struct gw_emitter *em)
     gv_buf_free(&a->batch);
     gv_buf_free(&a->held);
     gv_free(a->inflight);
-    gv_free((void *)a->turn);
+    gv_ring_free(&a->ring);
     if (a->recs) {
         size_t i;
         for (i = 0; i < RING_SLOTS; i++) {
@@ -910,7 +887,6 @@ gv_rc gw_emitter_create_agent(const char *state_dir, const char *socket_path,
     struct agent_em *a = NULL;
     char spool_dir[4096];
     char sock[4096];
-    size_t i;
     int n;
     gv_rc rc;
 
@@ -1006,10 +982,7 @@ gv_rc gw_emitter_create_agent(const char *state_dir, const char *socket_path,
         gv_log(GV_LOG_ERROR, MOD, "cannot read spool", "path=%s", a->spool_path);
         goto out;
     }
-    a->turn = gv_malloc(RING_SLOTS * sizeof(*a->turn));
-    for (i = 0; i < RING_SLOTS; i++) {
-        atomic_init(&a->turn[i], i);
-    }
+    (void)gv_ring_init(&a->ring, RING_SLOTS); /* a power of two: cannot fail */
     /* calloc: pages are only touched once a slot is used. */
     a->recs = gv_calloc(RING_SLOTS, sizeof(*a->recs));
     a->inflight = gv_malloc(INFLIGHT_MAX * sizeof(*a->inflight));
