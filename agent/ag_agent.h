@@ -10,6 +10,8 @@
 #include "core/gv_cfg.h"
 #include "core/gv_rc.h"
 
+struct ex_exporter_ops;
+
 struct ag_opts {
     const char *state_dir;      /* required */
     const char *socket_path;    /* NULL: <state_dir>/agent.sock */
@@ -22,6 +24,8 @@ struct ag_opts {
     uint64_t idle_ms;           /* finalise runs idle this long; 0 never */
     bool fsync;                 /* fdatasync the journal before acknowledging */
     struct gv_cfg_err *err;     /* out, may be NULL: the message of a GV_ECONFIG from create */
+    /* The exporter types to choose from (NULL-terminated); NULL: ex_registry_builtin(). */
+    const struct ex_exporter_ops *const *registry;
 };
 
 struct ag_agent;

@@ -9,7 +9,7 @@
 struct ag_job {
     struct ex_batch batch;
     struct ex_run_snapshot *snaps;
-    struct ex_prom_agent_stats st;
+    struct ex_agent_stats st;
 };
 
 static void exp_queue_push(struct ag_agent *ag, struct ag_exp *x, struct gv_buf *payload)
@@ -74,20 +74,21 @@ static void job_run(struct ag_agent *ag, struct ag_job *j)
 {
     size_t i;
 
-    if (ag->prom) {
-        ex_prom_set_agent_stats(ag->prom, &j->st);
-    }
     for (i = 0; i < ag->nexps; i++) {
         struct ag_exp *x = &ag->exps[i];
         struct gv_buf payload;
         gv_rc rc;
+
+        if (x->ex.ops->agent_stats) {
+            x->ex.ops->agent_stats(&x->ex, &j->st);
+        }
 
         /* An empty batch still goes to every exporter: Prometheus shows the
          * agent counters, W&B sends rows held back by its upload interval and
          * heartbeats for live runs, which it can only do when flush is called.
          * A payload already waiting does that job, and an empty one must never
          * push a real one out of the queue. */
-        if (j->batch.nruns == 0 && &x->ex != ag->prom && x->nqueue > 0) {
+        if (j->batch.nruns == 0 && !x->ex.ops->agent_stats && x->nqueue > 0) {
             continue;
         }
         gv_buf_init(&payload, 0);
@@ -178,7 +179,7 @@ void ag_flush_now(struct ag_agent *ag, bool final)
     j->st.exporter_drops = atomic_load(&ag->exporter_drops);
     j->st.active_runs = ag_runs_count(ag->runs);
     j->st.journal_bytes = ag->journal_bytes;
-    j->st.nexporters = ag_exporters_stats(ag, j->st.exporters, EX_PROM_EXPORTERS_MAX);
+    j->st.nexporters = ag_exporters_stats(ag, j->st.exporters, EX_EXPORTERS_MAX);
     if (ag->nexps == 0) {
         job_free(j);
     }
@@ -289,11 +290,8 @@ static gv_rc config_error(struct ag_agent *ag, const struct gv_cfg_err *err)
 
 gv_rc ag_exporters_start(struct ag_agent *ag)
 {
-    static const struct ex_exporter_ops *const all[] = {
-#define EX_EXPORTER(n) &ex_##n,
-        EX_EXPORTERS_LIST
-#undef EX_EXPORTER
-            NULL};
+    const struct ex_exporter_ops *const *all =
+        ag->opts.registry ? ag->opts.registry : ex_registry_builtin();
     const struct gv_ynode *cfg = NULL;
     struct gv_cfg_err err;
     size_t i, count = 0;
@@ -332,17 +330,18 @@ gv_rc ag_exporters_start(struct ag_agent *ag)
         const struct gv_ynode *mapping = cfg ? gv_ynode_get(cfg, ops->name) : NULL;
         const char *path = ag->opts.config_path ? ag->opts.config_path : "agent";
         char name[64];
-        bool is_prom = strcmp(ops->name, "prom") == 0;
+        bool listen_flag = (ops->flags & EX_OPS_METRICS_LISTEN) && ag->opts.metrics_listen;
 
         if ((ag->opts.exporters && strcmp(ag->opts.exporters, "none") == 0) ||
             !selected(ag->opts.exporters, ops->name)) {
             continue;
         }
-        /* Prometheus listens only when asked to; --metrics-listen wins over the file. */
-        if (is_prom && !ag->opts.metrics_listen && !mapping) {
+        /* An opt-in exporter (Prometheus: a listening port) runs only when asked to;
+         * --metrics-listen wins over the file. */
+        if ((ops->flags & EX_OPS_OPT_IN) && !listen_flag && !mapping) {
             continue;
         }
-        if (is_prom && ag->opts.metrics_listen) {
+        if (listen_flag) {
             struct gv_buf y;
             gv_buf_init(&y, 4096);
             rc = gv_buf_append_str(&y, "listen: ");
@@ -386,9 +385,6 @@ gv_rc ag_exporters_start(struct ag_agent *ag)
             goto skip;
         }
         gv_log(GV_LOG_INFO, MOD, "exporter started", "exporter=%s", name);
-        if (is_prom) {
-            ag->prom = &x->ex;
-        }
         ag->nexps++;
         continue;
     skip:
@@ -411,22 +407,8 @@ gv_rc ag_exporters_start(struct ag_agent *ag)
     return GV_OK;
 }
 
-/* Hands new events to the exporters that take them one by one, before they
- * are journaled: a crash in between makes the gateway resend them (the same
- * events again, with the same trace ids), never lose them. */
-void ag_exporters_ingest(struct ag_agent *ag, size_t nrec)
-{
-    size_t i;
-
-    for (i = 0; i < ag->nexps; i++) {
-        if (ag->exps[i].ex.ops->ingest) {
-            ag->exps[i].ex.ops->ingest(&ag->exps[i].ex, ag->recs, nrec);
-        }
-    }
-}
-
 /* Delivery counters of the exporters that keep them, for status and /metrics. */
-size_t ag_exporters_stats(struct ag_agent *ag, struct ex_prom_exporter_stats *out, size_t max)
+size_t ag_exporters_stats(struct ag_agent *ag, struct ex_exporter_stats *out, size_t max)
 {
     size_t i, n = 0;
 

@@ -36,8 +36,8 @@ static void send_frame(struct ag_conn *c, enum gv_frame_type type, const void *p
 static void reply_status(struct ag_conn *c, bool json)
 {
     struct ag_agent *ag = c->ag;
-    struct ex_prom_exporter_stats es[EX_PROM_EXPORTERS_MAX];
-    size_t nes = ag_exporters_stats(ag, es, EX_PROM_EXPORTERS_MAX), i;
+    struct ex_exporter_stats es[EX_EXPORTERS_MAX];
+    size_t nes = ag_exporters_stats(ag, es, EX_EXPORTERS_MAX), i;
     struct gv_buf out;
     bool ok;
 
@@ -327,7 +327,6 @@ static bool process_input(struct ag_conn *c)
     }
     if (nrec > 0) {
         ag_exporters_events(ag, nrec);
-        ag_exporters_ingest(ag, nrec);
     }
     if (ag->jbuf.len) {
         int err = ag_journal_append(ag);

@@ -41,8 +41,7 @@
 #include "core/gv_time.h"
 #include "core/gv_yaml.h"
 #include "exporters/ex_exporter.h"
-#include "exporters/ex_exporters.gen.h"
-#include "exporters/prom/prom.h"
+#include "exporters/ex_registry.h"
 
 #define MOD "agent"
 /* Events decoded before one journal write + sync + ack. */
@@ -106,7 +105,6 @@ struct ag_agent {
     struct ag_conn *conns;
     struct ag_exp *exps;
     size_t nexps;
-    struct ex_exporter *prom; /* also in exps; gets the agent's own counters */
     uint64_t flush_seq;
     /* batch scratch */
     struct gv_record *recs;
@@ -189,12 +187,8 @@ void ag_jobs_stop(struct ag_agent *ag);
 void ag_flush_now(struct ag_agent *ag, bool final);
 void ag_on_flush(evutil_socket_t fd, short what, void *arg);
 gv_rc ag_exporters_start(struct ag_agent *ag);
-/* Hands new events to the exporters that take them one by one, before they
- * are journaled: a crash in between makes the gateway resend them (the same
- * events again, with the same trace ids), never lose them. */
-void ag_exporters_ingest(struct ag_agent *ag, size_t nrec);
 /* Delivery counters of the exporters that keep them, for status and /metrics. */
-size_t ag_exporters_stats(struct ag_agent *ag, struct ex_prom_exporter_stats *out, size_t max);
+size_t ag_exporters_stats(struct ag_agent *ag, struct ex_exporter_stats *out, size_t max);
 void ag_exporters_stop(struct ag_agent *ag);
 /* Hands the batch's new events to the exporters that take them one by one. */
 void ag_exporters_events(struct ag_agent *ag, size_t nrec);

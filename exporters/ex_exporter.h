@@ -84,10 +84,32 @@ struct ex_stats {
     uint64_t exports;  /* metric exports the backend acknowledged */
 };
 
+/* One exporter's delivery counters, by name. */
+#define EX_EXPORTERS_MAX 8
+struct ex_exporter_stats {
+    char name[32];
+    struct ex_stats st;
+};
+
+/* The agent's own counters and its exporters' delivery counters, for exporters that publish
+ * metrics about the agent (Prometheus). A snapshot taken when the flush was scheduled. */
+struct ex_agent_stats {
+    uint64_t events, duplicates, bad_frames, connections, flushes;
+    uint64_t exporter_retries, exporter_drops;
+    uint64_t active_runs, journal_bytes;
+    size_t nexporters;
+    struct ex_exporter_stats exporters[EX_EXPORTERS_MAX];
+};
+
+/* ops->flags */
+#define EX_OPS_OPT_IN 1u         /* runs only when its settings are given */
+#define EX_OPS_METRICS_LISTEN 2u /* `kt agent run --metrics-listen A` sets its `listen: A` */
+
 struct ex_exporter;
 
 struct ex_exporter_ops {
     const char *name;
+    unsigned flags; /* EX_OPS_* */
     const struct gv_cfg_map *config_map; /* may be NULL */
     size_t ctx_size;
     /* Set up after config_map filled ctx; state_dir for durable state. */
@@ -98,22 +120,20 @@ struct ex_exporter_ops {
      * same bytes (the agent owns backoff); DROP: give up on these bytes. */
     enum ex_flush (*flush)(struct ex_exporter *ex, const struct gv_buf *payload);
     void (*destroy)(struct ex_exporter *ex);
-    /* Optional. Called on the ingest thread with the events about to be
-     * journaled, before they are acknowledged, oldest first. It must store them
-     * durably in its own outbox without network I/O and return quickly: flush
-     * (on the exporter thread) sends them. A replay after a crash may hand the
-     * same (instance_id, seq) again. Non-OK: the agent logs and counts a drop. */
+    /* Optional: for exporters that send every request (traces) rather than aggregates.
+     * Called on the ingest thread with the new events, oldest first, before the agent
+     * journals them and acknowledges them to the gateway. It must keep them durably in its
+     * own outbox without network I/O and return quickly: its own schedule (flush, or a
+     * thread of its own) sends them. A replay after a crash may hand the same
+     * (instance_id, seq) again. Non-OK: the agent logs and counts a drop. */
     gv_rc (*events)(struct ex_exporter *ex, const struct ex_event *evs, size_t n);
     /* Optional. Appends this exporter's counters for `kt agent status`: one
      * text line, or (json) one JSON object. Any thread. */
     void (*status)(struct ex_exporter *ex, bool json, struct gv_buf *out);
-    /* Optional (NULL): every new event, in arrival order, on the ingest thread,
-     * before the agent journals it and acknowledges it to the gateway, so an
-     * exporter of per-request data can make it durable first. Must not block
-     * on the network; a failure is the exporter's to count, never the agent's. */
-    void (*ingest)(struct ex_exporter *ex, const struct gv_record *recs, size_t n);
     /* Optional (NULL): delivery counters; any thread. */
     void (*stats)(struct ex_exporter *ex, struct ex_stats *out);
+    /* Optional (NULL): the agent's counters, on the exporter thread before each format(). */
+    void (*agent_stats)(struct ex_exporter *ex, const struct ex_agent_stats *st);
 };
 
 struct ex_exporter {

@@ -766,16 +766,17 @@ static gv_rc otlp_init(struct ex_exporter *ex, const char *state_dir)
     return GV_OK;
 }
 
-static void otlp_ingest(struct ex_exporter *ex, const struct gv_record *recs, size_t n)
+/* Its own failures are counted here (dropped), never the agent's: always GV_OK. */
+static gv_rc otlp_events(struct ex_exporter *ex, const struct ex_event *evs, size_t n)
 {
     struct ex_otlp_ctx *c = ex->ctx;
     size_t i, dropped = 0;
 
     if (!c->on) {
-        return;
+        return GV_OK;
     }
     if (c->spool) {
-        if (ex_otlp_spool_append(c->spool, recs, n, &dropped) != GV_OK || dropped) {
+        if (ex_otlp_spool_append(c->spool, evs, n, &dropped) != GV_OK || dropped) {
             atomic_fetch_add(&c->dropped, dropped);
         }
         if (ex_otlp_spool_pending(c->spool) >= c->batch) {
@@ -786,13 +787,14 @@ static void otlp_ingest(struct ex_exporter *ex, const struct gv_record *recs, si
     }
     if (c->metrics_agg) {
         for (i = 0; i < n; i++) {
-            ex_otlp_metrics_record(c->metrics_agg, &recs[i]);
+            ex_otlp_metrics_record(c->metrics_agg, evs[i].rec);
         }
     }
+    return GV_OK;
 }
 
 /* Per-run snapshots are not what OTLP carries: per-request data arrives
- * through ingest and leaves on the exporter's own thread. */
+ * through events and leaves on the exporter's own thread. */
 static gv_rc otlp_format(struct ex_exporter *ex, const struct ex_batch *batch, struct gv_buf *out)
 {
     (void)ex;
@@ -862,6 +864,6 @@ const struct ex_exporter_ops ex_otlp = {
     .format = otlp_format,
     .flush = otlp_flush,
     .destroy = otlp_destroy,
-    .ingest = otlp_ingest,
+    .events = otlp_events,
     .stats = otlp_stats,
 };

@@ -76,7 +76,7 @@ gv_rc ex_otlp_spool_open(const char *dir, uint64_t max_bytes, bool fsync,
 void ex_otlp_spool_close(struct ex_otlp_spool *sp);
 /* Appends the records whose bytes fit under max_bytes; *dropped counts the
  * rest (the queue is full). GV_EIO when the file cannot be written. */
-gv_rc ex_otlp_spool_append(struct ex_otlp_spool *sp, const struct gv_record *recs, size_t n,
+gv_rc ex_otlp_spool_append(struct ex_otlp_spool *sp, const struct ex_event *evs, size_t n,
                            size_t *dropped);
 /* Up to max records from the cursor on into recs (caller's array). *n is 0
  * when nothing is waiting. The batch is held until ack or skip. */

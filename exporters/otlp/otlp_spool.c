@@ -229,7 +229,7 @@ void ex_otlp_spool_close(struct ex_otlp_spool *sp)
     gv_free(sp);
 }
 
-gv_rc ex_otlp_spool_append(struct ex_otlp_spool *sp, const struct gv_record *recs, size_t n,
+gv_rc ex_otlp_spool_append(struct ex_otlp_spool *sp, const struct ex_event *evs, size_t n,
                            size_t *dropped)
 {
     size_t i, kept = 0;
@@ -241,7 +241,7 @@ gv_rc ex_otlp_spool_append(struct ex_otlp_spool *sp, const struct gv_record *rec
     for (i = 0; i < n; i++) {
         size_t before = sp->enc.len;
         gv_buf_reset(&sp->payload);
-        if (gv_event_encode(&recs[i], "", 0, &sp->payload) != GV_OK ||
+        if (gv_event_encode(evs[i].rec, "", 0, &sp->payload) != GV_OK ||
             gv_frame_append(&sp->enc, GV_FRAME_EVENT, sp->payload.data, sp->payload.len) != GV_OK) {
             (*dropped)++;
             continue;

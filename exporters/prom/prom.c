@@ -48,7 +48,7 @@ struct prom_run {
 struct prom_ctx {
     const char *listen; /* config map: HOST:PORT */
     struct lh_table *runs;
-    struct ex_prom_agent_stats stats;
+    struct ex_agent_stats stats;
     /* HTTP side, on its own thread */
     struct event_base *base;
     struct evhttp *http;
@@ -201,7 +201,7 @@ out:
     return rc;
 }
 
-static gv_rc delivery_series(struct gv_buf *out, const struct ex_prom_agent_stats *st);
+static gv_rc delivery_series(struct gv_buf *out, const struct ex_agent_stats *st);
 
 static gv_rc render(struct prom_ctx *c, struct gv_buf *out)
 {
@@ -315,7 +315,7 @@ out:
 }
 
 /* The delivery counters of exporters that send per-request data (OTLP). */
-static gv_rc delivery_series(struct gv_buf *out, const struct ex_prom_agent_stats *st)
+static gv_rc delivery_series(struct gv_buf *out, const struct ex_agent_stats *st)
 {
     static const struct {
         const char *name, *type, *help;
@@ -337,7 +337,7 @@ static gv_rc delivery_series(struct gv_buf *out, const struct ex_prom_agent_stat
     for (f = 0; f < sizeof(fam) / sizeof(fam[0]) && rc == GV_OK; f++) {
         rc = gv_buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help,
                             fam[f].name, fam[f].type);
-        for (i = 0; i < st->nexporters && i < EX_PROM_EXPORTERS_MAX && rc == GV_OK; i++) {
+        for (i = 0; i < st->nexporters && i < EX_EXPORTERS_MAX && rc == GV_OK; i++) {
             const struct ex_stats *e = &st->exporters[i].st;
             uint64_t v = f == 0 ? e->sent : f == 1 ? e->queued : f == 2 ? e->dropped : e->retries;
             rc = gv_buf_appendf(out, "%s{exporter=\"%s\"} %llu\n", fam[f].name,
@@ -554,7 +554,8 @@ static void prom_destroy(struct ex_exporter *ex)
     c->page = NULL;
 }
 
-void ex_prom_set_agent_stats(struct ex_exporter *ex, const struct ex_prom_agent_stats *st)
+/* The agent's counters the next format() renders; same thread as format(). */
+static void prom_agent_stats(struct ex_exporter *ex, const struct ex_agent_stats *st)
 {
     ((struct prom_ctx *)ex->ctx)->stats = *st;
 }
@@ -566,10 +567,12 @@ int ex_prom_port(struct ex_exporter *ex)
 
 const struct ex_exporter_ops ex_prom = {
     .name = "prom",
+    .flags = EX_OPS_OPT_IN | EX_OPS_METRICS_LISTEN,
     .config_map = prom_config,
     .ctx_size = sizeof(struct prom_ctx),
     .init = prom_init,
     .format = prom_format,
     .flush = prom_flush,
     .destroy = prom_destroy,
+    .agent_stats = prom_agent_stats,
 };

@@ -284,6 +284,7 @@ static void test_spool_ack_restart_and_limit(void **state)
     char dir[] = "/tmp/kt-otlp-spool-XXXXXX";
     struct ex_otlp_spool *sp;
     struct gv_record in[5], outr[8];
+    struct ex_event ev[5] = {{0}};
     size_t dropped, n, i;
     char cmd[128];
 
@@ -294,8 +295,11 @@ static void test_spool_ack_restart_and_limit(void **state)
         snprintf(id, sizeof(id), "r%zu", i);
         fill(&in[i], id, GV_DECISION_ALLOWED);
     }
+    for (i = 0; i < 5; i++) {
+        ev[i].rec = &in[i];
+    }
     assert_int_equal(ex_otlp_spool_open(dir, 1u << 20, false, &sp), GV_OK);
-    assert_int_equal(ex_otlp_spool_append(sp, in, 5, &dropped), GV_OK);
+    assert_int_equal(ex_otlp_spool_append(sp, ev, 5, &dropped), GV_OK);
     assert_int_equal(dropped, 0);
     assert_int_equal(ex_otlp_spool_pending(sp), 5);
     assert_int_equal(ex_otlp_spool_peek(sp, outr, 2, &n), GV_OK);
@@ -322,7 +326,7 @@ static void test_spool_ack_restart_and_limit(void **state)
     /* A tiny limit: the newest records are dropped and counted. */
     assert_int_equal(ex_otlp_spool_open(dir, 1024, false, &sp), GV_OK);
     assert_int_equal(ex_otlp_spool_pending(sp), 0);
-    assert_int_equal(ex_otlp_spool_append(sp, in, 5, &dropped), GV_OK);
+    assert_int_equal(ex_otlp_spool_append(sp, ev, 5, &dropped), GV_OK);
     assert_true(dropped > 0 && dropped < 5);
     assert_int_equal(ex_otlp_spool_pending(sp), 5 - dropped);
     ex_otlp_spool_close(sp);
