@@ -33,7 +33,9 @@ struct opts {
     int decision; /* -1: any */
     uint64_t since_us;
     bool json;
-    long max; /* tail: stop after this many new records; 0 = never */
+    long max;         /* tail: stop after this many new records; 0 = never */
+    bool have_expect; /* verify --expect-head */
+    struct gw_audit_pos expect;
 };
 
 static int usage_err(const char *cmd, const char *msg, const char *arg)
@@ -94,6 +96,39 @@ static bool parse_since(const char *s, uint64_t *out)
     return false;
 }
 
+/* SEQ:HASH as head.json holds them: a decimal seq and 64 hex digits. */
+static bool parse_head(const char *s, struct gw_audit_pos *pos)
+{
+    char num[24];
+    const char *colon = strchr(s, ':');
+    long seq;
+    size_t n, i;
+
+    if (!colon || (size_t)(colon - s) >= sizeof(num) || strlen(colon + 1) != GW_AUDIT_HASH_HEX) {
+        return false;
+    }
+    n = (size_t)(colon - s);
+    memcpy(num, s, n);
+    num[n] = '\0';
+    if (!gv_cfg_parse_long(num, &seq) || seq < 0) {
+        return false;
+    }
+    memset(pos, 0, sizeof(*pos));
+    pos->seq = (uint64_t)seq;
+    for (i = 0; i < GW_AUDIT_HASH_HEX; i++) {
+        char c = colon[1 + i];
+        if (c >= 'A' && c <= 'F') {
+            c = (char)(c - 'A' + 'a');
+        }
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return false;
+        }
+        pos->hash[i] = c;
+    }
+    pos->hash[GW_AUDIT_HASH_HEX] = '\0';
+    return true;
+}
+
 static int parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
 {
     char state[4096];
@@ -139,6 +174,15 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
         }
         else if (strcmp(a, "--run") == 0) {
             o->run = v;
+        }
+        else if (strcmp(a, "--expect-head") == 0 && strcmp(cmd, "verify") == 0) {
+            if (!parse_head(v, &o->expect)) {
+                return usage_err(cmd,
+                                 "--expect-head wants SEQ:HASH (a seq and 64 hex digits, as "
+                                 "head.json holds them), got",
+                                 v);
+            }
+            o->have_expect = true;
         }
         else if (strcmp(a, "--decision") == 0) {
             o->decision = gv_decision_parse(v);
@@ -402,7 +446,8 @@ int gw_cmd_events_verify(int argc, char **argv)
     if (ret) {
         return ret;
     }
-    rc = gw_audit_verify(o.dir, &res);
+    rc = o.have_expect ? gw_audit_verify_expect(o.dir, &o.expect, &res)
+                       : gw_audit_verify(o.dir, &res);
     if (o.json) {
         struct json_object *j = json_object_new_object();
         json_object_object_add(j, "ok", json_object_new_boolean(rc == GV_OK));
@@ -419,9 +464,9 @@ int gw_cmd_events_verify(int argc, char **argv)
     }
     else if (rc == GV_OK) {
         printf("ok: %" PRIu64 " records in %" PRIu64 " segment%s, seq %" PRIu64 "..%" PRIu64
-               ", hash chain intact (%s)\n",
+               ", hash chain intact (%s)%s\n",
                res.records, res.segments, res.segments == 1 ? "" : "s", res.first_seq, res.last_seq,
-               o.dir);
+               o.dir, o.have_expect ? ", published head found" : "");
     }
     else if (rc == GV_EPROTO) {
         printf("FAILED: %s\n", res.problem);

@@ -11,8 +11,9 @@
 /* kt events list [--limit N] [--run ID] [--decision D] [--since T] [--json]:
  * newest first; T is RFC 3339 ("2026-01-02T03:04:05Z") or an age ("15m", "2h", "7d"). */
 int gw_cmd_events_list(int argc, char **argv);
-/* kt events verify [--json]: 0 and a count when the chain is intact, 1 naming
- * the first bad record otherwise. */
+/* kt events verify [--json] [--expect-head SEQ:HASH]: 0 and a count when the
+ * chain is intact (and passes through the published head), 1 naming the first
+ * bad record otherwise (a missing head.json included). */
 int gw_cmd_events_verify(int argc, char **argv);
 /* kt events tail [--lines N] [--json] [--max N]: the last N records, then new
  * ones as they are written, until SIGINT/SIGTERM or --max new records. */
