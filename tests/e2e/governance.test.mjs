@@ -244,11 +244,15 @@ test('audit files are private in a shared directory, with a warning about the di
                 await oa.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user',
                     content: `Stored prompt number ${i} ${'about the run '.repeat(30)}` }] });
             }
-            let segs = [];
-            for (let i = 0; i < 100 && segs.length < 2; i++) {
-                segs = readdirSync(dir).filter((n) => n.startsWith('seg-')).sort();
+            /* Once all eight are written nothing rotates any more. */
+            for (let i = 0; i < 100; i++) {
+                const l = await runKt(['events', 'list', '--json', '--audit-dir', dir]);
+                if (l.stdout.split('\n').filter(Boolean).length >= 8) {
+                    break;
+                }
                 await sleep(50);
             }
+            const segs = readdirSync(dir).filter((n) => n.startsWith('seg-')).sort();
             assert.ok(segs.length >= 2, `rotated: ${segs}`);
             const mode = (n) => statSync(path.join(dir, n)).mode & 0o777;
             for (let i = 0; i < 100 && mode(segs[0]) !== 0o400; i++) {
