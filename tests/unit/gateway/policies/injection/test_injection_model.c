@@ -164,8 +164,8 @@ static void test_score_repetition_is_not_evidence(void **state)
         const char *unit;
         size_t times;
     } rows[] = {
-        {"a", 400},  {"a", 1000}, {"a", 100000}, {"Q", 50},       {"Q", 4000}, {"x", 1000},
-        {"ha", 500}, {"lol ", 300}, {"ab", 2000}, {"\xe0\xb8\x81", 600},
+        {"a", 400},  {"a", 1000}, {"a", 100000}, {"Q", 50},    {"Q", 4000},
+        {"x", 1000}, {"ha", 500}, {"lol ", 300}, {"ab", 2000}, {"\xe0\xb8\x81", 600},
     };
     struct fx *f = *state;
     size_t i, k, ul;
@@ -202,9 +202,9 @@ static void test_score_repetition_is_not_evidence(void **state)
 static void test_ngram_effective(void **state)
 {
     (void)state;
-    assert_int_equal(injection_ngram_effective(300, 250.0), 300);  /* ordinary text */
-    assert_int_equal(injection_ngram_effective(1000, 2.0), 4);     /* one 4-gram, one word */
-    assert_int_equal(injection_ngram_effective(1000, 0.0), 2);     /* never below one */
+    assert_int_equal(injection_ngram_effective(300, 250.0), 300); /* ordinary text */
+    assert_int_equal(injection_ngram_effective(1000, 2.0), 4);    /* one 4-gram, one word */
+    assert_int_equal(injection_ngram_effective(1000, 0.0), 2);    /* never below one */
     assert_int_equal(injection_ngram_effective(10, 1.0), 2);
 }
 
