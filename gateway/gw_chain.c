@@ -238,9 +238,10 @@ static void tags_pass(struct gw_chain *chain, struct gw_req *req, struct gw_verd
     size_t i;
 
     *blocker = chain ? chain->n : 0;
-    if (req) {
-        req->tags_checked = true;
+    if (!req || !req->rec) {
+        return; /* no record, no tags */
     }
+    req->tags_checked = true;
     for (i = 0; chain && i < chain->n; i++) {
         struct gw_policy *pol = &chain->pols[i];
         struct gw_verdict v;
