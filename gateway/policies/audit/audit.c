@@ -273,6 +273,15 @@ static gv_rc recover(struct audit_writer *w)
         }
         goto out;
     }
+    if (gw_audit_pos_read(w->dir, "head.json", &anchor) == GV_ENOTFOUND) {
+        /* Segments without a head: either a crash right after the very first
+         * segment, or someone removed it, perhaps with the newest records.
+         * The files are all that is left to continue from; say so. */
+        gv_log(GV_LOG_WARN, "policy:audit-logger",
+               "head.json is missing; continuing from the segments as they are; check them "
+               "with kt events verify --expect-head against a published head",
+               "dir=%s segments=%zu", w->dir, n);
+    }
     last = segs[n - 1];
     rc = gw_audit_segment_path(w->dir, last, path, sizeof(path));
     if (rc) {

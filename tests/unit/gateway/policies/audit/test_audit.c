@@ -438,7 +438,23 @@ static void test_verify_expect_head(void **state)
     rewrite(path, drop_last_line);
     head_path(st, head, sizeof(head));
     assert_int_equal(unlink(head), 0);
-    write_records(st, BASE_CFG, 0, 0);
+    {
+        /* The writer says that it found no head (the log goes to fd 2). */
+        char logp[600];
+        struct gv_buf logb;
+        int saved = dup(2), fd;
+        snprintf(logp, sizeof(logp), "%s/stderr.txt", st);
+        fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        assert_true(saved >= 0 && fd >= 0);
+        dup2(fd, 2);
+        write_records(st, BASE_CFG, 0, 0);
+        dup2(saved, 2);
+        close(saved);
+        close(fd);
+        assert_int_equal(gw_audit_read_file(logp, 1u << 20, &logb), GV_OK);
+        assert_non_null(strstr(logb.data, "head.json is missing"));
+        gv_buf_free(&logb);
+    }
     assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
     verify_expect_fails_with(st, &published, "truncated: the published head is seq 8");
     fx_rmtree(st);
