@@ -120,7 +120,7 @@ test('rbac binds X-Wandb-Entity to the caller; refused requests stay out of othe
                         'X-Wandb-Project': 'p', 'X-Wandb-Run-Id': 'run-1' },
                     body: chatBody(content) });
             let n = 0;
-            /* the probe: a vision-team key tagging root-team */
+            /* a vision-team key tagging root-team */
             let r = await post('sk-alice-0001', 'root-team');
             n++;
             assert.equal(r.status, 403, r.body);
