@@ -12,7 +12,9 @@
 int cli_gateway_run(int argc, char **argv);
 int cli_policy_check(int argc, char **argv);
 
-/* cmd_events.c: the audit store read back */
+/* cmd_events.c: the audit store read back. verify: 0 and a count when the chain is intact
+ * (and, with --expect-head SEQ:HASH, passes through that published head), 1 naming the first
+ * bad record otherwise (a missing head.json included). */
 int cli_events_list(int argc, char **argv);
 int cli_events_verify(int argc, char **argv);
 int cli_events_tail(int argc, char **argv);

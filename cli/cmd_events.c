@@ -34,7 +34,9 @@ struct opts {
     int decision; /* -1: any */
     uint64_t since_us;
     bool json;
-    long max; /* tail: stop after this many new records; 0 = never */
+    long max;         /* tail: stop after this many new records; 0 = never */
+    bool have_expect; /* verify --expect-head */
+    struct gw_audit_pos expect;
 };
 
 #define USAGE_LIST                                                                                 \
@@ -43,9 +45,11 @@ struct opts {
     "  The newest N (default 20) audit records, oldest first; D is allowed|redacted|blocked|\n"   \
     "  error, T an RFC 3339 time or an age (15m, 2h, 7d).\n"
 #define USAGE_VERIFY                                                                               \
-    "usage: kt events verify [--json] [--state-dir DIR | --audit-dir DIR]\n"                       \
-    "  Checks the audit log's hash chain from the first record to the head; exit 1 when it\n"     \
-    "  is broken.\n"
+    "usage: kt events verify [--json] [--expect-head SEQ:HASH]\n"                                 \
+    "                        [--state-dir DIR | --audit-dir DIR]\n"                              \
+    "  Checks the audit log's hash chain from the first record to the head (head.json must\n"   \
+    "  exist); with --expect-head, also that the chain passes through a head published\n"     \
+    "  earlier (W&B summary, agent log). Exit 1 when it does not.\n"
 #define USAGE_TAIL                                                                                 \
     "usage: kt events tail [--lines N] [--max N] [--run ID] [--decision D] [--since T] [--json]\n" \
     "                      [--state-dir DIR | --audit-dir DIR]\n"                                  \
@@ -104,13 +108,47 @@ static bool parse_since(const char *s, uint64_t *out)
     return false;
 }
 
+/* SEQ:HASH as head.json holds them: a decimal seq and 64 hex digits. */
+static bool parse_head(const char *s, struct gw_audit_pos *pos)
+{
+    char num[24];
+    const char *colon = strchr(s, ':');
+    long seq;
+    size_t n, i;
+
+    if (!colon || (size_t)(colon - s) >= sizeof(num) || strlen(colon + 1) != GW_AUDIT_HASH_HEX) {
+        return false;
+    }
+    n = (size_t)(colon - s);
+    memcpy(num, s, n);
+    num[n] = '\0';
+    if (!gv_cfg_parse_long(num, &seq) || seq < 0) {
+        return false;
+    }
+    memset(pos, 0, sizeof(*pos));
+    pos->seq = (uint64_t)seq;
+    for (i = 0; i < GW_AUDIT_HASH_HEX; i++) {
+        char c = colon[1 + i];
+        if (c >= 'A' && c <= 'F') {
+            c = (char)(c - 'A' + 'a');
+        }
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return false;
+        }
+        pos->hash[i] = c;
+    }
+    pos->hash[GW_AUDIT_HASH_HEX] = '\0';
+    return true;
+}
+
 static int parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
 {
     char state[4096];
     const char *state_dir = NULL, *audit_dir = NULL, *decision = NULL, *since = NULL;
+    const char *expect = NULL;
     bool tail = strcmp(cmd, "tail") == 0, verify = strcmp(cmd, "verify") == 0;
     /* Rows named "" are not this command's: verify reads every record (filters and counts
-     * would only mislead it), only tail has --max. */
+     * would only mislead it), only tail has --max, only verify --expect-head. */
     const struct cli_opt opts[] = {
         {"--json", CLI_OPT_FLAG, &o->json, 0, 0},
         {"--state-dir", CLI_OPT_STR, &state_dir, 0, 0},
@@ -120,6 +158,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
         {verify ? "" : "--decision", CLI_OPT_STR, &decision, 0, 0},
         {verify ? "" : "--since", CLI_OPT_STR, &since, 0, 0},
         {tail ? "--max" : "", CLI_OPT_LONG, &o->max, 0, LIMIT_MAX},
+        {verify ? "--expect-head" : "", CLI_OPT_STR, &expect, 0, 0},
         {NULL, CLI_OPT_FLAG, NULL, 0, 0},
     };
     const struct cli_spec spec = {
@@ -144,6 +183,13 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
                                "2h, 7d), got '%s'",
                                since);
     }
+    if (expect && !parse_head(expect, &o->expect)) {
+        return cli_usage_error(&spec,
+                               "--expect-head wants SEQ:HASH (a seq and 64 hex digits, as "
+                               "head.json holds them), got '%s'",
+                               expect);
+    }
+    o->have_expect = expect != NULL;
     if (state_dir && audit_dir) {
         return cli_usage_error(&spec, "--state-dir and --audit-dir exclude each other");
     }
@@ -391,7 +437,8 @@ int cli_events_verify(int argc, char **argv)
     if (ret != CLI_ARGS_RUN) {
         return ret;
     }
-    rc = gw_audit_verify(o.dir, &res);
+    rc = o.have_expect ? gw_audit_verify_expect(o.dir, &o.expect, &res)
+                       : gw_audit_verify(o.dir, &res);
     if (o.json) {
         struct json_object *j = json_object_new_object();
         json_object_object_add(j, "ok", json_object_new_boolean(rc == GV_OK));
@@ -408,9 +455,9 @@ int cli_events_verify(int argc, char **argv)
     }
     else if (rc == GV_OK) {
         printf("ok: %" PRIu64 " records in %" PRIu64 " segment%s, seq %" PRIu64 "..%" PRIu64
-               ", hash chain intact (%s)\n",
+               ", hash chain intact (%s)%s\n",
                res.records, res.segments, res.segments == 1 ? "" : "s", res.first_seq, res.last_seq,
-               o.dir);
+               o.dir, o.have_expect ? ", published head found" : "");
     }
     else if (rc == GV_EPROTO) {
         printf("FAILED: %s\n", res.problem);

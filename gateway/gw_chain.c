@@ -37,7 +37,8 @@ struct gw_chain_stream {
 
 static bool implemented(const struct gw_policy_ops *ops)
 {
-    return ops->evaluate || ops->response_json || ops->stream_text || ops->complete || ops->price;
+    return ops->evaluate || ops->response_json || ops->stream_text || ops->complete ||
+           ops->price || ops->tags;
 }
 
 static gv_rc chain_create(const struct gw_config *cfg, const char *state_dir, bool check_only,
@@ -288,9 +289,50 @@ void gw_chain_authenticate(struct gw_chain *chain, struct gw_req *req, struct gw
     }
 }
 
+/* Every tags() hook in chain order; the first refusal (or failure) is kept in
+ * *first and its policy's index in *blocker (chain->n when none refused). */
+static void tags_pass(struct gw_chain *chain, struct gw_req *req, struct gw_verdict *first,
+                      size_t *blocker)
+{
+    size_t i;
+
+    *blocker = chain ? chain->n : 0;
+    if (!req || !req->rec) {
+        return; /* no record, no tags */
+    }
+    req->tags_checked = true;
+    for (i = 0; chain && i < chain->n; i++) {
+        struct gw_policy *pol = &chain->pols[i];
+        struct gw_verdict v;
+        gv_rc rc;
+
+        if (!pol->ops->tags) {
+            continue;
+        }
+        memset(&v, 0, sizeof(v));
+        rc = pol->ops->tags(pol, req, &v);
+        if (rc != GV_OK || v.action < GW_ACTION_PASS || v.action > GW_ACTION_BLOCK) {
+            gv_log(GV_LOG_ERROR, "chain", "policy failed on run tags; request refused",
+                   "req=%s policy=%s rc=%s", req && req->rec ? req->rec->request_id : "", pol->name,
+                   gv_rc_str(rc ? rc : GV_EINVAL));
+            memset(&v, 0, sizeof(v));
+            v.action = GW_ACTION_BLOCK;
+            v.status = 500;
+            v.code = "policy_error";
+            v.message = "a governance policy failed; the request was refused";
+        }
+        if (v.action == GW_ACTION_BLOCK && *blocker == chain->n) {
+            *first = v;
+            *blocker = i;
+        }
+    }
+}
+
 void gw_chain_evaluate(struct gw_chain *chain, struct gw_req *req, struct gw_verdict *out)
 {
     struct gv_record *rec = req ? req->rec : NULL;
+    struct gw_verdict tv;
+    size_t blocker;
     bool stopped = false;
     size_t i;
     size_t k;
@@ -300,6 +342,10 @@ void gw_chain_evaluate(struct gw_chain *chain, struct gw_req *req, struct gw_ver
     if (rec) {
         rec->npolicies = 0;
     }
+    memset(&tv, 0, sizeof(tv));
+    tags_pass(chain, req, &tv, &blocker);
+    /* A refused tag stops the request before any policy reads it. */
+    stopped = chain && blocker < chain->n;
     for (i = 0; chain && i < chain->n; i++) {
         struct gw_policy *pol = &chain->pols[i];
         struct gv_policy_outcome *o = NULL;
@@ -310,6 +356,22 @@ void gw_chain_evaluate(struct gw_chain *chain, struct gw_req *req, struct gw_ver
         if (rec && rec->npolicies < GV_RECORD_MAX_POLICIES) {
             o = &rec->policies[rec->npolicies++];
             outcome_init(o, pol->name);
+        }
+        if (i == blocker) {
+            bool failed = tv.code && strcmp(tv.code, "policy_error") == 0;
+            if (o) {
+                o->action = failed ? GV_OUTCOME_ERROR : GV_OUTCOME_BLOCK;
+                memcpy(o->pii_counts, tv.pii_counts, sizeof(o->pii_counts));
+            }
+            memcpy(out->pii_counts, tv.pii_counts, sizeof(out->pii_counts));
+            out->action = GW_ACTION_BLOCK;
+            out->status = tv.status ? tv.status : 403;
+            out->code = tv.code ? tv.code : pol->name;
+            out->message =
+                tv.message ? tv.message : "the request was blocked by a governance policy";
+            out->param = tv.param;
+            set_error_code(rec, out->code);
+            continue;
         }
         if (stopped) {
             if (o) {
@@ -365,6 +427,7 @@ void gw_chain_evaluate(struct gw_chain *chain, struct gw_req *req, struct gw_ver
             out->status = v.status ? v.status : 403;
             out->code = v.code ? v.code : pol->name;
             out->message = v.message ? v.message : "the request was blocked by a governance policy";
+            out->param = v.param;
             set_error_code(rec, out->code);
             stopped = true;
         }
@@ -516,7 +579,14 @@ void gw_chain_stream_close(struct gw_chain_stream *st)
 
 void gw_chain_complete(struct gw_chain *chain, struct gw_req *req, struct gv_record *rec)
 {
+    struct gw_verdict ignored;
+    size_t blocker;
     size_t i;
+
+    if (req && req->rec && !req->tags_checked) {
+        /* Refused before the chain ran: its tags are still cleaned. */
+        tags_pass(chain, req, &ignored, &blocker);
+    }
 
     /* Cost first, whatever the chain order: an audit-logger listed before
      * cost-tracker must record the same cost the ledger is charged. */

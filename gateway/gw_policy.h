@@ -31,6 +31,7 @@ struct gw_verdict {
     uint16_t status;       /* for BLOCK: 401, 403, 503...; 0 means 403 */
     const char *code;      /* for BLOCK: OpenAI error `code`; NULL means the policy's name */
     const char *message;   /* for BLOCK: static text for the client; never prompt text */
+    const char *param;     /* for BLOCK: OpenAI error `param` (a header name...), or NULL */
     double score;          /* detector score, if any */
     uint32_t pii_counts[GV_PII_NTYPES];
 };
@@ -53,6 +54,15 @@ struct gw_policy_ops {
      * fine). May rewrite the request body (redaction) through gw_req. A decision
      * is never an error: any rc other than GV_OK makes the chain fail closed. */
     gv_rc (*evaluate)(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out);
+    /* Run tags, before any policy's evaluate(): every policy that has this hook
+     * is called, in chain order, even after one blocked, so each can clear or
+     * replace the tags it refuses (req->rec: run_id, project, entity,
+     * run_group) before anything logs or records them. The first BLOCK refuses
+     * the request; no evaluate() runs then. A request refused before the chain
+     * ran (bad JSON, unknown model) gets the same call from gw_chain_complete()
+     * with the verdict ignored, so its record is cleaned too. Thread rules as
+     * for evaluate(); any rc other than GV_OK fails closed. */
+    gv_rc (*tags)(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out);
     /* Non-streamed answer: may rewrite the parsed response in place. */
     gv_rc (*response_json)(struct gw_policy *pol, struct gw_req *req, struct json_object *resp,
                            struct gw_verdict *out);

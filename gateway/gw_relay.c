@@ -1241,7 +1241,7 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
                           ? GV_DECISION_ERROR
                           : GV_DECISION_BLOCKED;
         fail_json(r, verdict.status ? verdict.status : 403, "policy_violation",
-                  verdict.code ? verdict.code : "policy_violation", NULL,
+                  verdict.code ? verdict.code : "policy_violation", verdict.param,
                   verdict.message ? verdict.message : "The request was blocked by a policy.");
         return;
     }

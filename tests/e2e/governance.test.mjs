@@ -9,7 +9,9 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, readdirSync, statSync, writeFileSync, chmodSync } from 'node:fs';
+import {
+    cpSync, readFileSync, readdirSync, statSync, writeFileSync, chmodSync, unlinkSync, mkdirSync,
+} from 'node:fs';
 import path from 'node:path';
 
 import {
@@ -186,6 +188,83 @@ test('kt events verify names the record after an edit, a deletion and a swap', a
     const v = await runKt(['events', 'verify', '--state-dir', gw.stateDir]);
     assert.equal(v.code, 0, v.stdout);
 });
+
+test('kt events verify: no head.json fails; --expect-head checks against a published head',
+    async () => {
+        const src = path.join(gw.stateDir, 'audit');
+        const published = JSON.parse(readFileSync(path.join(src, 'head.json'), 'utf8'));
+        const expect = `${published.seq}:${published.hash}`;
+        let r = await runKt(['events', 'verify', '--state-dir', gw.stateDir, '--expect-head',
+            expect]);
+        assert.equal(r.code, 0, r.stdout + r.stderr);
+        assert.match(r.stdout, /published head found/);
+
+        /* The newest record and head.json deleted together. */
+        const cut = tamperedCopy((l) => l.slice(0, -1));
+        unlinkSync(path.join(cut, 'head.json'));
+        r = await runKt(['events', 'verify', '--audit-dir', cut]);
+        assert.equal(r.code, 1, r.stdout);
+        assert.match(r.stdout, /head\.json is missing/);
+
+        /* ... and a head.json rewritten to match what is left: only the published head
+         * still tells. */
+        const seg = readdirSync(cut).filter((n) => n.startsWith('seg-')).sort()[0];
+        const lines = readFileSync(path.join(cut, seg), 'utf8').split('\n').filter(Boolean);
+        const last = JSON.parse(lines[lines.length - 1]);
+        writeFileSync(path.join(cut, 'head.json'), JSON.stringify({ segment: published.segment,
+            seq: last.seq, hash: last.hash, bytes: statSync(path.join(cut, seg)).size }) + '\n');
+        r = await runKt(['events', 'verify', '--audit-dir', cut]);
+        assert.equal(r.code, 0, r.stdout);
+        r = await runKt(['events', 'verify', '--audit-dir', cut, '--expect-head', expect]);
+        assert.equal(r.code, 1, r.stdout);
+        assert.match(r.stdout, new RegExp(`truncated: the published head is seq ${published.seq}`));
+        r = await runKt(['events', 'verify', '--json', '--audit-dir', cut, '--expect-head',
+            `${last.seq}:${'0'.repeat(64)}`]);
+        assert.equal(r.code, 1, r.stdout);
+        assert.match(JSON.parse(r.stdout).problem, /does not match the published head/);
+
+        r = await runKt(['events', 'verify', '--audit-dir', cut, '--expect-head', '12:abc']);
+        assert.equal(r.code, 2);
+        assert.match(r.stderr, /--expect-head wants SEQ:HASH/);
+    });
+
+test('audit files are private in a shared directory, with a warning about the directory',
+    async () => {
+        const dir = path.join(makeTempDir('kt-e2e-auditdir-'), 'shared');
+        mkdirSync(dir, { mode: 0o755 });
+        chmodSync(dir, 0o755);
+        const yaml = pageConfig({ upstream: up }).replace('    log_all_access: true\n',
+            `    log_all_access: true\n    store_content: true\n    segment_max_bytes: 4096\n` +
+            `    dir: ${JSON.stringify(dir)}\n`);
+        const g = await startGateway({ config: yaml });
+        try {
+            await g.waitForLog(/audit directory is open to other users[^\n]*mode=755/, 10000);
+            const oa = client(g, { headers: { 'X-Wandb-Run-Id': 'run-private' } });
+            for (let i = 0; i < 8; i++) {
+                await oa.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user',
+                    content: `Stored prompt number ${i} ${'about the run '.repeat(30)}` }] });
+            }
+            /* Once all eight are written nothing rotates any more. */
+            for (let i = 0; i < 100; i++) {
+                const l = await runKt(['events', 'list', '--json', '--audit-dir', dir]);
+                if (l.stdout.split('\n').filter(Boolean).length >= 8) {
+                    break;
+                }
+                await sleep(50);
+            }
+            const segs = readdirSync(dir).filter((n) => n.startsWith('seg-')).sort();
+            assert.ok(segs.length >= 2, `rotated: ${segs}`);
+            const mode = (n) => statSync(path.join(dir, n)).mode & 0o777;
+            for (let i = 0; i < 100 && mode(segs[0]) !== 0o400; i++) {
+                await sleep(50);
+            }
+            assert.equal(mode(segs[0]).toString(8), '400', 'a closed segment');
+            assert.equal(mode(segs[segs.length - 1]).toString(8), '600', 'the open segment');
+            assert.equal(mode('head.json').toString(8), '600');
+        } finally {
+            await g.stop();
+        }
+    });
 
 test('kt events tail prints records as they are written', async () => {
     const tail = await spawnKt(['events', 'tail', '--lines', '0', '--max', '1', '--json',

@@ -110,3 +110,14 @@ test('action: flag lets the same attack through', async () => {
         await up2.close();
     }
 });
+
+test('a long run of one letter is not an injection', async () => {
+    const oa = client(gw);
+    for (const t of ['a'.repeat(400), 'a'.repeat(5000), 'Q'.repeat(60), 'ha'.repeat(400)]) {
+        up.reset();
+        const r = await oa.chat.completions.create(chatBody(t));
+        assert.equal(r.choices[0].message.content, t);
+        assert.equal(up.chats().length, 1);
+    }
+    await assertBlocked(chatBody(`${'a'.repeat(400)} ${ATTACK}`));
+});

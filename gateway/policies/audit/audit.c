@@ -190,7 +190,9 @@ static gv_rc segment_create(struct audit_writer *w, uint64_t segment, uint64_t f
     if (rc) {
         goto out;
     }
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
+    /* 0600: with store_content a segment holds prompts; the directory may be
+     * an operator's shared one, so the file itself keeps other users out. */
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) {
         rc = io_failed(w);
         goto out;
@@ -292,6 +294,15 @@ static gv_rc recover(struct audit_writer *w)
         }
         goto out;
     }
+    if (gw_audit_pos_read(w->dir, "head.json", &anchor) == GV_ENOTFOUND) {
+        /* Segments without a head: either a crash right after the very first
+         * segment, or someone removed it, perhaps with the newest records.
+         * The files are all that is left to continue from; say so. */
+        gv_log(GV_LOG_WARN, "policy:audit-logger",
+               "head.json is missing; continuing from the segments as they are; check them "
+               "with kt events verify --expect-head against a published head",
+               "dir=%s segments=%zu", w->dir, n);
+    }
     last = segs[n - 1];
     rc = gw_audit_segment_path(w->dir, last, path, sizeof(path));
     if (rc) {
@@ -366,6 +377,11 @@ static gv_rc recover(struct audit_writer *w)
         rc = io_failed(w);
         goto out;
     }
+    /* A segment an older kt created 0644 is narrowed when it is reopened. */
+    if ((st.st_mode & 0077) != 0 && fchmod(fd, 0600) != 0) {
+        gv_log(GV_LOG_WARN, "policy:audit-logger", "cannot make the open segment private",
+               "segment=%" PRIu64 " err=%s", last, strerror(errno));
+    }
     w->fd = fd;
     w->seg_day = header_day(path);
 out:
@@ -427,6 +443,20 @@ static gv_rc sync_pos(struct audit_writer *w)
     return GV_OK;
 }
 
+/* The files are private, but a directory others can enter still shows them
+ * which runs and when (names, sizes, times): the operator should know. */
+static void warn_if_shared(const char *dir)
+{
+    struct stat st;
+
+    if (stat(dir, &st) == 0 && (st.st_mode & 0077) != 0) {
+        gv_log(GV_LOG_WARN, "policy:audit-logger",
+               "audit directory is open to other users; its files are 0600, but make the "
+               "directory 0700",
+               "dir=%s mode=%03o", dir, (unsigned)(st.st_mode & 0777));
+    }
+}
+
 static void apply_retention(struct audit_writer *w)
 {
     unsigned deleted = 0;
@@ -452,7 +482,7 @@ static gv_rc rotate(struct audit_writer *w)
         if (fsync(w->fd) != 0) {
             return io_failed(w);
         }
-        if (w->immutable && fchmod(w->fd, 0444) != 0) {
+        if (w->immutable && fchmod(w->fd, 0400) != 0) {
             return io_failed(w);
         }
     }
@@ -876,6 +906,7 @@ static gv_rc audit_init(struct gw_policy *pol, const char *path, const struct gv
                          strerror(errno));
         goto out;
     }
+    warn_if_shared(w->dir);
     snprintf(lockpath, sizeof(lockpath), "%s/lock", w->dir);
     w->lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (w->lockfd < 0) {

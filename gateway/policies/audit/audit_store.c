@@ -270,7 +270,8 @@ gv_rc gw_audit_pos_write(const char *dir, const char *name, const struct gw_audi
         (size_t)m >= sizeof(text)) {
         return GV_E2BIG;
     }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* 0600: the head names how far the log goes; nobody else needs to read it. */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         rc = GV_EIO;
         goto out;
@@ -298,10 +299,22 @@ out:
 struct walk {
     const char *dir;
     struct gw_audit_verify_result *res;
-    char prev[GW_AUDIT_HASH_HEX + 1]; /* hash of the last good line so far */
-    uint64_t next_seq;                /* seq the next record must carry */
-    bool have_prev;                   /* false before the first segment */
+    char prev[GW_AUDIT_HASH_HEX + 1];  /* hash of the last good line so far */
+    uint64_t next_seq;                 /* seq the next record must carry */
+    bool have_prev;                    /* false before the first segment */
+    const struct gw_audit_pos *expect; /* a published head to find in the chain, or NULL */
+    bool expect_found;                 /* a line at expect->seq carries expect->hash */
 };
+
+/* The chain stands at (seq, hash) after a good line (or at the retention
+ * anchor). A head names either a record or, right after a rotation, the new
+ * segment's header, which follows the record it carries the seq of. */
+static void expect_check(struct walk *w, uint64_t seq, const char *hash)
+{
+    if (w->expect && seq == w->expect->seq && strcmp(hash, w->expect->hash) == 0) {
+        w->expect_found = true;
+    }
+}
 
 static gv_rc fail(struct walk *w, const char *file, size_t lineno, uint64_t seq, const char *fmt,
                   const char *what)
@@ -447,6 +460,7 @@ static gv_rc verify_segment(struct walk *w, uint64_t segment, const struct gw_au
         o = NULL;
         memcpy(w->prev, hash, sizeof(hash));
         w->have_prev = true;
+        expect_check(w, w->next_seq - 1, hash);
     }
     if (lineno == 0) {
         rc = fail(w, path, 1, 0, NULL, "empty segment (no header)");
@@ -463,7 +477,8 @@ out:
     return rc;
 }
 
-gv_rc gw_audit_verify(const char *dir, struct gw_audit_verify_result *res)
+static gv_rc verify(const char *dir, const struct gw_audit_pos *expect,
+                    struct gw_audit_verify_result *res)
 {
     struct walk w;
     struct gw_audit_pos anchor, head, end;
@@ -477,6 +492,7 @@ gv_rc gw_audit_verify(const char *dir, struct gw_audit_verify_result *res)
     memset(&end, 0, sizeof(end));
     w.dir = dir;
     w.res = res;
+    w.expect = expect;
     rc = gw_audit_segments_list(dir, &segs, &n);
     if (rc) {
         snprintf(res->problem, sizeof(res->problem), "%s: no audit log (%s)", dir, gv_rc_str(rc));
@@ -523,6 +539,7 @@ gv_rc gw_audit_verify(const char *dir, struct gw_audit_verify_result *res)
             }
         }
         n = k;
+        expect_check(&w, anchor.seq, anchor.hash);
     }
     for (i = 0; i < n; i++) {
         if (i > 0 && segs[i] != segs[i - 1] + 1) {
@@ -561,10 +578,58 @@ gv_rc gw_audit_verify(const char *dir, struct gw_audit_verify_result *res)
             goto out;
         }
     }
+    else {
+        /* Without a head nothing says where the log ended: deleting the newest
+         * records together with head.json would otherwise go unnoticed. */
+        snprintf(res->problem, sizeof(res->problem),
+                 "head.json is missing: the end of the log cannot be confirmed (records at the "
+                 "end may have been deleted); check it against a published head with "
+                 "--expect-head SEQ:HASH");
+        res->bad_seq = end.seq + 1;
+        rc = GV_EPROTO;
+        goto out;
+    }
+    if (expect && !w.expect_found) {
+        if (expect->seq > end.seq) {
+            snprintf(res->problem, sizeof(res->problem),
+                     "truncated: the published head is seq %" PRIu64
+                     " but the log ends at seq %" PRIu64,
+                     expect->seq, end.seq);
+            res->bad_seq = end.seq + 1;
+        }
+        else if (have_anchor && expect->seq < anchor.seq) {
+            snprintf(res->problem, sizeof(res->problem),
+                     "the published head (seq %" PRIu64
+                     ") is older than what retention kept (from seq %" PRIu64
+                     "): it cannot be checked",
+                     expect->seq, anchor.seq + 1);
+            res->bad_seq = expect->seq;
+        }
+        else {
+            snprintf(res->problem, sizeof(res->problem),
+                     "record seq %" PRIu64
+                     " does not match the published head's hash: the log was rewritten",
+                     expect->seq);
+            res->bad_seq = expect->seq;
+        }
+        rc = GV_EPROTO;
+        goto out;
+    }
     rc = GV_OK;
 out:
     gv_free(segs);
     return rc;
+}
+
+gv_rc gw_audit_verify(const char *dir, struct gw_audit_verify_result *res)
+{
+    return verify(dir, NULL, res);
+}
+
+gv_rc gw_audit_verify_expect(const char *dir, const struct gw_audit_pos *expect,
+                             struct gw_audit_verify_result *res)
+{
+    return verify(dir, expect, res);
 }
 
 gv_rc gw_audit_segment_each_reverse(const char *dir, uint64_t segment, gw_audit_line_fn fn,

@@ -101,10 +101,20 @@ struct gw_audit_verify_result {
 /* Walks every segment of dir in order and checks each line's own hash, the
  * chain of prev/anchor hashes, seq continuity, segment numbering, the
  * retention anchor and head.json (so deleted or rewritten trailing records
- * are caught too). GV_OK when intact; GV_EPROTO when tampered or truncated
+ * are caught too; a missing head.json is a failure, since it alone says where
+ * the log ended). GV_OK when intact; GV_EPROTO when tampered or truncated
  * (res->problem says where); GV_ENOTFOUND when there is no audit log; GV_EIO
  * when a file cannot be read. Reads only; safe while a gateway writes. */
 gv_rc gw_audit_verify(const char *dir, struct gw_audit_verify_result *res);
+
+/* gw_audit_verify, and the chain must also pass through a head published
+ * elsewhere: expect->seq and expect->hash as head.json held them (the hash of
+ * record `seq`, or of the header of the segment that starts at seq + 1). The
+ * log may have grown past it. GV_EPROTO names what differs: a log that ends
+ * before the published seq, a different hash there (rewritten), or a head
+ * older than what retention kept. */
+gv_rc gw_audit_verify_expect(const char *dir, const struct gw_audit_pos *expect,
+                             struct gw_audit_verify_result *res);
 
 /* Calls fn for every record line (not headers) of segment `segment`, last line
  * first, with the line without its '\n' (not NUL-terminated). fn returns false

@@ -68,6 +68,19 @@ struct injection_weights {
 #define INJECTION_NORM_MIN 32u
 double injection_ngram_norm(size_t n);
 
+/* A text that is one n-gram over and over ("aaaa...", "hahaha...") says
+ * nothing, yet its n-gram term was the weight of that one n-gram scaled up as
+ * for a long text: 400 'a's scored as an attack. The n-gram term is the mean
+ * weight times n * injection_ngram_norm(n); it now uses the effective count
+ * n_eff = min(n, INJECTION_REPEAT_MAX * distinct), where `distinct` is the
+ * number of distinct n-grams (estimated while summing), and the short-text
+ * margin below counts n_eff features too. Ordinary text (every row of the
+ * evaluation but a phrase repeated dozens of times) has n_eff = n, or both
+ * past INJECTION_NORM_KNEE, and scores as before. Rules and normaliser flags
+ * are not affected. Pure. */
+#define INJECTION_REPEAT_MAX 2.0
+size_t injection_ngram_effective(size_t n, double distinct);
+
 /* A short text that matched no rule and no obfuscation flag has only n-gram
  * evidence: its log-odds are lowered by INJECTION_SHORT_MARGIN * (1 - n /
  * INJECTION_SHORT_END) for n < INJECTION_SHORT_END features, so everyday

@@ -269,14 +269,17 @@ static inline bool wordbyte(unsigned char c)
  * recorded in s->anch for the rules. */
 static inline __attribute__((always_inline)) size_t
 ngram_walk(const struct injection_model *m, const unsigned char *t, size_t n, const int8_t *w,
-           int64_t *acc, injection_ngram_fn fn, void *arg, struct injection_scratch *s,
-           const bool sum_mode)
+           int64_t *acc, double *distinct, injection_ngram_fn fn, void *arg,
+           struct injection_scratch *s, const bool sum_mode)
 {
     size_t i, count = 0, start = 0;
     uint32_t h, word = 0, prev = 0;
     bool have_prev = false;
     int64_t sum = 0;
     uint64_t am;
+    /* Which of 1024 bucket classes occurred: a linear-counting estimate of
+     * how many distinct n-grams the text has (injection_ngram_repeat). */
+    uint64_t seen[16] = {0};
 
 #define EMIT(hh)                                                                                   \
     do {                                                                                           \
@@ -284,6 +287,7 @@ ngram_walk(const struct injection_model *m, const unsigned char *t, size_t n, co
         if (sum_mode) {                                                                            \
             int64_t neg_ = (int64_t)((hh)&1u) - 1, v_ = w[b_];                                     \
             sum += (v_ ^ neg_) - neg_;                                                             \
+            seen[(b_ >> 6) & 15u] |= (uint64_t)1 << (b_ & 63u);                                    \
         }                                                                                          \
         else {                                                                                     \
             fn(arg, b_, ((hh)&1u) ? 1 : -1);                                                       \
@@ -370,7 +374,13 @@ ngram_walk(const struct injection_model *m, const unsigned char *t, size_t n, co
     }
 #undef EMIT
     if (sum_mode) {
+        unsigned zeros = 0;
         *acc = sum;
+        for (i = 0; i < 16; i++) {
+            zeros += 64u - (unsigned)__builtin_popcountll(seen[i]);
+        }
+        /* Saturated (no class left empty): at least as many as the classes. */
+        *distinct = zeros ? -1024.0 * log((double)zeros / 1024.0) : 1024.0 * 8.0;
     }
     return count;
 }
@@ -445,6 +455,13 @@ double injection_ngram_norm(size_t n)
     return sqrt((double)INJECTION_NORM_KNEE) / (double)n;
 }
 
+size_t injection_ngram_effective(size_t n, double distinct)
+{
+    double cap = INJECTION_REPEAT_MAX * (distinct < 1.0 ? 1.0 : distinct);
+
+    return (double)n <= cap ? n : (size_t)cap;
+}
+
 static void ignore_ngram(void *arg, uint32_t bucket, int sign)
 {
     (void)arg;
@@ -453,7 +470,7 @@ static void ignore_ngram(void *arg, uint32_t bucket, int sign)
 }
 
 static size_t extract(const struct injection_model *m, struct injection_scratch *s, const int8_t *w,
-                      int64_t *acc, injection_ngram_fn fn, void *arg)
+                      int64_t *acc, double *distinct, injection_ngram_fn fn, void *arg)
 {
     const unsigned char *t = (const unsigned char *)s->norm.data;
 
@@ -463,9 +480,9 @@ static size_t extract(const struct injection_model *m, struct injection_scratch 
         fn = ignore_ngram;
     }
     if (fn) {
-        return ngram_walk(m, t, s->norm.len, NULL, NULL, fn, arg, s, false);
+        return ngram_walk(m, t, s->norm.len, NULL, NULL, NULL, fn, arg, s, false);
     }
-    return ngram_walk(m, t, s->norm.len, w, acc, NULL, NULL, s, true);
+    return ngram_walk(m, t, s->norm.len, w, acc, distinct, NULL, NULL, s, true);
 }
 
 gv_rc injection_features(const struct injection_model *m, const char *text, size_t len,
@@ -481,7 +498,7 @@ gv_rc injection_features(const struct injection_model *m, const char *text, size
     if (rc) {
         goto out;
     }
-    *nfeat = extract(m, s, NULL, NULL, ngram, arg);
+    *nfeat = extract(m, s, NULL, NULL, NULL, ngram, arg);
     hits = run_rules(m, s, flags, ~0ULL);
     for (i = 0; i < injection_nrules; i++) {
         rule_hits[i] = (hits >> i) & 1u;
@@ -499,7 +516,8 @@ static double score_segment(const struct injection_model *m, const char *text, s
     size_t i, n;
     uint64_t enabled = 0, hits;
     int64_t acc = 0;
-    double z;
+    double z, distinct = 0.0;
+    size_t n_eff = 0;
 
     if (!w) {
         return 0.5;
@@ -507,10 +525,14 @@ static double score_segment(const struct injection_model *m, const char *text, s
     /* The caps are sized for a segment, so this cannot fail; if it ever did,
      * the prefix that fit is still scored rather than nothing. */
     (void)injection_normalize(text, len, &s->norm, &flags, s);
-    n = extract(m, s, w->ngram, &acc, NULL, NULL);
+    n = extract(m, s, w->ngram, &acc, &distinct, NULL, NULL);
     z = w->bias;
     if (n) {
-        z += (double)acc * w->ngram_scale * injection_ngram_norm(n);
+        /* The mean n-gram weight, counted as if the text said each thing
+         * once: for ordinary text n_eff is n and this is the usual term. */
+        n_eff = injection_ngram_effective(n, distinct);
+        z += (double)acc / (double)n * (double)n_eff * w->ngram_scale *
+             injection_ngram_norm(n_eff);
     }
     /* Rules the trainer gave no weight cannot change the score: skip them. */
     for (i = 0; i < injection_nrules; i++) {
@@ -537,8 +559,8 @@ static double score_segment(const struct injection_model *m, const char *text, s
      * or obfuscation match (a quoted mention is neither) the verdict needs
      * stronger odds, by a margin that fades to nothing at INJECTION_SHORT_END
      * features (see the header). */
-    if (!hits && !(flags & ~INJECTION_NF_QUOTED) && n < INJECTION_SHORT_END) {
-        z -= INJECTION_SHORT_MARGIN * (1.0 - (double)n / (double)INJECTION_SHORT_END);
+    if (!hits && !(flags & ~INJECTION_NF_QUOTED) && n_eff < INJECTION_SHORT_END) {
+        z -= INJECTION_SHORT_MARGIN * (1.0 - (double)n_eff / (double)INJECTION_SHORT_END);
     }
     return 1.0 / (1.0 + exp(-z));
 }

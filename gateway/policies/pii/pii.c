@@ -259,6 +259,82 @@ static gv_rc pii_evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_v
     return rc;
 }
 
+/* Run tags are names, not prose: only the recognisers that check a
+ * structure (and a checksum where there is one) judge them, so a run called
+ * "bert-base" is never taken for a person. */
+#define TAG_TYPES                                                                                  \
+    ((1u << GV_PII_EMAIL_ADDRESS) | (1u << GV_PII_PHONE_NUMBER) | (1u << GV_PII_CREDIT_CARD) |     \
+     (1u << GV_PII_US_SSN) | (1u << GV_PII_IBAN_CODE) | (1u << GV_PII_US_ITIN) |                   \
+     (1u << GV_PII_UK_NHS))
+
+struct tag_field {
+    size_t off;         /* in struct gv_record */
+    const char *header; /* as the client sent it */
+    const char *message;
+};
+
+static const struct tag_field tag_fields[] = {
+    {offsetof(struct gv_record, run_id), "X-Wandb-Run-Id",
+     "The X-Wandb-Run-Id header contains personal data (an e-mail address, phone number, card "
+     "or account number); W&B run tags must not (pii-detector)."},
+    {offsetof(struct gv_record, project), "X-Wandb-Project",
+     "The X-Wandb-Project header contains personal data (an e-mail address, phone number, card "
+     "or account number); W&B run tags must not (pii-detector)."},
+    {offsetof(struct gv_record, entity), "X-Wandb-Entity",
+     "The X-Wandb-Entity header contains personal data (an e-mail address, phone number, card "
+     "or account number); W&B run tags must not (pii-detector)."},
+    {offsetof(struct gv_record, run_group), "X-Wandb-Run-Group",
+     "The X-Wandb-Run-Group header contains personal data (an e-mail address, phone number, card "
+     "or account number); W&B run tags must not (pii-detector)."},
+};
+
+/* A run tag becomes a W&B run name, an audit field, a ledger key and a log
+ * field, none of which can be redacted afterwards: a tag holding PII is
+ * cleared from the record and the request refused, whatever `action` and
+ * `entities` say (those choose what to do with prompt text). */
+static gv_rc pii_tags(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
+{
+    struct pii_scan_buf sb;
+    size_t i, j;
+    gv_rc rc = GV_OK;
+
+    memset(out, 0, sizeof(*out));
+    out->action = GW_ACTION_PASS;
+    if (!req->rec) {
+        return GV_OK;
+    }
+    pii_scan_buf_init(&sb);
+    for (i = 0; i < sizeof(tag_fields) / sizeof(tag_fields[0]); i++) {
+        char *tag = (char *)req->rec + tag_fields[i].off;
+        if (!tag[0]) {
+            continue;
+        }
+        rc = pii_scan(tag, strlen(tag), TAG_TYPES, &sb);
+        if (rc) {
+            break;
+        }
+        if (sb.n == 0) {
+            continue;
+        }
+        for (j = 0; j < sb.n; j++) {
+            out->pii_counts[sb.spans[j].type]++;
+            gv_log(GV_LOG_INFO, "policy:pii-detector", "run tag holds PII; request refused",
+                   "inst=%s req=%s tag=%s type=%s", pol->name, req->rec->request_id,
+                   tag_fields[i].header, gv_pii_name(sb.spans[j].type));
+        }
+        tag[0] = '\0';
+        if (out->action != GW_ACTION_BLOCK) {
+            out->action = GW_ACTION_BLOCK;
+            out->status = 400;
+            out->code = "pii_in_run_tag";
+            out->param = tag_fields[i].header;
+            out->message = tag_fields[i].message;
+        }
+    }
+    pii_scan_buf_free(&sb);
+    return rc;
+}
+
 /* Rewrite one string member of obj in place when it holds PII. */
 static gv_rc redact_member(struct visit *v, struct json_object *obj, const char *key)
 {
@@ -449,6 +525,7 @@ const struct gw_policy_ops gw_policy_pii = {
     .flags = GW_POL_PROMPT | GW_POL_RESPONSE,
     .init = pii_init,
     .evaluate = pii_evaluate,
+    .tags = pii_tags,
     .response_json = pii_response_json,
     .stream_text = pii_stream_text,
     .reads_answers = pii_reads_answers,

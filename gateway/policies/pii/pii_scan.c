@@ -1216,6 +1216,7 @@ static void classify(const struct scan *s, struct word *w)
 }
 
 static unsigned char lower_flags(const struct scan *s, struct word *w);
+static bool lower_given_name(const struct scan *s, size_t b, size_t e);
 
 static bool u8_upper_at(const unsigned char *p, size_t n)
 {
@@ -1319,6 +1320,10 @@ static size_t tokenize(struct scan *s, struct word **out)
             }
             if (!keep && have_prev && start - prev_end <= 4) {
                 keep = intro_word(s, prev_start, prev_end, start);
+            }
+            if (!keep) {
+                /* "jane doe": a given name in lower case starts a name too. */
+                keep = lower_given_name(s, start, p);
             }
             if (!keep) {
                 have_prev = true;
@@ -1472,6 +1477,94 @@ static unsigned char lower_flags(const struct scan *s, struct word *w)
  * not newlines) lower-cased into lw; returns its length (0: none, or longer
  * than cap, or not ASCII letters) and its start in *ws. A trailing '.' is
  * kept out of the word ("Avda." gives "avda"). */
+/* Census flags of word [b, e) lower-cased; 0 for words that cannot be names
+ * (non-ASCII, too long). */
+static unsigned name_flags(const struct scan *s, size_t b, size_t e)
+{
+    char lw[16];
+    size_t n = e - b, i;
+
+    if (n < 2 || n >= sizeof(lw)) {
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s->t[b + i];
+        if (c >= 0x80 || !is_alpha(c)) {
+            return 0;
+        }
+        lw[i] = (char)lower(c);
+    }
+    return pii_names_lookup(lw, n);
+}
+
+/* A lower-case given name that is nothing else ("jane", "mary"; not "will",
+ * "john" or "georgia" as words): one that starts a lower-case full name. Runs
+ * for every lower-case word, so it lower-cases into a small buffer and lets
+ * pii_names_given's one-probe filter reject the rest. */
+static bool lower_given_name(const struct scan *s, size_t b, size_t e)
+{
+    char lw[12];
+    size_t n = e - b, i;
+
+    if (n < 3 || n > sizeof(lw)) {
+        return false;
+    }
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s->t[b + i];
+        if (c >= 0x80 || !is_alpha(c)) {
+            return false;
+        }
+        lw[i] = (char)lower(c);
+    }
+    return pii_names_given(lw, n);
+}
+
+/* Words that follow a lower-case given name without being its surname. */
+static const char *const not_surname[] = {
+    "and",    "or",    "but",    "nor",     "is",     "was",   "are",    "were",    "be",
+    "been",   "has",   "had",    "have",    "will",   "would", "can",    "could",   "should",
+    "shall",  "may",   "might",  "must",    "did",    "does",  "do",     "said",    "says",
+    "to",     "from",  "in",     "on",      "at",     "for",   "with",   "about",   "of",
+    "by",     "as",    "the",    "an",      "that",   "this",  "these",  "those",   "who",
+    "whom",   "whose", "which",  "what",    "when",   "where", "why",    "how",     "if",
+    "then",   "than",  "so",     "not",     "also",   "just",  "still",  "again",   "here",
+    "there",  "too",   "very",   "went",    "goes",   "go",    "got",    "gets",    "get",
+    "likes",  "like",  "liked",  "wants",   "wanted", "needs", "needed", "loves",   "loved",
+    "knows",  "knew",  "thinks", "thought", "told",   "tells", "asked",  "asks",    "called",
+    "calls",  "came",  "comes",  "left",    "made",   "makes", "sent",   "sends",   "took",
+    "takes",  "gave",  "gives",  "wrote",   "writes", "lives", "lived",  "works",   "worked",
+    "into",   "onto",  "after",  "before",  "over",   "under", "while",  "because", "since",
+    "until",  "its",   "his",    "her",     "hers",   "their", "our",    "my",      "your",
+    "we",     "you",   "they",   "he",      "she",    "it",    "me",     "him",     "them",
+    "us",     "all",   "some",   "any",     "each",   "every", "no",     "yes",     "please",
+    "thanks", "hi",    "hello",  "via",     "per",    "vs",    "really", "never",   "always",
+    "now",    "today", "later",  "soon",    "only",   "even",  "both",   "either",  "neither",
+    "up",     "down",  "out",    "off",     "back",   "away",  "said",   "replied", "answered",
+    "am",     "being", "let",    "lets",    "sees",   "saw",   "seen",   "met",     "meets",
+    "uses",   "used",  "using",  "isn",     "wasn",   "doesn", "didn",   "won",     "last",
+    "next",   "first", "night",  "day",     "week",   "year",  "time",   "one",     "two",
+    NULL};
+
+/* "jane doe", "mary o'neil": a lower-case given name and the lower-case word
+ * after it, as one name. Returns the end of the pair, 0 when ws[i] does not
+ * start one. */
+static size_t lower_pair(const struct scan *s, const struct word *ws, size_t n, size_t i)
+{
+    const struct word *a = &ws[i], *b;
+    size_t len;
+
+    if (i + 1 >= n || a->glued || !lower_given_name(s, a->start, a->end)) {
+        return 0;
+    }
+    b = &ws[i + 1];
+    len = b->end - b->start;
+    if (b->cls != W_LOWER || !b->name_gap || b->glued || len < 2 || len > 20 ||
+        in_list(s->t + b->start, len, not_surname) || in_list(s->t + b->start, len, particles)) {
+        return 0;
+    }
+    return b->end;
+}
+
 static size_t word_before(const struct scan *s, size_t pos, char *lw, size_t cap, size_t *ws)
 {
     size_t e = pos, b, i;
@@ -1816,6 +1909,39 @@ static bool lone_person(const struct scan *s, const struct word *w)
     return false;
 }
 
+/* ws[i] comes right after a title ("Mr. Doe", "Dr Strange"). */
+static bool after_title(const struct scan *s, const struct word *ws, size_t i)
+{
+    (void)s;
+    return i > 0 && ws[i - 1].cls == W_TITLE && ws[i].start - ws[i - 1].end <= 2 && !ws[i].glued;
+}
+
+static bool all_caps(const struct scan *s, const struct word *w)
+{
+    size_t k;
+
+    for (k = w->start; k < w->end; k++) {
+        if (is_alpha((unsigned char)s->t[k]) && !is_upper((unsigned char)s->t[k])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A capitalised census given name that is not also a word ("Jane", not
+ * "Will" or "King"): what follows it is read as its surname. */
+static bool given_name(const struct scan *s, const struct word *w)
+{
+    return w->cls == W_NAME && (name_flags(s, w->start, w->end) & PII_NAME_FIRST);
+}
+
+/* An ordinary capitalised word that can still be a surname ("Doe", "Rose"):
+ * not an acronym, and not a plural ("Van Lines", "King Forges" are firms). */
+static bool surname_word(const struct scan *s, const struct word *w)
+{
+    return w->cls == W_WORD && !all_caps(s, w) && w->end - w->start >= 2 && s->t[w->end - 1] != 's';
+}
+
 static void scan_persons(struct scan *s)
 {
     struct word *ws = NULL;
@@ -1837,6 +1963,12 @@ static void scan_persons(struct scan *s)
         if (ws[i].cls == W_LOWER) {
             unsigned char lf;
             if (cue_before(s, ws[i].start) != 2) {
+                size_t e = lower_pair(s, ws, n, i);
+                if (e) {
+                    add_span(s, ws[i].start, e, GV_PII_PERSON);
+                    i += 2;
+                    continue;
+                }
                 i++;
                 continue;
             }
@@ -1848,13 +1980,14 @@ static void scan_persons(struct scan *s)
             lower_intro = true;
             cue = 2;
         }
-        else if (!is_name_tok(ws[i].cls)) {
+        else if (!is_name_tok(ws[i].cls) &&
+                 !(ws[i].cls == W_WORD && after_title(s, ws, i) && !all_caps(s, &ws[i]))) {
             i++;
             continue;
         }
         else {
             cue = cue_before(s, ws[i].start);
-            if (i > 0 && ws[i - 1].cls == W_TITLE && ws[i].start - ws[i - 1].end <= 2) {
+            if (after_title(s, ws, i)) {
                 cue = cue ? cue : 1;
                 titled = true;
             }
@@ -1878,6 +2011,13 @@ static void scan_persons(struct scan *s)
                 continue;
             }
             if (!is_name_tok(ws[j].cls)) {
+                /* "Jane Doe", "Mr. John Doe": a capitalised word right after a
+                 * given name (or after a title and a name) is the surname, even
+                 * when it is also an ordinary word. */
+                if (surname_word(s, &ws[j]) &&
+                    (given_name(s, &ws[j - 1]) || (titled && j == i + 1))) {
+                    j++;
+                }
                 break;
             }
         }
@@ -1904,7 +2044,8 @@ static void scan_persons(struct scan *s)
             while (last > i + 1 && ws[last - 1].cls == W_INITIAL) {
                 last--;
             }
-            add_span(s, ws[i].start, ws[last - 1].end, GV_PII_PERSON);
+            /* The title is part of the name: "Mr. <PERSON>" still says who. */
+            add_span(s, titled ? ws[i - 1].start : ws[i].start, ws[last - 1].end, GV_PII_PERSON);
         }
         i = j;
     }

@@ -34,6 +34,7 @@ struct rbac_key {
 struct rbac_team {
     const char *name;
     const struct rbac_role *role;
+    const struct gv_ynode *entities; /* scalar sequence, or NULL: the team's own name */
 };
 
 struct rbac_ctx {
@@ -54,7 +55,7 @@ static const struct gv_cfg_map config_map[] = {
     {"roles", GV_CFG_NODE, offsetof(struct rbac_ctx, roles), NULL, GV_CFG_REQUIRED, NULL, 0, 0,
      "role -> {models: [...], targets: [...], budget_usd}"},
     {"teams", GV_CFG_NODE, offsetof(struct rbac_ctx, teams), NULL, 0, NULL, 0, 0,
-     "W&B entity/team -> role"},
+     "W&B entity/team -> role, or -> {role, entities: [W&B entities its keys may tag]}"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -69,15 +70,21 @@ static const struct rbac_role *find_role(const struct rbac_ctx *ctx, const char 
     return NULL;
 }
 
-static const struct rbac_role *team_role(const struct rbac_ctx *ctx, const char *team)
+static const struct rbac_team *find_team(const struct rbac_ctx *ctx, const char *team)
 {
     size_t i;
     for (i = 0; team && *team && i < ctx->nteams; i++) {
         if (strcmp(ctx->team[i].name, team) == 0) {
-            return ctx->team[i].role;
+            return &ctx->team[i];
         }
     }
     return NULL;
+}
+
+static const struct rbac_role *team_role(const struct rbac_ctx *ctx, const char *team)
+{
+    const struct rbac_team *t = find_team(ctx, team);
+    return t ? t->role : NULL;
 }
 
 static gv_rc check_strlist(const struct gv_ynode *n, const char *what, const char *path,
@@ -165,12 +172,38 @@ static gv_rc parse_teams(struct rbac_ctx *ctx, const char *path, struct gv_cfg_e
     }
     ctx->team = gv_calloc(t->n + 1, sizeof(*ctx->team));
     for (i = 0; i < t->n; i++) {
+        const char *name = t->keys[i]->scalar;
         const struct gv_ynode *v = t->items[i];
-        if (v->kind != GV_Y_SCALAR || !(ctx->team[i].role = find_role(ctx, v->scalar))) {
-            return gv_cfg_fail(err, path, v, "rbac: team '%s' maps to unknown role '%s'",
-                               t->keys[i]->scalar, v->kind == GV_Y_SCALAR ? v->scalar : "?");
+        const struct gv_ynode *role = v;
+        size_t j;
+        gv_rc rc;
+
+        if (v->kind == GV_Y_MAP) {
+            for (j = 0; j < v->n; j++) {
+                const char *k = v->keys[j]->scalar;
+                if (strcmp(k, "role") && strcmp(k, "entities")) {
+                    return gv_cfg_fail(err, path, v->keys[j],
+                                       "rbac: unknown key '%s' in team '%s' (role, entities)", k,
+                                       name);
+                }
+            }
+            role = gv_ynode_get(v, "role");
+            ctx->team[i].entities = gv_ynode_get(v, "entities");
+            if (!role) {
+                return gv_cfg_fail(err, path, v, "rbac: team '%s' needs a role", name);
+            }
+            if (ctx->team[i].entities &&
+                (rc = check_strlist(ctx->team[i].entities, "entities", path, err)) != GV_OK) {
+                return rc;
+            }
         }
-        ctx->team[i].name = t->keys[i]->scalar;
+        if (role->kind != GV_Y_SCALAR || !(ctx->team[i].role = find_role(ctx, role->scalar))) {
+            return gv_cfg_fail(err, path, role,
+                               "rbac: team '%s' maps to unknown role '%s' (a role name, or "
+                               "{role, entities})",
+                               name, role->kind == GV_Y_SCALAR ? role->scalar : "?");
+        }
+        ctx->team[i].name = name;
         ctx->nteams++;
     }
     return GV_OK;
@@ -379,19 +412,16 @@ static void block(struct gw_verdict *out, uint16_t status, const char *code, con
     out->message = message;
 }
 
-static gv_rc rbac_evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
+/* The configured key the request's bearer token hashes to; *found is NULL
+ * when there is no token or no such key. */
+static gv_rc lookup(const struct rbac_ctx *ctx, const struct gw_req *req,
+                    const struct rbac_key **found)
 {
-    struct rbac_ctx *ctx = pol->ctx;
-    const struct rbac_key *found = NULL;
-    const struct rbac_role *trole;
     uint8_t md[GV_SHA256_LEN];
     size_t i;
 
-    memset(out, 0, sizeof(*out));
-    out->action = GW_ACTION_PASS;
+    *found = NULL;
     if (!req->api_key || !*req->api_key) {
-        block(out, 401, "invalid_api_key",
-              "Missing API key: send `Authorization: Bearer <key>` (rbac).");
         return GV_OK;
     }
     /* The same digest `kt rbac hash-key` prints for rbac.keys. */
@@ -402,18 +432,106 @@ static gv_rc rbac_evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_
      * nothing about how close a guess came. */
     for (i = 0; i < ctx->nkeys; i++) {
         if (CRYPTO_memcmp(md, ctx->key[i].sha, 32) == 0) {
-            found = &ctx->key[i];
+            *found = &ctx->key[i];
         }
+    }
+    return GV_OK;
+}
+
+/* The W&B entities a key may tag: its team's `entities`, else the team's own
+ * name; none for a key without a team. *own is the first exact name, for
+ * recording a refused request under the caller's entity ("" when none). */
+static bool may_tag(const struct rbac_ctx *ctx, const struct rbac_key *key, const char *entity,
+                    const char **own)
+{
+    const struct rbac_team *t = find_team(ctx, key->team);
+    size_t i;
+
+    *own = "";
+    if (!key->team[0]) {
+        return false;
+    }
+    if (!t || !t->entities) {
+        *own = key->team;
+        return strcmp(entity, key->team) == 0;
+    }
+    for (i = 0; i < t->entities->n; i++) {
+        const char *e = t->entities->items[i]->scalar;
+        if (!strchr(e, '*')) {
+            *own = e;
+            break;
+        }
+    }
+    return allowed(t->entities, entity);
+}
+
+static void set_principal(struct gv_record *rec, const struct rbac_key *key)
+{
+    snprintf(rec->principal, sizeof(rec->principal), "%s", key->name);
+    if (key->team[0]) {
+        snprintf(rec->team, sizeof(rec->team), "%s", key->team);
+    }
+}
+
+/* X-Wandb-Entity decides whose W&B entity the agent writes the request's run
+ * into, so it is bound to the caller: only its team's entities. A request this
+ * refuses, or one from an unknown caller, keeps no entity it was not allowed. */
+static gv_rc rbac_tags(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
+{
+    struct rbac_ctx *ctx = pol->ctx;
+    const struct rbac_key *found;
+    const char *own;
+    gv_rc rc;
+
+    memset(out, 0, sizeof(*out));
+    out->action = GW_ACTION_PASS;
+    if (!req->rec || !req->rec->entity[0]) {
+        return GV_OK;
+    }
+    rc = lookup(ctx, req, &found);
+    if (rc) {
+        return rc;
+    }
+    if (!found) {
+        req->rec->entity[0] = '\0'; /* evaluate() refuses it with 401 */
+        return GV_OK;
+    }
+    if (may_tag(ctx, found, req->rec->entity, &own)) {
+        return GV_OK;
+    }
+    snprintf(req->rec->entity, sizeof(req->rec->entity), "%s", own);
+    set_principal(req->rec, found);
+    block(out, 403, "rbac",
+          "This API key may not tag requests with that W&B entity: X-Wandb-Entity must be one "
+          "of its team's entities (rbac).");
+    out->param = "X-Wandb-Entity";
+    return GV_OK;
+}
+
+static gv_rc rbac_evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
+{
+    struct rbac_ctx *ctx = pol->ctx;
+    const struct rbac_key *found = NULL;
+    const struct rbac_role *trole;
+    gv_rc rc;
+
+    memset(out, 0, sizeof(*out));
+    out->action = GW_ACTION_PASS;
+    if (!req->api_key || !*req->api_key) {
+        block(out, 401, "invalid_api_key",
+              "Missing API key: send `Authorization: Bearer <key>` (rbac).");
+        return GV_OK;
+    }
+    rc = lookup(ctx, req, &found);
+    if (rc) {
+        return rc;
     }
     if (!found) {
         block(out, 401, "invalid_api_key", "Incorrect API key provided (rbac).");
         return GV_OK;
     }
     if (req->rec) {
-        snprintf(req->rec->principal, sizeof(req->rec->principal), "%s", found->name);
-        if (found->team[0]) {
-            snprintf(req->rec->team, sizeof(req->rec->team), "%s", found->team);
-        }
+        set_principal(req->rec, found);
     }
     if (!role_allows(found->role, req)) {
         block(out, 403, "rbac", "The role of this API key may not use this model (rbac).");
@@ -476,6 +594,7 @@ const struct gw_policy_ops gw_policy_rbac = {
     .settings_required = true,
     .init = rbac_init,
     .evaluate = rbac_evaluate,
+    .tags = rbac_tags,
     .complete = rbac_complete,
     .authenticate = rbac_authenticate,
     .destroy = rbac_destroy,

@@ -256,6 +256,47 @@ static const struct gw_policy_ops t_jfail = {
 static const struct gw_policy_ops t_jcount = {
     .name = "t-jcount", .flags = GW_POL_RESPONSE, .response_json = count_json};
 
+/* Run-tag hooks: one refuses the run id, one clears the entity, and an
+ * evaluate() that counts, to show nothing is evaluated after a refusal. */
+static int evaluated;
+
+static gv_rc counting_eval(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
+{
+    (void)pol;
+    (void)req;
+    evaluated++;
+    out->action = GW_ACTION_PASS;
+    return GV_OK;
+}
+
+static gv_rc runid_tags(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
+{
+    (void)pol;
+    if (strchr(req->rec->run_id, '@')) {
+        req->rec->run_id[0] = '\0';
+        out->action = GW_ACTION_BLOCK;
+        out->status = 400;
+        out->code = "bad_tag";
+        out->param = "X-Wandb-Run-Id";
+        out->pii_counts[GV_PII_EMAIL_ADDRESS] = 1;
+    }
+    return GV_OK;
+}
+
+static gv_rc entity_tags(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
+{
+    (void)pol;
+    (void)out;
+    req->rec->entity[0] = '\0';
+    return GV_OK;
+}
+
+static const struct gw_policy_ops t_count_eval = {.name = "t-count-eval",
+                                                  .evaluate = counting_eval};
+static const struct gw_policy_ops t_runid = {
+    .name = "t-runid", .evaluate = counting_eval, .tags = runid_tags};
+static const struct gw_policy_ops t_entity = {.name = "t-entity", .tags = entity_tags};
+
 static const struct gw_policy_ops t_mode = {
     .name = "t-mode", .init = mode_init, .evaluate = pass_eval, .destroy = count_destroy};
 
@@ -263,7 +304,8 @@ static const struct gw_policy_ops *const t_all[] = {
     &t_mode,
     &t_pass,  &t_flag,      &t_block,  &t_block401, &t_fail,    &t_bogus,   &t_none,
     &t_none2, &t_init_fail, &t_silent, &t_count,    &t_upper,   &t_hold,    &t_sflag,
-    &t_sfail, &t_jredact,   &t_jflag,  &t_jfail,    &t_jcount,  NULL,
+    &t_sfail, &t_jredact,   &t_jflag,  &t_jfail,    &t_jcount,  &t_count_eval,
+    &t_runid, &t_entity,    NULL,
 };
 
 /* The chain looks policies up by name in the config's registry: the policies above first,
@@ -366,6 +408,54 @@ static void test_evaluate_all_pass(void **state)
     assert_string_equal(f.rec.error_code, "");
     fx_free(&f);
     assert_int_equal(destroyed, 1);
+}
+
+static void test_tags_refusal_stops_before_any_evaluate(void **state)
+{
+    static const char *const names[] = {"t-count-eval", "t-runid", "t-entity", NULL};
+    struct gv_cfg_err err;
+    struct gw_verdict v;
+    struct fx f;
+
+    (void)state;
+    fx_init(&f, names, "{}\n");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    evaluated = 0;
+    snprintf(f.rec.run_id, sizeof(f.rec.run_id), "jane@example.com");
+    snprintf(f.rec.entity, sizeof(f.rec.entity), "root-team");
+    gw_chain_evaluate(f.chain, &f.req, &v);
+    assert_int_equal(v.action, GW_ACTION_BLOCK);
+    assert_int_equal(v.status, 400);
+    assert_string_equal(v.code, "bad_tag");
+    assert_string_equal(v.param, "X-Wandb-Run-Id");
+    assert_int_equal(v.pii_counts[GV_PII_EMAIL_ADDRESS], 1);
+    /* every tags() hook ran, even after the refusal; no evaluate() did */
+    assert_string_equal(f.rec.run_id, "");
+    assert_string_equal(f.rec.entity, "");
+    assert_int_equal(evaluated, 0);
+    assert_int_equal(f.rec.policies[0].action, GV_OUTCOME_SKIPPED);
+    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_BLOCK);
+    assert_int_equal(f.rec.policies[2].action, GV_OUTCOME_SKIPPED);
+    assert_string_equal(f.rec.error_code, "bad_tag");
+
+    /* Tags that pass: the chain evaluates as usual. */
+    memset(&f.rec, 0, sizeof(f.rec));
+    f.req.tags_checked = false;
+    snprintf(f.rec.run_id, sizeof(f.rec.run_id), "run-1");
+    gw_chain_evaluate(f.chain, &f.req, &v);
+    assert_int_equal(v.action, GW_ACTION_PASS);
+    assert_int_equal(evaluated, 2);
+    assert_string_equal(f.rec.run_id, "run-1");
+
+    /* A request refused before the chain ran: complete() cleans its tags. */
+    memset(&f.rec, 0, sizeof(f.rec));
+    f.req.tags_checked = false;
+    snprintf(f.rec.run_id, sizeof(f.rec.run_id), "jane@example.com");
+    snprintf(f.rec.entity, sizeof(f.rec.entity), "root-team");
+    gw_chain_complete(f.chain, &f.req, &f.rec);
+    assert_string_equal(f.rec.run_id, "");
+    assert_string_equal(f.rec.entity, "");
+    fx_free(&f);
 }
 
 static void test_evaluate_block_skips_rest(void **state)
@@ -792,6 +882,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_evaluate_all_pass),
+        cmocka_unit_test(test_tags_refusal_stops_before_any_evaluate),
         cmocka_unit_test(test_create_check_sets_check_only),
         cmocka_unit_test(test_evaluate_block_skips_rest),
         cmocka_unit_test(test_evaluate_block_keeps_policy_status),

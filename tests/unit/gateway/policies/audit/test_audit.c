@@ -421,6 +421,168 @@ static void test_rotation_and_retention_keep_chain_verifiable(void **state)
     fx_rmtree(st);
 }
 
+static void head_path(const char *state, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/audit/head.json", state);
+}
+
+static void test_verify_fails_without_head(void **state)
+{
+    char st[256], path[600], head[600];
+
+    (void)state;
+    fx_tempdir(st, sizeof(st));
+    write_records(st, BASE_CFG, 1, 6);
+    /* The newest record and head.json deleted together. */
+    seg1(st, path, sizeof(path));
+    rewrite(path, drop_last_line);
+    head_path(st, head, sizeof(head));
+    assert_int_equal(unlink(head), 0);
+    verify_fails_with(st, 0, "head.json is missing");
+    fx_rmtree(st);
+}
+
+static void verify_expect_fails_with(const char *state, const struct gw_audit_pos *expect,
+                                     const char *what)
+{
+    char dir[512];
+    struct gw_audit_verify_result res;
+
+    audit_dir(state, dir, sizeof(dir));
+    assert_int_equal(gw_audit_verify_expect(dir, expect, &res), GV_EPROTO);
+    if (!strstr(res.problem, what)) {
+        fail_msg("problem '%s' does not mention '%s'", res.problem, what);
+    }
+}
+
+static void test_verify_expect_head(void **state)
+{
+    char st[256], dir[512], path[600], head[600];
+    struct gw_audit_verify_result res;
+    struct gw_audit_pos published, other;
+
+    (void)state;
+    fx_tempdir(st, sizeof(st));
+    write_records(st, BASE_CFG, 1, 6);
+    audit_dir(st, dir, sizeof(dir));
+    assert_int_equal(gw_audit_pos_read(dir, "head.json", &published), GV_OK);
+    assert_int_equal(published.seq, 6);
+    assert_int_equal(gw_audit_verify_expect(dir, &published, &res), GV_OK);
+    /* The log may grow past a published head. */
+    write_records(st, BASE_CFG, 7, 2);
+    assert_int_equal(gw_audit_verify_expect(dir, &published, &res), GV_OK);
+    assert_int_equal(res.last_seq, 8);
+    /* A hash the chain never held at that seq. */
+    other = published;
+    other.hash[0] = other.hash[0] == '0' ? '1' : '0';
+    verify_expect_fails_with(st, &other, "does not match the published head");
+    other = published;
+    other.seq = 100;
+    verify_expect_fails_with(st, &other, "truncated: the published head is seq 100");
+
+    /* Deleting the newest records and head.json, then letting the writer
+     * re-derive head.json from what is left, passes a plain verify; the
+     * published head still catches it. */
+    assert_int_equal(gw_audit_pos_read(dir, "head.json", &published), GV_OK);
+    seg1(st, path, sizeof(path));
+    rewrite(path, drop_last_line);
+    head_path(st, head, sizeof(head));
+    assert_int_equal(unlink(head), 0);
+    {
+        /* The writer says that it found no head (the log goes to fd 2). */
+        char logp[600];
+        struct gv_buf logb;
+        int saved = dup(2), fd;
+        snprintf(logp, sizeof(logp), "%s/stderr.txt", st);
+        fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        assert_true(saved >= 0 && fd >= 0);
+        dup2(fd, 2);
+        write_records(st, BASE_CFG, 0, 0);
+        dup2(saved, 2);
+        close(saved);
+        close(fd);
+        assert_int_equal(gw_audit_read_file(logp, 1u << 20, &logb), GV_OK);
+        assert_non_null(strstr(logb.data, "head.json is missing"));
+        gv_buf_free(&logb);
+    }
+    assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
+    verify_expect_fails_with(st, &published, "truncated: the published head is seq 8");
+    fx_rmtree(st);
+
+    /* Right after a rotation head.json names the new segment's header. */
+    fx_tempdir(st, sizeof(st));
+    write_records(st, "segment_max_bytes: 4096\nfsync: always\n", 1, 30);
+    audit_dir(st, dir, sizeof(dir));
+    {
+        uint64_t seg;
+        for (seg = 2; seg < 100; seg++) {
+            struct gw_audit_pos hd;
+            struct gv_buf b;
+            size_t nl;
+            assert_int_equal(gw_audit_segment_path(dir, seg, path, sizeof(path)), GV_OK);
+            if (gw_audit_read_file(path, 1u << 20, &b) != GV_OK) {
+                break;
+            }
+            /* The header line's hash is the last 64 hex digits before `"}`. */
+            nl = (size_t)((char *)memchr(b.data, '\n', b.len) - b.data);
+            memset(&hd, 0, sizeof(hd));
+            memcpy(hd.hash, b.data + nl - 2 - GW_AUDIT_HASH_HEX, GW_AUDIT_HASH_HEX);
+            {
+                struct json_object *o = json_tokener_parse(b.data);
+                struct json_object *v;
+                assert_non_null(o);
+                assert_true(json_object_object_get_ex(o, "first_seq", &v));
+                hd.seq = (uint64_t)json_object_get_int64(v) - 1;
+                json_object_put(o);
+            }
+            gv_buf_free(&b);
+            assert_int_equal(gw_audit_verify_expect(dir, &hd, &res), GV_OK);
+        }
+        assert_true(seg > 3);
+    }
+    fx_rmtree(st);
+}
+
+static void assert_mode(const char *path, unsigned mode)
+{
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    if ((sb.st_mode & 0777) != mode) {
+        fail_msg("%s is %03o, want %03o", path, (unsigned)(sb.st_mode & 0777), mode);
+    }
+}
+
+static void test_files_are_private_in_a_shared_dir(void **state)
+{
+    char st[256], dir[512], cfg[1024], path[600];
+    mode_t old = umask(022);
+
+    (void)state;
+    fx_tempdir(st, sizeof(st));
+    /* An operator's directory that everybody may read. */
+    snprintf(dir, sizeof(dir), "%s/shared", st);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(chmod(dir, 0755), 0);
+    snprintf(cfg, sizeof(cfg),
+             "dir: %s\nstore_content: true\nsegment_max_bytes: 4096\nfsync: always\n", dir);
+    write_records(st, cfg, 1, 30);
+    assert_int_equal(gw_audit_segment_path(dir, 1, path, sizeof(path)), GV_OK);
+    assert_mode(path, 0400); /* closed */
+    snprintf(path, sizeof(path), "%s/head.json", dir);
+    assert_mode(path, 0600);
+    {
+        uint64_t *segs = NULL;
+        size_t n = 0;
+        assert_int_equal(gw_audit_segments_list(dir, &segs, &n), GV_OK);
+        assert_true(n >= 3);
+        assert_int_equal(gw_audit_segment_path(dir, segs[n - 1], path, sizeof(path)), GV_OK);
+        gv_free(segs);
+    }
+    assert_mode(path, 0600); /* the open segment */
+    umask(old);
+    fx_rmtree(st);
+}
+
 static void test_on_failure_block_refuses_when_disk_fails(void **state)
 {
     char st[256], path[600];
@@ -595,6 +757,9 @@ int main(void)
         cmocka_unit_test(test_verify_names_swapped_record),
         cmocka_unit_test(test_verify_catches_truncation),
         cmocka_unit_test(test_rotation_and_retention_keep_chain_verifiable),
+        cmocka_unit_test(test_verify_fails_without_head),
+        cmocka_unit_test(test_verify_expect_head),
+        cmocka_unit_test(test_files_are_private_in_a_shared_dir),
         cmocka_unit_test(test_on_failure_block_refuses_when_disk_fails),
         cmocka_unit_test(test_on_failure_allow_passes),
         cmocka_unit_test(test_config_rejects_bad_values),

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -257,10 +258,62 @@ static void test_stream_text_catches_split_spans(void **state)
     unmake(&f);
 }
 
+/* Run tags are judged by the structured recognisers whatever `entities`
+ * says; one holding PII is cleared and the request refused with 400. */
+static void test_tags_refuse_pii(void **state)
+{
+    static const struct {
+        size_t off;
+        const char *value;
+        const char *param;
+    } bad[] = {
+        {offsetof(struct gv_record, run_id), "jane.doe@example.com", "X-Wandb-Run-Id"},
+        {offsetof(struct gv_record, project), "+1-415-555-0132", "X-Wandb-Project"},
+        {offsetof(struct gv_record, entity), "4111-1111-1111-1111", "X-Wandb-Entity"},
+        {offsetof(struct gv_record, run_group), "DE89370400440532013000", "X-Wandb-Run-Group"},
+        {offsetof(struct gv_record, run_id), "536-22-8174", "X-Wandb-Run-Id"},
+    };
+    static const char *const good[] = {"exp-2026-12-02-001",  "bert-base-lr3e-4",    "jane-doe-nlp",
+                                       "sweep-17-trial-0042", "run-20261202-123456", "3kx9m2ab"};
+    struct fix f;
+    struct gw_req req;
+    struct gv_record rec;
+    struct gw_verdict v;
+    size_t i;
+
+    (void)state;
+    assert_int_equal(make(&f, "entities: [PERSON]\n"), GV_OK);
+    memset(&req, 0, sizeof(req));
+    req.rec = &rec;
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&rec, 0, sizeof(rec));
+        snprintf(rec.run_group, sizeof(rec.run_group), "group-1");
+        snprintf((char *)&rec + bad[i].off, GV_RUN_TAG_MAX + 1, "%s", bad[i].value);
+        assert_int_equal(f.pol.ops->tags(&f.pol, &req, &v), GV_OK);
+        assert_int_equal(v.action, GW_ACTION_BLOCK);
+        assert_int_equal(v.status, 400);
+        assert_string_equal(v.code, "pii_in_run_tag");
+        assert_string_equal(v.param, bad[i].param);
+        assert_string_equal((char *)&rec + bad[i].off, "");
+    }
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        memset(&rec, 0, sizeof(rec));
+        snprintf(rec.run_id, sizeof(rec.run_id), "%s", good[i]);
+        snprintf(rec.project, sizeof(rec.project), "%s", good[i]);
+        assert_int_equal(f.pol.ops->tags(&f.pol, &req, &v), GV_OK);
+        if (v.action != GW_ACTION_PASS) {
+            fail_msg("run tag '%s' was refused", good[i]);
+        }
+        assert_string_equal(rec.run_id, good[i]);
+    }
+    unmake(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_evaluate_redacts_person_and_email),
+        cmocka_unit_test(test_tags_refuse_pii),
         cmocka_unit_test(test_evaluate_entities_select),
         cmocka_unit_test(test_evaluate_blocks),
         cmocka_unit_test(test_evaluate_flags_and_passes_clean),

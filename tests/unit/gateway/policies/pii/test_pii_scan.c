@@ -206,7 +206,8 @@ static void test_scan_person_cues(void **state)
     (void)state;
     expect("Hello, my name is Rubija and I need help", GV_PII_PERSON, "Rubija");
     expect("my name is patricia desrosiers.", GV_PII_PERSON, "patricia desrosiers");
-    expect("Please ask Dr. Kowalczyk about it", GV_PII_PERSON, "Kowalczyk");
+    /* The title is part of the name it introduces. */
+    expect("Please ask Dr. Kowalczyk about it", GV_PII_PERSON, "Dr. Kowalczyk");
     expect("Dear Sven,\nthanks", GV_PII_PERSON, "Sven");
     expect("Thanks!\n\nBest regards,\nIngrid Lindqvist", GV_PII_PERSON, "Ingrid Lindqvist");
     expect("cc: Szabina J Gelencsér", GV_PII_PERSON, "Szabina J Gelencsér");
@@ -219,6 +220,25 @@ static void test_scan_person_lists(void **state)
     expect("Follow up with Jennifer in May.", GV_PII_PERSON, "Jennifer");
     expect("Krisztián Szöllösy listed his songs", GV_PII_PERSON, "Krisztián Szöllösy");
     expect("The visit of Faina D. Yefremova was short", GV_PII_PERSON, "Faina D. Yefremova");
+}
+
+/* A redacted name is the whole name: a surname that is also a word ("Doe"),
+ * the title before it, and the same in lower case. */
+static void test_scan_person_whole_name(void **state)
+{
+    (void)state;
+    expect("Please email Jane Doe about the run.", GV_PII_PERSON, "Jane Doe");
+    expect("Jane Doe approved it.", GV_PII_PERSON, "Jane Doe");
+    expect("Forward it to Mr. John Doe today.", GV_PII_PERSON, "Mr. John Doe");
+    expect("Ask Mrs. Mary Ann Brown first.", GV_PII_PERSON, "Mrs. Mary Ann Brown");
+    expect("Dr. Doe reviewed the draft.", GV_PII_PERSON, "Dr. Doe");
+    expect("please forward this to jane doe by friday", GV_PII_PERSON, "jane doe");
+    expect("send it to mary smith and me", GV_PII_PERSON, "mary smith");
+    /* ... without taking plurals, acronyms or the next word of the sentence */
+    expect_none("National Van Lines moved us.", GV_PII_PERSON);
+    expect_none("jane said no, and mary left last night", GV_PII_PERSON);
+    expect_none("the nan last night was fine", GV_PII_PERSON);
+    expect("Ask Jane NASA first.", GV_PII_PERSON, "Jane");
 }
 
 static void test_scan_person_common_words_survive(void **state)
@@ -398,6 +418,7 @@ int main(void)
         cmocka_unit_test(test_scan_url_and_mac),
         cmocka_unit_test(test_scan_person_cues),
         cmocka_unit_test(test_scan_person_lists),
+        cmocka_unit_test(test_scan_person_whole_name),
         cmocka_unit_test(test_scan_person_common_words_survive),
         cmocka_unit_test(test_names_table_and_words),
         cmocka_unit_test(test_redact_replace_mask_hash),

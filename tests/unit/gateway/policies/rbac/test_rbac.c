@@ -170,6 +170,93 @@ static void test_role_budget_blocks_and_survives_restart(void **state)
     fx_rmtree(st);
 }
 
+static struct gw_verdict tags(struct fx_pol *fx, struct call *c)
+{
+    struct gw_verdict v;
+    memset(&v, 0, sizeof(v));
+    assert_int_equal(gw_policy_rbac.tags(&fx->pol, &c->req, &v), GV_OK);
+    return v;
+}
+
+/* X-Wandb-Entity is bound to the caller's team: its own name by default, or
+ * teams.<team>.entities; a refused or unknown caller keeps no other entity. */
+static void test_tags_bind_entity_to_team(void **state)
+{
+    struct fx_pol fx;
+    struct gv_cfg_err err;
+    struct call c;
+    struct gw_verdict v;
+    char a[65], b[65], r[65], text[2048];
+
+    (void)state;
+    sha_hex("sk-alice", a);
+    sha_hex("sk-bob", b);
+    sha_hex("sk-root", r);
+    snprintf(text, sizeof(text),
+             "keys:\n"
+             "  - {name: alice, key_sha256: %s, team: vision-team}\n"
+             "  - {name: bob, key_sha256: %s, role: admin}\n"
+             "  - {name: root, key_sha256: %s, team: root-team}\n"
+             "roles:\n  researcher: {models: [\"gpt-4o*\"]}\n  admin:\n"
+             "teams:\n"
+             "  vision-team: {role: researcher, entities: [vision-shared, \"vision-exp-*\"]}\n"
+             "  root-team: admin\n",
+             a, b, r);
+    assert_int_equal(fx_open(&fx, &gw_policy_rbac, text, NULL, &err), GV_OK);
+    call_init(&c, "sk-alice", "gpt-4o", "vision-exp-3");
+    assert_int_equal(tags(&fx, &c).action, GW_ACTION_PASS);
+    assert_string_equal(c.rec.entity, "vision-exp-3");
+    call_init(&c, "sk-alice", "gpt-4o", "root-team");
+    v = tags(&fx, &c);
+    assert_int_equal(v.action, GW_ACTION_BLOCK);
+    assert_int_equal(v.status, 403);
+    assert_string_equal(v.code, "rbac");
+    assert_string_equal(v.param, "X-Wandb-Entity");
+    assert_string_equal(c.rec.entity, "vision-shared"); /* the team's own, never root-team */
+    assert_string_equal(c.rec.principal, "alice");
+    call_init(&c, "sk-root", "gpt-4o", "root-team");
+    assert_int_equal(tags(&fx, &c).action, GW_ACTION_PASS);
+    call_init(&c, "sk-root", "gpt-4o", "vision-shared");
+    assert_int_equal(tags(&fx, &c).action, GW_ACTION_BLOCK);
+    assert_string_equal(c.rec.entity, "root-team");
+    /* no team: no entity to tag */
+    call_init(&c, "sk-bob", "gpt-4o", "root-team");
+    assert_int_equal(tags(&fx, &c).action, GW_ACTION_BLOCK);
+    assert_string_equal(c.rec.entity, "");
+    /* unknown or missing key: evaluate() answers 401; the entity is gone already */
+    call_init(&c, "sk-mallory", "gpt-4o", "root-team");
+    assert_int_equal(tags(&fx, &c).action, GW_ACTION_PASS);
+    assert_string_equal(c.rec.entity, "");
+    call_init(&c, "", "gpt-4o", "root-team");
+    assert_int_equal(tags(&fx, &c).action, GW_ACTION_PASS);
+    assert_string_equal(c.rec.entity, "");
+    fx_close(&fx);
+    fx_rmtree(fx.state);
+
+    /* Bad team entries are refused with their position. */
+    assert_int_equal(fx_open(&fx, &gw_policy_rbac,
+                             "keys: []\nroles:\n  r:\nteams:\n  t: {role: r, entity: [x]}\n", NULL,
+                             &err),
+                     GV_ECONFIG);
+    assert_non_null(strstr(err.msg, "policy.yaml:5:"));
+    assert_non_null(strstr(err.msg, "unknown key 'entity' in team 't'"));
+    fx_close(&fx);
+    fx_rmtree(fx.state);
+    assert_int_equal(fx_open(&fx, &gw_policy_rbac,
+                             "keys: []\nroles:\n  r:\nteams:\n  t: {entities: [x]}\n", NULL, &err),
+                     GV_ECONFIG);
+    assert_non_null(strstr(err.msg, "team 't' needs a role"));
+    fx_close(&fx);
+    fx_rmtree(fx.state);
+    assert_int_equal(fx_open(&fx, &gw_policy_rbac,
+                             "keys: []\nroles:\n  r:\nteams:\n  t: {role: r, entities: x}\n", NULL,
+                             &err),
+                     GV_ECONFIG);
+    assert_non_null(strstr(err.msg, "entities must be a list"));
+    fx_close(&fx);
+    fx_rmtree(fx.state);
+}
+
 static void test_init_rejects_bad_config_with_position(void **state)
 {
     struct fx_pol fx;
@@ -238,6 +325,7 @@ int main(void)
         cmocka_unit_test(test_evaluate_known_key_sets_principal_and_team),
         cmocka_unit_test(test_evaluate_model_outside_role_403),
         cmocka_unit_test(test_role_budget_blocks_and_survives_restart),
+        cmocka_unit_test(test_tags_bind_entity_to_team),
         cmocka_unit_test(test_init_rejects_bad_config_with_position),
         cmocka_unit_test(test_check_only_creates_nothing),
     };
