@@ -55,6 +55,11 @@ if [ -f scripts/checksrc.sh ]; then
     if bash scripts/checksrc.sh; then pass_step; else fail_step "checksrc"; fi
 fi
 
+if [ -f scripts/check-layers.sh ]; then
+    step "one-way layers (scripts/check-layers.sh)"
+    if bash scripts/check-layers.sh; then pass_step; else fail_step "check-layers"; fi
+fi
+
 # --- builds -----------------------------------------------------------------------------
 # build DIR LOG cmake-args...: configure + build; 0 when DIR/kt exists afterwards.
 build() {
