@@ -129,4 +129,4 @@ per() { awk -v a="$1" -v n="$reqs" 'BEGIN { printf "%9.0f", (n > 0 ? a / n : 0) 
     printf '%-12s %s\n' emit "$(per "$emit")"
     printf '%-12s %s\n' log "$(per "$log")"
     printf '%-12s %s\n' total "$(per "$total")"
-} | tee "$ROOT/bench/out/phases-$(date +%Y%m%d-%H%M%S).txt"
+} | { mkdir -p "$ROOT/bench/out" && tee "$ROOT/bench/out/phases-$(date +%Y%m%d-%H%M%S).txt"; }
