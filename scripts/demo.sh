@@ -18,19 +18,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PORT="${KT_DEMO_PORT:-41002}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/kt-demo.XXXXXX")"
-PIDS=()
+. "$ROOT/bench/lib/procs.sh"
 # Every kt command of the demo keeps its state (audit log, spool) in the demo's temp dir.
 export KT_STATE_DIR="$WORK/state"
 
 cleanup() {
     local rc=$?
-    local i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        if kill -0 "${PIDS[$i]}" 2>/dev/null; then
-            kill -TERM "${PIDS[$i]}" 2>/dev/null || true
-            wait "${PIDS[$i]}" 2>/dev/null || true
-        fi
-    done
+    stop_pids
     if [ "${KT_DEMO_KEEP:-0}" = 1 ]; then
         echo "demo files kept in $WORK"
     else
