@@ -112,25 +112,6 @@ static void conn_answer_ended(struct gw_conn *c);
 
 /* ------------------------------------------------------------------ time */
 
-const char *gw_conn_http_date(void)
-{
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    static _Thread_local time_t last = (time_t)-1;
-    static _Thread_local char buf[40];
-    time_t now = time(NULL);
-    struct tm tm;
-
-    if (now != last && gmtime_r(&now, &tm) != NULL) {
-        snprintf(buf, sizeof(buf), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
-                 tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec);
-        last = now;
-    }
-    return buf;
-}
-
 static const char *reason(int status)
 {
     switch (status) {
@@ -838,7 +819,7 @@ static size_t build_head(struct gw_conn *c, char *out, size_t size, int status, 
     hw_put(&w, code, 4);
     hw_str(&w, reason(status));
     hw_str(&w, "\r\nDate: ");
-    hw_str(&w, gw_conn_http_date());
+    hw_str(&w, gv_time_http_date());
     hw_put(&w, "\r\n", 2);
     if (hdrs && hdrs_len > 0) {
         hw_put(&w, hdrs, hdrs_len);
@@ -1087,7 +1068,7 @@ static void refuse_over_cap(struct gw_conns *cs, int fd)
                      "HTTP/1.1 503 Service Unavailable\r\nDate: %s\r\nContent-Type: "
                      "application/json\r\nContent-Length: %zu\r\nRetry-After: 1\r\n"
                      "Connection: close\r\n\r\n",
-                     gw_conn_http_date(), sizeof(body) - 1);
+                     gv_time_http_date(), sizeof(body) - 1);
     struct iovec iov[2] = {{head, (size_t)n}, {(void *)body, sizeof(body) - 1}};
     ssize_t w = send_iov(fd, iov, 2);
 

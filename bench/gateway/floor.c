@@ -15,7 +15,8 @@
  * What it is for: bench/gateway/run.sh measures it next to kt with one worker. Its req/s are
  * the ceiling for anything built on these libraries on this machine, so kt's gap to nginx
  * splits into what the libraries cost (floor vs nginx) and what kt's own work costs on top
- * (kt vs floor). It links libevent and libcurl only, so nothing of kt can leak into it.
+ * (kt vs floor). It links libevent and libcurl, and of kt only core/gv_time.c, for the Date
+ * value kt sends, so nothing of kt's request path can leak into it.
  *
  * Upstream failures answer 502 with a short JSON error; other paths 404, other methods 405.
  * SIGINT or SIGTERM stop it; transfers still running are dropped with their clients.
@@ -36,6 +37,8 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
+
+#include "core/gv_time.h"
 
 /* The values kt uses (gw_server.c, gw_upstream.c), so both pay for the same settings. */
 #define LISTEN_BACKLOG 1024
@@ -109,33 +112,14 @@ static void *xcalloc(size_t n, size_t size)
     return p;
 }
 
-/* The Date value formatted once a second, as kt does: evhttp would otherwise format one for
- * every answer, and the floor should not pay for what kt has already saved. */
-static const char *http_date(void)
-{
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    static time_t last = (time_t)-1;
-    static char buf[40];
-    time_t now = time(NULL);
-    struct tm tm;
-
-    if (now != last && gmtime_r(&now, &tm) != NULL) {
-        snprintf(buf, sizeof(buf), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
-                 tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec);
-        last = now;
-    }
-    return buf;
-}
-
 /* Sends what the request's output buffer holds; evhttp adds Content-Length. A request whose
  * client already left was detached by evhttp: sending frees it. */
 static void reply(struct evhttp_request *req, int status, const char *type)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    const char *date = http_date();
+    /* Formatted once a second, as kt does: evhttp would otherwise format one for every
+     * answer, and the floor should not pay for what kt has already saved. */
+    const char *date = gv_time_http_date();
 
     if (date[0]) {
         evhttp_add_header(h, "Date", date);

@@ -17,7 +17,8 @@
  *   - upstream bodies are relayed as they arrive: with Content-Length as is, anything else
  *     (SSE, chunked, close-delimited) as chunked; reading the upstream stops while more than
  *     BACKLOG_HIGH bytes wait for the client and resumes below half of it.
- * It links libevent, libhttp-parser and libc only, so its numbers are the design's alone.
+ * It links libevent, libhttp-parser and libc, and of kt only core/gv_time.c (the Date value,
+ * formatted once a second as kt and nginx do), so its numbers are the design's alone.
  * No TLS, no timeouts (the benchmark's peers are local and bounded), plain HTTP upstream only.
  * Other paths answer 404, other methods 405, upstream failures before the answer began 502; a
  * failure after that closes the client connection. SIGINT or SIGTERM stop it.
@@ -42,6 +43,8 @@
 #include <event2/event_struct.h>
 #include <event2/util.h>
 #include <http_parser.h>
+
+#include "core/gv_time.h"
 
 #define LISTEN_BACKLOG 1024
 #define BUF_SIZE (16 * 1024)
@@ -160,26 +163,6 @@ static void buf_put(struct worker *w, struct buf *b)
     w->nfree++;
 }
 
-/* Formatted once a second, as kt and nginx do. */
-static const char *http_date(void)
-{
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    static time_t last = (time_t)-1;
-    static char buf[40];
-    time_t now = time(NULL);
-    struct tm tm;
-
-    if (now != last && gmtime_r(&now, &tm) != NULL) {
-        snprintf(buf, sizeof(buf), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
-                 tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec);
-        last = now;
-    }
-    return buf;
-}
-
 /* ---- client output ------------------------------------------------------------------------ */
 
 static void out_add(struct conn *c, const char *p, size_t n)
@@ -286,7 +269,7 @@ static void answer(struct conn *c, int status, const char *reason, const char *b
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\n%s\r\n",
-                     status, reason, http_date(), blen,
+                     status, reason, gv_time_http_date(), blen,
                      c->keep_alive ? "" : "Connection: close\r\n");
 
     out_add(c, head, (size_t)n);
@@ -523,8 +506,8 @@ static int resp_headers_complete(http_parser *p)
         n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %u %s\r\nDate: %s\r\nContent-Type: %s\r\n"
                      "Transfer-Encoding: chunked\r\n%s\r\n",
-                     p->status_code, http_status_str((enum http_status)p->status_code), http_date(),
-                     u->sse ? "text/event-stream" : "application/json",
+                     p->status_code, http_status_str((enum http_status)p->status_code),
+                     gv_time_http_date(), u->sse ? "text/event-stream" : "application/json",
                      c->keep_alive ? "" : "Connection: close\r\n");
     }
     else {
@@ -532,7 +515,7 @@ static int resp_headers_complete(http_parser *p)
                      "HTTP/1.1 %u %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
                      "Content-Length: %llu\r\n%s\r\n",
                      p->status_code, http_status_str((enum http_status)p->status_code),
-                     http_date(), (unsigned long long)p->content_length,
+                     gv_time_http_date(), (unsigned long long)p->content_length,
                      c->keep_alive ? "" : "Connection: close\r\n");
     }
     out_add(c, head, (size_t)n);
