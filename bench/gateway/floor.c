@@ -38,10 +38,10 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 
+#include "bench/gateway/floor_cli.h"
 #include "core/gv_time.h"
 
 /* The values kt uses (gw_server.c, gw_upstream.c), so both pay for the same settings. */
-#define LISTEN_BACKLOG 1024
 #define HEADERS_MAX (64 * 1024)
 #define BODY_MAX (8 * 1024 * 1024 + 64 * 1024)
 #define CONN_TIMEOUT_S 300
@@ -385,39 +385,6 @@ static void on_request(struct evhttp_request *req, void *arg)
     px->active = x;
 }
 
-static void on_signal(evutil_socket_t sig, short kind, void *arg)
-{
-    event_base_loopbreak(arg);
-}
-
-/* A listening socket with kt's backlog, handed to evhttp as kt does. */
-static int listen_on(const char *addr)
-{
-    struct sockaddr_storage ss;
-    int sslen = (int)sizeof(ss);
-    int one = 1;
-    int fd;
-
-    memset(&ss, 0, sizeof(ss));
-    if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0) {
-        fprintf(stderr, "kt-bench-floor: invalid --listen '%s': want HOST:PORT\n", addr);
-        return -1;
-    }
-    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        fprintf(stderr, "kt-bench-floor: socket: %s\n", strerror(errno));
-        return -1;
-    }
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&ss, (socklen_t)sslen) != 0 ||
-        listen(fd, LISTEN_BACKLOG) != 0) {
-        fprintf(stderr, "kt-bench-floor: cannot listen on %s: %s\n", addr, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 static int valid_url(const char *url)
 {
     CURLU *u = curl_url();
@@ -442,19 +409,7 @@ int main(int argc, char **argv)
     int fd = -1, code = 1, i;
 
     memset(&px, 0, sizeof(px));
-    for (i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
-            listen_addr = argv[++i];
-        }
-        else if (strcmp(argv[i], "--upstream") == 0 && i + 1 < argc) {
-            px.upstream = argv[++i];
-        }
-        else {
-            usage();
-            return 2;
-        }
-    }
-    if (!listen_addr || !px.upstream) {
+    if (floor_args(argc, argv, &listen_addr, &px.upstream) != 0) {
         usage();
         return 2;
     }
@@ -499,8 +454,8 @@ int main(int argc, char **argv)
     px.multi = curl_multi_init();
     px.timer = evtimer_new(px.base, on_timer, &px);
     px.http = evhttp_new(px.base);
-    sigint = evsignal_new(px.base, SIGINT, on_signal, px.base);
-    sigterm = evsignal_new(px.base, SIGTERM, on_signal, px.base);
+    sigint = evsignal_new(px.base, SIGINT, floor_on_signal, px.base);
+    sigterm = evsignal_new(px.base, SIGTERM, floor_on_signal, px.base);
     if (i < NHDRS + 1 || !px.multi || !px.timer || !px.http || !sigint || !sigterm ||
         event_add(sigint, NULL) != 0 || event_add(sigterm, NULL) != 0) {
         fputs("kt-bench-floor: cannot set up the event loop or libcurl\n", stderr);
@@ -515,7 +470,8 @@ int main(int argc, char **argv)
     evhttp_set_max_headers_size(px.http, HEADERS_MAX);
     evhttp_set_timeout(px.http, CONN_TIMEOUT_S);
     evhttp_set_gencb(px.http, on_request, &px);
-    fd = listen_on(listen_addr);
+    /* A listening socket with kt's backlog, handed to evhttp as kt does. */
+    fd = floor_listen("kt-bench-floor", listen_addr);
     if (fd < 0) {
         goto out;
     }

@@ -44,9 +44,9 @@
 #include <event2/util.h>
 #include <http_parser.h>
 
+#include "bench/gateway/floor_cli.h"
 #include "core/gv_time.h"
 
-#define LISTEN_BACKLOG 1024
 #define BUF_SIZE (16 * 1024)
 #define POOL_KEEP 1024u      /* free buffers kept for reuse; more go back to malloc */
 #define UP_IDLE_MAX 1024u    /* idle upstream sockets kept open */
@@ -931,57 +931,14 @@ static int parse_upstream(struct worker *w, const char *url)
                : -1;
 }
 
-static int listen_on(const char *addr)
-{
-    struct sockaddr_storage ss;
-    int sslen = (int)sizeof(ss);
-    int one = 1;
-    int fd;
-
-    memset(&ss, 0, sizeof(ss));
-    if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0) {
-        fprintf(stderr, "kt-bench-floor2: invalid --listen '%s': want HOST:PORT\n", addr);
-        return -1;
-    }
-    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return -1;
-    }
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&ss, (socklen_t)sslen) != 0 ||
-        listen(fd, LISTEN_BACKLOG) != 0) {
-        fprintf(stderr, "kt-bench-floor2: cannot listen on %s: %s\n", addr, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static void on_signal(evutil_socket_t sig, short kind, void *arg)
-{
-    event_base_loopbreak(arg);
-}
-
 int main(int argc, char **argv)
 {
     static struct worker w;
     struct event_config *cfg;
     struct event *sigint, *sigterm;
     const char *listen_addr = NULL, *upstream = NULL;
-    int i;
 
-    for (i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
-            listen_addr = argv[++i];
-        }
-        else if (strcmp(argv[i], "--upstream") == 0 && i + 1 < argc) {
-            upstream = argv[++i];
-        }
-        else {
-            break;
-        }
-    }
-    if (i < argc || !listen_addr || !upstream) {
+    if (floor_args(argc, argv, &listen_addr, &upstream) != 0) {
         fputs("usage: kt-bench-floor2 --listen HOST:PORT --upstream URL\n", stderr);
         return 2;
     }
@@ -1011,15 +968,15 @@ int main(int argc, char **argv)
     event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
     w.base = event_base_new_with_config(cfg);
     event_config_free(cfg);
-    w.lfd = listen_addr ? listen_on(listen_addr) : -1;
+    w.lfd = listen_addr ? floor_listen("kt-bench-floor2", listen_addr) : -1;
     if (!w.base || w.lfd < 0) {
         return 1;
     }
     event_assign(&w.lev, w.base, w.lfd, EV_READ | EV_PERSIST, on_accept, &w);
     evtimer_assign(&w.lpause, w.base, on_listen_resume, &w);
     event_add(&w.lev, NULL);
-    sigint = evsignal_new(w.base, SIGINT, on_signal, w.base);
-    sigterm = evsignal_new(w.base, SIGTERM, on_signal, w.base);
+    sigint = evsignal_new(w.base, SIGINT, floor_on_signal, w.base);
+    sigterm = evsignal_new(w.base, SIGTERM, floor_on_signal, w.base);
     if (!sigint || !sigterm) {
         return 1;
     }
