@@ -568,6 +568,17 @@ static const char chat_req[] = "{\"model\":\"experiment-llm\",\"messages\":"
 static const char chat_stream_req[] = "{\"model\":\"experiment-llm\",\"stream\":true,\"messages\":"
                                       "[{\"role\":\"user\",\"content\":\"hi\"}]}";
 
+/* A chat.completion from gpt-4o whose one choice says `content` and stops, in buf. */
+static const char *completion(char *buf, size_t size, const char *id, const char *content)
+{
+    snprintf(buf, size,
+             "{\"id\":\"%s\",\"object\":\"chat.completion\",\"model\":\"gpt-4o\",\"choices\":"
+             "[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"%s\"},"
+             "\"finish_reason\":\"stop\"}]}",
+             id, content);
+    return buf;
+}
+
 /* Sends a chat request while the mock upstream answers `body` as JSON or, when chunks is
  * set, streams chunks (and the request asks for a stream); the reply lands in *r and the
  * record the gateway emitted for the request is returned. */
@@ -579,8 +590,8 @@ static struct gv_record ask(struct afixture *a, const char *body, const char *co
     mock_body = body;
     mock_chunks = chunks;
     if (chunks) {
-        request(&a->f, "POST", "/v1/chat/completions", chat_stream_req,
-                sizeof(chat_stream_req) - 1, NULL, r);
+        request(&a->f, "POST", "/v1/chat/completions", chat_stream_req, sizeof(chat_stream_req) - 1,
+                NULL, r);
     }
     else {
         request(&a->f, "POST", "/v1/chat/completions", chat_req, sizeof(chat_req) - 1, NULL, r);
@@ -594,12 +605,10 @@ static void test_answer_redacted_json_says_redacted(void **state)
     struct afixture *a = *state;
     struct gv_record rec;
     struct reply r;
+    char answer[512];
 
-    rec = ask(a,
-              "{\"id\":\"c1\",\"object\":\"chat.completion\",\"model\":\"gpt-4o\",\"choices\":"
-              "[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
-              "\"write to jane.doe@example.com\"},\"finish_reason\":\"stop\"}]}",
-              NULL, &r);
+    rec =
+        ask(a, completion(answer, sizeof(answer), "c1", "write to jane.doe@example.com"), NULL, &r);
     assert_int_equal(r.status, 200);
     assert_null(strstr(r.body.data, "jane.doe@example.com"));
     assert_non_null(strstr(r.body.data, "EMAIL_ADDRESS"));
@@ -609,11 +618,7 @@ static void test_answer_redacted_json_says_redacted(void **state)
     reply_free(&r);
 
     /* An answer with nothing to redact stays allowed. */
-    rec = ask(a,
-              "{\"id\":\"c2\",\"object\":\"chat.completion\",\"model\":\"gpt-4o\",\"choices\":"
-              "[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"hello\"},"
-              "\"finish_reason\":\"stop\"}]}",
-              NULL, &r);
+    rec = ask(a, completion(answer, sizeof(answer), "c2", "hello"), NULL, &r);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.headers.data, "x-kt-decision: allowed"));
     assert_int_equal(rec.decision, GV_DECISION_ALLOWED);
@@ -625,12 +630,10 @@ static void test_answer_policy_failure_json_is_500(void **state)
     struct afixture *a = *state;
     struct gv_record rec;
     struct reply r;
+    char answer[512];
 
-    rec = ask(a,
-              "{\"id\":\"c3\",\"object\":\"chat.completion\",\"model\":\"gpt-4o\",\"choices\":"
-              "[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
-              "\"FAIL-NOW unchecked secret text\"},\"finish_reason\":\"stop\"}]}",
-              NULL, &r);
+    rec = ask(a, completion(answer, sizeof(answer), "c3", "FAIL-NOW unchecked secret text"), NULL,
+              &r);
     assert_int_equal(r.status, 500);
     assert_string_equal(get_str(openai_error(&r), "code"), "policy_error");
     assert_null(strstr(r.body.data, "unchecked secret text"));
