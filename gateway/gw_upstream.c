@@ -231,6 +231,21 @@ static void conn_watch(struct conn *k, short what)
     }
 }
 
+/* After an SSL call failed with error e: when TLS only waits for the socket to
+ * become readable or writable, watch for that and return true. */
+static bool tls_wait(struct conn *k, int e)
+{
+    if (e == SSL_ERROR_WANT_READ) {
+        conn_watch(k, EV_READ);
+        return true;
+    }
+    if (e == SSL_ERROR_WANT_WRITE) {
+        conn_watch(k, EV_WRITE);
+        return true;
+    }
+    return false;
+}
+
 static void idle_unlink(struct conn *k)
 {
     struct origin *o = k->o;
@@ -685,12 +700,7 @@ static void read_answer(struct gw_upstream_call *c)
             }
             else {
                 int e = SSL_get_error(k->ssl, r);
-                if (e == SSL_ERROR_WANT_READ) {
-                    conn_watch(k, EV_READ);
-                    break;
-                }
-                if (e == SSL_ERROR_WANT_WRITE) {
-                    conn_watch(k, EV_WRITE);
+                if (tls_wait(k, e)) {
                     break;
                 }
                 if (e == SSL_ERROR_ZERO_RETURN ||
@@ -770,12 +780,7 @@ static bool write_some(struct gw_upstream_call *c, int *err)
             r = SSL_write(k->ssl, p, (int)(len > INT32_MAX ? INT32_MAX : len));
             if (r <= 0) {
                 int e = SSL_get_error(k->ssl, r);
-                if (e == SSL_ERROR_WANT_WRITE) {
-                    conn_watch(k, EV_WRITE);
-                    return false;
-                }
-                if (e == SSL_ERROR_WANT_READ) {
-                    conn_watch(k, EV_READ);
+                if (tls_wait(k, e)) {
                     return false;
                 }
                 *err = e == SSL_ERROR_SYSCALL && errno ? errno : EPROTO;
@@ -857,12 +862,7 @@ static void handshake(struct gw_upstream_call *c)
         return;
     }
     e = SSL_get_error(k->ssl, r);
-    if (e == SSL_ERROR_WANT_READ) {
-        conn_watch(k, EV_READ);
-        return;
-    }
-    if (e == SSL_ERROR_WANT_WRITE) {
-        conn_watch(k, EV_WRITE);
+    if (tls_wait(k, e)) {
         return;
     }
     tls_why(c, "handshake");
