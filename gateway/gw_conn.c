@@ -180,32 +180,30 @@ static void conn_defer(struct gw_conn *c)
 
 /* ---------------------------------------------------------------- events */
 
-static void rev_set(struct gw_conn *c, bool on)
+/* Adds or deletes one of c's events; *is_on says which it is, so nothing is
+ * asked of libevent twice. */
+static void ev_set(struct gw_conn *c, struct event *ev, bool *is_on, bool on)
 {
-    if (c->rev_on == on || c->fd < 0) {
+    if (*is_on == on || c->fd < 0) {
         return;
     }
-    c->rev_on = on;
+    *is_on = on;
     if (on) {
-        event_add(&c->rev, NULL);
+        event_add(ev, NULL);
     }
     else {
-        event_del(&c->rev);
+        event_del(ev);
     }
+}
+
+static void rev_set(struct gw_conn *c, bool on)
+{
+    ev_set(c, &c->rev, &c->rev_on, on);
 }
 
 static void wev_set(struct gw_conn *c, bool on)
 {
-    if (c->wev_on == on || c->fd < 0) {
-        return;
-    }
-    c->wev_on = on;
-    if (on) {
-        event_add(&c->wev, NULL);
-    }
-    else {
-        event_del(&c->wev);
-    }
+    ev_set(c, &c->wev, &c->wev_on, on);
 }
 
 /* writev that never raises SIGPIPE, whatever the process does with the signal:
