@@ -19,6 +19,7 @@
 #include <event2/event_struct.h>
 
 #include "core/gv_buf.h"
+#include "core/gv_list.h"
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
 #include "core/gv_time.h"
@@ -439,15 +440,7 @@ static void conn_free(struct gw_conn *c)
     oq_clear(c);
     gw_h1req_free(&c->h1);
     gv_buf_free(&c->stash);
-    if (c->prev) {
-        c->prev->next = c->next;
-    }
-    else {
-        cs->all = c->next;
-    }
-    if (c->next) {
-        c->next->prev = c->prev;
-    }
+    GV_DLIST_UNLINK(cs->all, c);
     cs->nconns--;
     gv_free(c);
     if (cs->draining && cs->nconns == 0 && cs->on_empty) {
@@ -1042,11 +1035,7 @@ static void conn_new(struct gw_conns *cs, int fd)
     event_assign(&c->wev, cs->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
     event_assign(&c->fev, cs->base, -1, 0, on_write, c);
     evtimer_assign(&c->tev, cs->base, on_timer, c);
-    c->next = cs->all;
-    if (cs->all) {
-        cs->all->prev = c;
-    }
-    cs->all = c;
+    GV_DLIST_PUSH(cs->all, c);
     cs->nconns++;
     c->keep_alive = true;
     rev_set(c, true);

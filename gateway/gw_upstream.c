@@ -23,6 +23,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/gv_buf.h"
+#include "core/gv_list.h"
 #include "core/gv_mem.h"
 #include "core/gv_time.h"
 #include "gateway/gw_h1resp.h"
@@ -250,17 +251,7 @@ static void idle_unlink(struct conn *k)
 {
     struct origin *o = k->o;
 
-    if (k->prev) {
-        k->prev->next = k->next;
-    }
-    else {
-        o->idle = k->next;
-    }
-    if (k->next) {
-        k->next->prev = k->prev;
-    }
-    k->prev = NULL;
-    k->next = NULL;
+    GV_DLIST_UNLINK(o->idle, k);
     o->nidle--;
     k->up->st.idle--;
 }
@@ -309,12 +300,7 @@ static void conn_pool(struct conn *k)
         return;
     }
     k->idle_since_ms = now_ms(k->up);
-    k->prev = NULL;
-    k->next = o->idle;
-    if (o->idle) {
-        o->idle->prev = k;
-    }
-    o->idle = k;
+    GV_DLIST_PUSH(o->idle, k);
     o->nidle++;
     k->up->st.idle++;
     sweep_arm(k->up);
@@ -452,17 +438,7 @@ static void tls_why(struct gw_upstream_call *c, const char *during)
 
 static void call_unlink(struct gw_upstream_call *c)
 {
-    struct gw_upstream *up = c->up;
-
-    if (c->prev) {
-        c->prev->next = c->next;
-    }
-    else if (up->calls == c) {
-        up->calls = c->next;
-    }
-    if (c->next) {
-        c->next->prev = c->prev;
-    }
+    GV_DLIST_UNLINK(c->up->calls, c);
 }
 
 /* Frees the call and what it holds; its connection is pooled (`reuse`) or closed. */
@@ -1382,11 +1358,7 @@ gv_rc gw_upstream_start(struct gw_upstream *up, const struct gw_upstream_req *rq
     evtimer_assign(&c->timer, up->base, on_call_timer, c);
     build_head(c, rq, &t);
     c->o = origin_get(up, &t, rq->ca_file);
-    c->next = up->calls;
-    if (up->calls) {
-        up->calls->prev = c;
-    }
-    up->calls = c;
+    GV_DLIST_PUSH(up->calls, c);
     if (out) {
         *out = c;
     }

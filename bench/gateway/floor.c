@@ -39,6 +39,7 @@
 #include <event2/util.h>
 
 #include "bench/gateway/floor_cli.h"
+#include "core/gv_list.h"
 #include "core/gv_time.h"
 
 /* The values kt uses (gw_server.c, gw_upstream.c), so both pay for the same settings. */
@@ -184,17 +185,7 @@ static void unlink_active(struct xfer *x)
 {
     struct proxy *px = x->px;
 
-    if (x->prev) {
-        x->prev->next = x->next;
-    }
-    else {
-        px->active = x->next;
-    }
-    if (x->next) {
-        x->next->prev = x->prev;
-    }
-    x->prev = NULL;
-    x->next = NULL;
+    GV_DLIST_UNLINK(px->active, x);
 }
 
 /* Back to the pool: a handle is reusable once removed from the multi, whatever its result. */
@@ -378,11 +369,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         reply_error(req, 502, ERR_UPSTREAM);
         return;
     }
-    x->next = px->active;
-    if (px->active) {
-        px->active->prev = x;
-    }
-    px->active = x;
+    GV_DLIST_PUSH(px->active, x);
 }
 
 static int valid_url(const char *url)
