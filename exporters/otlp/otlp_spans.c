@@ -114,15 +114,9 @@ static void run_tags(struct ex_otlp_arena *a, struct ex_otlp_attrs *at, const st
         ex_otlp_attr_str(a, at, "wandb.wb_run_id", p);
     }
     ex_otlp_attr_str(a, at, "wandb.run_id", rec->run_id);
-    if (rec->project[0]) {
-        ex_otlp_attr_str(a, at, "wandb.project", rec->project);
-    }
-    if (rec->entity[0]) {
-        ex_otlp_attr_str(a, at, "wandb.entity", rec->entity);
-    }
-    if (rec->run_group[0]) {
-        ex_otlp_attr_str(a, at, "wandb.run_group", rec->run_group);
-    }
+    ex_otlp_attr_str_set(a, at, "wandb.project", rec->project);
+    ex_otlp_attr_str_set(a, at, "wandb.entity", rec->entity);
+    ex_otlp_attr_str_set(a, at, "wandb.run_group", rec->run_group);
 }
 
 static span_pb *server_span(struct ex_otlp_arena *a, const struct gv_record *rec,
@@ -144,21 +138,11 @@ static span_pb *server_span(struct ex_otlp_arena *a, const struct gv_record *rec
     ex_otlp_attr_int(a, &at, "http.response.status_code", rec->http_status);
     ex_otlp_attr_str(a, &at, "kt.request_id", rec->request_id);
     ex_otlp_attr_str(a, &at, "kt.decision", gv_decision_str(rec->decision));
-    if (rec->error_code[0]) {
-        ex_otlp_attr_str(a, &at, "kt.error_code", rec->error_code);
-    }
-    if (rec->model[0]) {
-        ex_otlp_attr_str(a, &at, "gen_ai.request.model", rec->model);
-    }
-    if (rec->target[0]) {
-        ex_otlp_attr_str(a, &at, "kt.target", rec->target);
-    }
-    if (rec->principal[0]) {
-        ex_otlp_attr_str(a, &at, "kt.principal", rec->principal);
-    }
-    if (rec->team[0]) {
-        ex_otlp_attr_str(a, &at, "kt.team", rec->team);
-    }
+    ex_otlp_attr_str_set(a, &at, "kt.error_code", rec->error_code);
+    ex_otlp_attr_str_set(a, &at, "gen_ai.request.model", rec->model);
+    ex_otlp_attr_str_set(a, &at, "kt.target", rec->target);
+    ex_otlp_attr_str_set(a, &at, "kt.principal", rec->principal);
+    ex_otlp_attr_str_set(a, &at, "kt.team", rec->team);
     ex_otlp_attr_double(a, &at, "kt.gateway.overhead", (double)rec->latency_gateway_us / 1e6);
     if (rec->cost_usd > 0) {
         ex_otlp_attr_double(a, &at, "kt.cost", rec->cost_usd);
@@ -253,12 +237,8 @@ static span_pb *client_span(struct ex_otlp_arena *a, const struct gv_record *rec
     /* Every kt target speaks the OpenAI chat completions API. */
     ex_otlp_attr_str(a, &at, "gen_ai.provider.name", "openai");
     ex_otlp_attr_str(a, &at, "gen_ai.request.model", rec->model);
-    if (rec->response_model[0]) {
-        ex_otlp_attr_str(a, &at, "gen_ai.response.model", rec->response_model);
-    }
-    if (rec->response_id[0]) {
-        ex_otlp_attr_str(a, &at, "gen_ai.response.id", rec->response_id);
-    }
+    ex_otlp_attr_str_set(a, &at, "gen_ai.response.model", rec->response_model);
+    ex_otlp_attr_str_set(a, &at, "gen_ai.response.id", rec->response_id);
     if (rec->finish_reasons[0]) {
         ex_otlp_attr_csv(a, &at, "gen_ai.response.finish_reasons", rec->finish_reasons);
     }
@@ -266,9 +246,7 @@ static span_pb *client_span(struct ex_otlp_arena *a, const struct gv_record *rec
         ex_otlp_attr_int(a, &at, "gen_ai.usage.input_tokens", (int64_t)rec->tokens_prompt);
         ex_otlp_attr_int(a, &at, "gen_ai.usage.output_tokens", (int64_t)rec->tokens_completion);
     }
-    if (rec->upstream_host[0]) {
-        ex_otlp_attr_str(a, &at, "server.address", rec->upstream_host);
-    }
+    ex_otlp_attr_str_set(a, &at, "server.address", rec->upstream_host);
     if (rec->upstream_port > 0) {
         ex_otlp_attr_int(a, &at, "server.port", rec->upstream_port);
     }
@@ -280,9 +258,7 @@ static span_pb *client_span(struct ex_otlp_arena *a, const struct gv_record *rec
                             (double)rec->upstream_first_byte_us / 1e6);
     }
     ex_otlp_attr_str(a, &at, "kt.decision", gv_decision_str(rec->decision));
-    if (rec->target[0]) {
-        ex_otlp_attr_str(a, &at, "kt.target", rec->target);
-    }
+    ex_otlp_attr_str_set(a, &at, "kt.target", rec->target);
     run_tags(a, &at, rec);
     s->attributes = at.v;
     s->n_attributes = at.n;
