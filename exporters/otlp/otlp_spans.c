@@ -89,6 +89,15 @@ static span_pb *span_new(struct ex_otlp_arena *a, const struct gv_record *rec,
     return s;
 }
 
+/* The span's kind and when it ran: from start_us for dur_us microseconds. */
+static void span_when(span_pb *s, Kt__Otlp__V1__Span__SpanKind kind, uint64_t start_us,
+                      uint64_t dur_us)
+{
+    s->kind = kind;
+    s->start_time_unix_nano = start_us * 1000u;
+    s->end_time_unix_nano = (start_us + dur_us) * 1000u;
+}
+
 static void set_status(struct ex_otlp_arena *a, span_pb *s, bool error, const char *msg)
 {
     if (!error) {
@@ -129,9 +138,8 @@ static span_pb *server_span(struct ex_otlp_arena *a, const struct gv_record *rec
     bool error = rec->decision == GV_DECISION_ERROR && rec->http_status >= 500;
 
     s->name = "POST /v1/chat/completions";
-    s->kind = KT__OTLP__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER;
-    s->start_time_unix_nano = rec->start_wall_us * 1000u;
-    s->end_time_unix_nano = (rec->start_wall_us + rec->latency_total_us) * 1000u;
+    span_when(s, KT__OTLP__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER, rec->start_wall_us,
+              rec->latency_total_us);
     ex_otlp_attrs_init(a, &at, SPAN_ATTRS_MAX);
     ex_otlp_attr_str(a, &at, "http.request.method", "POST");
     ex_otlp_attr_str(a, &at, "http.route", "/v1/chat/completions");
@@ -178,9 +186,7 @@ static span_pb *policy_span(struct ex_otlp_arena *a, const struct gv_record *rec
     name = ex_otlp_alloc(a, n);
     snprintf(name, n, "kt.policy %s", o->name);
     s->name = name;
-    s->kind = KT__OTLP__V1__SPAN__SPAN_KIND__SPAN_KIND_INTERNAL;
-    s->start_time_unix_nano = start * 1000u;
-    s->end_time_unix_nano = (start + o->duration_us) * 1000u;
+    span_when(s, KT__OTLP__V1__SPAN__SPAN_KIND__SPAN_KIND_INTERNAL, start, o->duration_us);
     ex_otlp_attrs_init(a, &at, SPAN_ATTRS_MAX);
     ex_otlp_attr_str(a, &at, "kt.policy.name", o->name);
     ex_otlp_attr_str(a, &at, "kt.policy.action", gv_outcome_action_str(o->action));
@@ -229,9 +235,8 @@ static span_pb *client_span(struct ex_otlp_arena *a, const struct gv_record *rec
 
     snprintf(name, n, rec->model[0] ? "chat %s" : "chat", rec->model);
     s->name = name;
-    s->kind = KT__OTLP__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT;
-    s->start_time_unix_nano = rec->upstream_start_wall_us * 1000u;
-    s->end_time_unix_nano = (rec->upstream_start_wall_us + rec->latency_upstream_us) * 1000u;
+    span_when(s, KT__OTLP__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT, rec->upstream_start_wall_us,
+              rec->latency_upstream_us);
     ex_otlp_attrs_init(a, &at, SPAN_ATTRS_MAX);
     ex_otlp_attr_str(a, &at, "gen_ai.operation.name", "chat");
     /* Every kt target speaks the OpenAI chat completions API. */
