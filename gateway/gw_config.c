@@ -24,18 +24,13 @@ static const char *const top_keys[] = {"pack",    "providers", "policies", "poli
 
 /* ---- config maps for the parts kt itself owns ---- */
 
-struct pack_cfg {
-    const char *name;
-    const char *version;
-    bool enabled;
-};
-
+/* The pack's keys fill struct gw_config directly: they need no conversion. */
 static const struct gv_cfg_map pack_map[] = {
-    {"name", GV_CFG_STR, offsetof(struct pack_cfg, name), "default", 0, NULL, 0, 0,
+    {"name", GV_CFG_STR, offsetof(struct gw_config, pack_name), "default", 0, NULL, 0, 0,
      "name of the policy pack, shown in logs and events"},
-    {"version", GV_CFG_STR, offsetof(struct pack_cfg, version), "0.0.0", 0, NULL, 0, 0,
+    {"version", GV_CFG_STR, offsetof(struct gw_config, pack_version), "0.0.0", 0, NULL, 0, 0,
      "version of the pack (any text)"},
-    {"enabled", GV_CFG_BOOL, offsetof(struct pack_cfg, enabled), "true", 0, NULL, 0, 0,
+    {"enabled", GV_CFG_BOOL, offsetof(struct gw_config, pack_enabled), "true", 0, NULL, 0, 0,
      "false passes all traffic through with no policies"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
@@ -202,18 +197,7 @@ static char *url_norm(const char *u)
 
 static gv_rc load_pack(struct gw_config *cfg, const struct gv_ynode *node, struct gv_cfg_err *err)
 {
-    struct pack_cfg p;
-    gv_rc rc;
-
-    memset(&p, 0, sizeof(p));
-    rc = gv_cfg_apply_in(pack_map, cfg->path, "pack", node, &p, err);
-    if (rc) {
-        return rc;
-    }
-    cfg->pack_name = p.name;
-    cfg->pack_version = p.version;
-    cfg->pack_enabled = p.enabled;
-    return GV_OK;
+    return gv_cfg_apply_in(pack_map, cfg->path, "pack", node, cfg, err);
 }
 
 static gv_rc parse_provider(struct gw_config *cfg, const struct gv_ynode *map, const char *where,
