@@ -540,6 +540,19 @@ static gv_rc load_policy_settings(struct gw_config *cfg, const struct gv_ynode *
 /* ---- public ---- */
 
 /* Validates the parsed document; takes ownership of doc (freed on failure). */
+/* The sections loaded from their one mapping each, in this order (policies and
+ * policy follow: they need the chain and each other). */
+static const struct {
+    const char *key;
+    gv_rc (*load)(struct gw_config *cfg, const struct gv_ynode *node, struct gv_cfg_err *err);
+} SECTIONS[] = {
+    {"pack", load_pack},
+    {"providers", load_providers},
+    {"gateway", load_gateway},
+    /* what events carry for trace exporters (gateway/gw_telemetry.c) */
+    {"telemetry", gw_telemetry_config_load},
+};
+
 static gv_rc load_doc(struct gv_ydoc *doc, struct gw_config **out, struct gv_cfg_err *err)
 {
     struct gw_config *cfg = NULL;
@@ -576,22 +589,11 @@ static gv_rc load_doc(struct gv_ydoc *doc, struct gw_config **out, struct gv_cfg
             goto out;
         }
     }
-    rc = load_pack(cfg, gv_ynode_get(root, "pack"), err);
-    if (rc) {
-        goto out;
-    }
-    rc = load_providers(cfg, gv_ynode_get(root, "providers"), err);
-    if (rc) {
-        goto out;
-    }
-    rc = load_gateway(cfg, gv_ynode_get(root, "gateway"), err);
-    if (rc) {
-        goto out;
-    }
-    /* telemetry: what events carry for trace exporters (gateway/gw_telemetry.c) */
-    rc = gw_telemetry_config_load(cfg, gv_ynode_get(root, "telemetry"), err);
-    if (rc) {
-        goto out;
+    for (k = 0; k < sizeof(SECTIONS) / sizeof(SECTIONS[0]); k++) {
+        rc = SECTIONS[k].load(cfg, gv_ynode_get(root, SECTIONS[k].key), err);
+        if (rc) {
+            goto out;
+        }
     }
     rc = load_chain(cfg, gv_ynode_get(root, "policies"), gv_ynode_get(root, "policy"), err);
     if (rc) {
