@@ -696,32 +696,26 @@ static void test_bad_urls_are_refused_at_start(void **state)
     }
 }
 
+/* Every test gets its own loop, client and server. */
+#define UP_TEST(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_request_goes_out_whole_and_answer_comes_back, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_keep_alive_one_connection_for_many_requests, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_connection_close_answer_is_not_pooled, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_slow_consumer_pause_and_resume, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_upstream_close_mid_chunk_is_an_error, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_close_delimited_answer_ends_at_close, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_malformed_answer_is_an_upstream_error, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_pooled_connection_closed_while_idle, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_stale_pooled_connection_is_retried_once, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_first_byte_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_idle_timeout_after_some_bytes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_refused_connection_reports_from_the_loop, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_abort_calls_no_done, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_urls_are_refused_at_start, setup, teardown),
+        UP_TEST(test_request_goes_out_whole_and_answer_comes_back),
+        UP_TEST(test_keep_alive_one_connection_for_many_requests),
+        UP_TEST(test_connection_close_answer_is_not_pooled),
+        UP_TEST(test_slow_consumer_pause_and_resume),
+        UP_TEST(test_upstream_close_mid_chunk_is_an_error),
+        UP_TEST(test_close_delimited_answer_ends_at_close),
+        UP_TEST(test_malformed_answer_is_an_upstream_error),
+        UP_TEST(test_pooled_connection_closed_while_idle),
+        UP_TEST(test_stale_pooled_connection_is_retried_once),
+        UP_TEST(test_first_byte_timeout),
+        UP_TEST(test_idle_timeout_after_some_bytes),
+        UP_TEST(test_refused_connection_reports_from_the_loop),
+        UP_TEST(test_abort_calls_no_done),
+        UP_TEST(test_bad_urls_are_refused_at_start),
     };
     /* As kt gateway does: a write on a reset connection is an error, not a signal. */
     signal(SIGPIPE, SIG_IGN);
