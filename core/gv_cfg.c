@@ -16,28 +16,47 @@
 
 /* ---- scalar parsers ---- */
 
-bool gv_cfg_parse_bool(const char *s, bool *out)
+static bool word_in(const char *s, const char *const *words)
 {
-    static const char *const yes[] = {"true", "yes", "on", NULL};
-    static const char *const no[] = {"false", "no", "off", NULL};
     size_t i;
 
-    if (!s) {
-        return false;
-    }
-    for (i = 0; yes[i]; i++) {
-        if (strcasecmp(s, yes[i]) == 0) {
-            *out = true;
-            return true;
-        }
-    }
-    for (i = 0; no[i]; i++) {
-        if (strcasecmp(s, no[i]) == 0) {
-            *out = false;
+    for (i = 0; words[i]; i++) {
+        if (strcasecmp(s, words[i]) == 0) {
             return true;
         }
     }
     return false;
+}
+
+bool gv_cfg_parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", NULL};
+    static const char *const no[] = {"false", "no", "off", NULL};
+
+    if (!s) {
+        return false;
+    }
+    if (word_in(s, yes)) {
+        *out = true;
+        return true;
+    }
+    if (word_in(s, no)) {
+        *out = false;
+        return true;
+    }
+    return false;
+}
+
+/* strtol and strtod skip leading blanks; a config value with them is a typo. */
+static bool number_text(const char *s)
+{
+    return s && *s && !isspace((unsigned char)*s);
+}
+
+/* Whether strtol/strtod consumed all of s without a range error. */
+static bool number_whole(const char *s, const char *end)
+{
+    return errno == 0 && end != s && *end == '\0';
 }
 
 bool gv_cfg_parse_long(const char *s, long *out)
@@ -45,13 +64,12 @@ bool gv_cfg_parse_long(const char *s, long *out)
     char *end = NULL;
     long v;
 
-    /* strtol skips leading blanks; a config value with them is a typo. */
-    if (!s || !*s || isspace((unsigned char)*s)) {
+    if (!number_text(s)) {
         return false;
     }
     errno = 0;
     v = strtol(s, &end, 10);
-    if (errno || end == s || *end != '\0') {
+    if (!number_whole(s, end)) {
         return false;
     }
     *out = v;
@@ -63,7 +81,7 @@ bool gv_cfg_parse_double(const char *s, double *out)
     char *end = NULL;
     double v;
 
-    if (!s || !*s || isspace((unsigned char)*s)) {
+    if (!number_text(s)) {
         return false;
     }
     /* Only decimal notation: strtod would also take hex floats, "nan" and "inf". */
@@ -72,7 +90,7 @@ bool gv_cfg_parse_double(const char *s, double *out)
     }
     errno = 0;
     v = strtod(s, &end);
-    if (errno || end == s || *end != '\0' || !isfinite(v)) {
+    if (!number_whole(s, end) || !isfinite(v)) {
         return false;
     }
     *out = v;
@@ -157,6 +175,29 @@ static bool unit_find(const char *p, const struct unit *units, uint64_t plain, u
     return false;
 }
 
+/* "<decimal>[ ]<unit>" scaled to the unit's multiple, at most max; no unit
+ * is a multiple of 1. whole_plain refuses a fraction without a unit. */
+static bool parse_scaled(const char *s, const struct unit *units, bool whole_plain, uint64_t max,
+                         uint64_t *out)
+{
+    const char *p;
+    uint64_t ip;
+    uint64_t mult;
+    double frac;
+
+    if (!s) {
+        return false;
+    }
+    p = parse_decimal(s, &ip, &frac);
+    if (!p || !unit_find(p, units, 1, &mult)) {
+        return false;
+    }
+    if (whole_plain && mult == 1 && frac != 0.0) {
+        return false;
+    }
+    return scale_value(ip, frac, mult, max, out);
+}
+
 bool gv_cfg_parse_size(const char *s, size_t *out)
 {
     /* KB/MB/GB are decimal (SI) and KiB/MiB/GiB binary, as the units say; the
@@ -177,24 +218,10 @@ bool gv_cfg_parse_size(const char *s, size_t *out)
         {"tib", 1024ull * 1024 * 1024 * 1024},
         {NULL, 0},
     };
-    const char *p;
-    uint64_t ip;
-    uint64_t mult;
     uint64_t v;
-    double frac;
 
-    if (!s) {
-        return false;
-    }
-    p = parse_decimal(s, &ip, &frac);
-    if (!p || !unit_find(p, units, 1, &mult)) {
-        return false;
-    }
     /* A plain byte count with a fraction makes no sense. */
-    if (mult == 1 && frac != 0.0) {
-        return false;
-    }
-    if (!scale_value(ip, frac, mult, SIZE_MAX, &v)) {
+    if (!parse_scaled(s, units, true, SIZE_MAX, &v)) {
         return false;
     }
     *out = (size_t)v;
@@ -207,20 +234,9 @@ bool gv_cfg_parse_duration_ms(const char *s, long *out)
         {"ms", 1},      {"s", 1000},    {"sec", 1000}, {"m", 60000},
         {"min", 60000}, {"h", 3600000}, {NULL, 0},
     };
-    const char *p;
-    uint64_t ip;
-    uint64_t mult;
     uint64_t v;
-    double frac;
 
-    if (!s) {
-        return false;
-    }
-    p = parse_decimal(s, &ip, &frac);
-    if (!p || !unit_find(p, units, 1, &mult)) {
-        return false;
-    }
-    if (!scale_value(ip, frac, mult, LONG_MAX, &v)) {
+    if (!parse_scaled(s, units, false, LONG_MAX, &v)) {
         return false;
     }
     *out = (long)v;
@@ -262,6 +278,20 @@ static const char *type_expect(enum gv_cfg_type type)
     return "a value";
 }
 
+/* Appends item to buf[0..size), after sep unless it is the first; false once
+ * it no longer fits (snprintf leaves a cut item then). */
+static bool list_add(char *buf, size_t size, size_t *used, bool first, const char *sep,
+                     const char *item)
+{
+    int n = snprintf(buf + *used, size - *used, "%s%s", first ? "" : sep, item);
+
+    if (n < 0 || (size_t)n >= size - *used) {
+        return false;
+    }
+    *used += (size_t)n;
+    return true;
+}
+
 static void enum_list(const struct gv_cfg_map *row, char *buf, size_t size)
 {
     size_t used = 0;
@@ -269,11 +299,9 @@ static void enum_list(const struct gv_cfg_map *row, char *buf, size_t size)
 
     buf[0] = '\0';
     for (i = 0; row->enum_values && row->enum_values[i]; i++) {
-        int n = snprintf(buf + used, size - used, "%s%s", i ? "|" : "", row->enum_values[i]);
-        if (n < 0 || (size_t)n >= size - used) {
+        if (!list_add(buf, size, &used, i == 0, "|", row->enum_values[i])) {
             break;
         }
-        used += (size_t)n;
     }
 }
 
@@ -284,11 +312,9 @@ static void key_list(const struct gv_cfg_map *map, char *buf, size_t size)
 
     buf[0] = '\0';
     for (i = 0; map[i].key; i++) {
-        int n = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", map[i].key);
-        if (n < 0 || (size_t)n >= size - used) {
+        if (!list_add(buf, size, &used, i == 0, ", ", map[i].key)) {
             break;
         }
-        used += (size_t)n;
     }
 }
 

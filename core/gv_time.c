@@ -39,3 +39,22 @@ void gv_time_rfc3339(uint64_t wall_us, char *buf, unsigned long size)
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
              (unsigned)((wall_us % 1000000u) / 1000u));
 }
+
+const char *gv_time_http_date(void)
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    static _Thread_local time_t last = (time_t)-1;
+    static _Thread_local char buf[40];
+    time_t now = time(NULL);
+    struct tm tm;
+
+    if (now != last && gmtime_r(&now, &tm) != NULL) {
+        snprintf(buf, sizeof(buf), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
+                 tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                 tm.tm_sec);
+        last = now;
+    }
+    return buf;
+}

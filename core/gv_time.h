@@ -16,5 +16,8 @@ uint64_t gv_wall_us(void);
 void gv_time_deadline(clockid_t clock, uint64_t us, struct timespec *out);
 /* Format a wall time as RFC 3339 UTC with milliseconds into buf (>= 32 bytes). */
 void gv_time_rfc3339(uint64_t wall_us, char *buf, unsigned long size);
+/* The RFC 9110 IMF-fixdate of now ("Sun, 06 Nov 1994 08:49:37 GMT"), formatted once a second
+ * per thread. The string is the calling thread's and changes on its next call. */
+const char *gv_time_http_date(void);
 
 #endif

@@ -531,34 +531,34 @@ void gv_ydoc_destroy(struct gv_ydoc *doc)
     gv_free(doc);
 }
 
-const struct gv_ynode *gv_ynode_key(const struct gv_ynode *map, const char *key)
+/* The index of key in map, or map->n when map is not a mapping or lacks it. */
+static size_t key_index(const struct gv_ynode *map, const char *key)
 {
     size_t i;
 
     if (!map || map->kind != GV_Y_MAP || !key) {
-        return NULL;
+        return map ? map->n : 0;
     }
     for (i = 0; i < map->n; i++) {
         if (strcmp(map->keys[i]->scalar, key) == 0) {
-            return map->keys[i];
+            return i;
         }
     }
-    return NULL;
+    return map->n;
+}
+
+const struct gv_ynode *gv_ynode_key(const struct gv_ynode *map, const char *key)
+{
+    size_t i = key_index(map, key);
+
+    return map && i < map->n ? map->keys[i] : NULL;
 }
 
 const struct gv_ynode *gv_ynode_get(const struct gv_ynode *map, const char *key)
 {
-    size_t i;
+    size_t i = key_index(map, key);
 
-    if (!map || map->kind != GV_Y_MAP || !key) {
-        return NULL;
-    }
-    for (i = 0; i < map->n; i++) {
-        if (strcmp(map->keys[i]->scalar, key) == 0) {
-            return map->items[i];
-        }
-    }
-    return NULL;
+    return map && i < map->n ? map->items[i] : NULL;
 }
 
 const char *gv_ynode_kind_str(enum gv_ynode_kind kind)

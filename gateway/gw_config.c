@@ -25,18 +25,13 @@ static const char *const top_keys[] = {"pack",    "providers", "policies", "poli
 
 /* ---- config maps for the parts kt itself owns ---- */
 
-struct pack_cfg {
-    const char *name;
-    const char *version;
-    bool enabled;
-};
-
+/* The pack's keys fill struct gw_config directly: they need no conversion. */
 static const struct gv_cfg_map pack_map[] = {
-    {"name", GV_CFG_STR, offsetof(struct pack_cfg, name), "default", 0, NULL, 0, 0,
+    {"name", GV_CFG_STR, offsetof(struct gw_config, pack_name), "default", 0, NULL, 0, 0,
      "name of the policy pack, shown in logs and events"},
-    {"version", GV_CFG_STR, offsetof(struct pack_cfg, version), "0.0.0", 0, NULL, 0, 0,
+    {"version", GV_CFG_STR, offsetof(struct gw_config, pack_version), "0.0.0", 0, NULL, 0, 0,
      "version of the pack (any text)"},
-    {"enabled", GV_CFG_BOOL, offsetof(struct pack_cfg, enabled), "true", 0, NULL, 0, 0,
+    {"enabled", GV_CFG_BOOL, offsetof(struct gw_config, pack_enabled), "true", 0, NULL, 0, 0,
      "false passes all traffic through with no policies"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
@@ -203,18 +198,7 @@ static char *url_norm(const char *u)
 
 static gv_rc load_pack(struct gw_config *cfg, const struct gv_ynode *node, struct gv_cfg_err *err)
 {
-    struct pack_cfg p;
-    gv_rc rc;
-
-    memset(&p, 0, sizeof(p));
-    rc = gv_cfg_apply_in(pack_map, cfg->path, "pack", node, &p, err);
-    if (rc) {
-        return rc;
-    }
-    cfg->pack_name = p.name;
-    cfg->pack_version = p.version;
-    cfg->pack_enabled = p.enabled;
-    return GV_OK;
+    return gv_cfg_apply_in(pack_map, cfg->path, "pack", node, cfg, err);
 }
 
 static gv_rc parse_provider(struct gw_config *cfg, const struct gv_ynode *map, const char *where,
@@ -557,6 +541,19 @@ static gv_rc load_policy_settings(struct gw_config *cfg, const struct gv_ynode *
 /* ---- public ---- */
 
 /* Validates the parsed document; takes ownership of doc (freed on failure). */
+/* The sections loaded from their one mapping each, in this order (policies and
+ * policy follow: they need the chain and each other). */
+static const struct {
+    const char *key;
+    gv_rc (*load)(struct gw_config *cfg, const struct gv_ynode *node, struct gv_cfg_err *err);
+} SECTIONS[] = {
+    {"pack", load_pack},
+    {"providers", load_providers},
+    {"gateway", load_gateway},
+    /* what events carry for trace exporters (gateway/gw_telemetry.c) */
+    {"telemetry", gw_telemetry_config_load},
+};
+
 static gv_rc load_doc(struct gv_ydoc *doc, const struct gw_policy_ops *const *reg,
                       struct gw_config **out, struct gv_cfg_err *err)
 {
@@ -595,22 +592,11 @@ static gv_rc load_doc(struct gv_ydoc *doc, const struct gw_policy_ops *const *re
             goto out;
         }
     }
-    rc = load_pack(cfg, gv_ynode_get(root, "pack"), err);
-    if (rc) {
-        goto out;
-    }
-    rc = load_providers(cfg, gv_ynode_get(root, "providers"), err);
-    if (rc) {
-        goto out;
-    }
-    rc = load_gateway(cfg, gv_ynode_get(root, "gateway"), err);
-    if (rc) {
-        goto out;
-    }
-    /* telemetry: what events carry for trace exporters (gateway/gw_telemetry.c) */
-    rc = gw_telemetry_config_load(cfg, gv_ynode_get(root, "telemetry"), err);
-    if (rc) {
-        goto out;
+    for (k = 0; k < sizeof(SECTIONS) / sizeof(SECTIONS[0]); k++) {
+        rc = SECTIONS[k].load(cfg, gv_ynode_get(root, SECTIONS[k].key), err);
+        if (rc) {
+            goto out;
+        }
     }
     rc = load_chain(cfg, gv_ynode_get(root, "policies"), gv_ynode_get(root, "policy"), err);
     if (rc) {

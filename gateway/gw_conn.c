@@ -20,6 +20,7 @@
 #include <event2/event_struct.h>
 
 #include "core/gv_buf.h"
+#include "core/gv_list.h"
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
 #include "core/gv_time.h"
@@ -115,25 +116,6 @@ static void conn_answer_ended(struct gw_conn *c);
 
 /* ------------------------------------------------------------------ time */
 
-const char *gw_conn_http_date(void)
-{
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    static _Thread_local time_t last = (time_t)-1;
-    static _Thread_local char buf[40];
-    time_t now = time(NULL);
-    struct tm tm;
-
-    if (now != last && gmtime_r(&now, &tm) != NULL) {
-        snprintf(buf, sizeof(buf), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
-                 tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec);
-        last = now;
-    }
-    return buf;
-}
-
 static const char *reason(int status)
 {
     switch (status) {
@@ -202,32 +184,30 @@ static void conn_defer(struct gw_conn *c)
 
 /* ---------------------------------------------------------------- events */
 
-static void rev_set(struct gw_conn *c, bool on)
+/* Adds or deletes one of c's events; *is_on says which it is, so nothing is
+ * asked of libevent twice. */
+static void ev_set(struct gw_conn *c, struct event *ev, bool *is_on, bool on)
 {
-    if (c->rev_on == on || c->fd < 0) {
+    if (*is_on == on || c->fd < 0) {
         return;
     }
-    c->rev_on = on;
+    *is_on = on;
     if (on) {
-        event_add(&c->rev, NULL);
+        event_add(ev, NULL);
     }
     else {
-        event_del(&c->rev);
+        event_del(ev);
     }
+}
+
+static void rev_set(struct gw_conn *c, bool on)
+{
+    ev_set(c, &c->rev, &c->rev_on, on);
 }
 
 static void wev_set(struct gw_conn *c, bool on)
 {
-    if (c->wev_on == on || c->fd < 0) {
-        return;
-    }
-    c->wev_on = on;
-    if (on) {
-        event_add(&c->wev, NULL);
-    }
-    else {
-        event_del(&c->wev);
-    }
+    ev_set(c, &c->wev, &c->wev_on, on);
 }
 
 /* writev that never raises SIGPIPE, whatever the process does with the signal:
@@ -463,15 +443,7 @@ static void conn_free(struct gw_conn *c)
     oq_clear(c);
     gw_h1req_free(&c->h1);
     gv_buf_free(&c->stash);
-    if (c->prev) {
-        c->prev->next = c->next;
-    }
-    else {
-        cs->all = c->next;
-    }
-    if (c->next) {
-        c->next->prev = c->prev;
-    }
+    GV_DLIST_UNLINK(cs->all, c);
     cs->nconns--;
     gv_free(c);
     if (cs->draining && cs->nconns == 0 && cs->on_empty) {
@@ -841,7 +813,7 @@ static size_t build_head(struct gw_conn *c, char *out, size_t size, int status, 
     hw_put(&w, code, 4);
     hw_str(&w, reason(status));
     hw_str(&w, "\r\nDate: ");
-    hw_str(&w, gw_conn_http_date());
+    hw_str(&w, gv_time_http_date());
     hw_put(&w, "\r\n", 2);
     if (hdrs && hdrs_len > 0) {
         hw_put(&w, hdrs, hdrs_len);
@@ -1066,11 +1038,7 @@ static void conn_new(struct gw_conns *cs, int fd)
     event_assign(&c->wev, cs->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
     event_assign(&c->fev, cs->base, -1, 0, on_write, c);
     evtimer_assign(&c->tev, cs->base, on_timer, c);
-    c->next = cs->all;
-    if (cs->all) {
-        cs->all->prev = c;
-    }
-    cs->all = c;
+    GV_DLIST_PUSH(cs->all, c);
     cs->nconns++;
     c->keep_alive = true;
     rev_set(c, true);
@@ -1090,7 +1058,7 @@ static void refuse_over_cap(struct gw_conns *cs, int fd)
                      "HTTP/1.1 503 Service Unavailable\r\nDate: %s\r\nContent-Type: "
                      "application/json\r\nContent-Length: %zu\r\nRetry-After: 1\r\n"
                      "Connection: close\r\n\r\n",
-                     gw_conn_http_date(), sizeof(body) - 1);
+                     gv_time_http_date(), sizeof(body) - 1);
     struct iovec iov[2] = {{head, (size_t)n}, {(void *)body, sizeof(body) - 1}};
     ssize_t w = send_iov(fd, iov, 2);
 

@@ -125,7 +125,4 @@ enum gw_conn_wr gw_conn_stream_end(struct gw_conn *c);
  * the head is written. */
 void gw_conn_set_close(struct gw_conn *c);
 
-/* The RFC 9110 IMF-fixdate of now, formatted once a second per thread. */
-const char *gw_conn_http_date(void);
-
 #endif

@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include "gateway/gw_h1byte.h"
+
 /* Debian builds libhttp-parser with HTTP_PARSER_STRICT=0: it takes LF-only line
  * ends, a CR followed by anything, spaces inside header names, obs-folded
  * lines, any two bytes after chunk data and anything after a chunk size up to
@@ -211,40 +213,8 @@ static bool is_hex(unsigned char c)
     return has_class(c, C_HEX);
 }
 
-static bool is_ws(unsigned char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-/* A control byte: never legal in a head outside CRLF (and HTAB in values). */
-static bool is_ctl(unsigned char c)
-{
-    return c < 0x20 || c == 0x7f;
-}
-
-static unsigned char lower(unsigned char c)
-{
-    return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
-}
-
-/* a[0..alen) equals b[0..blen), ASCII case-insensitive. */
-static bool ieqn(const char *a, size_t alen, const char *b, size_t blen)
-{
-    size_t i;
-
-    if (alen != blen) {
-        return false;
-    }
-    for (i = 0; i < alen; i++) {
-        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i])) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Against a string literal. */
-#define IEQ(a, alen, lit) ieqn(a, alen, lit, sizeof(lit) - 1)
+#define IEQ(a, alen, lit) gw_h1byte_ieq(a, alen, lit, sizeof(lit) - 1)
 
 static void refuse(struct gw_h1req *r, enum refusal_id id)
 {
@@ -502,7 +472,7 @@ static unsigned head_byte(struct gw_h1req *r, unsigned char c, bool trailer)
         if (reqline) {
             r->lstate = RL_METHOD;
         }
-        else if (is_ws(c)) {
+        else if (gw_h1byte_is_ws(c)) {
             return E_OBS_FOLD;
         }
         else {
@@ -528,7 +498,7 @@ static unsigned head_byte(struct gw_h1req *r, unsigned char c, bool trailer)
             r->lstate = RL_TARGET;
             return SCAN_OK;
         }
-        return is_ctl(c) ? E_CONTROL : (c == ' ' ? E_REQUEST_LINE : E_TARGET);
+        return gw_h1byte_is_ctl(c) ? E_CONTROL : (c == ' ' ? E_REQUEST_LINE : E_TARGET);
     case RL_VERSION0:
     case RL_VERSION:
         if (c > 0x20 && c < 0x7f) {
@@ -547,9 +517,9 @@ static unsigned head_byte(struct gw_h1req *r, unsigned char c, bool trailer)
         if (is_tchar(c)) {
             return SCAN_OK;
         }
-        return is_ctl(c) && c != '\t' ? E_CONTROL : E_HEADER_NAME;
+        return gw_h1byte_is_ctl(c) && c != '\t' ? E_CONTROL : E_HEADER_NAME;
     case HL_VALUE:
-        if (c == '\t' || !is_ctl(c)) {
+        if (c == '\t' || !gw_h1byte_is_ctl(c)) {
             return SCAN_OK; /* VCHAR, SP, HTAB and obs-text */
         }
         return E_CONTROL;
@@ -560,7 +530,7 @@ static unsigned head_byte(struct gw_h1req *r, unsigned char c, bool trailer)
     if (r->lstate == RL_METHOD && is_tchar(c)) {
         return SCAN_OK;
     }
-    return is_ctl(c) ? E_CONTROL : E_REQUEST_LINE;
+    return gw_h1byte_is_ctl(c) ? E_CONTROL : E_REQUEST_LINE;
 }
 
 /* The request line went through the parser whole: what it holds. */
@@ -652,12 +622,12 @@ static bool take_header_line(struct gw_h1req *r)
     value = r->hbuf.data + r->value_off;
     vlen = r->hbuf.len - 1 - r->value_off;
     /* The parser skips leading whitespace but keeps trailing whitespace. */
-    while (vlen > 0 && is_ws((unsigned char)value[0])) {
+    while (vlen > 0 && gw_h1byte_is_ws((unsigned char)value[0])) {
         value++;
         vlen--;
         r->value_off++;
     }
-    while (vlen > 0 && is_ws((unsigned char)value[vlen - 1])) {
+    while (vlen > 0 && gw_h1byte_is_ws((unsigned char)value[vlen - 1])) {
         vlen--;
     }
     r->hdr_off[h->nhdrs][0] = (uint32_t)r->name_off;
@@ -832,7 +802,7 @@ static unsigned chunk_byte(struct gw_h1req *r, unsigned char c)
             r->lstate = CL_SEMI;
             return SCAN_OK;
         }
-        if (is_ws(c)) {
+        if (gw_h1byte_is_ws(c)) {
             r->lstate = CL_HEX_WS;
             return SCAN_OK;
         }
@@ -842,7 +812,7 @@ static unsigned chunk_byte(struct gw_h1req *r, unsigned char c)
             r->lstate = CL_NAME;
             return SCAN_OK;
         }
-        return is_ws(c) ? SCAN_OK : E_CHUNK_EXT;
+        return gw_h1byte_is_ws(c) ? SCAN_OK : E_CHUNK_EXT;
     case CL_NAME:
     case CL_NAME_WS:
         if (st == CL_NAME && is_tchar(c)) {
@@ -854,7 +824,7 @@ static unsigned chunk_byte(struct gw_h1req *r, unsigned char c)
         else if (c == ';') {
             r->lstate = CL_SEMI;
         }
-        else if (is_ws(c)) {
+        else if (gw_h1byte_is_ws(c)) {
             r->lstate = CL_NAME_WS;
         }
         else {
@@ -868,7 +838,7 @@ static unsigned chunk_byte(struct gw_h1req *r, unsigned char c)
         else if (is_tchar(c)) {
             r->lstate = CL_TOKEN;
         }
-        else if (!is_ws(c)) {
+        else if (!gw_h1byte_is_ws(c)) {
             return E_CHUNK_EXT;
         }
         return SCAN_OK;
@@ -881,7 +851,7 @@ static unsigned chunk_byte(struct gw_h1req *r, unsigned char c)
         if (c == ';') {
             r->lstate = CL_SEMI;
         }
-        else if (is_ws(c)) {
+        else if (gw_h1byte_is_ws(c)) {
             r->lstate = CL_VAL_WS;
         }
         else {
@@ -895,13 +865,13 @@ static unsigned chunk_byte(struct gw_h1req *r, unsigned char c)
         else if (c == '\\') {
             r->lstate = CL_QESC;
         }
-        else if (c != '\t' && is_ctl(c)) {
+        else if (c != '\t' && gw_h1byte_is_ctl(c)) {
             return E_CHUNK_EXT;
         }
         return SCAN_OK;
     case CL_QESC:
         r->lstate = CL_QUOTED;
-        return c == '\t' || !is_ctl(c) ? SCAN_OK : E_CHUNK_EXT;
+        return c == '\t' || !gw_h1byte_is_ctl(c) ? SCAN_OK : E_CHUNK_EXT;
     default:
         return E_MALFORMED;
     }
@@ -1142,7 +1112,7 @@ const struct gw_h1_hdr *gw_h1req_header(const struct gw_h1_head *h, const char *
     size_t i, nlen = strlen(name);
 
     for (i = 0; i < h->nhdrs; i++) {
-        if (ieqn(h->hdrs[i].name, h->hdrs[i].name_len, name, nlen)) {
+        if (gw_h1byte_ieq(h->hdrs[i].name, h->hdrs[i].name_len, name, nlen)) {
             return &h->hdrs[i];
         }
     }
@@ -1154,7 +1124,7 @@ size_t gw_h1req_header_count(const struct gw_h1_head *h, const char *name)
     size_t i, n = 0, nlen = strlen(name);
 
     for (i = 0; i < h->nhdrs; i++) {
-        if (ieqn(h->hdrs[i].name, h->hdrs[i].name_len, name, nlen)) {
+        if (gw_h1byte_ieq(h->hdrs[i].name, h->hdrs[i].name_len, name, nlen)) {
             n++;
         }
     }

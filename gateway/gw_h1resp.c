@@ -3,7 +3,8 @@
 #include "gateway/gw_h1resp.h"
 
 #include <string.h>
-#include <strings.h>
+
+#include "gateway/gw_h1byte.h"
 
 /* Events the callbacks stop the parser on (r->ev). */
 enum { EV_NONE = 0, EV_HEAD, EV_BODY, EV_DONE };
@@ -33,16 +34,14 @@ static void copy_value(char *dst, size_t size, const char *v, size_t n)
 
 static bool name_is(const struct gw_h1resp *r, const char *name)
 {
-    size_t n = strlen(name);
-
-    return r->name_len == n && strncasecmp(r->name, name, n) == 0;
+    return gw_h1byte_ieq(r->name, r->name_len, name, strlen(name));
 }
 
 static bool name_starts(const struct gw_h1resp *r, const char *prefix)
 {
     size_t n = strlen(prefix);
 
-    return r->name_len > n && strncasecmp(r->name, prefix, n) == 0;
+    return r->name_len > n && gw_h1byte_ieq(r->name, n, prefix, n);
 }
 
 /* One complete header line (r->name, r->value): keep what the gateway uses. */
@@ -54,7 +53,7 @@ static int end_header(struct gw_h1resp *r)
 
     r->in_value = false;
     /* libhttp-parser drops leading blanks; trailing ones are ours to drop. */
-    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) {
+    while (n > 0 && gw_h1byte_is_ws((unsigned char)v[n - 1])) {
         n--;
     }
     if (r->name_long) {
@@ -65,7 +64,7 @@ static int end_header(struct gw_h1resp *r)
     }
     else if (name_is(r, "transfer-encoding")) {
         r->nte++;
-        if (r->value_len >= sizeof(r->value) || n != 7 || strncasecmp(v, "chunked", 7) != 0) {
+        if (r->value_len >= sizeof(r->value) || !gw_h1byte_ieq(v, n, "chunked", 7)) {
             return fail(r, "unsupported Transfer-Encoding in the upstream answer");
         }
     }
@@ -234,7 +233,7 @@ static bool scan_framing(struct gw_h1resp *r, const char *p, size_t n)
         if (r->want == 0 && r->prev != '\r' && !r->line_start) {
             /* Fast path through the middle of a line: visible bytes, SP, HTAB, obs-text. */
             size_t j = i;
-            while (j < n && ((unsigned char)p[j] >= 0x20 ? p[j] != 0x7f : p[j] == '\t')) {
+            while (j < n && (!gw_h1byte_is_ctl((unsigned char)p[j]) || p[j] == '\t')) {
                 j++;
             }
             if (j > i) {
@@ -264,10 +263,10 @@ static bool scan_framing(struct gw_h1resp *r, const char *p, size_t n)
         if (c == '\n' && r->prev != '\r') {
             return fail(r, "bare LF in the upstream answer's framing") == 0;
         }
-        if ((c < 0x20 && c != '\r' && c != '\n' && c != '\t') || c == 0x7f) {
+        if (gw_h1byte_is_ctl(c) && c != '\r' && c != '\n' && c != '\t') {
             return fail(r, "control byte in the upstream answer's framing") == 0;
         }
-        if (r->line_start && (c == ' ' || c == '\t')) {
+        if (r->line_start && gw_h1byte_is_ws(c)) {
             return fail(r, "folded header line in the upstream answer") == 0;
         }
         r->line_start = c == '\n';

@@ -23,6 +23,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/gv_buf.h"
+#include "core/gv_list.h"
 #include "core/gv_mem.h"
 #include "core/gv_time.h"
 #include "gateway/gw_h1resp.h"
@@ -231,21 +232,26 @@ static void conn_watch(struct conn *k, short what)
     }
 }
 
+/* After an SSL call failed with error e: when TLS only waits for the socket to
+ * become readable or writable, watch for that and return true. */
+static bool tls_wait(struct conn *k, int e)
+{
+    if (e == SSL_ERROR_WANT_READ) {
+        conn_watch(k, EV_READ);
+        return true;
+    }
+    if (e == SSL_ERROR_WANT_WRITE) {
+        conn_watch(k, EV_WRITE);
+        return true;
+    }
+    return false;
+}
+
 static void idle_unlink(struct conn *k)
 {
     struct origin *o = k->o;
 
-    if (k->prev) {
-        k->prev->next = k->next;
-    }
-    else {
-        o->idle = k->next;
-    }
-    if (k->next) {
-        k->next->prev = k->prev;
-    }
-    k->prev = NULL;
-    k->next = NULL;
+    GV_DLIST_UNLINK(o->idle, k);
     o->nidle--;
     k->up->st.idle--;
 }
@@ -294,12 +300,7 @@ static void conn_pool(struct conn *k)
         return;
     }
     k->idle_since_ms = now_ms(k->up);
-    k->prev = NULL;
-    k->next = o->idle;
-    if (o->idle) {
-        o->idle->prev = k;
-    }
-    o->idle = k;
+    GV_DLIST_PUSH(o->idle, k);
     o->nidle++;
     k->up->st.idle++;
     sweep_arm(k->up);
@@ -437,17 +438,7 @@ static void tls_why(struct gw_upstream_call *c, const char *during)
 
 static void call_unlink(struct gw_upstream_call *c)
 {
-    struct gw_upstream *up = c->up;
-
-    if (c->prev) {
-        c->prev->next = c->next;
-    }
-    else if (up->calls == c) {
-        up->calls = c->next;
-    }
-    if (c->next) {
-        c->next->prev = c->prev;
-    }
+    GV_DLIST_UNLINK(c->up->calls, c);
 }
 
 /* Frees the call and what it holds; its connection is pooled (`reuse`) or closed. */
@@ -685,12 +676,7 @@ static void read_answer(struct gw_upstream_call *c)
             }
             else {
                 int e = SSL_get_error(k->ssl, r);
-                if (e == SSL_ERROR_WANT_READ) {
-                    conn_watch(k, EV_READ);
-                    break;
-                }
-                if (e == SSL_ERROR_WANT_WRITE) {
-                    conn_watch(k, EV_WRITE);
+                if (tls_wait(k, e)) {
                     break;
                 }
                 if (e == SSL_ERROR_ZERO_RETURN ||
@@ -770,12 +756,7 @@ static bool write_some(struct gw_upstream_call *c, int *err)
             r = SSL_write(k->ssl, p, (int)(len > INT32_MAX ? INT32_MAX : len));
             if (r <= 0) {
                 int e = SSL_get_error(k->ssl, r);
-                if (e == SSL_ERROR_WANT_WRITE) {
-                    conn_watch(k, EV_WRITE);
-                    return false;
-                }
-                if (e == SSL_ERROR_WANT_READ) {
-                    conn_watch(k, EV_READ);
+                if (tls_wait(k, e)) {
                     return false;
                 }
                 *err = e == SSL_ERROR_SYSCALL && errno ? errno : EPROTO;
@@ -857,12 +838,7 @@ static void handshake(struct gw_upstream_call *c)
         return;
     }
     e = SSL_get_error(k->ssl, r);
-    if (e == SSL_ERROR_WANT_READ) {
-        conn_watch(k, EV_READ);
-        return;
-    }
-    if (e == SSL_ERROR_WANT_WRITE) {
-        conn_watch(k, EV_WRITE);
+    if (tls_wait(k, e)) {
         return;
     }
     tls_why(c, "handshake");
@@ -1382,11 +1358,7 @@ gv_rc gw_upstream_start(struct gw_upstream *up, const struct gw_upstream_req *rq
     evtimer_assign(&c->timer, up->base, on_call_timer, c);
     build_head(c, rq, &t);
     c->o = origin_get(up, &t, rq->ca_file);
-    c->next = up->calls;
-    if (up->calls) {
-        up->calls->prev = c;
-    }
-    up->calls = c;
+    GV_DLIST_PUSH(up->calls, c);
     if (out) {
         *out = c;
     }

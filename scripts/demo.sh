@@ -18,19 +18,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PORT="${KT_DEMO_PORT:-41002}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/kt-demo.XXXXXX")"
-PIDS=()
+. "$ROOT/bench/lib/procs.sh"
 # Every kt command of the demo keeps its state (audit log, spool) in the demo's temp dir.
 export KT_STATE_DIR="$WORK/state"
 
 cleanup() {
     local rc=$?
-    local i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        if kill -0 "${PIDS[$i]}" 2>/dev/null; then
-            kill -TERM "${PIDS[$i]}" 2>/dev/null || true
-            wait "${PIDS[$i]}" 2>/dev/null || true
-        fi
-    done
+    stop_pids
     if [ "${KT_DEMO_KEEP:-0}" = 1 ]; then
         echo "demo files kept in $WORK"
     else
@@ -72,7 +66,7 @@ cmake -S . -B build >"$WORK/cmake.log" 2>&1 || { cat "$WORK/cmake.log"; exit 1; 
 cmake --build build -j2 >>"$WORK/cmake.log" 2>&1 || { tail -n 60 "$WORK/cmake.log"; exit 1; }
 
 # --- the upstream: the real provider, or the local stand-in -------------------------------
-BASE_URL_LINE=""
+UP_URL=""
 GATEWAY_KEY="${OPENAI_API_KEY:-}"
 if [ -z "$GATEWAY_KEY" ]; then
     say "no OPENAI_API_KEY: starting the local OpenAI stand-in"
@@ -81,7 +75,6 @@ if [ -z "$GATEWAY_KEY" ]; then
     wait_for_line "$WORK/upstream.out" 'url=http' 15 "${PIDS[-1]}"
     UP_URL="$(sed -nE 's/.*url=(http[^ ]+).*/\1/p' "$WORK/upstream.out" | head -n 1)"
     echo "stand-in at $UP_URL"
-    BASE_URL_LINE="      base_url: $UP_URL"
     # The gateway needs some secret to hold; the stand-in accepts any.
     GATEWAY_KEY="sk-demo-local-stand-in"
 else
@@ -89,32 +82,13 @@ else
 fi
 
 # --- the product page's policy config ----------------------------------------------------
-cat >"$WORK/policy-config.yaml" <<EOF
-pack:
-  name: wandb-governed-experiments
-  version: 1.0.0
-  enabled: true
-providers:
-  targets:
-    - id: experiment-llm
-      provider: openai:chat:gpt-4o
-      secret_key_ref:
-        env: OPENAI_API_KEY
-$BASE_URL_LINE
-policies:
-  chain: [prompt-injection, pii-detector, audit-logger]
-policy:
-  prompt-injection:
-    threshold: 0.8
-    action: block
-  pii-detector:
-    action: redact
-    entities: [PERSON, EMAIL_ADDRESS]
-  audit-logger:
-    immutable: true
-    retention_days: 365
-    log_all_access: true
-EOF
+# examples/policy-config.yaml as it is, pointed at the stand-in when there is one.
+. "$ROOT/bench/lib/page-config.sh"
+if [ -n "$UP_URL" ]; then
+    page_config "$UP_URL" >"$WORK/policy-config.yaml"
+else
+    cp examples/policy-config.yaml "$WORK/policy-config.yaml"
+fi
 
 say "kt policy check"
 OPENAI_API_KEY="$GATEWAY_KEY" build/kt policy check "$WORK/policy-config.yaml"

@@ -41,6 +41,7 @@
 #include "core/gv_mem.h"
 #include "core/gv_time.h"
 #include "core/gv_trace.h"
+#include "bench/agent/bench_agent.h"
 #include "bench/agent/otlp_count.pb-c.h"
 #include "gateway/gw_emit.h"
 
@@ -58,25 +59,8 @@ struct sender {
 
 static void make_record(struct gv_record *r, uint64_t i)
 {
-    memset(r, 0, sizeof(*r));
-    snprintf(r->request_id, sizeof(r->request_id), "req-%llu", (unsigned long long)i);
-    snprintf(r->run_id, sizeof(r->run_id), "run-%llu", (unsigned long long)(i % 100));
-    snprintf(r->project, sizeof(r->project), "bench");
-    snprintf(r->entity, sizeof(r->entity), "team");
-    snprintf(r->model, sizeof(r->model), "gpt-4o");
-    r->decision = (enum gv_decision)(i % 4 == 3 ? GV_DECISION_BLOCKED : GV_DECISION_ALLOWED);
-    r->npolicies = 3;
-    snprintf(r->policies[0].name, sizeof(r->policies[0].name), "prompt-injection");
-    snprintf(r->policies[1].name, sizeof(r->policies[1].name), "pii-detector");
-    snprintf(r->policies[2].name, sizeof(r->policies[2].name), "audit-logger");
-    if (r->decision == GV_DECISION_BLOCKED) {
-        r->policies[0].action = GV_OUTCOME_BLOCK;
-    }
+    bench_record(r, i, 100);
     r->start_wall_us = 1700000000000000ull + i;
-    r->latency_total_us = 5000 + (i * 7919) % 200000;
-    r->latency_gateway_us = 40 + i % 50;
-    r->tokens_prompt = 30;
-    r->tokens_completion = 12;
     r->cost_usd = 0.0001;
     r->http_status = 200;
     if (full_records) {
@@ -102,95 +86,26 @@ static void make_record(struct gv_record *r, uint64_t i)
     }
 }
 
-static void send_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            perror("send");
-            exit(1);
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-}
-
 static void *sender_main(void *arg)
 {
     struct sender *s = arg;
-    struct sockaddr_un sa;
-    struct gv_buf frames, payload;
-    struct gv_record rec;
     struct gv_hello h;
-    char id[GV_INSTANCE_ID_LEN + 1];
     char sink[65536];
-    uint64_t i;
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    int fd = feed_connect(s->sock);
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", s->sock);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        perror("connect");
-        exit(1);
-    }
-    snprintf(id, sizeof(id), "%032x", s->id + 1);
     memset(&h, 0, sizeof(h));
     h.schema_version = GV_EVENT_SCHEMA_VERSION;
-    snprintf(h.instance_id, sizeof(h.instance_id), "%s", id);
+    snprintf(h.instance_id, sizeof(h.instance_id), "%032x", s->id + 1);
     snprintf(h.chain, sizeof(h.chain), "prompt-injection,pii-detector,audit-logger");
-    gv_buf_init(&frames, 0);
-    gv_buf_init(&payload, 0);
-    gv_hello_encode(&h, &payload);
-    gv_frame_append(&frames, GV_FRAME_HELLO, payload.data, payload.len);
-    send_all(fd, frames.data, frames.len);
     /* Encoded in chunks of 1024 events, like the gateway's background thread (256 when
      * paced, so the offered rate is smooth). */
-    uint64_t start = gv_mono_us(), chunk = s->rate > 0 ? 256 : 1024;
-    for (i = 0; i < s->n;) {
-        uint64_t k;
-        if (s->rate > 0) {
-            uint64_t due = start + (uint64_t)((double)i * 1e6 / s->rate), now = gv_mono_us();
-            if (due > now) {
-                usleep((useconds_t)(due - now));
-            }
-        }
-        gv_buf_reset(&frames);
-        for (k = 0; k < chunk && i < s->n; k++, i++) {
-            make_record(&rec, i);
-            gv_buf_reset(&payload);
-            gv_event_encode(&rec, id, i + 1, &payload);
-            gv_frame_append(&frames, GV_FRAME_EVENT, payload.data, payload.len);
-        }
-        send_all(fd, frames.data, frames.len);
-        /* Acks are drained so the agent's output never backs up. */
-        while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0) {
-        }
-    }
+    feed_events(fd, &h, s->n, s->rate > 0 ? 256 : 1024, s->rate, make_record);
     s->done_us = gv_mono_us();
-    gv_buf_free(&frames);
-    gv_buf_free(&payload);
     /* Keep the connection until the agent has read everything. */
     shutdown(fd, SHUT_WR);
     while (recv(fd, sink, sizeof(sink), 0) > 0) {
     }
     close(fd);
-    return NULL;
-}
-
-struct agent_run {
-    struct ag_agent *ag;
-    pthread_t thr;
-    clockid_t cpu;
-};
-
-static void *agent_main(void *arg)
-{
-    struct agent_run *a = arg;
-    ag_agent_run(a->ag, false);
     return NULL;
 }
 
@@ -203,35 +118,20 @@ static double thread_cpu_s(clockid_t c)
 
 static void bench_ingest(int nsend, uint64_t per_sender, bool fsync)
 {
-    char dir[] = "/tmp/kt-bench-agent-XXXXXX";
-    struct ag_opts o;
-    struct agent_run a;
+    struct bench_agent a;
     struct sender *s = gv_calloc((size_t)nsend, sizeof(*s));
     uint64_t total = per_sender * (uint64_t)nsend, t0, t1;
     double c0, c1;
-    char cmd[128];
     int i;
 
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
-    memset(&o, 0, sizeof(o));
-    o.state_dir = dir;
-    o.flush_ms = 1000;
-    o.fsync = fsync;
-    o.label = "bench";
-    o.exporters = "none";
-    if (ag_agent_create(&o, &a.ag) != GV_OK) {
-        fprintf(stderr, "agent create failed\n");
-        exit(1);
-    }
-    pthread_create(&a.thr, NULL, agent_main, &a);
-    pthread_getcpuclockid(a.thr, &a.cpu);
+    bench_agent_init(&a, "/tmp/kt-bench-agent-XXXXXX", "none");
+    a.o.fsync = fsync;
+    bench_agent_create(&a);
+    bench_agent_run(&a);
     c0 = thread_cpu_s(a.cpu);
     t0 = gv_mono_us();
     for (i = 0; i < nsend; i++) {
-        snprintf(s[i].sock, sizeof(s[i].sock), "%s/agent.sock", dir);
+        snprintf(s[i].sock, sizeof(s[i].sock), "%s/agent.sock", a.dir);
         s[i].id = i;
         s[i].n = per_sender;
         pthread_create(&s[i].thr, NULL, sender_main, &s[i]);
@@ -244,17 +144,11 @@ static void bench_ingest(int nsend, uint64_t per_sender, bool fsync)
     for (i = 0; i < nsend; i++) {
         pthread_join(s[i].thr, NULL);
     }
-    ag_agent_stop(a.ag);
-    pthread_join(a.thr, NULL);
-    ag_agent_destroy(a.ag);
+    bench_agent_finish(&a);
     printf(
         "ingest senders=%d fsync=%s events=%llu events_per_s=%.0f agent_cpu_s_per_million=%.3f\n",
         nsend, fsync ? "on" : "off", (unsigned long long)total,
         (double)total / ((double)(t1 - t0) / 1e6), (c1 - c0) / ((double)total / 1e6));
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "cleanup failed\n");
-    }
     gv_free(s);
 }
 
@@ -323,30 +217,20 @@ static void *emit_main(void *arg)
 
 static void bench_emit(int nthreads, uint64_t per_thread)
 {
-    char dir[] = "/tmp/kt-bench-emit-XXXXXX";
-    struct ag_opts o;
-    struct agent_run a;
+    struct bench_agent a;
     struct emitter_run *e = gv_calloc((size_t)nthreads, sizeof(*e));
     struct gw_emitter *em = NULL;
     uint64_t ns = 0, cpu = 0, n = 0, dropped = 0;
-    char cmd[128];
     int i;
 
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
-    memset(&o, 0, sizeof(o));
-    o.state_dir = dir;
-    o.flush_ms = 1000;
-    o.fsync = true;
-    o.label = "bench";
-    o.exporters = "none";
-    if (ag_agent_create(&o, &a.ag) != GV_OK || gw_emitter_create_agent(dir, NULL, &em)) {
+    bench_agent_init(&a, "/tmp/kt-bench-emit-XXXXXX", "none");
+    a.o.fsync = true;
+    bench_agent_create(&a);
+    if (gw_emitter_create_agent(a.dir, NULL, &em)) {
         fprintf(stderr, "setup failed\n");
         exit(1);
     }
-    pthread_create(&a.thr, NULL, agent_main, &a);
+    bench_agent_run(&a);
     for (i = 0; i < nthreads; i++) {
         e[i].em = em;
         e[i].n = per_thread;
@@ -368,13 +252,7 @@ static void bench_emit(int nthreads, uint64_t per_thread)
            nthreads, (unsigned long long)n, (double)ns / (double)n, (double)cpu / (double)n,
            (unsigned long long)dropped, (unsigned long long)ag_agent_events(a.ag));
     em->ops->destroy(em);
-    ag_agent_stop(a.ag);
-    pthread_join(a.thr, NULL);
-    ag_agent_destroy(a.ag);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "cleanup failed\n");
-    }
+    bench_agent_finish(&a);
     gv_free(e);
 }
 
@@ -531,10 +409,8 @@ static double named_thread_cpu_s(const char *name)
 
 static void bench_otlp(int nsend, uint64_t per_sender, double rate)
 {
-    char dir[] = "/tmp/kt-bench-otlp-XXXXXX";
-    char url[64], cmd[128];
-    struct ag_opts o;
-    struct agent_run a;
+    char url[64];
+    struct bench_agent a;
     struct receiver rcv;
     struct sender *s = gv_calloc((size_t)nsend, sizeof(*s));
     uint64_t total = per_sender * (uint64_t)nsend, want = 0, t0, t1, i;
@@ -547,30 +423,18 @@ static void bench_otlp(int nsend, uint64_t per_sender, double rate)
         make_record(&r, i);
         want += (uint64_t)nsend * (r.decision == GV_DECISION_BLOCKED ? 2 : 5);
     }
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
+    bench_agent_init(&a, "/tmp/kt-bench-otlp-XXXXXX", "otlp");
     receiver_start(&rcv);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", rcv.port);
     setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url, 1);
     setenv("OTEL_BSP_SCHEDULE_DELAY", "100", 1);
-    memset(&o, 0, sizeof(o));
-    o.state_dir = dir;
-    o.flush_ms = 1000;
-    o.label = "bench";
-    o.exporters = "otlp";
-    if (ag_agent_create(&o, &a.ag) != GV_OK) {
-        fprintf(stderr, "agent create failed\n");
-        exit(1);
-    }
-    pthread_create(&a.thr, NULL, agent_main, &a);
-    pthread_getcpuclockid(a.thr, &a.cpu);
+    bench_agent_create(&a);
+    bench_agent_run(&a);
     c0 = thread_cpu_s(a.cpu);
     x0 = named_thread_cpu_s("kt-agent-otlp");
     t0 = gv_mono_us();
     for (k = 0; k < nsend; k++) {
-        snprintf(s[k].sock, sizeof(s[k].sock), "%s/agent.sock", dir);
+        snprintf(s[k].sock, sizeof(s[k].sock), "%s/agent.sock", a.dir);
         s[k].id = k;
         s[k].n = per_sender;
         s[k].rate = rate / nsend;
@@ -603,17 +467,11 @@ static void bench_otlp(int nsend, uint64_t per_sender, double rate)
            (double)atomic_load(&rcv.bytes) / (double)want,
            (double)total / ((double)(t1 - t0) / 1e6), (double)want / ((double)(t1 - t0) / 1e6),
            (c1 - c0) * 1e6 / (double)want, (x1 - x0) * 1e6 / (double)want);
-    ag_agent_stop(a.ag);
-    pthread_join(a.thr, NULL);
-    ag_agent_destroy(a.ag);
+    bench_agent_finish(&a);
     receiver_stop(&rcv);
     unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
     unsetenv("OTEL_BSP_SCHEDULE_DELAY");
     full_records = false;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "cleanup failed\n");
-    }
     gv_free(s);
 }
 

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "agent/ag_agent.h"
+#include "bench/agent/bench_agent.h"
 #include "core/gv_buf.h"
 #include "core/gv_event.h"
 #include "core/gv_mem.h"
@@ -32,93 +33,28 @@
 
 static void make_record(struct gv_record *r, uint64_t i)
 {
-    memset(r, 0, sizeof(*r));
-    snprintf(r->request_id, sizeof(r->request_id), "req-%llu", (unsigned long long)i);
-    snprintf(r->run_id, sizeof(r->run_id), "run-%llu", (unsigned long long)(i % 10));
-    snprintf(r->project, sizeof(r->project), "bench");
-    snprintf(r->entity, sizeof(r->entity), "team");
-    snprintf(r->model, sizeof(r->model), "gpt-4o");
+    bench_record(r, i, 10);
     snprintf(r->roles, sizeof(r->roles), "system,user");
     r->nmessages = 2;
-    r->decision = (enum gv_decision)(i % 4 == 3 ? GV_DECISION_BLOCKED : GV_DECISION_ALLOWED);
-    r->npolicies = 3;
-    snprintf(r->policies[0].name, sizeof(r->policies[0].name), "prompt-injection");
-    snprintf(r->policies[1].name, sizeof(r->policies[1].name), "pii-detector");
-    snprintf(r->policies[2].name, sizeof(r->policies[2].name), "audit-logger");
-    if (r->decision == GV_DECISION_BLOCKED) {
-        r->policies[0].action = GV_OUTCOME_BLOCK;
-    }
     r->start_wall_us = 1767225600000000ull + i * 50;
-    r->latency_total_us = 5000 + (i * 7919) % 200000;
-    r->latency_gateway_us = 40 + i % 50;
-    r->tokens_prompt = 30;
-    r->tokens_completion = 12;
     r->cost_usd = 0.00018;
     r->price_input_per_mtok = 2.5;
     r->price_output_per_mtok = 10;
     r->http_status = r->decision == GV_DECISION_BLOCKED ? 403 : 200;
 }
 
-static void send_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            perror("send");
-            exit(1);
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-}
-
 static void feed(const char *sock, uint64_t n)
 {
-    struct sockaddr_un sa;
-    struct gv_buf frames, payload;
-    struct gv_record rec;
     struct gv_hello h;
-    const char *id = "0000000000000000000000000000beef";
-    char sink[65536];
-    uint64_t i;
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    int fd = feed_connect(sock);
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        perror("connect");
-        exit(1);
-    }
     memset(&h, 0, sizeof(h));
     h.schema_version = GV_EVENT_SCHEMA_VERSION;
-    snprintf(h.instance_id, sizeof(h.instance_id), "%s", id);
+    snprintf(h.instance_id, sizeof(h.instance_id), "%s", "0000000000000000000000000000beef");
     snprintf(h.pack_name, sizeof(h.pack_name), "bench-pack");
     snprintf(h.pack_version, sizeof(h.pack_version), "1");
     snprintf(h.chain, sizeof(h.chain), "prompt-injection,pii-detector,audit-logger");
-    gv_buf_init(&frames, 0);
-    gv_buf_init(&payload, 0);
-    gv_hello_encode(&h, &payload);
-    gv_frame_append(&frames, GV_FRAME_HELLO, payload.data, payload.len);
-    send_all(fd, frames.data, frames.len);
-    for (i = 0; i < n;) {
-        uint64_t k;
-        gv_buf_reset(&frames);
-        for (k = 0; k < 1024 && i < n; k++, i++) {
-            make_record(&rec, i);
-            gv_buf_reset(&payload);
-            gv_event_encode(&rec, id, i + 1, &payload);
-            gv_frame_append(&frames, GV_FRAME_EVENT, payload.data, payload.len);
-        }
-        send_all(fd, frames.data, frames.len);
-        while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0) {
-        }
-    }
-    gv_buf_free(&frames);
-    gv_buf_free(&payload);
+    feed_events(fd, &h, n, 1024, 0, make_record);
     close(fd);
 }
 
@@ -197,22 +133,14 @@ static double cpu_s(void)
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
-static void *agent_main(void *arg)
-{
-    ag_agent_run(arg, false);
-    return NULL;
-}
-
 int main(int argc, char **argv)
 {
     uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 100000;
     const char *batch = argc > 2 ? argv[2] : "100";
     const char *senders = argc > 3 ? argv[3] : "4";
     const char *base = getenv("WANDB_BASE_URL");
-    char dir[] = "/tmp/kt-bench-weave-XXXXXX", sock[128], cfg[160], yaml[256], cmd[160];
-    struct ag_opts o;
-    struct ag_agent *ag;
-    pthread_t thr;
+    char sock[128], cfg[160], yaml[256];
+    struct bench_agent a;
     uint64_t pending, sent, failed, s0 = 0, t0 = 0, t1, limit;
     double c0 = 0, c1;
     FILE *f;
@@ -225,29 +153,18 @@ int main(int argc, char **argv)
                 argv[0]);
         return 2;
     }
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    snprintf(sock, sizeof(sock), "%s/agent.sock", dir);
-    snprintf(cfg, sizeof(cfg), "%s/agent.yaml", dir);
+    bench_agent_init(&a, "/tmp/kt-bench-weave-XXXXXX", "weave");
+    snprintf(sock, sizeof(sock), "%s/agent.sock", a.dir);
+    snprintf(cfg, sizeof(cfg), "%s/agent.yaml", a.dir);
     snprintf(yaml, sizeof(yaml), "exporters:\n  weave:\n    batch_size: %s\n    senders: %s\n",
              batch, senders);
     f = fopen(cfg, "w");
     fputs(yaml, f);
     fclose(f);
-    memset(&o, 0, sizeof(o));
-    o.state_dir = dir;
-    o.flush_ms = 1000;
-    o.label = "bench";
-    o.exporters = "weave";
-    o.config_path = cfg;
-    if (ag_agent_create(&o, &ag) != GV_OK) {
-        fprintf(stderr, "agent create failed\n");
-        return 1;
-    }
+    a.o.config_path = cfg;
+    bench_agent_create(&a);
     bench_format(n < 50000 ? n : 50000);
-    pthread_create(&thr, NULL, agent_main, ag);
+    bench_agent_run(&a);
     feed(sock, n);
     for (i = 0; i < 600; i++) {
         weave_counts(sock, &pending, &sent, &failed);
@@ -281,12 +198,6 @@ int main(int argc, char **argv)
                (double)(sent - s0) / secs, secs, (c1 - c0) * 1e6 / (double)(sent - s0),
                100.0 * (c1 - c0) / secs);
     }
-    ag_agent_stop(ag);
-    pthread_join(thr, NULL);
-    ag_agent_destroy(ag);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "could not remove %s\n", dir);
-    }
+    bench_agent_finish(&a);
     return sent == n ? 0 : 1;
 }

@@ -38,28 +38,15 @@ N_PORT=$((BASE + 3))
 KT="${KT_BIN:-$ROOT/build-bench-audit/kt}"
 OUT="$ROOT/bench/out"
 mkdir -p "$OUT"
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/kt-bench-audit.XXXXXX")"
 RESULT="$OUT/audit-$(date +%Y%m%d-%H%M%S).txt"
 . "$ROOT/bench/lib/procs.sh"
-
-cleanup() {
-    local rc=$?
-    stop_pids
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. "$ROOT/bench/lib/nginx-upstream.sh"
+work_dir kt-bench-audit
 
 command -v wrk >/dev/null 2>&1 || { echo "bench: needs wrk (apt-get install wrk)" >&2; exit 1; }
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 [ -x "$NGINX" ] || { echo "bench: needs nginx (apt-get install nginx-light)" >&2; exit 1; }
-for p in "$UP_PORT" "$A_PORT" "$N_PORT"; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-        echo "bench: port $p on 127.0.0.1 is in use; set BENCH_PORT_BASE" >&2
-        exit 1
-    fi
-done
+ports_free bench BENCH_PORT_BASE "$UP_PORT" "$A_PORT" "$N_PORT"
 
 if [ -z "${KT_BIN:-}" ] && [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
     echo "building release kt in build-bench-audit/ ..." >&2
@@ -71,7 +58,6 @@ fi
 [ -x "$KT" ] || { echo "bench: no kt binary at $KT" >&2; exit 1; }
 
 # --- upstream ------------------------------------------------------------------------------
-. "$ROOT/bench/lib/nginx-upstream.sh"
 nginx_upstream "$WORK/up" "$UP_PORT"
 
 config() { # config CHAIN EXTRA

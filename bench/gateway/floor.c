@@ -15,7 +15,8 @@
  * What it is for: bench/gateway/run.sh measures it next to kt with one worker. Its req/s are
  * the ceiling for anything built on these libraries on this machine, so kt's gap to nginx
  * splits into what the libraries cost (floor vs nginx) and what kt's own work costs on top
- * (kt vs floor). It links libevent and libcurl only, so nothing of kt can leak into it.
+ * (kt vs floor). It links libevent and libcurl, and of kt only core/gv_time.c, for the Date
+ * value kt sends, so nothing of kt's request path can leak into it.
  *
  * Upstream failures answer 502 with a short JSON error; other paths 404, other methods 405.
  * SIGINT or SIGTERM stop it; transfers still running are dropped with their clients.
@@ -37,8 +38,11 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 
+#include "bench/gateway/floor_cli.h"
+#include "core/gv_list.h"
+#include "core/gv_time.h"
+
 /* The values kt uses (gw_server.c, gw_upstream.c), so both pay for the same settings. */
-#define LISTEN_BACKLOG 1024
 #define HEADERS_MAX (64 * 1024)
 #define BODY_MAX (8 * 1024 * 1024 + 64 * 1024)
 #define CONN_TIMEOUT_S 300
@@ -109,33 +113,14 @@ static void *xcalloc(size_t n, size_t size)
     return p;
 }
 
-/* The Date value formatted once a second, as kt does: evhttp would otherwise format one for
- * every answer, and the floor should not pay for what kt has already saved. */
-static const char *http_date(void)
-{
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    static time_t last = (time_t)-1;
-    static char buf[40];
-    time_t now = time(NULL);
-    struct tm tm;
-
-    if (now != last && gmtime_r(&now, &tm) != NULL) {
-        snprintf(buf, sizeof(buf), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
-                 tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec);
-        last = now;
-    }
-    return buf;
-}
-
 /* Sends what the request's output buffer holds; evhttp adds Content-Length. A request whose
  * client already left was detached by evhttp: sending frees it. */
 static void reply(struct evhttp_request *req, int status, const char *type)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    const char *date = http_date();
+    /* Formatted once a second, as kt does: evhttp would otherwise format one for every
+     * answer, and the floor should not pay for what kt has already saved. */
+    const char *date = gv_time_http_date();
 
     if (date[0]) {
         evhttp_add_header(h, "Date", date);
@@ -200,17 +185,7 @@ static void unlink_active(struct xfer *x)
 {
     struct proxy *px = x->px;
 
-    if (x->prev) {
-        x->prev->next = x->next;
-    }
-    else {
-        px->active = x->next;
-    }
-    if (x->next) {
-        x->next->prev = x->prev;
-    }
-    x->prev = NULL;
-    x->next = NULL;
+    GV_DLIST_UNLINK(px->active, x);
 }
 
 /* Back to the pool: a handle is reusable once removed from the multi, whatever its result. */
@@ -394,44 +369,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         reply_error(req, 502, ERR_UPSTREAM);
         return;
     }
-    x->next = px->active;
-    if (px->active) {
-        px->active->prev = x;
-    }
-    px->active = x;
-}
-
-static void on_signal(evutil_socket_t sig, short kind, void *arg)
-{
-    event_base_loopbreak(arg);
-}
-
-/* A listening socket with kt's backlog, handed to evhttp as kt does. */
-static int listen_on(const char *addr)
-{
-    struct sockaddr_storage ss;
-    int sslen = (int)sizeof(ss);
-    int one = 1;
-    int fd;
-
-    memset(&ss, 0, sizeof(ss));
-    if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0) {
-        fprintf(stderr, "kt-bench-floor: invalid --listen '%s': want HOST:PORT\n", addr);
-        return -1;
-    }
-    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        fprintf(stderr, "kt-bench-floor: socket: %s\n", strerror(errno));
-        return -1;
-    }
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&ss, (socklen_t)sslen) != 0 ||
-        listen(fd, LISTEN_BACKLOG) != 0) {
-        fprintf(stderr, "kt-bench-floor: cannot listen on %s: %s\n", addr, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
+    GV_DLIST_PUSH(px->active, x);
 }
 
 static int valid_url(const char *url)
@@ -458,19 +396,7 @@ int main(int argc, char **argv)
     int fd = -1, code = 1, i;
 
     memset(&px, 0, sizeof(px));
-    for (i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
-            listen_addr = argv[++i];
-        }
-        else if (strcmp(argv[i], "--upstream") == 0 && i + 1 < argc) {
-            px.upstream = argv[++i];
-        }
-        else {
-            usage();
-            return 2;
-        }
-    }
-    if (!listen_addr || !px.upstream) {
+    if (floor_args(argc, argv, &listen_addr, &px.upstream) != 0) {
         usage();
         return 2;
     }
@@ -515,8 +441,8 @@ int main(int argc, char **argv)
     px.multi = curl_multi_init();
     px.timer = evtimer_new(px.base, on_timer, &px);
     px.http = evhttp_new(px.base);
-    sigint = evsignal_new(px.base, SIGINT, on_signal, px.base);
-    sigterm = evsignal_new(px.base, SIGTERM, on_signal, px.base);
+    sigint = evsignal_new(px.base, SIGINT, floor_on_signal, px.base);
+    sigterm = evsignal_new(px.base, SIGTERM, floor_on_signal, px.base);
     if (i < NHDRS + 1 || !px.multi || !px.timer || !px.http || !sigint || !sigterm ||
         event_add(sigint, NULL) != 0 || event_add(sigterm, NULL) != 0) {
         fputs("kt-bench-floor: cannot set up the event loop or libcurl\n", stderr);
@@ -531,7 +457,8 @@ int main(int argc, char **argv)
     evhttp_set_max_headers_size(px.http, HEADERS_MAX);
     evhttp_set_timeout(px.http, CONN_TIMEOUT_S);
     evhttp_set_gencb(px.http, on_request, &px);
-    fd = listen_on(listen_addr);
+    /* A listening socket with kt's backlog, handed to evhttp as kt does. */
+    fd = floor_listen("kt-bench-floor", listen_addr);
     if (fd < 0) {
         goto out;
     }

@@ -17,7 +17,8 @@
  *   - upstream bodies are relayed as they arrive: with Content-Length as is, anything else
  *     (SSE, chunked, close-delimited) as chunked; reading the upstream stops while more than
  *     BACKLOG_HIGH bytes wait for the client and resumes below half of it.
- * It links libevent, libhttp-parser and libc only, so its numbers are the design's alone.
+ * It links libevent, libhttp-parser and libc, and of kt only core/gv_time.c (the Date value,
+ * formatted once a second as kt and nginx do), so its numbers are the design's alone.
  * No TLS, no timeouts (the benchmark's peers are local and bounded), plain HTTP upstream only.
  * Other paths answer 404, other methods 405, upstream failures before the answer began 502; a
  * failure after that closes the client connection. SIGINT or SIGTERM stop it.
@@ -43,7 +44,9 @@
 #include <event2/util.h>
 #include <http_parser.h>
 
-#define LISTEN_BACKLOG 1024
+#include "bench/gateway/floor_cli.h"
+#include "core/gv_time.h"
+
 #define BUF_SIZE (16 * 1024)
 #define POOL_KEEP 1024u      /* free buffers kept for reuse; more go back to malloc */
 #define UP_IDLE_MAX 1024u    /* idle upstream sockets kept open */
@@ -160,26 +163,6 @@ static void buf_put(struct worker *w, struct buf *b)
     w->nfree++;
 }
 
-/* Formatted once a second, as kt and nginx do. */
-static const char *http_date(void)
-{
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    static time_t last = (time_t)-1;
-    static char buf[40];
-    time_t now = time(NULL);
-    struct tm tm;
-
-    if (now != last && gmtime_r(&now, &tm) != NULL) {
-        snprintf(buf, sizeof(buf), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
-                 tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec);
-        last = now;
-    }
-    return buf;
-}
-
 /* ---- client output ------------------------------------------------------------------------ */
 
 static void out_add(struct conn *c, const char *p, size_t n)
@@ -286,7 +269,7 @@ static void answer(struct conn *c, int status, const char *reason, const char *b
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\n%s\r\n",
-                     status, reason, http_date(), blen,
+                     status, reason, gv_time_http_date(), blen,
                      c->keep_alive ? "" : "Connection: close\r\n");
 
     out_add(c, head, (size_t)n);
@@ -523,8 +506,8 @@ static int resp_headers_complete(http_parser *p)
         n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %u %s\r\nDate: %s\r\nContent-Type: %s\r\n"
                      "Transfer-Encoding: chunked\r\n%s\r\n",
-                     p->status_code, http_status_str((enum http_status)p->status_code), http_date(),
-                     u->sse ? "text/event-stream" : "application/json",
+                     p->status_code, http_status_str((enum http_status)p->status_code),
+                     gv_time_http_date(), u->sse ? "text/event-stream" : "application/json",
                      c->keep_alive ? "" : "Connection: close\r\n");
     }
     else {
@@ -532,7 +515,7 @@ static int resp_headers_complete(http_parser *p)
                      "HTTP/1.1 %u %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
                      "Content-Length: %llu\r\n%s\r\n",
                      p->status_code, http_status_str((enum http_status)p->status_code),
-                     http_date(), (unsigned long long)p->content_length,
+                     gv_time_http_date(), (unsigned long long)p->content_length,
                      c->keep_alive ? "" : "Connection: close\r\n");
     }
     out_add(c, head, (size_t)n);
@@ -948,57 +931,14 @@ static int parse_upstream(struct worker *w, const char *url)
                : -1;
 }
 
-static int listen_on(const char *addr)
-{
-    struct sockaddr_storage ss;
-    int sslen = (int)sizeof(ss);
-    int one = 1;
-    int fd;
-
-    memset(&ss, 0, sizeof(ss));
-    if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0) {
-        fprintf(stderr, "kt-bench-floor2: invalid --listen '%s': want HOST:PORT\n", addr);
-        return -1;
-    }
-    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return -1;
-    }
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&ss, (socklen_t)sslen) != 0 ||
-        listen(fd, LISTEN_BACKLOG) != 0) {
-        fprintf(stderr, "kt-bench-floor2: cannot listen on %s: %s\n", addr, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static void on_signal(evutil_socket_t sig, short kind, void *arg)
-{
-    event_base_loopbreak(arg);
-}
-
 int main(int argc, char **argv)
 {
     static struct worker w;
     struct event_config *cfg;
     struct event *sigint, *sigterm;
     const char *listen_addr = NULL, *upstream = NULL;
-    int i;
 
-    for (i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
-            listen_addr = argv[++i];
-        }
-        else if (strcmp(argv[i], "--upstream") == 0 && i + 1 < argc) {
-            upstream = argv[++i];
-        }
-        else {
-            break;
-        }
-    }
-    if (i < argc || !listen_addr || !upstream) {
+    if (floor_args(argc, argv, &listen_addr, &upstream) != 0) {
         fputs("usage: kt-bench-floor2 --listen HOST:PORT --upstream URL\n", stderr);
         return 2;
     }
@@ -1028,15 +968,15 @@ int main(int argc, char **argv)
     event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
     w.base = event_base_new_with_config(cfg);
     event_config_free(cfg);
-    w.lfd = listen_addr ? listen_on(listen_addr) : -1;
+    w.lfd = listen_addr ? floor_listen("kt-bench-floor2", listen_addr) : -1;
     if (!w.base || w.lfd < 0) {
         return 1;
     }
     event_assign(&w.lev, w.base, w.lfd, EV_READ | EV_PERSIST, on_accept, &w);
     evtimer_assign(&w.lpause, w.base, on_listen_resume, &w);
     event_add(&w.lev, NULL);
-    sigint = evsignal_new(w.base, SIGINT, on_signal, w.base);
-    sigterm = evsignal_new(w.base, SIGTERM, on_signal, w.base);
+    sigint = evsignal_new(w.base, SIGINT, floor_on_signal, w.base);
+    sigterm = evsignal_new(w.base, SIGTERM, floor_on_signal, w.base);
     if (!sigint || !sigterm) {
         return 1;
     }

@@ -62,20 +62,12 @@ FLOOR="${FLOOR_BIN:-$ROOT/build-release/bench/kt-bench-floor}"
 FLOOR2="${FLOOR2_BIN:-$ROOT/build-release/bench/kt-bench-floor2}"
 OUT="$ROOT/bench/out"
 mkdir -p "$OUT"
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/kt-bench.XXXXXX")"
 RESULT="$OUT/gateway-$(date +%Y%m%d-%H%M%S).txt"
 TARGETS=(direct nginx floor floor2 kt)
 PROXIES=(nginx floor floor2 kt)
 . "$ROOT/bench/lib/procs.sh"
-
-cleanup() {
-    local rc=$?
-    stop_pids
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. "$ROOT/bench/lib/nginx-upstream.sh"
+work_dir kt-bench
 
 # --- bench-only dependencies (not part of the test deps) ---------------------------------
 need=()
@@ -92,12 +84,7 @@ fi
 command -v node >/dev/null 2>&1 || { echo "bench: node is needed (paced load)" >&2; exit 1; }
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
-for p in "$UP_PORT" "$NGX_PORT" "$KT_PORT" "$FLOOR_PORT" "$FLOOR2_PORT"; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-        echo "bench: port $p on 127.0.0.1 is in use; set BENCH_PORT_BASE" >&2
-        exit 1
-    fi
-done
+ports_free bench BENCH_PORT_BASE "$UP_PORT" "$NGX_PORT" "$KT_PORT" "$FLOOR_PORT" "$FLOOR2_PORT"
 
 # --- release build -----------------------------------------------------------------------
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ] && [ -z "${KT_BIN:-}" ]; then
@@ -115,42 +102,22 @@ fi
     "kt-bench-floor2 or set FLOOR2_BIN)" >&2; exit 1; }
 
 # --- nginx: the upstream and the proxy, each its own instance -----------------------------
-USER_LINE=""
-[ "$(id -u)" -ne 0 ] || USER_LINE="user root;"
 BODY="$(tr -d '\n' <"$HERE/upstream.json")"
 # nginx reads \n in a quoted string as a newline, and takes no string above 4 KB: the stream
 # goes in two halves, split between events.
 SSE_HALF1="$(awk 'NR <= 16 { printf "%s\\n", $0 }' "$HERE/upstream-sse.txt")"
 SSE_HALF2="$(awk 'NR > 16 { printf "%s\\n", $0 }' "$HERE/upstream-sse.txt")"
 
-nginx_conf() { # nginx_conf NAME WORKERS SERVER-BLOCK
-    local dir="$WORK/$1"
-    mkdir -p "$dir/logs" "$dir/tmp"
-    cat >"$dir/nginx.conf" <<EOF
-$USER_LINE
-worker_processes $2;
-pid $dir/nginx.pid;
-error_log $dir/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-    keepalive_requests 1000000;
-    keepalive_timeout 60s;
-    $3
-}
-EOF
-    echo "$dir"
+ngx_conf() { # ngx_conf NAME WORKERS SERVER-BLOCK: prints the instance's dir
+    nginx_conf "$WORK/$1" "$2" 4096 "" "keepalive_timeout 60s;
+    $3"
+    echo "$WORK/$1"
 }
 
 # Streamed requests are told apart by their Accept header: every proxy here sends
 # Accept: text/event-stream upstream for them (nginx and floor2 pass the client's on, kt sets
 # it for stream:true), and nginx cannot look into a body before it answers.
-up_dir="$(nginx_conf upstream 1 "server {
+up_dir="$(ngx_conf upstream 1 "server {
         listen 127.0.0.1:$UP_PORT;
         location = /v1/chat/completions {
             if (\$http_accept ~* \"text/event-stream\") {
@@ -168,7 +135,7 @@ up_dir="$(nginx_conf upstream 1 "server {
             return 200 \"\$sse1\$sse2\";
         }
     }")"
-ngx_dir="$(nginx_conf proxy "$WORKERS" "upstream llm {
+ngx_dir="$(ngx_conf proxy "$WORKERS" "upstream llm {
         server 127.0.0.1:$UP_PORT;
         keepalive 128;
     }

@@ -85,22 +85,10 @@ KT="${KT_BIN:-$ROOT/build-release/kt}"
 FLOOR2="${FLOOR2_BIN:-$ROOT/build-release/bench/kt-bench-floor2}"
 OUT="$ROOT/bench/out"
 mkdir -p "$OUT"
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/kt-streams.XXXXXX")"
 RESULT="$OUT/streams-$(date +%Y%m%d-%H%M%S).txt"
 . "$ROOT/bench/lib/procs.sh"
-
-cleanup() {
-    local rc=$?
-    stop_pids
-    if [ "${STREAMS_KEEP:-0}" = 1 ]; then
-        echo "kept $WORK (logs, configs, samples)" >&2
-    else
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. "$ROOT/bench/lib/nginx-upstream.sh"
+work_dir kt-streams STREAMS_KEEP
 
 # --- limits ---------------------------------------------------------------------------------
 # A proxy holds N client and N upstream sockets in flight, plus idle keep-alive ones on both
@@ -141,12 +129,7 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
 fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
-for p in "$UP_PORT" "$NGX_PORT" "$KT_PORT" "$FLOOR2_PORT"; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-        echo "streams: port $p on 127.0.0.1 is in use; set STREAMS_PORT_BASE" >&2
-        exit 1
-    fi
-done
+ports_free streams STREAMS_PORT_BASE "$UP_PORT" "$NGX_PORT" "$KT_PORT" "$FLOOR2_PORT"
 
 # --- release build -----------------------------------------------------------------------
 if [ "${STREAMS_SKIP_BUILD:-0}" != 1 ] && [ -z "${KT_BIN:-}" ]; then
@@ -165,27 +148,9 @@ node "$HERE/streams.mjs" upstream --port "$UP_PORT" --words "$WORDS" --delay-ms 
 PIDS+=($!)
 
 # --- nginx proxy ---------------------------------------------------------------------------
-USER_LINE=""
-[ "$(id -u)" -ne 0 ] || USER_LINE="user root;"
 ngx_dir="$WORK/nginx"
-mkdir -p "$ngx_dir/logs" "$ngx_dir/tmp"
 # Backlog 1024 is kt's listen backlog (gateway/gw_server.c), so both queue the ramp alike.
-cat >"$ngx_dir/nginx.conf" <<EOF
-$USER_LINE
-worker_processes 1;
-worker_rlimit_nofile $need_fds;
-pid $ngx_dir/nginx.pid;
-error_log $ngx_dir/logs/error.log warn;
-events { worker_connections $((need_fds - 1024)); }
-http {
-    access_log off;
-    client_body_temp_path $ngx_dir/tmp/body;
-    proxy_temp_path $ngx_dir/tmp/proxy;
-    fastcgi_temp_path $ngx_dir/tmp/fcgi;
-    uwsgi_temp_path $ngx_dir/tmp/uwsgi;
-    scgi_temp_path $ngx_dir/tmp/scgi;
-    keepalive_requests 1000000;
-    keepalive_timeout 60s;
+nginx_conf "$ngx_dir" 1 $((need_fds - 1024)) "worker_rlimit_nofile $need_fds;" "keepalive_timeout 60s;
     upstream llm {
         server 127.0.0.1:$UP_PORT;
         keepalive 1024;
@@ -195,14 +160,12 @@ http {
         location / {
             proxy_pass http://llm;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Authorization "Bearer sk-bench-upstream";
+            proxy_set_header Connection \"\";
+            proxy_set_header Authorization \"Bearer sk-bench-upstream\";
             proxy_buffering off;
             proxy_read_timeout 60s;
         }
-    }
-}
-EOF
+    }"
 "$NGINX" -p "$ngx_dir" -c "$ngx_dir/nginx.conf" -g 'daemon off;' \
     2>>"$ngx_dir/logs/stderr.log" &
 NGX_MASTER=$!

@@ -95,6 +95,14 @@ void ex_otlp_attr_str(struct ex_otlp_arena *a, struct ex_otlp_attrs *at, const c
     }
 }
 
+void ex_otlp_attr_str_set(struct ex_otlp_arena *a, struct ex_otlp_attrs *at, const char *key,
+                          const char *s)
+{
+    if (s[0]) {
+        ex_otlp_attr_str(a, at, key, s);
+    }
+}
+
 void ex_otlp_attr_int(struct ex_otlp_arena *a, struct ex_otlp_attrs *at, const char *key,
                       int64_t val)
 {

@@ -33,6 +33,9 @@ void ex_otlp_attrs_init(struct ex_otlp_arena *a, struct ex_otlp_attrs *at, size_
 /* key and s are referenced, not copied: they must outlive the arena's use. */
 void ex_otlp_attr_str(struct ex_otlp_arena *a, struct ex_otlp_attrs *at, const char *key,
                       const char *s);
+/* Same, but only when s is not empty: a record's unset text fields add no attribute. */
+void ex_otlp_attr_str_set(struct ex_otlp_arena *a, struct ex_otlp_attrs *at, const char *key,
+                          const char *s);
 void ex_otlp_attr_int(struct ex_otlp_arena *a, struct ex_otlp_attrs *at, const char *key,
                       int64_t v);
 void ex_otlp_attr_double(struct ex_otlp_arena *a, struct ex_otlp_attrs *at, const char *key,

@@ -89,6 +89,15 @@ static span_pb *span_new(struct ex_otlp_arena *a, const struct gv_record *rec,
     return s;
 }
 
+/* The span's kind and when it ran: from start_us for dur_us microseconds. */
+static void span_when(span_pb *s, Kt__Otlp__V1__Span__SpanKind kind, uint64_t start_us,
+                      uint64_t dur_us)
+{
+    s->kind = kind;
+    s->start_time_unix_nano = start_us * 1000u;
+    s->end_time_unix_nano = (start_us + dur_us) * 1000u;
+}
+
 static void set_status(struct ex_otlp_arena *a, span_pb *s, bool error, const char *msg)
 {
     if (!error) {
@@ -114,15 +123,9 @@ static void run_tags(struct ex_otlp_arena *a, struct ex_otlp_attrs *at, const st
         ex_otlp_attr_str(a, at, "wandb.wb_run_id", p);
     }
     ex_otlp_attr_str(a, at, "wandb.run_id", rec->run_id);
-    if (rec->project[0]) {
-        ex_otlp_attr_str(a, at, "wandb.project", rec->project);
-    }
-    if (rec->entity[0]) {
-        ex_otlp_attr_str(a, at, "wandb.entity", rec->entity);
-    }
-    if (rec->run_group[0]) {
-        ex_otlp_attr_str(a, at, "wandb.run_group", rec->run_group);
-    }
+    ex_otlp_attr_str_set(a, at, "wandb.project", rec->project);
+    ex_otlp_attr_str_set(a, at, "wandb.entity", rec->entity);
+    ex_otlp_attr_str_set(a, at, "wandb.run_group", rec->run_group);
 }
 
 static span_pb *server_span(struct ex_otlp_arena *a, const struct gv_record *rec,
@@ -135,30 +138,19 @@ static span_pb *server_span(struct ex_otlp_arena *a, const struct gv_record *rec
     bool error = rec->decision == GV_DECISION_ERROR && rec->http_status >= 500;
 
     s->name = "POST /v1/chat/completions";
-    s->kind = KT__OTLP__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER;
-    s->start_time_unix_nano = rec->start_wall_us * 1000u;
-    s->end_time_unix_nano = (rec->start_wall_us + rec->latency_total_us) * 1000u;
+    span_when(s, KT__OTLP__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER, rec->start_wall_us,
+              rec->latency_total_us);
     ex_otlp_attrs_init(a, &at, SPAN_ATTRS_MAX);
     ex_otlp_attr_str(a, &at, "http.request.method", "POST");
     ex_otlp_attr_str(a, &at, "http.route", "/v1/chat/completions");
     ex_otlp_attr_int(a, &at, "http.response.status_code", rec->http_status);
     ex_otlp_attr_str(a, &at, "kt.request_id", rec->request_id);
     ex_otlp_attr_str(a, &at, "kt.decision", gv_decision_str(rec->decision));
-    if (rec->error_code[0]) {
-        ex_otlp_attr_str(a, &at, "kt.error_code", rec->error_code);
-    }
-    if (rec->model[0]) {
-        ex_otlp_attr_str(a, &at, "gen_ai.request.model", rec->model);
-    }
-    if (rec->target[0]) {
-        ex_otlp_attr_str(a, &at, "kt.target", rec->target);
-    }
-    if (rec->principal[0]) {
-        ex_otlp_attr_str(a, &at, "kt.principal", rec->principal);
-    }
-    if (rec->team[0]) {
-        ex_otlp_attr_str(a, &at, "kt.team", rec->team);
-    }
+    ex_otlp_attr_str_set(a, &at, "kt.error_code", rec->error_code);
+    ex_otlp_attr_str_set(a, &at, "gen_ai.request.model", rec->model);
+    ex_otlp_attr_str_set(a, &at, "kt.target", rec->target);
+    ex_otlp_attr_str_set(a, &at, "kt.principal", rec->principal);
+    ex_otlp_attr_str_set(a, &at, "kt.team", rec->team);
     ex_otlp_attr_double(a, &at, "kt.gateway.overhead", (double)rec->latency_gateway_us / 1e6);
     if (rec->cost_usd > 0) {
         ex_otlp_attr_double(a, &at, "kt.cost", rec->cost_usd);
@@ -194,9 +186,7 @@ static span_pb *policy_span(struct ex_otlp_arena *a, const struct gv_record *rec
     name = ex_otlp_alloc(a, n);
     snprintf(name, n, "kt.policy %s", o->name);
     s->name = name;
-    s->kind = KT__OTLP__V1__SPAN__SPAN_KIND__SPAN_KIND_INTERNAL;
-    s->start_time_unix_nano = start * 1000u;
-    s->end_time_unix_nano = (start + o->duration_us) * 1000u;
+    span_when(s, KT__OTLP__V1__SPAN__SPAN_KIND__SPAN_KIND_INTERNAL, start, o->duration_us);
     ex_otlp_attrs_init(a, &at, SPAN_ATTRS_MAX);
     ex_otlp_attr_str(a, &at, "kt.policy.name", o->name);
     ex_otlp_attr_str(a, &at, "kt.policy.action", gv_outcome_action_str(o->action));
@@ -245,20 +235,15 @@ static span_pb *client_span(struct ex_otlp_arena *a, const struct gv_record *rec
 
     snprintf(name, n, rec->model[0] ? "chat %s" : "chat", rec->model);
     s->name = name;
-    s->kind = KT__OTLP__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT;
-    s->start_time_unix_nano = rec->upstream_start_wall_us * 1000u;
-    s->end_time_unix_nano = (rec->upstream_start_wall_us + rec->latency_upstream_us) * 1000u;
+    span_when(s, KT__OTLP__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT, rec->upstream_start_wall_us,
+              rec->latency_upstream_us);
     ex_otlp_attrs_init(a, &at, SPAN_ATTRS_MAX);
     ex_otlp_attr_str(a, &at, "gen_ai.operation.name", "chat");
     /* Every kt target speaks the OpenAI chat completions API. */
     ex_otlp_attr_str(a, &at, "gen_ai.provider.name", "openai");
     ex_otlp_attr_str(a, &at, "gen_ai.request.model", rec->model);
-    if (rec->response_model[0]) {
-        ex_otlp_attr_str(a, &at, "gen_ai.response.model", rec->response_model);
-    }
-    if (rec->response_id[0]) {
-        ex_otlp_attr_str(a, &at, "gen_ai.response.id", rec->response_id);
-    }
+    ex_otlp_attr_str_set(a, &at, "gen_ai.response.model", rec->response_model);
+    ex_otlp_attr_str_set(a, &at, "gen_ai.response.id", rec->response_id);
     if (rec->finish_reasons[0]) {
         ex_otlp_attr_csv(a, &at, "gen_ai.response.finish_reasons", rec->finish_reasons);
     }
@@ -266,9 +251,7 @@ static span_pb *client_span(struct ex_otlp_arena *a, const struct gv_record *rec
         ex_otlp_attr_int(a, &at, "gen_ai.usage.input_tokens", (int64_t)rec->tokens_prompt);
         ex_otlp_attr_int(a, &at, "gen_ai.usage.output_tokens", (int64_t)rec->tokens_completion);
     }
-    if (rec->upstream_host[0]) {
-        ex_otlp_attr_str(a, &at, "server.address", rec->upstream_host);
-    }
+    ex_otlp_attr_str_set(a, &at, "server.address", rec->upstream_host);
     if (rec->upstream_port > 0) {
         ex_otlp_attr_int(a, &at, "server.port", rec->upstream_port);
     }
@@ -280,9 +263,7 @@ static span_pb *client_span(struct ex_otlp_arena *a, const struct gv_record *rec
                             (double)rec->upstream_first_byte_us / 1e6);
     }
     ex_otlp_attr_str(a, &at, "kt.decision", gv_decision_str(rec->decision));
-    if (rec->target[0]) {
-        ex_otlp_attr_str(a, &at, "kt.target", rec->target);
-    }
+    ex_otlp_attr_str_set(a, &at, "kt.target", rec->target);
     run_tags(a, &at, rec);
     s->attributes = at.v;
     s->n_attributes = at.n;

@@ -31,18 +31,12 @@
 
 struct prom_run {
     char *key;
-    char run_id[GV_RUN_TAG_MAX + 1];
-    char project[GV_RUN_TAG_MAX + 1];
-    uint64_t requests, allowed, redacted, blocked, errors;
-    uint32_t nblocked_by;
-    struct ex_blocked_by blocked_by[GV_RECORD_MAX_POLICIES];
-    uint64_t pii[GV_PII_NTYPES];
-    uint64_t tokens_prompt, tokens_completion;
-    double cost_usd;
+    /* The run's latest snapshot: its counts are cumulative, so they are shown as they are;
+     * its histogram is the last interval's only and is accumulated below instead. */
+    struct ex_run_snapshot last;
     uint64_t buckets[NBUCKETS + 1]; /* last: above every bound (+Inf only) */
     uint64_t hist_count;
     double hist_sum; /* from bin midpoints: the snapshot carries no exact sums */
-    bool finalized;
 };
 
 struct prom_ctx {
@@ -99,26 +93,15 @@ static void merge_snapshot(struct prom_ctx *c, const struct ex_run_snapshot *s)
     else {
         r = gv_calloc(1, sizeof(*r));
         r->key = gv_buf_steal(&k);
-        memcpy(r->run_id, s->run_id, sizeof(r->run_id));
-        memcpy(r->project, s->project, sizeof(r->project));
         if (lh_table_insert(c->runs, r->key, r) != 0) {
             abort(); /* json-c allocation failure: same policy as gv_malloc */
         }
     }
     /* Counts in a snapshot are cumulative: take them as they are. */
-    r->requests = s->requests;
-    r->allowed = s->allowed;
-    r->redacted = s->redacted;
-    r->blocked = s->blocked;
-    r->errors = s->errors;
-    r->nblocked_by =
-        s->nblocked_by > GV_RECORD_MAX_POLICIES ? GV_RECORD_MAX_POLICIES : s->nblocked_by;
-    memcpy(r->blocked_by, s->blocked_by, r->nblocked_by * sizeof(r->blocked_by[0]));
-    memcpy(r->pii, s->pii, sizeof(r->pii));
-    r->tokens_prompt = s->tokens_prompt;
-    r->tokens_completion = s->tokens_completion;
-    r->cost_usd = s->cost_usd;
-    r->finalized = s->finalized;
+    r->last = *s;
+    if (r->last.nblocked_by > GV_RECORD_MAX_POLICIES) {
+        r->last.nblocked_by = GV_RECORD_MAX_POLICIES;
+    }
     /* The histogram covers the interval only: accumulate it. */
     for (i = 0; i < s->hist_nbins && i < EX_HIST_MAX_BINS; i++) {
         double hi = s->hist_edges[i + 1];
@@ -177,13 +160,13 @@ static gv_rc series(struct gv_buf *out, const char *name, const struct prom_run 
     gv_rc rc;
 
     TRY(gv_buf_appendf(out, "%s{run_id=\"", name));
-    TRY(label(out, r->run_id));
+    TRY(label(out, r->last.run_id));
     if (k2 && strcmp(k2, "-project") == 0) {
         k2 = NULL;
     }
     else {
         TRY(gv_buf_append_str(out, "\",project=\""));
-        TRY(label(out, r->project));
+        TRY(label(out, r->last.project));
     }
     if (k2) {
         TRY(gv_buf_appendf(out, "\",%s=\"", k2));
@@ -215,7 +198,7 @@ static gv_rc render(struct prom_ctx *c, struct gv_buf *out)
     lh_foreach(c->runs, e)
     {
         const struct prom_run *r = lh_entry_v(e);
-        const uint64_t v[] = {r->allowed, r->redacted, r->blocked, r->errors};
+        const uint64_t v[] = {r->last.allowed, r->last.redacted, r->last.blocked, r->last.errors};
         for (i = 0; i < 4; i++) {
             TRY(series(out, "kt_requests_total", r, "decision", decisions[i], "%llu",
                        (unsigned long long)v[i]));
@@ -226,9 +209,10 @@ static gv_rc render(struct prom_ctx *c, struct gv_buf *out)
     lh_foreach(c->runs, e)
     {
         const struct prom_run *r = lh_entry_v(e);
-        for (i = 0; i < r->nblocked_by; i++) {
-            TRY(series(out, "kt_policy_blocks_total", r, "policy", r->blocked_by[i].policy, "%llu",
-                       (unsigned long long)r->blocked_by[i].count));
+        const struct ex_blocked_by *by = r->last.blocked_by;
+        for (i = 0; i < r->last.nblocked_by; i++) {
+            TRY(series(out, "kt_policy_blocks_total", r, "policy", by[i].policy, "%llu",
+                       (unsigned long long)by[i].count));
         }
     }
     TRY(gv_buf_append_str(out, "# HELP kt_pii_redacted_total PII entities redacted, by type.\n"
@@ -237,9 +221,9 @@ static gv_rc render(struct prom_ctx *c, struct gv_buf *out)
     {
         const struct prom_run *r = lh_entry_v(e);
         for (i = 0; i < GV_PII_NTYPES; i++) {
-            if (r->pii[i]) {
+            if (r->last.pii[i]) {
                 TRY(series(out, "kt_pii_redacted_total", r, "entity_type", gv_pii_name((int)i),
-                           "%llu", (unsigned long long)r->pii[i]));
+                           "%llu", (unsigned long long)r->last.pii[i]));
             }
         }
     }
@@ -249,16 +233,16 @@ static gv_rc render(struct prom_ctx *c, struct gv_buf *out)
     {
         const struct prom_run *r = lh_entry_v(e);
         TRY(series(out, "kt_tokens_total", r, "kind", "prompt", "%llu",
-                   (unsigned long long)r->tokens_prompt));
+                   (unsigned long long)r->last.tokens_prompt));
         TRY(series(out, "kt_tokens_total", r, "kind", "completion", "%llu",
-                   (unsigned long long)r->tokens_completion));
+                   (unsigned long long)r->last.tokens_completion));
     }
     TRY(gv_buf_append_str(out, "# HELP kt_cost_usd_total Estimated cost in US dollars.\n"
                                "# TYPE kt_cost_usd_total counter\n"));
     lh_foreach(c->runs, e)
     {
         TRY(series(out, "kt_cost_usd_total", lh_entry_v(e), NULL, NULL, "%.6f",
-                   ((const struct prom_run *)lh_entry_v(e))->cost_usd));
+                   ((const struct prom_run *)lh_entry_v(e))->last.cost_usd));
     }
     TRY(gv_buf_append_str(out, "# HELP kt_request_latency_seconds Request latency through the "
                                "gateway (sum from bin midpoints).\n"
@@ -363,7 +347,7 @@ static gv_rc prom_format(struct ex_exporter *ex, const struct ex_batch *batch, s
     /* A finalised run is shown one last time, then forgotten. */
     lh_foreach_safe(c->runs, e, tmp)
     {
-        if (((struct prom_run *)lh_entry_v(e))->finalized) {
+        if (((struct prom_run *)lh_entry_v(e))->last.finalized) {
             lh_table_delete(c->runs, lh_entry_k(e));
         }
     }

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -43,88 +44,104 @@ static const struct gv_cfg_map required_map[] = {
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
-/* Parses `yaml`, applies demo_map to its `p` member (as policy.demo) and
- * returns the rc; the document is kept in *doc for the caller to destroy. */
-static gv_rc apply(const struct gv_cfg_map *map, const char *yaml, struct gv_ydoc **doc,
-                   struct demo *d, struct gv_cfg_err *err)
+/* One applied document: the YAML tree, the struct filled from its `p` member
+ * (as policy.demo) and the error. */
+struct applied {
+    struct gv_ydoc *doc;
+    struct gv_cfg_err err;
+    struct demo d;
+};
+
+static void applied_free(struct applied *a)
 {
-    memset(d, 0, sizeof(*d));
-    assert_int_equal(gv_ydoc_load_buf("c.yaml", yaml, strlen(yaml), doc, err), GV_OK);
-    return gv_cfg_apply_in(map, "c.yaml", "policy.demo", gv_ynode_get((*doc)->root, "p"), d, err);
+    gv_cfg_release(demo_map, &a->d);
+    gv_ydoc_destroy(a->doc);
+    a->doc = NULL;
+}
+
+/* Parses `yaml` and applies `map` to its `p` member into a fresh a->d, after
+ * freeing what a held; returns the rc of the apply. */
+static gv_rc apply(struct applied *a, const struct gv_cfg_map *map, const char *yaml)
+{
+    applied_free(a);
+    memset(&a->d, 0, sizeof(a->d));
+    assert_int_equal(gv_ydoc_load_buf("c.yaml", yaml, strlen(yaml), &a->doc, &a->err), GV_OK);
+    return gv_cfg_apply_in(map, "c.yaml", "policy.demo", gv_ynode_get(a->doc->root, "p"), &a->d,
+                           &a->err);
+}
+
+static int setup(void **state)
+{
+    *state = calloc(1, sizeof(struct applied));
+    return *state ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    applied_free(*state);
+    free(*state);
+    return 0;
 }
 
 /* Expects apply() to fail with exactly `msg`. */
 static void expect_error(const char *yaml, const char *msg)
 {
-    struct gv_ydoc *doc = NULL;
-    struct gv_cfg_err err;
-    struct demo d;
+    struct applied a = {0};
 
-    assert_int_equal(apply(demo_map, yaml, &doc, &d, &err), GV_ECONFIG);
-    assert_string_equal(err.msg, msg);
+    assert_int_equal(apply(&a, demo_map, yaml), GV_ECONFIG);
+    assert_string_equal(a.err.msg, msg);
     /* A failed apply leaves nothing allocated behind. */
-    assert_null(d.entities.items);
-    gv_cfg_release(demo_map, &d);
-    gv_ydoc_destroy(doc);
+    assert_null(a.d.entities.items);
+    applied_free(&a);
 }
 
 static void test_apply_defaults(void **state)
 {
-    struct gv_ydoc *doc = NULL;
-    struct gv_cfg_err err;
-    struct demo d;
+    struct applied *a = *state;
 
-    (void)state;
-    assert_int_equal(apply(demo_map, "q: 1\n", &doc, &d, &err), GV_OK);
-    assert_true(d.on);
-    assert_int_equal(d.count, 3);
-    assert_true(d.threshold == 0.8);
-    assert_string_equal(d.label, "none");
-    assert_int_equal(d.action, 1);
-    assert_int_equal(d.entities.n, 0);
-    assert_null(d.extra);
-    assert_int_equal(d.body, 4u * 1024 * 1024);
-    assert_int_equal(d.timeout, 30000);
-    gv_cfg_release(demo_map, &d);
+    assert_int_equal(apply(a, demo_map, "q: 1\n"), GV_OK);
+    assert_true(a->d.on);
+    assert_int_equal(a->d.count, 3);
+    assert_true(a->d.threshold == 0.8);
+    assert_string_equal(a->d.label, "none");
+    assert_int_equal(a->d.action, 1);
+    assert_int_equal(a->d.entities.n, 0);
+    assert_null(a->d.extra);
+    assert_int_equal(a->d.body, 4u * 1024 * 1024);
+    assert_int_equal(a->d.timeout, 30000);
+    gv_cfg_release(demo_map, &a->d);
     /* An explicit null mapping ("p:" with nothing) also means defaults. */
-    gv_ydoc_destroy(doc);
-    assert_int_equal(apply(demo_map, "p:\n", &doc, &d, &err), GV_OK);
-    assert_int_equal(d.count, 3);
-    gv_cfg_release(demo_map, &d);
-    gv_ydoc_destroy(doc);
+    assert_int_equal(apply(a, demo_map, "p:\n"), GV_OK);
+    assert_int_equal(a->d.count, 3);
+    gv_cfg_release(demo_map, &a->d);
 }
 
 static void test_apply_values(void **state)
 {
-    struct gv_ydoc *doc = NULL;
-    struct gv_cfg_err err;
-    struct demo d;
+    struct applied *a = *state;
 
-    (void)state;
-    assert_int_equal(apply(demo_map,
+    assert_int_equal(apply(a, demo_map,
                            "p:\n  on: no\n  count: 10\n  threshold: 0.25\n  label: '007'\n"
                            "  action: log\n  entities: [PERSON, EMAIL_ADDRESS]\n"
-                           "  extra: {a: [1]}\n  body: 512KiB\n  timeout: 100ms\n",
-                           &doc, &d, &err),
+                           "  extra: {a: [1]}\n  body: 512KiB\n  timeout: 100ms\n"),
                      GV_OK);
-    assert_false(d.on);
-    assert_int_equal(d.count, 10);
-    assert_true(d.threshold == 0.25);
-    assert_string_equal(d.label, "007");
-    assert_int_equal(d.action, 2);
-    assert_int_equal(d.entities.n, 2);
-    assert_string_equal(d.entities.items[1], "EMAIL_ADDRESS");
-    assert_int_equal(d.entities.nodes[1]->line, 7);
-    assert_int_equal(d.entities.nodes[1]->col, 22);
-    assert_int_equal(d.extra->kind, GV_Y_MAP);
-    assert_int_equal(d.body, 512u * 1024);
-    assert_int_equal(d.timeout, 100);
-    gv_cfg_release(demo_map, &d);
-    assert_null(d.entities.items);
-    assert_int_equal(d.entities.n, 0);
+    assert_false(a->d.on);
+    assert_int_equal(a->d.count, 10);
+    assert_true(a->d.threshold == 0.25);
+    assert_string_equal(a->d.label, "007");
+    assert_int_equal(a->d.action, 2);
+    assert_int_equal(a->d.entities.n, 2);
+    assert_string_equal(a->d.entities.items[1], "EMAIL_ADDRESS");
+    assert_int_equal(a->d.entities.nodes[1]->line, 7);
+    assert_int_equal(a->d.entities.nodes[1]->col, 22);
+    assert_int_equal(a->d.extra->kind, GV_Y_MAP);
+    assert_int_equal(a->d.body, 512u * 1024);
+    assert_int_equal(a->d.timeout, 100);
+    gv_cfg_release(demo_map, &a->d);
+    assert_null(a->d.entities.items);
+    assert_int_equal(a->d.entities.n, 0);
     /* Releasing twice is harmless. */
-    gv_cfg_release(demo_map, &d);
-    gv_ydoc_destroy(doc);
+    gv_cfg_release(demo_map, &a->d);
 }
 
 static void test_apply_unknown_key(void **state)
@@ -183,38 +200,27 @@ static void test_apply_range(void **state)
 
 static void test_apply_required_missing(void **state)
 {
-    struct gv_ydoc *doc = NULL;
-    struct gv_cfg_err err;
-    struct demo d;
+    struct applied *a = *state;
 
-    (void)state;
-    assert_int_equal(apply(required_map, "x: 1\np:\n    other: 1\n", &doc, &d, &err), GV_ECONFIG);
-    assert_string_equal(err.msg, "c.yaml:3:5: unknown key 'other' in policy.demo (expected one "
-                                 "of: must)");
-    gv_ydoc_destroy(doc);
-    assert_int_equal(apply(required_map, "x: 1\np:\n    {}\n", &doc, &d, &err), GV_ECONFIG);
+    assert_int_equal(apply(a, required_map, "x: 1\np:\n    other: 1\n"), GV_ECONFIG);
+    assert_string_equal(a->err.msg, "c.yaml:3:5: unknown key 'other' in policy.demo (expected one "
+                                    "of: must)");
+    assert_int_equal(apply(a, required_map, "x: 1\np:\n    {}\n"), GV_ECONFIG);
     /* Positioned on the mapping that lacks the key. */
-    assert_string_equal(err.msg, "c.yaml:3:5: policy.demo: missing required key 'must'");
-    gv_ydoc_destroy(doc);
+    assert_string_equal(a->err.msg, "c.yaml:3:5: policy.demo: missing required key 'must'");
     /* No mapping at all: nothing to point at but the file. */
-    assert_int_equal(apply(required_map, "x: 1\n", &doc, &d, &err), GV_ECONFIG);
-    assert_string_equal(err.msg, "c.yaml:1:1: policy.demo: missing required key 'must'");
-    gv_ydoc_destroy(doc);
+    assert_int_equal(apply(a, required_map, "x: 1\n"), GV_ECONFIG);
+    assert_string_equal(a->err.msg, "c.yaml:1:1: policy.demo: missing required key 'must'");
 }
 
 static void test_apply_no_settings_map(void **state)
 {
-    struct gv_ydoc *doc = NULL;
-    struct gv_cfg_err err;
-    struct demo d;
+    struct applied *a = *state;
 
-    (void)state;
-    assert_int_equal(apply(NULL, "p: {}\n", &doc, &d, &err), GV_OK);
-    gv_ydoc_destroy(doc);
-    assert_int_equal(apply(NULL, "p: {a: 1}\n", &doc, &d, &err), GV_ECONFIG);
-    assert_string_equal(err.msg, "c.yaml:1:5: unknown key 'a' in policy.demo (it takes no "
-                                 "settings)");
-    gv_ydoc_destroy(doc);
+    assert_int_equal(apply(a, NULL, "p: {}\n"), GV_OK);
+    assert_int_equal(apply(a, NULL, "p: {a: 1}\n"), GV_ECONFIG);
+    assert_string_equal(a->err.msg, "c.yaml:1:5: unknown key 'a' in policy.demo (it takes no "
+                                    "settings)");
 }
 
 static void test_parse_size(void **state)
@@ -311,14 +317,14 @@ static void test_parse_scalars(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_apply_defaults),
-        cmocka_unit_test(test_apply_values),
+        cmocka_unit_test_setup_teardown(test_apply_defaults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apply_values, setup, teardown),
         cmocka_unit_test(test_apply_unknown_key),
         cmocka_unit_test(test_apply_wrong_type),
         cmocka_unit_test(test_apply_enum),
         cmocka_unit_test(test_apply_range),
-        cmocka_unit_test(test_apply_required_missing),
-        cmocka_unit_test(test_apply_no_settings_map),
+        cmocka_unit_test_setup_teardown(test_apply_required_missing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apply_no_settings_map, setup, teardown),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_scalars),

@@ -18,14 +18,44 @@ static gv_rc load(const char *text, struct gv_ydoc **doc, struct gv_cfg_err *err
     return gv_ydoc_load_buf("t.yaml", text, strlen(text), doc, err);
 }
 
-static void test_load_buf_block_positions(void **state)
+/* The document of text[0..len), which must load. */
+static struct gv_ydoc *loaded_n(const char *text, size_t len)
 {
     struct gv_ydoc *doc = NULL;
     struct gv_cfg_err err;
+
+    assert_int_equal(gv_ydoc_load_buf("t.yaml", text, len, &doc, &err), GV_OK);
+    return doc;
+}
+
+static struct gv_ydoc *loaded(const char *text)
+{
+    return loaded_n(text, strlen(text));
+}
+
+/* text[0..len) must be refused as a config error with exactly msg, and no document. */
+static void refused_n(const char *text, size_t len, const char *msg)
+{
+    struct gv_ydoc *doc = NULL;
+    struct gv_cfg_err err;
+
+    assert_int_equal(gv_ydoc_load_buf("t.yaml", text, len, &doc, &err), GV_ECONFIG);
+    assert_null(doc);
+    assert_string_equal(err.msg, msg);
+}
+
+static void refused(const char *text, const char *msg)
+{
+    refused_n(text, strlen(text), msg);
+}
+
+static void test_load_buf_block_positions(void **state)
+{
+    struct gv_ydoc *doc = NULL;
     const struct gv_ynode *n;
 
     (void)state;
-    assert_int_equal(load("a: 1\nb:\n  - x\n  - 'y'\nc: {d: e}\n", &doc, &err), GV_OK);
+    doc = loaded("a: 1\nb:\n  - x\n  - 'y'\nc: {d: e}\n");
     assert_non_null(doc->root);
     assert_int_equal(doc->root->kind, GV_Y_MAP);
     assert_int_equal(doc->root->n, 3);
@@ -55,13 +85,12 @@ static void test_load_buf_block_positions(void **state)
 static void test_load_buf_empty_document(void **state)
 {
     struct gv_ydoc *doc = NULL;
-    struct gv_cfg_err err;
 
     (void)state;
-    assert_int_equal(load("", &doc, &err), GV_OK);
+    doc = loaded("");
     assert_null(doc->root);
     gv_ydoc_destroy(doc);
-    assert_int_equal(load("# only a comment\n", &doc, &err), GV_OK);
+    doc = loaded("# only a comment\n");
     assert_null(doc->root);
     gv_ydoc_destroy(doc);
 }
@@ -70,7 +99,6 @@ static void test_load_buf_many_items(void **state)
 {
     struct gv_buf b;
     struct gv_ydoc *doc = NULL;
-    struct gv_cfg_err err;
     int i;
 
     (void)state;
@@ -78,7 +106,7 @@ static void test_load_buf_many_items(void **state)
     for (i = 0; i < 1000; i++) {
         assert_int_equal(gv_buf_appendf(&b, "k%d: [%d, v]\n", i, i), GV_OK);
     }
-    assert_int_equal(gv_ydoc_load_buf("t.yaml", b.data, b.len, &doc, &err), GV_OK);
+    doc = loaded_n(b.data, b.len);
     assert_int_equal(doc->root->n, 1000);
     assert_string_equal(gv_ynode_get(doc->root, "k999")->items[0]->scalar, "999");
     assert_int_equal(gv_ynode_key(doc->root, "k999")->line, 1000);
@@ -88,41 +116,29 @@ static void test_load_buf_many_items(void **state)
 
 static void test_load_buf_duplicate_key(void **state)
 {
-    struct gv_ydoc *doc = NULL;
-    struct gv_cfg_err err;
 
     (void)state;
-    assert_int_equal(load("a: 1\nb:\n  x: 1\n  x: 2\n", &doc, &err), GV_ECONFIG);
-    assert_null(doc);
-    assert_string_equal(err.msg, "t.yaml:4:3: duplicate key 'x' (first defined at 3:3)");
-    assert_int_equal(load("{a: 1, a: 2}", &doc, &err), GV_ECONFIG);
-    assert_string_equal(err.msg, "t.yaml:1:8: duplicate key 'a' (first defined at 1:2)");
+    refused("a: 1\nb:\n  x: 1\n  x: 2\n", "t.yaml:4:3: duplicate key 'x' (first defined at 3:3)");
+    refused("{a: 1, a: 2}", "t.yaml:1:8: duplicate key 'a' (first defined at 1:2)");
 }
 
 static void test_load_buf_syntax_error_position(void **state)
 {
-    struct gv_ydoc *doc = NULL;
-    struct gv_cfg_err err;
 
     (void)state;
-    assert_int_equal(load("a: 1\nb: [1, 2\nc: 3\n", &doc, &err), GV_ECONFIG);
-    assert_null(doc);
-    assert_string_equal(err.msg, "t.yaml:3:2: did not find expected ',' or ']' "
-                                 "(while parsing a flow sequence at 2:4)");
-    assert_int_equal(load("a: b: c\n", &doc, &err), GV_ECONFIG);
-    assert_string_equal(err.msg, "t.yaml:1:5: mapping values are not allowed in this context");
+    refused("a: 1\nb: [1, 2\nc: 3\n", "t.yaml:3:2: did not find expected ',' or ']' "
+                                      "(while parsing a flow sequence at 2:4)");
+    refused("a: b: c\n", "t.yaml:1:5: mapping values are not allowed in this context");
 }
 
 static void test_load_buf_alias_copied(void **state)
 {
     struct gv_ydoc *doc = NULL;
-    struct gv_cfg_err err;
     const struct gv_ynode *a;
     const struct gv_ynode *b;
 
     (void)state;
-    assert_int_equal(load("base: &b {x: 1, y: [2, 3]}\ncopy: *b\ns: &s hi\nt: *s\n", &doc, &err),
-                     GV_OK);
+    doc = loaded("base: &b {x: 1, y: [2, 3]}\ncopy: *b\ns: &s hi\nt: *s\n");
     a = gv_ynode_get(doc->root, "base");
     b = gv_ynode_get(doc->root, "copy");
     assert_ptr_not_equal(a, b);
@@ -136,16 +152,12 @@ static void test_load_buf_alias_copied(void **state)
 
 static void test_load_buf_alias_cycle_and_unknown(void **state)
 {
-    struct gv_ydoc *doc = NULL;
-    struct gv_cfg_err err;
 
     (void)state;
-    assert_int_equal(load("a: &x [1, *x]\n", &doc, &err), GV_ECONFIG);
-    assert_string_equal(err.msg, "t.yaml:1:11: unknown anchor 'x' "
-                                 "(aliases must follow a complete anchored node)");
-    assert_int_equal(load("a: *nope\n", &doc, &err), GV_ECONFIG);
-    assert_string_equal(err.msg, "t.yaml:1:4: unknown anchor 'nope' "
-                                 "(aliases must follow a complete anchored node)");
+    refused("a: &x [1, *x]\n", "t.yaml:1:11: unknown anchor 'x' "
+                               "(aliases must follow a complete anchored node)");
+    refused("a: *nope\n", "t.yaml:1:4: unknown anchor 'nope' "
+                          "(aliases must follow a complete anchored node)");
 }
 
 static void test_load_buf_alias_bomb(void **state)
@@ -169,8 +181,6 @@ static void test_load_buf_alias_bomb(void **state)
 static void test_load_buf_depth_limit(void **state)
 {
     struct gv_buf b;
-    struct gv_ydoc *doc = NULL;
-    struct gv_cfg_err err;
     int i;
 
     (void)state;
@@ -181,32 +191,24 @@ static void test_load_buf_depth_limit(void **state)
     for (i = 0; i < 64; i++) {
         assert_int_equal(gv_buf_append_char(&b, ']'), GV_OK);
     }
-    assert_int_equal(gv_ydoc_load_buf("t.yaml", b.data, b.len, &doc, &err), GV_OK);
-    gv_ydoc_destroy(doc);
+    gv_ydoc_destroy(loaded_n(b.data, b.len));
     gv_buf_reset(&b);
     for (i = 0; i < 65; i++) {
         assert_int_equal(gv_buf_append_char(&b, '['), GV_OK);
     }
-    assert_int_equal(gv_ydoc_load_buf("t.yaml", b.data, b.len, &doc, &err), GV_ECONFIG);
-    assert_string_equal(err.msg, "t.yaml:1:65: nesting deeper than 64 levels");
+    refused_n(b.data, b.len, "t.yaml:1:65: nesting deeper than 64 levels");
     gv_buf_free(&b);
 }
 
 static void test_load_buf_rejects(void **state)
 {
-    struct gv_ydoc *doc = NULL;
-    struct gv_cfg_err err;
     static const char nul[] = "a: \"x\\0y\"\n";
 
     (void)state;
-    assert_int_equal(load(nul, &doc, &err), GV_ECONFIG);
-    assert_string_equal(err.msg, "t.yaml:1:4: scalar contains a NUL character");
-    assert_int_equal(load("a: 1\n---\nb: 2\n", &doc, &err), GV_ECONFIG);
-    assert_string_equal(err.msg, "t.yaml:2:1: only one YAML document is allowed");
-    assert_int_equal(load("[a, b]: 1\n", &doc, &err), GV_ECONFIG);
-    assert_string_equal(err.msg, "t.yaml:1:1: mapping keys must be scalars, got a sequence");
-    assert_int_equal(gv_ydoc_load_buf("t.yaml", "a: \xff\xfe\n", 7, &doc, &err), GV_ECONFIG);
-    assert_string_equal(err.msg, "t.yaml:1:4: invalid leading UTF-8 octet");
+    refused(nul, "t.yaml:1:4: scalar contains a NUL character");
+    refused("a: 1\n---\nb: 2\n", "t.yaml:2:1: only one YAML document is allowed");
+    refused("[a, b]: 1\n", "t.yaml:1:1: mapping keys must be scalars, got a sequence");
+    refused_n("a: \xff\xfe\n", 7, "t.yaml:1:4: invalid leading UTF-8 octet");
 }
 
 static void test_load_buf_garbage_never_crashes(void **state)
@@ -276,7 +278,7 @@ static void test_cfg_fail_format(void **state)
     (void)state;
     assert_int_equal(gv_cfg_fail(&err, "p.yaml", NULL, "bad %d", 7), GV_ECONFIG);
     assert_string_equal(err.msg, "p.yaml:1:1: bad 7");
-    assert_int_equal(load("\n\n   k: v\n", &doc, &err), GV_OK);
+    doc = loaded("\n\n   k: v\n");
     assert_int_equal(gv_cfg_fail(&err, doc->path, gv_ynode_get(doc->root, "k"), "x"), GV_ECONFIG);
     assert_string_equal(err.msg, "t.yaml:3:7: x");
     assert_string_equal(gv_ynode_kind_str(GV_Y_SEQ), "sequence");

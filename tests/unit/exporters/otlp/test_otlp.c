@@ -15,6 +15,7 @@
 #include "core/gv_trace.h"
 #include "exporters/otlp/otlp.h"
 #include "exporters/otlp/otlp.pb-c.h"
+#include "exporters/otlp/otlp_pb.h"
 
 static void fill(struct gv_record *r, const char *id, enum gv_decision d)
 {
@@ -361,6 +362,23 @@ static void test_http_helpers(void **state)
     assert_int_equal(ex_otlp_parse_kv_list(NULL, kv, 4), 0);
 }
 
+/* An unset (empty) text field adds no attribute; a set one adds exactly one. */
+static void test_attr_str_set_skips_empty(void **state)
+{
+    struct ex_otlp_arena a;
+    struct ex_otlp_attrs at;
+
+    (void)state;
+    memset(&a, 0, sizeof(a));
+    ex_otlp_attrs_init(&a, &at, 4);
+    ex_otlp_attr_str_set(&a, &at, "kt.team", "");
+    assert_int_equal(at.n, 0);
+    ex_otlp_attr_str_set(&a, &at, "kt.team", "ml");
+    assert_int_equal(at.n, 1);
+    assert_string_equal(attr_str(at.v, at.n, "kt.team"), "ml");
+    ex_otlp_arena_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -370,6 +388,7 @@ int main(void)
         cmocka_unit_test(test_series_limit_overflows),
         cmocka_unit_test(test_spool_ack_restart_and_limit),
         cmocka_unit_test(test_http_helpers),
+        cmocka_unit_test(test_attr_str_set_skips_empty),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,6 +22,9 @@
 struct fixture {
     struct ex_exporter ex;
     struct gv_ydoc *doc;
+    struct ex_run_snapshot s; /* the one run of b */
+    struct ex_batch b;
+    struct gv_buf out; /* what format() wrote */
 };
 
 static int setup(void **state)
@@ -37,6 +40,9 @@ static int setup(void **state)
     assert_int_equal(gv_cfg_apply(ex_prom.config_map, "test", f->doc->root, f->ex.ctx, &err),
                      GV_OK);
     assert_int_equal(ex_prom.init(&f->ex, "/nonexistent"), GV_OK);
+    f->b = (struct ex_batch){
+        .seq = 1, .now_wall_us = 1, .agent_label = "h", .nruns = 1, .runs = &f->s};
+    gv_buf_init(&f->out, 0);
     *state = f;
     return 0;
 }
@@ -48,6 +54,7 @@ static int teardown(void **state)
     gv_cfg_release(ex_prom.config_map, f->ex.ctx);
     gv_free(f->ex.ctx);
     gv_ydoc_destroy(f->doc);
+    gv_buf_free(&f->out);
     gv_free(f);
     return 0;
 }
@@ -79,6 +86,14 @@ static void snap(struct ex_run_snapshot *s, const char *run)
     s->hist_counts[1] = 1;
 }
 
+/* Formats batch b into an emptied f->out, which must succeed; returns the page. */
+static const char *format(struct fixture *f, const struct ex_batch *b)
+{
+    gv_buf_reset(&f->out);
+    assert_int_equal(ex_prom.format(&f->ex, b, &f->out), GV_OK);
+    return f->out.data;
+}
+
 static const char *const expected =
     "# HELP kt_requests_total Requests seen by the gateway, by decision.\n"
     "# TYPE kt_requests_total counter\n"
@@ -103,63 +118,46 @@ static const char *const expected =
 static void test_format_exact_bytes(void **state)
 {
     struct fixture *f = *state;
-    struct ex_run_snapshot s;
-    struct ex_batch b = {.seq = 1, .now_wall_us = 1, .agent_label = "h", .nruns = 1, .runs = &s};
-    struct gv_buf out;
+    const char *page;
     const char *hist;
 
-    snap(&s, "r1");
-    gv_buf_init(&out, 0);
-    assert_int_equal(ex_prom.format(&f->ex, &b, &out), GV_OK);
-    assert_memory_equal(out.data, expected, strlen(expected));
-    hist = strstr(out.data, "kt_request_latency_seconds_bucket{run_id=\"r1\",project=\"pr\\\"oj\","
-                            "le=\"0.001\"} 0\n"
-                            "kt_request_latency_seconds_bucket{run_id=\"r1\",project=\"pr\\\"oj\","
-                            "le=\"0.00316228\"} 5\n");
+    snap(&f->s, "r1");
+    page = format(f, &f->b);
+    assert_memory_equal(page, expected, strlen(expected));
+    hist = strstr(page, "kt_request_latency_seconds_bucket{run_id=\"r1\",project=\"pr\\\"oj\","
+                        "le=\"0.001\"} 0\n"
+                        "kt_request_latency_seconds_bucket{run_id=\"r1\",project=\"pr\\\"oj\","
+                        "le=\"0.00316228\"} 5\n");
     assert_non_null(hist);
-    assert_non_null(strstr(out.data, "le=\"+Inf\"} 5\n"));
-    assert_non_null(strstr(out.data, "kt_request_latency_seconds_count{run_id=\"r1\","
-                                     "project=\"pr\\\"oj\"} 5\n"));
-    assert_non_null(strstr(out.data, "\nkt_agent_events_total 0\n"));
-    gv_buf_free(&out);
+    assert_non_null(strstr(page, "le=\"+Inf\"} 5\n"));
+    assert_non_null(strstr(page, "kt_request_latency_seconds_count{run_id=\"r1\","
+                                 "project=\"pr\\\"oj\"} 5\n"));
+    assert_non_null(strstr(page, "\nkt_agent_events_total 0\n"));
 }
 
 static void test_histogram_accumulates_counters_do_not(void **state)
 {
     struct fixture *f = *state;
-    struct ex_run_snapshot s;
-    struct ex_batch b = {.seq = 1, .now_wall_us = 1, .agent_label = "h", .nruns = 1, .runs = &s};
-    struct gv_buf out;
+    const char *page;
 
-    snap(&s, "r1");
-    gv_buf_init(&out, 0);
-    assert_int_equal(ex_prom.format(&f->ex, &b, &out), GV_OK);
-    gv_buf_reset(&out);
-    s.requests = 10;
-    s.allowed = 7;
-    assert_int_equal(ex_prom.format(&f->ex, &b, &out), GV_OK);
-    assert_non_null(strstr(out.data, "decision=\"allowed\"} 7\n"));
-    assert_non_null(strstr(out.data, "le=\"+Inf\"} 10\n"));
-    gv_buf_free(&out);
+    snap(&f->s, "r1");
+    format(f, &f->b);
+    f->s.requests = 10;
+    f->s.allowed = 7;
+    page = format(f, &f->b);
+    assert_non_null(strstr(page, "decision=\"allowed\"} 7\n"));
+    assert_non_null(strstr(page, "le=\"+Inf\"} 10\n"));
 }
 
 static void test_finalized_run_shown_once(void **state)
 {
     struct fixture *f = *state;
-    struct ex_run_snapshot s;
-    struct ex_batch b = {.seq = 1, .now_wall_us = 1, .agent_label = "h", .nruns = 1, .runs = &s};
     struct ex_batch empty = {.seq = 2, .now_wall_us = 2, .agent_label = "h", .nruns = 0};
-    struct gv_buf out;
 
-    snap(&s, "gone");
-    s.finalized = true;
-    gv_buf_init(&out, 0);
-    assert_int_equal(ex_prom.format(&f->ex, &b, &out), GV_OK);
-    assert_non_null(strstr(out.data, "run_id=\"gone\""));
-    gv_buf_reset(&out);
-    assert_int_equal(ex_prom.format(&f->ex, &empty, &out), GV_OK);
-    assert_null(strstr(out.data, "run_id=\"gone\""));
-    gv_buf_free(&out);
+    snap(&f->s, "gone");
+    f->s.finalized = true;
+    assert_non_null(strstr(format(f, &f->b), "run_id=\"gone\""));
+    assert_null(strstr(format(f, &empty), "run_id=\"gone\""));
 }
 
 static void test_flush_serves_page_over_http(void **state)

@@ -29,47 +29,41 @@ static int destroyed;
 static int completed;
 static int freed_states;
 
-static gv_rc pass_eval(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
-{
-    out->action = GW_ACTION_PASS;
-    out->score = 0.25;
-    return GV_OK;
-}
+/* What each evaluating test policy answers, by policy name. The chain zeroes
+ * the verdict before each call, so copying a whole row is what setting its
+ * fields one by one would do. bogus answers an action out of range. */
+struct canned {
+    const char *name;
+    struct gw_verdict v;
+    gv_rc rc;
+};
 
-static gv_rc flag_eval(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
-{
-    out->action = GW_ACTION_FLAG;
-    out->score = 0.5;
-    out->pii_counts[GV_PII_EMAIL_ADDRESS] = 2;
-    return GV_OK;
-}
+static const struct canned CANNED[] = {
+    {"t-pass", {.action = GW_ACTION_PASS, .score = 0.25}, GV_OK},
+    {"t-mode", {.action = GW_ACTION_PASS, .score = 0.25}, GV_OK},
+    {"t-flag",
+     {.action = GW_ACTION_FLAG, .score = 0.5, .pii_counts = {[GV_PII_EMAIL_ADDRESS] = 2}},
+     GV_OK},
+    {"t-block", {.action = GW_ACTION_BLOCK, .score = 0.9}, GV_OK},
+    {"t-block401",
+     {.action = GW_ACTION_BLOCK, .status = 401, .code = "invalid_api_key", .message = "no key"},
+     GV_OK},
+    {"t-fail", {.action = GW_ACTION_PASS}, GV_EIO},
+    {"t-bogus", {.action = (enum gw_action)42}, GV_OK},
+};
 
-static gv_rc block_eval(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
+static gv_rc canned_eval(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
 {
-    out->action = GW_ACTION_BLOCK;
-    out->score = 0.9;
-    return GV_OK;
-}
+    size_t i;
 
-static gv_rc block401_eval(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
-{
-    out->action = GW_ACTION_BLOCK;
-    out->status = 401;
-    out->code = "invalid_api_key";
-    out->message = "no key";
-    return GV_OK;
-}
-
-static gv_rc fail_eval(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
-{
-    out->action = GW_ACTION_PASS;
-    return GV_EIO;
-}
-
-static gv_rc bogus_eval(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
-{
-    out->action = (enum gw_action)42;
-    return GV_OK;
+    for (i = 0; i < sizeof(CANNED) / sizeof(CANNED[0]); i++) {
+        if (strcmp(CANNED[i].name, pol->ops->name) == 0) {
+            *out = CANNED[i].v;
+            return CANNED[i].rc;
+        }
+    }
+    fail_msg("no canned verdict for %s", pol->ops->name);
+    return GV_EINVAL;
 }
 
 static gv_rc fail_init(struct gw_policy *pol, const char *path, const struct gv_ynode *settings,
@@ -220,13 +214,13 @@ static gv_rc count_json(struct gw_policy *pol, struct gw_req *req, struct json_o
 static const struct gw_policy_ops t_pass = {.name = "t-pass",
                                             .config_map = t_map,
                                             .ctx_size = sizeof(struct t_ctx),
-                                            .evaluate = pass_eval,
+                                            .evaluate = canned_eval,
                                             .destroy = count_destroy};
-static const struct gw_policy_ops t_flag = {.name = "t-flag", .evaluate = flag_eval};
-static const struct gw_policy_ops t_block = {.name = "t-block", .evaluate = block_eval};
-static const struct gw_policy_ops t_block401 = {.name = "t-block401", .evaluate = block401_eval};
-static const struct gw_policy_ops t_fail = {.name = "t-fail", .evaluate = fail_eval};
-static const struct gw_policy_ops t_bogus = {.name = "t-bogus", .evaluate = bogus_eval};
+static const struct gw_policy_ops t_flag = {.name = "t-flag", .evaluate = canned_eval};
+static const struct gw_policy_ops t_block = {.name = "t-block", .evaluate = canned_eval};
+static const struct gw_policy_ops t_block401 = {.name = "t-block401", .evaluate = canned_eval};
+static const struct gw_policy_ops t_fail = {.name = "t-fail", .evaluate = canned_eval};
+static const struct gw_policy_ops t_bogus = {.name = "t-bogus", .evaluate = canned_eval};
 static const struct gw_policy_ops t_none = {.name = "t-none"};
 static const struct gw_policy_ops t_none2 = {.name = "t-none2"};
 static const struct gw_policy_ops t_init_fail = {
@@ -298,7 +292,7 @@ static const struct gw_policy_ops t_runid = {
 static const struct gw_policy_ops t_entity = {.name = "t-entity", .tags = entity_tags};
 
 static const struct gw_policy_ops t_mode = {
-    .name = "t-mode", .init = mode_init, .evaluate = pass_eval, .destroy = count_destroy};
+    .name = "t-mode", .init = mode_init, .evaluate = canned_eval, .destroy = count_destroy};
 
 static const struct gw_policy_ops *const t_all[] = {
     &t_mode,
@@ -339,6 +333,8 @@ struct fx {
     struct gv_record rec;
     struct gw_req req;
     struct gw_chain *chain;
+    struct gw_chain_stream *st; /* fx_stream */
+    struct gv_buf out;          /* what the stream wrote */
 };
 
 /* names: the chain; settings: YAML whose top-level keys are policy names. */
@@ -375,8 +371,64 @@ static gv_rc fx_create(struct fx *f, struct gv_cfg_err *err)
 
 static void fx_free(struct fx *f)
 {
+    gw_chain_stream_close(f->st);
+    f->st = NULL;
+    gv_buf_free(&f->out);
     gw_chain_destroy(f->chain);
     gv_ydoc_destroy(f->doc);
+    f->chain = NULL;
+    f->doc = NULL;
+}
+
+/* fx_init plus a create that must succeed. */
+static void fx_open(struct fx *f, const char *const *names, const char *settings)
+{
+    struct gv_cfg_err err;
+
+    fx_init(f, names, settings);
+    assert_int_equal(fx_create(f, &err), GV_OK);
+}
+
+/* fx_open, then one evaluation of the prompt into *v. */
+static void fx_eval(struct fx *f, const char *const *names, const char *settings,
+                    struct gw_verdict *v)
+{
+    fx_open(f, names, settings);
+    gw_chain_evaluate(f->chain, &f->req, v);
+}
+
+/* Opens a stream on the open chain, writing into a fresh f->out of at most
+ * max bytes. */
+static void fx_stream(struct fx *f, size_t max)
+{
+    gv_buf_free(&f->out);
+    gv_buf_init(&f->out, max);
+    f->st = gw_chain_stream_open(f->chain, &f->req);
+}
+
+/* Streams text for one choice into an emptied f->out, which must succeed;
+ * returns what came out. */
+static const char *fx_feed(struct fx *f, int choice, const char *text, bool final)
+{
+    gv_buf_reset(&f->out);
+    assert_int_equal(gw_chain_stream_text(f->st, choice, text, strlen(text), final, &f->out),
+                     GV_OK);
+    return f->out.data;
+}
+
+/* Each test gets a zeroed fixture in *state; teardown releases whatever the
+ * test left in it, so a failed assertion does not leak the chain. */
+static int fx_setup(void **state)
+{
+    *state = gv_calloc(1, sizeof(struct fx));
+    return 0;
+}
+
+static int fx_teardown(void **state)
+{
+    fx_free(*state);
+    gv_free(*state);
+    return 0;
 }
 
 /* ---- tests ---- */
@@ -384,152 +436,128 @@ static void fx_free(struct fx *f)
 static void test_evaluate_all_pass(void **state)
 {
     static const char *const names[] = {"t-pass", "t-flag", "t-none", NULL};
-    struct gv_cfg_err err;
     struct gw_verdict v;
-    struct fx f;
+    struct fx *f = *state;
 
-    (void)state;
-    fx_init(&f, names, "t-pass: {n: 5}\n");
-    assert_int_equal(fx_create(&f, &err), GV_OK);
-    assert_int_equal(gw_chain_size(f.chain), 3);
-    assert_string_equal(gw_chain_name(f.chain, 1), "t-flag");
-    assert_null(gw_chain_name(f.chain, 3));
-    gw_chain_evaluate(f.chain, &f.req, &v);
+    fx_open(f, names, "t-pass: {n: 5}\n");
+    assert_int_equal(gw_chain_size(f->chain), 3);
+    assert_string_equal(gw_chain_name(f->chain, 1), "t-flag");
+    assert_null(gw_chain_name(f->chain, 3));
+    gw_chain_evaluate(f->chain, &f->req, &v);
     assert_int_equal(v.action, GW_ACTION_FLAG);
     assert_true(v.score == 0.5);
     assert_int_equal(v.pii_counts[GV_PII_EMAIL_ADDRESS], 2);
-    assert_int_equal(f.rec.npolicies, 3);
-    assert_string_equal(f.rec.policies[0].name, "t-pass");
-    assert_int_equal(f.rec.policies[0].action, GV_OUTCOME_PASS);
-    assert_true(f.rec.policies[0].score == 0.25);
-    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_FLAG);
-    assert_int_equal(f.rec.policies[1].pii_counts[GV_PII_EMAIL_ADDRESS], 2);
-    assert_int_equal(f.rec.policies[2].action, GV_OUTCOME_PASS);
-    assert_string_equal(f.rec.error_code, "");
-    fx_free(&f);
+    assert_int_equal(f->rec.npolicies, 3);
+    assert_string_equal(f->rec.policies[0].name, "t-pass");
+    assert_int_equal(f->rec.policies[0].action, GV_OUTCOME_PASS);
+    assert_true(f->rec.policies[0].score == 0.25);
+    assert_int_equal(f->rec.policies[1].action, GV_OUTCOME_FLAG);
+    assert_int_equal(f->rec.policies[1].pii_counts[GV_PII_EMAIL_ADDRESS], 2);
+    assert_int_equal(f->rec.policies[2].action, GV_OUTCOME_PASS);
+    assert_string_equal(f->rec.error_code, "");
+    fx_free(f);
     assert_int_equal(destroyed, 1);
 }
 
 static void test_tags_refusal_stops_before_any_evaluate(void **state)
 {
     static const char *const names[] = {"t-count-eval", "t-runid", "t-entity", NULL};
-    struct gv_cfg_err err;
     struct gw_verdict v;
-    struct fx f;
+    struct fx *f = *state;
 
-    (void)state;
-    fx_init(&f, names, "{}\n");
-    assert_int_equal(fx_create(&f, &err), GV_OK);
+    fx_open(f, names, "{}\n");
     evaluated = 0;
-    snprintf(f.rec.run_id, sizeof(f.rec.run_id), "jane@example.com");
-    snprintf(f.rec.entity, sizeof(f.rec.entity), "root-team");
-    gw_chain_evaluate(f.chain, &f.req, &v);
+    snprintf(f->rec.run_id, sizeof(f->rec.run_id), "jane@example.com");
+    snprintf(f->rec.entity, sizeof(f->rec.entity), "root-team");
+    gw_chain_evaluate(f->chain, &f->req, &v);
     assert_int_equal(v.action, GW_ACTION_BLOCK);
     assert_int_equal(v.status, 400);
     assert_string_equal(v.code, "bad_tag");
     assert_string_equal(v.param, "X-Wandb-Run-Id");
     assert_int_equal(v.pii_counts[GV_PII_EMAIL_ADDRESS], 1);
     /* every tags() hook ran, even after the refusal; no evaluate() did */
-    assert_string_equal(f.rec.run_id, "");
-    assert_string_equal(f.rec.entity, "");
+    assert_string_equal(f->rec.run_id, "");
+    assert_string_equal(f->rec.entity, "");
     assert_int_equal(evaluated, 0);
-    assert_int_equal(f.rec.policies[0].action, GV_OUTCOME_SKIPPED);
-    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_BLOCK);
-    assert_int_equal(f.rec.policies[2].action, GV_OUTCOME_SKIPPED);
-    assert_string_equal(f.rec.error_code, "bad_tag");
+    assert_int_equal(f->rec.policies[0].action, GV_OUTCOME_SKIPPED);
+    assert_int_equal(f->rec.policies[1].action, GV_OUTCOME_BLOCK);
+    assert_int_equal(f->rec.policies[2].action, GV_OUTCOME_SKIPPED);
+    assert_string_equal(f->rec.error_code, "bad_tag");
 
     /* Tags that pass: the chain evaluates as usual. */
-    memset(&f.rec, 0, sizeof(f.rec));
-    f.req.tags_checked = false;
-    snprintf(f.rec.run_id, sizeof(f.rec.run_id), "run-1");
-    gw_chain_evaluate(f.chain, &f.req, &v);
+    memset(&f->rec, 0, sizeof(f->rec));
+    f->req.tags_checked = false;
+    snprintf(f->rec.run_id, sizeof(f->rec.run_id), "run-1");
+    gw_chain_evaluate(f->chain, &f->req, &v);
     assert_int_equal(v.action, GW_ACTION_PASS);
     assert_int_equal(evaluated, 2);
-    assert_string_equal(f.rec.run_id, "run-1");
+    assert_string_equal(f->rec.run_id, "run-1");
 
     /* A request refused before the chain ran: complete() cleans its tags. */
-    memset(&f.rec, 0, sizeof(f.rec));
-    f.req.tags_checked = false;
-    snprintf(f.rec.run_id, sizeof(f.rec.run_id), "jane@example.com");
-    snprintf(f.rec.entity, sizeof(f.rec.entity), "root-team");
-    gw_chain_complete(f.chain, &f.req, &f.rec);
-    assert_string_equal(f.rec.run_id, "");
-    assert_string_equal(f.rec.entity, "");
-    fx_free(&f);
+    memset(&f->rec, 0, sizeof(f->rec));
+    f->req.tags_checked = false;
+    snprintf(f->rec.run_id, sizeof(f->rec.run_id), "jane@example.com");
+    snprintf(f->rec.entity, sizeof(f->rec.entity), "root-team");
+    gw_chain_complete(f->chain, &f->req, &f->rec);
+    assert_string_equal(f->rec.run_id, "");
+    assert_string_equal(f->rec.entity, "");
 }
 
 static void test_evaluate_block_skips_rest(void **state)
 {
     static const char *const names[] = {"t-flag", "t-block", "t-pass", NULL};
-    struct gv_cfg_err err;
     struct gw_verdict v;
-    struct fx f;
+    struct fx *f = *state;
 
-    (void)state;
-    fx_init(&f, names, "{}");
-    assert_int_equal(fx_create(&f, &err), GV_OK);
-    gw_chain_evaluate(f.chain, &f.req, &v);
+    fx_eval(f, names, "{}", &v);
     assert_int_equal(v.action, GW_ACTION_BLOCK);
     assert_int_equal(v.status, 403);
     assert_string_equal(v.code, "t-block");
     assert_non_null(v.message);
-    assert_int_equal(f.rec.npolicies, 3);
-    assert_int_equal(f.rec.policies[0].action, GV_OUTCOME_FLAG);
-    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_BLOCK);
-    assert_true(f.rec.policies[1].score == 0.9);
-    assert_int_equal(f.rec.policies[2].action, GV_OUTCOME_SKIPPED);
-    assert_string_equal(f.rec.policies[2].name, "t-pass");
-    assert_string_equal(f.rec.error_code, "t-block");
-    fx_free(&f);
+    assert_int_equal(f->rec.npolicies, 3);
+    assert_int_equal(f->rec.policies[0].action, GV_OUTCOME_FLAG);
+    assert_int_equal(f->rec.policies[1].action, GV_OUTCOME_BLOCK);
+    assert_true(f->rec.policies[1].score == 0.9);
+    assert_int_equal(f->rec.policies[2].action, GV_OUTCOME_SKIPPED);
+    assert_string_equal(f->rec.policies[2].name, "t-pass");
+    assert_string_equal(f->rec.error_code, "t-block");
 }
 
 static void test_evaluate_block_keeps_policy_status(void **state)
 {
     static const char *const names[] = {"t-block401", "t-block", NULL};
-    struct gv_cfg_err err;
     struct gw_verdict v;
-    struct fx f;
+    struct fx *f = *state;
 
-    (void)state;
-    fx_init(&f, names, "{}");
-    assert_int_equal(fx_create(&f, &err), GV_OK);
-    gw_chain_evaluate(f.chain, &f.req, &v);
+    fx_eval(f, names, "{}", &v);
     assert_int_equal(v.status, 401);
     assert_string_equal(v.code, "invalid_api_key");
     assert_string_equal(v.message, "no key");
-    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_SKIPPED);
-    fx_free(&f);
+    assert_int_equal(f->rec.policies[1].action, GV_OUTCOME_SKIPPED);
 }
 
 static void test_evaluate_policy_error_fails_closed(void **state)
 {
     static const char *const names[] = {"t-pass", "t-fail", "t-flag", NULL};
     static const char *const bogus[] = {"t-bogus", "t-pass", NULL};
-    struct gv_cfg_err err;
     struct gw_verdict v;
-    struct fx f;
+    struct fx *f = *state;
 
-    (void)state;
-    fx_init(&f, names, "{}");
-    assert_int_equal(fx_create(&f, &err), GV_OK);
-    gw_chain_evaluate(f.chain, &f.req, &v);
+    fx_eval(f, names, "{}", &v);
     assert_int_equal(v.action, GW_ACTION_BLOCK);
     assert_int_equal(v.status, 500);
     assert_string_equal(v.code, "policy_error");
-    assert_int_equal(f.rec.policies[0].action, GV_OUTCOME_PASS);
-    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_ERROR);
-    assert_int_equal(f.rec.policies[2].action, GV_OUTCOME_SKIPPED);
-    assert_string_equal(f.rec.error_code, "policy_error");
-    fx_free(&f);
+    assert_int_equal(f->rec.policies[0].action, GV_OUTCOME_PASS);
+    assert_int_equal(f->rec.policies[1].action, GV_OUTCOME_ERROR);
+    assert_int_equal(f->rec.policies[2].action, GV_OUTCOME_SKIPPED);
+    assert_string_equal(f->rec.error_code, "policy_error");
+    fx_free(f);
 
     /* An out-of-range verdict is treated as a failure too. */
-    fx_init(&f, bogus, "{}");
-    assert_int_equal(fx_create(&f, &err), GV_OK);
-    gw_chain_evaluate(f.chain, &f.req, &v);
+    fx_eval(f, bogus, "{}", &v);
     assert_int_equal(v.status, 500);
-    assert_int_equal(f.rec.policies[0].action, GV_OUTCOME_ERROR);
-    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_SKIPPED);
-    fx_free(&f);
+    assert_int_equal(f->rec.policies[0].action, GV_OUTCOME_ERROR);
+    assert_int_equal(f->rec.policies[1].action, GV_OUTCOME_SKIPPED);
 }
 
 static void test_create_pack_disabled(void **state)
@@ -537,17 +565,15 @@ static void test_create_pack_disabled(void **state)
     static const char *const names[] = {"t-block", NULL};
     struct gv_cfg_err err;
     struct gw_verdict v;
-    struct fx f;
+    struct fx *f = *state;
 
-    (void)state;
-    fx_init(&f, names, "{}");
-    f.cfg.pack_enabled = false;
-    assert_int_equal(fx_create(&f, &err), GV_OK);
-    assert_int_equal(gw_chain_size(f.chain), 0);
-    gw_chain_evaluate(f.chain, &f.req, &v);
+    fx_init(f, names, "{}");
+    f->cfg.pack_enabled = false;
+    assert_int_equal(fx_create(f, &err), GV_OK);
+    assert_int_equal(gw_chain_size(f->chain), 0);
+    gw_chain_evaluate(f->chain, &f->req, &v);
     assert_int_equal(v.action, GW_ACTION_PASS);
-    assert_int_equal(f.rec.npolicies, 0);
-    fx_free(&f);
+    assert_int_equal(f->rec.npolicies, 0);
 }
 
 static void test_create_config_errors(void **state)
@@ -557,32 +583,30 @@ static void test_create_config_errors(void **state)
     static const char *const silent[] = {"t-silent", NULL};
     static const char *const unknown[] = {"t-nope", NULL};
     struct gv_cfg_err err;
-    struct fx f;
+    struct fx *f = *state;
 
-    (void)state;
-    fx_init(&f, names, "t-pass: {n: 500}\n");
-    assert_int_equal(fx_create(&f, &err), GV_ECONFIG);
-    assert_null(f.chain);
+    fx_init(f, names, "t-pass: {n: 500}\n");
+    assert_int_equal(fx_create(f, &err), GV_ECONFIG);
+    assert_null(f->chain);
     assert_string_equal(err.msg, "c.yaml:1:13: policy.t-pass.n: 500 is out of range [0, 100]");
-    fx_free(&f);
+    fx_free(f);
 
     /* init's own positioned message is kept; destroy is owed only after a
      * successful init, so just t-pass is destroyed. */
-    fx_init(&f, initf, "t-pass: {n: 2}\nt-init-fail: {}\n");
-    assert_int_equal(fx_create(&f, &err), GV_ECONFIG);
+    fx_init(f, initf, "t-pass: {n: 2}\nt-init-fail: {}\n");
+    assert_int_equal(fx_create(f, &err), GV_ECONFIG);
     assert_string_equal(err.msg, "c.yaml:2:14: policy.t-init-fail: pattern does not compile");
     assert_int_equal(destroyed, 1);
-    fx_free(&f);
+    fx_free(f);
 
-    fx_init(&f, silent, "t-silent: {}\n");
-    assert_int_equal(fx_create(&f, &err), GV_ECONFIG);
+    fx_init(f, silent, "t-silent: {}\n");
+    assert_int_equal(fx_create(f, &err), GV_ECONFIG);
     assert_string_equal(err.msg, "c.yaml:1:11: policy.t-silent: failed to start (i/o error)");
-    fx_free(&f);
+    fx_free(f);
 
-    fx_init(&f, unknown, "t-nope: {}\n");
-    assert_int_equal(fx_create(&f, &err), GV_ECONFIG);
+    fx_init(f, unknown, "t-nope: {}\n");
+    assert_int_equal(fx_create(f, &err), GV_ECONFIG);
     assert_string_equal(err.msg, "c.yaml:1:1: policies.chain: unknown policy 't-nope'");
-    fx_free(&f);
 }
 
 /* Response hooks alone do not make the chain read answers: the instance's
@@ -591,314 +615,230 @@ static void test_create_config_errors(void **state)
 static void test_reads_answers_follows_settings(void **state)
 {
     static const char *const names[] = {"pii-detector", NULL};
-    struct gv_cfg_err err;
-    struct fx f;
+    struct fx *f = *state;
 
-    (void)state;
-    fx_init(&f, names, "pii-detector: {action: redact}\n");
-    assert_int_equal(fx_create(&f, &err), GV_OK);
-    assert_false(gw_chain_wants_response(f.chain));
-    fx_free(&f);
+    fx_open(f, names, "pii-detector: {action: redact}\n");
+    assert_false(gw_chain_wants_response(f->chain));
+    fx_free(f);
 
-    fx_init(&f, names, "pii-detector: {action: redact, scan_responses: true}\n");
-    assert_int_equal(fx_create(&f, &err), GV_OK);
-    assert_true(gw_chain_wants_response(f.chain));
-    fx_free(&f);
+    fx_open(f, names, "pii-detector: {action: redact, scan_responses: true}\n");
+    assert_true(gw_chain_wants_response(f->chain));
 }
 
 static void test_stream_text_pipes_in_order(void **state)
 {
     static const char *const names[] = {"t-pass", "t-upper", "t-hold", NULL};
-    struct gw_chain_stream *st;
-    struct gv_cfg_err err;
     struct gw_verdict v;
-    struct gv_buf out;
-    struct fx f;
+    struct fx *f = *state;
 
-    (void)state;
-    fx_init(&f, names, "{}");
-    assert_int_equal(fx_create(&f, &err), GV_OK);
-    assert_true(gw_chain_wants_response(f.chain));
-    gw_chain_evaluate(f.chain, &f.req, &v);
-    gv_buf_init(&out, 1024);
-    st = gw_chain_stream_open(f.chain, &f.req);
+    fx_open(f, names, "{}");
+    assert_true(gw_chain_wants_response(f->chain));
+    gw_chain_evaluate(f->chain, &f->req, &v);
+    fx_stream(f, 1024);
 
-    assert_int_equal(gw_chain_stream_text(st, 0, "hello", 5, false, &out), GV_OK);
-    assert_string_equal(out.data, "HELL");
-    gv_buf_reset(&out);
+    assert_string_equal(fx_feed(f, 0, "hello", false), "HELL");
     /* Choice 1 has its own held-back state. */
-    assert_int_equal(gw_chain_stream_text(st, 1, "ab", 2, false, &out), GV_OK);
-    assert_string_equal(out.data, "A");
-    gv_buf_reset(&out);
-    assert_int_equal(gw_chain_stream_text(st, 0, " world", 6, false, &out), GV_OK);
-    assert_string_equal(out.data, "O WORL");
-    gv_buf_reset(&out);
-    assert_int_equal(gw_chain_stream_text(st, 0, "", 0, true, &out), GV_OK);
-    assert_string_equal(out.data, "D");
-    gv_buf_reset(&out);
+    assert_string_equal(fx_feed(f, 1, "ab", false), "A");
+    assert_string_equal(fx_feed(f, 0, " world", false), "O WORL");
+    assert_string_equal(fx_feed(f, 0, "", true), "D");
     /* Beyond the choice bound text passes through untouched. */
-    assert_int_equal(gw_chain_stream_text(st, 99, "raw", 3, false, &out), GV_OK);
-    assert_string_equal(out.data, "raw");
-    gv_buf_reset(&out);
-    assert_int_equal(gw_chain_stream_text(st, -1, "neg", 3, true, &out), GV_OK);
-    assert_string_equal(out.data, "neg");
+    assert_string_equal(fx_feed(f, 99, "raw", false), "raw");
+    assert_string_equal(fx_feed(f, -1, "neg", true), "neg");
 
     /* The rewriting stream policy raised its recorded outcome. */
-    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_REDACT);
-    assert_int_equal(f.rec.policies[0].action, GV_OUTCOME_PASS);
-    gw_chain_stream_close(st);
+    assert_int_equal(f->rec.policies[1].action, GV_OUTCOME_REDACT);
+    assert_int_equal(f->rec.policies[0].action, GV_OUTCOME_PASS);
+    gw_chain_stream_close(f->st);
+    f->st = NULL;
     assert_int_equal(freed_states, 2);
-    gv_buf_free(&out);
-    fx_free(&f);
 }
 
 static void test_stream_text_output_cap(void **state)
 {
     static const char *const names[] = {"t-upper", NULL};
-    struct gw_chain_stream *st;
-    struct gv_cfg_err err;
-    struct gv_buf out;
-    struct fx f;
+    struct fx *f = *state;
 
-    (void)state;
-    fx_init(&f, names, "{}");
-    assert_int_equal(fx_create(&f, &err), GV_OK);
-    gv_buf_init(&out, 4);
-    st = gw_chain_stream_open(f.chain, &f.req);
-    assert_int_equal(gw_chain_stream_text(st, 0, "toolong", 7, false, &out), GV_E2BIG);
-    gw_chain_stream_close(st);
-    gv_buf_free(&out);
-    fx_free(&f);
+    fx_open(f, names, "{}");
+    fx_stream(f, 4);
+    assert_int_equal(gw_chain_stream_text(f->st, 0, "toolong", 7, false, &f->out), GV_E2BIG);
 }
 
 static void test_stream_without_stream_policies(void **state)
 {
     static const char *const names[] = {"t-pass", NULL};
-    struct gw_chain_stream *st;
-    struct gv_cfg_err err;
-    struct gv_buf out;
-    struct fx f;
+    struct fx *f = *state;
 
-    (void)state;
-    fx_init(&f, names, "{}");
-    assert_int_equal(fx_create(&f, &err), GV_OK);
-    assert_false(gw_chain_wants_response(f.chain));
-    gv_buf_init(&out, 0);
-    st = gw_chain_stream_open(f.chain, &f.req);
-    assert_int_equal(gw_chain_stream_text(st, 0, "as is", 5, false, &out), GV_OK);
-    assert_string_equal(out.data, "as is");
-    gw_chain_stream_close(st);
-    gv_buf_free(&out);
-    fx_free(&f);
+    fx_open(f, names, "{}");
+    assert_false(gw_chain_wants_response(f->chain));
+    fx_stream(f, 0);
+    assert_string_equal(fx_feed(f, 0, "as is", false), "as is");
 }
 
 static void test_stream_rewritten_only_on_redact(void **state)
 {
     static const char *const flag_names[] = {"t-pass", "t-sflag", NULL};
     static const char *const upper_names[] = {"t-sflag", "t-upper", NULL};
-    struct gw_chain_stream *st;
-    struct gv_cfg_err err;
     struct gw_verdict v;
-    struct gv_buf out;
-    struct fx f;
+    struct fx *f = *state;
 
-    (void)state;
-    gv_buf_init(&out, 1024);
-    fx_init(&f, flag_names, "{}");
-    assert_int_equal(fx_create(&f, &err), GV_OK);
-    gw_chain_evaluate(f.chain, &f.req, &v);
-    st = gw_chain_stream_open(f.chain, &f.req);
-    assert_false(gw_chain_stream_rewritten(st));
-    assert_int_equal(gw_chain_stream_text(st, 0, "abc", 3, true, &out), GV_OK);
-    assert_string_equal(out.data, "abc");
+    fx_eval(f, flag_names, "{}", &v);
+    fx_stream(f, 1024);
+    assert_false(gw_chain_stream_rewritten(f->st));
+    assert_string_equal(fx_feed(f, 0, "abc", true), "abc");
     /* A flag is recorded but the text went out as the model wrote it. */
-    assert_false(gw_chain_stream_rewritten(st));
-    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_FLAG);
-    gw_chain_stream_close(st);
-    fx_free(&f);
+    assert_false(gw_chain_stream_rewritten(f->st));
+    assert_int_equal(f->rec.policies[1].action, GV_OUTCOME_FLAG);
+    fx_free(f);
 
-    gv_buf_reset(&out);
-    fx_init(&f, upper_names, "{}");
-    assert_int_equal(fx_create(&f, &err), GV_OK);
-    gw_chain_evaluate(f.chain, &f.req, &v);
-    st = gw_chain_stream_open(f.chain, &f.req);
-    assert_int_equal(gw_chain_stream_text(st, 0, "abc", 3, false, &out), GV_OK);
-    assert_string_equal(out.data, "ABC");
-    assert_true(gw_chain_stream_rewritten(st));
-    gw_chain_stream_close(st);
+    fx_eval(f, upper_names, "{}", &v);
+    fx_stream(f, 1024);
+    assert_string_equal(fx_feed(f, 0, "abc", false), "ABC");
+    assert_true(gw_chain_stream_rewritten(f->st));
     assert_false(gw_chain_stream_rewritten(NULL));
-    gv_buf_free(&out);
-    fx_free(&f);
 }
 
 static void test_stream_text_policy_error_fails_closed(void **state)
 {
     static const char *const names[] = {"t-pass", "t-sfail", "t-upper", NULL};
-    struct gw_chain_stream *st;
-    struct gv_cfg_err err;
     struct gw_verdict v;
-    struct gv_buf out;
-    struct fx f;
+    struct fx *f = *state;
 
-    (void)state;
-    fx_init(&f, names, "{}");
-    assert_int_equal(fx_create(&f, &err), GV_OK);
-    gw_chain_evaluate(f.chain, &f.req, &v);
+    fx_eval(f, names, "{}", &v);
     assert_int_equal(v.action, GW_ACTION_PASS);
-    gv_buf_init(&out, 1024);
-    st = gw_chain_stream_open(f.chain, &f.req);
-    assert_int_equal(gw_chain_stream_text(st, 0, "secret", 6, false, &out), GV_EIO);
+    fx_stream(f, 1024);
+    assert_int_equal(gw_chain_stream_text(f->st, 0, "secret", 6, false, &f->out), GV_EIO);
     /* Nothing of the failed piece reaches out, not even what the failing
      * policy emitted before it failed; the later policy never saw it. */
-    assert_int_equal(out.len, 0);
-    assert_false(gw_chain_stream_rewritten(st));
-    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_ERROR);
-    assert_int_equal(f.rec.policies[2].action, GV_OUTCOME_PASS);
-    assert_string_equal(f.rec.error_code, "policy_error");
-    gw_chain_stream_close(st);
-    gv_buf_free(&out);
-    fx_free(&f);
+    assert_int_equal(f->out.len, 0);
+    assert_false(gw_chain_stream_rewritten(f->st));
+    assert_int_equal(f->rec.policies[1].action, GV_OUTCOME_ERROR);
+    assert_int_equal(f->rec.policies[2].action, GV_OUTCOME_PASS);
+    assert_string_equal(f->rec.error_code, "policy_error");
 }
 
 static void test_response_json_reports_rewrite(void **state)
 {
     static const char *const names[] = {"t-pass", "t-jflag", "t-jredact", NULL};
     struct json_object *resp;
-    struct gv_cfg_err err;
     struct gw_verdict v;
     bool rewritten = true;
-    struct fx f;
+    struct fx *f = *state;
 
-    (void)state;
-    fx_init(&f, names, "{}");
-    assert_int_equal(fx_create(&f, &err), GV_OK);
-    assert_true(gw_chain_wants_response(f.chain));
-    gw_chain_evaluate(f.chain, &f.req, &v);
+    fx_open(f, names, "{}");
+    assert_true(gw_chain_wants_response(f->chain));
+    gw_chain_evaluate(f->chain, &f->req, &v);
     resp = json_tokener_parse("{\"content\":\"call 555-0100\"}");
     assert_non_null(resp);
-    assert_int_equal(gw_chain_response_json(f.chain, &f.req, resp, &rewritten), GV_OK);
+    assert_int_equal(gw_chain_response_json(f->chain, &f->req, resp, &rewritten), GV_OK);
     assert_true(rewritten);
     assert_string_equal(json_object_to_json_string_ext(resp, JSON_C_TO_STRING_PLAIN),
                         "{\"content\":\"[x]\"}");
-    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_FLAG);
-    assert_int_equal(f.rec.policies[2].action, GV_OUTCOME_REDACT);
-    assert_int_equal(f.rec.policies[2].pii_counts[GV_PII_PHONE_NUMBER], 1);
+    assert_int_equal(f->rec.policies[1].action, GV_OUTCOME_FLAG);
+    assert_int_equal(f->rec.policies[2].action, GV_OUTCOME_REDACT);
+    assert_int_equal(f->rec.policies[2].pii_counts[GV_PII_PHONE_NUMBER], 1);
     /* NULL is allowed for callers that do not care. */
-    assert_int_equal(gw_chain_response_json(f.chain, &f.req, resp, NULL), GV_OK);
+    assert_int_equal(gw_chain_response_json(f->chain, &f->req, resp, NULL), GV_OK);
     json_object_put(resp);
-    fx_free(&f);
 }
 
 static void test_response_json_flag_is_not_rewrite(void **state)
 {
     static const char *const names[] = {"t-jflag", NULL};
     struct json_object *resp;
-    struct gv_cfg_err err;
     struct gw_verdict v;
     bool rewritten = true;
-    struct fx f;
+    struct fx *f = *state;
 
-    (void)state;
-    fx_init(&f, names, "{}");
-    assert_int_equal(fx_create(&f, &err), GV_OK);
-    gw_chain_evaluate(f.chain, &f.req, &v);
+    fx_eval(f, names, "{}", &v);
     resp = json_object_new_object();
-    assert_int_equal(gw_chain_response_json(f.chain, &f.req, resp, &rewritten), GV_OK);
+    assert_int_equal(gw_chain_response_json(f->chain, &f->req, resp, &rewritten), GV_OK);
     assert_false(rewritten);
     json_object_put(resp);
-    fx_free(&f);
 }
 
 static void test_response_json_policy_error_fails_closed(void **state)
 {
     static const char *const names[] = {"t-jredact", "t-jfail", "t-jcount", NULL};
     struct json_object *resp;
-    struct gv_cfg_err err;
     struct gw_verdict v;
     bool rewritten = false;
-    struct fx f;
+    struct fx *f = *state;
 
-    (void)state;
-    fx_init(&f, names, "{}");
-    assert_int_equal(fx_create(&f, &err), GV_OK);
-    gw_chain_evaluate(f.chain, &f.req, &v);
+    fx_eval(f, names, "{}", &v);
     json_calls = 0;
     resp = json_object_new_object();
-    assert_int_equal(gw_chain_response_json(f.chain, &f.req, resp, &rewritten), GV_ENOMEM);
+    assert_int_equal(gw_chain_response_json(f->chain, &f->req, resp, &rewritten), GV_ENOMEM);
     /* The walk stopped at the failure: the later policy never saw the answer. */
     assert_int_equal(json_calls, 0);
-    assert_int_equal(f.rec.policies[0].action, GV_OUTCOME_REDACT);
-    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_ERROR);
-    assert_string_equal(f.rec.error_code, "policy_error");
+    assert_int_equal(f->rec.policies[0].action, GV_OUTCOME_REDACT);
+    assert_int_equal(f->rec.policies[1].action, GV_OUTCOME_ERROR);
+    assert_string_equal(f->rec.error_code, "policy_error");
     json_object_put(resp);
-    fx_free(&f);
 }
 
 static void test_complete_in_order(void **state)
 {
     static const char *const names[] = {"t-count", "t-pass", "t-hold", NULL};
-    struct gv_cfg_err err;
-    struct fx f;
+    struct fx *f = *state;
     void *parked;
 
-    (void)state;
-    fx_init(&f, names, "t-count: {n: 7}\n");
-    assert_int_equal(fx_create(&f, &err), GV_OK);
+    fx_open(f, names, "t-count: {n: 7}\n");
     parked = gv_calloc(1, sizeof(struct hold));
-    f.req.policy_state[2] = parked;
-    gw_chain_complete(f.chain, &f.req, &f.rec);
+    f->req.policy_state[2] = parked;
+    gw_chain_complete(f->chain, &f->req, &f->rec);
     assert_int_equal(completed, 1);
-    assert_true(f.rec.cost_usd == 7.0);
+    assert_true(f->rec.cost_usd == 7.0);
     /* Per-request state parked by a policy is released through its hook. */
-    assert_null(f.req.policy_state[2]);
+    assert_null(f->req.policy_state[2]);
     assert_int_equal(freed_states, 1);
-    fx_free(&f);
 }
 
 static void test_create_check_sets_check_only(void **state)
 {
     static const char *const names[] = {"t-mode", "t-mode", NULL};
     struct gv_cfg_err err;
-    struct fx f;
+    struct fx *f = *state;
 
-    fx_init(&f, names, "t-mode: {}\n");
+    fx_init(f, names, "t-mode: {}\n");
     inits_checking = 0;
     inits_real = 0;
-    assert_int_equal(gw_chain_create_check(&f.cfg, "/tmp/kt-test-state", &f.chain, &err), GV_OK);
-    assert_int_equal(gw_chain_size(f.chain), 2);
+    assert_int_equal(gw_chain_create_check(&f->cfg, "/tmp/kt-test-state", &f->chain, &err), GV_OK);
+    assert_int_equal(gw_chain_size(f->chain), 2);
     assert_int_equal(inits_checking, 2);
     assert_int_equal(inits_real, 0);
-    gw_chain_destroy(f.chain);
+    gw_chain_destroy(f->chain);
     assert_int_equal(destroyed, 2);
-    f.chain = NULL;
+    f->chain = NULL;
     /* The ordinary create never sets it. */
-    assert_int_equal(fx_create(&f, &err), GV_OK);
+    assert_int_equal(fx_create(f, &err), GV_OK);
     assert_int_equal(inits_checking, 2);
     assert_int_equal(inits_real, 2);
-    fx_free(&f);
 }
+
+/* Every test runs on its own fresh fixture. */
+#define FX_TEST(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_evaluate_all_pass),
-        cmocka_unit_test(test_tags_refusal_stops_before_any_evaluate),
-        cmocka_unit_test(test_create_check_sets_check_only),
-        cmocka_unit_test(test_evaluate_block_skips_rest),
-        cmocka_unit_test(test_evaluate_block_keeps_policy_status),
-        cmocka_unit_test(test_evaluate_policy_error_fails_closed),
-        cmocka_unit_test(test_create_pack_disabled),
-        cmocka_unit_test(test_create_config_errors),
-        cmocka_unit_test(test_reads_answers_follows_settings),
-        cmocka_unit_test(test_stream_text_pipes_in_order),
-        cmocka_unit_test(test_stream_text_output_cap),
-        cmocka_unit_test(test_stream_without_stream_policies),
-        cmocka_unit_test(test_stream_rewritten_only_on_redact),
-        cmocka_unit_test(test_stream_text_policy_error_fails_closed),
-        cmocka_unit_test(test_response_json_reports_rewrite),
-        cmocka_unit_test(test_response_json_flag_is_not_rewrite),
-        cmocka_unit_test(test_response_json_policy_error_fails_closed),
-        cmocka_unit_test(test_complete_in_order),
+        FX_TEST(test_evaluate_all_pass),
+        FX_TEST(test_tags_refusal_stops_before_any_evaluate),
+        FX_TEST(test_create_check_sets_check_only),
+        FX_TEST(test_evaluate_block_skips_rest),
+        FX_TEST(test_evaluate_block_keeps_policy_status),
+        FX_TEST(test_evaluate_policy_error_fails_closed),
+        FX_TEST(test_create_pack_disabled),
+        FX_TEST(test_create_config_errors),
+        FX_TEST(test_reads_answers_follows_settings),
+        FX_TEST(test_stream_text_pipes_in_order),
+        FX_TEST(test_stream_text_output_cap),
+        FX_TEST(test_stream_without_stream_policies),
+        FX_TEST(test_stream_rewritten_only_on_redact),
+        FX_TEST(test_stream_text_policy_error_fails_closed),
+        FX_TEST(test_response_json_reports_rewrite),
+        FX_TEST(test_response_json_flag_is_not_rewrite),
+        FX_TEST(test_response_json_policy_error_fails_closed),
+        FX_TEST(test_complete_in_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

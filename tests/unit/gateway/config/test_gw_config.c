@@ -100,16 +100,25 @@ static void check_page_config(const struct gw_config *cfg)
     assert_null(gw_config_find_target(cfg, "gpt-3.5-turbo"));
 }
 
-static void test_load_page_flow_style(void **state)
+/* Loads the page's config from tests/fixtures/config/<name> and checks what every style of
+ * it must give. */
+static struct gw_config *load_page(const char *name)
 {
     struct gw_config *cfg = NULL;
     struct gv_cfg_err err;
     char path[1024];
 
-    (void)state;
-    fixture("page-flow.yaml", path, sizeof(path));
+    fixture(name, path, sizeof(path));
     assert_int_equal(gw_config_load(path, &cfg, &err), GV_OK);
     check_page_config(cfg);
+    return cfg;
+}
+
+static void test_load_page_flow_style(void **state)
+{
+    struct gw_config *cfg = load_page("page-flow.yaml");
+
+    (void)state;
     /* Positions point into the file: the chain entry for pii-detector. */
     assert_int_equal(cfg->chain[1].name_node->line, 8);
     assert_int_equal(cfg->chain[1].name_node->col, 29);
@@ -118,14 +127,9 @@ static void test_load_page_flow_style(void **state)
 
 static void test_load_page_block_style(void **state)
 {
-    struct gw_config *cfg = NULL;
-    struct gv_cfg_err err;
-    char path[1024];
+    struct gw_config *cfg = load_page("page-block.yaml");
 
     (void)state;
-    fixture("page-block.yaml", path, sizeof(path));
-    assert_int_equal(gw_config_load(path, &cfg, &err), GV_OK);
-    check_page_config(cfg);
     assert_int_equal(cfg->chain[1].name_node->line, 15);
     assert_int_equal(cfg->chain[1].name_node->col, 7);
     gw_config_destroy(cfg);

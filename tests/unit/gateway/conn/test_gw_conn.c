@@ -238,6 +238,24 @@ static size_t drain_client(struct srv *s, int fd, char *buf, size_t size, const 
     return got;
 }
 
+/* Starts the server in `mode` and sends `request` from a new client, whose fd it returns. */
+static int srv_client(struct srv *s, enum mode mode, int rcvbuf, const char *request)
+{
+    int fd;
+
+    srv_start(s, mode);
+    fd = client(s, rcvbuf);
+    send_all(s, fd, request);
+    return fd;
+}
+
+/* The client hangs up; the loop runs long enough to see it. */
+static void hang_up(struct srv *s, int fd)
+{
+    close(fd);
+    spin(s, 20);
+}
+
 /* A client that stops reading: the writes queue up to the mark, GW_CONN_FULL
  * holds the producer, and once the client reads, drained() lets it finish.
  * Every byte arrives, in order, in chunked framing. */
@@ -250,9 +268,8 @@ static void test_slow_reader_is_held_then_resumed(void **state)
     int fd;
 
     (void)state;
-    srv_start(&s, STREAM_BIG);
-    fd = client(&s, 4096);
-    send_all(&s, fd, "GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    fd = srv_client(&s, STREAM_BIG, 4096,
+                    "GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     spin(&s, 50); /* nobody reads: the kernel buffers fill, then ours up to the mark */
     assert_int_equal(s.dispatched, 1);
     assert_true(s.full_seen >= 1);
@@ -271,8 +288,7 @@ static void test_slow_reader_is_held_then_resumed(void **state)
     assert_non_null(strstr(all, "\r\n1000\r\n"));
     assert_int_equal(memcmp(tail + sizeof(tail) - 7, "\r\n0\r\n\r\n", 7), 0);
     assert_int_equal(s.closed_calls, 0);
-    close(fd);
-    spin(&s, 20);
+    hang_up(&s, fd);
     assert_int_equal(gw_conns_count(s.cs), 0);
     test_free(all);
     srv_stop(&s);
@@ -288,9 +304,7 @@ static void test_client_abort_mid_stream(void **state)
     int fd;
 
     (void)state;
-    srv_start(&s, STREAM_FOREVER);
-    fd = client(&s, 0);
-    send_all(&s, fd, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+    fd = srv_client(&s, STREAM_FOREVER, 0, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
     drain_client(&s, fd, buf, sizeof(buf), "xxxx", 200, &eof);
     assert_non_null(strstr(buf, "HTTP/1.1 200 OK"));
     close(fd);
@@ -313,13 +327,12 @@ static void test_pipelined_then_refused(void **state)
     int fd;
 
     (void)state;
-    srv_start(&s, ANSWER_NOW);
-    fd = client(&s, 0);
-    send_all(&s, fd,
-             "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
-             "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
-             "GET /c HTTP/1.1\r\nHost: x\r\n\r\n"
-             "GET /d HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    fd = srv_client(
+        &s, ANSWER_NOW, 0,
+        "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+        "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+        "GET /c HTTP/1.1\r\nHost: x\r\n\r\n"
+        "GET /d HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
     drain_client(&s, fd, buf, sizeof(buf), NULL, 200, &eof);
     a = strstr(buf, "{\"path\":\"/a\",\"len\":0}");
     b = strstr(buf, "{\"path\":\"/b\",\"len\":3}");
@@ -334,8 +347,7 @@ static void test_pipelined_then_refused(void **state)
     assert_non_null(strstr(c, "HTTP/1.1 400 Bad Request"));
     assert_non_null(strstr(c, "Connection: close"));
     assert_true(eof);
-    close(fd);
-    spin(&s, 20);
+    hang_up(&s, fd);
     assert_int_equal(gw_conns_count(s.cs), 0);
     srv_stop(&s);
 }
@@ -349,18 +361,16 @@ static void test_expect_continue(void **state)
     int fd;
 
     (void)state;
-    srv_start(&s, ANSWER_NOW);
-    fd = client(&s, 0);
-    send_all(&s, fd,
-             "POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+    fd = srv_client(
+        &s, ANSWER_NOW, 0,
+        "POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
     drain_client(&s, fd, buf, sizeof(buf), "\r\n\r\n", 200, &eof);
     assert_string_equal(buf, "HTTP/1.1 100 Continue\r\n\r\n");
     assert_int_equal(s.dispatched, 0);
     send_all(&s, fd, "abcd");
     drain_client(&s, fd, buf, sizeof(buf), "}", 200, &eof);
     assert_non_null(strstr(buf, "{\"path\":\"/e\",\"len\":4}"));
-    close(fd);
-    spin(&s, 20);
+    hang_up(&s, fd);
     srv_stop(&s);
 }
 

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -40,112 +41,120 @@ static gv_rc visit(void *arg, const char *role, const char *kind, const char *te
     return GV_OK;
 }
 
-static void req_from(struct gw_req *req, const char *json)
+/* A request and what the walk over it saw; each test gets a zeroed one. */
+struct walk {
+    struct gw_req req;
+    struct seen s;
+};
+
+static int setup(void **state)
 {
-    memset(req, 0, sizeof(*req));
-    req->body = json_tokener_parse(json);
-    assert_non_null(req->body);
+    *state = calloc(1, sizeof(struct walk));
+    return *state ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    struct walk *w = *state;
+
+    json_object_put(w->req.body);
+    free(w);
+    return 0;
+}
+
+/* A fresh request whose body is json (the previous body is released). */
+static void req_from(struct walk *w, const char *json)
+{
+    json_object_put(w->req.body);
+    memset(&w->req, 0, sizeof(w->req));
+    w->req.body = json_tokener_parse(json);
+    assert_non_null(w->req.body);
+}
+
+static gv_rc walk(struct walk *w)
+{
+    return gw_req_foreach_text(&w->req, visit, &w->s);
 }
 
 static void test_foreach_text_all_shapes(void **state)
 {
-    struct gw_req req;
-    struct seen s;
+    struct walk *w = *state;
 
-    (void)state;
-    memset(&s, 0, sizeof(s));
-    req_from(&req, "{\"messages\":["
-                   "{\"role\":\"system\",\"content\":\"be nice\"},"
-                   "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"part one\"},"
-                   "{\"type\":\"image_url\",\"image_url\":{\"url\":\"http://x\"}},\"bare\"]},"
-                   "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\","
-                   "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
-                   "{\"role\":\"assistant\",\"function_call\":{\"name\":\"g\",\"arguments\":"
-                   "\"{\\\"a\\\":1}\"}},"
-                   "{\"content\":\"no role\"},"
-                   "42,"
-                   "{\"role\":\"tool\",\"content\":7}]}");
-    assert_int_equal(gw_req_foreach_text(&req, visit, &s), GV_OK);
-    assert_string_equal(s.log, "system/content=be nice;user/content=part one;user/content=bare;"
-                               "assistant/arguments={};assistant/arguments={\"a\":1};"
-                               "user/content=no role;");
-    assert_false(req.body_modified);
-    json_object_put(req.body);
+    req_from(w, "{\"messages\":["
+                "{\"role\":\"system\",\"content\":\"be nice\"},"
+                "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"part one\"},"
+                "{\"type\":\"image_url\",\"image_url\":{\"url\":\"http://x\"}},\"bare\"]},"
+                "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\","
+                "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
+                "{\"role\":\"assistant\",\"function_call\":{\"name\":\"g\",\"arguments\":"
+                "\"{\\\"a\\\":1}\"}},"
+                "{\"content\":\"no role\"},"
+                "42,"
+                "{\"role\":\"tool\",\"content\":7}]}");
+    assert_int_equal(walk(w), GV_OK);
+    assert_string_equal(w->s.log, "system/content=be nice;user/content=part one;user/content=bare;"
+                                  "assistant/arguments={};assistant/arguments={\"a\":1};"
+                                  "user/content=no role;");
+    assert_false(w->req.body_modified);
 }
 
 static void test_foreach_text_replaces_in_place(void **state)
 {
-    struct gw_req req;
-    struct seen s;
+    struct walk *w = *state;
     const char *out;
 
-    (void)state;
-    memset(&s, 0, sizeof(s));
-    s.needle = "secret";
-    req_from(&req, "{\"model\":\"m\",\"messages\":["
-                   "{\"role\":\"user\",\"content\":\"my secret is 42\"},"
-                   "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a secret\"},"
-                   "\"secret bare\",\"fine\"]},"
-                   "{\"role\":\"assistant\",\"tool_calls\":[{\"function\":{\"arguments\":"
-                   "\"secret args\"}}]}]}");
-    assert_int_equal(gw_req_foreach_text(&req, visit, &s), GV_OK);
-    assert_true(req.body_modified);
-    out = json_object_to_json_string_ext(req.body, JSON_C_TO_STRING_PLAIN);
+    w->s.needle = "secret";
+    req_from(w, "{\"model\":\"m\",\"messages\":["
+                "{\"role\":\"user\",\"content\":\"my secret is 42\"},"
+                "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a secret\"},"
+                "\"secret bare\",\"fine\"]},"
+                "{\"role\":\"assistant\",\"tool_calls\":[{\"function\":{\"arguments\":"
+                "\"secret args\"}}]}]}");
+    assert_int_equal(walk(w), GV_OK);
+    assert_true(w->req.body_modified);
+    out = json_object_to_json_string_ext(w->req.body, JSON_C_TO_STRING_PLAIN);
     assert_string_equal(out, "{\"model\":\"m\",\"messages\":["
                              "{\"role\":\"user\",\"content\":\"[X]\"},"
                              "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"[X]\"},"
                              "\"[X]\",\"fine\"]},"
                              "{\"role\":\"assistant\",\"tool_calls\":[{\"function\":{"
                              "\"arguments\":\"[X]\"}}]}]}");
-    json_object_put(req.body);
 }
 
 static void test_foreach_text_stops_on_error(void **state)
 {
-    struct gw_req req;
-    struct seen s;
+    struct walk *w = *state;
 
-    (void)state;
-    memset(&s, 0, sizeof(s));
-    s.fail_at = 2;
-    req_from(&req, "{\"messages\":[{\"content\":\"a\"},{\"content\":\"b\"},{\"content\":\"c\"}]}");
-    assert_int_equal(gw_req_foreach_text(&req, visit, &s), GV_EIO);
-    assert_int_equal(s.n, 2);
-    assert_string_equal(s.log, "user/content=a;user/content=b;");
-    json_object_put(req.body);
+    w->s.fail_at = 2;
+    req_from(w, "{\"messages\":[{\"content\":\"a\"},{\"content\":\"b\"},{\"content\":\"c\"}]}");
+    assert_int_equal(walk(w), GV_EIO);
+    assert_int_equal(w->s.n, 2);
+    assert_string_equal(w->s.log, "user/content=a;user/content=b;");
 }
 
 static void test_foreach_text_no_messages(void **state)
 {
-    struct gw_req req;
-    struct seen s;
+    struct walk *w = *state;
 
-    (void)state;
-    memset(&s, 0, sizeof(s));
-    req_from(&req, "{\"messages\":\"not an array\"}");
-    assert_int_equal(gw_req_foreach_text(&req, visit, &s), GV_OK);
-    json_object_put(req.body);
-    req_from(&req, "{\"prompt\":\"legacy\"}");
-    assert_int_equal(gw_req_foreach_text(&req, visit, &s), GV_OK);
-    json_object_put(req.body);
-    memset(&req, 0, sizeof(req));
-    assert_int_equal(gw_req_foreach_text(&req, visit, &s), GV_OK);
-    assert_int_equal(s.n, 0);
+    req_from(w, "{\"messages\":\"not an array\"}");
+    assert_int_equal(walk(w), GV_OK);
+    req_from(w, "{\"prompt\":\"legacy\"}");
+    assert_int_equal(walk(w), GV_OK);
+    json_object_put(w->req.body);
+    memset(&w->req, 0, sizeof(w->req));
+    assert_int_equal(walk(w), GV_OK);
+    assert_int_equal(w->s.n, 0);
 }
 
 static void test_foreach_text_embedded_nul_length(void **state)
 {
-    struct gw_req req;
-    struct seen s;
+    struct walk *w = *state;
 
-    (void)state;
-    memset(&s, 0, sizeof(s));
     /* The callback gets the JSON string's real length, not strlen(). */
-    req_from(&req, "{\"messages\":[{\"content\":\"a\\u0000b\"}]}");
-    assert_int_equal(gw_req_foreach_text(&req, visit, &s), GV_OK);
-    assert_int_equal(s.last_len, 3);
-    assert_int_equal(s.n, 1);
-    json_object_put(req.body);
+    req_from(w, "{\"messages\":[{\"content\":\"a\\u0000b\"}]}");
+    assert_int_equal(walk(w), GV_OK);
+    assert_int_equal(w->s.last_len, 3);
+    assert_int_equal(w->s.n, 1);
 }
 
 static void test_answer_append_caps_at_a_utf8_boundary(void **state)
@@ -179,38 +188,40 @@ static void test_answer_append_caps_at_a_utf8_boundary(void **state)
 
 static void test_prompt_tokens_estimate_and_bound(void **state)
 {
-    struct gw_req req;
+    struct walk *w = *state;
     uint64_t est = 0, max = 0;
 
-    (void)state;
     assert_int_equal(gw_req_tokens_estimate(0), 0);
     assert_int_equal(gw_req_tokens_estimate(1), 1);
     assert_int_equal(gw_req_tokens_estimate(4), 1);
     assert_int_equal(gw_req_tokens_estimate(2000), 500);
     /* Two messages: 8 + 5 text bytes, 4 tokens framing each, 3 for the reply. */
-    req_from(&req, "{\"messages\":[{\"role\":\"system\",\"content\":\"Be brief\"},"
+    req_from(w, "{\"messages\":[{\"role\":\"system\",\"content\":\"Be brief\"},"
                    "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hello\"}]}]}");
-    gw_req_prompt_tokens(&req, &est, &max);
+    gw_req_prompt_tokens(&w->req, &est, &max);
     assert_int_equal(est, 2 + 2 + 2 * GW_REQ_TOKENS_PER_MESSAGE + GW_REQ_TOKENS_REPLY);
     assert_int_equal(max, 13 + 2 * GW_REQ_TOKENS_PER_MESSAGE + GW_REQ_TOKENS_REPLY);
-    assert_false(req.body_modified);
-    json_object_put(req.body);
-    memset(&req, 0, sizeof(req));
-    gw_req_prompt_tokens(&req, &est, &max);
+    assert_false(w->req.body_modified);
+    json_object_put(w->req.body);
+    memset(&w->req, 0, sizeof(w->req));
+    gw_req_prompt_tokens(&w->req, &est, &max);
     assert_int_equal(est, GW_REQ_TOKENS_REPLY);
     assert_int_equal(max, GW_REQ_TOKENS_REPLY);
 }
 
+/* Every test walks its own fresh request. */
+#define WALK_TEST(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_foreach_text_all_shapes),
-        cmocka_unit_test(test_foreach_text_replaces_in_place),
-        cmocka_unit_test(test_foreach_text_stops_on_error),
-        cmocka_unit_test(test_foreach_text_no_messages),
-        cmocka_unit_test(test_foreach_text_embedded_nul_length),
+        WALK_TEST(test_foreach_text_all_shapes),
+        WALK_TEST(test_foreach_text_replaces_in_place),
+        WALK_TEST(test_foreach_text_stops_on_error),
+        WALK_TEST(test_foreach_text_no_messages),
+        WALK_TEST(test_foreach_text_embedded_nul_length),
         cmocka_unit_test(test_answer_append_caps_at_a_utf8_boundary),
-        cmocka_unit_test(test_prompt_tokens_estimate_and_bound),
+        WALK_TEST(test_prompt_tokens_estimate_and_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

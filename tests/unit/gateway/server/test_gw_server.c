@@ -67,9 +67,12 @@ static unsigned closed_port(void)
     return port;
 }
 
-static int setup(void **state)
+/* Writes a config whose one target is http://127.0.0.1:up_port/v1 and whose remaining
+ * sections are `rest`, then starts a one-worker server on it that emits to `em`; policy names
+ * resolve in reg (NULL: the gateway's own). Returns -1 after saying why on stderr. */
+static int fx_start(struct fixture *f, unsigned up_port, const char *rest, struct gw_emitter *em,
+                    const struct gw_policy_ops *const *reg)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
     struct gw_server_opts o;
     struct gv_cfg_err err;
     char msg[256];
@@ -90,12 +93,11 @@ static int setup(void **state)
             "      provider: openai:chat:gpt-4o\n"
             "      secret_key_ref:\n        env: KT_TEST_SERVER_SECRET\n"
             "      base_url: http://127.0.0.1:%u/v1\n      connect_timeout: 2s\n"
-            "policies:\n  chain: []\n"
-            "gateway:\n  max_body_bytes: 1KiB\n",
-            closed_port());
+            "%s",
+            up_port, rest);
     fclose(fp);
     setenv("KT_TEST_SERVER_SECRET", "sk-unit-secret", 1);
-    if (gw_config_load(f->path, &f->cfg, &err) != GV_OK) {
+    if (gw_config_load_with(f->path, reg ? reg : gw_policies_builtin(), &f->cfg, &err) != GV_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return -1;
     }
@@ -103,15 +105,12 @@ static int setup(void **state)
         fprintf(stderr, "%s\n", err.msg);
         return -1;
     }
-    if (gw_emitter_create_noop(&f->em) != GV_OK) {
-        return -1;
-    }
     memset(&o, 0, sizeof(o));
     o.listen = "127.0.0.1:0";
     o.workers = 1;
     o.cfg = f->cfg;
     o.chain = f->chain;
-    o.emitter = f->em;
+    o.emitter = em;
     o.drain_ms = 2000;
     if (gw_server_create(&o, &f->srv, msg, sizeof(msg)) != GV_OK) {
         fprintf(stderr, "%s\n", msg);
@@ -121,13 +120,12 @@ static int setup(void **state)
         return -1;
     }
     snprintf(f->base, sizeof(f->base), "http://%s", gw_server_addr(f->srv));
-    *state = f;
     return 0;
 }
 
-static int teardown(void **state)
+/* Undoes fx_start, and destroys f->em if the fixture made one. */
+static void fx_stop(struct fixture *f)
 {
-    struct fixture *f = *state;
     char cmd[128];
 
     gw_server_stop(f->srv, 2000);
@@ -140,7 +138,30 @@ static int teardown(void **state)
     if (system(cmd) != 0) {
         fprintf(stderr, "could not remove %s\n", f->dir);
     }
-    free(f);
+}
+
+/* No upstream listens: every proxied request fails to connect. */
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    if (gw_emitter_create_noop(&f->em) != GV_OK) {
+        return -1;
+    }
+    if (fx_start(f, closed_port(),
+                 "policies:\n  chain: []\n"
+                 "gateway:\n  max_body_bytes: 1KiB\n",
+                 f->em, NULL) != 0) {
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_stop(*state);
+    free(*state);
     return 0;
 }
 
@@ -507,14 +528,9 @@ static void *mock_main(void *arg)
 static int setup_answers(void **state)
 {
     struct afixture *a = calloc(1, sizeof(*a));
-    struct fixture *f = &a->f;
     struct evhttp_bound_socket *bs;
     struct sockaddr_in sa;
     socklen_t salen = sizeof(sa);
-    struct gw_server_opts o;
-    struct gv_cfg_err err;
-    char msg[256];
-    FILE *fp;
 
     evthread_use_pthreads();
     a->base = event_base_new();
@@ -527,50 +543,13 @@ static int setup_answers(void **state)
     if (pthread_create(&a->th, NULL, mock_main, a) != 0) {
         return -1;
     }
-    snprintf(f->dir, sizeof(f->dir), "/tmp/kt-test-server-XXXXXX");
-    if (!mkdtemp(f->dir)) {
+    if (fx_start(&a->f, (unsigned)ntohs(sa.sin_port),
+                 "policies:\n  chain: [pii-detector, t-rfail]\n"
+                 "policy:\n  pii-detector:\n    action: redact\n    entities: [EMAIL_ADDRESS]\n"
+                 "    scan_responses: true\n",
+                 &cap_em, test_registry()) != 0) {
         return -1;
     }
-    snprintf(f->path, sizeof(f->path), "%s/policy-config.yaml", f->dir);
-    fp = fopen(f->path, "w");
-    if (!fp) {
-        return -1;
-    }
-    fprintf(fp,
-            "pack:\n  name: unit-pack\n  version: 1.2.3\n  enabled: true\n"
-            "providers:\n  targets:\n    - id: experiment-llm\n"
-            "      provider: openai:chat:gpt-4o\n"
-            "      secret_key_ref:\n        env: KT_TEST_SERVER_SECRET\n"
-            "      base_url: http://127.0.0.1:%u/v1\n      connect_timeout: 2s\n"
-            "policies:\n  chain: [pii-detector, t-rfail]\n"
-            "policy:\n  pii-detector:\n    action: redact\n    entities: [EMAIL_ADDRESS]\n"
-            "    scan_responses: true\n",
-            (unsigned)ntohs(sa.sin_port));
-    fclose(fp);
-    setenv("KT_TEST_SERVER_SECRET", "sk-unit-secret", 1);
-    if (gw_config_load_with(f->path, test_registry(), &f->cfg, &err) != GV_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    if (gw_chain_create(f->cfg, f->dir, &f->chain, &err) != GV_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    memset(&o, 0, sizeof(o));
-    o.listen = "127.0.0.1:0";
-    o.workers = 1;
-    o.cfg = f->cfg;
-    o.chain = f->chain;
-    o.emitter = &cap_em;
-    o.drain_ms = 2000;
-    if (gw_server_create(&o, &f->srv, msg, sizeof(msg)) != GV_OK) {
-        fprintf(stderr, "%s\n", msg);
-        return -1;
-    }
-    if (gw_server_start(f->srv) != GV_OK) {
-        return -1;
-    }
-    snprintf(f->base, sizeof(f->base), "http://%s", gw_server_addr(f->srv));
     *state = a;
     return 0;
 }
@@ -578,26 +557,15 @@ static int setup_answers(void **state)
 static int teardown_answers(void **state)
 {
     struct afixture *a = *state;
-    struct fixture *f;
-    char cmd[128];
 
     if (!a) {
         return 0; /* setup failed and said why */
     }
-    f = &a->f;
-    gw_server_stop(f->srv, 2000);
-    gw_server_join(f->srv);
-    gw_server_destroy(f->srv);
-    gw_chain_destroy(f->chain);
-    gw_config_destroy(f->cfg);
+    fx_stop(&a->f);
     event_base_loopbreak(a->base);
     pthread_join(a->th, NULL);
     evhttp_free(a->http);
     event_base_free(a->base);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "could not remove %s\n", f->dir);
-    }
     free(a);
     return 0;
 }
@@ -607,36 +575,59 @@ static const char chat_req[] = "{\"model\":\"experiment-llm\",\"messages\":"
 static const char chat_stream_req[] = "{\"model\":\"experiment-llm\",\"stream\":true,\"messages\":"
                                       "[{\"role\":\"user\",\"content\":\"hi\"}]}";
 
+/* A chat.completion from gpt-4o whose one choice says `content` and stops, in buf. */
+static const char *completion(char *buf, size_t size, const char *id, const char *content)
+{
+    snprintf(buf, size,
+             "{\"id\":\"%s\",\"object\":\"chat.completion\",\"model\":\"gpt-4o\",\"choices\":"
+             "[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"%s\"},"
+             "\"finish_reason\":\"stop\"}]}",
+             id, content);
+    return buf;
+}
+
+/* Sends a chat request while the mock upstream answers `body` as JSON or, when chunks is
+ * set, streams chunks (and the request asks for a stream); the reply lands in *r and the
+ * record the gateway emitted for the request is returned. */
+static struct gv_record ask(struct afixture *a, const char *body, const char *const *chunks,
+                            struct reply *r)
+{
+    unsigned before = records_so_far();
+
+    mock_body = body;
+    mock_chunks = chunks;
+    if (chunks) {
+        request(&a->f, "POST", "/v1/chat/completions", chat_stream_req, sizeof(chat_stream_req) - 1,
+                NULL, r);
+    }
+    else {
+        request(&a->f, "POST", "/v1/chat/completions", chat_req, sizeof(chat_req) - 1, NULL, r);
+    }
+    mock_chunks = NULL;
+    return wait_record(before);
+}
+
 static void test_answer_redacted_json_says_redacted(void **state)
 {
     struct afixture *a = *state;
     struct gv_record rec;
     struct reply r;
-    unsigned before = records_so_far();
+    char answer[512];
 
-    mock_chunks = NULL;
-    mock_body = "{\"id\":\"c1\",\"object\":\"chat.completion\",\"model\":\"gpt-4o\",\"choices\":"
-                "[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
-                "\"write to jane.doe@example.com\"},\"finish_reason\":\"stop\"}]}";
-    request(&a->f, "POST", "/v1/chat/completions", chat_req, sizeof(chat_req) - 1, NULL, &r);
+    rec =
+        ask(a, completion(answer, sizeof(answer), "c1", "write to jane.doe@example.com"), NULL, &r);
     assert_int_equal(r.status, 200);
     assert_null(strstr(r.body.data, "jane.doe@example.com"));
     assert_non_null(strstr(r.body.data, "EMAIL_ADDRESS"));
     assert_non_null(strstr(r.headers.data, "x-kt-decision: redacted"));
-    rec = wait_record(before);
     assert_int_equal(rec.decision, GV_DECISION_REDACTED);
     assert_int_equal(rec.policies[0].action, GV_OUTCOME_REDACT);
     reply_free(&r);
 
     /* An answer with nothing to redact stays allowed. */
-    before = records_so_far();
-    mock_body = "{\"id\":\"c2\",\"object\":\"chat.completion\",\"model\":\"gpt-4o\",\"choices\":"
-                "[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"hello\"},"
-                "\"finish_reason\":\"stop\"}]}";
-    request(&a->f, "POST", "/v1/chat/completions", chat_req, sizeof(chat_req) - 1, NULL, &r);
+    rec = ask(a, completion(answer, sizeof(answer), "c2", "hello"), NULL, &r);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.headers.data, "x-kt-decision: allowed"));
-    rec = wait_record(before);
     assert_int_equal(rec.decision, GV_DECISION_ALLOWED);
     reply_free(&r);
 }
@@ -646,17 +637,13 @@ static void test_answer_policy_failure_json_is_500(void **state)
     struct afixture *a = *state;
     struct gv_record rec;
     struct reply r;
-    unsigned before = records_so_far();
+    char answer[512];
 
-    mock_chunks = NULL;
-    mock_body = "{\"id\":\"c3\",\"object\":\"chat.completion\",\"model\":\"gpt-4o\",\"choices\":"
-                "[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
-                "\"FAIL-NOW unchecked secret text\"},\"finish_reason\":\"stop\"}]}";
-    request(&a->f, "POST", "/v1/chat/completions", chat_req, sizeof(chat_req) - 1, NULL, &r);
+    rec = ask(a, completion(answer, sizeof(answer), "c3", "FAIL-NOW unchecked secret text"), NULL,
+              &r);
     assert_int_equal(r.status, 500);
     assert_string_equal(get_str(openai_error(&r), "code"), "policy_error");
     assert_null(strstr(r.body.data, "unchecked secret text"));
-    rec = wait_record(before);
     assert_int_equal(rec.decision, GV_DECISION_ERROR);
     assert_string_equal(rec.error_code, "policy_error");
     assert_int_equal(rec.policies[1].action, GV_OUTCOME_ERROR);
@@ -678,21 +665,16 @@ static void test_answer_redacted_stream_records_redacted(void **state)
     struct afixture *a = *state;
     struct gv_record rec;
     struct reply r;
-    unsigned before = records_so_far();
 
-    mock_chunks = chunks;
-    request(&a->f, "POST", "/v1/chat/completions", chat_stream_req, sizeof(chat_stream_req) - 1,
-            NULL, &r);
+    rec = ask(a, NULL, chunks, &r);
     assert_int_equal(r.status, 200);
     assert_null(strstr(r.body.data, "jane.doe"));
     assert_non_null(strstr(r.body.data, "EMAIL_ADDRESS"));
     assert_non_null(strstr(r.body.data, "data: [DONE]"));
     /* The header went out before the answer was seen; the record says it. */
     assert_non_null(strstr(r.headers.data, "x-kt-decision: allowed"));
-    rec = wait_record(before);
     assert_int_equal(rec.decision, GV_DECISION_REDACTED);
     reply_free(&r);
-    mock_chunks = NULL;
 }
 
 static void test_answer_policy_failure_stream_ends_with_error(void **state)
@@ -711,11 +693,8 @@ static void test_answer_policy_failure_stream_ends_with_error(void **state)
     struct gv_record rec;
     struct reply r;
     const char *ev;
-    unsigned before = records_so_far();
 
-    mock_chunks = chunks;
-    request(&a->f, "POST", "/v1/chat/completions", chat_stream_req, sizeof(chat_stream_req) - 1,
-            NULL, &r);
+    rec = ask(a, NULL, chunks, &r);
     assert_int_equal(r.status, 200);
     assert_null(strstr(r.body.data, "unchecked"));
     assert_null(strstr(r.body.data, "after"));
@@ -726,11 +705,9 @@ static void test_answer_policy_failure_stream_ends_with_error(void **state)
     assert_non_null(strstr(ev, "\"code\":\"policy_error\""));
     assert_string_equal(ev + strlen(ev) - 2, "\n\n");
     assert_null(strstr(ev + 1, "data: "));
-    rec = wait_record(before);
     assert_int_equal(rec.decision, GV_DECISION_ERROR);
     assert_string_equal(rec.error_code, "policy_error");
     reply_free(&r);
-    mock_chunks = NULL;
 }
 
 int main(void)

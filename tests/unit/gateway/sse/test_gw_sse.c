@@ -44,6 +44,35 @@ static void seen_free(struct seen *s)
     gv_buf_free(&s->raw);
 }
 
+/* A parser and what its callback saw. */
+struct parse {
+    struct gw_sse p;
+    struct seen s;
+};
+
+/* max: the parser's event cap (0: its default). */
+static void parse_open(struct parse *x, size_t max)
+{
+    seen_init(&x->s);
+    gw_sse_init(&x->p, max);
+}
+
+static void parse_close(struct parse *x)
+{
+    gw_sse_free(&x->p);
+    seen_free(&x->s);
+}
+
+static gv_rc feed(struct parse *x, const char *in, size_t len)
+{
+    return gw_sse_feed(&x->p, in, len, collect, &x->s);
+}
+
+static gv_rc finish(struct parse *x)
+{
+    return gw_sse_finish(&x->p, collect, &x->s);
+}
+
 static const char STREAM[] =
     ": keep-alive\n\n"
     "data: {\"id\":\"c1\",\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n"
@@ -101,93 +130,78 @@ static void test_feed_split_at_every_byte(void **state)
 
 static void test_feed_one_byte_at_a_time(void **state)
 {
-    struct gw_sse p;
-    struct seen s;
+    struct parse x;
     size_t i, len = sizeof(STREAM) - 1;
 
-    seen_init(&s);
-    gw_sse_init(&p, 0);
+    parse_open(&x, 0);
     for (i = 0; i < len; i++) {
-        assert_int_equal(gw_sse_feed(&p, STREAM + i, 1, collect, &s), GV_OK);
+        assert_int_equal(feed(&x, STREAM + i, 1), GV_OK);
     }
-    assert_int_equal(gw_sse_finish(&p, collect, &s), GV_OK);
-    assert_string_equal(s.events.data, EXPECTED);
-    gw_sse_free(&p);
-    seen_free(&s);
+    assert_int_equal(finish(&x), GV_OK);
+    assert_string_equal(x.s.events.data, EXPECTED);
+    parse_close(&x);
 }
 
 static void test_feed_crlf_split_between_cr_and_lf(void **state)
 {
     static const char in[] = "data: a\r\n\r\ndata: b\r\n\r\n";
-    struct gw_sse p;
-    struct seen s;
+    struct parse x;
 
-    seen_init(&s);
-    gw_sse_init(&p, 0);
+    parse_open(&x, 0);
     /* Cut right after the \r of the blank line: the \n must not start an event. */
-    assert_int_equal(gw_sse_feed(&p, in, 10, collect, &s), GV_OK);
-    assert_int_equal(s.n, 0);
-    assert_int_equal(gw_sse_feed(&p, in + 10, sizeof(in) - 1 - 10, collect, &s), GV_OK);
-    assert_int_equal(gw_sse_finish(&p, collect, &s), GV_OK);
-    assert_int_equal(s.n, 2);
-    assert_string_equal(s.events.data, "|1|0|a\n|1|0|b\n");
-    gw_sse_free(&p);
-    seen_free(&s);
+    assert_int_equal(feed(&x, in, 10), GV_OK);
+    assert_int_equal(x.s.n, 0);
+    assert_int_equal(feed(&x, in + 10, sizeof(in) - 1 - 10), GV_OK);
+    assert_int_equal(finish(&x), GV_OK);
+    assert_int_equal(x.s.n, 2);
+    assert_string_equal(x.s.events.data, "|1|0|a\n|1|0|b\n");
+    parse_close(&x);
 }
 
 static void test_finish_reports_unterminated_event(void **state)
 {
     static const char in[] = "data: {\"x\":1}\n\ndata: [DONE]";
-    struct gw_sse p;
-    struct seen s;
+    struct parse x;
 
-    seen_init(&s);
-    gw_sse_init(&p, 0);
-    assert_int_equal(gw_sse_feed(&p, in, sizeof(in) - 1, collect, &s), GV_OK);
-    assert_int_equal(s.n, 1);
-    assert_int_equal(gw_sse_finish(&p, collect, &s), GV_OK);
-    assert_string_equal(s.events.data, "|1|0|{\"x\":1}\n|1|1|[DONE]\n");
-    gw_sse_free(&p);
-    seen_free(&s);
+    parse_open(&x, 0);
+    assert_int_equal(feed(&x, in, sizeof(in) - 1), GV_OK);
+    assert_int_equal(x.s.n, 1);
+    assert_int_equal(finish(&x), GV_OK);
+    assert_string_equal(x.s.events.data, "|1|0|{\"x\":1}\n|1|1|[DONE]\n");
+    parse_close(&x);
 }
 
 static void test_feed_oversized_event_fails(void **state)
 {
     char big[300];
-    struct gw_sse p;
-    struct seen s;
+    struct parse x;
 
     memset(big, 'x', sizeof(big));
     memcpy(big, "data: ", 6);
-    seen_init(&s);
-    gw_sse_init(&p, 256);
-    assert_int_equal(gw_sse_feed(&p, "data: ok\n\n", 10, collect, &s), GV_OK);
-    assert_int_equal(gw_sse_feed(&p, big, sizeof(big), collect, &s), GV_E2BIG);
+    parse_open(&x, 256);
+    assert_int_equal(feed(&x, "data: ok\n\n", 10), GV_OK);
+    assert_int_equal(feed(&x, big, sizeof(big)), GV_E2BIG);
     /* Failed for good: no half-event is ever reported afterwards. */
-    assert_int_equal(gw_sse_feed(&p, "\n\n", 2, collect, &s), GV_EPROTO);
-    assert_int_equal(gw_sse_finish(&p, collect, &s), GV_EPROTO);
-    assert_int_equal(s.n, 1);
-    gw_sse_free(&p);
-    seen_free(&s);
+    assert_int_equal(feed(&x, "\n\n", 2), GV_EPROTO);
+    assert_int_equal(finish(&x), GV_EPROTO);
+    assert_int_equal(x.s.n, 1);
+    parse_close(&x);
 }
 
 static void test_feed_many_lines_in_one_event_hit_the_cap(void **state)
 {
-    struct gw_sse p;
-    struct seen s;
+    struct parse x;
     int i;
     gv_rc rc = GV_OK;
 
-    seen_init(&s);
-    gw_sse_init(&p, 1024);
+    parse_open(&x, 1024);
     /* Each line is short; the event as a whole is what is bounded. */
     for (i = 0; i < 200 && rc == GV_OK; i++) {
-        rc = gw_sse_feed(&p, "data: 0123456789\n", 17, collect, &s);
+        rc = feed(&x, "data: 0123456789\n", 17);
     }
     assert_int_equal(rc, GV_E2BIG);
-    assert_int_equal(s.n, 0);
-    gw_sse_free(&p);
-    seen_free(&s);
+    assert_int_equal(x.s.n, 0);
+    parse_close(&x);
 }
 
 static gv_rc stop_at_second(void *arg, const struct gw_sse_event *ev)
@@ -214,14 +228,12 @@ static void test_feed_arbitrary_bytes_never_crash(void **state)
 {
     unsigned char buf[4096];
     uint32_t x = 12345;
-    struct gw_sse p;
-    struct seen s;
+    struct parse px;
     size_t i;
     int round;
 
     for (round = 0; round < 50; round++) {
-        seen_init(&s);
-        gw_sse_init(&p, 512);
+        parse_open(&px, 512);
         for (i = 0; i < sizeof(buf); i++) {
             x = x * 1103515245u + 12345u;
             /* Bias toward the bytes the parser cares about. */
@@ -229,10 +241,9 @@ static void test_feed_arbitrary_bytes_never_crash(void **state)
                                          ? (uint32_t)(unsigned char)"\n\r:d "[(x >> 8) % 5]
                                          : (x >> 16));
         }
-        (void)gw_sse_feed(&p, (const char *)buf, sizeof(buf), collect, &s);
-        (void)gw_sse_finish(&p, collect, &s);
-        gw_sse_free(&p);
-        seen_free(&s);
+        (void)feed(&px, (const char *)buf, sizeof(buf));
+        (void)finish(&px);
+        parse_close(&px);
     }
 }
 

@@ -349,6 +349,15 @@ static void run_call(struct call *c, long first_byte_ms, long idle_ms)
     wait_done(c);
 }
 
+/* The server will send `answer` and then do `after`; one call runs to its end against it. */
+static void answered(struct call *c, const char *answer, enum after after, long first_byte_ms,
+                     long idle_ms)
+{
+    srv_answer(&F->srv, answer, after);
+    call_init(c);
+    run_call(c, first_byte_ms, idle_ms);
+}
+
 static int setup(void **state)
 {
     F = calloc(1, sizeof(*F));
@@ -397,9 +406,7 @@ static void test_request_goes_out_whole_and_answer_comes_back(void **state)
     const char *r;
 
     (void)state;
-    srv_answer(&F->srv, OK_JSON, KEEP);
-    call_init(&c);
-    run_call(&c, 0, 0);
+    answered(&c, OK_JSON, KEEP, 0, 0);
     assert_int_equal(c.rc, GV_OK);
     assert_int_equal(c.status, 200);
     assert_string_equal(c.ctype, "application/json");
@@ -445,9 +452,7 @@ static void test_connection_close_answer_is_not_pooled(void **state)
     (void)state;
     srv_answer(&F->srv,
                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi", KEEP);
-    srv_answer(&F->srv, OK_JSON, KEEP);
-    call_init(&c);
-    run_call(&c, 0, 0);
+    answered(&c, OK_JSON, KEEP, 0, 0);
     assert_int_equal(c.rc, GV_OK);
     call_free(&c);
     gw_upstream_stats(F->up, &st);
@@ -509,11 +514,8 @@ static void test_upstream_close_mid_chunk_is_an_error(void **state)
     struct call c;
 
     (void)state;
-    srv_answer(&F->srv,
-               "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n9\r\nhal",
-               CLOSE);
-    call_init(&c);
-    run_call(&c, 0, 0);
+    answered(&c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n9\r\nhal",
+             CLOSE, 0, 0);
     assert_int_equal(c.rc, GV_EUPSTREAM);
     assert_string_equal(c.what, "upstream closed the connection mid-answer");
     assert_int_equal(c.body.len, 8);
@@ -527,11 +529,10 @@ static void test_close_delimited_answer_ends_at_close(void **state)
     struct call c;
 
     (void)state;
-    srv_answer(&F->srv, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
-                        "data: a\n\ndata: [DONE]\n\n",
-               CLOSE);
-    call_init(&c);
-    run_call(&c, 0, 0);
+    answered(&c,
+             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
+             "data: a\n\ndata: [DONE]\n\n",
+             CLOSE, 0, 0);
     assert_int_equal(c.rc, GV_OK);
     assert_int_equal(c.body.len, strlen("data: a\n\ndata: [DONE]\n\n"));
     call_free(&c);
@@ -542,12 +543,10 @@ static void test_malformed_answer_is_an_upstream_error(void **state)
     struct call c;
 
     (void)state;
-    srv_answer(&F->srv,
-               "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
-               "2\r\nhi\r\n0\r\n\r\n",
-               KEEP);
-    call_init(&c);
-    run_call(&c, 0, 0);
+    answered(&c,
+             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "2\r\nhi\r\n0\r\n\r\n",
+             KEEP, 0, 0);
     assert_int_equal(c.rc, GV_EUPSTREAM);
     assert_non_null(strstr(c.what, "Content-Length"));
     assert_int_equal(c.headers, 0);
@@ -609,9 +608,7 @@ static void test_first_byte_timeout(void **state)
     struct call c;
 
     (void)state;
-    srv_answer(&F->srv, NULL, SILENT);
-    call_init(&c);
-    run_call(&c, 30, 0);
+    answered(&c, NULL, SILENT, 30, 0);
     assert_int_equal(c.rc, GV_ETIMEDOUT);
     assert_string_equal(c.what, "first_byte");
     assert_int_equal(c.headers, 0);
@@ -623,12 +620,10 @@ static void test_idle_timeout_after_some_bytes(void **state)
     struct call c;
 
     (void)state;
-    srv_answer(&F->srv,
-               "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-               "Transfer-Encoding: chunked\r\n\r\n8\r\ndata: a\n\r\n",
-               SILENT);
-    call_init(&c);
-    run_call(&c, 5000, 30);
+    answered(&c,
+             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n8\r\ndata: a\n\r\n",
+             SILENT, 5000, 30);
     assert_int_equal(c.rc, GV_ETIMEDOUT);
     assert_string_equal(c.what, "idle");
     assert_int_equal(c.headers, 1);
@@ -701,32 +696,26 @@ static void test_bad_urls_are_refused_at_start(void **state)
     }
 }
 
+/* Every test gets its own loop, client and server. */
+#define UP_TEST(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_request_goes_out_whole_and_answer_comes_back, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_keep_alive_one_connection_for_many_requests, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_connection_close_answer_is_not_pooled, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_slow_consumer_pause_and_resume, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_upstream_close_mid_chunk_is_an_error, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_close_delimited_answer_ends_at_close, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_malformed_answer_is_an_upstream_error, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_pooled_connection_closed_while_idle, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_stale_pooled_connection_is_retried_once, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_first_byte_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_idle_timeout_after_some_bytes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_refused_connection_reports_from_the_loop, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_abort_calls_no_done, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_urls_are_refused_at_start, setup, teardown),
+        UP_TEST(test_request_goes_out_whole_and_answer_comes_back),
+        UP_TEST(test_keep_alive_one_connection_for_many_requests),
+        UP_TEST(test_connection_close_answer_is_not_pooled),
+        UP_TEST(test_slow_consumer_pause_and_resume),
+        UP_TEST(test_upstream_close_mid_chunk_is_an_error),
+        UP_TEST(test_close_delimited_answer_ends_at_close),
+        UP_TEST(test_malformed_answer_is_an_upstream_error),
+        UP_TEST(test_pooled_connection_closed_while_idle),
+        UP_TEST(test_stale_pooled_connection_is_retried_once),
+        UP_TEST(test_first_byte_timeout),
+        UP_TEST(test_idle_timeout_after_some_bytes),
+        UP_TEST(test_refused_connection_reports_from_the_loop),
+        UP_TEST(test_abort_calls_no_done),
+        UP_TEST(test_bad_urls_are_refused_at_start),
     };
     /* As kt gateway does: a write on a reset connection is an error, not a signal. */
     signal(SIGPIPE, SIG_IGN);

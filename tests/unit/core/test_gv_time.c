@@ -1,0 +1,68 @@
+/* tests/unit/core/test_gv_time.c - the HTTP Date value */
+/* SPDX-License-Identifier: Apache-2.0 */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "core/gv_time.h"
+
+/* The value is an RFC 9110 IMF-fixdate of a second between the clock read
+ * before and after the call. */
+static void test_http_date_is_imf_fixdate_of_now(void **state)
+{
+    time_t before;
+    time_t after;
+    time_t at;
+    struct tm tm;
+    const char *d;
+    const char *end;
+
+    (void)state;
+    before = time(NULL);
+    d = gv_time_http_date();
+    after = time(NULL);
+    assert_int_equal(strlen(d), 29);
+    memset(&tm, 0, sizeof(tm));
+    end = strptime(d, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    assert_non_null(end);
+    assert_int_equal(*end, '\0');
+    at = timegm(&tm);
+    assert_true(at >= before && at <= after);
+}
+
+static void *other_thread(void *arg)
+{
+    (void)arg;
+    return (void *)gv_time_http_date();
+}
+
+/* Each thread formats into its own buffer, so workers never share one. */
+static void test_http_date_is_per_thread(void **state)
+{
+    pthread_t t;
+    void *theirs = NULL;
+    const char *mine;
+
+    (void)state;
+    mine = gv_time_http_date();
+    assert_ptr_equal(gv_time_http_date(), mine);
+    assert_int_equal(pthread_create(&t, NULL, other_thread, NULL), 0);
+    assert_int_equal(pthread_join(t, &theirs), 0);
+    assert_ptr_not_equal(theirs, mine);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_http_date_is_imf_fixdate_of_now),
+        cmocka_unit_test(test_http_date_is_per_thread),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
