@@ -116,8 +116,14 @@ test('the stand-in rejects what W&B would', async () => {
     const s = await startStandin({ keys: [KEY] });
     const auth = { authorization: `Basic ${Buffer.from(`api:${KEY}`).toString('base64')}`,
         'content-type': 'application/json' };
+    // A document that declares and uses exactly the variables sent (the stand-in checks).
+    const doc = (op, variables) => {
+        const names = Object.keys(variables);
+        return names.length ? `mutation ${op}(${names.map((n) => `$${n}: String`).join(', ')}) {`
+            + ` x(${names.map((n) => `${n}: $${n}`).join(', ')}) }` : `mutation ${op} { x }`;
+    };
     const gql = (op, variables, headers = auth) => fetch(`${s.url}/graphql`, { method: 'POST',
-        headers, body: JSON.stringify({ query: `mutation ${op} { x }`, operationName: op,
+        headers, body: JSON.stringify({ query: doc(op, variables), operationName: op,
             variables }) });
     const fs = (body) => fetch(`${s.url}/files/alice/p/r1/file_stream`, { method: 'POST',
         headers: auth, body: JSON.stringify(body) });
