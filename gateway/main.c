@@ -24,7 +24,7 @@ static const struct kt_command commands[] = {
      "--listen HOST:PORT --policy-config FILE [--state-dir DIR] [--workers N]"},
     {"policy", "check", gw_cmd_policy_check, "FILE   validate a policy config"},
     {"events", "list", gw_cmd_events_list,
-     "[--limit N] [--run ID] [--decision D] [--since T] [--json] [--state-dir DIR]"},
+     "[--limit N] [--run ID] [--decision D] [--since T] [--json] [--wide] [--state-dir DIR]"},
     {"events", "verify", gw_cmd_events_verify, "[--json] [--state-dir DIR]   check the hash chain"},
     {"events", "tail", gw_cmd_events_tail, "[--lines N] [--json] [--max N] [--state-dir DIR]"},
     {"rbac", "hash-key", gw_cmd_rbac_hash_key, "[KEY]   SHA-256 for rbac.keys (KEY from stdin)"},
