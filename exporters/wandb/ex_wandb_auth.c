@@ -227,16 +227,17 @@ static int read_key(const struct auth_opts *o, const struct auth_ctx *c, char *k
         fclose(f);
     }
     else if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved_tty) == 0) {
-        fprintf(stderr,
-                "W&B API key for %s (from https://wandb.ai/authorize or your server's "
-                "/authorize page; not shown): ",
-                c->base);
         quiet = saved_tty;
         quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
         signal(SIGINT, restore_tty);
         signal(SIGTERM, restore_tty);
         tty_quiet = 1;
         tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+        /* Echo is off before the prompt shows, so nothing typed after it is echoed. */
+        fprintf(stderr,
+                "W&B API key for %s (from https://wandb.ai/authorize or your server's "
+                "/authorize page; not shown): ",
+                c->base);
         ok = read_line(stdin, key, size);
         tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
         tty_quiet = 0;
