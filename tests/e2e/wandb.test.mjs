@@ -330,7 +330,10 @@ test('shared mode writes into the tagged run without _step, per-host companion i
             // The experiment's own run exists (its SDK created it).
             const auth = { authorization: `Basic ${Buffer.from(`api:${KEY}`).toString('base64')}` };
             await fetch(`${s.url}/graphql`, { method: 'POST', headers: auth, body: JSON.stringify({
-                query: 'mutation UpsertBucket { x }', operationName: 'UpsertBucket',
+                query: 'mutation UpsertBucket($name: String, $project: String, $config: JSONString) {'
+                    + ' upsertBucket(input: {name: $name, modelName: $project, config: $config})'
+                    + ' { bucket { id } } }',
+                operationName: 'UpsertBucket',
                 variables: { name: 'exp0', project: 'gov', config: JSON.stringify({ lr: { value: 1 } }) } }) });
             const state = makeTempDir('kt-wandb-');
             let r = await run(driverBin, ['--state', state, '--config',
