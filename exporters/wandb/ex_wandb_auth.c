@@ -249,7 +249,9 @@ static int read_key(const struct auth_opts *o, const struct auth_ctx *c, char *k
         ok = read_line(stdin, key, size);
     }
     /* Surrounding white space is never part of a key. */
-    for (a = 0; ok && key[a] == ' '; a++) {
+    a = 0;
+    while (ok && (key[a] == ' ' || key[a] == '\t')) {
+        a++;
     }
     n = ok ? strlen(key) : 0;
     while (n > a &&
