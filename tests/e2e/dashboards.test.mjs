@@ -79,3 +79,19 @@ test('dashboards push stops with one clear line when W&B does not create the pro
             await s.close();
         }
     });
+
+test('dashboards push refuses to point a report at project id "" when W&B creates nothing',
+    async () => {
+        const s = await startStandin({ keys: [KEY] });
+        try {
+            // W&B says yes to upsertModel but still knows no such project.
+            s.fault({ status: 200, op: 'UpsertModel', body: { data: { upsertModel: { model: null } } } });
+            const r = await runKt(['dashboards', 'push', '--project', 'p', '--state-dir',
+                makeTempDir('kt-dash-state-')], { env: env(s) });
+            assert.equal(r.code, 1);
+            assert.equal(r.stderr, 'kt dashboards push: W&B has no project alice/p and did not create it\n');
+            assert.equal(s.state.viewInserts, 0);
+        } finally {
+            await s.close();
+        }
+    });

@@ -116,7 +116,8 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
     return user === 'api' && keys.includes(rest.join(':'));
   }
 
-  // A fault with `op` hits only GraphQL requests naming that operation.
+  // A fault with `op` hits only GraphQL requests naming that operation; one with `body`
+  // answers that JSON instead of an error text.
   function takeFault(path, chunks) {
     const now = Date.now();
     faults = faults.filter((f) => (f.count === undefined || f.count > 0) &&
@@ -417,7 +418,7 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
       if (f) {
         rec.status = f.status;
         const h = f.retryAfter !== undefined ? { 'retry-after': String(f.retryAfter) } : {};
-        return send(res, f.status, { error: `injected ${f.status}` }, h);
+        return send(res, f.status, f.body || { error: `injected ${f.status}` }, h);
       }
       if (!rec.auth) {
         rec.status = 401;
