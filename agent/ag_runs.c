@@ -185,7 +185,10 @@ void ag_runs_apply(struct ag_runs *runs, const struct gv_record *rec, const stru
         if (o->action == GV_OUTCOME_BLOCK && !blocker) {
             blocker = o->name;
         }
-        if (o->action == GV_OUTCOME_REDACT) {
+        /* PII that went upstream: redacted, or only flagged or logged (a
+         * flag/log or async pii-detector); a blocked request's never left. */
+        if (o->action == GV_OUTCOME_REDACT || o->action == GV_OUTCOME_FLAG ||
+            o->action == GV_OUTCOME_LOG) {
             for (j = 0; j < GV_PII_NTYPES; j++) {
                 r->pii[j] += o->pii_counts[j];
             }

@@ -42,6 +42,22 @@ int cli_dashboards_render(int argc, char **argv);
  * sync stopped, trying each request up to attempts times. Returns the exit code. */
 int cli_wandb_sync_runs(const char *dir, long attempts);
 
+/* cmd_auth.c: W&B credentials, the way `wandb login` keeps them.
+ * kt auth login [--host URL] [--relogin] [--key-file FILE]: read a W&B API key (FILE's first
+ * line, else the terminal without echo, else stdin's first line), check it with the Viewer
+ * query against --host (else WANDB_BASE_URL, else https://api.wandb.ai), print the user and
+ * default entity and write it to $NETRC (else ~/.netrc) with mode 0600, replacing that host's
+ * entry and keeping every other. Without --relogin a saved key that W&B still accepts is
+ * kept. Exit 1 when W&B refuses the key or cannot be asked, or the file cannot be written; 2
+ * for usage errors, no key or a malformed key. The key never appears in argv, logs or stdout.
+ * kt auth status [--host URL]: which key would be used (WANDB_API_KEY, else the netrc
+ * entry), whose it is; exit 1 when none or refused.
+ * kt auth logout [--host URL]: remove the host's netrc entry, keeping the others; exit 1
+ * when there was none. */
+int cli_auth_login(int argc, char **argv);
+int cli_auth_status(int argc, char **argv);
+int cli_auth_logout(int argc, char **argv);
+
 /* cmd_wandb_sync.c: kt wandb sync [DIR] [--attempts N] [--state-dir DIR]: the W&B runs of
  * <state>/wandb-offline and the Weave calls of <state>/weave-offline; DIR names either, the
  * other is its sibling. */

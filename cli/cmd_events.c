@@ -34,16 +34,18 @@ struct opts {
     int decision; /* -1: any */
     uint64_t since_us;
     bool json;
+    bool wide;        /* list: no column caps */
     long max;         /* tail: stop after this many new records; 0 = never */
     bool have_expect; /* verify --expect-head */
     struct gw_audit_pos expect;
 };
 
 #define USAGE_LIST                                                                                 \
-    "usage: kt events list [--limit N] [--run ID] [--decision D] [--since T] [--json]\n"           \
+    "usage: kt events list [--limit N] [--run ID] [--decision D] [--since T] [--json] [--wide]\n"  \
     "                      [--state-dir DIR | --audit-dir DIR]\n"                                  \
     "  The newest N (default 20) audit records, oldest first; D is allowed|redacted|blocked|\n"   \
-    "  error, T an RFC 3339 time or an age (15m, 2h, 7d).\n"
+    "  error, T an RFC 3339 time or an age (15m, 2h, 7d). Columns fit the data up to a cap;\n"  \
+    "  a cut value ends in an ellipsis, --wide lifts the caps, --json is always whole.\n"
 #define USAGE_VERIFY                                                                               \
     "usage: kt events verify [--json] [--expect-head SEQ:HASH]\n"                                 \
     "                        [--state-dir DIR | --audit-dir DIR]\n"                              \
@@ -148,7 +150,8 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
     const char *expect = NULL;
     bool tail = strcmp(cmd, "tail") == 0, verify = strcmp(cmd, "verify") == 0;
     /* Rows named "" are not this command's: verify reads every record (filters and counts
-     * would only mislead it), only tail has --max, only verify --expect-head. */
+     * would only mislead it), only tail has --max, only verify --expect-head, only list
+     * --wide. */
     const struct cli_opt opts[] = {
         {"--json", CLI_OPT_FLAG, &o->json, 0, 0},
         {"--state-dir", CLI_OPT_STR, &state_dir, 0, 0},
@@ -159,6 +162,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
         {verify ? "" : "--since", CLI_OPT_STR, &since, 0, 0},
         {tail ? "--max" : "", CLI_OPT_LONG, &o->max, 0, LIMIT_MAX},
         {verify ? "--expect-head" : "", CLI_OPT_STR, &expect, 0, 0},
+        {!tail && !verify ? "--wide" : "", CLI_OPT_FLAG, &o->wide, 0, 0},
         {NULL, CLI_OPT_FLAG, NULL, 0, 0},
     };
     const struct cli_spec spec = {
@@ -244,36 +248,69 @@ static bool matches(const struct opts *o, struct json_object *rec)
     return true;
 }
 
-/* A cell: at most w bytes of s, control bytes shown as '?', '-' when empty. */
-static void cell(struct gv_buf *b, const char *s, int w)
+/* The table's columns. A column is as wide as its widest value up to its cap
+ * (0: none); --wide lifts the caps. A value cut to fit ends in an ellipsis, so a
+ * shortened run id never passes for a whole one; --json is never cut. */
+enum col {
+    C_TIME,
+    C_DEC,
+    C_STATUS,
+    C_RUN,
+    C_PRINCIPAL,
+    C_MODEL,
+    C_TOKENS,
+    C_COST,
+    C_POL,
+    C_REQ,
+    NCOLS
+};
+
+static const char *const col_name[NCOLS] = {"TIME",      "DECISION", "STATUS", "RUN",
+                                            "PRINCIPAL", "MODEL",    "TOKENS", "COST_USD",
+                                            "POLICIES",  "REQUEST"};
+/* Caps in characters: RUN fits the usual W&B ids and most custom ones, POLICIES
+ * a decision with every PII entity type counted. */
+static const int col_cap[NCOLS] = {0, 0, 0, 64, 24, 32, 0, 0, 120, 0};
+
+#define ELLIPSIS "\xe2\x80\xa6" /* U+2026, one column */
+
+struct row {
+    char *cell[NCOLS];
+};
+
+/* Characters in a UTF-8 string (continuation bytes do not count). */
+static int text_width(const char *s)
 {
-    int i, n = 0;
-    if (!*s) {
-        s = "-";
+    int n = 0;
+    for (; *s; s++) {
+        n += ((unsigned char)*s & 0xc0) != 0x80;
     }
-    for (i = 0; s[i] && n < w; i++, n++) {
-        unsigned char c = (unsigned char)s[i];
-        gv_buf_append_char(b, c < 0x20 || c == 0x7f ? '?' : (char)c);
-    }
-    for (; n < w + 2; n++) {
-        gv_buf_append_char(b, ' ');
-    }
+    return n;
 }
 
-static void print_header(void)
+/* s with control bytes shown as '?', "-" when empty; caller frees. */
+static char *clean(const char *s)
 {
-    printf("%-24s  %-8s  %-6s  %-16s  %-12s  %-14s  %-7s  %-10s  %-40s  %s\n", "TIME", "DECISION",
-           "STATUS", "RUN", "PRINCIPAL", "MODEL", "TOKENS", "COST_USD", "POLICIES", "REQUEST");
+    char *out;
+    size_t i;
+
+    out = gv_strdup(*s ? s : "-");
+    for (i = 0; out[i]; i++) {
+        unsigned char c = (unsigned char)out[i];
+        if (c < 0x20 || c == 0x7f) {
+            out[i] = '?';
+        }
+    }
+    return out;
 }
 
-static void print_row(struct json_object *rec)
+static void row_fill(struct row *r, struct json_object *rec)
 {
-    struct gv_buf b, pol;
-    struct json_object *pols, *pii;
+    struct gv_buf pol;
+    struct json_object *pols, *pii, *c;
     char num[64];
     size_t i, n;
 
-    gv_buf_init(&b, 0);
     gv_buf_init(&pol, 0);
     if (json_object_object_get_ex(rec, "policies", &pols) &&
         json_object_is_type(pols, json_type_array)) {
@@ -294,31 +331,116 @@ static void print_row(struct json_object *rec)
                            json_object_get_int64(count));
         }
     }
-    cell(&b, str_field(rec, "ts"), 24);
-    cell(&b, str_field(rec, "decision"), 8);
+    r->cell[C_TIME] = clean(str_field(rec, "ts"));
+    r->cell[C_DEC] = clean(str_field(rec, "decision"));
     snprintf(num, sizeof(num), "%" PRId64, int_field(rec, "status"));
-    cell(&b, num, 6);
-    cell(&b, str_field(rec, "run_id"), 16);
-    cell(&b, str_field(rec, "principal"), 12);
-    cell(&b, str_field(rec, "model"), 14);
+    r->cell[C_STATUS] = clean(num);
+    r->cell[C_RUN] = clean(str_field(rec, "run_id"));
+    r->cell[C_PRINCIPAL] = clean(str_field(rec, "principal"));
+    r->cell[C_MODEL] = clean(str_field(rec, "model"));
     snprintf(num, sizeof(num), "%" PRId64,
              int_field(rec, "tokens_prompt") + int_field(rec, "tokens_completion"));
-    cell(&b, num, 7);
-    {
-        struct json_object *c;
-        double usd =
-            json_object_object_get_ex(rec, "cost_usd", &c) ? json_object_get_double(c) : 0.0;
-        snprintf(num, sizeof(num), "%.6f", usd);
+    r->cell[C_TOKENS] = clean(num);
+    snprintf(num, sizeof(num), "%.6f",
+             json_object_object_get_ex(rec, "cost_usd", &c) ? json_object_get_double(c) : 0.0);
+    r->cell[C_COST] = clean(num);
+    r->cell[C_POL] = clean(pol.len ? pol.data : "");
+    r->cell[C_REQ] = clean(str_field(rec, "request_id"));
+    gv_buf_free(&pol);
+}
+
+static void row_free(struct row *r)
+{
+    int c;
+    for (c = 0; c < NCOLS; c++) {
+        gv_free(r->cell[c]);
+        r->cell[c] = NULL;
     }
-    cell(&b, num, 10);
-    cell(&b, pol.len ? pol.data : "", 40);
-    cell(&b, str_field(rec, "request_id"), 40);
-    while (b.len && b.data[b.len - 1] == ' ') {
-        b.len--;
+}
+
+/* s padded to w columns, or cut to w - 1 characters plus an ellipsis. */
+static void cell(struct gv_buf *b, const char *s, int w, bool last)
+{
+    int n = text_width(s), i, k;
+
+    if (n <= w) {
+        gv_buf_append_str(b, s);
+        for (; !last && n < w + 2; n++) {
+            gv_buf_append_char(b, ' ');
+        }
+        return;
+    }
+    for (i = 0, k = 0; s[i]; i++) {
+        if (((unsigned char)s[i] & 0xc0) != 0x80 && k++ == w - 1) {
+            break;
+        }
+        gv_buf_append_char(b, s[i]);
+    }
+    gv_buf_append_str(b, ELLIPSIS);
+    if (!last) {
+        gv_buf_append_str(b, "  ");
+    }
+}
+
+static void print_cells(char *const *cells, const int *w)
+{
+    struct gv_buf b;
+    int c;
+
+    gv_buf_init(&b, 0);
+    for (c = 0; c < NCOLS; c++) {
+        cell(&b, cells[c], w[c], c == NCOLS - 1);
     }
     printf("%.*s\n", (int)b.len, b.data ? b.data : "");
     gv_buf_free(&b);
-    gv_buf_free(&pol);
+}
+
+static void print_header(const int *w)
+{
+    print_cells((char *const *)col_name, w);
+}
+
+/* Widths for a stream (kt events tail), which cannot look at the data first:
+ * the old fixed widths, widened to the caps where the data is open-ended. */
+static void stream_widths(int *w)
+{
+    static const int fixed[NCOLS] = {24, 8, 6, 64, 12, 14, 7, 10, 120, 40};
+    memcpy(w, fixed, sizeof(fixed));
+}
+
+static void print_row(struct json_object *rec)
+{
+    struct row r;
+    int w[NCOLS];
+
+    memset(&r, 0, sizeof(r));
+    stream_widths(w);
+    row_fill(&r, rec);
+    print_cells(r.cell, w);
+    row_free(&r);
+}
+
+/* kt events list's table: every row first, then columns sized to them. */
+static void print_table(struct row *rows, size_t n, bool wide)
+{
+    int w[NCOLS];
+    size_t i;
+    int c;
+
+    for (c = 0; c < NCOLS; c++) {
+        w[c] = text_width(col_name[c]);
+        for (i = 0; i < n; i++) {
+            int tw = text_width(rows[i].cell[c]);
+            w[c] = tw > w[c] ? tw : w[c];
+        }
+        if (!wide && col_cap[c] && w[c] > col_cap[c]) {
+            w[c] = col_cap[c];
+        }
+    }
+    print_header(w);
+    for (i = 0; i < n; i++) {
+        print_cells(rows[i].cell, w);
+    }
 }
 
 static struct json_object *parse_line(const char *line, size_t len)
@@ -349,6 +471,8 @@ struct list_state {
     const struct opts *o;
     long shown;
     long bad;
+    struct row *rows; /* table mode: the rows, printed once all are known */
+    size_t nrows, cap;
 };
 
 static bool list_line(void *arg, const char *line, size_t len)
@@ -365,7 +489,17 @@ static bool list_line(void *arg, const char *line, size_t len)
         return true;
     }
     if (matches(st->o, rec)) {
-        emit(st->o, line, len, rec);
+        if (st->o->json) {
+            emit(st->o, line, len, rec);
+        }
+        else {
+            if (st->nrows == st->cap) {
+                st->cap = st->cap ? st->cap * 2 : 64;
+                st->rows = gv_realloc(st->rows, st->cap * sizeof(*st->rows));
+            }
+            memset(&st->rows[st->nrows], 0, sizeof(*st->rows));
+            row_fill(&st->rows[st->nrows++], rec);
+        }
         st->shown++;
     }
     json_object_put(rec);
@@ -404,9 +538,6 @@ int cli_events_list(int argc, char **argv)
     }
     memset(&st, 0, sizeof(st));
     st.o = &o;
-    if (!o.json) {
-        print_header();
-    }
     for (i = n; i > 0 && st.shown < o.limit; i--) {
         bool stopped;
         rc = gw_audit_segment_each_reverse(o.dir, segs[i - 1], list_line, &st, &stopped);
@@ -414,11 +545,20 @@ int cli_events_list(int argc, char **argv)
             continue; /* removed by retention while we read */
         }
         if (rc) {
-            gv_free(segs);
-            return no_log(o.dir, rc);
+            break;
         }
     }
     gv_free(segs);
+    if (!o.json && (rc == GV_OK || rc == GV_ENOTFOUND)) {
+        print_table(st.rows, st.nrows, o.wide);
+    }
+    for (i = 0; i < st.nrows; i++) {
+        row_free(&st.rows[i]);
+    }
+    gv_free(st.rows);
+    if (rc && rc != GV_ENOTFOUND) {
+        return no_log(o.dir, rc);
+    }
     if (st.bad) {
         fprintf(stderr, "kt events: %ld unreadable lines skipped; run `kt events verify`\n",
                 st.bad);
@@ -552,7 +692,9 @@ int cli_events_tail(int argc, char **argv)
         return no_log(o.dir, rc);
     }
     if (!o.json) {
-        print_header();
+        int w[NCOLS];
+        stream_widths(w);
+        print_header(w);
     }
     if (n) {
         /* Backlog: the newest segment's last --lines records, oldest first,

@@ -179,9 +179,15 @@ int cli_dashboards_push(int argc, char **argv)
         goto out;
     }
     res = ex_wandb_dash_push(&api, root, entity, project);
-    if (res != EX_WANDB_OK) {
+    if (res != EX_WANDB_OK && (api.last_status < 200 || api.last_status >= 300)) {
         fprintf(stderr, "kt dashboards push: W&B answered HTTP %ld: %s\n", api.last_status,
                 api.last_error);
+        ret = 1;
+        goto out;
+    }
+    if (res != EX_WANDB_OK) {
+        /* W&B said yes, but not what the push needs (no project to point the report at). */
+        fprintf(stderr, "kt dashboards push: %s\n", api.last_error);
         ret = 1;
         goto out;
     }

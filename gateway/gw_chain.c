@@ -2,8 +2,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "gateway/gw_chain.h"
 
+#include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
@@ -16,6 +18,10 @@
 /* One policy's output for one streamed piece; a piece is one SSE delta, so
  * this is far above anything legitimate and only stops runaway growth. */
 #define CHAIN_STREAM_BUF_MAX (8u * 1024u * 1024u)
+/* Async detection jobs waiting for a thread, all workers together; past this a
+ * request's async detection is dropped (and logged) rather than memory grow. */
+#define CHAIN_ASYNC_QUEUE_MAX 4096u
+#define CHAIN_ASYNC_THREADS_MAX 8
 
 struct gw_chain {
     size_t n;
@@ -24,6 +30,23 @@ struct gw_chain {
     bool wants_response;
     bool has_stream;
     bool keeps_answer; /* some policy keeps the answer text in its record */
+    bool *async; /* per policy: runs off the request path */
+    bool has_async;
+    struct gw_async_pool *pool; /* detection threads, when has_async */
+};
+
+/* One request's async detection: what the job reads and what it found. */
+struct gw_chain_async {
+    struct gw_async_job job; /* first: gw_chain_async_from_job */
+    struct gw_chain *chain;
+    void *owner;
+    struct gw_req req; /* the job's own view: body is a private copy */
+    char *model;
+    struct gw_verdict v[GV_RECORD_MAX_POLICIES];
+    gv_rc rc[GV_RECORD_MAX_POLICIES];
+    uint64_t start_wall_us[GV_RECORD_MAX_POLICIES];
+    uint64_t duration_us[GV_RECORD_MAX_POLICIES];
+    bool run[GV_RECORD_MAX_POLICIES];
 };
 
 struct gw_chain_stream {
@@ -65,6 +88,7 @@ static gv_rc chain_create(const struct gw_config *cfg, const char *state_dir, bo
     if (cfg->nchain) {
         chain->pols = gv_calloc(cfg->nchain, sizeof(*chain->pols));
         chain->initialized = gv_calloc(cfg->nchain, sizeof(*chain->initialized));
+        chain->async = gv_calloc(cfg->nchain, sizeof(*chain->async));
     }
     missing[0] = '\0';
     for (i = 0; i < cfg->nchain; i++) {
@@ -104,6 +128,10 @@ static gv_rc chain_create(const struct gw_config *cfg, const char *state_dir, bo
             }
         }
         chain->initialized[i] = true;
+        if (ops->is_async && ops->evaluate && ops->is_async(pol) && i < GV_RECORD_MAX_POLICIES) {
+            chain->async[i] = true;
+            chain->has_async = true;
+        }
         if (!implemented(ops)) {
             int n =
                 snprintf(missing + used, sizeof(missing) - used, "%s%s", used ? ", " : "", e->name);
@@ -129,6 +157,18 @@ static gv_rc chain_create(const struct gw_config *cfg, const char *state_dir, bo
         gv_log(GV_LOG_WARN, "chain",
                "configured but not implemented in this build; passing traffic through",
                "policies=\"%s\"", missing);
+    }
+    if (chain->has_async && !check_only) {
+        /* Half the cores: detection must not take the workers' CPU away. */
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned nt = ncpu > 1 ? (unsigned)(ncpu / 2) : 1u;
+        nt = nt > CHAIN_ASYNC_THREADS_MAX ? CHAIN_ASYNC_THREADS_MAX : nt;
+        rc = gw_async_pool_create(nt, CHAIN_ASYNC_QUEUE_MAX, &chain->pool);
+        if (rc) {
+            gv_cfg_fail(err, cfg->path, NULL, "policies: cannot start the async detection threads");
+            rc = GV_ECONFIG;
+            goto out;
+        }
     }
 out:
     if (rc) {
@@ -158,6 +198,8 @@ void gw_chain_destroy(struct gw_chain *chain)
     if (!chain) {
         return;
     }
+    /* Workers drained their jobs before they ended; this only joins threads. */
+    gw_async_pool_destroy(chain->pool);
     for (i = chain->n; i-- > 0;) {
         struct gw_policy *pol = &chain->pols[i];
         /* destroy() undoes init(); after a failed init the policy cleaned up itself. */
@@ -171,6 +213,7 @@ void gw_chain_destroy(struct gw_chain *chain)
     }
     gv_free(chain->pols);
     gv_free(chain->initialized);
+    gv_free(chain->async);
     gv_free(chain);
 }
 
@@ -379,8 +422,8 @@ void gw_chain_evaluate(struct gw_chain *chain, struct gw_req *req, struct gw_ver
             }
             continue;
         }
-        if (!pol->ops->evaluate) {
-            continue;
+        if (!pol->ops->evaluate || chain->async[i]) {
+            continue; /* async: PASS until gw_chain_async_merge says more */
         }
         memset(&v, 0, sizeof(v));
         t0 = gv_mono_us();
@@ -432,6 +475,128 @@ void gw_chain_evaluate(struct gw_chain *chain, struct gw_req *req, struct gw_ver
             stopped = true;
         }
     }
+}
+
+bool gw_chain_has_async(const struct gw_chain *chain)
+{
+    return chain && chain->has_async;
+}
+
+/* On a detection thread: each async policy over the job's own copy. */
+static void async_run(struct gw_async_job *job)
+{
+    struct gw_chain_async *a = (struct gw_chain_async *)job;
+    struct gw_chain *chain = a->chain;
+    size_t i;
+
+    for (i = 0; i < chain->n && i < GV_RECORD_MAX_POLICIES; i++) {
+        struct gw_policy *pol = &chain->pols[i];
+        uint64_t t0;
+
+        if (!a->run[i]) {
+            continue;
+        }
+        t0 = gv_mono_us();
+        a->start_wall_us[i] = gv_wall_us();
+        a->rc[i] = pol->ops->evaluate(pol, &a->req, &a->v[i]);
+        a->duration_us[i] = gv_mono_us() - t0;
+    }
+}
+
+struct gw_chain_async *gw_chain_async_start(struct gw_chain *chain, struct gw_req *req,
+                                            struct gw_async_inbox *inbox, void *owner)
+{
+    struct gv_record *rec = req->rec;
+    struct gw_chain_async *a;
+    bool any = false;
+    size_t i;
+
+    if (!chain || !chain->has_async || !chain->pool || !req->body) {
+        return NULL;
+    }
+    a = gv_calloc(1, sizeof(*a));
+    for (i = 0; i < chain->n && i < GV_RECORD_MAX_POLICIES; i++) {
+        /* Only the ones the chain reached: an earlier BLOCK skipped the rest. */
+        if (chain->async[i] && rec && i < rec->npolicies &&
+            rec->policies[i].action == GV_OUTCOME_PASS) {
+            a->run[i] = true;
+            any = true;
+        }
+    }
+    if (!any) {
+        gv_free(a);
+        return NULL;
+    }
+    a->chain = chain;
+    a->owner = owner;
+    a->job.run = async_run;
+    a->job.inbox = inbox;
+    /* A copy: the loop keeps using (and later frees) the request's own body. */
+    if (json_object_deep_copy(req->body, &a->req.body, NULL) != 0) {
+        a->req.body = NULL;
+    }
+    a->model = gv_strdup(req->model ? req->model : "");
+    a->req.model = a->model;
+    a->req.target = req->target;
+    a->req.api_key = "";
+    a->req.stream = req->stream;
+    if (!a->req.body || !inbox || gw_async_submit(chain->pool, &a->job) != GV_OK) {
+        gv_log(GV_LOG_WARN, "chain", "async detection queue full; request not scanned", "req=%s",
+               rec ? rec->request_id : "");
+        for (i = 0; rec && i < chain->n && i < rec->npolicies; i++) {
+            if (a->run[i]) {
+                rec->policies[i].action = GV_OUTCOME_SKIPPED;
+            }
+        }
+        json_object_put(a->req.body);
+        gv_free(a->model);
+        gv_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+struct gw_chain_async *gw_chain_async_from_job(struct gw_async_job *job)
+{
+    return (struct gw_chain_async *)job;
+}
+
+void *gw_chain_async_owner(const struct gw_chain_async *a)
+{
+    return a->owner;
+}
+
+void gw_chain_async_merge(struct gw_chain_async *a, struct gw_req *req)
+{
+    struct gv_record *rec = req ? req->rec : NULL;
+    size_t i;
+
+    for (i = 0; rec && i < a->chain->n && i < rec->npolicies; i++) {
+        struct gv_policy_outcome *o = &rec->policies[i];
+        const struct gw_verdict *v = &a->v[i];
+
+        if (!a->run[i]) {
+            continue;
+        }
+        o->start_wall_us = a->start_wall_us[i];
+        o->duration_us = a->duration_us[i];
+        if (a->rc[i] != GV_OK) {
+            /* Too late to refuse anything: the outcome says the scan failed. */
+            gv_log(GV_LOG_ERROR, "chain", "async policy failed", "req=%s policy=%s rc=%s",
+                   rec->request_id, a->chain->pols[i].name, gv_rc_str(a->rc[i]));
+            o->action = GV_OUTCOME_ERROR;
+            continue;
+        }
+        /* The request went out as it was: at most a flag, whatever came back. */
+        o->action = v->action >= GW_ACTION_FLAG  ? GV_OUTCOME_FLAG
+                    : v->action == GW_ACTION_LOG ? GV_OUTCOME_LOG
+                                                 : GV_OUTCOME_PASS;
+        o->score = v->score;
+        memcpy(o->pii_counts, v->pii_counts, sizeof(o->pii_counts));
+    }
+    json_object_put(a->req.body);
+    gv_free(a->model);
+    gv_free(a);
 }
 
 bool gw_chain_wants_response(const struct gw_chain *chain)

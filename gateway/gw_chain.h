@@ -9,6 +9,7 @@
 #include "core/gv_buf.h"
 #include "core/gv_rc.h"
 #include "core/gv_record.h"
+#include "gateway/gw_async.h"
 #include "gateway/gw_config.h"
 #include "gateway/gw_policy.h"
 #include "gateway/gw_req.h"
@@ -53,6 +54,30 @@ bool gw_chain_ready(struct gw_chain *chain, char *why, size_t size);
  * makes the chain BLOCK with status 500 and code "policy_error"; the rc is
  * not returned: the chain always decides. */
 void gw_chain_evaluate(struct gw_chain *chain, struct gw_req *req, struct gw_verdict *out);
+
+/* ---- policies in `mode: async` (see gw_policy_ops.is_async) ----
+ * gw_chain_evaluate records their outcome slot as PASS and does not run them.
+ * Once the request is forwarded, gw_chain_async_start copies the body and
+ * queues one detection job on the chain's thread pool; the job comes back to
+ * `inbox` on the worker's loop, where gw_chain_async_merge writes the findings
+ * (action, score, PII counts, duration) into the request's record. The caller
+ * holds the record open until then, without waiting: the answer never does. */
+struct gw_chain_async;
+
+/* True when some policy of the chain runs async. */
+bool gw_chain_has_async(const struct gw_chain *chain);
+/* Start the request's async detection. NULL when there is none to do (no
+ * async policy, or all were skipped). When the pool's queue is full the
+ * async policies' outcomes become SKIPPED, a warning is logged and NULL is
+ * returned: detection is dropped, never the request. `owner` is the caller's,
+ * handed back by gw_chain_async_owner. Event-loop thread only. */
+struct gw_chain_async *gw_chain_async_start(struct gw_chain *chain, struct gw_req *req,
+                                            struct gw_async_inbox *inbox, void *owner);
+/* The job's embedded gw_async_job (what the inbox's on_done receives) and back. */
+struct gw_chain_async *gw_chain_async_from_job(struct gw_async_job *job);
+void *gw_chain_async_owner(const struct gw_chain_async *a);
+/* On the loop, after the job came back: findings into req->rec, then frees a. */
+void gw_chain_async_merge(struct gw_chain_async *a, struct gw_req *req);
 
 /* True when some policy wants to see answers (scan_responses). */
 bool gw_chain_wants_response(const struct gw_chain *chain);

@@ -85,6 +85,14 @@ struct gw_policy_ops {
      * prices, cost_priced), so every complete() hook, the event and every
      * exporter see one cost. Must not block. */
     void (*price)(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec);
+    /* After init: does this instance run off the request path (`mode: async`)?
+     * Then the chain does not call evaluate before forwarding; it calls it on a
+     * detection thread after the request went upstream, with a gw_req of its
+     * own: a private copy of the body (read only: nothing may be rewritten),
+     * model and target as sent, api_key "" and rec NULL. Such an instance may
+     * only FLAG or LOG (init refuses the rest); its outcome reaches the record
+     * before complete(). NULL: never async. */
+    bool (*is_async)(const struct gw_policy *pol);
     /* After the answer was sent (or the request refused), with the record final
      * except for later policies' complete(): cost, audit. Must not block. */
     void (*complete)(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec);

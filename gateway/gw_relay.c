@@ -88,6 +88,8 @@ struct gw_rq {
     struct gv_buf pending; /* SSE bytes for the next write */
     struct gv_buf scratch;
     struct gv_buf answer; /* the first choice's text as sent, when keep_answer */
+    struct gw_chain_async *async; /* async detection not merged yet */
+    bool parked;                  /* answer done; the record waits for async */
 };
 #define rq gw_rq
 
@@ -279,13 +281,30 @@ static void estimate_usage(struct rq *r)
     r->rec.tokens_estimated = true;
 }
 
-/* The request is over for the client: record, audit, emit, log, free. */
-static void finish(struct rq *r, int status)
+static void unlink_active(struct rq *r)
 {
     struct gw_worker *w = r->w;
-    struct gw_server *s = w->srv;
+
+    if (r->prev) {
+        r->prev->next = r->next;
+    }
+    else {
+        w->active = r->next;
+    }
+    if (r->next) {
+        r->next->prev = r->prev;
+    }
+    r->prev = NULL;
+    r->next = NULL;
+}
+
+static void finish_record(struct rq *r);
+
+/* The request is over for the client: record, audit, emit, log, free; the
+ * record part waits (parked, off the active list) for async detection. */
+static void finish(struct rq *r, int status)
+{
     uint64_t now = gv_mono_us();
-    char tot[32], ups[32], ovh[32], model[64];
 
     if (r->call) {
         gw_upstream_abort(r->call);
@@ -312,6 +331,42 @@ static void finish(struct rq *r, int status)
     r->rec.latency_upstream_us = r->t_up_start ? r->t_up_end - r->t_up_start : 0;
     r->rec.latency_gateway_us = r->gw_us;
     estimate_usage(r);
+    unlink_active(r);
+    if (r->async) {
+        /* Still counted in nactive, so a draining worker waits for it. */
+        r->parked = true;
+        return;
+    }
+    finish_record(r);
+}
+
+/* Async detection came back to this worker's loop. */
+static void on_async_done(struct gw_async_job *job, void *arg)
+{
+    struct gw_chain_async *a = gw_chain_async_from_job(job);
+    struct rq *r = gw_chain_async_owner(a);
+
+    (void)arg;
+    gw_chain_async_merge(a, &r->preq);
+    r->async = NULL;
+    if (r->parked) {
+        finish_record(r);
+    }
+}
+
+void gw_relay_async_drain(struct gw_worker *w)
+{
+    gw_async_inbox_drain_destroy(w->inbox);
+    w->inbox = NULL;
+}
+
+static void finish_record(struct rq *r)
+{
+    struct gw_worker *w = r->w;
+    struct gw_server *s = w->srv;
+    int status = r->rec.http_status;
+    char tot[32], ups[32], ovh[32], model[64];
+
     gw_chain_complete(s->chain, &r->preq, &r->rec);
     gw_telemetry_shape(&r->rec, r->body); /* roles and message count, never text */
     if (s->em && s->em->ops && s->em->ops->emit) {
@@ -331,15 +386,6 @@ static void finish(struct rq *r, int status)
            (unsigned long long)r->rec.tokens_completion, r->stream ? 1 : 0,
            r->rec.error_code[0] ? " error=" : "", r->rec.error_code);
 
-    if (r->prev) {
-        r->prev->next = r->next;
-    }
-    else {
-        w->active = r->next;
-    }
-    if (r->next) {
-        r->next->prev = r->prev;
-    }
     w->nactive--;
     if (r->body) {
         json_object_put(r->body);
@@ -1305,6 +1351,17 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
         r->cb_t0 = r->t_up_end;
         fail_json(r, 502, NULL, "upstream_error", NULL, "upstream request could not be started");
         return;
+    }
+    /* Forwarded: async detection now runs beside the upstream call. Copying
+     * the request for it is kt's own time on the request path: it counts. */
+    if (gw_chain_has_async(s->chain)) {
+        uint64_t t0 = gv_mono_us();
+        if (!w->inbox && gw_async_inbox_create(w->base, on_async_done, w, &w->inbox) != GV_OK) {
+            gv_log(GV_LOG_WARN, MOD, "cannot start async detection on this worker", "worker=%d",
+                   w->idx);
+        }
+        r->async = gw_chain_async_start(s->chain, &r->preq, w->inbox, r);
+        r->gw_us += gv_mono_us() - t0;
     }
 }
 

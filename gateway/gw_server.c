@@ -99,6 +99,8 @@ static void *worker_main(void *arg)
     struct gw_worker *w = arg;
 
     event_base_dispatch(w->base);
+    /* Records still waiting for async detection are finished before the worker ends. */
+    gw_relay_async_drain(w);
     return NULL;
 }
 

@@ -46,6 +46,7 @@ struct gw_worker {
     size_t nfree;
     bool draining;
     json_tokener *tok;
+    struct gw_async_inbox *inbox; /* async detection comes back here; made on first use */
 };
 
 struct gw_server {

@@ -66,6 +66,8 @@ struct ex_wandb_api {
  * no key is found. Free with ex_wandb_api_free. */
 void ex_wandb_api_init(struct ex_wandb_api *api, const char *base_url_override);
 void ex_wandb_api_free(struct ex_wandb_api *api);
+/* The netrc machine name for a base URL: its netloc, host or host:port. */
+void ex_wandb_netloc(const char *url, char *out, size_t size);
 /* Find the password of `machine <host>` in a netrc file. GV_ENOTFOUND when
  * absent or the file is unreadable. */
 gv_rc ex_wandb_netrc_lookup(const char *path, const char *host, char *key, size_t size);
@@ -85,6 +87,9 @@ enum ex_wandb_res ex_wandb_api_file_stream(struct ex_wandb_api *api, const char 
  * api->last_status tells the HTTP status, 0 for network errors. */
 enum ex_wandb_res ex_wandb_api_post(struct ex_wandb_api *api, const char *url, const char *body,
                                     size_t len, struct gv_buf *out);
+/* The Viewer query W&B's clients send (operation "Viewer"): who the key belongs
+ * to and the default entity. */
+extern const char ex_wandb_viewer_query[];
 /* Viewer once per process; fills api->viewer_entity. FATAL marks api->dead. */
 enum ex_wandb_res ex_wandb_api_viewer(struct ex_wandb_api *api);
 /* Classify an HTTP status (0 = network error). */

@@ -77,8 +77,7 @@ gv_rc ex_wandb_netrc_lookup(const char *path, const char *host, char *key, size_
     return rc;
 }
 
-/* The netrc machine is the base URL's netloc: host or host:port. */
-static void netloc(const char *url, char *out, size_t size)
+void ex_wandb_netloc(const char *url, char *out, size_t size)
 {
     const char *p = strstr(url, "://");
     size_t n;
@@ -133,7 +132,7 @@ void ex_wandb_api_init(struct ex_wandb_api *api, const char *base_url_override)
         api->have_key = true;
     }
     else {
-        netloc(api->base_url, host, sizeof(host));
+        ex_wandb_netloc(api->base_url, host, sizeof(host));
         if (getenv("NETRC") && *getenv("NETRC")) {
             snprintf(path, sizeof(path), "%s", getenv("NETRC"));
         }
@@ -466,7 +465,7 @@ out:
     return res;
 }
 
-static const char VIEWER_Q[] =
+const char ex_wandb_viewer_query[] =
     "query Viewer { viewer { id entity username email flags teams { edges { node { name } } } } }";
 
 enum ex_wandb_res ex_wandb_api_viewer(struct ex_wandb_api *api)
@@ -481,7 +480,7 @@ enum ex_wandb_res ex_wandb_api_viewer(struct ex_wandb_api *api)
         json_object_put(vars);
         return EX_WANDB_OK;
     }
-    res = ex_wandb_api_graphql(api, "Viewer", VIEWER_Q, vars, &data);
+    res = ex_wandb_api_graphql(api, "Viewer", ex_wandb_viewer_query, vars, &data);
     if (res == EX_WANDB_OK) {
         if (json_object_object_get_ex(data, "viewer", &viewer) &&
             json_object_object_get_ex(viewer, "entity", &ent) &&

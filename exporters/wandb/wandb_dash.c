@@ -173,6 +173,65 @@ static const char PROJECT_Q[] =
     "query ProjectInternalId($name: String!, $entityName: String!) {"
     " project(name: $name, entityName: $entityName) { id internalId } }";
 
+/* What wandb's own clients send to create a project that may not exist yet
+ * (upsert_project): a report's run set needs the project's internal id. */
+static const char MODEL_Q[] =
+    "mutation UpsertModel($name: String!, $entity: String!) {"
+    " upsertModel(input: {name: $name, entityName: $entity}) { model { id name } } }";
+
+/* One ProjectInternalId query: pid is "" when W&B does not know the project. */
+static enum ex_wandb_res lookup_pid(struct ex_wandb_api *api, const char *entity,
+                                    const char *project, char *pid, size_t size)
+{
+    struct json_object *vars = json_object_new_object();
+    struct json_object *data = NULL;
+    struct json_object *v;
+    enum ex_wandb_res res;
+
+    pid[0] = '\0';
+    json_object_object_add(vars, "name", json_object_new_string(project));
+    json_object_object_add(vars, "entityName", json_object_new_string(entity));
+    res = ex_wandb_api_graphql(api, "ProjectInternalId", PROJECT_Q, vars, &data);
+    if (res == EX_WANDB_OK && json_object_object_get_ex(data, "project", &v) && v &&
+        json_object_object_get_ex(v, "internalId", &v) &&
+        json_object_is_type(v, json_type_string)) {
+        snprintf(pid, size, "%s", json_object_get_string(v));
+    }
+    json_object_put(data);
+    json_object_put(vars);
+    return res;
+}
+
+/* The project's internalId into pid, creating the project first when W&B does
+ * not know it (kt dashboards push before any run was written there). */
+static enum ex_wandb_res project_id(struct ex_wandb_api *api, const char *entity,
+                                    const char *project, char *pid, size_t size)
+{
+    struct json_object *vars = NULL;
+    struct json_object *data = NULL;
+    enum ex_wandb_res res = lookup_pid(api, entity, project, pid, size);
+
+    if (res != EX_WANDB_OK || pid[0]) {
+        return res;
+    }
+    vars = json_object_new_object();
+    json_object_object_add(vars, "name", json_object_new_string(project));
+    json_object_object_add(vars, "entity", json_object_new_string(entity));
+    res = ex_wandb_api_graphql(api, "UpsertModel", MODEL_Q, vars, &data);
+    json_object_put(data);
+    json_object_put(vars);
+    if (res == EX_WANDB_OK) {
+        res = lookup_pid(api, entity, project, pid, size);
+    }
+    if (res == EX_WANDB_OK && !pid[0]) {
+        /* A report whose run set names project id "" shows no runs: refuse. */
+        snprintf(api->last_error, sizeof(api->last_error),
+                 "W&B has no project %s/%s and did not create it", entity, project);
+        res = EX_WANDB_FATAL;
+    }
+    return res;
+}
+
 static enum ex_wandb_res upsert_view(struct ex_wandb_api *api, const char *entity,
                                      const char *project, const char *type, const char *kind,
                                      const char *display, struct json_object *spec,
@@ -199,7 +258,6 @@ static enum ex_wandb_res upsert_view(struct ex_wandb_api *api, const char *entit
     json_object_object_add(vars, "spec",
                            json_object_new_string(json_object_to_json_string_ext(
                                spec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)));
-    json_object_object_add(vars, "locked", json_object_new_boolean(0));
     res = ex_wandb_api_graphql(api, "UpsertView2", VIEW_Q, vars, &data);
     if (res == EX_WANDB_OK && json_object_object_get_ex(data, "upsertView", &v) && v &&
         json_object_object_get_ex(v, "view", &v) && v && json_object_object_get_ex(v, "id", &v) &&
@@ -218,9 +276,6 @@ enum ex_wandb_res ex_wandb_dash_push(struct ex_wandb_api *api, const char *root,
     struct json_object *ids = NULL;
     struct json_object *ws = NULL;
     struct json_object *rp = NULL;
-    struct json_object *vars = NULL;
-    struct json_object *data = NULL;
-    struct json_object *v;
     struct gv_buf b;
     char path[1100];
     char key[2 * GV_RUN_TAG_MAX + 4];
@@ -240,16 +295,9 @@ enum ex_wandb_res ex_wandb_dash_push(struct ex_wandb_api *api, const char *root,
         ids = json_object_new_object();
         json_object_object_add(views, key, ids);
     }
-    vars = json_object_new_object();
-    json_object_object_add(vars, "name", json_object_new_string(project));
-    json_object_object_add(vars, "entityName", json_object_new_string(entity));
-    res = ex_wandb_api_graphql(api, "ProjectInternalId", PROJECT_Q, vars, &data);
+    res = project_id(api, entity, project, pid, sizeof(pid));
     if (res != EX_WANDB_OK) {
         goto out;
-    }
-    if (json_object_object_get_ex(data, "project", &v) && v &&
-        json_object_object_get_ex(v, "internalId", &v) && v) {
-        snprintf(pid, sizeof(pid), "%s", json_object_get_string(v));
     }
     if (ex_wandb_dash_render(entity, project, pid, &ws, &rp) != GV_OK) {
         snprintf(api->last_error, sizeof(api->last_error), "built-in dashboard specs are broken");
@@ -272,8 +320,6 @@ enum ex_wandb_res ex_wandb_dash_push(struct ex_wandb_api *api, const char *root,
     }
 out:
     gv_buf_free(&b);
-    json_object_put(data);
-    json_object_put(vars);
     json_object_put(ws);
     json_object_put(rp);
     json_object_put(views);

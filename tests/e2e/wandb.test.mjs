@@ -116,8 +116,14 @@ test('the stand-in rejects what W&B would', async () => {
     const s = await startStandin({ keys: [KEY] });
     const auth = { authorization: `Basic ${Buffer.from(`api:${KEY}`).toString('base64')}`,
         'content-type': 'application/json' };
+    // A document that declares and uses exactly the variables sent (the stand-in checks).
+    const doc = (op, variables) => {
+        const names = Object.keys(variables);
+        return names.length ? `mutation ${op}(${names.map((n) => `$${n}: String`).join(', ')}) {`
+            + ` x(${names.map((n) => `${n}: $${n}`).join(', ')}) }` : `mutation ${op} { x }`;
+    };
     const gql = (op, variables, headers = auth) => fetch(`${s.url}/graphql`, { method: 'POST',
-        headers, body: JSON.stringify({ query: `mutation ${op} { x }`, operationName: op,
+        headers, body: JSON.stringify({ query: doc(op, variables), operationName: op,
             variables }) });
     const fs = (body) => fetch(`${s.url}/files/alice/p/r1/file_stream`, { method: 'POST',
         headers: auth, body: JSON.stringify(body) });
@@ -374,7 +380,10 @@ test('shared mode writes into the tagged run without _step, per-host companion i
             // The experiment's own run exists (its SDK created it).
             const auth = { authorization: `Basic ${Buffer.from(`api:${KEY}`).toString('base64')}` };
             await fetch(`${s.url}/graphql`, { method: 'POST', headers: auth, body: JSON.stringify({
-                query: 'mutation UpsertBucket { x }', operationName: 'UpsertBucket',
+                query: 'mutation UpsertBucket($name: String, $project: String, $config: JSONString) {'
+                    + ' upsertBucket(input: {name: $name, modelName: $project, config: $config})'
+                    + ' { bucket { id } } }',
+                operationName: 'UpsertBucket',
                 variables: { name: 'exp0', project: 'gov', config: JSON.stringify({ lr: { value: 1 } }) } }) });
             const state = makeTempDir('kt-wandb-');
             let r = await run(driverBin, ['--state', state, '--config',

@@ -9,22 +9,27 @@
 #include "gateway/policies/injection/injection.h"
 
 enum injection_action { ACT_BLOCK = 0, ACT_FLAG, ACT_LOG };
+enum injection_mode { MODE_SYNC = 0, MODE_ASYNC };
 
 struct injection_ctx {
     double threshold;
     int action; /* index into actions[] */
+    int mode;
     struct injection_model *model;
     pthread_key_t key; /* per worker thread: struct injection_scratch */
     bool key_ok;
 };
 
 static const char *const actions[] = {"block", "flag", "log", NULL};
+static const char *const modes[] = {"sync", "async", NULL};
 
 static const struct gv_cfg_map config_map[] = {
     {"threshold", GV_CFG_DOUBLE, offsetof(struct injection_ctx, threshold), "0.8", 0, NULL, 0, 1,
      "score at or above which the action applies"},
     {"action", GV_CFG_ENUM, offsetof(struct injection_ctx, action), "block", 0, actions, 0, 0,
      "block (403), flag (allow, record as flagged) or log (record only)"},
+    {"mode", GV_CFG_ENUM, offsetof(struct injection_ctx, mode), "sync", 0, modes, 0, 0,
+     "sync (before forwarding) or async (after, off the request path; flag or log only)"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -39,9 +44,12 @@ static gv_rc init(struct gw_policy *pol, const char *path, const struct gv_ynode
     struct injection_ctx *ctx = pol->ctx;
     gv_rc rc;
 
-    (void)path;
-    (void)settings;
-    (void)err;
+    if (ctx->mode == MODE_ASYNC && ctx->action == ACT_BLOCK) {
+        rc = gv_cfg_fail(err, path, gv_ynode_get(settings, "mode"),
+                         "policy.prompt-injection.mode: async needs action flag or log (the "
+                         "request is forwarded before detection ends, so it cannot be blocked)");
+        goto out;
+    }
     rc = injection_model_create(&injection_weights_builtin, &ctx->model);
     if (rc) {
         gv_log(GV_LOG_ERROR, "policy:prompt-injection", "model does not load", "rc=%s",
@@ -123,6 +131,13 @@ out:
     return rc;
 }
 
+static bool is_async(const struct gw_policy *pol)
+{
+    const struct injection_ctx *ctx = pol->ctx;
+
+    return ctx->mode == MODE_ASYNC;
+}
+
 static void destroy(struct gw_policy *pol)
 {
     struct injection_ctx *ctx = pol->ctx;
@@ -145,5 +160,6 @@ const struct gw_policy_ops gw_policy_injection = {
     .flags = GW_POL_PROMPT,
     .init = init,
     .evaluate = evaluate,
+    .is_async = is_async,
     .destroy = destroy,
 };

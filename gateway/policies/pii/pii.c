@@ -19,10 +19,12 @@
 #define STREAM_WORK_MAX (4u * 1024u * 1024u)
 #define STREAM_CTX 64
 
-enum pii_action { ACT_REDACT = 0, ACT_BLOCK, ACT_FLAG };
+enum pii_action { ACT_REDACT = 0, ACT_BLOCK, ACT_FLAG, ACT_LOG };
+enum pii_mode { MODE_SYNC = 0, MODE_ASYNC };
 
 struct pii_ctx {
     int action;
+    int mode;
     struct gv_cfg_strlist entities;
     const struct gv_ynode *operators;
     bool scan_responses;
@@ -43,12 +45,15 @@ struct pii_stream {
     size_t ctx_len;
 };
 
-static const char *const actions[] = {"redact", "block", "flag", NULL};
+static const char *const actions[] = {"redact", "block", "flag", "log", NULL};
+static const char *const modes[] = {"sync", "async", NULL};
 static const char *const op_names[] = {"replace", "mask", "hash", NULL};
 
 static const struct gv_cfg_map config_map[] = {
     {"action", GV_CFG_ENUM, offsetof(struct pii_ctx, action), "redact", 0, actions, 0, 0,
-     "redact (replace with <ENTITY_TYPE>), block (403) or flag"},
+     "redact (replace with <ENTITY_TYPE>), block (403), flag or log (record only)"},
+    {"mode", GV_CFG_ENUM, offsetof(struct pii_ctx, mode), "sync", 0, modes, 0, 0,
+     "sync (before forwarding) or async (after, off the request path; flag or log only)"},
     {"entities", GV_CFG_STRLIST, offsetof(struct pii_ctx, entities), NULL, 0, NULL, 0, 0,
      "Presidio entity names to detect; absent means all"},
     {"operator", GV_CFG_NODE, offsetof(struct pii_ctx, operators), NULL, 0, NULL, 0, 0,
@@ -121,7 +126,13 @@ static gv_rc pii_init(struct gw_policy *pol, const char *path, const struct gv_y
     gv_rc rc = GV_OK;
     size_t i;
 
-    (void)settings;
+    if (c->mode == MODE_ASYNC && c->action != ACT_FLAG && c->action != ACT_LOG) {
+        rc = gv_cfg_fail(err, path, gv_ynode_get(settings, "mode"),
+                         "policy.pii-detector.mode: async needs action flag or log (the request "
+                         "is forwarded before detection ends, so it cannot be %s)",
+                         actions[c->action]);
+        goto out;
+    }
     if (c->entities.items) {
         c->types = 0;
         for (i = 0; i < c->entities.n; i++) {
@@ -233,6 +244,9 @@ static void verdict_from(const struct visit *v, int action, struct gw_verdict *o
     case ACT_FLAG:
         out->action = GW_ACTION_FLAG;
         break;
+    case ACT_LOG:
+        out->action = GW_ACTION_LOG;
+        break;
     default:
         out->action = GW_ACTION_REDACT;
         break;
@@ -335,6 +349,13 @@ static gv_rc pii_tags(struct gw_policy *pol, struct gw_req *req, struct gw_verdi
     return rc;
 }
 
+/* An answer cannot be refused after the fact: block redacts it too; flag and
+ * log only record. */
+static int answer_action(const struct pii_ctx *c)
+{
+    return c->action == ACT_FLAG || c->action == ACT_LOG ? c->action : ACT_REDACT;
+}
+
 /* Rewrite one string member of obj in place when it holds PII. */
 static gv_rc redact_member(struct visit *v, struct json_object *obj, const char *key)
 {
@@ -355,6 +376,13 @@ static gv_rc redact_member(struct visit *v, struct json_object *obj, const char 
     }
     gv_buf_free(&rep);
     return rc;
+}
+
+static bool pii_is_async(const struct gw_policy *pol)
+{
+    const struct pii_ctx *c = pol->ctx;
+
+    return c->mode == MODE_ASYNC;
 }
 
 /* Answers are read only with scan_responses: true. */
@@ -382,8 +410,7 @@ static gv_rc pii_response_json(struct gw_policy *pol, struct gw_req *req, struct
     v.pol = pol;
     v.c = c;
     v.req = req;
-    /* An answer cannot be refused after the fact: block redacts it too. */
-    v.rewrite = c->action != ACT_FLAG;
+    v.rewrite = answer_action(c) == ACT_REDACT;
     pii_scan_buf_init(&v.sb);
     n = json_object_array_length(choices);
     for (i = 0; i < n && rc == GV_OK; i++) {
@@ -411,7 +438,7 @@ static gv_rc pii_response_json(struct gw_policy *pol, struct gw_req *req, struct
         }
     }
     if (rc == GV_OK) {
-        verdict_from(&v, c->action == ACT_FLAG ? ACT_FLAG : ACT_REDACT, out);
+        verdict_from(&v, answer_action(c), out);
     }
     pii_scan_buf_free(&v.sb);
     return rc;
@@ -485,8 +512,8 @@ static gv_rc pii_stream_text(struct gw_policy *pol, struct gw_req *req, void **s
     st->sb.n = k;
     log_spans(&v, "stream", &st->sb);
     gv_buf_reset(&st->red);
-    rc = pii_redact(st->work.data + base, cut - base, st->sb.spans, c->action == ACT_FLAG ? 0 : k,
-                    &c->opts, &st->red);
+    rc = pii_redact(st->work.data + base, cut - base, st->sb.spans,
+                    answer_action(c) == ACT_REDACT ? k : 0, &c->opts, &st->red);
     if (rc == GV_OK) {
         rc = gv_buf_append(out, st->red.data ? st->red.data : "", st->red.len);
     }
@@ -498,7 +525,7 @@ static gv_rc pii_stream_text(struct gw_policy *pol, struct gw_req *req, void **s
     st->ctx_len = keep;
     gv_buf_reset(&st->pending);
     rc = gv_buf_append(&st->pending, st->work.data + cut, st->work.len - cut);
-    verdict_from(&v, c->action == ACT_FLAG ? ACT_FLAG : ACT_REDACT, vd);
+    verdict_from(&v, answer_action(c), vd);
 out:
     return rc;
 }
@@ -529,5 +556,6 @@ const struct gw_policy_ops gw_policy_pii = {
     .response_json = pii_response_json,
     .stream_text = pii_stream_text,
     .reads_answers = pii_reads_answers,
+    .is_async = pii_is_async,
     .stream_free = pii_stream_free,
 };

@@ -10,6 +10,8 @@
 // The Weave trace server lives in weave.mjs, under /traces (and at the root).
 import http from 'node:http';
 
+import { Kind, parse as parseGraphql, visit } from 'graphql';
+
 import { createWeave } from './weave.mjs';
 
 const FILES = new Set(['wandb-history.jsonl', 'wandb-summary.json', 'wandb-events.jsonl',
@@ -41,6 +43,41 @@ function checkHistogram(v, where) {
   return null;
 }
 
+// What a GraphQL server checks about an operation's variables before running it: the
+// document parses, every $variable used is declared and every declared one is used (the
+// spec's NoUndefinedVariables / NoUnusedVariables), a non-null one is given, and the request
+// carries no variable the operation does not declare (W&B's server refuses those).
+// Returns an error message or null.
+export function checkVariables(query, operationName, variables) {
+  let doc;
+  try {
+    doc = parseGraphql(query || '');
+  } catch (e) {
+    return `Syntax Error: ${e.message}`;
+  }
+  const ops = doc.definitions.filter((d) => d.kind === Kind.OPERATION_DEFINITION);
+  const op = operationName ? ops.find((d) => d.name && d.name.value === operationName) : ops[0];
+  if (!op) return `Unknown operation named "${operationName}".`;
+  const declared = new Map(op.variableDefinitions.map((d) => [d.variable.name.value, d]));
+  const used = new Set();
+  visit(op.selectionSet, { Variable(node) { used.add(node.name.value); } });
+  for (const name of used) {
+    if (!declared.has(name)) return `Variable "$${name}" is not defined by operation "${op.name.value}".`;
+  }
+  for (const [name, d] of declared) {
+    if (!used.has(name)) return `Variable "$${name}" is never used in operation "${op.name.value}".`;
+    const given = variables && variables[name];
+    if (d.type.kind === Kind.NON_NULL_TYPE && (given === undefined || given === null) &&
+      !d.defaultValue) {
+      return `Variable "$${name}" of required type "${d.type.type.name ? d.type.type.name.value : '?'}!" was not provided.`;
+    }
+  }
+  for (const name of Object.keys(variables || {})) {
+    if (!declared.has(name)) return `Variable "$${name}" is not declared by operation "${op.name.value}".`;
+  }
+  return null;
+}
+
 function checkRowValues(row, where) {
   for (const [k, v] of Object.entries(row)) {
     if (v && typeof v === 'object' && v._type === 'histogram') {
@@ -59,6 +96,7 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
     requests: [], // {method, path, op, status, auth, headers}
     runs: {}, // "entity/project/name" -> run
     views: {}, // "entity/project" -> {name: view}
+    projects: {}, // "entity/project" -> {id, internalId}
     viewInserts: 0,
     viewUpdates: 0,
     heartbeats: 0,
@@ -78,11 +116,17 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
     return user === 'api' && keys.includes(rest.join(':'));
   }
 
-  function takeFault(path) {
+  // A fault with `op` hits only GraphQL requests naming that operation; one with `body`
+  // answers that JSON instead of an error text.
+  function takeFault(path, chunks) {
     const now = Date.now();
     faults = faults.filter((f) => (f.count === undefined || f.count > 0) &&
       (f.untilMs === undefined || now < f.untilMs));
-    const f = faults.find((x) => !x.match || path.includes(x.match));
+    let op;
+    if (faults.some((x) => x.op)) {
+      try { op = JSON.parse(Buffer.concat(chunks).toString()).operationName; } catch { op = null; }
+    }
+    const f = faults.find((x) => (!x.match || path.includes(x.match)) && (!x.op || x.op === op));
     if (!f) return null;
     if (f.count !== undefined) f.count--;
     return f;
@@ -108,12 +152,24 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
     };
   }
 
+  // A project exists once a run or upsertModel created it; ProjectInternalId knows no other.
+  function ensureProject(e, p) {
+    const k = `${e}/${p}`;
+    if (!state.projects[k]) {
+      state.projects[k] = { id: b64(`Project:${p}`), internalId: `pid-${e}-${p}`, name: p,
+        entityName: e };
+    }
+    return state.projects[k];
+  }
+
   function graphql(req, res, body) {
     const op = body.operationName || (/\b(query|mutation)\s+(\w+)/.exec(body.query || '') || [])[2];
     const v = body.variables || {};
     const last = state.requests[state.requests.length - 1];
     last.op = op;
     last.variables = v;
+    const bad = checkVariables(body.query, body.operationName, v);
+    if (bad) return reject(res, '/graphql', 400, bad, true);
     switch (op) {
       case 'Viewer':
         return send(res, 200, { data: { viewer: { id: b64('User:1'), entity, username: entity,
@@ -167,6 +223,7 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
             entity: e, project: p, history: [], summary: null, complete: false, exitcode: null,
             upserts: 0, config: '{}', shared: {}, posts: 0 };
         }
+        ensureProject(e, p);
         run.upserts++;
         for (const f of ['groupName', 'displayName', 'jobType', 'host', 'tags']) {
           if (v[f] !== undefined && v[f] !== null) run[f] = v[f];
@@ -175,10 +232,17 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
         return send(res, 200, { data: { upsertBucket: { bucket: bucketOf(run), inserted } } });
       }
       case 'ProjectInternalId': {
-        const known = Object.values(state.runs).some((r) => r.entity === v.entityName &&
-          r.project === v.name);
-        return send(res, 200, { data: { project: known ? { id: b64(`Project:${v.name}`),
-          internalId: `pid-${v.entityName}-${v.name}` } : null } });
+        const pr = state.projects[`${v.entityName}/${v.name}`];
+        return send(res, 200, { data: { project: pr ? { id: pr.id, internalId: pr.internalId }
+          : null } });
+      }
+      case 'UpsertModel': { // wandb's upsert_project: creates the project when missing
+        const e = v.entity || v.entityName || entity;
+        if (!v.name) return reject(res, '/graphql', 400, 'UpsertModel needs name', true);
+        const inserted = !state.projects[`${e}/${v.name}`];
+        const pr = ensureProject(e, v.name);
+        return send(res, 200, { data: { upsertModel: { model: { id: pr.id, name: pr.name,
+          entityName: e, description: v.description || null }, inserted } } });
       }
       case 'UpsertView2':
       case 'UpsertView': {
@@ -189,6 +253,22 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
           return reject(res, '/graphql', 400, 'view spec is not a JSON string', true);
         }
         const pk = `${v.entityName}/${v.projectName}`;
+        if (!state.projects[pk]) {
+          return reject(res, '/graphql', 404, `project ${pk} not found`, true);
+        }
+        if (v.type === 'runs') {
+          // A report's run sets must point at the project's internal id.
+          const spec = JSON.parse(v.spec);
+          for (const b of spec.blocks || []) {
+            for (const rs of (b.metadata && b.metadata.runSets) || []) {
+              if (!rs.project || rs.project.id !== state.projects[pk].internalId) {
+                return reject(res, '/graphql', 400,
+                  `run set ${rs.id} names project id ${JSON.stringify(rs.project && rs.project.id)}`,
+                  true);
+              }
+            }
+          }
+        }
         const views = state.views[pk] || (state.views[pk] = {});
         let view;
         if (v.id) {
@@ -336,7 +416,7 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
       state.requests.push(rec);
       if (lean && state.requests.length > 1000) state.requests.splice(0, 500);
       if (size > 32 << 20) return reject(res, path, 413, 'request too large');
-      const f = takeFault(path);
+      const f = takeFault(path, chunks);
       if (f && f.drop) {
         // The connection dies with the request read and no answer: did W&B apply it?
         rec.status = 0;
@@ -345,7 +425,7 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
       if (f) {
         rec.status = f.status;
         const h = f.retryAfter !== undefined ? { 'retry-after': String(f.retryAfter) } : {};
-        return send(res, f.status, { error: `injected ${f.status}` }, h);
+        return send(res, f.status, f.body || { error: `injected ${f.status}` }, h);
       }
       if (!rec.auth) {
         rec.status = 401;

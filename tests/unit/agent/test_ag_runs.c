@@ -73,6 +73,38 @@ static void feed(struct ag_runs *runs)
     ag_runs_apply(runs, &r, NULL, 200);
 }
 
+/* PII found by a policy that only flags or logs it (sync, or async after the
+ * request was forwarded) is PII that went upstream: it counts too. A blocked
+ * request's PII never left and does not. */
+static void test_collect_counts_pii_flagged_or_logged(void **state)
+{
+    struct ag_runs *runs = ag_runs_create(0);
+    struct ex_run_snapshot *v = NULL;
+    const struct ex_run_snapshot *a;
+    struct gv_record r;
+
+    (void)state;
+    rec_make(&r, "a", GV_DECISION_ALLOWED, 1000);
+    r.policies[0].action = GV_OUTCOME_FLAG;
+    r.policies[0].pii_counts[GV_PII_EMAIL_ADDRESS] = 3;
+    ag_runs_apply(runs, &r, NULL, 100);
+    rec_make(&r, "a", GV_DECISION_ALLOWED, 1000);
+    r.policies[0].action = GV_OUTCOME_LOG;
+    r.policies[0].pii_counts[GV_PII_PERSON] = 1;
+    ag_runs_apply(runs, &r, NULL, 100);
+    rec_make(&r, "a", GV_DECISION_BLOCKED, 1000);
+    r.policies[0].action = GV_OUTCOME_BLOCK;
+    r.policies[0].pii_counts[GV_PII_EMAIL_ADDRESS] = 5;
+    ag_runs_apply(runs, &r, NULL, 100);
+    assert_int_equal(ag_runs_collect(runs, 300, &v), 1);
+    a = find(v, 1, "a");
+    assert_non_null(a);
+    assert_int_equal(a->pii[GV_PII_EMAIL_ADDRESS], 3);
+    assert_int_equal(a->pii[GV_PII_PERSON], 1);
+    gv_free(v);
+    ag_runs_destroy(runs);
+}
+
 static void test_collect_counts_per_run(void **state)
 {
     struct ag_runs *runs = ag_runs_create(0);
@@ -229,6 +261,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_collect_counts_per_run),
+        cmocka_unit_test(test_collect_counts_pii_flagged_or_logged),
         cmocka_unit_test(test_collect_finalizes_idle_runs),
         cmocka_unit_test(test_json_roundtrip_keeps_totals),
         cmocka_unit_test(test_from_json_rejects_bad_shape),

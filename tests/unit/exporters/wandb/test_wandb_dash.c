@@ -2,6 +2,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -74,11 +75,60 @@ static void test_report_panels_equal_workspace_panels(void **state)
     json_object_put(rp);
 }
 
+/* The report's panel grid is 24 columns wide and places each panel where its
+ * layout says: panels that share cells are drawn on top of each other. */
+static void test_report_panels_tile_the_grid(void **state)
+{
+    struct json_object *ws = NULL, *rp = NULL, *v, *blocks, *rpan = NULL;
+    long x[16], y[16], w[16], h[16];
+    size_t n, i, j;
+
+    assert_int_equal(ex_wandb_dash_render("e", "p", "1", &ws, &rp), GV_OK);
+    assert_true(json_object_object_get_ex(rp, "blocks", &blocks));
+    for (i = 0; i < json_object_array_length(blocks); i++) {
+        v = json_object_array_get_idx(blocks, i);
+        if (json_object_object_get_ex(v, "metadata", &v) &&
+            json_object_object_get_ex(v, "panelBankSectionConfig", &v)) {
+            assert_true(json_object_object_get_ex(v, "panels", &rpan));
+        }
+    }
+    assert_non_null(rpan);
+    n = json_object_array_length(rpan);
+    assert_true(n > 1 && n <= 16);
+    for (i = 0; i < n; i++) {
+        struct json_object *l, *f;
+        assert_true(json_object_object_get_ex(json_object_array_get_idx(rpan, i), "layout", &l));
+        assert_true(json_object_object_get_ex(l, "x", &f));
+        x[i] = json_object_get_int(f);
+        assert_true(json_object_object_get_ex(l, "y", &f));
+        y[i] = json_object_get_int(f);
+        assert_true(json_object_object_get_ex(l, "w", &f));
+        w[i] = json_object_get_int(f);
+        assert_true(json_object_object_get_ex(l, "h", &f));
+        h[i] = json_object_get_int(f);
+        /* Three across, rows of height 6, in the workspace's order. */
+        assert_int_equal(w[i], 8);
+        assert_int_equal(h[i], 6);
+        assert_int_equal(x[i], (long)(i % 3) * 8);
+        assert_int_equal(y[i], (long)(i / 3) * 6);
+    }
+    for (i = 0; i < n; i++) {
+        for (j = i + 1; j < n; j++) {
+            bool apart = x[i] + w[i] <= x[j] || x[j] + w[j] <= x[i] || y[i] + h[i] <= y[j] ||
+                         y[j] + h[j] <= y[i];
+            assert_true(apart);
+        }
+    }
+    json_object_put(ws);
+    json_object_put(rp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_render_resolves_names),
         cmocka_unit_test(test_report_panels_equal_workspace_panels),
+        cmocka_unit_test(test_report_panels_tile_the_grid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

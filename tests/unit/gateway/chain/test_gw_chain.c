@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
 #include <json-c/json.h>
+#include <pthread.h>
 
 #include "core/gv_mem.h"
 #include "gateway/gw_chain.h"
@@ -291,15 +293,37 @@ static const struct gw_policy_ops t_runid = {
     .name = "t-runid", .evaluate = counting_eval, .tags = runid_tags};
 static const struct gw_policy_ops t_entity = {.name = "t-entity", .tags = entity_tags};
 
+/* Async: evaluated off the caller's thread; says BLOCK to prove the chain
+ * never lets an async verdict be more than a flag. */
+static pthread_t async_thread;
+static int async_calls;
+
+static gv_rc async_eval(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
+{
+    async_thread = pthread_self();
+    async_calls++;
+    out->action = GW_ACTION_BLOCK;
+    out->score = 0.75;
+    out->pii_counts[GV_PII_EMAIL_ADDRESS] = req->body && !req->rec ? 3 : 0;
+    return GV_OK;
+}
+
+static bool yes_async(const struct gw_policy *pol)
+{
+    return true;
+}
+
+static const struct gw_policy_ops t_async = {
+    .name = "t-async", .evaluate = async_eval, .is_async = yes_async};
+
 static const struct gw_policy_ops t_mode = {
     .name = "t-mode", .init = mode_init, .evaluate = canned_eval, .destroy = count_destroy};
 
 static const struct gw_policy_ops *const t_all[] = {
-    &t_mode,
-    &t_pass,  &t_flag,      &t_block,  &t_block401, &t_fail,    &t_bogus,   &t_none,
-    &t_none2, &t_init_fail, &t_silent, &t_count,    &t_upper,   &t_hold,    &t_sflag,
-    &t_sfail, &t_jredact,   &t_jflag,  &t_jfail,    &t_jcount,  &t_count_eval,
-    &t_runid, &t_entity,    NULL,
+    &t_mode,    &t_pass,      &t_flag,   &t_block,  &t_block401,   &t_fail,  &t_bogus,
+    &t_none,    &t_none2,     &t_init_fail, &t_silent, &t_count,   &t_upper, &t_hold,
+    &t_sflag,   &t_sfail,     &t_jredact, &t_jflag,  &t_jfail,     &t_jcount, &t_count_eval,
+    &t_runid,   &t_entity,    &t_async,   NULL,
 };
 
 /* The chain looks policies up by name in the config's registry: the policies above first,
@@ -818,6 +842,95 @@ static void test_create_check_sets_check_only(void **state)
 /* Every test runs on its own fresh fixture. */
 #define FX_TEST(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
 
+static struct gw_async_job *came_back;
+
+static void on_back(struct gw_async_job *job, void *arg)
+{
+    came_back = job;
+    event_base_loopbreak(arg);
+}
+
+static void test_async_runs_after_evaluate_on_another_thread(void **state)
+{
+    static const char *const names[] = {"t-pass", "t-async", NULL};
+    struct gv_cfg_err err;
+    struct gw_verdict v;
+    struct gw_async_inbox *inbox = NULL;
+    struct gw_chain_async *a;
+    struct event_base *base = event_base_new();
+    int owner;
+    struct fx f;
+
+    (void)state;
+    fx_init(&f, names, "{}");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    assert_true(gw_chain_has_async(f.chain));
+    async_calls = 0;
+    f.req.body = json_tokener_parse("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}");
+    gw_chain_evaluate(f.chain, &f.req, &v);
+    /* Before forwarding: not run, PASS, nothing found yet. */
+    assert_int_equal(async_calls, 0);
+    assert_int_equal(v.action, GW_ACTION_PASS);
+    assert_int_equal(f.rec.npolicies, 2);
+    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_PASS);
+    assert_int_equal(gw_async_inbox_create(base, on_back, base, &inbox), GV_OK);
+    came_back = NULL;
+    a = gw_chain_async_start(f.chain, &f.req, inbox, &owner);
+    assert_non_null(a);
+    assert_int_equal(gw_async_inbox_pending(inbox), 1);
+    while (!came_back) {
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    assert_ptr_equal(gw_chain_async_from_job(came_back), a);
+    assert_ptr_equal(gw_chain_async_owner(a), &owner);
+    assert_int_equal(gw_async_inbox_pending(inbox), 0);
+    assert_int_equal(async_calls, 1);
+    assert_false(pthread_equal(async_thread, pthread_self()));
+    gw_chain_async_merge(a, &f.req);
+    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_FLAG);
+    assert_true(f.rec.policies[1].score == 0.75);
+    assert_int_equal(f.rec.policies[1].pii_counts[GV_PII_EMAIL_ADDRESS], 3);
+    assert_string_equal(f.rec.error_code, "");
+    gw_async_inbox_drain_destroy(inbox);
+    event_base_free(base);
+    json_object_put(f.req.body);
+    fx_free(&f);
+}
+
+static void test_async_skipped_after_block(void **state)
+{
+    static const char *const names[] = {"t-block", "t-async", NULL};
+    struct gv_cfg_err err;
+    struct gw_verdict v;
+    struct fx f;
+
+    (void)state;
+    fx_init(&f, names, "{}");
+    assert_int_equal(fx_create(&f, &err), GV_OK);
+    f.req.body = json_object_new_object();
+    gw_chain_evaluate(f.chain, &f.req, &v);
+    assert_int_equal(f.rec.policies[1].action, GV_OUTCOME_SKIPPED);
+    assert_null(gw_chain_async_start(f.chain, &f.req, NULL, NULL));
+    json_object_put(f.req.body);
+    fx_free(&f);
+}
+
+/* A check-only chain starts no threads, async or not. */
+static void test_async_check_only_starts_nothing(void **state)
+{
+    static const char *const names[] = {"t-async", NULL};
+    struct gv_cfg_err err;
+    struct fx f;
+
+    (void)state;
+    fx_init(&f, names, "{}");
+    assert_int_equal(gw_chain_create_check(&f.cfg, "/tmp/kt-test-state", &f.chain, &err), GV_OK);
+    f.req.body = json_object_new_object();
+    assert_null(gw_chain_async_start(f.chain, &f.req, NULL, NULL));
+    json_object_put(f.req.body);
+    fx_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -839,6 +952,9 @@ int main(void)
         FX_TEST(test_response_json_flag_is_not_rewrite),
         FX_TEST(test_response_json_policy_error_fails_closed),
         FX_TEST(test_complete_in_order),
+        cmocka_unit_test(test_async_runs_after_evaluate_on_another_thread),
+        cmocka_unit_test(test_async_skipped_after_block),
+        cmocka_unit_test(test_async_check_only_starts_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -177,6 +177,40 @@ static void test_init_rejects_bad_config_with_position(void **state)
     unmake(&f);
 }
 
+/* Async detection runs after forwarding: only flag and log can be async. */
+static void test_init_mode_async_needs_flag_or_log(void **state)
+{
+    struct fix f;
+    struct gw_verdict v;
+    struct json_object *b;
+
+    (void)state;
+    assert_int_equal(make(&f, "action: redact\nmode: async\n"), GV_ECONFIG);
+    assert_non_null(strstr(f.err.msg, "t.yaml:2:7"));
+    assert_non_null(strstr(f.err.msg, "async needs action flag or log"));
+    unmake(&f);
+    assert_int_equal(make(&f, "mode: async\naction: block\n"), GV_ECONFIG);
+    assert_non_null(strstr(f.err.msg, "t.yaml:1:7"));
+    unmake(&f);
+    assert_int_equal(make(&f, "mode: async\n"), GV_ECONFIG); /* action defaults to redact */
+    unmake(&f);
+    assert_int_equal(make(&f, "action: flag\nmode: async\n"), GV_OK);
+    assert_true(f.pol.ops->is_async(&f.pol));
+    unmake(&f);
+    assert_int_equal(make(&f, "action: log\nmode: async\n"), GV_OK);
+    assert_true(f.pol.ops->is_async(&f.pol));
+    eval(&f, body1, &v, &b);
+    assert_int_equal(v.action, GW_ACTION_LOG);
+    assert_int_equal(v.pii_counts[GV_PII_EMAIL_ADDRESS], 1);
+    assert_string_equal(content0(b),
+                        "Hi, my name is John Smith, mail john.smith@example.com"); /* untouched */
+    json_object_put(b);
+    unmake(&f);
+    assert_int_equal(make(&f, "action: redact\n"), GV_OK);
+    assert_false(f.pol.ops->is_async(&f.pol));
+    unmake(&f);
+}
+
 static void test_response_json_redacts_when_asked(void **state)
 {
     struct fix f;
@@ -319,6 +353,7 @@ int main(void)
         cmocka_unit_test(test_evaluate_flags_and_passes_clean),
         cmocka_unit_test(test_evaluate_operator_mask),
         cmocka_unit_test(test_init_rejects_bad_config_with_position),
+        cmocka_unit_test(test_init_mode_async_needs_flag_or_log),
         cmocka_unit_test(test_response_json_redacts_when_asked),
         cmocka_unit_test(test_stream_text_catches_split_spans),
     };
