@@ -16,8 +16,8 @@
 #include "cli/cli_args.h"
 #include "core/gv_buf.h"
 #include "core/gv_file.h"
-#include "exporters/wandb/wandb.h"
-#include "exporters/wandb/wandb_netrc.h"
+#include "exporters/ex_wandb_api.h"
+#include "exporters/ex_wandb_netrc.h"
 
 #define NETRC_MAX (1u << 20) /* a netrc file we are willing to rewrite */
 

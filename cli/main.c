@@ -31,11 +31,11 @@ static const struct kt_command commands[] = {
     {"agent", "run", cli_agent_run,
      "[--state-dir DIR] [--agent-socket PATH] [--flush-interval S] [--metrics-listen HOST:PORT]"},
     {"agent", "status", cli_agent_status, "[--json] [--state-dir DIR] [--agent-socket PATH]"},
-#ifdef KT_HAVE_WANDB
     {"auth", "login", cli_auth_login,
      "[--host URL] [--relogin] [--key-file FILE]   W&B API key into ~/.netrc"},
     {"auth", "status", cli_auth_status, "[--host URL]   which W&B key, whose"},
     {"auth", "logout", cli_auth_logout, "[--host URL]   remove the key from ~/.netrc"},
+#ifdef KT_HAVE_WANDB
     {"dashboards", "push", cli_dashboards_push,
      "[--entity E] [--project P] [--state-dir DIR]"},
     {"dashboards", "render", cli_dashboards_render, "[--entity E] [--project P]"},

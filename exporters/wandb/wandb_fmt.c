@@ -8,14 +8,6 @@
 
 #include "core/gv_pii.h"
 
-gv_rc ex_wandb_json_append(struct gv_buf *out, struct json_object *j)
-{
-    size_t len = 0;
-    const char *s = json_object_to_json_string_length(
-        j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-    return gv_buf_append(out, s, len);
-}
-
 /* json-c prints doubles with %.17g (0.1 -> 0.10000000000000001); W&B rows read
  * better and stay exact enough with a fixed representation we choose here. */
 static struct json_object *num(double v, const char *fmt)

@@ -15,7 +15,7 @@
 #include "core/gv_event.h"
 #include "core/gv_rc.h"
 #include "exporters/ex_exporter.h"
-#include "exporters/wandb/wandb.h"
+#include "exporters/ex_wandb_api.h"
 
 /* The ops object (same life cycle as ex_wandb, plus events() on the ingest
  * thread and status()). init never fails for missing credentials: calls then

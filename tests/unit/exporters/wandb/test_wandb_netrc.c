@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "exporters/wandb/wandb_netrc.h"
+#include "exporters/ex_wandb_netrc.h"
 
 #define NEW "machine api.wandb.ai\n  login user\n  password NEWKEY\n"
 

@@ -1,6 +1,6 @@
-/* exporters/wandb/wandb_api.c - W&B settings, GraphQL and file_stream over libcurl */
+/* exporters/ex_wandb_api.c - W&B settings, GraphQL and file_stream over libcurl */
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "exporters/wandb/wandb.h"
+#include "exporters/ex_wandb_api.h"
 
 #include <curl/curl.h>
 #include <openssl/rand.h>
@@ -41,6 +41,14 @@ enum ex_wandb_res ex_wandb_classify(long status)
 
 /* netrc is whitespace-separated tokens: machine/default, login, password,
  * account, macdef (whose body runs to an empty line, which we skip). */
+gv_rc ex_wandb_json_append(struct gv_buf *out, struct json_object *j)
+{
+    size_t len = 0;
+    const char *s = json_object_to_json_string_length(
+        j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    return gv_buf_append(out, s, len);
+}
+
 gv_rc ex_wandb_netrc_lookup(const char *path, const char *host, char *key, size_t size)
 {
     FILE *f = fopen(path, "r");

@@ -1,4 +1,4 @@
-/* exporters/wandb/wandb_netrc.h - rewrite one machine's entry in a netrc file's text */
+/* exporters/ex_wandb_netrc.h - rewrite one machine's entry in a netrc file's text */
 /* SPDX-License-Identifier: Apache-2.0 */
 #ifndef EX_WANDB_NETRC_H
 #define EX_WANDB_NETRC_H

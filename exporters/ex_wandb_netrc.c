@@ -1,6 +1,6 @@
-/* exporters/wandb/wandb_netrc.c - rewrite one machine's entry in a netrc file's text */
+/* exporters/ex_wandb_netrc.c - rewrite one machine's entry in a netrc file's text */
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "exporters/wandb/wandb_netrc.h"
+#include "exporters/ex_wandb_netrc.h"
 
 #include <string.h>
 
