@@ -91,6 +91,18 @@ if [ "${KT_TEST_SKIP_TSAN:-0}" != 1 ]; then
     fi
 fi
 
+# The optional exporters are really optional: kt links without W&B and Weave.
+step "build build-minimal (-DEX_WANDB=OFF -DEX_WEAVE=OFF, kt only)"
+if timeout 900 cmake -S . -B build-minimal -DEX_WANDB=OFF -DEX_WEAVE=OFF -DKT_TESTS=OFF \
+        >"$LOGDIR/build-minimal.log" 2>&1 &&
+    timeout 900 cmake --build build-minimal -j"$JOBS" --target kt >>"$LOGDIR/build-minimal.log" 2>&1 &&
+    build-minimal/kt --version >/dev/null; then
+    pass_step
+else
+    tail -n 30 "$LOGDIR/build-minimal.log"
+    fail_step "build-minimal (log: build-logs/build-minimal.log)"
+fi
+
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
 # Only the build-tsan binaries read this; every report lands in one file per process.
 TSAN_LOGS="$LOGDIR/tsan"
