@@ -144,6 +144,20 @@ static const struct gv_cfg_map gateway_map[] = {
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
+const struct gw_config_section *gw_config_sections(void)
+{
+    static const struct gw_config_section sections[] = {
+        {"pack", pack_map},
+        {"providers", providers_map},
+        {"providers.targets[]", target_map},
+        {"providers.targets[].secret_key_ref", secret_map},
+        {"policies", policies_map},
+        {"gateway", gateway_map},
+        {NULL, NULL},
+    };
+    return sections;
+}
+
 /* ---- helpers ---- */
 
 static bool is_null(const struct gv_ynode *n)

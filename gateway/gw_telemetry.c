@@ -30,6 +30,11 @@ static const struct gv_cfg_map telemetry_map[] = {
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
+const struct gv_cfg_map *gw_telemetry_config_map(void)
+{
+    return telemetry_map;
+}
+
 gv_rc gw_telemetry_config_load(struct gw_config *cfg, const struct gv_ynode *node,
                                struct gv_cfg_err *err)
 {
