@@ -25,8 +25,10 @@ static const char *const content_values[] = {"none", "redacted", NULL};
 static const struct gv_cfg_map telemetry_map[] = {
     {"content", GV_CFG_ENUM, offsetof(struct telemetry_cfg, content), "none", 0, content_values, 0,
      0,
-     "none: traces carry roles and message count only; redacted: also the messages as sent "
-     "upstream after redaction and the answer as returned (each capped at 28 KiB)"},
+     "`none`: events carry the message roles and count, never text. `redacted`: they also carry "
+     "the messages exactly as forwarded upstream (after `pii-detector` and every other prompt "
+     "policy) and the answer as returned to the client (after response policies), each capped "
+     "at 28 KiB with a `[truncated by kt]` marker. A blocked prompt's text is never carried"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 

@@ -22,9 +22,10 @@ static const char *const actions[] = {"block", "flag", "log", NULL};
 
 static const struct gv_cfg_map config_map[] = {
     {"threshold", GV_CFG_DOUBLE, offsetof(struct injection_ctx, threshold), "0.8", 0, NULL, 0, 1,
-     "score at or above which the action applies"},
+     "detector score at or above which `action` applies"},
     {"action", GV_CFG_ENUM, offsetof(struct injection_ctx, action), "block", 0, actions, 0, 0,
-     "block (403), flag (allow, record as flagged) or log (record only)"},
+     "`block` refuses with HTTP 403; `flag` lets the request through and records it as flagged; "
+     "`log` only records the score"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
