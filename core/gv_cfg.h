@@ -40,7 +40,7 @@ struct gv_cfg_map {
     const char *const *enum_values; /* NULL-terminated, for GV_CFG_ENUM */
     double min;                     /* for INT/DOUBLE when min < max */
     double max;
-    const char *help;               /* one line for the configuration reference */
+    const char *help;               /* Meaning in the generated docs (internals/conventions.md) */
 };
 
 /* Fill ctx from `mapping` (may be NULL: defaults only). Unknown keys, wrong

@@ -28,11 +28,12 @@ static const char *const top_keys[] = {"pack",    "providers", "policies", "poli
 /* The pack's keys fill struct gw_config directly: they need no conversion. */
 static const struct gv_cfg_map pack_map[] = {
     {"name", GV_CFG_STR, offsetof(struct gw_config, pack_name), "default", 0, NULL, 0, 0,
-     "name of the policy pack, shown in logs and events"},
+     "name of the policy pack, shown by `kt policy check`, in logs and events"},
     {"version", GV_CFG_STR, offsetof(struct gw_config, pack_version), "0.0.0", 0, NULL, 0, 0,
      "version of the pack (any text)"},
     {"enabled", GV_CFG_BOOL, offsetof(struct gw_config, pack_enabled), "true", 0, NULL, 0, 0,
-     "false passes all traffic through with no policies"},
+     "`false` passes all traffic through with no policies; the gateway logs `pack disabled: "
+     "passing traffic through with no policies`"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -42,7 +43,9 @@ struct providers_cfg {
 
 static const struct gv_cfg_map providers_map[] = {
     {"targets", GV_CFG_NODE, offsetof(struct providers_cfg, targets), NULL, GV_CFG_REQUIRED, NULL,
-     0, 0, "the upstream models requests may go to"},
+     0, 0,
+     "(list) the upstream models requests may go to: at least one (at most 64) targets, each a "
+     "mapping with the keys of `providers.targets[]`"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -60,23 +63,37 @@ struct target_cfg {
 
 static const struct gv_cfg_map target_map[] = {
     {"id", GV_CFG_STR, offsetof(struct target_cfg, id), NULL, GV_CFG_REQUIRED, NULL, 0, 0,
-     "unique name of the target; requests may use it as `model`"},
+     "unique, non-empty name of the target; clients may send it as `model`"},
     {"provider", GV_CFG_STR, offsetof(struct target_cfg, provider), NULL, GV_CFG_REQUIRED, NULL, 0,
-     0, "openai:chat:MODEL or openai-compatible:chat:MODEL"},
+     0,
+     "`openai:chat:MODEL` or `openai-compatible:chat:MODEL`. MODEL is everything after the "
+     "second colon, so fine-tuned names such as `ft:gpt-4o:org::id` work"},
     {"base_url", GV_CFG_STR, offsetof(struct target_cfg, base_url), NULL, 0, NULL, 0, 0,
-     "upstream API root; else $OPENAI_BASE_URL, else https://api.openai.com/v1"},
+     "API root, `http://` or `https://`; trailing `/` are removed. Required for "
+     "`openai-compatible`. For `openai` the default is `$OPENAI_BASE_URL` if set, else "
+     "`https://api.openai.com/v1`"},
     {"secret_key_ref", GV_CFG_NODE, offsetof(struct target_cfg, secret_key_ref), NULL, 0, NULL, 0,
-     0, "{env: NAME}: the upstream API key comes from that environment variable"},
+     0,
+     "(mapping) `{env: NAME}`: the upstream API key is read from environment variable NAME when "
+     "the file is loaded. The variable must be set and non-empty, or loading fails with an "
+     "error naming the variable (never its value). Without `secret_key_ref` the gateway has no "
+     "key of its own for this target"},
     {"stream_usage", GV_CFG_BOOL, offsetof(struct target_cfg, stream_usage), "true", 0, NULL, 0, 0,
-     "ask the upstream for token usage on streamed answers"},
+     "ask the upstream to report token usage on streamed answers "
+     "(`stream_options.include_usage`), so streamed requests are costed too"},
     {"connect_timeout", GV_CFG_DURATION, offsetof(struct target_cfg, connect_timeout), "10s", 0,
-     NULL, 1, 3600000, "TCP+TLS connect deadline"},
+     NULL, 1, 3600000, "TCP and TLS connect deadline"},
     {"first_byte_timeout", GV_CFG_DURATION, offsetof(struct target_cfg, first_byte_timeout), "120s",
      0, NULL, 1, 3600000, "deadline for the first byte of the answer"},
     {"idle_timeout", GV_CFG_DURATION, offsetof(struct target_cfg, idle_timeout), "60s", 0, NULL, 1,
-     3600000, "max gap between bytes of a streamed answer"},
+     3600000, "longest gap between two bytes of a streamed answer"},
     {"ca_file", GV_CFG_STR, offsetof(struct target_cfg, ca_file), NULL, 0, NULL, 0, 0,
-     "https: PEM file of the CAs to trust instead of the system store"},
+     "(path) for an `https://` base_url: a PEM file of the CA certificates to trust instead of "
+     "the system store. Without it the gateway trusts the system store, or the file and "
+     "directory in `SSL_CERT_FILE` / `SSL_CERT_DIR` when those are set (as OpenSSL reads them). "
+     "Either way the upstream's certificate must name the base_url's host; a failed check "
+     "answers 502 `upstream unreachable or invalid answer: TLS certificate verify failed: "
+     "<reason>`. Loading fails if the file cannot be read"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -86,7 +103,7 @@ struct secret_cfg {
 
 static const struct gv_cfg_map secret_map[] = {
     {"env", GV_CFG_STR, offsetof(struct secret_cfg, env), NULL, GV_CFG_REQUIRED, NULL, 0, 0,
-     "environment variable holding the key"},
+     "name of the environment variable that holds the upstream API key"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -96,7 +113,7 @@ struct policies_cfg {
 
 static const struct gv_cfg_map policies_map[] = {
     {"chain", GV_CFG_STRLIST, offsetof(struct policies_cfg, chain), NULL, 0, NULL, 0, 0,
-     "policy names, run in this order on every request"},
+     "the policies run on every request, in this order (at most 16); absent: none"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -115,29 +132,54 @@ struct gateway_cfg {
 
 static const struct gv_cfg_map gateway_map[] = {
     {"max_body_bytes", GV_CFG_SIZE, offsetof(struct gateway_cfg, max_body_bytes), "4MiB", 0, NULL,
-     1024, 1073741824.0, "largest request body accepted (413 beyond)"},
+     1024, 1073741824.0, "largest request body accepted; larger requests get HTTP 413"},
     {"max_response_bytes", GV_CFG_SIZE, offsetof(struct gateway_cfg, max_response_bytes), "32MiB",
-     0, NULL, 1024, 4294967296.0, "largest non-streamed upstream answer accepted (502 beyond)"},
+     0, NULL, 1024, 4294967296.0, "largest non-streamed upstream answer accepted; HTTP 502 beyond"},
     {"max_connections", GV_CFG_INT, offsetof(struct gateway_cfg, max_connections), "0", 0, NULL, 0,
-     10000000, "open client connections, all workers together; 0: what the descriptor limit "
-     "allows after keeping 256 back for upstreams and the audit log (503 beyond)"},
+     10000000,
+     "open client connections, all workers together. `0` takes what the descriptor limit "
+     "allows: (soft `RLIMIT_NOFILE` − 256) / 2, so 256 descriptors stay for upstreams, the "
+     "audit log and the agent socket and every client can have its upstream connection. Past "
+     "the cap a new connection gets HTTP 503 (`too_many_connections`, `Retry-After: 1`) and is "
+     "closed; open ones keep being served"},
     {"max_header_bytes", GV_CFG_SIZE, offsetof(struct gateway_cfg, max_header_bytes), "32KiB", 0,
-     NULL, 1024, 1048576, "largest request head, request line and headers together (431 beyond)"},
+     NULL, 1024, 1048576,
+     "largest request head, request line and headers together; HTTP 431 beyond"},
     {"max_header_line_bytes", GV_CFG_SIZE, offsetof(struct gateway_cfg, max_header_line_bytes),
      "8KiB", 0, NULL, 256, 1048576,
-     "largest request line or header line (414 for the request line, 431 for a header)"},
+     "largest request line or header line; HTTP 414 for the request line, 431 for a header"},
     {"max_headers", GV_CFG_INT, offsetof(struct gateway_cfg, max_headers), "64", 0, NULL, 8, 64,
-     "most header fields in one request (431 beyond)"},
+     "most header fields in one request; HTTP 431 beyond"},
     {"header_timeout", GV_CFG_DURATION, offsetof(struct gateway_cfg, header_timeout), "10s", 0,
-     NULL, 100, 3600000, "the whole request head must arrive within this of its first byte (408)"},
+     NULL, 100, 3600000,
+     "the whole request head must arrive within this of its first byte, however slowly it "
+     "trickles in; HTTP 408 and close beyond"},
     {"body_timeout", GV_CFG_DURATION, offsetof(struct gateway_cfg, body_timeout), "60s", 0, NULL,
-     100, 3600000, "the whole request body must arrive within this of the end of the head (408)"},
+     100, 3600000,
+     "the whole request body must arrive within this of the end of the head; HTTP 408 and close "
+     "beyond"},
     {"keepalive_timeout", GV_CFG_DURATION, offsetof(struct gateway_cfg, keepalive_timeout), "20s",
      0, NULL, 100, 3600000, "an idle keep-alive connection is closed after this"},
     {"send_timeout", GV_CFG_DURATION, offsetof(struct gateway_cfg, send_timeout), "60s", 0, NULL,
-     100, 3600000, "a client that takes no answer bytes for this long is disconnected"},
+     100, 3600000,
+     "a client that takes no bytes of its answer for this long is disconnected; the request is "
+     "recorded as 499"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
+
+const struct gw_config_section *gw_config_sections(void)
+{
+    static const struct gw_config_section sections[] = {
+        {"pack", pack_map},
+        {"providers", providers_map},
+        {"providers.targets[]", target_map},
+        {"providers.targets[].secret_key_ref", secret_map},
+        {"policies", policies_map},
+        {"gateway", gateway_map},
+        {NULL, NULL},
+    };
+    return sections;
+}
 
 /* ---- helpers ---- */
 

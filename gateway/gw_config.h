@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/gv_cfg.h"
 #include "core/gv_rc.h"
 #include "core/gv_yaml.h"
 #include "gateway/gw_policy.h"
@@ -76,5 +77,16 @@ void gw_config_destroy(struct gw_config *cfg);
 
 /* Find the target for a request's `model`: a target whose model or id equals it. */
 const struct gw_target *gw_config_find_target(const struct gw_config *cfg, const char *model);
+
+/* One config map of policy-config.yaml that kt itself owns, named by where it sits in the
+ * file ("pack", "providers.targets[]", "telemetry"). */
+struct gw_config_section {
+    const char *name;
+    const struct gv_cfg_map *map;
+};
+/* Every such map, in the order the file is documented, ending with a NULL name: what
+ * docs/configuration.md is generated from. Not here: `telemetry` (gw_telemetry_config_map) and
+ * each policy's map (its ops). */
+const struct gw_config_section *gw_config_sections(void);
 
 #endif

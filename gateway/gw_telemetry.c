@@ -25,10 +25,17 @@ static const char *const content_values[] = {"none", "redacted", NULL};
 static const struct gv_cfg_map telemetry_map[] = {
     {"content", GV_CFG_ENUM, offsetof(struct telemetry_cfg, content), "none", 0, content_values, 0,
      0,
-     "none: traces carry roles and message count only; redacted: also the messages as sent "
-     "upstream after redaction and the answer as returned (each capped at 28 KiB)"},
+     "`none`: events carry the message roles and count, never text. `redacted`: they also carry "
+     "the messages exactly as forwarded upstream (after `pii-detector` and every other prompt "
+     "policy) and the answer as returned to the client (after response policies), each capped "
+     "at 28 KiB with a `[truncated by kt]` marker. A blocked prompt's text is never carried"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
+
+const struct gv_cfg_map *gw_telemetry_config_map(void)
+{
+    return telemetry_map;
+}
 
 gv_rc gw_telemetry_config_load(struct gw_config *cfg, const struct gv_ynode *node,
                                struct gv_cfg_err *err)

@@ -24,6 +24,8 @@ enum gw_telemetry_content {
  * values. */
 gv_rc gw_telemetry_config_load(struct gw_config *cfg, const struct gv_ynode *node,
                                struct gv_cfg_err *err);
+/* The `telemetry:` config map, for the configuration reference. */
+const struct gv_cfg_map *gw_telemetry_config_map(void);
 
 /* Message count and roles of the request (no text) into rec; body may be NULL
  * (the request never parsed). Any mode. */

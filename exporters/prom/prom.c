@@ -58,7 +58,8 @@ struct prom_ctx {
 
 static const struct gv_cfg_map prom_config[] = {
     {"listen", GV_CFG_STR, offsetof(struct prom_ctx, listen), NULL, GV_CFG_REQUIRED, NULL, 0, 0,
-     "HOST:PORT for GET /metrics"},
+     "`HOST:PORT` that serves `GET /metrics`; `kt agent run --metrics-listen A` sets it, and "
+     "without either the exporter is off"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 

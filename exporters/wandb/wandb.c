@@ -19,27 +19,30 @@ static const char *const mappings[] = {"companion", "shared", NULL};
 
 static const struct gv_cfg_map wandb_config[] = {
     {"base_url", GV_CFG_STR, offsetof(struct ex_wandb_ctx, base_url), NULL, 0, NULL, 0, 0,
-     "W&B API server; else WANDB_BASE_URL, else https://api.wandb.ai"},
+     "W&B API server; else `WANDB_BASE_URL`, else `https://api.wandb.ai`"},
     {"entity", GV_CFG_STR, offsetof(struct ex_wandb_ctx, entity), NULL, 0, NULL, 0, 0,
-     "default entity; else WANDB_ENTITY, else the API key's default entity"},
+     "default entity; else `WANDB_ENTITY`, else the API key's default entity"},
     {"project", GV_CFG_STR, offsetof(struct ex_wandb_ctx, project), NULL, 0, NULL, 0, 0,
-     "default project; else WANDB_PROJECT, else uncategorized"},
+     "default project; else `WANDB_PROJECT`, else `uncategorized`"},
     {"run_mapping", GV_CFG_ENUM, offsetof(struct ex_wandb_ctx, run_mapping), "companion", 0,
-     mappings, 0, 0, "companion: a <run>-gov run per tagged run; shared: write into the run"},
+     mappings, 0, 0,
+     "`companion`: a `<run_id>-gov` run beside each tagged run; `shared`: write into the "
+     "experiment's run itself (preview)"},
     {"per_host", GV_CFG_BOOL, offsetof(struct ex_wandb_ctx, per_host), "false", 0, NULL, 0, 0,
-     "companion run id gains the agent label (several hosts per run)"},
+     "the companion run id gains the agent label, `<run_id>-gov-<label>`, so several hosts can "
+     "write to one run"},
     {"label", GV_CFG_STR, offsetof(struct ex_wandb_ctx, label), NULL, 0, NULL, 0, 0,
      "this agent's stable label; default the host name"},
     {"upload_interval", GV_CFG_DURATION, offsetof(struct ex_wandb_ctx, upload_interval_ms), "15s",
      0, NULL, 0, 0, "at most one upload per run per interval"},
     {"heartbeat", GV_CFG_DURATION, offsetof(struct ex_wandb_ctx, heartbeat_ms), "30s", 0, NULL, 0,
-     0, "empty file_stream post after this long without one"},
+     0, "an empty file_stream post after this long without one"},
     {"dashboards", GV_CFG_BOOL, offsetof(struct ex_wandb_ctx, dashboards), "true", 0, NULL, 0, 0,
      "upsert the governance workspace and report once per project"},
     {"offline", GV_CFG_BOOL, offsetof(struct ex_wandb_ctx, offline), "false", 0, NULL, 0, 0,
-     "write runs to <state>/wandb-offline even with credentials"},
+     "write runs to `<state>/wandb-offline` even with credentials"},
     {"dir", GV_CFG_STR, offsetof(struct ex_wandb_ctx, dir), NULL, 0, NULL, 0, 0,
-     "run store directory; default <state>/wandb or <state>/wandb-offline"},
+     "(path) run store directory; default `<state>/wandb` or `<state>/wandb-offline`"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 

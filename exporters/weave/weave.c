@@ -26,14 +26,15 @@
 
 static const struct gv_cfg_map weave_config[] = {
     {"enabled", GV_CFG_BOOL, offsetof(struct ex_weave_ctx, enabled), "true", 0, NULL, 0, 0,
-     "one Weave call per governed request (false: off)"},
+     "one Weave call per governed request (`false`: off)"},
     {"base_url", GV_CFG_STR, offsetof(struct ex_weave_ctx, base_url), NULL, 0, NULL, 0, 0,
-     "trace server; else WF_TRACE_SERVER_URL, else <WANDB_BASE_URL>/traces for dedicated "
-     "servers, else https://trace.wandb.ai"},
+     "trace server; else `WF_TRACE_SERVER_URL`, else `<WANDB_BASE_URL>/traces` for dedicated "
+     "servers, else `https://trace.wandb.ai`"},
     {"entity", GV_CFG_STR, offsetof(struct ex_weave_ctx, entity), NULL, 0, NULL, 0, 0,
-     "entity for untagged requests; else WANDB_ENTITY, else the API key's default entity"},
+     "entity for requests without `X-Wandb-Entity`; else `WANDB_ENTITY`, else the API key's "
+     "default entity"},
     {"project", GV_CFG_STR, offsetof(struct ex_weave_ctx, project), NULL, 0, NULL, 0, 0,
-     "project for untagged requests; else WANDB_PROJECT, else uncategorized"},
+     "project for requests without `X-Wandb-Project`; else `WANDB_PROJECT`, else `uncategorized`"},
     {"batch_size", GV_CFG_INT, offsetof(struct ex_weave_ctx, batch_calls), "100", 0, NULL, 1,
      EX_WEAVE_BATCH_MAX, "calls per upload (the SDK's default is 100)"},
     {"senders", GV_CFG_INT, offsetof(struct ex_weave_ctx, senders), "4", 0, NULL, 1,
@@ -43,11 +44,11 @@ static const struct gv_cfg_map weave_config[] = {
     {"blocked_as_error", GV_CFG_BOOL, offsetof(struct ex_weave_ctx, blocked_as_error), "false", 0,
      NULL, 0, 0, "show blocked requests as failed calls (default: a normal call saying blocked)"},
     {"offline", GV_CFG_BOOL, offsetof(struct ex_weave_ctx, offline), "false", 0, NULL, 0, 0,
-     "keep calls in <state>/weave-offline even with credentials (kt wandb sync uploads them)"},
+     "keep calls in `<state>/weave-offline` even with credentials (`kt wandb sync` uploads them)"},
     {"dir", GV_CFG_STR, offsetof(struct ex_weave_ctx, dir), NULL, 0, NULL, 0, 0,
-     "outbox directory; default <state>/weave or <state>/weave-offline"},
+     "(path) outbox directory; default `<state>/weave`, or `<state>/weave-offline` when offline"},
     {"outbox_max", GV_CFG_SIZE, offsetof(struct ex_weave_ctx, outbox_max), "1GiB", 0, NULL, 1048576,
-     1099511627776.0, "calls waiting beyond this are dropped (and counted)"},
+     1099511627776.0, "calls beyond this wait nowhere: they are dropped and counted as failed"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 

@@ -122,25 +122,30 @@ static const char *const failure_modes[] = {"block", "allow", NULL};
 
 static const struct gv_cfg_map config_map[] = {
     {"immutable", GV_CFG_BOOL, offsetof(struct audit_ctx, immutable), "true", 0, NULL, 0, 0,
-     "make closed segments read-only (records are always hash-chained)"},
+     "make closed segments read-only, `0400` (records are always hash-chained; every file is "
+     "created `0600`)"},
     {"retention_days", GV_CFG_INT, offsetof(struct audit_ctx, retention_days), "365", 0, NULL, 1,
      36500, "delete whole segments older than this"},
     {"log_all_access", GV_CFG_BOOL, offsetof(struct audit_ctx, log_all_access), "true", 0, NULL, 0,
-     0, "record every request, not only blocked/redacted/error ones"},
+     0, "record every request, not only blocked, redacted or failed ones"},
     {"store_content", GV_CFG_BOOL, offsetof(struct audit_ctx, store_content), "false", 0, NULL, 0,
-     0, "store the prompt messages as forwarded and the answer as sent (after redaction)"},
+     0,
+     "store the prompt messages as forwarded (after redaction) and the answer as the client got "
+     "it (after response policies; the first choice's text, at most 64 KiB, then cut at a UTF-8 "
+     "boundary and marked `answer_truncated`)"},
     {"fsync", GV_CFG_ENUM, offsetof(struct audit_ctx, fsync_mode), "interval", 0, fsync_modes, 0, 0,
-     "group commit: interval (default), always or off"},
+     "group commit mode"},
     {"fsync_interval", GV_CFG_DURATION, offsetof(struct audit_ctx, fsync_interval_ms), "100ms", 0,
      NULL, 1, 60000, "group commit interval: the most a crash can lose"},
     {"on_failure", GV_CFG_ENUM, offsetof(struct audit_ctx, on_failure), "block", 0, failure_modes,
-     0, 0, "when the log cannot be written: block (503) or allow"},
+     0, 0, "when the log cannot be written: refuse requests (HTTP 503) or let them through"},
     {"segment_max_bytes", GV_CFG_SIZE, offsetof(struct audit_ctx, segment_max_bytes), "64MiB", 0,
      NULL, 4096, 1073741824.0, "start a new segment past this size (and every UTC day)"},
     {"queue_max", GV_CFG_INT, offsetof(struct audit_ctx, queue_max), "65536", 0, NULL, 16, 10000000,
-     "records waiting for the writer before on_failure applies"},
+     "records waiting for the writer before `on_failure` applies"},
     {"dir", GV_CFG_STR, offsetof(struct audit_ctx, dir), NULL, 0, NULL, 0, 0,
-     "segment directory (default <state-dir>/audit)"},
+     "(path) segment directory, `<state-dir>/audit` when absent; created `0700`; an existing "
+     "one that group or others can open is used, with a WARN line asking for `0700`"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 

@@ -44,15 +44,16 @@ struct cost_ctx {
 
 static const struct gv_cfg_map config_map[] = {
     {"prices", GV_CFG_NODE, offsetof(struct cost_ctx, prices), NULL, 0, NULL, 0, 0,
-     "model -> {input_per_mtok, output_per_mtok} in USD, over the built-in table"},
+     "(mapping) model -> `{input_per_mtok, output_per_mtok}` in USD, overriding the built-in "
+     "prices; absent: the built-in table"},
     {"budgets", GV_CFG_NODE, offsetof(struct cost_ctx, budgets), NULL, 0, NULL, 0, 0,
-     "{runs: {<run id>|default: budget_usd}, teams: {<team>|default: budget_usd}}"},
+     "(mapping) `{runs: {<run id>|default: budget_usd}, teams: {<team>|default: budget_usd}}`"},
     {"state_flush", GV_CFG_DURATION, offsetof(struct cost_ctx, state_flush_ms), "1s", 0, NULL, 10,
-     3600000, "how often spend is written to <state-dir>/cost/ledger.json"},
+     3600000, "how often spend is written to `<state-dir>/cost/ledger.json`"},
     {"default_max_tokens", GV_CFG_INT, offsetof(struct cost_ctx, default_max_tokens), "4096", 0,
      NULL, 1, 100000000,
-     "completion tokens a budgeted request holds for when it sets neither max_tokens nor "
-     "max_completion_tokens"},
+     "completion tokens a budgeted request holds for when it sets neither `max_tokens` nor "
+     "`max_completion_tokens`"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 

@@ -25,11 +25,15 @@ static const char *const modes[] = {"sync", "async", NULL};
 
 static const struct gv_cfg_map config_map[] = {
     {"threshold", GV_CFG_DOUBLE, offsetof(struct injection_ctx, threshold), "0.8", 0, NULL, 0, 1,
-     "score at or above which the action applies"},
+     "detector score at or above which `action` applies"},
     {"action", GV_CFG_ENUM, offsetof(struct injection_ctx, action), "block", 0, actions, 0, 0,
-     "block (403), flag (allow, record as flagged) or log (record only)"},
+     "`block` refuses with HTTP 403; `flag` lets the request through and records it as flagged; "
+     "`log` only records the score"},
     {"mode", GV_CFG_ENUM, offsetof(struct injection_ctx, mode), "sync", 0, modes, 0, 0,
-     "sync (before forwarding) or async (after, off the request path; flag or log only)"},
+     "`sync` scores before the request is forwarded; `async` scores after it was forwarded, off the "
+     "request path, so the request's latency does not include the detector (only `action: flag` "
+     "or `log`; `block` with `async` is an error at the key's position). See "
+     "[async detection](#async-detection)"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 

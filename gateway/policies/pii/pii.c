@@ -51,17 +51,25 @@ static const char *const op_names[] = {"replace", "mask", "hash", NULL};
 
 static const struct gv_cfg_map config_map[] = {
     {"action", GV_CFG_ENUM, offsetof(struct pii_ctx, action), "redact", 0, actions, 0, 0,
-     "redact (replace with <ENTITY_TYPE>), block (403), flag or log (record only)"},
+     "`redact` replaces each finding with `<ENTITY_TYPE>` before the request is forwarded; "
+     "`block` refuses with HTTP 403; `flag` forwards unchanged and records the finding (the "
+     "request counts as flagged); `log` forwards unchanged and only records the counts"},
     {"mode", GV_CFG_ENUM, offsetof(struct pii_ctx, mode), "sync", 0, modes, 0, 0,
-     "sync (before forwarding) or async (after, off the request path; flag or log only)"},
+     "`sync` scans before the request is forwarded; `async` scans after it was forwarded, off the "
+     "request path, so the request's latency does not include the detector (only `action: flag` "
+     "or `log`; `redact` or `block` with `async` is an error at the key's position). See "
+     "[async detection](#async-detection)"},
     {"entities", GV_CFG_STRLIST, offsetof(struct pii_ctx, entities), NULL, 0, NULL, 0, 0,
-     "Presidio entity names to detect; absent means all"},
+     "Presidio entity names to detect: `PERSON`, `EMAIL_ADDRESS`, `PHONE_NUMBER`, "
+     "`CREDIT_CARD`, `US_SSN`, `IP_ADDRESS`, `IBAN_CODE`, `URL`, `CRYPTO`, `MAC_ADDRESS`, "
+     "`US_ITIN`, `UK_NHS`; absent: all"},
     {"operator", GV_CFG_NODE, offsetof(struct pii_ctx, operators), NULL, 0, NULL, 0, 0,
-     "replace (default), mask or hash; one for all, or a map ENTITY_TYPE: op"},
+     "(string or mapping) replacement: `replace` (default), `mask` or `hash`, one for all "
+     "entities or a mapping `ENTITY_TYPE: operator`; checked when the policy starts"},
     {"scan_responses", GV_CFG_BOOL, offsetof(struct pii_ctx, scan_responses), "false", 0, NULL, 0,
      0, "also redact the upstream's answer, streamed answers included"},
     {"hash_key", GV_CFG_STR, offsetof(struct pii_ctx, hash_key), NULL, 0, NULL, 0, 0,
-     "secret for operator hash (HMAC-SHA256); absent: random per process"},
+     "secret for operator `hash` (HMAC-SHA256); absent: a random one per process"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 

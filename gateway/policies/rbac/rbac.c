@@ -51,11 +51,15 @@ struct rbac_ctx {
 
 static const struct gv_cfg_map config_map[] = {
     {"keys", GV_CFG_NODE, offsetof(struct rbac_ctx, keys), NULL, GV_CFG_REQUIRED, NULL, 0, 0,
-     "principals: [{name, key_sha256, team, role}] (kt rbac hash-key prints key_sha256)"},
+     "(list) principals: `[{name, key_sha256, team, role}]`; `kt rbac hash-key` prints "
+     "`key_sha256` for a key"},
     {"roles", GV_CFG_NODE, offsetof(struct rbac_ctx, roles), NULL, GV_CFG_REQUIRED, NULL, 0, 0,
-     "role -> {models: [...], targets: [...], budget_usd}"},
+     "(mapping) role name -> `{models: [...], targets: [...], budget_usd}`"},
     {"teams", GV_CFG_NODE, offsetof(struct rbac_ctx, teams), NULL, 0, NULL, 0, 0,
-     "W&B entity/team -> role, or -> {role, entities: [W&B entities its keys may tag]}"},
+     "(mapping) team -> role, or -> `{role, entities: [...]}`: the role also limits requests "
+     "tagged `X-Wandb-Entity: <team>`; `entities` lists the W&B entities that keys of the team "
+     "may tag (exact, `*` or `prefix*`; default: the team's own name). A key without a team may "
+     "tag none"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
