@@ -14,7 +14,7 @@
 #include "gateway/gw_req.h"
 #include "gateway/policies/accounting/cost_prices.h"
 #include "gateway/policies/accounting/ledger.h"
-#include "tests/unit/gateway/policies/audit/pol_fixture.h"
+#include "tests/unit/gateway/policies/pol_fixture.h"
 
 extern const struct gw_policy_ops gw_policy_cost;
 

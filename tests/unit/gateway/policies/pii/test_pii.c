@@ -16,7 +16,7 @@
 #include "gateway/gw_policy.h"
 #include "gateway/policies/gw_policies.h"
 #include "gateway/gw_req.h"
-#include "tests/unit/gateway/policies/audit/pol_fixture.h"
+#include "tests/unit/gateway/policies/pol_fixture.h"
 
 struct fix {
     struct fx_pol fx;

@@ -11,7 +11,7 @@
 
 #include "core/gv_record.h"
 #include "gateway/gw_req.h"
-#include "tests/unit/gateway/policies/audit/pol_fixture.h"
+#include "tests/unit/gateway/policies/pol_fixture.h"
 
 extern const struct gw_policy_ops gw_policy_rbac;
 

@@ -1,4 +1,4 @@
-/* tests/unit/gateway/policies/audit/pol_fixture.h - build a policy the way the chain does */
+/* tests/unit/gateway/policies/pol_fixture.h - build a policy the way the chain does */
 /* SPDX-License-Identifier: Apache-2.0 */
 #ifndef TEST_POL_FIXTURE_H
 #define TEST_POL_FIXTURE_H
