@@ -247,6 +247,14 @@ uint64_t ag_agent_events(struct ag_agent *ag)
     return atomic_load(&ag->events);
 }
 
+/* event_free for the events a failed start may not have made. */
+static void event_drop(struct event *ev)
+{
+    if (ev) {
+        event_free(ev);
+    }
+}
+
 void ag_agent_destroy(struct ag_agent *ag)
 {
     if (!ag) {
@@ -260,27 +268,15 @@ void ag_agent_destroy(struct ag_agent *ag)
         evconnlistener_free(ag->listener);
         unlink(ag->sock_path);
     }
-    if (ag->flush_ev) {
-        event_free(ag->flush_ev);
-    }
-    if (ag->stop_ev) {
-        event_free(ag->stop_ev);
-    }
-    if (ag->commit_ev) {
-        event_free(ag->commit_ev);
-    }
-    if (ag->stall_ev) {
-        event_free(ag->stall_ev);
-    }
+    event_drop(ag->flush_ev);
+    event_drop(ag->stop_ev);
+    event_drop(ag->commit_ev);
+    event_drop(ag->stall_ev);
     if (ag->stalled) {
         ag_batch_release(ag, ag->stall_nrec); /* never acknowledged: the gateway resends */
     }
-    if (ag->sigterm_ev) {
-        event_free(ag->sigterm_ev);
-    }
-    if (ag->sigint_ev) {
-        event_free(ag->sigint_ev);
-    }
+    event_drop(ag->sigterm_ev);
+    event_drop(ag->sigint_ev);
     if (ag->base) {
         event_base_free(ag->base);
     }

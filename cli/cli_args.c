@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gv_paths.h"
+
 int cli_usage_error(const struct cli_spec *spec, const char *fmt, ...)
 {
     va_list ap;
@@ -118,6 +120,25 @@ int cli_args_parse(const struct cli_spec *spec, int argc, char **argv, int *npos
     }
     if (npos) {
         *npos = np;
+    }
+    return CLI_ARGS_RUN;
+}
+
+int cli_agent_paths(const char *cmd, const char **state, const char **sock, struct cli_paths *buf)
+{
+    if (!*state) {
+        if (gv_state_dir_default(buf->state, sizeof(buf->state)) != GV_OK) {
+            fprintf(stderr, "%s: state dir path too long\n", cmd);
+            return 2;
+        }
+        *state = buf->state;
+    }
+    if (!*sock) {
+        if (gv_agent_socket_default(*state, buf->sock, sizeof(buf->sock)) != GV_OK) {
+            fprintf(stderr, "%s: socket path too long\n", cmd);
+            return 2;
+        }
+        *sock = buf->sock;
     }
     return CLI_ARGS_RUN;
 }

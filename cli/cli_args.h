@@ -55,4 +55,16 @@ int cli_args_parse(const struct cli_spec *spec, int argc, char **argv, int *npos
 int cli_usage_error(const struct cli_spec *spec, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Room for the state dir and the agent socket a command falls back to. */
+struct cli_paths {
+    char state[4096];
+    char sock[4096];
+};
+
+/* The state dir and agent socket of a command that talks to the agent: *state and *sock as
+ * given, or where they are NULL the defaults every kt command agrees on (the default state
+ * dir, <state>/agent.sock), written into buf. CLI_ARGS_RUN, or 2 after "<cmd>: state dir
+ * path too long" (or "socket path too long") on stderr. */
+int cli_agent_paths(const char *cmd, const char **state, const char **sock, struct cli_paths *buf);
+
 #endif

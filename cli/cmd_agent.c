@@ -115,7 +115,7 @@ int cli_agent_run(int argc, char **argv)
 int cli_agent_status(int argc, char **argv)
 {
     const char *state = NULL, *sock = NULL;
-    char state_dir[4096], sock_buf[4096];
+    struct cli_paths paths;
     struct gv_buf out;
     bool json = false;
     const struct cli_opt opts[] = {
@@ -135,21 +135,11 @@ int cli_agent_status(int argc, char **argv)
     if (code != CLI_ARGS_RUN) {
         return code;
     }
+    code = cli_agent_paths(spec.cmd, &state, &sock, &paths);
+    if (code != CLI_ARGS_RUN) {
+        return code;
+    }
     code = 0;
-    if (!state) {
-        if (gv_state_dir_default(state_dir, sizeof(state_dir)) != GV_OK) {
-            fprintf(stderr, "kt agent status: state dir path too long\n");
-            return 2;
-        }
-        state = state_dir;
-    }
-    if (!sock) {
-        if (gv_agent_socket_default(state, sock_buf, sizeof(sock_buf)) != GV_OK) {
-            fprintf(stderr, "kt agent status: socket path too long\n");
-            return 2;
-        }
-        sock = sock_buf;
-    }
     gv_buf_init(&out, 0);
     rc = ag_status_query(sock, json, 5000, &out);
     if (rc) {

@@ -703,8 +703,7 @@ int cli_events_tail(int argc, char **argv)
         size_t e, s, *starts, *lens, k = 0;
 
         cur = segs[n - 1];
-        if (gw_audit_segment_path(o.dir, cur, path, sizeof(path)) == GV_OK &&
-            gw_audit_read_file(path, GW_AUDIT_SEGMENT_READ_MAX, &b) == GV_OK) {
+        if (gw_audit_segment_read(o.dir, cur, path, sizeof(path), &b) == GV_OK) {
             starts = gv_calloc((size_t)o.limit + 1, sizeof(*starts));
             lens = gv_calloc((size_t)o.limit + 1, sizeof(*lens));
             e = b.len;

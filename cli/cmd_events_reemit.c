@@ -349,7 +349,8 @@ int cli_events_reemit(int argc, char **argv)
         {NULL, CLI_OPT_FLAG, NULL, 0, 0},
     };
     const struct cli_spec spec = {"kt events reemit", usage, opts, NULL, 0, 0};
-    char state_buf[4096], sock_buf[4096], audit_buf[4200];
+    struct cli_paths paths;
+    char audit_buf[4200];
     unsigned char rnd[GV_INSTANCE_ID_LEN / 2];
     struct sockaddr_un sa;
     struct gv_hello h;
@@ -371,19 +372,8 @@ int cli_events_reemit(int argc, char **argv)
     if (!r.all && !r.run && r.nids == 0) {
         return cli_usage_error(&spec, "say which records: --request-id, --run or --all");
     }
-    if (!state) {
-        if (gv_state_dir_default(state_buf, sizeof(state_buf)) != GV_OK) {
-            fprintf(stderr, "kt events reemit: state dir path too long\n");
-            return 2;
-        }
-        state = state_buf;
-    }
-    if (!sock) {
-        if (gv_agent_socket_default(state, sock_buf, sizeof(sock_buf)) != GV_OK) {
-            fprintf(stderr, "kt events reemit: socket path too long\n");
-            return 2;
-        }
-        sock = sock_buf;
+    if (cli_agent_paths(spec.cmd, &state, &sock, &paths) != CLI_ARGS_RUN) {
+        return 2;
     }
     if (!audit) {
         snprintf(audit_buf, sizeof(audit_buf), "%s/audit", state);

@@ -105,40 +105,33 @@ static const struct gw_emitter_ops agent_ops;
 
 /* ---- spool file ---------------------------------------------------------------------- */
 
-static gv_rc write_full(int fd, const void *p, size_t n, uint64_t off)
+/* pwrite (wr) or pread until all n bytes at off are done, retrying on EINTR; an error or a
+ * short file is GV_EIO. */
+static gv_rc pio_full(int fd, char *b, size_t n, uint64_t off, bool wr)
 {
-    const char *b = p;
     while (n > 0) {
-        ssize_t w = pwrite(fd, b, n, (off_t)off);
-        if (w < 0 && errno == EINTR) {
+        ssize_t k = wr ? pwrite(fd, b, n, (off_t)off) : pread(fd, b, n, (off_t)off);
+        if (k < 0 && errno == EINTR) {
             continue;
         }
-        if (w <= 0) {
+        if (k <= 0) {
             return GV_EIO;
         }
-        b += w;
-        n -= (size_t)w;
-        off += (uint64_t)w;
+        b += k;
+        n -= (size_t)k;
+        off += (uint64_t)k;
     }
     return GV_OK;
 }
 
+static gv_rc write_full(int fd, const void *p, size_t n, uint64_t off)
+{
+    return pio_full(fd, (char *)p, n, off, true); /* pwrite only reads the bytes */
+}
+
 static gv_rc read_full(int fd, void *p, size_t n, uint64_t off)
 {
-    char *b = p;
-    while (n > 0) {
-        ssize_t r = pread(fd, b, n, (off_t)off);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r <= 0) {
-            return GV_EIO;
-        }
-        b += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return GV_OK;
+    return pio_full(fd, p, n, off, false);
 }
 
 /* Persists "everything up to head_seq - 1 is done", so a restart never replays it. */

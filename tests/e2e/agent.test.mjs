@@ -13,7 +13,8 @@ import { statSync } from 'node:fs';
 import path from 'node:path';
 
 import {
-    startGateway, startAgent, agentStatus, agentMetrics, client, makeTempDir,
+    startGateway, startAgent, agentStatus, statusTotal, waitAgentTotal, agentMetrics, client,
+    chatOutcome, makeTempDir,
     usageFor, DEFAULT_REPLY,
     sleep, upstreamSuite,
 } from './lib/index.mjs';
@@ -28,29 +29,6 @@ function freshStateDir() {
     return path.join(makeTempDir('kt-e2e-agentwire-'), 'state');
 }
 
-/** Total requests over every run in a status document. */
-function total(status) {
-    return status.runs.reduce((n, r) => n + r.requests, 0);
-}
-
-/** Bounded poll: the agent's status once it has counted `want` requests in all. */
-async function waitTotal(stateDir, want, limitMs = 30000) {
-    let st = null;
-    for (let waited = 0; waited < limitMs; waited += 100) {
-        try {
-            st = await agentStatus(stateDir);
-            if (total(st) >= want) {
-                return st;
-            }
-        } catch {
-            /* the agent may be restarting */
-        }
-        await sleep(100);
-    }
-    assert.fail(`agent counted ${st ? total(st) : 'nothing'} requests, wanted ${want}`);
-    return st;
-}
-
 function run(status, id) {
     const r = status.runs.find((x) => x.run_id === id);
     assert.ok(r, `run ${id} missing from ${JSON.stringify(status.runs.map((x) => x.run_id))}`);
@@ -60,21 +38,7 @@ function run(status, id) {
 /** One chat call tagged with run id (null: untagged); returns 'ok' or the HTTP status. */
 async function ask(gw, runId, content, stream = false) {
     const oa = client(gw, runId ? { headers: { 'X-Wandb-Run-Id': runId } } : {});
-    try {
-        if (stream) {
-            const s = await oa.chat.completions.create({ model: 'gpt-4o', stream: true,
-                messages: [{ role: 'user', content }] });
-            for await (const chunk of s) {
-                void chunk;
-            }
-        } else {
-            await oa.chat.completions.create({ model: 'gpt-4o',
-                messages: [{ role: 'user', content }] });
-        }
-        return 'ok';
-    } catch (e) {
-        return e.status;
-    }
+    return chatOutcome(oa, content, stream);
 }
 
 /** Tokens the stand-in reported for the chat request it saw last. */
@@ -133,8 +97,8 @@ test('three runs: exact per-run counts and tokens in status --json and /metrics'
         }
         w[decision]++;
     }
-    const st = await waitTotal(stateDir, plan.length);
-    assert.equal(total(st), plan.length);
+    const st = await waitAgentTotal(stateDir, plan.length);
+    assert.equal(statusTotal(st), plan.length);
     for (const [id, w] of Object.entries(want)) {
         const r = run(st, id);
         assert.equal(r.requests, w.requests, `${id} requests`);
@@ -193,8 +157,8 @@ test('agent started after the gateway already served requests', async () => {
     }
     const agent = await startAgent({ stateDir });
     cleanups.push(() => agent.stop());
-    const st = await waitTotal(stateDir, 12);
-    assert.equal(total(st), 12);
+    const st = await waitAgentTotal(stateDir, 12);
+    assert.equal(statusTotal(st), 12);
     assert.equal(run(st, 'late-run').allowed, 12);
     await gw.stop();
     await agent.stop();
@@ -228,18 +192,18 @@ test('agent SIGKILLed mid-load and restarted: every request counted once', async
     agent = await startAgent({ stateDir, flush: 0.05 });
     cleanups.push(() => agent.stop());
     await load;
-    const st = await waitTotal(stateDir, N);
+    const st = await waitAgentTotal(stateDir, N);
     /* Let any replay still in flight arrive before the exact check. */
     await sleep(500);
     const final = await agentStatus(stateDir);
-    assert.equal(total(final), N);
-    assert.equal(total(st), N);
+    assert.equal(statusTotal(final), N);
+    assert.equal(statusTotal(st), N);
     assert.equal(final.agent.events, N);
     await gw.stop();
     await agent.stop();
     /* And from disk alone, after a clean stop. */
     agent = await startAgent({ stateDir });
-    assert.equal(total(await agentStatus(stateDir)), N);
+    assert.equal(statusTotal(await agentStatus(stateDir)), N);
     await agent.stop();
 });
 
@@ -250,7 +214,7 @@ test('gateway restarted while the agent was down: spooled events arrive once', a
     for (let i = 0; i < 10; i++) {
         assert.equal(await ask(gw, 'gw-restart', `Before the restart ${i}.`), 'ok');
     }
-    await waitTotal(stateDir, 10);
+    await waitAgentTotal(stateDir, 10);
     await agent.kill9();
     for (let i = 0; i < 10; i++) {
         assert.equal(await ask(gw, 'gw-restart', `While the agent is down ${i}.`, i % 2 === 1),
@@ -264,10 +228,10 @@ test('gateway restarted while the agent was down: spooled events arrive once', a
     }
     agent = await startAgent({ stateDir });
     cleanups.push(() => agent.stop());
-    await waitTotal(stateDir, 25);
+    await waitAgentTotal(stateDir, 25);
     await sleep(500);
     const st = await agentStatus(stateDir);
-    assert.equal(total(st), 25);
+    assert.equal(statusTotal(st), 25);
     assert.equal(run(st, 'gw-restart').allowed, 25);
     await gw.stop();
     await agent.stop();

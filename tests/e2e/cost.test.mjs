@@ -16,7 +16,7 @@ import path from 'node:path';
 
 import {
     upstreamSuite, startGateway, startAgent, agentStatus, client, pageConfig, runKt, makeTempDir,
-    promptTokens, countTokens, sleep,
+    promptTokens, countTokens, sleep, auditList, waitAuditRecords,
 } from './lib/index.mjs';
 
 const suite = upstreamSuite({ behave: { echo: true } });
@@ -31,28 +31,6 @@ function costConfig({ chain, cost = '', audit = '' }) {
     return pageConfig({ upstream: suite.up, chain })
         .replace('  audit-logger:\n', `  cost-tracker:\n${cost}  audit-logger:\n`)
         .replace('    log_all_access: true\n', `    log_all_access: true\n${audit}`);
-}
-
-/** `kt events list --json` records, newest first. */
-async function listJson(stateDir) {
-    const r = await runKt(['events', 'list', '--json', '--limit', '1000', '--state-dir',
-        stateDir]);
-    assert.equal(r.code, 0, r.stderr);
-    return r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
-}
-
-/** Wait (bounded) until the audit log holds at least n records. */
-async function waitForRecords(stateDir, n) {
-    let recs = [];
-    for (let i = 0; i < 200; i++) {
-        recs = await listJson(stateDir);
-        if (recs.length >= n) {
-            return recs;
-        }
-        await sleep(50);
-    }
-    assert.fail(`only ${recs.length} audit records appeared, wanted ${n}`);
-    return recs;
 }
 
 /** The spend ledger as the gateway left it (read after stop: the last flush is at shutdown). */
@@ -97,7 +75,7 @@ for (const chain of [['audit-logger', 'cost-tracker'], ['cost-tracker', 'audit-l
             const want = promptTokens(messages) + countTokens(messages[0].content);
             assert.equal(r.usage.total_tokens, want);
 
-            const [rec] = await waitForRecords(stateDir, 1);
+            const [rec] = await waitAuditRecords(stateDir, 1);
             assert.equal(rec.tokens_prompt + rec.tokens_completion, want);
             assert.equal(rec.cost_usd, want, 'the audit record carries the configured price');
             const run = await waitForAgentRun(stateDir, 'one-cost', 1);
@@ -139,7 +117,7 @@ test('budget: 50 concurrent requests against a budget for 10: 10 served, 40 refu
                 assert.equal(x.reason.code, 'budget_exceeded');
             }
             assert.equal(suite.up.requests.length - before, 10, 'refused requests never left');
-            await waitForRecords(stateDir, 50);
+            await waitAuditRecords(stateDir, 50);
         } finally {
             suite.up.behave({ echo: true });
         }
@@ -195,12 +173,12 @@ test('budget: aborted streams are charged what they delivered, so the budget sto
                     outcomes.push('served');
                 }
                 /* The next request starts once this one is recorded (so charged). */
-                await waitForRecords(stateDir, outcomes.length);
+                await waitAuditRecords(stateDir, outcomes.length);
             }
         } finally {
             suite.up.behave({ echo: true });
         }
-        const recs = (await waitForRecords(stateDir, 6)).reverse();
+        const recs = (await waitAuditRecords(stateDir, 6)).reverse();
         let spent = 0;
         for (const [i, rec] of recs.entries()) {
             /* Admitted exactly while what the earlier streams were charged is under budget. */
@@ -244,7 +222,7 @@ test('audit: store_content keeps the answer as the client got it, redacted, stre
             const r = await oa.chat.completions.create({ model: 'gpt-4o', messages });
             const got = r.choices[0].message.content;
             assert.ok(!got.includes(EMAIL), 'the answer reached the client unredacted');
-            let [rec] = await waitForRecords(g.stateDir, 1);
+            let [rec] = await waitAuditRecords(g.stateDir, 1);
             assert.equal(rec.streamed, false);
             assert.deepEqual(rec.content.map((m) => m.content), [messages[0].content]);
             assert.equal(rec.answer, got, 'the record keeps what the client received');
@@ -257,7 +235,7 @@ test('audit: store_content keeps the answer as the client got it, redacted, stre
                 text += (c.choices[0] && c.choices[0].delta.content) || '';
             }
             assert.ok(!text.includes(EMAIL));
-            [rec] = await waitForRecords(g.stateDir, 2);
+            [rec] = await waitAuditRecords(g.stateDir, 2);
             assert.equal(rec.streamed, true);
             assert.equal(rec.answer, text);
 
@@ -266,12 +244,12 @@ test('audit: store_content keeps the answer as the client got it, redacted, stre
             suite.up.behave({ text: long });
             const big = await oa.chat.completions.create({ model: 'gpt-4o', messages });
             assert.equal(big.choices[0].message.content, long);
-            [rec] = await waitForRecords(g.stateDir, 3);
+            [rec] = await waitAuditRecords(g.stateDir, 3);
             assert.equal(rec.answer, long.slice(0, 65536));
             assert.equal(rec.answer_truncated, true);
             const v = await runKt(['events', 'verify', '--state-dir', g.stateDir]);
             assert.equal(v.code, 0, v.stdout);
-            for (const x of await listJson(g.stateDir)) {
+            for (const x of await auditList(g.stateDir)) {
                 assert.ok(!JSON.stringify(x).includes(EMAIL), 'raw PII in the audit log');
             }
         } finally {
@@ -302,7 +280,7 @@ test('budget: a non-streamed request the client cuts off is charged the prompt i
                 `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
             await suite.up.waitForRequests(seen + 1);
             sock.resetAndDestroy(); /* the client gives up while the upstream works */
-            const [rec] = await waitForRecords(stateDir, 1);
+            const [rec] = await waitAuditRecords(stateDir, 1);
             assert.equal(rec.status, 499);
             assert.equal(rec.error_code, 'client_closed');
             assert.equal(rec.tokens_estimated, true);

@@ -17,7 +17,8 @@ import {
 import path from 'node:path';
 
 import {
-    startGateway, startAgent, agentStatus, client, makeTempDir, rawRequest, runKt,
+    startGateway, startAgent, agentStatus, statusTotal, waitAgentTotal, client, makeTempDir,
+    rawRequest, runKt,
     sleep, upstreamSuite,
 } from './lib/index.mjs';
 import { startStandin } from './wandb-standin/server.mjs';
@@ -59,28 +60,6 @@ function fillUp(dir) {
     return () => rmSync(file, { force: true });
 }
 
-function total(status) {
-    return status.runs.reduce((n, r) => n + r.requests, 0);
-}
-
-/** Bounded poll: the agent's status once it has counted `want` requests in all. */
-async function waitTotal(stateDir, want, limitMs = 60000) {
-    let st = null;
-    for (let waited = 0; waited < limitMs; waited += 100) {
-        try {
-            st = await agentStatus(stateDir);
-            if (total(st) >= want) {
-                return st;
-            }
-        } catch {
-            /* busy */
-        }
-        await sleep(100);
-    }
-    assert.fail(`agent counted ${st ? total(st) : 'nothing'} requests, wanted ${want}`);
-    return st;
-}
-
 async function ask(gw, runId, i) {
     const oa = client(gw, { headers: { 'X-Wandb-Run-Id': runId } });
     await oa.chat.completions.create({ model: 'gpt-4o',
@@ -99,7 +78,7 @@ test('agent: a full journal disk holds acknowledgements, and ingest resumes when
         cleanups.push(() => gw.stop());
         let sent = 0;
         await ask(gw, 'run-full', sent++);
-        await waitTotal(stateDir, 1);
+        await waitAgentTotal(stateDir, 1, 60000);
         const free = fillUp(fs);
         const stallRe = /journal write failed; holding acknowledgements/;
         /* The journal's last page may take a few more events before the disk says no. */
@@ -115,13 +94,13 @@ test('agent: a full journal disk holds acknowledgements, and ingest resumes when
         await agent.waitForLog(stallRe, 10000);
         const held = await agentStatus(stateDir);
         assert.equal(held.agent.journal_stalled, true);
-        assert.ok(total(held) < sent, 'nothing past the full journal was counted');
+        assert.ok(statusTotal(held) < sent, 'nothing past the full journal was counted');
         const health = await rawRequest(gw, { path: '/health' });
         assert.equal(health.json.events.dropped, 0);
         free();
         await agent.waitForLog(/journal writable again/, 30000);
-        const st = await waitTotal(stateDir, sent);
-        assert.equal(total(st), sent, 'every request counted exactly once');
+        const st = await waitAgentTotal(stateDir, sent, 60000);
+        assert.equal(statusTotal(st), sent, 'every request counted exactly once');
         assert.equal(st.agent.journal_stalled, false);
         await gw.stop();
         await agent.stop();
@@ -170,8 +149,8 @@ test('gateway: a full spool disk holds events in memory, none dropped, all count
         await waitHealth(gw, (e) => e.held === 0, 'held=0');
         const agent = await startAgent({ stateDir: agentState, args: ['--exporters', 'none'] });
         cleanups.push(() => agent.stop());
-        const st = await waitTotal(agentState, sent);
-        assert.equal(total(st), sent, 'the agent counted every request exactly once');
+        const st = await waitAgentTotal(agentState, sent, 60000);
+        assert.equal(statusTotal(st), sent, 'the agent counted every request exactly once');
         await waitHealth(gw, (e) => e.pending === 0 && e.dropped === 0, 'all acknowledged');
         await gw.stop();
         await agent.stop();
@@ -262,7 +241,7 @@ test('kt events reemit makes the agent whole from the audit log, and counts noth
         cleanups.push(() => agent.stop());
         await waitHealth(gw, (e) => e.pending === 0, 'pending=0');
         let st = await agentStatus(stateDir);
-        const lost = n - total(st);
+        const lost = n - statusTotal(st);
         assert.ok(lost >= health.dropped && lost > 0, `events lost: ${lost}`);
 
         /* One lost request by id, then everything: only the lost ones count. */
@@ -279,7 +258,7 @@ test('kt events reemit makes the agent whole from the audit log, and counts noth
         assert.equal(r.code, 0, r.stderr);
         assert.equal(counted(r), lost, r.stdout);
         st = await agentStatus(stateDir);
-        assert.equal(total(st), n, 'the agent now equals the audit log');
+        assert.equal(statusTotal(st), n, 'the agent now equals the audit log');
         for (const id of ['run-lost-a', 'run-lost-b']) {
             const want = audit.filter((x) => x.run_id === id);
             const got = st.runs.find((x) => x.run_id === id);
@@ -296,7 +275,7 @@ test('kt events reemit makes the agent whole from the audit log, and counts noth
         r = await reemit('--run', 'run-lost-a');
         assert.equal(r.code, 0, r.stderr);
         assert.equal(counted(r), 0, r.stdout);
-        assert.equal(total(await agentStatus(stateDir)), n);
+        assert.equal(statusTotal(await agentStatus(stateDir)), n);
         await gw.stop();
         await agent.stop();
     });

@@ -17,8 +17,8 @@ import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import {
-    startGateway, startAgent, agentStatus, agentMetrics, client, makeTempDir, runKt, usageFor,
-    DEFAULT_REPLY, upstreamSuite,
+    startGateway, startAgent, agentStatus, agentMetrics, client, chatOutcome, makeTempDir, runKt,
+    usageFor, DEFAULT_REPLY, upstreamSuite,
 } from './lib/index.mjs';
 import { startOtlpStandin } from './otlp-standin/server.mjs';
 
@@ -67,21 +67,7 @@ async function setup({ env = {}, config = null, standin = null } = {}) {
 async function ask(gw, content, { stream = false, headers = {} } = {}) {
     const oa = client(gw, { headers: { 'X-Wandb-Run-Id': 'otel-run', 'X-Wandb-Project': 'proj',
         'X-Wandb-Entity': 'ent', ...headers } });
-    try {
-        if (stream) {
-            const s = await oa.chat.completions.create({ model: 'gpt-4o', stream: true,
-                messages: [{ role: 'user', content }] });
-            for await (const chunk of s) {
-                void chunk;
-            }
-        } else {
-            await oa.chat.completions.create({ model: 'gpt-4o',
-                messages: [{ role: 'user', content }] });
-        }
-        return 'ok';
-    } catch (e) {
-        return e.status;
-    }
+    return chatOutcome(oa, content, stream);
 }
 
 /** Spans grouped by trace, each trace's spans by kind. */

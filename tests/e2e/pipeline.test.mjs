@@ -16,7 +16,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import {
-    startGateway, startAgent, agentStatus, client, makeTempDir, runKt,
+    startGateway, startAgent, agentStatus, client, chatOutcome, makeTempDir, runKt,
     usageFor, DEFAULT_REPLY, ktBinExists, testEnv,
     sleep, upstreamSuite,
 } from './lib/index.mjs';
@@ -68,22 +68,7 @@ async function startPipeline({ standin, wandb, idle }) {
 
 /** One chat call; returns 'ok' or the HTTP status. */
 async function ask(gw, headers, content, stream) {
-    const oa = client(gw, { headers });
-    try {
-        if (stream) {
-            const s = await oa.chat.completions.create({ model: 'gpt-4o', stream: true,
-                messages: [{ role: 'user', content }] });
-            for await (const chunk of s) {
-                void chunk;
-            }
-        } else {
-            await oa.chat.completions.create({ model: 'gpt-4o',
-                messages: [{ role: 'user', content }] });
-        }
-        return 'ok';
-    } catch (e) {
-        return e.status;
-    }
+    return chatOutcome(client(gw, { headers }), content, stream);
 }
 
 function emptyWant() {

@@ -10,12 +10,11 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 import {
-    startUpstream, startGateway, startAgent, agentStatus, client, rawRequest, chatBody,
-    pageConfig, runKt, makeTempDir, sleep, testEnv,
+    startUpstream, startGateway, startAgent, waitAgentTotal, client, rawRequest, chatBody,
+    pageConfig, runKt, makeTempDir, testEnv, waitAuditRecords, allFiles,
 } from './lib/index.mjs';
 
 let up;
@@ -27,53 +26,6 @@ before(async () => {
 after(async () => {
     await up?.close();
 });
-
-/** Every file under dir, as { p, data }. */
-function allFiles(dir) {
-    const out = [];
-    for (const name of readdirSync(dir)) {
-        const p = path.join(dir, name);
-        const st = statSync(p);
-        if (st.isDirectory()) {
-            out.push(...allFiles(p));
-        } else if (st.isFile()) {
-            out.push({ p, data: readFileSync(p) });
-        }
-    }
-    return out;
-}
-
-/** `kt events list --json`, newest first, once at least n records are there. */
-async function auditRecords(stateDir, n) {
-    let recs = [];
-    for (let i = 0; i < 200; i++) {
-        const r = await runKt(['events', 'list', '--json', '--limit', '1000', '--state-dir',
-            stateDir]);
-        assert.equal(r.code, 0, r.stderr);
-        recs = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
-        if (recs.length >= n) {
-            return recs;
-        }
-        await sleep(50);
-    }
-    assert.fail(`only ${recs.length} audit records, wanted ${n}`);
-    return recs;
-}
-
-/** The agent's runs once it has received n requests in all. */
-async function agentRuns(stateDir, n) {
-    let total = 0;
-    for (let i = 0; i < 200; i++) {
-        const st = await agentStatus(stateDir);
-        total = st.runs.reduce((a, r) => a + r.requests, 0);
-        if (total >= n) {
-            return st.runs;
-        }
-        await sleep(50);
-    }
-    assert.fail(`the agent saw ${total} requests, wanted ${n}`);
-    return [];
-}
 
 async function start(chain, settings) {
     const stateDir = path.join(makeTempDir('kt-e2e-tags-'), 'state');
@@ -164,14 +116,14 @@ test('rbac binds X-Wandb-Entity to the caller; refused requests stay out of othe
             n++;
             assert.equal(r.status, 200, r.body);
 
-            const recs = await auditRecords(stateDir, n);
+            const recs = await waitAuditRecords(stateDir, n);
             const intoRoot = recs.filter((x) => x.entity === 'root-team');
             assert.equal(intoRoot.length, 1, JSON.stringify(intoRoot));
             assert.equal(intoRoot[0].principal, 'root');
             for (const x of recs.filter((y) => y.decision !== 'allowed')) {
                 assert.ok(['', 'vision-team'].includes(x.entity ?? ''), JSON.stringify(x));
             }
-            const runs = await agentRuns(stateDir, n);
+            const { runs } = await waitAgentTotal(stateDir, n);
             const rootRuns = runs.filter((x) => x.entity === 'root-team');
             assert.equal(rootRuns.reduce((a, x) => a + x.requests, 0), 1,
                 `only root's own request is in root-team: ${JSON.stringify(rootRuns)}`);
@@ -200,10 +152,10 @@ test('rbac: teams.<team>.entities lists the W&B entities its keys may tag', asyn
             assert.equal(r.json.error.param, 'X-Wandb-Entity');
         }
         /* refused: recorded under the team's first listed entity */
-        const recs = await auditRecords(stateDir, 5);
+        const recs = await waitAuditRecords(stateDir, 5);
         assert.deepEqual(recs.slice(0, 3).map((x) => x.entity),
             ['vision-shared', 'vision-shared', 'vision-shared']);
-        await agentRuns(stateDir, 5);
+        await waitAgentTotal(stateDir, 5);
     } finally {
         await gw.stop();
         await agent.stop();
@@ -260,8 +212,8 @@ test('a run tag holding PII is refused with 400 and recorded nowhere', async () 
             n++;
             assert.equal(r.status, 200, `${id}: ${r.body}`);
         }
-        await auditRecords(stateDir, n);
-        await agentRuns(stateDir, n);
+        await waitAuditRecords(stateDir, n);
+        await waitAgentTotal(stateDir, n);
         await gw.stop();
         await agent.stop();
         for (const { p, data } of allFiles(stateDir)) {

@@ -16,8 +16,10 @@
 #include "core/gv_file.h"
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
+#include "core/gv_paths.h"
 #include "core/gv_thread.h"
 #include "core/gv_time.h"
+#include "gateway/gw_policy.h"
 
 struct entry {
     struct entry *next;
@@ -369,4 +371,36 @@ void gw_ledger_close(struct gw_ledger *l)
     pthread_mutex_destroy(&l->mu);
     gv_free(l->path);
     gv_free(l);
+}
+
+gv_rc gw_ledger_open_for(const struct gw_policy *pol, const char *sub, long flush_ms,
+                         const char *budgets, const char *path, const struct gv_ynode *settings,
+                         struct gv_cfg_err *err, struct gw_ledger **out)
+{
+    char dir[4096], file[4200];
+    gv_rc rc;
+    int n;
+
+    n = snprintf(dir, sizeof(dir), "%s/%s",
+                 pol->state_dir && *pol->state_dir ? pol->state_dir : ".", sub);
+    if (pol->check_only) {
+        /* A dry run creates nothing and starts no ledger flusher. */
+        if (n < 0 || (size_t)n >= sizeof(dir) || gv_dir_check(dir) != GV_OK) {
+            return gv_cfg_fail(err, path, settings, "%s: cannot create %s: %s", pol->ops->name, dir,
+                               strerror(errno));
+        }
+        return GV_OK;
+    }
+    if (n < 0 || (size_t)n >= sizeof(dir) || gv_mkdir_p(dir, 0700) != GV_OK) {
+        return gv_cfg_fail(err, path, settings, "%s: cannot create %s: %s", pol->ops->name, dir,
+                           strerror(errno));
+    }
+    snprintf(file, sizeof(file), "%s/ledger.json", dir);
+    rc = gw_ledger_open(file, flush_ms, out);
+    if (rc) {
+        return gv_cfg_fail(err, path, settings,
+                           "%s: cannot load the spend ledger %s (%s); move it away to reset %s",
+                           pol->ops->name, file, gv_rc_str(rc), budgets);
+    }
+    return GV_OK;
 }

@@ -5,7 +5,10 @@
 
 #include <stdbool.h>
 
+#include "core/gv_cfg.h"
 #include "core/gv_rc.h"
+
+struct gw_policy;
 
 /* USD spent so far per (kind, key), kept in memory and written to a JSON file
  * by a background thread (never on the request path), so budgets survive
@@ -19,6 +22,14 @@ struct gw_ledger;
 /* Loads `path` when it exists (GV_EPROTO when it is not a ledger: budgets must
  * not silently reset) and starts the flusher. *out owned by the caller. */
 gv_rc gw_ledger_open(const char *path, long flush_ms, struct gw_ledger **out);
+/* The ledger a policy keeps in <state_dir>/<sub>/ledger.json (state_dir unset: "."), its
+ * directory created 0700 first. In check-only mode nothing is created or opened (*out stays
+ * as it was): the directory is only checked to be creatable. GV_ECONFIG at `settings`:
+ * "<policy>: cannot create <dir>: <why>", or "<policy>: cannot load the spend ledger <file>
+ * (<rc>); move it away to reset <budgets>". */
+gv_rc gw_ledger_open_for(const struct gw_policy *pol, const char *sub, long flush_ms,
+                         const char *budgets, const char *path, const struct gv_ynode *settings,
+                         struct gv_cfg_err *err, struct gw_ledger **out);
 /* Flushes one last time, stops the thread, frees. Accepts NULL. */
 void gw_ledger_close(struct gw_ledger *l);
 /* Spend so far; 0 for unknown keys. Thread-safe. */

@@ -632,6 +632,17 @@ gv_rc gw_audit_verify_expect(const char *dir, const struct gw_audit_pos *expect,
     return verify(dir, expect, res);
 }
 
+gv_rc gw_audit_segment_read(const char *dir, uint64_t segment, char *path, size_t size,
+                            struct gv_buf *buf)
+{
+    gv_rc rc = gw_audit_segment_path(dir, segment, path, size);
+
+    if (rc) {
+        return rc;
+    }
+    return gw_audit_read_file(path, GW_AUDIT_SEGMENT_READ_MAX, buf);
+}
+
 gv_rc gw_audit_segment_each_reverse(const char *dir, uint64_t segment, gw_audit_line_fn fn,
                                     void *arg, bool *stopped)
 {
@@ -641,11 +652,7 @@ gv_rc gw_audit_segment_each_reverse(const char *dir, uint64_t segment, gw_audit_
     gv_rc rc;
 
     *stopped = false;
-    rc = gw_audit_segment_path(dir, segment, path, sizeof(path));
-    if (rc) {
-        return rc;
-    }
-    rc = gw_audit_read_file(path, GW_AUDIT_SEGMENT_READ_MAX, &b);
+    rc = gw_audit_segment_read(dir, segment, path, sizeof(path), &b);
     if (rc) {
         return rc;
     }
@@ -682,11 +689,7 @@ static gv_rc segment_end(const char *dir, uint64_t segment, struct gw_audit_pos 
     uint64_t v;
     gv_rc rc;
 
-    rc = gw_audit_segment_path(dir, segment, path, sizeof(path));
-    if (rc) {
-        return rc;
-    }
-    rc = gw_audit_read_file(path, GW_AUDIT_SEGMENT_READ_MAX, &b);
+    rc = gw_audit_segment_read(dir, segment, path, sizeof(path), &b);
     if (rc) {
         return rc;
     }

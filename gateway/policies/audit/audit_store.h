@@ -61,6 +61,11 @@ gv_rc gw_audit_segments_list(const char *dir, uint64_t **out, size_t *n);
 /* Reads a whole file (at most max bytes) into buf. GV_ENOTFOUND, GV_EIO, GV_E2BIG. */
 gv_rc gw_audit_read_file(const char *path, size_t max, struct gv_buf *buf);
 
+/* Segment `segment` of dir read whole (at most GW_AUDIT_SEGMENT_READ_MAX bytes) into buf:
+ * gw_audit_segment_path into path, then gw_audit_read_file, with their errors. */
+gv_rc gw_audit_segment_read(const char *dir, uint64_t segment, char *path, size_t size,
+                            struct gv_buf *buf);
+
 /* head.json and anchor.json. read: GV_ENOTFOUND when absent, GV_EPROTO when
  * malformed. write: atomically (temporary file + rename); fsync when `sync`. */
 gv_rc gw_audit_pos_read(const char *dir, const char *name, struct gw_audit_pos *pos);

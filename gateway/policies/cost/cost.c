@@ -1,6 +1,5 @@
 /* gateway/policies/cost/cost.c - cost per request and budgets */
 /* SPDX-License-Identifier: Apache-2.0 */
-#include <errno.h>
 #include <json-c/json.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -10,7 +9,6 @@
 
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
-#include "core/gv_paths.h"
 #include "gateway/gw_policy.h"
 #include "gateway/gw_req.h"
 #include "gateway/policies/accounting/cost_prices.h"
@@ -202,11 +200,9 @@ static gv_rc cost_setup(struct gw_policy *pol, const char *path, const struct gv
                         struct gv_cfg_err *err)
 {
     struct cost_ctx *ctx = pol->ctx;
-    char dir[4096], file[4200];
     const struct gv_ynode *b = ctx->budgets;
     size_t i;
     gv_rc rc;
-    int n;
 
     rc = parse_prices(ctx, path, err);
     if (rc) {
@@ -229,29 +225,8 @@ static gv_rc cost_setup(struct gw_policy *pol, const char *path, const struct gv
     if (rc) {
         return rc;
     }
-    n = snprintf(dir, sizeof(dir), "%s/cost",
-                 pol->state_dir && *pol->state_dir ? pol->state_dir : ".");
-    if (pol->check_only) {
-        /* A dry run creates nothing and starts no ledger flusher. */
-        if (n < 0 || (size_t)n >= sizeof(dir) || gv_dir_check(dir) != GV_OK) {
-            return gv_cfg_fail(err, path, settings, "cost-tracker: cannot create %s: %s", dir,
-                               strerror(errno));
-        }
-        return GV_OK;
-    }
-    if (n < 0 || (size_t)n >= sizeof(dir) || gv_mkdir_p(dir, 0700) != GV_OK) {
-        return gv_cfg_fail(err, path, settings, "cost-tracker: cannot create %s: %s", dir,
-                           strerror(errno));
-    }
-    snprintf(file, sizeof(file), "%s/ledger.json", dir);
-    rc = gw_ledger_open(file, ctx->state_flush_ms, &ctx->ledger);
-    if (rc) {
-        return gv_cfg_fail(err, path, settings,
-                           "cost-tracker: cannot load the spend ledger %s (%s); move it away to "
-                           "reset every budget",
-                           file, gv_rc_str(rc));
-    }
-    return GV_OK;
+    return gw_ledger_open_for(pol, "cost", ctx->state_flush_ms, "every budget", path, settings, err,
+                              &ctx->ledger);
 }
 
 static gv_rc cost_init(struct gw_policy *pol, const char *path, const struct gv_ynode *settings,

@@ -295,19 +295,20 @@ struct tag_field {
     const char *message;
 };
 
+/* The message names the header; the literal is put together at compile time so the
+ * verdict can point at it. */
+#define TAG_FIELD(member, header)                                                                  \
+    {                                                                                              \
+        offsetof(struct gv_record, member), header,                                                \
+            "The " header " header contains personal data (an e-mail address, phone number, "      \
+            "card or account number); W&B run tags must not (pii-detector)."                       \
+    }
+
 static const struct tag_field tag_fields[] = {
-    {offsetof(struct gv_record, run_id), "X-Wandb-Run-Id",
-     "The X-Wandb-Run-Id header contains personal data (an e-mail address, phone number, card "
-     "or account number); W&B run tags must not (pii-detector)."},
-    {offsetof(struct gv_record, project), "X-Wandb-Project",
-     "The X-Wandb-Project header contains personal data (an e-mail address, phone number, card "
-     "or account number); W&B run tags must not (pii-detector)."},
-    {offsetof(struct gv_record, entity), "X-Wandb-Entity",
-     "The X-Wandb-Entity header contains personal data (an e-mail address, phone number, card "
-     "or account number); W&B run tags must not (pii-detector)."},
-    {offsetof(struct gv_record, run_group), "X-Wandb-Run-Group",
-     "The X-Wandb-Run-Group header contains personal data (an e-mail address, phone number, card "
-     "or account number); W&B run tags must not (pii-detector)."},
+    TAG_FIELD(run_id, "X-Wandb-Run-Id"),
+    TAG_FIELD(project, "X-Wandb-Project"),
+    TAG_FIELD(entity, "X-Wandb-Entity"),
+    TAG_FIELD(run_group, "X-Wandb-Run-Group"),
 };
 
 /* A run tag becomes a W&B run name, an audit field, a ledger key and a log

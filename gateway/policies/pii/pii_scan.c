@@ -301,7 +301,8 @@ static bool itin_ok(unsigned area, unsigned group)
             (group >= 90 && group <= 92) || (group >= 94 && group <= 99));
 }
 
-bool pii_ipv4_ok(const char *s, size_t n)
+/* Whether s[0..n) is an address of family af as inet_pton reads it (it wants a C string). */
+static bool inet_ok(int af, const char *s, size_t n)
 {
     char tmp[64];
     unsigned char addr[16];
@@ -311,20 +312,17 @@ bool pii_ipv4_ok(const char *s, size_t n)
     }
     memcpy(tmp, s, n);
     tmp[n] = '\0';
-    return inet_pton(AF_INET, tmp, addr) == 1;
+    return inet_pton(af, tmp, addr) == 1;
+}
+
+bool pii_ipv4_ok(const char *s, size_t n)
+{
+    return inet_ok(AF_INET, s, n);
 }
 
 bool pii_ipv6_ok(const char *s, size_t n)
 {
-    char tmp[64];
-    unsigned char addr[16];
-
-    if (n == 0 || n >= sizeof(tmp)) {
-        return false;
-    }
-    memcpy(tmp, s, n);
-    tmp[n] = '\0';
-    return inet_pton(AF_INET6, tmp, addr) == 1;
+    return inet_ok(AF_INET6, s, n);
 }
 
 bool pii_nhs_ok(const char *digits)

@@ -1,6 +1,5 @@
 /* gateway/policies/rbac/rbac.c - API keys to principals, roles to models */
 /* SPDX-License-Identifier: Apache-2.0 */
-#include <errno.h>
 #include <openssl/crypto.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -9,7 +8,6 @@
 
 #include "core/gv_hash.h"
 #include "core/gv_mem.h"
-#include "core/gv_paths.h"
 #include "gateway/gw_policy.h"
 #include "gateway/gw_req.h"
 #include "gateway/policies/accounting/cost_prices.h"
@@ -329,11 +327,9 @@ static gv_rc setup(struct gw_policy *pol, const char *path, const struct gv_ynod
                    struct gv_cfg_err *err)
 {
     struct rbac_ctx *ctx = pol->ctx;
-    char dir[4096], file[4200];
     bool budgets = false;
     size_t i;
     gv_rc rc;
-    int n;
 
     rc = parse_roles(ctx, path, err);
     if (rc == GV_OK) {
@@ -351,28 +347,7 @@ static gv_rc setup(struct gw_policy *pol, const char *path, const struct gv_ynod
     if (!budgets) {
         return GV_OK;
     }
-    n = snprintf(dir, sizeof(dir), "%s/rbac",
-                 pol->state_dir && *pol->state_dir ? pol->state_dir : ".");
-    if (pol->check_only) {
-        /* A dry run creates nothing and starts no ledger flusher. */
-        if (n < 0 || (size_t)n >= sizeof(dir) || gv_dir_check(dir) != GV_OK) {
-            return gv_cfg_fail(err, path, settings, "rbac: cannot create %s: %s", dir,
-                               strerror(errno));
-        }
-        return GV_OK;
-    }
-    if (n < 0 || (size_t)n >= sizeof(dir) || gv_mkdir_p(dir, 0700) != GV_OK) {
-        return gv_cfg_fail(err, path, settings, "rbac: cannot create %s: %s", dir, strerror(errno));
-    }
-    snprintf(file, sizeof(file), "%s/ledger.json", dir);
-    rc = gw_ledger_open(file, 1000, &ctx->ledger);
-    if (rc) {
-        return gv_cfg_fail(err, path, settings,
-                           "rbac: cannot load the spend ledger %s (%s); move it away to reset "
-                           "role budgets",
-                           file, gv_rc_str(rc));
-    }
-    return GV_OK;
+    return gw_ledger_open_for(pol, "rbac", 1000, "role budgets", path, settings, err, &ctx->ledger);
 }
 
 static gv_rc rbac_init(struct gw_policy *pol, const char *path, const struct gv_ynode *settings,

@@ -1,10 +1,12 @@
 // tests/e2e/lib/agent.mjs - run `kt agent run` beside a gateway and read its aggregates
 // SPDX-License-Identifier: Apache-2.0
 
+import assert from 'node:assert/strict';
 import http from 'node:http';
 import path from 'node:path';
 
 import { makeTempDir, runKt, spawnKt, testEnv } from './proc.mjs';
+import { sleep } from './suite.mjs';
 
 /** The agent's ready line: `msg="listening" socket=...`. */
 export const AGENT_READY_RE = /msg="?listening"?[^\n]*\bsocket=/;
@@ -49,6 +51,32 @@ export async function agentStatus(stateDir) {
         throw new Error(`kt agent status exited ${r.code}: ${r.stderr}`);
     }
     return JSON.parse(r.stdout);
+}
+
+/** Requests counted over every run in a status document. */
+export function statusTotal(status) {
+    return status.runs.reduce((n, r) => n + r.requests, 0);
+}
+
+/**
+ * Bounded poll of `kt agent status`: the status once the agent on stateDir has counted `want`
+ * requests in all. A status that fails (the agent restarting or busy) is polled again.
+ */
+export async function waitAgentTotal(stateDir, want, limitMs = 30000) {
+    let st = null;
+    for (let waited = 0; waited < limitMs; waited += 100) {
+        try {
+            st = await agentStatus(stateDir);
+            if (statusTotal(st) >= want) {
+                return st;
+            }
+        } catch {
+            /* the agent may be restarting or busy */
+        }
+        await sleep(100);
+    }
+    assert.fail(`agent counted ${st ? statusTotal(st) : 'nothing'} requests, wanted ${want}`);
+    return st;
 }
 
 /** GET /metrics from the agent's Prometheus endpoint, as text. */

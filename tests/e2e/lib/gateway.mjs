@@ -154,6 +154,28 @@ export function client(gw, opts = {}) {
 }
 
 /**
+ * One gpt-4o chat call of `content` on `oa` (a client()), streamed (read to its end) or not:
+ * 'ok', or the HTTP status the call was refused with.
+ */
+export async function chatOutcome(oa, content, stream = false) {
+    try {
+        if (stream) {
+            const s = await oa.chat.completions.create({ model: 'gpt-4o', stream: true,
+                messages: [{ role: 'user', content }] });
+            for await (const chunk of s) {
+                void chunk;
+            }
+        } else {
+            await oa.chat.completions.create({ model: 'gpt-4o',
+                messages: [{ role: 'user', content }] });
+        }
+        return 'ok';
+    } catch (e) {
+        return e.status;
+    }
+}
+
+/**
  * A raw HTTP request to the gateway (for what the client library will not send).
  * Returns { status, headers, body (string), json (parsed or null), socketPort }.
  * opts.agent lets several calls share one keep-alive connection.

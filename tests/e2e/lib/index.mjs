@@ -6,6 +6,7 @@
 // upstream.mjs  startUpstream(): the OpenAI stand-in (records requests, scripted replies)
 // gateway.mjs   startGateway(), pageConfig(), client(), rawRequest(), chatBody(), TEST_SECRET
 // proc.mjs      spawnKt()/runKt(): start kt commands, wait for log lines, stop with exit 0
+// audit.mjs     auditList(), waitAuditRecords(), allFiles(): the audit log and files on disk
 //
 // startAgent() belongs in agent.mjs beside these files (same shape as startGateway: spawn
 // `kt agent run` through spawnKt() with a temp state dir, wait for its ready line, stop()
@@ -17,3 +18,4 @@ export * from './gateway.mjs';
 export * from './proc.mjs';
 export * from './agent.mjs';
 export * from './suite.mjs';
+export * from './audit.mjs';

@@ -1,7 +1,8 @@
-// tests/e2e/lib/suite.mjs - the stand-in upstream and the cleanups a test file shares
+// tests/e2e/lib/suite.mjs - the stand-in upstream, gateway and cleanups a test file shares
 // SPDX-License-Identifier: Apache-2.0
 import { before, after } from 'node:test';
 
+import { startGateway } from './gateway.mjs';
 import { startUpstream } from './upstream.mjs';
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -25,6 +26,29 @@ export function upstreamSuite(opts = {}) {
             }
         }
         await suite.up?.close();
+    });
+    return suite;
+}
+
+/**
+ * One stand-in upstream (opts as startUpstream's) and one gateway on the page's config in front
+ * of it, for all of a file's tests: `suite.up` and `suite.gw` once the tests run. After them the
+ * gateway stops (asserting a clean exit), then the stand-in closes.
+ */
+export function gatewaySuite(opts = {}) {
+    const suite = { up: null, gw: null };
+    before(async () => {
+        suite.up = await startUpstream(opts);
+        suite.gw = await startGateway({ upstream: suite.up });
+    });
+    after(async () => {
+        try {
+            if (suite.gw) {
+                await suite.gw.stop();
+            }
+        } finally {
+            await suite.up?.close();
+        }
     });
     return suite;
 }

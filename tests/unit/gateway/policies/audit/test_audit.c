@@ -18,7 +18,7 @@
 #include "core/gv_record.h"
 #include "gateway/gw_req.h"
 #include "gateway/policies/audit/audit_store.h"
-#include "tests/unit/gateway/policies/audit/pol_fixture.h"
+#include "tests/unit/gateway/policies/pol_fixture.h"
 
 extern const struct gw_policy_ops gw_policy_audit;
 
@@ -119,6 +119,14 @@ static void verify_fails_with(const char *state, uint64_t seq, const char *what)
     }
 }
 
+/* Six records through the policy, then segment 1 (its path in `path`) rewritten by fn. */
+static void tampered(const char *st, void (*fn)(struct gv_buf *b), char *path, size_t size)
+{
+    write_records(st, BASE_CFG, 1, 6);
+    seg1(st, path, size);
+    rewrite(path, fn);
+}
+
 static void test_line_seal_roundtrip_and_edit(void **state)
 {
     struct gv_buf b;
@@ -142,11 +150,10 @@ static void test_line_seal_roundtrip_and_edit(void **state)
 
 static void test_complete_writes_chain_that_verifies(void **state)
 {
-    char st[256], dir[512];
+    const char *st = *state;
+    char dir[512];
     struct gw_audit_verify_result res;
 
-    (void)state;
-    fx_tempdir(st, sizeof(st));
     write_records(st, BASE_CFG, 1, 25);
     audit_dir(st, dir, sizeof(dir));
     assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
@@ -157,20 +164,18 @@ static void test_complete_writes_chain_that_verifies(void **state)
     write_records(st, BASE_CFG, 26, 5);
     assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
     assert_int_equal(res.records, 30);
-    fx_rmtree(st);
 }
 
 static void test_record_holds_no_content_by_default(void **state)
 {
-    char st[256], path[600];
+    const char *st = *state;
+    char path[600];
     struct gv_buf b;
     struct fx_pol fx;
     struct gv_cfg_err err;
     struct gw_req req;
     struct gv_record rec;
 
-    (void)state;
-    fx_tempdir(st, sizeof(st));
     assert_int_equal(fx_open(&fx, &gw_policy_audit, BASE_CFG, st, &err), GV_OK);
     memset(&req, 0, sizeof(req));
     req.body = json_tokener_parse(
@@ -202,22 +207,20 @@ static void test_record_holds_no_content_by_default(void **state)
     assert_non_null(strstr(b.data, "secret words"));
     assert_null(strstr(b.data, "blocked words"));
     gv_buf_free(&b);
-    fx_rmtree(st);
 }
 
 /* store_content keeps the answer as the relay collected it; a record priced
  * by cost-tracker keeps that cost; estimated tokens say so. */
 static void test_store_content_keeps_answer_and_priced_cost(void **state)
 {
-    char st[256], path[600];
+    const char *st = *state;
+    char path[600];
     struct gv_buf b, answer;
     struct fx_pol fx;
     struct gv_cfg_err err;
     struct gw_req req;
     struct gv_record rec;
 
-    (void)state;
-    fx_tempdir(st, sizeof(st));
     assert_int_equal(
         fx_open(&fx, &gw_policy_audit, "store_content: true\nfsync: always\n", st, &err), GV_OK);
     assert_true(gw_policy_audit.keeps_answer(&fx.pol));
@@ -252,22 +255,19 @@ static void test_store_content_keeps_answer_and_priced_cost(void **state)
     assert_non_null(strstr(b.data, "<EMAIL_ADDRESS>\",\"answer_truncated\":true,\"hash\""));
     assert_null(strstr(b.data, "never stored"));
     gv_buf_free(&b);
-    fx_rmtree(st);
 }
 
 static void test_log_all_access_false_skips_allowed(void **state)
 {
-    char st[256], dir[512];
+    const char *st = *state;
+    char dir[512];
     struct gw_audit_verify_result res;
 
-    (void)state;
-    fx_tempdir(st, sizeof(st));
     /* 1..9: i % 3 == 0 are redacted (3, 6, 9), the rest allowed. */
     write_records(st, "log_all_access: false\nfsync_interval: 10ms\n", 1, 9);
     audit_dir(st, dir, sizeof(dir));
     assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
     assert_int_equal(res.records, 3);
-    fx_rmtree(st);
 }
 
 static void edit_byte(struct gv_buf *b)
@@ -280,15 +280,11 @@ static void edit_byte(struct gv_buf *b)
 
 static void test_verify_names_edited_record(void **state)
 {
-    char st[256], path[600];
+    const char *st = *state;
+    char path[600];
 
-    (void)state;
-    fx_tempdir(st, sizeof(st));
-    write_records(st, BASE_CFG, 1, 6);
-    seg1(st, path, sizeof(path));
-    rewrite(path, edit_byte);
+    tampered(st, edit_byte, path, sizeof(path));
     verify_fails_with(st, 3, "edited");
-    fx_rmtree(st);
 }
 
 static void delete_line(struct gv_buf *b)
@@ -300,15 +296,11 @@ static void delete_line(struct gv_buf *b)
 
 static void test_verify_names_record_after_deleted_one(void **state)
 {
-    char st[256], path[600];
+    const char *st = *state;
+    char path[600];
 
-    (void)state;
-    fx_tempdir(st, sizeof(st));
-    write_records(st, BASE_CFG, 1, 6);
-    seg1(st, path, sizeof(path));
-    rewrite(path, delete_line);
+    tampered(st, delete_line, path, sizeof(path));
     verify_fails_with(st, 4, "deleted, inserted or reordered");
-    fx_rmtree(st);
 }
 
 static void swap_lines(struct gv_buf *b)
@@ -324,15 +316,11 @@ static void swap_lines(struct gv_buf *b)
 
 static void test_verify_names_swapped_record(void **state)
 {
-    char st[256], path[600];
+    const char *st = *state;
+    char path[600];
 
-    (void)state;
-    fx_tempdir(st, sizeof(st));
-    write_records(st, BASE_CFG, 1, 6);
-    seg1(st, path, sizeof(path));
-    rewrite(path, swap_lines);
+    tampered(st, swap_lines, path, sizeof(path));
     verify_fails_with(st, 3, "deleted, inserted or reordered");
-    fx_rmtree(st);
 }
 
 static void cut_tail(struct gv_buf *b)
@@ -352,16 +340,12 @@ static void test_verify_catches_truncation(void **state)
 
     (void)state;
     fx_tempdir(st, sizeof(st));
-    write_records(st, BASE_CFG, 1, 6);
-    seg1(st, path, sizeof(path));
-    rewrite(path, cut_tail);
+    tampered(st, cut_tail, path, sizeof(path));
     verify_fails_with(st, 0, "truncated");
     fx_rmtree(st);
 
     fx_tempdir(st, sizeof(st));
-    write_records(st, BASE_CFG, 1, 6);
-    seg1(st, path, sizeof(path));
-    rewrite(path, drop_last_line);
+    tampered(st, drop_last_line, path, sizeof(path));
     verify_fails_with(st, 6, "truncated");
 
     /* A torn tail left by a crash is repaired by the next start. */
@@ -378,15 +362,14 @@ static void test_verify_catches_truncation(void **state)
 
 static void test_rotation_and_retention_keep_chain_verifiable(void **state)
 {
-    char st[256], dir[512], path[600];
+    const char *st = *state;
+    char dir[512], path[600];
     struct gw_audit_verify_result res;
     struct timeval old[2];
     uint64_t *segs = NULL;
     size_t n = 0;
     unsigned deleted = 0;
 
-    (void)state;
-    fx_tempdir(st, sizeof(st));
     /* ~700-byte records, 4 KiB segments: several segments. */
     write_records(st, "segment_max_bytes: 4096\nfsync: always\n", 1, 30);
     audit_dir(st, dir, sizeof(dir));
@@ -418,7 +401,6 @@ static void test_rotation_and_retention_keep_chain_verifiable(void **state)
     assert_int_equal(gw_audit_segment_path(dir, 4, path, sizeof(path)), GV_OK);
     assert_int_equal(unlink(path), 0);
     verify_fails_with(st, 0, "segment 4 is missing");
-    fx_rmtree(st);
 }
 
 static void head_path(const char *state, char *buf, size_t size)
@@ -428,10 +410,9 @@ static void head_path(const char *state, char *buf, size_t size)
 
 static void test_verify_fails_without_head(void **state)
 {
-    char st[256], path[600], head[600];
+    const char *st = *state;
+    char path[600], head[600];
 
-    (void)state;
-    fx_tempdir(st, sizeof(st));
     write_records(st, BASE_CFG, 1, 6);
     /* The newest record and head.json deleted together. */
     seg1(st, path, sizeof(path));
@@ -439,7 +420,6 @@ static void test_verify_fails_without_head(void **state)
     head_path(st, head, sizeof(head));
     assert_int_equal(unlink(head), 0);
     verify_fails_with(st, 0, "head.json is missing");
-    fx_rmtree(st);
 }
 
 static void verify_expect_fails_with(const char *state, const struct gw_audit_pos *expect,
@@ -554,11 +534,10 @@ static void assert_mode(const char *path, unsigned mode)
 
 static void test_files_are_private_in_a_shared_dir(void **state)
 {
-    char st[256], dir[512], cfg[1024], path[600];
+    const char *st = *state;
+    char dir[512], cfg[1024], path[600];
     mode_t old = umask(022);
 
-    (void)state;
-    fx_tempdir(st, sizeof(st));
     /* An operator's directory that everybody may read. */
     snprintf(dir, sizeof(dir), "%s/shared", st);
     assert_int_equal(mkdir(dir, 0755), 0);
@@ -580,12 +559,12 @@ static void test_files_are_private_in_a_shared_dir(void **state)
     }
     assert_mode(path, 0600); /* the open segment */
     umask(old);
-    fx_rmtree(st);
 }
 
 static void test_on_failure_block_refuses_when_disk_fails(void **state)
 {
-    char st[256], path[600];
+    const char *st = *state;
+    char path[600];
     struct fx_pol fx;
     struct gv_cfg_err err;
     struct gw_req req;
@@ -595,8 +574,6 @@ static void test_on_failure_block_refuses_when_disk_fails(void **state)
     struct stat sb;
     int i;
 
-    (void)state;
-    fx_tempdir(st, sizeof(st));
     assert_int_equal(fx_open(&fx, &gw_policy_audit, "fsync: always\non_failure: block\n", st, &err),
                      GV_OK);
     memset(&req, 0, sizeof(req));
@@ -645,51 +622,41 @@ static void test_on_failure_block_refuses_when_disk_fails(void **state)
         assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
         assert_int_equal(res.records, 1);
     }
-    fx_rmtree(st);
 }
 
 static void test_on_failure_allow_passes(void **state)
 {
-    char st[256];
+    const char *st = *state;
     struct fx_pol fx;
     struct gv_cfg_err err;
     struct gw_req req;
     struct gw_verdict v;
 
-    (void)state;
-    fx_tempdir(st, sizeof(st));
     assert_int_equal(fx_open(&fx, &gw_policy_audit, "on_failure: allow\n", st, &err), GV_OK);
     memset(&req, 0, sizeof(req));
     assert_int_equal(gw_policy_audit.evaluate(&fx.pol, &req, &v), GV_OK);
     assert_int_equal(v.action, GW_ACTION_PASS);
     fx_close(&fx);
-    fx_rmtree(st);
 }
 
 static void test_config_rejects_bad_values(void **state)
 {
-    struct fx_pol fx;
     struct gv_cfg_err err;
 
     (void)state;
-    assert_int_equal(fx_open(&fx, &gw_policy_audit, "fsync: sometimes\n", NULL, &err), GV_ECONFIG);
+    fx_assert_refused(&gw_policy_audit, "fsync: sometimes\n", &err);
     assert_non_null(strstr(err.msg, "policy.yaml:1:"));
-    fx_close(&fx);
-    fx_rmtree(fx.state);
-    assert_int_equal(fx_open(&fx, &gw_policy_audit, "retention_days: 0\n", NULL, &err), GV_ECONFIG);
-    fx_close(&fx);
-    fx_rmtree(fx.state);
+    fx_assert_refused(&gw_policy_audit, "retention_days: 0\n", &err);
 }
 
 static void test_two_processes_share_one_chain(void **state)
 {
-    char st[256], dir[512];
+    const char *st = *state;
+    char dir[512];
     struct gw_audit_verify_result res;
     pid_t kids[2];
     int i, status;
 
-    (void)state;
-    fx_tempdir(st, sizeof(st));
     /* Create the log first so both writers start from an existing chain. */
     write_records(st, BASE_CFG, 1, 1);
     for (i = 0; i < 2; i++) {
@@ -712,19 +679,17 @@ static void test_two_processes_share_one_chain(void **state)
     }
     assert_int_equal(res.records, 601);
     assert_true(res.segments > 2);
-    fx_rmtree(st);
 }
 
 static void test_verify_garbage_segment_does_not_crash(void **state)
 {
-    char st[256], dir[512], path[600];
+    const char *st = *state;
+    char dir[512], path[600];
     struct gw_audit_verify_result res;
     unsigned char junk[4096];
     FILE *f;
     size_t i;
 
-    (void)state;
-    fx_tempdir(st, sizeof(st));
     audit_dir(st, dir, sizeof(dir));
     mkdir(dir, 0700);
     for (i = 0; i < sizeof(junk); i++) {
@@ -735,7 +700,6 @@ static void test_verify_garbage_segment_does_not_crash(void **state)
     fwrite(junk, 1, sizeof(junk), f);
     fclose(f);
     assert_int_equal(gw_audit_verify(dir, &res), GV_EPROTO);
-    fx_rmtree(st);
 }
 
 static void test_check_only_creates_nothing(void **state)
@@ -748,23 +712,37 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_line_seal_roundtrip_and_edit),
-        cmocka_unit_test(test_complete_writes_chain_that_verifies),
-        cmocka_unit_test(test_record_holds_no_content_by_default),
-        cmocka_unit_test(test_store_content_keeps_answer_and_priced_cost),
-        cmocka_unit_test(test_log_all_access_false_skips_allowed),
-        cmocka_unit_test(test_verify_names_edited_record),
-        cmocka_unit_test(test_verify_names_record_after_deleted_one),
-        cmocka_unit_test(test_verify_names_swapped_record),
+        cmocka_unit_test_setup_teardown(test_complete_writes_chain_that_verifies, fx_dir_setup,
+                                        fx_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_record_holds_no_content_by_default, fx_dir_setup,
+                                        fx_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_store_content_keeps_answer_and_priced_cost,
+                                        fx_dir_setup, fx_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_log_all_access_false_skips_allowed, fx_dir_setup,
+                                        fx_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_verify_names_edited_record, fx_dir_setup,
+                                        fx_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_verify_names_record_after_deleted_one, fx_dir_setup,
+                                        fx_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_verify_names_swapped_record, fx_dir_setup,
+                                        fx_dir_teardown),
         cmocka_unit_test(test_verify_catches_truncation),
-        cmocka_unit_test(test_rotation_and_retention_keep_chain_verifiable),
-        cmocka_unit_test(test_verify_fails_without_head),
+        cmocka_unit_test_setup_teardown(test_rotation_and_retention_keep_chain_verifiable,
+                                        fx_dir_setup, fx_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_verify_fails_without_head, fx_dir_setup,
+                                        fx_dir_teardown),
         cmocka_unit_test(test_verify_expect_head),
-        cmocka_unit_test(test_files_are_private_in_a_shared_dir),
-        cmocka_unit_test(test_on_failure_block_refuses_when_disk_fails),
-        cmocka_unit_test(test_on_failure_allow_passes),
+        cmocka_unit_test_setup_teardown(test_files_are_private_in_a_shared_dir, fx_dir_setup,
+                                        fx_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_on_failure_block_refuses_when_disk_fails, fx_dir_setup,
+                                        fx_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_on_failure_allow_passes, fx_dir_setup,
+                                        fx_dir_teardown),
         cmocka_unit_test(test_config_rejects_bad_values),
-        cmocka_unit_test(test_two_processes_share_one_chain),
-        cmocka_unit_test(test_verify_garbage_segment_does_not_crash),
+        cmocka_unit_test_setup_teardown(test_two_processes_share_one_chain, fx_dir_setup,
+                                        fx_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_verify_garbage_segment_does_not_crash, fx_dir_setup,
+                                        fx_dir_teardown),
         cmocka_unit_test(test_check_only_creates_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

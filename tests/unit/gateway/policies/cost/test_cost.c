@@ -14,7 +14,7 @@
 #include "gateway/gw_req.h"
 #include "gateway/policies/accounting/cost_prices.h"
 #include "gateway/policies/accounting/ledger.h"
-#include "tests/unit/gateway/policies/audit/pol_fixture.h"
+#include "tests/unit/gateway/policies/pol_fixture.h"
 
 extern const struct gw_policy_ops gw_policy_cost;
 
@@ -52,12 +52,11 @@ static void call_init(struct call *c, const char *model, const char *run, const 
 
 static void test_complete_fills_cost_with_override(void **state)
 {
-    struct fx_pol fx;
+    struct fx_pol *fx = *state;
     struct gv_cfg_err err;
     struct call c;
 
-    (void)state;
-    assert_int_equal(fx_open(&fx, &gw_policy_cost,
+    assert_int_equal(fx_open(fx, &gw_policy_cost,
                              "prices:\n  gpt-4o: {input_per_mtok: 1, output_per_mtok: 2}\n"
                              "  my-model: {input_per_mtok: 10, output_per_mtok: 20}\n",
                              NULL, &err),
@@ -65,18 +64,16 @@ static void test_complete_fills_cost_with_override(void **state)
     call_init(&c, "gpt-4o", "", "");
     c.rec.tokens_prompt = 1000000;
     c.rec.tokens_completion = 500000;
-    gw_policy_cost.complete(&fx.pol, &c.req, &c.rec);
+    gw_policy_cost.complete(&fx->pol, &c.req, &c.rec);
     assert_true(fabs(c.rec.cost_usd - 2.0) < 1e-9);
     call_init(&c, "gpt-4o-mini", "", "");
     c.rec.tokens_prompt = 1000000;
-    gw_policy_cost.complete(&fx.pol, &c.req, &c.rec);
+    gw_policy_cost.complete(&fx->pol, &c.req, &c.rec);
     assert_true(fabs(c.rec.cost_usd - 0.15) < 1e-9); /* built-in row still there */
     call_init(&c, "unknown-model", "", "");
     c.rec.tokens_prompt = 1000000;
-    gw_policy_cost.complete(&fx.pol, &c.req, &c.rec);
+    gw_policy_cost.complete(&fx->pol, &c.req, &c.rec);
     assert_true(c.rec.cost_usd == 0.0);
-    fx_close(&fx);
-    fx_rmtree(fx.state);
 }
 
 static void test_run_and_team_budgets_block_and_survive_restart(void **state)
@@ -140,48 +137,45 @@ static void call_body(struct call *c, const char *json)
 
 static void test_evaluate_holds_worst_case_until_complete(void **state)
 {
-    struct fx_pol fx;
+    struct fx_pol *fx = *state;
     struct gv_cfg_err err;
     struct gw_verdict v;
     struct call c[4];
     int i;
 
-    (void)state;
-    assert_int_equal(fx_open(&fx, &gw_policy_cost, hold_yaml, NULL, &err), GV_OK);
+    assert_int_equal(fx_open(fx, &gw_policy_cost, hold_yaml, NULL, &err), GV_OK);
     /* Three requests in flight at once hold the whole budget: the fourth is
      * refused although nothing is spent yet. */
     for (i = 0; i < 4; i++) {
         call_init(&c[i], "gpt-4o", "hold-run", "hold-team");
         call_body(&c[i], "{\"max_tokens\":1,\"messages\":[{\"role\":\"user\","
                          "\"content\":\"hi\"}]}");
-        assert_int_equal(gw_policy_cost.evaluate(&fx.pol, &c[i].req, &v), GV_OK);
+        assert_int_equal(gw_policy_cost.evaluate(&fx->pol, &c[i].req, &v), GV_OK);
         assert_int_equal(v.action, i < 3 ? GW_ACTION_PASS : GW_ACTION_BLOCK);
     }
     assert_string_equal(v.code, "budget_exceeded");
     assert_null(c[3].req.policy_state[0]);
     /* One fails upstream (no tokens): its hold is released, nothing charged,
      * so a new request fits again. */
-    gw_policy_cost.complete(&fx.pol, &c[0].req, &c[0].rec);
+    gw_policy_cost.complete(&fx->pol, &c[0].req, &c[0].rec);
     assert_null(c[0].req.policy_state[0]);
     json_object_put(c[3].req.body);
     call_init(&c[3], "gpt-4o", "hold-run", "hold-team");
     call_body(&c[3], "{\"max_tokens\":1,\"messages\":[]}");
-    assert_int_equal(gw_policy_cost.evaluate(&fx.pol, &c[3].req, &v), GV_OK);
+    assert_int_equal(gw_policy_cost.evaluate(&fx->pol, &c[3].req, &v), GV_OK);
     assert_int_equal(v.action, GW_ACTION_PASS);
     /* The others settle to their real cost, $1 each: 3 spent, budget reached. */
     for (i = 1; i < 4; i++) {
         c[i].rec.tokens_completion = 1;
-        gw_policy_cost.complete(&fx.pol, &c[i].req, &c[i].rec);
+        gw_policy_cost.complete(&fx->pol, &c[i].req, &c[i].rec);
         assert_true(c[i].rec.cost_priced);
         assert_true(fabs(c[i].rec.cost_usd - 1.0) < 1e-9);
         json_object_put(c[i].req.body);
     }
     json_object_put(c[0].req.body);
     call_init(&c[0], "gpt-4o", "hold-run", "");
-    assert_int_equal(gw_policy_cost.evaluate(&fx.pol, &c[0].req, &v), GV_OK);
+    assert_int_equal(gw_policy_cost.evaluate(&fx->pol, &c[0].req, &v), GV_OK);
     assert_int_equal(v.action, GW_ACTION_BLOCK);
-    fx_close(&fx);
-    fx_rmtree(fx.state);
 }
 
 /* What a request holds, seen from outside: with a run budget of exactly `usd`
@@ -221,71 +215,54 @@ static void test_worst_case_uses_max_tokens_n_and_default(void **state)
         "prices:\n  gpt-4o: {input_per_mtok: 1000000, output_per_mtok: 1000000}\n"
         "budgets:\n  runs: {r59: 59, r59up: 59.001, r15: 15, r15up: 15.001}\n"
         "default_max_tokens: 50\n";
-    struct fx_pol fx;
+    struct fx_pol *fx = *state;
     struct gv_cfg_err err;
 
-    (void)state;
-    assert_int_equal(fx_open(&fx, &gw_policy_cost, yaml, NULL, &err), GV_OK);
+    assert_int_equal(fx_open(fx, &gw_policy_cost, yaml, NULL, &err), GV_OK);
     /* prompt bound: 2 bytes + 4 + 3 = 9 tokens; no max tokens: the default 50 */
-    assert_holds(&fx, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "r59", "r59up");
+    assert_holds(fx, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "r59", "r59up");
     /* max_completion_tokens wins over max_tokens, times n choices: 9 + 2 * 3 */
-    assert_holds(&fx,
+    assert_holds(fx,
                  "{\"max_tokens\":40,\"max_completion_tokens\":3,\"n\":2,"
                  "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
                  "r15", "r15up");
-    fx_close(&fx);
-    fx_rmtree(fx.state);
 }
 
 /* The chain prices before any complete(): complete() then charges that cost
  * and does not price again. */
 static void test_price_runs_once(void **state)
 {
-    struct fx_pol fx;
+    struct fx_pol *fx = *state;
     struct gv_cfg_err err;
     struct call c;
 
-    (void)state;
-    assert_int_equal(fx_open(&fx, &gw_policy_cost,
+    assert_int_equal(fx_open(fx, &gw_policy_cost,
                              "prices:\n  gpt-4o: {input_per_mtok: 1000000, output_per_mtok: 0}\n",
                              NULL, &err),
                      GV_OK);
     call_init(&c, "gpt-4o", "", "");
     c.rec.tokens_prompt = 11;
     assert_non_null(gw_policy_cost.price);
-    gw_policy_cost.price(&fx.pol, &c.req, &c.rec);
+    gw_policy_cost.price(&fx->pol, &c.req, &c.rec);
     assert_true(c.rec.cost_priced);
     assert_true(fabs(c.rec.cost_usd - 11.0) < 1e-9);
     assert_true(c.rec.price_input_per_mtok == 1000000.0);
     c.rec.tokens_prompt = 12; /* a second pricing would show */
-    gw_policy_cost.complete(&fx.pol, &c.req, &c.rec);
+    gw_policy_cost.complete(&fx->pol, &c.req, &c.rec);
     assert_true(fabs(c.rec.cost_usd - 11.0) < 1e-9);
-    fx_close(&fx);
-    fx_rmtree(fx.state);
 }
 
 static void test_init_rejects_bad_config_with_position(void **state)
 {
-    struct fx_pol fx;
     struct gv_cfg_err err;
 
     (void)state;
-    assert_int_equal(fx_open(&fx, &gw_policy_cost,
-                             "prices:\n  gpt-4o: {input_per_mtok: cheap, output_per_mtok: 1}\n",
-                             NULL, &err),
-                     GV_ECONFIG);
+    fx_assert_refused(&gw_policy_cost,
+                      "prices:\n  gpt-4o: {input_per_mtok: cheap, output_per_mtok: 1}\n", &err);
     assert_non_null(strstr(err.msg, "policy.yaml:2:"));
-    fx_close(&fx);
-    fx_rmtree(fx.state);
-    assert_int_equal(fx_open(&fx, &gw_policy_cost, "budgets:\n  projects: {a: 1}\n", NULL, &err),
-                     GV_ECONFIG);
+    fx_assert_refused(&gw_policy_cost, "budgets:\n  projects: {a: 1}\n", &err);
     assert_non_null(strstr(err.msg, "policy.yaml:2:3"));
-    fx_close(&fx);
-    fx_rmtree(fx.state);
-    assert_int_equal(fx_open(&fx, &gw_policy_cost, "budgets:\n  runs: {default: -1}\n", NULL, &err),
-                     GV_ECONFIG);
-    fx_close(&fx);
-    fx_rmtree(fx.state);
+    fx_assert_refused(&gw_policy_cost, "budgets:\n  runs: {default: -1}\n", &err);
 }
 
 static void test_ledger_rejects_corrupt_file(void **state)
@@ -326,11 +303,14 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_price_find_exact_prefix_and_unknown),
-        cmocka_unit_test(test_complete_fills_cost_with_override),
+        cmocka_unit_test_setup_teardown(test_complete_fills_cost_with_override, fx_pol_alloc,
+                                        fx_pol_teardown),
         cmocka_unit_test(test_run_and_team_budgets_block_and_survive_restart),
-        cmocka_unit_test(test_evaluate_holds_worst_case_until_complete),
-        cmocka_unit_test(test_worst_case_uses_max_tokens_n_and_default),
-        cmocka_unit_test(test_price_runs_once),
+        cmocka_unit_test_setup_teardown(test_evaluate_holds_worst_case_until_complete, fx_pol_alloc,
+                                        fx_pol_teardown),
+        cmocka_unit_test_setup_teardown(test_worst_case_uses_max_tokens_n_and_default, fx_pol_alloc,
+                                        fx_pol_teardown),
+        cmocka_unit_test_setup_teardown(test_price_runs_once, fx_pol_alloc, fx_pol_teardown),
         cmocka_unit_test(test_init_rejects_bad_config_with_position),
         cmocka_unit_test(test_ledger_rejects_corrupt_file),
         cmocka_unit_test(test_check_only_creates_nothing),

@@ -16,41 +16,26 @@
 #include "gateway/gw_policy.h"
 #include "gateway/policies/gw_policies.h"
 #include "gateway/gw_req.h"
+#include "tests/unit/gateway/policies/pol_fixture.h"
 
 struct fix {
-    struct gv_ydoc *doc;
-    struct gw_policy pol;
+    struct fx_pol fx;
     struct gv_cfg_err err;
 };
 
-/* Build the policy from YAML settings through config_map + init, as the chain does. */
+/* The pii-detector built from YAML settings as the chain builds it. */
 static gv_rc make(struct fix *f, const char *yaml)
 {
     const struct gw_policy_ops *ops = gw_policy_find("pii-detector");
-    gv_rc rc;
 
-    memset(f, 0, sizeof(*f));
     assert_non_null(ops);
-    assert_int_equal(gv_ydoc_load_buf("t.yaml", yaml, strlen(yaml), &f->doc, &f->err), GV_OK);
-    f->pol.ops = ops;
-    f->pol.name = "pii-detector";
-    f->pol.ctx = gv_calloc(1, ops->ctx_size);
-    rc = gv_cfg_apply_in(ops->config_map, "t.yaml", "policy.pii-detector", f->doc->root, f->pol.ctx,
-                         &f->err);
-    if (rc == GV_OK) {
-        rc = ops->init(&f->pol, "t.yaml", f->doc->root, &f->err);
-    }
-    return rc;
+    return fx_open(&f->fx, ops, yaml, NULL, &f->err);
 }
 
 static void unmake(struct fix *f)
 {
-    if (f->pol.ops->destroy) {
-        f->pol.ops->destroy(&f->pol);
-    }
-    gv_cfg_release(f->pol.ops->config_map, f->pol.ctx);
-    gv_free(f->pol.ctx);
-    gv_ydoc_destroy(f->doc);
+    fx_close(&f->fx);
+    fx_rmtree(f->fx.state);
 }
 
 static const char *content0(struct json_object *body)
@@ -72,7 +57,7 @@ static void eval(struct fix *f, const char *body, struct gw_verdict *v, struct j
     req.body = json_tokener_parse(body);
     assert_non_null(req.body);
     req.rec = &rec;
-    assert_int_equal(f->pol.ops->evaluate(&f->pol, &req, v), GV_OK);
+    assert_int_equal(f->fx.pol.ops->evaluate(&f->fx.pol, &req, v), GV_OK);
     *out = req.body;
 }
 
@@ -167,11 +152,11 @@ static void test_init_rejects_bad_config_with_position(void **state)
 
     (void)state;
     assert_int_equal(make(&f, "entities:\n  - PERSON\n  - EMAIL\n"), GV_ECONFIG);
-    assert_non_null(strstr(f.err.msg, "t.yaml:3:5"));
+    assert_non_null(strstr(f.err.msg, "policy.yaml:3:5"));
     assert_non_null(strstr(f.err.msg, "EMAIL"));
     unmake(&f);
     assert_int_equal(make(&f, "operator:\n  PERSON: blur\n"), GV_ECONFIG);
-    assert_non_null(strstr(f.err.msg, "t.yaml:2:11"));
+    assert_non_null(strstr(f.err.msg, "policy.yaml:2:11"));
     unmake(&f);
     assert_int_equal(make(&f, "action: shred\n"), GV_ECONFIG);
     unmake(&f);
@@ -225,7 +210,7 @@ static void test_response_json_redacts_when_asked(void **state)
     assert_int_equal(make(&f, "scan_responses: true\n"), GV_OK);
     resp = json_tokener_parse(r);
     memset(&v, 0, sizeof(v));
-    assert_int_equal(f.pol.ops->response_json(&f.pol, &req, resp, &v), GV_OK);
+    assert_int_equal(f.fx.pol.ops->response_json(&f.fx.pol, &req, resp, &v), GV_OK);
     json_object_object_get_ex(resp, "choices", &ch);
     json_object_object_get_ex(json_object_array_get_idx(ch, 0), "message", &msg);
     json_object_object_get_ex(msg, "content", &c);
@@ -237,7 +222,7 @@ static void test_response_json_redacts_when_asked(void **state)
     assert_int_equal(make(&f, "scan_responses: false\n"), GV_OK);
     resp = json_tokener_parse(r);
     memset(&v, 0, sizeof(v));
-    assert_int_equal(f.pol.ops->response_json(&f.pol, &req, resp, &v), GV_OK);
+    assert_int_equal(f.fx.pol.ops->response_json(&f.fx.pol, &req, resp, &v), GV_OK);
     assert_non_null(strstr(json_object_to_json_string(resp), "ann.lee@corp.org"));
     json_object_put(resp);
     unmake(&f);
@@ -257,17 +242,18 @@ static char *stream(struct fix *f, const char *const *pieces, uint32_t *email_co
     *email_count = 0;
     for (i = 0; pieces[i]; i++) {
         memset(&v, 0, sizeof(v));
-        assert_int_equal(f->pol.ops->stream_text(&f->pol, &req, &st, pieces[i], strlen(pieces[i]),
-                                                 false, &out, &v),
+        assert_int_equal(f->fx.pol.ops->stream_text(&f->fx.pol, &req, &st, pieces[i],
+                                                    strlen(pieces[i]), false, &out, &v),
                          GV_OK);
         *email_count += v.pii_counts[GV_PII_EMAIL_ADDRESS];
         /* nothing of the address may have left before it was complete */
         assert_null(strstr(out.data ? out.data : "", "bob"));
     }
     memset(&v, 0, sizeof(v));
-    assert_int_equal(f->pol.ops->stream_text(&f->pol, &req, &st, "", 0, true, &out, &v), GV_OK);
+    assert_int_equal(f->fx.pol.ops->stream_text(&f->fx.pol, &req, &st, "", 0, true, &out, &v),
+                     GV_OK);
     *email_count += v.pii_counts[GV_PII_EMAIL_ADDRESS];
-    f->pol.ops->stream_free(&f->pol, st);
+    f->fx.pol.ops->stream_free(&f->fx.pol, st);
     return gv_buf_steal(&out);
 }
 
@@ -323,7 +309,7 @@ static void test_tags_refuse_pii(void **state)
         memset(&rec, 0, sizeof(rec));
         snprintf(rec.run_group, sizeof(rec.run_group), "group-1");
         snprintf((char *)&rec + bad[i].off, GV_RUN_TAG_MAX + 1, "%s", bad[i].value);
-        assert_int_equal(f.pol.ops->tags(&f.pol, &req, &v), GV_OK);
+        assert_int_equal(f.fx.pol.ops->tags(&f.fx.pol, &req, &v), GV_OK);
         assert_int_equal(v.action, GW_ACTION_BLOCK);
         assert_int_equal(v.status, 400);
         assert_string_equal(v.code, "pii_in_run_tag");
@@ -334,7 +320,7 @@ static void test_tags_refuse_pii(void **state)
         memset(&rec, 0, sizeof(rec));
         snprintf(rec.run_id, sizeof(rec.run_id), "%s", good[i]);
         snprintf(rec.project, sizeof(rec.project), "%s", good[i]);
-        assert_int_equal(f.pol.ops->tags(&f.pol, &req, &v), GV_OK);
+        assert_int_equal(f.fx.pol.ops->tags(&f.fx.pol, &req, &v), GV_OK);
         if (v.action != GW_ACTION_PASS) {
             fail_msg("run tag '%s' was refused", good[i]);
         }

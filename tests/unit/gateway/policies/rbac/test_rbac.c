@@ -11,7 +11,7 @@
 
 #include "core/gv_record.h"
 #include "gateway/gw_req.h"
-#include "tests/unit/gateway/policies/audit/pol_fixture.h"
+#include "tests/unit/gateway/policies/pol_fixture.h"
 
 extern const struct gw_policy_ops gw_policy_rbac;
 
@@ -68,76 +68,70 @@ static struct gw_verdict eval(struct fx_pol *fx, struct call *c)
     return v;
 }
 
+/* Setup for the tests that ask the plain config (no role budget). */
+static int open_plain(void **state)
+{
+    struct gv_cfg_err err;
+
+    fx_pol_alloc(state);
+    return fx_open(*state, &gw_policy_rbac, config(""), NULL, &err) == GV_OK ? 0 : -1;
+}
+
 static void test_evaluate_missing_and_unknown_key_401(void **state)
 {
-    struct fx_pol fx;
-    struct gv_cfg_err err;
+    struct fx_pol *fx = *state;
     struct call c;
     struct gw_verdict v;
 
-    (void)state;
-    assert_int_equal(fx_open(&fx, &gw_policy_rbac, config(""), NULL, &err), GV_OK);
     call_init(&c, "", "gpt-4o", "");
-    v = eval(&fx, &c);
+    v = eval(fx, &c);
     assert_int_equal(v.action, GW_ACTION_BLOCK);
     assert_int_equal(v.status, 401);
     assert_string_equal(v.code, "invalid_api_key");
     call_init(&c, "sk-mallory", "gpt-4o", "");
-    v = eval(&fx, &c);
+    v = eval(fx, &c);
     assert_int_equal(v.status, 401);
     assert_string_equal(c.rec.principal, "");
-    fx_close(&fx);
-    fx_rmtree(fx.state);
 }
 
 static void test_evaluate_known_key_sets_principal_and_team(void **state)
 {
-    struct fx_pol fx;
-    struct gv_cfg_err err;
+    struct fx_pol *fx = *state;
     struct call c;
     struct gw_verdict v;
 
-    (void)state;
-    assert_int_equal(fx_open(&fx, &gw_policy_rbac, config(""), NULL, &err), GV_OK);
     call_init(&c, "sk-alice", "gpt-4o-2024-08-06", "");
-    v = eval(&fx, &c);
+    v = eval(fx, &c);
     assert_int_equal(v.action, GW_ACTION_PASS);
     assert_string_equal(c.rec.principal, "alice");
     assert_string_equal(c.rec.team, "vision-team");
-    fx_close(&fx);
-    fx_rmtree(fx.state);
 }
 
 static void test_evaluate_model_outside_role_403(void **state)
 {
-    struct fx_pol fx;
-    struct gv_cfg_err err;
+    struct fx_pol *fx = *state;
     struct call c;
     struct gw_verdict v;
 
-    (void)state;
-    assert_int_equal(fx_open(&fx, &gw_policy_rbac, config(""), NULL, &err), GV_OK);
     call_init(&c, "sk-bob", "gpt-4o", "");
-    v = eval(&fx, &c);
+    v = eval(fx, &c);
     assert_int_equal(v.action, GW_ACTION_BLOCK);
     assert_int_equal(v.status, 403);
     assert_string_equal(v.code, "rbac");
     call_init(&c, "sk-bob", "gpt-4o-mini", "");
-    assert_int_equal(eval(&fx, &c).action, GW_ACTION_PASS);
+    assert_int_equal(eval(fx, &c).action, GW_ACTION_PASS);
     /* alice may use gpt-4o, but not when the request is tagged with a team
      * whose role does not allow it. */
     call_init(&c, "sk-alice", "gpt-4o", "interns-team");
-    v = eval(&fx, &c);
+    v = eval(fx, &c);
     assert_int_equal(v.status, 403);
     assert_string_equal(v.code, "rbac");
     call_init(&c, "sk-alice", "gpt-4o", "unmapped-entity");
-    assert_int_equal(eval(&fx, &c).action, GW_ACTION_PASS);
+    assert_int_equal(eval(fx, &c).action, GW_ACTION_PASS);
     /* targets are checked too */
     call_init(&c, "sk-alice", "gpt-4o", "");
     snprintf(c.rec.target, sizeof(c.rec.target), "%s", "other-target");
-    assert_int_equal(eval(&fx, &c).status, 403);
-    fx_close(&fx);
-    fx_rmtree(fx.state);
+    assert_int_equal(eval(fx, &c).status, 403);
 }
 
 static void test_role_budget_blocks_and_survives_restart(void **state)
@@ -234,96 +228,53 @@ static void test_tags_bind_entity_to_team(void **state)
     fx_rmtree(fx.state);
 
     /* Bad team entries are refused with their position. */
-    assert_int_equal(fx_open(&fx, &gw_policy_rbac,
-                             "keys: []\nroles:\n  r:\nteams:\n  t: {role: r, entity: [x]}\n", NULL,
-                             &err),
-                     GV_ECONFIG);
+    fx_assert_refused(&gw_policy_rbac,
+                      "keys: []\nroles:\n  r:\nteams:\n  t: {role: r, entity: [x]}\n", &err);
     assert_non_null(strstr(err.msg, "policy.yaml:5:"));
     assert_non_null(strstr(err.msg, "unknown key 'entity' in team 't'"));
-    fx_close(&fx);
-    fx_rmtree(fx.state);
-    assert_int_equal(fx_open(&fx, &gw_policy_rbac,
-                             "keys: []\nroles:\n  r:\nteams:\n  t: {entities: [x]}\n", NULL, &err),
-                     GV_ECONFIG);
+    fx_assert_refused(&gw_policy_rbac, "keys: []\nroles:\n  r:\nteams:\n  t: {entities: [x]}\n",
+                      &err);
     assert_non_null(strstr(err.msg, "team 't' needs a role"));
-    fx_close(&fx);
-    fx_rmtree(fx.state);
-    assert_int_equal(fx_open(&fx, &gw_policy_rbac,
-                             "keys: []\nroles:\n  r:\nteams:\n  t: {role: r, entities: x}\n", NULL,
-                             &err),
-                     GV_ECONFIG);
+    fx_assert_refused(&gw_policy_rbac,
+                      "keys: []\nroles:\n  r:\nteams:\n  t: {role: r, entities: x}\n", &err);
     assert_non_null(strstr(err.msg, "entities must be a list"));
-    fx_close(&fx);
-    fx_rmtree(fx.state);
 }
 
 static void test_init_rejects_bad_config_with_position(void **state)
 {
-    struct fx_pol fx;
     struct gv_cfg_err err;
 
     (void)state;
-    assert_int_equal(fx_open(&fx, &gw_policy_rbac,
-                             "keys:\n  - {name: a, key_sha256: sk-plaintext, role: r}\n"
-                             "roles:\n  r: {}\n",
-                             NULL, &err),
-                     GV_ECONFIG);
+    fx_assert_refused(&gw_policy_rbac,
+                      "keys:\n  - {name: a, key_sha256: sk-plaintext, role: r}\n"
+                      "roles:\n  r: {}\n",
+                      &err);
     assert_non_null(strstr(err.msg, "policy.yaml:2:"));
     assert_non_null(strstr(err.msg, "key_sha256"));
-    fx_close(&fx);
-    fx_rmtree(fx.state);
-    assert_int_equal(fx_open(&fx, &gw_policy_rbac,
-                             "keys:\n  - {name: a, key_sha256: "
-                             "0000000000000000000000000000000000000000000000000000000000000000, "
-                             "role: nope}\nroles:\n  r: {}\n",
-                             NULL, &err),
-                     GV_ECONFIG);
+    fx_assert_refused(&gw_policy_rbac,
+                      "keys:\n  - {name: a, key_sha256: "
+                      "0000000000000000000000000000000000000000000000000000000000000000, "
+                      "role: nope}\nroles:\n  r: {}\n",
+                      &err);
     assert_non_null(strstr(err.msg, "unknown role 'nope'"));
-    fx_close(&fx);
-    fx_rmtree(fx.state);
-    assert_int_equal(fx_open(&fx, &gw_policy_rbac, "roles:\n  r: {}\n", NULL, &err), GV_ECONFIG);
-    fx_close(&fx);
-    fx_rmtree(fx.state);
+    fx_assert_refused(&gw_policy_rbac, "roles:\n  r: {}\n", &err);
 }
 
 static void test_check_only_creates_nothing(void **state)
 {
-    struct fx_pol fx;
-    struct gv_cfg_err err;
-    char root[256], st[400], file[400];
-    FILE *f;
-
     (void)state;
-    /* A state dir that exists, and one that does not yet: both stay untouched. */
-    fx_tempdir(root, sizeof(root));
-    assert_int_equal(fx_open_check(&fx, &gw_policy_rbac, config(", budget_usd: 0.001"), root, &err), GV_OK);
-    fx_close(&fx);
-    assert_true(fx_dir_empty(root));
-    snprintf(st, sizeof(st), "%s/not/yet", root);
-    assert_int_equal(fx_open_check(&fx, &gw_policy_rbac, config(", budget_usd: 0.001"), st, &err), GV_OK);
-    fx_close(&fx);
-    assert_true(fx_dir_empty(root));
-    /* A state dir under a regular file could never be created: same error as a real start. */
-    snprintf(file, sizeof(file), "%s/file", root);
-    f = fopen(file, "w");
-    assert_non_null(f);
-    fclose(f);
-    snprintf(st, sizeof(st), "%s/state", file);
-    assert_int_equal(fx_open_check(&fx, &gw_policy_rbac, config(", budget_usd: 0.001"), st, &err), GV_ECONFIG);
-    assert_non_null(strstr(err.msg, "cannot create"));
-    assert_non_null(strstr(err.msg, "/rbac"));
-    fx_close(&fx);
-    unlink(file);
-    assert_true(fx_dir_empty(root));
-    fx_rmtree(root);
+    fx_assert_check_only_creates_nothing(&gw_policy_rbac, config(", budget_usd: 0.001"), "/rbac");
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_evaluate_missing_and_unknown_key_401),
-        cmocka_unit_test(test_evaluate_known_key_sets_principal_and_team),
-        cmocka_unit_test(test_evaluate_model_outside_role_403),
+        cmocka_unit_test_setup_teardown(test_evaluate_missing_and_unknown_key_401, open_plain,
+                                        fx_pol_teardown),
+        cmocka_unit_test_setup_teardown(test_evaluate_known_key_sets_principal_and_team, open_plain,
+                                        fx_pol_teardown),
+        cmocka_unit_test_setup_teardown(test_evaluate_model_outside_role_403, open_plain,
+                                        fx_pol_teardown),
         cmocka_unit_test(test_role_budget_blocks_and_survives_restart),
         cmocka_unit_test(test_tags_bind_entity_to_team),
         cmocka_unit_test(test_init_rejects_bad_config_with_position),

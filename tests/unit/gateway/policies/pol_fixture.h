@@ -1,4 +1,4 @@
-/* tests/unit/gateway/policies/audit/pol_fixture.h - build a policy the way the chain does */
+/* tests/unit/gateway/policies/pol_fixture.h - build a policy the way the chain does */
 /* SPDX-License-Identifier: Apache-2.0 */
 #ifndef TEST_POL_FIXTURE_H
 #define TEST_POL_FIXTURE_H
@@ -145,6 +145,56 @@ static inline void fx_close(struct fx_pol *fx)
     fx->pol.ctx = NULL;
     gv_ydoc_destroy(fx->doc);
     fx->doc = NULL;
+}
+
+/* For cmocka_unit_test_setup_teardown: a test's own instance, opened by the
+ * test or its setup, is closed and its state dir removed whatever the test did. */
+static inline int fx_pol_alloc(void **state)
+{
+    *state = gv_calloc(1, sizeof(struct fx_pol));
+    return 0;
+}
+
+static inline int fx_pol_teardown(void **state)
+{
+    struct fx_pol *fx = *state;
+
+    fx_close(fx);
+    if (fx->state[0]) {
+        fx_rmtree(fx->state);
+    }
+    gv_free(fx);
+    return 0;
+}
+
+/* For cmocka_unit_test_setup_teardown: *state is a fresh temp dir (char *),
+ * removed with all it holds after the test. */
+static inline int fx_dir_setup(void **state)
+{
+    char *dir = gv_malloc(256);
+
+    fx_tempdir(dir, 256);
+    *state = dir;
+    return 0;
+}
+
+static inline int fx_dir_teardown(void **state)
+{
+    fx_rmtree(*state);
+    gv_free(*state);
+    return 0;
+}
+
+/* `yaml` must be refused as config (GV_ECONFIG); the instance is closed and its
+ * temp dir removed, and err keeps the message for the caller to check. */
+static inline void fx_assert_refused(const struct gw_policy_ops *ops, const char *yaml,
+                                     struct gv_cfg_err *err)
+{
+    struct fx_pol fx;
+
+    assert_int_equal(fx_open(&fx, ops, yaml, NULL, err), GV_ECONFIG);
+    fx_close(&fx);
+    fx_rmtree(fx.state);
 }
 
 /* `kt policy check` must leave a state dir as it found it: the policy built in
