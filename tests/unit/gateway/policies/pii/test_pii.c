@@ -171,19 +171,19 @@ static void test_init_mode_async_needs_flag_or_log(void **state)
 
     (void)state;
     assert_int_equal(make(&f, "action: redact\nmode: async\n"), GV_ECONFIG);
-    assert_non_null(strstr(f.err.msg, "t.yaml:2:7"));
+    assert_non_null(strstr(f.err.msg, "policy.yaml:2:7"));
     assert_non_null(strstr(f.err.msg, "async needs action flag or log"));
     unmake(&f);
     assert_int_equal(make(&f, "mode: async\naction: block\n"), GV_ECONFIG);
-    assert_non_null(strstr(f.err.msg, "t.yaml:1:7"));
+    assert_non_null(strstr(f.err.msg, "policy.yaml:1:7"));
     unmake(&f);
     assert_int_equal(make(&f, "mode: async\n"), GV_ECONFIG); /* action defaults to redact */
     unmake(&f);
     assert_int_equal(make(&f, "action: flag\nmode: async\n"), GV_OK);
-    assert_true(f.pol.ops->is_async(&f.pol));
+    assert_true(f.fx.pol.ops->is_async(&f.fx.pol));
     unmake(&f);
     assert_int_equal(make(&f, "action: log\nmode: async\n"), GV_OK);
-    assert_true(f.pol.ops->is_async(&f.pol));
+    assert_true(f.fx.pol.ops->is_async(&f.fx.pol));
     eval(&f, body1, &v, &b);
     assert_int_equal(v.action, GW_ACTION_LOG);
     assert_int_equal(v.pii_counts[GV_PII_EMAIL_ADDRESS], 1);
@@ -192,7 +192,7 @@ static void test_init_mode_async_needs_flag_or_log(void **state)
     json_object_put(b);
     unmake(&f);
     assert_int_equal(make(&f, "action: redact\n"), GV_OK);
-    assert_false(f.pol.ops->is_async(&f.pol));
+    assert_false(f.fx.pol.ops->is_async(&f.fx.pol));
     unmake(&f);
 }
 
