@@ -1382,32 +1382,37 @@ static size_t tokenize(struct scan *s, struct word **out)
 
 /* Phrases that announce a name right after them. Lower case; matched
  * case-insensitively against the text before a word, whitespace skipped.
- * `intro` ones also admit lower-case names ("my name is eva kleist"). */
-#define CUE(s, intro)                                                                              \
+ * CUE_INTRO ones also admit lower-case names ("my name is eva kleist");
+ * CUE_ADDR ones (greetings, sign-offs, "I'm") address or introduce a person, so
+ * they are evidence even for a word that is also a month or a verb ("Dear May");
+ * CUE_WEAK ones ("by", "ask", "this is") also precede things and dates ("by
+ * June"), so they do not make a lone ambiguous word a name. */
+enum { CUE_NONE = 0, CUE_WEAK, CUE_INTRO, CUE_ADDR };
+#define CUE(s, kind)                                                                               \
     {                                                                                              \
-        s, sizeof(s) - 1, intro                                                                    \
+        s, sizeof(s) - 1, kind                                                                     \
     }
 static const struct {
     const char *cue;
     size_t len;
-    bool intro;
+    int kind;
 } cues[] = {
-    CUE("my name is", true), CUE("name is", true),     CUE("call me", true),
-    CUE("name:", true),      CUE("named", true),       CUE("called", true),
-    CUE("name's", true),     CUE("name?", true),       CUE("user:", false),
-    CUE("i'm", false),       CUE("i am", false),       CUE("dear", false),
-    CUE("hi", false),        CUE("hello", false),      CUE("hey", false),
-    CUE("cc:", false),       CUE("cc", false),         CUE("attn:", false),
-    CUE("regards,", false),  CUE("best,", false),      CUE("thanks,", false),
-    CUE("cheers,", false),   CUE("sincerely,", false), CUE("from:", false),
-    CUE("to:", false),       CUE("signed,", false),    CUE("this is", false),
-    CUE("said", false),      CUE("says", false),       CUE("asked", false),
-    CUE("told", false),      CUE("by", false),         CUE("contact", false),
-    CUE("ask", false),       CUE("thanks", false),     CUE("thank you", false),
-    CUE("wrote", false),     CUE("married", false),
+    CUE("my name is", CUE_INTRO), CUE("name is", CUE_INTRO),   CUE("call me", CUE_INTRO),
+    CUE("name:", CUE_INTRO),      CUE("named", CUE_INTRO),     CUE("called", CUE_INTRO),
+    CUE("name's", CUE_INTRO),     CUE("name?", CUE_INTRO),     CUE("user:", CUE_ADDR),
+    CUE("i'm", CUE_ADDR),         CUE("i am", CUE_ADDR),       CUE("dear", CUE_ADDR),
+    CUE("hi", CUE_ADDR),          CUE("hello", CUE_ADDR),      CUE("hey", CUE_ADDR),
+    CUE("cc:", CUE_ADDR),         CUE("cc", CUE_WEAK),         CUE("attn:", CUE_ADDR),
+    CUE("regards,", CUE_ADDR),    CUE("best,", CUE_ADDR),      CUE("thanks,", CUE_ADDR),
+    CUE("cheers,", CUE_ADDR),     CUE("sincerely,", CUE_ADDR), CUE("from:", CUE_ADDR),
+    CUE("to:", CUE_ADDR),         CUE("signed,", CUE_ADDR),    CUE("this is", CUE_WEAK),
+    CUE("said", CUE_WEAK),        CUE("says", CUE_WEAK),       CUE("asked", CUE_WEAK),
+    CUE("told", CUE_WEAK),        CUE("by", CUE_WEAK),         CUE("contact", CUE_WEAK),
+    CUE("ask", CUE_WEAK),         CUE("thanks", CUE_ADDR),     CUE("thank you", CUE_ADDR),
+    CUE("wrote", CUE_WEAK),       CUE("married", CUE_WEAK),
 };
 
-/* 0: no cue; 1: a cue; 2: an intro cue. */
+/* The kind of cue right before `pos`, CUE_NONE when there is none. */
 static int cue_before(const struct scan *s, size_t pos)
 {
     size_t e = pos, i, n;
@@ -1416,7 +1421,7 @@ static int cue_before(const struct scan *s, size_t pos)
         e--;
     }
     if (e == pos) {
-        return 0;
+        return CUE_NONE;
     }
     for (i = 0; i < sizeof(cues) / sizeof(cues[0]); i++) {
         size_t j;
@@ -1428,10 +1433,10 @@ static int cue_before(const struct scan *s, size_t pos)
              j++) {
         }
         if (j == n && (e == n || !is_alpha((unsigned char)s->t[e - n - 1]))) {
-            return cues[i].intro ? 2 : 1;
+            return cues[i].kind;
         }
     }
-    return 0;
+    return CUE_NONE;
 }
 
 static bool is_name_tok(unsigned char cls)
@@ -1942,6 +1947,37 @@ static bool surname_word(const struct scan *s, const struct word *w)
     return w->cls == W_WORD && !all_caps(s, w) && w->end - w->start >= 2 && s->t[w->end - 1] != 's';
 }
 
+/* Auxiliaries that open a question and are also given names ("Will", "May"). */
+static const char *const question_aux[] = {"will", "may", "can", "shall", "must", NULL};
+
+/* ws[i] is an auxiliary opening a question ("Will June be warm?", "May Jennifer
+ * join?"): it is the verb, not the first word of a name. */
+static bool opens_question(const struct scan *s, const struct word *w)
+{
+    char lw[8];
+    size_t n = w->end - w->start, k;
+
+    if (w->cls != W_AMBIG || !w->sent_start || n >= sizeof(lw)) {
+        return false;
+    }
+    for (k = 0; k < n; k++) {
+        lw[k] = (char)lower((unsigned char)s->t[w->start + k]);
+    }
+    if (!in_list(lw, n, question_aux)) {
+        return false;
+    }
+    for (k = w->end; k < s->len; k++) {
+        char c = s->t[k];
+        if (c == '?') {
+            return true;
+        }
+        if (c == '.' || c == '!' || c == '\n') {
+            return false;
+        }
+    }
+    return false;
+}
+
 static void scan_persons(struct scan *s)
 {
     struct word *ws = NULL;
@@ -1962,7 +1998,7 @@ static void scan_persons(struct scan *s)
         }
         if (ws[i].cls == W_LOWER) {
             unsigned char lf;
-            if (cue_before(s, ws[i].start) != 2) {
+            if (cue_before(s, ws[i].start) != CUE_INTRO) {
                 size_t e = lower_pair(s, ws, n, i);
                 if (e) {
                     add_span(s, ws[i].start, e, GV_PII_PERSON);
@@ -1978,7 +2014,7 @@ static void scan_persons(struct scan *s)
                 continue;
             }
             lower_intro = true;
-            cue = 2;
+            cue = CUE_INTRO;
         }
         else if (!is_name_tok(ws[i].cls) &&
                  !(ws[i].cls == W_WORD && after_title(s, ws, i) && !all_caps(s, &ws[i]))) {
@@ -1987,8 +2023,12 @@ static void scan_persons(struct scan *s)
         }
         else {
             cue = cue_before(s, ws[i].start);
+            if (!cue && opens_question(s, &ws[i])) {
+                i++;
+                continue;
+            }
             if (after_title(s, ws, i)) {
-                cue = cue ? cue : 1;
+                cue = cue ? cue : CUE_ADDR;
                 titled = true;
             }
         }
@@ -2028,6 +2068,11 @@ static void scan_persons(struct scan *s)
             namb += ws[k].cls == W_AMBIG;
             ninit += ws[k].cls == W_INITIAL;
         }
+        /* A lone word that is also a month or a verb ("by June", "ask Will")
+         * needs a title or a cue that addresses or introduces a person. */
+        if (ntok == 1 && namb == 1 && cue == CUE_WEAK && !titled) {
+            cue = CUE_NONE;
+        }
         /* A lone initial, or initials only, is not a name. */
         if (!lower_intro && ntok == 0) {
             i = j;
@@ -2038,7 +2083,7 @@ static void scan_persons(struct scan *s)
              (ntok == 1 && j == i + 1 && lone_person(s, &ws[i])) ||
              (j < n && ws[j].name_gap &&
               in_list(s->t + ws[j].start, ws[j].end - ws[j].start, speech_after))) &&
-            (lower_intro || titled || cue == 2 || !place_like(s, ws, i, j))) {
+            (lower_intro || titled || cue == CUE_INTRO || !place_like(s, ws, i, j))) {
             /* Trailing initials belong to the next sentence ("... by Smith. A"). */
             size_t last = j;
             while (last > i + 1 && ws[last - 1].cls == W_INITIAL) {

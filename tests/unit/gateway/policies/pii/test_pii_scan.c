@@ -272,6 +272,60 @@ static void test_scan_person_later_mentions_and_verbs(void **state)
     expect("Katrine said the run diverged.", GV_PII_PERSON, "Katrine");
 }
 
+/* Months, weekdays and words such as "Will" or "May" are capitalised like names;
+ * capitalisation alone is no evidence. Each false row must find no PERSON; each
+ * name row puts a real name in the same position with the evidence that makes
+ * it one (a given name that is only a name, a title, an introduction cue). */
+static void test_scan_person_calendar_and_modal_words(void **state)
+{
+    static const char *const not_names[] = {
+        "Will it rain in May?",
+        "Will the report be ready by June?",
+        "Is it due by April?",
+        "Can you finish it by August?",
+        "By June we will be done.",
+        "Will June be warm?",
+        "May I ask a question about April?",
+        "Ask April whether June works.",
+        "Signed by May and June.",
+        "Was it written by Will?",
+        "Who wrote Summer of Love?",
+        "Told June, the vacation month, is best.",
+        "This is April.",
+        "This is Sunday.",
+        "See you on Friday.",
+        "The meeting is on Tuesday and Wednesday.",
+        "Should we ship it on Monday or Tuesday?",
+        "Is the deadline in March or April?",
+        "Can we meet in May?",
+    };
+    static const struct {
+        const char *text;
+        const char *name;
+    } names[] = {
+        {"Will Jennifer join the call?", "Jennifer"},
+        {"May Margaret Atwood join the call?", "Margaret Atwood"},
+        {"Is it due by Jennifer?", "Jennifer"},
+        {"Ask Mr. Will about June.", "Mr. Will"},
+        {"Dear May, the report is ready.", "May"},
+        {"Hi June, quick question about April.", "June"},
+        {"I'm Will, the new admin.", "Will"},
+        {"Thanks for the review.\n\nRegards, April", "April"},
+        {"My name is June and I need help.", "June"},
+        {"The report was written by Dr. April Lee.", "Dr. April Lee"},
+        {"Send it by Friday to Jennifer Lopez.", "Jennifer Lopez"},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(not_names) / sizeof(not_names[0]); i++) {
+        expect_none(not_names[i], GV_PII_PERSON);
+    }
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        expect(names[i].text, GV_PII_PERSON, names[i].name);
+    }
+}
+
 static void test_names_table_and_words(void **state)
 {
     (void)state;
@@ -420,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_scan_person_lists),
         cmocka_unit_test(test_scan_person_whole_name),
         cmocka_unit_test(test_scan_person_common_words_survive),
+        cmocka_unit_test(test_scan_person_calendar_and_modal_words),
         cmocka_unit_test(test_names_table_and_words),
         cmocka_unit_test(test_redact_replace_mask_hash),
         cmocka_unit_test(test_redact_cap_is_e2big),
