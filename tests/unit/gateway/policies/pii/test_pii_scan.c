@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,6 +189,82 @@ static void test_scan_iban(void **state)
     expect("pay GB82 WEST 1234 5698 7654 32 now", GV_PII_IBAN_CODE, "GB82 WEST 1234 5698 7654 32");
     expect("iban DE89370400440532013000.", GV_PII_IBAN_CODE, "DE89370400440532013000");
     expect_none("iban DE89370400440532013001", GV_PII_IBAN_CODE);
+}
+
+/* ISO 7064 mod-97 check digits for `cc` + `bban`, computed here so the test
+ * does not trust a list of numbers: move "cc00" to the end, letters become
+ * 10..35, and the check is 98 minus the remainder. */
+static void make_iban(const char *cc, const char *bban, char *out, size_t outsz)
+{
+    char tmp[64];
+    unsigned rem = 0;
+    size_t i;
+
+    snprintf(tmp, sizeof(tmp), "%s%s00", bban, cc);
+    for (i = 0; tmp[i]; i++) {
+        unsigned char c = (unsigned char)tmp[i];
+        if (c >= '0' && c <= '9') {
+            rem = (rem * 10 + (unsigned)(c - '0')) % 97;
+        }
+        else {
+            rem = (rem * 100 + (unsigned)(c - 'A') + 10) % 97;
+        }
+    }
+    snprintf(out, outsz, "%s%02u%s", cc, 98 - rem, bban);
+}
+
+/* Countries whose banks issue IBANs outside the SWIFT registry, with their
+ * lengths: each gets a generated, checksum-valid IBAN that must be found in
+ * prose, compact and in groups of four, and a copy with a wrong check digit
+ * that must not. */
+static void test_scan_iban_outside_registry(void **state)
+{
+    static const struct {
+        const char *cc;
+        size_t len;
+    } countries[] = {
+        {"DZ", 26}, {"AO", 25}, {"BJ", 28}, {"BF", 28}, {"BI", 27}, {"CM", 27}, {"CV", 25},
+        {"CF", 27}, {"TD", 27}, {"KM", 27}, {"CG", 27}, {"CI", 28}, {"DJ", 27}, {"GQ", 27},
+        {"GA", 27}, {"GW", 25}, {"HN", 28}, {"IR", 26}, {"MG", 27}, {"ML", 28}, {"MA", 28},
+        {"MZ", 25}, {"NE", 28}, {"SN", 28}, {"TG", 28},
+    };
+    uint32_t seed = 20261202u;
+    size_t i, k;
+
+    (void)state;
+    for (i = 0; i < sizeof(countries) / sizeof(countries[0]); i++) {
+        char bban[40], iban[48], grouped[64], text[128];
+        size_t n = countries[i].len - 4, g = 0;
+
+        for (k = 0; k < n; k++) {
+            seed = seed * 1103515245u + 12345u;
+            /* The UEMOA and CEMAC BBANs open with a letter bank code. */
+            bban[k] = (k == 0 && i % 2 == 0) ? (char)('A' + (seed >> 16) % 26)
+                                             : (char)('0' + (seed >> 16) % 10);
+        }
+        bban[n] = '\0';
+        make_iban(countries[i].cc, bban, iban, sizeof(iban));
+        assert_int_equal(strlen(iban), countries[i].len);
+        if (!pii_iban_ok(iban, strlen(iban))) {
+            fail_msg("pii_iban_ok rejects %s", iban);
+        }
+        snprintf(text, sizeof(text), "Please wire it to %s today.", iban);
+        expect(text, GV_PII_IBAN_CODE, iban);
+        for (k = 0; iban[k]; k++) {
+            if (k && k % 4 == 0) {
+                grouped[g++] = ' ';
+            }
+            grouped[g++] = iban[k];
+        }
+        grouped[g] = '\0';
+        snprintf(text, sizeof(text), "IBAN: %s.", grouped);
+        expect(text, GV_PII_IBAN_CODE, grouped);
+        iban[2] = iban[2] == '9' ? '0' : (char)(iban[2] + 1);
+        assert_false(pii_iban_ok(iban, strlen(iban)));
+        /* One character short of the country's length is not an IBAN either. */
+        iban[2] = iban[2] == '0' ? '9' : (char)(iban[2] - 1);
+        assert_false(pii_iban_ok(iban, strlen(iban) - 1));
+    }
 }
 
 static void test_scan_url_and_mac(void **state)
@@ -469,6 +546,7 @@ int main(void)
         cmocka_unit_test(test_scan_ssn),
         cmocka_unit_test(test_scan_ip),
         cmocka_unit_test(test_scan_iban),
+        cmocka_unit_test(test_scan_iban_outside_registry),
         cmocka_unit_test(test_scan_url_and_mac),
         cmocka_unit_test(test_scan_person_cues),
         cmocka_unit_test(test_scan_person_lists),
