@@ -1392,9 +1392,11 @@ static size_t tokenize(struct scan *s, struct word **out)
  * CUE_INTRO ones also admit lower-case names ("my name is eva kleist");
  * CUE_ADDR ones (greetings, sign-offs, "I'm") address or introduce a person, so
  * they are evidence even for a word that is also a month or a verb ("Dear May");
- * CUE_WEAK ones ("by", "ask", "this is") also precede things and dates ("by
- * June"), so they do not make a lone ambiguous word a name. */
-enum { CUE_NONE = 0, CUE_WEAK, CUE_INTRO, CUE_ADDR };
+ * CUE_WEAK ones ("by", "this is", "said") also precede things and dates ("by
+ * June"), so they do not make a lone ambiguous word a name; CUE_OBJ ones ("ask",
+ * "told") do when the word is then asked or told something ("Ask Grace to ...",
+ * not "Ask April whether June works"). */
+enum { CUE_NONE = 0, CUE_WEAK, CUE_INTRO, CUE_ADDR, CUE_OBJ };
 #define CUE(s, kind)                                                                               \
     {                                                                                              \
         s, sizeof(s) - 1, kind                                                                     \
@@ -1413,9 +1415,9 @@ static const struct {
     CUE("regards,", CUE_ADDR),    CUE("best,", CUE_ADDR),      CUE("thanks,", CUE_ADDR),
     CUE("cheers,", CUE_ADDR),     CUE("sincerely,", CUE_ADDR), CUE("from:", CUE_ADDR),
     CUE("to:", CUE_ADDR),         CUE("signed,", CUE_ADDR),    CUE("this is", CUE_WEAK),
-    CUE("said", CUE_WEAK),        CUE("says", CUE_WEAK),       CUE("asked", CUE_WEAK),
-    CUE("told", CUE_WEAK),        CUE("by", CUE_WEAK),         CUE("contact", CUE_WEAK),
-    CUE("ask", CUE_WEAK),         CUE("thanks", CUE_ADDR),     CUE("thank you", CUE_ADDR),
+    CUE("said", CUE_WEAK),        CUE("says", CUE_WEAK),       CUE("asked", CUE_OBJ),
+    CUE("told", CUE_OBJ),         CUE("by", CUE_WEAK),         CUE("contact", CUE_OBJ),
+    CUE("ask", CUE_OBJ),          CUE("thanks", CUE_ADDR),     CUE("thank you", CUE_ADDR),
     CUE("wrote", CUE_WEAK),       CUE("married", CUE_WEAK),
 };
 
@@ -1954,6 +1956,21 @@ static bool surname_word(const struct scan *s, const struct word *w)
     return w->cls == W_WORD && !all_caps(s, w) && w->end - w->start >= 2 && s->t[w->end - 1] != 's';
 }
 
+/* After "ask"/"told"/"contact": the word is the person asked when "to",
+ * "about" or "for" follows it ("Ask Grace to reset it", "contact Rose about"). */
+static bool object_of_request(const struct scan *s, const struct word *w)
+{
+    static const char *const next[] = {"to", "about", "for", NULL};
+    char lw[8];
+    size_t n;
+
+    if (w->end >= s->len || s->t[w->end] != ' ') {
+        return false;
+    }
+    n = word_after(s, w->end, lw, sizeof(lw));
+    return n && in_list(lw, n, next);
+}
+
 /* Auxiliaries that open a question and are also given names ("Will", "May"). */
 static const char *const question_aux[] = {"will", "may", "can", "shall", "must", NULL};
 
@@ -2077,7 +2094,8 @@ static void scan_persons(struct scan *s)
         }
         /* A lone word that is also a month or a verb ("by June", "ask Will")
          * needs a title or a cue that addresses or introduces a person. */
-        if (ntok == 1 && namb == 1 && cue == CUE_WEAK && !titled) {
+        if (ntok == 1 && namb == 1 && !titled &&
+            (cue == CUE_WEAK || (cue == CUE_OBJ && !object_of_request(s, &ws[i])))) {
             cue = CUE_NONE;
         }
         /* A lone initial, or initials only, is not a name. */

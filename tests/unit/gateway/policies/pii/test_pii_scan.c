@@ -383,6 +383,8 @@ static void test_scan_person_calendar_and_modal_words(void **state)
         {"Will Jennifer join the call?", "Jennifer"},
         {"May Margaret Atwood join the call?", "Margaret Atwood"},
         {"Is it due by Jennifer?", "Jennifer"},
+        {"Ask Grace to reset the password.", "Grace"},
+        {"Contact Rose about the invoice.", "Rose"},
         {"Ask Mr. Will about June.", "Mr. Will"},
         {"Dear May, the report is ready.", "May"},
         {"Hi June, quick question about April.", "June"},
