@@ -1406,19 +1406,64 @@ static const struct {
     size_t len;
     int kind;
 } cues[] = {
-    CUE("my name is", CUE_INTRO), CUE("name is", CUE_INTRO),   CUE("call me", CUE_INTRO),
-    CUE("name:", CUE_INTRO),      CUE("named", CUE_INTRO),     CUE("called", CUE_INTRO),
-    CUE("name's", CUE_INTRO),     CUE("name?", CUE_INTRO),     CUE("user:", CUE_ADDR),
-    CUE("i'm", CUE_ADDR),         CUE("i am", CUE_ADDR),       CUE("dear", CUE_ADDR),
-    CUE("hi", CUE_ADDR),          CUE("hello", CUE_ADDR),      CUE("hey", CUE_ADDR),
-    CUE("cc:", CUE_ADDR),         CUE("cc", CUE_WEAK),         CUE("attn:", CUE_ADDR),
-    CUE("regards,", CUE_ADDR),    CUE("best,", CUE_ADDR),      CUE("thanks,", CUE_ADDR),
-    CUE("cheers,", CUE_ADDR),     CUE("sincerely,", CUE_ADDR), CUE("from:", CUE_ADDR),
-    CUE("to:", CUE_ADDR),         CUE("signed,", CUE_ADDR),    CUE("this is", CUE_WEAK),
-    CUE("said", CUE_WEAK),        CUE("says", CUE_WEAK),       CUE("asked", CUE_OBJ),
-    CUE("told", CUE_OBJ),         CUE("by", CUE_WEAK),         CUE("contact", CUE_OBJ),
-    CUE("ask", CUE_OBJ),          CUE("thanks", CUE_ADDR),     CUE("thank you", CUE_ADDR),
-    CUE("wrote", CUE_WEAK),       CUE("married", CUE_WEAK),
+    CUE("my name is", CUE_INTRO),
+    CUE("name is", CUE_INTRO),
+    CUE("call me", CUE_INTRO),
+    CUE("name:", CUE_INTRO),
+    CUE("named", CUE_INTRO),
+    CUE("called", CUE_INTRO),
+    CUE("name's", CUE_INTRO),
+    CUE("name?", CUE_INTRO),
+    CUE("user:", CUE_ADDR),
+    CUE("i'm", CUE_ADDR),
+    CUE("i am", CUE_ADDR),
+    CUE("dear", CUE_ADDR),
+    CUE("hi", CUE_ADDR),
+    CUE("hello", CUE_ADDR),
+    CUE("hey", CUE_ADDR),
+    CUE("cc:", CUE_ADDR),
+    CUE("cc", CUE_WEAK),
+    CUE("attn:", CUE_ADDR),
+    CUE("regards,", CUE_ADDR),
+    CUE("best,", CUE_ADDR),
+    CUE("thanks,", CUE_ADDR),
+    CUE("cheers,", CUE_ADDR),
+    CUE("sincerely,", CUE_ADDR),
+    CUE("from:", CUE_ADDR),
+    CUE("to:", CUE_ADDR),
+    CUE("signed,", CUE_ADDR),
+    CUE("this is", CUE_WEAK),
+    CUE("said", CUE_WEAK),
+    CUE("says", CUE_WEAK),
+    CUE("asked", CUE_OBJ),
+    CUE("told", CUE_OBJ),
+    CUE("by", CUE_WEAK),
+    CUE("contact", CUE_OBJ),
+    CUE("ask", CUE_OBJ),
+    CUE("thanks", CUE_ADDR),
+    CUE("thank you", CUE_ADDR),
+    CUE("wrote", CUE_WEAK),
+    CUE("married", CUE_WEAK),
+    /* a relative or colleague named next ("my kid Oskar"), and titles typed in
+     * lower case ("ms. Quinzia") */
+    CUE("my kid", CUE_ADDR),
+    CUE("my son", CUE_ADDR),
+    CUE("my daughter", CUE_ADDR),
+    CUE("my wife", CUE_ADDR),
+    CUE("my husband", CUE_ADDR),
+    CUE("my friend", CUE_ADDR),
+    CUE("my boss", CUE_ADDR),
+    CUE("my brother", CUE_ADDR),
+    CUE("my sister", CUE_ADDR),
+    CUE("my mother", CUE_ADDR),
+    CUE("my father", CUE_ADDR),
+    CUE("my colleague", CUE_ADDR),
+    CUE("my partner", CUE_ADDR),
+    CUE("my manager", CUE_ADDR),
+    CUE("mr.", CUE_ADDR),
+    CUE("ms.", CUE_ADDR),
+    CUE("mrs.", CUE_ADDR),
+    CUE("dr.", CUE_ADDR),
 };
 
 /* The kind of cue right before `pos`, CUE_NONE when there is none. */
@@ -1641,6 +1686,9 @@ static const char *const place_after[] = {
 static const char *const place_before[] = {"in",      "the",   "at",  "ul",   "rue",    "avda",
                                            "avenida", "calle", "via", "city", "corner", NULL};
 static const char *const work_verbs[] = {"work", "works", "worked", "working", NULL};
+static const char *const at_person_verbs[] = {"shouted",  "yelled",  "smiled", "looked", "stared",
+                                              "glared",   "laughed", "waved",  "winked", "nodded",
+                                              "screamed", "grinned", NULL};
 static const char *const travel_verbs[] = {"flew",  "moved",    "went",      "travelled",
                                            "drove", "traveled", "relocated", NULL};
 static const char *const from_verbs[] = {"originally", "moved", "came", "comes", NULL};
@@ -1754,6 +1802,13 @@ static bool place_like(struct scan *s, const struct word *ws, size_t i, size_t j
         return true;
     }
     n = word_before(s, b, lw, sizeof(lw), &wb);
+    if (n == 2 && memcmp(lw, "at", 2) == 0) {
+        char vw[16];
+        size_t vb, vn = word_before(s, wb, vw, sizeof(vw), &vb);
+        if (vn && in_list(vw, vn, at_person_verbs)) {
+            return false; /* "shouted at Todd": someone is looked or shouted at */
+        }
+    }
     if (n && in_list(lw, n, place_before)) {
         return true;
     }
@@ -1921,6 +1976,92 @@ static bool lone_person(const struct scan *s, const struct word *w)
         return k == 0 || s->t[k - 1] == '\n';
     }
     return false;
+}
+
+/* Plural nouns for people that introduce a list of them ("founders: ..."). */
+static const char *const people_nouns[] = {
+    "founders", "cofounders", "partners", "authors",  "members",  "owners", "speakers", "guests",
+    "winners",  "players",    "students", "children", "friends",  "team",   "people",   "staff",
+    "judges",   "employees",  "hosts",    "editors",  "teachers", NULL};
+
+/* Is the gap [b, e) exactly `sep`? */
+static bool gap_is(const struct scan *s, size_t b, size_t e, const char *sep)
+{
+    size_t n = strlen(sep);
+
+    return e >= b && e - b == n && memcmp(s->t + b, sep, n) == 0;
+}
+
+/* ws[k] is one of three lone surnames in the shape of a firm's name ("Owens,
+ * Duran and Oneal", "Barnett, Melton & Garcia"): each a single capitalised
+ * census surname, no given name before the first or after the last. People
+ * listed by surname alone come in this shape too, but far less often than
+ * partnerships and the company names generated after them. */
+static bool surname_firm(const struct scan *s, const struct word *ws, size_t n, size_t k)
+{
+    size_t a, m;
+
+    for (a = k >= 2 ? k - 2 : 0; a <= k && a + 2 < n; a++) {
+        const struct word *x = &ws[a], *y = &ws[a + 1], *z = &ws[a + 2];
+        if (!gap_is(s, x->end, y->start, ", ") ||
+            !(gap_is(s, y->end, z->start, " and ") || gap_is(s, y->end, z->start, ", and ") ||
+              gap_is(s, y->end, z->start, " & "))) {
+            continue;
+        }
+        if ((a > 0 && ws[a].name_gap && is_name_tok(ws[a - 1].cls)) ||
+            (a + 3 < n && ws[a + 3].name_gap && is_name_tok(ws[a + 3].cls))) {
+            continue;
+        }
+        if (x->start >= 2 && s->t[x->start - 1] == ' ' && s->t[x->start - 2] == ':') {
+            char lw[16];
+            size_t wb, wn = word_before(s, x->start - 2, lw, sizeof(lw), &wb);
+            if (wn && in_list(lw, wn, people_nouns)) {
+                continue; /* "our 3 founders: Morrison, Rogers and Torres" */
+            }
+        }
+        for (m = a; m < a + 3; m++) {
+            if ((ws[m].cls != W_NAME && ws[m].cls != W_AMBIG) || ws[m].glued ||
+                !(name_flags(s, ws[m].start, ws[m].end) & PII_NAME_LAST)) {
+                break;
+            }
+        }
+        if (m == a + 3) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Words after "Name, " that show it is someone spoken to ("Aloisia, can I
+ * ...", "Katrine, please ..."). */
+static const char *const vocative_next[] = {"can", "could", "would", "will",   "please", "do",
+                                            "did", "are",   "have",  "thanks", "thank",  "i",
+                                            "we",  "you",   "let",   NULL};
+
+/* A lone name or unknown capitalised word ws[i] addressed in a sentence: at
+ * its end after a comma ("Don't go to town, Derrick!"; a census name only, since
+ * "..., Austria?" ends questions too), or at its start before a comma and a
+ * request ("Aloisia, can I speak to your boss?").
+ * Ambiguous words ("Will", "May") never are: "on Monday, Will?" is not
+ * evidence enough. */
+static bool vocative(const struct scan *s, const struct word *w)
+{
+    char lw[16];
+    size_t n;
+
+    if (w->cls != W_NAME && w->cls != W_UNK) {
+        return false;
+    }
+    if (w->cls == W_NAME && w->start >= 2 && s->t[w->start - 1] == ' ' &&
+        s->t[w->start - 2] == ',' && w->end < s->len &&
+        (s->t[w->end] == '!' || s->t[w->end] == '?')) {
+        return true;
+    }
+    if (!w->sent_start || w->end + 1 >= s->len || s->t[w->end] != ',') {
+        return false;
+    }
+    n = word_after(s, w->end + 1, lw, sizeof(lw));
+    return n && in_list(lw, n, vocative_next);
 }
 
 /* ws[i] comes right after a title ("Mr. Doe", "Dr Strange"). */
@@ -2105,10 +2246,11 @@ static void scan_persons(struct scan *s)
         }
         if ((lower_intro || cue || (ntok >= 2 && (nname + nunk >= 1 || !ws[i].sent_start)) ||
              (ntok == 1 && nname == 1) || (ntok == 1 && ninit >= 1) ||
-             (ntok == 1 && j == i + 1 && lone_person(s, &ws[i])) ||
+             (ntok == 1 && j == i + 1 && (lone_person(s, &ws[i]) || vocative(s, &ws[i]))) ||
              (j < n && ws[j].name_gap &&
               in_list(s->t + ws[j].start, ws[j].end - ws[j].start, speech_after))) &&
-            (lower_intro || titled || cue == CUE_INTRO || !place_like(s, ws, i, j))) {
+            (lower_intro || titled || cue == CUE_INTRO || !place_like(s, ws, i, j)) &&
+            (cue || titled || j != i + 1 || !surname_firm(s, ws, n, i))) {
             /* Trailing initials belong to the next sentence ("... by Smith. A"). */
             size_t last = j;
             while (last > i + 1 && ws[last - 1].cls == W_INITIAL) {

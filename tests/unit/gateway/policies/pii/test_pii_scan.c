@@ -405,6 +405,25 @@ static void test_scan_person_calendar_and_modal_words(void **state)
     }
 }
 
+/* Name positions that are evidence without a capitalised pair: a relative
+ * named next, a lower-case title, someone shouted at, someone addressed; and
+ * the shape of a firm's name, which is not. */
+static void test_scan_person_positions_and_firms(void **state)
+{
+    (void)state;
+    expect("I would like to remove my kid Oskar from the will.", GV_PII_PERSON, "Oskar");
+    expect("I'd like to join accounts with ms. Quinzia", GV_PII_PERSON, "Quinzia");
+    expect("She shouted at Todd: \"What are you doing here?\"", GV_PII_PERSON, "Todd");
+    expect("Aloisia, can I please speak to your boss?", GV_PII_PERSON, "Aloisia");
+    expect("Don't go to town, Jennifer!", GV_PII_PERSON, "Jennifer");
+    expect("Our 3 founders: Morrison, Rogers and Torres.", GV_PII_PERSON, "Morrison");
+    expect_none("Owens, Duran and Oneal", GV_PII_PERSON);
+    expect_none("The firm Barnett, Melton & Garcia filed it.", GV_PII_PERSON);
+    expect_none("We met at Kingsley on Friday.", GV_PII_PERSON);
+    expect_none("Can you send it to Vienna, Austria?", GV_PII_PERSON);
+    expect_none("Should we ship it on Monday, Will?", GV_PII_PERSON);
+}
+
 static void test_names_table_and_words(void **state)
 {
     (void)state;
@@ -555,6 +574,7 @@ int main(void)
         cmocka_unit_test(test_scan_person_whole_name),
         cmocka_unit_test(test_scan_person_common_words_survive),
         cmocka_unit_test(test_scan_person_calendar_and_modal_words),
+        cmocka_unit_test(test_scan_person_positions_and_firms),
         cmocka_unit_test(test_names_table_and_words),
         cmocka_unit_test(test_redact_replace_mask_hash),
         cmocka_unit_test(test_redact_cap_is_e2big),
