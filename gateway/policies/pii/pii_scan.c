@@ -2032,6 +2032,26 @@ static bool surname_firm(const struct scan *s, const struct word *ws, size_t n, 
     return false;
 }
 
+/* A lone word made of two census surnames joined by a hyphen ("Evans-Bonilla",
+ * "Weber-Santana") and nothing else: the shape of a firm's name. A person with
+ * a double surname is mostly named with a given name or a title, which makes
+ * a longer run or a cue. */
+static bool hyphen_firm(const struct scan *s, const struct word *w)
+{
+    size_t h;
+
+    if ((w->cls != W_NAME && w->cls != W_AMBIG && w->cls != W_WORD) || w->glued) {
+        return false;
+    }
+    for (h = w->start + 1; h + 1 < w->end && s->t[h] != '-'; h++) {
+    }
+    if (h + 1 >= w->end || memchr(s->t + h + 1, '-', w->end - h - 1)) {
+        return false;
+    }
+    return (name_flags(s, w->start, h) & PII_NAME_LAST) &&
+           (name_flags(s, h + 1, w->end) & PII_NAME_LAST);
+}
+
 /* Words after "Name, " that show it is someone spoken to ("Aloisia, can I
  * ...", "Katrine, please ..."). */
 static const char *const vocative_next[] = {"can", "could", "would", "will",   "please", "do",
@@ -2250,7 +2270,8 @@ static void scan_persons(struct scan *s)
              (j < n && ws[j].name_gap &&
               in_list(s->t + ws[j].start, ws[j].end - ws[j].start, speech_after))) &&
             (lower_intro || titled || cue == CUE_INTRO || !place_like(s, ws, i, j)) &&
-            (cue || titled || j != i + 1 || !surname_firm(s, ws, n, i))) {
+            (cue || titled || j != i + 1 ||
+             (!surname_firm(s, ws, n, i) && (!hyphen_firm(s, &ws[i]) || lone_person(s, &ws[i]))))) {
             /* Trailing initials belong to the next sentence ("... by Smith. A"). */
             size_t last = j;
             while (last > i + 1 && ws[last - 1].cls == W_INITIAL) {

@@ -418,6 +418,9 @@ static void test_scan_person_positions_and_firms(void **state)
     expect("Don't go to town, Jennifer!", GV_PII_PERSON, "Jennifer");
     expect("Our 3 founders: Morrison, Rogers and Torres.", GV_PII_PERSON, "Morrison");
     expect_none("Owens, Duran and Oneal", GV_PII_PERSON);
+    expect_none("Weber-Santana", GV_PII_PERSON);
+    expect_none("She moved from Evans-Bonilla to a start-up.", GV_PII_PERSON);
+    expect("Catherine Zeta-Jones was there.", GV_PII_PERSON, "Catherine Zeta-Jones");
     expect_none("The firm Barnett, Melton & Garcia filed it.", GV_PII_PERSON);
     expect_none("We met at Kingsley on Friday.", GV_PII_PERSON);
     expect_none("Can you send it to Vienna, Austria?", GV_PII_PERSON);
