@@ -792,8 +792,11 @@ static gv_rc rewrite_choices(struct rq *r, struct json_object *choices, bool *mo
         }
         has_content = delta && json_object_object_get_ex(delta, "content", &content) &&
                       json_object_is_type(content, json_type_string);
-        has_parts = delta && (json_object_object_get_ex(delta, "refusal", &part) ||
-                              json_object_object_get_ex(delta, "tool_calls", &part));
+        /* "refusal": null rides on ordinary chunks; only text counts. */
+        has_parts = delta && ((json_object_object_get_ex(delta, "refusal", &part) &&
+                               json_object_is_type(part, json_type_string)) ||
+                              (json_object_object_get_ex(delta, "tool_calls", &part) &&
+                               json_object_is_type(part, json_type_array)));
         final = json_object_object_get_ex(ch, "finish_reason", &fin) && fin != NULL;
         if (!has_content && !has_parts && !final) {
             continue;
