@@ -12,9 +12,13 @@
 #include "core/gv_time.h"
 #include "gateway/policies/gw_policies.h"
 
-/* Streamed answers with more choices than this (n > 16) pass the extra
- * choices through unfiltered rather than growing state without bound. */
+/* Streamed answers with more choices than this (n > 16), or a choice with
+ * more tool calls than GW_CHAIN_STREAM_CALLS, pass the extra text through
+ * unfiltered rather than growing state without bound. Each choice has one
+ * stream state per part: content, refusal, then each tool call's arguments. */
 #define CHAIN_MAX_CHOICES 16
+#define CHAIN_PARTS (GW_STREAM_CALL0 + GW_CHAIN_STREAM_CALLS)
+#define CHAIN_SLOTS (CHAIN_MAX_CHOICES * CHAIN_PARTS)
 /* One policy's output for one streamed piece; a piece is one SSE delta, so
  * this is far above anything legitimate and only stops runaway growth. */
 #define CHAIN_STREAM_BUF_MAX (8u * 1024u * 1024u)
@@ -656,7 +660,7 @@ struct gw_chain_stream *gw_chain_stream_open(struct gw_chain *chain, struct gw_r
     st->chain = chain;
     st->req = req;
     if (chain && chain->has_stream && chain->n) {
-        st->state = gv_calloc(chain->n * CHAIN_MAX_CHOICES, sizeof(*st->state));
+        st->state = gv_calloc(chain->n * CHAIN_SLOTS, sizeof(*st->state));
     }
     gv_buf_init(&st->a, CHAIN_STREAM_BUF_MAX);
     gv_buf_init(&st->b, CHAIN_STREAM_BUF_MAX);
@@ -666,17 +670,25 @@ struct gw_chain_stream *gw_chain_stream_open(struct gw_chain *chain, struct gw_r
 gv_rc gw_chain_stream_text(struct gw_chain_stream *st, int choice, const char *text, size_t len,
                            bool final, struct gv_buf *out)
 {
+    return gw_chain_stream_part(st, choice, GW_STREAM_CONTENT, text, len, final, out);
+}
+
+gv_rc gw_chain_stream_part(struct gw_chain_stream *st, int choice, int part, const char *text,
+                           size_t len, bool final, struct gv_buf *out)
+{
     struct gw_chain *chain = st->chain;
     struct gv_buf *in_buf = NULL;
     struct gv_buf *next;
     const char *cur = text;
     size_t curlen = len;
-    size_t i;
+    size_t i, slot;
     gv_rc rc = GV_OK;
 
-    if (!st->state || choice < 0 || choice >= CHAIN_MAX_CHOICES) {
+    if (!st->state || choice < 0 || choice >= CHAIN_MAX_CHOICES || part < 0 ||
+        part >= CHAIN_PARTS) {
         return gv_buf_append(out, text, len);
     }
+    slot = (size_t)choice * CHAIN_PARTS + (size_t)part;
     for (i = 0; i < chain->n; i++) {
         struct gw_policy *pol = &chain->pols[i];
         struct gw_verdict v;
@@ -689,8 +701,8 @@ gv_rc gw_chain_stream_text(struct gw_chain_stream *st, int choice, const char *t
         next = in_buf == &st->a ? &st->b : &st->a;
         gv_buf_reset(next);
         memset(&v, 0, sizeof(v));
-        rc = pol->ops->stream_text(pol, st->req, &st->state[i * CHAIN_MAX_CHOICES + choice], cur,
-                                   curlen, final, next, &v);
+        rc = pol->ops->stream_text(pol, st->req, &st->state[i * CHAIN_SLOTS + slot], cur, curlen,
+                                   final, next, &v);
         if (rc != GV_OK) {
             gv_log(GV_LOG_ERROR, "chain", "stream policy failed", "req=%s policy=%s rc=%s",
                    st->req && st->req->rec ? st->req->rec->request_id : "", pol->name,
@@ -728,8 +740,8 @@ void gw_chain_stream_close(struct gw_chain_stream *st)
     }
     for (i = 0; st->state && i < st->chain->n; i++) {
         struct gw_policy *pol = &st->chain->pols[i];
-        for (c = 0; c < CHAIN_MAX_CHOICES; c++) {
-            void **slot = &st->state[i * CHAIN_MAX_CHOICES + c];
+        for (c = 0; c < CHAIN_SLOTS; c++) {
+            void **slot = &st->state[i * CHAIN_SLOTS + c];
             if (*slot && pol->ops->stream_free) {
                 pol->ops->stream_free(pol, *slot);
             }

@@ -106,6 +106,16 @@ gv_rc gw_chain_response_json(struct gw_chain *chain, struct gw_req *req, struct 
 struct gw_chain_stream *gw_chain_stream_open(struct gw_chain *chain, struct gw_req *req);
 gv_rc gw_chain_stream_text(struct gw_chain_stream *st, int choice, const char *text, size_t len,
                            bool final, struct gv_buf *out);
+/* The parts of a streamed choice that carry answer text, each fed as its own
+ * stream (an entity held back in one part never mixes with another's text):
+ * delta.content, delta.refusal, and delta.tool_calls[k].function.arguments as
+ * GW_STREAM_CALL0 + k for k < GW_CHAIN_STREAM_CALLS (later calls pass through
+ * unchecked, like choices past the 16th). */
+enum { GW_STREAM_CONTENT = 0, GW_STREAM_REFUSAL = 1, GW_STREAM_CALL0 = 2 };
+#define GW_CHAIN_STREAM_CALLS 16
+/* gw_chain_stream_text for one part of a choice; the same contract. */
+gv_rc gw_chain_stream_part(struct gw_chain_stream *st, int choice, int part, const char *text,
+                           size_t len, bool final, struct gv_buf *out);
 /* True once some stream policy redacted text of this stream (a REDACT verdict). */
 bool gw_chain_stream_rewritten(const struct gw_chain_stream *st);
 void gw_chain_stream_close(struct gw_chain_stream *st);

@@ -82,6 +82,7 @@ struct gw_rq {
     struct gw_sse sse;
     struct gw_chain_stream *cs;
     unsigned char choice_state[MAX_CHOICES]; /* 0 unseen, 1 open, 2 finished */
+    uint32_t parts_open[MAX_CHOICES];        /* refusal, tool calls fed and not yet flushed */
     char last_id[128];
     char last_model[128];
     long long last_created;
@@ -591,6 +592,170 @@ static void note_answer(struct rq *r, struct json_object *o, const char *part)
     }
 }
 
+/* One bit of parts_open per streamed part other than content. */
+#define PART_BIT(part) (1u << ((part)-GW_STREAM_REFUSAL))
+/* A flushed part joined to the same part's text in the finishing chunk. */
+#define PART_JOIN_MAX (16u * 1024u * 1024u)
+
+/* Feed one part's text to the chain; *out is what may be sent now (NULL when
+ * nothing is). */
+static gv_rc feed_part(struct rq *r, long long idx, int part, const char *text, size_t len,
+                       bool final, struct json_object **out)
+{
+    gv_rc rc;
+
+    *out = NULL;
+    gv_buf_reset(&r->scratch);
+    rc = gw_chain_stream_part(r->cs, (int)idx, part, text, len, final, &r->scratch);
+    if (rc != GV_OK) {
+        r->policy_failed = true;
+        return rc;
+    }
+    if (final) {
+        r->parts_open[idx] &= ~PART_BIT(part);
+    }
+    else {
+        r->parts_open[idx] |= PART_BIT(part);
+    }
+    if (final && r->scratch.len == 0) {
+        return GV_OK;
+    }
+    *out = json_object_new_string_len(r->scratch.data ? r->scratch.data : "", (int)r->scratch.len);
+    return GV_OK;
+}
+
+/* `add` after the string member `key` of `o` (or as it, when there is none);
+ * takes `add`. Both are one piece's policy output, bounded by the chain. */
+static gv_rc append_string(struct json_object *o, const char *key, struct json_object *add)
+{
+    struct json_object *old;
+    struct gv_buf b;
+    gv_rc rc;
+
+    if (!json_object_object_get_ex(o, key, &old) || !json_object_is_type(old, json_type_string)) {
+        json_object_object_add(o, key, add);
+        return GV_OK;
+    }
+    gv_buf_init(&b, PART_JOIN_MAX);
+    rc = gv_buf_append(&b, json_object_get_string(old), (size_t)json_object_get_string_len(old));
+    rc = rc ? rc
+            : gv_buf_append(&b, json_object_get_string(add),
+                            (size_t)json_object_get_string_len(add));
+    json_object_put(add);
+    if (rc == GV_OK) {
+        json_object_object_add(o, key, json_object_new_string_len(b.data, (int)b.len));
+    }
+    gv_buf_free(&b);
+    return rc;
+}
+
+/* The tool call with index k in delta.tool_calls, created when absent. */
+static struct json_object *tool_call_at(struct json_object *delta, int k)
+{
+    struct json_object *calls, *call, *v;
+    size_t j, n;
+
+    if (!json_object_object_get_ex(delta, "tool_calls", &calls) ||
+        !json_object_is_type(calls, json_type_array)) {
+        calls = json_object_new_array();
+        json_object_object_add(delta, "tool_calls", calls);
+    }
+    n = json_object_array_length(calls);
+    for (j = 0; j < n; j++) {
+        call = json_object_array_get_idx(calls, j);
+        if (json_object_is_type(call, json_type_object) &&
+            json_object_object_get_ex(call, "index", &v) && json_object_get_int(v) == k) {
+            return call;
+        }
+    }
+    call = json_object_new_object();
+    json_object_object_add(call, "index", json_object_new_int(k));
+    json_object_array_add(calls, call);
+    return call;
+}
+
+/* Answer text outside delta.content: delta.refusal and each streamed tool
+ * call's function.arguments go through the response policies like content,
+ * each as its own stream (arguments arrive split across events just as
+ * content does). `final` flushes what the policies held back into this
+ * choice's delta, creating it (and the tool call entries) as needed. */
+static gv_rc rewrite_parts(struct rq *r, struct json_object *ch, long long idx,
+                           struct json_object **delta, bool final, bool *modified)
+{
+    struct json_object *v, *calls, *out;
+    int part;
+    gv_rc rc = GV_OK;
+
+    if (*delta && json_object_object_get_ex(*delta, "refusal", &v) &&
+        json_object_is_type(v, json_type_string)) {
+        rc = feed_part(r, idx, GW_STREAM_REFUSAL, json_object_get_string(v),
+                       (size_t)json_object_get_string_len(v), false, &out);
+        if (rc != GV_OK) {
+            return rc;
+        }
+        json_object_object_add(*delta, "refusal", out);
+        *modified = true;
+    }
+    if (*delta && json_object_object_get_ex(*delta, "tool_calls", &calls) &&
+        json_object_is_type(calls, json_type_array)) {
+        size_t j, n = json_object_array_length(calls);
+        for (j = 0; j < n; j++) {
+            struct json_object *call = json_object_array_get_idx(calls, j), *f, *a, *ko;
+            int k = (int)j;
+            if (!json_object_is_type(call, json_type_object) ||
+                !json_object_object_get_ex(call, "function", &f) ||
+                !json_object_is_type(f, json_type_object) ||
+                !json_object_object_get_ex(f, "arguments", &a) ||
+                !json_object_is_type(a, json_type_string)) {
+                continue;
+            }
+            if (json_object_object_get_ex(call, "index", &ko) && ko) {
+                k = json_object_get_int(ko);
+            }
+            if (k < 0 || k >= GW_CHAIN_STREAM_CALLS) {
+                continue; /* past the chain's stream states: passed on as it came */
+            }
+            rc = feed_part(r, idx, GW_STREAM_CALL0 + k, json_object_get_string(a),
+                           (size_t)json_object_get_string_len(a), false, &out);
+            if (rc != GV_OK) {
+                return rc;
+            }
+            json_object_object_add(f, "arguments", out);
+            *modified = true;
+        }
+    }
+    for (part = GW_STREAM_REFUSAL; final && r->parts_open[idx] && rc == GV_OK &&
+                                   part < GW_STREAM_CALL0 + GW_CHAIN_STREAM_CALLS;
+         part++) {
+        struct json_object *f;
+        if (!(r->parts_open[idx] & PART_BIT(part))) {
+            continue;
+        }
+        rc = feed_part(r, idx, part, "", 0, true, &out);
+        if (rc != GV_OK || !out) {
+            continue;
+        }
+        *modified = true;
+        if (!*delta) {
+            *delta = json_object_new_object();
+            json_object_object_add(ch, "delta", *delta);
+        }
+        if (part == GW_STREAM_REFUSAL) {
+            rc = append_string(*delta, "refusal", out);
+        }
+        else {
+            struct json_object *call = tool_call_at(*delta, part - GW_STREAM_CALL0);
+            if (!json_object_object_get_ex(call, "function", &f) ||
+                !json_object_is_type(f, json_type_object)) {
+                f = json_object_new_object();
+                json_object_object_add(call, "function", f);
+            }
+            rc = append_string(f, "arguments", out);
+        }
+    }
+    return rc;
+}
+
 /* Final text of every choice still open, as one content event each. */
 static gv_rc flush_choices(struct rq *r)
 {
@@ -601,7 +766,8 @@ static gv_rc flush_choices(struct rq *r)
         return GV_OK;
     }
     for (i = 0; i < MAX_CHOICES && rc == GV_OK; i++) {
-        struct json_object *o, *choices, *choice, *delta;
+        struct json_object *o, *choices, *choice, *delta = NULL;
+        bool parts = false;
         if (r->choice_state[i] != 1) {
             continue;
         }
@@ -612,7 +778,16 @@ static gv_rc flush_choices(struct rq *r)
             r->policy_failed = true;
             continue;
         }
-        if (r->scratch.len == 0) {
+        choice = json_object_new_object();
+        if (r->scratch.len > 0) {
+            delta = json_object_new_object();
+            json_object_object_add(
+                delta, "content", json_object_new_string_len(r->scratch.data, (int)r->scratch.len));
+            json_object_object_add(choice, "delta", delta);
+        }
+        rc = rewrite_parts(r, choice, i, &delta, true, &parts);
+        if (rc != GV_OK || !delta) {
+            json_object_put(choice);
             continue;
         }
         o = json_object_new_object();
@@ -621,12 +796,7 @@ static gv_rc flush_choices(struct rq *r)
         json_object_object_add(o, "created", json_object_new_int64(r->last_created));
         json_object_object_add(o, "model", json_object_new_string(r->last_model));
         choices = json_object_new_array();
-        choice = json_object_new_object();
-        delta = json_object_new_object();
-        json_object_object_add(delta, "content",
-                               json_object_new_string_len(r->scratch.data, (int)r->scratch.len));
         json_object_object_add(choice, "index", json_object_new_int(i));
-        json_object_object_add(choice, "delta", delta);
         json_object_object_add(choice, "finish_reason", NULL);
         json_object_array_add(choices, choice);
         json_object_object_add(o, "choices", choices);
@@ -647,10 +817,10 @@ static gv_rc rewrite_choices(struct rq *r, struct json_object *choices, bool *mo
 
     for (i = 0; i < n && rc == GV_OK; i++) {
         struct json_object *ch = json_object_array_get_idx(choices, i);
-        struct json_object *delta = NULL, *content = NULL, *fin = NULL, *idxo;
+        struct json_object *delta = NULL, *content = NULL, *fin = NULL, *idxo, *part;
         const char *text = "";
         size_t len = 0;
-        bool final, has_content;
+        bool final, has_content, has_parts;
         long long idx = (long long)i;
 
         if (!json_object_is_type(ch, json_type_object)) {
@@ -668,14 +838,29 @@ static gv_rc rewrite_choices(struct rq *r, struct json_object *choices, bool *mo
         }
         has_content = delta && json_object_object_get_ex(delta, "content", &content) &&
                       json_object_is_type(content, json_type_string);
+        /* "refusal": null rides on ordinary chunks; only text counts. */
+        has_parts = delta && ((json_object_object_get_ex(delta, "refusal", &part) &&
+                               json_object_is_type(part, json_type_string)) ||
+                              (json_object_object_get_ex(delta, "tool_calls", &part) &&
+                               json_object_is_type(part, json_type_array)));
         final = json_object_object_get_ex(ch, "finish_reason", &fin) && fin != NULL;
-        if (!has_content && !final) {
+        if (!has_content && !has_parts && !final) {
             continue;
         }
         if (r->choice_state[idx] == 2) {
-            if (has_content) {
+            if (has_content || has_parts) {
                 return GV_EPROTO; /* text after the choice finished */
             }
+            continue;
+        }
+        if (has_parts || final) {
+            rc = rewrite_parts(r, ch, idx, &delta, final, modified);
+            if (rc != GV_OK) {
+                break;
+            }
+            r->choice_state[idx] = final ? 2 : 1;
+        }
+        if (!has_content && !final) {
             continue;
         }
         if (has_content) {

@@ -56,6 +56,80 @@ static void add(struct counts *c, int label, bool pos)
     c->tn += !pos && !label;
 }
 
+static int cmp_desc(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x < y) - (x > y);
+}
+
+/* The score an attack must exceed so that at most `fpr` of the held-out
+ * negatives (benign and hard negatives, sorted high to low in neg[0..nneg))
+ * score above it: the operating point of a deployment that tolerates that
+ * false-alarm rate. */
+static double threshold_at(const double *neg, size_t nneg, double fpr)
+{
+    size_t k = (size_t)(fpr * (double)nneg);
+    return k < nneg ? neg[k] : -1.0;
+}
+
+/* Recall of every held-out attack file (and all of them) at the default
+ * threshold and at the thresholds that keep the held-out false-positive rate
+ * at or below 1% and 3%. Reported, never tuned on. */
+static void print_operating_points(const struct injection_dataset *d, const double *score)
+{
+    static const double fprs[] = {0.01, 0.03};
+    double *neg = calloc(d->n ? d->n : 1, sizeof(*neg)), t[2];
+    size_t nneg = 0, k, f, j;
+
+    if (!neg) {
+        return;
+    }
+    for (k = 0; k < d->n; k++) {
+        if (d->rows[k].split == INJECTION_SPLIT_HELDOUT && !d->rows[k].label) {
+            neg[nneg++] = score[k];
+        }
+    }
+    qsort(neg, nneg, sizeof(*neg), cmp_desc);
+    for (j = 0; j < 2; j++) {
+        t[j] = threshold_at(neg, nneg, fprs[j]);
+    }
+    printf("\n## prompt-injection: recall at a false-positive budget (held-out rows)\n\n");
+    printf("Thresholds from the %zu held-out negatives (benign and hard negatives): FPR <= 1%% "
+           "needs score > %.3f, FPR <= 3%% needs score > %.3f.\n\n",
+           nneg, t[0], t[1]);
+    printf("| %-31s | %7s | %11s | %11s | %11s |\n", "attack file", "attacks", "recall@0.80",
+           "recall@FPR1", "recall@FPR3");
+    printf("|---------------------------------|---------|-------------|-------------|------------"
+           "-|\n");
+    /* f < nfiles: one file; nfiles: the row-split files together; nfiles + 1: all. */
+    for (f = 0; f <= d->nfiles + 1; f++) {
+        size_t n = 0, hit[3] = {0, 0, 0};
+        char name[64];
+        for (k = 0; k < d->n; k++) {
+            const struct injection_row *r = &d->rows[k];
+            if (r->split != INJECTION_SPLIT_HELDOUT || !r->label ||
+                (f < d->nfiles && r->file != f) || (f == d->nfiles && d->files[r->file].heldout)) {
+                continue;
+            }
+            n++;
+            hit[0] += score[k] >= THRESHOLD;
+            hit[1] += score[k] > t[0];
+            hit[2] += score[k] > t[1];
+        }
+        if (!n) {
+            continue;
+        }
+        snprintf(name, sizeof(name), "%s%s",
+                 f < d->nfiles    ? d->files[f].name
+                 : f == d->nfiles ? "attack, row-split files"
+                                  : "ALL attack rows",
+                 f < d->nfiles && d->files[f].heldout ? " (file)" : "");
+        printf("| %-31s | %7zu | %11.3f | %11.3f | %11.3f |\n", name, n, (double)hit[0] / (double)n,
+               (double)hit[1] / (double)n, (double)hit[2] / (double)n);
+    }
+    free(neg);
+}
+
 /* A benign prompt of exactly `size` bytes made of held-out benign rows. */
 static void make_prompt(const struct injection_dataset *d, size_t size, struct gv_buf *b)
 {
@@ -82,6 +156,7 @@ int main(void)
     struct injection_model *m = NULL;
     struct injection_scratch *s = NULL;
     struct counts *per = NULL, attack = {0}, benign = {0}, hard = {0}, seen = {0}, unseen = {0};
+    double *score = NULL;
     struct gv_buf prompt;
     const char *dir = injection_data_dir();
     size_t f, k, i;
@@ -106,7 +181,8 @@ int main(void)
     }
     s = injection_scratch_create();
     per = calloc(d->nfiles, sizeof(*per));
-    if (!per) {
+    score = calloc(d->n ? d->n : 1, sizeof(*score));
+    if (!per || !score) {
         goto out;
     }
     for (k = 0; k < d->n; k++) {
@@ -115,7 +191,8 @@ int main(void)
         if (r->split != INJECTION_SPLIT_HELDOUT) {
             continue;
         }
-        pos = injection_score(m, r->text, r->len, s) >= THRESHOLD;
+        score[k] = injection_score(m, r->text, r->len, s);
+        pos = score[k] >= THRESHOLD;
         add(&per[r->file], r->label, pos);
         if (r->label) {
             add(&attack, 1, pos);
@@ -168,6 +245,7 @@ int main(void)
         all.tn += benign.tn + hard.tn;
         print_row("ALL held-out rows", "mixed", &all);
     }
+    print_operating_points(d, score);
 
     printf(
         "\n## prompt-injection: speed (one core, benign prompts, normalise + rules + model)\n\n");
@@ -200,6 +278,7 @@ int main(void)
     ret = 0;
 out:
     free(per);
+    free(score);
     gv_buf_free(&prompt);
     injection_scratch_destroy(s);
     injection_model_destroy(m);

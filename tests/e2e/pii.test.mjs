@@ -111,6 +111,57 @@ test('scan_responses: a streamed answer with an address split across chunks is r
     assert.equal(text, 'Sure, write to <EMAIL_ADDRESS> or call <PHONE_NUMBER> today.');
 });
 
+test('scan_responses: streamed tool-call arguments split across chunks are redacted', async () => {
+    up.reset();
+    up.behave({
+        toolCalls: [
+            { name: 'send_mail', arguments: ['{"to": "ann', '.lee@co', 'rp.org", "subject": ',
+                '"Run 7 results"}'] },
+            { name: 'log_note', arguments: ['{"note": "done"}'] },
+        ],
+    });
+    const oa = client(answers);
+    const stream = await oa.chat.completions.create({ model: 'gpt-4o', stream: true,
+        messages: [{ role: 'user', content: 'Mail the results.' }],
+        tools: [
+            { type: 'function', function: { name: 'send_mail', parameters: { type: 'object' } } },
+            { type: 'function', function: { name: 'log_note', parameters: { type: 'object' } } },
+        ] });
+    const args = [];
+    const names = [];
+    let finish = null;
+    let raw = '';
+    for await (const ev of stream) {
+        raw += JSON.stringify(ev);
+        const ch = ev.choices[0];
+        for (const tc of ch?.delta?.tool_calls || []) {
+            args[tc.index] = (args[tc.index] || '') + (tc.function?.arguments || '');
+            if (tc.function?.name) {
+                names[tc.index] = tc.function.name;
+            }
+        }
+        finish = ch?.finish_reason || finish;
+    }
+    assert.deepEqual(names, ['send_mail', 'log_note']);
+    assert.deepEqual(JSON.parse(args[0]), { to: '<EMAIL_ADDRESS>', subject: 'Run 7 results' });
+    assert.deepEqual(JSON.parse(args[1]), { note: 'done' });
+    assert.equal(finish, 'tool_calls');
+    assert.ok(!raw.includes('corp.org'), 'a piece of the address reached the client');
+});
+
+test('scan_responses: a streamed refusal is redacted like content', async () => {
+    up.reset();
+    up.behave({ refusal: ['I cannot write to ann', '.lee@corp', '.org for you.'] });
+    const oa = client(answers);
+    const stream = await oa.chat.completions.create({ model: 'gpt-4o', stream: true,
+        messages: [{ role: 'user', content: 'Mail her.' }] });
+    let refusal = '';
+    for await (const ev of stream) {
+        refusal += ev.choices[0]?.delta?.refusal || '';
+    }
+    assert.equal(refusal, 'I cannot write to <EMAIL_ADDRESS> for you.');
+});
+
 test('scan_responses: a non-streamed answer is redacted too', async () => {
     up.reset();
     up.behave({ text: 'Her address is ann.lee@corp.org.' });

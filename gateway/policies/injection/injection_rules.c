@@ -181,7 +181,16 @@ const struct injection_rule injection_rules[] = {
      "always intelligent and machiavellian|aim stands for|stay in character)\\b",
      "do dan anti antidan betterdan evil evilbot jailbreak jailbrek jailbreaken jailbreken "
      "always aim stay"},
-    {"persona.names", INJECTION_FAM_PERSONA, "\\b(?:dan|stan|dude|aim|mongo tom|ucar)\\b",
+    /* "dan" is also Indonesian and Malay for "and" ("kopi dan teh"), so the
+     * persona needs a persona's context: named or addressed ("you are dan",
+     * "known as dan", "hi dan", "[dan]") or acting ("dan: ...", "dan mode",
+     * "dan, which stands for", "dan can do anything"). */
+    {"persona.names", INJECTION_FAM_PERSONA,
+     "\\b(?:stan|dude|aim|mongo tom|ucar)\\b|"
+     "(?:(?<=\\bare |\\bas |\\bbe |\\bnamed |\\bcalled |\\bhi |\\bhello |\\bhey |\\bdear |"
+     "\\blike |\\bbecome |\\bnow |\\[|\"))dan\\b|"
+     "\\bdan(?= ?(?::|,|\\.|!|mode\\b|which\\b|who\\b|stands\\b|can\\b|will\\b|must\\b|"
+     "is\\b|has\\b|does\\b|should\\b|would\\b))",
      "dan stan dude aim mongo ucar"},
     {"persona.mode", INJECTION_FAM_PERSONA,
      "\\b(?:developer|dev|god|jailbreak|unrestricted|unfiltered|uncensored|evil|opposite|chaos|"

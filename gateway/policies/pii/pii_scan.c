@@ -219,7 +219,11 @@ bool pii_luhn_ok(const char *digits, size_t n)
     return sum % 10 == 0;
 }
 
-/* Registered IBAN lengths (SWIFT IBAN registry). */
+/* IBAN lengths: the SWIFT IBAN registry, then (the last three rows) countries
+ * whose banks issue IBANs outside it (the West and Central African monetary
+ * unions, Algeria, Angola, Cape Verde, Comoros, Honduras, Iran, Madagascar,
+ * Morocco, Mozambique), with the lengths their banks publish and common IBAN
+ * libraries and test-data generators use; a wrong length only costs a miss. */
 static const struct {
     char cc[3];
     unsigned char len;
@@ -235,6 +239,9 @@ static const struct {
     {"PS", 29}, {"PT", 25}, {"QA", 29}, {"RO", 24}, {"RS", 22}, {"RU", 33}, {"SA", 24}, {"SC", 31},
     {"SD", 18}, {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27}, {"SO", 23}, {"ST", 25}, {"SV", 28},
     {"TL", 23}, {"TN", 24}, {"TR", 26}, {"UA", 29}, {"VA", 22}, {"VG", 24}, {"XK", 20}, {"YE", 30},
+    {"AO", 25}, {"BF", 28}, {"BJ", 28}, {"CF", 27}, {"CG", 27}, {"CI", 28}, {"CM", 27}, {"CV", 25},
+    {"DZ", 26}, {"GA", 27}, {"GQ", 27}, {"GW", 25}, {"HN", 28}, {"IR", 26}, {"KM", 27}, {"MA", 28},
+    {"MG", 27}, {"ML", 28}, {"MZ", 25}, {"NE", 28}, {"SN", 28}, {"TD", 27}, {"TG", 28},
 };
 
 static unsigned iban_len_for(unsigned char a, unsigned char b)
@@ -1380,32 +1387,84 @@ static size_t tokenize(struct scan *s, struct word **out)
 
 /* Phrases that announce a name right after them. Lower case; matched
  * case-insensitively against the text before a word, whitespace skipped.
- * `intro` ones also admit lower-case names ("my name is eva kleist"). */
-#define CUE(s, intro)                                                                              \
+ * CUE_INTRO ones also admit lower-case names ("my name is eva kleist");
+ * CUE_ADDR ones (greetings, sign-offs, "I'm") address or introduce a person, so
+ * they are evidence even for a word that is also a month or a verb ("Dear May");
+ * CUE_WEAK ones ("by", "this is", "said") also precede things and dates ("by
+ * June"), so they do not make a lone ambiguous word a name; CUE_OBJ ones ("ask",
+ * "told") do when the word is then asked or told something ("Ask Grace to ...",
+ * not "Ask April whether June works"). */
+enum { CUE_NONE = 0, CUE_WEAK, CUE_INTRO, CUE_ADDR, CUE_OBJ };
+#define CUE(s, kind)                                                                               \
     {                                                                                              \
-        s, sizeof(s) - 1, intro                                                                    \
+        s, sizeof(s) - 1, kind                                                                     \
     }
 static const struct {
     const char *cue;
     size_t len;
-    bool intro;
+    int kind;
 } cues[] = {
-    CUE("my name is", true), CUE("name is", true),     CUE("call me", true),
-    CUE("name:", true),      CUE("named", true),       CUE("called", true),
-    CUE("name's", true),     CUE("name?", true),       CUE("user:", false),
-    CUE("i'm", false),       CUE("i am", false),       CUE("dear", false),
-    CUE("hi", false),        CUE("hello", false),      CUE("hey", false),
-    CUE("cc:", false),       CUE("cc", false),         CUE("attn:", false),
-    CUE("regards,", false),  CUE("best,", false),      CUE("thanks,", false),
-    CUE("cheers,", false),   CUE("sincerely,", false), CUE("from:", false),
-    CUE("to:", false),       CUE("signed,", false),    CUE("this is", false),
-    CUE("said", false),      CUE("says", false),       CUE("asked", false),
-    CUE("told", false),      CUE("by", false),         CUE("contact", false),
-    CUE("ask", false),       CUE("thanks", false),     CUE("thank you", false),
-    CUE("wrote", false),     CUE("married", false),
+    CUE("my name is", CUE_INTRO),
+    CUE("name is", CUE_INTRO),
+    CUE("call me", CUE_INTRO),
+    CUE("name:", CUE_INTRO),
+    CUE("named", CUE_INTRO),
+    CUE("called", CUE_INTRO),
+    CUE("name's", CUE_INTRO),
+    CUE("name?", CUE_INTRO),
+    CUE("user:", CUE_ADDR),
+    CUE("i'm", CUE_ADDR),
+    CUE("i am", CUE_ADDR),
+    CUE("dear", CUE_ADDR),
+    CUE("hi", CUE_ADDR),
+    CUE("hello", CUE_ADDR),
+    CUE("hey", CUE_ADDR),
+    CUE("cc:", CUE_ADDR),
+    CUE("cc", CUE_WEAK),
+    CUE("attn:", CUE_ADDR),
+    CUE("regards,", CUE_ADDR),
+    CUE("best,", CUE_ADDR),
+    CUE("thanks,", CUE_ADDR),
+    CUE("cheers,", CUE_ADDR),
+    CUE("sincerely,", CUE_ADDR),
+    CUE("from:", CUE_ADDR),
+    CUE("to:", CUE_ADDR),
+    CUE("signed,", CUE_ADDR),
+    CUE("this is", CUE_WEAK),
+    CUE("said", CUE_WEAK),
+    CUE("says", CUE_WEAK),
+    CUE("asked", CUE_OBJ),
+    CUE("told", CUE_OBJ),
+    CUE("by", CUE_WEAK),
+    CUE("contact", CUE_OBJ),
+    CUE("ask", CUE_OBJ),
+    CUE("thanks", CUE_ADDR),
+    CUE("thank you", CUE_ADDR),
+    CUE("wrote", CUE_WEAK),
+    CUE("married", CUE_WEAK),
+    /* a relative or colleague named next ("my kid Oskar"), and titles typed in
+     * lower case ("ms. Quinzia") */
+    CUE("my kid", CUE_ADDR),
+    CUE("my son", CUE_ADDR),
+    CUE("my daughter", CUE_ADDR),
+    CUE("my wife", CUE_ADDR),
+    CUE("my husband", CUE_ADDR),
+    CUE("my friend", CUE_ADDR),
+    CUE("my boss", CUE_ADDR),
+    CUE("my brother", CUE_ADDR),
+    CUE("my sister", CUE_ADDR),
+    CUE("my mother", CUE_ADDR),
+    CUE("my father", CUE_ADDR),
+    CUE("my colleague", CUE_ADDR),
+    CUE("my partner", CUE_ADDR),
+    CUE("my manager", CUE_ADDR),
+    CUE("mr.", CUE_ADDR),
+    CUE("ms.", CUE_ADDR),
+    CUE("mrs.", CUE_ADDR),
+    CUE("dr.", CUE_ADDR),
 };
 
-/* 0: no cue; 1: a cue; 2: an intro cue. */
+/* The kind of cue right before `pos`, CUE_NONE when there is none. */
 static int cue_before(const struct scan *s, size_t pos)
 {
     size_t e = pos, i, n;
@@ -1414,7 +1473,7 @@ static int cue_before(const struct scan *s, size_t pos)
         e--;
     }
     if (e == pos) {
-        return 0;
+        return CUE_NONE;
     }
     for (i = 0; i < sizeof(cues) / sizeof(cues[0]); i++) {
         size_t j;
@@ -1426,10 +1485,10 @@ static int cue_before(const struct scan *s, size_t pos)
              j++) {
         }
         if (j == n && (e == n || !is_alpha((unsigned char)s->t[e - n - 1]))) {
-            return cues[i].intro ? 2 : 1;
+            return cues[i].kind;
         }
     }
-    return 0;
+    return CUE_NONE;
 }
 
 static bool is_name_tok(unsigned char cls)
@@ -1625,6 +1684,9 @@ static const char *const place_after[] = {
 static const char *const place_before[] = {"in",      "the",   "at",  "ul",   "rue",    "avda",
                                            "avenida", "calle", "via", "city", "corner", NULL};
 static const char *const work_verbs[] = {"work", "works", "worked", "working", NULL};
+static const char *const at_person_verbs[] = {"shouted",  "yelled",  "smiled", "looked", "stared",
+                                              "glared",   "laughed", "waved",  "winked", "nodded",
+                                              "screamed", "grinned", NULL};
 static const char *const travel_verbs[] = {"flew",  "moved",    "went",      "travelled",
                                            "drove", "traveled", "relocated", NULL};
 static const char *const from_verbs[] = {"originally", "moved", "came", "comes", NULL};
@@ -1738,6 +1800,13 @@ static bool place_like(struct scan *s, const struct word *ws, size_t i, size_t j
         return true;
     }
     n = word_before(s, b, lw, sizeof(lw), &wb);
+    if (n == 2 && memcmp(lw, "at", 2) == 0) {
+        char vw[16];
+        size_t vb, vn = word_before(s, wb, vw, sizeof(vw), &vb);
+        if (vn && in_list(vw, vn, at_person_verbs)) {
+            return false; /* "shouted at Todd": someone is looked or shouted at */
+        }
+    }
     if (n && in_list(lw, n, place_before)) {
         return true;
     }
@@ -1907,6 +1976,112 @@ static bool lone_person(const struct scan *s, const struct word *w)
     return false;
 }
 
+/* Plural nouns for people that introduce a list of them ("founders: ..."). */
+static const char *const people_nouns[] = {
+    "founders", "cofounders", "partners", "authors",  "members",  "owners", "speakers", "guests",
+    "winners",  "players",    "students", "children", "friends",  "team",   "people",   "staff",
+    "judges",   "employees",  "hosts",    "editors",  "teachers", NULL};
+
+/* Is the gap [b, e) exactly `sep`? */
+static bool gap_is(const struct scan *s, size_t b, size_t e, const char *sep)
+{
+    size_t n = strlen(sep);
+
+    return e >= b && e - b == n && memcmp(s->t + b, sep, n) == 0;
+}
+
+/* ws[k] is one of three lone surnames in the shape of a firm's name ("Owens,
+ * Duran and Oneal", "Barnett, Melton & Garcia"): each a single capitalised
+ * census surname, no given name before the first or after the last. People
+ * listed by surname alone come in this shape too, but far less often than
+ * partnerships and the company names generated after them. */
+static bool surname_firm(const struct scan *s, const struct word *ws, size_t n, size_t k)
+{
+    size_t a, m;
+
+    for (a = k >= 2 ? k - 2 : 0; a <= k && a + 2 < n; a++) {
+        const struct word *x = &ws[a], *y = &ws[a + 1], *z = &ws[a + 2];
+        if (!gap_is(s, x->end, y->start, ", ") ||
+            !(gap_is(s, y->end, z->start, " and ") || gap_is(s, y->end, z->start, ", and ") ||
+              gap_is(s, y->end, z->start, " & "))) {
+            continue;
+        }
+        if ((a > 0 && ws[a].name_gap && is_name_tok(ws[a - 1].cls)) ||
+            (a + 3 < n && ws[a + 3].name_gap && is_name_tok(ws[a + 3].cls))) {
+            continue;
+        }
+        if (x->start >= 2 && s->t[x->start - 1] == ' ' && s->t[x->start - 2] == ':') {
+            char lw[16];
+            size_t wb, wn = word_before(s, x->start - 2, lw, sizeof(lw), &wb);
+            if (wn && in_list(lw, wn, people_nouns)) {
+                continue; /* "our 3 founders: Morrison, Rogers and Torres" */
+            }
+        }
+        for (m = a; m < a + 3; m++) {
+            if ((ws[m].cls != W_NAME && ws[m].cls != W_AMBIG) || ws[m].glued ||
+                !(name_flags(s, ws[m].start, ws[m].end) & PII_NAME_LAST)) {
+                break;
+            }
+        }
+        if (m == a + 3) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A lone word made of two census surnames joined by a hyphen ("Evans-Bonilla",
+ * "Weber-Santana") and nothing else: the shape of a firm's name. A person with
+ * a double surname is mostly named with a given name or a title, which makes
+ * a longer run or a cue. */
+static bool hyphen_firm(const struct scan *s, const struct word *w)
+{
+    size_t h;
+
+    if ((w->cls != W_NAME && w->cls != W_AMBIG && w->cls != W_WORD) || w->glued) {
+        return false;
+    }
+    for (h = w->start + 1; h + 1 < w->end && s->t[h] != '-'; h++) {
+    }
+    if (h + 1 >= w->end || memchr(s->t + h + 1, '-', w->end - h - 1)) {
+        return false;
+    }
+    return (name_flags(s, w->start, h) & PII_NAME_LAST) &&
+           (name_flags(s, h + 1, w->end) & PII_NAME_LAST);
+}
+
+/* Words after "Name, " that show it is someone spoken to ("Aloisia, can I
+ * ...", "Katrine, please ..."). */
+static const char *const vocative_next[] = {"can", "could", "would", "will",   "please", "do",
+                                            "did", "are",   "have",  "thanks", "thank",  "i",
+                                            "we",  "you",   "let",   NULL};
+
+/* A lone name or unknown capitalised word ws[i] addressed in a sentence: at
+ * its end after a comma ("Don't go to town, Derrick!"; a census name only, since
+ * "..., Austria?" ends questions too), or at its start before a comma and a
+ * request ("Aloisia, can I speak to your boss?").
+ * Ambiguous words ("Will", "May") never are: "on Monday, Will?" is not
+ * evidence enough. */
+static bool vocative(const struct scan *s, const struct word *w)
+{
+    char lw[16];
+    size_t n;
+
+    if (w->cls != W_NAME && w->cls != W_UNK) {
+        return false;
+    }
+    if (w->cls == W_NAME && w->start >= 2 && s->t[w->start - 1] == ' ' &&
+        s->t[w->start - 2] == ',' && w->end < s->len &&
+        (s->t[w->end] == '!' || s->t[w->end] == '?')) {
+        return true;
+    }
+    if (!w->sent_start || w->end + 1 >= s->len || s->t[w->end] != ',') {
+        return false;
+    }
+    n = word_after(s, w->end + 1, lw, sizeof(lw));
+    return n && in_list(lw, n, vocative_next);
+}
+
 /* ws[i] comes right after a title ("Mr. Doe", "Dr Strange"). */
 static bool after_title(const struct scan *s, const struct word *ws, size_t i)
 {
@@ -1940,6 +2115,52 @@ static bool surname_word(const struct scan *s, const struct word *w)
     return w->cls == W_WORD && !all_caps(s, w) && w->end - w->start >= 2 && s->t[w->end - 1] != 's';
 }
 
+/* After "ask"/"told"/"contact": the word is the person asked when "to",
+ * "about" or "for" follows it ("Ask Grace to reset it", "contact Rose about"). */
+static bool object_of_request(const struct scan *s, const struct word *w)
+{
+    static const char *const next[] = {"to", "about", "for", NULL};
+    char lw[8];
+    size_t n;
+
+    if (w->end >= s->len || s->t[w->end] != ' ') {
+        return false;
+    }
+    n = word_after(s, w->end, lw, sizeof(lw));
+    return n && in_list(lw, n, next);
+}
+
+/* Auxiliaries that open a question and are also given names ("Will", "May"). */
+static const char *const question_aux[] = {"will", "may", "can", "shall", "must", NULL};
+
+/* ws[i] is an auxiliary opening a question ("Will June be warm?", "May Jennifer
+ * join?"): it is the verb, not the first word of a name. */
+static bool opens_question(const struct scan *s, const struct word *w)
+{
+    char lw[8];
+    size_t n = w->end - w->start, k;
+
+    if (w->cls != W_AMBIG || !w->sent_start || n >= sizeof(lw)) {
+        return false;
+    }
+    for (k = 0; k < n; k++) {
+        lw[k] = (char)lower((unsigned char)s->t[w->start + k]);
+    }
+    if (!in_list(lw, n, question_aux)) {
+        return false;
+    }
+    for (k = w->end; k < s->len; k++) {
+        char c = s->t[k];
+        if (c == '?') {
+            return true;
+        }
+        if (c == '.' || c == '!' || c == '\n') {
+            return false;
+        }
+    }
+    return false;
+}
+
 static void scan_persons(struct scan *s)
 {
     struct word *ws = NULL;
@@ -1960,7 +2181,7 @@ static void scan_persons(struct scan *s)
         }
         if (ws[i].cls == W_LOWER) {
             unsigned char lf;
-            if (cue_before(s, ws[i].start) != 2) {
+            if (cue_before(s, ws[i].start) != CUE_INTRO) {
                 size_t e = lower_pair(s, ws, n, i);
                 if (e) {
                     add_span(s, ws[i].start, e, GV_PII_PERSON);
@@ -1976,7 +2197,7 @@ static void scan_persons(struct scan *s)
                 continue;
             }
             lower_intro = true;
-            cue = 2;
+            cue = CUE_INTRO;
         }
         else if (!is_name_tok(ws[i].cls) &&
                  !(ws[i].cls == W_WORD && after_title(s, ws, i) && !all_caps(s, &ws[i]))) {
@@ -1985,8 +2206,12 @@ static void scan_persons(struct scan *s)
         }
         else {
             cue = cue_before(s, ws[i].start);
+            if (!cue && opens_question(s, &ws[i])) {
+                i++;
+                continue;
+            }
             if (after_title(s, ws, i)) {
-                cue = cue ? cue : 1;
+                cue = cue ? cue : CUE_ADDR;
                 titled = true;
             }
         }
@@ -2026,6 +2251,12 @@ static void scan_persons(struct scan *s)
             namb += ws[k].cls == W_AMBIG;
             ninit += ws[k].cls == W_INITIAL;
         }
+        /* A lone word that is also a month or a verb ("by June", "ask Will")
+         * needs a title or a cue that addresses or introduces a person. */
+        if (ntok == 1 && namb == 1 && !titled &&
+            (cue == CUE_WEAK || (cue == CUE_OBJ && !object_of_request(s, &ws[i])))) {
+            cue = CUE_NONE;
+        }
         /* A lone initial, or initials only, is not a name. */
         if (!lower_intro && ntok == 0) {
             i = j;
@@ -2033,10 +2264,12 @@ static void scan_persons(struct scan *s)
         }
         if ((lower_intro || cue || (ntok >= 2 && (nname + nunk >= 1 || !ws[i].sent_start)) ||
              (ntok == 1 && nname == 1) || (ntok == 1 && ninit >= 1) ||
-             (ntok == 1 && j == i + 1 && lone_person(s, &ws[i])) ||
+             (ntok == 1 && j == i + 1 && (lone_person(s, &ws[i]) || vocative(s, &ws[i]))) ||
              (j < n && ws[j].name_gap &&
               in_list(s->t + ws[j].start, ws[j].end - ws[j].start, speech_after))) &&
-            (lower_intro || titled || cue == 2 || !place_like(s, ws, i, j))) {
+            (lower_intro || titled || cue == CUE_INTRO || !place_like(s, ws, i, j)) &&
+            (cue || titled || j != i + 1 ||
+             (!surname_firm(s, ws, n, i) && (!hyphen_firm(s, &ws[i]) || lone_person(s, &ws[i]))))) {
             /* Trailing initials belong to the next sentence ("... by Smith. A"). */
             size_t last = j;
             while (last > i + 1 && ws[last - 1].cls == W_INITIAL) {

@@ -14,6 +14,10 @@
 //   text             reply text, or (record) => text           default: a fixed sentence
 //   echo             reply with the last user message's text   (shows what the model got)
 //   chunks           explicit content deltas for streams        default: text split by words
+//   toolCalls        streamed tool calls [{ name, arguments: [fragments] }]: one delta naming
+//                    each call, then one per arguments fragment; no content deltas unless
+//                    chunks is given; finish reason "tool_calls" unless finishReason is
+//   refusal          streamed refusal fragments [..], each one delta.refusal event
 //   delayMs          wait before sending anything (headers included)
 //   chunkDelayMs     wait between stream events
 //   status, error    answer with this status and {"error": error} (OpenAI's shape)
@@ -227,12 +231,25 @@ export async function startUpstream(opts = {}) {
         const events = [];
         events.push(chunk([{ index: 0, delta: { role: 'assistant', content: '', refusal: null },
             logprobs: null, finish_reason: null }]));
-        const deltas = Array.isArray(b.chunks) ? b.chunks : splitDeltas(text);
+        const sideParts = Array.isArray(b.toolCalls) || Array.isArray(b.refusal);
+        const deltas = Array.isArray(b.chunks) ? b.chunks : sideParts ? [] : splitDeltas(text);
+        const one = (delta) => events.push(chunk([{ index: 0, delta, logprobs: null,
+            finish_reason: null }]));
         for (const d of deltas) {
-            events.push(chunk([{ index: 0, delta: { content: d }, logprobs: null,
-                finish_reason: null }]));
+            one({ content: d });
         }
-        events.push(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: finish }]));
+        for (const d of b.refusal || []) {
+            one({ refusal: d });
+        }
+        (b.toolCalls || []).forEach((call, k) => {
+            one({ tool_calls: [{ index: k, id: `call_${randomBytes(6).toString('hex')}`,
+                type: 'function', function: { name: call.name, arguments: '' } }] });
+            for (const frag of call.arguments) {
+                one({ tool_calls: [{ index: k, function: { arguments: frag } }] });
+            }
+        });
+        const last = b.finishReason || (Array.isArray(b.toolCalls) ? 'tool_calls' : finish);
+        events.push(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: last }]));
         if (includeUsage) {
             const streamed = Array.isArray(b.chunks) ? b.chunks.join('') : text;
             events.push(chunk([], usageFor(body.messages, streamed)));

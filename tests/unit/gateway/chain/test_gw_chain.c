@@ -677,6 +677,45 @@ static void test_stream_text_pipes_in_order(void **state)
     assert_int_equal(freed_states, 2);
 }
 
+/* A choice's refusal and each tool call's arguments are streams of their own:
+ * what one holds back never mixes with another part's text. */
+static void test_stream_parts_have_their_own_state(void **state)
+{
+    static const char *const names[] = {"t-upper", "t-hold", NULL};
+    struct gw_verdict v;
+    struct fx *f = *state;
+
+    fx_eval(f, names, "{}", &v);
+    fx_stream(f, 1024);
+    assert_string_equal(fx_feed(f, 0, "hello", false), "HELL");
+    gv_buf_reset(&f->out);
+    assert_int_equal(gw_chain_stream_part(f->st, 0, GW_STREAM_CALL0, "{\"a", 3, false, &f->out),
+                     GV_OK);
+    assert_string_equal(f->out.data, "{\"");
+    gv_buf_reset(&f->out);
+    assert_int_equal(gw_chain_stream_part(f->st, 0, GW_STREAM_CALL0 + 1, "xy", 2, false, &f->out),
+                     GV_OK);
+    assert_string_equal(f->out.data, "X");
+    gv_buf_reset(&f->out);
+    assert_int_equal(gw_chain_stream_part(f->st, 0, GW_STREAM_REFUSAL, "no", 2, true, &f->out),
+                     GV_OK);
+    assert_string_equal(f->out.data, "NO");
+    gv_buf_reset(&f->out);
+    assert_int_equal(gw_chain_stream_part(f->st, 0, GW_STREAM_CALL0, "\"}", 2, true, &f->out),
+                     GV_OK);
+    assert_string_equal(f->out.data, "A\"}");
+    assert_string_equal(fx_feed(f, 0, "", true), "O");
+    /* Past the last tool call the chain keeps state for, text passes untouched. */
+    gv_buf_reset(&f->out);
+    assert_int_equal(gw_chain_stream_part(f->st, 0, GW_STREAM_CALL0 + GW_CHAIN_STREAM_CALLS, "raw",
+                                          3, false, &f->out),
+                     GV_OK);
+    assert_string_equal(f->out.data, "raw");
+    gw_chain_stream_close(f->st);
+    f->st = NULL;
+    assert_int_equal(freed_states, 4);
+}
+
 static void test_stream_text_output_cap(void **state)
 {
     static const char *const names[] = {"t-upper", NULL};
@@ -944,6 +983,7 @@ int main(void)
         FX_TEST(test_create_config_errors),
         FX_TEST(test_reads_answers_follows_settings),
         FX_TEST(test_stream_text_pipes_in_order),
+        FX_TEST(test_stream_parts_have_their_own_state),
         FX_TEST(test_stream_text_output_cap),
         FX_TEST(test_stream_without_stream_policies),
         FX_TEST(test_stream_rewritten_only_on_redact),

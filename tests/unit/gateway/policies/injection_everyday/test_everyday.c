@@ -40,6 +40,8 @@ static const char *const everyday[] = {
     "Ignore whitespace differences when comparing these two files.",
     "Let's role-play: you are a friendly barista and I order a coffee.",
     "Decode this base64 for me: aGVsbG8gd29ybGQ=",
+    "Saya suka kopi dan teh.",
+    "Ringkas artikel ini dan buat tiga poin utama.",
     NULL,
 };
 

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -190,6 +191,82 @@ static void test_scan_iban(void **state)
     expect_none("iban DE89370400440532013001", GV_PII_IBAN_CODE);
 }
 
+/* ISO 7064 mod-97 check digits for `cc` + `bban`, computed here so the test
+ * does not trust a list of numbers: move "cc00" to the end, letters become
+ * 10..35, and the check is 98 minus the remainder. */
+static void make_iban(const char *cc, const char *bban, char *out, size_t outsz)
+{
+    char tmp[64];
+    unsigned rem = 0;
+    size_t i;
+
+    snprintf(tmp, sizeof(tmp), "%s%s00", bban, cc);
+    for (i = 0; tmp[i]; i++) {
+        unsigned char c = (unsigned char)tmp[i];
+        if (c >= '0' && c <= '9') {
+            rem = (rem * 10 + (unsigned)(c - '0')) % 97;
+        }
+        else {
+            rem = (rem * 100 + (unsigned)(c - 'A') + 10) % 97;
+        }
+    }
+    snprintf(out, outsz, "%s%02u%s", cc, 98 - rem, bban);
+}
+
+/* Countries whose banks issue IBANs outside the SWIFT registry, with their
+ * lengths: each gets a generated, checksum-valid IBAN that must be found in
+ * prose, compact and in groups of four, and a copy with a wrong check digit
+ * that must not. */
+static void test_scan_iban_outside_registry(void **state)
+{
+    static const struct {
+        const char *cc;
+        size_t len;
+    } countries[] = {
+        {"DZ", 26}, {"AO", 25}, {"BJ", 28}, {"BF", 28}, {"BI", 27}, {"CM", 27}, {"CV", 25},
+        {"CF", 27}, {"TD", 27}, {"KM", 27}, {"CG", 27}, {"CI", 28}, {"DJ", 27}, {"GQ", 27},
+        {"GA", 27}, {"GW", 25}, {"HN", 28}, {"IR", 26}, {"MG", 27}, {"ML", 28}, {"MA", 28},
+        {"MZ", 25}, {"NE", 28}, {"SN", 28}, {"TG", 28},
+    };
+    uint32_t seed = 20261202u;
+    size_t i, k;
+
+    (void)state;
+    for (i = 0; i < sizeof(countries) / sizeof(countries[0]); i++) {
+        char bban[40], iban[48], grouped[64], text[128];
+        size_t n = countries[i].len - 4, g = 0;
+
+        for (k = 0; k < n; k++) {
+            seed = seed * 1103515245u + 12345u;
+            /* The UEMOA and CEMAC BBANs open with a letter bank code. */
+            bban[k] = (k == 0 && i % 2 == 0) ? (char)('A' + (seed >> 16) % 26)
+                                             : (char)('0' + (seed >> 16) % 10);
+        }
+        bban[n] = '\0';
+        make_iban(countries[i].cc, bban, iban, sizeof(iban));
+        assert_int_equal(strlen(iban), countries[i].len);
+        if (!pii_iban_ok(iban, strlen(iban))) {
+            fail_msg("pii_iban_ok rejects %s", iban);
+        }
+        snprintf(text, sizeof(text), "Please wire it to %s today.", iban);
+        expect(text, GV_PII_IBAN_CODE, iban);
+        for (k = 0; iban[k]; k++) {
+            if (k && k % 4 == 0) {
+                grouped[g++] = ' ';
+            }
+            grouped[g++] = iban[k];
+        }
+        grouped[g] = '\0';
+        snprintf(text, sizeof(text), "IBAN: %s.", grouped);
+        expect(text, GV_PII_IBAN_CODE, grouped);
+        iban[2] = iban[2] == '9' ? '0' : (char)(iban[2] + 1);
+        assert_false(pii_iban_ok(iban, strlen(iban)));
+        /* One character short of the country's length is not an IBAN either. */
+        iban[2] = iban[2] == '0' ? '9' : (char)(iban[2] - 1);
+        assert_false(pii_iban_ok(iban, strlen(iban) - 1));
+    }
+}
+
 static void test_scan_url_and_mac(void **state)
 {
     (void)state;
@@ -270,6 +347,84 @@ static void test_scan_person_later_mentions_and_verbs(void **state)
     assert_true(n >= 2);
     /* A lone name followed by a reporting verb is a person. */
     expect("Katrine said the run diverged.", GV_PII_PERSON, "Katrine");
+}
+
+/* Months, weekdays and words such as "Will" or "May" are capitalised like names;
+ * capitalisation alone is no evidence. Each false row must find no PERSON; each
+ * name row puts a real name in the same position with the evidence that makes
+ * it one (a given name that is only a name, a title, an introduction cue). */
+static void test_scan_person_calendar_and_modal_words(void **state)
+{
+    static const char *const not_names[] = {
+        "Will it rain in May?",
+        "Will the report be ready by June?",
+        "Is it due by April?",
+        "Can you finish it by August?",
+        "By June we will be done.",
+        "Will June be warm?",
+        "May I ask a question about April?",
+        "Ask April whether June works.",
+        "Signed by May and June.",
+        "Was it written by Will?",
+        "Who wrote Summer of Love?",
+        "Told June, the vacation month, is best.",
+        "This is April.",
+        "This is Sunday.",
+        "See you on Friday.",
+        "The meeting is on Tuesday and Wednesday.",
+        "Should we ship it on Monday or Tuesday?",
+        "Is the deadline in March or April?",
+        "Can we meet in May?",
+    };
+    static const struct {
+        const char *text;
+        const char *name;
+    } names[] = {
+        {"Will Jennifer join the call?", "Jennifer"},
+        {"May Margaret Atwood join the call?", "Margaret Atwood"},
+        {"Is it due by Jennifer?", "Jennifer"},
+        {"Ask Grace to reset the password.", "Grace"},
+        {"Contact Rose about the invoice.", "Rose"},
+        {"Ask Mr. Will about June.", "Mr. Will"},
+        {"Dear May, the report is ready.", "May"},
+        {"Hi June, quick question about April.", "June"},
+        {"I'm Will, the new admin.", "Will"},
+        {"Thanks for the review.\n\nRegards, April", "April"},
+        {"My name is June and I need help.", "June"},
+        {"The report was written by Dr. April Lee.", "Dr. April Lee"},
+        {"Send it by Friday to Jennifer Lopez.", "Jennifer Lopez"},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(not_names) / sizeof(not_names[0]); i++) {
+        expect_none(not_names[i], GV_PII_PERSON);
+    }
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        expect(names[i].text, GV_PII_PERSON, names[i].name);
+    }
+}
+
+/* Name positions that are evidence without a capitalised pair: a relative
+ * named next, a lower-case title, someone shouted at, someone addressed; and
+ * the shape of a firm's name, which is not. */
+static void test_scan_person_positions_and_firms(void **state)
+{
+    (void)state;
+    expect("I would like to remove my kid Oskar from the will.", GV_PII_PERSON, "Oskar");
+    expect("I'd like to join accounts with ms. Quinzia", GV_PII_PERSON, "Quinzia");
+    expect("She shouted at Todd: \"What are you doing here?\"", GV_PII_PERSON, "Todd");
+    expect("Aloisia, can I please speak to your boss?", GV_PII_PERSON, "Aloisia");
+    expect("Don't go to town, Jennifer!", GV_PII_PERSON, "Jennifer");
+    expect("Our 3 founders: Morrison, Rogers and Torres.", GV_PII_PERSON, "Morrison");
+    expect_none("Owens, Duran and Oneal", GV_PII_PERSON);
+    expect_none("Weber-Santana", GV_PII_PERSON);
+    expect_none("She moved from Evans-Bonilla to a start-up.", GV_PII_PERSON);
+    expect("Catherine Zeta-Jones was there.", GV_PII_PERSON, "Catherine Zeta-Jones");
+    expect_none("The firm Barnett, Melton & Garcia filed it.", GV_PII_PERSON);
+    expect_none("We met at Kingsley on Friday.", GV_PII_PERSON);
+    expect_none("Can you send it to Vienna, Austria?", GV_PII_PERSON);
+    expect_none("Should we ship it on Monday, Will?", GV_PII_PERSON);
 }
 
 static void test_names_table_and_words(void **state)
@@ -415,11 +570,14 @@ int main(void)
         cmocka_unit_test(test_scan_ssn),
         cmocka_unit_test(test_scan_ip),
         cmocka_unit_test(test_scan_iban),
+        cmocka_unit_test(test_scan_iban_outside_registry),
         cmocka_unit_test(test_scan_url_and_mac),
         cmocka_unit_test(test_scan_person_cues),
         cmocka_unit_test(test_scan_person_lists),
         cmocka_unit_test(test_scan_person_whole_name),
         cmocka_unit_test(test_scan_person_common_words_survive),
+        cmocka_unit_test(test_scan_person_calendar_and_modal_words),
+        cmocka_unit_test(test_scan_person_positions_and_firms),
         cmocka_unit_test(test_names_table_and_words),
         cmocka_unit_test(test_redact_replace_mask_hash),
         cmocka_unit_test(test_redact_cap_is_e2big),
