@@ -1,5 +1,6 @@
 /* gateway/gw_jscan.c - find one top-level member of a JSON object without building a tree */
 /* SPDX-License-Identifier: Apache-2.0 */
+#define _GNU_SOURCE /* memmem */
 #include "gateway/gw_jscan.h"
 
 #include <stdbool.h>
@@ -187,4 +188,51 @@ bool gw_jscan_u64(const char *p, size_t n, const char *key, unsigned long long *
     }
     *out = x;
     return true;
+}
+
+size_t gw_jscan_string_bytes(const char *p, size_t n, const char *key)
+{
+    char needle[64];
+    size_t klen = strlen(key), total = 0, i = 0;
+
+    if (klen + 2 > sizeof(needle)) {
+        return 0;
+    }
+    needle[0] = '"';
+    memcpy(needle + 1, key, klen);
+    needle[klen + 1] = '"';
+    while (i < n) {
+        const char *q = memmem(p + i, n - i, needle, klen + 2);
+        size_t k, end;
+
+        if (!q) {
+            break;
+        }
+        k = (size_t)(q - p);
+        i = k + klen + 2;
+        if (k > 0 && p[k - 1] == '\\') {
+            continue; /* an escaped quote: inside a string */
+        }
+        while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) {
+            i++;
+        }
+        if (i >= n || p[i] != ':') {
+            continue; /* a string value spelled like the key, not the key */
+        }
+        i++;
+        while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) {
+            i++;
+        }
+        if (i >= n || p[i] != '"') {
+            continue; /* null, a number, an object: no text */
+        }
+        end = skip_string(p, i, n);
+        if (end > n) {
+            total += n - i - 1; /* cut short: what is there */
+            break;
+        }
+        total += end - i - 2;
+        i = end;
+    }
+    return total;
 }

@@ -129,12 +129,46 @@ static void test_u64_members(void **state)
     assert_false(gw_jscan_u64("{\"prompt_tokens\":7", 18, "prompt_tokens", &x));
 }
 
+/* Text bytes of every `content` (or `arguments`) string, at any depth, as a stream chunk
+ * carries them; keys inside strings, values spelled like the key and non-strings count 0. */
+static const struct {
+    const char *json, *key;
+    size_t want;
+} text_rows[] = {
+    {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}", "content", 5},
+    {"{\"choices\":[{\"delta\":{\"content\":\"ab\"}},{\"delta\":{\"content\":\"cde\"}}]}",
+     "content", 5},
+    {"{\"choices\":[{\"delta\":{\"content\":null}}]}", "content", 0},
+    {"{\"choices\":[{\"delta\":{\"content\" : \"x y\"}}]}", "content", 3},
+    {"{\"choices\":[{\"delta\":{\"content\":\"say \\\"content\\\": no\"}}]}", "content", 19},
+    {"{\"role\":\"content\",\"n\":1}", "content", 0},
+    {"{\"logprobs\":{\"content\":[{\"token\":\"a\"}]}}", "content", 0},
+    {"{\"delta\":{\"tool_calls\":[{\"function\":{\"arguments\":\"{\\\"a\\\":1}\"}}]}}",
+     "arguments", 9},
+    {"{\"delta\":{\"content\":\"cut sho", "content", 7},
+    {"", "content", 0},
+};
+
+static void test_string_bytes(void **state)
+{
+    size_t i;
+    (void)state;
+
+    for (i = 0; i < sizeof(text_rows) / sizeof(text_rows[0]); i++) {
+        print_message("row %zu: %s\n", i, text_rows[i].json);
+        assert_int_equal(gw_jscan_string_bytes(text_rows[i].json, strlen(text_rows[i].json),
+                                               text_rows[i].key),
+                         text_rows[i].want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_agrees_with_json_c),
         cmocka_unit_test(test_u64_members),
+        cmocka_unit_test(test_string_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
