@@ -78,11 +78,26 @@ static int resolve_entity(struct ex_wandb_api *api, struct opts *o, const char *
     return 0;
 }
 
+/* One rendered view as W&B stores it: its type, where it lives, its name and its spec
+ * (taken over). */
+static struct json_object *view_doc(const char *type, const char *entity, const char *project,
+                                    const char *name, struct json_object *spec)
+{
+    struct json_object *v = json_object_new_object();
+
+    json_object_object_add(v, "type", json_object_new_string(type));
+    json_object_object_add(v, "entityName", json_object_new_string(entity));
+    json_object_object_add(v, "projectName", json_object_new_string(project));
+    json_object_object_add(v, "displayName", json_object_new_string(name));
+    json_object_object_add(v, "spec", spec);
+    return v;
+}
+
 int cli_dashboards_render(int argc, char **argv)
 {
     struct opts o = {0};
     struct ex_wandb_api api;
-    struct json_object *ws = NULL, *rp = NULL, *doc = NULL, *w, *r;
+    struct json_object *ws = NULL, *rp = NULL, *doc = NULL;
     const char *entity = NULL;
     const char *project;
     int ret = parse_dash(argc, argv, &o, false);
@@ -102,22 +117,12 @@ int cli_dashboards_render(int argc, char **argv)
         goto out;
     }
     doc = json_object_new_object();
-    w = json_object_new_object();
-    json_object_object_add(w, "type", json_object_new_string("project-view"));
-    json_object_object_add(w, "entityName", json_object_new_string(entity));
-    json_object_object_add(w, "projectName", json_object_new_string(project));
-    json_object_object_add(w, "displayName", json_object_new_string("kt governance"));
-    json_object_object_add(w, "spec", ws);
+    json_object_object_add(doc, "workspace",
+                           view_doc("project-view", entity, project, "kt governance", ws));
     ws = NULL;
-    r = json_object_new_object();
-    json_object_object_add(r, "type", json_object_new_string("runs"));
-    json_object_object_add(r, "entityName", json_object_new_string(entity));
-    json_object_object_add(r, "projectName", json_object_new_string(project));
-    json_object_object_add(r, "displayName", json_object_new_string("kt governance report"));
-    json_object_object_add(r, "spec", rp);
+    json_object_object_add(doc, "report",
+                           view_doc("runs", entity, project, "kt governance report", rp));
     rp = NULL;
-    json_object_object_add(doc, "workspace", w);
-    json_object_object_add(doc, "report", r);
     printf("%s\n",
            json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                                                    JSON_C_TO_STRING_NOSLASHESCAPE));
