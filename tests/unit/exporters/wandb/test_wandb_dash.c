@@ -50,17 +50,12 @@ static void test_render_resolves_names(void **state)
     json_object_put(rp);
 }
 
-static void test_report_panels_equal_workspace_panels(void **state)
+/* The panels of the report's panel-grid block (the last one if several). */
+static struct json_object *report_panels(struct json_object *rp)
 {
-    struct json_object *ws = NULL, *rp = NULL, *v, *secs, *wp, *blocks, *rpan = NULL;
+    struct json_object *v, *blocks, *rpan = NULL;
     size_t i;
 
-    assert_int_equal(ex_wandb_dash_render("e", "p", "1", &ws, &rp), GV_OK);
-    assert_true(json_object_object_get_ex(ws, "section", &v));
-    assert_true(json_object_object_get_ex(v, "panelBankConfig", &v));
-    assert_true(json_object_object_get_ex(v, "sections", &secs));
-    assert_true(json_object_object_get_ex(json_object_array_get_idx(secs, 0), "panels", &wp));
-    assert_int_equal(json_object_array_length(wp), 7);
     assert_true(json_object_object_get_ex(rp, "blocks", &blocks));
     for (i = 0; i < json_object_array_length(blocks); i++) {
         v = json_object_array_get_idx(blocks, i);
@@ -70,6 +65,20 @@ static void test_report_panels_equal_workspace_panels(void **state)
         }
     }
     assert_non_null(rpan);
+    return rpan;
+}
+
+static void test_report_panels_equal_workspace_panels(void **state)
+{
+    struct json_object *ws = NULL, *rp = NULL, *v, *secs, *wp, *rpan;
+
+    assert_int_equal(ex_wandb_dash_render("e", "p", "1", &ws, &rp), GV_OK);
+    assert_true(json_object_object_get_ex(ws, "section", &v));
+    assert_true(json_object_object_get_ex(v, "panelBankConfig", &v));
+    assert_true(json_object_object_get_ex(v, "sections", &secs));
+    assert_true(json_object_object_get_ex(json_object_array_get_idx(secs, 0), "panels", &wp));
+    assert_int_equal(json_object_array_length(wp), 7);
+    rpan = report_panels(rp);
     assert_true(json_object_equal(wp, rpan));
     json_object_put(ws);
     json_object_put(rp);
@@ -79,20 +88,12 @@ static void test_report_panels_equal_workspace_panels(void **state)
  * layout says: panels that share cells are drawn on top of each other. */
 static void test_report_panels_tile_the_grid(void **state)
 {
-    struct json_object *ws = NULL, *rp = NULL, *v, *blocks, *rpan = NULL;
+    struct json_object *ws = NULL, *rp = NULL, *rpan;
     long x[16], y[16], w[16], h[16];
     size_t n, i, j;
 
     assert_int_equal(ex_wandb_dash_render("e", "p", "1", &ws, &rp), GV_OK);
-    assert_true(json_object_object_get_ex(rp, "blocks", &blocks));
-    for (i = 0; i < json_object_array_length(blocks); i++) {
-        v = json_object_array_get_idx(blocks, i);
-        if (json_object_object_get_ex(v, "metadata", &v) &&
-            json_object_object_get_ex(v, "panelBankSectionConfig", &v)) {
-            assert_true(json_object_object_get_ex(v, "panels", &rpan));
-        }
-    }
-    assert_non_null(rpan);
+    rpan = report_panels(rp);
     n = json_object_array_length(rpan);
     assert_true(n > 1 && n <= 16);
     for (i = 0; i < n; i++) {

@@ -15,6 +15,7 @@
 #include "core/gv_mem.h"
 #include "gateway/gw_chain.h"
 #include "gateway/policies/gw_policies.h"
+#include "tests/unit/gateway/test_registry.h"
 
 /* ---- test-only policies: they exercise the chain, not any product policy ---- */
 
@@ -332,20 +333,7 @@ static const struct gw_policy_ops *t_reg[64];
 
 static const struct gw_policy_ops *const *test_registry(void)
 {
-    const struct gw_policy_ops *const *builtin = gw_policies_builtin();
-    size_t n = 0, i;
-
-    if (t_reg[0]) {
-        return t_reg;
-    }
-    for (i = 0; t_all[i]; i++) {
-        t_reg[n++] = t_all[i];
-    }
-    for (i = 0; builtin[i] && n + 1 < sizeof(t_reg) / sizeof(t_reg[0]); i++) {
-        t_reg[n++] = builtin[i];
-    }
-    t_reg[n] = NULL;
-    return t_reg;
+    return test_registry_with(t_all, t_reg, sizeof(t_reg) / sizeof(t_reg[0]));
 }
 
 /* ---- fixture: a config built by hand around a parsed settings document ---- */

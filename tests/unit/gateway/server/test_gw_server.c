@@ -31,6 +31,7 @@
 #include "gateway/gw_policy.h"
 #include "gateway/gw_server.h"
 #include "gateway/policies/gw_policies.h"
+#include "tests/unit/gateway/test_registry.h"
 
 struct fixture {
     char dir[64];
@@ -421,15 +422,9 @@ static const struct gw_policy_ops *t_reg[16];
 
 static const struct gw_policy_ops *const *test_registry(void)
 {
-    const struct gw_policy_ops *const *builtin = gw_policies_builtin();
-    size_t n = 0, i;
+    static const struct gw_policy_ops *const extras[] = {&t_rfail, NULL};
 
-    t_reg[n++] = &t_rfail;
-    for (i = 0; builtin[i] && n + 1 < sizeof(t_reg) / sizeof(t_reg[0]); i++) {
-        t_reg[n++] = builtin[i];
-    }
-    t_reg[n] = NULL;
-    return t_reg;
+    return test_registry_with(extras, t_reg, sizeof(t_reg) / sizeof(t_reg[0]));
 }
 
 /* The mock upstream: answers every request with `mock_body`, as one JSON body
