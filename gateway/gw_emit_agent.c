@@ -40,12 +40,14 @@
 /* Frames sent and not yet acknowledged; sending pauses when this many are out. */
 #define INFLIGHT_MAX 65536u
 #define SEND_CHUNK (256u * 1024u)
-/* The acknowledged prefix of the spool is cut away once it is this large. */
-#define COMPACT_MIN (4u * 1024u * 1024u)
+/* Bytes read at once while walking frame headers to drop them. */
+#define DROP_READ (16u * 1024u)
 /* Encoded events kept in memory while the spool cannot be written. */
 #define HOLD_CAP_DEFAULT (32u * 1024u * 1024u)
 #define HOLD_RETRY_MIN_US 10000u
 #define HOLD_RETRY_MAX_US 1000000u
+/* The nap between passes while records keep coming (see bg_main). */
+#define BUSY_NAP_MS 2
 #define MOD "emit"
 
 struct inflight {
@@ -92,6 +94,7 @@ struct agent_em {
     size_t out_pos;
     struct gv_buf in;    /* bytes from the agent (acks) */
     struct gv_buf batch; /* spool frames being built from the ring */
+    bool batch_full;     /* the last drain stopped at its size limit, more wait */
     /* Frames the spool refused (a full disk), numbered from next_seq on, in
      * order: written before anything newer, once the spool takes them. */
     struct gv_buf held;
@@ -285,15 +288,11 @@ fail:
     unlink(tmp);
 }
 
-/* Drops the oldest unacknowledged frame, counting it. GV_ENOTFOUND if none. */
-static gv_rc spool_drop_oldest(struct agent_em *a)
+/* Forgets the oldest unacknowledged frame, `size` bytes with its header, counting it
+ * as dropped. */
+static void drop_head_frame(struct agent_em *a, uint64_t size)
 {
-    uint8_t h[GV_FRAME_HDR];
-
-    if (a->head_off >= a->tail_off || read_full(a->spool_fd, h, GV_FRAME_HDR, a->head_off)) {
-        return GV_ENOTFOUND;
-    }
-    a->head_off += GV_FRAME_HDR + gv_get_u32le(h);
+    a->head_off += size;
     a->head_seq++;
     if (a->send_seq < a->head_seq) {
         /* It was sent: forget it in flight too. */
@@ -308,19 +307,53 @@ static gv_rc spool_drop_oldest(struct agent_em *a)
     }
     atomic_fetch_add(&a->dropped, 1);
     atomic_fetch_sub(&a->unacked, 1);
-    return GV_OK;
 }
 
-/* Room for len more bytes: the oldest unacknowledged events go first; the
- * acknowledged prefix is cut away once large. */
+/* Drops the oldest unacknowledged frames until at most `keep` bytes of frames
+ * remain. Frame headers are read DROP_READ bytes at a time, not one pread each:
+ * a spool that stays full (no agent for a long time) drops in every pass. */
+static void spool_drop_until(struct agent_em *a, uint64_t keep)
+{
+    uint8_t chunk[DROP_READ];
+    uint64_t base = 0;
+    size_t have = 0;
+
+    while (a->tail_off - a->head_off > keep) {
+        uint32_t len;
+        if (a->head_off < base || a->head_off + GV_FRAME_HDR > base + have) {
+            uint64_t left = a->tail_off - a->head_off;
+            size_t n = left < sizeof(chunk) ? (size_t)left : sizeof(chunk);
+            if (n < GV_FRAME_HDR || read_full(a->spool_fd, chunk, n, a->head_off) != GV_OK) {
+                return;
+            }
+            base = a->head_off;
+            have = n;
+        }
+        len = gv_get_u32le(chunk + (a->head_off - base));
+        if ((uint64_t)GV_FRAME_HDR + len > a->tail_off - a->head_off) {
+            return; /* not a frame of ours: never step past the tail */
+        }
+        drop_head_frame(a, (uint64_t)GV_FRAME_HDR + len);
+    }
+}
+
+/* Room for len more bytes: the oldest unacknowledged events go first. A full
+ * spool sheds the oldest half of its cap at once, and the prefix so freed is
+ * cut away right after: compaction copies what is left (the newer half), so a
+ * spool that stays full (no agent for a long time) copies about one byte per
+ * byte appended, instead of rewriting the whole file every few MiB. The
+ * acknowledged prefix is also cut once it is a quarter of the cap, or at once
+ * when nothing is pending (the common case with a live agent: a truncate). */
 static void spool_make_room(struct agent_em *a, size_t len)
 {
-    while (a->tail_off - a->head_off + len > a->spool_cap) {
-        if (spool_drop_oldest(a) != GV_OK) {
-            break;
-        }
+    uint64_t compact_at = a->spool_cap / 4 > 0 ? a->spool_cap / 4 : 1;
+
+    if (a->tail_off - a->head_off + len > a->spool_cap) {
+        uint64_t shed = len + a->spool_cap / 2;
+        spool_drop_until(a, shed < a->spool_cap ? a->spool_cap - shed : 0);
     }
-    if (a->head_off > SPOOL_HDR && (a->head_off == a->tail_off || a->head_off >= COMPACT_MIN)) {
+    if (a->head_off > SPOOL_HDR &&
+        (a->head_off == a->tail_off || a->head_off - SPOOL_HDR >= compact_at)) {
         spool_write_acked(a);
         spool_compact(a);
     }
@@ -392,12 +425,17 @@ static size_t drain_ring(struct agent_em *a)
         }
     }
     gv_buf_reset(&a->batch);
+    a->batch_full = false;
     for (;;) {
         size_t pos, mark = a->batch.len;
         struct gv_record *rec;
         uint8_t *hdr;
 
-        if (mark >= limit || !gv_ring_front(&a->ring, &pos)) {
+        if (mark >= limit) {
+            a->batch_full = true;
+            break;
+        }
+        if (!gv_ring_front(&a->ring, &pos)) {
             break;
         }
         rec = &a->recs[gv_ring_index(&a->ring, pos)];
@@ -678,19 +716,22 @@ static void *bg_main(void *arg)
             }
         }
         idle = n ? 0 : idle + 1;
-        /* Busy: straight back to the ring; recently busy: naps short enough that
-         * the ring never fills (5 ms is 250 records at 50k req/s, of 4096 slots);
-         * idle: back off further. emit() wakes us at half full either way. Each
-         * wakeup is a syscall and a context switch taken from the request
-         * threads' cores, so fewer, larger batches are cheaper than a 1 ms tick. */
-        timeout = n ? 0 : idle < 40 ? 5 : 20;
+        /* A pass costs a spool write, a send and an ack read whatever its size, and
+         * each wakeup is a context switch taken from the request threads' cores. So
+         * under load the thread takes the ring in batches: it naps BUSY_NAP_MS after
+         * a pass that found records (2 ms is 100 records at 50k req/s, of 4096
+         * slots), watching only the wake fd, so the agent's acks do not wake it
+         * record by record; a pass cut short by its size limit goes again at once.
+         * Idle, it backs off further. emit() wakes it at half full either way. */
+        timeout = n == 0 ? (idle < 40 ? 5 : 20) : a->batch_full ? 0 : BUSY_NAP_MS;
         pfd[0].fd = a->wake_fd;
         pfd[0].events = POLLIN;
         pfd[0].revents = 0;
         pfd[1].fd = a->sock;
         pfd[1].events = POLLIN | (a->out_pos < a->out.len ? POLLOUT : 0);
         pfd[1].revents = 0;
-        if (poll(pfd, a->sock >= 0 ? 2 : 1, timeout) > 0 && (pfd[0].revents & POLLIN)) {
+        if (poll(pfd, a->sock >= 0 && n == 0 ? 2 : 1, timeout) > 0 &&
+            (pfd[0].revents & POLLIN)) {
             uint64_t v;
             ssize_t r = read(a->wake_fd, &v, sizeof(v));
             (void)r;
@@ -714,23 +755,10 @@ static void *bg_main(void *arg)
 
 /* ---- emitter ops --------------------------------------------------------------------- */
 
-/* Copies what the record uses: the unused policy slots are most of its size,
- * and every byte copied is a cache line the worker thread pays for. */
-static void copy_record(struct gv_record *dst, const struct gv_record *src)
-{
-    uint32_t n = src->npolicies < GV_RECORD_MAX_POLICIES ? src->npolicies : GV_RECORD_MAX_POLICIES;
-    size_t tail = offsetof(struct gv_record, start_wall_us);
-
-    memcpy(dst, src, offsetof(struct gv_record, policies));
-    memcpy(dst->policies, src->policies, n * sizeof(src->policies[0]));
-    memcpy((char *)dst + tail, (const char *)src + tail, sizeof(*src) - tail);
-    /* weave: the slot owns its own copy; the request frees the original. */
-    dst->content = gv_content_dup(src->content);
-}
-
 static gv_rc agent_emit(struct gw_emitter *em, const struct gv_record *rec)
 {
     struct agent_em *a = (struct agent_em *)em;
+    struct gv_record *slot;
     size_t pos;
 
     if (!gv_ring_claim(&a->ring, &pos)) {
@@ -738,7 +766,10 @@ static gv_rc agent_emit(struct gw_emitter *em, const struct gv_record *rec)
         atomic_fetch_add_explicit(&a->dropped, 1, memory_order_relaxed);
         return GV_EAGAIN;
     }
-    copy_record(&a->recs[gv_ring_index(&a->ring, pos)], rec);
+    slot = &a->recs[gv_ring_index(&a->ring, pos)];
+    gv_record_copy_used(slot, rec);
+    /* weave: the slot owns its own copy; the request frees the original. */
+    slot->content = gv_content_dup(rec->content);
     gv_ring_publish(&a->ring, pos);
     /* Half full: the background thread may be napping; wake it once per
      * half-ring instead of paying a syscall per record. */
