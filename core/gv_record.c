@@ -1,7 +1,8 @@
-/* core/gv_record.c - names for record enums */
+/* core/gv_record.c - names for record enums, and copying a record */
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "core/gv_record.h"
 
+#include <stddef.h>
 #include <string.h>
 
 static const char *const decisions[] = {"allowed", "redacted", "blocked", "error"};
@@ -32,4 +33,22 @@ const char *gv_outcome_action_str(enum gv_outcome_action a)
         return "unknown";
     }
     return actions[a];
+}
+
+/* gv_record_copy_used copies around the policy slots: nothing may sit between them
+ * and start_wall_us. */
+_Static_assert(offsetof(struct gv_record, start_wall_us) ==
+                   offsetof(struct gv_record, policies) +
+                       sizeof(((struct gv_record *)0)->policies),
+               "gv_record: start_wall_us must follow the policy slots");
+
+void gv_record_copy_used(struct gv_record *dst, const struct gv_record *src)
+{
+    uint32_t n = src->npolicies < GV_RECORD_MAX_POLICIES ? src->npolicies : GV_RECORD_MAX_POLICIES;
+    size_t tail = offsetof(struct gv_record, start_wall_us);
+
+    memcpy(dst, src, offsetof(struct gv_record, policies));
+    memcpy(dst->policies, src->policies, n * sizeof(src->policies[0]));
+    memcpy((char *)dst + tail, (const char *)src + tail, sizeof(*src) - tail);
+    dst->content = NULL;
 }

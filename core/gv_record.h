@@ -133,5 +133,10 @@ struct gv_content *gv_content_dup(const struct gv_content *c);
 void gv_content_free(struct gv_content *c);
 /* Frees what the record owns (its content) and clears the pointer. */
 void gv_record_release(struct gv_record *rec);
+/* core/gv_record.c: copies every field src uses into dst: the unused policy slots, most of the
+ * record's 4 KB, are left as they are in dst, since every byte copied is a
+ * cache line the request thread pays for. dst->content is set to NULL (the
+ * caller takes or duplicates src's). */
+void gv_record_copy_used(struct gv_record *dst, const struct gv_record *src);
 
 #endif

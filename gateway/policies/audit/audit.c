@@ -40,6 +40,9 @@ struct audit_node {
     bool answer_truncated;
 };
 
+/* Written nodes the writer keeps for reuse. */
+#define SPARE_MAX 1024
+
 /* How often the writer takes queued records to seal them, and how many sealed
  * bytes force a commit before the fsync interval is up. */
 #define SEAL_EVERY_US 2000u
@@ -75,12 +78,19 @@ struct audit_writer {
 
     pthread_t thread;
     bool started;
-    pthread_mutex_t mu;
+    /* Request threads push records onto `inbox` with one compare-and-swap (newest
+     * first); the writer takes the whole list with one exchange. No lock on the
+     * request path: a mutex shared with the writer cost each request two cache
+     * misses and, under load, futex waits. */
+    _Atomic(struct audit_node *) inbox;
+    atomic_size_t queued;    /* in the inbox, sealed or waiting to be retried */
+    atomic_bool wants_wake;  /* the writer sleeps on cv until the next record */
+    pthread_mutex_t mu;      /* guards cv and stop only */
     pthread_cond_t cv;
-    struct audit_node *qhead, *qtail; /* under mu */
-    atomic_size_t queued;             /* changed under mu; read anywhere */
-    bool stop;                        /* under mu */
-    bool wants_wake;                  /* under mu: the writer waits for the next record */
+    bool stop;               /* under mu */
+    pthread_mutex_t spare_mu;
+    struct audit_node *spare; /* written nodes kept for audit_complete, under spare_mu */
+    size_t nspare;
 
     atomic_bool healthy;   /* last append succeeded */
     atomic_int last_errno; /* of the last append's first failing call; 0: it did not fail */
@@ -88,9 +98,15 @@ struct audit_writer {
     atomic_ullong written;
     atomic_ullong drop_logged_at; /* mono us of the last "dropped" log line */
 
-    /* The chain's end as last written, for the governance events; under mu. */
-    uint64_t head_seq;
-    char head_hash[GW_AUDIT_HASH_HEX + 1];
+    /* The chain's end as last written, for the governance events: a sequence
+     * lock (head_gen odd while the writer changes it), all atomics, so request
+     * threads read it without a lock. The hash is its 64 hex digits in 8 words. */
+    atomic_uint head_gen;
+    atomic_uint_least64_t head_seq;
+    atomic_uint_least64_t head_hash[GW_AUDIT_HASH_HEX / 8];
+
+    /* writer thread only: records that failed to append, in order, retried first */
+    struct audit_node *retry, *retry_tail;
 
     /* writer thread only (and init/destroy, before/after it runs) */
     int fd;
@@ -523,10 +539,41 @@ static gv_rc seal_record(struct audit_writer *w, const struct audit_node *n, uin
 /* Makes the chain's end what the next governance events carry. */
 static void publish_head(struct audit_writer *w)
 {
-    pthread_mutex_lock(&w->mu);
-    w->head_seq = w->pos.seq;
-    memcpy(w->head_hash, w->pos.hash, sizeof(w->head_hash));
-    pthread_mutex_unlock(&w->mu);
+    unsigned gen = atomic_load_explicit(&w->head_gen, memory_order_relaxed);
+    size_t i;
+
+    atomic_store_explicit(&w->head_gen, gen + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&w->head_seq, w->pos.seq, memory_order_relaxed);
+    for (i = 0; i < GW_AUDIT_HASH_HEX / 8; i++) {
+        uint64_t word;
+        memcpy(&word, w->pos.hash + 8 * i, 8);
+        atomic_store_explicit(&w->head_hash[i], word, memory_order_relaxed);
+    }
+    atomic_store_explicit(&w->head_gen, gen + 2, memory_order_release);
+}
+
+/* The head as last published, read on a request thread (see head_gen). */
+static void read_head(struct audit_writer *w, uint64_t *seq, char hash[GW_AUDIT_HASH_HEX + 1])
+{
+    for (;;) {
+        unsigned gen = atomic_load_explicit(&w->head_gen, memory_order_acquire);
+        size_t i;
+
+        if (gen & 1u) {
+            continue; /* the writer is between two stores: a few instructions */
+        }
+        *seq = atomic_load_explicit(&w->head_seq, memory_order_relaxed);
+        for (i = 0; i < GW_AUDIT_HASH_HEX / 8; i++) {
+            uint64_t word = atomic_load_explicit(&w->head_hash[i], memory_order_relaxed);
+            memcpy(hash + 8 * i, &word, 8);
+        }
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&w->head_gen, memory_order_relaxed) == gen) {
+            break;
+        }
+    }
+    hash[GW_AUDIT_HASH_HEX] = '\0';
 }
 
 /* Write `n` bytes of sealed lines that end at (seq, hash) at the end of the
@@ -639,6 +686,38 @@ static void free_nodes(struct audit_node *n)
     }
 }
 
+/* Drops what written nodes hold; outside w->mu, as json_object_put may free a
+ * whole stored conversation. */
+static void clear_nodes(struct audit_node *n)
+{
+    for (; n; n = n->next) {
+        json_object_put(n->content);
+        json_object_put(n->answer);
+        n->content = NULL;
+        n->answer = NULL;
+    }
+}
+
+/* w->spare_mu held: keeps up to SPARE_MAX cleared nodes for audit_complete and
+ * frees the rest. A node is over 4 KB: glibc answers each allocation that large by
+ * consolidating its fast bins, and one freed on another thread goes back
+ * through the arena's lock, a cost every request paid. */
+static void keep_nodes(struct audit_writer *w, struct audit_node *n)
+{
+    while (n) {
+        struct audit_node *next = n->next;
+        if (w->nspare < SPARE_MAX) {
+            n->next = w->spare;
+            w->spare = n;
+            w->nspare++;
+        }
+        else {
+            gv_free(n);
+        }
+        n = next;
+    }
+}
+
 static size_t count_nodes(const struct audit_node *n)
 {
     size_t c = 0;
@@ -714,6 +793,61 @@ static void writer_wait(struct audit_writer *w, uint64_t deadline_us)
  * (JSON, hash chain) right away, so the sealing work is spread evenly; every
  * fsync interval it commits what is sealed: one write, one fdatasync, head.json
  * (group commit). Idle, it sleeps until the next record wakes it. */
+/* The records request threads pushed since the last call, oldest first, behind
+ * any that failed before (those keep their place ahead of newer ones). */
+static struct audit_node *take_queued(struct audit_writer *w)
+{
+    struct audit_node *n = atomic_exchange(&w->inbox, NULL), *fifo = NULL, *head;
+
+    while (n) { /* the inbox is newest first */
+        struct audit_node *next = n->next;
+        n->next = fifo;
+        fifo = n;
+        n = next;
+    }
+    if (!w->retry) {
+        return fifo;
+    }
+    head = w->retry;
+    w->retry_tail->next = fifo;
+    w->retry = w->retry_tail = NULL;
+    return head;
+}
+
+/* Sleeps until a record is pushed (deadline_us 0), or until deadline_us, or stop. */
+static void writer_sleep(struct audit_writer *w, uint64_t deadline_us)
+{
+    pthread_mutex_lock(&w->mu);
+    if (deadline_us == 0) {
+        /* Announce the sleep, then look again: a push either lands before the
+         * look or sees wants_wake and signals under mu (both sequentially
+         * consistent), so no record is left waiting for a wakeup. */
+        atomic_store(&w->wants_wake, true);
+        if (!atomic_load(&w->inbox) && !w->stop) {
+            writer_wait(w, 0);
+        }
+        atomic_store(&w->wants_wake, false);
+    }
+    else if (!w->stop) {
+        writer_wait(w, deadline_us);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+static bool writer_stopping(struct audit_writer *w)
+{
+    bool stop;
+
+    pthread_mutex_lock(&w->mu);
+    stop = w->stop;
+    pthread_mutex_unlock(&w->mu);
+    return stop;
+}
+
+/* The writer takes what request threads queued every SEAL_EVERY_US and seals it
+ * (JSON, hash chain) right away, so the sealing work is spread evenly; every
+ * fsync interval it commits what is sealed: one write, one fdatasync, head.json
+ * (group commit). Idle, it sleeps until the next record wakes it. */
 static void *writer_main(void *arg)
 {
     struct audit_writer *w = arg;
@@ -721,52 +855,46 @@ static void *writer_main(void *arg)
     uint64_t last_commit = gv_mono_us();
     bool failing = false;
 
-    pthread_mutex_lock(&w->mu);
     for (;;) {
         struct audit_node *batch, *tail, *written;
-        size_t done = 0;
+        size_t done = 0, nwritten;
         uint64_t now;
-        bool commit;
+        bool commit, stop;
         gv_rc rc;
 
-        if (w->qhead) {
-            batch = w->qhead;
-            w->qhead = w->qtail = NULL;
-            pthread_mutex_unlock(&w->mu);
+        batch = take_queued(w);
+        if (batch) {
             pre_add(w, batch);
-            pthread_mutex_lock(&w->mu);
         }
+        stop = writer_stopping(w);
         now = gv_mono_us();
         commit = w->pre.count > 0 &&
-                 (w->stop || w->fsync_mode == FSYNC_ALWAYS || now >= last_commit + interval_us ||
+                 (stop || w->fsync_mode == FSYNC_ALWAYS || now >= last_commit + interval_us ||
                   w->pre.buf.len >= PRE_COMMIT_BYTES);
         if (!commit) {
-            if (w->qhead) {
+            if (atomic_load(&w->inbox)) {
                 continue;
             }
-            if (w->stop) {
+            if (stop) {
                 break;
             }
             if (w->pre.count == 0) {
-                w->wants_wake = true;
-                writer_wait(w, 0);
-                w->wants_wake = false;
+                writer_sleep(w, 0);
             }
             else {
                 uint64_t seal_at = now + SEAL_EVERY_US;
                 uint64_t commit_at = last_commit + interval_us;
-                writer_wait(w, seal_at < commit_at ? seal_at : commit_at);
+                writer_sleep(w, seal_at < commit_at ? seal_at : commit_at);
             }
             continue;
         }
         batch = w->pre.head;
         tail = w->pre.tail;
-        pthread_mutex_unlock(&w->mu);
 
         rc = append_batch(w, batch, &w->pre, &done);
         pre_reset(&w->pre);
         last_commit = gv_mono_us();
-        /* Detach what is written; it is freed outside the lock. */
+        /* Detach what is written. */
         written = batch;
         while (done > 1) {
             batch = batch->next;
@@ -781,13 +909,14 @@ static void *writer_main(void *arg)
             written = NULL;
         }
 
-        pthread_mutex_lock(&w->mu);
-        w->queued -= count_nodes(written);
-        atomic_fetch_add(&w->written, count_nodes(written));
+        nwritten = count_nodes(written);
+        atomic_fetch_sub(&w->queued, nwritten);
+        atomic_fetch_add(&w->written, nwritten);
         if (rc == GV_OK) {
-            pthread_mutex_unlock(&w->mu);
-            free_nodes(written);
-            pthread_mutex_lock(&w->mu);
+            clear_nodes(written);
+            pthread_mutex_lock(&w->spare_mu);
+            keep_nodes(w, written);
+            pthread_mutex_unlock(&w->spare_mu);
             if (failing) {
                 gv_log(GV_LOG_WARN, "policy:audit-logger", "audit log writable again", "dir=%s",
                        w->dir);
@@ -801,11 +930,8 @@ static void *writer_main(void *arg)
         /* Keep the rest, in order, ahead of what arrived meanwhile; it is sealed
          * again from wherever the log is when it is retried. */
         if (batch) {
-            tail->next = w->qhead;
-            w->qhead = batch;
-            if (!w->qtail) {
-                w->qtail = tail;
-            }
+            w->retry = batch;
+            w->retry_tail = tail;
         }
         atomic_store(&w->last_errno, w->err);
         atomic_store(&w->healthy, false);
@@ -815,17 +941,16 @@ static void *writer_main(void *arg)
                    w->dir, gv_rc_str(rc), w->err ? strerror(w->err) : "-");
             failing = true;
         }
-        if (w->stop) {
+        if (stop) {
             break;
         }
         /* Retry after an interval instead of spinning on a full disk. */
-        writer_wait(w, gv_mono_us() + interval_us);
+        writer_sleep(w, gv_mono_us() + interval_us);
     }
-    if (w->queued) {
+    if (atomic_load(&w->queued)) {
         gv_log(GV_LOG_ERROR, "policy:audit-logger", "audit records lost at shutdown",
                "records=%zu dir=%s", (size_t)atomic_load(&w->queued), w->dir);
     }
-    pthread_mutex_unlock(&w->mu);
     return NULL;
 }
 
@@ -841,7 +966,8 @@ static void writer_destroy(struct audit_writer *w)
         pthread_mutex_unlock(&w->mu);
         pthread_join(w->thread, NULL);
     }
-    free_nodes(w->qhead);
+    free_nodes(atomic_exchange(&w->inbox, NULL));
+    free_nodes(w->retry);
     if (w->fd >= 0) {
         if (w->fsync_mode != FSYNC_OFF) {
             (void)fsync(w->fd);
@@ -852,11 +978,13 @@ static void writer_destroy(struct audit_writer *w)
         close(w->lockfd);
     }
     free_nodes(w->pre.head);
+    free_nodes(w->spare);
     gv_buf_free(&w->pre.buf);
     gv_buf_free(&w->out);
     gv_buf_free(&w->line);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
+    pthread_mutex_destroy(&w->spare_mu);
     gv_free(w);
 }
 
@@ -872,6 +1000,7 @@ static gv_rc audit_init(struct gw_policy *pol, const char *path, const struct gv
     w->fd = -1;
     w->lockfd = -1;
     pthread_mutex_init(&w->mu, NULL);
+    pthread_mutex_init(&w->spare_mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     gv_buf_init(&w->out, 0);
     gv_buf_init(&w->line, GW_AUDIT_LINE_MAX);
@@ -1025,7 +1154,7 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
     struct audit_writer *w = ctx->w;
     struct audit_node *n;
     const struct gw_cost_price *price;
-    bool known;
+    bool known, wanted;
 
     if (!rec->cost_priced && (rec->tokens_prompt || rec->tokens_completion)) {
         /* No cost-tracker in the chain (it prices every request before any
@@ -1042,21 +1171,44 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
             rec->price_output_per_mtok = price->output_per_mtok;
         }
     }
-    if (w) {
-        /* The chain's end so far (this record is not written yet): the agent
-         * publishes it, so a verifier can check the log against it later. */
-        pthread_mutex_lock(&w->mu);
-        rec->audit_head_seq = w->head_seq;
-        memcpy(rec->audit_head_hash, w->head_hash, sizeof(rec->audit_head_hash));
-        pthread_mutex_unlock(&w->mu);
-    }
-    if (!w || (!ctx->log_all_access && rec->decision == GV_DECISION_ALLOWED)) {
+    if (!w) {
         return;
     }
-    n = gv_calloc(1, sizeof(*n));
-    n->rec = *rec;
-    n->rec.content = NULL; /* weave: the request owns the telemetry content */
+    wanted = ctx->log_all_access || rec->decision != GV_DECISION_ALLOWED;
+    /* The chain's end so far (this record is not written yet): the agent
+     * publishes it, so a verifier can check the log against it later. */
+    read_head(w, &rec->audit_head_seq, rec->audit_head_hash);
+    if (!wanted) {
+        return;
+    }
+    if (atomic_load(&w->queued) >= w->queue_max) {
+        unsigned long long now = gv_mono_us();
+        atomic_fetch_add(&w->dropped, 1);
+        if (now - atomic_load(&w->drop_logged_at) > 10000000u) {
+            atomic_store(&w->drop_logged_at, now);
+            gv_log(GV_LOG_ERROR, "policy:audit-logger", "audit queue full; record dropped",
+                   "dropped_total=%llu queue_max=%zu", atomic_load(&w->dropped), w->queue_max);
+        }
+        return;
+    }
+    pthread_mutex_lock(&w->spare_mu);
+    n = w->spare;
+    if (n) {
+        w->spare = n->next;
+        w->nspare--;
+    }
+    pthread_mutex_unlock(&w->spare_mu);
+    /* Not calloc: the record is 4 KB, mostly unused policy slots, and zeroing
+     * then copying it all cost the request thread more than the rest of this. */
+    if (!n) {
+        n = gv_malloc(sizeof(*n));
+    }
+    n->next = NULL;
+    gv_record_copy_used(&n->rec, rec); /* weave: the request keeps its telemetry content */
     n->cost_usd = rec->cost_usd;
+    n->content = NULL;
+    n->answer = NULL;
+    n->answer_truncated = false;
     /* Only what was forwarded is stored: after every rewrite, never for a
      * blocked request (later policies, pii included, may not have run). */
     if (ctx->store_content &&
@@ -1069,34 +1221,19 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
             n->answer_truncated = req->answer_truncated;
         }
     }
-    pthread_mutex_lock(&w->mu);
-    if (w->queued >= w->queue_max) {
-        unsigned long long now = gv_mono_us();
-        pthread_mutex_unlock(&w->mu);
-        atomic_fetch_add(&w->dropped, 1);
-        if (now - atomic_load(&w->drop_logged_at) > 10000000u) {
-            atomic_store(&w->drop_logged_at, now);
-            gv_log(GV_LOG_ERROR, "policy:audit-logger", "audit queue full; record dropped",
-                   "dropped_total=%llu queue_max=%zu", atomic_load(&w->dropped), w->queue_max);
-        }
-        free_nodes(n);
-        return;
+    /* The bound is checked before the push, so several threads at once may pass
+     * it by one record each. */
+    atomic_fetch_add(&w->queued, 1);
+    n->next = atomic_load_explicit(&w->inbox, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak(&w->inbox, &n->next, n)) {
     }
-    if (w->qtail) {
-        w->qtail->next = n;
-    }
-    else {
-        w->qhead = n;
-    }
-    w->qtail = n;
-    w->queued++;
     /* The writer only needs a nudge when it sleeps with nothing to seal: at
      * most one signal per quiet spell, not one per record. */
-    if (w->wants_wake || w->fsync_mode == FSYNC_ALWAYS) {
-        w->wants_wake = false;
+    if (atomic_load(&w->wants_wake) || w->fsync_mode == FSYNC_ALWAYS) {
+        pthread_mutex_lock(&w->mu);
         pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu);
     }
-    pthread_mutex_unlock(&w->mu);
 }
 
 /* store_content keeps the answer too, so the relay must collect it. */
