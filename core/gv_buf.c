@@ -47,7 +47,9 @@ static gv_rc reserve(struct gv_buf *b, size_t extra)
     if (need <= b->cap) {
         return GV_OK;
     }
-    ncap = b->cap ? b->cap : 64;
+    /* 256 first: request heads, header blocks and log lines grew 64, 128, 256,
+     * 512 before, a realloc each, several buffers a request. */
+    ncap = b->cap ? b->cap : 256;
     while (ncap < need) {
         ncap = ncap > SIZE_MAX / 2 ? need : ncap * 2;
     }

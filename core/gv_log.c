@@ -507,6 +507,30 @@ out:
     pthread_mutex_unlock(&ctl_mu);
 }
 
+/* Formats one whole line (on the stack unless it is long) and queues or writes it. */
+static void write_line(enum gv_log_level level, const char *ts, const char *mod, const char *msg,
+                       const char *kv, size_t kvlen)
+{
+    char line_stack[LINE_STACK];
+    struct lbuf line;
+    ssize_t w;
+
+    line.p = line_stack;
+    line.len = 0;
+    line.cap = sizeof(line_stack) - 1;
+    line.heap = 0;
+    line.full = 0;
+    format_line(&line, ts, level, mod, msg, kv, kvlen);
+    if (!atomic_load_explicit(&async_on, memory_order_acquire) ||
+        !enqueue(level, line.p, line.len)) {
+        w = write(STDERR_FILENO, line.p, line.len);
+        (void)w;
+    }
+    if (line.heap) {
+        gv_free(line.p);
+    }
+}
+
 /* ---- entry point ------------------------------------------------------------------------ */
 
 void gv_log_write(enum gv_log_level level, const char *mod, const char *msg, const char *kvfmt,
@@ -514,13 +538,10 @@ void gv_log_write(enum gv_log_level level, const char *mod, const char *msg, con
 {
     char ts[32];
     char kv_stack[KV_STACK];
-    char line_stack[LINE_STACK];
     char *kv = kv_stack;
     size_t kvlen = 0;
-    struct lbuf line;
     va_list ap;
     int n;
-    ssize_t w;
 
     format_ts(ts, sizeof(ts));
     kv_stack[0] = '\0';
@@ -544,22 +565,20 @@ void gv_log_write(enum gv_log_level level, const char *mod, const char *msg, con
             }
         }
     }
-    line.p = line_stack;
-    line.len = 0;
-    line.cap = sizeof(line_stack) - 1;
-    line.heap = 0;
-    line.full = 0;
-    format_line(&line, ts, level, mod, msg, kv, kvlen);
-
-    if (!atomic_load_explicit(&async_on, memory_order_acquire) ||
-        !enqueue(level, line.p, line.len)) {
-        w = write(STDERR_FILENO, line.p, line.len);
-        (void)w;
-    }
-    if (line.heap) {
-        gv_free(line.p);
-    }
+    write_line(level, ts, mod, msg, kv, kvlen);
     if (kv != kv_stack) {
         gv_free(kv);
     }
+}
+
+void gv_log_write_kv(enum gv_log_level level, const char *mod, const char *msg, const char *kv,
+                     size_t kvlen)
+{
+    char ts[32];
+
+    format_ts(ts, sizeof(ts));
+    if (kvlen > KV_MAX) {
+        kvlen = utf8_trim(kv, KV_MAX);
+    }
+    write_line(level, ts, mod, msg, kv ? kv : "", kv ? kvlen : 0);
 }

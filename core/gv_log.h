@@ -29,6 +29,15 @@ int gv_log_level_parse(const char *s);
 void gv_log_write(enum gv_log_level level, const char *mod, const char *msg, const char *kvfmt,
                   ...) __attribute__((format(printf, 4, 5)));
 
+/* gv_log_write with the key=value text already built (kvlen bytes): for the line
+ * logged per request, where formatting it with printf was a tenth of the
+ * gateway's own work. The same cuts apply. */
+void gv_log_write_kv(enum gv_log_level level, const char *mod, const char *msg, const char *kv,
+                     size_t kvlen);
+
+/* True when a line at `level` would be written: check it before building one. */
+#define gv_log_enabled(level) ((int)(level) <= gv_log_level_current)
+
 /* gv_log(GV_LOG_INFO, "gateway", "listening", "addr=%s", addr): checks the
  * level before formatting anything. */
 #define gv_log(level, mod, msg, ...)                                                               \

@@ -3,6 +3,7 @@
 #include "core/gv_time.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 uint64_t gv_mono_us(void)
@@ -32,12 +33,38 @@ void gv_time_deadline(clockid_t clock, uint64_t us, struct timespec *out)
 
 void gv_time_rfc3339(uint64_t wall_us, char *buf, unsigned long size)
 {
+    /* The audit writer stamps every record: the date part changes once a second,
+     * so each thread keeps the last one and only adds the milliseconds. */
+    static _Thread_local time_t cached_sec = (time_t)-1;
+    static _Thread_local char cached[32];
     time_t secs = (time_t)(wall_us / 1000000u);
+    unsigned ms = (unsigned)((wall_us % 1000000u) / 1000u);
+    char out[40];
+    size_t n;
     struct tm tm;
-    gmtime_r(&secs, &tm);
-    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (unsigned)((wall_us % 1000000u) / 1000u));
+
+    if (size == 0) {
+        return;
+    }
+    if (secs != cached_sec) {
+        gmtime_r(&secs, &tm);
+        snprintf(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached_sec = secs;
+    }
+    n = strlen(cached);
+    memcpy(out, cached, n);
+    out[n++] = '.';
+    out[n++] = (char)('0' + ms / 100);
+    out[n++] = (char)('0' + ms / 10 % 10);
+    out[n++] = (char)('0' + ms % 10);
+    out[n++] = 'Z';
+    /* Cut like snprintf when buf is small. */
+    if (n > size - 1) {
+        n = size - 1;
+    }
+    memcpy(buf, out, n);
+    buf[n] = '\0';
 }
 
 const char *gv_time_http_date(void)

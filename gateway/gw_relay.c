@@ -361,12 +361,61 @@ void gw_relay_async_drain(struct gw_worker *w)
     w->inbox = NULL;
 }
 
+/* Appends ` key=value` to the request's log line. */
+static void kv_str(struct gv_buf *b, const char *key, const char *v)
+{
+    (void)gv_buf_append_char(b, ' ');
+    (void)gv_buf_append_str(b, key);
+    (void)gv_buf_append_char(b, '=');
+    (void)gv_buf_append_str(b, v && v[0] ? v : "-");
+}
+
+static void kv_u64(struct gv_buf *b, const char *key, unsigned long long v)
+{
+    (void)gv_buf_append_char(b, ' ');
+    (void)gv_buf_append_str(b, key);
+    (void)gv_buf_append_char(b, '=');
+    (void)gv_buf_append_u64(b, v);
+}
+
+/* The one line per request: `req=... run=... model=... target=... decision=...
+ * status=... total_ms=... upstream_ms=... overhead_ms=... tokens_in=... tokens_out=...
+ * stream=0|1 [error=...]`. Built by appends into the worker's buffer, not printf:
+ * it is written for every request. Prompt text, keys and answers never go in. */
+static void log_request(const struct rq *r, struct gv_buf *kv)
+{
+    char ms[32], model[64];
+    const char *key[3] = {"total_ms", "upstream_ms", "overhead_ms"};
+    uint64_t us[3] = {r->rec.latency_total_us, r->rec.latency_upstream_us,
+                      r->rec.latency_gateway_us};
+    size_t i;
+
+    gv_buf_reset(kv);
+    (void)gv_buf_append_str(kv, "req=");
+    (void)gv_buf_append_str(kv, r->rec.request_id);
+    kv_str(kv, "run", r->rec.run_id);
+    log_safe(model, sizeof(model), r->rec.model);
+    kv_str(kv, "model", model);
+    kv_str(kv, "target", r->rec.target);
+    kv_str(kv, "decision", gv_decision_str(r->decision));
+    kv_u64(kv, "status", (unsigned long long)(r->rec.http_status < 0 ? 0 : r->rec.http_status));
+    for (i = 0; i < 3; i++) {
+        gw_http_fmt_ms(us[i], ms, sizeof(ms));
+        kv_str(kv, key[i], ms);
+    }
+    kv_u64(kv, "tokens_in", (unsigned long long)r->rec.tokens_prompt);
+    kv_u64(kv, "tokens_out", (unsigned long long)r->rec.tokens_completion);
+    kv_u64(kv, "stream", r->stream ? 1 : 0);
+    if (r->rec.error_code[0]) {
+        kv_str(kv, "error", r->rec.error_code);
+    }
+    gv_log_write_kv(GV_LOG_INFO, MOD, "request", kv->data ? kv->data : "", kv->len);
+}
+
 static void finish_record(struct rq *r)
 {
     struct gw_worker *w = r->w;
     struct gw_server *s = w->srv;
-    int status = r->rec.http_status;
-    char tot[32], ups[32], ovh[32], model[64];
 
     gw_chain_complete(s->chain, &r->preq, &r->rec);
     gw_telemetry_shape(&r->rec, r->body); /* roles and message count, never text */
@@ -374,18 +423,9 @@ static void finish_record(struct rq *r)
         s->em->ops->emit(s->em, &r->rec);
     }
     gv_record_release(&r->rec); /* the emitter copied any captured content */
-    gw_http_fmt_ms(r->rec.latency_total_us, tot, sizeof(tot));
-    gw_http_fmt_ms(r->rec.latency_upstream_us, ups, sizeof(ups));
-    gw_http_fmt_ms(r->rec.latency_gateway_us, ovh, sizeof(ovh));
-    log_safe(model, sizeof(model), r->rec.model);
-    gv_log(GV_LOG_INFO, MOD, "request",
-           "req=%s run=%s model=%s target=%s decision=%s status=%d total_ms=%s upstream_ms=%s "
-           "overhead_ms=%s tokens_in=%llu tokens_out=%llu stream=%d%s%s",
-           r->rec.request_id, r->rec.run_id[0] ? r->rec.run_id : "-", model,
-           r->rec.target[0] ? r->rec.target : "-", gv_decision_str(r->decision), status, tot, ups,
-           ovh, (unsigned long long)r->rec.tokens_prompt,
-           (unsigned long long)r->rec.tokens_completion, r->stream ? 1 : 0,
-           r->rec.error_code[0] ? " error=" : "", r->rec.error_code);
+    if (gv_log_enabled(GV_LOG_INFO)) {
+        log_request(r, &w->logkv);
+    }
 
     w->nactive--;
     if (r->body) {
@@ -947,47 +987,29 @@ static bool read_answer_text(struct rq *r, const char *p, size_t n)
 }
 
 /* The text of a chunk passed on unparsed, counted for the usage estimate. */
-static void count_passed(struct rq *r, const struct gw_sse_event *ev)
-{
-    /* Only the text's size is wanted here (an answer cut short is charged by it): read off
-     * the chunk's bytes, with no json-c tree of every event. */
-    r->relayed_bytes += gw_jscan_string_bytes(ev->data, ev->data_len, "content") +
-                        gw_jscan_string_bytes(ev->data, ev->data_len, "arguments");
-}
-
 /* An SSE event when no response policy reads the text: pass it on as it came,
  * unless it carries the usage the client did not ask for. */
 static gv_rc pass_event(struct rq *r, const struct gw_sse_event *ev)
 {
-    static const char key[] = "\"usage\"";
-    const char *v, *c, *at;
+    const char *v, *c;
     size_t vlen, clen;
     enum gw_jscan js;
     struct json_object *o;
+    struct gw_jscan_chunk facts;
 
-    count_passed(r, ev);
-    /* A filter before any scan: OpenAI puts "usage":null on every chunk but the last.
-     * A quote-usage-quote run can only be a key (inside a string the quotes would be
-     * escaped), so when the only one is followed by null there is nothing to read. */
-    if (!r->trace_meta || memmem(ev->data, ev->data_len, "\"finish_reason\":\"", 17)) {
+    /* One walk over the chunk's strings says what the rest needs: the text's size (an
+     * answer cut short is charged by it), whether a choice finished, whether usage is
+     * there. OpenAI puts "usage":null on every chunk but the last, so most chunks go
+     * on after this walk alone, with no json-c tree. */
+    gw_jscan_chunk_facts(ev->data, ev->data_len, &facts);
+    r->relayed_bytes += facts.text_bytes;
+    if (!r->trace_meta || facts.finish_reason) {
         /* The first chunk names the answer; the ones that finish a choice say why. */
         r->trace_meta = true;
         gw_trace_response_text(&r->rec, ev->data, ev->data_len);
     }
-    at = memmem(ev->data, ev->data_len, key, sizeof(key) - 1);
-    if (!at) {
+    if (!facts.usage) {
         return gv_buf_append(&r->pending, ev->raw, ev->raw_len);
-    }
-    {
-        const char *after = at + sizeof(key) - 1;
-        const char *end = ev->data + ev->data_len;
-        while (after < end && (*after == ' ' || *after == ':' || *after == '\t')) {
-            after++;
-        }
-        if ((size_t)(end - after) >= 4 && memcmp(after, "null", 4) == 0 &&
-            !memmem(after, (size_t)(end - after), key, sizeof(key) - 1)) {
-            return gv_buf_append(&r->pending, ev->raw, ev->raw_len);
-        }
     }
     js = gw_jscan_member(ev->data, ev->data_len, "usage", &v, &vlen);
     if (js != GW_JSCAN_FOUND || vlen == 0 || v[0] != '{') {
@@ -1085,14 +1107,36 @@ static gv_rc on_event(void *arg, const struct gw_sse_event *ev)
     return rc;
 }
 
+/* "traceparent: <tp>\r\n" and, when the client sent one, "tracestate: <ts>\r\n"
+ * into out (cut to size, NUL-ended): the headers kt adds upstream. */
+static void trace_headers(char *out, size_t size, const char *tp, const char *ts)
+{
+    const char *part[6] = {"traceparent: ", tp, "\r\n", "tracestate: ", ts, "\r\n"};
+    size_t n = 0, i, k = ts[0] ? 6 : 3;
+
+    for (i = 0; i < k; i++) {
+        size_t len = strlen(part[i]);
+        if (len > size - 1 - n) {
+            len = size - 1 - n;
+        }
+        memcpy(out + n, part[i], len);
+        n += len;
+    }
+    out[n] = '\0';
+}
+
 /* Header lines the client gets from the upstream's answer. */
 static void add_upstream_headers(struct rq *r, struct gv_buf *h)
 {
     if (r->up_reqid[0]) {
-        gv_buf_appendf(h, "x-request-id: %s\r\n", r->up_reqid);
+        gv_buf_append_str(h, "x-request-id: ");
+        gv_buf_append_str(h, r->up_reqid);
+        gv_buf_append(h, "\r\n", 2);
     }
     if (r->up_retry[0]) {
-        gv_buf_appendf(h, "retry-after: %s\r\n", r->up_retry);
+        gv_buf_append_str(h, "retry-after: ");
+        gv_buf_append_str(h, r->up_retry);
+        gv_buf_append(h, "\r\n", 2);
     }
     if (r->up_openai) {
         gv_buf_append_str(h, r->up_openai);
@@ -1494,7 +1538,8 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
     }
     /* The messages exactly as they go upstream, when telemetry content is on. */
     gw_telemetry_request(cfg, &r->rec, r->send_body, r->send_len);
-    if (gv_buf_appendf(&r->url, "%s/chat/completions", t->base_url) != GV_OK) {
+    if (gv_buf_append_str(&r->url, t->base_url) != GV_OK ||
+        gv_buf_append_str(&r->url, "/chat/completions") != GV_OK) {
         fail_json(r, 502, NULL, "upstream_error", NULL, "upstream URL too long");
         return;
     }
@@ -1511,9 +1556,7 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
     /* The CLIENT span starts here; its traceparent (and the client's tracestate) go upstream. */
     gw_trace_upstream_start(&r->rec, up.url);
     gw_trace_upstream_header(&r->rec, tp_out);
-    snprintf(extra, sizeof(extra), "traceparent: %s\r\n%s%s%s", tp_out,
-             r->rec.tracestate[0] ? "tracestate: " : "", r->rec.tracestate,
-             r->rec.tracestate[0] ? "\r\n" : "");
+    trace_headers(extra, sizeof(extra), tp_out, r->rec.tracestate);
     up.extra_headers = extra;
     r->t_up_start = gv_mono_us();
     r->gw_us = r->t_up_start - in->t_start;

@@ -29,6 +29,8 @@
 #include "gateway/gw_worker.h"
 
 #define MOD "gateway"
+/* The request log line's key=value text; gv_log cuts longer ones anyway. */
+#define LOGKV_MAX 4096
 #define JSON_DEPTH 64
 #define LISTEN_BACKLOG 4096
 #define DRAIN_DEFAULT_MS 10000L
@@ -284,6 +286,7 @@ static gv_rc worker_init(struct gw_server *s, struct gw_worker *w, int idx, int 
     }
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
     w->tok = json_tokener_new_ex(JSON_DEPTH);
+    gv_buf_init(&w->logkv, LOGKV_MAX);
     if (!w->stop_ev || !w->drain_timer || !w->tok) {
         return GV_EIO;
     }
@@ -338,6 +341,7 @@ static void worker_free(struct gw_worker *w)
     if (w->tok) {
         json_tokener_free(w->tok);
     }
+    gv_buf_free(&w->logkv);
     gw_relay_free_pool(w);
     if (w->base) {
         event_base_free(w->base);

@@ -16,6 +16,7 @@
 
 #include <json-c/json.h>
 
+#include "core/gv_buf.h"
 #include "gateway/gw_chain.h"
 #include "gateway/gw_config.h"
 #include "gateway/gw_conn.h"
@@ -46,6 +47,7 @@ struct gw_worker {
     size_t nfree;
     bool draining;
     json_tokener *tok;
+    struct gv_buf logkv; /* the request log line's key=value text, reused */
     struct gw_async_inbox *inbox; /* async detection comes back here; made on first use */
 };
 

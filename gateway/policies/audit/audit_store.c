@@ -29,6 +29,7 @@ static const char SEAL_PREFIX[] = ",\"hash\":\"";
 gv_rc gw_audit_line_seal(struct gv_buf *line, char hash_out[GW_AUDIT_HASH_HEX + 1])
 {
     char hash[GW_AUDIT_HASH_HEX + 1];
+    char seal[sizeof(SEAL_PREFIX) - 1 + GW_AUDIT_HASH_HEX + 3];
     size_t body;
     gv_rc rc;
 
@@ -41,7 +42,11 @@ gv_rc gw_audit_line_seal(struct gv_buf *line, char hash_out[GW_AUDIT_HASH_HEX + 
     (void)gv_sha256_hex(line->data, body, hash);
     line->len = body;
     line->data[body] = '\0';
-    rc = gv_buf_appendf(line, "%s%s\"}\n", SEAL_PREFIX, hash);
+    /* One append, so the line gets the whole seal or none of it. */
+    memcpy(seal, SEAL_PREFIX, sizeof(SEAL_PREFIX) - 1);
+    memcpy(seal + sizeof(SEAL_PREFIX) - 1, hash, GW_AUDIT_HASH_HEX);
+    memcpy(seal + sizeof(SEAL_PREFIX) - 1 + GW_AUDIT_HASH_HEX, "\"}\n", 3);
+    rc = gv_buf_append(line, seal, sizeof(seal));
     if (rc) {
         /* Put the brace back so the caller's buffer is unchanged. */
         line->data[body] = '}';
