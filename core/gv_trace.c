@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/gv_buf.h"
 #include "core/gv_hash.h"
 
 void gv_trace_derive(const char *label, const void *seed, size_t seed_len, uint8_t *out, size_t n)
@@ -23,17 +24,34 @@ void gv_trace_derive(const char *label, const void *seed, size_t seed_len, uint8
     }
 }
 
-void gv_trace_derive_request(const struct gv_record *rec, const char *label, uint8_t *out, size_t n)
+static void make_valid(uint8_t *id, size_t n)
 {
-    char seed[sizeof(rec->request_id) + 24];
-    int len = snprintf(seed, sizeof(seed), "%s/%llu", rec->request_id,
-                       (unsigned long long)rec->start_wall_us);
-    size_t slen = len > 0 ? (size_t)len : 0;
-
-    if (slen >= sizeof(seed)) {
-        slen = sizeof(seed) - 1;
+    if (!gv_trace_id_valid(id, n)) {
+        id[n - 1] = 1;
     }
-    gv_trace_derive(label, seed, slen, out, n);
+}
+
+void gv_trace_derive_ids(const struct gv_record *rec, struct gv_trace_ids *ids)
+{
+    static const char label[] = "kt.ids";
+    /* "<request id>/<start wall us>", built without printf. */
+    char seed[sizeof(rec->request_id) + 1 + 24];
+    size_t slen = strnlen(rec->request_id, sizeof(rec->request_id) - 1);
+    uint8_t md[GV_SHA256_LEN];
+
+    _Static_assert(sizeof(struct gv_trace_ids) == GV_SHA256_LEN, "ids are one SHA-256");
+    memcpy(seed, rec->request_id, slen);
+    seed[slen++] = '/';
+    slen += gv_fmt_u64((unsigned long long)rec->start_wall_us, seed + slen);
+    /* The label's NUL keeps it apart from the seed; on failure md is zero and
+     * make_valid still gives usable ids. */
+    (void)gv_sha256_2(label, sizeof(label), seed, slen, md);
+    memcpy(ids->trace, md, sizeof(ids->trace));
+    memcpy(ids->server, md + sizeof(ids->trace), sizeof(ids->server));
+    memcpy(ids->client, md + sizeof(ids->trace) + sizeof(ids->server), sizeof(ids->client));
+    make_valid(ids->trace, sizeof(ids->trace));
+    make_valid(ids->server, sizeof(ids->server));
+    make_valid(ids->client, sizeof(ids->client));
 }
 
 bool gv_trace_id_valid(const uint8_t *id, size_t n)

@@ -18,10 +18,19 @@
  * that is all zero (invalid in W3C) has its last byte set to 1. */
 void gv_trace_derive(const char *label, const void *seed, size_t seed_len, uint8_t *out, size_t n);
 
-/* gv_trace_derive seeded with the request: its id and start time. Labels in
- * use: "kt.trace" (16 bytes), "kt.server", "kt.client" (8). */
-void gv_trace_derive_request(const struct gv_record *rec, const char *label, uint8_t *out,
-                             size_t n);
+/* A request's own ids, derived from the request: see gv_trace_derive_ids. */
+struct gv_trace_ids {
+    uint8_t trace[GV_TRACE_ID_LEN];  /* when the client sent no traceparent */
+    uint8_t server[GV_SPAN_ID_LEN];  /* the gateway's SERVER span */
+    uint8_t client[GV_SPAN_ID_LEN];  /* its CLIENT span, the upstream call */
+};
+
+/* Fills ids from one SHA-256 of "kt.ids" NUL "<request id>/<start wall us>": bytes
+ * 0-15 the trace id, 16-23 the SERVER span, 24-31 the CLIENT span, each made
+ * valid like gv_trace_derive. One hash, not one per id: it runs on every request.
+ * The same record gives the same ids on every host, so an exporter can derive
+ * what an older gateway did not send. */
+void gv_trace_derive_ids(const struct gv_record *rec, struct gv_trace_ids *ids);
 
 /* True when any byte of id[0..n) is non-zero (W3C: all-zero ids are invalid). */
 bool gv_trace_id_valid(const uint8_t *id, size_t n);

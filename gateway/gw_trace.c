@@ -33,6 +33,9 @@ static bool tracestate_ok(const char *s)
 
 void gw_trace_begin(struct gv_record *rec, const char *traceparent, const char *tracestate)
 {
+    struct gv_trace_ids ids;
+
+    gv_trace_derive_ids(rec, &ids);
     memset(rec->parent_span_id, 0, sizeof(rec->parent_span_id));
     rec->tracestate[0] = '\0';
     if (gv_trace_parse(traceparent, rec->trace_id, rec->parent_span_id, &rec->trace_flags) ==
@@ -44,11 +47,11 @@ void gw_trace_begin(struct gv_record *rec, const char *traceparent, const char *
         }
     }
     else {
-        gv_trace_derive_request(rec, "kt.trace", rec->trace_id, GV_TRACE_ID_LEN);
+        memcpy(rec->trace_id, ids.trace, GV_TRACE_ID_LEN);
         rec->trace_flags = 1; /* kt's own traces are recorded */
     }
-    gv_trace_derive_request(rec, "kt.server", rec->span_id, GV_SPAN_ID_LEN);
-    gv_trace_derive_request(rec, "kt.client", rec->upstream_span_id, GV_SPAN_ID_LEN);
+    memcpy(rec->span_id, ids.server, GV_SPAN_ID_LEN);
+    memcpy(rec->upstream_span_id, ids.client, GV_SPAN_ID_LEN);
 }
 
 void gw_trace_upstream_start(struct gv_record *rec, const char *url)

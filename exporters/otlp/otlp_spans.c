@@ -27,24 +27,19 @@ struct ids {
 
 static void ids_of(const struct gv_record *rec, struct ids *ids)
 {
-    if (gv_trace_id_valid(rec->trace_id, GV_TRACE_ID_LEN)) {
-        memcpy(ids->trace, rec->trace_id, sizeof(ids->trace));
-    }
-    else {
-        gv_trace_derive_request(rec, "kt.trace", ids->trace, sizeof(ids->trace));
-    }
-    if (gv_trace_id_valid(rec->span_id, GV_SPAN_ID_LEN)) {
-        memcpy(ids->server, rec->span_id, sizeof(ids->server));
-    }
-    else {
-        gv_trace_derive_request(rec, "kt.server", ids->server, sizeof(ids->server));
-    }
-    if (gv_trace_id_valid(rec->upstream_span_id, GV_SPAN_ID_LEN)) {
-        memcpy(ids->client, rec->upstream_span_id, sizeof(ids->client));
-    }
-    else {
-        gv_trace_derive_request(rec, "kt.client", ids->client, sizeof(ids->client));
-    }
+    struct gv_trace_ids derived;
+
+    gv_trace_derive_ids(rec, &derived);
+    memcpy(ids->trace,
+           gv_trace_id_valid(rec->trace_id, GV_TRACE_ID_LEN) ? rec->trace_id : derived.trace,
+           sizeof(ids->trace));
+    memcpy(ids->server,
+           gv_trace_id_valid(rec->span_id, GV_SPAN_ID_LEN) ? rec->span_id : derived.server,
+           sizeof(ids->server));
+    memcpy(ids->client,
+           gv_trace_id_valid(rec->upstream_span_id, GV_SPAN_ID_LEN) ? rec->upstream_span_id
+                                                                   : derived.client,
+           sizeof(ids->client));
 }
 
 static ProtobufCBinaryData bin(struct ex_otlp_arena *a, const uint8_t *p, size_t n)

@@ -60,7 +60,6 @@ static void test_parse_refuses_what_w3c_refuses(void **state)
 static void test_derive_is_deterministic_and_labelled(void **state)
 {
     uint8_t a[16], b[16], c[16];
-    struct gv_record rec;
 
     (void)state;
     gv_trace_derive("kt.trace", "req-1", 5, a, sizeof(a));
@@ -69,15 +68,39 @@ static void test_derive_is_deterministic_and_labelled(void **state)
     assert_memory_equal(a, b, sizeof(a));
     assert_memory_not_equal(a, c, sizeof(a));
     assert_true(gv_trace_id_valid(a, sizeof(a)));
+}
+
+static void test_request_ids_are_deterministic_and_distinct(void **state)
+{
+    struct gv_trace_ids a, b, c;
+    struct gv_record rec;
+
+    (void)state;
     memset(&rec, 0, sizeof(rec));
     snprintf(rec.request_id, sizeof(rec.request_id), "req-1");
     rec.start_wall_us = 42;
-    gv_trace_derive_request(&rec, "kt.server", a, 8);
-    gv_trace_derive_request(&rec, "kt.server", b, 8);
-    assert_memory_equal(a, b, 8);
+    gv_trace_derive_ids(&rec, &a);
+    gv_trace_derive_ids(&rec, &b);
+    assert_memory_equal(&a, &b, sizeof(a));
+    /* Three ids, none all zero, the two spans apart. */
+    assert_true(gv_trace_id_valid(a.trace, sizeof(a.trace)));
+    assert_true(gv_trace_id_valid(a.server, sizeof(a.server)));
+    assert_true(gv_trace_id_valid(a.client, sizeof(a.client)));
+    assert_memory_not_equal(a.server, a.client, sizeof(a.server));
+    /* Another start time or another request: other ids. */
     rec.start_wall_us = 43;
-    gv_trace_derive_request(&rec, "kt.server", c, 8);
-    assert_memory_not_equal(a, c, 8);
+    gv_trace_derive_ids(&rec, &c);
+    assert_memory_not_equal(a.trace, c.trace, sizeof(a.trace));
+    assert_memory_not_equal(a.server, c.server, sizeof(a.server));
+    rec.start_wall_us = 42;
+    snprintf(rec.request_id, sizeof(rec.request_id), "req-2");
+    gv_trace_derive_ids(&rec, &c);
+    assert_memory_not_equal(a.client, c.client, sizeof(a.client));
+    /* The id is "<request id>/<start>": "req-1" at 42 is not "req-14" at 2. */
+    snprintf(rec.request_id, sizeof(rec.request_id), "req-14");
+    rec.start_wall_us = 2;
+    gv_trace_derive_ids(&rec, &c);
+    assert_memory_not_equal(a.trace, c.trace, sizeof(a.trace));
 }
 
 int main(void)
@@ -86,6 +109,7 @@ int main(void)
         cmocka_unit_test(test_parse_and_format_round_trip),
         cmocka_unit_test(test_parse_refuses_what_w3c_refuses),
         cmocka_unit_test(test_derive_is_deterministic_and_labelled),
+        cmocka_unit_test(test_request_ids_are_deterministic_and_distinct),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,8 @@
 
 static void fill(struct gv_record *r, const char *id, enum gv_decision d)
 {
+    struct gv_trace_ids ids;
+
     memset(r, 0, sizeof(*r));
     snprintf(r->request_id, sizeof(r->request_id), "%s", id);
     snprintf(r->run_id, sizeof(r->run_id), "run-1");
@@ -56,9 +58,10 @@ static void fill(struct gv_record *r, const char *id, enum gv_decision d)
     snprintf(r->upstream_host, sizeof(r->upstream_host), "api.example.com");
     r->upstream_port = 443;
     snprintf(r->finish_reasons, sizeof(r->finish_reasons), "stop,length");
-    gv_trace_derive_request(r, "kt.trace", r->trace_id, GV_TRACE_ID_LEN);
-    gv_trace_derive_request(r, "kt.server", r->span_id, GV_SPAN_ID_LEN);
-    gv_trace_derive_request(r, "kt.client", r->upstream_span_id, GV_SPAN_ID_LEN);
+    gv_trace_derive_ids(r, &ids);
+    memcpy(r->trace_id, ids.trace, GV_TRACE_ID_LEN);
+    memcpy(r->span_id, ids.server, GV_SPAN_ID_LEN);
+    memcpy(r->upstream_span_id, ids.client, GV_SPAN_ID_LEN);
     r->trace_flags = 1;
 }
 
