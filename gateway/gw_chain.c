@@ -381,6 +381,7 @@ void gw_chain_evaluate(struct gw_chain *chain, struct gw_req *req, struct gw_ver
     struct gw_verdict tv;
     size_t blocker;
     bool stopped = false;
+    uint64_t mono0 = 0, mono = 0, wall0 = 0;
     size_t i;
     size_t k;
 
@@ -430,13 +431,22 @@ void gw_chain_evaluate(struct gw_chain *chain, struct gw_req *req, struct gw_ver
             continue; /* async: PASS until gw_chain_async_merge says more */
         }
         memset(&v, 0, sizeof(v));
-        t0 = gv_mono_us();
+        /* One clock pair per request, then one read per policy: a policy's end is
+         * the next one's start, and its wall start (the otlp span) is the first
+         * wall reading plus the monotonic time since. Each read was ~1% of a
+         * request's own work. */
+        if (mono0 == 0) {
+            mono0 = mono = gv_mono_us();
+            wall0 = gv_wall_us();
+        }
+        t0 = mono;
         if (o) {
-            o->start_wall_us = gv_wall_us(); /* otlp: the policy's span */
+            o->start_wall_us = wall0 + (t0 - mono0);
         }
         rc = pol->ops->evaluate(pol, req, &v);
+        mono = gv_mono_us();
         if (o) {
-            o->duration_us = gv_mono_us() - t0;
+            o->duration_us = mono - t0;
         }
         if (rc == GV_OK && (v.action < GW_ACTION_PASS || v.action > GW_ACTION_BLOCK)) {
             /* An out-of-range verdict is a policy bug: fail closed like an error. */

@@ -98,6 +98,9 @@ struct conn {
 
 enum call_state { C_RESOLVING = 0, C_CONNECTING, C_HANDSHAKE, C_WRITING, C_READING };
 
+/* Finished call objects each worker keeps for reuse. */
+#define CALL_POOL_MAX 64
+
 struct gw_upstream_call {
     struct gw_upstream *up;
     struct gw_upstream_call *prev; /* in flight, for destroy */
@@ -158,6 +161,8 @@ struct gw_upstream {
     size_t ntls;
     struct rbuf *free_bufs;
     size_t nfree_bufs;
+    struct gw_upstream_call *free_calls; /* finished calls kept for reuse (next-linked) */
+    size_t nfree_calls;
     struct urlcache urls[URL_CACHE_MAX];
     size_t nurls;
     struct gw_upstream_stats st;
@@ -469,6 +474,16 @@ static void call_free(struct gw_upstream_call *c, bool reuse)
         OPENSSL_cleanse(c->head, c->head_len);
     }
     gv_free(c->head);
+    c->head = NULL;
+    /* Kept for the next call: a call is over 1 KB, and glibc answers each
+     * allocation that large by consolidating its fast bins first, a cost every
+     * request paid. */
+    if (up->nfree_calls < CALL_POOL_MAX) {
+        c->next = up->free_calls;
+        up->free_calls = c;
+        up->nfree_calls++;
+        return;
+    }
     gv_free(c);
 }
 
@@ -478,7 +493,7 @@ static void call_finish(struct gw_upstream_call *c, gv_rc rc, const char *what, 
     void *arg = c->arg;
     char why[WHAT_MAX];
 
-    snprintf(why, sizeof(why), "%s", what);
+    gv_str_copy(why, sizeof(why), what); /* `what` may live in the call */
     call_free(c, reuse);
     ops->done(arg, rc, why);
 }
@@ -1297,6 +1312,11 @@ void gw_upstream_destroy(struct gw_upstream *up)
     while (up->calls) {
         call_free(up->calls, false);
     }
+    while (up->free_calls) {
+        struct gw_upstream_call *c = up->free_calls;
+        up->free_calls = c->next;
+        gv_free(c);
+    }
     for (o = up->origins; o; o = next) {
         next = o->next;
         while (o->idle) {
@@ -1342,7 +1362,15 @@ gv_rc gw_upstream_start(struct gw_upstream *up, const struct gw_upstream_req *rq
     if (!rq->url || target_of(up, rq->url, &t) != GV_OK) {
         return GV_EUPSTREAM;
     }
-    c = gv_calloc(1, sizeof(*c));
+    c = up->free_calls;
+    if (c) {
+        up->free_calls = c->next;
+        up->nfree_calls--;
+        memset(c, 0, sizeof(*c));
+    }
+    else {
+        c = gv_calloc(1, sizeof(*c));
+    }
     c->up = up;
     c->ops = ops;
     c->arg = arg;
