@@ -190,49 +190,64 @@ bool gw_jscan_u64(const char *p, size_t n, const char *key, unsigned long long *
     return true;
 }
 
-size_t gw_jscan_string_bytes(const char *p, size_t n, const char *key)
-{
-    char needle[64];
-    size_t klen = strlen(key), total = 0, i = 0;
 
-    if (klen + 2 > sizeof(needle)) {
-        return 0;
+static size_t skip_blanks(const char *p, size_t i, size_t n)
+{
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) {
+        i++;
     }
-    needle[0] = '"';
-    memcpy(needle + 1, key, klen);
-    needle[klen + 1] = '"';
+    return i;
+}
+
+static bool key_is(const char *p, size_t from, size_t to, const char *key, size_t klen)
+{
+    return to - from == klen && memcmp(p + from, key, klen) == 0;
+}
+
+void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out)
+{
+    size_t i = 0;
+
+    memset(out, 0, sizeof(*out));
     while (i < n) {
-        const char *q = memmem(p + i, n - i, needle, klen + 2);
-        size_t k, end;
+        const char *q = memchr(p + i, '"', n - i);
+        size_t ks, ke, v;
 
         if (!q) {
-            break;
+            return;
         }
-        k = (size_t)(q - p);
-        i = k + klen + 2;
-        if (k > 0 && p[k - 1] == '\\') {
-            continue; /* an escaped quote: inside a string */
+        ks = (size_t)(q - p);
+        ke = skip_string(p, ks, n);
+        if (ke > n) {
+            return; /* cut short */
         }
-        while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) {
-            i++;
+        v = skip_blanks(p, ke, n);
+        if (v >= n || p[v] != ':') {
+            i = ke; /* a string value, not a key */
+            continue;
         }
-        if (i >= n || p[i] != ':') {
-            continue; /* a string value spelled like the key, not the key */
+        v = skip_blanks(p, v + 1, n);
+        i = v;
+        if (v >= n) {
+            return;
         }
-        i++;
-        while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) {
-            i++;
+        /* The key without its quotes is p[ks + 1 .. ke - 1). */
+        if (key_is(p, ks + 1, ke - 1, "usage", 5)) {
+            out->usage = out->usage || !(n - v >= 4 && memcmp(p + v, "null", 4) == 0);
+            continue;
         }
-        if (i >= n || p[i] != '"') {
-            continue; /* null, a number, an object: no text */
+        if (p[v] != '"') {
+            continue; /* an object, array or literal: its strings are walked next */
         }
-        end = skip_string(p, i, n);
-        if (end > n) {
-            total += n - i - 1; /* cut short: what is there */
-            break;
+        i = skip_string(p, v, n);
+        if (key_is(p, ks + 1, ke - 1, "content", 7) || key_is(p, ks + 1, ke - 1, "arguments", 9)) {
+            out->text_bytes += i > n ? n - v - 1 : i - v - 2;
         }
-        total += end - i - 2;
-        i = end;
+        else if (key_is(p, ks + 1, ke - 1, "finish_reason", 13)) {
+            out->finish_reason = true;
+        }
+        if (i > n) {
+            return;
+        }
     }
-    return total;
 }

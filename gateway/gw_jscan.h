@@ -36,11 +36,20 @@ enum gw_jscan gw_jscan_members(const char *p, size_t n, const char *const *keys,
  * such a number, or the text is not an object (the caller may then ask json-c). */
 bool gw_jscan_u64(const char *p, size_t n, const char *key, unsigned long long *out);
 
-/* The summed lengths, in bytes as written (escapes counted as they stand), of the string
- * values of every member named `key` at any depth of p[0..n). Meant for counting answer text
- * (`content`, `arguments`) in stream chunks that are otherwise passed on untouched: a quoted
- * key followed by a colon can only be a key, since a quote inside a string is escaped. A
- * value that is not a string counts 0; a string cut short counts what is there. Pure. */
-size_t gw_jscan_string_bytes(const char *p, size_t n, const char *key);
+/* What the relay needs from a stream chunk it passes on untouched, from one walk over
+ * its strings instead of a memmem per key. */
+struct gw_jscan_chunk {
+    /* The summed lengths, in bytes as written (escapes counted as they stand), of the
+     * string values of every `content` and `arguments` key at any depth: the answer
+     * text's size. A value that is not a string counts 0; one cut short counts what
+     * is there. */
+    size_t text_bytes;
+    bool finish_reason;      /* some `finish_reason` key has a string value */
+    bool usage;              /* some `usage` key has a value other than null */
+};
+
+/* Fills *out from p[0..n) in one pass: every quoted run followed by a colon is a key
+ * (a quote inside a string is escaped), at any depth. Pure; any bytes are fine. */
+void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out);
 
 #endif

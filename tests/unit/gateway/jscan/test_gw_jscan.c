@@ -129,36 +129,68 @@ static void test_u64_members(void **state)
     assert_false(gw_jscan_u64("{\"prompt_tokens\":7", 18, "prompt_tokens", &x));
 }
 
-/* Text bytes of every `content` (or `arguments`) string, at any depth, as a stream chunk
- * carries them; keys inside strings, values spelled like the key and non-strings count 0. */
+/* What one walk over a stream chunk finds: the text bytes of every `content` and
+ * `arguments` string at any depth (keys inside strings, values spelled like a key and
+ * non-strings count 0), a `finish_reason` string, a `usage` other than null. */
 static const struct {
-    const char *json, *key;
-    size_t want;
-} text_rows[] = {
-    {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}", "content", 5},
-    {"{\"choices\":[{\"delta\":{\"content\":\"ab\"}},{\"delta\":{\"content\":\"cde\"}}]}",
-     "content", 5},
-    {"{\"choices\":[{\"delta\":{\"content\":null}}]}", "content", 0},
-    {"{\"choices\":[{\"delta\":{\"content\" : \"x y\"}}]}", "content", 3},
-    {"{\"choices\":[{\"delta\":{\"content\":\"say \\\"content\\\": no\"}}]}", "content", 19},
-    {"{\"role\":\"content\",\"n\":1}", "content", 0},
-    {"{\"logprobs\":{\"content\":[{\"token\":\"a\"}]}}", "content", 0},
-    {"{\"delta\":{\"tool_calls\":[{\"function\":{\"arguments\":\"{\\\"a\\\":1}\"}}]}}",
-     "arguments", 9},
-    {"{\"delta\":{\"content\":\"cut sho", "content", 7},
-    {"", "content", 0},
+    const char *json;
+    size_t text;
+    bool finish, usage;
+} chunk_rows[] = {
+    {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}", 5, false, false},
+    {"{\"choices\":[{\"delta\":{\"content\":\"ab\"}},{\"delta\":{\"content\":\"cde\"}}]}", 5,
+     false, false},
+    {"{\"choices\":[{\"delta\":{\"content\":null}}]}", 0, false, false},
+    {"{\"choices\":[{\"delta\":{\"content\" : \"x y\"}}]}", 3, false, false},
+    {"{\"choices\":[{\"delta\":{\"content\":\"say \\\"content\\\": no\"}}]}", 19, false, false},
+    {"{\"role\":\"content\",\"n\":1}", 0, false, false},
+    {"{\"logprobs\":{\"content\":[{\"token\":\"a\"}]}}", 0, false, false},
+    {"{\"delta\":{\"tool_calls\":[{\"function\":{\"arguments\":\"{\\\"a\\\":1}\"}}]}}", 9, false,
+     false},
+    {"{\"delta\":{\"content\":\"ab\",\"tool_calls\":[{\"function\":{\"arguments\":\"{}\"}}]}}", 4,
+     false, false},
+    {"{\"delta\":{\"content\":\"cut sho", 7, false, false},
+    {"", 0, false, false},
+    {"{\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}", 0, true, false},
+    {"{\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":null}],\"usage\":null}", 1,
+     false, false},
+    {"{\"choices\":[],\"usage\":{\"prompt_tokens\":3}}", 0, false, true},
+    {"{\"usage\" :  {\"total_tokens\":1}}", 0, false, true},
+    /* Keys spelled inside strings are not keys. */
+    {"{\"delta\":{\"content\":\"\\\"usage\\\":{} \\\"finish_reason\\\":\\\"x\\\"\"}}", 36, false,
+     false},
+    {"\"usage\":", 0, false, false},
 };
 
-static void test_string_bytes(void **state)
+static void test_chunk_facts(void **state)
 {
     size_t i;
     (void)state;
 
-    for (i = 0; i < sizeof(text_rows) / sizeof(text_rows[0]); i++) {
-        print_message("row %zu: %s\n", i, text_rows[i].json);
-        assert_int_equal(gw_jscan_string_bytes(text_rows[i].json, strlen(text_rows[i].json),
-                                               text_rows[i].key),
-                         text_rows[i].want);
+    for (i = 0; i < sizeof(chunk_rows) / sizeof(chunk_rows[0]); i++) {
+        struct gw_jscan_chunk f;
+        print_message("row %zu: %s\n", i, chunk_rows[i].json);
+        gw_jscan_chunk_facts(chunk_rows[i].json, strlen(chunk_rows[i].json), &f);
+        assert_int_equal(f.text_bytes, chunk_rows[i].text);
+        assert_int_equal(f.finish_reason, chunk_rows[i].finish);
+        assert_int_equal(f.usage, chunk_rows[i].usage);
+    }
+}
+
+/* Any bytes, cut anywhere: no read past the end (ASan), and never more text than bytes. */
+static void test_chunk_facts_any_cut(void **state)
+{
+    const char *whole = chunk_rows[15].json;
+    size_t n = strlen(whole), k;
+    (void)state;
+
+    for (k = 0; k <= n; k++) {
+        struct gw_jscan_chunk f;
+        char *cut = malloc(k ? k : 1);
+        memcpy(cut, whole, k);
+        gw_jscan_chunk_facts(cut, k, &f);
+        assert_true(f.text_bytes <= k);
+        free(cut);
     }
 }
 
@@ -168,7 +200,8 @@ int main(void)
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_agrees_with_json_c),
         cmocka_unit_test(test_u64_members),
-        cmocka_unit_test(test_string_bytes),
+        cmocka_unit_test(test_chunk_facts),
+        cmocka_unit_test(test_chunk_facts_any_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
