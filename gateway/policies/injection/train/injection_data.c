@@ -96,6 +96,10 @@ struct loader {
     size_t cap;
     size_t file;
     const struct source *src;
+    /* The current record's language and system prompt, borrowed from its JSON
+     * object while add_row copies them; NULL outside load_json. */
+    const char *lang;
+    const char *system;
 };
 
 /* True if the key was already present; inserts it otherwise. */
@@ -162,6 +166,8 @@ static void add_row(struct loader *l, const char *text, size_t len, int label)
     r->len = len;
     r->label = label;
     r->file = l->file;
+    r->lang = l->lang ? gv_strdup(l->lang) : NULL;
+    r->system = l->system ? gv_strdup(l->system) : NULL;
     /* md[31] is independent of the dedup key bytes; one fifth each. */
     if (l->src->heldout || md[31] % 5 == 0) {
         r->split = INJECTION_SPLIT_HELDOUT;
@@ -179,6 +185,24 @@ static void add_json_str(struct loader *l, struct json_object *o, int label)
 {
     if (o && json_object_is_type(o, json_type_string)) {
         add_row(l, json_object_get_string(o), (size_t)json_object_get_string_len(o), label);
+    }
+}
+
+/* CyberSecEval's records carry the language they were translated to and the
+ * system prompt the user turn attacks; the per-language report and the
+ * conversation score need both. Other files have neither field. */
+static void record_context(struct loader *l, struct json_object *e)
+{
+    struct json_object *o;
+
+    if (json_object_object_get_ex(e, "speaking_language", &o) &&
+        json_object_is_type(o, json_type_string)) {
+        l->lang = json_object_get_string(o);
+    }
+    if (strcmp(l->src->field, "user_input") == 0 &&
+        json_object_object_get_ex(e, "test_case_prompt", &o) &&
+        json_object_is_type(o, json_type_string)) {
+        l->system = json_object_get_string(o);
     }
 }
 
@@ -225,7 +249,10 @@ static gv_rc load_json(struct loader *l, const char *path)
         if (l->src->fmt == F_JSON_LABELLED && json_object_object_get_ex(e, "label", &lab)) {
             label = json_object_get_int(lab) ? 1 : 0;
         }
+        record_context(l, e);
         add_json_str(l, f, label);
+        l->lang = NULL;
+        l->system = NULL;
     }
 out:
     json_object_put(root);
@@ -539,6 +566,8 @@ void injection_data_free(struct injection_dataset *d)
     }
     for (i = 0; i < d->n; i++) {
         gv_free(d->rows[i].text);
+        gv_free(d->rows[i].lang);
+        gv_free(d->rows[i].system);
     }
     gv_free(d->rows);
     gv_free(d->files);

@@ -30,6 +30,10 @@ struct injection_row {
     int label;   /* 1 attack, 0 benign */
     size_t file; /* index into files */
     enum injection_split split;
+    char *lang;   /* owned; the file's language field (CyberSecEval's multilingual file
+                   * has speaking_language), NULL when the file gives none */
+    char *system; /* owned; the system prompt a CyberSecEval user turn was written
+                   * against (test_case_prompt), NULL for every other row */
 };
 
 struct injection_dataset {
