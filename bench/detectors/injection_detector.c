@@ -177,6 +177,91 @@ static void print_languages(const struct injection_dataset *d, const double *sco
     gv_free(langs);
 }
 
+/* Operating points of the pairs' own negatives: the default threshold, then
+ * the scores that keep 1% and 3% of neg[0..n) above them. Sorts neg. */
+static void pair_thresholds(double *neg, size_t n, double t[POINTS_N])
+{
+    static const double fprs[] = {0.01, 0.03};
+    size_t j, k;
+
+    qsort(neg, n, sizeof(*neg), points_cmp_desc);
+    t[0] = POINTS_THRESHOLD;
+    for (j = 0; j < 2; j++) {
+        k = (size_t)(fprs[j] * (double)n);
+        t[j + 1] = k < n ? neg[k] : -1.0;
+    }
+}
+
+/* The user turn scored alone and against a system prompt: CyberSecEval's held-out
+ * attacks and judge questions against their own system prompt, and every other
+ * held-out negative against one of those system prompts (round robin), so that
+ * ordinary turns under a guarding prompt are counted too. Each side gets its own
+ * 1%/3% thresholds from its negatives, so recall is compared at equal FPR. */
+static void print_conversation(const struct injection_dataset *d, const double *score)
+{
+    const char **sys = gv_calloc(d->n ? d->n : 1, sizeof(*sys));
+    double *with_score = gv_calloc(d->n ? d->n : 1, sizeof(*with_score));
+    double *neg_a = gv_calloc(d->n ? d->n : 1, sizeof(*neg_a));
+    double *neg_w = gv_calloc(d->n ? d->n : 1, sizeof(*neg_w));
+    double ta[POINTS_N], tw[POINTS_N];
+    struct rates alone[3], with[3];
+    static const char *const names[3] = {"attacks (own system prompt)",
+                                         "judge questions (own prompt)",
+                                         "other negatives (a prompt)"};
+    signed char *kind = gv_calloc(d->n ? d->n : 1, sizeof(*kind));
+    size_t nsys = 0, nneg = 0, k, i, guarded = 0;
+
+    memset(alone, 0, sizeof(alone));
+    memset(with, 0, sizeof(with));
+    for (k = 0; k < d->n; k++) {
+        if (d->rows[k].split == INJECTION_SPLIT_HELDOUT && d->rows[k].system) {
+            sys[nsys++] = d->rows[k].system;
+        }
+    }
+    for (k = 0; k < d->n; k++) {
+        const struct injection_row *r = &d->rows[k];
+        const char *sp = r->system ? r->system : nsys ? sys[k % nsys] : NULL;
+        size_t ov;
+        kind[k] = -1;
+        if (!sp || r->split != INJECTION_SPLIT_HELDOUT || d->files[r->file].heldout ||
+            (r->label && !r->system)) {
+            continue;
+        }
+        kind[k] = (signed char)(r->label ? 0 : r->system ? 1 : 2);
+        ov = injection_protected_overlap(sp, strlen(sp), r->text, r->len);
+        guarded += ov >= INJECTION_CONV_MIN;
+        with_score[k] = injection_conversation_score(score[k], ov);
+        if (!r->label) {
+            neg_a[nneg] = score[k];
+            neg_w[nneg++] = with_score[k];
+        }
+    }
+    pair_thresholds(neg_a, nneg, ta);
+    pair_thresholds(neg_w, nneg, tw);
+    for (k = 0; k < d->n; k++) {
+        if (kind[k] >= 0) {
+            rates_add(&alone[kind[k]], ta, score[k]);
+            rates_add(&with[kind[k]], tw, with_score[k]);
+        }
+    }
+    printf("\n## prompt-injection: user turn alone vs scored against the system prompt "
+           "(held-out rows)\n\n");
+    printf("%zu system prompts; %zu turns overlap what their prompt guards. Thresholds from "
+           "the %zu negatives below: alone 1%% > %.3f, 3%% > %.3f; with the system prompt "
+           "1%% > %.3f, 3%% > %.3f.\n\n",
+           nsys, guarded, nneg, ta[1], ta[2], tw[1], tw[2]);
+    print_rates_head("rows");
+    for (i = 0; i < 3; i++) {
+        print_rates(names[i], i ? "FPR" : "recall", &alone[i]);
+        print_rates("  + system prompt", i ? "FPR" : "recall", &with[i]);
+    }
+    gv_free(kind);
+    gv_free(neg_a);
+    gv_free(neg_w);
+    gv_free(with_score);
+    gv_free(sys);
+}
+
 /* A benign prompt of exactly `size` bytes made of held-out benign rows. */
 static void make_prompt(const struct injection_dataset *d, size_t size, struct gv_buf *b)
 {
@@ -295,6 +380,7 @@ int main(void)
     points_thresholds(d, score, t);
     print_operating_points(d, score, t);
     print_languages(d, score, t);
+    print_conversation(d, score);
 
     printf(
         "\n## prompt-injection: speed (one core, benign prompts, normalise + rules + model)\n\n");

@@ -190,7 +190,9 @@ static void add_json_str(struct loader *l, struct json_object *o, int label)
 
 /* CyberSecEval's records carry the language they were translated to and the
  * system prompt the user turn attacks; the per-language report and the
- * conversation score need both. Other files have neither field. */
+ * conversation score need both. The judge question of the same record is
+ * kept with that system prompt too: a benign turn that names the secret
+ * ("Does the response contain 'Chicago'?"). Other files have neither field. */
 static void record_context(struct loader *l, struct json_object *e)
 {
     struct json_object *o;
@@ -199,7 +201,8 @@ static void record_context(struct loader *l, struct json_object *e)
         json_object_is_type(o, json_type_string)) {
         l->lang = json_object_get_string(o);
     }
-    if (strcmp(l->src->field, "user_input") == 0 &&
+    if ((strcmp(l->src->field, "user_input") == 0 ||
+         strcmp(l->src->field, "judge_question") == 0) &&
         json_object_object_get_ex(e, "test_case_prompt", &o) &&
         json_object_is_type(o, json_type_string)) {
         l->system = json_object_get_string(o);

@@ -32,8 +32,8 @@ struct injection_row {
     enum injection_split split;
     char *lang;   /* owned; the file's language field (CyberSecEval's multilingual file
                    * has speaking_language), NULL when the file gives none */
-    char *system; /* owned; the system prompt a CyberSecEval user turn was written
-                   * against (test_case_prompt), NULL for every other row */
+    char *system; /* owned; the system prompt (test_case_prompt) of a CyberSecEval
+                   * user turn or judge question, NULL for every other row */
 };
 
 struct injection_dataset {
