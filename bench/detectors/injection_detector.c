@@ -262,6 +262,75 @@ static void print_conversation(const struct injection_dataset *d, const double *
     gv_free(sys);
 }
 
+/* Every held-out row read as tool output: the direct score and the indirect
+ * profile's (injection_indirect_score), per file, each at its own thresholds
+ * from the held-out negatives so that recall is compared at equal FPR. The
+ * negatives stand in for documents and tool results: none of them is an
+ * attack wherever it is read. */
+static void print_tool_output(const struct injection_dataset *d, const double *score)
+{
+    struct injection_indirect *ind = NULL;
+    struct injection_indirect_scratch *is = NULL;
+    double *prof = gv_calloc(d->n ? d->n : 1, sizeof(*prof));
+    double *neg_d = gv_calloc(d->n ? d->n : 1, sizeof(*neg_d));
+    double *neg_p = gv_calloc(d->n ? d->n : 1, sizeof(*neg_p));
+    double td[POINTS_N], tp[POINTS_N];
+    size_t k, f, nneg = 0, hit_rows = 0;
+
+    if (injection_indirect_create(&ind) != GV_OK) {
+        fprintf(stderr, "injection: indirect profile does not compile\n");
+        goto out;
+    }
+    is = injection_indirect_scratch_create();
+    for (k = 0; k < d->n; k++) {
+        const struct injection_row *r = &d->rows[k];
+        size_t hits;
+        if (r->split != INJECTION_SPLIT_HELDOUT) {
+            continue;
+        }
+        hits = injection_indirect_hits(ind, r->text, r->len, is);
+        hit_rows += hits > 0;
+        prof[k] = injection_indirect_score(score[k], hits);
+        if (!r->label) {
+            neg_d[nneg] = score[k];
+            neg_p[nneg++] = prof[k];
+        }
+    }
+    pair_thresholds(neg_d, nneg, td);
+    pair_thresholds(neg_p, nneg, tp);
+    printf("\n## prompt-injection: every held-out row read as tool output, direct vs indirect "
+           "profile\n\n");
+    printf("%zu rows match an indirect pattern. Thresholds from the %zu negatives: direct 1%% > "
+           "%.3f, 3%% > %.3f; indirect 1%% > %.3f, 3%% > %.3f.\n\n",
+           hit_rows, nneg, td[1], td[2], tp[1], tp[2]);
+    print_rates_head("file");
+    for (f = 0; f <= d->nfiles; f++) {
+        struct rates dir[2], pro[2];
+        char name[64];
+        memset(dir, 0, sizeof(dir));
+        memset(pro, 0, sizeof(pro));
+        for (k = 0; k < d->n; k++) {
+            const struct injection_row *r = &d->rows[k];
+            if (r->split != INJECTION_SPLIT_HELDOUT || (f < d->nfiles && r->file != f)) {
+                continue;
+            }
+            rates_add(&dir[r->label], td, score[k]);
+            rates_add(&pro[r->label], tp, prof[k]);
+        }
+        snprintf(name, sizeof(name), "%s", f < d->nfiles ? d->files[f].name : "ALL held-out rows");
+        print_rates(name, "recall", &dir[1]);
+        print_rates("  indirect profile", "recall", &pro[1]);
+        print_rates(name, "FPR", &dir[0]);
+        print_rates("  indirect profile", "FPR", &pro[0]);
+    }
+out:
+    injection_indirect_scratch_destroy(is);
+    injection_indirect_destroy(ind);
+    gv_free(prof);
+    gv_free(neg_d);
+    gv_free(neg_p);
+}
+
 /* A benign prompt of exactly `size` bytes made of held-out benign rows. */
 static void make_prompt(const struct injection_dataset *d, size_t size, struct gv_buf *b)
 {
@@ -381,6 +450,7 @@ int main(void)
     print_operating_points(d, score, t);
     print_languages(d, score, t);
     print_conversation(d, score);
+    print_tool_output(d, score);
 
     printf(
         "\n## prompt-injection: speed (one core, benign prompts, normalise + rules + model)\n\n");

@@ -186,4 +186,31 @@ size_t injection_guard_overlap(const struct injection_guard *g, const char *user
 #endif
 double injection_conversation_score(double user_score, size_t overlap);
 
+/* The indirect-injection profile, for text the model reads as data (tool and
+ * function results, retrieved documents): instructions addressed to the
+ * assistant ("AI assistant: ignore ...", "when you read this", "add X to your
+ * reply", "New instructions:", an HTML comment that speaks to a model). Each
+ * matching pattern raises the direct score's log-odds by
+ * INJECTION_INDIRECT_WEIGHT, up to INJECTION_INDIRECT_CAP patterns. Chosen
+ * with bench/detectors (bench/results/injection.md). create: GV_ECONFIG when
+ * a pattern does not compile (a build defect); the profile is read-only after
+ * create, share it; one scratch per thread. */
+#ifndef INJECTION_INDIRECT_WEIGHT
+#define INJECTION_INDIRECT_WEIGHT 3.0
+#endif
+#ifndef INJECTION_INDIRECT_CAP
+#define INJECTION_INDIRECT_CAP 2u
+#endif
+struct injection_indirect;
+struct injection_indirect_scratch;
+gv_rc injection_indirect_create(struct injection_indirect **out);
+void injection_indirect_destroy(struct injection_indirect *ind);
+struct injection_indirect_scratch *injection_indirect_scratch_create(void);
+void injection_indirect_scratch_destroy(struct injection_indirect_scratch *s);
+/* How many of the profile's patterns match text[0..len). */
+size_t injection_indirect_hits(const struct injection_indirect *ind, const char *text, size_t len,
+                               struct injection_indirect_scratch *s);
+/* The direct score raised per hit as above; hits 0 leaves it unchanged. Pure. */
+double injection_indirect_score(double score, size_t hits);
+
 #endif
