@@ -13,7 +13,7 @@
 /* False-alarm budgets reported besides the default: 1% and 3% of the held-out negatives. */
 #define POINTS_N 3
 
-static int points_cmp_desc(const void *a, const void *b)
+static inline int points_cmp_desc(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x < y) - (x > y);
@@ -24,7 +24,7 @@ static int points_cmp_desc(const void *a, const void *b)
  * most 1% and 3% of the held-out negatives (benign and hard negatives, whose
  * scores are score[k] for rows k of d) score above them (positive at > t[i]).
  * Reported, never tuned on. */
-static void points_thresholds(const struct injection_dataset *d, const double *score,
+static inline void points_thresholds(const struct injection_dataset *d, const double *score,
                               double t[POINTS_N])
 {
     static const double fprs[] = {0.01, 0.03};
@@ -46,7 +46,7 @@ static void points_thresholds(const struct injection_dataset *d, const double *s
 }
 
 /* Whether `score` is positive at operating point i of t. */
-static int points_hit(const double t[POINTS_N], size_t i, double score)
+static inline int points_hit(const double t[POINTS_N], size_t i, double score)
 {
     return i == 0 ? score >= t[0] : score > t[i];
 }

@@ -96,10 +96,11 @@ struct loader {
     size_t cap;
     size_t file;
     const struct source *src;
-    /* The current record's language and system prompt, borrowed from its JSON
-     * object while add_row copies them; NULL outside load_json. */
+    /* The current record's language, system prompt and attack method, borrowed
+     * from its JSON object while add_row copies them; NULL between records. */
     const char *lang;
     const char *system;
+    const char *method;
 };
 
 /* True if the key was already present; inserts it otherwise. */
@@ -168,6 +169,7 @@ static void add_row(struct loader *l, const char *text, size_t len, int label)
     r->file = l->file;
     r->lang = l->lang ? gv_strdup(l->lang) : NULL;
     r->system = l->system ? gv_strdup(l->system) : NULL;
+    r->method = l->method ? gv_strdup(l->method) : NULL;
     /* md[31] is independent of the dedup key bytes; one fifth each. */
     if (l->src->heldout || md[31] % 5 == 0) {
         r->split = INJECTION_SPLIT_HELDOUT;
@@ -206,6 +208,11 @@ static void record_context(struct loader *l, struct json_object *e)
         json_object_object_get_ex(e, "test_case_prompt", &o) &&
         json_object_is_type(o, json_type_string)) {
         l->system = json_object_get_string(o);
+    }
+    /* jailbreakbench names how each prompt was made: GCG suffixes, PAIR rewrites, JBC
+     * templates; the perplexity bench reports them apart. */
+    if (json_object_object_get_ex(e, "method", &o) && json_object_is_type(o, json_type_string)) {
+        l->method = json_object_get_string(o);
     }
 }
 
@@ -256,6 +263,7 @@ static gv_rc load_json(struct loader *l, const char *path)
         add_json_str(l, f, label);
         l->lang = NULL;
         l->system = NULL;
+        l->method = NULL;
     }
 out:
     json_object_put(root);
@@ -279,7 +287,11 @@ static gv_rc load_jsonl(struct loader *l, const char *path)
         o = json_tokener_parse(line);
         gv_free(line);
         if (o && json_object_object_get_ex(o, l->src->field, &f)) {
+            record_context(l, o);
             add_json_str(l, f, l->src->label);
+            l->lang = NULL;
+            l->system = NULL;
+            l->method = NULL;
         }
         json_object_put(o);
         i = j + 1;
@@ -571,6 +583,7 @@ void injection_data_free(struct injection_dataset *d)
         gv_free(d->rows[i].text);
         gv_free(d->rows[i].lang);
         gv_free(d->rows[i].system);
+        gv_free(d->rows[i].method);
     }
     gv_free(d->rows);
     gv_free(d->files);

@@ -34,6 +34,8 @@ struct injection_row {
                    * has speaking_language), NULL when the file gives none */
     char *system; /* owned; the system prompt (test_case_prompt) of a CyberSecEval
                    * user turn or judge question, NULL for every other row */
+    char *method; /* owned; the attack technique when the file names it (jailbreakbench's
+                   * method: GCG, PAIR, JBC), NULL otherwise */
 };
 
 struct injection_dataset {
