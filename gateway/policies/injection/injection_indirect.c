@@ -3,7 +3,9 @@
 #include "gateway/policies/injection/injection.h"
 
 #include <math.h>
+#include <stdbool.h>
 
+#include "core/gv_buf.h"
 #include "core/gv_mem.h"
 #include "gateway/policies/injection/injection_internal.h"
 
@@ -46,8 +48,17 @@ struct injection_indirect {
     pcre2_code *re[NPATTERNS];
 };
 
+/* The JIT's vector loads may read up to 16 bytes past the subject's end; a
+ * request's strings end where json-c's allocation ends, so each text is
+ * matched from a copy with PAD zero bytes after it, in chunks of at most CHUNK
+ * bytes that overlap by OVERLAP (longer than any pattern's reach). */
+#define CHUNK (64u * 1024u)
+#define OVERLAP 512u
+#define PAD 64u
+
 struct injection_indirect_scratch {
     pcre2_match_data *md;
+    struct gv_buf copy;
 };
 
 gv_rc injection_indirect_create(struct injection_indirect **out)
@@ -110,6 +121,7 @@ struct injection_indirect_scratch *injection_indirect_scratch_create(void)
     /* One pair of offsets is all a yes/no match needs. */
     s->md = pcre2_match_data_create(1, gc);
     pcre2_general_context_free(gc);
+    gv_buf_init(&s->copy, CHUNK + PAD);
     return s;
 }
 
@@ -119,18 +131,34 @@ void injection_indirect_scratch_destroy(struct injection_indirect_scratch *s)
         return;
     }
     pcre2_match_data_free(s->md);
+    gv_buf_free(&s->copy);
     gv_free(s);
 }
 
 size_t injection_indirect_hits(const struct injection_indirect *ind, const char *text, size_t len,
                                struct injection_indirect_scratch *s)
 {
-    size_t i, hits = 0;
+    static const char zeros[PAD];
+    bool hit[NPATTERNS] = {false};
+    size_t i, hits = 0, off = 0, take;
 
-    for (i = 0; i < NPATTERNS; i++) {
-        if (pcre2_match(ind->re[i], (PCRE2_SPTR)text, len, 0, 0, s->md, NULL) >= 0) {
-            hits++;
+    do {
+        take = len - off < CHUNK ? len - off : CHUNK;
+        gv_buf_reset(&s->copy);
+        /* Both fit: CHUNK + PAD is the buffer's cap. */
+        (void)gv_buf_append(&s->copy, text + off, take);
+        (void)gv_buf_append(&s->copy, zeros, PAD);
+        for (i = 0; i < NPATTERNS; i++) {
+            hit[i] = hit[i] || pcre2_match(ind->re[i], (PCRE2_SPTR)s->copy.data, take, 0, 0, s->md,
+                                           NULL) >= 0;
         }
+        off += take;
+        if (off < len) {
+            off -= OVERLAP;
+        }
+    } while (off < len);
+    for (i = 0; i < NPATTERNS; i++) {
+        hits += hit[i];
     }
     return hits;
 }
