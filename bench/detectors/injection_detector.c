@@ -5,18 +5,24 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/detectors/injection_points.h"
 #include "core/gv_buf.h"
+#include "core/gv_mem.h"
 #include "gateway/policies/injection/injection.h"
 #include "gateway/policies/injection/train/injection_data.h"
 
-/* The product's default threshold (policy.prompt-injection.threshold). */
-#define THRESHOLD 0.8
+#define THRESHOLD POINTS_THRESHOLD
 /* Each size is timed in ROUNDS rounds of at least ROUND_NS of CPU time (and
  * MIN_ITERS calls); the fastest round is reported, which is the least
  * disturbed by other processes on a shared machine. */
 #define ROUNDS 5
 #define ROUND_NS 80000000ULL
 #define MIN_ITERS 20u
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
 
 static uint64_t now_ns(void)
 {
@@ -56,78 +62,273 @@ static void add(struct counts *c, int label, bool pos)
     c->tn += !pos && !label;
 }
 
-static int cmp_desc(const void *a, const void *b)
+/* Rows counted at the three operating points: recall for attack rows, the
+ * false-positive rate for benign ones. */
+struct rates {
+    size_t n, hit[POINTS_N];
+};
+
+static void rates_add(struct rates *r, const double t[POINTS_N], double score)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x < y) - (x > y);
+    size_t i;
+
+    r->n++;
+    for (i = 0; i < POINTS_N; i++) {
+        r->hit[i] += (size_t)points_hit(t, i, score);
+    }
 }
 
-/* The score an attack must exceed so that at most `fpr` of the held-out
- * negatives (benign and hard negatives, sorted high to low in neg[0..nneg))
- * score above it: the operating point of a deployment that tolerates that
- * false-alarm rate. */
-static double threshold_at(const double *neg, size_t nneg, double fpr)
+static void print_rates(const char *name, const char *what, const struct rates *r)
 {
-    size_t k = (size_t)(fpr * (double)nneg);
-    return k < nneg ? neg[k] : -1.0;
-}
+    size_t i;
 
-/* Recall of every held-out attack file (and all of them) at the default
- * threshold and at the thresholds that keep the held-out false-positive rate
- * at or below 1% and 3%. Reported, never tuned on. */
-static void print_operating_points(const struct injection_dataset *d, const double *score)
-{
-    static const double fprs[] = {0.01, 0.03};
-    double *neg = calloc(d->n ? d->n : 1, sizeof(*neg)), t[2];
-    size_t nneg = 0, k, f, j;
-
-    if (!neg) {
+    if (!r->n) {
         return;
     }
-    for (k = 0; k < d->n; k++) {
-        if (d->rows[k].split == INJECTION_SPLIT_HELDOUT && !d->rows[k].label) {
-            neg[nneg++] = score[k];
-        }
+    printf("| %-31s | %-6s | %5zu |", name, what, r->n);
+    for (i = 0; i < POINTS_N; i++) {
+        printf(" %11.3f |", (double)r->hit[i] / (double)r->n);
     }
-    qsort(neg, nneg, sizeof(*neg), cmp_desc);
-    for (j = 0; j < 2; j++) {
-        t[j] = threshold_at(neg, nneg, fprs[j]);
-    }
-    printf("\n## prompt-injection: recall at a false-positive budget (held-out rows)\n\n");
-    printf("Thresholds from the %zu held-out negatives (benign and hard negatives): FPR <= 1%% "
-           "needs score > %.3f, FPR <= 3%% needs score > %.3f.\n\n",
-           nneg, t[0], t[1]);
-    printf("| %-31s | %7s | %11s | %11s | %11s |\n", "attack file", "attacks", "recall@0.80",
-           "recall@FPR1", "recall@FPR3");
-    printf("|---------------------------------|---------|-------------|-------------|------------"
-           "-|\n");
+    printf("\n");
+}
+
+static void print_rates_head(const char *first)
+{
+    printf("| %-31s | %-6s | %5s | %11s | %11s | %11s |\n", first, "rate", "rows", "@0.80",
+           "@FPR<=1%", "@FPR<=3%");
+    printf("|---------------------------------|--------|-------|-------------|-------------|----"
+           "---------|\n");
+}
+
+/* Recall of every held-out attack file (and all of them) and the false-positive
+ * rate of every held-out negative file, at the default threshold and at the
+ * thresholds that keep the held-out false-positive rate at or below 1% and 3%.
+ * Reported, never tuned on. */
+static void print_operating_points(const struct injection_dataset *d, const double *score,
+                                   const double t[POINTS_N])
+{
+    size_t f, k;
+
+    printf("\n## prompt-injection: recall and false alarms at three operating points (held-out "
+           "rows)\n\n");
+    printf("Thresholds from the held-out negatives (benign and hard negatives): the default "
+           "0.80 (score >= 0.80), FPR <= 1%% (score > %.3f), FPR <= 3%% (score > %.3f). `rate` "
+           "is recall for attack rows and the false-positive rate for benign rows.\n\n",
+           t[1], t[2]);
+    print_rates_head("file");
     /* f < nfiles: one file; nfiles: the row-split files together; nfiles + 1: all. */
     for (f = 0; f <= d->nfiles + 1; f++) {
-        size_t n = 0, hit[3] = {0, 0, 0};
+        struct rates att = {0}, neg = {0};
         char name[64];
         for (k = 0; k < d->n; k++) {
             const struct injection_row *r = &d->rows[k];
-            if (r->split != INJECTION_SPLIT_HELDOUT || !r->label ||
-                (f < d->nfiles && r->file != f) || (f == d->nfiles && d->files[r->file].heldout)) {
+            if (r->split != INJECTION_SPLIT_HELDOUT || (f < d->nfiles && r->file != f) ||
+                (f == d->nfiles && (d->files[r->file].heldout || !r->label)) ||
+                (f > d->nfiles && !r->label)) {
                 continue;
             }
-            n++;
-            hit[0] += score[k] >= THRESHOLD;
-            hit[1] += score[k] > t[0];
-            hit[2] += score[k] > t[1];
-        }
-        if (!n) {
-            continue;
+            rates_add(r->label ? &att : &neg, t, score[k]);
         }
         snprintf(name, sizeof(name), "%s%s",
                  f < d->nfiles    ? d->files[f].name
                  : f == d->nfiles ? "attack, row-split files"
                                   : "ALL attack rows",
                  f < d->nfiles && d->files[f].heldout ? " (file)" : "");
-        printf("| %-31s | %7zu | %11.3f | %11.3f | %11.3f |\n", name, n, (double)hit[0] / (double)n,
-               (double)hit[1] / (double)n, (double)hit[2] / (double)n);
+        print_rates(name, "recall", &att);
+        print_rates(name, "FPR", &neg);
     }
-    free(neg);
+}
+
+/* The same three points per language of the rows that carry one (CyberSecEval's
+ * machine-translated file: its attacks, and its translated system prompts and
+ * judge questions as the benign side). */
+static void print_languages(const struct injection_dataset *d, const double *score,
+                            const double t[POINTS_N])
+{
+    const char **langs = gv_calloc(d->n ? d->n : 1, sizeof(*langs));
+    size_t nl = 0, k, i;
+
+    for (k = 0; k < d->n; k++) {
+        const char *lang = d->rows[k].lang;
+        if (d->rows[k].split != INJECTION_SPLIT_HELDOUT || !lang) {
+            continue;
+        }
+        for (i = 0; i < nl && strcmp(langs[i], lang) != 0; i++) {
+        }
+        if (i == nl) {
+            langs[nl++] = lang;
+        }
+    }
+    qsort(langs, nl, sizeof(*langs), cmp_str);
+    printf("\n## prompt-injection: per language (held-out rows of the machine-translated "
+           "CyberSecEval file)\n\n");
+    print_rates_head("language");
+    for (i = 0; i < nl; i++) {
+        struct rates att = {0}, neg = {0};
+        for (k = 0; k < d->n; k++) {
+            const struct injection_row *r = &d->rows[k];
+            if (r->split == INJECTION_SPLIT_HELDOUT && r->lang && strcmp(r->lang, langs[i]) == 0) {
+                rates_add(r->label ? &att : &neg, t, score[k]);
+            }
+        }
+        print_rates(langs[i], "recall", &att);
+        print_rates(langs[i], "FPR", &neg);
+    }
+    gv_free(langs);
+}
+
+/* Operating points of the pairs' own negatives: the default threshold, then
+ * the scores that keep 1% and 3% of neg[0..n) above them. Sorts neg. */
+static void pair_thresholds(double *neg, size_t n, double t[POINTS_N])
+{
+    static const double fprs[] = {0.01, 0.03};
+    size_t j, k;
+
+    qsort(neg, n, sizeof(*neg), points_cmp_desc);
+    t[0] = POINTS_THRESHOLD;
+    for (j = 0; j < 2; j++) {
+        k = (size_t)(fprs[j] * (double)n);
+        t[j + 1] = k < n ? neg[k] : -1.0;
+    }
+}
+
+/* The user turn scored alone and against a system prompt: CyberSecEval's held-out
+ * attacks and judge questions against their own system prompt, and every other
+ * held-out negative against one of those system prompts (round robin), so that
+ * ordinary turns under a guarding prompt are counted too. Each side gets its own
+ * 1%/3% thresholds from its negatives, so recall is compared at equal FPR. */
+static void print_conversation(const struct injection_dataset *d, const double *score)
+{
+    const char **sys = gv_calloc(d->n ? d->n : 1, sizeof(*sys));
+    double *with_score = gv_calloc(d->n ? d->n : 1, sizeof(*with_score));
+    double *neg_a = gv_calloc(d->n ? d->n : 1, sizeof(*neg_a));
+    double *neg_w = gv_calloc(d->n ? d->n : 1, sizeof(*neg_w));
+    double ta[POINTS_N], tw[POINTS_N];
+    struct rates alone[3], with[3];
+    static const char *const names[3] = {"attacks (own system prompt)",
+                                         "judge questions (own prompt)",
+                                         "other negatives (a prompt)"};
+    signed char *kind = gv_calloc(d->n ? d->n : 1, sizeof(*kind));
+    size_t nsys = 0, nneg = 0, k, i, guarded = 0;
+
+    memset(alone, 0, sizeof(alone));
+    memset(with, 0, sizeof(with));
+    for (k = 0; k < d->n; k++) {
+        if (d->rows[k].split == INJECTION_SPLIT_HELDOUT && d->rows[k].system) {
+            sys[nsys++] = d->rows[k].system;
+        }
+    }
+    for (k = 0; k < d->n; k++) {
+        const struct injection_row *r = &d->rows[k];
+        const char *sp = r->system ? r->system : nsys ? sys[k % nsys] : NULL;
+        size_t ov;
+        kind[k] = -1;
+        if (!sp || r->split != INJECTION_SPLIT_HELDOUT || d->files[r->file].heldout ||
+            (r->label && !r->system)) {
+            continue;
+        }
+        kind[k] = (signed char)(r->label ? 0 : r->system ? 1 : 2);
+        ov = injection_protected_overlap(sp, strlen(sp), r->text, r->len);
+        guarded += ov >= INJECTION_CONV_MIN;
+        with_score[k] = injection_conversation_score(score[k], ov);
+        if (!r->label) {
+            neg_a[nneg] = score[k];
+            neg_w[nneg++] = with_score[k];
+        }
+    }
+    pair_thresholds(neg_a, nneg, ta);
+    pair_thresholds(neg_w, nneg, tw);
+    for (k = 0; k < d->n; k++) {
+        if (kind[k] >= 0) {
+            rates_add(&alone[kind[k]], ta, score[k]);
+            rates_add(&with[kind[k]], tw, with_score[k]);
+        }
+    }
+    printf("\n## prompt-injection: user turn alone vs scored against the system prompt "
+           "(held-out rows)\n\n");
+    printf("%zu system prompts; %zu turns overlap what their prompt guards. Thresholds from "
+           "the %zu negatives below: alone 1%% > %.3f, 3%% > %.3f; with the system prompt "
+           "1%% > %.3f, 3%% > %.3f.\n\n",
+           nsys, guarded, nneg, ta[1], ta[2], tw[1], tw[2]);
+    print_rates_head("rows");
+    for (i = 0; i < 3; i++) {
+        print_rates(names[i], i ? "FPR" : "recall", &alone[i]);
+        print_rates("  + system prompt", i ? "FPR" : "recall", &with[i]);
+    }
+    gv_free(kind);
+    gv_free(neg_a);
+    gv_free(neg_w);
+    gv_free(with_score);
+    gv_free(sys);
+}
+
+/* Every held-out row read as tool output: the direct score and the indirect
+ * profile's (injection_indirect_score), per file, each at its own thresholds
+ * from the held-out negatives so that recall is compared at equal FPR. The
+ * negatives stand in for documents and tool results: none of them is an
+ * attack wherever it is read. */
+static void print_tool_output(const struct injection_dataset *d, const double *score)
+{
+    struct injection_indirect *ind = NULL;
+    struct injection_indirect_scratch *is = NULL;
+    double *prof = gv_calloc(d->n ? d->n : 1, sizeof(*prof));
+    double *neg_d = gv_calloc(d->n ? d->n : 1, sizeof(*neg_d));
+    double *neg_p = gv_calloc(d->n ? d->n : 1, sizeof(*neg_p));
+    double td[POINTS_N], tp[POINTS_N];
+    size_t k, f, nneg = 0, hit_rows = 0;
+
+    if (injection_indirect_create(&ind) != GV_OK) {
+        fprintf(stderr, "injection: indirect profile does not compile\n");
+        goto out;
+    }
+    is = injection_indirect_scratch_create();
+    for (k = 0; k < d->n; k++) {
+        const struct injection_row *r = &d->rows[k];
+        size_t hits;
+        if (r->split != INJECTION_SPLIT_HELDOUT) {
+            continue;
+        }
+        hits = injection_indirect_hits(ind, r->text, r->len, is);
+        hit_rows += hits > 0;
+        prof[k] = injection_indirect_score(score[k], hits);
+        if (!r->label) {
+            neg_d[nneg] = score[k];
+            neg_p[nneg++] = prof[k];
+        }
+    }
+    pair_thresholds(neg_d, nneg, td);
+    pair_thresholds(neg_p, nneg, tp);
+    printf("\n## prompt-injection: every held-out row read as tool output, direct vs indirect "
+           "profile\n\n");
+    printf("%zu rows match an indirect pattern. Thresholds from the %zu negatives: direct 1%% > "
+           "%.3f, 3%% > %.3f; indirect 1%% > %.3f, 3%% > %.3f.\n\n",
+           hit_rows, nneg, td[1], td[2], tp[1], tp[2]);
+    print_rates_head("file");
+    for (f = 0; f <= d->nfiles; f++) {
+        struct rates dir[2], pro[2];
+        char name[64];
+        memset(dir, 0, sizeof(dir));
+        memset(pro, 0, sizeof(pro));
+        for (k = 0; k < d->n; k++) {
+            const struct injection_row *r = &d->rows[k];
+            if (r->split != INJECTION_SPLIT_HELDOUT || (f < d->nfiles && r->file != f)) {
+                continue;
+            }
+            rates_add(&dir[r->label], td, score[k]);
+            rates_add(&pro[r->label], tp, prof[k]);
+        }
+        snprintf(name, sizeof(name), "%s", f < d->nfiles ? d->files[f].name : "ALL held-out rows");
+        print_rates(name, "recall", &dir[1]);
+        print_rates("  indirect profile", "recall", &pro[1]);
+        print_rates(name, "FPR", &dir[0]);
+        print_rates("  indirect profile", "FPR", &pro[0]);
+    }
+out:
+    injection_indirect_scratch_destroy(is);
+    injection_indirect_destroy(ind);
+    gv_free(prof);
+    gv_free(neg_d);
+    gv_free(neg_p);
 }
 
 /* A benign prompt of exactly `size` bytes made of held-out benign rows. */
@@ -156,7 +357,7 @@ int main(void)
     struct injection_model *m = NULL;
     struct injection_scratch *s = NULL;
     struct counts *per = NULL, attack = {0}, benign = {0}, hard = {0}, seen = {0}, unseen = {0};
-    double *score = NULL;
+    double *score = NULL, t[POINTS_N];
     struct gv_buf prompt;
     const char *dir = injection_data_dir();
     size_t f, k, i;
@@ -245,7 +446,11 @@ int main(void)
         all.tn += benign.tn + hard.tn;
         print_row("ALL held-out rows", "mixed", &all);
     }
-    print_operating_points(d, score);
+    points_thresholds(d, score, t);
+    print_operating_points(d, score, t);
+    print_languages(d, score, t);
+    print_conversation(d, score);
+    print_tool_output(d, score);
 
     printf(
         "\n## prompt-injection: speed (one core, benign prompts, normalise + rules + model)\n\n");

@@ -9,12 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/detectors/injection_points.h"
 #include "core/gv_buf.h"
 #include "core/gv_mem.h"
 #include "gateway/policies/injection/injection.h"
+#include "gateway/policies/injection/train/injection_data.h"
 
-/* The product's default threshold (policy.prompt-injection.threshold). */
-#define THRESHOLD 0.8
+#define THRESHOLD POINTS_THRESHOLD
 #define SEED 0x9E3779B97F4A7C15ULL
 #define TARGET 2200u
 #define TRIES 200000u
@@ -184,6 +185,46 @@ static int cmp_scored_desc(const void *x, const void *y)
     return a < b ? 1 : a > b ? -1 : 0;
 }
 
+/* The everyday false-alarm rate at the operating points kt_bench_injection_detector
+ * reports (1% and 3% of the held-out negatives of the shared data): a deployment that
+ * lowers the threshold to catch more attacks pays this on ordinary traffic. Skipped
+ * when the data is absent; the everyday set itself needs none. */
+static void print_points(const struct injection_model *m, struct injection_scratch *s,
+                         const struct scored *sc, size_t n)
+{
+    struct injection_dataset *d = NULL;
+    const char *dir = injection_data_dir();
+    double *score = NULL, t[POINTS_N];
+    size_t k, i, fp;
+
+    if (injection_data_load(dir, &d) != GV_OK) {
+        printf("\nOperating points: skipped, no detector data at %s (set KT_DETECTORS_DIR)\n", dir);
+        return;
+    }
+    score = gv_calloc(d->n ? d->n : 1, sizeof(*score));
+    for (k = 0; k < d->n; k++) {
+        if (d->rows[k].split == INJECTION_SPLIT_HELDOUT && !d->rows[k].label) {
+            score[k] = injection_score(m, d->rows[k].text, d->rows[k].len, s);
+        }
+    }
+    points_thresholds(d, score, t);
+    printf("\nAt the operating points of the held-out negatives:\n\n");
+    printf("| %-22s | %9s | %4s | %6s |\n", "operating point", "threshold", "fp", "FPR");
+    printf("|------------------------|-----------|------|--------|\n");
+    for (i = 0; i < POINTS_N; i++) {
+        static const char *const names[] = {"shipped default", "held-out FPR <= 1%",
+                                            "held-out FPR <= 3%"};
+        fp = 0;
+        for (k = 0; k < n; k++) {
+            fp += (size_t)points_hit(t, i, sc[k].score);
+        }
+        printf("| %-22s | %-2s %6.3f | %4zu | %6.4f |\n", names[i], i ? ">" : ">=", t[i], fp,
+               n ? (double)fp / (double)n : 0.0);
+    }
+    gv_free(score);
+    injection_data_free(d);
+}
+
 int main(void)
 {
     struct injection_model *m = NULL;
@@ -243,6 +284,7 @@ int main(void)
     for (i = 0; i < n && i < SHOW_WORST; i++) {
         printf("- %.3f %s\n", sc[i].score, sc[i].text);
     }
+    print_points(m, s, sc, n);
     ret = 0;
 out:
     for (i = 0; i < n; i++) {

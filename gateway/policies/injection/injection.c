@@ -2,8 +2,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <pthread.h>
 #include <stddef.h>
+#include <string.h>
 
+#include "core/gv_buf.h"
 #include "core/gv_log.h"
+#include "core/gv_mem.h"
 #include "gateway/gw_policy.h"
 #include "gateway/gw_req.h"
 #include "gateway/policies/injection/injection.h"
@@ -15,8 +18,10 @@ struct injection_ctx {
     double threshold;
     int action; /* index into actions[] */
     int mode;
+    bool scan_tool_output;
     struct injection_model *model;
-    pthread_key_t key; /* per worker thread: struct injection_scratch */
+    struct injection_indirect *indirect; /* the profile for tool output */
+    pthread_key_t key;                   /* per worker thread: struct worker */
     bool key_ok;
 };
 
@@ -30,16 +35,44 @@ static const struct gv_cfg_map config_map[] = {
      "`block` refuses with HTTP 403; `flag` lets the request through and records it as flagged; "
      "`log` only records the score"},
     {"mode", GV_CFG_ENUM, offsetof(struct injection_ctx, mode), "sync", 0, modes, 0, 0,
-     "`sync` scores before the request is forwarded; `async` scores after it was forwarded, off the "
-     "request path, so the request's latency does not include the detector (only `action: flag` "
-     "or `log`; `block` with `async` is an error at the key's position). See "
+     "`sync` scores before the request is forwarded; `async` scores after it was forwarded, off "
+     "the request path, so the request's latency does not include the detector (only `action: "
+     "flag` or `log`; `block` with `async` is an error at the key's position). See "
      "[async detection](#async-detection)"},
+    {"scan_tool_output", GV_CFG_BOOL, offsetof(struct injection_ctx, scan_tool_output), "true", 0,
+     NULL, 0, 0,
+     "scan the content of `tool` and `function` messages (tool results, retrieved documents) "
+     "with the indirect-injection profile: the score plus evidence for instructions addressed "
+     "to the assistant inside data (\"AI assistant: ignore ...\", \"when you read this\", "
+     "\"add this to your reply\", \"New instructions:\", an HTML comment that speaks to a "
+     "model); `false` leaves tool output unscanned, for agents whose tools return text the "
+     "operator trusts"},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
-static void scratch_free(void *p)
+/* System prompt bytes kept for scoring user turns against it; a longer one is
+ * cut (what it guards is usually stated first). */
+#define SYSTEM_MAX (64u * 1024u)
+
+/* Per worker thread: the detector's scratch and the request's system prompt. */
+struct worker {
+    struct injection_scratch *scratch;
+    struct injection_indirect_scratch *indirect;
+    struct gv_buf system;
+    struct injection_guard guard; /* what `system` guards, built once per request */
+};
+
+static void worker_free(void *p)
 {
-    injection_scratch_destroy(p);
+    struct worker *w = p;
+
+    if (!w) {
+        return;
+    }
+    injection_scratch_destroy(w->scratch);
+    injection_indirect_scratch_destroy(w->indirect);
+    gv_buf_free(&w->system);
+    gv_free(w);
 }
 
 static gv_rc init(struct gw_policy *pol, const char *path, const struct gv_ynode *settings,
@@ -60,7 +93,13 @@ static gv_rc init(struct gw_policy *pol, const char *path, const struct gv_ynode
                gv_rc_str(rc));
         goto out;
     }
-    if (pthread_key_create(&ctx->key, scratch_free) != 0) {
+    rc = injection_indirect_create(&ctx->indirect);
+    if (rc) {
+        gv_log(GV_LOG_ERROR, "policy:prompt-injection", "indirect profile does not compile",
+               "rc=%s", gv_rc_str(rc));
+        goto out;
+    }
+    if (pthread_key_create(&ctx->key, worker_free) != 0) {
         rc = GV_EIO;
         goto out;
     }
@@ -70,24 +109,69 @@ out:
 }
 
 struct scan {
-    const struct injection_model *model;
-    struct injection_scratch *scratch;
+    const struct injection_ctx *ctx;
+    struct worker *w;
     double best;
 };
+
+static bool is_tool(const char *role)
+{
+    return strcmp(role, "tool") == 0 || strcmp(role, "function") == 0;
+}
+
+static bool is_system(const char *role)
+{
+    return strcmp(role, "system") == 0 || strcmp(role, "developer") == 0;
+}
+
+/* First pass: the system and developer texts, joined, so that user turns can
+ * be scored against what they guard. Past SYSTEM_MAX the rest is left out. */
+static gv_rc keep_system(void *arg, const char *role, const char *kind, const char *text,
+                         size_t len, struct gv_buf *replacement, bool *replace)
+{
+    struct scan *sc = arg;
+    struct gv_buf *b = &sc->w->system;
+
+    (void)kind;
+    (void)replacement;
+    *replace = false;
+    if (is_system(role) && b->len < SYSTEM_MAX) {
+        size_t room = SYSTEM_MAX - b->len - (b->len ? 1 : 0);
+        if (b->len) {
+            (void)gv_buf_append_char(b, '\n');
+        }
+        (void)gv_buf_append(b, text, len < room ? len : room);
+    }
+    return GV_OK;
+}
 
 static gv_rc scan_text(void *arg, const char *role, const char *kind, const char *text, size_t len,
                        struct gv_buf *replacement, bool *replace)
 {
     struct scan *sc = arg;
+    const struct gv_buf *sys = &sc->w->system;
     double s;
 
     /* Every text the model reads counts, assistant turns included: a forged
      * earlier answer is as good a carrier as a user message. */
-    (void)role;
-    (void)kind;
     (void)replacement;
     *replace = false;
-    s = injection_score(sc->model, text, len, sc->scratch);
+    /* A tool's result is data the assistant reads, not a request: instructions
+     * addressed to the assistant inside it are the indirect attack. The tool
+     * call's own arguments (kind "arguments") are the assistant's words. */
+    if (is_tool(role) && strcmp(kind, "content") == 0 && !sc->ctx->scan_tool_output) {
+        return GV_OK;
+    }
+    s = injection_score(sc->ctx->model, text, len, sc->w->scratch);
+    if (is_tool(role) && strcmp(kind, "content") == 0) {
+        s = injection_indirect_score(
+            s, injection_indirect_hits(sc->ctx->indirect, text, len, sc->w->indirect));
+    }
+    /* A user turn asking for what the system prompt guards is stronger
+     * evidence than its words alone ("Where does the user live now?"). */
+    if (strcmp(role, "user") == 0 && sys->len > 0) {
+        s = injection_conversation_score(s, injection_guard_overlap(&sc->w->guard, text, len));
+    }
     if (s > sc->best) {
         sc->best = s;
     }
@@ -97,18 +181,27 @@ static gv_rc scan_text(void *arg, const char *role, const char *kind, const char
 static gv_rc evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
 {
     struct injection_ctx *ctx = pol->ctx;
-    struct scan sc = {ctx->model, NULL, 0.0};
+    struct scan sc = {ctx, NULL, 0.0};
     gv_rc rc;
 
-    sc.scratch = pthread_getspecific(ctx->key);
-    if (!sc.scratch) {
-        sc.scratch = injection_scratch_create();
-        if (pthread_setspecific(ctx->key, sc.scratch) != 0) {
-            injection_scratch_destroy(sc.scratch);
+    sc.w = pthread_getspecific(ctx->key);
+    if (!sc.w) {
+        sc.w = gv_calloc(1, sizeof(*sc.w));
+        sc.w->scratch = injection_scratch_create();
+        sc.w->indirect = injection_indirect_scratch_create();
+        gv_buf_init(&sc.w->system, SYSTEM_MAX);
+        if (pthread_setspecific(ctx->key, sc.w) != 0) {
+            worker_free(sc.w);
             rc = GV_EIO;
             goto out;
         }
     }
+    gv_buf_reset(&sc.w->system);
+    rc = gw_req_foreach_text(req, keep_system, &sc);
+    if (rc) {
+        goto out;
+    }
+    injection_guard_build(sc.w->system.data, sc.w->system.len, &sc.w->guard);
     rc = gw_req_foreach_text(req, scan_text, &sc);
     if (rc) {
         goto out;
@@ -148,13 +241,15 @@ static void destroy(struct gw_policy *pol)
 
     if (ctx->key_ok) {
         /* Workers' scratch went with their threads; this thread's is freed here. */
-        injection_scratch_destroy(pthread_getspecific(ctx->key));
+        worker_free(pthread_getspecific(ctx->key));
         (void)pthread_setspecific(ctx->key, NULL);
         pthread_key_delete(ctx->key);
         ctx->key_ok = false;
     }
     injection_model_destroy(ctx->model);
     ctx->model = NULL;
+    injection_indirect_destroy(ctx->indirect);
+    ctx->indirect = NULL;
 }
 
 const struct gw_policy_ops gw_policy_injection = {

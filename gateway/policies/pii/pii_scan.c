@@ -751,6 +751,12 @@ static unsigned num_of(const char *d, size_t n)
 static const char *const ctx_phone[] = {"phone",    " tel", " call",   "mobile",  " cell", " fax",
                                         "whatsapp", " sms", "text me", "contact", NULL};
 static const char *const ctx_ssn[] = {" ssn", "social security", "social sec", NULL};
+/* Numbers that identify a document, an account or an order, not a line:
+ * "driver's license number is 2270-66-1551" has a phone's digit count. */
+static const char *const ctx_id[] = {
+    "license",       "licence",     "passport",    "account number", "account no", " acct",
+    "policy number", "member id",   "customer id", "order number",   "invoice",    "tracking",
+    "serial",        "employee id", "student id",  " id number",     "plate",      NULL};
 static const char *const ctx_nhs[] = {" nhs", "health service", NULL};
 
 static bool nanp_ok(const char *d)
@@ -828,6 +834,86 @@ static bool house_number(const struct scan *s, size_t at, size_t end)
     return false;
 }
 
+static bool is_op(char c, const char *ops)
+{
+    return c != '\0' && strchr(ops, c) != NULL;
+}
+
+/* Arithmetic, not a phone: "1200-1000=200", "1500 1500/100", "3 * 555-1234".
+ * gsm8k's worked answers are full of 4-4 differences that have the shape of a
+ * local number; what gives them away is the operator next to them. A following
+ * '=' or an operator followed by a digit, or a digit and an operator before.
+ * "/" also joins alternative numbers ("555-1234/555-9876"), so after a phone
+ * cue it is not taken for a division. */
+static bool in_arithmetic(const struct scan *s, size_t at, size_t end)
+{
+    size_t p = end, q = at;
+
+    while (p < s->len && s->t[p] == ' ') {
+        p++;
+    }
+    if (p < s->len && s->t[p] == '=') {
+        return true;
+    }
+    if (p < s->len &&
+        (is_op(s->t[p], "+*") || (s->t[p] == '/' && !context_before(s, at, ctx_phone)))) {
+        p++;
+        while (p < s->len && s->t[p] == ' ') {
+            p++;
+        }
+        if (p < s->len && is_digit((unsigned char)s->t[p])) {
+            return true;
+        }
+    }
+    while (q > 0 && s->t[q - 1] == ' ') {
+        q--;
+    }
+    if (q == 0 || !is_op(s->t[q - 1], "+*/=")) {
+        return false;
+    }
+    q--;
+    while (q > 0 && s->t[q - 1] == ' ') {
+        q--;
+    }
+    return q > 0 && is_digit((unsigned char)s->t[q - 1]);
+}
+
+/* "500-1000 words", "1500-2000": a range of round numbers, low to high. Local
+ * numbers are 3-4 or 4-4 too, but their two halves are rarely both multiples
+ * of ten in increasing order; a phone cue before keeps it a phone. */
+static bool number_range(const struct scan *s, size_t at, const struct numtok *nt)
+{
+    unsigned lo, hi;
+
+    if (nt->ngroups != 2 || nt->sep[1] != '-' || nt->paren || nt->dig[0] == '0' ||
+        nt->dig[nt->glen[0]] == '0') {
+        return false;
+    }
+    lo = num_of(nt->dig, nt->glen[0]);
+    hi = num_of(nt->dig + nt->glen[0], nt->glen[1]);
+    return lo < hi && lo % 10 == 0 && hi % 10 == 0 && !context_before(s, at, ctx_phone);
+}
+
+/* "1.439.323" and "164.689.383": thousands grouped with dots (most of Europe,
+ * Turkey, Indonesia, Latin America), as in population tables. Dotted phones
+ * group by two or end in four ("03.93.92.16.85", "555.123.4567"); a first
+ * group of 1-3 digits without a trunk 0 followed only by groups of three is a
+ * count. A phone cue before keeps it a phone. */
+static bool dotted_thousands(const struct scan *s, size_t at, const struct numtok *nt)
+{
+    int i;
+
+    if (uniform_sep(nt) != '.' || nt->ngroups < 3 || nt->glen[0] > 3 || nt->dig[0] == '0') {
+        return false;
+    }
+    for (i = 1; i < nt->ngroups; i++) {
+        if (nt->glen[i] != 3) {
+            return false;
+        }
+    }
+    return !context_before(s, at, ctx_phone);
+}
+
 static bool is_phone(const struct scan *s, size_t at, const struct numtok *nt)
 {
     int sep = uniform_sep(nt), i, ones = 0;
@@ -838,6 +924,12 @@ static bool is_phone(const struct scan *s, size_t at, const struct numtok *nt)
     }
     if (nt->ndig < 7 || nt->ndig > 15) {
         return false;
+    }
+    if (in_arithmetic(s, at, nt->end) || number_range(s, at, nt) || dotted_thousands(s, at, nt)) {
+        return false;
+    }
+    if (context_before(s, at, ctx_id) && !context_before(s, at, ctx_phone)) {
+        return false; /* named as another kind of number */
     }
     if (nt->ngroups == 1) {
         if (nt->ndig == 10 && nanp_ok(nt->dig)) {

@@ -96,6 +96,11 @@ struct loader {
     size_t cap;
     size_t file;
     const struct source *src;
+    /* The current record's language, system prompt and attack method, borrowed
+     * from its JSON object while add_row copies them; NULL between records. */
+    const char *lang;
+    const char *system;
+    const char *method;
 };
 
 /* True if the key was already present; inserts it otherwise. */
@@ -162,6 +167,9 @@ static void add_row(struct loader *l, const char *text, size_t len, int label)
     r->len = len;
     r->label = label;
     r->file = l->file;
+    r->lang = l->lang ? gv_strdup(l->lang) : NULL;
+    r->system = l->system ? gv_strdup(l->system) : NULL;
+    r->method = l->method ? gv_strdup(l->method) : NULL;
     /* md[31] is independent of the dedup key bytes; one fifth each. */
     if (l->src->heldout || md[31] % 5 == 0) {
         r->split = INJECTION_SPLIT_HELDOUT;
@@ -179,6 +187,32 @@ static void add_json_str(struct loader *l, struct json_object *o, int label)
 {
     if (o && json_object_is_type(o, json_type_string)) {
         add_row(l, json_object_get_string(o), (size_t)json_object_get_string_len(o), label);
+    }
+}
+
+/* CyberSecEval's records carry the language they were translated to and the
+ * system prompt the user turn attacks; the per-language report and the
+ * conversation score need both. The judge question of the same record is
+ * kept with that system prompt too: a benign turn that names the secret
+ * ("Does the response contain 'Chicago'?"). Other files have neither field. */
+static void record_context(struct loader *l, struct json_object *e)
+{
+    struct json_object *o;
+
+    if (json_object_object_get_ex(e, "speaking_language", &o) &&
+        json_object_is_type(o, json_type_string)) {
+        l->lang = json_object_get_string(o);
+    }
+    if ((strcmp(l->src->field, "user_input") == 0 ||
+         strcmp(l->src->field, "judge_question") == 0) &&
+        json_object_object_get_ex(e, "test_case_prompt", &o) &&
+        json_object_is_type(o, json_type_string)) {
+        l->system = json_object_get_string(o);
+    }
+    /* jailbreakbench names how each prompt was made: GCG suffixes, PAIR rewrites, JBC
+     * templates; the perplexity bench reports them apart. */
+    if (json_object_object_get_ex(e, "method", &o) && json_object_is_type(o, json_type_string)) {
+        l->method = json_object_get_string(o);
     }
 }
 
@@ -225,7 +259,11 @@ static gv_rc load_json(struct loader *l, const char *path)
         if (l->src->fmt == F_JSON_LABELLED && json_object_object_get_ex(e, "label", &lab)) {
             label = json_object_get_int(lab) ? 1 : 0;
         }
+        record_context(l, e);
         add_json_str(l, f, label);
+        l->lang = NULL;
+        l->system = NULL;
+        l->method = NULL;
     }
 out:
     json_object_put(root);
@@ -249,7 +287,11 @@ static gv_rc load_jsonl(struct loader *l, const char *path)
         o = json_tokener_parse(line);
         gv_free(line);
         if (o && json_object_object_get_ex(o, l->src->field, &f)) {
+            record_context(l, o);
             add_json_str(l, f, l->src->label);
+            l->lang = NULL;
+            l->system = NULL;
+            l->method = NULL;
         }
         json_object_put(o);
         i = j + 1;
@@ -539,6 +581,9 @@ void injection_data_free(struct injection_dataset *d)
     }
     for (i = 0; i < d->n; i++) {
         gv_free(d->rows[i].text);
+        gv_free(d->rows[i].lang);
+        gv_free(d->rows[i].system);
+        gv_free(d->rows[i].method);
     }
     gv_free(d->rows);
     gv_free(d->files);

@@ -30,6 +30,12 @@ struct injection_row {
     int label;   /* 1 attack, 0 benign */
     size_t file; /* index into files */
     enum injection_split split;
+    char *lang;   /* owned; the file's language field (CyberSecEval's multilingual file
+                   * has speaking_language), NULL when the file gives none */
+    char *system; /* owned; the system prompt (test_case_prompt) of a CyberSecEval
+                   * user turn or judge question, NULL for every other row */
+    char *method; /* owned; the attack technique when the file names it (jailbreakbench's
+                   * method: GCG, PAIR, JBC), NULL otherwise */
 };
 
 struct injection_dataset {

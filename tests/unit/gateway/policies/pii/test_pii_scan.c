@@ -147,6 +147,48 @@ static void test_scan_phone_house_numbers(void **state)
     expect("office 555-1234 Main desk", GV_PII_PHONE_NUMBER, "555-1234");
 }
 
+static void test_scan_phone_arithmetic(void **state)
+{
+    (void)state;
+    /* gsm8k's worked answers: a 4-4 difference next to an operator... */
+    expect_none("a distance of 1200-1000=200 feet", GV_PII_PHONE_NUMBER);
+    expect_none("I have 2000-1800 = 200 calories left", GV_PII_PHONE_NUMBER);
+    expect_none("beans 1500 1500/100= 15", GV_PII_PHONE_NUMBER);
+    expect_none("so 3 * 555-1234 is large", GV_PII_PHONE_NUMBER);
+    /* ...while a phone next to other punctuation, or "/" after a cue, stays one. */
+    expect("call 555-1234, thanks", GV_PII_PHONE_NUMBER, "555-1234");
+    expect("phone: 555-1234/555-9876", GV_PII_PHONE_NUMBER, "555-1234");
+    expect("my number = 555-1234", GV_PII_PHONE_NUMBER, "555-1234");
+}
+
+static void test_scan_phone_ranges_and_counts(void **state)
+{
+    (void)state;
+    /* Round ranges low to high and dotted thousands are counts. */
+    expect_none("with a limit of 500-1000 words", GV_PII_PHONE_NUMBER);
+    expect_none("between 1500-2000 steps", GV_PII_PHONE_NUMBER);
+    expect_none("China 1.439.323.776 people", GV_PII_PHONE_NUMBER);
+    expect_none("Bangladesh 164.689.383 people", GV_PII_PHONE_NUMBER);
+    /* Local numbers, dotted phones and a cue keep their phone reading. */
+    expect("dial 555-1200 today", GV_PII_PHONE_NUMBER, "555-1200");
+    expect("ring 5550-1234 today", GV_PII_PHONE_NUMBER, "5550-1234");
+    expect("555.123.4567", GV_PII_PHONE_NUMBER, "555.123.4567");
+    expect("phone 500-1000 ext", GV_PII_PHONE_NUMBER, "500-1000");
+    expect("phone 612.345.678 now", GV_PII_PHONE_NUMBER, "612.345.678");
+}
+
+static void test_scan_phone_named_ids(void **state)
+{
+    (void)state;
+    /* A number named as a licence, passport or account is not a line... */
+    expect_none("my driver's license number is 2270-66-1551", GV_PII_PHONE_NUMBER);
+    expect_none("passport 4155550123 expires", GV_PII_PHONE_NUMBER);
+    expect_none("account number 555-1234 is overdrawn", GV_PII_PHONE_NUMBER);
+    /* ...unless a phone cue is there too, or nothing names it. */
+    expect("license office phone 415-555-0123", GV_PII_PHONE_NUMBER, "415-555-0123");
+    expect("my number is 2270-66-1551", GV_PII_PHONE_NUMBER, "2270-66-1551");
+}
+
 static void test_scan_credit_card(void **state)
 {
     (void)state;
@@ -566,6 +608,9 @@ int main(void)
         cmocka_unit_test(test_scan_email),
         cmocka_unit_test(test_scan_phone),
         cmocka_unit_test(test_scan_phone_house_numbers),
+        cmocka_unit_test(test_scan_phone_arithmetic),
+        cmocka_unit_test(test_scan_phone_ranges_and_counts),
+        cmocka_unit_test(test_scan_phone_named_ids),
         cmocka_unit_test(test_scan_credit_card),
         cmocka_unit_test(test_scan_ssn),
         cmocka_unit_test(test_scan_ip),
