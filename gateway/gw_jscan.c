@@ -171,13 +171,13 @@ enum gw_jscan gw_jscan_member(const char *p, size_t n, const char *key, const ch
     return gw_jscan_members(p, n, &key, 1, v, vlen);
 }
 
-bool gw_jscan_u64(const char *p, size_t n, const char *key, unsigned long long *out)
+/* v[0..vlen) as a plain non-negative integer of at most 19 digits. */
+static bool plain_u64(const char *v, size_t vlen, unsigned long long *out)
 {
-    const char *v;
-    size_t vlen, i;
     unsigned long long x = 0;
+    size_t i;
 
-    if (gw_jscan_member(p, n, key, &v, &vlen) != GW_JSCAN_FOUND || vlen == 0 || vlen > 19) {
+    if (!v || vlen == 0 || vlen > 19) {
         return false;
     }
     for (i = 0; i < vlen; i++) {
@@ -190,18 +190,47 @@ bool gw_jscan_u64(const char *p, size_t n, const char *key, unsigned long long *
     return true;
 }
 
-
-static size_t skip_blanks(const char *p, size_t i, size_t n)
+bool gw_jscan_u64s(const char *p, size_t n, const char *const *keys, size_t nkeys,
+                   unsigned long long *out)
 {
-    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) {
-        i++;
+    const char *v[GW_JSCAN_U64S_MAX];
+    size_t vlen[GW_JSCAN_U64S_MAX], i;
+
+    if (nkeys == 0 || nkeys > GW_JSCAN_U64S_MAX ||
+        gw_jscan_members(p, n, keys, nkeys, v, vlen) != GW_JSCAN_FOUND) {
+        return false;
     }
-    return i;
+    for (i = 0; i < nkeys; i++) {
+        if (!plain_u64(v[i], vlen[i], &out[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool gw_jscan_u64(const char *p, size_t n, const char *key, unsigned long long *out)
+{
+    return gw_jscan_u64s(p, n, &key, 1, out);
 }
 
 static bool key_is(const char *p, size_t from, size_t to, const char *key, size_t klen)
 {
     return to - from == klen && memcmp(p + from, key, klen) == 0;
+}
+
+/* p[i] is an opening quote: the index after the closing one, or n+1 when cut short. A
+ * byte loop, not memchr: chunk strings are a few bytes long, shorter than a call. */
+static size_t end_of_string(const char *p, size_t i, size_t n)
+{
+    for (i++; i < n; i++) {
+        if (p[i] == '\\') {
+            i++; /* the escaped byte, whatever it is */
+        }
+        else if (p[i] == '"') {
+            return i + 1;
+        }
+    }
+    return n + 1;
 }
 
 void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out)
@@ -210,23 +239,23 @@ void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out)
 
     memset(out, 0, sizeof(*out));
     while (i < n) {
-        const char *q = memchr(p + i, '"', n - i);
         size_t ks, ke, v;
 
-        if (!q) {
-            return;
+        if (p[i] != '"') {
+            i++;
+            continue;
         }
-        ks = (size_t)(q - p);
-        ke = skip_string(p, ks, n);
+        ks = i;
+        ke = end_of_string(p, ks, n);
         if (ke > n) {
             return; /* cut short */
         }
-        v = skip_blanks(p, ke, n);
+        v = skip_ws(p, ke, n);
         if (v >= n || p[v] != ':') {
             i = ke; /* a string value, not a key */
             continue;
         }
-        v = skip_blanks(p, v + 1, n);
+        v = skip_ws(p, v + 1, n);
         i = v;
         if (v >= n) {
             return;
@@ -239,7 +268,7 @@ void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out)
         if (p[v] != '"') {
             continue; /* an object, array or literal: its strings are walked next */
         }
-        i = skip_string(p, v, n);
+        i = end_of_string(p, v, n);
         if (key_is(p, ks + 1, ke - 1, "content", 7) || key_is(p, ks + 1, ke - 1, "arguments", 9)) {
             out->text_bytes += i > n ? n - v - 1 : i - v - 2;
         }

@@ -36,6 +36,12 @@ enum gw_jscan gw_jscan_members(const char *p, size_t n, const char *const *keys,
  * such a number, or the text is not an object (the caller may then ask json-c). */
 bool gw_jscan_u64(const char *p, size_t n, const char *key, unsigned long long *out);
 
+/* Several such members in one walk: true and out[i] for every keys[i] only when all
+ * are there as plain integers (nkeys <= GW_JSCAN_U64S_MAX). */
+#define GW_JSCAN_U64S_MAX 8
+bool gw_jscan_u64s(const char *p, size_t n, const char *const *keys, size_t nkeys,
+                   unsigned long long *out);
+
 /* What the relay needs from a stream chunk it passes on untouched, from one walk over
  * its strings instead of a memmem per key. */
 struct gw_jscan_chunk {

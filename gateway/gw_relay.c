@@ -361,20 +361,19 @@ void gw_relay_async_drain(struct gw_worker *w)
     w->inbox = NULL;
 }
 
-/* Appends ` key=value` to the request's log line. */
-static void kv_str(struct gv_buf *b, const char *key, const char *v)
+/* Appends `key` (" name=", a literal) and the value, "-" when empty, to the log line. */
+#define KV_STR(b, key, v) kv_str((b), (key), sizeof(key) - 1, (v))
+#define KV_U64(b, key, v) kv_u64((b), (key), sizeof(key) - 1, (v))
+
+static void kv_str(struct gv_buf *b, const char *key, size_t klen, const char *v)
 {
-    (void)gv_buf_append_char(b, ' ');
-    (void)gv_buf_append_str(b, key);
-    (void)gv_buf_append_char(b, '=');
+    (void)gv_buf_append(b, key, klen);
     (void)gv_buf_append_str(b, v && v[0] ? v : "-");
 }
 
-static void kv_u64(struct gv_buf *b, const char *key, unsigned long long v)
+static void kv_u64(struct gv_buf *b, const char *key, size_t klen, unsigned long long v)
 {
-    (void)gv_buf_append_char(b, ' ');
-    (void)gv_buf_append_str(b, key);
-    (void)gv_buf_append_char(b, '=');
+    (void)gv_buf_append(b, key, klen);
     (void)gv_buf_append_u64(b, v);
 }
 
@@ -384,30 +383,27 @@ static void kv_u64(struct gv_buf *b, const char *key, unsigned long long v)
  * it is written for every request. Prompt text, keys and answers never go in. */
 static void log_request(const struct rq *r, struct gv_buf *kv)
 {
-    char ms[32], model[64];
-    const char *key[3] = {"total_ms", "upstream_ms", "overhead_ms"};
-    uint64_t us[3] = {r->rec.latency_total_us, r->rec.latency_upstream_us,
-                      r->rec.latency_gateway_us};
-    size_t i;
+    char ms[3][32], model[64];
 
-    gv_buf_reset(kv);
-    (void)gv_buf_append_str(kv, "req=");
-    (void)gv_buf_append_str(kv, r->rec.request_id);
-    kv_str(kv, "run", r->rec.run_id);
+    gw_http_fmt_ms(r->rec.latency_total_us, ms[0], sizeof(ms[0]));
+    gw_http_fmt_ms(r->rec.latency_upstream_us, ms[1], sizeof(ms[1]));
+    gw_http_fmt_ms(r->rec.latency_gateway_us, ms[2], sizeof(ms[2]));
     log_safe(model, sizeof(model), r->rec.model);
-    kv_str(kv, "model", model);
-    kv_str(kv, "target", r->rec.target);
-    kv_str(kv, "decision", gv_decision_str(r->decision));
-    kv_u64(kv, "status", (unsigned long long)(r->rec.http_status < 0 ? 0 : r->rec.http_status));
-    for (i = 0; i < 3; i++) {
-        gw_http_fmt_ms(us[i], ms, sizeof(ms));
-        kv_str(kv, key[i], ms);
-    }
-    kv_u64(kv, "tokens_in", (unsigned long long)r->rec.tokens_prompt);
-    kv_u64(kv, "tokens_out", (unsigned long long)r->rec.tokens_completion);
-    kv_u64(kv, "stream", r->stream ? 1 : 0);
+    gv_buf_reset(kv);
+    KV_STR(kv, "req=", r->rec.request_id);
+    KV_STR(kv, " run=", r->rec.run_id);
+    KV_STR(kv, " model=", model);
+    KV_STR(kv, " target=", r->rec.target);
+    KV_STR(kv, " decision=", gv_decision_str(r->decision));
+    KV_U64(kv, " status=", (unsigned long long)(r->rec.http_status < 0 ? 0 : r->rec.http_status));
+    KV_STR(kv, " total_ms=", ms[0]);
+    KV_STR(kv, " upstream_ms=", ms[1]);
+    KV_STR(kv, " overhead_ms=", ms[2]);
+    KV_U64(kv, " tokens_in=", (unsigned long long)r->rec.tokens_prompt);
+    KV_U64(kv, " tokens_out=", (unsigned long long)r->rec.tokens_completion);
+    KV_U64(kv, " stream=", r->stream ? 1 : 0);
     if (r->rec.error_code[0]) {
-        kv_str(kv, "error", r->rec.error_code);
+        KV_STR(kv, " error=", r->rec.error_code);
     }
     gv_log_write_kv(GV_LOG_INFO, MOD, "request", kv->data ? kv->data : "", kv->len);
 }
@@ -950,13 +946,13 @@ static void remember_chunk_meta(struct rq *r, struct json_object *o)
 static void read_usage_span(struct rq *r, const char *v, size_t vlen)
 {
     if (v && vlen > 0 && v[0] == '{') {
-        unsigned long long in = 0, out = 0;
+        static const char *const keys[] = {"prompt_tokens", "completion_tokens"};
+        unsigned long long n[2];
         struct json_object *u;
-        /* OpenAI's counts are plain integers: read them off the text. */
-        if (gw_jscan_u64(v, vlen, "prompt_tokens", &in) &&
-            gw_jscan_u64(v, vlen, "completion_tokens", &out)) {
-            r->rec.tokens_prompt = in;
-            r->rec.tokens_completion = out;
+        /* OpenAI's counts are plain integers: read them off the text, in one walk. */
+        if (gw_jscan_u64s(v, vlen, keys, 2, n)) {
+            r->rec.tokens_prompt = n[0];
+            r->rec.tokens_completion = n[1];
             r->saw_usage = true;
             return;
         }

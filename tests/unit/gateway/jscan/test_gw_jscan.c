@@ -129,6 +129,23 @@ static void test_u64_members(void **state)
     assert_false(gw_jscan_u64("{\"prompt_tokens\":7", 18, "prompt_tokens", &x));
 }
 
+/* Several counts in one walk: all or nothing. */
+static void test_u64s_members(void **state)
+{
+    static const char *const both[] = {"prompt_tokens", "completion_tokens"};
+    static const char *const with_str[] = {"prompt_tokens", "str"};
+    const char *u = "{\"completion_tokens\":12,\"prompt_tokens\":7,\"str\":\"9\"}";
+    unsigned long long n[2] = {0, 0};
+    (void)state;
+
+    assert_true(gw_jscan_u64s(u, strlen(u), both, 2, n));
+    assert_true(n[0] == 7 && n[1] == 12);
+    assert_false(gw_jscan_u64s(u, strlen(u), with_str, 2, n));
+    assert_false(gw_jscan_u64s("{\"prompt_tokens\":7}", 18, both, 2, n));
+    assert_false(gw_jscan_u64s("[1]", 3, both, 2, n));
+    assert_false(gw_jscan_u64s(u, strlen(u), both, 0, n));
+}
+
 /* What one walk over a stream chunk finds: the text bytes of every `content` and
  * `arguments` string at any depth (keys inside strings, values spelled like a key and
  * non-strings count 0), a `finish_reason` string, a `usage` other than null. */
@@ -200,6 +217,7 @@ int main(void)
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_agrees_with_json_c),
         cmocka_unit_test(test_u64_members),
+        cmocka_unit_test(test_u64s_members),
         cmocka_unit_test(test_chunk_facts),
         cmocka_unit_test(test_chunk_facts_any_cut),
     };
