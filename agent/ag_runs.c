@@ -337,6 +337,34 @@ uint64_t ag_runs_mem(const struct ag_runs *runs)
 
 /* ---- status -------------------------------------------------------------------------- */
 
+static void add_str(struct json_object *o, const char *k, const char *v)
+{
+    json_object_object_add(o, k, json_object_new_string(v));
+}
+
+static void add_u64(struct json_object *o, const char *k, uint64_t v)
+{
+    json_object_object_add(o, k, json_object_new_uint64(v));
+}
+
+/* What a run is and its request counts, the same keys in `kt agent status --json` and in the
+ * saved state (which ag_runs_from_json reads back by key, so their order there is free). */
+static void add_run_head(struct json_object *o, const struct ag_run *r)
+{
+    add_str(o, "run_id", r->run_id);
+    add_str(o, "entity", r->entity);
+    add_str(o, "project", r->project);
+    add_str(o, "run_group", r->run_group);
+    add_str(o, "pack_name", r->pack_name);
+    add_str(o, "pack_version", r->pack_version);
+    add_str(o, "chain", r->chain);
+    add_u64(o, "requests", r->requests);
+    add_u64(o, "allowed", r->allowed);
+    add_u64(o, "redacted", r->redacted);
+    add_u64(o, "blocked", r->blocked);
+    add_u64(o, "errors", r->errors);
+}
+
 static struct json_object *run_status_json(const struct ag_run *r)
 {
     struct json_object *o = json_object_new_object();
@@ -346,18 +374,7 @@ static struct json_object *run_status_json(const struct ag_run *r)
     struct json_object *pii = json_object_new_object();
     uint32_t i;
 
-    json_object_object_add(o, "run_id", json_object_new_string(r->run_id));
-    json_object_object_add(o, "entity", json_object_new_string(r->entity));
-    json_object_object_add(o, "project", json_object_new_string(r->project));
-    json_object_object_add(o, "run_group", json_object_new_string(r->run_group));
-    json_object_object_add(o, "pack_name", json_object_new_string(r->pack_name));
-    json_object_object_add(o, "pack_version", json_object_new_string(r->pack_version));
-    json_object_object_add(o, "chain", json_object_new_string(r->chain));
-    json_object_object_add(o, "requests", json_object_new_uint64(r->requests));
-    json_object_object_add(o, "allowed", json_object_new_uint64(r->allowed));
-    json_object_object_add(o, "redacted", json_object_new_uint64(r->redacted));
-    json_object_object_add(o, "blocked", json_object_new_uint64(r->blocked));
-    json_object_object_add(o, "errors", json_object_new_uint64(r->errors));
+    add_run_head(o, r);
     for (i = 0; i < r->nblocked; i++) {
         json_object_object_add(blk, r->blocked_by[i].policy,
                                json_object_new_uint64(r->blocked_by[i].count));
@@ -473,16 +490,6 @@ static gv_rc sketch_from_json(struct ag_sketch *s, struct json_object *o)
                           json_object_get_uint64(zeros));
 }
 
-static void add_str(struct json_object *o, const char *k, const char *v)
-{
-    json_object_object_add(o, k, json_object_new_string(v));
-}
-
-static void add_u64(struct json_object *o, const char *k, uint64_t v)
-{
-    json_object_object_add(o, k, json_object_new_uint64(v));
-}
-
 struct json_object *ag_runs_to_json(const struct ag_runs *runs)
 {
     struct json_object *arr = json_object_new_array();
@@ -497,18 +504,7 @@ struct json_object *ag_runs_to_json(const struct ag_runs *runs)
         struct json_object *pii = json_object_new_array();
         struct json_object *iv = json_object_new_array();
 
-        add_str(o, "run_id", r->run_id);
-        add_str(o, "project", r->project);
-        add_str(o, "entity", r->entity);
-        add_str(o, "run_group", r->run_group);
-        add_str(o, "pack_name", r->pack_name);
-        add_str(o, "pack_version", r->pack_version);
-        add_str(o, "chain", r->chain);
-        add_u64(o, "requests", r->requests);
-        add_u64(o, "allowed", r->allowed);
-        add_u64(o, "redacted", r->redacted);
-        add_u64(o, "blocked", r->blocked);
-        add_u64(o, "errors", r->errors);
+        add_run_head(o, r);
         for (i = 0; i < r->nblocked; i++) {
             struct json_object *b = json_object_new_object();
             add_str(b, "policy", r->blocked_by[i].policy);

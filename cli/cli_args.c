@@ -124,6 +124,19 @@ int cli_args_parse(const struct cli_spec *spec, int argc, char **argv, int *npos
     return CLI_ARGS_RUN;
 }
 
+int cli_state_dir(const char *cmd, const char **state, char *buf, size_t size)
+{
+    if (*state) {
+        return CLI_ARGS_RUN;
+    }
+    if (gv_state_dir_default(buf, size) != GV_OK) {
+        fprintf(stderr, "%s: no usable state dir; pass --state-dir\n", cmd);
+        return 2;
+    }
+    *state = buf;
+    return CLI_ARGS_RUN;
+}
+
 int cli_agent_paths(const char *cmd, const char **state, const char **sock, struct cli_paths *buf)
 {
     if (!*state) {

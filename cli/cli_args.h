@@ -4,6 +4,7 @@
 #define KT_CLI_ARGS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* Every command reads its options the same way:
  * - `--name value` and `--name=value`; a flag takes no value (`--json`);
@@ -54,6 +55,12 @@ int cli_args_parse(const struct cli_spec *spec, int argc, char **argv, int *npos
  * command can say `return cli_usage_error(&spec, "...")` for checks of its own. */
 int cli_usage_error(const struct cli_spec *spec, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* The state dir of a command that keeps state: *state as given, or where it is NULL the
+ * default state dir (gv_state_dir_default), written into buf. CLI_ARGS_RUN, or 2 after
+ * "<cmd>: no usable state dir; pass --state-dir" on stderr. `gateway run` and `agent run`
+ * share it so that they fall back, and say so, the same way. */
+int cli_state_dir(const char *cmd, const char **state, char *buf, size_t size);
 
 /* Room for the state dir and the agent socket a command falls back to. */
 struct cli_paths {

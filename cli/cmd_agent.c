@@ -11,7 +11,6 @@
 #include "core/gv_buf.h"
 #include "core/gv_cfg.h"
 #include "core/gv_log.h"
-#include "core/gv_paths.h"
 
 #define RUN_USAGE \
     "usage: kt agent run [--state-dir DIR] [--agent-socket PATH] [--flush-interval SECONDS]\n" \
@@ -91,12 +90,9 @@ int cli_agent_run(int argc, char **argv)
         }
         gv_log_set_level((enum gv_log_level)lvl);
     }
-    if (!o.state_dir) {
-        if (gv_state_dir_default(state_dir, sizeof(state_dir)) != GV_OK) {
-            fprintf(stderr, "kt agent run: no usable state dir; pass --state-dir\n");
-            return 2;
-        }
-        o.state_dir = state_dir;
+    code = cli_state_dir(spec.cmd, &o.state_dir, state_dir, sizeof(state_dir));
+    if (code != CLI_ARGS_RUN) {
+        return code;
     }
     rc = ag_agent_create(&o, &ag);
     if (rc == GV_ECONFIG && err.msg[0]) {

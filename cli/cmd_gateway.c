@@ -136,7 +136,8 @@ int cli_gateway_run(int argc, char **argv)
     struct event *sigterm = NULL, *sigint = NULL;
     struct sigctx sc;
     struct gv_buf names;
-    char state[4096], msg[512];
+    const char *state;
+    char state_buf[4096], msg[512];
     int code, lvl;
 
     memset(&o, 0, sizeof(o));
@@ -162,13 +163,11 @@ int cli_gateway_run(int argc, char **argv)
         }
         gv_log_set_format(strcmp(o.log_format, "json") == 0 ? GV_LOG_JSON : GV_LOG_TEXT);
     }
-    if (o.state_dir) {
-        snprintf(state, sizeof(state), "%s", o.state_dir);
-    }
-    else if (gv_state_dir_default(state, sizeof(state)) != GV_OK) {
-        fprintf(stderr, "kt gateway run: no usable state dir; pass --state-dir\n");
+    if (cli_state_dir("kt gateway run", &o.state_dir, state_buf, sizeof(state_buf)) !=
+        CLI_ARGS_RUN) {
         goto out;
     }
+    state = o.state_dir;
     /* mkdir -p passes an existing directory on a read-only file system (EEXIST);
      * the check names what is wrong before anything tries to write there. An
      * unusable state dir is a usage error: exit 2. */

@@ -16,3 +16,12 @@ const struct gw_policy_ops *gw_policy_lookup(const struct gw_policy_ops *const *
     }
     return NULL;
 }
+
+void gw_verdict_block(struct gw_verdict *out, uint16_t status, const char *code,
+                      const char *message)
+{
+    out->action = GW_ACTION_BLOCK;
+    out->status = status;
+    out->code = code;
+    out->message = message;
+}

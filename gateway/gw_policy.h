@@ -36,6 +36,11 @@ struct gw_verdict {
     uint32_t pii_counts[GV_PII_NTYPES];
 };
 
+/* Makes out a refusal: action BLOCK with status, code and message (borrowed, so static text:
+ * never prompt text). param, score and the counts stay as they are. Any thread. */
+void gw_verdict_block(struct gw_verdict *out, uint16_t status, const char *code,
+                      const char *message);
+
 #define GW_POL_PROMPT 0x1u   /* evaluate() on requests */
 #define GW_POL_RESPONSE 0x2u /* response_json()/stream_text() on answers */
 #define GW_POL_COMPLETE 0x4u /* complete() once the request is finished */

@@ -87,3 +87,20 @@ test('gateway and agent: a state dir below a regular file exits 2 and says ENOTD
     assert.equal(gw2.code, 2, gw2.stderr);
     assert.match(gw2.stderr, /Not a directory/, gw2.stderr);
 });
+
+/* Without --state-dir both commands fall back to the default state dir; when that cannot be
+ * named (here KT_STATE_DIR is longer than a path may be) they exit 2 with the same line,
+ * cli_state_dir's. */
+test('gateway and agent: no usable default state dir exits 2 and asks for --state-dir',
+    async () => {
+        const longEnv = testEnv({ OPENAI_API_KEY: TEST_SECRET, KT_STATE_DIR: 'x'.repeat(5000) });
+        const gw = await runKt(['gateway', 'run', '--listen', '127.0.0.1:0', '--policy-config',
+            config], { env: longEnv });
+        assert.equal(gw.code, 2, gw.stderr);
+        assert.match(gw.stderr, /^kt gateway run: no usable state dir; pass --state-dir$/m,
+            gw.stderr);
+        const ag = await runKt(['agent', 'run', '--exporters', 'none'], { env: longEnv });
+        assert.equal(ag.code, 2, ag.stderr);
+        assert.match(ag.stderr, /^kt agent run: no usable state dir; pass --state-dir$/m,
+            ag.stderr);
+    });

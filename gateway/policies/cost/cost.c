@@ -282,10 +282,7 @@ static double worst_case_usd(const struct cost_ctx *ctx, struct gw_req *req)
 
 static void budget_block(struct gw_verdict *out, const char *message)
 {
-    out->action = GW_ACTION_BLOCK;
-    out->status = 403;
-    out->code = "budget_exceeded";
-    out->message = message;
+    gw_verdict_block(out, 403, "budget_exceeded", message);
 }
 
 static gv_rc cost_evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)

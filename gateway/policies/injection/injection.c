@@ -211,10 +211,8 @@ static gv_rc evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_verdi
     if (sc.best >= ctx->threshold) {
         switch ((enum injection_action)ctx->action) {
         case ACT_BLOCK:
-            out->action = GW_ACTION_BLOCK;
-            out->status = 403;
-            out->code = "prompt-injection";
-            out->message = "request blocked by policy prompt-injection";
+            gw_verdict_block(out, 403, "prompt-injection",
+                             "request blocked by policy prompt-injection");
             break;
         case ACT_FLAG:
             out->action = GW_ACTION_FLAG;

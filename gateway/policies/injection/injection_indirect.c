@@ -100,23 +100,10 @@ void injection_indirect_destroy(struct injection_indirect *ind)
     gv_free(ind);
 }
 
-/* PCRE2 allocates through gv_mem, so running out of memory aborts as elsewhere. */
-static void *pcre_alloc(size_t n, void *data)
-{
-    (void)data;
-    return gv_malloc(n);
-}
-
-static void pcre_free(void *p, void *data)
-{
-    (void)data;
-    gv_free(p);
-}
-
 struct injection_indirect_scratch *injection_indirect_scratch_create(void)
 {
     struct injection_indirect_scratch *s = gv_calloc(1, sizeof(*s));
-    pcre2_general_context *gc = pcre2_general_context_create(pcre_alloc, pcre_free, NULL);
+    pcre2_general_context *gc = injection_pcre_context();
 
     /* One pair of offsets is all a yes/no match needs. */
     s->md = pcre2_match_data_create(1, gc);

@@ -19,6 +19,11 @@ struct injection_rule {
 extern const struct injection_rule injection_rules[];
 extern const size_t injection_nrules;
 
+/* A PCRE2 general context whose allocations go through gv_mem, so running out of memory
+ * aborts as elsewhere. Caller frees with pcre2_general_context_free; what was made with it
+ * keeps the allocator. Any thread. */
+pcre2_general_context *injection_pcre_context(void);
+
 /* Anchor words: FNV-1a of the word -> bit mask of the rules it may start. */
 #define INJECTION_TRIG_SLOTS 1024u
 /* Anchor occurrences remembered per segment: at most one per word, so half

@@ -69,6 +69,11 @@ static void pcre_free(void *p, void *data)
     gv_free(p);
 }
 
+pcre2_general_context *injection_pcre_context(void)
+{
+    return pcre2_general_context_create(pcre_alloc, pcre_free, NULL);
+}
+
 static uint32_t fnv_word(const char *p, size_t n)
 {
     uint32_t h = 2166136261u;
@@ -176,7 +181,7 @@ gv_rc injection_model_create(const struct injection_weights *w, struct injection
         rc = GV_EINVAL;
         goto out;
     }
-    gc = pcre2_general_context_create(pcre_alloc, pcre_free, NULL);
+    gc = injection_pcre_context();
     m = gv_calloc(1, sizeof(*m));
     m->w = w;
     m->re = gv_calloc(injection_nrules, sizeof(*m->re));
@@ -222,7 +227,7 @@ void injection_model_destroy(struct injection_model *m)
 struct injection_scratch *injection_scratch_create(void)
 {
     struct injection_scratch *s = gv_calloc(1, sizeof(*s));
-    pcre2_general_context *gc = pcre2_general_context_create(pcre_alloc, pcre_free, NULL);
+    pcre2_general_context *gc = injection_pcre_context();
 
     gv_buf_init(&s->fold, FOLD_MAX);
     gv_buf_init(&s->norm, NORM_MAX);

@@ -244,10 +244,8 @@ static void verdict_from(const struct visit *v, int action, struct gw_verdict *o
     }
     switch (action) {
     case ACT_BLOCK:
-        out->action = GW_ACTION_BLOCK;
-        out->status = 403;
-        out->code = "pii-detector";
-        out->message = "The request contains personal data (PII) and was refused by policy.";
+        gw_verdict_block(out, 403, "pii-detector",
+                         "The request contains personal data (PII) and was refused by policy.");
         break;
     case ACT_FLAG:
         out->action = GW_ACTION_FLAG;
@@ -347,11 +345,8 @@ static gv_rc pii_tags(struct gw_policy *pol, struct gw_req *req, struct gw_verdi
         }
         tag[0] = '\0';
         if (out->action != GW_ACTION_BLOCK) {
-            out->action = GW_ACTION_BLOCK;
-            out->status = 400;
-            out->code = "pii_in_run_tag";
+            gw_verdict_block(out, 400, "pii_in_run_tag", tag_fields[i].message);
             out->param = tag_fields[i].header;
-            out->message = tag_fields[i].message;
         }
     }
     pii_scan_buf_free(&sb);

@@ -383,14 +383,6 @@ static bool role_allows(const struct rbac_role *role, const struct gw_req *req)
     return allowed(role->models, req->model ? req->model : "") && allowed(role->targets, target);
 }
 
-static void block(struct gw_verdict *out, uint16_t status, const char *code, const char *message)
-{
-    out->action = GW_ACTION_BLOCK;
-    out->status = status;
-    out->code = code;
-    out->message = message;
-}
-
 /* The configured key the request's bearer token hashes to; *found is NULL
  * when there is no token or no such key. */
 static gv_rc lookup(const struct rbac_ctx *ctx, const struct gw_req *req,
@@ -480,9 +472,10 @@ static gv_rc rbac_tags(struct gw_policy *pol, struct gw_req *req, struct gw_verd
     }
     snprintf(req->rec->entity, sizeof(req->rec->entity), "%s", own);
     set_principal(req->rec, found);
-    block(out, 403, "rbac",
-          "This API key may not tag requests with that W&B entity: X-Wandb-Entity must be one "
-          "of its team's entities (rbac).");
+    gw_verdict_block(
+        out, 403, "rbac",
+        "This API key may not tag requests with that W&B entity: X-Wandb-Entity must be one "
+        "of its team's entities (rbac).");
     out->param = "X-Wandb-Entity";
     return GV_OK;
 }
@@ -497,8 +490,8 @@ static gv_rc rbac_evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_
     memset(out, 0, sizeof(*out));
     out->action = GW_ACTION_PASS;
     if (!req->api_key || !*req->api_key) {
-        block(out, 401, "invalid_api_key",
-              "Missing API key: send `Authorization: Bearer <key>` (rbac).");
+        gw_verdict_block(out, 401, "invalid_api_key",
+                         "Missing API key: send `Authorization: Bearer <key>` (rbac).");
         return GV_OK;
     }
     rc = lookup(ctx, req, &found);
@@ -506,28 +499,29 @@ static gv_rc rbac_evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_
         return rc;
     }
     if (!found) {
-        block(out, 401, "invalid_api_key", "Incorrect API key provided (rbac).");
+        gw_verdict_block(out, 401, "invalid_api_key", "Incorrect API key provided (rbac).");
         return GV_OK;
     }
     if (req->rec) {
         set_principal(req->rec, found);
     }
     if (!role_allows(found->role, req)) {
-        block(out, 403, "rbac", "The role of this API key may not use this model (rbac).");
+        gw_verdict_block(out, 403, "rbac",
+                         "The role of this API key may not use this model (rbac).");
         return GV_OK;
     }
     /* A request tagged with a W&B entity that teams maps must also be allowed
      * by that team's role: the key cannot widen what the team may do. */
     trole = req->rec ? team_role(ctx, req->rec->entity) : NULL;
     if (trole && !role_allows(trole, req)) {
-        block(out, 403, "rbac",
-              "The W&B team this request is tagged with may not use this model (rbac).");
+        gw_verdict_block(out, 403, "rbac",
+                         "The W&B team this request is tagged with may not use this model (rbac).");
         return GV_OK;
     }
     if (ctx->ledger && found->role->has_budget &&
         gw_ledger_get(ctx->ledger, "principal", found->name) >= found->role->budget_usd) {
-        block(out, 403, "budget_exceeded",
-              "The spend budget of this API key's role is exhausted (rbac).");
+        gw_verdict_block(out, 403, "budget_exceeded",
+                         "The spend budget of this API key's role is exhausted (rbac).");
     }
     return GV_OK;
 }

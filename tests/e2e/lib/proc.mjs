@@ -93,6 +93,18 @@ export function sanitizerReport(text) {
     return m ? m[0] : null;
 }
 
+/** kt started the way spawnKt and runKt both start it: the binary under test, the test
+ * environment and the repo root unless given, tracked in `live` so that the exit hook kills
+ * what a failed test left running, stdout and stderr read as UTF-8. */
+function spawnTracked(args, { env, cwd, stdin }) {
+    const child = spawn(ktBin(), args, { env: env || testEnv(), cwd: cwd || REPO_ROOT,
+        stdio: [stdin, 'pipe', 'pipe'] });
+    live.add(child);
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    return child;
+}
+
 /**
  * Spawn a long-running kt command and wait for a stderr line matching `ready`.
  * Returns { child, stderr(), stdout(), ready: RegExpMatchArray, waitForLog(re, ms), stop(opts) }.
@@ -101,9 +113,7 @@ export function sanitizerReport(text) {
  * makes the exit code non-zero, and that must fail the test.
  */
 export async function spawnKt(args, { env, ready, timeoutMs = 30000, cwd, name = 'kt' } = {}) {
-    const child = spawn(ktBin(), args, { env: env || testEnv(), cwd: cwd || REPO_ROOT,
-        stdio: ['ignore', 'pipe', 'pipe'] });
-    live.add(child);
+    const child = spawnTracked(args, { env, cwd, stdin: 'ignore' });
     let err = '';
     let out = '';
     let exited = null;
@@ -126,8 +136,6 @@ export async function spawnKt(args, { env, ready, timeoutMs = 30000, cwd, name =
             resolveExit(exited);
         }
     });
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
     child.stdout.on('data', (d) => {
         out += d;
     });
@@ -223,13 +231,10 @@ export async function spawnKt(args, { env, ready, timeoutMs = 30000, cwd, name =
 /** Run a short kt command to completion: { code, signal, stdout, stderr }. */
 export function runKt(args, { env, timeoutMs = 30000, cwd, input } = {}) {
     return new Promise((resolve, reject) => {
-        const child = spawn(ktBin(), args, { env: env || testEnv(), cwd: cwd || REPO_ROOT,
-            stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
-        live.add(child);
+        const child = spawnTracked(args, { env, cwd,
+            stdin: input === undefined ? 'ignore' : 'pipe' });
         let out = '';
         let err = '';
-        child.stdout.setEncoding('utf8');
-        child.stderr.setEncoding('utf8');
         child.stdout.on('data', (d) => {
             out += d;
         });

@@ -17,8 +17,10 @@
 
 #include "core/gv_cfg.h"
 #include "core/gv_mem.h"
+#include "core/gv_record.h"
 #include "core/gv_yaml.h"
 #include "gateway/gw_policy.h"
+#include "gateway/gw_req.h"
 
 /* One policy instance plus the document its config strings point into. */
 struct fx_pol {
@@ -26,6 +28,22 @@ struct fx_pol {
     struct gv_ydoc *doc;
     char state[256];
 };
+
+/* A request for `model` and the record it fills, wired the way the chain hands them to a
+ * policy; a test sets what else its policy reads (key, run id, target) afterwards. */
+struct fx_call {
+    struct gw_req req;
+    struct gv_record rec;
+};
+
+static inline void fx_call_init(struct fx_call *c, const char *model, const char *entity)
+{
+    memset(c, 0, sizeof(*c));
+    c->req.model = model;
+    c->req.rec = &c->rec;
+    snprintf(c->rec.model, sizeof(c->rec.model), "%s", model);
+    snprintf(c->rec.entity, sizeof(c->rec.entity), "%s", entity);
+}
 
 /* mkdtemp under $TMPDIR (or /tmp). */
 static inline void fx_tempdir(char *buf, size_t size)

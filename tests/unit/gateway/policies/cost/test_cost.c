@@ -35,26 +35,17 @@ static void test_price_find_exact_prefix_and_unknown(void **state)
     assert_null(gw_cost_price_find(gw_cost_builtin_prices, ""));
 }
 
-struct call {
-    struct gw_req req;
-    struct gv_record rec;
-};
-
-static void call_init(struct call *c, const char *model, const char *run, const char *entity)
+static void call_init(struct fx_call *c, const char *model, const char *run, const char *entity)
 {
-    memset(c, 0, sizeof(*c));
-    c->req.model = model;
-    c->req.rec = &c->rec;
-    snprintf(c->rec.model, sizeof(c->rec.model), "%s", model);
+    fx_call_init(c, model, entity);
     snprintf(c->rec.run_id, sizeof(c->rec.run_id), "%s", run);
-    snprintf(c->rec.entity, sizeof(c->rec.entity), "%s", entity);
 }
 
 static void test_complete_fills_cost_with_override(void **state)
 {
     struct fx_pol *fx = *state;
     struct gv_cfg_err err;
-    struct call c;
+    struct fx_call c;
 
     assert_int_equal(fx_open(fx, &gw_policy_cost,
                              "prices:\n  gpt-4o: {input_per_mtok: 1, output_per_mtok: 2}\n"
@@ -84,7 +75,7 @@ static void test_run_and_team_budgets_block_and_survive_restart(void **state)
     struct fx_pol fx;
     struct gv_cfg_err err;
     struct gw_verdict v;
-    struct call c;
+    struct fx_call c;
     char st[256];
 
     (void)state;
@@ -129,7 +120,7 @@ static const char *const hold_yaml =
     "prices:\n  gpt-4o: {input_per_mtok: 0, output_per_mtok: 1000000}\n"
     "budgets:\n  runs: {hold-run: 3}\n  teams: {hold-team: 100}\n";
 
-static void call_body(struct call *c, const char *json)
+static void call_body(struct fx_call *c, const char *json)
 {
     c->req.body = json_tokener_parse(json);
     assert_non_null(c->req.body);
@@ -140,7 +131,7 @@ static void test_evaluate_holds_worst_case_until_complete(void **state)
     struct fx_pol *fx = *state;
     struct gv_cfg_err err;
     struct gw_verdict v;
-    struct call c[4];
+    struct fx_call c[4];
     int i;
 
     assert_int_equal(fx_open(fx, &gw_policy_cost, hold_yaml, NULL, &err), GV_OK);
@@ -185,7 +176,7 @@ static void assert_holds(struct fx_pol *fx, const char *body, const char *run_at
                          const char *run_above)
 {
     struct gw_verdict v;
-    struct call a, b;
+    struct fx_call a, b;
 
     call_init(&a, "gpt-4o", run_at, "");
     call_body(&a, body);
@@ -234,7 +225,7 @@ static void test_price_runs_once(void **state)
 {
     struct fx_pol *fx = *state;
     struct gv_cfg_err err;
-    struct call c;
+    struct fx_call c;
 
     assert_int_equal(fx_open(fx, &gw_policy_cost,
                              "prices:\n  gpt-4o: {input_per_mtok: 1000000, output_per_mtok: 0}\n",

@@ -7,29 +7,23 @@
 
 #include <cmocka.h>
 
-#include <openssl/evp.h>
-
+#include "core/gv_hash.h"
 #include "core/gv_record.h"
 #include "gateway/gw_req.h"
 #include "tests/unit/gateway/policies/pol_fixture.h"
 
 extern const struct gw_policy_ops gw_policy_rbac;
 
-static void sha_hex(const char *key, char out[65])
+static void sha_hex(const char *key, char out[GV_SHA256_HEX_LEN + 1])
 {
-    unsigned char md[32];
-    unsigned int n = 0, i;
-    EVP_Digest(key, strlen(key), md, &n, EVP_sha256(), NULL);
-    for (i = 0; i < 32; i++) {
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-    }
+    assert_int_equal(gv_sha256_hex(key, strlen(key), out), GV_OK);
 }
 
 static char cfg[4096];
 
 static const char *config(const char *budget)
 {
-    char a[65], b[65];
+    char a[GV_SHA256_HEX_LEN + 1], b[GV_SHA256_HEX_LEN + 1];
     sha_hex("sk-alice", a);
     sha_hex("sk-bob", b);
     snprintf(cfg, sizeof(cfg),
@@ -45,25 +39,17 @@ static const char *config(const char *budget)
     return cfg;
 }
 
-struct call {
-    struct gw_req req;
-    struct gv_record rec;
-};
-
-static void call_init(struct call *c, const char *key, const char *model, const char *entity)
+static void call_init(struct fx_call *c, const char *key, const char *model, const char *entity)
 {
-    memset(c, 0, sizeof(*c));
+    fx_call_init(c, model, entity);
     c->req.api_key = key;
-    c->req.model = model;
-    c->req.rec = &c->rec;
     snprintf(c->rec.target, sizeof(c->rec.target), "%s", "experiment-llm");
-    snprintf(c->rec.model, sizeof(c->rec.model), "%s", model);
-    snprintf(c->rec.entity, sizeof(c->rec.entity), "%s", entity);
 }
 
-static struct gw_verdict eval(struct fx_pol *fx, struct call *c)
+static struct gw_verdict eval(struct fx_pol *fx, struct fx_call *c)
 {
     struct gw_verdict v;
+    memset(&v, 0, sizeof(v));
     assert_int_equal(gw_policy_rbac.evaluate(&fx->pol, &c->req, &v), GV_OK);
     return v;
 }
@@ -77,68 +63,74 @@ static int open_plain(void **state)
     return fx_open(*state, &gw_policy_rbac, config(""), NULL, &err) == GV_OK ? 0 : -1;
 }
 
-static void test_evaluate_missing_and_unknown_key_401(void **state)
-{
-    struct fx_pol *fx = *state;
-    struct call c;
-    struct gw_verdict v;
+/* One evaluate() call against the plain config: who asks, for what, and what must come back.
+ * status and code are checked on a block; principal and team when not NULL. */
+struct eval_row {
+    const char *name;
+    const char *key, *model, *entity;
+    const char *target; /* NULL: the allowed experiment-llm */
+    enum gw_action action;
+    int status;
+    const char *code;
+    const char *principal, *team;
+};
 
-    call_init(&c, "", "gpt-4o", "");
-    v = eval(fx, &c);
-    assert_int_equal(v.action, GW_ACTION_BLOCK);
-    assert_int_equal(v.status, 401);
-    assert_string_equal(v.code, "invalid_api_key");
-    call_init(&c, "sk-mallory", "gpt-4o", "");
-    v = eval(fx, &c);
-    assert_int_equal(v.status, 401);
-    assert_string_equal(c.rec.principal, "");
-}
-
-static void test_evaluate_known_key_sets_principal_and_team(void **state)
-{
-    struct fx_pol *fx = *state;
-    struct call c;
-    struct gw_verdict v;
-
-    call_init(&c, "sk-alice", "gpt-4o-2024-08-06", "");
-    v = eval(fx, &c);
-    assert_int_equal(v.action, GW_ACTION_PASS);
-    assert_string_equal(c.rec.principal, "alice");
-    assert_string_equal(c.rec.team, "vision-team");
-}
-
-static void test_evaluate_model_outside_role_403(void **state)
-{
-    struct fx_pol *fx = *state;
-    struct call c;
-    struct gw_verdict v;
-
-    call_init(&c, "sk-bob", "gpt-4o", "");
-    v = eval(fx, &c);
-    assert_int_equal(v.action, GW_ACTION_BLOCK);
-    assert_int_equal(v.status, 403);
-    assert_string_equal(v.code, "rbac");
-    call_init(&c, "sk-bob", "gpt-4o-mini", "");
-    assert_int_equal(eval(fx, &c).action, GW_ACTION_PASS);
-    /* alice may use gpt-4o, but not when the request is tagged with a team
-     * whose role does not allow it. */
-    call_init(&c, "sk-alice", "gpt-4o", "interns-team");
-    v = eval(fx, &c);
-    assert_int_equal(v.status, 403);
-    assert_string_equal(v.code, "rbac");
-    call_init(&c, "sk-alice", "gpt-4o", "unmapped-entity");
-    assert_int_equal(eval(fx, &c).action, GW_ACTION_PASS);
+static const struct eval_row EVAL_ROWS[] = {
+    {"missing key", "", "gpt-4o", "", NULL, GW_ACTION_BLOCK, 401, "invalid_api_key", NULL, NULL},
+    {"unknown key", "sk-mallory", "gpt-4o", "", NULL, GW_ACTION_BLOCK, 401, "invalid_api_key",
+     "", NULL},
+    {"known key sets principal and team", "sk-alice", "gpt-4o-2024-08-06", "", NULL,
+     GW_ACTION_PASS, 0, NULL, "alice", "vision-team"},
+    {"model outside the role", "sk-bob", "gpt-4o", "", NULL, GW_ACTION_BLOCK, 403, "rbac", NULL,
+     NULL},
+    {"model inside the role", "sk-bob", "gpt-4o-mini", "", NULL, GW_ACTION_PASS, 0, NULL, NULL,
+     NULL},
+    /* alice may use gpt-4o, but not when the request is tagged with a team whose role does
+     * not allow it. */
+    {"team whose role refuses the model", "sk-alice", "gpt-4o", "interns-team", NULL,
+     GW_ACTION_BLOCK, 403, "rbac", NULL, NULL},
+    {"entity that maps to no team", "sk-alice", "gpt-4o", "unmapped-entity", NULL,
+     GW_ACTION_PASS, 0, NULL, NULL, NULL},
     /* targets are checked too */
-    call_init(&c, "sk-alice", "gpt-4o", "");
-    snprintf(c.rec.target, sizeof(c.rec.target), "%s", "other-target");
-    assert_int_equal(eval(fx, &c).status, 403);
+    {"target outside the role", "sk-alice", "gpt-4o", "", "other-target", GW_ACTION_BLOCK, 403,
+     "rbac", NULL, NULL},
+};
+
+static void test_evaluate_rows(void **state)
+{
+    struct fx_pol *fx = *state;
+    const struct eval_row *r;
+    struct fx_call c;
+    struct gw_verdict v;
+    size_t i;
+
+    for (i = 0; i < sizeof(EVAL_ROWS) / sizeof(EVAL_ROWS[0]); i++) {
+        r = &EVAL_ROWS[i];
+        print_message("row: %s\n", r->name);
+        call_init(&c, r->key, r->model, r->entity);
+        if (r->target) {
+            snprintf(c.rec.target, sizeof(c.rec.target), "%s", r->target);
+        }
+        v = eval(fx, &c);
+        assert_int_equal(v.action, r->action);
+        if (r->action == GW_ACTION_BLOCK) {
+            assert_int_equal(v.status, r->status);
+            assert_string_equal(v.code, r->code);
+        }
+        if (r->principal) {
+            assert_string_equal(c.rec.principal, r->principal);
+        }
+        if (r->team) {
+            assert_string_equal(c.rec.team, r->team);
+        }
+    }
 }
 
 static void test_role_budget_blocks_and_survives_restart(void **state)
 {
     struct fx_pol fx;
     struct gv_cfg_err err;
-    struct call c;
+    struct fx_call c;
     struct gw_verdict v;
     char st[256];
 
@@ -164,7 +156,7 @@ static void test_role_budget_blocks_and_survives_restart(void **state)
     fx_rmtree(st);
 }
 
-static struct gw_verdict tags(struct fx_pol *fx, struct call *c)
+static struct gw_verdict tags(struct fx_pol *fx, struct fx_call *c)
 {
     struct gw_verdict v;
     memset(&v, 0, sizeof(v));
@@ -178,9 +170,10 @@ static void test_tags_bind_entity_to_team(void **state)
 {
     struct fx_pol fx;
     struct gv_cfg_err err;
-    struct call c;
+    struct fx_call c;
     struct gw_verdict v;
-    char a[65], b[65], r[65], text[2048];
+    char a[GV_SHA256_HEX_LEN + 1], b[GV_SHA256_HEX_LEN + 1], r[GV_SHA256_HEX_LEN + 1];
+    char text[2048];
 
     (void)state;
     sha_hex("sk-alice", a);
@@ -269,12 +262,7 @@ static void test_check_only_creates_nothing(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_evaluate_missing_and_unknown_key_401, open_plain,
-                                        fx_pol_teardown),
-        cmocka_unit_test_setup_teardown(test_evaluate_known_key_sets_principal_and_team, open_plain,
-                                        fx_pol_teardown),
-        cmocka_unit_test_setup_teardown(test_evaluate_model_outside_role_403, open_plain,
-                                        fx_pol_teardown),
+        cmocka_unit_test_setup_teardown(test_evaluate_rows, open_plain, fx_pol_teardown),
         cmocka_unit_test(test_role_budget_blocks_and_survives_restart),
         cmocka_unit_test(test_tags_bind_entity_to_team),
         cmocka_unit_test(test_init_rejects_bad_config_with_position),
