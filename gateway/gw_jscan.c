@@ -218,35 +218,20 @@ static bool key_is(const char *p, size_t from, size_t to, const char *key, size_
     return to - from == klen && memcmp(p + from, key, klen) == 0;
 }
 
-/* p[i] is an opening quote: the index after the closing one, or n+1 when cut short. A
- * byte loop, not memchr: chunk strings are a few bytes long, shorter than a call. */
-static size_t end_of_string(const char *p, size_t i, size_t n)
-{
-    for (i++; i < n; i++) {
-        if (p[i] == '\\') {
-            i++; /* the escaped byte, whatever it is */
-        }
-        else if (p[i] == '"') {
-            return i + 1;
-        }
-    }
-    return n + 1;
-}
-
 void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out)
 {
     size_t i = 0;
 
     memset(out, 0, sizeof(*out));
     while (i < n) {
+        const char *q = memchr(p + i, '"', n - i);
         size_t ks, ke, v;
 
-        if (p[i] != '"') {
-            i++;
-            continue;
+        if (!q) {
+            return;
         }
-        ks = i;
-        ke = end_of_string(p, ks, n);
+        ks = (size_t)(q - p);
+        ke = skip_string(p, ks, n);
         if (ke > n) {
             return; /* cut short */
         }
@@ -268,7 +253,7 @@ void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out)
         if (p[v] != '"') {
             continue; /* an object, array or literal: its strings are walked next */
         }
-        i = end_of_string(p, v, n);
+        i = skip_string(p, v, n);
         if (key_is(p, ks + 1, ke - 1, "content", 7) || key_is(p, ks + 1, ke - 1, "arguments", 9)) {
             out->text_bytes += i > n ? n - v - 1 : i - v - 2;
         }
