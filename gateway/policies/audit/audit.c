@@ -698,24 +698,41 @@ static void clear_nodes(struct audit_node *n)
     }
 }
 
-/* w->spare_mu held: keeps up to SPARE_MAX cleared nodes for audit_complete and
- * frees the rest. A node is over 4 KB: glibc answers each allocation that large by
- * consolidating its fast bins, and one freed on another thread goes back
- * through the arena's lock, a cost every request paid. */
+/* Keeps up to SPARE_MAX cleared nodes for audit_complete and frees the rest. A node
+ * is over 4 KB: glibc answers each allocation that large by consolidating its fast
+ * bins, and one freed on another thread goes back through the arena's lock, a cost
+ * every request paid. The list is cut outside spare_mu and spliced in under it in
+ * one step: request threads take that lock too, and a commit hands back thousands
+ * of nodes. Only this thread adds spares, so the room read first can only grow. */
 static void keep_nodes(struct audit_writer *w, struct audit_node *n)
 {
+    struct audit_node *head = n, *tail = NULL;
+    size_t room, k = 0;
+
+    pthread_mutex_lock(&w->spare_mu);
+    room = w->nspare < SPARE_MAX ? SPARE_MAX - w->nspare : 0;
+    pthread_mutex_unlock(&w->spare_mu);
+    while (n && k < room) {
+        tail = n;
+        n = n->next;
+        k++;
+    }
+    if (tail) {
+        tail->next = NULL;
+    }
     while (n) {
         struct audit_node *next = n->next;
-        if (w->nspare < SPARE_MAX) {
-            n->next = w->spare;
-            w->spare = n;
-            w->nspare++;
-        }
-        else {
-            gv_free(n);
-        }
+        gv_free(n);
         n = next;
     }
+    if (k == 0) {
+        return;
+    }
+    pthread_mutex_lock(&w->spare_mu);
+    tail->next = w->spare;
+    w->spare = head;
+    w->nspare += k;
+    pthread_mutex_unlock(&w->spare_mu);
 }
 
 static size_t count_nodes(const struct audit_node *n)
@@ -914,9 +931,7 @@ static void *writer_main(void *arg)
         atomic_fetch_add(&w->written, nwritten);
         if (rc == GV_OK) {
             clear_nodes(written);
-            pthread_mutex_lock(&w->spare_mu);
             keep_nodes(w, written);
-            pthread_mutex_unlock(&w->spare_mu);
             if (failing) {
                 gv_log(GV_LOG_WARN, "policy:audit-logger", "audit log writable again", "dir=%s",
                        w->dir);
