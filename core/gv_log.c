@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -211,39 +210,12 @@ static void kv_to_json(struct lbuf *out, const char *kv)
     }
 }
 
-/* "2024-05-01T12:00:00.123Z" into ts (at least 32 bytes). The date part changes
- * once a second, so each thread keeps the last one: gmtime_r takes glibc's
- * process-wide timezone lock, which every worker would otherwise queue on. */
+/* "2024-05-01T12:00:00.123Z" into ts (at least 32 bytes). gv_time_rfc3339 keeps the
+ * date part per thread: gmtime_r takes glibc's process-wide timezone lock, which every
+ * worker would otherwise queue on. */
 static void format_ts(char *ts, size_t size)
 {
-    static _Thread_local time_t cached_sec = (time_t)-1;
-    static _Thread_local char cached[24];
-    static _Thread_local size_t cached_len;
-    struct timeval tv;
-    struct tm tm;
-    int ms;
-    int n;
-
-    gettimeofday(&tv, NULL);
-    if (tv.tv_sec != cached_sec) {
-        gmtime_r(&tv.tv_sec, &tm);
-        n = snprintf(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-        cached_len = n < 0 ? 0 : (size_t)n >= sizeof(cached) ? sizeof(cached) - 1 : (size_t)n;
-        cached_sec = tv.tv_sec;
-    }
-    ms = (int)(tv.tv_usec / 1000);
-    if (cached_len + 6 > size) {
-        ts[0] = '\0';
-        return;
-    }
-    memcpy(ts, cached, cached_len);
-    ts[cached_len] = '.';
-    ts[cached_len + 1] = (char)('0' + ms / 100);
-    ts[cached_len + 2] = (char)('0' + ms / 10 % 10);
-    ts[cached_len + 3] = (char)('0' + ms % 10);
-    ts[cached_len + 4] = 'Z';
-    ts[cached_len + 5] = '\0';
+    gv_time_rfc3339(gv_wall_us(), ts, size);
 }
 
 /* Builds the whole line, newline included, into b. */
@@ -576,9 +548,13 @@ void gv_log_write_kv(enum gv_log_level level, const char *mod, const char *msg, 
 {
     char ts[32];
 
-    format_ts(ts, sizeof(ts));
+    if (!kv) {
+        kv = "";
+        kvlen = 0;
+    }
     if (kvlen > KV_MAX) {
         kvlen = utf8_trim(kv, KV_MAX);
     }
-    write_line(level, ts, mod, msg, kv ? kv : "", kv ? kvlen : 0);
+    format_ts(ts, sizeof(ts));
+    write_line(level, ts, mod, msg, kv, kvlen);
 }

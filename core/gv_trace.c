@@ -2,11 +2,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "core/gv_trace.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #include "core/gv_buf.h"
 #include "core/gv_hash.h"
+
+/* W3C ids may not be all zero: such an id gets its last byte set to 1. */
+static void make_valid(uint8_t *id, size_t n)
+{
+    if (n > 0 && !gv_trace_id_valid(id, n)) {
+        id[n - 1] = 1;
+    }
+}
 
 void gv_trace_derive(const char *label, const void *seed, size_t seed_len, uint8_t *out, size_t n)
 {
@@ -19,16 +26,7 @@ void gv_trace_derive(const char *label, const void *seed, size_t seed_len, uint8
         n = GV_SHA256_LEN;
     }
     memcpy(out, md, n);
-    if (n > 0 && !gv_trace_id_valid(out, n)) {
-        out[n - 1] = 1;
-    }
-}
-
-static void make_valid(uint8_t *id, size_t n)
-{
-    if (!gv_trace_id_valid(id, n)) {
-        id[n - 1] = 1;
-    }
+    make_valid(out, n);
 }
 
 void gv_trace_derive_ids(const struct gv_record *rec, struct gv_trace_ids *ids)
