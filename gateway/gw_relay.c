@@ -982,7 +982,6 @@ static bool read_answer_text(struct rq *r, const char *p, size_t n)
     return true;
 }
 
-/* The text of a chunk passed on unparsed, counted for the usage estimate. */
 /* An SSE event when no response policy reads the text: pass it on as it came,
  * unless it carries the usage the client did not ask for. */
 static gv_rc pass_event(struct rq *r, const struct gw_sse_event *ev)
