@@ -2,7 +2,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "gateway/policies/accounting/cost_prices.h"
 
-#include <string.h>
+#include <stddef.h>
 
 /* OpenAI standard-tier list prices, USD per 1M tokens (input, output), as
  * published on openai.com/api/pricing. Override or extend them with
@@ -36,17 +36,38 @@ const struct gw_cost_price *gw_cost_price_find(const struct gw_cost_price *table
     if (!model || !*model) {
         return NULL;
     }
+    /* One compare per row: where the row's name is a prefix of model, model's next
+     * byte tells an exact match (NUL) from a dated snapshot ('-'). A request
+     * prices its model once or twice; this used to cost three string calls a row. */
     for (i = 0; table[i].model; i++) {
-        size_t n = strlen(table[i].model);
-        if (strcmp(model, table[i].model) == 0) {
+        const char *a = model, *b = table[i].model;
+        while (*b && *a == *b) {
+            a++;
+            b++;
+        }
+        if (*b) {
+            continue;
+        }
+        if (*a == '\0') {
             return &table[i];
         }
-        if (n > best_len && strncmp(model, table[i].model, n) == 0 && model[n] == '-') {
+        if (*a == '-' && (size_t)(a - model) > best_len) {
             best = &table[i];
-            best_len = n;
+            best_len = (size_t)(a - model);
         }
     }
     return best;
+}
+
+double gw_cost_price_usd(const struct gw_cost_price *p, uint64_t prompt_tokens,
+                         uint64_t completion_tokens)
+{
+    if (!p) {
+        return 0.0;
+    }
+    return ((double)prompt_tokens * p->input_per_mtok +
+            (double)completion_tokens * p->output_per_mtok) /
+           1e6;
 }
 
 double gw_cost_builtin_usd(const char *model, uint64_t prompt_tokens, uint64_t completion_tokens,
@@ -55,10 +76,5 @@ double gw_cost_builtin_usd(const char *model, uint64_t prompt_tokens, uint64_t c
     const struct gw_cost_price *p = gw_cost_price_find(gw_cost_builtin_prices, model);
 
     *known = p != NULL;
-    if (!p) {
-        return 0.0;
-    }
-    return ((double)prompt_tokens * p->input_per_mtok +
-            (double)completion_tokens * p->output_per_mtok) /
-           1e6;
+    return gw_cost_price_usd(p, prompt_tokens, completion_tokens);
 }

@@ -23,8 +23,12 @@ extern const struct gw_cost_price gw_cost_builtin_prices[];
 const struct gw_cost_price *gw_cost_price_find(const struct gw_cost_price *table,
                                                const char *model);
 
+/* USD for tokens at price p (NULL: 0). */
+double gw_cost_price_usd(const struct gw_cost_price *p, uint64_t prompt_tokens,
+                         uint64_t completion_tokens);
+
 /* USD for tokens at the built-in prices; 0 and *known = false for unknown models.
- * Used by audit-logger when cost-tracker did not run before it. */
+ * Used by rbac budgets when cost-tracker did not run before it. */
 double gw_cost_builtin_usd(const char *model, uint64_t prompt_tokens, uint64_t completion_tokens,
                            bool *known);
 

@@ -1213,7 +1213,7 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
     struct audit_writer *w = ctx->w;
     struct audit_node *n;
     const struct gw_cost_price *price;
-    bool known, wanted;
+    bool wanted;
 
     if (!rec->cost_priced && (rec->tokens_prompt || rec->tokens_completion)) {
         /* No cost-tracker in the chain (it prices every request before any
@@ -1221,10 +1221,9 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
          * and put the price on the record too, so the governance event (and
          * W&B) carries the same cost as the audit log. */
         rec->cost_priced = true;
-        rec->cost_usd =
-            gw_cost_builtin_usd(rec->model, rec->tokens_prompt, rec->tokens_completion, &known);
-        /* weave: the prices behind that cost, for the trace server's cost table */
         price = gw_cost_price_find(gw_cost_builtin_prices, rec->model);
+        rec->cost_usd = gw_cost_price_usd(price, rec->tokens_prompt, rec->tokens_completion);
+        /* weave: the prices behind that cost, for the trace server's cost table */
         if (price) {
             rec->price_input_per_mtok = price->input_per_mtok;
             rec->price_output_per_mtok = price->output_per_mtok;
