@@ -61,7 +61,7 @@ static gv_rc reserve(struct gv_buf *b, size_t extra)
     return GV_OK;
 }
 
-gv_rc gv_buf_append(struct gv_buf *b, const void *p, size_t n)
+gv_rc gv_buf_append_grow(struct gv_buf *b, const void *p, size_t n)
 {
     gv_rc rc = reserve(b, n);
     if (rc) {
@@ -73,16 +73,6 @@ gv_rc gv_buf_append(struct gv_buf *b, const void *p, size_t n)
     b->len += n;
     b->data[b->len] = '\0';
     return GV_OK;
-}
-
-gv_rc gv_buf_append_str(struct gv_buf *b, const char *s)
-{
-    return gv_buf_append(b, s, strlen(s));
-}
-
-gv_rc gv_buf_append_char(struct gv_buf *b, char c)
-{
-    return gv_buf_append(b, &c, 1);
 }
 
 gv_rc gv_buf_vappendf(struct gv_buf *b, const char *fmt, va_list ap)
