@@ -3,6 +3,7 @@
 #include <json-c/json.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
@@ -205,6 +206,63 @@ static void log_spans(const struct visit *v, const char *where, const struct pii
     }
 }
 
+/* One scan buffer per thread, kept between requests. The PERSON tokenizer's word
+ * array passes 1 KiB at once, and glibc consolidates its fast bins on every
+ * allocation that large: that was once a request. The thread's holder lends its
+ * arrays to a scan and gets them back after; a scan inside a scan finds the holder
+ * empty and starts from nothing. Arrays grown past SCAN_KEEP_BYTES are freed
+ * rather than kept. */
+#define SCAN_KEEP_BYTES (64u * 1024u)
+
+static pthread_key_t scan_key;
+static pthread_once_t scan_once = PTHREAD_ONCE_INIT;
+static bool scan_key_ok;
+
+static void scan_holder_free(void *p)
+{
+    pii_scan_buf_free(p);
+    gv_free(p);
+}
+
+static void scan_key_make(void)
+{
+    scan_key_ok = pthread_key_create(&scan_key, scan_holder_free) == 0;
+}
+
+static void scan_buf_take(struct pii_scan_buf *b)
+{
+    struct pii_scan_buf *h;
+
+    pii_scan_buf_init(b);
+    pthread_once(&scan_once, scan_key_make);
+    if (scan_key_ok && (h = pthread_getspecific(scan_key)) != NULL) {
+        *b = *h;
+        pii_scan_buf_init(h);
+    }
+}
+
+static void scan_buf_give(struct pii_scan_buf *b)
+{
+    struct pii_scan_buf *h = scan_key_ok ? pthread_getspecific(scan_key) : NULL;
+
+    if (scan_key_ok && !h) {
+        h = gv_malloc(sizeof(*h));
+        pii_scan_buf_init(h);
+        if (pthread_setspecific(scan_key, h) != 0) {
+            gv_free(h);
+            h = NULL;
+        }
+    }
+    if (h && !h->spans && !h->words &&
+        b->cap * sizeof(*b->spans) + b->wcap * PII_SCAN_WORD_BYTES <= SCAN_KEEP_BYTES) {
+        *h = *b;
+        h->n = 0;
+        pii_scan_buf_init(b);
+        return;
+    }
+    pii_scan_buf_free(b);
+}
+
 static gv_rc scan_text(struct visit *v, const char *where, const char *text, size_t len,
                        struct gv_buf *rep, bool *replace)
 {
@@ -270,12 +328,12 @@ static gv_rc pii_evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_v
     v.c = c;
     v.req = req;
     v.rewrite = c->action == ACT_REDACT;
-    pii_scan_buf_init(&v.sb);
+    scan_buf_take(&v.sb);
     rc = gw_req_foreach_text(req, on_text, &v);
     if (rc == GV_OK) {
         verdict_from(&v, c->action, out);
     }
-    pii_scan_buf_free(&v.sb);
+    scan_buf_give(&v.sb);
     return rc;
 }
 
@@ -324,7 +382,7 @@ static gv_rc pii_tags(struct gw_policy *pol, struct gw_req *req, struct gw_verdi
     if (!req->rec) {
         return GV_OK;
     }
-    pii_scan_buf_init(&sb);
+    scan_buf_take(&sb);
     for (i = 0; i < sizeof(tag_fields) / sizeof(tag_fields[0]); i++) {
         char *tag = (char *)req->rec + tag_fields[i].off;
         if (!tag[0]) {
@@ -349,7 +407,7 @@ static gv_rc pii_tags(struct gw_policy *pol, struct gw_req *req, struct gw_verdi
             out->param = tag_fields[i].header;
         }
     }
-    pii_scan_buf_free(&sb);
+    scan_buf_give(&sb);
     return rc;
 }
 
@@ -415,7 +473,7 @@ static gv_rc pii_response_json(struct gw_policy *pol, struct gw_req *req, struct
     v.c = c;
     v.req = req;
     v.rewrite = answer_action(c) == ACT_REDACT;
-    pii_scan_buf_init(&v.sb);
+    scan_buf_take(&v.sb);
     n = json_object_array_length(choices);
     for (i = 0; i < n && rc == GV_OK; i++) {
         struct json_object *ch = json_object_array_get_idx(choices, i);
@@ -444,7 +502,7 @@ static gv_rc pii_response_json(struct gw_policy *pol, struct gw_req *req, struct
     if (rc == GV_OK) {
         verdict_from(&v, answer_action(c), out);
     }
-    pii_scan_buf_free(&v.sb);
+    scan_buf_give(&v.sb);
     return rc;
 }
 

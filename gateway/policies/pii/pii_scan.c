@@ -1194,6 +1194,8 @@ struct word {
     unsigned char lflags; /* pii_names_lookup of the lower-cased word, for lower-case words */
 };
 
+_Static_assert(sizeof(struct word) == PII_SCAN_WORD_BYTES, "PII_SCAN_WORD_BYTES");
+
 static const char *const titles[] = {"mr",  "mrs",   "ms",   "miss", "mx",   "dr",  "prof",
                                      "sir", "madam", "dame", "lady", "lord", "rev", "capt",
                                      "sgt", "mme",   "mlle", "herr", "frau", NULL};

@@ -29,9 +29,12 @@ struct pii_scan_buf {
     struct pii_span *spans;
     size_t n;
     size_t cap;
-    void *words; /* tokenizer scratch for PERSON */
+    void *words; /* tokenizer scratch for PERSON, wcap words of PII_SCAN_WORD_BYTES */
     size_t wcap;
 };
+
+/* The size of one tokenizer word in pii_scan_buf.words (for callers that cap it). */
+#define PII_SCAN_WORD_BYTES 24u
 
 /* Cannot fail; allocates nothing until the first scan. */
 void pii_scan_buf_init(struct pii_scan_buf *b);
