@@ -32,17 +32,11 @@ static void copy_value(char *dst, size_t size, const char *v, size_t n)
     dst[n] = '\0';
 }
 
-static bool name_is(const struct gw_h1resp *r, const char *name)
-{
-    return gw_h1byte_ieq(r->name, r->name_len, name, strlen(name));
-}
-
-static bool name_starts(const struct gw_h1resp *r, const char *prefix)
-{
-    size_t n = strlen(prefix);
-
-    return r->name_len > n && gw_h1byte_ieq(r->name, n, prefix, n);
-}
+/* Macros over string literals, so the lengths are constants: every header line of
+ * every answer is tested against most of these names. */
+#define name_is(r, lit) gw_h1byte_ieq((r)->name, (r)->name_len, lit, sizeof(lit) - 1)
+#define name_starts(r, lit)                                                                        \
+    ((r)->name_len > sizeof(lit) - 1 && gw_h1byte_ieq((r)->name, sizeof(lit) - 1, lit, sizeof(lit) - 1))
 
 /* One complete header line (r->name, r->value): keep what the gateway uses. */
 static int end_header(struct gw_h1resp *r)

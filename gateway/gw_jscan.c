@@ -137,7 +137,12 @@ enum gw_jscan gw_jscan_members(const char *p, size_t n, const char *const *keys,
             goto invalid;
         }
         for (k = 0; k < nkeys; k++) {
-            size_t klen = strlen(keys[k]);
+            size_t klen;
+            /* The first byte first: a walk meets every member, and most differ there. */
+            if (ke > ks ? p[ks] != keys[k][0] : keys[k][0] != '\0') {
+                continue;
+            }
+            klen = strlen(keys[k]);
             if (ke - ks == klen && memcmp(p + ks, keys[k], klen) == 0) {
                 v[k] = p + vs;
                 vlen[k] = i - vs;
