@@ -134,9 +134,10 @@ void gv_content_free(struct gv_content *c);
 /* Frees what the record owns (its content) and clears the pointer. */
 void gv_record_release(struct gv_record *rec);
 /* core/gv_record.c: copies every field src uses into dst: the unused policy slots, most of the
- * record's 4 KB, are left as they are in dst, since every byte copied is a
- * cache line the request thread pays for. dst->content is set to NULL (the
- * caller takes or duplicates src's). */
+ * record's 4 KB, and the bytes past each string's NUL are left as they are in dst,
+ * since every byte copied is a cache line the request thread pays for. A string
+ * array without a NUL arrives cut to its size - 1, NUL-ended. dst->content is set
+ * to NULL (the caller takes or duplicates src's). */
 void gv_record_copy_used(struct gv_record *dst, const struct gv_record *src);
 
 #endif
