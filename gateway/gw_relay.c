@@ -986,9 +986,9 @@ static bool read_answer_text(struct rq *r, const char *p, size_t n)
  * unless it carries the usage the client did not ask for. */
 static gv_rc pass_event(struct rq *r, const struct gw_sse_event *ev)
 {
-    const char *v, *c;
-    size_t vlen, clen;
-    enum gw_jscan js;
+    static const char *const usage_keys[] = {"usage", "choices"};
+    const char *v[2];
+    size_t vlen[2];
     struct json_object *o;
     struct gw_jscan_chunk facts;
 
@@ -1006,16 +1006,16 @@ static gv_rc pass_event(struct rq *r, const struct gw_sse_event *ev)
     if (!facts.usage) {
         return gv_buf_append(&r->pending, ev->raw, ev->raw_len);
     }
-    js = gw_jscan_member(ev->data, ev->data_len, "usage", &v, &vlen);
-    if (js != GW_JSCAN_FOUND || vlen == 0 || v[0] != '{') {
+    /* Usage and choices in one walk (the last chunk of every stream). */
+    if (gw_jscan_members(ev->data, ev->data_len, usage_keys, 2, v, vlen) != GW_JSCAN_FOUND ||
+        !v[0] || vlen[0] == 0 || v[0][0] != '{') {
         return gv_buf_append(&r->pending, ev->raw, ev->raw_len);
     }
-    read_usage_span(r, v, vlen);
+    read_usage_span(r, v[0], vlen[0]);
     if (r->client_usage) {
         return gv_buf_append(&r->pending, ev->raw, ev->raw_len);
     }
-    if (gw_jscan_member(ev->data, ev->data_len, "choices", &c, &clen) != GW_JSCAN_FOUND ||
-        (clen == 2 && c[0] == '[' && c[1] == ']')) {
+    if (!v[1] || (vlen[1] == 2 && v[1][0] == '[' && v[1][1] == ']')) {
         return GV_OK; /* the usage-only chunk the client did not ask for */
     }
     /* Usage on a chunk with choices (not what OpenAI sends, but legal): drop the member. */
