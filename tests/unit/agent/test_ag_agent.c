@@ -264,16 +264,14 @@ static void test_bad_spool_limit_is_refused(void **state)
     assert_null(em);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_events_counted_per_run, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_agent_started_late_gets_spooled_events, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_restarts_lose_nothing_and_count_nothing_twice, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_full_spool_drops_oldest_and_counts, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_spool_limit_is_refused, setup, teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_events_counted_per_run, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_agent_started_late_gets_spooled_events, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_restarts_lose_nothing_and_count_nothing_twice, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_full_spool_drops_oldest_and_counts, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_bad_spool_limit_is_refused, setup, teardown),
+};
+
+#include "tests/unit/unit_main.h"

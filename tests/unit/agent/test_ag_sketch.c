@@ -134,14 +134,12 @@ static void test_empty_and_zero(void **state)
     ag_sketch_free(&s);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_quantile_within_one_percent_lognormal),
-        cmocka_unit_test(test_quantile_within_one_percent_uniform_wide),
-        cmocka_unit_test(test_memory_fixed_when_range_explodes),
-        cmocka_unit_test(test_merge_equals_single_sketch),
-        cmocka_unit_test(test_empty_and_zero),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_quantile_within_one_percent_lognormal),
+    cmocka_unit_test(test_quantile_within_one_percent_uniform_wide),
+    cmocka_unit_test(test_memory_fixed_when_range_explodes),
+    cmocka_unit_test(test_merge_equals_single_sketch),
+    cmocka_unit_test(test_empty_and_zero),
+};
+
+#include "tests/unit/unit_main.h"

@@ -314,20 +314,18 @@ static void test_parse_scalars(void **state)
     assert_false(gv_cfg_parse_double("", &d));
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_apply_defaults, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_apply_values, setup, teardown),
-        cmocka_unit_test(test_apply_unknown_key),
-        cmocka_unit_test(test_apply_wrong_type),
-        cmocka_unit_test(test_apply_enum),
-        cmocka_unit_test(test_apply_range),
-        cmocka_unit_test_setup_teardown(test_apply_required_missing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_apply_no_settings_map, setup, teardown),
-        cmocka_unit_test(test_parse_size),
-        cmocka_unit_test(test_parse_duration),
-        cmocka_unit_test(test_parse_scalars),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_apply_defaults, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_apply_values, setup, teardown),
+    cmocka_unit_test(test_apply_unknown_key),
+    cmocka_unit_test(test_apply_wrong_type),
+    cmocka_unit_test(test_apply_enum),
+    cmocka_unit_test(test_apply_range),
+    cmocka_unit_test_setup_teardown(test_apply_required_missing, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_apply_no_settings_map, setup, teardown),
+    cmocka_unit_test(test_parse_size),
+    cmocka_unit_test(test_parse_duration),
+    cmocka_unit_test(test_parse_scalars),
+};
+
+#include "tests/unit/unit_main.h"

@@ -218,16 +218,14 @@ static void test_frame_parse_incomplete_and_oversized(void **state)
     gv_buf_free(&b);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_event_roundtrip_keeps_every_field),
-        cmocka_unit_test(test_event_roundtrip_weave_fields_at_the_cap),
-        cmocka_unit_test(test_event_decode_rejects_garbage),
-        cmocka_unit_test(test_event_decode_survives_random_bytes),
-        cmocka_unit_test(test_event_decode_truncates_long_strings),
-        cmocka_unit_test(test_hello_roundtrip_chain),
-        cmocka_unit_test(test_frame_parse_incomplete_and_oversized),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_event_roundtrip_keeps_every_field),
+    cmocka_unit_test(test_event_roundtrip_weave_fields_at_the_cap),
+    cmocka_unit_test(test_event_decode_rejects_garbage),
+    cmocka_unit_test(test_event_decode_survives_random_bytes),
+    cmocka_unit_test(test_event_decode_truncates_long_strings),
+    cmocka_unit_test(test_hello_roundtrip_chain),
+    cmocka_unit_test(test_frame_parse_incomplete_and_oversized),
+};
+
+#include "tests/unit/unit_main.h"

@@ -382,16 +382,14 @@ static void test_attr_str_set_skips_empty(void **state)
     ex_otlp_arena_free(&a);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_event_codec_keeps_trace_fields),
-        cmocka_unit_test(test_spans_structure_and_attributes),
-        cmocka_unit_test(test_metrics_buckets_counts_and_delta),
-        cmocka_unit_test(test_series_limit_overflows),
-        cmocka_unit_test(test_spool_ack_restart_and_limit),
-        cmocka_unit_test(test_http_helpers),
-        cmocka_unit_test(test_attr_str_set_skips_empty),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_event_codec_keeps_trace_fields),
+    cmocka_unit_test(test_spans_structure_and_attributes),
+    cmocka_unit_test(test_metrics_buckets_counts_and_delta),
+    cmocka_unit_test(test_series_limit_overflows),
+    cmocka_unit_test(test_spool_ack_restart_and_limit),
+    cmocka_unit_test(test_http_helpers),
+    cmocka_unit_test(test_attr_str_set_skips_empty),
+};
+
+#include "tests/unit/unit_main.h"

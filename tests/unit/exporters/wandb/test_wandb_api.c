@@ -141,14 +141,12 @@ static void test_network_error_is_retry(void **state)
     ex_wandb_api_free(&api);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_netrc_lookup_matches_host_and_port, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_api_init_env_then_netrc, setup, teardown),
-        cmocka_unit_test(test_classify_like_the_go_client),
-        cmocka_unit_test(test_backoff_ms_doubles_with_jitter_and_cap),
-        cmocka_unit_test_setup_teardown(test_network_error_is_retry, setup, teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_netrc_lookup_matches_host_and_port, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_api_init_env_then_netrc, setup, teardown),
+    cmocka_unit_test(test_classify_like_the_go_client),
+    cmocka_unit_test(test_backoff_ms_doubles_with_jitter_and_cap),
+    cmocka_unit_test_setup_teardown(test_network_error_is_retry, setup, teardown),
+};
+
+#include "tests/unit/unit_main.h"

@@ -231,17 +231,15 @@ static void test_fmt_batch_defaults_project_and_group(void **state)
     gv_buf_free(&a);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fmt_row_exact_bytes),
-        cmocka_unit_test(test_fmt_row_drops_broken_histogram),
-        cmocka_unit_test(test_fmt_row_non_finite_is_null),
-        cmocka_unit_test(test_fmt_row_publishes_audit_head),
-        cmocka_unit_test(test_fmt_config_wraps_values),
-        cmocka_unit_test(test_run_name_mappings),
-        cmocka_unit_test(test_fmt_batch_exact_and_deterministic),
-        cmocka_unit_test(test_fmt_batch_defaults_project_and_group),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_fmt_row_exact_bytes),
+    cmocka_unit_test(test_fmt_row_drops_broken_histogram),
+    cmocka_unit_test(test_fmt_row_non_finite_is_null),
+    cmocka_unit_test(test_fmt_row_publishes_audit_head),
+    cmocka_unit_test(test_fmt_config_wraps_values),
+    cmocka_unit_test(test_run_name_mappings),
+    cmocka_unit_test(test_fmt_batch_exact_and_deterministic),
+    cmocka_unit_test(test_fmt_batch_defaults_project_and_group),
+};
+
+#include "tests/unit/unit_main.h"

@@ -169,14 +169,12 @@ static void test_safe_name_and_missing_row(void **state)
     json_object_put(e);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_append_assigns_steps_and_dedupes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_shared_rows_have_no_step, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_cuts_uncounted_lines, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_final_then_traffic_reopens, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_safe_name_and_missing_row, setup, teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_append_assigns_steps_and_dedupes, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_shared_rows_have_no_step, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_open_cuts_uncounted_lines, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_final_then_traffic_reopens, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_safe_name_and_missing_row, setup, teardown),
+};
+
+#include "tests/unit/unit_main.h"

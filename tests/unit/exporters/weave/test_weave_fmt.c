@@ -344,19 +344,17 @@ static void test_trace_url_resolution(void **state)
     unsetenv("WF_TRACE_SERVER_URL");
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_call_id_deterministic_uuidv7, setup),
-        cmocka_unit_test_setup(test_fmt_start_exact_bytes, setup),
-        cmocka_unit_test_setup(test_fmt_end_exact_bytes, setup),
-        cmocka_unit_test_setup(test_fmt_blocked_is_not_an_exception, setup),
-        cmocka_unit_test_setup(test_fmt_upstream_error_is_an_exception, setup),
-        cmocka_unit_test_setup(test_fmt_content_redacted_and_guarded, setup),
-        cmocka_unit_test_setup(test_fmt_untagged_has_no_run_link, setup),
-        cmocka_unit_test_setup(test_fmt_upsert_and_complete_items, setup),
-        cmocka_unit_test_setup(test_fmt_policy_obj_and_cost_exact, setup),
-        cmocka_unit_test_setup(test_trace_url_resolution, setup),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup(test_call_id_deterministic_uuidv7, setup),
+    cmocka_unit_test_setup(test_fmt_start_exact_bytes, setup),
+    cmocka_unit_test_setup(test_fmt_end_exact_bytes, setup),
+    cmocka_unit_test_setup(test_fmt_blocked_is_not_an_exception, setup),
+    cmocka_unit_test_setup(test_fmt_upstream_error_is_an_exception, setup),
+    cmocka_unit_test_setup(test_fmt_content_redacted_and_guarded, setup),
+    cmocka_unit_test_setup(test_fmt_untagged_has_no_run_link, setup),
+    cmocka_unit_test_setup(test_fmt_upsert_and_complete_items, setup),
+    cmocka_unit_test_setup(test_fmt_policy_obj_and_cost_exact, setup),
+    cmocka_unit_test_setup(test_trace_url_resolution, setup),
+};
+
+#include "tests/unit/unit_main.h"

@@ -207,15 +207,13 @@ static void test_outbox_full_and_locked(void **state)
     ex_weave_outbox_close(&ob);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_outbox_roundtrip_and_empty_after_commit, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_outbox_reopen_resumes_at_cursor_and_cuts_torn_tail,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_outbox_ranges_out_of_order_and_retry, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_outbox_full_and_locked, setup, teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_outbox_roundtrip_and_empty_after_commit, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_outbox_reopen_resumes_at_cursor_and_cuts_torn_tail,
+                                    setup, teardown),
+    cmocka_unit_test_setup_teardown(test_outbox_ranges_out_of_order_and_retry, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_outbox_full_and_locked, setup, teardown),
+};
+
+#include "tests/unit/unit_main.h"

@@ -958,31 +958,29 @@ static void test_async_check_only_starts_nothing(void **state)
     fx_free(&f);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        FX_TEST(test_evaluate_all_pass),
-        FX_TEST(test_tags_refusal_stops_before_any_evaluate),
-        FX_TEST(test_create_check_sets_check_only),
-        FX_TEST(test_evaluate_block_skips_rest),
-        FX_TEST(test_evaluate_block_keeps_policy_status),
-        FX_TEST(test_evaluate_policy_error_fails_closed),
-        FX_TEST(test_create_pack_disabled),
-        FX_TEST(test_create_config_errors),
-        FX_TEST(test_reads_answers_follows_settings),
-        FX_TEST(test_stream_text_pipes_in_order),
-        FX_TEST(test_stream_parts_have_their_own_state),
-        FX_TEST(test_stream_text_output_cap),
-        FX_TEST(test_stream_without_stream_policies),
-        FX_TEST(test_stream_rewritten_only_on_redact),
-        FX_TEST(test_stream_text_policy_error_fails_closed),
-        FX_TEST(test_response_json_reports_rewrite),
-        FX_TEST(test_response_json_flag_is_not_rewrite),
-        FX_TEST(test_response_json_policy_error_fails_closed),
-        FX_TEST(test_complete_in_order),
-        cmocka_unit_test(test_async_runs_after_evaluate_on_another_thread),
-        cmocka_unit_test(test_async_skipped_after_block),
-        cmocka_unit_test(test_async_check_only_starts_nothing),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    FX_TEST(test_evaluate_all_pass),
+    FX_TEST(test_tags_refusal_stops_before_any_evaluate),
+    FX_TEST(test_create_check_sets_check_only),
+    FX_TEST(test_evaluate_block_skips_rest),
+    FX_TEST(test_evaluate_block_keeps_policy_status),
+    FX_TEST(test_evaluate_policy_error_fails_closed),
+    FX_TEST(test_create_pack_disabled),
+    FX_TEST(test_create_config_errors),
+    FX_TEST(test_reads_answers_follows_settings),
+    FX_TEST(test_stream_text_pipes_in_order),
+    FX_TEST(test_stream_parts_have_their_own_state),
+    FX_TEST(test_stream_text_output_cap),
+    FX_TEST(test_stream_without_stream_policies),
+    FX_TEST(test_stream_rewritten_only_on_redact),
+    FX_TEST(test_stream_text_policy_error_fails_closed),
+    FX_TEST(test_response_json_reports_rewrite),
+    FX_TEST(test_response_json_flag_is_not_rewrite),
+    FX_TEST(test_response_json_policy_error_fails_closed),
+    FX_TEST(test_complete_in_order),
+    cmocka_unit_test(test_async_runs_after_evaluate_on_another_thread),
+    cmocka_unit_test(test_async_skipped_after_block),
+    cmocka_unit_test(test_async_check_only_starts_nothing),
+};
+
+#include "tests/unit/unit_main.h"

@@ -290,21 +290,19 @@ static void test_check_only_creates_nothing(void **state)
     fx_assert_check_only_creates_nothing(&gw_policy_cost, "budgets:\n  runs: {default: 1}\n", "/cost");
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_price_find_exact_prefix_and_unknown),
-        cmocka_unit_test_setup_teardown(test_complete_fills_cost_with_override, fx_pol_alloc,
-                                        fx_pol_teardown),
-        cmocka_unit_test(test_run_and_team_budgets_block_and_survive_restart),
-        cmocka_unit_test_setup_teardown(test_evaluate_holds_worst_case_until_complete, fx_pol_alloc,
-                                        fx_pol_teardown),
-        cmocka_unit_test_setup_teardown(test_worst_case_uses_max_tokens_n_and_default, fx_pol_alloc,
-                                        fx_pol_teardown),
-        cmocka_unit_test_setup_teardown(test_price_runs_once, fx_pol_alloc, fx_pol_teardown),
-        cmocka_unit_test(test_init_rejects_bad_config_with_position),
-        cmocka_unit_test(test_ledger_rejects_corrupt_file),
-        cmocka_unit_test(test_check_only_creates_nothing),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_price_find_exact_prefix_and_unknown),
+    cmocka_unit_test_setup_teardown(test_complete_fills_cost_with_override, fx_pol_alloc,
+                                    fx_pol_teardown),
+    cmocka_unit_test(test_run_and_team_budgets_block_and_survive_restart),
+    cmocka_unit_test_setup_teardown(test_evaluate_holds_worst_case_until_complete, fx_pol_alloc,
+                                    fx_pol_teardown),
+    cmocka_unit_test_setup_teardown(test_worst_case_uses_max_tokens_n_and_default, fx_pol_alloc,
+                                    fx_pol_teardown),
+    cmocka_unit_test_setup_teardown(test_price_runs_once, fx_pol_alloc, fx_pol_teardown),
+    cmocka_unit_test(test_init_rejects_bad_config_with_position),
+    cmocka_unit_test(test_ledger_rejects_corrupt_file),
+    cmocka_unit_test(test_check_only_creates_nothing),
+};
+
+#include "tests/unit/unit_main.h"

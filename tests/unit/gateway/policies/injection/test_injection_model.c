@@ -218,18 +218,16 @@ static void test_model_rejects_mismatched_weights(void **state)
     assert_null(m);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_score_attacks_block, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_score_hard_negatives_pass, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_score_reports_families, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_score_empty_and_garbage, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_score_is_deterministic, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_score_long_text_segments, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_score_repetition_is_not_evidence, setup, teardown),
-        cmocka_unit_test(test_ngram_effective),
-        cmocka_unit_test(test_model_rejects_mismatched_weights),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_score_attacks_block, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_score_hard_negatives_pass, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_score_reports_families, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_score_empty_and_garbage, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_score_is_deterministic, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_score_long_text_segments, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_score_repetition_is_not_evidence, setup, teardown),
+    cmocka_unit_test(test_ngram_effective),
+    cmocka_unit_test(test_model_rejects_mismatched_weights),
+};
+
+#include "tests/unit/unit_main.h"

@@ -242,17 +242,15 @@ static void test_rules_anchor_far_into_text(void **state)
     free(t);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_rules_override, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rules_exfiltration, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rules_persona, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rules_delimiter, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rules_hidden, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rules_every_rule_has_an_example, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rules_see_through_obfuscation, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rules_anchor_far_into_text, setup, teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_rules_override, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_rules_exfiltration, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_rules_persona, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_rules_delimiter, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_rules_hidden, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_rules_every_rule_has_an_example, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_rules_see_through_obfuscation, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_rules_anchor_far_into_text, setup, teardown),
+};
+
+#include "tests/unit/unit_main.h"

@@ -309,15 +309,13 @@ static void test_tags_refuse_pii(void **state)
     unmake(&f);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_evaluate_rows),
-        cmocka_unit_test(test_tags_refuse_pii),
-        cmocka_unit_test(test_init_rejects_bad_config_with_position),
-        cmocka_unit_test(test_init_mode_async_needs_flag_or_log),
-        cmocka_unit_test(test_response_json_redacts_when_asked),
-        cmocka_unit_test(test_stream_text_catches_split_spans),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_evaluate_rows),
+    cmocka_unit_test(test_tags_refuse_pii),
+    cmocka_unit_test(test_init_rejects_bad_config_with_position),
+    cmocka_unit_test(test_init_mode_async_needs_flag_or_log),
+    cmocka_unit_test(test_response_json_redacts_when_asked),
+    cmocka_unit_test(test_stream_text_catches_split_spans),
+};
+
+#include "tests/unit/unit_main.h"

@@ -259,14 +259,12 @@ static void test_check_only_creates_nothing(void **state)
     fx_assert_check_only_creates_nothing(&gw_policy_rbac, config(", budget_usd: 0.001"), "/rbac");
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_evaluate_rows, open_plain, fx_pol_teardown),
-        cmocka_unit_test(test_role_budget_blocks_and_survives_restart),
-        cmocka_unit_test(test_tags_bind_entity_to_team),
-        cmocka_unit_test(test_init_rejects_bad_config_with_position),
-        cmocka_unit_test(test_check_only_creates_nothing),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_evaluate_rows, open_plain, fx_pol_teardown),
+    cmocka_unit_test(test_role_budget_blocks_and_survives_restart),
+    cmocka_unit_test(test_tags_bind_entity_to_team),
+    cmocka_unit_test(test_init_rejects_bad_config_with_position),
+    cmocka_unit_test(test_check_only_creates_nothing),
+};
+
+#include "tests/unit/unit_main.h"
