@@ -17,6 +17,7 @@
 #include "gateway/gw_emit.h"
 #include "core/gv_log.h"
 #include "core/gv_record.h"
+#include "tests/unit/unit_tmpdir.h"
 
 /* Waits are bounded: a broken build fails instead of hanging. */
 #define WAIT_LIMIT_MS 20000
@@ -132,18 +133,16 @@ static long long run_requests(const char *run)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/kt-test-agent-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    unit_tmpdir_make(dir, sizeof(dir));
     gv_log_set_level(GV_LOG_WARN);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    char cmd[300];
     (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    unit_tmpdir_remove(dir);
+    return 0;
 }
 
 static void test_events_counted_per_run(void **state)
@@ -266,8 +265,7 @@ static void test_bad_spool_limit_is_refused(void **state)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_events_counted_per_run, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_agent_started_late_gets_spooled_events, setup,
-                                    teardown),
+    cmocka_unit_test_setup_teardown(test_agent_started_late_gets_spooled_events, setup, teardown),
     cmocka_unit_test_setup_teardown(test_restarts_lose_nothing_and_count_nothing_twice, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_full_spool_drops_oldest_and_counts, setup, teardown),

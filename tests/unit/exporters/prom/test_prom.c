@@ -194,8 +194,7 @@ static void test_flush_serves_page_over_http(void **state)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_format_exact_bytes, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_histogram_accumulates_counters_do_not, setup,
-                                    teardown),
+    cmocka_unit_test_setup_teardown(test_histogram_accumulates_counters_do_not, setup, teardown),
     cmocka_unit_test_setup_teardown(test_finalized_run_shown_once, setup, teardown),
     cmocka_unit_test_setup_teardown(test_flush_serves_page_over_http, setup, teardown),
 };

@@ -112,7 +112,7 @@ static void test_run_and_team_budgets_block_and_survive_restart(void **state)
     assert_int_equal(gw_policy_cost.evaluate(&fx.pol, &c.req, &v), GV_OK);
     assert_string_equal(v.code, "budget_exceeded");
     fx_close(&fx);
-    fx_rmtree(st);
+    unit_tmpdir_remove(st);
 }
 
 /* $1 a completion token, prompts free: a request with max_tokens 1 holds $1. */
@@ -263,7 +263,7 @@ static void test_ledger_rejects_corrupt_file(void **state)
     FILE *f;
 
     (void)state;
-    fx_tempdir(st, sizeof(st));
+    unit_tmpdir_make(st, sizeof(st));
     snprintf(path, sizeof(path), "%s/ledger.json", st);
     f = fopen(path, "w");
     fputs("{\"version\":1,\"spend\":[1,2]}", f);
@@ -281,7 +281,7 @@ static void test_ledger_rejects_corrupt_file(void **state)
     assert_int_equal(gw_ledger_open(path, 1000, &l), GV_OK);
     assert_true(fabs(gw_ledger_get(l, "run", "r") - 0.5) < 1e-9);
     gw_ledger_close(l);
-    fx_rmtree(st);
+    unit_tmpdir_remove(st);
 }
 
 static void test_check_only_creates_nothing(void **state)

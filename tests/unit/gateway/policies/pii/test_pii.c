@@ -35,7 +35,7 @@ static gv_rc make(struct fix *f, const char *yaml)
 static void unmake(struct fix *f)
 {
     fx_close(&f->fx);
-    fx_rmtree(f->fx.state);
+    unit_tmpdir_remove(f->fx.state);
 }
 
 static const char *content0(struct json_object *body)

@@ -153,7 +153,7 @@ static void test_role_budget_blocks_and_survives_restart(void **state)
     call_init(&c, "sk-alice", "gpt-4o", "");
     assert_string_equal(eval(&fx, &c).code, "budget_exceeded");
     fx_close(&fx);
-    fx_rmtree(st);
+    unit_tmpdir_remove(st);
 }
 
 static struct gw_verdict tags(struct fx_pol *fx, struct fx_call *c)
@@ -218,7 +218,7 @@ static void test_tags_bind_entity_to_team(void **state)
     assert_int_equal(tags(&fx, &c).action, GW_ACTION_PASS);
     assert_string_equal(c.rec.entity, "");
     fx_close(&fx);
-    fx_rmtree(fx.state);
+    unit_tmpdir_remove(fx.state);
 
     /* Bad team entries are refused with their position. */
     fx_assert_refused(&gw_policy_rbac,
