@@ -46,12 +46,20 @@ static void call_init(struct fx_call *c, const char *key, const char *model, con
     snprintf(c->rec.target, sizeof(c->rec.target), "%s", "experiment-llm");
 }
 
-static struct gw_verdict eval(struct fx_pol *fx, struct fx_call *c)
+/* One call of a verdict hook (evaluate or tags), which must succeed: the verdict it filled. */
+static struct gw_verdict hook_verdict(gv_rc (*hook)(struct gw_policy *, struct gw_req *,
+                                                    struct gw_verdict *),
+                                      struct fx_pol *fx, struct fx_call *c)
 {
     struct gw_verdict v;
     memset(&v, 0, sizeof(v));
-    assert_int_equal(gw_policy_rbac.evaluate(&fx->pol, &c->req, &v), GV_OK);
+    assert_int_equal(hook(&fx->pol, &c->req, &v), GV_OK);
     return v;
+}
+
+static struct gw_verdict eval(struct fx_pol *fx, struct fx_call *c)
+{
+    return hook_verdict(gw_policy_rbac.evaluate, fx, c);
 }
 
 /* Setup for the tests that ask the plain config (no role budget). */
@@ -158,14 +166,28 @@ static void test_role_budget_blocks_and_survives_restart(void **state)
 
 static struct gw_verdict tags(struct fx_pol *fx, struct fx_call *c)
 {
-    struct gw_verdict v;
-    memset(&v, 0, sizeof(v));
-    assert_int_equal(gw_policy_rbac.tags(&fx->pol, &c->req, &v), GV_OK);
-    return v;
+    return hook_verdict(gw_policy_rbac.tags, fx, c);
 }
 
 /* X-Wandb-Entity is bound to the caller's team: its own name by default, or
- * teams.<team>.entities; a refused or unknown caller keeps no other entity. */
+ * teams.<team>.entities; a refused or unknown caller keeps no other entity. Each row: who
+ * asks with which entity, the action, and the entity (and principal, when not NULL) the
+ * record keeps. A refusal is always 403 rbac on X-Wandb-Entity. */
+static const struct {
+    const char *key, *entity;
+    enum gw_action action;
+    const char *entity_after, *principal;
+} TAGS_ROWS[] = {
+    {"sk-alice", "vision-exp-3", GW_ACTION_PASS, "vision-exp-3", NULL},
+    {"sk-alice", "root-team", GW_ACTION_BLOCK, "vision-shared", "alice"}, /* never root-team */
+    {"sk-root", "root-team", GW_ACTION_PASS, "root-team", NULL},
+    {"sk-root", "vision-shared", GW_ACTION_BLOCK, "root-team", NULL},
+    {"sk-bob", "root-team", GW_ACTION_BLOCK, "", NULL}, /* no team: no entity to tag */
+    /* unknown or missing key: evaluate() answers 401; the entity is gone already */
+    {"sk-mallory", "root-team", GW_ACTION_PASS, "", NULL},
+    {"", "root-team", GW_ACTION_PASS, "", NULL},
+};
+
 static void test_tags_bind_entity_to_team(void **state)
 {
     struct fx_pol fx;
@@ -174,6 +196,7 @@ static void test_tags_bind_entity_to_team(void **state)
     struct gw_verdict v;
     char a[GV_SHA256_HEX_LEN + 1], b[GV_SHA256_HEX_LEN + 1], r[GV_SHA256_HEX_LEN + 1];
     char text[2048];
+    size_t i;
 
     (void)state;
     sha_hex("sk-alice", a);
@@ -190,33 +213,21 @@ static void test_tags_bind_entity_to_team(void **state)
              "  root-team: admin\n",
              a, b, r);
     assert_int_equal(fx_open(&fx, &gw_policy_rbac, text, NULL, &err), GV_OK);
-    call_init(&c, "sk-alice", "gpt-4o", "vision-exp-3");
-    assert_int_equal(tags(&fx, &c).action, GW_ACTION_PASS);
-    assert_string_equal(c.rec.entity, "vision-exp-3");
-    call_init(&c, "sk-alice", "gpt-4o", "root-team");
-    v = tags(&fx, &c);
-    assert_int_equal(v.action, GW_ACTION_BLOCK);
-    assert_int_equal(v.status, 403);
-    assert_string_equal(v.code, "rbac");
-    assert_string_equal(v.param, "X-Wandb-Entity");
-    assert_string_equal(c.rec.entity, "vision-shared"); /* the team's own, never root-team */
-    assert_string_equal(c.rec.principal, "alice");
-    call_init(&c, "sk-root", "gpt-4o", "root-team");
-    assert_int_equal(tags(&fx, &c).action, GW_ACTION_PASS);
-    call_init(&c, "sk-root", "gpt-4o", "vision-shared");
-    assert_int_equal(tags(&fx, &c).action, GW_ACTION_BLOCK);
-    assert_string_equal(c.rec.entity, "root-team");
-    /* no team: no entity to tag */
-    call_init(&c, "sk-bob", "gpt-4o", "root-team");
-    assert_int_equal(tags(&fx, &c).action, GW_ACTION_BLOCK);
-    assert_string_equal(c.rec.entity, "");
-    /* unknown or missing key: evaluate() answers 401; the entity is gone already */
-    call_init(&c, "sk-mallory", "gpt-4o", "root-team");
-    assert_int_equal(tags(&fx, &c).action, GW_ACTION_PASS);
-    assert_string_equal(c.rec.entity, "");
-    call_init(&c, "", "gpt-4o", "root-team");
-    assert_int_equal(tags(&fx, &c).action, GW_ACTION_PASS);
-    assert_string_equal(c.rec.entity, "");
+    for (i = 0; i < sizeof(TAGS_ROWS) / sizeof(TAGS_ROWS[0]); i++) {
+        print_message("row: %s %s\n", TAGS_ROWS[i].key, TAGS_ROWS[i].entity);
+        call_init(&c, TAGS_ROWS[i].key, "gpt-4o", TAGS_ROWS[i].entity);
+        v = tags(&fx, &c);
+        assert_int_equal(v.action, TAGS_ROWS[i].action);
+        if (v.action == GW_ACTION_BLOCK) {
+            assert_int_equal(v.status, 403);
+            assert_string_equal(v.code, "rbac");
+            assert_string_equal(v.param, "X-Wandb-Entity");
+        }
+        assert_string_equal(c.rec.entity, TAGS_ROWS[i].entity_after);
+        if (TAGS_ROWS[i].principal) {
+            assert_string_equal(c.rec.principal, TAGS_ROWS[i].principal);
+        }
+    }
     fx_close(&fx);
     unit_tmpdir_remove(fx.state);
 
