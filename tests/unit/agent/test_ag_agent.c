@@ -263,13 +263,15 @@ static void test_bad_spool_limit_is_refused(void **state)
     assert_null(em);
 }
 
+/* Every case here runs on a fresh fixture: setup before it, teardown after. */
+#define FX_TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup_teardown(test_events_counted_per_run, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_agent_started_late_gets_spooled_events, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_restarts_lose_nothing_and_count_nothing_twice, setup,
-                                    teardown),
-    cmocka_unit_test_setup_teardown(test_full_spool_drops_oldest_and_counts, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_bad_spool_limit_is_refused, setup, teardown),
+    FX_TEST(test_events_counted_per_run),
+    FX_TEST(test_agent_started_late_gets_spooled_events),
+    FX_TEST(test_restarts_lose_nothing_and_count_nothing_twice),
+    FX_TEST(test_full_spool_drops_oldest_and_counts),
+    FX_TEST(test_bad_spool_limit_is_refused),
 };
 
 #include "tests/unit/unit_main.h"

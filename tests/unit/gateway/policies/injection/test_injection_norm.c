@@ -224,25 +224,27 @@ static void test_normalize_small_cap_is_e2big(void **state)
     gv_buf_free(&small);
 }
 
+/* Every case here runs on a fresh fixture: setup before it, teardown after. */
+#define FX_TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup_teardown(test_normalize_case_and_spaces, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_normalize_diacritics, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_normalize_fullwidth_and_math, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_normalize_zero_width, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_normalize_tag_characters, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_normalize_confusables_in_latin_words, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_normalize_keeps_cyrillic_words, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_normalize_spaced_letters, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_normalize_spaced_lists_untouched, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_normalize_leetspeak, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_normalize_leetspeak_spares_names_and_numbers, setup,
-                                    teardown),
-    cmocka_unit_test_setup_teardown(test_normalize_base64_text_appended, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_normalize_base64_at_buffer_end, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_normalize_base64_binary_ignored, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_normalize_invalid_utf8, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_normalize_random_bytes_bounded, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_normalize_small_cap_is_e2big, setup, teardown),
+    FX_TEST(test_normalize_case_and_spaces),
+    FX_TEST(test_normalize_diacritics),
+    FX_TEST(test_normalize_fullwidth_and_math),
+    FX_TEST(test_normalize_zero_width),
+    FX_TEST(test_normalize_tag_characters),
+    FX_TEST(test_normalize_confusables_in_latin_words),
+    FX_TEST(test_normalize_keeps_cyrillic_words),
+    FX_TEST(test_normalize_spaced_letters),
+    FX_TEST(test_normalize_spaced_lists_untouched),
+    FX_TEST(test_normalize_leetspeak),
+    FX_TEST(test_normalize_leetspeak_spares_names_and_numbers),
+    FX_TEST(test_normalize_base64_text_appended),
+    FX_TEST(test_normalize_base64_at_buffer_end),
+    FX_TEST(test_normalize_base64_binary_ignored),
+    FX_TEST(test_normalize_invalid_utf8),
+    FX_TEST(test_normalize_random_bytes_bounded),
+    FX_TEST(test_normalize_small_cap_is_e2big),
 };
 
 #include "tests/unit/unit_main.h"
