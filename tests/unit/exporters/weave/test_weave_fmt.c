@@ -77,7 +77,7 @@ static char *start_str(const struct ex_weave_call_in *in)
     struct gv_buf b;
 
     gv_buf_init(&b, 0);
-    assert_int_equal(ex_weave_json_append(&b, o), GV_OK);
+    assert_int_equal(ex_wandb_json_append(&b, o), GV_OK);
     json_object_put(o);
     return gv_buf_steal(&b);
 }
@@ -88,7 +88,7 @@ static char *end_str(const struct ex_weave_call_in *in)
     struct gv_buf b;
 
     gv_buf_init(&b, 0);
-    assert_int_equal(ex_weave_json_append(&b, o), GV_OK);
+    assert_int_equal(ex_wandb_json_append(&b, o), GV_OK);
     json_object_put(o);
     return gv_buf_steal(&b);
 }
