@@ -73,11 +73,7 @@ static struct ex_wandb_seen *touch(struct ex_wandb_session *s, const char *dir)
 
 static const char *meta_str(struct ex_wandb_run *run, const char *key)
 {
-    struct json_object *v;
-    if (json_object_object_get_ex(run->meta, key, &v) && json_object_is_type(v, json_type_string)) {
-        return json_object_get_string(v);
-    }
-    return "";
+    return ex_wandb_json_str(run->meta, key);
 }
 
 static void park(struct ex_wandb_session *s, struct ex_wandb_run *run, const char *what)
