@@ -149,6 +149,18 @@ static inline int fx_pol_teardown(void **state)
     return 0;
 }
 
+/* One call of a policy's verdict hook (its evaluate or tags), which must succeed: the verdict
+ * it filled. */
+static inline struct gw_verdict fx_verdict(gv_rc (*hook)(struct gw_policy *, struct gw_req *,
+                                                         struct gw_verdict *),
+                                           struct fx_pol *fx, struct fx_call *c)
+{
+    struct gw_verdict v;
+    memset(&v, 0, sizeof(v));
+    assert_int_equal(hook(&fx->pol, &c->req, &v), GV_OK);
+    return v;
+}
+
 /* `yaml` must be refused as config (GV_ECONFIG); the instance is closed and its
  * temp dir removed, and err keeps the message for the caller to check. */
 static inline void fx_assert_refused(const struct gw_policy_ops *ops, const char *yaml,

@@ -46,20 +46,9 @@ static void call_init(struct fx_call *c, const char *key, const char *model, con
     snprintf(c->rec.target, sizeof(c->rec.target), "%s", "experiment-llm");
 }
 
-/* One call of a verdict hook (evaluate or tags), which must succeed: the verdict it filled. */
-static struct gw_verdict hook_verdict(gv_rc (*hook)(struct gw_policy *, struct gw_req *,
-                                                    struct gw_verdict *),
-                                      struct fx_pol *fx, struct fx_call *c)
-{
-    struct gw_verdict v;
-    memset(&v, 0, sizeof(v));
-    assert_int_equal(hook(&fx->pol, &c->req, &v), GV_OK);
-    return v;
-}
-
 static struct gw_verdict eval(struct fx_pol *fx, struct fx_call *c)
 {
-    return hook_verdict(gw_policy_rbac.evaluate, fx, c);
+    return fx_verdict(gw_policy_rbac.evaluate, fx, c);
 }
 
 /* Setup for the tests that ask the plain config (no role budget). */
@@ -166,7 +155,7 @@ static void test_role_budget_blocks_and_survives_restart(void **state)
 
 static struct gw_verdict tags(struct fx_pol *fx, struct fx_call *c)
 {
-    return hook_verdict(gw_policy_rbac.tags, fx, c);
+    return fx_verdict(gw_policy_rbac.tags, fx, c);
 }
 
 /* X-Wandb-Entity is bound to the caller's team: its own name by default, or
