@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "exporters/wandb/wandb.h"
+#include "tests/unit/exporters/json_text.h"
 
 static void snapshot(struct ex_run_snapshot *s)
 {
@@ -47,12 +48,7 @@ static void snapshot(struct ex_run_snapshot *s)
 
 static char *row_str(const struct ex_run_snapshot *s, uint64_t now)
 {
-    struct json_object *row = ex_wandb_fmt_row(s, now);
-    struct gv_buf b;
-    gv_buf_init(&b, 0);
-    assert_int_equal(ex_wandb_json_append(&b, row), GV_OK);
-    json_object_put(row);
-    return gv_buf_steal(&b);
+    return json_text(ex_wandb_fmt_row(s, now));
 }
 
 static void test_fmt_row_exact_bytes(void **state)

@@ -12,6 +12,7 @@
 
 #include "core/gv_mem.h"
 #include "exporters/weave/weave.h"
+#include "tests/unit/exporters/json_text.h"
 
 #define INSTANCE "0123456789abcdef0123456789abcdef"
 
@@ -73,24 +74,12 @@ static void input(struct ex_weave_call_in *in, const struct gv_record *r)
 
 static char *start_str(const struct ex_weave_call_in *in)
 {
-    struct json_object *o = ex_weave_fmt_start(in);
-    struct gv_buf b;
-
-    gv_buf_init(&b, 0);
-    assert_int_equal(ex_wandb_json_append(&b, o), GV_OK);
-    json_object_put(o);
-    return gv_buf_steal(&b);
+    return json_text(ex_weave_fmt_start(in));
 }
 
 static char *end_str(const struct ex_weave_call_in *in)
 {
-    struct json_object *o = ex_weave_fmt_end(in);
-    struct gv_buf b;
-
-    gv_buf_init(&b, 0);
-    assert_int_equal(ex_wandb_json_append(&b, o), GV_OK);
-    json_object_put(o);
-    return gv_buf_steal(&b);
+    return json_text(ex_weave_fmt_end(in));
 }
 
 static int setup(void **state)
