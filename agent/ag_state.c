@@ -52,6 +52,16 @@ bool ag_apply_hello(struct ag_agent *ag, const uint8_t *p, size_t n, struct ag_i
     return true;
 }
 
+/* path's whole content into data. No such file is no error: for the journal and the state
+ * file it is a first start, which *present false tells the caller. */
+static gv_rc read_if_present(const char *path, struct gv_buf *data, bool *present)
+{
+    gv_rc rc = gv_file_read_all(path, data);
+
+    *present = rc != GV_ENOTFOUND;
+    return rc == GV_ENOTFOUND ? GV_OK : rc;
+}
+
 /* Recovery: the journal holds hello and event frames written after the state
  * file; the seq marks skip what the state file already counted. A torn tail
  * (the agent died mid-write, so it was never acknowledged) is cut. */
@@ -61,15 +71,12 @@ gv_rc ag_journal_replay(struct ag_agent *ag)
     struct gv_record *rec = gv_malloc(sizeof(*rec));
     size_t off = 0;
     uint64_t applied = 0;
+    bool present;
     gv_rc rc;
 
     gv_buf_init(&data, 0);
-    rc = gv_file_read_all(ag->journal_path, &data);
-    if (rc == GV_ENOTFOUND) {
-        rc = GV_OK;
-        goto out;
-    }
-    if (rc) {
+    rc = read_if_present(ag->journal_path, &data, &present);
+    if (rc || !present) {
         goto out;
     }
     while (off < data.len) {
@@ -132,15 +139,12 @@ gv_rc ag_state_load(struct ag_agent *ag)
     struct gv_buf data;
     struct json_object *root = NULL, *v;
     size_t i;
+    bool present;
     gv_rc rc;
 
     gv_buf_init(&data, 0);
-    rc = gv_file_read_all(ag->state_path, &data);
-    if (rc == GV_ENOTFOUND) {
-        rc = GV_OK;
-        goto out;
-    }
-    if (rc) {
+    rc = read_if_present(ag->state_path, &data, &present);
+    if (rc || !present) {
         goto out;
     }
     root = json_tokener_parse(data.data);

@@ -343,6 +343,19 @@ out:
     return ret;
 }
 
+/* What every auth command does first: its options, then where the key lives. CLI_ARGS_RUN
+ * when the command goes on, else its exit code. */
+static int begin(int argc, char **argv, const char *cmd, struct auth_opts *o, struct auth_ctx *c)
+{
+    int ret = parse(argc, argv, o, cmd);
+
+    if (ret != CLI_ARGS_RUN) {
+        return ret;
+    }
+    ret = resolve(o, cmd, c);
+    return ret ? ret : CLI_ARGS_RUN;
+}
+
 int cli_auth_login(int argc, char **argv)
 {
     struct auth_opts o = {0};
@@ -350,16 +363,13 @@ int cli_auth_login(int argc, char **argv)
     struct who who;
     char key[EX_WANDB_KEY_MAX];
     bool found = false;
-    int ret = parse(argc, argv, &o, "login");
+    int ret = begin(argc, argv, "login", &o, &c);
 
     memset(key, 0, sizeof(key));
     if (ret != CLI_ARGS_RUN) {
         return ret;
     }
-    ret = resolve(&o, "login", &c);
-    if (ret) {
-        return ret;
-    }
+    ret = 0;
     if (!o.relogin && ex_wandb_netrc_lookup(c.netrc, c.machine, key, sizeof(key)) == GV_OK &&
         key[0]) {
         if (check_key(&c, "login", key, &who) == 0) {
@@ -404,14 +414,10 @@ int cli_auth_status(int argc, char **argv)
     char key[EX_WANDB_KEY_MAX];
     const char *env = getenv("WANDB_API_KEY");
     const char *from;
-    int ret = parse(argc, argv, &o, "status");
+    int ret = begin(argc, argv, "status", &o, &c);
 
     memset(key, 0, sizeof(key));
     if (ret != CLI_ARGS_RUN) {
-        return ret;
-    }
-    ret = resolve(&o, "status", &c);
-    if (ret) {
         return ret;
     }
     /* The order the agent and W&B's clients use: the environment first. */
@@ -444,13 +450,9 @@ int cli_auth_logout(int argc, char **argv)
     struct auth_ctx c;
     const char *env = getenv("WANDB_API_KEY");
     bool found = false;
-    int ret = parse(argc, argv, &o, "logout");
+    int ret = begin(argc, argv, "logout", &o, &c);
 
     if (ret != CLI_ARGS_RUN) {
-        return ret;
-    }
-    ret = resolve(&o, "logout", &c);
-    if (ret) {
         return ret;
     }
     ret = edit_netrc(&c, "logout", NULL, &found);

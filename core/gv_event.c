@@ -131,6 +131,29 @@ void gv_record_release(struct gv_record *rec)
         rec->content = NULL;
     }
 }
+/* items joined with ',' into out[size], whole items only: the first one that does not fit
+ * ends the list, since a cut name would read as a different one. */
+static void join_whole(char *out, size_t size, char *const *items, size_t n)
+{
+    struct gv_buf b;
+    size_t i;
+
+    gv_buf_init(&b, size - 1);
+    for (i = 0; i < n; i++) {
+        size_t mark = b.len;
+        if ((i > 0 && gv_buf_append_char(&b, ',') != GV_OK) ||
+            gv_buf_append_str(&b, items[i]) != GV_OK) {
+            b.len = mark;
+            break;
+        }
+    }
+    if (b.len) {
+        memcpy(out, b.data, b.len);
+    }
+    out[b.len] = '\0';
+    gv_buf_free(&b);
+}
+
 static void weave_encode(const struct gv_record *rec, Gv__V1__GovernanceEvent *ev)
 {
     ev->n_messages = rec->nmessages;
@@ -241,7 +264,6 @@ static void otlp_copy_id(uint8_t *dst, size_t n, ProtobufCBinaryData b)
 
 static void otlp_decode(const Gv__V1__GovernanceEvent *ev, struct gv_record *rec)
 {
-    struct gv_buf reasons;
     size_t i;
 
     for (i = 0; i < ev->n_policies && i < GV_RECORD_MAX_POLICIES; i++) {
@@ -260,21 +282,8 @@ static void otlp_decode(const Gv__V1__GovernanceEvent *ev, struct gv_record *rec
     rec->upstream_port = ev->upstream_port;
     gv_str_copy(rec->response_model, sizeof(rec->response_model), ev->response_model);
     gv_str_copy(rec->response_id, sizeof(rec->response_id), ev->response_id);
-    /* Whole reasons only, as for the hello's chain. */
-    gv_buf_init(&reasons, sizeof(rec->finish_reasons) - 1);
-    for (i = 0; i < ev->n_finish_reasons; i++) {
-        size_t mark = reasons.len;
-        if ((i > 0 && gv_buf_append_char(&reasons, ',') != GV_OK) ||
-            gv_buf_append_str(&reasons, ev->finish_reasons[i]) != GV_OK) {
-            reasons.len = mark;
-            break;
-        }
-    }
-    if (reasons.len) {
-        memcpy(rec->finish_reasons, reasons.data, reasons.len);
-    }
-    rec->finish_reasons[reasons.len] = '\0';
-    gv_buf_free(&reasons);
+    join_whole(rec->finish_reasons, sizeof(rec->finish_reasons), ev->finish_reasons,
+               ev->n_finish_reasons);
 }
 /* otlp: end */
 
@@ -477,8 +486,6 @@ gv_rc gv_hello_encode(const struct gv_hello *h, struct gv_buf *out)
 gv_rc gv_hello_decode(const void *p, size_t n, struct gv_hello *h)
 {
     Gv__V1__Hello *m = gv__v1__hello__unpack(NULL, n, p);
-    struct gv_buf chain;
-    size_t i;
 
     if (!m) {
         return GV_EPROTO;
@@ -489,21 +496,7 @@ gv_rc gv_hello_decode(const void *p, size_t n, struct gv_hello *h)
     gv_str_copy(h->pack_name, sizeof(h->pack_name), m->pack_name);
     gv_str_copy(h->pack_version, sizeof(h->pack_version), m->pack_version);
     h->pid = m->pid;
-    /* Whole names only: a cut name would look like a different policy. */
-    gv_buf_init(&chain, sizeof(h->chain) - 1);
-    for (i = 0; i < m->n_chain; i++) {
-        size_t mark = chain.len;
-        if ((i > 0 && gv_buf_append_char(&chain, ',') != GV_OK) ||
-            gv_buf_append_str(&chain, m->chain[i]) != GV_OK) {
-            chain.len = mark;
-            break;
-        }
-    }
-    if (chain.len) {
-        memcpy(h->chain, chain.data, chain.len);
-    }
-    h->chain[chain.len] = '\0';
-    gv_buf_free(&chain);
+    join_whole(h->chain, sizeof(h->chain), m->chain, m->n_chain);
     gv__v1__hello__free_unpacked(m, NULL);
     return GV_OK;
 }

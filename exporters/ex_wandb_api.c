@@ -39,8 +39,6 @@ enum ex_wandb_res ex_wandb_classify(long status)
     }
 }
 
-/* netrc is whitespace-separated tokens: machine/default, login, password,
- * account, macdef (whose body runs to an empty line, which we skip). */
 gv_rc ex_wandb_json_append(struct gv_buf *out, struct json_object *j)
 {
     size_t len = 0;
@@ -49,6 +47,17 @@ gv_rc ex_wandb_json_append(struct gv_buf *out, struct json_object *j)
     return gv_buf_append(out, s, len);
 }
 
+const char *ex_wandb_json_str(struct json_object *o, const char *key)
+{
+    struct json_object *v;
+    if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)) {
+        return json_object_get_string(v);
+    }
+    return "";
+}
+
+/* netrc is whitespace-separated tokens: machine/default, login, password,
+ * account, macdef (whose body runs to an empty line, which we skip). */
 gv_rc ex_wandb_netrc_lookup(const char *path, const char *host, char *key, size_t size)
 {
     FILE *f = fopen(path, "r");

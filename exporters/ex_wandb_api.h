@@ -91,4 +91,8 @@ uint64_t ex_wandb_backoff_ms(unsigned failures, uint32_t rnd);
 /* Serialise j without spaces or escaped slashes (the bytes W&B sees). */
 gv_rc ex_wandb_json_append(struct gv_buf *out, struct json_object *j);
 
+/* o's member key when it is a string, else "" (absent, null or another type). Borrowed from
+ * o. */
+const char *ex_wandb_json_str(struct json_object *o, const char *key);
+
 #endif

@@ -83,12 +83,7 @@ static uint64_t get_u64(struct json_object *o, const char *key)
 
 static void get_str(struct json_object *o, const char *key, char *out, size_t size)
 {
-    struct json_object *v;
-    const char *s = "";
-    if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)) {
-        s = json_object_get_string(v);
-    }
-    snprintf(out, size, "%s", s);
+    snprintf(out, size, "%s", ex_wandb_json_str(o, key));
 }
 
 static bool get_bool(struct json_object *o, const char *key)
@@ -332,15 +327,6 @@ char *ex_wandb_store_summary(struct ex_wandb_run *run)
     return gv_buf_steal(&b);
 }
 
-static const char *entry_str(struct json_object *e, const char *key)
-{
-    struct json_object *v;
-    if (json_object_object_get_ex(e, key, &v) && json_object_is_type(v, json_type_string)) {
-        return json_object_get_string(v);
-    }
-    return "";
-}
-
 static gv_rc append_line(struct ex_wandb_run *run, const char *s, size_t len)
 {
     char path[1100];
@@ -379,9 +365,9 @@ gv_rc ex_wandb_store_append(const char *root, struct json_object *entry, uint64_
 
     memset(&run, 0, sizeof(run));
     gv_buf_init(&line, EX_WANDB_LINE_MAX);
-    ex_wandb_safe_name(entry_str(entry, "entity"), ent, sizeof(ent));
-    ex_wandb_safe_name(entry_str(entry, "project"), proj, sizeof(proj));
-    ex_wandb_safe_name(entry_str(entry, "run"), name, sizeof(name));
+    ex_wandb_safe_name(ex_wandb_json_str(entry, "entity"), ent, sizeof(ent));
+    ex_wandb_safe_name(ex_wandb_json_str(entry, "project"), proj, sizeof(proj));
+    ex_wandb_safe_name(ex_wandb_json_str(entry, "run"), name, sizeof(name));
     n = snprintf(dir_out, dir_size, "%s/%s/%s/%s", root, ent, proj, name);
     if (n < 0 || (size_t)n >= dir_size) {
         rc = GV_E2BIG;

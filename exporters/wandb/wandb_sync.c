@@ -73,11 +73,7 @@ static struct ex_wandb_seen *touch(struct ex_wandb_session *s, const char *dir)
 
 static const char *meta_str(struct ex_wandb_run *run, const char *key)
 {
-    struct json_object *v;
-    if (json_object_object_get_ex(run->meta, key, &v) && json_object_is_type(v, json_type_string)) {
-        return json_object_get_string(v);
-    }
-    return "";
+    return ex_wandb_json_str(run->meta, key);
 }
 
 static void park(struct ex_wandb_session *s, struct ex_wandb_run *run, const char *what)
@@ -338,6 +334,23 @@ out:
     return rc;
 }
 
+/* A run's setup call (resume, upsert) that did not succeed: FATAL parks the run naming the
+ * call, RETRY tries the run again later; either way *out says so and this returns true. */
+static bool setup_failed(struct ex_wandb_session *s, struct ex_wandb_run *run,
+                         enum ex_wandb_res res, const char *call, enum ex_wandb_sync *out)
+{
+    if (res == EX_WANDB_FATAL) {
+        park(s, run, call);
+        *out = EX_WANDB_SYNC_PARKED;
+        return true;
+    }
+    if (res == EX_WANDB_RETRY) {
+        *out = EX_WANDB_SYNC_RETRY;
+        return true;
+    }
+    return false;
+}
+
 enum ex_wandb_sync ex_wandb_sync_dir(struct ex_wandb_session *s, const char *dir,
                                      uint64_t now_mono_us, bool force)
 {
@@ -397,14 +410,7 @@ enum ex_wandb_sync ex_wandb_sync_dir(struct ex_wandb_session *s, const char *dir
         entity = s->api->viewer_entity;
     }
     if (!seen->resumed && !shared) {
-        res = resume(s, &run, entity);
-        if (res == EX_WANDB_FATAL) {
-            park(s, &run, "RunResumeStatus");
-            out = EX_WANDB_SYNC_PARKED;
-            goto done;
-        }
-        if (res == EX_WANDB_RETRY) {
-            out = EX_WANDB_SYNC_RETRY;
+        if (setup_failed(s, &run, resume(s, &run, entity), "RunResumeStatus", &out)) {
             goto done;
         }
         seen->resumed = true;
@@ -415,14 +421,8 @@ enum ex_wandb_sync ex_wandb_sync_dir(struct ex_wandb_session *s, const char *dir
     }
     (void)gv_sha256_hex(cfg_str, strlen(cfg_str), cfg_hash);
     if (!seen->upserted || strcmp(cfg_hash, run.config_sent) != 0) {
-        res = upsert(s, &run, entity, cfg_hash, cfg_str);
-        if (res == EX_WANDB_FATAL) {
-            park(s, &run, "UpsertBucket");
-            out = EX_WANDB_SYNC_PARKED;
-            goto done;
-        }
-        if (res == EX_WANDB_RETRY) {
-            out = EX_WANDB_SYNC_RETRY;
+        if (setup_failed(s, &run, upsert(s, &run, entity, cfg_hash, cfg_str), "UpsertBucket",
+                         &out)) {
             goto done;
         }
         seen->upserted = true;

@@ -85,8 +85,6 @@ gv_rc ex_weave_fmt_policy_obj(const char *project_id, const struct gv_hello *hel
 /* The cost table row for a model: {"project_id","costs":{model:{...}}}, USD per token. */
 gv_rc ex_weave_fmt_cost(const char *project_id, const char *model, double in_per_mtok,
                         double out_per_mtok, struct gv_buf *out);
-/* Serialise j without spaces or escaped slashes. */
-gv_rc ex_weave_json_append(struct gv_buf *out, struct json_object *j);
 
 /* ---- durable outbox (exporters/weave/weave_outbox.c) ----
  * <dir>/outbox holds hello and event frames (the agent wire format) in arrival

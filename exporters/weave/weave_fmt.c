@@ -12,7 +12,6 @@
 #include "core/gv_pii.h"
 
 #define JSON_DEPTH 64
-#define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
 /* UUIDv7 layout over 10 hash bytes: 48-bit ms time, version 7, variant 10. */
 static void uuid_v7(const unsigned char *h, uint64_t wall_us, char out[37])
@@ -86,12 +85,6 @@ gv_rc ex_weave_project_id(const char *entity, const char *project, char *out, si
 {
     int n = snprintf(out, size, "%s/%s", entity, project);
     return n < 0 || (size_t)n >= size ? GV_E2BIG : GV_OK;
-}
-
-gv_rc ex_weave_json_append(struct gv_buf *out, struct json_object *j)
-{
-    const char *s = json_object_to_json_string_ext(j, JSON_FLAGS);
-    return gv_buf_append(out, s, strlen(s));
 }
 
 /* A double with a fixed, short text form (json-c's default prints 17 digits). */
@@ -458,12 +451,12 @@ gv_rc ex_weave_fmt_upsert_items(const struct ex_weave_call_in *in, struct gv_buf
     json_object_object_add(ereq, "end", ex_weave_fmt_end(in));
     json_object_object_add(en, "mode", json_object_new_string("end"));
     json_object_object_add(en, "req", ereq);
-    rc = ex_weave_json_append(out, st);
+    rc = ex_wandb_json_append(out, st);
     if (rc == GV_OK) {
         rc = gv_buf_append_char(out, ',');
     }
     if (rc == GV_OK) {
-        rc = ex_weave_json_append(out, en);
+        rc = ex_wandb_json_append(out, en);
     }
     if (rc) {
         out->len = mark;
@@ -488,7 +481,7 @@ gv_rc ex_weave_fmt_complete_item(const struct ex_weave_call_in *in, struct gv_bu
             json_object_object_add(o, k, json_object_get(v));
         }
     }
-    rc = ex_weave_json_append(out, o);
+    rc = ex_wandb_json_append(out, o);
     if (rc) {
         out->len = mark;
         if (out->data) {
@@ -524,7 +517,7 @@ gv_rc ex_weave_fmt_policy_obj(const char *project_id, const struct gv_hello *hel
     json_object_object_add(obj, "object_id", json_object_new_string(object_id));
     json_object_object_add(obj, "val", val);
     json_object_object_add(root, "obj", obj);
-    rc = ex_weave_json_append(out, root);
+    rc = ex_wandb_json_append(out, root);
     json_object_put(root);
     return rc;
 }
@@ -544,7 +537,7 @@ gv_rc ex_weave_fmt_cost(const char *project_id, const char *model, double in_per
     json_object_object_add(costs, model, row);
     json_object_object_add(root, "project_id", json_object_new_string(project_id));
     json_object_object_add(root, "costs", costs);
-    rc = ex_weave_json_append(out, root);
+    rc = ex_wandb_json_append(out, root);
     json_object_put(root);
     return rc;
 }

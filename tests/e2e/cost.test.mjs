@@ -33,6 +33,14 @@ function costConfig({ chain, cost = '', audit = '' }) {
         .replace('    log_all_access: true\n', `    log_all_access: true\n${audit}`);
 }
 
+/** A gateway on stateDir with costConfig's chain and cost-tracker settings, stopped at the end
+ * of the suite if the test does not stop it first. */
+async function startCostGateway(stateDir, chain, cost) {
+    const g = await startGateway({ stateDir, config: costConfig({ chain, cost }) });
+    cleanups.push(() => g.stop());
+    return g;
+}
+
 /** The spend ledger as the gateway left it (read after stop: the last flush is at shutdown). */
 function ledger(stateDir) {
     return JSON.parse(readFileSync(path.join(stateDir, 'cost', 'ledger.json'), 'utf8')).spend;
@@ -66,9 +74,7 @@ for (const chain of [['audit-logger', 'cost-tracker'], ['cost-tracker', 'audit-l
             const stateDir = freshStateDir('kt-e2e-onecost-');
             const agent = await startAgent({ stateDir });
             cleanups.push(() => agent.stop());
-            const g = await startGateway({ stateDir,
-                config: costConfig({ chain, cost: DOLLAR_A_TOKEN }) });
-            cleanups.push(() => g.stop());
+            const g = await startCostGateway(stateDir, chain, DOLLAR_A_TOKEN);
             const messages = [{ role: 'user', content: 'Which run had the best loss?' }];
             const oa = client(g, { headers: { 'X-Wandb-Run-Id': 'one-cost' } });
             const r = await oa.chat.completions.create({ model: 'gpt-4o', messages });
@@ -95,9 +101,7 @@ test('budget: 50 concurrent requests against a budget for 10: 10 served, 40 refu
             '    budgets:\n      runs: {conc-run: 10}\n';
         /* The upstream answers late, so that without holds every request would pass on the
          * same zero spend. Holds make the outcome the same whatever the timing. */
-        const g = await startGateway({ stateDir,
-            config: costConfig({ chain: ['cost-tracker', 'audit-logger'], cost }) });
-        cleanups.push(() => g.stop());
+        const g = await startCostGateway(stateDir, ['cost-tracker', 'audit-logger'], cost);
         suite.up.behave({ text: 'ok', delayMs: 1000 });
         const before = suite.up.requests.length;
         try {
@@ -133,9 +137,7 @@ test('budget: aborted streams are charged what they delivered, so the budget sto
         /* Prompts free, $0.001 per completion token; the run may spend $1.4. */
         const cost = '    prices:\n      gpt-4o: {input_per_mtok: 0, output_per_mtok: 1000}\n' +
             '    budgets:\n      runs: {abort-run: 1.4}\n';
-        const g = await startGateway({ stateDir,
-            config: costConfig({ chain: ['cost-tracker', 'audit-logger'], cost }) });
-        cleanups.push(() => g.stop());
+        const g = await startCostGateway(stateDir, ['cost-tracker', 'audit-logger'], cost);
         /* A long answer in deltas of 100 bytes. The client reads the first 20 (2000 bytes of
          * text) and leaves; the gateway notices at its next write to the closed connection,
          * so what the client had not read yet and a delta or two more were relayed too
@@ -261,9 +263,7 @@ test('budget: a non-streamed request the client cuts off is charged the prompt i
     async () => {
         const stateDir = freshStateDir('kt-e2e-cut-');
         const chain = ['cost-tracker', 'audit-logger'];
-        const g = await startGateway({ stateDir,
-            config: costConfig({ chain, cost: DOLLAR_A_TOKEN }) });
-        cleanups.push(() => g.stop());
+        const g = await startCostGateway(stateDir, chain, DOLLAR_A_TOKEN);
         suite.up.behave({ hang: true });
         const seen = suite.up.requests.length;
         try {

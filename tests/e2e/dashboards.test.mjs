@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runKt, makeTempDir, testEnv, sanitizerReport } from './lib/index.mjs';
-import { checkVariables, startStandin } from './wandb-standin/server.mjs';
+import { checkVariables, withStandin } from './wandb-standin/server.mjs';
 
 const KEY = `kt-${'d'.repeat(40)}`;
 
@@ -28,70 +28,55 @@ test('the stand-in checks variables against the operation like a GraphQL server'
 });
 
 test('dashboards push into a project no run created yet creates it and names its id',
-    async () => {
-        const s = await startStandin({ keys: [KEY] });
-        try {
-            const state = makeTempDir('kt-dash-state-');
-            const r = await runKt(['dashboards', 'push', '--project', 'fresh', '--state-dir', state],
-                { env: env(s) });
-            assert.equal(sanitizerReport(r.stderr), null, r.stderr);
-            assert.equal(r.code, 0, r.stderr);
-            assert.deepEqual(s.state.rejected, []);
-            const ops = s.state.requests.filter((q) => q.path === '/graphql').map((q) => q.op);
-            assert.deepEqual(ops, ['Viewer', 'ProjectInternalId', 'UpsertModel',
-                'ProjectInternalId', 'UpsertView2', 'UpsertView2']);
-            assert.ok(s.state.projects['alice/fresh']);
-            const views = Object.values(s.state.views['alice/fresh']);
-            const report = JSON.parse(views.find((v) => v.type === 'runs').spec);
-            const grid = report.blocks.find((b) => b.type === 'panel-grid');
-            assert.equal(grid.metadata.runSets[0].project.id, 'pid-alice-fresh');
-            // Laid out three across in rows of height 6: no two panels share a cell.
-            const layouts = grid.metadata.panelBankSectionConfig.panels.map((p) => p.layout);
-            assert.deepEqual(layouts.map((l) => [l.x, l.y]),
-                layouts.map((_, i) => [(i % 3) * 8, Math.floor(i / 3) * 6]));
-            for (const q of s.state.requests) {
-                assert.ok(!('locked' in (q.variables || {})), `${q.op} sends no undeclared locked`);
-            }
-            // A second push updates the same views; the project is not created again.
-            const again = await runKt(['dashboards', 'push', '--project', 'fresh', '--state-dir',
-                state], { env: env(s) });
-            assert.equal(again.code, 0, again.stderr);
-            assert.equal(s.state.viewInserts, 2);
-            assert.equal(s.state.viewUpdates, 2);
-            assert.equal(s.state.requests.filter((q) => q.op === 'UpsertModel').length, 1);
-        } finally {
-            await s.close();
+    () => withStandin({ keys: [KEY] }, async (s) => {
+        const state = makeTempDir('kt-dash-state-');
+        const r = await runKt(['dashboards', 'push', '--project', 'fresh', '--state-dir', state],
+            { env: env(s) });
+        assert.equal(sanitizerReport(r.stderr), null, r.stderr);
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(s.state.rejected, []);
+        const ops = s.state.requests.filter((q) => q.path === '/graphql').map((q) => q.op);
+        assert.deepEqual(ops, ['Viewer', 'ProjectInternalId', 'UpsertModel',
+            'ProjectInternalId', 'UpsertView2', 'UpsertView2']);
+        assert.ok(s.state.projects['alice/fresh']);
+        const views = Object.values(s.state.views['alice/fresh']);
+        const report = JSON.parse(views.find((v) => v.type === 'runs').spec);
+        const grid = report.blocks.find((b) => b.type === 'panel-grid');
+        assert.equal(grid.metadata.runSets[0].project.id, 'pid-alice-fresh');
+        // Laid out three across in rows of height 6: no two panels share a cell.
+        const layouts = grid.metadata.panelBankSectionConfig.panels.map((p) => p.layout);
+        assert.deepEqual(layouts.map((l) => [l.x, l.y]),
+            layouts.map((_, i) => [(i % 3) * 8, Math.floor(i / 3) * 6]));
+        for (const q of s.state.requests) {
+            assert.ok(!('locked' in (q.variables || {})), `${q.op} sends no undeclared locked`);
         }
-    });
+        // A second push updates the same views; the project is not created again.
+        const again = await runKt(['dashboards', 'push', '--project', 'fresh', '--state-dir',
+            state], { env: env(s) });
+        assert.equal(again.code, 0, again.stderr);
+        assert.equal(s.state.viewInserts, 2);
+        assert.equal(s.state.viewUpdates, 2);
+        assert.equal(s.state.requests.filter((q) => q.op === 'UpsertModel').length, 1);
+    }));
 
 test('dashboards push stops with one clear line when W&B does not create the project',
-    async () => {
-        const s = await startStandin({ keys: [KEY] });
-        try {
-            s.fault({ status: 403, op: 'UpsertModel' });
-            const r = await runKt(['dashboards', 'push', '--project', 'p', '--state-dir',
-                makeTempDir('kt-dash-state-')], { env: env(s) });
-            assert.equal(r.code, 1);
-            assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
-            assert.match(r.stderr, /^kt dashboards push: .*HTTP 403/);
-            assert.equal(s.state.viewInserts, 0, 'no report pointing at project id ""');
-        } finally {
-            await s.close();
-        }
-    });
+    () => withStandin({ keys: [KEY] }, async (s) => {
+        s.fault({ status: 403, op: 'UpsertModel' });
+        const r = await runKt(['dashboards', 'push', '--project', 'p', '--state-dir',
+            makeTempDir('kt-dash-state-')], { env: env(s) });
+        assert.equal(r.code, 1);
+        assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+        assert.match(r.stderr, /^kt dashboards push: .*HTTP 403/);
+        assert.equal(s.state.viewInserts, 0, 'no report pointing at project id ""');
+    }));
 
 test('dashboards push refuses to point a report at project id "" when W&B creates nothing',
-    async () => {
-        const s = await startStandin({ keys: [KEY] });
-        try {
-            // W&B says yes to upsertModel but still knows no such project.
-            s.fault({ status: 200, op: 'UpsertModel', body: { data: { upsertModel: { model: null } } } });
-            const r = await runKt(['dashboards', 'push', '--project', 'p', '--state-dir',
-                makeTempDir('kt-dash-state-')], { env: env(s) });
-            assert.equal(r.code, 1);
-            assert.equal(r.stderr, 'kt dashboards push: W&B has no project alice/p and did not create it\n');
-            assert.equal(s.state.viewInserts, 0);
-        } finally {
-            await s.close();
-        }
-    });
+    () => withStandin({ keys: [KEY] }, async (s) => {
+        // W&B says yes to upsertModel but still knows no such project.
+        s.fault({ status: 200, op: 'UpsertModel', body: { data: { upsertModel: { model: null } } } });
+        const r = await runKt(['dashboards', 'push', '--project', 'p', '--state-dir',
+            makeTempDir('kt-dash-state-')], { env: env(s) });
+        assert.equal(r.code, 1);
+        assert.equal(r.stderr, 'kt dashboards push: W&B has no project alice/p and did not create it\n');
+        assert.equal(s.state.viewInserts, 0);
+    }));

@@ -96,18 +96,24 @@ test('action block: 403 with code pii-detector, and the upstream never sees the 
     assert.equal(up.chats().length, 1);
 });
 
-test('scan_responses: a streamed answer with an address split across chunks is redacted', async () => {
+// What a client reads of a streamed answer to `question` through the answers gateway while
+// the upstream behaves as `behaviour`: every chunk's delta[field] (content or refusal) joined.
+async function streamedText(behaviour, question, field) {
     up.reset();
-    up.behave({
-        chunks: ['Sure, write to ann', '.lee@co', 'rp.org or call 415', '-555-', '0123 today.'],
-    });
-    const oa = client(answers);
-    const stream = await oa.chat.completions.create({ model: 'gpt-4o', stream: true,
-        messages: [{ role: 'user', content: 'Who can I contact?' }] });
+    up.behave(behaviour);
+    const stream = await client(answers).chat.completions.create({ model: 'gpt-4o', stream: true,
+        messages: [{ role: 'user', content: question }] });
     let text = '';
     for await (const ev of stream) {
-        text += ev.choices[0]?.delta?.content || '';
+        text += ev.choices[0]?.delta?.[field] || '';
     }
+    return text;
+}
+
+test('scan_responses: a streamed answer with an address split across chunks is redacted', async () => {
+    const text = await streamedText({
+        chunks: ['Sure, write to ann', '.lee@co', 'rp.org or call 415', '-555-', '0123 today.'],
+    }, 'Who can I contact?', 'content');
     assert.equal(text, 'Sure, write to <EMAIL_ADDRESS> or call <PHONE_NUMBER> today.');
 });
 
@@ -150,15 +156,8 @@ test('scan_responses: streamed tool-call arguments split across chunks are redac
 });
 
 test('scan_responses: a streamed refusal is redacted like content', async () => {
-    up.reset();
-    up.behave({ refusal: ['I cannot write to ann', '.lee@corp', '.org for you.'] });
-    const oa = client(answers);
-    const stream = await oa.chat.completions.create({ model: 'gpt-4o', stream: true,
-        messages: [{ role: 'user', content: 'Mail her.' }] });
-    let refusal = '';
-    for await (const ev of stream) {
-        refusal += ev.choices[0]?.delta?.refusal || '';
-    }
+    const refusal = await streamedText(
+        { refusal: ['I cannot write to ann', '.lee@corp', '.org for you.'] }, 'Mail her.', 'refusal');
     assert.equal(refusal, 'I cannot write to <EMAIL_ADDRESS> for you.');
 });
 

@@ -58,33 +58,43 @@ export function attrs(list) {
 
 const hex = (b) => (b && b.length ? Buffer.from(b).toString('hex') : '');
 
-/** Flatten decoded trace requests into spans with hex ids, numbers and attribute maps. */
-export function flattenSpans(requests) {
-    const spans = [];
+/** Every item of decoded OTLP requests with its scope and its resource's attributes: the
+ * spans (resourceSpans, scopeSpans, spans) or the metrics (resourceMetrics, scopeMetrics,
+ * metrics) of all requests, in order. */
+function* items(requests, resourceKey, scopeKey, itemKey) {
     for (const req of requests) {
-        for (const rs of req.resourceSpans || []) {
-            const resource = attrs(rs.resource && rs.resource.attributes);
-            for (const ss of rs.scopeSpans || []) {
-                for (const s of ss.spans || []) {
-                    spans.push({
-                        traceId: hex(s.traceId),
-                        spanId: hex(s.spanId),
-                        parentSpanId: hex(s.parentSpanId),
-                        traceState: s.traceState || '',
-                        flags: s.flags || 0,
-                        name: s.name,
-                        kind: s.kind,
-                        start: BigInt(s.startTimeUnixNano.toString()),
-                        end: BigInt(s.endTimeUnixNano.toString()),
-                        attributes: attrs(s.attributes),
-                        status: s.status ? { code: s.status.code || 0,
-                            message: s.status.message || '' } : { code: 0, message: '' },
-                        resource,
-                        scope: ss.scope ? ss.scope.name : '',
-                    });
+        for (const r of req[resourceKey] || []) {
+            const resource = attrs(r.resource && r.resource.attributes);
+            for (const scope of r[scopeKey] || []) {
+                for (const item of scope[itemKey] || []) {
+                    yield { item, scope, resource };
                 }
             }
         }
+    }
+}
+
+/** Flatten decoded trace requests into spans with hex ids, numbers and attribute maps. */
+export function flattenSpans(requests) {
+    const spans = [];
+    for (const { item: s, scope: ss, resource } of items(requests, 'resourceSpans', 'scopeSpans',
+        'spans')) {
+        spans.push({
+            traceId: hex(s.traceId),
+            spanId: hex(s.spanId),
+            parentSpanId: hex(s.parentSpanId),
+            traceState: s.traceState || '',
+            flags: s.flags || 0,
+            name: s.name,
+            kind: s.kind,
+            start: BigInt(s.startTimeUnixNano.toString()),
+            end: BigInt(s.endTimeUnixNano.toString()),
+            attributes: attrs(s.attributes),
+            status: s.status ? { code: s.status.code || 0,
+                message: s.status.message || '' } : { code: 0, message: '' },
+            resource,
+            scope: ss.scope ? ss.scope.name : '',
+        });
     }
     return spans;
 }
@@ -92,42 +102,35 @@ export function flattenSpans(requests) {
 /** Flatten decoded metric requests into [{ name, unit, kind, temporality, points }]. */
 export function flattenMetrics(requests) {
     const out = [];
-    for (const req of requests) {
-        for (const rm of req.resourceMetrics || []) {
-            const resource = attrs(rm.resource && rm.resource.attributes);
-            for (const sm of rm.scopeMetrics || []) {
-                for (const m of sm.metrics || []) {
-                    const base = { name: m.name, unit: m.unit, description: m.description,
-                        resource };
-                    if (m.sum) {
-                        out.push({ ...base, kind: 'sum', monotonic: !!m.sum.isMonotonic,
-                            temporality: m.sum.aggregationTemporality,
-                            points: (m.sum.dataPoints || []).map((p) => ({
-                                attributes: attrs(p.attributes),
-                                value: p.asInt !== undefined && p.asInt !== null
-                                    ? Number(p.asInt) : p.asDouble,
-                                start: BigInt(p.startTimeUnixNano.toString()),
-                                time: BigInt(p.timeUnixNano.toString()),
-                            })) });
-                    } else if (m.histogram) {
-                        out.push({ ...base, kind: 'histogram',
-                            temporality: m.histogram.aggregationTemporality,
-                            points: (m.histogram.dataPoints || []).map((p) => ({
-                                attributes: attrs(p.attributes),
-                                count: Number(p.count),
-                                sum: p.sum,
-                                min: p.min,
-                                max: p.max,
-                                bucketCounts: (p.bucketCounts || []).map(Number),
-                                explicitBounds: p.explicitBounds || [],
-                                start: BigInt(p.startTimeUnixNano.toString()),
-                                time: BigInt(p.timeUnixNano.toString()),
-                            })) });
-                    } else {
-                        out.push({ ...base, kind: 'other', points: [] });
-                    }
-                }
-            }
+    for (const { item: m, resource } of items(requests, 'resourceMetrics', 'scopeMetrics',
+        'metrics')) {
+        const base = { name: m.name, unit: m.unit, description: m.description, resource };
+        if (m.sum) {
+            out.push({ ...base, kind: 'sum', monotonic: !!m.sum.isMonotonic,
+                temporality: m.sum.aggregationTemporality,
+                points: (m.sum.dataPoints || []).map((p) => ({
+                    attributes: attrs(p.attributes),
+                    value: p.asInt !== undefined && p.asInt !== null
+                        ? Number(p.asInt) : p.asDouble,
+                    start: BigInt(p.startTimeUnixNano.toString()),
+                    time: BigInt(p.timeUnixNano.toString()),
+                })) });
+        } else if (m.histogram) {
+            out.push({ ...base, kind: 'histogram',
+                temporality: m.histogram.aggregationTemporality,
+                points: (m.histogram.dataPoints || []).map((p) => ({
+                    attributes: attrs(p.attributes),
+                    count: Number(p.count),
+                    sum: p.sum,
+                    min: p.min,
+                    max: p.max,
+                    bucketCounts: (p.bucketCounts || []).map(Number),
+                    explicitBounds: p.explicitBounds || [],
+                    start: BigInt(p.startTimeUnixNano.toString()),
+                    time: BigInt(p.timeUnixNano.toString()),
+                })) });
+        } else {
+            out.push({ ...base, kind: 'other', points: [] });
         }
     }
     return out;

@@ -510,3 +510,13 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     else process.stdout.write(`${s.url}\n`);
   }
 }
+
+/** fn(s) against a stand-in started with opts; the stand-in is closed whatever fn did. */
+export async function withStandin(opts, fn) {
+  const s = await startStandin(opts);
+  try {
+    return await fn(s);
+  } finally {
+    await s.close();
+  }
+}

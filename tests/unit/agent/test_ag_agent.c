@@ -17,6 +17,7 @@
 #include "gateway/gw_emit.h"
 #include "core/gv_log.h"
 #include "core/gv_record.h"
+#include "tests/unit/unit_tmpdir.h"
 
 /* Waits are bounded: a broken build fails instead of hanging. */
 #define WAIT_LIMIT_MS 20000
@@ -86,10 +87,14 @@ static void wait_events(struct running *r, uint64_t want)
     assert_int_equal(ag_agent_events(r->ag), want);
 }
 
-static void wait_acked(struct gw_emitter *em)
+/* Waits until the agent has counted want events and the emitter holds none it has not had
+ * acknowledged. */
+static void wait_delivered(struct running *r, struct gw_emitter *em, uint64_t want)
 {
     unsigned long long dropped, pending = 1;
     int waited = 0;
+
+    wait_events(r, want);
     while (waited < WAIT_LIMIT_MS) {
         em->ops->stats(em, &dropped, &pending);
         if (pending == 0) {
@@ -132,18 +137,16 @@ static long long run_requests(const char *run)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/kt-test-agent-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    unit_tmpdir_make(dir, sizeof(dir));
     gv_log_set_level(GV_LOG_WARN);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    char cmd[300];
     (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    unit_tmpdir_remove(dir);
+    return 0;
 }
 
 static void test_events_counted_per_run(void **state)
@@ -158,8 +161,7 @@ static void test_events_counted_per_run(void **state)
     emit_n(em, "r1", 1000, GV_DECISION_ALLOWED);
     emit_n(em, "r2", 500, GV_DECISION_BLOCKED);
     emit_n(em, "", 7, GV_DECISION_REDACTED);
-    wait_events(&r, 1507);
-    wait_acked(em);
+    wait_delivered(&r, em, 1507);
     assert_int_equal(run_requests("r1"), 1000);
     assert_int_equal(run_requests("r2"), 500);
     assert_int_equal(run_requests("untagged"), 7);
@@ -176,8 +178,7 @@ static void test_agent_started_late_gets_spooled_events(void **state)
     assert_int_equal(gw_emitter_create_agent(dir, NULL, &em), GV_OK);
     emit_n(em, "late", 3000, GV_DECISION_ALLOWED);
     agent_start(&r);
-    wait_events(&r, 3000);
-    wait_acked(em);
+    wait_delivered(&r, em, 3000);
     assert_int_equal(run_requests("late"), 3000);
     em->ops->destroy(em);
     agent_stop(&r);
@@ -198,14 +199,12 @@ static void test_restarts_lose_nothing_and_count_nothing_twice(void **state)
     agent_stop(&r);
     emit_n(em, "x", 1000, GV_DECISION_ALLOWED);
     agent_start(&r);
-    wait_events(&r, 3000);
-    wait_acked(em);
+    wait_delivered(&r, em, 3000);
     /* Gateway restart: the new emitter adopts the old spool and its numbering. */
     em->ops->destroy(em);
     assert_int_equal(gw_emitter_create_agent(dir, NULL, &em), GV_OK);
     emit_n(em, "x", 500, GV_DECISION_ALLOWED);
-    wait_events(&r, 3500);
-    wait_acked(em);
+    wait_delivered(&r, em, 3500);
     assert_int_equal(run_requests("x"), 3500);
     em->ops->stats(em, &dropped, &pending);
     assert_int_equal(dropped, 0);
@@ -245,8 +244,7 @@ static void test_full_spool_drops_oldest_and_counts(void **state)
     assert_true(pending * 40 <= 64 * 1024);
     print_message("spool 64KiB: kept %llu dropped %llu\n", pending, dropped);
     agent_start(&r);
-    wait_events(&r, pending);
-    wait_acked(em);
+    wait_delivered(&r, em, pending);
     /* Exactly what was kept arrives; what was dropped is counted, not lost silently. */
     assert_int_equal(run_requests("full"), (long long)pending);
     em->ops->destroy(em);
@@ -264,16 +262,15 @@ static void test_bad_spool_limit_is_refused(void **state)
     assert_null(em);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_events_counted_per_run, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_agent_started_late_gets_spooled_events, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_restarts_lose_nothing_and_count_nothing_twice, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_full_spool_drops_oldest_and_counts, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_spool_limit_is_refused, setup, teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+/* Every case here runs on a fresh fixture: setup before it, teardown after. */
+#define FX_TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+static const struct CMUnitTest tests[] = {
+    FX_TEST(test_events_counted_per_run),
+    FX_TEST(test_agent_started_late_gets_spooled_events),
+    FX_TEST(test_restarts_lose_nothing_and_count_nothing_twice),
+    FX_TEST(test_full_spool_drops_oldest_and_counts),
+    FX_TEST(test_bad_spool_limit_is_refused),
+};
+
+#include "tests/unit/unit_main.h"

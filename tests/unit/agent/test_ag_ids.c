@@ -112,12 +112,10 @@ static void test_save_then_load(void **state)
     ag_ids_destroy(back);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_key_takes_gateway_ids_as_they_are),
-        cmocka_unit_test(test_add_has_remove_many),
-        cmocka_unit_test(test_save_then_load),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_key_takes_gateway_ids_as_they_are),
+    cmocka_unit_test(test_add_has_remove_many),
+    cmocka_unit_test(test_save_then_load),
+};
+
+#include "tests/unit/unit_main.h"

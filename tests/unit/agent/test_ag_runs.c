@@ -257,16 +257,14 @@ static void test_memory_per_run_under_4k(void **state)
     ag_runs_destroy(runs);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_collect_counts_per_run),
-        cmocka_unit_test(test_collect_counts_pii_flagged_or_logged),
-        cmocka_unit_test(test_collect_finalizes_idle_runs),
-        cmocka_unit_test(test_json_roundtrip_keeps_totals),
-        cmocka_unit_test(test_from_json_rejects_bad_shape),
-        cmocka_unit_test(test_status_json_has_counts),
-        cmocka_unit_test(test_memory_per_run_under_4k),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_collect_counts_per_run),
+    cmocka_unit_test(test_collect_counts_pii_flagged_or_logged),
+    cmocka_unit_test(test_collect_finalizes_idle_runs),
+    cmocka_unit_test(test_json_roundtrip_keeps_totals),
+    cmocka_unit_test(test_from_json_rejects_bad_shape),
+    cmocka_unit_test(test_status_json_has_counts),
+    cmocka_unit_test(test_memory_per_run_under_4k),
+};
+
+#include "tests/unit/unit_main.h"

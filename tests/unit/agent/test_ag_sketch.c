@@ -44,35 +44,43 @@ static void check_quantiles(uint64_t *v, size_t n)
     ag_sketch_free(&s);
 }
 
-static void test_quantile_within_one_percent_lognormal(void **state)
+/* n values from draw after srand(seed), through check_quantiles. */
+static void check_drawn(uint64_t (*draw)(void), size_t n, unsigned seed)
 {
-    size_t n = 200000, i;
     uint64_t *v = malloc(n * sizeof(*v));
+    size_t i;
 
-    (void)state;
-    srand(3);
+    srand(seed);
     for (i = 0; i < n; i++) {
-        /* Box-Muller: latencies around 20 ms with a long tail. */
-        double u1 = (rand() + 1.0) / (RAND_MAX + 2.0), u2 = (rand() + 1.0) / (RAND_MAX + 2.0);
-        double z = sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
-        v[i] = (uint64_t)(20000.0 * exp(0.6 * z)) + 1;
+        v[i] = draw();
     }
     check_quantiles(v, n);
     free(v);
 }
 
+/* Box-Muller: latencies around 20 ms with a long tail. */
+static uint64_t draw_lognormal(void)
+{
+    double u1 = (rand() + 1.0) / (RAND_MAX + 2.0), u2 = (rand() + 1.0) / (RAND_MAX + 2.0);
+    double z = sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
+    return (uint64_t)(20000.0 * exp(0.6 * z)) + 1;
+}
+
+static uint64_t draw_uniform_wide(void)
+{
+    return 1000 + (uint64_t)rand() % 100000; /* 1 ms .. 101 ms */
+}
+
+static void test_quantile_within_one_percent_lognormal(void **state)
+{
+    (void)state;
+    check_drawn(draw_lognormal, 200000, 3);
+}
+
 static void test_quantile_within_one_percent_uniform_wide(void **state)
 {
-    size_t n = 100000, i;
-    uint64_t *v = malloc(n * sizeof(*v));
-
     (void)state;
-    srand(5);
-    for (i = 0; i < n; i++) {
-        v[i] = 1000 + (uint64_t)rand() % 100000; /* 1 ms .. 101 ms */
-    }
-    check_quantiles(v, n);
-    free(v);
+    check_drawn(draw_uniform_wide, 100000, 5);
 }
 
 static void test_memory_fixed_when_range_explodes(void **state)
@@ -134,14 +142,12 @@ static void test_empty_and_zero(void **state)
     ag_sketch_free(&s);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_quantile_within_one_percent_lognormal),
-        cmocka_unit_test(test_quantile_within_one_percent_uniform_wide),
-        cmocka_unit_test(test_memory_fixed_when_range_explodes),
-        cmocka_unit_test(test_merge_equals_single_sketch),
-        cmocka_unit_test(test_empty_and_zero),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_quantile_within_one_percent_lognormal),
+    cmocka_unit_test(test_quantile_within_one_percent_uniform_wide),
+    cmocka_unit_test(test_memory_fixed_when_range_explodes),
+    cmocka_unit_test(test_merge_equals_single_sketch),
+    cmocka_unit_test(test_empty_and_zero),
+};
+
+#include "tests/unit/unit_main.h"

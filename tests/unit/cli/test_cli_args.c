@@ -124,11 +124,9 @@ static void test_missing_positional(void **state)
     assert_int_equal(parse_row(&none, &g, 1), 2);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rows),
-        cmocka_unit_test(test_missing_positional),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_rows),
+    cmocka_unit_test(test_missing_positional),
+};
+
+#include "tests/unit/unit_main.h"

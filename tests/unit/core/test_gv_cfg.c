@@ -95,20 +95,34 @@ static void expect_error(const char *yaml, const char *msg)
     applied_free(&a);
 }
 
+/* The scalar settings in got are those of want; the list and the node are the caller's to
+ * check. */
+static void assert_scalars(const struct demo *got, const struct demo *want)
+{
+    assert_int_equal(got->on, want->on);
+    assert_int_equal(got->count, want->count);
+    assert_true(got->threshold == want->threshold);
+    assert_string_equal(got->label, want->label);
+    assert_int_equal(got->action, want->action);
+    assert_int_equal(got->body, want->body);
+    assert_int_equal(got->timeout, want->timeout);
+}
+
 static void test_apply_defaults(void **state)
 {
     struct applied *a = *state;
+    const struct demo want = {.on = true,
+                              .count = 3,
+                              .threshold = 0.8,
+                              .label = "none",
+                              .action = 1,
+                              .body = 4u * 1024 * 1024,
+                              .timeout = 30000};
 
     assert_int_equal(apply(a, demo_map, "q: 1\n"), GV_OK);
-    assert_true(a->d.on);
-    assert_int_equal(a->d.count, 3);
-    assert_true(a->d.threshold == 0.8);
-    assert_string_equal(a->d.label, "none");
-    assert_int_equal(a->d.action, 1);
+    assert_scalars(&a->d, &want);
     assert_int_equal(a->d.entities.n, 0);
     assert_null(a->d.extra);
-    assert_int_equal(a->d.body, 4u * 1024 * 1024);
-    assert_int_equal(a->d.timeout, 30000);
     gv_cfg_release(demo_map, &a->d);
     /* An explicit null mapping ("p:" with nothing) also means defaults. */
     assert_int_equal(apply(a, demo_map, "p:\n"), GV_OK);
@@ -119,24 +133,20 @@ static void test_apply_defaults(void **state)
 static void test_apply_values(void **state)
 {
     struct applied *a = *state;
+    const struct demo want = {.on = false, .count = 10, .threshold = 0.25, .label = "007",
+                              .action = 2, .body = 512u * 1024, .timeout = 100};
 
     assert_int_equal(apply(a, demo_map,
                            "p:\n  on: no\n  count: 10\n  threshold: 0.25\n  label: '007'\n"
                            "  action: log\n  entities: [PERSON, EMAIL_ADDRESS]\n"
                            "  extra: {a: [1]}\n  body: 512KiB\n  timeout: 100ms\n"),
                      GV_OK);
-    assert_false(a->d.on);
-    assert_int_equal(a->d.count, 10);
-    assert_true(a->d.threshold == 0.25);
-    assert_string_equal(a->d.label, "007");
-    assert_int_equal(a->d.action, 2);
+    assert_scalars(&a->d, &want);
     assert_int_equal(a->d.entities.n, 2);
     assert_string_equal(a->d.entities.items[1], "EMAIL_ADDRESS");
     assert_int_equal(a->d.entities.nodes[1]->line, 7);
     assert_int_equal(a->d.entities.nodes[1]->col, 22);
     assert_int_equal(a->d.extra->kind, GV_Y_MAP);
-    assert_int_equal(a->d.body, 512u * 1024);
-    assert_int_equal(a->d.timeout, 100);
     gv_cfg_release(demo_map, &a->d);
     assert_null(a->d.entities.items);
     assert_int_equal(a->d.entities.n, 0);
@@ -314,20 +324,18 @@ static void test_parse_scalars(void **state)
     assert_false(gv_cfg_parse_double("", &d));
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_apply_defaults, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_apply_values, setup, teardown),
-        cmocka_unit_test(test_apply_unknown_key),
-        cmocka_unit_test(test_apply_wrong_type),
-        cmocka_unit_test(test_apply_enum),
-        cmocka_unit_test(test_apply_range),
-        cmocka_unit_test_setup_teardown(test_apply_required_missing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_apply_no_settings_map, setup, teardown),
-        cmocka_unit_test(test_parse_size),
-        cmocka_unit_test(test_parse_duration),
-        cmocka_unit_test(test_parse_scalars),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_apply_defaults, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_apply_values, setup, teardown),
+    cmocka_unit_test(test_apply_unknown_key),
+    cmocka_unit_test(test_apply_wrong_type),
+    cmocka_unit_test(test_apply_enum),
+    cmocka_unit_test(test_apply_range),
+    cmocka_unit_test_setup_teardown(test_apply_required_missing, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_apply_no_settings_map, setup, teardown),
+    cmocka_unit_test(test_parse_size),
+    cmocka_unit_test(test_parse_duration),
+    cmocka_unit_test(test_parse_scalars),
+};
+
+#include "tests/unit/unit_main.h"

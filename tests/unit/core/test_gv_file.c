@@ -102,12 +102,10 @@ static void test_read_missing_and_capped(void **state)
     gv_buf_free(&b);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_replace_then_read, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_read_large, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_read_missing_and_capped, setup, teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_replace_then_read, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_read_large, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_read_missing_and_capped, setup, teardown),
+};
+
+#include "tests/unit/unit_main.h"

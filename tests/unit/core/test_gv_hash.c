@@ -61,12 +61,10 @@ static void test_hex_encode(void **state)
     assert_string_equal(out, "");
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vectors),
-        cmocka_unit_test(test_two_parts),
-        cmocka_unit_test(test_hex_encode),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_vectors),
+    cmocka_unit_test(test_two_parts),
+    cmocka_unit_test(test_hex_encode),
+};
+
+#include "tests/unit/unit_main.h"

@@ -78,12 +78,10 @@ static void test_unlink_unlisted_is_harmless(void **state)
     expect(head, "a");
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_push_puts_first),
-        cmocka_unit_test(test_unlink_middle_head_tail),
-        cmocka_unit_test(test_unlink_unlisted_is_harmless),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_push_puts_first),
+    cmocka_unit_test(test_unlink_middle_head_tail),
+    cmocka_unit_test(test_unlink_unlisted_is_harmless),
+};
+
+#include "tests/unit/unit_main.h"

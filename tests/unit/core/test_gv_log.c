@@ -472,17 +472,15 @@ static void test_async_exit_without_stop_flushes(void **state)
     free(out);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_write_sync_exact_text, teardown),
-        cmocka_unit_test_teardown(test_write_sync_exact_json, teardown),
-        cmocka_unit_test_teardown(test_write_cuts_kv_at_char_boundary, teardown),
-        cmocka_unit_test_teardown(test_write_cuts_line_at_char_boundary, teardown),
-        cmocka_unit_test_teardown(test_async_whole_lines_in_order_across_threads, teardown),
-        cmocka_unit_test_teardown(test_async_stop_drains_then_sync, teardown),
-        cmocka_unit_test_teardown(test_async_overflow_drops_and_reports, teardown),
-        cmocka_unit_test_teardown(test_async_exit_without_stop_flushes, teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_teardown(test_write_sync_exact_text, teardown),
+    cmocka_unit_test_teardown(test_write_sync_exact_json, teardown),
+    cmocka_unit_test_teardown(test_write_cuts_kv_at_char_boundary, teardown),
+    cmocka_unit_test_teardown(test_write_cuts_line_at_char_boundary, teardown),
+    cmocka_unit_test_teardown(test_async_whole_lines_in_order_across_threads, teardown),
+    cmocka_unit_test_teardown(test_async_stop_drains_then_sync, teardown),
+    cmocka_unit_test_teardown(test_async_overflow_drops_and_reports, teardown),
+    cmocka_unit_test_teardown(test_async_exit_without_stop_flushes, teardown),
+};
+
+#include "tests/unit/unit_main.h"

@@ -151,13 +151,11 @@ static void test_many_producers_one_consumer(void **state)
     gv_ring_free(&sh.ring);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_init_wants_a_power_of_two),
-        cmocka_unit_test(test_one_thread_fill_drain_wrap),
-        cmocka_unit_test(test_unpublished_claim_holds_back),
-        cmocka_unit_test(test_many_producers_one_consumer),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_init_wants_a_power_of_two),
+    cmocka_unit_test(test_one_thread_fill_drain_wrap),
+    cmocka_unit_test(test_unpublished_claim_holds_back),
+    cmocka_unit_test(test_many_producers_one_consumer),
+};
+
+#include "tests/unit/unit_main.h"

@@ -58,11 +58,9 @@ static void test_http_date_is_per_thread(void **state)
     assert_ptr_not_equal(theirs, mine);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_http_date_is_imf_fixdate_of_now),
-        cmocka_unit_test(test_http_date_is_per_thread),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_http_date_is_imf_fixdate_of_now),
+    cmocka_unit_test(test_http_date_is_per_thread),
+};
+
+#include "tests/unit/unit_main.h"

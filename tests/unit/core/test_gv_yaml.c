@@ -287,22 +287,20 @@ static void test_cfg_fail_format(void **state)
     gv_ydoc_destroy(doc);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_load_buf_block_positions),
-        cmocka_unit_test(test_load_buf_empty_document),
-        cmocka_unit_test(test_load_buf_many_items),
-        cmocka_unit_test(test_load_buf_duplicate_key),
-        cmocka_unit_test(test_load_buf_syntax_error_position),
-        cmocka_unit_test(test_load_buf_alias_copied),
-        cmocka_unit_test(test_load_buf_alias_cycle_and_unknown),
-        cmocka_unit_test(test_load_buf_alias_bomb),
-        cmocka_unit_test(test_load_buf_depth_limit),
-        cmocka_unit_test(test_load_buf_rejects),
-        cmocka_unit_test(test_load_buf_garbage_never_crashes),
-        cmocka_unit_test(test_load_file_missing),
-        cmocka_unit_test(test_cfg_fail_format),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_load_buf_block_positions),
+    cmocka_unit_test(test_load_buf_empty_document),
+    cmocka_unit_test(test_load_buf_many_items),
+    cmocka_unit_test(test_load_buf_duplicate_key),
+    cmocka_unit_test(test_load_buf_syntax_error_position),
+    cmocka_unit_test(test_load_buf_alias_copied),
+    cmocka_unit_test(test_load_buf_alias_cycle_and_unknown),
+    cmocka_unit_test(test_load_buf_alias_bomb),
+    cmocka_unit_test(test_load_buf_depth_limit),
+    cmocka_unit_test(test_load_buf_rejects),
+    cmocka_unit_test(test_load_buf_garbage_never_crashes),
+    cmocka_unit_test(test_load_file_missing),
+    cmocka_unit_test(test_cfg_fail_format),
+};
+
+#include "tests/unit/unit_main.h"

@@ -605,13 +605,11 @@ static void test_node_needs_shape(void **state)
     quiet = false;
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_render_rows),
-        cmocka_unit_test(test_block_checks),
-        cmocka_unit_test(test_node_needs_shape),
-        cmocka_unit_test(test_docs_match_maps),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_render_rows),
+    cmocka_unit_test(test_block_checks),
+    cmocka_unit_test(test_node_needs_shape),
+    cmocka_unit_test(test_docs_match_maps),
+};
+
+#include "tests/unit/unit_main.h"

@@ -12,6 +12,7 @@
 
 #include "core/gv_event.h"
 #include "core/gv_mem.h"
+#include "proto/gv_events.pb-c.h"
 
 static void fill_record(struct gv_record *r)
 {
@@ -193,6 +194,35 @@ static void test_hello_roundtrip_chain(void **state)
     gv_buf_free(&b);
 }
 
+/* A chain longer than gv_hello.chain keeps whole names: the first one that does not fit ends
+ * it, since a cut name would read as another policy. */
+static void test_hello_decode_keeps_whole_names(void **state)
+{
+    char long_name[sizeof(((struct gv_hello *)0)->chain) - 4];
+    char *names[] = {(char *)"first", long_name, (char *)"third"};
+    Gv__V1__Hello m = GV__V1__HELLO__INIT;
+    struct gv_hello out;
+    uint8_t *buf;
+    size_t n;
+
+    (void)state;
+    memset(long_name, 'x', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = '\0';
+    m.n_chain = 3;
+    m.chain = names;
+    buf = malloc(gv__v1__hello__get_packed_size(&m));
+    n = gv__v1__hello__pack(&m, buf);
+    assert_int_equal(gv_hello_decode(buf, n, &out), GV_OK);
+    assert_string_equal(out.chain, "first");
+    /* With room for it the long name is kept whole, and the next one after it is not. */
+    names[0] = (char *)"a";
+    n = gv__v1__hello__pack(&m, buf);
+    assert_int_equal(gv_hello_decode(buf, n, &out), GV_OK);
+    assert_int_equal(strlen(out.chain), 2 + strlen(long_name));
+    assert_memory_equal(out.chain, "a,", 2);
+    free(buf);
+}
+
 static void test_frame_parse_incomplete_and_oversized(void **state)
 {
     struct gv_buf b;
@@ -218,16 +248,15 @@ static void test_frame_parse_incomplete_and_oversized(void **state)
     gv_buf_free(&b);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_event_roundtrip_keeps_every_field),
-        cmocka_unit_test(test_event_roundtrip_weave_fields_at_the_cap),
-        cmocka_unit_test(test_event_decode_rejects_garbage),
-        cmocka_unit_test(test_event_decode_survives_random_bytes),
-        cmocka_unit_test(test_event_decode_truncates_long_strings),
-        cmocka_unit_test(test_hello_roundtrip_chain),
-        cmocka_unit_test(test_frame_parse_incomplete_and_oversized),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_event_roundtrip_keeps_every_field),
+    cmocka_unit_test(test_event_roundtrip_weave_fields_at_the_cap),
+    cmocka_unit_test(test_event_decode_rejects_garbage),
+    cmocka_unit_test(test_event_decode_survives_random_bytes),
+    cmocka_unit_test(test_event_decode_truncates_long_strings),
+    cmocka_unit_test(test_hello_roundtrip_chain),
+    cmocka_unit_test(test_hello_decode_keeps_whole_names),
+    cmocka_unit_test(test_frame_parse_incomplete_and_oversized),
+};
+
+#include "tests/unit/unit_main.h"

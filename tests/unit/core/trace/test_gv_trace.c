@@ -103,13 +103,11 @@ static void test_request_ids_are_deterministic_and_distinct(void **state)
     assert_memory_not_equal(a.trace, c.trace, sizeof(a.trace));
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_and_format_round_trip),
-        cmocka_unit_test(test_parse_refuses_what_w3c_refuses),
-        cmocka_unit_test(test_derive_is_deterministic_and_labelled),
-        cmocka_unit_test(test_request_ids_are_deterministic_and_distinct),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_parse_and_format_round_trip),
+    cmocka_unit_test(test_parse_refuses_what_w3c_refuses),
+    cmocka_unit_test(test_derive_is_deterministic_and_labelled),
+    cmocka_unit_test(test_request_ids_are_deterministic_and_distinct),
+};
+
+#include "tests/unit/unit_main.h"

@@ -16,6 +16,7 @@
 #include "exporters/otlp/otlp.h"
 #include "exporters/otlp/otlp.pb-c.h"
 #include "exporters/otlp/otlp_pb.h"
+#include "tests/unit/unit_tmpdir.h"
 
 static void fill(struct gv_record *r, const char *id, enum gv_decision d)
 {
@@ -285,15 +286,14 @@ static void test_series_limit_overflows(void **state)
 
 static void test_spool_ack_restart_and_limit(void **state)
 {
-    char dir[] = "/tmp/kt-otlp-spool-XXXXXX";
+    char dir[UNIT_TMPDIR_MAX];
     struct ex_otlp_spool *sp;
     struct gv_record in[5], outr[8];
     struct ex_event ev[5] = {{0}};
     size_t dropped, n, i;
-    char cmd[128];
 
     (void)state;
-    assert_non_null(mkdtemp(dir));
+    unit_tmpdir_make(dir, sizeof(dir));
     for (i = 0; i < 5; i++) {
         char id[16];
         snprintf(id, sizeof(id), "r%zu", i);
@@ -334,8 +334,7 @@ static void test_spool_ack_restart_and_limit(void **state)
     assert_true(dropped > 0 && dropped < 5);
     assert_int_equal(ex_otlp_spool_pending(sp), 5 - dropped);
     ex_otlp_spool_close(sp);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    unit_tmpdir_remove(dir);
 }
 
 static void test_http_helpers(void **state)
@@ -382,16 +381,14 @@ static void test_attr_str_set_skips_empty(void **state)
     ex_otlp_arena_free(&a);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_event_codec_keeps_trace_fields),
-        cmocka_unit_test(test_spans_structure_and_attributes),
-        cmocka_unit_test(test_metrics_buckets_counts_and_delta),
-        cmocka_unit_test(test_series_limit_overflows),
-        cmocka_unit_test(test_spool_ack_restart_and_limit),
-        cmocka_unit_test(test_http_helpers),
-        cmocka_unit_test(test_attr_str_set_skips_empty),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_event_codec_keeps_trace_fields),
+    cmocka_unit_test(test_spans_structure_and_attributes),
+    cmocka_unit_test(test_metrics_buckets_counts_and_delta),
+    cmocka_unit_test(test_series_limit_overflows),
+    cmocka_unit_test(test_spool_ack_restart_and_limit),
+    cmocka_unit_test(test_http_helpers),
+    cmocka_unit_test(test_attr_str_set_skips_empty),
+};
+
+#include "tests/unit/unit_main.h"

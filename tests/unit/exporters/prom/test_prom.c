@@ -192,14 +192,14 @@ static void test_flush_serves_page_over_http(void **state)
     gv_buf_free(&page);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_format_exact_bytes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_histogram_accumulates_counters_do_not, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_finalized_run_shown_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flush_serves_page_over_http, setup, teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+/* Every case here runs on a fresh fixture: setup before it, teardown after. */
+#define FX_TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+static const struct CMUnitTest tests[] = {
+    FX_TEST(test_format_exact_bytes),
+    FX_TEST(test_histogram_accumulates_counters_do_not),
+    FX_TEST(test_finalized_run_shown_once),
+    FX_TEST(test_flush_serves_page_over_http),
+};
+
+#include "tests/unit/unit_main.h"

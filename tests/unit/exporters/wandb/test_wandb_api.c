@@ -122,6 +122,20 @@ static void test_backoff_ms_doubles_with_jitter_and_cap(void **state)
     }
 }
 
+/* Only a string member is a string; anything else reads as "". */
+static void test_json_str_only_strings(void **state)
+{
+    struct json_object *o = json_tokener_parse("{\"s\":\"x\",\"n\":1,\"z\":null,\"o\":{}}");
+
+    (void)state;
+    assert_string_equal(ex_wandb_json_str(o, "s"), "x");
+    assert_string_equal(ex_wandb_json_str(o, "n"), "");
+    assert_string_equal(ex_wandb_json_str(o, "z"), "");
+    assert_string_equal(ex_wandb_json_str(o, "o"), "");
+    assert_string_equal(ex_wandb_json_str(o, "missing"), "");
+    json_object_put(o);
+}
+
 static void test_network_error_is_retry(void **state)
 {
     struct ex_wandb_api api;
@@ -141,14 +155,13 @@ static void test_network_error_is_retry(void **state)
     ex_wandb_api_free(&api);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_netrc_lookup_matches_host_and_port, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_api_init_env_then_netrc, setup, teardown),
-        cmocka_unit_test(test_classify_like_the_go_client),
-        cmocka_unit_test(test_backoff_ms_doubles_with_jitter_and_cap),
-        cmocka_unit_test_setup_teardown(test_network_error_is_retry, setup, teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_netrc_lookup_matches_host_and_port, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_api_init_env_then_netrc, setup, teardown),
+    cmocka_unit_test(test_classify_like_the_go_client),
+    cmocka_unit_test(test_backoff_ms_doubles_with_jitter_and_cap),
+    cmocka_unit_test(test_json_str_only_strings),
+    cmocka_unit_test_setup_teardown(test_network_error_is_retry, setup, teardown),
+};
+
+#include "tests/unit/unit_main.h"

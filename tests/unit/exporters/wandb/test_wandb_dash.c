@@ -124,12 +124,10 @@ static void test_report_panels_tile_the_grid(void **state)
     json_object_put(rp);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_render_resolves_names),
-        cmocka_unit_test(test_report_panels_equal_workspace_panels),
-        cmocka_unit_test(test_report_panels_tile_the_grid),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_render_resolves_names),
+    cmocka_unit_test(test_report_panels_equal_workspace_panels),
+    cmocka_unit_test(test_report_panels_tile_the_grid),
+};
+
+#include "tests/unit/unit_main.h"

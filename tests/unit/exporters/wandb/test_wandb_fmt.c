@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "exporters/wandb/wandb.h"
+#include "tests/unit/exporters/json_text.h"
 
 static void snapshot(struct ex_run_snapshot *s)
 {
@@ -47,12 +48,7 @@ static void snapshot(struct ex_run_snapshot *s)
 
 static char *row_str(const struct ex_run_snapshot *s, uint64_t now)
 {
-    struct json_object *row = ex_wandb_fmt_row(s, now);
-    struct gv_buf b;
-    gv_buf_init(&b, 0);
-    assert_int_equal(ex_wandb_json_append(&b, row), GV_OK);
-    json_object_put(row);
-    return gv_buf_steal(&b);
+    return json_text(ex_wandb_fmt_row(s, now));
 }
 
 static void test_fmt_row_exact_bytes(void **state)
@@ -231,17 +227,15 @@ static void test_fmt_batch_defaults_project_and_group(void **state)
     gv_buf_free(&a);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fmt_row_exact_bytes),
-        cmocka_unit_test(test_fmt_row_drops_broken_histogram),
-        cmocka_unit_test(test_fmt_row_non_finite_is_null),
-        cmocka_unit_test(test_fmt_row_publishes_audit_head),
-        cmocka_unit_test(test_fmt_config_wraps_values),
-        cmocka_unit_test(test_run_name_mappings),
-        cmocka_unit_test(test_fmt_batch_exact_and_deterministic),
-        cmocka_unit_test(test_fmt_batch_defaults_project_and_group),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_fmt_row_exact_bytes),
+    cmocka_unit_test(test_fmt_row_drops_broken_histogram),
+    cmocka_unit_test(test_fmt_row_non_finite_is_null),
+    cmocka_unit_test(test_fmt_row_publishes_audit_head),
+    cmocka_unit_test(test_fmt_config_wraps_values),
+    cmocka_unit_test(test_run_name_mappings),
+    cmocka_unit_test(test_fmt_batch_exact_and_deterministic),
+    cmocka_unit_test(test_fmt_batch_defaults_project_and_group),
+};
+
+#include "tests/unit/unit_main.h"

@@ -127,12 +127,10 @@ static void test_netrc_edit_any_bytes(void **state)
     gv_buf_free(&out);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_netrc_edit_cases),
-        cmocka_unit_test(test_netrc_edit_refuses_unwritable_values),
-        cmocka_unit_test(test_netrc_edit_any_bytes),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_netrc_edit_cases),
+    cmocka_unit_test(test_netrc_edit_refuses_unwritable_values),
+    cmocka_unit_test(test_netrc_edit_any_bytes),
+};
+
+#include "tests/unit/unit_main.h"

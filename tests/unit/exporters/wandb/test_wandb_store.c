@@ -12,21 +12,7 @@
 #include <cmocka.h>
 
 #include "exporters/wandb/wandb.h"
-
-static char root[256];
-
-static int setup(void **state)
-{
-    snprintf(root, sizeof(root), "/tmp/kt-wandb-store-XXXXXX");
-    return mkdtemp(root) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-    return system(cmd) == 0 ? 0 : -1;
-}
+#include "tests/unit/unit_tmpdir.h"
 
 static struct json_object *entry(const char *run, int requests, bool final)
 {
@@ -52,6 +38,7 @@ static void lines_of(struct ex_wandb_run *run, uint64_t from, struct json_object
 
 static void test_append_assigns_steps_and_dedupes(void **state)
 {
+    const char *root = *state;
     struct json_object *e1 = entry("r1-gov", 1, false);
     struct json_object *e2 = entry("r1-gov", 2, false);
     struct json_object *arr;
@@ -90,6 +77,7 @@ static void test_append_assigns_steps_and_dedupes(void **state)
 
 static void test_shared_rows_have_no_step(void **state)
 {
+    const char *root = *state;
     struct json_object *e = entry("exp", 1, false);
     struct json_object *arr;
     struct ex_wandb_run run;
@@ -107,6 +95,7 @@ static void test_shared_rows_have_no_step(void **state)
 
 static void test_open_cuts_uncounted_lines(void **state)
 {
+    const char *root = *state;
     struct json_object *e = entry("crash", 1, false);
     struct ex_wandb_run run;
     char dir[1024], path[1100];
@@ -132,6 +121,7 @@ static void test_open_cuts_uncounted_lines(void **state)
 
 static void test_final_then_traffic_reopens(void **state)
 {
+    const char *root = *state;
     struct json_object *e1 = entry("fin", 1, true);
     struct json_object *e2 = entry("fin", 2, false);
     struct ex_wandb_run run;
@@ -154,6 +144,7 @@ static void test_final_then_traffic_reopens(void **state)
 
 static void test_safe_name_and_missing_row(void **state)
 {
+    const char *root = *state;
     struct json_object *e = entry("../../etc", 1, false);
     char out[32];
     char dir[1024];
@@ -169,14 +160,17 @@ static void test_safe_name_and_missing_row(void **state)
     json_object_put(e);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_append_assigns_steps_and_dedupes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_shared_rows_have_no_step, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_cuts_uncounted_lines, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_final_then_traffic_reopens, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_safe_name_and_missing_row, setup, teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_append_assigns_steps_and_dedupes, unit_tmpdir_setup,
+                                    unit_tmpdir_teardown),
+    cmocka_unit_test_setup_teardown(test_shared_rows_have_no_step, unit_tmpdir_setup,
+                                    unit_tmpdir_teardown),
+    cmocka_unit_test_setup_teardown(test_open_cuts_uncounted_lines, unit_tmpdir_setup,
+                                    unit_tmpdir_teardown),
+    cmocka_unit_test_setup_teardown(test_final_then_traffic_reopens, unit_tmpdir_setup,
+                                    unit_tmpdir_teardown),
+    cmocka_unit_test_setup_teardown(test_safe_name_and_missing_row, unit_tmpdir_setup,
+                                    unit_tmpdir_teardown),
+};
+
+#include "tests/unit/unit_main.h"

@@ -12,6 +12,7 @@
 
 #include "core/gv_mem.h"
 #include "exporters/weave/weave.h"
+#include "tests/unit/exporters/json_text.h"
 
 #define INSTANCE "0123456789abcdef0123456789abcdef"
 
@@ -73,24 +74,12 @@ static void input(struct ex_weave_call_in *in, const struct gv_record *r)
 
 static char *start_str(const struct ex_weave_call_in *in)
 {
-    struct json_object *o = ex_weave_fmt_start(in);
-    struct gv_buf b;
-
-    gv_buf_init(&b, 0);
-    assert_int_equal(ex_weave_json_append(&b, o), GV_OK);
-    json_object_put(o);
-    return gv_buf_steal(&b);
+    return json_text(ex_weave_fmt_start(in));
 }
 
 static char *end_str(const struct ex_weave_call_in *in)
 {
-    struct json_object *o = ex_weave_fmt_end(in);
-    struct gv_buf b;
-
-    gv_buf_init(&b, 0);
-    assert_int_equal(ex_weave_json_append(&b, o), GV_OK);
-    json_object_put(o);
-    return gv_buf_steal(&b);
+    return json_text(ex_weave_fmt_end(in));
 }
 
 static int setup(void **state)
@@ -344,19 +333,17 @@ static void test_trace_url_resolution(void **state)
     unsetenv("WF_TRACE_SERVER_URL");
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_call_id_deterministic_uuidv7, setup),
-        cmocka_unit_test_setup(test_fmt_start_exact_bytes, setup),
-        cmocka_unit_test_setup(test_fmt_end_exact_bytes, setup),
-        cmocka_unit_test_setup(test_fmt_blocked_is_not_an_exception, setup),
-        cmocka_unit_test_setup(test_fmt_upstream_error_is_an_exception, setup),
-        cmocka_unit_test_setup(test_fmt_content_redacted_and_guarded, setup),
-        cmocka_unit_test_setup(test_fmt_untagged_has_no_run_link, setup),
-        cmocka_unit_test_setup(test_fmt_upsert_and_complete_items, setup),
-        cmocka_unit_test_setup(test_fmt_policy_obj_and_cost_exact, setup),
-        cmocka_unit_test_setup(test_trace_url_resolution, setup),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup(test_call_id_deterministic_uuidv7, setup),
+    cmocka_unit_test_setup(test_fmt_start_exact_bytes, setup),
+    cmocka_unit_test_setup(test_fmt_end_exact_bytes, setup),
+    cmocka_unit_test_setup(test_fmt_blocked_is_not_an_exception, setup),
+    cmocka_unit_test_setup(test_fmt_upstream_error_is_an_exception, setup),
+    cmocka_unit_test_setup(test_fmt_content_redacted_and_guarded, setup),
+    cmocka_unit_test_setup(test_fmt_untagged_has_no_run_link, setup),
+    cmocka_unit_test_setup(test_fmt_upsert_and_complete_items, setup),
+    cmocka_unit_test_setup(test_fmt_policy_obj_and_cost_exact, setup),
+    cmocka_unit_test_setup(test_trace_url_resolution, setup),
+};
+
+#include "tests/unit/unit_main.h"

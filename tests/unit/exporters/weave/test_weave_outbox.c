@@ -14,24 +14,7 @@
 
 #include "core/gv_mem.h"
 #include "exporters/weave/weave.h"
-
-static char dir[256];
-
-static int setup(void **state)
-{
-    (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/kt-weave-outbox-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    char cmd[300];
-    (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+#include "tests/unit/unit_tmpdir.h"
 
 static void events(struct ex_event *evs, struct gv_record *recs, struct gv_hello *h, size_t n,
                    uint64_t first_seq, bool content)
@@ -58,6 +41,7 @@ static void events(struct ex_event *evs, struct gv_record *recs, struct gv_hello
 
 static void test_outbox_roundtrip_and_empty_after_commit(void **state)
 {
+    const char *dir = *state;
     struct ex_weave_outbox ob;
     struct ex_event evs[5];
     struct gv_record recs[5];
@@ -68,7 +52,6 @@ static void test_outbox_roundtrip_and_empty_after_commit(void **state)
     struct stat st;
     char path[300];
 
-    (void)state;
     assert_int_equal(ex_weave_outbox_open(&ob, dir, 0, false), GV_OK);
     events(evs, recs, &h, 5, 1, true);
     assert_int_equal(ex_weave_outbox_append(&ob, evs, 5), GV_OK);
@@ -111,6 +94,7 @@ static void test_outbox_roundtrip_and_empty_after_commit(void **state)
 
 static void test_outbox_reopen_resumes_at_cursor_and_cuts_torn_tail(void **state)
 {
+    const char *dir = *state;
     struct ex_weave_outbox ob;
     struct ex_event evs[4];
     struct gv_record recs[4];
@@ -121,7 +105,6 @@ static void test_outbox_reopen_resumes_at_cursor_and_cuts_torn_tail(void **state
     char path[300];
     FILE *f;
 
-    (void)state;
     assert_int_equal(ex_weave_outbox_open(&ob, dir, 0, false), GV_OK);
     events(evs, recs, &h, 4, 1, false);
     assert_int_equal(ex_weave_outbox_append(&ob, evs, 4), GV_OK);
@@ -147,6 +130,7 @@ static void test_outbox_reopen_resumes_at_cursor_and_cuts_torn_tail(void **state
  * moves over what is done without a gap, and a retried range comes back whole. */
 static void test_outbox_ranges_out_of_order_and_retry(void **state)
 {
+    const char *dir = *state;
     struct ex_weave_outbox ob;
     struct ex_event evs[6];
     struct gv_record recs[6];
@@ -155,7 +139,6 @@ static void test_outbox_ranges_out_of_order_and_retry(void **state)
     struct ex_weave_range a, b, c, d;
     size_t n, i;
 
-    (void)state;
     assert_int_equal(ex_weave_outbox_open(&ob, dir, 0, false), GV_OK);
     events(evs, recs, &h, 6, 1, false);
     assert_int_equal(ex_weave_outbox_append(&ob, evs, 6), GV_OK);
@@ -188,13 +171,13 @@ static void test_outbox_ranges_out_of_order_and_retry(void **state)
 
 static void test_outbox_full_and_locked(void **state)
 {
+    const char *dir = *state;
     struct ex_weave_outbox ob, other;
     struct ex_event evs[64];
     struct gv_record recs[64];
     struct gv_hello h;
     size_t i;
 
-    (void)state;
     assert_int_equal(ex_weave_outbox_open(&ob, dir, 512, false), GV_OK);
     assert_int_equal(ex_weave_outbox_open(&other, dir, 0, false), GV_EIO);
     ex_weave_outbox_close(&other);
@@ -207,15 +190,15 @@ static void test_outbox_full_and_locked(void **state)
     ex_weave_outbox_close(&ob);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_outbox_roundtrip_and_empty_after_commit, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_outbox_reopen_resumes_at_cursor_and_cuts_torn_tail,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_outbox_ranges_out_of_order_and_retry, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_outbox_full_and_locked, setup, teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_outbox_roundtrip_and_empty_after_commit, unit_tmpdir_setup,
+                                    unit_tmpdir_teardown),
+    cmocka_unit_test_setup_teardown(test_outbox_reopen_resumes_at_cursor_and_cuts_torn_tail,
+                                    unit_tmpdir_setup, unit_tmpdir_teardown),
+    cmocka_unit_test_setup_teardown(test_outbox_ranges_out_of_order_and_retry, unit_tmpdir_setup,
+                                    unit_tmpdir_teardown),
+    cmocka_unit_test_setup_teardown(test_outbox_full_and_locked, unit_tmpdir_setup,
+                                    unit_tmpdir_teardown),
+};
+
+#include "tests/unit/unit_main.h"

@@ -129,11 +129,9 @@ static void test_full_queue_refuses_and_drain_waits_for_all(void **state)
     event_base_free(base);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_jobs_run_off_thread_and_come_back_through_the_loop),
-        cmocka_unit_test(test_full_queue_refuses_and_drain_waits_for_all),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_jobs_run_off_thread_and_come_back_through_the_loop),
+    cmocka_unit_test(test_full_queue_refuses_and_drain_waits_for_all),
+};
+
+#include "tests/unit/unit_main.h"

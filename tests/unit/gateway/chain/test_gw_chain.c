@@ -515,61 +515,83 @@ static void test_tags_refusal_stops_before_any_evaluate(void **state)
     assert_string_equal(f->rec.entity, "");
 }
 
-static void test_evaluate_block_skips_rest(void **state)
-{
-    static const char *const names[] = {"t-flag", "t-block", "t-pass", NULL};
-    struct gw_verdict v;
-    struct fx *f = *state;
-
-    fx_eval(f, names, "{}", &v);
-    assert_int_equal(v.action, GW_ACTION_BLOCK);
-    assert_int_equal(v.status, 403);
-    assert_string_equal(v.code, "t-block");
-    assert_non_null(v.message);
-    assert_int_equal(f->rec.npolicies, 3);
-    assert_int_equal(f->rec.policies[0].action, GV_OUTCOME_FLAG);
-    assert_int_equal(f->rec.policies[1].action, GV_OUTCOME_BLOCK);
-    assert_true(f->rec.policies[1].score == 0.9);
-    assert_int_equal(f->rec.policies[2].action, GV_OUTCOME_SKIPPED);
-    assert_string_equal(f->rec.policies[2].name, "t-pass");
-    assert_string_equal(f->rec.error_code, "t-block");
-}
-
-static void test_evaluate_block_keeps_policy_status(void **state)
-{
-    static const char *const names[] = {"t-block401", "t-block", NULL};
-    struct gw_verdict v;
-    struct fx *f = *state;
-
-    fx_eval(f, names, "{}", &v);
-    assert_int_equal(v.status, 401);
-    assert_string_equal(v.code, "invalid_api_key");
-    assert_string_equal(v.message, "no key");
-    assert_int_equal(f->rec.policies[1].action, GV_OUTCOME_SKIPPED);
-}
-
-static void test_evaluate_policy_error_fails_closed(void **state)
-{
-    static const char *const names[] = {"t-pass", "t-fail", "t-flag", NULL};
-    static const char *const bogus[] = {"t-bogus", "t-pass", NULL};
-    struct gw_verdict v;
-    struct fx *f = *state;
-
-    fx_eval(f, names, "{}", &v);
-    assert_int_equal(v.action, GW_ACTION_BLOCK);
-    assert_int_equal(v.status, 500);
-    assert_string_equal(v.code, "policy_error");
-    assert_int_equal(f->rec.policies[0].action, GV_OUTCOME_PASS);
-    assert_int_equal(f->rec.policies[1].action, GV_OUTCOME_ERROR);
-    assert_int_equal(f->rec.policies[2].action, GV_OUTCOME_SKIPPED);
-    assert_string_equal(f->rec.error_code, "policy_error");
-    fx_free(f);
-
+/* Chains whose evaluation refuses the request: the answer, and each policy's outcome in the
+ * record, the ones after the refusal skipped. message NULL: any, as long as there is one;
+ * score < 0: the refusing policy's score is not checked. */
+static const struct {
+    const char *name;
+    const char *chain[4];
+    int status;
+    const char *code;
+    const char *message;
+    size_t refuser;
+    double score;
+    enum gv_outcome_action outcomes[3];
+} REFUSE_ROWS[] = {
+    {"block skips the rest",
+     {"t-flag", "t-block", "t-pass", NULL},
+     403,
+     "t-block",
+     NULL,
+     1,
+     0.9,
+     {GV_OUTCOME_FLAG, GV_OUTCOME_BLOCK, GV_OUTCOME_SKIPPED}},
+    {"block keeps the policy's status",
+     {"t-block401", "t-block", NULL},
+     401,
+     "invalid_api_key",
+     "no key",
+     0,
+     -1,
+     {GV_OUTCOME_BLOCK, GV_OUTCOME_SKIPPED}},
+    {"policy error fails closed",
+     {"t-pass", "t-fail", "t-flag", NULL},
+     500,
+     "policy_error",
+     NULL,
+     1,
+     -1,
+     {GV_OUTCOME_PASS, GV_OUTCOME_ERROR, GV_OUTCOME_SKIPPED}},
     /* An out-of-range verdict is treated as a failure too. */
-    fx_eval(f, bogus, "{}", &v);
-    assert_int_equal(v.status, 500);
-    assert_int_equal(f->rec.policies[0].action, GV_OUTCOME_ERROR);
-    assert_int_equal(f->rec.policies[1].action, GV_OUTCOME_SKIPPED);
+    {"out-of-range verdict fails closed",
+     {"t-bogus", "t-pass", NULL},
+     500,
+     "policy_error",
+     NULL,
+     0,
+     -1,
+     {GV_OUTCOME_ERROR, GV_OUTCOME_SKIPPED}},
+};
+
+static void test_evaluate_refusals(void **state)
+{
+    struct gw_verdict v;
+    struct fx *f = *state;
+    size_t i, p;
+
+    for (i = 0; i < sizeof(REFUSE_ROWS) / sizeof(REFUSE_ROWS[0]); i++) {
+        print_message("row: %s\n", REFUSE_ROWS[i].name);
+        fx_eval(f, REFUSE_ROWS[i].chain, "{}", &v);
+        assert_int_equal(v.action, GW_ACTION_BLOCK);
+        assert_int_equal(v.status, REFUSE_ROWS[i].status);
+        assert_string_equal(v.code, REFUSE_ROWS[i].code);
+        if (REFUSE_ROWS[i].message) {
+            assert_string_equal(v.message, REFUSE_ROWS[i].message);
+        }
+        else {
+            assert_non_null(v.message);
+        }
+        assert_string_equal(f->rec.error_code, REFUSE_ROWS[i].code);
+        for (p = 0; REFUSE_ROWS[i].chain[p]; p++) {
+            assert_string_equal(f->rec.policies[p].name, REFUSE_ROWS[i].chain[p]);
+            assert_int_equal(f->rec.policies[p].action, REFUSE_ROWS[i].outcomes[p]);
+        }
+        assert_int_equal(f->rec.npolicies, p);
+        if (REFUSE_ROWS[i].score >= 0) {
+            assert_true(f->rec.policies[REFUSE_ROWS[i].refuser].score == REFUSE_ROWS[i].score);
+        }
+        fx_free(f);
+    }
 }
 
 static void test_create_pack_disabled(void **state)
@@ -958,31 +980,27 @@ static void test_async_check_only_starts_nothing(void **state)
     fx_free(&f);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        FX_TEST(test_evaluate_all_pass),
-        FX_TEST(test_tags_refusal_stops_before_any_evaluate),
-        FX_TEST(test_create_check_sets_check_only),
-        FX_TEST(test_evaluate_block_skips_rest),
-        FX_TEST(test_evaluate_block_keeps_policy_status),
-        FX_TEST(test_evaluate_policy_error_fails_closed),
-        FX_TEST(test_create_pack_disabled),
-        FX_TEST(test_create_config_errors),
-        FX_TEST(test_reads_answers_follows_settings),
-        FX_TEST(test_stream_text_pipes_in_order),
-        FX_TEST(test_stream_parts_have_their_own_state),
-        FX_TEST(test_stream_text_output_cap),
-        FX_TEST(test_stream_without_stream_policies),
-        FX_TEST(test_stream_rewritten_only_on_redact),
-        FX_TEST(test_stream_text_policy_error_fails_closed),
-        FX_TEST(test_response_json_reports_rewrite),
-        FX_TEST(test_response_json_flag_is_not_rewrite),
-        FX_TEST(test_response_json_policy_error_fails_closed),
-        FX_TEST(test_complete_in_order),
-        cmocka_unit_test(test_async_runs_after_evaluate_on_another_thread),
-        cmocka_unit_test(test_async_skipped_after_block),
-        cmocka_unit_test(test_async_check_only_starts_nothing),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    FX_TEST(test_evaluate_all_pass),
+    FX_TEST(test_tags_refusal_stops_before_any_evaluate),
+    FX_TEST(test_create_check_sets_check_only),
+    FX_TEST(test_evaluate_refusals),
+    FX_TEST(test_create_pack_disabled),
+    FX_TEST(test_create_config_errors),
+    FX_TEST(test_reads_answers_follows_settings),
+    FX_TEST(test_stream_text_pipes_in_order),
+    FX_TEST(test_stream_parts_have_their_own_state),
+    FX_TEST(test_stream_text_output_cap),
+    FX_TEST(test_stream_without_stream_policies),
+    FX_TEST(test_stream_rewritten_only_on_redact),
+    FX_TEST(test_stream_text_policy_error_fails_closed),
+    FX_TEST(test_response_json_reports_rewrite),
+    FX_TEST(test_response_json_flag_is_not_rewrite),
+    FX_TEST(test_response_json_policy_error_fails_closed),
+    FX_TEST(test_complete_in_order),
+    cmocka_unit_test(test_async_runs_after_evaluate_on_another_thread),
+    cmocka_unit_test(test_async_skipped_after_block),
+    cmocka_unit_test(test_async_check_only_starts_nothing),
+};
+
+#include "tests/unit/unit_main.h"

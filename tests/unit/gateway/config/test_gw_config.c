@@ -100,39 +100,36 @@ static void check_page_config(const struct gw_config *cfg)
     assert_null(gw_config_find_target(cfg, "gpt-3.5-turbo"));
 }
 
-/* Loads the page's config from tests/fixtures/config/<name> and checks what every style of
- * it must give. */
-static struct gw_config *load_page(const char *name)
+/* The page's config in each YAML style, from tests/fixtures/config/<file>: each must give
+ * what check_page_config wants, and positions point into that file (the chain entry for
+ * pii-detector). */
+static const struct {
+    const char *file;
+    int line;
+    int col;
+} PAGE_ROWS[] = {
+    {"page-flow.yaml", 8, 29},
+    {"page-block.yaml", 15, 7},
+};
+
+static void test_load_page_styles(void **state)
 {
-    struct gw_config *cfg = NULL;
+    struct gw_config *cfg;
     struct gv_cfg_err err;
     char path[1024];
-
-    fixture(name, path, sizeof(path));
-    assert_int_equal(gw_config_load(path, &cfg, &err), GV_OK);
-    check_page_config(cfg);
-    return cfg;
-}
-
-static void test_load_page_flow_style(void **state)
-{
-    struct gw_config *cfg = load_page("page-flow.yaml");
+    size_t i;
 
     (void)state;
-    /* Positions point into the file: the chain entry for pii-detector. */
-    assert_int_equal(cfg->chain[1].name_node->line, 8);
-    assert_int_equal(cfg->chain[1].name_node->col, 29);
-    gw_config_destroy(cfg);
-}
-
-static void test_load_page_block_style(void **state)
-{
-    struct gw_config *cfg = load_page("page-block.yaml");
-
-    (void)state;
-    assert_int_equal(cfg->chain[1].name_node->line, 15);
-    assert_int_equal(cfg->chain[1].name_node->col, 7);
-    gw_config_destroy(cfg);
+    for (i = 0; i < sizeof(PAGE_ROWS) / sizeof(PAGE_ROWS[0]); i++) {
+        print_message("row: %s\n", PAGE_ROWS[i].file);
+        cfg = NULL;
+        fixture(PAGE_ROWS[i].file, path, sizeof(path));
+        assert_int_equal(gw_config_load(path, &cfg, &err), GV_OK);
+        check_page_config(cfg);
+        assert_int_equal(cfg->chain[1].name_node->line, PAGE_ROWS[i].line);
+        assert_int_equal(cfg->chain[1].name_node->col, PAGE_ROWS[i].col);
+        gw_config_destroy(cfg);
+    }
 }
 
 static void test_load_targets_and_gateway(void **state)
@@ -387,8 +384,7 @@ static void test_load_mutated_page_never_crashes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_load_page_flow_style),
-        cmocka_unit_test(test_load_page_block_style),
+        cmocka_unit_test(test_load_page_styles),
         cmocka_unit_test(test_load_targets_and_gateway),
         cmocka_unit_test(test_load_pack_disabled_and_unchained_settings),
         cmocka_unit_test(test_load_secret_env_errors),

@@ -374,13 +374,11 @@ static void test_expect_continue(void **state)
     srv_stop(&s);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_slow_reader_is_held_then_resumed),
-        cmocka_unit_test(test_client_abort_mid_stream),
-        cmocka_unit_test(test_pipelined_then_refused),
-        cmocka_unit_test(test_expect_continue),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_slow_reader_is_held_then_resumed),
+    cmocka_unit_test(test_client_abort_mid_stream),
+    cmocka_unit_test(test_pipelined_then_refused),
+    cmocka_unit_test(test_expect_continue),
+};
+
+#include "tests/unit/unit_main.h"

@@ -717,16 +717,14 @@ static void test_api(void **state)
     gw_h1req_free(&r);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        {"accepted", test_table, NULL, NULL, (void *)&T_ACCEPTED},
-        {"sequences", test_table, NULL, NULL, (void *)&T_SEQUENCES},
-        {"refused", test_table, NULL, NULL, (void *)&T_REFUSED},
-        {"smuggling", test_table, NULL, NULL, (void *)&T_SMUGGLING},
-        cmocka_unit_test(test_limits_line_and_head),
-        cmocka_unit_test(test_limits_header_count),
-        cmocka_unit_test(test_api),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    {"accepted", test_table, NULL, NULL, (void *)&T_ACCEPTED},
+    {"sequences", test_table, NULL, NULL, (void *)&T_SEQUENCES},
+    {"refused", test_table, NULL, NULL, (void *)&T_REFUSED},
+    {"smuggling", test_table, NULL, NULL, (void *)&T_SMUGGLING},
+    cmocka_unit_test(test_limits_line_and_head),
+    cmocka_unit_test(test_limits_header_count),
+    cmocka_unit_test(test_api),
+};
+
+#include "tests/unit/unit_main.h"

@@ -357,14 +357,12 @@ static void test_feed_long_values_are_cut_not_overflowed(void **state)
     gv_buf_free(&w);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_feed_good_cases_in_every_split),
-        cmocka_unit_test(test_feed_keeps_the_headers_the_gateway_passes_on),
-        cmocka_unit_test(test_feed_malformed_is_an_error_in_every_split),
-        cmocka_unit_test(test_feed_refuses_a_head_over_the_cap),
-        cmocka_unit_test(test_feed_long_values_are_cut_not_overflowed),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_feed_good_cases_in_every_split),
+    cmocka_unit_test(test_feed_keeps_the_headers_the_gateway_passes_on),
+    cmocka_unit_test(test_feed_malformed_is_an_error_in_every_split),
+    cmocka_unit_test(test_feed_refuses_a_head_over_the_cap),
+    cmocka_unit_test(test_feed_long_values_are_cut_not_overflowed),
+};
+
+#include "tests/unit/unit_main.h"

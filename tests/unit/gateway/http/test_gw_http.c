@@ -252,18 +252,16 @@ static void test_fmt_ms_three_decimals(void **state)
     assert_string_equal(buf, "0.005");
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_error_body_has_openai_shape),
-        cmocka_unit_test(test_error_body_reports_cap),
-        cmocka_unit_test(test_error_body_is_valid_utf8),
-        cmocka_unit_test(test_error_type_by_status),
-        cmocka_unit_test(test_run_tag_valid_accepts_wandb_ids),
-        cmocka_unit_test(test_run_tag_valid_rejects_bad),
-        cmocka_unit_test(test_reqid_format_and_uniqueness),
-        cmocka_unit_test(test_reqid_counter_wraps_without_repeating_prefix),
-        cmocka_unit_test(test_fmt_ms_three_decimals),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_error_body_has_openai_shape),
+    cmocka_unit_test(test_error_body_reports_cap),
+    cmocka_unit_test(test_error_body_is_valid_utf8),
+    cmocka_unit_test(test_error_type_by_status),
+    cmocka_unit_test(test_run_tag_valid_accepts_wandb_ids),
+    cmocka_unit_test(test_run_tag_valid_rejects_bad),
+    cmocka_unit_test(test_reqid_format_and_uniqueness),
+    cmocka_unit_test(test_reqid_counter_wraps_without_repeating_prefix),
+    cmocka_unit_test(test_fmt_ms_three_decimals),
+};
+
+#include "tests/unit/unit_main.h"

@@ -211,15 +211,13 @@ static void test_chunk_facts_any_cut(void **state)
     }
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rows),
-        cmocka_unit_test(test_agrees_with_json_c),
-        cmocka_unit_test(test_u64_members),
-        cmocka_unit_test(test_u64s_members),
-        cmocka_unit_test(test_chunk_facts),
-        cmocka_unit_test(test_chunk_facts_any_cut),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_rows),
+    cmocka_unit_test(test_agrees_with_json_c),
+    cmocka_unit_test(test_u64_members),
+    cmocka_unit_test(test_u64s_members),
+    cmocka_unit_test(test_chunk_facts),
+    cmocka_unit_test(test_chunk_facts_any_cut),
+};
+
+#include "tests/unit/unit_main.h"

@@ -249,12 +249,10 @@ static void test_tag_over_the_limit_is_refused(void **state)
     json_tokener_free(tok);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rows),
-        cmocka_unit_test(test_body_over_the_limit_is_413_before_parsing),
-        cmocka_unit_test(test_tag_over_the_limit_is_refused),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_rows),
+    cmocka_unit_test(test_body_over_the_limit_is_413_before_parsing),
+    cmocka_unit_test(test_tag_over_the_limit_is_refused),
+};
+
+#include "tests/unit/unit_main.h"

@@ -21,6 +21,7 @@
 #include "core/gv_yaml.h"
 #include "gateway/gw_policy.h"
 #include "gateway/gw_req.h"
+#include "tests/unit/unit_tmpdir.h"
 
 /* One policy instance plus the document its config strings point into. */
 struct fx_pol {
@@ -43,43 +44,6 @@ static inline void fx_call_init(struct fx_call *c, const char *model, const char
     c->req.rec = &c->rec;
     snprintf(c->rec.model, sizeof(c->rec.model), "%s", model);
     snprintf(c->rec.entity, sizeof(c->rec.entity), "%s", entity);
-}
-
-/* mkdtemp under $TMPDIR (or /tmp). */
-static inline void fx_tempdir(char *buf, size_t size)
-{
-    const char *t = getenv("TMPDIR");
-    snprintf(buf, size, "%s/kt-gov-test-XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(buf)) {
-        abort();
-    }
-}
-
-/* rm -r for the test's own temp dirs (two levels are all the tests create). */
-static inline void fx_rmtree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    char p[1024];
-    struct stat st;
-
-    if (!d) {
-        return;
-    }
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
-            continue;
-        }
-        snprintf(p, sizeof(p), "%.500s/%.500s", dir, de->d_name);
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
-            fx_rmtree(p);
-        }
-        else {
-            unlink(p);
-        }
-    }
-    closedir(d);
-    rmdir(dir);
 }
 
 /* True when dir holds no entries (or does not exist). */
@@ -132,7 +96,7 @@ static inline gv_rc fx_open_mode(struct fx_pol *fx, const struct gw_policy_ops *
         snprintf(fx->state, sizeof(fx->state), "%s", state_dir);
     }
     else {
-        fx_tempdir(fx->state, sizeof(fx->state));
+        unit_tmpdir_make(fx->state, sizeof(fx->state));
     }
     rc = gv_ydoc_load_buf("policy.yaml", yaml, strlen(yaml), &fx->doc, err);
     if (rc) {
@@ -150,7 +114,7 @@ static inline gv_rc fx_open_mode(struct fx_pol *fx, const struct gw_policy_ops *
     return rc;
 }
 
-/* Destroy the instance; the state dir stays (fx_rmtree it). */
+/* Destroy the instance; the state dir stays (unit_tmpdir_remove it). */
 static inline void fx_close(struct fx_pol *fx)
 {
     if (fx->pol.ops && fx->pol.ctx) {
@@ -179,28 +143,22 @@ static inline int fx_pol_teardown(void **state)
 
     fx_close(fx);
     if (fx->state[0]) {
-        fx_rmtree(fx->state);
+        unit_tmpdir_remove(fx->state);
     }
     gv_free(fx);
     return 0;
 }
 
-/* For cmocka_unit_test_setup_teardown: *state is a fresh temp dir (char *),
- * removed with all it holds after the test. */
-static inline int fx_dir_setup(void **state)
+/* One call of a policy's verdict hook (its evaluate or tags), which must succeed: the verdict
+ * it filled. */
+static inline struct gw_verdict fx_verdict(gv_rc (*hook)(struct gw_policy *, struct gw_req *,
+                                                         struct gw_verdict *),
+                                           struct fx_pol *fx, struct fx_call *c)
 {
-    char *dir = gv_malloc(256);
-
-    fx_tempdir(dir, 256);
-    *state = dir;
-    return 0;
-}
-
-static inline int fx_dir_teardown(void **state)
-{
-    fx_rmtree(*state);
-    gv_free(*state);
-    return 0;
+    struct gw_verdict v;
+    memset(&v, 0, sizeof(v));
+    assert_int_equal(hook(&fx->pol, &c->req, &v), GV_OK);
+    return v;
 }
 
 /* `yaml` must be refused as config (GV_ECONFIG); the instance is closed and its
@@ -212,7 +170,7 @@ static inline void fx_assert_refused(const struct gw_policy_ops *ops, const char
 
     assert_int_equal(fx_open(&fx, ops, yaml, NULL, err), GV_ECONFIG);
     fx_close(&fx);
-    fx_rmtree(fx.state);
+    unit_tmpdir_remove(fx.state);
 }
 
 /* `kt policy check` must leave a state dir as it found it: the policy built in
@@ -227,7 +185,7 @@ static inline void fx_assert_check_only_creates_nothing(const struct gw_policy_o
     char root[256], st[400], file[400];
     FILE *f;
 
-    fx_tempdir(root, sizeof(root));
+    unit_tmpdir_make(root, sizeof(root));
     assert_int_equal(fx_open_check(&fx, ops, yaml, root, &err), GV_OK);
     fx_close(&fx);
     assert_true(fx_dir_empty(root));
@@ -246,7 +204,7 @@ static inline void fx_assert_check_only_creates_nothing(const struct gw_policy_o
     fx_close(&fx);
     unlink(file);
     assert_true(fx_dir_empty(root));
-    fx_rmtree(root);
+    unit_tmpdir_remove(root);
 }
 
 #endif

@@ -212,16 +212,14 @@ static void test_prompt_tokens_estimate_and_bound(void **state)
 /* Every test walks its own fresh request. */
 #define WALK_TEST(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        WALK_TEST(test_foreach_text_all_shapes),
-        WALK_TEST(test_foreach_text_replaces_in_place),
-        WALK_TEST(test_foreach_text_stops_on_error),
-        WALK_TEST(test_foreach_text_no_messages),
-        WALK_TEST(test_foreach_text_embedded_nul_length),
-        cmocka_unit_test(test_answer_append_caps_at_a_utf8_boundary),
-        WALK_TEST(test_prompt_tokens_estimate_and_bound),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    WALK_TEST(test_foreach_text_all_shapes),
+    WALK_TEST(test_foreach_text_replaces_in_place),
+    WALK_TEST(test_foreach_text_stops_on_error),
+    WALK_TEST(test_foreach_text_no_messages),
+    WALK_TEST(test_foreach_text_embedded_nul_length),
+    cmocka_unit_test(test_answer_append_caps_at_a_utf8_boundary),
+    WALK_TEST(test_prompt_tokens_estimate_and_bound),
+};
+
+#include "tests/unit/unit_main.h"

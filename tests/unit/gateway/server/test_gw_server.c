@@ -32,10 +32,11 @@
 #include "gateway/gw_server.h"
 #include "gateway/policies/gw_policies.h"
 #include "tests/unit/gateway/test_registry.h"
+#include "tests/unit/unit_tmpdir.h"
 
 struct fixture {
-    char dir[64];
-    char path[128];
+    char dir[UNIT_TMPDIR_MAX];
+    char path[UNIT_TMPDIR_MAX + 32];
     struct gw_config *cfg;
     struct gw_chain *chain;
     struct gw_emitter *em;
@@ -79,10 +80,7 @@ static int fx_start(struct fixture *f, unsigned up_port, const char *rest, struc
     char msg[256];
     FILE *fp;
 
-    snprintf(f->dir, sizeof(f->dir), "/tmp/kt-test-server-XXXXXX");
-    if (!mkdtemp(f->dir)) {
-        return -1;
-    }
+    unit_tmpdir_make(f->dir, sizeof(f->dir));
     snprintf(f->path, sizeof(f->path), "%s/policy-config.yaml", f->dir);
     fp = fopen(f->path, "w");
     if (!fp) {
@@ -127,18 +125,13 @@ static int fx_start(struct fixture *f, unsigned up_port, const char *rest, struc
 /* Undoes fx_start, and destroys f->em if the fixture made one. */
 static void fx_stop(struct fixture *f)
 {
-    char cmd[128];
-
     gw_server_stop(f->srv, 2000);
     gw_server_join(f->srv);
     gw_server_destroy(f->srv);
     gw_emitter_destroy(f->em);
     gw_chain_destroy(f->chain);
     gw_config_destroy(f->cfg);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "could not remove %s\n", f->dir);
-    }
+    unit_tmpdir_remove(f->dir);
 }
 
 /* No upstream listens: every proxied request fails to connect. */
@@ -401,9 +394,8 @@ static gv_rc rfail_json(struct gw_policy *pol, struct gw_req *req, struct json_o
     return strstr(s, "FAIL-NOW") ? GV_EIO : GV_OK;
 }
 
-static gv_rc rfail_stream(struct gw_policy *pol, struct gw_req *req, void **state,
-                          const char *text, size_t len, bool final, struct gv_buf *out,
-                          struct gw_verdict *v)
+static gv_rc rfail_stream(struct gw_policy *pol, struct gw_req *req, void **state, const char *text,
+                          size_t len, bool final, struct gv_buf *out, struct gw_verdict *v)
 {
     if (memmem(text, len, "FAIL-NOW", 8)) {
         return GV_EIO;

@@ -247,18 +247,16 @@ static void test_feed_arbitrary_bytes_never_crash(void **state)
     }
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_feed_whole_stream),
-        cmocka_unit_test(test_feed_split_at_every_byte),
-        cmocka_unit_test(test_feed_one_byte_at_a_time),
-        cmocka_unit_test(test_feed_crlf_split_between_cr_and_lf),
-        cmocka_unit_test(test_finish_reports_unterminated_event),
-        cmocka_unit_test(test_feed_oversized_event_fails),
-        cmocka_unit_test(test_feed_many_lines_in_one_event_hit_the_cap),
-        cmocka_unit_test(test_feed_returns_callback_error),
-        cmocka_unit_test(test_feed_arbitrary_bytes_never_crash),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_feed_whole_stream),
+    cmocka_unit_test(test_feed_split_at_every_byte),
+    cmocka_unit_test(test_feed_one_byte_at_a_time),
+    cmocka_unit_test(test_feed_crlf_split_between_cr_and_lf),
+    cmocka_unit_test(test_finish_reports_unterminated_event),
+    cmocka_unit_test(test_feed_oversized_event_fails),
+    cmocka_unit_test(test_feed_many_lines_in_one_event_hit_the_cap),
+    cmocka_unit_test(test_feed_returns_callback_error),
+    cmocka_unit_test(test_feed_arbitrary_bytes_never_crash),
+};
+
+#include "tests/unit/unit_main.h"

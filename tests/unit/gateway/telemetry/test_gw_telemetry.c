@@ -165,13 +165,11 @@ static void test_capture_is_capped_with_marker(void **state)
     gv_free(big);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config_default_none_and_redacted),
-        cmocka_unit_test(test_shape_roles_whole_only),
-        cmocka_unit_test(test_request_and_answer_captured_only_when_redacted),
-        cmocka_unit_test(test_capture_is_capped_with_marker),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_config_default_none_and_redacted),
+    cmocka_unit_test(test_shape_roles_whole_only),
+    cmocka_unit_test(test_request_and_answer_captured_only_when_redacted),
+    cmocka_unit_test(test_capture_is_capped_with_marker),
+};
+
+#include "tests/unit/unit_main.h"

@@ -102,13 +102,11 @@ static void test_upstream_start_and_response_facts(void **state)
     assert_string_equal(rec.finish_reasons, "stop,length");
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_client_context_is_continued),
-        cmocka_unit_test(test_new_trace_without_or_with_bad_context),
-        cmocka_unit_test(test_tracestate_with_control_bytes_is_dropped),
-        cmocka_unit_test(test_upstream_start_and_response_facts),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_client_context_is_continued),
+    cmocka_unit_test(test_new_trace_without_or_with_bad_context),
+    cmocka_unit_test(test_tracestate_with_control_bytes_is_dropped),
+    cmocka_unit_test(test_upstream_start_and_response_facts),
+};
+
+#include "tests/unit/unit_main.h"

@@ -339,12 +339,12 @@ static void test_verify_catches_truncation(void **state)
     struct gw_audit_verify_result res;
 
     (void)state;
-    fx_tempdir(st, sizeof(st));
+    unit_tmpdir_make(st, sizeof(st));
     tampered(st, cut_tail, path, sizeof(path));
     verify_fails_with(st, 0, "truncated");
-    fx_rmtree(st);
+    unit_tmpdir_remove(st);
 
-    fx_tempdir(st, sizeof(st));
+    unit_tmpdir_make(st, sizeof(st));
     tampered(st, drop_last_line, path, sizeof(path));
     verify_fails_with(st, 6, "truncated");
 
@@ -357,7 +357,7 @@ static void test_verify_catches_truncation(void **state)
     }
     assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
     assert_int_equal(res.records, 6); /* 4 survived the cut + 2 new */
-    fx_rmtree(st);
+    unit_tmpdir_remove(st);
 }
 
 static void test_rotation_and_retention_keep_chain_verifiable(void **state)
@@ -442,7 +442,7 @@ static void test_verify_expect_head(void **state)
     struct gw_audit_pos published, other;
 
     (void)state;
-    fx_tempdir(st, sizeof(st));
+    unit_tmpdir_make(st, sizeof(st));
     write_records(st, BASE_CFG, 1, 6);
     audit_dir(st, dir, sizeof(dir));
     assert_int_equal(gw_audit_pos_read(dir, "head.json", &published), GV_OK);
@@ -487,10 +487,10 @@ static void test_verify_expect_head(void **state)
     }
     assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
     verify_expect_fails_with(st, &published, "truncated: the published head is seq 8");
-    fx_rmtree(st);
+    unit_tmpdir_remove(st);
 
     /* Right after a rotation head.json names the new segment's header. */
-    fx_tempdir(st, sizeof(st));
+    unit_tmpdir_make(st, sizeof(st));
     write_records(st, "segment_max_bytes: 4096\nfsync: always\n", 1, 30);
     audit_dir(st, dir, sizeof(dir));
     {
@@ -520,7 +520,7 @@ static void test_verify_expect_head(void **state)
         }
         assert_true(seg > 3);
     }
-    fx_rmtree(st);
+    unit_tmpdir_remove(st);
 }
 
 static void assert_mode(const char *path, unsigned mode)
@@ -708,42 +708,40 @@ static void test_check_only_creates_nothing(void **state)
     fx_assert_check_only_creates_nothing(&gw_policy_audit, "retention_days: 30\n", "/audit");
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_line_seal_roundtrip_and_edit),
-        cmocka_unit_test_setup_teardown(test_complete_writes_chain_that_verifies, fx_dir_setup,
-                                        fx_dir_teardown),
-        cmocka_unit_test_setup_teardown(test_record_holds_no_content_by_default, fx_dir_setup,
-                                        fx_dir_teardown),
-        cmocka_unit_test_setup_teardown(test_store_content_keeps_answer_and_priced_cost,
-                                        fx_dir_setup, fx_dir_teardown),
-        cmocka_unit_test_setup_teardown(test_log_all_access_false_skips_allowed, fx_dir_setup,
-                                        fx_dir_teardown),
-        cmocka_unit_test_setup_teardown(test_verify_names_edited_record, fx_dir_setup,
-                                        fx_dir_teardown),
-        cmocka_unit_test_setup_teardown(test_verify_names_record_after_deleted_one, fx_dir_setup,
-                                        fx_dir_teardown),
-        cmocka_unit_test_setup_teardown(test_verify_names_swapped_record, fx_dir_setup,
-                                        fx_dir_teardown),
-        cmocka_unit_test(test_verify_catches_truncation),
-        cmocka_unit_test_setup_teardown(test_rotation_and_retention_keep_chain_verifiable,
-                                        fx_dir_setup, fx_dir_teardown),
-        cmocka_unit_test_setup_teardown(test_verify_fails_without_head, fx_dir_setup,
-                                        fx_dir_teardown),
-        cmocka_unit_test(test_verify_expect_head),
-        cmocka_unit_test_setup_teardown(test_files_are_private_in_a_shared_dir, fx_dir_setup,
-                                        fx_dir_teardown),
-        cmocka_unit_test_setup_teardown(test_on_failure_block_refuses_when_disk_fails, fx_dir_setup,
-                                        fx_dir_teardown),
-        cmocka_unit_test_setup_teardown(test_on_failure_allow_passes, fx_dir_setup,
-                                        fx_dir_teardown),
-        cmocka_unit_test(test_config_rejects_bad_values),
-        cmocka_unit_test_setup_teardown(test_two_processes_share_one_chain, fx_dir_setup,
-                                        fx_dir_teardown),
-        cmocka_unit_test_setup_teardown(test_verify_garbage_segment_does_not_crash, fx_dir_setup,
-                                        fx_dir_teardown),
-        cmocka_unit_test(test_check_only_creates_nothing),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_line_seal_roundtrip_and_edit),
+    cmocka_unit_test_setup_teardown(test_complete_writes_chain_that_verifies, unit_tmpdir_setup,
+                                    unit_tmpdir_teardown),
+    cmocka_unit_test_setup_teardown(test_record_holds_no_content_by_default, unit_tmpdir_setup,
+                                    unit_tmpdir_teardown),
+    cmocka_unit_test_setup_teardown(test_store_content_keeps_answer_and_priced_cost,
+                                    unit_tmpdir_setup, unit_tmpdir_teardown),
+    cmocka_unit_test_setup_teardown(test_log_all_access_false_skips_allowed, unit_tmpdir_setup,
+                                    unit_tmpdir_teardown),
+    cmocka_unit_test_setup_teardown(test_verify_names_edited_record, unit_tmpdir_setup,
+                                    unit_tmpdir_teardown),
+    cmocka_unit_test_setup_teardown(test_verify_names_record_after_deleted_one, unit_tmpdir_setup,
+                                    unit_tmpdir_teardown),
+    cmocka_unit_test_setup_teardown(test_verify_names_swapped_record, unit_tmpdir_setup,
+                                    unit_tmpdir_teardown),
+    cmocka_unit_test(test_verify_catches_truncation),
+    cmocka_unit_test_setup_teardown(test_rotation_and_retention_keep_chain_verifiable,
+                                    unit_tmpdir_setup, unit_tmpdir_teardown),
+    cmocka_unit_test_setup_teardown(test_verify_fails_without_head, unit_tmpdir_setup,
+                                    unit_tmpdir_teardown),
+    cmocka_unit_test(test_verify_expect_head),
+    cmocka_unit_test_setup_teardown(test_files_are_private_in_a_shared_dir, unit_tmpdir_setup,
+                                    unit_tmpdir_teardown),
+    cmocka_unit_test_setup_teardown(test_on_failure_block_refuses_when_disk_fails,
+                                    unit_tmpdir_setup, unit_tmpdir_teardown),
+    cmocka_unit_test_setup_teardown(test_on_failure_allow_passes, unit_tmpdir_setup,
+                                    unit_tmpdir_teardown),
+    cmocka_unit_test(test_config_rejects_bad_values),
+    cmocka_unit_test_setup_teardown(test_two_processes_share_one_chain, unit_tmpdir_setup,
+                                    unit_tmpdir_teardown),
+    cmocka_unit_test_setup_teardown(test_verify_garbage_segment_does_not_crash, unit_tmpdir_setup,
+                                    unit_tmpdir_teardown),
+    cmocka_unit_test(test_check_only_creates_nothing),
+};
+
+#include "tests/unit/unit_main.h"

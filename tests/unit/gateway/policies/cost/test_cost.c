@@ -82,37 +82,37 @@ static void test_run_and_team_budgets_block_and_survive_restart(void **state)
     assert_int_equal(fx_open(&fx, &gw_policy_cost, yaml, NULL, &err), GV_OK);
     snprintf(st, sizeof(st), "%s", fx.state);
     call_init(&c, "gpt-4o", "run-1", "vision-team");
-    assert_int_equal(gw_policy_cost.evaluate(&fx.pol, &c.req, &v), GV_OK);
+    v = fx_verdict(gw_policy_cost.evaluate, &fx, &c);
     assert_int_equal(v.action, GW_ACTION_PASS);
     c.rec.tokens_prompt = 400000; /* 1.00 USD at 2.50/M: reaches the run's default budget */
     gw_policy_cost.complete(&fx.pol, &c.req, &c.rec);
-    assert_int_equal(gw_policy_cost.evaluate(&fx.pol, &c.req, &v), GV_OK);
+    v = fx_verdict(gw_policy_cost.evaluate, &fx, &c);
     assert_int_equal(v.action, GW_ACTION_BLOCK);
     assert_int_equal(v.status, 403);
     assert_string_equal(v.code, "budget_exceeded");
     /* Another run of the same team still has room... */
     call_init(&c, "gpt-4o", "big-run", "vision-team");
-    assert_int_equal(gw_policy_cost.evaluate(&fx.pol, &c.req, &v), GV_OK);
+    v = fx_verdict(gw_policy_cost.evaluate, &fx, &c);
     assert_int_equal(v.action, GW_ACTION_PASS);
     c.rec.tokens_prompt = 800000; /* +2.00: the team reaches 3.00 */
     gw_policy_cost.complete(&fx.pol, &c.req, &c.rec);
-    assert_int_equal(gw_policy_cost.evaluate(&fx.pol, &c.req, &v), GV_OK);
+    v = fx_verdict(gw_policy_cost.evaluate, &fx, &c);
     assert_string_equal(v.code, "budget_exceeded");
     /* ...a run without tags is not limited. */
     call_init(&c, "gpt-4o", "", "");
-    assert_int_equal(gw_policy_cost.evaluate(&fx.pol, &c.req, &v), GV_OK);
+    v = fx_verdict(gw_policy_cost.evaluate, &fx, &c);
     assert_int_equal(v.action, GW_ACTION_PASS);
     fx_close(&fx);
 
     assert_int_equal(fx_open(&fx, &gw_policy_cost, yaml, st, &err), GV_OK);
     call_init(&c, "gpt-4o", "run-1", "");
-    assert_int_equal(gw_policy_cost.evaluate(&fx.pol, &c.req, &v), GV_OK);
+    v = fx_verdict(gw_policy_cost.evaluate, &fx, &c);
     assert_string_equal(v.code, "budget_exceeded");
     call_init(&c, "gpt-4o", "run-2", "vision-team");
-    assert_int_equal(gw_policy_cost.evaluate(&fx.pol, &c.req, &v), GV_OK);
+    v = fx_verdict(gw_policy_cost.evaluate, &fx, &c);
     assert_string_equal(v.code, "budget_exceeded");
     fx_close(&fx);
-    fx_rmtree(st);
+    unit_tmpdir_remove(st);
 }
 
 /* $1 a completion token, prompts free: a request with max_tokens 1 holds $1. */
@@ -141,7 +141,7 @@ static void test_evaluate_holds_worst_case_until_complete(void **state)
         call_init(&c[i], "gpt-4o", "hold-run", "hold-team");
         call_body(&c[i], "{\"max_tokens\":1,\"messages\":[{\"role\":\"user\","
                          "\"content\":\"hi\"}]}");
-        assert_int_equal(gw_policy_cost.evaluate(&fx->pol, &c[i].req, &v), GV_OK);
+        v = fx_verdict(gw_policy_cost.evaluate, fx, &c[i]);
         assert_int_equal(v.action, i < 3 ? GW_ACTION_PASS : GW_ACTION_BLOCK);
     }
     assert_string_equal(v.code, "budget_exceeded");
@@ -153,7 +153,7 @@ static void test_evaluate_holds_worst_case_until_complete(void **state)
     json_object_put(c[3].req.body);
     call_init(&c[3], "gpt-4o", "hold-run", "hold-team");
     call_body(&c[3], "{\"max_tokens\":1,\"messages\":[]}");
-    assert_int_equal(gw_policy_cost.evaluate(&fx->pol, &c[3].req, &v), GV_OK);
+    v = fx_verdict(gw_policy_cost.evaluate, fx, &c[3]);
     assert_int_equal(v.action, GW_ACTION_PASS);
     /* The others settle to their real cost, $1 each: 3 spent, budget reached. */
     for (i = 1; i < 4; i++) {
@@ -165,7 +165,7 @@ static void test_evaluate_holds_worst_case_until_complete(void **state)
     }
     json_object_put(c[0].req.body);
     call_init(&c[0], "gpt-4o", "hold-run", "");
-    assert_int_equal(gw_policy_cost.evaluate(&fx->pol, &c[0].req, &v), GV_OK);
+    v = fx_verdict(gw_policy_cost.evaluate, fx, &c[0]);
     assert_int_equal(v.action, GW_ACTION_BLOCK);
 }
 
@@ -180,20 +180,20 @@ static void assert_holds(struct fx_pol *fx, const char *body, const char *run_at
 
     call_init(&a, "gpt-4o", run_at, "");
     call_body(&a, body);
-    assert_int_equal(gw_policy_cost.evaluate(&fx->pol, &a.req, &v), GV_OK);
+    v = fx_verdict(gw_policy_cost.evaluate, fx, &a);
     assert_int_equal(v.action, GW_ACTION_PASS);
     call_init(&b, "gpt-4o", run_at, "");
-    assert_int_equal(gw_policy_cost.evaluate(&fx->pol, &b.req, &v), GV_OK);
+    v = fx_verdict(gw_policy_cost.evaluate, fx, &b);
     assert_int_equal(v.action, GW_ACTION_BLOCK);
     gw_policy_cost.complete(&fx->pol, &a.req, &a.rec);
     json_object_put(a.req.body);
 
     call_init(&a, "gpt-4o", run_above, "");
     call_body(&a, body);
-    assert_int_equal(gw_policy_cost.evaluate(&fx->pol, &a.req, &v), GV_OK);
+    v = fx_verdict(gw_policy_cost.evaluate, fx, &a);
     assert_int_equal(v.action, GW_ACTION_PASS);
     call_init(&b, "gpt-4o", run_above, "");
-    assert_int_equal(gw_policy_cost.evaluate(&fx->pol, &b.req, &v), GV_OK);
+    v = fx_verdict(gw_policy_cost.evaluate, fx, &b);
     assert_int_equal(v.action, GW_ACTION_PASS);
     gw_policy_cost.complete(&fx->pol, &b.req, &b.rec);
     gw_policy_cost.complete(&fx->pol, &a.req, &a.rec);
@@ -263,7 +263,7 @@ static void test_ledger_rejects_corrupt_file(void **state)
     FILE *f;
 
     (void)state;
-    fx_tempdir(st, sizeof(st));
+    unit_tmpdir_make(st, sizeof(st));
     snprintf(path, sizeof(path), "%s/ledger.json", st);
     f = fopen(path, "w");
     fputs("{\"version\":1,\"spend\":[1,2]}", f);
@@ -281,7 +281,7 @@ static void test_ledger_rejects_corrupt_file(void **state)
     assert_int_equal(gw_ledger_open(path, 1000, &l), GV_OK);
     assert_true(fabs(gw_ledger_get(l, "run", "r") - 0.5) < 1e-9);
     gw_ledger_close(l);
-    fx_rmtree(st);
+    unit_tmpdir_remove(st);
 }
 
 static void test_check_only_creates_nothing(void **state)
@@ -290,21 +290,19 @@ static void test_check_only_creates_nothing(void **state)
     fx_assert_check_only_creates_nothing(&gw_policy_cost, "budgets:\n  runs: {default: 1}\n", "/cost");
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_price_find_exact_prefix_and_unknown),
-        cmocka_unit_test_setup_teardown(test_complete_fills_cost_with_override, fx_pol_alloc,
-                                        fx_pol_teardown),
-        cmocka_unit_test(test_run_and_team_budgets_block_and_survive_restart),
-        cmocka_unit_test_setup_teardown(test_evaluate_holds_worst_case_until_complete, fx_pol_alloc,
-                                        fx_pol_teardown),
-        cmocka_unit_test_setup_teardown(test_worst_case_uses_max_tokens_n_and_default, fx_pol_alloc,
-                                        fx_pol_teardown),
-        cmocka_unit_test_setup_teardown(test_price_runs_once, fx_pol_alloc, fx_pol_teardown),
-        cmocka_unit_test(test_init_rejects_bad_config_with_position),
-        cmocka_unit_test(test_ledger_rejects_corrupt_file),
-        cmocka_unit_test(test_check_only_creates_nothing),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_price_find_exact_prefix_and_unknown),
+    cmocka_unit_test_setup_teardown(test_complete_fills_cost_with_override, fx_pol_alloc,
+                                    fx_pol_teardown),
+    cmocka_unit_test(test_run_and_team_budgets_block_and_survive_restart),
+    cmocka_unit_test_setup_teardown(test_evaluate_holds_worst_case_until_complete, fx_pol_alloc,
+                                    fx_pol_teardown),
+    cmocka_unit_test_setup_teardown(test_worst_case_uses_max_tokens_n_and_default, fx_pol_alloc,
+                                    fx_pol_teardown),
+    cmocka_unit_test_setup_teardown(test_price_runs_once, fx_pol_alloc, fx_pol_teardown),
+    cmocka_unit_test(test_init_rejects_bad_config_with_position),
+    cmocka_unit_test(test_ledger_rejects_corrupt_file),
+    cmocka_unit_test(test_check_only_creates_nothing),
+};
+
+#include "tests/unit/unit_main.h"

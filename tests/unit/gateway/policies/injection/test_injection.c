@@ -239,20 +239,18 @@ static void test_ops_identity(void **state)
     assert_ptr_equal(gw_policy_find("prompt-injection"), &gw_policy_injection);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_evaluate_blocks_user_attack),
-        cmocka_unit_test(test_evaluate_passes_benign_with_score),
-        cmocka_unit_test(test_evaluate_scans_content_parts_and_tool_arguments),
-        cmocka_unit_test(test_evaluate_scans_tool_results),
-        cmocka_unit_test(test_evaluate_scores_user_turn_against_system_prompt),
-        cmocka_unit_test(test_evaluate_tool_output_uses_indirect_profile),
-        cmocka_unit_test(test_evaluate_scan_tool_output_false_skips_tool_results),
-        cmocka_unit_test(test_evaluate_flag_and_log_actions),
-        cmocka_unit_test(test_evaluate_threshold_one_never_acts_below),
-        cmocka_unit_test(test_config_rejects_bad_values),
-        cmocka_unit_test(test_ops_identity),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_evaluate_blocks_user_attack),
+    cmocka_unit_test(test_evaluate_passes_benign_with_score),
+    cmocka_unit_test(test_evaluate_scans_content_parts_and_tool_arguments),
+    cmocka_unit_test(test_evaluate_scans_tool_results),
+    cmocka_unit_test(test_evaluate_scores_user_turn_against_system_prompt),
+    cmocka_unit_test(test_evaluate_tool_output_uses_indirect_profile),
+    cmocka_unit_test(test_evaluate_scan_tool_output_false_skips_tool_results),
+    cmocka_unit_test(test_evaluate_flag_and_log_actions),
+    cmocka_unit_test(test_evaluate_threshold_one_never_acts_below),
+    cmocka_unit_test(test_config_rejects_bad_values),
+    cmocka_unit_test(test_ops_identity),
+};
+
+#include "tests/unit/unit_main.h"

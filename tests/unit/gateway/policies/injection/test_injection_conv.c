@@ -80,12 +80,10 @@ static void test_conversation_score_raises_only_with_overlap(void **state)
     assert_true(injection_conversation_score(0.0, 3) < 0.5);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_protected_overlap_cases),
-        cmocka_unit_test(test_protected_overlap_counts_a_stem_once),
-        cmocka_unit_test(test_conversation_score_raises_only_with_overlap),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_protected_overlap_cases),
+    cmocka_unit_test(test_protected_overlap_counts_a_stem_once),
+    cmocka_unit_test(test_conversation_score_raises_only_with_overlap),
+};
+
+#include "tests/unit/unit_main.h"

@@ -97,12 +97,10 @@ static void test_indirect_score_raises_per_hit_up_to_cap(void **state)
     assert_true(injection_indirect_score(0.0, 2) >= 0.0);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_indirect_hits_cases),
-        cmocka_unit_test(test_indirect_hits_long_text),
-        cmocka_unit_test(test_indirect_score_raises_per_hit_up_to_cap),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_indirect_hits_cases),
+    cmocka_unit_test(test_indirect_hits_long_text),
+    cmocka_unit_test(test_indirect_score_raises_per_hit_up_to_cap),
+};
+
+#include "tests/unit/unit_main.h"

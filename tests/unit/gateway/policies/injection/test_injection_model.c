@@ -218,18 +218,19 @@ static void test_model_rejects_mismatched_weights(void **state)
     assert_null(m);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_score_attacks_block, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_score_hard_negatives_pass, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_score_reports_families, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_score_empty_and_garbage, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_score_is_deterministic, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_score_long_text_segments, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_score_repetition_is_not_evidence, setup, teardown),
-        cmocka_unit_test(test_ngram_effective),
-        cmocka_unit_test(test_model_rejects_mismatched_weights),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+/* Every case here runs on a fresh fixture: setup before it, teardown after. */
+#define FX_TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+static const struct CMUnitTest tests[] = {
+    FX_TEST(test_score_attacks_block),
+    FX_TEST(test_score_hard_negatives_pass),
+    FX_TEST(test_score_reports_families),
+    FX_TEST(test_score_empty_and_garbage),
+    FX_TEST(test_score_is_deterministic),
+    FX_TEST(test_score_long_text_segments),
+    FX_TEST(test_score_repetition_is_not_evidence),
+    cmocka_unit_test(test_ngram_effective),
+    cmocka_unit_test(test_model_rejects_mismatched_weights),
+};
+
+#include "tests/unit/unit_main.h"

@@ -242,17 +242,18 @@ static void test_rules_anchor_far_into_text(void **state)
     free(t);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_rules_override, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rules_exfiltration, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rules_persona, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rules_delimiter, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rules_hidden, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rules_every_rule_has_an_example, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rules_see_through_obfuscation, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rules_anchor_far_into_text, setup, teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+/* Every case here runs on a fresh fixture: setup before it, teardown after. */
+#define FX_TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+static const struct CMUnitTest tests[] = {
+    FX_TEST(test_rules_override),
+    FX_TEST(test_rules_exfiltration),
+    FX_TEST(test_rules_persona),
+    FX_TEST(test_rules_delimiter),
+    FX_TEST(test_rules_hidden),
+    FX_TEST(test_rules_every_rule_has_an_example),
+    FX_TEST(test_rules_see_through_obfuscation),
+    FX_TEST(test_rules_anchor_far_into_text),
+};
+
+#include "tests/unit/unit_main.h"

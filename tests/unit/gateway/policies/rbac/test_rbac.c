@@ -48,10 +48,7 @@ static void call_init(struct fx_call *c, const char *key, const char *model, con
 
 static struct gw_verdict eval(struct fx_pol *fx, struct fx_call *c)
 {
-    struct gw_verdict v;
-    memset(&v, 0, sizeof(v));
-    assert_int_equal(gw_policy_rbac.evaluate(&fx->pol, &c->req, &v), GV_OK);
-    return v;
+    return fx_verdict(gw_policy_rbac.evaluate, fx, c);
 }
 
 /* Setup for the tests that ask the plain config (no role budget). */
@@ -153,19 +150,33 @@ static void test_role_budget_blocks_and_survives_restart(void **state)
     call_init(&c, "sk-alice", "gpt-4o", "");
     assert_string_equal(eval(&fx, &c).code, "budget_exceeded");
     fx_close(&fx);
-    fx_rmtree(st);
+    unit_tmpdir_remove(st);
 }
 
 static struct gw_verdict tags(struct fx_pol *fx, struct fx_call *c)
 {
-    struct gw_verdict v;
-    memset(&v, 0, sizeof(v));
-    assert_int_equal(gw_policy_rbac.tags(&fx->pol, &c->req, &v), GV_OK);
-    return v;
+    return fx_verdict(gw_policy_rbac.tags, fx, c);
 }
 
 /* X-Wandb-Entity is bound to the caller's team: its own name by default, or
- * teams.<team>.entities; a refused or unknown caller keeps no other entity. */
+ * teams.<team>.entities; a refused or unknown caller keeps no other entity. Each row: who
+ * asks with which entity, the action, and the entity (and principal, when not NULL) the
+ * record keeps. A refusal is always 403 rbac on X-Wandb-Entity. */
+static const struct {
+    const char *key, *entity;
+    enum gw_action action;
+    const char *entity_after, *principal;
+} TAGS_ROWS[] = {
+    {"sk-alice", "vision-exp-3", GW_ACTION_PASS, "vision-exp-3", NULL},
+    {"sk-alice", "root-team", GW_ACTION_BLOCK, "vision-shared", "alice"}, /* never root-team */
+    {"sk-root", "root-team", GW_ACTION_PASS, "root-team", NULL},
+    {"sk-root", "vision-shared", GW_ACTION_BLOCK, "root-team", NULL},
+    {"sk-bob", "root-team", GW_ACTION_BLOCK, "", NULL}, /* no team: no entity to tag */
+    /* unknown or missing key: evaluate() answers 401; the entity is gone already */
+    {"sk-mallory", "root-team", GW_ACTION_PASS, "", NULL},
+    {"", "root-team", GW_ACTION_PASS, "", NULL},
+};
+
 static void test_tags_bind_entity_to_team(void **state)
 {
     struct fx_pol fx;
@@ -174,6 +185,7 @@ static void test_tags_bind_entity_to_team(void **state)
     struct gw_verdict v;
     char a[GV_SHA256_HEX_LEN + 1], b[GV_SHA256_HEX_LEN + 1], r[GV_SHA256_HEX_LEN + 1];
     char text[2048];
+    size_t i;
 
     (void)state;
     sha_hex("sk-alice", a);
@@ -190,35 +202,23 @@ static void test_tags_bind_entity_to_team(void **state)
              "  root-team: admin\n",
              a, b, r);
     assert_int_equal(fx_open(&fx, &gw_policy_rbac, text, NULL, &err), GV_OK);
-    call_init(&c, "sk-alice", "gpt-4o", "vision-exp-3");
-    assert_int_equal(tags(&fx, &c).action, GW_ACTION_PASS);
-    assert_string_equal(c.rec.entity, "vision-exp-3");
-    call_init(&c, "sk-alice", "gpt-4o", "root-team");
-    v = tags(&fx, &c);
-    assert_int_equal(v.action, GW_ACTION_BLOCK);
-    assert_int_equal(v.status, 403);
-    assert_string_equal(v.code, "rbac");
-    assert_string_equal(v.param, "X-Wandb-Entity");
-    assert_string_equal(c.rec.entity, "vision-shared"); /* the team's own, never root-team */
-    assert_string_equal(c.rec.principal, "alice");
-    call_init(&c, "sk-root", "gpt-4o", "root-team");
-    assert_int_equal(tags(&fx, &c).action, GW_ACTION_PASS);
-    call_init(&c, "sk-root", "gpt-4o", "vision-shared");
-    assert_int_equal(tags(&fx, &c).action, GW_ACTION_BLOCK);
-    assert_string_equal(c.rec.entity, "root-team");
-    /* no team: no entity to tag */
-    call_init(&c, "sk-bob", "gpt-4o", "root-team");
-    assert_int_equal(tags(&fx, &c).action, GW_ACTION_BLOCK);
-    assert_string_equal(c.rec.entity, "");
-    /* unknown or missing key: evaluate() answers 401; the entity is gone already */
-    call_init(&c, "sk-mallory", "gpt-4o", "root-team");
-    assert_int_equal(tags(&fx, &c).action, GW_ACTION_PASS);
-    assert_string_equal(c.rec.entity, "");
-    call_init(&c, "", "gpt-4o", "root-team");
-    assert_int_equal(tags(&fx, &c).action, GW_ACTION_PASS);
-    assert_string_equal(c.rec.entity, "");
+    for (i = 0; i < sizeof(TAGS_ROWS) / sizeof(TAGS_ROWS[0]); i++) {
+        print_message("row: %s %s\n", TAGS_ROWS[i].key, TAGS_ROWS[i].entity);
+        call_init(&c, TAGS_ROWS[i].key, "gpt-4o", TAGS_ROWS[i].entity);
+        v = tags(&fx, &c);
+        assert_int_equal(v.action, TAGS_ROWS[i].action);
+        if (v.action == GW_ACTION_BLOCK) {
+            assert_int_equal(v.status, 403);
+            assert_string_equal(v.code, "rbac");
+            assert_string_equal(v.param, "X-Wandb-Entity");
+        }
+        assert_string_equal(c.rec.entity, TAGS_ROWS[i].entity_after);
+        if (TAGS_ROWS[i].principal) {
+            assert_string_equal(c.rec.principal, TAGS_ROWS[i].principal);
+        }
+    }
     fx_close(&fx);
-    fx_rmtree(fx.state);
+    unit_tmpdir_remove(fx.state);
 
     /* Bad team entries are refused with their position. */
     fx_assert_refused(&gw_policy_rbac,
@@ -259,14 +259,12 @@ static void test_check_only_creates_nothing(void **state)
     fx_assert_check_only_creates_nothing(&gw_policy_rbac, config(", budget_usd: 0.001"), "/rbac");
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_evaluate_rows, open_plain, fx_pol_teardown),
-        cmocka_unit_test(test_role_budget_blocks_and_survives_restart),
-        cmocka_unit_test(test_tags_bind_entity_to_team),
-        cmocka_unit_test(test_init_rejects_bad_config_with_position),
-        cmocka_unit_test(test_check_only_creates_nothing),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_evaluate_rows, open_plain, fx_pol_teardown),
+    cmocka_unit_test(test_role_budget_blocks_and_survives_restart),
+    cmocka_unit_test(test_tags_bind_entity_to_team),
+    cmocka_unit_test(test_init_rejects_bad_config_with_position),
+    cmocka_unit_test(test_check_only_creates_nothing),
+};
+
+#include "tests/unit/unit_main.h"
