@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "core/gv_buf.h"
 #include "core/gv_record.h"
 
 #define FIELD(f) {offsetof(struct gv_record, f), sizeof(((struct gv_record *)0)->f)}
@@ -73,11 +74,11 @@ static void test_short_strings_and_fields(void **state)
 
     (void)state;
     memset(&src, 0, sizeof(src));
-    strcpy(src.request_id, "req_1");
-    strcpy(src.model, "gpt-4o");
-    strcpy(src.tracestate, "k=v");
-    strcpy(src.audit_head_hash, "ab");
-    strcpy(src.policies[0].name, "pii-detector");
+    gv_str_copy(src.request_id, sizeof(src.request_id), "req_1");
+    gv_str_copy(src.model, sizeof(src.model), "gpt-4o");
+    gv_str_copy(src.tracestate, sizeof(src.tracestate), "k=v");
+    gv_str_copy(src.audit_head_hash, sizeof(src.audit_head_hash), "ab");
+    gv_str_copy(src.policies[0].name, sizeof(src.policies[0].name), "pii-detector");
     src.npolicies = 1;
     src.tokens_prompt = 24;
     src.http_status = 200;
@@ -98,11 +99,9 @@ static void test_short_strings_and_fields(void **state)
     assert_int_equal(dst.model[7], 'x'); /* past the NUL: not written */
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_used_byte_arrives),
-        cmocka_unit_test(test_short_strings_and_fields),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_every_used_byte_arrives),
+    cmocka_unit_test(test_short_strings_and_fields),
+};
+
+#include "tests/unit/unit_main.h"
