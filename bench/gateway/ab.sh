@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# bench/gateway/ab.sh - two kt binaries against each other, in turns, on the same upstream.
+#
+#   bash bench/gateway/ab.sh OLD_KT NEW_KT
+#
+# A change that cuts a few percent of kt's work is smaller than the drift of a 2-core machine
+# between two runs of run.sh. This starts one upstream (bench/lib/nginx-upstream.sh) and runs
+# OLD and NEW in turn, AB_ROUNDS times (default 3), each `kt gateway run --workers 1` with the
+# page's config and a fresh state dir, under `wrk -t2 -c64` POSTs (bench/gateway/post.lua; SSE
+# with AB_SSE=1) for AB_DURATION seconds (default 5) after a 2 s warm-up. Per run: req/s and
+# kt's CPU time per request (utime + stime of all its threads from /proc/<pid>/stat); then the
+# mean of each binary and NEW / OLD. Only 127.0.0.1 is used; ports from AB_PORT_BASE (default
+# 18280: upstream +1, kt +2).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+HERE="$ROOT/bench/gateway"
+[ $# -eq 2 ] || { echo "usage: bash bench/gateway/ab.sh OLD_KT NEW_KT" >&2; exit 2; }
+OLD="$1"
+NEW="$2"
+for b in "$OLD" "$NEW"; do
+    [ -x "$b" ] || { echo "ab: $b is not an executable" >&2; exit 2; }
+done
+ROUNDS="${AB_ROUNDS:-3}"
+DURATION="${AB_DURATION:-5}"
+BASE="${AB_PORT_BASE:-18280}"
+UP_PORT=$((BASE + 1))
+KT_PORT=$((BASE + 2))
+WRK_ARGS=()
+[ "${AB_SSE:-0}" != 1 ] || WRK_ARGS=(-- sse)
+. "$ROOT/bench/lib/procs.sh"
+. "$ROOT/bench/lib/nginx-upstream.sh"
+. "$ROOT/bench/lib/page-config.sh"
+work_dir kt-ab
+command -v wrk >/dev/null 2>&1 || { echo "ab: wrk is needed (apt-get install wrk)" >&2; exit 1; }
+ports_free ab AB_PORT_BASE "$UP_PORT" "$KT_PORT"
+
+nginx_upstream "$WORK/up" "$UP_PORT"
+page_config "http://127.0.0.1:$UP_PORT/v1" >"$WORK/policy-config.yaml"
+HZ="$(getconf CLK_TCK)"
+
+ticks() { # ticks PID: utime + stime of the process (all its threads), in clock ticks
+    local st f
+    st="$(<"/proc/$1/stat")"
+    read -r -a f <<<"${st##*) }"
+    echo $((f[11] + f[12]))
+}
+
+one_run() { # one_run BIN: prints "rps cpu_us"
+    local pid i t0 t1 line req rps
+    rm -rf "$WORK/state"
+    OPENAI_API_KEY=sk-bench-upstream "$1" gateway run --listen "127.0.0.1:$KT_PORT" \
+        --policy-config "$WORK/policy-config.yaml" --state-dir "$WORK/state" --workers 1 \
+        2>"$WORK/kt.log" &
+    pid=$!
+    for ((i = 0; i < 100; i++)); do
+        curl -s -o /dev/null "http://127.0.0.1:$KT_PORT/health" && break
+        sleep 0.1
+    done
+    wrk -t2 -c64 -d2s -s "$HERE/post.lua" "http://127.0.0.1:$KT_PORT" "${WRK_ARGS[@]}" \
+        >/dev/null 2>&1 || true
+    t0="$(ticks "$pid")"
+    line="$(wrk -t2 -c64 -d"${DURATION}s" -s "$HERE/post.lua" "http://127.0.0.1:$KT_PORT" \
+        "${WRK_ARGS[@]}" 2>&1 | grep '^BENCH ')" || true
+    t1="$(ticks "$pid")"
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    req="$(sed -E 's/.* requests=([0-9]+).*/\1/' <<<"$line")"
+    rps="$(sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$line")"
+    [ -n "$line" ] && [ "$req" -gt 0 ] || { echo "ab: no answers from $1" >&2; tail "$WORK/kt.log" >&2; exit 1; }
+    awk -v t=$((t1 - t0)) -v hz="$HZ" -v r="$req" -v rps="$rps" \
+        'BEGIN { printf "%.0f %.2f\n", rps, 1e6 * t / hz / r }'
+}
+
+echo "round binary    req/s  cpu us/req"
+: >"$WORK/runs"
+for ((r = 1; r <= ROUNDS; r++)); do
+    for which in old new; do
+        bin="$OLD"
+        [ "$which" = old ] || bin="$NEW"
+        res="$(one_run "$bin")"
+        echo "$which $res" >>"$WORK/runs"
+        printf "%5d %-6s %8s %11s\n" "$r" "$which" $res
+    done
+done
+awk '{ n[$1]++; rps[$1] += $2; cpu[$1] += $3 }
+    END {
+        printf "mean   old %8.0f %11.2f\n", rps["old"] / n["old"], cpu["old"] / n["old"]
+        printf "mean   new %8.0f %11.2f\n", rps["new"] / n["new"], cpu["new"] / n["new"]
+        printf "new / old: req/s %.3f, cpu per request %.3f\n",
+            (rps["new"] / n["new"]) / (rps["old"] / n["old"]),
+            (cpu["new"] / n["new"]) / (cpu["old"] / n["old"])
+    }' "$WORK/runs"
