@@ -25,3 +25,13 @@ void gw_verdict_block(struct gw_verdict *out, uint16_t status, const char *code,
     out->code = code;
     out->message = message;
 }
+
+void gw_verdict_act(struct gw_verdict *out, enum gw_action action, const char *code,
+                    const char *message)
+{
+    if (action == GW_ACTION_BLOCK) {
+        gw_verdict_block(out, 403, code, message);
+        return;
+    }
+    out->action = action;
+}

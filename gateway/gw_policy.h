@@ -41,6 +41,12 @@ struct gw_verdict {
 void gw_verdict_block(struct gw_verdict *out, uint16_t status, const char *code,
                       const char *message);
 
+/* Makes out what a detector's configured `action` says once it has found something:
+ * BLOCK is a 403 refusal with code and message (as gw_verdict_block), LOG, FLAG and
+ * REDACT are set as they are. Any thread. */
+void gw_verdict_act(struct gw_verdict *out, enum gw_action action, const char *code,
+                    const char *message);
+
 #define GW_POL_PROMPT 0x1u   /* evaluate() on requests */
 #define GW_POL_RESPONSE 0x2u /* response_json()/stream_text() on answers */
 #define GW_POL_COMPLETE 0x4u /* complete() once the request is finished */

@@ -12,6 +12,9 @@
 #include "gateway/policies/injection/injection.h"
 
 enum injection_action { ACT_BLOCK = 0, ACT_FLAG, ACT_LOG };
+/* What each configured action makes of a detection. */
+static const enum gw_action act_verdict[] = {
+    [ACT_BLOCK] = GW_ACTION_BLOCK, [ACT_FLAG] = GW_ACTION_FLAG, [ACT_LOG] = GW_ACTION_LOG};
 enum injection_mode { MODE_SYNC = 0, MODE_ASYNC };
 
 struct injection_ctx {
@@ -209,18 +212,8 @@ static gv_rc evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_verdi
     out->score = sc.best;
     out->action = GW_ACTION_PASS;
     if (sc.best >= ctx->threshold) {
-        switch ((enum injection_action)ctx->action) {
-        case ACT_BLOCK:
-            gw_verdict_block(out, 403, "prompt-injection",
-                             "request blocked by policy prompt-injection");
-            break;
-        case ACT_FLAG:
-            out->action = GW_ACTION_FLAG;
-            break;
-        case ACT_LOG:
-            out->action = GW_ACTION_LOG;
-            break;
-        }
+        gw_verdict_act(out, act_verdict[ctx->action], "prompt-injection",
+                       "request blocked by policy prompt-injection");
     }
 out:
     return rc;

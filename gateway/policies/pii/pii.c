@@ -21,6 +21,11 @@
 #define STREAM_CTX 64
 
 enum pii_action { ACT_REDACT = 0, ACT_BLOCK, ACT_FLAG, ACT_LOG };
+/* What each configured action makes of a finding. */
+static const enum gw_action act_verdict[] = {[ACT_REDACT] = GW_ACTION_REDACT,
+                                             [ACT_BLOCK] = GW_ACTION_BLOCK,
+                                             [ACT_FLAG] = GW_ACTION_FLAG,
+                                             [ACT_LOG] = GW_ACTION_LOG};
 enum pii_mode { MODE_SYNC = 0, MODE_ASYNC };
 
 struct pii_ctx {
@@ -300,21 +305,10 @@ static void verdict_from(const struct visit *v, int action, struct gw_verdict *o
         out->action = GW_ACTION_PASS;
         return;
     }
-    switch (action) {
-    case ACT_BLOCK:
-        gw_verdict_block(out, 403, "pii-detector",
-                         "The request contains personal data (PII) and was refused by policy.");
-        break;
-    case ACT_FLAG:
-        out->action = GW_ACTION_FLAG;
-        break;
-    case ACT_LOG:
-        out->action = GW_ACTION_LOG;
-        break;
-    default:
-        out->action = GW_ACTION_REDACT;
-        break;
-    }
+    gw_verdict_act(out, action >= ACT_REDACT && action <= ACT_LOG ? act_verdict[action]
+                                                                  : GW_ACTION_REDACT,
+                   "pii-detector",
+                   "The request contains personal data (PII) and was refused by policy.");
 }
 
 static gv_rc pii_evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
