@@ -215,15 +215,6 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
     return CLI_ARGS_RUN;
 }
 
-static const char *str_field(struct json_object *o, const char *k)
-{
-    struct json_object *v;
-    if (json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string)) {
-        return json_object_get_string(v);
-    }
-    return "";
-}
-
 static int64_t int_field(struct json_object *o, const char *k)
 {
     struct json_object *v;
@@ -235,11 +226,12 @@ static int64_t int_field(struct json_object *o, const char *k)
 
 static bool matches(const struct opts *o, struct json_object *rec)
 {
-    if (o->run && strcmp(str_field(rec, "run_id"), o->run) != 0) {
+    if (o->run && strcmp(gw_audit_member_str(rec, "run_id"), o->run) != 0) {
         return false;
     }
     if (o->decision >= 0 &&
-        strcmp(str_field(rec, "decision"), gv_decision_str((enum gv_decision)o->decision)) != 0) {
+        strcmp(gw_audit_member_str(rec, "decision"),
+               gv_decision_str((enum gv_decision)o->decision)) != 0) {
         return false;
     }
     if (o->since_us && (uint64_t)int_field(rec, "ts_us") < o->since_us) {
@@ -317,11 +309,12 @@ static void row_fill(struct row *r, struct json_object *rec)
         n = json_object_array_length(pols);
         for (i = 0; i < n; i++) {
             struct json_object *p = json_object_array_get_idx(pols, i);
-            const char *act = str_field(p, "action");
+            const char *act = gw_audit_member_str(p, "action");
             if (strcmp(act, "pass") == 0 || strcmp(act, "skipped") == 0 || !*act) {
                 continue;
             }
-            gv_buf_appendf(&pol, "%s%s:%s", pol.len ? "," : "", str_field(p, "name"), act);
+            gv_buf_appendf(&pol, "%s%s:%s", pol.len ? "," : "", gw_audit_member_str(p, "name"),
+                           act);
         }
     }
     if (json_object_object_get_ex(rec, "pii", &pii) && json_object_is_type(pii, json_type_object)) {
@@ -331,13 +324,13 @@ static void row_fill(struct row *r, struct json_object *rec)
                            json_object_get_int64(count));
         }
     }
-    r->cell[C_TIME] = clean(str_field(rec, "ts"));
-    r->cell[C_DEC] = clean(str_field(rec, "decision"));
+    r->cell[C_TIME] = clean(gw_audit_member_str(rec, "ts"));
+    r->cell[C_DEC] = clean(gw_audit_member_str(rec, "decision"));
     snprintf(num, sizeof(num), "%" PRId64, int_field(rec, "status"));
     r->cell[C_STATUS] = clean(num);
-    r->cell[C_RUN] = clean(str_field(rec, "run_id"));
-    r->cell[C_PRINCIPAL] = clean(str_field(rec, "principal"));
-    r->cell[C_MODEL] = clean(str_field(rec, "model"));
+    r->cell[C_RUN] = clean(gw_audit_member_str(rec, "run_id"));
+    r->cell[C_PRINCIPAL] = clean(gw_audit_member_str(rec, "principal"));
+    r->cell[C_MODEL] = clean(gw_audit_member_str(rec, "model"));
     snprintf(num, sizeof(num), "%" PRId64,
              int_field(rec, "tokens_prompt") + int_field(rec, "tokens_completion"));
     r->cell[C_TOKENS] = clean(num);
@@ -345,7 +338,7 @@ static void row_fill(struct row *r, struct json_object *rec)
              json_object_object_get_ex(rec, "cost_usd", &c) ? json_object_get_double(c) : 0.0);
     r->cell[C_COST] = clean(num);
     r->cell[C_POL] = clean(pol.len ? pol.data : "");
-    r->cell[C_REQ] = clean(str_field(rec, "request_id"));
+    r->cell[C_REQ] = clean(gw_audit_member_str(rec, "request_id"));
     gv_buf_free(&pol);
 }
 

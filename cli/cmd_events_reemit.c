@@ -26,6 +26,7 @@
 #include "core/gv_pii.h"
 #include "core/gv_record.h"
 #include "core/gv_time.h"
+#include "gateway/policies/audit/audit_store.h"
 
 /* Why this is safe to run any number of times: the agent remembers the
  * request id of every event it counted and acknowledges, without counting, an
@@ -54,15 +55,6 @@ static const char usage[] =
     "                        [--audit-dir DIR] [--agent-socket PATH]\n"
     "Sends the governance events of audit records to kt agent again. The agent counts\n"
     "only requests it has not counted, so running it twice changes nothing.\n";
-
-static const char *str_of(struct json_object *o, const char *k)
-{
-    struct json_object *v;
-    if (json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string)) {
-        return json_object_get_string(v);
-    }
-    return "";
-}
 
 static uint64_t u64_of(struct json_object *o, const char *k)
 {
@@ -102,28 +94,28 @@ static void reemit_record(struct json_object *o, struct gv_record *rec)
 
     memset(rec, 0, sizeof(*rec));
     rec->start_wall_us = u64_of(o, "ts_us");
-    gv_str_copy(rec->request_id, sizeof(rec->request_id), str_of(o, "request_id"));
-    gv_str_copy(rec->run_id, sizeof(rec->run_id), str_of(o, "run_id"));
-    gv_str_copy(rec->project, sizeof(rec->project), str_of(o, "project"));
-    gv_str_copy(rec->entity, sizeof(rec->entity), str_of(o, "entity"));
-    gv_str_copy(rec->run_group, sizeof(rec->run_group), str_of(o, "run_group"));
-    gv_str_copy(rec->principal, sizeof(rec->principal), str_of(o, "principal"));
-    gv_str_copy(rec->team, sizeof(rec->team), str_of(o, "team"));
-    gv_str_copy(rec->model, sizeof(rec->model), str_of(o, "model"));
-    gv_str_copy(rec->target, sizeof(rec->target), str_of(o, "target"));
-    d = gv_decision_parse(str_of(o, "decision"));
+    gv_str_copy(rec->request_id, sizeof(rec->request_id), gw_audit_member_str(o, "request_id"));
+    gv_str_copy(rec->run_id, sizeof(rec->run_id), gw_audit_member_str(o, "run_id"));
+    gv_str_copy(rec->project, sizeof(rec->project), gw_audit_member_str(o, "project"));
+    gv_str_copy(rec->entity, sizeof(rec->entity), gw_audit_member_str(o, "entity"));
+    gv_str_copy(rec->run_group, sizeof(rec->run_group), gw_audit_member_str(o, "run_group"));
+    gv_str_copy(rec->principal, sizeof(rec->principal), gw_audit_member_str(o, "principal"));
+    gv_str_copy(rec->team, sizeof(rec->team), gw_audit_member_str(o, "team"));
+    gv_str_copy(rec->model, sizeof(rec->model), gw_audit_member_str(o, "model"));
+    gv_str_copy(rec->target, sizeof(rec->target), gw_audit_member_str(o, "target"));
+    d = gv_decision_parse(gw_audit_member_str(o, "decision"));
     rec->decision = d < 0 ? GV_DECISION_ERROR : (enum gv_decision)d;
     rec->http_status = (int)u64_of(o, "status");
-    gv_str_copy(rec->error_code, sizeof(rec->error_code), str_of(o, "error_code"));
+    gv_str_copy(rec->error_code, sizeof(rec->error_code), gw_audit_member_str(o, "error_code"));
     if (json_object_object_get_ex(o, "policies", &pols) &&
         json_object_is_type(pols, json_type_array)) {
         for (i = 0; i < json_object_array_length(pols) && i < GV_RECORD_MAX_POLICIES; i++) {
             struct json_object *p = json_object_array_get_idx(pols, i);
             struct gv_policy_outcome *po = &rec->policies[i];
-            const char *action = str_of(p, "action");
+            const char *action = gw_audit_member_str(p, "action");
             int a;
 
-            gv_str_copy(po->name, sizeof(po->name), str_of(p, "name"));
+            gv_str_copy(po->name, sizeof(po->name), gw_audit_member_str(p, "name"));
             po->action = GV_OUTCOME_ERROR;
             for (a = 0; a <= GV_OUTCOME_ERROR; a++) {
                 if (strcmp(action, gv_outcome_action_str((enum gv_outcome_action)a)) == 0) {

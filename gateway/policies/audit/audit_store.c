@@ -873,6 +873,16 @@ static void jw_pii(struct jw *w, const char *k, const uint32_t *counts)
     jw_raw(w, "}");
 }
 
+const char *gw_audit_member_str(struct json_object *o, const char *key)
+{
+    struct json_object *v;
+
+    if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)) {
+        return json_object_get_string(v);
+    }
+    return "";
+}
+
 gv_rc gw_audit_record_json(const struct gv_record *rec, double cost_usd,
                            struct json_object *content, struct json_object *answer,
                            bool answer_truncated, uint64_t seq, const char *prev,

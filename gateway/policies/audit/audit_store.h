@@ -89,6 +89,10 @@ gv_rc gw_audit_record_json(const struct gv_record *rec, double cost_usd,
                            struct gv_buf *out);
 
 /* Appends an unsealed segment header object to out. */
+/* A string member of a parsed audit line, or "" when absent or not a string (the
+ * readers of the log take a missing field as empty). Borrowed from o. */
+const char *gw_audit_member_str(struct json_object *o, const char *key);
+
 gv_rc gw_audit_header_json(uint64_t segment, uint64_t first_seq, const char *anchor,
                            uint64_t created_wall_us, struct gv_buf *out);
 
