@@ -130,6 +130,7 @@ struct gw_upstream_call {
     bool got_byte;
     bool paused;
     bool resume_due;
+    bool send_due; /* a pooled connection's request waits for the end of the loop pass */
     bool retried;
     bool in_start;
     gv_rc fail_rc; /* a failure waiting for the loop (done() never runs inside start) */
@@ -558,6 +559,10 @@ static void on_call_timer(evutil_socket_t fd, short what, void *arg)
         read_answer(c);
         return;
     }
+    if (c->send_due) {
+        send_request(c);
+        return;
+    }
     if (c->state < C_WRITING && c->connect_ms > 0 && now >= c->start_ms + (uint64_t)c->connect_ms) {
         call_finish(c, GV_ETIMEDOUT, "connect", false);
         return;
@@ -814,6 +819,7 @@ static void send_request(struct gw_upstream_call *c)
     int err = 0;
 
     c->state = C_WRITING;
+    c->send_due = false;
     if (!write_some(c, &err)) {
         if (err == 0) {
             call_arm(c);
@@ -1396,13 +1402,18 @@ gv_rc gw_upstream_start(struct gw_upstream *up, const struct gw_upstream_req *rq
     if (c->conn) {
         up->st.reuses++;
         c->conn->call = c;
-        send_request(c);
+        /* Sent from the loop once this pass has run its other callbacks, with the other
+         * requests the pass started: the upstream is woken once for all of them, not once
+         * per request, and a sleeping peer's wake-up is most of a loopback write's cost. */
+        c->state = C_WRITING;
+        c->send_due = true;
+        event_active(&c->timer, EV_TIMEOUT, 1);
     }
     else {
         connect_new(c);
     }
     c->in_start = false;
-    if (c->fail_rc == GV_OK) {
+    if (c->fail_rc == GV_OK && !c->send_due) {
         call_arm(c);
     }
     return GV_OK;
