@@ -862,7 +862,16 @@ enum gw_conn_wr gw_conn_reply(struct gw_conn *c, int status, const char *ctype, 
         iov[1].iov_len = len;
         n = 2;
     }
-    wr = conn_writev(c, iov, n);
+    /* A small answer waits for the end of the loop pass, like a stream's pieces: the
+     * answers a busy pass makes leave together, so the client is woken once for them
+     * rather than once each, and waking a sleeping peer is most of what a loopback write
+     * costs. A large one goes at once, straight from the caller's buffer. */
+    if (hl + (n == 2 ? len : 0) <= CHUNK_BYTES) {
+        wr = conn_queue(c, iov, n);
+    }
+    else {
+        wr = conn_writev(c, iov, n);
+    }
     conn_answer_ended(c);
     return wr;
 }
