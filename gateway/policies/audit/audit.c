@@ -690,8 +690,8 @@ static void free_nodes(struct audit_node *n)
     }
 }
 
-/* Drops what written nodes hold; outside w->mu, as json_object_put may free a
- * whole stored conversation. */
+/* Drops what written nodes hold (json_object_put may free a whole stored
+ * conversation), so they can be kept as spares. */
 static void clear_nodes(struct audit_node *n)
 {
     for (; n; n = n->next) {
@@ -724,11 +724,7 @@ static void keep_nodes(struct audit_writer *w, struct audit_node *n)
     if (tail) {
         tail->next = NULL;
     }
-    while (n) {
-        struct audit_node *next = n->next;
-        gv_free(n);
-        n = next;
-    }
+    free_nodes(n);
     if (k == 0) {
         return;
     }
@@ -756,11 +752,7 @@ static void trim_spares(struct audit_writer *w)
         w->nspare = k + 1;
     }
     pthread_mutex_unlock(&w->spare_mu);
-    while (rest) {
-        struct audit_node *next = rest->next;
-        gv_free(rest);
-        rest = next;
-    }
+    free_nodes(rest);
 }
 
 static size_t count_nodes(const struct audit_node *n)
@@ -834,10 +826,6 @@ static void writer_wait(struct audit_writer *w, uint64_t deadline_us)
     pthread_cond_timedwait(&w->cv, &w->mu, &ts);
 }
 
-/* The writer takes what request threads queued every SEAL_EVERY_US and seals it
- * (JSON, hash chain) right away, so the sealing work is spread evenly; every
- * fsync interval it commits what is sealed: one write, one fdatasync, head.json
- * (group commit). Idle, it sleeps until the next record wakes it. */
 /* The records request threads pushed since the last call, oldest first, behind
  * any that failed before (those keep their place ahead of newer ones). */
 static struct audit_node *take_queued(struct audit_writer *w)
@@ -859,7 +847,6 @@ static struct audit_node *take_queued(struct audit_writer *w)
     return head;
 }
 
-/* Sleeps until a record is pushed (deadline_us 0), or until deadline_us, or stop. */
 /* Sleeps until deadline_us, or stop. */
 static void writer_sleep(struct audit_writer *w, uint64_t deadline_us)
 {
