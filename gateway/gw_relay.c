@@ -1120,19 +1120,22 @@ static void trace_headers(char *out, size_t size, const char *tp, const char *ts
     out[n] = '\0';
 }
 
+/* "<name>: <value>\r\n" into h when value is not empty. */
+static void add_header(struct gv_buf *h, const char *name, const char *value)
+{
+    if (value[0]) {
+        gv_buf_append_str(h, name);
+        gv_buf_append(h, ": ", 2);
+        gv_buf_append_str(h, value);
+        gv_buf_append(h, "\r\n", 2);
+    }
+}
+
 /* Header lines the client gets from the upstream's answer. */
 static void add_upstream_headers(struct rq *r, struct gv_buf *h)
 {
-    if (r->up_reqid[0]) {
-        gv_buf_append_str(h, "x-request-id: ");
-        gv_buf_append_str(h, r->up_reqid);
-        gv_buf_append(h, "\r\n", 2);
-    }
-    if (r->up_retry[0]) {
-        gv_buf_append_str(h, "retry-after: ");
-        gv_buf_append_str(h, r->up_retry);
-        gv_buf_append(h, "\r\n", 2);
-    }
+    add_header(h, "x-request-id", r->up_reqid);
+    add_header(h, "retry-after", r->up_retry);
     if (r->up_openai) {
         gv_buf_append_str(h, r->up_openai);
     }
