@@ -13,7 +13,7 @@ static bool is_ws(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-static size_t skip_ws(const char *p, size_t i, size_t n)
+size_t gw_jscan_skip_ws(const char *p, size_t i, size_t n)
 {
     while (i < n && is_ws(p[i])) {
         i++;
@@ -102,7 +102,7 @@ static size_t skip_value(const char *p, size_t i, size_t n)
 enum gw_jscan gw_jscan_members(const char *p, size_t n, const char *const *keys, size_t nkeys,
                                const char **v, size_t *vlen)
 {
-    size_t i = skip_ws(p, 0, n), k;
+    size_t i = gw_jscan_skip_ws(p, 0, n), k;
     bool found = false;
 
     for (k = 0; k < nkeys; k++) {
@@ -112,9 +112,9 @@ enum gw_jscan gw_jscan_members(const char *p, size_t n, const char *const *keys,
     if (i >= n || p[i] != '{') {
         return GW_JSCAN_INVALID;
     }
-    i = skip_ws(p, i + 1, n);
+    i = gw_jscan_skip_ws(p, i + 1, n);
     if (i < n && p[i] == '}') {
-        return skip_ws(p, i + 1, n) == n ? GW_JSCAN_ABSENT : GW_JSCAN_INVALID;
+        return gw_jscan_skip_ws(p, i + 1, n) == n ? GW_JSCAN_ABSENT : GW_JSCAN_INVALID;
     }
     while (i < n) {
         size_t ks, ke, vs;
@@ -127,11 +127,11 @@ enum gw_jscan gw_jscan_members(const char *p, size_t n, const char *const *keys,
             goto invalid;
         }
         ke = i - 1;
-        i = skip_ws(p, i, n);
+        i = gw_jscan_skip_ws(p, i, n);
         if (i >= n || p[i] != ':') {
             goto invalid;
         }
-        vs = skip_ws(p, i + 1, n);
+        vs = gw_jscan_skip_ws(p, i + 1, n);
         i = skip_value(p, vs, n);
         if (i > n) {
             goto invalid;
@@ -149,13 +149,13 @@ enum gw_jscan gw_jscan_members(const char *p, size_t n, const char *const *keys,
                 found = true;
             }
         }
-        i = skip_ws(p, i, n);
+        i = gw_jscan_skip_ws(p, i, n);
         if (i < n && p[i] == ',') {
-            i = skip_ws(p, i + 1, n);
+            i = gw_jscan_skip_ws(p, i + 1, n);
             continue;
         }
         if (i < n && p[i] == '}') {
-            if (skip_ws(p, i + 1, n) != n) {
+            if (gw_jscan_skip_ws(p, i + 1, n) != n) {
                 goto invalid;
             }
             return found ? GW_JSCAN_FOUND : GW_JSCAN_ABSENT;
@@ -240,12 +240,12 @@ void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out)
         if (ke > n) {
             return; /* cut short */
         }
-        v = skip_ws(p, ke, n);
+        v = gw_jscan_skip_ws(p, ke, n);
         if (v >= n || p[v] != ':') {
             i = ke; /* a string value, not a key */
             continue;
         }
-        v = skip_ws(p, v + 1, n);
+        v = gw_jscan_skip_ws(p, v + 1, n);
         i = v;
         if (v >= n) {
             return;

@@ -21,6 +21,9 @@ enum gw_jscan {
     GW_JSCAN_INVALID    /* not one JSON object (after white space), or cut short */
 };
 
+/* The index of the first byte at or after i in p[0..n) that is not JSON white space, or n. */
+size_t gw_jscan_skip_ws(const char *p, size_t i, size_t n);
+
 /* Looks for `key` among the members of the object in p[0..n). Pure. */
 enum gw_jscan gw_jscan_member(const char *p, size_t n, const char *key, const char **v,
                               size_t *vlen);

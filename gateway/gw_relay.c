@@ -89,6 +89,7 @@ struct gw_rq {
     struct gv_buf pending; /* SSE bytes for the next write */
     struct gv_buf scratch;
     struct gv_buf answer; /* the first choice's text as sent, when keep_answer */
+    struct gv_buf body_out; /* the client's body with stream_options spliced in */
     struct gw_chain_async *async; /* async detection not merged yet */
     bool parked;                  /* answer done; the record waits for async */
 };
@@ -172,13 +173,40 @@ static void note_write(struct rq *r, enum gw_conn_wr wr)
     }
 }
 
+/* The client's body with `"stream_options":{"include_usage":true},` put right after its
+ * opening brace, into out. Only for a body that has no stream_options member at all (a
+ * second one would be a duplicate key) and whose first member follows the brace; false
+ * (out unspecified) sends the caller to the json-c print instead. */
+static bool splice_stream_usage(struct gv_buf *out, struct json_object *body, const char *text,
+                                size_t len)
+{
+    static const char member[] = "\"stream_options\":{\"include_usage\":true},";
+    size_t open, first;
+
+    if (json_object_object_get_ex(body, "stream_options", NULL)) {
+        return false;
+    }
+    open = gw_jscan_skip_ws(text, 0, len);
+    if (open >= len || text[open] != '{') {
+        return false;
+    }
+    first = gw_jscan_skip_ws(text, open + 1, len);
+    if (first >= len || text[first] != '"') {
+        return false;
+    }
+    gv_buf_reset(out);
+    return gv_buf_append(out, text, open + 1) == GV_OK &&
+           gv_buf_append(out, member, sizeof(member) - 1) == GV_OK &&
+           gv_buf_append(out, text + open + 1, len - open - 1) == GV_OK;
+}
+
 /* ------------------------------------------------------- request objects */
 
 /* A zeroed request object with empty buffers. */
 static struct rq *rq_get(struct gw_worker *w, const struct gw_config *cfg)
 {
     struct rq *r = w->free_rq;
-    struct gv_buf url, resp, pending, scratch, answer;
+    struct gv_buf url, resp, pending, scratch, answer, body_out;
 
     if (!r) {
         r = gv_calloc(1, sizeof(*r));
@@ -187,6 +215,7 @@ static struct rq *rq_get(struct gw_worker *w, const struct gw_config *cfg)
         gv_buf_init(&r->pending, 0);
         gv_buf_init(&r->scratch, 0);
         gv_buf_init(&r->answer, 0);
+        gv_buf_init(&r->body_out, 0);
     }
     else {
         w->free_rq = r->next;
@@ -196,17 +225,20 @@ static struct rq *rq_get(struct gw_worker *w, const struct gw_config *cfg)
         pending = r->pending;
         scratch = r->scratch;
         answer = r->answer;
+        body_out = r->body_out;
         memset(r, 0, sizeof(*r));
         r->url = url;
         r->resp = resp;
         r->pending = pending;
         r->scratch = scratch;
         r->answer = answer;
+        r->body_out = body_out;
         gv_buf_reset(&r->url);
         gv_buf_reset(&r->resp);
         gv_buf_reset(&r->pending);
         gv_buf_reset(&r->scratch);
         gv_buf_reset(&r->answer);
+        gv_buf_reset(&r->body_out);
     }
     /* The cap is the config's, whatever the buffer was last used for. */
     r->resp.max = cfg->max_response_bytes ? cfg->max_response_bytes : 32u << 20;
@@ -221,6 +253,7 @@ static void rq_bufs_free(struct rq *r)
     gv_buf_free(&r->pending);
     gv_buf_free(&r->scratch);
     gv_buf_free(&r->answer);
+    gv_buf_free(&r->body_out);
 }
 
 /* Frees what a request owned except what rq_get hands out again; keeps or frees r. */
@@ -245,6 +278,9 @@ static void rq_put(struct gw_worker *w, struct rq *r)
     }
     if (r->answer.cap > RQ_KEEP_BUF) {
         gv_buf_free(&r->answer);
+    }
+    if (r->body_out.cap > RQ_KEEP_BUF) {
+        gv_buf_free(&r->body_out);
     }
     r->next = w->free_rq;
     w->free_rq = r;
@@ -1508,9 +1544,16 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
         r->decision = GV_DECISION_REDACTED;
     }
 
-    /* Only re-serialize when something changed: otherwise the client's bytes go out as is. */
+    /* Only re-serialize when something changed: otherwise the client's bytes go out as is.
+     * When the only change is asking for usage on a stream, the member is spliced into the
+     * client's bytes: a json-c print of the whole tree cost ~3% of a streamed request. */
     need_usage = r->stream && t->stream_usage && !r->client_usage;
-    if (r->preq.body_modified || need_usage || strcmp(r->model, t->model) != 0) {
+    if (!r->preq.body_modified && need_usage && strcmp(r->model, t->model) == 0 &&
+        splice_stream_usage(&r->body_out, r->body, in->body, in->body_len)) {
+        r->send_body = r->body_out.data;
+        r->send_len = r->body_out.len;
+    }
+    else if (r->preq.body_modified || need_usage || strcmp(r->model, t->model) != 0) {
         json_object_object_add(r->body, "model", json_object_new_string(t->model));
         if (need_usage) {
             if (!json_object_object_get_ex(r->body, "stream_options", &so) ||

@@ -126,6 +126,40 @@ test('streamed completion without include_usage: no usage chunk, but upstream wa
         'the gateway should ask the upstream for usage to account the stream');
 });
 
+test('a stream asks the upstream for usage: the client\'s bytes kept, or stream_options merged', async () => {
+    /* No stream_options: the member goes in after the brace and the rest is the client's
+     * bytes, spacing included. */
+    const sent = ' { "model" : "gpt-4o",\n "messages": [{"role": "user", "content": "hi"}],' +
+        ' "stream": true }';
+    for (const [body, want] of [
+        [sent, null],
+        /* stream_options present (null, or an object without include_usage): merged. */
+        ['{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream":true,' +
+            '"stream_options":null}', { include_usage: true }],
+        ['{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream":true,' +
+            '"stream_options":{}}', { include_usage: true }],
+    ]) {
+        up.reset();
+        const r = await rawRequest(gw, { method: 'POST', path: '/v1/chat/completions', body,
+            headers: { authorization: 'Bearer x', accept: 'text/event-stream' } });
+        assert.equal(r.status, 200, r.body);
+        const seen = up.chats();
+        assert.equal(seen.length, 1);
+        assert.deepEqual(seen[0].body.stream_options, { include_usage: true });
+        if (want === null) {
+            assert.equal(seen[0].rawBody,
+                ' {"stream_options":{"include_usage":true}, "model" : "gpt-4o",\n' +
+                ' "messages": [{"role": "user", "content": "hi"}], "stream": true }');
+        }
+        else {
+            const { stream_options: so, ...rest } = seen[0].body;
+            assert.deepEqual(so, want);
+            assert.deepEqual(rest, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }],
+                stream: true });
+        }
+    }
+});
+
 test('upstream gets the configured secret, never the client key', async () => {
     up.reset();
     await oa.chat.completions.create(chatBody(PROMPT));
