@@ -35,7 +35,7 @@ void gv_buf_reset(struct gv_buf *b)
     }
 }
 
-static gv_rc reserve(struct gv_buf *b, size_t extra)
+gv_rc gv_buf_reserve(struct gv_buf *b, size_t extra)
 {
     size_t need;
     size_t ncap;
@@ -63,7 +63,7 @@ static gv_rc reserve(struct gv_buf *b, size_t extra)
 
 gv_rc gv_buf_append_grow(struct gv_buf *b, const void *p, size_t n)
 {
-    gv_rc rc = reserve(b, n);
+    gv_rc rc = gv_buf_reserve(b, n);
     if (rc) {
         return rc;
     }
@@ -87,7 +87,7 @@ gv_rc gv_buf_vappendf(struct gv_buf *b, const char *fmt, va_list ap)
     if (n < 0) {
         return GV_EINVAL;
     }
-    rc = reserve(b, (size_t)n);
+    rc = gv_buf_reserve(b, (size_t)n);
     if (rc) {
         return rc;
     }
@@ -137,10 +137,9 @@ gv_rc gv_buf_append_u64(struct gv_buf *b, unsigned long long v)
     return gv_buf_append(b, tmp, gv_fmt_u64(v, tmp));
 }
 
-gv_rc gv_buf_append_fixed(struct gv_buf *b, double v, int decimals)
+size_t gv_fmt_fixed(double v, int decimals, char out[GV_FMT_FIXED_MAX])
 {
     static const double scale[10] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
-    char tmp[48];
     unsigned long long n, ip, fp, div = 1;
     bool neg;
     size_t len = 0;
@@ -148,7 +147,7 @@ gv_rc gv_buf_append_fixed(struct gv_buf *b, double v, int decimals)
     int i;
 
     if (decimals < 0 || decimals > 9) {
-        return GV_EINVAL;
+        return 0;
     }
     if (!isfinite(v)) {
         v = 0.0;
@@ -156,7 +155,9 @@ gv_rc gv_buf_append_fixed(struct gv_buf *b, double v, int decimals)
     neg = v < 0;
     s = (neg ? -v : v) * scale[decimals];
     if (s >= 9.0e18) {
-        return gv_buf_appendf(b, "%.*f", decimals, v);
+        /* At most 309 integer digits, the sign, the point and 9 decimals. */
+        int k = snprintf(out, GV_FMT_FIXED_MAX, "%.*f", decimals, v);
+        return k > 0 && k < GV_FMT_FIXED_MAX ? (size_t)k : 0;
     }
     n = (unsigned long long)(s + 0.5);
     for (i = 0; i < decimals; i++) {
@@ -165,18 +166,26 @@ gv_rc gv_buf_append_fixed(struct gv_buf *b, double v, int decimals)
     ip = n / div;
     fp = n % div;
     if (neg && n > 0) {
-        tmp[len++] = '-';
+        out[len++] = '-';
     }
-    len += gv_fmt_u64(ip, tmp + len);
+    len += gv_fmt_u64(ip, out + len);
     if (decimals > 0) {
-        tmp[len++] = '.';
+        out[len++] = '.';
         for (i = decimals - 1; i >= 0; i--) {
-            tmp[len + (size_t)i] = (char)('0' + fp % 10);
+            out[len + (size_t)i] = (char)('0' + fp % 10);
             fp /= 10;
         }
         len += (size_t)decimals;
     }
-    return gv_buf_append(b, tmp, len);
+    return len;
+}
+
+gv_rc gv_buf_append_fixed(struct gv_buf *b, double v, int decimals)
+{
+    char tmp[GV_FMT_FIXED_MAX];
+    size_t n = gv_fmt_fixed(v, decimals, tmp);
+
+    return n ? gv_buf_append(b, tmp, n) : GV_EINVAL;
 }
 
 size_t gv_json_escape_byte(unsigned char c, char out[6])
@@ -215,6 +224,15 @@ size_t gv_json_escape_byte(unsigned char c, char out[6])
     return 2;
 }
 
+/* The end of the run from i of bytes that go into a JSON string as they are. */
+static size_t json_plain_run(const char *s, size_t i, size_t n)
+{
+    while (i < n && (unsigned char)s[i] >= 0x20 && s[i] != '"' && s[i] != '\\') {
+        i++;
+    }
+    return i;
+}
+
 gv_rc gv_buf_append_json_str(struct gv_buf *b, const char *s, size_t n)
 {
     size_t i = 0;
@@ -222,10 +240,7 @@ gv_rc gv_buf_append_json_str(struct gv_buf *b, const char *s, size_t n)
 
     while (rc == GV_OK && i < n) {
         /* Runs of bytes that need no escape go in one copy: most strings are one run. */
-        size_t run = i;
-        while (run < n && (unsigned char)s[run] >= 0x20 && s[run] != '"' && s[run] != '\\') {
-            run++;
-        }
+        size_t run = json_plain_run(s, i, n);
         if (run > i) {
             rc = gv_buf_append(b, s + i, run - i);
             i = run;
@@ -242,6 +257,25 @@ gv_rc gv_buf_append_json_str(struct gv_buf *b, const char *s, size_t n)
         rc = gv_buf_append_char(b, '"');
     }
     return rc;
+}
+
+char *gv_json_put_str(char *out, const char *s, size_t n)
+{
+    size_t i = 0;
+
+    *out++ = '"';
+    while (i < n) {
+        size_t run = json_plain_run(s, i, n);
+        memcpy(out, s + i, run - i);
+        out += run - i;
+        i = run;
+        if (i < n) {
+            out += gv_json_escape_byte((unsigned char)s[i], out);
+            i++;
+        }
+    }
+    *out++ = '"';
+    return out;
 }
 
 void gv_buf_consume(struct gv_buf *b, size_t n)

@@ -22,6 +22,9 @@ struct gv_buf {
 void gv_buf_init(struct gv_buf *b, size_t max);
 /* Releases the storage; the buffer can be reused after gv_buf_init. */
 void gv_buf_free(struct gv_buf *b);
+/* Room for n more bytes (and the NUL) without another allocation: for writers that
+ * know an upper bound and then write through a pointer. GV_E2BIG past max. */
+gv_rc gv_buf_reserve(struct gv_buf *b, size_t n);
 /* Empties the buffer, keeping its storage. */
 void gv_buf_reset(struct gv_buf *b);
 /* Append n bytes. GV_E2BIG (and nothing appended) when len + n would exceed max. */
@@ -64,8 +67,14 @@ gv_rc gv_buf_append_u64(struct gv_buf *b, unsigned long long v);
  * away from zero at that digit; non-finite values are written as 0. Values too
  * large for fixed-point integers go through printf's "%.*f". */
 gv_rc gv_buf_append_fixed(struct gv_buf *b, double v, int decimals);
+/* The same into out (no NUL); returns the length, 0 when decimals is out of range. */
+#define GV_FMT_FIXED_MAX 336
+size_t gv_fmt_fixed(double v, int decimals, char out[GV_FMT_FIXED_MAX]);
 /* Append s as a JSON string literal, quotes included. */
 gv_rc gv_buf_append_json_str(struct gv_buf *b, const char *s, size_t n);
+/* s as a JSON string literal at out, which has room for 2 + 6 * n bytes; returns the
+ * end. For writers that reserved a bound first. */
+char *gv_json_put_str(char *out, const char *s, size_t n);
 /* One byte as it goes inside a JSON string: itself, a two-byte escape (\" \\ \n \r \t)
  * or \u00XX for other control bytes. Returns how many bytes it wrote to out. Bytes
  * >= 0x80 pass unchanged: callers hand in valid UTF-8. */

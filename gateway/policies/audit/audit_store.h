@@ -75,6 +75,11 @@ gv_rc gw_audit_pos_write(const char *dir, const char *name, const struct gw_audi
 struct gv_record;
 struct json_object;
 
+/* The most the fixed part of a record's line (all but content and answer) can take
+ * with a `prev` of prev_len bytes: every string byte escaped as \u00XX, every number
+ * at its widest, the keys. gw_audit_record_json reserves it and writes unchecked. */
+size_t gw_audit_record_bound(size_t prev_len);
+
 /* Appends one unsealed record object for rec to out: seq, prev, time, request
  * id, run tags, principal, model, target, decision, status, per-policy outcomes
  * with PII counts, latency, tokens ("tokens_estimated": true when they are

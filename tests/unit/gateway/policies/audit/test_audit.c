@@ -148,6 +148,105 @@ static void test_line_seal_roundtrip_and_edit(void **state)
     gv_buf_free(&b);
 }
 
+/* The line's bytes are part of the chain: a verifier and `kt events` read them. */
+static void test_record_json_bytes(void **state)
+{
+    struct gv_record rec;
+    struct gv_buf b;
+
+    (void)state;
+    fill_rec(&rec, 7, GV_DECISION_REDACTED);
+    snprintf(rec.team, sizeof(rec.team), "a\"b\\c\n");
+    rec.npolicies = 2;
+    snprintf(rec.policies[1].name, sizeof(rec.policies[1].name), "prompt-injection");
+    rec.policies[1].action = GV_OUTCOME_BLOCK;
+    rec.policies[1].score = 0.91234;
+    rec.policies[1].pii_counts[GV_PII_PERSON] = 2;
+    rec.latency_total_us = 1234567;
+    rec.latency_upstream_us = 1000;
+    rec.latency_gateway_us = 5;
+    rec.streamed = true;
+    rec.tokens_estimated = true;
+    gv_buf_init(&b, 0);
+    assert_int_equal(gv_buf_append_str(&b, "x"), GV_OK);
+    assert_int_equal(gw_audit_record_json(&rec, 0.000125, NULL, NULL, false, 42, "ab", &b), GV_OK);
+    assert_string_equal(
+        b.data,
+        "x{\"seq\":42,\"prev\":\"ab\",\"ts\":\"2023-11-14T22:13:20.007Z\","
+        "\"ts_us\":1700000000007000,\"request_id\":\"req-0007\",\"run_id\":\"run-1\","
+        "\"project\":\"\",\"entity\":\"\",\"run_group\":\"\",\"principal\":\"\","
+        "\"team\":\"a\\\"b\\\\c\\n\",\"model\":\"gpt-4o\",\"target\":\"experiment-llm\","
+        "\"decision\":\"redacted\",\"status\":200,\"error_code\":\"\",\"policies\":["
+        "{\"name\":\"pii-detector\",\"action\":\"redact\",\"score\":0.0000,"
+        "\"pii\":{\"EMAIL_ADDRESS\":1}},"
+        "{\"name\":\"prompt-injection\",\"action\":\"block\",\"score\":0.9123,"
+        "\"pii\":{\"PERSON\":2}}],\"pii\":{\"PERSON\":2,\"EMAIL_ADDRESS\":1},"
+        "\"latency_ms\":1234.567,\"upstream_ms\":1.000,\"gateway_ms\":0.005,"
+        "\"tokens_prompt\":10,\"tokens_completion\":20,\"cost_usd\":0.00012500,"
+        "\"streamed\":true,\"tokens_estimated\":true}");
+    gv_buf_free(&b);
+}
+
+/* The writer reserves gw_audit_record_bound and then writes without checks: the worst
+ * record (every string byte a control byte, every count and number at its widest)
+ * must fit. The buffer's cap is the bound plus the closing brace, so ASan sees any
+ * byte past it. */
+static void test_record_json_worst_case_fits_bound(void **state)
+{
+    static struct gv_record rec;
+    char prev[200];
+    struct gv_buf b;
+    size_t bound, i;
+    int t;
+
+    (void)state;
+    for (t = 0; t < GV_PII_NTYPES; t++) {
+        assert_true(strlen(gv_pii_name(t)) < 32);
+    }
+    memset(&rec, 0x01, sizeof(rec));
+#define FILL(f) ((f)[sizeof(f) - 1] = '\0')
+    FILL(rec.request_id);
+    FILL(rec.run_id);
+    FILL(rec.project);
+    FILL(rec.entity);
+    FILL(rec.run_group);
+    FILL(rec.principal);
+    FILL(rec.team);
+    FILL(rec.model);
+    FILL(rec.target);
+    FILL(rec.error_code);
+    rec.npolicies = GV_RECORD_MAX_POLICIES;
+    for (i = 0; i < GV_RECORD_MAX_POLICIES; i++) {
+        FILL(rec.policies[i].name);
+        rec.policies[i].action = GV_OUTCOME_ERROR;
+        rec.policies[i].score = -1.7e308;
+        for (t = 0; t < GV_PII_NTYPES; t++) {
+            rec.policies[i].pii_counts[t] = UINT32_MAX / GV_RECORD_MAX_POLICIES;
+        }
+    }
+#undef FILL
+    rec.decision = GV_DECISION_ERROR;
+    rec.http_status = 599;
+    rec.start_wall_us = UINT64_MAX / 2;
+    rec.latency_total_us = rec.latency_upstream_us = rec.latency_gateway_us = UINT64_MAX;
+    rec.tokens_prompt = rec.tokens_completion = UINT64_MAX;
+    rec.streamed = rec.tokens_estimated = true;
+    memset(prev, 0x01, sizeof(prev) - 1);
+    prev[sizeof(prev) - 1] = '\0';
+    bound = gw_audit_record_bound(strlen(prev));
+    gv_buf_init(&b, bound + 1);
+    assert_int_equal(gw_audit_record_json(&rec, -1.7e308, NULL, NULL, false, UINT64_MAX, prev, &b),
+                     GV_OK);
+    assert_true(b.len <= bound + 1);
+    assert_int_equal(b.data[b.len - 1], '}');
+    {
+        struct json_object *o = json_tokener_parse(b.data);
+        assert_non_null(o);
+        json_object_put(o);
+    }
+    gv_buf_free(&b);
+}
+
 static void test_complete_writes_chain_that_verifies(void **state)
 {
     const char *st = *state;
@@ -710,6 +809,8 @@ static void test_check_only_creates_nothing(void **state)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_line_seal_roundtrip_and_edit),
+    cmocka_unit_test(test_record_json_bytes),
+    cmocka_unit_test(test_record_json_worst_case_fits_bound),
     cmocka_unit_test_setup_teardown(test_complete_writes_chain_that_verifies, unit_tmpdir_setup,
                                     unit_tmpdir_teardown),
     cmocka_unit_test_setup_teardown(test_record_holds_no_content_by_default, unit_tmpdir_setup,
