@@ -55,8 +55,7 @@ gv_rc gw_telemetry_config_load(struct gw_config *cfg, const struct gv_ynode *nod
 void gw_telemetry_shape(struct gv_record *rec, struct json_object *body)
 {
     struct json_object *msgs, *m, *role;
-    struct gv_buf roles;
-    size_t i, n;
+    size_t i, n, len = 0;
 
     rec->nmessages = 0;
     rec->roles[0] = '\0';
@@ -66,10 +65,11 @@ void gw_telemetry_shape(struct gv_record *rec, struct json_object *body)
     }
     n = json_object_array_length(msgs);
     rec->nmessages = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
-    gv_buf_init(&roles, sizeof(rec->roles) - 1);
+    /* Straight into the record: this runs for every request, and a buffer of its
+     * own cost an allocation each time. */
     for (i = 0; i < n; i++) {
         const char *r = "unknown";
-        size_t mark = roles.len;
+        size_t rlen;
         m = json_object_array_get_idx(msgs, i);
         if (json_object_is_type(m, json_type_object) &&
             json_object_object_get_ex(m, "role", &role) &&
@@ -81,17 +81,17 @@ void gw_telemetry_shape(struct gv_record *rec, struct json_object *body)
             strcmp(r, "tool") && strcmp(r, "developer") && strcmp(r, "function")) {
             r = "unknown";
         }
-        if ((i > 0 && gv_buf_append_char(&roles, ',') != GV_OK) ||
-            gv_buf_append_str(&roles, r) != GV_OK) {
-            roles.len = mark; /* whole roles only */
-            break;
+        rlen = strlen(r);
+        if (len + (i > 0) + rlen > sizeof(rec->roles) - 1) {
+            break; /* whole roles only */
         }
+        if (i > 0) {
+            rec->roles[len++] = ',';
+        }
+        memcpy(rec->roles + len, r, rlen);
+        len += rlen;
     }
-    if (roles.len) {
-        memcpy(rec->roles, roles.data, roles.len);
-    }
-    rec->roles[roles.len] = '\0';
-    gv_buf_free(&roles);
+    rec->roles[len] = '\0';
 }
 
 /* Length of the longest prefix of s[0..n) that is at most max bytes and does

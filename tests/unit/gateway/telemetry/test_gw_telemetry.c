@@ -67,6 +67,17 @@ static void test_shape_roles_whole_only(void **state)
     gw_telemetry_shape(&rec, NULL);
     assert_int_equal(rec.nmessages, 0);
     assert_string_equal(rec.roles, "");
+    /* Ten roles of 9 bytes do not fit the 63 the record holds: six whole ones do. */
+    body = json_tokener_parse("{\"messages\":[{\"role\":\"assistant\"},{\"role\":\"assistant\"},"
+                              "{\"role\":\"assistant\"},{\"role\":\"assistant\"},"
+                              "{\"role\":\"assistant\"},{\"role\":\"assistant\"},"
+                              "{\"role\":\"assistant\"},{\"role\":\"assistant\"},"
+                              "{\"role\":\"assistant\"},{\"role\":\"assistant\"}]}");
+    gw_telemetry_shape(&rec, body);
+    assert_int_equal(rec.nmessages, 10);
+    assert_string_equal(rec.roles,
+                        "assistant,assistant,assistant,assistant,assistant,assistant");
+    json_object_put(body);
 }
 
 static void test_request_and_answer_captured_only_when_redacted(void **state)
