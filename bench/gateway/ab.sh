@@ -7,10 +7,12 @@
 # between two runs of run.sh. This starts one upstream (bench/lib/nginx-upstream.sh) and runs
 # OLD and NEW in turn, AB_ROUNDS times (default 3), each `kt gateway run --workers 1` with the
 # page's config and a fresh state dir, under `wrk -t2 -c64` POSTs (bench/gateway/post.lua; SSE
-# with AB_SSE=1) for AB_DURATION seconds (default 5) after a 2 s warm-up. Per run: req/s and
-# kt's CPU time per request (utime + stime of all its threads from /proc/<pid>/stat); then the
-# mean of each binary and NEW / OLD. Only 127.0.0.1 is used; ports from AB_PORT_BASE (default
-# 18280: upstream +1, kt +2).
+# with AB_SSE=1) for AB_DURATION seconds (default 5) after a 2 s warm-up. Per run: req/s,
+# kt's CPU time per request (utime + stime of all its threads from /proc/<pid>/stat) and the
+# share of the machine's CPU time the host gave to other tenants during the turn (steal, from
+# /proc/stat); then the mean and the median of each binary and NEW / OLD, and a warning when
+# turns lost more than AB_MAX_STEAL percent (default 5) to steal. Only 127.0.0.1 is used;
+# ports from AB_PORT_BASE (default 18280: upstream +1, kt +2).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -46,8 +48,15 @@ ticks() { # ticks PID: utime + stime of the process (all its threads), in clock 
     echo $((f[11] + f[12]))
 }
 
-one_run() { # one_run BIN: prints "rps cpu_us"
-    local pid i t0 t1 line req rps
+# steal_ticks: "steal total" over all CPUs from /proc/stat. On a VM, steal is time the host
+# gave another tenant while this machine wanted to run: a turn with much of it measured the
+# neighbours as well as kt.
+steal_ticks() {
+    awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t; exit }' /proc/stat
+}
+
+one_run() { # one_run BIN: prints "rps cpu_us steal_pct"
+    local pid i t0 t1 s0 s1 line req rps
     rm -rf "$WORK/state"
     OPENAI_API_KEY=sk-bench-upstream "$1" gateway run --listen "127.0.0.1:$KT_PORT" \
         --policy-config "$WORK/policy-config.yaml" --state-dir "$WORK/state" --workers 1 \
@@ -60,19 +69,23 @@ one_run() { # one_run BIN: prints "rps cpu_us"
     wrk -t2 -c64 -d2s -s "$HERE/post.lua" "http://127.0.0.1:$KT_PORT" "${WRK_ARGS[@]}" \
         >/dev/null 2>&1 || true
     t0="$(ticks "$pid")"
+    s0="$(steal_ticks)"
     line="$(wrk -t2 -c64 -d"${DURATION}s" -s "$HERE/post.lua" "http://127.0.0.1:$KT_PORT" \
         "${WRK_ARGS[@]}" 2>&1 | grep '^BENCH ')" || true
     t1="$(ticks "$pid")"
+    s1="$(steal_ticks)"
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     req="$(sed -E 's/.* requests=([0-9]+).*/\1/' <<<"$line")"
     rps="$(sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$line")"
     [ -n "$line" ] && [ "$req" -gt 0 ] || { echo "ab: no answers from $1" >&2; tail "$WORK/kt.log" >&2; exit 1; }
-    awk -v t=$((t1 - t0)) -v hz="$HZ" -v r="$req" -v rps="$rps" \
-        'BEGIN { printf "%.0f %.2f\n", rps, 1e6 * t / hz / r }'
+    awk -v t=$((t1 - t0)) -v hz="$HZ" -v r="$req" -v rps="$rps" -v s0="$s0" -v s1="$s1" \
+        'BEGIN { split(s0, a, " "); split(s1, b, " ")
+                 st = b[2] > a[2] ? 100 * (b[1] - a[1]) / (b[2] - a[2]) : 0
+                 printf "%.0f %.2f %.1f\n", rps, 1e6 * t / hz / r, st }'
 }
 
-echo "round binary    req/s  cpu us/req"
+echo "round binary    req/s  cpu us/req  steal %"
 : >"$WORK/runs"
 for ((r = 1; r <= ROUNDS; r++)); do
     for which in old new; do
@@ -80,14 +93,35 @@ for ((r = 1; r <= ROUNDS; r++)); do
         [ "$which" = old ] || bin="$NEW"
         res="$(one_run "$bin")"
         echo "$which $res" >>"$WORK/runs"
-        printf "%5d %-6s %8s %11s\n" "$r" "$which" $res
+        printf "%5d %-6s %8s %11s %8s\n" "$r" "$which" $res
     done
 done
-awk '{ n[$1]++; rps[$1] += $2; cpu[$1] += $3 }
+# Means, and medians (a turn that a neighbour took half of moves the mean, not the median).
+awk -v max_steal="${AB_MAX_STEAL:-5}" '
+    function median(arr, k,    i, j, t) {
+        for (i = 2; i <= k; i++) {
+            t = arr[i]
+            for (j = i - 1; j >= 1 && arr[j] > t; j--) arr[j + 1] = arr[j]
+            arr[j + 1] = t
+        }
+        return k % 2 ? arr[(k + 1) / 2] : (arr[k / 2] + arr[k / 2 + 1]) / 2
+    }
+    {
+        k = ++n[$1]; rps[$1] += $2; cpu[$1] += $3
+        if ($1 == "old") { ro[k] = $2; co[k] = $3 } else { rn[k] = $2; cn[k] = $3 }
+        if ($4 > max_steal) stolen++
+    }
     END {
         printf "mean   old %8.0f %11.2f\n", rps["old"] / n["old"], cpu["old"] / n["old"]
         printf "mean   new %8.0f %11.2f\n", rps["new"] / n["new"], cpu["new"] / n["new"]
-        printf "new / old: req/s %.3f, cpu per request %.3f\n",
+        mro = median(ro, n["old"]); mco = median(co, n["old"])
+        mrn = median(rn, n["new"]); mcn = median(cn, n["new"])
+        printf "median old %8.0f %11.2f\n", mro, mco
+        printf "median new %8.0f %11.2f\n", mrn, mcn
+        printf "new / old: req/s %.3f, cpu per request %.3f (means); %.3f, %.3f (medians)\n",
             (rps["new"] / n["new"]) / (rps["old"] / n["old"]),
-            (cpu["new"] / n["new"]) / (cpu["old"] / n["old"])
+            (cpu["new"] / n["new"]) / (cpu["old"] / n["old"]), mrn / mro, mcn / mco
+        if (stolen)
+            printf "WARNING: %d of %d turns lost more than %s%% of the CPUs to steal: the host " \
+                "was busy; rerun, or trust only large differences\n", stolen, NR, max_steal
     }' "$WORK/runs"

@@ -29,10 +29,12 @@
 # (utime + stime of the proxy's processes and threads from /proc/<pid>/stat around the measured
 # run, divided by the requests wrk counted; nginx: its workers; direct: the upstream's worker),
 # the added P50 at the paced rate (proxy p50 - direct p50) with kt-added / nginx-added, and the
-# syscalls per request (all, epoll_ctl, epoll_wait, reads, writes). The last lines compare kt and
-# floor2 with their targets. With BENCH_ROUNDS=R the wrk loads run R times, every target in
-# turn each round, so a busy spell of the machine hits all of them: the tables show medians and
-# the req/s range, the targets the median and range of the ratios taken within each round.
+# syscalls per request (all, epoll_ctl, epoll_wait, reads, writes), and how much of the
+# machine's CPU time the host gave other tenants (steal, /proc/stat) during the wrk runs. The
+# last lines compare kt and floor2 with their targets. With BENCH_ROUNDS=R the wrk loads run R
+# times, every target in turn each round, so a busy spell of the machine hits all of them: the
+# tables show medians and the req/s range, the targets the median and range of the ratios taken
+# within each round.
 # Only 127.0.0.1 is used. Results also go to bench/out/gateway-<time>.txt.
 # Environment: BENCH_DURATION (s), BENCH_WORKERS (nginx proxy worker processes and kt
 # --workers; default 1 so both proxies get the same share of the 2 cores; the floors always run
@@ -241,8 +243,15 @@ declare -A RPS P50 P99 ERR CPU SPAN L_RPS L_P50 L_P99 L_CPU
 bench_field() { # bench_field KEY LINE
     sed -E "s/.* $1=([0-9.]+).*/\\1/" <<<"$2"
 }
+# steal_ticks: "steal total" over all CPUs from /proc/stat. On a VM, steal is time the host gave
+# other tenants while this machine wanted to run: a run with much of it measured them too.
+steal_ticks() {
+    awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t; exit }' /proc/stat
+}
+STEALS=""
+
 run_wrk() { # run_wrk NAME MODE CONC  (MODE json|sse)
-    local name="$1" mode="$2" c="$3" t line c0 c1 k="$1.$2.$3" script_args=() cpu
+    local name="$1" mode="$2" c="$3" t line c0 c1 s0 s1 steal k="$1.$2.$3" script_args=() cpu
     t=$((c < 2 ? 1 : 2))
     [ "$mode" = json ] || script_args=(-- sse)
     # A short warm-up fills connection pools and caches, then the measured run.
@@ -250,10 +259,15 @@ run_wrk() { # run_wrk NAME MODE CONC  (MODE json|sse)
         "${script_args[@]}" >/dev/null 2>&1 || true
     # shellcheck disable=SC2086 # a list of pids
     c0="$(cpu_ticks ${WATCH[$name]})"
+    s0="$(steal_ticks)"
     line="$(wrk -t"$t" -c"$c" -d"${DURATION}s" --latency -s "$HERE/post.lua" \
         "http://127.0.0.1:${PORT[$name]}" "${script_args[@]}" 2>&1 | grep '^BENCH ')" || true
     # shellcheck disable=SC2086
     c1="$(cpu_ticks ${WATCH[$name]})"
+    s1="$(steal_ticks)"
+    steal="$(awk -v a="$s0" -v b="$s1" 'BEGIN { split(a, x, " "); split(b, y, " ")
+        printf "%.1f", (y[2] > x[2]) ? 100 * (y[1] - x[1]) / (y[2] - x[2]) : 0 }')"
+    STEALS+="$steal "
     [ -n "$line" ] || line="BENCH requests=0 duration_us=1 rps=0 p50_us=0 p99_us=0 errors=1"
     cpu="$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v r="$(bench_field requests "$line")" \
         'BEGIN { printf "%.1f", (r > 0) ? 1e6 * t / hz / r : 0 }')"
@@ -262,7 +276,8 @@ run_wrk() { # run_wrk NAME MODE CONC  (MODE json|sse)
     L_P99[$k]+="$(bench_field p99_us "$line") "
     L_CPU[$k]+="$cpu "
     ERR[$k]=$((${ERR[$k]:-0} + $(bench_field errors "$line")))
-    printf '  %-6s %-4s c=%-3s %s cpu_us_per_req=%s\n' "$name" "$mode" "$c" "$line" "$cpu" >&2
+    printf '  %-6s %-4s c=%-3s %s cpu_us_per_req=%s steal_pct=%s\n' "$name" "$mode" "$c" "$line" \
+        "$cpu" "$steal" >&2
 }
 median() { # median "V1 V2 ...": the middle value (the mean of the two middle ones)
     tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ a[NR] = $1 } END {
@@ -506,6 +521,9 @@ ms_diff() { # ms_diff US_A US_B: (A - B) in ms
         "${L_CPU[kt.sse.64]}" "${L_CPU[nginx.sse.64]}" '<=' 2
     check "kt added / nginx added p50 at $PACED_RATE req/s" \
         "$(ratio "${PACED[kt.added]}" "${PACED[nginx.added]}")" '<=' 1.5
+    # shellcheck disable=SC2086 # a list of numbers
+    echo "steal during the wrk runs: median $(median "$STEALS")%, range $(span "$STEALS")% of the" \
+        "machine's CPU time (above ~5%, other tenants took enough to move the ratios)"
     for k in "${!ERR[@]}"; do
         if [ "${ERR[$k]:-0}" != 0 ]; then
             echo "WARNING: ${k%%.*} (${k#*.}) had ${ERR[$k]} errors (non-2xx or socket errors)"
