@@ -3,6 +3,7 @@
 #define _GNU_SOURCE /* memmem */
 #include "gateway/gw_relay.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,8 +89,8 @@ struct gw_rq {
     long long last_created;
     struct gv_buf pending; /* SSE bytes for the next write */
     struct gv_buf scratch;
-    struct gv_buf answer; /* the first choice's text as sent, when keep_answer */
-    struct gv_buf body_out; /* the client's body with stream_options spliced in */
+    struct gv_buf answer;         /* the first choice's text as sent, when keep_answer */
+    struct gv_buf body_out;       /* the client's body with stream_options spliced in */
     struct gw_chain_async *async; /* async detection not merged yet */
     bool parked;                  /* answer done; the record waits for async */
 };
@@ -202,43 +203,48 @@ static bool splice_stream_usage(struct gv_buf *out, struct json_object *body, co
 
 /* ------------------------------------------------------- request objects */
 
+/* The buffers a request object keeps across uses, with the cap each is made with (resp's
+ * and pending's are set again for every request in rq_get). One row a buffer: the object
+ * is zeroed between requests, and these are the parts kept. */
+static const struct {
+    size_t off;
+    size_t max;
+} RQ_BUFS[] = {
+    {offsetof(struct gw_rq, url), 4096},  {offsetof(struct gw_rq, resp), 0},
+    {offsetof(struct gw_rq, pending), 0}, {offsetof(struct gw_rq, scratch), 0},
+    {offsetof(struct gw_rq, answer), 0},  {offsetof(struct gw_rq, body_out), 0},
+};
+#define RQ_NBUFS (sizeof(RQ_BUFS) / sizeof(RQ_BUFS[0]))
+
+static struct gv_buf *rq_buf(struct rq *r, size_t i)
+{
+    return (struct gv_buf *)(void *)((char *)r + RQ_BUFS[i].off);
+}
+
 /* A zeroed request object with empty buffers. */
 static struct rq *rq_get(struct gw_worker *w, const struct gw_config *cfg)
 {
     struct rq *r = w->free_rq;
-    struct gv_buf url, resp, pending, scratch, answer, body_out;
+    struct gv_buf keep[RQ_NBUFS];
+    size_t i;
 
     if (!r) {
         r = gv_calloc(1, sizeof(*r));
-        gv_buf_init(&r->url, 4096);
-        gv_buf_init(&r->resp, 0);
-        gv_buf_init(&r->pending, 0);
-        gv_buf_init(&r->scratch, 0);
-        gv_buf_init(&r->answer, 0);
-        gv_buf_init(&r->body_out, 0);
+        for (i = 0; i < RQ_NBUFS; i++) {
+            gv_buf_init(rq_buf(r, i), RQ_BUFS[i].max);
+        }
     }
     else {
         w->free_rq = r->next;
         w->nfree--;
-        url = r->url;
-        resp = r->resp;
-        pending = r->pending;
-        scratch = r->scratch;
-        answer = r->answer;
-        body_out = r->body_out;
+        for (i = 0; i < RQ_NBUFS; i++) {
+            keep[i] = *rq_buf(r, i);
+        }
         memset(r, 0, sizeof(*r));
-        r->url = url;
-        r->resp = resp;
-        r->pending = pending;
-        r->scratch = scratch;
-        r->answer = answer;
-        r->body_out = body_out;
-        gv_buf_reset(&r->url);
-        gv_buf_reset(&r->resp);
-        gv_buf_reset(&r->pending);
-        gv_buf_reset(&r->scratch);
-        gv_buf_reset(&r->answer);
-        gv_buf_reset(&r->body_out);
+        for (i = 0; i < RQ_NBUFS; i++) {
+            *rq_buf(r, i) = keep[i];
+            gv_buf_reset(rq_buf(r, i));
+        }
     }
     /* The cap is the config's, whatever the buffer was last used for. */
     r->resp.max = cfg->max_response_bytes ? cfg->max_response_bytes : 32u << 20;
@@ -248,39 +254,27 @@ static struct rq *rq_get(struct gw_worker *w, const struct gw_config *cfg)
 
 static void rq_bufs_free(struct rq *r)
 {
-    gv_buf_free(&r->url);
-    gv_buf_free(&r->resp);
-    gv_buf_free(&r->pending);
-    gv_buf_free(&r->scratch);
-    gv_buf_free(&r->answer);
-    gv_buf_free(&r->body_out);
+    size_t i;
+
+    for (i = 0; i < RQ_NBUFS; i++) {
+        gv_buf_free(rq_buf(r, i));
+    }
 }
 
 /* Frees what a request owned except what rq_get hands out again; keeps or frees r. */
 static void rq_put(struct gw_worker *w, struct rq *r)
 {
+    size_t i;
+
     if (w->nfree >= RQ_FREE_MAX) {
         rq_bufs_free(r);
         gv_free(r);
         return;
     }
-    if (r->resp.cap > RQ_KEEP_BUF) {
-        gv_buf_free(&r->resp);
-    }
-    if (r->url.cap > RQ_KEEP_BUF) {
-        gv_buf_free(&r->url);
-    }
-    if (r->pending.cap > RQ_KEEP_BUF) {
-        gv_buf_free(&r->pending);
-    }
-    if (r->scratch.cap > RQ_KEEP_BUF) {
-        gv_buf_free(&r->scratch);
-    }
-    if (r->answer.cap > RQ_KEEP_BUF) {
-        gv_buf_free(&r->answer);
-    }
-    if (r->body_out.cap > RQ_KEEP_BUF) {
-        gv_buf_free(&r->body_out);
+    for (i = 0; i < RQ_NBUFS; i++) {
+        if (rq_buf(r, i)->cap > RQ_KEEP_BUF) {
+            gv_buf_free(rq_buf(r, i));
+        }
     }
     r->next = w->free_rq;
     w->free_rq = r;
@@ -1471,7 +1465,7 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
     struct gw_upstream_req up;
     const struct gw_target *t;
     char msg[256];
-    bool need_usage;
+    bool need_usage, reprint;
 
     r->w = w;
     r->conn = c;
@@ -1548,12 +1542,13 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
      * When the only change is asking for usage on a stream, the member is spliced into the
      * client's bytes: a json-c print of the whole tree cost ~3% of a streamed request. */
     need_usage = r->stream && t->stream_usage && !r->client_usage;
-    if (!r->preq.body_modified && need_usage && strcmp(r->model, t->model) == 0 &&
+    reprint = r->preq.body_modified || strcmp(r->model, t->model) != 0;
+    if (!reprint && need_usage &&
         splice_stream_usage(&r->body_out, r->body, in->body, in->body_len)) {
         r->send_body = r->body_out.data;
         r->send_len = r->body_out.len;
     }
-    else if (r->preq.body_modified || need_usage || strcmp(r->model, t->model) != 0) {
+    else if (reprint || need_usage) {
         json_object_object_add(r->body, "model", json_object_new_string(t->model));
         if (need_usage) {
             if (!json_object_object_get_ex(r->body, "stream_options", &so) ||

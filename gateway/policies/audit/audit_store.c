@@ -853,11 +853,12 @@ const char *gw_audit_member_str(struct json_object *o, const char *key)
  * worst case: the writer thread seals every request's line, and checking room,
  * writing a NUL and measuring the key for each of ~60 pieces was most of its work. */
 #define PUT_LIT(o, lit) (memcpy((o), (lit), sizeof(lit) - 1), (o) += sizeof(lit) - 1)
-/* A key and its value; keys are literals, so the key, its quotes and the colon are
- * one copy. Record fields are fixed arrays filled by other threads' code: never
- * trust a NUL. */
-#define PUT_FIELD(o, key, f) \
-    (PUT_LIT(o, ",\"" key "\":"), (o) = gv_json_put_str((o), (f), strnlen((f), sizeof(f))))
+/* A record field as a JSON string. Fields are fixed arrays filled by other threads'
+ * code: never trust a NUL. */
+#define PUT_ARRAY_STR(o, f) ((o) = gv_json_put_str((o), (f), strnlen((f), sizeof(f))))
+/* A key and its field; keys are literals, so the key, its quotes and the colon are
+ * one copy. */
+#define PUT_FIELD(o, key, f) (PUT_LIT(o, ",\"" key "\":"), PUT_ARRAY_STR(o, f))
 
 static char *put_u64(char *o, uint64_t v)
 {
@@ -905,8 +906,7 @@ size_t gw_audit_record_bound(size_t prev_len)
     size_t pii = GV_PII_NTYPES * (6u * 32u + 32u) + 8u;
 
     return 6u * sizeof(struct gv_record) + 6u * prev_len + 1024u +
-           (GV_RECORD_MAX_POLICIES + 1u) * (256u + pii + GV_FMT_FIXED_MAX) +
-           6u * GV_FMT_FIXED_MAX;
+           (GV_RECORD_MAX_POLICIES + 1u) * (256u + pii + GV_FMT_FIXED_MAX) + 6u * GV_FMT_FIXED_MAX;
 }
 
 gv_rc gw_audit_record_json(const struct gv_record *rec, double cost_usd,
@@ -960,7 +960,7 @@ gv_rc gw_audit_record_json(const struct gv_record *rec, double cost_usd,
             *o++ = ',';
         }
         PUT_LIT(o, "{\"name\":");
-        o = gv_json_put_str(o, po->name, strnlen(po->name, sizeof(po->name)));
+        PUT_ARRAY_STR(o, po->name);
         PUT_LIT(o, ",\"action\":");
         o = put_cstr(o, gv_outcome_action_str(po->action));
         PUT_LIT(o, ",\"score\":");
