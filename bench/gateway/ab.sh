@@ -33,6 +33,7 @@ WRK_ARGS=()
 . "$ROOT/bench/lib/procs.sh"
 . "$ROOT/bench/lib/nginx-upstream.sh"
 . "$ROOT/bench/lib/page-config.sh"
+. "$ROOT/bench/lib/steal.sh"
 work_dir kt-ab
 command -v wrk >/dev/null 2>&1 || { echo "ab: wrk is needed (apt-get install wrk)" >&2; exit 1; }
 ports_free ab AB_PORT_BASE "$UP_PORT" "$KT_PORT"
@@ -46,13 +47,6 @@ ticks() { # ticks PID: utime + stime of the process (all its threads), in clock 
     st="$(<"/proc/$1/stat")"
     read -r -a f <<<"${st##*) }"
     echo $((f[11] + f[12]))
-}
-
-# steal_ticks: "steal total" over all CPUs from /proc/stat. On a VM, steal is time the host
-# gave another tenant while this machine wanted to run: a turn with much of it measured the
-# neighbours as well as kt.
-steal_ticks() {
-    awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t; exit }' /proc/stat
 }
 
 one_run() { # one_run BIN: prints "rps cpu_us steal_pct"
@@ -79,10 +73,9 @@ one_run() { # one_run BIN: prints "rps cpu_us steal_pct"
     req="$(sed -E 's/.* requests=([0-9]+).*/\1/' <<<"$line")"
     rps="$(sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$line")"
     [ -n "$line" ] && [ "$req" -gt 0 ] || { echo "ab: no answers from $1" >&2; tail "$WORK/kt.log" >&2; exit 1; }
-    awk -v t=$((t1 - t0)) -v hz="$HZ" -v r="$req" -v rps="$rps" -v s0="$s0" -v s1="$s1" \
-        'BEGIN { split(s0, a, " "); split(s1, b, " ")
-                 st = b[2] > a[2] ? 100 * (b[1] - a[1]) / (b[2] - a[2]) : 0
-                 printf "%.0f %.2f %.1f\n", rps, 1e6 * t / hz / r, st }'
+    awk -v t=$((t1 - t0)) -v hz="$HZ" -v r="$req" -v rps="$rps" \
+        -v st="$(steal_pct "$s0" "$s1")" \
+        'BEGIN { printf "%.0f %.2f %s\n", rps, 1e6 * t / hz / r, st }'
 }
 
 echo "round binary    req/s  cpu us/req  steal %"

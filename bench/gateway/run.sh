@@ -69,6 +69,7 @@ TARGETS=(direct nginx floor floor2 kt)
 PROXIES=(nginx floor floor2 kt)
 . "$ROOT/bench/lib/procs.sh"
 . "$ROOT/bench/lib/nginx-upstream.sh"
+. "$ROOT/bench/lib/steal.sh"
 work_dir kt-bench
 
 # --- bench-only dependencies (not part of the test deps) ---------------------------------
@@ -243,12 +244,7 @@ declare -A RPS P50 P99 ERR CPU SPAN L_RPS L_P50 L_P99 L_CPU
 bench_field() { # bench_field KEY LINE
     sed -E "s/.* $1=([0-9.]+).*/\\1/" <<<"$2"
 }
-# steal_ticks: "steal total" over all CPUs from /proc/stat. On a VM, steal is time the host gave
-# other tenants while this machine wanted to run: a run with much of it measured them too.
-steal_ticks() {
-    awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t; exit }' /proc/stat
-}
-STEALS=""
+STEALS="" # steal_pct of every wrk run (bench/lib/steal.sh)
 
 run_wrk() { # run_wrk NAME MODE CONC  (MODE json|sse)
     local name="$1" mode="$2" c="$3" t line c0 c1 s0 s1 steal k="$1.$2.$3" script_args=() cpu
@@ -265,8 +261,7 @@ run_wrk() { # run_wrk NAME MODE CONC  (MODE json|sse)
     # shellcheck disable=SC2086
     c1="$(cpu_ticks ${WATCH[$name]})"
     s1="$(steal_ticks)"
-    steal="$(awk -v a="$s0" -v b="$s1" 'BEGIN { split(a, x, " "); split(b, y, " ")
-        printf "%.1f", (y[2] > x[2]) ? 100 * (y[1] - x[1]) / (y[2] - x[2]) : 0 }')"
+    steal="$(steal_pct "$s0" "$s1")"
     STEALS+="$steal "
     [ -n "$line" ] || line="BENCH requests=0 duration_us=1 rps=0 p50_us=0 p99_us=0 errors=1"
     cpu="$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v r="$(bench_field requests "$line")" \
