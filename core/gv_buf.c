@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/gv_mem.h"
+#include "core/gv_scan.h"
 
 void gv_buf_init(struct gv_buf *b, size_t max)
 {
@@ -225,14 +226,6 @@ size_t gv_json_escape_byte(unsigned char c, char out[6])
 }
 
 /* The end of the run from i of bytes that go into a JSON string as they are. */
-static size_t json_plain_run(const char *s, size_t i, size_t n)
-{
-    while (i < n && (unsigned char)s[i] >= 0x20 && s[i] != '"' && s[i] != '\\') {
-        i++;
-    }
-    return i;
-}
-
 gv_rc gv_buf_append_json_str(struct gv_buf *b, const char *s, size_t n)
 {
     size_t i = 0;
@@ -240,7 +233,7 @@ gv_rc gv_buf_append_json_str(struct gv_buf *b, const char *s, size_t n)
 
     while (rc == GV_OK && i < n) {
         /* Runs of bytes that need no escape go in one copy: most strings are one run. */
-        size_t run = json_plain_run(s, i, n);
+        size_t run = gv_scan_json_plain(s, i, n);
         if (run > i) {
             rc = gv_buf_append(b, s + i, run - i);
             i = run;
@@ -265,7 +258,7 @@ char *gv_json_put_str(char *out, const char *s, size_t n)
 
     *out++ = '"';
     while (i < n) {
-        size_t run = json_plain_run(s, i, n);
+        size_t run = gv_scan_json_plain(s, i, n);
         memcpy(out, s + i, run - i);
         out += run - i;
         i = run;
