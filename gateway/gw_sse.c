@@ -97,6 +97,67 @@ static gv_rc end_line(struct gw_sse *p, gw_sse_fn fn, void *arg)
     return rc;
 }
 
+/* An event that stands whole in buf[i..len) while nothing of an earlier one is
+ * held is reported from buf itself: no copy into raw and data. Only the shape
+ * OpenAI-style streams have, lines ended by \n alone, at most one data: line,
+ * no event: line; anything else (a \r, a second data: line, an event: name, an
+ * event cut by the end of buf, one over max_event) returns false with nothing
+ * done, and the copying path below takes it byte for byte the same way.
+ * On true, *end is the index after the event and *rc the callback's answer. */
+static bool event_in_place(struct gw_sse *p, const char *buf, size_t i, size_t len, gw_sse_fn fn,
+                           void *arg, size_t *end, gv_rc *rc)
+{
+    struct gw_sse_event ev;
+    size_t at = i, max = p->raw.max ? p->raw.max : SSE_DEFAULT_MAX;
+    size_t stop = len - i > max ? i + max : len;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.data = "";
+    ev.name = "";
+    while (at < stop) {
+        const char *line = buf + at;
+        const char *nl = memchr(line, '\n', stop - at);
+        size_t n;
+
+        if (!nl) {
+            return false; /* cut short, or over max_event: the copying path decides */
+        }
+        n = (size_t)(nl - line);
+        if (memchr(line, '\r', n)) {
+            return false;
+        }
+        at += n + 1;
+        if (n == 0) {
+            ev.raw = buf + i;
+            ev.raw_len = at - i;
+            ev.done = ev.has_data && ev.data_len == 6 && memcmp(ev.data, "[DONE]", 6) == 0;
+            *end = at;
+            *rc = fn(arg, &ev);
+            return true;
+        }
+        if (line[0] == ':') {
+            continue;
+        }
+        if (n >= 5 && memcmp(line, "data:", 5) == 0) {
+            if (ev.has_data) {
+                return false; /* two data: lines are joined with \n: a copy */
+            }
+            ev.has_data = true;
+            ev.data = line + 5;
+            ev.data_len = n - 5;
+            if (ev.data_len > 0 && ev.data[0] == ' ') {
+                ev.data++;
+                ev.data_len--;
+            }
+        }
+        else if ((n == 4 && memcmp(line, "data", 4) == 0) ||
+                 (n >= 5 && memcmp(line, "event", 5) == 0 && (n == 5 || line[5] == ':'))) {
+            return false; /* an empty data line, or a name to keep: the copying path */
+        }
+    }
+    return false;
+}
+
 gv_rc gw_sse_feed(struct gw_sse *p, const char *buf, size_t len, gw_sse_fn fn, void *arg)
 {
     size_t i = 0, j;
@@ -106,6 +167,10 @@ gv_rc gw_sse_feed(struct gw_sse *p, const char *buf, size_t len, gw_sse_fn fn, v
         return GV_EPROTO;
     }
     while (i < len && rc == GV_OK) {
+        if (p->raw.len == 0 && !p->cr && event_in_place(p, buf, i, len, fn, arg, &j, &rc)) {
+            i = j;
+            continue;
+        }
         if (p->cr) {
             /* A \r ended the last line; a \n right after it is part of it. */
             p->cr = false;

@@ -10,9 +10,11 @@
 #include "core/gv_rc.h"
 
 /* One event as the callback sees it. Pointers are borrowed: valid during the
- * callback only. */
+ * callback only. They point into the bytes handed to gw_sse_feed when the
+ * event stands whole in them (the common case: no copy), else into the
+ * parser's buffers; data and raw are not NUL-terminated either way. */
 struct gw_sse_event {
-    const char *data; /* data: lines joined with "\n", NUL-terminated ("" if none) */
+    const char *data; /* data: lines joined with "\n", data_len bytes ("" if none) */
     size_t data_len;
     bool has_data;    /* at least one data: field (an event the spec dispatches) */
     const char *name; /* the event: field, "" if none */

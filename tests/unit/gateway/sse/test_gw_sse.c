@@ -247,6 +247,105 @@ static void test_feed_arbitrary_bytes_never_crash(void **state)
     }
 }
 
+/* Events whole in one feed are reported from the caller's bytes (no copy);
+ * whatever shape each event has, the events seen are the ones byte-by-byte
+ * feeding (always the copying path) reports. */
+static const char SHAPES[] = "data: plain\n\n"
+                             "data\n\n"             /* an empty data line: a copy */
+                             "data: a\ndata: b\n\n" /* two data lines joined by \n: a copy */
+                             "event\ndata: x\n\n"   /* an event: field without a colon */
+                             "event:upd\ndata:y\n\n"
+                             "eventual: no\nid: 4\ndata:  two spaces\n\n"
+                             ": only a comment\n\n"
+                             "\n" /* a blank line alone */
+                             "data: cr\r\n\r\n"
+                             "data: [DONE]\n\n";
+
+static void test_feed_whole_matches_byte_by_byte(void **state)
+{
+    struct parse whole, bytes;
+    size_t i, len = sizeof(SHAPES) - 1;
+
+    parse_open(&whole, 0);
+    parse_open(&bytes, 0);
+    assert_int_equal(feed(&whole, SHAPES, len), GV_OK);
+    for (i = 0; i < len; i++) {
+        assert_int_equal(feed(&bytes, SHAPES + i, 1), GV_OK);
+    }
+    assert_int_equal(finish(&whole), GV_OK);
+    assert_int_equal(finish(&bytes), GV_OK);
+    assert_string_equal(whole.s.events.data, bytes.s.events.data);
+    assert_string_equal(whole.s.events.data, "|1|0|plain\n"
+                                             "|1|0|\n"
+                                             "|1|0|a\nb\n"
+                                             "|1|0|x\n"
+                                             "upd|1|0|y\n"
+                                             "|1|0| two spaces\n"
+                                             "|0|0|\n"
+                                             "|0|0|\n"
+                                             "|1|0|cr\n"
+                                             "|1|1|[DONE]\n");
+    assert_int_equal(whole.s.raw.len, len);
+    assert_memory_equal(whole.s.raw.data, SHAPES, len);
+    parse_close(&whole);
+    parse_close(&bytes);
+}
+
+struct spot {
+    const char *in;
+    size_t len;
+    int inside; /* events whose raw and data pointed into in */
+};
+
+static gv_rc spot_in_place(void *arg, const struct gw_sse_event *ev)
+{
+    struct spot *s = arg;
+
+    if (ev->raw >= s->in && ev->raw + ev->raw_len <= s->in + s->len &&
+        (!ev->has_data ||
+         (ev->data >= ev->raw && ev->data + ev->data_len <= ev->raw + ev->raw_len))) {
+        s->inside++;
+    }
+    return GV_OK;
+}
+
+static void test_feed_whole_event_is_not_copied(void **state)
+{
+    static const char in[] = "data: {\"a\":1}\n\n: ping\n\ndata: [DONE]\n\ndata: cut";
+    struct spot s = {in, sizeof(in) - 1, 0};
+    struct gw_sse p;
+
+    gw_sse_init(&p, 0);
+    assert_int_equal(gw_sse_feed(&p, in, sizeof(in) - 1, spot_in_place, &s), GV_OK);
+    assert_int_equal(s.inside, 3);
+    /* The cut event was held in the parser's own buffer: reported from there. */
+    s.inside = 0;
+    assert_int_equal(gw_sse_feed(&p, "\n\n", 2, spot_in_place, &s), GV_OK);
+    assert_int_equal(s.inside, 0);
+    gw_sse_free(&p);
+}
+
+/* The cap is the same whichever path an event takes: an event of exactly
+ * max_event bytes passes, one byte more fails. */
+static void test_feed_cap_is_exact_on_both_paths(void **state)
+{
+    static const char ev[] = "data: 0123456789\n\n"; /* 18 bytes */
+    size_t len = sizeof(ev) - 1, i;
+    struct parse x;
+
+    parse_open(&x, len);
+    assert_int_equal(feed(&x, ev, len), GV_OK);
+    for (i = 0; i < len; i++) {
+        assert_int_equal(feed(&x, ev + i, 1), GV_OK);
+    }
+    assert_int_equal(x.s.n, 2);
+    parse_close(&x);
+    parse_open(&x, len - 1);
+    assert_int_equal(feed(&x, ev, len), GV_E2BIG);
+    assert_int_equal(x.s.n, 0);
+    parse_close(&x);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_feed_whole_stream),
     cmocka_unit_test(test_feed_split_at_every_byte),
@@ -257,6 +356,9 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_feed_many_lines_in_one_event_hit_the_cap),
     cmocka_unit_test(test_feed_returns_callback_error),
     cmocka_unit_test(test_feed_arbitrary_bytes_never_crash),
+    cmocka_unit_test(test_feed_whole_matches_byte_by_byte),
+    cmocka_unit_test(test_feed_whole_event_is_not_copied),
+    cmocka_unit_test(test_feed_cap_is_exact_on_both_paths),
 };
 
 #include "tests/unit/unit_main.h"
