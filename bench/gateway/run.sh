@@ -105,39 +105,13 @@ fi
     "kt-bench-floor2 or set FLOOR2_BIN)" >&2; exit 1; }
 
 # --- nginx: the upstream and the proxy, each its own instance -----------------------------
-BODY="$(tr -d '\n' <"$HERE/upstream.json")"
-# nginx reads \n in a quoted string as a newline, and takes no string above 4 KB: the stream
-# goes in two halves, split between events.
-SSE_HALF1="$(awk 'NR <= 16 { printf "%s\\n", $0 }' "$HERE/upstream-sse.txt")"
-SSE_HALF2="$(awk 'NR > 16 { printf "%s\\n", $0 }' "$HERE/upstream-sse.txt")"
-
 ngx_conf() { # ngx_conf NAME WORKERS SERVER-BLOCK: prints the instance's dir
     nginx_conf "$WORK/$1" "$2" 4096 "" "keepalive_timeout 60s;
     $3"
     echo "$WORK/$1"
 }
 
-# Streamed requests are told apart by their Accept header: every proxy here sends
-# Accept: text/event-stream upstream for them (nginx and floor2 pass the client's on, kt sets
-# it for stream:true), and nginx cannot look into a body before it answers.
-up_dir="$(ngx_conf upstream 1 "server {
-        listen 127.0.0.1:$UP_PORT;
-        location = /v1/chat/completions {
-            if (\$http_accept ~* \"text/event-stream\") {
-                rewrite ^ /sse last;
-            }
-            default_type application/json;
-            return 200 '$BODY';
-        }
-        location = /sse {
-            internal;
-            default_type text/event-stream;
-            add_header Cache-Control no-cache;
-            set \$sse1 '$SSE_HALF1';
-            set \$sse2 '$SSE_HALF2';
-            return 200 \"\$sse1\$sse2\";
-        }
-    }")"
+up_dir="$(ngx_conf upstream 1 "$(upstream_server "$UP_PORT")")"
 ngx_dir="$(ngx_conf proxy "$WORKERS" "upstream llm {
         server 127.0.0.1:$UP_PORT;
         keepalive 128;
