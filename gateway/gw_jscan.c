@@ -223,22 +223,37 @@ static bool key_is(const char *p, size_t from, size_t to, const char *key, size_
     return to - from == klen && memcmp(p + from, key, klen) == 0;
 }
 
-void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out)
+/* Why the prefix may be skipped: the walk carries nothing from one key to the next but
+ * where it is and *out. At the top of an iteration whose quote is at ks, everything the
+ * walk has read lies in p[0..ks] (a "null" tested after a usage key that reached past
+ * ks would hold the quote at ks, fail, and set usage). So a chunk whose bytes 0..ks are
+ * those of a chunk whose walk reached ks with *out still empty reaches ks the same way,
+ * and its walk can start there. The prefix kept is the last such ks of a walk. */
+void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out,
+                          struct gw_jscan_chunk_prefix *pre)
 {
-    size_t i = 0;
+    size_t i = 0, learnt = 0;
+    bool skipped = false;
 
     memset(out, 0, sizeof(*out));
+    if (pre && pre->len > 0 && pre->len <= n && memcmp(p, pre->bytes, pre->len) == 0) {
+        i = pre->len - 1; /* the quote that starts the first key that may count */
+        skipped = true;
+    }
     while (i < n) {
         const char *q = memchr(p + i, '"', n - i);
         size_t ks, ke, v;
 
         if (!q) {
-            return;
+            break;
         }
         ks = (size_t)(q - p);
+        if (!skipped && out->text_bytes == 0 && !out->finish_reason && !out->usage) {
+            learnt = ks + 1;
+        }
         ke = skip_string(p, ks, n);
         if (ke > n) {
-            return; /* cut short */
+            break; /* cut short */
         }
         v = gw_jscan_skip_ws(p, ke, n);
         if (v >= n || p[v] != ':') {
@@ -248,7 +263,7 @@ void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out)
         v = gw_jscan_skip_ws(p, v + 1, n);
         i = v;
         if (v >= n) {
-            return;
+            break;
         }
         /* The key without its quotes is p[ks + 1 .. ke - 1). */
         if (key_is(p, ks + 1, ke - 1, "usage", 5)) {
@@ -265,8 +280,9 @@ void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out)
         else if (key_is(p, ks + 1, ke - 1, "finish_reason", 13)) {
             out->finish_reason = true;
         }
-        if (i > n) {
-            return;
-        }
+    }
+    if (pre && !skipped) {
+        pre->len = learnt <= sizeof(pre->bytes) ? learnt : 0;
+        memcpy(pre->bytes, p, pre->len);
     }
 }

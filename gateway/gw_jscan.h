@@ -53,12 +53,26 @@ struct gw_jscan_chunk {
      * text's size. A value that is not a string counts 0; one cut short counts what
      * is there. */
     size_t text_bytes;
-    bool finish_reason;      /* some `finish_reason` key has a string value */
-    bool usage;              /* some `usage` key has a value other than null */
+    bool finish_reason; /* some `finish_reason` key has a string value */
+    bool usage;         /* some `usage` key has a value other than null */
+};
+
+/* The bytes a stream's chunks repeat before the first key that counts: OpenAI sends the
+ * same id, object, created, model, system_fingerprint and choice index in every chunk, so
+ * most of each walk is over bytes the last chunk had too. Kept per stream (zero it to
+ * start); a chunk that begins with them starts its walk where they end. */
+#define GW_JSCAN_PREFIX_MAX 320
+struct gw_jscan_chunk_prefix {
+    size_t len; /* 0: none learnt */
+    char bytes[GW_JSCAN_PREFIX_MAX];
 };
 
 /* Fills *out from p[0..n) in one pass: every quoted run followed by a colon is a key
- * (a quote inside a string is escaped), at any depth. Pure; any bytes are fine. */
-void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out);
+ * (a quote inside a string is escaped), at any depth. Any bytes are fine. With pre (may
+ * be NULL) the walk starts after bytes the last chunk also began with, when nothing in
+ * them counted there, and a chunk that does not begin with them teaches pre its own;
+ * *out is the same as without pre. */
+void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out,
+                          struct gw_jscan_chunk_prefix *pre);
 
 #endif

@@ -37,8 +37,8 @@ static const struct row rows[] = {
     {"{\"a\":1}{\"b\":2}", "usage", GW_JSCAN_INVALID, NULL},
     {"{\"a\":1,}", "usage", GW_JSCAN_INVALID, NULL},
     {"{\"a\"1}", "usage", GW_JSCAN_INVALID, NULL},
-    {"{\"a\":\"\\\\\"}", "usage", GW_JSCAN_ABSENT, NULL},   /* an escaped backslash, then the end */
-    {"{\"a\":\"\\\"}", "usage", GW_JSCAN_INVALID, NULL}, /* an escaped quote: never closed */
+    {"{\"a\":\"\\\\\"}", "usage", GW_JSCAN_ABSENT, NULL}, /* an escaped backslash, then the end */
+    {"{\"a\":\"\\\"}", "usage", GW_JSCAN_INVALID, NULL},  /* an escaped quote: never closed */
     {"{\"a\":}", "usage", GW_JSCAN_INVALID, NULL},
 };
 
@@ -50,8 +50,8 @@ static void test_rows(void **state)
     for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         const char *v;
         size_t vlen;
-        enum gw_jscan got = gw_jscan_member(rows[i].text, strlen(rows[i].text), rows[i].key, &v,
-                                            &vlen);
+        enum gw_jscan got =
+            gw_jscan_member(rows[i].text, strlen(rows[i].text), rows[i].key, &v, &vlen);
         print_message("row %zu: %s\n", i, rows[i].text);
         assert_int_equal(got, rows[i].want);
         if (got == GW_JSCAN_FOUND) {
@@ -155,8 +155,8 @@ static const struct {
     bool finish, usage;
 } chunk_rows[] = {
     {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}", 5, false, false},
-    {"{\"choices\":[{\"delta\":{\"content\":\"ab\"}},{\"delta\":{\"content\":\"cde\"}}]}", 5,
-     false, false},
+    {"{\"choices\":[{\"delta\":{\"content\":\"ab\"}},{\"delta\":{\"content\":\"cde\"}}]}", 5, false,
+     false},
     {"{\"choices\":[{\"delta\":{\"content\":null}}]}", 0, false, false},
     {"{\"choices\":[{\"delta\":{\"content\" : \"x y\"}}]}", 3, false, false},
     {"{\"choices\":[{\"delta\":{\"content\":\"say \\\"content\\\": no\"}}]}", 19, false, false},
@@ -187,7 +187,7 @@ static void test_chunk_facts(void **state)
     for (i = 0; i < sizeof(chunk_rows) / sizeof(chunk_rows[0]); i++) {
         struct gw_jscan_chunk f;
         print_message("row %zu: %s\n", i, chunk_rows[i].json);
-        gw_jscan_chunk_facts(chunk_rows[i].json, strlen(chunk_rows[i].json), &f);
+        gw_jscan_chunk_facts(chunk_rows[i].json, strlen(chunk_rows[i].json), &f, NULL);
         assert_int_equal(f.text_bytes, chunk_rows[i].text);
         assert_int_equal(f.finish_reason, chunk_rows[i].finish);
         assert_int_equal(f.usage, chunk_rows[i].usage);
@@ -205,9 +205,95 @@ static void test_chunk_facts_any_cut(void **state)
         struct gw_jscan_chunk f;
         char *cut = malloc(k ? k : 1);
         memcpy(cut, whole, k);
-        gw_jscan_chunk_facts(cut, k, &f);
+        gw_jscan_chunk_facts(cut, k, &f, NULL);
         assert_true(f.text_bytes <= k);
         free(cut);
+    }
+}
+
+/* A stream as OpenAI sends it: the chunks after the first repeat the first ~200 bytes. */
+static const char *const stream_chunks[] = {
+    "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\","
+    "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+    "\"finish_reason\":null}],\"usage\":null}",
+    "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\","
+    "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"},\"finish_reason\":null}],"
+    "\"usage\":null}",
+    "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\","
+    "\"choices\":[{\"index\":0,\"delta\":{\"content\":\" world\"},\"finish_reason\":null}],"
+    "\"usage\":null}",
+    "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\","
+    "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"!\"},\"finish_reason\":null}],"
+    "\"usage\":null}",
+    "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\","
+    "\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}",
+    "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\","
+    "\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":3}}",
+};
+
+static void expect_same_facts(const char *p, size_t n, struct gw_jscan_chunk_prefix *pre)
+{
+    struct gw_jscan_chunk plain, fast;
+
+    gw_jscan_chunk_facts(p, n, &plain, NULL);
+    gw_jscan_chunk_facts(p, n, &fast, pre);
+    assert_int_equal(fast.text_bytes, plain.text_bytes);
+    assert_int_equal(fast.finish_reason, plain.finish_reason);
+    assert_int_equal(fast.usage, plain.usage);
+}
+
+/* The prefix is learnt from the second chunk (the first names the role), used by the
+ * next ones, and the facts are those of a walk from the start every time. */
+static void test_chunk_prefix_over_a_stream(void **state)
+{
+    struct gw_jscan_chunk_prefix pre = {0};
+    const char *c2 = stream_chunks[1];
+    size_t i;
+    (void)state;
+
+    for (i = 0; i < sizeof(stream_chunks) / sizeof(stream_chunks[0]); i++) {
+        expect_same_facts(stream_chunks[i], strlen(stream_chunks[i]), &pre);
+        if (i == 1) {
+            /* Up to and with the quote of "content": nothing before it counts. */
+            assert_int_equal(pre.len, (size_t)(strstr(c2, "\"content\"") - c2) + 1);
+        }
+    }
+    /* The last two did not begin with it and taught their own. */
+    assert_memory_equal(pre.bytes, stream_chunks[5], pre.len);
+}
+
+/* Chunks made from a stream's chunks by changing, cutting and repeating bytes, fed in
+ * a random order through one prefix: always the facts of a walk from the start. Bytes
+ * are drawn from those that steer the walk, so changes land in keys, quotes, escapes
+ * and the "null" after usage. */
+static void test_chunk_prefix_agrees_on_mutations(void **state)
+{
+    static const char steer[] = "\"\\:,{}[] nul0";
+    struct gw_jscan_chunk_prefix pre = {0};
+    char buf[512];
+    uint32_t x = 2463534242u;
+    int round;
+    (void)state;
+
+    for (round = 0; round < 20000; round++) {
+        const char *base;
+        size_t n, k, edits;
+
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        base = stream_chunks[x % (sizeof(stream_chunks) / sizeof(stream_chunks[0]))];
+        n = strlen(base);
+        memcpy(buf, base, n);
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        edits = x % 4;
+        for (k = 0; k < edits; k++) {
+            x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+            buf[x % n] = steer[(x >> 16) % (sizeof(steer) - 1)];
+        }
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        if (x % 5 == 0) {
+            n = (x >> 8) % (n + 1); /* cut short */
+        }
+        expect_same_facts(buf, n, &pre);
     }
 }
 
@@ -218,6 +304,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_u64s_members),
     cmocka_unit_test(test_chunk_facts),
     cmocka_unit_test(test_chunk_facts_any_cut),
+    cmocka_unit_test(test_chunk_prefix_over_a_stream),
+    cmocka_unit_test(test_chunk_prefix_agrees_on_mutations),
 };
 
 #include "tests/unit/unit_main.h"
