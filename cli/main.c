@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/gv_thread.h"
 
 /* Each command lives in cli/cmd_<group>.c; this table is all main knows.
  * A command gets argv starting after its words ("kt gateway run --listen x"
@@ -36,8 +37,7 @@ static const struct kt_command commands[] = {
     {"auth", "status", cli_auth_status, "[--host URL]   which W&B key, whose"},
     {"auth", "logout", cli_auth_logout, "[--host URL]   remove the key from ~/.netrc"},
 #ifdef KT_HAVE_WANDB
-    {"dashboards", "push", cli_dashboards_push,
-     "[--entity E] [--project P] [--state-dir DIR]"},
+    {"dashboards", "push", cli_dashboards_push, "[--entity E] [--project P] [--state-dir DIR]"},
     {"dashboards", "render", cli_dashboards_render, "[--entity E] [--project P]"},
 #endif
 #ifdef KT_HAVE_WEAVE
@@ -77,6 +77,7 @@ int main(int argc, char **argv)
 {
     size_t i;
 
+    gv_thread_use_c_locale(); /* commands parse JSON on this thread too */
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);

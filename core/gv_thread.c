@@ -4,6 +4,7 @@
 #include "core/gv_thread.h"
 
 #include <errno.h>
+#include <locale.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,11 +18,25 @@ struct thread_start {
     enum gv_thread_kind kind;
 };
 
+void gv_thread_use_c_locale(void)
+{
+    /* glibc answers a request for "C" with its one static C locale object
+     * (no allocation), and duplocale, newlocale over it and freelocale of it
+     * allocate and lock nothing. The process's global locale is "C" too (kt
+     * never calls setlocale), so nothing reads differently. */
+    locale_t c = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+
+    if (c != (locale_t)0) {
+        (void)uselocale(c);
+    }
+}
+
 static void *thread_trampoline(void *p)
 {
     struct thread_start s = *(struct thread_start *)p;
 
     gv_free(p);
+    gv_thread_use_c_locale();
     if (s.kind == GV_THREAD_BACKGROUND) {
         struct sched_param sp;
         memset(&sp, 0, sizeof(sp));
@@ -33,8 +48,8 @@ static void *thread_trampoline(void *p)
     return s.fn(s.arg);
 }
 
-gv_rc gv_thread_start(pthread_t *t, const char *name, enum gv_thread_kind kind,
-                      void *(*fn)(void *), void *arg)
+gv_rc gv_thread_start(pthread_t *t, const char *name, enum gv_thread_kind kind, void *(*fn)(void *),
+                      void *arg)
 {
     struct thread_start *s = gv_malloc(sizeof(*s));
     char short_name[16];

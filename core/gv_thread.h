@@ -17,11 +17,19 @@ enum gv_thread_kind {
     GV_THREAD_BACKGROUND,
 };
 
+/* Makes the calling thread use the C locale object rather than the process's
+ * global locale (the same "C" rules). json-c's parser switches the thread's
+ * locale to C around every parse, duplicating the current one first: from
+ * the global locale that costs two allocations and a process-wide lock a
+ * parse, from the C object nothing. Every thread gv_thread_start creates
+ * calls it first; a main thread that parses JSON calls it itself. */
+void gv_thread_use_c_locale(void);
+
 /* pthread_create, then name the thread (at most 15 bytes show in top -H and
  * /proc/<pid>/task/<tid>/comm). The scheduling class is set from inside the
  * new thread; failing to set it only logs at debug level. GV_EIO when the
  * thread cannot be created. */
-gv_rc gv_thread_start(pthread_t *t, const char *name, enum gv_thread_kind kind,
-                      void *(*fn)(void *), void *arg);
+gv_rc gv_thread_start(pthread_t *t, const char *name, enum gv_thread_kind kind, void *(*fn)(void *),
+                      void *arg);
 
 #endif
