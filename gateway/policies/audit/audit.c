@@ -62,6 +62,7 @@ struct audit_node {
 struct audit_pre {
     struct audit_node *head, *tail;
     size_t count;
+    bool holds_json;            /* some node keeps content or an answer (json-c) */
     bool valid;                 /* every node sealed into buf, from base */
     struct gw_audit_pos base;   /* the log position the lines follow */
     uint64_t seq;               /* the last sealed line's seq */
@@ -707,8 +708,11 @@ static void clear_nodes(struct audit_node *n)
  * bins, and one freed on another thread goes back through the arena's lock, a cost
  * every request paid. The list is cut outside spare_mu and spliced in under it in
  * one step: request threads take that lock too, and a commit hands back thousands
- * of nodes. Only this thread adds spares, so the room read first can only grow. */
-static void keep_nodes(struct audit_writer *w, struct audit_node *n)
+ * of nodes. Only this thread adds spares, so the room read first can only grow.
+ * n..last is the list and count its length: when all of it fits, it is spliced
+ * without a walk (by now its nodes are out of the cache, each step a miss). */
+static void keep_nodes(struct audit_writer *w, struct audit_node *n, struct audit_node *last,
+                       size_t count)
 {
     struct audit_node *head = n, *tail = NULL;
     size_t room, k = 0;
@@ -716,6 +720,11 @@ static void keep_nodes(struct audit_writer *w, struct audit_node *n)
     pthread_mutex_lock(&w->spare_mu);
     room = w->nspare < SPARE_MAX ? SPARE_MAX - w->nspare : 0;
     pthread_mutex_unlock(&w->spare_mu);
+    if (n && count <= room) {
+        tail = last;
+        k = count;
+        n = NULL;
+    }
     while (n && k < room) {
         tail = n;
         n = n->next;
@@ -755,19 +764,11 @@ static void trim_spares(struct audit_writer *w)
     free_nodes(rest);
 }
 
-static size_t count_nodes(const struct audit_node *n)
-{
-    size_t c = 0;
-    for (; n; n = n->next) {
-        c++;
-    }
-    return c;
-}
-
 static void pre_reset(struct audit_pre *pre)
 {
     pre->head = pre->tail = NULL;
     pre->count = 0;
+    pre->holds_json = false;
     pre->valid = false;
     gv_buf_reset(&pre->buf);
 }
@@ -796,6 +797,7 @@ static void pre_add(struct audit_writer *w, struct audit_node *list)
             pre->head = n;
         }
         pre->tail = n;
+        pre->holds_json = pre->holds_json || n->content || n->answer;
         if (!pre->valid) {
             continue;
         }
@@ -899,10 +901,10 @@ static void *writer_main(void *arg)
     bool failing = false;
 
     for (;;) {
-        struct audit_node *batch, *tail, *written;
-        size_t done = 0, nwritten;
+        struct audit_node *batch, *tail, *written, *written_tail;
+        size_t done = 0, count;
         uint64_t now;
-        bool commit, stop;
+        bool commit, stop, holds_json;
         gv_rc rc;
 
         batch = take_queued(w);
@@ -938,31 +940,39 @@ static void *writer_main(void *arg)
         }
         batch = w->pre.head;
         tail = w->pre.tail;
+        count = w->pre.count;
+        holds_json = w->pre.holds_json;
 
         rc = append_batch(w, batch, &w->pre, &done);
         pre_reset(&w->pre);
         last_commit = gv_mono_us();
-        /* Detach what is written. */
-        written = batch;
-        while (done > 1) {
-            batch = batch->next;
-            done--;
+        /* Detach what is written: the whole batch unless a write failed, so the
+         * walk to the cut is only taken then. The nodes were sealed as they came
+         * and are out of the cache by now: every step of a walk is a miss. */
+        written = NULL;
+        written_tail = NULL;
+        if (done > 0 && done == count) {
+            written = batch;
+            written_tail = tail;
+            batch = NULL;
         }
-        if (done == 1) {
-            struct audit_node *rest = batch->next;
-            batch->next = NULL;
-            batch = rest;
-        }
-        else {
-            written = NULL;
+        else if (done > 0) {
+            size_t k;
+            written = written_tail = batch;
+            for (k = 1; k < done; k++) {
+                written_tail = written_tail->next;
+            }
+            batch = written_tail->next;
+            written_tail->next = NULL;
         }
 
-        nwritten = count_nodes(written);
-        atomic_fetch_sub(&w->queued, nwritten);
-        atomic_fetch_add(&w->written, nwritten);
+        atomic_fetch_sub(&w->queued, done);
+        atomic_fetch_add(&w->written, done);
         if (rc == GV_OK) {
-            clear_nodes(written);
-            keep_nodes(w, written);
+            if (holds_json) {
+                clear_nodes(written);
+            }
+            keep_nodes(w, written, written_tail, done);
             if (failing) {
                 gv_log(GV_LOG_WARN, "policy:audit-logger", "audit log writable again", "dir=%s",
                        w->dir);
