@@ -223,27 +223,51 @@ static bool key_is(const char *p, size_t from, size_t to, const char *key, size_
     return to - from == klen && memcmp(p + from, key, klen) == 0;
 }
 
-/* Why the prefix may be skipped: the walk carries nothing from one key to the next but
- * where it is and *out. At the top of an iteration whose quote is at ks, everything the
- * walk has read lies in p[0..ks] (a "null" tested after a usage key that reached past
- * ks would hold the quote at ks, fail, and set usage). So a chunk whose bytes 0..ks are
- * those of a chunk whose walk reached ks with *out still empty reaches ks the same way,
- * and its walk can start there. The prefix kept is the last such ks of a walk. */
-void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out,
-                          struct gw_jscan_chunk_prefix *pre)
+static bool facts_equal(const struct gw_jscan_chunk *a, const struct gw_jscan_chunk *b)
 {
-    size_t i = 0, learnt = 0;
-    bool skipped = false;
+    return a->text_bytes == b->text_bytes && a->finish_reason == b->finish_reason &&
+           a->usage == b->usage;
+}
+
+/* Why the head and the tail may be skipped: the walk carries nothing from one key to the
+ * next but where it is and *out, and facts only add up.
+ * - Head: at the top of an iteration whose quote is at ks, everything the walk has read
+ *   lies in p[0..ks] (a "null" tested after a usage key that reached past ks would hold
+ *   the quote at ks, fail, and set usage). So a chunk whose bytes 0..ks are those of a
+ *   chunk whose walk reached ks with *out still empty reaches ks the same way, and its
+ *   walk can start there. The head kept is the last such ks of a walk.
+ * - Tail: from the top of an iteration at i, the walk reads only p[i..n). So if the rest
+ *   of a chunk is byte for byte the rest of one whose walk found nothing there (from no
+ *   finish_reason and no usage, so that finding one would have shown), it finds nothing
+ *   there either. The tail kept is the rest after the last place a walk found a fact. */
+void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out,
+                          struct gw_jscan_chunk_repeats *rep)
+{
+    struct gw_jscan_chunk at_mark;
+    size_t i = 0, learnt = 0, mark;
+    bool skipped = false, cut = false;
 
     memset(out, 0, sizeof(*out));
-    if (pre && pre->len > 0 && pre->len <= n && memcmp(p, pre->bytes, pre->len) == 0) {
-        i = pre->len - 1; /* the quote that starts the first key that may count */
+    if (rep && rep->head_len > 0 && rep->head_len <= n &&
+        memcmp(p, rep->head, rep->head_len) == 0) {
+        i = rep->head_len - 1; /* the quote that starts the first key that may count */
         skipped = true;
     }
+    mark = i;
+    at_mark = *out;
     while (i < n) {
-        const char *q = memchr(p + i, '"', n - i);
+        const char *q;
         size_t ks, ke, v;
 
+        if (!facts_equal(out, &at_mark)) {
+            mark = i; /* the walk found something just before here */
+            at_mark = *out;
+        }
+        if (rep && rep->tail_len == n - i && memcmp(p + i, rep->tail, n - i) == 0) {
+            cut = true;
+            break;
+        }
+        q = memchr(p + i, '"', n - i);
         if (!q) {
             break;
         }
@@ -281,8 +305,16 @@ void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out,
             out->finish_reason = true;
         }
     }
-    if (pre && !skipped) {
-        pre->len = learnt <= sizeof(pre->bytes) ? learnt : 0;
-        memcpy(pre->bytes, p, pre->len);
+    if (!rep) {
+        return;
+    }
+    if (!skipped) {
+        rep->head_len = learnt <= sizeof(rep->head) ? learnt : 0;
+        memcpy(rep->head, p, rep->head_len);
+    }
+    if (!cut) {
+        bool quiet = facts_equal(out, &at_mark) && !at_mark.finish_reason && !at_mark.usage;
+        rep->tail_len = quiet && n - mark <= sizeof(rep->tail) ? n - mark : 0;
+        memcpy(rep->tail, p + mark, rep->tail_len);
     }
 }

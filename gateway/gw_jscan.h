@@ -57,22 +57,25 @@ struct gw_jscan_chunk {
     bool usage;         /* some `usage` key has a value other than null */
 };
 
-/* The bytes a stream's chunks repeat before the first key that counts: OpenAI sends the
- * same id, object, created, model, system_fingerprint and choice index in every chunk, so
- * most of each walk is over bytes the last chunk had too. Kept per stream (zero it to
- * start); a chunk that begins with them starts its walk where they end. */
-#define GW_JSCAN_PREFIX_MAX 320
-struct gw_jscan_chunk_prefix {
-    size_t len; /* 0: none learnt */
-    char bytes[GW_JSCAN_PREFIX_MAX];
+/* What a stream's chunks repeat around the keys that count. OpenAI sends the same id,
+ * object, created, model, system_fingerprint and choice index before each delta, and the
+ * same logprobs, finish_reason and usage (all null) after it, so most of each walk is over
+ * bytes the last chunk had too. Kept per stream (zero it to start). */
+#define GW_JSCAN_HEAD_MAX 320
+#define GW_JSCAN_TAIL_MAX 128
+struct gw_jscan_chunk_repeats {
+    size_t head_len; /* 0: none learnt */
+    size_t tail_len; /* 0: none learnt */
+    char head[GW_JSCAN_HEAD_MAX];
+    char tail[GW_JSCAN_TAIL_MAX];
 };
 
 /* Fills *out from p[0..n) in one pass: every quoted run followed by a colon is a key
- * (a quote inside a string is escaped), at any depth. Any bytes are fine. With pre (may
- * be NULL) the walk starts after bytes the last chunk also began with, when nothing in
- * them counted there, and a chunk that does not begin with them teaches pre its own;
- * *out is the same as without pre. */
+ * (a quote inside a string is escaped), at any depth. Any bytes are fine. With rep (may
+ * be NULL) a chunk that begins with the learnt head starts its walk after it, and one
+ * whose rest is the learnt tail stops there; a chunk walked without them teaches rep its
+ * own. *out is the same as without rep. */
 void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out,
-                          struct gw_jscan_chunk_prefix *pre);
+                          struct gw_jscan_chunk_repeats *rep);
 
 #endif

@@ -73,7 +73,7 @@ struct gw_rq {
     bool keep_answer;       /* a policy records the answer text: collect it into answer */
     bool saw_usage;         /* the upstream reported usage for this answer */
     uint64_t relayed_bytes; /* answer text passed on to the client (content, arguments) */
-    struct gw_jscan_chunk_prefix chunk_prefix; /* what this stream's chunks repeat */
+    struct gw_jscan_chunk_repeats chunk_repeats; /* what this stream's chunks repeat */
     enum gv_decision decision;
     long up_status;
     char up_ctype[128];
@@ -1027,7 +1027,7 @@ static gv_rc pass_event(struct rq *r, const struct gw_sse_event *ev)
      * answer cut short is charged by it), whether a choice finished, whether usage is
      * there. OpenAI puts "usage":null on every chunk but the last, so most chunks go
      * on after this walk alone, with no json-c tree. */
-    gw_jscan_chunk_facts(ev->data, ev->data_len, &facts, &r->chunk_prefix);
+    gw_jscan_chunk_facts(ev->data, ev->data_len, &facts, &r->chunk_repeats);
     r->relayed_bytes += facts.text_bytes;
     if (!r->trace_meta || facts.finish_reason) {
         /* The first chunk names the answer; the ones that finish a choice say why. */

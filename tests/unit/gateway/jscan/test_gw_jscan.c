@@ -231,45 +231,84 @@ static const char *const stream_chunks[] = {
     "\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":3}}",
 };
 
-static void expect_same_facts(const char *p, size_t n, struct gw_jscan_chunk_prefix *pre)
+static void expect_same_facts(const char *p, size_t n, struct gw_jscan_chunk_repeats *rep)
 {
     struct gw_jscan_chunk plain, fast;
 
     gw_jscan_chunk_facts(p, n, &plain, NULL);
-    gw_jscan_chunk_facts(p, n, &fast, pre);
+    gw_jscan_chunk_facts(p, n, &fast, rep);
     assert_int_equal(fast.text_bytes, plain.text_bytes);
     assert_int_equal(fast.finish_reason, plain.finish_reason);
     assert_int_equal(fast.usage, plain.usage);
 }
 
-/* The prefix is learnt from the second chunk (the first names the role), used by the
- * next ones, and the facts are those of a walk from the start every time. */
-static void test_chunk_prefix_over_a_stream(void **state)
+/* The head is learnt from the second chunk (the first names the role) and the tail from
+ * the first that has text after it; the next chunks use both, and the facts are those of
+ * a walk from the start every time. */
+static void test_chunk_repeats_over_a_stream(void **state)
 {
-    struct gw_jscan_chunk_prefix pre = {0};
+    struct gw_jscan_chunk_repeats rep = {0};
     const char *c2 = stream_chunks[1];
+    const char *after = strstr(c2, "\"Hello\"") + strlen("\"Hello\"");
     size_t i;
     (void)state;
 
     for (i = 0; i < sizeof(stream_chunks) / sizeof(stream_chunks[0]); i++) {
-        expect_same_facts(stream_chunks[i], strlen(stream_chunks[i]), &pre);
+        expect_same_facts(stream_chunks[i], strlen(stream_chunks[i]), &rep);
         if (i == 1) {
             /* Up to and with the quote of "content": nothing before it counts. */
-            assert_int_equal(pre.len, (size_t)(strstr(c2, "\"content\"") - c2) + 1);
+            assert_int_equal(rep.head_len, (size_t)(strstr(c2, "\"content\"") - c2) + 1);
+            /* From the end of the delta's text: nothing after it counts. */
+            assert_int_equal(rep.tail_len, strlen(after));
+            assert_memory_equal(rep.tail, after, rep.tail_len);
         }
     }
-    /* The last two did not begin with it and taught their own. */
-    assert_memory_equal(pre.bytes, stream_chunks[5], pre.len);
+    /* The last two did not begin with the head and taught their own. */
+    assert_memory_equal(rep.head, stream_chunks[5], rep.head_len);
+}
+
+/* A finish_reason or a usage in what would be the tail keeps it from being learnt: a
+ * chunk ending that way must be walked. */
+static void test_chunk_tail_not_learnt_over_facts(void **state)
+{
+    static const char fin[] = "{\"choices\":[{\"delta\":{\"content\":\"a\"},"
+                              "\"finish_reason\":\"stop\"}]}";
+    static const char use[] = "{\"choices\":[],\"usage\":{\"total_tokens\":1}}";
+    struct gw_jscan_chunk_repeats rep = {0};
+    struct gw_jscan_chunk f;
+    (void)state;
+
+    gw_jscan_chunk_facts(fin, strlen(fin), &f, &rep);
+    assert_true(f.finish_reason);
+    assert_int_equal(rep.tail_len, 0);
+    gw_jscan_chunk_facts(use, strlen(use), &f, &rep);
+    assert_true(f.usage);
+    assert_int_equal(rep.tail_len, 0);
+}
+
+/* A chunk cut right after a counted value ends its walk with no iteration after the
+ * count: its rest is not quiet and must not become the tail, or the next chunk with the
+ * same rest would lose that text. */
+static void test_chunk_tail_not_learnt_after_last_count(void **state)
+{
+    static const char a[] = "{\"content\":\"a\",\"content\":\"bc\"";
+    static const char b[] = "{\"content\":\"zz\",\"content\":\"bc\"";
+    struct gw_jscan_chunk_repeats rep = {0};
+    (void)state;
+
+    expect_same_facts(a, strlen(a), &rep);
+    assert_int_equal(rep.tail_len, 0);
+    expect_same_facts(b, strlen(b), &rep);
 }
 
 /* Chunks made from a stream's chunks by changing, cutting and repeating bytes, fed in
- * a random order through one prefix: always the facts of a walk from the start. Bytes
+ * a random order through one record of repeats: always the facts of a walk from the start. Bytes
  * are drawn from those that steer the walk, so changes land in keys, quotes, escapes
  * and the "null" after usage. */
-static void test_chunk_prefix_agrees_on_mutations(void **state)
+static void test_chunk_repeats_agree_on_mutations(void **state)
 {
     static const char steer[] = "\"\\:,{}[] nul0";
-    struct gw_jscan_chunk_prefix pre = {0};
+    struct gw_jscan_chunk_repeats rep = {0};
     char buf[512];
     uint32_t x = 2463534242u;
     int round;
@@ -293,7 +332,7 @@ static void test_chunk_prefix_agrees_on_mutations(void **state)
         if (x % 5 == 0) {
             n = (x >> 8) % (n + 1); /* cut short */
         }
-        expect_same_facts(buf, n, &pre);
+        expect_same_facts(buf, n, &rep);
     }
 }
 
@@ -304,8 +343,10 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_u64s_members),
     cmocka_unit_test(test_chunk_facts),
     cmocka_unit_test(test_chunk_facts_any_cut),
-    cmocka_unit_test(test_chunk_prefix_over_a_stream),
-    cmocka_unit_test(test_chunk_prefix_agrees_on_mutations),
+    cmocka_unit_test(test_chunk_repeats_over_a_stream),
+    cmocka_unit_test(test_chunk_tail_not_learnt_over_facts),
+    cmocka_unit_test(test_chunk_tail_not_learnt_after_last_count),
+    cmocka_unit_test(test_chunk_repeats_agree_on_mutations),
 };
 
 #include "tests/unit/unit_main.h"
