@@ -40,8 +40,10 @@
 # --workers; default 1 so both proxies get the same share of the 2 cores; the floors always run
 # one loop), BENCH_PORT_BASE (default 18080: upstream +1, nginx +2, kt +3, floor +4, floor2 +5),
 # BENCH_PACED_RATE, BENCH_SYSCALLS, BENCH_SYS_DURATION, BENCH_SYS_TOOL=strace (count with
-# strace even where perf works), BENCH_ROUNDS (default 1),
-# BENCH_SKIP_BUILD=1, KT_BIN, FLOOR_BIN, FLOOR2_BIN.
+# strace even where perf works), BENCH_ROUNDS (default 1), BENCH_MAX_STEAL and BENCH_REDO (a
+# wrk run that lost more than BENCH_MAX_STEAL percent, default 5, of the machine's CPU time to
+# steal is run again, up to BENCH_REDO times, default 2, and the run that lost least is kept;
+# BENCH_REDO=0 keeps every first run), BENCH_SKIP_BUILD=1, KT_BIN, FLOOR_BIN, FLOOR2_BIN.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -54,6 +56,8 @@ PACED_RATE="${BENCH_PACED_RATE:-500}"
 SYSCALLS="${BENCH_SYSCALLS:-1}"
 SYS_DURATION="${BENCH_SYS_DURATION:-3}"
 ROUNDS="${BENCH_ROUNDS:-1}"
+MAX_STEAL="${BENCH_MAX_STEAL:-5}"
+REDO="${BENCH_REDO:-2}"
 UP_PORT=$((BASE + 1))
 NGX_PORT=$((BASE + 2))
 KT_PORT=$((BASE + 3))
@@ -220,26 +224,46 @@ bench_field() { # bench_field KEY LINE
 }
 STEALS="" # steal_pct of every wrk run (bench/lib/steal.sh)
 
-run_wrk() { # run_wrk NAME MODE CONC  (MODE json|sse)
-    local name="$1" mode="$2" c="$3" t line c0 c1 s0 s1 steal k="$1.$2.$3" script_args=() cpu
-    t=$((c < 2 ? 1 : 2))
-    [ "$mode" = json ] || script_args=(-- sse)
+wrk_turn() { # wrk_turn NAME T CONC ARGS...: one measured run; sets line, cpu and steal
+    local name="$1" t="$2" c="$3" c0 c1 s0 s1
+    shift 3
     # A short warm-up fills connection pools and caches, then the measured run.
     wrk -t"$t" -c"$c" -d2s -s "$HERE/post.lua" "http://127.0.0.1:${PORT[$name]}" \
-        "${script_args[@]}" >/dev/null 2>&1 || true
+        "$@" >/dev/null 2>&1 || true
     # shellcheck disable=SC2086 # a list of pids
     c0="$(cpu_ticks ${WATCH[$name]})"
     s0="$(steal_ticks)"
     line="$(wrk -t"$t" -c"$c" -d"${DURATION}s" --latency -s "$HERE/post.lua" \
-        "http://127.0.0.1:${PORT[$name]}" "${script_args[@]}" 2>&1 | grep '^BENCH ')" || true
+        "http://127.0.0.1:${PORT[$name]}" "$@" 2>&1 | grep '^BENCH ')" || true
     # shellcheck disable=SC2086
     c1="$(cpu_ticks ${WATCH[$name]})"
     s1="$(steal_ticks)"
     steal="$(steal_pct "$s0" "$s1")"
-    STEALS+="$steal "
     [ -n "$line" ] || line="BENCH requests=0 duration_us=1 rps=0 p50_us=0 p99_us=0 errors=1"
     cpu="$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v r="$(bench_field requests "$line")" \
         'BEGIN { printf "%.1f", (r > 0) ? 1e6 * t / hz / r : 0 }')"
+}
+
+# A turn that lost more than MAX_STEAL percent of the machine to other tenants is run
+# again, up to REDO times, and the turn that lost least is kept: on a shared host a busy
+# neighbour moves req/s and CPU time by more than the changes being measured.
+run_wrk() { # run_wrk NAME MODE CONC  (MODE json|sse)
+    local name="$1" mode="$2" c="$3" t line steal k="$1.$2.$3" script_args=() cpu try
+    local best_line best_cpu best_steal
+    t=$((c < 2 ? 1 : 2))
+    [ "$mode" = json ] || script_args=(-- sse)
+    for ((try = 0; try <= REDO; try++)); do
+        wrk_turn "$name" "$t" "$c" "${script_args[@]}"
+        if [ "$try" -eq 0 ] || awk -v a="$steal" -v b="$best_steal" 'BEGIN { exit !(a < b) }'; then
+            best_line="$line" best_cpu="$cpu" best_steal="$steal"
+        fi
+        awk -v s="$best_steal" -v m="$MAX_STEAL" 'BEGIN { exit !(s > m) }' || break
+        [ "$try" -eq "$REDO" ] ||
+            printf '  %-6s %-4s c=%-3s steal %s%% > %s%%: again\n' "$name" "$mode" "$c" \
+                "$steal" "$MAX_STEAL" >&2
+    done
+    line="$best_line" cpu="$best_cpu" steal="$best_steal"
+    STEALS+="$steal "
     L_RPS[$k]+="$(bench_field rps "$line") "
     L_P50[$k]+="$(bench_field p50_us "$line") "
     L_P99[$k]+="$(bench_field p99_us "$line") "
