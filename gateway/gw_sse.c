@@ -36,6 +36,32 @@ static void reset_event(struct gw_sse *p)
     p->has_data = false;
 }
 
+/* OpenAI's end marker: data exactly "[DONE]". */
+static bool is_done(const struct gw_sse_event *ev)
+{
+    return ev->has_data && ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0;
+}
+
+/* A field line (no terminator, not a comment): the name is up to the first
+ * colon, the value after it less one leading space; no colon, all name. */
+static void split_field(const char *line, size_t n, size_t *flen, const char **val, size_t *vlen)
+{
+    const char *colon = memchr(line, ':', n);
+
+    *flen = colon ? (size_t)(colon - line) : n;
+    *val = colon ? colon + 1 : line + n;
+    *vlen = (size_t)(line + n - *val);
+    if (*vlen > 0 && (*val)[0] == ' ') {
+        (*val)++;
+        (*vlen)--;
+    }
+}
+
+static bool field_is(const char *line, size_t flen, const char *name, size_t nlen)
+{
+    return flen == nlen && memcmp(line, name, nlen) == 0;
+}
+
 static gv_rc dispatch(struct gw_sse *p, gw_sse_fn fn, void *arg)
 {
     struct gw_sse_event ev;
@@ -47,7 +73,7 @@ static gv_rc dispatch(struct gw_sse *p, gw_sse_fn fn, void *arg)
     ev.name = p->name.data ? p->name.data : "";
     ev.raw = p->raw.data ? p->raw.data : "";
     ev.raw_len = p->raw.len;
-    ev.done = p->has_data && p->data.len == 6 && memcmp(ev.data, "[DONE]", 6) == 0;
+    ev.done = is_done(&ev);
     rc = fn(arg, &ev);
     reset_event(p);
     return rc;
@@ -59,7 +85,7 @@ static gv_rc end_line(struct gw_sse *p, gw_sse_fn fn, void *arg)
 {
     const char *line = p->raw.data + p->line_start;
     size_t n = p->raw.len - p->line_start;
-    const char *colon, *val;
+    const char *val;
     size_t flen, vlen;
     gv_rc rc = GV_OK;
 
@@ -73,15 +99,8 @@ static gv_rc end_line(struct gw_sse *p, gw_sse_fn fn, void *arg)
     if (line[0] == ':') {
         return GV_OK;
     }
-    colon = memchr(line, ':', n);
-    flen = colon ? (size_t)(colon - line) : n;
-    val = colon ? colon + 1 : line + n;
-    vlen = (size_t)(line + n - val);
-    if (vlen > 0 && val[0] == ' ') {
-        val++;
-        vlen--;
-    }
-    if (flen == 4 && memcmp(line, "data", 4) == 0) {
+    split_field(line, n, &flen, &val, &vlen);
+    if (field_is(line, flen, "data", 4)) {
         if (p->has_data) {
             rc = gv_buf_append_char(&p->data, '\n');
         }
@@ -90,7 +109,7 @@ static gv_rc end_line(struct gw_sse *p, gw_sse_fn fn, void *arg)
         }
         p->has_data = true;
     }
-    else if (flen == 5 && memcmp(line, "event", 5) == 0) {
+    else if (field_is(line, flen, "event", 5)) {
         gv_buf_reset(&p->name);
         rc = gv_buf_append(&p->name, val, vlen);
     }
@@ -99,8 +118,8 @@ static gv_rc end_line(struct gw_sse *p, gw_sse_fn fn, void *arg)
 
 /* An event that stands whole in buf[i..len) while nothing of an earlier one is
  * held is reported from buf itself: no copy into raw and data. Only the shape
- * OpenAI-style streams have, lines ended by \n alone, at most one data: line,
- * no event: line; anything else (a \r, a second data: line, an event: name, an
+ * OpenAI-style streams have, lines ended by \n alone, at most one data line,
+ * no event line; anything else (a \r, a second data line, an event name, an
  * event cut by the end of buf, one over max_event) returns false with nothing
  * done, and the copying path below takes it byte for byte the same way.
  * On true, *end is the index after the event and *rc the callback's answer. */
@@ -117,7 +136,8 @@ static bool event_in_place(struct gw_sse *p, const char *buf, size_t i, size_t l
     while (at < stop) {
         const char *line = buf + at;
         const char *nl = memchr(line, '\n', stop - at);
-        size_t n;
+        const char *val;
+        size_t n, flen, vlen;
 
         if (!nl) {
             return false; /* cut short, or over max_event: the copying path decides */
@@ -130,7 +150,7 @@ static bool event_in_place(struct gw_sse *p, const char *buf, size_t i, size_t l
         if (n == 0) {
             ev.raw = buf + i;
             ev.raw_len = at - i;
-            ev.done = ev.has_data && ev.data_len == 6 && memcmp(ev.data, "[DONE]", 6) == 0;
+            ev.done = is_done(&ev);
             *end = at;
             *rc = fn(arg, &ev);
             return true;
@@ -138,21 +158,17 @@ static bool event_in_place(struct gw_sse *p, const char *buf, size_t i, size_t l
         if (line[0] == ':') {
             continue;
         }
-        if (n >= 5 && memcmp(line, "data:", 5) == 0) {
+        split_field(line, n, &flen, &val, &vlen);
+        if (field_is(line, flen, "data", 4)) {
             if (ev.has_data) {
                 return false; /* two data: lines are joined with \n: a copy */
             }
             ev.has_data = true;
-            ev.data = line + 5;
-            ev.data_len = n - 5;
-            if (ev.data_len > 0 && ev.data[0] == ' ') {
-                ev.data++;
-                ev.data_len--;
-            }
+            ev.data = val;
+            ev.data_len = vlen;
         }
-        else if ((n == 4 && memcmp(line, "data", 4) == 0) ||
-                 (n >= 5 && memcmp(line, "event", 5) == 0 && (n == 5 || line[5] == ':'))) {
-            return false; /* an empty data line, or a name to keep: the copying path */
+        else if (field_is(line, flen, "event", 5)) {
+            return false; /* a name to keep, NUL-terminated: the copying path */
         }
     }
     return false;
