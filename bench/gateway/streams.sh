@@ -45,6 +45,13 @@
 # means some connects waited for a SYN retransmit, ~1 s first-byte outliers). Then kt/nginx for
 # memory per stream and first-byte p99, each proxy's CPU per stream, and kt's peak RSS, memory
 # per stream and epoll_ctl per event next to their targets.
+# ctl/ev above divides every epoll_ctl of the run, registering and removing each stream's two
+# sockets included, by the events. What one more relayed event costs is measured apart (with
+# perf only): two more kt processes, each behind its own stand-in, one streaming STREAMS_WORDS
+# deltas and one 4 x STREAMS_WORDS, take the same STREAMS_SLOPE_N streams (default 1000; 100 ms
+# between events, all started within 200 ms); the difference in epoll_ctl per stream divided by the
+# difference in events per stream is kt's epoll_ctl per relayed event with the setup taken
+# out ("marginal"; 0 means an event costs none, target 0). Off with STREAMS_SLOPE_N=0.
 # How to read it: KB/strm is what "bounded memory per connection" is about; it should stay flat
 # when N grows (compare N=2000 with N=5000). First-byte times and cpu s show whether the one
 # worker keeps up: all three node/proxy processes share the machine's cores, so a proxy that
@@ -52,7 +59,8 @@
 # 127.0.0.1 is used. Results also go to bench/out/streams-<time>.txt.
 # Environment: STREAMS_N (default 2000), STREAMS_WORDS (15), STREAMS_DELAY_MS (200),
 # STREAMS_RAMP_MS (1500), STREAMS_TIMEOUT_MS (per stream, 60000), STREAMS_CLIENTS,
-# STREAMS_PORT_BASE (default 18180: stand-in +1, nginx +2, kt +3, floor2 +4),
+# STREAMS_PORT_BASE (default 18180: stand-in +1, nginx +2, kt +3, floor2 +4; the marginal
+# count's stand-ins +5 and +6, its kt processes +7 and +8), STREAMS_SLOPE_N,
 # STREAMS_SKIP_BUILD=1, KT_BIN, FLOOR2_BIN, STREAMS_KEEP=1 (keep the temp dir: logs, configs,
 # samples).
 set -euo pipefail
@@ -81,6 +89,11 @@ UP_PORT=$((BASE + 1))
 NGX_PORT=$((BASE + 2))
 KT_PORT=$((BASE + 3))
 FLOOR2_PORT=$((BASE + 4))
+SLOPE_N="${STREAMS_SLOPE_N:-1000}"
+SLOPE_WORDS=("$WORDS" $((4 * WORDS)))
+SLOPE_UP=($((BASE + 5)) $((BASE + 6)))
+SLOPE_KT=($((BASE + 7)) $((BASE + 8)))
+SLOPE_DELAY_MS=100
 KT="${KT_BIN:-$ROOT/build-release/kt}"
 FLOOR2="${FLOOR2_BIN:-$ROOT/build-release/bench/kt-bench-floor2}"
 OUT="$ROOT/bench/out"
@@ -96,8 +109,10 @@ work_dir kt-streams STREAMS_KEEP
 # stream's socket): 3N + 2048 fds and, for nginx, 3N + 1024 worker_connections. Fewer, and
 # nginx closes idle client connections when it runs out ("worker_connections are not enough,
 # reusing connections"), resetting a request the client sends on one just then.
-need_fds=$((3 * N + 2048))
+# The marginal count's kt takes SLOPE_N streams at once: room for that too.
+need_fds=$((3 * (N > SLOPE_N ? N : SLOPE_N) + 2048))
 MAX_INFLIGHT="$N"
+SLOPE_INFLIGHT="$SLOPE_N"
 if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need_fds" ]; then
     ulimit -Hn "$need_fds" 2>/dev/null || true
 fi
@@ -112,6 +127,7 @@ if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need_fds" ]; then
     else
         MAX_INFLIGHT="$N"
     fi
+    [ "$SLOPE_INFLIGHT" -le $(((need_fds - 3072) / 2)) ] || SLOPE_INFLIGHT=$(((need_fds - 3072) / 2))
 fi
 if [ "$(ulimit -n)" -lt "$need_fds" ]; then
     ulimit -n "$need_fds"
@@ -129,7 +145,8 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
 fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
-ports_free streams STREAMS_PORT_BASE "$UP_PORT" "$NGX_PORT" "$KT_PORT" "$FLOOR2_PORT"
+ports_free streams STREAMS_PORT_BASE "$UP_PORT" "$NGX_PORT" "$KT_PORT" "$FLOOR2_PORT" \
+    "${SLOPE_UP[@]}" "${SLOPE_KT[@]}"
 
 # --- release build -----------------------------------------------------------------------
 if [ "${STREAMS_SKIP_BUILD:-0}" != 1 ] && [ -z "${KT_BIN:-}" ]; then
@@ -185,20 +202,21 @@ FLOOR2_PID=$!
 PIDS+=("$FLOOR2_PID")
 
 # --- readiness: one stream through each, checked like the load checks them -----------------
-client() { # client PORT COUNT RAMP_MS: one RESULT line, from one node process or merged
-    local parts=$CLIENTS i n left="$2" cap cpids=()
+client() { # client PORT COUNT RAMP_MS [WORDS]: one RESULT line, from one node process or merged
+    local parts=$CLIENTS i n left="$2" cap cpids=() words="${4:-$WORDS}" \
+        inflight="${CLIENT_INFLIGHT:-$MAX_INFLIGHT}"
     [ "$parts" -le "$2" ] || parts="$2"
     [ "$parts" -ge 1 ] || parts=1
     if [ "$parts" -eq 1 ]; then
-        node "$HERE/streams.mjs" client --url "http://127.0.0.1:$1" --n "$2" --words "$WORDS" \
-            --ramp-ms "$3" --timeout-ms "$TIMEOUT_MS" --max-inflight "$MAX_INFLIGHT"
+        node "$HERE/streams.mjs" client --url "http://127.0.0.1:$1" --n "$2" --words "$words" \
+            --ramp-ms "$3" --timeout-ms "$TIMEOUT_MS" --max-inflight "$inflight"
         return
     fi
-    cap=$((MAX_INFLIGHT / parts))
+    cap=$((inflight / parts))
     for ((i = 0; i < parts; i++)); do
         n=$((left / (parts - i)))
         left=$((left - n))
-        node "$HERE/streams.mjs" client --url "http://127.0.0.1:$1" --n "$n" --words "$WORDS" \
+        node "$HERE/streams.mjs" client --url "http://127.0.0.1:$1" --n "$n" --words "$words" \
             --ramp-ms "$3" --timeout-ms "$TIMEOUT_MS" --max-inflight "$cap" --raw \
             >"$WORK/client.$i" 2>&1 &
         cpids+=($!)
@@ -208,15 +226,15 @@ client() { # client PORT COUNT RAMP_MS: one RESULT line, from one node process o
     rm -f "$WORK"/client.*
 }
 
-wait_up() { # wait_up NAME PORT
+wait_up() { # wait_up NAME PORT [WORDS]
     local i
     for ((i = 0; i < 100; i++)); do
         (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && break
         sleep 0.1
     done
-    if ! client "$2" 1 0 | grep -q '"ok":1,'; then
+    if ! client "$2" 1 0 "${3:-$WORDS}" | grep -q '"ok":1,'; then
         echo "streams: $1 on port $2 does not relay a stream correctly:" >&2
-        client "$2" 1 0 >&2 || true
+        client "$2" 1 0 "${3:-$WORDS}" >&2 || true
         [ "$1" != kt ] || tail -n 20 "$WORK/kt.log" >&2
         [ "$1" != floor2 ] || tail -n 20 "$WORK/floor2.log" >&2
         [ "$1" != nginx ] || tail -n 20 "$ngx_dir/logs/error.log" >&2
@@ -341,6 +359,47 @@ run_target nginx "$NGX_PORT" "$NGX_WORKER"
 run_target floor2 "$FLOOR2_PORT" "$FLOOR2_PID"
 run_target kt "$KT_PORT" "$KT_PID"
 
+# --- epoll_ctl per relayed event with the setup taken out ---------------------------------
+# Two fresh kt processes with the same config, one behind a stand-in streaming WORDS deltas and
+# one behind a stand-in streaming 4 x WORDS, each taking SLOPE_N streams that all start within
+# 200 ms and stay in flight together (an event every 100 ms: the shortest stream lasts ~2 s),
+# so every stream opens its own client and upstream socket in both runs and the setup per
+# stream is the same: what differs per stream is only the events relayed. A stream that ended
+# before the last one started would leave its upstream socket to be reused (less setup in the
+# shorter run): the line says so when the streams in flight at once were fewer than SLOPE_N.
+slope_run() { # slope_run I: R[slopeI.ctl], R[slopeI.ok]
+    local i="$1" pid ppid line
+    node "$HERE/streams.mjs" upstream --port "${SLOPE_UP[$i]}" --words "${SLOPE_WORDS[$i]}" \
+        --delay-ms "$SLOPE_DELAY_MS" >"$WORK/slope$i-upstream.log" 2>&1 &
+    PIDS+=($!)
+    page_config "http://127.0.0.1:${SLOPE_UP[$i]}/v1" >"$WORK/slope$i.yaml"
+    OPENAI_API_KEY=sk-bench-upstream "$KT" gateway run --listen "127.0.0.1:${SLOPE_KT[$i]}" \
+        --policy-config "$WORK/slope$i.yaml" --state-dir "$WORK/slope$i-state" \
+        --workers 1 2>"$WORK/slope$i-kt.log" &
+    pid=$!
+    PIDS+=("$pid")
+    wait_up "slope stand-in $i" "${SLOPE_UP[$i]}" "${SLOPE_WORDS[$i]}"
+    wait_up "slope kt $i" "${SLOPE_KT[$i]}" "${SLOPE_WORDS[$i]}"
+    echo "  kt (marginal count): $SLOPE_N streams of $((SLOPE_WORDS[i] + 4)) events ..." >&2
+    perf stat -x, -o "$WORK/slope$i.perf" -e syscalls:sys_enter_epoll_ctl -p "$pid" &
+    ppid=$!
+    line="$(CLIENT_INFLIGHT="$SLOPE_INFLIGHT" client "${SLOPE_KT[$i]}" "$SLOPE_N" 200 \
+        "${SLOPE_WORDS[$i]}" |
+        grep '^RESULT ' | sed 's/^RESULT //')" || true
+    kill -INT "$ppid" 2>/dev/null || true
+    wait "$ppid" 2>/dev/null || true
+    echo "    $line" >&2
+    R[slope$i.ctl]="$(awk -F, '$3 ~ /epoll_ctl/ { print $1 + 0 }' "$WORK/slope$i.perf")"
+    R[slope$i.ok]="$(sed -E 's/.*"ok":([0-9]+).*/\1/' <<<"$line")"
+    R[slope$i.failed]="$(sed -E 's/.*"failed":([0-9]+).*/\1/' <<<"$line")"
+    R[slope$i.inflight]="$(sed -E 's/.*"max_inflight":([0-9]+).*/\1/' <<<"$line")"
+    kill "$pid" 2>/dev/null || true
+}
+if [ "$PERF" = 1 ] && [ "$SLOPE_N" -gt 0 ]; then
+    slope_run 0
+    slope_run 1
+fi
+
 # --- the table ---------------------------------------------------------------------------
 ROW='%-7s %5s %6s %5s %6s %7s %7s %7s %7s %7s %7s %7s %7s %5s %5s %6s %7s %6s %5s\n'
 {
@@ -394,6 +453,27 @@ ROW='%-7s %5s %6s %5s %6s %7s %7s %7s %7s %7s %7s %7s %7s %5s %5s %6s %7s %6s %5
                 " 256); %s KB per stream above idle (target <= 20); %s epoll_ctl per relayed" \
                 " event (target 0)\n", ok, n, peak / 1024, per, ctl
         }'
+    if [ -n "${R[slope1.ctl]:-}" ]; then
+        awk -v c0="${R[slope0.ctl]}" -v c1="${R[slope1.ctl]}" -v k0="${R[slope0.ok]:-0}" \
+            -v k1="${R[slope1.ok]:-0}" -v e0=$((SLOPE_WORDS[0] + 4)) \
+            -v e1=$((SLOPE_WORDS[1] + 4)) -v n="$SLOPE_N" -v f0="${R[slope0.inflight]:-0}" \
+            -v f1="${R[slope1.inflight]:-0}" 'BEGIN {
+                if (k0 == 0 || k1 == 0) { print "kt: marginal epoll_ctl count failed"; exit }
+                printf "kt: %.2f epoll_ctl per stream at %d events, %.2f at %d events (%d of %d" \
+                    " and %d of %d streams completed, %d and %d in flight at once): %.4f" \
+                    " epoll_ctl per relayed event with the setup taken out (target 0)\n",
+                    c0 / k0, e0, c1 / k1, e1, k0, n, k1, n, f0, f1,
+                    (c1 / k1 - c0 / k0) / (e1 - e0)
+                if (f0 < n || f1 < n)
+                    print "WARNING: not all streams were in flight at once: pooled upstream" \
+                        " sockets were reused, so the setup differs between the two loads"
+            }'
+    fi
+    for n in slope0 slope1; do
+        if [ "${R[$n.failed]:-0}" != 0 ]; then
+            echo "WARNING: the marginal count's $n load failed ${R[$n.failed]} of $SLOPE_N streams"
+        fi
+    done
     for n in direct nginx floor2 kt; do
         if [ "$(field "$n" failed)" != 0 ]; then
             echo "WARNING: $n failed $(field "$n" failed) of $N streams:" \
