@@ -35,6 +35,16 @@ struct injection_anchor {
     uint64_t mask; /* rules that may start there */
 };
 
+/* Where a match of a rule can begin, as PCRE2 worked it out when compiling
+ * the pattern: the bytes a match can start with and the shortest text that
+ * can match. A rule run over the whole text is skipped when the text holds
+ * none of those bytes or is too short: pcre2_match would look for the same
+ * start and fail, after its ~700 instructions of setup. */
+struct injection_start {
+    uint64_t first[4]; /* 256-bit set of first bytes; all ones when PCRE2 knows none */
+    uint32_t min_len;  /* in bytes: the rules are compiled without PCRE2_UTF */
+};
+
 struct injection_model {
     const struct injection_weights *w; /* NULL: features only */
     pcre2_code **re;                   /* injection_nrules compiled rules */
@@ -42,8 +52,15 @@ struct injection_model {
     uint64_t always;                   /* rules without anchors: scan the whole text */
     uint32_t trig_key[INJECTION_TRIG_SLOTS];
     uint64_t trig_mask[INJECTION_TRIG_SLOTS];
-    uint64_t trig_bloom[64]; /* 4096-bit filter in front of the table */
+    uint64_t trig_bloom[64];          /* 4096-bit filter in front of the table */
+    struct injection_start start[64]; /* per rule (at most 64, see build_triggers) */
 };
+
+/* The set of bytes in t[0..n), as 256 bits. */
+void injection_byte_set(const unsigned char *t, size_t n, uint64_t set[4]);
+/* Whether a text of n bytes whose bytes are `set` can hold a match starting
+ * the way `st` says; false means pcre2_match cannot match it. */
+bool injection_start_possible(const struct injection_start *st, const uint64_t set[4], size_t n);
 
 struct injection_scratch {
     struct gv_buf fold; /* stage A output */

@@ -169,6 +169,58 @@ static gv_rc compile_rule(size_t i, uint32_t opts, pcre2_general_context *gc, pc
     return GV_OK;
 }
 
+/* Reads what pcre2_compile learned about the start of a match. The rules are
+ * compiled without PCRE2_UTF, so code units are bytes. A fixed first byte of
+ * a caseless pattern is reported in one case: with PCRE2's default tables
+ * only ASCII letters have another case, and both go in. */
+static void learn_start(const pcre2_code *re, struct injection_start *st)
+{
+    uint32_t type = 0, unit = 0, min = 0;
+    const uint8_t *map = NULL;
+    unsigned c;
+
+    memset(st->first, 0xff, sizeof(st->first));
+    st->min_len = 0;
+    if (pcre2_pattern_info(re, PCRE2_INFO_MINLENGTH, &min) == 0) {
+        st->min_len = min;
+    }
+    if (pcre2_pattern_info(re, PCRE2_INFO_FIRSTCODETYPE, &type) != 0) {
+        return;
+    }
+    if (type == 1 && pcre2_pattern_info(re, PCRE2_INFO_FIRSTCODEUNIT, &unit) == 0 && unit < 256) {
+        memset(st->first, 0, sizeof(st->first));
+        st->first[unit >> 6] |= 1ULL << (unit & 63);
+        if ((unit | 0x20) >= 'a' && (unit | 0x20) <= 'z') {
+            c = unit ^ 0x20;
+            st->first[c >> 6] |= 1ULL << (c & 63);
+        }
+    }
+    else if (type == 0 && pcre2_pattern_info(re, PCRE2_INFO_FIRSTBITMAP, &map) == 0 && map) {
+        memset(st->first, 0, sizeof(st->first));
+        for (c = 0; c < 256; c++) {
+            if (map[c >> 3] & (1u << (c & 7))) {
+                st->first[c >> 6] |= 1ULL << (c & 63);
+            }
+        }
+    }
+}
+
+void injection_byte_set(const unsigned char *t, size_t n, uint64_t set[4])
+{
+    size_t i;
+
+    set[0] = set[1] = set[2] = set[3] = 0;
+    for (i = 0; i < n; i++) {
+        set[t[i] >> 6] |= 1ULL << (t[i] & 63);
+    }
+}
+
+bool injection_start_possible(const struct injection_start *st, const uint64_t set[4], size_t n)
+{
+    return n >= st->min_len && ((st->first[0] & set[0]) | (st->first[1] & set[1]) |
+                                (st->first[2] & set[2]) | (st->first[3] & set[3])) != 0;
+}
+
 gv_rc injection_model_create(const struct injection_weights *w, struct injection_model **out)
 {
     struct injection_model *m = NULL;
@@ -192,6 +244,9 @@ gv_rc injection_model_create(const struct injection_weights *w, struct injection
     }
     for (i = 0; i < injection_nrules; i++) {
         rc = compile_rule(i, 0, gc, &m->re[i]);
+        if (rc == GV_OK) {
+            learn_start(m->re[i], &m->start[i]);
+        }
         if (rc == GV_OK && injection_rules[i].anchors) {
             /* Match-time PCRE2_ANCHORED would bypass the JIT; compile it in. */
             rc = compile_rule(i, PCRE2_ANCHORED, gc, &m->re_a[i]);
@@ -429,9 +484,14 @@ static uint64_t run_rules(const struct injection_model *m, struct injection_scra
             }
         }
     }
-    for (i = 0; i < injection_nrules; i++) {
-        if ((full & (1ULL << i)) && pcre2_match(m->re[i], t, n, 0, 0, s->md, NULL) >= 0) {
-            hits |= 1ULL << i;
+    if (full) {
+        uint64_t set[4];
+        injection_byte_set(t, n, set);
+        for (i = 0; i < injection_nrules; i++) {
+            if ((full & (1ULL << i)) && injection_start_possible(&m->start[i], set, n) &&
+                pcre2_match(m->re[i], t, n, 0, 0, s->md, NULL) >= 0) {
+                hits |= 1ULL << i;
+            }
         }
     }
     /* Only mentioned, never given: one feature of its own, learned apart. */

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "gateway/policies/injection/injection.h"
+#include "gateway/policies/injection/injection_internal.h"
 
 struct fx {
     struct injection_model *m;
@@ -242,6 +243,81 @@ static void test_rules_anchor_far_into_text(void **state)
     free(t);
 }
 
+/* Every rule's start set (the bytes PCRE2 says a match begins with, the
+ * shortest match) against a full unanchored pcre2_match of the same
+ * normalised text: the set must never rule out a text the pattern matches.
+ * The texts are the examples, each also cut, spliced into another and with
+ * bytes replaced, so near-misses of every rule are in. */
+static void check_start_sets(struct fx *f, const char *text, size_t len, size_t *matched)
+{
+    unsigned flags = 0;
+    uint64_t set[4];
+    size_t i;
+    const unsigned char *t;
+
+    assert_int_equal(injection_normalize(text, len, &f->s->norm, &flags, f->s), GV_OK);
+    t = (const unsigned char *)f->s->norm.data;
+    injection_byte_set(t, f->s->norm.len, set);
+    for (i = 0; i < injection_rule_count(); i++) {
+        if (pcre2_match(f->m->re[i], t, f->s->norm.len, 0, 0, f->s->md, NULL) >= 0) {
+            (*matched)++;
+            if (!injection_start_possible(&f->m->start[i], set, f->s->norm.len)) {
+                fail_msg("rule %s matches \"%.*s\" but its start set rules it out",
+                         injection_rule_name(i), (int)len, text);
+            }
+        }
+    }
+}
+
+static void test_rules_start_sets_never_skip_a_match(void **state)
+{
+    struct fx *f = *state;
+    const size_t n = sizeof(examples) / sizeof(examples[0]);
+    char buf[512];
+    size_t i, k, len, matched = 0;
+    unsigned seed = 12345;
+
+    for (i = 0; i < n; i++) {
+        const char *a = examples[i].attack, *b = examples[i].benign;
+        check_start_sets(f, a, strlen(a), &matched);
+        check_start_sets(f, b, strlen(b), &matched);
+        for (k = 0; k < 200; k++) {
+            const char *o = examples[(i + k + 1) % n].attack;
+            size_t la = strlen(a), lo = strlen(o), cut = (size_t)rand_r(&seed) % (la + 1);
+            /* a prefix of this attack, then another example's attack */
+            len = cut + lo < sizeof(buf) ? cut + lo : sizeof(buf) - 1;
+            memcpy(buf, a, cut);
+            memcpy(buf + cut, o, len - cut);
+            if (k % 2) { /* and one byte replaced */
+                buf[(size_t)rand_r(&seed) % (len ? len : 1)] = (char)(rand_r(&seed) & 0xff);
+            }
+            check_start_sets(f, buf, len, &matched);
+        }
+    }
+    /* Every attack matches its rule, so the check above saw matches to test. */
+    assert_true(matched >= n);
+}
+
+/* The start sets do rule out rules for an ordinary request, or they save nothing. */
+static void test_rules_start_sets_skip_plain_text(void **state)
+{
+    struct fx *f = *state;
+    const char *text = "Summarise the validation loss trend of run 42 in one sentence.";
+    unsigned flags = 0;
+    uint64_t set[4];
+    size_t i, skipped = 0;
+
+    assert_int_equal(injection_normalize(text, strlen(text), &f->s->norm, &flags, f->s), GV_OK);
+    injection_byte_set((const unsigned char *)f->s->norm.data, f->s->norm.len, set);
+    for (i = 0; i < injection_rule_count(); i++) {
+        if (!injection_rules[i].anchors &&
+            !injection_start_possible(&f->m->start[i], set, f->s->norm.len)) {
+            skipped++;
+        }
+    }
+    assert_true(skipped >= 4);
+}
+
 /* Every case here runs on a fresh fixture: setup before it, teardown after. */
 #define FX_TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
@@ -254,6 +330,8 @@ static const struct CMUnitTest tests[] = {
     FX_TEST(test_rules_every_rule_has_an_example),
     FX_TEST(test_rules_see_through_obfuscation),
     FX_TEST(test_rules_anchor_far_into_text),
+    FX_TEST(test_rules_start_sets_never_skip_a_match),
+    FX_TEST(test_rules_start_sets_skip_plain_text),
 };
 
 #include "tests/unit/unit_main.h"
