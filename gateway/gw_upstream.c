@@ -181,9 +181,13 @@ static void read_answer(struct gw_upstream_call *c);
 static uint64_t now_ms(struct gw_upstream *up)
 {
     (void)up;
-    /* Monotonic (a vDSO read, no syscall): the loop's cached time is wall-clock
-     * based and may stand a little ahead of a fresh reading outside the loop. */
-    return gv_mono_us() / 1000u;
+    /* Monotonic: the loop's cached time is wall-clock based and may stand a
+     * little ahead of a fresh reading outside the loop. Coarse: every deadline
+     * here (connect, first byte, idle, pooled sockets' keep, DNS cache) is tens
+     * of milliseconds or more and is read against this same clock, while a
+     * request reads it four times; a timer that fires before the coarse clock
+     * has caught up is armed again for what is left. */
+    return gv_mono_coarse_ms();
 }
 
 /* -------------------------------------------------------------- buffers */

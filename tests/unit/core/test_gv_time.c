@@ -1,4 +1,4 @@
-/* tests/unit/core/test_gv_time.c - the HTTP Date value */
+/* tests/unit/core/test_gv_time.c - the coarse clock and the HTTP Date value */
 /* SPDX-License-Identifier: Apache-2.0 */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -58,7 +58,29 @@ static void test_http_date_is_per_thread(void **state)
     assert_ptr_not_equal(theirs, mine);
 }
 
+/* The coarse clock is the monotonic clock in milliseconds, read as of its last
+ * update: never ahead of a fine reading taken after it, and behind one taken
+ * before it by no more than the kernel's late ticks (a tick is 1-10 ms; on a
+ * virtual machine with steal, several can be late: the bound is loose, and
+ * still far from what a unit mistake, seconds or microseconds, would give). */
+#define COARSE_LAG_MAX_MS 250u
+
+static void test_mono_coarse_ms_tracks_mono(void **state)
+{
+    uint64_t before_ms, coarse_ms, after_ms, i;
+
+    (void)state;
+    for (i = 0; i < 1000; i++) {
+        before_ms = gv_mono_us() / 1000u;
+        coarse_ms = gv_mono_coarse_ms();
+        after_ms = gv_mono_us() / 1000u;
+        assert_true(coarse_ms <= after_ms);
+        assert_true(coarse_ms + COARSE_LAG_MAX_MS >= before_ms);
+    }
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_mono_coarse_ms_tracks_mono),
     cmocka_unit_test(test_http_date_is_imf_fixdate_of_now),
     cmocka_unit_test(test_http_date_is_per_thread),
 };
