@@ -214,7 +214,7 @@ const char *gw_oai_bearer(const char *auth)
     return auth;
 }
 
-struct json_object *gw_oai_parse_json(json_tokener *tok, const char *p, size_t n)
+struct json_object *gw_oai_parse_json(json_tokener *tok, int flags, const char *p, size_t n)
 {
     struct json_object *o;
     size_t end, i;
@@ -223,6 +223,7 @@ struct json_object *gw_oai_parse_json(json_tokener *tok, const char *p, size_t n
         return NULL;
     }
     json_tokener_reset(tok);
+    json_tokener_set_flags(tok, flags);
     o = json_tokener_parse_ex(tok, p, (int)n);
     if (!o) {
         return NULL;
@@ -274,7 +275,7 @@ bool gw_oai_chat_check(json_tokener *tok, const struct gw_oai_hdrs *h, const cha
                     "UTF-8 (an overlong form, an encoded surrogate, a code point past U+10FFFF "
                     "or a cut sequence).");
     }
-    out->body = gw_oai_parse_json(tok, body, len);
+    out->body = gw_oai_parse_json(tok, GW_OAI_JSON_UTF8_CHECKED, body, len);
     if (out->body && !surrogate_escapes_paired(body, len)) {
         return fail(err, 400, "invalid_json", NULL,
                     "We could not parse the JSON body of your request. It contains a lone "

@@ -585,7 +585,7 @@ static void read_usage(struct rq *r, struct json_object *usage)
 
 static struct json_object *parse_json(struct gw_worker *w, const char *p, size_t n)
 {
-    return gw_oai_parse_json(w->tok, p, n);
+    return gw_oai_parse_json(w->tok, GW_OAI_JSON_UNCHECKED, p, n);
 }
 
 static gv_rc append_sse_json(struct rq *r, struct json_object *o)

@@ -290,7 +290,6 @@ static gv_rc worker_init(struct gw_server *s, struct gw_worker *w, int idx, int 
     if (!w->stop_ev || !w->drain_timer || !w->tok) {
         return GV_EIO;
     }
-    json_tokener_set_flags(w->tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     if (gw_upstream_create(w->base, &w->up) != GV_OK) {
         return GV_EIO;
     }
