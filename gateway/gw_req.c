@@ -35,14 +35,13 @@ static gv_rc visit(struct gw_req *req, struct json_object *holder, const char *k
     return rc;
 }
 
-static gv_rc visit_content(struct gw_req *req, struct json_object *msg, const char *role,
-                           gw_text_fn fn, void *arg)
+static gv_rc visit_content(struct gw_req *req, struct json_object *msg, struct json_object *content,
+                           const char *role, gw_text_fn fn, void *arg)
 {
-    struct json_object *content;
     size_t i, n;
     gv_rc rc = GV_OK;
 
-    if (!json_object_object_get_ex(msg, "content", &content) || !content) {
+    if (!content) {
         return GV_OK;
     }
     if (json_object_is_type(content, json_type_string)) {
@@ -78,6 +77,38 @@ static gv_rc visit_arguments(struct gw_req *req, struct json_object *fnobj, cons
     return GV_OK;
 }
 
+/* The members of a message the walk reads, found in one pass over its
+ * entries: a message has a handful of members, and a hashed lookup of each of
+ * four names (two of them usually absent) cost more than looking at them all.
+ * json-c keeps one entry per name (the last of duplicates), as a lookup sees. */
+struct msg_parts {
+    struct json_object *role, *content, *tool_calls, *function_call;
+};
+
+static void find_parts(struct json_object *msg, struct msg_parts *p)
+{
+    memset(p, 0, sizeof(*p));
+    json_object_object_foreach(msg, key, val)
+    {
+        switch (key[0]) {
+        case 'r':
+            p->role = strcmp(key, "role") == 0 ? val : p->role;
+            break;
+        case 'c':
+            p->content = strcmp(key, "content") == 0 ? val : p->content;
+            break;
+        case 't':
+            p->tool_calls = strcmp(key, "tool_calls") == 0 ? val : p->tool_calls;
+            break;
+        case 'f':
+            p->function_call = strcmp(key, "function_call") == 0 ? val : p->function_call;
+            break;
+        default:
+            break;
+        }
+    }
+}
+
 gv_rc gw_req_foreach_text(struct gw_req *req, gw_text_fn fn, void *arg)
 {
     struct json_object *messages;
@@ -91,19 +122,23 @@ gv_rc gw_req_foreach_text(struct gw_req *req, gw_text_fn fn, void *arg)
     n = json_object_array_length(messages);
     for (i = 0; i < n && rc == GV_OK; i++) {
         struct json_object *msg = json_object_array_get_idx(messages, i);
-        struct json_object *o, *calls;
+        struct json_object *calls;
+        struct msg_parts parts;
         const char *role = "user";
         size_t j, m;
 
         if (!json_object_is_type(msg, json_type_object)) {
             continue;
         }
-        if (json_object_object_get_ex(msg, "role", &o) && json_object_is_type(o, json_type_string)) {
-            role = json_object_get_string(o);
+        /* Visiting the content may replace it in msg; the other parts are
+         * other entries and stay. */
+        find_parts(msg, &parts);
+        if (json_object_is_type(parts.role, json_type_string)) {
+            role = json_object_get_string(parts.role);
         }
-        rc = visit_content(req, msg, role, fn, arg);
-        if (rc == GV_OK && json_object_object_get_ex(msg, "tool_calls", &calls) &&
-            json_object_is_type(calls, json_type_array)) {
+        rc = visit_content(req, msg, parts.content, role, fn, arg);
+        calls = parts.tool_calls;
+        if (rc == GV_OK && json_object_is_type(calls, json_type_array)) {
             m = json_object_array_length(calls);
             for (j = 0; j < m && rc == GV_OK; j++) {
                 struct json_object *call = json_object_array_get_idx(calls, j);
@@ -114,8 +149,8 @@ gv_rc gw_req_foreach_text(struct gw_req *req, gw_text_fn fn, void *arg)
                 }
             }
         }
-        if (rc == GV_OK && json_object_object_get_ex(msg, "function_call", &o)) {
-            rc = visit_arguments(req, o, role, fn, arg);
+        if (rc == GV_OK && parts.function_call) {
+            rc = visit_arguments(req, parts.function_call, role, fn, arg);
         }
     }
     return rc;

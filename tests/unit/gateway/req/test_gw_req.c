@@ -98,6 +98,23 @@ static void test_foreach_text_all_shapes(void **state)
     assert_false(w->req.body_modified);
 }
 
+/* Members are found by their exact names, among look-alikes, and a name
+ * given twice counts once, with its last value, as json-c keeps it. */
+static void test_foreach_text_exact_member_names(void **state)
+{
+    struct walk *w = *state;
+
+    req_from(w, "{\"messages\":["
+                "{\"roles\":\"system\",\"contents\":\"no\",\"content\":\"first\","
+                "\"content\":\"last\",\"role\":\"tool\",\"tool_call_id\":\"t\"},"
+                "{\"role\":\"assistant\",\"tool_call\":[{\"function\":{\"arguments\":\"x\"}}],"
+                "\"function\":{\"arguments\":\"y\"},\"function_calls\":{\"arguments\":\"z\"},"
+                "\"tool_calls\":[{\"function\":{\"arguments\":\"a\"}}],"
+                "\"function_call\":{\"arguments\":\"b\"},\"c\":\"\",\"\":\"empty\"}]}");
+    assert_int_equal(walk(w), GV_OK);
+    assert_string_equal(w->s.log, "tool/content=last;assistant/arguments=a;assistant/arguments=b;");
+}
+
 static void test_foreach_text_replaces_in_place(void **state)
 {
     struct walk *w = *state;
@@ -214,6 +231,7 @@ static void test_prompt_tokens_estimate_and_bound(void **state)
 
 static const struct CMUnitTest tests[] = {
     WALK_TEST(test_foreach_text_all_shapes),
+    WALK_TEST(test_foreach_text_exact_member_names),
     WALK_TEST(test_foreach_text_replaces_in_place),
     WALK_TEST(test_foreach_text_stops_on_error),
     WALK_TEST(test_foreach_text_no_messages),
