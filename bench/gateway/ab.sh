@@ -11,7 +11,9 @@
 # kt's CPU time per request (utime + stime of all its threads from /proc/<pid>/stat) and the
 # share of the machine's CPU time the host gave to other tenants during the turn (steal, from
 # /proc/stat); then the mean and the median of each binary and NEW / OLD, and a warning when
-# turns lost more than AB_MAX_STEAL percent (default 5) to steal. Only 127.0.0.1 is used;
+# turns lost more than AB_MAX_STEAL percent (default 5) to steal. Such a turn is run again, up
+# to AB_REDO times (default 2), and the run that lost least is kept (AB_REDO=0: every first
+# run). Only 127.0.0.1 is used;
 # ports from AB_PORT_BASE (default 18280: upstream +1, kt +2).
 set -euo pipefail
 
@@ -25,6 +27,8 @@ for b in "$OLD" "$NEW"; do
 done
 ROUNDS="${AB_ROUNDS:-3}"
 DURATION="${AB_DURATION:-5}"
+MAX_STEAL="${AB_MAX_STEAL:-5}"
+REDO="${AB_REDO:-2}"
 BASE="${AB_PORT_BASE:-18280}"
 UP_PORT=$((BASE + 1))
 KT_PORT=$((BASE + 2))
@@ -85,12 +89,24 @@ for ((r = 1; r <= ROUNDS; r++)); do
         bin="$OLD"
         [ "$which" = old ] || bin="$NEW"
         res="$(one_run "$bin")"
+        last="$res"
+        # A turn a neighbour took a share of is run again, and the turn that lost least kept.
+        for ((k = 0; k < REDO; k++)); do
+            awk -v s="${res##* }" -v m="$MAX_STEAL" 'BEGIN { exit !(s > m) }' || break
+            # shellcheck disable=SC2086 # $last is three numbers
+            printf "%5d %-6s %8s %11s %8s  steal over %s%%: again\n" "$r" "$which" $last \
+                "$MAX_STEAL"
+            last="$(one_run "$bin")"
+            if awk -v a="${last##* }" -v b="${res##* }" 'BEGIN { exit !(a < b) }'; then
+                res="$last"
+            fi
+        done
         echo "$which $res" >>"$WORK/runs"
         printf "%5d %-6s %8s %11s %8s\n" "$r" "$which" $res
     done
 done
 # Means, and medians (a turn that a neighbour took half of moves the mean, not the median).
-awk -v max_steal="${AB_MAX_STEAL:-5}" '
+awk -v max_steal="$MAX_STEAL" '
     function median(arr, k,    i, j, t) {
         for (i = 2; i <= k; i++) {
             t = arr[i]
