@@ -98,8 +98,10 @@ struct conn {
 
 enum call_state { C_RESOLVING = 0, C_CONNECTING, C_HANDSHAKE, C_WRITING, C_READING };
 
-/* Finished call objects each worker keeps for reuse. */
+/* Finished call objects each worker keeps for reuse, with their request head
+ * buffer (wiped) when it is no larger than this: a malloc a request less. */
 #define CALL_POOL_MAX 64
+#define HEAD_KEEP_MAX 2048u
 
 struct gw_upstream_call {
     struct gw_upstream *up;
@@ -111,8 +113,9 @@ struct gw_upstream_call {
     struct conn *conn;
     enum call_state state;
     struct evdns_getaddrinfo_request *dns;
-    char *head;      /* request head (holds the secret: wiped before freed) */
+    char *head;      /* request head (holds the secret: wiped when the call ends) */
     size_t head_len; /* its bytes, plus the body when body_in_head */
+    size_t head_cap; /* its allocation, kept across reuse up to HEAD_KEEP_MAX */
     const char *body;
     size_t body_len;
     size_t sent;     /* bytes of head + body written */
@@ -478,17 +481,22 @@ static void call_free(struct gw_upstream_call *c, bool reuse)
     if (c->head) {
         OPENSSL_cleanse(c->head, c->head_len);
     }
-    gv_free(c->head);
-    c->head = NULL;
+    c->head_len = 0;
     /* Kept for the next call: a call is over 1 KB, and glibc answers each
      * allocation that large by consolidating its fast bins first, a cost every
      * request paid. */
     if (up->nfree_calls < CALL_POOL_MAX) {
+        if (c->head_cap > HEAD_KEEP_MAX) {
+            gv_free(c->head);
+            c->head = NULL;
+            c->head_cap = 0;
+        }
         c->next = up->free_calls;
         up->free_calls = c;
         up->nfree_calls++;
         return;
     }
+    gv_free(c->head);
     gv_free(c);
 }
 
@@ -1248,8 +1256,9 @@ static void put(char **w, const char *p, size_t n)
     *w += n;
 }
 
-/* The request head, sized first and written into one allocation: no regrowth
- * and no formatting on the request path. */
+/* The request head, sized first and written into one buffer (the reused
+ * call's when it is large enough): no regrowth and no formatting on the
+ * request path. */
 static void build_head(struct gw_upstream_call *c, const struct gw_upstream_req *rq,
                        const struct target *t)
 {
@@ -1268,7 +1277,12 @@ static void build_head(struct gw_upstream_call *c, const struct gw_upstream_req 
     len = 5 + t->path_len + sizeof(s1) - 1 + t->hostport_len + sizeof(s2) - 1 + alen +
           (auth ? sizeof(s3) - 1 + klen : 0) + sizeof(s4) - 1 + nlen + 2 + xlen + 2;
     c->body_in_head = t->tls && c->body_len <= TLS_COALESCE_MAX;
-    c->head = gv_malloc(len + (c->body_in_head ? c->body_len : 0));
+    len += c->body_in_head ? c->body_len : 0;
+    if (len > c->head_cap) {
+        gv_free(c->head);
+        c->head = gv_malloc(len);
+        c->head_cap = len;
+    }
     w = c->head;
     put(&w, "POST ", 5);
     put(&w, t->path, t->path_len);
@@ -1325,6 +1339,7 @@ void gw_upstream_destroy(struct gw_upstream *up)
     while (up->free_calls) {
         struct gw_upstream_call *c = up->free_calls;
         up->free_calls = c->next;
+        gv_free(c->head);
         gv_free(c);
     }
     for (o = up->origins; o; o = next) {
@@ -1374,9 +1389,14 @@ gv_rc gw_upstream_start(struct gw_upstream *up, const struct gw_upstream_req *rq
     }
     c = up->free_calls;
     if (c) {
+        char *head = c->head; /* wiped when its last call ended */
+        size_t cap = c->head_cap;
+
         up->free_calls = c->next;
         up->nfree_calls--;
         memset(c, 0, sizeof(*c));
+        c->head = head;
+        c->head_cap = cap;
     }
     else {
         c = gv_calloc(1, sizeof(*c));
