@@ -445,7 +445,6 @@ static void finish_record(struct rq *r)
     struct gw_server *s = w->srv;
 
     gw_chain_complete(s->chain, &r->preq, &r->rec);
-    gw_telemetry_shape(&r->rec, r->body); /* roles and message count, never text */
     if (s->em && s->em->ops && s->em->ops->emit) {
         s->em->ops->emit(s->em, &r->rec);
     }
@@ -1466,7 +1465,7 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
     struct gw_upstream_req up;
     const struct gw_target *t;
     char msg[256];
-    bool need_usage, reprint;
+    bool need_usage, reprint, ok;
 
     r->w = w;
     r->conn = c;
@@ -1497,13 +1496,16 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
     oh.entity = hdr_value(in->head, "x-wandb-entity", entity, sizeof(entity));
     oh.run_group = hdr_value(in->head, "x-wandb-run-group", group, sizeof(group));
     oh.authorization = hdr_value(in->head, "authorization", auth, sizeof(auth));
-    if (!gw_oai_chat_check(w->tok, &oh, in->body, in->body_len, cfg->max_body_bytes, &chat, &r->rec,
-                           &err)) {
-        r->body = chat.body;
+    ok = gw_oai_chat_check(w->tok, &oh, in->body, in->body_len, cfg->max_body_bytes, &chat, &r->rec,
+                           &err);
+    r->body = chat.body;
+    /* Roles and message count, never text, read while the tree just built is
+     * in the cache (policies change texts, not messages or roles). */
+    gw_telemetry_shape(&r->rec, r->body);
+    if (!ok) {
         fail_json(r, err.status, NULL, err.code, err.param, err.message);
         return;
     }
-    r->body = chat.body;
     r->preq.body = r->body;
     r->api_key = gv_strdup(chat.api_key);
     r->preq.api_key = r->api_key;
