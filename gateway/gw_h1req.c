@@ -969,9 +969,21 @@ static enum gw_h1_status step_chunk_crlf(struct gw_h1req *r, const char *data, s
 
 /* ---- the API ---- */
 
+/* Every field of the head but the header array, whose slots are read only
+ * below nhdrs: zeroing its 2 KB was a `rep stos` on every request. */
+_Static_assert(offsetof(struct gw_h1_head, nhdrs) ==
+                   offsetof(struct gw_h1_head, hdrs) + sizeof(((struct gw_h1_head *)0)->hdrs),
+               "nhdrs follows hdrs: reset_head zeroes around the array");
+
+static void reset_head(struct gw_h1_head *h)
+{
+    memset(h, 0, offsetof(struct gw_h1_head, hdrs));
+    memset(&h->nhdrs, 0, sizeof(*h) - offsetof(struct gw_h1_head, nhdrs));
+}
+
 static void reset_request(struct gw_h1req *r)
 {
-    memset(&r->head, 0, sizeof(r->head));
+    reset_head(&r->head);
     http_parser_init(&r->parser, HTTP_REQUEST);
     r->parser.data = r;
     r->err_status = 0;

@@ -709,11 +709,18 @@ static void test_api(void **state)
     gw_h1req_release(&r);
     assert_null(r.hbuf.data);
     assert_null(r.body.data);
-    /* Usable after release. */
+    /* Usable after release, and the next head holds nothing of the last one
+     * (its header slots are not zeroed, only counted). */
     assert_int_equal(gw_h1req_feed(&r, "GET /x HTTP/1.0\r\n\r\n", 19, &used), GW_H1_DONE);
     assert_int_equal(r.head.method, GW_H1_METHOD_GET);
     assert_string_equal(r.head.path, "/x");
     assert_false(r.head.keep_alive);
+    assert_int_equal(r.head.nhdrs, 0);
+    assert_null(gw_h1req_header(&r.head, "content-type"));
+    assert_int_equal(gw_h1req_header_count(&r.head, "x-dup"), 0);
+    assert_false(r.head.has_length);
+    assert_int_equal(r.head.content_length, 0);
+    assert_int_equal(r.head.minor, 0);
     gw_h1req_free(&r);
 }
 
