@@ -190,12 +190,17 @@ PIDS+=("$NGX_MASTER")
 
 # --- kt --------------------------------------------------------------------------------------
 . "$ROOT/bench/lib/page-config.sh"
-page_config "http://127.0.0.1:$UP_PORT/v1" >"$WORK/policy-config.yaml"
-OPENAI_API_KEY=sk-bench-upstream "$KT" gateway run --listen "127.0.0.1:$KT_PORT" \
-    --policy-config "$WORK/policy-config.yaml" --state-dir "$WORK/state" \
-    --workers 1 2>"$WORK/kt.log" &
-KT_PID=$!
-PIDS+=("$KT_PID")
+start_kt() { # start_kt NAME PORT UPSTREAM_PORT: kt --workers 1 with the page's config, its
+    # files under $WORK/NAME*, its pid in KT_STARTED
+    page_config "http://127.0.0.1:$3/v1" >"$WORK/$1.yaml"
+    OPENAI_API_KEY=sk-bench-upstream "$KT" gateway run --listen "127.0.0.1:$2" \
+        --policy-config "$WORK/$1.yaml" --state-dir "$WORK/$1-state" --workers 1 \
+        2>"$WORK/$1.log" &
+    KT_STARTED=$!
+    PIDS+=("$KT_STARTED")
+}
+start_kt kt "$KT_PORT" "$UP_PORT"
+KT_PID="$KT_STARTED"
 "$FLOOR2" --listen "127.0.0.1:$FLOOR2_PORT" \
     --upstream "http://127.0.0.1:$UP_PORT/v1/chat/completions" 2>"$WORK/floor2.log" &
 FLOOR2_PID=$!
@@ -372,12 +377,8 @@ slope_run() { # slope_run I: R[slopeI.ctl], R[slopeI.ok]
     node "$HERE/streams.mjs" upstream --port "${SLOPE_UP[$i]}" --words "${SLOPE_WORDS[$i]}" \
         --delay-ms "$SLOPE_DELAY_MS" >"$WORK/slope$i-upstream.log" 2>&1 &
     PIDS+=($!)
-    page_config "http://127.0.0.1:${SLOPE_UP[$i]}/v1" >"$WORK/slope$i.yaml"
-    OPENAI_API_KEY=sk-bench-upstream "$KT" gateway run --listen "127.0.0.1:${SLOPE_KT[$i]}" \
-        --policy-config "$WORK/slope$i.yaml" --state-dir "$WORK/slope$i-state" \
-        --workers 1 2>"$WORK/slope$i-kt.log" &
-    pid=$!
-    PIDS+=("$pid")
+    start_kt "slope$i-kt" "${SLOPE_KT[$i]}" "${SLOPE_UP[$i]}"
+    pid="$KT_STARTED"
     wait_up "slope stand-in $i" "${SLOPE_UP[$i]}" "${SLOPE_WORDS[$i]}"
     wait_up "slope kt $i" "${SLOPE_KT[$i]}" "${SLOPE_WORDS[$i]}"
     echo "  kt (marginal count): $SLOPE_N streams of $((SLOPE_WORDS[i] + 4)) events ..." >&2
