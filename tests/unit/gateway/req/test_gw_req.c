@@ -76,25 +76,32 @@ static gv_rc walk(struct walk *w)
     return gw_req_foreach_text(&w->req, visit, &w->s);
 }
 
+/* Walks json and checks what the walk saw. */
+static void walk_sees(struct walk *w, const char *json, const char *want)
+{
+    req_from(w, json);
+    assert_int_equal(walk(w), GV_OK);
+    assert_string_equal(w->s.log, want);
+}
+
 static void test_foreach_text_all_shapes(void **state)
 {
     struct walk *w = *state;
 
-    req_from(w, "{\"messages\":["
-                "{\"role\":\"system\",\"content\":\"be nice\"},"
-                "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"part one\"},"
-                "{\"type\":\"image_url\",\"image_url\":{\"url\":\"http://x\"}},\"bare\"]},"
-                "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\","
-                "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
-                "{\"role\":\"assistant\",\"function_call\":{\"name\":\"g\",\"arguments\":"
-                "\"{\\\"a\\\":1}\"}},"
-                "{\"content\":\"no role\"},"
-                "42,"
-                "{\"role\":\"tool\",\"content\":7}]}");
-    assert_int_equal(walk(w), GV_OK);
-    assert_string_equal(w->s.log, "system/content=be nice;user/content=part one;user/content=bare;"
-                                  "assistant/arguments={};assistant/arguments={\"a\":1};"
-                                  "user/content=no role;");
+    walk_sees(w,
+              "{\"messages\":["
+              "{\"role\":\"system\",\"content\":\"be nice\"},"
+              "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"part one\"},"
+              "{\"type\":\"image_url\",\"image_url\":{\"url\":\"http://x\"}},\"bare\"]},"
+              "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\","
+              "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
+              "{\"role\":\"assistant\",\"function_call\":{\"name\":\"g\",\"arguments\":"
+              "\"{\\\"a\\\":1}\"}},"
+              "{\"content\":\"no role\"},"
+              "42,"
+              "{\"role\":\"tool\",\"content\":7}]}",
+              "system/content=be nice;user/content=part one;user/content=bare;"
+              "assistant/arguments={};assistant/arguments={\"a\":1};user/content=no role;");
     assert_false(w->req.body_modified);
 }
 
@@ -104,15 +111,15 @@ static void test_foreach_text_exact_member_names(void **state)
 {
     struct walk *w = *state;
 
-    req_from(w, "{\"messages\":["
-                "{\"roles\":\"system\",\"contents\":\"no\",\"content\":\"first\","
-                "\"content\":\"last\",\"role\":\"tool\",\"tool_call_id\":\"t\"},"
-                "{\"role\":\"assistant\",\"tool_call\":[{\"function\":{\"arguments\":\"x\"}}],"
-                "\"function\":{\"arguments\":\"y\"},\"function_calls\":{\"arguments\":\"z\"},"
-                "\"tool_calls\":[{\"function\":{\"arguments\":\"a\"}}],"
-                "\"function_call\":{\"arguments\":\"b\"},\"c\":\"\",\"\":\"empty\"}]}");
-    assert_int_equal(walk(w), GV_OK);
-    assert_string_equal(w->s.log, "tool/content=last;assistant/arguments=a;assistant/arguments=b;");
+    walk_sees(w,
+              "{\"messages\":["
+              "{\"roles\":\"system\",\"contents\":\"no\",\"content\":\"first\","
+              "\"content\":\"last\",\"role\":\"tool\",\"tool_call_id\":\"t\"},"
+              "{\"role\":\"assistant\",\"tool_call\":[{\"function\":{\"arguments\":\"x\"}}],"
+              "\"function\":{\"arguments\":\"y\"},\"function_calls\":{\"arguments\":\"z\"},"
+              "\"tool_calls\":[{\"function\":{\"arguments\":\"a\"}}],"
+              "\"function_call\":{\"arguments\":\"b\"},\"c\":\"\",\"\":\"empty\"}]}",
+              "tool/content=last;assistant/arguments=a;assistant/arguments=b;");
 }
 
 static void test_foreach_text_replaces_in_place(void **state)
@@ -214,7 +221,7 @@ static void test_prompt_tokens_estimate_and_bound(void **state)
     assert_int_equal(gw_req_tokens_estimate(2000), 500);
     /* Two messages: 8 + 5 text bytes, 4 tokens framing each, 3 for the reply. */
     req_from(w, "{\"messages\":[{\"role\":\"system\",\"content\":\"Be brief\"},"
-                   "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hello\"}]}]}");
+                "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hello\"}]}]}");
     gw_req_prompt_tokens(&w->req, &est, &max);
     assert_int_equal(est, 2 + 2 + 2 * GW_REQ_TOKENS_PER_MESSAGE + GW_REQ_TOKENS_REPLY);
     assert_int_equal(max, 13 + 2 * GW_REQ_TOKENS_PER_MESSAGE + GW_REQ_TOKENS_REPLY);
