@@ -169,6 +169,12 @@ static gv_rc compile_rule(size_t i, uint32_t opts, pcre2_general_context *gc, pc
     return GV_OK;
 }
 
+/* Byte c into a 256-bit set: the start sets and the text's bytes alike. */
+static inline void byte_set_add(uint64_t set[4], unsigned c)
+{
+    set[c >> 6] |= 1ULL << (c & 63);
+}
+
 /* Reads what pcre2_compile learned about the start of a match. The rules are
  * compiled without PCRE2_UTF, so code units are bytes. A fixed first byte of
  * a caseless pattern is reported in one case: with PCRE2's default tables
@@ -189,17 +195,16 @@ static void learn_start(const pcre2_code *re, struct injection_start *st)
     }
     if (type == 1 && pcre2_pattern_info(re, PCRE2_INFO_FIRSTCODEUNIT, &unit) == 0 && unit < 256) {
         memset(st->first, 0, sizeof(st->first));
-        st->first[unit >> 6] |= 1ULL << (unit & 63);
+        byte_set_add(st->first, unit);
         if ((unit | 0x20) >= 'a' && (unit | 0x20) <= 'z') {
-            c = unit ^ 0x20;
-            st->first[c >> 6] |= 1ULL << (c & 63);
+            byte_set_add(st->first, unit ^ 0x20);
         }
     }
     else if (type == 0 && pcre2_pattern_info(re, PCRE2_INFO_FIRSTBITMAP, &map) == 0 && map) {
         memset(st->first, 0, sizeof(st->first));
         for (c = 0; c < 256; c++) {
             if (map[c >> 3] & (1u << (c & 7))) {
-                st->first[c >> 6] |= 1ULL << (c & 63);
+                byte_set_add(st->first, c);
             }
         }
     }
@@ -211,7 +216,7 @@ void injection_byte_set(const unsigned char *t, size_t n, uint64_t set[4])
 
     set[0] = set[1] = set[2] = set[3] = 0;
     for (i = 0; i < n; i++) {
-        set[t[i] >> 6] |= 1ULL << (t[i] & 63);
+        byte_set_add(set, t[i]);
     }
 }
 
