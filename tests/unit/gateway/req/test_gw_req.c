@@ -76,50 +76,55 @@ static gv_rc walk(struct walk *w)
     return gw_req_foreach_text(&w->req, visit, &w->s);
 }
 
-/* Walks json and checks what the walk saw. */
-static void walk_sees(struct walk *w, const char *json, const char *want)
-{
-    req_from(w, json);
-    assert_int_equal(walk(w), GV_OK);
-    assert_string_equal(w->s.log, want);
-}
+/* A request body and what the walk must see in it, as "role/kind=text;" per
+ * visit; the walk only reads, so the body stays unmodified. */
+struct sees_row {
+    const char *what;
+    const char *json;
+    const char *want;
+};
 
-static void test_foreach_text_all_shapes(void **state)
+static const struct sees_row sees_rows[] = {
+    {"every shape a text can take",
+     "{\"messages\":["
+     "{\"role\":\"system\",\"content\":\"be nice\"},"
+     "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"part one\"},"
+     "{\"type\":\"image_url\",\"image_url\":{\"url\":\"http://x\"}},\"bare\"]},"
+     "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\","
+     "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
+     "{\"role\":\"assistant\",\"function_call\":{\"name\":\"g\",\"arguments\":"
+     "\"{\\\"a\\\":1}\"}},"
+     "{\"content\":\"no role\"},"
+     "42,"
+     "{\"role\":\"tool\",\"content\":7}]}",
+     "system/content=be nice;user/content=part one;user/content=bare;"
+     "assistant/arguments={};assistant/arguments={\"a\":1};user/content=no role;"},
+    /* Members are found by their exact names, among look-alikes, and a name
+     * given twice counts once, with its last value, as json-c keeps it. */
+    {"exact member names, the last of duplicates",
+     "{\"messages\":["
+     "{\"roles\":\"system\",\"contents\":\"no\",\"content\":\"first\","
+     "\"content\":\"last\",\"role\":\"tool\",\"tool_call_id\":\"t\"},"
+     "{\"role\":\"assistant\",\"tool_call\":[{\"function\":{\"arguments\":\"x\"}}],"
+     "\"function\":{\"arguments\":\"y\"},\"function_calls\":{\"arguments\":\"z\"},"
+     "\"tool_calls\":[{\"function\":{\"arguments\":\"a\"}}],"
+     "\"function_call\":{\"arguments\":\"b\"},\"c\":\"\",\"\":\"empty\"}]}",
+     "tool/content=last;assistant/arguments=a;assistant/arguments=b;"},
+};
+
+static void test_foreach_text_sees(void **state)
 {
     struct walk *w = *state;
+    size_t i;
 
-    walk_sees(w,
-              "{\"messages\":["
-              "{\"role\":\"system\",\"content\":\"be nice\"},"
-              "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"part one\"},"
-              "{\"type\":\"image_url\",\"image_url\":{\"url\":\"http://x\"}},\"bare\"]},"
-              "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\","
-              "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
-              "{\"role\":\"assistant\",\"function_call\":{\"name\":\"g\",\"arguments\":"
-              "\"{\\\"a\\\":1}\"}},"
-              "{\"content\":\"no role\"},"
-              "42,"
-              "{\"role\":\"tool\",\"content\":7}]}",
-              "system/content=be nice;user/content=part one;user/content=bare;"
-              "assistant/arguments={};assistant/arguments={\"a\":1};user/content=no role;");
-    assert_false(w->req.body_modified);
-}
-
-/* Members are found by their exact names, among look-alikes, and a name
- * given twice counts once, with its last value, as json-c keeps it. */
-static void test_foreach_text_exact_member_names(void **state)
-{
-    struct walk *w = *state;
-
-    walk_sees(w,
-              "{\"messages\":["
-              "{\"roles\":\"system\",\"contents\":\"no\",\"content\":\"first\","
-              "\"content\":\"last\",\"role\":\"tool\",\"tool_call_id\":\"t\"},"
-              "{\"role\":\"assistant\",\"tool_call\":[{\"function\":{\"arguments\":\"x\"}}],"
-              "\"function\":{\"arguments\":\"y\"},\"function_calls\":{\"arguments\":\"z\"},"
-              "\"tool_calls\":[{\"function\":{\"arguments\":\"a\"}}],"
-              "\"function_call\":{\"arguments\":\"b\"},\"c\":\"\",\"\":\"empty\"}]}",
-              "tool/content=last;assistant/arguments=a;assistant/arguments=b;");
+    for (i = 0; i < sizeof(sees_rows) / sizeof(sees_rows[0]); i++) {
+        print_message("case: %s\n", sees_rows[i].what);
+        memset(&w->s, 0, sizeof(w->s));
+        req_from(w, sees_rows[i].json);
+        assert_int_equal(walk(w), GV_OK);
+        assert_string_equal(w->s.log, sees_rows[i].want);
+        assert_false(w->req.body_modified);
+    }
 }
 
 static void test_foreach_text_replaces_in_place(void **state)
@@ -237,8 +242,7 @@ static void test_prompt_tokens_estimate_and_bound(void **state)
 #define WALK_TEST(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 static const struct CMUnitTest tests[] = {
-    WALK_TEST(test_foreach_text_all_shapes),
-    WALK_TEST(test_foreach_text_exact_member_names),
+    WALK_TEST(test_foreach_text_sees),
     WALK_TEST(test_foreach_text_replaces_in_place),
     WALK_TEST(test_foreach_text_stops_on_error),
     WALK_TEST(test_foreach_text_no_messages),
