@@ -372,7 +372,7 @@ run_target kt "$KT_PORT" "$KT_PID"
 # stream is the same: what differs per stream is only the events relayed. A stream that ended
 # before the last one started would leave its upstream socket to be reused (less setup in the
 # shorter run): the line says so when the streams in flight at once were fewer than SLOPE_N.
-slope_run() { # slope_run I: R[slopeI.ctl], R[slopeI.ok]
+slope_run() { # slope_run I: R[slopeI.ctl], and the client's line in R[slopeI.json]
     local i="$1" pid ppid line
     node "$HERE/streams.mjs" upstream --port "${SLOPE_UP[$i]}" --words "${SLOPE_WORDS[$i]}" \
         --delay-ms "$SLOPE_DELAY_MS" >"$WORK/slope$i-upstream.log" 2>&1 &
@@ -389,11 +389,10 @@ slope_run() { # slope_run I: R[slopeI.ctl], R[slopeI.ok]
         grep '^RESULT ' | sed 's/^RESULT //')" || true
     kill -INT "$ppid" 2>/dev/null || true
     wait "$ppid" 2>/dev/null || true
+    [ -n "$line" ] || line="{\"ok\":0,\"failed\":$SLOPE_N,\"max_inflight\":0}"
     echo "    $line" >&2
     R[slope$i.ctl]="$(awk -F, '$3 ~ /epoll_ctl/ { print $1 + 0 }' "$WORK/slope$i.perf")"
-    R[slope$i.ok]="$(sed -E 's/.*"ok":([0-9]+).*/\1/' <<<"$line")"
-    R[slope$i.failed]="$(sed -E 's/.*"failed":([0-9]+).*/\1/' <<<"$line")"
-    R[slope$i.inflight]="$(sed -E 's/.*"max_inflight":([0-9]+).*/\1/' <<<"$line")"
+    R[slope$i.json]="$line"
     kill "$pid" 2>/dev/null || true
 }
 if [ "$PERF" = 1 ] && [ "$SLOPE_N" -gt 0 ]; then
@@ -455,10 +454,10 @@ ROW='%-7s %5s %6s %5s %6s %7s %7s %7s %7s %7s %7s %7s %7s %5s %5s %6s %7s %6s %5
                 " event (target 0)\n", ok, n, peak / 1024, per, ctl
         }'
     if [ -n "${R[slope1.ctl]:-}" ]; then
-        awk -v c0="${R[slope0.ctl]}" -v c1="${R[slope1.ctl]}" -v k0="${R[slope0.ok]:-0}" \
-            -v k1="${R[slope1.ok]:-0}" -v e0=$((SLOPE_WORDS[0] + 4)) \
-            -v e1=$((SLOPE_WORDS[1] + 4)) -v n="$SLOPE_N" -v f0="${R[slope0.inflight]:-0}" \
-            -v f1="${R[slope1.inflight]:-0}" 'BEGIN {
+        awk -v c0="${R[slope0.ctl]}" -v c1="${R[slope1.ctl]}" -v k0="$(field slope0 ok)" \
+            -v k1="$(field slope1 ok)" -v e0=$((SLOPE_WORDS[0] + 4)) \
+            -v e1=$((SLOPE_WORDS[1] + 4)) -v n="$SLOPE_N" -v f0="$(field slope0 max_inflight)" \
+            -v f1="$(field slope1 max_inflight)" 'BEGIN {
                 if (k0 == 0 || k1 == 0) { print "kt: marginal epoll_ctl count failed"; exit }
                 printf "kt: %.2f epoll_ctl per stream at %d events, %.2f at %d events (%d of %d" \
                     " and %d of %d streams completed, %d and %d in flight at once): %.4f" \
@@ -471,8 +470,9 @@ ROW='%-7s %5s %6s %5s %6s %7s %7s %7s %7s %7s %7s %7s %7s %5s %5s %6s %7s %6s %5
             }'
     fi
     for n in slope0 slope1; do
-        if [ "${R[$n.failed]:-0}" != 0 ]; then
-            echo "WARNING: the marginal count's $n load failed ${R[$n.failed]} of $SLOPE_N streams"
+        if [ -n "${R[$n.json]:-}" ] && [ "$(field "$n" failed)" != 0 ]; then
+            echo "WARNING: the marginal count's $n load failed $(field "$n" failed) of" \
+                "$SLOPE_N streams"
         fi
     done
     for n in direct nginx floor2 kt; do
