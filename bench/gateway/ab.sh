@@ -82,25 +82,19 @@ one_run() { # one_run BIN: prints "rps cpu_us steal_pct"
         'BEGIN { printf "%.0f %.2f %s\n", rps, 1e6 * t / hz / r, st }'
 }
 
+note_again() { # note_again "RPS CPU STEAL": a turn that runs again (r and which: the loop's)
+    # shellcheck disable=SC2086 # three numbers
+    printf "%5d %-6s %8s %11s %8s  steal over %s%%: again\n" "$r" "$which" $1 "$MAX_STEAL"
+}
+
 echo "round binary    req/s  cpu us/req  steal %"
 : >"$WORK/runs"
 for ((r = 1; r <= ROUNDS; r++)); do
     for which in old new; do
         bin="$OLD"
         [ "$which" = old ] || bin="$NEW"
-        res="$(one_run "$bin")"
-        last="$res"
         # A turn a neighbour took a share of is run again, and the turn that lost least kept.
-        for ((k = 0; k < REDO; k++)); do
-            awk -v s="${res##* }" -v m="$MAX_STEAL" 'BEGIN { exit !(s > m) }' || break
-            # shellcheck disable=SC2086 # $last is three numbers
-            printf "%5d %-6s %8s %11s %8s  steal over %s%%: again\n" "$r" "$which" $last \
-                "$MAX_STEAL"
-            last="$(one_run "$bin")"
-            if awk -v a="${last##* }" -v b="${res##* }" 'BEGIN { exit !(a < b) }'; then
-                res="$last"
-            fi
-        done
+        res="$(least_stolen "$REDO" "$MAX_STEAL" note_again one_run "$bin")"
         echo "$which $res" >>"$WORK/runs"
         printf "%5d %-6s %8s %11s %8s\n" "$r" "$which" $res
     done

@@ -224,8 +224,8 @@ bench_field() { # bench_field KEY LINE
 }
 STEALS="" # steal_pct of every wrk run (bench/lib/steal.sh)
 
-wrk_turn() { # wrk_turn NAME T CONC ARGS...: one measured run; sets line, cpu and steal
-    local name="$1" t="$2" c="$3" c0 c1 s0 s1
+wrk_turn() { # wrk_turn NAME T CONC ARGS...: one measured run; prints "LINE CPU STEAL"
+    local name="$1" t="$2" c="$3" c0 c1 s0 s1 line steal
     shift 3
     # A short warm-up fills connection pools and caches, then the measured run.
     wrk -t"$t" -c"$c" -d2s -s "$HERE/post.lua" "http://127.0.0.1:${PORT[$name]}" \
@@ -240,29 +240,27 @@ wrk_turn() { # wrk_turn NAME T CONC ARGS...: one measured run; sets line, cpu an
     s1="$(steal_ticks)"
     steal="$(steal_pct "$s0" "$s1")"
     [ -n "$line" ] || line="BENCH requests=0 duration_us=1 rps=0 p50_us=0 p99_us=0 errors=1"
-    cpu="$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v r="$(bench_field requests "$line")" \
-        'BEGIN { printf "%.1f", (r > 0) ? 1e6 * t / hz / r : 0 }')"
+    awk -v t=$((c1 - c0)) -v hz="$HZ" -v r="$(bench_field requests "$line")" -v l="$line" \
+        -v st="$steal" 'BEGIN { printf "%s %.1f %s\n", l, (r > 0) ? 1e6 * t / hz / r : 0, st }'
+}
+
+note_again() { # note_again "LINE CPU STEAL": a turn that runs again (name, mode, c: run_wrk's)
+    printf '  %-6s %-4s c=%-3s steal %s%% > %s%%: again\n' "$name" "$mode" "$c" "${1##* }" \
+        "$MAX_STEAL" >&2
 }
 
 # A turn that lost more than MAX_STEAL percent of the machine to other tenants is run
-# again, up to REDO times, and the turn that lost least is kept: on a shared host a busy
-# neighbour moves req/s and CPU time by more than the changes being measured.
+# again, up to REDO times, and the turn that lost least is kept (least_stolen).
 run_wrk() { # run_wrk NAME MODE CONC  (MODE json|sse)
-    local name="$1" mode="$2" c="$3" t line steal k="$1.$2.$3" script_args=() cpu try
-    local best_line best_cpu best_steal
+    local name="$1" mode="$2" c="$3" t line steal k="$1.$2.$3" script_args=() cpu turn
     t=$((c < 2 ? 1 : 2))
     [ "$mode" = json ] || script_args=(-- sse)
-    for ((try = 0; try <= REDO; try++)); do
-        wrk_turn "$name" "$t" "$c" "${script_args[@]}"
-        if [ "$try" -eq 0 ] || awk -v a="$steal" -v b="$best_steal" 'BEGIN { exit !(a < b) }'; then
-            best_line="$line" best_cpu="$cpu" best_steal="$steal"
-        fi
-        awk -v s="$best_steal" -v m="$MAX_STEAL" 'BEGIN { exit !(s > m) }' || break
-        [ "$try" -eq "$REDO" ] ||
-            printf '  %-6s %-4s c=%-3s steal %s%% > %s%%: again\n' "$name" "$mode" "$c" \
-                "$steal" "$MAX_STEAL" >&2
-    done
-    line="$best_line" cpu="$best_cpu" steal="$best_steal"
+    turn="$(least_stolen "$REDO" "$MAX_STEAL" note_again wrk_turn "$name" "$t" "$c" \
+        "${script_args[@]}")"
+    steal="${turn##* }"
+    turn="${turn% *}"
+    cpu="${turn##* }"
+    line="${turn% *}"
     STEALS+="$steal "
     L_RPS[$k]+="$(bench_field rps "$line") "
     L_P50[$k]+="$(bench_field p50_us "$line") "
