@@ -4,6 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#ifdef KT_HAVE_MIMALLOC
+#include <mimalloc.h>
+#endif
+
 #include "cli/cli.h"
 #include "core/gv_thread.h"
 
@@ -85,6 +89,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
         printf("kt %s\n", KT_VERSION);
+#ifdef KT_HAVE_MIMALLOC
+        printf("malloc: mimalloc %d.%d.%d\n", mi_version() / 100, mi_version() / 10 % 10,
+               mi_version() % 10);
+#else
+        printf("malloc: glibc\n");
+#endif
         return 0;
     }
     for (i = 0; commands[i].group; i++) {

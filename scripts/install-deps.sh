@@ -7,7 +7,7 @@ PKGS=(
   build-essential cmake pkg-config git ca-certificates
   libcurl4-openssl-dev libjson-c-dev libyaml-dev libpcre2-dev
   libprotobuf-c-dev protobuf-c-compiler libcmocka-dev
-  libevent-dev libssl-dev libhttp-parser-dev zlib1g-dev
+  libevent-dev libssl-dev libhttp-parser-dev zlib1g-dev libmimalloc-dev
   libtext-names-perl wamerican
   nodejs npm
   curl

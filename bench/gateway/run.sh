@@ -81,6 +81,7 @@ need=()
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 [ -e /usr/include/http_parser.h ] || need+=(libhttp-parser-dev)
+[ -e /usr/include/mimalloc.h ] || need+=(libmimalloc-dev)
 if [ "${#need[@]}" -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -7,11 +7,12 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 
-import { client, pageConfig, runKt, makeTempDir, startGateway, startUpstream, TEST_SECRET }
-    from './lib/index.mjs';
+import { client, ktBin, pageConfig, runKt, makeTempDir, startGateway, startUpstream,
+    TEST_SECRET } from './lib/index.mjs';
 
 async function commands() {
     const r = await runKt(['help']);
@@ -112,3 +113,26 @@ test('a bad number is a usage error that names the option and the range', async 
     assert.equal(w.code, 2);
     assert.match(w.stderr, /--workers wants a whole number from 1 to 256, got '0'/);
 });
+
+// The allocator is a build choice (mimalloc, or glibc's under the sanitizers): --version must
+// say which one this binary has, and mimalloc only serves json-c, OpenSSL and libevent when the
+// dynamic linker finds its malloc before libc's, i.e. it is needed ahead of libc.
+test('kt --version names the malloc the binary links, and mimalloc is needed before libc',
+    async () => {
+        const r = await runKt(['--version']);
+        assert.equal(r.code, 0, r.stderr);
+        const m = /^kt \S+\nmalloc: (mimalloc \d+\.\d+\.\d+|glibc)\n$/.exec(r.stdout);
+        assert.ok(m, `kt --version printed: ${JSON.stringify(r.stdout)}`);
+        const dyn = spawnSync('readelf', ['-d', ktBin()], { encoding: 'utf8' });
+        assert.equal(dyn.status, 0, dyn.stderr);
+        const needed = [...dyn.stdout.matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)]
+            .map((x) => x[1]);
+        const mi = needed.findIndex((lib) => lib.startsWith('libmimalloc.so'));
+        const libc = needed.indexOf('libc.so.6');
+        assert.ok(libc >= 0, `no libc among ${needed}`);
+        if (m[1] === 'glibc') {
+            assert.equal(mi, -1, `--version says glibc but kt needs ${needed[mi]}`);
+        } else {
+            assert.ok(mi >= 0 && mi < libc, `mimalloc must come before libc: ${needed}`);
+        }
+    });
