@@ -2,9 +2,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "core/gv_mem.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static void oom(size_t n)
 {
@@ -56,4 +58,32 @@ char *gv_strndup(const char *s, size_t n)
 void gv_free(void *p)
 {
     free(p);
+}
+
+void *gv_map_zeroed(size_t count, size_t size)
+{
+    size_t n;
+    void *p;
+
+    if (count && size > SIZE_MAX / count) {
+        oom(SIZE_MAX);
+    }
+    n = count * size;
+    if (n == 0) {
+        n = 1;
+    }
+    p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        oom(n);
+    }
+    return p;
+}
+
+void gv_unmap_zeroed(void *p, size_t count, size_t size)
+{
+    size_t n = count * size;
+
+    if (p) {
+        (void)munmap(p, n == 0 ? 1 : n);
+    }
 }

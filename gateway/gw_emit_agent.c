@@ -864,7 +864,7 @@ static void agent_destroy(struct gw_emitter *em)
             gv_record_release(&a->recs[i]); /* weave: records never drained */
         }
     }
-    gv_free(a->recs);
+    gv_unmap_zeroed(a->recs, RING_SLOTS, sizeof(*a->recs));
     gv_free(a);
 }
 
@@ -1032,7 +1032,7 @@ gv_rc gw_emitter_create_agent(const char *state_dir, const char *socket_path,
     }
     (void)gv_ring_init(&a->ring, RING_SLOTS); /* a power of two: cannot fail */
     /* calloc: pages are only touched once a slot is used. */
-    a->recs = gv_calloc(RING_SLOTS, sizeof(*a->recs));
+    a->recs = gv_map_zeroed(RING_SLOTS, sizeof(*a->recs));
     a->inflight = gv_malloc(INFLIGHT_MAX * sizeof(*a->inflight));
     a->hello.schema_version = GV_EVENT_SCHEMA_VERSION;
     memcpy(a->hello.instance_id, a->instance_id, sizeof(a->hello.instance_id));
