@@ -231,26 +231,24 @@ client() { # client PORT COUNT RAMP_MS [WORDS]: one RESULT line, from one node p
     rm -f "$WORK"/client.*
 }
 
-wait_up() { # wait_up NAME PORT [WORDS]
+wait_up() { # wait_up NAME PORT WORDS LOG: one stream through it, else its log's tail
     local i
     for ((i = 0; i < 100; i++)); do
         (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && break
         sleep 0.1
     done
-    if ! client "$2" 1 0 "${3:-$WORDS}" | grep -q '"ok":1,'; then
+    if ! client "$2" 1 0 "$3" | grep -q '"ok":1,'; then
         echo "streams: $1 on port $2 does not relay a stream correctly:" >&2
-        client "$2" 1 0 "${3:-$WORDS}" >&2 || true
-        [ "$1" != kt ] || tail -n 20 "$WORK/kt.log" >&2
-        [ "$1" != floor2 ] || tail -n 20 "$WORK/floor2.log" >&2
-        [ "$1" != nginx ] || tail -n 20 "$ngx_dir/logs/error.log" >&2
-        [ "$1" != upstream ] || tail -n 20 "$WORK/upstream.log" >&2
+        client "$2" 1 0 "$3" >&2 || true
+        echo "streams: the last lines of $4:" >&2
+        tail -n 20 "$4" >&2 || true
         return 1
     fi
 }
-wait_up upstream "$UP_PORT"
-wait_up nginx "$NGX_PORT"
-wait_up kt "$KT_PORT"
-wait_up floor2 "$FLOOR2_PORT"
+wait_up upstream "$UP_PORT" "$WORDS" "$WORK/upstream.log"
+wait_up nginx "$NGX_PORT" "$WORDS" "$ngx_dir/logs/error.log"
+wait_up kt "$KT_PORT" "$WORDS" "$WORK/kt.log"
+wait_up floor2 "$FLOOR2_PORT" "$WORDS" "$WORK/floor2.log"
 NGX_WORKER="$(pgrep -P "$NGX_MASTER" | head -n 1)"
 [ -n "$NGX_WORKER" ] || { echo "streams: no nginx worker process" >&2; exit 1; }
 
@@ -379,8 +377,9 @@ slope_run() { # slope_run I: R[slopeI.ctl], and the client's line in R[slopeI.js
     PIDS+=($!)
     start_kt "slope$i-kt" "${SLOPE_KT[$i]}" "${SLOPE_UP[$i]}"
     pid="$KT_STARTED"
-    wait_up "slope stand-in $i" "${SLOPE_UP[$i]}" "${SLOPE_WORDS[$i]}"
-    wait_up "slope kt $i" "${SLOPE_KT[$i]}" "${SLOPE_WORDS[$i]}"
+    wait_up "slope stand-in $i" "${SLOPE_UP[$i]}" "${SLOPE_WORDS[$i]}" \
+        "$WORK/slope$i-upstream.log"
+    wait_up "slope kt $i" "${SLOPE_KT[$i]}" "${SLOPE_WORDS[$i]}" "$WORK/slope$i-kt.log"
     echo "  kt (marginal count): $SLOPE_N streams of $((SLOPE_WORDS[i] + 4)) events ..." >&2
     perf stat -x, -o "$WORK/slope$i.perf" -e syscalls:sys_enter_epoll_ctl -p "$pid" &
     ppid=$!
