@@ -60,19 +60,21 @@ void gv_free(void *p)
     free(p);
 }
 
-void *gv_map_zeroed(size_t count, size_t size)
+/* The length mapped for count * size bytes: at least one byte, as gv_calloc
+ * gives; a product that overflows is out of memory. */
+static size_t map_len(size_t count, size_t size)
 {
-    size_t n;
-    void *p;
-
     if (count && size > SIZE_MAX / count) {
         oom(SIZE_MAX);
     }
-    n = count * size;
-    if (n == 0) {
-        n = 1;
-    }
-    p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return count == 0 || size == 0 ? 1 : count * size;
+}
+
+void *gv_map_zeroed(size_t count, size_t size)
+{
+    size_t n = map_len(count, size);
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
     if (p == MAP_FAILED) {
         oom(n);
     }
@@ -81,9 +83,7 @@ void *gv_map_zeroed(size_t count, size_t size)
 
 void gv_unmap_zeroed(void *p, size_t count, size_t size)
 {
-    size_t n = count * size;
-
     if (p) {
-        (void)munmap(p, n == 0 ? 1 : n);
+        (void)munmap(p, map_len(count, size));
     }
 }

@@ -1031,7 +1031,7 @@ gv_rc gw_emitter_create_agent(const char *state_dir, const char *socket_path,
         goto out;
     }
     (void)gv_ring_init(&a->ring, RING_SLOTS); /* a power of two: cannot fail */
-    /* calloc: pages are only touched once a slot is used. */
+    /* Mapped: a slot's pages take memory only once a record is written there. */
     a->recs = gv_map_zeroed(RING_SLOTS, sizeof(*a->recs));
     a->inflight = gv_malloc(INFLIGHT_MAX * sizeof(*a->inflight));
     a->hello.schema_version = GV_EVENT_SCHEMA_VERSION;
