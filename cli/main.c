@@ -90,8 +90,8 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
         printf("kt %s\n", KT_VERSION);
 #ifdef KT_HAVE_MIMALLOC
-        printf("malloc: mimalloc %d.%d.%d\n", mi_version() / 100, mi_version() / 10 % 10,
-               mi_version() % 10);
+        int v = mi_version(); /* 209 is 2.0.9 */
+        printf("malloc: mimalloc %d.%d.%d\n", v / 100, v / 10 % 10, v % 10);
 #else
         printf("malloc: glibc\n");
 #endif

@@ -21,9 +21,9 @@ steal_pct() {
 # least_stolen REDO MAX_STEAL NOTE CMD...: runs CMD, which prints one line ending in the
 # percentage of the machine's CPU time stolen while it ran (steal_pct). While the line kept so
 # far lost more than MAX_STEAL percent, CMD runs again, up to REDO more times, and the line
-# that lost least is kept; NOTE is called with the line just run before each rerun, to say
-# so on standard error (standard output is the line kept). Prints the line kept. On a shared host a busy neighbour moves req/s and CPU time by more
-# than the changes being measured.
+# that lost least is kept; before each rerun NOTE is called with the line just run, its
+# output going to standard error. Prints the line kept. On a shared host a busy neighbour
+# moves req/s and CPU time by more than the changes being measured.
 least_stolen() {
     local redo="$1" max="$2" note="$3" best last k
     shift 3
