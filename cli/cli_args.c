@@ -23,8 +23,7 @@ int cli_usage_error(const struct cli_spec *spec, const char *fmt, ...)
 }
 
 /* The row for "--name" or "--name=value" (name_len counts up to any '='). */
-static const struct cli_opt *find_opt(const struct cli_spec *spec, const char *arg,
-                                      size_t name_len)
+static const struct cli_opt *find_opt(const struct cli_spec *spec, const char *arg, size_t name_len)
 {
     const struct cli_opt *o;
 
@@ -56,8 +55,8 @@ static int store(const struct cli_spec *spec, const struct cli_opt *o, const cha
     errno = 0;
     n = strtol(v, &end, 10);
     if (errno || end == v || *end || n < o->min || n > o->max) {
-        return cli_usage_error(spec, "%s wants a whole number from %ld to %ld, got '%s'",
-                               o->name, o->min, o->max, v);
+        return cli_usage_error(spec, "%s wants a whole number from %ld to %ld, got '%s'", o->name,
+                               o->min, o->max, v);
     }
     *(long *)o->out = n;
     return CLI_ARGS_RUN;
@@ -84,9 +83,8 @@ int cli_args_parse(const struct cli_spec *spec, int argc, char **argv, int *npos
         }
         if (!options || a[0] != '-' || a[1] == '\0') {
             if (np >= spec->pos_max) {
-                return spec->pos_max == 0
-                           ? cli_usage_error(spec, "takes no arguments, got '%s'", a)
-                           : cli_usage_error(spec, "unexpected argument '%s'", a);
+                return spec->pos_max == 0 ? cli_usage_error(spec, "takes no arguments, got '%s'", a)
+                                          : cli_usage_error(spec, "unexpected argument '%s'", a);
             }
             if (spec->pos) {
                 spec->pos[np] = a;

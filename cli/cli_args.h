@@ -36,11 +36,11 @@ struct cli_opt {
 };
 
 struct cli_spec {
-    const char *cmd;             /* "kt gateway run": the prefix of every error line */
-    const char *usage;           /* whole usage text, ends with a newline */
-    const struct cli_opt *opts;  /* ends with a row whose name is NULL */
-    const char **pos;            /* positional arguments land here, in order (or NULL) */
-    int pos_min, pos_max;        /* how many positional arguments the command takes */
+    const char *cmd;            /* "kt gateway run": the prefix of every error line */
+    const char *usage;          /* whole usage text, ends with a newline */
+    const struct cli_opt *opts; /* ends with a row whose name is NULL */
+    const char **pos;           /* positional arguments land here, in order (or NULL) */
+    int pos_min, pos_max;       /* how many positional arguments the command takes */
 };
 
 /* What cli_args_parse returns besides an exit code. */

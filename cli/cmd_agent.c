@@ -12,13 +12,13 @@
 #include "core/gv_cfg.h"
 #include "core/gv_log.h"
 
-#define RUN_USAGE \
-    "usage: kt agent run [--state-dir DIR] [--agent-socket PATH] [--flush-interval SECONDS]\n" \
-    "                    [--metrics-listen HOST:PORT] [--idle-timeout SECONDS]\n" \
-    "                    [--socket-group GROUP] [--label NAME] [--no-fsync]\n" \
-    "                    [--exporters all|none|NAME,...] [--config FILE]\n" \
-    "                    [--log-format text|json] [--log-level error|warn|info|debug]\n" \
-    "  Receives the gateways' events on a Unix socket, aggregates them per W&B run and\n" \
+#define RUN_USAGE                                                                                  \
+    "usage: kt agent run [--state-dir DIR] [--agent-socket PATH] [--flush-interval SECONDS]\n"     \
+    "                    [--metrics-listen HOST:PORT] [--idle-timeout SECONDS]\n"                  \
+    "                    [--socket-group GROUP] [--label NAME] [--no-fsync]\n"                     \
+    "                    [--exporters all|none|NAME,...] [--config FILE]\n"                        \
+    "                    [--log-format text|json] [--log-level error|warn|info|debug]\n"           \
+    "  Receives the gateways' events on a Unix socket, aggregates them per W&B run and\n"          \
     "  exports them (W&B, Weave, OTLP, Prometheus). SIGTERM flushes and exits 0.\n"
 
 /* Seconds as a decimal number ("10", "0.5"), within (0, 1 year]. */
@@ -121,10 +121,11 @@ int cli_agent_status(int argc, char **argv)
         {NULL, CLI_OPT_FLAG, NULL, 0, 0},
     };
     const struct cli_spec spec = {
-        "kt agent status",
-        "usage: kt agent status [--json] [--state-dir DIR] [--agent-socket PATH]\n"
-        "  Per-run counts, latency percentiles, tokens and cost from the running agent.\n",
-        opts, NULL, 0, 0};
+        .cmd = "kt agent status",
+        .usage = "usage: kt agent status [--json] [--state-dir DIR] [--agent-socket PATH]\n"
+                 "  Per-run counts, latency percentiles, tokens and cost from the running agent.\n",
+        .opts = opts,
+    };
     int code = cli_args_parse(&spec, argc, argv, NULL);
     gv_rc rc;
 

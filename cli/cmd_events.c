@@ -43,19 +43,19 @@ struct opts {
 #define USAGE_LIST                                                                                 \
     "usage: kt events list [--limit N] [--run ID] [--decision D] [--since T] [--json] [--wide]\n"  \
     "                      [--state-dir DIR | --audit-dir DIR]\n"                                  \
-    "  The newest N (default 20) audit records, oldest first; D is allowed|redacted|blocked|\n"   \
-    "  error, T an RFC 3339 time or an age (15m, 2h, 7d). Columns fit the data up to a cap;\n"  \
+    "  The newest N (default 20) audit records, oldest first; D is allowed|redacted|blocked|\n"    \
+    "  error, T an RFC 3339 time or an age (15m, 2h, 7d). Columns fit the data up to a cap;\n"     \
     "  a cut value ends in an ellipsis, --wide lifts the caps, --json is always whole.\n"
 #define USAGE_VERIFY                                                                               \
-    "usage: kt events verify [--json] [--expect-head SEQ:HASH]\n"                                 \
-    "                        [--state-dir DIR | --audit-dir DIR]\n"                              \
-    "  Checks the audit log's hash chain from the first record to the head (head.json must\n"   \
-    "  exist); with --expect-head, also that the chain passes through a head published\n"     \
+    "usage: kt events verify [--json] [--expect-head SEQ:HASH]\n"                                  \
+    "                        [--state-dir DIR | --audit-dir DIR]\n"                                \
+    "  Checks the audit log's hash chain from the first record to the head (head.json must\n"      \
+    "  exist); with --expect-head, also that the chain passes through a head published\n"          \
     "  earlier (W&B summary, agent log). Exit 1 when it does not.\n"
 #define USAGE_TAIL                                                                                 \
     "usage: kt events tail [--lines N] [--max N] [--run ID] [--decision D] [--since T] [--json]\n" \
     "                      [--state-dir DIR | --audit-dir DIR]\n"                                  \
-    "  The last N (default 10) records, then new ones as they are written; --max N stops\n"       \
+    "  The last N (default 10) records, then new ones as they are written; --max N stops\n"        \
     "  after N new records.\n"
 
 /* RFC 3339 ("2026-01-02T03:04:05Z", fraction and offset "Z" only) or an age. */
@@ -149,6 +149,9 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
     const char *state_dir = NULL, *audit_dir = NULL, *decision = NULL, *since = NULL;
     const char *expect = NULL;
     bool tail = strcmp(cmd, "tail") == 0, verify = strcmp(cmd, "verify") == 0;
+    const char *name = tail ? "kt events tail" : verify ? "kt events verify" : "kt events list";
+    const char *usage = tail ? USAGE_TAIL : verify ? USAGE_VERIFY : USAGE_LIST;
+    const char *count_opt = verify ? "" : tail ? "--lines" : "--limit";
     /* Rows named "" are not this command's: verify reads every record (filters and counts
      * would only mislead it), only tail has --max, only verify --expect-head, only list
      * --wide. */
@@ -156,7 +159,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
         {"--json", CLI_OPT_FLAG, &o->json, 0, 0},
         {"--state-dir", CLI_OPT_STR, &state_dir, 0, 0},
         {"--audit-dir", CLI_OPT_STR, &audit_dir, 0, 0},
-        {verify ? "" : tail ? "--lines" : "--limit", CLI_OPT_LONG, &o->limit, 0, LIMIT_MAX},
+        {count_opt, CLI_OPT_LONG, &o->limit, 0, LIMIT_MAX},
         {verify ? "" : "--run", CLI_OPT_STR, &o->run, 0, 0},
         {verify ? "" : "--decision", CLI_OPT_STR, &decision, 0, 0},
         {verify ? "" : "--since", CLI_OPT_STR, &since, 0, 0},
@@ -165,9 +168,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
         {!tail && !verify ? "--wide" : "", CLI_OPT_FLAG, &o->wide, 0, 0},
         {NULL, CLI_OPT_FLAG, NULL, 0, 0},
     };
-    const struct cli_spec spec = {
-        tail ? "kt events tail" : verify ? "kt events verify" : "kt events list",
-        tail ? USAGE_TAIL : verify ? USAGE_VERIFY : USAGE_LIST, opts, NULL, 0, 0};
+    const struct cli_spec spec = {.cmd = name, .usage = usage, .opts = opts};
     int n, code;
 
     memset(o, 0, sizeof(*o));
@@ -229,9 +230,8 @@ static bool matches(const struct opts *o, struct json_object *rec)
     if (o->run && strcmp(gw_audit_member_str(rec, "run_id"), o->run) != 0) {
         return false;
     }
-    if (o->decision >= 0 &&
-        strcmp(gw_audit_member_str(rec, "decision"),
-               gv_decision_str((enum gv_decision)o->decision)) != 0) {
+    if (o->decision >= 0 && strcmp(gw_audit_member_str(rec, "decision"),
+                                   gv_decision_str((enum gv_decision)o->decision)) != 0) {
         return false;
     }
     if (o->since_us && (uint64_t)int_field(rec, "ts_us") < o->since_us) {

@@ -331,6 +331,8 @@ int cli_events_reemit(int argc, char **argv)
     struct reemit r;
     const char *state = NULL, *sock = NULL, *audit = NULL;
     struct cli_list ids = {NULL, 0, 0};
+    /* One option a row. */
+    /* clang-format off */
     const struct cli_opt opts[] = {
         {"--request-id", CLI_OPT_LIST, &ids, 0, 0},
         {"--run", CLI_OPT_STR, &r.run, 0, 0},
@@ -340,6 +342,7 @@ int cli_events_reemit(int argc, char **argv)
         {"--agent-socket", CLI_OPT_STR, &sock, 0, 0},
         {NULL, CLI_OPT_FLAG, NULL, 0, 0},
     };
+    /* clang-format on */
     const struct cli_spec spec = {"kt events reemit", usage, opts, NULL, 0, 0};
     struct cli_paths paths;
     char audit_buf[4200];

@@ -43,10 +43,10 @@ struct sigctx {
 
 #define USAGE                                                                                      \
     "usage: kt gateway run --listen HOST:PORT --policy-config FILE [--state-dir DIR]\n"            \
-    "                      [--agent-socket PATH] [--workers N]\n"                                 \
-    "                      [--log-level error|warn|info|debug]\n"                                 \
-    "                      [--log-format text|json]\n"                                            \
-    "  Serves POST /v1/chat/completions, GET /v1/models and GET /health, enforcing\n"             \
+    "                      [--agent-socket PATH] [--workers N]\n"                                  \
+    "                      [--log-level error|warn|info|debug]\n"                                  \
+    "                      [--log-format text|json]\n"                                             \
+    "  Serves POST /v1/chat/completions, GET /v1/models and GET /health, enforcing\n"              \
     "  the policy chain of FILE on every call. SIGTERM/SIGINT drain and exit 0.\n"
 
 static int parse_args(int argc, char **argv, struct run_opts *o)
@@ -99,7 +99,6 @@ static void chain_csv(struct gw_chain *chain, struct gv_buf *out)
         gv_buf_append_str(out, "-");
     }
 }
-
 
 /* Each in-flight request holds two descriptors (client and upstream) and the
  * default soft limit is often 1024, so a few hundred streams would exhaust it.

@@ -12,9 +12,9 @@
 #include "gateway/gw_config.h"
 
 #define USAGE                                                                                      \
-    "usage: kt policy check [--state-dir DIR] FILE\n"                                             \
-    "  Loads FILE and validates every setting and each policy's paths under the\n"                \
-    "  state dir without creating anything, then prints a one-line summary\n"                     \
+    "usage: kt policy check [--state-dir DIR] FILE\n"                                              \
+    "  Loads FILE and validates every setting and each policy's paths under the\n"                 \
+    "  state dir without creating anything, then prints a one-line summary\n"                      \
     "  (exit 0) or the first problem as file:line:col: message (exit 2).\n"
 
 int cli_policy_check(int argc, char **argv)

@@ -25,7 +25,10 @@ int cli_rbac_hash_key(int argc, char **argv)
         "usage: kt rbac hash-key [KEY]\n"
         "  Prints the key_sha256 for rbac.keys. Reads KEY from stdin when absent (so it stays\n"
         "  out of the shell history and the process list).\n",
-        opts, &arg, 0, 1};
+        opts,
+        &arg,
+        0,
+        1};
     int code = cli_args_parse(&spec, argc, argv, NULL);
 
     if (code != CLI_ARGS_RUN) {

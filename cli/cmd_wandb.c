@@ -30,17 +30,20 @@ static int parse_dash(int argc, char **argv, struct opts *o, bool push)
         {NULL, CLI_OPT_FLAG, NULL, 0, 0},
     };
     const struct cli_spec push_spec = {
-        "kt dashboards push",
-        "usage: kt dashboards push [--entity E] [--project P] [--state-dir DIR]\n"
-        "  Creates or updates the governance workspace and report in W&B (credentials from\n"
-        "  WANDB_API_KEY or netrc; E defaults to WANDB_ENTITY, else the key's entity; P to\n"
-        "  WANDB_PROJECT).\n",
-        opts, NULL, 0, 0};
+        .cmd = "kt dashboards push",
+        .usage =
+            "usage: kt dashboards push [--entity E] [--project P] [--state-dir DIR]\n"
+            "  Creates or updates the governance workspace and report in W&B (credentials from\n"
+            "  WANDB_API_KEY or netrc; E defaults to WANDB_ENTITY, else the key's entity; P to\n"
+            "  WANDB_PROJECT).\n",
+        .opts = opts,
+    };
     const struct cli_spec render_spec = {
-        "kt dashboards render",
-        "usage: kt dashboards render [--entity E] [--project P]\n"
-        "  Prints both dashboard specs, names resolved, as one JSON document.\n",
-        opts, NULL, 0, 0};
+        .cmd = "kt dashboards render",
+        .usage = "usage: kt dashboards render [--entity E] [--project P]\n"
+                 "  Prints both dashboard specs, names resolved, as one JSON document.\n",
+        .opts = opts,
+    };
 
     return cli_args_parse(push ? &push_spec : &render_spec, argc, argv, NULL);
 }

@@ -117,7 +117,10 @@ int cli_wandb_sync(int argc, char **argv)
         "  Uploads the W&B runs of <state>/wandb-offline and the Weave calls of\n"
         "  <state>/weave-offline, resuming where an earlier sync stopped; DIR names either,\n"
         "  the other is its sibling. N (default 8) tries per request.\n",
-        opts, &dir, 0, 1};
+        opts,
+        &dir,
+        0,
+        1};
     int ret = cli_args_parse(&spec, argc, argv, NULL);
 
     if (ret != CLI_ARGS_RUN) {
