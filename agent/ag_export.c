@@ -153,7 +153,6 @@ void ag_jobs_stop(struct ag_agent *ag)
     ag->jthread_started = false;
 }
 
-
 void ag_flush_now(struct ag_agent *ag, bool final)
 {
     struct ag_job *j = gv_calloc(1, sizeof(*j));
@@ -316,8 +315,8 @@ gv_rc ag_exporters_start(struct ag_agent *ag)
                 known = known || (strlen(all[i]->name) == len && !strncmp(all[i]->name, p, len));
             }
             if (!known) {
-                snprintf(err.msg, sizeof(err.msg), "--exporters: unknown exporter '%.*s'",
-                         (int)len, p);
+                snprintf(err.msg, sizeof(err.msg), "--exporters: unknown exporter '%.*s'", (int)len,
+                         p);
                 return config_error(ag, &err);
             }
             p = comma ? comma + 1 : NULL;
@@ -374,7 +373,8 @@ gv_rc ag_exporters_start(struct ag_agent *ag)
             }
         }
         else if (mapping) {
-            snprintf(err.msg, sizeof(err.msg), "%s: exporter %s takes no settings", path, ops->name);
+            snprintf(err.msg, sizeof(err.msg), "%s: exporter %s takes no settings", path,
+                     ops->name);
             rc = config_error(ag, &err);
             goto skip;
         }

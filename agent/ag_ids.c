@@ -139,8 +139,7 @@ static bool insert(struct ag_ids *ids, const uint8_t key[AG_IDS_KEY])
         b->cap = b->cap ? b->cap * 2 : 4;
         b->keys = gv_realloc(b->keys, (size_t)b->cap * AG_IDS_KEY);
     }
-    memmove(b->keys + (at + 1) * AG_IDS_KEY, b->keys + at * AG_IDS_KEY,
-            (b->n - at) * AG_IDS_KEY);
+    memmove(b->keys + (at + 1) * AG_IDS_KEY, b->keys + at * AG_IDS_KEY, (b->n - at) * AG_IDS_KEY);
     memcpy(b->keys + at * AG_IDS_KEY, key, AG_IDS_KEY);
     b->n++;
     ids->count++;

@@ -56,14 +56,13 @@ static void reply_status(struct ag_conn *c, bool json)
                              ag->audit_head_hash);
         (void)gv_buf_append_str(&out, "\"delivery\":{");
         for (i = 0; i < nes; i++) {
-            (void)gv_buf_appendf(&out,
-                                 "%s\"%s\":{\"sent\":%llu,\"queued\":%llu,\"dropped\":%llu,"
-                                 "\"retries\":%llu,\"metric_exports\":%llu}",
-                                 i ? "," : "", es[i].name, (unsigned long long)es[i].st.sent,
-                                 (unsigned long long)es[i].st.queued,
-                                 (unsigned long long)es[i].st.dropped,
-                                 (unsigned long long)es[i].st.retries,
-                                 (unsigned long long)es[i].st.exports);
+            (void)gv_buf_appendf(
+                &out,
+                "%s\"%s\":{\"sent\":%llu,\"queued\":%llu,\"dropped\":%llu,"
+                "\"retries\":%llu,\"metric_exports\":%llu}",
+                i ? "," : "", es[i].name, (unsigned long long)es[i].st.sent,
+                (unsigned long long)es[i].st.queued, (unsigned long long)es[i].st.dropped,
+                (unsigned long long)es[i].st.retries, (unsigned long long)es[i].st.exports);
         }
         (void)gv_buf_append_str(&out, "},\"runs\":");
         ok = ag_runs_status(ag->runs, 1, &out) == GV_OK;
@@ -81,14 +80,13 @@ static void reply_status(struct ag_conn *c, bool json)
                              (unsigned long long)ag->duplicates, ag_runs_count(ag->runs),
                              ag->nexps);
         for (i = 0; i < nes; i++) {
-            (void)gv_buf_appendf(&out,
-                                 "exporter %s: sent=%llu queued=%llu dropped=%llu retries=%llu "
-                                 "metric_exports=%llu\n",
-                                 es[i].name, (unsigned long long)es[i].st.sent,
-                                 (unsigned long long)es[i].st.queued,
-                                 (unsigned long long)es[i].st.dropped,
-                                 (unsigned long long)es[i].st.retries,
-                                 (unsigned long long)es[i].st.exports);
+            (void)gv_buf_appendf(
+                &out,
+                "exporter %s: sent=%llu queued=%llu dropped=%llu retries=%llu "
+                "metric_exports=%llu\n",
+                es[i].name, (unsigned long long)es[i].st.sent, (unsigned long long)es[i].st.queued,
+                (unsigned long long)es[i].st.dropped, (unsigned long long)es[i].st.retries,
+                (unsigned long long)es[i].st.exports);
         }
         ag_exporters_status(ag, false, &out);
         if (ag_runs_status(ag->runs, 0, &out) != GV_OK) {
@@ -401,7 +399,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 }
 
 void ag_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
-                      void *arg)
+                  void *arg)
 {
     struct ag_agent *ag = arg;
     struct ag_conn *c = gv_calloc(1, sizeof(*c));

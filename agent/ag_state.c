@@ -274,7 +274,6 @@ out:
     return rc;
 }
 
-
 /* ---- journal ------------------------------------------------------------------------- */
 
 /* The agent cannot go on: stop, and make ag_agent_run report it. */

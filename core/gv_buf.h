@@ -52,8 +52,7 @@ static inline gv_rc gv_buf_append_char(struct gv_buf *b, char c)
 {
     return gv_buf_append(b, &c, 1);
 }
-gv_rc gv_buf_appendf(struct gv_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+gv_rc gv_buf_appendf(struct gv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 gv_rc gv_buf_vappendf(struct gv_buf *b, const char *fmt, va_list ap);
 /* v in decimal into out (no NUL); returns the number of digits. Without printf:
  * hot paths format several numbers a request. */

@@ -25,8 +25,8 @@ enum gv_cfg_type {
 
 struct gv_cfg_strlist {
     size_t n;
-    const char **items;              /* point into the document; array owned by the map */
-    const struct gv_ynode **nodes;   /* each item's node, for positioned errors */
+    const char **items;            /* point into the document; array owned by the map */
+    const struct gv_ynode **nodes; /* each item's node, for positioned errors */
 };
 
 /* One row: the key in YAML, its type, where it goes in the ctx struct. `def`
@@ -40,7 +40,7 @@ struct gv_cfg_map {
     const char *const *enum_values; /* NULL-terminated, for GV_CFG_ENUM */
     double min;                     /* for INT/DOUBLE when min < max */
     double max;
-    const char *help;               /* Meaning in the generated docs (internals/conventions.md) */
+    const char *help; /* Meaning in the generated docs (internals/conventions.md) */
 };
 
 /* Fill ctx from `mapping` (may be NULL: defaults only). Unknown keys, wrong

@@ -344,7 +344,7 @@ gv_rc gv_event_encode(const struct gv_record *rec, const char *instance_id, uint
     ev.http_status = rec->http_status;
     ev.streamed = rec->streamed;
     ev.tokens_estimated = rec->tokens_estimated;
-    weave_encode(rec, &ev); /* weave: */
+    weave_encode(rec, &ev);                     /* weave: */
     otlp_encode(rec, &ev, pol, npol, &otlp_sc); /* otlp: */
     ev.audit_head_seq = rec->audit_head_seq;
     ev.audit_head_hash = str_in(rec->audit_head_hash);
@@ -449,7 +449,7 @@ gv_rc gv_event_decode(const void *p, size_t n, struct gv_record *rec, struct gv_
     rec->streamed = ev->streamed;
     rec->tokens_estimated = ev->tokens_estimated;
     weave_decode(ev, rec); /* weave: */
-    otlp_decode(ev, rec); /* otlp: */
+    otlp_decode(ev, rec);  /* otlp: */
     gv__v1__governance_event__free_unpacked(ev, &alloc);
     return GV_OK;
 }

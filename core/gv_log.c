@@ -505,8 +505,7 @@ static void write_line(enum gv_log_level level, const char *ts, const char *mod,
 
 /* ---- entry point ------------------------------------------------------------------------ */
 
-void gv_log_write(enum gv_log_level level, const char *mod, const char *msg, const char *kvfmt,
-                  ...)
+void gv_log_write(enum gv_log_level level, const char *mod, const char *msg, const char *kvfmt, ...)
 {
     char ts[32];
     char kv_stack[KV_STACK];

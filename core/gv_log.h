@@ -26,8 +26,8 @@ int gv_log_level_parse(const char *s);
  * Synchronous mode (the default): one write(2) from the calling thread.
  * Asynchronous mode (gv_log_async_start): the line is copied into a bounded
  * queue and written later by the log thread; the caller makes no syscall. */
-void gv_log_write(enum gv_log_level level, const char *mod, const char *msg, const char *kvfmt,
-                  ...) __attribute__((format(printf, 4, 5)));
+void gv_log_write(enum gv_log_level level, const char *mod, const char *msg, const char *kvfmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* gv_log_write with the key=value text already built (kvlen bytes): for the line
  * logged per request, where formatting it with printf was a tenth of the

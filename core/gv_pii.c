@@ -5,8 +5,8 @@
 #include <string.h>
 
 static const char *const names[GV_PII_NTYPES] = {
-    "PERSON",   "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN",  "IP_ADDRESS",
-    "IBAN_CODE", "URL",          "CRYPTO",       "MAC_ADDRESS", "US_ITIN", "UK_NHS",
+    "PERSON",    "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN",  "IP_ADDRESS",
+    "IBAN_CODE", "URL",           "CRYPTO",       "MAC_ADDRESS", "US_ITIN", "UK_NHS",
 };
 
 const char *gv_pii_name(int type)

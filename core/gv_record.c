@@ -38,8 +38,7 @@ const char *gv_outcome_action_str(enum gv_outcome_action a)
 /* gv_record_copy_used copies around the policy slots: nothing may sit between them
  * and start_wall_us. */
 _Static_assert(offsetof(struct gv_record, start_wall_us) ==
-                   offsetof(struct gv_record, policies) +
-                       sizeof(((struct gv_record *)0)->policies),
+                   offsetof(struct gv_record, policies) + sizeof(((struct gv_record *)0)->policies),
                "gv_record: start_wall_us must follow the policy slots");
 
 /* The record's string arrays, in the struct's order. A request fills few of them
@@ -47,16 +46,18 @@ _Static_assert(offsetof(struct gv_record, start_wall_us) ==
  * cross threads (the audit writer's nodes, the emitter's ring), so every byte
  * written is a cache line the other core has to give up first. A field missing
  * here is still copied, whole. */
+/* clang-format off */
 #define STR_FIELD(f) {offsetof(struct gv_record, f), sizeof(((struct gv_record *)0)->f)}
+/* clang-format on */
 static const struct {
     size_t off;
     size_t size;
 } str_fields[] = {
-    STR_FIELD(request_id),     STR_FIELD(run_id),         STR_FIELD(project),
-    STR_FIELD(entity),         STR_FIELD(run_group),      STR_FIELD(principal),
-    STR_FIELD(team),           STR_FIELD(model),          STR_FIELD(target),
-    STR_FIELD(error_code),     STR_FIELD(roles),          STR_FIELD(tracestate),
-    STR_FIELD(upstream_host),  STR_FIELD(response_model), STR_FIELD(response_id),
+    STR_FIELD(request_id),     STR_FIELD(run_id),          STR_FIELD(project),
+    STR_FIELD(entity),         STR_FIELD(run_group),       STR_FIELD(principal),
+    STR_FIELD(team),           STR_FIELD(model),           STR_FIELD(target),
+    STR_FIELD(error_code),     STR_FIELD(roles),           STR_FIELD(tracestate),
+    STR_FIELD(upstream_host),  STR_FIELD(response_model),  STR_FIELD(response_id),
     STR_FIELD(finish_reasons), STR_FIELD(audit_head_hash),
 };
 

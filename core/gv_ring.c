@@ -39,8 +39,7 @@ bool gv_ring_claim(struct gv_ring *r, size_t *pos)
 
         if (diff == 0) {
             /* The slot is free for claim p: take it unless another producer did. */
-            if (atomic_compare_exchange_weak_explicit(&r->enq_pos, &p, p + 1,
-                                                      memory_order_relaxed,
+            if (atomic_compare_exchange_weak_explicit(&r->enq_pos, &p, p + 1, memory_order_relaxed,
                                                       memory_order_relaxed)) {
                 *pos = p;
                 return true;

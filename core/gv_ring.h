@@ -17,9 +17,9 @@
  * number pos (turn == pos), filled (turn == pos + 1) or not yet consumed. */
 struct gv_ring {
     _Atomic size_t *turn;
-    size_t mask;               /* slots - 1 */
-    _Atomic size_t enq_pos;    /* next claim */
-    _Atomic size_t deq_pos;    /* next slot the consumer reads; written by the consumer only */
+    size_t mask;            /* slots - 1 */
+    _Atomic size_t enq_pos; /* next claim */
+    _Atomic size_t deq_pos; /* next slot the consumer reads; written by the consumer only */
 };
 
 /* slots must be a power of two, at least 2. GV_EINVAL otherwise. */

@@ -20,9 +20,9 @@ void gv_trace_derive(const char *label, const void *seed, size_t seed_len, uint8
 
 /* A request's own ids, derived from the request: see gv_trace_derive_ids. */
 struct gv_trace_ids {
-    uint8_t trace[GV_TRACE_ID_LEN];  /* when the client sent no traceparent */
-    uint8_t server[GV_SPAN_ID_LEN];  /* the gateway's SERVER span */
-    uint8_t client[GV_SPAN_ID_LEN];  /* its CLIENT span, the upstream call */
+    uint8_t trace[GV_TRACE_ID_LEN]; /* when the client sent no traceparent */
+    uint8_t server[GV_SPAN_ID_LEN]; /* the gateway's SERVER span */
+    uint8_t client[GV_SPAN_ID_LEN]; /* its CLIENT span, the upstream call */
 };
 
 /* Fills ids from one SHA-256 of "kt.ids" NUL "<request id>/<start wall us>": bytes

@@ -26,8 +26,8 @@ struct gv_ynode {
 
 /* A parsed document owns every node in it. */
 struct gv_ydoc {
-    char *path;             /* as given, used in error messages */
-    struct gv_ynode *root;  /* NULL for an empty document */
+    char *path;            /* as given, used in error messages */
+    struct gv_ynode *root; /* NULL for an empty document */
 };
 
 /* Error text ready to print: "file:line:col: message". */

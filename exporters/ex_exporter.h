@@ -39,9 +39,9 @@ struct ex_run_snapshot {
     uint64_t tokens_prompt, tokens_completion;
     double cost_usd;
     double latency_p50_s, latency_p95_s, latency_p99_s, overhead_p99_s;
-    uint64_t interval_requests;                 /* requests since the previous flush */
-    uint32_t hist_nbins;                        /* 0 when interval_requests == 0 */
-    double hist_edges[EX_HIST_MAX_BINS + 1];    /* seconds, increasing */
+    uint64_t interval_requests;              /* requests since the previous flush */
+    uint32_t hist_nbins;                     /* 0 when interval_requests == 0 */
+    double hist_edges[EX_HIST_MAX_BINS + 1]; /* seconds, increasing */
     uint64_t hist_counts[EX_HIST_MAX_BINS];
     uint64_t first_seen_wall_us, last_seen_wall_us;
     bool finalized; /* idle past the limit: this is the run's last snapshot */
@@ -77,11 +77,11 @@ struct ex_event {
 /* Delivery counters of an exporter that sends per-request items (spans) on
  * its own schedule, for `kt agent status` and /metrics. */
 struct ex_stats {
-    uint64_t sent;     /* items the backend acknowledged */
-    uint64_t queued;   /* items durable and waiting to be sent */
-    uint64_t dropped;  /* items given up: queue full, or refused by the backend */
-    uint64_t retries;  /* requests answered with a retryable failure */
-    uint64_t exports;  /* metric exports the backend acknowledged */
+    uint64_t sent;    /* items the backend acknowledged */
+    uint64_t queued;  /* items durable and waiting to be sent */
+    uint64_t dropped; /* items given up: queue full, or refused by the backend */
+    uint64_t retries; /* requests answered with a retryable failure */
+    uint64_t exports; /* metric exports the backend acknowledged */
 };
 
 /* One exporter's delivery counters, by name. */
@@ -109,7 +109,7 @@ struct ex_exporter;
 
 struct ex_exporter_ops {
     const char *name;
-    unsigned flags; /* EX_OPS_* */
+    unsigned flags;                      /* EX_OPS_* */
     const struct gv_cfg_map *config_map; /* may be NULL */
     size_t ctx_size;
     /* Set up after config_map filled ctx; state_dir for durable state. */

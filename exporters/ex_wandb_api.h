@@ -41,9 +41,9 @@ struct ex_wandb_api {
     /* When set (the exporter), a RETRY without Retry-After waits too, like
      * W&B's Go client: 2 s * 2^failures * (1 + U[0, 0.25)), at most 60 s. */
     bool backoff;
-    unsigned failures;       /* RETRY answers in a row */
-    long last_status;        /* HTTP status of the last request, 0 for network errors */
-    char last_error[256];    /* W&B's error text (or curl's) of the last failure */
+    unsigned failures;    /* RETRY answers in a row */
+    long last_status;     /* HTTP status of the last request, 0 for network errors */
+    char last_error[256]; /* W&B's error text (or curl's) of the last failure */
     char viewer_entity[GV_RUN_TAG_MAX + 1];
     bool viewer_done;
     bool dead;               /* credentials rejected: nothing more goes out */

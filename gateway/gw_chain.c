@@ -34,7 +34,7 @@ struct gw_chain {
     bool wants_response;
     bool has_stream;
     bool keeps_answer; /* some policy keeps the answer text in its record */
-    bool *async; /* per policy: runs off the request path */
+    bool *async;       /* per policy: runs off the request path */
     bool has_async;
     struct gw_async_pool *pool; /* detection threads, when has_async */
 };
@@ -64,8 +64,8 @@ struct gw_chain_stream {
 
 static bool implemented(const struct gw_policy_ops *ops)
 {
-    return ops->evaluate || ops->response_json || ops->stream_text || ops->complete ||
-           ops->price || ops->tags;
+    return ops->evaluate || ops->response_json || ops->stream_text || ops->complete || ops->price ||
+           ops->tags;
 }
 
 static gv_rc chain_create(const struct gw_config *cfg, const char *state_dir, bool check_only,
@@ -649,8 +649,8 @@ gv_rc gw_chain_response_json(struct gw_chain *chain, struct gw_req *req, struct 
             /* The answer may be half rewritten and the later policies have not
              * seen it: the caller refuses it rather than send it unchecked. */
             gv_log(GV_LOG_ERROR, "chain", "response policy failed; answer withheld",
-                   "req=%s policy=%s rc=%s", req && req->rec ? req->rec->request_id : "",
-                   pol->name, gv_rc_str(rc));
+                   "req=%s policy=%s rc=%s", req && req->rec ? req->rec->request_id : "", pol->name,
+                   gv_rc_str(rc));
             mark_error(req, i);
             goto out;
         }

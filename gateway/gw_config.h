@@ -14,28 +14,28 @@
 enum gw_provider_kind { GW_PROVIDER_OPENAI = 0, GW_PROVIDER_OPENAI_COMPATIBLE };
 
 struct gw_target {
-    const char *id;        /* `id:` */
+    const char *id; /* `id:` */
     enum gw_provider_kind kind;
-    char *model;           /* MODEL of "openai:chat:MODEL" */
-    char *base_url;        /* no trailing slash; target's, else OPENAI_BASE_URL, else OpenAI's */
-    const char *secret_env;/* secret_key_ref.env, or NULL */
-    char *secret;          /* resolved at load; NEVER logged or stored anywhere */
-    bool stream_usage;     /* ask the upstream for usage on streams (default true) */
+    char *model;            /* MODEL of "openai:chat:MODEL" */
+    char *base_url;         /* no trailing slash; target's, else OPENAI_BASE_URL, else OpenAI's */
+    const char *secret_env; /* secret_key_ref.env, or NULL */
+    char *secret;           /* resolved at load; NEVER logged or stored anywhere */
+    bool stream_usage;      /* ask the upstream for usage on streams (default true) */
     long connect_timeout_ms;
     long first_byte_timeout_ms;
-    long idle_timeout_ms;  /* max gap between bytes of a streamed answer */
-    const char *ca_file;   /* https: PEM CAs trusted instead of the system store, or NULL */
+    long idle_timeout_ms; /* max gap between bytes of a streamed answer */
+    const char *ca_file;  /* https: PEM CAs trusted instead of the system store, or NULL */
 };
 
 /* One entry of policies.chain with its `policy.<name>` settings (may be NULL). */
 struct gw_chain_entry {
     const char *name;
-    const struct gv_ynode *name_node;    /* position of the chain entry */
-    const struct gv_ynode *settings;     /* policy.<name>, a mapping, or NULL */
+    const struct gv_ynode *name_node; /* position of the chain entry */
+    const struct gv_ynode *settings;  /* policy.<name>, a mapping, or NULL */
 };
 
 struct gw_config {
-    struct gv_ydoc *doc;   /* owns every string that points into the document */
+    struct gv_ydoc *doc; /* owns every string that points into the document */
     const char *path;
     const char *pack_name;
     const char *pack_version;
@@ -46,18 +46,18 @@ struct gw_config {
     struct gw_chain_entry *chain;
     const struct gw_policy_ops *const *policies; /* the registry chain names resolve in */
     /* gateway: settings (all optional; defaults in the configuration reference) */
-    size_t max_body_bytes;       /* default 4 MiB */
-    size_t max_response_bytes;   /* non-streamed upstream answers; default 32 MiB */
-    size_t max_connections;      /* 0: from the descriptor limit */
+    size_t max_body_bytes;     /* default 4 MiB */
+    size_t max_response_bytes; /* non-streamed upstream answers; default 32 MiB */
+    size_t max_connections;    /* 0: from the descriptor limit */
     size_t max_header_bytes;
     size_t max_header_line_bytes;
     size_t max_headers;
-    long header_timeout_ms;      /* slowloris: the whole head from its first byte */
+    long header_timeout_ms; /* slowloris: the whole head from its first byte */
     long body_timeout_ms;
     long keepalive_timeout_ms;
     long send_timeout_ms;
     /* telemetry: (gateway/gw_telemetry.h) */
-    int telemetry_content;       /* enum gw_telemetry_content; default none */
+    int telemetry_content; /* enum gw_telemetry_content; default none */
 };
 
 /* Load and validate a policy config. Every problem is GV_ECONFIG with err

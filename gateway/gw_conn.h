@@ -112,8 +112,8 @@ enum gw_conn_wr {
  * added here. HEAD requests get the head only. Ends the answer and releases
  * the owner: c may be freed before this returns, so never touch it again
  * (gw_conn_stream_end likewise). */
-enum gw_conn_wr gw_conn_reply(struct gw_conn *c, int status, const char *ctype,
-                              const char *hdrs, size_t hdrs_len, const char *body, size_t len);
+enum gw_conn_wr gw_conn_reply(struct gw_conn *c, int status, const char *ctype, const char *hdrs,
+                              size_t hdrs_len, const char *body, size_t len);
 /* The head of a streamed answer: chunked on HTTP/1.1, close-delimited on 1.0. */
 enum gw_conn_wr gw_conn_stream_start(struct gw_conn *c, int status, const char *ctype,
                                      const char *hdrs, size_t hdrs_len);

@@ -15,8 +15,7 @@ struct gw_emitter_ops {
     gv_rc (*emit)(struct gw_emitter *em, const struct gv_record *rec);
     /* Numbers for /health: events dropped so far, events waiting (held
      * included). */
-    void (*stats)(struct gw_emitter *em, unsigned long long *dropped,
-                  unsigned long long *pending);
+    void (*stats)(struct gw_emitter *em, unsigned long long *dropped, unsigned long long *pending);
     /* Events held in memory because the spool could not be written; NULL
      * for emitters without a spool. Any thread. */
     unsigned long long (*held)(struct gw_emitter *em);

@@ -754,8 +754,7 @@ static void *bg_main(void *arg)
         pfd[1].fd = a->sock;
         pfd[1].events = POLLIN | (a->out_pos < a->out.len ? POLLOUT : 0);
         pfd[1].revents = 0;
-        if (poll(pfd, a->sock >= 0 && n == 0 ? 2 : 1, timeout) > 0 &&
-            (pfd[0].revents & POLLIN)) {
+        if (poll(pfd, a->sock >= 0 && n == 0 ? 2 : 1, timeout) > 0 && (pfd[0].revents & POLLIN)) {
             uint64_t v;
             ssize_t r = read(a->wake_fd, &v, sizeof(v));
             (void)r;

@@ -1,4 +1,4 @@
-/* gateway/gw_h1resp.c - HTTP/1.1 response framing on libhttp-parser: upstream bytes in, events out */
+/* gateway/gw_h1resp.c - HTTP/1.1 response framing of upstream answers: bytes in, events out */
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "gateway/gw_h1resp.h"
 
@@ -36,7 +36,8 @@ static void copy_value(char *dst, size_t size, const char *v, size_t n)
  * every answer is tested against most of these names. */
 #define name_is(r, lit) gw_h1byte_ieq((r)->name, (r)->name_len, lit, sizeof(lit) - 1)
 #define name_starts(r, lit)                                                                        \
-    ((r)->name_len > sizeof(lit) - 1 && gw_h1byte_ieq((r)->name, sizeof(lit) - 1, lit, sizeof(lit) - 1))
+    ((r)->name_len > sizeof(lit) - 1 &&                                                            \
+     gw_h1byte_ieq((r)->name, sizeof(lit) - 1, lit, sizeof(lit) - 1))
 
 /* One complete header line (r->name, r->value): keep what the gateway uses. */
 static int end_header(struct gw_h1resp *r)

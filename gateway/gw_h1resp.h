@@ -1,4 +1,4 @@
-/* gateway/gw_h1resp.h - HTTP/1.1 response framing on libhttp-parser: upstream bytes in, events out */
+/* gateway/gw_h1resp.h - HTTP/1.1 response framing of upstream answers: bytes in, events out */
 /* SPDX-License-Identifier: Apache-2.0 */
 #ifndef GW_H1RESP_H
 #define GW_H1RESP_H
@@ -70,13 +70,13 @@ struct gw_h1resp {
     bool done;
     bool failed;
     bool chunked;
-    unsigned ncl;   /* Content-Length headers seen */
-    unsigned nte;   /* Transfer-Encoding headers seen */
+    unsigned ncl; /* Content-Length headers seen */
+    unsigned nte; /* Transfer-Encoding headers seen */
     size_t head_len;
-    size_t skip;    /* leading bytes of the next feed the parser sees twice */
-    int ev;         /* event the callbacks stopped on */
+    size_t skip; /* leading bytes of the next feed the parser sees twice */
+    int ev;      /* event the callbacks stopped on */
     uint64_t chunk_left;
-    unsigned want;  /* framing scan: 1 = CR due after chunk data, 2 = LF due */
+    unsigned want;      /* framing scan: 1 = CR due after chunk data, 2 = LF due */
     unsigned char prev; /* last framing byte scanned */
     bool line_start;
 };

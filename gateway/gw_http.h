@@ -17,7 +17,8 @@
  * the shape every OpenAI client parses. code and param may be NULL (JSON null);
  * message and type must not be NULL. Strings are JSON-escaped, so any bytes are
  * safe, and the body is always valid UTF-8: each ill-formed sequence (invalid
- * bytes, a character cut by truncation) becomes U+FFFD. GV_E2BIG when out's cap is reached (out then holds a prefix). */
+ * bytes, a character cut by truncation) becomes U+FFFD. GV_E2BIG when out's cap is reached (out
+ * then holds a prefix). */
 gv_rc gw_http_error_body(struct gv_buf *out, const char *message, const char *type,
                          const char *code, const char *param);
 

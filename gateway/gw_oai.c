@@ -242,9 +242,9 @@ struct json_object *gw_oai_parse_json(json_tokener *tok, int flags, const char *
     return o;
 }
 
-bool gw_oai_chat_check(json_tokener *tok, const struct gw_oai_hdrs *h, const char *body,
-                       size_t len, size_t max_body, struct gw_oai_chat *out,
-                       struct gv_record *rec, struct gw_oai_err *err)
+bool gw_oai_chat_check(json_tokener *tok, const struct gw_oai_hdrs *h, const char *body, size_t len,
+                       size_t max_body, struct gw_oai_chat *out, struct gv_record *rec,
+                       struct gw_oai_err *err)
 {
     struct json_object *v, *messages, *so;
     const char *auth = h->authorization;
@@ -253,12 +253,12 @@ bool gw_oai_chat_check(json_tokener *tok, const struct gw_oai_hdrs *h, const cha
     memset(out, 0, sizeof(*out));
     out->api_key = "";
     out->model = "";
-    if (!check_tag(h->run_id, "X-Wandb-Run-Id", rec->run_id, sizeof(rec->run_id),
-                   "invalid_run_id", err) ||
+    if (!check_tag(h->run_id, "X-Wandb-Run-Id", rec->run_id, sizeof(rec->run_id), "invalid_run_id",
+                   err) ||
         !check_tag(h->project, "X-Wandb-Project", rec->project, sizeof(rec->project),
                    "invalid_header", err) ||
-        !check_tag(h->entity, "X-Wandb-Entity", rec->entity, sizeof(rec->entity),
-                   "invalid_header", err) ||
+        !check_tag(h->entity, "X-Wandb-Entity", rec->entity, sizeof(rec->entity), "invalid_header",
+                   err) ||
         !check_tag(h->run_group, "X-Wandb-Run-Group", rec->run_group, sizeof(rec->run_group),
                    "invalid_header", err)) {
         return false;

@@ -17,10 +17,10 @@
 
 /* The request headers this module reads; NULL when absent. */
 struct gw_oai_hdrs {
-    const char *run_id;      /* X-Wandb-Run-Id */
-    const char *project;     /* X-Wandb-Project */
-    const char *entity;      /* X-Wandb-Entity */
-    const char *run_group;   /* X-Wandb-Run-Group */
+    const char *run_id;    /* X-Wandb-Run-Id */
+    const char *project;   /* X-Wandb-Project */
+    const char *entity;    /* X-Wandb-Entity */
+    const char *run_group; /* X-Wandb-Run-Group */
     const char *authorization;
 };
 
@@ -33,9 +33,9 @@ struct gw_oai_chat {
 };
 
 struct gw_oai_err {
-    int status;        /* 400, 413 */
-    const char *code;  /* "invalid_json", "missing_required_parameter", ... */
-    const char *param; /* the offending parameter or header, or NULL; may point into param_buf */
+    int status;         /* 400, 413 */
+    const char *code;   /* "invalid_json", "missing_required_parameter", ... */
+    const char *param;  /* the offending parameter or header, or NULL; may point into param_buf */
     char param_buf[48]; /* a param naming one element: "messages[3].content" */
     char message[256];
 };
@@ -48,9 +48,9 @@ struct gw_oai_err {
  * messages (objects whose content is a string, an array of objects or null),
  * stream and stream_options (an object whose include_usage is a boolean).
  * true when the request may go on; false with *err filled. */
-bool gw_oai_chat_check(json_tokener *tok, const struct gw_oai_hdrs *h, const char *body,
-                       size_t len, size_t max_body, struct gw_oai_chat *out,
-                       struct gv_record *rec, struct gw_oai_err *err);
+bool gw_oai_chat_check(json_tokener *tok, const struct gw_oai_hdrs *h, const char *body, size_t len,
+                       size_t max_body, struct gw_oai_chat *out, struct gv_record *rec,
+                       struct gw_oai_err *err);
 
 /* The bearer token of an Authorization header value (scheme case-insensitive,
  * spaces after it skipped), borrowed from it; "" when there is none. */

@@ -28,11 +28,11 @@ enum gw_action {
 
 struct gw_verdict {
     enum gw_action action;
-    uint16_t status;       /* for BLOCK: 401, 403, 503...; 0 means 403 */
-    const char *code;      /* for BLOCK: OpenAI error `code`; NULL means the policy's name */
-    const char *message;   /* for BLOCK: static text for the client; never prompt text */
-    const char *param;     /* for BLOCK: OpenAI error `param` (a header name...), or NULL */
-    double score;          /* detector score, if any */
+    uint16_t status;     /* for BLOCK: 401, 403, 503...; 0 means 403 */
+    const char *code;    /* for BLOCK: OpenAI error `code`; NULL means the policy's name */
+    const char *message; /* for BLOCK: static text for the client; never prompt text */
+    const char *param;   /* for BLOCK: OpenAI error `param` (a header name...), or NULL */
+    double score;        /* detector score, if any */
     uint32_t pii_counts[GV_PII_NTYPES];
 };
 
@@ -52,11 +52,11 @@ void gw_verdict_act(struct gw_verdict *out, enum gw_action action, const char *c
 #define GW_POL_COMPLETE 0x4u /* complete() once the request is finished */
 
 struct gw_policy_ops {
-    const char *name;                      /* the chain's name: "pii-detector" */
-    const struct gv_cfg_map *config_map;   /* fills ctx from policy.<name>; may be NULL */
-    size_t ctx_size;                       /* chain allocates ctx zeroed, this size */
+    const char *name;                    /* the chain's name: "pii-detector" */
+    const struct gv_cfg_map *config_map; /* fills ctx from policy.<name>; may be NULL */
+    size_t ctx_size;                     /* chain allocates ctx zeroed, this size */
     unsigned flags;
-    bool settings_required;                /* chain entry without policy.<name> is an error */
+    bool settings_required; /* chain entry without policy.<name> is an error */
     /* Compile/validate after config_map filled ctx. `settings` is policy.<name>
      * (may be NULL) for hand-parsed parts; errors go to err with positions. */
     gv_rc (*init)(struct gw_policy *pol, const char *path, const struct gv_ynode *settings,
@@ -80,9 +80,8 @@ struct gw_policy_ops {
     /* Streamed answer text, piece by piece per choice. The policy appends to `out`
      * what is safe to send now and may hold back a suffix in *state (allocated by
      * the policy on first use, freed by stream_free); `final` flushes everything. */
-    gv_rc (*stream_text)(struct gw_policy *pol, struct gw_req *req, void **state,
-                         const char *text, size_t len, bool final, struct gv_buf *out,
-                         struct gw_verdict *v);
+    gv_rc (*stream_text)(struct gw_policy *pol, struct gw_req *req, void **state, const char *text,
+                         size_t len, bool final, struct gv_buf *out, struct gw_verdict *v);
     void (*stream_free)(struct gw_policy *pol, void *state);
     /* After init: does this instance, as configured, read answers at all? When
      * no policy in the chain does, the relay passes answers on without parsing
@@ -120,9 +119,9 @@ struct gw_policy_ops {
 
 struct gw_policy {
     const struct gw_policy_ops *ops;
-    void *ctx;            /* ops->ctx_size bytes, owned by the chain */
-    const char *name;     /* chain entry name */
-    const char *state_dir;/* the gateway's state dir, for policies that persist */
+    void *ctx;             /* ops->ctx_size bytes, owned by the chain */
+    const char *name;      /* chain entry name */
+    const char *state_dir; /* the gateway's state dir, for policies that persist */
     /* Set for `kt policy check`: init validates settings and paths but creates
      * nothing (no directories, files, locks) and starts no threads; only
      * destroy is called afterwards, never a request hook. */

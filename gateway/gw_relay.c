@@ -67,7 +67,7 @@ struct gw_rq {
     bool policy_failed; /* a response policy failed: the answer is withheld */
     bool saw_done;
     bool rewrite;
-    bool capture; /* telemetry content: the answer's text goes into the record */
+    bool capture;    /* telemetry content: the answer's text goes into the record */
     bool trace_meta; /* the stream's id and model were read for the trace */
 
     bool keep_answer;       /* a policy records the answer text: collect it into answer */

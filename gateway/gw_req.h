@@ -24,8 +24,8 @@ struct gw_req {
     const struct gw_target *target; /* where it goes */
     const char *api_key;            /* client's bearer token; "" if none; never log */
     bool stream;
-    struct gv_record *rec;          /* run tags, principal, outcomes so far */
-    bool tags_checked;              /* the chain's tags() pass ran (gw_chain) */
+    struct gv_record *rec;                      /* run tags, principal, outcomes so far */
+    bool tags_checked;                          /* the chain's tags() pass ran (gw_chain) */
     void *policy_state[GV_RECORD_MAX_POLICIES]; /* slot i belongs to chain entry i */
     /* The first choice's answer text as the client got it (after response
      * policies), capped at GW_REQ_ANSWER_MAX; NULL unless some policy keeps it

@@ -48,8 +48,8 @@ void gw_route_error_body(struct gv_buf *out, int status, const char *type, const
     }
 }
 
-static void reply(struct gw_conn *c, const char *reqid, uint64_t t0, int status,
-                  const char *extra, const char *body, size_t len, enum gv_decision d)
+static void reply(struct gw_conn *c, const char *reqid, uint64_t t0, int status, const char *extra,
+                  const char *body, size_t len, enum gv_decision d)
 {
     char hb[512];
     struct gv_buf h;
@@ -64,8 +64,7 @@ static void reply(struct gw_conn *c, const char *reqid, uint64_t t0, int status,
 }
 
 static void reply_error(struct gw_conn *c, const char *reqid, uint64_t t0, int status,
-                        const char *extra, const char *code, const char *param,
-                        const char *message)
+                        const char *extra, const char *code, const char *param, const char *message)
 {
     struct gv_buf b;
 
@@ -170,9 +169,9 @@ static void handle_health(struct gw_worker *w, struct gw_conn *c, const char *re
                              "\"pack\":{\"name\":",
                              nreasons ? "degraded" : "ok", reasons.data ? reasons.data : "",
                              KT_VERSION);
-    rc = rc ? rc
-            : gv_buf_append_json_str(&b, or_empty(cfg->pack_name),
-                                     strlen(or_empty(cfg->pack_name)));
+    rc =
+        rc ? rc
+           : gv_buf_append_json_str(&b, or_empty(cfg->pack_name), strlen(or_empty(cfg->pack_name)));
     rc = rc ? rc : gv_buf_append_str(&b, ",\"version\":");
     rc = rc ? rc
             : gv_buf_append_json_str(&b, or_empty(cfg->pack_version),
@@ -270,8 +269,8 @@ char *gw_route_models_json(const struct gw_config *cfg, uint64_t created)
     return gv_buf_steal(&b);
 }
 
-static void handle_model_get(struct gw_worker *w, struct gw_conn *c, const char *reqid,
-                             uint64_t t0, const char *id)
+static void handle_model_get(struct gw_worker *w, struct gw_conn *c, const char *reqid, uint64_t t0,
+                             const char *id)
 {
     const struct gw_target *t = gw_config_find_target(w->srv->cfg, id);
     struct gv_buf b;

@@ -299,8 +299,8 @@ static gv_rc worker_init(struct gw_server *s, struct gw_worker *w, int idx, int 
          * store that cannot load is left to the request, whose 502 says why. */
         if (t->base_url && strncmp(t->base_url, "https://", 8) == 0 &&
             gw_upstream_prepare_tls(w->up, t->ca_file) != GV_OK) {
-            gv_log(GV_LOG_WARN, MOD, "cannot load the trust store for a target",
-                   "target=%s", t->id ? t->id : "-");
+            gv_log(GV_LOG_WARN, MOD, "cannot load the trust store for a target", "target=%s",
+                   t->id ? t->id : "-");
         }
     }
     memset(&co, 0, sizeof(co));
@@ -429,8 +429,7 @@ gv_rc gw_server_create(const struct gw_server_opts *opts, struct gw_server **out
         gw_server_destroy(s);
         return rc;
     }
-    gv_log(GV_LOG_DEBUG, MOD, "connection cap", "max_connections=%zu workers=%d", s->max_conns,
-           n);
+    gv_log(GV_LOG_DEBUG, MOD, "connection cap", "max_connections=%zu workers=%d", s->max_conns, n);
     *out = s;
     return GV_OK;
 }

@@ -156,8 +156,8 @@ static void copy_plain(char *dst, size_t size, const char *v, size_t n)
     dst[n] = '\0';
 }
 
-void gw_trace_response_spans(struct gv_record *rec, const char *id, size_t idlen,
-                             const char *model, size_t mlen, const char *choices, size_t clen)
+void gw_trace_response_spans(struct gv_record *rec, const char *id, size_t idlen, const char *model,
+                             size_t mlen, const char *choices, size_t clen)
 {
     static const char key[] = "\"finish_reason\"";
     const char *q = choices, *end = choices ? choices + clen : NULL;

@@ -41,7 +41,7 @@ void gw_trace_response(struct gv_record *rec, struct json_object *o);
 void gw_trace_response_text(struct gv_record *rec, const char *p, size_t n);
 /* As gw_trace_response_text, from spans gw_jscan_members already found (any may
  * be NULL): one walk of the answer serves usage and trace alike. */
-void gw_trace_response_spans(struct gv_record *rec, const char *id, size_t idlen,
-                             const char *model, size_t mlen, const char *choices, size_t clen);
+void gw_trace_response_spans(struct gv_record *rec, const char *id, size_t idlen, const char *model,
+                             size_t mlen, const char *choices, size_t clen);
 
 #endif

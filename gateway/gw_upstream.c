@@ -71,13 +71,13 @@ struct origin {
     char host[HOST_MAX + 1];
     uint16_t port;
     char *ca_file;
-    bool numeric;           /* host is an IP literal (or localhost): no lookup */
+    bool numeric; /* host is an IP literal (or localhost): no lookup */
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    uint64_t addr_until_ms; /* DNS cache; 0: none; UINT64_MAX: literal */
+    uint64_t addr_until_ms;              /* DNS cache; 0: none; UINT64_MAX: literal */
     SSL_SESSION *sessions[SESSIONS_MAX]; /* for resumption, newest last */
     size_t nsessions;
-    struct conn *idle;      /* most recently used first */
+    struct conn *idle; /* most recently used first */
     size_t nidle;
 };
 
@@ -87,7 +87,7 @@ struct conn {
     int fd;
     SSL *ssl;
     struct event ev;
-    short ev_what; /* what ev is registered for; 0: not registered */
+    short ev_what;                 /* what ev is registered for; 0: not registered */
     struct gw_upstream_call *call; /* NULL while idle */
     struct conn *prev;             /* idle list */
     struct conn *next;
@@ -118,7 +118,7 @@ struct gw_upstream_call {
     size_t head_cap; /* its allocation, kept across reuse up to HEAD_KEEP_MAX */
     const char *body;
     size_t body_len;
-    size_t sent;     /* bytes of head + body written */
+    size_t sent; /* bytes of head + body written */
     bool body_in_head;
     struct gw_h1resp resp;
     struct rbuf *buf;
@@ -151,7 +151,7 @@ struct target {
 };
 
 struct urlcache {
-    char *url;       /* a copy; t points into it */
+    char *url; /* a copy; t points into it */
     struct target t;
 };
 
@@ -579,8 +579,7 @@ static void on_call_timer(evutil_socket_t fd, short what, void *arg)
         call_finish(c, GV_ETIMEDOUT, "connect", false);
         return;
     }
-    if (!c->got_byte && c->first_byte_ms > 0 &&
-        now >= c->start_ms + (uint64_t)c->first_byte_ms) {
+    if (!c->got_byte && c->first_byte_ms > 0 && now >= c->start_ms + (uint64_t)c->first_byte_ms) {
         call_finish(c, GV_ETIMEDOUT, "first_byte", false);
         return;
     }
@@ -1113,7 +1112,6 @@ static void connect_new(struct gw_upstream_call *c)
 
 /* ------------------------------------------------------------------ URL */
 
-
 static gv_rc parse_url(const char *url, struct target *t)
 {
     struct http_parser_url u;
@@ -1150,8 +1148,8 @@ static gv_rc parse_url(const char *url, struct target *t)
     t->hostport = strstr(url, "://") + 3;
     t->hostport_len = (size_t)(url + u.field_data[UF_HOST].off + hl - t->hostport);
     if (u.field_set & (1 << UF_PORT)) {
-        t->hostport_len = (size_t)(url + u.field_data[UF_PORT].off + u.field_data[UF_PORT].len -
-                                   t->hostport);
+        t->hostport_len =
+            (size_t)(url + u.field_data[UF_PORT].off + u.field_data[UF_PORT].len - t->hostport);
     }
     else if (t->hostport[t->hostport_len] == ']') {
         t->hostport_len++;
@@ -1263,8 +1261,8 @@ static void build_head(struct gw_upstream_call *c, const struct gw_upstream_req 
                        const struct target *t)
 {
     static const char s1[] = " HTTP/1.1\r\nHost: ";
-    static const char s2[] = "\r\nUser-Agent: kt/" KT_VERSION
-                             "\r\nContent-Type: application/json\r\nAccept: ";
+    static const char s2[] =
+        "\r\nUser-Agent: kt/" KT_VERSION "\r\nContent-Type: application/json\r\nAccept: ";
     static const char s3[] = "\r\nAuthorization: Bearer ";
     static const char s4[] = "\r\nContent-Length: ";
     const char *accept = rq->accept ? rq->accept : "application/json";
@@ -1406,8 +1404,8 @@ gv_rc gw_upstream_start(struct gw_upstream *up, const struct gw_upstream_req *rq
     c->arg = arg;
     c->body = rq->body ? rq->body : "";
     c->body_len = rq->body ? rq->body_len : 0;
-    c->connect_ms = rq->connect_timeout_ms > 0 ? rq->connect_timeout_ms
-                                               : CONNECT_TIMEOUT_DEFAULT_MS;
+    c->connect_ms =
+        rq->connect_timeout_ms > 0 ? rq->connect_timeout_ms : CONNECT_TIMEOUT_DEFAULT_MS;
     c->first_byte_ms = rq->first_byte_timeout_ms;
     c->idle_ms = rq->idle_timeout_ms;
     c->start_ms = now_ms(up);

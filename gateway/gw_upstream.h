@@ -50,7 +50,7 @@ struct gw_upstream_ops {
 /* One request: POST url with a JSON body. Pointed-to memory must stay valid
  * until done() (or abort). */
 struct gw_upstream_req {
-    const char *url; /* http:// or https://; host, optional port, path and query */
+    const char *url;         /* http:// or https://; host, optional port, path and query */
     const char *auth_bearer; /* secret for Authorization; never logged */
     const char *accept;      /* Accept header value, NULL for application/json */
     const char *body;

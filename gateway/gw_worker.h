@@ -47,7 +47,7 @@ struct gw_worker {
     size_t nfree;
     bool draining;
     json_tokener *tok;
-    struct gv_buf logkv; /* the request log line's key=value text, reused */
+    struct gv_buf logkv;          /* the request log line's key=value text, reused */
     struct gw_async_inbox *inbox; /* async detection comes back here; made on first use */
 };
 

@@ -38,7 +38,7 @@ static void ids_of(const struct gv_record *rec, struct ids *ids)
            sizeof(ids->server));
     memcpy(ids->client,
            gv_trace_id_valid(rec->upstream_span_id, GV_SPAN_ID_LEN) ? rec->upstream_span_id
-                                                                   : derived.client,
+                                                                    : derived.client,
            sizeof(ids->client));
 }
 

@@ -265,8 +265,8 @@ static enum post_res policy_ref(struct ex_weave_sender *s, struct ex_wandb_api *
         json_object_is_type(d, json_type_string)) {
         /* Formatted aside: entity and project live in the same struct as the ref. */
         char ref_text[REF_MAX];
-        snprintf(ref_text, sizeof(ref_text), "weave:///%s/%s/object/%s:%s", p->entity,
-                 p->project, oid, json_object_get_string(d));
+        snprintf(ref_text, sizeof(ref_text), "weave:///%s/%s/object/%s:%s", p->entity, p->project,
+                 oid, json_object_get_string(d));
         memcpy(p->refs[p->nrefs].ref, ref_text, sizeof(ref_text));
     }
     else {

@@ -62,10 +62,10 @@ struct audit_node {
 struct audit_pre {
     struct audit_node *head, *tail;
     size_t count;
-    bool holds_json;            /* some node keeps content or an answer (json-c) */
-    bool valid;                 /* every node sealed into buf, from base */
-    struct gw_audit_pos base;   /* the log position the lines follow */
-    uint64_t seq;               /* the last sealed line's seq */
+    bool holds_json;          /* some node keeps content or an answer (json-c) */
+    bool valid;               /* every node sealed into buf, from base */
+    struct gw_audit_pos base; /* the log position the lines follow */
+    uint64_t seq;             /* the last sealed line's seq */
     char hash[GW_AUDIT_HASH_HEX + 1];
     struct gv_buf buf;
 };
@@ -88,11 +88,11 @@ struct audit_writer {
      * request path: a mutex shared with the writer cost each request two cache
      * misses and, under load, futex waits. */
     _Atomic(struct audit_node *) inbox;
-    atomic_size_t queued;    /* in the inbox, sealed or waiting to be retried */
-    atomic_bool wants_wake;  /* the writer sleeps on cv until the next record */
-    pthread_mutex_t mu;      /* guards cv and stop only */
+    atomic_size_t queued;   /* in the inbox, sealed or waiting to be retried */
+    atomic_bool wants_wake; /* the writer sleeps on cv until the next record */
+    pthread_mutex_t mu;     /* guards cv and stop only */
     pthread_cond_t cv;
-    bool stop;               /* under mu */
+    bool stop; /* under mu */
     pthread_mutex_t spare_mu;
     struct audit_node *spare; /* written nodes kept for audit_complete, under spare_mu */
     size_t nspare;
@@ -448,7 +448,8 @@ static gv_rc sync_pos(struct audit_writer *w)
         }
         return recover(w);
     }
-    if (w->fd >= 0 && pos_equal(&head, &w->pos) && fstat(w->fd, &st) == 0 && (uint64_t)st.st_size == w->pos.bytes) {
+    if (w->fd >= 0 && pos_equal(&head, &w->pos) && fstat(w->fd, &st) == 0 &&
+        (uint64_t)st.st_size == w->pos.bytes) {
         return GV_OK;
     }
     if (gw_audit_segment_path(w->dir, head.segment, path, sizeof(path)) != GV_OK ||

@@ -374,8 +374,7 @@ ngram_walk(const struct injection_model *m, const unsigned char *t, size_t n, co
         for (; i + 19 <= n; i += 16) {
             for (r = 0; r < 4; r++) {
                 __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(t + i + r));
-                _mm_storeu_si128((__m128i *)(void *)(hs + 4 * r),
-                                 mix32x4(_mm_xor_si128(v, seed)));
+                _mm_storeu_si128((__m128i *)(void *)(hs + 4 * r), mix32x4(_mm_xor_si128(v, seed)));
             }
             for (r = 0; r < 16; r++) {
                 EMIT(hs[r]);
@@ -601,8 +600,7 @@ static double score_segment(const struct injection_model *m, const char *text, s
         /* The mean n-gram weight, counted as if the text said each thing
          * once: for ordinary text n_eff is n and this is the usual term. */
         n_eff = injection_ngram_effective(n, distinct);
-        z += (double)acc / (double)n * (double)n_eff * w->ngram_scale *
-             injection_ngram_norm(n_eff);
+        z += (double)acc / (double)n * (double)n_eff * w->ngram_scale * injection_ngram_norm(n_eff);
     }
     /* Rules the trainer gave no weight cannot change the score: skip them. */
     for (i = 0; i < injection_nrules; i++) {

@@ -305,10 +305,9 @@ static void verdict_from(const struct visit *v, int action, struct gw_verdict *o
         out->action = GW_ACTION_PASS;
         return;
     }
-    gw_verdict_act(out, action >= ACT_REDACT && action <= ACT_LOG ? act_verdict[action]
-                                                                  : GW_ACTION_REDACT,
-                   "pii-detector",
-                   "The request contains personal data (PII) and was refused by policy.");
+    gw_verdict_act(
+        out, action >= ACT_REDACT && action <= ACT_LOG ? act_verdict[action] : GW_ACTION_REDACT,
+        "pii-detector", "The request contains personal data (PII) and was refused by policy.");
 }
 
 static gv_rc pii_evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)

@@ -37,9 +37,9 @@ struct scan {
     gv_rc rc;
     /* Line facts for place_like, which asks about runs in increasing order:
      * remembering them keeps the PERSON pass linear on long lines. */
-    size_t ls_at;     /* line_start() was last asked about this offset... */
-    size_t ls_val;    /* ...and this is the start of its line */
-    bool line_known;  /* the three facts below are about the line at line_b */
+    size_t ls_at;    /* line_start() was last asked about this offset... */
+    size_t ls_val;   /* ...and this is the start of its line */
+    bool line_known; /* the three facts below are about the line at line_b */
     size_t line_b;
     bool prev_addr;   /* the line before opens with a digit, "Apt" or "Suite" */
     size_t house_end; /* end of a 3+ digit house number opening the line, or 0 */
@@ -57,6 +57,7 @@ static bool want(const struct scan *s, int type)
 #define C_HEX 0x08u
 #define C_SPACE 0x10u
 
+/* clang-format off */
 static const unsigned char cclass[256] = {
      0,  0,  0,  0,  0,  0,  0,  0,  0, 16, 16, 16, 16, 16,  0,  0,
      0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
@@ -75,6 +76,7 @@ static const unsigned char cclass[256] = {
      0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
      0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
 };
+/* clang-format on */
 
 static bool is_digit(unsigned char c)
 {
@@ -796,12 +798,10 @@ static bool in_list(const char *lw, size_t n, const char *const *list);
 /* Street words after a house number ("704 1436 Redbud Drive", "3747 3911
  * fourth avenue") and unit words before one ("Suite 913 0547"). */
 static const char *const house_street[] = {
-    "st",     "street", "ave",   "avenue", "av",      "road",    "rd",      "drive",
-    "dr",     "lane",   "ln",    "blvd",   "boulevard", "way",   "court",   "ct",
-    "place",  "pl",     "square", "terrace", "parkway", "highway", "crescent", "close",
-    NULL};
-static const char *const house_unit[] = {"suite", "apt", "apartment", "unit", "flat", "no",
-                                         NULL};
+    "st",     "street",  "ave",     "avenue",    "av",       "road",  "rd", "drive", "dr",
+    "lane",   "ln",      "blvd",    "boulevard", "way",      "court", "ct", "place", "pl",
+    "square", "terrace", "parkway", "highway",   "crescent", "close", NULL};
+static const char *const house_unit[] = {"suite", "apt", "apartment", "unit", "flat", "no", NULL};
 
 /* "704 1436" has the 3-4 shape of a local number, but in an address it is a
  * house or building number: followed on the same line by a capitalised word
@@ -1219,9 +1219,8 @@ static bool in_list(const char *lw, size_t n, const char *const *list)
  * some of them ("Friday"); they are never a person on their own. Months that
  * are also common first names (April, May, June, August) stay ambiguous. */
 static const char *const calendar_words[] = {
-    "monday",  "tuesday",  "wednesday", "thursday", "friday",   "saturday",  "sunday",
-    "january", "february", "march",     "july",     "september", "october",  "november",
-    "december", NULL};
+    "monday",   "tuesday", "wednesday", "thursday",  "friday",  "saturday", "sunday",   "january",
+    "february", "march",   "july",      "september", "october", "november", "december", NULL};
 
 /* Class of one ASCII-or-not part of a capitalised word. */
 static unsigned char part_class(const char *lw, size_t n, bool ascii)

@@ -205,6 +205,8 @@ static void quantize(struct params *p)
 #define GEN_SEED 0xD1B54A32D192ED03ULL
 #define GEN_ROWS 1600u
 
+/* Word lists, packed by hand. */
+/* clang-format off */
 static const char *const g_topic[] = {
     "convolutional layers", "the optimizer state", "post-training quantization",
     "knowledge distillation", "gradient clipping", "warmup steps", "perplexity",
@@ -252,6 +254,7 @@ static const char *const g_de[] = {"die Quantisierung", "das Jahresbudget", "die
 static const char *const g_es[] = {"la cuantización", "el presupuesto anual", "la normalización",
                                    "la destilación", "este comunicado de prensa", NULL};
 static const char *const g_none[] = {"", NULL};
+/* clang-format on */
 
 struct gen_tmpl {
     const char *text; /* {A} and {B} replaced by a value of pool a and b */
