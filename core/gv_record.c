@@ -46,6 +46,7 @@ _Static_assert(offsetof(struct gv_record, start_wall_us) ==
  * cross threads (the audit writer's nodes, the emitter's ring), so every byte
  * written is a cache line the other core has to give up first. A field missing
  * here is still copied, whole. */
+/* One line: clang-format 14 spreads the braced pair over four. */
 /* clang-format off */
 #define STR_FIELD(f) {offsetof(struct gv_record, f), sizeof(((struct gv_record *)0)->f)}
 /* clang-format on */

@@ -57,6 +57,7 @@ static bool want(const struct scan *s, int type)
 #define C_HEX 0x08u
 #define C_SPACE 0x10u
 
+/* Sixteen bytes a row, so a byte's class is found by its hex value. */
 /* clang-format off */
 static const unsigned char cclass[256] = {
      0,  0,  0,  0,  0,  0,  0,  0,  0, 16, 16, 16, 16, 16,  0,  0,
