@@ -16,6 +16,7 @@
 #include "agent/ag_agent.h"
 #include "gateway/gw_emit.h"
 #include "core/gv_log.h"
+#include "core/gv_mem.h"
 #include "core/gv_record.h"
 #include "tests/unit/unit_tmpdir.h"
 
@@ -134,9 +135,29 @@ static long long run_requests(const char *run)
     return n;
 }
 
+/* A test's agent (running while r.ag is set) and emitter: teardown stops what the test left
+ * running, also when an assert ended it early, so no agent thread outlives its case. */
+struct fx {
+    struct running r;
+    struct gw_emitter *em;
+};
+
+static void emitter_open(struct fx *f)
+{
+    assert_int_equal(gw_emitter_create_agent(dir, NULL, &f->em), GV_OK);
+}
+
+static void emitter_close(struct fx *f)
+{
+    f->em->ops->destroy(f->em);
+    f->em = NULL;
+}
+
 static int setup(void **state)
 {
-    (void)state;
+    struct fx *f = gv_calloc(1, sizeof(*f));
+
+    *state = f;
     unit_tmpdir_make(dir, sizeof(dir));
     gv_log_set_level(GV_LOG_WARN);
     return 0;
@@ -144,94 +165,89 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    (void)state;
+    struct fx *f = *state;
+
+    if (f->em) {
+        emitter_close(f);
+    }
+    if (f->r.ag) {
+        agent_stop(&f->r);
+    }
     unit_tmpdir_remove(dir);
+    gv_free(f);
     return 0;
 }
 
 static void test_events_counted_per_run(void **state)
 {
-    struct running r;
-    struct gw_emitter *em = NULL;
+    struct fx *f = *state;
 
-    (void)state;
-    agent_start(&r);
-    assert_int_equal(gw_emitter_create_agent(dir, NULL, &em), GV_OK);
-    gw_emitter_set_pack(em, "pack", "1", "a,b");
-    emit_n(em, "r1", 1000, GV_DECISION_ALLOWED);
-    emit_n(em, "r2", 500, GV_DECISION_BLOCKED);
-    emit_n(em, "", 7, GV_DECISION_REDACTED);
-    wait_delivered(&r, em, 1507);
+    agent_start(&f->r);
+    emitter_open(f);
+    gw_emitter_set_pack(f->em, "pack", "1", "a,b");
+    emit_n(f->em, "r1", 1000, GV_DECISION_ALLOWED);
+    emit_n(f->em, "r2", 500, GV_DECISION_BLOCKED);
+    emit_n(f->em, "", 7, GV_DECISION_REDACTED);
+    wait_delivered(&f->r, f->em, 1507);
     assert_int_equal(run_requests("r1"), 1000);
     assert_int_equal(run_requests("r2"), 500);
     assert_int_equal(run_requests("untagged"), 7);
-    em->ops->destroy(em);
-    agent_stop(&r);
 }
 
 static void test_agent_started_late_gets_spooled_events(void **state)
 {
-    struct running r;
-    struct gw_emitter *em = NULL;
+    struct fx *f = *state;
 
-    (void)state;
-    assert_int_equal(gw_emitter_create_agent(dir, NULL, &em), GV_OK);
-    emit_n(em, "late", 3000, GV_DECISION_ALLOWED);
-    agent_start(&r);
-    wait_delivered(&r, em, 3000);
+    emitter_open(f);
+    emit_n(f->em, "late", 3000, GV_DECISION_ALLOWED);
+    agent_start(&f->r);
+    wait_delivered(&f->r, f->em, 3000);
     assert_int_equal(run_requests("late"), 3000);
-    em->ops->destroy(em);
-    agent_stop(&r);
 }
 
 static void test_restarts_lose_nothing_and_count_nothing_twice(void **state)
 {
-    struct running r;
-    struct gw_emitter *em = NULL;
+    struct fx *f = *state;
     unsigned long long dropped, pending;
 
-    (void)state;
-    agent_start(&r);
-    assert_int_equal(gw_emitter_create_agent(dir, NULL, &em), GV_OK);
-    emit_n(em, "x", 2000, GV_DECISION_ALLOWED);
-    wait_events(&r, 2000);
+    agent_start(&f->r);
+    emitter_open(f);
+    emit_n(f->em, "x", 2000, GV_DECISION_ALLOWED);
+    wait_events(&f->r, 2000);
     /* Agent restart: state comes back from state file + journal. */
-    agent_stop(&r);
-    emit_n(em, "x", 1000, GV_DECISION_ALLOWED);
-    agent_start(&r);
-    wait_delivered(&r, em, 3000);
+    agent_stop(&f->r);
+    emit_n(f->em, "x", 1000, GV_DECISION_ALLOWED);
+    agent_start(&f->r);
+    wait_delivered(&f->r, f->em, 3000);
     /* Gateway restart: the new emitter adopts the old spool and its numbering. */
-    em->ops->destroy(em);
-    assert_int_equal(gw_emitter_create_agent(dir, NULL, &em), GV_OK);
-    emit_n(em, "x", 500, GV_DECISION_ALLOWED);
-    wait_delivered(&r, em, 3500);
+    emitter_close(f);
+    emitter_open(f);
+    emit_n(f->em, "x", 500, GV_DECISION_ALLOWED);
+    wait_delivered(&f->r, f->em, 3500);
     assert_int_equal(run_requests("x"), 3500);
-    em->ops->stats(em, &dropped, &pending);
+    f->em->ops->stats(f->em, &dropped, &pending);
     assert_int_equal(dropped, 0);
-    em->ops->destroy(em);
-    agent_stop(&r);
+    emitter_close(f);
+    agent_stop(&f->r);
     /* And once more from disk only. */
-    agent_start(&r);
-    assert_int_equal(ag_agent_events(r.ag), 3500);
+    agent_start(&f->r);
+    assert_int_equal(ag_agent_events(f->r.ag), 3500);
     assert_int_equal(run_requests("x"), 3500);
-    agent_stop(&r);
 }
 
 static void test_full_spool_drops_oldest_and_counts(void **state)
 {
-    struct running r;
-    struct gw_emitter *em = NULL;
+    struct fx *f = *state;
     unsigned long long dropped = 0, pending = 0;
     int waited = 0;
 
-    (void)state;
     setenv("KT_SPOOL_MAX_BYTES", "64KiB", 1);
-    assert_int_equal(gw_emitter_create_agent(dir, NULL, &em), GV_OK);
+    emitter_open(f);
     unsetenv("KT_SPOOL_MAX_BYTES");
     /* No agent: 3000 events of ~50 bytes do not fit in 64 KiB. */
-    emit_n(em, "full", 3000, GV_DECISION_ALLOWED);
+    emit_n(f->em, "full", 3000, GV_DECISION_ALLOWED);
     while (waited < WAIT_LIMIT_MS) {
-        em->ops->stats(em, &dropped, &pending);
+        f->em->ops->stats(f->em, &dropped, &pending);
         if (dropped + pending == 3000) {
             break;
         }
@@ -243,23 +259,20 @@ static void test_full_spool_drops_oldest_and_counts(void **state)
     /* Every frame is over 40 bytes: 64 KiB holds fewer than 1639 of them. */
     assert_true(pending * 40 <= 64 * 1024);
     print_message("spool 64KiB: kept %llu dropped %llu\n", pending, dropped);
-    agent_start(&r);
-    wait_delivered(&r, em, pending);
+    agent_start(&f->r);
+    wait_delivered(&f->r, f->em, pending);
     /* Exactly what was kept arrives; what was dropped is counted, not lost silently. */
     assert_int_equal(run_requests("full"), (long long)pending);
-    em->ops->destroy(em);
-    agent_stop(&r);
 }
 
 static void test_bad_spool_limit_is_refused(void **state)
 {
-    struct gw_emitter *em = NULL;
+    struct fx *f = *state;
 
-    (void)state;
     setenv("KT_SPOOL_MAX_BYTES", "lots", 1);
-    assert_int_equal(gw_emitter_create_agent(dir, NULL, &em), GV_ECONFIG);
+    assert_int_equal(gw_emitter_create_agent(dir, NULL, &f->em), GV_ECONFIG);
     unsetenv("KT_SPOOL_MAX_BYTES");
-    assert_null(em);
+    assert_null(f->em);
 }
 
 /* Every case here runs on a fresh fixture: setup before it, teardown after. */

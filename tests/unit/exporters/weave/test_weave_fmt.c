@@ -72,6 +72,18 @@ static void input(struct ex_weave_call_in *in, const struct gv_record *r)
     in->policy_ref = "weave:///acme/rlhf/object/kt-policy-pack:abc123";
 }
 
+/* One call as the exporter gets it: a record of decision d and the input that points at it. */
+struct call {
+    struct gv_record r;
+    struct ex_weave_call_in in;
+};
+
+static void call_make(struct call *c, enum gv_decision d)
+{
+    record(&c->r, d);
+    input(&c->in, &c->r);
+}
+
 static char *start_str(const struct ex_weave_call_in *in)
 {
     return json_text(ex_weave_fmt_start(in));
@@ -115,16 +127,14 @@ static void test_call_id_deterministic_uuidv7(void **state)
 
 static void test_fmt_start_exact_bytes(void **state)
 {
-    struct gv_record r;
-    struct ex_weave_call_in in;
+    struct call c;
     char *s, id[37], tid[37], want[4096];
 
     (void)state;
-    record(&r, GV_DECISION_REDACTED);
-    input(&in, &r);
-    ex_weave_call_id(INSTANCE, 7, r.start_wall_us, id);
-    ex_weave_trace_id(INSTANCE, 7, r.start_wall_us, tid);
-    s = start_str(&in);
+    call_make(&c, GV_DECISION_REDACTED);
+    ex_weave_call_id(INSTANCE, 7, c.r.start_wall_us, id);
+    ex_weave_trace_id(INSTANCE, 7, c.r.start_wall_us, tid);
+    s = start_str(&c.in);
     snprintf(
         want, sizeof(want),
         "{\"project_id\":\"acme/rlhf\",\"id\":\"%s\",\"trace_id\":\"%s\","
@@ -151,15 +161,13 @@ static void test_fmt_start_exact_bytes(void **state)
 
 static void test_fmt_end_exact_bytes(void **state)
 {
-    struct gv_record r;
-    struct ex_weave_call_in in;
+    struct call c;
     char *s, id[37], want[2048];
 
     (void)state;
-    record(&r, GV_DECISION_ALLOWED);
-    input(&in, &r);
-    ex_weave_call_id(INSTANCE, 7, r.start_wall_us, id);
-    s = end_str(&in);
+    call_make(&c, GV_DECISION_ALLOWED);
+    ex_weave_call_id(INSTANCE, 7, c.r.start_wall_us, id);
+    s = end_str(&c.in);
     snprintf(want, sizeof(want),
              "{\"project_id\":\"acme/rlhf\",\"id\":\"%s\","
              "\"ended_at\":\"2026-01-01T00:00:00.840000Z\",\"exception\":null,"
@@ -176,35 +184,31 @@ static void test_fmt_end_exact_bytes(void **state)
 
 static void test_fmt_blocked_is_not_an_exception(void **state)
 {
-    struct gv_record r;
-    struct ex_weave_call_in in;
+    struct call c;
     char *s;
 
     (void)state;
-    record(&r, GV_DECISION_BLOCKED);
-    input(&in, &r);
-    s = end_str(&in);
+    call_make(&c, GV_DECISION_BLOCKED);
+    s = end_str(&c.in);
     assert_non_null(strstr(s, "\"exception\":null,\"output\":{\"blocked\":true,"
                               "\"policy\":\"prompt-injection\","
                               "\"code\":\"prompt_injection_detected\",\"status\":403}"));
     assert_non_null(strstr(s, "\"gpt-4o\":{\"requests\":1,\"prompt_tokens\":0,"));
     gv_free(s);
-    in.blocked_as_error = true;
-    s = end_str(&in);
+    c.in.blocked_as_error = true;
+    s = end_str(&c.in);
     assert_non_null(strstr(s, "\"exception\":\"kt.Blocked: prompt-injection\""));
     gv_free(s);
 }
 
 static void test_fmt_upstream_error_is_an_exception(void **state)
 {
-    struct gv_record r;
-    struct ex_weave_call_in in;
+    struct call c;
     char *s;
 
     (void)state;
-    record(&r, GV_DECISION_ERROR);
-    input(&in, &r);
-    s = end_str(&in);
+    call_make(&c, GV_DECISION_ERROR);
+    s = end_str(&c.in);
     assert_non_null(
         strstr(s, "\"exception\":\"kt.UpstreamError: upstream_error (HTTP 500)\",\"output\":null"));
     gv_free(s);
@@ -212,74 +216,68 @@ static void test_fmt_upstream_error_is_an_exception(void **state)
 
 static void test_fmt_content_redacted_and_guarded(void **state)
 {
-    struct gv_record r;
-    struct ex_weave_call_in in;
-    struct gv_content c;
+    struct call c;
+    struct gv_content content;
     char *s;
 
     (void)state;
-    record(&r, GV_DECISION_REDACTED);
-    input(&in, &r);
-    in.policy_ref = NULL;
-    c.request = (char *)"[{\"role\":\"system\",\"content\":\"weave:///x\"},"
-                        "{\"role\":\"user\",\"content\":\"mail <EMAIL_ADDRESS>\"}]";
-    c.response = (char *)"done";
-    c.request_truncated = false;
-    c.response_truncated = false;
-    r.content = &c;
-    s = start_str(&in);
+    call_make(&c, GV_DECISION_REDACTED);
+    c.in.policy_ref = NULL;
+    content.request = (char *)"[{\"role\":\"system\",\"content\":\"weave:///x\"},"
+                              "{\"role\":\"user\",\"content\":\"mail <EMAIL_ADDRESS>\"}]";
+    content.response = (char *)"done";
+    content.request_truncated = false;
+    content.response_truncated = false;
+    c.r.content = &content;
+    s = start_str(&c.in);
     assert_non_null(strstr(s, "\"inputs\":{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"system\","
                               "\"content\":\"[kt:not-a-ref] weave:///x\"},{\"role\":\"user\","
                               "\"content\":\"mail <EMAIL_ADDRESS>\"}],\"n_messages\":2}"));
     assert_null(strstr(s, "\"policy\":"));
     gv_free(s);
-    s = end_str(&in);
+    s = end_str(&c.in);
     assert_non_null(strstr(s, "\"message\":{\"role\":\"assistant\",\"content\":\"done\"}"));
     gv_free(s);
     /* A blocked prompt's text never leaves, whatever was captured. */
-    r.decision = GV_DECISION_BLOCKED;
-    s = start_str(&in);
+    c.r.decision = GV_DECISION_BLOCKED;
+    s = start_str(&c.in);
     assert_null(strstr(s, "mail <"));
     assert_non_null(strstr(s, "{\"role\":\"user\",\"content\":null}"));
     gv_free(s);
-    r.content = NULL;
+    c.r.content = NULL;
 }
 
 static void test_fmt_untagged_has_no_run_link(void **state)
 {
-    struct gv_record r;
-    struct ex_weave_call_in in;
+    struct call c;
     char *s;
 
     (void)state;
-    record(&r, GV_DECISION_ALLOWED);
-    r.run_id[0] = '\0';
-    input(&in, &r);
-    s = start_str(&in);
+    call_make(&c, GV_DECISION_ALLOWED);
+    c.r.run_id[0] = '\0';
+    s = start_str(&c.in);
     assert_null(strstr(s, "wb_run_id"));
     gv_free(s);
 }
 
 static void test_fmt_upsert_and_complete_items(void **state)
 {
-    struct gv_record r;
-    struct ex_weave_call_in in;
+    struct call c;
     struct gv_buf b;
     char *st, *en;
 
     (void)state;
-    record(&r, GV_DECISION_ALLOWED);
-    input(&in, &r);
-    st = start_str(&in);
-    en = end_str(&in);
+    call_make(&c, GV_DECISION_ALLOWED);
+    st = start_str(&c.in);
+    en = end_str(&c.in);
     gv_buf_init(&b, 0);
-    assert_int_equal(ex_weave_fmt_upsert_items(&in, &b), GV_OK);
+    assert_int_equal(ex_weave_fmt_upsert_items(&c.in, &b), GV_OK);
     assert_int_equal(strncmp(b.data, "{\"mode\":\"start\",\"req\":{\"start\":", 31), 0);
     assert_non_null(strstr(b.data, st));
     assert_non_null(strstr(b.data, "}}},{\"mode\":\"end\",\"req\":{\"end\":"));
     assert_non_null(strstr(b.data, en));
     gv_buf_reset(&b);
-    assert_int_equal(ex_weave_fmt_complete_item(&in, &b), GV_OK);
+    assert_int_equal(ex_weave_fmt_complete_item(&c.in, &b), GV_OK);
     /* The start object with the end's fields after it, once. */
     assert_int_equal(strncmp(b.data, st, strlen(st) - 1), 0);
     assert_non_null(

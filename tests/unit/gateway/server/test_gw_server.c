@@ -637,15 +637,18 @@ static void test_answer_policy_failure_json_is_500(void **state)
     reply_free(&r);
 }
 
+/* One SSE event of stream `id` from gpt-4o: a chat.completion.chunk whose one choice has
+ * `choice` (its members after the index) in it. */
+#define CHUNK(id, choice)                                                                          \
+    "data: {\"id\":\"" id "\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\","          \
+    "\"choices\":[{\"index\":0," choice "}]}\n\n"
+
 static void test_answer_redacted_stream_records_redacted(void **state)
 {
     static const char *const chunks[] = {
-        "data: {\"id\":\"s1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\","
-        "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"write to jane.doe@\"}}]}\n\n",
-        "data: {\"id\":\"s1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\","
-        "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"example.com today\"}}]}\n\n",
-        "data: {\"id\":\"s1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\","
-        "\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        CHUNK("s1", "\"delta\":{\"content\":\"write to jane.doe@\"}"),
+        CHUNK("s1", "\"delta\":{\"content\":\"example.com today\"}"),
+        CHUNK("s1", "\"delta\":{},\"finish_reason\":\"stop\""),
         "data: [DONE]\n\n",
         NULL,
     };
@@ -667,12 +670,9 @@ static void test_answer_redacted_stream_records_redacted(void **state)
 static void test_answer_policy_failure_stream_ends_with_error(void **state)
 {
     static const char *const chunks[] = {
-        "data: {\"id\":\"s2\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\","
-        "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"first part. \"}}]}\n\n",
-        "data: {\"id\":\"s2\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\","
-        "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"FAIL-NOW unchecked\"}}]}\n\n",
-        "data: {\"id\":\"s2\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\","
-        "\"choices\":[{\"index\":0,\"delta\":{\"content\":\" after\"}}]}\n\n",
+        CHUNK("s2", "\"delta\":{\"content\":\"first part. \"}"),
+        CHUNK("s2", "\"delta\":{\"content\":\"FAIL-NOW unchecked\"}"),
+        CHUNK("s2", "\"delta\":{\"content\":\" after\"}"),
         "data: [DONE]\n\n",
         NULL,
     };

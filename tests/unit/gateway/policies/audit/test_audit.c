@@ -76,6 +76,19 @@ static void seg1(const char *state, char *buf, size_t size)
     assert_int_equal(gw_audit_segment_path(dir, 1, buf, size), GV_OK);
 }
 
+/* The log under state, which must verify: what verify found. A failure names its problem. */
+static struct gw_audit_verify_result verified(const char *state)
+{
+    char dir[512];
+    struct gw_audit_verify_result res;
+
+    audit_dir(state, dir, sizeof(dir));
+    if (gw_audit_verify(dir, &res) != GV_OK) {
+        fail_msg("%s", res.problem);
+    }
+    return res;
+}
+
 /* Rewrite a file through a callback on its bytes. */
 static void rewrite(const char *path, void (*fn)(struct gv_buf *b))
 {
@@ -250,19 +263,16 @@ static void test_record_json_worst_case_fits_bound(void **state)
 static void test_complete_writes_chain_that_verifies(void **state)
 {
     const char *st = *state;
-    char dir[512];
     struct gw_audit_verify_result res;
 
     write_records(st, BASE_CFG, 1, 25);
-    audit_dir(st, dir, sizeof(dir));
-    assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
+    res = verified(st);
     assert_int_equal(res.records, 25);
     assert_int_equal(res.first_seq, 1);
     assert_int_equal(res.last_seq, 25);
     /* A restart continues the same chain. */
     write_records(st, BASE_CFG, 26, 5);
-    assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
-    assert_int_equal(res.records, 30);
+    assert_int_equal(verified(st).records, 30);
 }
 
 static void test_record_holds_no_content_by_default(void **state)
@@ -359,14 +369,10 @@ static void test_store_content_keeps_answer_and_priced_cost(void **state)
 static void test_log_all_access_false_skips_allowed(void **state)
 {
     const char *st = *state;
-    char dir[512];
-    struct gw_audit_verify_result res;
 
     /* 1..9: i % 3 == 0 are redacted (3, 6, 9), the rest allowed. */
     write_records(st, "log_all_access: false\nfsync_interval: 10ms\n", 1, 9);
-    audit_dir(st, dir, sizeof(dir));
-    assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
-    assert_int_equal(res.records, 3);
+    assert_int_equal(verified(st).records, 3);
 }
 
 static void edit_byte(struct gv_buf *b)
@@ -434,8 +440,7 @@ static void drop_last_line(struct gv_buf *b)
 
 static void test_verify_catches_truncation(void **state)
 {
-    char st[256], path[600], dir[512];
-    struct gw_audit_verify_result res;
+    char st[256], path[600];
 
     (void)state;
     unit_tmpdir_make(st, sizeof(st));
@@ -449,13 +454,9 @@ static void test_verify_catches_truncation(void **state)
 
     /* A torn tail left by a crash is repaired by the next start. */
     rewrite(path, cut_tail);
-    audit_dir(st, dir, sizeof(dir));
-    {
-        /* head.json is ahead of the repaired log: the writer re-derives it. */
-        write_records(st, BASE_CFG, 100, 2);
-    }
-    assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
-    assert_int_equal(res.records, 6); /* 4 survived the cut + 2 new */
+    /* head.json is ahead of the repaired log: the writer re-derives it. */
+    write_records(st, BASE_CFG, 100, 2);
+    assert_int_equal(verified(st).records, 6); /* 4 survived the cut + 2 new */
     unit_tmpdir_remove(st);
 }
 
@@ -472,7 +473,7 @@ static void test_rotation_and_retention_keep_chain_verifiable(void **state)
     /* ~700-byte records, 4 KiB segments: several segments. */
     write_records(st, "segment_max_bytes: 4096\nfsync: always\n", 1, 30);
     audit_dir(st, dir, sizeof(dir));
-    assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
+    res = verified(st);
     assert_int_equal(res.records, 30);
     assert_true(res.segments >= 3);
     /* Closed segments are read-only. */
@@ -493,7 +494,7 @@ static void test_rotation_and_retention_keep_chain_verifiable(void **state)
     assert_int_equal(gw_audit_segments_list(dir, &segs, &n), GV_OK);
     assert_int_equal(segs[0], 3);
     gv_free(segs);
-    assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
+    res = verified(st);
     assert_true(res.first_seq > 1);
     assert_int_equal(res.last_seq, 30);
     /* Deleting a middle segment by hand is caught. */
@@ -507,17 +508,23 @@ static void head_path(const char *state, char *buf, size_t size)
     snprintf(buf, size, "%s/audit/head.json", state);
 }
 
+/* Deletes the newest of 6 records and head.json together, as someone hiding a deletion would. */
+static void drop_newest_record_and_head(const char *state)
+{
+    char path[600], head[600];
+
+    seg1(state, path, sizeof(path));
+    rewrite(path, drop_last_line);
+    head_path(state, head, sizeof(head));
+    assert_int_equal(unlink(head), 0);
+}
+
 static void test_verify_fails_without_head(void **state)
 {
     const char *st = *state;
-    char path[600], head[600];
 
     write_records(st, BASE_CFG, 1, 6);
-    /* The newest record and head.json deleted together. */
-    seg1(st, path, sizeof(path));
-    rewrite(path, drop_last_line);
-    head_path(st, head, sizeof(head));
-    assert_int_equal(unlink(head), 0);
+    drop_newest_record_and_head(st);
     verify_fails_with(st, 0, "head.json is missing");
 }
 
@@ -536,7 +543,7 @@ static void verify_expect_fails_with(const char *state, const struct gw_audit_po
 
 static void test_verify_expect_head(void **state)
 {
-    char st[256], dir[512], path[600], head[600];
+    char st[256], dir[512], path[600];
     struct gw_audit_verify_result res;
     struct gw_audit_pos published, other;
 
@@ -563,10 +570,7 @@ static void test_verify_expect_head(void **state)
      * re-derive head.json from what is left, passes a plain verify; the
      * published head still catches it. */
     assert_int_equal(gw_audit_pos_read(dir, "head.json", &published), GV_OK);
-    seg1(st, path, sizeof(path));
-    rewrite(path, drop_last_line);
-    head_path(st, head, sizeof(head));
-    assert_int_equal(unlink(head), 0);
+    drop_newest_record_and_head(st);
     {
         /* The writer says that it found no head (the log goes to fd 2). */
         char logp[600];
@@ -584,7 +588,7 @@ static void test_verify_expect_head(void **state)
         assert_non_null(strstr(logb.data, "head.json is missing"));
         gv_buf_free(&logb);
     }
-    assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
+    verified(st);
     verify_expect_fails_with(st, &published, "truncated: the published head is seq 8");
     unit_tmpdir_remove(st);
 
@@ -660,6 +664,23 @@ static void test_files_are_private_in_a_shared_dir(void **state)
     umask(old);
 }
 
+/* evaluate() on req until it answers `want` or 5 s have passed (the writer works on its own
+ * thread; this polls, it asserts no timing): the last verdict. */
+static struct gw_verdict evaluate_until(struct fx_pol *fx, struct gw_req *req, enum gw_action want)
+{
+    struct gw_verdict v;
+    int i;
+
+    for (i = 0; i < 500; i++) {
+        gw_policy_audit.evaluate(&fx->pol, req, &v);
+        if (v.action == want) {
+            break;
+        }
+        usleep(10000);
+    }
+    return v;
+}
+
 static void test_on_failure_block_refuses_when_disk_fails(void **state)
 {
     const char *st = *state;
@@ -671,7 +692,6 @@ static void test_on_failure_block_refuses_when_disk_fails(void **state)
     struct gw_verdict v;
     struct rlimit old, lim;
     struct stat sb;
-    int i;
 
     assert_int_equal(fx_open(&fx, &gw_policy_audit, "fsync: always\non_failure: block\n", st, &err),
                      GV_OK);
@@ -690,14 +710,8 @@ static void test_on_failure_block_refuses_when_disk_fails(void **state)
     lim.rlim_cur = (rlim_t)sb.st_size + 10;
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
     gw_policy_audit.complete(&fx.pol, &req, &rec);
-    /* Bounded wait for the writer to try (no timing assertion: just polling). */
-    for (i = 0; i < 500; i++) {
-        gw_policy_audit.evaluate(&fx.pol, &req, &v);
-        if (v.action == GW_ACTION_BLOCK) {
-            break;
-        }
-        usleep(10000);
-    }
+    /* Once the writer has tried, requests are refused. */
+    v = evaluate_until(&fx, &req, GW_ACTION_BLOCK);
     assert_int_equal(v.action, GW_ACTION_BLOCK);
     assert_int_equal(v.status, 503);
     assert_string_equal(v.code, "audit_unavailable");
@@ -705,22 +719,9 @@ static void test_on_failure_block_refuses_when_disk_fails(void **state)
     assert_int_equal(stat(path, &sb), 0);
     /* Space comes back: the queued record is written, requests pass again. */
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
-    for (i = 0; i < 500; i++) {
-        gw_policy_audit.evaluate(&fx.pol, &req, &v);
-        if (v.action == GW_ACTION_PASS) {
-            break;
-        }
-        usleep(10000);
-    }
-    assert_int_equal(v.action, GW_ACTION_PASS);
+    assert_int_equal(evaluate_until(&fx, &req, GW_ACTION_PASS).action, GW_ACTION_PASS);
     fx_close(&fx);
-    {
-        char dir[512];
-        struct gw_audit_verify_result res;
-        audit_dir(st, dir, sizeof(dir));
-        assert_int_equal(gw_audit_verify(dir, &res), GV_OK);
-        assert_int_equal(res.records, 1);
-    }
+    assert_int_equal(verified(st).records, 1);
 }
 
 static void test_on_failure_allow_passes(void **state)
@@ -751,7 +752,6 @@ static void test_config_rejects_bad_values(void **state)
 static void test_two_processes_share_one_chain(void **state)
 {
     const char *st = *state;
-    char dir[512];
     struct gw_audit_verify_result res;
     pid_t kids[2];
     int i, status;
@@ -772,10 +772,7 @@ static void test_two_processes_share_one_chain(void **state)
         assert_int_equal(waitpid(kids[i], &status, 0), kids[i]);
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     }
-    audit_dir(st, dir, sizeof(dir));
-    if (gw_audit_verify(dir, &res) != GV_OK) {
-        fail_msg("%s", res.problem);
-    }
+    res = verified(st);
     assert_int_equal(res.records, 601);
     assert_true(res.segments > 2);
 }

@@ -169,32 +169,35 @@ static void test_evaluate_holds_worst_case_until_complete(void **state)
     assert_int_equal(v.action, GW_ACTION_BLOCK);
 }
 
+/* a, a request on `run` with `body`, is let through and still in flight when b, an empty one
+ * on the same run, comes: b's action, which says whether a's hold left room for it. */
+static enum gw_action second_request_action(struct fx_pol *fx, const char *body, const char *run,
+                                            struct fx_call *a, struct fx_call *b)
+{
+    struct gw_verdict v;
+
+    call_init(a, "gpt-4o", run, "");
+    call_body(a, body);
+    v = fx_verdict(gw_policy_cost.evaluate, fx, a);
+    assert_int_equal(v.action, GW_ACTION_PASS);
+    call_init(b, "gpt-4o", run, "");
+    v = fx_verdict(gw_policy_cost.evaluate, fx, b);
+    return v.action;
+}
+
 /* What a request holds, seen from outside: with a run budget of exactly `usd`
  * a second request is refused while the first holds at least `usd`, and with
  * a budget a hair above it the second still fits. */
 static void assert_holds(struct fx_pol *fx, const char *body, const char *run_at,
                          const char *run_above)
 {
-    struct gw_verdict v;
     struct fx_call a, b;
 
-    call_init(&a, "gpt-4o", run_at, "");
-    call_body(&a, body);
-    v = fx_verdict(gw_policy_cost.evaluate, fx, &a);
-    assert_int_equal(v.action, GW_ACTION_PASS);
-    call_init(&b, "gpt-4o", run_at, "");
-    v = fx_verdict(gw_policy_cost.evaluate, fx, &b);
-    assert_int_equal(v.action, GW_ACTION_BLOCK);
+    assert_int_equal(second_request_action(fx, body, run_at, &a, &b), GW_ACTION_BLOCK);
     gw_policy_cost.complete(&fx->pol, &a.req, &a.rec);
     json_object_put(a.req.body);
 
-    call_init(&a, "gpt-4o", run_above, "");
-    call_body(&a, body);
-    v = fx_verdict(gw_policy_cost.evaluate, fx, &a);
-    assert_int_equal(v.action, GW_ACTION_PASS);
-    call_init(&b, "gpt-4o", run_above, "");
-    v = fx_verdict(gw_policy_cost.evaluate, fx, &b);
-    assert_int_equal(v.action, GW_ACTION_PASS);
+    assert_int_equal(second_request_action(fx, body, run_above, &a, &b), GW_ACTION_PASS);
     gw_policy_cost.complete(&fx->pol, &b.req, &b.rec);
     gw_policy_cost.complete(&fx->pol, &a.req, &a.rec);
     json_object_put(a.req.body);

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "gateway/policies/injection/injection.h"
+#include "tests/unit/gateway/policies/injection/score_raise.h"
 
 struct overlap_case {
     const char *system;
@@ -70,13 +71,7 @@ static void test_conversation_score_raises_only_with_overlap(void **state)
     /* Below INJECTION_CONV_MIN the user turn's score stands. */
     assert_true(injection_conversation_score(0.42, 0) == 0.42);
     /* Each overlapping stem adds log-odds, up to the cap. */
-    assert_true(injection_conversation_score(0.5, 1) > 0.5);
-    assert_true(injection_conversation_score(0.5, 2) > injection_conversation_score(0.5, 1));
-    assert_true(injection_conversation_score(0.5, INJECTION_CONV_CAP + 5) ==
-                injection_conversation_score(0.5, INJECTION_CONV_CAP));
-    /* Scores at the ends stay in [0, 1]. */
-    assert_true(injection_conversation_score(1.0, 3) <= 1.0);
-    assert_true(injection_conversation_score(0.0, 3) >= 0.0);
+    assert_raise_per_hit_up_to_cap(injection_conversation_score, 0.5, INJECTION_CONV_CAP);
     assert_true(injection_conversation_score(0.0, 3) < 0.5);
 }
 

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "gateway/policies/injection/injection.h"
+#include "tests/unit/gateway/policies/injection/score_raise.h"
 
 struct hit_case {
     const char *text;
@@ -88,13 +89,7 @@ static void test_indirect_hits_long_text(void **state)
 static void test_indirect_score_raises_per_hit_up_to_cap(void **state)
 {
     (void)state;
-    assert_true(injection_indirect_score(0.3, 0) == 0.3);
-    assert_true(injection_indirect_score(0.3, 1) > 0.3);
-    assert_true(injection_indirect_score(0.3, 2) > injection_indirect_score(0.3, 1));
-    assert_true(injection_indirect_score(0.3, INJECTION_INDIRECT_CAP + 4) ==
-                injection_indirect_score(0.3, INJECTION_INDIRECT_CAP));
-    assert_true(injection_indirect_score(1.0, 2) <= 1.0);
-    assert_true(injection_indirect_score(0.0, 2) >= 0.0);
+    assert_raise_per_hit_up_to_cap(injection_indirect_score, 0.3, INJECTION_INDIRECT_CAP);
 }
 
 static const struct CMUnitTest tests[] = {
