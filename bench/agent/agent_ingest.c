@@ -59,6 +59,8 @@ struct sender {
 
 static void make_record(struct gv_record *r, uint64_t i)
 {
+    struct gv_trace_ids ids;
+
     bench_record(r, i, 100);
     r->start_wall_us = 1700000000000000ull + i;
     r->cost_usd = 0.0001;
@@ -79,9 +81,10 @@ static void make_record(struct gv_record *r, uint64_t i)
                      (unsigned long long)i);
             snprintf(r->finish_reasons, sizeof(r->finish_reasons), "stop");
         }
-        gv_trace_derive_request(r, "kt.trace", r->trace_id, GV_TRACE_ID_LEN);
-        gv_trace_derive_request(r, "kt.server", r->span_id, GV_SPAN_ID_LEN);
-        gv_trace_derive_request(r, "kt.client", r->upstream_span_id, GV_SPAN_ID_LEN);
+        gv_trace_derive_ids(r, &ids);
+        memcpy(r->trace_id, ids.trace, GV_TRACE_ID_LEN);
+        memcpy(r->span_id, ids.server, GV_SPAN_ID_LEN);
+        memcpy(r->upstream_span_id, ids.client, GV_SPAN_ID_LEN);
         r->trace_flags = 1;
     }
 }
