@@ -134,7 +134,6 @@ wrk -t"$T" -c"$CONC" -d2s -s "$HERE/post.lua" "http://127.0.0.1:$N_PORT" >/dev/n
 # CPU per request of each gateway process (utime + stime from /proc): steadier than req/s
 # on a shared machine, because it does not depend on who else had the cores.
 TCK="$(getconf CLK_TCK)"
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 A_PID="${PIDS[1]}"
 N_PID="${PIDS[2]}"
 A_CPU=0

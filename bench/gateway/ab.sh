@@ -46,13 +46,6 @@ nginx_upstream "$WORK/up" "$UP_PORT"
 page_config "http://127.0.0.1:$UP_PORT/v1" >"$WORK/policy-config.yaml"
 HZ="$(getconf CLK_TCK)"
 
-ticks() { # ticks PID: utime + stime of the process (all its threads), in clock ticks
-    local st f
-    st="$(<"/proc/$1/stat")"
-    read -r -a f <<<"${st##*) }"
-    echo $((f[11] + f[12]))
-}
-
 one_run() { # one_run BIN: prints "rps cpu_us steal_pct"
     local pid i t0 t1 s0 s1 line req rps
     rm -rf "$WORK/state"
@@ -66,11 +59,11 @@ one_run() { # one_run BIN: prints "rps cpu_us steal_pct"
     done
     wrk -t2 -c64 -d2s -s "$HERE/post.lua" "http://127.0.0.1:$KT_PORT" "${WRK_ARGS[@]}" \
         >/dev/null 2>&1 || true
-    t0="$(ticks "$pid")"
+    t0="$(cpu_ticks "$pid")"
     s0="$(steal_ticks)"
     line="$(wrk -t2 -c64 -d"${DURATION}s" -s "$HERE/post.lua" "http://127.0.0.1:$KT_PORT" \
         "${WRK_ARGS[@]}" 2>&1 | grep '^BENCH ')" || true
-    t1="$(ticks "$pid")"
+    t1="$(cpu_ticks "$pid")"
     s1="$(steal_ticks)"
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true

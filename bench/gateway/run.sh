@@ -207,15 +207,6 @@ for n in "${TARGETS[@]}"; do
     esac
     [ -n "${WATCH[$n]// /}" ] || { echo "bench: no process to watch for $n" >&2; exit 1; }
 done
-cpu_ticks() { # cpu_ticks PID...: user + system clock ticks, summed
-    local p st f sum=0
-    for p in "$@"; do
-        st="$(<"/proc/$p/stat")" || continue
-        read -r -a f <<<"${st##*) }" # the fields after comm: state, ppid, ... utime is the 12th
-        sum=$((sum + f[11] + f[12]))
-    done
-    echo "$sum"
-}
 HZ="$(getconf CLK_TCK)"
 
 # --- the load ----------------------------------------------------------------------------

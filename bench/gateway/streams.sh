@@ -266,12 +266,6 @@ fd_count() { # fd_count PID
     local f=("/proc/$1/fd/"*)
     echo "${#f[@]}"
 }
-cpu_ticks() { # cpu_ticks PID: user + system CPU time in clock ticks
-    local st f
-    st="$(<"/proc/$1/stat")"
-    read -r -a f <<<"${st##*) }" # the fields after comm: state, ppid, ... utime is the 12th
-    echo $((f[11] + f[12]))
-}
 listen_overflows() { # the kernel's TcpExtListenOverflows counter
     awk '/^TcpExt:/ { if (!h) { for (i = 1; i <= NF; i++) n[$i] = i; h = 1 }
                       else { print $n["ListenOverflows"] } }' /proc/net/netstat
