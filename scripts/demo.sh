@@ -178,6 +178,7 @@ RUN_DIR="$(find "$STORE" -mindepth 3 -maxdepth 3 -type d -name "${WANDB_RUN_ID}-
     head -n 1)"
 if [ -n "$RUN_DIR" ] && [ -f "$RUN_DIR/summary.json" ]; then
     echo "cumulative governance summary of ${RUN_DIR#"$STORE"/}:"
+    # shellcheck disable=SC2016 # JavaScript, not the shell, expands its ${...}
     node -e '
         const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
         const keep = /^governance\/(requests|allowed|redacted|blocked|pii\/|tokens_total)/;

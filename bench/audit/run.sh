@@ -165,7 +165,9 @@ MN="$(median "${RN[@]}")"
 
 # --- the log is whole: verify it -------------------------------------------------------------
 sleep 0.5 # one fsync interval for the last batch
-kill -TERM "${PIDS[1]}" 2>/dev/null && wait "${PIDS[1]}" 2>/dev/null || true
+if kill -TERM "${GW_PID[audit]}" 2>/dev/null; then
+    wait "${GW_PID[audit]}" 2>/dev/null || true
+fi
 VERIFY="$("$KT" events verify --state-dir "$WORK/state-audit" 2>&1 || true)"
 
 {

@@ -69,7 +69,11 @@ one_run() { # one_run BIN: prints "rps cpu_us steal_pct"
     wait "$pid" 2>/dev/null || true
     req="$(sed -E 's/.* requests=([0-9]+).*/\1/' <<<"$line")"
     rps="$(sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$line")"
-    [ -n "$line" ] && [ "$req" -gt 0 ] || { echo "ab: no answers from $1" >&2; tail "$WORK/kt.log" >&2; exit 1; }
+    if ! { [ -n "$line" ] && [ "$req" -gt 0 ]; }; then
+        echo "ab: no answers from $1" >&2
+        tail "$WORK/kt.log" >&2
+        exit 1
+    fi
     awk -v t=$((t1 - t0)) -v hz="$HZ" -v r="$req" -v rps="$rps" \
         -v st="$(steal_pct "$s0" "$s1")" \
         'BEGIN { printf "%.0f %.2f %s\n", rps, 1e6 * t / hz / r, st }'
@@ -89,6 +93,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         # A turn a neighbour took a share of is run again, and the turn that lost least kept.
         res="$(least_stolen "$REDO" "$MAX_STEAL" note_again one_run "$bin")"
         echo "$which $res" >>"$WORK/runs"
+        # shellcheck disable=SC2086 # three numbers
         printf "%5d %-6s %8s %11s %8s\n" "$r" "$which" $res
     done
 done
