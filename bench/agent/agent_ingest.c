@@ -40,10 +40,10 @@
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
 #include "core/gv_time.h"
-#include "core/gv_trace.h"
 #include "bench/agent/bench_agent.h"
 #include "bench/agent/otlp_count.pb-c.h"
 #include "gateway/gw_emit.h"
+#include "gateway/gw_trace.h"
 
 /* Section 4 sends what a served request carries: trace ids and an upstream call. */
 static bool full_records;
@@ -59,8 +59,6 @@ struct sender {
 
 static void make_record(struct gv_record *r, uint64_t i)
 {
-    struct gv_trace_ids ids;
-
     bench_record(r, i, 100);
     r->start_wall_us = 1700000000000000ull + i;
     r->cost_usd = 0.0001;
@@ -81,11 +79,7 @@ static void make_record(struct gv_record *r, uint64_t i)
                      (unsigned long long)i);
             snprintf(r->finish_reasons, sizeof(r->finish_reasons), "stop");
         }
-        gv_trace_derive_ids(r, &ids);
-        memcpy(r->trace_id, ids.trace, GV_TRACE_ID_LEN);
-        memcpy(r->span_id, ids.server, GV_SPAN_ID_LEN);
-        memcpy(r->upstream_span_id, ids.client, GV_SPAN_ID_LEN);
-        r->trace_flags = 1;
+        gw_trace_begin(r, NULL, NULL);
     }
 }
 
