@@ -56,6 +56,20 @@ wait_for_line() {
     return 1
 }
 
+# stop_clean NAME PID LOG: SIGTERM, then the demo fails unless it exits 0 (with LOG's tail).
+stop_clean() {
+    local name="$1" pid="$2" log="$3" rc
+    kill -TERM "$pid"
+    if wait "$pid"; then
+        echo "$name stopped cleanly"
+    else
+        rc=$?
+        echo "$name exited with $rc; its log:" >&2
+        tail -n 40 "$log" >&2
+        exit 1
+    fi
+}
+
 say "dependencies"
 bash scripts/install-deps.sh
 (cd tests/e2e && { [ -f node_modules/openai/package.json ] ||
@@ -145,15 +159,7 @@ done
 build/kt agent status --state-dir "$WORK/state" || echo "(kt agent status failed)"
 
 say "stopping the agent (SIGTERM: it flushes to W&B first)"
-kill -TERM "$AGENT_PID"
-if wait "$AGENT_PID"; then
-    echo "agent stopped cleanly"
-else
-    rc=$?
-    echo "agent exited with $rc; its log:" >&2
-    tail -n 40 "$WORK/agent.log" >&2
-    exit 1
-fi
+stop_clean agent "$AGENT_PID" "$WORK/agent.log"
 
 say "where the governance runs went"
 if [ "$WANDB_ONLINE" = 1 ]; then
@@ -172,6 +178,7 @@ RUN_DIR="$(find "$STORE" -mindepth 3 -maxdepth 3 -type d -name "${WANDB_RUN_ID}-
     head -n 1)"
 if [ -n "$RUN_DIR" ] && [ -f "$RUN_DIR/summary.json" ]; then
     echo "cumulative governance summary of ${RUN_DIR#"$STORE"/}:"
+    # shellcheck disable=SC2016 # JavaScript, not the shell, expands its ${...}
     node -e '
         const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
         const keep = /^governance\/(requests|allowed|redacted|blocked|pii\/|tokens_total)/;
@@ -186,13 +193,5 @@ say "the audit trail (kt events list --limit 10)"
 build/kt events list --limit 10 --state-dir "$WORK/state" || echo "(kt events list failed)"
 
 say "stopping"
-kill -TERM "$GW_PID"
-if wait "$GW_PID"; then
-    echo "gateway stopped cleanly"
-else
-    rc=$?
-    echo "gateway exited with $rc; its log:" >&2
-    tail -n 40 "$WORK/gateway.log" >&2
-    exit 1
-fi
+stop_clean gateway "$GW_PID" "$WORK/gateway.log"
 echo "gateway log: $(wc -l <"$WORK/gateway.log") lines (KT_DEMO_KEEP=1 keeps $WORK)"

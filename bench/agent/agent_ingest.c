@@ -40,10 +40,10 @@
 #include "core/gv_log.h"
 #include "core/gv_mem.h"
 #include "core/gv_time.h"
-#include "core/gv_trace.h"
 #include "bench/agent/bench_agent.h"
 #include "bench/agent/otlp_count.pb-c.h"
 #include "gateway/gw_emit.h"
+#include "gateway/gw_trace.h"
 
 /* Section 4 sends what a served request carries: trace ids and an upstream call. */
 static bool full_records;
@@ -79,10 +79,7 @@ static void make_record(struct gv_record *r, uint64_t i)
                      (unsigned long long)i);
             snprintf(r->finish_reasons, sizeof(r->finish_reasons), "stop");
         }
-        gv_trace_derive_request(r, "kt.trace", r->trace_id, GV_TRACE_ID_LEN);
-        gv_trace_derive_request(r, "kt.server", r->span_id, GV_SPAN_ID_LEN);
-        gv_trace_derive_request(r, "kt.client", r->upstream_span_id, GV_SPAN_ID_LEN);
-        r->trace_flags = 1;
+        gw_trace_begin(r, NULL, NULL);
     }
 }
 
@@ -357,6 +354,24 @@ static void receiver_stop(struct receiver *r)
     event_base_free(r->base);
 }
 
+/* The first line of /proc/self/task/<tid>/<file> into buf. Returns 0, or -1 when it cannot be
+ * read (the thread may have ended since the directory was listed). */
+static int task_line(const char *tid, const char *file, char *buf, size_t size)
+{
+    char path[300];
+    FILE *f;
+    int rc;
+
+    snprintf(path, sizeof(path), "/proc/self/task/%s/%s", tid, file);
+    f = fopen(path, "r");
+    if (!f) {
+        return -1;
+    }
+    rc = fgets(buf, (int)size, f) ? 0 : -1;
+    fclose(f);
+    return rc;
+}
+
 /* CPU seconds of this process's thread named `name` (utime + stime from /proc). */
 static double named_thread_cpu_s(const char *name)
 {
@@ -365,35 +380,22 @@ static double named_thread_cpu_s(const char *name)
     double s = 0;
 
     while (d && (de = readdir(d)) != NULL) {
-        char path[300], comm[64] = "", stat[1024];
-        FILE *f;
+        char comm[64] = "", stat[1024];
         unsigned long ut = 0, st = 0;
         char *p;
         if (de->d_name[0] == '.') {
             continue;
         }
-        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
-        f = fopen(path, "r");
-        if (!f || !fgets(comm, sizeof(comm), f)) {
-            if (f) {
-                fclose(f);
-            }
+        if (task_line(de->d_name, "comm", comm, sizeof(comm)) != 0) {
             continue;
         }
-        fclose(f);
         comm[strcspn(comm, "\n")] = '\0';
         if (strcmp(comm, name) != 0) {
             continue;
         }
-        snprintf(path, sizeof(path), "/proc/self/task/%s/stat", de->d_name);
-        f = fopen(path, "r");
-        if (!f || !fgets(stat, sizeof(stat), f)) {
-            if (f) {
-                fclose(f);
-            }
+        if (task_line(de->d_name, "stat", stat, sizeof(stat)) != 0) {
             continue;
         }
-        fclose(f);
         /* Fields 14 and 15 follow the ")" that ends the name. */
         p = strrchr(stat, ')');
         if (p &&

@@ -134,31 +134,29 @@ wrk -t"$T" -c"$CONC" -d2s -s "$HERE/post.lua" "http://127.0.0.1:$N_PORT" >/dev/n
 # CPU per request of each gateway process (utime + stime from /proc): steadier than req/s
 # on a shared machine, because it does not depend on who else had the cores.
 TCK="$(getconf CLK_TCK)"
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-A_PID="${PIDS[1]}"
-N_PID="${PIDS[2]}"
-A_CPU=0
-N_CPU=0
-A_REQ=0
-N_REQ=0
+declare -A GW_PID=([audit]="${PIDS[1]}" [noaudit]="${PIDS[2]}")
+declare -A GW_PORT=([audit]="$A_PORT" [noaudit]="$N_PORT")
+declare -A CPU=([audit]=0 [noaudit]=0) REQ=([audit]=0 [noaudit]=0) RPS
 errors=0
+turn() { # turn NAME: one measured run of gateway NAME; its req/s in RPS[NAME], its requests
+    # and CPU ticks added to REQ[NAME] and CPU[NAME]
+    local c0 reqs err
+    c0="$(cpu_ticks "${GW_PID[$1]}")"
+    read -r "RPS[$1]" reqs err < <(run "${GW_PORT[$1]}")
+    CPU[$1]=$((CPU[$1] + $(cpu_ticks "${GW_PID[$1]}") - c0))
+    REQ[$1]=$((REQ[$1] + reqs))
+    errors=$((errors + err))
+}
 SENT=$((1 + $(sed -nE 's/.*requests=([0-9]+).*/\1/p' "$WORK/warm-a" || echo 0)))
 for ((r = 1; r <= ROUNDS; r++)); do
-    c0="$(cpu_ticks "$A_PID")"
-    read -r rps reqs err < <(run "$A_PORT")
-    A_CPU=$((A_CPU + $(cpu_ticks "$A_PID") - c0))
-    A_REQ=$((A_REQ + reqs))
-    RA+=("$rps")
-    SENT=$((SENT + reqs))
-    errors=$((errors + err))
-    c0="$(cpu_ticks "$N_PID")"
-    read -r rps2 reqs2 err2 < <(run "$N_PORT")
-    N_CPU=$((N_CPU + $(cpu_ticks "$N_PID") - c0))
-    N_REQ=$((N_REQ + reqs2))
-    RN+=("$rps2")
-    errors=$((errors + err2))
-    printf '  round %d: audit %10s req/s   noaudit %10s req/s\n' "$r" "$rps" "$rps2" >&2
+    turn audit
+    turn noaudit
+    RA+=("${RPS[audit]}")
+    RN+=("${RPS[noaudit]}")
+    printf '  round %d: audit %10s req/s   noaudit %10s req/s\n' "$r" "${RPS[audit]}" \
+        "${RPS[noaudit]}" >&2
 done
+SENT=$((SENT + REQ[audit]))
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
     print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -167,7 +165,9 @@ MN="$(median "${RN[@]}")"
 
 # --- the log is whole: verify it -------------------------------------------------------------
 sleep 0.5 # one fsync interval for the last batch
-kill -TERM "${PIDS[1]}" 2>/dev/null && wait "${PIDS[1]}" 2>/dev/null || true
+if kill -TERM "${GW_PID[audit]}" 2>/dev/null; then
+    wait "${GW_PID[audit]}" 2>/dev/null || true
+fi
 VERIFY="$("$KT" events verify --state-dir "$WORK/state-audit" 2>&1 || true)"
 
 {
@@ -180,7 +180,8 @@ VERIFY="$("$KT" events verify --state-dir "$WORK/state-audit" 2>&1 || true)"
         p = (n > 0) ? 100 * a / n : 0
         printf "BENCH audit_fsync=%s audit_rps=%.1f noaudit_rps=%.1f ratio_pct=%.1f cost_pct=%.1f %s\n",
             f, a, n, p, 100 - p, (p >= 90) ? "PASS(<=10%)" : "FAIL(>10%)" }'
-    awk -v ac="$A_CPU" -v ar="$A_REQ" -v nc="$N_CPU" -v nr="$N_REQ" -v t="$TCK" 'BEGIN {
+    awk -v ac="${CPU[audit]}" -v ar="${REQ[audit]}" -v nc="${CPU[noaudit]}" \
+        -v nr="${REQ[noaudit]}" -v t="$TCK" 'BEGIN {
         a = (ar > 0) ? 1e6 * ac / t / ar : 0; n = (nr > 0) ? 1e6 * nc / t / nr : 0
         printf "BENCH_CPU audit_us_per_req=%.1f noaudit_us_per_req=%.1f audit_extra_pct=%.1f\n",
             a, n, (n > 0) ? 100 * (a - n) / n : 0 }'

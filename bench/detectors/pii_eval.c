@@ -30,10 +30,30 @@ struct tally {
 
 static struct tally tal[GV_PII_NTYPES];
 
-static void score(const struct gen_span *gold, size_t ng, const struct pii_span *pred, size_t np)
+/* Counts one sentence's predictions against its gold spans into tal. With dump_type >= 0, the
+ * misses (gold not overlapped by a prediction of its type) and the false alarms of that type
+ * also go to stderr with the sentence `text`, for looking at the dev half's errors. */
+static void score(const struct gen_span *gold, size_t ng, const struct pii_span *pred, size_t np,
+                  const char *text, int dump_type)
 {
     size_t i, j;
 
+    for (j = 0; j < ng; j++) {
+        bool ok = false;
+        if (gold[j].type < 0) {
+            continue;
+        }
+        tal[gold[j].type].gold++;
+        for (i = 0; i < np && !ok; i++) {
+            ok = gold[j].type == pred[i].type && pred[i].start < gold[j].end &&
+                 gold[j].start < pred[i].end;
+        }
+        tal[gold[j].type].gold_ok += ok;
+        if (!ok && gold[j].type == dump_type) {
+            fprintf(stderr, "MISS [%.*s] | %s\n", (int)(gold[j].end - gold[j].start),
+                    text + gold[j].start, text);
+        }
+    }
     for (i = 0; i < np; i++) {
         bool ok = false, exact = false;
         tal[pred[i].type].pred++;
@@ -46,18 +66,10 @@ static void score(const struct gen_span *gold, size_t ng, const struct pii_span 
         }
         tal[pred[i].type].pred_ok += ok;
         tal[pred[i].type].pred_exact += exact;
-    }
-    for (j = 0; j < ng; j++) {
-        bool ok = false;
-        if (gold[j].type < 0) {
-            continue;
+        if (!ok && pred[i].type == dump_type) {
+            fprintf(stderr, "FALSE [%.*s] | %s\n", (int)(pred[i].end - pred[i].start),
+                    text + pred[i].start, text);
         }
-        tal[gold[j].type].gold++;
-        for (i = 0; i < np && !ok; i++) {
-            ok = gold[j].type == pred[i].type && pred[i].start < gold[j].end &&
-                 gold[j].start < pred[i].end;
-        }
-        tal[gold[j].type].gold_ok += ok;
     }
 }
 
@@ -107,41 +119,6 @@ static int half_of(const char *text, size_t len)
 
     SHA256((const unsigned char *)text, len, md);
     return md[0] & 1;
-}
-
-/* Misses (gold not overlapped by a prediction of its type) and false alarms
- * of one type, with the sentence, for looking at the dev half's errors. */
-static void dump_errors(int type, const char *text, const struct gen_span *gold, size_t ng,
-                        const struct pii_span *pred, size_t np)
-{
-    size_t i, j;
-
-    for (j = 0; j < ng; j++) {
-        bool ok = false;
-        if (gold[j].type != type) {
-            continue;
-        }
-        for (i = 0; i < np && !ok; i++) {
-            ok = pred[i].type == type && pred[i].start < gold[j].end && gold[j].start < pred[i].end;
-        }
-        if (!ok) {
-            fprintf(stderr, "MISS [%.*s] | %s\n", (int)(gold[j].end - gold[j].start),
-                    text + gold[j].start, text);
-        }
-    }
-    for (i = 0; i < np; i++) {
-        bool ok = false;
-        if (pred[i].type != type) {
-            continue;
-        }
-        for (j = 0; j < ng && !ok; j++) {
-            ok = gold[j].type == type && pred[i].start < gold[j].end && gold[j].start < pred[i].end;
-        }
-        if (!ok) {
-            fprintf(stderr, "FALSE [%.*s] | %s\n", (int)(pred[i].end - pred[i].start),
-                    text + pred[i].start, text);
-        }
-    }
 }
 
 /* half: -1 whole set, 0 dev half, 1 held-out half. */
@@ -215,10 +192,7 @@ static int eval_presidio(const char *dir, int half)
             fprintf(stderr, "pii_eval: scan failed on record %zu\n", i);
             continue;
         }
-        score(gold, ng, sb.spans, sb.n);
-        if (dump_type >= 0) {
-            dump_errors(dump_type, text, gold, ng, sb.spans, sb.n);
-        }
+        score(gold, ng, sb.spans, sb.n, text, dump_type);
     }
     snprintf(title, sizeof(title),
              "PII on presidio-research synth_dataset_v2.json, %s (%zu sentences; overlap match)",
@@ -246,7 +220,7 @@ static void eval_generated(unsigned long seed, size_t count)
     for (i = 0; i < count; i++) {
         gen_sentence(&s);
         if (pii_scan(s.text.data, s.text.len, PII_ALL_TYPES, &sb) == GV_OK) {
-            score(s.spans, s.n, sb.spans, sb.n);
+            score(s.spans, s.n, sb.spans, sb.n, s.text.data, -1);
         }
     }
     snprintf(title, sizeof(title),

@@ -46,13 +46,6 @@ nginx_upstream "$WORK/up" "$UP_PORT"
 page_config "http://127.0.0.1:$UP_PORT/v1" >"$WORK/policy-config.yaml"
 HZ="$(getconf CLK_TCK)"
 
-ticks() { # ticks PID: utime + stime of the process (all its threads), in clock ticks
-    local st f
-    st="$(<"/proc/$1/stat")"
-    read -r -a f <<<"${st##*) }"
-    echo $((f[11] + f[12]))
-}
-
 one_run() { # one_run BIN: prints "rps cpu_us steal_pct"
     local pid i t0 t1 s0 s1 line req rps
     rm -rf "$WORK/state"
@@ -66,17 +59,21 @@ one_run() { # one_run BIN: prints "rps cpu_us steal_pct"
     done
     wrk -t2 -c64 -d2s -s "$HERE/post.lua" "http://127.0.0.1:$KT_PORT" "${WRK_ARGS[@]}" \
         >/dev/null 2>&1 || true
-    t0="$(ticks "$pid")"
+    t0="$(cpu_ticks "$pid")"
     s0="$(steal_ticks)"
     line="$(wrk -t2 -c64 -d"${DURATION}s" -s "$HERE/post.lua" "http://127.0.0.1:$KT_PORT" \
         "${WRK_ARGS[@]}" 2>&1 | grep '^BENCH ')" || true
-    t1="$(ticks "$pid")"
+    t1="$(cpu_ticks "$pid")"
     s1="$(steal_ticks)"
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     req="$(sed -E 's/.* requests=([0-9]+).*/\1/' <<<"$line")"
     rps="$(sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$line")"
-    [ -n "$line" ] && [ "$req" -gt 0 ] || { echo "ab: no answers from $1" >&2; tail "$WORK/kt.log" >&2; exit 1; }
+    if ! { [ -n "$line" ] && [ "$req" -gt 0 ]; }; then
+        echo "ab: no answers from $1" >&2
+        tail "$WORK/kt.log" >&2
+        exit 1
+    fi
     awk -v t=$((t1 - t0)) -v hz="$HZ" -v r="$req" -v rps="$rps" \
         -v st="$(steal_pct "$s0" "$s1")" \
         'BEGIN { printf "%.0f %.2f %s\n", rps, 1e6 * t / hz / r, st }'
@@ -96,6 +93,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         # A turn a neighbour took a share of is run again, and the turn that lost least kept.
         res="$(least_stolen "$REDO" "$MAX_STEAL" note_again one_run "$bin")"
         echo "$which $res" >>"$WORK/runs"
+        # shellcheck disable=SC2086 # three numbers
         printf "%5d %-6s %8s %11s %8s\n" "$r" "$which" $res
     done
 done

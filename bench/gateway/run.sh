@@ -74,6 +74,7 @@ PROXIES=(nginx floor floor2 kt)
 . "$ROOT/bench/lib/procs.sh"
 . "$ROOT/bench/lib/nginx-upstream.sh"
 . "$ROOT/bench/lib/steal.sh"
+. "$ROOT/bench/lib/apt.sh"
 work_dir kt-bench
 
 # --- bench-only dependencies (not part of the test deps) ---------------------------------
@@ -82,13 +83,7 @@ command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 [ -e /usr/include/http_parser.h ] || need+=(libhttp-parser-dev)
 [ -e /usr/include/mimalloc.h ] || need+=(libmimalloc-dev)
-if [ "${#need[@]}" -gt 0 ]; then
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO=sudo
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-        "${need[@]}" >&2
-fi
+apt_install "${need[@]}"
 command -v node >/dev/null 2>&1 || { echo "bench: node is needed (paced load)" >&2; exit 1; }
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
@@ -207,15 +202,6 @@ for n in "${TARGETS[@]}"; do
     esac
     [ -n "${WATCH[$n]// /}" ] || { echo "bench: no process to watch for $n" >&2; exit 1; }
 done
-cpu_ticks() { # cpu_ticks PID...: user + system clock ticks, summed
-    local p st f sum=0
-    for p in "$@"; do
-        st="$(<"/proc/$p/stat")" || continue
-        read -r -a f <<<"${st##*) }" # the fields after comm: state, ppid, ... utime is the 12th
-        sum=$((sum + f[11] + f[12]))
-    done
-    echo "$sum"
-}
 HZ="$(getconf CLK_TCK)"
 
 # --- the load ----------------------------------------------------------------------------

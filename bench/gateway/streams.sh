@@ -101,6 +101,7 @@ mkdir -p "$OUT"
 RESULT="$OUT/streams-$(date +%Y%m%d-%H%M%S).txt"
 . "$ROOT/bench/lib/procs.sh"
 . "$ROOT/bench/lib/nginx-upstream.sh"
+. "$ROOT/bench/lib/apt.sh"
 work_dir kt-streams STREAMS_KEEP
 
 # --- limits ---------------------------------------------------------------------------------
@@ -137,11 +138,7 @@ somaxconn="$(cat /proc/sys/net/core/somaxconn)"
 # --- bench-only dependencies (not part of the test deps) ---------------------------------
 command -v node >/dev/null 2>&1 || { echo "streams: node is needed" >&2; exit 1; }
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO=sudo
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-        nginx-light >&2
+    apt_install nginx-light
 fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
@@ -265,12 +262,6 @@ rss_kb() { # rss_kb PID: VmRSS in kB (read with builtins, no ps)
 fd_count() { # fd_count PID
     local f=("/proc/$1/fd/"*)
     echo "${#f[@]}"
-}
-cpu_ticks() { # cpu_ticks PID: user + system CPU time in clock ticks
-    local st f
-    st="$(<"/proc/$1/stat")"
-    read -r -a f <<<"${st##*) }" # the fields after comm: state, ppid, ... utime is the 12th
-    echo $((f[11] + f[12]))
 }
 listen_overflows() { # the kernel's TcpExtListenOverflows counter
     awk '/^TcpExt:/ { if (!h) { for (i = 1; i <= NF; i++) n[$i] = i; h = 1 }

@@ -25,19 +25,10 @@ KT="${KT_BIN:-$ROOT/build/kt}"
 BASE="${PORT_BASE:-18180}"
 UP_PORT=$((BASE + 1))
 KT_PORT=$((BASE + 3))
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/kt-upcost.XXXXXX")"
 . "$ROOT/bench/lib/procs.sh"
 . "$ROOT/bench/lib/page-config.sh"
 . "$ROOT/bench/lib/nginx-upstream.sh"
-
-cleanup() {
-    local rc=$?
-    stop_pids
-    [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+work_dir kt-upcost KEEP_WORK
 
 # client_cost CALLGRIND-OUT: prints the client's instructions per request. The requests are
 # counted by kt's own calls of the server's done callback (one per proxied request), not by

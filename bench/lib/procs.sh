@@ -1,10 +1,11 @@
-# bench/lib/procs.sh - stop what a benchmark started, newest first
+# bench/lib/procs.sh - the processes a benchmark starts: their CPU time, stopping them
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=bash
 #
 #   . bench/lib/procs.sh; PIDS+=($!) after each start; stop_pids from the EXIT trap
 #
-# Newest first, so a proxy goes before the upstream it talks to and nothing logs errors about
-# a peer that vanished while it was still being measured.
+# stop_pids stops them newest first, so a proxy goes before the upstream it talks to and
+# nothing logs errors about a peer that vanished while it was still being measured.
 PIDS=()
 
 stop_pids() {
@@ -48,4 +49,16 @@ ports_free() {
             exit 1
         fi
     done
+}
+
+# cpu_ticks PID...: the user + system CPU time of the processes (each with all its threads),
+# summed, in clock ticks (getconf CLK_TCK a second); a process that is gone counts 0.
+cpu_ticks() {
+    local p st f sum=0
+    for p in "$@"; do
+        st="$(<"/proc/$p/stat")" || continue
+        read -r -a f <<<"${st##*) }" # the fields after comm: state, ppid, ... utime is the 12th
+        sum=$((sum + f[11] + f[12]))
+    done
+    echo "$sum"
 }
