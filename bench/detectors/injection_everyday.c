@@ -21,6 +21,8 @@
 #define TRIES 200000u
 #define SHOW_WORST 10u
 
+/* Word lists, packed by hand. */
+/* clang-format off */
 static const char *const ml_topic[] = {
     "gradient descent", "the learning rate schedule", "batch normalization", "overfitting",
     "dropout", "the attention mechanism", "LoRA fine-tuning", "the validation loss curve",
@@ -89,6 +91,7 @@ static const char *const es_topic[] = {
     "el mecanismo de atención", "la validación cruzada", "este contrato con el proveedor", NULL};
 
 static const char *const none[] = {"", NULL};
+/* clang-format on */
 
 struct tmpl {
     const char *text; /* {A} and {B} are replaced by a value of pool a and b */
@@ -271,8 +274,9 @@ int main(void)
         fp += sc[i].score >= THRESHOLD;
     }
     qsort(sc, n, sizeof(*sc), cmp_scored_desc);
-    printf("## prompt-injection: everyday prompts (generated, never trained on), threshold %.2f\n\n",
-           THRESHOLD);
+    printf(
+        "## prompt-injection: everyday prompts (generated, never trained on), threshold %.2f\n\n",
+        THRESHOLD);
     printf("%zu distinct prompts from %zu templates x slots (EN/FR/DE/ES), seed %#llx.\n\n", n,
            sizeof(tmpls) / sizeof(tmpls[0]), (unsigned long long)SEED);
     printf("| %-8s | %5s | %4s | %6s | %10s | %9s |\n", "set", "rows", "fp", "FPR", "mean score",

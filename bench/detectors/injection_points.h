@@ -25,7 +25,7 @@ static inline int points_cmp_desc(const void *a, const void *b)
  * scores are score[k] for rows k of d) score above them (positive at > t[i]).
  * Reported, never tuned on. */
 static inline void points_thresholds(const struct injection_dataset *d, const double *score,
-                              double t[POINTS_N])
+                                     double t[POINTS_N])
 {
     static const double fprs[] = {0.01, 0.03};
     double *neg = gv_calloc(d->n ? d->n : 1, sizeof(*neg));

@@ -196,8 +196,9 @@ static int eval_presidio(const char *dir, int half)
     }
     snprintf(title, sizeof(title),
              "PII on presidio-research synth_dataset_v2.json, %s (%zu sentences; overlap match)",
-             half < 0 ? "whole set" : half == 0 ? "dev half (SHA-256 byte 0 even)"
-                                                : "held-out half (SHA-256 byte 0 odd)",
+             half < 0    ? "whole set"
+             : half == 0 ? "dev half (SHA-256 byte 0 even)"
+                         : "held-out half (SHA-256 byte 0 odd)",
              nsent);
     print_table(title);
     pii_scan_buf_free(&sb);

@@ -67,8 +67,7 @@ static const char *const up_headers[] = {"Content-Type: application/json",
                                          "Authorization: Bearer sk-bench-upstream", "Expect:"};
 /* The Accept of each list: a streamed request asks the upstream for an event stream, as kt's
  * upstream calls do. */
-static const char *const up_accept[2] = {"Accept: application/json",
-                                         "Accept: text/event-stream"};
+static const char *const up_accept[2] = {"Accept: application/json", "Accept: text/event-stream"};
 #define NHDRS ((int)(sizeof(up_headers) / sizeof(up_headers[0])))
 
 struct proxy;

@@ -48,22 +48,27 @@
 #include "core/gv_time.h"
 
 #define BUF_SIZE (16 * 1024)
-#define POOL_KEEP 1024u      /* free buffers kept for reuse; more go back to malloc */
-#define UP_IDLE_MAX 1024u    /* idle upstream sockets kept open */
-#define BODY_MAX (8u << 20)  /* request bodies above this answer 413 */
+#define POOL_KEEP 1024u     /* free buffers kept for reuse; more go back to malloc */
+#define UP_IDLE_MAX 1024u   /* idle upstream sockets kept open */
+#define BODY_MAX (8u << 20) /* request bodies above this answer 413 */
 #define BACKLOG_HIGH (32 * 1024)
 #define IOV_MAX_OUT 16
 #define ACCEPT_BATCH 64
 
-#define ERR_UPSTREAM "{\"error\":{\"message\":\"upstream unreachable or invalid answer\"," \
+#define ERR_UPSTREAM                                                                               \
+    "{\"error\":{\"message\":\"upstream unreachable or invalid answer\","                          \
     "\"type\":\"upstream_error\",\"code\":\"upstream_error\"}}"
-#define ERR_NOT_FOUND "{\"error\":{\"message\":\"This server serves POST /v1/chat/completions " \
+#define ERR_NOT_FOUND                                                                              \
+    "{\"error\":{\"message\":\"This server serves POST /v1/chat/completions "                      \
     "only.\",\"type\":\"invalid_request_error\",\"code\":\"unknown_url\"}}"
-#define ERR_METHOD "{\"error\":{\"message\":\"Method not allowed for this URL.\"," \
+#define ERR_METHOD                                                                                 \
+    "{\"error\":{\"message\":\"Method not allowed for this URL.\","                                \
     "\"type\":\"invalid_request_error\",\"code\":\"method_not_allowed\"}}"
-#define ERR_TOO_LARGE "{\"error\":{\"message\":\"Request body too large.\"," \
+#define ERR_TOO_LARGE                                                                              \
+    "{\"error\":{\"message\":\"Request body too large.\","                                         \
     "\"type\":\"invalid_request_error\",\"code\":\"request_too_large\"}}"
-#define ERR_BAD "{\"error\":{\"message\":\"Malformed HTTP request.\"," \
+#define ERR_BAD                                                                                    \
+    "{\"error\":{\"message\":\"Malformed HTTP request.\","                                         \
     "\"type\":\"invalid_request_error\",\"code\":\"bad_request\"}}"
 
 struct buf {
@@ -81,8 +86,8 @@ struct conn {
     struct event rev, wev;
     int wev_on;
     http_parser parser;
-    struct buf *in;                 /* unparsed bytes; NULL when none */
-    struct buf *out, *out_tail;     /* answer bytes not yet written */
+    struct buf *in;             /* unparsed bytes; NULL when none */
+    struct buf *out, *out_tail; /* answer bytes not yet written */
     size_t out_bytes;
     /* The request being read or relayed. */
     char url_ok, url_len, field_accept, in_flight, keep_alive, closing, chunked_out, rev_off;
@@ -882,8 +887,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
                  * loop would spin on it. Connections wait in the backlog meanwhile. */
                 struct timeval tv = {0, 100 * 1000};
 
-                fprintf(stderr, "kt-bench-floor2: accept: %s; pausing 100 ms\n",
-                        strerror(errno));
+                fprintf(stderr, "kt-bench-floor2: accept: %s; pausing 100 ms\n", strerror(errno));
                 event_del(&w->lev);
                 evtimer_add(&w->lpause, &tv);
             }
@@ -921,8 +925,7 @@ static int parse_upstream(struct worker *w, const char *url)
     if (hl + 7 > sizeof(w->host) || pl + 1 > sizeof(w->path) || pl == 0) {
         return -1;
     }
-    snprintf(w->host, sizeof(w->host), "%.*s:%u", (int)hl, url + u.field_data[UF_HOST].off,
-             u.port);
+    snprintf(w->host, sizeof(w->host), "%.*s:%u", (int)hl, url + u.field_data[UF_HOST].off, u.port);
     snprintf(w->path, sizeof(w->path), "%.*s", (int)pl, url + u.field_data[UF_PATH].off);
     snprintf(hostport, sizeof(hostport), "%s", w->host);
     return evutil_parse_sockaddr_port(hostport, (struct sockaddr *)&w->up_addr, &sslen) == 0 &&
@@ -943,8 +946,10 @@ int main(int argc, char **argv)
         return 2;
     }
     if (parse_upstream(&w, upstream) != 0) {
-        fprintf(stderr, "kt-bench-floor2: invalid --upstream '%s': want "
-                        "http://IPv4:PORT/PATH\n", upstream);
+        fprintf(stderr,
+                "kt-bench-floor2: invalid --upstream '%s': want "
+                "http://IPv4:PORT/PATH\n",
+                upstream);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);

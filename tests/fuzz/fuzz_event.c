@@ -1,4 +1,4 @@
-/* tests/fuzz/fuzz_event.c - the agent's reading of frames and events from a socket, journal or spool */
+/* tests/fuzz/fuzz_event.c - how the agent reads frames and events: socket, journal, spool */
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <string.h>
 
@@ -78,7 +78,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(memchr(h.instance_id, '\0', sizeof(h.instance_id)) != NULL);
             FUZZ_CHECK(memchr(h.pack_name, '\0', sizeof(h.pack_name)) != NULL);
             FUZZ_CHECK(memchr(h.chain, '\0', sizeof(h.chain)) != NULL);
-        } else if (type == GV_FRAME_EVENT) {
+        }
+        else if (type == GV_FRAME_EVENT) {
             check_event(payload, plen);
         }
         off += used;

@@ -72,11 +72,10 @@ static gv_rc read_file(const char *path, struct seed *out)
 /* One random edit of buf (len bytes, room for REPLAY_MAX_INPUT): flip a bit,
  * set an interesting byte, insert or delete a run, copy a run within, or
  * splice in part of another seed. Returns the new length. */
-static size_t mutate(uint64_t *s, uint8_t *buf, size_t len, const struct seed *seeds,
-                     size_t nseeds)
+static size_t mutate(uint64_t *s, uint8_t *buf, size_t len, const struct seed *seeds, size_t nseeds)
 {
-    static const uint8_t special[] = {0, 0xff, 0x7f, 0x80, '\n', '\r', ':', ' ', '"', '\\',
-                                      '{', '[', '-', '#', '&', '*', '@', 0xc3, 0xe2, 0xf0};
+    static const uint8_t special[] = {0,   0xff, 0x7f, 0x80, '\n', '\r', ':', ' ',  '"',  '\\',
+                                      '{', '[',  '-',  '#',  '&',  '*',  '@', 0xc3, 0xe2, 0xf0};
     size_t pos = rng_below(s, len + 1);
     size_t n, from;
     const struct seed *o;
@@ -97,8 +96,8 @@ static size_t mutate(uint64_t *s, uint8_t *buf, size_t len, const struct seed *s
         if (len + n <= REPLAY_MAX_INPUT) {
             memmove(buf + pos + n, buf + pos, len - pos);
             for (from = 0; from < n; from++) {
-                buf[pos + from] = rng_below(s, 2) ? special[rng_below(s, sizeof(special))]
-                                                  : (uint8_t)rng_next(s);
+                buf[pos + from] =
+                    rng_below(s, 2) ? special[rng_below(s, sizeof(special))] : (uint8_t)rng_next(s);
             }
             len += n;
         }

@@ -31,6 +31,8 @@ struct row {
     const char *want_pos0;
 };
 
+/* One case a row. */
+/* clang-format off */
 static const struct row rows[] = {
     {"nothing", {NULL}, CLI_ARGS_RUN, NULL, 7, false, 0, NULL},
     {"space value", {"--dir", "/x", NULL}, CLI_ARGS_RUN, "/x", 7, false, 0, NULL},
@@ -60,6 +62,7 @@ static const struct row rows[] = {
     {"number empty", {"--n=", NULL}, 2, NULL, 7, false, 0, NULL},
     {"too many positionals", {"a", "b", "c", NULL}, 2, NULL, 7, false, 0, NULL},
 };
+/* clang-format on */
 
 static int parse_row(const struct row *r, struct got *g, int pos_min)
 {
@@ -71,8 +74,8 @@ static int parse_row(const struct row *r, struct got *g, int pos_min)
         {"--json", CLI_OPT_FLAG, &g->json, 0, 0},
         {NULL, CLI_OPT_FLAG, NULL, 0, 0},
     };
-    const struct cli_spec spec = {"kt test", "usage: kt test [--dir D] [--n N] [--json] [F [G]]\n",
-                                  opts, g->pos, pos_min, 2};
+    const struct cli_spec spec = {
+        "kt test", "usage: kt test [--dir D] [--n N] [--json] [F [G]]\n", opts, g->pos, pos_min, 2};
 
     while (r->argv[argc]) {
         argv[argc] = (char *)r->argv[argc];

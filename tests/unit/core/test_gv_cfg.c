@@ -133,8 +133,13 @@ static void test_apply_defaults(void **state)
 static void test_apply_values(void **state)
 {
     struct applied *a = *state;
-    const struct demo want = {.on = false, .count = 10, .threshold = 0.25, .label = "007",
-                              .action = 2, .body = 512u * 1024, .timeout = 100};
+    const struct demo want = {.on = false,
+                              .count = 10,
+                              .threshold = 0.25,
+                              .label = "007",
+                              .action = 2,
+                              .body = 512u * 1024,
+                              .timeout = 100};
 
     assert_int_equal(apply(a, demo_map,
                            "p:\n  on: no\n  count: 10\n  threshold: 0.25\n  label: '007'\n"

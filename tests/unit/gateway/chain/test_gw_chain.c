@@ -321,10 +321,10 @@ static const struct gw_policy_ops t_mode = {
     .name = "t-mode", .init = mode_init, .evaluate = canned_eval, .destroy = count_destroy};
 
 static const struct gw_policy_ops *const t_all[] = {
-    &t_mode,    &t_pass,      &t_flag,   &t_block,  &t_block401,   &t_fail,  &t_bogus,
-    &t_none,    &t_none2,     &t_init_fail, &t_silent, &t_count,   &t_upper, &t_hold,
-    &t_sflag,   &t_sfail,     &t_jredact, &t_jflag,  &t_jfail,     &t_jcount, &t_count_eval,
-    &t_runid,   &t_entity,    &t_async,   NULL,
+    &t_mode,  &t_pass,   &t_flag,      &t_block,  &t_block401, &t_fail,   &t_bogus,
+    &t_none,  &t_none2,  &t_init_fail, &t_silent, &t_count,    &t_upper,  &t_hold,
+    &t_sflag, &t_sfail,  &t_jredact,   &t_jflag,  &t_jfail,    &t_jcount, &t_count_eval,
+    &t_runid, &t_entity, &t_async,     NULL,
 };
 
 /* The chain looks policies up by name in the config's registry: the policies above first,

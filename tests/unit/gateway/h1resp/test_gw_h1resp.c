@@ -132,7 +132,7 @@ static const char *body_of(const struct run *r)
 struct good_case {
     const char *name;
     const char *wire;
-    bool eof;          /* the peer closes after the last byte */
+    bool eof; /* the peer closes after the last byte */
     int status;
     const char *body;
     bool keep_alive;
@@ -141,7 +141,8 @@ struct good_case {
 
 static const struct good_case GOOD[] = {
     {"content-length",
-     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"a\":\"bcd\"}",
+     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+     "11\r\n\r\n{\"a\":\"bcd\"}",
      false, 200, "{\"a\":\"bcd\"}", true, 0},
     {"chunked with extensions and trailers",
      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -160,12 +161,13 @@ static const struct good_case GOOD[] = {
      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
      false, 200, "ok", true, 0},
     {"204 has no body", "HTTP/1.1 204 No Content\r\n\r\n", false, 204, "", true, 0},
-    {"content-length 0", "HTTP/1.1 429 Too Many\r\nContent-Length: 0\r\n\r\n", false, 429, "",
-     true, 0},
+    {"content-length 0", "HTTP/1.1 429 Too Many\r\nContent-Length: 0\r\n\r\n", false, 429, "", true,
+     0},
     {"HTTP/1.0 closes", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi", false, 200, "hi", false,
      0},
-    {"HTTP/1.0 keep-alive", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nhi",
-     false, 200, "hi", true, 0},
+    {"HTTP/1.0 keep-alive",
+     "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nhi", false, 200, "hi",
+     true, 0},
     {"Connection: close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi",
      false, 200, "hi", false, 0},
     {"bytes after the message", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1", false,
@@ -201,19 +203,18 @@ static void test_feed_good_cases_in_every_split(void **state)
 
 static void test_feed_keeps_the_headers_the_gateway_passes_on(void **state)
 {
-    static const char wire[] =
-        "HTTP/1.1 100 Continue\r\nx-request-id: not-this-one\r\n\r\n"
-        "HTTP/1.1 429 Too Many Requests\r\n"
-        "Content-Type: application/json; charset=utf-8\r\n"
-        "X-Request-Id: req_123\r\n"
-        "Retry-After: 7\r\n"
-        "retry-after-ms: 6500\r\n"
-        "x-should-retry: true\r\n"
-        "x-ratelimit-remaining-requests: 0\r\n"
-        "openai-version: 2020-10-01\r\n"
-        "openai-processing-ms: 12   \r\n"
-        "Set-Cookie: secret=1\r\n"
-        "Content-Length: 2\r\n\r\n{}";
+    static const char wire[] = "HTTP/1.1 100 Continue\r\nx-request-id: not-this-one\r\n\r\n"
+                               "HTTP/1.1 429 Too Many Requests\r\n"
+                               "Content-Type: application/json; charset=utf-8\r\n"
+                               "X-Request-Id: req_123\r\n"
+                               "Retry-After: 7\r\n"
+                               "retry-after-ms: 6500\r\n"
+                               "x-should-retry: true\r\n"
+                               "x-ratelimit-remaining-requests: 0\r\n"
+                               "openai-version: 2020-10-01\r\n"
+                               "openai-processing-ms: 12   \r\n"
+                               "Set-Cookie: secret=1\r\n"
+                               "Content-Length: 2\r\n\r\n{}";
     struct run r;
     unsigned mode;
 
@@ -241,10 +242,14 @@ struct bad_case {
 };
 
 static const struct bad_case BAD[] = {
-    {"CL and TE", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
-                  "5\r\nhello\r\n0\r\n\r\n", false},
-    {"TE and CL", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
-                  "5\r\nhello\r\n0\r\n\r\n", false},
+    {"CL and TE",
+     "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "5\r\nhello\r\n0\r\n\r\n",
+     false},
+    {"TE and CL",
+     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+     "5\r\nhello\r\n0\r\n\r\n",
+     false},
     {"two CL", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi", false},
     {"differing CL", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nhi!", false},
     {"CL not a number", "HTTP/1.1 200 OK\r\nContent-Length: 2x\r\n\r\nhi", false},
@@ -252,20 +257,32 @@ static const struct bad_case BAD[] = {
     {"TE gzip", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhi", true},
     {"TE gzip, chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
      false},
-    {"TE twice", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"
-                 "\r\n0\r\n\r\n", false},
+    {"TE twice",
+     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"
+     "\r\n0\r\n\r\n",
+     false},
     {"bad chunk size", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhi\r\n0\r\n\r\n",
      false},
-    {"chunk size overflow", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                            "fffffffffffffffff\r\nhi\r\n0\r\n\r\n", false},
-    {"chunk data without CRLF", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                "5\r\nhelloXY0\r\n\r\n", false},
-    {"chunk size line with bare LF", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                     "5\nhello\r\n0\r\n\r\n", false},
-    {"chunk size line with bare CR", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                     "5\rXhello\r\n0\r\n\r\n", false},
-    {"control byte in chunk extension", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                        "5;a\x01\r\nhello\r\n0\r\n\r\n", false},
+    {"chunk size overflow",
+     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "fffffffffffffffff\r\nhi\r\n0\r\n\r\n",
+     false},
+    {"chunk data without CRLF",
+     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "5\r\nhelloXY0\r\n\r\n",
+     false},
+    {"chunk size line with bare LF",
+     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "5\nhello\r\n0\r\n\r\n",
+     false},
+    {"chunk size line with bare CR",
+     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "5\rXhello\r\n0\r\n\r\n",
+     false},
+    {"control byte in chunk extension",
+     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "5;a\x01\r\nhello\r\n0\r\n\r\n",
+     false},
     {"bare LF in head", "HTTP/1.1 200 OK\nContent-Length: 2\r\n\r\nhi", false},
     {"bare LF ends head", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\nhi", false},
     {"bare CR in head", "HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 2\r\n\r\nhi", false},
@@ -278,8 +295,10 @@ static const struct bad_case BAD[] = {
     {"101", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
      false},
     {"cut mid-chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", true},
-    {"cut before the last chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                  "5\r\nhello\r\n", true},
+    {"cut before the last chunk",
+     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "5\r\nhello\r\n",
+     true},
     {"cut mid-length", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello", true},
     {"cut mid-head", "HTTP/1.1 200 OK\r\nContent-Le", true},
     {"closed without answer", "", true},

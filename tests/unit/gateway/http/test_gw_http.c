@@ -109,9 +109,13 @@ static void test_error_body_is_valid_utf8(void **state)
     size_t i;
 
     /* Well-formed text, 2-, 3- and 4-byte characters included, is untouched. */
-    expect_message("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    expect_message("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+                   "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
     /* Stray bytes, overlongs, surrogates and code points past U+10FFFF. */
+    /* The literal is split so that \xff does not swallow the b. */
+    /* clang-format off */
     expect_message("a\xff" "b", "a" FFFD "b");
+    /* clang-format on */
     expect_message("\xc0\xaf", FFFD FFFD);
     expect_message("x\xed\xa0\x80y", "x" FFFD FFFD FFFD "y");
     expect_message("\xf4\x90\x80\x80", FFFD FFFD FFFD FFFD);
@@ -131,9 +135,9 @@ static void test_error_body_is_valid_utf8(void **state)
     snprintf(msg, sizeof(msg), "x%.100s", model);
     assert_int_equal(strlen(msg), 101);
     gv_buf_init(&b, 0);
-    assert_int_equal(gw_http_error_body(&b, msg, "invalid_request_error", "model_not_found",
-                                        "\xfemodel"),
-                     GV_OK);
+    assert_int_equal(
+        gw_http_error_body(&b, msg, "invalid_request_error", "model_not_found", "\xfemodel"),
+        GV_OK);
     got = strict_message(&b);
     assert_int_equal(strlen(got), 2 + 98 + 3);
     assert_memory_equal(got, msg, 100);

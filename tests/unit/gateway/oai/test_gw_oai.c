@@ -35,6 +35,8 @@ struct row {
     const char *api_key;
 };
 
+/* One case a row, as wide as its request needs. */
+/* clang-format off */
 static const struct row rows[] = {
     {"plain request", OK_BODY, NULL, NULL, NULL, 0, NULL, NULL, "gpt-4o", 0, 0, ""},
     {"bearer key is read, spaces skipped", OK_BODY, NULL, NULL, "Bearer   sk-abc", 0, NULL, NULL,
@@ -160,6 +162,7 @@ static const struct row rows[] = {
      TEXT("\xf0\x9f\x98\x80 \xe2\x82\xac \xc3\xa9 \xf4\x8f\xbf\xbf \xed\x9f\xbf"), NULL, NULL, NULL,
      0, NULL, NULL, "m", 0, 0, ""},
 };
+/* clang-format on */
 
 static void test_rows(void **state)
 {
@@ -271,8 +274,8 @@ static void test_parse_json_checks_utf8_only_when_asked(void **state)
                             "\"content\":\"caf\xc3\"}]}";
 
         memset(&rec, 0, sizeof(rec));
-        assert_false(gw_oai_chat_check(tok, &h, body, sizeof(body) - 1, MAX_BODY, &chat, &rec,
-                                       &err));
+        assert_false(
+            gw_oai_chat_check(tok, &h, body, sizeof(body) - 1, MAX_BODY, &chat, &rec, &err));
         assert_int_equal(err.status, 400);
         assert_string_equal(err.code, "invalid_json");
         assert_null(chat.body);

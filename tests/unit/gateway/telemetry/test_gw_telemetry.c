@@ -75,8 +75,7 @@ static void test_shape_roles_whole_only(void **state)
                               "{\"role\":\"assistant\"},{\"role\":\"assistant\"}]}");
     gw_telemetry_shape(&rec, body);
     assert_int_equal(rec.nmessages, 10);
-    assert_string_equal(rec.roles,
-                        "assistant,assistant,assistant,assistant,assistant,assistant");
+    assert_string_equal(rec.roles, "assistant,assistant,assistant,assistant,assistant,assistant");
     json_object_put(body);
 }
 

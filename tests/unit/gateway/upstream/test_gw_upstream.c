@@ -450,8 +450,8 @@ static void test_connection_close_answer_is_not_pooled(void **state)
     struct call c;
 
     (void)state;
-    srv_answer(&F->srv,
-               "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi", KEEP);
+    srv_answer(&F->srv, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi",
+               KEEP);
     answered(&c, OK_JSON, KEEP, 0, 0);
     assert_int_equal(c.rc, GV_OK);
     call_free(&c);
@@ -480,7 +480,8 @@ static void test_slow_consumer_pause_and_resume(void **state)
                              "Transfer-Encoding: chunked\r\n\r\n");
     for (i = 0; i < 3000; i++) {
         char ev[96];
-        int n = snprintf(ev, sizeof(ev), "data: {\"i\":%zu,\"pad\":\"xxxxxxxxxxxxxxxxxxxx\"}\n\n", i);
+        int n =
+            snprintf(ev, sizeof(ev), "data: {\"i\":%zu,\"pad\":\"xxxxxxxxxxxxxxxxxxxx\"}\n\n", i);
         gv_buf_appendf(&wire, "%x\r\n", n);
         gv_buf_append(&wire, ev, (size_t)n);
         gv_buf_append_str(&wire, "\r\n");

@@ -184,19 +184,18 @@ static void test_record_json_bytes(void **state)
     assert_int_equal(gv_buf_append_str(&b, "x"), GV_OK);
     assert_int_equal(gw_audit_record_json(&rec, 0.000125, NULL, NULL, false, 42, "ab", &b), GV_OK);
     assert_string_equal(
-        b.data,
-        "x{\"seq\":42,\"prev\":\"ab\",\"ts\":\"2023-11-14T22:13:20.007Z\","
-        "\"ts_us\":1700000000007000,\"request_id\":\"req-0007\",\"run_id\":\"run-1\","
-        "\"project\":\"\",\"entity\":\"\",\"run_group\":\"\",\"principal\":\"\","
-        "\"team\":\"a\\\"b\\\\c\\n\",\"model\":\"gpt-4o\",\"target\":\"experiment-llm\","
-        "\"decision\":\"redacted\",\"status\":200,\"error_code\":\"\",\"policies\":["
-        "{\"name\":\"pii-detector\",\"action\":\"redact\",\"score\":0.0000,"
-        "\"pii\":{\"EMAIL_ADDRESS\":1}},"
-        "{\"name\":\"prompt-injection\",\"action\":\"block\",\"score\":0.9123,"
-        "\"pii\":{\"PERSON\":2}}],\"pii\":{\"PERSON\":2,\"EMAIL_ADDRESS\":1},"
-        "\"latency_ms\":1234.567,\"upstream_ms\":1.000,\"gateway_ms\":0.005,"
-        "\"tokens_prompt\":10,\"tokens_completion\":20,\"cost_usd\":0.00012500,"
-        "\"streamed\":true,\"tokens_estimated\":true}");
+        b.data, "x{\"seq\":42,\"prev\":\"ab\",\"ts\":\"2023-11-14T22:13:20.007Z\","
+                "\"ts_us\":1700000000007000,\"request_id\":\"req-0007\",\"run_id\":\"run-1\","
+                "\"project\":\"\",\"entity\":\"\",\"run_group\":\"\",\"principal\":\"\","
+                "\"team\":\"a\\\"b\\\\c\\n\",\"model\":\"gpt-4o\",\"target\":\"experiment-llm\","
+                "\"decision\":\"redacted\",\"status\":200,\"error_code\":\"\",\"policies\":["
+                "{\"name\":\"pii-detector\",\"action\":\"redact\",\"score\":0.0000,"
+                "\"pii\":{\"EMAIL_ADDRESS\":1}},"
+                "{\"name\":\"prompt-injection\",\"action\":\"block\",\"score\":0.9123,"
+                "\"pii\":{\"PERSON\":2}}],\"pii\":{\"PERSON\":2,\"EMAIL_ADDRESS\":1},"
+                "\"latency_ms\":1234.567,\"upstream_ms\":1.000,\"gateway_ms\":0.005,"
+                "\"tokens_prompt\":10,\"tokens_completion\":20,\"cost_usd\":0.00012500,"
+                "\"streamed\":true,\"tokens_estimated\":true}");
     gv_buf_free(&b);
 }
 

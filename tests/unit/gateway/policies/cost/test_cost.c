@@ -290,7 +290,8 @@ static void test_ledger_rejects_corrupt_file(void **state)
 static void test_check_only_creates_nothing(void **state)
 {
     (void)state;
-    fx_assert_check_only_creates_nothing(&gw_policy_cost, "budgets:\n  runs: {default: 1}\n", "/cost");
+    fx_assert_check_only_creates_nothing(&gw_policy_cost, "budgets:\n  runs: {default: 1}\n",
+                                         "/cost");
 }
 
 static const struct CMUnitTest tests[] = {

@@ -86,8 +86,8 @@ static const struct eval_row EVAL_ROWS[] = {
      "Hi, my name is John Smith, mail john.smith@example.com", -1, -1},
     {"flags", "action: flag\n", NULL, GW_ACTION_FLAG, NULL, -1, -1},
     {"passes clean", "action: flag\n",
-     "{\"messages\":[{\"role\":\"user\",\"content\":\"What is 2+2?\"}]}", GW_ACTION_PASS,
-     NULL, -1, -1},
+     "{\"messages\":[{\"role\":\"user\",\"content\":\"What is 2+2?\"}]}", GW_ACTION_PASS, NULL, -1,
+     -1},
     {"operator mask", "operator: {EMAIL_ADDRESS: mask}\n", NULL, GW_ACTION_REDACT,
      "Hi, my name is <PERSON>, mail ****.*****@*******.***", -1, -1},
 };

@@ -384,8 +384,8 @@ static void test_scan_person_later_mentions_and_verbs(void **state)
 {
     (void)state;
     /* A name found through a cue marks its bare mentions later in the text. */
-    size_t n = find("My name is Vsevolod Petrenko. Later Vsevolod called back.", GV_PII_PERSON,
-                    NULL, 0);
+    size_t n =
+        find("My name is Vsevolod Petrenko. Later Vsevolod called back.", GV_PII_PERSON, NULL, 0);
     assert_true(n >= 2);
     /* A lone name followed by a reporting verb is a person. */
     expect("Katrine said the run diverged.", GV_PII_PERSON, "Katrine");

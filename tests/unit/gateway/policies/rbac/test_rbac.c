@@ -74,10 +74,10 @@ struct eval_row {
 
 static const struct eval_row EVAL_ROWS[] = {
     {"missing key", "", "gpt-4o", "", NULL, GW_ACTION_BLOCK, 401, "invalid_api_key", NULL, NULL},
-    {"unknown key", "sk-mallory", "gpt-4o", "", NULL, GW_ACTION_BLOCK, 401, "invalid_api_key",
-     "", NULL},
-    {"known key sets principal and team", "sk-alice", "gpt-4o-2024-08-06", "", NULL,
-     GW_ACTION_PASS, 0, NULL, "alice", "vision-team"},
+    {"unknown key", "sk-mallory", "gpt-4o", "", NULL, GW_ACTION_BLOCK, 401, "invalid_api_key", "",
+     NULL},
+    {"known key sets principal and team", "sk-alice", "gpt-4o-2024-08-06", "", NULL, GW_ACTION_PASS,
+     0, NULL, "alice", "vision-team"},
     {"model outside the role", "sk-bob", "gpt-4o", "", NULL, GW_ACTION_BLOCK, 403, "rbac", NULL,
      NULL},
     {"model inside the role", "sk-bob", "gpt-4o-mini", "", NULL, GW_ACTION_PASS, 0, NULL, NULL,
@@ -86,8 +86,8 @@ static const struct eval_row EVAL_ROWS[] = {
      * not allow it. */
     {"team whose role refuses the model", "sk-alice", "gpt-4o", "interns-team", NULL,
      GW_ACTION_BLOCK, 403, "rbac", NULL, NULL},
-    {"entity that maps to no team", "sk-alice", "gpt-4o", "unmapped-entity", NULL,
-     GW_ACTION_PASS, 0, NULL, NULL, NULL},
+    {"entity that maps to no team", "sk-alice", "gpt-4o", "unmapped-entity", NULL, GW_ACTION_PASS,
+     0, NULL, NULL, NULL},
     /* targets are checked too */
     {"target outside the role", "sk-alice", "gpt-4o", "", "other-target", GW_ACTION_BLOCK, 403,
      "rbac", NULL, NULL},
