@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(
-  build-essential cmake pkg-config git ca-certificates
+  build-essential cmake pkg-config git ca-certificates clang-format
   libcurl4-openssl-dev libjson-c-dev libyaml-dev libpcre2-dev
   libprotobuf-c-dev protobuf-c-compiler libcmocka-dev
   libevent-dev libssl-dev libhttp-parser-dev zlib1g-dev libmimalloc-dev
