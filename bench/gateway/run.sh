@@ -19,8 +19,9 @@
 #   json    wrk POST (bench/gateway/post.lua) at concurrency 1 and 64;
 #   sse     the same request with "stream":true and Accept: text/event-stream, concurrency 64;
 #   paced   bench/gateway/paced.mjs: POST at a fixed BENCH_PACED_RATE req/s (default 500) over
-#           16 keep-alive connections, so latency is measured with nothing saturated (wrk can
-#           only measure a saturated server);
+#           16 keep-alive connections per target, so latency is measured with nothing saturated
+#           (wrk can only measure a saturated server); all targets in one run, taking turns every
+#           BENCH_PACED_SLICE_MS (default 200), so the machine's drift falls on all alike;
 #   sys     wrk c=64 for BENCH_SYS_DURATION s (default 3) per proxy, json and sse, with the
 #           proxy's syscalls counted by `perf stat -e raw_syscalls:sys_enter,...` (or by
 #           `strace -c` where perf cannot trace; strace slows the proxy, its rates are not
@@ -28,9 +29,10 @@
 # Per target it prints req/s, p50 and p99, each proxy's ratio to nginx, its CPU time per request
 # (utime + stime of the proxy's processes and threads from /proc/<pid>/stat around the measured
 # run, divided by the requests wrk counted; nginx: its workers; direct: the upstream's worker),
-# the added P50 at the paced rate (proxy p50 - direct p50) with kt-added / nginx-added, and the
-# syscalls per request (all, epoll_ctl, epoll_wait, reads, writes), and how much of the
-# machine's CPU time the host gave other tenants (steal, /proc/stat) during the wrk runs. The
+# the added P50 at the paced rate (proxy p50 - direct p50 of the same run, the median over the
+# rounds) with kt-added / nginx-added, the syscalls per request (all, epoll_ctl, epoll_wait,
+# reads, writes), and how much of the machine's CPU time the host gave other tenants (steal,
+# /proc/stat) during the wrk runs. The
 # last lines compare kt and floor2 with their targets. With BENCH_ROUNDS=R the wrk loads run R
 # times, every target in turn each round, so a busy spell of the machine hits all of them: the
 # tables show medians and the req/s range, the targets the median and range of the ratios taken
@@ -39,8 +41,9 @@
 # Environment: BENCH_DURATION (s), BENCH_WORKERS (nginx proxy worker processes and kt
 # --workers; default 1 so both proxies get the same share of the 2 cores; the floors always run
 # one loop), BENCH_PORT_BASE (default 18080: upstream +1, nginx +2, kt +3, floor +4, floor2 +5),
-# BENCH_PACED_RATE, BENCH_SYSCALLS, BENCH_SYS_DURATION, BENCH_SYS_TOOL=strace (count with
-# strace even where perf works), BENCH_ROUNDS (default 1), BENCH_MAX_STEAL and BENCH_REDO (a
+# BENCH_PACED_RATE, BENCH_PACED_SLICE_MS, BENCH_SYSCALLS, BENCH_SYS_DURATION,
+# BENCH_SYS_TOOL=strace (count with strace even where perf works), BENCH_ROUNDS (default 1),
+# BENCH_MAX_STEAL and BENCH_REDO (a
 # wrk run that lost more than BENCH_MAX_STEAL percent, default 5, of the machine's CPU time to
 # steal is run again, up to BENCH_REDO times, default 2, and the run that lost least is kept;
 # BENCH_REDO=0 keeps every first run), BENCH_SKIP_BUILD=1, KT_BIN, FLOOR_BIN, FLOOR2_BIN.
@@ -53,6 +56,7 @@ DURATION="${BENCH_DURATION:-10}"
 WORKERS="${BENCH_WORKERS:-1}"
 BASE="${BENCH_PORT_BASE:-18080}"
 PACED_RATE="${BENCH_PACED_RATE:-500}"
+PACED_SLICE_MS="${BENCH_PACED_SLICE_MS:-200}"
 SYSCALLS="${BENCH_SYSCALLS:-1}"
 SYS_DURATION="${BENCH_SYS_DURATION:-3}"
 ROUNDS="${BENCH_ROUNDS:-1}"
@@ -270,6 +274,10 @@ round_ratios() { # round_ratios "A1 A2 ..." "B1 B2 ...": A1/B1 A2/B2 ... (same r
     paste <(tr ' ' '\n' <<<"$1" | grep .) <(tr ' ' '\n' <<<"$2" | grep .) |
         awk '{ if ($2 > 0) printf "%.2f ", $1 / $2 }'
 }
+round_diffs() { # round_diffs "A1 A2 ..." "B1 B2 ...": A1-B1 A2-B2 ... (same round each)
+    paste <(tr ' ' '\n' <<<"$1" | grep .) <(tr ' ' '\n' <<<"$2" | grep .) |
+        awk '{ printf "%d ", $1 - $2 }'
+}
 
 echo "load: POST /v1/chat/completions, ${DURATION}s per run, $ROUNDS round(s), wrk on" \
     "127.0.0.1" >&2
@@ -292,21 +300,33 @@ for k in "${!L_RPS[@]}"; do
 done
 
 declare -A PACED
-echo "paced: $PACED_RATE req/s for ${DURATION}s over 16 connections, $ROUNDS round(s)" >&2
+# All targets in one run, taking turns every PACED_SLICE_MS (paced.mjs --targets): run one after
+# another, direct's own p50 moved by more between runs than a proxy adds to it.
+paced_targets=""
+for n in "${TARGETS[@]}"; do
+    paced_targets+="${paced_targets:+,}$n=http://127.0.0.1:${PORT[$n]}"
+done
+echo "paced: $PACED_RATE req/s, ${DURATION}s per target over 16 connections each, targets" \
+    "in turns of ${PACED_SLICE_MS} ms, $ROUNDS round(s)" >&2
 for ((round = 1; round <= ROUNDS; round++)); do
+    out="$(node "$HERE/paced.mjs" --targets "$paced_targets" --rate "$PACED_RATE" \
+        --duration-s "$((DURATION * ${#TARGETS[@]}))" --slice-ms "$PACED_SLICE_MS" \
+        --conns 16)" || true
     for n in "${TARGETS[@]}"; do
-        line="$(node "$HERE/paced.mjs" --url "http://127.0.0.1:${PORT[$n]}" \
-            --rate "$PACED_RATE" --duration-s "$DURATION" --conns 16 | grep '^PACED ')" || true
-        [ -n "$line" ] || line="PACED sent=0 ok=0 errors=1 p50_us=0 p90_us=0 p99_us=0 rate=0"
+        line="$(grep "^PACED target=$n " <<<"$out")" || true
+        [ -n "$line" ] || line="PACED target=$n sent=0 ok=0 errors=1 p50_us=0 p90_us=0 p99_us=0"
         PACED[$n.l50]+="$(bench_field p50_us "$line") "
         PACED[$n.l99]+="$(bench_field p99_us "$line") "
         PACED[$n.err]=$((${PACED[$n.err]:-0} + $(bench_field errors "$line")))
-        printf '  %-6s %s\n' "$n" "$line" >&2
+        printf '  %s\n' "$line" >&2
     done
 done
 for n in "${TARGETS[@]}"; do
     PACED[$n.p50]="$(median "${PACED[$n.l50]}")"
     PACED[$n.p99]="$(median "${PACED[$n.l99]}")"
+    # Added p50 within each round (the same run as direct's), then the median of the rounds.
+    [ "$n" = direct ] ||
+        PACED[$n.added]="$(median "$(round_diffs "${PACED[$n.l50]}" "${PACED[direct.l50]}")")"
 done
 
 # Syscalls per request: perf counts them in the kernel at little cost; strace stops the proxy
@@ -445,11 +465,8 @@ ms_diff() { # ms_diff US_A US_B: (A - B) in ms
     for n in "${TARGETS[@]}"; do
         added=- xa=-
         if [ "$n" != direct ]; then
-            PACED[$n.added]="$(awk -v a="${PACED[$n.p50]}" -v b="${PACED[direct.p50]}" \
-                'BEGIN { print a - b }')"
             added="$(ms "${PACED[$n.added]}")"
-            xa="$(ratio "${PACED[$n.added]}" "$(awk -v a="${PACED[nginx.p50]}" \
-                -v b="${PACED[direct.p50]}" 'BEGIN { print a - b }')")"
+            xa="$(ratio "${PACED[$n.added]}" "${PACED[nginx.added]}")"
         fi
         # shellcheck disable=SC2059
         printf "$PROW" "$n" "$(ms "${PACED[$n.p50]}")" "$(ms "${PACED[$n.p99]}")" "$added" \
