@@ -29,6 +29,8 @@
 /* Room kept behind each queue buffer for the dropped-lines notice. */
 #define NOTICE_MAX 256
 #define FLUSH_MS 10
+/* Empty flushes in a row (~1 s) after which the writer parks until a line comes. */
+#define PARK_AFTER_EMPTY 100u
 #define ASYNC_MIN_BYTES 1024
 
 int gv_log_level_current = GV_LOG_INFO;
@@ -273,6 +275,8 @@ static struct {
     uint64_t dropped;
     /* The writer was told to run now; appenders signal at most once per batch. */
     int kicked;
+    /* The writer waits without a deadline: the next appender wakes it. */
+    int parked;
     int stopping;
     /* Appenders may queue; cleared by the writer when it leaves, under mu, only
      * once the queue is empty. */
@@ -300,7 +304,7 @@ static int enqueue(enum gv_log_level level, const char *p, size_t n)
     if (q.dropped == 0 && n <= q.cap - q.len) {
         memcpy(q.buf + q.len, p, n);
         q.len += n;
-        if (!q.kicked && (level == GV_LOG_ERROR || q.len > q.cap / 2)) {
+        if (!q.kicked && (level == GV_LOG_ERROR || q.len > q.cap / 2 || q.parked)) {
             q.kicked = 1;
             wake = 1;
         }
@@ -339,17 +343,29 @@ static size_t format_notice(char *dst, size_t size, uint64_t dropped)
     return b.len;
 }
 
+/* Under load the writer flushes every FLUSH_MS, so appenders never pay a wake-up.
+ * An idle process would then wake it 100 times a second for nothing: after
+ * PARK_AFTER_EMPTY empty flushes it parks, and the first line after that wakes it
+ * (one signal per idle spell, written at once). */
 static void *writer_main(void *arg)
 {
     struct timespec dl;
     char *batch;
     size_t n;
     uint64_t dropped;
+    unsigned empty = 0;
 
     (void)arg;
     pthread_mutex_lock(&q.mu);
     for (;;) {
-        if (!q.kicked && !q.stopping) {
+        if (!q.kicked && !q.stopping && empty >= PARK_AFTER_EMPTY) {
+            q.parked = 1;
+            while (!q.kicked && !q.stopping) {
+                pthread_cond_wait(&q.cv, &q.mu);
+            }
+            q.parked = 0;
+        }
+        else if (!q.kicked && !q.stopping) {
             gv_time_deadline(CLOCK_MONOTONIC, FLUSH_MS * 1000u, &dl);
             while (!q.kicked && !q.stopping) {
                 if (pthread_cond_timedwait(&q.cv, &q.mu, &dl) == ETIMEDOUT) {
@@ -363,8 +379,12 @@ static void *writer_main(void *arg)
                 q.running = 0;
                 break;
             }
+            if (empty < PARK_AFTER_EMPTY) {
+                empty++;
+            }
             continue;
         }
+        empty = 0;
         batch = q.buf;
         n = q.len;
         dropped = q.dropped;
@@ -428,6 +448,7 @@ gv_rc gv_log_async_start_bytes(size_t bytes)
     q.len = 0;
     q.dropped = 0;
     q.kicked = 0;
+    q.parked = 0;
     q.stopping = 0;
     q.running = 1;
     pthread_mutex_unlock(&q.mu);

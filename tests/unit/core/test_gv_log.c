@@ -305,6 +305,38 @@ static void test_async_whole_lines_in_order_across_threads(void **state)
     free(out);
 }
 
+/* An idle writer parks after ~1 s of empty flushes; the next line must wake it,
+ * not wait in the queue for the next line or for the stop. */
+static void test_async_line_after_idle_is_written_before_stop(void **state)
+{
+    struct timespec nap = {1, 500 * 1000 * 1000}; /* past the writer's ~1 s to park */
+    int fd = stderr_to_file();
+    char *out = NULL;
+    size_t len = 0;
+    int i;
+
+    (void)state;
+    assert_int_equal(gv_log_async_start(), GV_OK);
+    nanosleep(&nap, NULL);
+    gv_log_write(GV_LOG_INFO, "test", "after idle", NULL);
+    nap.tv_sec = 0;
+    nap.tv_nsec = 10 * 1000 * 1000;
+    /* Up to 5 s for one line the writer takes at once: a bound, not a timing check. */
+    for (i = 0; i < 500; i++) {
+        free(out);
+        out = slurp(fd, &len);
+        if (strstr(out, "after idle")) {
+            break;
+        }
+        nanosleep(&nap, NULL);
+    }
+    gv_log_async_stop();
+    stderr_restore();
+    close(fd);
+    assert_non_null(strstr(out, "msg=\"after idle\""));
+    free(out);
+}
+
 static void test_async_stop_drains_then_sync(void **state)
 {
     struct writer_arg a = {0, 3000};
@@ -478,6 +510,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_teardown(test_write_cuts_kv_at_char_boundary, teardown),
     cmocka_unit_test_teardown(test_write_cuts_line_at_char_boundary, teardown),
     cmocka_unit_test_teardown(test_async_whole_lines_in_order_across_threads, teardown),
+    cmocka_unit_test_teardown(test_async_line_after_idle_is_written_before_stop, teardown),
     cmocka_unit_test_teardown(test_async_stop_drains_then_sync, teardown),
     cmocka_unit_test_teardown(test_async_overflow_drops_and_reports, teardown),
     cmocka_unit_test_teardown(test_async_exit_without_stop_flushes, teardown),
