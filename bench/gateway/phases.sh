@@ -3,9 +3,12 @@
 #
 #   bash bench/gateway/phases.sh            # JSON answers
 #   PHASES_STREAM=1 bash bench/gateway/phases.sh   # streamed (SSE) answers
+#   PHASES_UPSTREAM=nginx bash bench/gateway/phases.sh  # run.sh's upstream instead
 #
 # Builds kt (RelWithDebInfo, build-phases/), starts the e2e OpenAI stand-in
-# (tests/e2e/lib/upstream.mjs) and `kt gateway run --workers 1` with the page's config
+# (tests/e2e/lib/upstream.mjs; its streams are ~13 events, one read each) or, with
+# PHASES_UPSTREAM=nginx, the nginx upstream of run.sh (bench/lib/nginx-upstream.sh: a stream of
+# 16 events sent whole with a Content-Length, as run.sh measures), and `kt gateway run --workers 1` with the page's config
 # (examples/policy-config.yaml) under `valgrind --tool=callgrind`, warms it up, then counts the
 # instructions of PHASES_DURATION seconds (default 10) of `wrk -c4` keep-alive POSTs
 # (bench/gateway/post.lua) and divides each phase's inclusive count by the requests answered.
@@ -30,11 +33,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 DURATION="${PHASES_DURATION:-10}"
 STREAM="${PHASES_STREAM:-0}"
+UPSTREAM="${PHASES_UPSTREAM:-stand-in}"
 UP_PORT="${PHASES_UP_PORT:-18191}"
 KT_PORT="${PHASES_KT_PORT:-18192}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/kt-phases.XXXXXX")"
 . "$ROOT/bench/lib/procs.sh"
 . "$ROOT/bench/lib/page-config.sh"
+. "$ROOT/bench/lib/nginx-upstream.sh"
 
 cleanup() {
     local rc=$?
@@ -54,13 +59,22 @@ cmake -S . -B build-phases -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKT_TESTS=OFF >"$W
     cmake --build build-phases -j2 --target kt >>"$WORK/build.log" 2>&1 ||
     { tail -n 40 "$WORK/build.log"; exit 1; }
 
-cat >"$WORK/upstream.mjs" <<EOF
+case "$UPSTREAM" in
+nginx)
+    command -v nginx >/dev/null 2>&1 || { echo "phases: needs nginx" >&2; exit 1; }
+    nginx_upstream "$WORK/up" "$UP_PORT"
+    ;;
+stand-in)
+    cat >"$WORK/upstream.mjs" <<EOF
 import { startUpstream } from '$ROOT/tests/e2e/lib/upstream.mjs';
 await startUpstream({ port: $UP_PORT });
 setInterval(() => {}, 1 << 30);
 EOF
-node "$WORK/upstream.mjs" >"$WORK/upstream.log" 2>&1 &
-PIDS+=($!)
+    node "$WORK/upstream.mjs" >"$WORK/upstream.log" 2>&1 &
+    PIDS+=($!)
+    ;;
+*) echo "phases: PHASES_UPSTREAM is nginx or stand-in, not $UPSTREAM" >&2; exit 2 ;;
+esac
 page_config "http://127.0.0.1:$UP_PORT/v1" >"$WORK/policy-config.yaml"
 
 lua="$ROOT/bench/gateway/post.lua"
@@ -119,7 +133,7 @@ log=$(ir gv_log.c writer_main)
 per() { awk -v a="$1" -v n="$reqs" 'BEGIN { printf "%9.0f", (n > 0 ? a / n : 0) }'; }
 {
     echo "kt's own work per request by phase (instructions, callgrind), $(date -u +%Y-%m-%dT%H:%MZ)"
-    echo "answers: $([ "$STREAM" = 1 ] && echo 'SSE streams' || echo 'JSON'); load: $out"
+    echo "answers: $([ "$STREAM" = 1 ] && echo 'SSE streams' || echo 'JSON') from the $UPSTREAM upstream; load: $out"
     [ "${errs:-0}" = 0 ] || echo "WARNING: $errs requests failed; the counts are not the happy path"
     printf '%-12s %9s\n' phase 'instr/req'
     printf '%-12s %s\n' framing "$(per "$framing")"
