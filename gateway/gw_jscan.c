@@ -99,10 +99,12 @@ static size_t skip_value(const char *p, size_t i, size_t n)
     return n + 1;
 }
 
-enum gw_jscan gw_jscan_members(const char *p, size_t n, const char *const *keys, size_t nkeys,
-                               const char **v, size_t *vlen)
+/* The walk of gw_jscan_members; with stop_when_all it returns FOUND once every key is
+ * found, without reading on. */
+static enum gw_jscan members_walk(const char *p, size_t n, const char *const *keys, size_t nkeys,
+                                  const char **v, size_t *vlen, bool stop_when_all)
 {
-    size_t i = gw_jscan_skip_ws(p, 0, n), k;
+    size_t i = gw_jscan_skip_ws(p, 0, n), k, nfound = 0;
     bool found = false;
 
     for (k = 0; k < nkeys; k++) {
@@ -144,10 +146,14 @@ enum gw_jscan gw_jscan_members(const char *p, size_t n, const char *const *keys,
             }
             klen = strlen(keys[k]);
             if (ke - ks == klen && memcmp(p + ks, keys[k], klen) == 0) {
+                nfound += v[k] == NULL;
                 v[k] = p + vs;
                 vlen[k] = i - vs;
                 found = true;
             }
+        }
+        if (stop_when_all && nfound == nkeys) {
+            return GW_JSCAN_FOUND;
         }
         i = gw_jscan_skip_ws(p, i, n);
         if (i < n && p[i] == ',') {
@@ -168,6 +174,18 @@ invalid:
         vlen[k] = 0;
     }
     return GW_JSCAN_INVALID;
+}
+
+enum gw_jscan gw_jscan_members(const char *p, size_t n, const char *const *keys, size_t nkeys,
+                               const char **v, size_t *vlen)
+{
+    return members_walk(p, n, keys, nkeys, v, vlen, false);
+}
+
+enum gw_jscan gw_jscan_members_first(const char *p, size_t n, const char *const *keys, size_t nkeys,
+                                     const char **v, size_t *vlen)
+{
+    return members_walk(p, n, keys, nkeys, v, vlen, true);
 }
 
 enum gw_jscan gw_jscan_member(const char *p, size_t n, const char *key, const char **v,
@@ -226,7 +244,46 @@ static bool key_is(const char *p, size_t from, size_t to, const char *key, size_
 static bool facts_equal(const struct gw_jscan_chunk *a, const struct gw_jscan_chunk *b)
 {
     return a->text_bytes == b->text_bytes && a->finish_reason == b->finish_reason &&
-           a->usage == b->usage;
+           a->usage == b->usage && a->nreasons == b->nreasons;
+}
+
+/* How many leading bytes a[0..n) and b[0..n) share: a word at a time, as only the
+ * chunks that differ from the head (two or three a stream) come here. */
+static size_t shared_prefix(const char *a, const char *b, size_t n)
+{
+    size_t i = 0;
+
+    while (i + sizeof(unsigned long long) <= n) {
+        unsigned long long x, y;
+        memcpy(&x, a + i, sizeof(x));
+        memcpy(&y, b + i, sizeof(y));
+        if (x != y) {
+            break;
+        }
+        i += sizeof(x);
+    }
+    while (i < n && a[i] == b[i]) {
+        i++;
+    }
+    return i;
+}
+
+/* The keys a walk met with nothing found yet, for the next head: the first ones, and
+ * in the last slot always the latest. */
+struct head_keys {
+    size_t n;
+    unsigned short at[GW_JSCAN_HEAD_KEYS];
+};
+
+static void head_keys_add(struct head_keys *hk, size_t ks)
+{
+    if (ks + 1 > GW_JSCAN_HEAD_MAX) {
+        return; /* past what a head can hold */
+    }
+    if (hk->n == GW_JSCAN_HEAD_KEYS) {
+        hk->n--;
+    }
+    hk->at[hk->n++] = (unsigned short)ks;
 }
 
 /* Why the head and the tail may be skipped: the walk carries nothing from one key to the
@@ -244,7 +301,8 @@ void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out,
                           struct gw_jscan_chunk_repeats *rep)
 {
     struct gw_jscan_chunk at_mark;
-    size_t i = 0, learnt = 0, mark;
+    struct head_keys hk = {0};
+    size_t i = 0, mark;
     bool skipped = false, cut = false;
 
     memset(out, 0, sizeof(*out));
@@ -252,6 +310,18 @@ void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out,
         memcmp(p, rep->head, rep->head_len) == 0) {
         i = rep->head_len - 1; /* the quote that starts the first key that may count */
         skipped = true;
+    }
+    else if (rep && rep->nkeys > 0) {
+        /* Part of the head: the same argument holds at every learnt key whose quote
+         * lies in the shared bytes; start at the last one, and learn on from there. */
+        size_t lim = rep->head_len < n ? rep->head_len : n;
+        size_t same = shared_prefix(p, rep->head, lim), k;
+        for (k = 0; k < rep->nkeys && rep->keys[k] < same; k++) {
+            hk.at[hk.n++] = rep->keys[k];
+        }
+        if (hk.n > 0) {
+            i = hk.at[--hk.n]; /* walked again below, and learnt again there */
+        }
     }
     mark = i;
     at_mark = *out;
@@ -273,7 +343,7 @@ void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out,
         }
         ks = (size_t)(q - p);
         if (!skipped && out->text_bytes == 0 && !out->finish_reason && !out->usage) {
-            learnt = ks + 1;
+            head_keys_add(&hk, ks);
         }
         ke = skip_string(p, ks, n);
         if (ke > n) {
@@ -303,13 +373,20 @@ void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out,
         }
         else if (key_is(p, ks + 1, ke - 1, "finish_reason", 13)) {
             out->finish_reason = true;
+            if (i <= n && out->nreasons++ == 0) {
+                out->reason = p + v + 1;
+                out->reason_len = i - v - 2;
+            }
         }
     }
     if (!rep) {
         return;
     }
     if (!skipped) {
-        rep->head_len = learnt <= sizeof(rep->head) ? learnt : 0;
+        /* The head ends with the quote of the last key met with nothing found. */
+        rep->head_len = hk.n > 0 ? (size_t)hk.at[hk.n - 1] + 1 : 0;
+        rep->nkeys = hk.n;
+        memcpy(rep->keys, hk.at, hk.n * sizeof(hk.at[0]));
         memcpy(rep->head, p, rep->head_len);
     }
     if (!cut) {

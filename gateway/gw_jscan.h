@@ -33,6 +33,11 @@ enum gw_jscan gw_jscan_member(const char *p, size_t n, const char *key, const ch
  * key was found. */
 enum gw_jscan gw_jscan_members(const char *p, size_t n, const char *const *keys, size_t nkeys,
                                const char **v, size_t *vlen);
+/* As gw_jscan_members, but the walk ends as soon as every key was found: the rest of
+ * the object is not checked, so FOUND says only that the object began well. For members
+ * near the start of a large text (a stream's id and model). */
+enum gw_jscan gw_jscan_members_first(const char *p, size_t n, const char *const *keys, size_t nkeys,
+                                     const char **v, size_t *vlen);
 
 /* The member `key` of the object in p[0..n) when it is a plain non-negative
  * integer (digits only, at most 19): true and *out. false when absent, not
@@ -55,6 +60,12 @@ struct gw_jscan_chunk {
     size_t text_bytes;
     bool finish_reason; /* some `finish_reason` key has a string value */
     bool usage;         /* some `usage` key has a value other than null */
+    /* The string values of `finish_reason` keys the walk passed whole: how many, and the
+     * first without its quotes (as written), so a stream's finish reason needs no second
+     * walk of its chunk. */
+    unsigned nreasons;
+    const char *reason;
+    size_t reason_len;
 };
 
 /* What a stream's chunks repeat around the keys that count. OpenAI sends the same id,
@@ -63,18 +74,25 @@ struct gw_jscan_chunk {
  * bytes the last chunk had too. Kept per stream (zero it to start). */
 #define GW_JSCAN_HEAD_MAX 320
 #define GW_JSCAN_TAIL_MAX 128
+#define GW_JSCAN_HEAD_KEYS 24
 struct gw_jscan_chunk_repeats {
     size_t head_len; /* 0: none learnt */
     size_t tail_len; /* 0: none learnt */
+    /* Where the head's keys start (their opening quotes, ascending; the first ones and
+     * the last): a chunk that shares only part of the head (the one that finishes, the
+     * one with usage) starts its walk at the last of them inside what it shares. */
+    size_t nkeys;
+    unsigned short keys[GW_JSCAN_HEAD_KEYS];
     char head[GW_JSCAN_HEAD_MAX];
     char tail[GW_JSCAN_TAIL_MAX];
 };
 
 /* Fills *out from p[0..n) in one pass: every quoted run followed by a colon is a key
  * (a quote inside a string is escaped), at any depth. Any bytes are fine. With rep (may
- * be NULL) a chunk that begins with the learnt head starts its walk after it, and one
- * whose rest is the learnt tail stops there; a chunk walked without them teaches rep its
- * own. *out is the same as without rep. */
+ * be NULL) a chunk that begins with the learnt head starts its walk after it, one that
+ * shares part of it starts at the last learnt key inside that part, and one whose rest is
+ * the learnt tail stops there; a chunk that did not begin with the whole head teaches rep
+ * its own. *out is the same as without rep. */
 void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out,
                           struct gw_jscan_chunk_repeats *rep);
 

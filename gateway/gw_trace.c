@@ -167,7 +167,6 @@ void gw_trace_response_spans(struct gv_record *rec, const char *id, size_t idlen
     /* A quote-name-quote run is a key: inside a string the quotes would be escaped. */
     while (q && q < end && (q = memmem(q, (size_t)(end - q), key, sizeof(key) - 1)) != NULL) {
         const char *e;
-        char name[32];
         q += sizeof(key) - 1;
         while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')) {
             q++;
@@ -183,13 +182,35 @@ void gw_trace_response_spans(struct gv_record *rec, const char *id, size_t idlen
             continue; /* null: not finished yet */
         }
         e = memchr(q + 1, '"', (size_t)(end - q - 1));
-        if (!e || (size_t)(e - q - 1) >= sizeof(name) || memchr(q + 1, '\\', (size_t)(e - q - 1))) {
+        if (!e || !gw_trace_finish_reason(rec, q + 1, (size_t)(e - q - 1))) {
             continue;
         }
-        memcpy(name, q + 1, (size_t)(e - q - 1));
-        name[e - q - 1] = '\0';
-        add_reason(rec, name);
         q = e + 1;
+    }
+}
+
+bool gw_trace_finish_reason(struct gv_record *rec, const char *v, size_t n)
+{
+    char name[32];
+
+    if (n >= sizeof(name) || memchr(v, '\\', n)) {
+        return false; /* not a reason OpenAI names; an escaped one is not read */
+    }
+    memcpy(name, v, n);
+    name[n] = '\0';
+    add_reason(rec, name);
+    return true;
+}
+
+void gw_trace_response_head(struct gv_record *rec, const char *p, size_t n)
+{
+    static const char *const keys[] = {"id", "model"};
+    const char *v[2];
+    size_t vlen[2];
+
+    if (gw_jscan_members_first(p, n, keys, 2, v, vlen) == GW_JSCAN_FOUND) {
+        copy_plain(rec->response_id, sizeof(rec->response_id), v[0], vlen[0]);
+        copy_plain(rec->response_model, sizeof(rec->response_model), v[1], vlen[1]);
     }
 }
 

@@ -3,6 +3,7 @@
 #ifndef GW_TRACE_H
 #define GW_TRACE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,13 @@ void gw_trace_response(struct gv_record *rec, struct json_object *o);
  * build no tree: id and model when they are plain strings (no escapes), and the
  * string values of the "finish_reason" keys inside choices. */
 void gw_trace_response_text(struct gv_record *rec, const char *p, size_t n);
+/* id and model alone, off the first chunk of a stream: the walk stops once it has
+ * both, a few members in. */
+void gw_trace_response_head(struct gv_record *rec, const char *p, size_t n);
+/* One finish reason, as written between its quotes (the span gw_jscan_chunk_facts
+ * found): added like those gw_trace_response_text finds; false when it is not read
+ * (escaped, or longer than any reason). */
+bool gw_trace_finish_reason(struct gv_record *rec, const char *v, size_t n);
 /* As gw_trace_response_text, from spans gw_jscan_members already found (any may
  * be NULL): one walk of the answer serves usage and trace alike. */
 void gw_trace_response_spans(struct gv_record *rec, const char *id, size_t idlen, const char *model,

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -240,6 +241,9 @@ static void expect_same_facts(const char *p, size_t n, struct gw_jscan_chunk_rep
     assert_int_equal(fast.text_bytes, plain.text_bytes);
     assert_int_equal(fast.finish_reason, plain.finish_reason);
     assert_int_equal(fast.usage, plain.usage);
+    assert_int_equal(fast.nreasons, plain.nreasons);
+    assert_ptr_equal(fast.reason, plain.reason);
+    assert_int_equal(fast.reason_len, plain.reason_len);
 }
 
 /* The head is learnt from the second chunk (the first names the role) and the tail from
@@ -265,6 +269,90 @@ static void test_chunk_repeats_over_a_stream(void **state)
     }
     /* The last two did not begin with the head and taught their own. */
     assert_memory_equal(rep.head, stream_chunks[5], rep.head_len);
+}
+
+/* The chunks that finish a choice or carry usage share the head only up to their
+ * delta or choices: their walks start at the last learnt key inside what they share
+ * (here "choices"), and what they learn keeps the keys before it. */
+static void test_chunk_partial_head(void **state)
+{
+    struct gw_jscan_chunk_repeats rep = {0};
+    struct gw_jscan_chunk f;
+    const char *fin = stream_chunks[4], *use = stream_chunks[5];
+    size_t choices = (size_t)(strstr(fin, "\"choices\"") - fin), k;
+    (void)state;
+
+    gw_jscan_chunk_facts(stream_chunks[1], strlen(stream_chunks[1]), &f, &rep);
+    assert_true(rep.nkeys >= 4);
+    for (k = 0; k < rep.nkeys; k++) {
+        assert_int_equal(stream_chunks[1][rep.keys[k]], '"');
+        assert_true(k == 0 || rep.keys[k] > rep.keys[k - 1]);
+    }
+    assert_int_equal(rep.head_len, (size_t)rep.keys[rep.nkeys - 1] + 1);
+    expect_same_facts(fin, strlen(fin), &rep);
+    gw_jscan_chunk_facts(stream_chunks[2], strlen(stream_chunks[2]), &f, &rep);
+    gw_jscan_chunk_facts(fin, strlen(fin), &f, &rep);
+    assert_int_equal(f.nreasons, 1);
+    assert_int_equal(f.reason_len, 4);
+    assert_memory_equal(f.reason, "stop", 4);
+    /* It learnt its own head, and kept the keys up to "choices" it shared. */
+    assert_true(rep.nkeys >= 5);
+    for (k = 0; k < rep.nkeys && rep.keys[k] <= choices; k++) {
+        assert_int_equal(fin[rep.keys[k]], '"');
+    }
+    assert_int_equal(rep.keys[k - 1], choices);
+    expect_same_facts(use, strlen(use), &rep);
+}
+
+/* More keys than the head keeps: the first ones and the latest stay, in order. */
+static void test_chunk_head_keys_bounded(void **state)
+{
+    struct gw_jscan_chunk_repeats rep = {0};
+    struct gw_jscan_chunk f;
+    char buf[GW_JSCAN_HEAD_MAX];
+    size_t n = 0, k, i;
+    (void)state;
+
+    buf[n++] = '{';
+    for (i = 0; i < 40; i++) {
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "\"k%zu\":1,", i % 10);
+    }
+    n += (size_t)snprintf(buf + n, sizeof(buf) - n, "\"content\":\"x\"}");
+    assert_true(n < sizeof(buf));
+    gw_jscan_chunk_facts(buf, n, &f, &rep);
+    assert_int_equal(f.text_bytes, 1);
+    assert_int_equal(rep.nkeys, GW_JSCAN_HEAD_KEYS);
+    assert_int_equal(rep.head_len, (size_t)(strstr(buf, "\"content\"") - buf) + 1);
+    assert_int_equal(rep.keys[rep.nkeys - 1], rep.head_len - 1);
+    for (k = 0; k < rep.nkeys; k++) {
+        assert_int_equal(buf[rep.keys[k]], '"');
+        assert_true(k == 0 || rep.keys[k] > rep.keys[k - 1]);
+    }
+    buf[n - 3] = 'y';
+    expect_same_facts(buf, n, &rep);
+}
+
+/* The first members only: FOUND as soon as both are there, whatever follows. */
+static void test_members_first(void **state)
+{
+    static const char *const keys[] = {"id", "model"};
+    static const char cut[] = "{\"id\":\"c1\",\"object\":\"x\",\"model\":\"m\",\"choices\":[{";
+    static const char no_model[] = "{\"id\":\"c1\",\"choices\":[]}";
+    const char *v[2];
+    size_t vlen[2];
+    (void)state;
+
+    assert_int_equal(gw_jscan_members_first(cut, strlen(cut), keys, 2, v, vlen), GW_JSCAN_FOUND);
+    assert_int_equal(vlen[0], 4);
+    assert_memory_equal(v[0], "\"c1\"", 4);
+    assert_memory_equal(v[1], "\"m\"", 3);
+    /* The whole walk says the same text is cut short. */
+    assert_int_equal(gw_jscan_members(cut, strlen(cut), keys, 2, v, vlen), GW_JSCAN_INVALID);
+    /* A key that never comes: the walk goes on to the end, as gw_jscan_members. */
+    assert_int_equal(gw_jscan_members_first(no_model, strlen(no_model), keys, 2, v, vlen),
+                     GW_JSCAN_FOUND);
+    assert_null(v[1]);
+    assert_int_equal(gw_jscan_members_first(cut, 20, keys, 2, v, vlen), GW_JSCAN_INVALID);
 }
 
 /* A finish_reason or a usage in what would be the tail keeps it from being learnt: a
@@ -344,6 +432,9 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_chunk_facts),
     cmocka_unit_test(test_chunk_facts_any_cut),
     cmocka_unit_test(test_chunk_repeats_over_a_stream),
+    cmocka_unit_test(test_chunk_partial_head),
+    cmocka_unit_test(test_chunk_head_keys_bounded),
+    cmocka_unit_test(test_members_first),
     cmocka_unit_test(test_chunk_tail_not_learnt_over_facts),
     cmocka_unit_test(test_chunk_tail_not_learnt_after_last_count),
     cmocka_unit_test(test_chunk_repeats_agree_on_mutations),

@@ -102,11 +102,33 @@ static void test_upstream_start_and_response_facts(void **state)
     assert_string_equal(rec.finish_reasons, "stop,length");
 }
 
+/* A stream's facts off its chunks' text: id and model from the first chunk's head, each
+ * reason from the span the chunk walk found; the same names the tree read gives. */
+static void test_stream_facts_from_text(void **state)
+{
+    static const char first[] =
+        "{\"id\":\"chatcmpl-9\",\"object\":\"chat.completion.chunk\","
+        "\"model\":\"gpt-4o-mini\",\"choices\":[{\"delta\":{\"content\":\"x";
+    struct gv_record rec;
+    (void)state;
+
+    rec_init(&rec, "req_s");
+    gw_trace_response_head(&rec, first, strlen(first)); /* cut short after the model */
+    assert_string_equal(rec.response_id, "chatcmpl-9");
+    assert_string_equal(rec.response_model, "gpt-4o-mini");
+    assert_true(gw_trace_finish_reason(&rec, "stop", 4));
+    assert_false(gw_trace_finish_reason(&rec, "st\\op", 6));
+    assert_false(gw_trace_finish_reason(&rec, "an_unknown_reason_longer_than_any", 33));
+    assert_true(gw_trace_finish_reason(&rec, "length", 6));
+    assert_string_equal(rec.finish_reasons, "stop,length");
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_client_context_is_continued),
     cmocka_unit_test(test_new_trace_without_or_with_bad_context),
     cmocka_unit_test(test_tracestate_with_control_bytes_is_dropped),
     cmocka_unit_test(test_upstream_start_and_response_facts),
+    cmocka_unit_test(test_stream_facts_from_text),
 };
 
 #include "tests/unit/unit_main.h"
