@@ -49,6 +49,8 @@
 #define HOLD_RETRY_MAX_US 1000000u
 /* The nap between passes while records keep coming (see bg_main). */
 #define BUSY_NAP_MS 2
+/* Empty passes (about 0.4 s of polls) before an idle thread parks until woken. */
+#define PARK_AFTER_IDLE 50u
 #define MOD "emit"
 
 struct inflight {
@@ -63,6 +65,9 @@ struct agent_em {
     struct gv_ring ring;
     struct gv_record *recs;
     int wake_fd; /* eventfd: emit() nudges the background thread */
+    /* The background thread sleeps with no timeout: whoever gives it work (emit,
+     * set_pack, destroy) writes wake_fd when it sees this set. */
+    _Atomic int parked;
 
     _Atomic unsigned long long dropped;
     _Atomic unsigned long long unacked; /* spooled, not yet acknowledged */
@@ -710,6 +715,44 @@ static void log_drops(struct agent_em *a, bool force)
     }
 }
 
+static void wake(struct agent_em *a)
+{
+    uint64_t one = 1;
+    ssize_t w = write(a->wake_fd, &one, sizeof(one));
+    (void)w;
+}
+
+/* Whether an idle pass may sleep until woken: nothing waits in memory, stop was not
+ * asked, and a connected agent has the current hello (a new connection sends it first
+ * thing). Acks and a closed agent socket still wake it (poll). */
+static bool may_park(struct agent_em *a, unsigned idle, bool stopping)
+{
+    return !stopping && idle >= PARK_AFTER_IDLE && atomic_load(&a->held_n) == 0 &&
+           (a->sock < 0 || atomic_load(&a->hello_gen) == a->hello_sent_gen);
+}
+
+/* Announces the sleep, then looks at the ring once more: a record published before
+ * the look is seen here, one published after it sees parked (emit's fence pairs with
+ * this one) and writes wake_fd. The poll timeout to use: -1 with the agent connected,
+ * else until the next connection attempt; 0 when there is work after all. */
+static int park(struct agent_em *a)
+{
+    size_t pos;
+    uint64_t now;
+
+    atomic_store(&a->parked, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (gv_ring_front(&a->ring, &pos) || atomic_load(&a->stop)) {
+        atomic_store(&a->parked, 0);
+        return 0;
+    }
+    if (a->sock >= 0) {
+        return -1;
+    }
+    now = gv_mono_us();
+    return a->next_connect_us > now ? (int)((a->next_connect_us - now) / 1000u) + 1 : 0;
+}
+
 static void *bg_main(void *arg)
 {
     struct agent_em *a = arg;
@@ -748,6 +791,10 @@ static void *bg_main(void *arg)
          * record by record; a pass cut short by its size limit goes again at once.
          * Idle, it backs off further. emit() wakes it at half full either way. */
         timeout = n == 0 ? (idle < 40 ? 5 : 20) : a->batch_full ? 0 : BUSY_NAP_MS;
+        /* Idle for a while: no more polls every 20 ms, sleep until there is work. */
+        if (n == 0 && may_park(a, idle, stopping)) {
+            timeout = park(a);
+        }
         pfd[0].fd = a->wake_fd;
         pfd[0].events = POLLIN;
         pfd[0].revents = 0;
@@ -759,6 +806,7 @@ static void *bg_main(void *arg)
             ssize_t r = read(a->wake_fd, &v, sizeof(v));
             (void)r;
         }
+        atomic_store_explicit(&a->parked, 0, memory_order_relaxed);
     }
     hold_flush(a, true);
     if (atomic_load(&a->held_n) > 0) {
@@ -794,12 +842,12 @@ static gv_rc agent_emit(struct gw_emitter *em, const struct gv_record *rec)
     /* weave: the slot owns its own copy; the request frees the original. */
     slot->content = gv_content_dup(rec->content);
     gv_ring_publish(&a->ring, pos);
-    /* Half full: the background thread may be napping; wake it once per
-     * half-ring instead of paying a syscall per record. */
-    if (pos - atomic_load_explicit(&a->ring.deq_pos, memory_order_relaxed) == RING_SLOTS / 2) {
-        uint64_t one = 1;
-        ssize_t w = write(a->wake_fd, &one, sizeof(one));
-        (void)w;
+    /* A parked thread is woken by the first record after its sleep (the fence pairs
+     * with park()'s); a napping one once per half-ring, not a syscall per record. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&a->parked, memory_order_relaxed) ||
+        pos - atomic_load_explicit(&a->ring.deq_pos, memory_order_relaxed) == RING_SLOTS / 2) {
+        wake(a);
     }
     return GV_OK;
 }
@@ -833,6 +881,7 @@ static void agent_destroy(struct gw_emitter *em)
     }
     if (a->thread_started) {
         atomic_store(&a->stop, 1);
+        wake(a); /* it may be parked */
         pthread_join(a->thread, NULL);
     }
     if (a->spool_fd >= 0) {
@@ -1063,5 +1112,8 @@ void gw_emitter_set_pack(struct gw_emitter *em, const char *name, const char *ve
     snprintf(a->hello.pack_version, sizeof(a->hello.pack_version), "%s", version ? version : "");
     snprintf(a->hello.chain, sizeof(a->hello.chain), "%s", chain ? chain : "");
     pthread_mutex_unlock(&a->hello_lock);
-    atomic_fetch_add(&a->hello_gen, 1);
+    atomic_fetch_add(&a->hello_gen, 1); /* a full barrier, like emit()'s fence */
+    if (atomic_load(&a->parked)) {
+        wake(a);
+    }
 }

@@ -194,6 +194,22 @@ static void test_events_counted_per_run(void **state)
     assert_int_equal(run_requests("untagged"), 7);
 }
 
+/* After an idle spell the sender sleeps with no timeout: the next record must wake it,
+ * so it reaches the agent while the emitter is still open (not at its close). */
+static void test_record_after_idle_spell_is_delivered(void **state)
+{
+    struct fx *f = *state;
+
+    agent_start(&f->r);
+    emitter_open(f);
+    emit_n(f->em, "r1", 1, GV_DECISION_ALLOWED);
+    wait_delivered(&f->r, f->em, 1);
+    usleep(1500 * 1000); /* well past the ~0.4 s of empty passes before it parks */
+    emit_n(f->em, "r1", 1, GV_DECISION_ALLOWED);
+    wait_delivered(&f->r, f->em, 2);
+    assert_int_equal(run_requests("r1"), 2);
+}
+
 static void test_agent_started_late_gets_spooled_events(void **state)
 {
     struct fx *f = *state;
@@ -280,6 +296,7 @@ static void test_bad_spool_limit_is_refused(void **state)
 
 static const struct CMUnitTest tests[] = {
     FX_TEST(test_events_counted_per_run),
+    FX_TEST(test_record_after_idle_spell_is_delivered),
     FX_TEST(test_agent_started_late_gets_spooled_events),
     FX_TEST(test_restarts_lose_nothing_and_count_nothing_twice),
     FX_TEST(test_full_spool_drops_oldest_and_counts),
