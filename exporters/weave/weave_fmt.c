@@ -438,6 +438,15 @@ struct json_object *ex_weave_fmt_end(const struct ex_weave_call_in *in)
     return o;
 }
 
+/* out as it was at mark: an item that does not fit is left out whole, never half appended. */
+static void cut_back(struct gv_buf *out, size_t mark)
+{
+    out->len = mark;
+    if (out->data) {
+        out->data[mark] = '\0';
+    }
+}
+
 gv_rc ex_weave_fmt_upsert_items(const struct ex_weave_call_in *in, struct gv_buf *out)
 {
     struct json_object *st = json_object_new_object(), *sreq = json_object_new_object();
@@ -459,10 +468,7 @@ gv_rc ex_weave_fmt_upsert_items(const struct ex_weave_call_in *in, struct gv_buf
         rc = ex_wandb_json_append(out, en);
     }
     if (rc) {
-        out->len = mark;
-        if (out->data) {
-            out->data[mark] = '\0';
-        }
+        cut_back(out, mark);
     }
     json_object_put(st);
     json_object_put(en);
@@ -483,10 +489,7 @@ gv_rc ex_weave_fmt_complete_item(const struct ex_weave_call_in *in, struct gv_bu
     }
     rc = ex_wandb_json_append(out, o);
     if (rc) {
-        out->len = mark;
-        if (out->data) {
-            out->data[mark] = '\0';
-        }
+        cut_back(out, mark);
     }
     json_object_put(o);
     json_object_put(e);
