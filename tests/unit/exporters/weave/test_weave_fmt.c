@@ -244,6 +244,23 @@ static void test_fmt_content_redacted_and_guarded(void **state)
     c.r.content = NULL;
 }
 
+/* A ref-like string is guarded wherever it sits: an object's value or an array's element. */
+static void test_fmt_guards_refs_at_any_depth(void **state)
+{
+    struct call c;
+    struct gv_content content = {0};
+
+    (void)state;
+    call_make(&c, GV_DECISION_ALLOWED);
+    content.request = (char *)"[{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+                              "\"text\":\"weave:///a\"},\"weave:///b\",[\"weave:///c\"]]}]";
+    c.r.content = &content;
+    assert_true(holds(start_str(&c.in),
+                      "\"content\":[{\"type\":\"text\",\"text\":\"[kt:not-a-ref] weave:///a\"},"
+                      "\"[kt:not-a-ref] weave:///b\",[\"[kt:not-a-ref] weave:///c\"]]"));
+    c.r.content = NULL;
+}
+
 static void test_fmt_untagged_has_no_run_link(void **state)
 {
     struct call c;
@@ -332,6 +349,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_fmt_blocked_is_not_an_exception, setup),
     cmocka_unit_test_setup(test_fmt_upstream_error_is_an_exception, setup),
     cmocka_unit_test_setup(test_fmt_content_redacted_and_guarded, setup),
+    cmocka_unit_test_setup(test_fmt_guards_refs_at_any_depth, setup),
     cmocka_unit_test_setup(test_fmt_untagged_has_no_run_link, setup),
     cmocka_unit_test_setup(test_fmt_upsert_and_complete_items, setup),
     cmocka_unit_test_setup(test_fmt_policy_obj_and_cost_exact, setup),
