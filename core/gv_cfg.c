@@ -318,6 +318,13 @@ static void key_list(const struct gv_cfg_map *map, char *buf, size_t size)
     }
 }
 
+/* Whether v lies outside the row's [min, max]; a row whose min is not below its max has no
+ * range. */
+static bool out_of_range(const struct gv_cfg_map *row, double v)
+{
+    return row->min < row->max && (v < row->min || v > row->max);
+}
+
 /* Writes one scalar value (from the document or a row default) into ctx.
  * `node` is NULL for defaults and is used for positions otherwise. */
 static gv_rc set_scalar(const struct gv_cfg_map *row, const char *path, const char *where,
@@ -331,7 +338,6 @@ static gv_rc set_scalar(const struct gv_cfg_map *row, const char *path, const ch
     double d;
     size_t sz;
     size_t i;
-    bool ranged = row->min < row->max;
 
     switch (row->type) {
     case GV_CFG_BOOL:
@@ -344,7 +350,7 @@ static gv_rc set_scalar(const struct gv_cfg_map *row, const char *path, const ch
         if (!gv_cfg_parse_long(text, &l)) {
             goto bad;
         }
-        if (ranged && ((double)l < row->min || (double)l > row->max)) {
+        if (out_of_range(row, (double)l)) {
             return gv_cfg_fail(err, path, node, "%s.%s: %ld is out of range [%g, %g]", where,
                                row->key, l, row->min, row->max);
         }
@@ -354,7 +360,7 @@ static gv_rc set_scalar(const struct gv_cfg_map *row, const char *path, const ch
         if (!gv_cfg_parse_double(text, &d)) {
             goto bad;
         }
-        if (ranged && (d < row->min || d > row->max)) {
+        if (out_of_range(row, d)) {
             return gv_cfg_fail(err, path, node, "%s.%s: %g is out of range [%g, %g]", where,
                                row->key, d, row->min, row->max);
         }
@@ -377,7 +383,7 @@ static gv_rc set_scalar(const struct gv_cfg_map *row, const char *path, const ch
         if (!gv_cfg_parse_size(text, &sz)) {
             goto bad;
         }
-        if (ranged && ((double)sz < row->min || (double)sz > row->max)) {
+        if (out_of_range(row, (double)sz)) {
             return gv_cfg_fail(err, path, node, "%s.%s: %zu bytes is out of range [%g, %g]", where,
                                row->key, sz, row->min, row->max);
         }
@@ -387,7 +393,7 @@ static gv_rc set_scalar(const struct gv_cfg_map *row, const char *path, const ch
         if (!gv_cfg_parse_duration_ms(text, &l)) {
             goto bad;
         }
-        if (ranged && ((double)l < row->min || (double)l > row->max)) {
+        if (out_of_range(row, (double)l)) {
             return gv_cfg_fail(err, path, node, "%s.%s: %ld ms is out of range [%g, %g]", where,
                                row->key, l, row->min, row->max);
         }

@@ -163,6 +163,18 @@ void ex_wandb_api_init(struct ex_wandb_api *api, const char *base_url_override)
     random_id(api->client_id, 32);
 }
 
+const char *ex_wandb_setting(const char *configured, const char *env, char *copy, size_t size)
+{
+    const char *v;
+
+    if (configured && *configured) {
+        return configured;
+    }
+    v = getenv(env);
+    snprintf(copy, size, "%s", v && *v ? v : "");
+    return copy;
+}
+
 void ex_wandb_api_free(struct ex_wandb_api *api)
 {
     if (api->curl) {

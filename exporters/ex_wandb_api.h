@@ -55,6 +55,11 @@ struct ex_wandb_api {
  * no key is found. Free with ex_wandb_api_free. */
 void ex_wandb_api_init(struct ex_wandb_api *api, const char *base_url_override);
 void ex_wandb_api_free(struct ex_wandb_api *api);
+/* An entity or project for W&B data: configured when non-NULL and non-empty, else the
+ * environment variable env (WANDB_ENTITY, WANDB_PROJECT) copied into copy, "" when that is
+ * unset or empty. Returns configured or copy, borrowed from whichever it is. Reads the
+ * environment: call at init, from one thread. */
+const char *ex_wandb_setting(const char *configured, const char *env, char *copy, size_t size);
 /* The netrc machine name for a base URL: its netloc, host or host:port. */
 void ex_wandb_netloc(const char *url, char *out, size_t size);
 /* Find the password of `machine <host>` in a netrc file. GV_ENOTFOUND when

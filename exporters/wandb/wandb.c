@@ -46,12 +46,6 @@ static const struct gv_cfg_map wandb_config[] = {
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
-static void env_copy(const char *name, char *out, size_t size)
-{
-    const char *v = getenv(name);
-    snprintf(out, size, "%s", v && *v ? v : "");
-}
-
 static gv_rc wandb_init(struct ex_exporter *ex, const char *state_dir)
 {
     struct ex_wandb_ctx *c = ex->ctx;
@@ -62,13 +56,13 @@ static gv_rc wandb_init(struct ex_exporter *ex, const char *state_dir)
     c->api.shared = c->run_mapping == EX_WANDB_SHARED;
     c->api.backoff = true;
     c->online = c->api.have_key && !c->offline;
-    env_copy("WANDB_ENTITY", c->entity_env, sizeof(c->entity_env));
-    env_copy("WANDB_PROJECT", c->project_env, sizeof(c->project_env));
     c->fmt.mapping = (enum ex_wandb_mapping)c->run_mapping;
     c->fmt.per_host = c->per_host;
     c->fmt.label = c->label && *c->label ? c->label : NULL;
-    c->fmt.entity = c->entity && *c->entity ? c->entity : c->entity_env;
-    c->fmt.project = c->project && *c->project ? c->project : c->project_env;
+    c->fmt.entity =
+        ex_wandb_setting(c->entity, "WANDB_ENTITY", c->entity_env, sizeof(c->entity_env));
+    c->fmt.project =
+        ex_wandb_setting(c->project, "WANDB_PROJECT", c->project_env, sizeof(c->project_env));
     if (c->dir && *c->dir) {
         n = snprintf(c->root, sizeof(c->root), "%s", c->dir);
     }

@@ -52,12 +52,6 @@ static const struct gv_cfg_map weave_config[] = {
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
-static void env_copy(const char *name, char *out, size_t size)
-{
-    const char *v = getenv(name);
-    snprintf(out, size, "%s", v && *v ? v : "");
-}
-
 static void *send_main(void *arg)
 {
     struct ex_weave_ctx *c = ((struct ex_weave_thread_arg *)arg)->c;
@@ -130,10 +124,10 @@ static gv_rc weave_init(struct ex_exporter *ex, const char *state_dir)
         return GV_OK;
     }
     ex_weave_sender_init(&c->snd, c->base_url);
-    env_copy("WANDB_ENTITY", c->entity_env, sizeof(c->entity_env));
-    env_copy("WANDB_PROJECT", c->project_env, sizeof(c->project_env));
-    c->snd.entity = c->entity && *c->entity ? c->entity : c->entity_env;
-    c->snd.project = c->project && *c->project ? c->project : c->project_env;
+    c->snd.entity =
+        ex_wandb_setting(c->entity, "WANDB_ENTITY", c->entity_env, sizeof(c->entity_env));
+    c->snd.project =
+        ex_wandb_setting(c->project, "WANDB_PROJECT", c->project_env, sizeof(c->project_env));
     c->snd.batch_calls = (size_t)c->batch_calls;
     c->snd.batch_bytes = c->batch_bytes;
     c->snd.blocked_as_error = c->blocked_as_error;

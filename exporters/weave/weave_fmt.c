@@ -113,38 +113,43 @@ static struct json_object *guard_str(const char *s, size_t n)
     return o;
 }
 
+static void guard_refs(struct json_object *j);
+
+/* What goes in v's place: a guarded copy when v is a string the server would read as an
+ * object ref, else NULL (v stays, its own strings guarded). */
+static struct json_object *guard_value(struct json_object *v)
+{
+    size_t pl = sizeof(EX_WEAVE_REF_PREFIX) - 1;
+
+    if (json_object_is_type(v, json_type_string) &&
+        strncmp(json_object_get_string(v), EX_WEAVE_REF_PREFIX, pl) == 0) {
+        return guard_str(json_object_get_string(v), (size_t)json_object_get_string_len(v));
+    }
+    guard_refs(v);
+    return NULL;
+}
+
+/* Guards every ref-like string inside j, at any depth, in place. */
 static void guard_refs(struct json_object *j)
 {
+    struct json_object *g;
     size_t i, n;
 
     if (json_object_is_type(j, json_type_array)) {
         n = json_object_array_length(j);
         for (i = 0; i < n; i++) {
-            struct json_object *v = json_object_array_get_idx(j, i);
-            if (json_object_is_type(v, json_type_string) &&
-                strncmp(json_object_get_string(v), EX_WEAVE_REF_PREFIX,
-                        sizeof(EX_WEAVE_REF_PREFIX) - 1) == 0) {
-                json_object_array_put_idx(
-                    j, i,
-                    guard_str(json_object_get_string(v), (size_t)json_object_get_string_len(v)));
-            }
-            else {
-                guard_refs(v);
+            g = guard_value(json_object_array_get_idx(j, i));
+            if (g) {
+                json_object_array_put_idx(j, i, g);
             }
         }
     }
     else if (json_object_is_type(j, json_type_object)) {
         json_object_object_foreach(j, k, v)
         {
-            if (json_object_is_type(v, json_type_string) &&
-                strncmp(json_object_get_string(v), EX_WEAVE_REF_PREFIX,
-                        sizeof(EX_WEAVE_REF_PREFIX) - 1) == 0) {
-                json_object_object_add(
-                    j, k,
-                    guard_str(json_object_get_string(v), (size_t)json_object_get_string_len(v)));
-            }
-            else {
-                guard_refs(v);
+            g = guard_value(v);
+            if (g) {
+                json_object_object_add(j, k, g);
             }
         }
     }
@@ -438,6 +443,15 @@ struct json_object *ex_weave_fmt_end(const struct ex_weave_call_in *in)
     return o;
 }
 
+/* out as it was at mark: an item that does not fit is left out whole, never half appended. */
+static void cut_back(struct gv_buf *out, size_t mark)
+{
+    out->len = mark;
+    if (out->data) {
+        out->data[mark] = '\0';
+    }
+}
+
 gv_rc ex_weave_fmt_upsert_items(const struct ex_weave_call_in *in, struct gv_buf *out)
 {
     struct json_object *st = json_object_new_object(), *sreq = json_object_new_object();
@@ -459,10 +473,7 @@ gv_rc ex_weave_fmt_upsert_items(const struct ex_weave_call_in *in, struct gv_buf
         rc = ex_wandb_json_append(out, en);
     }
     if (rc) {
-        out->len = mark;
-        if (out->data) {
-            out->data[mark] = '\0';
-        }
+        cut_back(out, mark);
     }
     json_object_put(st);
     json_object_put(en);
@@ -483,10 +494,7 @@ gv_rc ex_weave_fmt_complete_item(const struct ex_weave_call_in *in, struct gv_bu
     }
     rc = ex_wandb_json_append(out, o);
     if (rc) {
-        out->len = mark;
-        if (out->data) {
-            out->data[mark] = '\0';
-        }
+        cut_back(out, mark);
     }
     json_object_put(o);
     json_object_put(e);

@@ -41,6 +41,16 @@ async function startCostGateway(stateDir, chain, cost) {
     return g;
 }
 
+/** A gateway on a fresh state dir whose cost-tracker charges completion tokens only, perMtok
+ * dollars a million, and holds run runId to budget dollars; audit-logger records after it. */
+async function startBudgetGateway(prefix, { perMtok, runId, budget }) {
+    const stateDir = freshStateDir(prefix);
+    const cost = `    prices:\n      gpt-4o: {input_per_mtok: 0, output_per_mtok: ${perMtok}}\n` +
+        `    budgets:\n      runs: {${runId}: ${budget}}\n`;
+    const g = await startCostGateway(stateDir, ['cost-tracker', 'audit-logger'], cost);
+    return { stateDir, g };
+}
+
 /** The spend ledger as the gateway left it (read after stop: the last flush is at shutdown). */
 function ledger(stateDir) {
     return JSON.parse(readFileSync(path.join(stateDir, 'cost', 'ledger.json'), 'utf8')).spend;
@@ -94,14 +104,12 @@ for (const chain of [['audit-logger', 'cost-tracker'], ['cost-tracker', 'audit-l
 
 test('budget: 50 concurrent requests against a budget for 10: 10 served, 40 refused, never over',
     async () => {
-        const stateDir = freshStateDir('kt-e2e-conc-');
         /* $1 per completion token, prompts free; each answer is one word and max_tokens 1,
-         * so a request holds exactly what it costs. */
-        const cost = '    prices:\n      gpt-4o: {input_per_mtok: 0, output_per_mtok: 1000000}\n' +
-            '    budgets:\n      runs: {conc-run: 10}\n';
-        /* The upstream answers late, so that without holds every request would pass on the
-         * same zero spend. Holds make the outcome the same whatever the timing. */
-        const g = await startCostGateway(stateDir, ['cost-tracker', 'audit-logger'], cost);
+         * so a request holds exactly what it costs. The upstream answers late, so that
+         * without holds every request would pass on the same zero spend. Holds make the
+         * outcome the same whatever the timing. */
+        const { stateDir, g } = await startBudgetGateway('kt-e2e-conc-',
+            { perMtok: 1000000, runId: 'conc-run', budget: 10 });
         suite.up.behave({ text: 'ok', delayMs: 1000 });
         const before = suite.up.requests.length;
         try {
@@ -133,11 +141,9 @@ test('budget: 50 concurrent requests against a budget for 10: 10 served, 40 refu
 
 test('budget: aborted streams are charged what they delivered, so the budget stops them',
     async () => {
-        const stateDir = freshStateDir('kt-e2e-abort-');
         /* Prompts free, $0.001 per completion token; the run may spend $1.4. */
-        const cost = '    prices:\n      gpt-4o: {input_per_mtok: 0, output_per_mtok: 1000}\n' +
-            '    budgets:\n      runs: {abort-run: 1.4}\n';
-        const g = await startCostGateway(stateDir, ['cost-tracker', 'audit-logger'], cost);
+        const { stateDir, g } = await startBudgetGateway('kt-e2e-abort-',
+            { perMtok: 1000, runId: 'abort-run', budget: 1.4 });
         /* A long answer in deltas of 100 bytes. The client reads the first 20 (2000 bytes of
          * text) and leaves; the gateway notices at its next write to the closed connection,
          * so what the client had not read yet and a delta or two more were relayed too

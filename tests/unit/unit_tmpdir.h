@@ -69,4 +69,8 @@ static inline int unit_tmpdir_teardown(void **state)
     return 0;
 }
 
+/* A case of a tests[] table that runs in its own temp dir, *state. */
+#define UNIT_TMPDIR_TEST(t)                                                                        \
+    cmocka_unit_test_setup_teardown(t, unit_tmpdir_setup, unit_tmpdir_teardown)
+
 #endif

@@ -12,6 +12,7 @@
 
 #include "core/gv_buf.h"
 #include "core/gv_yaml.h"
+#include "tests/unit/unit_rand.h"
 
 static gv_rc load(const char *text, struct gv_ydoc **doc, struct gv_cfg_err *err)
 {
@@ -230,10 +231,10 @@ static void test_load_buf_garbage_never_crashes(void **state)
         struct gv_cfg_err err;
         gv_rc rc;
 
-        seed = seed * 1103515245u + 12345u;
+        unit_lcg(&seed);
         len = (seed >> 16) % sizeof(buf);
         for (i = 0; i < len; i++) {
-            seed = seed * 1103515245u + 12345u;
+            unit_lcg(&seed);
             if ((seed >> 16) % 8 == 0) {
                 buf[i] = (char)((seed >> 8) & 0xff);
             }

@@ -18,6 +18,7 @@
 #include "core/gv_mem.h"
 #include "core/gv_yaml.h"
 #include "exporters/prom/prom.h"
+#include "tests/unit/unit_net.h"
 
 struct fixture {
     struct ex_exporter ex;
@@ -164,7 +165,6 @@ static void test_flush_serves_page_over_http(void **state)
 {
     struct fixture *f = *state;
     struct gv_buf page;
-    struct sockaddr_in sa;
     char resp[4096];
     const char *req = "GET /metrics HTTP/1.0\r\n\r\n";
     size_t got = 0;
@@ -174,12 +174,7 @@ static void test_flush_serves_page_over_http(void **state)
     gv_buf_init(&page, 0);
     assert_int_equal(gv_buf_append_str(&page, "kt_agent_events_total 42\n"), GV_OK);
     assert_int_equal(ex_prom.flush(&f->ex, &page), EX_FLUSH_OK);
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)ex_prom_port(&f->ex));
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    fd = unit_connect_loopback(0, (unsigned)ex_prom_port(&f->ex));
     assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
     while ((r = read(fd, resp + got, sizeof(resp) - 1 - got)) > 0) {
         got += (size_t)r;

@@ -57,6 +57,25 @@ static void test_netrc_lookup_matches_host_and_port(void **state)
     assert_int_equal(ex_wandb_netrc_lookup(netrc, "api.wandb.ai", key, 3), GV_E2BIG);
 }
 
+/* The configured entity wins; else the environment's, copied; else "". */
+static void test_setting_config_then_env(void **state)
+{
+    char copy[16];
+
+    (void)state;
+    setenv("KT_TEST_WANDB_ENTITY", "team-env", 1);
+    assert_string_equal(ex_wandb_setting("team-cfg", "KT_TEST_WANDB_ENTITY", copy, sizeof(copy)),
+                        "team-cfg");
+    assert_ptr_equal(ex_wandb_setting("", "KT_TEST_WANDB_ENTITY", copy, sizeof(copy)), copy);
+    assert_string_equal(copy, "team-env");
+    assert_ptr_equal(ex_wandb_setting(NULL, "KT_TEST_WANDB_ENTITY", copy, sizeof(copy)), copy);
+    assert_string_equal(copy, "team-env");
+    setenv("KT_TEST_WANDB_ENTITY", "", 1);
+    assert_string_equal(ex_wandb_setting(NULL, "KT_TEST_WANDB_ENTITY", copy, sizeof(copy)), "");
+    unsetenv("KT_TEST_WANDB_ENTITY");
+    assert_string_equal(ex_wandb_setting("", "KT_TEST_WANDB_ENTITY", copy, sizeof(copy)), "");
+}
+
 static void test_api_init_env_then_netrc(void **state)
 {
     struct ex_wandb_api api;
@@ -158,6 +177,7 @@ static void test_network_error_is_retry(void **state)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_netrc_lookup_matches_host_and_port, setup, teardown),
     cmocka_unit_test_setup_teardown(test_api_init_env_then_netrc, setup, teardown),
+    cmocka_unit_test(test_setting_config_then_env),
     cmocka_unit_test(test_classify_like_the_go_client),
     cmocka_unit_test(test_backoff_ms_doubles_with_jitter_and_cap),
     cmocka_unit_test(test_json_str_only_strings),

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "exporters/ex_wandb_netrc.h"
+#include "tests/unit/unit_rand.h"
 
 #define NEW "machine api.wandb.ai\n  login user\n  password NEWKEY\n"
 
@@ -114,7 +115,7 @@ static void test_netrc_edit_any_bytes(void **state)
     for (i = 0; i < 2000; i++) {
         for (j = 0; j < (int)sizeof(in); j++) {
             static const char al[] = "machine api.wandb.ai password#\n\t macdef default login";
-            x = x * 1103515245u + 12345u;
+            unit_lcg(&x);
             in[j] = (x >> 16) % 5 == 0 ? (char)(x >> 8) : al[(x >> 16) % (sizeof(al) - 1)];
         }
         assert_int_equal(

@@ -161,16 +161,11 @@ static void test_safe_name_and_missing_row(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup_teardown(test_append_assigns_steps_and_dedupes, unit_tmpdir_setup,
-                                    unit_tmpdir_teardown),
-    cmocka_unit_test_setup_teardown(test_shared_rows_have_no_step, unit_tmpdir_setup,
-                                    unit_tmpdir_teardown),
-    cmocka_unit_test_setup_teardown(test_open_cuts_uncounted_lines, unit_tmpdir_setup,
-                                    unit_tmpdir_teardown),
-    cmocka_unit_test_setup_teardown(test_final_then_traffic_reopens, unit_tmpdir_setup,
-                                    unit_tmpdir_teardown),
-    cmocka_unit_test_setup_teardown(test_safe_name_and_missing_row, unit_tmpdir_setup,
-                                    unit_tmpdir_teardown),
+    UNIT_TMPDIR_TEST(test_append_assigns_steps_and_dedupes),
+    UNIT_TMPDIR_TEST(test_shared_rows_have_no_step),
+    UNIT_TMPDIR_TEST(test_open_cuts_uncounted_lines),
+    UNIT_TMPDIR_TEST(test_final_then_traffic_reopens),
+    UNIT_TMPDIR_TEST(test_safe_name_and_missing_row),
 };
 
 #include "tests/unit/unit_main.h"

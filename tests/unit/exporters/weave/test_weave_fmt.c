@@ -94,6 +94,16 @@ static char *end_str(const struct ex_weave_call_in *in)
     return json_text(ex_weave_fmt_end(in));
 }
 
+/* Whether the bytes a formatter wrote hold want; takes text (from start_str or end_str), so a
+ * check is one assert_true or assert_false line that names what it looked for. */
+static bool holds(char *text, const char *want)
+{
+    bool found = strstr(text, want) != NULL;
+
+    gv_free(text);
+    return found;
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -185,40 +195,32 @@ static void test_fmt_end_exact_bytes(void **state)
 static void test_fmt_blocked_is_not_an_exception(void **state)
 {
     struct call c;
-    char *s;
 
     (void)state;
     call_make(&c, GV_DECISION_BLOCKED);
-    s = end_str(&c.in);
-    assert_non_null(strstr(s, "\"exception\":null,\"output\":{\"blocked\":true,"
-                              "\"policy\":\"prompt-injection\","
-                              "\"code\":\"prompt_injection_detected\",\"status\":403}"));
-    assert_non_null(strstr(s, "\"gpt-4o\":{\"requests\":1,\"prompt_tokens\":0,"));
-    gv_free(s);
+    assert_true(holds(end_str(&c.in), "\"exception\":null,\"output\":{\"blocked\":true,"
+                                      "\"policy\":\"prompt-injection\","
+                                      "\"code\":\"prompt_injection_detected\",\"status\":403}"));
+    assert_true(holds(end_str(&c.in), "\"gpt-4o\":{\"requests\":1,\"prompt_tokens\":0,"));
     c.in.blocked_as_error = true;
-    s = end_str(&c.in);
-    assert_non_null(strstr(s, "\"exception\":\"kt.Blocked: prompt-injection\""));
-    gv_free(s);
+    assert_true(holds(end_str(&c.in), "\"exception\":\"kt.Blocked: prompt-injection\""));
 }
 
 static void test_fmt_upstream_error_is_an_exception(void **state)
 {
     struct call c;
-    char *s;
 
     (void)state;
     call_make(&c, GV_DECISION_ERROR);
-    s = end_str(&c.in);
-    assert_non_null(
-        strstr(s, "\"exception\":\"kt.UpstreamError: upstream_error (HTTP 500)\",\"output\":null"));
-    gv_free(s);
+    assert_true(
+        holds(end_str(&c.in),
+              "\"exception\":\"kt.UpstreamError: upstream_error (HTTP 500)\",\"output\":null"));
 }
 
 static void test_fmt_content_redacted_and_guarded(void **state)
 {
     struct call c;
     struct gv_content content;
-    char *s;
 
     (void)state;
     call_make(&c, GV_DECISION_REDACTED);
@@ -229,35 +231,44 @@ static void test_fmt_content_redacted_and_guarded(void **state)
     content.request_truncated = false;
     content.response_truncated = false;
     c.r.content = &content;
-    s = start_str(&c.in);
-    assert_non_null(strstr(s, "\"inputs\":{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"system\","
-                              "\"content\":\"[kt:not-a-ref] weave:///x\"},{\"role\":\"user\","
-                              "\"content\":\"mail <EMAIL_ADDRESS>\"}],\"n_messages\":2}"));
-    assert_null(strstr(s, "\"policy\":"));
-    gv_free(s);
-    s = end_str(&c.in);
-    assert_non_null(strstr(s, "\"message\":{\"role\":\"assistant\",\"content\":\"done\"}"));
-    gv_free(s);
+    assert_true(holds(start_str(&c.in),
+                      "\"inputs\":{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"system\","
+                      "\"content\":\"[kt:not-a-ref] weave:///x\"},{\"role\":\"user\","
+                      "\"content\":\"mail <EMAIL_ADDRESS>\"}],\"n_messages\":2}"));
+    assert_false(holds(start_str(&c.in), "\"policy\":"));
+    assert_true(holds(end_str(&c.in), "\"message\":{\"role\":\"assistant\",\"content\":\"done\"}"));
     /* A blocked prompt's text never leaves, whatever was captured. */
     c.r.decision = GV_DECISION_BLOCKED;
-    s = start_str(&c.in);
-    assert_null(strstr(s, "mail <"));
-    assert_non_null(strstr(s, "{\"role\":\"user\",\"content\":null}"));
-    gv_free(s);
+    assert_false(holds(start_str(&c.in), "mail <"));
+    assert_true(holds(start_str(&c.in), "{\"role\":\"user\",\"content\":null}"));
+    c.r.content = NULL;
+}
+
+/* A ref-like string is guarded wherever it sits: an object's value or an array's element. */
+static void test_fmt_guards_refs_at_any_depth(void **state)
+{
+    struct call c;
+    struct gv_content content = {0};
+
+    (void)state;
+    call_make(&c, GV_DECISION_ALLOWED);
+    content.request = (char *)"[{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+                              "\"text\":\"weave:///a\"},\"weave:///b\",[\"weave:///c\"]]}]";
+    c.r.content = &content;
+    assert_true(holds(start_str(&c.in),
+                      "\"content\":[{\"type\":\"text\",\"text\":\"[kt:not-a-ref] weave:///a\"},"
+                      "\"[kt:not-a-ref] weave:///b\",[\"[kt:not-a-ref] weave:///c\"]]"));
     c.r.content = NULL;
 }
 
 static void test_fmt_untagged_has_no_run_link(void **state)
 {
     struct call c;
-    char *s;
 
     (void)state;
     call_make(&c, GV_DECISION_ALLOWED);
     c.r.run_id[0] = '\0';
-    s = start_str(&c.in);
-    assert_null(strstr(s, "wb_run_id"));
-    gv_free(s);
+    assert_false(holds(start_str(&c.in), "wb_run_id"));
 }
 
 static void test_fmt_upsert_and_complete_items(void **state)
@@ -338,6 +349,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_fmt_blocked_is_not_an_exception, setup),
     cmocka_unit_test_setup(test_fmt_upstream_error_is_an_exception, setup),
     cmocka_unit_test_setup(test_fmt_content_redacted_and_guarded, setup),
+    cmocka_unit_test_setup(test_fmt_guards_refs_at_any_depth, setup),
     cmocka_unit_test_setup(test_fmt_untagged_has_no_run_link, setup),
     cmocka_unit_test_setup(test_fmt_upsert_and_complete_items, setup),
     cmocka_unit_test_setup(test_fmt_policy_obj_and_cost_exact, setup),

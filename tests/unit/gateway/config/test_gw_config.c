@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "gateway/gw_config.h"
+#include "tests/unit/unit_rand.h"
 
 #define TARGET "providers:\n  targets:\n    - {id: t1, provider: 'openai:chat:gpt-4o'}\n"
 
@@ -361,9 +362,9 @@ static void test_load_mutated_page_never_crashes(void **state)
 
         memcpy(text, page, sizeof(page));
         for (edit = 0; edit < 1 + round % 3; edit++) {
-            seed = seed * 1103515245u + 12345u;
+            unit_lcg(&seed);
             n = (seed >> 8) % (sizeof(page) - 1);
-            seed = seed * 1103515245u + 12345u;
+            unit_lcg(&seed);
             text[n] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
         }
         rc = load_text(text, &cfg, &err);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "gateway/gw_conn.h"
+#include "tests/unit/unit_net.h"
 
 /* One test server: what dispatch does is chosen per test. */
 enum mode { ANSWER_NOW, STREAM_BIG, STREAM_FOREVER };
@@ -29,7 +30,7 @@ enum mode { ANSWER_NOW, STREAM_BIG, STREAM_FOREVER };
 struct srv {
     struct event_base *base;
     struct gw_conns *cs;
-    int port;
+    unsigned port;
     enum mode mode;
     struct gw_conn *held; /* the connection of the answer in progress */
     size_t pieces_left;
@@ -115,25 +116,15 @@ static void refuse(void *arg, struct gw_conn *c, int status, const char *code, c
 
 static void srv_start(struct srv *s, enum mode mode)
 {
-    struct sockaddr_in sa;
-    socklen_t len = sizeof(sa);
     struct gw_conns_opts o;
-    int fd, one = 1;
+    int fd;
 
     memset(s, 0, sizeof(*s));
     memset(s->piece, 'x', sizeof(s->piece));
     s->mode = mode;
     s->base = event_base_new();
     assert_non_null(s->base);
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(fd, 16), 0);
-    getsockname(fd, (struct sockaddr *)&sa, &len);
-    s->port = ntohs(sa.sin_port);
+    fd = unit_listen_loopback(SOCK_NONBLOCK | SOCK_CLOEXEC, &s->port);
     memset(&o, 0, sizeof(o));
     o.base = s->base;
     o.listen_fd = fd;
@@ -164,16 +155,13 @@ static void spin(struct srv *s, int rounds)
 
 static int client(struct srv *s, int rcvbuf)
 {
-    struct sockaddr_in sa;
+    struct sockaddr_in sa = unit_loopback(s->port);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
+    /* Before connect: the kernel fixes the window scale at the handshake. */
     if (rcvbuf > 0) {
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     }
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sa.sin_port = htons((uint16_t)s->port);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     fcntl(fd, F_SETFL, O_NONBLOCK);
     spin(s, 3);

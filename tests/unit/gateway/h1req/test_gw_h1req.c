@@ -571,22 +571,24 @@ static void build(struct gv_buf *b, char what, size_t n)
     gv_buf_append_str(b, "\r\n\r\n");
 }
 
+/* The request built in b, checked as a row named name: see struct row for expect and prefix. */
+static void check_built(const struct gv_buf *b, const char *name, const struct gw_h1_limits *lim,
+                        const char *expect, bool prefix)
+{
+    struct row c = {name, b->data, b->len, lim, expect, prefix};
+
+    check_row(&c);
+}
+
 static void check_limit(char what, const struct gw_h1_limits *lim, size_t n, const char *past)
 {
     struct gv_buf b;
-    struct row c = {.name = "at the limit", .lim = lim, .expect = "GET /", .prefix = true};
 
     gv_buf_init(&b, 0);
     build(&b, what, n);
-    c.raw = b.data;
-    c.len = b.len;
-    check_row(&c);
+    check_built(&b, "at the limit", lim, "GET /", true);
     build(&b, what, n + 1);
-    c.name = "past the limit";
-    c.raw = b.data;
-    c.len = b.len;
-    c.expect = past;
-    check_row(&c);
+    check_built(&b, "past the limit", lim, past, true);
     gv_buf_free(&b);
 }
 
@@ -632,20 +634,12 @@ static void check_header_count(const struct gw_h1_limits *lim, size_t max, const
                                bool prefix)
 {
     struct gv_buf b;
-    struct row c = {.name = "header count", .lim = lim, .prefix = prefix};
 
     gv_buf_init(&b, 0);
     build_headers(&b, max);
-    c.raw = b.data;
-    c.len = b.len;
-    c.expect = taken;
-    check_row(&c);
+    check_built(&b, "header count", lim, taken, prefix);
     build_headers(&b, max + 1);
-    c.raw = b.data;
-    c.len = b.len;
-    c.prefix = true;
-    c.expect = "ERROR 431 headers_too_large The request has more";
-    check_row(&c);
+    check_built(&b, "header count", lim, "ERROR 431 headers_too_large The request has more", true);
     gv_buf_free(&b);
 }
 

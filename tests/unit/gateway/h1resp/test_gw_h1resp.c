@@ -11,6 +11,7 @@
 
 #include "core/gv_buf.h"
 #include "gateway/gw_h1resp.h"
+#include "tests/unit/unit_rand.h"
 
 /* What a run saw, flattened so whole runs compare as strings. */
 struct run {
@@ -37,10 +38,7 @@ static size_t next_cut(unsigned mode, uint32_t *rng, size_t left)
     if (mode == 1) {
         return 1;
     }
-    *rng ^= *rng << 13;
-    *rng ^= *rng >> 17;
-    *rng ^= *rng << 5;
-    return 1 + *rng % (left < 23 ? left : 23);
+    return 1 + unit_xorshift32(rng) % (left < 23 ? left : 23);
 }
 
 /* Feeds `wire` the way the client does: arrived bytes stay in one buffer until

@@ -13,6 +13,7 @@
 #include <json-c/json.h>
 
 #include "gateway/gw_jscan.h"
+#include "tests/unit/unit_rand.h"
 
 struct row {
     const char *text;
@@ -406,17 +407,17 @@ static void test_chunk_repeats_agree_on_mutations(void **state)
         const char *base;
         size_t n, k, edits;
 
-        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        unit_xorshift32(&x);
         base = stream_chunks[x % (sizeof(stream_chunks) / sizeof(stream_chunks[0]))];
         n = strlen(base);
         memcpy(buf, base, n);
-        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        unit_xorshift32(&x);
         edits = x % 4;
         for (k = 0; k < edits; k++) {
-            x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+            unit_xorshift32(&x);
             buf[x % n] = steer[(x >> 16) % (sizeof(steer) - 1)];
         }
-        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        unit_xorshift32(&x);
         if (x % 5 == 0) {
             n = (x >> 8) % (n + 1); /* cut short */
         }

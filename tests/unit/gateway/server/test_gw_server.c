@@ -32,6 +32,7 @@
 #include "gateway/gw_server.h"
 #include "gateway/policies/gw_policies.h"
 #include "tests/unit/gateway/test_registry.h"
+#include "tests/unit/unit_net.h"
 #include "tests/unit/unit_tmpdir.h"
 
 struct fixture {
@@ -50,24 +51,6 @@ struct reply {
     struct gv_buf headers;
     struct json_object *json;
 };
-
-/* A port on 127.0.0.1 where nothing listens: bound, then closed. */
-static unsigned closed_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    unsigned port;
-
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
 
 /* Writes a config whose one target is http://127.0.0.1:up_port/v1 and whose remaining
  * sections are `rest`, then starts a one-worker server on it that emits to `em`; policy names
@@ -142,7 +125,7 @@ static int setup(void **state)
     if (gw_emitter_create_noop(&f->em) != GV_OK) {
         return -1;
     }
-    if (fx_start(f, closed_port(),
+    if (fx_start(f, unit_closed_port(),
                  "policies:\n  chain: []\n"
                  "gateway:\n  max_body_bytes: 1KiB\n",
                  f->em, NULL) != 0) {

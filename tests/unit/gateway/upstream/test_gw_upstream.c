@@ -22,6 +22,7 @@
 
 #include "core/gv_buf.h"
 #include "gateway/gw_upstream.h"
+#include "tests/unit/unit_net.h"
 
 /* The stand-in upstream runs on the same event base as the client. Each
  * complete request gets the next scripted answer: bytes to write, then close,
@@ -47,7 +48,7 @@ struct sconn {
 struct srv {
     struct event_base *base;
     int lfd;
-    uint16_t port;
+    unsigned port;
     struct event *lev;
     struct script script[16];
     size_t nscript;
@@ -174,23 +175,10 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 
 static void srv_start(struct srv *s, struct event_base *base)
 {
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int one = 1;
-
     memset(s, 0, sizeof(*s));
     s->base = base;
     gv_buf_init(&s->last_req, 0);
-    s->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(s->lfd >= 0);
-    setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(s->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(listen(s->lfd, 16), 0);
-    assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&a, &len), 0);
-    s->port = ntohs(a.sin_port);
+    s->lfd = unit_listen_loopback(0, &s->port);
     evutil_make_socket_nonblocking(s->lfd);
     s->lev = event_new(base, s->lfd, EV_READ | EV_PERSIST, on_accept, s);
     event_add(s->lev, NULL);
@@ -636,19 +624,9 @@ static void test_refused_connection_reports_from_the_loop(void **state)
 {
     struct call c;
     char url[128];
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
 
     (void)state;
-    /* A port that was just free: bound, read back, closed. */
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u/v1/chat/completions", ntohs(a.sin_port));
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/v1/chat/completions", unit_closed_port());
     call_init(&c);
     start(&c, url, 0, 0); /* asserts done() did not run inside start */
     wait_done(&c);

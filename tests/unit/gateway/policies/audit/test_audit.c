@@ -382,29 +382,11 @@ static void edit_byte(struct gv_buf *b)
     p[4] = '9';
 }
 
-static void test_verify_names_edited_record(void **state)
-{
-    const char *st = *state;
-    char path[600];
-
-    tampered(st, edit_byte, path, sizeof(path));
-    verify_fails_with(st, 3, "edited");
-}
-
 static void delete_line(struct gv_buf *b)
 {
     size_t a = line_start(b, 4), z = line_start(b, 5); /* drop record seq 3 */
     memmove(b->data + a, b->data + z, b->len - z);
     b->len -= z - a;
-}
-
-static void test_verify_names_record_after_deleted_one(void **state)
-{
-    const char *st = *state;
-    char path[600];
-
-    tampered(st, delete_line, path, sizeof(path));
-    verify_fails_with(st, 4, "deleted, inserted or reordered");
 }
 
 static void swap_lines(struct gv_buf *b)
@@ -418,18 +400,35 @@ static void swap_lines(struct gv_buf *b)
     gv_free(tmp);
 }
 
-static void test_verify_names_swapped_record(void **state)
-{
-    const char *st = *state;
-    char path[600];
-
-    tampered(st, swap_lines, path, sizeof(path));
-    verify_fails_with(st, 3, "deleted, inserted or reordered");
-}
-
 static void cut_tail(struct gv_buf *b)
 {
     b->len -= 10; /* a torn last line */
+}
+
+/* One way of tampering with segment 1, and what verify must say about it: the seq it names
+ * (0: none) and a word of its problem. */
+struct tamper_row {
+    void (*edit)(struct gv_buf *b);
+    uint64_t bad_seq;
+    const char *problem;
+};
+
+static const struct tamper_row EDITED = {edit_byte, 3, "edited"};
+static const struct tamper_row DELETED = {delete_line, 4, "deleted, inserted or reordered"};
+static const struct tamper_row SWAPPED = {swap_lines, 3, "deleted, inserted or reordered"};
+static const struct tamper_row TORN = {cut_tail, 0, "truncated"};
+
+/* Each row is its own cmocka test (the row comes in as the initial state), so a failure names
+ * the row; the dir is made here because a setup would replace that state. */
+static void test_verify_names_tampering(void **state)
+{
+    const struct tamper_row *row = *state;
+    char st[UNIT_TMPDIR_MAX], path[600];
+
+    unit_tmpdir_make(st, sizeof(st));
+    tampered(st, row->edit, path, sizeof(path));
+    verify_fails_with(st, row->bad_seq, row->problem);
+    unit_tmpdir_remove(st);
 }
 
 static void drop_last_line(struct gv_buf *b)
@@ -442,11 +441,6 @@ static void test_verify_catches_truncation(void **state)
     char st[256], path[600];
 
     (void)state;
-    unit_tmpdir_make(st, sizeof(st));
-    tampered(st, cut_tail, path, sizeof(path));
-    verify_fails_with(st, 0, "truncated");
-    unit_tmpdir_remove(st);
-
     unit_tmpdir_make(st, sizeof(st));
     tampered(st, drop_last_line, path, sizeof(path));
     verify_fails_with(st, 6, "truncated");
@@ -807,37 +801,25 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_line_seal_roundtrip_and_edit),
     cmocka_unit_test(test_record_json_bytes),
     cmocka_unit_test(test_record_json_worst_case_fits_bound),
-    cmocka_unit_test_setup_teardown(test_complete_writes_chain_that_verifies, unit_tmpdir_setup,
-                                    unit_tmpdir_teardown),
-    cmocka_unit_test_setup_teardown(test_record_holds_no_content_by_default, unit_tmpdir_setup,
-                                    unit_tmpdir_teardown),
-    cmocka_unit_test_setup_teardown(test_store_content_keeps_answer_and_priced_cost,
-                                    unit_tmpdir_setup, unit_tmpdir_teardown),
-    cmocka_unit_test_setup_teardown(test_log_all_access_false_skips_allowed, unit_tmpdir_setup,
-                                    unit_tmpdir_teardown),
-    cmocka_unit_test_setup_teardown(test_verify_names_edited_record, unit_tmpdir_setup,
-                                    unit_tmpdir_teardown),
-    cmocka_unit_test_setup_teardown(test_verify_names_record_after_deleted_one, unit_tmpdir_setup,
-                                    unit_tmpdir_teardown),
-    cmocka_unit_test_setup_teardown(test_verify_names_swapped_record, unit_tmpdir_setup,
-                                    unit_tmpdir_teardown),
+    UNIT_TMPDIR_TEST(test_complete_writes_chain_that_verifies),
+    UNIT_TMPDIR_TEST(test_record_holds_no_content_by_default),
+    UNIT_TMPDIR_TEST(test_store_content_keeps_answer_and_priced_cost),
+    UNIT_TMPDIR_TEST(test_log_all_access_false_skips_allowed),
+    {"verify names an edited record", test_verify_names_tampering, NULL, NULL, (void *)&EDITED},
+    {"verify names the record after a deleted one", test_verify_names_tampering, NULL, NULL,
+     (void *)&DELETED},
+    {"verify names a swapped record", test_verify_names_tampering, NULL, NULL, (void *)&SWAPPED},
+    {"verify catches a torn last line", test_verify_names_tampering, NULL, NULL, (void *)&TORN},
     cmocka_unit_test(test_verify_catches_truncation),
-    cmocka_unit_test_setup_teardown(test_rotation_and_retention_keep_chain_verifiable,
-                                    unit_tmpdir_setup, unit_tmpdir_teardown),
-    cmocka_unit_test_setup_teardown(test_verify_fails_without_head, unit_tmpdir_setup,
-                                    unit_tmpdir_teardown),
+    UNIT_TMPDIR_TEST(test_rotation_and_retention_keep_chain_verifiable),
+    UNIT_TMPDIR_TEST(test_verify_fails_without_head),
     cmocka_unit_test(test_verify_expect_head),
-    cmocka_unit_test_setup_teardown(test_files_are_private_in_a_shared_dir, unit_tmpdir_setup,
-                                    unit_tmpdir_teardown),
-    cmocka_unit_test_setup_teardown(test_on_failure_block_refuses_when_disk_fails,
-                                    unit_tmpdir_setup, unit_tmpdir_teardown),
-    cmocka_unit_test_setup_teardown(test_on_failure_allow_passes, unit_tmpdir_setup,
-                                    unit_tmpdir_teardown),
+    UNIT_TMPDIR_TEST(test_files_are_private_in_a_shared_dir),
+    UNIT_TMPDIR_TEST(test_on_failure_block_refuses_when_disk_fails),
+    UNIT_TMPDIR_TEST(test_on_failure_allow_passes),
     cmocka_unit_test(test_config_rejects_bad_values),
-    cmocka_unit_test_setup_teardown(test_two_processes_share_one_chain, unit_tmpdir_setup,
-                                    unit_tmpdir_teardown),
-    cmocka_unit_test_setup_teardown(test_verify_garbage_segment_does_not_crash, unit_tmpdir_setup,
-                                    unit_tmpdir_teardown),
+    UNIT_TMPDIR_TEST(test_two_processes_share_one_chain),
+    UNIT_TMPDIR_TEST(test_verify_garbage_segment_does_not_crash),
     cmocka_unit_test(test_check_only_creates_nothing),
 };
 

@@ -12,6 +12,7 @@
 
 #include "core/gv_buf.h"
 #include "gateway/policies/injection/injection.h"
+#include "tests/unit/unit_rand.h"
 
 struct fx {
     struct injection_scratch *s;
@@ -161,7 +162,7 @@ static void test_normalize_random_bytes_bounded(void **state)
     for (round = 0; round < 200; round++) {
         size_t n = 1 + round * 20;
         for (i = 0; i < n; i++) {
-            x = x * 1103515245u + 12345u;
+            unit_lcg(&x);
             buf[i] = (unsigned char)(x >> 16);
         }
         assert_int_equal(injection_normalize((const char *)buf, n, &f->out, &f->flags, f->s),

@@ -12,6 +12,7 @@
 
 #include "gateway/policies/pii/pii_names.h"
 #include "gateway/policies/pii/pii_scan.h"
+#include "tests/unit/unit_rand.h"
 
 /* Scan `text` for all types; return the number of spans of `type` and, when
  * one is found, its text in `got`. */
@@ -279,7 +280,7 @@ static void test_scan_iban_outside_registry(void **state)
         size_t n = countries[i].len - 4, g = 0;
 
         for (k = 0; k < n; k++) {
-            seed = seed * 1103515245u + 12345u;
+            unit_lcg(&seed);
             /* The UEMOA and CEMAC BBANs open with a letter bank code. */
             bban[k] = (k == 0 && i % 2 == 0) ? (char)('A' + (seed >> 16) % 26)
                                              : (char)('0' + (seed >> 16) % 10);
