@@ -22,17 +22,19 @@ steal_pct() {
 # percentage of the machine's CPU time stolen while it ran (steal_pct). While the line kept so
 # far lost more than MAX_STEAL percent, CMD runs again, up to REDO more times, and the line
 # that lost least is kept; before each rerun NOTE is called with the line just run, its
-# output going to standard error. Prints the line kept. On a shared host a busy neighbour
+# output going to standard error. Prints the line kept; fails as soon as a run of CMD fails
+# (a command substitution does not inherit errexit, so this says it, and the caller's
+# `x="$(least_stolen ...)"` then stops a `set -e` script). On a shared host a busy neighbour
 # moves req/s and CPU time by more than the changes being measured.
 least_stolen() {
     local redo="$1" max="$2" note="$3" best last k
     shift 3
-    best="$("$@")"
+    best="$("$@")" || return 1
     last="$best"
     for ((k = 0; k < redo; k++)); do
         awk -v s="${best##* }" -v m="$max" 'BEGIN { exit !(s > m) }' || break
         "$note" "$last" >&2
-        last="$("$@")"
+        last="$("$@")" || return 1
         if awk -v a="${last##* }" -v b="${best##* }" 'BEGIN { exit !(a < b) }'; then
             best="$last"
         fi
