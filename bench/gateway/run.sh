@@ -270,13 +270,14 @@ span() { # span "V1 V2 ...": MIN-MAX
     tr ' ' '\n' <<<"$1" | grep . | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 }
         END { print (NR > 1) ? lo "-" hi : "-" }'
 }
-round_ratios() { # round_ratios "A1 A2 ..." "B1 B2 ...": A1/B1 A2/B2 ... (same round each)
-    paste <(tr ' ' '\n' <<<"$1" | grep .) <(tr ' ' '\n' <<<"$2" | grep .) |
-        awk '{ if ($2 > 0) printf "%.2f ", $1 / $2 }'
-}
-round_diffs() { # round_diffs "A1 A2 ..." "B1 B2 ...": A1-B1 A2-B2 ... (same round each)
-    paste <(tr ' ' '\n' <<<"$1" | grep .) <(tr ' ' '\n' <<<"$2" | grep .) |
-        awk '{ printf "%d ", $1 - $2 }'
+# round_pairs OP "A1 A2 ..." "B1 B2 ...": A1 OP B1, A2 OP B2, ... (same round each). OP is
+# "/" (ratios to two places; a zero B gives none) or "-" (whole differences).
+round_pairs() {
+    paste <(tr ' ' '\n' <<<"$2" | grep .) <(tr ' ' '\n' <<<"$3" | grep .) |
+        awk -v op="$1" '{
+            if (op == "-") printf "%d ", $1 - $2
+            else if ($2 > 0) printf "%.2f ", $1 / $2
+        }'
 }
 
 echo "load: POST /v1/chat/completions, ${DURATION}s per run, $ROUNDS round(s), wrk on" \
@@ -326,7 +327,7 @@ for n in "${TARGETS[@]}"; do
     PACED[$n.p99]="$(median "${PACED[$n.l99]}")"
     # Added p50 within each round (the same run as direct's), then the median of the rounds.
     [ "$n" = direct ] ||
-        PACED[$n.added]="$(median "$(round_diffs "${PACED[$n.l50]}" "${PACED[direct.l50]}")")"
+        PACED[$n.added]="$(median "$(round_pairs - "${PACED[$n.l50]}" "${PACED[direct.l50]}")")"
 done
 
 # Syscalls per request: perf counts them in the kernel at little cost; strace stops the proxy
@@ -499,7 +500,7 @@ ms_diff() { # ms_diff US_A US_B: (A - B) in ms
     }
     check_rounds() { # check_rounds LABEL LIST_A LIST_B OP LIMIT: per-round ratios A/B
         local r
-        r="$(round_ratios "$2" "$3")"
+        r="$(round_pairs / "$2" "$3")"
         check "$1" "$(median "$r")" "$4" "$5" "$(span "$r" | sed 's/^-$//')"
     }
     check_rounds "floor2 / nginx req/s, json c=64" \
