@@ -220,7 +220,7 @@ static gv_rc emit_record(struct reemit *r, const struct gv_record *rec)
 
     rc = rc ? rc : gv_event_encode(rec, r->instance, r->seq + 1, &r->frames);
     if (rc) {
-        r->frames.len = mark;
+        gv_buf_truncate(&r->frames, mark);
         return rc;
     }
     gv_put_u32le((uint8_t *)r->frames.data + mark, (uint32_t)(r->frames.len - mark - GV_FRAME_HDR));

@@ -36,6 +36,16 @@ void gv_buf_reset(struct gv_buf *b)
     }
 }
 
+void gv_buf_truncate(struct gv_buf *b, size_t len)
+{
+    if (len < b->len) {
+        b->len = len;
+    }
+    if (b->data) {
+        b->data[b->len] = '\0';
+    }
+}
+
 gv_rc gv_buf_reserve(struct gv_buf *b, size_t extra)
 {
     size_t need;

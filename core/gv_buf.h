@@ -27,6 +27,9 @@ void gv_buf_free(struct gv_buf *b);
 gv_rc gv_buf_reserve(struct gv_buf *b, size_t n);
 /* Empties the buffer, keeping its storage. */
 void gv_buf_reset(struct gv_buf *b);
+/* Cuts the buffer back to its first len bytes (len <= b->len), NUL-terminated again: how a
+ * writer takes back what it appended since a mark when the rest did not fit. */
+void gv_buf_truncate(struct gv_buf *b, size_t len);
 /* Append n bytes. GV_E2BIG (and nothing appended) when len + n would exceed max. */
 gv_rc gv_buf_append_grow(struct gv_buf *b, const void *p, size_t n);
 /* Inline because the request path appends a few hundred small pieces a request

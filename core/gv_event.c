@@ -143,7 +143,7 @@ static void join_whole(char *out, size_t size, char *const *items, size_t n)
         size_t mark = b.len;
         if ((i > 0 && gv_buf_append_char(&b, ',') != GV_OK) ||
             gv_buf_append_str(&b, items[i]) != GV_OK) {
-            b.len = mark;
+            gv_buf_truncate(&b, mark);
             break;
         }
     }
@@ -517,8 +517,7 @@ gv_rc gv_frame_append(struct gv_buf *out, enum gv_frame_type type, const void *p
         rc = gv_buf_append(out, payload, n);
     }
     if (rc) {
-        out->len = mark;
-        out->data[mark] = '\0';
+        gv_buf_truncate(out, mark);
     }
     return rc;
 }

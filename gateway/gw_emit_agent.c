@@ -471,7 +471,7 @@ static size_t drain_ring(struct agent_em *a)
         /* Frame header first, length patched once the payload size is known. */
         if (gv_buf_append(&a->batch, "\0\0\0\0\2", GV_FRAME_HDR) != GV_OK ||
             gv_event_encode(rec, a->instance_id, a->next_seq + held + n, &a->batch) != GV_OK) {
-            a->batch.len = mark;
+            gv_buf_truncate(&a->batch, mark);
             if (mark == 0) {
                 /* Cannot happen with bounded records; never wedge the ring. */
                 gv_record_release(rec);

@@ -81,10 +81,7 @@ static int end_header(struct gw_h1resp *r)
             (gv_buf_append(&h->pass, r->name, r->name_len) != GV_OK ||
              gv_buf_append(&h->pass, ": ", 2) != GV_OK || gv_buf_append(&h->pass, v, n) != GV_OK ||
              gv_buf_append(&h->pass, "\r\n", 2) != GV_OK)) {
-            h->pass.len = mark;
-            if (h->pass.data) {
-                h->pass.data[mark] = '\0';
-            }
+            gv_buf_truncate(&h->pass, mark);
         }
     }
     r->name_len = 0;

@@ -209,7 +209,7 @@ gv_rc ex_otlp_pack(const ProtobufCMessage *msg, struct gv_buf *out)
         return GV_EIO;
     }
     if (gv_buf_append(out, scratch, n) != GV_OK) {
-        out->len = mark;
+        gv_buf_truncate(out, mark);
         gv_free(scratch);
         return GV_E2BIG;
     }

@@ -443,15 +443,6 @@ struct json_object *ex_weave_fmt_end(const struct ex_weave_call_in *in)
     return o;
 }
 
-/* out as it was at mark: an item that does not fit is left out whole, never half appended. */
-static void cut_back(struct gv_buf *out, size_t mark)
-{
-    out->len = mark;
-    if (out->data) {
-        out->data[mark] = '\0';
-    }
-}
-
 gv_rc ex_weave_fmt_upsert_items(const struct ex_weave_call_in *in, struct gv_buf *out)
 {
     struct json_object *st = json_object_new_object(), *sreq = json_object_new_object();
@@ -473,7 +464,7 @@ gv_rc ex_weave_fmt_upsert_items(const struct ex_weave_call_in *in, struct gv_buf
         rc = ex_wandb_json_append(out, en);
     }
     if (rc) {
-        cut_back(out, mark);
+        gv_buf_truncate(out, mark); /* an item that does not fit is left out whole */
     }
     json_object_put(st);
     json_object_put(en);
@@ -494,7 +485,7 @@ gv_rc ex_weave_fmt_complete_item(const struct ex_weave_call_in *in, struct gv_bu
     }
     rc = ex_wandb_json_append(out, o);
     if (rc) {
-        cut_back(out, mark);
+        gv_buf_truncate(out, mark); /* an item that does not fit is left out whole */
     }
     json_object_put(o);
     json_object_put(e);

@@ -1022,10 +1022,7 @@ gv_rc gw_audit_record_json(const struct gv_record *rec, double cost_usd,
     jw_raw(&w, "}");
     if (w.rc) {
         /* Leave out as it was: no half record. */
-        out->len = mark;
-        if (out->data) {
-            out->data[mark] = '\0';
-        }
+        gv_buf_truncate(out, mark);
     }
     return w.rc;
 }
