@@ -358,20 +358,21 @@ static void *writer_main(void *arg)
     (void)arg;
     pthread_mutex_lock(&q.mu);
     for (;;) {
-        if (!q.kicked && !q.stopping && empty >= PARK_AFTER_EMPTY) {
-            q.parked = 1;
-            while (!q.kicked && !q.stopping) {
-                pthread_cond_wait(&q.cv, &q.mu);
+        if (!q.kicked && !q.stopping) {
+            /* Parked, the wait has no deadline: appenders see q.parked and signal. */
+            q.parked = empty >= PARK_AFTER_EMPTY;
+            if (!q.parked) {
+                gv_time_deadline(CLOCK_MONOTONIC, FLUSH_MS * 1000u, &dl);
             }
-            q.parked = 0;
-        }
-        else if (!q.kicked && !q.stopping) {
-            gv_time_deadline(CLOCK_MONOTONIC, FLUSH_MS * 1000u, &dl);
             while (!q.kicked && !q.stopping) {
-                if (pthread_cond_timedwait(&q.cv, &q.mu, &dl) == ETIMEDOUT) {
+                if (q.parked) {
+                    pthread_cond_wait(&q.cv, &q.mu);
+                }
+                else if (pthread_cond_timedwait(&q.cv, &q.mu, &dl) == ETIMEDOUT) {
                     break;
                 }
             }
+            q.parked = 0;
         }
         if (q.len == 0 && q.dropped == 0) {
             q.kicked = 0;
