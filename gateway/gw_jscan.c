@@ -104,8 +104,7 @@ static size_t skip_value(const char *p, size_t i, size_t n)
 static enum gw_jscan members_walk(const char *p, size_t n, const char *const *keys, size_t nkeys,
                                   const char **v, size_t *vlen, bool stop_when_all)
 {
-    size_t i = gw_jscan_skip_ws(p, 0, n), k, nfound = 0;
-    bool found = false;
+    size_t i = gw_jscan_skip_ws(p, 0, n), k, nfound = 0; /* keys found so far */
 
     for (k = 0; k < nkeys; k++) {
         v[k] = NULL;
@@ -149,7 +148,6 @@ static enum gw_jscan members_walk(const char *p, size_t n, const char *const *ke
                 nfound += v[k] == NULL;
                 v[k] = p + vs;
                 vlen[k] = i - vs;
-                found = true;
             }
         }
         if (stop_when_all && nfound == nkeys) {
@@ -164,7 +162,7 @@ static enum gw_jscan members_walk(const char *p, size_t n, const char *const *ke
             if (gw_jscan_skip_ws(p, i + 1, n) != n) {
                 goto invalid;
             }
-            return found ? GW_JSCAN_FOUND : GW_JSCAN_ABSENT;
+            return nfound > 0 ? GW_JSCAN_FOUND : GW_JSCAN_ABSENT;
         }
         goto invalid;
     }

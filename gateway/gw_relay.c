@@ -1029,8 +1029,8 @@ static gv_rc pass_event(struct rq *r, const struct gw_sse_event *ev)
     gw_jscan_chunk_facts(ev->data, ev->data_len, &facts, &r->chunk_repeats);
     r->relayed_bytes += facts.text_bytes;
     /* The first chunk names the answer; the ones that finish a choice say why. The walk
-     * above has the reason when there is one (a chunk finishes one choice); only a chunk
-     * with several is walked again, for them all. */
+     * above has the reason when there is one (a chunk finishes one choice); a chunk with
+     * several, or with one it could not pass whole, is walked again for them all. */
     if (!r->trace_meta) {
         r->trace_meta = true;
         gw_trace_response_head(&r->rec, ev->data, ev->data_len);
@@ -1038,7 +1038,7 @@ static gv_rc pass_event(struct rq *r, const struct gw_sse_event *ev)
     if (facts.nreasons == 1) {
         gw_trace_finish_reason(&r->rec, facts.reason, facts.reason_len);
     }
-    else if (facts.nreasons > 1 || facts.finish_reason) {
+    else if (facts.finish_reason) {
         gw_trace_response_text(&r->rec, ev->data, ev->data_len);
     }
     if (!facts.usage) {
