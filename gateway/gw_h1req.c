@@ -435,6 +435,28 @@ static bool run_parser(struct gw_h1req *r, const char *data, size_t n, size_t *u
     return false;
 }
 
+/* The raw check stopped with s after taking data[0..n) of a line: hands what
+ * it passed to the parser, and refuses the request if s is a refusal (the
+ * byte it refused is not passed). False when the request is refused; *used is
+ * how far the parser got. */
+static bool hand_checked(struct gw_h1req *r, const char *data, size_t n, unsigned s, size_t *used)
+{
+    bool refused = s != SCAN_OK && s != SCAN_EOL;
+
+    if (refused) {
+        n--;
+    }
+    *used = n;
+    if (!run_parser(r, data, n, used)) {
+        return false;
+    }
+    if (refused) {
+        refuse(r, (enum refusal_id)s);
+        return false;
+    }
+    return true;
+}
+
 /* ---- the raw check of head and trailer lines ---- */
 
 /* One byte of a head or trailer line: SCAN_OK, SCAN_EOL at the LF that ends
@@ -715,15 +737,7 @@ static enum gw_h1_status step_lines(struct gw_h1req *r, const char *data, size_t
             i++;
         }
     }
-    if (s != SCAN_OK && s != SCAN_EOL) {
-        i--; /* the refused byte was not taken */
-    }
-    *used = i;
-    if (!run_parser(r, data, i, used)) {
-        return GW_H1_ERROR;
-    }
-    if (s != SCAN_OK && s != SCAN_EOL) {
-        refuse(r, (enum refusal_id)s);
+    if (!hand_checked(r, data, i, s, used)) {
         return GW_H1_ERROR;
     }
     if (s == SCAN_OK) {
@@ -760,6 +774,22 @@ static enum gw_h1_status step_lines(struct gw_h1req *r, const char *data, size_t
 }
 
 /* ---- chunk framing ---- */
+
+/* A byte after the size, an extension name or a value of a chunk-size line:
+ * ';' opens the next extension, whitespace moves to ws (where only ';' or,
+ * after a name, '=' may follow), anything else is bad. */
+static unsigned chunk_sep(struct gw_h1req *r, unsigned char c, unsigned char ws, unsigned bad)
+{
+    if (c == ';') {
+        r->lstate = CL_SEMI;
+        return SCAN_OK;
+    }
+    if (gw_h1byte_is_ws(c)) {
+        r->lstate = ws;
+        return SCAN_OK;
+    }
+    return bad;
+}
 
 /* One byte of a chunk-size line (RFC 9112 7.1): 1*HEXDIG *(BWS ";" BWS name
  * [BWS "=" BWS (token / quoted-string)]) CRLF. Whitespace is taken only where
@@ -798,15 +828,7 @@ static unsigned chunk_byte(struct gw_h1req *r, unsigned char c)
         /* After the digits: what may follow a size. */
         /* fall through */
     case CL_HEX_WS:
-        if (c == ';') {
-            r->lstate = CL_SEMI;
-            return SCAN_OK;
-        }
-        if (gw_h1byte_is_ws(c)) {
-            r->lstate = CL_HEX_WS;
-            return SCAN_OK;
-        }
-        return E_CHUNK_SIZE;
+        return chunk_sep(r, c, CL_HEX_WS, E_CHUNK_SIZE);
     case CL_SEMI:
         if (is_tchar(c)) {
             r->lstate = CL_NAME;
@@ -820,17 +842,9 @@ static unsigned chunk_byte(struct gw_h1req *r, unsigned char c)
         }
         if (c == '=') {
             r->lstate = CL_EQ;
+            return SCAN_OK;
         }
-        else if (c == ';') {
-            r->lstate = CL_SEMI;
-        }
-        else if (gw_h1byte_is_ws(c)) {
-            r->lstate = CL_NAME_WS;
-        }
-        else {
-            return E_CHUNK_EXT;
-        }
-        return SCAN_OK;
+        return chunk_sep(r, c, CL_NAME_WS, E_CHUNK_EXT);
     case CL_EQ:
         if (c == '"') {
             r->lstate = CL_QUOTED;
@@ -848,16 +862,7 @@ static unsigned chunk_byte(struct gw_h1req *r, unsigned char c)
         if (st == CL_TOKEN && is_tchar(c)) {
             return SCAN_OK;
         }
-        if (c == ';') {
-            r->lstate = CL_SEMI;
-        }
-        else if (gw_h1byte_is_ws(c)) {
-            r->lstate = CL_VAL_WS;
-        }
-        else {
-            return E_CHUNK_EXT;
-        }
-        return SCAN_OK;
+        return chunk_sep(r, c, CL_VAL_WS, E_CHUNK_EXT);
     case CL_QUOTED:
         if (c == '"') {
             r->lstate = CL_QEND;
@@ -886,15 +891,7 @@ static enum gw_h1_status step_chunk_line(struct gw_h1req *r, const char *data, s
     for (i = 0; i < len && s == SCAN_OK; i++) {
         s = chunk_byte(r, (unsigned char)data[i]);
     }
-    if (s != SCAN_OK && s != SCAN_EOL) {
-        i--;
-    }
-    *used = i;
-    if (!run_parser(r, data, i, used)) {
-        return GW_H1_ERROR;
-    }
-    if (s != SCAN_OK && s != SCAN_EOL) {
-        refuse(r, (enum refusal_id)s);
+    if (!hand_checked(r, data, i, s, used)) {
         return GW_H1_ERROR;
     }
     if (s == SCAN_OK) {
