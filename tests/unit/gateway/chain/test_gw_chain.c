@@ -347,6 +347,7 @@ struct fx {
     struct gw_chain *chain;
     struct gw_chain_stream *st; /* fx_stream */
     struct gv_buf out;          /* what the stream wrote */
+    struct json_object *resp;   /* fx_answer */
 };
 
 /* names: the chain; settings: YAML whose top-level keys are policy names. */
@@ -386,6 +387,8 @@ static void fx_free(struct fx *f)
     gw_chain_stream_close(f->st);
     f->st = NULL;
     gv_buf_free(&f->out);
+    json_object_put(f->resp);
+    f->resp = NULL;
     gw_chain_destroy(f->chain);
     gv_ydoc_destroy(f->doc);
     f->chain = NULL;
@@ -426,6 +429,16 @@ static const char *fx_feed(struct fx *f, int choice, const char *text, bool fina
     assert_int_equal(gw_chain_stream_text(f->st, choice, text, strlen(text), final, &f->out),
                      GV_OK);
     return f->out.data;
+}
+
+/* Hands the open chain the answer `json`, parsed into f->resp (the fixture frees it), and
+ * returns what gw_chain_response_json said. */
+static gv_rc fx_answer(struct fx *f, const char *json, bool *rewritten)
+{
+    json_object_put(f->resp);
+    f->resp = json_tokener_parse(json);
+    assert_non_null(f->resp);
+    return gw_chain_response_json(f->chain, &f->req, f->resp, rewritten);
 }
 
 /* Each test gets a zeroed fixture in *state; teardown releases whatever the
@@ -792,7 +805,6 @@ static void test_stream_text_policy_error_fails_closed(void **state)
 static void test_response_json_reports_rewrite(void **state)
 {
     static const char *const names[] = {"t-pass", "t-jflag", "t-jredact", NULL};
-    struct json_object *resp;
     struct gw_verdict v;
     bool rewritten = true;
     struct fx *f = *state;
@@ -800,53 +812,44 @@ static void test_response_json_reports_rewrite(void **state)
     fx_open(f, names, "{}");
     assert_true(gw_chain_wants_response(f->chain));
     gw_chain_evaluate(f->chain, &f->req, &v);
-    resp = json_tokener_parse("{\"content\":\"call 555-0100\"}");
-    assert_non_null(resp);
-    assert_int_equal(gw_chain_response_json(f->chain, &f->req, resp, &rewritten), GV_OK);
+    assert_int_equal(fx_answer(f, "{\"content\":\"call 555-0100\"}", &rewritten), GV_OK);
     assert_true(rewritten);
-    assert_string_equal(json_object_to_json_string_ext(resp, JSON_C_TO_STRING_PLAIN),
+    assert_string_equal(json_object_to_json_string_ext(f->resp, JSON_C_TO_STRING_PLAIN),
                         "{\"content\":\"[x]\"}");
     assert_int_equal(f->rec.policies[1].action, GV_OUTCOME_FLAG);
     assert_int_equal(f->rec.policies[2].action, GV_OUTCOME_REDACT);
     assert_int_equal(f->rec.policies[2].pii_counts[GV_PII_PHONE_NUMBER], 1);
     /* NULL is allowed for callers that do not care. */
-    assert_int_equal(gw_chain_response_json(f->chain, &f->req, resp, NULL), GV_OK);
-    json_object_put(resp);
+    assert_int_equal(gw_chain_response_json(f->chain, &f->req, f->resp, NULL), GV_OK);
 }
 
 static void test_response_json_flag_is_not_rewrite(void **state)
 {
     static const char *const names[] = {"t-jflag", NULL};
-    struct json_object *resp;
     struct gw_verdict v;
     bool rewritten = true;
     struct fx *f = *state;
 
     fx_eval(f, names, "{}", &v);
-    resp = json_object_new_object();
-    assert_int_equal(gw_chain_response_json(f->chain, &f->req, resp, &rewritten), GV_OK);
+    assert_int_equal(fx_answer(f, "{}", &rewritten), GV_OK);
     assert_false(rewritten);
-    json_object_put(resp);
 }
 
 static void test_response_json_policy_error_fails_closed(void **state)
 {
     static const char *const names[] = {"t-jredact", "t-jfail", "t-jcount", NULL};
-    struct json_object *resp;
     struct gw_verdict v;
     bool rewritten = false;
     struct fx *f = *state;
 
     fx_eval(f, names, "{}", &v);
     json_calls = 0;
-    resp = json_object_new_object();
-    assert_int_equal(gw_chain_response_json(f->chain, &f->req, resp, &rewritten), GV_ENOMEM);
+    assert_int_equal(fx_answer(f, "{}", &rewritten), GV_ENOMEM);
     /* The walk stopped at the failure: the later policy never saw the answer. */
     assert_int_equal(json_calls, 0);
     assert_int_equal(f->rec.policies[0].action, GV_OUTCOME_REDACT);
     assert_int_equal(f->rec.policies[1].action, GV_OUTCOME_ERROR);
     assert_string_equal(f->rec.error_code, "policy_error");
-    json_object_put(resp);
 }
 
 static void test_complete_in_order(void **state)

@@ -64,15 +64,35 @@ static const char *msg_after_path(const struct gv_cfg_err *err)
     return err->msg + n + 1;
 }
 
-/* Loads text, expects GV_ECONFIG and err == "<tmpfile>:" + msg. */
-static void expect_error(const char *text, const char *msg)
+/* Loads text, which must load; a failure shows the loader's message. */
+static struct gw_config *load_ok(const char *text)
 {
     struct gw_config *cfg = NULL;
     struct gv_cfg_err err;
 
-    assert_int_equal(load_text(text, &cfg, &err), GV_ECONFIG);
+    if (load_text(text, &cfg, &err) != GV_OK) {
+        fail_msg("%s", err.msg);
+    }
+    return cfg;
+}
+
+/* Loads text, which must be refused (GV_ECONFIG, no config); err holds the whole message and
+ * the return is what follows "<tmpfile>:". */
+static const char *refusal(const char *text, struct gv_cfg_err *err)
+{
+    struct gw_config *cfg = NULL;
+
+    assert_int_equal(load_text(text, &cfg, err), GV_ECONFIG);
     assert_null(cfg);
-    assert_string_equal(msg_after_path(&err), msg);
+    return msg_after_path(err);
+}
+
+/* Loads text, expects GV_ECONFIG and err == "<tmpfile>:" + msg. */
+static void expect_error(const char *text, const char *msg)
+{
+    struct gv_cfg_err err;
+
+    assert_string_equal(refusal(text, &err), msg);
 }
 
 static void check_page_config(const struct gw_config *cfg)
@@ -141,21 +161,18 @@ static void test_load_page_styles(void **state)
 
 static void test_load_targets_and_gateway(void **state)
 {
-    struct gw_config *cfg = NULL;
-    struct gv_cfg_err err;
+    struct gw_config *cfg;
 
     (void)state;
     setenv("OPENAI_BASE_URL", "http://127.0.0.1:9999/v1/", 1);
-    assert_int_equal(load_text("gateway: {max_body_bytes: 1MiB, max_response_bytes: 2MB}\n"
-                               "providers:\n  targets:\n"
-                               "    - id: a\n      provider: openai:chat:gpt-4o-mini\n"
-                               "      stream_usage: false\n      connect_timeout: 500ms\n"
-                               "      first_byte_timeout: 5m\n      idle_timeout: 1500\n"
-                               "    - id: b\n      provider: openai-compatible:chat:ft:x:y\n"
-                               "      base_url: https://llm.internal.example///\n"
-                               "      ca_file: /dev/null\n",
-                               &cfg, &err),
-                     GV_OK);
+    cfg = load_ok("gateway: {max_body_bytes: 1MiB, max_response_bytes: 2MB}\n"
+                  "providers:\n  targets:\n"
+                  "    - id: a\n      provider: openai:chat:gpt-4o-mini\n"
+                  "      stream_usage: false\n      connect_timeout: 500ms\n"
+                  "      first_byte_timeout: 5m\n      idle_timeout: 1500\n"
+                  "    - id: b\n      provider: openai-compatible:chat:ft:x:y\n"
+                  "      base_url: https://llm.internal.example///\n"
+                  "      ca_file: /dev/null\n");
     assert_string_equal(cfg->pack_name, "default");
     assert_true(cfg->pack_enabled);
     assert_int_equal(cfg->nchain, 0);
@@ -181,15 +198,12 @@ static void test_load_targets_and_gateway(void **state)
 
 static void test_load_pack_disabled_and_unchained_settings(void **state)
 {
-    struct gw_config *cfg = NULL;
-    struct gv_cfg_err err;
+    struct gw_config *cfg;
 
     (void)state;
     /* policy.<name> outside the chain is a warning, not an error. */
-    assert_int_equal(load_text("pack: {name: p, version: 2, enabled: false}\n" TARGET
-                               "policy:\n  prompt-injection: {threshold: 0.5}\n",
-                               &cfg, &err),
-                     GV_OK);
+    cfg = load_ok("pack: {name: p, version: 2, enabled: false}\n" TARGET
+                  "policy:\n  prompt-injection: {threshold: 0.5}\n");
     assert_false(cfg->pack_enabled);
     assert_string_equal(cfg->pack_version, "2");
     gw_config_destroy(cfg);
@@ -215,15 +229,13 @@ static void test_load_secret_env_errors(void **state)
 
 static void test_load_secret_never_in_message(void **state)
 {
-    struct gw_config *cfg = NULL;
     struct gv_cfg_err err;
 
     (void)state;
     setenv("KT_TEST_SECRET", "sk-secret-value-123", 1);
-    assert_int_equal(load_text("providers:\n  targets:\n    - id: t\n      provider: bad\n"
-                               "      secret_key_ref: {env: KT_TEST_SECRET}\n",
-                               &cfg, &err),
-                     GV_ECONFIG);
+    refusal("providers:\n  targets:\n    - id: t\n      provider: bad\n"
+            "      secret_key_ref: {env: KT_TEST_SECRET}\n",
+            &err);
     assert_null(strstr(err.msg, "sk-secret-value-123"));
     unsetenv("KT_TEST_SECRET");
 }
@@ -265,8 +277,8 @@ static void test_load_target_errors(void **state)
 
 static void test_load_chain_errors(void **state)
 {
-    struct gw_config *cfg = NULL;
     struct gv_cfg_err err;
+    const char *msg;
 
     (void)state;
     expect_error(TARGET "policies:\n  chain: [pii-detector, nope]\n",
@@ -295,13 +307,11 @@ static void test_load_chain_errors(void **state)
                  "6:17: policy.pii-detector: expected a mapping, got a sequence");
 
     /* The key list comes from the policy's own config map, so only its shape is fixed here. */
-    assert_int_equal(load_text(TARGET "policies: {chain: [pii-detector]}\n"
-                                      "policy:\n  pii-detector: {action: redact, colour: red}\n",
-                               &cfg, &err),
-                     GV_ECONFIG);
-    assert_non_null(strstr(msg_after_path(&err),
-                           "6:34: unknown key 'colour' in policy.pii-detector "
-                           "(expected one of: action, "));
+    msg = refusal(TARGET "policies: {chain: [pii-detector]}\n"
+                         "policy:\n  pii-detector: {action: redact, colour: red}\n",
+                  &err);
+    assert_non_null(strstr(msg, "6:34: unknown key 'colour' in policy.pii-detector "
+                                "(expected one of: action, "));
 }
 
 static void test_load_top_level_errors(void **state)

@@ -45,23 +45,43 @@ static void fill_rec(struct gv_record *rec, int i, enum gv_decision d)
     rec->tokens_completion = 20;
 }
 
+/* The policy as a test drives it: the instance, and a request wired to the record complete()
+ * writes, the way the chain hands them over. */
+struct audit_fx {
+    struct fx_pol fx;
+    struct gw_req req;
+    struct gv_record rec;
+};
+
+/* Open the policy with `cfg` in `state`; the request and its record start empty. */
+static void audit_open(struct audit_fx *a, const char *cfg, const char *state)
+{
+    struct gv_cfg_err err;
+
+    memset(&a->req, 0, sizeof(a->req));
+    memset(&a->rec, 0, sizeof(a->rec));
+    a->req.rec = &a->rec;
+    assert_int_equal(fx_open(&a->fx, &gw_policy_audit, cfg, state, &err), GV_OK);
+}
+
+/* Hand the request and its record to complete(), as the chain does when a request ends. */
+static void audit_complete(struct audit_fx *a)
+{
+    gw_policy_audit.complete(&a->fx.pol, &a->req, &a->rec);
+}
+
 /* Write n records through the policy (complete()), then close it (drains). */
 static void write_records(const char *state, const char *cfg, int from, int n)
 {
-    struct fx_pol fx;
-    struct gv_cfg_err err;
-    struct gw_req req;
-    struct gv_record rec;
+    struct audit_fx a;
     int i;
 
-    assert_int_equal(fx_open(&fx, &gw_policy_audit, cfg, state, &err), GV_OK);
-    memset(&req, 0, sizeof(req));
+    audit_open(&a, cfg, state);
     for (i = from; i < from + n; i++) {
-        fill_rec(&rec, i, i % 3 == 0 ? GV_DECISION_REDACTED : GV_DECISION_ALLOWED);
-        req.rec = &rec;
-        gw_policy_audit.complete(&fx.pol, &req, &rec);
+        fill_rec(&a.rec, i, i % 3 == 0 ? GV_DECISION_REDACTED : GV_DECISION_ALLOWED);
+        audit_complete(&a);
     }
-    fx_close(&fx);
+    fx_close(&a.fx);
 }
 
 static void audit_dir(const char *state, char *buf, size_t size)
@@ -279,19 +299,15 @@ static void test_record_holds_no_content_by_default(void **state)
     const char *st = *state;
     char path[600];
     struct gv_buf b;
-    struct fx_pol fx;
+    struct audit_fx a;
     struct gv_cfg_err err;
-    struct gw_req req;
-    struct gv_record rec;
 
-    assert_int_equal(fx_open(&fx, &gw_policy_audit, BASE_CFG, st, &err), GV_OK);
-    memset(&req, 0, sizeof(req));
-    req.body = json_tokener_parse(
+    audit_open(&a, BASE_CFG, st);
+    a.req.body = json_tokener_parse(
         "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"secret words\"}]}");
-    fill_rec(&rec, 1, GV_DECISION_ALLOWED);
-    req.rec = &rec;
-    gw_policy_audit.complete(&fx.pol, &req, &rec);
-    fx_close(&fx);
+    fill_rec(&a.rec, 1, GV_DECISION_ALLOWED);
+    audit_complete(&a);
+    fx_close(&a.fx);
     seg1(st, path, sizeof(path));
     assert_int_equal(gw_audit_read_file(path, 1u << 20, &b), GV_OK);
     assert_null(strstr(b.data, "secret words"));
@@ -299,18 +315,19 @@ static void test_record_holds_no_content_by_default(void **state)
     assert_non_null(strstr(b.data, "\"cost_usd\":0.00022500")); /* 10 in + 20 out at gpt-4o */
     gv_buf_free(&b);
 
-    /* store_content: only what was forwarded, never for a blocked request. */
+    /* store_content: only what was forwarded, never for a blocked request. The same request
+     * goes to the policy opened again. */
     assert_int_equal(
-        fx_open(&fx, &gw_policy_audit, "store_content: true\nfsync: always\n", st, &err), GV_OK);
-    fill_rec(&rec, 2, GV_DECISION_REDACTED);
-    gw_policy_audit.complete(&fx.pol, &req, &rec);
-    fill_rec(&rec, 3, GV_DECISION_BLOCKED);
-    json_object_put(req.body);
-    req.body = json_tokener_parse(
+        fx_open(&a.fx, &gw_policy_audit, "store_content: true\nfsync: always\n", st, &err), GV_OK);
+    fill_rec(&a.rec, 2, GV_DECISION_REDACTED);
+    audit_complete(&a);
+    fill_rec(&a.rec, 3, GV_DECISION_BLOCKED);
+    json_object_put(a.req.body);
+    a.req.body = json_tokener_parse(
         "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"blocked words\"}]}");
-    gw_policy_audit.complete(&fx.pol, &req, &rec);
-    fx_close(&fx);
-    json_object_put(req.body);
+    audit_complete(&a);
+    fx_close(&a.fx);
+    json_object_put(a.req.body);
     assert_int_equal(gw_audit_read_file(path, 1u << 20, &b), GV_OK);
     assert_non_null(strstr(b.data, "secret words"));
     assert_null(strstr(b.data, "blocked words"));
@@ -324,35 +341,29 @@ static void test_store_content_keeps_answer_and_priced_cost(void **state)
     const char *st = *state;
     char path[600];
     struct gv_buf b, answer;
-    struct fx_pol fx;
-    struct gv_cfg_err err;
-    struct gw_req req;
-    struct gv_record rec;
+    struct audit_fx a;
 
-    assert_int_equal(
-        fx_open(&fx, &gw_policy_audit, "store_content: true\nfsync: always\n", st, &err), GV_OK);
-    assert_true(gw_policy_audit.keeps_answer(&fx.pol));
-    memset(&req, 0, sizeof(req));
-    req.body = json_tokener_parse(
+    audit_open(&a, "store_content: true\nfsync: always\n", st);
+    assert_true(gw_policy_audit.keeps_answer(&a.fx.pol));
+    a.req.body = json_tokener_parse(
         "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"q?\"}]}");
     gv_buf_init(&answer, 0);
     assert_int_equal(gv_buf_append_str(&answer, "the \"answer\" <EMAIL_ADDRESS>"), GV_OK);
-    req.answer = &answer;
-    fill_rec(&rec, 1, GV_DECISION_REDACTED);
-    rec.cost_usd = 11.0; /* cost-tracker's configured price, set before complete() */
-    rec.cost_priced = true;
-    req.rec = &rec;
-    gw_policy_audit.complete(&fx.pol, &req, &rec);
-    fill_rec(&rec, 2, GV_DECISION_ALLOWED);
-    rec.tokens_estimated = true;
-    req.answer_truncated = true;
-    gw_policy_audit.complete(&fx.pol, &req, &rec);
-    fill_rec(&rec, 3, GV_DECISION_BLOCKED);
+    a.req.answer = &answer;
+    fill_rec(&a.rec, 1, GV_DECISION_REDACTED);
+    a.rec.cost_usd = 11.0; /* cost-tracker's configured price, set before complete() */
+    a.rec.cost_priced = true;
+    audit_complete(&a);
+    fill_rec(&a.rec, 2, GV_DECISION_ALLOWED);
+    a.rec.tokens_estimated = true;
+    a.req.answer_truncated = true;
+    audit_complete(&a);
+    fill_rec(&a.rec, 3, GV_DECISION_BLOCKED);
     gv_buf_reset(&answer);
     assert_int_equal(gv_buf_append_str(&answer, "never stored"), GV_OK);
-    gw_policy_audit.complete(&fx.pol, &req, &rec);
-    fx_close(&fx);
-    json_object_put(req.body);
+    audit_complete(&a);
+    fx_close(&a.fx);
+    json_object_put(a.req.body);
     gv_buf_free(&answer);
     seg1(st, path, sizeof(path));
     assert_int_equal(gw_audit_read_file(path, 1u << 20, &b), GV_OK);
@@ -657,15 +668,15 @@ static void test_files_are_private_in_a_shared_dir(void **state)
     umask(old);
 }
 
-/* evaluate() on req until it answers `want` or 5 s have passed (the writer works on its own
- * thread; this polls, it asserts no timing): the last verdict. */
-static struct gw_verdict evaluate_until(struct fx_pol *fx, struct gw_req *req, enum gw_action want)
+/* evaluate() on the request until it answers `want` or 5 s have passed (the writer works on
+ * its own thread; this polls, it asserts no timing): the last verdict. */
+static struct gw_verdict evaluate_until(struct audit_fx *a, enum gw_action want)
 {
     struct gw_verdict v;
     int i;
 
     for (i = 0; i < 500; i++) {
-        gw_policy_audit.evaluate(&fx->pol, req, &v);
+        gw_policy_audit.evaluate(&a->fx.pol, &a->req, &v);
         if (v.action == want) {
             break;
         }
@@ -678,20 +689,14 @@ static void test_on_failure_block_refuses_when_disk_fails(void **state)
 {
     const char *st = *state;
     char path[600];
-    struct fx_pol fx;
-    struct gv_cfg_err err;
-    struct gw_req req;
-    struct gv_record rec;
+    struct audit_fx a;
     struct gw_verdict v;
     struct rlimit old, lim;
     struct stat sb;
 
-    assert_int_equal(fx_open(&fx, &gw_policy_audit, "fsync: always\non_failure: block\n", st, &err),
-                     GV_OK);
-    memset(&req, 0, sizeof(req));
-    fill_rec(&rec, 1, GV_DECISION_ALLOWED);
-    req.rec = &rec;
-    assert_int_equal(gw_policy_audit.evaluate(&fx.pol, &req, &v), GV_OK);
+    audit_open(&a, "fsync: always\non_failure: block\n", st);
+    fill_rec(&a.rec, 1, GV_DECISION_ALLOWED);
+    assert_int_equal(gw_policy_audit.evaluate(&a.fx.pol, &a.req, &v), GV_OK);
     assert_int_equal(v.action, GW_ACTION_PASS);
 
     /* A file size limit makes the next append fail like a full disk. */
@@ -702,9 +707,9 @@ static void test_on_failure_block_refuses_when_disk_fails(void **state)
     lim = old;
     lim.rlim_cur = (rlim_t)sb.st_size + 10;
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
-    gw_policy_audit.complete(&fx.pol, &req, &rec);
+    audit_complete(&a);
     /* Once the writer has tried, requests are refused. */
-    v = evaluate_until(&fx, &req, GW_ACTION_BLOCK);
+    v = evaluate_until(&a, GW_ACTION_BLOCK);
     assert_int_equal(v.action, GW_ACTION_BLOCK);
     assert_int_equal(v.status, 503);
     assert_string_equal(v.code, "audit_unavailable");
@@ -712,24 +717,21 @@ static void test_on_failure_block_refuses_when_disk_fails(void **state)
     assert_int_equal(stat(path, &sb), 0);
     /* Space comes back: the queued record is written, requests pass again. */
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
-    assert_int_equal(evaluate_until(&fx, &req, GW_ACTION_PASS).action, GW_ACTION_PASS);
-    fx_close(&fx);
+    assert_int_equal(evaluate_until(&a, GW_ACTION_PASS).action, GW_ACTION_PASS);
+    fx_close(&a.fx);
     assert_int_equal(verified(st).records, 1);
 }
 
 static void test_on_failure_allow_passes(void **state)
 {
     const char *st = *state;
-    struct fx_pol fx;
-    struct gv_cfg_err err;
-    struct gw_req req;
+    struct audit_fx a;
     struct gw_verdict v;
 
-    assert_int_equal(fx_open(&fx, &gw_policy_audit, "on_failure: allow\n", st, &err), GV_OK);
-    memset(&req, 0, sizeof(req));
-    assert_int_equal(gw_policy_audit.evaluate(&fx.pol, &req, &v), GV_OK);
+    audit_open(&a, "on_failure: allow\n", st);
+    assert_int_equal(gw_policy_audit.evaluate(&a.fx.pol, &a.req, &v), GV_OK);
     assert_int_equal(v.action, GW_ACTION_PASS);
-    fx_close(&fx);
+    fx_close(&a.fx);
 }
 
 static void test_config_rejects_bad_values(void **state)

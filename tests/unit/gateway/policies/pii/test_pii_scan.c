@@ -43,21 +43,21 @@ static size_t find(const char *text, int type, char *got, size_t gotsz)
     return n;
 }
 
+/* The first span of `type` in `text` must read `want`; an empty `want` means
+ * no span of that type may be found. */
 static void expect(const char *text, int type, const char *want)
 {
     char got[256];
     size_t n = find(text, type, got, sizeof(got));
-    if (n == 0 || strcmp(got, want) != 0) {
+
+    if (want[0] == '\0') {
+        if (n != 0) {
+            fail_msg("%s in \"%s\": want none, got \"%s\"", gv_pii_name(type), text, got);
+        }
+    }
+    else if (n == 0 || strcmp(got, want) != 0) {
         fail_msg("%s in \"%s\": want \"%s\", got \"%s\" (%zu found)", gv_pii_name(type), text, want,
                  got, n);
-    }
-}
-
-static void expect_none(const char *text, int type)
-{
-    char got[256];
-    if (find(text, type, got, sizeof(got)) != 0) {
-        fail_msg("%s in \"%s\": want none, got \"%s\"", gv_pii_name(type), text, got);
     }
 }
 
@@ -110,128 +110,201 @@ static void test_nhs_mod11(void **state)
     assert_false(pii_nhs_ok("9434765918"));
 }
 
-static void test_scan_email(void **state)
-{
-    (void)state;
-    expect("write to jane.doe+x@mail.example.org today", GV_PII_EMAIL_ADDRESS,
-           "jane.doe+x@mail.example.org");
-    expect("(UtaKortig@jourrapide.com).", GV_PII_EMAIL_ADDRESS, "UtaKortig@jourrapide.com");
-    expect_none("@handle and user@localhost", GV_PII_EMAIL_ADDRESS);
-}
+/* One detector case for expect(). */
+struct scan_case {
+    const char *text;
+    int type;
+    const char *want;
+};
 
-static void test_scan_phone(void **state)
+static void test_scan_cases(void **state)
 {
-    (void)state;
-    expect("call (415) 555-0123 now", GV_PII_PHONE_NUMBER, "(415) 555-0123");
-    expect("tel +46 (0)8 928 571 38.", GV_PII_PHONE_NUMBER, "+46 (0)8 928 571 38");
-    expect("345-899-3560x4587", GV_PII_PHONE_NUMBER, "345-899-3560x4587");
-    expect("03.93.92.16.85", GV_PII_PHONE_NUMBER, "03.93.92.16.85");
-    expect("9498777106", GV_PII_PHONE_NUMBER, "9498777106");
-    expect_none("released on 2024-03-15 at 10:30", GV_PII_PHONE_NUMBER);
-    expect_none("pi is 3.14159265", GV_PII_PHONE_NUMBER);
-    expect_none("covers 1999 2000 and 2001", GV_PII_PHONE_NUMBER);
-    expect_none("zip 90010-170", GV_PII_PHONE_NUMBER);
-    expect_none("order 1234567 shipped", GV_PII_PHONE_NUMBER);
-}
+    static const struct scan_case cases[] = {
+        /* E-mail addresses. */
+        {"write to jane.doe+x@mail.example.org today", GV_PII_EMAIL_ADDRESS,
+         "jane.doe+x@mail.example.org"},
+        {"(UtaKortig@jourrapide.com).", GV_PII_EMAIL_ADDRESS, "UtaKortig@jourrapide.com"},
+        {"@handle and user@localhost", GV_PII_EMAIL_ADDRESS, ""},
+        /* Phone numbers in their common written forms, and numbers that only look like one. */
+        {"call (415) 555-0123 now", GV_PII_PHONE_NUMBER, "(415) 555-0123"},
+        {"tel +46 (0)8 928 571 38.", GV_PII_PHONE_NUMBER, "+46 (0)8 928 571 38"},
+        {"345-899-3560x4587", GV_PII_PHONE_NUMBER, "345-899-3560x4587"},
+        {"03.93.92.16.85", GV_PII_PHONE_NUMBER, "03.93.92.16.85"},
+        {"9498777106", GV_PII_PHONE_NUMBER, "9498777106"},
+        {"released on 2024-03-15 at 10:30", GV_PII_PHONE_NUMBER, ""},
+        {"pi is 3.14159265", GV_PII_PHONE_NUMBER, ""},
+        {"covers 1999 2000 and 2001", GV_PII_PHONE_NUMBER, ""},
+        {"zip 90010-170", GV_PII_PHONE_NUMBER, ""},
+        {"order 1234567 shipped", GV_PII_PHONE_NUMBER, ""},
+        /* A 3-4 pair before a street, a capitalised word on its line, or after a
+         * unit word is a house or building number... */
+        {"located at 704 1436 Redbud Drive", GV_PII_PHONE_NUMBER, ""},
+        {"3747 3911 fourth avenue suite 112", GV_PII_PHONE_NUMBER, ""},
+        {"Mrs. Diana Usamov Suite 913 0547", GV_PII_PHONE_NUMBER, ""},
+        /* ...unless a phone cue comes first or nothing address-like follows. */
+        {"please call 555 1234 Monday", GV_PII_PHONE_NUMBER, "555 1234"},
+        {"reach me on 555 1234 or later", GV_PII_PHONE_NUMBER, "555 1234"},
+        {"office 555-1234 Main desk", GV_PII_PHONE_NUMBER, "555-1234"},
+        /* gsm8k's worked answers: a 4-4 difference next to an operator... */
+        {"a distance of 1200-1000=200 feet", GV_PII_PHONE_NUMBER, ""},
+        {"I have 2000-1800 = 200 calories left", GV_PII_PHONE_NUMBER, ""},
+        {"beans 1500 1500/100= 15", GV_PII_PHONE_NUMBER, ""},
+        {"so 3 * 555-1234 is large", GV_PII_PHONE_NUMBER, ""},
+        /* ...while a phone next to other punctuation, or "/" after a cue, stays one. */
+        {"call 555-1234, thanks", GV_PII_PHONE_NUMBER, "555-1234"},
+        {"phone: 555-1234/555-9876", GV_PII_PHONE_NUMBER, "555-1234"},
+        {"my number = 555-1234", GV_PII_PHONE_NUMBER, "555-1234"},
+        /* Round ranges low to high and dotted thousands are counts. */
+        {"with a limit of 500-1000 words", GV_PII_PHONE_NUMBER, ""},
+        {"between 1500-2000 steps", GV_PII_PHONE_NUMBER, ""},
+        {"China 1.439.323.776 people", GV_PII_PHONE_NUMBER, ""},
+        {"Bangladesh 164.689.383 people", GV_PII_PHONE_NUMBER, ""},
+        /* Local numbers, dotted phones and a cue keep their phone reading. */
+        {"dial 555-1200 today", GV_PII_PHONE_NUMBER, "555-1200"},
+        {"ring 5550-1234 today", GV_PII_PHONE_NUMBER, "5550-1234"},
+        {"555.123.4567", GV_PII_PHONE_NUMBER, "555.123.4567"},
+        {"phone 500-1000 ext", GV_PII_PHONE_NUMBER, "500-1000"},
+        {"phone 612.345.678 now", GV_PII_PHONE_NUMBER, "612.345.678"},
+        /* A number named as a licence, passport or account is not a line... */
+        {"my driver's license number is 2270-66-1551", GV_PII_PHONE_NUMBER, ""},
+        {"passport 4155550123 expires", GV_PII_PHONE_NUMBER, ""},
+        {"account number 555-1234 is overdrawn", GV_PII_PHONE_NUMBER, ""},
+        /* ...unless a phone cue is there too, or nothing names it. */
+        {"license office phone 415-555-0123", GV_PII_PHONE_NUMBER, "415-555-0123"},
+        {"my number is 2270-66-1551", GV_PII_PHONE_NUMBER, "2270-66-1551"},
+        /* Card numbers must pass Luhn and belong to a network. */
+        {"card 4111 1111 1111 1111 exp", GV_PII_CREDIT_CARD, "4111 1111 1111 1111"},
+        {"amex 378282246310005", GV_PII_CREDIT_CARD, "378282246310005"},
+        {"card 4111 1111 1111 1112", GV_PII_CREDIT_CARD, ""},
+        {"id 9111111111111111", GV_PII_CREDIT_CARD, ""}, /* Luhn-valid, no such network */
+        /* Maestro's 0604 range; other leading zeros are trunk phone numbers. */
+        {"maestro 060426070011 ok", GV_PII_CREDIT_CARD, "060426070011"},
+        {"maestro 0604 2607 0011 ok", GV_PII_CREDIT_CARD, "0604 2607 0011"},
+        {"id 0704 2607 0010", GV_PII_CREDIT_CARD, ""},    /* Luhn-valid, not 0604 */
+        {"maestro 060426070012", GV_PII_CREDIT_CARD, ""}, /* Luhn fails */
+        /* US SSN and ITIN. */
+        {"SSN 460-89-9847.", GV_PII_US_SSN, "460-89-9847"},
+        {"my ssn is 460899847", GV_PII_US_SSN, "460899847"},
+        {"SSN 000-12-3456", GV_PII_US_SSN, ""},
+        {"SSN 666-12-3456", GV_PII_US_SSN, ""},
+        {"code 460899847", GV_PII_US_SSN, ""},
+        {"ITIN 912-70-1234", GV_PII_US_ITIN, "912-70-1234"},
+        /* IPv4 and IPv6 addresses. */
+        {"host 192.168.1.20, port", GV_PII_IP_ADDRESS, "192.168.1.20"},
+        {"v6 6e40:4041:c617:e898:c11:40d2:c669:2eb4 up", GV_PII_IP_ADDRESS,
+         "6e40:4041:c617:e898:c11:40d2:c669:2eb4"},
+        {"at fe80::1.", GV_PII_IP_ADDRESS, "fe80::1"},
+        {"version 1.2.300.4 and 10:30:45", GV_PII_IP_ADDRESS, ""},
+        {"std::vector", GV_PII_IP_ADDRESS, ""},
+        /* IBANs, grouped or compact; a wrong check digit is not one. */
+        {"pay GB82 WEST 1234 5698 7654 32 now", GV_PII_IBAN_CODE, "GB82 WEST 1234 5698 7654 32"},
+        {"iban DE89370400440532013000.", GV_PII_IBAN_CODE, "DE89370400440532013000"},
+        {"iban DE89370400440532013001", GV_PII_IBAN_CODE, ""},
+        /* URLs and MAC addresses. */
+        {"see https://www.example.com/a?b=1).", GV_PII_URL, "https://www.example.com/a?b=1"},
+        {"(https://en.wikipedia.org/wiki/Foo_(bar))", GV_PII_URL,
+         "https://en.wikipedia.org/wiki/Foo_(bar)"},
+        {"go to example.com/login", GV_PII_URL, "example.com/login"},
+        {"use Node.js and file.txt", GV_PII_URL, ""},
+        {"nic 00:1A:2B:3C:4D:5E up", GV_PII_MAC_ADDRESS, "00:1A:2B:3C:4D:5E"},
+        /* Names introduced by a cue. */
+        {"Hello, my name is Rubija and I need help", GV_PII_PERSON, "Rubija"},
+        {"my name is patricia desrosiers.", GV_PII_PERSON, "patricia desrosiers"},
+        /* The title is part of the name it introduces. */
+        {"Please ask Dr. Kowalczyk about it", GV_PII_PERSON, "Dr. Kowalczyk"},
+        {"Dear Sven,\nthanks", GV_PII_PERSON, "Sven"},
+        {"Thanks!\n\nBest regards,\nIngrid Lindqvist", GV_PII_PERSON, "Ingrid Lindqvist"},
+        {"cc: Szabina J Gelencsér", GV_PII_PERSON, "Szabina J Gelencsér"},
+        /* Names recognised from the name lists, with no cue before them. */
+        {"I met John Smith yesterday.", GV_PII_PERSON, "John Smith"},
+        {"Follow up with Jennifer in May.", GV_PII_PERSON, "Jennifer"},
+        {"Krisztián Szöllösy listed his songs", GV_PII_PERSON, "Krisztián Szöllösy"},
+        {"The visit of Faina D. Yefremova was short", GV_PII_PERSON, "Faina D. Yefremova"},
+        /* A redacted name is the whole name: a surname that is also a word ("Doe"),
+         * the title before it, and the same in lower case. */
+        {"Please email Jane Doe about the run.", GV_PII_PERSON, "Jane Doe"},
+        {"Jane Doe approved it.", GV_PII_PERSON, "Jane Doe"},
+        {"Forward it to Mr. John Doe today.", GV_PII_PERSON, "Mr. John Doe"},
+        {"Ask Mrs. Mary Ann Brown first.", GV_PII_PERSON, "Mrs. Mary Ann Brown"},
+        {"Dr. Doe reviewed the draft.", GV_PII_PERSON, "Dr. Doe"},
+        {"please forward this to jane doe by friday", GV_PII_PERSON, "jane doe"},
+        {"send it to mary smith and me", GV_PII_PERSON, "mary smith"},
+        /* ... without taking plurals, acronyms or the next word of the sentence */
+        {"National Van Lines moved us.", GV_PII_PERSON, ""},
+        {"jane said no, and mary left last night", GV_PII_PERSON, ""},
+        {"the nan last night was fine", GV_PII_PERSON, ""},
+        {"Ask Jane NASA first.", GV_PII_PERSON, "Jane"},
+        /* Capitalised common words are not names. */
+        {"Will this work? May I ask? Mark the box.", GV_PII_PERSON, ""},
+        {"The Entertainment Weekly list has Tube Snake Boogie.", GV_PII_PERSON, ""},
+        {"On Sunday we flew to France.", GV_PII_PERSON, ""},
+        {"CAN I SPEAK TO A REAL PERSON?", GV_PII_PERSON, ""},
+        /* Street, company and address-line context rule a capitalised run out. */
+        {"Send it to 42 Maple Grove Street by Friday.", GV_PII_PERSON, ""},
+        {"She works for Harrison Lowe Inc. now.", GV_PII_PERSON, ""},
+        {"Meet me at Kingsley Avenue after lunch.", GV_PII_PERSON, ""},
+        {"Our office is on Hauptstrasse in the old town.", GV_PII_PERSON, ""},
+        {"The report is due by Friday, not Monday.", GV_PII_PERSON, ""},
+        /* Months, weekdays and words such as "Will" or "May" are capitalised like names;
+         * capitalisation alone is no evidence. Each row without a name must find no PERSON;
+         * each row with one puts a real name in the same position with the evidence that makes
+         * it one (a given name that is only a name, a title, an introduction cue). */
+        {"Will it rain in May?", GV_PII_PERSON, ""},
+        {"Will the report be ready by June?", GV_PII_PERSON, ""},
+        {"Is it due by April?", GV_PII_PERSON, ""},
+        {"Can you finish it by August?", GV_PII_PERSON, ""},
+        {"By June we will be done.", GV_PII_PERSON, ""},
+        {"Will June be warm?", GV_PII_PERSON, ""},
+        {"May I ask a question about April?", GV_PII_PERSON, ""},
+        {"Ask April whether June works.", GV_PII_PERSON, ""},
+        {"Signed by May and June.", GV_PII_PERSON, ""},
+        {"Was it written by Will?", GV_PII_PERSON, ""},
+        {"Who wrote Summer of Love?", GV_PII_PERSON, ""},
+        {"Told June, the vacation month, is best.", GV_PII_PERSON, ""},
+        {"This is April.", GV_PII_PERSON, ""},
+        {"This is Sunday.", GV_PII_PERSON, ""},
+        {"See you on Friday.", GV_PII_PERSON, ""},
+        {"The meeting is on Tuesday and Wednesday.", GV_PII_PERSON, ""},
+        {"Should we ship it on Monday or Tuesday?", GV_PII_PERSON, ""},
+        {"Is the deadline in March or April?", GV_PII_PERSON, ""},
+        {"Can we meet in May?", GV_PII_PERSON, ""},
+        {"Will Jennifer join the call?", GV_PII_PERSON, "Jennifer"},
+        {"May Margaret Atwood join the call?", GV_PII_PERSON, "Margaret Atwood"},
+        {"Is it due by Jennifer?", GV_PII_PERSON, "Jennifer"},
+        {"Ask Grace to reset the password.", GV_PII_PERSON, "Grace"},
+        {"Contact Rose about the invoice.", GV_PII_PERSON, "Rose"},
+        {"Ask Mr. Will about June.", GV_PII_PERSON, "Mr. Will"},
+        {"Dear May, the report is ready.", GV_PII_PERSON, "May"},
+        {"Hi June, quick question about April.", GV_PII_PERSON, "June"},
+        {"I'm Will, the new admin.", GV_PII_PERSON, "Will"},
+        {"Thanks for the review.\n\nRegards, April", GV_PII_PERSON, "April"},
+        {"My name is June and I need help.", GV_PII_PERSON, "June"},
+        {"The report was written by Dr. April Lee.", GV_PII_PERSON, "Dr. April Lee"},
+        {"Send it by Friday to Jennifer Lopez.", GV_PII_PERSON, "Jennifer Lopez"},
+        /* Name positions that are evidence without a capitalised pair: a relative
+         * named next, a lower-case title, someone shouted at, someone addressed; and
+         * the shape of a firm's name, which is not. */
+        {"I would like to remove my kid Oskar from the will.", GV_PII_PERSON, "Oskar"},
+        {"I'd like to join accounts with ms. Quinzia", GV_PII_PERSON, "Quinzia"},
+        {"She shouted at Todd: \"What are you doing here?\"", GV_PII_PERSON, "Todd"},
+        {"Aloisia, can I please speak to your boss?", GV_PII_PERSON, "Aloisia"},
+        {"Don't go to town, Jennifer!", GV_PII_PERSON, "Jennifer"},
+        {"Our 3 founders: Morrison, Rogers and Torres.", GV_PII_PERSON, "Morrison"},
+        {"Owens, Duran and Oneal", GV_PII_PERSON, ""},
+        {"Weber-Santana", GV_PII_PERSON, ""},
+        {"She moved from Evans-Bonilla to a start-up.", GV_PII_PERSON, ""},
+        {"Catherine Zeta-Jones was there.", GV_PII_PERSON, "Catherine Zeta-Jones"},
+        {"The firm Barnett, Melton & Garcia filed it.", GV_PII_PERSON, ""},
+        {"We met at Kingsley on Friday.", GV_PII_PERSON, ""},
+        {"Can you send it to Vienna, Austria?", GV_PII_PERSON, ""},
+        {"Should we ship it on Monday, Will?", GV_PII_PERSON, ""},
+    };
+    size_t i;
 
-static void test_scan_phone_house_numbers(void **state)
-{
     (void)state;
-    /* A 3-4 pair before a street, a capitalised word on its line, or after a
-     * unit word is a house or building number... */
-    expect_none("located at 704 1436 Redbud Drive", GV_PII_PHONE_NUMBER);
-    expect_none("3747 3911 fourth avenue suite 112", GV_PII_PHONE_NUMBER);
-    expect_none("Mrs. Diana Usamov Suite 913 0547", GV_PII_PHONE_NUMBER);
-    /* ...unless a phone cue comes first or nothing address-like follows. */
-    expect("please call 555 1234 Monday", GV_PII_PHONE_NUMBER, "555 1234");
-    expect("reach me on 555 1234 or later", GV_PII_PHONE_NUMBER, "555 1234");
-    expect("office 555-1234 Main desk", GV_PII_PHONE_NUMBER, "555-1234");
-}
-
-static void test_scan_phone_arithmetic(void **state)
-{
-    (void)state;
-    /* gsm8k's worked answers: a 4-4 difference next to an operator... */
-    expect_none("a distance of 1200-1000=200 feet", GV_PII_PHONE_NUMBER);
-    expect_none("I have 2000-1800 = 200 calories left", GV_PII_PHONE_NUMBER);
-    expect_none("beans 1500 1500/100= 15", GV_PII_PHONE_NUMBER);
-    expect_none("so 3 * 555-1234 is large", GV_PII_PHONE_NUMBER);
-    /* ...while a phone next to other punctuation, or "/" after a cue, stays one. */
-    expect("call 555-1234, thanks", GV_PII_PHONE_NUMBER, "555-1234");
-    expect("phone: 555-1234/555-9876", GV_PII_PHONE_NUMBER, "555-1234");
-    expect("my number = 555-1234", GV_PII_PHONE_NUMBER, "555-1234");
-}
-
-static void test_scan_phone_ranges_and_counts(void **state)
-{
-    (void)state;
-    /* Round ranges low to high and dotted thousands are counts. */
-    expect_none("with a limit of 500-1000 words", GV_PII_PHONE_NUMBER);
-    expect_none("between 1500-2000 steps", GV_PII_PHONE_NUMBER);
-    expect_none("China 1.439.323.776 people", GV_PII_PHONE_NUMBER);
-    expect_none("Bangladesh 164.689.383 people", GV_PII_PHONE_NUMBER);
-    /* Local numbers, dotted phones and a cue keep their phone reading. */
-    expect("dial 555-1200 today", GV_PII_PHONE_NUMBER, "555-1200");
-    expect("ring 5550-1234 today", GV_PII_PHONE_NUMBER, "5550-1234");
-    expect("555.123.4567", GV_PII_PHONE_NUMBER, "555.123.4567");
-    expect("phone 500-1000 ext", GV_PII_PHONE_NUMBER, "500-1000");
-    expect("phone 612.345.678 now", GV_PII_PHONE_NUMBER, "612.345.678");
-}
-
-static void test_scan_phone_named_ids(void **state)
-{
-    (void)state;
-    /* A number named as a licence, passport or account is not a line... */
-    expect_none("my driver's license number is 2270-66-1551", GV_PII_PHONE_NUMBER);
-    expect_none("passport 4155550123 expires", GV_PII_PHONE_NUMBER);
-    expect_none("account number 555-1234 is overdrawn", GV_PII_PHONE_NUMBER);
-    /* ...unless a phone cue is there too, or nothing names it. */
-    expect("license office phone 415-555-0123", GV_PII_PHONE_NUMBER, "415-555-0123");
-    expect("my number is 2270-66-1551", GV_PII_PHONE_NUMBER, "2270-66-1551");
-}
-
-static void test_scan_credit_card(void **state)
-{
-    (void)state;
-    expect("card 4111 1111 1111 1111 exp", GV_PII_CREDIT_CARD, "4111 1111 1111 1111");
-    expect("amex 378282246310005", GV_PII_CREDIT_CARD, "378282246310005");
-    expect_none("card 4111 1111 1111 1112", GV_PII_CREDIT_CARD);
-    expect_none("id 9111111111111111", GV_PII_CREDIT_CARD); /* Luhn-valid, no such network */
-    /* Maestro's 0604 range; other leading zeros are trunk phone numbers. */
-    expect("maestro 060426070011 ok", GV_PII_CREDIT_CARD, "060426070011");
-    expect("maestro 0604 2607 0011 ok", GV_PII_CREDIT_CARD, "0604 2607 0011");
-    expect_none("id 0704 2607 0010", GV_PII_CREDIT_CARD);    /* Luhn-valid, not 0604 */
-    expect_none("maestro 060426070012", GV_PII_CREDIT_CARD); /* Luhn fails */
-}
-
-static void test_scan_ssn(void **state)
-{
-    (void)state;
-    expect("SSN 460-89-9847.", GV_PII_US_SSN, "460-89-9847");
-    expect("my ssn is 460899847", GV_PII_US_SSN, "460899847");
-    expect_none("SSN 000-12-3456", GV_PII_US_SSN);
-    expect_none("SSN 666-12-3456", GV_PII_US_SSN);
-    expect_none("code 460899847", GV_PII_US_SSN);
-    expect("ITIN 912-70-1234", GV_PII_US_ITIN, "912-70-1234");
-}
-
-static void test_scan_ip(void **state)
-{
-    (void)state;
-    expect("host 192.168.1.20, port", GV_PII_IP_ADDRESS, "192.168.1.20");
-    expect("v6 6e40:4041:c617:e898:c11:40d2:c669:2eb4 up", GV_PII_IP_ADDRESS,
-           "6e40:4041:c617:e898:c11:40d2:c669:2eb4");
-    expect("at fe80::1.", GV_PII_IP_ADDRESS, "fe80::1");
-    expect_none("version 1.2.300.4 and 10:30:45", GV_PII_IP_ADDRESS);
-    expect_none("std::vector", GV_PII_IP_ADDRESS);
-}
-
-static void test_scan_iban(void **state)
-{
-    (void)state;
-    expect("pay GB82 WEST 1234 5698 7654 32 now", GV_PII_IBAN_CODE, "GB82 WEST 1234 5698 7654 32");
-    expect("iban DE89370400440532013000.", GV_PII_IBAN_CODE, "DE89370400440532013000");
-    expect_none("iban DE89370400440532013001", GV_PII_IBAN_CODE);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        expect(cases[i].text, cases[i].type, cases[i].want);
+    }
 }
 
 /* ISO 7064 mod-97 check digits for `cc` + `bban`, computed here so the test
@@ -310,77 +383,6 @@ static void test_scan_iban_outside_registry(void **state)
     }
 }
 
-static void test_scan_url_and_mac(void **state)
-{
-    (void)state;
-    expect("see https://www.example.com/a?b=1).", GV_PII_URL, "https://www.example.com/a?b=1");
-    expect("(https://en.wikipedia.org/wiki/Foo_(bar))", GV_PII_URL,
-           "https://en.wikipedia.org/wiki/Foo_(bar)");
-    expect("go to example.com/login", GV_PII_URL, "example.com/login");
-    expect_none("use Node.js and file.txt", GV_PII_URL);
-    expect("nic 00:1A:2B:3C:4D:5E up", GV_PII_MAC_ADDRESS, "00:1A:2B:3C:4D:5E");
-}
-
-static void test_scan_person_cues(void **state)
-{
-    (void)state;
-    expect("Hello, my name is Rubija and I need help", GV_PII_PERSON, "Rubija");
-    expect("my name is patricia desrosiers.", GV_PII_PERSON, "patricia desrosiers");
-    /* The title is part of the name it introduces. */
-    expect("Please ask Dr. Kowalczyk about it", GV_PII_PERSON, "Dr. Kowalczyk");
-    expect("Dear Sven,\nthanks", GV_PII_PERSON, "Sven");
-    expect("Thanks!\n\nBest regards,\nIngrid Lindqvist", GV_PII_PERSON, "Ingrid Lindqvist");
-    expect("cc: Szabina J Gelencsér", GV_PII_PERSON, "Szabina J Gelencsér");
-}
-
-static void test_scan_person_lists(void **state)
-{
-    (void)state;
-    expect("I met John Smith yesterday.", GV_PII_PERSON, "John Smith");
-    expect("Follow up with Jennifer in May.", GV_PII_PERSON, "Jennifer");
-    expect("Krisztián Szöllösy listed his songs", GV_PII_PERSON, "Krisztián Szöllösy");
-    expect("The visit of Faina D. Yefremova was short", GV_PII_PERSON, "Faina D. Yefremova");
-}
-
-/* A redacted name is the whole name: a surname that is also a word ("Doe"),
- * the title before it, and the same in lower case. */
-static void test_scan_person_whole_name(void **state)
-{
-    (void)state;
-    expect("Please email Jane Doe about the run.", GV_PII_PERSON, "Jane Doe");
-    expect("Jane Doe approved it.", GV_PII_PERSON, "Jane Doe");
-    expect("Forward it to Mr. John Doe today.", GV_PII_PERSON, "Mr. John Doe");
-    expect("Ask Mrs. Mary Ann Brown first.", GV_PII_PERSON, "Mrs. Mary Ann Brown");
-    expect("Dr. Doe reviewed the draft.", GV_PII_PERSON, "Dr. Doe");
-    expect("please forward this to jane doe by friday", GV_PII_PERSON, "jane doe");
-    expect("send it to mary smith and me", GV_PII_PERSON, "mary smith");
-    /* ... without taking plurals, acronyms or the next word of the sentence */
-    expect_none("National Van Lines moved us.", GV_PII_PERSON);
-    expect_none("jane said no, and mary left last night", GV_PII_PERSON);
-    expect_none("the nan last night was fine", GV_PII_PERSON);
-    expect("Ask Jane NASA first.", GV_PII_PERSON, "Jane");
-}
-
-static void test_scan_person_common_words_survive(void **state)
-{
-    (void)state;
-    expect_none("Will this work? May I ask? Mark the box.", GV_PII_PERSON);
-    expect_none("The Entertainment Weekly list has Tube Snake Boogie.", GV_PII_PERSON);
-    expect_none("On Sunday we flew to France.", GV_PII_PERSON);
-    expect_none("CAN I SPEAK TO A REAL PERSON?", GV_PII_PERSON);
-}
-
-static void test_scan_person_places_and_companies_excluded(void **state)
-{
-    (void)state;
-    /* Street, company and address-line context rule a capitalised run out. */
-    expect_none("Send it to 42 Maple Grove Street by Friday.", GV_PII_PERSON);
-    expect_none("She works for Harrison Lowe Inc. now.", GV_PII_PERSON);
-    expect_none("Meet me at Kingsley Avenue after lunch.", GV_PII_PERSON);
-    expect_none("Our office is on Hauptstrasse in the old town.", GV_PII_PERSON);
-    expect_none("The report is due by Friday, not Monday.", GV_PII_PERSON);
-}
-
 static void test_scan_person_later_mentions_and_verbs(void **state)
 {
     (void)state;
@@ -390,84 +392,6 @@ static void test_scan_person_later_mentions_and_verbs(void **state)
     assert_true(n >= 2);
     /* A lone name followed by a reporting verb is a person. */
     expect("Katrine said the run diverged.", GV_PII_PERSON, "Katrine");
-}
-
-/* Months, weekdays and words such as "Will" or "May" are capitalised like names;
- * capitalisation alone is no evidence. Each false row must find no PERSON; each
- * name row puts a real name in the same position with the evidence that makes
- * it one (a given name that is only a name, a title, an introduction cue). */
-static void test_scan_person_calendar_and_modal_words(void **state)
-{
-    static const char *const not_names[] = {
-        "Will it rain in May?",
-        "Will the report be ready by June?",
-        "Is it due by April?",
-        "Can you finish it by August?",
-        "By June we will be done.",
-        "Will June be warm?",
-        "May I ask a question about April?",
-        "Ask April whether June works.",
-        "Signed by May and June.",
-        "Was it written by Will?",
-        "Who wrote Summer of Love?",
-        "Told June, the vacation month, is best.",
-        "This is April.",
-        "This is Sunday.",
-        "See you on Friday.",
-        "The meeting is on Tuesday and Wednesday.",
-        "Should we ship it on Monday or Tuesday?",
-        "Is the deadline in March or April?",
-        "Can we meet in May?",
-    };
-    static const struct {
-        const char *text;
-        const char *name;
-    } names[] = {
-        {"Will Jennifer join the call?", "Jennifer"},
-        {"May Margaret Atwood join the call?", "Margaret Atwood"},
-        {"Is it due by Jennifer?", "Jennifer"},
-        {"Ask Grace to reset the password.", "Grace"},
-        {"Contact Rose about the invoice.", "Rose"},
-        {"Ask Mr. Will about June.", "Mr. Will"},
-        {"Dear May, the report is ready.", "May"},
-        {"Hi June, quick question about April.", "June"},
-        {"I'm Will, the new admin.", "Will"},
-        {"Thanks for the review.\n\nRegards, April", "April"},
-        {"My name is June and I need help.", "June"},
-        {"The report was written by Dr. April Lee.", "Dr. April Lee"},
-        {"Send it by Friday to Jennifer Lopez.", "Jennifer Lopez"},
-    };
-    size_t i;
-
-    (void)state;
-    for (i = 0; i < sizeof(not_names) / sizeof(not_names[0]); i++) {
-        expect_none(not_names[i], GV_PII_PERSON);
-    }
-    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        expect(names[i].text, GV_PII_PERSON, names[i].name);
-    }
-}
-
-/* Name positions that are evidence without a capitalised pair: a relative
- * named next, a lower-case title, someone shouted at, someone addressed; and
- * the shape of a firm's name, which is not. */
-static void test_scan_person_positions_and_firms(void **state)
-{
-    (void)state;
-    expect("I would like to remove my kid Oskar from the will.", GV_PII_PERSON, "Oskar");
-    expect("I'd like to join accounts with ms. Quinzia", GV_PII_PERSON, "Quinzia");
-    expect("She shouted at Todd: \"What are you doing here?\"", GV_PII_PERSON, "Todd");
-    expect("Aloisia, can I please speak to your boss?", GV_PII_PERSON, "Aloisia");
-    expect("Don't go to town, Jennifer!", GV_PII_PERSON, "Jennifer");
-    expect("Our 3 founders: Morrison, Rogers and Torres.", GV_PII_PERSON, "Morrison");
-    expect_none("Owens, Duran and Oneal", GV_PII_PERSON);
-    expect_none("Weber-Santana", GV_PII_PERSON);
-    expect_none("She moved from Evans-Bonilla to a start-up.", GV_PII_PERSON);
-    expect("Catherine Zeta-Jones was there.", GV_PII_PERSON, "Catherine Zeta-Jones");
-    expect_none("The firm Barnett, Melton & Garcia filed it.", GV_PII_PERSON);
-    expect_none("We met at Kingsley on Friday.", GV_PII_PERSON);
-    expect_none("Can you send it to Vienna, Austria?", GV_PII_PERSON);
-    expect_none("Should we ship it on Monday, Will?", GV_PII_PERSON);
 }
 
 static void test_names_table_and_words(void **state)
@@ -604,28 +528,11 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_ssn_ranges),
     cmocka_unit_test(test_ip_validators),
     cmocka_unit_test(test_nhs_mod11),
-    cmocka_unit_test(test_scan_email),
-    cmocka_unit_test(test_scan_phone),
-    cmocka_unit_test(test_scan_phone_house_numbers),
-    cmocka_unit_test(test_scan_phone_arithmetic),
-    cmocka_unit_test(test_scan_phone_ranges_and_counts),
-    cmocka_unit_test(test_scan_phone_named_ids),
-    cmocka_unit_test(test_scan_credit_card),
-    cmocka_unit_test(test_scan_ssn),
-    cmocka_unit_test(test_scan_ip),
-    cmocka_unit_test(test_scan_iban),
+    cmocka_unit_test(test_scan_cases),
     cmocka_unit_test(test_scan_iban_outside_registry),
-    cmocka_unit_test(test_scan_url_and_mac),
-    cmocka_unit_test(test_scan_person_cues),
-    cmocka_unit_test(test_scan_person_lists),
-    cmocka_unit_test(test_scan_person_whole_name),
-    cmocka_unit_test(test_scan_person_common_words_survive),
-    cmocka_unit_test(test_scan_person_calendar_and_modal_words),
-    cmocka_unit_test(test_scan_person_positions_and_firms),
     cmocka_unit_test(test_names_table_and_words),
     cmocka_unit_test(test_redact_replace_mask_hash),
     cmocka_unit_test(test_redact_cap_is_e2big),
-    cmocka_unit_test(test_scan_person_places_and_companies_excluded),
     cmocka_unit_test(test_scan_person_later_mentions_and_verbs),
     cmocka_unit_test(test_scan_type_mask),
     cmocka_unit_test(test_scan_random_bytes_never_crash),
