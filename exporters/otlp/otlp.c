@@ -301,33 +301,28 @@ static gv_rc gzip_into(const struct gv_buf *in, struct gv_buf *out)
 /* What the backend said about a 2xx request it took only in part. */
 static uint64_t partial_rejected(struct ex_otlp_ctx *c, bool traces)
 {
+    const ProtobufCMessageDescriptor *d =
+        traces ? &kt__otlp__v1__export_trace_service_response__descriptor
+               : &kt__otlp__v1__export_metrics_service_response__descriptor;
+    ProtobufCMessage *m;
     int64_t rejected = 0;
 
     if (c->resp.len == 0) {
         return 0;
     }
+    m = protobuf_c_message_unpack(d, NULL, c->resp.len, (const uint8_t *)c->resp.data);
+    if (!m) {
+        return 0;
+    }
     if (traces) {
-        Kt__Otlp__V1__ExportTraceServiceResponse *r =
-            kt__otlp__v1__export_trace_service_response__unpack(NULL, c->resp.len,
-                                                                (uint8_t *)c->resp.data);
-        if (r && r->partial_success) {
-            rejected = r->partial_success->rejected_spans;
-        }
-        if (r) {
-            kt__otlp__v1__export_trace_service_response__free_unpacked(r, NULL);
-        }
+        const Kt__Otlp__V1__ExportTraceServiceResponse *r = (const void *)m;
+        rejected = r->partial_success ? r->partial_success->rejected_spans : 0;
     }
     else {
-        Kt__Otlp__V1__ExportMetricsServiceResponse *r =
-            kt__otlp__v1__export_metrics_service_response__unpack(NULL, c->resp.len,
-                                                                  (uint8_t *)c->resp.data);
-        if (r && r->partial_success) {
-            rejected = r->partial_success->rejected_data_points;
-        }
-        if (r) {
-            kt__otlp__v1__export_metrics_service_response__free_unpacked(r, NULL);
-        }
+        const Kt__Otlp__V1__ExportMetricsServiceResponse *r = (const void *)m;
+        rejected = r->partial_success ? r->partial_success->rejected_data_points : 0;
     }
+    protobuf_c_message_free_unpacked(m, NULL);
     return rejected > 0 ? (uint64_t)rejected : 0;
 }
 

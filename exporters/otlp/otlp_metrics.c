@@ -297,90 +297,111 @@ static void point_attrs(struct ex_otlp_arena *ar, const struct series *s,
     *nout = at.n;
 }
 
+/* Series s as a histogram point: what it counted since base, or since start when base is
+ * NULL (cumulative). */
+static Kt__Otlp__V1__HistogramDataPoint *hist_point(struct ex_otlp_arena *ar, const struct mdef *d,
+                                                    const struct series *s, const struct vals *base,
+                                                    uint64_t start_ns, uint64_t now_ns)
+{
+    Kt__Otlp__V1__HistogramDataPoint *p = ex_otlp_alloc(ar, sizeof(*p));
+    size_t b;
+
+    kt__otlp__v1__histogram_data_point__init(p);
+    point_attrs(ar, s, &p->attributes, &p->n_attributes);
+    p->has_start_time_unix_nano = 1;
+    p->start_time_unix_nano = start_ns;
+    p->has_time_unix_nano = 1;
+    p->time_unix_nano = now_ns;
+    p->has_count = 1;
+    p->count = s->cur.count - (base ? base->count : 0);
+    p->has_sum = 1;
+    p->sum = s->cur.sum - (base ? base->sum : 0);
+    p->n_bucket_counts = d->nbounds + 1;
+    p->bucket_counts = ex_otlp_alloc(ar, p->n_bucket_counts * sizeof(uint64_t));
+    for (b = 0; b <= d->nbounds; b++) {
+        p->bucket_counts[b] = s->cur.buckets[b] - (base ? base->buckets[b] : 0);
+    }
+    p->n_explicit_bounds = d->nbounds;
+    p->explicit_bounds = (double *)(uintptr_t)d->bounds;
+    /* Min and max are of the whole cumulative period only. */
+    if (!base && s->cur.count) {
+        p->has_min = 1;
+        p->min = s->min;
+        p->has_max = 1;
+        p->max = s->max;
+    }
+    return p;
+}
+
+/* Series s as a sum point (count or sum, by the metric's kind), since base like hist_point. */
+static Kt__Otlp__V1__NumberDataPoint *number_point(struct ex_otlp_arena *ar, const struct mdef *d,
+                                                   const struct series *s, const struct vals *base,
+                                                   uint64_t start_ns, uint64_t now_ns)
+{
+    Kt__Otlp__V1__NumberDataPoint *p = ex_otlp_alloc(ar, sizeof(*p));
+
+    kt__otlp__v1__number_data_point__init(p);
+    point_attrs(ar, s, &p->attributes, &p->n_attributes);
+    p->start_time_unix_nano = start_ns;
+    p->time_unix_nano = now_ns;
+    if (d->kind == K_SUM_INT) {
+        p->value_case = KT__OTLP__V1__NUMBER_DATA_POINT__VALUE_AS_INT;
+        p->as_int = (int64_t)(s->cur.count - (base ? base->count : 0));
+    }
+    else {
+        p->value_case = KT__OTLP__V1__NUMBER_DATA_POINT__VALUE_AS_DOUBLE;
+        p->as_double = s->cur.sum - (base ? base->sum : 0);
+    }
+    return p;
+}
+
 static Kt__Otlp__V1__Metric *metric_pb(struct ex_otlp_metrics *m, struct ex_otlp_arena *ar,
                                        enum metric_id id, uint64_t now_wall_us)
 {
     const struct mdef *d = &defs[id];
     struct metric *mt = &m->m[id];
     Kt__Otlp__V1__Metric *pm = ex_otlp_alloc(ar, sizeof(*pm));
+    Kt__Otlp__V1__Histogram *h = NULL;
+    Kt__Otlp__V1__Sum *sum = NULL;
     uint64_t start = (m->delta ? m->base_wall_us : m->start_wall_us) * 1000u;
     int temporality =
         m->delta ? KT__OTLP__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA
                  : KT__OTLP__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_CUMULATIVE;
-    size_t i, b;
+    size_t i;
 
     kt__otlp__v1__metric__init(pm);
     pm->name = (char *)(uintptr_t)d->name;
     pm->description = (char *)(uintptr_t)d->desc;
     pm->unit = (char *)(uintptr_t)d->unit;
     if (d->kind == K_HIST) {
-        Kt__Otlp__V1__Histogram *h = ex_otlp_alloc(ar, sizeof(*h));
+        h = ex_otlp_alloc(ar, sizeof(*h));
         kt__otlp__v1__histogram__init(h);
         h->aggregation_temporality = temporality;
         h->data_points = ex_otlp_alloc(ar, mt->n * sizeof(*h->data_points));
-        for (i = 0; i < mt->n; i++) {
-            struct series *s = &mt->s[i];
-            Kt__Otlp__V1__HistogramDataPoint *p = ex_otlp_alloc(ar, sizeof(*p));
-            const struct vals *base = m->delta ? &s->base : NULL;
-            kt__otlp__v1__histogram_data_point__init(p);
-            point_attrs(ar, s, &p->attributes, &p->n_attributes);
-            p->has_start_time_unix_nano = 1;
-            p->start_time_unix_nano = start;
-            p->has_time_unix_nano = 1;
-            p->time_unix_nano = now_wall_us * 1000u;
-            p->has_count = 1;
-            p->count = s->cur.count - (base ? base->count : 0);
-            p->has_sum = 1;
-            p->sum = s->cur.sum - (base ? base->sum : 0);
-            p->n_bucket_counts = d->nbounds + 1;
-            p->bucket_counts = ex_otlp_alloc(ar, p->n_bucket_counts * sizeof(uint64_t));
-            for (b = 0; b <= d->nbounds; b++) {
-                p->bucket_counts[b] = s->cur.buckets[b] - (base ? base->buckets[b] : 0);
-            }
-            p->n_explicit_bounds = d->nbounds;
-            p->explicit_bounds = (double *)(uintptr_t)d->bounds;
-            /* Min and max are of the whole cumulative period only. */
-            if (!m->delta && s->cur.count) {
-                p->has_min = 1;
-                p->min = s->min;
-                p->has_max = 1;
-                p->max = s->max;
-            }
-            s->mark = s->cur;
-            h->data_points[i] = p;
-        }
         h->n_data_points = mt->n;
         pm->data_case = KT__OTLP__V1__METRIC__DATA_HISTOGRAM;
         pm->histogram = h;
     }
     else {
-        Kt__Otlp__V1__Sum *sum = ex_otlp_alloc(ar, sizeof(*sum));
+        sum = ex_otlp_alloc(ar, sizeof(*sum));
         kt__otlp__v1__sum__init(sum);
         sum->aggregation_temporality = temporality;
         sum->is_monotonic = 1;
         sum->data_points = ex_otlp_alloc(ar, mt->n * sizeof(*sum->data_points));
-        for (i = 0; i < mt->n; i++) {
-            struct series *s = &mt->s[i];
-            Kt__Otlp__V1__NumberDataPoint *p = ex_otlp_alloc(ar, sizeof(*p));
-            const struct vals *base = m->delta ? &s->base : NULL;
-            kt__otlp__v1__number_data_point__init(p);
-            point_attrs(ar, s, &p->attributes, &p->n_attributes);
-            p->start_time_unix_nano = start;
-            p->time_unix_nano = now_wall_us * 1000u;
-            if (d->kind == K_SUM_INT) {
-                p->value_case = KT__OTLP__V1__NUMBER_DATA_POINT__VALUE_AS_INT;
-                p->as_int = (int64_t)(s->cur.count - (base ? base->count : 0));
-            }
-            else {
-                p->value_case = KT__OTLP__V1__NUMBER_DATA_POINT__VALUE_AS_DOUBLE;
-                p->as_double = s->cur.sum - (base ? base->sum : 0);
-            }
-            s->mark = s->cur;
-            sum->data_points[i] = p;
-        }
         sum->n_data_points = mt->n;
         pm->data_case = KT__OTLP__V1__METRIC__DATA_SUM;
         pm->sum = sum;
+    }
+    for (i = 0; i < mt->n; i++) {
+        struct series *s = &mt->s[i];
+        const struct vals *base = m->delta ? &s->base : NULL;
+        if (h) {
+            h->data_points[i] = hist_point(ar, d, s, base, start, now_wall_us * 1000u);
+        }
+        else {
+            sum->data_points[i] = number_point(ar, d, s, base, start, now_wall_us * 1000u);
+        }
+        s->mark = s->cur;
     }
     return pm;
 }

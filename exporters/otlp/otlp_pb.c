@@ -65,8 +65,9 @@ static char *str_in(const char *s)
     return (char *)(uintptr_t)s;
 }
 
+/* A new attribute key holding a value of kind vc; NULL when at is full. */
 static Kt__Otlp__V1__AnyValue *add(struct ex_otlp_arena *a, struct ex_otlp_attrs *at,
-                                   const char *key)
+                                   const char *key, Kt__Otlp__V1__AnyValue__ValueCase vc)
 {
     ex_otlp_kv_pb *kv;
     Kt__Otlp__V1__AnyValue *v;
@@ -78,6 +79,7 @@ static Kt__Otlp__V1__AnyValue *add(struct ex_otlp_arena *a, struct ex_otlp_attrs
     v = ex_otlp_alloc(a, sizeof(*v));
     kt__otlp__v1__key_value__init(kv);
     kt__otlp__v1__any_value__init(v);
+    v->value_case = vc;
     kv->key = str_in(key);
     kv->value = v;
     at->v[at->n++] = kv;
@@ -87,10 +89,9 @@ static Kt__Otlp__V1__AnyValue *add(struct ex_otlp_arena *a, struct ex_otlp_attrs
 void ex_otlp_attr_str(struct ex_otlp_arena *a, struct ex_otlp_attrs *at, const char *key,
                       const char *s)
 {
-    Kt__Otlp__V1__AnyValue *v = add(a, at, key);
+    Kt__Otlp__V1__AnyValue *v = add(a, at, key, KT__OTLP__V1__ANY_VALUE__VALUE_STRING_VALUE);
 
     if (v) {
-        v->value_case = KT__OTLP__V1__ANY_VALUE__VALUE_STRING_VALUE;
         v->string_value = str_in(s);
     }
 }
@@ -106,10 +107,9 @@ void ex_otlp_attr_str_set(struct ex_otlp_arena *a, struct ex_otlp_attrs *at, con
 void ex_otlp_attr_int(struct ex_otlp_arena *a, struct ex_otlp_attrs *at, const char *key,
                       int64_t val)
 {
-    Kt__Otlp__V1__AnyValue *v = add(a, at, key);
+    Kt__Otlp__V1__AnyValue *v = add(a, at, key, KT__OTLP__V1__ANY_VALUE__VALUE_INT_VALUE);
 
     if (v) {
-        v->value_case = KT__OTLP__V1__ANY_VALUE__VALUE_INT_VALUE;
         v->int_value = val;
     }
 }
@@ -117,20 +117,18 @@ void ex_otlp_attr_int(struct ex_otlp_arena *a, struct ex_otlp_attrs *at, const c
 void ex_otlp_attr_double(struct ex_otlp_arena *a, struct ex_otlp_attrs *at, const char *key,
                          double val)
 {
-    Kt__Otlp__V1__AnyValue *v = add(a, at, key);
+    Kt__Otlp__V1__AnyValue *v = add(a, at, key, KT__OTLP__V1__ANY_VALUE__VALUE_DOUBLE_VALUE);
 
     if (v) {
-        v->value_case = KT__OTLP__V1__ANY_VALUE__VALUE_DOUBLE_VALUE;
         v->double_value = val;
     }
 }
 
 void ex_otlp_attr_bool(struct ex_otlp_arena *a, struct ex_otlp_attrs *at, const char *key, bool val)
 {
-    Kt__Otlp__V1__AnyValue *v = add(a, at, key);
+    Kt__Otlp__V1__AnyValue *v = add(a, at, key, KT__OTLP__V1__ANY_VALUE__VALUE_BOOL_VALUE);
 
     if (v) {
-        v->value_case = KT__OTLP__V1__ANY_VALUE__VALUE_BOOL_VALUE;
         v->bool_value = val;
     }
 }
@@ -138,7 +136,7 @@ void ex_otlp_attr_bool(struct ex_otlp_arena *a, struct ex_otlp_attrs *at, const 
 void ex_otlp_attr_csv(struct ex_otlp_arena *a, struct ex_otlp_attrs *at, const char *key,
                       const char *csv)
 {
-    Kt__Otlp__V1__AnyValue *v = add(a, at, key);
+    Kt__Otlp__V1__AnyValue *v = add(a, at, key, KT__OTLP__V1__ANY_VALUE__VALUE_ARRAY_VALUE);
     Kt__Otlp__V1__ArrayValue *arr;
     char *copy, *p, *comma;
     size_t n = 1, i = 0;
@@ -165,7 +163,6 @@ void ex_otlp_attr_csv(struct ex_otlp_arena *a, struct ex_otlp_attrs *at, const c
         arr->values[i++] = e;
     }
     arr->n_values = i;
-    v->value_case = KT__OTLP__V1__ANY_VALUE__VALUE_ARRAY_VALUE;
     v->array_value = arr;
 }
 

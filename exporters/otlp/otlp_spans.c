@@ -84,17 +84,24 @@ static span_pb *span_new(struct ex_otlp_arena *a, const struct gv_record *rec,
     return s;
 }
 
-/* The span's kind and when it ran: from start_us for dur_us microseconds. */
-static void span_when(span_pb *s, Kt__Otlp__V1__Span__SpanKind kind, uint64_t start_us,
-                      uint64_t dur_us)
+/* The span's kind and when it ran (from start_us for dur_us microseconds), and the empty
+ * attribute list span_end hands it. */
+static void span_begin(struct ex_otlp_arena *a, span_pb *s, Kt__Otlp__V1__Span__SpanKind kind,
+                       uint64_t start_us, uint64_t dur_us, struct ex_otlp_attrs *at)
 {
     s->kind = kind;
     s->start_time_unix_nano = start_us * 1000u;
     s->end_time_unix_nano = (start_us + dur_us) * 1000u;
+    ex_otlp_attrs_init(a, at, SPAN_ATTRS_MAX);
 }
 
-static void set_status(struct ex_otlp_arena *a, span_pb *s, bool error, const char *msg)
+/* The span takes the attributes collected since span_begin; an error span gets status ERROR
+ * with msg. */
+static void span_end(struct ex_otlp_arena *a, span_pb *s, const struct ex_otlp_attrs *at,
+                     bool error, const char *msg)
 {
+    s->attributes = at->v;
+    s->n_attributes = at->n;
     if (!error) {
         return;
     }
@@ -133,9 +140,8 @@ static span_pb *server_span(struct ex_otlp_arena *a, const struct gv_record *rec
     bool error = rec->decision == GV_DECISION_ERROR && rec->http_status >= 500;
 
     s->name = "POST /v1/chat/completions";
-    span_when(s, KT__OTLP__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER, rec->start_wall_us,
-              rec->latency_total_us);
-    ex_otlp_attrs_init(a, &at, SPAN_ATTRS_MAX);
+    span_begin(a, s, KT__OTLP__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER, rec->start_wall_us,
+               rec->latency_total_us, &at);
     ex_otlp_attr_str(a, &at, "http.request.method", "POST");
     ex_otlp_attr_str(a, &at, "http.route", "/v1/chat/completions");
     ex_otlp_attr_int(a, &at, "http.response.status_code", rec->http_status);
@@ -155,9 +161,7 @@ static span_pb *server_span(struct ex_otlp_arena *a, const struct gv_record *rec
         ex_otlp_attr_str(a, &at, "error.type", rec->error_code[0] ? rec->error_code : "_OTHER");
     }
     run_tags(a, &at, rec);
-    s->attributes = at.v;
-    s->n_attributes = at.n;
-    set_status(a, s, error, rec->error_code);
+    span_end(a, s, &at, error, rec->error_code);
     return s;
 }
 
@@ -181,8 +185,7 @@ static span_pb *policy_span(struct ex_otlp_arena *a, const struct gv_record *rec
     name = ex_otlp_alloc(a, n);
     snprintf(name, n, "kt.policy %s", o->name);
     s->name = name;
-    span_when(s, KT__OTLP__V1__SPAN__SPAN_KIND__SPAN_KIND_INTERNAL, start, o->duration_us);
-    ex_otlp_attrs_init(a, &at, SPAN_ATTRS_MAX);
+    span_begin(a, s, KT__OTLP__V1__SPAN__SPAN_KIND__SPAN_KIND_INTERNAL, start, o->duration_us, &at);
     ex_otlp_attr_str(a, &at, "kt.policy.name", o->name);
     ex_otlp_attr_str(a, &at, "kt.policy.action", gv_outcome_action_str(o->action));
     ex_otlp_attr_double(a, &at, "kt.policy.score", o->score);
@@ -196,9 +199,7 @@ static span_pb *policy_span(struct ex_otlp_arena *a, const struct gv_record *rec
             ex_otlp_attr_int(a, &at, key, o->pii_counts[k]);
         }
     }
-    s->attributes = at.v;
-    s->n_attributes = at.n;
-    set_status(a, s, o->action == GV_OUTCOME_ERROR, "policy failed");
+    span_end(a, s, &at, o->action == GV_OUTCOME_ERROR, "policy failed");
     return s;
 }
 
@@ -230,9 +231,8 @@ static span_pb *client_span(struct ex_otlp_arena *a, const struct gv_record *rec
 
     snprintf(name, n, rec->model[0] ? "chat %s" : "chat", rec->model);
     s->name = name;
-    span_when(s, KT__OTLP__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT, rec->upstream_start_wall_us,
-              rec->latency_upstream_us);
-    ex_otlp_attrs_init(a, &at, SPAN_ATTRS_MAX);
+    span_begin(a, s, KT__OTLP__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT, rec->upstream_start_wall_us,
+               rec->latency_upstream_us, &at);
     ex_otlp_attr_str(a, &at, "gen_ai.operation.name", "chat");
     /* Every kt target speaks the OpenAI chat completions API. */
     ex_otlp_attr_str(a, &at, "gen_ai.provider.name", "openai");
@@ -260,9 +260,7 @@ static span_pb *client_span(struct ex_otlp_arena *a, const struct gv_record *rec
     ex_otlp_attr_str(a, &at, "kt.decision", gv_decision_str(rec->decision));
     ex_otlp_attr_str_set(a, &at, "kt.target", rec->target);
     run_tags(a, &at, rec);
-    s->attributes = at.v;
-    s->n_attributes = at.n;
-    set_status(a, s, err != NULL, err);
+    span_end(a, s, &at, err != NULL, err);
     return s;
 }
 

@@ -92,38 +92,113 @@ static bool get_bool(struct json_object *o, const char *key)
     return json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
 }
 
-gv_rc ex_wandb_store_save_state(struct ex_wandb_run *run)
+/* state.json (append state) and sync.json (upload state) are flat objects of run members:
+ * one row per key says which file and which member it is, so saving and loading cannot
+ * disagree on a name. */
+enum field_type { FIELD_U64, FIELD_BOOL, FIELD_STR };
+
+struct field {
+    const char *file;
+    const char *key;
+    enum field_type type;
+    size_t off;  /* offsetof(struct ex_wandb_run, member) */
+    size_t size; /* FIELD_STR: the member's array size */
+};
+
+#define RUN_FIELD(file, key, type, member)                                                         \
+    {                                                                                              \
+        file, key, type, offsetof(struct ex_wandb_run, member),                                    \
+            sizeof(((struct ex_wandb_run *)0)->member)                                             \
+    }
+
+static const struct field run_fields[] = {
+    RUN_FIELD("state.json", "base", FIELD_U64, base),
+    RUN_FIELD("state.json", "lines", FIELD_U64, lines),
+    RUN_FIELD("state.json", "next_step", FIELD_U64, next_step),
+    RUN_FIELD("state.json", "last_seq", FIELD_U64, last_seq),
+    RUN_FIELD("state.json", "last_now_us", FIELD_U64, last_now_us),
+    RUN_FIELD("state.json", "final", FIELD_BOOL, final),
+    RUN_FIELD("sync.json", "synced", FIELD_U64, synced),
+    RUN_FIELD("sync.json", "synced_bytes", FIELD_U64, synced_bytes),
+    RUN_FIELD("sync.json", "storage_id", FIELD_STR, storage_id),
+    RUN_FIELD("sync.json", "entity", FIELD_STR, entity_c),
+    RUN_FIELD("sync.json", "project", FIELD_STR, project_c),
+    RUN_FIELD("sync.json", "complete_sent", FIELD_BOOL, complete_sent),
+    RUN_FIELD("sync.json", "parked", FIELD_STR, parked),
+    RUN_FIELD("sync.json", "config_sent", FIELD_STR, config_sent),
+};
+
+#define NFIELDS (sizeof(run_fields) / sizeof(run_fields[0]))
+
+static gv_rc save_fields(struct ex_wandb_run *run, const char *file)
 {
     struct json_object *j = json_object_new_object();
     gv_rc rc;
+    size_t i;
 
-    json_object_object_add(j, "base", json_object_new_uint64(run->base));
-    json_object_object_add(j, "lines", json_object_new_uint64(run->lines));
-    json_object_object_add(j, "next_step", json_object_new_uint64(run->next_step));
-    json_object_object_add(j, "last_seq", json_object_new_uint64(run->last_seq));
-    json_object_object_add(j, "last_now_us", json_object_new_uint64(run->last_now_us));
-    json_object_object_add(j, "final", json_object_new_boolean(run->final));
-    rc = write_json(run->dir, "state.json", j);
+    for (i = 0; i < NFIELDS; i++) {
+        const struct field *f = &run_fields[i];
+        const void *m = (const char *)run + f->off;
+        struct json_object *v;
+        if (strcmp(f->file, file) != 0) {
+            continue;
+        }
+        switch (f->type) {
+        case FIELD_U64:
+            v = json_object_new_uint64(*(const uint64_t *)m);
+            break;
+        case FIELD_BOOL:
+            v = json_object_new_boolean(*(const bool *)m);
+            break;
+        default:
+            v = json_object_new_string(m);
+            break;
+        }
+        json_object_object_add(j, f->key, v);
+    }
+    rc = write_json(run->dir, file, j);
     json_object_put(j);
     return rc;
 }
 
+/* A file that is missing or unreadable leaves its members as they are (zero after open). */
+static void load_fields(struct ex_wandb_run *run, const char *file)
+{
+    struct json_object *j = read_json(run->dir, file);
+    size_t i;
+
+    if (!j) {
+        return;
+    }
+    for (i = 0; i < NFIELDS; i++) {
+        const struct field *f = &run_fields[i];
+        void *m = (char *)run + f->off;
+        if (strcmp(f->file, file) != 0) {
+            continue;
+        }
+        switch (f->type) {
+        case FIELD_U64:
+            *(uint64_t *)m = get_u64(j, f->key);
+            break;
+        case FIELD_BOOL:
+            *(bool *)m = get_bool(j, f->key);
+            break;
+        default:
+            get_str(j, f->key, m, f->size);
+            break;
+        }
+    }
+    json_object_put(j);
+}
+
+gv_rc ex_wandb_store_save_state(struct ex_wandb_run *run)
+{
+    return save_fields(run, "state.json");
+}
+
 gv_rc ex_wandb_store_save_sync(struct ex_wandb_run *run)
 {
-    struct json_object *j = json_object_new_object();
-    gv_rc rc;
-
-    json_object_object_add(j, "synced", json_object_new_uint64(run->synced));
-    json_object_object_add(j, "synced_bytes", json_object_new_uint64(run->synced_bytes));
-    json_object_object_add(j, "storage_id", json_object_new_string(run->storage_id));
-    json_object_object_add(j, "entity", json_object_new_string(run->entity_c));
-    json_object_object_add(j, "project", json_object_new_string(run->project_c));
-    json_object_object_add(j, "complete_sent", json_object_new_boolean(run->complete_sent));
-    json_object_object_add(j, "parked", json_object_new_string(run->parked));
-    json_object_object_add(j, "config_sent", json_object_new_string(run->config_sent));
-    rc = write_json(run->dir, "sync.json", j);
-    json_object_put(j);
-    return rc;
+    return save_fields(run, "sync.json");
 }
 
 static gv_rc history_path(const struct ex_wandb_run *run, char *path, size_t size)
@@ -187,8 +262,6 @@ static gv_rc trim_history(struct ex_wandb_run *run)
 
 gv_rc ex_wandb_store_open(const char *dir, struct ex_wandb_run *run)
 {
-    struct json_object *st;
-    struct json_object *sy;
     int n;
 
     memset(run, 0, sizeof(*run));
@@ -202,28 +275,8 @@ gv_rc ex_wandb_store_open(const char *dir, struct ex_wandb_run *run)
         run->meta = NULL;
         return GV_ENOTFOUND;
     }
-    st = read_json(dir, "state.json");
-    if (st) {
-        run->base = get_u64(st, "base");
-        run->lines = get_u64(st, "lines");
-        run->next_step = get_u64(st, "next_step");
-        run->last_seq = get_u64(st, "last_seq");
-        run->last_now_us = get_u64(st, "last_now_us");
-        run->final = get_bool(st, "final");
-        json_object_put(st);
-    }
-    sy = read_json(dir, "sync.json");
-    if (sy) {
-        run->synced = get_u64(sy, "synced");
-        run->synced_bytes = get_u64(sy, "synced_bytes");
-        get_str(sy, "storage_id", run->storage_id, sizeof(run->storage_id));
-        get_str(sy, "entity", run->entity_c, sizeof(run->entity_c));
-        get_str(sy, "project", run->project_c, sizeof(run->project_c));
-        run->complete_sent = get_bool(sy, "complete_sent");
-        get_str(sy, "parked", run->parked, sizeof(run->parked));
-        get_str(sy, "config_sent", run->config_sent, sizeof(run->config_sent));
-        json_object_put(sy);
-    }
+    load_fields(run, "state.json");
+    load_fields(run, "sync.json");
     if (run->synced > run->lines) {
         run->synced = run->lines;
         run->synced_bytes = 0;

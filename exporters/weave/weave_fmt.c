@@ -443,12 +443,35 @@ struct json_object *ex_weave_fmt_end(const struct ex_weave_call_in *in)
     return o;
 }
 
+/* Appends objs to out, comma-separated, and drops them. All or nothing: when one does not
+ * fit, out is cut back to where it was, so an item is never sent in part. */
+static gv_rc append_objs(struct gv_buf *out, struct json_object *const *objs, size_t n)
+{
+    size_t mark = out->len, i;
+    gv_rc rc = GV_OK;
+
+    for (i = 0; i < n && rc == GV_OK; i++) {
+        if (i > 0) {
+            rc = gv_buf_append_char(out, ',');
+        }
+        if (rc == GV_OK) {
+            rc = ex_wandb_json_append(out, objs[i]);
+        }
+    }
+    if (rc) {
+        gv_buf_truncate(out, mark);
+    }
+    for (i = 0; i < n; i++) {
+        json_object_put(objs[i]);
+    }
+    return rc;
+}
+
 gv_rc ex_weave_fmt_upsert_items(const struct ex_weave_call_in *in, struct gv_buf *out)
 {
     struct json_object *st = json_object_new_object(), *sreq = json_object_new_object();
     struct json_object *en = json_object_new_object(), *ereq = json_object_new_object();
-    size_t mark = out->len;
-    gv_rc rc;
+    struct json_object *const items[] = {st, en};
 
     json_object_object_add(sreq, "start", ex_weave_fmt_start(in));
     json_object_object_add(st, "mode", json_object_new_string("start"));
@@ -456,26 +479,12 @@ gv_rc ex_weave_fmt_upsert_items(const struct ex_weave_call_in *in, struct gv_buf
     json_object_object_add(ereq, "end", ex_weave_fmt_end(in));
     json_object_object_add(en, "mode", json_object_new_string("end"));
     json_object_object_add(en, "req", ereq);
-    rc = ex_wandb_json_append(out, st);
-    if (rc == GV_OK) {
-        rc = gv_buf_append_char(out, ',');
-    }
-    if (rc == GV_OK) {
-        rc = ex_wandb_json_append(out, en);
-    }
-    if (rc) {
-        gv_buf_truncate(out, mark); /* an item that does not fit is left out whole */
-    }
-    json_object_put(st);
-    json_object_put(en);
-    return rc;
+    return append_objs(out, items, 2);
 }
 
 gv_rc ex_weave_fmt_complete_item(const struct ex_weave_call_in *in, struct gv_buf *out)
 {
     struct json_object *o = ex_weave_fmt_start(in), *e = ex_weave_fmt_end(in);
-    size_t mark = out->len;
-    gv_rc rc;
 
     json_object_object_foreach(e, k, v)
     {
@@ -483,13 +492,8 @@ gv_rc ex_weave_fmt_complete_item(const struct ex_weave_call_in *in, struct gv_bu
             json_object_object_add(o, k, json_object_get(v));
         }
     }
-    rc = ex_wandb_json_append(out, o);
-    if (rc) {
-        gv_buf_truncate(out, mark); /* an item that does not fit is left out whole */
-    }
-    json_object_put(o);
     json_object_put(e);
-    return rc;
+    return append_objs(out, &o, 1);
 }
 
 gv_rc ex_weave_fmt_policy_obj(const char *project_id, const struct gv_hello *hello,
@@ -498,7 +502,6 @@ gv_rc ex_weave_fmt_policy_obj(const char *project_id, const struct gv_hello *hel
     struct json_object *root = json_object_new_object(), *obj = json_object_new_object();
     struct json_object *val = json_object_new_object();
     size_t i, o = 0;
-    gv_rc rc;
 
     o = (size_t)snprintf(object_id, id_size, "kt-policy-");
     for (i = 0; hello->pack_name[i] && o + 1 < id_size && o < 128; i++) {
@@ -516,9 +519,7 @@ gv_rc ex_weave_fmt_policy_obj(const char *project_id, const struct gv_hello *hel
     json_object_object_add(obj, "object_id", json_object_new_string(object_id));
     json_object_object_add(obj, "val", val);
     json_object_object_add(root, "obj", obj);
-    rc = ex_wandb_json_append(out, root);
-    json_object_put(root);
-    return rc;
+    return append_objs(out, &root, 1);
 }
 
 gv_rc ex_weave_fmt_cost(const char *project_id, const char *model, double in_per_mtok,
@@ -526,7 +527,6 @@ gv_rc ex_weave_fmt_cost(const char *project_id, const char *model, double in_per
 {
     struct json_object *root = json_object_new_object(), *costs = json_object_new_object();
     struct json_object *row = json_object_new_object();
-    gv_rc rc;
 
     json_object_object_add(row, "prompt_token_cost", num(in_per_mtok / 1e6, 12));
     json_object_object_add(row, "completion_token_cost", num(out_per_mtok / 1e6, 12));
@@ -536,7 +536,5 @@ gv_rc ex_weave_fmt_cost(const char *project_id, const char *model, double in_per
     json_object_object_add(costs, model, row);
     json_object_object_add(root, "project_id", json_object_new_string(project_id));
     json_object_object_add(root, "costs", costs);
-    rc = ex_wandb_json_append(out, root);
-    json_object_put(root);
-    return rc;
+    return append_objs(out, &root, 1);
 }

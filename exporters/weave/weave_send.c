@@ -207,6 +207,24 @@ static enum post_res post(struct ex_weave_sender *s, struct ex_wandb_api *api, c
     return POST_REFUSED;
 }
 
+/* Room for a trace server path: the longest is calls/complete with the escaped entity and
+ * project (each byte escaped to three). */
+#define PATH_MAX_LEN (2 * GV_RUN_TAG_MAX * 3 + 64)
+
+/* POST body to the trace server's path. A body whose formatting failed (fmt_rc) is refused
+ * without a request. */
+static enum post_res post_to(struct ex_weave_sender *s, struct ex_wandb_api *api, const char *path,
+                             gv_rc fmt_rc, const struct gv_buf *body, struct gv_buf *resp)
+{
+    char url[EX_WANDB_URL_MAX + PATH_MAX_LEN];
+
+    if (fmt_rc != GV_OK) {
+        return POST_REFUSED;
+    }
+    snprintf(url, sizeof(url), "%s%s", s->trace_url, path);
+    return post(s, api, url, body, resp);
+}
+
 static void pack_key(const struct gv_hello *h, char out[65])
 {
     char in[sizeof(h->pack_name) + sizeof(h->pack_version) + sizeof(h->chain) + 4];
@@ -222,7 +240,7 @@ static enum post_res policy_ref(struct ex_weave_sender *s, struct ex_wandb_api *
     struct gv_buf body, resp;
     struct json_tokener *tok;
     struct json_object *j = NULL, *d;
-    char key[65], pid[2 * GV_RUN_TAG_MAX + 2], oid[160], url[EX_WANDB_URL_MAX + 32];
+    char key[65], pid[2 * GV_RUN_TAG_MAX + 2], oid[160];
     enum post_res r;
     size_t i;
 
@@ -242,10 +260,8 @@ static enum post_res policy_ref(struct ex_weave_sender *s, struct ex_wandb_api *
     }
     gv_buf_init(&body, 0);
     gv_buf_init(&resp, 0);
-    snprintf(url, sizeof(url), "%s/obj/create", s->trace_url);
-    r = ex_weave_fmt_policy_obj(pid, h, &body, oid, sizeof(oid)) == GV_OK
-            ? post(s, api, url, &body, &resp)
-            : POST_REFUSED;
+    r = post_to(s, api, "/obj/create", ex_weave_fmt_policy_obj(pid, h, &body, oid, sizeof(oid)),
+                &body, &resp);
     if (r == POST_LATER) {
         goto out;
     }
@@ -289,7 +305,7 @@ static enum post_res push_price(struct ex_weave_sender *s, struct ex_wandb_api *
                                 struct ex_weave_proj *p, const struct gv_record *rec)
 {
     struct gv_buf body, resp;
-    char pid[2 * GV_RUN_TAG_MAX + 2], url[EX_WANDB_URL_MAX + 32];
+    char pid[2 * GV_RUN_TAG_MAX + 2];
     enum post_res r;
     size_t i;
 
@@ -308,11 +324,10 @@ static enum post_res push_price(struct ex_weave_sender *s, struct ex_wandb_api *
     }
     gv_buf_init(&body, 0);
     gv_buf_init(&resp, 0);
-    snprintf(url, sizeof(url), "%s/cost/create", s->trace_url);
-    r = ex_weave_fmt_cost(pid, rec->model, rec->price_input_per_mtok, rec->price_output_per_mtok,
-                          &body) == GV_OK
-            ? post(s, api, url, &body, &resp)
-            : POST_REFUSED;
+    r = post_to(s, api, "/cost/create",
+                ex_weave_fmt_cost(pid, rec->model, rec->price_input_per_mtok,
+                                  rec->price_output_per_mtok, &body),
+                &body, &resp);
     gv_buf_free(&body);
     gv_buf_free(&resp);
     if (r == POST_LATER) {
@@ -341,7 +356,7 @@ static enum post_res post_calls(struct ex_weave_sender *s, struct ex_wandb_api *
                                 struct group *g, size_t from, size_t k)
 {
     struct gv_buf body, resp;
-    char url[EX_WANDB_URL_MAX + 2 * GV_RUN_TAG_MAX * 3 + 64];
+    char path[PATH_MAX_LEN];
     enum post_res r = POST_OK;
     size_t i;
     gv_rc rc = GV_OK;
@@ -351,13 +366,12 @@ static enum post_res post_calls(struct ex_weave_sender *s, struct ex_wandb_api *
     if (g->proj->complete_mode) {
         char *e = curl_easy_escape(NULL, g->proj->entity, 0);
         char *p = curl_easy_escape(NULL, g->proj->project, 0);
-        snprintf(url, sizeof(url), "%s/v2/%s/%s/calls/complete", s->trace_url, e ? e : "",
-                 p ? p : "");
+        snprintf(path, sizeof(path), "/v2/%s/%s/calls/complete", e ? e : "", p ? p : "");
         curl_free(e);
         curl_free(p);
     }
     else {
-        snprintf(url, sizeof(url), "%s/call/upsert_batch", s->trace_url);
+        snprintf(path, sizeof(path), "/call/upsert_batch");
     }
     rc = gv_buf_append_str(&body, "{\"batch\":[");
     for (i = from; i < from + k && rc == GV_OK; i++) {
@@ -375,11 +389,8 @@ static enum post_res post_calls(struct ex_weave_sender *s, struct ex_wandb_api *
     if (rc == GV_OK && body.len > s->batch_bytes && k > 1) {
         r = POST_TOO_BIG;
     }
-    else if (rc == GV_OK) {
-        r = post(s, api, url, &body, &resp);
-    }
     else {
-        r = POST_REFUSED;
+        r = post_to(s, api, path, rc, &body, &resp);
     }
     gv_buf_free(&body);
     gv_buf_free(&resp);

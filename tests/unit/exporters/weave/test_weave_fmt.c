@@ -299,6 +299,28 @@ static void test_fmt_upsert_and_complete_items(void **state)
     gv_free(en);
 }
 
+/* An item that does not fit in the batch is left out whole: what was there before stays,
+ * and nothing of the item follows it. */
+static void test_fmt_item_that_does_not_fit_leaves_nothing(void **state)
+{
+    struct call c;
+    struct gv_buf b;
+    char *st;
+
+    (void)state;
+    call_make(&c, GV_DECISION_ALLOWED);
+    st = start_str(&c.in);
+    /* Room for the start item of an upsert pair, not for the end item after it. */
+    gv_buf_init(&b, strlen(st) + 64);
+    assert_int_equal(gv_buf_append_str(&b, "{\"batch\":["), GV_OK);
+    assert_int_equal(ex_weave_fmt_upsert_items(&c.in, &b), GV_E2BIG);
+    assert_string_equal(b.data, "{\"batch\":[");
+    assert_int_equal(ex_weave_fmt_complete_item(&c.in, &b), GV_E2BIG);
+    assert_string_equal(b.data, "{\"batch\":[");
+    gv_buf_free(&b);
+    gv_free(st);
+}
+
 static void test_fmt_policy_obj_and_cost_exact(void **state)
 {
     struct gv_buf b;
@@ -352,6 +374,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_fmt_guards_refs_at_any_depth, setup),
     cmocka_unit_test_setup(test_fmt_untagged_has_no_run_link, setup),
     cmocka_unit_test_setup(test_fmt_upsert_and_complete_items, setup),
+    cmocka_unit_test_setup(test_fmt_item_that_does_not_fit_leaves_nothing, setup),
     cmocka_unit_test_setup(test_fmt_policy_obj_and_cost_exact, setup),
     cmocka_unit_test_setup(test_trace_url_resolution, setup),
 };
