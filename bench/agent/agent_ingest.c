@@ -96,7 +96,8 @@ static void *sender_main(void *arg)
     snprintf(h.chain, sizeof(h.chain), "prompt-injection,pii-detector,audit-logger");
     /* Encoded in chunks of 1024 events, like the gateway's background thread (256 when
      * paced, so the offered rate is smooth). */
-    feed_events(fd, &h, s->n, s->rate > 0 ? 256 : 1024, s->rate, make_record);
+    feed_events(fd, &h, (uint64_t)s->id * s->n, s->n, s->rate > 0 ? 256 : 1024, s->rate,
+                make_record);
     s->done_us = gv_mono_us();
     /* Keep the connection until the agent has read everything. */
     shutdown(fd, SHUT_WR);
@@ -420,10 +421,10 @@ static void bench_otlp(int nsend, uint64_t per_sender, double rate)
     int k;
 
     full_records = true;
-    for (i = 0; i < per_sender; i++) {
+    for (i = 0; i < total; i++) {
         struct gv_record r;
         make_record(&r, i);
-        want += (uint64_t)nsend * (r.decision == GV_DECISION_BLOCKED ? 2 : 5);
+        want += r.decision == GV_DECISION_BLOCKED ? 2 : 5;
     }
     bench_agent_init(&a, "/tmp/kt-bench-otlp-XXXXXX", "otlp");
     receiver_start(&rcv);

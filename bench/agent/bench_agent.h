@@ -141,11 +141,13 @@ static int feed_connect(const char *sock)
     return fd;
 }
 
-/* Sends h, then n events made by make(rec, i) under h's instance id, encoded `chunk` at a
- * time like the gateway's background thread; with rate > 0 paced to rate events/s. The
- * agent's acks are drained as they come so its output never backs up. */
-static void feed_events(int fd, const struct gv_hello *h, uint64_t n, uint64_t chunk, double rate,
-                        void (*make)(struct gv_record *, uint64_t))
+/* Sends h, then n events made by make(rec, first + i) under h's instance id, encoded `chunk`
+ * at a time like the gateway's background thread; with rate > 0 paced to rate events/s. The
+ * agent's acks are drained as they come so its output never backs up. Senders that feed one
+ * agent at once take apart ranges of `first`: the agent counts a request id once, so a
+ * second sender of the same ids would be deduplicated, not counted. */
+static void feed_events(int fd, const struct gv_hello *h, uint64_t first, uint64_t n,
+                        uint64_t chunk, double rate, void (*make)(struct gv_record *, uint64_t))
 {
     struct gv_buf frames, payload;
     struct gv_record rec;
@@ -168,7 +170,7 @@ static void feed_events(int fd, const struct gv_hello *h, uint64_t n, uint64_t c
         }
         gv_buf_reset(&frames);
         for (k = 0; k < chunk && i < n; k++, i++) {
-            make(&rec, i);
+            make(&rec, first + i);
             gv_buf_reset(&payload);
             gv_event_encode(&rec, h->instance_id, i + 1, &payload);
             gv_frame_append(&frames, GV_FRAME_EVENT, payload.data, payload.len);

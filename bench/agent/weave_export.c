@@ -54,7 +54,7 @@ static void feed(const char *sock, uint64_t n)
     snprintf(h.pack_name, sizeof(h.pack_name), "bench-pack");
     snprintf(h.pack_version, sizeof(h.pack_version), "1");
     snprintf(h.chain, sizeof(h.chain), "prompt-injection,pii-detector,audit-logger");
-    feed_events(fd, &h, n, 1024, 0, make_record);
+    feed_events(fd, &h, 0, n, 1024, 0, make_record);
     close(fd);
 }
 
