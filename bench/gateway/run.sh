@@ -43,6 +43,9 @@
 # one loop), BENCH_PORT_BASE (default 18080: upstream +1, nginx +2, kt +3, floor +4, floor2 +5),
 # BENCH_PACED_RATE, BENCH_PACED_SLICE_MS, BENCH_SYSCALLS, BENCH_SYS_DURATION,
 # BENCH_SYS_TOOL=strace (count with strace even where perf works), BENCH_ROUNDS (default 1),
+# BENCH_WRK_THREADS (wrk's threads at c=64, default 2; 1 is the load the data-plane targets
+# were first measured with, `wrk -t1 -c64`: one thread still drives the direct upstream far past
+# any proxy, and leaves the proxies the CPU a second wrk thread would take),
 # BENCH_MAX_STEAL and BENCH_REDO (a
 # wrk run that lost more than BENCH_MAX_STEAL percent, default 5, of the machine's CPU time to
 # steal is run again, up to BENCH_REDO times, default 2, and the run that lost least is kept;
@@ -62,6 +65,7 @@ SYS_DURATION="${BENCH_SYS_DURATION:-3}"
 ROUNDS="${BENCH_ROUNDS:-1}"
 MAX_STEAL="${BENCH_MAX_STEAL:-5}"
 REDO="${BENCH_REDO:-2}"
+WRK_THREADS="${BENCH_WRK_THREADS:-2}"
 UP_PORT=$((BASE + 1))
 NGX_PORT=$((BASE + 2))
 KT_PORT=$((BASE + 3))
@@ -244,7 +248,7 @@ note_again() { # note_again "LINE CPU STEAL": a turn that runs again (name, mode
 # again, up to REDO times, and the turn that lost least is kept (least_stolen).
 run_wrk() { # run_wrk NAME MODE CONC  (MODE json|sse)
     local name="$1" mode="$2" c="$3" t line steal k="$1.$2.$3" script_args=() cpu turn
-    t=$((c < 2 ? 1 : 2))
+    t=$((c < 2 ? 1 : WRK_THREADS))
     [ "$mode" = json ] || script_args=(-- sse)
     turn="$(least_stolen "$REDO" "$MAX_STEAL" note_again wrk_turn "$name" "$t" "$c" \
         "${script_args[@]}")"
@@ -364,7 +368,7 @@ count_syscalls() { # count_syscalls NAME MODE: SYS[NAME.MODE.{all,ctl,wait,rd,wr
     fi
     local tracer=$!
     sleep 0.5
-    line="$(wrk -t2 -c64 -d"${SYS_DURATION}s" -s "$HERE/post.lua" \
+    line="$(wrk -t"$WRK_THREADS" -c64 -d"${SYS_DURATION}s" -s "$HERE/post.lua" \
         "http://127.0.0.1:${PORT[$name]}" "${script_args[@]}" 2>&1 | grep '^BENCH ')" || true
     if [ "$SYS_TOOL" = strace ]; then
         kill -INT "$tracer" 2>/dev/null || true
@@ -421,6 +425,7 @@ ms_diff() { # ms_diff US_A US_B: (A - B) in ms
 {
     echo "kt gateway benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores;" \
         "${DURATION}s per run, $ROUNDS round(s) (medians); proxies with $WORKERS worker(s);" \
+        "wrk -t$WRK_THREADS at c=64;" \
         "$("$KT" --version 2>&1)"
     echo
     echo "json: wrk POST, chat.completion answer (x nginx = req/s / nginx's; cpu = the" \
