@@ -20,15 +20,18 @@
 void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_req *rq,
                    const char *reqid);
 
-/* Ends every request in flight with a 503 (or an error event on a stream). */
+/* Ends every request in flight with a 503 (or an error event on a stream), and
+ * finishes the records of answered requests that wait for the loop. */
 void gw_relay_end_all(struct gw_worker *w);
 
-/* After the worker's loop ended: waits for the async detection of requests
- * whose answers are out, and finishes their records (audit, event, log).
+/* After the worker's loop ended: finishes the records still waiting for the
+ * loop, waits for the async detection of requests whose answers are out, and
+ * finishes their records (audit, event, log).
  * Blocking: shutdown only, on the worker's thread. */
 void gw_relay_async_drain(struct gw_worker *w);
 
-/* Frees the worker's pool of finished request objects. */
+/* Finishes any record still waiting, then frees the worker's pool of finished
+ * request objects. */
 void gw_relay_free_pool(struct gw_worker *w);
 
 #endif

@@ -44,6 +44,10 @@ struct gw_worker {
     struct gw_rq *active; /* chat requests in flight */
     size_t nactive;
     struct gw_rq *free_rq; /* finished request objects kept for reuse */
+    /* Answered requests whose record waits for finish_ev, oldest first (gw_relay.c). */
+    struct gw_rq *finishing;
+    struct gw_rq *finishing_last;
+    struct event *finish_ev;
     size_t nfree;
     bool draining;
     json_tokener *tok;

@@ -20,8 +20,9 @@
 #   policies    gw_chain_evaluate                  request policies (injection, pii, audit...)
 #   upstream    gw_upstream_start + on_conn_io - the relay's callbacks: kt's HTTP client,
 #               response framing (gw_h1resp) included
-#   relay       up_headers + up_data + up_done - finish: reading usage, SSE relay, answer write
-#   finish      finish                             record, complete hooks, emit, log line
+#   relay       up_headers + up_data + up_done - finish: reading usage, SSE relay, answer queued
+#   finish      finish + on_finish_ev              record, complete hooks, emit, log line (run
+#                                                  by an event after the answer's flush)
 #   client io   on_read - conn_process + on_write  client socket reads and queued writes
 #   audit       audit.c:writer_main                the audit writer thread (sealing, hashing)
 #   emit        bg_main                            the spool and agent socket thread
@@ -118,7 +119,8 @@ policies=$(ir gw_chain.c gw_chain_evaluate)
 up_start=$(ir gw_upstream.c gw_upstream_start)
 up_io=$(ir gw_upstream.c on_conn_io)
 cb=$(( $(ir gw_relay.c up_headers) + $(ir gw_relay.c up_data) + $(ir gw_relay.c up_done) ))
-finish=$(ir gw_relay.c finish)
+fin_call=$(ir gw_relay.c finish)
+finish=$((fin_call + $(ir gw_relay.c on_finish_ev)))
 on_read=$(ir gw_conn.c on_read)
 process=$(ir gw_conn.c conn_process)
 on_write=$(ir gw_conn.c on_write)
@@ -140,7 +142,7 @@ per() { awk -v a="$1" -v n="$reqs" 'BEGIN { printf "%9.0f", (n > 0 ? a / n : 0) 
     printf '%-12s %s\n' validate "$(per "$validate")"
     printf '%-12s %s\n' policies "$(per "$policies")"
     printf '%-12s %s\n' upstream "$(per $((up_start + up_io - cb)))"
-    printf '%-12s %s\n' relay "$(per $((cb - finish)))"
+    printf '%-12s %s\n' relay "$(per $((cb - fin_call)))"
     printf '%-12s %s\n' finish "$(per "$finish")"
     printf '%-12s %s\n' 'client io' "$(per $((on_read - process + on_write)))"
     printf '%-12s %s\n' audit "$(per "$audit")"

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE /* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -437,10 +438,26 @@ static pthread_cond_t em_cv = PTHREAD_COND_INITIALIZER;
 static struct gv_record em_last;
 static unsigned em_count;
 
+/* With em_gate set, an emit waits (at most 5 s) until the test has read the answer: a
+ * gateway that records a request before its answer leaves would never send it while
+ * waiting, so the wait would run out and em_gate_ran_out say so. */
+static bool em_gate, em_answer_read, em_gate_ran_out;
+
 static gv_rc cap_emit(struct gw_emitter *em, const struct gv_record *rec)
 {
+    struct timespec ts;
+    int rc = 0;
+
     (void)em;
     pthread_mutex_lock(&em_mu);
+    if (em_gate) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 5;
+        while (!em_answer_read && rc != ETIMEDOUT) {
+            rc = pthread_cond_timedwait(&em_cv, &em_mu, &ts);
+        }
+        em_gate_ran_out = !em_answer_read;
+    }
     em_last = *rec;
     em_count++;
     pthread_cond_broadcast(&em_cv);
@@ -458,6 +475,7 @@ static struct gv_record wait_record(unsigned before)
     struct timespec ts;
     struct gv_record rec;
     int rc = 0;
+    bool got;
 
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += 10;
@@ -465,9 +483,11 @@ static struct gv_record wait_record(unsigned before)
     while (em_count == before && rc != ETIMEDOUT) {
         rc = pthread_cond_timedwait(&em_cv, &em_mu, &ts);
     }
-    assert_true(em_count > before);
+    got = em_count > before;
     rec = em_last;
     pthread_mutex_unlock(&em_mu);
+    /* Outside the lock: a failed assertion leaves the test, and the next one takes it. */
+    assert_true(got);
     return rec;
 }
 
@@ -602,6 +622,39 @@ static void test_answer_redacted_json_says_redacted(void **state)
     reply_free(&r);
 }
 
+/* The record, the complete hooks, the emit and the log line of a request run after its
+ * answer was written, so they are not part of the client's wait. */
+static void test_answer_leaves_before_its_record(void **state)
+{
+    struct afixture *a = *state;
+    struct gv_record rec;
+    struct reply r;
+    char answer[512];
+    unsigned before = records_so_far();
+    bool ran_out;
+
+    pthread_mutex_lock(&em_mu);
+    em_gate = true;
+    em_answer_read = false;
+    em_gate_ran_out = false;
+    pthread_mutex_unlock(&em_mu);
+    mock_body = completion(answer, sizeof(answer), "c9", "hello");
+    request(&a->f, "POST", "/v1/chat/completions", chat_req, sizeof(chat_req) - 1, NULL, &r);
+    pthread_mutex_lock(&em_mu);
+    em_answer_read = true;
+    pthread_cond_broadcast(&em_cv);
+    pthread_mutex_unlock(&em_mu);
+    rec = wait_record(before);
+    pthread_mutex_lock(&em_mu);
+    em_gate = false;
+    ran_out = em_gate_ran_out;
+    pthread_mutex_unlock(&em_mu);
+    assert_false(ran_out); /* the answer waited for its own record */
+    assert_int_equal(r.status, 200);
+    assert_string_equal(rec.response_id, "c9");
+    reply_free(&r);
+}
+
 static void test_answer_policy_failure_json_is_500(void **state)
 {
     struct afixture *a = *state;
@@ -692,6 +745,7 @@ int main(void)
     };
     const struct CMUnitTest answers[] = {
         cmocka_unit_test(test_answer_redacted_json_says_redacted),
+        cmocka_unit_test(test_answer_leaves_before_its_record),
         cmocka_unit_test(test_answer_policy_failure_json_is_500),
         cmocka_unit_test(test_answer_redacted_stream_records_redacted),
         cmocka_unit_test(test_answer_policy_failure_stream_ends_with_error),
