@@ -14,7 +14,14 @@
 # turns lost more than AB_MAX_STEAL percent (default 5) to steal. Such a turn is run again, up
 # to AB_REDO times (default 2), and the run that lost least is kept (AB_REDO=0: every first
 # run). Only 127.0.0.1 is used;
-# ports from AB_PORT_BASE (default 18280: upstream +1, kt +2).
+# ports from AB_PORT_BASE (default 18280: upstream +1, kt +2, and +3 for the paced mode).
+#
+# With AB_PACED=1 the two binaries run side by side instead, and bench/gateway/paced.mjs sends
+# AB_PACED_RATE POSTs a second (default 500) over 16 keep-alive connections to the upstream
+# itself, OLD and NEW, taking turns of 200 ms for AB_DURATION seconds a target, AB_ROUNDS
+# times: latency with nothing saturated, where wrk can only measure a saturated server. Per
+# round: each binary's added p50 (its p50 - the upstream's); then NEW - OLD per round and its
+# median.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -45,6 +52,47 @@ ports_free ab AB_PORT_BASE "$UP_PORT" "$KT_PORT"
 nginx_upstream "$WORK/up" "$UP_PORT"
 page_config "http://127.0.0.1:$UP_PORT/v1" >"$WORK/policy-config.yaml"
 HZ="$(getconf CLK_TCK)"
+
+if [ "${AB_PACED:-0}" = 1 ]; then
+    command -v node >/dev/null 2>&1 || { echo "ab: AB_PACED=1 needs node" >&2; exit 1; }
+    ports_free ab AB_PORT_BASE $((KT_PORT + 1))
+    start_kt() { # start_kt BIN PORT STATE
+        OPENAI_API_KEY=sk-bench-upstream "$1" gateway run --listen "127.0.0.1:$2" \
+            --policy-config "$WORK/policy-config.yaml" --state-dir "$3" --workers 1 \
+            2>>"$WORK/kt.log" &
+        PIDS+=($!)
+        for ((i = 0; i < 100; i++)); do
+            curl -s -o /dev/null "http://127.0.0.1:$2/health" && return 0
+            sleep 0.1
+        done
+        echo "ab: $1 does not answer on port $2" >&2
+        exit 1
+    }
+    start_kt "$OLD" "$KT_PORT" "$WORK/state-old"
+    start_kt "$NEW" $((KT_PORT + 1)) "$WORK/state-new"
+    echo "round  added p50 old  added p50 new  new - old (us)"
+    : >"$WORK/paced"
+    for ((r = 1; r <= ROUNDS; r++)); do
+        node "$HERE/paced.mjs" --rate "${AB_PACED_RATE:-500}" --duration-s "$DURATION" \
+            --conns 16 --slice-ms 200 \
+            --targets "direct=http://127.0.0.1:$UP_PORT,old=http://127.0.0.1:$KT_PORT,new=http://127.0.0.1:$((KT_PORT + 1))" \
+            >"$WORK/round.txt"
+        awk -v r="$r" '/^PACED/ {
+                split($2, t, "="); for (i = 3; i <= NF; i++) if ($i ~ /^p50_us=/) { split($i, v, "="); p[t[2]] = v[2] }
+            }
+            END {
+                if (!("direct" in p) || !("old" in p) || !("new" in p)) { print "ab: a target gave no p50" > "/dev/stderr"; exit 1 }
+                printf "%5d %14d %14d %15d\n", r, p["old"] - p["direct"], p["new"] - p["direct"], p["new"] - p["old"]
+            }' "$WORK/round.txt" | tee -a "$WORK/paced"
+    done
+    awk '{ d[++n] = $4 }
+        END {
+            for (i = 2; i <= n; i++) { t = d[i]; for (j = i - 1; j >= 1 && d[j] > t; j--) d[j + 1] = d[j]; d[j + 1] = t }
+            m = n % 2 ? d[(n + 1) / 2] : (d[n / 2] + d[n / 2 + 1]) / 2
+            printf "new - old added p50: median %+.0f us over %d rounds\n", m, n
+        }' "$WORK/paced"
+    exit 0
+fi
 
 one_run() { # one_run BIN: prints "rps cpu_us steal_pct"
     local pid i t0 t1 s0 s1 line req rps
