@@ -258,6 +258,51 @@ static void test_metrics_buckets_counts_and_delta(void **state)
     ex_otlp_metrics_destroy(m);
 }
 
+/* A cumulative token histogram carries the smallest and the largest value of its period, per
+ * token type (an exporter that swapped, dropped or reset them would fail here). */
+static void test_metrics_histogram_min_max(void **state)
+{
+    static const uint64_t prompts[] = {64, 5, 300};
+    struct ex_otlp_metrics *m = ex_otlp_metrics_create(false, 1000);
+    struct gv_record r;
+    struct gv_buf out;
+    Kt__Otlp__V1__ExportMetricsServiceRequest *req;
+    Kt__Otlp__V1__Metric *tok;
+    size_t i;
+    char id[8];
+
+    (void)state;
+    for (i = 0; i < 3; i++) {
+        snprintf(id, sizeof(id), "m%zu", i);
+        fill(&r, id, GV_DECISION_ALLOWED);
+        r.tokens_prompt = prompts[i];
+        r.tokens_completion = 7;
+        ex_otlp_metrics_record(m, &r);
+    }
+    gv_buf_init(&out, 0);
+    assert_int_equal(ex_otlp_metrics_encode(m, &res, 2000, &out), GV_OK);
+    req = kt__otlp__v1__export_metrics_service_request__unpack(NULL, out.len,
+                                                               (const uint8_t *)out.data);
+    assert_non_null(req);
+    tok = find_metric(req, "gen_ai.client.token.usage");
+    assert_non_null(tok);
+    assert_int_equal(tok->histogram->n_data_points, 2);
+    for (i = 0; i < 2; i++) {
+        Kt__Otlp__V1__HistogramDataPoint *p = tok->histogram->data_points[i];
+        bool input =
+            strcmp(attr_str(p->attributes, p->n_attributes, "gen_ai.token.type"), "input") == 0;
+        assert_int_equal(p->count, 3);
+        assert_true(p->has_min);
+        assert_true(p->has_max);
+        assert_true(p->min == (input ? 5.0 : 7.0));
+        assert_true(p->max == (input ? 300.0 : 7.0));
+        assert_true(p->sum == (input ? 369.0 : 21.0));
+    }
+    kt__otlp__v1__export_metrics_service_request__free_unpacked(req, NULL);
+    gv_buf_free(&out);
+    ex_otlp_metrics_destroy(m);
+}
+
 static void test_series_limit_overflows(void **state)
 {
     struct ex_otlp_metrics *m = ex_otlp_metrics_create(false, 1000);
@@ -385,6 +430,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_event_codec_keeps_trace_fields),
     cmocka_unit_test(test_spans_structure_and_attributes),
     cmocka_unit_test(test_metrics_buckets_counts_and_delta),
+    cmocka_unit_test(test_metrics_histogram_min_max),
     cmocka_unit_test(test_series_limit_overflows),
     cmocka_unit_test(test_spool_ack_restart_and_limit),
     cmocka_unit_test(test_http_helpers),
