@@ -283,11 +283,9 @@ static void rq_put(struct gw_worker *w, struct rq *r)
     w->nfree++;
 }
 
-static void finish_waiting(struct gw_worker *w);
-
 void gw_relay_free_pool(struct gw_worker *w)
 {
-    finish_waiting(w);
+    /* Nothing waits on it by now: gw_relay_end_all finished every waiting record. */
     if (w->finish_ev) {
         event_free(w->finish_ev);
         w->finish_ev = NULL;

@@ -30,8 +30,7 @@ void gw_relay_end_all(struct gw_worker *w);
  * Blocking: shutdown only, on the worker's thread. */
 void gw_relay_async_drain(struct gw_worker *w);
 
-/* Finishes any record still waiting, then frees the worker's pool of finished
- * request objects. */
+/* Frees the worker's pool of finished request objects (after gw_relay_end_all). */
 void gw_relay_free_pool(struct gw_worker *w);
 
 #endif
