@@ -192,11 +192,27 @@ static Kt__Otlp__V1__Metric *find_metric(Kt__Otlp__V1__ExportMetricsServiceReque
     return NULL;
 }
 
+/* m's export at now_wall_us, encoded, then read back with the OTLP definitions (the caller frees
+ * it with kt__otlp__v1__export_metrics_service_request__free_unpacked). */
+static Kt__Otlp__V1__ExportMetricsServiceRequest *export_metrics(struct ex_otlp_metrics *m,
+                                                                 uint64_t now_wall_us)
+{
+    Kt__Otlp__V1__ExportMetricsServiceRequest *req;
+    struct gv_buf out;
+
+    gv_buf_init(&out, 0);
+    assert_int_equal(ex_otlp_metrics_encode(m, &res, now_wall_us, &out), GV_OK);
+    req = kt__otlp__v1__export_metrics_service_request__unpack(NULL, out.len,
+                                                               (const uint8_t *)out.data);
+    gv_buf_free(&out);
+    assert_non_null(req);
+    return req;
+}
+
 static void test_metrics_buckets_counts_and_delta(void **state)
 {
     struct ex_otlp_metrics *m = ex_otlp_metrics_create(true, 1000);
     struct gv_record r;
-    struct gv_buf out;
     Kt__Otlp__V1__ExportMetricsServiceRequest *req;
     Kt__Otlp__V1__Metric *tok, *reqs;
     size_t i;
@@ -208,11 +224,7 @@ static void test_metrics_buckets_counts_and_delta(void **state)
     ex_otlp_metrics_record(m, &r);
     fill(&r, "c", GV_DECISION_BLOCKED);
     ex_otlp_metrics_record(m, &r);
-    gv_buf_init(&out, 0);
-    assert_int_equal(ex_otlp_metrics_encode(m, &res, 2000, &out), GV_OK);
-    req = kt__otlp__v1__export_metrics_service_request__unpack(NULL, out.len,
-                                                               (const uint8_t *)out.data);
-    assert_non_null(req);
+    req = export_metrics(m, 2000);
     tok = find_metric(req, "gen_ai.client.token.usage");
     assert_non_null(tok);
     assert_string_equal(tok->unit, "{token}");
@@ -240,12 +252,9 @@ static void test_metrics_buckets_counts_and_delta(void **state)
 
     /* Acknowledged: the next delta export starts from zero again. */
     ex_otlp_metrics_acked(m);
-    gv_buf_reset(&out);
     fill(&r, "d", GV_DECISION_ALLOWED);
     ex_otlp_metrics_record(m, &r);
-    assert_int_equal(ex_otlp_metrics_encode(m, &res, 3000, &out), GV_OK);
-    req = kt__otlp__v1__export_metrics_service_request__unpack(NULL, out.len,
-                                                               (const uint8_t *)out.data);
+    req = export_metrics(m, 3000);
     reqs = find_metric(req, "kt.governance.requests");
     for (i = 0; i < reqs->sum->n_data_points; i++) {
         Kt__Otlp__V1__NumberDataPoint *p = reqs->sum->data_points[i];
@@ -254,7 +263,6 @@ static void test_metrics_buckets_counts_and_delta(void **state)
         assert_int_equal(p->start_time_unix_nano, 2000u * 1000u);
     }
     kt__otlp__v1__export_metrics_service_request__free_unpacked(req, NULL);
-    gv_buf_free(&out);
     ex_otlp_metrics_destroy(m);
 }
 
@@ -265,7 +273,6 @@ static void test_metrics_histogram_min_max(void **state)
     static const uint64_t prompts[] = {64, 5, 300};
     struct ex_otlp_metrics *m = ex_otlp_metrics_create(false, 1000);
     struct gv_record r;
-    struct gv_buf out;
     Kt__Otlp__V1__ExportMetricsServiceRequest *req;
     Kt__Otlp__V1__Metric *tok;
     size_t i;
@@ -279,11 +286,7 @@ static void test_metrics_histogram_min_max(void **state)
         r.tokens_completion = 7;
         ex_otlp_metrics_record(m, &r);
     }
-    gv_buf_init(&out, 0);
-    assert_int_equal(ex_otlp_metrics_encode(m, &res, 2000, &out), GV_OK);
-    req = kt__otlp__v1__export_metrics_service_request__unpack(NULL, out.len,
-                                                               (const uint8_t *)out.data);
-    assert_non_null(req);
+    req = export_metrics(m, 2000);
     tok = find_metric(req, "gen_ai.client.token.usage");
     assert_non_null(tok);
     assert_int_equal(tok->histogram->n_data_points, 2);
@@ -299,7 +302,6 @@ static void test_metrics_histogram_min_max(void **state)
         assert_true(p->sum == (input ? 369.0 : 21.0));
     }
     kt__otlp__v1__export_metrics_service_request__free_unpacked(req, NULL);
-    gv_buf_free(&out);
     ex_otlp_metrics_destroy(m);
 }
 
@@ -307,7 +309,6 @@ static void test_series_limit_overflows(void **state)
 {
     struct ex_otlp_metrics *m = ex_otlp_metrics_create(false, 1000);
     struct gv_record r;
-    struct gv_buf out;
     Kt__Otlp__V1__ExportMetricsServiceRequest *req;
     Kt__Otlp__V1__Metric *cost;
     int i;
@@ -318,14 +319,10 @@ static void test_series_limit_overflows(void **state)
         snprintf(r.model, sizeof(r.model), "model-%d", i);
         ex_otlp_metrics_record(m, &r);
     }
-    gv_buf_init(&out, 0);
-    assert_int_equal(ex_otlp_metrics_encode(m, &res, 2000, &out), GV_OK);
-    req = kt__otlp__v1__export_metrics_service_request__unpack(NULL, out.len,
-                                                               (const uint8_t *)out.data);
+    req = export_metrics(m, 2000);
     cost = find_metric(req, "kt.cost");
     assert_int_equal(cost->sum->n_data_points, 257); /* 256 series and the overflow one */
     kt__otlp__v1__export_metrics_service_request__free_unpacked(req, NULL);
-    gv_buf_free(&out);
     ex_otlp_metrics_destroy(m);
 }
 
