@@ -53,21 +53,36 @@ nginx_upstream "$WORK/up" "$UP_PORT"
 page_config "http://127.0.0.1:$UP_PORT/v1" >"$WORK/policy-config.yaml"
 HZ="$(getconf CLK_TCK)"
 
+# The median of arr[1..k] (sorting arr), for the awk programs below.
+AWK_MEDIAN='function median(arr, k,    i, j, t) {
+    for (i = 2; i <= k; i++) {
+        t = arr[i]
+        for (j = i - 1; j >= 1 && arr[j] > t; j--) arr[j + 1] = arr[j]
+        arr[j + 1] = t
+    }
+    return k % 2 ? arr[(k + 1) / 2] : (arr[k / 2] + arr[k / 2 + 1]) / 2
+}'
+
+start_kt() { # start_kt BIN PORT STATE: kt on PORT with a fresh STATE dir, once it answers; KT_PID
+    local i
+    rm -rf "$3"
+    OPENAI_API_KEY=sk-bench-upstream "$1" gateway run --listen "127.0.0.1:$2" \
+        --policy-config "$WORK/policy-config.yaml" --state-dir "$3" --workers 1 \
+        2>"$WORK/kt-$2.log" &
+    KT_PID=$!
+    PIDS+=("$KT_PID")
+    for ((i = 0; i < 100; i++)); do
+        curl -s -o /dev/null "http://127.0.0.1:$2/health" && return 0
+        sleep 0.1
+    done
+    echo "ab: $1 does not answer on port $2" >&2
+    tail "$WORK/kt-$2.log" >&2
+    exit 1
+}
+
 if [ "${AB_PACED:-0}" = 1 ]; then
     command -v node >/dev/null 2>&1 || { echo "ab: AB_PACED=1 needs node" >&2; exit 1; }
     ports_free ab AB_PORT_BASE $((KT_PORT + 1))
-    start_kt() { # start_kt BIN PORT STATE
-        OPENAI_API_KEY=sk-bench-upstream "$1" gateway run --listen "127.0.0.1:$2" \
-            --policy-config "$WORK/policy-config.yaml" --state-dir "$3" --workers 1 \
-            2>>"$WORK/kt.log" &
-        PIDS+=($!)
-        for ((i = 0; i < 100; i++)); do
-            curl -s -o /dev/null "http://127.0.0.1:$2/health" && return 0
-            sleep 0.1
-        done
-        echo "ab: $1 does not answer on port $2" >&2
-        exit 1
-    }
     start_kt "$OLD" "$KT_PORT" "$WORK/state-old"
     start_kt "$NEW" $((KT_PORT + 1)) "$WORK/state-new"
     echo "round  added p50 old  added p50 new  new - old (us)"
@@ -85,26 +100,17 @@ if [ "${AB_PACED:-0}" = 1 ]; then
                 printf "%5d %14d %14d %15d\n", r, p["old"] - p["direct"], p["new"] - p["direct"], p["new"] - p["old"]
             }' "$WORK/round.txt" | tee -a "$WORK/paced"
     done
-    awk '{ d[++n] = $4 }
-        END {
-            for (i = 2; i <= n; i++) { t = d[i]; for (j = i - 1; j >= 1 && d[j] > t; j--) d[j + 1] = d[j]; d[j + 1] = t }
-            m = n % 2 ? d[(n + 1) / 2] : (d[n / 2] + d[n / 2 + 1]) / 2
-            printf "new - old added p50: median %+.0f us over %d rounds\n", m, n
-        }' "$WORK/paced"
+    awk "$AWK_MEDIAN"'
+        { d[++n] = $4 }
+        END { printf "new - old added p50: median %+.0f us over %d rounds\n", median(d, n), n }' \
+        "$WORK/paced"
     exit 0
 fi
 
 one_run() { # one_run BIN: prints "rps cpu_us steal_pct"
-    local pid i t0 t1 s0 s1 line req rps
-    rm -rf "$WORK/state"
-    OPENAI_API_KEY=sk-bench-upstream "$1" gateway run --listen "127.0.0.1:$KT_PORT" \
-        --policy-config "$WORK/policy-config.yaml" --state-dir "$WORK/state" --workers 1 \
-        2>"$WORK/kt.log" &
-    pid=$!
-    for ((i = 0; i < 100; i++)); do
-        curl -s -o /dev/null "http://127.0.0.1:$KT_PORT/health" && break
-        sleep 0.1
-    done
+    local pid t0 t1 s0 s1 line req rps
+    start_kt "$1" "$KT_PORT" "$WORK/state"
+    pid=$KT_PID
     wrk -t2 -c64 -d2s -s "$HERE/post.lua" "http://127.0.0.1:$KT_PORT" "${WRK_ARGS[@]}" \
         >/dev/null 2>&1 || true
     t0="$(cpu_ticks "$pid")"
@@ -119,7 +125,7 @@ one_run() { # one_run BIN: prints "rps cpu_us steal_pct"
     rps="$(sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$line")"
     if ! { [ -n "$line" ] && [ "$req" -gt 0 ]; }; then
         echo "ab: no answers from $1" >&2
-        tail "$WORK/kt.log" >&2
+        tail "$WORK/kt-$KT_PORT.log" >&2
         exit 1
     fi
     awk -v t=$((t1 - t0)) -v hz="$HZ" -v r="$req" -v rps="$rps" \
@@ -146,15 +152,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 # Means, and medians (a turn that a neighbour took half of moves the mean, not the median).
-awk -v max_steal="$MAX_STEAL" '
-    function median(arr, k,    i, j, t) {
-        for (i = 2; i <= k; i++) {
-            t = arr[i]
-            for (j = i - 1; j >= 1 && arr[j] > t; j--) arr[j + 1] = arr[j]
-            arr[j + 1] = t
-        }
-        return k % 2 ? arr[(k + 1) / 2] : (arr[k / 2] + arr[k / 2 + 1]) / 2
-    }
+awk -v max_steal="$MAX_STEAL" "$AWK_MEDIAN"'
     {
         k = ++n[$1]; rps[$1] += $2; cpu[$1] += $3
         if ($1 == "old") { ro[k] = $2; co[k] = $3 } else { rn[k] = $2; cn[k] = $3 }
