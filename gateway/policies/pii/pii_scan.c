@@ -1204,12 +1204,22 @@ static const char *const particles[] = {"van",   "von", "de",  "da",  "di", "du"
                                         "della", "der", "den", "le",  "la", "ter", "ten",
                                         "bin",   "al",  "dos", "das", "af", NULL};
 
+/* The words are short and most differ in their first byte, so they are
+ * compared in place: a strlen and a memcmp call per candidate cost more than
+ * the few bytes. A word's NUL stops the comparison before it can match a NUL
+ * in the text, so nothing past the word is read. */
 static bool in_list(const char *lw, size_t n, const char *const *list)
 {
-    size_t i;
+    size_t i, k;
 
     for (i = 0; list[i]; i++) {
-        if (list[i][0] == lw[0] && strlen(list[i]) == n && memcmp(list[i], lw, n) == 0) {
+        const char *w = list[i];
+        if (w[0] != lw[0]) {
+            continue;
+        }
+        for (k = 1; k < n && w[k] != '\0' && w[k] == lw[k]; k++) {
+        }
+        if (k == n && w[n] == '\0') {
             return true;
         }
     }

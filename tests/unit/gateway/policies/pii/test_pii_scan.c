@@ -298,6 +298,15 @@ static void test_scan_cases(void **state)
         {"We met at Kingsley on Friday.", GV_PII_PERSON, ""},
         {"Can you send it to Vienna, Austria?", GV_PII_PERSON, ""},
         {"Should we ship it on Monday, Will?", GV_PII_PERSON, ""},
+        /* Titles, particles and verbs count as whole words only, not as a word's
+         * beginning or its longer form. */
+        {"Drs. Doe reviewed the draft.", GV_PII_PERSON, ""},
+        {"Ludwig van Beethoven wrote it.", GV_PII_PERSON, "Ludwig van Beethoven"},
+        {"Ludwig vanx Beethoven wrote it.", GV_PII_PERSON, "Beethoven"},
+        {"Ludwig va Beethoven wrote it.", GV_PII_PERSON, "Beethoven"},
+        {"Kowalczyk said no.", GV_PII_PERSON, "Kowalczyk"},
+        {"Kowalczyk saidx no.", GV_PII_PERSON, ""},
+        {"Kowalczyk sai no.", GV_PII_PERSON, ""},
     };
     size_t i;
 
