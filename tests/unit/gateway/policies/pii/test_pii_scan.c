@@ -410,6 +410,19 @@ static void test_names_table_and_words(void **state)
     assert_true(pii_names_lookup("smith", 5) & PII_NAME_LAST);
     assert_true(pii_names_lookup("will", 4) & PII_NAME_COMMON);
     assert_int_equal(pii_names_lookup("zzzzq", 5), 0);
+    /* Whole names only: the first and the last row, and neighbours that are a
+     * prefix or an extension of each other ("abby", "abbey"). Only len bytes
+     * are read. */
+    assert_int_equal(pii_names_lookup("aaron", 5), PII_NAME_FIRST);
+    assert_int_equal(pii_names_lookup("zulma", 5), PII_NAME_FIRST);
+    assert_int_equal(pii_names_lookup("abbey", 5), PII_NAME_FIRST | PII_NAME_COMMON);
+    assert_int_equal(pii_names_lookup("abby", 4), PII_NAME_FIRST);
+    assert_int_equal(pii_names_lookup("abbyx", 4), PII_NAME_FIRST);
+    assert_int_equal(pii_names_lookup("abb", 3), 0);
+    assert_int_equal(pii_names_lookup("abbeyx", 6), 0);
+    assert_int_equal(pii_names_lookup("aaro", 4), 0);
+    assert_int_equal(pii_names_lookup("zulmaa", 6), 0);
+    assert_int_equal(pii_names_lookup("a\xe9", 2), 0);
     assert_true(pii_words_has("house", 5));
     assert_true(pii_words_has("quarterly", 9));
     assert_false(pii_words_has("szollosy", 8));
