@@ -1399,7 +1399,9 @@ static size_t tokenize(struct scan *s, struct word **out)
                 p++;
                 continue;
             }
-            l = u8_letter(t + p, s->len - p, &up);
+            /* An ASCII byte that is not a letter ends the letters: only a
+             * UTF-8 lead byte needs u8_letter. */
+            l = p < s->len && t[p] >= 0x80 ? u8_letter(t + p, s->len - p, &up) : 0;
             if (l) {
                 p += l;
                 continue;

@@ -307,6 +307,10 @@ static void test_scan_cases(void **state)
         {"Kowalczyk said no.", GV_PII_PERSON, "Kowalczyk"},
         {"Kowalczyk saidx no.", GV_PII_PERSON, ""},
         {"Kowalczyk sai no.", GV_PII_PERSON, ""},
+        /* UTF-8 letters continue a word, at its end too; other UTF-8 ends it. */
+        {"Dear Trần Thị Ngọc,", GV_PII_PERSON, "Trần Thị Ngọc"},
+        {"Dear Krisztián", GV_PII_PERSON, "Krisztián"},
+        {"Ingrid Lindqvist—the new admin", GV_PII_PERSON, "Ingrid Lindqvist"},
     };
     size_t i;
 
