@@ -9,14 +9,17 @@
 #include "gateway/policies/pii/pii_names_data.h"
 
 /* FNV-1a 64 over the word: the generator sets its filter bits with the same hash. */
+#define FNV_BASIS 0xcbf29ce484222325u
+#define FNV_PRIME 0x100000001b3u
+
 static uint64_t fnv1a(const char *s, size_t len)
 {
-    uint64_t h = 0xcbf29ce484222325u;
+    uint64_t h = FNV_BASIS;
     size_t i;
 
     for (i = 0; i < len; i++) {
         h ^= (unsigned char)s[i];
-        h *= 0x100000001b3u;
+        h *= FNV_PRIME;
     }
     return h;
 }
@@ -66,15 +69,30 @@ unsigned pii_names_lookup(const char *lower, size_t len)
     return 0;
 }
 
-bool pii_names_given(const char *lower, size_t len)
+bool pii_names_given(const char *word, size_t len)
 {
-    uint32_t bit = (uint32_t)fnv1a(lower, len) & ((1u << GIVEN_BITS_LOG2) - 1u);
+    char lw[16];
+    uint64_t h = FNV_BASIS;
+    size_t i;
     unsigned f;
 
-    if (!bit_set(given, bit)) {
+    if (len > sizeof(lw)) {
+        return false; /* longer than any name in the table */
+    }
+    /* One pass folds the case, rejects what is not an ASCII letter and hashes:
+     * it runs for nearly every lower-case word of a text. */
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)word[i] | 0x20;
+        if (c < 'a' || c > 'z') {
+            return false;
+        }
+        lw[i] = (char)c;
+        h = (h ^ c) * FNV_PRIME;
+    }
+    if (!bit_set(given, (uint32_t)h & ((1u << GIVEN_BITS_LOG2) - 1u))) {
         return false;
     }
-    f = pii_names_lookup(lower, len);
+    f = pii_names_lookup(lw, len);
     return (f & PII_NAME_FIRST) && !(f & PII_NAME_COMMON);
 }
 

@@ -1662,24 +1662,13 @@ static unsigned name_flags(const struct scan *s, size_t b, size_t e)
 
 /* A lower-case given name that is nothing else ("jane", "mary"; not "will",
  * "john" or "georgia" as words): one that starts a lower-case full name. Runs
- * for every lower-case word, so it lower-cases into a small buffer and lets
- * pii_names_given's one-probe filter reject the rest. */
+ * for every lower-case word, so pii_names_given folds the case and hashes in
+ * one pass, and its one-probe filter rejects the rest. */
 static bool lower_given_name(const struct scan *s, size_t b, size_t e)
 {
-    char lw[12];
-    size_t n = e - b, i;
+    size_t n = e - b;
 
-    if (n < 3 || n > sizeof(lw)) {
-        return false;
-    }
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s->t[b + i];
-        if (c >= 0x80 || !is_alpha(c)) {
-            return false;
-        }
-        lw[i] = (char)lower(c);
-    }
-    return pii_names_given(lw, n);
+    return n >= 3 && n <= 12 && pii_names_given(s->t + b, n);
 }
 
 /* Words that follow a lower-case given name without being its surname. */

@@ -311,6 +311,10 @@ static void test_scan_cases(void **state)
         {"Dear Trần Thị Ngọc,", GV_PII_PERSON, "Trần Thị Ngọc"},
         {"Dear Krisztián", GV_PII_PERSON, "Krisztián"},
         {"Ingrid Lindqvist—the new admin", GV_PII_PERSON, "Ingrid Lindqvist"},
+        /* A lower-case given name starts a name whatever the case of its other
+         * letters, and only when it is all ASCII letters. */
+        {"please forward this to jANE doe by friday", GV_PII_PERSON, "jANE doe"},
+        {"please forward this to janeé doe by friday", GV_PII_PERSON, ""},
     };
     size_t i;
 
@@ -427,6 +431,18 @@ static void test_names_table_and_words(void **state)
     assert_int_equal(pii_names_lookup("aaro", 4), 0);
     assert_int_equal(pii_names_lookup("zulmaa", 6), 0);
     assert_int_equal(pii_names_lookup("a\xe9", 2), 0);
+    /* Given names that are nothing else, in either case and of len bytes only;
+     * surnames, common words and anything with a byte that is not an ASCII
+     * letter are not. */
+    assert_true(pii_names_given("jane", 4));
+    assert_true(pii_names_given("Mary", 4));
+    assert_true(pii_names_given("JANEDOE", 4));
+    assert_false(pii_names_given("will", 4));
+    assert_false(pii_names_given("smith", 5));
+    assert_false(pii_names_given("jan\xc3\xa9", 5));
+    assert_false(pii_names_given("ja-ne", 5));
+    assert_false(pii_names_given("jane", 0));
+    assert_false(pii_names_given("janejanejanejanejane", 20));
     assert_true(pii_words_has("house", 5));
     assert_true(pii_words_has("quarterly", 9));
     assert_false(pii_words_has("szollosy", 8));
