@@ -30,8 +30,8 @@ static bool bit_set(const uint64_t *bits, uint32_t bit)
 }
 
 /* memcmp's order over the shorter length, compared in place: the binary search
- * below compares a dozen names a word, and most differ in their first or second
- * byte, where a call would cost more than the comparison. */
+ * below compares several names a word, and most differ in their first bytes,
+ * where a call would cost more than the comparison. */
 static int prefix_cmp(const char *a, const char *b, size_t n)
 {
     size_t k;
@@ -46,13 +46,25 @@ static int prefix_cmp(const char *a, const char *b, size_t n)
 
 unsigned pii_names_lookup(const char *lower, size_t len)
 {
-    size_t lo = 0, hi = NNAMES;
+    size_t lo, hi;
+    unsigned char c0;
 
+    /* Every name is made of a-z: search only the rows of the first letter,
+     * which all share it, so the comparisons start at the second byte. */
+    if (len == 0) {
+        return 0;
+    }
+    c0 = (unsigned char)lower[0];
+    if (c0 < 'a' || c0 > 'z') {
+        return 0;
+    }
+    lo = names_first[c0 - 'a'];
+    hi = names_first[c0 - 'a' + 1];
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         const char *n = names[mid].name;
         size_t nlen = names[mid].len;
-        int c = prefix_cmp(n, lower, nlen < len ? nlen : len);
+        int c = prefix_cmp(n + 1, lower + 1, (nlen < len ? nlen : len) - 1);
         if (c == 0) {
             c = nlen < len ? -1 : nlen > len ? 1 : 0;
         }

@@ -123,6 +123,16 @@ for my $n (@names) {
     printf "    {\"%s\", %d, %d},\n", $n, length($n), $flags{$n};
 }
 print "};\n\n";
+# Where each first letter's rows begin, so a lookup searches one letter's rows:
+# names[names_first[c - 'a'] .. names_first[c - 'a' + 1]).
+my @first = (0) x 27;
+$first[ord(substr($_, 0, 1)) - ord('a') + 1]++ for @names;
+$first[$_] += $first[$_ - 1] for 1 .. 26;
+print "static const unsigned short names_first[27] = {\n";
+for (my $i = 0; $i < 27; $i += 9) {
+    print "    " . join(", ", @first[$i .. $i + 8]) . ",\n";
+}
+print "};\n\n";
 printf "static const uint64_t bloom[%d] = {\n", scalar @bloom;
 for (my $i = 0; $i < @bloom; $i += 4) {
     my $e = $i + 3 < $#bloom ? $i + 3 : $#bloom;

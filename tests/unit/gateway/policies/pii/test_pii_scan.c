@@ -431,6 +431,17 @@ static void test_names_table_and_words(void **state)
     assert_int_equal(pii_names_lookup("aaro", 4), 0);
     assert_int_equal(pii_names_lookup("zulmaa", 6), 0);
     assert_int_equal(pii_names_lookup("a\xe9", 2), 0);
+    /* The last and first rows of neighbouring letters; words that do not start
+     * with a-z are in no row. */
+    assert_int_equal(pii_names_lookup("azzie", 5), PII_NAME_FIRST);
+    assert_int_equal(pii_names_lookup("babara", 6), PII_NAME_FIRST);
+    assert_int_equal(pii_names_lookup("ryann", 5), PII_NAME_FIRST);
+    assert_int_equal(pii_names_lookup("sabina", 6), PII_NAME_FIRST);
+    assert_int_equal(pii_names_lookup("syreeta", 7), PII_NAME_FIRST);
+    assert_int_equal(pii_names_lookup("tabatha", 7), PII_NAME_FIRST);
+    assert_int_equal(pii_names_lookup("John", 4), 0);
+    assert_int_equal(pii_names_lookup("{ohn", 4), 0);
+    assert_int_equal(pii_names_lookup("", 0), 0);
     /* Given names that are nothing else, in either case and of len bytes only;
      * surnames, common words and anything with a byte that is not an ASCII
      * letter are not. */
