@@ -1255,7 +1255,7 @@ static void classify(const struct scan *s, struct word *w)
 {
     char lw[64];
     size_t n = w->end - w->start, i, k = 0, part = 0;
-    bool ascii = true, all_upper = true, upper0;
+    bool ascii = true, all_upper = true, upper0, joined = false;
     unsigned char cls;
     bool any_name = false, any_unk = false, any_amb = false;
 
@@ -1271,6 +1271,9 @@ static void classify(const struct scan *s, struct word *w)
         }
         if (is_alpha(c) && !is_upper(c)) {
             all_upper = false;
+        }
+        if (c == '-' || c == '\'') {
+            joined = true;
         }
         lw[k++] = (char)lower(c);
     }
@@ -1305,6 +1308,10 @@ static void classify(const struct scan *s, struct word *w)
     if (ascii && all_upper) {
         /* Acronyms ("IBAN", "ASAP") unless the whole word is a clear name. */
         w->cls = part_class(lw, n, true) == W_NAME ? W_NAME : W_WORD;
+        return;
+    }
+    if (!joined) {
+        w->cls = part_class(lw, n, ascii); /* one part, the whole word */
         return;
     }
     /* Hyphenated and apostrophe names ("Jean-Luc", "O'Brien"): judge the parts;
