@@ -2382,7 +2382,9 @@ static void scan_persons(struct scan *s)
         }
         i = j;
     }
-    if (s->rc == GV_OK) {
+    /* Both grow from PERSON spans found above: with none there is nothing to
+     * spread or join. */
+    if (s->rc == GV_OK && s->b->n > p0) {
         spread_names(s, ws, n, p0);
         join_lists(s, ws, n, p0);
         join_lists(s, ws, n, p0);
