@@ -50,6 +50,8 @@ struct injection_model {
     pcre2_code **re;                   /* injection_nrules compiled rules */
     pcre2_code **re_a;                 /* the same, anchored (NULL for always-scan rules) */
     uint64_t always;                   /* rules without anchors: scan the whole text */
+    uint64_t all;                      /* one bit per rule */
+    uint64_t weighted;                 /* rules the weights give a positive weight */
     uint32_t trig_key[INJECTION_TRIG_SLOTS];
     uint64_t trig_mask[INJECTION_TRIG_SLOTS];
     uint64_t trig_bloom[64];          /* 4096-bit filter in front of the table */

@@ -248,6 +248,12 @@ gv_rc injection_model_create(const struct injection_weights *w, struct injection
         goto out;
     }
     for (i = 0; i < injection_nrules; i++) {
+        m->all |= 1ULL << i;
+        if (w && w->rule[i] > 0.0f) {
+            m->weighted |= 1ULL << i;
+        }
+    }
+    for (i = 0; i < injection_nrules; i++) {
         rc = compile_rule(i, 0, gc, &m->re[i]);
         if (rc == GV_OK) {
             learn_start(m->re[i], &m->start[i]);
@@ -468,7 +474,7 @@ static uint64_t run_rules(const struct injection_model *m, struct injection_scra
 
     /* Spaced-out letters were joined into one word: anchors are unreliable. */
     if (*flags & INJECTION_NF_SPACED) {
-        full = ~0ULL;
+        full = m->all;
     }
     full &= enabled;
     for (k = 0; k < s->nanch; k++) {
@@ -491,8 +497,9 @@ static uint64_t run_rules(const struct injection_model *m, struct injection_scra
     if (full) {
         uint64_t set[4];
         injection_byte_set(t, n, set);
-        for (i = 0; i < injection_nrules; i++) {
-            if ((full & (1ULL << i)) && injection_start_possible(&m->start[i], set, n) &&
+        for (mm = full; mm; mm &= mm - 1) {
+            i = (size_t)__builtin_ctzll(mm);
+            if (injection_start_possible(&m->start[i], set, n) &&
                 pcre2_match(m->re[i], t, n, 0, 0, s->md, NULL) >= 0) {
                 hits |= 1ULL << i;
             }
@@ -583,7 +590,7 @@ static double score_segment(const struct injection_model *m, const char *text, s
     const struct injection_weights *w = m->w;
     unsigned flags = 0;
     size_t i, n;
-    uint64_t enabled = 0, hits;
+    uint64_t hits, mm;
     int64_t acc = 0;
     double z, distinct = 0.0;
     size_t n_eff = 0;
@@ -603,17 +610,12 @@ static double score_segment(const struct injection_model *m, const char *text, s
         z += (double)acc / (double)n * (double)n_eff * w->ngram_scale * injection_ngram_norm(n_eff);
     }
     /* Rules the trainer gave no weight cannot change the score: skip them. */
-    for (i = 0; i < injection_nrules; i++) {
-        if (w->rule[i] > 0.0f) {
-            enabled |= 1ULL << i;
-        }
-    }
-    hits = run_rules(m, s, &flags, enabled);
-    for (i = 0; i < injection_nrules; i++) {
-        if (hits & (1ULL << i)) {
-            z += w->rule[i];
-            *families |= 1u << injection_rules[i].family;
-        }
+    hits = run_rules(m, s, &flags, m->weighted);
+    /* Lowest rule first, as the sum has always been taken. */
+    for (mm = hits; mm; mm &= mm - 1) {
+        i = (size_t)__builtin_ctzll(mm);
+        z += w->rule[i];
+        *families |= 1u << injection_rules[i].family;
     }
     for (i = 0; i < INJECTION_NF_COUNT; i++) {
         if (flags & (1u << i)) {
