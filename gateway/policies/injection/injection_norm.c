@@ -394,6 +394,30 @@ static gv_rc stage_fold(const char *text, size_t len, struct gv_buf *out, unsign
     o = o0 = (unsigned char *)out->data + out->len;
     while (i < len) {
         unsigned char c = s[i];
+        if (c < 0x80 && !(w && conf)) {
+            /* No look-alike waits in the current word, and ASCII brings none:
+             * map the whole run, then set the word state its end leaves (the
+             * trailing letters and digits, which may continue a word begun
+             * before the run). */
+            unsigned char *r = o, *p;
+            do {
+                *o++ = ascii_fold[s[i++]];
+            } while (i < len && s[i] < 0x80);
+            for (p = o; p > r && (byte_class[p[-1]] & CL_ALNUM); p--) {
+            }
+            if (p == o) {
+                w = NULL;
+                continue;
+            }
+            if (p > r || !w) {
+                w = p;
+                latin = conf = false;
+            }
+            for (; p < o; p++) {
+                latin |= *p >= 'a';
+            }
+            continue;
+        }
         if (c < 0x80) {
             c = ascii_fold[c];
             i++;
