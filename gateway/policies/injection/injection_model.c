@@ -331,6 +331,28 @@ static inline bool wordbyte(unsigned char c)
     return word_byte[c];
 }
 
+/* Bits set in the 1024-bit class map. Counted in parallel within each word
+ * (the x86-64 baseline has no popcount instruction, and the builtin becomes a
+ * libgcc call per word): per-byte counts of the 16 words are summed (at most
+ * 8 x 16 per byte), then the bytes. */
+static unsigned count_classes(const uint64_t seen[16])
+{
+    const uint64_t m1 = 0x5555555555555555ULL, m2 = 0x3333333333333333ULL,
+                   m4 = 0x0F0F0F0F0F0F0F0FULL, m8 = 0x00FF00FF00FF00FFULL;
+    uint64_t bytes = 0, x;
+    size_t i;
+
+    for (i = 0; i < 16; i++) {
+        x = seen[i];
+        x -= (x >> 1) & m1;
+        x = (x & m2) + ((x >> 2) & m2);
+        bytes += (x + (x >> 4)) & m4;
+    }
+    /* Four 16-bit sums of at most 256, added in the top 16 bits. */
+    bytes = (bytes & m8) + ((bytes >> 8) & m8);
+    return (unsigned)((bytes * 0x0001000100010001ULL) >> 48);
+}
+
 /* Character 4-grams over the whole normalised text (punctuation included, so
  * "<|im" and "###" count), word unigrams and word bigrams. One walk serves
  * both uses: with `sum_mode` the signed bucket weights are summed (the hot
@@ -340,7 +362,7 @@ static inline bool wordbyte(unsigned char c)
  * recorded in s->anch for the rules. */
 static inline __attribute__((always_inline)) size_t
 ngram_walk(const struct injection_model *m, const unsigned char *t, size_t n, const int8_t *w,
-           int64_t *acc, double *distinct, injection_ngram_fn fn, void *arg,
+           int64_t *acc, unsigned *classes, injection_ngram_fn fn, void *arg,
            struct injection_scratch *s, const bool sum_mode)
 {
     size_t i, count = 0, start = 0;
@@ -444,13 +466,8 @@ ngram_walk(const struct injection_model *m, const unsigned char *t, size_t n, co
     }
 #undef EMIT
     if (sum_mode) {
-        unsigned zeros = 0;
         *acc = sum;
-        for (i = 0; i < 16; i++) {
-            zeros += 64u - (unsigned)__builtin_popcountll(seen[i]);
-        }
-        /* Saturated (no class left empty): at least as many as the classes. */
-        *distinct = zeros ? -1024.0 * log((double)zeros / 1024.0) : 1024.0 * 8.0;
+        *classes = count_classes(seen);
     }
     return count;
 }
@@ -538,6 +555,24 @@ size_t injection_ngram_effective(size_t n, double distinct)
     return (double)n <= cap ? n : (size_t)cap;
 }
 
+/* injection_ngram_effective of n n-grams of which `classes` of the 1024
+ * bucket classes occurred, estimating the distinct ones by linear counting.
+ * The estimate, -1024 ln(1 - classes / 1024), exceeds `classes` by far more
+ * than its rounding, so up to INJECTION_REPEAT_MAX times `classes` n-grams
+ * are all effective whatever it is: the logarithm is left out. */
+static size_t ngram_effective_classes(size_t n, unsigned classes)
+{
+    unsigned zeros = 1024u - classes;
+    double distinct;
+
+    if ((double)n <= INJECTION_REPEAT_MAX * (double)classes) {
+        return n;
+    }
+    /* Saturated (no class left empty): at least as many as the classes. */
+    distinct = zeros ? -1024.0 * log((double)zeros / 1024.0) : 1024.0 * 8.0;
+    return injection_ngram_effective(n, distinct);
+}
+
 static void ignore_ngram(void *arg, uint32_t bucket, int sign)
 {
     (void)arg;
@@ -546,7 +581,7 @@ static void ignore_ngram(void *arg, uint32_t bucket, int sign)
 }
 
 static size_t extract(const struct injection_model *m, struct injection_scratch *s, const int8_t *w,
-                      int64_t *acc, double *distinct, injection_ngram_fn fn, void *arg)
+                      int64_t *acc, unsigned *classes, injection_ngram_fn fn, void *arg)
 {
     const unsigned char *t = (const unsigned char *)s->norm.data;
 
@@ -558,7 +593,7 @@ static size_t extract(const struct injection_model *m, struct injection_scratch 
     if (fn) {
         return ngram_walk(m, t, s->norm.len, NULL, NULL, NULL, fn, arg, s, false);
     }
-    return ngram_walk(m, t, s->norm.len, w, acc, distinct, NULL, NULL, s, true);
+    return ngram_walk(m, t, s->norm.len, w, acc, classes, NULL, NULL, s, true);
 }
 
 gv_rc injection_features(const struct injection_model *m, const char *text, size_t len,
@@ -592,7 +627,8 @@ static double score_segment(const struct injection_model *m, const char *text, s
     size_t i, n;
     uint64_t hits, mm;
     int64_t acc = 0;
-    double z, distinct = 0.0;
+    double z;
+    unsigned classes = 0;
     size_t n_eff = 0;
 
     if (!w) {
@@ -601,12 +637,12 @@ static double score_segment(const struct injection_model *m, const char *text, s
     /* The caps are sized for a segment, so this cannot fail; if it ever did,
      * the prefix that fit is still scored rather than nothing. */
     (void)injection_normalize(text, len, &s->norm, &flags, s);
-    n = extract(m, s, w->ngram, &acc, &distinct, NULL, NULL);
+    n = extract(m, s, w->ngram, &acc, &classes, NULL, NULL);
     z = w->bias;
     if (n) {
         /* The mean n-gram weight, counted as if the text said each thing
          * once: for ordinary text n_eff is n and this is the usual term. */
-        n_eff = injection_ngram_effective(n, distinct);
+        n_eff = ngram_effective_classes(n, classes);
         z += (double)acc / (double)n * (double)n_eff * w->ngram_scale * injection_ngram_norm(n_eff);
     }
     /* Rules the trainer gave no weight cannot change the score: skip them. */
