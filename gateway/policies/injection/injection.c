@@ -153,6 +153,7 @@ static gv_rc scan_text(void *arg, const char *role, const char *kind, const char
 {
     struct scan *sc = arg;
     const struct gv_buf *sys = &sc->w->system;
+    bool tool_result = is_tool(role) && strcmp(kind, "content") == 0;
     double s;
 
     /* Every text the model reads counts, assistant turns included: a forged
@@ -162,11 +163,11 @@ static gv_rc scan_text(void *arg, const char *role, const char *kind, const char
     /* A tool's result is data the assistant reads, not a request: instructions
      * addressed to the assistant inside it are the indirect attack. The tool
      * call's own arguments (kind "arguments") are the assistant's words. */
-    if (is_tool(role) && strcmp(kind, "content") == 0 && !sc->ctx->scan_tool_output) {
+    if (tool_result && !sc->ctx->scan_tool_output) {
         return GV_OK;
     }
     s = injection_score(sc->ctx->model, text, len, sc->w->scratch);
-    if (is_tool(role) && strcmp(kind, "content") == 0) {
+    if (tool_result) {
         s = injection_indirect_score(
             s, injection_indirect_hits(sc->ctx->indirect, text, len, sc->w->indirect));
     }
@@ -204,7 +205,11 @@ static gv_rc evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_verdi
     if (rc) {
         goto out;
     }
-    injection_guard_build(sc.w->system.data, sc.w->system.len, &sc.w->guard);
+    /* scan_text reads the guard only when there is a system text; building
+     * it clears its 4 KiB table, which most requests would pay for nothing. */
+    if (sc.w->system.len > 0) {
+        injection_guard_build(sc.w->system.data, sc.w->system.len, &sc.w->guard);
+    }
     rc = gw_req_foreach_text(req, scan_text, &sc);
     if (rc) {
         goto out;
