@@ -400,9 +400,26 @@ static gv_rc stage_fold(const char *text, size_t len, struct gv_buf *out, unsign
              * trailing letters and digits, which may continue a word begun
              * before the run). */
             unsigned char *r = o, *p;
-            do {
-                *o++ = ascii_fold[s[i++]];
-            } while (i < len && s[i] < 0x80);
+            /* A copy of o: fix_word takes o's address, which keeps o in memory. */
+            unsigned char *q = o;
+            uint64_t x;
+            /* Eight bytes at a time while none has the high bit set. */
+            while (i + 8 <= len) {
+                memcpy(&x, s + i, 8);
+                if (x & 0x8080808080808080ULL) {
+                    break;
+                }
+#pragma GCC unroll 8
+                for (k = 0; k < 8; k++) {
+                    q[k] = ascii_fold[s[i + k]];
+                }
+                q += 8;
+                i += 8;
+            }
+            while (i < len && s[i] < 0x80) {
+                *q++ = ascii_fold[s[i++]];
+            }
+            o = q;
             for (p = o; p > r && (byte_class[p[-1]] & CL_ALNUM); p--) {
             }
             if (p == o) {

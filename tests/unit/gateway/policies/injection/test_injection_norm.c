@@ -84,10 +84,11 @@ static const struct {
     /* "ignоre" with a Cyrillic o, "раssword" with Cyrillic r and a. */
     {"confusables in latin words", "ign\xd0\xbere \xd1\x80\xd0\xb0ssword", "ignore password",
      INJECTION_NF_CONFUSABLE, true},
-    /* The word state an ASCII run leaves: "t" is a Latin word the look-alike
+    /* The word state an ASCII run leaves (a run longer than eight bytes, cut
+     * in the middle of the eight): "t" is a Latin word the look-alike
      * continues; "42" holds no letter, so its look-alike stays. */
-    {"look-alike after an ASCII run", "t\xd0\xbe, 42\xd0\xbe", "to, 42\xd0\xbe",
-     INJECTION_NF_CONFUSABLE, true},
+    {"look-alike after an ASCII run", "Please read t\xd0\xbe me, 42\xd0\xbe",
+     "please read to me, 42\xd0\xbe", INJECTION_NF_CONFUSABLE, true},
     /* "Привет" stays Cyrillic (lowercased), no confusable flag. */
     {"keeps cyrillic words", "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82",
      "\xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82", INJECTION_NF_CONFUSABLE, false},
