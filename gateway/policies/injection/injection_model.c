@@ -212,11 +212,27 @@ static void learn_start(const pcre2_code *re, struct injection_start *st)
 
 void injection_byte_set(const unsigned char *t, size_t n, uint64_t set[4])
 {
-    size_t i;
+    unsigned char seen[256];
+    uint64_t x, bits;
+    size_t i, k;
 
-    set[0] = set[1] = set[2] = set[3] = 0;
+    /* A byte store per text byte, then the flags folded into bits eight at a
+     * time: setting a bit per byte costs a shift and a read-modify-write of
+     * a word picked by the byte. */
+    memset(seen, 0, sizeof(seen));
+#pragma GCC unroll 4
     for (i = 0; i < n; i++) {
-        byte_set_add(set, t[i]);
+        seen[t[i]] = 1;
+    }
+    for (k = 0; k < 4; k++) {
+        bits = 0;
+#pragma GCC unroll 8
+        for (i = 0; i < 8; i++) {
+            memcpy(&x, seen + 64 * k + 8 * i, 8);
+            /* Byte j (0 or 1) lands alone at bit 56 + j: no two products share a bit. */
+            bits |= ((x * 0x0102040810204080ULL) >> 56) << (8 * i);
+        }
+        set[k] = bits;
     }
 }
 

@@ -318,6 +318,38 @@ static void test_rules_start_sets_skip_plain_text(void **state)
     assert_true(skipped >= 4);
 }
 
+/* The byte set holds exactly the bytes of the text: every value of a byte at
+ * every place, and random texts of every length up to 300. */
+static void test_rules_byte_set_is_exact(void **state)
+{
+    unsigned char t[300];
+    uint64_t set[4], want[4];
+    uint32_t x = 12345;
+    size_t n, i, round;
+
+    (void)state;
+    for (i = 0; i < 256; i++) {
+        t[0] = (unsigned char)i;
+        injection_byte_set(t, 1, set);
+        memset(want, 0, sizeof(want));
+        want[i >> 6] = 1ULL << (i & 63);
+        assert_memory_equal(set, want, sizeof(set));
+    }
+    for (round = 0; round < 4; round++) {
+        for (n = 0; n <= sizeof(t); n++) {
+            memset(want, 0, sizeof(want));
+            for (i = 0; i < n; i++) {
+                x = x * 1664525u + 1013904223u;
+                /* Some rounds draw from few values, so most bits stay clear. */
+                t[i] = (unsigned char)(x >> (round < 2 ? 24 : 29 - round));
+                want[t[i] >> 6] |= 1ULL << (t[i] & 63);
+            }
+            injection_byte_set(t, n, set);
+            assert_memory_equal(set, want, sizeof(set));
+        }
+    }
+}
+
 /* Every case here runs on a fresh fixture: setup before it, teardown after. */
 #define FX_TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
@@ -332,6 +364,7 @@ static const struct CMUnitTest tests[] = {
     FX_TEST(test_rules_anchor_far_into_text),
     FX_TEST(test_rules_start_sets_never_skip_a_match),
     FX_TEST(test_rules_start_sets_skip_plain_text),
+    cmocka_unit_test(test_rules_byte_set_is_exact),
 };
 
 #include "tests/unit/unit_main.h"
