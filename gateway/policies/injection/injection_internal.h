@@ -41,8 +41,9 @@ struct injection_anchor {
  * none of those bytes or is too short: pcre2_match would look for the same
  * start and fail, after its ~700 instructions of setup. */
 struct injection_start {
-    uint64_t first[4]; /* 256-bit set of first bytes; all ones when PCRE2 knows none */
-    uint32_t min_len;  /* in bytes: the rules are compiled without PCRE2_UTF */
+    uint64_t first[4];     /* 256-bit set of first bytes; all ones when PCRE2 knows none */
+    uint32_t min_len;      /* in bytes: the rules are compiled without PCRE2_UTF */
+    uint32_t min_len_anch; /* the same for the anchored copy (0 when there is none) */
 };
 
 struct injection_model {

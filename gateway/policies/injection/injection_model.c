@@ -247,6 +247,7 @@ gv_rc injection_model_create(const struct injection_weights *w, struct injection
     struct injection_model *m = NULL;
     pcre2_general_context *gc = NULL;
     size_t i;
+    uint32_t min;
     gv_rc rc = GV_OK;
 
     *out = NULL;
@@ -277,6 +278,10 @@ gv_rc injection_model_create(const struct injection_weights *w, struct injection
         if (rc == GV_OK && injection_rules[i].anchors) {
             /* Match-time PCRE2_ANCHORED would bypass the JIT; compile it in. */
             rc = compile_rule(i, PCRE2_ANCHORED, gc, &m->re_a[i]);
+        }
+        if (rc == GV_OK && m->re_a[i] &&
+            pcre2_pattern_info(m->re_a[i], PCRE2_INFO_MINLENGTH, &min) == 0) {
+            m->start[i].min_len_anch = min;
         }
         if (rc) {
             goto out;
@@ -515,6 +520,11 @@ static uint64_t run_rules(const struct injection_model *m, struct injection_scra
         while (mm) {
             i = (size_t)__builtin_ctzll(mm);
             mm &= mm - 1;
+            /* Every match is at least min_len_anch bytes long: where less text
+             * is left, pcre2_match would fail after its setup. */
+            if (n - s->anch[k].off < m->start[i].min_len_anch) {
+                continue;
+            }
             if (pcre2_match(m->re_a[i], t, n, s->anch[k].off, 0, s->md, NULL) >= 0) {
                 /* Markup families quote by nature (style="display:none"). */
                 if (injection_rules[i].family <= INJECTION_FAM_PERSONA &&

@@ -318,6 +318,20 @@ static void test_rules_start_sets_skip_plain_text(void **state)
     assert_true(skipped >= 4);
 }
 
+/* An anchored rule is tried where the text left from its anchor word is as
+ * long as the rule's shortest match, and found: "the reply must" is the
+ * shortest text hidden.answer_instruction matches. */
+static void test_rules_anchor_at_shortest_match(void **state)
+{
+    struct fx *f = *state;
+    size_t r = rule_index("hidden.answer_instruction");
+
+    assert_int_equal(f->m->start[r].min_len_anch, strlen("the reply must"));
+    assert_true(hits(f, "Note: the reply must", r));
+    assert_true(hits(f, "the reply must", r));
+    assert_false(hits(f, "Note: the reply mus", r));
+}
+
 /* The byte set holds exactly the bytes of the text: every value of a byte at
  * every place, and random texts of every length up to 300. */
 static void test_rules_byte_set_is_exact(void **state)
@@ -364,6 +378,7 @@ static const struct CMUnitTest tests[] = {
     FX_TEST(test_rules_anchor_far_into_text),
     FX_TEST(test_rules_start_sets_never_skip_a_match),
     FX_TEST(test_rules_start_sets_skip_plain_text),
+    FX_TEST(test_rules_anchor_at_shortest_match),
     cmocka_unit_test(test_rules_byte_set_is_exact),
 };
 
