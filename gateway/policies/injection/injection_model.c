@@ -380,7 +380,8 @@ static unsigned count_classes(const uint64_t seen[16])
  * path: branch-free, accumulator in a register); otherwise each feature is
  * reported to fn (the trainer). The callers pass a constant, so the compiler
  * builds two specialised copies of the very same walk. Anchor words are
- * recorded in s->anch for the rules. */
+ * recorded in s->anch for the rules. t[n] is the NUL of the gv_buf holding
+ * the text, not a word byte: it ends the last word. */
 static inline __attribute__((always_inline)) size_t
 ngram_walk(const struct injection_model *m, const unsigned char *t, size_t n, const int8_t *w,
            int64_t *acc, unsigned *classes, injection_ngram_fn fn, void *arg,
@@ -455,7 +456,7 @@ ngram_walk(const struct injection_model *m, const unsigned char *t, size_t n, co
         do {
             word = (word ^ t[i]) * 16777619u;
             i++;
-        } while (i < n && wordbyte(t[i]));
+        } while (wordbyte(t[i]));
         am = trig_find(m, word);
         if (am) {
             if (s->nanch == s->canch && s->canch < INJECTION_ANCHOR_MAX) {

@@ -589,7 +589,8 @@ static inline bool tokbyte(unsigned char c)
 }
 
 /* Stage B: collapse spaces, join spaced-out letters, map leetspeak. Appends
- * (after one space when out already holds text). */
+ * (after one space when out already holds text). t is stage A's gv_buf:
+ * t[n] is its NUL. */
 static gv_rc stage_shape(const unsigned char *t, size_t n, struct gv_buf *out, unsigned *flags)
 {
     unsigned char *o, *o0;
@@ -648,11 +649,12 @@ static gv_rc stage_shape(const unsigned char *t, size_t n, struct gv_buf *out, u
         joined = false;
         if (alnum(t[i])) {
             /* Most tokens are plain lowercase words: copy one while finding
-             * its end and finish when nothing put_token maps follows. */
-            for (j = i; j < n && t[j] >= 'a' && t[j] <= 'z'; j++) {
+             * its end and finish when nothing put_token maps follows (the
+             * NUL at t[n] ends the last word). */
+            for (j = i; t[j] >= 'a' && t[j] <= 'z'; j++) {
                 o[j - i] = t[j];
             }
-            if (j == n || !(byte_class[t[j]] & (CL_TOK | CL_WORD))) {
+            if (!(byte_class[t[j]] & (CL_TOK | CL_WORD))) {
                 o += j - i;
                 i = j;
                 continue;
