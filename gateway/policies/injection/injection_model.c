@@ -396,13 +396,18 @@ ngram_walk(const struct injection_model *m, const unsigned char *t, size_t n, co
      * how many distinct n-grams the text has (injection_ngram_repeat). */
     uint64_t seen[16] = {0};
 
+    /* Bucket b_ with the sign's mask neg_ (0: plus, -1: minus). */
+#define SUM(b_, neg_)                                                                              \
+    do {                                                                                           \
+        int64_t v_ = w[b_];                                                                        \
+        sum += (v_ ^ (neg_)) - (neg_);                                                             \
+        seen[((b_) >> 6) & 15u] |= (uint64_t)1 << ((b_)&63u);                                      \
+    } while (0)
 #define EMIT(hh)                                                                                   \
     do {                                                                                           \
         uint32_t b_ = (hh) >> (32u - INJECTION_HASH_BITS);                                         \
         if (sum_mode) {                                                                            \
-            int64_t neg_ = (int64_t)((hh)&1u) - 1, v_ = w[b_];                                     \
-            sum += (v_ ^ neg_) - neg_;                                                             \
-            seen[(b_ >> 6) & 15u] |= (uint64_t)1 << (b_ & 63u);                                    \
+            SUM(b_, (int64_t)((hh)&1u) - 1);                                                       \
         }                                                                                          \
         else {                                                                                     \
             fn(arg, b_, ((hh)&1u) ? 1 : -1);                                                       \
@@ -418,16 +423,22 @@ ngram_walk(const struct injection_model *m, const unsigned char *t, size_t n, co
      * of the load at t + i + r is the little-endian 4-gram at i + r + 4j (x86
      * is little-endian). The trainer's callback keeps the scalar order. */
     if (sum_mode) {
-        const __m128i seed = _mm_set1_epi32((int)SEED_C4);
-        uint32_t hs[16];
+        const __m128i seed = _mm_set1_epi32((int)SEED_C4), one = _mm_set1_epi32(1);
+        uint32_t bs[16];
+        int32_t negs[16];
         size_t r;
         for (; i + 19 <= n; i += 16) {
+            /* The lanes' buckets and sign masks too, as EMIT would take them. */
             for (r = 0; r < 4; r++) {
                 __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(t + i + r));
-                _mm_storeu_si128((__m128i *)(void *)(hs + 4 * r), mix32x4(_mm_xor_si128(v, seed)));
+                __m128i hv = mix32x4(_mm_xor_si128(v, seed));
+                _mm_storeu_si128((__m128i *)(void *)(bs + 4 * r),
+                                 _mm_srli_epi32(hv, 32 - INJECTION_HASH_BITS));
+                _mm_storeu_si128((__m128i *)(void *)(negs + 4 * r),
+                                 _mm_sub_epi32(_mm_and_si128(hv, one), one));
             }
             for (r = 0; r < 16; r++) {
-                EMIT(hs[r]);
+                SUM(bs[r], (int64_t)negs[r]);
             }
         }
     }
@@ -487,6 +498,7 @@ ngram_walk(const struct injection_model *m, const unsigned char *t, size_t n, co
         have_prev = true;
     }
 #undef EMIT
+#undef SUM
     if (sum_mode) {
         *acc = sum;
         *classes = count_classes(seen);
