@@ -111,10 +111,17 @@ out:
     return rc;
 }
 
+/* User turns whose own score is kept for scoring them against the system
+ * prompt after the walk; a later one is scored again (the same value). */
+#define USER_KEEP 256u
+
 struct scan {
     const struct injection_ctx *ctx;
     struct worker *w;
-    double best;
+    double best;      /* over the texts that are not user turns */
+    double best_user; /* over the user turns, scored alone */
+    size_t nuser;     /* user turns met so far */
+    double user[USER_KEEP];
 };
 
 static bool is_tool(const char *role)
@@ -127,32 +134,28 @@ static bool is_system(const char *role)
     return strcmp(role, "system") == 0 || strcmp(role, "developer") == 0;
 }
 
-/* First pass: the system and developer texts, joined, so that user turns can
- * be scored against what they guard. Past SYSTEM_MAX the rest is left out. */
-static gv_rc keep_system(void *arg, const char *role, const char *kind, const char *text,
-                         size_t len, struct gv_buf *replacement, bool *replace)
+/* The system and developer texts, joined, so that user turns can be scored
+ * against what they guard. Past SYSTEM_MAX the rest is left out. */
+static void keep_system(struct scan *sc, const char *text, size_t len)
 {
-    struct scan *sc = arg;
     struct gv_buf *b = &sc->w->system;
 
-    (void)kind;
-    (void)replacement;
-    *replace = false;
-    if (is_system(role) && b->len < SYSTEM_MAX) {
+    if (b->len < SYSTEM_MAX) {
         size_t room = SYSTEM_MAX - b->len - (b->len ? 1 : 0);
         if (b->len) {
             (void)gv_buf_append_char(b, '\n');
         }
         (void)gv_buf_append(b, text, len < room ? len : room);
     }
-    return GV_OK;
 }
 
+/* The one walk most requests need: every text scored, the system texts kept.
+ * A user turn's score waits for the end of the walk, when it is known whether
+ * there is a system prompt to score it against (see user_against_system). */
 static gv_rc scan_text(void *arg, const char *role, const char *kind, const char *text, size_t len,
                        struct gv_buf *replacement, bool *replace)
 {
     struct scan *sc = arg;
-    const struct gv_buf *sys = &sc->w->system;
     bool tool_result = is_tool(role) && strcmp(kind, "content") == 0;
     double s;
 
@@ -160,6 +163,9 @@ static gv_rc scan_text(void *arg, const char *role, const char *kind, const char
      * earlier answer is as good a carrier as a user message. */
     (void)replacement;
     *replace = false;
+    if (is_system(role)) {
+        keep_system(sc, text, len);
+    }
     /* A tool's result is data the assistant reads, not a request: instructions
      * addressed to the assistant inside it are the indirect attack. The tool
      * call's own arguments (kind "arguments") are the assistant's words. */
@@ -171,10 +177,15 @@ static gv_rc scan_text(void *arg, const char *role, const char *kind, const char
         s = injection_indirect_score(
             s, injection_indirect_hits(sc->ctx->indirect, text, len, sc->w->indirect));
     }
-    /* A user turn asking for what the system prompt guards is stronger
-     * evidence than its words alone ("Where does the user live now?"). */
-    if (strcmp(role, "user") == 0 && sys->len > 0) {
-        s = injection_conversation_score(s, injection_guard_overlap(&sc->w->guard, text, len));
+    if (strcmp(role, "user") == 0) {
+        if (sc->nuser < USER_KEEP) {
+            sc->user[sc->nuser] = s;
+        }
+        sc->nuser++;
+        if (s > sc->best_user) {
+            sc->best_user = s;
+        }
+        return GV_OK;
     }
     if (s > sc->best) {
         sc->best = s;
@@ -182,11 +193,40 @@ static gv_rc scan_text(void *arg, const char *role, const char *kind, const char
     return GV_OK;
 }
 
+/* Second walk, only with a system prompt: a user turn asking for what the
+ * system prompt guards is stronger evidence than its words alone ("Where
+ * does the user live now?"). The turns come in the order of the first walk. */
+static gv_rc user_against_system(void *arg, const char *role, const char *kind, const char *text,
+                                 size_t len, struct gv_buf *replacement, bool *replace)
+{
+    struct scan *sc = arg;
+    double s;
+
+    (void)kind;
+    (void)replacement;
+    *replace = false;
+    if (strcmp(role, "user") != 0) {
+        return GV_OK;
+    }
+    s = sc->nuser < USER_KEEP ? sc->user[sc->nuser]
+                              : injection_score(sc->ctx->model, text, len, sc->w->scratch);
+    sc->nuser++;
+    s = injection_conversation_score(s, injection_guard_overlap(&sc->w->guard, text, len));
+    if (s > sc->best_user) {
+        sc->best_user = s;
+    }
+    return GV_OK;
+}
+
 static gv_rc evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_verdict *out)
 {
     struct injection_ctx *ctx = pol->ctx;
-    struct scan sc = {ctx, NULL, 0.0};
+    struct scan sc;
     gv_rc rc;
+
+    sc.ctx = ctx;
+    sc.best = sc.best_user = 0.0;
+    sc.nuser = 0;
 
     sc.w = pthread_getspecific(ctx->key);
     if (!sc.w) {
@@ -201,18 +241,22 @@ static gv_rc evaluate(struct gw_policy *pol, struct gw_req *req, struct gw_verdi
         }
     }
     gv_buf_reset(&sc.w->system);
-    rc = gw_req_foreach_text(req, keep_system, &sc);
-    if (rc) {
-        goto out;
-    }
-    /* scan_text reads the guard only when there is a system text; building
-     * it clears its 4 KiB table, which most requests would pay for nothing. */
-    if (sc.w->system.len > 0) {
-        injection_guard_build(sc.w->system.data, sc.w->system.len, &sc.w->guard);
-    }
     rc = gw_req_foreach_text(req, scan_text, &sc);
     if (rc) {
         goto out;
+    }
+    if (sc.w->system.len > 0) {
+        /* The user turns count only as scored against the system prompt. */
+        injection_guard_build(sc.w->system.data, sc.w->system.len, &sc.w->guard);
+        sc.best_user = 0.0;
+        sc.nuser = 0;
+        rc = gw_req_foreach_text(req, user_against_system, &sc);
+        if (rc) {
+            goto out;
+        }
+    }
+    if (sc.best_user > sc.best) {
+        sc.best = sc.best_user;
     }
     out->score = sc.best;
     out->action = GW_ACTION_PASS;
