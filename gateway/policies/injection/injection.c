@@ -124,14 +124,27 @@ struct scan {
     double user[USER_KEEP];
 };
 
-static bool is_tool(const char *role)
-{
-    return strcmp(role, "tool") == 0 || strcmp(role, "function") == 0;
-}
+enum role { ROLE_OTHER = 0, ROLE_USER, ROLE_SYSTEM, ROLE_TOOL };
 
-static bool is_system(const char *role)
+/* What a message role means here: "system" and "developer" set the rules,
+ * "tool" and "function" return data. The first letter picks the one name to
+ * compare with. */
+static enum role role_of(const char *role)
 {
-    return strcmp(role, "system") == 0 || strcmp(role, "developer") == 0;
+    switch (role[0]) {
+    case 'u':
+        return strcmp(role, "user") == 0 ? ROLE_USER : ROLE_OTHER;
+    case 's':
+        return strcmp(role, "system") == 0 ? ROLE_SYSTEM : ROLE_OTHER;
+    case 'd':
+        return strcmp(role, "developer") == 0 ? ROLE_SYSTEM : ROLE_OTHER;
+    case 't':
+        return strcmp(role, "tool") == 0 ? ROLE_TOOL : ROLE_OTHER;
+    case 'f':
+        return strcmp(role, "function") == 0 ? ROLE_TOOL : ROLE_OTHER;
+    default:
+        return ROLE_OTHER;
+    }
 }
 
 /* The system and developer texts, joined, so that user turns can be scored
@@ -156,14 +169,15 @@ static gv_rc scan_text(void *arg, const char *role, const char *kind, const char
                        struct gv_buf *replacement, bool *replace)
 {
     struct scan *sc = arg;
-    bool tool_result = is_tool(role) && strcmp(kind, "content") == 0;
+    enum role r = role_of(role);
+    bool tool_result = r == ROLE_TOOL && strcmp(kind, "content") == 0;
     double s;
 
     /* Every text the model reads counts, assistant turns included: a forged
      * earlier answer is as good a carrier as a user message. */
     (void)replacement;
     *replace = false;
-    if (is_system(role)) {
+    if (r == ROLE_SYSTEM) {
         keep_system(sc, text, len);
     }
     /* A tool's result is data the assistant reads, not a request: instructions
@@ -177,7 +191,7 @@ static gv_rc scan_text(void *arg, const char *role, const char *kind, const char
         s = injection_indirect_score(
             s, injection_indirect_hits(sc->ctx->indirect, text, len, sc->w->indirect));
     }
-    if (strcmp(role, "user") == 0) {
+    if (r == ROLE_USER) {
         if (sc->nuser < USER_KEEP) {
             sc->user[sc->nuser] = s;
         }
@@ -205,7 +219,7 @@ static gv_rc user_against_system(void *arg, const char *role, const char *kind, 
     (void)kind;
     (void)replacement;
     *replace = false;
-    if (strcmp(role, "user") != 0) {
+    if (role_of(role) != ROLE_USER) {
         return GV_OK;
     }
     s = sc->nuser < USER_KEEP ? sc->user[sc->nuser]
