@@ -5,8 +5,12 @@
 
 #include <stdbool.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
-#define DEPTH_MAX 64 /* the same bound the request parser uses */
+#define DEPTH_MAX 64    /* the same bound the request parser uses */
+#define KEYS_MEASURED 8 /* keys whose lengths a walk takes once, up front */
 
 static bool is_ws(char c)
 {
@@ -21,29 +25,63 @@ size_t gw_jscan_skip_ws(const char *p, size_t i, size_t n)
     return i;
 }
 
+#if defined(__SSE2__)
+/* Sixteen bytes at a time where the scans below look for a few byte values:
+ * an answer is mostly runs of plain bytes between them. */
+
+/* The bit of each byte of p[0..16) that is a quote or a backslash. */
+static unsigned string_stops16(const char *p)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i m =
+        _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+    return (unsigned)_mm_movemask_epi8(m);
+}
+
+/* The bit of each byte of p[0..16) that skip_value must look at: a quote, a
+ * bracket, or a control byte (white space included; it is let through there). */
+static unsigned value_stops16(const char *p)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i m = _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(0x1f)), _mm_set1_epi8(0x1f));
+    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('"')));
+    /* '[' 0x5b, ']' 0x5d, '{' 0x7b, '}' 0x7d: with bit 5 cleared, '{' and '}' are
+     * '[' and ']', and no other byte becomes one of those two. */
+    __m128i f = _mm_andnot_si128(_mm_set1_epi8(0x20), v);
+    m = _mm_or_si128(m, _mm_cmpeq_epi8(f, _mm_set1_epi8('[')));
+    m = _mm_or_si128(m, _mm_cmpeq_epi8(f, _mm_set1_epi8(']')));
+    return (unsigned)_mm_movemask_epi8(m);
+}
+#endif
+
 /* p[i] is the opening quote; returns the index after the closing one, or n+1.
- * memchr finds each quote (vectorised in libc); a quote is escaped when an odd
+ * A backslash takes the byte after it, so a quote is escaped when an odd
  * number of backslashes stands before it. */
 static size_t skip_string(const char *p, size_t i, size_t n)
 {
-    size_t from = i + 1, j;
-
-    while (from < n) {
-        const char *q = memchr(p + from, '"', n - from);
-        size_t bs = 0;
-        if (!q) {
+    i++;
+    for (;;) {
+#if defined(__SSE2__)
+        while (i + 16 <= n) {
+            unsigned m = string_stops16(p + i);
+            if (m) {
+                i += (size_t)__builtin_ctz(m);
+                break;
+            }
+            i += 16;
+        }
+#endif
+        while (i < n && p[i] != '"' && p[i] != '\\') {
+            i++;
+        }
+        if (i >= n) {
             return n + 1;
         }
-        j = (size_t)(q - p);
-        while (j - bs > i + 1 && p[j - 1 - bs] == '\\') {
-            bs++;
+        if (p[i] == '"') {
+            return i + 1;
         }
-        if (bs % 2 == 0) {
-            return j + 1;
-        }
-        from = j + 1;
+        i += 2; /* the backslash and the byte it escapes */
     }
-    return n + 1;
 }
 
 /* Skips one value starting at p[i]; returns the index after it, or n+1. */
@@ -71,7 +109,18 @@ static size_t skip_value(const char *p, size_t i, size_t n)
         return i > start ? i : n + 1;
     }
     while (i < n) {
-        char c = p[i];
+        char c;
+#if defined(__SSE2__)
+        if (i + 16 <= n) {
+            unsigned m = value_stops16(p + i);
+            if (!m) {
+                i += 16;
+                continue;
+            }
+            i += (size_t)__builtin_ctz(m);
+        }
+#endif
+        c = p[i];
         if (c == '"') {
             i = skip_string(p, i, n);
             continue;
@@ -105,10 +154,16 @@ static enum gw_jscan members_walk(const char *p, size_t n, const char *const *ke
                                   const char **v, size_t *vlen, bool stop_when_all)
 {
     size_t i = gw_jscan_skip_ws(p, 0, n), k, nfound = 0; /* keys found so far */
+    /* The keys' lengths, taken once rather than at every member that starts
+     * with the same byte; past KEYS_MEASURED keys they are taken as before. */
+    size_t klens[KEYS_MEASURED];
 
     for (k = 0; k < nkeys; k++) {
         v[k] = NULL;
         vlen[k] = 0;
+        if (k < KEYS_MEASURED) {
+            klens[k] = strlen(keys[k]);
+        }
     }
     if (i >= n || p[i] != '{') {
         return GW_JSCAN_INVALID;
@@ -138,13 +193,12 @@ static enum gw_jscan members_walk(const char *p, size_t n, const char *const *ke
             goto invalid;
         }
         for (k = 0; k < nkeys; k++) {
-            size_t klen;
-            /* The first byte first: a walk meets every member, and most differ there. */
-            if (ke > ks ? p[ks] != keys[k][0] : keys[k][0] != '\0') {
+            size_t klen = k < KEYS_MEASURED ? klens[k] : strlen(keys[k]);
+            /* Length and first byte first: a walk meets every member, and most differ there. */
+            if (ke - ks != klen || (klen > 0 && p[ks] != keys[k][0])) {
                 continue;
             }
-            klen = strlen(keys[k]);
-            if (ke - ks == klen && memcmp(p + ks, keys[k], klen) == 0) {
+            if (memcmp(p + ks, keys[k], klen) == 0) {
                 nfound += v[k] == NULL;
                 v[k] = p + vs;
                 vlen[k] = i - vs;

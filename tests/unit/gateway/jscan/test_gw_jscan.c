@@ -42,6 +42,19 @@ static const struct row rows[] = {
     {"{\"a\":\"\\\\\"}", "usage", GW_JSCAN_ABSENT, NULL}, /* an escaped backslash, then the end */
     {"{\"a\":\"\\\"}", "usage", GW_JSCAN_INVALID, NULL},  /* an escaped quote: never closed */
     {"{\"a\":}", "usage", GW_JSCAN_INVALID, NULL},
+    /* Past the first sixteen bytes of a value, where the walk looks at a block at a time:
+     * a control byte outside strings, white space, DEL and non-ASCII bytes. */
+    {"{\"a\":[1,2,3,4,5,6,7,8,9,10,11,12,\x1f 13],\"usage\":1}", "usage", GW_JSCAN_INVALID, NULL},
+    {"{\"a\":[1,2,3,4,5,6,7,8,9,10,11,12,\t\r\n13],\"usage\":1}", "usage", GW_JSCAN_FOUND, "1"},
+    {"{\"a\":[1,2,3,4,5,6,7,8,9,10,11,12,13\x7f,\xc3\xa9],\"usage\":2}", "usage", GW_JSCAN_FOUND,
+     "2"},
+    {"{\"s\":\"0123456789abcdefghij\\\"klmnopqrstuvwxyz0123\",\"usage\":3}", "usage",
+     GW_JSCAN_FOUND, "3"},
+    {"{\"s\":\"0123456789abcdefghij\\\\\",\"usage\":4}", "usage", GW_JSCAN_FOUND, "4"},
+    {"{\"a\":{\"b\":[{\"c\":\"}]\"},{\"d\":[[],{}]}],\"e\":\"xxxxxxxxxxxxxxxxxxx\"},\"usage\":5}",
+     "usage", GW_JSCAN_FOUND, "5"},
+    {"{\"a\":{\"b\":[1,2,3,4,5,6,7,8,9,10,11,12,13}},\"usage\":6}", "usage", GW_JSCAN_INVALID,
+     NULL},
 };
 
 static void test_rows(void **state)
