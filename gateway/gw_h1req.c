@@ -11,9 +11,12 @@
  * lines, any two bytes after chunk data and anything after a chunk size up to
  * the next CR. So every byte of the head, of the chunk-size lines, of the CRLF
  * after chunk data and of the trailer section passes a raw check here first,
- * and the parser is handed input one line at a time: it never sees a byte the
- * check refused, and every refusal, ours or the parser's, happens at the first
- * offending byte, whatever the split of the input. Data bytes (a
+ * and the parser is handed only checked bytes: it never sees a byte the check
+ * refused, and every refusal, ours or the parser's, happens at the first
+ * offending byte, whatever the split of the input. Head lines that arrived
+ * together go to the parser in one call (a call per line cost the parser's
+ * setup each time); each line is still taken (stored, its framing headers
+ * checked) at its end, before the parser reads on. Data bytes (a
  * Content-Length body, chunk data) go to the parser in counted runs. */
 
 #define H1_DEF_LINE (8u * 1024u)
@@ -239,6 +242,8 @@ static bool hput(struct gw_h1req *r, const char *p, size_t n, enum refusal_id wh
     return true;
 }
 
+static bool take_lines(struct gw_h1req *r, const char *at);
+
 /* ---- parser callbacks: they only copy bytes and note what the parser saw ---- */
 
 static int on_url(http_parser *p, const char *at, size_t n)
@@ -252,6 +257,9 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
 
     if (p->flags & F_TRAILING) {
         return 0; /* trailer fields are checked raw and dropped */
+    }
+    if (!take_lines(r, at)) {
+        return -1;
     }
     if (r->part != PART_NAME) {
         r->part = PART_NAME;
@@ -268,6 +276,9 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
      * line was already taken at its LF. */
     if (n == 0 || p->flags & F_TRAILING) {
         return 0;
+    }
+    if (!take_lines(r, at)) {
+        return -1;
     }
     if (r->part != PART_VALUE) {
         r->part = PART_VALUE;
@@ -300,6 +311,9 @@ static int on_headers_complete(http_parser *p)
     struct gw_h1req *r = p->data;
     struct gw_h1_head *h = &r->head;
 
+    if (!take_lines(r, NULL)) {
+        return -1;
+    }
     h->chunked = (p->flags & F_CHUNKED) != 0;
     h->has_length = (p->flags & F_CONTENTLENGTH) != 0;
     h->content_length = h->has_length ? p->content_length : 0;
@@ -408,7 +422,8 @@ static enum refusal_id from_errno(const struct gw_h1req *r, enum http_errno e)
 }
 
 /* Hands data[0..n) to libhttp-parser. False when the request is refused;
- * then *used is where the parser stopped. */
+ * then *used is where the parser stopped, or the end of the line whose take
+ * refused it. */
 static bool run_parser(struct gw_h1req *r, const char *data, size_t n, size_t *used)
 {
     size_t got;
@@ -418,6 +433,16 @@ static bool run_parser(struct gw_h1req *r, const char *data, size_t n, size_t *u
         return true;
     }
     got = http_parser_execute(&r->parser, &SETTINGS, data, n);
+    /* The lines the parser passed after its last callback: each is taken
+     * before what the parser found further on is looked at. */
+    if (r->err == E_NONE) {
+        (void)take_lines(r, data + got);
+    }
+    if (r->take_stop) {
+        r->phase = PH_ERROR;
+        *used = (size_t)(r->take_stop - data);
+        return false;
+    }
     e = HTTP_PARSER_ERRNO(&r->parser);
     if (e == HPE_OK && got == n) {
         return true;
@@ -463,7 +488,7 @@ static bool hand_checked(struct gw_h1req *r, const char *data, size_t n, unsigne
  * the line, or a refusal. */
 static unsigned head_byte(struct gw_h1req *r, unsigned char c, bool trailer)
 {
-    bool reqline = !trailer && !r->reqline_done;
+    bool reqline = !trailer && !r->reqline_seen;
 
     if (++r->head_len > r->lim.max_head) {
         return E_HEAD_LONG;
@@ -681,7 +706,22 @@ static bool take_header_line(struct gw_h1req *r)
     return true;
 }
 
-/* Head or trailer lines: check, hand to the parser, act on each line's end. */
+/* Takes each line in the bytes the parser runs over that ends at or before
+ * at (NULL: all of them), in order: the parser's callbacks call this first,
+ * so each sees the state it would after a parser call per line. False when
+ * a take refused the request; take_stop is then that line's end. */
+static bool take_lines(struct gw_h1req *r, const char *at)
+{
+    while (r->next_end < r->n_ends && (!at || r->line_end[r->next_end] <= at)) {
+        const char *end = r->line_end[r->next_end++];
+        if (!(r->reqline_done ? take_header_line(r) : take_request_line(r))) {
+            r->take_stop = end;
+            return false;
+        }
+    }
+    return true;
+}
+
 /* How many bytes from p on, at most n, head_byte would take in state st
  * without a change of state: the bulk of a head is values, names and the
  * target, and this keeps the per-byte work there to one comparison. */
@@ -711,48 +751,72 @@ static size_t plain_run(unsigned char st, const unsigned char *p, size_t n)
     return k;
 }
 
+/* Head or trailer lines: check as many as the bytes hold (up to the empty
+ * line that ends the section), hand them to the parser in one call, act on
+ * the section's end. */
 static enum gw_h1_status step_lines(struct gw_h1req *r, const char *data, size_t len, size_t *used)
 {
     const unsigned char *u = (const unsigned char *)data;
-    bool trailer = r->phase == PH_TRAILER;
+    bool trailer = r->phase == PH_TRAILER, end = false;
     size_t i = 0, k, room;
     unsigned s = SCAN_OK;
 
-    while (i < len && s == SCAN_OK) {
-        /* Bytes the limits still allow in this line; the byte past them goes
-         * through head_byte, which refuses it. */
-        room = len - i;
-        if (r->lim.max_line - r->line_len < room) {
-            room = r->lim.max_line - r->line_len;
+    r->n_ends = 0;
+    r->next_end = 0;
+    for (;;) {
+        while (i < len && s == SCAN_OK) {
+            /* Bytes the limits still allow in this line; the byte past them goes
+             * through head_byte, which refuses it. */
+            room = len - i;
+            if (r->lim.max_line - r->line_len < room) {
+                room = r->lim.max_line - r->line_len;
+            }
+            if (r->lim.max_head - r->head_len < room) {
+                room = r->lim.max_head - r->head_len;
+            }
+            k = plain_run(r->lstate, u + i, room);
+            r->line_len += k;
+            r->head_len += k;
+            i += k;
+            if (i < len) {
+                s = head_byte(r, u[i], trailer);
+                i++;
+            }
         }
-        if (r->lim.max_head - r->head_len < room) {
-            room = r->lim.max_head - r->head_len;
+        if (s != SCAN_EOL) {
+            break; /* a refusal, or the bytes end inside a line */
         }
-        k = plain_run(r->lstate, u + i, room);
-        r->line_len += k;
-        r->head_len += k;
-        i += k;
-        if (i < len) {
-            s = head_byte(r, u[i], trailer);
-            i++;
+        r->lstate = LS_START;
+        if (r->line_len > 0) {
+            r->line_len = 0;
+            /* Trailer lines are only checked: nothing to take. */
+            if (!trailer) {
+                r->line_end[r->n_ends++] = data + i;
+            }
+            if (!trailer && !r->reqline_seen) {
+                /* The request line goes to the parser alone: it reads a bad
+                 * version leniently and may not have ended the line here
+                 * ("H.1" waits for its major digit), and the line is taken
+                 * as the parser stands at its end. */
+                r->reqline_seen = true;
+                break;
+            }
+        }
+        else if (trailer || r->reqline_seen) {
+            end = true;
+            break;
+        }
+        /* else an empty line before the request line */
+        s = SCAN_OK;
+        if (r->n_ends == GW_H1_BATCH_LINES) {
+            break;
         }
     }
     if (!hand_checked(r, data, i, s, used)) {
         return GW_H1_ERROR;
     }
-    if (s == SCAN_OK) {
+    if (!end) {
         return GW_H1_MORE;
-    }
-    /* A whole line, CRLF included, went through the parser. */
-    if (r->line_len > 0) {
-        bool ok = trailer || (r->reqline_done ? take_header_line(r) : take_request_line(r));
-        r->line_len = 0;
-        r->lstate = LS_START;
-        return ok ? GW_H1_MORE : GW_H1_ERROR;
-    }
-    r->lstate = LS_START;
-    if (!trailer && !r->reqline_done) {
-        return GW_H1_MORE; /* an empty line before the request line */
     }
     if (r->msg_done) {
         r->phase = PH_DONE;
@@ -990,6 +1054,7 @@ static void reset_request(struct gw_h1req *r)
     r->lstate = LS_START;
     r->part = PART_NONE;
     r->err = E_NONE;
+    r->reqline_seen = false;
     r->reqline_done = false;
     r->msg_done = false;
     r->te_bad = false;
@@ -1002,6 +1067,9 @@ static void reset_request(struct gw_h1req *r)
     r->name_off = 0;
     r->value_off = 0;
     r->path_off = 0;
+    r->take_stop = NULL;
+    r->n_ends = 0;
+    r->next_end = 0;
 }
 
 void gw_h1req_init(struct gw_h1req *r, const struct gw_h1_limits *lim)

@@ -34,6 +34,7 @@
 #include "core/gv_buf.h"
 
 #define GW_H1_MAX_HDRS 64
+#define GW_H1_BATCH_LINES 16 /* head lines handed to libhttp-parser in one call, at most */
 
 struct gw_h1_limits {
     size_t max_line;    /* request line or one header line, bytes; 0: 8 KiB (431/414 past it) */
@@ -107,6 +108,7 @@ struct gw_h1req {
     uint8_t lstate;    /* where the raw check is inside the current line */
     uint8_t part;      /* which header part the parser callbacks are filling */
     uint8_t err;       /* index of the refusal, 0 while none */
+    bool reqline_seen; /* the raw check has passed the request line */
     bool reqline_done; /* the request line has been taken */
     bool msg_done;     /* on_message_complete ran */
     bool te_bad;       /* a Transfer-Encoding value other than chunked */
@@ -120,6 +122,13 @@ struct gw_h1req {
     size_t value_off;
     size_t path_off;
     uint32_t hdr_off[GW_H1_MAX_HDRS][2]; /* hbuf offsets of each name and value */
+    /* Ends (past the LF) of the checked head lines in the bytes the parser is
+     * running over, [next_end, n_ends) not taken yet; take_stop is where the
+     * take that refused the request stopped. Valid during one feed only. */
+    const char *line_end[GW_H1_BATCH_LINES];
+    const char *take_stop;
+    uint8_t n_ends;
+    uint8_t next_end;
 };
 
 /* Ready for the first request of a connection. lim may be NULL (defaults).

@@ -249,6 +249,7 @@ static void check_rows(const struct row *rows, size_t n)
 #define E400 "ERROR 400 invalid_request "
 
 static const struct gw_h1_limits SMALL_BODY = {.max_body = 10};
+static const struct gw_h1_limits ONE_HEADER = {.max_headers = 1};
 
 /* ---- requests that must be taken ---- */
 
@@ -379,6 +380,17 @@ static const struct row REFUSED[] = {
     ROWL("chunked past the limit", CHUNKED "6\r\n012345\r\n5\r\n6789X\r\n0\r\n\r\n", &SMALL_BODY,
          "ERROR 413 request_too_large"),
     ROWL("one chunk past the limit", CHUNKED "b\r\n", &SMALL_BODY, "ERROR 413 request_too_large"),
+    /* Head lines that arrive together reach the parser in one call: each is
+     * still judged as the parser stands at its end, before the next. Here the
+     * parser reads "H.1" leniently as the start of a version whose digits the
+     * next line would supply. */
+    ROW("version finished on the next line", "POST /c H.1\r\n1.1\r\nHost: a\r\n\r\n",
+        "ERROR 505 http_version_not_supported"),
+    ROW("second host before a bad line", "GET / " H11 "Host: b\r\n\x01\r\n\r\n",
+        E400 "The request has more than one Host header; send exactly one.\n"),
+    ROWL("a header too many before a bad line", "GET / " H11 "X: 1\r\n\x01\r\n\r\n", &ONE_HEADER,
+         "ERROR 431 headers_too_large The request has more header fields than this server "
+         "accepts; send fewer headers.\n"),
     ROW("huge content-length", "POST /p " H11 "Content-Length: 1000000000000\r\n\r\n",
         "ERROR 413 request_too_large"),
     ROW("huge chunk", CHUNKED "fffffffffffffff\r\n", "ERROR 413 request_too_large"),
