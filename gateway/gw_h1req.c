@@ -723,8 +723,9 @@ static bool take_lines(struct gw_h1req *r, const char *at)
 }
 
 /* How many bytes from p on, at most n, head_byte would take in state st
- * without a change of state: the bulk of a head is values, names and the
- * target, and this keeps the per-byte work there to one comparison. */
+ * without a change of state: the bulk of a head is values, names, the
+ * target, the method and the version, and this keeps the per-byte work there
+ * to one comparison. */
 static size_t plain_run(unsigned char st, const unsigned char *p, size_t n)
 {
     size_t k = 0;
@@ -735,12 +736,14 @@ static size_t plain_run(unsigned char st, const unsigned char *p, size_t n)
             k++;
         }
         break;
+    case RL_METHOD:
     case HL_NAME:
         while (k < n && CLASS[p[k]] & C_TCHAR) {
             k++;
         }
         break;
     case RL_TARGET:
+    case RL_VERSION:
         while (k < n && CLASS[p[k]] & C_VCHAR) {
             k++;
         }

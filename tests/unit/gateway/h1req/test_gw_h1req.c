@@ -358,6 +358,11 @@ static const struct row REFUSED[] = {
         "ERROR 501 method_not_supported CONNECT"),
     ROW("unknown method", "BREW /pot " H11 "\r\n", "ERROR 501 method_not_supported"),
     ROW("lower-case method", "get / " H11 "\r\n", "ERROR 501 method_not_supported"),
+    ROW("separator in the method", "GE(T / " H11 "\r\n", E400 "The request line is malformed"),
+    ROW("control byte in the version",
+        "GET / HTTP/1.\x7f"
+        "1\r\nHost: a\r\n\r\n",
+        E400 "The request head contains a NUL or other control byte"),
     ROW("expect other", "POST /p " H11 "Expect: 200-ok\r\nContent-Length: 1\r\n\r\nz",
         "ERROR 417 expectation_failed"),
     ROW("no host", "GET / HTTP/1.1\r\n\r\n", E400 "An HTTP/1.1 request must have a Host"),
