@@ -242,7 +242,18 @@ static bool hput(struct gw_h1req *r, const char *p, size_t n, enum refusal_id wh
     return true;
 }
 
+/* hput of the NUL that ends a name, value or path: a store, no copy call. */
+static bool hput_nul(struct gw_h1req *r, enum refusal_id why)
+{
+    if (gv_buf_append_char(&r->hbuf, '\0') != GV_OK) {
+        refuse(r, why);
+        return false;
+    }
+    return true;
+}
+
 static bool take_lines(struct gw_h1req *r, const char *at);
+static bool take_due(struct gw_h1req *r, const char *at);
 
 /* ---- parser callbacks: they only copy bytes and note what the parser saw ---- */
 
@@ -282,7 +293,7 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
     }
     if (r->part != PART_VALUE) {
         r->part = PART_VALUE;
-        if (!hput(r, "", 1, E_HEAD_LONG)) { /* the name's NUL */
+        if (!hput_nul(r, E_HEAD_LONG)) { /* the name's NUL */
             return -1;
         }
         r->value_off = r->hbuf.len;
@@ -585,8 +596,7 @@ static bool take_request_line(struct gw_h1req *r)
 {
     struct gw_h1_head *h = &r->head;
     struct http_parser_url u;
-    size_t poff = 0, plen = 0, i, k;
-    char tmp[256];
+    size_t poff = 0, plen = 0;
     bool ok;
 
     if (r->parser.method == HTTP_CONNECT) {
@@ -623,17 +633,20 @@ static bool take_request_line(struct gw_h1req *r)
         poff = u.field_data[UF_PATH].off;
         plen = u.field_data[UF_PATH].len;
     }
-    /* The path is a copy after the target's NUL, so that both end in NUL.
-     * Through tmp, as an append may move the storage it copies from. */
+    /* The path is a copy after the target's NUL, so that both end in NUL:
+     * NUL, path (or "/"), NUL. Room for all of it first, so the appends below
+     * never move the storage the path is copied from (and the refusal is the
+     * one the first append past the cap would give). */
     r->path_off = r->hbuf.len + 1;
-    ok = hput(r, "", 1, E_URI_LONG);
-    for (i = 0; ok && i < plen; i += k) {
-        k = plen - i < sizeof(tmp) ? plen - i : sizeof(tmp);
-        memcpy(tmp, r->hbuf.data + poff + i, k);
-        ok = hput(r, tmp, k, E_URI_LONG);
-    }
     h->path_len = plen ? plen : 1;
-    ok = ok && (plen > 0 || hput(r, "/", 1, E_URI_LONG)) && hput(r, "", 1, E_URI_LONG);
+    if (gv_buf_reserve(&r->hbuf, h->path_len + 2) != GV_OK) {
+        refuse(r, E_URI_LONG);
+        return false;
+    }
+    ok =
+        hput_nul(r, E_URI_LONG) &&
+        (plen > 0 ? hput(r, r->hbuf.data + poff, plen, E_URI_LONG) : hput(r, "/", 1, E_URI_LONG)) &&
+        hput_nul(r, E_URI_LONG);
     r->reqline_done = ok;
     return ok;
 }
@@ -655,12 +668,12 @@ static bool take_header_line(struct gw_h1req *r)
         return false;
     }
     if (r->part == PART_NAME) { /* an empty value */
-        if (!hput(r, "", 1, E_HEAD_LONG)) {
+        if (!hput_nul(r, E_HEAD_LONG)) {
             return false;
         }
         r->value_off = r->hbuf.len;
     }
-    if (!hput(r, "", 1, E_HEAD_LONG)) {
+    if (!hput_nul(r, E_HEAD_LONG)) {
         return false;
     }
     r->part = PART_NONE;
@@ -707,10 +720,10 @@ static bool take_header_line(struct gw_h1req *r)
 }
 
 /* Takes each line in the bytes the parser runs over that ends at or before
- * at (NULL: all of them), in order: the parser's callbacks call this first,
+ * at (NULL: all of them), in order: the parser's callbacks call take_lines first,
  * so each sees the state it would after a parser call per line. False when
  * a take refused the request; take_stop is then that line's end. */
-static bool take_lines(struct gw_h1req *r, const char *at)
+static bool take_due(struct gw_h1req *r, const char *at)
 {
     while (r->next_end < r->n_ends && (!at || r->line_end[r->next_end] <= at)) {
         const char *end = r->line_end[r->next_end++];
@@ -720,6 +733,15 @@ static bool take_lines(struct gw_h1req *r, const char *at)
         }
     }
     return true;
+}
+
+/* Most callbacks find no line to take: that test stays out of take_due. */
+static bool take_lines(struct gw_h1req *r, const char *at)
+{
+    if (r->next_end == r->n_ends || (at && r->line_end[r->next_end] > at)) {
+        return true;
+    }
+    return take_due(r, at);
 }
 
 /* How many bytes from p on, at most n, head_byte would take in state st
