@@ -326,6 +326,46 @@ static void test_feed_malformed_is_an_error_in_every_split(void **state)
     }
 }
 
+/* The middle of a line is checked eight bytes at a time: a control byte is
+ * found wherever it sits in the word, a tab or obs-text is passed. The reason
+ * phrase is the part libhttp-parser takes any byte in. */
+static void test_feed_control_bytes_at_every_offset(void **state)
+{
+    static const char bad[] = {'\0', '\x01', '\x1f', '\x7f'};
+    static const char good[] = {'\t', ' ', '\x80', '\xff', '~'};
+    struct gv_buf w;
+    struct run r;
+    size_t k, i, j;
+    unsigned mode;
+
+    (void)state;
+    for (k = 0; k < 24; k++) {
+        for (i = 0; i < sizeof(bad) + sizeof(good); i++) {
+            bool is_bad = i < sizeof(bad);
+            gv_buf_init(&w, 0);
+            gv_buf_append_str(&w, "HTTP/1.1 200 ");
+            for (j = 0; j < k; j++) {
+                gv_buf_append_char(&w, 'a');
+            }
+            gv_buf_append_char(&w, is_bad ? bad[i] : good[i - sizeof(bad)]);
+            gv_buf_append_str(&w, "bcdefghijklmnop\r\nContent-Length: 2\r\n\r\nhi");
+            for (mode = 0; mode < 3; mode++) {
+                run_wire(w.data, w.len, mode, false, &r);
+                if (is_bad) {
+                    assert_true(r.error);
+                    assert_string_equal(r.err, "control byte in the upstream answer's framing");
+                }
+                else {
+                    assert_true(r.done);
+                    assert_string_equal(body_of(&r), "hi");
+                }
+                run_free(&r);
+            }
+            gv_buf_free(&w);
+        }
+    }
+}
+
 static void test_feed_refuses_a_head_over_the_cap(void **state)
 {
     struct gv_buf w;
@@ -378,6 +418,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_feed_good_cases_in_every_split),
     cmocka_unit_test(test_feed_keeps_the_headers_the_gateway_passes_on),
     cmocka_unit_test(test_feed_malformed_is_an_error_in_every_split),
+    cmocka_unit_test(test_feed_control_bytes_at_every_offset),
     cmocka_unit_test(test_feed_refuses_a_head_over_the_cap),
     cmocka_unit_test(test_feed_long_values_are_cut_not_overflowed),
 };
