@@ -43,4 +43,22 @@ static inline bool gw_h1byte_ieq(const char *a, size_t alen, const char *b, size
     return true;
 }
 
+/* a[0..alen) equals lower[0..n), ASCII case-insensitive, where lower has no
+ * upper-case letters (the names and tokens the framers look for are written
+ * so): only a's bytes need folding. */
+static inline bool gw_h1byte_ieq_lower(const char *a, size_t alen, const char *lower, size_t n)
+{
+    size_t i;
+
+    if (alen != n) {
+        return false;
+    }
+    for (i = 0; i < n; i++) {
+        if (gw_h1byte_lower((unsigned char)a[i]) != (unsigned char)lower[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
 #endif

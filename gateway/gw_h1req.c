@@ -216,8 +216,8 @@ static bool is_hex(unsigned char c)
     return has_class(c, C_HEX);
 }
 
-/* Against a string literal. */
-#define IEQ(a, alen, lit) gw_h1byte_ieq(a, alen, lit, sizeof(lit) - 1)
+/* Against a lower-case string literal. */
+#define IEQ(a, alen, lit) gw_h1byte_ieq_lower(a, alen, lit, sizeof(lit) - 1)
 
 static void refuse(struct gw_h1req *r, enum refusal_id id)
 {

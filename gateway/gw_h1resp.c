@@ -32,12 +32,12 @@ static void copy_value(char *dst, size_t size, const char *v, size_t n)
     dst[n] = '\0';
 }
 
-/* Macros over string literals, so the lengths are constants: every header line of
- * every answer is tested against most of these names. */
-#define name_is(r, lit) gw_h1byte_ieq((r)->name, (r)->name_len, lit, sizeof(lit) - 1)
+/* Macros over lower-case string literals, so the lengths are constants: every
+ * header line of every answer is tested against most of these names. */
+#define name_is(r, lit) gw_h1byte_ieq_lower((r)->name, (r)->name_len, lit, sizeof(lit) - 1)
 #define name_starts(r, lit)                                                                        \
     ((r)->name_len > sizeof(lit) - 1 &&                                                            \
-     gw_h1byte_ieq((r)->name, sizeof(lit) - 1, lit, sizeof(lit) - 1))
+     gw_h1byte_ieq_lower((r)->name, sizeof(lit) - 1, lit, sizeof(lit) - 1))
 
 /* One complete header line (r->name, r->value): keep what the gateway uses. */
 static int end_header(struct gw_h1resp *r)
@@ -59,7 +59,7 @@ static int end_header(struct gw_h1resp *r)
     }
     else if (name_is(r, "transfer-encoding")) {
         r->nte++;
-        if (r->value_len >= sizeof(r->value) || !gw_h1byte_ieq(v, n, "chunked", 7)) {
+        if (r->value_len >= sizeof(r->value) || !gw_h1byte_ieq_lower(v, n, "chunked", 7)) {
             return fail(r, "unsupported Transfer-Encoding in the upstream answer");
         }
     }
