@@ -783,26 +783,28 @@ static enum gw_h1_status step_lines(struct gw_h1req *r, const char *data, size_t
 {
     const unsigned char *u = (const unsigned char *)data;
     bool trailer = r->phase == PH_TRAILER, end = false;
-    size_t i = 0, k, room;
+    size_t i = 0, k;
     unsigned s = SCAN_OK;
 
     r->n_ends = 0;
     r->next_end = 0;
     for (;;) {
         while (i < len && s == SCAN_OK) {
-            /* Bytes the limits still allow in this line; the byte past them goes
-             * through head_byte, which refuses it. */
-            room = len - i;
-            if (r->lim.max_line - r->line_len < room) {
-                room = r->lim.max_line - r->line_len;
+            k = plain_run(r->lstate, u + i, len - i);
+            if (k > 0) {
+                /* Only the bytes the limits still allow in this line; the byte
+                 * past them goes through head_byte, which refuses it. Most
+                 * states have no run, and skip this. */
+                if (r->lim.max_line - r->line_len < k) {
+                    k = r->lim.max_line - r->line_len;
+                }
+                if (r->lim.max_head - r->head_len < k) {
+                    k = r->lim.max_head - r->head_len;
+                }
+                r->line_len += k;
+                r->head_len += k;
+                i += k;
             }
-            if (r->lim.max_head - r->head_len < room) {
-                room = r->lim.max_head - r->head_len;
-            }
-            k = plain_run(r->lstate, u + i, room);
-            r->line_len += k;
-            r->head_len += k;
-            i += k;
             if (i < len) {
                 s = head_byte(r, u[i], trailer);
                 i++;
