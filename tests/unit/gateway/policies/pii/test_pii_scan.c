@@ -411,49 +411,66 @@ static void test_scan_person_later_mentions_and_verbs(void **state)
     expect("Katrine said the run diverged.", GV_PII_PERSON, "Katrine");
 }
 
+struct name_row {
+    const char *word;
+    size_t len;
+    unsigned want;
+};
+
+/* Whole names only: the first and the last row, and neighbours that are a
+ * prefix or an extension of each other ("abby", "abbey"). Only len bytes
+ * are read. The last and first rows of neighbouring letters; words that do
+ * not start with a-z are in no row. */
+static const struct name_row lookup_rows[] = {
+    {"aaron", 5, PII_NAME_FIRST},
+    {"zulma", 5, PII_NAME_FIRST},
+    {"abbey", 5, PII_NAME_FIRST | PII_NAME_COMMON},
+    {"abby", 4, PII_NAME_FIRST},
+    {"abbyx", 4, PII_NAME_FIRST},
+    {"abb", 3, 0},
+    {"abbeyx", 6, 0},
+    {"aaro", 4, 0},
+    {"zulmaa", 6, 0},
+    {"a\xe9", 2, 0},
+    {"azzie", 5, PII_NAME_FIRST},
+    {"babara", 6, PII_NAME_FIRST},
+    {"ryann", 5, PII_NAME_FIRST},
+    {"sabina", 6, PII_NAME_FIRST},
+    {"syreeta", 7, PII_NAME_FIRST},
+    {"tabatha", 7, PII_NAME_FIRST},
+    {"John", 4, 0},
+    {"{ohn", 4, 0},
+    {"", 0, 0},
+};
+
+/* Given names that are nothing else, in either case and of len bytes only;
+ * surnames, common words and anything with a byte that is not an ASCII
+ * letter are not. */
+static const struct name_row given_rows[] = {
+    {"jane", 4, true},   {"Mary", 4, true},   {"JANEDOE", 4, true},
+    {"will", 4, false},  {"smith", 5, false}, {"jan\xc3\xa9", 5, false},
+    {"ja-ne", 5, false}, {"jane", 0, false},  {"janejanejanejanejane", 20, false},
+};
+
 static void test_names_table_and_words(void **state)
 {
+    size_t i;
+
     (void)state;
     assert_true(pii_names_lookup("john", 4) & PII_NAME_FIRST);
     assert_true(pii_names_lookup("smith", 5) & PII_NAME_LAST);
     assert_true(pii_names_lookup("will", 4) & PII_NAME_COMMON);
     assert_int_equal(pii_names_lookup("zzzzq", 5), 0);
-    /* Whole names only: the first and the last row, and neighbours that are a
-     * prefix or an extension of each other ("abby", "abbey"). Only len bytes
-     * are read. */
-    assert_int_equal(pii_names_lookup("aaron", 5), PII_NAME_FIRST);
-    assert_int_equal(pii_names_lookup("zulma", 5), PII_NAME_FIRST);
-    assert_int_equal(pii_names_lookup("abbey", 5), PII_NAME_FIRST | PII_NAME_COMMON);
-    assert_int_equal(pii_names_lookup("abby", 4), PII_NAME_FIRST);
-    assert_int_equal(pii_names_lookup("abbyx", 4), PII_NAME_FIRST);
-    assert_int_equal(pii_names_lookup("abb", 3), 0);
-    assert_int_equal(pii_names_lookup("abbeyx", 6), 0);
-    assert_int_equal(pii_names_lookup("aaro", 4), 0);
-    assert_int_equal(pii_names_lookup("zulmaa", 6), 0);
-    assert_int_equal(pii_names_lookup("a\xe9", 2), 0);
-    /* The last and first rows of neighbouring letters; words that do not start
-     * with a-z are in no row. */
-    assert_int_equal(pii_names_lookup("azzie", 5), PII_NAME_FIRST);
-    assert_int_equal(pii_names_lookup("babara", 6), PII_NAME_FIRST);
-    assert_int_equal(pii_names_lookup("ryann", 5), PII_NAME_FIRST);
-    assert_int_equal(pii_names_lookup("sabina", 6), PII_NAME_FIRST);
-    assert_int_equal(pii_names_lookup("syreeta", 7), PII_NAME_FIRST);
-    assert_int_equal(pii_names_lookup("tabatha", 7), PII_NAME_FIRST);
-    assert_int_equal(pii_names_lookup("John", 4), 0);
-    assert_int_equal(pii_names_lookup("{ohn", 4), 0);
-    assert_int_equal(pii_names_lookup("", 0), 0);
-    /* Given names that are nothing else, in either case and of len bytes only;
-     * surnames, common words and anything with a byte that is not an ASCII
-     * letter are not. */
-    assert_true(pii_names_given("jane", 4));
-    assert_true(pii_names_given("Mary", 4));
-    assert_true(pii_names_given("JANEDOE", 4));
-    assert_false(pii_names_given("will", 4));
-    assert_false(pii_names_given("smith", 5));
-    assert_false(pii_names_given("jan\xc3\xa9", 5));
-    assert_false(pii_names_given("ja-ne", 5));
-    assert_false(pii_names_given("jane", 0));
-    assert_false(pii_names_given("janejanejanejanejane", 20));
+    for (i = 0; i < sizeof(lookup_rows) / sizeof(lookup_rows[0]); i++) {
+        print_message("lookup %s\n", lookup_rows[i].word);
+        assert_int_equal(pii_names_lookup(lookup_rows[i].word, lookup_rows[i].len),
+                         lookup_rows[i].want);
+    }
+    for (i = 0; i < sizeof(given_rows) / sizeof(given_rows[0]); i++) {
+        print_message("given %s\n", given_rows[i].word);
+        assert_int_equal(pii_names_given(given_rows[i].word, given_rows[i].len),
+                         given_rows[i].want);
+    }
     assert_true(pii_words_has("house", 5));
     assert_true(pii_words_has("quarterly", 9));
     assert_false(pii_words_has("szollosy", 8));
