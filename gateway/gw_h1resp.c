@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "core/gv_scan.h"
 #include "gateway/gw_h1byte.h"
 
 /* Events the callbacks stop the parser on (r->ev). */
@@ -218,15 +219,13 @@ static const http_parser_settings settings = {
  * of bytes, and this was the bulk of the scan. */
 static size_t plain_len(const char *p, size_t n)
 {
-    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
     size_t j = 0;
-    uint64_t x, y;
+    uint64_t x;
 
     while (n - j >= 8) {
         memcpy(&x, p + j, 8);
-        y = x ^ (0x7f * ones);
-        /* Nonzero when a byte is below 0x20, or a byte of y is zero (0x7f). */
-        if ((((x - 0x20 * ones) & ~x) | ((y - ones) & ~y)) & highs) {
+        /* Any byte below 0x20 or equal to 0x7f: the word test of gv_scan.h. */
+        if (gv_scan_ctl_bytes(x) | gv_scan_zero_bytes(x ^ (GV_SCAN_ONES * 0x7f))) {
             break;
         }
         j += 8;
