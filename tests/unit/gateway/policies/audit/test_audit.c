@@ -10,7 +10,10 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 
@@ -793,6 +796,66 @@ static void test_verify_garbage_segment_does_not_crash(void **state)
     assert_int_equal(gw_audit_verify(dir, &res), GV_EPROTO);
 }
 
+/* Pages of the file at path that sit in the page cache (mincore on a read-only
+ * mapping: mapping reads nothing in). -1 where the filesystem keeps files in memory
+ * (tmpfs, ramfs: nothing can leave the cache there). */
+static long cached_pages(const char *path, long *total)
+{
+    struct statfs fs;
+    struct stat sb;
+    unsigned char *vec;
+    long page = sysconf(_SC_PAGESIZE), n, i, resident = 0;
+    void *map;
+    int fd;
+
+    assert_int_equal(statfs(path, &fs), 0);
+    if (fs.f_type == 0x01021994 /* TMPFS_MAGIC */ || fs.f_type == 0x858458f6 /* RAMFS */) {
+        return -1;
+    }
+    fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(fstat(fd, &sb), 0);
+    n = (long)((sb.st_size + page - 1) / page);
+    assert_true(n > 4);
+    map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(map != MAP_FAILED);
+    vec = test_malloc((size_t)n);
+    assert_int_equal(mincore(map, (size_t)sb.st_size, vec), 0);
+    for (i = 0; i < n; i++) {
+        resident += vec[i] & 1;
+    }
+    test_free(vec);
+    munmap(map, (size_t)sb.st_size);
+    close(fd);
+    *total = n;
+    return resident;
+}
+
+/* Committed lines leave the page cache (they are only ever read back by verify); with
+ * `fsync: off` nothing is synced, so nothing may be dropped and the pages stay. */
+static void test_synced_pages_leave_the_cache(void **state)
+{
+    const char *st = *state;
+    char path[600], off_state[600];
+    long total = 0, resident;
+
+    write_records(st, BASE_CFG, 1, 400);
+    seg1(st, path, sizeof(path));
+    resident = cached_pages(path, &total);
+    if (resident < 0) {
+        skip();
+    }
+    assert_int_equal(resident, 0);
+
+    snprintf(off_state, sizeof(off_state), "%s/off", st);
+    assert_int_equal(mkdir(off_state, 0700), 0);
+    write_records(off_state, "fsync: off\n", 1, 400);
+    seg1(off_state, path, sizeof(path));
+    resident = cached_pages(path, &total);
+    assert_int_equal(resident, total);
+    assert_int_equal(verified(st).records, 400);
+}
+
 static void test_check_only_creates_nothing(void **state)
 {
     (void)state;
@@ -823,6 +886,7 @@ static const struct CMUnitTest tests[] = {
     UNIT_TMPDIR_TEST(test_two_processes_share_one_chain),
     UNIT_TMPDIR_TEST(test_verify_garbage_segment_does_not_crash),
     cmocka_unit_test(test_check_only_creates_nothing),
+    UNIT_TMPDIR_TEST(test_synced_pages_leave_the_cache),
 };
 
 #include "tests/unit/unit_main.h"
