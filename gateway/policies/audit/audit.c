@@ -51,6 +51,9 @@ struct audit_node {
  * bytes force a commit before the fsync interval is up. */
 #define SEAL_EVERY_US 2000u
 #define PRE_COMMIT_BYTES (4u * 1024u * 1024u)
+/* The page size drop_synced_pages() rounds to: a larger real page only means a
+ * partial page is kept as well. */
+#define AUDIT_PAGE 4096u
 
 /* Records taken off the queue and already sealed (JSON + hash chain) as if
  * appended at `base`, waiting for the next commit. Sealing is most of the
@@ -594,8 +597,12 @@ static void read_head(struct audit_writer *w, uint64_t *seq, char hash[GW_AUDIT_
  * promise: a failure changes nothing. */
 static void drop_synced_pages(struct audit_writer *w)
 {
-    if (w->fsync_mode != FSYNC_OFF) {
-        (void)posix_fadvise(w->fd, 0, 0, POSIX_FADV_DONTNEED);
+    /* Whole pages only: the page the next line goes on stays, or the next
+     * append would first read it back from disk. */
+    uint64_t whole = w->pos.bytes & ~(uint64_t)(AUDIT_PAGE - 1);
+
+    if (w->fsync_mode != FSYNC_OFF && whole > 0) {
+        (void)posix_fadvise(w->fd, 0, (off_t)whole, POSIX_FADV_DONTNEED);
     }
 }
 

@@ -831,8 +831,9 @@ static long cached_pages(const char *path, long *total)
     return resident;
 }
 
-/* Committed lines leave the page cache (they are only ever read back by verify); with
- * `fsync: off` nothing is synced, so nothing may be dropped and the pages stay. */
+/* Committed lines leave the page cache (they are only ever read back by verify), all but
+ * the page the next line goes on; with `fsync: off` nothing is synced, so nothing may be
+ * dropped and the pages stay. */
 static void test_synced_pages_leave_the_cache(void **state)
 {
     const char *st = *state;
@@ -845,7 +846,8 @@ static void test_synced_pages_leave_the_cache(void **state)
     if (resident < 0) {
         skip();
     }
-    assert_int_equal(resident, 0);
+    /* The page the next line would go on stays. */
+    assert_true(resident <= 1);
 
     snprintf(off_state, sizeof(off_state), "%s/off", st);
     assert_int_equal(mkdir(off_state, 0700), 0);
