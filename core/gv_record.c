@@ -35,17 +35,16 @@ const char *gv_outcome_action_str(enum gv_outcome_action a)
     return actions[a];
 }
 
-/* gv_record_copy_used copies around the policy slots: nothing may sit between them
- * and start_wall_us. */
+/* The packed form skips the policy slots past the used ones: nothing may sit
+ * between them and start_wall_us. */
 _Static_assert(offsetof(struct gv_record, start_wall_us) ==
                    offsetof(struct gv_record, policies) + sizeof(((struct gv_record *)0)->policies),
                "gv_record: start_wall_us must follow the policy slots");
 
 /* The record's string arrays, in the struct's order. A request fills few of them
- * and those few are short: about 600 of the 2.6 KB a whole copy moved. The copies
- * cross threads (the audit writer's nodes, the emitter's ring), so every byte
- * written is a cache line the other core has to give up first. A field missing
- * here is still copied, whole. */
+ * and those few are short: about 600 of the 2.6 KB a whole copy moved. Each goes
+ * into the packed form as a two-byte length and its bytes; everything between
+ * them goes as it is. A field missing here is still carried, whole. */
 /* One line: clang-format 14 spreads the braced pair over four. */
 /* clang-format off */
 #define STR_FIELD(f) {offsetof(struct gv_record, f), sizeof(((struct gv_record *)0)->f)}
@@ -61,39 +60,98 @@ static const struct {
     STR_FIELD(upstream_host),  STR_FIELD(response_model),  STR_FIELD(response_id),
     STR_FIELD(finish_reasons), STR_FIELD(audit_head_hash),
 };
+#define NSTR (sizeof(str_fields) / sizeof(str_fields[0]))
+/* The worst case: the count of used policies, a length per string (a string is at
+ * most its array's size - 1 bytes), every other byte. */
+_Static_assert(sizeof(uint32_t) + 2 * NSTR <= GV_RECORD_PACKED_MAX - sizeof(struct gv_record),
+               "gv_record_packed: no room for the worst case");
 
-/* Bytes [from, to) as they are, less the policy slots past the used ones. */
-static void copy_raw(char *dst, const char *src, size_t from, size_t to, size_t hole_from,
-                     size_t hole_to)
+/* The record's bytes [from, to) less the unused policy slots [hole_from, hole_to),
+ * as spans: the part before the hole and the part after it. */
+struct span2 {
+    size_t a_from, a_len, b_from, b_len;
+};
+
+static struct span2 around_hole(size_t from, size_t to, size_t hole_from, size_t hole_to)
 {
-    if (from < hole_from && to > hole_from) {
-        memcpy(dst + from, src + from, hole_from - from);
-        from = hole_to < to ? hole_to : to;
+    struct span2 sp = {from, 0, 0, 0};
+
+    if (from < hole_from) {
+        sp.a_len = (to < hole_from ? to : hole_from) - from;
     }
-    else if (from >= hole_from && from < hole_to) {
-        from = hole_to < to ? hole_to : to;
+    if (to > hole_to) {
+        sp.b_from = from > hole_to ? from : hole_to;
+        sp.b_len = to - sp.b_from;
     }
-    if (to > from) {
-        memcpy(dst + from, src + from, to - from);
-    }
+    return sp;
 }
 
-void gv_record_copy_used(struct gv_record *dst, const struct gv_record *src)
+/* Where the unused policy slots of a record with n used ones begin. */
+static size_t hole_start(uint32_t n)
 {
-    uint32_t n = src->npolicies < GV_RECORD_MAX_POLICIES ? src->npolicies : GV_RECORD_MAX_POLICIES;
-    size_t hole_from = offsetof(struct gv_record, policies) + n * sizeof(src->policies[0]);
-    size_t hole_to = offsetof(struct gv_record, start_wall_us);
-    const char *s = (const char *)src;
-    char *d = (char *)dst;
-    size_t at = 0, i;
+    n = n < GV_RECORD_MAX_POLICIES ? n : GV_RECORD_MAX_POLICIES;
+    return offsetof(struct gv_record, policies) + n * sizeof(((struct gv_record *)0)->policies[0]);
+}
 
-    for (i = 0; i < sizeof(str_fields) / sizeof(str_fields[0]); i++) {
+static size_t put_span(unsigned char *out, size_t pos, const char *rec, struct span2 sp)
+{
+    memcpy(out + pos, rec + sp.a_from, sp.a_len);
+    memcpy(out + pos + sp.a_len, rec + sp.b_from, sp.b_len);
+    return pos + sp.a_len + sp.b_len;
+}
+
+static size_t get_span(char *rec, const unsigned char *in, size_t pos, struct span2 sp)
+{
+    memcpy(rec + sp.a_from, in + pos, sp.a_len);
+    memcpy(rec + sp.b_from, in + pos + sp.a_len, sp.b_len);
+    return pos + sp.a_len + sp.b_len;
+}
+
+void gv_record_pack(struct gv_record_packed *dst, const struct gv_record *src)
+{
+    const size_t hole_to = offsetof(struct gv_record, start_wall_us);
+    const size_t hole_from = hole_start(src->npolicies);
+    const char *s = (const char *)src;
+    unsigned char *out = dst->bytes;
+    uint32_t n = src->npolicies;
+    size_t pos = sizeof(n), at = 0, i;
+
+    memcpy(out, &n, sizeof(n)); /* first, so unpack knows where the hole is */
+    for (i = 0; i < NSTR; i++) {
         size_t off = str_fields[i].off, len = strnlen(s + off, str_fields[i].size - 1);
-        copy_raw(d, s, at, off, hole_from, hole_to);
-        memcpy(d + off, s + off, len);
-        d[off + len] = '\0';
+        uint16_t len16 = (uint16_t)len;
+
+        pos = put_span(out, pos, s, around_hole(at, off, hole_from, hole_to));
+        memcpy(out + pos, &len16, sizeof(len16));
+        memcpy(out + pos + sizeof(len16), s + off, len);
+        pos += sizeof(len16) + len;
         at = off + str_fields[i].size;
     }
-    copy_raw(d, s, at, sizeof(*src), hole_from, hole_to);
+    pos = put_span(out, pos, s, around_hole(at, sizeof(*src), hole_from, hole_to));
+    dst->len = (uint32_t)pos;
+}
+
+void gv_record_unpack(struct gv_record *dst, const struct gv_record_packed *src)
+{
+    const size_t hole_to = offsetof(struct gv_record, start_wall_us);
+    const unsigned char *in = src->bytes;
+    char *d = (char *)dst;
+    uint32_t n;
+    size_t hole_from, pos = sizeof(n), at = 0, i;
+
+    memcpy(&n, in, sizeof(n));
+    hole_from = hole_start(n);
+    for (i = 0; i < NSTR; i++) {
+        size_t off = str_fields[i].off;
+        uint16_t len16;
+
+        pos = get_span(d, in, pos, around_hole(at, off, hole_from, hole_to));
+        memcpy(&len16, in + pos, sizeof(len16));
+        memcpy(d + off, in + pos + sizeof(len16), len16);
+        d[off + len16] = '\0';
+        pos += sizeof(len16) + len16;
+        at = off + str_fields[i].size;
+    }
+    (void)get_span(d, in, pos, around_hole(at, sizeof(*dst), hole_from, hole_to));
     dst->content = NULL;
 }

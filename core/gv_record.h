@@ -133,11 +133,24 @@ struct gv_content *gv_content_dup(const struct gv_content *c);
 void gv_content_free(struct gv_content *c);
 /* Frees what the record owns (its content) and clears the pointer. */
 void gv_record_release(struct gv_record *rec);
-/* core/gv_record.c: copies every field src uses into dst: the unused policy slots, most of the
- * record's 4 KB, and the bytes past each string's NUL are left as they are in dst,
- * since every byte copied is a cache line the request thread pays for. A string
- * array without a NUL arrives cut to its size - 1, NUL-ended. dst->content is set
- * to NULL (the caller takes or duplicates src's). */
-void gv_record_copy_used(struct gv_record *dst, const struct gv_record *src);
+/* A record on its way to another thread (the audit writer's nodes, the emitter's
+ * ring): the bytes it uses, back to back. The record spreads ~600 bytes of content
+ * over ~30 of its cache lines (each string array starts a line or so after the
+ * last); packed they fill ~14, and each line written here is one the other core
+ * has to give up first and then fetch. */
+#define GV_RECORD_PACKED_MAX (sizeof(struct gv_record) + 64)
+struct gv_record_packed {
+    uint32_t len; /* bytes of `bytes` in use */
+    unsigned char bytes[GV_RECORD_PACKED_MAX];
+};
+/* core/gv_record.c: packs every field src uses into dst, writing only dst->len and the
+ * first dst->len bytes: not the unused policy slots (most of the record's 4 KB), not
+ * the bytes past each string's NUL. A string array without a NUL is cut to its
+ * size - 1. src->content is not carried (the caller takes or duplicates it). */
+void gv_record_pack(struct gv_record_packed *dst, const struct gv_record *src);
+/* The record src was packed from, into dst: every field it used, each string
+ * NUL-ended; the unused policy slots and the bytes past each string's NUL stay as
+ * they were in dst. dst->content is set to NULL. src must come from gv_record_pack. */
+void gv_record_unpack(struct gv_record *dst, const struct gv_record_packed *src);
 
 #endif

@@ -57,13 +57,20 @@ struct inflight {
     uint64_t end_off; /* spool offset just past the frame */
 };
 
+/* A record in the ring: packed (a slot's unused tail is never touched, so the ring's
+ * mapping takes memory only for what records use), and its telemetry content. */
+struct em_slot {
+    struct gv_content *content; /* weave: the slot's own copy, or NULL */
+    struct gv_record_packed rec;
+};
+
 struct agent_em {
     struct gw_emitter base;
 
-    /* Workers claim slots, the background thread consumes them (core/gv_ring); recs[i] is
-     * slot i's record. */
+    /* Workers claim slots, the background thread consumes them (core/gv_ring); slots[i] is
+     * slot i's record, packed. */
     struct gv_ring ring;
-    struct gv_record *recs;
+    struct em_slot *slots;
     int wake_fd; /* eventfd: emit() nudges the background thread */
     /* The background thread sleeps with no timeout: whoever gives it work (emit,
      * set_pack, destroy) writes wake_fd when it sees this set. */
@@ -98,9 +105,10 @@ struct agent_em {
     uint64_t next_connect_us, backoff_us;
     struct gv_buf out; /* bytes waiting to go to the socket */
     size_t out_pos;
-    struct gv_buf in;    /* bytes from the agent (acks) */
-    struct gv_buf batch; /* spool frames being built from the ring */
-    bool batch_full;     /* the last drain stopped at its size limit, more wait */
+    struct gv_buf in;     /* bytes from the agent (acks) */
+    struct gv_buf batch;  /* spool frames being built from the ring */
+    struct gv_record rec; /* the slot being encoded, unpacked */
+    bool batch_full;      /* the last drain stopped at its size limit, more wait */
     /* Frames the spool refused (a full disk), numbered from next_seq on, in
      * order: written before anything newer, once the spool takes them. */
     struct gv_buf held;
@@ -457,7 +465,8 @@ static size_t drain_ring(struct agent_em *a)
     a->batch_full = false;
     for (;;) {
         size_t pos, mark = a->batch.len;
-        struct gv_record *rec;
+        struct em_slot *slot;
+        struct gv_record *rec = &a->rec;
         uint8_t *hdr;
 
         if (mark >= limit) {
@@ -467,7 +476,10 @@ static size_t drain_ring(struct agent_em *a)
         if (!gv_ring_front(&a->ring, &pos)) {
             break;
         }
-        rec = &a->recs[gv_ring_index(&a->ring, pos)];
+        slot = &a->slots[gv_ring_index(&a->ring, pos)];
+        gv_record_unpack(rec, &slot->rec);
+        rec->content = slot->content; /* the record owns it now */
+        slot->content = NULL;
         /* Frame header first, length patched once the payload size is known. */
         if (gv_buf_append(&a->batch, "\0\0\0\0\2", GV_FRAME_HDR) != GV_OK ||
             gv_event_encode(rec, a->instance_id, a->next_seq + held + n, &a->batch) != GV_OK) {
@@ -479,6 +491,8 @@ static size_t drain_ring(struct agent_em *a)
                 gv_ring_pop(&a->ring);
                 continue;
             }
+            slot->content = rec->content; /* the slot stays for the next batch */
+            rec->content = NULL;
             break;
         }
         hdr = (uint8_t *)a->batch.data + mark;
@@ -829,7 +843,7 @@ static void *bg_main(void *arg)
 static gv_rc agent_emit(struct gw_emitter *em, const struct gv_record *rec)
 {
     struct agent_em *a = (struct agent_em *)em;
-    struct gv_record *slot;
+    struct em_slot *slot;
     size_t pos;
 
     if (!gv_ring_claim(&a->ring, &pos)) {
@@ -837,8 +851,8 @@ static gv_rc agent_emit(struct gw_emitter *em, const struct gv_record *rec)
         atomic_fetch_add_explicit(&a->dropped, 1, memory_order_relaxed);
         return GV_EAGAIN;
     }
-    slot = &a->recs[gv_ring_index(&a->ring, pos)];
-    gv_record_copy_used(slot, rec);
+    slot = &a->slots[gv_ring_index(&a->ring, pos)];
+    gv_record_pack(&slot->rec, rec);
     /* weave: the slot owns its own copy; the request frees the original. */
     slot->content = gv_content_dup(rec->content);
     gv_ring_publish(&a->ring, pos);
@@ -906,13 +920,14 @@ static void agent_destroy(struct gw_emitter *em)
     gv_buf_free(&a->held);
     gv_free(a->inflight);
     gv_ring_free(&a->ring);
-    if (a->recs) {
+    if (a->slots) {
         size_t i;
         for (i = 0; i < RING_SLOTS; i++) {
-            gv_record_release(&a->recs[i]); /* weave: records never drained */
+            gv_content_free(a->slots[i].content); /* weave: records never drained */
         }
     }
-    gv_unmap_zeroed(a->recs, RING_SLOTS, sizeof(*a->recs));
+    gv_unmap_zeroed(a->slots, RING_SLOTS, sizeof(*a->slots));
+    gv_record_release(&a->rec);
     gv_free(a);
 }
 
@@ -1080,7 +1095,7 @@ gv_rc gw_emitter_create_agent(const char *state_dir, const char *socket_path,
     }
     (void)gv_ring_init(&a->ring, RING_SLOTS); /* a power of two: cannot fail */
     /* Mapped: a slot's pages take memory only once a record is written there. */
-    a->recs = gv_map_zeroed(RING_SLOTS, sizeof(*a->recs));
+    a->slots = gv_map_zeroed(RING_SLOTS, sizeof(*a->slots));
     a->inflight = gv_malloc(INFLIGHT_MAX * sizeof(*a->inflight));
     a->hello.schema_version = GV_EVENT_SCHEMA_VERSION;
     memcpy(a->hello.instance_id, a->instance_id, sizeof(a->hello.instance_id));

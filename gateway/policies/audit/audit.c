@@ -33,7 +33,7 @@ enum { ON_FAILURE_BLOCK = 0, ON_FAILURE_ALLOW };
 /* One finished request waiting for the writer. Owns content. */
 struct audit_node {
     struct audit_node *next;
-    struct gv_record rec;
+    struct gv_record_packed rec; /* unpacked into the writer's own record to seal it */
     double cost_usd;
     struct json_object *content; /* deep copy of the forwarded messages, or NULL */
     struct json_object *answer;  /* the answer text as sent (a string), or NULL */
@@ -121,8 +121,9 @@ struct audit_writer {
     int lockfd;
     struct gw_audit_pos pos;
     uint64_t seg_day;
-    struct gv_buf out;  /* the batch */
-    struct gv_buf line; /* one record, capped at GW_AUDIT_LINE_MAX */
+    struct gv_buf out;    /* the batch */
+    struct gv_buf line;   /* one record, capped at GW_AUDIT_LINE_MAX */
+    struct gv_record rec; /* the node being sealed, unpacked: read on this thread only */
     struct audit_pre pre;
     int err; /* errno of the first failing call of the append under way; 0: none yet */
 };
@@ -533,11 +534,12 @@ static gv_rc seal_record(struct audit_writer *w, const struct audit_node *n, uin
     gv_rc rc;
 
     gv_buf_reset(&w->line);
-    rc = gw_audit_record_json(&n->rec, n->cost_usd, n->content, n->answer, n->answer_truncated, seq,
+    gv_record_unpack(&w->rec, &n->rec);
+    rc = gw_audit_record_json(&w->rec, n->cost_usd, n->content, n->answer, n->answer_truncated, seq,
                               hash, &w->line);
     if (rc == GV_E2BIG && (n->content || n->answer)) {
         gv_buf_reset(&w->line);
-        rc = gw_audit_record_json(&n->rec, n->cost_usd, NULL, NULL, false, seq, hash, &w->line);
+        rc = gw_audit_record_json(&w->rec, n->cost_usd, NULL, NULL, false, seq, hash, &w->line);
     }
     if (rc == GV_OK) {
         rc = gw_audit_line_seal(&w->line, hash);
@@ -1285,7 +1287,7 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
         n = gv_malloc(sizeof(*n));
     }
     n->next = NULL;
-    gv_record_copy_used(&n->rec, rec); /* weave: the request keeps its telemetry content */
+    gv_record_pack(&n->rec, rec); /* weave: the request keeps its telemetry content */
     n->cost_usd = rec->cost_usd;
     n->content = NULL;
     n->answer = NULL;
