@@ -112,6 +112,7 @@ test('async findings reach the audit log, the event and W&B; the request goes ou
         const gw = await startGateway({ stateDir, config: config(up, {
             pii: '    action: flag\n    mode: async\n',
             injection: '    action: log\n    mode: async\n' }) });
+        cleanups.push(() => gw.stop()); // a failed assertion must not leave it running
 
         const oa = client(gw, { headers: { 'X-Wandb-Run-Id': RUN } });
         const content = `Please write to ${EMAIL} about the results.`;
@@ -180,6 +181,7 @@ test('a gateway stopped right after its answers still writes every async record'
     const gw = await startGateway({ upstream: up, config: config(up, {
         pii: '    action: flag\n    mode: async\n',
         injection: '    action: log\n    mode: async\n' }) });
+    cleanups.push(() => gw.stop());
     const oa = client(gw, { headers: { 'X-Wandb-Run-Id': RUN } });
     const n = 20;
     await Promise.all(Array.from({ length: n }, (_, i) => oa.chat.completions.create({
