@@ -64,20 +64,7 @@ AWK_MEDIAN='function median(arr, k,    i, j, t) {
 }'
 
 start_kt() { # start_kt BIN PORT STATE: kt on PORT with a fresh STATE dir, once it answers; KT_PID
-    local i
-    rm -rf "$3"
-    OPENAI_API_KEY=sk-bench-upstream "$1" gateway run --listen "127.0.0.1:$2" \
-        --policy-config "$WORK/policy-config.yaml" --state-dir "$3" --workers 1 \
-        2>"$WORK/kt-$2.log" &
-    KT_PID=$!
-    PIDS+=("$KT_PID")
-    for ((i = 0; i < 100; i++)); do
-        curl -s -o /dev/null "http://127.0.0.1:$2/health" && return 0
-        sleep 0.1
-    done
-    echo "ab: $1 does not answer on port $2" >&2
-    tail "$WORK/kt-$2.log" >&2
-    exit 1
+    start_page_kt ab "$1" "$2" "$WORK/policy-config.yaml" "$3" "$WORK/kt-$2.log"
 }
 
 if [ "${AB_PACED:-0}" = 1 ]; then

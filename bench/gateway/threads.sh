@@ -29,7 +29,6 @@ MODE=json
 [ "${THREADS_SSE:-0}" = 1 ] && MODE=sse
 [ -x "$KT" ] || { echo "threads: no kt binary at $KT (run bench/gateway/run.sh once)" >&2; exit 1; }
 command -v wrk >/dev/null 2>&1 || { echo "threads: wrk is needed (apt-get install wrk)" >&2; exit 1; }
-NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
 . "$ROOT/bench/lib/procs.sh"
 . "$ROOT/bench/lib/nginx-upstream.sh"
@@ -37,22 +36,10 @@ NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 work_dir kt-threads
 ports_free threads THREADS_PORT_BASE "$UP_PORT" "$KT_PORT"
 
-nginx_conf "$WORK/upstream" 1 4096 "" "keepalive_timeout 60s;
-    $(upstream_server "$UP_PORT")"
-"$NGINX" -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" -g 'daemon off;' \
-    2>>"$WORK/upstream/logs/stderr.log" &
-PIDS+=($!)
-UP_PID=$!
+nginx_upstream "$WORK/upstream" "$UP_PORT"
+UP_PID="${PIDS[-1]}"
 page_config "http://127.0.0.1:$UP_PORT/v1" >"$WORK/policy-config.yaml"
-OPENAI_API_KEY=sk-bench-upstream "$KT" gateway run --listen "127.0.0.1:$KT_PORT" \
-    --policy-config "$WORK/policy-config.yaml" --state-dir "$WORK/state" --workers 1 \
-    2>"$WORK/kt.log" &
-PIDS+=($!)
-KT_PID=$!
-for ((i = 0; i < 100; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$KT_PORT") 2>/dev/null && break
-    sleep 0.1
-done
+start_page_kt threads "$KT" "$KT_PORT" "$WORK/policy-config.yaml" "$WORK/state" "$WORK/kt.log"
 
 URL="http://127.0.0.1:$KT_PORT/v1/chat/completions"
 wrk -t2 -c64 -d2s -s bench/gateway/post.lua "$URL" -- "$MODE" >/dev/null
