@@ -593,10 +593,10 @@ static void read_head(struct audit_writer *w, uint64_t *seq, char hash[GW_AUDIT_
  * appending into fresh page cache took ~1.6 us of kernel time per 700-byte
  * line on the development VM (every page a first touch of guest memory),
  * ~0.13 us when each commit's pages are dropped and the next commit reuses
- * them (docs/internals/gateway.md, "The audit log's
- * pages"). Only clean pages are dropped, so with `fsync: off` nothing is
- * done: dirty pages would only be pushed to disk early. Advice, not a
- * promise: a failure changes nothing. */
+ * them (docs/internals/gateway.md, "The audit log's pages"). Only clean
+ * pages are dropped, so with `fsync: off` nothing is done: dirty pages would
+ * only be pushed to disk early. Advice, not a promise: a failure changes
+ * nothing. */
 static void drop_synced_pages(struct audit_writer *w)
 {
     /* Whole pages only: the page the next line goes on stays, or the next

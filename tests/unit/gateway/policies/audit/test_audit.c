@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -809,7 +810,7 @@ static long cached_pages(const char *path, long *total)
     int fd;
 
     assert_int_equal(statfs(path, &fs), 0);
-    if (fs.f_type == 0x01021994 /* TMPFS_MAGIC */ || fs.f_type == 0x858458f6 /* RAMFS */) {
+    if (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC) {
         return -1;
     }
     fd = open(path, O_RDONLY);
