@@ -133,8 +133,12 @@ void gv_record_pack(struct gv_record_packed *dst, const struct gv_record *src)
 
 void gv_record_unpack(struct gv_record *dst, const struct gv_record_packed *src)
 {
+    gv_record_unpack_bytes(dst, src->bytes);
+}
+
+void gv_record_unpack_bytes(struct gv_record *dst, const unsigned char *in)
+{
     const size_t hole_to = offsetof(struct gv_record, start_wall_us);
-    const unsigned char *in = src->bytes;
     char *d = (char *)dst;
     uint32_t n;
     size_t hole_from, pos = sizeof(n), at = 0, i;

@@ -152,5 +152,8 @@ void gv_record_pack(struct gv_record_packed *dst, const struct gv_record *src);
  * NUL-ended; the unused policy slots and the bytes past each string's NUL stay as
  * they were in dst. dst->content is set to NULL. src must come from gv_record_pack. */
 void gv_record_unpack(struct gv_record *dst, const struct gv_record_packed *src);
+/* The same from a copy of src->bytes kept elsewhere (the audit writer keeps only the
+ * src->len bytes in use, not the whole struct). */
+void gv_record_unpack_bytes(struct gv_record *dst, const unsigned char *bytes);
 
 #endif

@@ -30,20 +30,30 @@
 enum { FSYNC_INTERVAL = 0, FSYNC_ALWAYS, FSYNC_OFF };
 enum { ON_FAILURE_BLOCK = 0, ON_FAILURE_ALLOW };
 
-/* One finished request waiting for the writer. Owns content. */
+/* One finished request waiting for the writer. Owns content. The node is as large
+ * as its record packed (~700-900 bytes for a chat request), not the 4 KB of a
+ * gv_record_packed: thousands wait for each group commit, and a small working set
+ * keeps them in the cache between the request thread that writes them and the
+ * writer that reads them. */
 struct audit_node {
     struct audit_node *next;
-    struct gv_record_packed rec; /* unpacked into the writer's own record to seal it */
     double cost_usd;
     struct json_object *content; /* deep copy of the forwarded messages, or NULL */
     struct json_object *answer;  /* the answer text as sent (a string), or NULL */
     bool answer_truncated;
+    uint32_t cap;        /* bytes `rec` has room for */
+    unsigned char rec[]; /* gv_record_packed's bytes; the writer unpacks them to seal */
 };
 
-/* Written nodes the writer keeps for reuse: enough for one group commit's worth at
- * ~40k requests a second (a commit every 100 ms hands back ~4000), so the request
- * threads allocate none under steady load. Idle, the writer keeps only SPARE_IDLE. */
-#define SPARE_MAX 4096
+/* Room a new node gets: its record rounded up, so a spare fits the next records of
+ * about the same size. */
+#define NODE_ROUND 256u
+
+/* Written nodes the writer keeps for reuse: one group commit's worth at ~80k
+ * requests a second (a commit every 100 ms hands back ~8000; ~8 MB of nodes), so the
+ * request threads allocate none under steady load and the writer hands a commit back
+ * in one splice, without walking it. Idle, the writer keeps only SPARE_IDLE. */
+#define SPARE_MAX 8192
 #define SPARE_IDLE 64
 #define IDLE_TRIM_US 1000000u
 
@@ -534,7 +544,7 @@ static gv_rc seal_record(struct audit_writer *w, const struct audit_node *n, uin
     gv_rc rc;
 
     gv_buf_reset(&w->line);
-    gv_record_unpack(&w->rec, &n->rec);
+    gv_record_unpack_bytes(&w->rec, n->rec);
     rc = gw_audit_record_json(&w->rec, n->cost_usd, n->content, n->answer, n->answer_truncated, seq,
                               hash, &w->line);
     if (rc == GV_E2BIG && (n->content || n->answer)) {
@@ -731,10 +741,9 @@ static void clear_nodes(struct audit_node *n)
     }
 }
 
-/* Keeps up to SPARE_MAX cleared nodes for audit_complete and frees the rest. A node
- * is over 4 KB: glibc answers each allocation that large by consolidating its fast
- * bins, and one freed on another thread goes back through the arena's lock, a cost
- * every request paid. The list is cut outside spare_mu and spliced in under it in
+/* Keeps up to SPARE_MAX cleared nodes for audit_complete and frees the rest: a
+ * node freed on this thread and allocated again on a request thread costs both
+ * threads more than handing it back. The list is cut outside spare_mu and spliced in under it in
  * one step: request threads take that lock too, and a commit hands back thousands
  * of nodes. Only this thread adds spares, so the room read first can only grow.
  * n..last is the list and count its length: when all of it fits, it is spliced
@@ -1232,6 +1241,9 @@ static struct json_object *forwarded_messages(const struct gw_req *req)
     return copy;
 }
 
+/* Each request thread's record, packed before it is copied into a node. */
+static _Thread_local struct gv_record_packed pack_scratch;
+
 static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec)
 {
     struct audit_ctx *ctx = pol->ctx;
@@ -1274,6 +1286,9 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
         }
         return;
     }
+    /* Packed here first (this thread's scratch stays in its cache), so the node
+     * can be as large as the record and no larger. */
+    gv_record_pack(&pack_scratch, rec); /* weave: the request keeps its telemetry content */
     pthread_mutex_lock(&w->spare_mu);
     n = w->spare;
     if (n) {
@@ -1281,13 +1296,17 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
         w->nspare--;
     }
     pthread_mutex_unlock(&w->spare_mu);
-    /* Not calloc: the record is 4 KB, mostly unused policy slots, and zeroing
-     * then copying it all cost the request thread more than the rest of this. */
+    if (n && n->cap < pack_scratch.len) {
+        gv_free(n); /* spares are cleared: it holds no content */
+        n = NULL;
+    }
     if (!n) {
-        n = gv_malloc(sizeof(*n));
+        uint32_t cap = (pack_scratch.len + NODE_ROUND - 1) & ~(NODE_ROUND - 1);
+        n = gv_malloc(sizeof(*n) + cap);
+        n->cap = cap;
     }
     n->next = NULL;
-    gv_record_pack(&n->rec, rec); /* weave: the request keeps its telemetry content */
+    memcpy(n->rec, pack_scratch.bytes, pack_scratch.len);
     n->cost_usd = rec->cost_usd;
     n->content = NULL;
     n->answer = NULL;

@@ -298,6 +298,53 @@ static void test_complete_writes_chain_that_verifies(void **state)
     assert_int_equal(verified(st).records, 30);
 }
 
+/* A node is as large as its record: records of very different sizes through one
+ * writer, the large ones after small ones were written and their nodes kept for
+ * reuse, all come out whole. */
+static void test_records_of_any_size_come_out_whole(void **state)
+{
+    const char *st = *state;
+    struct audit_fx a;
+    struct gv_buf b;
+    char path[600], want[160];
+    int i, k, tries;
+
+    audit_open(&a, "fsync: always\n", st);
+    for (i = 1; i <= 40; i++) {
+        bool large = i > 10 && i % 2 == 1;
+        fill_rec(&a.rec, i, GV_DECISION_ALLOWED);
+        if (large) {
+            a.rec.npolicies = GV_RECORD_MAX_POLICIES;
+            for (k = 0; k < GV_RECORD_MAX_POLICIES; k++) {
+                snprintf(a.rec.policies[k].name, sizeof(a.rec.policies[k].name), "policy-%02d-%d",
+                         k, i);
+                a.rec.policies[k].pii_counts[GV_PII_EMAIL_ADDRESS] = (uint32_t)(k + i);
+            }
+            snprintf(a.rec.error_code, sizeof(a.rec.error_code), "large_record_%d_%s", i,
+                     "padding_padding_padding");
+        }
+        audit_complete(&a);
+        if (i == 10) {
+            /* Wait until the ten small ones are written: their nodes are spares now. */
+            for (tries = 0; tries < 500 && verified(st).records < 10; tries++) {
+                usleep(10000);
+            }
+            assert_int_equal(verified(st).records, 10);
+        }
+    }
+    fx_close(&a.fx);
+    assert_int_equal(verified(st).records, 40);
+    seg1(st, path, sizeof(path));
+    assert_int_equal(gw_audit_read_file(path, 1u << 22, &b), GV_OK);
+    for (i = 11; i <= 40; i += 2) {
+        snprintf(want, sizeof(want), "large_record_%d_padding_padding_padding", i);
+        assert_non_null(strstr(b.data, want));
+        snprintf(want, sizeof(want), "\"policy-15-%d\"", i);
+        assert_non_null(strstr(b.data, want));
+    }
+    gv_buf_free(&b);
+}
+
 static void test_record_holds_no_content_by_default(void **state)
 {
     const char *st = *state;
@@ -869,6 +916,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_line_seal_roundtrip_and_edit),
     cmocka_unit_test(test_record_json_bytes),
     cmocka_unit_test(test_record_json_worst_case_fits_bound),
+    UNIT_TMPDIR_TEST(test_records_of_any_size_come_out_whole),
     UNIT_TMPDIR_TEST(test_complete_writes_chain_that_verifies),
     UNIT_TMPDIR_TEST(test_record_holds_no_content_by_default),
     UNIT_TMPDIR_TEST(test_store_content_keeps_answer_and_priced_cost),
