@@ -57,11 +57,17 @@ struct inflight {
     uint64_t end_off; /* spool offset just past the frame */
 };
 
-/* A record in the ring: packed (a slot's unused tail is never touched, so the ring's
- * mapping takes memory only for what records use), and its telemetry content. */
+/* Room in a slot for a record packed: a chat request's takes ~700-900 bytes; a larger
+ * one (many policies, long names) goes to the heap. Slots of a whole gv_record_packed
+ * (4.4 KB) spread the ring's records over 18 MB, a page each: every record written
+ * and read was a TLB miss on both threads, and cost more cache than it used. */
+#define SLOT_INLINE 1280u
+
+/* A record in the ring: packed, and its telemetry content. */
 struct em_slot {
     struct gv_content *content; /* weave: the slot's own copy, or NULL */
-    struct gv_record_packed rec;
+    unsigned char *big;         /* the packed record when it does not fit `bytes`, or NULL */
+    unsigned char bytes[SLOT_INLINE];
 };
 
 struct agent_em {
@@ -477,7 +483,7 @@ static size_t drain_ring(struct agent_em *a)
             break;
         }
         slot = &a->slots[gv_ring_index(&a->ring, pos)];
-        gv_record_unpack(rec, &slot->rec);
+        gv_record_unpack_bytes(rec, slot->big ? slot->big : slot->bytes);
         rec->content = slot->content; /* the record owns it now */
         slot->content = NULL;
         /* Frame header first, length patched once the payload size is known. */
@@ -487,6 +493,8 @@ static size_t drain_ring(struct agent_em *a)
             if (mark == 0) {
                 /* Cannot happen with bounded records; never wedge the ring. */
                 gv_record_release(rec);
+                gv_free(slot->big);
+                slot->big = NULL;
                 atomic_fetch_add(&a->dropped, 1);
                 gv_ring_pop(&a->ring);
                 continue;
@@ -498,6 +506,8 @@ static size_t drain_ring(struct agent_em *a)
         hdr = (uint8_t *)a->batch.data + mark;
         gv_put_u32le(hdr, (uint32_t)(a->batch.len - mark - GV_FRAME_HDR));
         gv_record_release(rec); /* weave: encoded, not needed */
+        gv_free(slot->big);
+        slot->big = NULL;
         gv_ring_pop(&a->ring);
         n++;
     }
@@ -840,6 +850,9 @@ static void *bg_main(void *arg)
 
 /* ---- emitter ops --------------------------------------------------------------------- */
 
+/* Each worker's record, packed before it is copied into a slot. */
+static _Thread_local struct gv_record_packed emit_scratch;
+
 static gv_rc agent_emit(struct gw_emitter *em, const struct gv_record *rec)
 {
     struct agent_em *a = (struct agent_em *)em;
@@ -852,7 +865,15 @@ static gv_rc agent_emit(struct gw_emitter *em, const struct gv_record *rec)
         return GV_EAGAIN;
     }
     slot = &a->slots[gv_ring_index(&a->ring, pos)];
-    gv_record_pack(&slot->rec, rec);
+    /* Packed where this thread's cache has it, then copied once to where it goes. */
+    gv_record_pack(&emit_scratch, rec);
+    if (emit_scratch.len <= sizeof(slot->bytes)) {
+        memcpy(slot->bytes, emit_scratch.bytes, emit_scratch.len);
+    }
+    else {
+        slot->big = gv_malloc(emit_scratch.len);
+        memcpy(slot->big, emit_scratch.bytes, emit_scratch.len);
+    }
     /* weave: the slot owns its own copy; the request frees the original. */
     slot->content = gv_content_dup(rec->content);
     gv_ring_publish(&a->ring, pos);
@@ -924,6 +945,7 @@ static void agent_destroy(struct gw_emitter *em)
         size_t i;
         for (i = 0; i < RING_SLOTS; i++) {
             gv_content_free(a->slots[i].content); /* weave: records never drained */
+            gv_free(a->slots[i].big);
         }
     }
     gv_unmap_zeroed(a->slots, RING_SLOTS, sizeof(*a->slots));

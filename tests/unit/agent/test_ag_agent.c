@@ -107,8 +107,8 @@ static void wait_delivered(struct running *r, struct gw_emitter *em, uint64_t wa
     assert_int_equal(pending, 0);
 }
 
-/* requests for run (project "p") from the live agent. */
-static long long run_requests(const char *run)
+/* key of run (project "p") from the live agent, or key.sub when sub is not NULL. */
+static long long run_field(const char *run, const char *key, const char *sub)
 {
     char sock[300];
     struct gv_buf out;
@@ -126,13 +126,21 @@ static long long run_requests(const char *run)
         struct json_object *r = json_object_array_get_idx(runs, i);
         json_object_object_get_ex(r, "run_id", &v);
         if (strcmp(json_object_get_string(v), run) == 0) {
-            json_object_object_get_ex(r, "requests", &v);
+            json_object_object_get_ex(r, key, &v);
+            if (sub) {
+                json_object_object_get_ex(v, sub, &v);
+            }
             n = json_object_get_int64(v);
         }
     }
     json_object_put(root);
     gv_buf_free(&out);
     return n;
+}
+
+static long long run_requests(const char *run)
+{
+    return run_field(run, "requests", NULL);
 }
 
 /* A test's agent (running while r.ag is set) and emitter: teardown stops what the test left
@@ -192,6 +200,46 @@ static void test_events_counted_per_run(void **state)
     assert_int_equal(run_requests("r1"), 1000);
     assert_int_equal(run_requests("r2"), 500);
     assert_int_equal(run_requests("untagged"), 7);
+}
+
+/* Records too large for a ring slot's own room (here 16 policies) go through the heap,
+ * between small ones, and arrive whole. */
+static void test_large_records_arrive_whole(void **state)
+{
+    struct fx *f = *state;
+    static struct gv_record big;
+    static struct gv_record_packed packed;
+    int i;
+
+    memset(&big, 0, sizeof(big));
+    snprintf(big.run_id, sizeof(big.run_id), "big-run");
+    snprintf(big.project, sizeof(big.project), "p");
+    big.decision = GV_DECISION_BLOCKED;
+    snprintf(big.error_code, sizeof(big.error_code), "policy-15");
+    big.tokens_prompt = 7; /* after the policies: a record cut short loses these */
+    big.tokens_completion = 11;
+    big.npolicies = GV_RECORD_MAX_POLICIES;
+    for (i = 0; i < GV_RECORD_MAX_POLICIES; i++) {
+        snprintf(big.policies[i].name, sizeof(big.policies[i].name), "policy-%02d", i);
+        big.policies[i].action = GV_OUTCOME_PASS;
+    }
+    gv_record_pack(&packed, &big);
+    assert_true(packed.len > 2000); /* well past a slot's inline room */
+
+    agent_start(&f->r);
+    emitter_open(f);
+    for (i = 0; i < 300; i++) {
+        emit_n(f->em, "small-run", 1, GV_DECISION_ALLOWED);
+        while (f->em->ops->emit(f->em, &big) != GV_OK) {
+            usleep(1000);
+        }
+    }
+    wait_delivered(&f->r, f->em, 600);
+    assert_int_equal(run_requests("small-run"), 300);
+    assert_int_equal(run_requests("big-run"), 300);
+    assert_int_equal(run_field("big-run", "blocked", NULL), 300);
+    assert_int_equal(run_field("big-run", "tokens", "prompt"), 300 * 7);
+    assert_int_equal(run_field("big-run", "tokens", "completion"), 300 * 11);
 }
 
 /* After an idle spell the sender sleeps with no timeout: the next record must wake it,
@@ -297,6 +345,7 @@ static void test_bad_spool_limit_is_refused(void **state)
 static const struct CMUnitTest tests[] = {
     FX_TEST(test_events_counted_per_run),
     FX_TEST(test_record_after_idle_spell_is_delivered),
+    FX_TEST(test_large_records_arrive_whole),
     FX_TEST(test_agent_started_late_gets_spooled_events),
     FX_TEST(test_restarts_lose_nothing_and_count_nothing_twice),
     FX_TEST(test_full_spool_drops_oldest_and_counts),
