@@ -1,14 +1,17 @@
 // tests/e2e/lib/proc.mjs - spawn kt commands, wait for log lines, stop them cleanly
 // SPDX-License-Identifier: Apache-2.0
 //
-// Shared by the gateway and agent helpers. Every process started here is killed when the test
-// file's process exits, so a failed test never leaves a kt behind.
+// Shared by the gateway and agent helpers. Whatever a test leaves running (a kt started here,
+// a stand-in server) is stopped by the after() hook below, so a failed test cannot hang the suite.
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after } from 'node:test';
+
+import { liveServers } from './live.mjs';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -22,9 +25,10 @@ export function ktBinExists() {
     return existsSync(ktBin());
 }
 
-const live = new Set();
+/** Every kt started here that has not exited, mapped to how the after() hook stops it. */
+const live = new Map();
 process.on('exit', () => {
-    for (const child of live) {
+    for (const child of live.keys()) {
         try {
             child.kill('SIGKILL');
         } catch {
@@ -87,6 +91,34 @@ export function testEnv(env = {}) {
     return out;
 }
 
+/** SIGTERM, then SIGKILL if `child` has not exited within `ms`. */
+async function terminate(child, ms = 5000) {
+    let t;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await Promise.race([exited, new Promise((resolve) => {
+        t = setTimeout(resolve, ms);
+    })]);
+    clearTimeout(t);
+    if (live.has(child)) {
+        child.kill('SIGKILL');
+    }
+}
+
+/* A live child or a listening stand-in keeps this process, and so the runner, waiting: stop what
+ * the tests left. Registered at import, this runs before the file's own after() hooks, so one of
+ * those throwing (node:test then skips the rest) cannot skip it. */
+after(async () => {
+    /* Newest first, as the cleanups go. */
+    for (const stop of [...live.values()].reverse()) {
+        await stop().catch(() => {});
+    }
+    for (const server of liveServers) {
+        server.closeAllConnections?.();
+        server.close();
+    }
+});
+
 /** Text that says a sanitizer found something (ASan, LSan, UBSan). */
 export function sanitizerReport(text) {
     const m = text.match(/(ERROR: (AddressSanitizer|LeakSanitizer)[^\n]*|[^\n]*runtime error:[^\n]*)/);
@@ -94,12 +126,12 @@ export function sanitizerReport(text) {
 }
 
 /** kt started the way spawnKt and runKt both start it: the binary under test, the test
- * environment and the repo root unless given, tracked in `live` so that the exit hook kills
+ * environment and the repo root unless given, tracked in `live` so that the after() hook stops
  * what a failed test left running, stdout and stderr read as UTF-8. */
 function spawnTracked(args, { env, cwd, stdin }) {
     const child = spawn(ktBin(), args, { env: env || testEnv(), cwd: cwd || REPO_ROOT,
         stdio: [stdin, 'pipe', 'pipe'] });
-    live.add(child);
+    live.set(child, () => terminate(child));
     child.stdout.setEncoding('utf8');
     child.stderr.setEncoding('utf8');
     return child;
@@ -216,6 +248,11 @@ export async function spawnKt(args, { env, ready, timeoutMs = 30000, cwd, name =
         return e;
     }
 
+    if (live.has(child)) {
+        /* The after() hook stops it the way stop() does; a stop() by the test after that still
+         * checks the exit code and the sanitizer report. */
+        live.set(child, () => stop({ expectCode: null }));
+    }
     return {
         child,
         pid: child.pid,
@@ -247,6 +284,7 @@ export function runKt(args, { env, timeoutMs = 30000, cwd, input } = {}) {
         }, timeoutMs);
         child.on('error', (e) => {
             clearTimeout(t);
+            live.delete(child);
             reject(e);
         });
         child.on('exit', (code, signal) => {

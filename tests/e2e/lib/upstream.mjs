@@ -35,6 +35,8 @@ import http from 'node:http';
 import https from 'node:https';
 import { randomBytes } from 'node:crypto';
 
+import { trackServer } from './live.mjs';
+
 export const DEFAULT_REPLY = 'The stand-in upstream says hello from the experiment.';
 const FINGERPRINT = 'fp_ktstandin';
 
@@ -387,9 +389,10 @@ export async function startUpstream(opts = {}) {
             });
         });
     };
-    const server = opts.tls
+    /* Tracked so that a test failing before close() does not leave it listening. */
+    const server = trackServer(opts.tls
         ? https.createServer({ key: opts.tls.key, cert: opts.tls.cert }, onRequest)
-        : http.createServer(onRequest);
+        : http.createServer(onRequest));
     server.keepAliveTimeout = 30000;
     const counts = { connections: 0, resumed: 0 };
     server.on(opts.tls ? 'secureConnection' : 'connection', (s) => {

@@ -13,6 +13,8 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import zlib from 'node:zlib';
 
+import { trackServer } from '../lib/live.mjs';
+
 const require = createRequire(import.meta.url);
 const root = require('otlp-proto-root/build/src/generated/root.js');
 
@@ -200,6 +202,7 @@ export async function startOtlpStandin() {
             }
         });
     });
+    trackServer(server); /* a test failing before close() must not leave it listening */
     await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = server.address().port;
     const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

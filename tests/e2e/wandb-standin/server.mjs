@@ -12,6 +12,7 @@ import http from 'node:http';
 
 import { Kind, parse as parseGraphql, visit } from 'graphql';
 
+import { trackServer } from '../lib/live.mjs';
 import { createWeave } from './weave.mjs';
 
 const FILES = new Set(['wandb-history.jsonl', 'wandb-summary.json', 'wandb-events.jsonl',
@@ -462,6 +463,7 @@ export async function startStandin({ keys = ['k'.repeat(40)], entity = 'alice',
       return reject(res, path, 404, `no route ${req.method} ${path}`);
     });
   });
+  trackServer(server); // a test failing before close() must not leave it listening
   await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${server.address().port}`;
   return {
