@@ -10,10 +10,6 @@
 #include "core/gv_mem.h"
 #include "proto/gv_events.pb-c.h"
 
-/* Largest encoding a gv_record can produce is about 3 KiB (bounded strings, at
- * most 16 policies); the stack buffer leaves room for that with margin. */
-#define ENCODE_STACK 8192
-
 void gv_put_u32le(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)v;
@@ -44,26 +40,23 @@ static char *str_in(const char *s)
     return (char *)(uintptr_t)s;
 }
 
+/* Packed straight into out: the sender's batch already has the room, so no copy. */
 static gv_rc pack_append(const ProtobufCMessage *msg, struct gv_buf *out)
 {
-    uint8_t stack[ENCODE_STACK];
     size_t n = protobuf_c_message_get_packed_size(msg);
-    uint8_t *heap;
     gv_rc rc;
 
     if (n > GV_FRAME_MAX) {
         return GV_E2BIG;
     }
-    if (n <= sizeof(stack)) {
-        protobuf_c_message_pack(msg, stack);
-        return gv_buf_append(out, stack, n);
+    rc = gv_buf_reserve(out, n);
+    if (rc) {
+        return rc;
     }
-    /* Only events that carry telemetry content get here. */
-    heap = gv_malloc(n);
-    protobuf_c_message_pack(msg, heap);
-    rc = gv_buf_append(out, heap, n);
-    gv_free(heap);
-    return rc;
+    protobuf_c_message_pack(msg, (uint8_t *)out->data + out->len);
+    out->len += n;
+    out->data[out->len] = '\0';
+    return GV_OK;
 }
 
 /* weave: helpers for the telemetry fields. */
