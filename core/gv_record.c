@@ -131,12 +131,15 @@ void gv_record_pack(struct gv_record_packed *dst, const struct gv_record *src)
     dst->len = (uint32_t)pos;
 }
 
-void gv_record_unpack(struct gv_record *dst, const struct gv_record_packed *src)
+const struct gv_record_packed *gv_record_pack_scratch(const struct gv_record *src)
 {
-    gv_record_unpack_bytes(dst, src->bytes);
+    static _Thread_local struct gv_record_packed scratch;
+
+    gv_record_pack(&scratch, src);
+    return &scratch;
 }
 
-void gv_record_unpack_bytes(struct gv_record *dst, const unsigned char *in)
+void gv_record_unpack(struct gv_record *dst, const unsigned char *in)
 {
     const size_t hole_to = offsetof(struct gv_record, start_wall_us);
     char *d = (char *)dst;

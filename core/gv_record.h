@@ -148,12 +148,14 @@ struct gv_record_packed {
  * the bytes past each string's NUL. A string array without a NUL is cut to its
  * size - 1. src->content is not carried (the caller takes or duplicates it). */
 void gv_record_pack(struct gv_record_packed *dst, const struct gv_record *src);
-/* The record src was packed from, into dst: every field it used, each string
- * NUL-ended; the unused policy slots and the bytes past each string's NUL stay as
- * they were in dst. dst->content is set to NULL. src must come from gv_record_pack. */
-void gv_record_unpack(struct gv_record *dst, const struct gv_record_packed *src);
-/* The same from a copy of src->bytes kept elsewhere (the audit writer keeps only the
- * src->len bytes in use, not the whole struct). */
-void gv_record_unpack_bytes(struct gv_record *dst, const unsigned char *bytes);
+/* src packed into this thread's scratch, for a caller that copies the len bytes to
+ * storage of their size (an audit node, a ring slot): the scratch stays in this
+ * thread's cache. Valid until the thread's next call. */
+const struct gv_record_packed *gv_record_pack_scratch(const struct gv_record *src);
+/* The record that `bytes` (a gv_record_packed's, or a copy of its first len) was packed
+ * from, into dst: every field it used, each string NUL-ended; the unused policy slots
+ * and the bytes past each string's NUL stay as they were in dst. dst->content is set
+ * to NULL. */
+void gv_record_unpack(struct gv_record *dst, const unsigned char *bytes);
 
 #endif

@@ -483,7 +483,7 @@ static size_t drain_ring(struct agent_em *a)
             break;
         }
         slot = &a->slots[gv_ring_index(&a->ring, pos)];
-        gv_record_unpack_bytes(rec, slot->big ? slot->big : slot->bytes);
+        gv_record_unpack(rec, slot->big ? slot->big : slot->bytes);
         rec->content = slot->content; /* the record owns it now */
         slot->content = NULL;
         /* Frame header first, length patched once the payload size is known. */
@@ -850,13 +850,11 @@ static void *bg_main(void *arg)
 
 /* ---- emitter ops --------------------------------------------------------------------- */
 
-/* Each worker's record, packed before it is copied into a slot. */
-static _Thread_local struct gv_record_packed emit_scratch;
-
 static gv_rc agent_emit(struct gw_emitter *em, const struct gv_record *rec)
 {
     struct agent_em *a = (struct agent_em *)em;
     struct em_slot *slot;
+    const struct gv_record_packed *packed;
     size_t pos;
 
     if (!gv_ring_claim(&a->ring, &pos)) {
@@ -865,14 +863,13 @@ static gv_rc agent_emit(struct gw_emitter *em, const struct gv_record *rec)
         return GV_EAGAIN;
     }
     slot = &a->slots[gv_ring_index(&a->ring, pos)];
-    /* Packed where this thread's cache has it, then copied once to where it goes. */
-    gv_record_pack(&emit_scratch, rec);
-    if (emit_scratch.len <= sizeof(slot->bytes)) {
-        memcpy(slot->bytes, emit_scratch.bytes, emit_scratch.len);
+    packed = gv_record_pack_scratch(rec);
+    if (packed->len <= sizeof(slot->bytes)) {
+        memcpy(slot->bytes, packed->bytes, packed->len);
     }
     else {
-        slot->big = gv_malloc(emit_scratch.len);
-        memcpy(slot->big, emit_scratch.bytes, emit_scratch.len);
+        slot->big = gv_malloc(packed->len);
+        memcpy(slot->big, packed->bytes, packed->len);
     }
     /* weave: the slot owns its own copy; the request frees the original. */
     slot->content = gv_content_dup(rec->content);

@@ -544,7 +544,7 @@ static gv_rc seal_record(struct audit_writer *w, const struct audit_node *n, uin
     gv_rc rc;
 
     gv_buf_reset(&w->line);
-    gv_record_unpack_bytes(&w->rec, n->rec);
+    gv_record_unpack(&w->rec, n->rec);
     rc = gw_audit_record_json(&w->rec, n->cost_usd, n->content, n->answer, n->answer_truncated, seq,
                               hash, &w->line);
     if (rc == GV_E2BIG && (n->content || n->answer)) {
@@ -743,9 +743,9 @@ static void clear_nodes(struct audit_node *n)
 
 /* Keeps up to SPARE_MAX cleared nodes for audit_complete and frees the rest: a
  * node freed on this thread and allocated again on a request thread costs both
- * threads more than handing it back. The list is cut outside spare_mu and spliced in under it in
- * one step: request threads take that lock too, and a commit hands back thousands
- * of nodes. Only this thread adds spares, so the room read first can only grow.
+ * threads more than handing it back. The list is cut outside spare_mu and spliced
+ * in under it in one step: request threads take that lock too, and a commit hands
+ * back thousands of nodes. Only this thread adds spares, so the room read first can only grow.
  * n..last is the list and count its length: when all of it fits, it is spliced
  * without a walk (by now its nodes are out of the cache, each step a miss). */
 static void keep_nodes(struct audit_writer *w, struct audit_node *n, struct audit_node *last,
@@ -1241,15 +1241,13 @@ static struct json_object *forwarded_messages(const struct gw_req *req)
     return copy;
 }
 
-/* Each request thread's record, packed before it is copied into a node. */
-static _Thread_local struct gv_record_packed pack_scratch;
-
 static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec)
 {
     struct audit_ctx *ctx = pol->ctx;
     struct audit_writer *w = ctx->w;
     struct audit_node *n;
     const struct gw_cost_price *price;
+    const struct gv_record_packed *packed;
     bool wanted;
 
     if (!rec->cost_priced && (rec->tokens_prompt || rec->tokens_completion)) {
@@ -1286,9 +1284,8 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
         }
         return;
     }
-    /* Packed here first (this thread's scratch stays in its cache), so the node
-     * can be as large as the record and no larger. */
-    gv_record_pack(&pack_scratch, rec); /* weave: the request keeps its telemetry content */
+    /* Packed first, so the node can be as large as the record and no larger. */
+    packed = gv_record_pack_scratch(rec); /* weave: the request keeps its telemetry content */
     pthread_mutex_lock(&w->spare_mu);
     n = w->spare;
     if (n) {
@@ -1296,17 +1293,17 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
         w->nspare--;
     }
     pthread_mutex_unlock(&w->spare_mu);
-    if (n && n->cap < pack_scratch.len) {
+    if (n && n->cap < packed->len) {
         gv_free(n); /* spares are cleared: it holds no content */
         n = NULL;
     }
     if (!n) {
-        uint32_t cap = (pack_scratch.len + NODE_ROUND - 1) & ~(NODE_ROUND - 1);
+        uint32_t cap = (packed->len + NODE_ROUND - 1) & ~(NODE_ROUND - 1);
         n = gv_malloc(sizeof(*n) + cap);
         n->cap = cap;
     }
     n->next = NULL;
-    memcpy(n->rec, pack_scratch.bytes, pack_scratch.len);
+    memcpy(n->rec, packed->bytes, packed->len);
     n->cost_usd = rec->cost_usd;
     n->content = NULL;
     n->answer = NULL;

@@ -34,7 +34,7 @@ static struct gv_record_packed packed;
 static void hand_over(struct gv_record *dst, const struct gv_record *src)
 {
     gv_record_pack(&packed, src);
-    gv_record_unpack(dst, &packed);
+    gv_record_unpack(dst, packed.bytes);
 }
 
 static int in_string_tail(size_t off)
@@ -176,7 +176,7 @@ static void test_pack_writes_only_what_it_uses(void **state)
         assert_int_equal(p.bytes[i], 0xC3);
     }
     memset(&dst, 0, sizeof(dst));
-    gv_record_unpack(&dst, &p);
+    gv_record_unpack(&dst, p.bytes);
     assert_string_equal(dst.response_id, src.response_id);
     assert_int_equal(strlen(dst.audit_head_hash), sizeof(src.audit_head_hash) - 1);
 }
@@ -200,7 +200,7 @@ static void test_string_lengths(void **state)
         gv_record_pack(&p, &src);
         assert_true(p.len <= sizeof(p.bytes));
         memset(&dst, 0x77, sizeof(dst));
-        gv_record_unpack(&dst, &p);
+        gv_record_unpack(&dst, p.bytes);
         for (i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
             assert_string_equal((char *)&dst + strs[i].off, (char *)&src + strs[i].off);
         }
