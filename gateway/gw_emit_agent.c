@@ -62,6 +62,8 @@ struct inflight {
  * (4.4 KB) spread the ring's records over 18 MB, a page each: every record written
  * and read was a TLB miss on both threads, and cost more cache than it used. */
 #define SLOT_INLINE 1280u
+/* What agent_emit asks for ahead of the next record: its pointers and ~900 bytes. */
+#define SLOT_PREFETCH 1024u
 
 /* A record in the ring: packed, and its telemetry content. */
 struct em_slot {
@@ -874,6 +876,9 @@ static gv_rc agent_emit(struct gw_emitter *em, const struct gv_record *rec)
     /* weave: the slot owns its own copy; the request frees the original. */
     slot->content = gv_content_dup(rec->content);
     gv_ring_publish(&a->ring, pos);
+    /* The next record's slot, which the sender last read (gv_mem.h): the bytes a chat
+     * request's record takes, not the whole slot. */
+    gv_prefetch_write(&a->slots[gv_ring_index(&a->ring, pos + 1)], SLOT_PREFETCH);
     /* A parked thread is woken by the first record after its sleep (the fence pairs
      * with park()'s); a napping one once per half-ring, not a syscall per record. */
     atomic_thread_fence(memory_order_seq_cst);
