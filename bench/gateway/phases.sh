@@ -5,7 +5,9 @@
 #   PHASES_STREAM=1 bash bench/gateway/phases.sh   # streamed (SSE) answers
 #   PHASES_UPSTREAM=nginx bash bench/gateway/phases.sh  # run.sh's upstream instead
 #
-# Builds kt (RelWithDebInfo, build-phases/), starts the e2e OpenAI stand-in
+# Builds kt (RelWithDebInfo without LTO, build-phases/: the phases are function boundaries,
+# which link-time optimisation inlines away; so the counts are of that build, a few percent
+# above the LTO build users get), starts the e2e OpenAI stand-in
 # (tests/e2e/lib/upstream.mjs; its streams are ~13 events, one read each) or, with
 # PHASES_UPSTREAM=nginx, the nginx upstream of run.sh (bench/lib/nginx-upstream.sh: a stream of
 # 16 events sent whole with a Content-Length, as run.sh measures), and `kt gateway run --workers 1` with the page's config
@@ -55,8 +57,9 @@ for tool in valgrind callgrind_annotate callgrind_control wrk node; do
     command -v "$tool" >/dev/null 2>&1 || { echo "phases: needs $tool" >&2; exit 1; }
 done
 
-echo "building kt (RelWithDebInfo) in build-phases/ ..."
-cmake -S . -B build-phases -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKT_TESTS=OFF >"$WORK/build.log" 2>&1 &&
+echo "building kt (RelWithDebInfo, no LTO) in build-phases/ ..."
+cmake -S . -B build-phases -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKT_TESTS=OFF -DKT_LTO=OFF \
+    >"$WORK/build.log" 2>&1 &&
     cmake --build build-phases -j2 --target kt >>"$WORK/build.log" 2>&1 ||
     { tail -n 40 "$WORK/build.log"; exit 1; }
 
