@@ -12,7 +12,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
-import { ktBin, makeTempDir, runKt, sanitizerReport, testEnv } from './lib/index.mjs';
+import { ktBin, makeTempDir, runKt, sanitizerReport, testEnv, trackChild } from './lib/index.mjs';
 import { startStandin, withStandin } from './wandb-standin/server.mjs';
 
 const KEY = `kt-${'a'.repeat(40)}`;
@@ -176,10 +176,11 @@ const haveScript = spawnSync('script', ['--version']).status === 0;
 test('on a terminal the key is read without echo', { skip: !haveScript && 'no script(1)' },
     () => withStandin({ keys: [KEY] }, async (s) => {
         const home = makeTempDir('kt-auth-home-');
-        // script(1) gives kt a pseudo-terminal; everything it shows comes back on stdout.
-        const child = spawn('script', ['-q', '-e', '-c',
+        // script(1) gives kt a pseudo-terminal; everything it shows comes back on stdout. A
+        // login takes well under a second: past a minute it is stuck waiting, so kill it.
+        const child = trackChild(spawn('script', ['-q', '-e', '-c',
             `${ktBin()} auth login --host ${s.url}`, '/dev/null'],
-        { env: env(home), stdio: ['pipe', 'pipe', 'pipe'] });
+        { env: env(home), stdio: ['pipe', 'pipe', 'pipe'] }), { killAfterMs: 60000 });
         let shown = '';
         const exited = new Promise((resolve) => child.on('exit', resolve));
         await new Promise((resolve, reject) => {

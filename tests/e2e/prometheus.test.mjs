@@ -16,7 +16,7 @@ import net from 'node:net';
 import path from 'node:path';
 
 import {
-    startGateway, startAgent, agentMetrics, client, makeTempDir, sleep, upstreamSuite,
+    startGateway, startAgent, agentMetrics, client, makeTempDir, sleep, trackChild, upstreamSuite,
 } from './lib/index.mjs';
 
 const suite = upstreamSuite();
@@ -124,9 +124,10 @@ test('Prometheus scrapes the agent: exact requests per decision; promtool accept
         const check = spawnSync('promtool', ['check', 'config', config], { encoding: 'utf8' });
         assert.equal(check.status, 0, `promtool check config: ${check.stdout}${check.stderr}`);
         const port = await freePort();
-        const prom = spawn('prometheus', [`--config.file=${config}`,
+        // The queries below wait up to 60 s; twice that and it can only be stuck.
+        const prom = trackChild(spawn('prometheus', [`--config.file=${config}`,
             `--storage.tsdb.path=${storage}`, `--web.listen-address=127.0.0.1:${port}`,
-            '--log.level=warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+            '--log.level=warn'], { stdio: ['ignore', 'ignore', 'pipe'] }), { killAfterMs: 120000 });
         let promErr = '';
         prom.stderr.on('data', (d) => {
             promErr += d;

@@ -11,6 +11,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { ktBin, ktBinExists, makeTempDir, testEnv, sanitizerReport, REPO_ROOT } from './lib/proc.mjs';
+import { trackChild } from './lib/live.mjs';
 import { startStandin, withStandin } from './wandb-standin/server.mjs';
 
 const E2E_DIR = path.join(REPO_ROOT, 'tests', 'e2e');
@@ -20,7 +21,9 @@ const haveDriver = existsSync(driverBin);
 
 function run(bin, args, env, timeoutMs = 180000, cwd = REPO_ROOT) {
     return new Promise((resolve, reject) => {
-        const child = spawn(bin, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+        // Bounded by timeoutMs below; tracked so that one still running when its test fails
+        // (e.g. beside another run that rejected) is stopped after the file's tests.
+        const child = trackChild(spawn(bin, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] }));
         let out = '';
         let err = '';
         child.stdout.on('data', (d) => { out += d; });

@@ -21,7 +21,7 @@ import path from 'node:path';
 
 import {
     startGateway, startAgent, agentStatus, client, makeTempDir, runKt, pageConfig,
-    usageFor, testEnv, sleep, upstreamSuite, REPO_ROOT,
+    usageFor, testEnv, sleep, trackChild, upstreamSuite, REPO_ROOT,
 } from './lib/index.mjs';
 import { startStandin } from './wandb-standin/server.mjs';
 
@@ -50,8 +50,11 @@ function wbEnv(standin, extra = {}) {
 
 function runNode(script, env, timeoutMs = 60000) {
     return new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, ['--input-type=module', '-e', script],
-            { env: testEnv(env), cwd: makeTempDir('kt-e2e-weave-sdk-'), stdio: ['ignore', 'pipe', 'pipe'] });
+        // Bounded by timeoutMs below; tracked so that one still running when its test fails
+        // (e.g. beside another run that rejected) is stopped after the file's tests.
+        const child = trackChild(spawn(process.execPath, ['--input-type=module', '-e', script],
+            { env: testEnv(env), cwd: makeTempDir('kt-e2e-weave-sdk-'),
+                stdio: ['ignore', 'pipe', 'pipe'] }));
         let out = '';
         let err = '';
         child.stdout.on('data', (d) => { out += d; });

@@ -2,7 +2,8 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // Shared by the gateway and agent helpers. Whatever a test leaves running (a kt started here,
-// a stand-in server) is stopped by the after() hook below, so a failed test cannot hang the suite.
+// a child it spawned itself and tracked with trackChild(), a stand-in server) is stopped by the
+// after() hook below, so a failed test cannot hang the suite.
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
@@ -11,7 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after } from 'node:test';
 
-import { liveServers } from './live.mjs';
+import { liveChildren, liveServers } from './live.mjs';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -28,7 +29,7 @@ export function ktBinExists() {
 /** Every kt started here that has not exited, mapped to how the after() hook stops it. */
 const live = new Map();
 process.on('exit', () => {
-    for (const child of live.keys()) {
+    for (const child of [...live.keys(), ...liveChildren]) {
         try {
             child.kill('SIGKILL');
         } catch {
@@ -91,8 +92,16 @@ export function testEnv(env = {}) {
     return out;
 }
 
-/** SIGTERM, then SIGKILL if `child` has not exited within `ms`. */
+/** Whether `child`, which started, has not exited yet. */
+function running(child) {
+    return child.exitCode === null && child.signalCode === null;
+}
+
+/** SIGTERM, then SIGKILL if `child` has not exited within `ms`; resolves once it has exited. */
 async function terminate(child, ms = 5000) {
+    if (!running(child)) {
+        return;
+    }
     let t;
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill('SIGTERM');
@@ -100,8 +109,9 @@ async function terminate(child, ms = 5000) {
         t = setTimeout(resolve, ms);
     })]);
     clearTimeout(t);
-    if (live.has(child)) {
+    if (running(child)) {
         child.kill('SIGKILL');
+        await exited;
     }
 }
 
@@ -112,6 +122,11 @@ after(async () => {
     /* Newest first, as the cleanups go. */
     for (const stop of [...live.values()].reverse()) {
         await stop().catch(() => {});
+    }
+    /* Then the children the tests spawned themselves, newest first too; a short grace, as
+     * nothing checks how they exit. */
+    for (const child of [...liveChildren].reverse()) {
+        await terminate(child, 2000);
     }
     for (const server of liveServers) {
         server.closeAllConnections?.();
@@ -142,7 +157,8 @@ function spawnTracked(args, { env, cwd, stdin }) {
  * Returns { child, stderr(), stdout(), ready: RegExpMatchArray, waitForLog(re, ms), stop(opts) }.
  * stop() sends SIGTERM (opts.signal), waits up to opts.timeoutMs and throws unless the exit
  * code is opts.expectCode (default 0) and no sanitizer report was printed: under ASan a leak
- * makes the exit code non-zero, and that must fail the test.
+ * makes the exit code non-zero, and that must fail the test. Only the first stop() checks; a
+ * later one (a cleanup after the test's own stop() or kill9()) just returns the exit.
  */
 export async function spawnKt(args, { env, ready, timeoutMs = 30000, cwd, name = 'kt' } = {}) {
     const child = spawnTracked(args, { env, cwd, stdin: 'ignore' });
@@ -215,8 +231,9 @@ export async function spawnKt(args, { env, ready, timeoutMs = 30000, cwd, name =
         died.catch(() => {});
     }
 
+    /* Signal it and wait for its exit, once: a later call waits on the first one's outcome. */
     let stopped = null;
-    async function stop({ signal = 'SIGTERM', expectCode = 0, timeoutMs: stopMs = 20000 } = {}) {
+    function halt(signal, stopMs) {
         if (!stopped) {
             stopped = (async () => {
                 if (!exited) {
@@ -236,7 +253,18 @@ export async function spawnKt(args, { env, ready, timeoutMs = 30000, cwd, name =
                 return e;
             })();
         }
-        const e = await stopped;
+        return stopped;
+    }
+
+    let checked = false;
+    async function stop({ signal = 'SIGTERM', expectCode = 0, timeoutMs: stopMs = 20000 } = {}) {
+        if (checked) {
+            /* An earlier stop() checked the exit and threw if it was wrong: a cleanup calling
+             * stop() after the test stopped it itself, or killed it with kill9(), adds nothing. */
+            return exitPromise;
+        }
+        checked = true;
+        const e = await halt(signal, stopMs);
         const san = sanitizerReport(err);
         if (san) {
             throw new Error(`${name}: sanitizer report: ${san}\nstderr:\n${err.slice(-8000)}`);
@@ -249,9 +277,10 @@ export async function spawnKt(args, { env, ready, timeoutMs = 30000, cwd, name =
     }
 
     if (live.has(child)) {
-        /* The after() hook stops it the way stop() does; a stop() by the test after that still
-         * checks the exit code and the sanitizer report. */
-        live.set(child, () => stop({ expectCode: null }));
+        /* The after() hook stops it the way stop() does without checking anything; a stop() by
+         * the test (or its cleanup) after that still checks the exit code and the sanitizer
+         * report. */
+        live.set(child, () => halt('SIGTERM', 20000));
     }
     return {
         child,

@@ -9,8 +9,10 @@ export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Starts one stand-in upstream before the file's tests. After them, runs every function the
- * tests pushed onto `suite.cleanups` (newest first; one that fails was already stopped by its
- * test) and closes the stand-in. `suite.up` is the stand-in once the tests run.
+ * tests pushed onto `suite.cleanups` (newest first), closes the stand-in, then fails the file if
+ * a cleanup threw: a gateway that exits non-zero or leaks at stop must not go unnoticed. A
+ * stop() of what the test already stopped itself returns without checking again, so only real
+ * failures throw. `suite.up` is the stand-in once the tests run.
  */
 export function upstreamSuite(opts = {}) {
     const suite = { up: null, cleanups: [] };
@@ -18,14 +20,24 @@ export function upstreamSuite(opts = {}) {
         suite.up = await startUpstream(opts);
     });
     after(async () => {
+        /* Every cleanup runs whatever the ones before it did, or something stays running. */
+        const errors = [];
         for (const c of suite.cleanups.reverse()) {
             try {
                 await c();
-            } catch {
-                /* already stopped by the test */
+            } catch (e) {
+                errors.push(e);
             }
         }
         await suite.up?.close();
+        if (errors.length > 1) {
+            /* The TAP reporter (the default off a terminal, as in CI) prints the message alone. */
+            throw new AggregateError(errors, `${errors.length} cleanups failed:\n` +
+                errors.map((e) => e.message).join('\n'));
+        }
+        if (errors.length === 1) {
+            throw errors[0];
+        }
     });
     return suite;
 }
