@@ -14,7 +14,7 @@ import path from 'node:path';
 
 import {
     startUpstream, startGateway, startAgent, agentStatus, client, pageConfig, runKt,
-    makeTempDir, sleep, testEnv,
+    makeTempDir, runCleanups, sleep, testEnv,
 } from './lib/index.mjs';
 import { startStandin } from './wandb-standin/server.mjs';
 
@@ -23,11 +23,7 @@ const EMAIL = 'jane.doe@example.com';
 const RUN = 'run-async-1';
 const cleanups = [];
 
-after(async () => {
-    for (const c of cleanups.reverse()) {
-        await c();
-    }
-});
+after(() => runCleanups(cleanups));
 
 /** The page's config with pii-detector / prompt-injection settings replaced. */
 function config(up, { pii, injection }) {

@@ -30,6 +30,8 @@ function run(bin, args, env, timeoutMs = 180000, cwd = REPO_ROOT) {
         child.stderr.on('data', (d) => { err += d; });
         const t = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${bin} timed out\n${err}`)); },
             timeoutMs);
+        /* It never started: the test fails with why, and no timer holds the file open. */
+        child.on('error', (e) => { clearTimeout(t); reject(e); });
         child.on('exit', (code) => {
             clearTimeout(t);
             const san = sanitizerReport(err);

@@ -61,6 +61,8 @@ function runNode(script, env, timeoutMs = 60000) {
         child.stderr.on('data', (d) => { err += d; });
         const t = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`node timed out\n${err}`)); },
             timeoutMs);
+        /* It never started: the test fails with why, and no timer holds the file open. */
+        child.on('error', (e) => { clearTimeout(t); reject(e); });
         child.on('exit', (code) => {
             clearTimeout(t);
             resolve({ code, stdout: out, stderr: err });

@@ -8,6 +8,31 @@ import { startUpstream } from './upstream.mjs';
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
+ * Runs every cleanup in `cleanups`, newest first, whatever the ones before it did (or something
+ * stays running), then `last` if given; then throws what failed: the one error, or an
+ * AggregateError whose message lists each (the TAP reporter, the default off a terminal as in
+ * CI, prints the message alone).
+ */
+export async function runCleanups(cleanups, last = null) {
+    const errors = [];
+    for (const c of [...cleanups].reverse()) {
+        try {
+            await c();
+        } catch (e) {
+            errors.push(e);
+        }
+    }
+    await last?.();
+    if (errors.length > 1) {
+        throw new AggregateError(errors, `${errors.length} cleanups failed:\n` +
+            errors.map((e) => e.message).join('\n'));
+    }
+    if (errors.length === 1) {
+        throw errors[0];
+    }
+}
+
+/**
  * Starts one stand-in upstream before the file's tests. After them, runs every function the
  * tests pushed onto `suite.cleanups` (newest first), closes the stand-in, then fails the file if
  * a cleanup threw: a gateway that exits non-zero or leaks at stop must not go unnoticed. A
@@ -19,26 +44,7 @@ export function upstreamSuite(opts = {}) {
     before(async () => {
         suite.up = await startUpstream(opts);
     });
-    after(async () => {
-        /* Every cleanup runs whatever the ones before it did, or something stays running. */
-        const errors = [];
-        for (const c of suite.cleanups.reverse()) {
-            try {
-                await c();
-            } catch (e) {
-                errors.push(e);
-            }
-        }
-        await suite.up?.close();
-        if (errors.length > 1) {
-            /* The TAP reporter (the default off a terminal, as in CI) prints the message alone. */
-            throw new AggregateError(errors, `${errors.length} cleanups failed:\n` +
-                errors.map((e) => e.message).join('\n'));
-        }
-        if (errors.length === 1) {
-            throw errors[0];
-        }
-    });
+    after(() => runCleanups(suite.cleanups, () => suite.up?.close()));
     return suite;
 }
 
