@@ -453,6 +453,15 @@ static void hold_flush(struct agent_em *a, bool force)
     a->hold_backoff_us = 0;
 }
 
+/* Gives the front slot back to the ring, with the heap copy of a record too large
+ * for its inline room: every pop frees it, so a claimed slot starts with none. */
+static void pop_slot(struct agent_em *a, struct em_slot *slot)
+{
+    gv_free(slot->big);
+    slot->big = NULL;
+    gv_ring_pop(&a->ring);
+}
+
 /* Moves every record waiting in the ring into the spool, numbering them. */
 static size_t drain_ring(struct agent_em *a)
 {
@@ -495,10 +504,8 @@ static size_t drain_ring(struct agent_em *a)
             if (mark == 0) {
                 /* Cannot happen with bounded records; never wedge the ring. */
                 gv_record_release(rec);
-                gv_free(slot->big);
-                slot->big = NULL;
                 atomic_fetch_add(&a->dropped, 1);
-                gv_ring_pop(&a->ring);
+                pop_slot(a, slot);
                 continue;
             }
             slot->content = rec->content; /* the slot stays for the next batch */
@@ -508,9 +515,7 @@ static size_t drain_ring(struct agent_em *a)
         hdr = (uint8_t *)a->batch.data + mark;
         gv_put_u32le(hdr, (uint32_t)(a->batch.len - mark - GV_FRAME_HDR));
         gv_record_release(rec); /* weave: encoded, not needed */
-        gv_free(slot->big);
-        slot->big = NULL;
-        gv_ring_pop(&a->ring);
+        pop_slot(a, slot);
         n++;
     }
     if (n == 0) {
