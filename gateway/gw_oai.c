@@ -171,14 +171,48 @@ bad:
     return false;
 }
 
+/* The body's members the checks read; NULL when absent or null. One walk of the
+ * members in place of a hashed lookup each: a chat body has a handful. */
+struct top_members {
+    struct json_object *model, *messages, *stream, *stream_options;
+};
+
+static void top_members(struct json_object *body, struct top_members *t)
+{
+    memset(t, 0, sizeof(*t));
+    json_object_object_foreach(body, key, val)
+    {
+        switch (key[0]) {
+        case 'm':
+            if (strcmp(key, "model") == 0) {
+                t->model = val;
+            }
+            else if (strcmp(key, "messages") == 0) {
+                t->messages = val;
+            }
+            break;
+        case 's':
+            if (strcmp(key, "stream") == 0) {
+                t->stream = val;
+            }
+            else if (strcmp(key, "stream_options") == 0) {
+                t->stream_options = val;
+            }
+            break;
+        default:
+            break;
+        }
+    }
+}
+
 /* stream_options, when present and not null: an object whose include_usage,
  * when present and not null, is a boolean. OpenAI refuses anything else; kt
  * must not silently put its own object in place of the client's value. */
-static bool check_stream_options(struct json_object *body, struct gw_oai_err *err)
+static bool check_stream_options(struct json_object *so, struct gw_oai_err *err)
 {
-    struct json_object *so, *v;
+    struct json_object *v;
 
-    if (!json_object_object_get_ex(body, "stream_options", &so) || !so) {
+    if (!so) {
         return true;
     }
     if (!json_object_is_type(so, json_type_object)) {
@@ -247,6 +281,7 @@ bool gw_oai_chat_check(json_tokener *tok, const struct gw_oai_hdrs *h, const cha
                        struct gw_oai_err *err)
 {
     struct json_object *v, *messages, *so;
+    struct top_members top;
     const char *auth = h->authorization;
     char msg[160];
 
@@ -289,7 +324,9 @@ bool gw_oai_chat_check(json_tokener *tok, const struct gw_oai_hdrs *h, const cha
     if (!json_object_is_type(out->body, json_type_object)) {
         return fail(err, 400, "invalid_json", NULL, "The request body must be a JSON object.");
     }
-    if (!json_object_object_get_ex(out->body, "model", &v) || !v) {
+    top_members(out->body, &top);
+    v = top.model;
+    if (!v) {
         return fail(err, 400, "missing_required_parameter", "model",
                     "You must provide a model parameter.");
     }
@@ -297,7 +334,8 @@ bool gw_oai_chat_check(json_tokener *tok, const struct gw_oai_hdrs *h, const cha
         return fail(err, 400, "invalid_type", "model", "model must be a non-empty string.");
     }
     out->model = json_object_get_string(v);
-    if (!json_object_object_get_ex(out->body, "messages", &messages) || !messages) {
+    messages = top.messages;
+    if (!messages) {
         return fail(err, 400, "missing_required_parameter", "messages",
                     "Missing required parameter: 'messages'.");
     }
@@ -309,17 +347,19 @@ bool gw_oai_chat_check(json_tokener *tok, const struct gw_oai_hdrs *h, const cha
     if (!check_messages(messages, err)) {
         return false;
     }
-    if (json_object_object_get_ex(out->body, "stream", &v) && v) {
+    out->messages = messages;
+    v = top.stream;
+    if (v) {
         if (!json_object_is_type(v, json_type_boolean)) {
             return fail(err, 400, "invalid_type", "stream", "stream must be a boolean.");
         }
         out->stream = json_object_get_boolean(v);
     }
-    if (!check_stream_options(out->body, err)) {
+    so = top.stream_options;
+    if (!check_stream_options(so, err)) {
         return false;
     }
-    if (out->stream && json_object_object_get_ex(out->body, "stream_options", &so) && so &&
-        json_object_object_get_ex(so, "include_usage", &v) && v &&
+    if (out->stream && so && json_object_object_get_ex(so, "include_usage", &v) && v &&
         json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v)) {
         out->client_usage = true;
     }

@@ -25,9 +25,10 @@ struct gw_oai_hdrs {
 };
 
 struct gw_oai_chat {
-    struct json_object *body; /* the parsed body; the caller puts it (also on error) */
-    const char *model;        /* borrowed from body */
-    const char *api_key;      /* the bearer token, borrowed from the header; "" when none */
+    struct json_object *body;     /* the parsed body; the caller puts it (also on error) */
+    const char *model;            /* borrowed from body */
+    struct json_object *messages; /* borrowed from body: the checked messages array */
+    const char *api_key;          /* the bearer token, borrowed from the header; "" when none */
     bool stream;
     bool client_usage; /* stream_options.include_usage: true */
 };

@@ -1562,12 +1562,13 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
     r->body = chat.body;
     /* Roles and message count, never text, read while the tree just built is
      * in the cache (policies change texts, not messages or roles). */
-    gw_telemetry_shape(&r->rec, r->body);
+    gw_telemetry_shape(&r->rec, r->body, chat.messages);
     if (!ok) {
         fail_json(r, err.status, NULL, err.code, err.param, err.message);
         return;
     }
     r->preq.body = r->body;
+    r->preq.messages = chat.messages;
     r->api_key = gv_strdup(chat.api_key);
     r->preq.api_key = r->api_key;
     r->model = gv_strdup(chat.model);

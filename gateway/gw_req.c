@@ -115,8 +115,11 @@ gv_rc gw_req_foreach_text(struct gw_req *req, gw_text_fn fn, void *arg)
     size_t i, n;
     gv_rc rc = GV_OK;
 
-    if (!req->body || !json_object_object_get_ex(req->body, "messages", &messages) ||
-        !json_object_is_type(messages, json_type_array)) {
+    messages = req->messages;
+    if (!messages && (!req->body || !json_object_object_get_ex(req->body, "messages", &messages))) {
+        return GV_OK;
+    }
+    if (!json_object_is_type(messages, json_type_array)) {
         return GV_OK;
     }
     n = json_object_array_length(messages);

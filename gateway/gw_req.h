@@ -24,6 +24,10 @@ struct gw_req {
     const struct gw_target *target; /* where it goes */
     const char *api_key;            /* client's bearer token; "" if none; never log */
     bool stream;
+    /* body's messages array once validation found it (policies rewrite texts inside
+     * it, never the array itself), so each walk of the texts skips a lookup; NULL:
+     * looked up in body. */
+    struct json_object *messages;
     struct gv_record *rec;                      /* run tags, principal, outcomes so far */
     bool tags_checked;                          /* the chain's tags() pass ran (gw_chain) */
     void *policy_state[GV_RECORD_MAX_POLICIES]; /* slot i belongs to chain entry i */

@@ -52,15 +52,17 @@ gv_rc gw_telemetry_config_load(struct gw_config *cfg, const struct gv_ynode *nod
     return GV_OK;
 }
 
-void gw_telemetry_shape(struct gv_record *rec, struct json_object *body)
+void gw_telemetry_shape(struct gv_record *rec, struct json_object *body, struct json_object *msgs)
 {
-    struct json_object *msgs, *m, *role;
+    struct json_object *m, *role;
     size_t i, n, len = 0;
 
     rec->nmessages = 0;
     rec->roles[0] = '\0';
-    if (!body || !json_object_object_get_ex(body, "messages", &msgs) ||
-        !json_object_is_type(msgs, json_type_array)) {
+    if (!msgs && (!body || !json_object_object_get_ex(body, "messages", &msgs))) {
+        return;
+    }
+    if (!json_object_is_type(msgs, json_type_array)) {
         return;
     }
     n = json_object_array_length(msgs);

@@ -28,8 +28,10 @@ gv_rc gw_telemetry_config_load(struct gw_config *cfg, const struct gv_ynode *nod
 const struct gv_cfg_map *gw_telemetry_config_map(void);
 
 /* Message count and roles of the request (no text) into rec; body may be NULL
- * (the request never parsed). Any mode. */
-void gw_telemetry_shape(struct gv_record *rec, struct json_object *body);
+ * (the request never parsed). messages: body's messages array when validation
+ * found it, else NULL (looked up). Any mode. */
+void gw_telemetry_shape(struct gv_record *rec, struct json_object *body,
+                        struct json_object *messages);
 
 /* With content redacted: the `messages` of the body exactly as forwarded
  * upstream (`len` bytes at `body`, after every prompt policy) become

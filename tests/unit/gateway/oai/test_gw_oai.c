@@ -187,6 +187,8 @@ static void test_rows(void **state)
             assert_string_equal(chat.model, r->model);
             assert_int_equal(chat.stream, r->stream);
             assert_int_equal(chat.client_usage, r->client_usage);
+            /* The messages array the policies walk is the body's own. */
+            assert_ptr_equal(chat.messages, json_object_object_get(chat.body, "messages"));
             assert_string_equal(chat.api_key, r->api_key);
             assert_string_equal(rec.run_id, r->run_id ? r->run_id : "");
             assert_string_equal(rec.entity, r->entity ? r->entity : "");

@@ -124,6 +124,11 @@ static void test_foreach_text_sees(void **state)
         assert_int_equal(walk(w), GV_OK);
         assert_string_equal(w->s.log, sees_rows[i].want);
         assert_false(w->req.body_modified);
+        /* The same walk from the array validation handed over, without the lookup. */
+        memset(&w->s, 0, sizeof(w->s));
+        w->req.messages = json_object_object_get(w->req.body, "messages");
+        assert_int_equal(walk(w), GV_OK);
+        assert_string_equal(w->s.log, sees_rows[i].want);
     }
 }
 

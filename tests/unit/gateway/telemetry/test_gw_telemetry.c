@@ -60,11 +60,16 @@ static void test_shape_roles_whole_only(void **state)
 
     (void)state;
     memset(&rec, 0, sizeof(rec));
-    gw_telemetry_shape(&rec, body);
+    gw_telemetry_shape(&rec, body, NULL);
+    assert_int_equal(rec.nmessages, 4);
+    assert_string_equal(rec.roles, "system,user,unknown,unknown");
+    /* The array validation found, handed over, gives the same as the lookup. */
+    memset(&rec, 0, sizeof(rec));
+    gw_telemetry_shape(&rec, body, json_object_object_get(body, "messages"));
     assert_int_equal(rec.nmessages, 4);
     assert_string_equal(rec.roles, "system,user,unknown,unknown");
     json_object_put(body);
-    gw_telemetry_shape(&rec, NULL);
+    gw_telemetry_shape(&rec, NULL, NULL);
     assert_int_equal(rec.nmessages, 0);
     assert_string_equal(rec.roles, "");
     /* Ten roles of 9 bytes do not fit the 63 the record holds: six whole ones do. */
@@ -73,7 +78,7 @@ static void test_shape_roles_whole_only(void **state)
                               "{\"role\":\"assistant\"},{\"role\":\"assistant\"},"
                               "{\"role\":\"assistant\"},{\"role\":\"assistant\"},"
                               "{\"role\":\"assistant\"},{\"role\":\"assistant\"}]}");
-    gw_telemetry_shape(&rec, body);
+    gw_telemetry_shape(&rec, body, NULL);
     assert_int_equal(rec.nmessages, 10);
     assert_string_equal(rec.roles, "assistant,assistant,assistant,assistant,assistant,assistant");
     json_object_put(body);
