@@ -146,6 +146,45 @@ static void test_error_body_is_valid_utf8(void **state)
     gv_buf_free(&b);
 }
 
+/* Every ill-formed sequence is found wherever it sits: at each offset of a long
+ * ASCII run (so in an eight-byte step and in the tail after the last one), and a
+ * well-formed one at the same offsets passes. */
+static void test_utf8_valid_at_every_offset(void **state)
+{
+    static const struct {
+        const char *seq;
+        bool ok;
+    } seqs[] = {
+        {"\xc3\xa9", true},
+        {"\xe2\x82\xac", true},
+        {"\xf0\x9f\x98\x80", true},
+        {"\x80", false},
+        {"\xc3", false},
+        {"\xc0\xaf", false},
+        {"\xed\xa0\x80", false},
+        {"\xf4\x90\x80\x80", false},
+        {"\xff", false},
+    };
+    char buf[64];
+    size_t k, off, n;
+
+    (void)state;
+    memset(buf, 'a', sizeof(buf));
+    assert_true(gw_http_utf8_valid(buf, sizeof(buf)));
+    assert_true(gw_http_utf8_valid(buf, 0));
+    for (k = 0; k < sizeof(seqs) / sizeof(seqs[0]); k++) {
+        n = strlen(seqs[k].seq);
+        for (off = 0; off + n <= 40; off++) {
+            memset(buf, 'a', sizeof(buf));
+            memcpy(buf + off, seqs[k].seq, n);
+            assert_int_equal(gw_http_utf8_valid(buf, 40), seqs[k].ok);
+            /* Cut right after it, and with one ASCII byte after it. */
+            assert_int_equal(gw_http_utf8_valid(buf, off + n), seqs[k].ok);
+            assert_int_equal(gw_http_utf8_valid(buf, off + n + 1), seqs[k].ok);
+        }
+    }
+}
+
 static void test_error_type_by_status(void **state)
 {
     assert_string_equal(gw_http_error_type(400), "invalid_request_error");
@@ -260,6 +299,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_error_body_has_openai_shape),
     cmocka_unit_test(test_error_body_reports_cap),
     cmocka_unit_test(test_error_body_is_valid_utf8),
+    cmocka_unit_test(test_utf8_valid_at_every_offset),
     cmocka_unit_test(test_error_type_by_status),
     cmocka_unit_test(test_run_tag_valid_accepts_wandb_ids),
     cmocka_unit_test(test_run_tag_valid_rejects_bad),
