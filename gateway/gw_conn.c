@@ -633,6 +633,12 @@ static void conn_refuse(struct gw_conn *c)
  * answered, the rest waits in the stash. */
 static void conn_process(struct gw_conn *c, const char *data, size_t len)
 {
+    /* The head or body deadline a request still waiting for bytes needs, armed once
+     * the bytes at hand are framed: a request that arrives whole (most of them)
+     * never arms either, where it used to re-arm the connection's timer twice on
+     * its way to dispatch. The loop's cached time is the same at both points. */
+    enum timer_kind want = TK_NONE;
+
     c->in_process = true;
     while (len > 0 && !c->dead && !c->lingering) {
         enum gw_h1_status st;
@@ -650,7 +656,7 @@ static void conn_process(struct gw_conn *c, const char *data, size_t len)
         }
         if (!gw_h1req_in_head(&c->h1) && !gw_h1req_in_body(&c->h1)) {
             c->t_start = gv_mono_us();
-            conn_timer(c, TK_HEAD);
+            want = TK_HEAD;
         }
         st = gw_h1req_feed(&c->h1, data, len, &used);
         data += used;
@@ -659,21 +665,29 @@ static void conn_process(struct gw_conn *c, const char *data, size_t len)
         case GW_H1_MORE:
             break;
         case GW_H1_HEAD:
-            conn_timer(c, TK_BODY);
+            want = TK_BODY;
             if (c->h1.head.expect_continue) {
                 static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
                 struct iovec iov = {(void *)cont, sizeof(cont) - 1};
+                /* Armed first, as the interim answer may leave a send deadline. */
+                conn_timer(c, TK_BODY);
+                want = TK_NONE;
                 conn_writev(c, &iov, 1);
             }
             break;
         case GW_H1_DONE:
+            want = TK_NONE;
             conn_dispatch(c);
             break;
         case GW_H1_ERROR:
+            want = TK_NONE;
             conn_refuse(c);
             len = 0;
             break;
         }
+    }
+    if (want != TK_NONE && !c->dead && !c->lingering && !c->busy) {
+        conn_timer(c, want);
     }
     c->in_process = false;
 }
