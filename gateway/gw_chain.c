@@ -65,7 +65,7 @@ struct gw_chain_stream {
 static bool implemented(const struct gw_policy_ops *ops)
 {
     return ops->evaluate || ops->response_json || ops->stream_text || ops->complete || ops->price ||
-           ops->tags;
+           ops->stamp || ops->tags;
 }
 
 static gv_rc chain_create(const struct gw_config *cfg, const char *state_dir, bool check_only,
@@ -782,6 +782,17 @@ void gw_chain_complete(struct gw_chain *chain, struct gw_req *req, struct gv_rec
         if (pol->ops->price) {
             pol->ops->price(pol, req, rec);
         }
+    }
+    for (i = 0; chain && i < chain->n; i++) {
+        struct gw_policy *pol = &chain->pols[i];
+        if (pol->ops->stamp) {
+            pol->ops->stamp(pol, req, rec);
+        }
+    }
+    /* The record is final: packed once here for every copy made of it (the audit
+     * node, the emitter's slot), where each used to pack it again. */
+    if (req && rec) {
+        req->packed = gv_record_pack_scratch(rec);
     }
     for (i = 0; chain && i < chain->n; i++) {
         struct gw_policy *pol = &chain->pols[i];

@@ -121,9 +121,11 @@ bool gw_chain_stream_rewritten(const struct gw_chain_stream *st);
 void gw_chain_stream_close(struct gw_chain_stream *st);
 
 /* After the request is finished: price() hooks first (cost-tracker puts the
- * one cost on the record, whatever its place in the chain), then complete()
- * hooks in chain order (ledgers, audit). Never blocks. Frees per-request
- * policy state. */
+ * one cost on the record, whatever its place in the chain), then stamp() hooks
+ * (audit-logger's head); the record is then final and packed once into
+ * req->packed (the thread's scratch, valid until the thread packs another), and
+ * complete() hooks run in chain order (ledgers, audit). Never blocks. Frees
+ * per-request policy state. */
 void gw_chain_complete(struct gw_chain *chain, struct gw_req *req, struct gv_record *rec);
 
 #endif

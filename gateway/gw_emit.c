@@ -8,7 +8,8 @@
 
 /* Without an agent, records are dropped on purpose: nothing is pending and
  * nothing counts as lost. */
-static gv_rc noop_emit(struct gw_emitter *em, const struct gv_record *rec)
+static gv_rc noop_emit(struct gw_emitter *em, const struct gv_record *rec,
+                       const struct gv_record_packed *packed)
 {
     return GV_OK;
 }

@@ -11,8 +11,11 @@ struct gw_emitter;
 struct gw_emitter_ops {
     const char *name;
     /* Called on worker threads, once per finished request, concurrently.
-     * Must never block or slow the request: copy and return. */
-    gv_rc (*emit)(struct gw_emitter *em, const struct gv_record *rec);
+     * Must never block or slow the request: copy and return. packed is rec
+     * already packed (gw_chain_complete's req->packed), or NULL: the emitter
+     * packs rec itself. */
+    gv_rc (*emit)(struct gw_emitter *em, const struct gv_record *rec,
+                  const struct gv_record_packed *packed);
     /* Numbers for /health: events dropped so far, events waiting (held
      * included). */
     void (*stats)(struct gw_emitter *em, unsigned long long *dropped, unsigned long long *pending);

@@ -857,11 +857,11 @@ static void *bg_main(void *arg)
 
 /* ---- emitter ops --------------------------------------------------------------------- */
 
-static gv_rc agent_emit(struct gw_emitter *em, const struct gv_record *rec)
+static gv_rc agent_emit(struct gw_emitter *em, const struct gv_record *rec,
+                        const struct gv_record_packed *packed)
 {
     struct agent_em *a = (struct agent_em *)em;
     struct em_slot *slot;
-    const struct gv_record_packed *packed;
     size_t pos;
 
     if (!gv_ring_claim(&a->ring, &pos)) {
@@ -870,7 +870,9 @@ static gv_rc agent_emit(struct gw_emitter *em, const struct gv_record *rec)
         return GV_EAGAIN;
     }
     slot = &a->slots[gv_ring_index(&a->ring, pos)];
-    packed = gv_record_pack_scratch(rec);
+    if (!packed) {
+        packed = gv_record_pack_scratch(rec);
+    }
     if (packed->len <= sizeof(slot->bytes)) {
         memcpy(slot->bytes, packed->bytes, packed->len);
     }

@@ -95,6 +95,12 @@ struct gw_policy_ops {
      * prices, cost_priced), so every complete() hook, the event and every
      * exporter see one cost. Must not block. */
     void (*price)(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec);
+    /* After every price() and before any complete(): what this policy itself puts on the
+     * record (audit-logger: a list-price cost when nothing priced it, the audit chain's
+     * head). The record is final after this pass: the chain packs it once
+     * (req->packed), and the complete() hooks and the emitter copy those bytes. Must not
+     * block. */
+    void (*stamp)(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec);
     /* After init: does this instance run off the request path (`mode: async`)?
      * Then the chain does not call evaluate before forwarding; it calls it on a
      * detection thread after the request went upstream, with a gw_req of its
@@ -103,8 +109,9 @@ struct gw_policy_ops {
      * only FLAG or LOG (init refuses the rest); its outcome reaches the record
      * before complete(). NULL: never async. */
     bool (*is_async)(const struct gw_policy *pol);
-    /* After the answer was sent (or the request refused), with the record final
-     * except for later policies' complete(): cost, audit. Must not block. */
+    /* After the answer was sent (or the request refused), with the record final and
+     * packed (req->packed): a complete() hook reads the record and never changes it,
+     * as the bytes already packed would not show the change. Must not block. */
     void (*complete)(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec);
     /* Routes that run no chain (GET /v1/models): whether req->api_key names a
      * caller this policy knows. BLOCK with 401 when not; req has no model, target

@@ -499,7 +499,7 @@ static void finish_record(struct rq *r)
 
     gw_chain_complete(s->chain, &r->preq, &r->rec);
     if (s->em && s->em->ops && s->em->ops->emit) {
-        s->em->ops->emit(s->em, &r->rec);
+        s->em->ops->emit(s->em, &r->rec, r->preq.packed);
     }
     gv_record_release(&r->rec); /* the emitter copied any captured content */
     if (gv_log_enabled(GV_LOG_INFO)) {

@@ -31,6 +31,9 @@ struct gw_req {
     struct gv_record *rec;                      /* run tags, principal, outcomes so far */
     bool tags_checked;                          /* the chain's tags() pass ran (gw_chain) */
     void *policy_state[GV_RECORD_MAX_POLICIES]; /* slot i belongs to chain entry i */
+    /* rec packed once it is final (gw_chain_complete, before any complete() hook), in
+     * the thread's scratch: what complete() hooks and the emitter copy; NULL before. */
+    const struct gv_record_packed *packed;
     /* The first choice's answer text as the client got it (after response
      * policies), capped at GW_REQ_ANSWER_MAX; NULL unless some policy keeps it
      * (gw_chain_keeps_answer). Owned by the relay; complete() may copy it. */

@@ -202,7 +202,7 @@ static void *emit_main(void *arg)
     while (i < e->n) {
         uint64_t t0 = now_ns(), c0 = cpu_ns(), k;
         for (k = 0; k < e->burst && i < e->n; k++, i++) {
-            if (e->em->ops->emit(e->em, &rec) != GV_OK) {
+            if (e->em->ops->emit(e->em, &rec, NULL) != GV_OK) {
                 e->dropped++;
             }
         }

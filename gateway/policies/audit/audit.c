@@ -1243,19 +1243,17 @@ static struct json_object *forwarded_messages(const struct gw_req *req)
     return copy;
 }
 
-static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec)
+/* The record's last changes before it is packed (gw_policy.h): a cost, and the
+ * audit chain's head. */
+static void audit_stamp(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec)
 {
     struct audit_ctx *ctx = pol->ctx;
-    struct audit_writer *w = ctx->w;
-    struct audit_node *n, *next;
-    size_t next_len;
     const struct gw_cost_price *price;
-    const struct gv_record_packed *packed;
-    bool wanted;
 
+    (void)req;
     if (!rec->cost_priced && (rec->tokens_prompt || rec->tokens_completion)) {
         /* No cost-tracker in the chain (it prices every request before any
-         * complete(), wherever it is listed): price the tokens at list prices,
+         * stamp(), wherever it is listed): price the tokens at list prices,
          * and put the price on the record too, so the governance event (and
          * W&B) carries the same cost as the audit log. */
         rec->cost_priced = true;
@@ -1267,14 +1265,22 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
             rec->price_output_per_mtok = price->output_per_mtok;
         }
     }
-    if (!w) {
-        return;
-    }
-    wanted = ctx->log_all_access || rec->decision != GV_DECISION_ALLOWED;
     /* The chain's end so far (this record is not written yet): the agent
      * publishes it, so a verifier can check the log against it later. */
-    read_head(w, &rec->audit_head_seq, rec->audit_head_hash);
-    if (!wanted) {
+    if (ctx->w) {
+        read_head(ctx->w, &rec->audit_head_seq, rec->audit_head_hash);
+    }
+}
+
+static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec)
+{
+    struct audit_ctx *ctx = pol->ctx;
+    struct audit_writer *w = ctx->w;
+    struct audit_node *n, *next;
+    size_t next_len;
+    const struct gv_record_packed *packed;
+
+    if (!w || !(ctx->log_all_access || rec->decision != GV_DECISION_ALLOWED)) {
         return;
     }
     if (atomic_load(&w->queued) >= w->queue_max) {
@@ -1287,8 +1293,10 @@ static void audit_complete(struct gw_policy *pol, struct gw_req *req, struct gv_
         }
         return;
     }
-    /* Packed first, so the node can be as large as the record and no larger. */
-    packed = gv_record_pack_scratch(rec); /* weave: the request keeps its telemetry content */
+    /* Packed by the chain once the record was final (weave: the request keeps its
+     * telemetry content); a caller that did not come through the chain packs here.
+     * The node is as large as the packed record and no larger. */
+    packed = req && req->packed ? req->packed : gv_record_pack_scratch(rec);
     pthread_mutex_lock(&w->spare_mu);
     n = w->spare;
     if (n) {
@@ -1368,6 +1376,7 @@ const struct gw_policy_ops gw_policy_audit = {
     .init = audit_init,
     .evaluate = audit_evaluate,
     .ready = audit_ready,
+    .stamp = audit_stamp,
     .complete = audit_complete,
     .keeps_answer = audit_keeps_answer,
     .destroy = audit_destroy,

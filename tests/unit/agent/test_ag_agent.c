@@ -72,7 +72,7 @@ static void emit_n(struct gw_emitter *em, const char *run, int n, enum gv_decisi
     rec.latency_total_us = 1500;
     for (i = 0; i < n; i++) {
         /* The ring holds 4096: pace so it never drops in a test. */
-        while (em->ops->emit(em, &rec) != GV_OK) {
+        while (em->ops->emit(em, &rec, NULL) != GV_OK) {
             usleep(1000);
         }
     }
@@ -230,7 +230,7 @@ static void test_large_records_arrive_whole(void **state)
     emitter_open(f);
     for (i = 0; i < 300; i++) {
         emit_n(f->em, "small-run", 1, GV_DECISION_ALLOWED);
-        while (f->em->ops->emit(f->em, &big) != GV_OK) {
+        while (f->em->ops->emit(f->em, &big, NULL) != GV_OK) {
             usleep(1000);
         }
     }

@@ -102,11 +102,27 @@ static void count_destroy(struct gw_policy *pol)
     destroyed++;
 }
 
-static void count_complete(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec)
+/* stamp() changes the record; complete() only reads it, from the bytes the chain packed
+ * after every stamp. */
+static void count_stamp(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec)
 {
     struct t_ctx *c = pol->ctx;
-    completed++;
+    (void)req;
     rec->cost_usd += (double)c->n;
+}
+
+static double packed_cost = -1.0;
+
+static void count_complete(struct gw_policy *pol, struct gw_req *req, struct gv_record *rec)
+{
+    static struct gv_record seen;
+    (void)pol;
+    (void)rec;
+    completed++;
+    if (req && req->packed) {
+        gv_record_unpack(&seen, req->packed->bytes);
+        packed_cost = seen.cost_usd;
+    }
 }
 
 /* Upper-cases everything and marks the answer as rewritten. */
@@ -232,6 +248,7 @@ static const struct gw_policy_ops t_silent = {.name = "t-silent", .init = silent
 static const struct gw_policy_ops t_count = {.name = "t-count",
                                              .config_map = t_map,
                                              .ctx_size = sizeof(struct t_ctx),
+                                             .stamp = count_stamp,
                                              .complete = count_complete};
 static const struct gw_policy_ops t_upper = {
     .name = "t-upper", .flags = GW_POL_RESPONSE, .stream_text = upper_stream};
@@ -861,9 +878,13 @@ static void test_complete_in_order(void **state)
     fx_open(f, names, "t-count: {n: 7}\n");
     parked = gv_calloc(1, sizeof(struct hold));
     f->req.policy_state[2] = parked;
+    packed_cost = -1.0;
     gw_chain_complete(f->chain, &f->req, &f->rec);
     assert_int_equal(completed, 1);
     assert_true(f->rec.cost_usd == 7.0);
+    /* complete() read the record packed once it was final: the stamp is in it. */
+    assert_non_null(f->req.packed);
+    assert_true(packed_cost == 7.0);
     /* Per-request state parked by a policy is released through its hook. */
     assert_null(f->req.policy_state[2]);
     assert_int_equal(freed_states, 1);

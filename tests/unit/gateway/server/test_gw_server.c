@@ -437,13 +437,17 @@ static pthread_mutex_t em_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t em_cv = PTHREAD_COND_INITIALIZER;
 static struct gv_record em_last;
 static unsigned em_count;
+/* The last record came as the bytes the chain packed once it was final (and is
+ * read back from them), not as a record for the emitter to pack. */
+static bool em_last_packed;
 
 /* With em_gate set, an emit waits (at most 5 s) until the test has read the answer: a
  * gateway that records a request before its answer leaves would never send it while
  * waiting, so the wait would run out and em_gate_ran_out say so. */
 static bool em_gate, em_answer_read, em_gate_ran_out;
 
-static gv_rc cap_emit(struct gw_emitter *em, const struct gv_record *rec)
+static gv_rc cap_emit(struct gw_emitter *em, const struct gv_record *rec,
+                      const struct gv_record_packed *packed)
 {
     struct timespec ts;
     int rc = 0;
@@ -458,7 +462,13 @@ static gv_rc cap_emit(struct gw_emitter *em, const struct gv_record *rec)
         }
         em_gate_ran_out = !em_answer_read;
     }
-    em_last = *rec;
+    em_last_packed = packed != NULL;
+    if (packed) {
+        gv_record_unpack(&em_last, packed->bytes);
+    }
+    else {
+        em_last = *rec;
+    }
     em_count++;
     pthread_cond_broadcast(&em_cv);
     pthread_mutex_unlock(&em_mu);
@@ -475,7 +485,7 @@ static struct gv_record wait_record(unsigned before)
     struct timespec ts;
     struct gv_record rec;
     int rc = 0;
-    bool got;
+    bool got, packed;
 
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += 10;
@@ -484,10 +494,12 @@ static struct gv_record wait_record(unsigned before)
         rc = pthread_cond_timedwait(&em_cv, &em_mu, &ts);
     }
     got = em_count > before;
+    packed = em_last_packed;
     rec = em_last;
     pthread_mutex_unlock(&em_mu);
     /* Outside the lock: a failed assertion leaves the test, and the next one takes it. */
     assert_true(got);
+    assert_true(packed);
     return rec;
 }
 

@@ -68,9 +68,12 @@ static void audit_open(struct audit_fx *a, const char *cfg, const char *state)
     assert_int_equal(fx_open(&a->fx, &gw_policy_audit, cfg, state, &err), GV_OK);
 }
 
-/* Hand the request and its record to complete(), as the chain does when a request ends. */
+/* Hand the request and its record over as the chain does when a request ends: stamp()
+ * (cost, audit head), the record packed once it is final, then complete(). */
 static void audit_complete(struct audit_fx *a)
 {
+    gw_policy_audit.stamp(&a->fx.pol, &a->req, &a->rec);
+    a->req.packed = gv_record_pack_scratch(&a->rec);
     gw_policy_audit.complete(&a->fx.pol, &a->req, &a->rec);
 }
 
