@@ -9,6 +9,7 @@
 
 #include "core/gv_buf.h"
 #include "gateway/gw_http.h"
+#include "gateway/gw_req.h"
 
 static bool fail(struct gw_oai_err *err, int status, const char *code, const char *param,
                  const char *message)
@@ -171,39 +172,9 @@ bad:
     return false;
 }
 
-/* The body's members the checks read; NULL when absent or null. One walk of the
- * members in place of a hashed lookup each: a chat body has a handful. */
-struct top_members {
-    struct json_object *model, *messages, *stream, *stream_options;
-};
-
-static void top_members(struct json_object *body, struct top_members *t)
-{
-    memset(t, 0, sizeof(*t));
-    json_object_object_foreach(body, key, val)
-    {
-        switch (key[0]) {
-        case 'm':
-            if (strcmp(key, "model") == 0) {
-                t->model = val;
-            }
-            else if (strcmp(key, "messages") == 0) {
-                t->messages = val;
-            }
-            break;
-        case 's':
-            if (strcmp(key, "stream") == 0) {
-                t->stream = val;
-            }
-            else if (strcmp(key, "stream_options") == 0) {
-                t->stream_options = val;
-            }
-            break;
-        default:
-            break;
-        }
-    }
-}
+/* The body's members the checks read (gw_req_members). */
+enum { TOP_MODEL, TOP_MESSAGES, TOP_STREAM, TOP_STREAM_OPTIONS, NTOP };
+static const char *const TOP_NAMES[NTOP] = {"model", "messages", "stream", "stream_options"};
 
 /* stream_options, when present and not null: an object whose include_usage,
  * when present and not null, is a boolean. OpenAI refuses anything else; kt
@@ -281,7 +252,7 @@ bool gw_oai_chat_check(json_tokener *tok, const struct gw_oai_hdrs *h, const cha
                        struct gw_oai_err *err)
 {
     struct json_object *v, *messages, *so;
-    struct top_members top;
+    struct json_object *top[NTOP];
     const char *auth = h->authorization;
     char msg[160];
 
@@ -324,8 +295,8 @@ bool gw_oai_chat_check(json_tokener *tok, const struct gw_oai_hdrs *h, const cha
     if (!json_object_is_type(out->body, json_type_object)) {
         return fail(err, 400, "invalid_json", NULL, "The request body must be a JSON object.");
     }
-    top_members(out->body, &top);
-    v = top.model;
+    gw_req_members(out->body, TOP_NAMES, top, NTOP);
+    v = top[TOP_MODEL];
     if (!v) {
         return fail(err, 400, "missing_required_parameter", "model",
                     "You must provide a model parameter.");
@@ -334,7 +305,7 @@ bool gw_oai_chat_check(json_tokener *tok, const struct gw_oai_hdrs *h, const cha
         return fail(err, 400, "invalid_type", "model", "model must be a non-empty string.");
     }
     out->model = json_object_get_string(v);
-    messages = top.messages;
+    messages = top[TOP_MESSAGES];
     if (!messages) {
         return fail(err, 400, "missing_required_parameter", "messages",
                     "Missing required parameter: 'messages'.");
@@ -348,14 +319,14 @@ bool gw_oai_chat_check(json_tokener *tok, const struct gw_oai_hdrs *h, const cha
         return false;
     }
     out->messages = messages;
-    v = top.stream;
+    v = top[TOP_STREAM];
     if (v) {
         if (!json_object_is_type(v, json_type_boolean)) {
             return fail(err, 400, "invalid_type", "stream", "stream must be a boolean.");
         }
         out->stream = json_object_get_boolean(v);
     }
-    so = top.stream_options;
+    so = top[TOP_STREAM_OPTIONS];
     if (!check_stream_options(so, err)) {
         return false;
     }

@@ -77,37 +77,29 @@ static gv_rc visit_arguments(struct gw_req *req, struct json_object *fnobj, cons
     return GV_OK;
 }
 
-/* The members of a message the walk reads, found in one pass over its
- * entries: a message has a handful of members, and a hashed lookup of each of
- * four names (two of them usually absent) cost more than looking at them all.
- * json-c keeps one entry per name (the last of duplicates), as a lookup sees. */
-struct msg_parts {
-    struct json_object *role, *content, *tool_calls, *function_call;
-};
-
-static void find_parts(struct json_object *msg, struct msg_parts *p)
+void gw_req_members(struct json_object *obj, const char *const *names, struct json_object **out,
+                    size_t n)
 {
-    memset(p, 0, sizeof(*p));
-    json_object_object_foreach(msg, key, val)
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        out[i] = NULL;
+    }
+    json_object_object_foreach(obj, key, val)
     {
-        switch (key[0]) {
-        case 'r':
-            p->role = strcmp(key, "role") == 0 ? val : p->role;
-            break;
-        case 'c':
-            p->content = strcmp(key, "content") == 0 ? val : p->content;
-            break;
-        case 't':
-            p->tool_calls = strcmp(key, "tool_calls") == 0 ? val : p->tool_calls;
-            break;
-        case 'f':
-            p->function_call = strcmp(key, "function_call") == 0 ? val : p->function_call;
-            break;
-        default:
-            break;
+        for (i = 0; i < n; i++) {
+            /* The first byte first: most members are none of the names. */
+            if (key[0] == names[i][0] && strcmp(key, names[i]) == 0) {
+                out[i] = val;
+                break;
+            }
         }
     }
 }
+
+/* The members of a message the walk reads (gw_req_members). */
+enum { PART_ROLE, PART_CONTENT, PART_TOOL_CALLS, PART_FUNCTION_CALL, NPARTS };
+static const char *const PART_NAMES[NPARTS] = {"role", "content", "tool_calls", "function_call"};
 
 gv_rc gw_req_foreach_text(struct gw_req *req, gw_text_fn fn, void *arg)
 {
@@ -126,7 +118,7 @@ gv_rc gw_req_foreach_text(struct gw_req *req, gw_text_fn fn, void *arg)
     for (i = 0; i < n && rc == GV_OK; i++) {
         struct json_object *msg = json_object_array_get_idx(messages, i);
         struct json_object *calls;
-        struct msg_parts parts;
+        struct json_object *parts[NPARTS];
         const char *role = "user";
         size_t j, m;
 
@@ -135,12 +127,12 @@ gv_rc gw_req_foreach_text(struct gw_req *req, gw_text_fn fn, void *arg)
         }
         /* Visiting the content may replace it in msg; the other parts are
          * other entries and stay. */
-        find_parts(msg, &parts);
-        if (json_object_is_type(parts.role, json_type_string)) {
-            role = json_object_get_string(parts.role);
+        gw_req_members(msg, PART_NAMES, parts, NPARTS);
+        if (json_object_is_type(parts[PART_ROLE], json_type_string)) {
+            role = json_object_get_string(parts[PART_ROLE]);
         }
-        rc = visit_content(req, msg, parts.content, role, fn, arg);
-        calls = parts.tool_calls;
+        rc = visit_content(req, msg, parts[PART_CONTENT], role, fn, arg);
+        calls = parts[PART_TOOL_CALLS];
         if (rc == GV_OK && json_object_is_type(calls, json_type_array)) {
             m = json_object_array_length(calls);
             for (j = 0; j < m && rc == GV_OK; j++) {
@@ -152,8 +144,8 @@ gv_rc gw_req_foreach_text(struct gw_req *req, gw_text_fn fn, void *arg)
                 }
             }
         }
-        if (rc == GV_OK && parts.function_call) {
-            rc = visit_arguments(req, parts.function_call, role, fn, arg);
+        if (rc == GV_OK && parts[PART_FUNCTION_CALL]) {
+            rc = visit_arguments(req, parts[PART_FUNCTION_CALL], role, fn, arg);
         }
     }
     return rc;

@@ -59,6 +59,14 @@ uint64_t gw_req_tokens_estimate(uint64_t bytes);
  * *estimate and *max as above. Pure: the body is not changed. */
 void gw_req_prompt_tokens(struct gw_req *req, uint64_t *estimate, uint64_t *max);
 
+/* The members of the JSON object obj named names[0..n), found in one walk of its
+ * members: out[i] is the value of names[i], NULL when absent or null. A chat body or
+ * message has a handful of members, and a hashed lookup of each name (most of them
+ * usually absent) costs more than looking at them all. json-c keeps one entry per
+ * name (the last of duplicates), as a lookup sees. */
+void gw_req_members(struct json_object *obj, const char *const *names, struct json_object **out,
+                    size_t n);
+
 /* Called for each text the model will read. `role` is the message role
  * ("user", "system", "developer", "tool", "assistant", "function") and `kind`
  * says where the text sits: "content" or "arguments" (tool/function call
