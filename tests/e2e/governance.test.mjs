@@ -273,19 +273,31 @@ test('rbac: 401 without a key or with an unknown one, 403 for a model outside th
             r = await post({ authorization: 'Bearer sk-bob-0002' });
             assert.equal(r.status, 403);
             assert.equal(r.json.error.code, 'rbac');
+            const bobId = r.headers['x-kt-request-id'];
             r = await post({ authorization: 'Bearer sk-alice-0001',
                 'X-Wandb-Entity': 'interns-team' });
             assert.equal(r.status, 403, 'the team role must also allow the model');
             assert.equal(r.json.error.code, 'rbac');
+            const internsId = r.headers['x-kt-request-id'];
             r = await post({ authorization: 'Bearer sk-alice-0001', 'X-Wandb-Run-Id': 'run-a' });
             assert.equal(r.status, 200, r.body);
+            const aliceId = r.headers['x-kt-request-id'];
 
+            /* Each request's record by its id, not by its place in the log: every request
+             * here comes on a connection of its own, so two of them may be served by
+             * different workers, and each worker records a request after its answer has
+             * left, so the log's order can differ from the requests'. */
             const recs = await waitAuditRecords(g.stateDir, 5);
-            assert.equal(recs[0].principal, 'alice');
-            assert.equal(recs[0].team, 'vision-team');
-            assert.ok(recs[0].cost_usd > 0, 'cost-tracker priced the request');
-            assert.equal(recs[1].decision, 'blocked');
-            assert.equal(recs[2].principal, 'bob');
+            const recOf = (id) => {
+                const rec = recs.find((x) => x.request_id === id);
+                assert.ok(rec, `no audit record for ${id}`);
+                return rec;
+            };
+            assert.equal(recOf(aliceId).principal, 'alice');
+            assert.equal(recOf(aliceId).team, 'vision-team');
+            assert.ok(recOf(aliceId).cost_usd > 0, 'cost-tracker priced the request');
+            assert.equal(recOf(internsId).decision, 'blocked');
+            assert.equal(recOf(bobId).principal, 'bob');
             /* keys never reach the log or the state dir */
             for (const { p, data } of allFiles(g.stateDir)) {
                 assert.ok(!data.includes('sk-alice-0001') && !data.includes('sk-bob-0002'), p);
