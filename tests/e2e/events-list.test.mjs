@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-    startUpstream, startGateway, client, pageConfig, runKt, sleep,
+    startUpstream, startGateway, client, pageConfig, runKt, sleep, waitAuditRecords,
 } from './lib/index.mjs';
 
 const RUN21 = 'run-2026-12-02-abcdef'; // 21 characters
@@ -25,10 +25,15 @@ before(async () => {
     const config = pageConfig({ upstream: up }).replace('entities: [PERSON, EMAIL_ADDRESS]',
         'entities: [PERSON, EMAIL_ADDRESS, PHONE_NUMBER, CREDIT_CARD]');
     gw = await startGateway({ config });
+    let n = 0;
     for (const run of [RUN21, RUN100]) {
         const oa = client(gw, { headers: { 'X-Wandb-Run-Id': run } });
         await oa.chat.completions.create({ model: 'gpt-4o',
             messages: [{ role: 'user', content: PII }] });
+        /* Each client has a connection of its own, which may be served by another worker,
+         * and a worker records a request after its answer has left: the next request waits
+         * for this one's record, so the log's order is the requests'. */
+        await waitAuditRecords(gw.stateDir, ++n);
     }
 });
 
