@@ -4,6 +4,7 @@
 #include "gateway/gw_relay.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,13 @@ struct gw_rq {
     char last_model[128];
     long long last_created;
     struct gv_buf pending; /* SSE bytes for the next write */
+    /* Pass-through events that are still in the upstream's bytes up_data is parsing
+     * ([feed_lo, feed_hi), NULL outside it): [span, span + span_len), written ahead
+     * of pending. They go to the connection from there, not through pending. */
+    const char *span;
+    size_t span_len;
+    const char *feed_lo;
+    const char *feed_hi;
     struct gv_buf scratch;
     struct gv_buf answer;         /* the first choice's text as sent, when keep_answer */
     struct gv_buf body_out;       /* the client's body with stream_options spliced in */
@@ -561,8 +569,19 @@ static void fail_json(struct rq *r, int status, const char *type, const char *co
     finish(r, status);
 }
 
+/* Writes the span of pass-through events, which comes before anything in pending. */
+static void send_span(struct rq *r)
+{
+    if (r->span_len > 0 && r->conn && !r->client_gone) {
+        note_write(r, gw_conn_stream_write(r->conn, r->span, r->span_len));
+    }
+    r->span = NULL;
+    r->span_len = 0;
+}
+
 static void send_pending(struct rq *r)
 {
+    send_span(r);
     if (r->pending.len == 0) {
         return;
     }
@@ -570,6 +589,28 @@ static void send_pending(struct rq *r)
         note_write(r, gw_conn_stream_write(r->conn, r->pending.data, r->pending.len));
     }
     gv_buf_reset(&r->pending);
+}
+
+/* A pass-through event's exact bytes, for the next write. The connection copies
+ * what it is given into its queue; an event still in the bytes being parsed is
+ * only marked, so that copy is the one it gets, where pending made it two (every
+ * byte of a stream whose chunks pass as they came). Marks that follow each other
+ * grow one span; the order on the wire stays: the span, then pending. */
+static gv_rc pass_raw(struct rq *r, const char *p, size_t n)
+{
+    uintptr_t at = (uintptr_t)p, lo = (uintptr_t)r->feed_lo, hi = (uintptr_t)r->feed_hi;
+
+    if (r->pending.len == 0 && lo != 0 && at >= lo && at <= hi && n <= hi - at) {
+        if (r->span_len > 0 && (uintptr_t)r->span + r->span_len == at) {
+            r->span_len += n;
+            return GV_OK;
+        }
+        send_span(r);
+        r->span = p;
+        r->span_len = n;
+        return GV_OK;
+    }
+    return gv_buf_append(&r->pending, p, n);
 }
 
 /* After the stream started: an error event, then the end of the stream. */
@@ -587,6 +628,8 @@ static void fail_stream(struct rq *r, int status, const char *code, const char *
         struct gw_conn *c = r->conn;
         /* Held-back text is dropped on purpose: it was never checked. */
         gv_buf_reset(&r->pending);
+        r->span = NULL;
+        r->span_len = 0;
         gw_conn_stream_write(c, b.data, b.len);
         r->conn = NULL;
         gw_conn_stream_end(c);
@@ -1095,16 +1138,16 @@ static gv_rc pass_event(struct rq *r, const struct gw_sse_event *ev)
         gw_trace_response_text(&r->rec, ev->data, ev->data_len);
     }
     if (!facts.usage) {
-        return gv_buf_append(&r->pending, ev->raw, ev->raw_len);
+        return pass_raw(r, ev->raw, ev->raw_len);
     }
     /* Usage and choices in one walk (the last chunk of every stream). */
     if (gw_jscan_members(ev->data, ev->data_len, usage_keys, 2, v, vlen) != GW_JSCAN_FOUND ||
         !v[0] || vlen[0] == 0 || v[0][0] != '{') {
-        return gv_buf_append(&r->pending, ev->raw, ev->raw_len);
+        return pass_raw(r, ev->raw, ev->raw_len);
     }
     read_usage_span(r, v[0], vlen[0]);
     if (r->client_usage) {
-        return gv_buf_append(&r->pending, ev->raw, ev->raw_len);
+        return pass_raw(r, ev->raw, ev->raw_len);
     }
     if (!v[1] || (vlen[1] == 2 && v[1][0] == '[' && v[1][1] == ']')) {
         return GV_OK; /* the usage-only chunk the client did not ask for */
@@ -1112,7 +1155,7 @@ static gv_rc pass_event(struct rq *r, const struct gw_sse_event *ev)
     /* Usage on a chunk with choices (not what OpenAI sends, but legal): drop the member. */
     o = parse_json(r->w, ev->data, ev->data_len);
     if (!o) {
-        return gv_buf_append(&r->pending, ev->raw, ev->raw_len);
+        return pass_raw(r, ev->raw, ev->raw_len);
     }
     json_object_object_del(o, "usage");
     {
@@ -1131,8 +1174,7 @@ static gv_rc on_event(void *arg, const struct gw_sse_event *ev)
     gv_rc rc = GV_OK;
 
     if (!ev->has_data) {
-        gv_buf_append(&r->pending, ev->raw, ev->raw_len); /* comments, keep-alives */
-        return GV_OK;
+        return pass_raw(r, ev->raw, ev->raw_len); /* comments, keep-alives */
     }
     if (!r->rewrite && !r->capture && !r->keep_answer && !ev->done) {
         return pass_event(r, ev);
@@ -1140,10 +1182,7 @@ static gv_rc on_event(void *arg, const struct gw_sse_event *ev)
     if (ev->done) {
         rc = flush_choices(r);
         r->saw_done = true;
-        if (rc == GV_OK) {
-            gv_buf_append(&r->pending, ev->raw, ev->raw_len);
-        }
-        return rc;
+        return rc == GV_OK ? pass_raw(r, ev->raw, ev->raw_len) : rc;
     }
     o = parse_json(r->w, ev->data, ev->data_len);
     if (!o) {
@@ -1285,8 +1324,11 @@ static enum gw_up_flow up_data(void *arg, const char *p, size_t n)
     r->in_cb = true;
     gw_trace_first_byte(&r->rec, r->cb_t0 - r->t_up_start); /* only the first counts */
     if (r->sse_mode) {
+        r->feed_lo = p;
+        r->feed_hi = p + n;
         rc = gw_sse_feed(&r->sse, p, n, on_event, r);
-        send_pending(r);
+        send_pending(r); /* the span too: its bytes are the caller's until we return */
+        r->feed_lo = r->feed_hi = NULL;
         if (r->client_gone) {
             flow = GW_UP_ABORT;
         }

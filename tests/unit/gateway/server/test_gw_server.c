@@ -527,7 +527,9 @@ static void *mock_main(void *arg)
     return NULL;
 }
 
-static int setup_answers(void **state)
+/* A mock upstream on its own thread, and a one-worker server in front of it whose
+ * config ends with `rest` (policies and the like), capturing records. */
+static int setup_mock(void **state, const char *rest)
 {
     struct afixture *a = calloc(1, sizeof(*a));
     struct evhttp_bound_socket *bs;
@@ -545,15 +547,25 @@ static int setup_answers(void **state)
     if (pthread_create(&a->th, NULL, mock_main, a) != 0) {
         return -1;
     }
-    if (fx_start(&a->f, (unsigned)ntohs(sa.sin_port),
-                 "policies:\n  chain: [pii-detector, t-rfail]\n"
-                 "policy:\n  pii-detector:\n    action: redact\n    entities: [EMAIL_ADDRESS]\n"
-                 "    scan_responses: true\n",
-                 &cap_em, test_registry()) != 0) {
+    if (fx_start(&a->f, (unsigned)ntohs(sa.sin_port), rest, &cap_em, test_registry()) != 0) {
         return -1;
     }
     *state = a;
     return 0;
+}
+
+static int setup_answers(void **state)
+{
+    return setup_mock(
+        state, "policies:\n  chain: [pii-detector, t-rfail]\n"
+               "policy:\n  pii-detector:\n    action: redact\n    entities: [EMAIL_ADDRESS]\n"
+               "    scan_responses: true\n");
+}
+
+/* No policy reads the answer: stream chunks pass as they came. */
+static int setup_passthrough(void **state)
+{
+    return setup_mock(state, "policies:\n  chain: []\n");
 }
 
 static int teardown_answers(void **state)
@@ -745,6 +757,72 @@ static void test_answer_policy_failure_stream_ends_with_error(void **state)
     reply_free(&r);
 }
 
+/* The chunks below as one upstream write: A passes as it came, the usage-only chunk U
+ * is dropped (the client did not ask for usage), C passes, B loses its usage member (so
+ * it is written anew), and [DONE] passes. What passes unchanged is written from the
+ * upstream's bytes and what was rewritten from the relay's own; the client must get
+ * them in order, and nothing of U. */
+#define PASS_A CHUNK("p1", "\"delta\":{\"content\":\"one \"}")
+#define PASS_B                                                                                     \
+    "data: {\"id\":\"p1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\","              \
+    "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"two \"}}],"                                \
+    "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n"
+#define PASS_C CHUNK("p1", "\"delta\":{\"content\":\"three\"},\"finish_reason\":\"stop\"")
+#define PASS_U                                                                                     \
+    "data: {\"id\":\"p1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\","              \
+    "\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n"
+#define PASS_DONE "data: [DONE]\n\n"
+
+static void test_passthrough_keeps_order_around_rewritten_chunks(void **state)
+{
+    static const char *const chunks[] = {PASS_A PASS_U PASS_C PASS_B PASS_DONE, NULL};
+    struct afixture *a = *state;
+    const char *pa, *pb, *pc, *pd;
+    struct gv_record rec;
+    struct reply r;
+
+    rec = ask(a, NULL, chunks, &r);
+    assert_int_equal(r.status, 200);
+    pa = strstr(r.body.data, PASS_A);
+    pb = strstr(r.body.data, "\"two \"");
+    pc = strstr(r.body.data, PASS_C);
+    pd = strstr(r.body.data, PASS_DONE);
+    assert_true(pa == r.body.data);
+    assert_non_null(pb);
+    assert_non_null(pc);
+    assert_non_null(pd);
+    assert_true(pa < pc && pc < pb && pb < pd);
+    assert_true(pc == pa + strlen(PASS_A));
+    assert_null(strstr(r.body.data, "usage"));
+    assert_string_equal(pd, PASS_DONE);
+    assert_int_equal(rec.tokens_prompt, 3);
+    assert_int_equal(rec.tokens_completion, 4);
+    reply_free(&r);
+}
+
+/* Events split across upstream writes anywhere: what passes unchanged arrives byte for
+ * byte, whether it came whole in one write or was put together from two. */
+static void test_passthrough_split_events_arrive_whole(void **state)
+{
+    static const char whole[] = PASS_A PASS_C PASS_DONE;
+    struct afixture *a = *state;
+    struct reply r;
+    size_t cut;
+
+    for (cut = 1; cut < sizeof(whole) - 1; cut += 7) {
+        char first[sizeof(whole)], second[sizeof(whole)];
+        const char *chunks[3] = {first, second, NULL};
+
+        memcpy(first, whole, cut);
+        first[cut] = '\0';
+        memcpy(second, whole + cut, sizeof(whole) - cut);
+        (void)ask(a, NULL, chunks, &r);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body.data, whole);
+        reply_free(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -762,7 +840,12 @@ int main(void)
         cmocka_unit_test(test_answer_redacted_stream_records_redacted),
         cmocka_unit_test(test_answer_policy_failure_stream_ends_with_error),
     };
+    const struct CMUnitTest passthrough[] = {
+        cmocka_unit_test(test_passthrough_keeps_order_around_rewritten_chunks),
+        cmocka_unit_test(test_passthrough_split_events_arrive_whole),
+    };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
 
-    return failed + cmocka_run_group_tests(answers, setup_answers, teardown_answers);
+    failed += cmocka_run_group_tests(answers, setup_answers, teardown_answers);
+    return failed + cmocka_run_group_tests(passthrough, setup_passthrough, teardown_answers);
 }
