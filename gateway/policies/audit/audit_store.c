@@ -28,18 +28,24 @@ static const char SEAL_PREFIX[] = ",\"hash\":\"";
 
 gv_rc gw_audit_line_seal(struct gv_buf *line, char hash_out[GW_AUDIT_HASH_HEX + 1])
 {
+    return gw_audit_line_seal_from(line, 0, hash_out);
+}
+
+gv_rc gw_audit_line_seal_from(struct gv_buf *line, size_t from,
+                              char hash_out[GW_AUDIT_HASH_HEX + 1])
+{
     char hash[GW_AUDIT_HASH_HEX + 1];
     char seal[sizeof(SEAL_PREFIX) - 1 + GW_AUDIT_HASH_HEX + 3];
     size_t body;
     gv_rc rc;
 
-    if (line->len < 2 || line->data[line->len - 1] != '}') {
+    if (from > line->len || line->len - from < 2 || line->data[line->len - 1] != '}') {
         return GV_EINVAL;
     }
     body = line->len - 1;
     /* The hash covers the object text up to, not including, the seal: the
      * bytes a verifier can cut back to without parsing anything. */
-    (void)gv_sha256_hex(line->data, body, hash);
+    (void)gv_sha256_hex(line->data + from, body - from, hash);
     line->len = body;
     line->data[body] = '\0';
     /* One append, so the line gets the whole seal or none of it. */

@@ -44,6 +44,9 @@ struct gw_audit_pos {
  * copies the hash into hash_out. GV_EINVAL when line does not end in '}',
  * GV_E2BIG when the buffer's cap is hit. */
 gv_rc gw_audit_line_seal(struct gv_buf *line, char hash_out[GW_AUDIT_HASH_HEX + 1]);
+/* The same for the line that starts at `from` in buf, after lines already there. */
+gv_rc gw_audit_line_seal_from(struct gv_buf *buf, size_t from,
+                              char hash_out[GW_AUDIT_HASH_HEX + 1]);
 
 /* Checks one line (without its '\n'): the seal suffix is well formed and the
  * hash matches the bytes before it. On GV_OK hash_out holds the line's hash.

@@ -430,6 +430,58 @@ static void test_store_content_keeps_answer_and_priced_cost(void **state)
     gv_buf_free(&b);
 }
 
+/* A line is at most GW_AUDIT_LINE_MAX: a record whose content would make it longer is
+ * kept without its content, between records that keep theirs, and the chain holds. */
+static void test_oversize_content_is_left_out(void **state)
+{
+    const char *st = *state;
+    const size_t big = GW_AUDIT_LINE_MAX + 4096;
+    char path[600];
+    struct gv_buf b, answer;
+    struct audit_fx a;
+    const char *line2, *line3;
+    char *huge = malloc(big + 1);
+
+    assert_non_null(huge);
+    memset(huge, 'x', big);
+    huge[big] = '\0';
+    audit_open(&a, "store_content: true\nfsync: always\n", st);
+    a.req.body = json_tokener_parse(
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"q?\"}]}");
+    gv_buf_init(&answer, 0);
+    a.req.answer = &answer;
+    assert_int_equal(gv_buf_append_str(&answer, "small-one"), GV_OK);
+    fill_rec(&a.rec, 1, GV_DECISION_ALLOWED);
+    audit_complete(&a);
+    gv_buf_reset(&answer);
+    assert_int_equal(gv_buf_append_str(&answer, huge), GV_OK);
+    fill_rec(&a.rec, 2, GV_DECISION_ALLOWED);
+    audit_complete(&a);
+    gv_buf_reset(&answer);
+    assert_int_equal(gv_buf_append_str(&answer, "small-three"), GV_OK);
+    fill_rec(&a.rec, 3, GV_DECISION_ALLOWED);
+    audit_complete(&a);
+    fx_close(&a.fx);
+    json_object_put(a.req.body);
+    gv_buf_free(&answer);
+    free(huge);
+    assert_int_equal(verified(st).records, 3);
+    seg1(st, path, sizeof(path));
+    assert_int_equal(gw_audit_read_file(path, 1u << 22, &b), GV_OK);
+    assert_true(b.len < GW_AUDIT_LINE_MAX);
+    assert_non_null(strstr(b.data, "\"answer\":\"small-one\""));
+    line2 = strstr(b.data, "\"request_id\":\"req-0002\"");
+    line3 = strstr(b.data, "\"request_id\":\"req-0003\"");
+    assert_non_null(line2);
+    assert_non_null(line3);
+    assert_true(line2 < line3);
+    /* Record 2 has neither content nor answer; record 3 has both again. */
+    assert_true(strstr(line2, "\"content\"") > line3);
+    assert_true(strstr(line2, "\"answer\"") > line3);
+    assert_non_null(strstr(line3, "\"answer\":\"small-three\""));
+    gv_buf_free(&b);
+}
+
 static void test_log_all_access_false_skips_allowed(void **state)
 {
     const char *st = *state;
@@ -923,6 +975,7 @@ static const struct CMUnitTest tests[] = {
     UNIT_TMPDIR_TEST(test_complete_writes_chain_that_verifies),
     UNIT_TMPDIR_TEST(test_record_holds_no_content_by_default),
     UNIT_TMPDIR_TEST(test_store_content_keeps_answer_and_priced_cost),
+    UNIT_TMPDIR_TEST(test_oversize_content_is_left_out),
     UNIT_TMPDIR_TEST(test_log_all_access_false_skips_allowed),
     {"verify names an edited record", test_verify_names_tampering, NULL, NULL, (void *)&EDITED},
     {"verify names the record after a deleted one", test_verify_names_tampering, NULL, NULL,
