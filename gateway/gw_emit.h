@@ -35,8 +35,8 @@ gv_rc gw_emitter_create_noop(struct gw_emitter **out);
 /* The emitter that sends events to `kt agent` over its Unix socket, spooling
  * what the agent has not acknowledged under <state_dir>. socket_path NULL
  * means the default <state_dir>/agent.sock. The spool holds at most
- * $KT_SPOOL_MAX_BYTES (default 64 MiB); beyond that the oldest events are
- * dropped and counted in stats(). While the spool cannot be written (a full
+ * $KT_SPOOL_MAX_BYTES (default 64 MiB); beyond that the oldest half of it is
+ * dropped at once and counted in stats(). While the spool cannot be written (a full
  * disk) events wait in memory, up to $KT_SPOOL_HOLD_MAX_BYTES (default
  * 32 MiB), and go to the spool in order once it can be; past that cap new
  * events are dropped and counted. */

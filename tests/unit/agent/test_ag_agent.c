@@ -1,5 +1,6 @@
 /* tests/unit/agent/test_ag_agent.c - emitter -> socket -> agent, restarts, replays */
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -299,26 +300,35 @@ static void test_restarts_lose_nothing_and_count_nothing_twice(void **state)
     assert_int_equal(run_requests("x"), 3500);
 }
 
+/* Waits until every one of `total` events emitted without an agent is either spooled or
+ * dropped, and says how many are which. */
+static void wait_spooled(struct gw_emitter *em, unsigned long long total,
+                         unsigned long long *dropped, unsigned long long *pending)
+{
+    int waited = 0;
+
+    while (waited < WAIT_LIMIT_MS) {
+        em->ops->stats(em, dropped, pending);
+        if (*dropped + *pending == total) {
+            break;
+        }
+        usleep(5000);
+        waited += 5;
+    }
+    assert_int_equal(*dropped + *pending, total);
+}
+
 static void test_full_spool_drops_oldest_and_counts(void **state)
 {
     struct fx *f = *state;
     unsigned long long dropped = 0, pending = 0;
-    int waited = 0;
 
     setenv("KT_SPOOL_MAX_BYTES", "64KiB", 1);
     emitter_open(f);
     unsetenv("KT_SPOOL_MAX_BYTES");
     /* No agent: 3000 events of ~50 bytes do not fit in 64 KiB. */
     emit_n(f->em, "full", 3000, GV_DECISION_ALLOWED);
-    while (waited < WAIT_LIMIT_MS) {
-        f->em->ops->stats(f->em, &dropped, &pending);
-        if (dropped + pending == 3000) {
-            break;
-        }
-        usleep(5000);
-        waited += 5;
-    }
-    assert_int_equal(dropped + pending, 3000);
+    wait_spooled(f->em, 3000, &dropped, &pending);
     assert_true(dropped > 0);
     /* Every frame is over 40 bytes: 64 KiB holds fewer than 1639 of them. */
     assert_true(pending * 40 <= 64 * 1024);
@@ -327,6 +337,55 @@ static void test_full_spool_drops_oldest_and_counts(void **state)
     wait_delivered(&f->r, f->em, pending);
     /* Exactly what was kept arrives; what was dropped is counted, not lost silently. */
     assert_int_equal(run_requests("full"), (long long)pending);
+}
+
+/* The count of spool files ending in `suffix` under the test's state dir. */
+static int spool_files(const char *suffix)
+{
+    char path[512];
+    struct dirent *de;
+    DIR *d;
+    int n = 0;
+
+    snprintf(path, sizeof(path), "%s/spool", dir);
+    d = opendir(path);
+    while (d && (de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name), k = strlen(suffix);
+        n += len > k && strcmp(de->d_name + len - k, suffix) == 0;
+    }
+    if (d) {
+        closedir(d);
+    }
+    return n;
+}
+
+/* A full spool is two files (the older half in the second): a restarted gateway reads
+ * both back, in order, numbers on from them, and the agent gets each kept event once. */
+static void test_full_spool_survives_a_restart(void **state)
+{
+    struct fx *f = *state;
+    unsigned long long dropped = 0, pending = 0, kept;
+
+    setenv("KT_SPOOL_MAX_BYTES", "64KiB", 1);
+    emitter_open(f);
+    emit_n(f->em, "turn", 3000, GV_DECISION_ALLOWED);
+    wait_spooled(f->em, 3000, &dropped, &pending);
+    assert_true(dropped > 0);
+    assert_int_equal(spool_files(".spool.old"), 1);
+    kept = pending;
+    emitter_close(f);
+    emitter_open(f);
+    unsetenv("KT_SPOOL_MAX_BYTES");
+    f->em->ops->stats(f->em, &dropped, &pending);
+    assert_int_equal(pending, kept);
+    assert_int_equal(dropped, 0);
+    emit_n(f->em, "turn", 10, GV_DECISION_ALLOWED);
+    agent_start(&f->r);
+    wait_delivered(&f->r, f->em, kept + 10);
+    assert_int_equal(run_requests("turn"), (long long)(kept + 10));
+    /* Everything acknowledged: the old file is gone. */
+    emitter_close(f);
+    assert_int_equal(spool_files(".spool.old"), 0);
 }
 
 static void test_bad_spool_limit_is_refused(void **state)
@@ -349,6 +408,7 @@ static const struct CMUnitTest tests[] = {
     FX_TEST(test_agent_started_late_gets_spooled_events),
     FX_TEST(test_restarts_lose_nothing_and_count_nothing_twice),
     FX_TEST(test_full_spool_drops_oldest_and_counts),
+    FX_TEST(test_full_spool_survives_a_restart),
     FX_TEST(test_bad_spool_limit_is_refused),
 };
 
