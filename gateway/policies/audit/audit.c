@@ -536,6 +536,21 @@ static gv_rc rotate(struct audit_writer *w)
     return GV_OK;
 }
 
+/* The record's JSON at the end of `out` (from `mark`), with its content or without.
+ * GV_E2BIG when the line with its seal and '\n' would pass GW_AUDIT_LINE_MAX. */
+static gv_rc record_line(struct audit_writer *w, const struct audit_node *n, bool content,
+                         uint64_t seq, const char *hash, struct gv_buf *out, size_t mark)
+{
+    gv_rc rc = gw_audit_record_json(&w->rec, n->cost_usd, content ? n->content : NULL,
+                                    content ? n->answer : NULL, content && n->answer_truncated, seq,
+                                    hash, out);
+
+    if (rc == GV_OK && out->len - mark > GW_AUDIT_LINE_MAX - GW_AUDIT_SEAL_LEN - 1) {
+        rc = GV_E2BIG;
+    }
+    return rc;
+}
+
 /* One record as a sealed line at the end of `out`, after the lines already there:
  * JSON with `seq`, then the hash chained onto `hash` (updated in place). It is
  * built where it stays; a line is up to 1 MiB with its content, and even a small
@@ -545,21 +560,13 @@ static gv_rc seal_record(struct audit_writer *w, const struct audit_node *n, uin
                          char hash[GW_AUDIT_HASH_HEX + 1], struct gv_buf *out)
 {
     const size_t mark = out->len;
-    const size_t room = GW_AUDIT_LINE_MAX - GW_AUDIT_SEAL_LEN - 1; /* the seal and '\n' */
     gv_rc rc;
 
     gv_record_unpack(&w->rec, n->rec);
-    rc = gw_audit_record_json(&w->rec, n->cost_usd, n->content, n->answer, n->answer_truncated, seq,
-                              hash, out);
-    if (rc == GV_OK && out->len - mark > room) {
-        rc = GV_E2BIG;
-    }
+    rc = record_line(w, n, true, seq, hash, out, mark);
     if (rc == GV_E2BIG && (n->content || n->answer)) {
         gv_buf_truncate(out, mark);
-        rc = gw_audit_record_json(&w->rec, n->cost_usd, NULL, NULL, false, seq, hash, out);
-        if (rc == GV_OK && out->len - mark > room) {
-            rc = GV_E2BIG;
-        }
+        rc = record_line(w, n, false, seq, hash, out, mark);
     }
     if (rc == GV_OK) {
         rc = gw_audit_line_seal_from(out, mark, hash);
