@@ -309,7 +309,6 @@ static gv_rc spool_recover(struct agent_em *a)
 
     if (!spool_read_acked(a->spool_fd, &acked)) {
         /* New (or unreadable) current file: start it empty. */
-        acked = 0;
         if (ftruncate(a->spool_fd, 0) != 0 || spool_write_header(a->spool_fd, acked_old)) {
             return GV_EIO;
         }
