@@ -293,12 +293,6 @@ static bool key_is(const char *p, size_t from, size_t to, const char *key, size_
     return to - from == klen && memcmp(p + from, key, klen) == 0;
 }
 
-static bool facts_equal(const struct gw_jscan_chunk *a, const struct gw_jscan_chunk *b)
-{
-    return a->text_bytes == b->text_bytes && a->finish_reason == b->finish_reason &&
-           a->usage == b->usage && a->nreasons == b->nreasons;
-}
-
 /* How many leading bytes a[0..n) and b[0..n) share: a word at a time, as only the
  * chunks that differ from the head (two or three a stream) come here. */
 static size_t shared_prefix(const char *a, const char *b, size_t n)
@@ -352,7 +346,11 @@ static void head_keys_add(struct head_keys *hk, size_t ks)
 void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out,
                           struct gw_jscan_chunk_repeats *rep)
 {
-    struct gw_jscan_chunk at_mark;
+    /* Facts only grow, so "the same facts as at the mark" is "no fact grew since": a
+     * count of growths says it in a register. Copying and comparing *out instead read
+     * back bytes just stored one field at a time, which the store buffer cannot forward
+     * to a wider load: a stall on every key, ~40% of this walk's time in perf. */
+    unsigned grew = 0, grew_at_mark = 0;
     struct head_keys hk = {0};
     size_t i = 0, mark;
     bool skipped = false, cut = false;
@@ -376,14 +374,13 @@ void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out,
         }
     }
     mark = i;
-    at_mark = *out;
     while (i < n) {
         const char *q;
         size_t ks, ke, v;
 
-        if (!facts_equal(out, &at_mark)) {
+        if (grew != grew_at_mark) {
             mark = i; /* the walk found something just before here */
-            at_mark = *out;
+            grew_at_mark = grew;
         }
         if (rep && rep->tail_len == n - i && memcmp(p + i, rep->tail, n - i) == 0) {
             cut = true;
@@ -394,7 +391,7 @@ void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out,
             break;
         }
         ks = (size_t)(q - p);
-        if (!skipped && out->text_bytes == 0 && !out->finish_reason && !out->usage) {
+        if (!skipped && grew == 0) { /* nothing found yet */
             head_keys_add(&hk, ks);
         }
         ke = skip_string(p, ks, n);
@@ -413,7 +410,10 @@ void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out,
         }
         /* The key without its quotes is p[ks + 1 .. ke - 1). */
         if (key_is(p, ks + 1, ke - 1, "usage", 5)) {
-            out->usage = out->usage || !(n - v >= 4 && memcmp(p + v, "null", 4) == 0);
+            if (!out->usage && !(n - v >= 4 && memcmp(p + v, "null", 4) == 0)) {
+                out->usage = true;
+                grew++;
+            }
             continue;
         }
         if (p[v] != '"') {
@@ -421,9 +421,12 @@ void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out,
         }
         i = skip_string(p, v, n);
         if (key_is(p, ks + 1, ke - 1, "content", 7) || key_is(p, ks + 1, ke - 1, "arguments", 9)) {
-            out->text_bytes += i > n ? n - v - 1 : i - v - 2;
+            size_t len = i > n ? n - v - 1 : i - v - 2;
+            out->text_bytes += len;
+            grew += len > 0;
         }
         else if (key_is(p, ks + 1, ke - 1, "finish_reason", 13)) {
+            grew += !out->finish_reason || i <= n;
             out->finish_reason = true;
             if (i <= n && out->nreasons++ == 0) {
                 out->reason = p + v + 1;
@@ -442,7 +445,7 @@ void gw_jscan_chunk_facts(const char *p, size_t n, struct gw_jscan_chunk *out,
         memcpy(rep->head, p, rep->head_len);
     }
     if (!cut) {
-        bool quiet = facts_equal(out, &at_mark) && !at_mark.finish_reason && !at_mark.usage;
+        bool quiet = grew == grew_at_mark && !out->finish_reason && !out->usage;
         rep->tail_len = quiet && n - mark <= sizeof(rep->tail) ? n - mark : 0;
         memcpy(rep->tail, p + mark, rep->tail_len);
     }
