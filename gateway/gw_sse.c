@@ -122,9 +122,10 @@ static gv_rc end_line(struct gw_sse *p, gw_sse_fn fn, void *arg)
  * no event line; anything else (a \r, a second data line, an event name, an
  * event cut by the end of buf, one over max_event) returns false with nothing
  * done, and the copying path below takes it byte for byte the same way.
+ * cr_at is where the first \r at or after i is (len: none).
  * On true, *end is the index after the event and *rc the callback's answer. */
-static bool event_in_place(struct gw_sse *p, const char *buf, size_t i, size_t len, gw_sse_fn fn,
-                           void *arg, size_t *end, gv_rc *rc)
+static bool event_in_place(struct gw_sse *p, const char *buf, size_t i, size_t len, size_t cr_at,
+                           gw_sse_fn fn, void *arg, size_t *end, gv_rc *rc)
 {
     struct gw_sse_event ev;
     size_t at = i, max = p->raw.max ? p->raw.max : SSE_DEFAULT_MAX;
@@ -143,8 +144,8 @@ static bool event_in_place(struct gw_sse *p, const char *buf, size_t i, size_t l
             return false; /* cut short, or over max_event: the copying path decides */
         }
         n = (size_t)(nl - line);
-        if (memchr(line, '\r', n)) {
-            return false;
+        if (cr_at < at + n) {
+            return false; /* the line holds a \r (none lies between i and at) */
         }
         at += n + 1;
         if (n == 0) {
@@ -176,16 +177,28 @@ static bool event_in_place(struct gw_sse *p, const char *buf, size_t i, size_t l
 
 gv_rc gw_sse_feed(struct gw_sse *p, const char *buf, size_t len, gw_sse_fn fn, void *arg)
 {
-    size_t i = 0, j;
+    size_t i = 0, j, cr_at = 0;
     gv_rc rc = GV_OK;
 
     if (p->failed) {
         return GV_EPROTO;
     }
+    /* Where the next \r is, looked for once a read rather than once a line: OpenAI's
+     * streams end lines with \n alone, so one pass says no line of the read has one. */
+    {
+        const char *cr = memchr(buf, '\r', len);
+        cr_at = cr ? (size_t)(cr - buf) : len;
+    }
     while (i < len && rc == GV_OK) {
-        if (p->raw.len == 0 && !p->cr && event_in_place(p, buf, i, len, fn, arg, &j, &rc)) {
-            i = j;
-            continue;
+        if (p->raw.len == 0 && !p->cr) {
+            if (cr_at < i) {
+                const char *cr = memchr(buf + i, '\r', len - i);
+                cr_at = cr ? (size_t)(cr - buf) : len;
+            }
+            if (event_in_place(p, buf, i, len, cr_at, fn, arg, &j, &rc)) {
+                i = j;
+                continue;
+            }
         }
         if (p->cr) {
             /* A \r ended the last line; a \n right after it is part of it. */

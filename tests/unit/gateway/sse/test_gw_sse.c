@@ -347,6 +347,65 @@ static void test_feed_cap_is_exact_on_both_paths(void **state)
     parse_close(&x);
 }
 
+/* Streams of random shapes, some with a \r in a line (a bare one too), fed in random
+ * splits: the events are the byte-by-byte ones. The \r is looked for once a feed, so a
+ * \r several events after the start of a feed must still send its event down the
+ * copying path, and the events after it back to the in-place one. */
+static void test_feed_random_shapes_match_byte_by_byte(void **state)
+{
+    static const char *const shapes[] = {
+        "data: {\"a\":1}\n\n",
+        "data: x\ry\n\n",
+        "data: cr\r\n\r\n",
+        ": c\n\n",
+        "data: a\ndata: b\n\n",
+        "data: t\n\r\n",
+        "event: e\ndata: n\n\n",
+        "\n",
+        "data: [DONE]\n\n",
+        "id: 1\rdata: q\n\n",
+        "data:\n\n",
+    };
+    uint32_t x = 777;
+    int round;
+
+    for (round = 0; round < 300; round++) {
+        struct parse split, bytes;
+        char in[2048];
+        size_t len = 0, i, at;
+        int k, nshapes = 1 + (int)(unit_xorshift32(&x) % 24);
+
+        for (k = 0; k < nshapes; k++) {
+            const char *sh = shapes[unit_xorshift32(&x) % (sizeof(shapes) / sizeof(shapes[0]))];
+            size_t n = strlen(sh);
+            if (len + n > sizeof(in)) {
+                break;
+            }
+            memcpy(in + len, sh, n);
+            len += n;
+        }
+        parse_open(&split, 0);
+        parse_open(&bytes, 0);
+        for (at = 0; at < len;) {
+            size_t n = 1 + unit_xorshift32(&x) % (len - at);
+            assert_int_equal(feed(&split, in + at, n), GV_OK);
+            at += n;
+        }
+        for (i = 0; i < len; i++) {
+            assert_int_equal(feed(&bytes, in + i, 1), GV_OK);
+        }
+        assert_int_equal(finish(&split), GV_OK);
+        assert_int_equal(finish(&bytes), GV_OK);
+        assert_int_equal(split.s.n, bytes.s.n);
+        assert_string_equal(split.s.events.data ? split.s.events.data : "",
+                            bytes.s.events.data ? bytes.s.events.data : "");
+        assert_int_equal(split.s.raw.len, bytes.s.raw.len);
+        parse_close(&split);
+        parse_close(&bytes);
+    }
+    (void)state;
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_feed_whole_stream),
     cmocka_unit_test(test_feed_split_at_every_byte),
@@ -360,6 +419,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_feed_whole_matches_byte_by_byte),
     cmocka_unit_test(test_feed_whole_event_is_not_copied),
     cmocka_unit_test(test_feed_cap_is_exact_on_both_paths),
+    cmocka_unit_test(test_feed_random_shapes_match_byte_by_byte),
 };
 
 #include "tests/unit/unit_main.h"
