@@ -265,14 +265,14 @@ static bool plain_u64(const char *v, size_t vlen, unsigned long long *out)
     return true;
 }
 
-bool gw_jscan_u64s(const char *p, size_t n, const char *const *keys, size_t nkeys,
-                   unsigned long long *out)
+static bool u64s_walk(const char *p, size_t n, const char *const *keys, size_t nkeys,
+                      unsigned long long *out, bool stop_when_all)
 {
     const char *v[GW_JSCAN_U64S_MAX];
     size_t vlen[GW_JSCAN_U64S_MAX], i;
 
     if (nkeys == 0 || nkeys > GW_JSCAN_U64S_MAX ||
-        gw_jscan_members(p, n, keys, nkeys, v, vlen) != GW_JSCAN_FOUND) {
+        members_walk(p, n, keys, nkeys, v, vlen, stop_when_all) != GW_JSCAN_FOUND) {
         return false;
     }
     for (i = 0; i < nkeys; i++) {
@@ -281,6 +281,18 @@ bool gw_jscan_u64s(const char *p, size_t n, const char *const *keys, size_t nkey
         }
     }
     return true;
+}
+
+bool gw_jscan_u64s(const char *p, size_t n, const char *const *keys, size_t nkeys,
+                   unsigned long long *out)
+{
+    return u64s_walk(p, n, keys, nkeys, out, false);
+}
+
+bool gw_jscan_u64s_first(const char *p, size_t n, const char *const *keys, size_t nkeys,
+                         unsigned long long *out)
+{
+    return u64s_walk(p, n, keys, nkeys, out, true);
 }
 
 bool gw_jscan_u64(const char *p, size_t n, const char *key, unsigned long long *out)

@@ -49,6 +49,12 @@ bool gw_jscan_u64(const char *p, size_t n, const char *key, unsigned long long *
 #define GW_JSCAN_U64S_MAX 8
 bool gw_jscan_u64s(const char *p, size_t n, const char *const *keys, size_t nkeys,
                    unsigned long long *out);
+/* As gw_jscan_u64s, but the walk ends once every key is found (gw_jscan_members_first):
+ * for an object another walk has already delimited, such as an answer's usage, whose
+ * counts OpenAI puts first, ahead of the nested details. A key given twice counts its
+ * first value. */
+bool gw_jscan_u64s_first(const char *p, size_t n, const char *const *keys, size_t nkeys,
+                         unsigned long long *out);
 
 /* What the relay needs from a stream chunk it passes on untouched, from one walk over
  * its strings instead of a memmem per key. */

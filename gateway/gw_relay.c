@@ -1066,17 +1066,17 @@ static void remember_chunk_meta(struct rq *r, struct json_object *o)
     }
 }
 
-/* Reads usage from the answer's own text; false when the text is not one
- * JSON object. */
-/* The counts of a usage member's text (v NULL: none). */
+/* The counts of a usage member's text (v NULL: none), a span the answer's walk
+ * delimited. */
 static void read_usage_span(struct rq *r, const char *v, size_t vlen)
 {
     if (v && vlen > 0 && v[0] == '{') {
         static const char *const keys[] = {"prompt_tokens", "completion_tokens"};
         unsigned long long n[2];
         struct json_object *u;
-        /* OpenAI's counts are plain integers: read them off the text, in one walk. */
-        if (gw_jscan_u64s(v, vlen, keys, 2, n)) {
+        /* OpenAI's counts are plain integers: read them off the text, in one walk that
+         * ends at the second of them (the span is whole: the answer's walk found its end). */
+        if (gw_jscan_u64s_first(v, vlen, keys, 2, n)) {
             r->rec.tokens_prompt = n[0];
             r->rec.tokens_completion = n[1];
             r->saw_usage = true;

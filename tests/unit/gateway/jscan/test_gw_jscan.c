@@ -161,6 +161,32 @@ static void test_u64s_members(void **state)
     assert_false(gw_jscan_u64s(u, strlen(u), both, 0, n));
 }
 
+/* The walk that stops at the last key it asks for: the same counts as the whole walk
+ * where both are there, without reading (or checking) what follows them. */
+static void test_u64s_first_stops_at_the_last_key(void **state)
+{
+    static const char *const both[] = {"prompt_tokens", "completion_tokens"};
+    const char *u = "{\"prompt_tokens\":24,\"completion_tokens\":15,\"total_tokens\":39,"
+                    "\"prompt_tokens_details\":{\"cached_tokens\":0}}";
+    /* What follows the counts is not read: a bad member there does not matter. */
+    const char *rest_bad = "{\"prompt_tokens\":3,\"completion_tokens\":4,\"x\":}";
+    unsigned long long n[2] = {0, 0};
+    (void)state;
+
+    assert_true(gw_jscan_u64s_first(u, strlen(u), both, 2, n));
+    assert_true(n[0] == 24 && n[1] == 15);
+    assert_false(gw_jscan_u64s(rest_bad, strlen(rest_bad), both, 2, n));
+    assert_true(gw_jscan_u64s_first(rest_bad, strlen(rest_bad), both, 2, n));
+    assert_true(n[0] == 3 && n[1] == 4);
+    /* A missing or non-integer count is still no count. */
+    assert_false(gw_jscan_u64s_first("{\"prompt_tokens\":7}", 18, both, 2, n));
+    {
+        const char *str = "{\"prompt_tokens\":7,\"completion_tokens\":\"1\"}";
+        assert_false(gw_jscan_u64s_first(str, strlen(str), both, 2, n));
+    }
+    assert_false(gw_jscan_u64s_first("[1]", 3, both, 2, n));
+}
+
 /* What one walk over a stream chunk finds: the text bytes of every `content` and
  * `arguments` string at any depth (keys inside strings, values spelled like a key and
  * non-strings count 0), a `finish_reason` string, a `usage` other than null. */
@@ -443,6 +469,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_agrees_with_json_c),
     cmocka_unit_test(test_u64_members),
     cmocka_unit_test(test_u64s_members),
+    cmocka_unit_test(test_u64s_first_stops_at_the_last_key),
     cmocka_unit_test(test_chunk_facts),
     cmocka_unit_test(test_chunk_facts_any_cut),
     cmocka_unit_test(test_chunk_repeats_over_a_stream),
