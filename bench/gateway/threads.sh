@@ -16,6 +16,9 @@
 # switches of each kt thread a request are printed too. Only 127.0.0.1 is used; ports from
 # THREADS_PORT_BASE (default 18380: upstream +1, kt +2). KT_BIN defaults to build-release/kt
 # (bash bench/gateway/run.sh builds it).
+# THREADS_TARGET=floor2 measures bench/gateway/floor2 (build-release/bench/kt-bench-floor2, the
+# same server and client with no kt code) in kt's place, one thread: what is left of kt's worker
+# above it is kt's own work, in user and in system time.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -27,7 +30,13 @@ UP_PORT=$((BASE + 1))
 KT_PORT=$((BASE + 2))
 MODE=json
 [ "${THREADS_SSE:-0}" = 1 ] && MODE=sse
-[ -x "$KT" ] || { echo "threads: no kt binary at $KT (run bench/gateway/run.sh once)" >&2; exit 1; }
+TARGET="${THREADS_TARGET:-kt}"
+FLOOR2="${FLOOR2_BIN:-$ROOT/build-release/bench/kt-bench-floor2}"
+case "$TARGET" in
+kt) [ -x "$KT" ] || { echo "threads: no kt binary at $KT (run bench/gateway/run.sh once)" >&2; exit 1; } ;;
+floor2) [ -x "$FLOOR2" ] || { echo "threads: no floor2 binary at $FLOOR2 (run bench/gateway/run.sh once)" >&2; exit 1; } ;;
+*) echo "threads: THREADS_TARGET is kt or floor2" >&2; exit 1 ;;
+esac
 command -v wrk >/dev/null 2>&1 || { echo "threads: wrk is needed (apt-get install wrk)" >&2; exit 1; }
 
 . "$ROOT/bench/lib/procs.sh"
@@ -38,8 +47,22 @@ ports_free threads THREADS_PORT_BASE "$UP_PORT" "$KT_PORT"
 
 nginx_upstream "$WORK/upstream" "$UP_PORT"
 UP_PID="${PIDS[-1]}"
-page_config "http://127.0.0.1:$UP_PORT/v1" >"$WORK/policy-config.yaml"
-start_page_kt threads "$KT" "$KT_PORT" "$WORK/policy-config.yaml" "$WORK/state" "$WORK/kt.log"
+if [ "$TARGET" = kt ]; then
+    page_config "http://127.0.0.1:$UP_PORT/v1" >"$WORK/policy-config.yaml"
+    start_page_kt threads "$KT" "$KT_PORT" "$WORK/policy-config.yaml" "$WORK/state" "$WORK/kt.log"
+else
+    "$FLOOR2" --listen "127.0.0.1:$KT_PORT" \
+        --upstream "http://127.0.0.1:$UP_PORT/v1/chat/completions" 2>"$WORK/floor2.log" &
+    KT_PID=$!
+    PIDS+=("$KT_PID")
+    for ((i = 0; i < 100; i++)); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
+            --data '{}' "http://127.0.0.1:$KT_PORT/v1/chat/completions" || true)" != 000 ] && break
+        sleep 0.1
+    done
+    [ "$i" -lt 100 ] || { echo "threads: floor2 does not answer on port $KT_PORT" >&2; exit 1; }
+    KT="$FLOOR2"
+fi
 
 URL="http://127.0.0.1:$KT_PORT/v1/chat/completions"
 wrk -t2 -c64 -d2s -s bench/gateway/post.lua "$URL" -- "$MODE" >/dev/null
@@ -81,7 +104,7 @@ read -r REQS WRK_US <<<"$(sed -n 's/.*BENCH requests=\([0-9]*\) duration_us=\([0
     "$WORK/wrk.out")"
 [ -n "${REQS:-}" ] || { echo "threads: wrk printed no result" >&2; cat "$WORK/wrk.out" >&2; exit 1; }
 TCK="$(getconf CLK_TCK)"
-echo "kt threads, $MODE, wrk -t2 -c64, ${DURATION}s: $((REQS * 1000000 / WRK_US)) req/s" \
+echo "$TARGET threads, $MODE, wrk -t2 -c64, ${DURATION}s: $((REQS * 1000000 / WRK_US)) req/s" \
     "($KT)"
 awk -v reqs="$REQS" -v wrk_us="$WRK_US" -v dur="$DURATION" -v tck="$TCK" '
     FNR == NR { u[$1] += $2; s[$1] += $3; v[$1] += $4; next }
@@ -97,5 +120,5 @@ awk -v reqs="$REQS" -v wrk_us="$WRK_US" -v dur="$DURATION" -v tck="$TCK" '
             inv = t ~ /^kt/ ? sprintf("%.3f", (v2[t] - v[t]) / r) : "-"
             printf "%-14s %9.2f %9.2f %9.2f %11s\n", t, uu, ss, uu + ss, inv
         }
-        printf "%-14s %9.2f %9.2f %9.2f\n", "kt, all", ku, ks, ku + ks
+        printf "%-14s %9.2f %9.2f %9.2f\n", "all of it", ku, ks, ku + ks
     }' "$WORK/a" "$WORK/b"
