@@ -660,26 +660,11 @@ gv_rc gw_config_load(const char *path, struct gw_config **out, struct gv_cfg_err
     return gw_config_load_with(path, gw_policies_builtin(), out, err);
 }
 
-gv_rc gw_config_load_with(const char *path, const struct gw_policy_ops *const *reg,
-                          struct gw_config **out, struct gv_cfg_err *err)
-{
-    struct gv_cfg_err scratch;
-    struct gv_ydoc *doc = NULL;
-    gv_rc rc;
-
-    *out = NULL;
-    if (!err) {
-        err = &scratch;
-    }
-    err->msg[0] = '\0';
-    rc = gv_ydoc_load_file(path, &doc, err);
-    if (rc == GV_OK) {
-        rc = load_doc(doc, reg, out, err);
-    }
-    return rc;
-}
-
-gv_rc gw_config_load_buf(const char *name, const char *data, size_t len, struct gw_config **out,
+/* A file (from_file: name is its path) or bytes in memory (data, len, called name in
+ * messages), parsed and loaded against reg. err may be NULL: the message then goes
+ * nowhere. */
+static gv_rc load_source(bool from_file, const char *name, const char *data, size_t len,
+                         const struct gw_policy_ops *const *reg, struct gw_config **out,
                          struct gv_cfg_err *err)
 {
     struct gv_cfg_err scratch;
@@ -691,11 +676,24 @@ gv_rc gw_config_load_buf(const char *name, const char *data, size_t len, struct 
         err = &scratch;
     }
     err->msg[0] = '\0';
-    rc = gv_ydoc_load_buf(name, data, len, &doc, err);
+    rc = from_file ? gv_ydoc_load_file(name, &doc, err)
+                   : gv_ydoc_load_buf(name, data, len, &doc, err);
     if (rc == GV_OK) {
-        rc = load_doc(doc, gw_policies_builtin(), out, err);
+        rc = load_doc(doc, reg, out, err);
     }
     return rc;
+}
+
+gv_rc gw_config_load_with(const char *path, const struct gw_policy_ops *const *reg,
+                          struct gw_config **out, struct gv_cfg_err *err)
+{
+    return load_source(true, path, NULL, 0, reg, out, err);
+}
+
+gv_rc gw_config_load_buf(const char *name, const char *data, size_t len, struct gw_config **out,
+                         struct gv_cfg_err *err)
+{
+    return load_source(false, name, data, len, gw_policies_builtin(), out, err);
 }
 
 void gw_config_destroy(struct gw_config *cfg)
