@@ -569,14 +569,20 @@ static void fail_json(struct rq *r, int status, const char *type, const char *co
     finish(r, status);
 }
 
+/* Forgets the span of pass-through events, written or not. */
+static void drop_span(struct rq *r)
+{
+    r->span = NULL;
+    r->span_len = 0;
+}
+
 /* Writes the span of pass-through events, which comes before anything in pending. */
 static void send_span(struct rq *r)
 {
     if (r->span_len > 0 && r->conn && !r->client_gone) {
         note_write(r, gw_conn_stream_write(r->conn, r->span, r->span_len));
     }
-    r->span = NULL;
-    r->span_len = 0;
+    drop_span(r);
 }
 
 static void send_pending(struct rq *r)
@@ -628,8 +634,7 @@ static void fail_stream(struct rq *r, int status, const char *code, const char *
         struct gw_conn *c = r->conn;
         /* Held-back text is dropped on purpose: it was never checked. */
         gv_buf_reset(&r->pending);
-        r->span = NULL;
-        r->span_len = 0;
+        drop_span(r);
         gw_conn_stream_write(c, b.data, b.len);
         r->conn = NULL;
         gw_conn_stream_end(c);

@@ -175,25 +175,30 @@ static bool event_in_place(struct gw_sse *p, const char *buf, size_t i, size_t l
     return false;
 }
 
+/* Where the first \r at or after `from` is in buf[0..len), or len. */
+static size_t next_cr(const char *buf, size_t from, size_t len)
+{
+    const char *cr = memchr(buf + from, '\r', len - from);
+
+    return cr ? (size_t)(cr - buf) : len;
+}
+
 gv_rc gw_sse_feed(struct gw_sse *p, const char *buf, size_t len, gw_sse_fn fn, void *arg)
 {
-    size_t i = 0, j, cr_at = 0;
+    size_t i = 0, j, cr_at;
     gv_rc rc = GV_OK;
 
     if (p->failed) {
         return GV_EPROTO;
     }
     /* Where the next \r is, looked for once a read rather than once a line: OpenAI's
-     * streams end lines with \n alone, so one pass says no line of the read has one. */
-    {
-        const char *cr = memchr(buf, '\r', len);
-        cr_at = cr ? (size_t)(cr - buf) : len;
-    }
+     * streams end lines with \n alone, so one pass says no line of the read has one.
+     * It is looked for again only once the parser has passed it. */
+    cr_at = next_cr(buf, 0, len);
     while (i < len && rc == GV_OK) {
         if (p->raw.len == 0 && !p->cr) {
             if (cr_at < i) {
-                const char *cr = memchr(buf + i, '\r', len - i);
-                cr_at = cr ? (size_t)(cr - buf) : len;
+                cr_at = next_cr(buf, i, len);
             }
             if (event_in_place(p, buf, i, len, cr_at, fn, arg, &j, &rc)) {
                 i = j;

@@ -170,6 +170,7 @@ static void test_u64s_first_stops_at_the_last_key(void **state)
                     "\"prompt_tokens_details\":{\"cached_tokens\":0}}";
     /* What follows the counts is not read: a bad member there does not matter. */
     const char *rest_bad = "{\"prompt_tokens\":3,\"completion_tokens\":4,\"x\":}";
+    const char *not_int = "{\"prompt_tokens\":7,\"completion_tokens\":\"1\"}";
     unsigned long long n[2] = {0, 0};
     (void)state;
 
@@ -180,10 +181,7 @@ static void test_u64s_first_stops_at_the_last_key(void **state)
     assert_true(n[0] == 3 && n[1] == 4);
     /* A missing or non-integer count is still no count. */
     assert_false(gw_jscan_u64s_first("{\"prompt_tokens\":7}", 18, both, 2, n));
-    {
-        const char *str = "{\"prompt_tokens\":7,\"completion_tokens\":\"1\"}";
-        assert_false(gw_jscan_u64s_first(str, strlen(str), both, 2, n));
-    }
+    assert_false(gw_jscan_u64s_first(not_int, strlen(not_int), both, 2, n));
     assert_false(gw_jscan_u64s_first("[1]", 3, both, 2, n));
 }
 
