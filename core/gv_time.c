@@ -27,6 +27,21 @@ uint64_t gv_wall_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+uint64_t gv_wall_at_mono(uint64_t mono_us)
+{
+    static _Thread_local uint64_t read_at_mono; /* 0: never read */
+    static _Thread_local int64_t wall_minus_mono;
+
+    /* An instant before the last reading takes the offset as it is: it was right then. */
+    if (read_at_mono == 0 ||
+        (mono_us > read_at_mono && mono_us - read_at_mono >= GV_WALL_OFFSET_TTL_US)) {
+        uint64_t mono = gv_mono_us();
+        wall_minus_mono = (int64_t)(gv_wall_us() - mono);
+        read_at_mono = mono ? mono : 1;
+    }
+    return (uint64_t)((int64_t)mono_us + wall_minus_mono);
+}
+
 void gv_time_deadline(clockid_t clock, uint64_t us, struct timespec *out)
 {
     clock_gettime(clock, out);

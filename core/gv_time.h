@@ -16,6 +16,14 @@ uint64_t gv_mono_us(void);
 uint64_t gv_mono_coarse_ms(void);
 /* Wall clock (Unix epoch) for timestamps. */
 uint64_t gv_wall_us(void);
+/* The wall clock at `mono_us`, a gv_mono_us() reading of the last moments, without reading
+ * the wall clock: the calling thread keeps the offset between the two clocks and reads it
+ * again once GV_WALL_OFFSET_TTL_US of the monotonic clock have passed. A request stamps
+ * several wall times (its start, each policy's, the upstream call's) that were a clock read
+ * each. Off by what NTP slews in that time (at most 500 ppm: 50 us), or by a step of the
+ * wall clock until the next reading. */
+#define GV_WALL_OFFSET_TTL_US 100000u
+uint64_t gv_wall_at_mono(uint64_t mono_us);
 /* The absolute time `us` microseconds from now on `clock`, as the timespec a
  * pthread_cond_timedwait on a condition variable using that clock expects
  * (CLOCK_REALTIME unless pthread_condattr_setclock chose another). */

@@ -437,7 +437,7 @@ void gw_chain_evaluate(struct gw_chain *chain, struct gw_req *req, struct gw_ver
          * request's own work. */
         if (mono0 == 0) {
             mono0 = mono = gv_mono_us();
-            wall0 = gv_wall_us();
+            wall0 = gv_wall_at_mono(mono0);
         }
         t0 = mono;
         if (o) {

@@ -392,12 +392,10 @@ static void finish_later(struct rq *r)
     w->finishing_last = r;
 }
 
-/* The request is over for the client: record, audit, emit, log, free; the
- * record part waits (parked, off the active list) for async detection. */
-static void finish(struct rq *r, int status)
+/* The request is over for the client at `now`: record, audit, emit, log, free;
+ * the record part waits (parked, off the active list) for async detection. */
+static void finish_at(struct rq *r, int status, uint64_t now)
 {
-    uint64_t now = gv_mono_us();
-
     if (r->call) {
         gw_upstream_abort(r->call);
         r->call = NULL;
@@ -430,6 +428,21 @@ static void finish(struct rq *r, int status)
         return;
     }
     finish_later(r);
+}
+
+static void finish(struct rq *r, int status)
+{
+    finish_at(r, status, gv_mono_us());
+}
+
+/* The answer is handed to the client: kt's own time since the last callback
+ * began ends at the same reading as the request. */
+static void finish_counted(struct rq *r, int status)
+{
+    uint64_t now = gv_mono_us();
+
+    r->gw_us += now - r->cb_t0;
+    finish_at(r, status, now);
 }
 
 /* Async detection came back to this worker's loop. */
@@ -564,9 +577,8 @@ static void fail_json(struct rq *r, int status, const char *type, const char *co
         gw_conn_reply(c, status, "application/json", hd.data, hd.len, b.data, b.len);
         gv_buf_free(&hd);
     }
-    r->gw_us = overhead_now(r);
     gv_buf_free(&b);
-    finish(r, status);
+    finish_counted(r, status);
 }
 
 /* Forgets the span of pass-through events, written or not. */
@@ -639,9 +651,8 @@ static void fail_stream(struct rq *r, int status, const char *code, const char *
         r->conn = NULL;
         gw_conn_stream_end(c);
     }
-    r->gw_us = overhead_now(r);
     gv_buf_free(&b);
-    finish(r, status);
+    finish_counted(r, status);
 }
 
 static void fail(struct rq *r, int status, const char *code, const char *message)
@@ -1280,7 +1291,8 @@ static void up_headers(void *arg, const struct gw_up_headers *h)
 {
     struct rq *r = arg;
 
-    r->cb_t0 = gv_mono_us();
+    /* Copying a few header values is timed as the upstream's (it runs before
+     * t_up_end); only a stream's head, which kt writes here, is timed as kt's. */
     r->in_cb = true;
     r->up_status = h->status;
     copy_hdr(r->up_ctype, sizeof(r->up_ctype), h->content_type);
@@ -1292,6 +1304,7 @@ static void up_headers(void *arg, const struct gw_up_headers *h)
         strncasecmp(h->content_type, "text/event-stream", 17) == 0) {
         struct gv_buf hd;
         enum gw_conn_wr wr;
+        r->cb_t0 = gv_mono_us();
         r->sse_mode = true;
         r->rec.streamed = true;
         r->rewrite = gw_chain_wants_response(r->w->srv->chain);
@@ -1306,8 +1319,8 @@ static void up_headers(void *arg, const struct gw_up_headers *h)
         gv_buf_free(&hd);
         note_write(r, wr);
         r->headers_sent = true;
+        r->gw_us += gv_mono_us() - r->cb_t0;
     }
-    r->gw_us += gv_mono_us() - r->cb_t0;
     r->in_cb = false;
 }
 
@@ -1325,10 +1338,10 @@ static enum gw_up_flow up_data(void *arg, const char *p, size_t n)
         r->paused = true;
         return GW_UP_PAUSE;
     }
-    r->cb_t0 = gv_mono_us();
     r->in_cb = true;
-    gw_trace_first_byte(&r->rec, r->cb_t0 - r->t_up_start); /* only the first counts */
     if (r->sse_mode) {
+        r->cb_t0 = gv_mono_us();
+        gw_trace_first_byte(&r->rec, r->cb_t0 - r->t_up_start); /* only the first counts */
         r->feed_lo = p;
         r->feed_hi = p + n;
         rc = gw_sse_feed(&r->sse, p, n, on_event, r);
@@ -1341,12 +1354,19 @@ static enum gw_up_flow up_data(void *arg, const char *p, size_t n)
             r->stream_failed = true;
             flow = GW_UP_ABORT;
         }
+        r->gw_us += gv_mono_us() - r->cb_t0;
     }
-    else if (gv_buf_append(&r->resp, p, n) != GV_OK) {
-        r->resp_too_big = true;
-        flow = GW_UP_ABORT;
+    else {
+        /* A whole answer is read here and worked on at up_done: keeping its bytes is
+         * timed as the upstream's, like its header values. */
+        if (r->rec.upstream_first_byte_us == 0) {
+            gw_trace_first_byte(&r->rec, gv_mono_us() - r->t_up_start);
+        }
+        if (gv_buf_append(&r->resp, p, n) != GV_OK) {
+            r->resp_too_big = true;
+            flow = GW_UP_ABORT;
+        }
     }
-    r->gw_us += gv_mono_us() - r->cb_t0;
     r->in_cb = false;
     if (r->client_gone) {
         flow = GW_UP_ABORT;
@@ -1386,8 +1406,7 @@ static void finish_buffered(struct rq *r)
             return;
         }
         send_answer(r, status, body, len);
-        r->gw_us = overhead_now(r);
-        finish(r, status);
+        finish_counted(r, status);
         return;
     }
     else {
@@ -1427,13 +1446,11 @@ static void finish_buffered(struct rq *r)
         note_answer(r, o, "message");
         send_answer(r, status, body, len);
         json_object_put(o);
-        r->gw_us = overhead_now(r);
-        finish(r, status);
+        finish_counted(r, status);
         return;
     }
     send_answer(r, status, body, len);
-    r->gw_us = overhead_now(r);
-    finish(r, status);
+    finish_counted(r, status);
 }
 
 static void up_done(void *arg, gv_rc rc, const char *what)
@@ -1495,8 +1512,7 @@ static void up_done(void *arg, gv_rc rc, const char *what)
         r->conn = NULL;
         gw_conn_stream_end(c);
     }
-    r->gw_us = overhead_now(r);
-    finish(r, r->client_gone ? 499 : 200);
+    finish_counted(r, r->client_gone ? 499 : 200);
 }
 
 static const struct gw_upstream_ops up_ops = {
@@ -1583,7 +1599,7 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
     r->preq.model = "";
     r->preq.api_key = "";
     r->preq.rec = &r->rec;
-    r->rec.start_wall_us = gv_wall_us() - (gv_mono_us() - in->t_start);
+    r->rec.start_wall_us = gv_wall_at_mono(in->t_start);
     gv_str_copy(r->rec.request_id, sizeof(r->rec.request_id), reqid);
     /* Continue the client's trace context, or start a trace. */
     gw_trace_begin(&r->rec, hdr_value(in->head, "traceparent", tp_in, sizeof(tp_in)),
@@ -1702,11 +1718,11 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
     up.idle_timeout_ms = t->idle_timeout_ms;
     up.ca_file = t->ca_file;
     /* The CLIENT span starts here; its traceparent (and the client's tracestate) go upstream. */
-    gw_trace_upstream_start(&r->rec, up.url);
+    r->t_up_start = gv_mono_us();
+    gw_trace_upstream_start(&r->rec, up.url, gv_wall_at_mono(r->t_up_start));
     gw_trace_upstream_header(&r->rec, tp_out);
     trace_headers(extra, sizeof(extra), tp_out, r->rec.tracestate);
     up.extra_headers = extra;
-    r->t_up_start = gv_mono_us();
     r->gw_us = r->t_up_start - in->t_start;
     if (gw_upstream_start(w->up, &up, &up_ops, r, &r->call) != GV_OK) {
         r->t_up_end = gv_mono_us();

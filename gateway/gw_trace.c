@@ -54,7 +54,7 @@ void gw_trace_begin(struct gv_record *rec, const char *traceparent, const char *
     memcpy(rec->upstream_span_id, ids.client, GV_SPAN_ID_LEN);
 }
 
-void gw_trace_upstream_start(struct gv_record *rec, const char *url)
+void gw_trace_upstream_start(struct gv_record *rec, const char *url, uint64_t wall_us)
 {
     /* Every request of a target has the same URL: parse it once per worker
      * thread and target, not once per request (curl_url allocates). */
@@ -62,7 +62,7 @@ void gw_trace_upstream_start(struct gv_record *rec, const char *url)
     static _Thread_local char last_host[128];
     static _Thread_local int last_port;
 
-    rec->upstream_start_wall_us = gv_wall_us();
+    rec->upstream_start_wall_us = wall_us;
     rec->upstream_first_byte_us = 0;
     if (strlen(url) >= sizeof(last_url) || strcmp(url, last_url) != 0) {
         CURLU *u = curl_url();

@@ -20,9 +20,9 @@ struct json_object;
  * id and start time, so the agent and any replay see the same ids. */
 void gw_trace_begin(struct gv_record *rec, const char *traceparent, const char *tracestate);
 
-/* The upstream call starts now: its wall clock start and the target's host and
- * port (server.address/port) from its URL. */
-void gw_trace_upstream_start(struct gv_record *rec, const char *url);
+/* The upstream call starts at `wall_us` (Unix epoch microseconds): that start and
+ * the target's host and port (server.address/port) from its URL. */
+void gw_trace_upstream_start(struct gv_record *rec, const char *url, uint64_t wall_us);
 
 /* The first bytes of the upstream's response body arrived `since_start_us` after
  * the call started: for a stream, its first chunk. Only the first call counts. */

@@ -1,4 +1,4 @@
-/* tests/unit/core/test_gv_time.c - the coarse clock and the HTTP Date value */
+/* tests/unit/core/test_gv_time.c - the coarse clock, wall at a mono instant, HTTP Date */
 /* SPDX-License-Identifier: Apache-2.0 */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -79,7 +79,37 @@ static void test_mono_coarse_ms_tracks_mono(void **state)
     }
 }
 
+/* The wall time of a monotonic instant lands between wall readings taken around it
+ * (the bound is loose: a mistake in units or sign is off by seconds or years), and two
+ * instants map with the same offset: their wall times are as far apart as they are. */
+#define WALL_AT_MONO_SLACK_US 50000u
+
+static void test_wall_at_mono_tracks_wall(void **state)
+{
+    uint64_t before, mono, at, after, i;
+
+    (void)state;
+    for (i = 0; i < 1000; i++) {
+        before = gv_wall_us();
+        mono = gv_mono_us();
+        at = gv_wall_at_mono(mono);
+        after = gv_wall_us();
+        assert_true(at + WALL_AT_MONO_SLACK_US >= before);
+        assert_true(at <= after + WALL_AT_MONO_SLACK_US);
+        assert_int_equal(gv_wall_at_mono(mono - 1000u), at - 1000u);
+    }
+    /* Past the offset's lifetime it is read again, and still lands there. */
+    struct timespec nap = {0, (long)(GV_WALL_OFFSET_TTL_US + 5000u) * 1000};
+    nanosleep(&nap, NULL);
+    before = gv_wall_us();
+    at = gv_wall_at_mono(gv_mono_us());
+    after = gv_wall_us();
+    assert_true(at + WALL_AT_MONO_SLACK_US >= before);
+    assert_true(at <= after + WALL_AT_MONO_SLACK_US);
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_wall_at_mono_tracks_wall),
     cmocka_unit_test(test_mono_coarse_ms_tracks_mono),
     cmocka_unit_test(test_http_date_is_imf_fixdate_of_now),
     cmocka_unit_test(test_http_date_is_per_thread),

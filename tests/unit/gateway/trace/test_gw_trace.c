@@ -82,10 +82,10 @@ static void test_upstream_start_and_response_facts(void **state)
 
     (void)state;
     rec_init(&rec, "req_d");
-    gw_trace_upstream_start(&rec, "https://api.example.com/v1/chat/completions");
+    gw_trace_upstream_start(&rec, "https://api.example.com/v1/chat/completions", 1764921600123456u);
     assert_string_equal(rec.upstream_host, "api.example.com");
     assert_int_equal(rec.upstream_port, 443);
-    assert_true(rec.upstream_start_wall_us > 0);
+    assert_int_equal(rec.upstream_start_wall_us, 1764921600123456u);
     gw_trace_first_byte(&rec, 1500);
     gw_trace_first_byte(&rec, 9000);
     assert_int_equal(rec.upstream_first_byte_us, 1500);
