@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <http_parser.h>
 
 #include "core/gv_buf.h"
 #include "gateway/gw_h1req.h"
@@ -731,7 +732,65 @@ static void test_api(void **state)
     gw_h1req_free(&r);
 }
 
+/* The path of every target the head accepts is the one http_parser_parse_url
+ * finds (the framing takes a plain path without it), and a target it cannot
+ * parse is refused: thousands of targets from the bytes that matter to URL
+ * parsing, origin-form and absolute-form, with and without query and fragment. */
+#define PATH_TARGETS 20000
+
+static void test_path_matches_parse_url(void **state)
+{
+    static const char alphabet[] = "//??##aZ09-._~%:@!$&'()*+,;=[]\"^`{|}<>";
+    static const char *const starts[] = {"/", "/v1/", "http://h", "http://h:8/", "*", "", "h/"};
+    char target[48], raw[128];
+    uint64_t seed = 0x5EEDu;
+    size_t i, k, n, used, accepted = 0, plain = 0;
+
+    (void)state;
+    for (i = 0; i < PATH_TARGETS; i++) {
+        struct http_parser_url u;
+        struct gw_h1req r;
+        enum gw_h1_status st;
+        const char *want;
+        size_t want_len;
+        bool parses;
+        int len;
+
+        n = (size_t)snprintf(target, sizeof(target), "%s",
+                             starts[rng_next(&seed) % (sizeof(starts) / sizeof(starts[0]))]);
+        for (k = rng_next(&seed) % 24; k > 0; k--) {
+            target[n++] = alphabet[rng_next(&seed) % (sizeof(alphabet) - 1)];
+        }
+        target[n] = '\0';
+        len = snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: a\r\n\r\n", target);
+        http_parser_url_init(&u);
+        parses = n > 0 && http_parser_parse_url(target, n, 0, &u) == 0;
+        gw_h1req_init(&r, NULL);
+        st = gw_h1req_feed(&r, raw, (size_t)len, &used);
+        if (st == GW_H1_DONE) {
+            accepted++;
+            assert_true(parses);
+            want = (u.field_set & (1u << UF_PATH)) ? target + u.field_data[UF_PATH].off : "/";
+            want_len = (u.field_set & (1u << UF_PATH)) ? u.field_data[UF_PATH].len : 1;
+            assert_int_equal(r.head.path_len, want_len);
+            assert_memory_equal(r.head.path, want, want_len);
+            plain += memchr(target, '?', n) == NULL && memchr(target, '#', n) == NULL;
+        }
+        else {
+            /* Refused for the target: unparsable, or a byte the head does not let in. */
+            assert_int_equal(st, GW_H1_ERROR);
+            assert_true(!parses || strpbrk(target, "\"\\^`{|}<>") != NULL);
+        }
+        gw_h1req_free(&r);
+    }
+    /* The draw reaches both ways of finding the path and both outcomes. */
+    assert_true(accepted > PATH_TARGETS / 4);
+    assert_true(plain > PATH_TARGETS / 20);
+    assert_true(accepted - plain > PATH_TARGETS / 20);
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_path_matches_parse_url),
     {"accepted", test_table, NULL, NULL, (void *)&T_ACCEPTED},
     {"sequences", test_table, NULL, NULL, (void *)&T_SEQUENCES},
     {"refused", test_table, NULL, NULL, (void *)&T_REFUSED},
