@@ -162,3 +162,22 @@ void gv_record_unpack(struct gv_record *dst, const unsigned char *in)
     (void)get_span(d, in, pos, around_hole(at, sizeof(*dst), hole_from, hole_to));
     dst->content = NULL;
 }
+
+void gv_record_clear(struct gv_record *rec)
+{
+    const size_t hole_from = hole_start(0), hole_to = offsetof(struct gv_record, start_wall_us);
+    char *d = (char *)rec;
+    struct span2 sp;
+    size_t at = 0, i;
+
+    for (i = 0; i < NSTR; i++) {
+        sp = around_hole(at, str_fields[i].off, hole_from, hole_to);
+        memset(d + sp.a_from, 0, sp.a_len);
+        memset(d + sp.b_from, 0, sp.b_len);
+        d[str_fields[i].off] = '\0';
+        at = str_fields[i].off + str_fields[i].size;
+    }
+    sp = around_hole(at, sizeof(*rec), hole_from, hole_to);
+    memset(d + sp.a_from, 0, sp.a_len);
+    memset(d + sp.b_from, 0, sp.b_len);
+}

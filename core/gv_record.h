@@ -157,5 +157,11 @@ const struct gv_record_packed *gv_record_pack_scratch(const struct gv_record *sr
  * and the bytes past each string's NUL stay as they were in dst. dst->content is set
  * to NULL. */
 void gv_record_unpack(struct gv_record *dst, const unsigned char *bytes);
+/* An empty record, as far as anything reads it: every field zero, every string empty,
+ * no policies (npolicies 0), content NULL. Writes what pack would carry of it (~300
+ * bytes and each string's first), not the whole 4 KB: the bytes past each string's
+ * first and the policy slots stay as they were, as after unpack (a slot is cleared
+ * as a request takes it). */
+void gv_record_clear(struct gv_record *rec);
 
 #endif

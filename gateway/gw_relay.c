@@ -231,6 +231,8 @@ static struct gv_buf *rq_buf(struct rq *r, size_t i)
     return (struct gv_buf *)(void *)((char *)r + RQ_BUFS[i].off);
 }
 
+#define RQ_AFTER_REC (offsetof(struct rq, rec) + sizeof(((struct rq *)0)->rec))
+
 /* A zeroed request object with empty buffers. */
 static struct rq *rq_get(struct gw_worker *w, const struct gw_config *cfg)
 {
@@ -250,7 +252,11 @@ static struct rq *rq_get(struct gw_worker *w, const struct gw_config *cfg)
         for (i = 0; i < RQ_NBUFS; i++) {
             keep[i] = *rq_buf(r, i);
         }
-        memset(r, 0, sizeof(*r));
+        /* The record is 4 KB of which a request writes a few hundred bytes: it is
+         * cleared as read (gv_record_clear), the rest of the object zeroed. */
+        memset(r, 0, offsetof(struct rq, rec));
+        gv_record_clear(&r->rec);
+        memset((char *)r + RQ_AFTER_REC, 0, sizeof(*r) - RQ_AFTER_REC);
         for (i = 0; i < RQ_NBUFS; i++) {
             *rq_buf(r, i) = keep[i];
             gv_buf_reset(rq_buf(r, i));

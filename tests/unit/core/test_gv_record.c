@@ -207,7 +207,42 @@ static void test_string_lengths(void **state)
     }
 }
 
+/* A record full of garbage (no NUL anywhere) reads as empty once cleared: it packs to the
+ * bytes a zeroed record packs to, every byte outside the string arrays' tails and the
+ * policy slots is zero, and those two keep what was there (nothing more is written). */
+static void test_clear_reads_as_zeroed(void **state)
+{
+    static struct gv_record dirty, zero;
+    static struct gv_record_packed want;
+    const size_t pol_from = offsetof(struct gv_record, policies),
+                 pol_to = offsetof(struct gv_record, start_wall_us);
+    const unsigned char *d = (const unsigned char *)&dirty;
+    size_t i, k, tails = 0;
+
+    (void)state;
+    memset(&dirty, 0xA5, sizeof(dirty));
+    memset(&zero, 0, sizeof(zero));
+    gv_record_clear(&dirty);
+    assert_null(dirty.content);
+    assert_int_equal(dirty.npolicies, 0);
+    gv_record_pack(&want, &zero);
+    gv_record_pack(&packed, &dirty);
+    assert_int_equal(packed.len, want.len);
+    assert_memory_equal(packed.bytes, want.bytes, want.len);
+    for (i = 0; i < sizeof(dirty); i++) {
+        bool tail = i >= pol_from && i < pol_to;
+        for (k = 0; !tail && k < sizeof(strs) / sizeof(strs[0]); k++) {
+            tail = i > strs[k].off && i < strs[k].off + strs[k].size;
+        }
+        assert_int_equal(d[i], tail ? 0xA5 : 0);
+        tails += tail;
+    }
+    /* Most of the record is not written. */
+    assert_true(tails > sizeof(dirty) / 2);
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_clear_reads_as_zeroed),
     cmocka_unit_test(test_every_used_byte_arrives),
     cmocka_unit_test(test_short_strings_and_fields),
     cmocka_unit_test(test_policy_counts),
