@@ -112,6 +112,44 @@ static void test_event_roundtrip_weave_fields_at_the_cap(void **state)
     gv_free(resp);
 }
 
+/* The encoding appends to what out holds, is byte for byte what protobuf-c's own
+ * packer gives for the same message, and a cap too small for it leaves out as it
+ * was with GV_E2BIG. */
+static void test_event_encode_appends_exact_bytes_or_nothing(void **state)
+{
+    struct gv_record in;
+    struct gv_buf b, small;
+    Gv__V1__GovernanceEvent *ev;
+    uint8_t *again;
+    size_t n;
+
+    (void)state;
+    fill_record(&in);
+    gv_buf_init(&b, 0);
+    gv_buf_append_str(&b, "xyz");
+    assert_int_equal(gv_event_encode(&in, "0123456789abcdef0123456789abcdef", 9, &b), GV_OK);
+    assert_memory_equal(b.data, "xyz", 3);
+    assert_int_equal(b.data[b.len], '\0');
+    ev = gv__v1__governance_event__unpack(NULL, b.len - 3, (const uint8_t *)b.data + 3);
+    assert_non_null(ev);
+    assert_int_equal(ev->n_policies, 2);
+    n = gv__v1__governance_event__get_packed_size(ev);
+    assert_int_equal(n, b.len - 3);
+    again = gv_malloc(n);
+    assert_int_equal(gv__v1__governance_event__pack(ev, again), n);
+    assert_memory_equal(again, b.data + 3, n);
+    gv_free(again);
+    gv__v1__governance_event__free_unpacked(ev, NULL);
+    /* Room for "xyz" and part of the event only. */
+    gv_buf_init(&small, b.len - 1);
+    gv_buf_append_str(&small, "xyz");
+    assert_int_equal(gv_event_encode(&in, "0123456789abcdef0123456789abcdef", 9, &small), GV_E2BIG);
+    assert_int_equal(small.len, 3);
+    assert_string_equal(small.data, "xyz");
+    gv_buf_free(&small);
+    gv_buf_free(&b);
+}
+
 static void test_event_decode_rejects_garbage(void **state)
 {
     struct gv_record out;
@@ -251,6 +289,7 @@ static void test_frame_parse_incomplete_and_oversized(void **state)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_event_roundtrip_keeps_every_field),
     cmocka_unit_test(test_event_roundtrip_weave_fields_at_the_cap),
+    cmocka_unit_test(test_event_encode_appends_exact_bytes_or_nothing),
     cmocka_unit_test(test_event_decode_rejects_garbage),
     cmocka_unit_test(test_event_decode_survives_random_bytes),
     cmocka_unit_test(test_event_decode_truncates_long_strings),
