@@ -44,6 +44,7 @@ static void test_client_context_is_continued(void **state)
 static void test_new_trace_without_or_with_bad_context(void **state)
 {
     struct gv_record a, b;
+    struct gv_trace_ids ids;
 
     (void)state;
     rec_init(&a, "req_b");
@@ -58,6 +59,11 @@ static void test_new_trace_without_or_with_bad_context(void **state)
     assert_memory_equal(a.trace_id, b.trace_id, GV_TRACE_ID_LEN);
     assert_memory_equal(a.span_id, b.span_id, GV_SPAN_ID_LEN);
     assert_memory_equal(a.upstream_span_id, b.upstream_span_id, GV_SPAN_ID_LEN);
+    /* What an exporter derives from the record is what the gateway sent. */
+    gv_trace_derive_ids(&a, &ids);
+    assert_memory_equal(a.trace_id, ids.trace, GV_TRACE_ID_LEN);
+    assert_memory_equal(a.span_id, ids.server, GV_SPAN_ID_LEN);
+    assert_memory_equal(a.upstream_span_id, ids.client, GV_SPAN_ID_LEN);
 }
 
 static void test_tracestate_with_control_bytes_is_dropped(void **state)
