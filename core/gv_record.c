@@ -107,6 +107,12 @@ static size_t get_span(char *rec, const unsigned char *in, size_t pos, struct sp
     return pos + sp.a_len + sp.b_len;
 }
 
+static void zero_span(char *rec, struct span2 sp)
+{
+    memset(rec + sp.a_from, 0, sp.a_len);
+    memset(rec + sp.b_from, 0, sp.b_len);
+}
+
 void gv_record_pack(struct gv_record_packed *dst, const struct gv_record *src)
 {
     const size_t hole_to = offsetof(struct gv_record, start_wall_us);
@@ -167,17 +173,12 @@ void gv_record_clear(struct gv_record *rec)
 {
     const size_t hole_from = hole_start(0), hole_to = offsetof(struct gv_record, start_wall_us);
     char *d = (char *)rec;
-    struct span2 sp;
     size_t at = 0, i;
 
     for (i = 0; i < NSTR; i++) {
-        sp = around_hole(at, str_fields[i].off, hole_from, hole_to);
-        memset(d + sp.a_from, 0, sp.a_len);
-        memset(d + sp.b_from, 0, sp.b_len);
+        zero_span(d, around_hole(at, str_fields[i].off, hole_from, hole_to));
         d[str_fields[i].off] = '\0';
         at = str_fields[i].off + str_fields[i].size;
     }
-    sp = around_hole(at, sizeof(*rec), hole_from, hole_to);
-    memset(d + sp.a_from, 0, sp.a_len);
-    memset(d + sp.b_from, 0, sp.b_len);
+    zero_span(d, around_hole(at, sizeof(*rec), hole_from, hole_to));
 }

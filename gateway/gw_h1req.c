@@ -591,7 +591,6 @@ static unsigned head_byte(struct gw_h1req *r, unsigned char c, bool trailer)
     return gw_h1byte_is_ctl(c) ? E_CONTROL : E_REQUEST_LINE;
 }
 
-/* The request line went through the parser whole: what it holds. */
 /* An origin-form target with no query or fragment ("/v1/chat/completions": nearly
  * every request) is its own path. The head's checks let only visible ASCII into a
  * target, and http_parser_parse_url's path state takes all of it but '?' and '#';
@@ -602,6 +601,7 @@ static bool is_plain_path(const char *t, size_t n)
     return n > 0 && t[0] == '/' && !memchr(t, '?', n) && !memchr(t, '#', n);
 }
 
+/* The request line went through the parser whole: what it holds. */
 static bool take_request_line(struct gw_h1req *r)
 {
     struct gw_h1_head *h = &r->head;
