@@ -1365,7 +1365,7 @@ static enum gw_up_flow up_data(void *arg, const char *p, size_t n)
     else {
         /* A whole answer is read here and worked on at up_done: keeping its bytes is
          * timed as the upstream's, like its header values. */
-        if (r->rec.upstream_first_byte_us == 0) {
+        if (r->rec.upstream_first_byte_us == 0) { /* the clock only for the first */
             gw_trace_first_byte(&r->rec, gv_mono_us() - r->t_up_start);
         }
         if (gv_buf_append(&r->resp, p, n) != GV_OK) {
@@ -1723,12 +1723,13 @@ void gw_relay_chat(struct gw_worker *w, struct gw_conn *c, const struct gw_conn_
     up.first_byte_timeout_ms = t->first_byte_timeout_ms;
     up.idle_timeout_ms = t->idle_timeout_ms;
     up.ca_file = t->ca_file;
-    /* The CLIENT span starts here; its traceparent (and the client's tracestate) go upstream. */
-    r->t_up_start = gv_mono_us();
-    gw_trace_upstream_start(&r->rec, up.url, gv_wall_at_mono(r->t_up_start));
+    /* The CLIENT span's traceparent (and the client's tracestate) go upstream; the span
+     * starts here, its wall start from the same reading as the upstream's time. */
     gw_trace_upstream_header(&r->rec, tp_out);
     trace_headers(extra, sizeof(extra), tp_out, r->rec.tracestate);
     up.extra_headers = extra;
+    r->t_up_start = gv_mono_us();
+    gw_trace_upstream_start(&r->rec, up.url, gv_wall_at_mono(r->t_up_start));
     r->gw_us = r->t_up_start - in->t_start;
     if (gw_upstream_start(w->up, &up, &up_ops, r, &r->call) != GV_OK) {
         r->t_up_end = gv_mono_us();
